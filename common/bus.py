@@ -1,0 +1,282 @@
+"""ZeroMQ sockets speaking the wire of :mod:`common.wire` (zguide patterns named as in the book).
+
+- :class:`Publisher`: PUB with a deliberate high-water mark, an epoch and a per-publisher seq.
+- :class:`Subscriber`: SUB to several publishers, decoding, counting malformed frames, and
+  classifying each message with :class:`~common.sequence.SequenceTracker` (gap, new epoch, ...).
+- :class:`Requester`: Lazy Pirate REQ: every request has a timeout; a timed-out socket is closed
+  and reopened so it is never stuck. Blocking (``call``) or driven by the caller's poll loop
+  (``send`` / ``take_reply``).
+- :class:`Responder`: a REP server that always answers, with an error reply for a bad request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from common import wire
+from common.sequence import Seen, SequenceTracker
+
+log = logging.getLogger("oracle.bus")
+
+# A PUB socket drops silently past its HWM. Bars and signals are facts we must not lose in a
+# replay burst, so the limit is high (memory-bounded, ~100 MB at 1 kB a message) and explicit.
+PUB_HWM = 100_000
+SUB_HWM = 100_000
+
+
+class WireErrors:
+    """Counts malformed frames by kind and logs the first of each kind only."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self.counts: dict[str, int] = {}
+
+    def record(self, err: wire.WireError, where: str) -> None:
+        n = self.counts.get(err.code, 0) + 1
+        self.counts[err.code] = n
+        if n == 1:
+            log.warning("%s: malformed frame on %s: %s (logged once per kind)", self.owner, where, err)
+
+
+def new_epoch() -> int:
+    """Id of this process start: the wall clock in ns, so a later start has a larger epoch."""
+    return time.time_ns()
+
+
+class Publisher:
+    def __init__(self, ctx: zmq.Context, endpoint: str, src: str, epoch: int, hwm: int = PUB_HWM):
+        self.src = src
+        self.epoch = epoch
+        self.seq = 0
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 500)
+        self.sock.bind(endpoint)
+        self.endpoint = endpoint
+
+    def publish(self, topic: str, body: Any) -> int:
+        self.seq += 1
+        self.sock.send_multipart(wire.encode_pub(topic, self.src, self.epoch, self.seq, time.time_ns(), body))
+        return self.seq
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    envelope: wire.Envelope
+    seen: Seen
+
+
+class Subscriber:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoints: Iterable[str],
+        prefixes: Iterable[str],
+        errors: WireErrors,
+    ):
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, SUB_HWM)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        for prefix in prefixes:
+            self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.endpoints = list(endpoints)
+        for endpoint in self.endpoints:
+            self.sock.connect(endpoint)
+        self.errors = errors
+        self.tracker = SequenceTracker()
+
+    def drain(self, limit: int = 10_000) -> list[Received]:
+        """Every message waiting now (up to ``limit``), decoded and classified; never blocks."""
+        out: list[Received] = []
+        sock = self.sock
+        for _ in range(limit):
+            if not sock.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
+                break
+            frames = sock.recv_multipart()
+            try:
+                env = wire.decode_pub(frames)
+            except wire.WireError as err:
+                self.errors.record(err, "SUB")
+                continue
+            seen = self.tracker.observe(env.src, env.epoch, env.seq)
+            if seen.accept:
+                out.append(Received(env, seen))
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RequestTimeout(TimeoutError):
+    pass
+
+
+class RequestFailed(RuntimeError):
+    """The peer answered ``ok: false``."""
+
+    def __init__(self, op: str, code: str, message: str):
+        super().__init__(f"{op} failed: {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Requester:
+    """Lazy Pirate REQ client for one endpoint."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, src: str, timeout_ms: int = 2000):
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.src = src
+        self.timeout_ms = timeout_ms
+        self.sock: zmq.Socket | None = None
+        self.pending: tuple[str, str, float] | None = None  # (op, id, deadline monotonic)
+        self.resets = 0
+        self._open()
+
+    def _open(self) -> None:
+        self.sock = self.ctx.socket(zmq.REQ)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(self.endpoint)
+
+    def reset(self) -> None:
+        """Close and reopen the socket (a REQ that lost its reply is otherwise stuck)."""
+        assert self.sock is not None
+        self.sock.close()
+        self.pending = None
+        self.resets += 1
+        self._open()
+
+    def next_id(self) -> str:
+        return f"{self.src}-{next(self._ids)}"
+
+    # -- driven by the caller's poll loop ---------------------------------------------------
+    def send(self, op: str, args: Any, timeout_ms: int | None = None, req_id: str | None = None) -> str:
+        if self.pending is not None:
+            raise RuntimeError(f"request {self.pending[0]} to {self.endpoint} still pending")
+        req_id = req_id or self.next_id()
+        assert self.sock is not None
+        self.sock.send(wire.encode_request(op, req_id, args))
+        deadline = time.monotonic() + (timeout_ms or self.timeout_ms) / 1000
+        self.pending = (op, req_id, deadline)
+        return req_id
+
+    def take_reply(self) -> wire.Reply | None:
+        """The reply, if it has arrived; resets the socket and raises on timeout."""
+        if self.pending is None:
+            return None
+        op, req_id, deadline = self.pending
+        assert self.sock is not None
+        try:
+            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            if time.monotonic() >= deadline:
+                self.reset()
+                raise RequestTimeout(f"{op} to {self.endpoint}: no reply in time") from None
+            return None
+        self.pending = None
+        reply = wire.decode_reply(frames, op)
+        if reply.id != req_id:
+            raise wire.WireError(wire.BAD_ENVELOPE, f"reply id {reply.id} does not match request {req_id}")
+        return reply
+
+    # -- blocking ---------------------------------------------------------------------------
+    def call(self, op: str, args: Any, timeout_ms: int | None = None, retries: int = 0) -> Any:
+        """Send and wait; retries reuse the request id so an idempotent server can deduplicate."""
+        req_id = self.next_id()
+        timeout_ms = timeout_ms or self.timeout_ms
+        for attempt in range(retries + 1):
+            self.send(op, args, timeout_ms, req_id)
+            assert self.sock is not None
+            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)  # a blocking recv with a deadline
+            try:
+                frames = self.sock.recv_multipart()
+            except zmq.Again:
+                self.reset()
+                log.debug("%s to %s timed out (attempt %d)", op, self.endpoint, attempt + 1)
+                continue
+            self.pending = None
+            reply = wire.decode_reply(frames, op)
+            if reply.id != req_id:
+                raise wire.WireError(wire.BAD_ENVELOPE, f"reply id {reply.id} does not match request {req_id}")
+            if not reply.ok:
+                raise RequestFailed(op, reply.error_code, reply.error_message)
+            return reply.result
+        raise RequestTimeout(f"{op} to {self.endpoint}: no reply in {timeout_ms} ms ({retries + 1} tries)")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+Handler = Callable[[Any], Any]
+
+
+class Responder:
+    """REP server: decode, dispatch to ``handlers[op]``, always reply exactly once."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler], errors: WireErrors):
+        self.sock = ctx.socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        self.endpoint = endpoint
+        self.handlers = handlers
+        self.errors = errors
+        self.served = 0
+
+    def serve_ready(self, limit: int = 100) -> int:
+        """Answer the requests waiting now; never blocks."""
+        n = 0
+        sock = self.sock
+        for _ in range(limit):
+            if not sock.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
+                break
+            frames = sock.recv_multipart()
+            sock.send(self._answer(frames))
+            n += 1
+        self.served += n
+        return n
+
+    def _answer(self, frames: list[bytes]) -> bytes:
+        try:
+            req = wire.decode_request(frames)
+        except wire.RequestError as err:
+            self.errors.record(err, "REP")
+            return wire.encode_error(err.req_id, err.code, err.message)
+        except wire.WireError as err:
+            self.errors.record(err, "REP")
+            return wire.encode_error("", err.code, err.message)
+        handler = self.handlers.get(req.op)
+        if handler is None:
+            return wire.encode_error(req.id, wire.UNKNOWN_OP, f"this service does not answer '{req.op}'")
+        try:
+            return wire.encode_reply(req.id, handler(req.args))
+        except OpError as err:
+            return wire.encode_error(req.id, err.code, err.message)
+        except Exception as exc:  # a handler bug must not kill the service; it is logged in full
+            log.exception("handler for %s failed", req.op)
+            return wire.encode_error(req.id, wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class OpError(Exception):
+    """Raised by a handler to answer a clear error (``ok: false``) with a code of its own."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

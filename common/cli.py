@@ -1,0 +1,238 @@
+"""``oracle``: the operator's command line (argparse; tables with rich).
+
+    oracle tap [PREFIX ...] [--json]     every publisher's messages, one line each (Espresso)
+    oracle ctl status [--json] | stop | resume
+    oracle check-config
+    oracle train | backtest | sim-broker | report ...   (the tools of the other services)
+
+Heavy tools are imported only when their command runs, so ``oracle tap`` stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from common import bus, config, logs, messages, wire
+
+# command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
+TOOLS = {
+    "train": ("services.preditor.train:main", "train a model (HMM + PPO) from a bars CSV"),
+    "backtest": ("services.preditor.backtest:main", "replay a model over a bars CSV: trades, metrics, equity PNG"),
+    "sim-broker": ("services.connector.sim:main", "the cTrader Open API simulator"),
+    "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
+}
+
+
+def _load_config(args: argparse.Namespace) -> config.Config:
+    try:
+        return config.load(args.config, args.overlay)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# ---- tap --------------------------------------------------------------------------------------
+
+
+def _fmt_body(body: Any) -> str:
+    return json.dumps(logs.redact(messages.to_wire(body)), separators=(",", ":"), default=str, sort_keys=True)
+
+
+def tap(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    ctx = zmq.Context()
+    errors = bus.WireErrors("tap")
+    sub = bus.Subscriber(ctx, cfg.publishers().values(), args.prefixes or [""], errors)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    printed = 0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            if not sub.sock.poll(200):
+                continue
+            for r in sub.drain():
+                env = r.envelope
+                if args.json:
+                    line = json.dumps(
+                        {
+                            "ts": env.ts,
+                            "src": env.src,
+                            "topic": env.topic,
+                            "epoch": env.epoch,
+                            "seq": env.seq,
+                            "type": env.type,
+                            "delivery": r.seen.delivery.value,
+                            "missed": r.seen.missed,
+                            "body": logs.redact(messages.to_wire(env.body)),
+                        },
+                        default=str,
+                    )
+                else:
+                    clock = time.strftime("%H:%M:%S", time.localtime(env.ts / 1e9))
+                    clock += f".{env.ts // 1_000_000 % 1000:03d}"
+                    mark = {"new_epoch": " [restarted]", "gap": f" [gap: {r.seen.missed} lost]"}.get(
+                        r.seen.delivery.value, ""
+                    )
+                    line = f"{clock} {env.src:<12} {env.topic:<22} seq={env.seq}{mark} {_fmt_body(env.body)}"
+                print(line, flush=True)
+                printed += 1
+                if args.count and printed >= args.count:
+                    return 0
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+        ctx.term()
+    return 0
+
+
+# ---- ctl --------------------------------------------------------------------------------------
+
+
+def _request(cfg: config.Config, service: str, op: str, args: Any, timeout_ms: int) -> Any:
+    ctx = zmq.Context.instance()
+    req = bus.Requester(ctx, cfg.endpoint(service, "rep"), "ctl", timeout_ms)
+    try:
+        return req.call(op, args)
+    finally:
+        req.close()
+
+
+def _direct_status(cfg: config.Config, timeout_ms: int) -> dict:
+    """The orchestrator is silent: ask every service itself."""
+    out = {}
+    for s in config.WORKERS:
+        try:
+            out[s] = _request(cfg, s, "status", messages.NoArgs(), timeout_ms)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+            out[s] = {"state": "NOT ANSWERING", "error": str(exc)}
+    return out
+
+
+def _age(v: Any) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def _print_status(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 140))
+    halted = report.get("halted_reason")
+    console.print(f"system [bold]{report['system']}[/bold]" + (f"  halted: {halted}" if halted else ""))
+    table = Table("service", "state", "pid", "epoch", "uptime", "hb age", "RSS MB", "restarts", "supervisord")
+    for name, s in report["services"].items():
+        rss = s.get("rss_bytes")
+        table.add_row(
+            name,
+            str(s.get("state")),
+            str(s.get("pid")),
+            str(s.get("epoch")),
+            _age(s.get("uptime_s")),
+            _age(s.get("hb_age_s")),
+            "-" if rss is None else f"{rss / 2**20:.0f}",
+            "-" if s.get("restarts") is None else str(s.get("restarts")),
+            s.get("supervisor_state") or "-",
+        )
+    console.print(table)
+    for issue in report.get("issues", []):
+        console.print(f"issue: {issue}")
+
+
+def ctl(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    timeout_ms = args.timeout_ms
+    try:
+        if args.command == "status":
+            try:
+                report = _request(cfg, "orchestrator", "status", messages.NoArgs(), timeout_ms)
+            except bus.RequestTimeout:
+                print("orchestrator not answering; asking each service directly", file=sys.stderr)
+                report = {"system": "UNKNOWN (orchestrator down)", "services": _direct_status(cfg, timeout_ms)}
+                if args.json:
+                    print(json.dumps(report, default=str))
+                    return 1
+                _print_status(report)
+                return 1
+            if args.json:
+                print(json.dumps(report, default=str))
+            else:
+                _print_status(report)
+            return 0
+        if args.command == "stop":
+            result = _request(cfg, "orchestrator", "stop", messages.StopArgs("MANUAL"), timeout_ms)
+        else:
+            result = _request(cfg, "orchestrator", "resume", messages.NoArgs(), timeout_ms)
+        print(json.dumps(result, default=str))
+        return 0
+    except bus.RequestTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except bus.RequestFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def check_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    print(f"configuration OK (home {cfg.home})")
+    for s in config.SERVICES:
+        print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
+    return 0
+
+
+# ---- entry point -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=None, help="config file (default config/default.yaml)")
+    common.add_argument("--overlay", default=None, help="overlay file (default config/local.yaml)")
+
+    p = argparse.ArgumentParser(prog="oracle", description="Oracle Trader operator tools")
+    sub = p.add_subparsers(dest="tool", required=True)
+
+    t = sub.add_parser("tap", parents=[common], help="print every published message, live")
+    t.add_argument("prefixes", nargs="*", help="topic prefixes (hb. sys. signal.EURUSD ...); default all")
+    t.add_argument("--json", action="store_true", help="one JSON document per line")
+    t.add_argument("--count", type=int, default=0, help="stop after N messages")
+    t.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
+    t.set_defaults(func=tap)
+
+    c = sub.add_parser("ctl", parents=[common], help="talk to the running system")
+    c.add_argument("command", choices=["status", "stop", "resume"])
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--timeout-ms", type=int, default=3000)
+    c.set_defaults(func=ctl)
+
+    k = sub.add_parser("check-config", parents=[common], help="load and validate the configuration")
+    k.set_defaults(func=check_config)
+
+    for name, (_target, help_text) in TOOLS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:
+        target = TOOLS[argv[0]][0]
+        module, func = target.split(":")
+        try:
+            tool = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError) as exc:
+            print(f"oracle {argv[0]}: not available in this build ({exc})", file=sys.stderr)
+            return 2
+        return int(tool(argv[1:]) or 0)
+    args = _parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

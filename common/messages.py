@@ -1,0 +1,330 @@
+"""Every message on the wire, defined once.
+
+Two registries:
+- ``EVENTS``: published records, by envelope ``type`` (the PUB/SUB stream);
+- ``OPS``: request operations, by ``op`` (REQ/REP), with their argument and result records.
+
+A record is a dataclass whose field annotations are the schema: ``from_wire`` validates a
+decoded map against it (required fields present, primitive types right, unknown fields
+ignored for forward compatibility) and raises :class:`SchemaError` naming the field.
+
+Topics (dotted, so SUB prefix filters work) are built by the helpers at the bottom.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SchemaError(ValueError):
+    pass
+
+
+# ---- schema machinery ------------------------------------------------------------------------
+
+_PRIMITIVES = (int, float, str, bool, dict, list, bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldSpec:
+    name: str
+    kinds: tuple[type, ...]  # accepted python types
+    optional: bool  # None accepted
+    required: bool  # no default
+
+
+_SCHEMAS: dict[type, tuple[_FieldSpec, ...]] = {}
+
+
+def _kinds(tp: Any) -> tuple[tuple[type, ...], bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        kinds: list[type] = []
+        optional = False
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                optional = True
+            else:
+                kinds.extend(_kinds(arg)[0])
+        return tuple(kinds), optional
+    if origin is not None:
+        tp = origin
+    if tp is Any:
+        return (object,), True
+    if tp is float:
+        return (float, int), False
+    if tp in _PRIMITIVES:
+        return (tp,), False
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _schema(cls: type) -> tuple[_FieldSpec, ...]:
+    spec = _SCHEMAS.get(cls)
+    if spec is None:
+        hints = typing.get_type_hints(cls)
+        specs = []
+        for f in dataclasses.fields(cls):
+            kinds, optional = _kinds(hints[f.name])
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            specs.append(_FieldSpec(f.name, kinds, optional, required))
+        spec = _SCHEMAS[cls] = tuple(specs)
+    return spec
+
+
+def from_wire(cls: type, raw: Any) -> Any:
+    """Validate a decoded map against ``cls`` and build the record."""
+    if not isinstance(raw, dict):
+        raise SchemaError(f"expected a map, got {type(raw).__name__}")
+    values = {}
+    for f in _schema(cls):
+        if f.name not in raw:
+            if f.required:
+                raise SchemaError(f"missing field '{f.name}'")
+            continue
+        value = raw[f.name]
+        if value is None:
+            if not f.optional:
+                raise SchemaError(f"field '{f.name}' is null")
+        elif not isinstance(value, f.kinds) or (isinstance(value, bool) and bool not in f.kinds):
+            raise SchemaError(f"field '{f.name}' has type {type(value).__name__}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def to_wire(record: Any) -> Any:
+    """A record as a plain map (non-dataclass values pass through)."""
+    if dataclasses.is_dataclass(record):
+        return {f.name: getattr(record, f.name) for f in _schema(type(record))}
+    return record
+
+
+EVENTS: dict[str, type] = {}
+_TYPE_NAMES: dict[type, str] = {}
+
+
+def event(name: str):
+    def register(cls: type) -> type:
+        EVENTS[name] = cls
+        _TYPE_NAMES[cls] = name
+        _schema(cls)
+        return cls
+
+    return register
+
+
+def type_name(record: Any) -> str:
+    try:
+        return _TYPE_NAMES[type(record)]
+    except KeyError:
+        raise TypeError(f"{type(record).__name__} is not a registered event") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    name: str
+    args: type
+    result: type | None  # None: a free-form map (status reports)
+    doc: str
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def op(name: str, args: type, result: type | None, doc: str) -> OpSpec:
+    spec = OpSpec(name, args, result, doc)
+    OPS[name] = spec
+    _schema(args)
+    if result is not None:
+        _schema(result)
+    return spec
+
+
+# ---- system states ---------------------------------------------------------------------------
+
+BOOTING, RUNNING, DEGRADED, HALTED, STOPPING = "BOOTING", "RUNNING", "DEGRADED", "HALTED", "STOPPING"
+SYSTEM_STATES = (BOOTING, RUNNING, DEGRADED, HALTED, STOPPING)
+
+# service lifecycle states, as reported in heartbeats
+S_WAITING, S_STEP, S_RUNNING, S_STOPPING = "WAITING", "STEP", "RUNNING", "STOPPING"
+
+
+# ---- published events ------------------------------------------------------------------------
+
+
+@event("hb")
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Published by every service every second on ``hb.<service>``."""
+
+    service: str
+    pid: int
+    epoch: int
+    state: str
+    uptime_s: float
+    rss_bytes: int
+    steps: list = field(default_factory=list)  # boot steps done in this epoch
+    progress: dict = field(default_factory=dict)  # monotonic counters (bars_seen, signals_sent, ...)
+    pending: int = 0  # work waiting; with unchanged progress this means a stall
+    wire_errors: dict = field(default_factory=dict)  # malformed frames by kind
+    info: dict = field(default_factory=dict)  # health facts: connected, symbols, backlog
+
+
+@event("sys_state")
+@dataclass(frozen=True, slots=True)
+class SysState:
+    """Published by the orchestrator on ``sys.state``: at every boot step and at least once a second."""
+
+    state: str
+    since_ts: int
+    event: str = ""  # what just happened: "go preditor.load", "ready ...", "restart executor", ...
+    services: dict = field(default_factory=dict)  # name -> service state
+    issues: list = field(default_factory=list)
+    halted_reason: str = ""
+
+
+@event("alert")
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Published on ``alert.<kind>``: something a person should know."""
+
+    kind: str
+    severity: str  # info | warning | critical
+    message: str
+    service: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@event("bar")
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """A closed bar on ``bar.<SYMBOL>.<TF>``; ``time`` is the bar OPEN time in Unix seconds (UTC)."""
+
+    symbol: str
+    timeframe: str
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@event("signal")
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """The preditor's desired position on ``signal.<SYMBOL>``, one per closed bar."""
+
+    symbol: str
+    bar_time: int
+    action: int
+    direction: int
+    intensity: int
+    hmm_state: int
+    virtual_pnl: float
+
+
+@event("ack")
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The executor's answer to a signal on ``ack.<SYMBOL>``."""
+
+    symbol: str
+    bar_time: int
+    status: str  # OK | SKIP | FAIL | WAIT_SYNC | DRY_RUN
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+
+# ---- request operations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    service: str
+    pid: int
+    epoch: int
+    version: str
+    steps: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """The orchestrator's answer to hello/ready: ``wait``, ``go`` (with the step) or ``run``."""
+
+    do: str
+    step: str = ""
+    args: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    service: str
+    epoch: int
+    step: str
+    ok: bool = True
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepArgs:
+    step: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: str
+    ok: bool
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopArgs:
+    reason: str = "MANUAL"
+
+
+OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
+OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
+OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
+OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
+OP_STOP = op("stop", StopArgs, None, "orchestrator: run the ordered shutdown of the whole system")
+OP_RESUME = op("resume", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
+OP_PING = op("ping", NoArgs, None, "liveness probe")
+
+
+# ---- topics ----------------------------------------------------------------------------------
+
+
+def hb_topic(service: str) -> str:
+    return f"hb.{service}"
+
+
+SYS_STATE_TOPIC = "sys.state"
+
+
+def alert_topic(kind: str) -> str:
+    return f"alert.{kind}"
+
+
+def bar_topic(symbol: str, timeframe: str) -> str:
+    return f"bar.{symbol}.{timeframe}"
+
+
+def signal_topic(symbol: str) -> str:
+    return f"signal.{symbol}"
+
+
+def ack_topic(symbol: str) -> str:
+    return f"ack.{symbol}"

@@ -1,0 +1,360 @@
+"""The service runtime every process runs on.
+
+Lifecycle: bind sockets -> ``hello`` to the orchestrator -> ``wait`` (ask again) or ``go STEP``
+(do it, report ``ready``) -> ... -> ``run``. A heartbeat goes out every second from the first
+moment, with progress counters; SIGTERM/SIGINT stop the loop gracefully (``on_stop``), and a
+timer forces the exit if that takes too long.
+
+The loop is single-threaded around one zmq poller: the REP socket, the SUB socket and the
+orchestrator REQ socket are all polled, so a slow orchestrator never blocks heartbeats.
+Subclasses are the imperative shell of each service and override the ``on_*`` hooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import zmq
+
+from common import bus, config, logs, messages, wire
+from common.bus import Received
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("oracle.runtime")
+
+
+class StepFailed(RuntimeError):
+    """A lifecycle step could not be done; the message says why (it reaches the operator)."""
+
+
+class Service:
+    name = ""
+    handshake = True  # False only for the orchestrator itself
+    # topic prefixes to subscribe to, per publishing service
+    subscribe_to: dict[str, list[str]] = {"orchestrator": [messages.SYS_STATE_TOPIC]}
+    # what this process does not do yet, stated plainly in its status
+    not_implemented: list[str] = []
+
+    def __init__(self, cfg: config.Config, dry_run: bool = False):
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.pid = os.getpid()
+        self.epoch = bus.new_epoch()
+        self.started_mono = time.monotonic()
+        self.state = messages.S_WAITING
+        self.steps_done: list[str] = []
+        self.progress: dict[str, int] = {}
+        self.system_state = ""
+        self.errors = bus.WireErrors(self.name)
+        self._stop = False
+        self._proc = psutil.Process(self.pid)
+        self.ctx = zmq.Context()
+        self.pub: bus.Publisher | None = None
+        self.rep: bus.Responder | None = None
+        self.sub: bus.Subscriber | None = None
+        self.orch: bus.Requester | None = None
+        self._next_hb = 0.0
+        self._next_hello = 0.0
+        self._orch_silent_logged = False
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def on_step(self, step: str, args: dict) -> dict:
+        """Do one lifecycle step (raise StepFailed with the reason); return facts for the log."""
+        raise StepFailed(f"{self.name} has no step '{step}'")
+
+    def on_message(self, received: Received) -> None:
+        """A message from a subscribed publisher (already decoded and sequence-checked)."""
+
+    def on_tick(self, now: float) -> None:
+        """Called every loop turn (at least 10 times a second)."""
+
+    def on_stop(self) -> None:
+        """Graceful stop work (flush, disconnect); called once, in the loop thread."""
+
+    def ops(self) -> dict[str, Callable[[Any], Any]]:
+        """Extra REP operations of this service."""
+        return {}
+
+    def status_report(self) -> dict:
+        return {}
+
+    def health_info(self) -> dict:
+        """Facts for the orchestrator's health checks (connected, symbols, backlog)."""
+        return {}
+
+    def pending_work(self) -> int:
+        return 0
+
+    # ---- helpers for subclasses -----------------------------------------------------------
+    def count(self, counter: str, n: int = 1) -> None:
+        self.progress[counter] = self.progress.get(counter, 0) + n
+
+    def publish(self, topic: str, body: Any) -> int:
+        assert self.pub is not None
+        return self.pub.publish(topic, body)
+
+    def alert(self, kind: str, severity: str, message: str, **details) -> None:
+        logs.event(log, logging.WARNING, f"alert {kind}: {message}", **details)
+        self.publish(messages.alert_topic(kind), messages.Alert(kind, severity, message, self.name, details))
+
+    def beat_if_due(self) -> None:
+        """Long work (warmup, replays) calls this so heartbeats keep going."""
+        now = time.monotonic()
+        if now >= self._next_hb:
+            self._heartbeat(now)
+
+    # ---- status ---------------------------------------------------------------------------
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    def rss(self) -> int:
+        try:
+            return self._proc.memory_info().rss
+        except psutil.Error:
+            return 0
+
+    def _status(self, _args: Any) -> dict:
+        report = {
+            "service": self.name,
+            "pid": self.pid,
+            "epoch": self.epoch,
+            "version": __version__,
+            "state": self.state,
+            "uptime_s": round(self.uptime(), 3),
+            "rss_bytes": self.rss(),
+            "steps": list(self.steps_done),
+            "progress": dict(self.progress),
+            "wire_errors": dict(self.errors.counts),
+            "sequence": self.sub.tracker.counters() if self.sub else {},
+            "system_state": self.system_state,
+            "dry_run": self.dry_run,
+            "not_implemented": list(self.not_implemented),
+        }
+        report.update(self.status_report())
+        return report
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_hb = now + self.cfg.runtime.heartbeat_interval_s
+        hb = messages.Heartbeat(
+            service=self.name,
+            pid=self.pid,
+            epoch=self.epoch,
+            state=self.state,
+            uptime_s=round(self.uptime(), 3),
+            rss_bytes=self.rss(),
+            steps=list(self.steps_done),
+            progress=dict(self.progress),
+            pending=self.pending_work(),
+            wire_errors=dict(self.errors.counts),
+            info=self.health_info(),
+        )
+        self.publish(messages.hb_topic(self.name), hb)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _run_step(self, step: str, args: dict) -> messages.StepResult:
+        logs.event(log, logging.INFO, "step start", step=step)
+        prev = self.state
+        self.state = messages.S_STEP
+        t0 = time.monotonic()
+        try:
+            result = self.on_step(step, args) or {}
+        except StepFailed as exc:
+            logs.event(log, logging.ERROR, "step failed", step=step, error=str(exc))
+            self.state = prev
+            return messages.StepResult(step, False, {}, str(exc))
+        self.state = prev
+        if step not in self.steps_done:
+            self.steps_done.append(step)
+        logs.event(log, logging.INFO, "step done", step=step, ms=round((time.monotonic() - t0) * 1000, 1))
+        return messages.StepResult(step, True, result)
+
+    def _on_step_request(self, args: messages.StepArgs) -> messages.StepResult:
+        return self._run_step(args.step, args.args)
+
+    def _follow(self, instr: messages.Instruction) -> None:
+        """Act on the orchestrator's answer to hello/ready."""
+        assert self.orch is not None
+        if instr.do == "go":
+            res = self._run_step(instr.step, instr.args)
+            ready = messages.Ready(self.name, self.epoch, res.step, res.ok, res.result, res.error)
+            self.orch.send(messages.OP_READY.name, ready)
+            if not res.ok:
+                # Let it crash: supervisord restarts us, the orchestrator counts restarts and
+                # escalates to HALTED; the reason already went out in the ready report.
+                self._fatal = f"step {res.step} failed: {res.error}"
+        elif instr.do == "run":
+            if self.state != messages.S_RUNNING:
+                logs.event(log, logging.INFO, "running", steps=",".join(self.steps_done))
+            self.state = messages.S_RUNNING
+            self._heartbeat(time.monotonic())  # tell the orchestrator now, not at the next beat
+        else:
+            self._next_hello = time.monotonic() + self.cfg.runtime.hello_interval_s
+
+    def _drive_handshake(self, now: float) -> None:
+        orch = self.orch
+        if orch is None:
+            return
+        if orch.pending is not None:
+            try:
+                reply = orch.take_reply()
+            except bus.RequestTimeout:
+                if not self._orch_silent_logged:
+                    log.warning("orchestrator not answering at %s; will keep asking", orch.endpoint)
+                    self._orch_silent_logged = True
+                self._next_hello = now + self.cfg.runtime.hello_interval_s
+                return
+            except wire.WireError as err:
+                self.errors.record(err, "REQ orchestrator")
+                orch.reset()
+                return
+            if reply is None:
+                return
+            self._orch_silent_logged = False
+            if not reply.ok:
+                log.error("orchestrator refused: %s %s", reply.error_code, reply.error_message)
+                self._next_hello = now + 1.0
+                return
+            self._follow(reply.result)
+            return
+        if self.state != messages.S_RUNNING and now >= self._next_hello:
+            hello = messages.Hello(self.name, self.pid, self.epoch, __version__, list(self.steps_done))
+            orch.send(messages.OP_HELLO.name, hello)
+
+    def _on_sys_state(self, received: Received) -> None:
+        body = received.envelope.body
+        if isinstance(body, messages.SysState):
+            self.system_state = body.state
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self) -> int:
+        """Bind, handshake, serve until stopped. Returns the process exit code."""
+        self._fatal = ""
+        handlers = {
+            messages.OP_STATUS.name: self._status,
+            messages.OP_PING.name: lambda _a: {"service": self.name, "epoch": self.epoch},
+            messages.OP_STEP.name: self._on_step_request,
+        }
+        handlers.update(self.ops())
+        try:
+            self.pub = bus.Publisher(self.ctx, self.cfg.endpoint(self.name, "pub"), self.name, self.epoch)
+            self.rep = bus.Responder(self.ctx, self.cfg.endpoint(self.name, "rep"), handlers, self.errors)
+        except zmq.ZMQError as exc:
+            log.error("cannot bind %s endpoints: %s", self.name, exc)
+            return 1
+        if self.subscribe_to:
+            prefixes = sorted({p for ps in self.subscribe_to.values() for p in ps})
+            endpoints = [self.cfg.endpoint(s, "pub") for s in self.subscribe_to]
+            self.sub = bus.Subscriber(self.ctx, endpoints, prefixes, self.errors)
+        if not self.handshake:
+            self.state = messages.S_RUNNING
+        else:
+            self.orch = bus.Requester(
+                self.ctx, self.cfg.endpoint("orchestrator", "rep"), self.name, self.cfg.runtime.request_timeout_ms
+            )
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        logs.event(log, logging.INFO, "started", pid=self.pid, epoch=self.epoch, dry_run=self.dry_run)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        if self._fatal:
+            log.error("exiting: %s", self._fatal)
+            return 1
+        return 0
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        assert self.rep is not None
+        poller.register(self.rep.sock, zmq.POLLIN)
+        if self.sub:
+            poller.register(self.sub.sock, zmq.POLLIN)
+        while not self._stop and not self._fatal:
+            orch_sock = self.orch.sock if self.orch and self.orch.pending else None
+            if orch_sock is not None:
+                poller.register(orch_sock, zmq.POLLIN)
+            events = dict(poller.poll(100))
+            if orch_sock is not None:
+                poller.unregister(orch_sock)
+            now = time.monotonic()
+            if self.rep.sock in events:
+                self.rep.serve_ready()
+            if self.sub and self.sub.sock in events:
+                for received in self.sub.drain():
+                    if received.envelope.topic == messages.SYS_STATE_TOPIC:
+                        self._on_sys_state(received)
+                    self.on_message(received)
+            self._drive_handshake(now)
+            if now >= self._next_hb:
+                self._heartbeat(now)
+            self.on_tick(now)
+
+    def _shutdown(self) -> None:
+        watchdog = threading.Timer(self.cfg.runtime.stop_timeout_s, _force_exit)
+        watchdog.daemon = True
+        watchdog.start()
+        self.state = messages.S_STOPPING
+        logs.event(log, logging.INFO, "stopping")
+        try:
+            self.on_stop()
+        except Exception:
+            log.exception("on_stop failed")
+        if self.pub:
+            self._heartbeat(time.monotonic())
+        for part in (self.orch, self.sub, self.rep, self.pub):
+            if part is not None:
+                part.close()
+        self.ctx.term()
+        logs.event(log, logging.INFO, "stopped")
+
+
+def _force_exit() -> None:
+    log.error("graceful stop took too long; exiting now")
+    os._exit(1)
+
+
+def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"oracle-{name}", description=f"Oracle Trader {name} service")
+    p.add_argument(
+        "--config", default=os.environ.get("ORACLE_CONFIG"), help="config file (default config/default.yaml)"
+    )
+    p.add_argument("--overlay", default=None, help="overlay merged over the config (default config/local.yaml)")
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("ORACLE_LOG_LEVEL"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides logging.level",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=os.environ.get("ORACLE_DRY_RUN", "").lower() in ("1", "true", "yes"),
+        help="the executor decides everything and sends no order",
+    )
+    return p.parse_args(argv)
+
+
+def main(cls: type[Service], argv: list[str] | None = None) -> int:
+    args = parse_args(cls.name, argv)
+    try:
+        cfg = config.load(args.config, args.overlay)
+    except config.ConfigError as exc:
+        print(f"{cls.name}: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
+    run_dir = cfg.path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    return cls(cfg, dry_run=args.dry_run or cfg.executor.dry_run).run()

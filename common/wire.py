@@ -1,0 +1,208 @@
+"""The wire: msgpack envelopes for PUB/SUB and request/reply maps for REQ/REP.
+
+PUB messages are two frames ``[topic, payload]``; the payload is an envelope map
+``{v, type, src, epoch, seq, ts, body}``. Requests are ``{v, op, id, args}``; replies are
+``{v, id, ok: true, result}`` or ``{v, id, ok: false, error: {code, message}}``.
+
+Everything here is pure: bytes in, values out, or a :class:`WireError` whose ``code`` says
+which kind of malformation it was (the code is also the key of the malformed-frame counters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from common import messages
+
+WIRE_VERSION = 1
+
+# Error codes, used in reply errors and as counter keys for malformed frames.
+BAD_FRAMES = "bad_frames"
+BAD_MSGPACK = "bad_msgpack"
+BAD_ENVELOPE = "bad_envelope"
+BAD_VERSION = "bad_version"
+UNKNOWN_TYPE = "unknown_type"
+UNKNOWN_OP = "unknown_op"
+BAD_BODY = "bad_body"
+BAD_TOPIC = "bad_topic"
+HANDLER_ERROR = "handler_error"
+TIMEOUT = "timeout"
+REFUSED = "refused"
+
+
+class WireError(ValueError):
+    """A frame that cannot be accepted; ``code`` names the kind of defect."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    topic: str
+    type: str
+    src: str
+    epoch: int
+    seq: int
+    ts: int
+    body: Any  # the typed record (a messages.* dataclass)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    op: str
+    id: str
+    args: Any  # the typed args record
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: str
+    ok: bool
+    result: Any = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+_pack = _packer.pack  # one Packer reused: the module is used from a single thread per process
+
+
+def _unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise WireError(BAD_MSGPACK, f"payload is not valid msgpack ({type(exc).__name__})") from None
+
+
+def _field(m: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in m:
+        raise WireError(BAD_ENVELOPE, f"{where} has no '{key}'")
+    value = m[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise WireError(BAD_ENVELOPE, f"{where} field '{key}' has type {type(value).__name__}")
+    return value
+
+
+def _check_version(m: dict, where: str) -> None:
+    v = _field(m, "v", int, where)
+    if v != WIRE_VERSION:
+        raise WireError(BAD_VERSION, f"{where} has version {v}, this build speaks {WIRE_VERSION}")
+
+
+# ---- PUB/SUB ---------------------------------------------------------------------------------
+
+
+def encode_pub(topic: str, src: str, epoch: int, seq: int, ts: int, body: Any) -> list[bytes]:
+    """Frames for one published message. ``body`` is a messages.* dataclass."""
+    payload = {
+        "v": WIRE_VERSION,
+        "type": messages.type_name(body),
+        "src": src,
+        "epoch": epoch,
+        "seq": seq,
+        "ts": ts,
+        "body": messages.to_wire(body),
+    }
+    return [topic.encode(), _pack(payload)]
+
+
+def decode_pub(frames: list[bytes]) -> Envelope:
+    if len(frames) != 2:
+        raise WireError(BAD_FRAMES, f"expected 2 frames [topic, payload], got {len(frames)}")
+    try:
+        topic = frames[0].decode()
+    except UnicodeDecodeError:
+        raise WireError(BAD_TOPIC, "topic is not UTF-8") from None
+    m = _unpack(frames[1])
+    if not isinstance(m, dict):
+        raise WireError(BAD_ENVELOPE, f"envelope is a {type(m).__name__}, not a map")
+    _check_version(m, "envelope")
+    type_ = _field(m, "type", str, "envelope")
+    src = _field(m, "src", str, "envelope")
+    epoch = _field(m, "epoch", int, "envelope")
+    seq = _field(m, "seq", int, "envelope")
+    ts = _field(m, "ts", int, "envelope")
+    if "body" not in m:
+        raise WireError(BAD_ENVELOPE, "envelope has no 'body'")
+    cls = messages.EVENTS.get(type_)
+    if cls is None:
+        raise WireError(UNKNOWN_TYPE, f"unknown message type '{type_}'")
+    try:
+        body = messages.from_wire(cls, m["body"])
+    except messages.SchemaError as exc:
+        raise WireError(BAD_BODY, f"{type_}: {exc}") from None
+    return Envelope(topic, type_, src, epoch, seq, ts, body)
+
+
+# ---- REQ/REP ---------------------------------------------------------------------------------
+
+
+def encode_request(op: str, req_id: str, args: Any) -> bytes:
+    return _pack({"v": WIRE_VERSION, "op": op, "id": req_id, "args": messages.to_wire(args)})
+
+
+def decode_request(frames: list[bytes]) -> Request:
+    """Decode a request; a WireError carries the id when it could be read (for the error reply)."""
+    if len(frames) != 1:
+        raise WireError(BAD_FRAMES, f"expected 1 request frame, got {len(frames)}")
+    m = _unpack(frames[0])
+    if not isinstance(m, dict):
+        raise WireError(BAD_ENVELOPE, f"request is a {type(m).__name__}, not a map")
+    _check_version(m, "request")
+    op = _field(m, "op", str, "request")
+    req_id = _field(m, "id", str, "request")
+    spec = messages.OPS.get(op)
+    if spec is None:
+        raise RequestError(req_id, UNKNOWN_OP, f"unknown op '{op}'")
+    raw_args = m.get("args", {})
+    if raw_args is None:
+        raw_args = {}
+    try:
+        args = messages.from_wire(spec.args, raw_args)
+    except messages.SchemaError as exc:
+        raise RequestError(req_id, BAD_BODY, f"{op} args: {exc}") from None
+    return Request(op, req_id, args)
+
+
+class RequestError(WireError):
+    """A request whose id was readable, so the error reply can be correlated."""
+
+    def __init__(self, req_id: str, code: str, message: str):
+        super().__init__(code, message)
+        self.req_id = req_id
+
+
+def encode_reply(req_id: str, result: Any) -> bytes:
+    return _pack({"v": WIRE_VERSION, "id": req_id, "ok": True, "result": messages.to_wire(result)})
+
+
+def encode_error(req_id: str, code: str, message: str) -> bytes:
+    return _pack({"v": WIRE_VERSION, "id": req_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def decode_reply(frames: list[bytes], op: str) -> Reply:
+    if len(frames) != 1:
+        raise WireError(BAD_FRAMES, f"expected 1 reply frame, got {len(frames)}")
+    m = _unpack(frames[0])
+    if not isinstance(m, dict):
+        raise WireError(BAD_ENVELOPE, f"reply is a {type(m).__name__}, not a map")
+    _check_version(m, "reply")
+    req_id = _field(m, "id", str, "reply")
+    ok = _field(m, "ok", bool, "reply")
+    if not ok:
+        err = _field(m, "error", dict, "reply")
+        return Reply(req_id, False, None, str(err.get("code", "")), str(err.get("message", "")))
+    spec = messages.OPS.get(op)
+    raw = m.get("result")
+    if spec is None or spec.result is None:
+        return Reply(req_id, True, raw)
+    try:
+        return Reply(req_id, True, messages.from_wire(spec.result, raw))
+    except messages.SchemaError as exc:
+        raise WireError(BAD_BODY, f"{op} result: {exc}") from None

@@ -1,0 +1,5 @@
+import sys
+
+from services.connector.service import main
+
+sys.exit(main())

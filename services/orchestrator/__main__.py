@@ -1,0 +1,5 @@
+import sys
+
+from services.orchestrator.service import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The seed's health checks, as a pure function of the heartbeats.
+
+- the connector is connected;
+- every symbol's last bar is fresh: a timeout derived from its timeframe (factor x timeframe +
+  grace), instead of the seed's fixed 300 s that was shorter than one M15 bar plus delays;
+- RSS of every process against a limit;
+- the persistence backlog against a limit;
+- every service has a live heartbeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from common.config import TIMEFRAMES, Health
+from services.orchestrator.registry import ServiceView
+
+MB = 1024 * 1024
+
+
+def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: float) -> list[str]:
+    found: list[str] = []
+    for v in views:
+        if not v.alive(now, hb_timeout_s):
+            age = v.hb_age(now)
+            found.append(f"{v.name}: no heartbeat" + (f" for {age:.1f} s" if age is not None else " yet"))
+            continue
+        hb = v.hb
+        assert hb is not None
+        if hb.rss_bytes > cfg.memory_limit_mb * MB:
+            found.append(f"{v.name}: RSS {hb.rss_bytes / MB:.0f} MB over the {cfg.memory_limit_mb:g} MB limit")
+        info = hb.info
+        if info.get("connected") is False:
+            found.append(f"{v.name}: broker not connected")
+        backlog = info.get("backlog")
+        if isinstance(backlog, int) and backlog > cfg.max_backlog:
+            found.append(f"{v.name}: backlog of {backlog} writes over {cfg.max_backlog}")
+        for symbol, facts in sorted((info.get("symbols") or {}).items()):
+            stale = _stale_bar(symbol, facts, cfg)
+            if stale:
+                found.append(f"{v.name}: {stale}")
+    return found
+
+
+def bar_timeout_s(timeframe: str, cfg: Health) -> float:
+    return TIMEFRAMES[timeframe] * cfg.bar_timeout_factor + cfg.bar_grace_s
+
+
+def _stale_bar(symbol: str, facts: dict, cfg: Health) -> str:
+    tf = facts.get("timeframe")
+    age = facts.get("last_bar_age_s")
+    if tf not in TIMEFRAMES or not isinstance(age, int | float):
+        return ""
+    limit = bar_timeout_s(tf, cfg)
+    return f"{symbol} {tf}: no bar for {age:.0f} s (limit {limit:.0f} s)" if age > limit else ""

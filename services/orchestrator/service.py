@@ -1,0 +1,379 @@
+"""The orchestrator process: readiness handshakes, heartbeat aggregation, watchdog, shutdown.
+
+Thin by design: the decisions live in plan.py (what a service does next), watchdog.py (restart or
+escalate) and health.py (issues); this shell feeds them heartbeats, hellos and supervisord's view,
+and carries out what they decide. If it dies, trading goes on; when it comes back it rebuilds its
+view from the heartbeats without disturbing anyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from typing import Any
+
+from common import bus, config, logs, messages, runtime
+from common.bus import OpError, Received
+from services.orchestrator import health, plan, watchdog
+from services.orchestrator.registry import ServiceView
+from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
+
+log = logging.getLogger("oracle.orchestrator")
+
+
+class Orchestrator(runtime.Service):
+    name = "orchestrator"
+    handshake = False
+    subscribe_to = {s: ["hb.", "alert."] for s in config.WORKERS}
+
+    def __init__(self, cfg: config.Config, dry_run: bool = False):
+        super().__init__(cfg, dry_run)
+        plan.check_tables()
+        self.views = {s: ServiceView(s) for s in config.WORKERS}
+        self.system = messages.BOOTING
+        self.since_ts = time.time_ns()
+        self.halted_reason = ""
+        self.stopping = False
+        self.ever_running = False
+        self.issues: list[str] = []
+        self.boot_log: list[dict] = []  # go/ready/restart events with wall times, for status and tests
+        self.supervisor = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket))
+        self.supervisor_error = ""
+        self.own_supervisor_state = ""
+        self._next_supervisor_poll = 0.0
+        self._next_state_pub = 0.0
+        self._last_event = "started"
+        self.pushes: dict[str, deque[str]] = {s: deque() for s in config.WORKERS}
+        self.push_retry_at: dict[str, float] = {}
+        self.requesters: dict[str, bus.Requester] = {}
+        self.react_pending: set[str] = set()  # restarted services whose dependents must react
+        self.shutdown_steps: deque[tuple[str, str]] = deque()  # run one after the other
+        self._shutdown_sent = False
+
+    # ---- handshake ------------------------------------------------------------------------
+    def ops(self) -> dict:
+        return {
+            messages.OP_HELLO.name: self._on_hello,
+            messages.OP_READY.name: self._on_ready,
+            messages.OP_STOP.name: self._on_stop_request,
+            messages.OP_RESUME.name: self._on_resume,
+        }
+
+    def _view(self, service: str) -> ServiceView:
+        view = self.views.get(service)
+        if view is None:
+            raise OpError("unknown_service", f"'{service}' is not one of {', '.join(config.WORKERS)}")
+        return view
+
+    def _record(self, event: str, **fields: Any) -> None:
+        self.boot_log.append({"event": event, "ts": time.time_ns(), **fields})
+        del self.boot_log[:-500]
+        self._last_event = f"{event} " + " ".join(str(v) for v in fields.values())
+        logs.event(log, logging.INFO, event, **fields)
+        self._publish_state(time.monotonic())
+
+    def _done(self) -> dict[str, set[str]]:
+        return {s: v.steps for s, v in self.views.items()}
+
+    def _adopt_process(self, view: ServiceView, epoch: int, pid: int, steps: list, now: float) -> None:
+        replaced = view.new_epoch(epoch, pid, steps, now)
+        self._record("restart" if replaced else "hello", service=view.name, pid=pid, epoch=epoch)
+        if replaced:
+            self.react_pending.add(view.name)  # its dependents react once it is back
+
+    def _on_hello(self, h: messages.Hello) -> messages.Instruction:
+        now = time.monotonic()
+        view = self._view(h.service)
+        if h.epoch != view.epoch:
+            if h.epoch < view.epoch:
+                raise OpError("stale_epoch", f"{h.service} epoch {h.epoch} is older than {view.epoch}")
+            self._adopt_process(view, h.epoch, h.pid, h.steps, now)
+        view.steps |= set(h.steps)
+        view.version = h.version
+        return self._instruct(view)
+
+    def _on_ready(self, r: messages.Ready) -> messages.Instruction:
+        view = self._view(r.service)
+        if r.epoch != view.epoch:
+            raise OpError("stale_epoch", f"{r.service} epoch {r.epoch} is not the current {view.epoch}")
+        if r.ok:
+            view.steps.add(r.step)
+            self._record("ready", service=r.service, step=r.step)
+        else:
+            self._record("step_failed", service=r.service, step=r.step, error=r.error)
+            self.alert("step_failed", "critical", f"{r.service} failed {r.step}: {r.error}", step=r.step)
+        return self._instruct(view)
+
+    def _instruct(self, view: ServiceView) -> messages.Instruction:
+        instr = plan.instruction(view.name, self._done(), self.stopping)
+        if instr.do == "go":
+            self._record("go", service=view.name, step=instr.step)
+        return instr
+
+    # ---- dependents react to a restart (rest_for_one) --------------------------------------
+    def _react_when_ready(self) -> None:
+        for service in list(self.react_pending):
+            view = self.views[service]
+            if not all(s.name in view.steps for s in plan.steps_of(service)):
+                continue
+            self.react_pending.discard(service)
+            for dependent, step in plan.REACT.get(service, ()):
+                dep = self.views[dependent]
+                if step in dep.steps:  # it did the step before: redo it (otherwise boot does it)
+                    dep.steps.discard(step)
+                    self.pushes[dependent].append(step)
+                    self._record("react", service=dependent, step=step, because=service)
+
+    def _requester(self, service: str) -> bus.Requester:
+        req = self.requesters.get(service)
+        if req is None:
+            timeout_ms = int(self.cfg.orchestrator.step_timeout_s * 1000)
+            req = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), self.name, timeout_ms)
+            self.requesters[service] = req
+        return req
+
+    def _drive_pushes(self, now: float) -> None:
+        """Send queued steps (reactions and shutdown) to services over their REP sockets."""
+        for service, queue in self.pushes.items():
+            req = self._requester(service)
+            if req.pending is not None:
+                try:
+                    reply = req.take_reply()
+                except (bus.RequestTimeout, bus.wire.WireError) as exc:
+                    if queue:
+                        self._push_failed(service, queue.popleft(), str(exc), now)
+                    continue
+                if reply is None or not queue:
+                    continue  # no answer yet, or the queue was cleared by a stop meanwhile
+                step = queue.popleft()
+                if reply.ok and reply.result.ok:
+                    self.views[service].steps.add(step)
+                    self._record("ready", service=service, step=step)
+                else:
+                    error = reply.error_message if not reply.ok else reply.result.error
+                    self._push_failed(service, step, error, now)
+                continue
+            if not queue or now < self.push_retry_at.get(service, 0.0):
+                continue
+            if not self.views[service].alive(now, self.cfg.orchestrator.heartbeat_timeout_s):
+                if self.stopping:  # a dead service cannot do its shutdown step: go on without it
+                    self._record("step_skipped", service=service, step=queue.popleft(), why="no heartbeat")
+                continue  # otherwise it is being restarted and will get the step when back
+            self._record("go", service=service, step=queue[0])
+            req.send(messages.OP_STEP.name, messages.StepArgs(queue[0]))
+
+    def _push_failed(self, service: str, step: str, error: str, now: float) -> None:
+        self._record("step_failed", service=service, step=step, error=error)
+        self.alert("step_failed", "warning", f"{service} failed {step}: {error}; retrying", step=step)
+        if self.stopping:
+            return  # shutdown goes on without it
+        self.pushes[service].appendleft(step)
+        self.push_retry_at[service] = now + 2.0
+
+    # ---- heartbeats and the watchdog --------------------------------------------------------
+    def on_message(self, received: Received) -> None:
+        body = received.envelope.body
+        if not isinstance(body, messages.Heartbeat):
+            return
+        view = self.views.get(body.service)
+        if view is None or received.envelope.src != body.service:
+            return
+        now = time.monotonic()
+        if body.epoch != view.epoch:
+            if body.epoch < view.epoch:
+                return
+            # A process we have not heard say hello: we restarted, or it did while we were away.
+            self._adopt_process(view, body.epoch, body.pid, body.steps, now)
+        view.on_heartbeat(body, now)
+
+    def _poll_supervisor(self, now: float) -> None:
+        if now < self._next_supervisor_poll:
+            return
+        self._next_supervisor_poll = now + 1.0
+        try:
+            procs = self.supervisor.processes()
+        except SupervisorUnavailable as exc:
+            if self.supervisor_error != str(exc):
+                log.warning("%s: restarts by the watchdog are unavailable", exc)
+            self.supervisor_error = str(exc)
+            return
+        self.supervisor_error = ""
+        self.own_supervisor_state = procs.get(self.name, {}).get("statename", "")
+        for name, info in procs.items():
+            view = self.views.get(name)
+            if view is None:
+                continue
+            view.supervisor_state = info.get("statename", "")
+            if view.see_pid(int(info.get("pid") or 0), now):
+                self._record("respawn", service=name, pid=info.get("pid"))
+
+    def _watch(self, now: float) -> None:
+        if self.stopping:
+            return
+        for action in watchdog.assess(self.views.values(), now, self.cfg.orchestrator):
+            view = self.views[action.service]
+            if isinstance(action, watchdog.Escalate):
+                view.escalated = True
+                self.halted_reason = f"{action.service}: {action.reason}"
+                self._record("halt", service=action.service, reason=action.reason)
+                self.alert("halted", "critical", f"system HALTED: {self.halted_reason}", service=action.service)
+                try:
+                    self.supervisor.stop(action.service)  # no endless restart storm
+                except SupervisorUnavailable as exc:
+                    log.warning("could not stop %s: %s", action.service, exc)
+            else:
+                view.restart_requested_at = now
+                view.restart_reason = action.reason
+                self._record("watchdog_restart", service=action.service, reason=action.reason)
+                self.alert("watchdog", "warning", f"restarting {action.service}: {action.reason}")
+                try:
+                    self.supervisor.kill(action.service)
+                except SupervisorUnavailable as exc:
+                    self.alert("watchdog", "critical", f"cannot restart {action.service}: {exc}")
+
+    # ---- system state -----------------------------------------------------------------------
+    def _system_state(self, now: float) -> str:
+        hb_timeout = self.cfg.orchestrator.heartbeat_timeout_s
+        self.issues = health.issues(self.views.values(), now, self.cfg.health, hb_timeout)
+        if self.stopping:
+            return messages.STOPPING
+        if self.halted_reason:
+            return messages.HALTED
+        pending = any(self.pushes.values()) or self.react_pending
+        everyone_running = all(v.alive(now, hb_timeout) and v.state == messages.S_RUNNING for v in self.views.values())
+        if plan.all_done(self._done()) and not pending and everyone_running:
+            self.ever_running = True
+            return messages.DEGRADED if self.issues else messages.RUNNING
+        return messages.DEGRADED if self.ever_running else messages.BOOTING
+
+    def _publish_state(self, now: float) -> None:
+        if self.pub is None:
+            return
+        state = self._system_state(now)
+        if state != self.system:
+            logs.event(log, logging.INFO, "system state", state=state, was=self.system)
+            self.system = state
+            self.since_ts = time.time_ns()
+        self._next_state_pub = now + self.cfg.orchestrator.status_interval_s
+        body = messages.SysState(
+            state=self.system,
+            since_ts=self.since_ts,
+            event=self._last_event,
+            services={s: v.state for s, v in self.views.items()},
+            issues=list(self.issues),
+            halted_reason=self.halted_reason,
+        )
+        self.publish(messages.SYS_STATE_TOPIC, body)
+
+    def on_tick(self, now: float) -> None:
+        self._poll_supervisor(now)
+        self._watch(now)
+        self._react_when_ready()
+        self._drive_pushes(now)
+        if self.stopping and not any(self.pushes.values()):
+            if self.shutdown_steps:
+                service, step = self.shutdown_steps.popleft()
+                self.pushes[service].append(step)
+            else:
+                self._finish_shutdown()
+        previous = self.system
+        if now >= self._next_state_pub or self._system_state(now) != previous:
+            self._publish_state(now)
+
+    # ---- operator requests -------------------------------------------------------------------
+    def _on_stop_request(self, args: messages.StopArgs) -> dict:
+        if not self.stopping:
+            self.stopping = True
+            for queue in self.pushes.values():
+                queue.clear()
+            self.shutdown_steps.extend(plan.SHUTDOWN)
+            self._record("stopping", reason=args.reason)
+        return {"state": messages.STOPPING, "steps": [f"{s}:{st}" for s, st in plan.SHUTDOWN]}
+
+    def _finish_shutdown(self) -> None:
+        """Every shutdown step answered: stop the processes (reverse order via supervisord)."""
+        if self._shutdown_sent:
+            return
+        self._shutdown_sent = True
+        self._record("shutdown")
+        try:
+            self.supervisor.shutdown()
+            return
+        except SupervisorUnavailable:
+            pass
+        for service in reversed(config.WORKERS):  # no supervisord: terminate them ourselves
+            pid = self.views[service].pid
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        self.request_stop()
+
+    def _on_resume(self, _args: Any) -> dict:
+        was = self.halted_reason
+        self.halted_reason = ""
+        for v in self.views.values():
+            if v.escalated:
+                v.escalated = False
+                v.restarts.clear()
+                try:
+                    self.supervisor.start(v.name)
+                except SupervisorUnavailable as exc:
+                    log.warning("could not start %s again: %s", v.name, exc)
+        if was:
+            self._record("resume", was=was)
+        return {"state": self._system_state(time.monotonic()), "was_halted": was}
+
+    def status_report(self) -> dict:
+        now = time.monotonic()
+        services: dict[str, dict] = {
+            self.name: {
+                "state": self.state,
+                "pid": self.pid,
+                "epoch": self.epoch,
+                "uptime_s": round(self.uptime(), 3),
+                "hb_age_s": 0.0,
+                "rss_bytes": self.rss(),
+                "restarts": None,  # a restarted orchestrator does not know its past lives; supervisord does
+                "steps": [],
+                "supervisor_state": self.own_supervisor_state,
+                "last_restart_reason": "",
+                "wire_errors": dict(self.errors.counts),
+            }
+        }
+        for s, v in self.views.items():
+            hb = v.hb
+            age = v.hb_age(now)
+            services[s] = {
+                "state": v.state,
+                "pid": v.pid,
+                "epoch": v.epoch,
+                "uptime_s": hb.uptime_s if hb else None,
+                "hb_age_s": round(age, 3) if age is not None else None,
+                "rss_bytes": hb.rss_bytes if hb else None,
+                "restarts": len(v.restarts),
+                "steps": sorted(v.steps),
+                "supervisor_state": v.supervisor_state,
+                "last_restart_reason": v.restart_reason,
+                "wire_errors": hb.wire_errors if hb else {},
+            }
+        return {
+            "system": self._system_state(now),
+            "since_ts": self.since_ts,
+            "halted_reason": self.halted_reason,
+            "issues": list(self.issues),
+            "supervisor": self.supervisor_error or "ok",
+            "services": services,
+            "boot_log": list(self.boot_log),
+        }
+
+    def on_stop(self) -> None:
+        for req in self.requesters.values():
+            req.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.main(Orchestrator, argv)

@@ -1,0 +1,54 @@
+"""Watchdog policy (pure): which services to restart, and when restarts escalate to HALTED.
+
+The mechanism that restarts (supervisord's XML-RPC) lives in the service shell; this module
+only decides, from the registry and the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from common.config import Orchestrator
+from services.orchestrator.registry import ServiceView
+
+FATAL_STATES = ("FATAL",)
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    service: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    service: str
+    reason: str
+
+
+def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[Restart | Escalate]:
+    actions: list[Restart | Escalate] = []
+    for v in views:
+        if v.escalated:
+            continue
+        recent = v.restarts_within(cfg.restart_window_s, now)
+        if recent > cfg.restart_limit:
+            actions.append(
+                Escalate(v.name, f"{recent} restarts in {cfg.restart_window_s:g} s (limit {cfg.restart_limit})")
+            )
+            continue
+        if v.supervisor_state in FATAL_STATES:
+            actions.append(Escalate(v.name, "supervisord gave up starting it (FATAL)"))
+            continue
+        if v.restart_requested_at is not None and now - v.restart_requested_at < 2 * cfg.heartbeat_timeout_s:
+            continue  # a restart is under way
+        age = v.hb_age(now)
+        if age is not None and age > cfg.heartbeat_timeout_s:
+            actions.append(Restart(v.name, f"no heartbeat for {age:.1f} s"))
+            continue
+        hb = v.hb
+        if hb is not None and hb.pending > 0 and now - v.progress_changed_at > cfg.stall_timeout_s:
+            stalled = now - v.progress_changed_at
+            actions.append(Restart(v.name, f"stalled: {hb.pending} pending, no progress for {stalled:.1f} s"))
+    return actions

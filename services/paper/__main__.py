@@ -1,0 +1,5 @@
+import sys
+
+from services.paper.service import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.persistence.service import main
+
+sys.exit(main())

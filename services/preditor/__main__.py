@@ -1,0 +1,5 @@
+import sys
+
+from services.preditor.service import main
+
+sys.exit(main())

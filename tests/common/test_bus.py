@@ -1,0 +1,105 @@
+"""Real ZeroMQ sockets (ipc) in one process: Lazy Pirate recovery, REP error replies, PUB/SUB tracking."""
+
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from common import bus, messages, wire
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.term()
+
+
+def test_requester_recovers_after_a_timeout(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/rep"
+    rep = ctx.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.bind(endpoint)
+    req = bus.Requester(ctx, endpoint, "t", timeout_ms=200)
+    with pytest.raises(bus.RequestTimeout):
+        req.call("ping", messages.NoArgs())  # nobody answers the first request
+    rep.recv()  # the server was slow: it now reads the lost request; its reply would be discarded
+    rep.send(wire.encode_reply("late", {}))
+
+    def answer():
+        frames = rep.recv_multipart()
+        r = wire.decode_request(frames)
+        rep.send(wire.encode_reply(r.id, {"pong": True}))
+
+    th = threading.Thread(target=answer)
+    th.start()
+    assert req.call("ping", messages.NoArgs()) == {"pong": True}  # the socket is not stuck
+    th.join()
+    assert req.resets == 1
+    req.close()
+    rep.close()
+
+
+def test_responder_answers_every_bad_request_and_counts_it(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/rep"
+    errors = bus.WireErrors("t")
+
+    def boom(_args):
+        raise RuntimeError("handler bug")
+
+    server = bus.Responder(ctx, endpoint, {"ping": lambda a: {"ok": 1}, "status": boom}, errors)
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(endpoint)
+    cases = [
+        ([b"\xc1"], wire.BAD_MSGPACK),
+        ([b"a", b"b"], wire.BAD_FRAMES),
+        ([msgpack.packb({"v": 1, "op": "fly", "id": "1"})], wire.UNKNOWN_OP),
+        ([msgpack.packb({"v": 1, "op": "step", "id": "1", "args": {}})], wire.BAD_BODY),
+        ([msgpack.packb({"v": 1, "op": "stop", "id": "1", "args": {}})], wire.UNKNOWN_OP),  # not served here
+        ([msgpack.packb({"v": 1, "op": "status", "id": "1", "args": {}})], wire.HANDLER_ERROR),
+    ]
+    for frames, code in cases:
+        client.send_multipart(frames)
+        deadline = time.monotonic() + 2
+        while not client.poll(10):
+            server.serve_ready()
+            assert time.monotonic() < deadline
+        reply = msgpack.unpackb(client.recv())
+        assert reply["ok"] is False and reply["error"]["code"] == code, (frames, reply)
+    assert errors.counts == {wire.BAD_MSGPACK: 1, wire.BAD_FRAMES: 1, wire.UNKNOWN_OP: 1, wire.BAD_BODY: 1}
+    client.close()
+    server.close()
+
+
+def test_pub_sub_detects_a_publisher_restart(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/pub"
+    sub = bus.Subscriber(ctx, [endpoint], ["hb."], bus.WireErrors("t"))
+    hb = messages.Heartbeat("x", 1, 1, "RUNNING", 0.0, 0)
+
+    def burst(epoch: int, n: int) -> list:
+        pub = bus.Publisher(ctx, endpoint, "x", epoch)
+        got: list = []
+        deadline = time.monotonic() + 5
+        while len(got) < n and time.monotonic() < deadline:  # slow joiner: publish until heard
+            pub.publish("hb.x", hb)
+            time.sleep(0.01)
+            got += sub.drain()
+        pub.close()
+        return got
+
+    first = burst(1, 3)
+    second = burst(2, 3)
+    assert first[0].seen.delivery.value == "first"
+    assert [r.seen.delivery.value for r in first[1:3]] == ["in_order", "in_order"]
+    assert second[0].seen.delivery.value == "new_epoch"
+    assert second[0].envelope.epoch == 2
+    sub.close()
+
+
+def test_pub_hwm_is_deliberate(ctx, tmp_path):
+    pub = bus.Publisher(ctx, f"ipc://{tmp_path}/p", "x", 1)
+    assert pub.sock.getsockopt(zmq.SNDHWM) == bus.PUB_HWM
+    pub.close()

@@ -1,0 +1,59 @@
+"""The operator's CLI and the services' start-up, as subprocesses: config errors are clear and name the key."""
+
+import subprocess
+import sys
+
+import pytest
+
+from harness import VENV, Home
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = Home(tmp_path)
+    yield h
+    h.close()
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ("orchestrator:\n  restart_limit: many\n", "orchestrator.restart_limit: Input should be a valid integer"),
+        ("paper:\n  initial_balance: ${ORACLE_TEST_UNSET_VAR}\n",
+         "paper.initial_balance: environment variable ORACLE_TEST_UNSET_VAR is not set"),
+        ("persistance:\n  sqlite_path: x\n", "persistance: unknown key"),
+    ],
+)
+def test_check_config_names_the_key(home, overlay, message):
+    bad = home.root / "bad.yaml"
+    bad.write_text(overlay)
+    res = home.oracle("check-config", "--overlay", str(bad))
+    assert res.returncode == 2
+    assert message in res.stderr
+
+
+def test_check_config_ok_lists_endpoints(home):
+    res = home.oracle("check-config")
+    assert res.returncode == 0, res.stderr
+    assert f"ipc://{home.root}/var/run/executor.rep" in res.stdout
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "executor"])
+def test_a_service_refuses_to_start_on_bad_config(home, service):
+    (home.root / "config" / "local.yaml").write_text("executor:\n  dry_run: sometimes\n")
+    res = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"], env=home.env, capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 2
+    assert "executor.dry_run: Input should be a valid boolean" in res.stderr
+
+
+def test_ctl_status_without_an_orchestrator_says_so(home):
+    res = home.oracle("ctl", "status", "--json", "--timeout-ms", "300")
+    assert res.returncode == 1
+    assert "orchestrator not answering" in res.stderr
+
+
+def test_help_lists_the_commands(home):
+    res = subprocess.run([str(VENV / "bin" / "oracle"), "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "tap" in res.stdout and "ctl" in res.stdout

@@ -1,0 +1,125 @@
+import msgpack
+import pytest
+
+from common import messages, wire
+
+
+def pack(obj) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+GOOD_HB = {
+    "service": "executor",
+    "pid": 1,
+    "epoch": 2,
+    "state": "RUNNING",
+    "uptime_s": 1.0,
+    "rss_bytes": 3,
+}
+
+
+def envelope(**over):
+    env = {"v": 1, "type": "hb", "src": "executor", "epoch": 2, "seq": 1, "ts": 5, "body": dict(GOOD_HB)}
+    env.update(over)
+    return env
+
+
+def test_pub_round_trip_keeps_every_field():
+    bar = messages.Bar("EURUSD", "H1", 1483308000, 1.05236, 1.05253, 1.05221, 1.05227, 143539993.3)
+    frames = wire.encode_pub("bar.EURUSD.H1", "connector", 7, 42, 123, bar)
+    env = wire.decode_pub(frames)
+    assert (env.topic, env.type, env.src, env.epoch, env.seq, env.ts) == (
+        "bar.EURUSD.H1",
+        "bar",
+        "connector",
+        7,
+        42,
+        123,
+    )
+    assert env.body == bar
+
+
+@pytest.mark.parametrize(
+    "frames, code",
+    [
+        ([b"hb.x"], wire.BAD_FRAMES),
+        ([b"hb.x", b"a", b"b"], wire.BAD_FRAMES),
+        ([b"\xff\xfe", pack(envelope())], wire.BAD_TOPIC),
+        ([b"hb.x", b"\xc1\xc1garbage"], wire.BAD_MSGPACK),
+        ([b"hb.x", pack([1, 2, 3])], wire.BAD_ENVELOPE),
+        ([b"hb.x", pack(envelope(v=99))], wire.BAD_VERSION),
+        ([b"hb.x", pack({k: v for k, v in envelope().items() if k != "seq"})], wire.BAD_ENVELOPE),
+        ([b"hb.x", pack(envelope(seq="1"))], wire.BAD_ENVELOPE),
+        ([b"hb.x", pack(envelope(seq=True))], wire.BAD_ENVELOPE),
+        ([b"hb.x", pack({k: v for k, v in envelope().items() if k != "body"})], wire.BAD_ENVELOPE),
+        ([b"hb.x", pack(envelope(type="no_such_type"))], wire.UNKNOWN_TYPE),
+        ([b"hb.x", pack(envelope(body={"service": "x"}))], wire.BAD_BODY),
+        ([b"hb.x", pack(envelope(body={**GOOD_HB, "pid": "one"}))], wire.BAD_BODY),
+        ([b"hb.x", pack(envelope(body={**GOOD_HB, "pid": None}))], wire.BAD_BODY),
+        ([b"hb.x", pack(envelope(body=[1]))], wire.BAD_BODY),
+    ],
+)
+def test_malformed_pub_frames_get_their_own_code(frames, code):
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_pub(frames)
+    assert exc.value.code == code
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    env = wire.decode_pub([b"hb.x", pack(envelope(body={**GOOD_HB, "new_field": 1}))])
+    assert env.body.service == "executor"
+
+
+def test_float_fields_accept_integers_but_not_booleans():
+    bar = {"symbol": "X", "timeframe": "H1", "time": 1, "open": 1, "high": 2, "low": 1, "close": 2, "volume": 0}
+    assert messages.from_wire(messages.Bar, bar).open == 1
+    with pytest.raises(messages.SchemaError, match="'open'"):
+        messages.from_wire(messages.Bar, {**bar, "open": True})
+
+
+def test_request_round_trip_and_reply():
+    data = wire.encode_request("step", "r-1", messages.StepArgs("executor.sync", {"a": 1}))
+    req = wire.decode_request([data])
+    assert (req.op, req.id, req.args) == ("step", "r-1", messages.StepArgs("executor.sync", {"a": 1}))
+    reply = wire.decode_reply([wire.encode_reply("r-1", messages.StepResult("executor.sync", True))], "step")
+    assert reply.ok and reply.result == messages.StepResult("executor.sync", True)
+    err = wire.decode_reply([wire.encode_error("r-1", "boom", "it broke")], "step")
+    assert (err.ok, err.error_code, err.error_message) == (False, "boom", "it broke")
+
+
+@pytest.mark.parametrize(
+    "frames, code, has_id",
+    [
+        ([b"a", b"b"], wire.BAD_FRAMES, False),
+        ([b"\xc1"], wire.BAD_MSGPACK, False),
+        ([pack("just a string")], wire.BAD_ENVELOPE, False),
+        ([pack({"v": 2, "op": "status", "id": "1"})], wire.BAD_VERSION, False),
+        ([pack({"v": 1, "id": "1"})], wire.BAD_ENVELOPE, False),
+        ([pack({"v": 1, "op": "status"})], wire.BAD_ENVELOPE, False),
+        ([pack({"v": 1, "op": "fly", "id": "7"})], wire.UNKNOWN_OP, True),
+        ([pack({"v": 1, "op": "step", "id": "7", "args": {}})], wire.BAD_BODY, True),
+        ([pack({"v": 1, "op": "step", "id": "7", "args": {"step": 3}})], wire.BAD_BODY, True),
+    ],
+)
+def test_malformed_requests(frames, code, has_id):
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_request(frames)
+    assert exc.value.code == code
+    assert isinstance(exc.value, wire.RequestError) == has_id
+
+
+def test_every_registered_event_round_trips_with_its_required_fields():
+    samples = {
+        int: 1,
+        float: 1.5,
+        str: "s",
+        bool: True,
+        dict: {"k": 1},
+        list: [1],
+    }
+    for name, cls in messages.EVENTS.items():
+        spec = messages._schema(cls)
+        raw = {f.name: samples[next(k for k in f.kinds if k in samples)] for f in spec if f.required}
+        record = messages.from_wire(cls, raw)
+        frames = wire.encode_pub(f"{name}.x", "t", 1, 1, 1, record)
+        assert wire.decode_pub(frames).body == record

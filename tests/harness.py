@@ -1,0 +1,162 @@
+"""Real processes for system tests: a throwaway ORACLE_HOME, services started as OS processes
+(directly or by the real supervisord with the repository's deploy/supervisord.conf), and
+requests over the real sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+import zmq
+
+from common import bus, config, messages
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = Path(sys.prefix)
+
+# Faster clocks than production so tests are short; the mechanisms are the same.
+TEST_OVERLAY = {
+    "runtime": {"heartbeat_interval_s": 0.5, "hello_interval_s": 0.1, "request_timeout_ms": 1000},
+    "orchestrator": {"heartbeat_timeout_s": 3.0, "restart_window_s": 60.0, "restart_limit": 3, "step_timeout_s": 10},
+}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (bus.RequestTimeout, bus.RequestFailed) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+class Home:
+    """A directory laid out like the repository root, with its own var/ and config overlay."""
+
+    def __init__(self, root: Path, overlay: dict | None = None):
+        self.root = root
+        (root / "config").mkdir(parents=True, exist_ok=True)
+        (root / "config" / "default.yaml").symlink_to(REPO / "config" / "default.yaml")
+        if (REPO / "config" / "executor_symbols.json").exists():
+            shutil.copy(REPO / "config" / "executor_symbols.json", root / "config" / "executor_symbols.json")
+        (root / "models").symlink_to(REPO / "models")
+        (root / "deploy").mkdir()
+        shutil.copy(REPO / "deploy" / "supervisord.conf", root / "deploy" / "supervisord.conf")
+        (root / ".venv").symlink_to(VENV)
+        (root / "var" / "log").mkdir(parents=True)
+        self.write_overlay(config.merge(TEST_OVERLAY, overlay or {}))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.supervisord: subprocess.Popen | None = None
+        self.ctx = zmq.Context.instance()
+
+    def write_overlay(self, overlay: dict) -> None:
+        (self.root / "config" / "local.yaml").write_text(yaml.safe_dump(overlay))
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORACLE_")}
+        env["ORACLE_HOME"] = str(self.root)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def config(self) -> config.Config:
+        return config.load(env=self.env)
+
+    def log(self, name: str) -> str:
+        path = self.root / "var" / "log" / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    # ---- processes started directly ----------------------------------------------------------
+    def start(self, service: str, *args: str) -> subprocess.Popen:
+        out = open(self.root / "var" / "log" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        self.procs[service] = proc
+        return proc
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[service]
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(10)
+
+    # ---- supervisord -------------------------------------------------------------------------
+    def start_supervisord(self) -> None:
+        self.supervisord = subprocess.Popen(
+            [str(VENV / "bin" / "supervisord"), "-n", "-c", str(self.root / "deploy" / "supervisord.conf")],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def supervisorctl(self, *args: str) -> str:
+        res = subprocess.run(
+            [str(VENV / "bin" / "supervisorctl"), "-c", str(self.root / "deploy" / "supervisord.conf"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return res.stdout
+
+    def pid_of(self, program: str) -> int:
+        out = self.supervisorctl("pid", program).strip()
+        return int(out) if out.isdigit() else 0
+
+    def oracle(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VENV / "bin" / "oracle"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    # ---- requests over the real sockets --------------------------------------------------------
+    def request(self, service: str, op: str, args: Any = None, timeout_ms: int = 1500) -> Any:
+        cfg = self.config()
+        req = bus.Requester(self.ctx, cfg.endpoint(service, "rep"), "test", timeout_ms)
+        try:
+            return req.call(op, args if args is not None else messages.NoArgs())
+        finally:
+            req.close()
+
+    def status(self) -> dict:
+        return self.request("orchestrator", "status")
+
+    def system_state(self) -> str:
+        return self.status()["system"]
+
+    def wait_state(self, state: str, timeout: float = 20) -> dict:
+        return wait_for(
+            lambda: (lambda s: s if s["system"] == state else None)(self.status()), timeout, f"system {state}"
+        )
+
+    def close(self) -> None:
+        if self.supervisord is not None and self.supervisord.poll() is None:
+            self.supervisord.terminate()
+            try:
+                self.supervisord.wait(30)
+            except subprocess.TimeoutExpired:
+                self.supervisord.kill()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

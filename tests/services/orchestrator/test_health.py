@@ -1,0 +1,43 @@
+import pytest
+
+from common.config import Health
+from common.messages import Heartbeat
+from services.orchestrator import health
+from services.orchestrator.registry import ServiceView
+
+CFG = Health(memory_limit_mb=100, max_backlog=10, bar_timeout_factor=2.0, bar_grace_s=60)
+MB = 1024 * 1024
+
+
+def view(name="preditor", rss=10 * MB, info=None, last_hb=100.0) -> ServiceView:
+    v = ServiceView(name)
+    v.last_hb = last_hb
+    v.hb = Heartbeat(name, 1, 1, "RUNNING", 1.0, rss, info=info or {})
+    return v
+
+
+@pytest.mark.parametrize(
+    "v, expected",
+    [
+        (view(), []),
+        (view(rss=101 * MB), ["preditor: RSS 101 MB over the 100 MB limit"]),
+        (view("connector", info={"connected": False}), ["connector: broker not connected"]),
+        (view("connector", info={"connected": True}), []),
+        (view("persistence", info={"backlog": 11}), ["persistence: backlog of 11 writes over 10"]),
+        (view("persistence", info={"backlog": 10}), []),
+        # H1: stale after 2 x 3600 + 60 s; M15: after 2 x 900 + 60 s
+        (view(info={"symbols": {"EURUSD": {"timeframe": "H1", "last_bar_age_s": 7000}}}), []),
+        (
+            view(info={"symbols": {"EURUSD": {"timeframe": "H1", "last_bar_age_s": 7300}}}),
+            ["preditor: EURUSD H1: no bar for 7300 s (limit 7260 s)"],
+        ),
+        (
+            view(info={"symbols": {"GER40": {"timeframe": "M15", "last_bar_age_s": 1900}}}),
+            ["preditor: GER40 M15: no bar for 1900 s (limit 1860 s)"],
+        ),
+        (view(last_hb=90.0), ["preditor: no heartbeat for 10.0 s"]),
+        (view(last_hb=None), ["preditor: no heartbeat yet"]),
+    ],
+)
+def test_issues(v, expected):
+    assert health.issues([v], 100.0, CFG, hb_timeout_s=5.0) == expected

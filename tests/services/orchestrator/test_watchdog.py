@@ -1,0 +1,75 @@
+import pytest
+
+from common.config import Orchestrator
+from common.messages import Heartbeat
+from services.orchestrator import watchdog
+from services.orchestrator.registry import ServiceView
+
+CFG = Orchestrator(heartbeat_timeout_s=5, stall_timeout_s=10, restart_limit=3, restart_window_s=60)
+
+
+def view(
+    last_hb=None,
+    pending=0,
+    progress_changed_at=0.0,
+    restarts=(),
+    supervisor_state="RUNNING",
+    restart_requested_at=None,
+    escalated=False,
+) -> ServiceView:
+    v = ServiceView("executor")
+    v.last_hb = last_hb
+    if last_hb is not None:
+        v.hb = Heartbeat("executor", 1, 1, "RUNNING", 1.0, 1, pending=pending)
+    v.progress_changed_at = progress_changed_at
+    v.restarts = list(restarts)
+    v.supervisor_state = supervisor_state
+    v.restart_requested_at = restart_requested_at
+    v.escalated = escalated
+    return v
+
+
+@pytest.mark.parametrize(
+    "v, now, expected",
+    [
+        (view(last_hb=100.0), 104.9, []),
+        (view(last_hb=100.0), 105.1, [watchdog.Restart("executor", "no heartbeat for 5.1 s")]),
+        (view(), 1000.0, []),  # never heard: supervisord's business until it says hello
+        (view(last_hb=100.0, restart_requested_at=101.0), 110.0, []),  # restart under way
+        (
+            view(last_hb=100.0, restart_requested_at=90.0),
+            110.0,
+            [watchdog.Restart("executor", "no heartbeat for 10.0 s")],
+        ),
+        (
+            view(last_hb=100.0, pending=4, progress_changed_at=89.0),
+            100.0,
+            [watchdog.Restart("executor", "stalled: 4 pending, no progress for 11.0 s")],
+        ),
+        (view(last_hb=100.0, pending=0, progress_changed_at=0.0), 100.0, []),  # idle is not stalled
+        (view(last_hb=100.0, restarts=[50, 60, 70]), 100.0, []),  # 3 is the limit, not over it
+        (
+            view(last_hb=100.0, restarts=[50, 60, 70, 80]),
+            100.0,
+            [watchdog.Escalate("executor", "4 restarts in 60 s (limit 3)")],
+        ),
+        (view(last_hb=100.0, restarts=[10, 60, 70, 80]), 100.0, []),  # the oldest left the window
+        (
+            view(supervisor_state="FATAL"),
+            100.0,
+            [watchdog.Escalate("executor", "supervisord gave up starting it (FATAL)")],
+        ),
+        (view(supervisor_state="FATAL", escalated=True), 100.0, []),  # escalated once only
+    ],
+)
+def test_assess(v, now, expected):
+    assert watchdog.assess([v], now, CFG) == expected
+
+
+def test_registry_counts_a_restart_per_new_pid_only():
+    v = ServiceView("paper")
+    assert v.new_epoch(10, 100, [], 1.0) is False
+    assert v.see_pid(100, 2.0) is False  # the same pid seen again through supervisord
+    assert v.new_epoch(20, 101, [], 3.0) is True
+    assert v.see_pid(101, 3.5) is False
+    assert v.restarts == [3.0]
