@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 
 import msgpack
@@ -232,3 +234,20 @@ def test_malformed_frames_to_every_sub_socket(home):
     )
     for s in ("persistence", "executor", "paper"):
         assert home.procs[s].poll() is None, f"{s} died"
+
+
+def test_dry_run_flag_reaches_the_executor_from_the_environment(home):
+    env = {**home.env, "ORACLE_DRY_RUN": "true", "ORACLE_LOG_LEVEL": "DEBUG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.executor"],
+        env=env,
+        cwd=home.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        status = wait_for(lambda: home.request("executor", "status"), 10, "executor status")
+        assert status["dry_run"] is True
+    finally:
+        proc.kill()
+        proc.wait(10)
