@@ -220,6 +220,7 @@ class Signal:
 
     symbol: str
     bar_time: int
+    close: float  # the bar's close: the reference price for slippage and paper fills
     action: int
     direction: int
     intensity: int
@@ -295,6 +296,20 @@ class StopArgs:
     reason: str = "MANUAL"
 
 
+@dataclass(frozen=True, slots=True)
+class WriteArgs:
+    """Records for one table; each record is a map with a client-made ``id`` (a UUID)."""
+
+    table: str
+    records: list
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    acked: list  # ids durably committed (new, or already stored with the same content)
+    rejected: dict = field(default_factory=dict)  # id -> reason: invalid, never retried
+
+
 OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
 OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
 OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
@@ -302,6 +317,7 @@ OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-hands
 OP_STOP = op("stop", StopArgs, None, "orchestrator: run the ordered shutdown of the whole system")
 OP_RESUME = op("resume", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
 OP_PING = op("ping", NoArgs, None, "liveness probe")
+OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
 
 
 # ---- topics ----------------------------------------------------------------------------------

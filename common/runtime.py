@@ -27,6 +27,7 @@ import zmq
 
 from common import bus, config, logs, messages, wire
 from common.bus import Received
+from common.outbox import Outbox
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,9 @@ class Service:
         self._next_hb = 0.0
         self._next_hello = 0.0
         self._orch_silent_logged = False
+        self.outbox = Outbox()  # records for persistence, kept until acknowledged
+        self._store: bus.Requester | None = None
+        self._store_retry_at = 0.0
 
     # ---- hooks ----------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
@@ -107,6 +111,10 @@ class Service:
         logs.event(log, logging.WARNING, f"alert {kind}: {message}", **details)
         self.publish(messages.alert_topic(kind), messages.Alert(kind, severity, message, self.name, details))
 
+    def persist(self, table: str, record: dict) -> None:
+        """Hand a record (with its ``id``) to persistence; it is retried until acknowledged."""
+        self.outbox.add(table, record)
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()
@@ -139,6 +147,7 @@ class Service:
             "system_state": self.system_state,
             "dry_run": self.dry_run,
             "not_implemented": list(self.not_implemented),
+            "outbox": {"pending": len(self.outbox), "acked": self.outbox.acked, "rejected": len(self.outbox.rejected)},
         }
         report.update(self.status_report())
         return report
@@ -156,7 +165,7 @@ class Service:
             progress=dict(self.progress),
             pending=self.pending_work(),
             wire_errors=dict(self.errors.counts),
-            info=self.health_info(),
+            info={**self.health_info(), **({"outbox": len(self.outbox)} if len(self.outbox) else {})},
         )
         self.publish(messages.hb_topic(self.name), hb)
 
@@ -230,6 +239,43 @@ class Service:
             hello = messages.Hello(self.name, self.pid, self.epoch, __version__, list(self.steps_done))
             orch.send(messages.OP_HELLO.name, hello)
 
+    def _drive_outbox(self, now: float) -> None:
+        """Send the oldest unacknowledged records to persistence (one batch in flight)."""
+        if self._store is None:
+            if not len(self.outbox) or self.name == "persistence":
+                return
+            self._store = bus.Requester(
+                self.ctx, self.cfg.endpoint("persistence", "rep"), self.name, self.cfg.runtime.request_timeout_ms
+            )
+        req = self._store
+        if req.pending is not None:
+            try:
+                reply = req.take_reply()
+            except bus.RequestTimeout:
+                self.outbox.on_failure()
+                self._store_retry_at = now + 1.0
+                return
+            except wire.WireError as err:
+                self.errors.record(err, "REQ persistence")
+                req.reset()
+                self.outbox.on_failure()
+                return
+            if reply is None:
+                return
+            if reply.ok:
+                self.outbox.on_reply(reply.result.acked, reply.result.rejected)
+                for rid, why in reply.result.rejected.items():
+                    log.error("persistence rejected record %s: %s", rid, why)
+            else:
+                log.warning("persistence refused a write: %s %s", reply.error_code, reply.error_message)
+                self.outbox.on_failure()
+                self._store_retry_at = now + 1.0
+            return
+        if now >= self._store_retry_at:
+            batch = self.outbox.next_batch()
+            if batch is not None:
+                req.send(messages.OP_WRITE.name, messages.WriteArgs(*batch))
+
     def _on_sys_state(self, received: Received) -> None:
         body = received.envelope.body
         if isinstance(body, messages.SysState):
@@ -282,12 +328,12 @@ class Service:
         if self.sub:
             poller.register(self.sub.sock, zmq.POLLIN)
         while not self._stop and not self._fatal:
-            orch_sock = self.orch.sock if self.orch and self.orch.pending else None
-            if orch_sock is not None:
-                poller.register(orch_sock, zmq.POLLIN)
+            waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
+            for sock in waiting:
+                poller.register(sock, zmq.POLLIN)
             events = dict(poller.poll(100))
-            if orch_sock is not None:
-                poller.unregister(orch_sock)
+            for sock in waiting:
+                poller.unregister(sock)
             now = time.monotonic()
             if self.rep.sock in events:
                 self.rep.serve_ready()
@@ -297,6 +343,7 @@ class Service:
                         self._on_sys_state(received)
                     self.on_message(received)
             self._drive_handshake(now)
+            self._drive_outbox(now)
             if now >= self._next_hb:
                 self._heartbeat(now)
             self.on_tick(now)
@@ -313,7 +360,14 @@ class Service:
             log.exception("on_stop failed")
         if self.pub:
             self._heartbeat(time.monotonic())
-        for part in (self.orch, self.sub, self.rep, self.pub):
+        flush_until = time.monotonic() + self.cfg.runtime.stop_timeout_s / 2
+        while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
+            self._drive_outbox(time.monotonic())
+            if self._store is not None and self._store.pending is not None:
+                self._store.sock.poll(50)
+        if len(self.outbox):
+            log.warning("stopping with %d records not yet acknowledged by persistence", len(self.outbox))
+        for part in (self.orch, self._store, self.sub, self.rep, self.pub):
             if part is not None:
                 part.close()
         self.ctx.term()

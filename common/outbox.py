@@ -1,0 +1,60 @@
+"""The sender side of persistence writes: a record is kept until persistence acknowledges it.
+
+A record carries its own ``id``; senders derive it from the record's natural key (``record_id``), so a record
+re-created after a sender restart has the same id and the store's deduplication makes the retry a no-op.
+Pure: the service runtime sends the batches and feeds back replies and timeouts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+NAMESPACE = uuid.UUID("5f0c1d2e-7a34-4d5b-9c61-0e2f3a4b5c6d")
+
+
+def record_id(table: str, *natural_key: object) -> str:
+    """A deterministic UUID for a record: the same natural key always gives the same id."""
+    return str(uuid.uuid5(NAMESPACE, "|".join([table, *map(str, natural_key)])))
+
+
+@dataclass
+class Outbox:
+    max_batch: int = 200
+    pending: OrderedDict[str, tuple[str, dict]] = field(default_factory=OrderedDict)  # id -> (table, record)
+    inflight: list[str] = field(default_factory=list)
+    acked: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def add(self, table: str, record: dict) -> str:
+        rid = record.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise ValueError(f"a {table} record needs a string 'id'")
+        if rid not in self.pending:
+            self.pending[rid] = (table, record)
+        return rid
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def next_batch(self) -> tuple[str, list[dict]] | None:
+        """The oldest records of one table, not in flight; None when nothing waits or a batch is in flight."""
+        if self.inflight or not self.pending:
+            return None
+        table = next(iter(self.pending.values()))[0]
+        batch = [(rid, rec) for rid, (t, rec) in self.pending.items() if t == table][: self.max_batch]
+        self.inflight = [rid for rid, _ in batch]
+        return table, [rec for _, rec in batch]
+
+    def on_reply(self, acked: list[str], rejected: dict[str, str]) -> None:
+        for rid in acked:
+            if self.pending.pop(rid, None) is not None:
+                self.acked += 1
+        for rid, why in rejected.items():
+            if self.pending.pop(rid, None) is not None:
+                self.rejected[rid] = why
+        self.inflight = []  # anything neither acked nor rejected is retried with the same id
+
+    def on_failure(self) -> None:
+        self.inflight = []
