@@ -1,7 +1,7 @@
 """``oracle``: the operator's command line (argparse; tables with rich).
 
     oracle tap [PREFIX ...] [--json]     every publisher's messages, one line each (Espresso)
-    oracle ctl status [--json] | stop | resume
+    oracle ctl status [--json] | stop | clear-halt | pause | resume | close SYMBOL | close-all | set-symbol
     oracle check-config
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+import yaml
 import zmq
 
 from common import bus, config, logs, messages, wire
@@ -145,6 +146,30 @@ def _print_status(report: dict) -> None:
         console.print(f"issue: {issue}")
 
 
+EXECUTOR_COMMANDS = {"pause": "pause", "resume": "resume", "close": "close", "close-all": "close_all"}
+
+
+def _executor_command(cfg: config.Config, args: argparse.Namespace) -> Any:
+    name = EXECUTOR_COMMANDS.get(args.command, args.command)
+    cmd_args: dict[str, Any] = {}
+    if args.command == "close":
+        if not args.symbol:
+            raise SystemExit("usage: oracle ctl close SYMBOL")
+        cmd_args["symbol"] = args.symbol
+    elif args.command == "set-symbol":
+        if not args.symbol or not args.settings:
+            raise SystemExit("usage: oracle ctl set-symbol SYMBOL key=value [key=value ...]")
+        name = "set_symbol_config"
+        config_values: dict[str, Any] = {}
+        for item in args.settings:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise SystemExit(f"set-symbol: '{item}' is not key=value")
+            config_values[key] = yaml.safe_load(raw)  # 0.01 -> float, true -> bool, text stays text
+        cmd_args = {"symbol": args.symbol, "config": config_values}
+    return _request(cfg, "executor", "command", messages.CommandArgs(name, cmd_args), args.timeout_ms)
+
+
 def ctl(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     timeout_ms = args.timeout_ms
@@ -157,8 +182,8 @@ def ctl(args: argparse.Namespace) -> int:
                 report = {"system": "UNKNOWN (orchestrator down)", "services": _direct_status(cfg, timeout_ms)}
                 if args.json:
                     print(json.dumps(report, default=str))
-                    return 1
-                _print_status(report)
+                else:
+                    _print_status(report)
                 return 1
             if args.json:
                 print(json.dumps(report, default=str))
@@ -167,14 +192,13 @@ def ctl(args: argparse.Namespace) -> int:
             return 0
         if args.command == "stop":
             result = _request(cfg, "orchestrator", "stop", messages.StopArgs("MANUAL"), timeout_ms)
+        elif args.command == "clear-halt":
+            result = _request(cfg, "orchestrator", "clear_halt", messages.NoArgs(), timeout_ms)
         else:
-            result = _request(cfg, "orchestrator", "resume", messages.NoArgs(), timeout_ms)
+            result = _executor_command(cfg, args)
         print(json.dumps(result, default=str))
         return 0
-    except bus.RequestTimeout as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except bus.RequestFailed as exc:
+    except (bus.RequestTimeout, bus.RequestFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -206,7 +230,13 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=tap)
 
     c = sub.add_parser("ctl", parents=[common], help="talk to the running system")
-    c.add_argument("command", choices=["status", "stop", "resume"])
+    c.add_argument(
+        "command",
+        choices=["status", "stop", "clear-halt", "pause", "resume", "close", "close-all", "set-symbol"],
+        help="status/stop/clear-halt go to the orchestrator; the others are executor commands",
+    )
+    c.add_argument("symbol", nargs="?", help="for close and set-symbol")
+    c.add_argument("settings", nargs="*", help="for set-symbol: key=value ...")
     c.add_argument("--json", action="store_true")
     c.add_argument("--timeout-ms", type=int, default=3000)
     c.set_defaults(func=ctl)

@@ -240,6 +240,109 @@ class Ack:
     details: dict = field(default_factory=dict)
 
 
+@event("fill")
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A deal executed at the broker, on ``fill.<SYMBOL>`` (once per deal)."""
+
+    symbol: str
+    ticket: int  # the position id
+    client_order_id: str
+    direction: int  # +1 buy, -1 sell
+    volume: float  # lots
+    price: float
+    time: float  # Unix s, the broker's execution time
+    deal_id: int
+
+
+@event("position_closed")
+@dataclass(frozen=True, slots=True)
+class PositionClosed:
+    """A position closed, on ``closed.<SYMBOL>``; ``external`` when this system did not ask (SL, TP, manual)."""
+
+    ticket: int
+    symbol: str
+    direction: int
+    volume: float
+    entry_price: float
+    close_price: float
+    gross_profit: float
+    swap: float
+    commission: float
+    net_profit: float  # the broker's PnL, deposit currency
+    time: float
+    reason: str  # SL_TP | EXTERNAL | CLIENT
+    external: bool
+    balance: float | None = None
+    label: str = ""
+    full: bool = True
+
+
+@event("order_rejected")
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """The broker refused an order, on ``reject.<SYMBOL>``."""
+
+    client_order_id: str
+    symbol: str
+    error: str
+
+
+@event("account")
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    """Balance and equity, on ``account`` (equity from the positions' unrealized PnL)."""
+
+    balance: float
+    equity: float
+    margin: float
+    free_margin: float
+    currency: str
+
+
+@event("connection")
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """The broker connection, on ``conn.state``."""
+
+    connected: bool
+    reason: str = ""
+
+
+@event("paper_trade")
+@dataclass(frozen=True, slots=True)
+class PaperTrade:
+    """A closed paper trade, on ``paper.trade.<SYMBOL>``; times are bar times."""
+
+    id: str
+    symbol: str
+    direction: int
+    intensity: int
+    entry_time: int
+    exit_time: int
+    entry_price: float
+    exit_price: float
+    pnl: float
+    pips: float
+    commission: float
+    hmm_state: int = -1
+
+
+@event("paper_metrics")
+@dataclass(frozen=True, slots=True)
+class PaperMetrics:
+    """Paper account metrics per symbol, on ``paper.metrics.<SYMBOL>``."""
+
+    symbol: str
+    trades: int
+    pnl: float
+    win_rate: float
+    profit_factor: float
+    max_drawdown: float
+    sharpe: float
+    balance: float
+
+
 # ---- request operations ----------------------------------------------------------------------
 
 
@@ -310,13 +413,100 @@ class WriteResult:
     rejected: dict = field(default_factory=dict)  # id -> reason: invalid, never retried
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolArgs:
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryArgs:
+    """Closed bars, oldest first: the last ``count`` (before ``until`` when given), or every bar after ``since``."""
+
+    symbol: str
+    timeframe: str
+    count: int = 0
+    since: int | None = None  # bar open time, exclusive
+    until: int | None = None  # bar open time, exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    symbol: str
+    timeframe: str
+    bars: list  # [[time, open, high, low, close, volume], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOpenArgs:
+    symbol: str
+    direction: int  # +1 long, -1 short
+    lots: float
+    client_order_id: str  # idempotency key: the same id never opens a second position
+    sl_distance: float | None = None  # price distance from the fill
+    tp_distance: float | None = None
+    comment: str = ""  # the order label (at most 100 characters)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCloseArgs:
+    ticket: int
+    lots: float | None = None  # None: the whole position
+    client_order_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAmendArgs:
+    ticket: int
+    sl: float | None = None
+    tp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    success: bool
+    client_order_id: str
+    ticket: int | None = None
+    price: float | None = None
+    volume: float = 0.0
+    sl: float | None = None
+    tp: float | None = None
+    error: str = ""
+    recovered: bool = False  # found by reconcile after a timeout, not from this request's reply
+
+
+@dataclass(frozen=True, slots=True)
+class CommandArgs:
+    """An operator command for the executor (pause, resume, close, close_all, set_symbol_config, ...)."""
+
+    name: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryArgs:
+    table: str
+    where: dict = field(default_factory=dict)
+    limit: int = 100
+
+
 OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
 OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
 OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
 OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
 OP_STOP = op("stop", StopArgs, None, "orchestrator: run the ordered shutdown of the whole system")
-OP_RESUME = op("resume", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
+OP_CLEAR_HALT = op("clear_halt", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
 OP_PING = op("ping", NoArgs, None, "liveness probe")
+OP_HISTORY = op("history", HistoryArgs, HistoryResult, "connector: closed bars from the broker")
+OP_SYMBOL_INFO = op("symbol_info", SymbolArgs, None, "connector: pip size, lot size, volume limits, quote->deposit")
+OP_ACCOUNT = op("account", NoArgs, None, "connector: balance, equity, margin, free margin")
+OP_POSITIONS = op("positions", NoArgs, None, "connector: open positions (reconcile)")
+OP_ORDER_OPEN = op("order_open", OrderOpenArgs, OrderResult, "connector: market order with relative SL/TP")
+OP_ORDER_CLOSE = op("order_close", OrderCloseArgs, OrderResult, "connector: close a position (or part)")
+OP_ORDER_AMEND = op("order_amend", OrderAmendArgs, OrderResult, "connector: change a position's SL/TP")
+OP_LAST_SIGNALS = op("last_signals", NoArgs, None, "preditor: the last signal per symbol")
+OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, None, "preditor: the twin's virtual position per symbol")
+OP_COMMAND = op("command", CommandArgs, None, "executor: an operator command (pause, resume, close, ...)")
+OP_QUERY = op("query", QueryArgs, None, "persistence: read records back")
 OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
 
 
@@ -344,3 +534,27 @@ def signal_topic(symbol: str) -> str:
 
 def ack_topic(symbol: str) -> str:
     return f"ack.{symbol}"
+
+
+def fill_topic(symbol: str) -> str:
+    return f"fill.{symbol}"
+
+
+def closed_topic(symbol: str) -> str:
+    return f"closed.{symbol}"
+
+
+def reject_topic(symbol: str) -> str:
+    return f"reject.{symbol}"
+
+
+ACCOUNT_TOPIC = "account"
+CONNECTION_TOPIC = "conn.state"
+
+
+def paper_trade_topic(symbol: str) -> str:
+    return f"paper.trade.{symbol}"
+
+
+def paper_metrics_topic(symbol: str) -> str:
+    return f"paper.metrics.{symbol}"

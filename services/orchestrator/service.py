@@ -60,7 +60,7 @@ class Orchestrator(runtime.Service):
             messages.OP_HELLO.name: self._on_hello,
             messages.OP_READY.name: self._on_ready,
             messages.OP_STOP.name: self._on_stop_request,
-            messages.OP_RESUME.name: self._on_resume,
+            messages.OP_CLEAR_HALT.name: self._on_clear_halt,
         }
 
     def _view(self, service: str) -> ServiceView:
@@ -312,7 +312,7 @@ class Orchestrator(runtime.Service):
                     os.kill(pid, signal.SIGTERM)
         self.request_stop()
 
-    def _on_resume(self, _args: Any) -> dict:
+    def _on_clear_halt(self, _args: Any) -> dict:
         was = self.halted_reason
         self.halted_reason = ""
         for v in self.views.values():
@@ -324,7 +324,7 @@ class Orchestrator(runtime.Service):
                 except SupervisorUnavailable as exc:
                     log.warning("could not start %s again: %s", v.name, exc)
         if was:
-            self._record("resume", was=was)
+            self._record("clear_halt", was=was)
         return {"state": self._system_state(time.monotonic()), "was_halted": was}
 
     def status_report(self) -> dict:
