@@ -437,6 +437,15 @@ class HistoryResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscribeArgs:
+    """Publish closed bars of ``symbol``/``timeframe``; bars after ``since`` (open time) are published first."""
+
+    symbol: str
+    timeframe: str
+    since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OrderOpenArgs:
     symbol: str
     direction: int  # +1 long, -1 short
@@ -497,6 +506,7 @@ OP_STOP = op("stop", StopArgs, None, "orchestrator: run the ordered shutdown of 
 OP_CLEAR_HALT = op("clear_halt", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
 OP_PING = op("ping", NoArgs, None, "liveness probe")
 OP_HISTORY = op("history", HistoryArgs, HistoryResult, "connector: closed bars from the broker")
+OP_SUBSCRIBE = op("subscribe", SubscribeArgs, None, "connector: publish closed bars of a symbol and timeframe")
 OP_SYMBOL_INFO = op("symbol_info", SymbolArgs, None, "connector: pip size, lot size, volume limits, quote->deposit")
 OP_ACCOUNT = op("account", NoArgs, None, "connector: balance, equity, margin, free margin")
 OP_POSITIONS = op("positions", NoArgs, None, "connector: open positions (reconcile)")
