@@ -1,0 +1,74 @@
+"""The PPO actor as a plain torch MLP, rebuilt from exported weights (no stable-baselines3 at run time).
+
+It reproduces SB3's ``PPO.predict(obs, deterministic=True)`` for an ``MlpPolicy`` with separate actor and critic
+networks: hidden Linear+activation layers, then ``action_net``, then the mode of the categorical distribution
+(argmax of the softmax of the normalised logits, computed the way torch's ``Categorical`` does so that near-ties
+resolve identically). Runs in eval mode under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_HIDDEN_KEY = re.compile(r"^hidden\.(\d+)\.weight$")
+
+
+class PolicyNet(nn.Module):
+    def __init__(self, observation_size: int, hidden: Sequence[int], n_actions: int = 7,
+                 activation: str = "tanh") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}")
+        layers: list[nn.Module] = []
+        size = observation_size
+        for width in hidden:
+            layers += [nn.Linear(size, width), ACTIVATIONS[activation]()]
+            size = width
+        self.hidden = nn.Sequential(*layers)
+        self.action = nn.Linear(size, n_actions)
+        self.observation_size = observation_size
+        self.hidden_sizes = tuple(hidden)
+        self.activation = activation
+        self.eval()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.action(self.hidden(obs))
+
+    def act(self, obs: np.ndarray) -> int:
+        """Deterministic action index for one observation (float32, shape (observation_size,))."""
+        with torch.inference_mode():
+            logits = self(torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1))
+            normalised = logits - logits.logsumexp(dim=-1, keepdim=True)
+            return int(torch.softmax(normalised, dim=-1).argmax(dim=-1).item())
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], activation: str = "tanh") -> PolicyNet:
+        """Rebuild the net from its exported weights; the layer sizes come from the weight shapes."""
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("policy weights must be a dict of tensors")
+        indices = sorted(int(m.group(1)) for k in state if (m := _HIDDEN_KEY.match(k)))
+        if "action.weight" not in state or indices != [2 * i for i in range(len(indices))]:
+            raise ValueError("policy weights lack hidden.<i>.weight / action.weight entries")
+        hidden = [state[f"hidden.{i}.weight"].shape[0] for i in indices]
+        observation_size = (state["hidden.0.weight"] if indices else state["action.weight"]).shape[1]
+        net = cls(observation_size, hidden, state["action.weight"].shape[0], activation)
+        net.load_state_dict(state, strict=True)
+        net.eval()
+        return net
+
+
+def actor_state_from_sb3(sb3_policy_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our weight names from an SB3 ActorCriticPolicy state dict (actor part only, copied, float32)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sb3_policy_state.items():
+        if key.startswith("mlp_extractor.policy_net."):
+            out["hidden." + key.removeprefix("mlp_extractor.policy_net.")] = value.detach().clone().float()
+        elif key.startswith("action_net."):
+            out["action." + key.removeprefix("action_net.")] = value.detach().clone().float()
+    return out

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+
+from services.preditor.policy import PolicyNet, actor_state_from_sb3
+
+
+@pytest.fixture(scope="module")
+def ppo():
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    class Shapes(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (14,), np.float32)
+        action_space = gym.spaces.Discrete(7)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(14, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(14, np.float32), 0.0, True, False, {}
+
+    return PPO("MlpPolicy", Shapes(), n_steps=8, batch_size=8, seed=3, device="cpu",
+               policy_kwargs={"net_arch": {"pi": [64, 64, 64], "vf": [32]}, "activation_fn": torch.nn.Tanh})
+
+
+def test_exported_actor_reproduces_sb3_deterministic_actions(ppo):
+    net = PolicyNet.from_state_dict(actor_state_from_sb3(ppo.policy.state_dict()))
+    assert (net.observation_size, net.hidden_sizes, net.training) == (14, (64, 64, 64), False)
+    obs = np.random.default_rng(0).normal(0, 2, (400, 14)).astype(np.float32)
+    ours = [net.act(o) for o in obs]
+    assert ours == [int(ppo.predict(o, deterministic=True)[0]) for o in obs]
+    assert len(set(ours)) > 1  # the comparison is not trivially constant
+
+
+def test_exported_weights_contain_only_the_actor(ppo):
+    keys = set(actor_state_from_sb3(ppo.policy.state_dict()))
+    assert keys == {f"hidden.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")} | {"action.weight",
+                                                                                          "action.bias"}
+
+
+@pytest.mark.parametrize("state", [
+    {},
+    {"hidden.0.weight": torch.zeros(4, 14)},  # no action layer
+    {"hidden.1.weight": torch.zeros(4, 14), "action.weight": torch.zeros(7, 4), "action.bias": torch.zeros(7)},
+    {"action.weight": "not a tensor"},
+])
+def test_malformed_weights_are_refused(state):
+    with pytest.raises((ValueError, RuntimeError)):
+        PolicyNet.from_state_dict(state)
