@@ -1,0 +1,5 @@
+import sys
+
+from services.connector.sim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,285 @@
+"""The simulated trading account (pure state machine: values in, values out; no clock, no I/O).
+
+Money is kept in wire units (integers scaled by 10**money_digits); volumes in cents; prices are doubles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from services.connector import units
+from services.connector.units import SymbolSpec
+
+BUY, SELL = 1, 2  # ProtoOATradeSide
+MARKET, STOP_LOSS_TAKE_PROFIT = 1, 4  # ProtoOAOrderType
+
+
+class SimError(Exception):
+    def __init__(self, code: str, description: str = "") -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+def side_sign(trade_side: int) -> int:
+    return 1 if trade_side == BUY else -1
+
+
+@dataclass
+class SimPosition:
+    position_id: int
+    symbol_id: int
+    trade_side: int
+    volume: int
+    entry_price: float
+    open_ms: int
+    label: str = ""
+    comment: str = ""
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    used_margin: int = 0
+    updated_ms: int = 0
+
+
+@dataclass
+class SimOrder:
+    order_id: int
+    position_id: int
+    symbol_id: int
+    trade_side: int
+    volume: int
+    order_type: int
+    execution_price: float
+    timestamp_ms: int
+    closing: bool = False
+    client_order_id: str = ""
+    label: str = ""
+    comment: str = ""
+    relative_stop_loss: int = 0
+    relative_take_profit: int = 0
+
+
+@dataclass
+class SimDeal:
+    deal_id: int
+    order_id: int
+    position_id: int
+    symbol_id: int
+    trade_side: int
+    volume: int
+    execution_price: float
+    timestamp_ms: int
+    closing: bool = False
+    entry_price: float = 0.0
+    gross_profit: int = 0
+    balance_after: int = 0
+    quote_to_deposit: float = 1.0
+    closed_volume: int = 0
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What one execution produced: the order, the deal and the position after it (volume 0 = closed)."""
+
+    order: SimOrder
+    deal: SimDeal
+    position: SimPosition
+    closed: bool
+    server_event: bool = False
+
+
+@dataclass
+class Account:
+    account_id: int
+    balance: int
+    money_digits: int = 2
+    leverage_in_cents: int = 10_000
+    positions: dict[int, SimPosition] = field(default_factory=dict)
+    deals: list[SimDeal] = field(default_factory=list)
+    next_id: int = 1
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def used_margin(self) -> int:
+        return sum(p.used_margin for p in self.positions.values())
+
+    def open_market(
+        self,
+        spec: SymbolSpec,
+        trade_side: int,
+        volume: int,
+        bid: float,
+        ask: float,
+        quote_to_deposit: float,
+        now_ms: int,
+        relative_sl: int = 0,
+        relative_tp: int = 0,
+        label: str = "",
+        comment: str = "",
+        client_order_id: str = "",
+    ) -> Fill:
+        if volume < spec.min_volume or volume > spec.max_volume or volume % spec.step_volume:
+            raise SimError("TRADING_BAD_VOLUME", f"volume {volume} invalid for {spec.name}")
+        if relative_sl < 0 or relative_tp < 0:
+            raise SimError("TRADING_BAD_STOPS", "relative distances must be positive")
+        price = ask if trade_side == BUY else bid
+        sign = side_sign(trade_side)
+        notional = units.volume_to_units(volume) * price * quote_to_deposit
+        margin = units.money_to_wire(
+            notional / units.leverage_from_wire(self.leverage_in_cents), self.money_digits
+        )
+        if margin > self.balance - self.used_margin():
+            raise SimError("NOT_ENOUGH_MONEY", f"margin {margin} exceeds free margin")
+        sl, tp = units.sl_tp_prices(price, sign, relative_sl or None, relative_tp or None, spec.digits)
+        pid, oid, did = self._new_id(), self._new_id(), self._new_id()
+        pos = SimPosition(
+            pid, spec.symbol_id, trade_side, volume, price, now_ms, label, comment, sl, tp, margin, now_ms
+        )
+        order = SimOrder(
+            oid,
+            pid,
+            spec.symbol_id,
+            trade_side,
+            volume,
+            MARKET,
+            price,
+            now_ms,
+            False,
+            client_order_id,
+            label,
+            comment,
+            relative_sl,
+            relative_tp,
+        )
+        deal = SimDeal(did, oid, pid, spec.symbol_id, trade_side, volume, price, now_ms)
+        self.positions[pid] = pos
+        self.deals.append(deal)
+        return Fill(order, deal, pos, closed=False)
+
+    def close(
+        self,
+        position_id: int,
+        volume: int,
+        bid: float,
+        ask: float,
+        quote_to_deposit: float,
+        now_ms: int,
+        server_event: bool = False,
+        client_order_id: str = "",
+    ) -> Fill:
+        pos = self.positions.get(position_id)
+        if pos is None:
+            raise SimError("POSITION_NOT_FOUND", f"position {position_id} not found")
+        if volume <= 0 or volume > pos.volume:
+            raise SimError("TRADING_BAD_VOLUME", f"close volume {volume} of position volume {pos.volume}")
+        close_side = SELL if pos.trade_side == BUY else BUY
+        price = bid if pos.trade_side == BUY else ask
+        pnl = units.pnl_deposit(pos.entry_price, price, side_sign(pos.trade_side), volume, quote_to_deposit)
+        gross = units.money_to_wire(pnl, self.money_digits)
+        self.balance += gross
+        oid, did = self._new_id(), self._new_id()
+        order_type = STOP_LOSS_TAKE_PROFIT if server_event else MARKET
+        order = SimOrder(
+            oid,
+            pos.position_id,
+            pos.symbol_id,
+            close_side,
+            volume,
+            order_type,
+            price,
+            now_ms,
+            True,
+            client_order_id,
+            pos.label,
+            pos.comment,
+        )
+        deal = SimDeal(
+            did,
+            oid,
+            pos.position_id,
+            pos.symbol_id,
+            close_side,
+            volume,
+            price,
+            now_ms,
+            True,
+            pos.entry_price,
+            gross,
+            self.balance,
+            quote_to_deposit,
+            volume,
+        )
+        self.deals.append(deal)
+        released = pos.used_margin * volume // pos.volume
+        pos.used_margin -= released
+        pos.volume -= volume
+        pos.updated_ms = now_ms
+        closed = pos.volume == 0
+        snapshot = SimPosition(**asdict(pos))
+        if closed:
+            snapshot.volume = volume  # a closed position reports the volume it had
+            del self.positions[position_id]
+        return Fill(order, deal, snapshot, closed=closed, server_event=server_event)
+
+    def amend(
+        self,
+        position_id: int,
+        stop_loss: float | None,
+        take_profit: float | None,
+        bid: float,
+        ask: float,
+        now_ms: int,
+    ) -> SimPosition:
+        pos = self.positions.get(position_id)
+        if pos is None:
+            raise SimError("POSITION_NOT_FOUND", f"position {position_id} not found")
+        market = bid if pos.trade_side == BUY else ask
+        sign = side_sign(pos.trade_side)
+        if stop_loss is not None and (stop_loss - market) * sign >= 0:
+            raise SimError("TRADING_BAD_STOPS", f"stop loss {stop_loss} on the wrong side of {market}")
+        if take_profit is not None and (take_profit - market) * sign <= 0:
+            raise SimError("TRADING_BAD_STOPS", f"take profit {take_profit} on the wrong side of {market}")
+        pos.stop_loss, pos.take_profit, pos.updated_ms = stop_loss, take_profit, now_ms
+        return pos
+
+    def triggered(self, symbol_id: int, bid: float, ask: float) -> list[int]:
+        """Positions of a symbol whose SL or TP the current quote reaches (longs on bid, shorts on ask)."""
+        hit = []
+        for pos in self.positions.values():
+            if pos.symbol_id != symbol_id:
+                continue
+            sign = side_sign(pos.trade_side)
+            market = bid if pos.trade_side == BUY else ask
+            sl_hit = pos.stop_loss is not None and (market - pos.stop_loss) * sign <= 0
+            tp_hit = pos.take_profit is not None and (market - pos.take_profit) * sign >= 0
+            if sl_hit or tp_hit:
+                hit.append(pos.position_id)
+        return hit
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "balance": self.balance,
+            "money_digits": self.money_digits,
+            "leverage_in_cents": self.leverage_in_cents,
+            "next_id": self.next_id,
+            "positions": [asdict(p) for p in self.positions.values()],
+            "deals": [asdict(d) for d in self.deals],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Account:
+        acc = cls(
+            data["account_id"],
+            data["balance"],
+            data["money_digits"],
+            data["leverage_in_cents"],
+            next_id=data["next_id"],
+        )
+        for p in data["positions"]:
+            acc.positions[p["position_id"]] = SimPosition(**p)
+        acc.deals = [SimDeal(**d) for d in data["deals"]]
+        return acc

@@ -1,0 +1,108 @@
+"""The simulator's control interface: one JSON object per line over TCP on 127.0.0.1 (the control port).
+
+Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+
+| cmd | arguments | effect |
+|---|---|---|
+| status | | cursor, server time, balance, positions, sessions |
+| pause / resume | | stop / restart the timed replay |
+| speed | value | simulated seconds per wall second (0 = manual) |
+| advance | ticks=1 or bars | process ticks now (works while paused); replies after the frames are written |
+| drop | refuse_s=0 | abort every client connection; refuse new ones for refuse_s seconds |
+| silent | seconds | send nothing and ignore every request for that long (connection stays open) |
+| delay | seconds, count=1, types=[names] | hold the next `count` outgoing frames of those message types |
+| swallow | count=1, types=[names] | ignore the next `count` incoming requests of those types (lost) |
+| reject_orders | count=1, code="NOT_ENOUGH_MONEY" | reject the next `count` new orders (ORDER_REJECTED) |
+| clear | | remove every fault rule |
+| save | | write the state file now |
+
+Types are message names such as "ProtoOAExecutionEvent" or "ProtoOANewOrderReq"; no types = any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.connector.sim.server import SimServer
+
+
+def handle(server: SimServer, req: dict[str, Any]) -> dict[str, Any]:
+    cmd = req.get("cmd")
+    loop_time = asyncio.get_running_loop().time()
+    faults = server.faults
+    if cmd == "status":
+        return {"ok": True, **server.status()}
+    if cmd == "pause":
+        server.paused = True
+    elif cmd == "resume":
+        server.paused = False
+        server.wake()
+    elif cmd == "speed":
+        server.speed = float(req["value"])
+        server.wake()
+    elif cmd == "advance":
+        bars, ticks = int(req.get("bars", 0)), int(req.get("ticks", 1))
+        done = server.advance_bars(bars) if bars else server.advance(ticks)
+        return {"ok": True, "ticks": done, **server.status()}
+    elif cmd == "drop":
+        faults.refuse_until = loop_time + float(req.get("refuse_s", 0))
+        dropped = len(server.sessions)
+        for s in list(server.sessions):
+            server._drop(s)
+        return {"ok": True, "dropped": dropped}
+    elif cmd == "silent":
+        faults.silent_until = loop_time + float(req["seconds"])
+    elif cmd == "delay":
+        faults.delay.append(
+            {"seconds": float(req["seconds"]), "count": int(req.get("count", 1)), "types": req.get("types")}
+        )
+    elif cmd == "swallow":
+        faults.swallow.append({"count": int(req.get("count", 1)), "types": req.get("types")})
+    elif cmd == "reject_orders":
+        faults.reject.append({"count": int(req.get("count", 1)), "code": req.get("code", "NOT_ENOUGH_MONEY")})
+    elif cmd == "clear":
+        faults.delay.clear()
+        faults.swallow.clear()
+        faults.reject.clear()
+        faults.silent_until = faults.refuse_until = 0.0
+    elif cmd == "save":
+        server._save_state()
+    else:
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+    return {"ok": True}
+
+
+def control(
+    port: int, cmd: str, host: str = "127.0.0.1", timeout: float = 10.0, **args: Any
+) -> dict[str, Any]:
+    """Send one control command (blocking) and return the reply."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    reply = json.loads(buf)
+    if not reply.get("ok"):
+        raise RuntimeError(reply.get("error", "control command failed"))
+    return reply
+
+
+async def acontrol(port: int, cmd: str, host: str = "127.0.0.1", **args: Any) -> dict[str, Any]:
+    """Send one control command from asyncio code."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write((json.dumps({"cmd": cmd, **args}) + "\n").encode())
+        await writer.drain()
+        reply = json.loads(await reader.readline())
+    finally:
+        writer.close()
+    if not reply.get("ok"):
+        raise RuntimeError(reply.get("error", "control command failed"))
+    return reply

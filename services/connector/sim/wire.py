@@ -1,0 +1,144 @@
+"""Simulator state -> Open API message objects (pure builders)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.connector import proto, units
+from services.connector.sim.account import SimDeal, SimOrder, SimPosition
+from services.connector.sim.catalog import ASSET_IDS, SimSymbol
+from services.connector.sim.replay import CsvBar
+
+oa = proto.oa
+om = proto.model
+POSITION_OPEN, POSITION_CLOSED = 1, 2
+ORDER_ACCEPTED_STATUS, ORDER_FILLED_STATUS, ORDER_REJECTED_STATUS = 1, 2, 3
+DEAL_FILLED = 2
+
+
+def trendbar(bar: CsvBar, period: int) -> Any:
+    low, d_open, d_high, d_close = units.trendbar_wire(bar.open, bar.high, bar.low, bar.close)
+    return om.ProtoOATrendbar(
+        volume=int(round(bar.volume)),
+        period=period,
+        low=low,
+        deltaOpen=d_open,
+        deltaHigh=d_high,
+        deltaClose=d_close,
+        utcTimestampInMinutes=units.seconds_to_minutes(bar.time),
+    )
+
+
+def light_symbol(sym: SimSymbol) -> Any:
+    s = sym.spec
+    return om.ProtoOALightSymbol(
+        symbolId=s.symbol_id,
+        symbolName=s.name,
+        enabled=True,
+        baseAssetId=ASSET_IDS.get(s.base_asset, 0),
+        quoteAssetId=ASSET_IDS.get(s.quote_asset, 0),
+        symbolCategoryId=1,
+        description=f"{s.name} (simulated)",
+    )
+
+
+def symbol(sym: SimSymbol) -> Any:
+    s = sym.spec
+    return om.ProtoOASymbol(
+        symbolId=s.symbol_id,
+        digits=s.digits,
+        pipPosition=s.pip_position,
+        enableShortSelling=True,
+        lotSize=s.lot_size,
+        minVolume=s.min_volume,
+        maxVolume=s.max_volume,
+        stepVolume=s.step_volume,
+        swapLong=0.0,
+        swapShort=0.0,
+        slDistance=0,
+        tpDistance=0,
+        scheduleTimeZone="UTC",
+    )
+
+
+def trade_data(symbol_id: int, volume: int, trade_side: int, open_ms: int, label: str, comment: str) -> Any:
+    td = om.ProtoOATradeData(symbolId=symbol_id, volume=volume, tradeSide=trade_side, openTimestamp=open_ms)
+    if label:
+        td.label = label
+    if comment:
+        td.comment = comment
+    return td
+
+
+def position(p: SimPosition, status: int, money_digits: int) -> Any:
+    msg = om.ProtoOAPosition(
+        positionId=p.position_id,
+        tradeData=trade_data(p.symbol_id, p.volume, p.trade_side, p.open_ms, p.label, p.comment),
+        positionStatus=status,
+        swap=0,
+        price=p.entry_price,
+        commission=0,
+        usedMargin=p.used_margin,
+        moneyDigits=money_digits,
+        utcLastUpdateTimestamp=p.updated_ms,
+    )
+    if p.stop_loss is not None:
+        msg.stopLoss = p.stop_loss
+    if p.take_profit is not None:
+        msg.takeProfit = p.take_profit
+    return msg
+
+
+def order(o: SimOrder, status: int) -> Any:
+    msg = om.ProtoOAOrder(
+        orderId=o.order_id,
+        tradeData=trade_data(o.symbol_id, o.volume, o.trade_side, o.timestamp_ms, o.label, o.comment),
+        orderType=o.order_type,
+        orderStatus=status,
+        closingOrder=o.closing,
+        positionId=o.position_id,
+        utcLastUpdateTimestamp=o.timestamp_ms,
+    )
+    if status == ORDER_FILLED_STATUS:
+        msg.executionPrice = o.execution_price
+        msg.executedVolume = o.volume
+    if o.client_order_id:
+        msg.clientOrderId = o.client_order_id
+    if o.relative_stop_loss:
+        msg.relativeStopLoss = o.relative_stop_loss
+    if o.relative_take_profit:
+        msg.relativeTakeProfit = o.relative_take_profit
+    return msg
+
+
+def deal(d: SimDeal, money_digits: int) -> Any:
+    msg = om.ProtoOADeal(
+        dealId=d.deal_id,
+        orderId=d.order_id,
+        positionId=d.position_id,
+        volume=d.volume,
+        filledVolume=d.volume,
+        symbolId=d.symbol_id,
+        createTimestamp=d.timestamp_ms,
+        executionTimestamp=d.timestamp_ms,
+        utcLastUpdateTimestamp=d.timestamp_ms,
+        executionPrice=d.execution_price,
+        tradeSide=d.trade_side,
+        dealStatus=DEAL_FILLED,
+        commission=0,
+        moneyDigits=money_digits,
+    )
+    if d.closing:
+        msg.closePositionDetail.CopyFrom(
+            om.ProtoOAClosePositionDetail(
+                entryPrice=d.entry_price,
+                grossProfit=d.gross_profit,
+                swap=0,
+                commission=0,
+                balance=d.balance_after,
+                quoteToDepositConversionRate=d.quote_to_deposit,
+                closedVolume=d.closed_volume,
+                moneyDigits=money_digits,
+            )
+        )
+    return msg

@@ -1,0 +1,520 @@
+"""The broker client against the simulator over real sockets (the simulator runs on its own loop/thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.connector import units
+from services.connector.broker import AuthenticationError, BrokerConfig, BrokerConnectionError, CTraderBroker
+from services.connector.models import Bar, ConnectionStatus, OrderFilled, OrderRejected, PositionClosed
+from services.connector.sim.control import acontrol
+from services.connector.sim.replay import CsvBar
+from services.connector.sim.server import SimThread
+from services.connector.transport import ErrorResponse, Transport, TransportConfig
+
+SimFactory = Callable[..., SimThread]
+START = 130  # Monday 2017-01-09 08:00 UTC; 50 bars back crosses the first weekend
+
+
+def broker_config(sim: SimThread, **kw: Any) -> BrokerConfig:
+    base: dict[str, Any] = dict(host="127.0.0.1", port=sim.server.port, tls=sim.server.config.tls, verify=False,
+                                client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
+                                request_timeout=2.0, order_timeout=2.0, heartbeat_interval=0.5, dead_after=3.0,
+                                reconnect_initial=0.05, reconnect_max=0.4, ready_timeout=15.0)
+    base.update(kw)
+    return BrokerConfig(**base)
+
+
+async def next_event(broker: CTraderBroker, kind: type, timeout: float = 5.0,
+                     seen: list[Any] | None = None) -> Any:
+    """The next event of `kind`; events of other kinds are appended to `seen`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError(f"no {kind.__name__} within {timeout} s")
+        ev = await asyncio.wait_for(broker.events.get(), remaining)
+        if isinstance(ev, kind):
+            return ev
+        if seen is not None:
+            seen.append(ev)
+
+
+async def collect(broker: CTraderBroker, kind: type, n: int, timeout: float = 10.0) -> list[Any]:
+    return [await next_event(broker, kind, timeout) for _ in range(n)]
+
+
+def run(coro) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def same_bar(b: Bar, c: CsvBar) -> bool:
+    return (b.time, b.open, b.high, b.low, b.close, b.volume) == (c.time, c.open, c.high, c.low, c.close,
+                                                                  float(round(c.volume)))
+
+
+async def connected(sim: SimThread, **kw) -> CTraderBroker:
+    broker = CTraderBroker(broker_config(sim, **kw))
+    await broker.connect()
+    return broker
+
+
+def test_auth_flow_reference_data_and_account(sim_factory: SimFactory) -> None:
+    sim = sim_factory(tls=True)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        assert broker.account_id == 1_000_001  # discovered from the access token
+        assert set(broker.symbols) == {"EURUSD", "USDJPY", "XAUUSD", "US500"}
+        jpy = broker.symbol_info("USDJPY")
+        assert (jpy.digits, jpy.pip_position, jpy.lot_size, jpy.quote_asset) == (3, 2, 10_000_000, "JPY")
+        acct = await broker.get_account(refresh=True)
+        assert (acct.balance, acct.equity, acct.margin, acct.currency, acct.leverage) == (10_000.0, 10_000.0, 0,
+                                                                                          "USD", 100.0)
+        await broker.close()
+        for kw, code in [({"client_secret": "wrong"}, "CH_CLIENT_AUTH_FAILURE"),
+                         ({"access_token": "wrong"}, "CH_ACCESS_TOKEN_INVALID"),
+                         ({"account_id": 42}, "CH_CTID_TRADER_ACCOUNT_NOT_FOUND")]:
+            bad = CTraderBroker(broker_config(sim, **kw))
+            with pytest.raises(AuthenticationError) as err:
+                await bad.connect()
+            assert err.value.code == code
+
+    run(scenario())
+
+
+def test_requests_before_app_auth_are_refused(sim_factory: SimFactory) -> None:
+    sim = sim_factory()
+
+    async def scenario() -> None:
+        tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, request_timeout=2))
+        await tr.connect()
+        from services.connector.proto import oa
+        with pytest.raises(ErrorResponse) as err:
+            await tr.request(oa.ProtoOASymbolsListReq(ctidTraderAccountId=1_000_001))
+        assert err.value.code == "CH_CLIENT_NOT_AUTHENTICATED"
+        await tr.close()
+
+    run(scenario())
+
+
+def test_tls_certificate_is_verified(sim_factory: SimFactory, tmp_path) -> None:
+    sim = sim_factory(tls=True)
+    ca = tmp_path / "sim.pem"
+    ca.write_bytes(sim.server.cert_pem or b"")
+
+    async def scenario() -> None:
+        ok = await connected(sim, verify=True, ca_file=str(ca))  # the self-signed cert, trusted explicitly
+        assert ok.is_connected
+        await ok.close()
+        untrusted = CTraderBroker(broker_config(sim, verify=True))
+        with pytest.raises(BrokerConnectionError) as err:
+            await untrusted.connect()
+        assert isinstance(err.value.__cause__, ssl.SSLError)
+
+    run(scenario())
+
+
+def test_history_is_exactly_n_closed_bars_across_a_weekend(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=START, history_page=20)  # 20 bars per answer: forces paging by from/to
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        await acontrol(sim.server.control_port, "advance", ticks=2)  # bar START is forming
+        bars = await broker.get_history("EURUSD", "H1", 50)
+        expected = csv_bars[START - 50:START]
+        assert len(bars) == 50
+        assert all(same_bar(b, c) for b, c in zip(bars, expected, strict=True))
+        gaps = [b2.time - b1.time for b1, b2 in zip(bars, bars[1:], strict=False)]
+        assert max(gaps) >= 48 * 3600  # the weekend lies inside
+        assert (await broker.get_history("EURUSD", "H1", 1))[0].time == csv_bars[START - 1].time
+        await broker.close()
+
+    run(scenario())
+
+
+def test_history_requests_respect_five_per_second(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        from services.connector.proto import oa
+        req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=1_000_001, symbolId=1, period=9, fromTimestamp=0,
+                                        toTimestamp=2 ** 60, count=2)
+
+        async def burst(limit: int) -> tuple[int, float]:
+            tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, history_rate_limit=limit,
+                                           rate_retries=0))
+            await tr.connect()
+            await tr.request(oa.ProtoOAApplicationAuthReq(clientId="sim-client", clientSecret="sim-secret"))
+            await tr.request(oa.ProtoOAAccountAuthReq(ctidTraderAccountId=1_000_001, accessToken="sim-token"))
+            loop = asyncio.get_running_loop()
+            t0, refused = loop.time(), 0
+            for _ in range(7):
+                try:
+                    await tr.request(req)
+                except ErrorResponse as exc:
+                    assert exc.code == "REQUEST_FREQUENCY_EXCEEDED"
+                    refused += 1
+            await tr.close()
+            return refused, loop.time() - t0
+
+        refused, _ = await burst(limit=100)  # a client that ignores the limit is refused by the server
+        assert refused >= 2
+        await asyncio.sleep(1.0)
+        refused, elapsed = await burst(limit=5)  # ours waits instead
+        assert refused == 0 and elapsed >= 0.3
+
+    run(scenario())
+
+
+def test_live_closed_bars_equal_the_csv(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        hist = await broker.get_history("EURUSD", "H1", 10)
+        await broker.subscribe_bars(["EURUSD"], "H1", since={"EURUSD": hist[-1].time})
+        await acontrol(sim.server.control_port, "advance", bars=40)
+        bars = await collect(broker, Bar, 40)
+        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[START:START + 40], strict=True))
+        await broker.close()
+
+    run(scenario())
+
+
+def test_timed_replay_across_a_weekend_delivers_every_bar(sim_factory: SimFactory, csv_bars) -> None:
+    start = 110  # Friday 2017-01-06 12:00: the replay runs through the weekend
+    sim = sim_factory(start_bar=start, speed=3600 * 100)  # one H1 bar per 10 ms of wall time
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        await broker.subscribe_bars(["EURUSD"], "H1")
+        bars = await collect(broker, Bar, 25)
+        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
+        assert first >= start
+        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[first:first + 25], strict=True))
+        await broker.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("symbol", "lots", "usd"), [
+    ("EURUSD", 0.1, 100.0), ("USDJPY", 0.1, 50.0), ("XAUUSD", 0.05, 40.0), ("US500", 2.0, 60.0),
+])
+def test_usd_stop_loss_becomes_the_right_relative_distance(sim_factory: SimFactory, symbol: str, lots: float,
+                                                           usd: float) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        spec = broker.symbol_info(symbol)
+        rate = await broker.quote_to_deposit(symbol)
+        if spec.quote_asset == "JPY":
+            assert rate == pytest.approx(1 / broker.quote(symbol).bid)
+        else:
+            assert rate == 1.0
+        res = await broker.market_order(symbol, -1, lots, sl_money=usd, tp_money=2 * usd)
+        assert res.success and res.volume == pytest.approx(lots)
+        (pos,) = await broker.get_positions(refresh=True)
+        units_ = units.volume_to_units(pos.volume_wire)
+        assert pos.volume_wire == units.lots_to_volume(lots, spec.lot_size)
+        # the broker placed the stop where a move costs `usd` (within one point of rounding)
+        assert (pos.sl - pos.open_price) * units_ * rate == pytest.approx(usd, abs=spec.point * units_ * rate)
+        assert (pos.open_price - pos.tp) * units_ * rate == pytest.approx(2 * usd, abs=spec.point * units_ * rate)
+        await broker.close()
+
+    run(scenario())
+
+
+def test_stop_hit_is_an_external_close_with_the_brokers_pnl(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        res = await broker.market_order("EURUSD", 1, 0.1, sl_distance=0.0005, tp_distance=0.0005,
+                                        client_order_id="sl-test")
+        await next_event(broker, OrderFilled)
+        await acontrol(sim.server.control_port, "advance", bars=24)
+        closed = await next_event(broker, PositionClosed)
+        assert closed.ticket == res.ticket and closed.external and closed.reason == "SL_TP"
+        assert closed.label == "sl-test"
+        expected = round((closed.close_price - closed.entry_price) * 10_000, 2)
+        assert closed.gross_profit == pytest.approx(expected, abs=0.01)
+        assert closed.balance == pytest.approx(10_000 + closed.gross_profit)
+        assert (await broker.get_account()).balance == closed.balance
+        assert await broker.get_positions(refresh=True) == []
+        await broker.close()
+
+    run(scenario())
+
+
+def test_client_close_amend_and_rejection(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        res = await broker.market_order("USDJPY", 1, 0.2)
+        amended = await broker.amend_position(res.ticket, sl=round(res.price - 0.5, 3), tp=round(res.price + 1, 3))
+        assert amended.success
+        (pos,) = await broker.get_positions(refresh=True)
+        assert (pos.sl, pos.tp) == (round(res.price - 0.5, 3), round(res.price + 1, 3))
+        bad = await broker.amend_position(res.ticket, sl=round(res.price + 5, 3))
+        assert not bad.success and "TRADING_BAD_STOPS" in bad.error
+        await acontrol(cp, "advance", ticks=3)
+        closed = await broker.close_position(res.ticket, lots=0.1)
+        assert closed.success and closed.volume == pytest.approx(0.1)
+        part = await next_event(broker, PositionClosed)
+        assert not part.external and part.reason == "CLIENT" and not part.full
+        (pos,) = await broker.get_positions(refresh=True)
+        assert pos.volume == pytest.approx(0.1)
+        assert (await broker.close_position(res.ticket)).success
+        final = await next_event(broker, PositionClosed)
+        assert final.full and final.balance == pytest.approx(10_000 + part.gross_profit + final.gross_profit)
+        await acontrol(cp, "reject_orders", count=1, code="NOT_ENOUGH_MONEY")
+        rej = await broker.market_order("EURUSD", 1, 0.1, client_order_id="rej-1")
+        assert not rej.success and rej.error == "NOT_ENOUGH_MONEY"
+        assert (await next_event(broker, OrderRejected)).client_order_id == "rej-1"
+        gold = await broker.market_order("XAUUSD", 1, 0.01, client_order_id="ok-1")
+        assert gold.success and gold.volume == pytest.approx(0.01)
+        too_small = await broker.market_order("XAUUSD", 1, 0.001)
+        assert not too_small.success and too_small.error.startswith("TRADING_BAD_VOLUME")
+        missing = await broker.close_position(999_999)
+        assert not missing.success and missing.error == "POSITION_NOT_FOUND"
+        # the server's own refusal comes back as a result too (the sim refuses absolute SL on MARKET)
+        from services.connector.proto import oa
+        req = oa.ProtoOANewOrderReq(ctidTraderAccountId=broker.account_id, symbolId=1, orderType=1, tradeSide=1,
+                                    volume=100_000, stopLoss=1.0)
+        refused = await broker._send_and_wait(req, "order:manual", 2.0)
+        assert not refused.success and refused.error.startswith("TRADING_BAD_STOPS")
+        await broker.close()
+
+    run(scenario())
+
+
+def test_equity_uses_unrealized_pnl(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        await broker.market_order("EURUSD", 1, 1.0)
+        await acontrol(sim.server.control_port, "advance", ticks=6)
+        await asyncio.sleep(0.1)
+        (pos,) = await broker.get_positions()
+        q = broker.quote("EURUSD")
+        assert pos.current_price == q.bid
+        assert pos.pnl == pytest.approx((q.bid - pos.open_price) * 100_000, abs=0.01)
+        acct = await broker.get_account()
+        assert acct.equity == pytest.approx(acct.balance + pos.pnl, abs=0.01)
+        assert acct.margin == pytest.approx(pos.open_price * 100_000 / 100, abs=0.01)
+        assert acct.free_margin == pytest.approx(acct.equity - acct.margin, abs=0.01)
+        await broker.close()
+
+    run(scenario())
+
+
+def test_timed_out_order_is_found_not_resent(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim, order_timeout=0.5)
+        cp = sim.server.control_port
+        # the fill happens, but its execution events come 1.5 s late: the client times out
+        await acontrol(cp, "delay", seconds=1.5, count=2, types=["ProtoOAExecutionEvent"])
+        res = await broker.market_order("EURUSD", 1, 0.1, client_order_id="once-1")
+        assert res.success and res.recovered
+        again = await broker.market_order("EURUSD", 1, 0.1, client_order_id="once-1")  # a replayed request
+        assert again.ticket == res.ticket
+        await asyncio.sleep(1.5)  # the late events arrive and are recognised
+        status = await acontrol(cp, "status")
+        assert len(status["positions"]) == 1
+        fills = [e for e in await drain(broker) if isinstance(e, OrderFilled)]
+        assert [f.ticket for f in fills] == [res.ticket]
+        # a request lost on the way is sent again, once
+        await acontrol(cp, "swallow", count=1, types=["ProtoOANewOrderReq"])
+        lost = await broker.market_order("EURUSD", -1, 0.1, client_order_id="once-2")
+        assert lost.success and not lost.recovered
+        status = await acontrol(cp, "status")
+        assert sorted(p["label"] for p in status["positions"]) == ["once-1", "once-2"]
+        await broker.close()
+
+    run(scenario())
+
+
+async def drain(broker: CTraderBroker) -> list:
+    out = []
+    while not broker.events.empty():
+        out.append(broker.events.get_nowait())
+    return out
+
+
+def test_dropped_connection_misses_no_bar_and_duplicates_none(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        await broker.subscribe_bars(["EURUSD"], "H1")
+        await acontrol(cp, "advance", ticks=2)
+        await acontrol(cp, "advance", bars=3)
+        bars = await collect(broker, Bar, 3)
+        await acontrol(cp, "drop", refuse_s=0.3)
+        seen: list[Any] = []
+        assert not (await next_event(broker, ConnectionStatus, seen=seen)).connected
+        await acontrol(cp, "advance", bars=5)  # the market moves on while we are away
+        assert (await next_event(broker, ConnectionStatus, seen=seen)).connected
+        await acontrol(cp, "advance", bars=4)
+        bars += [e for e in seen if isinstance(e, Bar)]
+        bars += await collect(broker, Bar, 12 - len(bars))
+        await asyncio.sleep(0.2)
+        assert [e for e in await drain(broker) if isinstance(e, Bar)] == []
+        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
+        assert first == START
+        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[START:START + 12], strict=True))
+        await broker.close()
+
+    run(scenario())
+
+
+def test_silent_server_is_detected_and_the_session_recovers(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START, heartbeat_interval=0.3)
+
+    async def scenario() -> None:
+        broker = await connected(sim, dead_after=1.0, request_timeout=1.0)
+        await acontrol(sim.server.control_port, "silent", seconds=1.5)
+        down = await next_event(broker, ConnectionStatus, timeout=5)
+        assert not down.connected and "nothing received" in down.reason
+        up = await next_event(broker, ConnectionStatus, timeout=10)
+        assert up.connected and broker.is_connected
+        await broker.close()
+
+    run(scenario())
+
+
+def test_position_closed_while_disconnected_is_reported(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        res = await broker.market_order("EURUSD", -1, 0.1, sl_distance=0.0005, tp_distance=0.0005)
+        await acontrol(cp, "drop", refuse_s=0.5)
+        await next_event(broker, ConnectionStatus)
+        await acontrol(cp, "advance", bars=24)  # the stop triggers while nobody listens
+        assert (await acontrol(cp, "status"))["positions"] == []
+        closed = await next_event(broker, PositionClosed, timeout=10)
+        assert closed.ticket == res.ticket and closed.external
+        assert closed.balance == pytest.approx(10_000 + closed.gross_profit)
+        await broker.close()
+
+    run(scenario())
+
+
+def test_state_persists_across_a_simulator_restart(sim_factory: SimFactory, tmp_path) -> None:
+    state = str(tmp_path / "sim-state.json")
+    sim = sim_factory(start_bar=START, state_path=state)
+
+    async def first() -> int:
+        broker = await connected(sim)
+        res = await broker.market_order("XAUUSD", 1, 0.02, client_order_id="persist-1")
+        await acontrol(sim.server.control_port, "advance", bars=2)
+        await broker.close()
+        return res.ticket
+
+    async def second(ticket: int) -> None:
+        sim2 = sim_factory(start_bar=0, state_path=state)
+        assert sim2.server.market.bar_index == START + 2
+        broker = await connected(sim2)
+        (pos,) = await broker.get_positions(refresh=True)
+        assert (pos.ticket, pos.label, pos.symbol) == (ticket, "persist-1", "XAUUSD")
+        again = await broker.market_order("XAUUSD", 1, 0.02, client_order_id="persist-1")
+        assert again.ticket == ticket and again.recovered
+        await broker.close()
+
+    holder: list[int] = []
+
+    async def run_first() -> None:
+        holder.append(await first())
+
+    run(run_first())
+    sim.stop()
+    run(second(holder[0]))
+
+
+def test_connection_lost_while_an_order_is_in_flight_creates_one_order(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim, order_timeout=5.0)
+        cp = sim.server.control_port
+        await acontrol(cp, "delay", seconds=5, count=2, types=["ProtoOAExecutionEvent"])
+        order = asyncio.create_task(broker.market_order("EURUSD", 1, 0.1, client_order_id="inflight-1"))
+        await asyncio.sleep(0.2)
+        await acontrol(cp, "drop", refuse_s=0.2)  # the fill happened; its events die with the connection
+        res = await asyncio.wait_for(order, 10)
+        assert res.success and res.recovered
+        status = await acontrol(cp, "status")
+        assert [p["label"] for p in status["positions"]] == ["inflight-1"]
+        await broker.close()
+
+    run(scenario())
+
+
+def test_heartbeats_keep_a_quiet_session_alive_and_the_server_drops_mute_clients(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START, client_timeout=0.9, heartbeat_interval=0.3)
+
+    async def scenario() -> None:
+        from services.connector.proto import oa
+        good = await connected(sim, heartbeat_interval=0.2)
+        mute = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, heartbeat_interval=60,
+                                         dead_after=60))
+        await mute.connect()
+        await mute.request(oa.ProtoOAVersionReq())
+        reason = await asyncio.wait_for(mute.wait_closed(), 5)  # the server gave up on the mute client
+        assert "closed by peer" in str(reason)
+        assert good.is_connected  # 0.9 s server timeout, yet our heartbeats kept it open
+        assert (await acontrol(sim.server.control_port, "status"))["sessions"] == 1
+        await good.close()
+
+    run(scenario())
+
+
+def test_history_stops_at_the_start_of_the_data(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=30)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        bars = await broker.get_history("EURUSD", "H1", 100)
+        assert [b.time for b in bars] == [c.time for c in csv_bars[:30]]
+        await broker.close()
+
+    run(scenario())
+
+
+def test_a_long_outage_is_filled_from_paged_history(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=START, history_page=50)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        await broker.subscribe_bars(["EURUSD"], "H1")
+        await acontrol(cp, "advance", bars=2)
+        seen: list[Any] = []
+        bars = await collect(broker, Bar, 1)
+        await acontrol(cp, "drop", refuse_s=0.3)
+        await next_event(broker, ConnectionStatus, seen=seen)
+        await acontrol(cp, "advance", bars=300)  # more than two weeks, six answers of 50 bars
+        await next_event(broker, ConnectionStatus, seen=seen)
+        bars += [e for e in seen if isinstance(e, Bar)]
+        bars += await collect(broker, Bar, 302 - len(bars))
+        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
+        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[first:first + 302], strict=True))
+        await broker.close()
+
+    run(scenario())
