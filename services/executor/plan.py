@@ -1,0 +1,191 @@
+"""One signal -> what the executor sends: the sync rule, lots, risk guard, SL/TP and label composed, pure.
+
+    plan = plan_signal(SignalInputs(...))
+
+- `plan.closes`: positions to close now (sync rule, or every position of the account on an emergency).
+- `plan.open`: the market order to send after the closes (only when the sync rule says OPEN and every check
+  passed; the sync rule never asks for a close and an open on the same signal).
+- `plan.ack`: the final ack when nothing is sent (NOOP, WAIT_SYNC, SKIP with the failing check's reason);
+  None when orders are sent: the service acks each order's outcome (`acks.ack_filled` / `ack_failed`).
+- `plan.halt`: the risk guard saw the emergency drawdown: the service sets `risk.halt(state, reason)`, sends
+  `plan.closes` (every position) and publishes an alert.
+
+Closes never go through the risk guard. A symbol with several positions (hedged account) is in sync only when
+they all have the signal's direction; otherwise every one of them is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.executor.acks import Ack, ack_skip, ack_without_order
+from services.executor.commands import CloseOrder, RealPosition
+from services.executor.comment import (
+    CommentError,
+    OrderAction,
+    OrderLabel,
+    balance_field,
+    client_order_id,
+    encode,
+)
+from services.executor.lots import LotError, VolumeLimits, intensity_of_volume, volume_for_intensity
+from services.executor.risk import (
+    OpenContext,
+    Quote,
+    RiskAction,
+    RiskState,
+    RiskVerdict,
+    check_open,
+    drawdown,
+    required_margin,
+    spread_pips,
+)
+from services.executor.sltp import PriceData, SltpError
+from services.executor.sltp import plan as sltp_plan
+from services.executor.symbols_config import RiskConfig, SymbolConfig
+from services.executor.sync import FLAT, Direction, Stance, SyncAction, SyncDecision, SyncInputs, decide
+
+
+@dataclass(frozen=True)
+class SignalInputs:
+    """Everything one signal's plan reads. The service gathers it; nothing here reads a clock or a socket."""
+
+    symbol: str
+    bar_time: int
+    signal: Stance
+    previous: Stance | None  # previous signal evaluated by this process; None right after boot
+    positions: Sequence[RealPosition]  # every open position of the ACCOUNT
+    modelled: bool  # the symbol has a loaded model
+    paused: bool
+    config: SymbolConfig
+    risk_limits: RiskConfig
+    risk: RiskState
+    now: float
+    quote: Quote | None
+    volume_limits: VolumeLimits | None
+    price_data: PriceData | None
+    balance: float | None
+    free_margin: float | None
+    broker_required_margin: float | None = None  # from ProtoOAExpectedMarginReq, when available
+    leverage: float | None = None  # account leverage, for the fallback margin estimate
+    min_stop_distance: float | None = None
+    action_index: int | None = None
+    hmm_state: int | None = None
+    virtual_pnl: float | None = None
+    model_hash: str = ""
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    symbol: str
+    direction: Direction
+    volume: int  # protocol volume (cents of a unit)
+    relative_stop_loss: int | None  # 1/100000 of price
+    relative_take_profit: int | None
+    label: str
+    client_order_id: str
+
+
+@dataclass(frozen=True)
+class SignalPlan:
+    decision: SyncDecision
+    closes: tuple[CloseOrder, ...] = ()
+    open: OpenOrder | None = None
+    ack: Ack | None = None
+    risk: RiskVerdict | None = None
+    halt: bool = False
+
+
+def real_stance(positions: Sequence[RealPosition], signal: Stance, config: SymbolConfig,
+                lot_size: int | None) -> Stance:
+    """The symbol's real position as the sync rule sees it (see the module docstring for several positions)."""
+    if not positions:
+        return FLAT
+    directions = {p.direction for p in positions}
+    if len(directions) > 1:  # mixed: out of sync whatever the signal says
+        other = Direction.SHORT if signal.direction == Direction.LONG else Direction.LONG
+        return Stance(other, 0)
+    direction = directions.pop()
+    volume = sum(p.volume for p in positions)
+    intensity = intensity_of_volume(config, volume, lot_size) if lot_size else 0
+    return Stance(direction, intensity)
+
+
+def emergency_closes(positions: Sequence[RealPosition], now: int) -> tuple[CloseOrder, ...]:
+    """Every position of the account, for CLOSE_ALL_AND_HALT (orphans included: the account is at stake)."""
+    return tuple(CloseOrder(p.ticket, p.symbol, p.volume,
+                            client_order_id(p.symbol, now, OrderAction.EMERGENCY_CLOSE, seq=p.ticket),
+                            "EMERGENCY_DD")
+                 for p in sorted(positions, key=lambda p: p.ticket))
+
+
+def plan_signal(x: SignalInputs) -> SignalPlan:
+    mine = [p for p in x.positions if p.symbol == x.symbol]
+    lot_size = x.volume_limits.lot_size if x.volume_limits else None
+    decision = decide(SyncInputs(
+        position=real_stance(mine, x.signal, x.config, lot_size), signal=x.signal, previous=x.previous,
+        enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused, enabled=x.config.enabled,
+        orphan=not x.modelled))
+    if decision.closes:
+        closes = tuple(CloseOrder(p.ticket, p.symbol, p.volume,
+                                  client_order_id(x.symbol, x.bar_time, OrderAction.CLOSE, seq=p.ticket),
+                                  decision.reason)
+                       for p in sorted(mine, key=lambda p: p.ticket))
+        return SignalPlan(decision, closes=closes)
+    if decision.action != SyncAction.OPEN:
+        return SignalPlan(decision, ack=ack_without_order(x.symbol, decision, x.bar_time))
+    return _plan_open(x, decision)
+
+
+def _skip(x: SignalInputs, decision: SyncDecision, reason: str, detail: str,
+          verdict: RiskVerdict | None = None) -> SignalPlan:
+    ack = ack_skip(x.symbol, SyncAction.OPEN.value, reason, detail, x.bar_time)
+    return SignalPlan(decision, ack=ack, risk=verdict)
+
+
+def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
+    try:
+        volume = volume_for_intensity(x.config, x.signal.intensity, x.volume_limits)
+    except LotError as exc:
+        return _skip(x, decision, exc.code, str(exc))
+
+    margin = x.broker_required_margin
+    if margin is None and x.quote is not None and x.price_data is not None:
+        price = x.quote.ask if x.signal.direction == Direction.LONG else x.quote.bid
+        margin = required_margin(volume, price, x.price_data.quote_to_deposit, x.leverage)
+    pip_position = x.price_data.pip_position if x.price_data else None
+    ctx = OpenContext(now=x.now, quote=x.quote, pip_position=pip_position,
+                      max_spread_pips=x.config.max_spread_pips, free_margin=x.free_margin, required_margin=margin)
+    verdict = check_open(x.risk, x.risk_limits, ctx)
+    if verdict.action == RiskAction.CLOSE_ALL_AND_HALT:
+        ack = ack_skip(x.symbol, SyncAction.OPEN.value, verdict.reason, verdict.detail, x.bar_time)
+        return SignalPlan(decision, closes=emergency_closes(x.positions, int(x.now)), ack=ack, risk=verdict,
+                          halt=True)
+    if not verdict.allowed:
+        return _skip(x, decision, verdict.reason, verdict.detail, verdict)
+
+    if x.price_data is None:
+        return _skip(x, decision, "NO_SYMBOL_DATA", "no price data for SL/TP", verdict)
+    try:
+        stops = sltp_plan(x.config.sl_usd, x.config.tp_usd, volume, x.price_data, x.min_stop_distance)
+    except SltpError as exc:
+        return _skip(x, decision, exc.code, str(exc), verdict)
+
+    cid = client_order_id(x.symbol, x.bar_time, OrderAction.OPEN)
+    dd = drawdown(x.risk)
+    spread = spread_pips(x.quote, pip_position)
+    try:
+        label = encode(OrderLabel(
+            client_order_id=cid, hmm_state=x.hmm_state, action_index=x.action_index,
+            intensity=x.signal.intensity, balance=balance_field(x.balance) if x.balance is not None else None,
+            drawdown_pct=round(dd.from_start_pct, 1) if dd else None,
+            virtual_pnl=round(x.virtual_pnl, 2) if x.virtual_pnl is not None else None,
+            spread_pips=round(spread, 1) if spread is not None else None, model_hash=x.model_hash))
+    except CommentError as exc:
+        return _skip(x, decision, "BAD_LABEL", str(exc), verdict)
+    order = OpenOrder(symbol=x.symbol, direction=x.signal.direction, volume=volume,
+                      relative_stop_loss=stops.sl.relative if stops.sl else None,
+                      relative_take_profit=stops.tp.relative if stops.tp else None, label=label,
+                      client_order_id=cid)
+    return SignalPlan(decision, open=order, risk=verdict)

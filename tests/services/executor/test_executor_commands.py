@@ -1,0 +1,108 @@
+import pytest
+
+from services.executor.commands import COMMANDS, CommandContext, CommandError, RealPosition, run
+from services.executor.comment import OrderAction, parse_client_order_id
+from services.executor.risk import halt, on_close, start_session
+from services.executor.symbols_config import RiskConfig, parse
+from services.executor.sync import Direction
+
+CONFIG = parse({"_version": 1, "_risk": {}, "_default": {"sl_usd": 10.0},
+                "EURUSD": {"enabled": True}, "USDJPY": {"enabled": False}})
+POSITIONS = (
+    RealPosition(11, "EURUSD", Direction.LONG, 100_000, "OT1|..."),
+    RealPosition(12, "XAUUSD", Direction.SHORT, 100, "manual"),  # orphan: no model
+    RealPosition(10, "EURUSD", Direction.SHORT, 300_000),
+)
+NOW = 1_764_115_200
+CTX = CommandContext(now=NOW, paused=False, risk=start_session(10_000.0), config=CONFIG, positions=POSITIONS,
+                     modelled_symbols=frozenset({"EURUSD", "USDJPY", "GBPUSD"}),
+                     last_decisions={"EURUSD": "SYNCED"})
+
+
+@pytest.mark.parametrize("name,args,paused", [
+    ("pause", {}, True),
+    ("resume", {}, False),
+])
+def test_pause_resume(name, args, paused):
+    for start in (False, True):
+        ctx = CommandContext(NOW, start, CTX.risk, CONFIG)
+        result = run(name, args, ctx)
+        assert result.paused == paused and result.closes == ()
+
+
+def test_resume_does_not_lift_a_halt():
+    ctx = CommandContext(NOW, True, halt(CTX.risk, "EMERGENCY_DD"), CONFIG)
+    result = run("resume", {}, ctx)
+    assert result.paused is False and result.risk.halted and result.reply["halted"] is True
+    assert run("reset_halt", {}, ctx).risk.halted is False
+
+
+@pytest.mark.parametrize("name,args,tickets", [
+    ("close", {"symbol": "EURUSD"}, [10, 11]),
+    ("close", {"symbol": "XAUUSD"}, [12]),  # an orphan is closed only this way
+    ("close", {"symbol": "GBPUSD"}, []),
+    ("close_all", {}, [10, 11, 12]),
+])
+def test_close_commands(name, args, tickets):
+    result = run(name, args, CTX)
+    assert [c.ticket for c in result.closes] == tickets
+    assert result.reply["closing"] == tickets
+    for order in result.closes:
+        cid = parse_client_order_id(order.client_order_id)
+        assert cid.is_for(order.symbol) and cid.action == OrderAction.MANUAL_CLOSE
+        assert (cid.bar_time, cid.seq) == (NOW, order.ticket)
+    assert len({c.client_order_id for c in result.closes}) == len(tickets)
+    assert result.paused is False  # closing never changes pause
+
+
+def test_set_symbol_config():
+    result = run("set_symbol_config", {"symbol": "USDJPY", "changes": {"enabled": True, "sl_usd": 12.0}}, CTX)
+    assert result.config_changed
+    assert result.config.symbol("USDJPY").enabled and result.config.symbol("USDJPY").sl_usd == 12.0
+    assert CTX.config.symbol("USDJPY").enabled is False
+
+
+@pytest.mark.parametrize("name,args,code,text", [
+    ("explode", {}, "UNKNOWN_COMMAND", "explode"),
+    ("close", {}, "BAD_ARGS", "close.symbol"),
+    ("close", {"symbol": ""}, "BAD_ARGS", "close.symbol"),
+    ("pause", {"now": 1}, "BAD_ARGS", "pause.now"),
+    ("set_symbol_config", {"symbol": "EURUSD"}, "BAD_ARGS", "set_symbol_config.changes"),
+    ("set_symbol_config", {"symbol": "EURUSD", "changes": {"lot_weak": -1}}, "BAD_CONFIG", "EURUSD.lot_weak"),
+    ("set_symbol_config", {"symbol": "EURUSD", "changes": {"colour": "red"}}, "BAD_CONFIG", "EURUSD.colour"),
+    ("set_risk_config", {"changes": {"dd_limit_pct": 0}}, "BAD_CONFIG", "_risk.dd_limit_pct"),
+])
+def test_refused_commands_name_the_key(name, args, code, text):
+    with pytest.raises(CommandError) as info:
+        run(name, args, CTX)
+    assert info.value.code == code
+    assert text in str(info.value)
+
+
+def test_set_risk_config():
+    result = run("set_risk_config", {"changes": {"max_consecutive_losses": 4}}, CTX)
+    assert result.config.risk.max_consecutive_losses == 4 and result.config_changed
+
+
+def test_reset_losses():
+    risk = CTX.risk
+    for i in range(3):
+        risk = on_close(risk, -1.0, NOW, RiskConfig(), close_id=str(i))
+    assert risk.cooldown_until is not None
+    ctx = CommandContext(NOW, False, risk, CONFIG)
+    assert run("reset_losses", None, ctx).risk.cooldown_until is None
+
+
+def test_status():
+    reply = run("status", {}, CTX).reply
+    assert reply["orphans"] == ["XAUUSD"]
+    assert reply["positions"] == 3
+    assert set(reply["symbols"]) == {"EURUSD", "USDJPY", "GBPUSD"}
+    assert reply["symbols"]["GBPUSD"]["enabled"] is False  # no entry: default, disabled
+    assert reply["symbols"]["EURUSD"]["last_decision"] == "SYNCED"
+    assert reply["symbols"]["EURUSD"]["lots"] == [0.01, 0.03, 0.05]
+
+
+def test_every_command_has_help():
+    for spec in COMMANDS.values():
+        assert spec.help, spec.name
