@@ -28,6 +28,7 @@ TOOLS = {
     "backtest": ("services.preditor.backtest:main", "replay a model over a bars CSV: trades, metrics, equity PNG"),
     "sim-broker": ("services.connector.sim:main", "the cTrader Open API simulator"),
     "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
+    "report drift": ("services.paper.report:main", "real vs paper trades per symbol, equity curves PNG"),
 }
 
 
@@ -245,12 +246,15 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(func=check_config)
 
     for name, (_target, help_text) in TOOLS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+        if " " not in name:
+            sub.add_parser(name, help=help_text + (" | drift" if name == "report" else ""), add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["report", "drift"]:
+        argv = ["report drift", *argv[2:]]
     if argv and argv[0] in TOOLS:
         target = TOOLS[argv[0]][0]
         module, func = target.split(":")

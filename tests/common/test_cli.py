@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from harness import VENV, Home
 
 
@@ -19,8 +18,10 @@ def home(tmp_path):
     "overlay, message",
     [
         ("orchestrator:\n  restart_limit: many\n", "orchestrator.restart_limit: Input should be a valid integer"),
-        ("paper:\n  initial_balance: ${ORACLE_TEST_UNSET_VAR}\n",
-         "paper.initial_balance: environment variable ORACLE_TEST_UNSET_VAR is not set"),
+        (
+            "paper:\n  initial_balance: ${ORACLE_TEST_UNSET_VAR}\n",
+            "paper.initial_balance: environment variable ORACLE_TEST_UNSET_VAR is not set",
+        ),
         ("persistance:\n  sqlite_path: x\n", "persistance: unknown key"),
     ],
 )
@@ -57,3 +58,33 @@ def test_ctl_status_without_an_orchestrator_says_so(home):
 def test_help_lists_the_commands(home):
     res = subprocess.run([str(VENV / "bin" / "oracle"), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "tap" in res.stdout and "ctl" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "common.cli",
+        "services.orchestrator.service",
+        "services.connector.service",
+        "services.executor.service",
+        "services.paper.service",
+        "services.persistence.service",
+    ],
+)
+def test_small_processes_never_import_torch(module):
+    code = (
+        f"import sys, {module}\n"
+        "heavy = [m for m in ('torch', 'hmmlearn', 'stable_baselines3', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("tool", ["train", "backtest", "sim-broker", "report", "report drift"])
+def test_every_tool_is_reachable_from_oracle(tool):
+    res = subprocess.run(
+        [str(VENV / "bin" / "oracle"), *tool.split(), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert "usage:" in res.stdout
