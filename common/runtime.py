@@ -354,6 +354,8 @@ class Service:
         watchdog.start()
         self.state = messages.S_STOPPING
         logs.event(log, logging.INFO, "stopping")
+        if self._fatal and self.orch is not None and self.orch.pending is not None:
+            self.orch.sock.poll(1000)  # let the failed step's report reach the orchestrator before we exit
         try:
             self.on_stop()
         except Exception:

@@ -251,3 +251,16 @@ def test_dry_run_flag_reaches_the_executor_from_the_environment(home):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_failed_step_reaches_the_orchestrator_and_the_service_exits(home):
+    (home.root / "config" / "executor_symbols.json").write_text("{ not json")
+    for s in ["orchestrator", *WORKERS]:
+        home.start(s)
+    assert home.procs["executor"].wait(30) == 1
+    status = home.status()
+    failed = [e for e in status["boot_log"] if e["event"] == "step_failed"]
+    assert failed and failed[0]["service"] == "executor" and failed[0]["step"] == "executor.load"
+    assert "executor_symbols.json" in failed[0]["error"]
+    assert status["system"] == "BOOTING"
+    assert "executor_symbols.json" in home.log("executor")
