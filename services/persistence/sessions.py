@@ -1,0 +1,156 @@
+"""Session lifecycle, pure: every function takes the current state and time and returns records to
+write (as `(table, record)` pairs for `Store.write_batch`) plus the resulting session. No clock, no I/O.
+
+Lifecycle: `plan_startup` (new, or recover a session a crash left RUNNING), `needs_day_roll` /
+`roll_session` at the UTC day boundary when close_on_day_change is set, `end_session` with stats and a
+reason. A session row is changed by writing it again with rev + 1 (the store's versioned upsert), so
+ending twice or replaying a decision is harmless. Ids of events derive from the session id (uuid5).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from services.persistence import events as ev
+from services.persistence.records import Record, Session, SessionHeartbeat, to_utc
+
+Write = tuple[str, Record]
+
+
+class EndReason(StrEnum):
+    NORMAL = "NORMAL"  # orderly shutdown
+    DAY_CHANGE = "DAY_CHANGE"  # UTC day boundary with close_on_day_change
+    EMERGENCY = "EMERGENCY"  # halt / emergency stop
+    MANUAL = "MANUAL"  # an operator ended it
+    RECOVERED = "RECOVERED"  # found RUNNING after a crash and closed instead of resumed
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    final_balance: float | None = None
+    total_trades: int = 0
+    total_pnl: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    session: Session  # the session running after this plan is written
+    writes: list[Write] = field(default_factory=list)
+    resumed: bool = False
+    ended: Session | None = None  # a session this plan closed
+
+
+def short_id(session_uuid: uuid.UUID) -> str:
+    """The 8-hex session id used in other tables and order comments."""
+    return session_uuid.hex[:8]
+
+
+def utc_day(t: datetime):  # noqa: ANN201 - datetime.date
+    return to_utc(t).date()
+
+
+def day_changed(session_start: datetime, now: datetime) -> bool:
+    """True when `now` is on a later UTC day than the session's start."""
+    return utc_day(now) > utc_day(session_start)
+
+
+def needs_day_roll(session: Session, now: datetime, *, close_on_day_change: bool) -> bool:
+    return close_on_day_change and session.status == "RUNNING" and day_changed(session.start_time, now)
+
+
+def start_session(new_id: uuid.UUID, now: datetime, *, initial_balance: float | None,
+                  symbols: Sequence[str]) -> Plan:
+    session = Session(id=new_id, session_id=short_id(new_id), start_time=now, initial_balance=initial_balance,
+                      symbols=list(symbols))
+    event = ev.make_event(
+        ev.derived_id(new_id, "started"), now, ev.SESSION_STARTED, session_id=session.session_id,
+        source="persistence",
+        data={"initial_balance": initial_balance, "symbols": list(symbols)},
+    )
+    return Plan(session, [("sessions", session), ("events", event)])
+
+
+def end_session(session: Session, now: datetime, stats: SessionStats, reason: EndReason,
+                *, end_time: datetime | None = None) -> Plan:
+    """Close a running session (rev + 1). Ending a STOPPED session writes nothing."""
+    if session.status == "STOPPED":
+        return Plan(session)
+    ended = session.model_copy(update={
+        "rev": session.rev + 1, "status": "STOPPED", "end_reason": reason.value,
+        "end_time": to_utc(end_time or now), "final_balance": stats.final_balance,
+        "total_trades": stats.total_trades, "total_pnl": stats.total_pnl,
+    })
+    event = ev.make_event(
+        ev.derived_id(session.id, "ended"), now, ev.SESSION_ENDED, session_id=session.session_id,
+        source="persistence",
+        severity="WARNING" if reason in (EndReason.EMERGENCY, EndReason.RECOVERED) else "INFO",
+        data={"reason": reason.value, "final_balance": stats.final_balance,
+              "total_trades": stats.total_trades, "total_pnl": stats.total_pnl},
+    )
+    return Plan(ended, [("sessions", ended), ("events", event)], ended=ended)
+
+
+def plan_startup(
+    running: Session | None,
+    now: datetime,
+    *,
+    new_id: uuid.UUID,
+    initial_balance: float | None,
+    symbols: Sequence[str],
+    close_on_day_change: bool,
+    last_seen: datetime | None = None,
+    stale_stats: SessionStats = SessionStats(),
+) -> Plan:
+    """Decide the session at process start.
+
+    - nothing RUNNING: start a new session;
+    - a session left RUNNING (the previous run crashed) on the same UTC day, or close_on_day_change off:
+      resume it (rev + 1, recovered_count + 1) and write a SESSION_RECOVERED event;
+    - a session left RUNNING from an earlier UTC day with close_on_day_change on: end it with reason
+      RECOVERED at `last_seen` (its last heartbeat; else its start) and start a new session.
+    """
+    if running is None or running.status != "RUNNING":
+        return start_session(new_id, now, initial_balance=initial_balance, symbols=symbols)
+    if needs_day_roll(running, now, close_on_day_change=close_on_day_change):
+        closed = end_session(running, now, stale_stats, EndReason.RECOVERED,
+                             end_time=last_seen or running.start_time)
+        fresh = start_session(new_id, now, initial_balance=initial_balance, symbols=symbols)
+        return Plan(fresh.session, closed.writes + fresh.writes, ended=closed.ended)
+    resumed = running.model_copy(
+        update={"rev": running.rev + 1, "recovered_count": running.recovered_count + 1}
+    )
+    data: dict[str, object] = {"session_id": running.session_id, "recovered_count": resumed.recovered_count}
+    if last_seen is not None:
+        data["last_seen"] = last_seen.isoformat()
+        data["downtime_s"] = (to_utc(now) - to_utc(last_seen)).total_seconds()
+    event = ev.make_event(
+        ev.derived_id(running.id, f"recovered:{resumed.rev}"), now, ev.SESSION_RECOVERED,
+        session_id=running.session_id, severity="WARNING", source="persistence", data=data,
+        message="previous run ended without closing its session; session resumed",
+    )
+    return Plan(resumed, [("sessions", resumed), ("events", event)], resumed=True)
+
+
+def roll_session(session: Session, now: datetime, stats: SessionStats, *, new_id: uuid.UUID,
+                 new_initial_balance: float | None, symbols: Sequence[str] | None = None) -> Plan:
+    """Day change: end `session` with DAY_CHANGE and start a new one with the current balance. The
+    caller closes positions first (close_on_day_change)."""
+    closed = end_session(session, now, stats, EndReason.DAY_CHANGE)
+    fresh = start_session(new_id, now, initial_balance=new_initial_balance,
+                          symbols=session.symbols if symbols is None else symbols)
+    return Plan(fresh.session, closed.writes + fresh.writes, ended=closed.ended)
+
+
+def heartbeat(session: Session, now: datetime, new_id: uuid.UUID, *, system_state: str | None = None,
+              balance: float | None = None, equity: float | None = None, open_positions: int | None = None,
+              backlog: int | None = None, data: dict[str, object] | None = None) -> Write:
+    """A session heartbeat record (write one a minute or so; the last one dates a crash)."""
+    return ("session_heartbeats", SessionHeartbeat(
+        id=new_id, session_id=session.session_id, timestamp=now, system_state=system_state, balance=balance,
+        equity=equity, open_positions=open_positions, backlog=backlog, data=dict(data or {}),
+    ))

@@ -1,0 +1,401 @@
+"""The durable local store: SQLite in WAL mode with synchronous=FULL, plus a per-sink outbox.
+
+A write is acknowledged only after its transaction has committed (and, with synchronous=FULL, the WAL
+has been fsynced). Writes are idempotent on `id` and versioned by `rev`:
+
+| stored row        | incoming record                  | result (Ack.status)                  |
+|-------------------|----------------------------------|--------------------------------------|
+| none              | any                              | `stored`                             |
+| rev r             | rev > r                          | `updated` (row replaced)             |
+| rev r             | rev r, same payload              | `duplicate` (no-op: a sender retry)  |
+| rev r             | rev r, different payload         | `conflict` (nothing written; Ack names the fields) |
+| rev r             | rev < r                          | `stale` (no-op: an older version)    |
+
+A conflict is reported, never silently overwritten: two writers made different records with the same
+id and rev, which is a bug upstream. It is not an exception so that the rest of a batch still commits.
+
+Every stored or updated record gets an outbox row per configured sink, in the same transaction, so a
+sink outage only grows the backlog and nothing is ever dropped. A record that a sink rejects for good
+is `parked` (kept, counted, visible) rather than deleted.
+
+One Store object per thread (sqlite3 connections are not shared across threads); open a second Store on
+the same file for a drain thread: WAL lets it read while the other writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from services.persistence import records as rec
+
+SCHEMA_FILE = Path(__file__).with_name("local_schema.sql")
+SCHEMA_VERSION = 1  # PRAGMA user_version of a store with local_schema.sql; bump with a local migration
+
+AckStatus = Literal["stored", "updated", "duplicate", "stale", "conflict"]
+
+
+class StoreError(RuntimeError):
+    """A write or read failed; the store is unchanged by the failed transaction."""
+
+
+class StoreFull(StoreError):
+    """The disk (or the configured size limit) is full."""
+
+
+class StoreBusy(StoreError):
+    """Another connection held the write lock for longer than busy_timeout."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    table: str
+    id: str
+    rev: int
+    status: AckStatus
+    fields: tuple[str, ...] = ()  # for a conflict: the columns whose values differ
+
+    @property
+    def ok(self) -> bool:
+        """True when the record (or an equal or newer version of it) is durably stored."""
+        return self.status != "conflict"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    seq: int
+    table: str
+    id: str
+    rev: int
+    record: dict[str, Any]  # JSON form, ready to send
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    parked: int
+    last_error: str | None = None
+
+
+@dataclass
+class StoreStats:
+    acks: dict[str, int] = field(default_factory=dict)  # per Ack.status
+    errors: int = 0
+
+
+def _classify(exc: sqlite3.Error, what: str) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    if base == sqlite3.SQLITE_FULL:
+        return StoreFull(f"{what}: database or disk is full ({exc}); nothing from this write was stored")
+    if base in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreBusy(f"{what}: database is locked by another connection ({exc}); nothing was stored")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path, sinks: tuple[str, ...]):
+        self._conn = conn
+        self.path = path
+        self.sinks = sinks
+        self.stats = StoreStats()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        sinks: Sequence[str] = (),
+        busy_timeout_ms: int = 5000,
+        max_bytes: int | None = None,
+    ) -> Store:
+        """Open (and create) the store. `sinks` are the names whose outboxes new records go to.
+
+        `max_bytes` caps the database file size (a quota; tests use it to simulate a full disk).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{path}: could not switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{path}: store schema version {version} is newer than this code's "
+                                 f"({SCHEMA_VERSION}); refusing to open it")
+            conn.executescript(SCHEMA_FILE.read_text())
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if max_bytes is not None:
+                page = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page)}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _classify(exc, f"opening store {path}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, tuple(sinks))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def write(self, table: str, record: Mapping[str, Any] | rec.Record) -> Ack:
+        """Validate and durably store one record; returns after commit."""
+        return self.write_batch([(table, record)])[0]
+
+    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[Ack]:
+        """Validate every record first (RecordInvalid names the item, table and field, and nothing is
+        written), then store them all in one transaction. Returns one Ack per item, in order."""
+        validated: list[tuple[str, rec.Record]] = []
+        for i, (table, record) in enumerate(items):
+            try:
+                validated.append((table, rec.validate(table, record)))
+            except rec.RecordInvalid as exc:
+                if i:
+                    exc.args = (f"batch item {i}: {exc.args[0]}",)
+                raise
+        if not validated:
+            return []
+        what = f"writing {len(validated)} record(s) to {', '.join(sorted({t for t, _ in validated}))}"
+        acks: list[Ack] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table, record in validated:
+                    acks.append(self._write_one(table, record))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self.stats.errors += 1
+            raise _classify(exc, what) from exc
+        for ack in acks:
+            self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
+        return acks
+
+    def _write_one(self, table: str, record: rec.Record) -> Ack:
+        row = rec.to_sqlite_row(record)
+        rid = row["id"]
+        cols = list(row)
+        old = self._conn.execute(
+            f'SELECT {", ".join(_q(c) for c in cols)} FROM {table} WHERE id = ?', (rid,)
+        ).fetchone()
+        if old is None:
+            marks = ", ".join("?" * len(cols))
+            self._conn.execute(
+                f'INSERT INTO {table} ({", ".join(_q(c) for c in cols)}) VALUES ({marks})',
+                [row[c] for c in cols],
+            )
+            status: AckStatus = "stored"
+        elif record.rev > old["rev"]:
+            sets = ", ".join(f"{_q(c)} = ?" for c in cols if c != "id")
+            self._conn.execute(
+                f"UPDATE {table} SET {sets} WHERE id = ?", [row[c] for c in cols if c != "id"] + [rid]
+            )
+            status = "updated"
+        elif record.rev < old["rev"]:
+            return Ack(table, rid, record.rev, "stale")
+        else:
+            existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
+            diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
+            return Ack(table, rid, record.rev, "conflict" if diff else "duplicate", diff)
+        for sink in self.sinks:
+            self._conn.execute(
+                "INSERT INTO outbox (sink, tbl, rid, rev) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sink, tbl, rid) DO UPDATE SET rev = excluded.rev, parked = 0, "
+                "last_error = NULL",
+                (sink, table, rid, record.rev),
+            )
+        return Ack(table, rid, record.rev, status)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def get(self, table: str, record_id: str) -> rec.Record | None:
+        rec.model_for(table)
+        row = self._read(f"SELECT * FROM {table} WHERE id = ?", (str(record_id),), f"reading {table}")
+        return rec.from_sqlite_row(table, row[0]) if row else None
+
+    def query(
+        self,
+        table: str,
+        *,
+        session_id: str | None = None,
+        symbol: str | None = None,
+        is_paper: bool | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        newest_first: bool = True,
+    ) -> list[rec.Record]:
+        """Records of a table filtered by the usual keys, ordered by their time column."""
+        cols = rec.columns(table)
+        time_col = "start_time" if table == "sessions" else "timestamp"
+        where: list[str] = []
+        args: list[Any] = []
+        for name, value in (("session_id", session_id), ("symbol", symbol), ("event_type", event_type),
+                            ("status", status)):
+            if value is not None:
+                if name not in cols:
+                    raise rec.RecordInvalid(table, [(name, "not a column of this table")])
+                where.append(f"{name} = ?")
+                args.append(value)
+        if is_paper is not None:
+            if "is_paper" not in cols:
+                raise rec.RecordInvalid(table, [("is_paper", "not a column of this table")])
+            where.append("is_paper = ?")
+            args.append(int(is_paper))
+        if since is not None:
+            where.append(f"{_q(time_col)} >= ?")
+            args.append(rec.format_ts(since))
+        if until is not None:
+            where.append(f"{_q(time_col)} < ?")
+            args.append(rec.format_ts(until))
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {_q(time_col)} {'DESC' if newest_first else 'ASC'}, rowid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [rec.from_sqlite_row(table, r) for r in self._read(sql, args, f"querying {table}")]
+
+    def count(self, table: str) -> int:
+        rec.model_for(table)
+        return self._read(f"SELECT count(*) AS n FROM {table}", (), f"counting {table}")[0]["n"]
+
+    def running_session(self) -> rec.Session | None:
+        """The most recent session left RUNNING (after a crash, the one to recover)."""
+        rows = self.query("sessions", status="RUNNING", limit=1)
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def last_heartbeat(self, session_id: str) -> datetime | None:
+        rows = self.query("session_heartbeats", session_id=session_id, limit=1)
+        return rows[0].timestamp if rows else None  # type: ignore[attr-defined]
+
+    def trade_totals(self, session_id: str, *, is_paper: bool) -> tuple[int, float]:
+        """(number of trades, sum of pnl) of a session, real or paper."""
+        row = self._read(
+            "SELECT count(*) AS n, coalesce(sum(pnl), 0) AS pnl FROM trades "
+            "WHERE session_id = ? AND is_paper = ?",
+            (session_id, int(is_paper)), "reading trade totals",
+        )[0]
+        return int(row["n"]), float(row["pnl"])
+
+    def integrity_check(self) -> str:
+        return self._read("PRAGMA integrity_check", (), "integrity check")[0][0]
+
+    def _read(self, sql: str, args: Sequence[Any], what: str) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _classify(exc, what) from exc
+
+    # ---- outbox -------------------------------------------------------------------------------
+
+    def pending(self, sink: str, limit: int = 500) -> list[OutboxItem]:
+        """The oldest undelivered, unparked records for `sink`, in write order, as JSON records."""
+        rows = self._read(
+            "SELECT seq, tbl, rid FROM outbox WHERE sink = ? AND parked = 0 ORDER BY seq LIMIT ?",
+            (sink, int(limit)), f"reading the {sink} outbox",
+        )
+        by_table: dict[str, list[str]] = {}
+        for r in rows:
+            by_table.setdefault(r["tbl"], []).append(r["rid"])
+        found: dict[tuple[str, str], rec.Record] = {}
+        for table, ids in by_table.items():
+            marks = ", ".join("?" * len(ids))
+            for r in self._read(f"SELECT * FROM {table} WHERE id IN ({marks})", ids, f"reading {table}"):
+                found[(table, r["id"])] = rec.from_sqlite_row(table, r)
+        items = []
+        for r in rows:
+            record = found.get((r["tbl"], r["rid"]))
+            if record is None:  # cannot happen: records are never deleted
+                raise StoreError(f"outbox {sink}: {r['tbl']} record {r['rid']} is missing from the store")
+            items.append(OutboxItem(r["seq"], r["tbl"], r["rid"], record.rev, rec.to_json(record)))
+        return items
+
+    def mark_delivered(self, sink: str, items: Iterable[OutboxItem]) -> int:
+        """Remove delivered records from the outbox. A record updated since it was read (higher rev)
+        stays pending, so the newer version is delivered too."""
+        args = [(sink, i.table, i.id, i.rev) for i in items]
+        return self._outbox_update(
+            "DELETE FROM outbox WHERE sink = ? AND tbl = ? AND rid = ? AND rev <= ?", args,
+            f"marking {len(args)} record(s) delivered to {sink}",
+        )
+
+    def park(self, sink: str, item: OutboxItem, error: str) -> None:
+        """Set a record aside that `sink` rejected for good; it stays in the outbox, counted as parked."""
+        self._outbox_update(
+            "UPDATE outbox SET parked = 1, attempts = attempts + 1, last_error = ? "
+            "WHERE sink = ? AND tbl = ? AND rid = ? AND rev <= ?",
+            [(error[:2000], sink, item.table, item.id, item.rev)],
+            f"parking a {item.table} record for {sink}",
+        )
+
+    def unpark(self, sink: str) -> int:
+        """Put every parked record of `sink` back in line (after the cause was fixed)."""
+        return self._outbox_update(
+            "UPDATE outbox SET parked = 0, last_error = NULL WHERE sink = ? AND parked = 1", [(sink,)],
+            f"unparking {sink}",
+        )
+
+    def backfill(self, sink: str) -> int:
+        """Queue every stored record for a sink that was added after the records were written."""
+        sqls = [
+            (f"INSERT INTO outbox (sink, tbl, rid, rev) SELECT ?, ?, id, rev FROM {t} WHERE true "
+             "ON CONFLICT (sink, tbl, rid) DO NOTHING", [(sink, t)])
+            for t in rec.TABLES
+        ]
+        total = 0
+        for sql, args in sqls:
+            total += self._outbox_update(sql, args, f"backfilling {sink}")
+        return total
+
+    def backlog(self, sink: str) -> Backlog:
+        row = self._read(
+            "SELECT sum(parked = 0) AS pending, sum(parked = 1) AS parked, "
+            "(SELECT last_error FROM outbox WHERE sink = ?1 AND parked = 1 ORDER BY seq DESC LIMIT 1) AS err "
+            "FROM outbox WHERE sink = ?1",
+            (sink,), f"reading the {sink} backlog",
+        )[0]
+        return Backlog(int(row["pending"] or 0), int(row["parked"] or 0), row["err"])
+
+    def _outbox_update(self, sql: str, args: list[tuple[Any, ...]], what: str) -> int:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                changed = 0
+                for a in args:
+                    changed += self._conn.execute(sql, a).rowcount
+                self._conn.execute("COMMIT")
+                return changed
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _classify(exc, what) from exc
+
+
+def _q(col: str) -> str:
+    return f'"{col}"'

@@ -1,0 +1,88 @@
+"""PersistenceCore: the calls service.py makes, end to end over a real store and a real PostgreSQL sink."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from pers_helpers import event_record
+
+from services.persistence.core import NoSession, PersistenceCore
+from services.persistence.records import RecordInvalid
+from services.persistence.sessions import EndReason
+from services.persistence.sinks.postgres import PostgresSink
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+PAPER = {"symbol": "EURUSD", "direction": 1, "intensity": 1, "volume": 0.1, "entry_time": NOW,
+         "exit_time": NOW + timedelta(hours=2), "entry_price": 1.1, "exit_price": 1.101, "gross_pnl": 10.0,
+         "commission": 0.5, "pip_size": 0.0001}
+FILL = {"deal_id": "d-1", "position_id": "p-1", "symbol": "EURUSD", "action": "CLOSE", "direction": 1,
+        "volume": 0.1, "time": NOW + timedelta(hours=2), "entry_price": 1.1, "exit_price": 1.1009,
+        "gross_pnl": 9.0, "commission": 0.6}
+
+
+def test_session_lifecycle_with_crash_and_stats(tmp_path):
+    db = tmp_path / "oracle.db"
+    core = PersistenceCore.open(db)
+    with pytest.raises(NoSession):
+        core.log_paper_trade(PAPER)
+    first = core.start_session(NOW, initial_balance=10_000.0, symbols=["EURUSD"], close_on_day_change=True)
+    assert first["resumed"] is False and first["session"]["status"] == "RUNNING"
+    assert core.start_session(NOW, initial_balance=1.0, symbols=[], close_on_day_change=True) == first
+    assert core.log_paper_trade(PAPER)["status"] == "stored"
+    assert core.log_real_fill(FILL)["status"] == "stored"
+    assert core.log_real_fill(FILL)["status"] == "duplicate"
+    assert core.heartbeat(NOW + timedelta(hours=2), balance=10_008.4)["ok"]
+    core.close()  # crash: the session is not ended
+
+    core = PersistenceCore.open(db)
+    again = core.start_session(NOW + timedelta(hours=3), initial_balance=9.0, symbols=["EURUSD"],
+                               close_on_day_change=True)
+    assert again["resumed"] is True and again["session"]["id"] == first["session"]["id"]
+    recovered = core.query("events", event_type="SESSION_RECOVERED")
+    assert recovered[0]["data"]["downtime_s"] == 3600.0
+    end = core.end_session(NOW + timedelta(hours=4), reason="NORMAL", final_balance=10_008.4)
+    s = end["session"]
+    assert (s["status"], s["end_reason"], s["total_trades"], s["total_pnl"]) == ("STOPPED", "NORMAL", 1, 8.4)
+    assert core.end_session(NOW + timedelta(hours=5)) == {"session": None, "resumed": False}
+    with pytest.raises(RecordInvalid, match="events.event_type"):
+        core.log_event(NOW, "not valid")
+    core.close()
+
+
+def test_day_roll(tmp_path):
+    core = PersistenceCore.open(tmp_path / "oracle.db")
+    core.start_session(NOW, initial_balance=100.0, symbols=["EURUSD"], close_on_day_change=True)
+    assert not core.needs_day_roll(NOW + timedelta(hours=15), close_on_day_change=True)
+    midnight = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)
+    assert core.needs_day_roll(midnight, close_on_day_change=True)
+    assert not core.needs_day_roll(midnight, close_on_day_change=False)
+    rolled = core.roll_session(midnight, final_balance=105.0)
+    assert rolled["ended"]["end_reason"] == EndReason.DAY_CHANGE and rolled["session"]["initial_balance"] == 105.0
+    assert len(core.query("sessions")) == 2
+    core.close()
+
+
+def test_writes_reach_postgres_through_the_worker(tmp_path, clean_pg):
+    core = PersistenceCore.open(tmp_path / "oracle.db", [PostgresSink(clean_pg)])
+    try:
+        core.start_session(NOW, initial_balance=1.0, symbols=["EURUSD"], close_on_day_change=False)
+        ids = [core.write("events", event_record(i))["id"] for i in range(20)]
+        ack = core.write("events", {**event_record(), "id": ids[0], "message": "other"})
+        assert (ack["status"], ack["ok"], ack["fields"]) == ("conflict", False, ["message"])
+        deadline = time.monotonic() + 10
+        while core.health()["backlog"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        h = core.health()
+        assert h["backlog"] == 0 and h["parked"] == 0 and h["acks"]["stored"] == 22 and h["acks"]["conflict"] == 1
+    finally:
+        core.end_session(NOW + timedelta(hours=1), final_balance=1.0)
+        status = core.close(flush_s=5)
+    assert status[0]["backlog"] == 0
+    with psycopg.connect(clean_pg) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 20 + 2  # + started, ended
+        assert conn.execute("SELECT status FROM sessions").fetchall() == [("STOPPED",)]
+    assert uuid.UUID(ids[0])

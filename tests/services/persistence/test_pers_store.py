@@ -1,0 +1,195 @@
+"""The local SQLite store: durability settings, idempotent versioned writes, batches, outbox, queries."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import timedelta
+
+import pytest
+from pers_helpers import T0, event_record, trade_record
+
+from services.persistence import records as rec
+from services.persistence.store import Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "store.sqlite3", sinks=("supabase", "postgres"))
+    yield s
+    s.close()
+
+
+def test_wal_and_full_sync(tmp_path):
+    with Store.open(tmp_path / "s.db") as s:
+        assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_write_then_read_back(store):
+    r = trade_record(1)
+    ack = store.write("trades", r)
+    assert (ack.status, ack.ok, ack.id) == ("stored", True, r["id"])
+    got = store.get("trades", r["id"])
+    assert got == rec.validate("trades", r)
+    assert store.count("trades") == 1
+
+
+def test_same_id_twice_is_a_duplicate_noop(store):
+    r = trade_record()
+    assert store.write("trades", r).status == "stored"
+    assert store.write("trades", dict(r)).status == "duplicate"
+    assert store.count("trades") == 1
+    assert store.backlog("supabase").pending == 1
+
+
+def test_different_payload_same_id_and_rev_is_a_reported_conflict(store):
+    r = trade_record()
+    store.write("trades", r)
+    ack = store.write("trades", {**r, "pnl": -5.0, "comment": "x"})
+    assert ack.status == "conflict" and not ack.ok
+    assert set(ack.fields) == {"pnl", "comment"}
+    assert store.get("trades", r["id"]).pnl == r["pnl"]  # not overwritten
+
+
+def test_higher_rev_updates_lower_rev_is_stale(store):
+    r = trade_record()
+    store.write("trades", r)
+    assert store.write("trades", {**r, "rev": 2, "pnl": 1.0}).status == "updated"
+    assert store.write("trades", {**r, "rev": 1, "pnl": 99.0}).status == "stale"
+    assert store.get("trades", r["id"]).pnl == 1.0
+    items = store.pending("supabase")
+    assert [(i.id, i.rev) for i in items] == [(r["id"], 2)]
+
+
+def test_invalid_record_names_table_and_field_and_writes_nothing(store):
+    good = trade_record()
+    bad = trade_record(direction=5)
+    with pytest.raises(rec.RecordInvalid, match=r"batch item 1: invalid trades record: trades.direction"):
+        store.write_batch([("trades", good), ("trades", bad)])
+    assert store.count("trades") == 0
+    with pytest.raises(rec.RecordInvalid, match=r"events.timestamp: .*timezone-aware"):
+        store.write("events", event_record(timestamp=T0.replace(tzinfo=None)))
+    with pytest.raises(rec.RecordInvalid, match=r"events.bogus: Extra inputs"):
+        store.write("events", event_record(bogus=1))
+    with pytest.raises(rec.RecordInvalid, match=r"unknown table"):
+        store.write("nope", {"id": str(uuid.uuid4())})
+    with pytest.raises(rec.RecordInvalid, match=r"trades.id"):
+        store.write("trades", trade_record(id="not-a-uuid"))
+
+
+def test_batch_is_one_transaction_with_per_item_acks(store):
+    existing = trade_record()
+    store.write("trades", existing)
+    batch = [("trades", trade_record(i)) for i in range(50)] + [("trades", existing),
+                                                               ("events", event_record())]
+    acks = store.write_batch(batch)
+    assert [a.status for a in acks] == ["stored"] * 50 + ["duplicate", "stored"]
+    assert store.count("trades") == 51 and store.count("events") == 1
+
+
+def test_outbox_per_sink_in_write_order_and_delivery(store):
+    ids = [store.write("trades", trade_record(i)).id for i in range(5)]
+    ev = store.write("events", event_record()).id
+    items = store.pending("supabase", limit=10)
+    assert [i.id for i in items] == ids + [ev]
+    assert items[0].record["timestamp"].endswith("Z") and items[-1].record["data"]["service"] == "preditor"
+    assert store.mark_delivered("supabase", items[:3]) == 3
+    assert store.backlog("supabase").pending == 3
+    assert store.backlog("postgres").pending == 6  # other sink untouched
+
+
+def test_update_while_in_flight_keeps_newer_version_pending(store):
+    r = trade_record()
+    store.write("trades", r)
+    [item] = store.pending("supabase")
+    store.write("trades", {**r, "rev": 1, "pnl": 0.5})  # changed after the drain read it
+    store.mark_delivered("supabase", [item])  # delivers rev 0 only
+    [again] = store.pending("supabase")
+    assert (again.rev, again.record["pnl"]) == (1, 0.5)
+
+
+def test_park_and_unpark(store):
+    store.write("trades", trade_record())
+    [item] = store.pending("supabase")
+    store.park("supabase", item, "23505 duplicate key")
+    assert store.pending("supabase") == []
+    b = store.backlog("supabase")
+    assert (b.pending, b.parked, b.last_error) == (0, 1, "23505 duplicate key")
+    assert store.unpark("supabase") == 1
+    assert len(store.pending("supabase")) == 1
+
+
+def test_backfill_new_sink(tmp_path):
+    path = tmp_path / "s.db"
+    with Store.open(path) as s:
+        for i in range(3):
+            s.write("trades", trade_record(i))
+    with Store.open(path, sinks=("postgres",)) as s:
+        assert s.backlog("postgres").pending == 0
+        assert s.backfill("postgres") == 3
+        assert s.backfill("postgres") == 0
+        assert s.backlog("postgres").pending == 3
+
+
+def test_query_filters_and_order(store):
+    for i in range(6):
+        store.write("trades", trade_record(i, symbol="EURUSD" if i < 4 else "GBPUSD",
+                                           timestamp=T0 + timedelta(minutes=i)))
+    eur = store.query("trades", symbol="EURUSD")
+    assert [t.timestamp for t in eur] == [T0 + timedelta(minutes=i) for i in (3, 2, 1, 0)]
+    assert len(store.query("trades", is_paper=True)) == 3
+    assert len(store.query("trades", since=T0 + timedelta(minutes=4))) == 2
+    assert len(store.query("trades", limit=2, newest_first=False)) == 2
+    n, pnl = store.trade_totals("abcd1234", is_paper=False)
+    assert (n, pnl) == (3, 12.0 * 3 + 0 + 2 + 4)
+    with pytest.raises(rec.RecordInvalid, match="sessions.symbol"):
+        store.query("sessions", symbol="EURUSD")
+
+
+def test_second_store_on_same_file_reads_while_first_writes(tmp_path):
+    path = tmp_path / "s.db"
+    with Store.open(path, sinks=("x",)) as a, Store.open(path, sinks=("x",)) as b:
+        a.write("trades", trade_record())
+        assert b.backlog("x").pending == 1
+        b.mark_delivered("x", b.pending("x"))
+        assert a.backlog("x").pending == 0
+
+
+def test_records_survive_reopen(tmp_path):
+    path = tmp_path / "s.db"
+    r = event_record()
+    with Store.open(path) as s:
+        s.write("events", r)
+    with Store.open(path) as s:
+        assert s.get("events", r["id"]).data == r["data"]
+        assert s.integrity_check() == "ok"
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT data FROM events").fetchone()[0] == '{"n":0,"service":"preditor"}'
+    raw.close()
+
+
+def test_newer_store_schema_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version=99")
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 99 is newer"):
+        Store.open(path)
+
+
+def test_persistence_modules_stay_light():
+    """The persistence process must not pull in torch, numpy or the like (supabase only when enabled)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import services.persistence.store, services.persistence.worker, "
+            "services.persistence.sessions, services.persistence.trades, services.persistence.sinks.factory, "
+            "services.persistence.sinks.postgres, services.persistence.report; "
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'hmmlearn', 'supabase') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
