@@ -70,6 +70,7 @@ class Service:
         self.outbox = Outbox()  # records for persistence, kept until acknowledged
         self._store: bus.Requester | None = None
         self._store_retry_at = 0.0
+        self._store_refusal = ""
 
     # ---- hooks ----------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
@@ -266,8 +267,12 @@ class Service:
                 self.outbox.on_reply(reply.result.acked, reply.result.rejected)
                 for rid, why in reply.result.rejected.items():
                     log.error("persistence rejected record %s: %s", rid, why)
+                self._store_refusal = ""
             else:
-                log.warning("persistence refused a write: %s %s", reply.error_code, reply.error_message)
+                refusal = f"{reply.error_code}: {reply.error_message}"
+                if refusal != self._store_refusal:  # once per distinct refusal, not every retry
+                    log.warning("persistence refused a write (%s); records kept and retried", refusal)
+                self._store_refusal = refusal
                 self.outbox.on_failure()
                 self._store_retry_at = now + 1.0
             return

@@ -18,11 +18,29 @@ from typing import Any
 
 from common import bus, config, logs, messages, runtime
 from common.bus import OpError, Received
+from common.outbox import record_id
 from services.orchestrator import health, plan, watchdog
 from services.orchestrator.registry import ServiceView
 from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
 
 log = logging.getLogger("oracle.orchestrator")
+
+# lifecycle events worth a durable record (watchdog restarts, halts, recoveries, failures), by severity
+PERSISTED_EVENTS = {
+    "restart": "WARNING",
+    "respawn": "WARNING",
+    "watchdog_restart": "WARNING",
+    "halt": "CRITICAL",
+    "clear_halt": "WARNING",
+    "step_failed": "ERROR",
+    "react": "INFO",
+    "stopping": "INFO",
+}
+
+
+def _iso(ts_ns: int) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ns // 1_000_000_000))
+    return f"{seconds}.{ts_ns // 1000 % 1_000_000:06d}Z"
 
 
 class Orchestrator(runtime.Service):
@@ -70,8 +88,25 @@ class Orchestrator(runtime.Service):
         return view
 
     def _record(self, event: str, **fields: Any) -> None:
-        self.boot_log.append({"event": event, "ts": time.time_ns(), **fields})
+        ts = time.time_ns()
+        self.boot_log.append({"event": event, "ts": ts, **fields})
         del self.boot_log[:-500]
+        severity = PERSISTED_EVENTS.get(event)
+        if severity:
+            service = str(fields.get("service", ""))
+            message = " ".join(f"{k}={v}" for k, v in fields.items())
+            self.persist(
+                "events",
+                {
+                    "id": record_id("events", "orchestrator", ts, event, service),
+                    "timestamp": _iso(ts),
+                    "event_type": event.upper(),
+                    "severity": severity,
+                    "source": "orchestrator",
+                    "message": f"{event} {message}".strip(),
+                    "data": {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool)},
+                },
+            )
         self._last_event = f"{event} " + " ".join(str(v) for v in fields.values())
         logs.event(log, logging.INFO, event, **fields)
         self._publish_state(time.monotonic())
