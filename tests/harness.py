@@ -71,6 +71,7 @@ class Home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORACLE_")}
         env["ORACLE_HOME"] = str(self.root)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = str(REPO)  # the processes run this checkout's code, whatever .venv points at
         return env
 
     def config(self) -> config.Config:
