@@ -2,6 +2,7 @@
 
     oracle tap [PREFIX ...] [--json]     every publisher's messages, one line each (Espresso)
     oracle ctl status [--json] | stop | clear-halt | pause | resume | close SYMBOL | close-all | set-symbol
+    oracle top                           services, symbols, positions, PnL, alerts, live
     oracle check-config
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
@@ -204,6 +205,50 @@ def ctl(args: argparse.Namespace) -> int:
         return 1
 
 
+TOP_PREFIXES = ["bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.", "alert.", "paper.metrics."]
+
+
+def top(args: argparse.Namespace) -> int:
+    """Live view: the published streams folded into tables, the orchestrator's status every second."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from common.top import TopView
+
+    cfg = _load_config(args)
+    ctx = zmq.Context()
+    sub = bus.Subscriber(ctx, cfg.publishers().values(), TOP_PREFIXES, bus.WireErrors("top"))
+    status = bus.Requester(ctx, cfg.endpoint("orchestrator", "rep"), "top", 1000)
+    view = TopView()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    next_status = 0.0
+    console = Console()
+    try:
+        with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+            while deadline is None or time.monotonic() < deadline:
+                now = time.monotonic()
+                if status.pending is None and now >= next_status:
+                    status.send("status", messages.NoArgs())
+                    next_status = now + 1.0
+                try:
+                    reply = status.take_reply()
+                    if reply is not None:
+                        view.set_status(reply.result if reply.ok else None, "" if reply.ok else reply.error_message)
+                except bus.RequestTimeout:
+                    view.set_status(None, "orchestrator not answering")
+                if sub.sock.poll(100):
+                    for r in sub.drain():
+                        view.apply(r.envelope.body, r.envelope.ts)
+                live.update(view.render())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+        status.close()
+        ctx.term()
+    return 0
+
+
 def check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     print(f"configuration OK (home {cfg.home})")
@@ -241,6 +286,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--timeout-ms", type=int, default=3000)
     c.set_defaults(func=ctl)
+
+    o = sub.add_parser("top", parents=[common], help="live view: services, symbols, positions, PnL, alerts")
+    o.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
+    o.set_defaults(func=top)
 
     k = sub.add_parser("check-config", parents=[common], help="load and validate the configuration")
     k.set_defaults(func=check_config)

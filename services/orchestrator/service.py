@@ -392,6 +392,7 @@ class Orchestrator(runtime.Service):
                 "restarts": len(v.restarts),
                 "steps": sorted(v.steps),
                 "supervisor_state": v.supervisor_state,
+                "info": hb.info if hb else {},
                 "last_restart_reason": v.restart_reason,
                 "wire_errors": hb.wire_errors if hb else {},
             }
