@@ -35,9 +35,11 @@ class _FieldSpec:
     kinds: tuple[type, ...]  # accepted python types
     optional: bool  # None accepted
     required: bool  # no default
+    exact: frozenset  # the same types, for the fast exact-type check
 
 
 _SCHEMAS: dict[type, tuple[_FieldSpec, ...]] = {}
+_MISSING = object()
 
 
 def _kinds(tp: Any) -> tuple[tuple[type, ...], bool]:
@@ -70,27 +72,29 @@ def _schema(cls: type) -> tuple[_FieldSpec, ...]:
         for f in dataclasses.fields(cls):
             kinds, optional = _kinds(hints[f.name])
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            specs.append(_FieldSpec(f.name, kinds, optional, required))
+            specs.append(_FieldSpec(f.name, kinds, optional, required, frozenset(kinds)))
         spec = _SCHEMAS[cls] = tuple(specs)
     return spec
 
 
 def from_wire(cls: type, raw: Any) -> Any:
     """Validate a decoded map against ``cls`` and build the record."""
-    if not isinstance(raw, dict):
+    if type(raw) is not dict:
         raise SchemaError(f"expected a map, got {type(raw).__name__}")
     values = {}
-    for f in _schema(cls):
-        if f.name not in raw:
+    get = raw.get
+    for f in _SCHEMAS.get(cls) or _schema(cls):
+        value = get(f.name, _MISSING)
+        if value is _MISSING:
             if f.required:
                 raise SchemaError(f"missing field '{f.name}'")
             continue
-        value = raw[f.name]
-        if value is None:
-            if not f.optional:
-                raise SchemaError(f"field '{f.name}' is null")
-        elif not isinstance(value, f.kinds) or (isinstance(value, bool) and bool not in f.kinds):
-            raise SchemaError(f"field '{f.name}' has type {type(value).__name__}")
+        if type(value) not in f.exact:  # the common case costs one set lookup
+            if value is None:
+                if not f.optional:
+                    raise SchemaError(f"field '{f.name}' is null")
+            elif not isinstance(value, f.kinds) or (isinstance(value, bool) and bool not in f.kinds):
+                raise SchemaError(f"field '{f.name}' has type {type(value).__name__}")
         values[f.name] = value
     return cls(**values)
 
