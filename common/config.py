@@ -76,30 +76,104 @@ class Health(_Section):
     bar_grace_s: float = Field(default=120.0, ge=0)  # ... plus this grace
 
 
+class SimBroker(_Section):
+    """The bundled cTrader simulator (``oracle sim-broker --from-config``) and how the connector reaches it."""
+
+    csv: str = "data/EURUSD_H1_2017.csv"  # relative: ORACLE_HOME, else the repository's bundled data/
+    symbol: str = "EURUSD"
+    timeframe: Literal[tuple(TIMEFRAMES)] = "H1"  # type: ignore[valid-type]
+    speed: float = Field(default=2400.0, ge=0)  # simulated seconds per wall second (0 = manual)
+    start_bar: int = Field(default=1100, ge=0)  # first replayed bar; the bars before it are history
+    host: str = "127.0.0.1"
+    port: int = Field(default=5035, ge=0, le=65535)
+    control_port: int = Field(default=5045, ge=-1, le=65535)  # JSON control port on 127.0.0.1; -1 = none
+    tls: bool = False  # True: a self-signed certificate (the connector then does not verify it)
+    state_file: str = "sim-broker.json"  # under data_dir: positions, balance, deals, replay cursor across restarts
+    client_id: str = "sim-client"  # the simulator's own credentials: not secrets
+    client_secret: str = "sim-secret"
+    access_token: str = "sim-token"
+    account_id: int = 1_000_001
+    balance: PosFloat = 10_000.0
+
+
 class Broker(_Section):
     type: Literal["sim", "ctrader"] = "sim"
     environment: Literal["demo", "live"] = "demo"
+    # real cTrader: Protobuf on 5035 on both hosts, TLS verified; credentials from CTRADER_* env variables only
+    hosts: dict[Literal["demo", "live"], str] = {"demo": "demo.ctraderapi.com", "live": "live.ctraderapi.com"}
+    port: int = Field(default=5035, gt=0, le=65535)
+    ca_file: str | None = None  # extra CA bundle for the TLS verification (None: the system's)
+    connect_attempts: int = Field(default=3, ge=0)  # at connector.connect (0 = forever); later: forever
+    request_timeout_s: PosFloat = 10.0
+    order_timeout_s: PosFloat = 10.0
+    heartbeat_interval_s: PosFloat = 10.0
+    sim: SimBroker = SimBroker()
+
+
+class ConnectorSettings(_Section):
+    # symbol -> timeframe published on bar.<SYM>.<TF> from connector.connect on (the subscribe op adds more)
+    symbols: dict[str, Literal[tuple(TIMEFRAMES)]] = {"EURUSD": "H1"}  # type: ignore[valid-type]
+    state_file: str = "connector-state.json"  # under data_dir: last published bar per symbol, subscriptions
+    journal_file: str = "connector-orders.jsonl"  # under data_dir: client_order_id -> result, append-only
+    account_interval_s: PosFloat = 5.0  # an AccountUpdate on `account` this often (and after fills/closes)
+    op_timeout_s: PosFloat = 30.0  # the longest a REP op waits for the broker before answering an error
+    history_timeout_s: PosFloat = 120.0
+    # broker events wait this long after the process starts, so subscribers reconnect to the new PUB socket
+    # (the slow joiner) before the bars and closes missed while the connector was down go out
+    publish_grace_s: float = Field(default=1.0, ge=0)
 
 
 class Preditor(_Section):
     models_dir: str = "models"
     warmup_bars: PosInt = 1000
     trusted_models: list[str] = []
+    snapshot_dir: str = "preditor"  # under data_dir: one twin snapshot per model, written after every bar
+    fsync_snapshots: bool = True  # fsync each snapshot before the atomic rename (survives a power loss too)
+    history_timeout_s: PosFloat = 60.0  # one history/subscribe request to the connector
+    gap_retry_s: PosFloat = 2.0  # a bar whose gap could not be filled waits and is retried this often
+    warmup_retry_s: PosFloat = 30.0  # a model whose warmup failed is retried this often
 
 
 class Executor(_Section):
     config_file: str = "config/executor_symbols.json"
     dry_run: bool = False
     enter_on_first_signal: bool = False
+    state_file: str = "executor-state.json"  # under data_dir: pause, halt and risk state across restarts
+    order_timeout_s: PosFloat = 90.0  # one order request to the connector (it may reconcile and retry inside)
 
 
 class Paper(_Section):
     enabled: bool = True
     initial_balance: PosFloat = 10000.0
+    state_file: str = "paper-state.json"  # under data_dir: the paper book, written atomically after each bar
+
+
+class SupabaseSinkSettings(_Section):
+    """SUPABASE_URL and SUPABASE_KEY come from the environment only."""
+
+    enabled: bool = False
+    timeout_s: PosFloat = 10.0
+
+
+class PostgresSinkSettings(_Section):
+    enabled: bool = False
+    dsn: str = ""  # e.g. "${ORACLE_PG_DSN:}": from the environment, never a password in the file
+    connect_timeout_s: PosFloat = 5.0
+
+
+class PersistenceSinks(_Section):
+    """Remote copies of the local store (the shape services/persistence/sinks/factory.py validates)."""
+
+    supabase: SupabaseSinkSettings = SupabaseSinkSettings()
+    postgres: PostgresSinkSettings = PostgresSinkSettings()
 
 
 class Persistence(_Section):
     sqlite_path: str = "var/data/oracle.db"
+    heartbeat_interval_s: PosFloat = 60.0  # a session heartbeat record this often (the last one dates a crash)
+    busy_timeout_ms: PosInt = 500  # a write waiting for a lock longer than this is answered store_busy
+    max_db_mb: PosFloat | None = None  # a size quota on the store (None: the disk is the limit)
+    sinks: PersistenceSinks = PersistenceSinks()
 
 
 class Logging(_Section):
@@ -118,6 +192,7 @@ class Config(_Section):
     orchestrator: Orchestrator = Orchestrator()
     health: Health = Health()
     broker: Broker = Broker()
+    connector: ConnectorSettings = ConnectorSettings()
     preditor: Preditor = Preditor()
     executor: Executor = Executor()
     paper: Paper = Paper()

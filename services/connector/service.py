@@ -1,21 +1,740 @@
-"""The connector process (backbone stage): takes part in the lifecycle; the broker comes with issue 4."""
+"""The connector process: the broker connection (cTrader Open API or the simulator) plugged into the backbone.
+
+Two threads, one owner per resource:
+- the runtime loop thread owns every ZeroMQ socket (REP, PUB, heartbeats), the state file and the order journal;
+- one asyncio loop thread runs the ``CTraderBroker`` (its transport, reconnects, bar detection).
+
+Bridge: a REP handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and waits for it,
+beating and publishing meanwhile, so a long history request never stops heartbeats. Broker events (closed bars,
+fills, closes, rejections, connection changes) are moved by a pump task onto a thread-safe queue and published by
+the loop thread only (``on_tick`` and while a handler waits).
+
+Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is written (atomically)
+before the bar is published; on connect every subscription resumes with ``since`` = that time, so the bars closed
+while the connector was down come first, in order, and positions closed while it was down are reported from the
+broker's deal list (state.py). Idempotent orders across restarts: an
+append-only, fsynced journal client_order_id -> result is consulted before anything is sent (journal.py), on top
+of the broker client's own reconcile by label.
+"""
 
 from __future__ import annotations
 
-from common import runtime
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from common import bus, logs, messages, runtime
+from common.config import TIMEFRAMES
+from services.connector import journal, orders, settings
+from services.connector.bars import Bar as BrokerBar
+from services.connector.broker import (
+    AuthenticationError,
+    BrokerConfig,
+    BrokerConnectionError,
+    BrokerError,
+    BrokerRequestError,
+    BrokerTimeout,
+    CTraderBroker,
+    SymbolNotFoundError,
+)
+from services.connector.models import (
+    ConnectionStatus,
+    OrderFilled,
+    OrderRejected,
+    OrderResult,
+    PositionClosed,
+)
+from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
+from services.connector.transport import TransportError
+
+log = logging.getLogger("oracle.connector")
+
+MAX_HISTORY_BARS = 50_000
+
+
+class BrokerLoop:
+    """An asyncio event loop on a daemon thread: the broker client's home."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="broker-loop", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> BrokerLoop:
+        self._thread.start()
+        return self
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+
+def _op_error(exc: BaseException, what: str) -> bus.OpError:
+    """A broker failure as a clear error answer."""
+    if isinstance(exc, bus.OpError):
+        return exc
+    if isinstance(exc, SymbolNotFoundError):
+        return bus.OpError("unknown_symbol", str(exc))
+    if isinstance(exc, AuthenticationError):
+        return bus.OpError("auth_failed", f"{what}: the broker refused the credentials: {exc}")
+    if isinstance(exc, BrokerConnectionError):
+        return bus.OpError("not_connected", f"{what}: the broker is not connected: {exc}")
+    if isinstance(exc, BrokerTimeout | TimeoutError):
+        return bus.OpError("timeout", f"{what}: the broker did not answer in time: {exc}")
+    if isinstance(exc, BrokerRequestError):
+        return bus.OpError("broker_error", f"{what}: the broker refused: {exc}")
+    if isinstance(exc, BrokerError | TransportError):
+        return bus.OpError("broker_error", f"{what}: {exc}")
+    if isinstance(exc, ValueError):
+        return bus.OpError("bad_args", f"{what}: {exc}")
+    return bus.OpError("internal", f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _wire_result(res: OrderResult) -> messages.OrderResult:
+    return messages.OrderResult(**dataclasses.asdict(res))
 
 
 class Connector(runtime.Service):
     name = "connector"
     not_implemented = [
-        "broker connection: connector.connect connects to nothing yet, no bar is published (issue 4)",
-        "history, account, positions and order requests (issue 4)",
+        "one timeframe per symbol for live bars (the history op serves any timeframe)",
     ]
 
+    def __init__(self, cfg: Any, dry_run: bool = False):
+        super().__init__(cfg, dry_run)
+        data_dir = cfg.path(cfg.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path: Path = data_dir / cfg.connector.state_file
+        self.journal_path: Path = data_dir / cfg.connector.journal_file
+        self.book = self._load_state()
+        self.journal, bad = self._load_journal()
+        if bad:
+            log.warning("order journal %s: %d unreadable line(s) ignored (a torn last write)", self.journal_path, bad)
+        self._journal_fh: Any = None
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._aio: BrokerLoop | None = None
+        self.broker: CTraderBroker | None = None
+        self.broker_cfg: BrokerConfig | None = None
+        self._pumping = False
+        self._session_open = False  # broker.connect succeeded and no disconnect since (it reconnects by itself)
+        self.connected = False
+        self.conn_reason = "not connected yet"
+        self._active: set[str] = set()  # symbols whose live bars the broker delivers in this process
+        self._last_bar_wall: dict[str, float] = {}  # symbol -> monotonic time of the last publication
+        self._next_account = 0.0
+        self._account_fut: concurrent.futures.Future | None = None
+
+    # ---- files (state, journal) -------------------------------------------------------------
+    def _load_state(self) -> ConnectorState:
+        try:
+            return ConnectorState.from_json(self.state_path.read_text())
+        except FileNotFoundError:
+            return ConnectorState()
+        except (OSError, ValueError) as exc:
+            log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
+            return ConnectorState()
+
+    def _save_state(self) -> None:
+        """Atomic: a temporary file, fsynced, renamed over the old one."""
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.book.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    def _load_journal(self) -> tuple[dict[str, journal.Entry], int]:
+        try:
+            with open(self.journal_path, encoding="utf-8") as f:
+                return journal.replay(f)
+        except FileNotFoundError:
+            return {}, 0
+
+    def _journal(self, entry: journal.Entry) -> None:
+        if self._journal_fh is None:
+            self._journal_fh = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._journal_fh.write(journal.line(entry))
+        self._journal_fh.flush()
+        os.fsync(self._journal_fh.fileno())
+        self.journal[journal.jkey(entry.kind, entry.cid)] = entry
+
+    # ---- the bridge ---------------------------------------------------------------------------
+    def _wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
+        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile."""
+        assert self._aio is not None
+        fut = self._aio.submit(coro)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done, _ = concurrent.futures.wait([fut], timeout=0.05)
+            if done:
+                try:
+                    return fut.result()
+                except Exception as exc:
+                    raise _op_error(exc, what) from exc
+            self.beat_if_due()
+            self._drain_events()
+            if deadline is not None and time.monotonic() >= deadline:
+                fut.cancel()
+                raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
+
+    def _need_broker(self) -> CTraderBroker:
+        if self.broker is None or self._aio is None:
+            raise bus.OpError("not_connected", "the broker is not connected (connector.connect has not run)")
+        return self.broker
+
+    async def _pump(self, broker: CTraderBroker) -> None:
+        while True:
+            self._events.put(await broker.events.get())
+
+    # ---- steps ----------------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
-        if step in ("connector.connect", "connector.disconnect"):
-            return {"broker": self.cfg.broker.type, "connected": False, "why": "not implemented yet (issue 4)"}
+        if step == "connector.connect":
+            return self._connect()
+        if step == "connector.disconnect":
+            return self._disconnect()
         return super().on_step(step, args)
+
+    def _facts(self) -> dict:
+        return {
+            "broker": self.cfg.broker.type,
+            **(settings.describe(self.broker_cfg) if self.broker_cfg else {}),
+            "connected": self.connected,
+            "subscriptions": dict(self.book.subscriptions),
+        }
+
+    def _connect(self) -> dict:
+        b = self.cfg.broker
+        if self.broker is not None and self._session_open:
+            # already connected, or reconnecting by itself: nothing to redo
+            return {**self._facts(), "reconnecting": not self.broker.is_connected}
+        try:
+            self.broker_cfg = settings.broker_config(self.cfg, os.environ)
+        except settings.SettingsError as exc:
+            raise runtime.StepFailed(str(exc)) from None
+        where = f"{self.broker_cfg.host}:{self.broker_cfg.port}"
+        if self._aio is None:
+            self._aio = BrokerLoop().start()
+        if self.broker is None:
+            self.broker = CTraderBroker(self.broker_cfg)
+        broker = self.broker
+        attempts = b.connect_attempts
+        budget = None if attempts == 0 else attempts * (b.request_timeout_s * 4 + 30.0)
+        try:
+            self._wait(broker.connect(max_attempts=attempts), budget, f"connect to {where}")
+        except bus.OpError as exc:
+            raise runtime.StepFailed(f"cannot connect to the {b.type} broker at {where}: {exc.message}") from None
+        self._session_open = True
+        if not self._pumping:
+            self._aio.submit(self._pump(broker))
+            self._pumping = True
+        self._set_connected(True, "")
+        self._report_closed_while_away(broker)
+        subs, conflicts = merged_subscriptions(dict(self.cfg.connector.symbols), self.book.subscriptions)
+        for symbol in conflicts:
+            log.warning(
+                "%s was subscribed on %s before; connector.symbols says %s",
+                symbol,
+                self.book.subscriptions[symbol],
+                subs[symbol],
+            )
+            self.book.subscriptions.pop(symbol)
+        for symbol, tf in sorted(subs.items()):
+            try:
+                self._subscribe(symbol, tf, None)
+            except bus.OpError as exc:
+                raise runtime.StepFailed(f"cannot subscribe {symbol} {tf}: {exc.message}") from None
+        return self._facts()
+
+    def _report_closed_while_away(self, broker: CTraderBroker) -> None:
+        """Positions open before this process started and gone now: publish their closes from the deal list."""
+        try:
+            now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
+            changed = False
+            for p in now_open:
+                changed |= self.book.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label)
+            open_ids = {p.ticket for p in now_open}
+            gone = [p for t, p in self.book.positions.items() if int(t) not in open_ids]
+            if gone:
+                since = min(float(p["open_time"]) for p in gone) - 1
+                until = max(broker.server_time or 0.0, time.time()) + 86_400  # server time may be unknown yet
+                deals = self._wait(broker.get_deals(since, until), self.cfg.connector.op_timeout_s, "deals")
+                closes, unexplained = closed_while_away(self.book.positions, open_ids, deals)
+                for ticket in unexplained:
+                    log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)
+                    changed |= self.book.closed(ticket)
+                for close in closes:
+                    self._events.put(close)  # published like any broker event (state saved first)
+            if changed:
+                self._save_state()
+        except bus.OpError as exc:  # not fatal: the closes are reported at the next connect
+            log.warning("could not check positions closed while away: %s", exc.message)
+
+    def _disconnect(self) -> dict:
+        if self.broker is not None and self._aio is not None and self._session_open:
+            with contextlib.suppress(bus.OpError):
+                self._wait(self.broker.close(), 10.0, "disconnect")
+            self._session_open = False
+            self._active.clear()
+        self._drain_events()
+        self._set_connected(False, "disconnected (connector.disconnect)")
+        return self._facts()
+
+    def on_stop(self) -> None:
+        if self.broker is not None and self._aio is not None and self._session_open:
+            with contextlib.suppress(bus.OpError):
+                self._wait(self.broker.close(), min(3.0, self.cfg.runtime.stop_timeout_s / 2), "close")
+            self._session_open = False
+        if self._aio is not None:
+            self._aio.stop()
+        with contextlib.suppress(Exception):
+            self._drain_events()
+        if self.connected:
+            self._set_connected(False, "connector stopping")
+        if self._journal_fh is not None:
+            self._journal_fh.close()
+
+    # ---- events from the broker (loop thread only) -------------------------------------------
+    def on_tick(self, now: float) -> None:
+        self._drain_events()
+        self._drive_account(now)
+
+    def _drain_events(self, limit: int = 10_000) -> None:
+        if self.uptime() < self.cfg.connector.publish_grace_s:
+            return  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
+        for _ in range(limit):
+            try:
+                ev = self._events.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._on_broker_event(ev)
+            except Exception:  # one bad event must not stop the others (or the process)
+                log.exception("cannot publish broker event %r", ev)
+                self.count("event_errors")
+
+    def _on_broker_event(self, ev: Any) -> None:
+        if isinstance(ev, BrokerBar):
+            self._publish_bar(ev)
+        elif isinstance(ev, OrderFilled):
+            if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id):
+                self._save_state()
+            self.publish(
+                messages.fill_topic(ev.symbol),
+                messages.Fill(
+                    ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id
+                ),
+            )
+            self.count("fills")
+            self._next_account = 0.0
+        elif isinstance(ev, PositionClosed):
+            if ev.full and self.book.closed(ev.ticket):
+                self._save_state()
+            self.publish(
+                messages.closed_topic(ev.symbol),
+                messages.PositionClosed(
+                    ticket=ev.ticket,
+                    symbol=ev.symbol,
+                    direction=ev.direction,
+                    volume=ev.volume,
+                    entry_price=ev.entry_price,
+                    close_price=ev.close_price,
+                    gross_profit=ev.gross_profit,
+                    swap=ev.swap,
+                    commission=ev.commission,
+                    net_profit=ev.net_profit,
+                    time=ev.time,
+                    reason=ev.reason,
+                    external=ev.external,
+                    balance=ev.balance,
+                    label=ev.label,
+                    full=ev.full,
+                ),
+            )
+            self.count("closes")
+            if ev.external:
+                self.count("closes_external")
+            self._next_account = 0.0
+        elif isinstance(ev, OrderRejected):
+            self.publish(
+                messages.reject_topic(ev.symbol or "UNKNOWN"),
+                messages.OrderRejected(ev.client_order_id, ev.symbol, ev.error),
+            )
+            self.count("rejects")
+        elif isinstance(ev, ConnectionStatus):
+            self._set_connected(ev.connected, ev.reason)
+
+    def _publish_bar(self, bar: BrokerBar) -> None:
+        tf = self.book.subscriptions.get(bar.symbol)
+        if tf is None:
+            return
+        if not self.book.should_publish(bar.symbol, tf, bar.time):
+            self.count("bars_duplicate_dropped")
+            return
+        self.book.record(bar.symbol, tf, bar.time)
+        self._save_state()  # before publishing: a crash may lose this bar (repairable), never repeat it
+        self.publish(
+            messages.bar_topic(bar.symbol, tf),
+            messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
+        )
+        self._last_bar_wall[bar.symbol] = time.monotonic()
+        self.count("bars_published")
+
+    def _set_connected(self, connected: bool, reason: str) -> None:
+        changed = connected != self.connected or (not connected and reason != self.conn_reason)
+        self.connected, self.conn_reason = connected, reason
+        if not changed:
+            return
+        self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
+        if connected:
+            self.count("connects")
+            self._next_account = 0.0
+            logs.event(log, logging.INFO, "broker connected")
+        else:
+            self.count("disconnects")
+            logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
+
+    def _drive_account(self, now: float) -> None:
+        fut = self._account_fut
+        if fut is not None:
+            if not fut.done():
+                return
+            self._account_fut = None
+            try:
+                a = fut.result()
+            except Exception as exc:
+                log.debug("account update failed: %s", exc)
+            else:
+                self.publish(
+                    messages.ACCOUNT_TOPIC,
+                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency),
+                )
+                self.count("account_updates")
+        if self.connected and self.broker is not None and self._aio is not None and now >= self._next_account:
+            self._next_account = now + self.cfg.connector.account_interval_s
+            self._account_fut = self._aio.submit(self.broker.get_account())
+
+    # ---- REP operations -------------------------------------------------------------------------
+    def ops(self) -> dict:
+        return {
+            messages.OP_HISTORY.name: self._op_history,
+            messages.OP_SUBSCRIBE.name: self._op_subscribe,
+            messages.OP_SYMBOL_INFO.name: self._op_symbol_info,
+            messages.OP_ACCOUNT.name: self._op_account,
+            messages.OP_POSITIONS.name: self._op_positions,
+            messages.OP_ORDER_OPEN.name: self._op_order_open,
+            messages.OP_ORDER_CLOSE.name: self._op_order_close,
+            messages.OP_ORDER_AMEND.name: self._op_order_amend,
+        }
+
+    @staticmethod
+    def _check_tf(timeframe: str) -> int:
+        if timeframe not in TIMEFRAMES:
+            raise bus.OpError("bad_args", f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
+        return TIMEFRAMES[timeframe]
+
+    def _check_symbol(self, symbol: str) -> None:
+        broker = self._need_broker()
+        if broker.symbols and symbol not in broker.symbols:
+            raise bus.OpError("unknown_symbol", f"{symbol!r} is not a symbol of this broker")
+
+    def _op_history(self, a: messages.HistoryArgs) -> messages.HistoryResult:
+        tf_s = self._check_tf(a.timeframe)
+        self._check_symbol(a.symbol)
+        broker = self._need_broker()
+        if a.count < 0 or a.count > MAX_HISTORY_BARS:
+            raise bus.OpError("bad_args", f"count must be 0..{MAX_HISTORY_BARS}")
+        if not a.count and a.since is None:
+            raise bus.OpError("bad_args", "give count (the last N closed bars) or since (every bar after it)")
+        timeout = self.cfg.connector.history_timeout_s
+        what = f"history {a.symbol} {a.timeframe}"
+
+        def fetch(n: int) -> list[BrokerBar]:
+            return self._wait(broker.get_history(a.symbol, a.timeframe, n), timeout, what)
+
+        def bars_after(t: int) -> int:
+            # calendar bars since t bound the trading bars since t from above (weekends only remove bars)
+            now = broker.server_time
+            if now is None:
+                fetch(1)
+                now = broker.server_time or t
+            return max(1, int((now - t) // tf_s) + 2)
+
+        if a.since is not None:
+            span = bars_after(a.since)
+            if span > MAX_HISTORY_BARS:
+                raise bus.OpError(
+                    "too_many", f"more than {MAX_HISTORY_BARS} bars since {a.since}: ask for a shorter range"
+                )
+            bars = [b for b in fetch(min(span, MAX_HISTORY_BARS)) if b.time > a.since]
+            if a.until is not None:
+                bars = [b for b in bars if b.time < a.until]
+            if a.count:
+                bars = bars[: a.count]
+        elif a.until is not None:
+            n = a.count + bars_after(a.until)
+            while True:
+                got = fetch(min(n, MAX_HISTORY_BARS))
+                bars = [b for b in got if b.time < a.until]
+                if len(bars) >= a.count or len(got) < n or n >= MAX_HISTORY_BARS:
+                    break
+                n *= 2
+            bars = bars[-a.count :]
+        else:
+            bars = fetch(a.count)
+        self.count("history_requests")
+        return messages.HistoryResult(
+            a.symbol, a.timeframe, [compact_bar(b.time, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+        )
+
+    def _subscribe(self, symbol: str, timeframe: str, since: int | None) -> dict:
+        broker = self._need_broker()
+        current = self.book.subscriptions.get(symbol)
+        if current is not None and current != timeframe:
+            raise bus.OpError("unsupported", f"{symbol} is published on {current}; one live timeframe per symbol")
+        resume = self.book.since(symbol, timeframe, since)
+        if symbol not in self._active:
+            self._wait(
+                broker.subscribe_bars([symbol], timeframe, since={symbol: resume} if resume is not None else None),
+                self.cfg.connector.op_timeout_s,
+                f"subscribe {symbol} {timeframe}",
+            )
+            self._active.add(symbol)
+            self._last_bar_wall.setdefault(symbol, time.monotonic())
+            if current is None:
+                self.book.subscriptions[symbol] = timeframe
+                self._save_state()
+        return {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "subscribed": True,
+            "resumed_after": resume,
+            "last_published": self.book.last.get(f"{symbol}.{timeframe}"),
+        }
+
+    def _op_subscribe(self, a: messages.SubscribeArgs) -> dict:
+        self._check_tf(a.timeframe)
+        self._check_symbol(a.symbol)
+        return self._subscribe(a.symbol, a.timeframe, a.since)
+
+    def _op_symbol_info(self, a: messages.SymbolArgs) -> dict:
+        self._check_symbol(a.symbol)
+        broker = self._need_broker()
+        try:
+            spec = broker.symbol_info(a.symbol)
+        except SymbolNotFoundError as exc:
+            raise bus.OpError("unknown_symbol", str(exc)) from None
+        what = f"symbol_info {a.symbol}"
+        self._wait(broker.ensure_quote(a.symbol), self.cfg.connector.op_timeout_s, what)
+        rate = self._wait(broker.quote_to_deposit(a.symbol), self.cfg.connector.op_timeout_s, what)
+        acct = self._wait(broker.get_account(), self.cfg.connector.op_timeout_s, what)
+        q = broker.quote(a.symbol)
+        units_per_lot = spec.lot_size / 100  # lotSize is in cents of a unit
+        return {
+            "symbol": spec.name,
+            "symbol_id": spec.symbol_id,
+            "digits": spec.digits,
+            "point": spec.point,
+            "pip_position": spec.pip_position,
+            "pip_size": spec.pip,
+            "lot_size": units_per_lot,  # units of the base asset in one lot
+            "min_lots": spec.min_lots,
+            "step_lots": spec.step_lots,
+            "max_lots": spec.max_lots,
+            "base_asset": spec.base_asset,
+            "quote_asset": spec.quote_asset,
+            "deposit_currency": acct.currency,
+            "quote_to_deposit": rate,  # one unit of the quote currency in the deposit currency
+            "pip_value_per_lot": spec.pip * units_per_lot * rate,  # deposit currency per pip per lot
+            "bid": q.bid if q else None,
+            "ask": q.ask if q else None,
+            "spread": round(q.ask - q.bid, spec.digits) if q else None,
+        }
+
+    def _op_account(self, _a: Any) -> dict:
+        broker = self._need_broker()
+        acct = self._wait(broker.get_account(refresh=True), self.cfg.connector.op_timeout_s, "account")
+        return dataclasses.asdict(acct)
+
+    def _op_positions(self, _a: Any) -> dict:
+        broker = self._need_broker()
+        got = self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "positions")
+        return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time}
+
+    def _order_wait_s(self) -> float:
+        b = self.cfg.broker
+        return b.order_timeout_s * 3 + b.request_timeout_s * 3 + 15.0  # the client's attempts and reconciles
+
+    def _resolve_unknown(self, entry: journal.Entry) -> OrderResult | None:
+        """An order sent before without a known outcome: find it at the broker before anything is resent."""
+        broker = self._need_broker()
+        cid = entry.cid
+        for p in self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "reconcile"):
+            if p.label == cid:
+                return OrderResult(
+                    True, cid, ticket=p.ticket, price=p.open_price, volume=p.volume, sl=p.sl, tp=p.tp, recovered=True
+                )
+        sent_at = entry.request.get("server_time")
+        if sent_at is None:
+            return None
+        until = max(broker.server_time or 0.0, time.time()) + 86_400
+        deals = self._wait(broker.get_deals(float(sent_at) - 3600, until), self.cfg.connector.op_timeout_s, "deals")
+        d = journal.match_opening_deal(entry, deals, journal.claimed_tickets(self.journal), entry.request["symbol"])
+        if d is None:
+            return None
+        return OrderResult(True, cid, ticket=d.position_id, price=d.price, volume=d.volume, recovered=True)
+
+    def _op_order_open(self, a: messages.OrderOpenArgs) -> messages.OrderResult:
+        try:
+            cid = orders.validate_client_order_id(a.client_order_id)
+        except ValueError as exc:
+            raise bus.OpError("bad_args", str(exc)) from None
+        if a.direction not in (1, -1):
+            raise bus.OpError("bad_args", "direction must be +1 (long) or -1 (short)")
+        if not a.lots > 0:
+            raise bus.OpError("bad_args", "lots must be positive")
+        for name, dist in (("sl_distance", a.sl_distance), ("tp_distance", a.tp_distance)):
+            if dist is not None and dist < 0:
+                raise bus.OpError("bad_args", f"{name} is a price distance from the fill and cannot be negative")
+        self._check_symbol(a.symbol)
+        broker = self._need_broker()
+        key = journal.jkey("open", cid)
+        entry = self.journal.get(key)
+        if entry is not None and entry.status == journal.DONE:
+            self.count("orders_replayed")
+            return messages.OrderResult(**entry.result)
+        if entry is not None:
+            found = self._resolve_unknown(entry)
+            if found is not None:
+                self._journal(
+                    dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found))
+                )
+                self.count("orders_recovered")
+                return _wire_result(found)
+        else:
+            request = {
+                "symbol": a.symbol,
+                "direction": a.direction,
+                "lots": a.lots,
+                "sl_distance": a.sl_distance,
+                "tp_distance": a.tp_distance,
+                "server_time": broker.server_time,
+            }
+            self._journal(journal.Entry(cid, "open", journal.SENT, time.time(), request))
+        self.count("orders")
+        res: OrderResult = self._wait(
+            broker.market_order(
+                a.symbol,
+                a.direction,
+                a.lots,
+                sl_distance=a.sl_distance,
+                tp_distance=a.tp_distance,
+                client_order_id=cid,
+                comment=a.comment,
+            ),
+            self._order_wait_s(),
+            f"order_open {cid}",
+        )
+        if (
+            res.success
+            and res.ticket
+            and self.book.opened(res.ticket, a.symbol, a.direction, (broker.server_time or time.time()) - 3600, cid)
+        ):
+            self._save_state()  # known open now, even if this process dies before its fill event is published
+        if res.success or not res.error.startswith("no confirmation"):
+            # a fill, or the broker's definite no: final for this id. "no confirmation" stays unresolved.
+            sent = self.journal[key]
+            self._journal(
+                dataclasses.replace(sent, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(res))
+            )
+        if not res.success:
+            self.count("orders_failed")
+        return _wire_result(res)
+
+    def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
+        broker = self._need_broker()
+        if a.lots is not None and not a.lots > 0:
+            raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")
+        key = journal.jkey("close", a.client_order_id) if a.client_order_id else ""
+        entry = self.journal.get(key) if key else None
+        if entry is not None and entry.status == journal.DONE:
+            self.count("orders_replayed")
+            return messages.OrderResult(**entry.result)
+        if key and entry is None:
+            self._journal(
+                journal.Entry(
+                    a.client_order_id, "close", journal.SENT, time.time(), {"ticket": a.ticket, "lots": a.lots}
+                )
+            )
+        self.count("closes_requested")
+        res: OrderResult = self._wait(
+            broker.close_position(a.ticket, a.lots), self._order_wait_s(), f"order_close {a.ticket}"
+        )
+        res = dataclasses.replace(res, client_order_id=a.client_order_id or res.client_order_id)
+        if key and res.success:
+            self._journal(
+                journal.Entry(
+                    a.client_order_id,
+                    "close",
+                    journal.DONE,
+                    time.time(),
+                    {"ticket": a.ticket, "lots": a.lots},
+                    dataclasses.asdict(res),
+                )
+            )
+        return _wire_result(res)
+
+    def _op_order_amend(self, a: messages.OrderAmendArgs) -> messages.OrderResult:
+        broker = self._need_broker()
+        res: OrderResult = self._wait(
+            broker.amend_position(a.ticket, a.sl, a.tp), self._order_wait_s(), f"order_amend {a.ticket}"
+        )
+        self.count("amends")
+        return _wire_result(res)
+
+    # ---- status and health ----------------------------------------------------------------------
+    def health_info(self) -> dict:
+        if self.broker is None:
+            return {}
+        now = time.monotonic()
+        return {
+            "connected": self.connected,
+            "symbols": {
+                s: {"timeframe": tf, "last_bar_age_s": round(now - self._last_bar_wall.get(s, now), 1)}
+                for s, tf in sorted(self.book.subscriptions.items())
+                if s in self._active
+            },
+        }
+
+    def status_report(self) -> dict:
+        return {
+            "broker": {
+                "type": self.cfg.broker.type,
+                "environment": self.cfg.broker.environment if self.cfg.broker.type == "ctrader" else "",
+                **(settings.describe(self.broker_cfg) if self.broker_cfg else {}),
+                "connected": self.connected,
+                "reason": self.conn_reason,
+                "server_time": self.broker.server_time if self.broker else None,
+            },
+            "subscriptions": dict(self.book.subscriptions),
+            "last_bar_time": dict(self.book.last),
+            "journal": {"entries": len(self.journal), "path": str(self.journal_path)},
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,29 +1,589 @@
-"""The persistence process (backbone stage): takes part in the lifecycle; the store comes with issue 6."""
+"""The persistence process: the durable store behind the `write` and `query` ops, sessions, the trade log.
+
+- step `persistence.open`: open the SQLite store (WAL, synchronous=FULL) and start the sink drain thread when
+  sinks are configured (none: the local store is the only store);
+- op `write` (WriteArgs -> WriteResult): acknowledged only after the durable commit, idempotent by id; a bad
+  record is rejected with its reason (never silently dropped); a full disk or a locked database is an error
+  reply (`store_full` / `store_busy`), so the sender keeps its records and retries;
+- op `query` (QueryArgs): records back, newest first;
+- step `persistence.session`: start a session, or resume the one a crash left RUNNING;
+  step `persistence.close_session`: end it with the balance from the connector, the real trades and PnL from
+  the real fills (paper totals in a SESSION_SUMMARY event) and the reason;
+- the stream: `fill.*` / `closed.*` -> real trades, `paper.trade.*` -> confirmation of the paper trader's own
+  records, `alert.*` -> events, `sys.state` changes -> events, `account` -> the balance for heartbeats; a gap in
+  the connector's stream -> the open positions are asked for and missing OPEN fills recovered, and an event
+  says closing deals may be missing (there is no deals op to recover them);
+- every `heartbeat_interval_s` a session heartbeat record; at the UTC day boundary with close_on_day_change
+  the session rolls and an alert `day_change` goes out (closing positions is the executor's business).
+
+The decisions are in `core`, `sessions`, `trades` and `intake`; this file owns the sockets, the clock and
+the store file.
+"""
 
 from __future__ import annotations
 
-from common import runtime
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from common import bus, logs, messages, runtime, wire
+from common.bus import OpError, Received
+from common.sequence import Delivery
+from services.persistence import events as ev
+from services.persistence import intake, trades
+from services.persistence import records as rec
+from services.persistence.core import PersistenceCore
+from services.persistence.sessions import SessionStats
+from services.persistence.sinks import SinkConfigError
+from services.persistence.sinks.factory import build_sinks
+from services.persistence.store import Store, StoreBusy, StoreError, StoreFull
+from services.persistence.worker import DrainWorker
+
+log = logging.getLogger("oracle.persistence")
+
+PUBLISHERS = ("orchestrator", "connector", "preditor", "executor", "paper")
+PAPER_GRACE_S = 5.0  # a paper.trade message whose own record has not arrived after this gets a fallback record
+RECOVERY_SETTLE_S = 2.0  # fills in flight when the positions answer arrive within this
+ALERT_EVERY_S = 60.0  # store error alerts, at most this often per kind
+MAX_UNWRITTEN = 100_000  # stream records kept in memory while the store refuses writes
+
+
+def _code(exc: StoreError) -> str:
+    return "store_full" if isinstance(exc, StoreFull) else "store_busy" if isinstance(exc, StoreBusy) else "store_error"
+
+
+@dataclass
+class Recovery:
+    """A fill recovery after a gap in the connector's stream."""
+
+    reason: str
+    detected_at: float  # wall time of the message that showed the gap
+    candidates: list[dict] | None = None  # open positions with no trade, once the connector answered
+    settle_until: float = 0.0  # monotonic
+    attempts: int = 0
+    next_try: float = 0.0  # monotonic
 
 
 class Persistence(runtime.Service):
     name = "persistence"
+    # "" = every topic: each publisher's (epoch, seq) stream is seen whole, so a gap means lost messages
+    subscribe_to = {p: [""] for p in PUBLISHERS}
     not_implemented = [
-        "durable store (SQLite) and write API: issue 6",
-        "Supabase and PostgreSQL sinks: issue 6",
-        "sessions: persistence.session and persistence.close_session record nothing yet (issue 6)",
+        "closing deals published while persistence was not listening cannot be fetched again (the connector has "
+        "no deals op): an event FILLS_MAY_BE_MISSING says so; opening fills are recovered from open positions",
     ]
 
+    def __init__(self, cfg, dry_run: bool = False):
+        super().__init__(cfg, dry_run)
+        self.core: PersistenceCore | None = None
+        self.db_path = cfg.path(cfg.persistence.sqlite_path)
+        self.last_store_error = ""
+        self._alerted_at: dict[str, float] = {}
+        self.balance: float | None = None
+        self.equity: float | None = None
+        self._last_state = ""
+        self._state_before_stop = ""
+        self._stop_reason: str | None = None
+        self._next_session_hb = 0.0
+        self._next_day_check = 0.0
+        self._unwritten: list[tuple[str, rec.Record]] = []  # stream records the store refused, retried
+        self._paper_pending: dict[str, tuple[float, dict]] = {}  # id -> (due monotonic, paper.trade body)
+        self._recovery: Recovery | None = None
+        self._connector_first: tuple[int, float] | None = None  # (epoch, wall time): FIRST seen mid-stream
+        self._requesters: dict[str, bus.Requester] = {}
+        self._conn_req: bus.Requester | None = None
+
+    # ---- lifecycle steps --------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
         if step == "persistence.open":
-            data_dir = self.cfg.path(self.cfg.data_dir)
-            data_dir.mkdir(parents=True, exist_ok=True)
-            return {"data_dir": str(data_dir)}
-        if step in ("persistence.session", "persistence.close_session"):
-            return {"recorded": False, "why": "sessions are not implemented yet (issue 6)"}
+            return self._open()
+        if step == "persistence.session":
+            return self._start_session()
+        if step == "persistence.close_session":
+            return self._close_session(args)
         return super().on_step(step, args)
 
+    def _open(self) -> dict:
+        data_dir = self.cfg.path(self.cfg.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        p = self.cfg.persistence
+        if self.core is None:
+            try:
+                sinks = build_sinks(p.sinks.model_dump())
+            except SinkConfigError as exc:
+                raise runtime.StepFailed(f"persistence sinks: {exc}") from None
+            max_bytes = int(p.max_db_mb * 1024 * 1024) if p.max_db_mb else None
+            try:
+                store = Store.open(self.db_path, sinks=[s.name for s in sinks], busy_timeout_ms=p.busy_timeout_ms,
+                                   max_bytes=max_bytes)
+            except StoreError as exc:
+                for s in sinks:
+                    s.close()
+                raise runtime.StepFailed(f"cannot open the store: {exc}") from None
+            worker = DrainWorker(self.db_path, sinks).start() if sinks else None
+            self.core = PersistenceCore(store, worker)
+            self._next_day_check = 0.0  # flush what was heard before the store was open, on the next turn
+            logs.event(log, logging.INFO, "store open", path=str(self.db_path),
+                       sinks=",".join(s.name for s in sinks) or "none")
+        return {"data_dir": str(data_dir), "store": str(self.db_path), "sinks": list(self.core.store.sinks)}
+
+    def _need_core(self) -> PersistenceCore:
+        if self.core is None:
+            raise OpError("not_open", "the store is not open yet (step persistence.open); retry")
+        return self.core
+
+    def _start_session(self) -> dict:
+        core = self._need_core()
+        now = datetime.now(UTC)
+        balance, why = self._connector_balance()
+        from_config = balance is None
+        if from_config:
+            balance = self.cfg.paper.initial_balance
+        symbols = sorted(self.cfg.connector.symbols)
+        try:
+            out = core.start_session(now, initial_balance=balance, symbols=symbols,
+                                     close_on_day_change=self.cfg.close_on_day_change)
+            sid = out["session"]["session_id"]
+            if from_config and not out["resumed"]:
+                self._event(now, intake.INITIAL_BALANCE_FROM_CONFIG, severity="WARNING",
+                            event_id=ev.derived_id(out["session"]["id"], "balance-from-config"),
+                            message=f"initial balance {balance} from paper.initial_balance: {why}",
+                            data={"initial_balance": balance, "why": why})
+            adopted = self._adopt_unassigned(sid)
+        except StoreError as exc:
+            raise runtime.StepFailed(f"cannot record the session: {exc}") from None
+        self._next_session_hb = 0.0
+        logs.event(log, logging.INFO, "session", session_id=sid, resumed=out["resumed"], balance=balance)
+        return {"session_id": sid, "resumed": out["resumed"], "initial_balance": balance,
+                "balance_from": "config" if from_config else "connector", "adopted_trades": adopted,
+                **({"ended": out["ended"]["session_id"]} if "ended" in out else {})}
+
+    def _adopt_unassigned(self, session_id: str) -> int:
+        """Trades written before any session existed (fills at sync, paper re-sends) join this one."""
+        core = self._need_core()
+        orphans = core.store.query("trades", session_id="", limit=None)
+        if not orphans:
+            return 0
+        core.write_batch([("trades", t.model_copy(update={"session_id": session_id, "rev": t.rev + 1}))
+                          for t in orphans])
+        self._event(datetime.now(UTC), intake.TRADES_ADOPTED, message=f"{len(orphans)} trade(s) recorded before "
+                    f"the session started joined session {session_id}", data={"count": len(orphans)})
+        return len(orphans)
+
+    def _close_session(self, args: dict) -> dict:
+        core = self._need_core()
+        if core.session is None:
+            return {"ended": False, "why": "no session is running"}
+        now = datetime.now(UTC)
+        session = core.session
+        balance, why = self._connector_balance()
+        if balance is None:
+            balance = self.balance  # the last `account` update heard
+            why += "; the balance is the last `account` update heard" if balance is not None else "; no balance known"
+        reason = intake.end_reason(args.get("reason"), self._stop_reason or "", self._state_before_stop)
+        try:
+            real = intake.session_totals(core.store.query("trades", session_id=session.session_id, is_paper=False,
+                                                          limit=None))
+            paper = intake.session_totals(core.store.query("trades", session_id=session.session_id, is_paper=True,
+                                                           limit=None))
+            self._event(now, intake.SESSION_SUMMARY, message=f"session {session.session_id} ended {reason.value}",
+                        event_id=ev.derived_id(session.id, "summary"),
+                        data={"reason": reason.value, "final_balance": balance, "balance_note": why,
+                              "real": {"trades": real.trades, "closing_deals": real.closing_deals, "pnl": real.pnl},
+                              "paper": {"trades": paper.trades, "pnl": paper.pnl}})
+            core.end_session(now, reason=reason, stats=SessionStats(balance, real.trades, real.pnl))
+        except StoreError as exc:
+            raise runtime.StepFailed(f"cannot record the end of the session: {exc}") from None
+        logs.event(log, logging.INFO, "session ended", session_id=session.session_id, reason=reason.value,
+                   balance=balance, trades=real.trades, pnl=real.pnl)
+        return {"ended": True, "session_id": session.session_id, "reason": reason.value, "final_balance": balance,
+                "real_trades": real.trades, "real_pnl": real.pnl, "paper_trades": paper.trades,
+                "paper_pnl": paper.pnl}
+
+    # ---- asking other services (bounded waits, heartbeats keep going) ---------------------------------
+    def _ask(self, service: str, op: str, args: Any, timeout_s: float) -> Any:
+        req = self._requesters.get(service)
+        if req is None:
+            req = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), self.name, int(timeout_s * 1000))
+            self._requesters[service] = req
+        if req.pending is not None:
+            req.reset()
+        req.send(op, args, int(timeout_s * 1000))
+        while True:
+            assert req.sock is not None
+            req.sock.poll(100)
+            self.beat_if_due()
+            reply = req.take_reply()  # raises RequestTimeout at the deadline
+            if reply is not None:
+                if not reply.ok:
+                    raise bus.RequestFailed(op, reply.error_code, reply.error_message)
+                return reply.result
+
+    def _connector_balance(self) -> tuple[float | None, str]:
+        timeout = max(1.0, self.cfg.runtime.request_timeout_ms / 1000)
+        try:
+            acct = self._ask("connector", messages.OP_ACCOUNT.name, messages.NoArgs(), timeout)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+            return None, f"the connector's account op failed: {exc}"
+        balance = acct.get("balance") if isinstance(acct, dict) else None
+        if not isinstance(balance, int | float) or isinstance(balance, bool):
+            return None, f"the connector's account op gave no balance: {acct!r}"
+        self.balance = float(balance)
+        return float(balance), "from the connector's account op"
+
+    # ---- ops ---------------------------------------------------------------------------------------
+    def ops(self) -> dict:
+        return {messages.OP_WRITE.name: self._op_write, messages.OP_QUERY.name: self._op_query}
+
+    def _session_id(self) -> str | None:
+        return self.core.session.session_id if self.core and self.core.session else None
+
+    def _stored_session(self, table: str):  # noqa: ANN202 - a lookup function
+        store = self._need_core().store
+
+        def lookup(rid: str) -> str | None:
+            try:
+                found = store.get(table, rid)
+            except (StoreError, ValueError):
+                return None
+            return getattr(found, "session_id", None) if found is not None else None
+
+        return lookup
+
+    def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
+        core = self._need_core()
+        prep = intake.prepare_writes(a.table, a.records, session_id=self._session_id(),
+                                     stored_session=self._stored_session(a.table))
+        acked: list[str] = []
+        rejected = dict(prep.rejected)
+        if prep.valid:
+            acks = self._store_call(lambda: core.write_batch([(t, r) for _, t, r in prep.valid]))
+            replace = []
+            for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
+                if ack["status"] != "conflict":
+                    acked.append(rid)
+                    continue
+                stored = core.store.get(table, ack["id"])
+                if intake.replaces_fallback(stored, record):
+                    replace.append((rid, table, record.model_copy(update={"rev": stored.rev + 1})))
+                else:
+                    rejected[rid] = intake.conflict_reason(table, rid, ack["fields"])
+                    logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
+            if replace:
+                self._store_call(lambda: core.write_batch([(t, r) for _, t, r in replace]))
+                acked.extend(rid for rid, _, _ in replace)
+                self.count("paper_fallbacks_replaced", len(replace))
+        self.count("writes")
+        self.count("records_acked", len(acked))
+        if rejected:
+            self.count("records_rejected", len(rejected))
+        return messages.WriteResult(acked, rejected)
+
+    def _store_call(self, fn):  # noqa: ANN001, ANN202 - a thunk around a store call
+        """Run a store call; a full disk or a lock becomes a clear error reply (the sender keeps its records)."""
+        try:
+            return fn()
+        except StoreFull as exc:
+            self._store_failed("store_full", exc)
+            raise OpError("store_full", f"{exc}; keep the records and retry") from None
+        except StoreBusy as exc:
+            self._store_failed("store_busy", exc)
+            raise OpError("store_busy", f"{exc}; keep the records and retry") from None
+        except StoreError as exc:
+            self._store_failed("store_error", exc)
+            raise OpError("store_error", f"{exc}; keep the records and retry") from None
+
+    def _store_failed(self, code: str, exc: Exception) -> None:
+        self.last_store_error = f"{code}: {exc}"
+        self.count(code)
+        now = time.monotonic()
+        if now - self._alerted_at.get(code, -ALERT_EVERY_S) >= ALERT_EVERY_S:
+            self._alerted_at[code] = now
+            self.alert(code, "critical", f"the store refused writes: {exc}", path=str(self.db_path))
+
+    def _op_query(self, a: messages.QueryArgs) -> dict:
+        core = self._need_core()
+        try:
+            filters = intake.query_filters(a.where)
+            rec.model_for(a.table)
+        except (ValueError, rec.RecordInvalid) as exc:
+            raise OpError("bad_args", str(exc)) from None
+        limit = None if a.limit <= 0 else min(a.limit, 10_000)
+        try:
+            found = core.query(a.table, **filters, limit=limit)
+        except rec.RecordInvalid as exc:
+            raise OpError("bad_args", str(exc)) from None
+        except StoreError as exc:
+            raise OpError("store_busy" if isinstance(exc, StoreBusy) else "store_error", str(exc)) from None
+        return {"table": a.table, "records": found, "count": len(found)}
+
+    # ---- the stream ---------------------------------------------------------------------------------
+    def on_message(self, received: Received) -> None:
+        env = received.envelope
+        body = env.body
+        try:  # before persistence.open (a restart mid-run) records wait in memory until the store is open
+            self._on_gap(received)
+            if isinstance(body, messages.Fill):
+                self._real_trade(intake.fill_input(messages.to_wire(body)), "fills_logged")
+            elif isinstance(body, messages.PositionClosed):
+                self._real_trade(intake.closed_input(messages.to_wire(body)), "closes_logged")
+            elif isinstance(body, messages.AccountUpdate):
+                self.balance, self.equity = body.balance, body.equity
+            elif isinstance(body, messages.PaperTrade):
+                self._paper_trade(messages.to_wire(body))
+            elif isinstance(body, messages.Alert):
+                self._keep_write("events", intake.alert_event(env.src, env.epoch, env.seq, env.ts,
+                                                              messages.to_wire(body), self._session_id()))
+                self.count("alerts_logged")
+            elif isinstance(body, messages.SysState):
+                self._sys_state(env, body)
+            elif isinstance(body, messages.Heartbeat) and env.src == "connector":
+                self._connector_heartbeat(body)
+        except StoreError as exc:
+            self._store_failed(_code(exc), exc)
+        except (rec.RecordInvalid, KeyError, TypeError, ValueError) as exc:
+            self.count("messages_unusable")
+            logs.event(log, logging.ERROR, "message not recorded", topic=env.topic, src=env.src, error=str(exc))
+
+    def _real_trade(self, fill: dict, counter: str) -> None:
+        self._keep_write("trades", trades.real_trade(fill, session_id=self._session_id() or ""))
+        self.count(counter)
+
+    def _paper_trade(self, body: dict) -> None:
+        if self.core is not None and self.core.store.get("trades", body["id"]) is not None:
+            self.count("paper_confirmed")
+        else:
+            self._paper_pending[body["id"]] = (time.monotonic() + PAPER_GRACE_S, body)
+
+    def _sys_state(self, env: wire.Envelope, body: messages.SysState) -> None:
+        if body.state == messages.STOPPING and self._last_state != messages.STOPPING:
+            self._state_before_stop = self._last_state
+        reason = intake.stop_reason_of(body.event)
+        if reason:
+            self._stop_reason = reason
+        if body.state != self._last_state:
+            self._keep_write("events", intake.state_event(env.src, env.epoch, env.seq, env.ts, self._last_state,
+                                                          messages.to_wire(body), self._session_id()))
+            self.count("state_changes_logged")
+            self._last_state = body.state
+
+    def _on_gap(self, received: Received) -> None:
+        env, seen = received.envelope, received.seen
+        gap = seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH)
+        if env.src == "connector":
+            if seen.delivery is Delivery.FIRST and env.seq > 1:
+                # we joined mid-stream (we restarted): fills may have gone by if the connector was trading
+                self._connector_first = (env.epoch, env.ts / 1e9)
+            elif gap:
+                self._begin_recovery(f"connector stream {seen.delivery.value}", env.ts / 1e9, seen.missed, env)
+        elif seen.delivery is Delivery.GAP:
+            what = ("the paper trader persists its own trades; alerts may be missing" if env.src == "paper"
+                    else "alerts from it may be missing")
+            self._keep_write("events", intake.gap_event(env.src, env.epoch, env.seq, env.ts, seen.delivery.value,
+                                                        seen.missed, self._session_id(), what))
+            self.count("gaps_logged")
+
+    def _connector_heartbeat(self, hb: messages.Heartbeat) -> None:
+        first = self._connector_first
+        if first is None or hb.epoch != first[0]:
+            return
+        self._connector_first = None
+        if "connector.connect" in hb.steps:  # it was connected before we listened: fills may have gone by
+            self._begin_recovery("joined the connector's stream mid-way (persistence restarted)", first[1], 0, None)
+
+    def _begin_recovery(self, reason: str, detected_at: float, missed: int, env: wire.Envelope | None) -> None:
+        now = datetime.now(UTC)
+        self._keep_write("events", ev.make_event(
+            ev.derived_id(f"connector:{env.epoch}:{env.seq}" if env else f"join:{detected_at}", "fills-missing"),
+            now, intake.FILLS_MAY_BE_MISSING, session_id=self._session_id(), severity="WARNING", source="persistence",
+            message=f"{reason}: fills and closes published meanwhile may be missing from the trade log; open "
+                    "positions are checked with the connector (closing deals cannot be recovered: no deals op)",
+            data={"reason": reason, "missed_messages": missed, "detected_at": detected_at}))
+        self.count("fill_gaps")
+        self._recovery = Recovery(reason, detected_at)
+
+    def _drive_recovery(self, now: float) -> None:
+        r = self._recovery
+        if r is None or self.core is None:
+            return
+        if r.candidates is None:
+            self._ask_positions(r, now)
+            return
+        if now < r.settle_until:
+            return
+        recorded = self._recorded_positions(r.candidates)
+        todo = [p for p in r.candidates if str(p["ticket"]) not in recorded]
+        sid = self._session_id() or ""
+        for p in todo:
+            self.core.write("trades", trades.real_trade(intake.recovered_open_input(p), session_id=sid))
+        if todo:
+            self._event(datetime.now(UTC), intake.FILLS_RECOVERED, severity="WARNING",
+                        message=f"{len(todo)} opening fill(s) recovered from the connector's open positions",
+                        data={"positions": [str(p["ticket"]) for p in todo], "reason": r.reason})
+        self.count("fills_recovered", len(todo))
+        self._recovery = None
+
+    def _ask_positions(self, r: Recovery, now: float) -> None:
+        req = self._conn_req
+        if req is None:
+            req = self._conn_req = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
+                                                 int(self.cfg.connector.op_timeout_s * 1000))
+        if req.pending is None:
+            if now >= r.next_try:
+                req.send(messages.OP_POSITIONS.name, messages.NoArgs())
+            return
+        try:
+            reply = req.take_reply()
+        except (bus.RequestTimeout, wire.WireError) as exc:
+            self._recovery_failed(r, now, str(exc))
+            return
+        if reply is None:
+            return
+        if not reply.ok:
+            self._recovery_failed(r, now, f"{reply.error_code}: {reply.error_message}")
+            return
+        positions = [p for p in (reply.result or {}).get("positions", []) if isinstance(p, dict)]
+        recorded = self._recorded_positions(positions)
+        r.candidates = intake.unrecorded_positions(positions, recorded)
+        r.settle_until = now + RECOVERY_SETTLE_S
+
+    def _recovery_failed(self, r: Recovery, now: float, why: str) -> None:
+        r.attempts += 1
+        r.next_try = now + min(60.0, 2.0 ** r.attempts)
+        if r.attempts == 1 or r.attempts % 10 == 0:
+            logs.event(log, logging.WARNING, "fill recovery: positions not available yet", error=why,
+                       attempts=r.attempts)
+
+    def _recorded_positions(self, positions: list[dict]) -> set[str]:
+        """Position ids among `positions` that have a real trade recorded (near their open time)."""
+        assert self.core is not None
+        waiting = {str(r.position_id) for t, r in self._unwritten if t == "trades" and isinstance(r, rec.Trade)}
+        found = {str(p["ticket"]) for p in positions if str(p["ticket"]) in waiting}
+        for p in positions:
+            t = intake.utc(float(p.get("open_time", 0)))
+            near = self.core.store.query("trades", symbol=p["symbol"], is_paper=False, since=t - timedelta(minutes=5),
+                                         until=t + timedelta(minutes=5), limit=None)
+            if any(x.position_id == str(p["ticket"]) for x in near):
+                found.add(str(p["ticket"]))
+        return found
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+    def on_tick(self, now: float) -> None:
+        if self.core is None:
+            return
+        try:
+            self._drive_recovery(now)
+            self._drive_paper(now)
+            if now >= self._next_session_hb:
+                self._next_session_hb = now + self.cfg.persistence.heartbeat_interval_s
+                self._session_heartbeat()
+            if now >= self._next_day_check:
+                self._next_day_check = now + 1.0
+                self._flush_unwritten()
+                self._day_roll()
+        except StoreError as exc:
+            self._store_failed(_code(exc), exc)
+
+    def _keep_write(self, table: str, record: rec.Record) -> None:
+        """Write a record made from the stream; when the store refuses it, keep it in memory and retry (a
+        published message is not sent again)."""
+        if self.core is not None and not self._unwritten:
+            try:
+                self.core.write(table, record)
+                return
+            except StoreError as exc:
+                self._store_failed(_code(exc), exc)
+        if len(self._unwritten) >= MAX_UNWRITTEN:
+            self.count("stream_records_dropped")
+            self.alert("records_dropped", "critical", f"the store refuses writes and {MAX_UNWRITTEN} records from "
+                       "the stream wait in memory: the oldest is dropped", table=table)
+            self._unwritten.pop(0)
+        self._unwritten.append((table, record))
+
+    def _flush_unwritten(self) -> None:
+        assert self.core is not None
+        if self._unwritten:
+            self.core.write_batch(self._unwritten)  # StoreError: they stay for the next turn
+            self.count("stream_records_retried", len(self._unwritten))
+            self._unwritten = []
+
+    def _drive_paper(self, now: float) -> None:
+        assert self.core is not None
+        for rid, (due, body) in list(self._paper_pending.items()):
+            if self.core.store.get("trades", rid) is not None:
+                del self._paper_pending[rid]
+                self.count("paper_confirmed")
+            elif now >= due:
+                self.core.write("trades", intake.paper_fallback(body, self._session_id() or ""))
+                del self._paper_pending[rid]
+                self.count("paper_fallbacks")
+                logs.event(log, logging.WARNING, "paper trade recorded from its message", id=rid,
+                           symbol=body.get("symbol"))
+
+    def _session_heartbeat(self) -> None:
+        assert self.core is not None
+        if self.core.session is None:
+            return
+        self.core.heartbeat(datetime.now(UTC), system_state=self.system_state or None, balance=self.balance,
+                            equity=self.equity, data={"pid": self.pid, "epoch": self.epoch})
+        self.count("session_heartbeats")
+
+    def _day_roll(self) -> None:
+        assert self.core is not None
+        now = datetime.now(UTC)
+        if not self.core.needs_day_roll(now, close_on_day_change=self.cfg.close_on_day_change):
+            return
+        old = self.core.session.session_id if self.core.session else ""
+        out = self.core.roll_session(now, final_balance=self.balance)
+        new = out["session"]["session_id"]
+        self.count("day_rolls")
+        self.alert("day_change", "info", f"UTC day changed: session {old} ended (DAY_CHANGE), {new} started",
+                   old_session=old, new_session=new, balance=self.balance)
+
+    def _event(self, now: datetime, event_type: str, event_id: uuid.UUID | None = None, **fields: Any) -> None:
+        """An event of this service, bound to the current session; a derived `event_id` makes it idempotent."""
+        assert self.core is not None
+        fields.setdefault("source", self.name)
+        fields.setdefault("session_id", self._session_id())
+        self.core.write("events", ev.make_event(event_id or uuid.uuid4(), now, event_type, **fields))
+
+    # ---- status -------------------------------------------------------------------------------------
     def health_info(self) -> dict:
-        return {"backlog": 0}
+        if self.core is None:
+            return {"backlog": 0}
+        try:
+            return {"backlog": self.core.backlog(), **({"unwritten": len(self._unwritten)} if self._unwritten else {})}
+        except StoreError:
+            return {"backlog": 0, "store_error": self.last_store_error or "reading the backlog failed"}
+
+    def status_report(self) -> dict:
+        if self.core is None:
+            return {"store": {"open": False, "path": str(self.db_path)}}
+        try:
+            health = self.core.health()
+        except StoreError as exc:
+            health = {"error": str(exc)}
+        return {
+            "store": {"open": True, "path": str(self.db_path), "last_error": self.last_store_error},
+            "session": self.core.session.model_dump(mode="json") if self.core.session else None,
+            "persistence": health,
+            "paper_pending": len(self._paper_pending),
+            "unwritten": len(self._unwritten),
+            "fill_recovery": None if self._recovery is None else {"reason": self._recovery.reason,
+                                                                 "attempts": self._recovery.attempts},
+            "balance": self.balance,
+        }
+
+    def on_stop(self) -> None:
+        for req in [*self._requesters.values(), *([self._conn_req] if self._conn_req else [])]:
+            req.close()
+        if self.core is not None:
+            status = self.core.close(flush_s=min(2.0, self.cfg.runtime.stop_timeout_s / 3))
+            logs.event(log, logging.INFO, "store closed", sinks=status)
+            self.core = None
 
 
 def main(argv: list[str] | None = None) -> int:

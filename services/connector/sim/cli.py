@@ -17,9 +17,7 @@ from services.connector.sim.server import SimConfig, SimServer
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim-broker", description="Protocol-level cTrader Open API simulator")
-    p.add_argument(
-        "--csv", required=True, help="bar CSV: time (bar open, Unix s UTC),open,high,low,close,volume"
-    )
+    p.add_argument("--csv", required=True, help="bar CSV: time (bar open, Unix s UTC),open,high,low,close,volume")
     p.add_argument("--symbol", default="EURUSD", help="symbol the CSV holds (EURUSD, USDJPY, XAUUSD, US500)")
     p.add_argument("--timeframe", default="H1")
     p.add_argument(
@@ -34,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control-port", type=int, default=0, help="JSON control port on 127.0.0.1 (0 = any)")
     p.add_argument("--ticks-per-bar", type=int, default=4)
     p.add_argument("--start-bar", type=int, default=0, help="index of the first bar to replay")
-    p.add_argument(
-        "--start-time", type=int, default=None, help="replay from the first bar at/after this Unix time"
-    )
+    p.add_argument("--start-time", type=int, default=None, help="replay from the first bar at/after this Unix time")
     p.add_argument("--state", default=None, help="JSON file keeping positions, balance, deals and the cursor")
     p.add_argument("--client-id", default="sim-client")
     p.add_argument("--client-secret", default="sim-secret")
@@ -45,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", type=float, default=10_000.0)
     p.add_argument("--heartbeat", type=float, default=10.0, help="server heartbeat interval, s")
     p.add_argument("--log-level", default="INFO")
-    p.add_argument(
-        "--from-config", action="store_true", help="take every setting from the configuration's broker.sim"
-    )
+    p.add_argument("--from-config", action="store_true", help="take every setting from the configuration's broker.sim")
     return p
 
 

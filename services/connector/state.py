@@ -1,0 +1,119 @@
+"""What the connector has published, and what that means after a restart (pure).
+
+The state is a small JSON document kept under data_dir:
+- the open time of the last bar published per (symbol, timeframe), and the subscriptions. It is written *before*
+  a bar is published, so a crash can lose a bar (a subscriber sees the gap in bar times and repairs it through the
+  history op) but never publish one twice. On connect, every subscription is renewed with ``since`` = that time:
+  the bars closed while the connector was down are published first, in order;
+- the positions known open (ticket -> symbol, direction, open time, label), so that positions closed while the
+  connector process was down (a stop hit, a manual close) are still reported on ``closed.<SYM>`` from the
+  broker's deal list after a restart (``closed_while_away``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from services.connector import parsing
+from services.connector.models import Deal, PositionClosed
+
+
+def key(symbol: str, timeframe: str) -> str:
+    return f"{symbol}.{timeframe}"
+
+
+@dataclass
+class ConnectorState:
+    last: dict[str, int] = field(default_factory=dict)  # "SYM.TF" -> open time of the last published bar
+    subscriptions: dict[str, str] = field(default_factory=dict)  # symbol -> timeframe
+    # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label"}
+    positions: dict[str, dict] = field(default_factory=dict)
+
+    def should_publish(self, symbol: str, timeframe: str, time: int) -> bool:
+        """A bar goes out once: only when it is newer than the last one published for its key."""
+        last = self.last.get(key(symbol, timeframe))
+        return last is None or time > last
+
+    def record(self, symbol: str, timeframe: str, time: int) -> None:
+        k = key(symbol, timeframe)
+        self.last[k] = max(time, self.last.get(k, time))
+
+    def since(self, symbol: str, timeframe: str, requested: int | None = None) -> int | None:
+        """Where the bar stream of a (re)subscription resumes: after what was published, never before it."""
+        last = self.last.get(key(symbol, timeframe))
+        if last is None:
+            return requested
+        return last if requested is None else max(last, requested)
+
+    def opened(self, ticket: int, symbol: str, direction: int, open_time: float, label: str) -> bool:
+        """Remember an open position; False when it was known already (nothing to save)."""
+        if str(ticket) in self.positions:
+            return False
+        self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label}
+        return True
+
+    def closed(self, ticket: int) -> bool:
+        return self.positions.pop(str(ticket), None) is not None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"v": 1, "last": self.last, "subscriptions": self.subscriptions, "positions": self.positions},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ConnectorState:
+        """Parse the state file; raises ValueError when it is not one (the caller decides what to do)."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(raw, dict) or raw.get("v") != 1:
+            raise ValueError("not a connector state document (v 1)")
+        last, subs, pos = raw.get("last", {}), raw.get("subscriptions", {}), raw.get("positions", {})
+        if not all(isinstance(x, dict) for x in (last, subs, pos)):
+            raise ValueError("bad connector state document")
+        return cls(
+            {str(k): int(v) for k, v in last.items()},
+            {str(k): str(v) for k, v in subs.items()},
+            {str(k): dict(v) for k, v in pos.items() if isinstance(v, dict)},
+        )
+
+
+def closed_while_away(
+    known: dict[str, dict], open_now: Iterable[int], deals: Iterable[Deal]
+) -> tuple[list[PositionClosed], list[int]]:
+    """Positions known open before a restart and gone now: their closes from the broker's closing deals.
+
+    Returns the closes to publish (in deal time order) and the tickets gone without a closing deal in the list.
+    Nothing tells whether a close while away was a stop or a manual close: it is reported external ("EXTERNAL").
+    """
+    open_set = set(open_now)
+    gone = {int(t): p for t, p in known.items() if int(t) not in open_set}
+    out: list[PositionClosed] = []
+    found: set[int] = set()
+    for d in sorted(deals, key=lambda d: (d.time, d.deal_id)):
+        p = gone.get(d.position_id)
+        if p is None or not d.closing:
+            continue
+        found.add(d.position_id)
+        out.append(parsing.position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", ""))))
+    return out, sorted(set(gone) - found)
+
+
+def merged_subscriptions(configured: dict[str, str], previous: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Configured symbols plus those subscribed before a restart; a conflict keeps the configured timeframe.
+
+    Returns the subscriptions and the conflicts (symbol names) to report.
+    """
+    out = dict(previous)
+    conflicts = [s for s, tf in configured.items() if s in previous and previous[s] != tf]
+    out.update(configured)
+    return out, conflicts
+
+
+def compact_bar(time: int, open_: float, high: float, low: float, close: float, volume: float) -> list:
+    """A bar on the wire of the history op: [time, open, high, low, close, volume]."""
+    return [int(time), open_, high, low, close, volume]

@@ -1,0 +1,175 @@
+"""The connector service's pure parts: bar publication state, order journal, broker settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import config
+from services.connector import journal, settings
+from services.connector.models import Deal
+from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
+
+# ---- bar publication state ---------------------------------------------------------------------
+
+
+def test_a_bar_is_published_once_and_in_order():
+    s = ConnectorState()
+    assert s.should_publish("EURUSD", "H1", 3600)
+    s.record("EURUSD", "H1", 3600)
+    assert not s.should_publish("EURUSD", "H1", 3600)
+    assert not s.should_publish("EURUSD", "H1", 0)
+    assert s.should_publish("EURUSD", "H1", 7200)
+    assert s.should_publish("EURUSD", "M5", 3600)  # another timeframe is another stream
+    s.record("EURUSD", "H1", 0)  # never moves back
+    assert s.last == {"EURUSD.H1": 3600}
+
+
+@pytest.mark.parametrize(
+    "last, requested, expected",
+    [(None, None, None), (None, 500, 500), (1000, None, 1000), (1000, 500, 1000), (1000, 2000, 2000)],
+)
+def test_resume_point_is_never_before_what_was_published(last, requested, expected):
+    s = ConnectorState({"EURUSD.H1": last} if last is not None else {})
+    assert s.since("EURUSD", "H1", requested) == expected
+
+
+def test_state_round_trips_and_rejects_garbage():
+    s = ConnectorState({"EURUSD.H1": 1483308000}, {"EURUSD": "H1"})
+    assert ConnectorState.from_json(s.to_json()) == s
+    for bad in ("", "{", "[]", '{"v": 2}', '{"v": 1, "last": []}'):
+        with pytest.raises(ValueError):
+            ConnectorState.from_json(bad)
+
+
+def test_subscriptions_merge_config_over_previous():
+    subs, conflicts = merged_subscriptions({"EURUSD": "H1"}, {"EURUSD": "M15", "USDJPY": "H1"})
+    assert subs == {"EURUSD": "H1", "USDJPY": "H1"} and conflicts == ["EURUSD"]
+    assert compact_bar(1, 1.0, 2.0, 0.5, 1.5, 10.0) == [1, 1.0, 2.0, 0.5, 1.5, 10.0]
+
+
+# ---- order journal ------------------------------------------------------------------------------
+
+
+def _e(cid: str, status: str, **result) -> journal.Entry:
+    return journal.Entry(cid, "open", status, 1.0, {"symbol": "EURUSD", "direction": 1, "lots": 0.1}, result)
+
+
+def test_journal_replay_keeps_the_outcome_and_skips_a_torn_line():
+    lines = [
+        journal.line(_e("a", journal.SENT)),
+        journal.line(_e("a", journal.DONE, success=True, ticket=7)),
+        journal.line(_e("a", journal.SENT)),  # a later "sent" never hides an outcome
+        journal.line(_e("b", journal.SENT)),
+        '{"cid": "c", "kind": "op',  # the last write, torn by a crash
+    ]
+    entries, bad = journal.replay(lines)
+    assert bad == 1
+    assert entries["open:a"].status == journal.DONE and entries["open:a"].result["ticket"] == 7
+    assert entries["open:b"].status == journal.SENT
+    assert journal.claimed_tickets(entries) == {7}
+
+
+def _deal(pid: int, direction: int = 1, volume: float = 0.1, closing: bool = False, t: float = 1000.0) -> Deal:
+    return Deal(pid, pid, pid, "EURUSD", direction, volume, 1.1, t, closing)
+
+
+def test_an_unresolved_order_is_matched_to_its_opening_deal_only():
+    e = journal.Entry(
+        "x", "open", journal.SENT, 5.0, {"symbol": "EURUSD", "direction": 1, "lots": 0.1, "server_time": 1000.0}
+    )
+    assert journal.match_opening_deal(e, [_deal(1)], set(), "EURUSD").position_id == 1
+    assert journal.match_opening_deal(e, [_deal(1)], {1}, "EURUSD") is None  # another order's ticket
+    assert journal.match_opening_deal(e, [_deal(2, direction=-1)], set(), "EURUSD") is None
+    assert journal.match_opening_deal(e, [_deal(3, volume=0.2)], set(), "EURUSD") is None
+    assert journal.match_opening_deal(e, [_deal(4, closing=True)], set(), "EURUSD") is None
+    assert journal.match_opening_deal(e, [_deal(5, t=100.0)], set(), "EURUSD") is None  # before the send
+
+
+# ---- broker settings ----------------------------------------------------------------------------
+
+
+def _cfg(**broker) -> config.Config:
+    return config.Config.model_validate({"version": "2", "home": "/tmp/oracle-home", "broker": broker})
+
+
+CREDS = {
+    "CTRADER_CLIENT_ID": "id",
+    "CTRADER_CLIENT_SECRET": "secret",
+    "CTRADER_ACCESS_TOKEN": "token",
+    "CTRADER_ACCOUNT_ID": "12345",
+}
+
+
+def test_the_simulator_is_plain_tcp_or_unverified_self_signed_tls():
+    bc = settings.broker_config(_cfg(), {})
+    assert (bc.host, bc.port, bc.tls, bc.verify, bc.client_id) == ("127.0.0.1", 5035, False, False, "sim-client")
+    bc = settings.broker_config(_cfg(sim={"tls": True, "port": 6000}), {})
+    assert bc.tls and not bc.verify and bc.port == 6000
+
+
+@pytest.mark.parametrize("environment, host", [("demo", "demo.ctraderapi.com"), ("live", "live.ctraderapi.com")])
+def test_ctrader_uses_verified_tls_and_credentials_from_the_environment(environment, host):
+    bc = settings.broker_config(_cfg(type="ctrader", environment=environment), CREDS)
+    assert (bc.host, bc.port, bc.tls, bc.verify, bc.account_id) == (host, 5035, True, True, 12345)
+    assert (bc.client_id, bc.client_secret, bc.access_token) == ("id", "secret", "token")
+    assert "secret" not in str(settings.describe(bc)) and "token" not in str(settings.describe(bc))
+
+
+def test_a_missing_credential_is_named():
+    env = {k: v for k, v in CREDS.items() if k != "CTRADER_ACCESS_TOKEN"}
+    with pytest.raises(settings.SettingsError, match="CTRADER_ACCESS_TOKEN is not set"):
+        settings.broker_config(_cfg(type="ctrader"), env)
+    with pytest.raises(settings.SettingsError, match="CTRADER_CLIENT_ID, CTRADER_CLIENT_SECRET, .* are not set"):
+        settings.broker_config(_cfg(type="ctrader"), {})
+    with pytest.raises(settings.SettingsError, match="numeric ctidTraderAccountId"):
+        settings.broker_config(_cfg(type="ctrader"), {**CREDS, "CTRADER_ACCOUNT_ID": "login-9"})
+
+
+def test_positions_closed_while_away_come_from_the_closing_deals():
+    known = {
+        "1": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "a"},
+        "2": {"symbol": "EURUSD", "direction": -1, "open_time": 100.0, "label": "b"},
+        "3": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "c"},
+    }
+    closing = Deal(
+        10,
+        10,
+        1,
+        "EURUSD",
+        -1,
+        0.1,
+        1.2,
+        500.0,
+        True,
+        entry_price=1.1,
+        gross_profit=100.0,
+        commission=-0.7,
+        balance=10099.3,
+    )
+    opening = Deal(11, 11, 3, "EURUSD", 1, 0.1, 1.1, 200.0, False)
+    closes, unexplained = closed_while_away(known, [2], [opening, closing])
+    (c,) = closes
+    assert (c.ticket, c.direction, c.external, c.reason, c.label) == (1, 1, True, "EXTERNAL", "a")
+    assert c.net_profit == pytest.approx(99.3) and c.balance == 10099.3
+    assert unexplained == [3]  # gone, but its closing deal is not in the list
+
+
+def test_open_positions_are_remembered_once():
+    s = ConnectorState()
+    assert s.opened(5, "EURUSD", 1, 10.0, "x") and not s.opened(5, "EURUSD", 1, 10.0, "x")
+    assert ConnectorState.from_json(s.to_json()).positions == {"5": s.positions["5"]}
+    assert s.closed(5) and not s.closed(5)
+
+
+def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path):
+    from services.connector.sim.cli import config_from_settings
+
+    cfg = config.Config.model_validate(
+        {"version": "2", "home": str(tmp_path), "broker": {"sim": {"speed": 0, "port": 7000, "control_port": 7001}}}
+    )
+    sc = config_from_settings(cfg)
+    assert (sc.port, sc.control_port, sc.speed, sc.start_bar, sc.tls) == (7000, 7001, 0, 1100, False)
+    assert sc.csv_path == str(config.REPO_ROOT / "data" / "EURUSD_H1_2017.csv")  # bundled: not in this home
+    assert sc.state_path == str(tmp_path / "var" / "data" / "sim-broker.json")
+    bc = settings.broker_config(cfg, {})
+    assert (bc.port, bc.client_id, bc.access_token, bc.account_id) == (7000, sc.client_id, sc.access_token, 1000001)

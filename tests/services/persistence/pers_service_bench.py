@@ -1,0 +1,118 @@
+"""Persistence SERVICE throughput: acknowledged writes per second through the REP `write` op (one record per
+request, and batches), the drain rate of a backlog into PostgreSQL, and the process's RSS.
+
+    .venv/bin/python tests/services/persistence/pers_service_bench.py [--n 2000] [--batch 200] [--pg-dsn DSN]
+
+The persistence process runs as in production (`python -m services.persistence`, a throwaway ORACLE_HOME);
+the client is a Lazy Pirate REQ over ipc://, waiting for each reply (one request in flight, like the runtime's
+outbox). With --pg-dsn (or $ORACLE_BENCH_PG) the PostgreSQL sink is enabled: the database refuses connections
+while the backlog is written, then the time from the first delivery to an empty backlog gives the drain rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1]), str(HERE)]
+
+from harness import Home, wait_for  # noqa: E402
+
+from common import bus, messages  # noqa: E402
+
+
+def event(i: int) -> dict:
+    return {"id": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(), "event_type": "BENCH",
+            "severity": "INFO", "source": "bench", "message": f"record {i}", "data": {"i": i}}
+
+
+def trade(i: int) -> dict:
+    return {"id": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(), "symbol": "EURUSD",
+            "direction": 1, "intensity": 2, "action": "CLOSE", "volume": 0.1, "entry_price": 1.1,
+            "exit_price": 1.1012, "pnl": float(i), "pnl_pips": 12.0, "commission": 0.7, "hmm_state": 3}
+
+
+def writes_per_s(req: bus.Requester, n: int, batch: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, n, batch):
+        records = [trade(i) for i in range(start, min(n, start + batch))]
+        res = req.call("write", messages.WriteArgs("trades", records), timeout_ms=10_000)
+        assert len(res.acked) == len(records), res.rejected
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--pg-dsn", default=os.environ.get("ORACLE_BENCH_PG"))
+    args = p.parse_args()
+    overlay: dict = {"persistence": {"heartbeat_interval_s": 60}}
+    if args.pg_dsn:
+        from services.persistence.migrate import apply_migrations
+
+        apply_migrations(args.pg_dsn)
+        overlay["persistence"]["sinks"] = {"postgres": {"enabled": True, "dsn": args.pg_dsn}}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Home(Path(tmp), overlay)
+        try:
+            home.start("persistence")
+            wait_for(lambda: home.request("persistence", "ping"), 15, "persistence answering")
+            for step in ("persistence.open", "persistence.session"):
+                assert home.request("persistence", "step", messages.StepArgs(step), timeout_ms=15_000).ok
+            req = bus.Requester(bus.zmq.Context.instance(), home.config().endpoint("persistence", "rep"), "bench")
+            single = writes_per_s(req, args.n, 1)
+            batched = writes_per_s(req, args.n * 5, args.batch)
+            print(f"acknowledged writes/s through the REP op, one record per request: {single:8.0f}")
+            print(f"acknowledged writes/s through the REP op, batches of {args.batch:<4}:        {batched:8.0f}")
+            if args.pg_dsn:
+                drain_bench(home, req, args.pg_dsn, args.n * 5, args.batch)
+            rss = home.request("persistence", "status")["rss_bytes"] / 2**20
+            print(f"persistence RSS after the runs: {rss:.1f} MiB")
+            req.close()
+        finally:
+            home.close()
+    return 0
+
+
+def drain_bench(home: Home, req: bus.Requester, dsn: str, n: int, batch: int) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    def backlog() -> int:
+        return home.request("persistence", "status")["persistence"]["backlog"]
+
+    wait_for(lambda: backlog() == 0, 120, "the first backlog delivered")
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = "postgres"
+    admin = psycopg.connect(psycopg.conninfo.make_conninfo(**params), autocommit=True)
+    admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                  "pg_backend_pid()", (dbname,))
+    try:
+        writes_per_s(req, n, batch)
+        start_backlog = backlog()
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+    last_full = time.perf_counter()
+    while (left := backlog()) >= start_backlog:  # the sink's backoff: wait for the first delivery
+        last_full = time.perf_counter()
+        time.sleep(0.01)
+    while left > 0:
+        time.sleep(0.01)
+        left = backlog()
+    rate = start_backlog / (time.perf_counter() - last_full)
+    print(f"backlog drain into PostgreSQL: {rate:8.0f} records/s ({start_backlog} records queued while it was down)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,453 @@
+"""The connector issue's acceptance: the real simulator process, the real connector process, real ZeroMQ.
+
+The whole system is booted once for the module (orchestrator + every worker, started directly; the simulator is
+started before the connector by tests/system/conftest.py) with the simulator in manual mode (speed 0): the test
+moves the market with the simulator's control port, so every bar is known in advance from the CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import Home, wait_for
+from system.conntap import Tap
+
+from common import bus, config, messages
+from services.connector.sim.control import control
+from services.connector.sim.replay import CsvBar, parse_csv
+
+CSV = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1_2017.csv"
+
+
+@pytest.fixture(scope="module")
+def csv_bars() -> list[CsvBar]:
+    return parse_csv(CSV.read_text())
+
+
+class System:
+    def __init__(self, home: Home):
+        self.home = home
+        self.cfg = home.config()
+        self.ctl_port = self.cfg.broker.sim.control_port
+
+    def sim(self, cmd: str, **args) -> dict:
+        return control(self.ctl_port, cmd, **args)
+
+    def req(self, op: str, args=None, timeout_ms: int = 15000):
+        return self.home.request("connector", op, args, timeout_ms=timeout_ms)
+
+    def connector_status(self) -> dict:
+        return self.req("status")
+
+    def connected(self) -> bool:
+        return bool(self.connector_status()["broker"]["connected"])
+
+
+def boot(home: Home) -> None:
+    home.start("orchestrator")
+    for s in config.WORKERS:
+        home.start(s)
+    home.wait_state("RUNNING", timeout=40)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    # executor in dry-run: its sync would (rightly) close the test's positions on modelled symbols
+    home = Home(tmp_path_factory.mktemp("conn"), {"broker": {"sim": {"speed": 0}}, "executor": {"dry_run": True}})
+    try:
+        boot(home)
+        yield System(home)
+    finally:
+        home.close()
+
+
+def csv_row(b: CsvBar) -> list:
+    return [b.time, b.open, b.high, b.low, b.close, float(round(b.volume))]
+
+
+def closed_csv_before(csv_bars: list[CsvBar], t: int) -> list[CsvBar]:
+    return [b for b in csv_bars if b.time < t]
+
+
+# ---- boot -----------------------------------------------------------------------------------------
+
+
+def test_whole_system_runs_with_the_connector_connected_to_the_simulator(system):
+    status = system.home.status()
+    assert status["system"] == "RUNNING"
+    con = system.connector_status()
+    assert con["broker"]["connected"] is True and con["broker"]["type"] == "sim"
+    assert con["broker"]["port"] == system.cfg.broker.sim.port
+    assert "connector.connect" in con["steps"] and con["subscriptions"] == {"EURUSD": "H1"}
+    # the facts the orchestrator's health checks read, from the heartbeat
+    view = status["services"]["connector"]
+    assert view["state"] == "RUNNING"
+    assert system.sim("status")["sessions"] >= 1
+    assert not [i for i in status.get("issues", []) if i.startswith("connector")]
+
+
+# ---- history --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 150, 1000])
+def test_history_is_exactly_the_last_n_closed_bars_across_weekends(system, csv_bars, n):
+    now_bar = system.sim("status")["bar_time"]
+    res = system.req("history", messages.HistoryArgs("EURUSD", "H1", count=n))
+    expected = [csv_row(b) for b in closed_csv_before(csv_bars, now_bar)[-n:]]
+    assert res.symbol == "EURUSD" and res.timeframe == "H1"
+    assert res.bars == expected
+    if n >= 150:  # more than a week of H1 bars: the span holds a weekend gap
+        gaps = [b[0] - a[0] for a, b in zip(res.bars, res.bars[1:], strict=False)]
+        assert max(gaps) >= 48 * 3600
+
+
+def test_history_since_and_until(system, csv_bars):
+    now_bar = system.sim("status")["bar_time"]
+    closed = closed_csv_before(csv_bars, now_bar)
+    since = closed[-200].time
+    res = system.req("history", messages.HistoryArgs("EURUSD", "H1", since=since))
+    assert res.bars == [csv_row(b) for b in closed[-199:]]
+    until = closed[-300].time
+    res = system.req("history", messages.HistoryArgs("EURUSD", "H1", count=50, until=until))
+    assert res.bars == [csv_row(b) for b in closed[-350:-300]]
+
+
+def test_bad_requests_answer_clear_errors(system):
+    for args, code in [
+        (messages.HistoryArgs("NOPE", "H1", count=5), "unknown_symbol"),
+        (messages.HistoryArgs("EURUSD", "H7", count=5), "bad_args"),
+        (messages.HistoryArgs("EURUSD", "H1"), "bad_args"),
+    ]:
+        with pytest.raises(bus.RequestFailed) as err:
+            system.req("history", args)
+        assert err.value.code == code and err.value.message
+    with pytest.raises(bus.RequestFailed) as err:
+        system.req("order_open", messages.OrderOpenArgs("EURUSD", 2, 0.1, "x-bad-direction"))
+    assert err.value.code == "bad_args"
+    with pytest.raises(bus.RequestFailed) as err:
+        system.req("subscribe", messages.SubscribeArgs("EURUSD", "M5"))
+    assert err.value.code == "unsupported"
+    assert system.connector_status()["broker"]["connected"] is True
+
+
+# ---- live bars ------------------------------------------------------------------------------------
+
+
+def bar_row(b: messages.Bar) -> list:
+    return [b.time, b.open, b.high, b.low, b.close, b.volume]
+
+
+def test_live_closed_bars_equal_the_csv_bars_exactly(system, csv_bars):
+    tap = Tap(system.home, ["bar."])
+    try:
+        tap.poll(0.3)  # the SUB connects (slow joiner)
+        start = system.sim("status")["bar_index"]
+        system.sim("advance", bars=6)
+        tap.wait(lambda g: len(g) >= 6, 10, "6 closed bars")
+        tap.poll(0.5)
+        bars = tap.bodies("bar.")
+        assert [r.envelope.topic for r in tap.got] == ["bar.EURUSD.H1"] * 6
+        assert all(b.symbol == "EURUSD" and b.timeframe == "H1" for b in bars)
+        assert [bar_row(b) for b in bars] == [csv_row(b) for b in csv_bars[start : start + 6]]
+    finally:
+        tap.close()
+    health = system.home.status()["services"]["connector"]
+    assert health["state"] == "RUNNING"
+
+
+# ---- symbols and orders ---------------------------------------------------------------------------
+
+
+def order_open(system: System, symbol: str, direction: int, lots: float, cid: str, **kw) -> messages.OrderResult:
+    return system.req("order_open", messages.OrderOpenArgs(symbol, direction, lots, cid, **kw))
+
+
+def sim_positions(system: System, label: str) -> list[dict]:
+    return [p for p in system.sim("status")["positions"] if p["label"] == label]
+
+
+@pytest.mark.parametrize(
+    "symbol, digits, pip, lot_units",
+    [("EURUSD", 5, 0.0001, 100_000), ("USDJPY", 3, 0.01, 100_000), ("XAUUSD", 2, 0.1, 100), ("US500", 2, 1.0, 1)],
+)
+def test_symbol_info_converts_and_a_usd_stop_loss_becomes_the_right_relative_sl(system, symbol, digits, pip, lot_units):
+    info = system.req("symbol_info", messages.SymbolArgs(symbol))
+    assert info["digits"] == digits and info["pip_size"] == pytest.approx(pip) and info["lot_size"] == lot_units
+    assert info["deposit_currency"] == "USD"
+    assert 0 < info["min_lots"] <= info["step_lots"] * 10 and info["max_lots"] > info["min_lots"]
+    if symbol == "USDJPY":  # JPY profit -> USD: divide by USDJPY
+        assert info["quote_to_deposit"] == pytest.approx(1 / info["bid"], rel=1e-3)
+        assert info["pip_value_per_lot"] == pytest.approx(0.01 * 100_000 / info["bid"], rel=1e-3)
+    else:
+        assert info["quote_to_deposit"] == 1.0
+    assert info["ask"] > info["bid"] > 0
+    # risk 50 USD: the price distance the test computes from symbol_info alone
+    usd, lots = 50.0, round(info["min_lots"] * 10, 8)
+    distance = usd / (lots * info["lot_size"] * info["quote_to_deposit"])
+    cid = f"sl-usd-{symbol}"
+    res = order_open(system, symbol, 1, lots, cid, sl_distance=distance)
+    assert res.success, res.error
+    (pos,) = sim_positions(system, cid)
+    assert pos["side"] == "BUY" and pos["entry_price"] == res.price
+    expected_sl = round(pos["entry_price"] - round(distance, digits), digits)
+    assert pos["stop_loss"] == pytest.approx(expected_sl, abs=10**-digits / 2)
+    loss_at_stop = (pos["entry_price"] - pos["stop_loss"]) * lots * lot_units * info["quote_to_deposit"]
+    assert loss_at_stop == pytest.approx(usd, abs=lots * lot_units * 10**-digits * info["quote_to_deposit"])
+    closed = system.req("order_close", messages.OrderCloseArgs(res.ticket))
+    assert closed.success and not sim_positions(system, cid)
+
+
+def test_stop_hit_is_published_as_an_external_close_with_the_brokers_pnl(system):
+    tap = Tap(system.home, ["closed.", "fill.", "account"])
+    try:
+        tap.poll(0.3)
+        balance_before = system.sim("status")["balance"]
+        res = order_open(system, "EURUSD", 1, 0.1, "stop-hit-1", sl_distance=0.0004)
+        assert res.success
+        tap.wait(lambda g: any(r.envelope.topic == "fill.EURUSD" for r in g), 5, "the fill")
+        for _ in range(400):
+            system.sim("advance", ticks=1)
+            if tap.poll(0.02) and tap.bodies("closed."):
+                break
+        tap.wait(lambda g: any(r.envelope.topic == "closed.EURUSD" for r in g), 5, "closed.EURUSD")
+        tap.poll(0.3)
+        # (a close from the previous test may still arrive here: the events of that test go out on the next tick)
+        closes = [c for c in tap.bodies("closed.") if c.ticket == res.ticket]
+        assert len(closes) == 1, closes
+        (closed,) = closes
+        assert closed.external is True and closed.reason == "SL_TP" and closed.symbol == "EURUSD"
+        assert closed.label == "stop-hit-1" and closed.full is True and closed.direction == 1
+        balance_after = system.sim("status")["balance"]
+        assert closed.net_profit == pytest.approx(balance_after - balance_before, abs=0.005)
+        assert closed.balance == pytest.approx(balance_after)
+        assert closed.net_profit < 0  # a stop loss: the broker's (negative) PnL
+        (fill,) = [f for f in tap.bodies("fill.") if f.ticket == res.ticket and f.client_order_id == "stop-hit-1"]
+        assert fill.direction == 1 and fill.volume == pytest.approx(0.1)
+        tap.wait(
+            lambda g: any(r.envelope.topic == "account" and r.envelope.body.balance == balance_after for r in g),
+            10,
+            "an account update after the close",
+        )
+    finally:
+        tap.close()
+
+
+def test_a_timed_out_request_retried_with_the_same_id_creates_exactly_one_order(system):
+    deals_before = system.sim("status")["deals"]
+    system.sim("delay", seconds=2.0, count=2, types=["ProtoOAExecutionEvent"])
+    args = messages.OrderOpenArgs("EURUSD", -1, 0.2, "retry-once-1")
+    with pytest.raises(bus.RequestTimeout):
+        system.req("order_open", args, timeout_ms=400)
+    res = system.req("order_open", args)  # the retry, same client_order_id
+    assert res.success and res.ticket
+    assert system.req("order_open", args).ticket == res.ticket
+    assert len(sim_positions(system, "retry-once-1")) == 1
+    assert system.sim("status")["deals"] == deals_before + 1
+    assert system.req("order_close", messages.OrderCloseArgs(res.ticket, client_order_id="close-retry-1")).success
+    again = system.req("order_close", messages.OrderCloseArgs(res.ticket, client_order_id="close-retry-1"))
+    assert again.success and system.sim("status")["deals"] == deals_before + 2
+
+
+# ---- faults ---------------------------------------------------------------------------------------
+
+
+def test_after_a_dropped_connection_no_bar_is_missed_or_repeated(system, csv_bars):
+    tap = Tap(system.home, ["bar.", "conn.state"])
+    try:
+        tap.poll(0.3)
+        start = system.sim("status")["bar_index"]
+        system.sim("advance", bars=2)
+        tap.wait(lambda g: len(g) >= 2, 10, "2 bars")
+        system.sim("drop", refuse_s=1.0)
+        system.sim("advance", bars=3)  # these close while the connector is away
+        tap.wait(
+            lambda g: (
+                [b.connected for b in (r.envelope.body for r in g) if isinstance(b, messages.ConnectionState)]
+                == [False, True]
+            ),
+            20,
+            "conn.state lost then restored",
+        )
+        system.sim("advance", bars=2)
+        tap.wait(lambda g: len([r for r in g if r.envelope.topic.startswith("bar.")]) >= 7, 15, "7 bars")
+        tap.poll(0.5)
+        bars = tap.bodies("bar.")
+        assert [bar_row(b) for b in bars] == [csv_row(b) for b in csv_bars[start : start + 7]]
+    finally:
+        tap.close()
+    assert system.connected()
+
+
+def test_connector_kill_9_mid_replay_misses_no_bar_and_never_repeats_an_order(system, csv_bars):
+    home = system.home
+    tap = Tap(home, ["bar."])
+    try:
+        tap.poll(0.3)
+        opened = order_open(system, "EURUSD", 1, 0.1, "before-kill-1")
+        assert opened.success
+        start = system.sim("status")["bar_index"]
+        system.sim("advance", bars=3)
+        tap.wait(lambda g: len(g) >= 3, 10, "3 bars")
+        epoch = system.connector_status()["epoch"]
+        home.kill("connector")  # SIGKILL
+        system.sim("advance", bars=3)  # closed while the connector is dead
+        home.start("connector")
+        wait_for(
+            lambda: (lambda s: s["epoch"] != epoch and s["broker"]["connected"] and s["state"] == "RUNNING")(
+                system.connector_status()
+            ),
+            30,
+            "the restarted connector connected",
+        )
+        system.sim("advance", bars=2)
+        want = [b.time for b in csv_bars[start : start + 8]]
+        try:
+            tap.wait(lambda g: g and g[-1].envelope.body.time == want[-1], 20, "the last bar")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; connector: {system.connector_status()}") from None
+        tap.poll(0.3)
+        seen = [b.time for b in tap.bodies("bar.")]
+        assert len(seen) == len(set(seen)), f"a bar was published twice: {seen}"
+        assert seen == sorted(seen)
+        # a consumer repairs a gap through history (bars are facts with times)
+        repaired: list[int] = []
+        for a, b in zip(seen, seen[1:], strict=False):
+            missing = [t for t in want if a < t < b]
+            if missing:
+                res = system.req("history", messages.HistoryArgs("EURUSD", "H1", since=a, until=b))
+                repaired += [row[0] for row in res.bars]
+        # the new process itself published the 3 bars closed while it was dead, then the 2 live ones (a SUB that
+        # reconnects after the first of them repairs them through history, as above)
+        assert system.connector_status()["progress"]["bars_published"] == 5
+        assert sorted(set(seen) | set(repaired)) == want
+        restarted = home.status()["services"]["connector"]
+        assert restarted["restarts"] >= 1 and restarted["state"] == "RUNNING"
+    finally:
+        tap.close()
+    # the same client_order_id after the restart: answered from the journal, no second position
+    again = order_open(system, "EURUSD", 1, 0.1, "before-kill-1")
+    assert again.success and again.ticket == opened.ticket
+    assert len(sim_positions(system, "before-kill-1")) == 1
+    assert system.req("order_close", messages.OrderCloseArgs(opened.ticket)).success
+
+
+# ---- start-up failures are clear --------------------------------------------------------------------
+
+
+def step_connect(home: Home) -> messages.StepResult:
+    return wait_for(
+        lambda: home.request("connector", "step", messages.StepArgs("connector.connect"), timeout_ms=20000),
+        30,
+        "the connector's answer to connector.connect",
+    )
+
+
+def test_missing_ctrader_credentials_fail_the_connect_step_naming_them(tmp_path, monkeypatch):
+    for var in ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CTRADER_CLIENT_ID", "someone")
+    home = Home(tmp_path, {"broker": {"type": "ctrader", "environment": "live"}})
+    try:
+        home.start("connector")
+        res = step_connect(home)
+        assert res.ok is False
+        assert res.error == (
+            "broker.type is ctrader but CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, CTRADER_ACCOUNT_ID "
+            "are not set in the environment"
+        )
+        assert home.procs["connector"].poll() is None  # answered, not crashed
+    finally:
+        home.close()
+
+
+def test_an_unreachable_broker_fails_the_connect_step_with_the_address(tmp_path):
+    home = Home(tmp_path, {"broker": {"connect_attempts": 2}})
+    try:
+        home.start("connector")
+        home.kill("connector.sim")  # nothing listens on the configured port any more
+        res = step_connect(home)
+        assert res.ok is False
+        port = home.config().broker.sim.port
+        assert res.error.startswith(f"cannot connect to the sim broker at 127.0.0.1:{port}: "), res.error
+        assert home.procs["connector"].poll() is None
+        # the broker comes back: the step works now; disconnect and connect again also work
+        home.start("connector.sim", "--from-config")
+        wait_for(lambda: step_connect(home).ok, 30, "connector.connect ok once the simulator listens")
+        assert home.request("connector", "status")["broker"]["connected"] is True
+        step = home.request("connector", "step", messages.StepArgs("connector.disconnect"), timeout_ms=20000)
+        assert step.ok and step.result["connected"] is False
+        assert step_connect(home).result["connected"] is True
+        bars = home.request("connector", "history", messages.HistoryArgs("EURUSD", "H1", count=2), 10000).bars
+        assert len(bars) == 2
+    finally:
+        home.close()
+
+
+def test_connector_killed_while_an_order_is_in_flight_never_sends_it_twice(system):
+    """The journal says `sent` with no outcome: after the restart the broker is asked before anything is resent."""
+    home = system.home
+    deals_before = system.sim("status")["deals"]
+    epoch = system.connector_status()["epoch"]
+    system.sim("delay", seconds=3.0, count=2, types=["ProtoOAExecutionEvent"])  # filled, the news held back
+    args = messages.OrderOpenArgs("EURUSD", 1, 0.3, "in-flight-1")
+    with pytest.raises(bus.RequestTimeout):
+        system.req("order_open", args, timeout_ms=500)
+    wait_for(lambda: sim_positions(system, "in-flight-1"), 5, "the order filled at the broker")
+    home.kill("connector")  # SIGKILL while its order handler still waits for the outcome
+    system.sim("clear")
+    home.start("connector")
+    wait_for(
+        lambda: (lambda s: s["epoch"] != epoch and s["broker"]["connected"])(system.connector_status()),
+        30,
+        "the restarted connector connected",
+    )
+    res = system.req("order_open", args)
+    assert res.success and res.recovered is True
+    assert system.connector_status()["progress"]["orders_recovered"] == 1  # found through the journal's `sent`
+    (pos,) = sim_positions(system, "in-flight-1")
+    assert res.ticket == pos["position_id"]
+    assert system.sim("status")["deals"] == deals_before + 1
+    assert system.req("order_open", args).ticket == res.ticket
+    assert system.req("order_close", messages.OrderCloseArgs(res.ticket)).success
+
+
+def test_a_stop_hit_while_the_connector_is_dead_is_published_after_its_restart(system):
+    home = system.home
+    res = order_open(system, "EURUSD", -1, 0.1, "away-stop-1", sl_distance=0.0004)
+    assert res.success
+    balance_before = system.sim("status")["balance"]
+    epoch = system.connector_status()["epoch"]
+    home.kill("connector")
+    for _ in range(400):  # the market moves until the stop is hit, with nobody listening
+        system.sim("advance", ticks=1)
+        if not sim_positions(system, "away-stop-1"):
+            break
+    assert not sim_positions(system, "away-stop-1")
+    balance_after = system.sim("status")["balance"]
+    tap = Tap(home, ["closed."])
+    try:
+        home.start("connector")
+        mine = lambda: [c for c in tap.bodies("closed.") if c.ticket == res.ticket]  # noqa: E731
+        tap.wait(lambda g: mine(), 30, "closed.EURUSD after the restart")
+        (closed,) = mine()
+        assert closed.external is True and closed.label == "away-stop-1"
+        assert closed.direction == -1 and closed.net_profit == pytest.approx(balance_after - balance_before, abs=0.005)
+        assert system.connector_status()["epoch"] != epoch
+        tap.poll(0.5)
+        assert len(mine()) == 1
+    finally:
+        tap.close()
+
+
+def test_the_simulator_over_tls_with_its_self_signed_certificate(tmp_path):
+    home = Home(tmp_path, {"broker": {"sim": {"tls": True}}})
+    try:
+        home.start("connector")  # the simulator first, with --from-config: TLS on
+        res = step_connect(home)
+        assert res.ok is True, res.error
+        assert res.result["tls"] is True and res.result["verify"] is False and res.result["connected"] is True
+        bars = home.request("connector", "history", messages.HistoryArgs("EURUSD", "H1", count=3), 10000).bars
+        assert len(bars) == 3
+    finally:
+        home.close()
