@@ -1,6 +1,7 @@
 """ZeroMQ sockets speaking the wire of :mod:`common.wire` (zguide patterns named as in the book).
 
-- :class:`Publisher`: PUB with a deliberate high-water mark, an epoch and a per-publisher seq.
+- :class:`Publisher`: PUB with a deliberate high-water mark, an epoch and a seq per topic (a subscriber that
+  filters by topic sees every message of its topics, so a hole in seq is a real loss, not a filtered message).
 - :class:`Subscriber`: SUB to several publishers, decoding, counting malformed frames, and
   classifying each message with :class:`~common.sequence.SequenceTracker` (gap, new epoch, ...).
 - :class:`Requester`: Lazy Pirate REQ: every request has a timeout; a timed-out socket is closed
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,10 +53,14 @@ def new_epoch() -> int:
 
 
 class Publisher:
+    """Thread-safe by a lock: the runtime's step-heartbeat thread may publish while the loop thread is busy
+    (a socket may change threads behind a full memory barrier, which the lock gives)."""
+
     def __init__(self, ctx: zmq.Context, endpoint: str, src: str, epoch: int, hwm: int = PUB_HWM):
         self.src = src
         self.epoch = epoch
-        self.seq = 0
+        self.seqs: dict[str, int] = {}
+        self.lock = threading.Lock()
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 500)
@@ -62,9 +68,11 @@ class Publisher:
         self.endpoint = endpoint
 
     def publish(self, topic: str, body: Any) -> int:
-        self.seq += 1
-        self.sock.send_multipart(wire.encode_pub(topic, self.src, self.epoch, self.seq, time.time_ns(), body))
-        return self.seq
+        with self.lock:
+            seq = self.seqs.get(topic, 0) + 1
+            self.seqs[topic] = seq
+            self.sock.send_multipart(wire.encode_pub(topic, self.src, self.epoch, seq, time.time_ns(), body))
+        return seq
 
     def close(self) -> None:
         self.sock.close()
@@ -108,7 +116,7 @@ class Subscriber:
             except wire.WireError as err:
                 self.errors.record(err, "SUB")
                 continue
-            seen = self.tracker.observe(env.src, env.epoch, env.seq)
+            seen = self.tracker.observe(f"{env.src} {env.topic}", env.epoch, env.seq)
             if seen.accept:
                 out.append(Received(env, seen))
         return out

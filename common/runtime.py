@@ -5,8 +5,10 @@ Lifecycle: bind sockets -> ``hello`` to the orchestrator -> ``wait`` (ask again)
 moment, with progress counters; SIGTERM/SIGINT stop the loop gracefully (``on_stop``), and a
 timer forces the exit if that takes too long.
 
-The loop is single-threaded around one zmq poller: the REP socket, the SUB socket and the
-orchestrator REQ socket are all polled, so a slow orchestrator never blocks heartbeats.
+The loop is single-threaded around one zmq poller: the REP socket, the SUB socket, the
+orchestrator and persistence REQ sockets and any socket a service adds (``add_reader``) are all
+polled, so a slow peer never blocks heartbeats. While a lifecycle step runs (a warmup can take
+seconds), a helper thread keeps the heartbeats going and reports the step and how long it runs.
 Subclasses are the imperative shell of each service and override the ``on_*`` hooks.
 """
 
@@ -71,6 +73,9 @@ class Service:
         self._store: bus.Requester | None = None
         self._store_retry_at = 0.0
         self._store_refusal = ""
+        self._step: tuple[str, float] | None = None  # the step running now, and since when
+        self._readers: dict[zmq.Socket, Callable[[], None]] = {}
+        self._poller: zmq.Poller | None = None
 
     # ---- hooks ----------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
@@ -116,6 +121,12 @@ class Service:
         """Hand a record (with its ``id``) to persistence; it is retried until acknowledged."""
         self.outbox.add(table, record)
 
+    def add_reader(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
+        """Poll one more socket in the loop (e.g. an inproc socket fed by a thread); call back when readable."""
+        self._readers[sock] = on_readable
+        if self._poller is not None:
+            self._poller.register(sock, zmq.POLLIN)
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()
@@ -153,8 +164,15 @@ class Service:
         report.update(self.status_report())
         return report
 
-    def _heartbeat(self, now: float) -> None:
+    def _heartbeat(self, now: float, step_beats: int = 0) -> None:
         self._next_hb = now + self.cfg.runtime.heartbeat_interval_s
+        info = {**self.health_info(), **({"outbox": len(self.outbox)} if len(self.outbox) else {})}
+        progress = dict(self.progress)
+        step = self._step
+        if step is not None:
+            info["step"] = step[0]
+            info["step_running_s"] = round(now - step[1], 3)
+            progress["step_beats"] = step_beats  # a long step is progress, not a stall
         hb = messages.Heartbeat(
             service=self.name,
             pid=self.pid,
@@ -163,30 +181,50 @@ class Service:
             uptime_s=round(self.uptime(), 3),
             rss_bytes=self.rss(),
             steps=list(self.steps_done),
-            progress=dict(self.progress),
+            progress=progress,
             pending=self.pending_work(),
             wire_errors=dict(self.errors.counts),
-            info={**self.health_info(), **({"outbox": len(self.outbox)} if len(self.outbox) else {})},
+            info=info,
         )
         self.publish(messages.hb_topic(self.name), hb)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def _run_step(self, step: str, args: dict) -> messages.StepResult:
+        """Run one step in the loop thread; a helper thread keeps heartbeats going while it runs."""
         logs.event(log, logging.INFO, "step start", step=step)
         prev = self.state
         self.state = messages.S_STEP
         t0 = time.monotonic()
+        self._step = (step, t0)
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat_during_step, args=(done,), name="step-heartbeat", daemon=True)
+        beat.start()
         try:
             result = self.on_step(step, args) or {}
         except StepFailed as exc:
             logs.event(log, logging.ERROR, "step failed", step=step, error=str(exc))
-            self.state = prev
             return messages.StepResult(step, False, {}, str(exc))
-        self.state = prev
+        except Exception as exc:  # a bug in a step is a failed step, reported with its traceback in the log
+            log.exception("step %s raised", step)
+            return messages.StepResult(step, False, {}, f"{type(exc).__name__}: {exc}")
+        finally:
+            done.set()
+            beat.join()
+            self._step = None
+            self.state = prev
         if step not in self.steps_done:
             self.steps_done.append(step)
         logs.event(log, logging.INFO, "step done", step=step, ms=round((time.monotonic() - t0) * 1000, 1))
         return messages.StepResult(step, True, result)
+
+    def _beat_during_step(self, done: threading.Event) -> None:
+        beats = 0
+        while not done.wait(self.cfg.runtime.heartbeat_interval_s):
+            beats += 1
+            try:
+                self._heartbeat(time.monotonic(), beats)
+            except RuntimeError:  # the step changed a dict we were copying: skip this beat
+                continue
 
     def _on_step_request(self, args: messages.StepArgs) -> messages.StepResult:
         return self._run_step(args.step, args.args)
@@ -327,11 +365,13 @@ class Service:
         return 0
 
     def _loop(self) -> None:
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         assert self.rep is not None
         poller.register(self.rep.sock, zmq.POLLIN)
         if self.sub:
             poller.register(self.sub.sock, zmq.POLLIN)
+        for sock in self._readers:
+            poller.register(sock, zmq.POLLIN)
         while not self._stop and not self._fatal:
             waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
             for sock in waiting:
@@ -347,6 +387,9 @@ class Service:
                     if received.envelope.topic == messages.SYS_STATE_TOPIC:
                         self._on_sys_state(received)
                     self.on_message(received)
+            for sock, on_readable in list(self._readers.items()):
+                if sock in events:
+                    on_readable()
             self._drive_handshake(now)
             self._drive_outbox(now)
             if now >= self._next_hb:

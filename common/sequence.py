@@ -1,4 +1,8 @@
-"""Subscriber-side tracking of ``(src, epoch, seq)``: gaps and restarts are detected, never ignored."""
+"""Subscriber-side tracking of ``(src, epoch, seq)`` per stream: gaps and restarts are detected, never ignored.
+
+A stream is one publisher's topic (``seq`` counts per publisher and topic), so a subscriber's topic filter
+never looks like a loss.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ class Seen:
 
 @dataclass
 class SequenceTracker:
-    last: dict[str, tuple[int, int]] = field(default_factory=dict)  # src -> (epoch, seq)
+    last: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (epoch, seq)
     gaps: int = 0
     missed: int = 0
     restarts: int = 0

@@ -48,6 +48,10 @@ def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[
             actions.append(Restart(v.name, f"no heartbeat for {age:.1f} s"))
             continue
         hb = v.hb
+        running = hb.info.get("step_running_s") if hb is not None else None
+        if isinstance(running, int | float) and running > cfg.step_timeout_s:
+            actions.append(Restart(v.name, f"step {hb.info.get('step')} running for {running:.0f} s"))
+            continue
         if hb is not None and hb.pending > 0 and now - v.progress_changed_at > cfg.stall_timeout_s:
             stalled = now - v.progress_changed_at
             actions.append(Restart(v.name, f"stalled: {hb.pending} pending, no progress for {stalled:.1f} s"))

@@ -16,11 +16,12 @@ def view(
     supervisor_state="RUNNING",
     restart_requested_at=None,
     escalated=False,
+    info=None,
 ) -> ServiceView:
     v = ServiceView("executor")
     v.last_hb = last_hb
     if last_hb is not None:
-        v.hb = Heartbeat("executor", 1, 1, "RUNNING", 1.0, 1, pending=pending)
+        v.hb = Heartbeat("executor", 1, 1, "RUNNING", 1.0, 1, pending=pending, info=info or {})
     v.progress_changed_at = progress_changed_at
     v.restarts = list(restarts)
     v.supervisor_state = supervisor_state
@@ -47,6 +48,12 @@ def view(
             [watchdog.Restart("executor", "stalled: 4 pending, no progress for 11.0 s")],
         ),
         (view(last_hb=100.0, pending=0, progress_changed_at=0.0), 100.0, []),  # idle is not stalled
+        (view(last_hb=100.0, info={"step": "preditor.warmup", "step_running_s": 119.0}), 100.0, []),
+        (
+            view(last_hb=100.0, info={"step": "preditor.warmup", "step_running_s": 121.0}),
+            100.0,
+            [watchdog.Restart("executor", "step preditor.warmup running for 121 s")],
+        ),
         (view(last_hb=100.0, restarts=[50, 60, 70]), 100.0, []),  # 3 is the limit, not over it
         (
             view(last_hb=100.0, restarts=[50, 60, 70, 80]),
