@@ -74,7 +74,7 @@ class Service:
         self._store_retry_at = 0.0
         self._store_refusal = ""
         self._step: tuple[str, float] | None = None  # the step running now, and since when
-        self._readers: dict[zmq.Socket, Callable[[], None]] = {}
+        self._readers: dict[zmq.Socket | int, Callable[[], None]] = {}
         self._poller: zmq.Poller | None = None
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -121,8 +121,9 @@ class Service:
         """Hand a record (with its ``id``) to persistence; it is retried until acknowledged."""
         self.outbox.add(table, record)
 
-    def add_reader(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
-        """Poll one more socket in the loop (e.g. an inproc socket fed by a thread); call back when readable."""
+    def add_reader(self, sock: zmq.Socket | int, on_readable: Callable[[], None]) -> None:
+        """Poll one more socket or file descriptor in the loop (e.g. a pipe a thread writes to, to wake the
+        loop); ``on_readable`` is called in the loop thread when it is readable."""
         self._readers[sock] = on_readable
         if self._poller is not None:
             self._poller.register(sock, zmq.POLLIN)

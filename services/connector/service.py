@@ -6,8 +6,8 @@ Two threads, one owner per resource:
 
 Bridge: a REP handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and waits for it,
 beating and publishing meanwhile, so a long history request never stops heartbeats. Broker events (closed bars,
-fills, closes, rejections, connection changes) are moved by a pump task onto a thread-safe queue and published by
-the loop thread only (``on_tick`` and while a handler waits).
+fills, closes, rejections, connection changes) are moved by a pump task onto a thread-safe queue, a byte on a
+pipe wakes the loop (``add_reader``), and the loop thread alone publishes them.
 
 Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is written (atomically)
 before the bar is published; on connect every subscription resumes with ``since`` = that time, so the bars closed
@@ -128,6 +128,11 @@ class Connector(runtime.Service):
             log.warning("order journal %s: %d unreadable line(s) ignored (a torn last write)", self.journal_path, bad)
         self._journal_fh: Any = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # the broker thread writes a byte here after queueing an event, so the loop publishes it at once
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.add_reader(self._wake_r, self._on_wake)
         self._aio: BrokerLoop | None = None
         self.broker: CTraderBroker | None = None
         self.broker_cfg: BrokerConfig | None = None
@@ -201,6 +206,14 @@ class Connector(runtime.Service):
     async def _pump(self, broker: CTraderBroker) -> None:
         while True:
             self._events.put(await broker.events.get())
+            with contextlib.suppress(BlockingIOError):  # a full pipe of wake-ups: the loop is awake already
+                os.write(self._wake_w, b"\0")
+
+    def _on_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        self._drain_events()
 
     # ---- steps ----------------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
