@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,12 +22,29 @@ from common import bus, config, messages
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
+CSV = REPO / "data" / "EURUSD_H1_2017.csv"
 
 # Faster clocks than production so tests are short; the mechanisms are the same.
 TEST_OVERLAY = {
     "runtime": {"heartbeat_interval_s": 0.5, "hello_interval_s": 0.1, "request_timeout_ms": 1000},
     "orchestrator": {"heartbeat_timeout_s": 3.0, "restart_window_s": 60.0, "restart_limit": 3, "step_timeout_s": 10},
 }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the simulator did not listen on {port} within {timeout} s")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -45,7 +63,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 class Home:
-    """A directory laid out like the repository root, with its own var/ and config overlay."""
+    """A directory laid out like the repository root, with its own var/ and config overlay, and its own
+    simulator (the default broker) on free ports, replaying the bundled CSV."""
 
     def __init__(self, root: Path, overlay: dict | None = None):
         self.root = root
@@ -58,7 +77,8 @@ class Home:
         shutil.copy(REPO / "deploy" / "supervisord.conf", root / "deploy" / "supervisord.conf")
         (root / ".venv").symlink_to(VENV)
         (root / "var" / "log").mkdir(parents=True)
-        self.write_overlay(config.merge(TEST_OVERLAY, overlay or {}))
+        sim = {"broker": {"sim": {"port": free_port(), "control_port": free_port(), "csv": str(CSV)}}}
+        self.write_overlay(config.merge(config.merge(TEST_OVERLAY, sim), overlay or {}))
         self.procs: dict[str, subprocess.Popen] = {}
         self.supervisord: subprocess.Popen | None = None
         self.ctx = zmq.Context.instance()
@@ -83,6 +103,20 @@ class Home:
 
     # ---- processes started directly ----------------------------------------------------------
     def start(self, service: str, *args: str) -> subprocess.Popen:
+        """Start ``python -m services.<service>``; a connector gets its simulator started first (as
+        supervisord's sim-broker program, priority 50, is)."""
+        if service == "connector" and self.supervisord is None:
+            sim = self.procs.get("connector.sim")
+            if sim is None or sim.poll() is not None:
+                self.start_sim()
+        return self._spawn(service, *args)
+
+    def start_sim(self) -> subprocess.Popen:
+        proc = self._spawn("connector.sim", "--from-config")
+        wait_port(self.config().broker.sim.port)
+        return proc
+
+    def _spawn(self, service: str, *args: str) -> subprocess.Popen:
         out = open(self.root / "var" / "log" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}", *args],

@@ -1,7 +1,7 @@
 """The connector issue's acceptance: the real simulator process, the real connector process, real ZeroMQ.
 
 The whole system is booted once for the module (orchestrator + every worker, started directly; the simulator is
-started before the connector by tests/system/conftest.py) with the simulator in manual mode (speed 0): the test
+started before the connector by tests/harness.py) with the simulator in manual mode (speed 0): the test
 moves the market with the simulator's control port, so every bar is known in advance from the CSV.
 """
 
