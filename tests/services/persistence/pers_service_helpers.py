@@ -125,9 +125,9 @@ class FakeConnector:
     def publish(self, topic: str, body: Any) -> int:
         return self.publisher.publish(topic, body)
 
-    def skip(self, n: int) -> None:
-        """Lose n messages: the next one shows a gap."""
-        self.publisher.seq += n
+    def skip(self, topic: str, n: int) -> None:
+        """Lose n messages of a topic: the next one on it shows a gap."""
+        self.publisher.seqs[topic] = self.publisher.seqs.get(topic, 0) + n
 
     def close(self) -> None:
         self._stop.set()

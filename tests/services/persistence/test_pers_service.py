@@ -163,7 +163,7 @@ def test_stream_fills_closes_alerts_state_paper_and_gap_recovery(home):
             {"ticket": 12, "symbol": "EURUSD", "direction": -1, "volume": 0.2, "open_price": 1.2,
              "open_time": t0 + 900, "label": ""},
         ]
-        conn.skip(3)
+        conn.skip(messages.ACCOUNT_TOPIC, 3)
         conn.publish(messages.ACCOUNT_TOPIC, messages.AccountUpdate(10_262.5, 10_262.5, 0.0, 10_262.5, "EUR"))
         wait_for(lambda: query(home, "events", {"event_type": intake.FILLS_RECOVERED}), 15, "fills recovered")
         missing = query(home, "events", {"event_type": intake.FILLS_MAY_BE_MISSING})
