@@ -1,39 +1,418 @@
-"""The preditor process (backbone stage): lists its model files; the twin comes with issue 3."""
+"""The preditor process: one digital twin per model, fed with closed bars, publishing one signal per bar.
+
+- ``preditor.load``: every ``*.zip`` in ``preditor.models_dir`` (``model_file.load_models``). A refused model is
+  alerted and shown in the status; the others load. One model per symbol (``signal.<SYM>`` has one author).
+- ``preditor.warmup``: per model, the twin snapshot (``data_dir/preditor/<SYM>_<TF>.twin.json``, same model id)
+  if any, then ``history`` (``warmup_bars``) from the connector fast-forwarded silently, then ``subscribe`` since the
+  last bar. Pushed again after a connector restart: a twin already running then catches up with signals.
+- Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
+  ``gaps.py``) is filled from history first, in order; then ``step``, one ``Signal`` on ``signal.<SYM>``, and the
+  snapshot written atomically. A new connector epoch makes every twin catch up from history; a sequence gap in a
+  ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
+- Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
+  bar pending and is retried; it is never predicted on a hole.
+- Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
+
+Blocking requests to the connector keep the heartbeat going (``beat_if_due`` while waiting).
+"""
 
 from __future__ import annotations
 
-from common import runtime
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from common import bus, logs, messages, runtime, wire
+from common.bus import Received
+from common.config import TIMEFRAMES
+from common.sequence import Delivery
+from common.twin.twin import TwinState, initial_state, is_new_bar, step, warmup
+from services.preditor import gaps, live
+
+log = logging.getLogger("oracle.preditor")
+
+WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
+
+
+def _import_model_code() -> None:
+    """torch and the model code take seconds to import: done on a thread so heartbeats start at once."""
+    import torch
+
+    torch.set_num_threads(1)  # batch-1 inference: ~15x faster than 2 threads here, and the backtest's setting
+    import services.preditor.model_file  # noqa: F401
+
+
+class GapNotFilled(RuntimeError):
+    """The connector could not give the missing bars; the live bar waits (never predicted on a hole)."""
+
+
+@dataclass
+class Track:
+    """One model's twin in this process (the shell's mutable state around the pure twin)."""
+
+    model: Any  # model_file.LoadedModel
+    state: TwinState
+    warm: bool = False
+    restored: str = ""  # what the snapshot restore did
+    last_bar_wall: float | None = None  # monotonic time of the last bar processed (or of the warmup)
+    error: str = ""
+    signals: int = 0
+    tf_s: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tf_s = TIMEFRAMES[self.model.timeframe]
+
+    @property
+    def symbol(self) -> str:
+        return self.model.symbol
+
+    @property
+    def timeframe(self) -> str:
+        return self.model.timeframe
 
 
 class Preditor(runtime.Service):
     name = "preditor"
-    subscribe_to = {"orchestrator": ["sys.state"], "connector": ["bar."]}
-    not_implemented = [
-        "model loading: preditor.load only lists the model files (issue 3)",
-        "warmup and signals: no signal is ever published yet (issue 3)",
-    ]
+    subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
+    not_implemented: list[str] = []
 
     def __init__(self, cfg, dry_run: bool = False):
         super().__init__(cfg, dry_run)
-        self.model_files: list[str] = []
+        self.tracks: dict[str, Track] = {}  # by symbol
+        self.load_errors: list[str] = []
+        self.queue: collections.deque[messages.Bar] = collections.deque()
+        self.catch_up_all = False  # a new connector epoch: every twin asks history
+        self.caught_up_epoch = 0
+        self.force_fill: set[str] = set()  # symbols whose bar stream had a sequence gap
+        self.retry_at = 0.0
+        self.warmup_retry_at: float | None = None  # set after the first warmup step, when a model failed it
+        self.last_problem = ""
+        self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
+        self._connector: bus.Requester | None = None
+        self._importer = threading.Thread(target=_import_model_code, name="import-torch", daemon=True)
+        self._importer.start()
 
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "preditor.load":
-            models_dir = self.cfg.path(self.cfg.preditor.models_dir)
-            if not models_dir.is_dir():
-                raise runtime.StepFailed(f"models_dir {models_dir} is not a directory")
-            self.model_files = sorted(p.name for p in models_dir.glob("*.zip"))
-            return {"model_files": self.model_files, "loaded": 0}
-        if step == "preditor.warmup":
-            return {"warmed_up": 0}
-        return super().on_step(step, args)
+    # ---- steps ----------------------------------------------------------------------------------
+    def on_step(self, step_name: str, args: dict) -> dict:
+        if step_name == "preditor.load":
+            return self._load()
+        if step_name == "preditor.warmup":
+            return self._warmup_all()
+        return super().on_step(step_name, args)
 
-    def on_message(self, received) -> None:
-        if received.envelope.type == "bar":
-            self.count("bars_seen")
+    def _load(self) -> dict:
+        while self._importer.is_alive():  # torch is still importing (a fresh process): keep beating
+            self._importer.join(0.1)
+            self.beat_if_due()
+        import torch
+
+        from services.preditor.model_file import load_models  # torch: only in this process
+
+        torch.set_num_threads(1)
+
+        models_dir = self.cfg.path(self.cfg.preditor.models_dir)
+        if not models_dir.is_dir():
+            raise runtime.StepFailed(f"models_dir {models_dir} is not a directory")
+        if self.tracks:  # a repeated step: the models are loaded and their twins run on
+            return self._load_facts()
+        models, errors = load_models(models_dir, trusted_names=self.cfg.preditor.trusted_models)
+        self.load_errors = [str(e) for e in errors]
+        for model in models:
+            other = self.tracks.get(model.symbol)
+            if other is not None:
+                self.load_errors.append(f"{model.path.name}: refused: {model.symbol} already has the model "
+                                        f"{other.model.path.name} (one model per symbol)")
+                continue
+            if model.timeframe not in TIMEFRAMES:
+                self.load_errors.append(f"{model.path.name}: refused: timeframe {model.timeframe!r} is not one of "
+                                        f"{', '.join(TIMEFRAMES)}")
+                continue
+            self.tracks[model.symbol] = Track(model, initial_state(model.model_id))
+        for err in self.load_errors:
+            self.alert("model_refused", "critical", err)
+        if not self.tracks:
+            log.warning("no model loaded from %s: no signal will be published", models_dir)
+        for t in self.tracks.values():
+            logs.event(log, logging.INFO, "model loaded", file=t.model.path.name, symbol=t.symbol,
+                       timeframe=t.timeframe, model_id=t.model.model_id, legacy=t.model.legacy)
+        return self._load_facts()
+
+    def _load_facts(self) -> dict:
+        return {"models": {s: f"{t.timeframe} {t.model.path.name}" for s, t in self.tracks.items()},
+                "refused": list(self.load_errors)}
+
+    def _warmup_all(self) -> dict:
+        done, failed = {}, {}
+        for track in self.tracks.values():
+            try:
+                done[track.symbol] = self._warmup(track)
+                track.error = ""
+            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError, ValueError, GapNotFilled) as exc:
+                track.error = f"warmup: {exc}"
+                failed[track.symbol] = track.error
+                self.alert("warmup_failed", "critical", f"{track.symbol} {track.timeframe}: {exc}")
+        if failed and not done:
+            raise runtime.StepFailed("no model warmed up: " + "; ".join(f"{s}: {e}" for s, e in failed.items()))
+        self.warmup_retry_at = time.monotonic() + self.cfg.preditor.warmup_retry_s if failed else None
+        return {"warmed_up": done, "failed": failed}
+
+    def _warmup(self, track: Track) -> dict:
+        t0 = time.monotonic()
+        model = track.model
+        if track.warm:  # pushed again (a restarted connector): a running twin catches up, with signals
+            n = self._catch_up(track)
+            self._subscribe(track)
+            return {"caught_up": n, "last_bar": track.state.last_bar_time}
+        restored = live.restore(self._read_snapshot(track), model.model_id)
+        state = restored.state or initial_state(model.model_id)
+        why = restored.why
+        rows = self._ask(messages.OP_HISTORY.name,
+                         messages.HistoryArgs(track.symbol, track.timeframe, count=self.cfg.preditor.warmup_bars),
+                         f"history {track.symbol} {track.timeframe}").bars
+        history = live.history_array(rows)
+        if restored.state is not None and not live.covers(history, state, track.tf_s):
+            why = (f"snapshot at bar {state.last_bar_time} is older than the history (from {int(history[0, 0])}): "
+                   f"discarded, the twin starts flat")
+            self.alert("twin_restarted_flat", "warning", f"{track.symbol}: {why}")
+            state = initial_state(model.model_id)
+        before = state.last_bar_time
+        for i in range(0, len(history), WARMUP_CHUNK):
+            state = warmup(model.spec, state, history[i:i + WARMUP_CHUNK], model.policy_fn)
+            self.beat_if_due()
+        track.state, track.restored = state, why
+        self._write_snapshot(track)
+        sub = self._subscribe(track)  # if this fails the model stays cold and its warmup is retried
+        track.warm = True
+        track.last_bar_wall = time.monotonic()
+        facts = {"history": len(history), "restored": why, "from_bar": before, "last_bar": state.last_bar_time,
+                 "decisions": state.decisions, "ms": round((time.monotonic() - t0) * 1000, 1),
+                 "resumed_after": sub.get("resumed_after") if isinstance(sub, dict) else None}
+        logs.event(log, logging.INFO, "warmed up", symbol=track.symbol, **facts)
+        return facts
+
+    def _subscribe(self, track: Track) -> Any:
+        return self._ask(messages.OP_SUBSCRIBE.name,
+                         messages.SubscribeArgs(track.symbol, track.timeframe, since=track.state.last_bar_time),
+                         f"subscribe {track.symbol} {track.timeframe}")
+
+    # ---- requests to the connector -----------------------------------------------------------------
+    def _ask(self, op: str, args: Any, what: str, timeout_s: float | None = None) -> Any:
+        """One request to the connector, heartbeats going on while it waits (Lazy Pirate: reset on timeout)."""
+        if self._connector is None:
+            self._connector = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
+                                            int(self.cfg.preditor.history_timeout_s * 1000))
+        req = self._connector
+        if req.pending is not None:
+            req.reset()
+        req.send(op, args, int((timeout_s or self.cfg.preditor.history_timeout_s) * 1000))
+        assert req.sock is not None
+        while True:
+            req.sock.poll(100, zmq.POLLIN)
+            self.beat_if_due()
+            try:
+                reply = req.take_reply()
+            except wire.WireError:
+                req.reset()
+                raise
+            if reply is not None:
+                break
+        if not reply.ok:
+            raise bus.RequestFailed(op, reply.error_code, f"{what}: {reply.error_message}")
+        return reply.result
+
+    def _history_since(self, track: Track, until: int | None = None) -> list[messages.Bar]:
+        res = self._ask(messages.OP_HISTORY.name,
+                        messages.HistoryArgs(track.symbol, track.timeframe, since=track.state.last_bar_time,
+                                             until=until),
+                        f"history {track.symbol} {track.timeframe} since {track.state.last_bar_time}",
+                        self.cfg.preditor.gap_fill_timeout_s)  # the live loop waits: short, retried
+        bars = live.history_array(res.bars)
+        self.count("history_bars", len(bars))
+        return [messages.Bar(track.symbol, track.timeframe, int(r[0]), *(float(x) for x in r[1:])) for r in bars]
+
+    # ---- live bars ----------------------------------------------------------------------------------
+    def on_message(self, received: Received) -> None:
+        env = received.envelope
+        delivery = received.seen.delivery
+        # A new connector epoch: bars may have closed while it restarted, for any symbol: every twin asks history
+        # (once per epoch: the seq, hence NEW_EPOCH, is per topic).
+        if env.src == "connector" and delivery == Delivery.NEW_EPOCH and env.epoch != self.caught_up_epoch:
+            self.caught_up_epoch = env.epoch
+            self.catch_up_all = True
+            logs.event(log, logging.INFO, "new connector epoch: every twin catches up", epoch=env.epoch)
+        if env.type == "bar" and isinstance(env.body, messages.Bar):
+            if delivery == Delivery.GAP:  # bars of this topic were lost: ask history even over a weekend
+                self.force_fill.add(env.body.symbol)
+            self.queue.append(env.body)
+            self.count("bars_received")
+
+    def on_tick(self, now: float) -> None:
+        if self.warmup_retry_at is not None and now >= self.warmup_retry_at:
+            self._retry_warmups()
+        if now < self.retry_at or not (self.queue or self.catch_up_all):
+            return
+        try:
+            if self.catch_up_all:
+                for track in self.tracks.values():
+                    if track.warm:
+                        self._catch_up(track)
+                self.catch_up_all = False
+            while self.queue:
+                self._on_bar(self.queue[0])
+                self.queue.popleft()
+                self.beat_if_due()
+        except GapNotFilled as exc:
+            self.retry_at = time.monotonic() + self.cfg.preditor.gap_retry_s
+            if str(exc) != self.last_problem:
+                self.alert("gap_not_filled", "warning", str(exc))
+            self.last_problem = str(exc)
+            return
+        self.last_problem = ""
+
+    def _retry_warmups(self) -> None:
+        self.warmup_retry_at = None
+        for track in self.tracks.values():
+            if track.warm:
+                continue
+            try:
+                self._warmup(track)
+                track.error = ""
+            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError, ValueError, GapNotFilled) as exc:
+                track.error = f"warmup: {exc}"
+                self.warmup_retry_at = time.monotonic() + self.cfg.preditor.warmup_retry_s
+
+    def _on_bar(self, bar: messages.Bar) -> None:
+        track = self.tracks.get(bar.symbol)
+        if track is None or bar.timeframe != track.timeframe:
+            self.count("bars_ignored")  # another consumer's symbol or timeframe
+            return
+        if not track.warm:
+            self.count("bars_before_warmup")  # the warmup's history covers it
+            return
+        if not is_new_bar(track.state, live.twin_bar(bar)):
+            self.count("bars_duplicate")
+            return
+        last = track.state.last_bar_time
+        lost = bar.symbol in self.force_fill and last is not None and bar.time - last > track.tf_s
+        if lost or gaps.needs_fill(last, bar.time, track.tf_s):
+            self._catch_up(track, until=bar.time)
+        self.force_fill.discard(bar.symbol)
+        self._process(track, bar)
+
+    def _catch_up(self, track: Track, until: int | None = None) -> int:
+        """Process (with signals) every bar the connector has after the twin's last bar (before ``until``)."""
+        try:
+            missing = self._history_since(track, until)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError, ValueError) as exc:
+            raise GapNotFilled(f"{track.symbol} {track.timeframe}: bars after {track.state.last_bar_time} "
+                               f"not available: {exc}") from None
+        n = 0
+        for b in missing:
+            if is_new_bar(track.state, live.twin_bar(b)):
+                self._process(track, b)
+                n += 1
+        if n:
+            self.count("bars_gap_filled", n)
+            logs.event(log, logging.INFO, "gap filled", symbol=track.symbol, bars=n, until=until)
+        return n
+
+    def _process(self, track: Track, bar: messages.Bar) -> None:
+        model = track.model
+        state, decision = step(model.spec, track.state, live.twin_bar(bar), model.policy_fn)
+        track.state = state
+        track.last_bar_wall = time.monotonic()
+        self.count("bars_seen")
+        if decision is not None:
+            self.publish(messages.signal_topic(track.symbol), live.signal_of(track.symbol, decision))
+            track.signals += 1
+            self.count("signals_sent")
+        self._write_snapshot(track)
+
+    # ---- snapshots (the only files this process writes) -------------------------------------------------
+    def _snapshot_path(self, track: Track) -> Path:
+        return self.snapshot_dir / live.snapshot_name(track.symbol, track.timeframe)
+
+    def _read_snapshot(self, track: Track) -> bytes | None:
+        path = self._snapshot_path(track)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.alert("snapshot_read_failed", "warning", f"{track.symbol}: cannot read {path}: {exc}; starting flat")
+            return None
+
+    def _write_snapshot(self, track: Track) -> None:
+        """Atomically (temp file, fsync, rename). A failed write is alerted and the twin goes on: its signals
+        matter more than its restart point, and the next bar tries again."""
+        path = self._snapshot_path(track)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(live.snapshot_bytes(track.state))
+                f.flush()
+                if self.cfg.preditor.fsync_snapshots:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.count("snapshot_errors")
+            problem = f"cannot write the twin snapshot {path}: {exc.strerror or exc}"
+            if problem != track.error:
+                self.alert("snapshot_write_failed", "warning", f"{track.symbol}: {problem}")
+            track.error = problem
+            return
+        if track.error.startswith("cannot write"):
+            track.error = ""
+
+    # ---- REP and health ---------------------------------------------------------------------------
+    def ops(self) -> dict:
+        return {
+            messages.OP_LAST_SIGNALS.name: self._op_last_signals,
+            messages.OP_VIRTUAL_POSITIONS.name: self._op_virtual_positions,
+        }
+
+    def _op_last_signals(self, _args: Any) -> dict:
+        return {"signals": {s: messages.to_wire(live.signal_of(s, t.state.last_decision))
+                            for s, t in self.tracks.items() if t.warm and t.state.last_decision is not None}}
+
+    def _op_virtual_positions(self, _args: Any) -> dict:
+        return {"positions": {s: live.position_view(s, t.timeframe, t.state) for s, t in self.tracks.items()
+                              if t.warm}}
 
     def status_report(self) -> dict:
-        return {"model_files": self.model_files}
+        now = time.monotonic()
+        return {
+            "models": {
+                s: {"file": t.model.path.name, "timeframe": t.timeframe, "model_id": t.model.model_id,
+                    "legacy": t.model.legacy, "warm": t.warm, "restored": t.restored,
+                    "last_bar": t.state.last_bar_time, "decisions": t.state.decisions, "signals": t.signals,
+                    "last_bar_age_s": None if t.last_bar_wall is None else round(now - t.last_bar_wall, 1),
+                    "error": t.error}
+                for s, t in self.tracks.items()},
+            "errors": list(self.load_errors) + [f"{s}: {t.error}" for s, t in self.tracks.items() if t.error]
+            + ([self.last_problem] if self.last_problem else []),
+            "pending_bars": len(self.queue),
+        }
+
+    def health_info(self) -> dict:
+        now = time.monotonic()
+        return {"symbols": {s: {"timeframe": t.timeframe, "last_bar_age_s": round(now - t.last_bar_wall, 1)}
+                            for s, t in self.tracks.items() if t.last_bar_wall is not None}}
+
+    def pending_work(self) -> int:
+        return len(self.queue)
+
+    def on_stop(self) -> None:
+        if self._connector is not None:
+            self._connector.close()
 
 
 def main(argv: list[str] | None = None) -> int:

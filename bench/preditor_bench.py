@@ -1,0 +1,134 @@
+"""Preditor benchmark: per-bar latency through the process with 1 and 20 models, warmup time, RSS.
+
+    .venv/bin/python bench/preditor_bench.py [--bars 300] [--models 1 20]
+
+The preditor is the real process (``python -m services.preditor``) in a throwaway ORACLE_HOME; the connector is the
+protocol-level stand-in of tests/system/preditor_rig.py on the connector's ipc endpoints, serving the bundled
+EURUSD H1 bars (history and live). The 20 models are the demo model relabelled for 20 symbols (same weights).
+
+Latency = from the stand-in publishing ``bar.<SYM>.H1`` to the test's SUB receiving the ``signal.<SYM>``: the wire
+both ways, the twin step (features, HMM forward filter, policy), the signal, and the atomic snapshot write (fsync).
+With N models one bar per symbol is published at once; "per bar" is until the last of the N signals.
+Also printed: the twin step alone in this process (no wire, no file), for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO / "tests"))
+
+from harness import Home  # noqa: E402
+from system.preditor_rig import SignalTap, StandInConnector, copy_model_as, start_preditor  # noqa: E402
+
+from common import messages  # noqa: E402
+from common.twin.bars import load_bars_csv  # noqa: E402
+
+SYMBOLS = ["EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "NZDUSD", "USDCAD", "EURGBP", "EURJPY", "GBPJPY",
+           "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "AUDNZD", "EURCAD", "GBPAUD", "NZDJPY", "CHFJPY"]
+HISTORY = 1000
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+
+
+def run(n_models: int, n_bars: int, bars) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"pbench{n_models}-"))
+    models = root / "bench_models"
+    models.mkdir()
+    symbols = SYMBOLS[:n_models]
+    for sym in symbols:
+        copy_model_as(REPO / "models" / "EURUSD_H1.zip", models, sym)
+    home = Home(root, {"preditor": {"models_dir": str(models), "warmup_bars": HISTORY}})
+    (root / "var" / "run").mkdir(parents=True, exist_ok=True)
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {s: "H1" for s in symbols}, cursor=HISTORY)
+    tap = SignalTap(cfg)
+    try:
+        t0 = time.perf_counter()
+        steps = start_preditor(home)
+        warm_total = time.perf_counter() - t0
+        warm_ms = [w["ms"] for w in steps["warmup"]["warmed_up"].values()]
+        rss_warm = home.request("preditor", "status")["rss_bytes"]
+        per_bar, per_signal = [], []
+        for i in range(HISTORY, HISTORY + n_bars):
+            t = int(bars[i, 0])
+            start = time.perf_counter()
+            conn.publish(i)
+            for sym in symbols:
+                tap.wait_for(sym, t)
+            per_bar.append(max(tap.arrived[(s, t)] for s in symbols) - start)
+            per_signal += [tap.arrived[(s, t)] - start for s in symbols]
+        status = home.request("preditor", "status")
+        return {
+            "models": n_models, "bars": n_bars,
+            "process_start_to_warm_s": warm_total,
+            "warmup_step_ms": sum(warm_ms), "warmup_per_model_ms": statistics.median(warm_ms),
+            "per_bar_p50_ms": 1000 * pct(per_bar, 50), "per_bar_p99_ms": 1000 * pct(per_bar, 99),
+            "first_signal_p50_ms": 1000 * pct([x for j, x in enumerate(per_signal) if j % n_models == 0], 50),
+            "per_signal_p50_ms": 1000 * pct(per_signal, 50),
+            "rss_after_warmup_mib": rss_warm / 2**20, "rss_end_mib": status["rss_bytes"] / 2**20,
+            "signals": status["progress"].get("signals_sent", 0),
+        }
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def in_process_step(bars, n: int = 500) -> dict:
+    import torch
+
+    from common.twin.twin import initial_state, run, step
+    from services.preditor import live
+    from services.preditor.model_file import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    state, _ = run(model.spec, initial_state(model.model_id), bars[:HISTORY], model.policy_fn)
+    times = []
+    for i in range(HISTORY, HISTORY + n):
+        bar = live.twin_bar(messages.Bar("EURUSD", "H1", int(bars[i, 0]), *(float(x) for x in bars[i, 1:])))
+        t = time.perf_counter()
+        state, _ = step(model.spec, state, bar, model.policy_fn)
+        times.append(time.perf_counter() - t)
+    return {"step_p50_ms": 1000 * pct(times, 50), "step_p99_ms": 1000 * pct(times, 99)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bars", type=int, default=300, help="live bars per run")
+    p.add_argument("--models", type=int, nargs="+", default=[1, 20])
+    args = p.parse_args()
+    bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores: above 2 the figures include waiting for a CPU)")
+    step = in_process_step(bars)
+    print(f"twin step in-process (demo model, no wire, no file): p50 {step['step_p50_ms']:.2f} ms, "
+          f"p99 {step['step_p99_ms']:.2f} ms")
+    for n in args.models:
+        r = run(n, args.bars, bars)
+        print(f"\n{n} model(s), {r['bars']} live bars, {r['signals']} signals")
+        print(f"  per bar (publish -> last signal received): p50 {r['per_bar_p50_ms']:.2f} ms, "
+              f"p99 {r['per_bar_p99_ms']:.2f} ms")
+        print(f"  first signal of a bar p50 {r['first_signal_p50_ms']:.2f} ms; any signal p50 "
+              f"{r['per_signal_p50_ms']:.2f} ms")
+        print(f"  warmup step ({HISTORY} history bars each): {r['warmup_step_ms'] / 1000:.2f} s in all, "
+              f"{r['warmup_per_model_ms']:.0f} ms per model (median); process start to warm "
+              f"{r['process_start_to_warm_s']:.2f} s")
+        print(f"  RSS after warmup {r['rss_after_warmup_mib']:.1f} MiB, after the live bars "
+              f"{r['rss_end_mib']:.1f} MiB; load average now {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The preditor's pure pieces between the twin and the wire: signals, position views, snapshot bytes.
+
+``service.py`` owns the sockets, the clock and the files; everything here is a function of values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from common import messages
+from common.twin.bars import Bar as TwinBar
+from common.twin.twin import Decision, TwinState
+from services.preditor.gaps import needs_fill
+
+
+def signal_of(symbol: str, d: Decision) -> messages.Signal:
+    return messages.Signal(symbol, int(d.bar_time), float(d.close), int(d.action), int(d.direction),
+                           int(d.intensity), int(d.hmm_state), float(d.floating_pnl))
+
+
+def twin_bar(bar: messages.Bar) -> TwinBar:
+    return TwinBar(int(bar.time), float(bar.open), float(bar.high), float(bar.low), float(bar.close),
+                   float(bar.volume))
+
+
+def history_array(rows: list) -> np.ndarray:
+    """A history reply's ``[[time, o, h, l, c, v], ...]`` as the twin's (n, 6) float64 array, oldest first."""
+    if not rows:
+        return np.empty((0, 6), dtype=np.float64)
+    bars = np.asarray([[float(x) for x in r[:6]] for r in rows], dtype=np.float64).reshape(-1, 6)
+    if len(bars) > 1 and not np.all(np.diff(bars[:, 0]) > 0):
+        raise ValueError("history bars are not strictly increasing in time")
+    return bars
+
+
+def position_view(symbol: str, timeframe: str, state: TwinState) -> dict:
+    p = state.position
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "direction": p.direction,
+        "intensity": p.intensity,
+        "entry_price": p.entry_price,
+        "entry_time": p.entry_time,
+        "floating_pnl": p.floating_pnl,
+        "realized_pnl": state.realized_pnl,
+        "last_bar_time": state.last_bar_time,
+        "decisions": state.decisions,
+    }
+
+
+# ---- snapshots ------------------------------------------------------------------------------------------
+
+
+def snapshot_name(symbol: str, timeframe: str) -> str:
+    return f"{symbol}_{timeframe}.twin.json"
+
+
+def snapshot_bytes(state: TwinState) -> bytes:
+    """JSON (Python's float repr round-trips every float64 exactly)."""
+    return json.dumps(state.to_dict(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Restored:
+    state: TwinState | None  # None: start flat
+    why: str  # what happened, for the log and the status
+
+
+def restore(raw: bytes | None, model_id: str) -> Restored:
+    """The snapshot's state when it belongs to ``model_id``; otherwise None with the reason."""
+    if raw is None:
+        return Restored(None, "no snapshot")
+    try:
+        state = TwinState.from_dict(json.loads(raw.decode("utf-8")), model_id=model_id)
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return Restored(None, f"snapshot discarded: {exc}")
+    return Restored(state, f"snapshot restored at bar {state.last_bar_time}")
+
+
+def covers(history: np.ndarray, state: TwinState, tf_s: int) -> bool:
+    """Does ``history`` continue ``state`` without a hole? (it starts at or before the state's last bar, or right
+    after it, or after a weekly close)"""
+    if state.last_bar_time is None or len(history) == 0:
+        return True
+    return not needs_fill(state.last_bar_time, int(history[0, 0]), tf_s)

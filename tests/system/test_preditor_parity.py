@@ -1,0 +1,145 @@
+"""The preditor issue's acceptance: the preditor PROCESS, fed the bundled EURUSD H1 bars through the real sockets,
+publishes the backtest's actions bar for bar (virtual PnL within 1e-9), also across a kill -9 in the middle of
+the stream, a gap of lost bars, a duplicate bar and a restarted connector (new epoch).
+
+The connector is a protocol-level stand-in on the connector's endpoints (tests/system/preditor_rig.py): the
+property under test is the preditor's. The twin starts flat at the first history bar (bar 0), and so does
+``backtest.replay(model, bars)``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+
+import pytest
+import torch
+from harness import Home
+from system.preditor_rig import SignalTap, StandInConnector, start_preditor
+
+from common.twin.bars import load_bars_csv
+from services.preditor import backtest
+from services.preditor.model_file import load_model
+
+CSV = "data/EURUSD_H1_2017.csv"
+MODEL = "models/EURUSD_H1.zip"
+HISTORY = 1000  # warmup_bars: bars 0..999 are history at the first start
+END = 1600  # bars 1000..1599 are live (600 bars)
+KILL_AT = 1150  # published, then kill -9 within a few ms (processed or not: either is fine)
+DOWN_UNTIL = 1160  # bars 1151..1159 close while the preditor is dead
+GAP = range(1250, 1253)  # closed but never published: filled from history before bar 1253
+EPOCH_GAP = range(1350, 1353)  # lost while the connector "restarts"; the new epoch's first bar is 1353
+DUPLICATE = 1100  # published twice
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return load_bars_csv(CSV)
+
+
+@pytest.fixture(scope="module")
+def expected(bars):
+    torch.set_num_threads(1)
+    model = load_model(MODEL)
+    return {int(d.bar_time): d for d in backtest.replay(model, bars[:END])}, model
+
+
+@pytest.fixture
+def rig(tmp_path, bars):
+    home = Home(tmp_path, {"preditor": {"warmup_bars": HISTORY}})
+    (tmp_path / "var" / "run").mkdir(parents=True, exist_ok=True)
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=HISTORY)
+    tap = SignalTap(cfg)
+    yield home, conn, tap
+    tap.close()
+    conn.close()
+    home.close()
+
+
+def assert_same(sig, d) -> None:
+    assert (sig.action, sig.direction, sig.intensity, sig.hmm_state) == (
+        int(d.action), d.direction, d.intensity, d.hmm_state), f"bar {d.bar_time}"
+    assert sig.close == d.close
+    assert abs(sig.virtual_pnl - d.floating_pnl) <= 1e-9, f"bar {d.bar_time}: {sig.virtual_pnl} vs {d.floating_pnl}"
+
+
+def t_of(bars, i: int) -> int:
+    return int(bars[i, 0])
+
+
+def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_and_new_epoch(rig, bars, expected):
+    home, conn, tap = rig
+    exp, model = expected
+    started = start_preditor(home)
+    w = started["warmup"]["warmed_up"]["EURUSD"]
+    assert w["history"] == HISTORY and w["last_bar"] == t_of(bars, HISTORY - 1) and w["restored"] == "no snapshot"
+    assert conn.subscriptions == {"EURUSD": t_of(bars, HISTORY - 1)}
+
+    i = HISTORY
+    while i < END:
+        if i == KILL_AT:
+            conn.publish(i)
+            time.sleep(random.uniform(0, 0.02))
+            home.kill("preditor", signal.SIGKILL)
+            for j in range(i + 1, DOWN_UNTIL):  # the market goes on while the preditor is dead
+                conn.publish(j)
+            restarted = start_preditor(home)["warmup"]["warmed_up"]["EURUSD"]
+            assert restarted["restored"].startswith("snapshot restored at bar ")
+            assert restarted["last_bar"] == t_of(bars, DOWN_UNTIL - 1)
+            # after the restart the last signal is the (silent) warmup's last decision, equal to the backtest's
+            last = home.request("preditor", "last_signals")["signals"]["EURUSD"]
+            d = exp[t_of(bars, DOWN_UNTIL - 1)]
+            assert last["bar_time"] == d.bar_time and last["action"] == int(d.action)
+            assert abs(last["virtual_pnl"] - d.floating_pnl) <= 1e-9
+            pos = home.request("preditor", "virtual_positions")["positions"]["EURUSD"]
+            assert (pos["direction"], pos["intensity"]) == (d.direction, d.intensity)
+            assert abs(pos["realized_pnl"] - d.realized_pnl) <= 1e-9
+            i = DOWN_UNTIL
+            continue
+        if i in GAP or i in EPOCH_GAP:
+            conn.close_bar(i)
+            i += 1
+            continue
+        if i == EPOCH_GAP.stop:
+            conn.restart_pub()
+        conn.publish(i)
+        if i == DUPLICATE:
+            conn.publish(i)
+        tap.wait_for("EURUSD", t_of(bars, i))
+        i += 1
+    tap.poll(200)
+
+    live = {t_of(bars, j) for j in range(HISTORY, END)}
+    dead = {t_of(bars, j) for j in range(KILL_AT + 1, DOWN_UNTIL)}
+    optional = {t_of(bars, KILL_AT)}
+    got = {t for (_, t) in tap.by_key}
+    assert not tap.duplicates, f"a bar signalled twice: {tap.duplicates[:3]}"
+    assert got <= live - dead
+    assert live - dead - optional <= got  # every other live bar has its signal, the gap bars included
+    for (_, t), sig in tap.by_key.items():
+        assert_same(sig, exp[t])
+    assert len(got) >= 600 - 10 - 1
+    # the signals went out in bar order
+    times = [s.bar_time for s in tap.signals]
+    assert times == sorted(times)
+
+    # history was asked for the warmups, the gap and the new epoch only; never for a weekend
+    asks = conn.history_requests()
+    assert [(a.count, a.since, a.until) for a in asks] == [
+        (HISTORY, None, None),
+        (HISTORY, None, None),
+        (0, t_of(bars, GAP.start - 1), t_of(bars, GAP.stop)),
+        (0, t_of(bars, EPOCH_GAP.start - 1), None),
+    ]
+    status = home.request("preditor", "status")
+    assert status["errors"] == [] and status["pending_bars"] == 0
+    m = status["models"]["EURUSD"]
+    assert m["model_id"] == model.model_id and m["last_bar"] == t_of(bars, END - 1)
+    # 3 gap bars, and the new epoch's catch-up: its 3 lost bars and bar 1353 itself (the live copy is a duplicate)
+    assert status["progress"]["bars_duplicate"] >= 1 and status["progress"]["bars_gap_filled"] == 3 + 4
+    snap = json.loads((home.root / "var" / "data" / "preditor" / "EURUSD_H1.twin.json").read_text())
+    assert snap["model_id"] == model.model_id and snap["last_bar_time"] == t_of(bars, END - 1)
+    assert snap["decisions"] == len(exp)  # one twin since bar 0, across the restart

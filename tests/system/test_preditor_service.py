@@ -1,0 +1,208 @@
+"""The preditor process's shell: refused models, one model per symbol, snapshots of another model, alerts, health
+facts, and a gap that history cannot fill yet (the bar waits, never predicted on a hole). The connector is the
+protocol-level stand-in of tests/system/preditor_rig.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from harness import REPO, Home, wait_for
+from system.preditor_rig import SignalTap, StandInConnector, copy_model_as, start_preditor
+
+from common import messages
+from common.twin.bars import load_bars_csv
+
+DEMO = REPO / "models" / "EURUSD_H1.zip"
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
+
+
+def make_home(tmp_path, overlay: dict) -> Home:
+    home = Home(tmp_path, overlay)
+    (tmp_path / "var" / "run").mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def test_bad_and_duplicate_models_are_refused_and_alerted_the_others_run(tmp_path, bars):
+    models = tmp_path / "mymodels"
+    models.mkdir()
+    shutil.copy(DEMO, models / "EURUSD_H1.zip")
+    shutil.copy(DEMO, models / "EURUSD_H1_v2.zip")  # a second model for EURUSD
+    copy_model_as(DEMO, models, "GBPUSD")
+    (models / "BROKEN_H1.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    snaps = tmp_path / "var" / "data" / "preditor"
+    snaps.mkdir(parents=True)
+    (snaps / "GBPUSD_H1.twin.json").write_text(json.dumps({"version": 1, "model_id": "feedfacefeedface"}))
+    home = make_home(tmp_path, {"preditor": {"models_dir": str(models)}})
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1", "GBPUSD": "H1"}, cursor=1000)
+    tap = SignalTap(cfg, ("signal.", "alert.", "hb."))
+    try:
+        steps = start_preditor(home)
+        refused = steps["load"]["refused"]
+        assert len(refused) == 2
+        assert any(r.startswith("BROKEN_H1.zip: ") and "zip" in r for r in refused)
+        dup = "EURUSD_H1_v2.zip: refused: EURUSD already has the model EURUSD_H1.zip"
+        assert any(r.startswith(dup) for r in refused)
+        assert set(steps["load"]["models"]) == {"EURUSD", "GBPUSD"}
+        warm = steps["warmup"]["warmed_up"]
+        assert warm["EURUSD"]["restored"] == "no snapshot"
+        assert warm["GBPUSD"]["restored"].startswith("snapshot discarded: twin snapshot belongs to model")
+        assert {s: a.since for s, a in ((a.symbol, a) for op, a in conn.requests if op == "subscribe")} == {
+            "EURUSD": int(bars[999, 0]), "GBPUSD": int(bars[999, 0])}
+
+        conn.publish(1000)
+        eur = tap.wait_for("EURUSD", int(bars[1000, 0]))
+        gbp = tap.wait_for("GBPUSD", int(bars[1000, 0]))
+        assert eur == messages.Signal("EURUSD", *(getattr(gbp, f) for f in messages.Signal.__dataclass_fields__
+                                                   if f != "symbol"))  # same model, same bars, same signal
+        alerts = [r.envelope.body for r in tap.other if r.envelope.topic == "alert.model_refused"]
+        assert sorted(a.message for a in alerts) == sorted(refused) and all(a.severity == "critical" for a in alerts)
+
+        def beat():
+            hbs = [r.envelope.body for r in tap.other if r.envelope.topic == "hb.preditor"]
+            hb = hbs[-1] if hbs else None
+            return hb if hb and hb.progress.get("signals_sent") == 2 else None
+        hb = wait_for(beat, 5, "a heartbeat after the bar")
+        assert set(hb.info["symbols"]) == {"EURUSD", "GBPUSD"} and hb.pending == 0
+        assert all(f["timeframe"] == "H1" and 0 <= f["last_bar_age_s"] < 5 for f in hb.info["symbols"].values())
+        assert hb.progress["bars_seen"] == 2
+
+        status = home.request("preditor", "status")
+        assert set(refused) <= set(status["errors"])
+        assert status["models"]["GBPUSD"]["warm"] and status["models"]["EURUSD"]["file"] == "EURUSD_H1.zip"
+        last = home.request("preditor", "last_signals")["signals"]
+        assert set(last) == {"EURUSD", "GBPUSD"} and last["EURUSD"] == messages.to_wire(eur)
+        assert set(home.request("preditor", "virtual_positions")["positions"]) == {"EURUSD", "GBPUSD"}
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def test_a_gap_history_cannot_fill_keeps_the_bar_pending_until_it_can(tmp_path, bars):
+    home = make_home(tmp_path, {"preditor": {"gap_retry_s": 0.3}})
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=1000)
+    tap = SignalTap(cfg, ("signal.", "alert."))
+    try:
+        start_preditor(home)
+        conn.publish(1000)
+        tap.wait_for("EURUSD", int(bars[1000, 0]))
+        conn.close_bar(1001)  # lost
+        conn.fail_history = True
+        conn.publish(1002)
+        wait_for(lambda: [r for r in tap.other if r.envelope.topic == "alert.gap_not_filled"], 5, "the alert")
+        status = home.request("preditor", "status")
+        assert status["pending_bars"] == 1 and "not available" in status["errors"][-1]
+        time.sleep(1.0)  # retried meanwhile, still failing: nothing predicted on the hole
+        assert ("EURUSD", int(bars[1002, 0])) not in tap.by_key
+        conn.fail_history = False
+        tap.wait_for("EURUSD", int(bars[1002, 0]), timeout=5)
+        assert ("EURUSD", int(bars[1001, 0])) in tap.by_key  # filled from history, signalled, in order
+        assert [s.bar_time for s in tap.signals] == [int(bars[i, 0]) for i in (1000, 1001, 1002)]
+        status = home.request("preditor", "status")
+        assert status["pending_bars"] == 0 and status["errors"] == []
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def test_a_snapshot_older_than_the_history_is_discarded_and_the_twin_starts_flat(tmp_path, bars):
+    import torch
+
+    from common.twin.twin import initial_state, run
+    from services.preditor import backtest, live
+    from services.preditor.model_file import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(DEMO)
+    old, _ = run(model.spec, initial_state(model.model_id), bars[:400], model.policy_fn)  # ends at bar 399
+    snaps = tmp_path / "var" / "data" / "preditor"
+    snaps.mkdir(parents=True)
+    (snaps / "EURUSD_H1.twin.json").write_bytes(live.snapshot_bytes(old))
+    home = make_home(tmp_path, {})
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=1500)  # history: bars 500..1499, a hole after 399
+    tap = SignalTap(cfg, ("signal.", "alert."))
+    try:
+        warm = start_preditor(home)["warmup"]["warmed_up"]["EURUSD"]
+        assert "older than the history" in warm["restored"] and warm["from_bar"] is None
+        assert [r for r in tap.other if r.envelope.topic == "alert.twin_restarted_flat"]
+        conn.publish(1500)
+        sig = tap.wait_for("EURUSD", int(bars[1500, 0]))
+        d = backtest.replay(model, bars[500:1501])[-1]  # a twin started flat at the first history bar
+        assert (sig.action, sig.hmm_state) == (int(d.action), d.hmm_state)
+        assert abs(sig.virtual_pnl - d.floating_pnl) <= 1e-9
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def test_a_snapshot_that_cannot_be_written_is_alerted_and_signals_go_on(tmp_path, bars):
+    home = make_home(tmp_path, {})
+    blocker = tmp_path / "var" / "data" / "preditor"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the snapshot directory should be")
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=1000)
+    tap = SignalTap(cfg, ("signal.", "alert."))
+    try:
+        start_preditor(home)
+        conn.publish(1000)
+        tap.wait_for("EURUSD", int(bars[1000, 0]))
+        assert [r for r in tap.other if r.envelope.topic == "alert.snapshot_write_failed"]
+        status = home.request("preditor", "status")
+        assert any("cannot write the twin snapshot" in e for e in status["errors"])
+        blocker.unlink()
+        conn.publish(1001)
+        tap.wait_for("EURUSD", int(bars[1001, 0]))
+        wait_for(lambda: (blocker / "EURUSD_H1.twin.json").exists(), 5, "the snapshot (written after the signal)")
+        wait_for(lambda: home.request("preditor", "status")["errors"] == [], 5, "the error cleared")
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def test_a_lost_friday_bar_is_filled_thanks_to_the_stream_gap(tmp_path, bars):
+    """Bar 1079 (Friday 21:00, the week's last) is lost: its absence looks like the weekly close in bar times, but
+    the bar topic's sequence gap makes the twin ask history at Sunday's first bar."""
+    import torch
+
+    from services.preditor import backtest
+    from services.preditor.model_file import load_model
+
+    torch.set_num_threads(1)
+    home = make_home(tmp_path, {})
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=1078)
+    tap = SignalTap(cfg)
+    try:
+        start_preditor(home)
+        conn.publish(1078)
+        tap.wait_for("EURUSD", int(bars[1078, 0]))
+        conn.close_bar(1079)
+        conn.pub.seqs["bar.EURUSD.H1"] += 1  # published, then lost on the way: a hole in the topic's seq
+        conn.publish(1080)
+        tap.wait_for("EURUSD", int(bars[1080, 0]))
+        assert ("EURUSD", int(bars[1079, 0])) in tap.by_key
+        asks = conn.history_requests()
+        assert (asks[-1].since, asks[-1].until) == (int(bars[1078, 0]), int(bars[1080, 0]))
+        exp = {d.bar_time: d for d in backtest.replay(load_model(DEMO), bars[78:1081])}
+        for i in (1078, 1079, 1080):
+            sig, d = tap.by_key[("EURUSD", int(bars[i, 0]))], exp[int(bars[i, 0])]
+            assert (sig.action, sig.hmm_state) == (int(d.action), d.hmm_state)
+            assert abs(sig.virtual_pnl - d.floating_pnl) <= 1e-9
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
