@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +66,8 @@ def bench_reqrep(n: int) -> dict[str, list[float]]:
                 s.connect(endpoint)
                 for i in range(n + 200):
                     t0 = time.perf_counter()
-                    s.send(msgpack.packb({"v": 1, "op": "step", "id": f"c-{i}", "args": {"step": PAYLOAD_STEP, "args": {}}}))
+                    req = {"v": 1, "op": "step", "id": f"c-{i}", "args": {"step": PAYLOAD_STEP, "args": {}}}
+                    s.send(msgpack.packb(req))
                     msgpack.unpackb(s.recv())
                     lat.append(time.perf_counter() - t0)
                 s.close()
@@ -174,7 +174,7 @@ def bench_boot(runs: int, supervised: bool) -> tuple[list[float], dict[str, int]
                 for s in ("orchestrator", "persistence", "preditor", "executor", "paper", "connector"):
                     home.start(s)
             try:
-                wait_for(lambda: home.system_state() == "RUNNING", 60, "RUNNING", interval=0.02)
+                wait_for(lambda h=home: h.system_state() == "RUNNING", 60, "RUNNING", interval=0.02)
                 times.append(time.monotonic() - t0)
                 time.sleep(2.5)  # idle, then read every process's RSS from its own heartbeat
                 rss = {k: v["rss_bytes"] for k, v in home.status()["services"].items()}

@@ -1,47 +1,654 @@
-"""The executor process (backbone stage): reads its symbol config; orders come with issue 5."""
+"""The executor process: signals -> orders on the real account under the sync rule and the risk guard.
+
+The imperative shell around the pure domain of this package (README.md): it gathers each signal's inputs from
+the connector (positions, symbol data with the live quote, account), asks `plan.plan_signal` what to do, sends
+the closes and then the open through the connector's REQ socket, and publishes one or more `ack.<SYM>` per
+signal. Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
+
+- Signals are desired states: the latest per symbol is acted on; a signal whose bar is not after the last one
+  evaluated for its symbol is a replay and is ignored. A gap or a new epoch in the preditor's stream -> ask
+  `last_signals`.
+- Orders are idempotent: the client order id is derived from (symbol, bar time, action[, ticket]), so a retry
+  after a timeout, a replay, or a restart between a signal and its fill never makes a second order (the
+  connector answers the first result for an id it has seen).
+- `executor.sync` reconciles (positions, orphans, last signals) and may close, never open.
+- HALTED (system state, or the risk guard's emergency) blocks openings; closes always go.
+- Dry-run: the whole decision path, no order sent; the acks say DRY_RUN.
+- State that must survive a restart (pause, risk state: halt, session start balance, loss streak) is written
+  atomically to `<data_dir>/<executor.state_file>`; everything else is rebuilt from the connector and the
+  preditor.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from common import messages, runtime
+import zmq
+
+from common import bus, logs, messages, runtime, wire
+from common.bus import Received
+from common.config import TIMEFRAMES
+from common.sequence import Delivery
+from services.executor import commands, inputs
+from services.executor import risk as risk_rules
+from services.executor import symbols_config as sc
+from services.executor.acks import Ack, AckStatus, ack_dry_run, ack_failed, ack_filled, ack_skip
+from services.executor.commands import CloseOrder, RealPosition
+from services.executor.lots import check_config_lots
+from services.executor.plan import OpenOrder, SignalInputs, emergency_closes, plan_signal
+from services.executor.sltp import PRICE_SCALE
+from services.executor.sync import Direction, Stance, SyncAction
+from services.paper.model_meta import read_models
+
+log = logging.getLogger("oracle.executor")
+
+STATE_VERSION = 1
+
+
+class ConnectorDown(RuntimeError):
+    """The connector did not answer (or refused) a request the decision needs; the signal is retried."""
 
 
 class Executor(runtime.Service):
     name = "executor"
-    subscribe_to = {"orchestrator": ["sys.state"], "preditor": ["signal."]}
+    subscribe_to = {
+        "orchestrator": [messages.SYS_STATE_TOPIC],
+        # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
+        "preditor": ["signal.", "hb.", "alert."],
+        "connector": ["fill.", "closed.", "reject.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
+    }
     not_implemented = [
-        "sync rule, lots, SL/TP, risk guard: signals are counted, never traded (issue 5)",
-        "reconcile: executor.sync does not read the broker's positions yet (issue 5)",
+        "broker expected margin (ProtoOAExpectedMarginReq): the margin check uses the account leverage",
+        "quote age: the connector's symbol_info gives no quote time; a quote is dated when received while the "
+        "broker is connected",
     ]
 
-    def __init__(self, cfg, dry_run: bool = False):
+    def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
-        self.symbols: list[str] = []
+        self.symbols_path = cfg.path(cfg.executor.config_file)
+        data_dir = cfg.path(cfg.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path: Path = data_dir / cfg.executor.state_file
+        self.config: sc.ExecutorSymbols | None = None
+        self.modelled: set[str] = set()
+        self.paused = False
+        self.risk = risk_rules.RiskState(None, None, None)
+        self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (by this process)
+        self.handled: dict[str, int] = {}  # bar time of that signal
+        self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
+        self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
+        self.last_decisions: dict[str, str] = {}
+        self.positions: list[RealPosition] = []
+        self.orphans: list[str] = []
+        self.lot_sizes: dict[str, int] = {}
+        self.pip_positions: dict[str, int] = {}
+        self.connected: bool | None = None
+        self.synced = False
+        self.stopped = False
+        self._retry_at = 0.0
+        self._want_last_signals = False
+        self._last_signals_at = 0.0
+        self._connector: bus.Requester | None = None
+        self._preditor: bus.Requester | None = None
+        self._alerts = 0
+        self.timeframes: dict[str, str] = {}  # symbol -> timeframe of its model
+        self._load_state()
 
+    # ---- state file -----------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("executor state %s unreadable (%s); starting without it", self.state_path, exc)
+            return
+        if data.get("version") != STATE_VERSION:
+            log.error("executor state %s has version %r; ignored", self.state_path, data.get("version"))
+            return
+        self.paused = bool(data.get("paused", False))
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self.risk = risk_rules.RiskState.from_dict(data["risk"])
+
+    def _save_state(self) -> None:
+        text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict()})
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    # ---- requests (Lazy Pirate, polled so heartbeats keep going) ---------------------------------
+    def _requester(self, service: str) -> bus.Requester:
+        attr = f"_{service}"
+        req = getattr(self, attr)
+        if req is None:
+            req = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), self.name,
+                                self.cfg.runtime.request_timeout_ms)
+            setattr(self, attr, req)
+        return req
+
+    def _call(self, service: str, op: str, args: Any, timeout_s: float | None = None) -> Any:
+        """One request; heartbeats go on while waiting. RequestTimeout / RequestFailed / WireError on failure."""
+        req = self._requester(service)
+        timeout_ms = int((timeout_s or self.cfg.runtime.request_timeout_ms / 1000) * 1000)
+        if req.pending is not None:  # a reply we gave up on: the socket must be reset first
+            req.reset()
+        req.send(op, args, timeout_ms)
+        assert req.sock is not None
+        while True:
+            try:
+                reply = req.take_reply()
+            except wire.WireError:
+                req.reset()
+                raise
+            if reply is not None:
+                if not reply.ok:
+                    raise bus.RequestFailed(op, reply.error_code, reply.error_message)
+                return reply.result
+            req.sock.poll(100, zmq.POLLIN)
+            self.beat_if_due()
+
+    def _connector_call(self, op: str, args: Any, timeout_s: float | None = None) -> Any:
+        try:
+            return self._call("connector", op, args, timeout_s)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+            raise ConnectorDown(f"{op}: {exc}") from exc
+
+    def _fetch_positions(self) -> list[RealPosition]:
+        raw = self._connector_call(messages.OP_POSITIONS.name, messages.NoArgs())
+        try:
+            self.positions = inputs.positions(raw, self.lot_sizes)
+        except ValueError as exc:
+            raise ConnectorDown(f"positions: {exc}") from exc
+        return self.positions
+
+    def _fetch_account(self, now: float) -> inputs.AccountData:
+        acct = inputs.account(self._connector_call(messages.OP_ACCOUNT.name, messages.NoArgs()))
+        if acct.equity is not None:
+            self.risk = risk_rules.on_equity(self.risk, acct.equity)
+        return acct
+
+    def _fetch_symbol(self, symbol: str, now: float) -> inputs.SymbolData:
+        try:
+            raw = self._call("connector", messages.OP_SYMBOL_INFO.name, messages.SymbolArgs(symbol))
+        except (bus.RequestFailed, bus.RequestTimeout, wire.WireError) as exc:
+            # unknown symbol, no quote yet (the connector waits for one), or no answer: the plan fails closed on
+            # openings (NO_SYMBOL_DATA / NO_QUOTE) and closes still go; a connector that is down fails the
+            # positions request that follows
+            log.warning("symbol_info %s: %s", symbol, exc)
+            self.count("symbol_info_failures")
+            return inputs.SymbolData(symbol, None, None, None)
+        data = inputs.symbol_data(symbol, raw, now, quote_time=now if self.connected is not False else None)
+        if data.volume_limits is not None:
+            self.lot_sizes[symbol] = data.volume_limits.lot_size
+        if data.price_data is not None and data.price_data.pip_position is not None:
+            self.pip_positions[symbol] = data.price_data.pip_position
+        return data
+
+    # ---- publishing and persisting ------------------------------------------------------------
+    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0) -> None:
+        body = messages.Ack(**ack.wire_body())
+        self.publish(messages.ack_topic(ack.symbol), body)
+        self.persist("acks", inputs.ack_record(ack, time.time(), signal, index, self.epoch))
+        self.count(f"acks_{ack.status.value.lower()}")
+        logs.event(log, logging.INFO, "ack", symbol=ack.symbol, bar_time=ack.bar_time, action=ack.action,
+                   status=ack.status.value, reason=ack.reason, cid=ack.client_order_id or "")
+
+    def alert(self, kind: str, severity: str, message: str, **details) -> None:
+        super().alert(kind, severity, message, **details)
+        self._alerts += 1
+        self.persist("events", inputs.alert_record(kind, severity, message, time.time(), details,
+                                                   (self.epoch, self._alerts)))
+
+    # ---- lifecycle steps ------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
         if step == "executor.load":
-            path = self.cfg.path(self.cfg.executor.config_file)
-            if not path.exists():
-                return {"config_file": str(path), "symbols": [], "note": "no symbol config file"}
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise runtime.StepFailed(f"cannot read symbol config {path}: {exc}") from None
-            if not isinstance(data, dict):
-                raise runtime.StepFailed(f"symbol config {path} must be a JSON object")
-            self.symbols = sorted(k for k in data if not k.startswith("_"))
-            return {"config_file": str(path), "symbols": self.symbols}
-        if step in ("executor.sync", "executor.stop"):
-            return {"positions": None, "why": "reconcile and closing are not implemented yet (issue 5)"}
+            return self._step_load()
+        if step == "executor.sync":
+            return self._step_sync()
+        if step == "executor.stop":
+            return self._step_stop()
         return super().on_step(step, args)
 
-    def on_message(self, received) -> None:
-        if received.envelope.type == "signal":
+    def _step_load(self) -> dict:
+        try:
+            config = sc.load(self.symbols_path)
+        except FileNotFoundError:
+            raise runtime.StepFailed(f"symbol config {self.symbols_path} not found") from None
+        except sc.ConfigError as exc:
+            raise runtime.StepFailed(f"symbol config {self.symbols_path}: {exc}") from None
+        metas, errors = read_models(self.cfg.path(self.cfg.preditor.models_dir))
+        self.modelled = {m.symbol for m in metas}
+        self.timeframes = {m.symbol: m.timeframe for m in metas}
+        config, created = sc.ensure_symbols(config, self.modelled)
+        if created:
+            sc.write_atomic(self.symbols_path, config)
+            self.alert("new_symbol", "info", f"config created disabled for {', '.join(created)}: enable to trade",
+                       symbols=created)
+        self.config = config
+        return {"config_file": str(self.symbols_path), "symbols": sorted(config.symbols),
+                "enabled": sorted(s for s, c in config.symbols.items() if c.enabled),
+                "modelled": sorted(self.modelled), "created": created, "model_errors": errors,
+                "paused": self.paused, "halted": self.risk.halted}
+
+    def _step_sync(self) -> dict:
+        if self.config is None:
+            raise runtime.StepFailed("executor.sync before executor.load")
+        now = time.time()
+        try:
+            positions = self._fetch_positions()
+            acct = self._fetch_account(now)
+        except ConnectorDown as exc:
+            raise runtime.StepFailed(f"cannot reconcile: {exc}") from None
+        if self.risk.session_start_balance is None and acct.balance is not None:
+            start = risk_rules.start_session(acct.balance, acct.equity)  # a halt and the loss streak carry over
+            self.risk = replace(self.risk, session_start_balance=start.session_start_balance,
+                                peak_equity=start.peak_equity, equity=start.equity)
+            self._save_state()
+        orphans = sorted({p.symbol for p in positions if p.symbol not in self.modelled})
+        new_orphans = [s for s in orphans if s not in self.orphans]
+        self.orphans = orphans
+        for symbol in new_orphans:
+            tickets = [p.ticket for p in positions if p.symbol == symbol]
+            self.alert("orphan", "warning", f"{symbol}: position(s) {tickets} without a model; never touched "
+                       "automatically (close with `oracle ctl close {symbol}`)", symbol=symbol, tickets=tickets)
+        lot_problems = self._check_lots(now)
+        # the preditor's last signals, and anything that arrived before: evaluated, closes only
+        latest = dict(self.pending)
+        last, why = self._ask_last_signals()
+        for sig in last:
+            if sig.symbol not in latest or sig.bar_time > latest[sig.symbol][0].bar_time:
+                latest[sig.symbol] = (sig, None, None)
+        self.pending.clear()
+        evaluated = {}
+        for symbol in sorted(latest):
+            sig, seq, epoch = latest[symbol]
+            if sig.bar_time <= self.handled.get(symbol, -1):
+                continue
+            self._persist_signal(sig)
+            try:
+                evaluated[symbol] = self._evaluate(sig, allow_open=False)
+            except ConnectorDown as exc:
+                self.pending[symbol] = (sig, seq, epoch)
+                evaluated[symbol] = f"retry: {exc}"
+        self.synced = True
+        return {"positions": len(positions), "tickets": [p.ticket for p in positions], "orphans": orphans,
+                "last_signals": len(last), "last_signals_note": why, "evaluated": evaluated,
+                "lot_problems": lot_problems,
+                "paused": self.paused, "halted": self.halted, "dry_run": self.dry_run}
+
+    def _check_lots(self, now: float) -> dict[str, dict[int, str]]:
+        """Configured lots of every enabled modelled symbol against the broker's volume limits (an alert per symbol
+        whose lots cannot be sent as they are; its openings would be skipped)."""
+        assert self.config is not None
+        problems: dict[str, dict[int, str]] = {}
+        for symbol in sorted(self.modelled):
+            cfg = self.config.symbol(symbol)
+            if not cfg.enabled:
+                continue
+            try:
+                data = self._fetch_symbol(symbol, now)
+            except ConnectorDown:
+                continue
+            found = check_config_lots(cfg, data.volume_limits)
+            if found:
+                problems[symbol] = found
+                self.alert("config", "warning", f"{symbol}: configured lots not sendable: {found}", symbol=symbol)
+        return problems
+
+    def _step_stop(self) -> dict:
+        self.stopped = True
+        self.pending.clear()
+        # an ordered stop ends the session: the next boot measures drawdown from its own start balance (a crash
+        # or kill keeps it). A halt stays until a person lifts it.
+        self.risk = replace(self.risk, session_start_balance=None, peak_equity=None)
+        self._save_state()
+        if not self.cfg.close_on_exit:
+            return {"stopped": True, "closed": []}
+        try:
+            positions = self._fetch_positions()
+        except ConnectorDown as exc:
+            raise runtime.StepFailed(f"close_on_exit: cannot read positions: {exc}") from None
+        ctx = self._command_context(positions)
+        result = commands.close_all(ctx, commands.NoArgs())
+        acks = self._send_closes([replace(c, reason="CLOSE_ON_EXIT") for c in result.closes], "CLOSE_ON_EXIT")
+        for i, ack in enumerate(acks):
+            self._emit_ack(ack, None, i)
+        return {"stopped": True, "closed": [a.ticket for a in acks if a.status == AckStatus.OK],
+                "failed": [a.detail for a in acks if a.status == AckStatus.FAIL]}
+
+    # ---- last signals -------------------------------------------------------------------------
+    def _ask_last_signals(self) -> tuple[list[messages.Signal], str]:
+        try:
+            raw = self._call("preditor", messages.OP_LAST_SIGNALS.name, messages.NoArgs())
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+            return [], f"preditor did not answer last_signals: {exc}"
+        self.count("last_signals_asked")
+        return list(inputs.latest_per_symbol(inputs.last_signals(raw)).values()), ""
+
+    # ---- signals ------------------------------------------------------------------------------
+    @property
+    def halted(self) -> bool:
+        return self.system_state == messages.HALTED or self.risk.halted
+
+    def on_message(self, received: Received) -> None:
+        env = received.envelope
+        body = env.body
+        # a gap, a restarted preditor, or the first message heard (a signal published between our sync and our
+        # subscription reaching the preditor is lost otherwise): ask for the last signals
+        if env.src == "preditor" and received.seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
+            self._want_last_signals = True
+            self.count("preditor_gaps")
+        if isinstance(body, messages.Signal):
             self.count("signals_seen")
+            self._take_signal(body, env.seq, env.epoch)
+        elif isinstance(body, messages.AccountUpdate):
+            peak = self.risk.peak_equity
+            self.risk = risk_rules.on_equity(self.risk, body.equity)
+            if self.risk.peak_equity != peak:
+                self._save_state()  # the peak-equity drawdown survives a restart
+            self._watch_risk()
+        elif isinstance(body, messages.PositionClosed):
+            self._on_closed(body)
+        elif isinstance(body, messages.Fill):
+            self.count("fills_seen")
+        elif isinstance(body, messages.OrderRejected):
+            self.count("rejects_seen")
+        elif isinstance(body, messages.ConnectionState):
+            self.connected = body.connected
+
+    def _take_signal(self, sig: messages.Signal, seq: int | None, epoch: int | None) -> None:
+        if sig.bar_time <= self.handled.get(sig.symbol, -1):
+            self.count("signals_replayed")
+            return
+        current = self.pending.get(sig.symbol)
+        if current is not None and current[0].bar_time >= sig.bar_time:
+            return
+        if current is not None:
+            self.count("signals_superseded")  # a newer desired state replaces one not yet acted on
+        self.pending[sig.symbol] = (sig, seq, epoch)
+        self._persist_signal(sig)
+
+    def _persist_signal(self, sig: messages.Signal) -> None:
+        self.persist("signals", inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, ""))))
+
+    def on_tick(self, now: float) -> None:
+        if self._want_last_signals and self.synced and now - self._last_signals_at >= 1.0:
+            self._want_last_signals = False
+            self._last_signals_at = now
+            last, why = self._ask_last_signals()
+            if why:
+                log.warning("after a gap in the preditor's stream: %s", why)
+            for sig in last:
+                self._take_signal(sig, None, None)
+        if not self.pending or not self.synced or now < self._retry_at:
+            return
+        if self.stopped:
+            for sig, _seq, _epoch in self.pending.values():
+                self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
+            self.pending.clear()
+            return
+        for symbol in sorted(self.pending):
+            sig, seq, epoch = self.pending[symbol]
+            try:
+                self._evaluate(sig, allow_open=True)
+            except ConnectorDown as exc:
+                self._retry_at = time.monotonic() + 1.0
+                self.count("connector_failures")
+                key = (sig.symbol, sig.bar_time)
+                if key not in self.failed_acked:  # one FAIL ack per signal; it is retried until a newer one comes
+                    self.failed_acked.add(key)
+                    self._emit_ack(Ack(sig.symbol, "SIGNAL", AckStatus.FAIL, "NO_CONNECTOR", str(exc),
+                                       bar_time=sig.bar_time), sig)
+                log.warning("signal %s %s waits for the connector: %s", sig.symbol, sig.bar_time, exc)
+                return
+            self.pending.pop(symbol, None)
+            self.failed_acked = {k for k in self.failed_acked if k[0] != symbol}
+
+    def _evaluate(self, sig: messages.Signal, allow_open: bool) -> str:
+        """Plan one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
+        now = time.time()
+        assert self.config is not None
+        symbol = sig.symbol
+        try:
+            stance = inputs.stance(sig)
+        except ValueError as exc:
+            self.handled[symbol] = sig.bar_time
+            self._emit_ack(ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time), sig)
+            return "BAD_SIGNAL"
+        positions = self._fetch_positions()  # first: a connector that is down fails here, at once
+        data = self._fetch_symbol(symbol, now)
+        acct = self._fetch_account(now)
+        self.modelled.add(symbol)  # a signal proves a model
+        x = SignalInputs(
+            symbol=symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(symbol),
+            positions=positions, modelled=True, paused=self.paused, config=self.config.symbol(symbol),
+            risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
+            volume_limits=data.volume_limits, price_data=data.price_data, balance=acct.balance,
+            free_margin=acct.free_margin, leverage=acct.leverage, min_stop_distance=data.min_stop_distance,
+            action_index=sig.action if 0 <= sig.action <= 6 else None,
+            hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
+        plan = plan_signal(x)
+        # decided: from here on the signal is consumed whatever happens to its orders
+        self.previous[symbol] = stance
+        self.handled[symbol] = sig.bar_time
+        self.last_decisions[symbol] = plan.decision.reason
+        self.count("signals_evaluated")
+        if plan.halt and plan.risk is not None:
+            self._halt(plan.risk.reason, plan.risk.detail)
+        acks: list[Ack] = []
+        acks += self._send_closes(list(plan.closes), plan.decision.action.value, sig)
+        if plan.open is not None:
+            acks.append(self._open(plan.open, sig, data, plan.decision.reason, allow_open))
+        if plan.ack is not None:
+            acks.append(plan.ack)
+        for i, ack in enumerate(acks):
+            self._emit_ack(ack, sig, i)
+        return plan.decision.reason
+
+    def _open(self, order: OpenOrder, sig: messages.Signal, data: inputs.SymbolData, reason: str,
+              allow_open: bool) -> Ack:
+        action = SyncAction.OPEN.value
+        if not allow_open:
+            return Ack(order.symbol, action, AckStatus.WAIT_SYNC, "SYNC_NEVER_OPENS",
+                       "executor.sync reconciles and closes; it never opens", bar_time=sig.bar_time,
+                       client_order_id=order.client_order_id)
+        if self.halted:
+            return ack_skip(order.symbol, action, "HALTED", self.risk.halt_reason or "system HALTED",
+                            sig.bar_time)
+        if self.dry_run:
+            return ack_dry_run(order.symbol, action, reason, client_order_id=order.client_order_id,
+                               volume=order.volume, detail=f"sl {order.relative_stop_loss} tp "
+                               f"{order.relative_take_profit} label {order.label}", bar_time=sig.bar_time)
+        lot_size = data.volume_limits.lot_size if data.volume_limits else None
+        assert lot_size, "the plan opens only with volume limits"
+        args = messages.OrderOpenArgs(
+            symbol=order.symbol, direction=int(order.direction), lots=order.volume / lot_size,
+            client_order_id=order.client_order_id,
+            sl_distance=order.relative_stop_loss / PRICE_SCALE if order.relative_stop_loss else None,
+            tp_distance=order.relative_take_profit / PRICE_SCALE if order.relative_take_profit else None,
+            comment=order.label)
+        self.count("orders_sent")
+        res = self._order(messages.OP_ORDER_OPEN.name, args, order.client_order_id)
+        if isinstance(res, str):
+            return ack_failed(order.symbol, action, res, client_order_id=order.client_order_id,
+                              bar_time=sig.bar_time)
+        if not res.success or res.ticket is None or res.price is None:
+            return ack_failed(order.symbol, action, res.error or "no ticket in the result",
+                              client_order_id=order.client_order_id, bar_time=sig.bar_time)
+        self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume,
+                                           order.client_order_id))
+        pip = data.price_data.pip_position if data.price_data else None
+        return ack_filled(order.symbol, action, reason, client_order_id=order.client_order_id, ticket=res.ticket,
+                          volume=order.volume, fill_price=res.price, reference_price=sig.close,
+                          side=order.direction, pip_position=pip, bar_time=sig.bar_time)
+
+    def _order(self, op: str, args: Any, cid: str) -> messages.OrderResult | str:
+        """An order request; retried once with the same client order id (the connector answers the first
+        result for an id it has seen). A string is the error."""
+        timeout = self.cfg.executor.order_timeout_s
+        error = ""
+        for _attempt in range(2):
+            try:
+                return self._call("connector", op, args, timeout)
+            except bus.RequestTimeout as exc:
+                error = f"timeout: {exc}"
+                log.warning("order %s: %s; asking again with the same id", cid, error)
+            except (bus.RequestFailed, wire.WireError) as exc:
+                return f"{exc}"
+        return error
+
+    def _send_closes(self, closes: list[CloseOrder], action: str, sig: messages.Signal | None = None) -> list[Ack]:
+        acks = []
+        by_ticket = {p.ticket: p for p in self.positions}
+        bar_time = sig.bar_time if sig is not None else None
+        for c in closes:
+            pos = by_ticket.get(c.ticket)
+            side = Direction(-int(pos.direction)) if pos is not None else None
+            if self.dry_run:
+                acks.append(ack_dry_run(c.symbol, action, c.reason, client_order_id=c.client_order_id,
+                                        volume=c.volume, detail=f"close ticket {c.ticket}", bar_time=bar_time))
+                continue
+            self.count("closes_sent")
+            res = self._order(messages.OP_ORDER_CLOSE.name,
+                              messages.OrderCloseArgs(ticket=c.ticket, lots=None, client_order_id=c.client_order_id),
+                              c.client_order_id)
+            if isinstance(res, str):
+                acks.append(ack_failed(c.symbol, action, res, client_order_id=c.client_order_id, bar_time=bar_time))
+            elif res.success and res.price is not None and side is not None:
+                pip = self.pip_positions.get(c.symbol)
+                acks.append(ack_filled(c.symbol, action, c.reason, client_order_id=c.client_order_id,
+                                       ticket=c.ticket, volume=c.volume, fill_price=res.price,
+                                       reference_price=sig.close if sig is not None else None, side=side,
+                                       pip_position=pip, bar_time=bar_time))
+            elif res.success or res.error == "POSITION_NOT_FOUND":
+                acks.append(Ack(c.symbol, action, AckStatus.OK, "ALREADY_FLAT" if not res.success else c.reason,
+                                bar_time=bar_time, client_order_id=c.client_order_id, ticket=c.ticket))
+            else:
+                acks.append(ack_failed(c.symbol, action, res.error, client_order_id=c.client_order_id,
+                                       bar_time=bar_time))
+        return acks
+
+    # ---- risk ---------------------------------------------------------------------------------
+    def _halt(self, reason: str, detail: str) -> None:
+        if self.risk.halted:
+            return
+        self.risk = risk_rules.halt(self.risk, reason)
+        self._save_state()
+        self.alert("halted", "critical", f"executor halted: {reason}: {detail}; openings refused, closing "
+                   "every position", reason=reason, detail=detail)
+
+    def _watch_risk(self) -> None:
+        if self.config is None:
+            return
+        verdict = risk_rules.watch(self.risk, self.config.risk)
+        if verdict.action != risk_rules.RiskAction.CLOSE_ALL_AND_HALT:
+            return
+        self._halt(verdict.reason, verdict.detail)
+        try:
+            positions = self._fetch_positions()
+        except ConnectorDown as exc:
+            log.error("emergency close: cannot read positions: %s", exc)
+            return
+        for i, ack in enumerate(self._send_closes(list(emergency_closes(positions, int(time.time()))),
+                                                  "EMERGENCY_CLOSE")):
+            self._emit_ack(ack, None, i)
+
+    def _on_closed(self, ev: messages.PositionClosed) -> None:
+        self.count("closes_seen")
+        self.positions = [p for p in self.positions if p.ticket != ev.ticket]
+        if self.config is not None and ev.full:
+            self.risk = risk_rules.on_close(self.risk, ev.net_profit, time.time(), self.config.risk,
+                                            close_id=str(ev.ticket))
+            self._save_state()
+        if ev.external:
+            self.alert("external_close", "info", f"{ev.symbol} position {ev.ticket} closed outside the executor "
+                       f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
+                       symbol=ev.symbol, ticket=ev.ticket, reason=ev.reason, pnl=ev.net_profit)
+
+    # ---- commands -----------------------------------------------------------------------------
+    def _command_context(self, positions: list[RealPosition]) -> commands.CommandContext:
+        assert self.config is not None
+        return commands.CommandContext(
+            now=int(time.time()), paused=self.paused, risk=self.risk, config=self.config,
+            positions=tuple(positions), modelled_symbols=frozenset(self.modelled),
+            last_decisions=dict(self.last_decisions))
+
+    def _op_command(self, a: messages.CommandArgs) -> dict:
+        if self.config is None:
+            raise bus.OpError("not_ready", "executor.load has not run")
+        args = dict(a.args)
+        if a.name == "set_symbol_config" and "config" in args and "changes" not in args:
+            args["changes"] = args.pop("config")  # `oracle ctl set-symbol` sends the changes as `config`
+        positions = list(self.positions)
+        if a.name in ("close", "close_all", "status"):
+            try:
+                positions = self._fetch_positions()
+            except ConnectorDown as exc:
+                if a.name != "status":
+                    raise bus.OpError("no_connector", f"cannot read positions: {exc}") from None
+        try:
+            result = commands.run(a.name, args, self._command_context(positions))
+        except commands.CommandError as exc:
+            raise bus.OpError(exc.code, str(exc)) from None
+        changed = result.paused != self.paused or result.risk != self.risk
+        self.paused, self.risk = result.paused, result.risk
+        if result.config_changed:
+            sc.write_atomic(self.symbols_path, result.config)
+            self.config = result.config
+        if changed:
+            self._save_state()
+        reply = dict(result.reply)
+        if result.closes:
+            acks = self._send_closes(list(result.closes), "MANUAL_CLOSE")
+            for i, ack in enumerate(acks):
+                self._emit_ack(ack, None, i)
+            reply["acks"] = [ack.wire_body() for ack in acks]
+        if a.name == "status":
+            reply.update(self._executor_facts())
+        self.count(f"command_{a.name}")
+        logs.event(log, logging.INFO, "command", name=a.name)
+        return reply
+
+    def ops(self) -> dict:
+        return {messages.OP_COMMAND.name: self._op_command}
+
+    # ---- status -------------------------------------------------------------------------------
+    def _executor_facts(self) -> dict:
+        return {
+            "paused": self.paused, "halted": self.halted, "halt_reason": self.risk.halt_reason,
+            "stopped": self.stopped, "synced": self.synced, "connected": self.connected,
+            "positions": [{"ticket": p.ticket, "symbol": p.symbol, "direction": int(p.direction),
+                           "volume": p.volume, "label": p.label} for p in self.positions],
+            "orphans": list(self.orphans), "modelled": sorted(self.modelled),
+            "last_decisions": dict(self.last_decisions),
+            "last_bar_time": dict(self.handled), "pending_signals": sorted(self.pending),
+            "risk": self.risk.to_dict(),
+        }
 
     def status_report(self) -> dict:
-        return {"symbols": self.symbols, "halted": self.system_state == messages.HALTED}
+        return {"symbols": sorted(self.config.symbols) if self.config else [], **self._executor_facts()}
+
+    def health_info(self) -> dict:
+        return {"halted": self.halted, "paused": self.paused, "orphans": list(self.orphans),
+                "positions": len(self.positions)}
+
+    def pending_work(self) -> int:
+        return len(self.pending)
+
+    def on_stop(self) -> None:
+        for req in (self._connector, self._preditor):
+            if req is not None:
+                req.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,137 @@
+from pathlib import Path
+
+import pytest
+
+from common import messages
+from services.executor import inputs
+from services.executor.acks import Ack, AckStatus
+from services.executor.lots import VolumeLimits
+from services.executor.sync import Direction, Stance, render_markdown
+
+NOW = 1_764_115_200.0
+
+# the connector's symbol_info reply (services/connector/service.py)
+CONNECTOR_SYMBOL_INFO = {
+    "symbol": "EURUSD", "symbol_id": 1, "digits": 5, "point": 1e-05, "pip_position": 4, "pip_size": 0.0001,
+    "lot_size": 100000.0, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100.0, "base_asset": "EUR",
+    "quote_asset": "USD", "deposit_currency": "USD", "quote_to_deposit": 1.0, "pip_value_per_lot": 10.0,
+    "bid": 1.1, "ask": 1.10008, "spread": 8e-05,
+}
+
+
+def test_connector_symbol_info_lots_form():
+    d = inputs.symbol_data("EURUSD", CONNECTOR_SYMBOL_INFO, NOW, quote_time=NOW)
+    assert d.volume_limits == VolumeLimits(10_000_000, 100_000, 100_000, 1_000_000_000)
+    assert (d.price_data.digits, d.price_data.pip_position, d.price_data.quote_to_deposit) == (5, 4, 1.0)
+    assert (d.quote.bid, d.quote.ask, d.quote.time) == (1.1, 1.10008, NOW)
+
+
+@pytest.mark.parametrize("change, field, expected", [
+    ({"min_lots": None}, "volume_limits", None),
+    ({"lot_size": 0}, "volume_limits", None),
+    ({"bid": None}, "quote", None),
+    ({"quote_to_deposit": "x"}, "rate", None),
+    ({"quote_to_deposit": float("nan")}, "rate", None),
+])
+def test_symbol_info_fails_closed(change, field, expected):
+    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **change}, NOW, quote_time=NOW)
+    value = d.price_data.quote_to_deposit if field == "rate" else getattr(d, field)
+    assert value == expected
+
+
+@pytest.mark.parametrize("extra, quote_time, expected", [
+    ({}, None, None),  # no way to date it: the risk guard fails closed (NO_QUOTE)
+    ({}, NOW - 1, NOW - 1),  # dated by the receiver while the broker is connected
+    ({"age_s": 30.0}, NOW, NOW - 30),  # the connector's own age wins
+    ({"server_time_ms": 1_000_000, "time_ms": 940_000}, NOW, NOW - 60),  # replay clock: age on the broker's clock
+])
+def test_quote_time(extra, quote_time, expected):
+    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **extra}, NOW, quote_time=quote_time)
+    assert d.quote.time == expected
+
+
+def test_protocol_volume_form_and_garbage():
+    raw = {"lot_size": 10_000_000, "min_volume": 100_000, "step_volume": 100_000, "max_volume": 10**9, "digits": 5}
+    assert inputs.symbol_data("X", raw, NOW).volume_limits == VolumeLimits(10_000_000, 100_000, 100_000, 10**9)
+    empty = inputs.symbol_data("X", "nonsense", NOW)
+    assert (empty.volume_limits, empty.price_data, empty.quote) == (None, None, None)
+
+
+def test_positions_reply():
+    raw = {"positions": [
+        {"ticket": 7, "symbol": "EURUSD", "direction": -1, "volume": 0.03, "volume_wire": 300_000, "label": "c1"},
+        {"ticket": 3, "symbol": "XAUUSD", "direction": 1, "volume": 0.5, "label": ""},
+    ], "server_time": 1.0}
+    got = inputs.positions(raw, {"XAUUSD": 100})
+    assert [(p.ticket, p.symbol, p.direction, p.volume, p.label) for p in got] == [
+        (3, "XAUUSD", Direction.LONG, 50, ""), (7, "EURUSD", Direction.SHORT, 300_000, "c1")]
+
+
+@pytest.mark.parametrize("raw", [
+    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume": 0.01}]},  # lots, lot size unknown
+    {"positions": [{"symbol": "EURUSD", "direction": 1, "volume_wire": 1}]},  # no ticket
+    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 0, "volume_wire": 1}]},
+    {"positions": "none"},
+])
+def test_positions_never_guessed(raw):
+    with pytest.raises(ValueError):
+        inputs.positions(raw)
+
+
+def test_account_reply():
+    a = inputs.account({"balance": 10_000.0, "equity": 9_990.5, "margin": 33.0, "free_margin": 9_957.5,
+                        "margin_level": 0.0, "currency": "USD", "leverage": 100.0})
+    assert (a.balance, a.equity, a.free_margin, a.leverage, a.currency) == (10_000.0, 9_990.5, 9_957.5, 100.0, "USD")
+    assert inputs.account(None) == inputs.AccountData(None, None, None, None)
+
+
+def sig(symbol="EURUSD", bar_time=3600, direction=1, intensity=2):
+    return messages.Signal(symbol, bar_time, 1.1, 2, direction, intensity, 1, 0.5)
+
+
+def test_stance_of_signal():
+    assert inputs.stance(sig()) == Stance(Direction.LONG, 2)
+    assert inputs.stance(sig(direction=0, intensity=0)) == Stance(Direction.FLAT, 0)
+    with pytest.raises(ValueError):
+        inputs.stance(sig(direction=1, intensity=5))
+
+
+@pytest.mark.parametrize("raw", [
+    {"signals": {"EURUSD": messages.to_wire(sig()), "GBPUSD": messages.to_wire(sig("GBPUSD"))}},
+    {"signals": [messages.to_wire(sig()), messages.to_wire(sig("GBPUSD")), {"bad": 1}]},
+    [messages.to_wire(sig()), messages.to_wire(sig("GBPUSD"))],
+])
+def test_last_signals_shapes(raw):
+    got = inputs.last_signals(raw)
+    assert [s.symbol for s in got] == ["EURUSD", "GBPUSD"]
+
+
+def test_latest_per_symbol():
+    got = inputs.latest_per_symbol([sig(bar_time=7200), sig(bar_time=3600), sig("GBPUSD", 10)])
+    assert {s: v.bar_time for s, v in got.items()} == {"EURUSD": 7200, "GBPUSD": 10}
+
+
+def test_records_have_stable_ids_and_fit_the_store():
+    from services.persistence.records import validate
+
+    s = sig()
+    rec = inputs.signal_record(s, 3600)
+    assert rec == inputs.signal_record(s, 3600)  # the same row whenever and wherever it is made
+    assert rec["timestamp"].startswith("1970-01-01T02:00:00")  # the bar's close
+    validate("signals", rec)
+    ack = Ack("EURUSD", "OPEN", AckStatus.OK, "EDGE", bar_time=3600, client_order_id="EURUSD-2s0-O", ticket=4,
+              volume=100_000, fill_price=1.1001, reference_price=1.1, slippage_pips=1.0)
+    arec = inputs.ack_record(ack, NOW, s)
+    assert arec["signal_id"] == rec["id"] and arec["id"] == inputs.ack_record(ack, NOW + 5, s)["id"]
+    assert arec["id"] != inputs.ack_record(ack, NOW, s, epoch=2)["id"]  # another process's evaluation
+    validate("acks", arec)
+    alert = inputs.alert_record("halted", "critical", "halt", NOW, {"reason": "EMERGENCY_DD"}, (1, 1))
+    validate("events", alert)
+    assert alert["id"] != inputs.alert_record("halted", "critical", "halt", NOW, {}, (1, 2))["id"]
+
+
+def test_repository_readme_sync_table_is_the_code_table():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    start = readme.index("<!-- sync-table:start -->\n") + len("<!-- sync-table:start -->\n")
+    end = readme.index("\n<!-- sync-table:end -->")
+    assert readme[start:end] == render_markdown()

@@ -1,0 +1,323 @@
+"""Executor acceptance against the real simulator and the real connector process.
+
+Signals come from the test on the preditor's endpoints (the preditor process is not started); the simulator runs
+on a manual clock and the test advances it one bar per signal. After every action the simulator's positions are
+sampled, so every position that ever existed is known by its label (the client order id), and at the end the
+simulator's own deal list proves that no client order id ever opened twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from harness import Home, wait_for
+from system.trading_rig import (
+    Ledger,
+    Listener,
+    ManualClient,
+    PreditorStandIn,
+    Sim,
+    bars,
+    cleanup,
+    command,
+    copy_overlay,
+    start_broker_side,
+    start_executor,
+    step,
+    symbols_config,
+)
+
+from common import bus, messages
+from services.executor.comment import OrderAction, client_order_id
+
+LONG, SHORT, WAIT = 1, -1, 0
+BARS = bars()
+
+
+class Rig:
+    def __init__(self, tmp_path, *executor_args: str, overlay: dict | None = None):
+        self.home = Home(tmp_path)
+        self.sim = Sim(self.home)
+        copy_overlay(self.home, {"broker": {"sim": {"port": self.sim.port, "control_port": -1}},
+                                 "runtime": {"request_timeout_ms": 5000}, "connector": {"account_interval_s": 1.0},
+                                 **(overlay or {})})
+        symbols_config(self.home)
+        self.pred = PreditorStandIn(self.home)
+        self.acks: Listener | None = None
+        self.closed: Listener | None = None
+        self.ledger = Ledger(self.sim)
+        start_broker_side(self.home, self.sim)
+        start_executor(self.home, *executor_args)
+        self.acks = Listener(self.home)
+        self.closed = Listener(self.home, "connector", ("closed.",))
+        time.sleep(0.3)  # the subscriptions reach the publishers
+
+    def signal(self, direction: int, intensity: int = 1, expect_ack: bool = True) -> list[messages.Ack]:
+        """Close the next bar at the simulator, publish its signal, wait for the executor's ack(s)."""
+        index = self.sim.advance_bar()["bar_index"]
+        bar = BARS[index - 1]
+        self.pred.signal(bar, direction, intensity)
+        got = self.acks.wait_ack(bar.time) if expect_ack else []
+        self.ledger.sample()
+        return got
+
+    def last_bar(self):
+        return BARS[self.sim.status()["bar_index"] - 1]
+
+    def positions(self) -> list[tuple[str, int]]:
+        return [(p["side"], p["volume"]) for p in self.ledger.sample()]
+
+    def close(self) -> None:
+        cleanup(self.acks, self.closed, self.pred)
+        self.home.close()
+        self.sim.stop()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+def final(acks: list[messages.Ack]) -> tuple[str, str]:
+    return acks[-1].status, acks[-1].reason
+
+
+def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
+    opened: list[str] = []  # client order ids the executor acked OK on OPEN
+
+    def expect(direction, intensity, status, reason, positions):
+        acks = rig.signal(direction, intensity)
+        assert final(acks) == (status, reason), acks
+        assert rig.positions() == positions
+        for a in acks:
+            if a.details.get("action") == "OPEN" and a.status == "OK":
+                opened.append(a.details["client_order_id"])
+        return acks
+
+    # first signal after boot is not an edge; a repeat is a missed entry; WAIT ends the wait
+    expect(LONG, 1, "WAIT_SYNC", "FIRST_SIGNAL", [])
+    expect(LONG, 1, "WAIT_SYNC", "MISSED_ENTRY", [])
+    expect(WAIT, 0, "OK", "FLAT", [])
+    acks = expect(LONG, 2, "OK", "EDGE", [("BUY", 300_000)])  # 0.03 lot for intensity 2
+    assert acks[-1].details["reference_price"] == rig.last_bar().close
+    assert acks[-1].details["slippage_pips"] == pytest.approx(
+        (acks[-1].details["fill_price"] - rig.last_bar().close) * 10_000, abs=0.01)
+    expect(LONG, 3, "OK", "INTENSITY_IGNORED", [("BUY", 300_000)])  # never resized
+    expect(SHORT, 1, "OK", "REVERSAL", [])  # flip: close, the new move waits for an edge
+    expect(SHORT, 1, "WAIT_SYNC", "MISSED_ENTRY", [])
+    expect(WAIT, 0, "OK", "FLAT", [])
+    expect(SHORT, 1, "OK", "EDGE", [("SELL", 100_000)])
+
+    # pause blocks openings only (through the operator's own command line)
+    res = rig.home.oracle("ctl", "pause")
+    assert res.returncode == 0 and json.loads(res.stdout)["paused"] is True, res.stderr
+    expect(WAIT, 0, "OK", "SIGNAL_WAIT", [])
+    expect(LONG, 1, "SKIP", "PAUSED", [])
+    res = rig.home.oracle("ctl", "resume")
+    assert res.returncode == 0 and json.loads(res.stdout)["paused"] is False, res.stderr
+    expect(LONG, 1, "WAIT_SYNC", "MISSED_ENTRY", [])  # the blocked edge was consumed
+    expect(WAIT, 0, "OK", "FLAT", [])
+    expect(LONG, 1, "OK", "EDGE", [("BUY", 100_000)])
+
+    # a person closes the position in another cTrader client: never reopened until a new edge
+    ticket = rig.ledger.sample()[0]["position_id"]
+    assert ManualClient(rig.sim).close(ticket).success
+    ext = wait_for(lambda: [c for c in rig.closed.poll() if c.ticket == ticket], 10, "closed event")
+    assert ext[0].external and ext[0].reason == "EXTERNAL"
+    expect(LONG, 1, "WAIT_SYNC", "MISSED_ENTRY", [])
+    expect(WAIT, 0, "OK", "FLAT", [])
+
+    # stop loss at the broker: a tight SL (1 USD at 0.01 lot = 10 pips) set by command, hit by the replay
+    res = rig.home.oracle("ctl", "set-symbol", "EURUSD", "sl_usd=1.0")
+    assert res.returncode == 0 and json.loads(res.stdout)["config"]["sl_usd"] == 1.0, res.stderr
+    expect(LONG, 1, "OK", "EDGE", [("BUY", 100_000)])
+    ticket = rig.ledger.sample()[0]["position_id"]
+    for _ in range(60):
+        if not rig.positions():
+            break
+        rig.sim.advance_bar()
+    sl = wait_for(lambda: [c for c in rig.closed.poll() if c.ticket == ticket], 10, "stop loss close")
+    assert sl[0].reason == "SL_TP" and sl[0].external and sl[0].net_profit < 0
+    expect(LONG, 1, "WAIT_SYNC", "MISSED_ENTRY", [])  # the train left: no re-entry after the SL
+    command(rig.home, "set_symbol_config", symbol="EURUSD", changes={"sl_usd": 10.0})
+    expect(WAIT, 0, "OK", "FLAT", [])
+
+    # kill -9 between a signal and its fill: the fill is held back 3 s at the simulator
+    rig.sim.cmd("delay", seconds=4.0, count=2, types=["ProtoOAExecutionEvent"])  # accepted + filled
+    index = rig.sim.advance_bar()["bar_index"]
+    kill_bar = BARS[index - 1]
+    rig.pred.signal(kill_bar, LONG, 1)
+    time.sleep(1.5)  # the executor decided at once and waits for the connector, which waits for the fill
+    rig.home.kill("executor")
+    assert rig.acks.acks_for(kill_bar.time) == []  # killed before its fill was known
+    wait_for(lambda: rig.ledger.sample(), 15, "the fill at the simulator")
+    start_executor(rig.home)  # load + sync: positions from the connector, last signals from the "preditor"
+    status = rig.home.request("executor", "status")
+    assert status["last_decisions"] == {"EURUSD": "SYNCED"}
+    assert status["last_bar_time"] == {"EURUSD": kill_bar.time}
+    rig.pred.signal(kill_bar, LONG, 1)  # the same signal again (a replay): ignored
+    time.sleep(0.5)
+    assert rig.home.request("executor", "status")["progress"].get("signals_replayed", 0) >= 1
+    expect(LONG, 1, "OK", "SYNCED", [("BUY", 100_000)])
+
+    # the broker ends as the sync rule says, and no client order id ever opened twice
+    cid = client_order_id("EURUSD", kill_bar.time, OrderAction.OPEN)
+    assert [p["label"] for p in rig.ledger.sample()] == [cid]
+    labels = rig.ledger.assert_no_duplicate()
+    assert set(labels) == {*opened, cid}
+    saved = rig.sim.saved()
+    assert sum(not d["closing"] for d in saved["deals"]) == len(opened) + 1
+    executor = rig.home.request("executor", "status")
+    assert executor["orphans"] == [] and executor["halted"] is False
+
+
+def test_dry_run_sends_nothing(tmp_path):
+    r = Rig(tmp_path, "--dry-run")
+    try:
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        acks = r.signal(LONG)  # an edge: the open is decided, not sent
+        assert final(acks) == ("DRY_RUN", "EDGE")
+        assert acks[-1].details["client_order_id"] == client_order_id("EURUSD", r.last_bar().time, OrderAction.OPEN)
+        assert acks[-1].details["volume"] == 100_000
+        assert r.positions() == []
+        # a position opened by a person, to see that closes are not sent either
+        manual = ManualClient(r.sim).open(1, 0.01, "manual-1")
+        assert manual.success
+        acks = r.signal(SHORT)
+        assert final(acks) == ("DRY_RUN", "REVERSAL")
+        assert acks[-1].details["client_order_id"] == client_order_id(
+            "EURUSD", r.last_bar().time, OrderAction.CLOSE, seq=manual.ticket)
+        assert r.positions() == [("BUY", 100_000)]
+        assert len(r.sim.saved()["deals"]) == 1  # the person's own opening, nothing else
+        status = r.home.request("executor", "status")
+        assert status["dry_run"] is True
+        assert status["progress"].get("orders_sent", 0) == status["progress"].get("closes_sent", 0) == 0
+    finally:
+        r.close()
+
+
+def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
+    r = Rig(tmp_path)
+    alerts = Listener(r.home, "executor", ("alert.",))
+    cfg = r.home.config()
+    orch = bus.Publisher(r.home.ctx, cfg.endpoint("orchestrator", "pub"), "orchestrator", bus.new_epoch())
+
+    def system(state: str) -> None:
+        def seen():
+            orch.publish(messages.SYS_STATE_TOPIC, messages.SysState(state, time.time_ns()))
+            return r.home.request("executor", "status")["system_state"] == state
+        wait_for(seen, 10, f"executor sees {state}")
+
+    try:
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("OK", "EDGE")
+        system(messages.HALTED)
+        assert final(r.signal(WAIT)) == ("OK", "SIGNAL_WAIT") and r.positions() == []  # closes still go
+        assert final(r.signal(LONG)) == ("SKIP", "HALTED") and r.positions() == []
+        system(messages.RUNNING)
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("OK", "EDGE") and r.positions() == [("BUY", 100_000)]
+
+        # emergency drawdown: any loss is one now (the spread of the open position), seen on the next equity update
+        command(r.home, "set_risk_config", changes={"dd_limit_pct": 0.0001, "dd_emergency_pct": 0.0001})
+        halted = wait_for(lambda: [a for a in alerts.poll() if a.kind == "halted"], 20, "alert.halted")
+        assert "EMERGENCY_DD" in halted[0].message and halted[0].severity == "critical"
+        wait_for(lambda: r.positions() == [], 10, "every position closed")
+        status = r.home.request("executor", "status")
+        assert status["halted"] is True and status["halt_reason"] == "EMERGENCY_DD"
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("SKIP", "HALTED")
+        r.home.kill("executor")  # the halt survives a crash: only a person lifts it
+        start_executor(r.home)
+        status = r.home.request("executor", "status")
+        assert status["halted"] is True and status["risk"]["session_start_balance"] == 10_000.0
+        time.sleep(0.3)  # the ack subscription reaches the new executor
+        assert final(r.signal(LONG)) == ("WAIT_SYNC", "MISSED_ENTRY")  # the last LONG was seen again at sync
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("SKIP", "HALTED")
+        # a person decides: limits back, halt lifted
+        command(r.home, "set_risk_config", changes={"dd_emergency_pct": 10.0, "dd_limit_pct": 5.0})
+        assert command(r.home, "reset_halt")["halted"] is False
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("OK", "EDGE")
+        r.ledger.assert_no_duplicate()
+    finally:
+        cleanup(alerts, orch)
+        r.close()
+
+
+def test_a_signal_missed_across_a_preditor_restart_is_fetched(rig):
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    # the preditor restarts and decides the next bar before the executor hears it: only its memory has the signal
+    index = rig.sim.advance_bar()["bar_index"]
+    bar = BARS[index - 1]
+    rig.pred.pub.close()
+    with rig.pred.lock:
+        rig.pred.last["EURUSD"] = messages.Signal("EURUSD", bar.time, bar.close, 1, LONG, 1, 1, 0.0)
+    rig.pred.pub = bus.Publisher(rig.pred.ctx, rig.home.config().endpoint("preditor", "pub"), "preditor",
+                                 bus.new_epoch())
+
+    def beat() -> list[messages.Ack]:  # its heartbeats: a new epoch for the executor
+        rig.pred.pub.publish(messages.hb_topic("preditor"), messages.Heartbeat("preditor", 1, 1, "RUNNING", 1.0, 0))
+        return rig.acks.acks_for(bar.time)
+
+    acks = wait_for(beat, 15, "the missed signal's ack", interval=0.3)
+    assert final(acks) == ("OK", "EDGE")
+    assert rig.positions() == [("BUY", 100_000)]
+    progress = rig.home.request("executor", "status")["progress"]
+    assert progress["preditor_gaps"] >= 1 and progress["last_signals_asked"] >= 2  # sync + the repair
+
+
+def test_a_rejected_order_fails_and_its_edge_is_consumed(rig):
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    rig.sim.cmd("reject_orders", count=1, code="NOT_ENOUGH_MONEY")
+    acks = rig.signal(LONG)
+    assert final(acks) == ("FAIL", "BROKER_ERROR") and "NOT_ENOUGH_MONEY" in acks[-1].details["detail"]
+    assert rig.positions() == []
+    assert final(rig.signal(LONG)) == ("WAIT_SYNC", "MISSED_ENTRY")  # not retried on a later bar
+    assert rig.sim.saved()["deals"] == []
+
+
+def test_a_signal_waits_for_a_dead_connector_and_is_then_carried_out(rig):
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    rig.home.kill("connector")
+    index = rig.sim.advance_bar()["bar_index"]
+    bar = BARS[index - 1]
+    rig.pred.signal(bar, LONG, 1)
+    acks = rig.acks.wait_ack(bar.time, timeout=30)
+    assert final(acks) == ("FAIL", "NO_CONNECTOR")  # said at once; the desired state is kept and retried
+    start_broker_side(rig.home, rig.sim)
+    acks = wait_for(lambda: (lambda a: a if len(a) == 2 else None)(rig.acks.acks_for(bar.time)), 60,
+                    "the retried signal's ack")
+    assert final(acks) == ("OK", "EDGE")  # decided only once the inputs were there: still the edge it was
+    assert rig.positions() == [("BUY", 100_000)]
+    rig.ledger.assert_no_duplicate()
+
+
+def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
+    r = Rig(tmp_path, overlay={"close_on_exit": True})
+    alerts = Listener(r.home, "executor", ("alert.",))
+    try:
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("OK", "EDGE")
+        orphan = ManualClient(r.sim).open(-1, 0.01, "by-hand", symbol="USDJPY")  # no model trades USDJPY
+        assert orphan.success
+        result = step(r.home, "executor", "executor.sync").result  # what the orchestrator does on a reconnect
+        assert result["orphans"] == ["USDJPY"] and result["lot_problems"] == {}
+        assert wait_for(lambda: [a for a in alerts.poll() if a.kind == "orphan"], 10, "alert.orphan")
+        assert r.home.request("executor", "status")["orphans"] == ["USDJPY"]
+        assert final(r.signal(LONG)) == ("OK", "SYNCED") and len(r.positions()) == 2  # the orphan is left alone
+
+        open_ids = sorted(p["position_id"] for p in r.ledger.sample())
+        result = step(r.home, "executor", "executor.stop").result
+        assert sorted(result["closed"]) == open_ids
+        wait_for(lambda: r.sim.status()["positions"] == [], 10, "everything closed")
+        assert final(r.signal(LONG)) == ("SKIP", "STOPPED")
+        r.ledger.assert_no_duplicate()
+    finally:
+        cleanup(alerts)
+        r.close()
