@@ -1,7 +1,7 @@
 """Persistence SERVICE throughput: acknowledged writes per second through the REP `write` op (one record per
 request, and batches), the drain rate of a backlog into PostgreSQL, and the process's RSS.
 
-    .venv/bin/python tests/services/persistence/pers_service_bench.py [--n 2000] [--batch 200] [--pg-dsn DSN]
+    .venv/bin/python bench/persistence_service_bench.py [--n 2000] [--batch 200] [--pg-dsn DSN]
 
 The persistence process runs as in production (`python -m services.persistence`, a throwaway ORACLE_HOME);
 the client is a Lazy Pirate REQ over ipc://, waiting for each reply (one request in flight, like the runtime's
@@ -20,8 +20,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1]), str(HERE)]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Home, wait_for  # noqa: E402
 
