@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
-from common import bus, config, logs, messages, runtime
+from common import bus, config, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from services.orchestrator import health, plan, watchdog
@@ -178,7 +178,7 @@ class Orchestrator(runtime.Service):
             if req.pending is not None:
                 try:
                     reply = req.take_reply()
-                except (bus.RequestTimeout, bus.wire.WireError) as exc:
+                except (bus.RequestTimeout, wire.WireError) as exc:
                     if queue:
                         self._push_failed(service, queue.popleft(), str(exc), now)
                     continue
