@@ -46,9 +46,9 @@ def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def msg_id(kind: str, src: str, epoch: int, seq: int) -> uuid.UUID:
-    """The id of a record made from one published message."""
-    return ev.derived_id(f"{src}:{epoch}:{seq}", kind)
+def msg_id(kind: str, src: str, epoch: int, seq: int, topic: str = "") -> uuid.UUID:
+    """The id of a record made from one published message (seq counts per publisher and topic)."""
+    return ev.derived_id(f"{src}:{topic}:{epoch}:{seq}", kind)
 
 
 # ---- the write op --------------------------------------------------------------------------------
@@ -201,10 +201,10 @@ def unrecorded_positions(positions: Iterable[Mapping[str, Any]], recorded: set[s
 
 
 def alert_event(src: str, epoch: int, seq: int, ts_ns: int, alert: Mapping[str, Any],
-                session_id: str | None) -> rec.Record:
+                session_id: str | None, topic: str = "") -> rec.Record:
     details = alert.get("details") or {}
     return ev.make_event(
-        msg_id("alert", src, epoch, seq), utc(ts_ns / 1e9), ev.ALERT, session_id=session_id,
+        msg_id("alert", src, epoch, seq, topic), utc(ts_ns / 1e9), ev.ALERT, session_id=session_id,
         severity=_SEVERITY.get(str(alert.get("severity", "")).lower(), "WARNING"),
         source=alert.get("service") or src, symbol=details.get("symbol") if isinstance(details, Mapping) else None,
         message=alert.get("message"), data={"kind": alert.get("kind"), "details": details},
@@ -212,11 +212,11 @@ def alert_event(src: str, epoch: int, seq: int, ts_ns: int, alert: Mapping[str, 
 
 
 def state_event(src: str, epoch: int, seq: int, ts_ns: int, previous: str, state: Mapping[str, Any],
-                session_id: str | None) -> rec.Record:
+                session_id: str | None, topic: str = "") -> rec.Record:
     new = state.get("state", "")
     severity = {"HALTED": "CRITICAL", "DEGRADED": "WARNING"}.get(new, "INFO")
     return ev.make_event(
-        msg_id("state", src, epoch, seq), utc(ts_ns / 1e9), SYSTEM_STATE, session_id=session_id,
+        msg_id("state", src, epoch, seq, topic), utc(ts_ns / 1e9), SYSTEM_STATE, session_id=session_id,
         severity=severity, source=src, message=f"system {previous or '?'} -> {new}",
         data={"from": previous, "to": new, "event": state.get("event", ""), "issues": list(state.get("issues", [])),
               "halted_reason": state.get("halted_reason", "")},
@@ -224,9 +224,9 @@ def state_event(src: str, epoch: int, seq: int, ts_ns: int, previous: str, state
 
 
 def gap_event(src: str, epoch: int, seq: int, ts_ns: int, delivery: str, missed: int,
-              session_id: str | None, what: str) -> rec.Record:
+              session_id: str | None, what: str, topic: str = "") -> rec.Record:
     return ev.make_event(
-        msg_id("gap", src, epoch, seq), utc(ts_ns / 1e9), STREAM_GAP, session_id=session_id, severity="WARNING",
+        msg_id("gap", src, epoch, seq, topic), utc(ts_ns / 1e9), STREAM_GAP, session_id=session_id, severity="WARNING",
         source="persistence", message=f"{src}: {delivery} ({missed or 'unknown number of'} message(s) missed); {what}",
         data={"publisher": src, "delivery": delivery, "missed": missed, "epoch": epoch, "seq": seq},
     )

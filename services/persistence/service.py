@@ -336,7 +336,7 @@ class Persistence(runtime.Service):
                 self._paper_trade(messages.to_wire(body))
             elif isinstance(body, messages.Alert):
                 self._keep_write("events", intake.alert_event(env.src, env.epoch, env.seq, env.ts,
-                                                              messages.to_wire(body), self._session_id()))
+                                                              messages.to_wire(body), self._session_id(), env.topic))
                 self.count("alerts_logged")
             elif isinstance(body, messages.SysState):
                 self._sys_state(env, body)
@@ -366,7 +366,7 @@ class Persistence(runtime.Service):
             self._stop_reason = reason
         if body.state != self._last_state:
             self._keep_write("events", intake.state_event(env.src, env.epoch, env.seq, env.ts, self._last_state,
-                                                          messages.to_wire(body), self._session_id()))
+                                                          messages.to_wire(body), self._session_id(), env.topic))
             self.count("state_changes_logged")
             self._last_state = body.state
 
@@ -383,7 +383,7 @@ class Persistence(runtime.Service):
             what = ("the paper trader persists its own trades; alerts may be missing" if env.src == "paper"
                     else "alerts from it may be missing")
             self._keep_write("events", intake.gap_event(env.src, env.epoch, env.seq, env.ts, seen.delivery.value,
-                                                        seen.missed, self._session_id(), what))
+                                                        seen.missed, self._session_id(), what, env.topic))
             self.count("gaps_logged")
 
     def _connector_heartbeat(self, hb: messages.Heartbeat) -> None:

@@ -115,3 +115,11 @@ def test_config_sinks_section_is_what_the_factory_validates():
     for name, model in SinksConfig.model_fields.items():
         ours = type(getattr(cfg.persistence.sinks, name)).model_fields
         assert set(ours) == set(model.annotation.model_fields), name
+
+
+def test_alerts_on_different_topics_with_the_same_seq_get_different_ids():
+    # seq counts per publisher and topic: alert.watchdog #1 and alert.halted #1 are two different messages
+    alert = {"kind": "k", "severity": "warning", "message": "m", "service": "orchestrator", "details": {}}
+    a = intake.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.watchdog")
+    b = intake.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.halted")
+    assert a.id != b.id
