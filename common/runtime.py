@@ -412,6 +412,7 @@ class Service:
         if self.pub:
             self._heartbeat(time.monotonic())
         flush_until = time.monotonic() + self.cfg.runtime.stop_timeout_s / 2
+        self._store_retry_at = 0.0  # no back-off now: this is the last chance
         while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
             self._drive_outbox(time.monotonic())
             if self._store is not None and self._store.pending is not None:

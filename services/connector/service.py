@@ -194,6 +194,9 @@ class Connector(runtime.Service):
                     raise _op_error(exc, what) from exc
             self.beat_if_due()
             self._drain_events()
+            if self._stop:  # SIGTERM while waiting: answer now, the process is stopping
+                fut.cancel()
+                raise bus.OpError("stopping", f"{what}: the connector is stopping")
             if deadline is not None and time.monotonic() >= deadline:
                 fut.cancel()
                 raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
@@ -201,6 +204,8 @@ class Connector(runtime.Service):
     def _need_broker(self) -> CTraderBroker:
         if self.broker is None or self._aio is None:
             raise bus.OpError("not_connected", "the broker is not connected (connector.connect has not run)")
+        if not self._session_open:  # closed on purpose (connector.disconnect): fail fast, never wait on it
+            raise bus.OpError("not_connected", f"the broker is not connected ({self.conn_reason})")
         return self.broker
 
     async def _pump(self, broker: CTraderBroker) -> None:

@@ -38,6 +38,9 @@ PERSISTED_EVENTS = {
 }
 
 
+FLUSH_BEFORE_SHUTDOWN_S = 5.0  # at most this long, after the shutdown steps, for persistence to ack our events
+
+
 def _iso(ts_ns: int) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ns // 1_000_000_000))
     return f"{seconds}.{ts_ns // 1000 % 1_000_000:06d}Z"
@@ -71,6 +74,7 @@ class Orchestrator(runtime.Service):
         self.react_pending: set[str] = set()  # restarted services whose dependents must react
         self.shutdown_steps: deque[tuple[str, str]] = deque()  # run one after the other
         self._shutdown_sent = False
+        self._flush_until: float | None = None  # during a stop: until when our last events may hold it
 
     # ---- handshake ------------------------------------------------------------------------
     def ops(self) -> dict:
@@ -314,7 +318,11 @@ class Orchestrator(runtime.Service):
                 service, step = self.shutdown_steps.popleft()
                 self.pushes[service].append(step)
             else:
-                self._finish_shutdown()
+                if self._flush_until is None:
+                    self._flush_until = now + FLUSH_BEFORE_SHUTDOWN_S
+                if not len(self.outbox) or now >= self._flush_until:
+                    self._finish_shutdown()
+                # else: persistence is still up: let it acknowledge our last events before everything stops
         previous = self.system
         if now >= self._next_state_pub or self._system_state(now) != previous:
             self._publish_state(now)
