@@ -45,6 +45,7 @@ class ServiceView:
         self.epoch = epoch
         self.pid = pid
         self.steps = set(steps)
+        self.state = "WAITING"  # the new process's own heartbeat says more; never the old process's state
         self.last_hb = None
         self.hb = None
         self.progress_changed_at = now

@@ -80,3 +80,11 @@ def test_registry_counts_a_restart_per_new_pid_only():
     assert v.new_epoch(20, 101, [], 3.0) is True
     assert v.see_pid(101, 3.5) is False
     assert v.restarts == [3.0]
+
+
+def test_a_new_process_never_inherits_the_old_ones_state():
+    v = ServiceView("preditor")
+    v.new_epoch(10, 100, [], 1.0)
+    v.on_heartbeat(Heartbeat("preditor", 100, 10, "RUNNING", 1.0, 1), 2.0)
+    v.new_epoch(20, 101, [], 3.0)
+    assert (v.state, v.pid, v.hb, v.last_hb) == ("WAITING", 101, None, None)
