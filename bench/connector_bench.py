@@ -34,16 +34,12 @@ import yaml
 import zmq
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from harness import free_port  # noqa: E402
 
 from common import bus, config, messages  # noqa: E402
 from services.connector.sim.control import control  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
