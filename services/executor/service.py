@@ -86,6 +86,8 @@ class Executor(runtime.Service):
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
+        self._positions_fresh = False  # self.positions was fetched in this batch and no order went out since
+        self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
         self.orphans: list[str] = []
         self.lot_sizes: dict[str, int] = {}
         self.pip_positions: dict[str, int] = {}
@@ -188,6 +190,8 @@ class Executor(runtime.Service):
             self.count("symbol_info_failures")
             return inputs.SymbolData(symbol, None, None, None)
         data = inputs.symbol_data(symbol, raw, now, quote_time=now if self.connected is not False else None)
+        if data.volume_limits is not None and data.price_data is not None:
+            self._symbol_data[symbol] = data
         if data.volume_limits is not None:
             self.lot_sizes[symbol] = data.volume_limits.lot_size
         if data.price_data is not None and data.price_data.pip_position is not None:
@@ -392,6 +396,7 @@ class Executor(runtime.Service):
                 self._take_signal(sig, None, None)
         if not self.pending or not self.synced or now < self._retry_at:
             return
+        self._positions_fresh = False  # one positions request per batch of signals, again after any order
         if self.stopped:
             for sig, _seq, _epoch in self.pending.values():
                 self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
@@ -425,19 +430,18 @@ class Executor(runtime.Service):
             self.handled[symbol] = sig.bar_time
             self._emit_ack(ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time), sig)
             return "BAD_SIGNAL"
-        positions = self._fetch_positions()  # first: a connector that is down fails here, at once
-        data = self._fetch_symbol(symbol, now)
-        acct = self._fetch_account(now)
+        if not self._positions_fresh:  # first: a connector that is down fails here, at once
+            self._fetch_positions()
+            self._positions_fresh = True
+        # The sync decision reads the positions and the symbol's spec only; the quote and the account matter
+        # to an opening alone. So a signal that opens nothing costs no symbol_info/account round trip (a bar
+        # closing for many symbols reaches its orders sooner), and an opening is planned again on fresh data.
+        data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
+        plan = plan_signal(self._inputs(sig, stance, data, None, now))
+        if plan.decision.action == SyncAction.OPEN:
+            data = self._fetch_symbol(symbol, now)
+            plan = plan_signal(self._inputs(sig, stance, data, self._fetch_account(now), now))
         self.modelled.add(symbol)  # a signal proves a model
-        x = SignalInputs(
-            symbol=symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(symbol),
-            positions=positions, modelled=True, paused=self.paused, config=self.config.symbol(symbol),
-            risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
-            volume_limits=data.volume_limits, price_data=data.price_data, balance=acct.balance,
-            free_margin=acct.free_margin, leverage=acct.leverage, min_stop_distance=data.min_stop_distance,
-            action_index=sig.action if 0 <= sig.action <= 6 else None,
-            hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
-        plan = plan_signal(x)
         # decided: from here on the signal is consumed whatever happens to its orders
         self.previous[symbol] = stance
         self.handled[symbol] = sig.bar_time
@@ -454,6 +458,19 @@ class Executor(runtime.Service):
         for i, ack in enumerate(acks):
             self._emit_ack(ack, sig, i)
         return plan.decision.reason
+
+    def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
+                acct: inputs.AccountData | None, now: float) -> SignalInputs:
+        assert self.config is not None
+        return SignalInputs(
+            symbol=sig.symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(sig.symbol),
+            positions=self.positions, modelled=True, paused=self.paused, config=self.config.symbol(sig.symbol),
+            risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
+            volume_limits=data.volume_limits, price_data=data.price_data,
+            balance=acct.balance if acct else None, free_margin=acct.free_margin if acct else None,
+            leverage=acct.leverage if acct else None, min_stop_distance=data.min_stop_distance,
+            action_index=sig.action if 0 <= sig.action <= 6 else None,
+            hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
 
     def _open(self, order: OpenOrder, sig: messages.Signal, data: inputs.SymbolData, reason: str,
               allow_open: bool) -> Ack:
@@ -497,6 +514,7 @@ class Executor(runtime.Service):
         result for an id it has seen). A string is the error."""
         timeout = self.cfg.executor.order_timeout_s
         error = ""
+        self._positions_fresh = False  # whatever the outcome, the account may have changed
         for _attempt in range(2):
             try:
                 return self._call("connector", op, args, timeout)
