@@ -166,6 +166,7 @@ class Executor(runtime.Service):
             raise ConnectorDown(f"{op}: {exc}") from exc
 
     def _fetch_positions(self) -> list[RealPosition]:
+        self.count("positions_requests")
         raw = self._connector_call(messages.OP_POSITIONS.name, messages.NoArgs())
         try:
             self.positions = inputs.positions(raw, self.lot_sizes)
@@ -174,12 +175,14 @@ class Executor(runtime.Service):
         return self.positions
 
     def _fetch_account(self, now: float) -> inputs.AccountData:
+        self.count("account_requests")
         acct = inputs.account(self._connector_call(messages.OP_ACCOUNT.name, messages.NoArgs()))
         if acct.equity is not None:
             self.risk = risk_rules.on_equity(self.risk, acct.equity)
         return acct
 
     def _fetch_symbol(self, symbol: str, now: float) -> inputs.SymbolData:
+        self.count("symbol_info_requests")
         try:
             raw = self._call("connector", messages.OP_SYMBOL_INFO.name, messages.SymbolArgs(symbol))
         except (bus.RequestFailed, bus.RequestTimeout, wire.WireError) as exc:

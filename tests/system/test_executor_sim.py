@@ -321,3 +321,18 @@ def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
     finally:
         cleanup(alerts)
         r.close()
+
+
+def test_a_signal_that_opens_nothing_asks_the_connector_only_for_positions(rig):
+    def requests() -> dict[str, int]:
+        progress = rig.home.request("executor", "status")["progress"]
+        return {op: progress.get(f"{op}_requests", 0) for op in ("positions", "symbol_info", "account")}
+
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")  # the first signal of a symbol learns its spec
+    before = requests()
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    assert requests() == {**before, "positions": before["positions"] + 1}
+    assert final(rig.signal(LONG)) == ("OK", "EDGE")  # an opening plans again on a fresh quote and account
+    after = requests()
+    assert after["symbol_info"] == before["symbol_info"] + 1 and after["account"] == before["account"] + 1
+    assert rig.positions() == [("BUY", 100_000)]
