@@ -8,8 +8,10 @@ EURUSD H1 bars (history and live). The 20 models are the demo model relabelled f
 
 Latency = from the stand-in publishing ``bar.<SYM>.H1`` to the test's SUB receiving the ``signal.<SYM>``: the wire
 both ways, the twin step (features, HMM forward filter, policy), the signal, and the atomic snapshot write (fsync).
-With N models one bar per symbol is published at once; "per bar" is until the last of the N signals.
-Also printed: the twin step alone in this process (no wire, no file), for reference.
+With N models one bar per symbol is published at once; "per bar" is until the last of the N signals. The snapshots
+are written after the signals: ``--pause-ms`` (default 50) between bar times lets the preditor finish them, as the
+hour between two H1 closes does (``--pause-ms 0`` publishes the next bar as soon as the last signal is in).
+Also printed: the twin step alone in this process (no wire, no file), and its parts, for reference.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
 
 
-def run(n_models: int, n_bars: int, bars) -> dict:
+def run(n_models: int, n_bars: int, bars, pause_s: float) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"pbench{n_models}-"))
     models = root / "bench_models"
     models.mkdir()
@@ -69,6 +71,7 @@ def run(n_models: int, n_bars: int, bars) -> dict:
                 tap.wait_for(sym, t)
             per_bar.append(max(tap.arrived[(s, t)] for s in symbols) - start)
             per_signal += [tap.arrived[(s, t)] - start for s in symbols]
+            time.sleep(pause_s)
         status = home.request("preditor", "status")
         return {
             "models": n_models, "bars": n_bars,
@@ -87,37 +90,81 @@ def run(n_models: int, n_bars: int, bars) -> dict:
 
 
 def in_process_step(bars, n: int = 500) -> dict:
+    import numpy as np
     import torch
 
-    from common.twin.twin import initial_state, run, step
+    from common.twin.twin import _view, initial_state, next_emission_rows, observe, run, step
     from services.preditor import live
     from services.preditor.model_file import load_model
 
     torch.set_num_threads(1)
     model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    t0 = time.perf_counter()
     state, _ = run(model.spec, initial_state(model.model_id), bars[:HISTORY], model.policy_fn)
+    warmup_s = time.perf_counter() - t0
+    times, parts = [], {"emission row": [], "features + filter": [], "policy": [], "snapshot encode": []}
+    for i in range(HISTORY, HISTORY + n):
+        bar = live.twin_bar(messages.Bar("EURUSD", "H1", int(bars[i, 0]), *(float(x) for x in bars[i, 1:])))
+        t = time.perf_counter()
+        new, _ = step(model.spec, state, bar, model.policy_fn)
+        times.append(time.perf_counter() - t)
+        window = np.concatenate([state.bars, bar.row()[None, :]])[-model.spec.window:]
+        t1 = time.perf_counter()
+        rows = next_emission_rows(model.spec, state, window)
+        t2 = time.perf_counter()
+        obs = observe(model.spec, _view(model.spec, window, rows), state.position)
+        t3 = time.perf_counter()
+        model.policy_fn(obs)
+        t4 = time.perf_counter()
+        live.snapshot_bytes(new)
+        t5 = time.perf_counter()
+        for name, dt in zip(parts, (t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            parts[name].append(dt)
+        state = new
+    return {"step_p50_ms": 1000 * pct(times, 50), "step_p99_ms": 1000 * pct(times, 99), "warmup_s": warmup_s,
+            "parts_p50_ms": {name: 1000 * pct(xs, 50) for name, xs in parts.items()}}
+
+
+def in_process_twenty(bars, n: int = 100, n_models: int = 20) -> dict:
+    """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal."""
+    from common.twin.twin import initial_state, run, step
+    from services.preditor import live
+    from services.preditor.model_file import load_model
+
+    model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    state, _ = run(model.spec, initial_state(model.model_id), bars[:HISTORY], model.policy_fn)
+    states = [state] * n_models
     times = []
     for i in range(HISTORY, HISTORY + n):
         bar = live.twin_bar(messages.Bar("EURUSD", "H1", int(bars[i, 0]), *(float(x) for x in bars[i, 1:])))
         t = time.perf_counter()
-        state, _ = step(model.spec, state, bar, model.policy_fn)
+        for k in range(n_models):
+            states[k], decision = step(model.spec, states[k], bar, model.policy_fn)
+            messages.to_wire(live.signal_of(SYMBOLS[k], decision))
         times.append(time.perf_counter() - t)
-    return {"step_p50_ms": 1000 * pct(times, 50), "step_p99_ms": 1000 * pct(times, 99)}
+    return {"p50_ms": 1000 * pct(times, 50), "p99_ms": 1000 * pct(times, 99)}
+
+
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bars", type=int, default=300, help="live bars per run")
     p.add_argument("--models", type=int, nargs="+", default=[1, 20])
+    p.add_argument("--pause-ms", type=float, default=50.0, help="pause after each bar time's signals")
     args = p.parse_args()
     bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores: above 2 the figures include waiting for a CPU)")
     step = in_process_step(bars)
-    print(f"twin step in-process (demo model, no wire, no file): p50 {step['step_p50_ms']:.2f} ms, "
-          f"p99 {step['step_p99_ms']:.2f} ms")
+    print(f"twin step in-process (demo model, no wire, no file): p50 {step['step_p50_ms']:.3f} ms, "
+          f"p99 {step['step_p99_ms']:.3f} ms; in-process warmup over {HISTORY} bars {step['warmup_s']:.2f} s")
+    print("  parts, p50: " + ", ".join(f"{k} {v:.3f} ms" for k, v in step["parts_p50_ms"].items()))
+    twenty = in_process_twenty(bars)
+    print(f"20 twins stepped in-process for one bar time (+ their signals, no wire, no file): "
+          f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
     for n in args.models:
-        r = run(n, args.bars, bars)
-        print(f"\n{n} model(s), {r['bars']} live bars, {r['signals']} signals")
+        r = run(n, args.bars, bars, args.pause_ms / 1000)
+        print(f"\n{n} model(s), {r['bars']} live bars, {r['signals']} signals, pause {args.pause_ms:g} ms")
         print(f"  per bar (publish -> last signal received): p50 {r['per_bar_p50_ms']:.2f} ms, "
               f"p99 {r['per_bar_p99_ms']:.2f} ms")
         print(f"  first signal of a bar p50 {r['first_signal_p50_ms']:.2f} ms; any signal p50 "

@@ -11,7 +11,8 @@ therefore computes bit-identical floats. Concretely:
   left on the seed after 350 bars is part of the feature's definition, not an error, because training sees it too;
 - every rolling sum adds its terms oldest first, one elementwise operation per term, so computing many windows at
   once (training) and one window (live) performs the same float operations on the same numbers. Sessions use a
-  24-entry sine table, so no transcendental function depends on the array shape there.
+  24-entry sine table, so no transcendental function depends on the array shape there. The live step computes
+  its last bar with ``last_bar`` (the same operations on Python floats, tested bit-equal to these functions).
 
 All functions take ``bars`` (n, 6 float64, see ``common.twin.bars``) and ``ends`` (bar indices t) and return one
 row per end. HMM and RL periods are separate parameter sets (lessons.md A2).
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.twin import cloops
 from common.twin.bars import CLOSE, HIGH, LOW, TIME, VOLUME
 
 N_MARKET_FEATURES = 6
@@ -124,13 +126,22 @@ def _true_range(bars: np.ndarray, idx: np.ndarray, starts: np.ndarray) -> np.nda
 def trend_ema(bars: np.ndarray, ends: np.ndarray, window: int, period: int) -> np.ndarray:
     """EMA(adjust=False) of the closes of each window, seeded with the window's first close.
 
-    One window runs on Python floats (fast for live), many on numpy columns; the operations are the same
-    IEEE-754 double operations in the same order, so both give the same bits.
+    The loop is C (``cloops.ema``), the same loop for one window and many; ``trend_ema_reference`` is its
+    specification (the tests hold the C loop to it bit for bit).
     """
+    starts = np.asarray(ends, dtype=np.int64) - window + 1
+    out = np.empty(len(starts))
+    cloops.ema(np.ascontiguousarray(bars[:, CLOSE]), starts, window, 2.0 / (period + 1), out)
+    return out
+
+
+def trend_ema_reference(bars: np.ndarray, ends: np.ndarray, window: int, period: int) -> np.ndarray:
+    """``trend_ema``'s specification. One window runs on Python floats, many on numpy columns; the operations are
+    the same IEEE-754 double operations in the same order, so both give the same bits."""
     close = bars[:, CLOSE]
     alpha = 2.0 / (period + 1)
-    starts = ends - window + 1
-    if len(ends) == 1:
+    starts = np.asarray(ends, dtype=np.int64) - window + 1
+    if len(starts) == 1:
         steps: list = close[starts[0]:starts[0] + window].tolist()
     else:
         steps = [close[starts + j] for j in range(window)]

@@ -5,7 +5,9 @@ Decode methods (the model metadata names one; an unknown name is refused):
 - ``forward_filter``: for bar t, run the HMM forward filter from ``startprob`` over the HMM features of the bars of
   the window ending at t (from the window's first bar whose features are all defined) and take the most probable
   state at t. Causal, uses the transition matrix, and a pure function of the window: the trainer (all bars at
-  once) and the preditor (one window) run the same elementwise float operations in the same order.
+  once) and the preditor (one window) run the same float operations in the same order. The filter's loop is C
+  (``cloops.forward_filter``, the same loop for one window and many); ``forward_filter_reference`` is its Python
+  specification, which the tests hold it to bit for bit.
 - ``single_observation``: argmax of log startprob + log emission of bar t alone. This is what the legacy
   reference did live (``hmm.predict`` on one row); kept only to run trusted legacy models.
 """
@@ -13,9 +15,13 @@ Decode methods (the model metadata names one; an unknown name is refused):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+
+from common.twin import cloops
 
 FORWARD_FILTER = "forward_filter"
 SINGLE_OBSERVATION = "single_observation"
@@ -62,6 +68,21 @@ class HmmParams:
     def n_features(self) -> int:
         return self.means.shape[1]
 
+    @cached_property
+    def gaussians(self) -> Gaussians:
+        return Gaussians.of(self)
+
+    @cached_property
+    def contiguous(self) -> tuple[np.ndarray, np.ndarray]:
+        """startprob and transmat as C-contiguous float64 (what the C filter reads)."""
+        return (np.ascontiguousarray(self.startprob, dtype=np.float64),
+                np.ascontiguousarray(self.transmat, dtype=np.float64))
+
+    @cached_property
+    def log_startprob(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.startprob)
+
     def to_dict(self) -> dict[str, object]:
         return {"covariance_type": "full", "startprob": self.startprob.tolist(),
                 "transmat": self.transmat.tolist(), "means": self.means.tolist(), "covars": self.covars.tolist()}
@@ -73,9 +94,31 @@ class HmmParams:
         return cls(*(np.asarray(d[k], dtype=np.float64) for k in ("startprob", "transmat", "means", "covars")))
 
 
+@dataclass(frozen=True, eq=False)
+class Gaussians:
+    """Per-state constants of the emission densities, computed once per ``HmmParams`` and shared by the many-rows
+    (numpy) and the one-row (Python floats) paths: ``chol`` (K, D, D) and ``offset[k]`` = log det + D log 2 pi."""
+
+    chol: np.ndarray
+    offset: tuple[float, ...]
+    means_rows: tuple[tuple[float, ...], ...]
+    chol_rows: tuple[tuple[tuple[float, ...], ...], ...]
+
+    @classmethod
+    def of(cls, params: HmmParams) -> Gaussians:
+        chol = np.linalg.cholesky(params.covars)
+        d = params.n_features
+        offset = []
+        for k in range(params.n_states):
+            log_det = 2.0 * sum(math.log(chol[k, i, i]) for i in range(d))
+            offset.append(log_det + d * math.log(2 * math.pi))
+        return cls(chol, tuple(offset), tuple(tuple(m) for m in params.means.tolist()),
+                   tuple(tuple(tuple(r) for r in c) for c in chol.tolist()))
+
+
 def log_emissions(params: HmmParams, x: np.ndarray) -> np.ndarray:
     """(M, K) Gaussian log densities of the rows of ``x`` (M, D) under each state, elementwise only."""
-    chol = np.linalg.cholesky(params.covars)
+    g = params.gaussians
     d = params.n_features
     out = np.empty((len(x), params.n_states))
     for k in range(params.n_states):
@@ -84,13 +127,47 @@ def log_emissions(params: HmmParams, x: np.ndarray) -> np.ndarray:
         for i in range(d):
             zi = x[:, i] - params.means[k, i]
             for j in range(i):
-                zi = zi - chol[k, i, j] * z[j]
-            zi = zi / chol[k, i, i]
+                zi = zi - g.chol[k, i, j] * z[j]
+            zi = zi / g.chol[k, i, i]
             z.append(zi)
             maha = maha + zi * zi
-        log_det = 2.0 * sum(math.log(chol[k, i, i]) for i in range(d))
-        out[:, k] = -0.5 * (maha + (log_det + d * math.log(2 * math.pi)))
+        out[:, k] = -0.5 * (maha + g.offset[k])
     return out
+
+
+def log_emission_row(params: HmmParams, x: Sequence[float]) -> list[float]:
+    """``log_emissions`` of one row on Python floats: the same operations in the same order, the same bits."""
+    g = params.gaussians
+    out = []
+    for mean, chol, offset in zip(g.means_rows, g.chol_rows, g.offset, strict=True):
+        z: list[float] = []
+        maha = 0.0
+        for i, (xi, mi, ci) in enumerate(zip(x, mean, chol, strict=True)):
+            zi = xi - mi
+            for j in range(i):
+                zi = zi - ci[j] * z[j]
+            zi = zi / ci[i]
+            z.append(zi)
+            maha = maha + zi * zi
+        out.append(-0.5 * (maha + offset))
+    return out
+
+
+def scaled_emissions(log_b: np.ndarray) -> np.ndarray:
+    """exp(log_b - row max): per-row scaling, which the filter's normalisation at every step cancels."""
+    peak = log_b[:, 0]
+    for k in range(1, log_b.shape[1]):
+        peak = np.maximum(peak, log_b[:, k])
+    return np.exp(log_b - peak[:, None])
+
+
+def scaled_emission_row(log_row: Sequence[float]) -> np.ndarray:
+    """``scaled_emissions`` of one row: max and differences on Python floats (np.maximum's NaN rule), exp by
+    numpy as for many rows (libm's exp may round differently)."""
+    peak = log_row[0]
+    for v in log_row[1:]:
+        peak = peak if (peak >= v or peak != peak) else v
+    return np.exp(np.array([v - peak for v in log_row]))
 
 
 def _normalise(alpha: list) -> list:
@@ -101,11 +178,12 @@ def _normalise(alpha: list) -> list:
     return [a / safe for a in alpha]
 
 
-def _forward_filter(startprob: list[float], transmat: list[list[float]], emissions: list) -> list:
-    """Filtered state probabilities after the last step; ``emissions[step][k]`` is a float or a column.
+def forward_filter_reference(startprob: list[float], transmat: list[list[float]], emissions: list) -> list:
+    """The forward filter's specification: the filtered state probabilities after the last step.
 
-    Python floats (one window, fast) and numpy columns (many windows) run the same IEEE-754 double operations
-    in the same order, so both give the same bits.
+    ``emissions[step][k]`` is a float or a column. Python floats (one window) and numpy columns (many windows)
+    run the same IEEE-754 double operations in the same order, so both give the same bits, and so does the C
+    loop (``forward_filter``) that the preditor and the trainer run.
     """
     alpha = _normalise([p * e for p, e in zip(startprob, emissions[0], strict=True)])
     for e in emissions[1:]:
@@ -116,6 +194,25 @@ def _forward_filter(startprob: list[float], transmat: list[list[float]], emissio
     return alpha
 
 
+def forward_filter(params: HmmParams, b: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
+    """(len(ends), K): filtered probabilities after row e from rows e-lookback+1 .. e of ``b`` (M, K), in C."""
+    startprob, transmat = params.contiguous
+    out = np.empty((len(ends), params.n_states))
+    cloops.forward_filter(startprob, transmat, np.ascontiguousarray(b, dtype=np.float64),
+                          np.ascontiguousarray(ends, dtype=np.int64), lookback, out)
+    return out
+
+
+def filter_states(params: HmmParams, b: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
+    """The most probable state after each end (the first on a tie, as the reference's numpy argmax)."""
+    return np.argmax(forward_filter(params, b, ends, lookback), axis=1)
+
+
+def single_observation_states(params: HmmParams, log_b: np.ndarray) -> np.ndarray:
+    """argmax of log startprob + log emission, per row of ``log_b`` (M, K)."""
+    return np.argmax(params.log_startprob + log_b, axis=1)
+
+
 def decode_states(params: HmmParams, method: str, features: np.ndarray, ends: np.ndarray,
                   lookback: int) -> np.ndarray:
     """The HMM state at each row index in ``ends`` of ``features`` (M, D), from rows end-lookback+1 .. end."""
@@ -124,18 +221,8 @@ def decode_states(params: HmmParams, method: str, features: np.ndarray, ends: np
     ends = np.asarray(ends, dtype=np.int64)
     log_b = log_emissions(params, features)
     if method == SINGLE_OBSERVATION:
-        with np.errstate(divide="ignore"):
-            return np.argmax(np.log(params.startprob) + log_b[ends], axis=1)
+        return single_observation_states(params, log_b[ends])
     first = ends - lookback + 1
     if len(ends) and first.min() < 0:
         raise ValueError("every lookback must lie inside the features")
-    peak = log_b[:, 0]
-    for k in range(1, params.n_states):
-        peak = np.maximum(peak, log_b[:, k])
-    b = np.exp(log_b - peak[:, None])  # per-row scaling: the filter normalises every step anyway
-    if len(ends) == 1:
-        emissions: list = b[first[0]:ends[0] + 1].tolist()
-    else:
-        emissions = [[b[first + step, k] for k in range(params.n_states)] for step in range(lookback)]
-    alpha = _forward_filter(params.startprob.tolist(), params.transmat.tolist(), emissions)
-    return np.atleast_1d(np.argmax(np.stack([np.asarray(a, dtype=np.float64) for a in alpha]), axis=0))
+    return filter_states(params, scaled_emissions(log_b), ends, lookback)

@@ -6,9 +6,13 @@
   if any, then ``history`` (``warmup_bars``) from the connector fast-forwarded silently, then ``subscribe`` since the
   last bar. Pushed again after a connector restart: a twin already running then catches up with signals.
 - Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
-  ``gaps.py``) is filled from history first, in order; then ``step``, one ``Signal`` on ``signal.<SYM>``, and the
-  snapshot written atomically. A new connector epoch makes every twin catch up from history; a sequence gap in a
-  ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
+  ``gaps.py``) is filled from history first, in order; then ``step`` and one ``Signal`` on ``signal.<SYM>``. The
+  snapshots are written (atomically) once no more bars wait, so when the bars of many symbols close together
+  every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a stream of
+  bars). A crash in between replays those bars from the previous snapshot on restart and publishes the same
+  signals again, which the executor and paper drop (``bar_time`` not after the last they handled). A new
+  connector epoch makes every twin catch up from history; a sequence gap in a ``bar.*`` stream makes its twin ask
+  history at its next bar even across a weekend.
 - Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
   bar pending and is retried; it is never predicted on a hole.
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
@@ -39,6 +43,7 @@ from services.preditor import gaps, live
 log = logging.getLogger("oracle.preditor")
 
 WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
+SNAPSHOT_DELAY_MAX_S = 1.0  # snapshots wait for the bars still arriving, at most this long
 
 
 def _import_model_code() -> None:
@@ -95,6 +100,8 @@ class Preditor(runtime.Service):
         self.warmup_retry_at: float | None = None  # set after the first warmup step, when a model failed it
         self.last_problem = ""
         self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
+        self.unsaved: dict[str, Track] = {}  # twins stepped since their last snapshot, by symbol
+        self.unsaved_since = 0.0
         self._connector: bus.Requester | None = None
         self._importer = threading.Thread(target=_import_model_code, name="import-torch", daemon=True)
         self._importer.start()
@@ -256,8 +263,12 @@ class Preditor(runtime.Service):
     def on_tick(self, now: float) -> None:
         if self.warmup_retry_at is not None and now >= self.warmup_retry_at:
             self._retry_warmups()
-        if now < self.retry_at or not (self.queue or self.catch_up_all):
-            return
+        if now >= self.retry_at and (self.queue or self.catch_up_all):
+            self._process_queue()
+        if self.unsaved:
+            self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
+
+    def _process_queue(self) -> None:
         try:
             if self.catch_up_all:
                 for track in self.tracks.values():
@@ -275,6 +286,10 @@ class Preditor(runtime.Service):
             self.last_problem = str(exc)
             return
         self.last_problem = ""
+
+    def _bars_arriving(self) -> bool:
+        """Are messages waiting on the SUB socket (more bars of the same close, most likely)?"""
+        return self.sub is not None and bool(self.sub.sock.poll(0, zmq.POLLIN))
 
     def _retry_warmups(self) -> None:
         self.warmup_retry_at = None
@@ -333,7 +348,9 @@ class Preditor(runtime.Service):
             self.publish(messages.signal_topic(track.symbol), live.signal_of(track.symbol, decision))
             track.signals += 1
             self.count("signals_sent")
-        self._write_snapshot(track)
+        if not self.unsaved:
+            self.unsaved_since = time.monotonic()
+        self.unsaved[track.symbol] = track
 
     # ---- snapshots (the only files this process writes) -------------------------------------------------
     def _snapshot_path(self, track: Track) -> Path:
@@ -348,6 +365,14 @@ class Preditor(runtime.Service):
         except OSError as exc:
             self.alert("snapshot_read_failed", "warning", f"{track.symbol}: cannot read {path}: {exc}; starting flat")
             return None
+
+    def _write_snapshots(self, force: bool = True) -> None:
+        """Write the snapshots of the twins stepped since their last one; unless ``force``d, stop as soon as bars
+        arrive (their signals go first; the rest are written at a later tick)."""
+        while self.unsaved and (force or not self._bars_arriving()):
+            symbol = next(iter(self.unsaved))
+            self._write_snapshot(self.unsaved.pop(symbol))
+            self.beat_if_due()
 
     def _write_snapshot(self, track: Track) -> None:
         """Atomically (temp file, fsync, rename). A failed write is alerted and the twin goes on: its signals
@@ -411,6 +436,7 @@ class Preditor(runtime.Service):
         return len(self.queue)
 
     def on_stop(self) -> None:
+        self._write_snapshots()
         if self._connector is not None:
             self._connector.close()
 

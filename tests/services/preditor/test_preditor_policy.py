@@ -48,3 +48,31 @@ def test_exported_weights_contain_only_the_actor(ppo):
 def test_malformed_weights_are_refused(state):
     with pytest.raises((ValueError, RuntimeError)):
         PolicyNet.from_state_dict(state)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_forward_gives_the_bits_of_the_layer_modules(ppo, activation):
+    """``forward`` calls F.linear and the activation directly: the same kernels as the modules, the same bits."""
+    net = PolicyNet.from_state_dict(actor_state_from_sb3(ppo.policy.state_dict()), activation=activation)
+    obs = torch.as_tensor(np.random.default_rng(1).normal(0, 2, (300, 14)).astype(np.float32))
+    with torch.inference_mode():
+        for o in obs:
+            x = o.reshape(1, -1)
+            assert torch.equal(net(x), net.action(net.hidden(x)))
+
+
+def test_the_demo_model_acts_as_through_its_modules():
+    from common.twin.bars import load_bars_csv
+    from common.twin.twin import initial_state, run
+    from services.preditor.model_file import load_model
+
+    model = load_model("models/EURUSD_H1.zip")
+    net = model.policy
+    _, decisions = run(model.spec, initial_state(), load_bars_csv("data/EURUSD_H1_2017.csv")[:700], model.policy_fn)
+    with torch.inference_mode():
+        for d in decisions:
+            x = torch.tensor([d.observation], dtype=torch.float32)
+            logits = net.action(net.hidden(x))
+            assert torch.equal(net(x), logits)
+            expected = torch.softmax(logits - logits.logsumexp(dim=-1, keepdim=True), dim=-1).argmax(dim=-1).item()
+            assert int(d.action) == expected
