@@ -94,6 +94,9 @@ class SimBroker(_Section):
     access_token: str = "sim-token"
     account_id: int = 1_000_001
     balance: PosFloat = 10_000.0
+    # benchmarks: SYN01..SYNnn, EURUSD-like symbols replaying the CSV, SYNk shifted k * offset bars (0 = aligned)
+    synthetic_symbols: int = Field(default=0, ge=0, le=999)
+    synthetic_offset_bars: int = Field(default=24, ge=0)
 
 
 class Broker(_Section):

@@ -15,6 +15,7 @@ Subclasses are the imperative shell of each service and override the ``on_*`` ho
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -70,6 +72,7 @@ class Service:
         self._next_hello = 0.0
         self._orch_silent_logged = False
         self.outbox = Outbox()  # records for persistence, kept until acknowledged
+        self._spool: int | None = None  # the outbox's file (fd): what a killed process had not got acknowledged
         self._store: bus.Requester | None = None
         self._store_retry_at = 0.0
         self._store_refusal = ""
@@ -118,8 +121,46 @@ class Service:
         self.publish(messages.alert_topic(kind), messages.Alert(kind, severity, message, self.name, details))
 
     def persist(self, table: str, record: dict) -> None:
-        """Hand a record (with its ``id``) to persistence; it is retried until acknowledged."""
+        """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
+        process after a crash or a kill -9: the record is written through to the outbox's spool file
+        (``<data_dir>/outbox/<service>.jsonl``) before this returns, and the file is emptied whenever
+        everything is acknowledged."""
+        if record.get("id") in self.outbox.pending:
+            return
         self.outbox.add(table, record)
+        try:
+            line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
+        except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
+            log.error("record %s not spooled: %s", record.get("id"), exc)
+            return
+        os.write(self._open_spool(), line.encode())  # in the OS once written: survives the process
+
+    def _open_spool(self) -> int:
+        if self._spool is None:
+            path = self._spool_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._spool = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return self._spool
+
+    def _spool_path(self) -> Path:
+        return self.cfg.path(self.cfg.data_dir) / "outbox" / f"{self.name}.jsonl"
+
+    def _restore_outbox(self) -> None:
+        """The records an earlier process of this service handed over without an acknowledgement (a duplicate of
+        one that was stored is acknowledged again: ids are deterministic and the store deduplicates)."""
+        try:
+            lines = self._spool_path().read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                self.outbox.add(entry["table"], entry["record"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by the kill
+        if len(self.outbox):
+            self._open_spool()  # emptied when they are acknowledged
+            logs.event(log, logging.INFO, "outbox restored", records=len(self.outbox))
 
     def add_reader(self, sock: zmq.Socket | int, on_readable: Callable[[], None]) -> None:
         """Poll one more socket or file descriptor in the loop (e.g. a pipe a thread writes to, to wake the
@@ -304,6 +345,8 @@ class Service:
                 return
             if reply.ok:
                 self.outbox.on_reply(reply.result.acked, reply.result.rejected)
+                if not len(self.outbox) and self._spool is not None:
+                    os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
                 for rid, why in reply.result.rejected.items():
                     log.error("persistence rejected record %s: %s", rid, why)
                 self._store_refusal = ""
@@ -343,6 +386,7 @@ class Service:
         except zmq.ZMQError as exc:
             log.error("cannot bind %s endpoints: %s", self.name, exc)
             return 1
+        self._restore_outbox()
         if self.subscribe_to:
             prefixes = sorted({p for ps in self.subscribe_to.values() for p in ps})
             endpoints = [self.cfg.endpoint(s, "pub") for s in self.subscribe_to]
@@ -418,7 +462,10 @@ class Service:
             if self._store is not None and self._store.pending is not None:
                 self._store.sock.poll(50)
         if len(self.outbox):
-            log.warning("stopping with %d records not yet acknowledged by persistence", len(self.outbox))
+            log.warning("stopping with %d records not yet acknowledged by persistence (kept in %s for the next "
+                        "start)", len(self.outbox), self._spool_path())
+        if self._spool is not None:
+            os.close(self._spool)
         for part in (self.orch, self._store, self.sub, self.rep, self.pub):
             if part is not None:
                 part.close()

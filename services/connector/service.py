@@ -20,6 +20,7 @@ of the broker client's own reconcile by label.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -28,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,19 @@ from services.connector.transport import TransportError
 log = logging.getLogger("oracle.connector")
 
 MAX_HISTORY_BARS = 50_000
+LATENCY_SAMPLES = 10_000  # bar close -> order sent samples kept for the status op
+
+
+def latency_summary(samples: Iterable[float]) -> dict:
+    """count, p50, p90, p99, max (ms, nearest rank) of the bar close -> order sent samples."""
+    xs = sorted(samples)
+    if not xs:
+        return {"count": 0}
+
+    def pct(q: float) -> float:
+        return round(xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))], 3)
+
+    return {"count": len(xs), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": round(xs[-1], 3)}
 
 
 class BrokerLoop:
@@ -138,10 +152,15 @@ class Connector(runtime.Service):
         self.broker_cfg: BrokerConfig | None = None
         self._pumping = False
         self._session_open = False  # broker.connect succeeded and no disconnect since (it reconnects by itself)
+        self._state_said = False  # the connection state published again once the publish grace is over
         self.connected = False
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # symbols whose live bars the broker delivers in this process
         self._last_bar_wall: dict[str, float] = {}  # symbol -> monotonic time of the last publication
+        # bar close -> order sent: when each symbol's last closed bar went out; an order for the symbol within one
+        # bar period of it adds a sample (ms), shown by the status op as `bar_to_order_ms`
+        self._bar_published: dict[str, float] = {}
+        self._bar_to_order_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
 
@@ -335,6 +354,11 @@ class Connector(runtime.Service):
     def _drain_events(self, limit: int = 10_000) -> None:
         if self.uptime() < self.cfg.connector.publish_grace_s:
             return  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
+        if not self._state_said and self.connected is not None:
+            # the connection state said at connect (within the grace) may have reached no one; a subscriber that
+            # heard the previous process say "disconnected" would believe it until the next change
+            self._state_said = True
+            self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
         for _ in range(limit):
             try:
                 ev = self._events.get_nowait()
@@ -410,8 +434,16 @@ class Connector(runtime.Service):
             messages.bar_topic(bar.symbol, tf),
             messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
         )
-        self._last_bar_wall[bar.symbol] = time.monotonic()
+        self._last_bar_wall[bar.symbol] = self._bar_published[bar.symbol] = time.monotonic()
         self.count("bars_published")
+
+    def _order_sent(self, symbol: str | None) -> None:
+        """An order for `symbol` goes to the broker now: a bar close -> order sent sample, when a bar of the symbol
+        was published less than one bar period ago (orders at boot or by an operator are not a bar's reaction)."""
+        t = self._bar_published.get(symbol or "")
+        tf = self.book.subscriptions.get(symbol or "")
+        if t is not None and tf is not None and time.monotonic() - t < TIMEFRAMES.get(tf, 0):
+            self._bar_to_order_ms.append((time.monotonic() - t) * 1000)
 
     def _set_connected(self, connected: bool, reason: str) -> None:
         changed = connected != self.connected or (not connected and reason != self.conn_reason)
@@ -655,6 +687,7 @@ class Connector(runtime.Service):
             }
             self._journal(journal.Entry(cid, "open", journal.SENT, time.time(), request))
         self.count("orders")
+        self._order_sent(a.symbol)
         res: OrderResult = self._wait(
             broker.market_order(
                 a.symbol,
@@ -693,13 +726,23 @@ class Connector(runtime.Service):
         if entry is not None and entry.status == journal.DONE:
             self.count("orders_replayed")
             return messages.OrderResult(**entry.result)
+        if entry is not None:
+            found = self._resolve_close(entry)
+            if found is not None:
+                self._journal(
+                    dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found))
+                )
+                self.count("orders_recovered")
+                return _wire_result(found)
         if key and entry is None:
             self._journal(
                 journal.Entry(
-                    a.client_order_id, "close", journal.SENT, time.time(), {"ticket": a.ticket, "lots": a.lots}
+                    a.client_order_id, "close", journal.SENT, time.time(),
+                    {"ticket": a.ticket, "lots": a.lots, "server_time": broker.server_time},
                 )
             )
         self.count("closes_requested")
+        self._order_sent(self.book.positions.get(str(a.ticket), {}).get("symbol"))
         res: OrderResult = self._wait(
             broker.close_position(a.ticket, a.lots), self._order_wait_s(), f"order_close {a.ticket}"
         )
@@ -716,6 +759,24 @@ class Connector(runtime.Service):
                 )
             )
         return _wire_result(res)
+
+    def _resolve_close(self, entry: journal.Entry) -> OrderResult | None:
+        """A full close sent before without a known outcome (this process, or one killed before the answer): the
+        position's closing deal when it is closed now; None (send it again) when it is still open."""
+        ticket, sent_at = entry.request.get("ticket"), entry.request.get("server_time")
+        if entry.request.get("lots") is not None or ticket is None or sent_at is None:
+            return None  # a partial close cannot be told from the position's state
+        broker = self._need_broker()
+        positions = self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "reconcile")
+        if any(p.ticket == int(ticket) for p in positions):
+            return None
+        until = max(broker.server_time or 0.0, time.time()) + 86_400
+        deals = self._wait(broker.get_deals(float(sent_at) - 3600, until), self.cfg.connector.op_timeout_s, "deals")
+        closing = [d for d in deals if d.closing and d.position_id == int(ticket)]
+        if not closing:
+            return None
+        d = closing[-1]
+        return OrderResult(True, entry.cid, ticket=int(ticket), price=d.price, volume=d.volume, recovered=True)
 
     def _op_order_amend(self, a: messages.OrderAmendArgs) -> messages.OrderResult:
         broker = self._need_broker()
@@ -752,6 +813,7 @@ class Connector(runtime.Service):
             "subscriptions": dict(self.book.subscriptions),
             "last_bar_time": dict(self.book.last),
             "journal": {"entries": len(self.journal), "path": str(self.journal_path)},
+            "bar_to_order_ms": latency_summary(self._bar_to_order_ms),
         }
 
 

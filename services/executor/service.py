@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from services.paper.model_meta import read_models
 log = logging.getLogger("oracle.executor")
 
 STATE_VERSION = 1
+ORDER_ATTEMPT_S = 5.0  # one order request's wait before it is asked again (same client order id)
 
 
 class ConnectorDown(RuntimeError):
@@ -80,8 +81,10 @@ class Executor(runtime.Service):
         self.modelled: set[str] = set()
         self.paused = False
         self.risk = risk_rules.RiskState(None, None, None)
-        self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (by this process)
+        self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (kept in the state file)
         self.handled: dict[str, int] = {}  # bar time of that signal
+        self._last_acks: list[dict] = []  # the records of the last evaluation's acks (kept in the state file)
+        self._intent: dict | None = None  # the orders of a signal being carried out (kept in the state file)
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
@@ -118,9 +121,20 @@ class Executor(runtime.Service):
         self.paused = bool(data.get("paused", False))
         with contextlib.suppress(KeyError, TypeError, ValueError):
             self.risk = risk_rules.RiskState.from_dict(data["risk"])
+        for symbol, last in (data.get("last") or {}).items():  # absent: written before a crash of an older version
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                self.previous[symbol] = Stance(Direction(last["direction"]), int(last["intensity"]))
+                self.handled[symbol] = int(last["bar_time"])
+        self._intent = data.get("intent") if isinstance(data.get("intent"), dict) else None
+        for record in data.get("acks") or []:  # the last evaluation's acks, maybe not handed over before a crash
+            if isinstance(record, dict) and record.get("id"):
+                self.persist("acks", record)
 
     def _save_state(self) -> None:
-        text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict()})
+        last = {s: {"bar_time": t, "direction": int(self.previous[s].direction),
+                    "intensity": self.previous[s].intensity} for s, t in self.handled.items() if s in self.previous}
+        text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict(),
+                           "last": last, "acks": self._last_acks, "intent": self._intent})
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -185,10 +199,14 @@ class Executor(runtime.Service):
         self.count("symbol_info_requests")
         try:
             raw = self._call("connector", messages.OP_SYMBOL_INFO.name, messages.SymbolArgs(symbol))
-        except (bus.RequestFailed, bus.RequestTimeout, wire.WireError) as exc:
-            # unknown symbol, no quote yet (the connector waits for one), or no answer: the plan fails closed on
-            # openings (NO_SYMBOL_DATA / NO_QUOTE) and closes still go; a connector that is down fails the
-            # positions request that follows
+        except (bus.RequestTimeout, wire.WireError) as exc:
+            # no answer: the connector is down (or died with the request); the signal is retried when it is back
+            # (the positions may be fresh from a moment ago: this is the only request that sees it)
+            self.count("symbol_info_failures")
+            raise ConnectorDown(f"symbol_info {symbol}: {exc}") from exc
+        except bus.RequestFailed as exc:
+            # unknown symbol, or no quote yet (the connector waits for one): the plan fails closed on openings
+            # (NO_SYMBOL_DATA / NO_QUOTE) and closes still go
             log.warning("symbol_info %s: %s", symbol, exc)
             self.count("symbol_info_failures")
             return inputs.SymbolData(symbol, None, None, None)
@@ -202,10 +220,10 @@ class Executor(runtime.Service):
         return data
 
     # ---- publishing and persisting ------------------------------------------------------------
-    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0) -> None:
+    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None) -> None:
         body = messages.Ack(**ack.wire_body())
         self.publish(messages.ack_topic(ack.symbol), body)
-        self.persist("acks", inputs.ack_record(ack, time.time(), signal, index, self.epoch))
+        self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
         self.count(f"acks_{ack.status.value.lower()}")
         logs.event(log, logging.INFO, "ack", symbol=ack.symbol, bar_time=ack.bar_time, action=ack.action,
                    status=ack.status.value, reason=ack.reason, cid=ack.client_order_id or "")
@@ -282,6 +300,12 @@ class Executor(runtime.Service):
             if sig.bar_time <= self.handled.get(symbol, -1):
                 continue
             self._persist_signal(sig)
+            if self._next_bar(symbol, sig.bar_time):
+                # the bar right after the last one evaluated (before a crash, or while the connector restarted):
+                # a live signal missed by a moment, evaluated as live once synced, as it would have been
+                self.pending[symbol] = (sig, seq, epoch)
+                evaluated[symbol] = "live"
+                continue
             try:
                 evaluated[symbol] = self._evaluate(sig, allow_open=False)
             except ConnectorDown as exc:
@@ -292,6 +316,11 @@ class Executor(runtime.Service):
                 "last_signals": len(last), "last_signals_note": why, "evaluated": evaluated,
                 "lot_problems": lot_problems,
                 "paused": self.paused, "halted": self.halted, "dry_run": self.dry_run}
+
+    def _next_bar(self, symbol: str, bar_time: int) -> bool:
+        """`bar_time` is the bar after the last one evaluated for `symbol` (one timeframe later)."""
+        last, step = self.handled.get(symbol), TIMEFRAMES.get(self.timeframes.get(symbol, ""))
+        return last is not None and step is not None and 0 < bar_time - last <= step
 
     def _check_lots(self, now: float) -> dict[str, dict[int, str]]:
         """Configured lots of every enabled modelled symbol against the broker's volume limits (an alert per symbol
@@ -318,6 +347,8 @@ class Executor(runtime.Service):
         # an ordered stop ends the session: the next boot measures drawdown from its own start balance (a crash
         # or kill keeps it). A halt stays until a person lifts it.
         self.risk = replace(self.risk, session_start_balance=None, peak_equity=None)
+        self.previous.clear()  # and the next boot's first signal is a first signal again
+        self.handled.clear()
         self._save_state()
         if not self.cfg.close_on_exit:
             return {"stopped": True, "closed": []}
@@ -394,9 +425,17 @@ class Executor(runtime.Service):
             self._last_signals_at = now
             last, why = self._ask_last_signals()
             if why:
-                log.warning("after a gap in the preditor's stream: %s", why)
+                log.warning("after a gap in the preditor's stream: %s; asked again", why)
+                self._want_last_signals = True  # a preditor still loading after its restart answers later
             for sig in last:
                 self._take_signal(sig, None, None)
+        if self._intent is not None and self.synced and not self.stopped and now >= self._retry_at:
+            try:  # before any newer signal: its plan must see the account these orders make
+                self._replay_intent()
+            except ConnectorDown as exc:
+                self._retry_at = now + 1.0
+                log.warning("orders of a signal decided before a restart wait for the connector: %s", exc)
+                return
         if not self.pending or not self.synced or now < self._retry_at:
             return
         self._positions_fresh = False  # one positions request per batch of signals, again after any order
@@ -452,15 +491,59 @@ class Executor(runtime.Service):
         self.count("signals_evaluated")
         if plan.halt and plan.risk is not None:
             self._halt(plan.risk.reason, plan.risk.detail)
+        if (plan.closes or plan.open is not None) and plan.ack is None and not self.dry_run:
+            # write-ahead: a crash while these orders are out carries out the same orders again (same client
+            # order ids: the connector answers their first result), never decides the signal again on an account
+            # they have already changed
+            sides = {p.ticket: int(p.direction) for p in self.positions}
+            self._intent = {
+                "signal": messages.to_wire(sig), "action": plan.decision.action.value,
+                "reason": plan.decision.reason, "allow_open": allow_open,
+                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in plan.closes],
+                "open": {**asdict(plan.open), "direction": int(plan.open.direction)} if plan.open else None}
+            self._save_state()
         acks: list[Ack] = []
         acks += self._send_closes(list(plan.closes), plan.decision.action.value, sig)
         if plan.open is not None:
             acks.append(self._open(plan.open, sig, data, plan.decision.reason, allow_open))
         if plan.ack is not None:
             acks.append(plan.ack)
-        for i, ack in enumerate(acks):
-            self._emit_ack(ack, sig, i)
+        self._finish(sig, acks)
         return plan.decision.reason
+
+    def _finish(self, sig: messages.Signal, acks: list[Ack]) -> None:
+        """The signal is evaluated and its orders went out: that, the stance and the acks' records survive a crash
+        from here on (the next process hands the records to persistence again, never decides the signal again)."""
+        stamp = time.time()
+        self._last_acks = [inputs.ack_record(ack, stamp, sig, i, self.epoch) for i, ack in enumerate(acks)]
+        self._intent = None
+        self._save_state()
+        for i, (ack, record) in enumerate(zip(acks, self._last_acks, strict=True)):
+            self._emit_ack(ack, sig, i, record)
+
+    def _replay_intent(self) -> None:
+        """The orders of a signal an earlier process decided and died carrying out: the same orders again, the
+        acks the first process would have made. ConnectorDown: kept, retried."""
+        intent = self._intent
+        assert intent is not None
+        sig = messages.from_wire(messages.Signal, intent["signal"])
+        closes = [CloseOrder(c["ticket"], c["symbol"], c["volume"], c["client_order_id"], c["reason"])
+                  for c in intent["closes"]]
+        known = {p.ticket for p in self.positions}
+        self.positions += [RealPosition(c["ticket"], c["symbol"], Direction(c["direction"]), c["volume"], "")
+                           for c in intent["closes"] if c["direction"] is not None and c["ticket"] not in known]
+        order = None
+        if intent["open"] is not None:
+            order = OpenOrder(**{**intent["open"], "direction": Direction(intent["open"]["direction"])})
+            data = self._fetch_symbol(sig.symbol, time.time())
+        logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=sig.symbol,
+                   bar_time=sig.bar_time, closes=len(closes), open=order is not None)
+        acks = self._send_closes(closes, intent["action"], sig)
+        if order is not None:
+            acks.append(self._open(order, sig, data, intent["reason"], intent["allow_open"]))
+        self._positions_fresh = False
+        self.last_decisions[sig.symbol] = intent["reason"]
+        self._finish(sig, acks)
 
     def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
                 acct: inputs.AccountData | None, now: float) -> SignalInputs:
@@ -513,20 +596,35 @@ class Executor(runtime.Service):
                           side=order.direction, pip_position=pip, bar_time=sig.bar_time)
 
     def _order(self, op: str, args: Any, cid: str) -> messages.OrderResult | str:
-        """An order request; retried once with the same client order id (the connector answers the first
-        result for an id it has seen). A string is the error."""
-        timeout = self.cfg.executor.order_timeout_s
+        """An order request, asked again with the same client order id until answered or
+        `executor.order_timeout_s` has passed (the connector answers the first result for an id it has seen, also
+        after its own restart). A request lost with a connector that died is never answered: each attempt waits
+        ORDER_ATTEMPT_S at most, and a connector just restarted (not connected yet) is asked again. A string is
+        the error."""
+        deadline = time.monotonic() + self.cfg.executor.order_timeout_s
         error = ""
         self._positions_fresh = False  # whatever the outcome, the account may have changed
-        for _attempt in range(2):
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                return self._call("connector", op, args, timeout)
+                return self._call("connector", op, args, min(left, ORDER_ATTEMPT_S))
             except bus.RequestTimeout as exc:
                 error = f"timeout: {exc}"
                 log.warning("order %s: %s; asking again with the same id", cid, error)
-            except (bus.RequestFailed, wire.WireError) as exc:
+            except bus.RequestFailed as exc:
+                if exc.code != "not_connected":
+                    return f"{exc}"
+                error = f"{exc}"
+                self._pause(min(0.2, max(0.0, deadline - time.monotonic())))
+            except wire.WireError as exc:
                 return f"{exc}"
         return error
+
+    def _pause(self, seconds: float) -> None:
+        """Wait without missing a heartbeat."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+            self.beat_if_due()
 
     def _send_closes(self, closes: list[CloseOrder], action: str, sig: messages.Signal | None = None) -> list[Ack]:
         acks = []

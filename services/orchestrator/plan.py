@@ -38,7 +38,9 @@ BOOT: tuple[Step, ...] = (
 
 REACT: dict[str, tuple[tuple[str, str], ...]] = {
     "connector": (("executor", "executor.sync"), ("preditor", "preditor.warmup"), ("paper", "paper.warmup")),
-    "preditor": (("executor", "executor.sync"),),
+    # paper too: a bar the preditor decided during its warmup (it closed while the preditor was down) is never
+    # published; both take it from `last_signals` once the preditor is back
+    "preditor": (("executor", "executor.sync"), ("paper", "paper.warmup")),
     "persistence": (),
     "executor": (),
     "paper": (),

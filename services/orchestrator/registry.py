@@ -36,6 +36,10 @@ class ServiceView:
         self.pids.append(pid)
         if len(self.pids) > 1:
             self.restarts.append(now)
+            if self.restart_requested_at is None:
+                # a new process is booting (respawned by supervisord after a crash or a kill): the old one's
+                # heartbeat age says nothing about it; it gets the grace of a requested restart until its hello
+                self.restart_requested_at = now
             return True
         return False
 
@@ -49,9 +53,9 @@ class ServiceView:
         self.last_hb = None
         self.hb = None
         self.progress_changed_at = now
-        self.restart_requested_at = None
-        self.epochs_seen += 1
         self.see_pid(pid, now)
+        self.restart_requested_at = None  # it said hello: its heartbeats count from now on
+        self.epochs_seen += 1
         return replaced
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:

@@ -155,9 +155,14 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     rig.home.kill("executor")
     assert rig.acks.acks_for(kill_bar.time) == []  # killed before its fill was known
     wait_for(lambda: rig.ledger.sample(), 15, "the fill at the simulator")
-    start_executor(rig.home)  # load + sync: positions from the connector, last signals from the "preditor"
+    # load + sync, then the orders of the signal the killed process had decided (kept in its state file): the same
+    # order again, answered by the connector with the first result for its id, and the ack the killed one owed
+    start_executor(rig.home)
+    cid = client_order_id("EURUSD", kill_bar.time, OrderAction.OPEN)
+    acks = rig.acks.wait_ack(kill_bar.time)
+    assert [(a.status, a.reason, a.details["client_order_id"]) for a in acks] == [("OK", "EDGE", cid)], acks
     status = rig.home.request("executor", "status")
-    assert status["last_decisions"] == {"EURUSD": "SYNCED"}
+    assert status["last_decisions"] == {"EURUSD": "EDGE"}
     assert status["last_bar_time"] == {"EURUSD": kill_bar.time}
     rig.pred.signal(kill_bar, LONG, 1)  # the same signal again (a replay): ignored
     time.sleep(0.5)
@@ -165,7 +170,6 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     expect(LONG, 1, "OK", "SYNCED", [("BUY", 100_000)])
 
     # the broker ends as the sync rule says, and no client order id ever opened twice
-    cid = client_order_id("EURUSD", kill_bar.time, OrderAction.OPEN)
     assert [p["label"] for p in rig.ledger.sample()] == [cid]
     labels = rig.ledger.assert_no_duplicate()
     assert set(labels) == {*opened, cid}

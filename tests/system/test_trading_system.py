@@ -83,6 +83,8 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     assert [m.symbol for m in paper.poll() if isinstance(m, messages.PaperMetrics)]
     opened = [a for s in got for a in acks.acks_for(s.bar_time) if a.details.get("action") == "OPEN"]
     assert opened and all(a.status == "OK" for a in opened)  # the bundled model trades on this stretch
+    latency = home.request("connector", "status")["bar_to_order_ms"]  # bar close -> order sent, a sample per order
+    assert latency["count"] >= len(opened) and 0 < latency["p50"] <= latency["max"]
     cids = [a.details["client_order_id"] for a in opened]
     assert len(cids) == len(set(cids))
     # no order twice: one opening deal at the broker per acked open (a position may open and hit its SL

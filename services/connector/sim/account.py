@@ -97,6 +97,7 @@ class Account:
     leverage_in_cents: int = 10_000
     positions: dict[int, SimPosition] = field(default_factory=dict)
     deals: list[SimDeal] = field(default_factory=list)
+    orders: list[SimOrder] = field(default_factory=list)  # every filled order (opening and closing), in order
     next_id: int = 1
 
     def _new_id(self) -> int:
@@ -157,6 +158,7 @@ class Account:
         deal = SimDeal(did, oid, pid, spec.symbol_id, trade_side, volume, price, now_ms)
         self.positions[pid] = pos
         self.deals.append(deal)
+        self.orders.append(order)
         return Fill(order, deal, pos, closed=False)
 
     def close(
@@ -213,6 +215,7 @@ class Account:
             volume,
         )
         self.deals.append(deal)
+        self.orders.append(order)
         released = pos.used_margin * volume // pos.volume
         pos.used_margin -= released
         pos.volume -= volume
@@ -268,6 +271,7 @@ class Account:
             "next_id": self.next_id,
             "positions": [asdict(p) for p in self.positions.values()],
             "deals": [asdict(d) for d in self.deals],
+            "orders": [asdict(o) for o in self.orders],
         }
 
     @classmethod
@@ -282,4 +286,5 @@ class Account:
         for p in data["positions"]:
             acc.positions[p["position_id"]] = SimPosition(**p)
         acc.deals = [SimDeal(**d) for d in data["deals"]]
+        acc.orders = [SimOrder(**o) for o in data.get("orders", [])]  # absent in state files of older versions
         return acc

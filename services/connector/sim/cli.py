@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-bar", type=int, default=0, help="index of the first bar to replay")
     p.add_argument("--start-time", type=int, default=None, help="replay from the first bar at/after this Unix time")
     p.add_argument("--state", default=None, help="JSON file keeping positions, balance, deals and the cursor")
+    p.add_argument(
+        "--synthetic-symbols", type=int, default=0, help="also serve SYN01..SYNnn (EURUSD-like, the CSV shifted)"
+    )
+    p.add_argument(
+        "--synthetic-offset-bars", type=int, default=24, help="SYNk replays the CSV k * this many bars ahead (0: same)"
+    )
     p.add_argument("--client-id", default="sim-client")
     p.add_argument("--client-secret", default="sim-secret")
     p.add_argument("--access-token", default="sim-token")
@@ -65,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         account_id=args.account_id,
         balance=args.balance,
         heartbeat_interval=args.heartbeat,
+        synthetic_symbols=args.synthetic_symbols,
+        synthetic_offset_bars=args.synthetic_offset_bars,
     )
 
 
@@ -108,6 +116,8 @@ def config_from_settings(cfg: Any) -> SimConfig:
         access_token=sim.access_token,
         account_id=sim.account_id,
         balance=sim.balance,
+        synthetic_symbols=sim.synthetic_symbols,
+        synthetic_offset_bars=sim.synthetic_offset_bars,
     )
 
 

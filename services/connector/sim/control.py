@@ -15,6 +15,7 @@ Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": fals
 | reject_orders | count=1, code="NOT_ENOUGH_MONEY" | reject the next `count` new orders (ORDER_REJECTED) |
 | clear | | remove every fault rule |
 | save | | write the state file now |
+| orders | | every filled order, oldest first (order and position id, side, volume, price, client order id, closing) |
 
 Types are message names such as "ProtoOAExecutionEvent" or "ProtoOANewOrderReq"; no types = any.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ def handle(server: SimServer, req: dict[str, Any]) -> dict[str, Any]:
         faults.silent_until = faults.refuse_until = 0.0
     elif cmd == "save":
         server._save_state()
+    elif cmd == "orders":
+        return {"ok": True, "orders": [asdict(o) for o in server.account.orders]}
     else:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
     return {"ok": True}

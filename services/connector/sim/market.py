@@ -10,7 +10,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from services.connector.sim.catalog import SimSymbol
-from services.connector.sim.replay import CsvBar, forming, scale, tick_offsets, tick_prices
+from services.connector.sim.replay import CsvBar, forming, scale, shifted, tick_offsets, tick_prices
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Market:
     # ---- prices
     def bar(self, symbol_id: int, index: int) -> CsvBar:
         sym = self.symbols[symbol_id]
-        return scale(self.bars[index], self._factors[symbol_id], sym.spec.digits)
+        return scale(shifted(self.bars, index, sym.bar_offset), self._factors[symbol_id], sym.spec.digits)
 
     def bid_ask(self, symbol_id: int) -> tuple[float, float]:
         sym = self.symbols[symbol_id]

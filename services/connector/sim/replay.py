@@ -69,3 +69,12 @@ def scale(bar: CsvBar, factor: float, digits: int) -> CsvBar:
         round(bar.close * factor, digits),
         bar.volume,
     )
+
+
+def shifted(bars: list[CsvBar], index: int, offset: int) -> CsvBar:
+    """Bar ``index`` of a series ``offset`` bars ahead of ``bars``: the prices and volume of bar ``index + offset``
+    (wrapping around at the end) at bar ``index``'s time, so the clock is the same for every offset."""
+    if not offset:
+        return bars[index]
+    src = bars[(index + offset) % len(bars)]
+    return CsvBar(bars[index].time, src.open, src.high, src.low, src.close, src.volume)

@@ -23,7 +23,7 @@ from services.connector import framing, proto, timeframes, units
 from services.connector.ratelimit import SlidingWindow
 from services.connector.sim import wire
 from services.connector.sim.account import BUY, SELL, Account, Fill, SimError
-from services.connector.sim.catalog import ASSET_IDS, CATALOG, SimSymbol
+from services.connector.sim.catalog import ASSET_IDS, CATALOG, SimSymbol, symbols
 from services.connector.sim.certs import self_signed_pem, server_context
 from services.connector.sim.market import Market
 from services.connector.sim.replay import CsvBar, parse_csv
@@ -64,6 +64,8 @@ class SimConfig:
     history_page: int = 1000  # most bars one trendbar response holds
     rate_limit: int = 50
     history_rate_limit: int = 5
+    synthetic_symbols: int = 0  # SYN01..: EURUSD-like symbols replaying the CSV shifted (catalog.py)
+    synthetic_offset_bars: int = 24  # symbol k is k * this many bars ahead; 0 = all aligned
 
 
 @dataclass
@@ -114,8 +116,9 @@ class SimServer:
         self.period = timeframes.period_of(config.timeframe)
         self.tf_seconds = timeframes.seconds_of(config.timeframe)
         bars = bars if bars is not None else load_bars(config.csv_path)
-        self.symbols: dict[int, SimSymbol] = {s.spec.symbol_id: s for s in CATALOG.values()}
-        self.by_name = {s.spec.name: s.spec.symbol_id for s in CATALOG.values()}
+        served = symbols(config.synthetic_symbols, config.synthetic_offset_bars)
+        self.symbols: dict[int, SimSymbol] = {s.spec.symbol_id: s for s in served.values()}
+        self.by_name = {s.spec.name: s.spec.symbol_id for s in served.values()}
         state = self._load_state()
         start = config.start_bar
         if config.start_time is not None:

@@ -7,6 +7,7 @@ import pytest
 from common import config
 from services.connector import journal, settings
 from services.connector.models import Deal
+from services.connector.service import latency_summary
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
 
 # ---- bar publication state ---------------------------------------------------------------------
@@ -45,6 +46,12 @@ def test_subscriptions_merge_config_over_previous():
     subs, conflicts = merged_subscriptions({"EURUSD": "H1"}, {"EURUSD": "M15", "USDJPY": "H1"})
     assert subs == {"EURUSD": "H1", "USDJPY": "H1"} and conflicts == ["EURUSD"]
     assert compact_bar(1, 1.0, 2.0, 0.5, 1.5, 10.0) == [1, 1.0, 2.0, 0.5, 1.5, 10.0]
+
+
+def test_bar_to_order_latency_summary():
+    assert latency_summary([]) == {"count": 0}
+    got = latency_summary([float(x) for x in range(100, 0, -1)])
+    assert got == {"count": 100, "p50": 51.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
 
 
 # ---- order journal ------------------------------------------------------------------------------
@@ -173,3 +180,6 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
     assert sc.state_path == str(tmp_path / "var" / "data" / "sim-broker.json")
     bc = settings.broker_config(cfg, {})
     assert (bc.port, bc.client_id, bc.access_token, bc.account_id) == (7000, sc.client_id, sc.access_token, 1000001)
+    assert (sc.synthetic_symbols, sc.synthetic_offset_bars) == (0, 24)
+    many = config.Config.model_validate({"version": "2", "broker": {"sim": {"synthetic_symbols": 20}}})
+    assert config_from_settings(many).synthetic_symbols == 20

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.connector.sim.account import BUY, SELL, Account, SimError
-from services.connector.sim.catalog import CATALOG
+from services.connector.sim.catalog import CATALOG, symbols, synthetic
 from services.connector.sim.market import Market
-from services.connector.sim.replay import CsvBar, forming, parse_csv, tick_offsets, tick_prices
+from services.connector.sim.replay import CsvBar, forming, parse_csv, shifted, tick_offsets, tick_prices
 
 UP = CsvBar(0, 1.1000, 1.1050, 1.0990, 1.1040, 1000.0)
 DOWN = CsvBar(3600, 1.1040, 1.1045, 1.0950, 1.0960, 500.0)
@@ -55,6 +55,26 @@ def test_market_history_includes_the_forming_bar_only_at_the_cursor() -> None:
     assert [b.time for b in hist] == [0, 3600]
     assert hist[-1].close == DOWN.open  # forming: one tick seen
     assert m.history(1, 0, 10**10, count=1) == [hist[-1]]
+
+
+def test_synthetic_symbols_replay_the_csv_shifted_on_the_same_clock() -> None:
+    # first open = EURUSD's reference price: the synthetic series are the CSV's own prices
+    bars = [CsvBar(3600 * i, round(1.05236 + i / 1000, 5), round(1.2 + i / 1000, 5), 1.0, 1.15, float(i))
+            for i in range(10)]
+    assert symbols() == CATALOG  # none unless asked
+    syn = synthetic(3, offset_bars=2)
+    assert list(syn) == ["SYN01", "SYN02", "SYN03"]
+    assert [s.bar_offset for s in syn.values()] == [2, 4, 6]
+    assert len({s.spec.symbol_id for s in symbols(3, 2).values()}) == len(CATALOG) + 3
+    m = Market(bars, 3600, {s.spec.symbol_id: s for s in symbols(3, 2).values()}, 1, 4, bar_index=9)
+    sid = syn["SYN02"].spec.symbol_id
+    assert m.bar(sid, 1) == CsvBar(3600, bars[5].open, bars[5].high, bars[5].low, bars[5].close, bars[5].volume)
+    assert m.bar(sid, 8) == CsvBar(8 * 3600, *[getattr(bars[2], f) for f in ("open", "high", "low", "close", "volume")])
+    assert [b.time for b in m.history(sid, 0, 10**10)] == [b.time for b in bars]  # wraps, same clock
+    assert shifted(bars, 3, 0) is bars[3]
+    aligned = synthetic(2, offset_bars=0)
+    m = Market(bars, 3600, {s.spec.symbol_id: s for s in {**CATALOG, **aligned}.values()}, 1, 4)
+    assert m.bar(aligned["SYN02"].spec.symbol_id, 4) == m.bar(1, 4)  # the aligned worst case: EURUSD's bars
 
 
 def test_derived_symbols_keep_their_digits() -> None:
