@@ -327,7 +327,7 @@ def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
         r.close()
 
 
-def test_a_signal_that_opens_nothing_asks_the_connector_only_for_positions(rig):
+def test_a_signal_that_opens_nothing_asks_no_quote_and_no_account(rig):
     def requests() -> dict[str, int]:
         progress = rig.home.request("executor", "status")["progress"]
         return {op: progress.get(f"{op}_requests", 0) for op in ("positions", "symbol_info", "account")}
@@ -335,7 +335,9 @@ def test_a_signal_that_opens_nothing_asks_the_connector_only_for_positions(rig):
     assert final(rig.signal(WAIT)) == ("OK", "FLAT")  # the first signal of a symbol learns its spec
     before = requests()
     assert final(rig.signal(WAIT)) == ("OK", "FLAT")
-    assert requests() == {**before, "positions": before["positions"] + 1}
+    now = requests()  # positions: asked at most once (a fresh answer is shared by the signals of a moment)
+    assert now["positions"] - before["positions"] <= 1
+    assert (now["symbol_info"], now["account"]) == (before["symbol_info"], before["account"])
     assert final(rig.signal(LONG)) == ("OK", "EDGE")  # an opening plans again on a fresh quote and account
     after = requests()
     assert after["symbol_info"] == before["symbol_info"] + 1 and after["account"] == before["account"] + 1
