@@ -149,7 +149,7 @@ class Executor(_Section):
 class Paper(_Section):
     enabled: bool = True
     initial_balance: PosFloat = 10000.0
-    state_file: str = "paper-state.json"  # under data_dir: the paper book, written atomically after each bar
+    state_file: str = "paper-state.json"  # the paper book (+ .journal.jsonl), committed after each batch
 
 
 class SupabaseSinkSettings(_Section):

@@ -56,6 +56,7 @@ from services.connector.models import (
 )
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
 from services.connector.transport import TransportError
+from services.persistence.intake import real_trade_record
 
 log = logging.getLogger("oracle.connector")
 
@@ -376,38 +377,36 @@ class Connector(runtime.Service):
         elif isinstance(ev, OrderFilled):
             if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id):
                 self._save_state()
-            self.publish(
-                messages.fill_topic(ev.symbol),
-                messages.Fill(
-                    ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id
-                ),
+            fill = messages.Fill(
+                ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id
             )
+            self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
+            self.publish(messages.fill_topic(ev.symbol), fill)
             self.count("fills")
             self._next_account = 0.0
         elif isinstance(ev, PositionClosed):
             if ev.full and self.book.closed(ev.ticket):
                 self._save_state()
-            self.publish(
-                messages.closed_topic(ev.symbol),
-                messages.PositionClosed(
-                    ticket=ev.ticket,
-                    symbol=ev.symbol,
-                    direction=ev.direction,
-                    volume=ev.volume,
-                    entry_price=ev.entry_price,
-                    close_price=ev.close_price,
-                    gross_profit=ev.gross_profit,
-                    swap=ev.swap,
-                    commission=ev.commission,
-                    net_profit=ev.net_profit,
-                    time=ev.time,
-                    reason=ev.reason,
-                    external=ev.external,
-                    balance=ev.balance,
-                    label=ev.label,
-                    full=ev.full,
-                ),
+            closed = messages.PositionClosed(
+                ticket=ev.ticket,
+                symbol=ev.symbol,
+                direction=ev.direction,
+                volume=ev.volume,
+                entry_price=ev.entry_price,
+                close_price=ev.close_price,
+                gross_profit=ev.gross_profit,
+                swap=ev.swap,
+                commission=ev.commission,
+                net_profit=ev.net_profit,
+                time=ev.time,
+                reason=ev.reason,
+                external=ev.external,
+                balance=ev.balance,
+                label=ev.label,
+                full=ev.full,
             )
+            self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
+            self.publish(messages.closed_topic(ev.symbol), closed)
             self.count("closes")
             if ev.external:
                 self.count("closes_external")

@@ -15,15 +15,77 @@ paper trader fed its saved state plus the signals since reproduces the same bala
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from common.twin.actions import Target, action_from_index, target_of
 from common.twin.metrics import Metrics, compute_metrics
 from common.twin.position import FLAT, CostModel, Position, Trade, apply_target
 
 STATE_VERSION = 1
+
+T = TypeVar("T")
+
+
+class History(Sequence[T], Generic[T]):
+    """An immutable sequence that grows by one in O(1): an account's trades and equity curve.
+
+    `appended` returns a new History sharing this one's storage when this is the newest version (the common case:
+    a book replaced by its next version), and copies only when an older version is extended (a branch). Every
+    version sees exactly its own first `len` items, so it behaves as a value, like the tuple it replaces (it
+    compares equal to a tuple of the same items), without copying the whole history at each bar.
+    """
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, items: Iterable[T] = ()):
+        self._items: list[T] = list(items)
+        self._n = len(self._items)
+
+    @classmethod
+    def of(cls, items: Iterable[T]) -> History[T]:
+        return items if isinstance(items, History) else cls(items)
+
+    def appended(self, item: T) -> History[T]:
+        items = self._items if self._n == len(self._items) else self._items[:self._n]
+        items.append(item)
+        new: History[T] = History.__new__(History)
+        new._items, new._n = items, self._n + 1
+        return new
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[T, ...]: ...
+    def __getitem__(self, index: int | slice) -> T | tuple[T, ...]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._n)
+            return tuple(self._items[start:stop:step])
+        if not -self._n <= index < self._n:
+            raise IndexError("History index out of range")
+        return self._items[index % self._n]
+
+    def __iter__(self) -> Iterator[T]:
+        items = self._items
+        for i in range(self._n):
+            yield items[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return self._n == other._n and self._items[:self._n] == other._items[:other._n]
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"History({self._items[:self._n]!r})"
 
 
 @dataclass(frozen=True)
@@ -65,8 +127,8 @@ class PaperAccount:
     position: Position = FLAT
     last_bar_time: int | None = None
     last_price: float | None = None
-    trades: tuple[PaperTrade, ...] = field(default=())
-    equity_curve: tuple[float, ...] = field(default=())  # initial balance, then equity after each bar
+    trades: Sequence[PaperTrade] = field(default=())  # a History once the account has stepped
+    equity_curve: Sequence[float] = field(default=())  # initial balance, then equity after each bar
 
     @property
     def equity(self) -> float:
@@ -99,14 +161,14 @@ class PaperAccount:
             position=Position.from_dict(data["position"]),
             last_bar_time=data["last_bar_time"],
             last_price=data["last_price"],
-            trades=tuple(PaperTrade.from_dict(t) for t in data["trades"]),
-            equity_curve=tuple(float(e) for e in data["equity_curve"]),
+            trades=History(PaperTrade.from_dict(t) for t in data["trades"]),
+            equity_curve=History(float(e) for e in data["equity_curve"]),
         )
 
 
 def new_account(symbol: str, costs: CostModel) -> PaperAccount:
     return PaperAccount(symbol=symbol, costs=costs, balance=costs.initial_balance,
-                        equity_curve=(costs.initial_balance,))
+                        equity_curve=History((costs.initial_balance,)))
 
 
 @dataclass(frozen=True)
@@ -128,10 +190,11 @@ def on_signal(account: PaperAccount, direction: int, intensity: int, price: floa
                          f"(direction {direction}, intensity {intensity})")
     update = apply_target(account.position, Target(direction, intensity), price, bar_time, account.costs)
     closed = PaperTrade.of(account.symbol, update.closed, hmm_state) if update.closed else None
-    trades = (*account.trades, closed) if closed else account.trades
+    trades = History.of(account.trades).appended(closed) if closed else account.trades
     balance = account.balance + update.balance_change
+    equity = History.of(account.equity_curve).appended(balance + update.position.floating_pnl)
     new = replace(account, balance=balance, position=update.position, last_bar_time=bar_time, last_price=price,
-                  trades=trades, equity_curve=(*account.equity_curve, balance + update.position.floating_pnl))
+                  trades=trades, equity_curve=equity)
     return PaperStep(new, closed, applied=True)
 
 

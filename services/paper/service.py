@@ -1,22 +1,27 @@
 """The paper process: the preditor's signals executed on simulated accounts with the twin's cost model.
 
 The imperative shell around `services/paper/account.py` (README.md): one account per modelled symbol, costs from
-the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close. After every
-applied signal the whole book is written atomically to `<data_dir>/<paper.state_file>`; on start it is restored,
-and a signal whose bar is not after its account's last one is ignored, so a restarted paper trader fed the same
-stream (or its tail) ends with the same trades and balance as one that never stopped.
+the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close.
 
-Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) after
-each applied signal; persists each trade in the `trades` table with `is_paper = true` (ids derived from the trade,
-so re-sending every trade of the book after a restart is a no-op at the store).
+Signals are applied as they arrive; once per loop pass (after every signal of that pass) the book is committed to
+`<data_dir>/<paper.state_file>` (`store.py`: the new trades and equity points appended to a journal, a small state
+file replaced atomically: the cost does not grow with the run's length), and only then does anything leave: the
+trades to persistence, `paper.trade.*` and `paper.metrics.*`. On start the last commit is restored, and a signal
+whose bar is not after its account's last one is ignored, so a restarted paper trader fed the same stream (or its
+tail) ends with the same trades and balance as one that never stopped. A signal applied but not committed when the
+process died is as lost as one still in the socket: the new process asks the preditor's last signals (first
+message of its stream) and whoever replays the stream replays it.
+
+Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
+account a pass changed (running statistics, `stats.py`: O(1) per bar); persists each trade in the `trades` table
+with `is_paper = true` (ids derived from the trade, so re-sending every trade of the book after a restart is a
+no-op at the store).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +33,8 @@ from common.sequence import Delivery
 from common.twin.timeframes import bars_per_year
 from services.paper.account import PaperAccount, PaperBook, PaperTrade, book_on_signal, new_account
 from services.paper.model_meta import ModelMeta, read_models
+from services.paper.stats import RunningStats
+from services.paper.store import BookStore, StateError
 from services.persistence import trades as trade_records
 
 log = logging.getLogger("oracle.paper")
@@ -56,11 +63,13 @@ def trade_message(trade: PaperTrade, record_id: str) -> messages.PaperTrade:
         hmm_state=-1 if trade.hmm_state is None else trade.hmm_state)
 
 
-def metrics_message(account: PaperAccount, timeframe: str) -> messages.PaperMetrics:
-    m = account.metrics(bars_per_year(timeframe))
+def metrics_message(account: PaperAccount, timeframe: str, stats: RunningStats | None = None
+                    ) -> messages.PaperMetrics:
+    """The account's statistics; `stats` (kept bar by bar) spares walking its whole history."""
+    m = (stats or RunningStats.of(account)).metrics(bars_per_year(timeframe))
     pf = m.profit_factor
     if pf is None:  # no losing trade: infinite with wins, 0 with none
-        pf = math.inf if any(t.pnl > 0 for t in account.trades) else 0.0
+        pf = math.inf if m.win_rate > 0 else 0.0
     return messages.PaperMetrics(
         symbol=account.symbol, trades=m.total_trades, pnl=round(m.total_pnl, 2), win_rate=m.win_rate,
         profit_factor=pf, max_drawdown=m.max_drawdown_pct, sharpe=m.sharpe_ratio, balance=account.balance)
@@ -81,6 +90,9 @@ class Paper(runtime.Service):
         data_dir = cfg.path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.state_path: Path = data_dir / cfg.paper.state_file
+        self.store = BookStore(self.state_path)
+        self.stats: dict[str, RunningStats] = {}
+        self._unsaved: list[tuple[str, PaperTrade | None]] = []  # applied, not committed yet: (symbol, closed)
         self.models: dict[str, ModelMeta] = {}
         self.book: PaperBook | None = None
         self.restored = False
@@ -93,21 +105,32 @@ class Paper(runtime.Service):
     # ---- state file ---------------------------------------------------------------------------
     def _restore(self) -> PaperBook | None:
         try:
-            return PaperBook.from_dict(json.loads(self.state_path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise runtime.StepFailed(f"paper state {self.state_path} unreadable: {exc}; move it away to start "
-                                     "fresh") from None
+            return self.store.load()
+        except StateError as exc:
+            raise runtime.StepFailed(f"{exc}; move it away to start fresh") from None
 
-    def _snapshot(self) -> None:
+    def _commit(self) -> None:
+        """Save what this pass applied, then let it out (a crash before the save loses nothing that left)."""
+        if not self._unsaved:
+            return
         assert self.book is not None
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.book.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        self.store.save(self.book)
+        unsaved, self._unsaved = self._unsaved, []
+        changed: dict[str, None] = {}
+        for symbol, closed in unsaved:
+            changed[symbol] = None
+            if closed is not None:
+                record = trade_record(closed, self._timeframe(symbol))
+                self.persist("trades", record)
+                self.publish(messages.paper_trade_topic(symbol), trade_message(closed, record["id"]))
+                self.count("trades")
+                logs.event(log, logging.INFO, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
+                           exit_time=closed.exit_time)
+            self.beat_if_due()
+        for symbol in changed:  # once per account and pass
+            self.publish(messages.paper_metrics_topic(symbol),
+                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol]))
+        self.count("saves")
 
     # ---- steps --------------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
@@ -121,6 +144,8 @@ class Paper(runtime.Service):
         if not self.cfg.paper.enabled:
             self.book = PaperBook({})
             return {"enabled": False, "accounts": []}
+        if self.book is not None:
+            self._commit()  # a load again in the same process: what was applied is saved and sent first
         metas, errors = read_models(self.cfg.path(self.cfg.preditor.models_dir))
         self.models = {m.symbol: m for m in metas}
         book = self._restore()
@@ -132,16 +157,24 @@ class Paper(runtime.Service):
                 accounts[symbol] = new_account(symbol, meta.costs)
                 created.append(symbol)
         self.book = PaperBook(accounts)
+        self.stats = {s: RunningStats.of(a) for s, a in accounts.items()}
+        migrated = self.store.legacy
+        if created or migrated:  # commit the new accounts (and a version 1 file in today's format) now
+            self.store.save(self.book)
         for account in accounts.values():  # re-send every trade: deterministic ids, the store deduplicates
             for trade in account.trades:
                 self.persist("trades", trade_record(trade, self._timeframe(account.symbol)))
         return {"accounts": sorted(accounts), "created": created, "restored": self.restored,
-                "last_bar_time": self._last_bar_times(), "model_errors": errors}
+                "migrated": migrated, "last_bar_time": self._last_bar_times(), "model_errors": errors}
 
     def _warmup(self) -> dict:
         assert self.book is not None, "paper.warmup before paper.load"
+        # the preditor's last signals (again after a restart of the preditor or the connector): a signal not
+        # after an account's last bar is ignored; a newer one (decided while we did not listen) is applied
+        self._want_last_signals, self._next_ask = True, 0.0
         for symbol, account in sorted(self.book.accounts.items()):
-            self.publish(messages.paper_metrics_topic(symbol), metrics_message(account, self._timeframe(symbol)))
+            self.publish(messages.paper_metrics_topic(symbol),
+                         metrics_message(account, self._timeframe(symbol), self.stats.get(symbol)))
         return {"accounts": len(self.book.accounts), "last_bar_time": self._last_bar_times()}
 
     def _timeframe(self, symbol: str) -> str:
@@ -173,6 +206,7 @@ class Paper(runtime.Service):
             waiting, self.waiting = self.waiting, []
             for sig in waiting:
                 self._apply(sig)
+        self._commit()  # once per loop pass: after every signal the pass drained (on_message, above)
 
     def _ask_last_signals(self, now: float) -> None:
         if self._preditor is None:
@@ -181,8 +215,9 @@ class Paper(runtime.Service):
         try:
             raw = self._preditor.call(messages.OP_LAST_SIGNALS.name, messages.NoArgs())
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            log.warning("last_signals from the preditor failed: %s", exc)
-            self._next_ask = now + 5.0
+            log.warning("last_signals from the preditor failed: %s; asked again", exc)
+            self._want_last_signals = True  # a preditor still loading after its restart answers later
+            self._next_ask = now + 2.0
             return
         self._next_ask = now + 1.0
         self.count("last_signals_asked")
@@ -212,17 +247,15 @@ class Paper(runtime.Service):
         if not step.applied:
             self.count("signals_replayed")
             return
-        self._snapshot()  # before anything leaves: a crash after this re-sends, never loses, a trade
-        self.count("signals_applied")
-        tf = self._timeframe(sig.symbol)
+        stats = self.stats[sig.symbol]
         if step.closed is not None:
-            record = trade_record(step.closed, tf)
-            self.persist("trades", record)
-            self.publish(messages.paper_trade_topic(sig.symbol), trade_message(step.closed, record["id"]))
-            self.count("trades")
-            logs.event(log, logging.INFO, "paper trade", symbol=sig.symbol, pnl=round(step.closed.pnl, 2),
-                       exit_time=step.closed.exit_time)
-        self.publish(messages.paper_metrics_topic(sig.symbol), metrics_message(step.account, tf))
+            stats.add_trades((step.closed,))
+        stats.add_equity(step.account.equity_curve[-1])
+        # nothing leaves before the commit at the end of this pass: a crash before it loses, never half-sends,
+        # what this pass applied (the same as signals still in the socket: asked again, or replayed)
+        self._unsaved.append((sig.symbol, step.closed))
+        self.count("signals_applied")
+        self.beat_if_due()  # a long batch of signals keeps the heartbeats going
 
     # ---- status -------------------------------------------------------------------------------
     def _accounts_report(self) -> Mapping[str, Any]:
@@ -230,21 +263,27 @@ class Paper(runtime.Service):
             return {}
         out = {}
         for symbol, a in sorted(self.book.accounts.items()):
+            pnl = self.stats[symbol].pnl if symbol in self.stats else sum(t.pnl for t in a.trades)
             out[symbol] = {"balance": a.balance, "equity": a.equity, "trades": len(a.trades),
-                           "pnl": round(sum(t.pnl for t in a.trades), 2), "last_bar_time": a.last_bar_time,
+                           "pnl": round(pnl, 2), "last_bar_time": a.last_bar_time,
                            "position": a.position.to_dict()}
         return out
 
     def status_report(self) -> dict:
-        return {"accounts": self._accounts_report(), "restored": self.restored, "state_file": str(self.state_path)}
+        return {"accounts": self._accounts_report(), "restored": self.restored, "state_file": str(self.state_path),
+                "journal": str(self.store.journal), "unsaved": len(self._unsaved)}
 
     def health_info(self) -> dict:
         return {"accounts": len(self.book.accounts) if self.book else 0}
 
     def pending_work(self) -> int:
-        return len(self.waiting)
+        return len(self.waiting) + len(self._unsaved)
 
     def on_stop(self) -> None:
+        try:
+            self._commit()  # a graceful stop keeps what the last pass applied
+        except OSError as exc:
+            log.error("paper book not saved at stop: %s", exc)
         if self._preditor is not None:
             self._preditor.close()
 

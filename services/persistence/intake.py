@@ -23,6 +23,7 @@ from typing import Any
 
 from services.persistence import events as ev
 from services.persistence import records as rec
+from services.persistence import trades
 from services.persistence.sessions import EndReason
 
 # the comment of a trades record built from a paper.trade message (the paper trader's own record replaces it)
@@ -178,6 +179,15 @@ def closed_input(closed: Mapping[str, Any]) -> dict[str, Any]:
         "gross_pnl": closed["gross_profit"], "commission": abs(float(closed["commission"])),
         "swap": closed["swap"], "comment": comment, "client_order_id": label,
     }
+
+
+def real_trade_record(body: Mapping[str, Any], closing: bool) -> dict[str, Any]:
+    """The `trades` record of a connector `fill.*` (or, `closing`, `closed.*`) body, in its JSON form without a
+    session (the store fills it in). The connector hands it to persistence through its outbox, which keeps it
+    until acknowledged: a deal that persistence missed on the stream (down, frozen, restarting) is not lost. The
+    copy persistence makes from the stream is the same record (same id, same fields): a duplicate."""
+    deal = closed_input(body) if closing else fill_input(body)
+    return rec.to_json(trades.real_trade(deal, session_id=""))
 
 
 def recovered_open_input(position: Mapping[str, Any]) -> dict[str, Any]:

@@ -143,3 +143,30 @@ def test_book_on_action_uses_the_twin_actions(action, direction, intensity):
     book, step = book_on_action(book, "EURUSD", action, 1.1, 900, hmm_state=1)
     position = book.accounts["EURUSD"].position
     assert step.applied and (position.direction, position.intensity) == (direction, intensity)
+
+
+def test_history_appends_without_copying_and_behaves_as_a_value():
+    from services.paper.account import History
+
+    base = History((1.0, 2.0))
+    a = base.appended(3.0)  # the newest version: shares the storage
+    assert a._items is base._items
+    b = base.appended(4.0)  # an older version extended: a branch, copied
+    assert b._items is not a._items
+    assert (tuple(base), tuple(a), tuple(b)) == ((1.0, 2.0), (1.0, 2.0, 3.0), (1.0, 2.0, 4.0))
+    c = a.appended(5.0)
+    assert tuple(a) == (1.0, 2.0, 3.0) and tuple(c) == (1.0, 2.0, 3.0, 5.0) and len(base) == 2
+    assert c[-1] == 5.0 and c[1:] == (2.0, 3.0, 5.0) and c[::2] == (1.0, 3.0) and a[-1] == 3.0
+    with pytest.raises(IndexError):
+        a[3]  # noqa: B018 (the shared storage holds more; this version does not)
+    assert a == (1.0, 2.0, 3.0) and a == History([1.0, 2.0, 3.0]) and a != c and hash(a) == hash((1.0, 2.0, 3.0))
+    assert list(History()) == [] and History.of(a) is a
+
+
+def test_stepping_an_old_account_again_does_not_change_its_successor():
+    first = on_signal(new_account("EURUSD", EURUSD_COSTS), 1, 1, 1.1, 900).account
+    second = on_signal(first, 0, 0, 1.101, 1800).account
+    other = on_signal(first, -1, 2, 1.099, 1800).account  # a branch from the same account
+    assert len(second.trades) == len(other.trades) == 1 and second.trades != other.trades
+    assert second.equity_curve[:2] == first.equity_curve == other.equity_curve[:2]
+    assert second == on_signal(first, 0, 0, 1.101, 1800).account

@@ -8,7 +8,6 @@ replay: what it already applied is ignored).
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from harness import REPO, Home, wait_for
 
 from common import bus, messages
 from common.twin.bars import load_bars_csv
+from services.paper.store import read_book
 
 N_DECISIONS = 400
 
@@ -105,8 +105,9 @@ def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
         progress = home.request("paper", "status")["progress"]
         assert progress.get("signals_replayed", 0) > 0
 
-        book = json.loads((tmp_path / "var" / "data" / "paper-state.json").read_text())
-        account = book["accounts"]["EURUSD"]
+        saved = read_book(tmp_path / "var" / "data" / "paper-state.json")  # the state file and its journal
+        assert saved is not None
+        account = saved.to_dict()["accounts"]["EURUSD"]
         got = [(t["direction"], t["intensity"], t["lot"], t["entry_time"], t["entry_price"], t["exit_time"],
                 t["exit_price"], t["pnl"], t["commission"]) for t in account["trades"]]
         want = [(t.direction, t.intensity, t.lot, t.entry_time, t.entry_price, t.exit_time, t.exit_price, t.pnl,

@@ -65,6 +65,20 @@ def test_fill_and_close_become_real_trades():
     assert intake.bar_time_of("someone-else's") is None and intake.bar_time_of("") is None
 
 
+def test_the_connectors_outbox_copy_of_a_deal_is_the_streams_record():
+    cid = client_order_id("EURUSD", int(T) - 3600, OrderAction.OPEN)
+    fill = messages.to_wire(messages.Fill("EURUSD", 7, cid, 1, 0.2, 1.2, T, 99))
+    closed = messages.to_wire(messages.PositionClosed(7, "EURUSD", 1, 0.2, 1.2, 1.19, -20.0, -0.5, -1.4, -21.9,
+                                                      T + 60, "CLOSE", False, 9_978.1, cid, True))
+    for body, closing, made in ((fill, False, intake.fill_input), (closed, True, intake.closed_input)):
+        sent = intake.real_trade_record(body, closing)
+        assert sent["session_id"] == ""  # the store fills it in: the stream's copy then is a duplicate
+        prepared = intake.prepare_writes("trades", [sent], session_id="cur00001", stored_session=lambda _: None)
+        assert not prepared.rejected
+        (_, _, written), = prepared.valid
+        assert written == trades.real_trade(made(body), session_id="cur00001")
+
+
 def _trade(action: str, pnl: float, pos: str) -> Trade:
     return Trade(id=uuid.uuid4(), session_id="s", timestamp=intake.utc(T), symbol="EURUSD", direction=1,
                  action=action, pnl=pnl, position_id=pos)
