@@ -50,7 +50,6 @@ from services.paper.model_meta import read_models
 log = logging.getLogger("oracle.executor")
 
 STATE_VERSION = 1
-POSITIONS_MAX_AGE_S = 1.0  # positions fetched this long ago (and nothing heard since) are asked again
 ORDER_ATTEMPT_S = 5.0  # one order request's wait before it is asked again (same client order id)
 
 
@@ -90,9 +89,9 @@ class Executor(runtime.Service):
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
-        # when self.positions was fetched (monotonic); None once an order went out or the connector said something
-        # about the account since: the signals of one bar closing for many symbols share one positions request
-        self._positions_at: float | None = None
+        # self.positions was fetched in this pass of the loop and no order went out since: the signals taken
+        # together share one positions request (a position changed by anyone before a signal arrived is seen)
+        self._positions_fresh = False
         self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
         self.orphans: list[str] = []
         self.lot_sizes: dict[str, int] = {}
@@ -389,8 +388,6 @@ class Executor(runtime.Service):
         if env.src == "preditor" and received.seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
             self._want_last_signals = True
             self.count("preditor_gaps")
-        if env.src == "connector" and not isinstance(body, messages.AccountUpdate):
-            self._positions_at = None  # a fill, a close, a reject, a (re)connection: the positions may differ
         if isinstance(body, messages.Signal):
             self.count("signals_seen")
             self._take_signal(body, env.seq, env.epoch)
@@ -443,6 +440,7 @@ class Executor(runtime.Service):
                 return
         if not self.pending or not self.synced or now < self._retry_at:
             return
+        self._positions_fresh = False  # asked again for every batch of signals
         if self.stopped:
             for sig, _seq, _epoch in self.pending.values():
                 self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
@@ -476,10 +474,9 @@ class Executor(runtime.Service):
             self.handled[symbol] = sig.bar_time
             self._emit_ack(ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time), sig)
             return "BAD_SIGNAL"
-        fetched = self._positions_at
-        if fetched is None or time.monotonic() - fetched > POSITIONS_MAX_AGE_S:
+        if not self._positions_fresh:
             self._fetch_positions()  # first: a connector that is down fails here, at once
-            self._positions_at = time.monotonic()
+            self._positions_fresh = True
         # The sync decision reads the positions and the symbol's spec only; the quote and the account matter
         # to an opening alone. So a signal that opens nothing costs no symbol_info/account round trip (a bar
         # closing for many symbols reaches its orders sooner), and an opening is planned again on fresh data.
@@ -546,7 +543,7 @@ class Executor(runtime.Service):
         acks = self._send_closes(closes, intent["action"], sig)
         if order is not None:
             acks.append(self._open(order, sig, data, intent["reason"], intent["allow_open"]))
-        self._positions_at = None
+        self._positions_fresh = False
         self.last_decisions[sig.symbol] = intent["reason"]
         self._finish(sig, acks)
 
@@ -608,7 +605,7 @@ class Executor(runtime.Service):
         the error."""
         deadline = time.monotonic() + self.cfg.executor.order_timeout_s
         error = ""
-        self._positions_at = None  # whatever the outcome, the account may have changed
+        self._positions_fresh = False  # whatever the outcome, the account may have changed
         while (left := deadline - time.monotonic()) > 0:
             try:
                 return self._call("connector", op, args, min(left, ORDER_ATTEMPT_S))
