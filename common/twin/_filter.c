@@ -1,6 +1,6 @@
 /* The twin's two sequential loops in C: the HMM forward filter and the trend EMA.
  *
- * Bit-identity with the Python reference (common/twin/hmm.py ``_forward_filter``, common/twin/features.py
+ * Bit-identity with the Python reference (common/twin/hmm.py ``forward_filter_reference``, common/twin/features.py
  * ``trend_ema_reference``) is the point of this file, speed comes second:
  *
  * - every operation is the reference's IEEE-754 double operation, in the reference's order: no reassociation,
