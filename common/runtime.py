@@ -169,6 +169,27 @@ class Service:
         if self._poller is not None:
             self._poller.register(sock, zmq.POLLIN)
 
+    def ask(self, req: bus.Requester, op: str, args: Any, timeout_ms: int, what: str = "") -> Any:
+        """One request on ``req``, heartbeats going on while it waits (Lazy Pirate: a reply given up on, or a
+        broken one, resets the socket). RequestTimeout / RequestFailed / WireError on failure; ``what`` prefixes
+        the error message of a failed reply."""
+        if req.pending is not None:
+            req.reset()
+        req.send(op, args, timeout_ms)
+        while True:
+            assert req.sock is not None
+            try:
+                reply = req.take_reply()  # raises RequestTimeout at the deadline
+            except wire.WireError:
+                req.reset()
+                raise
+            if reply is not None:
+                if not reply.ok:
+                    raise bus.RequestFailed(op, reply.error_code, f"{what}{': ' if what else ''}{reply.error_message}")
+                return reply.result
+            req.sock.poll(100, zmq.POLLIN)
+            self.beat_if_due()
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()

@@ -30,8 +30,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
@@ -156,24 +154,8 @@ class Executor(runtime.Service):
 
     def _call(self, service: str, op: str, args: Any, timeout_s: float | None = None) -> Any:
         """One request; heartbeats go on while waiting. RequestTimeout / RequestFailed / WireError on failure."""
-        req = self._requester(service)
         timeout_ms = int((timeout_s or self.cfg.runtime.request_timeout_ms / 1000) * 1000)
-        if req.pending is not None:  # a reply we gave up on: the socket must be reset first
-            req.reset()
-        req.send(op, args, timeout_ms)
-        assert req.sock is not None
-        while True:
-            try:
-                reply = req.take_reply()
-            except wire.WireError:
-                req.reset()
-                raise
-            if reply is not None:
-                if not reply.ok:
-                    raise bus.RequestFailed(op, reply.error_code, reply.error_message)
-                return reply.result
-            req.sock.poll(100, zmq.POLLIN)
-            self.beat_if_due()
+        return self.ask(self._requester(service), op, args, timeout_ms)
 
     def _connector_call(self, op: str, args: Any, timeout_s: float | None = None) -> Any:
         try:

@@ -209,18 +209,7 @@ class Persistence(runtime.Service):
         if req is None:
             req = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), self.name, int(timeout_s * 1000))
             self._requesters[service] = req
-        if req.pending is not None:
-            req.reset()
-        req.send(op, args, int(timeout_s * 1000))
-        while True:
-            assert req.sock is not None
-            req.sock.poll(100)
-            self.beat_if_due()
-            reply = req.take_reply()  # raises RequestTimeout at the deadline
-            if reply is not None:
-                if not reply.ok:
-                    raise bus.RequestFailed(op, reply.error_code, reply.error_message)
-                return reply.result
+        return self.ask(req, op, args, int(timeout_s * 1000))
 
     def _connector_balance(self) -> tuple[float | None, str]:
         timeout = max(1.0, self.cfg.runtime.request_timeout_ms / 1000)

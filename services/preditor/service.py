@@ -215,24 +215,8 @@ class Preditor(runtime.Service):
         if self._connector is None:
             self._connector = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
                                             int(self.cfg.preditor.history_timeout_s * 1000))
-        req = self._connector
-        if req.pending is not None:
-            req.reset()
-        req.send(op, args, int((timeout_s or self.cfg.preditor.history_timeout_s) * 1000))
-        assert req.sock is not None
-        while True:
-            req.sock.poll(100, zmq.POLLIN)
-            self.beat_if_due()
-            try:
-                reply = req.take_reply()
-            except wire.WireError:
-                req.reset()
-                raise
-            if reply is not None:
-                break
-        if not reply.ok:
-            raise bus.RequestFailed(op, reply.error_code, f"{what}: {reply.error_message}")
-        return reply.result
+        return self.ask(self._connector, op, args, int((timeout_s or self.cfg.preditor.history_timeout_s) * 1000),
+                        what)
 
     def _history_since(self, track: Track, until: int | None = None) -> list[messages.Bar]:
         res = self._ask(messages.OP_HISTORY.name,
