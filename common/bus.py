@@ -7,7 +7,8 @@
 - :class:`Requester`: Lazy Pirate REQ: every request has a timeout; a timed-out socket is closed
   and reopened so it is never stuck. Blocking (``call``) or driven by the caller's poll loop
   (``send`` / ``take_reply``).
-- :class:`Responder`: a REP server that always answers, with an error reply for a bad request.
+- :class:`Responder`: a REP server that always answers, with an error reply for a bad request; or a ROUTER
+  (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight.
 """
 
 from __future__ import annotations
@@ -232,32 +233,108 @@ class Requester:
 Handler = Callable[[Any], Any]
 
 
-class Responder:
-    """REP server: decode, dispatch to ``handlers[op]``, always reply exactly once."""
+@dataclass
+class Deferred:
+    """A handler's answer that is not known yet (served by a ``concurrent`` Responder only): the reply is
+    ``finish(future)`` once ``future`` is done, computed in the loop thread (an OpError it raises is an error
+    reply). ``deadline`` (monotonic s) bounds the wait: past it the requester gets a ``timeout`` error."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler], errors: WireErrors):
-        self.sock = ctx.socket(zmq.REP)
+    future: Any  # concurrent.futures.Future (or anything with done() / result() / cancel())
+    finish: Callable[[Any], Any]
+    deadline: float | None = None
+    what: str = ""
+
+
+@dataclass
+class _Waiting:
+    route: list[bytes]
+    req_id: str
+    op: str
+    deferred: Deferred
+
+
+class Responder:
+    """Request server: decode, dispatch to ``handlers[op]``, always reply exactly once.
+
+    A REP socket by default: one request at a time. ``concurrent=True`` binds a ROUTER instead, so a handler may
+    answer later with a :class:`Deferred` while the loop goes on serving others (REQ clients are unchanged: each
+    still has one request in flight; several clients, or one client's several REQ sockets, overlap)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler], errors: WireErrors,
+                 concurrent: bool = False):
+        self.sock = ctx.socket(zmq.ROUTER if concurrent else zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
         self.endpoint = endpoint
         self.handlers = handlers
         self.errors = errors
+        self.concurrent = concurrent
         self.served = 0
+        self.waiting: list[_Waiting] = []
 
     def serve_ready(self, limit: int = 100) -> int:
-        """Answer the requests waiting now; never blocks."""
+        """Answer the requests waiting now (or park their Deferred); never blocks."""
         n = 0
         sock = self.sock
         for _ in range(limit):
             if not sock.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
                 break
             frames = sock.recv_multipart()
-            sock.send(self._answer(frames))
+            if not self.concurrent:
+                answer = self._answer(frames, [])
+                assert answer is not None  # a REP handler cannot defer
+                sock.send(answer)
+            else:
+                try:
+                    split = frames.index(b"")  # ROUTER: [identity..., empty delimiter, request]
+                except ValueError:
+                    self.errors.record(wire.WireError(wire.BAD_FRAMES, "no envelope delimiter"), "ROUTER")
+                    continue  # not a REQ peer: nobody to answer
+                route = frames[: split + 1]
+                reply = self._answer(frames[split + 1:], route)
+                if reply is not None:
+                    sock.send_multipart([*route, reply])
             n += 1
         self.served += n
         return n
 
-    def _answer(self, frames: list[bytes]) -> bytes:
+    def flush(self, now: float) -> int:
+        """Send the replies of the Deferred answers that are done (or past their deadline)."""
+        if not self.waiting:
+            return 0
+        sent, still = 0, []
+        for w in self.waiting:
+            d = w.deferred
+            if d.future.done():
+                reply = self._finish(w)
+            elif d.deadline is not None and now >= d.deadline:
+                d.future.cancel()
+                reply = wire.encode_error(w.req_id, "timeout", f"{d.what or w.op}: no result in time")
+            else:
+                still.append(w)
+                continue
+            self.sock.send_multipart([*w.route, reply])
+            sent += 1
+        self.waiting = still
+        return sent
+
+    def abandon(self, code: str, message: str) -> None:
+        """Answer every Deferred still waiting with an error (the process is stopping)."""
+        for w in self.waiting:
+            w.deferred.future.cancel()
+            self.sock.send_multipart([*w.route, wire.encode_error(w.req_id, code, f"{w.op}: {message}")])
+        self.waiting = []
+
+    def _finish(self, w: _Waiting) -> bytes:
+        try:
+            return wire.encode_reply(w.req_id, w.deferred.finish(w.deferred.future))
+        except OpError as err:
+            return wire.encode_error(w.req_id, err.code, err.message)
+        except Exception as exc:  # a handler bug must not kill the service; it is logged in full
+            log.exception("deferred handler for %s failed", w.op)
+            return wire.encode_error(w.req_id, wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _answer(self, frames: list[bytes], route: list[bytes]) -> bytes | None:
         try:
             req = wire.decode_request(frames)
         except wire.RequestError as err:
@@ -270,7 +347,13 @@ class Responder:
         if handler is None:
             return wire.encode_error(req.id, wire.UNKNOWN_OP, f"this service does not answer '{req.op}'")
         try:
-            return wire.encode_reply(req.id, handler(req.args))
+            result = handler(req.args)
+            if isinstance(result, Deferred):
+                if not self.concurrent:
+                    raise TypeError("a Deferred answer needs a concurrent Responder")
+                self.waiting.append(_Waiting(route, req.id, req.op, result))
+                return None
+            return wire.encode_reply(req.id, result)
         except OpError as err:
             return wire.encode_error(req.id, err.code, err.message)
         except Exception as exc:  # a handler bug must not kill the service; it is logged in full

@@ -57,6 +57,10 @@ class ServiceRuntime(_Section):
     hello_interval_s: PosFloat = 0.25
     request_timeout_ms: PosInt = 2000
     stop_timeout_s: PosFloat = 5.0
+    # CPU priority (Unix nice, 0..19: higher yields more) of the services off the bar -> order path, so that on a
+    # small machine the bookkeeping of a bar runs after its orders went out rather than beside them
+    nice: dict[Literal[SERVICES], Annotated[int, Field(ge=0, le=19)]] = {  # type: ignore[valid-type]
+        "paper": 10, "persistence": 10}
 
 
 class Orchestrator(_Section):

@@ -45,6 +45,7 @@ class StepFailed(RuntimeError):
 class Service:
     name = ""
     handshake = True  # False only for the orchestrator itself
+    concurrent_requests = False  # True: a ROUTER; handlers may answer later (bus.Deferred), requests overlap
     # topic prefixes to subscribe to, per publishing service
     subscribe_to: dict[str, list[str]] = {"orchestrator": [messages.SYS_STATE_TOPIC]}
     # what this process does not do yet, stated plainly in its status
@@ -403,7 +404,8 @@ class Service:
         handlers.update(self.ops())
         try:
             self.pub = bus.Publisher(self.ctx, self.cfg.endpoint(self.name, "pub"), self.name, self.epoch)
-            self.rep = bus.Responder(self.ctx, self.cfg.endpoint(self.name, "rep"), handlers, self.errors)
+            self.rep = bus.Responder(self.ctx, self.cfg.endpoint(self.name, "rep"), handlers, self.errors,
+                                     concurrent=self.concurrent_requests)
         except zmq.ZMQError as exc:
             log.error("cannot bind %s endpoints: %s", self.name, exc)
             return 1
@@ -442,7 +444,9 @@ class Service:
             waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)
-            events = dict(poller.poll(100))
+            # a Deferred answer's future completes in another thread, which should wake us (add_reader); the short
+            # poll is the fallback
+            events = dict(poller.poll(5 if self.rep.waiting else 100))
             for sock in waiting:
                 poller.unregister(sock)
             now = time.monotonic()
@@ -456,6 +460,7 @@ class Service:
             for sock, on_readable in list(self._readers.items()):
                 if sock in events:
                     on_readable()
+            self.rep.flush(time.monotonic())
             self._drive_handshake(now)
             self._drive_outbox(now)
             if now >= self._next_hb:
@@ -470,6 +475,9 @@ class Service:
         logs.event(log, logging.INFO, "stopping")
         if self._fatal and self.orch is not None and self.orch.pending is not None:
             self.orch.sock.poll(1000)  # let the failed step's report reach the orchestrator before we exit
+        if self.rep is not None:
+            self.rep.flush(time.monotonic())
+            self.rep.abandon("stopping", f"{self.name} is stopping; ask again")
         try:
             self.on_stop()
         except Exception:
@@ -528,6 +536,12 @@ def main(cls: type[Service], argv: list[str] | None = None) -> int:
         print(f"{cls.name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
+    nice = cfg.runtime.nice.get(cls.name, 0)
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError as exc:  # e.g. a container that forbids it: slower under load, not wrong
+            log.warning("cannot set CPU priority nice %d: %s", nice, exc)
     run_dir = cfg.path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)

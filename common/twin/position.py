@@ -16,7 +16,7 @@ the balance (the reference's paper trade left the entry half out: lessons.md 46)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from common.twin.actions import TRAINING_LOT_SIZES, Target
 
@@ -54,7 +54,9 @@ class Position:
         return self.direction == 0
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        # asdict() deep-copies field by field: ~20x slower, and this runs in every snapshot
+        return {"direction": self.direction, "intensity": self.intensity, "entry_price": self.entry_price,
+                "entry_time": self.entry_time, "floating_pnl": self.floating_pnl}
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Position:

@@ -123,10 +123,12 @@ class Decision:
     observation: tuple[float, ...]
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["action"] = int(self.action)
-        d["observation"] = list(self.observation)
-        return d
+        # asdict() would deep-copy the observation float by float (it runs in every snapshot)
+        return {"bar_time": self.bar_time, "close": self.close, "action": int(self.action),
+                "direction": self.direction, "intensity": self.intensity, "hmm_state": self.hmm_state,
+                "floating_pnl": self.floating_pnl, "realized_pnl": self.realized_pnl, "equity": self.equity,
+                "closed_trade": None if self.closed_trade is None else asdict(self.closed_trade),
+                "observation": list(self.observation)}
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Decision:
@@ -173,6 +175,12 @@ class TwinState:
             "version": SNAPSHOT_VERSION,
             "model_id": self.model_id,
             "bars": [[int(r[0]), *r[1:]] for r in self.bars.tolist()],
+            **self.to_dict_after_bars(),
+        }
+
+    def to_dict_after_bars(self) -> dict[str, object]:
+        """The entries of ``to_dict`` that follow ``bars``, in order (for an encoder that writes the bars itself)."""
+        return {
             "position": self.position.to_dict(),
             "realized_pnl": self.realized_pnl,
             "last_bar_time": self.last_bar_time,

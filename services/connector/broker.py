@@ -183,6 +183,11 @@ class CTraderBroker:
         self._last_bar: dict[str, int] = {}
         # trading state
         self._positions: dict[int, Position] = {}
+        # execution events counted, and the count at each position's last event: a reconcile answered after an
+        # event keeps what the event said (the answer was made before it)
+        self._executions = 0
+        self._touched: dict[int, int] = {}
+        self._reconciling: list[int] = []  # the count when each reconcile still waiting for its answer was asked
         self._own: dict[str, OrderResult] = {}
         self._inflight: dict[str, asyncio.Future[OrderResult]] = {}
         self._waiters: dict[str, asyncio.Future[OrderResult]] = {}
@@ -692,6 +697,8 @@ class CTraderBroker:
         if pos is not None:
             name = self._by_id.get(pos.tradeData.symbolId)
             if name is not None:
+                self._executions += 1
+                self._touched[pos.positionId] = self._executions
                 if pos.positionStatus == POSITION_CLOSED:
                     self._positions.pop(pos.positionId, None)
                 elif etype != ORDER_ACCEPTED or pos.positionId in self._positions:
@@ -767,14 +774,28 @@ class CTraderBroker:
 
     # ---- account and positions
     async def _reconcile(self, report_missing: bool = False) -> None:
-        res = await self._request(oa.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id))
+        asked_at = self._executions
+        self._reconciling.append(asked_at)
+        try:
+            res = await self._request(oa.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id))
+        finally:
+            self._reconciling.remove(asked_at)
         fresh: dict[int, Position] = {}
         for p in res.position:
             name = self._by_id.get(p.tradeData.symbolId)
             if name is not None:
                 fresh[p.positionId] = parsing.position(p, self._specs[name])
+        # an execution event that came while the answer was on its way is newer than the answer (an order filled
+        # or a position closed meanwhile): it wins
+        newer = {pid for pid, n in self._touched.items() if n > asked_at}
+        for pid in newer:
+            fresh.pop(pid, None)
+            if pid in self._positions:
+                fresh[pid] = self._positions[pid]
         missing = [p for pid, p in self._positions.items() if pid not in fresh]
         self._positions = fresh
+        oldest = min(self._reconciling, default=self._executions)  # what a reconcile still out must compare with
+        self._touched = {pid: n for pid, n in self._touched.items() if n > oldest}
         if report_missing and missing:
             await self._report_closed_while_away(missing)
 

@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,7 @@ def _wire_result(res: OrderResult) -> messages.OrderResult:
 
 class Connector(runtime.Service):
     name = "connector"
+    concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
     not_implemented = [
         "one timeframe per symbol for live bars (the history op serves any timeframe)",
     ]
@@ -164,6 +165,7 @@ class Connector(runtime.Service):
         self._bar_to_order_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
+        self._in_flight: dict[str, bus.Deferred] = {}  # journal key -> the order out at the broker now
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
@@ -221,6 +223,47 @@ class Connector(runtime.Service):
                 fut.cancel()
                 raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
 
+    def _defer(self, key: str, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str) -> bus.Deferred:
+        """Run an order's `coro` on the broker loop without waiting: the loop goes on serving other requests and the
+        reply goes out when the broker answers. `settle(result)` (journal, book) runs once, in the loop thread;
+        the same order asked again meanwhile (`_joined`) gets the same reply."""
+        assert self._aio is not None
+        fut = self._aio.submit(coro)
+        fut.add_done_callback(lambda _f: self._wake())
+        outcome: list[tuple[bool, Any]] = []
+
+        def finish(f: concurrent.futures.Future) -> Any:
+            if not outcome:
+                if self._in_flight.get(key) is deferred:
+                    del self._in_flight[key]
+                try:
+                    outcome.append((True, settle(f.result())))
+                except Exception as exc:
+                    outcome.append((False, _op_error(exc, what)))
+            ok, value = outcome[0]
+            if not ok:
+                raise value
+            return value
+
+        deferred = bus.Deferred(fut, finish, time.monotonic() + self._order_wait_s(), what)
+        self._in_flight[key] = deferred
+        return deferred
+
+    def _joined(self, key: str) -> bus.Deferred | None:
+        """The same order while it is out (the executor asked again after a timeout, or restarted): one order."""
+        first = self._in_flight.get(key)
+        if first is None:
+            return None
+        if first.future.cancelled():  # given up on (deadline): its outcome is looked for like any unknown one
+            del self._in_flight[key]
+            return None
+        self.count("orders_joined")
+        return bus.Deferred(first.future, first.finish, first.deadline, first.what)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
+            os.write(self._wake_w, b"\0")
+
     def _need_broker(self) -> CTraderBroker:
         if self.broker is None or self._aio is None:
             raise bus.OpError("not_connected", "the broker is not connected (connector.connect has not run)")
@@ -231,8 +274,7 @@ class Connector(runtime.Service):
     async def _pump(self, broker: CTraderBroker) -> None:
         while True:
             self._events.put(await broker.events.get())
-            with contextlib.suppress(BlockingIOError):  # a full pipe of wake-ups: the loop is awake already
-                os.write(self._wake_w, b"\0")
+            self._wake()
 
     def _on_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -360,20 +402,28 @@ class Connector(runtime.Service):
             # heard the previous process say "disconnected" would believe it until the next change
             self._state_said = True
             self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
+        events = []
         for _ in range(limit):
             try:
-                ev = self._events.get_nowait()
+                events.append(self._events.get_nowait())
             except queue.Empty:
-                return
+                break
+        bars: list[BrokerBar] = []
+        for ev in events:
+            if isinstance(ev, BrokerBar):
+                bars.append(ev)  # bars closing together: one state write, then all of them go out
+                continue
+            self._publish_bars(bars)
             try:
                 self._on_broker_event(ev)
             except Exception:  # one bad event must not stop the others (or the process)
                 log.exception("cannot publish broker event %r", ev)
                 self.count("event_errors")
+        self._publish_bars(bars)
 
     def _on_broker_event(self, ev: Any) -> None:
         if isinstance(ev, BrokerBar):
-            self._publish_bar(ev)
+            self._publish_bars([ev])
         elif isinstance(ev, OrderFilled):
             if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id):
                 self._save_state()
@@ -420,21 +470,34 @@ class Connector(runtime.Service):
         elif isinstance(ev, ConnectionStatus):
             self._set_connected(ev.connected, ev.reason)
 
-    def _publish_bar(self, bar: BrokerBar) -> None:
-        tf = self.book.subscriptions.get(bar.symbol)
-        if tf is None:
+    def _publish_bars(self, bars: list[BrokerBar]) -> None:
+        fresh = []
+        for bar in bars:
+            tf = self.book.subscriptions.get(bar.symbol)
+            if tf is None:
+                continue
+            if not self.book.should_publish(bar.symbol, tf, bar.time):
+                self.count("bars_duplicate_dropped")
+                continue
+            self.book.record(bar.symbol, tf, bar.time)
+            fresh.append((bar, tf))
+        bars.clear()
+        if not fresh:
             return
-        if not self.book.should_publish(bar.symbol, tf, bar.time):
-            self.count("bars_duplicate_dropped")
+        try:
+            self._save_state()  # before publishing: a crash may lose these bars (repairable), never repeat them
+        except OSError:
+            log.exception("cannot write the connector state: %d bar(s) not published (subscribers repair them "
+                          "from history)", len(fresh))
+            self.count("event_errors")
             return
-        self.book.record(bar.symbol, tf, bar.time)
-        self._save_state()  # before publishing: a crash may lose this bar (repairable), never repeat it
-        self.publish(
-            messages.bar_topic(bar.symbol, tf),
-            messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
-        )
-        self._last_bar_wall[bar.symbol] = self._bar_published[bar.symbol] = time.monotonic()
-        self.count("bars_published")
+        for bar, tf in fresh:
+            self.publish(
+                messages.bar_topic(bar.symbol, tf),
+                messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
+            )
+            self._last_bar_wall[bar.symbol] = self._bar_published[bar.symbol] = time.monotonic()
+            self.count("bars_published")
 
     def _order_sent(self, symbol: str | None) -> None:
         """An order for `symbol` goes to the broker now: a bar close -> order sent sample, when a bar of the symbol
@@ -588,11 +651,8 @@ class Connector(runtime.Service):
             spec = broker.symbol_info(a.symbol)
         except SymbolNotFoundError as exc:
             raise bus.OpError("unknown_symbol", str(exc)) from None
-        what = f"symbol_info {a.symbol}"
-        self._wait(broker.ensure_quote(a.symbol), self.cfg.connector.op_timeout_s, what)
-        rate = self._wait(broker.quote_to_deposit(a.symbol), self.cfg.connector.op_timeout_s, what)
-        acct = self._wait(broker.get_account(), self.cfg.connector.op_timeout_s, what)
-        q = broker.quote(a.symbol)
+        q, rate, acct = self._wait(self._quote_facts(broker, a.symbol), self.cfg.connector.op_timeout_s,
+                                   f"symbol_info {a.symbol}")
         units_per_lot = spec.lot_size / 100  # lotSize is in cents of a unit
         return {
             "symbol": spec.name,
@@ -615,14 +675,28 @@ class Connector(runtime.Service):
             "spread": round(q.ask - q.bid, spec.digits) if q else None,
         }
 
+    @staticmethod
+    async def _quote_facts(broker: CTraderBroker, symbol: str) -> tuple[Any, float, Any]:
+        """The symbol's quote, its quote->deposit rate and the account, in one trip to the broker loop."""
+        await broker.ensure_quote(symbol)
+        rate = await broker.quote_to_deposit(symbol)
+        return broker.quote(symbol), rate, await broker.get_account()
+
+    def _live_book(self, broker: CTraderBroker) -> bool:
+        """The broker's positions and balance, kept by its execution events since the session's reconcile, are
+        the account's now: no round trip to the broker (a session that dropped reconciles first)."""
+        return bool(self.connected and broker.is_connected)
+
     def _op_account(self, _a: Any) -> dict:
         broker = self._need_broker()
-        acct = self._wait(broker.get_account(refresh=True), self.cfg.connector.op_timeout_s, "account")
+        refresh = not self._live_book(broker)
+        acct = self._wait(broker.get_account(refresh=refresh), self.cfg.connector.op_timeout_s, "account")
         return dataclasses.asdict(acct)
 
     def _op_positions(self, _a: Any) -> dict:
         broker = self._need_broker()
-        got = self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "positions")
+        refresh = not self._live_book(broker)
+        got = self._wait(broker.get_positions(refresh=refresh), self.cfg.connector.op_timeout_s, "positions")
         return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time}
 
     def _order_wait_s(self) -> float:
@@ -663,6 +737,9 @@ class Connector(runtime.Service):
         self._check_symbol(a.symbol)
         broker = self._need_broker()
         key = journal.jkey("open", cid)
+        joined = self._joined(key)
+        if joined is not None:
+            return joined
         entry = self.journal.get(key)
         if entry is not None and entry.status == journal.DONE:
             self.count("orders_replayed")
@@ -687,23 +764,20 @@ class Connector(runtime.Service):
             self._journal(journal.Entry(cid, "open", journal.SENT, time.time(), request))
         self.count("orders")
         self._order_sent(a.symbol)
-        res: OrderResult = self._wait(
-            broker.market_order(
-                a.symbol,
-                a.direction,
-                a.lots,
-                sl_distance=a.sl_distance,
-                tp_distance=a.tp_distance,
-                client_order_id=cid,
-                comment=a.comment,
-            ),
-            self._order_wait_s(),
-            f"order_open {cid}",
+        order = broker.market_order(
+            a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
+            client_order_id=cid, comment=a.comment,
         )
+        return self._defer(key, order, lambda res: self._settle_open(key, a, res), f"order_open {cid}")
+
+    def _settle_open(self, key: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
+        broker = self._need_broker()
         if (
             res.success
             and res.ticket
-            and self.book.opened(res.ticket, a.symbol, a.direction, (broker.server_time or time.time()) - 3600, cid)
+            and self.book.opened(
+                res.ticket, a.symbol, a.direction, (broker.server_time or time.time()) - 3600, a.client_order_id
+            )
         ):
             self._save_state()  # known open now, even if this process dies before its fill event is published
         if res.success or not res.error.startswith("no confirmation"):
@@ -721,6 +795,9 @@ class Connector(runtime.Service):
         if a.lots is not None and not a.lots > 0:
             raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")
         key = journal.jkey("close", a.client_order_id) if a.client_order_id else ""
+        joined = self._joined(f"close-ticket:{a.ticket}")  # one close of a ticket at a time, whoever asks
+        if joined is not None:
+            return joined
         entry = self.journal.get(key) if key else None
         if entry is not None and entry.status == journal.DONE:
             self.count("orders_replayed")
@@ -742,9 +819,10 @@ class Connector(runtime.Service):
             )
         self.count("closes_requested")
         self._order_sent(self.book.positions.get(str(a.ticket), {}).get("symbol"))
-        res: OrderResult = self._wait(
-            broker.close_position(a.ticket, a.lots), self._order_wait_s(), f"order_close {a.ticket}"
-        )
+        return self._defer(f"close-ticket:{a.ticket}", broker.close_position(a.ticket, a.lots),
+                           lambda res: self._settle_close(key, a, res), f"order_close {a.ticket}")
+
+    def _settle_close(self, key: str, a: messages.OrderCloseArgs, res: OrderResult) -> messages.OrderResult:
         res = dataclasses.replace(res, client_order_id=a.client_order_id or res.client_order_id)
         if key and res.success:
             self._journal(

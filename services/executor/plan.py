@@ -95,6 +95,7 @@ class SignalPlan:
     ack: Ack | None = None
     risk: RiskVerdict | None = None
     halt: bool = False
+    required_margin: float | None = None  # of the opening: the next openings decided with it count it as used
 
 
 def real_stance(positions: Sequence[RealPosition], signal: Stance, config: SymbolConfig,
@@ -188,4 +189,4 @@ def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
                       relative_stop_loss=stops.sl.relative if stops.sl else None,
                       relative_take_profit=stops.tp.relative if stops.tp else None, label=label,
                       client_order_id=cid)
-    return SignalPlan(decision, open=order, risk=verdict)
+    return SignalPlan(decision, open=order, risk=verdict, required_margin=margin)

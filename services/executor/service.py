@@ -26,9 +26,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import zmq
 
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
@@ -53,6 +56,46 @@ ORDER_ATTEMPT_S = 5.0  # one order request's wait before it is asked again (same
 
 class ConnectorDown(RuntimeError):
     """The connector did not answer (or refused) a request the decision needs; the signal is retried."""
+
+
+@dataclass
+class _Orders:
+    """A decided signal: its orders (carried out with the others of its batch) and the plan's own ack."""
+
+    sig: messages.Signal
+    action: str
+    reason: str
+    allow_open: bool
+    closes: list[CloseOrder] = field(default_factory=list)
+    open: OpenOrder | None = None
+    data: inputs.SymbolData | None = None
+    ack: Ack | None = None
+
+    def intent(self, sides: dict[int, int]) -> dict:
+        """Its orders as the state file keeps them until they are answered (`sides`: ticket -> direction)."""
+        return {"signal": messages.to_wire(self.sig), "action": self.action, "reason": self.reason,
+                "allow_open": self.allow_open,
+                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in self.closes],
+                "open": {**asdict(self.open), "direction": int(self.open.direction)} if self.open else None,
+                "ack": self.ack.to_dict() if self.ack else None}
+
+
+@dataclass
+class _Batch:
+    """The signals decided together: the account is asked once, and each opening's margin counts as used for the
+    openings decided after it (their orders are out at the same time)."""
+
+    decided: list[_Orders] = field(default_factory=list)
+    committed_margin: float = 0.0
+    _account: inputs.AccountData | None = None
+
+    def account(self, fetch: Callable[[float], inputs.AccountData], now: float) -> inputs.AccountData:
+        if self._account is None:
+            self._account = fetch(now)
+        acct = self._account
+        if acct.free_margin is None or not self.committed_margin:
+            return acct
+        return replace(acct, free_margin=acct.free_margin - self.committed_margin)
 
 
 class Executor(runtime.Service):
@@ -82,7 +125,8 @@ class Executor(runtime.Service):
         self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (kept in the state file)
         self.handled: dict[str, int] = {}  # bar time of that signal
         self._last_acks: list[dict] = []  # the records of the last evaluation's acks (kept in the state file)
-        self._intent: dict | None = None  # the orders of a signal being carried out (kept in the state file)
+        self._intents: list[dict] = []  # the orders of the signals being carried out (kept in the state file)
+        self._order_lines: list[bus.Requester] = []  # one REQ socket per order in flight
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
@@ -125,7 +169,8 @@ class Executor(runtime.Service):
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.previous[symbol] = Stance(Direction(last["direction"]), int(last["intensity"]))
                 self.handled[symbol] = int(last["bar_time"])
-        self._intent = data.get("intent") if isinstance(data.get("intent"), dict) else None
+        intents = data.get("intents", [data["intent"]] if isinstance(data.get("intent"), dict) else [])
+        self._intents = [i for i in intents if isinstance(i, dict)] if isinstance(intents, list) else []
         for record in data.get("acks") or []:  # the last evaluation's acks, maybe not handed over before a crash
             if isinstance(record, dict) and record.get("id"):
                 self.persist("acks", record)
@@ -134,7 +179,7 @@ class Executor(runtime.Service):
         last = {s: {"bar_time": t, "direction": int(self.previous[s].direction),
                     "intensity": self.previous[s].intensity} for s, t in self.handled.items() if s in self.previous}
         text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict(),
-                           "last": last, "acks": self._last_acks, "intent": self._intent})
+                           "last": last, "acks": self._last_acks, "intents": self._intents})
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -413,12 +458,12 @@ class Executor(runtime.Service):
                 self._want_last_signals = True  # a preditor still loading after its restart answers later
             for sig in last:
                 self._take_signal(sig, None, None)
-        if self._intent is not None and self.synced and not self.stopped and now >= self._retry_at:
+        if self._intents and self.synced and not self.stopped and now >= self._retry_at:
             try:  # before any newer signal: its plan must see the account these orders make
-                self._replay_intent()
+                self._replay_intents()
             except ConnectorDown as exc:
                 self._retry_at = now + 1.0
-                log.warning("orders of a signal decided before a restart wait for the connector: %s", exc)
+                log.warning("orders of signals decided before a restart wait for the connector: %s", exc)
                 return
         if not self.pending or not self.synced or now < self._retry_at:
             return
@@ -428,25 +473,41 @@ class Executor(runtime.Service):
                 self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
             self.pending.clear()
             return
+        # every waiting signal is decided first, then all their orders go out together (one state write, orders
+        # overlapping at the connector): a bar closing for many symbols reaches its last order as soon as its first
+        batch = _Batch()
+        down: tuple[messages.Signal, ConnectorDown] | None = None
         for symbol in sorted(self.pending):
-            sig, seq, epoch = self.pending[symbol]
+            sig, _seq, _epoch = self.pending[symbol]
             try:
-                self._evaluate(sig, allow_open=True)
+                batch.decided.append(self._decide(sig, True, batch))
             except ConnectorDown as exc:
-                self._retry_at = time.monotonic() + 1.0
-                self.count("connector_failures")
-                key = (sig.symbol, sig.bar_time)
-                if key not in self.failed_acked:  # one FAIL ack per signal; it is retried until a newer one comes
-                    self.failed_acked.add(key)
-                    self._emit_ack(Ack(sig.symbol, "SIGNAL", AckStatus.FAIL, "NO_CONNECTOR", str(exc),
-                                       bar_time=sig.bar_time), sig)
-                log.warning("signal %s %s waits for the connector: %s", sig.symbol, sig.bar_time, exc)
-                return
+                down = (sig, exc)
+                break
             self.pending.pop(symbol, None)
             self.failed_acked = {k for k in self.failed_acked if k[0] != symbol}
+        if batch.decided:
+            self._execute(batch.decided)
+        if down is not None:
+            sig, exc = down
+            self._retry_at = time.monotonic() + 1.0
+            self.count("connector_failures")
+            key = (sig.symbol, sig.bar_time)
+            if key not in self.failed_acked:  # one FAIL ack per signal; it is retried until a newer one comes
+                self.failed_acked.add(key)
+                self._emit_ack(Ack(sig.symbol, "SIGNAL", AckStatus.FAIL, "NO_CONNECTOR", str(exc),
+                                   bar_time=sig.bar_time), sig)
+            log.warning("signal %s %s waits for the connector: %s", sig.symbol, sig.bar_time, exc)
 
     def _evaluate(self, sig: messages.Signal, allow_open: bool) -> str:
-        """Plan one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
+        """Decide one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
+        decided = self._decide(sig, allow_open, _Batch())
+        self._execute([decided])
+        return decided.reason
+
+    def _decide(self, sig: messages.Signal, allow_open: bool, batch: _Batch) -> _Orders:
+        """Plan one signal (its orders are carried out by `_execute`, with the others of its batch). ConnectorDown
+        before the decision: nothing recorded."""
         now = time.time()
         assert self.config is not None
         symbol = sig.symbol
@@ -454,8 +515,8 @@ class Executor(runtime.Service):
             stance = inputs.stance(sig)
         except ValueError as exc:
             self.handled[symbol] = sig.bar_time
-            self._emit_ack(ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time), sig)
-            return "BAD_SIGNAL"
+            return _Orders(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
+                           ack=ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time))
         if not self._positions_fresh:
             self._fetch_positions()  # first: a connector that is down fails here, at once
             self._positions_fresh = True
@@ -466,7 +527,9 @@ class Executor(runtime.Service):
         plan = plan_signal(self._inputs(sig, stance, data, None, now))
         if plan.decision.action == SyncAction.OPEN:
             data = self._fetch_symbol(symbol, now)
-            plan = plan_signal(self._inputs(sig, stance, data, self._fetch_account(now), now))
+            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._fetch_account, now), now))
+            if plan.open is not None and plan.required_margin:
+                batch.committed_margin += plan.required_margin
         self.modelled.add(symbol)  # a signal proves a model
         # decided: from here on the signal is consumed whatever happens to its orders
         self.previous[symbol] = stance
@@ -475,59 +538,92 @@ class Executor(runtime.Service):
         self.count("signals_evaluated")
         if plan.halt and plan.risk is not None:
             self._halt(plan.risk.reason, plan.risk.detail)
-        if (plan.closes or plan.open is not None) and plan.ack is None and not self.dry_run:
-            # write-ahead: a crash while these orders are out carries out the same orders again (same client
-            # order ids: the connector answers their first result), never decides the signal again on an account
-            # they have already changed
+        return _Orders(sig, plan.decision.action.value, plan.decision.reason, allow_open, list(plan.closes),
+                       plan.open, data, plan.ack)
+
+    def _execute(self, batch: list[_Orders]) -> None:
+        """Carry out decided signals: the write-ahead intent, every order at once, then the acks."""
+        if not self.dry_run:
+            # write-ahead: a crash while these orders are out carries out the same orders again (same client order
+            # ids: the connector answers their first result), never decides the signals again on an account they
+            # have already changed
             sides = {p.ticket: int(p.direction) for p in self.positions}
-            self._intent = {
-                "signal": messages.to_wire(sig), "action": plan.decision.action.value,
-                "reason": plan.decision.reason, "allow_open": allow_open,
-                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in plan.closes],
-                "open": {**asdict(plan.open), "direction": int(plan.open.direction)} if plan.open else None}
-            self._save_state()
-        acks: list[Ack] = []
-        acks += self._send_closes(list(plan.closes), plan.decision.action.value, sig)
-        if plan.open is not None:
-            acks.append(self._open(plan.open, sig, data, plan.decision.reason, allow_open))
-        if plan.ack is not None:
-            acks.append(plan.ack)
-        self._finish(sig, acks)
-        return plan.decision.reason
+            self._intents = [o.intent(sides) for o in batch if o.closes or o.open is not None]
+            if self._intents:
+                self._save_state()
+        jobs: list[tuple[int, CloseOrder | OpenOrder, messages.OrderCloseArgs | messages.OrderOpenArgs]] = []
+        acks: list[list[Ack | None]] = []
+        for n, o in enumerate(batch):
+            mine: list[Ack | None] = []
+            for c in o.closes:
+                if self.dry_run:
+                    mine.append(ack_dry_run(c.symbol, o.action, c.reason, client_order_id=c.client_order_id,
+                                            volume=c.volume, detail=f"close ticket {c.ticket}",
+                                            bar_time=o.sig.bar_time))
+                    continue
+                self.count("closes_sent")
+                jobs.append((n, c, messages.OrderCloseArgs(ticket=c.ticket, lots=None,
+                                                           client_order_id=c.client_order_id)))
+                mine.append(None)
+            if o.open is not None:
+                early = self._open_refused(o)
+                if early is None:
+                    self.count("orders_sent")
+                    jobs.append((n, o.open, self._open_args(o.open, o.data)))
+                mine.append(early)
+            acks.append(mine)
+        sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
+        results = self._orders([(messages.OP_ORDER_CLOSE.name if isinstance(order, CloseOrder) else
+                                 messages.OP_ORDER_OPEN.name, args, order.client_order_id)
+                                for _n, order, args in jobs])
+        for (n, order, _args), res in zip(jobs, results, strict=True):
+            o = batch[n]
+            if isinstance(order, CloseOrder):
+                ack = self._close_ack(order, o.action, o.sig, sides.get(order.ticket), res)
+            else:
+                ack = self._open_ack(order, o, res)
+            acks[n][acks[n].index(None)] = ack
+        done: list[tuple[messages.Signal | None, list[Ack]]] = []
+        for o, mine in zip(batch, acks, strict=True):
+            final = [a for a in mine if a is not None] + ([o.ack] if o.ack is not None else [])
+            self.last_decisions[o.sig.symbol] = o.reason
+            done.append((o.sig, final))
+        self._finish(done)
 
-    def _finish(self, sig: messages.Signal, acks: list[Ack]) -> None:
-        """The signal is evaluated and its orders went out: that, the stance and the acks' records survive a crash
-        from here on (the next process hands the records to persistence again, never decides the signal again)."""
+    def _finish(self, done: list[tuple[messages.Signal | None, list[Ack]]]) -> None:
+        """The signals are evaluated and their orders went out: that, the stances and the acks' records survive a
+        crash from here on (the next process hands the records to persistence again, never decides them again)."""
         stamp = time.time()
-        self._last_acks = [inputs.ack_record(ack, stamp, sig, i, self.epoch) for i, ack in enumerate(acks)]
-        self._intent = None
+        records = [[inputs.ack_record(ack, stamp, sig, i, self.epoch) for i, ack in enumerate(acks)]
+                   for sig, acks in done]
+        self._last_acks = [r for rs in records for r in rs]
+        self._intents = []
         self._save_state()
-        for i, (ack, record) in enumerate(zip(acks, self._last_acks, strict=True)):
-            self._emit_ack(ack, sig, i, record)
+        for (sig, acks), rs in zip(done, records, strict=True):
+            for i, (ack, record) in enumerate(zip(acks, rs, strict=True)):
+                self._emit_ack(ack, sig, i, record)
 
-    def _replay_intent(self) -> None:
-        """The orders of a signal an earlier process decided and died carrying out: the same orders again, the
-        acks the first process would have made. ConnectorDown: kept, retried."""
-        intent = self._intent
-        assert intent is not None
-        sig = messages.from_wire(messages.Signal, intent["signal"])
-        closes = [CloseOrder(c["ticket"], c["symbol"], c["volume"], c["client_order_id"], c["reason"])
-                  for c in intent["closes"]]
-        known = {p.ticket for p in self.positions}
-        self.positions += [RealPosition(c["ticket"], c["symbol"], Direction(c["direction"]), c["volume"], "")
-                           for c in intent["closes"] if c["direction"] is not None and c["ticket"] not in known]
-        order = None
-        if intent["open"] is not None:
-            order = OpenOrder(**{**intent["open"], "direction": Direction(intent["open"]["direction"])})
-            data = self._fetch_symbol(sig.symbol, time.time())
-        logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=sig.symbol,
-                   bar_time=sig.bar_time, closes=len(closes), open=order is not None)
-        acks = self._send_closes(closes, intent["action"], sig)
-        if order is not None:
-            acks.append(self._open(order, sig, data, intent["reason"], intent["allow_open"]))
-        self._positions_fresh = False
-        self.last_decisions[sig.symbol] = intent["reason"]
-        self._finish(sig, acks)
+    def _replay_intents(self) -> None:
+        """The orders of signals an earlier process decided and died carrying out: the same orders again, the acks
+        the first process would have made. ConnectorDown: kept, retried."""
+        batch = []
+        for intent in self._intents:
+            sig = messages.from_wire(messages.Signal, intent["signal"])
+            closes = [CloseOrder(c["ticket"], c["symbol"], c["volume"], c["client_order_id"], c["reason"])
+                      for c in intent["closes"]]
+            known = {p.ticket for p in self.positions}
+            self.positions += [RealPosition(c["ticket"], c["symbol"], Direction(c["direction"]), c["volume"], "")
+                               for c in intent["closes"] if c["direction"] is not None and c["ticket"] not in known]
+            order, data = None, None
+            if intent["open"] is not None:
+                order = OpenOrder(**{**intent["open"], "direction": Direction(intent["open"]["direction"])})
+                data = self._fetch_symbol(sig.symbol, time.time())
+            logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=sig.symbol,
+                       bar_time=sig.bar_time, closes=len(closes), open=order is not None)
+            ack = Ack.from_dict(intent["ack"]) if intent.get("ack") else None  # an emergency's skip
+            batch.append(_Orders(sig, intent["action"], intent["reason"], intent["allow_open"], closes, order, data,
+                                 ack))
+        self._execute(batch)
 
     def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
                 acct: inputs.AccountData | None, now: float) -> SignalInputs:
@@ -542,104 +638,143 @@ class Executor(runtime.Service):
             action_index=sig.action if 0 <= sig.action <= 6 else None,
             hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
 
-    def _open(self, order: OpenOrder, sig: messages.Signal, data: inputs.SymbolData, reason: str,
-              allow_open: bool) -> Ack:
-        action = SyncAction.OPEN.value
-        if not allow_open:
+    # ---- orders -------------------------------------------------------------------------------
+    def _open_refused(self, o: _Orders) -> Ack | None:
+        """The ack of an opening that is not sent (sync, halt, dry run); None: send it."""
+        order = o.open
+        assert order is not None
+        action, bar_time = SyncAction.OPEN.value, o.sig.bar_time
+        if not o.allow_open:
             return Ack(order.symbol, action, AckStatus.WAIT_SYNC, "SYNC_NEVER_OPENS",
-                       "executor.sync reconciles and closes; it never opens", bar_time=sig.bar_time,
+                       "executor.sync reconciles and closes; it never opens", bar_time=bar_time,
                        client_order_id=order.client_order_id)
-        if self.halted:
-            return ack_skip(order.symbol, action, "HALTED", self.risk.halt_reason or "system HALTED",
-                            sig.bar_time)
+        if self.halted:  # also when a signal decided after this one in the same batch halted
+            return ack_skip(order.symbol, action, "HALTED", self.risk.halt_reason or "system HALTED", bar_time)
         if self.dry_run:
-            return ack_dry_run(order.symbol, action, reason, client_order_id=order.client_order_id,
+            return ack_dry_run(order.symbol, action, o.reason, client_order_id=order.client_order_id,
                                volume=order.volume, detail=f"sl {order.relative_stop_loss} tp "
-                               f"{order.relative_take_profit} label {order.label}", bar_time=sig.bar_time)
-        lot_size = data.volume_limits.lot_size if data.volume_limits else None
+                               f"{order.relative_take_profit} label {order.label}", bar_time=bar_time)
+        return None
+
+    @staticmethod
+    def _open_args(order: OpenOrder, data: inputs.SymbolData | None) -> messages.OrderOpenArgs:
+        lot_size = data.volume_limits.lot_size if data is not None and data.volume_limits else None
         assert lot_size, "the plan opens only with volume limits"
-        args = messages.OrderOpenArgs(
+        return messages.OrderOpenArgs(
             symbol=order.symbol, direction=int(order.direction), lots=order.volume / lot_size,
             client_order_id=order.client_order_id,
             sl_distance=order.relative_stop_loss / PRICE_SCALE if order.relative_stop_loss else None,
             tp_distance=order.relative_take_profit / PRICE_SCALE if order.relative_take_profit else None,
             comment=order.label)
-        self.count("orders_sent")
-        res = self._order(messages.OP_ORDER_OPEN.name, args, order.client_order_id)
+
+    def _open_ack(self, order: OpenOrder, o: _Orders, res: messages.OrderResult | str) -> Ack:
+        action, cid, bar_time = SyncAction.OPEN.value, order.client_order_id, o.sig.bar_time
         if isinstance(res, str):
-            return ack_failed(order.symbol, action, res, client_order_id=order.client_order_id,
-                              bar_time=sig.bar_time)
+            return ack_failed(order.symbol, action, res, client_order_id=cid, bar_time=bar_time)
         if not res.success or res.ticket is None or res.price is None:
-            return ack_failed(order.symbol, action, res.error or "no ticket in the result",
-                              client_order_id=order.client_order_id, bar_time=sig.bar_time)
-        self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume,
-                                           order.client_order_id))
-        pip = data.price_data.pip_position if data.price_data else None
-        return ack_filled(order.symbol, action, reason, client_order_id=order.client_order_id, ticket=res.ticket,
-                          volume=order.volume, fill_price=res.price, reference_price=sig.close,
-                          side=order.direction, pip_position=pip, bar_time=sig.bar_time)
+            return ack_failed(order.symbol, action, res.error or "no ticket in the result", client_order_id=cid,
+                              bar_time=bar_time)
+        self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume, cid))
+        pip = o.data.price_data.pip_position if o.data is not None and o.data.price_data else None
+        return ack_filled(order.symbol, action, o.reason, client_order_id=cid, ticket=res.ticket,
+                          volume=order.volume, fill_price=res.price, reference_price=o.sig.close,
+                          side=order.direction, pip_position=pip, bar_time=bar_time)
 
-    def _order(self, op: str, args: Any, cid: str) -> messages.OrderResult | str:
-        """An order request, asked again with the same client order id until answered or
-        `executor.order_timeout_s` has passed (the connector answers the first result for an id it has seen, also
-        after its own restart). A request lost with a connector that died is never answered: each attempt waits
-        ORDER_ATTEMPT_S at most, and a connector just restarted (not connected yet) is asked again. A string is
-        the error."""
-        deadline = time.monotonic() + self.cfg.executor.order_timeout_s
-        error = ""
-        self._positions_fresh = False  # whatever the outcome, the account may have changed
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                return self._call("connector", op, args, min(left, ORDER_ATTEMPT_S))
-            except bus.RequestTimeout as exc:
-                error = f"timeout: {exc}"
-                log.warning("order %s: %s; asking again with the same id", cid, error)
-            except bus.RequestFailed as exc:
-                if exc.code != "not_connected":
-                    return f"{exc}"
-                error = f"{exc}"
-                self._pause(min(0.2, max(0.0, deadline - time.monotonic())))
-            except wire.WireError as exc:
-                return f"{exc}"
-        return error
-
-    def _pause(self, seconds: float) -> None:
-        """Wait without missing a heartbeat."""
-        until = time.monotonic() + seconds
-        while time.monotonic() < until:
-            time.sleep(min(0.05, max(0.0, until - time.monotonic())))
-            self.beat_if_due()
+    def _close_ack(self, c: CloseOrder, action: str, sig: messages.Signal | None, side: Direction | None,
+                   res: messages.OrderResult | str) -> Ack:
+        bar_time = sig.bar_time if sig is not None else None
+        if isinstance(res, str):
+            return ack_failed(c.symbol, action, res, client_order_id=c.client_order_id, bar_time=bar_time)
+        if res.success and res.price is not None and side is not None:
+            return ack_filled(c.symbol, action, c.reason, client_order_id=c.client_order_id, ticket=c.ticket,
+                              volume=c.volume, fill_price=res.price,
+                              reference_price=sig.close if sig is not None else None, side=side,
+                              pip_position=self.pip_positions.get(c.symbol), bar_time=bar_time)
+        if res.success or res.error == "POSITION_NOT_FOUND":
+            return Ack(c.symbol, action, AckStatus.OK, "ALREADY_FLAT" if not res.success else c.reason,
+                       bar_time=bar_time, client_order_id=c.client_order_id, ticket=c.ticket)
+        return ack_failed(c.symbol, action, res.error, client_order_id=c.client_order_id, bar_time=bar_time)
 
     def _send_closes(self, closes: list[CloseOrder], action: str, sig: messages.Signal | None = None) -> list[Ack]:
-        acks = []
-        by_ticket = {p.ticket: p for p in self.positions}
-        bar_time = sig.bar_time if sig is not None else None
-        for c in closes:
-            pos = by_ticket.get(c.ticket)
-            side = Direction(-int(pos.direction)) if pos is not None else None
-            if self.dry_run:
-                acks.append(ack_dry_run(c.symbol, action, c.reason, client_order_id=c.client_order_id,
-                                        volume=c.volume, detail=f"close ticket {c.ticket}", bar_time=bar_time))
-                continue
-            self.count("closes_sent")
-            res = self._order(messages.OP_ORDER_CLOSE.name,
-                              messages.OrderCloseArgs(ticket=c.ticket, lots=None, client_order_id=c.client_order_id),
-                              c.client_order_id)
-            if isinstance(res, str):
-                acks.append(ack_failed(c.symbol, action, res, client_order_id=c.client_order_id, bar_time=bar_time))
-            elif res.success and res.price is not None and side is not None:
-                pip = self.pip_positions.get(c.symbol)
-                acks.append(ack_filled(c.symbol, action, c.reason, client_order_id=c.client_order_id,
-                                       ticket=c.ticket, volume=c.volume, fill_price=res.price,
-                                       reference_price=sig.close if sig is not None else None, side=side,
-                                       pip_position=pip, bar_time=bar_time))
-            elif res.success or res.error == "POSITION_NOT_FOUND":
-                acks.append(Ack(c.symbol, action, AckStatus.OK, "ALREADY_FLAT" if not res.success else c.reason,
-                                bar_time=bar_time, client_order_id=c.client_order_id, ticket=c.ticket))
-            else:
-                acks.append(ack_failed(c.symbol, action, res.error, client_order_id=c.client_order_id,
-                                       bar_time=bar_time))
-        return acks
+        """Closes outside a signal's plan (commands, emergency, close on exit), all at once."""
+        if self.dry_run:
+            return [ack_dry_run(c.symbol, action, c.reason, client_order_id=c.client_order_id, volume=c.volume,
+                                detail=f"close ticket {c.ticket}", bar_time=sig.bar_time if sig else None)
+                    for c in closes]
+        sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
+        self.count("closes_sent", len(closes))
+        results = self._orders([(messages.OP_ORDER_CLOSE.name,
+                                 messages.OrderCloseArgs(ticket=c.ticket, lots=None, client_order_id=c.client_order_id),
+                                 c.client_order_id) for c in closes])
+        return [self._close_ack(c, action, sig, sides.get(c.ticket), res)
+                for c, res in zip(closes, results, strict=True)]
+
+    def _orders(self, requests: list[tuple[str, Any, str]]) -> list[messages.OrderResult | str]:
+        """Order requests, all in flight together (one REQ socket each; the connector serves them concurrently).
+        Each is asked again with the same client order id until answered or `executor.order_timeout_s` has passed
+        (the connector answers the first result for an id it has seen, also after its own restart). A request
+        lost with a connector that died is never answered: each attempt waits ORDER_ATTEMPT_S at most, and a
+        connector just restarted (not connected yet) is asked again. A string is the error."""
+        if not requests:
+            return []
+        self._positions_fresh = False  # whatever the outcome, the account may have changed
+        deadline = time.monotonic() + self.cfg.executor.order_timeout_s
+        while len(self._order_lines) < len(requests):
+            self._order_lines.append(bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
+                                                   self.cfg.runtime.request_timeout_ms))
+        lines = self._order_lines[: len(requests)]
+        results: list[messages.OrderResult | str | None] = [None] * len(requests)
+        errors = [""] * len(requests)
+        send_at = [0.0] * len(requests)  # when to (re)send; inf: waiting for a reply
+        poller = zmq.Poller()
+        for line in lines:
+            if line.pending is not None:
+                line.reset()
+        while any(r is None for r in results):
+            now = time.monotonic()
+            if now >= deadline:
+                for i, r in enumerate(results):
+                    if r is None:
+                        results[i] = errors[i] or "timeout: no answer from the connector"
+                        if lines[i].pending is not None:
+                            lines[i].reset()
+                break
+            for i, (op, args, _cid) in enumerate(requests):
+                if results[i] is None and now >= send_at[i]:
+                    lines[i].send(op, args, int(min(deadline - now, ORDER_ATTEMPT_S) * 1000))
+                    send_at[i] = float("inf")
+            for i, (op, _args, cid) in enumerate(requests):
+                if results[i] is not None or lines[i].pending is None:
+                    continue
+                try:
+                    reply = lines[i].take_reply()  # resets the socket at its deadline
+                except bus.RequestTimeout as exc:
+                    errors[i] = f"timeout: {exc}"
+                    log.warning("order %s: %s; asking again with the same id", cid, errors[i])
+                    send_at[i] = now
+                    continue
+                except wire.WireError as exc:
+                    lines[i].reset()
+                    results[i] = f"{exc}"
+                    continue
+                if reply is None:
+                    continue
+                if reply.ok:
+                    ok = isinstance(reply.result, messages.OrderResult)
+                    results[i] = reply.result if ok else f"{op}: not an order result: {reply.result!r}"
+                elif reply.error_code == "not_connected":
+                    errors[i] = f"{op}: {reply.error_message}"
+                    send_at[i] = now + 0.2
+                else:
+                    results[i] = f"{op}: {reply.error_message}"
+            out = [line.sock for line, r in zip(lines, results, strict=True) if r is None and line.pending]
+            for sock in out:
+                poller.register(sock, zmq.POLLIN)
+            poller.poll(50 if out else 20)
+            for sock in out:
+                poller.unregister(sock)
+            self.beat_if_due()
+        return [r if r is not None else "no answer" for r in results]
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
@@ -749,7 +884,7 @@ class Executor(runtime.Service):
         return len(self.pending)
 
     def on_stop(self) -> None:
-        for req in (self._connector, self._preditor):
+        for req in (self._connector, self._preditor, *self._order_lines):
             if req is not None:
                 req.close()
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from common import messages
 from common.twin.bars import Bar as TwinBar
-from common.twin.twin import Decision, TwinState
+from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
 from services.preditor.gaps import needs_fill
 
 
@@ -62,6 +62,42 @@ def snapshot_name(symbol: str, timeframe: str) -> str:
 def snapshot_bytes(state: TwinState) -> bytes:
     """JSON (Python's float repr round-trips every float64 exactly)."""
     return json.dumps(state.to_dict(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _row_text(row: list[float]) -> str:
+    """One window bar as ``snapshot_bytes`` writes it (``[time, o, h, l, c, v]``, time as an int)."""
+    return json.dumps([int(row[0]), *row[1:]], allow_nan=False, separators=(",", ":"))
+
+
+class SnapshotEncoder:
+    """``snapshot_bytes`` for one twin's successive states, the same bytes, reusing the text of the window bars
+    it encoded before: the window slides by a bar or a few between two snapshots, so only the new bars' rows are
+    encoded (the bars are ~95 % of the file and of its encoding time). A reused row is one whose float64 bits
+    equal the bar encoded before at that time; anything else is encoded afresh."""
+
+    def __init__(self) -> None:
+        self._bars = np.empty((0, 6))
+        self._rows: list[str] = []
+
+    def encode(self, state: TwinState) -> bytes:
+        bars = state.bars
+        rows = self._reused_rows(bars)
+        rows += [_row_text(r) for r in bars[len(rows):].tolist()]
+        self._bars, self._rows = bars.copy(), rows  # a copy: the next comparison must see these bits
+        head = json.dumps({"version": SNAPSHOT_VERSION, "model_id": state.model_id}, separators=(",", ":"))
+        tail = json.dumps(state.to_dict_after_bars(), allow_nan=False, separators=(",", ":"))
+        return f'{head[:-1]},"bars":[{",".join(rows)}],{tail[1:]}'.encode()
+
+    def _reused_rows(self, bars: np.ndarray) -> list[str]:
+        """The encoded rows of the leading bars of ``bars`` that were in the previous window, bit for bit."""
+        old = self._bars
+        if not len(old) or not len(bars):
+            return []
+        start = int(np.searchsorted(old[:, 0], bars[0, 0]))
+        n = min(len(old) - start, len(bars))
+        if n <= 0 or old[start:start + n].tobytes() != bars[:n].tobytes():
+            return []
+        return self._rows[start:start + n]
 
 
 @dataclass(frozen=True)

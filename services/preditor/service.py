@@ -70,6 +70,9 @@ class Track:
     error: str = ""
     signals: int = 0
     tf_s: int = field(init=False)
+    snapshots: live.SnapshotEncoder = field(default_factory=live.SnapshotEncoder)
+    snapshot_files: tuple[str, str] | None = None  # (path, temp path), computed once
+    snapshot_dir_made: bool = False  # its snapshot's directory exists (made once, again after a failed write)
 
     def __post_init__(self) -> None:
         self.tf_s = TIMEFRAMES[self.model.timeframe]
@@ -100,6 +103,7 @@ class Preditor(runtime.Service):
         self.warmup_retry_at: float | None = None  # set after the first warmup step, when a model failed it
         self.last_problem = ""
         self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
+        self.fsync_snapshots = cfg.preditor.fsync_snapshots
         self.unsaved: dict[str, Track] = {}  # twins stepped since their last snapshot, by symbol
         self.unsaved_since = 0.0
         self._connector: bus.Requester | None = None
@@ -273,7 +277,7 @@ class Preditor(runtime.Service):
 
     def _bars_arriving(self) -> bool:
         """Are messages waiting on the SUB socket (more bars of the same close, most likely)?"""
-        return self.sub is not None and bool(self.sub.sock.poll(0, zmq.POLLIN))
+        return self.sub is not None and bool(self.sub.sock.get(zmq.EVENTS) & zmq.POLLIN)  # cheaper than poll(0)
 
     def _retry_warmups(self) -> None:
         self.warmup_retry_at = None
@@ -361,17 +365,26 @@ class Preditor(runtime.Service):
     def _write_snapshot(self, track: Track) -> None:
         """Atomically (temp file, fsync, rename). A failed write is alerted and the twin goes on: its signals
         matter more than its restart point, and the next bar tries again."""
-        path = self._snapshot_path(track)
-        tmp = path.with_name(path.name + ".tmp")
+        if track.snapshot_files is None:
+            final = self._snapshot_path(track)
+            track.snapshot_files = (str(final), str(final.with_name(final.name + ".tmp")))
+        path, tmp = track.snapshot_files
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(live.snapshot_bytes(track.state))
-                f.flush()
-                if self.cfg.preditor.fsync_snapshots:
-                    os.fsync(f.fileno())
+            if not track.snapshot_dir_made:
+                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+                track.snapshot_dir_made = True
+            data = memoryview(track.snapshots.encode(track.state))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+                if self.fsync_snapshots:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except OSError as exc:
+            track.snapshot_dir_made = False
             self.count("snapshot_errors")
             problem = f"cannot write the twin snapshot {path}: {exc.strerror or exc}"
             if problem != track.error:

@@ -103,3 +103,90 @@ def test_pub_hwm_is_deliberate(ctx, tmp_path):
     pub = bus.Publisher(ctx, f"ipc://{tmp_path}/p", "x", 1)
     assert pub.sock.getsockopt(zmq.SNDHWM) == bus.PUB_HWM
     pub.close()
+
+
+def _send(req: bus.Requester, op: str) -> str:
+    return req.send(op, messages.NoArgs(), 2000)
+
+
+def _reply(req: bus.Requester, server: bus.Responder, timeout_s: float = 2.0) -> wire.Reply:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        server.serve_ready()
+        server.flush(time.monotonic())
+        reply = req.take_reply()
+        if reply is not None:
+            return reply
+        time.sleep(0.005)
+    raise AssertionError("no reply")
+
+
+def test_a_concurrent_responder_answers_others_while_a_deferred_one_waits(ctx, tmp_path):
+    import concurrent.futures
+
+    endpoint = f"ipc://{tmp_path}/router"
+    slow: concurrent.futures.Future = concurrent.futures.Future()
+    finished = []
+
+    def finish(f):
+        finished.append(f.result())
+        return {"slow": f.result()}
+
+    handlers = {"positions": lambda _a: bus.Deferred(slow, finish), "ping": lambda _a: {"fast": True}}
+    server = bus.Responder(ctx, endpoint, handlers, bus.WireErrors("t"), concurrent=True)
+    a, b = bus.Requester(ctx, endpoint, "a"), bus.Requester(ctx, endpoint, "b")
+    _send(a, "positions")
+    time.sleep(0.05)
+    server.serve_ready()
+    assert server.waiting and not finished
+    _send(b, "ping")
+    assert _reply(b, server).result == {"fast": True}  # not held up by the slow one
+    assert a.take_reply() is None
+    slow.set_result(7)
+    reply = _reply(a, server)
+    assert reply.ok and reply.result == {"slow": 7} and finished == [7] and not server.waiting
+    for r in (a, b):
+        r.close()
+    server.close()
+
+
+def test_a_deferred_answer_past_its_deadline_or_at_stop_is_a_clear_error(ctx, tmp_path):
+    import concurrent.futures
+
+    endpoint = f"ipc://{tmp_path}/router"
+    futures: list[concurrent.futures.Future] = []
+
+    def never(_a):
+        futures.append(concurrent.futures.Future())
+        deadline = time.monotonic() + 0.1 if len(futures) == 1 else None
+        return bus.Deferred(futures[-1], lambda f: f.result(), deadline, "never")
+
+    server = bus.Responder(ctx, endpoint, {"ping": never}, bus.WireErrors("t"), concurrent=True)
+    a, b = bus.Requester(ctx, endpoint, "a"), bus.Requester(ctx, endpoint, "b")
+    _send(a, "ping")
+    reply = _reply(a, server)
+    assert not reply.ok and reply.error_code == "timeout" and "never" in reply.error_message
+    assert futures[0].cancelled()
+    _send(b, "ping")
+    time.sleep(0.05)
+    server.serve_ready()
+    server.abandon("stopping", "the service is stopping")
+    reply = _reply(b, server)
+    assert not reply.ok and reply.error_code == "stopping"
+    for r in (a, b):
+        r.close()
+    server.close()
+
+
+def test_a_plain_rep_responder_refuses_a_deferred_answer_clearly(ctx, tmp_path):
+    import concurrent.futures
+
+    endpoint = f"ipc://{tmp_path}/rep"
+    handlers = {"ping": lambda _a: bus.Deferred(concurrent.futures.Future(), lambda f: f.result())}
+    server = bus.Responder(ctx, endpoint, handlers, bus.WireErrors("t"))
+    req = bus.Requester(ctx, endpoint, "a")
+    _send(req, "ping")
+    reply = _reply(req, server)
+    assert not reply.ok and reply.error_code == wire.HANDLER_ERROR and "concurrent" in reply.error_message
+    req.close()
+    server.close()

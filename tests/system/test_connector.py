@@ -7,6 +7,7 @@ moves the market with the simulator's control port, so every bar is known in adv
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,42 @@ def test_a_timed_out_request_retried_with_the_same_id_creates_exactly_one_order(
     assert system.req("order_close", messages.OrderCloseArgs(res.ticket, client_order_id="close-retry-1")).success
     again = system.req("order_close", messages.OrderCloseArgs(res.ticket, client_order_id="close-retry-1"))
     assert again.success and system.sim("status")["deals"] == deals_before + 2
+
+
+def wait_reply(req: bus.Requester, timeout_s: float = 15.0) -> messages.OrderResult:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reply = req.take_reply()
+        if reply is not None:
+            assert reply.ok, reply.error_message
+            return reply.result
+        req.sock.poll(20)
+    raise AssertionError("no reply")
+
+
+def test_orders_overlap_a_held_fill_delays_no_other_order_and_one_id_stays_one_order(system):
+    deals_before = system.sim("status")["deals"]
+    system.sim("delay", seconds=1.5, count=2, types=["ProtoOAExecutionEvent"])  # the first order's accept and fill
+    endpoint = system.cfg.endpoint("connector", "rep")
+    held, again, other = (bus.Requester(system.home.ctx, endpoint, "test", 15000) for _ in range(3))
+    try:
+        held.send("order_open", messages.OrderOpenArgs("EURUSD", 1, 0.1, "overlap-held"))
+        time.sleep(0.3)  # out at the broker, its execution events held by the simulator
+        again.send("order_open", messages.OrderOpenArgs("EURUSD", 1, 0.1, "overlap-held"))  # asked again meanwhile
+        other.send("order_open", messages.OrderOpenArgs("EURUSD", -1, 0.1, "overlap-other"))
+        first = wait_reply(other)
+        assert first.success and first.client_order_id == "overlap-other"
+        assert held.take_reply() is None and again.take_reply() is None  # the held order answers later
+        a, b = wait_reply(held), wait_reply(again)
+        assert a.success and a.ticket and (b.ticket, b.price) == (a.ticket, a.price)
+        assert len(sim_positions(system, "overlap-held")) == 1
+        assert system.sim("status")["deals"] == deals_before + 2  # two orders, not three
+        assert system.req("status")["progress"].get("orders_joined", 0) >= 1
+    finally:
+        for r in (held, again, other):
+            r.close()
+    for ticket, cid in ((a.ticket, "close-overlap-held"), (first.ticket, "close-overlap-other")):
+        assert system.req("order_close", messages.OrderCloseArgs(ticket, client_order_id=cid)).success
 
 
 # ---- faults ---------------------------------------------------------------------------------------

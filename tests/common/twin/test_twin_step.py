@@ -1,5 +1,5 @@
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -122,3 +122,18 @@ def test_spec_refuses_unknown_decode_method_and_short_window(hmm3):
         TwinSpec(hmm3, "viterbi_full_sequence")
     with pytest.raises(ValueError, match="window"):
         replace(TwinSpec(hmm3, FORWARD_FILTER), window=15)
+
+
+def test_snapshot_dicts_are_the_dataclass_fields_in_order(spec, bars, busy_policy):
+    """``to_dict`` is written by hand (asdict is slow): the same keys, order and values as ``asdict`` would give."""
+    state, decisions = run(spec, initial_state("m"), bars, busy_policy)
+    with_trade = [d for d in decisions if d.closed_trade is not None]
+    assert with_trade and any(d.closed_trade is None for d in decisions)
+    for d in decisions:
+        expected = {**asdict(d), "action": int(d.action), "observation": list(d.observation)}
+        assert json.dumps(d.to_dict()) == json.dumps(expected)
+    assert list(state.position.to_dict().items()) == list(asdict(state.position).items())
+    d = state.to_dict()
+    assert list(d) == ["version", "model_id", "bars", "position", "realized_pnl", "last_bar_time", "decisions",
+                       "last_decision"]
+    assert {k: v for k, v in d.items() if k not in ("version", "model_id", "bars")} == state.to_dict_after_bars()

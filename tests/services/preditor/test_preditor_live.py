@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from common import messages
-from common.twin.twin import initial_state, run
+from common.twin.bars import bar_at
+from common.twin.twin import initial_state, run, step
 from services.preditor import gaps, live
 from services.preditor.model_file import load_model
 
@@ -100,3 +101,41 @@ def test_history_array_checks_order():
     assert live.history_array(rows).shape == (2, 6) and live.history_array([]).shape == (0, 6)
     with pytest.raises(ValueError, match="increasing"):
         live.history_array(rows[::-1])
+
+
+def test_snapshot_encoder_writes_the_same_bytes_as_snapshot_bytes(demo, eurusd_bars):
+    """The encoder reuses the text of the bars it encoded before: every snapshot, one per step or several steps
+    apart, after a restore (another array, same bars) and after an unrelated state, is byte for byte the same."""
+    enc = live.SnapshotEncoder()
+    state = initial_state(demo.model_id)
+    assert enc.encode(state) == live.snapshot_bytes(state)  # no bar yet
+    trades = 0
+    for i in range(600):
+        state, d = step(demo.spec, state, bar_at(eurusd_bars, i), demo.policy_fn)
+        trades += d is not None and d.closed_trade is not None
+        if i % 5 != 4 and not 340 <= i <= 360:  # mostly every step; sometimes a few coalesced; the window fills
+            assert enc.encode(state) == live.snapshot_bytes(state), i
+    assert trades  # a closed trade in the last decision was encoded too
+    restored = live.restore(live.snapshot_bytes(state), demo.model_id).state
+    assert restored is not None and restored.bars is not state.bars
+    assert enc.encode(restored) == live.snapshot_bytes(state)
+    far, _ = run(demo.spec, initial_state(demo.model_id), eurusd_bars[2000:2400], demo.policy_fn)
+    assert enc.encode(far) == live.snapshot_bytes(far)  # no overlap: encoded afresh
+    changed = replace(far, bars=far.bars.copy())
+    changed.bars[-2, 4] += 1e-5  # same times, another close: that row is not reused
+    changed.bars[-3, 5] = 0.0
+    assert enc.encode(changed) == live.snapshot_bytes(changed)
+    negative_zero = replace(changed, bars=changed.bars.copy())
+    negative_zero.bars[-3, 5] = -0.0  # == 0.0, but not the same text
+    assert enc.encode(negative_zero) == live.snapshot_bytes(negative_zero) != live.snapshot_bytes(changed)
+    assert enc.encode(initial_state("m")) == live.snapshot_bytes(initial_state("m"))
+
+
+def test_snapshot_encoder_refuses_what_json_refuses(demo, eurusd_bars):
+    state, _ = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:10], demo.policy_fn)
+    bad = replace(state, bars=state.bars.copy())
+    bad.bars[-1, 5] = np.nan
+    with pytest.raises(ValueError):
+        live.snapshot_bytes(bad)
+    with pytest.raises(ValueError):
+        live.SnapshotEncoder().encode(bad)
