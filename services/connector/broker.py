@@ -450,6 +450,10 @@ class CTraderBroker:
                 return 1.0 / oq.bid
         return None
 
+    def rate_from_quotes(self, symbol: str) -> float | None:
+        """The symbol's quote->deposit rate from the quotes at hand (None: a conversion quote is missing)."""
+        return self._rate_from_quotes(self._spec(symbol))
+
     async def quote_to_deposit(self, symbol: str) -> float:
         """Rate turning the symbol's quote currency into the deposit currency."""
         spec = self._spec(symbol)

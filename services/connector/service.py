@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -62,6 +63,7 @@ log = logging.getLogger("oracle.connector")
 
 MAX_HISTORY_BARS = 50_000
 LATENCY_SAMPLES = 10_000  # bar close -> order sent samples kept for the status op
+SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while the broker thread runs (see BrokerLoop.start)
 
 
 def latency_summary(samples: Iterable[float]) -> dict:
@@ -88,6 +90,10 @@ class BrokerLoop:
         self.loop.run_forever()
 
     def start(self) -> BrokerLoop:
+        # two threads share the GIL: a thread ready to run waits up to the switch interval for the one holding it
+        # (5 ms by default, a bar's whole budget); the loop thread answering an order must not wait that long on
+        # the broker thread parsing a burst of quotes, nor the other way round
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread.start()
         return self
 
@@ -694,10 +700,27 @@ class Connector(runtime.Service):
         return dataclasses.asdict(acct)
 
     def _op_positions(self, _a: Any) -> dict:
+        """The open positions, and with them what an order decided on them needs (one trip instead of three): the
+        account and the live quote of every symbol with one, with its quote->deposit rate."""
         broker = self._need_broker()
         refresh = not self._live_book(broker)
-        got = self._wait(broker.get_positions(refresh=refresh), self.cfg.connector.op_timeout_s, "positions")
-        return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time}
+        got, acct, quotes = self._wait(self._book_facts(broker, refresh), self.cfg.connector.op_timeout_s,
+                                       "positions")
+        return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time,
+                "account": dataclasses.asdict(acct), "quotes": quotes}
+
+    @staticmethod
+    async def _book_facts(broker: CTraderBroker, refresh: bool) -> tuple[list, Any, dict]:
+        positions = await broker.get_positions(refresh=refresh)
+        acct = await broker.get_account()
+        quotes = {}
+        for symbol in broker.symbols:
+            q = broker.quote(symbol)
+            if q is None or q.bid <= 0 or q.ask <= 0:
+                continue
+            rate = broker.rate_from_quotes(symbol)
+            quotes[symbol] = {"bid": q.bid, "ask": q.ask, "quote_to_deposit": rate}
+        return positions, acct, quotes
 
     def _order_wait_s(self) -> float:
         b = self.cfg.broker

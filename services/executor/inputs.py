@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,6 +127,18 @@ def symbol_data(symbol: str, raw: Any, now: float, quote_time: float | None = No
         quote = Quote(bid=bid, ask=ask, time=quote_time if age is None else now - age)
     min_stop = _num(_first(spec, "min_stop_distance", "sl_distance_price"))
     return SymbolData(symbol, limits, price_data, quote, min_stop)
+
+
+def with_quote(data: SymbolData, raw: Any, quote_time: float | None) -> SymbolData | None:
+    """A symbol's spec (from an earlier `symbol_info`) with the live quote and quote->deposit rate of its entry in
+    a `positions` reply's `quotes`; None when the entry or the spec lacks any of them (ask `symbol_info`)."""
+    if not isinstance(raw, Mapping) or data.price_data is None or data.volume_limits is None:
+        return None
+    bid, ask, rate = _num(raw.get("bid")), _num(raw.get("ask")), _num(raw.get("quote_to_deposit"))
+    if bid is None or ask is None or rate is None:
+        return None
+    return replace(data, price_data=replace(data.price_data, quote_to_deposit=rate),
+                   quote=Quote(bid=bid, ask=ask, time=quote_time))
 
 
 def positions(raw: Any, lot_sizes: Mapping[str, int] | None = None) -> list[RealPosition]:

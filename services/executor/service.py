@@ -135,6 +135,8 @@ class Executor(runtime.Service):
         # together share one positions request (a position changed by anyone before a signal arrived is seen)
         self._positions_fresh = False
         self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
+        self._book_account: inputs.AccountData | None = None  # from the last positions answer
+        self._book_quotes: dict[str, Any] = {}  # symbol -> bid, ask, quote_to_deposit, from the same answer
         self.orphans: list[str] = []
         self.lot_sizes: dict[str, int] = {}
         self.pip_positions: dict[str, int] = {}
@@ -209,13 +211,33 @@ class Executor(runtime.Service):
             raise ConnectorDown(f"{op}: {exc}") from exc
 
     def _fetch_positions(self) -> list[RealPosition]:
+        """The account's positions; the same answer brings the account and the live quotes (`_book_account`,
+        `_book_quotes`), which the openings decided on these positions use."""
         self.count("positions_requests")
         raw = self._connector_call(messages.OP_POSITIONS.name, messages.NoArgs())
         try:
             self.positions = inputs.positions(raw, self.lot_sizes)
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
+        self._book_account, self._book_quotes = None, {}
+        if isinstance(raw, dict):
+            if isinstance(raw.get("account"), dict):
+                self._book_account = inputs.account(raw["account"])
+                if self._book_account.equity is not None:
+                    self.risk = risk_rules.on_equity(self.risk, self._book_account.equity)
+            if isinstance(raw.get("quotes"), dict):
+                self._book_quotes = raw["quotes"]
         return self.positions
+
+    def _quoted(self, symbol: str, now: float) -> inputs.SymbolData:
+        """The symbol's spec with the quote of the positions answer just read; symbol_info when it has none."""
+        spec = self._symbol_data.get(symbol)
+        quote_time = now if self.connected is not False else None
+        fresh = inputs.with_quote(spec, self._book_quotes.get(symbol), quote_time) if spec is not None else None
+        return fresh or self._fetch_symbol(symbol, now)
+
+    def _account_now(self, now: float) -> inputs.AccountData:
+        return self._book_account or self._fetch_account(now)
 
     def _fetch_account(self, now: float) -> inputs.AccountData:
         self.count("account_requests")
@@ -521,13 +543,13 @@ class Executor(runtime.Service):
             self._fetch_positions()  # first: a connector that is down fails here, at once
             self._positions_fresh = True
         # The sync decision reads the positions and the symbol's spec only; the quote and the account matter
-        # to an opening alone. So a signal that opens nothing costs no symbol_info/account round trip (a bar
-        # closing for many symbols reaches its orders sooner), and an opening is planned again on fresh data.
+        # to an opening alone, which is planned again on the quote and account that came with the positions
+        # (symbol_info / account asked only when that answer lacks them)
         data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
         plan = plan_signal(self._inputs(sig, stance, data, None, now))
         if plan.decision.action == SyncAction.OPEN:
-            data = self._fetch_symbol(symbol, now)
-            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._fetch_account, now), now))
+            data = self._quoted(symbol, now)
+            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now))
             if plan.open is not None and plan.required_margin:
                 batch.committed_margin += plan.required_margin
         self.modelled.add(symbol)  # a signal proves a model
