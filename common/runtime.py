@@ -109,6 +109,11 @@ class Service:
     def pending_work(self) -> int:
         return 0
 
+    def poll_timeout_ms(self) -> int:
+        """How long the loop may sleep when nothing arrives. A Deferred answer's future completes in another thread,
+        which should wake the loop (add_reader); the short poll is the fallback."""
+        return 5 if self.rep is not None and self.rep.waiting else 100
+
     # ---- helpers for subclasses -----------------------------------------------------------
     def count(self, counter: str, n: int = 1) -> None:
         self.progress[counter] = self.progress.get(counter, 0) + n
@@ -444,9 +449,7 @@ class Service:
             waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)
-            # a Deferred answer's future completes in another thread, which should wake us (add_reader); the short
-            # poll is the fallback
-            events = dict(poller.poll(5 if self.rep.waiting else 100))
+            events = dict(poller.poll(self.poll_timeout_ms()))
             for sock in waiting:
                 poller.unregister(sock)
             now = time.monotonic()

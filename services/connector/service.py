@@ -172,6 +172,7 @@ class Connector(runtime.Service):
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
         self._in_flight: dict[str, bus.Deferred] = {}  # journal key -> the order out at the broker now
+        self._in_flight_peak = 0  # the most orders out at once since the start (status: `orders`)
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
@@ -253,6 +254,7 @@ class Connector(runtime.Service):
 
         deferred = bus.Deferred(fut, finish, time.monotonic() + self._order_wait_s(), what)
         self._in_flight[key] = deferred
+        self._in_flight_peak = max(self._in_flight_peak, len(self._in_flight))
         return deferred
 
     def _joined(self, key: str) -> bus.Deferred | None:
@@ -913,6 +915,7 @@ class Connector(runtime.Service):
             "subscriptions": dict(self.book.subscriptions),
             "last_bar_time": dict(self.book.last),
             "journal": {"entries": len(self.journal), "path": str(self.journal_path)},
+            "orders": {"in_flight": len(self._in_flight), "in_flight_peak": self._in_flight_peak},
             "bar_to_order_ms": latency_summary(self._bar_to_order_ms),
         }
 

@@ -26,8 +26,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ from services.executor import commands, inputs
 from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
 from services.executor.acks import Ack, AckStatus, ack_dry_run, ack_failed, ack_filled, ack_skip
+from services.executor.batch import Batch, Decided
 from services.executor.commands import CloseOrder, RealPosition
 from services.executor.lots import check_config_lots
+from services.executor.order_lines import OrderGroup
 from services.executor.plan import OpenOrder, SignalInputs, emergency_closes, plan_signal
 from services.executor.sltp import PRICE_SCALE
 from services.executor.sync import Direction, Stance, SyncAction
@@ -59,43 +60,21 @@ class ConnectorDown(RuntimeError):
 
 
 @dataclass
-class _Orders:
-    """A decided signal: its orders (carried out with the others of its batch) and the plan's own ack."""
+class _Flight:
+    """A batch's orders out at the connector; its signals are acked when the last answer is in."""
 
-    sig: messages.Signal
-    action: str
-    reason: str
-    allow_open: bool
-    closes: list[CloseOrder] = field(default_factory=list)
-    open: OpenOrder | None = None
-    data: inputs.SymbolData | None = None
-    ack: Ack | None = None
+    batch: list[Decided]
+    jobs: list[tuple[int, CloseOrder | OpenOrder]]  # (index in batch, order)
+    acks: list[list[Ack | None]]  # per signal; None: the ack of an order still out
+    sides: dict[int, Direction]  # ticket -> side of its closing deal
+    intents: list[dict]  # kept in the state file until the flight lands
+    margin: float  # required margin of its openings
+    acked: set[int]  # the signals of the batch with no order out: acked when it took off
+    group: OrderGroup | None = None
 
-    def intent(self, sides: dict[int, int]) -> dict:
-        """Its orders as the state file keeps them until they are answered (`sides`: ticket -> direction)."""
-        return {"signal": messages.to_wire(self.sig), "action": self.action, "reason": self.reason,
-                "allow_open": self.allow_open,
-                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in self.closes],
-                "open": {**asdict(self.open), "direction": int(self.open.direction)} if self.open else None,
-                "ack": self.ack.to_dict() if self.ack else None}
-
-
-@dataclass
-class _Batch:
-    """The signals decided together: the account is asked once, and each opening's margin counts as used for the
-    openings decided after it (their orders are out at the same time)."""
-
-    decided: list[_Orders] = field(default_factory=list)
-    committed_margin: float = 0.0
-    _account: inputs.AccountData | None = None
-
-    def account(self, fetch: Callable[[float], inputs.AccountData], now: float) -> inputs.AccountData:
-        if self._account is None:
-            self._account = fetch(now)
-        acct = self._account
-        if acct.free_margin is None or not self.committed_margin:
-            return acct
-        return replace(acct, free_margin=acct.free_margin - self.committed_margin)
+    @property
+    def symbols(self) -> set[str]:
+        return {o.sig.symbol for o in self.batch}
 
 
 class Executor(runtime.Service):
@@ -125,8 +104,9 @@ class Executor(runtime.Service):
         self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (kept in the state file)
         self.handled: dict[str, int] = {}  # bar time of that signal
         self._last_acks: list[dict] = []  # the records of the last evaluation's acks (kept in the state file)
-        self._intents: list[dict] = []  # the orders of the signals being carried out (kept in the state file)
-        self._order_lines: list[bus.Requester] = []  # one REQ socket per order in flight
+        self._replay: list[dict] = []  # orders decided by an earlier process that died carrying them out
+        self._flights: list[_Flight] = []  # batches whose orders are out
+        self._order_lines: list[bus.Requester] = []  # idle REQ sockets to the connector, one per order in flight
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
@@ -172,7 +152,7 @@ class Executor(runtime.Service):
                 self.previous[symbol] = Stance(Direction(last["direction"]), int(last["intensity"]))
                 self.handled[symbol] = int(last["bar_time"])
         intents = data.get("intents", [data["intent"]] if isinstance(data.get("intent"), dict) else [])
-        self._intents = [i for i in intents if isinstance(i, dict)] if isinstance(intents, list) else []
+        self._replay = [i for i in intents if isinstance(i, dict)] if isinstance(intents, list) else []
         for record in data.get("acks") or []:  # the last evaluation's acks, maybe not handed over before a crash
             if isinstance(record, dict) and record.get("id"):
                 self.persist("acks", record)
@@ -181,7 +161,8 @@ class Executor(runtime.Service):
         last = {s: {"bar_time": t, "direction": int(self.previous[s].direction),
                     "intensity": self.previous[s].intensity} for s, t in self.handled.items() if s in self.previous}
         text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict(),
-                           "last": last, "acks": self._last_acks, "intents": self._intents})
+                           "last": last, "acks": self._last_acks,
+                           "intents": self._replay + [i for f in self._flights for i in f.intents]})
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -319,6 +300,7 @@ class Executor(runtime.Service):
     def _step_sync(self) -> dict:
         if self.config is None:
             raise runtime.StepFailed("executor.sync before executor.load")
+        self._wait_flights()  # the reconcile sees what the orders out now did
         now = time.time()
         try:
             positions = self._fetch_positions()
@@ -393,6 +375,7 @@ class Executor(runtime.Service):
         return problems
 
     def _step_stop(self) -> dict:
+        self._wait_flights()
         self.stopped = True
         self.pending.clear()
         # an ordered stop ends the session: the next boot measures drawdown from its own start balance (a crash
@@ -471,6 +454,7 @@ class Executor(runtime.Service):
         self.persist("signals", inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, ""))))
 
     def on_tick(self, now: float) -> None:
+        self._drive_flights(now)
         if self._want_last_signals and self.synced and now - self._last_signals_at >= 1.0:
             self._want_last_signals = False
             self._last_signals_at = now
@@ -480,7 +464,7 @@ class Executor(runtime.Service):
                 self._want_last_signals = True  # a preditor still loading after its restart answers later
             for sig in last:
                 self._take_signal(sig, None, None)
-        if self._intents and self.synced and not self.stopped and now >= self._retry_at:
+        if self._replay and self.synced and not self.stopped and now >= self._retry_at:
             try:  # before any newer signal: its plan must see the account these orders make
                 self._replay_intents()
             except ConnectorDown as exc:
@@ -489,6 +473,9 @@ class Executor(runtime.Service):
                 return
         if not self.pending or not self.synced or now < self._retry_at:
             return
+        busy = {s for f in self._flights for s in f.symbols}  # a symbol's next signal waits for its orders
+        if all(s in busy for s in self.pending):
+            return
         self._positions_fresh = False  # asked again for every batch of signals
         if self.stopped:
             for sig, _seq, _epoch in self.pending.values():
@@ -496,10 +483,14 @@ class Executor(runtime.Service):
             self.pending.clear()
             return
         # every waiting signal is decided first, then all their orders go out together (one state write, orders
-        # overlapping at the connector): a bar closing for many symbols reaches its last order as soon as its first
-        batch = _Batch()
+        # overlapping at the connector, and with those of batches still waiting for their fills): a bar closing for
+        # many symbols reaches its last order as soon as its first
+        in_flight = sum(f.margin for f in self._flights)
+        batch = Batch(committed_margin=in_flight)
         down: tuple[messages.Signal, ConnectorDown] | None = None
         for symbol in sorted(self.pending):
+            if symbol in busy:
+                continue
             sig, _seq, _epoch = self.pending[symbol]
             try:
                 batch.decided.append(self._decide(sig, True, batch))
@@ -509,7 +500,7 @@ class Executor(runtime.Service):
             self.pending.pop(symbol, None)
             self.failed_acked = {k for k in self.failed_acked if k[0] != symbol}
         if batch.decided:
-            self._execute(batch.decided)
+            self._execute(batch.decided, batch.committed_margin - in_flight)
         if down is not None:
             sig, exc = down
             self._retry_at = time.monotonic() + 1.0
@@ -523,11 +514,12 @@ class Executor(runtime.Service):
 
     def _evaluate(self, sig: messages.Signal, allow_open: bool) -> str:
         """Decide one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
-        decided = self._decide(sig, allow_open, _Batch())
+        decided = self._decide(sig, allow_open, Batch())
         self._execute([decided])
+        self._wait_flights()
         return decided.reason
 
-    def _decide(self, sig: messages.Signal, allow_open: bool, batch: _Batch) -> _Orders:
+    def _decide(self, sig: messages.Signal, allow_open: bool, batch: Batch) -> Decided:
         """Plan one signal (its orders are carried out by `_execute`, with the others of its batch). ConnectorDown
         before the decision: nothing recorded."""
         now = time.time()
@@ -537,7 +529,7 @@ class Executor(runtime.Service):
             stance = inputs.stance(sig)
         except ValueError as exc:
             self.handled[symbol] = sig.bar_time
-            return _Orders(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
+            return Decided(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
                            ack=ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time))
         if not self._positions_fresh:
             self._fetch_positions()  # first: a connector that is down fails here, at once
@@ -560,20 +552,20 @@ class Executor(runtime.Service):
         self.count("signals_evaluated")
         if plan.halt and plan.risk is not None:
             self._halt(plan.risk.reason, plan.risk.detail)
-        return _Orders(sig, plan.decision.action.value, plan.decision.reason, allow_open, list(plan.closes),
+        return Decided(sig, plan.decision.action.value, plan.decision.reason, allow_open, list(plan.closes),
                        plan.open, data, plan.ack)
 
-    def _execute(self, batch: list[_Orders]) -> None:
-        """Carry out decided signals: the write-ahead intent, every order at once, then the acks."""
-        if not self.dry_run:
+    def _execute(self, batch: list[Decided], margin: float = 0.0, intents: list[dict] | None = None) -> None:
+        """Carry out decided signals: the write-ahead intent, every order at once; the acks when the answers are in
+        (`_drive_flights`)."""
+        if intents is None:
             # write-ahead: a crash while these orders are out carries out the same orders again (same client order
             # ids: the connector answers their first result), never decides the signals again on an account they
             # have already changed
             sides = {p.ticket: int(p.direction) for p in self.positions}
-            self._intents = [o.intent(sides) for o in batch if o.closes or o.open is not None]
-            if self._intents:
-                self._save_state()
-        jobs: list[tuple[int, CloseOrder | OpenOrder, messages.OrderCloseArgs | messages.OrderOpenArgs]] = []
+            intents = [] if self.dry_run else [o.intent(sides) for o in batch if o.closes or o.open is not None]
+        jobs: list[tuple[int, CloseOrder | OpenOrder]] = []
+        requests: list[tuple[str, Any, str]] = []
         acks: list[list[Ack | None]] = []
         for n, o in enumerate(batch):
             mine: list[Ack | None] = []
@@ -584,43 +576,83 @@ class Executor(runtime.Service):
                                             bar_time=o.sig.bar_time))
                     continue
                 self.count("closes_sent")
-                jobs.append((n, c, messages.OrderCloseArgs(ticket=c.ticket, lots=None,
-                                                           client_order_id=c.client_order_id)))
+                jobs.append((n, c))
+                requests.append((messages.OP_ORDER_CLOSE.name, messages.OrderCloseArgs(
+                    ticket=c.ticket, lots=None, client_order_id=c.client_order_id), c.client_order_id))
                 mine.append(None)
             if o.open is not None:
                 early = self._open_refused(o)
                 if early is None:
                     self.count("orders_sent")
-                    jobs.append((n, o.open, self._open_args(o.open, o.data)))
+                    jobs.append((n, o.open))
+                    requests.append((messages.OP_ORDER_OPEN.name, self._open_args(o.open, o.data),
+                                     o.open.client_order_id))
                 mine.append(early)
             acks.append(mine)
         sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
-        results = self._orders([(messages.OP_ORDER_CLOSE.name if isinstance(order, CloseOrder) else
-                                 messages.OP_ORDER_OPEN.name, args, order.client_order_id)
-                                for _n, order, args in jobs])
-        for (n, order, _args), res in zip(jobs, results, strict=True):
-            o = batch[n]
+        # the signals with no order out are done now: their acks' records are written with the intents (a kill
+        # while the orders are out loses neither) and the acks go out right after the orders
+        ready = [n for n, mine in enumerate(acks) if None not in mine]
+        done_now = [self._done(batch[n], acks[n]) for n in ready]
+        records = self._records(done_now)
+        if not requests:
+            self._finish(done_now, records)
+            return
+        flight = _Flight(batch, jobs, acks, sides, intents, margin, set(ready))
+        self._flights.append(flight)
+        self._last_acks = [r for rs in records for r in rs]
+        self._save_state()
+        self._positions_fresh = False  # whatever the outcome, the account may change
+        flight.group = self._group(requests)
+        flight.group.pump(time.monotonic())  # out now
+        self._emit_done(done_now, records)
+
+    def _drive_flights(self, now: float) -> None:
+        """Take the answers that arrived; land the batches whose orders are all answered."""
+        for flight in list(self._flights):
+            assert flight.group is not None
+            if flight.group.pump(now):
+                self._flights.remove(flight)
+                self._release(flight.group)
+                self._land(flight, flight.group.final())
+
+    def _wait_flights(self) -> None:
+        """Until every batch in flight has landed (a step, a replay, a stop), heartbeats going on."""
+        while self._flights:
+            self._poll([sock for f in self._flights if f.group for sock in f.group.sockets()])
+            self._drive_flights(time.monotonic())
+            self.beat_if_due()
+
+    def _land(self, flight: _Flight, results: list[messages.OrderResult | str]) -> None:
+        acks = flight.acks
+        for (n, order), res in zip(flight.jobs, results, strict=True):
+            o = flight.batch[n]
             if isinstance(order, CloseOrder):
-                ack = self._close_ack(order, o.action, o.sig, sides.get(order.ticket), res)
+                ack = self._close_ack(order, o.action, o.sig, flight.sides.get(order.ticket), res)
             else:
                 ack = self._open_ack(order, o, res)
             acks[n][acks[n].index(None)] = ack
-        done: list[tuple[messages.Signal | None, list[Ack]]] = []
-        for o, mine in zip(batch, acks, strict=True):
-            final = [a for a in mine if a is not None] + ([o.ack] if o.ack is not None else [])
-            self.last_decisions[o.sig.symbol] = o.reason
-            done.append((o.sig, final))
-        self._finish(done)
+        self._finish([self._done(flight.batch[n], acks[n]) for n in range(len(flight.batch))
+                      if n not in flight.acked])
 
-    def _finish(self, done: list[tuple[messages.Signal | None, list[Ack]]]) -> None:
-        """The signals are evaluated and their orders went out: that, the stances and the acks' records survive a
-        crash from here on (the next process hands the records to persistence again, never decides them again)."""
+    def _done(self, o: Decided, acks: list[Ack | None]) -> tuple[messages.Signal, list[Ack]]:
+        self.last_decisions[o.sig.symbol] = o.reason
+        return o.sig, [a for a in acks if a is not None] + ([o.ack] if o.ack is not None else [])
+
+    def _records(self, done: list[tuple[messages.Signal, list[Ack]]]) -> list[list[dict]]:
         stamp = time.time()
-        records = [[inputs.ack_record(ack, stamp, sig, i, self.epoch) for i, ack in enumerate(acks)]
-                   for sig, acks in done]
+        return [[inputs.ack_record(ack, stamp, sig, i, self.epoch) for i, ack in enumerate(acks)]
+                for sig, acks in done]
+
+    def _finish(self, done: list[tuple[messages.Signal, list[Ack]]], records: list[list[dict]] | None = None) -> None:
+        """The signals are evaluated and their orders answered: that, the stances and the acks' records survive a
+        crash from here on (the next process hands the records to persistence again, never decides them again)."""
+        records = self._records(done) if records is None else records
         self._last_acks = [r for rs in records for r in rs]
-        self._intents = []
         self._save_state()
+        self._emit_done(done, records)
+
+    def _emit_done(self, done: list[tuple[messages.Signal, list[Ack]]], records: list[list[dict]]) -> None:
         for (sig, acks), rs in zip(done, records, strict=True):
             for i, (ack, record) in enumerate(zip(acks, rs, strict=True)):
                 self._emit_ack(ack, sig, i, record)
@@ -629,7 +661,7 @@ class Executor(runtime.Service):
         """The orders of signals an earlier process decided and died carrying out: the same orders again, the acks
         the first process would have made. ConnectorDown: kept, retried."""
         batch = []
-        for intent in self._intents:
+        for intent in self._replay:
             sig = messages.from_wire(messages.Signal, intent["signal"])
             closes = [CloseOrder(c["ticket"], c["symbol"], c["volume"], c["client_order_id"], c["reason"])
                       for c in intent["closes"]]
@@ -643,9 +675,11 @@ class Executor(runtime.Service):
             logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=sig.symbol,
                        bar_time=sig.bar_time, closes=len(closes), open=order is not None)
             ack = Ack.from_dict(intent["ack"]) if intent.get("ack") else None  # an emergency's skip
-            batch.append(_Orders(sig, intent["action"], intent["reason"], intent["allow_open"], closes, order, data,
+            batch.append(Decided(sig, intent["action"], intent["reason"], intent["allow_open"], closes, order, data,
                                  ack))
-        self._execute(batch)
+        intents, self._replay = self._replay, []
+        self._execute(batch, intents=intents)
+        self._wait_flights()
 
     def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
                 acct: inputs.AccountData | None, now: float) -> SignalInputs:
@@ -661,7 +695,7 @@ class Executor(runtime.Service):
             hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
 
     # ---- orders -------------------------------------------------------------------------------
-    def _open_refused(self, o: _Orders) -> Ack | None:
+    def _open_refused(self, o: Decided) -> Ack | None:
         """The ack of an opening that is not sent (sync, halt, dry run); None: send it."""
         order = o.open
         assert order is not None
@@ -689,14 +723,15 @@ class Executor(runtime.Service):
             tp_distance=order.relative_take_profit / PRICE_SCALE if order.relative_take_profit else None,
             comment=order.label)
 
-    def _open_ack(self, order: OpenOrder, o: _Orders, res: messages.OrderResult | str) -> Ack:
+    def _open_ack(self, order: OpenOrder, o: Decided, res: messages.OrderResult | str) -> Ack:
         action, cid, bar_time = SyncAction.OPEN.value, order.client_order_id, o.sig.bar_time
         if isinstance(res, str):
             return ack_failed(order.symbol, action, res, client_order_id=cid, bar_time=bar_time)
         if not res.success or res.ticket is None or res.price is None:
             return ack_failed(order.symbol, action, res.error or "no ticket in the result", client_order_id=cid,
                               bar_time=bar_time)
-        self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume, cid))
+        if all(p.ticket != res.ticket for p in self.positions):  # a positions answer may have brought it already
+            self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume, cid))
         pip = o.data.price_data.pip_position if o.data is not None and o.data.price_data else None
         return ack_filled(order.symbol, action, o.reason, client_order_id=cid, ticket=res.ticket,
                           volume=order.volume, fill_price=res.price, reference_price=o.sig.close,
@@ -732,71 +767,37 @@ class Executor(runtime.Service):
                 for c, res in zip(closes, results, strict=True)]
 
     def _orders(self, requests: list[tuple[str, Any, str]]) -> list[messages.OrderResult | str]:
-        """Order requests, all in flight together (one REQ socket each; the connector serves them concurrently).
-        Each is asked again with the same client order id until answered or `executor.order_timeout_s` has passed
-        (the connector answers the first result for an id it has seen, also after its own restart). A request
-        lost with a connector that died is never answered: each attempt waits ORDER_ATTEMPT_S at most, and a
-        connector just restarted (not connected yet) is asked again. A string is the error."""
+        """Order requests outside a signal's batch (commands, emergency, close on exit), all at once; returns when
+        every one is answered or `executor.order_timeout_s` has passed (order_lines.py). A string is the error."""
         if not requests:
             return []
         self._positions_fresh = False  # whatever the outcome, the account may have changed
-        deadline = time.monotonic() + self.cfg.executor.order_timeout_s
+        group = self._group(requests)
+        while not group.pump(time.monotonic()):
+            self._poll(group.sockets())
+            self.beat_if_due()
+        self._release(group)
+        return group.final()
+
+    def _group(self, requests: list[tuple[str, Any, str]]) -> OrderGroup:
         while len(self._order_lines) < len(requests):
             self._order_lines.append(bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
                                                    self.cfg.runtime.request_timeout_ms))
-        lines = self._order_lines[: len(requests)]
-        results: list[messages.OrderResult | str | None] = [None] * len(requests)
-        errors = [""] * len(requests)
-        send_at = [0.0] * len(requests)  # when to (re)send; inf: waiting for a reply
+        lines, self._order_lines = self._order_lines[: len(requests)], self._order_lines[len(requests):]
+        return OrderGroup(lines, requests, time.monotonic() + self.cfg.executor.order_timeout_s, ORDER_ATTEMPT_S)
+
+    def _release(self, group: OrderGroup) -> None:
+        self._order_lines += group.lines
+
+    @staticmethod
+    def _poll(sockets: list[zmq.Socket], timeout_ms: int = 50) -> None:
+        if not sockets:
+            time.sleep(0.02)  # a resend waits for its time
+            return
         poller = zmq.Poller()
-        for line in lines:
-            if line.pending is not None:
-                line.reset()
-        while any(r is None for r in results):
-            now = time.monotonic()
-            if now >= deadline:
-                for i, r in enumerate(results):
-                    if r is None:
-                        results[i] = errors[i] or "timeout: no answer from the connector"
-                        if lines[i].pending is not None:
-                            lines[i].reset()
-                break
-            for i, (op, args, _cid) in enumerate(requests):
-                if results[i] is None and now >= send_at[i]:
-                    lines[i].send(op, args, int(min(deadline - now, ORDER_ATTEMPT_S) * 1000))
-                    send_at[i] = float("inf")
-            for i, (op, _args, cid) in enumerate(requests):
-                if results[i] is not None or lines[i].pending is None:
-                    continue
-                try:
-                    reply = lines[i].take_reply()  # resets the socket at its deadline
-                except bus.RequestTimeout as exc:
-                    errors[i] = f"timeout: {exc}"
-                    log.warning("order %s: %s; asking again with the same id", cid, errors[i])
-                    send_at[i] = now
-                    continue
-                except wire.WireError as exc:
-                    lines[i].reset()
-                    results[i] = f"{exc}"
-                    continue
-                if reply is None:
-                    continue
-                if reply.ok:
-                    ok = isinstance(reply.result, messages.OrderResult)
-                    results[i] = reply.result if ok else f"{op}: not an order result: {reply.result!r}"
-                elif reply.error_code == "not_connected":
-                    errors[i] = f"{op}: {reply.error_message}"
-                    send_at[i] = now + 0.2
-                else:
-                    results[i] = f"{op}: {reply.error_message}"
-            out = [line.sock for line, r in zip(lines, results, strict=True) if r is None and line.pending]
-            for sock in out:
-                poller.register(sock, zmq.POLLIN)
-            poller.poll(50 if out else 20)
-            for sock in out:
-                poller.unregister(sock)
-            self.beat_if_due()
-        return [r if r is not None else "no answer" for r in results]
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        poller.poll(timeout_ms)
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
@@ -903,10 +904,14 @@ class Executor(runtime.Service):
                 "positions": len(self.positions)}
 
     def pending_work(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + len(self._flights)
+
+    def poll_timeout_ms(self) -> int:
+        return 2 if self._flights else super().poll_timeout_ms()  # answers to orders in flight are taken promptly
 
     def on_stop(self) -> None:
-        for req in (self._connector, self._preditor, *self._order_lines):
+        lines = [line for f in self._flights if f.group for line in f.group.lines]  # their intents stay saved
+        for req in (self._connector, self._preditor, *self._order_lines, *lines):
             if req is not None:
                 req.close()
 

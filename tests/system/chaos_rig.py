@@ -9,6 +9,14 @@ advance (after a seeded random delay of 0-50 ms, so it lands on work in flight),
 until it is RUNNING again with the faulted process back, and only then does the bar settle. `outcome()` collects
 what must not depend on faults: broker positions, balance and orders, the store's signals, acks, trades and
 events, the paper accounts.
+
+It trades SYMBOLS: EURUSD and the simulator's synthetic SYN01.. (ORACLE_CHAOS_SYMBOLS in all, default 3), SYNk
+replaying the bundled CSV k * OFFSET_BARS bars ahead with the demo model relabelled for it (trading_rig.py,
+as bench/pipeline_bench.py), so that on some bars several symbols order at once: the executor sends a bar's
+orders together, concurrently in flight at the connector. Their arrival order at the broker is then not
+deterministic: the simulator's position ids (numbered in arrival order) are replaced by the position's label (its
+opening client order id), also where a close's client order id holds its ticket, and the orders of one broker tick
+are compared sorted.
 """
 
 from __future__ import annotations
@@ -16,22 +24,28 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness import REPO, Home, wait_for
-from system.trading_rig import symbols_config
+from system.trading_rig import symbols_config, symbols_overlay, synthetic_symbols
 
-from common import bus, messages
+from common import bus, config, messages
+from services.connector.sim import catalog
 from services.connector.sim.control import control
 from services.connector.sim.replay import CsvBar, parse_csv
 
-SYMBOL = "EURUSD"
 START_BAR = 1100
+# 40 bars from START_BAR, 3 symbols: the backtest's directions change for 2+ symbols on 5 bars (13, 14, 16, 17,
+# 36); the executor orders for 2+ symbols on 3 (14: two opens, 16: two closes, 36: an open and a close)
+OFFSET_BARS = 30
+SYMBOLS = synthetic_symbols(int(os.environ.get("ORACLE_CHAOS_SYMBOLS") or 3), OFFSET_BARS)
+SYMBOL_NAMES = {s.spec.symbol_id: name for name, s in catalog.symbols(len(SYMBOLS) - 1, OFFSET_BARS).items()}
 WORKERS = ("connector", "persistence", "paper", "executor", "preditor")
 KILLABLE = (*WORKERS, "orchestrator")
 
@@ -82,8 +96,9 @@ class Replay:
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.home = Home(self.root, OVERLAY)
-        symbols_config(self.home)  # EURUSD enabled, a 10 USD stop loss (some trades end at the broker's SL)
+        self.home = Home(self.root, config.merge(OVERLAY, symbols_overlay(self.root, SYMBOLS, OFFSET_BARS)))
+        # every symbol enabled, a 10 USD stop loss (some trades end at the broker's SL)
+        symbols_config(self.home, also=SYMBOLS[1:])
         self.bars = csv_bars()
         self.port = self.home.config().broker.sim.control_port
         self.closed: list[int] = []  # bar times closed so far, in order
@@ -176,13 +191,14 @@ class Replay:
 
         def settled() -> bool:
             pred = self.request("preditor", "status")
-            if pred["models"][SYMBOL]["last_bar"] != bar_time or pred["pending_bars"]:
+            if any(pred["models"][s]["last_bar"] != bar_time for s in SYMBOLS) or pred["pending_bars"]:
                 return False
             ex = self.request("executor", "status")
-            if ex["last_bar_time"].get(SYMBOL) != bar_time or ex["pending_signals"] or ex["outbox"]["pending"]:
+            if (any(ex["last_bar_time"].get(s) != bar_time for s in SYMBOLS) or ex["pending_signals"]
+                    or ex["outbox"]["pending"]):
                 return False
             pa = self.request("paper", "status")
-            if pa["accounts"][SYMBOL]["last_bar_time"] != bar_time or pa["outbox"]["pending"]:
+            if any(pa["accounts"][s]["last_bar_time"] != bar_time for s in SYMBOLS) or pa["outbox"]["pending"]:
                 return False
             return self.home.status()["system"] == "RUNNING"
 
@@ -199,21 +215,34 @@ class Replay:
         wait_for(lambda: len([t for t in self.stored("trades") if not t["is_paper"]]) >= len(orders), 20,
                  "every broker deal in the trade log")
         status = self.sim("status")
-        paper = self.request("paper", "status")["accounts"][SYMBOL]
+        accounts = self.request("paper", "status")["accounts"]
+        label = {str(o["position_id"]): o["client_order_id"] for o in orders if not o["closing"]}
+        # one broker tick's orders sorted: concurrent orders reach the simulator in any order
+        got = sorted((Order(SYMBOL_NAMES[o["symbol_id"]], label[str(o["position_id"])], o["trade_side"],
+                            o["volume"], o["execution_price"], o["timestamp_ms"], o["closing"],
+                            order_id(o["client_order_id"], label)) for o in orders), key=lambda o: (o.timestamp_ms, o))
+        trades = self.stored("trades")
+        # only the replayed bars: whether the executor hears the preditor's warmup decision of the bar before the
+        # first one (START_BAR - 1: `last_signals` asked on the preditor's first message, answered with the models
+        # warm by then) and records a signal and an ack for it depends on the boot's timing, not on faults
+        first = self.closed[0]
+        signals = [r for r in self.stored("signals") if epoch(r["bar_time"]) >= first]
+        acks = [r for r in self.stored("acks") if r["bar_time"] is None or epoch(r["bar_time"]) >= first]
         return Outcome(
             bars=list(self.closed),
-            positions=sorted((p["side"], p["volume"], p["entry_price"], p["label"], p["stop_loss"])
-                             for p in status["positions"]),
+            positions=sorted((SYMBOL_NAMES[p["symbol_id"]], p["side"], p["volume"], p["entry_price"], p["label"],
+                              p["stop_loss"]) for p in status["positions"]),
             balance=status["balance"],
-            orders=[(o["position_id"], o["trade_side"], o["volume"], o["execution_price"], o["timestamp_ms"],
-                     o["closing"], o["client_order_id"]) for o in orders],
-            signals={epoch(r["bar_time"]): (r["action"], r["direction"], r["intensity"], r["hmm_state"],
-                                     r["data"]["close"], r["data"]["virtual_pnl"])
-                     for r in self.stored("signals")},
-            acks=ack_keys(self.stored("acks")),
-            trades=trade_keys(t for t in self.stored("trades") if not t["is_paper"]),
-            paper_trades=trade_keys(t for t in self.stored("trades") if t["is_paper"]),
-            paper_account=(paper["balance"], paper["trades"], paper["pnl"], paper["position"]),
+            orders=got,
+            arrival=[o["client_order_id"] for o in orders],
+            signals={(r["symbol"], epoch(r["bar_time"])): (r["action"], r["direction"], r["intensity"],
+                                                           r["hmm_state"], r["data"]["close"],
+                                                           r["data"]["virtual_pnl"])
+                     for r in signals},
+            acks=ack_keys(acks, label),
+            trades=trade_keys((t for t in trades if not t["is_paper"]), label),
+            paper_trades=trade_keys((t for t in trades if t["is_paper"]), label),
+            paper_account={s: (a["balance"], a["trades"], a["pnl"], a["position"]) for s, a in accounts.items()},
             events=event_keys(self.stored("events")),
             rejected=self.request("persistence", "status")["progress"].get("records_rejected", 0),
         )
@@ -226,16 +255,33 @@ def epoch(stamp: str | None) -> int:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
-def ack_keys(records: list[dict]) -> list[tuple]:
+def position(pid: Any, label: dict[str, str]) -> str:
+    """A broker position id as the position's label (its opening client order id): the simulator numbers
+    positions in the order their orders arrive, which is not deterministic for concurrent orders."""
+    return label.get(str(pid), f"unknown position {pid}") if pid else ""
+
+
+CLOSE_ID = re.compile(r"^(.+-[CME])([0-9a-z]+)$")  # services/executor/comment.py: a close's id ends with its ticket
+
+
+def order_id(cid: str | None, label: dict[str, str]) -> str:
+    """A client order id, a close's ticket (base 36) as the position's label (see position())."""
+    match = CLOSE_ID.match(cid or "")
+    return f"{match[1]}[{position(int(match[2], 36), label)}]" if match else cid or ""
+
+
+def ack_keys(records: list[dict], label: dict[str, str]) -> list[tuple]:
     """One key per ack, without what a process start makes (ids carry the executor's epoch, timestamps)."""
-    return sorted((epoch(r["bar_time"]), r["decision"], r["status"], r["reason"] or "", r["client_order_id"] or "",
-                   r["position_id"] or "", r["volume"], r["price"]) for r in records)
+    return sorted((r["symbol"], epoch(r["bar_time"]), r["decision"], r["status"], r["reason"] or "",
+                   order_id(r["client_order_id"], label), position(r["position_id"], label), r["volume"],
+                   r["price"])
+                  for r in records)
 
 
-def trade_keys(records: Any) -> list[tuple]:
+def trade_keys(records: Any, label: dict[str, str]) -> list[tuple]:
     return sorted((epoch(t["bar_time"]), epoch(t["timestamp"]), t["symbol"], t["action"], t["direction"],
-                   t["volume"], t["entry_price"], t["exit_price"], round(t["pnl"], 6), t.get("position_id") or "",
-                   t.get("client_order_id") or "")
+                   t["volume"], t["entry_price"], t["exit_price"], round(t["pnl"], 6),
+                   position(t.get("position_id"), label), order_id(t.get("client_order_id"), label))
                   for t in records)
 
 
@@ -243,17 +289,31 @@ def event_keys(records: list[dict]) -> list[tuple]:
     return sorted((r["event_type"], r.get("source") or "", r.get("symbol") or "") for r in records)
 
 
+class Order(NamedTuple):
+    """A broker order (the simulator's), its position as the position's label."""
+
+    symbol: str
+    position: str
+    trade_side: int
+    volume: int
+    price: float
+    timestamp_ms: int
+    closing: bool
+    client_order_id: str
+
+
 @dataclass
 class Outcome:
     bars: list[int]
     positions: list[tuple]
     balance: float
-    orders: list[tuple]
-    signals: dict[int, tuple]
+    orders: list[Order]  # by broker tick, then sorted
+    arrival: list[str]  # the client order ids of the broker's orders, in the order it filled them
+    signals: dict[tuple[str, int], tuple]  # by (symbol, bar time)
     acks: list[tuple]
     trades: list[tuple]
     paper_trades: list[tuple]
-    paper_account: tuple
+    paper_account: dict[str, tuple]  # by symbol
     events: list[tuple]
     rejected: int
 

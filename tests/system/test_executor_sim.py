@@ -37,13 +37,18 @@ BARS = bars()
 
 
 class Rig:
-    def __init__(self, tmp_path, *executor_args: str, overlay: dict | None = None):
+    def __init__(self, tmp_path, *executor_args: str, overlay: dict | None = None, also_enabled: tuple = ()):
         self.home = Home(tmp_path)
         self.sim = Sim(self.home)
         copy_overlay(self.home, {"broker": {"sim": {"port": self.sim.port, "control_port": -1}},
                                  "runtime": {"request_timeout_ms": 5000}, "connector": {"account_interval_s": 1.0},
                                  **(overlay or {})})
         symbols_config(self.home)
+        if also_enabled:  # more symbols traded like EURUSD (their signals come from the test all the same)
+            path = self.home.root / "config" / "executor_symbols.json"
+            raw = json.loads(path.read_text())
+            path.write_text(json.dumps({**raw, **{s: {**raw["EURUSD"], "max_spread_pips": 50.0}
+                                                  for s in also_enabled}}, indent=2))
         self.pred = PreditorStandIn(self.home)
         self.acks: Listener | None = None
         self.closed: Listener | None = None
@@ -340,3 +345,31 @@ def test_a_signal_asks_the_connector_once_and_an_opening_uses_the_quote_and_acco
     assert final(rig.signal(LONG)) == ("OK", "EDGE")  # planned on the quote and account the positions came with
     assert requests() == {**mid, "positions": mid["positions"] + 1}
     assert rig.positions() == [("BUY", 100_000)]
+
+
+def test_the_orders_of_signals_that_arrive_together_are_out_at_the_same_time(tmp_path):
+    r = Rig(tmp_path, also_enabled=("USDJPY",))
+    try:
+        def together(direction: int) -> dict[str, tuple[str, str]]:
+            bar = BARS[r.sim.advance_bar()["bar_index"] - 1]
+            for symbol in ("EURUSD", "USDJPY"):
+                r.pred.signal(bar, direction, 1, symbol=symbol)
+            got = wait_for(lambda: {a.symbol: a for a in r.acks.acks_for(bar.time)}.keys() >= {"EURUSD", "USDJPY"}
+                           and r.acks.acks_for(bar.time), 20, "both acks")
+            r.ledger.sample()
+            return {a.symbol: (a.status, a.reason) for a in got}
+
+        assert together(WAIT) == {"EURUSD": ("OK", "FLAT"), "USDJPY": ("OK", "FLAT")}
+        # each order's execution events held 1 s by the simulator: one after the other, they would take 2 s
+        r.sim.cmd("delay", seconds=1.0, count=4, types=["ProtoOAExecutionEvent"])
+        assert together(LONG) == {"EURUSD": ("OK", "EDGE"), "USDJPY": ("OK", "EDGE")}
+        orders = r.home.request("connector", "status")["orders"]
+        assert orders["in_flight_peak"] == 2 and orders["in_flight"] == 0
+        assert sorted(p["label"].split("-")[0] for p in r.ledger.sample()) == ["EURUSD", "USDJPY"]
+        r.sim.cmd("delay", seconds=1.0, count=4, types=["ProtoOAExecutionEvent"])
+        assert together(SHORT) == {"EURUSD": ("OK", "REVERSAL"), "USDJPY": ("OK", "REVERSAL")}  # closes, together
+        assert r.home.request("connector", "status")["orders"]["in_flight_peak"] == 2
+        assert r.ledger.sample() == []
+        r.ledger.assert_no_duplicate()
+    finally:
+        r.close()

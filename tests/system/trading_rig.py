@@ -18,7 +18,9 @@ import zmq
 from harness import REPO, Home, wait_for
 
 from common import bus, messages
+from services.connector.sim import catalog
 from services.connector.sim.control import control
+from services.connector.sim.market import Market
 from services.connector.sim.replay import CsvBar, parse_csv
 
 CSV = REPO / "data" / "EURUSD_H1_2017.csv"
@@ -140,12 +142,55 @@ class Listener:
         self.sub.close()
 
 
-def symbols_config(home: Home, **eurusd: Any) -> None:
+def symbols_config(home: Home, *, also: tuple[str, ...] | list[str] = (), **eurusd: Any) -> None:
+    """The executor's symbols: EURUSD enabled (a 10 USD stop loss, `eurusd` on top), and each of `also` (the
+    simulator's synthetic symbols) with the same entry."""
     path = home.root / "config" / "executor_symbols.json"
     raw = json.loads((REPO / "config" / "executor_symbols.json").read_text())
     raw["_risk"]["max_consecutive_losses"] = 50  # the loss streak cooldown is unit-tested; here it would interfere
     raw["EURUSD"] = {**raw["EURUSD"], "enabled": True, "sl_usd": 10.0, "max_spread_pips": 5.0, **eurusd}
+    for sym in also:
+        raw[sym] = {**raw["EURUSD"], "notes": "synthetic (simulator)"}
     path.write_text(json.dumps(raw, indent=2))
+
+
+# ---- several symbols: EURUSD and the simulator's synthetic SYN01.. ---------------------------------------------
+# SYNk is EURUSD-like and replays the bundled CSV k * offset_bars bars ahead on the same clock
+# (services/connector/sim/catalog.py), traded by the demo model relabelled for it (same weights). The same set-up
+# as bench/pipeline_bench.py.
+MODEL = REPO / "models" / "EURUSD_H1.zip"
+
+
+def synthetic_symbols(count: int, offset_bars: int) -> list[str]:
+    """`count` symbols: EURUSD, then the simulator's synthetic SYN01..SYN<count-1>."""
+    return ["EURUSD", *catalog.synthetic(count - 1, offset_bars)]
+
+
+def symbols_overlay(root: Path, symbols: list[str], offset_bars: int) -> dict:
+    """The config overlay for a home at `root` trading `symbols` (synthetic_symbols()): the simulator serves the
+    synthetic ones, the connector subscribes to every one, the preditor loads the demo model relabelled per symbol
+    (written to `root`/symbol_models). The executor's entries: symbols_config(home, also=symbols[1:])."""
+    if symbols == ["EURUSD"]:
+        return {}
+    from system.preditor_rig import copy_model_as
+
+    models = root / "symbol_models"
+    models.mkdir(parents=True, exist_ok=True)
+    for sym in symbols:
+        copy_model_as(MODEL, models, sym)
+    return {
+        "broker": {"sim": {"synthetic_symbols": len(symbols) - 1, "synthetic_offset_bars": offset_bars}},
+        "connector": {"symbols": {s: "H1" for s in symbols}},
+        "preditor": {"models_dir": str(models)},
+    }
+
+
+def symbol_bars(symbols: list[str], offset_bars: int) -> dict[str, list[CsvBar]]:
+    """The bars the simulator serves for each of `symbols` (synthetic ones shifted and scaled), by symbol."""
+    served = catalog.symbols(len(symbols) - 1, offset_bars)
+    source = bars()
+    market = Market(source, 3600, {s.spec.symbol_id: s for s in served.values()}, served["EURUSD"].spec.symbol_id)
+    return {sym: [market.bar(served[sym].spec.symbol_id, i) for i in range(len(source))] for sym in symbols}
 
 
 def start_broker_side(home: Home, sim: Sim) -> None:

@@ -135,3 +135,20 @@ def test_repository_readme_sync_table_is_the_code_table():
     start = readme.index("<!-- sync-table:start -->\n") + len("<!-- sync-table:start -->\n")
     end = readme.index("\n<!-- sync-table:end -->")
     assert readme[start:end] == render_markdown()
+
+
+def test_a_positions_answer_quote_refreshes_a_known_spec_and_nothing_else():
+    spec = inputs.symbol_data("EURUSD", {"lot_size": 100_000, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100,
+                                         "digits": 5, "pip_position": 4, "quote_to_deposit": 1.0,
+                                         "bid": 1.1, "ask": 1.1002}, now=100.0, quote_time=100.0)
+    fresh = inputs.with_quote(spec, {"bid": 1.2, "ask": 1.2003, "quote_to_deposit": 0.9}, quote_time=200.0)
+    assert fresh is not None
+    assert (fresh.quote.bid, fresh.quote.ask, fresh.quote.time) == (1.2, 1.2003, 200.0)
+    assert fresh.price_data.quote_to_deposit == 0.9 and fresh.price_data.digits == 5
+    assert fresh.volume_limits == spec.volume_limits and fresh.min_stop_distance == spec.min_stop_distance
+    # an entry lacking a side or the rate, or a spec without volume limits: ask symbol_info instead
+    assert inputs.with_quote(spec, {"bid": 1.2, "ask": 1.2003}, 200.0) is None
+    assert inputs.with_quote(spec, {"ask": 1.2003, "quote_to_deposit": 0.9}, 200.0) is None
+    assert inputs.with_quote(spec, None, 200.0) is None
+    assert inputs.with_quote(inputs.SymbolData("EURUSD", None, None, None), {"bid": 1, "ask": 1,
+                                                                             "quote_to_deposit": 1}, 1.0) is None

@@ -128,3 +128,25 @@ def test_emergency_drawdown_closes_everything_and_halts():
 ])
 def test_real_stance(positions, signal, expected):
     assert real_stance(positions, signal, EURUSD_CFG, FX.lot_size) == expected
+
+
+def test_an_opening_tells_its_margin_and_openings_decided_together_share_the_free_margin():
+    from services.executor.batch import Batch
+    from services.executor.inputs import AccountData
+
+    first = plan_signal(replace(BASE, broker_required_margin=3_000.0))
+    assert first.open is not None and first.required_margin == 3_000.0
+    asked = []
+    batch = Batch(committed_margin=1_000.0)  # an opening of a batch still in flight
+    account = AccountData(balance=10_000.0, equity=10_000.0, free_margin=5_000.0, leverage=100.0)
+
+    def fetch(_now: float) -> AccountData:
+        asked.append(_now)
+        return account
+
+    assert batch.account(fetch, 1.0).free_margin == 4_000.0
+    batch.committed_margin += first.required_margin
+    second = batch.account(fetch, 2.0)
+    assert second.free_margin == 1_000.0 and second.balance == 10_000.0 and asked == [1.0]  # asked once
+    assert plan_signal(replace(BASE, broker_required_margin=3_000.0, free_margin=second.free_margin)).ack.reason \
+        == "MARGIN"

@@ -1,0 +1,57 @@
+"""Signals decided together (pure values): the orders each one makes, and the batch's shared account.
+
+The executor decides every signal waiting at a moment before it sends any order, then sends all the orders at
+once (service.py): the account is asked once per batch, and each opening's margin counts as used for the openings
+decided after it, and for those of the next batches while its order is out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+from common import messages
+from services.executor import inputs
+from services.executor.acks import Ack
+from services.executor.commands import CloseOrder
+from services.executor.plan import OpenOrder
+
+
+@dataclass
+class Decided:
+    """A decided signal: its orders (carried out with the others of its batch) and the plan's own ack."""
+
+    sig: messages.Signal
+    action: str
+    reason: str
+    allow_open: bool
+    closes: list[CloseOrder] = field(default_factory=list)
+    open: OpenOrder | None = None
+    data: inputs.SymbolData | None = None
+    ack: Ack | None = None
+
+    def intent(self, sides: dict[int, int]) -> dict:
+        """Its orders as the state file keeps them until they are answered (`sides`: ticket -> direction)."""
+        return {"signal": messages.to_wire(self.sig), "action": self.action, "reason": self.reason,
+                "allow_open": self.allow_open,
+                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in self.closes],
+                "open": {**asdict(self.open), "direction": int(self.open.direction)} if self.open else None,
+                "ack": self.ack.to_dict() if self.ack else None}
+
+
+@dataclass
+class Batch:
+    """The signals decided together: the account is asked once, and each opening's margin counts as used for the
+    openings decided after it (their orders are out at the same time)."""
+
+    decided: list[Decided] = field(default_factory=list)
+    committed_margin: float = 0.0  # starts with the openings of the batches still in flight
+    _account: inputs.AccountData | None = None
+
+    def account(self, fetch: Callable[[float], inputs.AccountData], now: float) -> inputs.AccountData:
+        if self._account is None:
+            self._account = fetch(now)
+        acct = self._account
+        if acct.free_margin is None or not self.committed_margin:
+            return acct
+        return replace(acct, free_margin=acct.free_margin - self.committed_margin)

@@ -1,0 +1,142 @@
+"""Order requests in flight together (services/executor/order_lines.py) against a real concurrent Responder (a
+ROUTER over ipc, served by a thread like the connector's loop): overlap, the same id asked again after a lost
+answer, a connector not connected yet, and the deadline."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections import Counter
+
+import pytest
+import zmq
+
+from common import bus, messages
+from services.executor.order_lines import OrderGroup
+
+
+class Connector:
+    """A stand-in answering order_open with a Deferred the test completes (or a rule per attempt)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, answer):
+        self.asked: Counter[str] = Counter()
+        self.futures: dict[str, concurrent.futures.Future] = {}
+        self._answer = answer
+        self._stop = threading.Event()
+        self.server = bus.Responder(ctx, endpoint, {"order_open": self._open}, bus.WireErrors("t"), concurrent=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _open(self, a: messages.OrderOpenArgs):
+        self.asked[a.client_order_id] += 1
+        return self._answer(self, a)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self.server.sock.poll(2)
+            self.server.serve_ready()
+            self.server.flush(time.monotonic())
+        self.server.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+
+
+def filled(cid: str, ticket: int) -> messages.OrderResult:
+    return messages.OrderResult(True, cid, ticket=ticket, price=1.1)
+
+
+def requests(*cids: str) -> list[tuple[str, messages.OrderOpenArgs, str]]:
+    return [("order_open", messages.OrderOpenArgs("EURUSD", 1, 0.1, cid), cid) for cid in cids]
+
+
+def drive(group: OrderGroup, timeout_s: float = 10.0) -> list:
+    end = time.monotonic() + timeout_s
+    while not group.pump(time.monotonic()):
+        assert time.monotonic() < end, "the group never finished"
+        time.sleep(0.002)
+    return group.final()
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.term()
+
+
+def lines(ctx, endpoint: str, n: int) -> list[bus.Requester]:
+    return [bus.Requester(ctx, endpoint, "executor") for _ in range(n)]
+
+
+def test_orders_are_out_together_and_each_gets_its_own_answer(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/conn"
+
+    def later(conn: Connector, a):
+        conn.futures[a.client_order_id] = fut = concurrent.futures.Future()
+        return bus.Deferred(fut, lambda f: f.result())
+
+    conn = Connector(ctx, endpoint, later)
+    ls = lines(ctx, endpoint, 3)
+    try:
+        group = OrderGroup(ls, requests("a", "b", "c"), time.monotonic() + 10, attempt_s=5)
+        end = time.monotonic() + 5
+        while len(conn.futures) < 3:  # all three reach the connector before any is answered
+            group.pump(time.monotonic())
+            assert time.monotonic() < end
+            time.sleep(0.002)
+        for ticket, cid in enumerate(("c", "a", "b"), 1):  # answered in another order
+            conn.futures[cid].set_result(filled(cid, ticket))
+        got = drive(group)
+        assert [(r.client_order_id, r.ticket) for r in got] == [("a", 2), ("b", 3), ("c", 1)]
+        assert conn.asked == {"a": 1, "b": 1, "c": 1}
+    finally:
+        conn.stop()
+        for line in ls:
+            line.close()
+
+
+def test_a_lost_answer_is_asked_again_with_the_same_id_and_not_connected_is_retried(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/conn"
+
+    def flaky(conn: Connector, a):
+        n = conn.asked[a.client_order_id]
+        if a.client_order_id == "lost" and n == 1:
+            return bus.Deferred(concurrent.futures.Future(), lambda f: f.result())  # never answered
+        if a.client_order_id == "early" and n == 1:
+            raise bus.OpError("not_connected", "the broker is not connected (connecting)")
+        return filled(a.client_order_id, 7 if a.client_order_id == "lost" else 8)
+
+    conn = Connector(ctx, endpoint, flaky)
+    ls = lines(ctx, endpoint, 2)
+    try:
+        got = drive(OrderGroup(ls, requests("lost", "early"), time.monotonic() + 10, attempt_s=0.3))
+        assert [(r.success, r.ticket) for r in got] == [(True, 7), (True, 8)]
+        assert conn.asked == {"lost": 2, "early": 2}
+    finally:
+        conn.stop()
+        for line in ls:
+            line.close()
+
+
+def test_no_answer_by_the_deadline_is_an_error_naming_the_timeout_and_a_refusal_is_final(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/conn"
+
+    def answer(conn: Connector, a):
+        if a.client_order_id == "refused":
+            raise bus.OpError("bad_args", "lots must be positive")
+        return bus.Deferred(concurrent.futures.Future(), lambda f: f.result())
+
+    conn = Connector(ctx, endpoint, answer)
+    ls = lines(ctx, endpoint, 2)
+    try:
+        got = drive(OrderGroup(ls, requests("silent", "refused"), time.monotonic() + 0.8, attempt_s=0.3))
+        assert got[0].startswith("timeout") and "no reply" in got[0]
+        assert got[1] == "order_open: lots must be positive"
+        assert conn.asked["refused"] == 1 and conn.asked["silent"] >= 2  # asked again until the deadline
+    finally:
+        conn.stop()
+        for line in ls:
+            line.close()
