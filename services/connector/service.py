@@ -1,11 +1,14 @@
 """The connector process: the broker connection (cTrader Open API or the simulator) plugged into the backbone.
 
 Two threads, one owner per resource:
-- the runtime loop thread owns every ZeroMQ socket (REP, PUB, heartbeats), the state file and the order journal;
+- the runtime loop thread owns every ZeroMQ socket (ROUTER, PUB, heartbeats), the state file and the order journal;
 - one asyncio loop thread runs the ``CTraderBroker`` (its transport, reconnects, bar detection).
 
-Bridge: a REP handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and waits for it,
-beating and publishing meanwhile, so a long history request never stops heartbeats. Broker events (closed bars,
+Bridge: a request handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and waits for it,
+beating and publishing meanwhile, so a long history request never stops heartbeats. An order does not wait: its
+handler journals it, submits it and answers a ``bus.Deferred``; the reply goes out when the broker has answered
+(the future's completion wakes the loop), so the orders of one bar are out together. The same order asked again
+while it is out joins it (one order, the same reply). Broker events (closed bars,
 fills, closes, rejections, connection changes) are moved by a pump task onto a thread-safe queue, a byte on a
 pipe wakes the loop (``add_reader``), and the loop thread alone publishes them.
 
@@ -101,9 +104,17 @@ class BrokerLoop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
+        """Cancel what still runs there (the event pump, orders given up on), then stop the loop."""
         if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
             self._thread.join(5)
+
+    async def _cancel_all(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loop.stop()
 
 
 def _op_error(exc: BaseException, what: str) -> bus.OpError:
@@ -793,16 +804,14 @@ class Connector(runtime.Service):
             a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
             client_order_id=cid, comment=a.comment,
         )
-        return self._defer(key, order, lambda res: self._settle_open(key, a, res), f"order_open {cid}")
+        return self._defer(key, order, lambda res: self._settle_open(key, cid, a, res), f"order_open {cid}")
 
-    def _settle_open(self, key: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
-        broker = self._need_broker()
+    def _settle_open(self, key: str, cid: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
+        server_time = self.broker.server_time if self.broker is not None else None  # the session may be gone now
         if (
             res.success
             and res.ticket
-            and self.book.opened(
-                res.ticket, a.symbol, a.direction, (broker.server_time or time.time()) - 3600, a.client_order_id
-            )
+            and self.book.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid)
         ):
             self._save_state()  # known open now, even if this process dies before its fill event is published
         if res.success or not res.error.startswith("no confirmation"):

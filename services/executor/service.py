@@ -1,9 +1,10 @@
 """The executor process: signals -> orders on the real account under the sync rule and the risk guard.
 
-The imperative shell around the pure domain of this package (README.md): it gathers each signal's inputs from
-the connector (positions, symbol data with the live quote, account), asks `plan.plan_signal` what to do, sends
-the closes and then the open through the connector's REQ socket, and publishes one or more `ack.<SYM>` per
-signal. Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
+The imperative shell around the pure domain of this package (README.md): it takes the signals waiting at a moment
+as a batch, gathers their inputs from the connector in one request (positions, with the account and the live
+quotes), asks `plan.plan_signal` what to do for each, sends all the batch's orders at once (one REQ socket each,
+order_lines.py) and goes on while they wait for their fills, and publishes one or more `ack.<SYM>` per signal.
+Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
 
 - Signals are desired states: the latest per symbol is acted on; a signal whose bar is not after the last one
   evaluated for its symbol is a replay and is ignored. A gap or a new epoch in the preditor's stream -> ask
@@ -14,9 +15,9 @@ signal. Signals, acks and alerts are persisted (tables `signals`, `acks`, `event
 - `executor.sync` reconciles (positions, orphans, last signals) and may close, never open.
 - HALTED (system state, or the risk guard's emergency) blocks openings; closes always go.
 - Dry-run: the whole decision path, no order sent; the acks say DRY_RUN.
-- State that must survive a restart (pause, risk state: halt, session start balance, loss streak) is written
-  atomically to `<data_dir>/<executor.state_file>`; everything else is rebuilt from the connector and the
-  preditor.
+- State that must survive a restart (pause, risk state: halt, session start balance, loss streak; the last stance
+  per symbol; the orders out now, written ahead, and the last acks) is written atomically to
+  `<data_dir>/<executor.state_file>`; everything else is rebuilt from the connector and the preditor.
 """
 
 from __future__ import annotations
