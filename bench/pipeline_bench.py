@@ -2,7 +2,8 @@
 backtest, RSS per process and in total.
 
     .venv/bin/python bench/pipeline_bench.py [--symbols 1 20 50] [--bars 200] [--bars-one 500]
-                                             [--throughput-bars 300] [--offset-bars 24] [--no-settle] [--keep]
+                                             [--throughput-bars 300] [--offset-bars 24] [--bar-gap-s 1.0]
+                                             [--no-settle] [--keep]
 
 Per symbol count N, a throwaway ORACLE_HOME runs the repository's deploy/supervisord.conf: the simulator
 (``sim-broker``, manual clock) and the six processes, real persistence (SQLite), paper on, production clocks. The
@@ -13,10 +14,13 @@ executor entry (reference lots, risk limits opened up so that the risk guard doe
 connector subscription. After the boot (RUNNING, every model warmed up on 1000 bars), the bench closes one bar at a
 time through the simulator's control port (``advance``) and waits until the executor has acked every symbol's
 signal for it, paper has applied them and persistence has acknowledged the executor's and paper's records (their
-outboxes are empty; --no-settle: acks only), so each bar meets an idle system, as live H1 bars do.
+outboxes are empty; --no-settle: acks only), so each bar meets an idle system, as live H1 bars do; and two bars
+are at least --bar-gap-s apart (default 1 s: the broker's request limit, 50 a second, is a 1 s window that the
+orders of bars closed back to back would fill, and an hour of H1 never does).
 
 - bar close -> order sent: the connector's own samples (its ``status`` op, ``bar_to_order_ms``): from publishing a
-  symbol's closed bar to writing an order for that symbol to the broker, on one clock in one process;
+  symbol's closed bar to writing an order for that symbol to the broker connection (after the rate limit's wait),
+  on one clock in one process;
 - the shares along the way, from a SUB in the bench (its receive times): bar -> the symbol's signal (preditor),
   signal -> ack (executor, an ack follows the order's fill), and per bar the last signal / last ack;
 - RSS of each process (psutil) after the warmup and at the end; the six together (the simulator apart: it is
@@ -250,7 +254,12 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
         ex0 = home.request("executor", "status", timeout_ms=5000)["progress"]
         t_start = time.monotonic()
         next_print = t_start + 10
+        last_close = 0.0
         for i in range(n_bars):
+            # bars at least --bar-gap-s apart: the broker's request limit (50 a second, orders and everything else
+            # the connector asks) is a 1 s window, which live bars (an hour apart) never fill
+            time.sleep(max(0.0, last_close + args.bar_gap_s - time.monotonic()))
+            last_close = time.monotonic()
             r = control(ctl, "advance", bars=1)
             t = times[r["bar_index"] - 1]
             if not tap.wait_acks(symbols, t, 120):
@@ -397,7 +406,8 @@ def report(results: list[dict], args: argparse.Namespace, backtest: dict) -> Non
         print("| measure | bars/s | vs in-process backtest |")
         print("|---|---|---|")
         print(f"| in-process backtest (twin step, same bars, warm state) | {bt:.0f} | 1 |")
-        print(f"| whole pipeline, lockstep (next bar when the last is settled), {r['bars']} bars | "
+        print(f"| whole pipeline, lockstep (next bar when the last is settled, at least {args.bar_gap_s:g} s after "
+              f"it: --bar-gap-s), {r['bars']} bars | "
               f"{r['lockstep_bars_per_s']:.1f} | {r['lockstep_bars_per_s'] / bt:.3f} |")
         if "burst_s" in r:
             rate = r["burst_bars"] / r["burst_s"]
@@ -421,6 +431,8 @@ def main() -> int:
     p.add_argument("--bars-one", type=int, default=500, help="the same for the 1-symbol run (it trades less often)")
     p.add_argument("--throughput-bars", type=int, default=300, help="bars of the burst (1-symbol run; 0 = none)")
     p.add_argument("--offset-bars", type=int, default=24, help="SYNk replays the CSV k * this ahead (0 = aligned)")
+    p.add_argument("--bar-gap-s", type=float, default=1.0,
+                   help="at least this long between two bars closed one at a time (the broker's rate window)")
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +194,7 @@ class CTraderBroker:
         self._msgid_waiter: dict[str, str] = {}
         self._closing_by_us: set[int] = set()
         self._seen_deals: set[int] = set()
+        self.on_order_sent: Callable[[str], None] | None = None  # called on this loop's thread: keep it short
 
     # ---- lifecycle
     @property
@@ -891,8 +892,9 @@ class CTraderBroker:
         self._waiters[key] = fut
         return fut
 
-    async def _send_and_wait(self, msg: Any, key: str, timeout: float) -> OrderResult:
-        """Send a trading request; the answer is an execution/error event resolving `key`."""
+    async def _send_and_wait(self, msg: Any, key: str, timeout: float, symbol: str = "") -> OrderResult:
+        """Send a trading request; the answer is an execution/error event resolving `key`. `on_order_sent(symbol)`
+        is called once it is written to the connection (after the rate limit's wait)."""
         fut = self._waiter(key)
         msg_id = uuid.uuid4().hex
         self._msgid_waiter[msg_id] = key
@@ -901,6 +903,8 @@ class CTraderBroker:
             if tr is None or not tr.is_open:
                 raise BrokerConnectionError("not connected")
             await tr.send(msg, msg_id)
+            if symbol and self.on_order_sent is not None:
+                self.on_order_sent(symbol)
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         finally:
             self._msgid_waiter.pop(msg_id, None)
@@ -990,7 +994,7 @@ class CTraderBroker:
             await self._wait_ready()
             req.ctidTraderAccountId = self.account_id
             try:
-                return await self._send_and_wait(req, f"order:{cid}", self.config.order_timeout)
+                return await self._send_and_wait(req, f"order:{cid}", self.config.order_timeout, symbol)
             except (TimeoutError, RequestTimeout, BrokerConnectionError, ConnectionClosed) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
@@ -1029,7 +1033,7 @@ class CTraderBroker:
             await self._wait_ready()
             req = oa.ProtoOAClosePositionReq(ctidTraderAccountId=self.account_id, positionId=ticket, volume=volume)
             try:
-                result = await self._send_and_wait(req, f"close:{ticket}", self.config.order_timeout)
+                result = await self._send_and_wait(req, f"close:{ticket}", self.config.order_timeout, pos.symbol)
                 if not result.success:
                     self._closing_by_us.discard(ticket)
                 return result

@@ -331,6 +331,7 @@ class Connector(runtime.Service):
             self._aio = BrokerLoop().start()
         if self.broker is None:
             self.broker = CTraderBroker(self.broker_cfg)
+            self.broker.on_order_sent = self._order_sent
         broker = self.broker
         attempts = b.connect_attempts
         budget = None if attempts == 0 else attempts * (b.request_timeout_s * 4 + 30.0)
@@ -518,11 +519,12 @@ class Connector(runtime.Service):
             self._last_bar_wall[bar.symbol] = self._bar_published[bar.symbol] = time.monotonic()
             self.count("bars_published")
 
-    def _order_sent(self, symbol: str | None) -> None:
-        """An order for `symbol` goes to the broker now: a bar close -> order sent sample, when a bar of the symbol
-        was published less than one bar period ago (orders at boot or by an operator are not a bar's reaction)."""
-        t = self._bar_published.get(symbol or "")
-        tf = self.book.subscriptions.get(symbol or "")
+    def _order_sent(self, symbol: str) -> None:
+        """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
+        rate limit's wait): a bar close -> order sent sample, when a bar of the symbol was published less than one
+        bar period ago (orders at boot or by an operator are not a bar's reaction). A deque append: thread-safe."""
+        t = self._bar_published.get(symbol)
+        tf = self.book.subscriptions.get(symbol)
         if t is not None and tf is not None and time.monotonic() - t < TIMEFRAMES.get(tf, 0):
             self._bar_to_order_ms.append((time.monotonic() - t) * 1000)
 
@@ -799,7 +801,6 @@ class Connector(runtime.Service):
             }
             self._journal(journal.Entry(cid, "open", journal.SENT, time.time(), request))
         self.count("orders")
-        self._order_sent(a.symbol)
         order = broker.market_order(
             a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
             client_order_id=cid, comment=a.comment,
@@ -852,7 +853,6 @@ class Connector(runtime.Service):
                 )
             )
         self.count("closes_requested")
-        self._order_sent(self.book.positions.get(str(a.ticket), {}).get("symbol"))
         return self._defer(f"close-ticket:{a.ticket}", broker.close_position(a.ticket, a.lots),
                            lambda res: self._settle_close(key, a, res), f"order_close {a.ticket}")
 
