@@ -47,6 +47,9 @@ log = logging.getLogger("oracle.persistence")
 PUBLISHERS = ("orchestrator", "connector", "preditor", "executor", "paper")
 PAPER_GRACE_S = 5.0  # a paper.trade message whose own record has not arrived after this gets a fallback record
 RECOVERY_SETTLE_S = 2.0  # fills in flight when the positions answer arrive within this
+# the connector hands each fill to us through its outbox too: a recovery waits (at most this long past the settle
+# time) until its heartbeat shows that outbox handed over, so a fill still spooled there is not recovered twice
+RECOVERY_OUTBOX_WAIT_S = 30.0
 ALERT_EVERY_S = 60.0  # store error alerts, at most this often per kind
 MAX_UNWRITTEN = 100_000  # stream records kept in memory while the store refuses writes
 
@@ -93,6 +96,7 @@ class Persistence(runtime.Service):
         self._paper_pending: dict[str, tuple[float, dict]] = {}  # id -> (due monotonic, paper.trade body)
         self._recovery: Recovery | None = None
         self._connector_first: tuple[int, float] | None = None  # (epoch, wall time): FIRST seen mid-stream
+        self._connector_outbox = 0  # records the connector had not handed over yet, per its last heartbeat
         self._requesters: dict[str, bus.Requester] = {}
         self._conn_req: bus.Requester | None = None
 
@@ -376,6 +380,7 @@ class Persistence(runtime.Service):
             self.count("gaps_logged")
 
     def _connector_heartbeat(self, hb: messages.Heartbeat) -> None:
+        self._connector_outbox = int(hb.info.get("outbox", 0) or 0)
         first = self._connector_first
         if first is None or hb.epoch != first[0]:
             return
@@ -403,6 +408,8 @@ class Persistence(runtime.Service):
             return
         if now < r.settle_until:
             return
+        if self._connector_outbox and now < r.settle_until + RECOVERY_OUTBOX_WAIT_S:
+            return  # records the connector has not handed over yet: maybe these very fills
         recorded = self._recorded_positions(r.candidates)
         todo = [p for p in r.candidates if str(p["ticket"]) not in recorded]
         sid = self._session_id() or ""

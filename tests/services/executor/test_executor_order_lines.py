@@ -5,6 +5,7 @@ answer, a connector not connected yet, and the deadline."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -67,20 +68,26 @@ def ctx():
     c.term()
 
 
-def lines(ctx, endpoint: str, n: int) -> list[bus.Requester]:
-    return [bus.Requester(ctx, endpoint, "executor") for _ in range(n)]
+@contextlib.contextmanager
+def serving(ctx, tmp_path, answer, n: int):
+    """The stand-in connector answering with `answer`, and `n` REQ lines to it (closed after)."""
+    endpoint = f"ipc://{tmp_path}/conn"
+    conn = Connector(ctx, endpoint, answer)
+    lines = [bus.Requester(ctx, endpoint, "executor") for _ in range(n)]
+    try:
+        yield conn, lines
+    finally:
+        conn.stop()
+        for line in lines:
+            line.close()
 
 
 def test_orders_are_out_together_and_each_gets_its_own_answer(ctx, tmp_path):
-    endpoint = f"ipc://{tmp_path}/conn"
-
     def later(conn: Connector, a):
         conn.futures[a.client_order_id] = fut = concurrent.futures.Future()
         return bus.Deferred(fut, lambda f: f.result())
 
-    conn = Connector(ctx, endpoint, later)
-    ls = lines(ctx, endpoint, 3)
-    try:
+    with serving(ctx, tmp_path, later, 3) as (conn, ls):
         group = OrderGroup(ls, requests("a", "b", "c"), time.monotonic() + 10, attempt_s=5)
         end = time.monotonic() + 5
         while len(conn.futures) < 3:  # all three reach the connector before any is answered
@@ -92,15 +99,9 @@ def test_orders_are_out_together_and_each_gets_its_own_answer(ctx, tmp_path):
         got = drive(group)
         assert [(r.client_order_id, r.ticket) for r in got] == [("a", 2), ("b", 3), ("c", 1)]
         assert conn.asked == {"a": 1, "b": 1, "c": 1}
-    finally:
-        conn.stop()
-        for line in ls:
-            line.close()
 
 
 def test_a_lost_answer_is_asked_again_with_the_same_id_and_not_connected_is_retried(ctx, tmp_path):
-    endpoint = f"ipc://{tmp_path}/conn"
-
     def flaky(conn: Connector, a):
         n = conn.asked[a.client_order_id]
         if a.client_order_id == "lost" and n == 1:
@@ -109,34 +110,20 @@ def test_a_lost_answer_is_asked_again_with_the_same_id_and_not_connected_is_retr
             raise bus.OpError("not_connected", "the broker is not connected (connecting)")
         return filled(a.client_order_id, 7 if a.client_order_id == "lost" else 8)
 
-    conn = Connector(ctx, endpoint, flaky)
-    ls = lines(ctx, endpoint, 2)
-    try:
+    with serving(ctx, tmp_path, flaky, 2) as (conn, ls):
         got = drive(OrderGroup(ls, requests("lost", "early"), time.monotonic() + 10, attempt_s=0.3))
         assert [(r.success, r.ticket) for r in got] == [(True, 7), (True, 8)]
         assert conn.asked == {"lost": 2, "early": 2}
-    finally:
-        conn.stop()
-        for line in ls:
-            line.close()
 
 
 def test_no_answer_by_the_deadline_is_an_error_naming_the_timeout_and_a_refusal_is_final(ctx, tmp_path):
-    endpoint = f"ipc://{tmp_path}/conn"
-
     def answer(conn: Connector, a):
         if a.client_order_id == "refused":
             raise bus.OpError("bad_args", "lots must be positive")
         return bus.Deferred(concurrent.futures.Future(), lambda f: f.result())
 
-    conn = Connector(ctx, endpoint, answer)
-    ls = lines(ctx, endpoint, 2)
-    try:
+    with serving(ctx, tmp_path, answer, 2) as (conn, ls):
         got = drive(OrderGroup(ls, requests("silent", "refused"), time.monotonic() + 0.8, attempt_s=0.3))
         assert got[0].startswith("timeout") and "no reply" in got[0]
         assert got[1] == "order_open: lots must be positive"
         assert conn.asked["refused"] == 1 and conn.asked["silent"] >= 2  # asked again until the deadline
-    finally:
-        conn.stop()
-        for line in ls:
-            line.close()

@@ -234,3 +234,49 @@ def test_rows_are_on_disk_when_acknowledged(home):
     db = home.config().path(home.config().persistence.sqlite_path)
     ids = {r[0] for r in db_rows(db, "SELECT id FROM events WHERE source = 'orchestrator'")}
     assert {r["id"] for r in recs} <= ids
+
+
+def test_a_fill_recovery_waits_for_the_fills_the_connector_still_holds_for_us(home):
+    """After a gap, an open position with no recorded fill is recovered as an OPEN trade, but not while the
+    connector's heartbeat says its outbox still holds records for us: the fill may be one of them (it came through
+    the outbox: one trade, not a recovered copy beside it)."""
+    from services.persistence.service import RECOVERY_SETTLE_S
+
+    cfg = home.config()
+    conn = FakeConnector(cfg.endpoint("connector", "pub"), cfg.endpoint("connector", "rep"))
+
+    def heartbeat(outbox: int) -> None:
+        conn.publish(messages.hb_topic("connector"), messages.Heartbeat(
+            "connector", 1, conn.publisher.epoch, "RUNNING", 10.0, 0, info={"outbox": outbox} if outbox else {}))
+
+    def trades_of(ticket: str) -> list[dict]:
+        return [t for t in query(home, "trades", {"is_paper": False}) if t["position_id"] == ticket]
+
+    try:
+        boot_persistence(home)
+        t0 = time.time() - 60
+        conn.positions = [{"ticket": 21, "symbol": "EURUSD", "direction": 1, "volume": 0.1, "open_price": 1.1,
+                           "open_time": t0, "label": ""}]
+        account = messages.AccountUpdate(10_250.0, 10_250.0, 0.0, 10_250.0, "EUR")
+
+        def gap() -> bool:
+            heartbeat(1)
+            conn.publish(messages.ACCOUNT_TOPIC, account)
+            time.sleep(0.2)
+            conn.skip(messages.ACCOUNT_TOPIC, 2)  # lost: the next one shows a gap
+            conn.publish(messages.ACCOUNT_TOPIC, account)
+            return bool(query(home, "events", {"event_type": intake.FILLS_MAY_BE_MISSING}))
+
+        wait_for(gap, 10, "the gap seen", interval=0.3)
+        time.sleep(RECOVERY_SETTLE_S + 1.0)
+        assert trades_of("21") == []  # past the settle time, but the connector still holds records for us
+        record = intake.real_trade_record(messages.to_wire(fill(21, 201, t0)), closing=False)
+        assert write(home, "trades", [record]).acked == [record["id"]]  # its outbox hands the fill over
+        heartbeat(0)
+        wait_for(lambda: "fills_recovered" in home.request("persistence", "status")["progress"], 10,
+                 "the recovery done")
+        got = trades_of("21")
+        assert len(got) == 1 and got[0]["id"] == record["id"] and got[0]["comment"] != intake.RECOVERED_OPEN_COMMENT
+        assert not query(home, "events", {"event_type": intake.FILLS_RECOVERED})
+    finally:
+        conn.close()
