@@ -559,12 +559,6 @@ class Executor(runtime.Service):
     def _execute(self, batch: list[Decided], margin: float = 0.0, intents: list[dict] | None = None) -> None:
         """Carry out decided signals: the write-ahead intent, every order at once; the acks when the answers are in
         (`_drive_flights`)."""
-        if intents is None:
-            # write-ahead: a crash while these orders are out carries out the same orders again (same client order
-            # ids: the connector answers their first result), never decides the signals again on an account they
-            # have already changed
-            sides = {p.ticket: int(p.direction) for p in self.positions}
-            intents = [] if self.dry_run else [o.intent(sides) for o in batch if o.closes or o.open is not None]
         jobs: list[tuple[int, CloseOrder | OpenOrder]] = []
         requests: list[tuple[str, Any, str]] = []
         acks: list[list[Ack | None]] = []
@@ -590,6 +584,14 @@ class Executor(runtime.Service):
                                      o.open.client_order_id))
                 mine.append(early)
             acks.append(mine)
+        if intents is None:
+            # write-ahead: a crash while these orders are out carries out the same orders again (same client order
+            # ids: the connector answers their first result), never decides the signals again on an account they
+            # have already changed. Only the orders sent: an opening refused here (halted) stays refused.
+            directions = {p.ticket: int(p.direction) for p in self.positions}
+            sent_opens = {n for n, order in jobs if isinstance(order, OpenOrder)}
+            intents = [replace(batch[n], open=batch[n].open if n in sent_opens else None).intent(directions)
+                       for n in sorted({n for n, _ in jobs})]
         sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
         # the signals with no order out are done now: their acks' records are written with the intents (a kill
         # while the orders are out loses neither) and the acks go out right after the orders
