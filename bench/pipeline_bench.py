@@ -52,11 +52,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness import Home  # noqa: E402
-from system.preditor_rig import copy_model_as  # noqa: E402
+from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
 
 from common import bus, config, messages  # noqa: E402
 from common.twin.bars import load_bars_csv  # noqa: E402
-from services.connector.sim import catalog  # noqa: E402
 from services.connector.sim.control import control  # noqa: E402
 
 CSV = REPO / "data" / "EURUSD_H1_2017.csv"
@@ -75,10 +74,6 @@ CLOCKS = {
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
-
-
-def symbols_for(n: int, offset_bars: int) -> list[str]:
-    return ["EURUSD", *catalog.synthetic(n - 1, offset_bars)]
 
 
 class Tap:
@@ -134,17 +129,11 @@ class Tap:
 
 
 def make_home(root: Path, symbols: list[str], offset_bars: int) -> Home:
-    models = root / "bench_models"
-    models.mkdir(parents=True)
-    for sym in symbols:
-        copy_model_as(MODEL, models, sym)
-    home = Home(root, config.merge(CLOCKS, {
+    home = Home(root, config.merge(config.merge(CLOCKS, symbols_overlay(root, symbols, offset_bars)), {
         # no state file for the simulator: it would rewrite its whole deal list after every fill (the broker's
         # stand-in, not part of the system, sharing the cores)
-        "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "balance": 100_000, "state_file": "",
-                           "synthetic_symbols": len(symbols) - 1, "synthetic_offset_bars": offset_bars}},
-        "connector": {"symbols": {s: "H1" for s in symbols}},
-        "preditor": {"models_dir": str(models), "warmup_bars": HISTORY},
+        "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "balance": 100_000, "state_file": ""}},
+        "preditor": {"warmup_bars": HISTORY},
     }))
     raw = json.loads((REPO / "config" / "executor_symbols.json").read_text())
     # the risk guard's drawdown and loss-streak stops would end the openings partway through a long run
@@ -234,7 +223,7 @@ def wait_settled(home: Home, symbols: list[str], bar_time: int, timeout: float) 
 
 
 def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
-    symbols = symbols_for(n, args.offset_bars)
+    symbols = synthetic_symbols(n, args.offset_bars)
     n_bars = args.bars_one if n == 1 else args.bars
     root = Path(tempfile.mkdtemp(prefix=f"oracle-pipe{n}-"))
     home = make_home(root, symbols, args.offset_bars)

@@ -451,6 +451,10 @@ class CTraderBroker:
                 return 1.0 / oq.bid
         return None
 
+    def quoted_symbols(self) -> list[str]:
+        """The symbols with a quote (spots subscribed): a few, where the broker may list thousands of symbols."""
+        return list(self._quotes)
+
     def rate_from_quotes(self, symbol: str) -> float | None:
         """The symbol's quote->deposit rate from the quotes at hand (None: a conversion quote is missing)."""
         return self._rate_from_quotes(self._spec(symbol))

@@ -729,7 +729,7 @@ class Connector(runtime.Service):
         positions = await broker.get_positions(refresh=refresh)
         acct = await broker.get_account()
         quotes = {}
-        for symbol in broker.symbols:
+        for symbol in broker.quoted_symbols():
             q = broker.quote(symbol)
             if q is None or q.bid <= 0 or q.ask <= 0:
                 continue
@@ -740,6 +740,22 @@ class Connector(runtime.Service):
     def _order_wait_s(self) -> float:
         b = self.cfg.broker
         return b.order_timeout_s * 3 + b.request_timeout_s * 3 + 15.0  # the client's attempts and reconciles
+
+    def _earlier_outcome(self, entry: journal.Entry | None,
+                         resolve: Callable[[journal.Entry], OrderResult | None]) -> messages.OrderResult | None:
+        """The result of an order asked before: the journal's, or found at the broker by `resolve` (then journaled).
+        None: never asked, or its outcome is still unknown (it is sent, again)."""
+        if entry is None:
+            return None
+        if entry.status == journal.DONE:
+            self.count("orders_replayed")
+            return messages.OrderResult(**entry.result)
+        found = resolve(entry)
+        if found is None:
+            return None
+        self._journal(dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found)))
+        self.count("orders_recovered")
+        return _wire_result(found)
 
     def _resolve_unknown(self, entry: journal.Entry) -> OrderResult | None:
         """An order sent before without a known outcome: find it at the broker before anything is resent."""
@@ -779,18 +795,10 @@ class Connector(runtime.Service):
         if joined is not None:
             return joined
         entry = self.journal.get(key)
-        if entry is not None and entry.status == journal.DONE:
-            self.count("orders_replayed")
-            return messages.OrderResult(**entry.result)
-        if entry is not None:
-            found = self._resolve_unknown(entry)
-            if found is not None:
-                self._journal(
-                    dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found))
-                )
-                self.count("orders_recovered")
-                return _wire_result(found)
-        else:
+        earlier = self._earlier_outcome(entry, self._resolve_unknown)
+        if earlier is not None:
+            return earlier
+        if entry is None:
             request = {
                 "symbol": a.symbol,
                 "direction": a.direction,
@@ -834,17 +842,9 @@ class Connector(runtime.Service):
         if joined is not None:
             return joined
         entry = self.journal.get(key) if key else None
-        if entry is not None and entry.status == journal.DONE:
-            self.count("orders_replayed")
-            return messages.OrderResult(**entry.result)
-        if entry is not None:
-            found = self._resolve_close(entry)
-            if found is not None:
-                self._journal(
-                    dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found))
-                )
-                self.count("orders_recovered")
-                return _wire_result(found)
+        earlier = self._earlier_outcome(entry, self._resolve_close)
+        if earlier is not None:
+            return earlier
         if key and entry is None:
             self._journal(
                 journal.Entry(
