@@ -3,7 +3,7 @@ backtest, RSS per process and in total.
 
     .venv/bin/python bench/pipeline_bench.py [--symbols 1 20 50] [--bars 200] [--bars-one 500]
                                              [--throughput-bars 300] [--offset-bars 24] [--bar-gap-s 1.0]
-                                             [--no-settle] [--keep]
+                                             [--no-settle] [--keep] [--config-json JSON]
 
 Per symbol count N, a throwaway ORACLE_HOME runs the repository's deploy/supervisord.conf: the simulator
 (``sim-broker``, manual clock) and the six processes, real persistence (SQLite), paper on, production clocks. The
@@ -128,13 +128,13 @@ class Tap:
         self._thread.join(5)
 
 
-def make_home(root: Path, symbols: list[str], offset_bars: int) -> Home:
-    home = Home(root, config.merge(config.merge(CLOCKS, symbols_overlay(root, symbols, offset_bars)), {
+def make_home(root: Path, symbols: list[str], offset_bars: int, overlay: dict | None = None) -> Home:
+    home = Home(root, config.merge(config.merge(config.merge(CLOCKS, symbols_overlay(root, symbols, offset_bars)), {
         # no state file for the simulator: it would rewrite its whole deal list after every fill (the broker's
         # stand-in, not part of the system, sharing the cores)
         "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "balance": 100_000, "state_file": ""}},
         "preditor": {"warmup_bars": HISTORY},
-    }))
+    }), overlay or {}))
     raw = json.loads((REPO / "config" / "executor_symbols.json").read_text())
     # the risk guard's drawdown and loss-streak stops would end the openings partway through a long run
     raw["_risk"].update(dd_limit_pct=100.0, dd_peak_limit_pct=100.0, dd_emergency_pct=100.0,
@@ -226,7 +226,7 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
     symbols = synthetic_symbols(n, args.offset_bars)
     n_bars = args.bars_one if n == 1 else args.bars
     root = Path(tempfile.mkdtemp(prefix=f"oracle-pipe{n}-"))
-    home = make_home(root, symbols, args.offset_bars)
+    home = make_home(root, symbols, args.offset_bars, json.loads(args.config_json))
     ctl = home.config().broker.sim.control_port
     tap = Tap(home.config())
     res: dict = {"symbols": n, "home": str(root)}
@@ -425,6 +425,8 @@ def main() -> int:
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")
+    p.add_argument("--config-json", default="{}",
+                   help='settings merged into the config, e.g. \'{"preditor": {"fsync_snapshots": false}}\'')
     args = p.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
     times = [int(t) for t in load_bars_csv(CSV)[:, 0]]

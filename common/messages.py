@@ -230,6 +230,9 @@ class Signal:
     intensity: int
     hmm_state: int
     virtual_pnl: float
+    # the direction of the twin's decision at the bar before (published live); None when unknown: the twin's
+    # first decision, or a signal read back later (``last_signals``). The executor's edge after a boot reads it.
+    previous_direction: int | None = None
 
 
 @event("ack")

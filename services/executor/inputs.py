@@ -193,6 +193,14 @@ def stance(signal: messages.Signal) -> Stance:
     return Stance(direction, 0 if direction == Direction.FLAT else signal.intensity)
 
 
+def twin_previous(signal: messages.Signal) -> Direction | None:
+    """The twin's direction at the bar before the signal, when the signal says it (None: unknown or invalid)."""
+    try:
+        return None if signal.previous_direction is None else Direction(signal.previous_direction)
+    except ValueError:
+        return None
+
+
 def last_signals(raw: Any) -> list[messages.Signal]:
     """Read a `last_signals` reply: `{"signals": {SYM: signal}}`, `{"signals": [signal, ...]}`, `{SYM: signal}`
     or a list. Malformed entries are dropped (a later live signal repairs them)."""

@@ -68,6 +68,7 @@ class SignalInputs:
     balance: float | None
     free_margin: float | None
     broker_required_margin: float | None = None  # from ProtoOAExpectedMarginReq, when available
+    twin_previous: Direction | None = None  # the twin's direction at the bar before, from a live signal
     leverage: float | None = None  # account leverage, for the fallback margin estimate
     min_stop_distance: float | None = None
     action_index: int | None = None
@@ -127,7 +128,7 @@ def plan_signal(x: SignalInputs) -> SignalPlan:
     decision = decide(SyncInputs(
         position=real_stance(mine, x.signal, x.config, lot_size), signal=x.signal, previous=x.previous,
         enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused, enabled=x.config.enabled,
-        orphan=not x.modelled))
+        orphan=not x.modelled, twin_previous=x.twin_previous))
     if decision.closes:
         closes = tuple(CloseOrder(p.ticket, p.symbol, p.volume,
                                   client_order_id(x.symbol, x.bar_time, OrderAction.CLOSE, seq=p.ticket),

@@ -689,6 +689,7 @@ class Executor(runtime.Service):
         assert self.config is not None
         return SignalInputs(
             symbol=sig.symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(sig.symbol),
+            twin_previous=inputs.twin_previous(sig),
             positions=self.positions, modelled=True, paused=self.paused, config=self.config.symbol(sig.symbol),
             risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
             volume_limits=data.volume_limits, price_data=data.price_data,

@@ -9,7 +9,10 @@ Vocabulary:
 - the *previous signal* is the last signal of that symbol this executor process evaluated; None means the
   executor has evaluated none since it booted (process start or restart);
 - an *edge* is a positioned signal whose direction differs from the previous signal's direction: the start
-  of a new move. Intensity changes are not edges (see README "Design decisions");
+  of a new move. Intensity changes are not edges (see README "Design decisions"). Right after boot (no previous
+  signal), a signal seen live says the twin's own direction at the bar before (``twin_previous``): when it
+  differs, the move starts at this very bar, watched, and that is an edge too; otherwise it is a first signal.
+  So the first live bar decides the same whether or not the warmup's last signal reached the executor first;
 - an *orphan* is a real position on a symbol without a loaded model: never touched automatically.
 
 The caller records `previous = signal` after every evaluation, whatever the decision (including SKIP, so a
@@ -61,6 +64,8 @@ class SyncInputs:
     position: the real position (FLAT when none); its intensity may be 0 when unknown.
     signal: the latest signal; None only for an orphan (no model, so no signal).
     previous: the previous signal evaluated by this process; None right after boot.
+    twin_previous: the twin's direction at the bar before the signal, when the signal was seen as it was
+    published; read only when ``previous`` is None.
     """
 
     position: Stance
@@ -70,6 +75,7 @@ class SyncInputs:
     paused: bool = False
     enabled: bool = True
     orphan: bool = False
+    twin_previous: Direction | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,8 @@ def classify(inputs: SyncInputs) -> dict[str, str]:
         known = pos.intensity != 0
         intensity = I_DIFFERENT if known and pos.intensity != signal.intensity else I_SAME
     if inputs.previous is None:
-        previous = PREV_BOOT
+        turned = inputs.twin_previous is not None and inputs.twin_previous != signal.direction
+        previous = PREV_OTHER if turned else PREV_BOOT
     elif inputs.previous.direction == signal.direction:
         previous = PREV_SAME
     else:

@@ -16,9 +16,12 @@ from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
 from services.preditor.gaps import needs_fill
 
 
-def signal_of(symbol: str, d: Decision) -> messages.Signal:
+def signal_of(symbol: str, d: Decision, previous: Decision | None = None) -> messages.Signal:
+    """The signal of decision ``d``; ``previous`` is the twin's decision before it, when the signal goes out as
+    it is decided (a signal read back later does not say it)."""
     return messages.Signal(symbol, int(d.bar_time), float(d.close), int(d.action), int(d.direction),
-                           int(d.intensity), int(d.hmm_state), float(d.floating_pnl))
+                           int(d.intensity), int(d.hmm_state), float(d.floating_pnl),
+                           None if previous is None else int(previous.direction))
 
 
 def twin_bar(bar: messages.Bar) -> TwinBar:

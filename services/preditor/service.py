@@ -328,12 +328,13 @@ class Preditor(runtime.Service):
 
     def _process(self, track: Track, bar: messages.Bar) -> None:
         model = track.model
+        previous = track.state.last_decision
         state, decision = step(model.spec, track.state, live.twin_bar(bar), model.policy_fn)
         track.state = state
         track.last_bar_wall = time.monotonic()
         self.count("bars_seen")
         if decision is not None:
-            self.publish(messages.signal_topic(track.symbol), live.signal_of(track.symbol, decision))
+            self.publish(messages.signal_topic(track.symbol), live.signal_of(track.symbol, decision, previous))
             track.signals += 1
             self.count("signals_sent")
         if not self.unsaved:

@@ -9,6 +9,7 @@ simulator's own deal list proves that no client order id ever opened twice.
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -59,11 +60,12 @@ class Rig:
         self.closed = Listener(self.home, "connector", ("closed.",))
         time.sleep(0.3)  # the subscriptions reach the publishers
 
-    def signal(self, direction: int, intensity: int = 1, expect_ack: bool = True) -> list[messages.Ack]:
+    def signal(self, direction: int, intensity: int = 1, expect_ack: bool = True,
+               previous_direction: int | None = None) -> list[messages.Ack]:
         """Close the next bar at the simulator, publish its signal, wait for the executor's ack(s)."""
         index = self.sim.advance_bar()["bar_index"]
         bar = BARS[index - 1]
-        self.pred.signal(bar, direction, intensity)
+        self.pred.signal(bar, direction, intensity, previous_direction=previous_direction)
         got = self.acks.wait_ack(bar.time) if expect_ack else []
         self.ledger.sample()
         return got
@@ -279,6 +281,24 @@ def test_a_signal_missed_across_a_preditor_restart_is_fetched(rig):
     assert rig.positions() == [("BUY", 100_000)]
     progress = rig.home.request("executor", "status")["progress"]
     assert progress["preditor_gaps"] >= 1 and progress["last_signals_asked"] >= 2  # sync + the repair
+
+
+def test_a_first_signal_whose_twin_turned_at_that_bar_is_an_edge(rig):
+    """Right after boot the executor has evaluated no signal; a live signal says the twin's direction at the bar
+    before: the same direction is a move that started before we watched, another one is an edge we saw."""
+    acks = rig.signal(LONG, 1, previous_direction=LONG)
+    assert final(acks) == ("WAIT_SYNC", "FIRST_SIGNAL") and rig.positions() == []
+    acks = rig.signal(WAIT, 0, previous_direction=LONG)
+    assert final(acks) == ("OK", "FLAT")
+    # an ordered stop forgets the previous signals, and a preditor still warming up has no last signal to give
+    # at the sync: the next boot's first signal is judged on the twin's direction at the bar before
+    step(rig.home, "executor", "executor.stop")
+    rig.home.kill("executor", signal.SIGTERM)
+    with rig.pred.lock:
+        rig.pred.last.clear()
+    start_executor(rig.home)
+    acks = rig.signal(SHORT, 1, previous_direction=WAIT)
+    assert final(acks) == ("OK", "EDGE") and rig.positions() == [("SELL", 100_000)]
 
 
 def test_a_rejected_order_fails_and_its_edge_is_consumed(rig):

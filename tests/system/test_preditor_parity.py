@@ -119,8 +119,11 @@ def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_
     assert not tap.duplicates, f"a bar signalled twice: {tap.duplicates[:3]}"
     assert got <= live - dead
     assert live - dead - optional <= got  # every other live bar has its signal, the gap bars included
+    index = {t_of(bars, j): j for j in range(HISTORY, END)}
     for (_, t), sig in tap.by_key.items():
         assert_same(sig, exp[t])
+        # the twin's decision at the bar before, also after the kill (silent warmup) and across the gaps
+        assert sig.previous_direction == exp[t_of(bars, index[t] - 1)].direction, f"bar {t}"
     assert len(got) >= 600 - 10 - 1
     # the signals went out in bar order
     times = [s.bar_time for s in tap.signals]

@@ -104,9 +104,11 @@ class PreditorStandIn:
                 rep.serve_ready()
         rep.close()
 
-    def signal(self, bar: CsvBar, direction: int, intensity: int, symbol: str = "EURUSD") -> messages.Signal:
+    def signal(self, bar: CsvBar, direction: int, intensity: int, symbol: str = "EURUSD",
+               previous_direction: int | None = None) -> messages.Signal:
         action = 0 if direction == 0 else (intensity if direction > 0 else 3 + intensity)
-        sig = messages.Signal(symbol, bar.time, bar.close, action, direction, intensity if direction else 0, 1, 0.0)
+        sig = messages.Signal(symbol, bar.time, bar.close, action, direction, intensity if direction else 0, 1, 0.0,
+                              previous_direction)
         with self.lock:
             self.last[symbol] = sig
         self.pub.publish(messages.signal_topic(symbol), sig)

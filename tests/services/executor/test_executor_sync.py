@@ -174,3 +174,33 @@ def test_readme_table_is_the_code_table():
     start = readme.index("<!-- sync-table:start -->\n") + len("<!-- sync-table:start -->\n")
     end = readme.index("\n<!-- sync-table:end -->")
     assert readme[start:end] == render_markdown()
+
+
+@pytest.mark.parametrize(("twin_previous", "first", "action", "reason"), [
+    (None, False, SyncAction.WAIT_SYNC, "FIRST_SIGNAL"),  # unknown: a first signal
+    (L, False, SyncAction.WAIT_SYNC, "FIRST_SIGNAL"),  # the move started before this bar
+    (L, True, SyncAction.OPEN, "FIRST_SIGNAL"),
+    (W, False, SyncAction.OPEN, "EDGE"),  # the twin turned LONG at this very bar, watched
+    (S, False, SyncAction.OPEN, "EDGE"),
+])
+def test_first_signal_after_boot_reads_the_twins_previous_direction(twin_previous, first, action, reason):
+    d = decide(SyncInputs(FLAT, LONG1, None, first, twin_previous=twin_previous))
+    assert (d.action, d.reason) == (action, reason)
+
+
+@pytest.mark.parametrize("twin_previous", [None, W, L, S])
+def test_the_twins_previous_direction_is_ignored_once_a_signal_was_evaluated(twin_previous):
+    for previous in (WAIT, LONG1, SHORT1):
+        assert decide(SyncInputs(FLAT, LONG1, previous, twin_previous=twin_previous)) == \
+            decide(SyncInputs(FLAT, LONG1, previous))
+
+
+def test_the_first_live_bar_decides_the_same_with_or_without_the_warmups_last_signal():
+    """The boot race: the warmup's last signal (read back, so without a previous direction) evaluated first, or
+    not; then the first live signal, which says the twin's direction at the bar before."""
+    for warm, live in itertools.product([WAIT, LONG1, SHORT1], [WAIT, LONG1, LONG3, SHORT1]):
+        without = decide(SyncInputs(FLAT, live, None, twin_previous=warm.direction))
+        first = decide(SyncInputs(FLAT, warm, None))
+        assert first.action in (SyncAction.NOOP, SyncAction.WAIT_SYNC)  # the read-back signal never opens
+        after = decide(SyncInputs(FLAT, live, warm, twin_previous=warm.direction))
+        assert (without.action, without.rule in (7, 8)) == (after.action, after.rule in (7, 8)), (warm, live)

@@ -66,6 +66,10 @@ def test_signal_and_position_views_of_a_real_run(demo, eurusd_bars):
     assert sig == messages.Signal("EURUSD", d.bar_time, d.close, int(d.action), d.direction, d.intensity,
                                   d.hmm_state, d.floating_pnl)
     assert messages.from_wire(messages.Signal, messages.to_wire(sig)) == sig  # what the executor reads back
+    assert sig.previous_direction is None  # read back later (last_signals): the decision before is not said
+    live_sig = live.signal_of("EURUSD", d, decisions[-2])
+    assert (live_sig.previous_direction, live_sig.bar_time) == (decisions[-2].direction, d.bar_time)
+    assert messages.from_wire(messages.Signal, messages.to_wire(live_sig)) == live_sig
     view = live.position_view("EURUSD", "H1", state)
     assert view["direction"] == state.position.direction and view["realized_pnl"] == state.realized_pnl
     assert view["last_bar_time"] == d.bar_time and view["decisions"] == len(decisions)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.preditor.policy import PolicyNet, actor_state_from_sb3
+from services.preditor.policy import PolicyNet, actor_state_from_sb3, mode_of
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,35 @@ def test_the_demo_model_acts_as_through_its_modules():
             assert torch.equal(net(x), logits)
             expected = torch.softmax(logits - logits.logsumexp(dim=-1, keepdim=True), dim=-1).argmax(dim=-1).item()
             assert int(d.action) == expected
+
+
+def _net_with_action_rows(rows: list[list[float]], bias: list[float]) -> PolicyNet:
+    """A net without hidden layers: its logits are ``rows @ obs + bias`` (observation of size 2)."""
+    return PolicyNet.from_state_dict({"action.weight": torch.tensor(rows), "action.bias": torch.tensor(bias)})
+
+
+def test_act_equals_the_distribution_mode_on_many_observations(ppo):
+    net = PolicyNet.from_state_dict(actor_state_from_sb3(ppo.policy.state_dict()))
+    obs = np.random.default_rng(7).normal(0, 3, (3000, 14)).astype(np.float32)
+    with torch.inference_mode():
+        modes = [mode_of(net(torch.as_tensor(o).reshape(1, -1))) for o in obs]
+    acts = [net.act(o) for o in obs]
+    assert acts == modes
+    assert len(set(acts)) > 2
+
+
+@pytest.mark.parametrize(("bias", "expected"), [
+    ([0.0, 0.5, 0.5, 0.1, 0.0, 0.0, 0.0], 1),  # an exact tie: the first index, as the distribution's argmax
+    ([0.0, 0.5, 0.5 + 1e-7, 0.1, 0.0, 0.0, 0.0], None),  # within the margin: the distribution decides
+    ([0.0, 0.5, 0.5 + 2e-3, 0.1, 0.0, 0.0, 0.0], 2),  # past the margin: the largest logit
+    ([30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 30.0], 0),  # probabilities rounding to the same value far from zero
+    ([0.0, float("nan"), 0.0, 0.0, 0.0, 0.0, 0.0], None),  # not finite: the distribution's answer, whatever it is
+])
+def test_act_near_ties_take_the_distribution_path(bias, expected):
+    net = _net_with_action_rows([[0.0, 0.0]] * 7, bias)
+    obs = np.zeros(2, np.float32)
+    with torch.inference_mode():
+        mode = mode_of(net(torch.as_tensor(obs).reshape(1, -1)))
+    assert net.act(obs) == mode
+    if expected is not None:
+        assert mode == expected
