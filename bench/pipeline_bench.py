@@ -30,7 +30,9 @@ orders of bars closed back to back would fill, and an hour of H1 never does).
   processes work in parallel; until the last bar's ack, and until paper and persistence are done), against the
   preditor's in-process backtest (``common.twin.twin.run``, as services/preditor/backtest.py) stepping the same
   bars from the same warm state.
-- CPU time per bar of each process (psutil) and the executor's connector requests per bar: where the work is.
+- CPU time per bar of each process (psutil) and the executor's connector requests per bar: where the work is;
+- first, what this machine charges per hop: raw pyzmq REQ/REP round trips between two processes, each after an idle
+  gap as at a bar close (``wakeup_floor``), so runs on different machines can be compared.
 """
 
 from __future__ import annotations
@@ -345,12 +347,54 @@ def backtest_rate(first: int, n_bars: int) -> float:
     return n_bars / (time.perf_counter() - t0)
 
 
+def _echo(endpoint: str, n: int) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.bind(endpoint)
+    for _ in range(n):
+        sock.send(sock.recv())
+    sock.close()
+    ctx.term()
+
+
+def wakeup_floor(n: int = 60, gap_s: float = 0.1) -> dict[str, float]:
+    """Raw pyzmq REQ/REP round trips (ipc, ~200 bytes, the peer another process) each after ``gap_s`` idle, as a
+    bar close finds the processes: what the machine charges per hop before any of our code runs. The bar -> order
+    path crosses five such hops (bar, signal, the positions request and its reply, the order request) and one
+    hand-off between the connector's threads."""
+    import multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        endpoint = f"ipc://{d}/echo"
+        proc = mp.get_context("spawn").Process(target=_echo, args=(endpoint, n + 10))
+        proc.start()
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.REQ)
+        sock.connect(endpoint)
+        payload, lat = b"x" * 200, []
+        for i in range(n + 10):
+            time.sleep(gap_s)
+            t0 = time.perf_counter()
+            sock.send(payload)
+            sock.recv()
+            if i >= 10:  # the first ones connect
+                lat.append(1000 * (time.perf_counter() - t0))
+        sock.close()
+        ctx.term()
+        proc.join(10)
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "n": n, "gap_s": gap_s}
+
+
 def fmt(x: float) -> str:
     return "-" if x != x else f"{x:.1f}"
 
 
 def report(results: list[dict], args: argparse.Namespace, backtest: dict) -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores: above 2 the figures include CPU waits)")
+    floor = backtest.get("floor")
+    if floor:
+        print(f"\nthis machine: a raw pyzmq REQ/REP round trip after {floor['gap_s']:g} s idle (ipc, another process, "
+              f"{floor['n']} trips): p50 {floor['p50']:.3f} ms, p99 {floor['p99']:.3f} ms")
     print("\nbar close -> order sent (the connector's samples, ms)")
     print("| symbols | bars | orders (opens + closes) | p50 | p99 | max | boot to RUNNING |")
     print("|---|---|---|---|---|---|---|")
@@ -388,7 +432,7 @@ def report(results: list[dict], args: argparse.Namespace, backtest: dict) -> Non
         six_e = sum(r["rss_end"][p] for p in config.SERVICES)
         print(f"| {r['symbols']} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
     one = [r for r in results if r["symbols"] == 1]
-    if one and backtest:
+    if one and "rate" in backtest:
         r = one[0]
         bt = backtest["rate"]
         print("\nreplay throughput, 1 symbol (bars/s)")
@@ -431,7 +475,9 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
     times = [int(t) for t in load_bars_csv(CSV)[:, 0]]
     results = []
-    backtest: dict = {}
+    backtest: dict = {"floor": wakeup_floor()}
+    print(f"raw pyzmq round trip after an idle gap: p50 {backtest['floor']['p50']:.3f} ms, "
+          f"p99 {backtest['floor']['p99']:.3f} ms", flush=True)
     for n in args.symbols:
         r = run(n, args, times)
         results.append(r)

@@ -138,6 +138,38 @@ def in_process_step(bars, n: int = 500) -> dict:
             "parts_p50_ms": {name: 1000 * pct(xs, 50) for name, xs in parts.items()}}
 
 
+def policy_shortcut(bars, n: int = 500) -> dict:
+    """The policy's action on the observations of ``n`` live bars: ``act`` (the largest logit when it leads by the
+    margin) against the distribution's path (``mode_of``, what ``act`` did before), same net, same process."""
+    import numpy as np
+    import torch
+
+    from common.twin.twin import initial_state, run
+    from services.preditor.model_file import load_model
+    from services.preditor.policy import mode_of
+
+    torch.set_num_threads(1)
+    model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    _, decisions = run(model.spec, initial_state(model.model_id), bars[:HISTORY + n], model.policy_fn)
+    obs = [np.asarray(d.observation, dtype=np.float32) for d in decisions[-n:]]
+    net = model.policy
+
+    def full(o):
+        with torch.inference_mode():
+            return mode_of(net(torch.as_tensor(o).reshape(1, -1)))
+
+    out: dict = {}
+    for name, fn in (("distribution", full), ("act", net.act), ("distribution again", full)):
+        times = []
+        for o in obs:
+            t = time.perf_counter()
+            fn(o)
+            times.append(time.perf_counter() - t)
+        out[name] = 1000 * pct(times, 50)
+    out["same_actions"] = all(net.act(o) == full(o) for o in obs)
+    return out
+
+
 def in_process_twenty(bars, n: int = 100, n_models: int = 20) -> dict:
     """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal."""
     from common.twin.twin import initial_state, run, step
@@ -172,6 +204,10 @@ def main() -> int:
     print(f"twin step in-process (demo model, no wire, no file): p50 {step['step_p50_ms']:.3f} ms, "
           f"p99 {step['step_p99_ms']:.3f} ms; in-process warmup over {HISTORY} bars {step['warmup_s']:.2f} s")
     print("  parts, p50: " + ", ".join(f"{k} {v:.3f} ms" for k, v in step["parts_p50_ms"].items()))
+    shortcut = policy_shortcut(bars)
+    base = (shortcut["distribution"] + shortcut["distribution again"]) / 2
+    print(f"policy per observation, p50: distribution's path {base:.3f} ms, act {shortcut['act']:.3f} ms "
+          f"(ratio {shortcut['act'] / base:.2f}); same actions: {shortcut['same_actions']}")
     twenty = in_process_twenty(bars)
     print(f"20 twins stepped in-process for one bar time (+ their signals, no wire, no file): "
           f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
