@@ -170,20 +170,23 @@ def policy_shortcut(bars, n: int = 500) -> dict:
     return out
 
 
-def in_process_twenty(bars, n: int = 100, n_models: int = 20) -> dict:
-    """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal."""
+def in_process_twenty(bars, n: int = 100, n_models: int = 20, distinct: bool = False) -> dict:
+    """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal.
+    ``distinct``: each twin with its own copy of the model loaded from the file, as the preditor holds 20 models
+    (20 sets of weights to read from memory at every bar, instead of one set kept in the CPU's cache)."""
     from common.twin.twin import initial_state, run, step
     from services.preditor import live
     from services.preditor.model_file import load_model
 
-    model = load_model(REPO / "models" / "EURUSD_H1.zip")
-    state, _ = run(model.spec, initial_state(model.model_id), bars[:HISTORY], model.policy_fn)
+    models = [load_model(REPO / "models" / "EURUSD_H1.zip") for _ in range(n_models if distinct else 1)]
+    models = (models * n_models)[:n_models]
+    state, _ = run(models[0].spec, initial_state(models[0].model_id), bars[:HISTORY], models[0].policy_fn)
     states = [state] * n_models
     times = []
     for i in range(HISTORY, HISTORY + n):
         bar = live.twin_bar(messages.Bar("EURUSD", "H1", int(bars[i, 0]), *(float(x) for x in bars[i, 1:])))
         t = time.perf_counter()
-        for k in range(n_models):
+        for k, model in enumerate(models):
             states[k], decision = step(model.spec, states[k], bar, model.policy_fn)
             messages.to_wire(live.signal_of(SYMBOLS[k], decision))
         times.append(time.perf_counter() - t)
@@ -210,6 +213,9 @@ def main() -> int:
           f"(ratio {shortcut['act'] / base:.2f}); same actions: {shortcut['same_actions']}")
     twenty = in_process_twenty(bars)
     print(f"20 twins stepped in-process for one bar time (+ their signals, no wire, no file): "
+          f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
+    twenty = in_process_twenty(bars, distinct=True)
+    print(f"  the same, each twin with its own copy of the model (as 20 models): "
           f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
     for n in args.models:
         r = run(n, args.bars, bars, args.pause_ms / 1000)
