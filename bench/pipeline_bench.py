@@ -389,9 +389,9 @@ def fmt(x: float) -> str:
     return "-" if x != x else f"{x:.1f}"
 
 
-def report(results: list[dict], args: argparse.Namespace, backtest: dict) -> None:
+def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores: above 2 the figures include CPU waits)")
-    floor = backtest.get("floor")
+    floor = baselines.get("floor")
     if floor:
         print(f"\nthis machine: a raw pyzmq REQ/REP round trip after {floor['gap_s']:g} s idle (ipc, another process, "
               f"{floor['n']} trips): p50 {floor['p50']:.3f} ms, p99 {floor['p99']:.3f} ms")
@@ -432,9 +432,9 @@ def report(results: list[dict], args: argparse.Namespace, backtest: dict) -> Non
         six_e = sum(r["rss_end"][p] for p in config.SERVICES)
         print(f"| {r['symbols']} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
     one = [r for r in results if r["symbols"] == 1]
-    if one and "rate" in backtest:
+    if one and "rate" in baselines:
         r = one[0]
-        bt = backtest["rate"]
+        bt = baselines["rate"]
         print("\nreplay throughput, 1 symbol (bars/s)")
         print("| measure | bars/s | vs in-process backtest |")
         print("|---|---|---|")
@@ -475,9 +475,9 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
     times = [int(t) for t in load_bars_csv(CSV)[:, 0]]
     results = []
-    backtest: dict = {"floor": wakeup_floor()}
-    print(f"raw pyzmq round trip after an idle gap: p50 {backtest['floor']['p50']:.3f} ms, "
-          f"p99 {backtest['floor']['p99']:.3f} ms", flush=True)
+    baselines: dict = {"floor": wakeup_floor()}  # this machine's, and the backtest's rate
+    print(f"raw pyzmq round trip after an idle gap: p50 {baselines['floor']['p50']:.3f} ms, "
+          f"p99 {baselines['floor']['p99']:.3f} ms", flush=True)
     for n in args.symbols:
         r = run(n, args, times)
         results.append(r)
@@ -486,8 +486,8 @@ def main() -> int:
               f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; lockstep {r['lockstep_bars_per_s']:.1f} bars/s",
               flush=True)
         if n == 1:
-            backtest["rate"] = backtest_rate(START_BAR, r["bars"])
-    report(results, args, backtest)
+            baselines["rate"] = backtest_rate(START_BAR, r["bars"])
+    report(results, args, baselines)
     return 0
 
 
