@@ -442,9 +442,8 @@ class Connector(runtime.Service):
         self._publish_bars(bars)
 
     def _on_broker_event(self, ev: Any) -> None:
-        if isinstance(ev, BrokerBar):
-            self._publish_bars([ev])
-        elif isinstance(ev, OrderFilled):
+        """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
+        if isinstance(ev, OrderFilled):
             if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id):
                 self._save_state()
             fill = messages.Fill(
