@@ -58,7 +58,8 @@ class Rig:
         start_executor(self.home, *executor_args)
         self.acks = Listener(self.home)
         self.closed = Listener(self.home, "connector", ("closed.",))
-        time.sleep(0.3)  # the subscriptions reach the publishers
+        self.acks.wait_live()
+        self.closed.wait_live()
 
     def signal(self, direction: int, intensity: int = 1, expect_ack: bool = True,
                previous_direction: int | None = None) -> list[messages.Ack]:
@@ -214,6 +215,7 @@ def test_dry_run_sends_nothing(tmp_path):
 def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
     r = Rig(tmp_path)
     alerts = Listener(r.home, "executor", ("alert.",))
+    alerts.wait_live()
     cfg = r.home.config()
     orch = bus.Publisher(r.home.ctx, cfg.endpoint("orchestrator", "pub"), "orchestrator", bus.new_epoch())
 
@@ -246,7 +248,7 @@ def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
         start_executor(r.home)
         status = r.home.request("executor", "status")
         assert status["halted"] is True and status["risk"]["session_start_balance"] == 10_000.0
-        time.sleep(0.3)  # the ack subscription reaches the new executor
+        r.acks.wait_live()
         assert final(r.signal(LONG)) == ("WAIT_SYNC", "MISSED_ENTRY")  # the last LONG was seen again at sync
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("SKIP", "HALTED")
@@ -297,6 +299,7 @@ def test_a_first_signal_whose_twin_turned_at_that_bar_is_an_edge(rig):
     with rig.pred.lock:
         rig.pred.last.clear()
     start_executor(rig.home)
+    rig.acks.wait_live()
     acks = rig.signal(SHORT, 1, previous_direction=WAIT)
     assert final(acks) == ("OK", "EDGE") and rig.positions() == [("SELL", 100_000)]
 
@@ -330,6 +333,7 @@ def test_a_signal_waits_for_a_dead_connector_and_is_then_carried_out(rig):
 def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
     r = Rig(tmp_path, overlay={"close_on_exit": True})
     alerts = Listener(r.home, "executor", ("alert.",))
+    alerts.wait_live()
     try:
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("OK", "EDGE")

@@ -122,17 +122,37 @@ class PreditorStandIn:
 
 
 class Listener:
-    """Subscribes to the executor's acks (and anything else asked), collecting them in order."""
+    """Subscribes to the executor's acks (and anything else asked), collecting them in order. It also hears the
+    service's heartbeats: one from the process running now proves the subscription reached its publisher (a PUB drops
+    what it sends before that, so a test waits for it after a restart)."""
 
     def __init__(self, home: Home, service: str = "executor", prefixes: tuple[str, ...] = ("ack.",)):
         cfg = home.config()
-        self.sub = bus.Subscriber(home.ctx, [cfg.endpoint(service, "pub")], prefixes, bus.WireErrors("test"))
+        self.home, self.service = home, service
+        self._beat_topic = messages.hb_topic(service)
+        self._keep_beats = self._beat_topic in prefixes
+        self.sub = bus.Subscriber(home.ctx, [], (*prefixes, self._beat_topic), bus.WireErrors("test"))
+        # back within 10 ms of a restart (libzmq's default waits 100-200 ms), before a restarted service's first words
+        self.sub.sock.setsockopt(zmq.RECONNECT_IVL, 10)
+        self.sub.sock.connect(cfg.endpoint(service, "pub"))
         self.got: list[Any] = []
+        self.beat_epochs: set[int] = set()
 
     def poll(self) -> list[Any]:
         while self.sub.sock.poll(20):
-            self.got.extend(r.envelope.body for r in self.sub.drain())
+            for received in self.sub.drain():
+                if received.envelope.topic == self._beat_topic:
+                    self.beat_epochs.add(received.envelope.epoch)
+                    if not self._keep_beats:
+                        continue
+                self.got.append(received.envelope.body)
         return self.got
+
+    def wait_live(self, timeout: float = 10.0) -> None:
+        """Wait for a heartbeat of the process running now (its epoch, from its status)."""
+        epoch = self.home.request(self.service, "status")["epoch"]
+        wait_for(lambda: self.poll() is not None and epoch in self.beat_epochs, timeout,
+                 f"a heartbeat of {self.service} epoch {epoch}")
 
     def acks_for(self, bar_time: int) -> list[messages.Ack]:
         return [a for a in self.poll() if isinstance(a, messages.Ack) and a.bar_time == bar_time]
