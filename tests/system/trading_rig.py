@@ -122,37 +122,63 @@ class PreditorStandIn:
 
 
 class Listener:
-    """Subscribes to the executor's acks (and anything else asked), collecting them in order. It also hears the
-    service's heartbeats: one from the process running now proves the subscription reached its publisher (a PUB drops
-    what it sends before that, so a test waits for it after a restart)."""
+    """Subscribes to the executor's acks (and anything else asked), collecting them in order.
+
+    Its own thread reads the socket: a SUB resends its subscriptions after a reconnect (a restarted service) only
+    when its owner touches the socket, and a PUB drops what it sends before they arrive. It also hears the service's
+    heartbeats: one from the process running now proves the subscription reached that process's publisher.
+    """
 
     def __init__(self, home: Home, service: str = "executor", prefixes: tuple[str, ...] = ("ack.",)):
-        cfg = home.config()
         self.home, self.service = home, service
+        self._endpoint = home.config().endpoint(service, "pub")
         self._beat_topic = messages.hb_topic(service)
+        self._prefixes = (*prefixes, self._beat_topic)
         self._keep_beats = self._beat_topic in prefixes
-        self.sub = bus.Subscriber(home.ctx, [], (*prefixes, self._beat_topic), bus.WireErrors("test"))
-        # back within 10 ms of a restart (libzmq's default waits 100-200 ms), before a restarted service's first words
-        self.sub.sock.setsockopt(zmq.RECONNECT_IVL, 10)
-        self.sub.sock.connect(cfg.endpoint(service, "pub"))
         self.got: list[Any] = []
         self.beat_epochs: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5), f"the listener on {self._endpoint} did not start"
+
+    def _run(self) -> None:
+        sub = bus.Subscriber(self.home.ctx, [], self._prefixes, bus.WireErrors("test"))
+        sub.sock.setsockopt(zmq.RECONNECT_IVL, 10)  # back within 10 ms of a restart (libzmq's default: 100-200 ms)
+        sub.sock.connect(self._endpoint)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                if sub.sock.poll(10):
+                    for received in sub.drain():
+                        self._take(received)
+        finally:
+            sub.close()
+
+    def _take(self, received: bus.Received) -> None:
+        with self._lock:
+            if received.envelope.topic == self._beat_topic:
+                self.beat_epochs.add(received.envelope.epoch)
+                if not self._keep_beats:
+                    return
+            self.got.append(received.envelope.body)
 
     def poll(self) -> list[Any]:
-        while self.sub.sock.poll(20):
-            for received in self.sub.drain():
-                if received.envelope.topic == self._beat_topic:
-                    self.beat_epochs.add(received.envelope.epoch)
-                    if not self._keep_beats:
-                        continue
-                self.got.append(received.envelope.body)
-        return self.got
+        """What was heard so far, in order."""
+        with self._lock:
+            return list(self.got)
 
     def wait_live(self, timeout: float = 10.0) -> None:
         """Wait for a heartbeat of the process running now (its epoch, from its status)."""
         epoch = self.home.request(self.service, "status")["epoch"]
-        wait_for(lambda: self.poll() is not None and epoch in self.beat_epochs, timeout,
-                 f"a heartbeat of {self.service} epoch {epoch}")
+
+        def heard() -> bool:
+            with self._lock:
+                return epoch in self.beat_epochs
+
+        wait_for(heard, timeout, f"a heartbeat of {self.service} epoch {epoch}")
 
     def acks_for(self, bar_time: int) -> list[messages.Ack]:
         return [a for a in self.poll() if isinstance(a, messages.Ack) and a.bar_time == bar_time]
@@ -161,7 +187,8 @@ class Listener:
         return wait_for(lambda: self.acks_for(bar_time), timeout, f"ack for bar {bar_time}")
 
     def close(self) -> None:
-        self.sub.close()
+        self._stop.set()
+        self._thread.join(5)
 
 
 def symbols_config(home: Home, *, also: tuple[str, ...] | list[str] = (), **eurusd: Any) -> None:
