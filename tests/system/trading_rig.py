@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ class Listener:
         self._prefixes = (*prefixes, self._beat_topic)
         self._keep_beats = self._beat_topic in prefixes
         self.got: list[Any] = []
+        self.arrived: list[float] = []  # perf_counter() at receipt, one per entry of `got` (latency measurements)
         self.beat_epochs: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -164,6 +166,7 @@ class Listener:
                 if not self._keep_beats:
                     return
             self.got.append(received.envelope.body)
+            self.arrived.append(time.perf_counter())
 
     def poll(self) -> list[Any]:
         """What was heard so far, in order."""
@@ -181,10 +184,23 @@ class Listener:
         wait_for(heard, timeout, f"a heartbeat of {self.service} epoch {epoch}")
 
     def acks_for(self, bar_time: int) -> list[messages.Ack]:
-        return [a for a in self.poll() if isinstance(a, messages.Ack) and a.bar_time == bar_time]
+        return [a for _, a in self.ack_arrivals(bar_time)]
 
-    def wait_ack(self, bar_time: int, timeout: float = 20.0) -> list[messages.Ack]:
-        return wait_for(lambda: self.acks_for(bar_time), timeout, f"ack for bar {bar_time}")
+    def ack_arrivals(self, bar_time: int) -> list[tuple[float, messages.Ack]]:
+        """This bar's acks with their perf_counter() at receipt."""
+        with self._lock:
+            return [(t, a) for t, a in zip(self.arrived, self.got, strict=True)
+                    if isinstance(a, messages.Ack) and a.bar_time == bar_time]
+
+    def wait_ack(self, bar_time: int, timeout: float = 20.0, settle_s: float = 0.02) -> list[messages.Ack]:
+        """This bar's acks, once there is one and nothing more has come for `settle_s` (a signal's acks -- its
+        closes, its open, its decision -- are published back to back)."""
+        def settled() -> list[messages.Ack]:
+            with self._lock:
+                quiet = bool(self.arrived) and time.perf_counter() - self.arrived[-1] >= settle_s
+            return self.acks_for(bar_time) if quiet else []
+
+        return wait_for(settled, timeout, f"ack for bar {bar_time}", interval=0.005)
 
     def close(self) -> None:
         self._stop.set()
