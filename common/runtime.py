@@ -109,6 +109,10 @@ class Service:
     def pending_work(self) -> int:
         return 0
 
+    def awaited_sockets(self) -> list[zmq.Socket]:
+        """Sockets of this service's own requests in flight, whose answers wake the loop (asked every turn)."""
+        return []
+
     def poll_timeout_ms(self) -> int:
         """How long the loop may sleep when nothing arrives. A Deferred answer's future completes in another thread,
         which should wake the loop (add_reader); the short poll is the fallback."""
@@ -447,6 +451,7 @@ class Service:
             poller.register(sock, zmq.POLLIN)
         while not self._stop and not self._fatal:
             waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
+            waiting += self.awaited_sockets()
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)
             events = dict(poller.poll(self.poll_timeout_ms()))

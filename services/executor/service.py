@@ -53,6 +53,7 @@ from services.paper.model_meta import read_models
 log = logging.getLogger("oracle.executor")
 
 STATE_VERSION = 1
+FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (their answers wake it at once)
 ORDER_ATTEMPT_S = 5.0  # one order request's wait before it is asked again (same client order id)
 
 
@@ -622,7 +623,7 @@ class Executor(runtime.Service):
     def _wait_flights(self) -> None:
         """Until every batch in flight has landed (a step, a replay, a stop), heartbeats going on."""
         while self._flights:
-            self._poll([sock for f in self._flights if f.group for sock in f.group.sockets()])
+            self._poll(self.awaited_sockets())
             self._drive_flights(time.monotonic())
             self.beat_if_due()
 
@@ -910,8 +911,12 @@ class Executor(runtime.Service):
     def pending_work(self) -> int:
         return len(self.pending) + len(self._flights)
 
+    def awaited_sockets(self) -> list[zmq.Socket]:
+        return [sock for f in self._flights if f.group for sock in f.group.sockets()]  # answers to orders in flight
+
     def poll_timeout_ms(self) -> int:
-        return 2 if self._flights else super().poll_timeout_ms()  # answers to orders in flight are taken promptly
+        base = super().poll_timeout_ms()
+        return min(base, FLIGHT_TURN_MS) if self._flights else base  # a request asked again is sent on time
 
     def on_stop(self) -> None:
         lines = [line for f in self._flights if f.group for line in f.group.lines]  # their intents stay saved

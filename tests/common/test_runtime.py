@@ -1,4 +1,5 @@
-"""The runtime in a real process: heartbeats keep going while a long lifecycle step runs."""
+"""The runtime in a real process: heartbeats keep going while a long lifecycle step runs; the answer to a request
+of the service's own wakes its loop."""
 
 import json
 import subprocess
@@ -7,9 +8,9 @@ import time
 
 import pytest
 import zmq
-from harness import Home, wait_for
+from harness import Home, free_port, wait_for
 
-from common import bus
+from common import bus, messages
 
 SLOW_SERVICE = """
 import time
@@ -23,6 +24,36 @@ class Slow(runtime.Service):
         return {}
 
 raise SystemExit(runtime.main(Slow, []))
+"""
+
+
+ASKING_SERVICE = """
+import sys
+from common import bus, messages, runtime
+
+class Asking(runtime.Service):
+    name = "paper"
+    line = None
+
+    def ops(self):
+        return {"command": self._ask}  # a registered op (any would do): the test asks it to send its request
+
+    def _ask(self, _args):
+        self.line = bus.Requester(self.ctx, sys.argv[1], self.name, 60_000)
+        self.line.send("ping", None)
+        return {}
+
+    def awaited_sockets(self):
+        return [self.line.sock] if self.line is not None and self.line.pending is not None else []
+
+    def poll_timeout_ms(self):
+        return 30_000  # asleep unless a socket wakes it
+
+    def on_tick(self, now):
+        if self.line is not None and self.line.pending is not None and self.line.take_reply() is not None:
+            self.publish(messages.alert_topic("answered"), messages.Alert("answered", "info", "", self.name, {}))
+
+raise SystemExit(runtime.main(Asking, sys.argv[2:]))
 """
 
 
@@ -57,3 +88,25 @@ def test_heartbeats_continue_during_a_long_step(home):
         slow.kill()
         slow.wait(10)
         sub.close()
+
+
+def test_the_answer_to_a_request_in_flight_wakes_the_loop(home):
+    """A service sends a request of its own and sleeps (30 s poll); the answer, given later, wakes it at once."""
+    ctx = zmq.Context.instance()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    peer = bus.Responder(ctx, endpoint, {"ping": lambda _a: {"pong": True}}, bus.WireErrors("t"))
+    sub = bus.Subscriber(ctx, [home.config().endpoint("paper", "pub")], ["alert.answered"], bus.WireErrors("t"))
+    asking = subprocess.Popen([sys.executable, "-c", ASKING_SERVICE, endpoint], env=home.env, cwd=home.root)
+    try:
+        wait_for(lambda: home.request("paper", "ping"), 20, "the service up")
+        home.request("paper", "command", messages.CommandArgs("ask", {}))
+        assert peer.sock.poll(5000), "the service's request did not arrive"
+        time.sleep(0.5)  # the service's loop is asleep again, in its 30 s poll
+        assert peer.serve_ready() == 1
+        assert sub.sock.poll(5000), "the answer did not wake the loop"  # well before its poll's 30 s
+        assert [r.envelope.body.kind for r in sub.drain()] == ["answered"]
+    finally:
+        asking.kill()
+        asking.wait(10)
+        sub.close()
+        peer.sock.close()

@@ -54,12 +54,16 @@ class Rig:
         self.acks: Listener | None = None
         self.closed: Listener | None = None
         self.ledger = Ledger(self.sim)
-        start_broker_side(self.home, self.sim)
-        start_executor(self.home, *executor_args)
-        self.acks = Listener(self.home)
-        self.closed = Listener(self.home, "connector", ("closed.",))
-        self.acks.wait_live()
-        self.closed.wait_live()
+        try:
+            start_broker_side(self.home, self.sim)
+            start_executor(self.home, *executor_args)
+            self.acks = Listener(self.home)
+            self.closed = Listener(self.home, "connector", ("closed.",))
+            self.acks.wait_live()
+            self.closed.wait_live()
+        except BaseException:
+            self.close()  # no process outlives a rig that did not start
+            raise
 
     def signal(self, direction: int, intensity: int = 1, expect_ack: bool = True,
                previous_direction: int | None = None) -> list[messages.Ack]:
@@ -215,7 +219,6 @@ def test_dry_run_sends_nothing(tmp_path):
 def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
     r = Rig(tmp_path)
     alerts = Listener(r.home, "executor", ("alert.",))
-    alerts.wait_live()
     cfg = r.home.config()
     orch = bus.Publisher(r.home.ctx, cfg.endpoint("orchestrator", "pub"), "orchestrator", bus.new_epoch())
 
@@ -226,6 +229,7 @@ def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
         wait_for(seen, 10, f"executor sees {state}")
 
     try:
+        alerts.wait_live()
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("OK", "EDGE")
         system(messages.HALTED)
@@ -333,8 +337,8 @@ def test_a_signal_waits_for_a_dead_connector_and_is_then_carried_out(rig):
 def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
     r = Rig(tmp_path, overlay={"close_on_exit": True})
     alerts = Listener(r.home, "executor", ("alert.",))
-    alerts.wait_live()
     try:
+        alerts.wait_live()
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("OK", "EDGE")
         orphan = ManualClient(r.sim).open(-1, 0.01, "by-hand", symbol="USDJPY")  # no model trades USDJPY
