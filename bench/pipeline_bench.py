@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness import Home  # noqa: E402
+from system.sub_reader import SubReader  # noqa: E402
 from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
 
 from common import bus, config, messages  # noqa: E402
@@ -83,37 +84,24 @@ class Tap:
     bar, signal and ack (symbol, bar time) arrived (time.monotonic(), the connector's clock too)."""
 
     def __init__(self, cfg: config.Config):
-        self.endpoints = [cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor")]
         self.bars: dict[tuple[str, int], float] = {}
         self.signals: dict[tuple[str, int], float] = {}
         self.acks: dict[tuple[str, int], tuple[float, messages.Ack]] = {}
         self.cond = threading.Condition()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
+        self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor")],
+                                 ["bar.", "signal.", "ack."], self._take)
 
-    def _run(self) -> None:
-        sub = bus.Subscriber(zmq.Context.instance(), self.endpoints, ["bar.", "signal.", "ack."], bus.WireErrors("b"))
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                if sub.sock.poll(20):
-                    got = sub.drain()
-                    now = time.monotonic()
-                    with self.cond:
-                        for r in got:
-                            b = r.envelope.body
-                            if isinstance(b, messages.Bar):
-                                self.bars.setdefault((b.symbol, b.time), now)
-                            elif isinstance(b, messages.Signal):
-                                self.signals.setdefault((b.symbol, b.bar_time), now)
-                            elif isinstance(b, messages.Ack):
-                                self.acks.setdefault((b.symbol, b.bar_time), (now, b))
-                        self.cond.notify_all()
-        finally:
-            sub.close()
+    def _take(self, got: list[bus.Received], now: float) -> None:
+        with self.cond:
+            for r in got:
+                b = r.envelope.body
+                if isinstance(b, messages.Bar):
+                    self.bars.setdefault((b.symbol, b.time), now)
+                elif isinstance(b, messages.Signal):
+                    self.signals.setdefault((b.symbol, b.bar_time), now)
+                elif isinstance(b, messages.Ack):
+                    self.acks.setdefault((b.symbol, b.bar_time), (now, b))
+            self.cond.notify_all()
 
     def wait_acks(self, symbols: list[str], bar_time: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -126,8 +114,7 @@ class Tap:
         return True
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._reader.close()
 
 
 def make_home(root: Path, symbols: list[str], offset_bars: int, overlay: dict | None = None) -> Home:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from system.sub_reader import SubReader
 
 from common import bus, config, messages
 
@@ -122,50 +123,31 @@ class StandInConnector:
 
 
 class SignalTap:
-    """A SUB on the preditor's PUB, read by its own thread: every signal, by (symbol, bar_time), duplicates apart.
-
-    The thread matters: a SUB resends its subscriptions after a reconnect (a restarted preditor) only when its
-    owner touches the socket, so a SUB nobody reads during a restart would miss the first signals.
-    """
+    """A SUB on the preditor's PUB, read by its own thread (sub_reader.py: it resubscribes to a restarted preditor at
+    once): every signal, by (symbol, bar_time), duplicates apart."""
 
     def __init__(self, cfg: config.Config, prefixes: tuple[str, ...] = ("signal.",)):
-        self._endpoint = cfg.endpoint("preditor", "pub")
-        self._prefixes = list(prefixes)
         self.signals: list[messages.Signal] = []
         self.by_key: dict[tuple[str, int], messages.Signal] = {}
         self.duplicates: list[messages.Signal] = []
         self.other: list[bus.Received] = []
         self.arrived: dict[tuple[str, int], float] = {}  # perf_counter() at receipt (benchmarks)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
+        self._reader = SubReader([cfg.endpoint("preditor", "pub")], prefixes, self._take, clock=time.perf_counter)
 
-    def _run(self) -> None:
-        sub = bus.Subscriber(zmq.Context.instance(), [self._endpoint], self._prefixes, bus.WireErrors("tap"))
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                if sub.sock.poll(20):
-                    for r in sub.drain():
-                        self._take(r)
-        finally:
-            sub.close()
-
-    def _take(self, r: bus.Received) -> None:
-        body = r.envelope.body
+    def _take(self, got: list[bus.Received], now: float) -> None:
         with self._lock:
-            if isinstance(body, messages.Signal):
-                self.signals.append(body)
-                key = (body.symbol, body.bar_time)
-                if key in self.by_key:
-                    self.duplicates.append(body)
-                self.by_key[key] = body
-                self.arrived.setdefault(key, time.perf_counter())
-            else:
-                self.other.append(r)
+            for r in got:
+                body = r.envelope.body
+                if isinstance(body, messages.Signal):
+                    self.signals.append(body)
+                    key = (body.symbol, body.bar_time)
+                    if key in self.by_key:
+                        self.duplicates.append(body)
+                    self.by_key[key] = body
+                    self.arrived.setdefault(key, now)
+                else:
+                    self.other.append(r)
 
     def poll(self, timeout_ms: int = 50) -> None:
         """Let the reader thread catch up for a moment."""
@@ -184,8 +166,7 @@ class SignalTap:
             time.sleep(0.002)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._reader.close()
 
 
 def run_step(home: Any, step: str, timeout_ms: int = 120_000) -> dict:

@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 from harness import REPO, Home, wait_for
+from system.sub_reader import SubReader
 
 from common import bus, messages
 from services.connector.sim import catalog
@@ -123,50 +124,30 @@ class PreditorStandIn:
 
 
 class Listener:
-    """Subscribes to the executor's acks (and anything else asked), collecting them in order.
-
-    Its own thread reads the socket: a SUB resends its subscriptions after a reconnect (a restarted service) only
-    when its owner touches the socket, and a PUB drops what it sends before they arrive. It also hears the service's
-    heartbeats: one from the process running now proves the subscription reached that process's publisher.
-    """
+    """Subscribes to the executor's acks (and anything else asked), collecting them in order, read by its own thread
+    (sub_reader.py: it resubscribes to a restarted service at once). It also hears the service's heartbeats: one
+    from the process running now proves the subscription reached that process's publisher."""
 
     def __init__(self, home: Home, service: str = "executor", prefixes: tuple[str, ...] = ("ack.",)):
         self.home, self.service = home, service
-        self._endpoint = home.config().endpoint(service, "pub")
         self._beat_topic = messages.hb_topic(service)
-        self._prefixes = (*prefixes, self._beat_topic)
         self._keep_beats = self._beat_topic in prefixes
         self.got: list[Any] = []
         self.arrived: list[float] = []  # perf_counter() at receipt, one per entry of `got` (latency measurements)
         self.beat_epochs: set[int] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), f"the listener on {self._endpoint} did not start"
+        self._reader = SubReader([home.config().endpoint(service, "pub")], (*prefixes, self._beat_topic), self._take,
+                                 home.ctx, clock=time.perf_counter)
 
-    def _run(self) -> None:
-        sub = bus.Subscriber(self.home.ctx, [], self._prefixes, bus.WireErrors("test"))
-        sub.sock.setsockopt(zmq.RECONNECT_IVL, 10)  # back within 10 ms of a restart (libzmq's default: 100-200 ms)
-        sub.sock.connect(self._endpoint)
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                if sub.sock.poll(10):
-                    for received in sub.drain():
-                        self._take(received)
-        finally:
-            sub.close()
-
-    def _take(self, received: bus.Received) -> None:
+    def _take(self, got: list[bus.Received], now: float) -> None:
         with self._lock:
-            if received.envelope.topic == self._beat_topic:
-                self.beat_epochs.add(received.envelope.epoch)
-                if not self._keep_beats:
-                    return
-            self.got.append(received.envelope.body)
-            self.arrived.append(time.perf_counter())
+            for received in got:
+                if received.envelope.topic == self._beat_topic:
+                    self.beat_epochs.add(received.envelope.epoch)
+                    if not self._keep_beats:
+                        continue
+                self.got.append(received.envelope.body)
+                self.arrived.append(now)
 
     def poll(self) -> list[Any]:
         """What was heard so far, in order."""
@@ -203,8 +184,7 @@ class Listener:
         return wait_for(settled, timeout, f"ack for bar {bar_time}", interval=0.005)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._reader.close()
 
 
 def symbols_config(home: Home, *, also: tuple[str, ...] | list[str] = (), **eurusd: Any) -> None:
