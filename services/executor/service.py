@@ -202,6 +202,9 @@ class Executor(runtime.Service):
             self.positions = inputs.positions(raw, self.lot_sizes)
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
+        # the connector answers positions only with its broker session up (its live book, or a reconcile after a
+        # drop): connected now, even when its conn.state saying so still waits behind this batch
+        self.connected = True
         self._book_account, self._book_quotes = None, {}
         if isinstance(raw, dict):
             if isinstance(raw.get("account"), dict):

@@ -308,6 +308,18 @@ def test_a_first_signal_whose_twin_turned_at_that_bar_is_an_edge(rig):
     assert final(acks) == ("OK", "EDGE") and rig.positions() == [("SELL", 100_000)]
 
 
+def test_an_edge_right_after_a_broker_reconnect_opens_on_the_fresh_quote(rig):
+    """The broker session drops and the executor hears it; the next edge's positions request waits for the
+    reconnect. Its answer proves the session is up again, even when the connector's conn.state saying so is still
+    queued behind the batch: the opening goes on the fresh quote (not NO_QUOTE)."""
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    assert rig.sim.cmd("drop", refuse_s=1.0)["dropped"] >= 1
+    wait_for(lambda: rig.home.request("executor", "status")["connected"] is False, 10, "the executor hears the drop")
+    acks = rig.signal(LONG)
+    assert final(acks) == ("OK", "EDGE"), acks
+    assert rig.positions() == [("BUY", 100_000)]
+
+
 def test_a_rejected_order_fails_and_its_edge_is_consumed(rig):
     assert final(rig.signal(WAIT)) == ("OK", "FLAT")
     rig.sim.cmd("reject_orders", count=1, code="NOT_ENOUGH_MONEY")
