@@ -260,6 +260,7 @@ class Fill:
     price: float
     time: float  # Unix s, the broker's execution time
     deal_id: int
+    comment: str = ""  # the order's comment: the executor's label (services/executor/comment.py), "" for others
 
 
 @event("position_closed")
@@ -283,6 +284,7 @@ class PositionClosed:
     balance: float | None = None
     label: str = ""
     full: bool = True
+    comment: str = ""  # the position's order comment when the broker's event carries it ("" otherwise)
 
 
 @event("order_rejected")

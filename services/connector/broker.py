@@ -766,7 +766,8 @@ class CTraderBroker:
         if first_time:
             self._emit(
                 OrderFilled(
-                    client_oid, deal.position_id, name, deal.direction, deal.volume, deal.price, deal.time, deal.deal_id
+                    client_oid, deal.position_id, name, deal.direction, deal.volume, deal.price, deal.time,
+                    deal.deal_id, pos.tradeData.comment if pos is not None else "",
                 )
             )
 
@@ -774,10 +775,10 @@ class CTraderBroker:
         order = ev.order if ev.HasField("order") else None
         server_stop = bool(ev.isServerEvent) or (order is not None and order.orderType == parsing.STOP_LOSS_TAKE_PROFIT)
         external = deal.position_id not in self._closing_by_us
-        label = pos.tradeData.label if pos is not None else ""
-        self._emit(
-            parsing.position_closed(deal, -deal.direction, external and not server_stop, server_stop, full, label)
-        )
+        label, comment = (pos.tradeData.label, pos.tradeData.comment) if pos is not None else ("", "")
+        self._emit(parsing.position_closed(
+            deal, -deal.direction, external and not server_stop, server_stop, full, label, comment
+        ))
         if full:
             self._closing_by_us.discard(deal.position_id)
 
@@ -828,7 +829,7 @@ class CTraderBroker:
                 self._balance = deal.balance
             p = by_pid[d.positionId]
             external = d.positionId not in self._closing_by_us
-            self._emit(parsing.position_closed(deal, p.direction, external, False, True, p.label))
+            self._emit(parsing.position_closed(deal, p.direction, external, False, True, p.label, p.comment))
             self._closing_by_us.discard(d.positionId)
 
     async def get_positions(self, refresh: bool = False) -> list[Position]:

@@ -101,6 +101,7 @@ class OrderFilled:
     price: float
     time: float
     deal_id: int
+    comment: str = ""  # the order's comment (the executor's label: signal, HMM state, intensity)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class PositionClosed:
     external: bool  # True when this client did not ask for the close
     label: str = ""
     full: bool = True  # False for a partial close
+    comment: str = ""  # the position's order comment, when the broker's event carries it
 
 
 @dataclass(frozen=True)

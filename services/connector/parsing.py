@@ -90,7 +90,8 @@ def deal(d: Any, spec: SymbolSpec) -> Deal:
 
 
 def position_closed(
-    d: Deal, position_direction: int, external: bool, server_stop: bool, full: bool, label: str = ""
+    d: Deal, position_direction: int, external: bool, server_stop: bool, full: bool, label: str = "",
+    comment: str = "",
 ) -> PositionClosed:
     reason = "SL_TP" if server_stop else ("EXTERNAL" if external else "CLIENT")
     return PositionClosed(
@@ -110,6 +111,7 @@ def position_closed(
         external=external or server_stop,
         label=label,
         full=full,
+        comment=comment,
     )
 
 

@@ -367,7 +367,7 @@ class Connector(runtime.Service):
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
             changed = False
             for p in now_open:
-                changed |= self.book.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label)
+                changed |= self.book.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment)
             open_ids = {p.ticket for p in now_open}
             gone = [p for t, p in self.book.positions.items() if int(t) not in open_ids]
             if gone:
@@ -444,10 +444,11 @@ class Connector(runtime.Service):
     def _on_broker_event(self, ev: Any) -> None:
         """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
         if isinstance(ev, OrderFilled):
-            if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id):
+            if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment):
                 self._save_state()
             fill = messages.Fill(
-                ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id
+                ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
+                ev.comment,
             )
             self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
             self.publish(messages.fill_topic(ev.symbol), fill)
@@ -473,6 +474,7 @@ class Connector(runtime.Service):
                 balance=ev.balance,
                 label=ev.label,
                 full=ev.full,
+                comment=ev.comment,
             )
             self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
             self.publish(messages.closed_topic(ev.symbol), closed)
@@ -819,7 +821,8 @@ class Connector(runtime.Service):
         if (
             res.success
             and res.ticket
-            and self.book.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid)
+            and self.book.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
+                                 a.comment)
         ):
             self._save_state()  # known open now, even if this process dies before its fill event is published
         if res.success or not res.error.startswith("no confirmation"):

@@ -47,11 +47,14 @@ class ConnectorState:
             return requested
         return last if requested is None else max(last, requested)
 
-    def opened(self, ticket: int, symbol: str, direction: int, open_time: float, label: str) -> bool:
-        """Remember an open position; False when it was known already (nothing to save)."""
+    def opened(self, ticket: int, symbol: str, direction: int, open_time: float, label: str,
+               comment: str = "") -> bool:
+        """Remember an open position (its order comment too, for a close seen only after a restart); False when it
+        was known already (nothing to save)."""
         if str(ticket) in self.positions:
             return False
-        self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label}
+        self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label,
+                                       "comment": comment}
         return True
 
     def closed(self, ticket: int) -> bool:
@@ -99,7 +102,8 @@ def closed_while_away(
         if p is None or not d.closing:
             continue
         found.add(d.position_id)
-        out.append(parsing.position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", ""))))
+        out.append(parsing.position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
+                                           str(p.get("comment", ""))))
     return out, sorted(set(gone) - found)
 
 

@@ -155,13 +155,32 @@ def bar_time_of(client_order_id: str | None) -> datetime | None:
         return None
 
 
+def signal_facts(order_comment: str | None) -> dict[str, Any]:
+    """The signal's intensity and HMM state an order comment of ours carries (the executor's label,
+    executor.comment); nothing for anyone else's comment, or one that does not parse (an opening's record keeps
+    the comment as it came)."""
+    from services.executor.comment import CommentError, is_ours, parse
+
+    if not is_ours(order_comment):
+        return {}
+    try:
+        label = parse(order_comment or "")
+    except CommentError:
+        return {}
+    facts = {"intensity": label.intensity, "hmm_state": label.hmm_state}
+    return {k: v for k, v in facts.items() if v is not None}
+
+
 def fill_input(fill: Mapping[str, Any]) -> dict[str, Any]:
-    """A `fill.<SYM>` body (an opening deal) as a `trades.RealFill` input."""
+    """A `fill.<SYM>` body (an opening deal) as a `trades.RealFill` input, with the signal's intensity and HMM state
+    when the order's comment is ours."""
     cid = fill.get("client_order_id") or None
+    order_comment = fill.get("comment") or None
     return {
         "deal_id": str(fill["deal_id"]), "position_id": str(fill["ticket"]), "symbol": fill["symbol"],
         "action": "OPEN", "direction": fill["direction"], "volume": fill["volume"], "time": utc(fill["time"]),
-        "entry_price": fill["price"], "bar_time": bar_time_of(cid), "client_order_id": cid,
+        "entry_price": fill["price"], "bar_time": bar_time_of(cid), "client_order_id": cid, "comment": order_comment,
+        **signal_facts(order_comment),
     }
 
 
@@ -178,6 +197,7 @@ def closed_input(closed: Mapping[str, Any]) -> dict[str, Any]:
         "entry_price": closed["entry_price"], "exit_price": closed["close_price"],
         "gross_pnl": closed["gross_profit"], "commission": abs(float(closed["commission"])),
         "swap": closed["swap"], "comment": comment, "client_order_id": label,
+        **signal_facts(closed.get("comment") or None),
     }
 
 
@@ -198,6 +218,7 @@ def recovered_open_input(position: Mapping[str, Any]) -> dict[str, Any]:
         "symbol": position["symbol"], "action": "OPEN", "direction": position["direction"],
         "volume": position["volume"], "time": utc(position["open_time"]), "entry_price": position["open_price"],
         "bar_time": bar_time_of(label), "client_order_id": label, "comment": RECOVERED_OPEN_COMMENT,
+        **signal_facts(position.get("comment") or None),
     }
 
 

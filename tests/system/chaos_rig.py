@@ -280,7 +280,7 @@ def ack_keys(records: list[dict], label: dict[str, str]) -> list[tuple]:
 
 def trade_keys(records: Any, label: dict[str, str]) -> list[tuple]:
     return sorted((epoch(t["bar_time"]), epoch(t["timestamp"]), t["symbol"], t["action"], t["direction"],
-                   t["volume"], t["entry_price"], t["exit_price"], round(t["pnl"], 6),
+                   t["intensity"], t["hmm_state"], t["volume"], t["entry_price"], t["exit_price"], round(t["pnl"], 6),
                    position(t.get("position_id"), label), order_id(t.get("client_order_id"), label))
                   for t in records)
 

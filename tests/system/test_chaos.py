@@ -113,7 +113,7 @@ def test_fault_free_pipeline_equals_the_backtest(reference):
         want = sorted((t.exit_time, t.direction, t.entry_price, t.exit_price, round(t.pnl, 6))
                       for t in exp["trades"][sym] if t.exit_time in live)
         got = sorted((bar_time, direction, entry, exit_, pnl)
-                     for bar_time, _ts, s, _a, direction, _v, entry, exit_, pnl, _p, _c in ref.paper_trades
+                     for bar_time, _ts, s, _a, direction, _i, _h, _v, entry, exit_, pnl, _p, _c in ref.paper_trades
                      if s == sym)
         assert got == want, sym
         assert ref.paper_account[sym][1] == len(want), sym

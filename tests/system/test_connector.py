@@ -204,7 +204,7 @@ def test_stop_hit_is_published_as_an_external_close_with_the_brokers_pnl(system)
     try:
         tap.poll(0.3)
         balance_before = system.sim("status")["balance"]
-        res = order_open(system, "EURUSD", 1, 0.1, "stop-hit-1", sl_distance=0.0004)
+        res = order_open(system, "EURUSD", 1, 0.1, "stop-hit-1", sl_distance=0.0004, comment="OT1|stop-hit-1")
         assert res.success
         tap.wait(lambda g: any(r.envelope.topic == "fill.EURUSD" for r in g), 5, "the fill")
         for _ in range(400):
@@ -219,12 +219,13 @@ def test_stop_hit_is_published_as_an_external_close_with_the_brokers_pnl(system)
         (closed,) = closes
         assert closed.external is True and closed.reason == "SL_TP" and closed.symbol == "EURUSD"
         assert closed.label == "stop-hit-1" and closed.full is True and closed.direction == 1
+        assert closed.comment == "OT1|stop-hit-1"  # the order's comment, from the position at the broker
         balance_after = system.sim("status")["balance"]
         assert closed.net_profit == pytest.approx(balance_after - balance_before, abs=0.005)
         assert closed.balance == pytest.approx(balance_after)
         assert closed.net_profit < 0  # a stop loss: the broker's (negative) PnL
         (fill,) = [f for f in tap.bodies("fill.") if f.ticket == res.ticket and f.client_order_id == "stop-hit-1"]
-        assert fill.direction == 1 and fill.volume == pytest.approx(0.1)
+        assert fill.direction == 1 and fill.volume == pytest.approx(0.1) and fill.comment == "OT1|stop-hit-1"
         tap.wait(
             lambda g: any(r.envelope.topic == "account" and r.envelope.body.balance == balance_after for r in g),
             10,

@@ -100,6 +100,16 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     paper_trades = home.request("paper", "status")["accounts"]["EURUSD"]["trades"]
     wait_for(lambda: len([t for t in stored("trades") if t["is_paper"]]) == paper_trades, 20, "paper trades stored")
     assert home.request("persistence", "status")["progress"].get("records_rejected", 0) == 0  # ids are stable
+    # a real opening's record says which signal made it: its intensity and HMM state, read from the order's comment
+    def real_opens() -> dict[str, dict]:
+        return {t["client_order_id"]: t for t in stored("trades") if not t["is_paper"] and t["action"] == "OPEN"}
+
+    wait_for(lambda: set(cids) <= set(real_opens()), 20, "the real openings stored")
+    stored_opens = real_opens()
+    for a in opened:
+        sig = next(s for s in got if s.bar_time == a.bar_time)
+        t = stored_opens[a.details["client_order_id"]]
+        assert (t["intensity"], t["hmm_state"]) == (sig.intensity, sig.hmm_state), (t, sig)
     executor = home.request("executor", "status")
     assert executor["last_bar_time"] == {"EURUSD": got[-1].bar_time}
     status = home.status()

@@ -134,7 +134,7 @@ def test_a_missing_credential_is_named():
 
 def test_positions_closed_while_away_come_from_the_closing_deals():
     known = {
-        "1": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "a"},
+        "1": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "a", "comment": "OT1|a"},
         "2": {"symbol": "EURUSD", "direction": -1, "open_time": 100.0, "label": "b"},
         "3": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "c"},
     }
@@ -156,15 +156,16 @@ def test_positions_closed_while_away_come_from_the_closing_deals():
     opening = Deal(11, 11, 3, "EURUSD", 1, 0.1, 1.1, 200.0, False)
     closes, unexplained = closed_while_away(known, [2], [opening, closing])
     (c,) = closes
-    assert (c.ticket, c.direction, c.external, c.reason, c.label) == (1, 1, True, "EXTERNAL", "a")
+    assert (c.ticket, c.direction, c.external, c.reason, c.label, c.comment) == (1, 1, True, "EXTERNAL", "a", "OT1|a")
     assert c.net_profit == pytest.approx(99.3) and c.balance == 10099.3
     assert unexplained == [3]  # gone, but its closing deal is not in the list
 
 
 def test_open_positions_are_remembered_once():
     s = ConnectorState()
-    assert s.opened(5, "EURUSD", 1, 10.0, "x") and not s.opened(5, "EURUSD", 1, 10.0, "x")
+    assert s.opened(5, "EURUSD", 1, 10.0, "x", "OT1|x") and not s.opened(5, "EURUSD", 1, 10.0, "x")
     assert ConnectorState.from_json(s.to_json()).positions == {"5": s.positions["5"]}
+    assert s.positions["5"]["comment"] == "OT1|x"  # a close seen only after a restart still has the order's comment
     assert s.closed(5) and not s.closed(5)
 
 

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from common import config, messages
+from services.executor import comment
 from services.executor.comment import OrderAction, client_order_id
 from services.persistence import intake, trades
 from services.persistence.records import Trade
@@ -63,6 +64,27 @@ def test_fill_and_close_become_real_trades():
     assert ct.comment == "SL_TP external" and ct.bar_time is None
     assert ct.id == trades.real_trade(intake.closed_input(c), session_id="s").id  # the same deal, the same id
     assert intake.bar_time_of("someone-else's") is None and intake.bar_time_of("") is None
+
+
+def test_a_real_trade_carries_the_signal_facts_of_its_orders_comment():
+    cid = client_order_id("EURUSD", int(T) - 3600, OrderAction.OPEN)
+    ours = comment.encode(comment.OrderLabel(cid, hmm_state=3, action_index=2, intensity=2, balance=10_000))
+    f = messages.to_wire(messages.Fill("EURUSD", 7, cid, 1, 0.2, 1.2, T, 99, ours))
+    t = trades.real_trade(intake.fill_input(f), session_id="s")
+    assert (t.intensity, t.hmm_state, t.comment) == (2, 3, ours)
+    c = messages.to_wire(messages.PositionClosed(7, "EURUSD", 1, 0.2, 1.2, 1.19, -20.0, -0.5, -1.4, -21.9, T + 60,
+                                                 "CLOSE", False, 9_978.1, cid, True, ours))
+    ct = trades.real_trade(intake.closed_input(c), session_id="s")
+    assert (ct.intensity, ct.hmm_state, ct.comment) == (2, 3, "CLOSE")  # a close's comment says why it closed
+    # an opening whose fill never reached us, recorded from the broker's open position: the same facts
+    position = {"ticket": 7, "symbol": "EURUSD", "direction": 1, "volume": 0.2, "open_time": T, "open_price": 1.2,
+                "label": cid, "comment": ours}
+    rt = trades.real_trade(intake.recovered_open_input(position), session_id="s")
+    assert (rt.intensity, rt.hmm_state, rt.comment) == (2, 3, intake.RECOVERED_OPEN_COMMENT)
+    # someone else's comment, or one of ours that does not parse: the facts are unknown, the record is still made
+    for other in ("placed by hand", "OT1|broken", ""):
+        t = trades.real_trade(intake.fill_input({**f, "comment": other}), session_id="s")
+        assert (t.intensity, t.hmm_state, t.comment) == (0, None, other or None)
 
 
 def test_the_connectors_outbox_copy_of_a_deal_is_the_streams_record():
