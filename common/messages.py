@@ -285,6 +285,7 @@ class PositionClosed:
     label: str = ""
     full: bool = True
     comment: str = ""  # the position's order comment when the broker's event carries it ("" otherwise)
+    pip_size: float | None = None  # the symbol's pip, for the close's result in pips (None: spec unknown)
 
 
 @event("order_rejected")

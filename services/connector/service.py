@@ -283,6 +283,12 @@ class Connector(runtime.Service):
         with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
             os.write(self._wake_w, b"\0")
 
+    def _pip_size(self, symbol: str) -> float | None:
+        try:
+            return self.broker.symbol_info(symbol).pip if self.broker is not None else None
+        except SymbolNotFoundError:
+            return None
+
     def _need_broker(self) -> CTraderBroker:
         if self.broker is None or self._aio is None:
             raise bus.OpError("not_connected", "the broker is not connected (connector.connect has not run)")
@@ -475,6 +481,7 @@ class Connector(runtime.Service):
                 label=ev.label,
                 full=ev.full,
                 comment=ev.comment,
+                pip_size=self._pip_size(ev.symbol),
             )
             self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
             self.publish(messages.closed_topic(ev.symbol), closed)

@@ -196,7 +196,7 @@ def closed_input(closed: Mapping[str, Any]) -> dict[str, Any]:
         "direction": closed["direction"], "volume": closed["volume"], "time": utc(closed["time"]),
         "entry_price": closed["entry_price"], "exit_price": closed["close_price"],
         "gross_pnl": closed["gross_profit"], "commission": abs(float(closed["commission"])),
-        "swap": closed["swap"], "comment": comment, "client_order_id": label,
+        "swap": closed["swap"], "comment": comment, "client_order_id": label, "pip_size": closed.get("pip_size"),
         **signal_facts(closed.get("comment") or None),
     }
 

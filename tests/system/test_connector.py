@@ -220,6 +220,7 @@ def test_stop_hit_is_published_as_an_external_close_with_the_brokers_pnl(system)
         assert closed.external is True and closed.reason == "SL_TP" and closed.symbol == "EURUSD"
         assert closed.label == "stop-hit-1" and closed.full is True and closed.direction == 1
         assert closed.comment == "OT1|stop-hit-1"  # the order's comment, from the position at the broker
+        assert closed.pip_size == 0.0001
         balance_after = system.sim("status")["balance"]
         assert closed.net_profit == pytest.approx(balance_after - balance_before, abs=0.005)
         assert closed.balance == pytest.approx(balance_after)

@@ -110,6 +110,10 @@ def test_signals_become_acks_orders_and_paper_trades(system):
         sig = next(s for s in got if s.bar_time == a.bar_time)
         t = stored_opens[a.details["client_order_id"]]
         assert (t["intensity"], t["hmm_state"]) == (sig.intensity, sig.hmm_state), (t, sig)
+    # a real close's result in pips, from its prices and EURUSD's pip
+    for t in (t for t in stored("trades") if not t["is_paper"] and t["action"] == "CLOSE"):
+        assert t["pnl_pips"] == pytest.approx(t["direction"] * (t["exit_price"] - t["entry_price"]) / 0.0001,
+                                              abs=0.06), t
     executor = home.request("executor", "status")
     assert executor["last_bar_time"] == {"EURUSD": got[-1].bar_time}
     status = home.status()

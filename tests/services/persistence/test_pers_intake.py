@@ -73,9 +73,10 @@ def test_a_real_trade_carries_the_signal_facts_of_its_orders_comment():
     t = trades.real_trade(intake.fill_input(f), session_id="s")
     assert (t.intensity, t.hmm_state, t.comment) == (2, 3, ours)
     c = messages.to_wire(messages.PositionClosed(7, "EURUSD", 1, 0.2, 1.2, 1.19, -20.0, -0.5, -1.4, -21.9, T + 60,
-                                                 "CLOSE", False, 9_978.1, cid, True, ours))
+                                                 "CLOSE", False, 9_978.1, cid, True, ours, 0.0001))
     ct = trades.real_trade(intake.closed_input(c), session_id="s")
     assert (ct.intensity, ct.hmm_state, ct.comment) == (2, 3, "CLOSE")  # a close's comment says why it closed
+    assert ct.pnl_pips == pytest.approx(-100.0)  # long from 1.2 out at 1.19, in the symbol's pips
     # an opening whose fill never reached us, recorded from the broker's open position: the same facts
     position = {"ticket": 7, "symbol": "EURUSD", "direction": 1, "volume": 0.2, "open_time": T, "open_price": 1.2,
                 "label": cid, "comment": ours}
