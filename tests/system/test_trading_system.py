@@ -111,7 +111,9 @@ def test_signals_become_acks_orders_and_paper_trades(system):
         t = stored_opens[a.details["client_order_id"]]
         assert (t["intensity"], t["hmm_state"]) == (sig.intensity, sig.hmm_state), (t, sig)
     # a real close's result in pips, from its prices and EURUSD's pip
-    for t in (t for t in stored("trades") if not t["is_paper"] and t["action"] == "CLOSE"):
+    real_closes = [t for t in stored("trades") if not t["is_paper"] and t["action"] == "CLOSE"]
+    assert real_closes  # the stretch closes positions (by signal and at the stop loss)
+    for t in real_closes:
         assert t["pnl_pips"] == pytest.approx(t["direction"] * (t["exit_price"] - t["entry_price"]) / 0.0001,
                                               abs=0.06), t
     executor = home.request("executor", "status")
