@@ -261,6 +261,7 @@ class Fill:
     time: float  # Unix s, the broker's execution time
     deal_id: int
     comment: str = ""  # the order's comment: the executor's label (services/executor/comment.py), "" for others
+    commission: float = 0.0  # charged on this deal, deposit currency (<= 0: money leaving the account)
 
 
 @event("position_closed")
@@ -301,13 +302,29 @@ class OrderRejected:
 @event("account")
 @dataclass(frozen=True, slots=True)
 class AccountUpdate:
-    """Balance and equity, on ``account`` (equity from the positions' unrealized PnL)."""
+    """Balance and equity, on ``account``: equity = balance + the open positions' net unrealized PnL
+    (``gross_pnl + swap + commission``; costs are signed account money, <= 0 when charged)."""
 
     balance: float
     equity: float
     margin: float
     free_margin: float
     currency: str
+    gross_pnl: float = 0.0  # open positions, price move only
+    swap: float = 0.0  # open positions, swaps charged so far
+    commission: float = 0.0  # open positions, round-turn commission (opening charged + closing due)
+
+
+@event("market")
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """A symbol's market opened or closed, on ``market.<SYMBOL>`` (the broker refused an order as MARKET_CLOSED,
+    or its first tick after a closed period arrived). ``time`` is the broker's time of the change (Unix s)."""
+
+    symbol: str
+    open: bool
+    time: float
+    reason: str = ""
 
 
 @event("connection")
@@ -480,17 +497,35 @@ class OrderAmendArgs:
     tp: float | None = None
 
 
+# Why an order failed, whatever the broker: ``OrderResult.error_code``. The broker's own code and words stay in
+# ``broker_code`` and ``error`` for the operator.
+ORDER_ERROR_CODES = (
+    "BAD_VOLUME",  # the lots are off the symbol's step or outside its limits
+    "BAD_STOPS",  # a stop loss or take profit on the wrong side, or not a price
+    "STOPS_TOO_CLOSE",  # a stop loss or take profit nearer to the market than the symbol allows
+    "POSITION_NOT_FOUND",  # the position to close or amend is not open
+    "NOT_ENOUGH_MONEY",  # the margin the order needs is not free
+    "MARKET_CLOSED",  # the symbol does not trade now (weekend, daily break, holiday)
+    "TRADING_DISABLED",  # the symbol or the account may not trade (close-only, disabled)
+    "REJECTED",  # refused by the broker for another reason
+    "NOT_CONNECTED",  # no broker session: nothing was sent
+    "NO_CONFIRMATION",  # sent, but no answer and no trace at the broker after every attempt: outcome unknown
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OrderResult:
     success: bool
     client_order_id: str
     ticket: int | None = None
     price: float | None = None
-    volume: float = 0.0
+    volume: float = 0.0  # lots
     sl: float | None = None
     tp: float | None = None
-    error: str = ""
+    error: str = ""  # what the broker said, in words
     recovered: bool = False  # found by reconcile after a timeout, not from this request's reply
+    error_code: str = ""  # one of ORDER_ERROR_CODES when success is False
+    broker_code: str = ""  # the broker's own error code (e.g. TRADING_BAD_VOLUME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,6 +605,10 @@ def reject_topic(symbol: str) -> str:
 
 ACCOUNT_TOPIC = "account"
 CONNECTION_TOPIC = "conn.state"
+
+
+def market_topic(symbol: str) -> str:
+    return f"market.{symbol}"
 
 
 def paper_trade_topic(symbol: str) -> str:
