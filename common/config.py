@@ -96,6 +96,7 @@ class SimBroker(_Section):
     client_id: str = "sim-client"  # the simulator's own credentials: not secrets
     client_secret: str = "sim-secret"
     access_token: str = "sim-token"
+    refresh_token: str = ""  # the simulator's refresh token ("" = the connector never refreshes)
     account_id: int = 1_000_001
     balance: PosFloat = 10_000.0
     # benchmarks: SYN01..SYNnn, EURUSD-like symbols replaying the CSV, SYNk shifted k * offset bars (0 = aligned)
@@ -114,12 +115,19 @@ class Broker(_Section):
     request_timeout_s: PosFloat = 10.0
     order_timeout_s: PosFloat = 10.0
     heartbeat_interval_s: PosFloat = 10.0
+    # the access/refresh token pair in use, kept under data_dir (mode 0600) and preferred to the environment at
+    # the next start (unless the environment holds a pair the file has not seen); refreshed this long before expiry
+    token_file: str = "broker-tokens.json"
+    token_refresh_margin_s: PosFloat = 172_800.0
     sim: SimBroker = SimBroker()
 
 
+Timeframe = Literal[tuple(TIMEFRAMES)]  # type: ignore[valid-type]
+
+
 class ConnectorSettings(_Section):
-    # symbol -> timeframe published on bar.<SYM>.<TF> from connector.connect on (the subscribe op adds more)
-    symbols: dict[str, Literal[tuple(TIMEFRAMES)]] = {"EURUSD": "H1"}  # type: ignore[valid-type]
+    # symbol -> timeframe(s) published on bar.<SYM>.<TF> from connector.connect on (the subscribe op adds more)
+    symbols: dict[str, Timeframe | list[Timeframe]] = {"EURUSD": "H1"}  # type: ignore[valid-type]
     state_file: str = "connector-state.json"  # under data_dir: last published bar per symbol, subscriptions
     journal_file: str = "connector-orders.jsonl"  # under data_dir: client_order_id -> result, append-only
     account_interval_s: PosFloat = 5.0  # an AccountUpdate on `account` this often (and after fills/closes)

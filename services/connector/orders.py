@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 
-from services.connector.models import OrderResult, Position
+from services.connector.port import OrderResult, Position
 
 MAX_CLIENT_ORDER_ID = 50  # ProtoOANewOrderReq.clientOrderId limit (label: 100)
 

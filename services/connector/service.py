@@ -2,7 +2,7 @@
 
 Two threads, one owner per resource:
 - the runtime loop thread owns every ZeroMQ socket (ROUTER, PUB, heartbeats), the state file and the order journal;
-- one asyncio loop thread runs the ``CTraderBroker`` (its transport, reconnects, bar detection).
+- one asyncio loop thread runs the broker adapter behind the port (port.py; its transport, reconnects, bars).
 
 Bridge: a request handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and waits for it,
 beating and publishing meanwhile, so a long history request never stops heartbeats. An order does not wait: its
@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import queue
 import sys
@@ -39,33 +40,32 @@ from typing import Any
 
 from common import bus, logs, messages, runtime
 from common.config import TIMEFRAMES
-from services.connector import journal, orders, settings
-from services.connector.bars import Bar as BrokerBar
-from services.connector.broker import (
+from services.connector import factory, journal, orders
+from services.connector.port import (
     AuthenticationError,
-    BrokerConfig,
+    AuthStatus,
     BrokerConnectionError,
     BrokerError,
+    BrokerPort,
     BrokerRequestError,
     BrokerTimeout,
-    CTraderBroker,
-    SymbolNotFoundError,
-)
-from services.connector.models import (
     ConnectionStatus,
+    MarketStatus,
     OrderFilled,
     OrderRejected,
     OrderResult,
     PositionClosed,
+    SymbolNotFoundError,
 )
+from services.connector.port import Bar as BrokerBar
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
-from services.connector.transport import TransportError
 from services.persistence.intake import real_trade_record
 
 log = logging.getLogger("oracle.connector")
 
 MAX_HISTORY_BARS = 50_000
 LATENCY_SAMPLES = 10_000  # bar close -> order sent samples kept for the status op
+TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
 SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while the broker thread runs (see BrokerLoop.start)
 
 
@@ -131,7 +131,7 @@ def _op_error(exc: BaseException, what: str) -> bus.OpError:
         return bus.OpError("timeout", f"{what}: the broker did not answer in time: {exc}")
     if isinstance(exc, BrokerRequestError):
         return bus.OpError("broker_error", f"{what}: the broker refused: {exc}")
-    if isinstance(exc, BrokerError | TransportError):
+    if isinstance(exc, BrokerError):
         return bus.OpError("broker_error", f"{what}: {exc}")
     if isinstance(exc, ValueError):
         return bus.OpError("bad_args", f"{what}: {exc}")
@@ -140,6 +140,39 @@ def _op_error(exc: BaseException, what: str) -> bus.OpError:
 
 def _wire_result(res: OrderResult) -> messages.OrderResult:
     return messages.OrderResult(**dataclasses.asdict(res))
+
+
+async def _history(broker: BrokerPort, a: messages.HistoryArgs, tf_s: int) -> list[BrokerBar]:
+    """The closed bars a history request asks for (runs on the broker's loop)."""
+
+    async def fetch(n: int) -> list[BrokerBar]:
+        return await broker.get_history(a.symbol, a.timeframe, n)
+
+    async def bars_after(t: int) -> int:
+        # calendar bars since t bound the trading bars since t from above (closed markets only remove bars)
+        now = broker.server_time
+        if now is None:
+            await fetch(1)
+            now = broker.server_time or t
+        return max(1, int((now - t) // tf_s) + 2)
+
+    if a.since is not None:
+        span = await bars_after(a.since)
+        if span > MAX_HISTORY_BARS:
+            raise bus.OpError("too_many", f"more than {MAX_HISTORY_BARS} bars since {a.since}: ask for a shorter range")
+        bars = [b for b in await fetch(min(span, MAX_HISTORY_BARS)) if b.time > a.since]
+        if a.until is not None:
+            bars = [b for b in bars if b.time < a.until]
+        return bars[: a.count] if a.count else bars
+    if a.until is not None:
+        n = a.count + await bars_after(a.until)
+        while True:
+            got = await fetch(min(n, MAX_HISTORY_BARS))
+            bars = [b for b in got if b.time < a.until]
+            if len(bars) >= a.count or len(got) < n or n >= MAX_HISTORY_BARS:
+                return bars[-a.count :]
+            n *= 2
+    return await fetch(a.count)
 
 
 class Connector(runtime.Service):
@@ -167,15 +200,17 @@ class Connector(runtime.Service):
         os.set_blocking(self._wake_w, False)
         self.add_reader(self._wake_r, self._on_wake)
         self._aio: BrokerLoop | None = None
-        self.broker: CTraderBroker | None = None
-        self.broker_cfg: BrokerConfig | None = None
+        self.broker: BrokerPort | None = None
+        self.auth_problem = ""  # the broker refused the credentials: what a person must do (empty: none)
+        self._token_stamp: tuple[int, int] | None = None  # the token file as last seen (a pair handed in)
+        self._next_token_look = 0.0
         self._pumping = False
         self._session_open = False  # broker.connect succeeded and no disconnect since (it reconnects by itself)
         self._state_said = False  # the connection state published again once the publish grace is over
         self.connected = False
         self.conn_reason = "not connected yet"
-        self._active: set[str] = set()  # symbols whose live bars the broker delivers in this process
-        self._last_bar_wall: dict[str, float] = {}  # symbol -> monotonic time of the last publication
+        self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
+        self._last_bar_wall: dict[str, float] = {}  # "SYM TF" -> monotonic time of the last publication (or open)
         # bar close -> order sent: when each symbol's last closed bar went out; an order for the symbol within one
         # bar period of it adds a sample (ms), shown by the status op as `bar_to_order_ms`
         self._bar_published: dict[str, float] = {}
@@ -241,10 +276,12 @@ class Connector(runtime.Service):
                 fut.cancel()
                 raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
 
-    def _defer(self, key: str, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str) -> bus.Deferred:
-        """Run an order's `coro` on the broker loop without waiting: the loop goes on serving other requests and the
-        reply goes out when the broker answers. `settle(result)` (journal, book) runs once, in the loop thread;
-        the same order asked again meanwhile (`_joined`) gets the same reply."""
+    def _defer(self, key: str | None, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str,
+               wait_s: float | None = None) -> bus.Deferred:
+        """Run `coro` on the broker loop without waiting: the loop goes on serving other requests and the reply goes
+        out when the broker answers (or after `wait_s`, default an order's longest wait). `settle(result)` (journal,
+        book) runs once, in the loop thread. An order (`key`) asked again meanwhile (`_joined`) gets the same
+        reply."""
         assert self._aio is not None
         fut = self._aio.submit(coro)
         fut.add_done_callback(lambda _f: self._wake())
@@ -252,7 +289,7 @@ class Connector(runtime.Service):
 
         def finish(f: concurrent.futures.Future) -> Any:
             if not outcome:
-                if self._in_flight.get(key) is deferred:
+                if key is not None and self._in_flight.get(key) is deferred:
                     del self._in_flight[key]
                 try:
                     outcome.append((True, settle(f.result())))
@@ -263,9 +300,10 @@ class Connector(runtime.Service):
                 raise value
             return value
 
-        deferred = bus.Deferred(fut, finish, time.monotonic() + self._order_wait_s(), what)
-        self._in_flight[key] = deferred
-        self._in_flight_peak = max(self._in_flight_peak, len(self._in_flight))
+        deferred = bus.Deferred(fut, finish, time.monotonic() + (wait_s or self._order_wait_s()), what)
+        if key is not None:
+            self._in_flight[key] = deferred
+            self._in_flight_peak = max(self._in_flight_peak, len(self._in_flight))
         return deferred
 
     def _joined(self, key: str) -> bus.Deferred | None:
@@ -285,18 +323,18 @@ class Connector(runtime.Service):
 
     def _pip_size(self, symbol: str) -> float | None:
         try:
-            return self.broker.symbol_info(symbol).pip if self.broker is not None else None
+            return self.broker.instrument(symbol).pip_size if self.broker is not None else None
         except SymbolNotFoundError:
             return None
 
-    def _need_broker(self) -> CTraderBroker:
+    def _need_broker(self) -> BrokerPort:
         if self.broker is None or self._aio is None:
             raise bus.OpError("not_connected", "the broker is not connected (connector.connect has not run)")
         if not self._session_open:  # closed on purpose (connector.disconnect): fail fast, never wait on it
             raise bus.OpError("not_connected", f"the broker is not connected ({self.conn_reason})")
         return self.broker
 
-    async def _pump(self, broker: CTraderBroker) -> None:
+    async def _pump(self, broker: BrokerPort) -> None:
         while True:
             self._events.put(await broker.events.get())
             self._wake()
@@ -318,9 +356,9 @@ class Connector(runtime.Service):
     def _facts(self) -> dict:
         return {
             "broker": self.cfg.broker.type,
-            **(settings.describe(self.broker_cfg) if self.broker_cfg else {}),
+            **(self.broker.describe() if self.broker is not None else {}),
             "connected": self.connected,
-            "subscriptions": dict(self.book.subscriptions),
+            "subscriptions": {s: list(tfs) for s, tfs in self.book.subscriptions.items()},
         }
 
     def _connect(self) -> dict:
@@ -328,46 +366,85 @@ class Connector(runtime.Service):
         if self.broker is not None and self._session_open:
             # already connected, or reconnecting by itself: nothing to redo
             return {**self._facts(), "reconnecting": not self.broker.is_connected}
-        try:
-            self.broker_cfg = settings.broker_config(self.cfg, os.environ)
-        except settings.SettingsError as exc:
-            raise runtime.StepFailed(str(exc)) from None
-        where = f"{self.broker_cfg.host}:{self.broker_cfg.port}"
+        if self.broker is None:
+            try:
+                self.broker = factory.make_broker(self.cfg, os.environ)
+            except factory.SettingsError as exc:
+                raise runtime.StepFailed(str(exc)) from None
+            self.broker.on_order_sent = self._order_sent
+            self._token_stamp = self._token_file_stamp()
         if self._aio is None:
             self._aio = BrokerLoop().start()
-        if self.broker is None:
-            self.broker = CTraderBroker(self.broker_cfg)
-            self.broker.on_order_sent = self._order_sent
         broker = self.broker
+        where = "{host}:{port}".format(**broker.describe())
         attempts = b.connect_attempts
         budget = None if attempts == 0 else attempts * (b.request_timeout_s * 4 + 30.0)
-        try:
-            self._wait(broker.connect(max_attempts=attempts), budget, f"connect to {where}")
-        except bus.OpError as exc:
-            raise runtime.StepFailed(f"cannot connect to the {b.type} broker at {where}: {exc.message}") from None
+        while True:
+            try:
+                self._wait(broker.connect(max_attempts=attempts), budget, f"connect to {where}")
+                break
+            except bus.OpError as exc:
+                if exc.code != "auth_failed":
+                    raise runtime.StepFailed(f"cannot connect to the {b.type} broker at {where}: {exc.message}") \
+                        from None
+                self._await_new_token(exc.message)
         self._session_open = True
         if not self._pumping:
             self._aio.submit(self._pump(broker))
             self._pumping = True
         self._set_connected(True, "")
+        self._set_auth_problem("")
         self._report_closed_while_away(broker)
-        subs, conflicts = merged_subscriptions(dict(self.cfg.connector.symbols), self.book.subscriptions)
-        for symbol in conflicts:
-            log.warning(
-                "%s was subscribed on %s before; connector.symbols says %s",
-                symbol,
-                self.book.subscriptions[symbol],
-                subs[symbol],
-            )
-            self.book.subscriptions.pop(symbol)
-        for symbol, tf in sorted(subs.items()):
-            try:
-                self._subscribe(symbol, tf, None)
-            except bus.OpError as exc:
-                raise runtime.StepFailed(f"cannot subscribe {symbol} {tf}: {exc.message}") from None
+        for symbol, timeframes in sorted(merged_subscriptions(dict(self.cfg.connector.symbols),
+                                                              self.book.subscriptions).items()):
+            for tf in timeframes:
+                try:
+                    self._subscribe(symbol, tf, None)
+                except bus.OpError as exc:
+                    raise runtime.StepFailed(f"cannot subscribe {symbol} {tf}: {exc.message}") from None
         return self._facts()
 
-    def _report_closed_while_away(self, broker: CTraderBroker) -> None:
+    # ---- credentials a person must hand in --------------------------------------------------------
+    def _token_file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = factory.token_path(self.cfg).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _token_handed_in(self) -> bool:
+        """The token file changed since last seen (`oracle broker-token` wrote a new pair): the broker takes it."""
+        stamp = self._token_file_stamp()
+        if stamp == self._token_stamp or self.broker is None or self._aio is None:
+            return False
+        self._token_stamp = stamp
+        try:
+            return bool(self._wait(self.broker.reload_credentials(), 10.0, "reload the broker token"))
+        except bus.OpError as exc:
+            log.error("the broker token file changed but cannot be read: %s", exc.message)
+            return False
+
+    def _await_new_token(self, why: str) -> None:
+        """At connect, the broker refused the credentials: wait (heartbeats going, DEGRADED with the reason) until
+        a person hands in a new pair, instead of failing the step into a restart storm."""
+        self._set_auth_problem(why)
+        while not self._token_handed_in():
+            if self._stop:
+                raise runtime.StepFailed(f"stopping while waiting for a new broker token ({why})")
+            self.beat_if_due()
+            time.sleep(0.25)
+        logs.event(log, logging.INFO, "a new broker token was handed in; connecting again")
+
+    def _set_auth_problem(self, text: str) -> None:
+        if text == self.auth_problem:
+            return
+        self.auth_problem = text
+        if text:
+            self.alert("broker_auth", "critical", text)
+        else:
+            logs.event(log, logging.INFO, "the broker accepted the credentials")
+
+    def _report_closed_while_away(self, broker: BrokerPort) -> None:
         """Positions open before this process started and gone now: publish their closes from the deal list."""
         try:
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
@@ -419,6 +496,9 @@ class Connector(runtime.Service):
     def on_tick(self, now: float) -> None:
         self._drain_events()
         self._drive_account(now)
+        if now >= self._next_token_look:  # a token pair handed in while running (`oracle broker-token`)
+            self._next_token_look = now + TOKEN_LOOK_S
+            self._token_handed_in()
 
     def _drain_events(self, limit: int = 10_000) -> None:
         if self.uptime() < self.cfg.connector.publish_grace_s:
@@ -454,7 +534,7 @@ class Connector(runtime.Service):
                 self._save_state()
             fill = messages.Fill(
                 ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
-                ev.comment,
+                ev.comment, ev.commission,
             )
             self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
             self.publish(messages.fill_topic(ev.symbol), fill)
@@ -497,12 +577,26 @@ class Connector(runtime.Service):
             self.count("rejects")
         elif isinstance(ev, ConnectionStatus):
             self._set_connected(ev.connected, ev.reason)
+        elif isinstance(ev, MarketStatus):
+            self._on_market(ev)
+        elif isinstance(ev, AuthStatus):
+            self._set_auth_problem("" if ev.ok else ev.reason)
+
+    def _on_market(self, ev: MarketStatus) -> None:
+        """A symbol's market opened or closed: said on `market.<SYM>`; bar freshness restarts at an open."""
+        if ev.open:
+            now = time.monotonic()
+            for key in self._last_bar_wall:
+                if key.split(" ")[0] == ev.symbol:
+                    self._last_bar_wall[key] = now
+        self.publish(messages.market_topic(ev.symbol), messages.MarketState(ev.symbol, ev.open, ev.time, ev.reason))
+        self.count("market_opens" if ev.open else "market_closes")
 
     def _publish_bars(self, bars: list[BrokerBar]) -> None:
         fresh = []
         for bar in bars:
-            tf = self.book.subscriptions.get(bar.symbol)
-            if tf is None:
+            tf = bar.timeframe
+            if tf not in self.book.subscriptions.get(bar.symbol, ()):
                 continue
             if not self.book.should_publish(bar.symbol, tf, bar.time):
                 self.count("bars_duplicate_dropped")
@@ -524,7 +618,7 @@ class Connector(runtime.Service):
                 messages.bar_topic(bar.symbol, tf),
                 messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
             )
-            self._last_bar_wall[bar.symbol] = self._bar_published[bar.symbol] = time.monotonic()
+            self._last_bar_wall[f"{bar.symbol} {tf}"] = self._bar_published[bar.symbol] = time.monotonic()
             self.count("bars_published")
 
     def _order_sent(self, symbol: str) -> None:
@@ -532,8 +626,8 @@ class Connector(runtime.Service):
         rate limit's wait): a bar close -> order sent sample, when a bar of the symbol was published less than one
         bar period ago (orders at boot or by an operator are not a bar's reaction). A deque append: thread-safe."""
         t = self._bar_published.get(symbol)
-        tf = self.book.subscriptions.get(symbol)
-        if t is not None and tf is not None and time.monotonic() - t < TIMEFRAMES.get(tf, 0):
+        period = max((TIMEFRAMES.get(tf, 0) for tf in self.book.subscriptions.get(symbol, ())), default=0)
+        if t is not None and time.monotonic() - t < period:
             self._bar_to_order_ms.append((time.monotonic() - t) * 1000)
 
     def _set_connected(self, connected: bool, reason: str) -> None:
@@ -563,7 +657,8 @@ class Connector(runtime.Service):
             else:
                 self.publish(
                     messages.ACCOUNT_TOPIC,
-                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency),
+                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency, a.gross_pnl,
+                                           a.swap, a.commission),
                 )
                 self.count("account_updates")
         if self.connected and self.broker is not None and self._aio is not None and now >= self._next_account:
@@ -594,7 +689,9 @@ class Connector(runtime.Service):
         if broker.symbols and symbol not in broker.symbols:
             raise bus.OpError("unknown_symbol", f"{symbol!r} is not a symbol of this broker")
 
-    def _op_history(self, a: messages.HistoryArgs) -> messages.HistoryResult:
+    def _op_history(self, a: messages.HistoryArgs) -> bus.Deferred:
+        """Served off the loop: the bars are fetched on the broker's loop and the reply goes out when they are in,
+        while this loop serves orders and other requests (a warmup's many history requests never delay them)."""
         tf_s = self._check_tf(a.timeframe)
         self._check_symbol(a.symbol)
         broker = self._need_broker()
@@ -602,63 +699,29 @@ class Connector(runtime.Service):
             raise bus.OpError("bad_args", f"count must be 0..{MAX_HISTORY_BARS}")
         if not a.count and a.since is None:
             raise bus.OpError("bad_args", "give count (the last N closed bars) or since (every bar after it)")
-        timeout = self.cfg.connector.history_timeout_s
-        what = f"history {a.symbol} {a.timeframe}"
-
-        def fetch(n: int) -> list[BrokerBar]:
-            return self._wait(broker.get_history(a.symbol, a.timeframe, n), timeout, what)
-
-        def bars_after(t: int) -> int:
-            # calendar bars since t bound the trading bars since t from above (weekends only remove bars)
-            now = broker.server_time
-            if now is None:
-                fetch(1)
-                now = broker.server_time or t
-            return max(1, int((now - t) // tf_s) + 2)
-
-        if a.since is not None:
-            span = bars_after(a.since)
-            if span > MAX_HISTORY_BARS:
-                raise bus.OpError(
-                    "too_many", f"more than {MAX_HISTORY_BARS} bars since {a.since}: ask for a shorter range"
-                )
-            bars = [b for b in fetch(min(span, MAX_HISTORY_BARS)) if b.time > a.since]
-            if a.until is not None:
-                bars = [b for b in bars if b.time < a.until]
-            if a.count:
-                bars = bars[: a.count]
-        elif a.until is not None:
-            n = a.count + bars_after(a.until)
-            while True:
-                got = fetch(min(n, MAX_HISTORY_BARS))
-                bars = [b for b in got if b.time < a.until]
-                if len(bars) >= a.count or len(got) < n or n >= MAX_HISTORY_BARS:
-                    break
-                n *= 2
-            bars = bars[-a.count :]
-        else:
-            bars = fetch(a.count)
         self.count("history_requests")
-        return messages.HistoryResult(
-            a.symbol, a.timeframe, [compact_bar(b.time, b.open, b.high, b.low, b.close, b.volume) for b in bars]
-        )
+
+        def settle(bars: list[BrokerBar]) -> messages.HistoryResult:
+            return messages.HistoryResult(
+                a.symbol, a.timeframe, [compact_bar(b.time, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+            )
+
+        return self._defer(None, _history(broker, a, tf_s), settle, f"history {a.symbol} {a.timeframe}",
+                           self.cfg.connector.history_timeout_s)
 
     def _subscribe(self, symbol: str, timeframe: str, since: int | None) -> dict:
         broker = self._need_broker()
-        current = self.book.subscriptions.get(symbol)
-        if current is not None and current != timeframe:
-            raise bus.OpError("unsupported", f"{symbol} is published on {current}; one live timeframe per symbol")
+        key = f"{symbol} {timeframe}"
         resume = self.book.since(symbol, timeframe, since)
-        if symbol not in self._active:
+        if key not in self._active:
             self._wait(
                 broker.subscribe_bars([symbol], timeframe, since={symbol: resume} if resume is not None else None),
                 self.cfg.connector.op_timeout_s,
                 f"subscribe {symbol} {timeframe}",
             )
-            self._active.add(symbol)
-            self._last_bar_wall.setdefault(symbol, time.monotonic())
-            if current is None:
-                self.book.subscriptions[symbol] = timeframe
+            self._active.add(key)
+            self._last_bar_wall.setdefault(key, time.monotonic())
+            if self.book.subscribe(symbol, timeframe):
                 self._save_state()
         return {
             "symbol": symbol,
@@ -676,42 +739,40 @@ class Connector(runtime.Service):
     def _op_symbol_info(self, a: messages.SymbolArgs) -> dict:
         self._check_symbol(a.symbol)
         broker = self._need_broker()
-        try:
-            spec = broker.symbol_info(a.symbol)
-        except SymbolNotFoundError as exc:
-            raise bus.OpError("unknown_symbol", str(exc)) from None
         q, rate, acct = self._wait(self._quote_facts(broker, a.symbol), self.cfg.connector.op_timeout_s,
                                    f"symbol_info {a.symbol}")
-        units_per_lot = spec.lot_size / 100  # lotSize is in cents of a unit
+        spec = broker.instrument(a.symbol)
         return {
-            "symbol": spec.name,
-            "symbol_id": spec.symbol_id,
+            "symbol": spec.symbol,
             "digits": spec.digits,
             "point": spec.point,
             "pip_position": spec.pip_position,
-            "pip_size": spec.pip,
-            "lot_size": units_per_lot,  # units of the base asset in one lot
+            "pip_size": spec.pip_size,
+            "lot_size": spec.lot_units,  # units of the base asset in one lot
             "min_lots": spec.min_lots,
             "step_lots": spec.step_lots,
             "max_lots": spec.max_lots,
+            "min_sl_distance": spec.min_sl_distance,  # the nearest a stop loss may be to the market (price)
+            "min_tp_distance": spec.min_tp_distance,
             "base_asset": spec.base_asset,
             "quote_asset": spec.quote_asset,
             "deposit_currency": acct.currency,
             "quote_to_deposit": rate,  # one unit of the quote currency in the deposit currency
-            "pip_value_per_lot": spec.pip * units_per_lot * rate,  # deposit currency per pip per lot
+            "pip_value_per_lot": spec.pip_size * spec.lot_units * rate,  # deposit currency per pip per lot
             "bid": q.bid if q else None,
             "ask": q.ask if q else None,
             "spread": round(q.ask - q.bid, spec.digits) if q else None,
+            "market_open": broker.market_closed(a.symbol) is None,
         }
 
     @staticmethod
-    async def _quote_facts(broker: CTraderBroker, symbol: str) -> tuple[Any, float, Any]:
+    async def _quote_facts(broker: BrokerPort, symbol: str) -> tuple[Any, float, Any]:
         """The symbol's quote, its quote->deposit rate and the account, in one trip to the broker loop."""
         await broker.ensure_quote(symbol)
         rate = await broker.quote_to_deposit(symbol)
         return broker.quote(symbol), rate, await broker.get_account()
 
-    def _live_book(self, broker: CTraderBroker) -> bool:
+    def _live_book(self, broker: BrokerPort) -> bool:
         """The broker's positions and balance, kept by its execution events since the session's reconcile, are
         the account's now: no round trip to the broker (a session that dropped reconciles first)."""
         return bool(self.connected and broker.is_connected)
@@ -729,11 +790,13 @@ class Connector(runtime.Service):
         refresh = not self._live_book(broker)
         got, acct, quotes = self._wait(self._book_facts(broker, refresh), self.cfg.connector.op_timeout_s,
                                        "positions")
+        markets = {p.symbol: {"open": False, "since": since} for p in got
+                   if (since := broker.market_closed(p.symbol)) is not None}
         return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time,
-                "account": dataclasses.asdict(acct), "quotes": quotes}
+                "account": dataclasses.asdict(acct), "quotes": quotes, "markets": markets}
 
     @staticmethod
-    async def _book_facts(broker: CTraderBroker, refresh: bool) -> tuple[list, Any, dict]:
+    async def _book_facts(broker: BrokerPort, refresh: bool) -> tuple[list, Any, dict]:
         positions = await broker.get_positions(refresh=refresh)
         acct = await broker.get_account()
         quotes = {}
@@ -898,39 +961,47 @@ class Connector(runtime.Service):
         d = closing[-1]
         return OrderResult(True, entry.cid, ticket=int(ticket), price=d.price, volume=d.volume, recovered=True)
 
-    def _op_order_amend(self, a: messages.OrderAmendArgs) -> messages.OrderResult:
+    def _op_order_amend(self, a: messages.OrderAmendArgs) -> bus.Deferred:
+        for name, price in (("sl", a.sl), ("tp", a.tp)):
+            if price is not None and not (math.isfinite(price) and price > 0):
+                raise bus.OpError("bad_args", f"{name} must be a positive price or null, got {price!r}")
         broker = self._need_broker()
-        res: OrderResult = self._wait(
-            broker.amend_position(a.ticket, a.sl, a.tp), self._order_wait_s(), f"order_amend {a.ticket}"
-        )
+        key = f"amend-ticket:{a.ticket}"
+        joined = self._joined(key)
+        if joined is not None:
+            return joined
         self.count("amends")
-        return _wire_result(res)
+        return self._defer(key, broker.amend_position(a.ticket, a.sl, a.tp), _wire_result, f"order_amend {a.ticket}")
 
     # ---- status and health ----------------------------------------------------------------------
     def health_info(self) -> dict:
+        info: dict[str, Any] = {}
+        if self.auth_problem:
+            info["broker_auth"] = self.auth_problem
+            info["waiting_for_operator"] = "a new broker token pair (oracle broker-token)"
         if self.broker is None:
-            return {}
+            return info
         now = time.monotonic()
-        return {
-            "connected": self.connected,
-            "symbols": {
-                s: {"timeframe": tf, "last_bar_age_s": round(now - self._last_bar_wall.get(s, now), 1)}
-                for s, tf in sorted(self.book.subscriptions.items())
-                if s in self._active
-            },
+        info["connected"] = self.connected
+        info["symbols"] = {
+            key: {"timeframe": key.split(" ")[1], "last_bar_age_s": round(now - self._last_bar_wall.get(key, now), 1),
+                  "market_open": self.broker.market_closed(key.split(" ")[0]) is None}
+            for key in sorted(self._active)
         }
+        return info
 
     def status_report(self) -> dict:
         return {
             "broker": {
                 "type": self.cfg.broker.type,
                 "environment": self.cfg.broker.environment if self.cfg.broker.type == "ctrader" else "",
-                **(settings.describe(self.broker_cfg) if self.broker_cfg else {}),
+                **(self.broker.describe() if self.broker is not None else {}),
                 "connected": self.connected,
                 "reason": self.conn_reason,
+                "auth_problem": self.auth_problem,
                 "server_time": self.broker.server_time if self.broker else None,
             },
-            "subscriptions": dict(self.book.subscriptions),
+            "subscriptions": {s: list(tfs) for s, tfs in self.book.subscriptions.items()},
             "last_bar_time": dict(self.book.last),
             "journal": {"entries": len(self.journal), "path": str(self.journal_path)},
             "orders": {"in_flight": len(self._in_flight), "in_flight_peak": self._in_flight_peak},

@@ -16,8 +16,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from services.connector import parsing
-from services.connector.models import Deal, PositionClosed
+from services.connector.port import Deal, PositionClosed
 
 
 def key(symbol: str, timeframe: str) -> str:
@@ -27,9 +26,17 @@ def key(symbol: str, timeframe: str) -> str:
 @dataclass
 class ConnectorState:
     last: dict[str, int] = field(default_factory=dict)  # "SYM.TF" -> open time of the last published bar
-    subscriptions: dict[str, str] = field(default_factory=dict)  # symbol -> timeframe
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)  # symbol -> timeframes, in order
     # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label"}
     positions: dict[str, dict] = field(default_factory=dict)
+
+    def subscribe(self, symbol: str, timeframe: str) -> bool:
+        """Remember a subscription; False when it was known already (nothing to save)."""
+        tfs = self.subscriptions.setdefault(symbol, [])
+        if timeframe in tfs:
+            return False
+        tfs.append(timeframe)
+        return True
 
     def should_publish(self, symbol: str, timeframe: str, time: int) -> bool:
         """A bar goes out once: only when it is newer than the last one published for its key."""
@@ -80,7 +87,7 @@ class ConnectorState:
             raise ValueError("bad connector state document")
         return cls(
             {str(k): int(v) for k, v in last.items()},
-            {str(k): str(v) for k, v in subs.items()},
+            {str(k): [str(v)] if isinstance(v, str) else [str(x) for x in v] for k, v in subs.items()},
             {str(k): dict(v) for k, v in pos.items() if isinstance(v, dict)},
         )
 
@@ -102,20 +109,20 @@ def closed_while_away(
         if p is None or not d.closing:
             continue
         found.add(d.position_id)
-        out.append(parsing.position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
+        out.append(PositionClosed.from_deal(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
                                            str(p.get("comment", ""))))
     return out, sorted(set(gone) - found)
 
 
-def merged_subscriptions(configured: dict[str, str], previous: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Configured symbols plus those subscribed before a restart; a conflict keeps the configured timeframe.
-
-    Returns the subscriptions and the conflicts (symbol names) to report.
-    """
-    out = dict(previous)
-    conflicts = [s for s, tf in configured.items() if s in previous and previous[s] != tf]
-    out.update(configured)
-    return out, conflicts
+def merged_subscriptions(configured: dict[str, str | list[str]],
+                         previous: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The timeframes to publish per symbol: those subscribed before a restart (the subscribe op's too), then
+    the configured ones (a symbol may have several)."""
+    out = {s: list(tfs) for s, tfs in previous.items()}
+    for symbol, tfs in configured.items():
+        have = out.setdefault(symbol, [])
+        have += [tf for tf in ([tfs] if isinstance(tfs, str) else tfs) if tf not in have]
+    return out
 
 
 def compact_bar(time: int, open_: float, high: float, low: float, close: float, volume: float) -> list:

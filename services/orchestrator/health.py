@@ -1,8 +1,8 @@
 """The seed's health checks, as a pure function of the heartbeats.
 
-- the connector is connected;
-- every symbol's last bar is fresh: a timeout derived from its timeframe (factor x timeframe +
-  grace), instead of the seed's fixed 300 s that was shorter than one M15 bar plus delays;
+- the broker accepts our credentials (else: what a person must do), and the connector is connected;
+- every symbol's last bar is fresh while its market is open: a timeout derived from its timeframe (factor x
+  timeframe + grace), instead of the seed's fixed 300 s that was shorter than one M15 bar plus delays;
 - RSS of every process against a limit;
 - the persistence backlog against a limit;
 - every service has a live heartbeat.
@@ -30,13 +30,15 @@ def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: 
         if hb.rss_bytes > cfg.memory_limit_mb * MB:
             found.append(f"{v.name}: RSS {hb.rss_bytes / MB:.0f} MB over the {cfg.memory_limit_mb:g} MB limit")
         info = hb.info
-        if info.get("connected") is False:
+        if info.get("broker_auth"):
+            found.append(f"{v.name}: {info['broker_auth']}")
+        elif info.get("connected") is False:
             found.append(f"{v.name}: broker not connected")
         backlog = info.get("backlog")
         if isinstance(backlog, int) and backlog > cfg.max_backlog:
             found.append(f"{v.name}: backlog of {backlog} writes over {cfg.max_backlog}")
-        for symbol, facts in sorted((info.get("symbols") or {}).items()):
-            stale = _stale_bar(symbol, facts, cfg)
+        for key, facts in sorted((info.get("symbols") or {}).items()):
+            stale = _stale_bar(key, facts, cfg)
             if stale:
                 found.append(f"{v.name}: {stale}")
     return found
@@ -46,10 +48,12 @@ def bar_timeout_s(timeframe: str, cfg: Health) -> float:
     return TIMEFRAMES[timeframe] * cfg.bar_timeout_factor + cfg.bar_grace_s
 
 
-def _stale_bar(symbol: str, facts: dict, cfg: Health) -> str:
+def _stale_bar(key: str, facts: dict, cfg: Health) -> str:
+    """`key` names the bar stream ("EURUSD H1"); a closed market (weekend, break, holiday) makes no bar."""
     tf = facts.get("timeframe")
     age = facts.get("last_bar_age_s")
-    if tf not in TIMEFRAMES or not isinstance(age, int | float):
+    if tf not in TIMEFRAMES or not isinstance(age, int | float) or facts.get("market_open") is False:
         return ""
     limit = bar_timeout_s(tf, cfg)
-    return f"{symbol} {tf}: no bar for {age:.0f} s (limit {limit:.0f} s)" if age > limit else ""
+    name = key if key.endswith(f" {tf}") else f"{key} {tf}"
+    return f"{name}: no bar for {age:.0f} s (limit {limit:.0f} s)" if age > limit else ""

@@ -49,7 +49,8 @@ def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[
             continue
         hb = v.hb
         running = hb.info.get("step_running_s") if hb is not None else None
-        if isinstance(running, int | float) and running > cfg.step_timeout_s:
+        waiting = hb is not None and bool(hb.info.get("waiting_for_operator"))  # a restart cannot help: a person
+        if isinstance(running, int | float) and running > cfg.step_timeout_s and not waiting:
             actions.append(Restart(v.name, f"step {hb.info.get('step')} running for {running:.0f} s"))
             continue
         if hb is not None and hb.pending > 0 and now - v.progress_changed_at > cfg.stall_timeout_s:

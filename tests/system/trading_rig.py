@@ -317,13 +317,13 @@ class ManualClient:
     """A second cTrader client on the simulator's account: a person acting in the cTrader app."""
 
     def __init__(self, sim: Sim):
-        from services.connector.broker import BrokerConfig
+        from services.connector.ctrader.client import CTraderConfig
 
-        self.config = BrokerConfig(host="127.0.0.1", port=sim.port, tls=False, verify=False, client_id="sim-client",
+        self.config = CTraderConfig(host="127.0.0.1", port=sim.port, tls=False, verify=False, client_id="sim-client",
                                    client_secret="sim-secret", access_token="sim-token", account_id=1_000_001)
 
     def _run(self, action: Callable[[Any], Awaitable[Any]]) -> Any:
-        from services.connector.broker import CTraderBroker
+        from services.connector.ctrader.client import CTraderBroker
 
         async def go() -> Any:
             broker = CTraderBroker(self.config)

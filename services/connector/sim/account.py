@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.connector import units
-from services.connector.units import SymbolSpec
+from services.connector.ctrader import parsing as units
+from services.connector.ctrader.parsing import SymbolSpec
 
 BUY, SELL = 1, 2  # ProtoOATradeSide
 MARKET, STOP_LOSS_TAKE_PROFIT = 1, 4  # ProtoOAOrderType

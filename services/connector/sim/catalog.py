@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from services.connector.units import SymbolSpec
+from services.connector.ctrader.parsing import SymbolSpec
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from services.connector import framing, proto, timeframes, units
-from services.connector.ratelimit import SlidingWindow
+from services.connector.ctrader import parsing as units
+from services.connector.ctrader import periods as timeframes
+from services.connector.ctrader import schemas as proto
+from services.connector.ctrader.ratelimit import SlidingWindow
 from services.connector.sim import wire
 from services.connector.sim.account import BUY, SELL, Account, Fill, SimError
 from services.connector.sim.catalog import ASSET_IDS, CATALOG, SimSymbol, symbols
@@ -247,7 +249,7 @@ class SimServer:
             history_limit=SlidingWindow(self.config.history_rate_limit),
         )
         self.sessions.append(session)
-        decoder = framing.FrameDecoder()
+        decoder = proto.FrameDecoder()
         try:
             while not session.closed:
                 data = await reader.read(65536)
@@ -256,7 +258,7 @@ class SimServer:
                 session.last_rx = loop.time()
                 for body in decoder.feed(data):
                     self._on_frame(session, proto.decode_envelope(body))
-        except (ConnectionError, OSError, framing.FrameError):
+        except (ConnectionError, OSError, proto.FrameError):
             pass
         except asyncio.CancelledError:
             pass
@@ -277,7 +279,7 @@ class SimServer:
         if session.closed or self._silent():
             return
         rule = self.faults.take(self.faults.delay, msg.DESCRIPTOR.name) if self.faults.delay else None
-        frame = framing.encode_frame(proto.encode_envelope(msg, cid or None))
+        frame = proto.encode_frame(proto.encode_envelope(msg, cid or None))
         if rule is not None:
             asyncio.get_running_loop().call_later(rule.get("seconds", 1.0), self._write, session, frame)
         else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.connector import proto, units
+from services.connector.ctrader import parsing as units
+from services.connector.ctrader import schemas as proto
 from services.connector.sim.account import SimDeal, SimOrder, SimPosition
 from services.connector.sim.catalog import ASSET_IDS, SimSymbol
 from services.connector.sim.replay import CsvBar

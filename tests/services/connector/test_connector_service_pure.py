@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from common import config
-from services.connector import journal, settings
-from services.connector.models import Deal
+from services.connector import journal
+from services.connector.ctrader import settings
+from services.connector.port import Deal
 from services.connector.service import latency_summary
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
 
@@ -35,17 +36,25 @@ def test_resume_point_is_never_before_what_was_published(last, requested, expect
 
 
 def test_state_round_trips_and_rejects_garbage():
-    s = ConnectorState({"EURUSD.H1": 1483308000}, {"EURUSD": "H1"})
+    s = ConnectorState({"EURUSD.H1": 1483308000}, {"EURUSD": ["H1"]})
     assert ConnectorState.from_json(s.to_json()) == s
     for bad in ("", "{", "[]", '{"v": 2}', '{"v": 1, "last": []}'):
         with pytest.raises(ValueError):
             ConnectorState.from_json(bad)
 
 
-def test_subscriptions_merge_config_over_previous():
-    subs, conflicts = merged_subscriptions({"EURUSD": "H1"}, {"EURUSD": "M15", "USDJPY": "H1"})
-    assert subs == {"EURUSD": "H1", "USDJPY": "H1"} and conflicts == ["EURUSD"]
+def test_subscriptions_merge_config_with_previous_and_a_symbol_may_have_several_timeframes():
+    subs = merged_subscriptions({"EURUSD": "H1", "XAUUSD": ["M15", "H4"]}, {"EURUSD": ["M15"], "USDJPY": ["H1"]})
+    assert subs == {"EURUSD": ["M15", "H1"], "USDJPY": ["H1"], "XAUUSD": ["M15", "H4"]}
     assert compact_bar(1, 1.0, 2.0, 0.5, 1.5, 10.0) == [1, 1.0, 2.0, 0.5, 1.5, 10.0]
+
+
+def test_a_state_file_of_one_timeframe_per_symbol_reads_as_a_list():
+    old = '{"v": 1, "last": {"EURUSD.H1": 5}, "subscriptions": {"EURUSD": "H1"}, "positions": {}}'
+    s = ConnectorState.from_json(old)
+    assert s.subscriptions == {"EURUSD": ["H1"]}
+    assert s.subscribe("EURUSD", "M15") and not s.subscribe("EURUSD", "M15")
+    assert ConnectorState.from_json(s.to_json()).subscriptions == {"EURUSD": ["H1", "M15"]}
 
 
 def test_bar_to_order_latency_summary():
@@ -108,18 +117,21 @@ CREDS = {
 
 
 def test_the_simulator_is_plain_tcp_or_unverified_self_signed_tls():
-    bc = settings.broker_config(_cfg(), {})
+    bc, pair = settings.broker_config(_cfg(), {})
     assert (bc.host, bc.port, bc.tls, bc.verify, bc.client_id) == ("127.0.0.1", 5035, False, False, "sim-client")
-    bc = settings.broker_config(_cfg(sim={"tls": True, "port": 6000}), {})
+    assert (pair.access_token, pair.refresh_token) == ("sim-token", "")
+    bc, _ = settings.broker_config(_cfg(sim={"tls": True, "port": 6000}), {})
     assert bc.tls and not bc.verify and bc.port == 6000
 
 
 @pytest.mark.parametrize("environment, host", [("demo", "demo.ctraderapi.com"), ("live", "live.ctraderapi.com")])
 def test_ctrader_uses_verified_tls_and_credentials_from_the_environment(environment, host):
-    bc = settings.broker_config(_cfg(type="ctrader", environment=environment), CREDS)
+    bc, pair = settings.broker_config(_cfg(type="ctrader", environment=environment),
+                                      {**CREDS, "CTRADER_REFRESH_TOKEN": "refresh"})
     assert (bc.host, bc.port, bc.tls, bc.verify, bc.account_id) == (host, 5035, True, True, 12345)
-    assert (bc.client_id, bc.client_secret, bc.access_token) == ("id", "secret", "token")
-    assert "secret" not in str(settings.describe(bc)) and "token" not in str(settings.describe(bc))
+    assert (bc.client_id, bc.client_secret, pair.access_token, pair.refresh_token) == ("id", "secret", "token",
+                                                                                        "refresh")
+    assert "token" not in repr(pair) and "refresh" not in repr(pair)
 
 
 def test_a_missing_credential_is_named():
@@ -179,8 +191,8 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
     assert (sc.port, sc.control_port, sc.speed, sc.start_bar, sc.tls) == (7000, 7001, 0, 1100, False)
     assert sc.csv_path == str(config.REPO_ROOT / "data" / "EURUSD_H1_2017.csv")  # bundled: not in this home
     assert sc.state_path == str(tmp_path / "var" / "data" / "sim-broker.json")
-    bc = settings.broker_config(cfg, {})
-    assert (bc.port, bc.client_id, bc.access_token, bc.account_id) == (7000, sc.client_id, sc.access_token, 1000001)
+    bc, pair = settings.broker_config(cfg, {})
+    assert (bc.port, bc.client_id, pair.access_token, bc.account_id) == (7000, sc.client_id, sc.access_token, 1000001)
     assert (sc.synthetic_symbols, sc.synthetic_offset_bars) == (0, 24)
     many = config.Config.model_validate({"version": "2", "broker": {"sim": {"synthetic_symbols": 20}}})
     assert config_from_settings(many).synthetic_symbols == 20

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.connector.broker import BrokerConfig, CTraderBroker
-from services.connector.models import Bar
+from services.connector.ctrader.client import CTraderBroker, CTraderConfig
+from services.connector.port import Bar
 from services.connector.sim.cli import main as sim_main
 from services.connector.sim.control import control
 
@@ -35,7 +35,7 @@ def test_cli_runs_a_tls_simulator_in_its_own_process(csv_path: str, tmp_path: Pa
         port, cport = int(m.group(1)), int(m.group(2))
 
         async def scenario() -> None:
-            broker = CTraderBroker(BrokerConfig(host="127.0.0.1", port=port, tls=True, verify=False,
+            broker = CTraderBroker(CTraderConfig(host="127.0.0.1", port=port, tls=True, verify=False,
                                                 client_id="sim-client", client_secret="sim-secret",
                                                 access_token="sim-token", request_timeout=3))
             await broker.connect()

@@ -23,6 +23,9 @@ def view(name="preditor", rss=10 * MB, info=None, last_hb=100.0) -> ServiceView:
         (view(rss=101 * MB), ["preditor: RSS 101 MB over the 100 MB limit"]),
         (view("connector", info={"connected": False}), ["connector: broker not connected"]),
         (view("connector", info={"connected": True}), []),
+        # the broker refused the credentials: what a person must do, instead of a bare "not connected"
+        (view("connector", info={"connected": False, "broker_auth": "the broker refused ...; hand in a new pair"}),
+         ["connector: the broker refused ...; hand in a new pair"]),
         (view("persistence", info={"backlog": 11}), ["persistence: backlog of 11 writes over 10"]),
         (view("persistence", info={"backlog": 10}), []),
         # H1: stale after 2 x 3600 + 60 s; M15: after 2 x 900 + 60 s
@@ -35,6 +38,13 @@ def view(name="preditor", rss=10 * MB, info=None, last_hb=100.0) -> ServiceView:
             view(info={"symbols": {"GER40": {"timeframe": "M15", "last_bar_age_s": 1900}}}),
             ["preditor: GER40 M15: no bar for 1900 s (limit 1860 s)"],
         ),
+        # the connector's streams are named "SYM TF"; a closed market (weekend, break, holiday) makes no bar
+        (
+            view("connector", info={"symbols": {"XAUUSD M15": {"timeframe": "M15", "last_bar_age_s": 1900}}}),
+            ["connector: XAUUSD M15: no bar for 1900 s (limit 1860 s)"],
+        ),
+        (view("connector", info={"symbols": {"XAUUSD M15": {"timeframe": "M15", "last_bar_age_s": 90_000,
+                                                            "market_open": False}}}), []),
         (view(last_hb=90.0), ["preditor: no heartbeat for 10.0 s"]),
         (view(last_hb=None), ["preditor: no heartbeat yet"]),
     ],

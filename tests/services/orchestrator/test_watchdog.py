@@ -54,6 +54,9 @@ def view(
             100.0,
             [watchdog.Restart("executor", "step preditor.warmup running for 121 s")],
         ),
+        # a step waiting for a person (a new broker token) is not stuck: restarting it cannot help
+        (view(last_hb=100.0, info={"step": "connector.connect", "step_running_s": 900.0,
+                                   "waiting_for_operator": "a new broker token pair"}), 100.0, []),
         (view(last_hb=100.0, restarts=[50, 60, 70]), 100.0, []),  # 3 is the limit, not over it
         (
             view(last_hb=100.0, restarts=[50, 60, 70, 80]),

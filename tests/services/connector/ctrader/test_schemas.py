@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from services.connector import framing, proto
+from services.connector.ctrader import schemas as framing
+from services.connector.ctrader import schemas as proto
 
 oa = proto.oa
 
@@ -58,7 +59,7 @@ def test_unknown_payload_type_unwraps_to_none() -> None:
 
 
 def test_no_twisted_in_the_process() -> None:
-    code = ("import sys; import services.connector.broker, services.connector.sim.server; "
+    code = ("import sys; import services.connector.service, services.connector.sim.server; "
             "bad = [m for m in sys.modules if m.startswith('twisted')]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.connector import units
-from services.connector.units import SymbolSpec
+from services.connector.ctrader import parsing as units
+from services.connector.ctrader.parsing import SymbolSpec
 
 EURUSD = SymbolSpec(1, "EURUSD", 5, 4, 10_000_000, 100_000, 100_000, 10_000_000_000, "EUR", "USD")
 USDJPY = SymbolSpec(4, "USDJPY", 3, 2, 10_000_000, 100_000, 100_000, 10_000_000_000, "USD", "JPY")
@@ -57,17 +57,23 @@ def test_volume_limits_in_lots(spec, min_lots, step_lots, max_lots) -> None:
     assert (spec.min_lots, spec.step_lots, spec.max_lots) == pytest.approx((min_lots, step_lots, max_lots))
 
 
-@pytest.mark.parametrize(("spec", "volume", "expected"), [
-    (EURUSD, 123_456, 100_000), (EURUSD, 10_000_000, 10_000_000), (US500, 25, 20), (XAUUSD, 100, 100),
+@pytest.mark.parametrize(("spec", "lots", "expected"), [
+    (EURUSD, 0.01, 100_000), (EURUSD, 1.0, 10_000_000), (EURUSD, 0.03, 300_000), (US500, 0.2, 20),
+    (XAUUSD, 0.01, 100),
 ])
-def test_normalize_volume(spec, volume, expected) -> None:
-    assert units.normalize_volume(volume, spec) == expected
+def test_order_volume(spec, lots, expected) -> None:
+    assert units.order_volume(lots, spec) == expected
 
 
-@pytest.mark.parametrize(("spec", "volume"), [(EURUSD, 99_999), (US500, 5), (XAUUSD, 10_000_100)])
-def test_normalize_volume_rejects(spec, volume) -> None:
-    with pytest.raises(ValueError):
-        units.normalize_volume(volume, spec)
+@pytest.mark.parametrize(("spec", "lots", "why"), [
+    (EURUSD, 0.015, "not a multiple of the step of EURUSD \\(0.01 lots\\)"),  # never silently 0.01
+    (EURUSD, 0.001, "not a multiple"), (US500, 0.05, "not a multiple"),
+    (XAUUSD, 1000.01, "above the maximum"), (EURUSD, 0.0, "positive"), (EURUSD, float("nan"), "positive"),
+    (EURUSD, float("inf"), "positive"),
+])
+def test_order_volume_refuses_lots_off_the_step_or_the_limits(spec, lots, why) -> None:
+    with pytest.raises(ValueError, match=why):
+        units.order_volume(lots, spec)
 
 
 @pytest.mark.parametrize(("units_", "volume"), [(1000, 100_000), (1, 100), (0.5, 50)])
@@ -162,7 +168,7 @@ def test_quote_to_deposit_cross_needs_a_rate() -> None:
 def test_money_to_price_distance(spec, lots, amount, rate, distance) -> None:
     volume = units.lots_to_volume(lots, spec.lot_size)
     assert units.money_to_price_distance(amount, volume, rate) == pytest.approx(distance)
-    rel = units.money_to_relative(amount, lots, spec.lot_size, rate, spec.digits)
+    rel = units.relative_from_distance(units.money_to_price_distance(amount, volume, rate), spec.digits)
     assert abs(rel / units.PRICE_SCALE - distance) <= spec.point / 2 + 1e-12
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from services.connector import framing, proto
-from services.connector.ratelimit import SlidingWindow
+from services.connector.ctrader import schemas as proto
+from services.connector.ctrader.ratelimit import SlidingWindow
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class Transport:
             await self._wait_rate(self._limit)
             if ptype in HISTORY_TYPES:
                 await self._wait_rate(self._history_limit)
-        frame = framing.encode_frame(proto.encode_envelope(msg, cid))
+        frame = proto.encode_frame(proto.encode_envelope(msg, cid))
         async with self._send_lock:
             if not self._open:
                 raise ConnectionClosed("not connected")
@@ -223,7 +223,7 @@ class Transport:
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
-        decoder = framing.FrameDecoder()
+        decoder = proto.FrameDecoder()
         loop = asyncio.get_running_loop()
         reason: BaseException | None = ConnectionClosed("connection closed by peer")
         try:

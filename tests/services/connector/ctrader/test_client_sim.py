@@ -9,25 +9,34 @@ from typing import Any
 
 import pytest
 
-from services.connector import units
-from services.connector.broker import AuthenticationError, BrokerConfig, BrokerConnectionError, CTraderBroker
-from services.connector.models import Bar, ConnectionStatus, OrderFilled, OrderRejected, PositionClosed
+from services.connector.ctrader import parsing as units
+from services.connector.ctrader.client import CTraderBroker, CTraderConfig
+from services.connector.ctrader.schemas import oa
+from services.connector.port import (
+    AuthenticationError,
+    Bar,
+    BrokerConnectionError,
+    ConnectionStatus,
+    OrderFilled,
+    OrderRejected,
+    PositionClosed,
+)
 from services.connector.sim.control import acontrol
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.server import SimThread
-from services.connector.transport import ErrorResponse, Transport, TransportConfig
+from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 
 SimFactory = Callable[..., SimThread]
 START = 130  # Monday 2017-01-09 08:00 UTC; 50 bars back crosses the first weekend
 
 
-def broker_config(sim: SimThread, **kw: Any) -> BrokerConfig:
+def broker_config(sim: SimThread, **kw: Any) -> CTraderConfig:
     base: dict[str, Any] = dict(host="127.0.0.1", port=sim.server.port, tls=sim.server.config.tls, verify=False,
                                 client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
                                 request_timeout=2.0, order_timeout=2.0, heartbeat_interval=0.5, dead_after=3.0,
                                 reconnect_initial=0.05, reconnect_max=0.4, ready_timeout=15.0)
     base.update(kw)
-    return BrokerConfig(**base)
+    return CTraderConfig(**base)
 
 
 async def next_event(broker: CTraderBroker, kind: type, timeout: float = 5.0,
@@ -71,9 +80,10 @@ def test_auth_flow_reference_data_and_account(sim_factory: SimFactory) -> None:
     async def scenario() -> None:
         broker = await connected(sim)
         assert broker.account_id == 1_000_001  # discovered from the access token
-        assert set(broker.symbols) == {"EURUSD", "USDJPY", "XAUUSD", "US500"}
-        jpy = broker.symbol_info("USDJPY")
-        assert (jpy.digits, jpy.pip_position, jpy.lot_size, jpy.quote_asset) == (3, 2, 10_000_000, "JPY")
+        assert {"EURUSD", "USDJPY", "XAUUSD", "US500"} <= set(broker.symbols)
+        jpy = broker.instrument("USDJPY")
+        assert (jpy.digits, jpy.pip_position, jpy.lot_units, jpy.min_lots, jpy.quote_asset) == (3, 2, 100_000.0, 0.01,
+                                                                                                 "JPY")
         acct = await broker.get_account(refresh=True)
         assert (acct.balance, acct.equity, acct.margin, acct.currency, acct.leverage) == (10_000.0, 10_000.0, 0,
                                                                                           "USD", 100.0)
@@ -95,7 +105,6 @@ def test_requests_before_app_auth_are_refused(sim_factory: SimFactory) -> None:
     async def scenario() -> None:
         tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, request_timeout=2))
         await tr.connect()
-        from services.connector.proto import oa
         with pytest.raises(ErrorResponse) as err:
             await tr.request(oa.ProtoOASymbolsListReq(ctidTraderAccountId=1_000_001))
         assert err.value.code == "CH_CLIENT_NOT_AUTHENTICATED"
@@ -143,7 +152,6 @@ def test_history_requests_respect_five_per_second(sim_factory: SimFactory) -> No
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
-        from services.connector.proto import oa
         req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=1_000_001, symbolId=1, period=9, fromTimestamp=0,
                                         toTimestamp=2 ** 60, count=2)
 
@@ -207,23 +215,24 @@ def test_timed_replay_across_a_weekend_delivers_every_bar(sim_factory: SimFactor
 @pytest.mark.parametrize(("symbol", "lots", "usd"), [
     ("EURUSD", 0.1, 100.0), ("USDJPY", 0.1, 50.0), ("XAUUSD", 0.05, 40.0), ("US500", 2.0, 60.0),
 ])
-def test_usd_stop_loss_becomes_the_right_relative_distance(sim_factory: SimFactory, symbol: str, lots: float,
-                                                           usd: float) -> None:
+def test_a_stop_distance_from_an_amount_of_money_lands_where_the_broker_puts_it(
+        sim_factory: SimFactory, symbol: str, lots: float, usd: float) -> None:
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
         broker = await connected(sim)
-        spec = broker.symbol_info(symbol)
+        spec = broker.instrument(symbol)
         rate = await broker.quote_to_deposit(symbol)
         if spec.quote_asset == "JPY":
             assert rate == pytest.approx(1 / broker.quote(symbol).bid)
         else:
             assert rate == 1.0
-        res = await broker.market_order(symbol, -1, lots, sl_money=usd, tp_money=2 * usd)
+        units_ = lots * spec.lot_units
+        res = await broker.market_order(symbol, -1, lots, sl_distance=usd / (units_ * rate),
+                                        tp_distance=2 * usd / (units_ * rate))
         assert res.success and res.volume == pytest.approx(lots)
         (pos,) = await broker.get_positions(refresh=True)
-        units_ = units.volume_to_units(pos.volume_wire)
-        assert pos.volume_wire == units.lots_to_volume(lots, spec.lot_size)
+        assert pos.volume == pytest.approx(lots)
         # the broker placed the stop where a move costs `usd` (within one point of rounding)
         assert (pos.sl - pos.open_price) * units_ * rate == pytest.approx(usd, abs=spec.point * units_ * rate)
         assert (pos.open_price - pos.tp) * units_ * rate == pytest.approx(2 * usd, abs=spec.point * units_ * rate)
@@ -279,20 +288,21 @@ def test_client_close_amend_and_rejection(sim_factory: SimFactory) -> None:
         assert final.full and final.balance == pytest.approx(10_000 + part.gross_profit + final.gross_profit)
         await acontrol(cp, "reject_orders", count=1, code="NOT_ENOUGH_MONEY")
         rej = await broker.market_order("EURUSD", 1, 0.1, client_order_id="rej-1")
-        assert not rej.success and rej.error == "NOT_ENOUGH_MONEY"
+        assert not rej.success and (rej.error_code, rej.broker_code) == ("NOT_ENOUGH_MONEY", "NOT_ENOUGH_MONEY")
         assert (await next_event(broker, OrderRejected)).client_order_id == "rej-1"
         gold = await broker.market_order("XAUUSD", 1, 0.01, client_order_id="ok-1")
         assert gold.success and gold.volume == pytest.approx(0.01)
         too_small = await broker.market_order("XAUUSD", 1, 0.001)
-        assert not too_small.success and too_small.error.startswith("TRADING_BAD_VOLUME")
+        assert not too_small.success and too_small.error_code == "BAD_VOLUME"
+        off_step = await broker.market_order("EURUSD", 1, 0.015)  # refused, never filled as 0.01
+        assert not off_step.success and off_step.error_code == "BAD_VOLUME" and "step" in off_step.error
         missing = await broker.close_position(999_999)
-        assert not missing.success and missing.error == "POSITION_NOT_FOUND"
+        assert not missing.success and missing.error_code == "POSITION_NOT_FOUND"
         # the server's own refusal comes back as a result too (the sim refuses absolute SL on MARKET)
-        from services.connector.proto import oa
         req = oa.ProtoOANewOrderReq(ctidTraderAccountId=broker.account_id, symbolId=1, orderType=1, tradeSide=1,
                                     volume=100_000, stopLoss=1.0)
-        refused = await broker._send_and_wait(req, "order:manual", 2.0)
-        assert not refused.success and refused.error.startswith("TRADING_BAD_STOPS")
+        refused = await broker.execution._send_and_wait(req, "order:manual")
+        assert not refused.success and refused.error_code == "BAD_STOPS"
         await broker.close()
 
     run(scenario())
@@ -470,7 +480,6 @@ def test_heartbeats_keep_a_quiet_session_alive_and_the_server_drops_mute_clients
     sim = sim_factory(start_bar=START, client_timeout=0.9, heartbeat_interval=0.3)
 
     async def scenario() -> None:
-        from services.connector.proto import oa
         good = await connected(sim, heartbeat_interval=0.2)
         mute = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, heartbeat_interval=60,
                                          dead_after=60))

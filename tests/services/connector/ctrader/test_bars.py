@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.connector import timeframes
-from services.connector.bars import Bar, LiveBarDetector, closed_only, merge_history
-from services.connector.ratelimit import SlidingWindow
+from services.connector.ctrader import periods as timeframes
+from services.connector.ctrader.bars import LiveBarDetector, closed_only, merge_history
+from services.connector.port import Bar
+from services.connector.ctrader.ratelimit import SlidingWindow
 
 
 def bar(t: int, c: float = 1.0) -> Bar:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from services.connector import orders, parsing, proto
-from services.connector.models import OrderResult, Position
-from services.connector.units import SymbolSpec
+from services.connector import orders
+from services.connector.ctrader import parsing
+from services.connector.ctrader import schemas as proto
+from services.connector.port import OrderResult, Position, PositionClosed
+from services.connector.ctrader.parsing import SymbolSpec
 
 om = proto.model
 oa = proto.oa
@@ -38,7 +40,8 @@ def test_position_prices_are_plain_doubles_and_volume_is_in_cents() -> None:
                            moneyDigits=2,
                            tradeData=om.ProtoOATradeData(symbolId=4, volume=2_500_000, tradeSide=2,
                                                          openTimestamp=1483308000123, label="ot-1"))
-    pos = parsing.position(p, USDJPY)
+    pos, volume = parsing.position(p, USDJPY)
+    assert volume == 2_500_000  # what a full close sends
     assert (pos.ticket, pos.direction, pos.volume, pos.open_price, pos.sl, pos.tp) == (9, -1, 0.25, 117.123, 116.5,
                                                                                          None)
     assert (pos.open_time, pos.used_margin, pos.label) == (1483308000.123, 25.0, "ot-1")
@@ -58,11 +61,11 @@ def test_closing_deal_money_uses_money_digits(money_digits, gross, balance, expe
     deal = parsing.deal(d, EURUSD)
     assert deal.closing and deal.volume == 0.1 and deal.direction == -1
     assert (deal.gross_profit, deal.balance, deal.entry_price) == (expected_gross, expected_balance, 1.06234)
-    closed = parsing.position_closed(deal, 1, external=False, server_stop=True, full=True)
+    closed = PositionClosed.from_deal(deal, 1, external=False, server_stop=True, full=True)
     assert closed.reason == "SL_TP" and closed.external and closed.net_profit == expected_gross
 
 
-POS = Position(7, "EURUSD", 1, 0.1, 1_000_000, 1.1, 0.0, label="ot-abc")
+POS = Position(7, "EURUSD", 1, 0.1, 1.1, 0.0, label="ot-abc")
 
 
 @pytest.mark.parametrize(("cid", "own", "positions", "ticket"), [
@@ -84,3 +87,54 @@ def test_client_order_id_limits(cid: str) -> None:
 def test_generated_client_order_ids_fit_and_differ() -> None:
     a, b = orders.new_client_order_id(), orders.new_client_order_id()
     assert a != b and len(a) <= orders.MAX_CLIENT_ORDER_ID
+
+
+def test_a_positions_costs_are_account_money_and_its_net_pnl_counts_the_closing_commission_too() -> None:
+    p = om.ProtoOAPosition(positionId=9, positionStatus=1, swap=-125, commission=-350, price=1.1, moneyDigits=2,
+                           tradeData=om.ProtoOATradeData(symbolId=1, volume=1_000_000, tradeSide=1,
+                                                         openTimestamp=1483308000000))
+    pos, volume = parsing.position(p, EURUSD)
+    assert (pos.swap, pos.commission) == (-1.25, -7.0)  # the opening's 3.50 and the closing's to come
+    marked = parsing.marked(pos, 1.1010, 1.0, volume, 2)  # 0.1 lot, +10 pips
+    assert (marked.current_price, marked.gross_pnl, marked.pnl) == (1.101, 10.0, 1.75)
+    unmarked = parsing.marked(pos, 1.1010, None, volume, 2)  # no conversion rate yet: no PnL claimed
+    assert (unmarked.current_price, unmarked.gross_pnl, unmarked.pnl) == (1.101, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("start", "steps", "rate"), [
+    ("USD", [], 1.0),                                                 # quote == deposit
+    ("JPY", [("USD", "JPY", 125.0)], 1 / 125.0),                      # USDJPY on a USD account
+    ("GBP", [("GBP", "USD", 1.25)], 1.25),                            # EURGBP on a USD account, via GBPUSD
+    ("USD", [("EUR", "USD", 1.1)], 1 / 1.1),                          # EURUSD on a EUR account
+    ("JPY", [("EUR", "JPY", 130.0)], 1 / 130.0),                      # EURJPY on a EUR account
+    ("CHF", [("USD", "CHF", 0.9), ("EUR", "USD", 1.1)], 1 / 0.9 / 1.1),  # two steps to EUR
+    ("JPY", [("EUR", "USD", 1.1)], None),                             # a chain that does not start at JPY
+    ("JPY", [("USD", "JPY", 0.0)], None),                             # no price
+])
+def test_conversion_rate_along_the_brokers_chain(start, steps, rate) -> None:
+    target = "EUR" if steps and steps[-1][0] == "EUR" else "USD"
+    got = parsing.conversion_rate(start, target, steps)
+    assert got == (pytest.approx(rate) if rate is not None else None)
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    ("TRADING_BAD_VOLUME", "BAD_VOLUME"), ("TRADING_BAD_STOPS", "BAD_STOPS"),
+    ("PROTECTION_IS_TOO_CLOSE_TO_MARKET", "STOPS_TOO_CLOSE"), ("POSITION_NOT_FOUND", "POSITION_NOT_FOUND"),
+    ("NOT_ENOUGH_MONEY", "NOT_ENOUGH_MONEY"), ("MARKET_CLOSED", "MARKET_CLOSED"),
+    ("SYMBOL_HAS_HOLIDAY", "MARKET_CLOSED"), ("TRADING_DISABLED", "TRADING_DISABLED"),
+    ("SOMETHING_NEW", "REJECTED"),
+])
+def test_broker_order_errors_map_to_typed_reasons(code, kind) -> None:
+    res = parsing.failed_order("cid-1", code, "words")
+    assert (res.success, res.error_code, res.broker_code, res.error) == (False, kind, code, f"{code}: words")
+
+
+def test_instrument_speaks_lots_and_price_distances() -> None:
+    spec = SymbolSpec(1, "EURUSD", 5, 4, 10_000_000, 100_000, 100_000, 10_000_000_000, "EUR", "USD",
+                      sl_distance=30, tp_distance=50)
+    i = parsing.instrument(spec)
+    assert (i.lot_units, i.min_lots, i.step_lots, i.max_lots) == (100_000.0, 0.01, 0.01, 1000.0)
+    assert (i.min_sl_distance, i.min_tp_distance, i.pip_size, i.point) == (0.0003, 0.0005, 0.0001, 0.00001)
+    pct = parsing.instrument(SymbolSpec(10, "US500", 2, 0, 100, 10, 10, 1_000_000, "US500", "USD", sl_distance=10,
+                                        distance_in_percent=True), price=4000.0)
+    assert pct.min_sl_distance == 4.0  # 0.1 % of the price

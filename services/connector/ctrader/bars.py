@@ -1,4 +1,4 @@
-"""Bars from trendbars, closed-bar filtering and live bar-close detection (pure: no clock, no I/O).
+"""Closed-bar filtering, history merging and live bar-close detection from trendbars (pure: no clock, no I/O).
 
 Bar close detection uses the broker's live trendbars (connector.md section 7, option B): the forming
 bar arrives in each spot event; when a snapshot with a later open time arrives, or a spot timestamp
@@ -9,32 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.connector import units
-
-
-@dataclass(frozen=True)
-class Bar:
-    symbol: str
-    time: int  # bar open, Unix seconds UTC
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-
-
-def bar_from_trendbar(
-    symbol: str,
-    low: int,
-    delta_open: int,
-    delta_high: int,
-    delta_close: int,
-    minutes: int,
-    volume: int,
-    digits: int,
-) -> Bar:
-    o, h, lo, c = units.trendbar_prices(low, delta_open, delta_high, delta_close, digits)
-    return Bar(symbol, units.minutes_to_seconds(minutes), o, h, lo, c, float(volume))
+from services.connector.ctrader import parsing
+from services.connector.port import Bar
 
 
 def closed_only(bars: list[Bar], tf_seconds: int, server_time_s: float) -> list[Bar]:
@@ -57,7 +33,7 @@ def last_n(bars: list[Bar], n: int) -> list[Bar]:
 
 def next_page_to(oldest_time_s: int) -> int:
     """The toTimestamp (ms) of the next backward page: just before the oldest bar received."""
-    return units.seconds_to_ms(oldest_time_s) - 1
+    return parsing.seconds_to_ms(oldest_time_s) - 1
 
 
 @dataclass

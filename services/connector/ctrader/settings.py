@@ -1,40 +1,42 @@
-"""The broker client's settings from the system configuration and the environment (pure: no I/O)."""
+"""The cTrader adapter's settings from the system configuration and the environment (pure: no I/O).
+
+`broker.type: ctrader` is a real account (verified TLS, credentials from the environment only); `broker.type: sim`
+is the bundled simulator, which speaks the same protocol (its own credentials, from `broker.sim`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from common.config import Config
-from services.connector.broker import BrokerConfig
+from services.connector.ctrader.client import CTraderConfig
+from services.connector.ctrader.tokens import TokenPair
 
 CREDENTIAL_VARS = ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID")
+REFRESH_VAR = "CTRADER_REFRESH_TOKEN"
 
 
 class SettingsError(ValueError):
     """The configuration or the environment cannot make a broker connection; the message says what to fix."""
 
 
-def broker_config(cfg: Config, env: Mapping[str, str]) -> BrokerConfig:
-    """The simulator (plain TCP or its self-signed TLS) or real cTrader (verified TLS, credentials from env)."""
+def broker_config(cfg: Config, env: Mapping[str, str]) -> tuple[CTraderConfig, TokenPair]:
+    """The connection's settings and the token pair the environment (or the simulator's settings) gives."""
     b = cfg.broker
     common = {
         "request_timeout": b.request_timeout_s,
         "order_timeout": b.order_timeout_s,
         "heartbeat_interval": b.heartbeat_interval_s,
+        "token_refresh_margin_s": b.token_refresh_margin_s,
     }
     if b.type == "sim":
         s = b.sim
-        return BrokerConfig(
-            host=s.host,
-            port=s.port,
-            tls=s.tls,
+        conf = CTraderConfig(
+            host=s.host, port=s.port, tls=s.tls,
             verify=False,  # the simulator's certificate is self-signed, made at its start
-            client_id=s.client_id,
-            client_secret=s.client_secret,
-            access_token=s.access_token,
-            account_id=s.account_id,
-            **common,
+            client_id=s.client_id, client_secret=s.client_secret, account_id=s.account_id, **common,
         )
+        return conf, TokenPair(s.access_token, s.refresh_token)
     missing = [v for v in CREDENTIAL_VARS if not env.get(v)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
@@ -46,20 +48,10 @@ def broker_config(cfg: Config, env: Mapping[str, str]) -> BrokerConfig:
     host = b.hosts.get(b.environment)
     if not host:
         raise SettingsError(f"broker.hosts has no host for broker.environment {b.environment!r}")
-    return BrokerConfig(
-        host=host,
-        port=b.port,
-        tls=True,
-        verify=True,
+    conf = CTraderConfig(
+        host=host, port=b.port, tls=True, verify=True,
         ca_file=str(cfg.path(b.ca_file)) if b.ca_file else None,
-        client_id=env["CTRADER_CLIENT_ID"],
-        client_secret=env["CTRADER_CLIENT_SECRET"],
-        access_token=env["CTRADER_ACCESS_TOKEN"],
-        account_id=account_id,
+        client_id=env["CTRADER_CLIENT_ID"], client_secret=env["CTRADER_CLIENT_SECRET"], account_id=account_id,
         **common,
     )
-
-
-def describe(bc: BrokerConfig) -> dict:
-    """What may be shown about a broker connection (never a credential)."""
-    return {"host": bc.host, "port": bc.port, "tls": bc.tls, "verify": bc.verify, "account_id": bc.account_id}
+    return conf, TokenPair(env["CTRADER_ACCESS_TOKEN"], env.get(REFRESH_VAR, ""))

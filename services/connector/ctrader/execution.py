@@ -1,0 +1,456 @@
+"""Orders, positions, deals and the account on the Open API (the execution client).
+
+- The book: positions from the session's reconcile, kept by execution events since (a reconcile answered after an
+  event keeps what the event said); the balance from the trader and each closing deal.
+- Orders: MARKET orders with relative SL/TP, idempotent by client order id (it is also the order's label): a
+  repeated id returns the first result; a request whose outcome is unknown (timeout, lost connection) is sent again
+  only after a reconcile shows no position carrying its label. The broker's answer is an execution event or an
+  order error event (``ProtoOAOrderErrorEvent``) with the request's clientMsgId, mapped to a typed result
+  (parsing.failed_order). A request refused for its rate (REQUEST_FREQUENCY_EXCEEDED) was not executed: it is sent
+  again after the window, with the same client order id.
+- Lots off the symbol's step are refused (BAD_VOLUME), never rounded here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from services.connector import orders
+from services.connector.ctrader import parsing
+from services.connector.ctrader import schemas as proto
+from services.connector.ctrader.data import DAY_MS, MarketData
+from services.connector.ctrader.link import Link
+from services.connector.ctrader.providers import Instruments
+from services.connector.ctrader.transport import RATE_ERRORS, WINDOW_S
+from services.connector.port import (
+    AccountInfo,
+    BrokerConnectionError,
+    BrokerError,
+    BrokerTimeout,
+    Deal,
+    OrderFilled,
+    OrderRejected,
+    OrderResult,
+    Position,
+    PositionClosed,
+)
+
+log = logging.getLogger(__name__)
+oa = proto.oa
+
+ORDER_ACCEPTED, ORDER_FILLED, ORDER_REPLACED, ORDER_REJECTED, ORDER_PARTIAL_FILL = 2, 3, 4, 7, 11
+POSITION_CLOSED = 2
+MARKET = 1
+RATE_RESENDS = 3  # times an order refused for its rate is sent again
+UNKNOWN_OUTCOME = (TimeoutError, BrokerTimeout, BrokerConnectionError)
+
+
+class Execution:
+    def __init__(self, link: Link, instruments: Instruments, market: MarketData, order_timeout: float,
+                 order_attempts: int) -> None:
+        self.link = link
+        self.instruments = instruments
+        self.market = market
+        self.order_timeout = order_timeout
+        self.order_attempts = order_attempts
+        self.balance = 0.0
+        self.positions: dict[int, Position] = {}
+        self._volumes: dict[int, int] = {}  # ticket -> protocol volume (what a full close sends)
+        # execution events counted, and the count at each position's last event: a reconcile answered after an
+        # event keeps what the event said (the answer was made before it)
+        self._executions = 0
+        self._touched: dict[int, int] = {}
+        self._reconciling: list[int] = []  # the count when each reconcile still waiting for its answer was asked
+        self._own: dict[str, OrderResult] = {}
+        self._inflight: dict[str, asyncio.Future[OrderResult]] = {}
+        self._waiters: dict[str, asyncio.Future[OrderResult]] = {}
+        self._msgid_waiter: dict[str, str] = {}
+        self._closing_by_us: set[int] = set()
+        self._seen_deals: set[int] = set()
+        self.on_order_sent: Callable[[str], None] | None = None  # called on the broker loop's thread: keep it short
+
+    @property
+    def orders_out(self) -> int:
+        return len(self._waiters)
+
+    def fail_waiters(self, reason: str) -> None:
+        """The connection is gone: every order's outcome is unknown (callers reconcile before any resend)."""
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(BrokerConnectionError(reason))
+
+    # ---- account
+    async def refresh_trader(self) -> None:
+        res = await self.link.request(oa.ProtoOATraderReq(ctidTraderAccountId=self.link.account_id))
+        self.balance = self.instruments.apply_trader(res.trader)
+
+    def on_trader_updated(self, msg: Any) -> None:
+        self.balance = parsing.money_from_wire(msg.trader.balance, self.instruments.money_digits)
+
+    async def get_positions(self, refresh: bool = False) -> list[Position]:
+        """Open positions, marked to the last quotes: gross PnL at the price they would close at, net with costs."""
+        if refresh:
+            await self.link.wait_ready()
+            await self.reconcile(report_missing=True)
+        out = []
+        for p in self.positions.values():
+            q = self.market.quotes.get(p.symbol)
+            if q is None:
+                out.append(p)
+                continue
+            price = q.bid if p.direction > 0 else q.ask
+            rate = self.market.rate_from_quotes(p.symbol)
+            out.append(parsing.marked(p, price, rate, self._volumes.get(p.ticket, 0), self.instruments.money_digits))
+        return out
+
+    async def get_account(self, refresh: bool = False) -> AccountInfo:
+        """Balance from the broker; equity = balance + the positions' net PnL; margin = their used margin."""
+        if refresh:
+            await self.link.wait_ready()
+            await self.refresh_trader()
+        for name in {p.symbol for p in self.positions.values()}:
+            if self.link.is_open:
+                with contextlib.suppress(BrokerError, TimeoutError):
+                    await self.market.ensure_quote(name)
+                    await self.market.quote_to_deposit(name)
+        positions = await self.get_positions()
+        md = self.instruments.money_digits
+        gross = round(sum(p.gross_pnl for p in positions), md)
+        swap = round(sum(p.swap for p in positions), md)
+        commission = round(sum(p.commission for p in positions), md)
+        equity = round(self.balance + gross + swap + commission, md)
+        margin = sum(p.used_margin for p in positions)
+        return AccountInfo(
+            balance=self.balance, equity=equity, margin=margin, free_margin=round(equity - margin, md),
+            margin_level=equity / margin * 100 if margin else 0.0, currency=self.instruments.deposit_asset,
+            leverage=self.instruments.leverage, gross_pnl=gross, swap=swap, commission=commission,
+        )
+
+    async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]:
+        """Deals executed between `since` and `until` (Unix s, broker time)."""
+        await self.link.wait_ready()
+        to_ms = parsing.seconds_to_ms(until) if until is not None else (self.market.server_ms or 0) + DAY_MS
+        req = oa.ProtoOADealListReq(
+            ctidTraderAccountId=self.link.account_id, fromTimestamp=parsing.seconds_to_ms(since), toTimestamp=to_ms
+        )
+        if max_rows:
+            req.maxRows = max_rows
+        res = await self.link.request(req)
+        specs, by_id = self.instruments.specs, self.instruments.by_id
+        return [parsing.deal(d, specs[by_id[d.symbolId]]) for d in res.deal if d.symbolId in by_id]
+
+    # ---- reconcile
+    async def reconcile(self, report_missing: bool = False) -> None:
+        asked_at = self._executions
+        self._reconciling.append(asked_at)
+        try:
+            res = await self.link.request(oa.ProtoOAReconcileReq(ctidTraderAccountId=self.link.account_id))
+        finally:
+            self._reconciling.remove(asked_at)
+        fresh: dict[int, Position] = {}
+        volumes: dict[int, int] = {}
+        for p in res.position:
+            name = self.instruments.name_of(p.tradeData.symbolId)
+            if name is not None:
+                fresh[p.positionId], volumes[p.positionId] = parsing.position(p, self.instruments.specs[name])
+        # an execution event that came while the answer was on its way is newer than the answer (an order filled
+        # or a position closed meanwhile): it wins
+        newer = {pid for pid, n in self._touched.items() if n > asked_at}
+        for pid in newer:
+            fresh.pop(pid, None)
+            volumes.pop(pid, None)
+            if pid in self.positions:
+                fresh[pid], volumes[pid] = self.positions[pid], self._volumes[pid]
+        missing = [p for pid, p in self.positions.items() if pid not in fresh]
+        self.positions, self._volumes = fresh, volumes
+        oldest = min(self._reconciling, default=self._executions)  # what a reconcile still out must compare with
+        self._touched = {pid: n for pid, n in self._touched.items() if n > oldest}
+        if report_missing and missing:
+            await self._report_closed_while_away(missing)
+
+    async def _report_closed_while_away(self, gone: list[Position]) -> None:
+        """Positions that vanished between sessions: report their closing deals from the deal list."""
+        since_ms = parsing.seconds_to_ms(min(p.open_time for p in gone))
+        to_ms = (self.market.server_ms or parsing.seconds_to_ms(time.time())) + DAY_MS
+        res = await self.link.request(
+            oa.ProtoOADealListReq(ctidTraderAccountId=self.link.account_id, fromTimestamp=since_ms, toTimestamp=to_ms)
+        )
+        by_pid = {p.ticket: p for p in gone}
+        for d in res.deal:
+            name = self.instruments.name_of(d.symbolId)
+            if name is None or d.positionId not in by_pid or d.dealId in self._seen_deals:
+                continue
+            deal = parsing.deal(d, self.instruments.specs[name])
+            if not deal.closing:
+                continue
+            self._seen_deals.add(deal.deal_id)
+            if deal.balance is not None:
+                self.balance = deal.balance
+            p = by_pid[d.positionId]
+            external = d.positionId not in self._closing_by_us
+            self.link.emit(PositionClosed.from_deal(deal, p.direction, external, False, True, p.label, p.comment))
+            self._closing_by_us.discard(d.positionId)
+
+    # ---- sending
+    async def _send_and_wait(self, msg: Any, key: str, symbol: str = "") -> OrderResult:
+        """Send a trading request; its answer is an execution or error event resolving `key`. A refusal for the
+        request rate means nothing was executed: sent again after the window. `on_order_sent(symbol)` is called
+        once the request is written to the connection (after the rate limit's wait)."""
+        for resend in range(RATE_RESENDS + 1):
+            fut: asyncio.Future[OrderResult] = asyncio.get_running_loop().create_future()
+            self._waiters[key] = fut
+            msg_id = uuid.uuid4().hex
+            self._msgid_waiter[msg_id] = key
+            try:
+                await self.link.send(msg, msg_id)
+                if symbol and self.on_order_sent is not None:
+                    self.on_order_sent(symbol)
+                result = await asyncio.wait_for(asyncio.shield(fut), self.order_timeout)
+            finally:
+                self._msgid_waiter.pop(msg_id, None)
+                if self._waiters.get(key) is fut:
+                    del self._waiters[key]
+            if result.success or result.broker_code not in RATE_ERRORS or resend == RATE_RESENDS:
+                return result
+            log.info("%s refused for its rate (%s); sent again in %.1f s", key, result.broker_code, WINDOW_S)
+            await asyncio.sleep(WINDOW_S)
+        raise AssertionError("unreachable")
+
+    def _resolve(self, key: str, result: OrderResult) -> None:
+        fut = self._waiters.get(key)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    # ---- orders
+    async def market_order(
+        self,
+        symbol: str,
+        direction: int,
+        lots: float,
+        *,
+        sl_distance: float | None = None,
+        tp_distance: float | None = None,
+        client_order_id: str | None = None,
+        comment: str = "",
+    ) -> OrderResult:
+        """A MARKET order with relative SL/TP (price distances from the fill), idempotent by `client_order_id`."""
+        cid = orders.validate_client_order_id(client_order_id or orders.new_client_order_id())
+        known = orders.existing_order(cid, self._own, self.positions.values())
+        if known is not None:
+            return known
+        if cid in self._inflight:
+            return await asyncio.shield(self._inflight[cid])
+        fut: asyncio.Future[OrderResult] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._inflight[cid] = fut
+        try:
+            result = await self._place(cid, symbol, direction, lots, sl_distance, tp_distance, comment)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        finally:
+            self._inflight.pop(cid, None)
+
+    async def _place(self, cid: str, symbol: str, direction: int, lots: float, sl_distance: float | None,
+                     tp_distance: float | None, comment: str) -> OrderResult:
+        await self.link.wait_ready()
+        spec = self.instruments.spec(symbol)
+        try:
+            volume = parsing.order_volume(lots, spec)
+        except ValueError as exc:
+            return parsing.failed_order(cid, "TRADING_BAD_VOLUME", str(exc))
+        req = oa.ProtoOANewOrderReq(
+            ctidTraderAccountId=self.link.account_id, symbolId=spec.symbol_id, orderType=MARKET,
+            tradeSide=1 if direction > 0 else 2, volume=volume, label=cid, clientOrderId=cid,
+        )
+        if comment:
+            req.comment = comment[:512]
+        try:
+            if sl_distance:
+                req.relativeStopLoss = parsing.relative_from_distance(sl_distance, spec.digits)
+            if tp_distance:
+                req.relativeTakeProfit = parsing.relative_from_distance(tp_distance, spec.digits)
+        except ValueError as exc:
+            return parsing.failed_order(cid, "TRADING_BAD_STOPS", str(exc))
+        last_error = ""
+        for attempt in range(1, self.order_attempts + 1):
+            await self.link.wait_ready()
+            req.ctidTraderAccountId = self.link.account_id
+            try:
+                result = await self._send_and_wait(req, f"order:{cid}", symbol)
+                if result.error_code == "MARKET_CLOSED":
+                    self.market.mark_closed(symbol, result.error)
+                return result
+            except UNKNOWN_OUTCOME as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("order %s attempt %d: no answer (%s); reconciling before any resend", cid, attempt,
+                            last_error)
+            # outcome unknown: the order may exist. Look before sending again.
+            await self.link.wait_ready()
+            try:
+                await self.reconcile()
+            except BrokerError as exc:
+                last_error = str(exc)
+                continue
+            known = orders.existing_order(cid, self._own, self.positions.values())
+            if known is not None:
+                return known
+        return OrderResult(False, cid, error=f"no confirmation after {self.order_attempts} attempts: {last_error}",
+                           error_code="NO_CONFIRMATION")
+
+    async def close_position(self, ticket: int, lots: float | None = None) -> OrderResult:
+        """Close a position (all of it unless `lots`), sending its volume as the protocol requires."""
+        await self.link.wait_ready()
+        pos = self.positions.get(ticket)
+        if pos is None:
+            await self.reconcile()
+            pos = self.positions.get(ticket)
+            if pos is None:
+                return parsing.failed_order("", "POSITION_NOT_FOUND", f"position {ticket} is not open", ticket)
+        spec = self.instruments.spec(pos.symbol)
+        full_volume = self._volumes[ticket]
+        try:
+            volume = full_volume if lots is None else parsing.order_volume(lots, spec)
+        except ValueError as exc:
+            return parsing.failed_order("", "TRADING_BAD_VOLUME", str(exc), ticket)
+        self._closing_by_us.add(ticket)
+        last_error = ""
+        for _ in range(self.order_attempts):
+            await self.link.wait_ready()
+            req = oa.ProtoOAClosePositionReq(ctidTraderAccountId=self.link.account_id, positionId=ticket,
+                                             volume=volume)
+            try:
+                result = await self._send_and_wait(req, f"close:{ticket}", pos.symbol)
+                if not result.success:
+                    self._closing_by_us.discard(ticket)
+                    if result.error_code == "MARKET_CLOSED":
+                        self.market.mark_closed(pos.symbol, result.error)
+                return result
+            except UNKNOWN_OUTCOME as exc:
+                last_error = str(exc)
+            await self.link.wait_ready()
+            with contextlib.suppress(BrokerError):
+                await self.reconcile(report_missing=True)
+            now = self.positions.get(ticket)
+            if now is None or self._volumes.get(ticket, 0) < full_volume:
+                return OrderResult(True, "", ticket=ticket, recovered=True)
+        return OrderResult(False, "", ticket=ticket, error=f"no confirmation: {last_error}",
+                           error_code="NO_CONFIRMATION")
+
+    async def amend_position(self, ticket: int, sl: float | None = None, tp: float | None = None) -> OrderResult:
+        """Set absolute SL/TP prices on an open position (None leaves that side without protection)."""
+        await self.link.wait_ready()
+        req = oa.ProtoOAAmendPositionSLTPReq(ctidTraderAccountId=self.link.account_id, positionId=ticket)
+        if sl is not None:
+            req.stopLoss = sl
+        if tp is not None:
+            req.takeProfit = tp
+        pos = self.positions.get(ticket)
+        try:
+            result = await self._send_and_wait(req, f"amend:{ticket}")
+            if result.error_code == "MARKET_CLOSED" and pos is not None:
+                self.market.mark_closed(pos.symbol, result.error)
+            return result
+        except UNKNOWN_OUTCOME as exc:
+            await self.link.wait_ready()
+            await self.reconcile()
+            p = self.positions.get(ticket)
+            if p is not None and p.sl == sl and p.tp == tp:
+                return OrderResult(True, "", ticket=ticket, sl=sl, tp=tp, recovered=True)
+            return OrderResult(False, "", ticket=ticket, error=f"no confirmation: {exc}",
+                               error_code="NO_CONFIRMATION")
+
+    # ---- events
+    def on_error(self, msg: Any, cid: str) -> None:
+        """ProtoOAOrderErrorEvent / ProtoOAErrorRes answering a trading request (by its clientMsgId)."""
+        key = self._msgid_waiter.get(cid)
+        code = getattr(msg, "errorCode", "UNKNOWN")
+        desc = getattr(msg, "description", "")
+        if key is None:
+            log.warning("broker error without a waiting request: %s %s", code, desc)
+            return
+        kind, _, ident = key.partition(":")
+        ticket = int(ident) if kind in ("close", "amend") and ident.isdigit() else None
+        self._resolve(key, parsing.failed_order(ident if kind == "order" else "", code, desc, ticket))
+
+    def on_execution(self, ev: Any, cid: str) -> None:
+        etype = ev.executionType
+        pos = ev.position if ev.HasField("position") else None
+        order = ev.order if ev.HasField("order") else None
+        if pos is not None:
+            name = self.instruments.name_of(pos.tradeData.symbolId)
+            if name is not None:
+                self._executions += 1
+                self._touched[pos.positionId] = self._executions
+                if pos.positionStatus == POSITION_CLOSED:
+                    self.positions.pop(pos.positionId, None)
+                    self._volumes.pop(pos.positionId, None)
+                elif etype != ORDER_ACCEPTED or pos.positionId in self.positions:
+                    p, vol = parsing.position(pos, self.instruments.specs[name])
+                    self.positions[pos.positionId], self._volumes[pos.positionId] = p, vol
+        client_oid = order.clientOrderId if order is not None and order.HasField("clientOrderId") else ""
+        if etype == ORDER_REJECTED:
+            code = ev.errorCode if ev.HasField("errorCode") else "REJECTED"
+            symbol = (self.instruments.name_of(order.tradeData.symbolId) or "") if order is not None else ""
+            result = parsing.failed_order(client_oid, code)
+            self._resolve(f"order:{client_oid}", result)
+            key = self._msgid_waiter.get(cid)
+            if key:
+                self._resolve(key, result)
+            self.link.emit(OrderRejected(client_oid, symbol, result.error, result.error_code, code))
+            return
+        if etype == ORDER_REPLACED and pos is not None:
+            p = self.positions.get(pos.positionId)
+            self._resolve(
+                f"amend:{pos.positionId}",
+                OrderResult(True, "", ticket=pos.positionId, sl=p.sl if p else None, tp=p.tp if p else None),
+            )
+            return
+        if etype not in (ORDER_FILLED, ORDER_PARTIAL_FILL) or not ev.HasField("deal"):
+            return
+        name = self.instruments.name_of(ev.deal.symbolId)
+        if name is None:
+            return
+        deal = parsing.deal(ev.deal, self.instruments.specs[name])
+        if deal.balance is not None:
+            self.balance = deal.balance
+        first_time = deal.deal_id not in self._seen_deals
+        self._seen_deals.add(deal.deal_id)
+        if deal.closing:
+            full = pos is None or pos.positionStatus == POSITION_CLOSED
+            result = OrderResult(True, client_oid, ticket=deal.position_id, price=deal.price, volume=deal.volume)
+            self._resolve(f"close:{deal.position_id}", result)
+            if first_time:
+                self._report_close(deal, ev, pos, full)
+            return
+        p = self.positions.get(deal.position_id)
+        result = OrderResult(True, client_oid, ticket=deal.position_id, price=deal.price, volume=deal.volume,
+                             sl=p.sl if p else None, tp=p.tp if p else None)
+        if client_oid:
+            self._own.setdefault(client_oid, result)
+            self._resolve(f"order:{client_oid}", result)
+        if not self.market.is_subscribed(name):
+            self.link.spawn(self.market.subscribe_quietly(name))  # quotes for the position's PnL
+        if first_time:
+            comment = pos.tradeData.comment if pos is not None else ""
+            self.link.emit(OrderFilled(client_oid, deal.position_id, name, deal.direction, deal.volume, deal.price,
+                                       deal.time, deal.deal_id, comment, deal.commission))
+
+    def _report_close(self, deal: Deal, ev: Any, pos: Any, full: bool) -> None:
+        order = ev.order if ev.HasField("order") else None
+        server_stop = bool(ev.isServerEvent) or (order is not None and order.orderType == parsing.STOP_LOSS_TAKE_PROFIT)
+        external = deal.position_id not in self._closing_by_us
+        label, comment = (pos.tradeData.label, pos.tradeData.comment) if pos is not None else ("", "")
+        self.link.emit(PositionClosed.from_deal(deal, -deal.direction, external and not server_stop, server_stop,
+                                               full, label, comment))
+        if full:
+            self._closing_by_us.discard(deal.position_id)
+
