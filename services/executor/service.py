@@ -401,8 +401,9 @@ class Executor(runtime.Service):
             found = check_config_lots(cfg, data.volume_limits)
             if found:
                 problems[symbol] = found
-                self.alert("config", "warning", f"{symbol}: configured lots not sendable as configured: {found}",
-                           symbol=symbol)
+                rounded = all(p.startswith("ROUNDED_DOWN") for p in found.values())  # off_step: round_down
+                self.alert("config", "info" if rounded else "warning",
+                           f"{symbol}: configured lots not sendable as configured: {found}", symbol=symbol)
         return problems
 
     def _step_stop(self) -> dict:

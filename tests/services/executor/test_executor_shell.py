@@ -339,6 +339,19 @@ def test_a_due_close_refused_again_at_the_open_waits_for_the_next_one(rig):
     assert len({c.client_order_id for c in rig.connector.orders("order_close")}) == 1  # one order id throughout
 
 
+def test_a_position_with_a_close_due_is_not_closed_again_by_a_command(rig):
+    ticket = rig.connector.position(1, 0.01)
+    rig.boot()
+    rig.connector.closed.add("EURUSD")
+    first = rig.ex._op_command(messages.CommandArgs("close", {"symbol": "EURUSD"}))["acks"]
+    assert [(a["status"], a["reason"], a["details"]["due_at_open"]) for a in first] == [("FAIL", "MARKET_CLOSED",
+                                                                                          True)]
+    again = rig.ex._op_command(messages.CommandArgs("close_all"))["acks"]
+    assert [(a["status"], a["reason"]) for a in again] == [("SKIP", "MARKET_CLOSED")]
+    assert first[0]["details"]["client_order_id"] in again[0]["details"]["detail"]
+    assert [c.ticket for c in rig.connector.orders("order_close")] == [ticket]  # one close sent, one due
+
+
 def test_a_due_close_whose_position_closes_meanwhile_is_dropped(rig):
     ticket = rig.connector.position(1, 0.01)
     rig.boot()
