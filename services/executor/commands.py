@@ -41,7 +41,7 @@ class RealPosition:
     ticket: int
     symbol: str
     direction: Direction
-    volume: int  # protocol volume (cents of a unit)
+    lots: float
     label: str = ""
 
 
@@ -49,7 +49,7 @@ class RealPosition:
 class CloseOrder:
     ticket: int
     symbol: str
-    volume: int
+    lots: float  # the whole position (a close is always of the whole position)
     client_order_id: str
     reason: str
 
@@ -107,7 +107,7 @@ def _unchanged(ctx: CommandContext, reply: dict[str, Any], **changes: Any) -> Co
 
 def _close_orders(positions: Sequence[RealPosition], now: int, reason: str) -> tuple[CloseOrder, ...]:
     return tuple(
-        CloseOrder(p.ticket, p.symbol, p.volume,
+        CloseOrder(p.ticket, p.symbol, p.lots,
                    client_order_id(p.symbol, now, OrderAction.MANUAL_CLOSE, seq=p.ticket), reason)
         for p in sorted(positions, key=lambda p: p.ticket))
 
@@ -177,6 +177,7 @@ def status(ctx: CommandContext, args: NoArgs) -> CommandResult:
         symbols[symbol] = {
             "enabled": cfg.enabled, "lots": [cfg.lot_weak, cfg.lot_moderate, cfg.lot_strong],
             "sl_usd": cfg.sl_usd, "tp_usd": cfg.tp_usd, "max_spread_pips": cfg.max_spread_pips,
+            "off_step": cfg.off_step,
             "modelled": symbol in ctx.modelled_symbols, "last_decision": ctx.last_decisions.get(symbol, ""),
         }
     orphans = sorted({p.symbol for p in ctx.positions if p.symbol not in ctx.modelled_symbols})

@@ -75,7 +75,8 @@ class SymbolData:
     volume_limits: VolumeLimits | None
     price_data: PriceData | None
     quote: Quote | None
-    min_stop_distance: float | None = None
+    min_sl_distance: float | None = None  # the broker's minimum price distances of a stop (None or 0: none)
+    min_tp_distance: float | None = None
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -84,21 +85,19 @@ def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def _volume_limits(spec: Mapping[str, Any]) -> VolumeLimits | None:
-    """Protocol volumes (cents of a unit) as given (`min_volume`...), or from the connector's lots form:
-    `lot_size` in units of the base asset and `min_lots` / `step_lots` / `max_lots`."""
-    if "min_lots" in spec:
-        units = _num(spec.get("lot_size"))
-        lots = [_num(spec.get(k)) for k in ("min_lots", "step_lots", "max_lots")]
-        if units is None or any(v is None for v in lots):
-            return None
-        lot_size = round(units * 100)
-        fields = [lot_size, *(round(v * lot_size) for v in lots)]  # type: ignore[operator]
-    else:
-        fields = [_int(spec.get(k)) for k in ("lot_size", "min_volume", "step_volume", "max_volume")]
-        if any(f is None for f in fields):
-            return None
-    limits = VolumeLimits(*fields)  # type: ignore[arg-type]
+    """`min_lots` / `step_lots` / `max_lots` (lots) and `lot_size` (units of the base asset in one lot: the
+    contract size). None when any is missing or not positive."""
+    values = [_num(spec.get(k)) for k in ("min_lots", "step_lots", "max_lots", "lot_size")]
+    if any(v is None for v in values):
+        return None
+    limits = VolumeLimits(*values)  # type: ignore[arg-type]
     return None if limits.problems() else limits
+
+
+def _distance(value: Any) -> float | None:
+    """A broker minimum distance: a price distance, 0 (or absent) meaning none."""
+    d = _num(value)
+    return d if d is not None and d > 0 else None
 
 
 def symbol_data(symbol: str, raw: Any, now: float, quote_time: float | None = None) -> SymbolData:
@@ -125,8 +124,8 @@ def symbol_data(symbol: str, raw: Any, now: float, quote_time: float | None = No
             if server_ms is not None and time_ms is not None and time_ms > 0:
                 age = max(0.0, (server_ms - time_ms) / 1000.0)
         quote = Quote(bid=bid, ask=ask, time=quote_time if age is None else now - age)
-    min_stop = _num(_first(spec, "min_stop_distance", "sl_distance_price"))
-    return SymbolData(symbol, limits, price_data, quote, min_stop)
+    return SymbolData(symbol, limits, price_data, quote, min_sl_distance=_distance(spec.get("min_sl_distance")),
+                      min_tp_distance=_distance(spec.get("min_tp_distance")))
 
 
 def with_quote(data: SymbolData, raw: Any, quote_time: float | None) -> SymbolData | None:
@@ -141,10 +140,9 @@ def with_quote(data: SymbolData, raw: Any, quote_time: float | None) -> SymbolDa
                    quote=Quote(bid=bid, ask=ask, time=quote_time))
 
 
-def positions(raw: Any, lot_sizes: Mapping[str, int] | None = None) -> list[RealPosition]:
-    """Read a `positions` reply: a list, or a map with `positions`. Volume in protocol units (`volume_wire`),
-    or lots (`volume`) converted with the symbol's lot size when known. Unreadable rows raise ValueError: the
-    account's positions are never guessed."""
+def positions(raw: Any) -> list[RealPosition]:
+    """Read a `positions` reply: a list, or a map with `positions`; each row's `volume` is in lots. Unreadable
+    rows raise ValueError: the account's positions are never guessed."""
     rows = raw.get("positions") if isinstance(raw, Mapping) else raw
     if not isinstance(rows, list):
         raise ValueError(f"positions reply is not a list: {type(rows).__name__}")
@@ -155,16 +153,20 @@ def positions(raw: Any, lot_sizes: Mapping[str, int] | None = None) -> list[Real
         ticket = _int(_first(row, "ticket", "position_id"))
         symbol = row.get("symbol")
         direction = _direction(row)
-        volume = _int(_first(row, "volume_wire", "volume_cents"))
-        if volume is None:
-            lots = _num(row.get("volume"))
-            lot_size = (lot_sizes or {}).get(symbol) if isinstance(symbol, str) else None
-            if lots is not None and lot_size:
-                volume = round(lots * lot_size)
-        if ticket is None or not isinstance(symbol, str) or direction is None or volume is None:
-            raise ValueError(f"position row lacks ticket, symbol, direction or volume: {dict(row)!r}")
-        out.append(RealPosition(ticket, symbol, direction, volume, str(row.get("label") or "")))
+        lots = _num(row.get("volume"))
+        if ticket is None or not isinstance(symbol, str) or direction is None or lots is None or lots <= 0:
+            raise ValueError(f"position row lacks ticket, symbol, direction or volume (lots): {dict(row)!r}")
+        out.append(RealPosition(ticket, symbol, direction, lots, str(row.get("label") or "")))
     return sorted(out, key=lambda p: p.ticket)
+
+
+def closed_markets(raw: Any) -> set[str]:
+    """The symbols a `positions` reply lists as closed (`markets: {SYM: {"open": false, ...}}`). A symbol absent,
+    or a reply without `markets` (a connector that does not say), is not known closed."""
+    markets = raw.get("markets") if isinstance(raw, Mapping) else None
+    if not isinstance(markets, Mapping):
+        return set()
+    return {s for s, m in markets.items() if isinstance(s, str) and isinstance(m, Mapping) and m.get("open") is False}
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,8 @@ def ack_record(ack: Ack, now: float, signal: messages.Signal | None = None, inde
         "volume": float(ack.volume) if ack.volume is not None else None, "price": ack.fill_price,
         "reason": ack.reason,
         "data": {k: v for k, v in ack.to_dict().items() if v is not None and k in (
-            "detail", "reference_price", "slippage_pips", "pnl")},
+            "detail", "reference_price", "slippage_pips", "pnl", "requested_lots", "off_step", "error_code",
+            "broker_code", "due_at_open")},
     }
 
 

@@ -29,7 +29,7 @@ from services.executor.comment import (
     client_order_id,
     encode,
 )
-from services.executor.lots import LotError, VolumeLimits, intensity_of_volume, volume_for_intensity
+from services.executor.lots import LotError, VolumeLimits, intensities_of_lots, lots_to_send
 from services.executor.risk import (
     OpenContext,
     Quote,
@@ -63,14 +63,15 @@ class SignalInputs:
     risk: RiskState
     now: float
     quote: Quote | None
-    volume_limits: VolumeLimits | None
+    volume_limits: VolumeLimits | None  # in lots, with the contract size
     price_data: PriceData | None
     balance: float | None
     free_margin: float | None
     broker_required_margin: float | None = None  # from ProtoOAExpectedMarginReq, when available
     twin_previous: Direction | None = None  # the twin's direction at the bar before, from a live signal
     leverage: float | None = None  # account leverage, for the fallback margin estimate
-    min_stop_distance: float | None = None
+    min_sl_distance: float | None = None  # the broker's minimum price distances (None or 0: none)
+    min_tp_distance: float | None = None
     action_index: int | None = None
     hmm_state: int | None = None
     virtual_pnl: float | None = None
@@ -81,11 +82,13 @@ class SignalInputs:
 class OpenOrder:
     symbol: str
     direction: Direction
-    volume: int  # protocol volume (cents of a unit)
-    relative_stop_loss: int | None  # 1/100000 of price
-    relative_take_profit: int | None
+    lots: float
+    sl_distance: float | None  # price distance from the fill, rounded to the symbol's digits; None: no stop
+    tp_distance: float | None
     label: str
     client_order_id: str
+    requested_lots: float | None = None  # the configured lots, when they were off the symbol's step
+    off_step: str | None = None  # the symbol's off-step rule that made `lots` from them (round_down)
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,9 @@ class SignalPlan:
 
 
 def real_stance(positions: Sequence[RealPosition], signal: Stance, config: SymbolConfig,
-                lot_size: int | None) -> Stance:
-    """The symbol's real position as the sync rule sees it (see the module docstring for several positions)."""
+                limits: VolumeLimits | None) -> Stance:
+    """The symbol's real position as the sync rule sees it (see the module docstring for several positions).
+    Its intensity is the one whose opening has its lots (the signal's when several do; 0 when none does)."""
     if not positions:
         return FLAT
     directions = {p.direction for p in positions}
@@ -109,14 +113,14 @@ def real_stance(positions: Sequence[RealPosition], signal: Stance, config: Symbo
         other = Direction.SHORT if signal.direction == Direction.LONG else Direction.LONG
         return Stance(other, 0)
     direction = directions.pop()
-    volume = sum(p.volume for p in positions)
-    intensity = intensity_of_volume(config, volume, lot_size) if lot_size else 0
+    found = intensities_of_lots(config, sum(p.lots for p in positions), limits)
+    intensity = signal.intensity if signal.intensity in found else (found[0] if found else 0)
     return Stance(direction, intensity)
 
 
 def emergency_closes(positions: Sequence[RealPosition], now: int) -> tuple[CloseOrder, ...]:
     """Every position of the account, for CLOSE_ALL_AND_HALT (orphans included: the account is at stake)."""
-    return tuple(CloseOrder(p.ticket, p.symbol, p.volume,
+    return tuple(CloseOrder(p.ticket, p.symbol, p.lots,
                             client_order_id(p.symbol, now, OrderAction.EMERGENCY_CLOSE, seq=p.ticket),
                             "EMERGENCY_DD")
                  for p in sorted(positions, key=lambda p: p.ticket))
@@ -124,13 +128,12 @@ def emergency_closes(positions: Sequence[RealPosition], now: int) -> tuple[Close
 
 def plan_signal(x: SignalInputs) -> SignalPlan:
     mine = [p for p in x.positions if p.symbol == x.symbol]
-    lot_size = x.volume_limits.lot_size if x.volume_limits else None
     decision = decide(SyncInputs(
-        position=real_stance(mine, x.signal, x.config, lot_size), signal=x.signal, previous=x.previous,
+        position=real_stance(mine, x.signal, x.config, x.volume_limits), signal=x.signal, previous=x.previous,
         enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused, enabled=x.config.enabled,
         orphan=not x.modelled, twin_previous=x.twin_previous))
     if decision.closes:
-        closes = tuple(CloseOrder(p.ticket, p.symbol, p.volume,
+        closes = tuple(CloseOrder(p.ticket, p.symbol, p.lots,
                                   client_order_id(x.symbol, x.bar_time, OrderAction.CLOSE, seq=p.ticket),
                                   decision.reason)
                        for p in sorted(mine, key=lambda p: p.ticket))
@@ -141,21 +144,26 @@ def plan_signal(x: SignalInputs) -> SignalPlan:
 
 
 def _skip(x: SignalInputs, decision: SyncDecision, reason: str, detail: str,
-          verdict: RiskVerdict | None = None) -> SignalPlan:
-    ack = ack_skip(x.symbol, SyncAction.OPEN.value, reason, detail, x.bar_time)
+          verdict: RiskVerdict | None = None, off_step: tuple[float | None, str | None] = (None, None)
+          ) -> SignalPlan:
+    ack = ack_skip(x.symbol, SyncAction.OPEN.value, reason, detail, x.bar_time, *off_step)
     return SignalPlan(decision, ack=ack, risk=verdict)
 
 
 def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
     try:
-        volume = volume_for_intensity(x.config, x.signal.intensity, x.volume_limits)
+        sized = lots_to_send(x.config, x.signal.intensity, x.volume_limits)
     except LotError as exc:
-        return _skip(x, decision, exc.code, str(exc))
+        refused = (exc.requested, x.config.off_step) if exc.code == "OFF_STEP" else (None, None)
+        return _skip(x, decision, exc.code, str(exc), off_step=refused)
+    assert x.volume_limits is not None  # lots_to_send needs them
+    off_step = (sized.requested, sized.rule.value) if sized.off_step else (None, None)
 
     margin = x.broker_required_margin
     if margin is None and x.quote is not None and x.price_data is not None:
         price = x.quote.ask if x.signal.direction == Direction.LONG else x.quote.bid
-        margin = required_margin(volume, price, x.price_data.quote_to_deposit, x.leverage)
+        margin = required_margin(sized.lots, x.volume_limits.contract_size, price, x.price_data.quote_to_deposit,
+                                 x.leverage)
     pip_position = x.price_data.pip_position if x.price_data else None
     ctx = OpenContext(now=x.now, quote=x.quote, pip_position=pip_position,
                       max_spread_pips=x.config.max_spread_pips, free_margin=x.free_margin, required_margin=margin)
@@ -165,14 +173,15 @@ def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
         return SignalPlan(decision, closes=emergency_closes(x.positions, int(x.now)), ack=ack, risk=verdict,
                           halt=True)
     if not verdict.allowed:
-        return _skip(x, decision, verdict.reason, verdict.detail, verdict)
+        return _skip(x, decision, verdict.reason, verdict.detail, verdict, off_step)
 
     if x.price_data is None:
-        return _skip(x, decision, "NO_SYMBOL_DATA", "no price data for SL/TP", verdict)
+        return _skip(x, decision, "NO_SYMBOL_DATA", "no price data for SL/TP", verdict, off_step)
     try:
-        stops = sltp_plan(x.config.sl_usd, x.config.tp_usd, volume, x.price_data, x.min_stop_distance)
+        stops = sltp_plan(x.config.sl_usd, x.config.tp_usd, sized.lots, x.volume_limits.contract_size,
+                          x.price_data, x.min_sl_distance, x.min_tp_distance)
     except SltpError as exc:
-        return _skip(x, decision, exc.code, str(exc), verdict)
+        return _skip(x, decision, exc.code, str(exc), verdict, off_step)
 
     cid = client_order_id(x.symbol, x.bar_time, OrderAction.OPEN)
     dd = drawdown(x.risk)
@@ -185,9 +194,8 @@ def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
             virtual_pnl=round(x.virtual_pnl, 2) if x.virtual_pnl is not None else None,
             spread_pips=round(spread, 1) if spread is not None else None, model_hash=x.model_hash))
     except CommentError as exc:
-        return _skip(x, decision, "BAD_LABEL", str(exc), verdict)
-    order = OpenOrder(symbol=x.symbol, direction=x.signal.direction, volume=volume,
-                      relative_stop_loss=stops.sl.relative if stops.sl else None,
-                      relative_take_profit=stops.tp.relative if stops.tp else None, label=label,
-                      client_order_id=cid)
+        return _skip(x, decision, "BAD_LABEL", str(exc), verdict, off_step)
+    order = OpenOrder(symbol=x.symbol, direction=x.signal.direction, lots=sized.lots,
+                      sl_distance=stops.sl_distance, tp_distance=stops.tp_distance, label=label,
+                      client_order_id=cid, requested_lots=off_step[0], off_step=off_step[1])
     return SignalPlan(decision, open=order, risk=verdict, required_margin=margin)

@@ -15,6 +15,9 @@ Checks of `check_open`, first failure wins:
 4. Spread from the live bid/ask, in pips, against the symbol's `max_spread_pips`.
 5. Margin: free margin must cover the required margin plus `margin_buffer_pct`.
 Any missing input fails closed (BLOCK with a NO_* reason), never open.
+
+Money is net: equity is the broker's (balance + the open positions' net unrealized PnL: price move, swap and
+commission), and a close counts by its net profit (`PositionClosed.net_profit`), never its gross.
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ def on_equity(state: RiskState, equity: float | None) -> RiskState:
 
 def on_close(state: RiskState, pnl: float, now: float, limits: RiskConfig,
              close_id: str | None = None) -> RiskState:
-    """Every closed position, whoever closed it. A loss extends the streak; a win or break-even ends it.
+    """Every closed position, whoever closed it; `pnl` is its NET profit (after commission and swap). A loss
+    extends the streak; a win or break-even ends it.
 
     When the streak reaches `max_consecutive_losses`, the cooldown starts and the streak restarts from 0.
     The same `close_id` seen twice (own ack + broker event) counts once.
@@ -171,17 +175,18 @@ def spread_pips(quote: Quote | None, pip_position: int | None) -> float | None:
     return (quote.ask - quote.bid) / 10.0 ** -pip_position
 
 
-def required_margin(volume: int | None, price: float | None, quote_to_deposit: float | None,
-                    leverage: float | None) -> float | None:
-    """Margin in deposit currency for `volume` (cents of a unit) at `price`: notional / leverage.
+def required_margin(lots: float | None, contract_size: float | None, price: float | None,
+                    quote_to_deposit: float | None, leverage: float | None) -> float | None:
+    """Margin in deposit currency for `lots` at `price`: notional (lots * contract size * price, in the quote
+    currency, converted to the deposit currency) / leverage.
 
     Prefer the broker's own figure (ProtoOAExpectedMarginReq) when the service has it; this is the fallback
     from the account leverage. None when any input is missing or not positive (the check then fails closed).
     """
-    values = (volume, price, quote_to_deposit, leverage)
+    values = (lots, contract_size, price, quote_to_deposit, leverage)
     if any(v is None or not math.isfinite(v) or v <= 0 for v in values):
         return None
-    return volume / 100 * price * quote_to_deposit / leverage
+    return lots * contract_size * price * quote_to_deposit / leverage
 
 
 def check_open(state: RiskState, limits: RiskConfig, ctx: OpenContext) -> RiskVerdict:

@@ -15,14 +15,18 @@ Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
 - `executor.sync` reconciles (positions, orphans, last signals) and may close, never open.
 - HALTED (system state, or the risk guard's emergency) blocks openings; closes always go.
 - Dry-run: the whole decision path, no order sent; the acks say DRY_RUN.
+- A closed market (README "Closed market"): an opening the broker refuses as MARKET_CLOSED is acked SKIP and not
+  sent again; a close it refuses so is due at the open (due_closes.py), sent once when `market.<SYM>` says open or
+  at `executor.sync` when the positions reply does not list the market as closed.
 - State that must survive a restart (pause, risk state: halt, session start balance, loss streak; the last stance
-  per symbol; the orders out now, written ahead, and the last acks) is written atomically to
-  `<data_dir>/<executor.state_file>`; everything else is rebuilt from the connector and the preditor.
+  per symbol; the orders out now, written ahead, the last acks, the closes due at the open) is written atomically
+  to `<data_dir>/<executor.state_file>` (state_file.py); everything else is rebuilt from the connector and the
+  preditor.
+- Units: lots, prices, price distances and account money only; the connector converts to and from the broker's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -37,22 +41,31 @@ from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.sequence import Delivery
-from services.executor import commands, inputs
+from services.executor import commands, due_closes, inputs, state_file, state_v1
 from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
-from services.executor.acks import Ack, AckStatus, ack_dry_run, ack_failed, ack_filled, ack_skip
+from services.executor.acks import (
+    Ack,
+    AckStatus,
+    ack_already_due,
+    ack_dry_run,
+    ack_failed,
+    ack_filled,
+    ack_refused,
+    ack_skip,
+)
 from services.executor.batch import Batch, Decided
 from services.executor.commands import CloseOrder, RealPosition
+from services.executor.due_closes import DueClose, DueCloses
 from services.executor.lots import check_config_lots
 from services.executor.order_lines import OrderGroup
 from services.executor.plan import OpenOrder, SignalInputs, emergency_closes, plan_signal
-from services.executor.sltp import PRICE_SCALE
 from services.executor.sync import Direction, Stance, SyncAction
 from services.paper.model_meta import read_models
 
 log = logging.getLogger("oracle.executor")
 
-STATE_VERSION = 1
+DUE_CLOSE = "DUE_CLOSE"  # the ack action of a close sent at the open (it was refused as MARKET_CLOSED)
 FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (their answers wake it at once)
 ORDER_ATTEMPT_S = 5.0  # one order request's wait before it is asked again (same client order id)
 
@@ -85,7 +98,7 @@ class Executor(runtime.Service):
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
         "preditor": ["signal.", "hb.", "alert."],
-        "connector": ["fill.", "closed.", "reject.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
+        "connector": ["fill.", "closed.", "reject.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
     }
     not_implemented = [
         "broker expected margin (ProtoOAExpectedMarginReq): the margin check uses the account leverage",
@@ -107,6 +120,11 @@ class Executor(runtime.Service):
         self.handled: dict[str, int] = {}  # bar time of that signal
         self._last_acks: list[dict] = []  # the records of the last evaluation's acks (kept in the state file)
         self._replay: list[dict] = []  # orders decided by an earlier process that died carrying them out
+        self._v1_intents: list[dict] = []  # the same, written by a version-1 executor: converted when replayed
+        self.due = DueCloses()  # closes refused as MARKET_CLOSED, sent at the open (kept in the state file)
+        self.markets: dict[str, dict] = {}  # symbol -> {"open", "time", "reason"}: what the connector said last
+        self.closed_markets: set[str] = set()  # symbols the last positions reply listed as closed
+        self._opened: set[str] = set()  # symbols whose market opened with closes due there, not yet sent
         self._flights: list[_Flight] = []  # batches whose orders are out
         self._order_lines: list[bus.Requester] = []  # idle REQ sockets to the connector, one per order in flight
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
@@ -120,7 +138,6 @@ class Executor(runtime.Service):
         self._book_account: inputs.AccountData | None = None  # from the last positions answer
         self._book_quotes: dict[str, Any] = {}  # symbol -> bid, ask, quote_to_deposit, from the same answer
         self.orphans: list[str] = []
-        self.lot_sizes: dict[str, int] = {}
         self.pip_positions: dict[str, int] = {}
         self.connected: bool | None = None
         self.synced = False
@@ -143,28 +160,32 @@ class Executor(runtime.Service):
         except (OSError, ValueError) as exc:
             log.error("executor state %s unreadable (%s); starting without it", self.state_path, exc)
             return
-        if data.get("version") != STATE_VERSION:
-            log.error("executor state %s has version %r; ignored", self.state_path, data.get("version"))
+        try:
+            state, notes = state_file.from_json(data)
+        except state_file.StateFileError as exc:
+            log.error("executor state %s: %s; ignored", self.state_path, exc)
             return
-        self.paused = bool(data.get("paused", False))
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            self.risk = risk_rules.RiskState.from_dict(data["risk"])
-        for symbol, last in (data.get("last") or {}).items():  # absent: written before a crash of an older version
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                self.previous[symbol] = Stance(Direction(last["direction"]), int(last["intensity"]))
-                self.handled[symbol] = int(last["bar_time"])
-        intents = data.get("intents", [data["intent"]] if isinstance(data.get("intent"), dict) else [])
-        self._replay = [i for i in intents if isinstance(i, dict)] if isinstance(intents, list) else []
-        for record in data.get("acks") or []:  # the last evaluation's acks, maybe not handed over before a crash
-            if isinstance(record, dict) and record.get("id"):
+        for note in notes:
+            log.warning("executor state %s: %s", self.state_path, note)
+        self.paused, self.risk, self.due = state.paused, state.risk, state.due
+        for symbol, (stance, bar_time) in state.last.items():
+            self.previous[symbol] = stance
+            self.handled[symbol] = bar_time
+        self._replay = state.intents
+        self._v1_intents = state.v1_intents
+        for record in state.acks:  # the last evaluation's acks, maybe not handed over before a crash
+            if record.get("id"):
                 self.persist("acks", record)
+        if len(self.due):
+            logs.event(log, logging.INFO, "closes due at the open", tickets=[d.ticket for d in self.due.closes])
 
     def _save_state(self) -> None:
-        last = {s: {"bar_time": t, "direction": int(self.previous[s].direction),
-                    "intensity": self.previous[s].intensity} for s, t in self.handled.items() if s in self.previous}
-        text = json.dumps({"version": STATE_VERSION, "paused": self.paused, "risk": self.risk.to_dict(),
-                           "last": last, "acks": self._last_acks,
-                           "intents": self._replay + [i for f in self._flights for i in f.intents]})
+        state = state_file.ExecutorState(
+            paused=self.paused, risk=self.risk,
+            last={s: (self.previous[s], t) for s, t in self.handled.items() if s in self.previous},
+            acks=self._last_acks, intents=self._replay + [i for f in self._flights for i in f.intents],
+            v1_intents=self._v1_intents, due=self.due)
+        text = json.dumps(state_file.to_json(state))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -199,9 +220,10 @@ class Executor(runtime.Service):
         self.count("positions_requests")
         raw = self._connector_call(messages.OP_POSITIONS.name, messages.NoArgs())
         try:
-            self.positions = inputs.positions(raw, self.lot_sizes)
+            self.positions = inputs.positions(raw)
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
+        self.closed_markets = inputs.closed_markets(raw)
         # the connector answers positions only with its broker session up (its live book, or a reconcile after a
         # drop): connected now, even when its conn.state saying so still waits behind this batch
         self.connected = True
@@ -250,8 +272,6 @@ class Executor(runtime.Service):
         data = inputs.symbol_data(symbol, raw, now, quote_time=now if self.connected is not False else None)
         if data.volume_limits is not None and data.price_data is not None:
             self._symbol_data[symbol] = data
-        if data.volume_limits is not None:
-            self.lot_sizes[symbol] = data.volume_limits.lot_size
         if data.price_data is not None and data.price_data.pip_position is not None:
             self.pip_positions[symbol] = data.price_data.pip_position
         return data
@@ -324,6 +344,9 @@ class Executor(runtime.Service):
             tickets = [p.ticket for p in positions if p.symbol == symbol]
             self.alert("orphan", "warning", f"{symbol}: position(s) {tickets} without a model; never touched "
                        "automatically (close with `oracle ctl close {symbol}`)", symbol=symbol, tickets=tickets)
+        due_before = len(self.due)
+        self._release_due_at_sync()  # closes due at the open: now, where the market is not said to be closed
+        self._opened.difference_update(set(self._opened) - self.closed_markets)
         lot_problems = self._check_lots(now)
         # the preditor's last signals, and anything that arrived before: evaluated, closes only
         latest = dict(self.pending)
@@ -351,6 +374,8 @@ class Executor(runtime.Service):
                 evaluated[symbol] = f"retry: {exc}"
         self.synced = True
         return {"positions": len(positions), "tickets": [p.ticket for p in positions], "orphans": orphans,
+                "due_closes": {"before": due_before, "after": len(self.due),
+                               "closed_markets": sorted(self.closed_markets)},
                 "last_signals": len(last), "last_signals_note": why, "evaluated": evaluated,
                 "lot_problems": lot_problems,
                 "paused": self.paused, "halted": self.halted, "dry_run": self.dry_run}
@@ -376,7 +401,9 @@ class Executor(runtime.Service):
             found = check_config_lots(cfg, data.volume_limits)
             if found:
                 problems[symbol] = found
-                self.alert("config", "warning", f"{symbol}: configured lots not sendable: {found}", symbol=symbol)
+                rounded = all(p.startswith("ROUNDED_DOWN") for p in found.values())  # off_step: round_down
+                self.alert("config", "info" if rounded else "warning",
+                           f"{symbol}: configured lots not sendable as configured: {found}", symbol=symbol)
         return problems
 
     def _step_stop(self) -> dict:
@@ -442,6 +469,8 @@ class Executor(runtime.Service):
             self.count("rejects_seen")
         elif isinstance(body, messages.ConnectionState):
             self.connected = body.connected
+        elif isinstance(body, messages.MarketState):
+            self._on_market(body)
 
     def _take_signal(self, sig: messages.Signal, seq: int | None, epoch: int | None) -> None:
         if sig.bar_time <= self.handled.get(sig.symbol, -1):
@@ -469,13 +498,16 @@ class Executor(runtime.Service):
                 self._want_last_signals = True  # a preditor still loading after its restart answers later
             for sig in last:
                 self._take_signal(sig, None, None)
-        if self._replay and self.synced and not self.stopped and now >= self._retry_at:
+        if (self._replay or self._v1_intents) and self.synced and not self.stopped and now >= self._retry_at:
             try:  # before any newer signal: its plan must see the account these orders make
                 self._replay_intents()
             except ConnectorDown as exc:
                 self._retry_at = now + 1.0
                 log.warning("orders of signals decided before a restart wait for the connector: %s", exc)
                 return
+        if self._opened and self.synced and not self.stopped and now >= self._retry_at:
+            # before the symbol's newer signals: they are decided on the account without the position
+            self._release_due_at_open({s for f in self._flights for s in f.symbols})
         if not self.pending or not self.synced or now < self._retry_at:
             return
         busy = {s for f in self._flights for s in f.symbols}  # a symbol's next signal waits for its orders
@@ -571,8 +603,12 @@ class Executor(runtime.Service):
             for c in o.closes:
                 if self.dry_run:
                     mine.append(ack_dry_run(c.symbol, o.action, c.reason, client_order_id=c.client_order_id,
-                                            volume=c.volume, detail=f"close ticket {c.ticket}",
+                                            volume=c.lots, detail=f"close ticket {c.ticket}",
                                             bar_time=o.sig.bar_time))
+                    continue
+                due = self._already_due(c, o.action, o.sig.bar_time)
+                if due is not None:
+                    mine.append(due)
                     continue
                 self.count("closes_sent")
                 jobs.append((n, c))
@@ -584,7 +620,7 @@ class Executor(runtime.Service):
                 if early is None:
                     self.count("orders_sent")
                     jobs.append((n, o.open))
-                    requests.append((messages.OP_ORDER_OPEN.name, self._open_args(o.open, o.data),
+                    requests.append((messages.OP_ORDER_OPEN.name, self._open_args(o.open),
                                      o.open.client_order_id))
                 mine.append(early)
             acks.append(mine)
@@ -667,13 +703,14 @@ class Executor(runtime.Service):
     def _replay_intents(self) -> None:
         """The orders of signals an earlier process decided and died carrying out: the same orders again, the acks
         the first process would have made. ConnectorDown: kept, retried."""
+        self._convert_v1_intents()
         batch = []
         for intent in self._replay:
             sig = messages.from_wire(messages.Signal, intent["signal"])
-            closes = [CloseOrder(c["ticket"], c["symbol"], c["volume"], c["client_order_id"], c["reason"])
+            closes = [CloseOrder(c["ticket"], c["symbol"], c["lots"], c["client_order_id"], c["reason"])
                       for c in intent["closes"]]
             known = {p.ticket for p in self.positions}
-            self.positions += [RealPosition(c["ticket"], c["symbol"], Direction(c["direction"]), c["volume"], "")
+            self.positions += [RealPosition(c["ticket"], c["symbol"], Direction(c["direction"]), c["lots"], "")
                                for c in intent["closes"] if c["direction"] is not None and c["ticket"] not in known]
             order, data = None, None
             if intent["open"] is not None:
@@ -688,6 +725,30 @@ class Executor(runtime.Service):
         self._execute(batch, intents=intents)
         self._wait_flights()
 
+    def _convert_v1_intents(self) -> None:
+        """Orders written ahead by a version-1 executor (protocol volumes): converted to lots with their symbols'
+        contract sizes (asked of the connector), then carried out like any. One that cannot be converted (the
+        connector does not know its symbol) is not sent: an alert names its orders. ConnectorDown: kept, retried."""
+        if not self._v1_intents:
+            return
+        sizes: dict[str, float | None] = {}
+        for intent in self._v1_intents:
+            for symbol in sorted(state_v1.intent_symbols(intent) - set(sizes)):
+                limits = self._fetch_symbol(symbol, time.time()).volume_limits
+                sizes[symbol] = limits.contract_size if limits is not None else None
+        for intent in self._v1_intents:
+            try:
+                self._replay.append(state_v1.intent_from_v1(intent, sizes))
+                logs.event(log, logging.INFO, "version-1 orders converted to lots", reason=intent.get("reason"))
+            except state_v1.LegacyIntentError as exc:
+                cids = [c.get("client_order_id") for c in intent.get("closes") or [] if isinstance(c, dict)]
+                if isinstance(intent.get("open"), dict):
+                    cids.append(intent["open"].get("client_order_id"))
+                self.alert("legacy_intent", "critical", f"orders written ahead by a version-1 executor not carried "
+                           f"out: {exc}; check them at the broker: {cids}", client_order_ids=cids)
+        self._v1_intents = []
+        self._save_state()
+
     def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
                 acct: inputs.AccountData | None, now: float) -> SignalInputs:
         assert self.config is not None
@@ -698,7 +759,8 @@ class Executor(runtime.Service):
             risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
             volume_limits=data.volume_limits, price_data=data.price_data,
             balance=acct.balance if acct else None, free_margin=acct.free_margin if acct else None,
-            leverage=acct.leverage if acct else None, min_stop_distance=data.min_stop_distance,
+            leverage=acct.leverage if acct else None, min_sl_distance=data.min_sl_distance,
+            min_tp_distance=data.min_tp_distance,
             action_index=sig.action if 0 <= sig.action <= 6 else None,
             hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
 
@@ -716,19 +778,16 @@ class Executor(runtime.Service):
             return ack_skip(order.symbol, action, "HALTED", self.risk.halt_reason or "system HALTED", bar_time)
         if self.dry_run:
             return ack_dry_run(order.symbol, action, o.reason, client_order_id=order.client_order_id,
-                               volume=order.volume, detail=f"sl {order.relative_stop_loss} tp "
-                               f"{order.relative_take_profit} label {order.label}", bar_time=bar_time)
+                               volume=order.lots, detail=f"sl {order.sl_distance} tp {order.tp_distance} "
+                               f"label {order.label}", bar_time=bar_time, requested_lots=order.requested_lots,
+                               off_step=order.off_step)
         return None
 
     @staticmethod
-    def _open_args(order: OpenOrder, data: inputs.SymbolData | None) -> messages.OrderOpenArgs:
-        lot_size = data.volume_limits.lot_size if data is not None and data.volume_limits else None
-        assert lot_size, "the plan opens only with volume limits"
+    def _open_args(order: OpenOrder) -> messages.OrderOpenArgs:
         return messages.OrderOpenArgs(
-            symbol=order.symbol, direction=int(order.direction), lots=order.volume / lot_size,
-            client_order_id=order.client_order_id,
-            sl_distance=order.relative_stop_loss / PRICE_SCALE if order.relative_stop_loss else None,
-            tp_distance=order.relative_take_profit / PRICE_SCALE if order.relative_take_profit else None,
+            symbol=order.symbol, direction=int(order.direction), lots=order.lots,
+            client_order_id=order.client_order_id, sl_distance=order.sl_distance, tp_distance=order.tp_distance,
             comment=order.label)
 
     def _open_ack(self, order: OpenOrder, o: Decided, res: messages.OrderResult | str) -> Ack:
@@ -736,43 +795,144 @@ class Executor(runtime.Service):
         if isinstance(res, str):
             return ack_failed(order.symbol, action, res, client_order_id=cid, bar_time=bar_time)
         if not res.success or res.ticket is None or res.price is None:
-            return ack_failed(order.symbol, action, res.error or "no ticket in the result", client_order_id=cid,
-                              bar_time=bar_time)
+            return ack_refused(order.symbol, action, opening=True, error_code=res.error_code,
+                               broker_code=res.broker_code,
+                               error=res.error or ("" if not res.success else "no ticket or price in the result"),
+                               client_order_id=cid, bar_time=bar_time, volume=order.lots,
+                               requested_lots=order.requested_lots, off_step=order.off_step)
         if all(p.ticket != res.ticket for p in self.positions):  # a positions answer may have brought it already
-            self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.volume, cid))
+            self.positions.append(RealPosition(res.ticket, order.symbol, order.direction, order.lots, cid))
         pip = o.data.price_data.pip_position if o.data is not None and o.data.price_data else None
         return ack_filled(order.symbol, action, o.reason, client_order_id=cid, ticket=res.ticket,
-                          volume=order.volume, fill_price=res.price, reference_price=o.sig.close,
-                          side=order.direction, pip_position=pip, bar_time=bar_time)
+                          volume=order.lots, fill_price=res.price, reference_price=o.sig.close,
+                          side=order.direction, pip_position=pip, bar_time=bar_time,
+                          requested_lots=order.requested_lots, off_step=order.off_step)
 
     def _close_ack(self, c: CloseOrder, action: str, sig: messages.Signal | None, side: Direction | None,
-                   res: messages.OrderResult | str) -> Ack:
-        bar_time = sig.bar_time if sig is not None else None
+                   res: messages.OrderResult | str, bar_time: int | None = None) -> Ack:
+        """The ack of a close's answer. A close the market refused becomes due at the open (kept in `self.due`;
+        the caller saves the state)."""
+        bar_time = sig.bar_time if sig is not None else bar_time
         if isinstance(res, str):
             return ack_failed(c.symbol, action, res, client_order_id=c.client_order_id, bar_time=bar_time)
         if res.success and res.price is not None and side is not None:
             return ack_filled(c.symbol, action, c.reason, client_order_id=c.client_order_id, ticket=c.ticket,
-                              volume=c.volume, fill_price=res.price,
+                              volume=c.lots, fill_price=res.price,
                               reference_price=sig.close if sig is not None else None, side=side,
                               pip_position=self.pip_positions.get(c.symbol), bar_time=bar_time)
-        if res.success or res.error == "POSITION_NOT_FOUND":
+        if res.success or res.error_code == "POSITION_NOT_FOUND" or res.error == "POSITION_NOT_FOUND":
             return Ack(c.symbol, action, AckStatus.OK, "ALREADY_FLAT" if not res.success else c.reason,
-                       bar_time=bar_time, client_order_id=c.client_order_id, ticket=c.ticket)
-        return ack_failed(c.symbol, action, res.error, client_order_id=c.client_order_id, bar_time=bar_time)
+                       bar_time=bar_time, client_order_id=c.client_order_id, ticket=c.ticket, volume=c.lots)
+        if due_closes.market_refused(res) and action != DUE_CLOSE:
+            self.due, added = self.due.add(due_closes.refused(c, action, bar_time, time.time()))
+            if added:
+                logs.event(log, logging.WARNING, "close due at the open", symbol=c.symbol, ticket=c.ticket,
+                           cid=c.client_order_id, action=action)
+        return ack_refused(c.symbol, action, opening=False, error_code=res.error_code, broker_code=res.broker_code,
+                           error=res.error, client_order_id=c.client_order_id, bar_time=bar_time, ticket=c.ticket,
+                           volume=c.lots)
+
+    def _already_due(self, c: CloseOrder, action: str, bar_time: int | None) -> Ack | None:
+        """The ack of a close not sent because its position already has a close due at the open; None: send it."""
+        due = self.due.for_ticket(c.ticket)
+        if due is None:
+            return None
+        return ack_already_due(c.symbol, action, ticket=c.ticket, due_client_order_id=due.client_order_id,
+                               client_order_id=c.client_order_id, bar_time=bar_time)
 
     def _send_closes(self, closes: list[CloseOrder], action: str, sig: messages.Signal | None = None) -> list[Ack]:
-        """Closes outside a signal's plan (commands, emergency, close on exit), all at once."""
+        """Closes outside a signal's plan (commands, emergency, close on exit), all at once. A position with a close
+        due at the open is not closed again."""
+        bar_time = sig.bar_time if sig else None
         if self.dry_run:
-            return [ack_dry_run(c.symbol, action, c.reason, client_order_id=c.client_order_id, volume=c.volume,
-                                detail=f"close ticket {c.ticket}", bar_time=sig.bar_time if sig else None)
+            return [ack_dry_run(c.symbol, action, c.reason, client_order_id=c.client_order_id, volume=c.lots,
+                                detail=f"close ticket {c.ticket}", bar_time=bar_time)
                     for c in closes]
+        acks: list[Ack | None] = [self._already_due(c, action, bar_time) for c in closes]
+        send = [c for c, ack in zip(closes, acks, strict=True) if ack is None]
         sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
-        self.count("closes_sent", len(closes))
+        self.count("closes_sent", len(send))
+        due_before = self.due
+        results = iter(self._orders([(messages.OP_ORDER_CLOSE.name,
+                                      messages.OrderCloseArgs(ticket=c.ticket, lots=None,
+                                                              client_order_id=c.client_order_id),
+                                      c.client_order_id) for c in send]))
+        out = [ack if ack is not None else self._close_ack(c, action, sig, sides.get(c.ticket), next(results))
+               for c, ack in zip(closes, acks, strict=True)]
+        if self.due != due_before:
+            self._save_state()
+        return out
+
+    def _send_due(self, dues: list[DueClose]) -> None:
+        """Closes due at the open, sent now with their own client order ids; acked as DUE_CLOSE. The state (the
+        dues marked SENT) is saved before they go, and again with their answers."""
+        if not dues:
+            return
+        self._save_state()
+        self.count("due_closes_sent", len(dues))
         results = self._orders([(messages.OP_ORDER_CLOSE.name,
-                                 messages.OrderCloseArgs(ticket=c.ticket, lots=None, client_order_id=c.client_order_id),
-                                 c.client_order_id) for c in closes])
-        return [self._close_ack(c, action, sig, sides.get(c.ticket), res)
-                for c, res in zip(closes, results, strict=True)]
+                                 messages.OrderCloseArgs(ticket=d.ticket, lots=None, client_order_id=d.client_order_id),
+                                 d.client_order_id) for d in dues])
+        sides = {p.ticket: Direction(-int(p.direction)) for p in self.positions}
+        acks = []
+        for d, res in zip(dues, results, strict=True):
+            self.due, again = self.due.answered(d.ticket, res)
+            ack = self._close_ack(d.order, DUE_CLOSE, None, sides.get(d.ticket), res, bar_time=d.bar_time)
+            logs.event(log, logging.INFO if not again else logging.WARNING,
+                       "due close refused again: due at the next open" if again else "due close sent at the open",
+                       symbol=d.symbol, ticket=d.ticket, cid=d.client_order_id, status=ack.status.value,
+                       reason=ack.reason)
+            acks.append((d, ack))
+        self._save_state()
+        for d, ack in acks:
+            # one record per sending (a due close refused again is sent again at a later open)
+            self._emit_ack(ack, None, d.sent)
+
+    def _drop_gone(self, dropped: list[DueClose]) -> None:
+        for d in dropped:
+            logs.event(log, logging.INFO, "due close dropped: its position is gone", symbol=d.symbol, ticket=d.ticket,
+                       cid=d.client_order_id)
+
+    def _release_due_at_sync(self) -> None:
+        """Sync / boot, right after a positions answer: the closes due where that answer does not say the market is
+        closed go now; those whose position is gone are dropped."""
+        if not len(self.due):
+            return
+        if self.dry_run:
+            log.warning("dry run: %d closes due at the open are kept, not sent", len(self.due))
+            return
+        self.due, send, dropped = self.due.synced({p.ticket for p in self.positions}, self.closed_markets)
+        self._drop_gone(dropped)
+        if dropped and not send:
+            self._save_state()
+        self._send_due(send)
+
+    def _release_due_at_open(self, busy: set[str]) -> None:
+        """`market.<SYM>` said open: that symbol's due closes go (after its orders in flight have landed)."""
+        ready = sorted(s for s in self._opened if s not in busy)
+        if not ready:
+            return
+        if self.dry_run:
+            log.warning("dry run: the closes due at the open of %s are kept, not sent", ", ".join(ready))
+            self._opened.difference_update(ready)
+            return
+        try:
+            self._fetch_positions()
+        except ConnectorDown as exc:
+            self._retry_at = time.monotonic() + 1.0
+            log.warning("closes due at the open wait for the connector: %s", exc)
+            return
+        self._positions_fresh = False
+        tickets = {p.ticket for p in self.positions}
+        send: list[DueClose] = []
+        for symbol in ready:
+            self._opened.discard(symbol)
+            self.due, mine, dropped = self.due.opened(symbol, tickets)
+            self._drop_gone(dropped)
+            send += mine
+        if not send:
+            self._save_state()
+        self._send_due(send)
 
     def _orders(self, requests: list[tuple[str, Any, str]]) -> list[messages.OrderResult | str]:
         """Order requests outside a signal's batch (commands, emergency, close on exit), all at once; returns when
@@ -835,14 +995,36 @@ class Executor(runtime.Service):
     def _on_closed(self, ev: messages.PositionClosed) -> None:
         self.count("closes_seen")
         self.positions = [p for p in self.positions if p.ticket != ev.ticket]
+        gone = None
+        if ev.full:
+            self.due, gone = self.due.gone(ev.ticket)
+            if gone is not None:
+                self._drop_gone([gone])
         if self.config is not None and ev.full:
+            # net: the loss streak counts what the account lost (commission and swap included), never the gross
             self.risk = risk_rules.on_close(self.risk, ev.net_profit, time.time(), self.config.risk,
                                             close_id=str(ev.ticket))
+        if ev.full and (self.config is not None or gone is not None):
             self._save_state()
         if ev.external:
             self.alert("external_close", "info", f"{ev.symbol} position {ev.ticket} closed outside the executor "
                        f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
                        symbol=ev.symbol, ticket=ev.ticket, reason=ev.reason, pnl=ev.net_profit)
+
+    def _on_market(self, ev: messages.MarketState) -> None:
+        """The connector says a symbol's market opened or closed. Opened with closes due there: they go at the next
+        turn of the loop (`_release_due_at_open`)."""
+        self.count("market_events")
+        self.markets[ev.symbol] = {"open": ev.open, "time": ev.time, "reason": ev.reason}
+        logs.event(log, logging.INFO, "market open" if ev.open else "market closed", symbol=ev.symbol,
+                   time=ev.time, reason=ev.reason)
+        if ev.open:
+            self.closed_markets.discard(ev.symbol)
+            if ev.symbol in self.due.symbols():
+                self._opened.add(ev.symbol)
+        else:
+            self.closed_markets.add(ev.symbol)
+            self._opened.discard(ev.symbol)
 
     # ---- commands -----------------------------------------------------------------------------
     def _command_context(self, positions: list[RealPosition]) -> commands.CommandContext:
@@ -897,7 +1079,9 @@ class Executor(runtime.Service):
             "paused": self.paused, "halted": self.halted, "halt_reason": self.risk.halt_reason,
             "stopped": self.stopped, "synced": self.synced, "connected": self.connected,
             "positions": [{"ticket": p.ticket, "symbol": p.symbol, "direction": int(p.direction),
-                           "volume": p.volume, "label": p.label} for p in self.positions],
+                           "lots": p.lots, "label": p.label} for p in self.positions],
+            "due_closes": self.due.to_list(), "markets": dict(self.markets),
+            "closed_markets": sorted(self.closed_markets),
             "orphans": list(self.orphans), "modelled": sorted(self.modelled),
             "last_decisions": dict(self.last_decisions),
             "last_bar_time": dict(self.handled), "pending_signals": sorted(self.pending),

@@ -1,15 +1,16 @@
-"""SL/TP money amounts -> relative price distances for a MARKET order, from the symbol's real data.
+"""SL/TP money amounts -> price distances from the fill for a MARKET order, from the symbol's real data.
 
 The money at risk over a price move of `d` is `d * units * quote_to_deposit`, where
-- `units = volume / 100` (protocol volume is in cents of a unit: 0.01 forex lot = volume 100 000
-  = 1 000 units),
+- `units = lots * contract_size` (contract size: units of the base asset in one lot, 100 000 on forex, so
+  0.01 forex lot = 1 000 units),
 - `quote_to_deposit` turns one unit of the symbol's quote currency into the deposit currency
   (EURUSD on a USD account: 1; USDJPY: 1 / USDJPY price; EURGBP: the GBPUSD price).
 So `d = money / (units * quote_to_deposit)`.
 
-cTrader MARKET orders take relative SL/TP only, as integers in 1/100000 of a price unit, at the symbol's
-precision (a multiple of one point = 10**(5 - digits)). The stop distance is rounded DOWN to a whole point, so
-the loss at the stop never exceeds `sl_usd`; a distance that rounds to zero points fails.
+The order carries the distances (`sl_distance`, `tp_distance`), rounded to the symbol's precision: a whole number
+of points (one point = 10**-digits). The stop distance is rounded DOWN to a whole point, so the loss at the stop
+never exceeds `sl_usd`; a distance that rounds to zero points fails. A distance closer than the broker's minimum
+for that kind of stop fails too (never widened: that would risk more than configured).
 
 No guessing: missing, zero, negative or non-finite data fails closed with a reason naming the field.
 """
@@ -20,9 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PRICE_SCALE = 100_000  # wire unit of relative SL/TP: 1/100000 of a price
-VOLUME_SCALE = 100  # protocol volume: cents of a unit
-_FLOOR_EPS = 1e-9  # float noise allowance when flooring to a whole point
+_FLOOR_EPS = 1e-9  # float noise allowance when flooring to a whole point (in points)
+MAX_DIGITS = 10
 
 
 class SltpError(ValueError):
@@ -44,11 +44,11 @@ class PriceData:
 
 @dataclass(frozen=True)
 class StopDistance:
-    """One SL or TP as sent: `relative` is the wire field (relativeStopLoss / relativeTakeProfit)."""
+    """One SL or TP as sent: a price distance from the fill, a whole number of points."""
 
     money: float  # requested amount
-    price: float  # distance in price units, after rounding down to a point
-    relative: int  # price * 100000, a multiple of one point
+    price: float  # distance in price units, rounded down to a point and to the symbol's digits
+    points: int  # the distance in points (10**-digits)
     pips: float
     money_at_distance: float  # what the rounded distance is worth (<= money)
 
@@ -57,6 +57,14 @@ class StopDistance:
 class SltpPlan:
     sl: StopDistance | None
     tp: StopDistance | None
+
+    @property
+    def sl_distance(self) -> float | None:
+        return self.sl.price if self.sl else None
+
+    @property
+    def tp_distance(self) -> float | None:
+        return self.tp.price if self.tp else None
 
 
 def _positive(name: str, value: float | int | None) -> float:
@@ -70,46 +78,43 @@ def _positive(name: str, value: float | int | None) -> float:
 def _precision(name: str, value: int | None) -> int:
     if value is None:
         raise SltpError("NO_SYMBOL_DATA", f"{name} missing")
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
-        raise SltpError("NO_SYMBOL_DATA", f"{name} must be an integer 0-5, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DIGITS:
+        raise SltpError("NO_SYMBOL_DATA", f"{name} must be an integer 0-{MAX_DIGITS}, got {value!r}")
     return value
 
 
-def stop_distance(money: float, volume: int | None, data: PriceData, *, kind: str = "SL") -> StopDistance:
-    """The relative distance at which `volume` gains/loses `money` (deposit currency)."""
+def stop_distance(money: float, lots: float | None, contract_size: float | None, data: PriceData, *,
+                  kind: str = "SL") -> StopDistance:
+    """The price distance at which `lots` gain/lose `money` (deposit currency), rounded down to a point."""
     amount = _positive(f"{kind} amount", money)
-    units = _positive("volume", volume) / VOLUME_SCALE
+    units = _positive("lots", lots) * _positive("contract_size", contract_size)
     rate = _positive("quote_to_deposit", data.quote_to_deposit)
     digits = _precision("digits", data.digits)
     pip_position = _precision("pip_position", data.pip_position)
     exact = amount / (units * rate)
-    point = 10 ** (5 - digits)  # one point in wire units
-    points = math.floor(exact * PRICE_SCALE / point + _FLOOR_EPS)
+    points = math.floor(exact * 10**digits + _FLOOR_EPS)
     if points <= 0:
         raise SltpError("SLTP_TOO_CLOSE", f"{kind} {amount} is less than one point ({10.0 ** -digits}) away "
-                        f"for volume {volume}")
-    relative = points * point
-    price = relative / PRICE_SCALE
-    return StopDistance(money=amount, price=price, relative=relative, pips=price / 10.0 ** -pip_position,
+                        f"for {lots} lots")
+    price = round(points / 10**digits, digits)
+    return StopDistance(money=amount, price=price, points=points, pips=price / 10.0 ** -pip_position,
                         money_at_distance=price * units * rate)
 
 
-def plan(sl_money: float, tp_money: float, volume: int | None, data: PriceData,
-         min_distance_price: float | None = None) -> SltpPlan:
+def plan(sl_money: float, tp_money: float, lots: float | None, contract_size: float | None, data: PriceData,
+         min_sl_distance: float | None = None, min_tp_distance: float | None = None) -> SltpPlan:
     """SL and TP for an opening; an amount of 0 means none.
 
-    `min_distance_price` is the broker's minimum stop distance (slDistance, converted by the caller), if any;
-    a stop closer than that fails (SLTP_TOO_CLOSE) instead of being widened.
+    `min_sl_distance` / `min_tp_distance` are the broker's minimum price distances (None or 0: none); a stop
+    closer than its minimum fails (SLTP_TOO_CLOSE) instead of being widened.
     """
     if sl_money < 0 or tp_money < 0:
         raise SltpError("BAD_CONFIG", f"sl/tp amounts must be >= 0, got {sl_money}/{tp_money}")
-    sl = stop_distance(sl_money, volume, data, kind="SL") if sl_money > 0 else None
-    tp = stop_distance(tp_money, volume, data, kind="TP") if tp_money > 0 else None
-    if min_distance_price:
-        for stop in (sl, tp):
-            if stop is not None and stop.price < min_distance_price:
-                raise SltpError("SLTP_TOO_CLOSE", f"distance {stop.price} below the broker minimum "
-                                f"{min_distance_price}")
+    sl = stop_distance(sl_money, lots, contract_size, data, kind="SL") if sl_money > 0 else None
+    tp = stop_distance(tp_money, lots, contract_size, data, kind="TP") if tp_money > 0 else None
+    for kind, stop, minimum in (("SL", sl, min_sl_distance), ("TP", tp, min_tp_distance)):
+        if stop is not None and minimum and stop.price < minimum:
+            raise SltpError("SLTP_TOO_CLOSE", f"{kind} distance {stop.price} below the broker minimum {minimum}")
     return SltpPlan(sl=sl, tp=tp)
 
 

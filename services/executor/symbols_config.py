@@ -9,6 +9,9 @@ File layout: keys starting with `_` are sections, every other key is a symbol.
 - A symbol with a model but no entry is created from `_default` with `enabled` forced to false: a person
   enables it.
 - Other `_` keys (`_comment`, `_notes`...) are kept as they are when the file is rewritten.
+- `off_step` (per symbol, or in `_default`): configured lots that are not a whole number of the broker's volume
+  step are refused (`"refuse"`, the default: the opening is skipped with OFF_STEP) or rounded down to the step
+  (`"round_down"`: never more than configured); the ack says which, with the requested and the sent lots.
 
 Only `load()` and `write_atomic()` touch the file system; everything else is values in, values out.
 """
@@ -20,7 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -49,6 +52,9 @@ class SymbolConfig(BaseModel):
     tp_usd: float = Field(0.0, ge=0, description="take profit in deposit currency; 0 = none")
     max_spread_pips: float = Field(2.0, gt=0, description="openings blocked above this live spread")
     enter_on_first_signal: bool = Field(False, description="open on the first signal after boot")
+    off_step: Literal["refuse", "round_down"] = Field(
+        "refuse", description="configured lots that are not a whole number of the symbol's steps: refuse the "
+        "opening (SKIP OFF_STEP) or round down to the step; the ack reports the requested and the sent lots")
     notes: str = ""
 
     def lots(self, intensity: int) -> float:

@@ -13,6 +13,16 @@ Verdict per symbol (a side "earns" when its net PnL over the window is > 0):
 Paper trades use the training lots (0.01/0.03/0.05) and a pip value of 10 USD per lot; real trades use the
 configured lots. Money totals are therefore compared as they are AND per lot traded (`pnl_per_lot`), which is
 the comparable figure when the real lots differ from the training ones.
+
+Price and cost: a trade's net PnL is its price move (`gross_pnl`) plus its costs (commission and swap, <= 0 when
+charged). Real trades carry the broker's gross PnL, commission and swap; paper trades the twin's gross PnL and the
+training cost model's commission (no swap). Per symbol the drift (paper - real, net) splits into
+
+    drift = price drift + cost drift
+    price drift = paper gross - real gross            (entries, exits, slippage, missed and resized trades)
+    cost drift  = drift - price drift                 (= paper costs - real costs: the cost model vs the broker)
+
+so the two parts add up to the total exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 ALL = "ALL"
+CONSISTENCY = 0.01  # money: a trade's pnl must equal gross - commission + swap within this (rounding to cents)
 
 
 @dataclass(frozen=True)
@@ -33,20 +44,56 @@ class TradeRecord:
     lot: float
     entry_time: int | None
     exit_time: int
-    pnl: float  # net of commission, deposit currency
+    pnl: float  # net: price move, commission and swap, deposit currency
+    gross_pnl: float  # the price move alone
     is_paper: bool
+
+    @property
+    def costs(self) -> float:
+        """Commission and swap, signed as money (<= 0 when charged)."""
+        return self.pnl - self.gross_pnl
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TradeRecord:
-        """From a paper trade's dict, a persistence row or a report input row (extra keys ignored)."""
+        """From a paper trade's dict, a persistence row, a `closed.<SYM>` record or a report input row (extra keys
+        ignored). Money: `gross_pnl` (or `gross_profit`) and/or `pnl` (or `net_profit`, net), `commission` (a charge
+        whatever its sign: the broker reports it negative, the store positive) and `swap` (signed, + = credited).
+        With the gross given, the net is gross - commission + swap (and must agree with a given net); with only the
+        net, the gross is net + commission - swap."""
         entry = data.get("entry_time")
+        commission = abs(_money(data.get("commission")))
+        swap = _money(data.get("swap"))
+        gross, net = _first(data, "gross_pnl", "gross_profit"), _first(data, "pnl", "net_profit")
+        if gross is None and net is None:
+            raise KeyError("pnl")
+        if gross is not None:
+            gross = float(gross)
+            expected = gross - commission + swap
+            if net is not None and abs(float(net) - expected) > CONSISTENCY:
+                raise ValueError(f"pnl {net} is not gross_pnl {gross} - commission {commission} + swap {swap} "
+                                 f"= {expected:.2f}")
+            net = expected if net is None else float(net)
+        else:
+            net = float(net)
+            gross = net + commission - swap
         return cls(symbol=str(data["symbol"]), direction=int(data["direction"]),
                    lot=float(data.get("lot", data.get("volume", 0.0))),
                    entry_time=None if entry in (None, "") else int(entry), exit_time=int(data["exit_time"]),
-                   pnl=float(data["pnl"]), is_paper=_bool(data.get("is_paper", False)))
+                   pnl=net, gross_pnl=gross, is_paper=_bool(data.get("is_paper", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if data.get(key) not in (None, ""):
+            return data[key]
+    return None
+
+
+def _money(value: Any) -> float:
+    return 0.0 if value in (None, "") else float(value)
 
 
 def _bool(value: Any) -> bool:
@@ -62,7 +109,13 @@ class DriftRow:
     real_trades: int
     paper_pnl: float
     real_pnl: float
-    pnl_drift: float  # paper - real
+    pnl_drift: float  # paper - real (net)
+    price_drift: float  # paper gross - real gross
+    cost_drift: float  # pnl_drift - price_drift: paper costs - real costs
+    paper_gross: float
+    real_gross: float
+    paper_costs: float  # commission + swap, signed (<= 0 when charged)
+    real_costs: float
     pnl_drift_pct: float | None  # drift / |paper pnl| * 100; None when paper pnl is 0
     paper_win_rate: float  # 0..1
     real_win_rate: float
@@ -94,10 +147,14 @@ def verdict(real_pnl: float, paper_pnl: float, real_trades: int, paper_trades: i
 def _row(symbol: str, real: list[TradeRecord], paper: list[TradeRecord]) -> DriftRow:
     n_paper, paper_pnl, paper_wr, paper_per_lot = _side(paper)
     n_real, real_pnl, real_wr, real_per_lot = _side(real)
+    paper_gross, real_gross = sum(t.gross_pnl for t in paper), sum(t.gross_pnl for t in real)
     drift = paper_pnl - real_pnl
+    price_drift = paper_gross - real_gross
     return DriftRow(
         symbol=symbol, paper_trades=n_paper, real_trades=n_real, paper_pnl=paper_pnl, real_pnl=real_pnl,
-        pnl_drift=drift, pnl_drift_pct=drift / abs(paper_pnl) * 100 if paper_pnl else None,
+        pnl_drift=drift, price_drift=price_drift, cost_drift=drift - price_drift, paper_gross=paper_gross,
+        real_gross=real_gross, paper_costs=sum(t.costs for t in paper), real_costs=sum(t.costs for t in real),
+        pnl_drift_pct=drift / abs(paper_pnl) * 100 if paper_pnl else None,
         paper_win_rate=paper_wr, real_win_rate=real_wr, paper_pnl_per_lot=paper_per_lot,
         real_pnl_per_lot=real_per_lot, verdict=verdict(real_pnl, paper_pnl, n_real, n_paper))
 
@@ -121,12 +178,13 @@ def _fmt(value: float | None, places: int = 2) -> str:
 
 
 def render_markdown(rows: Iterable[DriftRow]) -> str:
-    header = ["symbol", "paper trades", "real trades", "paper pnl", "real pnl", "drift", "drift %",
-              "paper win %", "real win %", "paper pnl/lot", "real pnl/lot", "verdict"]
+    header = ["symbol", "paper trades", "real trades", "paper pnl", "real pnl", "drift", "price drift",
+              "cost drift", "drift %", "paper win %", "real win %", "paper pnl/lot", "real pnl/lot", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r.symbol, str(r.paper_trades), str(r.real_trades), _fmt(r.paper_pnl), _fmt(r.real_pnl),
-                 _fmt(r.pnl_drift), _fmt(r.pnl_drift_pct, 1), _fmt(r.paper_win_rate * 100, 1),
+                 _fmt(r.pnl_drift), _fmt(r.price_drift), _fmt(r.cost_drift), _fmt(r.pnl_drift_pct, 1),
+                 _fmt(r.paper_win_rate * 100, 1),
                  _fmt(r.real_win_rate * 100, 1), _fmt(r.paper_pnl_per_lot), _fmt(r.real_pnl_per_lot), r.verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 Input: one or more files of closed trades, each CSV (header row) or JSON (a list of objects, or
 `{"trades": [...]}`). Columns/keys per trade: `symbol`, `direction` (1/-1), `lot` (or `volume`, in lots),
-`entry_time` (optional), `exit_time` (Unix seconds), `pnl` (net, deposit currency), `is_paper` (true/false).
+`entry_time` (optional), `exit_time` (Unix seconds), `is_paper` (true/false), and the money (deposit currency):
+`pnl` (net) and/or `gross_pnl` (the price move), `commission` (a charge, either sign) and `swap` (signed); the
+drift splits into price (gross) and cost (commission, swap) parts (drift.py).
 `--real FILE` and `--paper FILE` force `is_paper` for every trade of that file; positional files keep their own.
 
     oracle report drift trades.json --png drift.png

@@ -9,9 +9,9 @@ from services.executor.sync import Direction
 CONFIG = parse({"_version": 1, "_risk": {}, "_default": {"sl_usd": 10.0},
                 "EURUSD": {"enabled": True}, "USDJPY": {"enabled": False}})
 POSITIONS = (
-    RealPosition(11, "EURUSD", Direction.LONG, 100_000, "OT1|..."),
-    RealPosition(12, "XAUUSD", Direction.SHORT, 100, "manual"),  # orphan: no model
-    RealPosition(10, "EURUSD", Direction.SHORT, 300_000),
+    RealPosition(11, "EURUSD", Direction.LONG, 0.01, "OT1|..."),
+    RealPosition(12, "XAUUSD", Direction.SHORT, 0.01, "manual"),  # orphan: no model
+    RealPosition(10, "EURUSD", Direction.SHORT, 0.03),
 )
 NOW = 1_764_115_200
 CTX = CommandContext(now=NOW, paused=False, risk=start_session(10_000.0), config=CONFIG, positions=POSITIONS,

@@ -12,7 +12,7 @@ NOW = 1_764_115_200.0
 
 # the connector's symbol_info reply (services/connector/service.py)
 CONNECTOR_SYMBOL_INFO = {
-    "symbol": "EURUSD", "symbol_id": 1, "digits": 5, "point": 1e-05, "pip_position": 4, "pip_size": 0.0001,
+    "symbol": "EURUSD", "digits": 5, "point": 1e-05, "pip_position": 4, "pip_size": 0.0001,
     "lot_size": 100000.0, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100.0, "base_asset": "EUR",
     "quote_asset": "USD", "deposit_currency": "USD", "quote_to_deposit": 1.0, "pip_value_per_lot": 10.0,
     "bid": 1.1, "ask": 1.10008, "spread": 8e-05,
@@ -21,14 +21,27 @@ CONNECTOR_SYMBOL_INFO = {
 
 def test_connector_symbol_info_lots_form():
     d = inputs.symbol_data("EURUSD", CONNECTOR_SYMBOL_INFO, NOW, quote_time=NOW)
-    assert d.volume_limits == VolumeLimits(10_000_000, 100_000, 100_000, 1_000_000_000)
+    assert d.volume_limits == VolumeLimits(min_lots=0.01, step_lots=0.01, max_lots=100.0, contract_size=100_000)
     assert (d.price_data.digits, d.price_data.pip_position, d.price_data.quote_to_deposit) == (5, 4, 1.0)
     assert (d.quote.bid, d.quote.ask, d.quote.time) == (1.1, 1.10008, NOW)
+    assert (d.min_sl_distance, d.min_tp_distance) == (None, None)  # today's connector does not say
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"min_sl_distance": 0.0005, "min_tp_distance": 0.001}, (0.0005, 0.001)),
+    ({"min_sl_distance": 0, "min_tp_distance": 0.0}, (None, None)),  # 0 = none
+    ({"min_sl_distance": "x"}, (None, None)),
+])
+def test_broker_minimum_distances(extra, expected):
+    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **extra}, NOW)
+    assert (d.min_sl_distance, d.min_tp_distance) == expected
 
 
 @pytest.mark.parametrize("change, field, expected", [
     ({"min_lots": None}, "volume_limits", None),
+    ({"step_lots": 0}, "volume_limits", None),
     ({"lot_size": 0}, "volume_limits", None),
+    ({"max_lots": 0.001}, "volume_limits", None),  # below the minimum
     ({"bid": None}, "quote", None),
     ({"quote_to_deposit": "x"}, "rate", None),
     ({"quote_to_deposit": float("nan")}, "rate", None),
@@ -50,27 +63,32 @@ def test_quote_time(extra, quote_time, expected):
     assert d.quote.time == expected
 
 
-def test_protocol_volume_form_and_garbage():
-    raw = {"lot_size": 10_000_000, "min_volume": 100_000, "step_volume": 100_000, "max_volume": 10**9, "digits": 5}
-    assert inputs.symbol_data("X", raw, NOW).volume_limits == VolumeLimits(10_000_000, 100_000, 100_000, 10**9)
+def test_garbage_symbol_info():
     empty = inputs.symbol_data("X", "nonsense", NOW)
     assert (empty.volume_limits, empty.price_data, empty.quote) == (None, None, None)
 
 
-def test_positions_reply():
-    raw = {"positions": [
-        {"ticket": 7, "symbol": "EURUSD", "direction": -1, "volume": 0.03, "volume_wire": 300_000, "label": "c1"},
-        {"ticket": 3, "symbol": "XAUUSD", "direction": 1, "volume": 0.5, "label": ""},
-    ], "server_time": 1.0}
-    got = inputs.positions(raw, {"XAUUSD": 100})
-    assert [(p.ticket, p.symbol, p.direction, p.volume, p.label) for p in got] == [
-        (3, "XAUUSD", Direction.LONG, 50, ""), (7, "EURUSD", Direction.SHORT, 300_000, "c1")]
+# a row of the connector's positions reply: today (with the protocol volume beside the lots) and after its change
+# (net pnl with gross, swap and commission)
+ROW_TODAY = {"ticket": 7, "symbol": "EURUSD", "direction": -1, "volume": 0.03, "volume_wire": 300_000,
+             "open_price": 1.1, "open_time": 1.0, "sl": None, "tp": None, "label": "c1", "comment": "",
+             "used_margin": 33.0, "current_price": 1.1002, "pnl": -0.6}
+ROW_NEXT = {**{k: v for k, v in ROW_TODAY.items() if k != "volume_wire"}, "ticket": 3, "symbol": "XAUUSD",
+            "direction": 1, "volume": 0.5, "label": "", "gross_pnl": 1.0, "swap": -0.2, "commission": -0.35,
+            "pnl": 0.45}
+
+
+def test_positions_reply_in_lots():
+    got = inputs.positions({"positions": [ROW_TODAY, ROW_NEXT], "server_time": 1.0})
+    assert [(p.ticket, p.symbol, p.direction, p.lots, p.label) for p in got] == [
+        (3, "XAUUSD", Direction.LONG, 0.5, ""), (7, "EURUSD", Direction.SHORT, 0.03, "c1")]
 
 
 @pytest.mark.parametrize("raw", [
-    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume": 0.01}]},  # lots, lot size unknown
-    {"positions": [{"symbol": "EURUSD", "direction": 1, "volume_wire": 1}]},  # no ticket
-    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 0, "volume_wire": 1}]},
+    {"positions": [{"symbol": "EURUSD", "direction": 1, "volume": 0.01}]},  # no ticket
+    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 0, "volume": 0.01}]},
+    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume_wire": 100_000}]},  # lots only
+    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume": 0}]},
     {"positions": "none"},
 ])
 def test_positions_never_guessed(raw):
@@ -120,8 +138,11 @@ def test_records_have_stable_ids_and_fit_the_store():
     assert rec["timestamp"].startswith("1970-01-01T02:00:00")  # the bar's close
     validate("signals", rec)
     ack = Ack("EURUSD", "OPEN", AckStatus.OK, "EDGE", bar_time=3600, client_order_id="EURUSD-2s0-O", ticket=4,
-              volume=100_000, fill_price=1.1001, reference_price=1.1, slippage_pips=1.0)
+              volume=0.01, fill_price=1.1001, reference_price=1.1, slippage_pips=1.0, requested_lots=0.015,
+              off_step="round_down")
     arec = inputs.ack_record(ack, NOW, s)
+    assert arec["volume"] == 0.01 and arec["data"]["requested_lots"] == 0.015
+    assert arec["data"]["off_step"] == "round_down"
     assert arec["signal_id"] == rec["id"] and arec["id"] == inputs.ack_record(ack, NOW + 5, s)["id"]
     assert arec["id"] != inputs.ack_record(ack, NOW, s, epoch=2)["id"]  # another process's evaluation
     validate("acks", arec)
@@ -145,10 +166,29 @@ def test_a_positions_answer_quote_refreshes_a_known_spec_and_nothing_else():
     assert fresh is not None
     assert (fresh.quote.bid, fresh.quote.ask, fresh.quote.time) == (1.2, 1.2003, 200.0)
     assert fresh.price_data.quote_to_deposit == 0.9 and fresh.price_data.digits == 5
-    assert fresh.volume_limits == spec.volume_limits and fresh.min_stop_distance == spec.min_stop_distance
+    assert fresh.volume_limits == spec.volume_limits and fresh.min_sl_distance == spec.min_sl_distance
     # an entry lacking a side or the rate, or a spec without volume limits: ask symbol_info instead
     assert inputs.with_quote(spec, {"bid": 1.2, "ask": 1.2003}, 200.0) is None
     assert inputs.with_quote(spec, {"ask": 1.2003, "quote_to_deposit": 0.9}, 200.0) is None
     assert inputs.with_quote(spec, None, 200.0) is None
     assert inputs.with_quote(inputs.SymbolData("EURUSD", None, None, None), {"bid": 1, "ask": 1,
                                                                              "quote_to_deposit": 1}, 1.0) is None
+
+
+@pytest.mark.parametrize("raw,closed", [
+    ({"positions": []}, set()),  # today's connector does not say: nothing known closed
+    ({"positions": [], "markets": {"EURUSD": {"open": False, "since": 5.0}, "USDJPY": {"open": True,
+                                                                                  "since": None}}}, {"EURUSD"}),
+    ({"positions": [], "markets": {"EURUSD": {"since": 5.0}}}, set()),  # open unknown: not known closed
+    ({"positions": [], "markets": "closed"}, set()),
+    ([], set()),
+])
+def test_closed_markets(raw, closed):
+    assert inputs.closed_markets(raw) == closed
+
+
+def test_account_reads_net_equity():
+    """Equity is the broker's net figure (balance + gross + swap + commission); the gross is never used."""
+    a = inputs.account({"balance": 10_000.0, "equity": 9_990.0, "gross_pnl": 12.0, "swap": -2.0,
+                        "commission": -20.0, "free_margin": 9_900.0, "currency": "USD"})
+    assert a.equity == 9_990.0

@@ -16,7 +16,7 @@ L, S = Direction.LONG, Direction.SHORT
 NOW = 1_764_115_200.0
 BAR = 1_764_114_300
 EURUSD_CFG = SymbolConfig(enabled=True, sl_usd=10.0, tp_usd=15.0, max_spread_pips=2.0)
-FX = VolumeLimits(lot_size=10_000_000, min_volume=100_000, step_volume=100_000, max_volume=10**9)
+FX = VolumeLimits(min_lots=0.01, step_lots=0.01, max_lots=100.0, contract_size=100_000)
 EURUSD_PRICES = PriceData(digits=5, pip_position=4, quote_to_deposit=1.0)
 
 BASE = SignalInputs(
@@ -25,18 +25,19 @@ BASE = SignalInputs(
     quote=Quote(1.10000, 1.10008, NOW - 1), volume_limits=FX, price_data=EURUSD_PRICES, balance=10_234.56,
     free_margin=9_000.0, leverage=30.0, action_index=1, hmm_state=3, virtual_pnl=1.234, model_hash="a1b2c3d4")
 
-P_LONG_1 = RealPosition(101, "EURUSD", L, 100_000)
-P_LONG_3 = RealPosition(102, "EURUSD", L, 500_000)
-P_SHORT = RealPosition(103, "EURUSD", S, 100_000)
-P_ORPHAN = RealPosition(200, "XAUUSD", S, 100)
+P_LONG_1 = RealPosition(101, "EURUSD", L, 0.01)
+P_LONG_3 = RealPosition(102, "EURUSD", L, 0.05)
+P_SHORT = RealPosition(103, "EURUSD", S, 0.01)
+P_ORPHAN = RealPosition(200, "XAUUSD", S, 0.01)
 
 
 def test_edge_opens_with_stops_label_and_id():
     plan = plan_signal(BASE)
     assert plan.decision.action == SyncAction.OPEN and plan.ack is None and plan.closes == ()
     order = plan.open
-    assert (order.direction, order.volume) == (L, 100_000)
-    assert (order.relative_stop_loss, order.relative_take_profit) == (1_000, 1_500)  # 10 / 15 USD at 0.01 lot
+    assert (order.direction, order.lots) == (L, 0.01)
+    assert (order.sl_distance, order.tp_distance) == (0.01, 0.015)  # 10 / 15 USD at 0.01 lot
+    assert (order.requested_lots, order.off_step) == (None, None)  # on the step
     cid = parse_client_order_id(order.client_order_id)
     assert (cid.bar_time, cid.action, cid.is_for("EURUSD")) == (BAR, OrderAction.OPEN, True)
     label = parse(order.label)
@@ -109,7 +110,7 @@ def test_closes(name, positions, signal, tickets, action):
 
 
 def test_emergency_drawdown_closes_everything_and_halts():
-    positions = (P_ORPHAN, RealPosition(300, "USDJPY", L, 100_000))
+    positions = (P_ORPHAN, RealPosition(300, "USDJPY", L, 0.01))
     plan = plan_signal(replace(BASE, positions=positions, risk=on_equity(BASE.risk, 8_999.0)))
     assert plan.halt and plan.open is None
     assert [c.ticket for c in plan.closes] == [200, 300]
@@ -122,12 +123,13 @@ def test_emergency_drawdown_closes_everything_and_halts():
     ((), Stance(L, 1), FLAT),
     ((P_LONG_1,), Stance(L, 2), Stance(L, 1)),
     ((P_LONG_3,), Stance(L, 2), Stance(L, 3)),
-    ((RealPosition(9, "EURUSD", L, 200_000),), Stance(L, 1), Stance(L, 0)),  # volume of no intensity
+    ((RealPosition(9, "EURUSD", L, 0.02),), Stance(L, 1), Stance(L, 0)),  # lots of no intensity
+    ((RealPosition(9, "EURUSD", L, 0.02), RealPosition(8, "EURUSD", L, 0.01)), Stance(L, 1), Stance(L, 2)),
     ((P_LONG_1, P_SHORT), Stance(L, 1), Stance(S, 0)),
     ((P_LONG_1, P_SHORT), Stance(S, 1), Stance(L, 0)),
 ])
 def test_real_stance(positions, signal, expected):
-    assert real_stance(positions, signal, EURUSD_CFG, FX.lot_size) == expected
+    assert real_stance(positions, signal, EURUSD_CFG, FX) == expected
 
 
 def test_an_opening_tells_its_margin_and_openings_decided_together_share_the_free_margin():
@@ -150,3 +152,31 @@ def test_an_opening_tells_its_margin_and_openings_decided_together_share_the_fre
     assert second.free_margin == 1_000.0 and second.balance == 10_000.0 and asked == [1.0]  # asked once
     assert plan_signal(replace(BASE, broker_required_margin=3_000.0, free_margin=second.free_margin)).ack.reason \
         == "MARGIN"
+
+
+def test_off_step_lots_refused_by_default_say_what_was_asked():
+    plan = plan_signal(replace(BASE, config=EURUSD_CFG.model_copy(update={"lot_weak": 0.015})))
+    assert (plan.ack.status, plan.ack.reason) == (AckStatus.SKIP, "OFF_STEP")
+    assert (plan.ack.requested_lots, plan.ack.off_step) == (0.015, "refuse")
+    assert plan.ack.wire_body()["details"]["requested_lots"] == 0.015
+
+
+def test_off_step_lots_rounded_down_when_the_symbol_says_so():
+    cfg = EURUSD_CFG.model_copy(update={"lot_weak": 0.015, "off_step": "round_down"})
+    order = plan_signal(replace(BASE, config=cfg)).open
+    assert (order.lots, order.requested_lots, order.off_step) == (0.01, 0.015, "round_down")
+    assert order.sl_distance == 0.01  # the stop is sized on the lots sent: 10 USD at 0.01 lot
+    # a skip after the rounding still says it
+    skipped = plan_signal(replace(BASE, config=cfg, quote=None))
+    assert (skipped.ack.reason, skipped.ack.requested_lots, skipped.ack.off_step) == ("NO_QUOTE", 0.015,
+                                                                                      "round_down")
+
+
+def test_the_margin_estimate_uses_the_contract_size():
+    plan = plan_signal(replace(BASE, signal=Stance(L, 2)))  # 0.03 lot of EURUSD at 1.10008, leverage 30
+    assert plan.required_margin == pytest.approx(0.03 * 100_000 * 1.10008 / 30)
+
+
+def test_broker_minimum_distances_per_kind():
+    assert plan_signal(replace(BASE, min_sl_distance=0.005, min_tp_distance=0.01)).open is not None
+    assert plan_signal(replace(BASE, min_tp_distance=0.02)).ack.reason == "SLTP_TOO_CLOSE"

@@ -146,17 +146,19 @@ def test_state_round_trip():
     assert RiskState.from_dict(state.to_dict()) == state
 
 
-@pytest.mark.parametrize("volume,price,rate,leverage,margin", [
-    (100_000, 1.1, 1.0, 30.0, 1000 * 1.1 / 30),  # EURUSD 0.01 lot
-    (100_000, 160.0, 1 / 160, 30.0, 1000 / 30),  # USDJPY 0.01 lot: 1000 USD notional
-    (10, 5_000.0, 1.0, 20.0, 0.1 * 5_000 / 20),  # US500 0.1 unit
-    (None, 1.1, 1.0, 30.0, None),
-    (100_000, 0.0, 1.0, 30.0, None),
-    (100_000, 1.1, None, 30.0, None),
-    (100_000, 1.1, 1.0, 0.0, None),
+@pytest.mark.parametrize("lots,size,price,rate,leverage,margin", [
+    (0.01, 100_000, 1.1, 1.0, 30.0, 1000 * 1.1 / 30),  # EURUSD 0.01 lot
+    (0.01, 100_000, 160.0, 1 / 160, 30.0, 1000 / 30),  # USDJPY 0.01 lot: 1000 USD notional
+    (0.1, 1, 5_000.0, 1.0, 20.0, 0.1 * 5_000 / 20),  # US500 0.1 unit
+    (0.05, 100, 2_000.0, 1.0, 20.0, 5 * 2_000 / 20),  # XAUUSD 0.05 lot = 5 oz
+    (None, 100_000, 1.1, 1.0, 30.0, None),
+    (0.01, None, 1.1, 1.0, 30.0, None),
+    (0.01, 100_000, 0.0, 1.0, 30.0, None),
+    (0.01, 100_000, 1.1, None, 30.0, None),
+    (0.01, 100_000, 1.1, 1.0, 0.0, None),
 ])
-def test_required_margin(volume, price, rate, leverage, margin):
-    result = required_margin(volume, price, rate, leverage)
+def test_required_margin(lots, size, price, rate, leverage, margin):
+    result = required_margin(lots, size, price, rate, leverage)
     assert result == (pytest.approx(margin) if margin is not None else None)
 
 

@@ -61,6 +61,8 @@ def test_ensure_symbols_creates_disabled_entries_once():
     ({"_version": 1, "_risk": RISK, "EURUSD": {"sl_usd": -5}}, "EURUSD.sl_usd"),
     ({"_version": 1, "_risk": RISK, "EURUSD": {"lots": [1, 2, 3]}}, "EURUSD.lots"),
     ({"_version": 1, "_risk": RISK, "EURUSD": 3}, "EURUSD"),
+    ({"_version": 1, "_risk": RISK, "EURUSD": {"off_step": "round"}}, "EURUSD.off_step"),
+    ({"_version": 1, "_risk": RISK, "_default": {"off_step": True}}, "_default.off_step"),
 ])
 def test_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as info:
@@ -135,3 +137,17 @@ def test_lots_per_intensity(intensity, lots):
 def test_lots_bad_intensity():
     with pytest.raises(ValueError):
         SymbolConfig().lots(4)
+
+
+def test_off_step_rule_defaults_to_refuse_and_is_set_per_symbol():
+    config = sc.parse(doc(EURUSD={"enabled": True}, US500={"off_step": "round_down"}))
+    assert config.symbol("EURUSD").off_step == "refuse"
+    assert config.symbol("US500").off_step == "round_down"
+    assert sc.parse({**doc(), "_default": {"off_step": "round_down"}, "GBPUSD": {}}).symbol("GBPUSD").off_step \
+        == "round_down"
+    changed = sc.with_symbol_changes(config, "EURUSD", {"off_step": "round_down"})
+    assert changed.symbol("EURUSD").off_step == "round_down"
+    with pytest.raises(ConfigError) as info:
+        sc.with_symbol_changes(config, "EURUSD", {"off_step": "nearest"})
+    assert info.value.key == "EURUSD.off_step"
+    assert sc.parse(sc.to_raw(changed)).symbol("EURUSD").off_step == "round_down"  # written and read back

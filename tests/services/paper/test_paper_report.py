@@ -48,3 +48,19 @@ def test_report_bad_input(tmp_path, capsys, content, name, message):
 def test_report_needs_files(capsys):
     assert main([]) == 2
     assert "no trade files" in capsys.readouterr().err
+
+
+def test_report_splits_price_and_cost(tmp_path, capsys):
+    # the real side from the store (net pnl, commission as a positive charge, swap), the paper side as traded
+    real = "symbol,direction,lot,exit_time,pnl,commission,swap\nEURUSD,1,0.01,950,8.0,1.4,-0.6\n"
+    paper = [{"symbol": "EURUSD", "direction": 1, "lot": 0.01, "exit_time": 900, "gross_pnl": 10.5,
+              "commission": 0.7, "pnl": 9.8}]
+    (tmp_path / "real.csv").write_text(real)
+    (tmp_path / "paper.json").write_text(json.dumps(paper))
+    assert main(["--real", str(tmp_path / "real.csv"), "--paper", str(tmp_path / "paper.json"), "--json"]) == 0
+    eur = json.loads(capsys.readouterr().out)[0]
+    assert eur["real_gross"] == pytest.approx(10.0) and eur["paper_gross"] == pytest.approx(10.5)
+    assert eur["pnl_drift"] == pytest.approx(1.8)
+    assert (eur["price_drift"], eur["cost_drift"]) == (pytest.approx(0.5), pytest.approx(1.3))
+    assert main(["--real", str(tmp_path / "real.csv"), "--paper", str(tmp_path / "paper.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith("| EURUSD | 1 | 1 | 9.80 | 8.00 | 1.80 | 0.50 | 1.30 |")

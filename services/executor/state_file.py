@@ -1,0 +1,115 @@
+"""The executor's state file as values: what survives a restart, its JSON form, and the migration of older files.
+Pure (the service reads and writes the file).
+
+Version 2 (this one) speaks lots and price distances:
+
+    {"version": 2, "paused": false, "risk": {...},
+     "last": {SYM: {"bar_time", "direction", "intensity"}},      # the last signal evaluated per symbol
+     "acks": [ack records],                                       # the last evaluation's, handed over again
+     "intents": [{"signal", "action", "reason", "allow_open",     # orders out now, written ahead
+                  "closes": [{"ticket", "symbol", "lots", "client_order_id", "reason", "direction"}],
+                  "open": {"symbol", "direction", "lots", "sl_distance", "tp_distance", "label",
+                           "client_order_id", "requested_lots", "off_step"} | null, "ack": ack | null}],
+     "v1_intents": [...],                                         # version-1 intents not carried out yet
+     "due_closes": [due close]}                                   # closes refused as MARKET_CLOSED (due_closes.py)
+
+Version 1 (volumes and stops in the broker's protocol units) is read and converted: `paused`, `risk`, `last`
+as they are; its `acks` records are handed to persistence again unchanged (they are version-1 records, already
+stored or not, with the same ids); its intents need each symbol's contract size to become lots, which only the
+connector knows, so they are kept as `v1_intents` and converted by the service when it replays them
+(`state_v1.intent_from_v1`). Every conversion is reported in `notes` for the log; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.executor import due_closes
+from services.executor.due_closes import DueCloses
+from services.executor.risk import RiskState
+from services.executor.sync import Direction, Stance
+
+STATE_VERSION = 2
+V1 = 1
+
+
+class StateFileError(ValueError):
+    """The file cannot be read as any known version."""
+
+
+@dataclass
+class ExecutorState:
+    paused: bool = False
+    risk: RiskState = field(default_factory=lambda: RiskState(None, None, None))
+    last: dict[str, tuple[Stance, int]] = field(default_factory=dict)  # symbol -> (signal stance, bar time)
+    acks: list[dict] = field(default_factory=list)
+    intents: list[dict] = field(default_factory=list)
+    v1_intents: list[dict] = field(default_factory=list)
+    due: DueCloses = field(default_factory=DueCloses)
+
+
+def to_json(state: ExecutorState) -> dict[str, Any]:
+    last = {s: {"bar_time": t, "direction": int(stance.direction), "intensity": stance.intensity}
+            for s, (stance, t) in sorted(state.last.items())}
+    return {"version": STATE_VERSION, "paused": state.paused, "risk": state.risk.to_dict(), "last": last,
+            "acks": list(state.acks), "intents": list(state.intents), "v1_intents": list(state.v1_intents),
+            "due_closes": state.due.to_list()}
+
+
+def _dicts(value: Any, what: str, notes: list[str]) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        notes.append(f"{what} is not a list, not read: {value!r}")
+        return []
+    bad = [v for v in value if not isinstance(v, dict)]
+    if bad:
+        notes.append(f"{what}: {len(bad)} entries that are not records, not read: {bad!r}")
+    return [v for v in value if isinstance(v, dict)]
+
+
+def _common(data: dict[str, Any], notes: list[str]) -> ExecutorState:
+    state = ExecutorState(paused=bool(data.get("paused", False)))
+    try:
+        state.risk = RiskState.from_dict(data["risk"])
+    except (KeyError, TypeError, ValueError) as exc:
+        notes.append(f"risk state unreadable ({type(exc).__name__} {exc}): starting from none")
+    for symbol, last in (data.get("last") or {}).items():
+        try:
+            state.last[symbol] = (Stance(Direction(last["direction"]), int(last["intensity"])),
+                                  int(last["bar_time"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            notes.append(f"last signal of {symbol} unreadable ({type(exc).__name__} {exc}): its next signal is "
+                         "a first signal")
+    return state
+
+
+def from_json(data: Any) -> tuple[ExecutorState, list[str]]:
+    """The state in a decoded file, and notes on what was converted or could not be read (for the log)."""
+    if not isinstance(data, dict):
+        raise StateFileError(f"not a JSON object: {type(data).__name__}")
+    version = data.get("version")
+    notes: list[str] = []
+    if version == STATE_VERSION:
+        state = _common(data, notes)
+        state.acks = _dicts(data.get("acks"), "acks", notes)
+        state.intents = _dicts(data.get("intents"), "intents", notes)
+        state.v1_intents = _dicts(data.get("v1_intents"), "v1_intents", notes)
+        state.due, problems = due_closes.from_list(data.get("due_closes"))
+        notes += problems
+        return state, notes
+    if version == V1:
+        state = _common(data, notes)
+        state.acks = _dicts(data.get("acks"), "acks", notes)
+        if state.acks:
+            notes.append(f"version 1: {len(state.acks)} ack records handed to persistence again as written "
+                         "(their volume in protocol units)")
+        raw = data.get("intents", [data["intent"]] if isinstance(data.get("intent"), dict) else [])
+        state.v1_intents = _dicts(raw, "intents", notes)
+        if state.v1_intents:
+            notes.append(f"version 1: {len(state.v1_intents)} orders written ahead in protocol units; converted "
+                         "to lots with each symbol's contract size when they are carried out")
+        notes.append("version 1 state converted to version 2 (written at the next save)")
+        return state, notes
+    raise StateFileError(f"version {version!r}, expected {STATE_VERSION} (or {V1}, converted)")
