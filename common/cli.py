@@ -4,6 +4,7 @@
     oracle ctl status [--json] | stop | clear-halt | pause | resume | close SYMBOL | close-all | set-symbol
     oracle top                           services, symbols, positions, PnL, alerts, live
     oracle check-config
+    oracle broker-token                  hand a new broker token pair to the running connector
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
 Heavy tools are imported only when their command runs, so ``oracle tap`` stays small.
@@ -28,6 +29,7 @@ TOOLS = {
     "train": ("services.preditor.train:main", "train a model (HMM + PPO) from a bars CSV"),
     "backtest": ("services.preditor.backtest:main", "replay a model over a bars CSV: trades, metrics, equity PNG"),
     "sim-broker": ("services.connector.sim:main", "the cTrader Open API simulator"),
+    "broker-token": ("services.connector.token_cli:main", "hand a new broker token pair to the running system"),
     "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
     "report drift": ("services.paper.report:main", "real vs paper trades per symbol, equity curves PNG"),
 }

@@ -507,6 +507,7 @@ ORDER_ERROR_CODES = (
     "NOT_ENOUGH_MONEY",  # the margin the order needs is not free
     "MARKET_CLOSED",  # the symbol does not trade now (weekend, daily break, holiday)
     "TRADING_DISABLED",  # the symbol or the account may not trade (close-only, disabled)
+    "RATE_LIMITED",  # refused for the request rate (sent again after the window; never executed)
     "REJECTED",  # refused by the broker for another reason
     "NOT_CONNECTED",  # no broker session: nothing was sent
     "NO_CONFIRMATION",  # sent, but no answer and no trace at the broker after every attempt: outcome unknown

@@ -138,6 +138,11 @@ def _op_error(exc: BaseException, what: str) -> bus.OpError:
     return bus.OpError("internal", f"{what}: {type(exc).__name__}: {exc}")
 
 
+def _final_refusal(res: OrderResult) -> bool:
+    """The broker refused the order itself (not its rate, not for lack of a session, not an unknown outcome)."""
+    return res.error_code not in ("NO_CONFIRMATION", "NOT_CONNECTED", "RATE_LIMITED")
+
+
 def _wire_result(res: OrderResult) -> messages.OrderResult:
     return messages.OrderResult(**dataclasses.asdict(res))
 
@@ -895,8 +900,9 @@ class Connector(runtime.Service):
                                  a.comment)
         ):
             self._save_state()  # known open now, even if this process dies before its fill event is published
-        if res.success or not res.error.startswith("no confirmation"):
-            # a fill, or the broker's definite no: final for this id. "no confirmation" stays unresolved.
+        if res.success or _final_refusal(res):
+            # a fill, or the broker's definite no: final for this id. An unknown outcome, or a request that never
+            # reached the broker (not connected, refused for its rate), stays open: the same id may be sent again.
             sent = self.journal[key]
             self._journal(
                 dataclasses.replace(sent, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(res))

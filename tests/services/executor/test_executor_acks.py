@@ -102,6 +102,7 @@ REFUSALS = [
     ("MARKET_CLOSED", True, AckStatus.SKIP, "MARKET_CLOSED", None),  # an opening: not sent again
     ("MARKET_CLOSED", False, AckStatus.FAIL, "MARKET_CLOSED", True),  # a close: due at the open
     ("TRADING_DISABLED", False, AckStatus.FAIL, "TRADING_DISABLED", None),
+    ("RATE_LIMITED", True, AckStatus.FAIL, "RATE_LIMITED", None),
     ("REJECTED", True, AckStatus.FAIL, "REJECTED", None),
     ("NOT_CONNECTED", True, AckStatus.FAIL, "NOT_CONNECTED", None),
     ("NO_CONFIRMATION", False, AckStatus.FAIL, "NO_CONFIRMATION", None),
