@@ -4,8 +4,8 @@ import pytest
 
 from services.connector.ctrader import periods as timeframes
 from services.connector.ctrader.bars import LiveBarDetector, closed_only, merge_history
-from services.connector.port import Bar
 from services.connector.ctrader.ratelimit import SlidingWindow
+from services.connector.port import Bar
 
 
 def bar(t: int, c: float = 1.0) -> Bar:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from services.connector.ctrader import parsing as units
 from services.connector.ctrader.client import CTraderBroker, CTraderConfig
 from services.connector.ctrader.schemas import oa
+from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 from services.connector.port import (
     AuthenticationError,
     Bar,
@@ -24,7 +24,6 @@ from services.connector.port import (
 from services.connector.sim.control import acontrol
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.server import SimThread
-from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 
 SimFactory = Callable[..., SimThread]
 START = 130  # Monday 2017-01-09 08:00 UTC; 50 bars back crosses the first weekend

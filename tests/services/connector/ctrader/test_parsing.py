@@ -7,8 +7,8 @@ import pytest
 from services.connector import orders
 from services.connector.ctrader import parsing
 from services.connector.ctrader import schemas as proto
-from services.connector.port import OrderResult, Position, PositionClosed
 from services.connector.ctrader.parsing import SymbolSpec
+from services.connector.port import OrderResult, Position, PositionClosed
 
 om = proto.model
 oa = proto.oa
