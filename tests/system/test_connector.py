@@ -288,6 +288,38 @@ def test_orders_overlap_a_held_fill_delays_no_other_order_and_one_id_stays_one_o
         assert system.req("order_close", messages.OrderCloseArgs(ticket, client_order_id=cid)).success
 
 
+def test_orders_never_wait_behind_history(system):
+    """A 20-model warmup asks 20 history(1000) at once; the broker serves at most 5 history requests a second, so
+    they take seconds. An order asked meanwhile is answered long before they are (the connector serves history off
+    its loop): ordering, not timing, is what this asserts."""
+    endpoint = system.cfg.endpoint("connector", "rep")
+    warmup = [bus.Requester(system.home.ctx, endpoint, "test", 120_000) for _ in range(20)]
+    order = bus.Requester(system.home.ctx, endpoint, "test", 30_000)
+    answered: list[str] = []
+    try:
+        for i, req in enumerate(warmup):
+            req.send("history", messages.HistoryArgs("EURUSD", "H1", count=1000 - i))
+        order.send("order_open", messages.OrderOpenArgs("EURUSD", 1, 0.01, "behind-history"))
+        pending = {id(r): (f"history {i}", r) for i, r in enumerate(warmup)} | {id(order): ("order", order)}
+        deadline = time.monotonic() + 120
+        while pending and time.monotonic() < deadline:
+            for key, (name, req) in list(pending.items()):
+                reply = req.take_reply()
+                if reply is not None:
+                    assert reply.ok, f"{name}: {reply.error_message}"
+                    answered.append(name)
+                    del pending[key]
+            time.sleep(0.005)
+        assert not pending, f"not answered: {[n for n, _ in pending.values()]}"
+    finally:
+        for r in (*warmup, order):
+            r.close()
+    # 20 history requests of ~1000 H1 bars need 40+ trendbar requests at the broker: 8 s or more at 5 a second
+    assert answered.index("order") < 5, answered
+    (pos,) = sim_positions(system, "behind-history")
+    assert system.req("order_close", messages.OrderCloseArgs(pos["position_id"], client_order_id="c-behind")).success
+
+
 # ---- faults ---------------------------------------------------------------------------------------
 
 
