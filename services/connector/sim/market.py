@@ -50,6 +50,7 @@ class Market:
         self._last: dict[int, Point | None] = {}
         self._forming: dict[tuple[int, int], CsvBar | None] = {}
         self._periods: dict[int, set[int]] = {}
+        self._times_of: dict[int, tuple[int, list[int]]] = {}  # per symbol: one hour's point times
 
     @property
     def end_time(self) -> int:
@@ -160,13 +161,22 @@ class Market:
     def is_open(self, symbol_id: int) -> bool:
         return self.symbols[symbol_id].calendar.is_open(self.now)
 
-    def next_point_time(self, symbol_id: int) -> int | None:
-        series = self.series[symbol_id]
-        for j in range(max(0, series.index_of(self.now)), len(self.times)):
-            for p in series.points(j):
-                if p.time > self.now:
-                    return p.time
+    def next_point_time(self, symbol_id: int, after: int | None = None) -> int | None:
+        """The time of the symbol's first point after `after` (default: now); None: the data ends first."""
+        t = self.now if after is None else after
+        for j in range(max(0, self.series[symbol_id].index_of(t)), len(self.times)):
+            times = self._point_times(symbol_id, j)
+            k = bisect.bisect_right(times, t)
+            if k < len(times):
+                return times[k]
         return None
+
+    def _point_times(self, symbol_id: int, i: int) -> list[int]:
+        got = self._times_of.get(symbol_id)
+        if got is None or got[0] != i:
+            got = (i, [p.time for p in self.series[symbol_id].points(i)])
+            self._times_of[symbol_id] = got
+        return got[1]
 
     # ---- bars
     def forming(self, symbol_id: int, period: int) -> CsvBar | None:
@@ -190,10 +200,12 @@ class Market:
         return self.series[symbol_id].bars(period, from_s, to_s + 1, now=self.now, limit=limit)
 
 
-def spot_due(previous: int | None, time: int, interval: int, periods: Iterable[int] = ()) -> bool:
-    """Whether a symbol's point at `time` goes out as a spot event, its previous point being at `previous`: the
-    first point of each `interval`-second UTC bucket, and the first point of every new bar of `periods` (the
-    live trendbar periods subscribed: a bar's close is never held back by the spacing)."""
+def spot_due(previous: int | None, time: int, following: int | None, interval: int,
+             periods: Iterable[int] = ()) -> bool:
+    """Whether a symbol's point at `time` goes out as a spot event, its previous point being at `previous` and its
+    next at `following`: the first point of each `interval`-second UTC bucket; and for the live trendbar
+    periods subscribed, the first and the last point of every bar, so that whatever the spacing a bar closes at
+    the first point after it and its last snapshot holds all its points."""
     if previous is None or time // interval != previous // interval:
         return True
-    return any(time // p != previous // p for p in periods)
+    return any(time // p != previous // p or following is None or following // p != time // p for p in periods)

@@ -766,7 +766,11 @@ class SimServer:
             for sid, period in s.trendbars:
                 periods.setdefault(sid, []).append(timeframes.period_seconds(period))
             for sid, point in inst.points:
-                if sid in s.spots and spot_due(previous[sid], point.time, interval, periods.get(sid, ())):
+                if sid not in s.spots:
+                    continue
+                live = periods.get(sid, ())
+                following = self.market.next_point_time(sid) if live and interval > 60 else point.time + 60
+                if interval <= 60 or spot_due(previous[sid], point.time, following, interval, live):
                     self._send(s, self._spot_event(s, sid))
 
     def _closed_from(self, nxt: int) -> int | None:

@@ -105,14 +105,17 @@ def test_last_price_comes_from_before_the_start(csv_bars: list[CsvBar]) -> None:
     assert Market(csv_bars, m.symbols, 1, 3600).last_point(1) is None  # the data's very start: no price
 
 
-@pytest.mark.parametrize(("previous", "time", "interval", "periods", "due"), [
-    (None, 100, 60, (), True),
-    (61, 121, 60, (), True),
-    (3601, 3661, 3600, (), False),
-    (3541, 3601, 3600, (), True),
-    (3601, 3661, 3600, (60,), True),  # a subscribed M1 bar started: its close is not held back
-    (3601, 3901, 3600, (900,), False),
-    (4441, 4501, 3600, (900,), True),
+@pytest.mark.parametrize(("previous", "time", "following", "interval", "periods", "due"), [
+    (None, 100, 160, 60, (), True),
+    (61, 121, 181, 60, (), True),
+    (3601, 3661, 3721, 3600, (), False),
+    (3541, 3601, 3661, 3600, (), True),  # the first point of an interval
+    (3601, 3661, 3721, 3600, (60,), True),  # a subscribed M1 bar started: its close is not held back
+    (3601, 3901, 3961, 3600, (900,), False),
+    (4441, 4501, 4561, 3600, (900,), True),  # first of an M15 bar
+    (4381, 4441, 4501, 3600, (900,), True),  # last of an M15 bar: the snapshot the close is taken from
+    (4381, 4441, None, 3600, (900,), True),  # the last point of the data
+    (4381, 4441, None, 3600, (), False),
 ])
-def test_spot_spacing(previous, time, interval, periods, due) -> None:
-    assert spot_due(previous, time, interval, periods) is due
+def test_spot_spacing(previous, time, following, interval, periods, due) -> None:
+    assert spot_due(previous, time, following, interval, periods) is due
