@@ -27,6 +27,8 @@ LAST_POINT_LOOKBACK_HOURS = 24 * 14  # how far back a symbol's last price is loo
 class Instant:
     time: int
     points: tuple[tuple[int, Point], ...]  # (symbol id, point) of every symbol ticking at `time`
+    previous: tuple[int | None, ...]  # each of those symbols' point before (None: none in the data)
+    following: tuple[int | None, ...]  # and after
 
 
 class Market:
@@ -61,18 +63,46 @@ class Market:
         """Source hour i's instants (their times, and the instants), every symbol's points merged."""
         got = self._instants.get(i)
         if got is None:
-            merged: dict[int, list[tuple[int, Point]]] = {}
+            merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
             for sid, series in self.series.items():
-                for p in series.points(i):
-                    merged.setdefault(p.time, []).append((sid, p))
+                points = series.points(i)
+                if not points:
+                    continue
+                times_ = [p.time for p in points]
+                before = [self._point_before(sid, i), *times_[:-1]]
+                after = [*times_[1:], self._point_after(sid, i)]
+                for p, b, a in zip(points, before, after, strict=True):
+                    merged.setdefault(p.time, []).append((sid, p, b, a))
             times = sorted(merged)
-            got = (times, tuple(Instant(t, tuple(merged[t])) for t in times))
+            got = (times, tuple(
+                Instant(t, tuple((sid, p) for sid, p, _, _ in merged[t]), tuple(b for _, _, b, _ in merged[t]),
+                        tuple(a for _, _, _, a in merged[t]))
+                for t in times
+            ))
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)
         else:
             self._instants.move_to_end(i)
         return got
+
+    def _point_before(self, symbol_id: int, i: int) -> int | None:
+        """The time of the symbol's last point in the hours before hour i."""
+        series = self.series[symbol_id]
+        for j in range(i - 1, max(-1, i - 1 - LAST_POINT_LOOKBACK_HOURS), -1):
+            points = series.points(j)
+            if points:
+                return points[-1].time
+        return None
+
+    def _point_after(self, symbol_id: int, i: int) -> int | None:
+        """The time of the symbol's first point in the hours after hour i (None: the data ends first)."""
+        series = self.series[symbol_id]
+        for j in range(i + 1, len(self.times)):
+            points = series.points(j)
+            if points:
+                return points[0].time
+        return None
 
     def next_after(self, t: int) -> Instant | None:
         """The first instant after time t (None: the data ends first)."""

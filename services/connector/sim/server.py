@@ -734,12 +734,10 @@ class SimServer:
         return done
 
     def _step(self) -> bool:
-        inst = self.market.next_after(self.market.now)
+        inst = self.market.step()
         if inst is None:
             return False
-        previous = {sid: self.market.last_point(sid) for sid, _ in inst.points}
-        self.market.step()
-        self._on_instant(inst, {sid: p.time if p else None for sid, p in previous.items()})
+        self._on_instant(inst)
         self._after_clock()
         return True
 
@@ -748,7 +746,7 @@ class SimServer:
             self._saved_bucket = self.market.bar_time
             self._save_state()
 
-    def _on_instant(self, inst: Instant, previous: dict[int, int | None]) -> None:
+    def _on_instant(self, inst: Instant) -> None:
         """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
         for sid, point in inst.points:
             sym = self.symbols[sid]
@@ -765,12 +763,10 @@ class SimServer:
             periods: dict[int, list[int]] = {}
             for sid, period in s.trendbars:
                 periods.setdefault(sid, []).append(timeframes.period_seconds(period))
-            for sid, point in inst.points:
-                if sid not in s.spots:
-                    continue
-                live = periods.get(sid, ())
-                following = self.market.next_point_time(sid) if live and interval > 60 else point.time + 60
-                if interval <= 60 or spot_due(previous[sid], point.time, following, interval, live):
+            for (sid, point), before, after in zip(inst.points, inst.previous, inst.following, strict=True):
+                if sid in s.spots and (
+                    interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
+                ):
                     self._send(s, self._spot_event(s, sid))
 
     def _closed_from(self, nxt: int) -> int | None:

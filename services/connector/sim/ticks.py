@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from itertools import accumulate
+from typing import NamedTuple
 
 from services.connector.sim.replay import CsvBar
 
@@ -31,8 +32,7 @@ HOUR = 3600
 FEED_VOLUME_PER_TICK = 1e6
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):  # a tuple: made 60 times an hour per symbol
     time: int  # Unix s
     price: float  # bid
     ticks: int  # ticks this point stands for (>= 1)
@@ -102,16 +102,18 @@ def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]
     i_high, i_low = (i1, i2) if rng.random() < 0.5 else (i2, i1)
     fixed = {0: bar.open, i_high: bar.high, i_low: bar.low, n - 1: bar.close}
     marks = sorted(fixed)
+    high, low, gauss = bar.high, bar.low, rng.gauss
     prices = [0.0] * n
     for a, b in zip(marks, marks[1:], strict=False):
-        pa, pb, m = fixed[a], fixed[b], b - a
-        sigma = (bar.high - bar.low) / (3 * math.sqrt(m))
-        walk = [0.0]
-        for _ in range(m):
-            walk.append(walk[-1] + rng.gauss(0.0, 1.0))
+        pa, m = fixed[a], b - a
+        if m < 2:
+            continue
+        slope, sigma = (fixed[b] - pa) / m, (high - low) / (3 * math.sqrt(m))
+        walk = list(accumulate(gauss(0.0, 1.0) for _ in range(m)))  # W(1)..W(m)
+        drift = walk[-1] / m
         for j in range(1, m):
-            x = pa + (pb - pa) * j / m + sigma * (walk[j] - j / m * walk[m])
-            prices[a + j] = round(min(bar.high, max(bar.low, x)), digits)
+            x = pa + slope * j + sigma * (walk[j - 1] - j * drift)
+            prices[a + j] = round(high if x > high else low if x < low else x, digits)
     for i, p in fixed.items():
         prices[i] = p
     return prices
@@ -125,8 +127,9 @@ def _shares(total: int, n: int, rng: random.Random) -> list[int]:
     quotas = [w * scale for w in weights]
     counts = [int(q) for q in quotas]
     short = extra - sum(counts)
-    for i in sorted(range(n), key=lambda i: counts[i] - quotas[i])[:short]:  # largest remainders first
-        counts[i] += 1
+    if short:  # the largest remainders get one more
+        for i in sorted(range(n), key=lambda i: counts[i] - quotas[i])[:short]:
+            counts[i] += 1
     return [1 + c for c in counts]
 
 
