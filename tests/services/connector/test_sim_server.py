@@ -363,3 +363,28 @@ def test_an_older_state_file_is_migrated(sim_factory: SimFactory, csv_bars, tmp_
     state.write_text(json.dumps({"account": account}))
     with pytest.raises(ValueError, match="no replay cursor"):
         sim_factory(state_path=str(state))
+
+
+def test_the_timed_replay_holds_the_clock_at_the_close_over_a_weekend(sim_factory: SimFactory, csv_bars) -> None:
+    # speed 60: an H1 bar of simulated time is a minute of wall time, and so is the weekend (capped at one bar),
+    # the clock standing at the close meanwhile
+    sim = sim_factory(start_bar=FRIDAY_LAST, speed=60)
+    friday_close = csv_bars[FRIDAY_LAST].time + 3600
+
+    async def scenario() -> None:
+        cp = sim.server.control_port
+        await acontrol(cp, "advance", until=friday_close - 1)  # every Friday point processed
+        assert sim.server._closed_from(sim.server.market.next_time()) == friday_close
+        broker = broker_for(sim)
+        await broker.connect()
+        await acontrol(cp, "resume")
+        while (await acontrol(cp, "status"))["server_time"] < friday_close:  # the replay's first step, at once
+            await asyncio.sleep(0.01)
+        await acontrol(cp, "pause")
+        status = await acontrol(cp, "status")
+        assert status["server_time"] == friday_close and not status["symbols"]["EURUSD"]["open"]
+        refused = await broker.market_order("EURUSD", 1, 0.1)
+        assert not refused.success and refused.error.startswith("MARKET_CLOSED")
+        await broker.close()
+
+    run(scenario())
