@@ -117,10 +117,6 @@ class Market:
         nxt = self.next_after(self.now)
         return None if nxt is None else nxt.time
 
-    @property
-    def at_end(self) -> bool:
-        return self.next_time() is None
-
     def step(self) -> Instant | None:
         """Process the next instant (None at the end of the data)."""
         inst = self.next_after(self.now)
@@ -183,10 +179,12 @@ class Market:
 
     def bid_ask(self, symbol_id: int) -> tuple[float, float] | None:
         last = self.last_point(symbol_id)
-        if last is None:
-            return None
+        return None if last is None else (last.price, self.ask_of(symbol_id, last.price))
+
+    def ask_of(self, symbol_id: int, bid: float) -> float:
+        """The ask for a bid: the symbol's fixed spread above it."""
         sym = self.symbols[symbol_id]
-        return last.price, round(last.price + sym.spread_points * sym.spec.point, sym.spec.digits)
+        return round(bid + sym.spread_points * sym.spec.point, sym.spec.digits)
 
     def is_open(self, symbol_id: int) -> bool:
         return self.symbols[symbol_id].calendar.is_open(self.now)

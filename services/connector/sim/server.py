@@ -716,9 +716,12 @@ class SimServer:
         """Advance to the first instant of the bar (configured timeframe) `bars` ahead: the bars before close.
         Returns the number of instants processed."""
         target = self.market.bar_target(bars)
-        if target is None:  # the data ends first: to its last point
-            return self.advance(len(self.market.times) * 60)
-        return self.advance_until(target)
+        if target is not None:
+            return self.advance_until(target)
+        done = 0  # the data ends first: to its last point
+        while self._step():
+            done += 1
+        return done
 
     def advance_until(self, t: int) -> int:
         """Process every instant up to time `t` and set the clock to `t` (within the data)."""
@@ -749,9 +752,7 @@ class SimServer:
     def _on_instant(self, inst: Instant) -> None:
         """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
         for sid, point in inst.points:
-            sym = self.symbols[sid]
-            bid = point.price
-            ask = round(bid + sym.spread_points * sym.spec.point, sym.spec.digits)
+            bid, ask = point.price, self.market.ask_of(sid, point.price)
             for pid in self.account.triggered(sid, bid, ask):
                 pos = self.account.positions[pid]
                 fill = self.account.close(pid, pos.volume, bid, ask, self._rate(sid), self.now_ms, server_event=True)

@@ -388,3 +388,15 @@ def test_the_timed_replay_holds_the_clock_at_the_close_over_a_weekend(sim_factor
         await broker.close()
 
     run(scenario())
+
+
+def test_advancing_past_the_end_of_the_data_stops_at_its_last_point(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=len(csv_bars) - 2)
+
+    async def scenario() -> None:
+        status = await acontrol(sim.server.control_port, "advance", bars=5)
+        assert status["ticks"] == 119 and status["next_point_time"] is None  # the two last hours, then nothing
+        assert status["server_time"] - csv_bars[-1].time in range(59 * 60 + 1, 3600)
+        assert (await acontrol(sim.server.control_port, "advance", ticks=3))["ticks"] == 0
+
+    run(scenario())
