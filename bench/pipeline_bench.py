@@ -120,8 +120,11 @@ class Tap:
 def make_home(root: Path, symbols: list[str], offset_bars: int, overlay: dict | None = None) -> Home:
     home = Home(root, config.merge(config.merge(config.merge(CLOCKS, symbols_overlay(root, symbols, offset_bars)), {
         # no state file for the simulator: it would rewrite its whole deal list after every fill (the broker's
-        # stand-in, not part of the system, sharing the cores)
-        "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "balance": 100_000, "state_file": ""}},
+        # stand-in, not part of the system, sharing the cores); one spot event per symbol an hour (plus each H1
+        # bar's first and last point, so live bars stay whole) instead of one a minute: with 50 symbols, a spot
+        # a minute costs the simulator and the connector about ten times the CPU (bench/sim_replay_bench.py)
+        "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "balance": 100_000, "state_file": "",
+                           "spot_interval_s": 3600}},
         "preditor": {"warmup_bars": HISTORY},
     }), overlay or {}))
     raw = json.loads((REPO / "config" / "executor_symbols.json").read_text())

@@ -88,6 +88,8 @@ class SimBroker(_Section):
     timeframe: Literal[tuple(TIMEFRAMES)] = "H1"  # type: ignore[valid-type]
     speed: float = Field(default=2400.0, ge=0)  # simulated seconds per wall second (0 = manual)
     start_bar: int = Field(default=1100, ge=0)  # first replayed bar; the bars before it are history
+    # one spot event per symbol per this many seconds of points (60: every point; the bars use every point)
+    spot_interval_s: int = Field(default=60, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(default=5035, ge=0, le=65535)
     control_port: int = Field(default=5045, ge=-1, le=65535)  # JSON control port on 127.0.0.1; -1 = none

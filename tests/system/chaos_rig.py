@@ -50,7 +50,9 @@ WORKERS = ("connector", "persistence", "paper", "executor", "preditor")
 KILLABLE = (*WORKERS, "orchestrator")
 
 OVERLAY = {
-    "broker": {"sim": {"speed": 0, "start_bar": START_BAR}},
+    # one spot event per symbol an hour (each H1 bar's first and last point: live bars stay whole), not one a
+    # minute: with ORACLE_CHAOS_SYMBOLS symbols the spots would dominate the CPU of the simulator and the connector
+    "broker": {"sim": {"speed": 0, "start_bar": START_BAR, "spot_interval_s": 3600}},
     # a preditor restarted under load imports torch and warms up: more than the harness's 10 s step timeout
     "orchestrator": {"step_timeout_s": 30},
     "runtime": {"request_timeout_ms": 2000},

@@ -62,7 +62,7 @@ def backtest(n_bars: int) -> dict:
     model = load_model("models/EURUSD_H1.zip")  # every symbol's model is this one relabelled
     out: dict = {"decisions": {}, "trades": {}}
     for sym, served in symbol_bars(SYMBOLS, OFFSET_BARS).items():
-        bars = np.array([[b.time, b.open, b.high, b.low, b.close, float(round(b.volume))] for b in served])
+        bars = np.array([[b.time, b.open, b.high, b.low, b.close, b.volume] for b in served])
         decisions = bt.replay(model, bars[START_BAR - WARMUP: START_BAR + n_bars])
         out["decisions"].update({(sym, int(d.bar_time)): d for d in decisions})
         out["trades"][sym] = bt.trades_of(decisions)

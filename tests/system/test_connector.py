@@ -15,15 +15,21 @@ from harness import Home, wait_for
 from system.conntap import Tap
 
 from common import bus, config, messages
+from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import control
 from services.connector.sim.replay import CsvBar, parse_csv
+from services.connector.sim.series import served_bars
 
 CSV = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1_2017.csv"
 
 
 @pytest.fixture(scope="module")
 def csv_bars() -> list[CsvBar]:
-    return parse_csv(CSV.read_text())
+    """The EURUSD H1 bars the simulator serves (the CSV's, volume in ticks), one per CSV bar."""
+    source = parse_csv(CSV.read_text())
+    served = served_bars(source, CATALOG["EURUSD"], "H1", source[0].time, source[-1].time + 3600)
+    assert [b.time for b in served] == [b.time for b in source]
+    return served
 
 
 class System:
@@ -64,7 +70,7 @@ def system(tmp_path_factory):
 
 
 def csv_row(b: CsvBar) -> list:
-    return [b.time, b.open, b.high, b.low, b.close, float(round(b.volume))]
+    return [b.time, b.open, b.high, b.low, b.close, b.volume]
 
 
 def closed_csv_before(csv_bars: list[CsvBar], t: int) -> list[CsvBar]:
@@ -207,8 +213,8 @@ def test_stop_hit_is_published_as_an_external_close_with_the_brokers_pnl(system)
         res = order_open(system, "EURUSD", 1, 0.1, "stop-hit-1", sl_distance=0.0004, comment="OT1|stop-hit-1")
         assert res.success
         tap.wait(lambda g: any(r.envelope.topic == "fill.EURUSD" for r in g), 5, "the fill")
-        for _ in range(400):
-            system.sim("advance", ticks=1)
+        for _ in range(400):  # a quarter of an hour (15 instants) at a time: up to 100 hours
+            system.sim("advance", ticks=15)
             if tap.poll(0.02) and tap.bodies("closed."):
                 break
         tap.wait(lambda g: any(r.envelope.topic == "closed.EURUSD" for r in g), 5, "closed.EURUSD")
@@ -491,7 +497,7 @@ def test_a_stop_hit_while_the_connector_is_dead_is_published_after_its_restart(s
     epoch = system.connector_status()["epoch"]
     home.kill("connector")
     for _ in range(400):  # the market moves until the stop is hit, with nobody listening
-        system.sim("advance", ticks=1)
+        system.sim("advance", ticks=15)
         if not sim_positions(system, "away-stop-1"):
             break
     assert not sim_positions(system, "away-stop-1")

@@ -4,10 +4,13 @@ preditor (re-handshaken by the orchestrator: load, warmup from snapshot + histor
 (the orchestrator pushes ``preditor.warmup`` again; the new connector epoch makes the twin catch up).
 
 The twin starts flat at the first warmup bar: the simulator starts at bar 1100, the warmup takes the 1000 closed
-bars before it, so the backtest replays from CSV bar 100 (volumes rounded to integers, as the simulator serves them).
+bars before it, so the backtest replays from CSV bar 100, on the bars the simulator serves (`served_bars`: the CSV's
+prices, volume in ticks).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +19,14 @@ from harness import Home, wait_for
 from system.preditor_rig import SignalTap
 
 from common import config
-from common.twin.bars import load_bars_csv
+from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import control
+from services.connector.sim.replay import parse_csv
+from services.connector.sim.series import served_bars
 from services.preditor import backtest
 from services.preditor.model_file import load_model
 
-CSV = "data/EURUSD_H1_2017.csv"
+CSV = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1_2017.csv"
 START_BAR = 1100
 WARMUP = 1000
 
@@ -41,9 +46,11 @@ def system(tmp_path):
 
 
 def sim_bars() -> np.ndarray:
-    bars = load_bars_csv(CSV)
-    bars[:, 5] = [float(round(v)) for v in bars[:, 5]]  # the simulator serves integer tick volumes
-    return bars
+    """The EURUSD H1 bars the simulator serves, one per CSV bar, as the twin's (n, 6) array."""
+    source = parse_csv(CSV.read_text())
+    served = served_bars(source, CATALOG["EURUSD"], "H1", source[0].time, source[-1].time + 3600)
+    assert len(served) == len(source)
+    return np.array([[b.time, b.open, b.high, b.low, b.close, b.volume] for b in served])
 
 
 def service(home: Home, name: str) -> dict:

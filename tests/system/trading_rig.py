@@ -22,8 +22,8 @@ from system.sub_reader import SubReader
 from common import bus, messages
 from services.connector.sim import catalog
 from services.connector.sim.control import control
-from services.connector.sim.market import Market
 from services.connector.sim.replay import CsvBar, parse_csv
+from services.connector.sim.series import served_bars
 
 CSV = REPO / "data" / "EURUSD_H1_2017.csv"
 START_BAR = 1100
@@ -231,11 +231,13 @@ def symbols_overlay(root: Path, symbols: list[str], offset_bars: int) -> dict:
 
 
 def symbol_bars(symbols: list[str], offset_bars: int) -> dict[str, list[CsvBar]]:
-    """The bars the simulator serves for each of `symbols` (synthetic ones shifted and scaled), by symbol."""
+    """The H1 bars the simulator serves for each of `symbols` (synthetic ones shifted and scaled; volume in ticks),
+    by symbol: one per CSV bar (these forex symbols trade every hour the CSV has)."""
     served = catalog.symbols(len(symbols) - 1, offset_bars)
     source = bars()
-    market = Market(source, 3600, {s.spec.symbol_id: s for s in served.values()}, served["EURUSD"].spec.symbol_id)
-    return {sym: [market.bar(served[sym].spec.symbol_id, i) for i in range(len(source))] for sym in symbols}
+    out = {sym: served_bars(source, served[sym], "H1", source[0].time, source[-1].time + 3600) for sym in symbols}
+    assert all(len(b) == len(source) for b in out.values())
+    return out
 
 
 def start_broker_side(home: Home, sim: Sim) -> None:

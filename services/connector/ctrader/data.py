@@ -34,9 +34,10 @@ DAY_MS = 86_400_000
 
 
 def history_span_s(tf_seconds: int) -> int:
-    """Widest from/to window we ask for in one trendbar request (our choice, below cTrader's limits)."""
+    """Widest from/to window we ask for in one trendbar request: below cTrader's limits per period (3.5 days up to
+    M5, 245 days up to H1, 366 days above; Spotware's OpenAPI.Net TrendbarsMaximumTime)."""
     if tf_seconds <= 300:
-        return 7 * 86_400
+        return 3 * 86_400
     if tf_seconds <= 3_600:
         return 35 * 86_400
     return 365 * 86_400
@@ -168,10 +169,11 @@ class MarketData:
     # ---- history
     async def _probe_server_time(self, symbol_id: int, period: int) -> None:
         to_ms = parsing.seconds_to_ms(time.time()) + DAY_MS  # an upper bound only; bars are dated by the server
+        span_ms = min(7 * DAY_MS, history_span_s(periods.period_seconds(period)) * 1000)
         res = await self.link.request(
             oa.ProtoOAGetTrendbarsReq(
                 ctidTraderAccountId=self.link.account_id, symbolId=symbol_id, period=period,
-                fromTimestamp=to_ms - 7 * DAY_MS, toTimestamp=to_ms, count=1,
+                fromTimestamp=to_ms - span_ms, toTimestamp=to_ms, count=1,
             )
         )
         self.note_server_time(res.timestamp)

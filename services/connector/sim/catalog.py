@@ -1,66 +1,99 @@
-"""The simulator's symbols: realistic cTrader specifications (broker-specific in real life).
+"""The simulator's symbols: realistic cTrader specifications and trading calendars (broker-specific in real life).
 
-Only the CSV symbol trades real data; the others replay a series derived from it (their reference price times
-the CSV price relative to its first open), which keeps every symbol moving on the same clock.
+Only the CSV symbol trades real data. Every other symbol replays a series derived from it: its reference price
+times the CSV price relative to the CSV's first open, shifted by its own number of bars (``bar_offset``: symbol
+bar i has the prices of CSV bar i + offset, wrapping around at the end of the data, at bar i's time), so all of them
+move on the same clock but not in lock-step. The CSV symbol itself is never shifted (its offset is ignored).
 
 Synthetic symbols (``synthetic(n, offset_bars)``, off by default) give a benchmark or a test as many tradable
 symbols as it wants: SYN01, SYN02, ... are EURUSD-like forex symbols replaying the CSV series at EURUSD's price
-level (the CSV's own prices when it holds EURUSD), symbol k ``k * offset_bars`` bars ahead of the clock (wrapping
-around at the end of the data), so their bars close at the same moments but differ, and models on them change
-position on different bars; ``offset_bars`` 0 gives every one the same series (the aligned worst case).
+level (the CSV's own prices when it holds EURUSD), symbol k ``k * offset_bars`` bars ahead of the clock, so their
+bars close at the same moments but differ, and models on them change position on different bars; ``offset_bars``
+0 gives every one the same series (the aligned worst case).
+
+Calendars (`services/connector/calendar.py`, served in `ProtoOASymbol.schedule`, `holiday`, `scheduleTimeZone`):
+- forex: New York 17:00 Sunday to 17:00 Friday (22:00 UTC in winter, 21:00 UTC in summer), plus what the bundled
+  2017 data shows at Christmas: Monday 25 December closed 03:00-17:00 New York (every year) and the Sunday
+  24 December 2017 opening an hour late (18:00 New York);
+- XAUUSD: the forex week with a daily break 17:00-18:00 New York (so it opens on Sunday at 18:00), forex holidays;
+- US500: a CME-like equity index week: Sunday 18:00 to Friday 16:15 New York, a daily halt 16:15-16:30 and a daily
+  break 17:00-18:00; closed on Christmas Day (every year), Good Friday 2017, and from 13:00 on 4 July 2017.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 
+from services.connector.calendar import FRI, SUN, TradingCalendar, at, clock, days_since_epoch
+from services.connector.calendar import Holiday as CalendarHoliday
 from services.connector.ctrader.parsing import SymbolSpec
+
+NEW_YORK = "America/New_York"
+
+
+def _holiday(day: dt.date, name: str, start: int | None = None, end: int | None = None,
+             recurring: bool = False) -> CalendarHoliday:
+    return CalendarHoliday(days_since_epoch(day), recurring, start, end, NEW_YORK, name)
+
+
+FOREX_HOLIDAYS = (
+    _holiday(dt.date(2017, 12, 25), "Christmas Day", clock(3), clock(17), recurring=True),
+    _holiday(dt.date(2017, 12, 24), "Christmas Eve 2017: late open", clock(17), clock(18)),
+)
+FOREX = TradingCalendar.of(NEW_YORK, [(at(SUN, 17), at(FRI, 17))], FOREX_HOLIDAYS)
+METALS = TradingCalendar.of(NEW_YORK, [(at(d, 18), at(d + 1, 17)) for d in range(SUN, FRI)], FOREX_HOLIDAYS)
+US_INDEX = TradingCalendar.of(
+    NEW_YORK,
+    [(at(d, 18), at(d + 1, 16, 15)) for d in range(SUN, FRI)] + [(at(d, 16, 30), at(d, 17)) for d in range(1, FRI)],
+    (
+        _holiday(dt.date(2017, 12, 25), "Christmas Day", recurring=True),
+        _holiday(dt.date(2017, 4, 14), "Good Friday 2017"),
+        _holiday(dt.date(2017, 7, 4), "Independence Day 2017: early close", clock(13), clock(18)),
+    ),
+)
 
 
 @dataclass(frozen=True)
 class SimSymbol:
     spec: SymbolSpec
     spread_points: int
-    reference_price: float  # used to derive a series when the CSV is another symbol's
-    bar_offset: int = 0  # replays the CSV this many bars ahead of the clock (synthetic symbols)
+    reference_price: float  # the derived series' price level (the CSV's first open maps to it)
+    bar_offset: int = 0  # replays the CSV this many bars ahead of the clock (derived symbols)
+    calendar: TradingCalendar = FOREX
 
 
 FOREX_LOT = 10_000_000  # 100 000 units, in cents
 
+
+def _forex(symbol_id: int, name: str, digits: int, spread_points: int, reference_price: float,
+           bar_offset: int) -> SimSymbol:
+    return SimSymbol(
+        SymbolSpec(
+            symbol_id,
+            name,
+            digits=digits,
+            pip_position=digits - 1,
+            lot_size=FOREX_LOT,
+            min_volume=100_000,
+            step_volume=100_000,
+            max_volume=10_000_000_000,
+            base_asset=name[:3],
+            quote_asset=name[3:],
+        ),
+        spread_points=spread_points,
+        reference_price=reference_price,
+        bar_offset=bar_offset,
+    )
+
+
 CATALOG: dict[str, SimSymbol] = {
-    "EURUSD": SimSymbol(
-        SymbolSpec(
-            1,
-            "EURUSD",
-            digits=5,
-            pip_position=4,
-            lot_size=FOREX_LOT,
-            min_volume=100_000,
-            step_volume=100_000,
-            max_volume=10_000_000_000,
-            base_asset="EUR",
-            quote_asset="USD",
-        ),
-        spread_points=8,
-        reference_price=1.05236,
-    ),
-    "USDJPY": SimSymbol(
-        SymbolSpec(
-            4,
-            "USDJPY",
-            digits=3,
-            pip_position=2,
-            lot_size=FOREX_LOT,
-            min_volume=100_000,
-            step_volume=100_000,
-            max_volume=10_000_000_000,
-            base_asset="USD",
-            quote_asset="JPY",
-        ),
-        spread_points=10,
-        reference_price=117.0,
-    ),
+    "EURUSD": _forex(1, "EURUSD", 5, 8, 1.05236, 0),
+    "GBPUSD": _forex(2, "GBPUSD", 5, 12, 1.23420, 7),
+    "EURJPY": _forex(3, "EURJPY", 3, 15, 122.950, 13),
+    "USDJPY": _forex(4, "USDJPY", 3, 10, 117.0, 3),
+    "EURGBP": _forex(9, "EURGBP", 5, 10, 0.85270, 19),
     "XAUUSD": SimSymbol(
         SymbolSpec(
             41,
@@ -76,6 +109,8 @@ CATALOG: dict[str, SimSymbol] = {
         ),
         spread_points=25,
         reference_price=1150.0,
+        bar_offset=5,
+        calendar=METALS,
     ),
     "US500": SimSymbol(
         SymbolSpec(
@@ -92,10 +127,12 @@ CATALOG: dict[str, SimSymbol] = {
         ),
         spread_points=50,
         reference_price=2250.0,
+        bar_offset=11,
+        calendar=US_INDEX,
     ),
 }
 
-ASSET_IDS = {"USD": 1, "EUR": 2, "JPY": 3, "XAU": 4, "US500": 5}
+ASSET_IDS = {"USD": 1, "EUR": 2, "JPY": 3, "XAU": 4, "US500": 5, "GBP": 6}
 
 
 SYNTHETIC_FIRST_ID = 1001

@@ -18,8 +18,10 @@ from services.connector.sim.server import SimConfig, SimServer
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim-broker", description="Protocol-level cTrader Open API simulator")
     p.add_argument("--csv", required=True, help="bar CSV: time (bar open, Unix s UTC),open,high,low,close,volume")
-    p.add_argument("--symbol", default="EURUSD", help="symbol the CSV holds (EURUSD, USDJPY, XAUUSD, US500)")
-    p.add_argument("--timeframe", default="H1")
+    p.add_argument("--symbol", default="EURUSD", help="symbol the H1 CSV holds (one of the catalog's)")
+    p.add_argument(
+        "--timeframe", default="H1", help="the bars `advance bars` counts; a closed market takes one of them at most"
+    )
     p.add_argument(
         "--speed",
         type=float,
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5035)
     p.add_argument("--tls", action="store_true", help="TLS with a self-signed certificate made at start")
     p.add_argument("--control-port", type=int, default=0, help="JSON control port on 127.0.0.1 (0 = any)")
-    p.add_argument("--ticks-per-bar", type=int, default=4)
+    p.add_argument(
+        "--spot-interval", type=int, default=60, help="one spot event per symbol per this many seconds of points"
+    )
     p.add_argument("--start-bar", type=int, default=0, help="index of the first bar to replay")
     p.add_argument("--start-time", type=int, default=None, help="replay from the first bar at/after this Unix time")
     p.add_argument("--state", default=None, help="JSON file keeping positions, balance, deals and the cursor")
@@ -61,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         port=args.port,
         tls=args.tls,
         control_port=args.control_port,
-        ticks_per_bar=args.ticks_per_bar,
+        spot_interval_s=args.spot_interval,
         start_bar=args.start_bar,
         start_time=args.start_time,
         state_path=args.state,
@@ -110,6 +114,7 @@ def config_from_settings(cfg: Any) -> SimConfig:
         tls=sim.tls,
         control_port=sim.control_port,
         start_bar=sim.start_bar,
+        spot_interval_s=sim.spot_interval_s,
         state_path=str(data_dir / sim.state_file) if sim.state_file else None,
         client_id=sim.client_id,
         client_secret=sim.client_secret,

@@ -4,10 +4,10 @@ Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": fals
 
 | cmd | arguments | effect |
 |---|---|---|
-| status | | cursor, server time, balance, positions, sessions |
+| status | | server time, cursor, next point, every symbol's market open/closed and next point, account |
 | pause / resume | | stop / restart the timed replay |
 | speed | value | simulated seconds per wall second (0 = manual) |
-| advance | ticks=1 or bars | process ticks now (works while paused); replies after the frames are written |
+| advance | ticks=1 / bars / until | process now (also while paused); replies after the frames are written |
 | drop | refuse_s=0 | abort every client connection; refuse new ones for refuse_s seconds |
 | silent | seconds | send nothing and ignore every request for that long (connection stays open) |
 | delay | seconds, count=1, types=[names] | hold the next `count` outgoing frames of those message types |
@@ -18,6 +18,12 @@ Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": fals
 | orders | | every filled order, oldest first (order and position id, side, volume, price, client order id, closing) |
 
 Types are message names such as "ProtoOAExecutionEvent" or "ProtoOANewOrderReq"; no types = any.
+
+`advance` takes one of: `ticks` N, the next N instants (an instant is every symbol's point at one second); `bars`
+N, up to the first instant of the bar of the configured timeframe N bars ahead, so the bars before it close;
+`until` T (Unix s), every instant up to T, the clock then standing at T (a closed market shows as closed).
+`status` has `server_time` (s), `bar_index` (the CSV bar holding the clock), `bar_time` (the configured
+timeframe's bar holding it), `next_point_time`, and per symbol `open` and `next_point`.
 """
 
 from __future__ import annotations
@@ -47,8 +53,15 @@ def handle(server: SimServer, req: dict[str, Any]) -> dict[str, Any]:
         server.speed = float(req["value"])
         server.wake()
     elif cmd == "advance":
-        bars, ticks = int(req.get("bars", 0)), int(req.get("ticks", 1))
-        done = server.advance_bars(bars) if bars else server.advance(ticks)
+        given = [k for k in ("ticks", "bars", "until") if k in req]
+        if len(given) > 1:
+            return {"ok": False, "error": f"advance takes one of ticks, bars, until; got {', '.join(given)}"}
+        if "until" in req:
+            done = server.advance_until(int(req["until"]))
+        elif "bars" in req:
+            done = server.advance_bars(int(req["bars"]))
+        else:
+            done = server.advance(int(req.get("ticks", 1)))
         return {"ok": True, "ticks": done, **server.status()}
     elif cmd == "drop":
         faults.refuse_until = loop_time + float(req.get("refuse_s", 0))

@@ -1,102 +1,239 @@
-"""The replay cursor: which bar and which tick the simulated market is at, and the prices it implies.
+"""The replay cursor: every symbol's points merged in time order, the server clock, prices and forming bars.
 
-Pure: advanced only by `step()`; the server decides when. Server time = bar open + tick offset (never the
-wall clock).
+Pure: it moves only through `step()` (the next instant: every symbol's point at that second) and `advance_clock()`
+(the clock into a stretch without points: a closed market); the server decides when. Server time is `now`: the
+time of the last instant processed or a time set in a closed stretch, never the wall clock. Every point at or
+before `now` has been processed; a bar is known only from those points, so a bar closes at the first point after
+its period (Friday's last H1 bar when Sunday's first point comes).
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from services.connector.sim.catalog import SimSymbol
-from services.connector.sim.replay import CsvBar, forming, scale, shifted, tick_offsets, tick_prices
+from services.connector.sim.replay import CsvBar
+from services.connector.sim.series import Series, check_source, series_for
+from services.connector.sim.ticks import HOUR, Point, update
+
+INSTANT_CACHE_HOURS = 4
+LAST_POINT_LOOKBACK_HOURS = 24 * 14  # how far back a symbol's last price is looked for
 
 
-@dataclass
+@dataclass(frozen=True)
+class Instant:
+    time: int
+    points: tuple[tuple[int, Point], ...]  # (symbol id, point) of every symbol ticking at `time`
+    previous: tuple[int | None, ...]  # each of those symbols' point before (None: none in the data)
+    following: tuple[int | None, ...]  # and after
+
+
 class Market:
-    bars: list[CsvBar]
-    tf_seconds: int
-    symbols: dict[int, SimSymbol]  # by symbol id
-    source_symbol_id: int  # the symbol whose data the CSV holds
-    ticks_per_bar: int = 4
-    bar_index: int = 0
-    tick_index: int = 0
-    _times: list[int] = field(default_factory=list)
-    _factors: dict[int, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.bars:
-            raise ValueError("no bars to replay")
-        self._times = [b.time for b in self.bars]
-        first = self.bars[0].open
-        self._factors = {
-            sid: 1.0 if sid == self.source_symbol_id else s.reference_price / first
-            for sid, s in self.symbols.items()
+    def __init__(self, source: Sequence[CsvBar], symbols: dict[int, SimSymbol], source_symbol_id: int,
+                 tf_seconds: int, now: int | None = None) -> None:
+        check_source(source)
+        if source_symbol_id not in symbols:
+            raise ValueError(f"the CSV's symbol id {source_symbol_id} is not among the served symbols")
+        self.source = source
+        self.times = [b.time for b in source]
+        self.symbols = symbols
+        self.tf_seconds = tf_seconds
+        csv_symbol = symbols[source_symbol_id].spec.name
+        self.series: dict[int, Series] = {
+            sid: series_for(source, sym, csv_symbol, self.times) for sid, sym in symbols.items()
         }
-        self._offsets = tick_offsets(self.tf_seconds, self.ticks_per_bar)
-        self.bar_index = min(max(self.bar_index, 0), len(self.bars) - 1)
-
-    # ---- cursor
-    @property
-    def ticks(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def server_ms(self) -> int:
-        return (self.bars[self.bar_index].time + self._offsets[self.tick_index]) * 1000
+        self.now = self.times[0] if now is None else int(now)
+        if not self.times[0] <= self.now <= self.end_time:
+            raise ValueError(f"server time {self.now} is outside the data ({self.times[0]}..{self.end_time})")
+        self._instants: OrderedDict[int, tuple[list[int], tuple[Instant, ...]]] = OrderedDict()
+        self._last: dict[int, Point | None] = {}
+        self._forming: dict[tuple[int, int], CsvBar | None] = {}
+        self._periods: dict[int, set[int]] = {}
+        self._times_of: dict[int, tuple[int, list[int]]] = {}  # per symbol: one hour's point times
 
     @property
-    def at_end(self) -> bool:
-        return self.bar_index == len(self.bars) - 1 and self.tick_index == self.ticks - 1
+    def end_time(self) -> int:
+        return self.times[-1] + HOUR
 
-    def next_tick_ms(self) -> int | None:
-        if self.at_end:
+    # ---- the cursor
+    def hour_instants(self, i: int) -> tuple[list[int], tuple[Instant, ...]]:
+        """Source hour i's instants (their times, and the instants), every symbol's points merged."""
+        got = self._instants.get(i)
+        if got is None:
+            merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
+            for sid, series in self.series.items():
+                points = series.points(i)
+                if not points:
+                    continue
+                times_ = [p.time for p in points]
+                before = [self._point_before(sid, i), *times_[:-1]]
+                after = [*times_[1:], self._point_after(sid, i)]
+                for p, b, a in zip(points, before, after, strict=True):
+                    merged.setdefault(p.time, []).append((sid, p, b, a))
+            times = sorted(merged)
+            got = (times, tuple(
+                Instant(t, tuple((sid, p) for sid, p, _, _ in merged[t]), tuple(b for _, _, b, _ in merged[t]),
+                        tuple(a for _, _, _, a in merged[t]))
+                for t in times
+            ))
+            self._instants[i] = got
+            if len(self._instants) > INSTANT_CACHE_HOURS:
+                self._instants.popitem(last=False)
+        else:
+            self._instants.move_to_end(i)
+        return got
+
+    def _point_before(self, symbol_id: int, i: int) -> int | None:
+        """The time of the symbol's last point in the hours before hour i."""
+        series = self.series[symbol_id]
+        for j in range(i - 1, max(-1, i - 1 - LAST_POINT_LOOKBACK_HOURS), -1):
+            points = series.points(j)
+            if points:
+                return points[-1].time
+        return None
+
+    def _point_after(self, symbol_id: int, i: int) -> int | None:
+        """The time of the symbol's first point in the hours after hour i (None: the data ends first)."""
+        series = self.series[symbol_id]
+        for j in range(i + 1, len(self.times)):
+            points = series.points(j)
+            if points:
+                return points[0].time
+        return None
+
+    def next_after(self, t: int) -> Instant | None:
+        """The first instant after time t (None: the data ends first)."""
+        for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
+            times, instants = self.hour_instants(i)
+            k = bisect.bisect_right(times, t)
+            if k < len(times):
+                return instants[k]
+        return None
+
+    def next_time(self) -> int | None:
+        nxt = self.next_after(self.now)
+        return None if nxt is None else nxt.time
+
+    def step(self) -> Instant | None:
+        """Process the next instant (None at the end of the data)."""
+        inst = self.next_after(self.now)
+        if inst is None:
             return None
-        if self.tick_index + 1 < self.ticks:
-            return (self.bars[self.bar_index].time + self._offsets[self.tick_index + 1]) * 1000
-        return self.bars[self.bar_index + 1].time * 1000
+        self.now = inst.time
+        for sid, p in inst.points:
+            self._last[sid] = p
+            for period in self._periods.get(sid, ()):
+                self._forming[(sid, period)] = update(self._forming.get((sid, period)), p, period)
+        return inst
 
-    def step(self) -> bool:
-        """Advance one tick; True when a new bar started."""
-        if self.at_end:
-            return False
-        if self.tick_index + 1 < self.ticks:
-            self.tick_index += 1
-            return False
-        self.bar_index += 1
-        self.tick_index = 0
-        return True
+    def advance_clock(self, t: int) -> None:
+        """Move the clock to `t` in a stretch without points (a closed market); the points before come first."""
+        if t < self.now:
+            raise ValueError(f"the clock runs forward: {t} is before the server time {self.now}")
+        nxt = self.next_time()
+        if nxt is not None and nxt <= t:
+            raise ValueError(f"the points up to {t} must be processed first (the next one is at {nxt})")
+        self.now = min(t, max(self.now, self.end_time))
 
-    def index_at_or_after(self, time_s: int) -> int:
-        return min(bisect.bisect_left(self._times, time_s), len(self.bars) - 1)
+    def bar_target(self, n: int) -> int | None:
+        """The first instant of the bar of the configured timeframe `n` bars ahead of the one holding `now`
+        (bars without any point do not count; None: the data ends first)."""
+        tf = self.tf_seconds
+        bucket = self.now - self.now % tf
+        t = None
+        for _ in range(n):
+            nxt = self.next_after(bucket + tf - 1)
+            if nxt is None:
+                return None
+            t = nxt.time
+            bucket = t - t % tf
+        return t
+
+    @property
+    def bar_index(self) -> int:
+        """The index of the source bar holding `now` (the last one before it in a closed stretch)."""
+        return max(0, bisect.bisect_right(self.times, self.now) - 1)
+
+    @property
+    def bar_time(self) -> int:
+        """The open time of the configured timeframe's bucket holding `now`."""
+        return self.now - self.now % self.tf_seconds
 
     # ---- prices
-    def bar(self, symbol_id: int, index: int) -> CsvBar:
+    def last_point(self, symbol_id: int) -> Point | None:
+        """The symbol's latest point at or before `now` (None: it has not ticked yet)."""
+        if symbol_id not in self._last:
+            found = None
+            series = self.series[symbol_id]
+            i = series.index_of(self.now)
+            for j in range(i, max(-1, i - LAST_POINT_LOOKBACK_HOURS), -1):
+                seen = [p for p in series.points(j) if p.time <= self.now]
+                if seen:
+                    found = seen[-1]
+                    break
+            self._last[symbol_id] = found
+        return self._last[symbol_id]
+
+    def bid_ask(self, symbol_id: int) -> tuple[float, float] | None:
+        last = self.last_point(symbol_id)
+        return None if last is None else (last.price, self.ask_of(symbol_id, last.price))
+
+    def ask_of(self, symbol_id: int, bid: float) -> float:
+        """The ask for a bid: the symbol's fixed spread above it."""
         sym = self.symbols[symbol_id]
-        return scale(shifted(self.bars, index, sym.bar_offset), self._factors[symbol_id], sym.spec.digits)
+        return round(bid + sym.spread_points * sym.spec.point, sym.spec.digits)
 
-    def bid_ask(self, symbol_id: int) -> tuple[float, float]:
-        sym = self.symbols[symbol_id]
-        bar = self.bar(symbol_id, self.bar_index)
-        bid = tick_prices(bar, self.ticks)[self.tick_index]
-        return bid, round(bid + sym.spread_points * sym.spec.point, sym.spec.digits)
+    def is_open(self, symbol_id: int) -> bool:
+        return self.symbols[symbol_id].calendar.is_open(self.now)
 
-    def forming_bar(self, symbol_id: int) -> CsvBar:
-        bar = self.bar(symbol_id, self.bar_index)
-        return forming(bar, tick_prices(bar, self.ticks), self.tick_index)
+    def next_point_time(self, symbol_id: int, after: int | None = None) -> int | None:
+        """The time of the symbol's first point after `after` (default: now); None: the data ends first."""
+        t = self.now if after is None else after
+        for j in range(max(0, self.series[symbol_id].index_of(t)), len(self.times)):
+            times = self._point_times(symbol_id, j)
+            k = bisect.bisect_right(times, t)
+            if k < len(times):
+                return times[k]
+        return None
 
-    def history(self, symbol_id: int, from_s: int, to_s: int, count: int = 0, limit: int = 0) -> list[CsvBar]:
-        """Bars with open time in [from_s, to_s] known at the cursor (the last one may be forming)."""
-        lo = bisect.bisect_left(self._times, from_s)
-        hi = min(bisect.bisect_right(self._times, to_s), self.bar_index + 1)
-        if hi <= lo:
+    def _point_times(self, symbol_id: int, i: int) -> list[int]:
+        got = self._times_of.get(symbol_id)
+        if got is None or got[0] != i:
+            got = (i, [p.time for p in self.series[symbol_id].points(i)])
+            self._times_of[symbol_id] = got
+        return got[1]
+
+    # ---- bars
+    def forming(self, symbol_id: int, period: int) -> CsvBar | None:
+        """The bar of `period` holding the symbol's latest point, as far as it goes (kept up to date from now on)."""
+        key = (symbol_id, period)
+        if key not in self._forming:
+            last = self.last_point(symbol_id)
+            bar = None
+            if last is not None:
+                bucket = last.time - last.time % period
+                bars = self.series[symbol_id].bars(period, bucket, bucket + period, now=self.now)
+                bar = bars[-1] if bars else None
+            self._forming[key] = bar
+            self._periods.setdefault(symbol_id, set()).add(period)
+        return self._forming[key]
+
+    def history(self, symbol_id: int, period: int, from_s: int, to_s: int, limit: int = 0) -> list[CsvBar]:
+        """Bars opening in [from_s, to_s] known at `now` (the last one may be forming), the newest `limit`."""
+        if to_s < from_s:
             return []
-        if count:
-            lo = max(lo, hi - count)
-        if limit:
-            lo = max(lo, hi - limit)
-        out = [self.bar(symbol_id, i) for i in range(lo, hi)]
-        if hi == self.bar_index + 1:
-            out[-1] = self.forming_bar(symbol_id)
-        return out
+        return self.series[symbol_id].bars(period, from_s, to_s + 1, now=self.now, limit=limit)
+
+
+def spot_due(previous: int | None, time: int, following: int | None, interval: int,
+             periods: Iterable[int] = ()) -> bool:
+    """Whether a symbol's point at `time` goes out as a spot event, its previous point being at `previous` and its
+    next at `following`: the first point of each `interval`-second UTC bucket; and for the live trendbar
+    periods subscribed, the first and the last point of every bar, so that whatever the spacing a bar closes at
+    the first point after it and its last snapshot holds all its points."""
+    if previous is None or time // interval != previous // interval:
+        return True
+    return any(time // p != previous // p or following is None or following // p != time // p for p in periods)

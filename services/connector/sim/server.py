@@ -1,8 +1,9 @@
 """The simulator's server: cTrader Open API over TCP or TLS, a replay task and a control port.
 
-Everything runs on one asyncio loop; request handlers and the replay tick are plain synchronous functions
+Everything runs on one asyncio loop; request handlers and the replay step are plain synchronous functions
 over the market cursor and the account, so no locks are needed. Faults (drop, delay, swallow, reject,
-silence) are applied where frames enter and leave (see control.py for the commands).
+silence) are applied where frames enter and leave (see control.py for the commands). The market model (points,
+calendars, bars, spot spacing) is described in services/connector/README.md.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from services.connector.sim import wire
 from services.connector.sim.account import BUY, SELL, Account, Fill, SimError
 from services.connector.sim.catalog import ASSET_IDS, CATALOG, SimSymbol, symbols
 from services.connector.sim.certs import self_signed_pem, server_context
-from services.connector.sim.market import Market
+from services.connector.sim.market import Instant, Market, spot_due
 from services.connector.sim.replay import CsvBar, parse_csv
+from services.connector.sim.series import check_source
 
 log = logging.getLogger(__name__)
 oa = proto.oa
@@ -37,6 +39,16 @@ PT = proto.payload_type_of
 
 ORDER_ACCEPTED, ORDER_FILLED, ORDER_REPLACED, ORDER_REJECTED = 2, 3, 4, 7
 HISTORY_TYPES = {PT(oa.ProtoOAGetTrendbarsReq), PT(oa.ProtoOAGetTickDataReq)}
+STATE_VERSION = 2
+
+# The widest fromTimestamp..toTimestamp a trendbar request may span, per period (ms), as Spotware's own .NET SDK
+# has them (spotware/OpenAPI.Net, src/OpenAPI.Net/Helpers/TrendbarsMaximumTime.cs); the Open API documentation's
+# "symbol data" page only says the limits depend on the period. Wider -> INCORRECT_BOUNDARIES.
+TRENDBAR_SPAN_LIMIT_MS = {
+    **dict.fromkeys(("M1", "M2", "M3", "M4", "M5"), 302_400_000),  # 3.5 days
+    **dict.fromkeys(("M10", "M15", "M30", "H1"), 21_168_000_000),  # 245 days (35 weeks)
+    **dict.fromkeys(("H4", "H12", "D1"), 31_622_400_000),  # 366 days
+}
 
 
 @dataclass
@@ -45,11 +57,13 @@ class SimConfig:
     symbol: str = "EURUSD"
     timeframe: str = "H1"
     speed: float = 3600.0  # simulated seconds per wall second; 0 = manual (advance through the control port)
+    # the configured timeframe (`timeframe`) is what `advance bars` counts and the longest wall time (at `speed`)
+    # a closed stretch takes; live trendbars and history serve every period M1..D1
     host: str = "127.0.0.1"
     port: int = 5035  # 0 = any free port
     tls: bool = False
     control_port: int = 0  # 0 = any free port; -1 = no control port
-    ticks_per_bar: int = 4
+    spot_interval_s: int = 60  # one spot event per symbol per this many seconds of points (bars use every point)
     start_bar: int = 0
     start_time: int | None = None  # first bar opening at or after this Unix time (overrides start_bar)
     state_path: str | None = None
@@ -110,6 +124,14 @@ def load_bars(path: str) -> list[CsvBar]:
         return parse_csv(f.read())
 
 
+def period_seconds(period: int) -> int:
+    """A trendbar period's length; the simulator serves the fixed ones (M1..D1), not W1 or MN1."""
+    try:
+        return timeframes.period_seconds(period)
+    except ValueError:
+        raise SimError("INVALID_REQUEST", f"trendbar period {period} is not served (M1..D1 only)") from None
+
+
 class SimServer:
     def __init__(self, config: SimConfig, bars: list[CsvBar] | None = None) -> None:
         self.config = config
@@ -117,26 +139,25 @@ class SimServer:
             raise ValueError(f"unknown symbol {config.symbol}; known: {', '.join(CATALOG)}")
         self.period = timeframes.period_of(config.timeframe)
         self.tf_seconds = timeframes.seconds_of(config.timeframe)
+        if config.spot_interval_s < 1:
+            raise ValueError(f"spot_interval_s must be at least 1 s, not {config.spot_interval_s}")
         bars = bars if bars is not None else load_bars(config.csv_path)
+        check_source(bars)
         served = symbols(config.synthetic_symbols, config.synthetic_offset_bars)
         self.symbols: dict[int, SimSymbol] = {s.spec.symbol_id: s for s in served.values()}
         self.by_name = {s.spec.name: s.spec.symbol_id for s in served.values()}
         state = self._load_state()
-        start = config.start_bar
-        if config.start_time is not None:
-            start = 0
-            while start < len(bars) - 1 and bars[start].time < config.start_time:
-                start += 1
-        if state is not None:
-            start = state["bar_index"]
-        self.market = Market(
-            bars,
-            self.tf_seconds,
-            self.symbols,
-            self.by_name[config.symbol],
-            config.ticks_per_bar,
-            bar_index=start,
-        )
+        start, resume = self._start_time(bars, state)
+        self.market = Market(bars, self.symbols, self.by_name[config.symbol], self.tf_seconds, now=start)
+        if not resume:  # the start bar is forming with its first instant, as the clock starts
+            self.market.step()
+        self._saved_bucket = self.market.bar_time
+        outside = [b.time for b in bars if CATALOG[config.symbol].calendar.closed_between(b.time, b.time + 3600)]
+        if outside:
+            log.warning(
+                "%d bars of the CSV lie (partly) where %s's calendar is closed (the first at %d): no point "
+                "is replayed there", len(outside), config.symbol, outside[0]
+            )
         self.account = (
             Account.from_json(state["account"])
             if state is not None
@@ -226,11 +247,44 @@ class SimServer:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
 
+    def _start_time(self, bars: list[CsvBar], state: dict[str, Any] | None) -> tuple[int, bool]:
+        """Where the clock starts, and whether exactly there (a state file's cursor); else the start bar's open,
+        where its first instant is then processed."""
+        cfg = self.config
+        if state is not None:
+            path = cfg.state_path
+            if "cursor_time" in state:
+                t = int(state["cursor_time"])
+                if not bars[0].time <= t <= bars[-1].time + 3600:
+                    raise ValueError(f"state file {path}: cursor_time {t} is outside the CSV's bars")
+                return t, True
+            if "bar_index" not in state:
+                raise ValueError(f"state file {path} has no replay cursor (cursor_time or bar_index)")
+            index = int(state["bar_index"])
+            if not 0 <= index < len(bars):
+                raise ValueError(f"state file {path}: bar_index {index} is outside the CSV's {len(bars)} bars")
+            log.warning(
+                "state file %s is from an older simulator (its cursor is a bar index): resuming at the first point "
+                "of bar %d (time %d); it is rewritten in the current format", path, index, bars[index].time
+            )
+            return bars[index].time, False
+        start = cfg.start_bar
+        if cfg.start_time is not None:
+            start = next((i for i, b in enumerate(bars) if b.time >= cfg.start_time), len(bars) - 1)
+        if not 0 <= start < len(bars):
+            raise ValueError(f"start bar {start} is outside the CSV's {len(bars)} bars")
+        return bars[start].time, False
+
     def _save_state(self) -> None:
         path = self.config.state_path
         if not path:
             return
-        data = {"bar_index": self.market.bar_index, "account": self.account.to_json()}
+        data = {
+            "version": STATE_VERSION,
+            "cursor_time": self.market.now,
+            "bar_index": self.market.bar_index,
+            "account": self.account.to_json(),
+        }
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
@@ -432,7 +486,7 @@ class SimServer:
         s.spots.update(msg.symbolId)
         s.spot_timestamps = s.spot_timestamps or msg.subscribeToSpotTimestamp
         self._send(s, oa.ProtoOASubscribeSpotsRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-        for sid in msg.symbolId:
+        for sid in msg.symbolId:  # the latest prices, even while the market is closed
             self._send(s, self._spot_event(s, sid))
 
     def _on_unsubscribe_spots(self, s: Session, msg: Any, cid: str) -> None:
@@ -444,8 +498,7 @@ class SimServer:
         self._check_symbols([msg.symbolId])
         if msg.symbolId not in s.spots:
             raise SimError("NOT_SUBSCRIBED_TO_SPOTS", "subscribe to spots first")
-        if msg.period != self.period:
-            raise SimError("INVALID_REQUEST", f"the simulator replays {self.config.timeframe} only")
+        period_seconds(msg.period)
         s.trendbars.add((msg.symbolId, msg.period))
         self._send(s, oa.ProtoOASubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
         self._send(s, self._spot_event(s, msg.symbolId))
@@ -455,46 +508,78 @@ class SimServer:
         self._send(s, oa.ProtoOAUnsubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
 
     def _spot_event(self, s: Session, symbol_id: int) -> Any:
-        bid, ask = self.market.bid_ask(symbol_id)
-        ev = oa.ProtoOASpotEvent(
-            ctidTraderAccountId=self.account.account_id,
-            symbolId=symbol_id,
-            bid=units.price_to_wire(bid),
-            ask=units.price_to_wire(ask),
-        )
+        """The symbol's latest point as a spot event, with the forming bar of every period the session
+        subscribed for it; timestamp = the point's time."""
+        ev = oa.ProtoOASpotEvent(ctidTraderAccountId=self.account.account_id, symbolId=symbol_id)
+        last = self.market.last_point(symbol_id)
+        if last is None:  # no point yet (the start of the data): nothing to quote
+            return ev
+        bid, ask = self.market.bid_ask(symbol_id) or (last.price, last.price)
+        ev.bid, ev.ask = units.price_to_wire(bid), units.price_to_wire(ask)
         if s.spot_timestamps:
-            ev.timestamp = self.market.server_ms
-        if (symbol_id, self.period) in s.trendbars:
-            ev.trendbar.append(wire.trendbar(self.market.forming_bar(symbol_id), self.period))
+            ev.timestamp = units.seconds_to_ms(last.time)
+        for sid, period in sorted(s.trendbars):
+            if sid == symbol_id:
+                bar = self.market.forming(symbol_id, period_seconds(period))
+                if bar is not None:
+                    ev.trendbar.append(wire.trendbar(bar, period))
         return ev
 
     def _on_trendbars(self, s: Session, msg: Any, cid: str) -> None:
         self._check_symbols([msg.symbolId])
-        if msg.period != self.period:
-            raise SimError("INVALID_REQUEST", f"the simulator replays {self.config.timeframe} only")
-        if msg.fromTimestamp > msg.toTimestamp:
-            raise SimError("INCORRECT_BOUNDARIES", "fromTimestamp after toTimestamp")
-        bars = self.market.history(
-            msg.symbolId,
-            -(-msg.fromTimestamp // 1000),
-            msg.toTimestamp // 1000,
-            msg.count,
-            self.config.history_page,
-        )
+        seconds = period_seconds(msg.period)
+        limit_ms = TRENDBAR_SPAN_LIMIT_MS[timeframes.name_of(msg.period)]
+        from_ms = msg.fromTimestamp if msg.HasField("fromTimestamp") else 0
+        to_ms = msg.toTimestamp if msg.HasField("toTimestamp") else 0
+        if from_ms > to_ms:
+            raise SimError("INCORRECT_BOUNDARIES", f"fromTimestamp {from_ms} is after toTimestamp {to_ms}")
+        if to_ms - from_ms > limit_ms:
+            raise SimError(
+                "INCORRECT_BOUNDARIES",
+                f"fromTimestamp..toTimestamp spans {to_ms - from_ms} ms; {timeframes.name_of(msg.period)} "
+                f"allows at most {limit_ms} ms",
+            )
+        limit = min(msg.count or self.config.history_page, self.config.history_page)
+        bars = self.market.history(msg.symbolId, seconds, -(-from_ms // 1000), to_ms // 1000, limit)
         res = oa.ProtoOAGetTrendbarsRes(
             ctidTraderAccountId=msg.ctidTraderAccountId,
             period=msg.period,
-            timestamp=self.market.server_ms,
+            timestamp=units.seconds_to_ms(self.market.now),
             symbolId=msg.symbolId,
         )
-        res.trendbar.extend(wire.trendbar(b, self.period) for b in bars)
+        res.trendbar.extend(wire.trendbar(b, msg.period) for b in bars)
         self._send(s, res, cid)
 
     # ---- trading
+    @property
+    def now_ms(self) -> int:
+        return units.seconds_to_ms(self.market.now)
+
     def _rate(self, symbol_id: int) -> float:
+        """Quote currency -> USD at the current prices: from the symbol's own price, or a USD pair's for a cross."""
         spec = self.symbols[symbol_id].spec
-        bid, _ = self.market.bid_ask(symbol_id)
-        return units.quote_to_deposit_rate(spec.base_asset, spec.quote_asset, "USD", bid)
+        if spec.quote_asset == "USD":
+            return 1.0
+        if spec.base_asset == "USD":
+            via: list[tuple[int, bool]] = [(symbol_id, True)]
+        else:
+            via = [(o.spec.symbol_id, o.spec.base_asset == "USD") for o in self.symbols.values()
+                   if {o.spec.base_asset, o.spec.quote_asset} == {spec.quote_asset, "USD"}]
+        for sid, inverse in via:
+            quote = self.market.bid_ask(sid)
+            if quote is not None:
+                return 1.0 / quote[0] if inverse else quote[0]
+        raise SimError("NO_QUOTES", f"no price converting {spec.quote_asset} into USD for {spec.name}")
+
+    def _tradable_quote(self, symbol_id: int) -> tuple[float, float]:
+        """The bid/ask an order on the symbol executes at, or why it cannot execute now."""
+        name = self.symbols[symbol_id].spec.name
+        if not self.market.is_open(symbol_id):
+            raise SimError("MARKET_CLOSED", f"{name} does not trade at {self.market.now} (its trading calendar)")
+        quote = self.market.bid_ask(symbol_id)
+        if quote is None:
+            raise SimError("NO_QUOTES", f"{name} has no price yet")
+        return quote
 
     def _execution(
         self,
@@ -555,6 +640,7 @@ class SimServer:
         if msg.HasField("stopLoss") or msg.HasField("takeProfit"):
             raise SimError("TRADING_BAD_STOPS", "absolute SL/TP are not supported for MARKET orders")
         spec = self.symbols[msg.symbolId].spec
+        bid, ask = self._tradable_quote(msg.symbolId)
         rule = self.faults.take(self.faults.reject, None) if self.faults.reject else None
         if rule is not None:
             order = om.ProtoOAOrder(
@@ -562,7 +648,7 @@ class SimServer:
                 orderType=1,
                 orderStatus=3,
                 tradeData=wire.trade_data(
-                    msg.symbolId, msg.volume, msg.tradeSide, self.market.server_ms, msg.label, msg.comment
+                    msg.symbolId, msg.volume, msg.tradeSide, self.now_ms, msg.label, msg.comment
                 ),
             )
             if msg.clientOrderId:
@@ -570,7 +656,6 @@ class SimServer:
             code = rule.get("code", "NOT_ENOUGH_MONEY")
             self._broadcast(self._execution(ORDER_REJECTED, order=order, error_code=code), s, cid)
             return
-        bid, ask = self.market.bid_ask(msg.symbolId)
         fill = self.account.open_market(
             spec,
             msg.tradeSide,
@@ -578,7 +663,7 @@ class SimServer:
             bid,
             ask,
             self._rate(msg.symbolId),
-            self.market.server_ms,
+            self.now_ms,
             msg.relativeStopLoss,
             msg.relativeTakeProfit,
             msg.label,
@@ -591,20 +676,18 @@ class SimServer:
         pos = self.account.positions.get(msg.positionId)
         if pos is None:
             raise SimError("POSITION_NOT_FOUND", f"position {msg.positionId} not found")
-        bid, ask = self.market.bid_ask(pos.symbol_id)
-        fill = self.account.close(
-            msg.positionId, msg.volume, bid, ask, self._rate(pos.symbol_id), self.market.server_ms
-        )
+        bid, ask = self._tradable_quote(pos.symbol_id)
+        fill = self.account.close(msg.positionId, msg.volume, bid, ask, self._rate(pos.symbol_id), self.now_ms)
         self._publish_fill(fill, s, cid)
 
     def _on_amend(self, s: Session, msg: Any, cid: str) -> None:
         pos = self.account.positions.get(msg.positionId)
         if pos is None:
             raise SimError("POSITION_NOT_FOUND", f"position {msg.positionId} not found")
-        bid, ask = self.market.bid_ask(pos.symbol_id)
+        bid, ask = self._tradable_quote(pos.symbol_id)
         sl = msg.stopLoss if msg.HasField("stopLoss") else None
         tp = msg.takeProfit if msg.HasField("takeProfit") else None
-        pos = self.account.amend(msg.positionId, sl, tp, bid, ask, self.market.server_ms)
+        pos = self.account.amend(msg.positionId, sl, tp, bid, ask, self.now_ms)
         self._save_state()
         self._broadcast(
             self._execution(
@@ -625,57 +708,119 @@ class SimServer:
 
     # ---- replay
     def advance(self, ticks: int = 1) -> int:
-        """Process `ticks` ticks now; returns how many were processed (fewer at the end of the data)."""
+        """Process the next `ticks` instants now; returns how many were processed (fewer at the end of the data)."""
         done = 0
-        for _ in range(ticks):
-            if self.market.at_end:
-                break
-            new_bar = self.market.step()
-            self._on_tick()
-            if new_bar:
-                self._save_state()
+        while done < ticks and self._step():
             done += 1
         return done
 
     def advance_bars(self, bars: int = 1) -> int:
-        """Advance to the first tick of the bar `bars` ahead; returns the number of ticks processed."""
-        target = min(self.market.bar_index + bars, len(self.market.bars) - 1)
-        done = 0
-        while self.market.bar_index < target:
-            if not self.advance(1):
-                break
+        """Advance to the first instant of the bar (configured timeframe) `bars` ahead: the bars before close.
+        Returns the number of instants processed."""
+        target = self.market.bar_target(bars)
+        if target is not None:
+            return self.advance_until(target)
+        done = 0  # the data ends first: to its last point
+        while self._step():
             done += 1
         return done
 
-    def _on_tick(self) -> None:
-        for sid in self.symbols:
-            bid, ask = self.market.bid_ask(sid)
+    def advance_until(self, t: int) -> int:
+        """Process every instant up to time `t` and set the clock to `t` (within the data)."""
+        if t < self.market.now:
+            raise ValueError(f"until {t} is before the server time {self.market.now}")
+        done = 0
+        while (nxt := self.market.next_time()) is not None and nxt <= t:
+            self._step()
+            done += 1
+        if t > self.market.now:
+            self.market.advance_clock(t)
+            self._after_clock()
+        return done
+
+    def _step(self) -> bool:
+        inst = self.market.step()
+        if inst is None:
+            return False
+        self._on_instant(inst)
+        self._after_clock()
+        return True
+
+    def _after_clock(self) -> None:
+        if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
+            self._saved_bucket = self.market.bar_time
+            self._save_state()
+
+    def _on_instant(self, inst: Instant) -> None:
+        """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
+        for sid, point in inst.points:
+            bid, ask = point.price, self.market.ask_of(sid, point.price)
             for pid in self.account.triggered(sid, bid, ask):
                 pos = self.account.positions[pid]
-                fill = self.account.close(
-                    pid, pos.volume, bid, ask, self._rate(sid), self.market.server_ms, server_event=True
-                )
+                fill = self.account.close(pid, pos.volume, bid, ask, self._rate(sid), self.now_ms, server_event=True)
                 self._publish_fill(fill, None, "")
+        interval = self.config.spot_interval_s
         for s in list(self.sessions):
-            for sid in s.spots:
-                self._send(s, self._spot_event(s, sid))
+            if not s.spots:
+                continue
+            periods: dict[int, list[int]] = {}
+            for sid, period in s.trendbars:
+                periods.setdefault(sid, []).append(timeframes.period_seconds(period))
+            for (sid, point), before, after in zip(inst.points, inst.previous, inst.following, strict=True):
+                if sid in s.spots and (
+                    interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
+                ):
+                    self._send(s, self._spot_event(s, sid))
+
+    def _closed_from(self, nxt: int) -> int | None:
+        """When the next instant is more than a minute away every market closes in between: the time from which
+        none is open (the clock stands there meanwhile), or None."""
+        now = self.market.now
+        if nxt - now <= 60:
+            return None
+        closes = [s.calendar.next_close(now) for s in self.symbols.values()]
+        at = max((c for c in closes if c is not None), default=None)
+        return at if at is not None and now < at < nxt else None
 
     async def _replay_loop(self) -> None:
+        """The timed replay: `speed` simulated seconds per wall second, a closed stretch taking at most one bar of
+        the configured timeframe (`tf_seconds`) of simulated time."""
+        loop = asyncio.get_running_loop()
+        anchor: tuple[float, float, float] | None = None  # wall time, simulated seconds, speed
+        simulated = 0.0
         while True:
             if self.paused or self.speed <= 0:
+                anchor = None
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            nxt = self.market.next_tick_ms()
+            nxt = self.market.next_time()
             if nxt is None:
                 self.paused = True
                 log.info("replay reached the end of the data")
                 continue
-            # a gap (weekend) is replayed as one bar period of wall time
-            gap_s = min((nxt - self.market.server_ms) / 1000, self.tf_seconds)
-            await asyncio.sleep(gap_s / self.speed)
-            if not self.paused:
-                self.advance(1)
+            cost = min(nxt - self.market.now, self.tf_seconds)
+            closed_from = self._closed_from(nxt)
+            if closed_from is not None:
+                self.advance_until(closed_from)
+            if anchor is None or anchor[2] != self.speed:
+                anchor = (loop.time(), simulated, self.speed)
+            simulated += cost
+            delay = anchor[0] + (simulated - anchor[1]) / self.speed - loop.time()
+            if delay > 0.001:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                if self._wake.is_set():  # paused, resumed or a new speed: start over from here
+                    simulated -= cost
+                    anchor = None
+                    continue
+            else:
+                if delay < -1.0:  # far behind (a busy machine): no burst to catch up
+                    anchor = None
+                await asyncio.sleep(0)
+            if not self.paused and self.speed > 0:
+                self._step()
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -710,16 +855,23 @@ class SimServer:
     def status(self) -> dict[str, Any]:
         m = self.market
         return {
-            "server_time_ms": m.server_ms,
+            "server_time_ms": self.now_ms,
+            "server_time": m.now,
             "bar_index": m.bar_index,
-            "tick_index": m.tick_index,
-            "bar_time": m.bars[m.bar_index].time,
-            "bars": len(m.bars),
+            "bar_time": m.bar_time,
+            "timeframe": self.config.timeframe,
+            "bars": len(m.times),
+            "next_point_time": m.next_time(),
             "paused": self.paused,
             "speed": self.speed,
+            "spot_interval_s": self.config.spot_interval_s,
             "port": self.port,
             "control_port": self.control_port,
             "sessions": len(self.sessions),
+            "symbols": {
+                sym.spec.name: {"open": m.is_open(sid), "next_point": m.next_point_time(sid)}
+                for sid, sym in self.symbols.items()
+            },
             "balance": units.money_from_wire(self.account.balance, self.account.money_digits),
             "positions": [
                 {

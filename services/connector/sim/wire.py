@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.connector.calendar import Holiday, TradingCalendar
 from services.connector.ctrader import parsing as units
 from services.connector.ctrader import schemas as proto
 from services.connector.sim.account import SimDeal, SimOrder, SimPosition
@@ -45,7 +46,8 @@ def light_symbol(sym: SimSymbol) -> Any:
 
 def symbol(sym: SimSymbol) -> Any:
     s = sym.spec
-    return om.ProtoOASymbol(
+    cal = sym.calendar
+    msg = om.ProtoOASymbol(
         symbolId=s.symbol_id,
         digits=s.digits,
         pipPosition=s.pip_position,
@@ -58,8 +60,42 @@ def symbol(sym: SimSymbol) -> Any:
         swapShort=0.0,
         slDistance=0,
         tpDistance=0,
-        scheduleTimeZone="UTC",
+        scheduleTimeZone=cal.zone,
     )
+    msg.schedule.extend(om.ProtoOAInterval(startSecond=start, endSecond=end) for start, end in cal.intervals)
+    msg.holiday.extend(holiday(h, k) for k, h in enumerate(cal.holidays, start=1))
+    return msg
+
+
+def holiday(h: Holiday, holiday_id: int) -> Any:
+    msg = om.ProtoOAHoliday(
+        holidayId=holiday_id,
+        name=h.name or f"holiday {holiday_id}",
+        scheduleTimeZone=h.zone,
+        holidayDate=h.date,
+        isRecurring=h.recurring,
+    )
+    if h.start_second is not None:
+        msg.startSecond = h.start_second
+    if h.end_second is not None:
+        msg.endSecond = h.end_second
+    return msg
+
+
+def calendar_of(msg: Any) -> TradingCalendar:
+    """A ProtoOASymbol's calendar (what a client of the simulator reads back)."""
+    holidays = [
+        Holiday(
+            h.holidayDate,
+            h.isRecurring,
+            h.startSecond if h.HasField("startSecond") else None,
+            h.endSecond if h.HasField("endSecond") else None,
+            h.scheduleTimeZone,
+            h.name,
+        )
+        for h in msg.holiday
+    ]
+    return TradingCalendar.of(msg.scheduleTimeZone, [(i.startSecond, i.endSecond) for i in msg.schedule], holidays)
 
 
 def trade_data(symbol_id: int, volume: int, trade_side: int, open_ms: int, label: str, comment: str) -> Any:

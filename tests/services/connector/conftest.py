@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from services.connector.sim.catalog import CATALOG
 from services.connector.sim.replay import CsvBar, parse_csv
+from services.connector.sim.series import served_bars
 from services.connector.sim.server import SimConfig, SimServer, SimThread
 
 REPO_CSV = Path(__file__).resolve().parents[3] / "data" / "EURUSD_H1_2017.csv"
@@ -24,6 +26,14 @@ def csv_path() -> str:
 @pytest.fixture(scope="session")
 def csv_bars(csv_path: str) -> list[CsvBar]:
     return parse_csv(Path(csv_path).read_text())
+
+
+@pytest.fixture(scope="session")
+def eurusd_h1(csv_bars: list[CsvBar]) -> list[CsvBar]:
+    """The simulator's EURUSD H1 bars (volume in ticks): one per CSV bar, same index."""
+    bars = served_bars(csv_bars, CATALOG["EURUSD"], "H1", csv_bars[0].time, csv_bars[-1].time + 3600)
+    assert [b.time for b in bars] == [c.time for c in csv_bars]
+    return bars
 
 
 @pytest.fixture

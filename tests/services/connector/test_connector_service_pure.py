@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from common import config
 from services.connector import journal
@@ -193,6 +194,9 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
     assert sc.state_path == str(tmp_path / "var" / "data" / "sim-broker.json")
     bc, pair = settings.broker_config(cfg, {})
     assert (bc.port, bc.client_id, pair.access_token, bc.account_id) == (7000, sc.client_id, sc.access_token, 1000001)
-    assert (sc.synthetic_symbols, sc.synthetic_offset_bars) == (0, 24)
-    many = config.Config.model_validate({"version": "2", "broker": {"sim": {"synthetic_symbols": 20}}})
-    assert config_from_settings(many).synthetic_symbols == 20
+    assert (sc.synthetic_symbols, sc.synthetic_offset_bars, sc.spot_interval_s) == (0, 24, 60)
+    many = config.Config.model_validate({"version": "2", "broker": {"sim": {"synthetic_symbols": 20,
+                                                                           "spot_interval_s": 3600}}})
+    assert (config_from_settings(many).synthetic_symbols, config_from_settings(many).spot_interval_s) == (20, 3600)
+    with pytest.raises(ValidationError, match="spot_interval_s"):
+        config.Config.model_validate({"version": "2", "broker": {"sim": {"spot_interval_s": 0}}})

@@ -67,7 +67,14 @@ def test_control_commands(sim_factory, csv_bars) -> None:
     port = sim.server.control_port
     st = control(port, "status")
     assert (st["bar_index"], st["bar_time"], st["paused"]) == (300, csv_bars[300].time, True)
-    assert control(port, "advance", ticks=5)["tick_index"] == 1  # 4 ticks per bar
+    assert st["server_time"] - csv_bars[300].time in range(1, 60)  # the first instant (minute) of bar 300
+    moved = control(port, "advance", ticks=5)  # one instant a minute
+    assert moved["ticks"] == 5 and moved["server_time"] - csv_bars[300].time in range(5 * 60 + 1, 6 * 60)
+    assert moved["symbols"]["EURUSD"] == {"open": True, "next_point": moved["next_point_time"]}
+    with pytest.raises(RuntimeError, match="one of ticks, bars, until"):
+        control(port, "advance", ticks=1, bars=1)
+    with pytest.raises(RuntimeError, match="before the server time"):
+        control(port, "advance", until=csv_bars[300].time)
     control(port, "speed", value=3600 * 1000)
     control(port, "resume")
     deadline = time.time() + 5

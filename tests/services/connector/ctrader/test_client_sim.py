@@ -21,6 +21,7 @@ from services.connector.port import (
     OrderRejected,
     PositionClosed,
 )
+from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import acontrol
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.server import SimThread
@@ -63,8 +64,8 @@ def run(coro) -> None:
 
 
 def same_bar(b: Bar, c: CsvBar) -> bool:
-    return (b.time, b.open, b.high, b.low, b.close, b.volume) == (c.time, c.open, c.high, c.low, c.close,
-                                                                  float(round(c.volume)))
+    """A bar the broker delivered equals the simulator's served bar (`eurusd_h1`: volume in ticks)."""
+    return (b.time, b.open, b.high, b.low, b.close, b.volume) == (c.time, c.open, c.high, c.low, c.close, c.volume)
 
 
 async def connected(sim: SimThread, **kw) -> CTraderBroker:
@@ -79,7 +80,7 @@ def test_auth_flow_reference_data_and_account(sim_factory: SimFactory) -> None:
     async def scenario() -> None:
         broker = await connected(sim)
         assert broker.account_id == 1_000_001  # discovered from the access token
-        assert {"EURUSD", "USDJPY", "XAUUSD", "US500"} <= set(broker.symbols)
+        assert set(broker.symbols) == set(CATALOG)
         jpy = broker.instrument("USDJPY")
         assert (jpy.digits, jpy.pip_position, jpy.lot_units, jpy.min_lots, jpy.quote_asset) == (3, 2, 100_000.0, 0.01,
                                                                                                  "JPY")
@@ -129,19 +130,19 @@ def test_tls_certificate_is_verified(sim_factory: SimFactory, tmp_path) -> None:
     run(scenario())
 
 
-def test_history_is_exactly_n_closed_bars_across_a_weekend(sim_factory: SimFactory, csv_bars) -> None:
+def test_history_is_exactly_n_closed_bars_across_a_weekend(sim_factory: SimFactory, eurusd_h1) -> None:
     sim = sim_factory(start_bar=START, history_page=20)  # 20 bars per answer: forces paging by from/to
 
     async def scenario() -> None:
         broker = await connected(sim)
         await acontrol(sim.server.control_port, "advance", ticks=2)  # bar START is forming
         bars = await broker.get_history("EURUSD", "H1", 50)
-        expected = csv_bars[START - 50:START]
+        expected = eurusd_h1[START - 50:START]
         assert len(bars) == 50
         assert all(same_bar(b, c) for b, c in zip(bars, expected, strict=True))
         gaps = [b2.time - b1.time for b1, b2 in zip(bars, bars[1:], strict=False)]
         assert max(gaps) >= 48 * 3600  # the weekend lies inside
-        assert (await broker.get_history("EURUSD", "H1", 1))[0].time == csv_bars[START - 1].time
+        assert (await broker.get_history("EURUSD", "H1", 1))[0].time == eurusd_h1[START - 1].time
         await broker.close()
 
     run(scenario())
@@ -151,8 +152,9 @@ def test_history_requests_respect_five_per_second(sim_factory: SimFactory) -> No
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
-        req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=1_000_001, symbolId=1, period=9, fromTimestamp=0,
-                                        toTimestamp=2 ** 60, count=2)
+        to_ms = 1_490_000_000_000  # a week (inside the H1 span limit)
+        req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=1_000_001, symbolId=1, period=9,
+                                        fromTimestamp=to_ms - 7 * 86_400_000, toTimestamp=to_ms, count=2)
 
         async def burst(limit: int) -> tuple[int, float]:
             tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, history_rate_limit=limit,
@@ -180,7 +182,7 @@ def test_history_requests_respect_five_per_second(sim_factory: SimFactory) -> No
     run(scenario())
 
 
-def test_live_closed_bars_equal_the_csv(sim_factory: SimFactory, csv_bars) -> None:
+def test_live_closed_bars_equal_the_served_bars(sim_factory: SimFactory, eurusd_h1) -> None:
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
@@ -189,13 +191,13 @@ def test_live_closed_bars_equal_the_csv(sim_factory: SimFactory, csv_bars) -> No
         await broker.subscribe_bars(["EURUSD"], "H1", since={"EURUSD": hist[-1].time})
         await acontrol(sim.server.control_port, "advance", bars=40)
         bars = await collect(broker, Bar, 40)
-        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[START:START + 40], strict=True))
+        assert all(same_bar(b, c) for b, c in zip(bars, eurusd_h1[START:START + 40], strict=True))
         await broker.close()
 
     run(scenario())
 
 
-def test_timed_replay_across_a_weekend_delivers_every_bar(sim_factory: SimFactory, csv_bars) -> None:
+def test_timed_replay_across_a_weekend_delivers_every_bar(sim_factory: SimFactory, eurusd_h1) -> None:
     start = 110  # Friday 2017-01-06 12:00: the replay runs through the weekend
     sim = sim_factory(start_bar=start, speed=3600 * 100)  # one H1 bar per 10 ms of wall time
 
@@ -203,9 +205,9 @@ def test_timed_replay_across_a_weekend_delivers_every_bar(sim_factory: SimFactor
         broker = await connected(sim)
         await broker.subscribe_bars(["EURUSD"], "H1")
         bars = await collect(broker, Bar, 25)
-        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
+        first = next(i for i, c in enumerate(eurusd_h1) if c.time == bars[0].time)
         assert first >= start
-        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[first:first + 25], strict=True))
+        assert all(same_bar(b, c) for b, c in zip(bars, eurusd_h1[first:first + 25], strict=True))
         await broker.close()
 
     run(scenario())
@@ -363,7 +365,7 @@ async def drain(broker: CTraderBroker) -> list:
     return out
 
 
-def test_dropped_connection_misses_no_bar_and_duplicates_none(sim_factory: SimFactory, csv_bars) -> None:
+def test_dropped_connection_misses_no_bar_and_duplicates_none(sim_factory: SimFactory, eurusd_h1) -> None:
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
@@ -383,9 +385,9 @@ def test_dropped_connection_misses_no_bar_and_duplicates_none(sim_factory: SimFa
         bars += await collect(broker, Bar, 12 - len(bars))
         await asyncio.sleep(0.2)
         assert [e for e in await drain(broker) if isinstance(e, Bar)] == []
-        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
+        first = next(i for i, c in enumerate(eurusd_h1) if c.time == bars[0].time)
         assert first == START
-        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[START:START + 12], strict=True))
+        assert all(same_bar(b, c) for b, c in zip(bars, eurusd_h1[START:START + 12], strict=True))
         await broker.close()
 
     run(scenario())
@@ -505,7 +507,7 @@ def test_history_stops_at_the_start_of_the_data(sim_factory: SimFactory, csv_bar
     run(scenario())
 
 
-def test_a_long_outage_is_filled_from_paged_history(sim_factory: SimFactory, csv_bars) -> None:
+def test_a_long_outage_is_filled_from_paged_history(sim_factory: SimFactory, eurusd_h1) -> None:
     sim = sim_factory(start_bar=START, history_page=50)
 
     async def scenario() -> None:
@@ -521,8 +523,8 @@ def test_a_long_outage_is_filled_from_paged_history(sim_factory: SimFactory, csv
         await next_event(broker, ConnectionStatus, seen=seen)
         bars += [e for e in seen if isinstance(e, Bar)]
         bars += await collect(broker, Bar, 302 - len(bars))
-        first = next(i for i, c in enumerate(csv_bars) if c.time == bars[0].time)
-        assert all(same_bar(b, c) for b, c in zip(bars, csv_bars[first:first + 302], strict=True))
+        first = next(i for i, c in enumerate(eurusd_h1) if c.time == bars[0].time)
+        assert all(same_bar(b, c) for b, c in zip(bars, eurusd_h1[first:first + 302], strict=True))
         await broker.close()
 
     run(scenario())

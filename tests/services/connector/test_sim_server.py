@@ -1,0 +1,404 @@
+"""The simulator's market over the wire (a raw Open API session and the real broker client against SimServer):
+calendars in ProtoOASymbol, spot events only while open, live trendbars of several periods at once, history of
+every period with its span limit, MARKET_CLOSED, stops only at points, spot spacing, the state file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.connector.ctrader import parsing
+from services.connector.ctrader import schemas as proto
+from services.connector.ctrader.client import CTraderBroker
+from services.connector.ctrader.client import CTraderConfig as BrokerConfig
+from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
+from services.connector.port import Bar, PositionClosed
+from services.connector.sim import wire
+from services.connector.sim.catalog import CATALOG
+from services.connector.sim.control import acontrol
+from services.connector.sim.replay import CsvBar
+from services.connector.sim.series import served_bars
+from services.connector.sim.server import TRENDBAR_SPAN_LIMIT_MS, SimThread
+
+oa = proto.oa
+SimFactory = Callable[..., SimThread]
+ACCOUNT = 1_000_001
+START = 130  # Monday 2017-01-09 08:00 UTC
+FRIDAY_LAST = 119  # Friday 2017-01-06 21:00 UTC: the week's last H1 bar (New York 16:00-17:00)
+SUNDAY_FIRST = 120  # Sunday 2017-01-08 22:00 UTC
+PERIODS = {"M1": 1, "M5": 5, "M15": 7, "M30": 8, "H1": 9, "H4": 10, "D1": 12}
+SECONDS = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400, "D1": 86_400}
+
+
+def run(coro) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+class Session:
+    """A raw Open API session; `spots` collects every spot event in arrival order."""
+
+    def __init__(self, sim: SimThread) -> None:
+        self.sim = sim
+        self.spots: list[Any] = []
+        self.tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, request_timeout=5),
+                            on_event=self._on_event)
+
+    def _on_event(self, ptype: int, msg: Any, cid: str) -> None:
+        if msg is not None and msg.DESCRIPTOR.name == "ProtoOASpotEvent":
+            self.spots.append(msg)
+
+    async def open(self) -> Session:
+        await self.tr.connect()
+        await self.tr.request(oa.ProtoOAApplicationAuthReq(clientId="sim-client", clientSecret="sim-secret"))
+        await self.tr.request(oa.ProtoOAAccountAuthReq(ctidTraderAccountId=ACCOUNT, accessToken="sim-token"))
+        return self
+
+    async def request(self, msg: Any) -> Any:
+        return await self.tr.request(msg)
+
+    async def subscribe(self, symbol_ids: list[int], periods: dict[int, list[str]] | None = None) -> None:
+        await self.request(oa.ProtoOASubscribeSpotsReq(ctidTraderAccountId=ACCOUNT, symbolId=symbol_ids,
+                                                       subscribeToSpotTimestamp=True))
+        for sid, names in (periods or {}).items():
+            for name in names:
+                await self.request(oa.ProtoOASubscribeLiveTrendbarReq(ctidTraderAccountId=ACCOUNT, symbolId=sid,
+                                                                      period=PERIODS[name]))
+        await self.request(oa.ProtoOAVersionReq())  # the snapshots sent after the answers are read too
+
+    async def advance(self, **args: Any) -> dict:
+        """Advance the market, then a round trip: every frame the advance wrote has been read."""
+        reply = await acontrol(self.sim.server.control_port, "advance", **args)
+        await self.request(oa.ProtoOAVersionReq())
+        return reply
+
+    async def trendbars(self, sid: int, period: str, from_ms: int, to_ms: int, count: int = 0) -> list[Bar]:
+        req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=ACCOUNT, symbolId=sid, period=PERIODS[period],
+                                        fromTimestamp=from_ms, toTimestamp=to_ms)
+        if count:
+            req.count = count
+        res = await self.request(req)
+        return [parsing.trendbar_to_bar(tb, "X", 5) for tb in res.trendbar]
+
+    async def close(self) -> None:
+        await self.tr.close()
+
+
+def row(b: Bar | CsvBar) -> tuple:
+    return (b.time, b.open, b.high, b.low, b.close, b.volume)
+
+
+def closed_from_snapshots(spots: list[Any], period: int, digits: int = 5) -> list[Bar]:
+    """The closed bars a client reads from live trendbars: the last snapshot of each bar before a newer one."""
+    out: list[Bar] = []
+    pending: Bar | None = None
+    for ev in spots:
+        for tb in ev.trendbar:
+            if tb.period != period:
+                continue
+            bar = parsing.trendbar_to_bar(tb, "X", digits)
+            if pending is not None and bar.time > pending.time:
+                out.append(pending)
+            pending = bar
+    return out
+
+
+def test_symbols_carry_their_trading_calendars(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        ids = [sym.spec.symbol_id for sym in CATALOG.values()]
+        res = await s.request(oa.ProtoOASymbolByIdReq(ctidTraderAccountId=ACCOUNT, symbolId=ids))
+        by_id = {sym.spec.symbol_id: sym for sym in CATALOG.values()}
+        for msg in res.symbol:
+            assert wire.calendar_of(msg) == by_id[msg.symbolId].calendar
+            assert msg.scheduleTimeZone == "America/New_York" and msg.schedule
+        christmas = next(m for m in res.symbol if m.symbolId == 1).holiday[0]
+        assert (christmas.holidayDate, christmas.isRecurring, christmas.startSecond, christmas.endSecond) == (
+            17525, True, 3 * 3600, 17 * 3600)
+        await s.close()
+
+    run(scenario())
+
+
+def test_spot_events_carry_the_forming_bar_of_every_subscribed_period(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        await s.subscribe([1], {1: ["M1", "M5", "H1"]})  # the bar START is forming with its first instant
+        initial = len(s.spots)
+        reply = await s.advance(bars=2)  # bars START and START + 1 close
+        live = s.spots[initial:]
+        assert reply["ticks"] == 119 + 1 and len(live) == 120  # one instant a minute, each a spot event
+        assert all([tb.period for tb in ev.trendbar] == [1, 5, 9] for ev in live)
+        stamps = [ev.timestamp // 1000 for ev in live]
+        assert stamps == sorted(set(stamps)) and all(t % 60 for t in stamps)
+        first, last = csv_bars[START].time, csv_bars[START + 2].time
+        for name in ("M1", "M5", "H1"):
+            want = served_bars(csv_bars, CATALOG["EURUSD"], name, first, last)
+            got = closed_from_snapshots(s.spots, PERIODS[name])
+            assert [row(b) for b in got if b.time >= first] == [row(b) for b in want], name
+        await s.close()
+
+    run(scenario())
+
+
+def test_no_spot_while_the_market_is_closed(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=FRIDAY_LAST)
+    ids = {name: CATALOG[name].spec.symbol_id for name in ("EURUSD", "XAUUSD", "US500")}
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        await s.subscribe(list(ids.values()))
+        s.spots.clear()
+        saturday = csv_bars[FRIDAY_LAST].time + 86_400
+        status = await s.advance(until=saturday)
+        assert status["server_time"] == saturday
+        assert not any(v["open"] for v in status["symbols"].values())
+        assert status["symbols"]["EURUSD"]["next_point"] // 60 * 60 == csv_bars[SUNDAY_FIRST].time
+        assert status["bar_index"] == FRIDAY_LAST and status["bar_time"] == saturday - saturday % 3600
+        friday = len(s.spots)
+        assert friday and all(ev.timestamp // 1000 < csv_bars[FRIDAY_LAST].time + 3600 for ev in s.spots)
+        await s.advance(until=csv_bars[SUNDAY_FIRST].time + 2 * 3600)
+        sunday = s.spots[friday:]
+        for name, sid in ids.items():
+            calendar = CATALOG[name].calendar
+            times = [ev.timestamp // 1000 for ev in s.spots if ev.symbolId == sid]
+            assert times and all(calendar.is_open(t) for t in times), name
+        first = {sid: min(ev.timestamp // 1000 for ev in sunday if ev.symbolId == sid) for sid in ids.values()}
+        assert first[ids["EURUSD"]] - csv_bars[SUNDAY_FIRST].time in range(1, 60)  # 17:00 New York
+        assert first[ids["XAUUSD"]] - csv_bars[SUNDAY_FIRST].time in range(3601, 3660)  # 18:00: after its break
+        await s.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("name", list(PERIODS))
+def test_history_of_every_period_ends_with_the_forming_bar(sim_factory: SimFactory, csv_bars, name: str) -> None:
+    sim = sim_factory(start_bar=1000)
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        await s.advance(ticks=37)
+        now = sim.server.market.now
+        limit = TRENDBAR_SPAN_LIMIT_MS[name]
+        bars = await s.trendbars(1, name, now * 1000 - limit, now * 1000)
+        period = SECONDS[name]
+        assert bars and bars[-1].time == now - now % period  # the forming bar last
+        assert bars[-1].close == sim.server.market.last_point(1).price
+        complete = served_bars(csv_bars, CATALOG["EURUSD"], name, bars[0].time, bars[-1].time)
+        assert [row(b) for b in bars[:-1]] == [row(b) for b in complete]
+        assert len(bars) == min(len(bars), sim.server.config.history_page)
+        three = await s.trendbars(1, name, now * 1000 - limit, now * 1000, count=3)
+        assert [row(b) for b in three] == [row(b) for b in bars[-3:]]
+        # the span limit is the last accepted one; a millisecond more, or from after to, is refused
+        for frm, to in ((now * 1000 - limit - 1, now * 1000), (now * 1000 + 1, now * 1000)):
+            with pytest.raises(ErrorResponse) as err:
+                await s.trendbars(1, name, frm, to)
+            assert err.value.code == "INCORRECT_BOUNDARIES"
+        await s.close()
+
+    run(scenario())
+
+
+def test_weekly_and_monthly_bars_are_not_served(sim_factory: SimFactory) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        for period in (13, 14):
+            with pytest.raises(ErrorResponse) as err:
+                await s.request(oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=ACCOUNT, symbolId=1, period=period,
+                                                          fromTimestamp=0, toTimestamp=1000))
+            assert err.value.code == "INVALID_REQUEST"
+        await s.close()
+
+    run(scenario())
+
+
+def broker_for(sim: SimThread) -> CTraderBroker:
+    return CTraderBroker(BrokerConfig(host="127.0.0.1", port=sim.server.port, tls=False, verify=False,
+                                      client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
+                                      request_timeout=3.0, order_timeout=3.0))
+
+
+async def next_of(broker: CTraderBroker, kind: type, timeout: float = 5.0) -> Any:
+    while True:
+        ev = await asyncio.wait_for(broker.events.get(), timeout)
+        if isinstance(ev, kind):
+            return ev
+
+
+def test_orders_are_refused_while_the_market_is_closed(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=FRIDAY_LAST)
+
+    async def scenario() -> None:
+        broker = broker_for(sim)
+        await broker.connect()
+        cp = sim.server.control_port
+        buy = await broker.market_order("EURUSD", 1, 0.1)
+        gold = await broker.market_order("XAUUSD", 1, 0.01)
+        assert buy.success and gold.success
+        await acontrol(cp, "advance", until=csv_bars[FRIDAY_LAST].time + 86_400)  # Saturday
+        refused = [
+            await broker.market_order("EURUSD", 1, 0.1),
+            await broker.close_position(buy.ticket),
+            await broker.amend_position(buy.ticket, sl=round(buy.price - 0.01, 5)),
+        ]
+        assert all(not r.success and r.error.startswith("MARKET_CLOSED") for r in refused), refused
+        assert len((await acontrol(cp, "status"))["positions"]) == 2
+        # Sunday 22:00 UTC: forex opens, gold (18:00 New York) an hour later
+        await acontrol(cp, "advance", until=csv_bars[SUNDAY_FIRST].time + 120)
+        closed_gold = await broker.close_position(gold.ticket)
+        assert not closed_gold.success and closed_gold.error.startswith("MARKET_CLOSED")
+        assert (await broker.close_position(buy.ticket)).success
+        await acontrol(cp, "advance", until=csv_bars[SUNDAY_FIRST].time + 3600 + 120)
+        assert (await broker.close_position(gold.ticket)).success
+        await broker.close()
+
+    run(scenario())
+
+
+def test_stops_trigger_only_at_points(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=FRIDAY_LAST)
+
+    async def scenario() -> None:
+        broker = broker_for(sim)
+        await broker.connect()
+        cp = sim.server.control_port
+        await acontrol(cp, "advance", until=csv_bars[FRIDAY_LAST].time + 3599)  # after Friday's last point
+        # a stop one point away: the next point reaches it, which comes on Sunday
+        res = await broker.market_order("EURUSD", 1, 0.1, sl_distance=0.00001, client_order_id="gap-1")
+        assert res.success
+        await acontrol(cp, "advance", until=csv_bars[FRIDAY_LAST].time + 86_400)
+        assert [p["label"] for p in (await acontrol(cp, "status"))["positions"]] == ["gap-1"]
+        await acontrol(cp, "advance", ticks=1)
+        closed = await next_of(broker, PositionClosed)
+        assert closed.ticket == res.ticket and closed.reason == "SL_TP"
+        assert int(closed.time) // 60 * 60 == csv_bars[SUNDAY_FIRST].time  # at Sunday's first point
+        assert closed.close_price == sim.server.market.last_point(1).price  # its price, not the stop's
+        await broker.close()
+
+    run(scenario())
+
+
+def test_fridays_last_bar_closes_when_sunday_opens(sim_factory: SimFactory, eurusd_h1, csv_bars) -> None:
+    sim = sim_factory(start_bar=FRIDAY_LAST - 1)
+
+    async def scenario() -> None:
+        broker = broker_for(sim)
+        await broker.connect()
+        cp = sim.server.control_port
+        await broker.subscribe_bars(["EURUSD"], "H1")
+        await acontrol(cp, "advance", bars=1)
+        first = await next_of(broker, Bar)
+        assert row(first) == row(eurusd_h1[FRIDAY_LAST - 1])
+        await acontrol(cp, "advance", until=csv_bars[SUNDAY_FIRST].time - 1)  # the whole weekend
+        await broker.get_positions(refresh=True)  # a round trip: every spot event before it has been read
+        assert not [e for e in drain(broker) if isinstance(e, Bar)]  # no tick after it yet: not closed
+        await acontrol(cp, "advance", ticks=1)
+        friday = await next_of(broker, Bar)
+        assert row(friday) == row(eurusd_h1[FRIDAY_LAST])
+        await broker.close()
+
+    run(scenario())
+
+
+def drain(broker: CTraderBroker) -> list[Any]:
+    out = []
+    while not broker.events.empty():
+        out.append(broker.events.get_nowait())
+    return out
+
+
+@pytest.mark.parametrize(("interval", "periods", "per_hour"), [
+    (3600, [], 1), (3600, ["H1"], 2), (3600, ["M15"], 8), (60, [], 60), (600, [], 6),
+])
+def test_spot_spacing_keeps_live_bars_whole(sim_factory: SimFactory, csv_bars, interval: int, periods: list[str],
+                                            per_hour: int) -> None:
+    sim = sim_factory(start_bar=START, spot_interval_s=interval)
+
+    async def scenario() -> None:
+        s = await Session(sim).open()
+        await s.subscribe([1, 2], {1: periods})
+        s.spots.clear()
+        await s.advance(bars=3)
+        hours = [csv_bars[START + k].time for k in (1, 2)]
+        for sid in (1, 2):
+            stamps = [ev.timestamp // 1000 for ev in s.spots if ev.symbolId == sid]
+            spots_per_hour = [sum(h <= t < h + 3600 for t in stamps) for h in hours]
+            assert spots_per_hour == [per_hour if sid == 1 else 3600 // max(interval, 60)] * 2, sid
+        for name in periods:
+            got = closed_from_snapshots([ev for ev in s.spots if ev.symbolId == 1], PERIODS[name])
+            want = served_bars(csv_bars, CATALOG["EURUSD"], name, csv_bars[START].time, csv_bars[START + 3].time)
+            assert [row(b) for b in got if b.time >= csv_bars[START].time] == [row(b) for b in want]
+        await s.close()
+
+    run(scenario())
+
+
+def test_an_older_state_file_is_migrated(sim_factory: SimFactory, csv_bars, tmp_path, caplog) -> None:
+    state = tmp_path / "old.json"
+    account = {"account_id": ACCOUNT, "balance": 1_234_500, "money_digits": 2, "leverage_in_cents": 10_000,
+               "next_id": 1, "positions": [], "deals": []}
+    state.write_text(json.dumps({"bar_index": START, "account": account}))
+    with caplog.at_level(logging.WARNING, logger="services.connector.sim.server"):
+        sim = sim_factory(start_bar=0, state_path=str(state))
+    assert "older simulator" in caplog.text
+    market = sim.server.market
+    assert market.bar_index == START and market.now - csv_bars[START].time in range(1, 60)
+    assert sim.server.account.balance == 1_234_500
+    run(acontrol(sim.server.control_port, "advance", ticks=7))
+    run(acontrol(sim.server.control_port, "save"))
+    saved = json.loads(state.read_text())
+    assert (saved["version"], saved["cursor_time"], saved["bar_index"]) == (2, market.now, START)
+    now = market.now
+    sim.stop()
+    again = sim_factory(start_bar=0, state_path=str(state))
+    assert again.server.market.now == now  # the clock exactly where it stood
+    state.write_text(json.dumps({"account": account}))
+    with pytest.raises(ValueError, match="no replay cursor"):
+        sim_factory(state_path=str(state))
+
+
+def test_the_timed_replay_holds_the_clock_at_the_close_over_a_weekend(sim_factory: SimFactory, csv_bars) -> None:
+    # speed 60: an H1 bar of simulated time is a minute of wall time, and so is the weekend (capped at one bar),
+    # the clock standing at the close meanwhile
+    sim = sim_factory(start_bar=FRIDAY_LAST, speed=60)
+    friday_close = csv_bars[FRIDAY_LAST].time + 3600
+
+    async def scenario() -> None:
+        cp = sim.server.control_port
+        await acontrol(cp, "advance", until=friday_close - 1)  # every Friday point processed
+        assert sim.server._closed_from(sim.server.market.next_time()) == friday_close
+        broker = broker_for(sim)
+        await broker.connect()
+        await acontrol(cp, "resume")
+        while (await acontrol(cp, "status"))["server_time"] < friday_close:  # the replay's first step, at once
+            await asyncio.sleep(0.01)
+        await acontrol(cp, "pause")
+        status = await acontrol(cp, "status")
+        assert status["server_time"] == friday_close and not status["symbols"]["EURUSD"]["open"]
+        refused = await broker.market_order("EURUSD", 1, 0.1)
+        assert not refused.success and refused.error.startswith("MARKET_CLOSED")
+        await broker.close()
+
+    run(scenario())
+
+
+def test_advancing_past_the_end_of_the_data_stops_at_its_last_point(sim_factory: SimFactory, csv_bars) -> None:
+    sim = sim_factory(start_bar=len(csv_bars) - 2)
+
+    async def scenario() -> None:
+        status = await acontrol(sim.server.control_port, "advance", bars=5)
+        assert status["ticks"] == 119 and status["next_point_time"] is None  # the two last hours, then nothing
+        assert status["server_time"] - csv_bars[-1].time in range(59 * 60 + 1, 3600)
+        assert (await acontrol(sim.server.control_port, "advance", ticks=3))["ticks"] == 0
+
+    run(scenario())
