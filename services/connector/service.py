@@ -117,6 +117,19 @@ class BrokerLoop:
         self.loop.stop()
 
 
+def market_open_now(closed_since: float | None, calendar: Any, server_time: float | None,
+                    since_seen_s: float) -> bool:
+    """Whether a symbol's bars are due: its market is not known closed by the broker (a refused order) and is open
+    by its trading calendar at the broker's time: the last server time seen (any symbol's spot), moved on by the
+    wall time since it was seen (outside a replay the broker's clock is the wall clock), so a daily break while
+    other symbols trade, or a weekend after the last tick, is closed. No calendar or no time yet: open."""
+    if closed_since is not None:
+        return False
+    if calendar is None or server_time is None:
+        return True
+    return calendar.is_open(server_time + max(0.0, since_seen_s))
+
+
 def _op_error(exc: BaseException, what: str) -> bus.OpError:
     """A broker failure as a clear error answer."""
     if isinstance(exc, bus.OpError):
@@ -216,6 +229,7 @@ class Connector(runtime.Service):
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
         self._last_bar_wall: dict[str, float] = {}  # "SYM TF" -> monotonic time of the last publication (or open)
+        self._server_time_seen: tuple[float | None, float] = (None, 0.0)  # broker time, monotonic when first seen
         # bar close -> order sent: when each symbol's last closed bar went out; an order for the symbol within one
         # bar period of it adds a sample (ms), shown by the status op as `bar_to_order_ms`
         self._bar_published: dict[str, float] = {}
@@ -991,10 +1005,21 @@ class Connector(runtime.Service):
         info["connected"] = self.connected
         info["symbols"] = {
             key: {"timeframe": key.split(" ")[1], "last_bar_age_s": round(now - self._last_bar_wall.get(key, now), 1),
-                  "market_open": self.broker.market_closed(key.split(" ")[0]) is None}
+                  "market_open": self._market_open(key.split(" ")[0], now)}
             for key in sorted(self._active)
         }
         return info
+
+    def _market_open(self, symbol: str, now: float) -> bool:
+        broker = self.broker
+        server_time = broker.server_time
+        if server_time != self._server_time_seen[0]:
+            self._server_time_seen = (server_time, now)
+        try:
+            calendar = broker.instrument(symbol).calendar
+        except SymbolNotFoundError:  # not loaded yet: no calendar, judged open
+            calendar = None
+        return market_open_now(broker.market_closed(symbol), calendar, server_time, now - self._server_time_seen[1])
 
     def status_report(self) -> dict:
         return {

@@ -2,7 +2,9 @@
 
 - the broker accepts our credentials (else: what a person must do), and the connector is connected;
 - every symbol's last bar is fresh while its market is open: a timeout derived from its timeframe (factor x
-  timeframe + grace), instead of the seed's fixed 300 s that was shorter than one M15 bar plus delays;
+  timeframe + grace), instead of the seed's fixed 300 s that was shorter than one M15 bar plus delays; whether a
+  market is open is the connector's word (`market_open` in its heartbeat), which also holds for the services that
+  cannot tell (the preditor), so gold's daily break or a holiday is no alarm for any of them;
 - RSS of every process against a limit;
 - the persistence backlog against a limit;
 - every service has a live heartbeat.
@@ -19,6 +21,8 @@ MB = 1024 * 1024
 
 
 def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: float) -> list[str]:
+    views = list(views)
+    closed = closed_markets(views)
     found: list[str] = []
     for v in views:
         if not v.alive(now, hb_timeout_s):
@@ -38,7 +42,7 @@ def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: 
         if isinstance(backlog, int) and backlog > cfg.max_backlog:
             found.append(f"{v.name}: backlog of {backlog} writes over {cfg.max_backlog}")
         for key, facts in sorted((info.get("symbols") or {}).items()):
-            stale = _stale_bar(key, facts, cfg)
+            stale = _stale_bar(key, facts, cfg, closed)
             if stale:
                 found.append(f"{v.name}: {stale}")
     return found
@@ -48,11 +52,19 @@ def bar_timeout_s(timeframe: str, cfg: Health) -> float:
     return TIMEFRAMES[timeframe] * cfg.bar_timeout_factor + cfg.bar_grace_s
 
 
-def _stale_bar(key: str, facts: dict, cfg: Health) -> str:
+def closed_markets(views: Iterable[ServiceView]) -> set[str]:
+    """The symbols some service (the connector) reports closed: `market_open` false in its heartbeat."""
+    return {key.split(" ")[0] for v in views if v.hb is not None
+            for key, facts in (v.hb.info.get("symbols") or {}).items() if facts.get("market_open") is False}
+
+
+def _stale_bar(key: str, facts: dict, cfg: Health, closed: set[str] = frozenset()) -> str:
     """`key` names the bar stream ("EURUSD H1"); a closed market (weekend, break, holiday) makes no bar."""
     tf = facts.get("timeframe")
     age = facts.get("last_bar_age_s")
     if tf not in TIMEFRAMES or not isinstance(age, int | float) or facts.get("market_open") is False:
+        return ""
+    if key.split(" ")[0] in closed:
         return ""
     limit = bar_timeout_s(tf, cfg)
     name = key if key.endswith(f" {tf}") else f"{key} {tf}"

@@ -200,3 +200,23 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
     assert (config_from_settings(many).synthetic_symbols, config_from_settings(many).spot_interval_s) == (20, 3600)
     with pytest.raises(ValidationError, match="spot_interval_s"):
         config.Config.model_validate({"version": "2", "broker": {"sim": {"spot_interval_s": 0}}})
+
+
+# ---- bar freshness: is the market open? -------------------------------------------------------------------------
+
+
+def test_a_market_is_open_by_its_calendar_at_the_broker_time_moved_on_by_the_wall_clock():
+    import datetime as dt
+
+    from services.connector.service import market_open_now
+    from services.connector.sim.catalog import METALS
+
+    def at(h: int, m: int = 0) -> float:  # Thursday 21 December 2017, UTC (New York 17:00 = 22:00 UTC)
+        return dt.datetime(2017, 12, 21, h, m, tzinfo=dt.UTC).timestamp()
+
+    assert market_open_now(None, METALS, at(21, 59), 0.0)
+    assert not market_open_now(None, METALS, at(22, 10), 0.0)  # gold's daily break, while forex ticks
+    assert not market_open_now(None, METALS, at(21, 59), 120.0)  # no tick since 21:59, two minutes ago
+    assert market_open_now(None, METALS, at(23, 1), 0.0)
+    assert not market_open_now(at(23, 1), METALS, at(23, 1), 0.0)  # the broker refused an order: closed
+    assert market_open_now(None, None, at(22, 10), 0.0) and market_open_now(None, METALS, None, 0.0)

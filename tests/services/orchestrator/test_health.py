@@ -51,3 +51,16 @@ def view(name="preditor", rss=10 * MB, info=None, last_hb=100.0) -> ServiceView:
 )
 def test_issues(v, expected):
     assert health.issues([v], 100.0, CFG, hb_timeout_s=5.0) == expected
+
+
+def test_a_market_the_connector_reports_closed_is_no_alarm_for_the_preditor_either():
+    """The preditor cannot tell a closed market (gold's daily break) from a silent feed: the connector's word holds
+    for it, symbol by symbol."""
+    connector = view("connector", info={"symbols": {
+        "XAUUSD M15": {"timeframe": "M15", "last_bar_age_s": 1900, "market_open": False},
+        "EURUSD M15": {"timeframe": "M15", "last_bar_age_s": 10, "market_open": True}}})
+    preditor = view(info={"symbols": {"XAUUSD": {"timeframe": "M15", "last_bar_age_s": 1900},
+                                      "EURUSD": {"timeframe": "M15", "last_bar_age_s": 1900}}})
+    assert health.issues([connector, preditor], 100.0, CFG, hb_timeout_s=5.0) == [
+        "preditor: EURUSD M15: no bar for 1900 s (limit 1860 s)"]
+    assert health.closed_markets([connector, preditor]) == {"XAUUSD"}
