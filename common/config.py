@@ -93,14 +93,19 @@ class SimBroker(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=5035, ge=0, le=65535)
     control_port: int = Field(default=5045, ge=-1, le=65535)  # JSON control port on 127.0.0.1; -1 = none
-    tls: bool = False  # True: a self-signed certificate (the connector then does not verify it)
+    # TLS like the real server: a self-signed certificate the simulator keeps in data_dir/cert_file (its key beside
+    # it, mode 0600), which the connector trusts and verifies (false: plain TCP)
+    tls: bool = True
+    cert_file: str = "sim-broker-cert.pem"
     state_file: str = "sim-broker.json"  # under data_dir: positions, balance, deals, replay cursor across restarts
     client_id: str = "sim-client"  # the simulator's own credentials: not secrets
     client_secret: str = "sim-secret"
     access_token: str = "sim-token"
-    refresh_token: str = ""  # the simulator's refresh token ("" = the connector never refreshes)
+    refresh_token: str = "sim-refresh"
+    token_lifetime_s: PosInt = 2_628_000  # an access token's life on the simulator's (replay) clock: 30.4 days
     account_id: int = 1_000_001
     balance: PosFloat = 10_000.0
+    deposit_currency: str = "USD"  # the account's currency (an asset of the simulator's symbols: USD, EUR, ...)
     # benchmarks: SYN01..SYNnn, EURUSD-like symbols replaying the CSV, SYNk shifted k * offset bars (0 = aligned)
     synthetic_symbols: int = Field(default=0, ge=0, le=999)
     synthetic_offset_bars: int = Field(default=24, ge=0)

@@ -103,9 +103,9 @@ class Home:
 
     # ---- processes started directly ----------------------------------------------------------
     def start(self, service: str, *args: str) -> subprocess.Popen:
-        """Start ``python -m services.<service>``; a connector gets its simulator started first (as
+        """Start ``python -m services.<service>``; a connector of the simulator gets it started first (as
         supervisord's sim-broker program, priority 50, is)."""
-        if service == "connector" and self.supervisord is None:
+        if service == "connector" and self.supervisord is None and self.config().broker.type == "sim":
             sim = self.procs.get("connector.sim")
             if sim is None or sim.poll() is not None:
                 self.start_sim()

@@ -7,6 +7,7 @@ adapter's code runs in every demo and test. The adapter's token pair is kept in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def _ctrader(cfg: Config, env: Mapping[str, str]) -> Any:
         raise SettingsError(str(exc)) from None
     store = tokens.TokenStore(token_path(cfg))
     try:
-        keeper = tokens.TokenKeeper.open(env_pair, store)
+        keeper = tokens.TokenKeeper.open(env_pair, store, time.time())
     except (ValueError, OSError) as exc:
         raise SettingsError(str(exc)) from None
     return CTraderBroker(conf, keeper)

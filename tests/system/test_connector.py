@@ -517,14 +517,35 @@ def test_a_stop_hit_while_the_connector_is_dead_is_published_after_its_restart(s
         tap.close()
 
 
-def test_the_simulator_over_tls_with_its_self_signed_certificate(tmp_path):
-    home = Home(tmp_path, {"broker": {"sim": {"tls": True}}})
+def test_the_simulator_is_verified_tls_by_default_against_the_certificate_it_keeps(tmp_path):
+    home = Home(tmp_path, {})  # the default configuration: broker.sim.tls true
     try:
-        home.start("connector")  # the simulator first, with --from-config: TLS on
+        home.start("connector")  # the simulator first, with --from-config: it writes its certificate
         res = step_connect(home)
         assert res.ok is True, res.error
-        assert res.result["tls"] is True and res.result["verify"] is False and res.result["connected"] is True
+        assert res.result["tls"] is True and res.result["verify"] is True and res.result["connected"] is True
+        cert = tmp_path / "var" / "data" / "sim-broker-cert.pem"
+        key = cert.with_suffix(".key")
+        assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE") and (key.stat().st_mode & 0o777) == 0o600
         bars = home.request("connector", "history", messages.HistoryArgs("EURUSD", "H1", count=3), 10000).bars
         assert len(bars) == 3
     finally:
         home.close()
+
+
+def test_a_connector_that_does_not_trust_the_certificate_cannot_connect(tmp_path):
+    home = Home(tmp_path, {"broker": {"connect_attempts": 1}})
+    try:
+        home.start_sim()
+        (tmp_path / "var" / "data" / "sim-broker-cert.pem").write_bytes(_other_certificate())
+        home.start("connector")
+        res = step_connect(home)
+        assert res.ok is False and "CERTIFICATE_VERIFY_FAILED" in res.error
+    finally:
+        home.close()
+
+
+def _other_certificate() -> bytes:
+    from services.connector.sim.certs import self_signed_pem
+
+    return self_signed_pem()[0]

@@ -200,7 +200,7 @@ class CTraderBroker:
 
     async def reload_credentials(self) -> bool:
         """Take a token pair handed in while running (the token file); a session waiting for one retries now."""
-        changed = self.tokens.reload()
+        changed = self.tokens.reload(self._clock())
         if changed:
             log.info("a new broker token pair was handed in (%s)", tokens.fingerprint(self.tokens.pair.access_token))
             self._credentials_changed.set()

@@ -431,12 +431,19 @@ class Execution:
             if first_time:
                 self._report_close(deal, ev, pos, full)
             return
-        p = self.positions.get(deal.position_id)
-        result = OrderResult(True, client_oid, ticket=deal.position_id, price=deal.price, volume=deal.volume,
-                             sl=p.sl if p else None, tp=p.tp if p else None)
-        if client_oid:
-            self._own.setdefault(client_oid, result)
-            self._resolve(f"order:{client_oid}", result)
+        if etype == ORDER_FILLED:  # a partial fill's first deals answer nothing yet: the order is not done
+            p = self.positions.get(deal.position_id)
+            spec = self.instruments.specs[name]
+            filled = order is not None and order.HasField("executedVolume") and order.HasField("executionPrice")
+            result = OrderResult(
+                True, client_oid, ticket=deal.position_id,
+                price=order.executionPrice if filled else deal.price,  # the average over every deal of the order
+                volume=parsing.volume_to_lots(order.executedVolume, spec.lot_size) if filled else deal.volume,
+                sl=p.sl if p else None, tp=p.tp if p else None,
+            )
+            if client_oid:
+                self._own.setdefault(client_oid, result)
+                self._resolve(f"order:{client_oid}", result)
         if not self.market.is_subscribed(name):
             self.link.spawn(self.market.subscribe_quietly(name))  # quotes for the position's PnL
         if first_time:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from services.connector import port
+from services.connector.calendar import Holiday, TradingCalendar
 from services.connector.port import Bar, Deal, Instrument, Position
 
 PRICE_SCALE = 100_000
@@ -289,6 +290,20 @@ def symbol_spec(light: Any, full: Any, assets: dict[int, str] | None = None) -> 
         tp_distance=full.tpDistance if full.HasField("tpDistance") else 0,
         distance_in_percent=full.distanceSetIn == DISTANCE_IN_PERCENTAGE,
     )
+
+
+def calendar(full: Any) -> TradingCalendar | None:
+    """ProtoOASymbol's trading schedule and holidays as a TradingCalendar; None when the broker gives no schedule
+    (then only a refused order tells a closed market)."""
+    if not full.schedule:
+        return None
+    holidays = [
+        Holiday(h.holidayDate, h.isRecurring, h.startSecond if h.HasField("startSecond") else None,
+                h.endSecond if h.HasField("endSecond") else None, h.scheduleTimeZone, h.name)
+        for h in full.holiday
+    ]
+    zone = full.scheduleTimeZone if full.HasField("scheduleTimeZone") and full.scheduleTimeZone else "UTC"
+    return TradingCalendar.of(zone, [(i.startSecond, i.endSecond) for i in full.schedule], holidays)
 
 
 def min_distance(raw: int, spec: SymbolSpec, price: float | None) -> float:

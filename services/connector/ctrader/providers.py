@@ -46,6 +46,7 @@ class Instruments:
         by_id = {s.symbolId: s for s in light}
         ids = list(by_id)
         specs: dict[str, SymbolSpec] = {}
+        calendars: dict[str, Any] = {}
         for i in range(0, len(ids), SYMBOL_BATCH):
             res = await self.link.request(
                 oa.ProtoOASymbolByIdReq(ctidTraderAccountId=acct, symbolId=ids[i : i + SYMBOL_BATCH])
@@ -53,7 +54,13 @@ class Instruments:
             for full in res.symbol:
                 spec = parsing.symbol_spec(by_id[full.symbolId], full, self.assets)
                 specs[spec.name] = spec
+                try:
+                    calendars[spec.name] = parsing.calendar(full)
+                except ValueError as exc:  # e.g. a time zone this machine does not know
+                    log.warning("%s: trading calendar unreadable (%s): closed markets known from refusals only",
+                                spec.name, exc)
         self.specs = specs
+        self.calendars = {n: c for n, c in calendars.items() if c is not None}
         self.by_id = {s.symbol_id: n for n, s in specs.items()}
         self._chains = {}
 

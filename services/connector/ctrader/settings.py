@@ -1,7 +1,8 @@
 """The cTrader adapter's settings from the system configuration and the environment (pure: no I/O).
 
 `broker.type: ctrader` is a real account (verified TLS, credentials from the environment only); `broker.type: sim`
-is the bundled simulator, which speaks the same protocol (its own credentials, from `broker.sim`).
+is the bundled simulator, which speaks the same protocol (its own credentials, from `broker.sim`; TLS verified
+against the certificate it keeps in the data dir).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def broker_config(cfg: Config, env: Mapping[str, str]) -> tuple[CTraderConfig, T
         s = b.sim
         conf = CTraderConfig(
             host=s.host, port=s.port, tls=s.tls,
-            verify=False,  # the simulator's certificate is self-signed, made at its start
+            verify=s.tls,  # its self-signed certificate, trusted explicitly, verified like a real server's
+            ca_file=str(cfg.path(cfg.data_dir) / s.cert_file) if s.tls else None,
             client_id=s.client_id, client_secret=s.client_secret, account_id=s.account_id, **common,
         )
         return conf, TokenPair(s.access_token, s.refresh_token)

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 TOKEN_FILE_VERSION = 1
+# how long a pair handed in (environment, operator) is taken to last: an access token lasts about 30 days from its
+# issue, and a pair is normally handed in fresh. An older one fails earlier: the broker says so and we refresh then.
+ASSUMED_LIFETIME_S = 2_628_000
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,16 @@ def choose(env: TokenPair | None, stored: StoredTokens | None) -> tuple[TokenPai
 
 
 def refresh_due(pair: TokenPair, now: float, margin_s: float) -> bool:
-    """Refresh when the access token expires within `margin_s`, or when its expiry is unknown (a pair from the
-    environment): refreshing tells us when the new one expires. Never without a refresh token."""
-    if not pair.refresh_token:
+    """Refresh when the access token expires within `margin_s` (an unknown expiry: never on our own; the broker
+    says when it is dead). Never without a refresh token."""
+    if not pair.refresh_token or pair.expires_at is None:
         return False
-    return pair.expires_at is None or pair.expires_at - now <= margin_s
+    return pair.expires_at - now <= margin_s
+
+
+def dated(pair: TokenPair, now: float) -> TokenPair:
+    """A pair handed in without an expiry is taken as fresh (ASSUMED_LIFETIME_S from `now`)."""
+    return pair if pair.expires_at is not None else replace(pair, expires_at=now + ASSUMED_LIFETIME_S)
 
 
 def refreshed(old: StoredTokens | None, access: str, refresh: str, expires_in_s: float, now: float) -> StoredTokens:
@@ -136,12 +144,15 @@ class TokenKeeper:
         self.invalid = False  # the broker said the access token no longer works: refresh before using it
 
     @classmethod
-    def open(cls, env: TokenPair | None, store: TokenStore) -> TokenKeeper:
+    def open(cls, env: TokenPair | None, store: TokenStore, now: float) -> TokenKeeper:
         """From the environment's pair and the file (see `choose`); ValueError when there is neither."""
         stored = store.load()
         pair, write = choose(env, stored)
         if pair is None:
             raise ValueError(f"no broker token: none in the environment and no token file {store.path}")
+        if pair.expires_at is None:
+            pair = dated(pair, now)
+            write = replace(write or stored, pair=pair)  # type: ignore[arg-type]
         if write is not None:
             store.save(write)
             stored = write
@@ -154,12 +165,15 @@ class TokenKeeper:
             self.store.save(stored)
         self._stored, self.pair, self.invalid = stored, stored.pair, False
 
-    def reload(self) -> bool:
+    def reload(self, now: float) -> bool:
         """Take the file's pair when it differs from the one in use (handed in while running). True if changed."""
         if self.store is None:
             return False
         stored = self.store.load()
         if stored is None or stored.pair == self.pair:
             return False
+        if stored.pair.expires_at is None:
+            stored = replace(stored, pair=dated(stored.pair, now))
+            self.store.save(stored)
         self._stored, self.pair, self.invalid = stored, stored.pair, False
         return True

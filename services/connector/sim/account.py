@@ -1,6 +1,11 @@
 """The simulated trading account (pure state machine: values in, values out; no clock, no I/O).
 
-Money is kept in wire units (integers scaled by 10**money_digits); volumes in cents; prices are doubles.
+Money is kept in wire units (integers scaled by 10**money_digits) of the deposit currency; volumes in cents;
+prices are doubles. Costs (costs.py computes them, the server passes them in as positive amounts charged):
+- commission per side: the opening deal's is shown on the position (``commission``, negative); a close realises
+  the closed part's share of it plus the closing deal's own, in ``closePositionDetail.commission``;
+- swap accrues on the position at each rollover and is realised, pro rata, at the close;
+- the balance moves only at a close: by the closed part's gross PnL + swap + commission (both sides).
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ def side_sign(trade_side: int) -> int:
     return 1 if trade_side == BUY else -1
 
 
+def check_volume(volume: int, spec: SymbolSpec) -> None:
+    if volume < spec.min_volume or volume > spec.max_volume or volume % spec.step_volume:
+        raise SimError("TRADING_BAD_VOLUME", f"volume {volume} invalid for {spec.name} (min {spec.min_volume}, "
+                       f"step {spec.step_volume}, max {spec.max_volume})")
+
+
 @dataclass
 class SimPosition:
     position_id: int
@@ -40,6 +51,8 @@ class SimPosition:
     take_profit: float | None = None
     used_margin: int = 0
     updated_ms: int = 0
+    swap: int = 0  # accrued, not yet realised (negative: charged)
+    commission: int = 0  # the opening deals' commission, not yet realised (negative)
 
 
 @dataclass
@@ -76,6 +89,9 @@ class SimDeal:
     balance_after: int = 0
     quote_to_deposit: float = 1.0
     closed_volume: int = 0
+    commission: int = 0  # this deal's own (negative: charged)
+    swap: int = 0  # a closing deal: the realised swap of the closed part
+    realised_commission: int = 0  # a closing deal: both sides' commission of the closed part
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,7 @@ class Account:
     balance: int
     money_digits: int = 2
     leverage_in_cents: int = 10_000
+    deposit_asset: str = "USD"
     positions: dict[int, SimPosition] = field(default_factory=dict)
     deals: list[SimDeal] = field(default_factory=list)
     orders: list[SimOrder] = field(default_factory=list)  # every filled order (opening and closing), in order
@@ -121,13 +138,21 @@ class Account:
         label: str = "",
         comment: str = "",
         client_order_id: str = "",
+        commission: int = 0,
+        slippage: float = 0.0,
     ) -> Fill:
-        if volume < spec.min_volume or volume > spec.max_volume or volume % spec.step_volume:
-            raise SimError("TRADING_BAD_VOLUME", f"volume {volume} invalid for {spec.name}")
+        """A market order filled at the quote (worse by `slippage`, a price distance), charged `commission`."""
+        check_volume(volume, spec)
         if relative_sl < 0 or relative_tp < 0:
             raise SimError("TRADING_BAD_STOPS", "relative distances must be positive")
-        price = ask if trade_side == BUY else bid
+        for name, rel, least in (("stop loss", relative_sl, spec.sl_distance), ("take profit", relative_tp,
+                                                                                spec.tp_distance)):
+            if rel and rel < least * 10 ** (5 - spec.digits):
+                raise SimError("PROTECTION_IS_TOO_CLOSE_TO_MARKET",
+                               f"{name} {rel / units.PRICE_SCALE} from the price; {spec.name} needs at least "
+                               f"{least} points")
         sign = side_sign(trade_side)
+        price = round((ask if trade_side == BUY else bid) + sign * slippage, spec.digits)
         notional = units.volume_to_units(volume) * price * quote_to_deposit
         margin = units.money_to_wire(
             notional / units.leverage_from_wire(self.leverage_in_cents), self.money_digits
@@ -137,7 +162,8 @@ class Account:
         sl, tp = units.sl_tp_prices(price, sign, relative_sl or None, relative_tp or None, spec.digits)
         pid, oid, did = self._new_id(), self._new_id(), self._new_id()
         pos = SimPosition(
-            pid, spec.symbol_id, trade_side, volume, price, now_ms, label, comment, sl, tp, margin, now_ms
+            pid, spec.symbol_id, trade_side, volume, price, now_ms, label, comment, sl, tp, margin, now_ms,
+            commission=-commission,
         )
         order = SimOrder(
             oid,
@@ -155,12 +181,29 @@ class Account:
             relative_sl,
             relative_tp,
         )
-        deal = SimDeal(did, oid, pid, spec.symbol_id, trade_side, volume, price, now_ms)
+        deal = SimDeal(did, oid, pid, spec.symbol_id, trade_side, volume, price, now_ms, commission=-commission)
         self.positions[pid] = pos
         self.deals.append(deal)
         self.orders.append(order)
         return Fill(order, deal, pos, closed=False)
 
+    def fill_more(self, spec: SymbolSpec, fill: Fill, volume: int, price: float, now_ms: int,
+                  commission: int = 0) -> Fill:
+        """The rest of a partially filled market order: a second deal on the same position (its price becomes the
+        volume-weighted entry, its margin grows)."""
+        pos = self.positions[fill.position.position_id]
+        total = pos.volume + volume
+        entry = (pos.entry_price * pos.volume + price * volume) / total
+        pos.entry_price = round(entry, spec.digits + 3)  # an average: finer than the symbol's digits
+        pos.used_margin += pos.used_margin * volume // pos.volume
+        pos.volume, pos.updated_ms, pos.commission = total, now_ms, pos.commission - commission
+        order = SimOrder(**{**asdict(fill.order), "volume": total, "execution_price": pos.entry_price,
+                            "timestamp_ms": now_ms})
+        self.orders[self.orders.index(fill.order)] = order
+        deal = SimDeal(self._new_id(), order.order_id, pos.position_id, pos.symbol_id, pos.trade_side, volume,
+                       price, now_ms, commission=-commission)
+        self.deals.append(deal)
+        return Fill(order, deal, pos, closed=False)
     def close(
         self,
         position_id: int,
@@ -171,7 +214,9 @@ class Account:
         now_ms: int,
         server_event: bool = False,
         client_order_id: str = "",
+        commission: int = 0,
     ) -> Fill:
+        """Close `volume` of a position at the quote, charged `commission` for this (closing) deal."""
         pos = self.positions.get(position_id)
         if pos is None:
             raise SimError("POSITION_NOT_FOUND", f"position {position_id} not found")
@@ -181,7 +226,11 @@ class Account:
         price = bid if pos.trade_side == BUY else ask
         pnl = units.pnl_deposit(pos.entry_price, price, side_sign(pos.trade_side), volume, quote_to_deposit)
         gross = units.money_to_wire(pnl, self.money_digits)
-        self.balance += gross
+        swap = pos.swap * volume // pos.volume if volume < pos.volume else pos.swap
+        opening = pos.commission * volume // pos.volume if volume < pos.volume else pos.commission
+        realised = opening - commission
+        pos.swap, pos.commission = pos.swap - swap, pos.commission - opening
+        self.balance += gross + swap + realised
         oid, did = self._new_id(), self._new_id()
         order_type = STOP_LOSS_TAKE_PROFIT if server_event else MARKET
         order = SimOrder(
@@ -213,6 +262,9 @@ class Account:
             self.balance,
             quote_to_deposit,
             volume,
+            commission=-commission,
+            swap=swap,
+            realised_commission=realised,
         )
         self.deals.append(deal)
         self.orders.append(order)
@@ -229,6 +281,7 @@ class Account:
 
     def amend(
         self,
+        spec: SymbolSpec,
         position_id: int,
         stop_loss: float | None,
         take_profit: float | None,
@@ -245,7 +298,21 @@ class Account:
             raise SimError("TRADING_BAD_STOPS", f"stop loss {stop_loss} on the wrong side of {market}")
         if take_profit is not None and (take_profit - market) * sign <= 0:
             raise SimError("TRADING_BAD_STOPS", f"take profit {take_profit} on the wrong side of {market}")
+        point = units.point_size(spec.digits)
+        for name, price, least in (("stop loss", stop_loss, spec.sl_distance), ("take profit", take_profit,
+                                                                               spec.tp_distance)):
+            if price is not None and abs(price - market) < least * point - point / 2:
+                raise SimError("PROTECTION_IS_TOO_CLOSE_TO_MARKET",
+                               f"{name} {price} is {abs(price - market):.{spec.digits}f} from the market {market}; "
+                               f"{spec.name} needs at least {least} points")
         pos.stop_loss, pos.take_profit, pos.updated_ms = stop_loss, take_profit, now_ms
+        return pos
+
+    def accrue_swap(self, position_id: int, amount: int, now_ms: int) -> SimPosition:
+        """A rollover's swap on a position (negative: charged)."""
+        pos = self.positions[position_id]
+        pos.swap += amount
+        pos.updated_ms = now_ms
         return pos
 
     def triggered(self, symbol_id: int, bid: float, ask: float) -> list[int]:
@@ -268,6 +335,7 @@ class Account:
             "balance": self.balance,
             "money_digits": self.money_digits,
             "leverage_in_cents": self.leverage_in_cents,
+            "deposit_asset": self.deposit_asset,
             "next_id": self.next_id,
             "positions": [asdict(p) for p in self.positions.values()],
             "deals": [asdict(d) for d in self.deals],
@@ -281,6 +349,7 @@ class Account:
             data["balance"],
             data["money_digits"],
             data["leverage_in_cents"],
+            data.get("deposit_asset", "USD"),  # state files of older versions: USD accounts
             next_id=data["next_id"],
         )
         for p in data["positions"]:

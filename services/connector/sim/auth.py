@@ -57,10 +57,14 @@ class TokenRegistry:
         if old is None:
             return None, "", "unknown or already used refresh token"
         del self.tokens[old.access_token]
+        return self.issue(now_ms), old.access_token, ""
+
+    def issue(self, now_ms: int) -> IssuedToken:
+        """A new pair, as the OAuth flow in a browser gives one (what a person hands in after a revocation)."""
         new = IssuedToken("sim-" + secrets.token_hex(12), "simr-" + secrets.token_hex(12),
                           now_ms + self.lifetime_s * 1000)
         self.tokens[new.access_token] = new
-        return new, old.access_token, ""
+        return new
 
     def expire(self, now_ms: int) -> list[str]:
         """Every access token expires now (the refresh tokens still work); returns the expired ones."""

@@ -11,6 +11,11 @@ level (the CSV's own prices when it holds EURUSD), symbol k ``k * offset_bars`` 
 bars close at the same moments but differ, and models on them change position on different bars; ``offset_bars``
 0 gives every one the same series (the aligned worst case).
 
+Costs (costs.py, served in `ProtoOASymbol`): forex 30 USD per million USD of notional a side, swaps in pips a day;
+gold 7 USD a lot a side; the index 0.0025 % of the notional a side and annual-percentage swaps; rollover at
+22:00 UTC, tripled on Wednesday (the index: Friday), none on weekends. Minimum stop distances: a pip (forex),
+50 points (gold), 100 points (the index).
+
 Calendars (`services/connector/calendar.py`, served in `ProtoOASymbol.schedule`, `holiday`, `scheduleTimeZone`):
 - forex: New York 17:00 Sunday to 17:00 Friday (22:00 UTC in winter, 21:00 UTC in summer), plus what the bundled
   2017 data shows at Christmas: Monday 25 December closed 03:00-17:00 New York (every year) and the Sunday
@@ -29,6 +34,14 @@ from dataclasses import dataclass
 from services.connector.calendar import FRI, SUN, TradingCalendar, at, clock, days_since_epoch
 from services.connector.calendar import Holiday as CalendarHoliday
 from services.connector.ctrader.parsing import SymbolSpec
+from services.connector.sim.costs import (
+    PERCENTAGE_OF_VALUE,
+    SWAP_PERCENTAGE,
+    USD_PER_LOT,
+    USD_PER_MILLION_USD,
+    CommissionSpec,
+    SwapSpec,
+)
 
 NEW_YORK = "America/New_York"
 
@@ -55,6 +68,9 @@ US_INDEX = TradingCalendar.of(
 )
 
 
+FOREX_COMMISSION = CommissionSpec(USD_PER_MILLION_USD, 30.0)  # 3 USD a side for 100 000 USD of notional
+
+
 @dataclass(frozen=True)
 class SimSymbol:
     spec: SymbolSpec
@@ -62,13 +78,15 @@ class SimSymbol:
     reference_price: float  # the derived series' price level (the CSV's first open maps to it)
     bar_offset: int = 0  # replays the CSV this many bars ahead of the clock (derived symbols)
     calendar: TradingCalendar = FOREX
+    commission: CommissionSpec = FOREX_COMMISSION
+    swap: SwapSpec = SwapSpec(-0.75, 0.25)  # pips a day on a long / a short (negative: charged)
 
 
 FOREX_LOT = 10_000_000  # 100 000 units, in cents
 
 
 def _forex(symbol_id: int, name: str, digits: int, spread_points: int, reference_price: float,
-           bar_offset: int) -> SimSymbol:
+           bar_offset: int, swap: SwapSpec) -> SimSymbol:
     return SimSymbol(
         SymbolSpec(
             symbol_id,
@@ -81,19 +99,22 @@ def _forex(symbol_id: int, name: str, digits: int, spread_points: int, reference
             max_volume=10_000_000_000,
             base_asset=name[:3],
             quote_asset=name[3:],
+            sl_distance=10,  # points: a stop loss or take profit at least a pip from the market
+            tp_distance=10,
         ),
         spread_points=spread_points,
         reference_price=reference_price,
         bar_offset=bar_offset,
+        swap=swap,
     )
 
 
 CATALOG: dict[str, SimSymbol] = {
-    "EURUSD": _forex(1, "EURUSD", 5, 8, 1.05236, 0),
-    "GBPUSD": _forex(2, "GBPUSD", 5, 12, 1.23420, 7),
-    "EURJPY": _forex(3, "EURJPY", 3, 15, 122.950, 13),
-    "USDJPY": _forex(4, "USDJPY", 3, 10, 117.0, 3),
-    "EURGBP": _forex(9, "EURGBP", 5, 10, 0.85270, 19),
+    "EURUSD": _forex(1, "EURUSD", 5, 8, 1.05236, 0, SwapSpec(-0.75, 0.25)),
+    "GBPUSD": _forex(2, "GBPUSD", 5, 12, 1.23420, 7, SwapSpec(-0.5, -0.3)),
+    "EURJPY": _forex(3, "EURJPY", 3, 15, 122.950, 13, SwapSpec(0.3, -0.9)),
+    "USDJPY": _forex(4, "USDJPY", 3, 10, 117.0, 3, SwapSpec(0.6, -1.2)),
+    "EURGBP": _forex(9, "EURGBP", 5, 10, 0.85270, 19, SwapSpec(-0.6, 0.1)),
     "XAUUSD": SimSymbol(
         SymbolSpec(
             41,
@@ -106,11 +127,15 @@ CATALOG: dict[str, SimSymbol] = {
             max_volume=10_000_000,
             base_asset="XAU",
             quote_asset="USD",
+            sl_distance=50,
+            tp_distance=50,
         ),
         spread_points=25,
         reference_price=1150.0,
         bar_offset=5,
         calendar=METALS,
+        commission=CommissionSpec(USD_PER_LOT, 7.0),
+        swap=SwapSpec(-2.5, 0.9),
     ),
     "US500": SimSymbol(
         SymbolSpec(
@@ -124,11 +149,15 @@ CATALOG: dict[str, SimSymbol] = {
             max_volume=1_000_000,
             base_asset="US500",
             quote_asset="USD",
+            sl_distance=100,
+            tp_distance=100,
         ),
         spread_points=50,
         reference_price=2250.0,
         bar_offset=11,
         calendar=US_INDEX,
+        commission=CommissionSpec(PERCENTAGE_OF_VALUE, 0.0025),
+        swap=SwapSpec(-3.0, 0.5, kind=SWAP_PERCENTAGE, triple_day=5),  # annual %, tripled on Friday
     ),
 }
 

@@ -1,4 +1,5 @@
-"""A throw-away self-signed certificate for the simulator's TLS port, made at run time with `cryptography`."""
+"""The simulator's self-signed TLS certificate, made with `cryptography`: kept in a file (the key beside it, 0600)
+that the connector is configured to trust, so the connection is verified as a real server's is; or throw-away."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed_pem(hostname: str = "localhost") -> tuple[bytes, bytes]:
-    """(certificate PEM, private key PEM) for `hostname` and 127.0.0.1, valid for 30 days."""
+def self_signed_pem(hostname: str = "localhost", days: int = 30) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM) for `hostname` and 127.0.0.1, valid for `days`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
@@ -26,7 +27,7 @@ def self_signed_pem(hostname: str = "localhost") -> tuple[bytes, bytes]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -52,3 +53,36 @@ def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
             f.write(key_pem)
         ctx.load_cert_chain(cert_path, key_path)
     return ctx
+
+
+def key_path_of(cert_path: str) -> str:
+    root, _ = os.path.splitext(cert_path)
+    return root + ".key"
+
+
+def load_or_make(cert_path: str | None, min_days_left: int = 7) -> tuple[bytes, bytes]:
+    """The certificate and key kept at `cert_path` (and its `.key`), made there when missing or about to expire;
+    a throw-away pair without a path."""
+    if cert_path is None:
+        return self_signed_pem()
+    key_path = key_path_of(cert_path)
+    try:
+        with open(cert_path, "rb") as f:
+            cert_pem = f.read()
+        with open(key_path, "rb") as f:
+            key_pem = f.read()
+        left = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc - dt.datetime.now(dt.UTC)
+        if left > dt.timedelta(days=min_days_left):
+            return cert_pem, key_pem
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: a new one
+    cert_pem, key_pem = self_signed_pem(days=365)
+    os.makedirs(os.path.dirname(os.path.abspath(cert_path)), exist_ok=True)
+    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    os.replace(key_path + ".tmp", key_path)
+    with open(cert_path + ".tmp", "wb") as f:
+        f.write(cert_pem)
+    os.replace(cert_path + ".tmp", cert_path)
+    return cert_pem, key_pem

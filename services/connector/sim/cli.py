@@ -9,10 +9,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from services.connector.sim.server import SimConfig, SimServer
+
+NOT_STARTED_EXIT_S = 3.0  # > deploy/supervisord.conf's startsecs of the sim-broker program
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5035)
-    p.add_argument("--tls", action="store_true", help="TLS with a self-signed certificate made at start")
+    p.add_argument("--tls", action="store_true", help="TLS with a self-signed certificate")
+    p.add_argument("--cert", default=None, help="with --tls: keep the certificate in this file (made when missing; "
+                   "its key beside it, .key): the file a client trusts")
     p.add_argument("--control-port", type=int, default=0, help="JSON control port on 127.0.0.1 (0 = any)")
     p.add_argument(
         "--spot-interval", type=int, default=60, help="one spot event per symbol per this many seconds of points"
@@ -47,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-id", default="sim-client")
     p.add_argument("--client-secret", default="sim-secret")
     p.add_argument("--access-token", default="sim-token")
+    p.add_argument("--refresh-token", default="sim-refresh")
+    p.add_argument("--token-lifetime", type=int, default=2_628_000, help="an access token's life, s of server time")
     p.add_argument("--account-id", type=int, default=1_000_001)
     p.add_argument("--balance", type=float, default=10_000.0)
+    p.add_argument("--deposit-currency", default="USD", help="the account's currency (USD, EUR, ...)")
     p.add_argument("--heartbeat", type=float, default=10.0, help="server heartbeat interval, s")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--from-config", action="store_true", help="take every setting from the configuration's broker.sim")
@@ -64,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         host=args.host,
         port=args.port,
         tls=args.tls,
+        cert_path=args.cert,
         control_port=args.control_port,
         spot_interval_s=args.spot_interval,
         start_bar=args.start_bar,
@@ -72,8 +81,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         client_id=args.client_id,
         client_secret=args.client_secret,
         access_token=args.access_token,
+        refresh_token=args.refresh_token,
+        token_lifetime_s=args.token_lifetime,
         account_id=args.account_id,
         balance=args.balance,
+        deposit_asset=args.deposit_currency,
         heartbeat_interval=args.heartbeat,
         synthetic_symbols=args.synthetic_symbols,
         synthetic_offset_bars=args.synthetic_offset_bars,
@@ -112,6 +124,7 @@ def config_from_settings(cfg: Any) -> SimConfig:
         host=sim.host,
         port=sim.port,
         tls=sim.tls,
+        cert_path=str(data_dir / sim.cert_file) if sim.tls else None,
         control_port=sim.control_port,
         start_bar=sim.start_bar,
         spot_interval_s=sim.spot_interval_s,
@@ -119,14 +132,19 @@ def config_from_settings(cfg: Any) -> SimConfig:
         client_id=sim.client_id,
         client_secret=sim.client_secret,
         access_token=sim.access_token,
+        refresh_token=sim.refresh_token,
+        token_lifetime_s=sim.token_lifetime_s,
         account_id=sim.account_id,
         balance=sim.balance,
+        deposit_asset=sim.deposit_currency,
         synthetic_symbols=sim.synthetic_symbols,
         synthetic_offset_bars=sim.synthetic_offset_bars,
     )
 
 
 def _from_config(argv: list[str]) -> tuple[SimConfig, str] | int:
+    """The configured simulator; an exit code when there is none to run (a bad configuration: 2; broker.type is
+    not sim: 0, the simulator is not started)."""
     from common import config as common_config
 
     p = argparse.ArgumentParser(prog="sim-broker --from-config", description="the simulator as configured")
@@ -140,6 +158,11 @@ def _from_config(argv: list[str]) -> tuple[SimConfig, str] | int:
     except common_config.ConfigError as exc:
         print(f"sim-broker: {exc}", file=sys.stderr)
         return 2
+    if cfg.broker.type != "sim":
+        print(f"sim-broker: broker.type is {cfg.broker.type}: the simulator is not started", flush=True)
+        # exit 0 after supervisord's startsecs: a start that ran its course, an expected exit, no restart
+        time.sleep(NOT_STARTED_EXIT_S)
+        return 0
     return config_from_settings(cfg), args.log_level
 
 

@@ -13,6 +13,16 @@ Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": fals
 | delay | seconds, count=1, types=[names] | hold the next `count` outgoing frames of those message types |
 | swallow | count=1, types=[names] | ignore the next `count` incoming requests of those types (lost) |
 | reject_orders | count=1, code="NOT_ENOUGH_MONEY" | reject the next `count` new orders (ORDER_REJECTED) |
+| throttle | count=1, types=[names] | refuse the next `count` requests of those types: REQUEST_FREQUENCY_EXCEEDED |
+| partial_fills | count=1, fraction=0.5 | the next `count` market orders fill in two deals (the rest a point worse) |
+| slippage | count=1, points | the next `count` market orders fill `points` worse than the quote |
+| expire_token | | every access token expires now (sessions: ProtoOAAccountsTokenInvalidatedEvent) |
+| revoke_token | | every access and refresh token stops working (sessions told as above) |
+| refuse_refresh | count=1 | refuse the next `count` ProtoOARefreshTokenReq |
+| issue_token | | a new token pair (as the OAuth flow gives one): `access_token`, `refresh_token` |
+| order_error | count=1, code | refuse the next `count` orders/closes/amendments: ProtoOAOrderErrorEvent(code) |
+| account_disconnect | | every session loses its account (ProtoOAAccountDisconnectEvent) |
+| client_disconnect | reason | ProtoOAClientDisconnectEvent to every session, then their connections close |
 | clear | | remove every fault rule |
 | save | | write the state file now |
 | orders | | every filled order, oldest first (order and position id, side, volume, price, client order id, closing) |
@@ -79,10 +89,36 @@ def handle(server: SimServer, req: dict[str, Any]) -> dict[str, Any]:
         faults.swallow.append({"count": int(req.get("count", 1)), "types": req.get("types")})
     elif cmd == "reject_orders":
         faults.reject.append({"count": int(req.get("count", 1)), "code": req.get("code", "NOT_ENOUGH_MONEY")})
+    elif cmd == "throttle":
+        faults.throttle.append({"count": int(req.get("count", 1)), "types": req.get("types")})
+    elif cmd == "partial_fills":
+        fraction = float(req.get("fraction", 0.5))
+        if not 0 < fraction < 1:
+            return {"ok": False, "error": f"fraction must be between 0 and 1, not {fraction}"}
+        faults.partial.append({"count": int(req.get("count", 1)), "fraction": fraction})
+    elif cmd == "slippage":
+        faults.slippage.append({"count": int(req.get("count", 1)), "points": int(req["points"])})
+    elif cmd == "expire_token":
+        return {"ok": True, "sessions_told": server.expire_tokens()}
+    elif cmd == "revoke_token":
+        return {"ok": True, "sessions_told": server.revoke_tokens()}
+    elif cmd == "refuse_refresh":
+        server.tokens.refresh_refusals += int(req.get("count", 1))
+    elif cmd == "issue_token":
+        tok = server.tokens.issue(server.now_ms)
+        server._save_state()
+        return {"ok": True, "access_token": tok.access_token, "refresh_token": tok.refresh_token}
+    elif cmd == "order_error":
+        faults.order_error.append({"count": int(req.get("count", 1)), "code": str(req["code"])})
+    elif cmd == "account_disconnect":
+        return {"ok": True, "sessions_told": server.account_disconnect()}
+    elif cmd == "client_disconnect":
+        return {"ok": True, "sessions_told": server.client_disconnect(str(req.get("reason", "disconnected")))}
     elif cmd == "clear":
-        faults.delay.clear()
-        faults.swallow.clear()
-        faults.reject.clear()
+        for rules in (faults.delay, faults.swallow, faults.reject, faults.throttle, faults.partial, faults.slippage,
+                      faults.order_error):
+            rules.clear()
+        server.tokens.refresh_refusals = 0
         faults.silent_until = faults.refuse_until = 0.0
     elif cmd == "save":
         server._save_state()

@@ -1,9 +1,11 @@
 """The simulator's server: cTrader Open API over TCP or TLS, a replay task and a control port.
 
 Everything runs on one asyncio loop; request handlers and the replay step are plain synchronous functions
-over the market cursor and the account, so no locks are needed. Faults (drop, delay, swallow, reject,
-silence) are applied where frames enter and leave (see control.py for the commands). The market model (points,
-calendars, bars, spot spacing) is described in services/connector/README.md.
+over the market cursor and the account, so no locks are needed. The handlers live in three mixins: sessions and
+tokens (ops_session.py), reference and market data (ops_market.py), the account and trading (ops_trading.py).
+Faults (drop, delay, swallow, reject, silence, throttle, partial fills, slippage, token and session ends) are
+applied where frames enter and leave or where orders fill (see control.py for the commands). The market model
+(points, calendars, bars, spot spacing) is described in services/connector/README.md.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from services.connector.ctrader import parsing as units
 from services.connector.ctrader import periods as timeframes
 from services.connector.ctrader import schemas as proto
 from services.connector.ctrader.ratelimit import SlidingWindow
-from services.connector.sim import wire
-from services.connector.sim.account import BUY, SELL, Account, Fill, SimError
-from services.connector.sim.catalog import ASSET_IDS, CATALOG, SimSymbol, symbols
-from services.connector.sim.certs import self_signed_pem, server_context
+from services.connector.sim.account import BUY, SELL, Account, SimError
+from services.connector.sim.auth import TokenRegistry
+from services.connector.sim.catalog import CATALOG, SimSymbol, symbols
+from services.connector.sim.certs import load_or_make, server_context
 from services.connector.sim.market import Instant, Market, spot_due
+from services.connector.sim.ops_market import MarketOps
+from services.connector.sim.ops_session import SessionOps
+from services.connector.sim.ops_trading import TradingOps
 from services.connector.sim.replay import CsvBar, parse_csv
 from services.connector.sim.series import check_source
 
@@ -37,18 +42,12 @@ oa = proto.oa
 om = proto.model
 PT = proto.payload_type_of
 
-ORDER_ACCEPTED, ORDER_FILLED, ORDER_REPLACED, ORDER_REJECTED = 2, 3, 4, 7
 HISTORY_TYPES = {PT(oa.ProtoOAGetTrendbarsReq), PT(oa.ProtoOAGetTickDataReq)}
+# requests answered, when refused, with ProtoOAOrderErrorEvent (as the real server does) instead of ProtoOAErrorRes
+ORDER_TYPES = {PT(oa.ProtoOANewOrderReq), PT(oa.ProtoOAClosePositionReq), PT(oa.ProtoOAAmendPositionSLTPReq)}
+# requests a session may send before its account is authorised
+OPEN_TYPES = {PT(oa.ProtoOAVersionReq), PT(oa.ProtoOAApplicationAuthReq)}
 STATE_VERSION = 2
-
-# The widest fromTimestamp..toTimestamp a trendbar request may span, per period (ms), as Spotware's own .NET SDK
-# has them (spotware/OpenAPI.Net, src/OpenAPI.Net/Helpers/TrendbarsMaximumTime.cs); the Open API documentation's
-# "symbol data" page only says the limits depend on the period. Wider -> INCORRECT_BOUNDARIES.
-TRENDBAR_SPAN_LIMIT_MS = {
-    **dict.fromkeys(("M1", "M2", "M3", "M4", "M5"), 302_400_000),  # 3.5 days
-    **dict.fromkeys(("M10", "M15", "M30", "H1"), 21_168_000_000),  # 245 days (35 weeks)
-    **dict.fromkeys(("H4", "H12", "D1"), 31_622_400_000),  # 366 days
-}
 
 
 @dataclass
@@ -62,6 +61,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     port: int = 5035  # 0 = any free port
     tls: bool = False
+    cert_path: str | None = None  # TLS: the certificate to serve (made and kept there on the first start)
     control_port: int = 0  # 0 = any free port; -1 = no control port
     spot_interval_s: int = 60  # one spot event per symbol per this many seconds of points (bars use every point)
     start_bar: int = 0
@@ -70,9 +70,12 @@ class SimConfig:
     client_id: str = "sim-client"
     client_secret: str = "sim-secret"
     access_token: str = "sim-token"
+    refresh_token: str = "sim-refresh"
+    token_lifetime_s: int = 2_628_000  # an access token's life on the server's (replay) clock
     account_id: int = 1_000_001
     trader_login: int = 5_000_001
     balance: float = 10_000.0
+    deposit_asset: str = "USD"
     money_digits: int = 2
     leverage_in_cents: int = 10_000
     heartbeat_interval: float = 10.0
@@ -91,6 +94,10 @@ class Faults:
     delay: list[dict[str, Any]] = field(default_factory=list)  # {"seconds", "count", "types"}
     swallow: list[dict[str, Any]] = field(default_factory=list)  # {"count", "types"}
     reject: list[dict[str, Any]] = field(default_factory=list)  # {"count", "code"}
+    throttle: list[dict[str, Any]] = field(default_factory=list)  # {"count", "types"}: REQUEST_FREQUENCY_EXCEEDED
+    partial: list[dict[str, Any]] = field(default_factory=list)  # {"count", "fraction"}: market orders in 2 deals
+    slippage: list[dict[str, Any]] = field(default_factory=list)  # {"count", "points"}: fills that much worse
+    order_error: list[dict[str, Any]] = field(default_factory=list)  # {"count", "code"}: ProtoOAOrderErrorEvent
 
     @staticmethod
     def take(rules: list[dict[str, Any]], type_name: str | None) -> dict[str, Any] | None:
@@ -110,6 +117,7 @@ class Session:
     writer: asyncio.StreamWriter
     app_authed: bool = False
     accounts: set[int] = field(default_factory=set)
+    tokens: dict[int, str] = field(default_factory=dict)  # account -> the access token it was authorised with
     spots: set[int] = field(default_factory=set)
     spot_timestamps: bool = False
     trendbars: set[tuple[int, int]] = field(default_factory=set)
@@ -124,15 +132,7 @@ def load_bars(path: str) -> list[CsvBar]:
         return parse_csv(f.read())
 
 
-def period_seconds(period: int) -> int:
-    """A trendbar period's length; the simulator serves the fixed ones (M1..D1), not W1 or MN1."""
-    try:
-        return timeframes.period_seconds(period)
-    except ValueError:
-        raise SimError("INVALID_REQUEST", f"trendbar period {period} is not served (M1..D1 only)") from None
-
-
-class SimServer:
+class SimServer(SessionOps, MarketOps, TradingOps):
     def __init__(self, config: SimConfig, bars: list[CsvBar] | None = None) -> None:
         self.config = config
         if config.symbol not in CATALOG:
@@ -166,8 +166,20 @@ class SimServer:
                 units.money_to_wire(config.balance, config.money_digits),
                 config.money_digits,
                 config.leverage_in_cents,
+                config.deposit_asset,
             )
         )
+        if self.account.deposit_asset not in {a for s in self.symbols.values()
+                                               for a in (s.spec.base_asset, s.spec.quote_asset)}:
+            raise ValueError(f"deposit asset {self.account.deposit_asset!r} is not an asset of the simulator's symbols")
+        if state is not None and "tokens" in state:
+            self.tokens = TokenRegistry.from_json(state["tokens"])
+        else:  # a state file of an older simulator knew no tokens: the configured pair, issued now
+            self.tokens = TokenRegistry.initial(config.access_token, config.refresh_token, config.token_lifetime_s,
+                                                units.seconds_to_ms(self.market.now))
+        self._announced: set[str] = set()  # access tokens whose expiry the sessions were told
+        self._next_expiry_ms: int | None = None
+        self._swapped_until: int | None = self.market.now
         self.faults = Faults()
         self.paused = config.speed <= 0
         self.speed = config.speed
@@ -184,9 +196,11 @@ class SimServer:
             PT(oa.ProtoOAApplicationAuthReq): self._on_app_auth,
             PT(oa.ProtoOAGetAccountListByAccessTokenReq): self._on_accounts,
             PT(oa.ProtoOAAccountAuthReq): self._on_account_auth,
+            PT(oa.ProtoOARefreshTokenReq): self._on_refresh_token,
             PT(oa.ProtoOAAssetListReq): self._on_assets,
             PT(oa.ProtoOASymbolsListReq): self._on_symbols,
             PT(oa.ProtoOASymbolByIdReq): self._on_symbol_by_id,
+            PT(oa.ProtoOASymbolsForConversionReq): self._on_conversion,
             PT(oa.ProtoOATraderReq): self._on_trader,
             PT(oa.ProtoOAReconcileReq): self._on_reconcile,
             PT(oa.ProtoOASubscribeSpotsReq): self._on_subscribe_spots,
@@ -205,7 +219,7 @@ class SimServer:
         cfg = self.config
         ctx = None
         if cfg.tls:
-            self.cert_pem, key_pem = self_signed_pem()
+            self.cert_pem, key_pem = load_or_make(cfg.cert_path)
             ctx = server_context(self.cert_pem, key_pem)
         self._server = await asyncio.start_server(self._on_connect, cfg.host, cfg.port, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -284,6 +298,7 @@ class SimServer:
             "cursor_time": self.market.now,
             "bar_index": self.market.bar_index,
             "account": self.account.to_json(),
+            "tokens": self.tokens.to_json(),
         }
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -319,6 +334,10 @@ class SimServer:
         finally:
             self._drop(session)
 
+    def _drop_later(self, session: Session) -> None:
+        """Close a session once what was just sent to it has gone out."""
+        asyncio.get_running_loop().call_soon(self._drop, session)
+
     def _drop(self, session: Session) -> None:
         session.closed = True
         if session in self.sessions:
@@ -353,6 +372,14 @@ class SimServer:
             msg.ctidTraderAccountId = self.account.account_id
         self._send(session, msg, cid)
 
+    def _order_error(self, session: Session, cid: str, exc: SimError, msg: Any) -> None:
+        """A refused order, close or amendment: ProtoOAOrderErrorEvent with the request's clientMsgId."""
+        ev = oa.ProtoOAOrderErrorEvent(ctidTraderAccountId=self.account.account_id, errorCode=exc.code,
+                                       description=exc.description)
+        if getattr(msg, "positionId", 0):
+            ev.positionId = msg.positionId
+        self._send(session, ev, cid)
+
     def _on_frame(self, session: Session, env: Any) -> None:
         if self._silent():
             return
@@ -366,7 +393,9 @@ class SimServer:
             log.info("fault: swallowed %s", name)
             return
         now = asyncio.get_running_loop().time()
-        if session.limit.delay(now) > 0 or (ptype in HISTORY_TYPES and session.history_limit.delay(now) > 0):
+        throttled = self.faults.throttle and self.faults.take(self.faults.throttle, name)
+        if throttled or session.limit.delay(now) > 0 or (
+                ptype in HISTORY_TYPES and session.history_limit.delay(now) > 0):
             self._error(session, cid, "REQUEST_FREQUENCY_EXCEEDED", "rate limit exceeded")
             return
         session.limit.record(now)
@@ -382,8 +411,7 @@ class SimServer:
                 cid,
             )
             return
-        open_types = (PT(oa.ProtoOAVersionReq), PT(oa.ProtoOAApplicationAuthReq))
-        if ptype not in open_types and not session.app_authed:
+        if ptype not in OPEN_TYPES and not session.app_authed:
             self._error(session, cid, "CH_CLIENT_NOT_AUTHENTICATED", "application is not authorised")
             return
         acct = getattr(msg, "ctidTraderAccountId", None)
@@ -391,320 +419,20 @@ class SimServer:
             self._error(session, cid, "ACCOUNT_NOT_AUTHORIZED", f"account {acct} is not authorised")
             return
         try:
+            rule = self.faults.take(self.faults.order_error, None) if (
+                ptype in ORDER_TYPES and self.faults.order_error) else None
+            if rule is not None:
+                raise SimError(rule["code"], "refused (an injected fault)")
             handler(session, msg, cid)
         except SimError as exc:
-            self._error(session, cid, exc.code, exc.description)
+            if ptype in ORDER_TYPES:
+                self._order_error(session, cid, exc, msg)
+            else:
+                self._error(session, cid, exc.code, exc.description)
         except Exception as exc:  # a handler bug answers an error instead of killing the session
             log.exception("handler for %s failed", name)
             err = proto.common.ProtoErrorRes(errorCode="UNKNOWN_ERROR", description=repr(exc))
             self._send(session, err, cid)
-
-    # ---- auth and reference data
-    def _on_version(self, s: Session, msg: Any, cid: str) -> None:
-        self._send(s, oa.ProtoOAVersionRes(version="oracle-sim-1"), cid)
-
-    def _on_app_auth(self, s: Session, msg: Any, cid: str) -> None:
-        if s.app_authed:
-            raise SimError("CH_CLIENT_ALREADY_AUTHENTICATED", "application already authorised")
-        if msg.clientId != self.config.client_id or msg.clientSecret != self.config.client_secret:
-            raise SimError("CH_CLIENT_AUTH_FAILURE", "invalid client id or secret")
-        s.app_authed = True
-        self._send(s, oa.ProtoOAApplicationAuthRes(), cid)
-
-    def _on_accounts(self, s: Session, msg: Any, cid: str) -> None:
-        if msg.accessToken != self.config.access_token:
-            raise SimError("CH_ACCESS_TOKEN_INVALID", "invalid access token")
-        res = oa.ProtoOAGetAccountListByAccessTokenRes(accessToken=msg.accessToken)
-        res.ctidTraderAccount.add(
-            ctidTraderAccountId=self.account.account_id, isLive=False, traderLogin=self.config.trader_login
-        )
-        self._send(s, res, cid)
-
-    def _on_account_auth(self, s: Session, msg: Any, cid: str) -> None:
-        if msg.accessToken != self.config.access_token:
-            raise SimError("CH_ACCESS_TOKEN_INVALID", "invalid access token")
-        if msg.ctidTraderAccountId != self.account.account_id:
-            raise SimError(
-                "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
-                f"account {msg.ctidTraderAccountId} not found for this token",
-            )
-        s.accounts.add(msg.ctidTraderAccountId)
-        self._send(s, oa.ProtoOAAccountAuthRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-
-    def _on_assets(self, s: Session, msg: Any, cid: str) -> None:
-        res = oa.ProtoOAAssetListRes(ctidTraderAccountId=msg.ctidTraderAccountId)
-        for name, asset_id in ASSET_IDS.items():
-            res.asset.add(assetId=asset_id, name=name, displayName=name, digits=2)
-        self._send(s, res, cid)
-
-    def _on_symbols(self, s: Session, msg: Any, cid: str) -> None:
-        res = oa.ProtoOASymbolsListRes(ctidTraderAccountId=msg.ctidTraderAccountId)
-        res.symbol.extend(wire.light_symbol(sym) for sym in self.symbols.values())
-        self._send(s, res, cid)
-
-    def _on_symbol_by_id(self, s: Session, msg: Any, cid: str) -> None:
-        missing = [i for i in msg.symbolId if i not in self.symbols]
-        if missing:
-            raise SimError("SYMBOL_NOT_FOUND", f"unknown symbol ids {missing}")
-        res = oa.ProtoOASymbolByIdRes(ctidTraderAccountId=msg.ctidTraderAccountId)
-        res.symbol.extend(wire.symbol(self.symbols[i]) for i in msg.symbolId)
-        self._send(s, res, cid)
-
-    def _on_trader(self, s: Session, msg: Any, cid: str) -> None:
-        acc = self.account
-        trader = om.ProtoOATrader(
-            ctidTraderAccountId=acc.account_id,
-            balance=acc.balance,
-            depositAssetId=1,
-            leverageInCents=acc.leverage_in_cents,
-            moneyDigits=acc.money_digits,
-            traderLogin=self.config.trader_login,
-            accountType=0,
-            brokerName="Oracle Sim",
-            isLimitedRisk=False,
-        )
-        self._send(s, oa.ProtoOATraderRes(ctidTraderAccountId=acc.account_id, trader=trader), cid)
-
-    def _on_reconcile(self, s: Session, msg: Any, cid: str) -> None:
-        res = oa.ProtoOAReconcileRes(ctidTraderAccountId=self.account.account_id)
-        res.position.extend(
-            wire.position(p, wire.POSITION_OPEN, self.account.money_digits)
-            for p in self.account.positions.values()
-        )
-        self._send(s, res, cid)
-
-    # ---- market data
-    def _check_symbols(self, ids: Any) -> None:
-        missing = [i for i in ids if i not in self.symbols]
-        if missing:
-            raise SimError("SYMBOL_NOT_FOUND", f"unknown symbol ids {missing}")
-
-    def _on_subscribe_spots(self, s: Session, msg: Any, cid: str) -> None:
-        self._check_symbols(msg.symbolId)
-        if any(i in s.spots for i in msg.symbolId):
-            raise SimError("ALREADY_SUBSCRIBED", "already subscribed to spots")
-        s.spots.update(msg.symbolId)
-        s.spot_timestamps = s.spot_timestamps or msg.subscribeToSpotTimestamp
-        self._send(s, oa.ProtoOASubscribeSpotsRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-        for sid in msg.symbolId:  # the latest prices, even while the market is closed
-            self._send(s, self._spot_event(s, sid))
-
-    def _on_unsubscribe_spots(self, s: Session, msg: Any, cid: str) -> None:
-        s.spots.difference_update(msg.symbolId)
-        s.trendbars = {t for t in s.trendbars if t[0] not in msg.symbolId}
-        self._send(s, oa.ProtoOAUnsubscribeSpotsRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-
-    def _on_subscribe_trendbar(self, s: Session, msg: Any, cid: str) -> None:
-        self._check_symbols([msg.symbolId])
-        if msg.symbolId not in s.spots:
-            raise SimError("NOT_SUBSCRIBED_TO_SPOTS", "subscribe to spots first")
-        period_seconds(msg.period)
-        s.trendbars.add((msg.symbolId, msg.period))
-        self._send(s, oa.ProtoOASubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-        self._send(s, self._spot_event(s, msg.symbolId))
-
-    def _on_unsubscribe_trendbar(self, s: Session, msg: Any, cid: str) -> None:
-        s.trendbars.discard((msg.symbolId, msg.period))
-        self._send(s, oa.ProtoOAUnsubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-
-    def _spot_event(self, s: Session, symbol_id: int) -> Any:
-        """The symbol's latest point as a spot event, with the forming bar of every period the session
-        subscribed for it; timestamp = the point's time."""
-        ev = oa.ProtoOASpotEvent(ctidTraderAccountId=self.account.account_id, symbolId=symbol_id)
-        last = self.market.last_point(symbol_id)
-        if last is None:  # no point yet (the start of the data): nothing to quote
-            return ev
-        bid, ask = self.market.bid_ask(symbol_id) or (last.price, last.price)
-        ev.bid, ev.ask = units.price_to_wire(bid), units.price_to_wire(ask)
-        if s.spot_timestamps:
-            ev.timestamp = units.seconds_to_ms(last.time)
-        for sid, period in sorted(s.trendbars):
-            if sid == symbol_id:
-                bar = self.market.forming(symbol_id, period_seconds(period))
-                if bar is not None:
-                    ev.trendbar.append(wire.trendbar(bar, period))
-        return ev
-
-    def _on_trendbars(self, s: Session, msg: Any, cid: str) -> None:
-        self._check_symbols([msg.symbolId])
-        seconds = period_seconds(msg.period)
-        limit_ms = TRENDBAR_SPAN_LIMIT_MS[timeframes.name_of(msg.period)]
-        from_ms = msg.fromTimestamp if msg.HasField("fromTimestamp") else 0
-        to_ms = msg.toTimestamp if msg.HasField("toTimestamp") else 0
-        if from_ms > to_ms:
-            raise SimError("INCORRECT_BOUNDARIES", f"fromTimestamp {from_ms} is after toTimestamp {to_ms}")
-        if to_ms - from_ms > limit_ms:
-            raise SimError(
-                "INCORRECT_BOUNDARIES",
-                f"fromTimestamp..toTimestamp spans {to_ms - from_ms} ms; {timeframes.name_of(msg.period)} "
-                f"allows at most {limit_ms} ms",
-            )
-        limit = min(msg.count or self.config.history_page, self.config.history_page)
-        bars = self.market.history(msg.symbolId, seconds, -(-from_ms // 1000), to_ms // 1000, limit)
-        res = oa.ProtoOAGetTrendbarsRes(
-            ctidTraderAccountId=msg.ctidTraderAccountId,
-            period=msg.period,
-            timestamp=units.seconds_to_ms(self.market.now),
-            symbolId=msg.symbolId,
-        )
-        res.trendbar.extend(wire.trendbar(b, msg.period) for b in bars)
-        self._send(s, res, cid)
-
-    # ---- trading
-    @property
-    def now_ms(self) -> int:
-        return units.seconds_to_ms(self.market.now)
-
-    def _rate(self, symbol_id: int) -> float:
-        """Quote currency -> USD at the current prices: from the symbol's own price, or a USD pair's for a cross."""
-        spec = self.symbols[symbol_id].spec
-        if spec.quote_asset == "USD":
-            return 1.0
-        if spec.base_asset == "USD":
-            via: list[tuple[int, bool]] = [(symbol_id, True)]
-        else:
-            via = [(o.spec.symbol_id, o.spec.base_asset == "USD") for o in self.symbols.values()
-                   if {o.spec.base_asset, o.spec.quote_asset} == {spec.quote_asset, "USD"}]
-        for sid, inverse in via:
-            quote = self.market.bid_ask(sid)
-            if quote is not None:
-                return 1.0 / quote[0] if inverse else quote[0]
-        raise SimError("NO_QUOTES", f"no price converting {spec.quote_asset} into USD for {spec.name}")
-
-    def _tradable_quote(self, symbol_id: int) -> tuple[float, float]:
-        """The bid/ask an order on the symbol executes at, or why it cannot execute now."""
-        name = self.symbols[symbol_id].spec.name
-        if not self.market.is_open(symbol_id):
-            raise SimError("MARKET_CLOSED", f"{name} does not trade at {self.market.now} (its trading calendar)")
-        quote = self.market.bid_ask(symbol_id)
-        if quote is None:
-            raise SimError("NO_QUOTES", f"{name} has no price yet")
-        return quote
-
-    def _execution(
-        self,
-        execution_type: int,
-        fill: Fill | None = None,
-        order: Any = None,
-        position: Any = None,
-        deal: Any = None,
-        error_code: str = "",
-        server_event: bool = False,
-    ) -> Any:
-        ev = oa.ProtoOAExecutionEvent(
-            ctidTraderAccountId=self.account.account_id,
-            executionType=execution_type,
-            isServerEvent=server_event,
-        )
-        for fld, value in (("order", order), ("position", position), ("deal", deal)):
-            if value is not None:
-                getattr(ev, fld).CopyFrom(value)
-        if error_code:
-            ev.errorCode = error_code
-        return ev
-
-    def _broadcast(self, msg: Message, origin: Session | None = None, cid: str = "") -> None:
-        """Send an account event to every session authorised on the account (clientMsgId to the origin)."""
-        for s in list(self.sessions):
-            if self.account.account_id in s.accounts:
-                self._send(s, msg, cid if s is origin else "")
-
-    def _publish_fill(self, fill: Fill, origin: Session | None, cid: str) -> None:
-        md = self.account.money_digits
-        status = wire.POSITION_CLOSED if fill.closed else wire.POSITION_OPEN
-        pos = wire.position(fill.position, status, md)
-        accepted = wire.order(fill.order, wire.ORDER_ACCEPTED_STATUS)
-        self._broadcast(
-            self._execution(ORDER_ACCEPTED, order=accepted, position=pos, server_event=fill.server_event),
-            origin,
-            cid,
-        )
-        filled = wire.order(fill.order, wire.ORDER_FILLED_STATUS)
-        self._broadcast(
-            self._execution(
-                ORDER_FILLED,
-                order=filled,
-                position=pos,
-                deal=wire.deal(fill.deal, md),
-                server_event=fill.server_event,
-            ),
-            origin,
-            cid,
-        )
-        self._save_state()
-
-    def _on_new_order(self, s: Session, msg: Any, cid: str) -> None:
-        self._check_symbols([msg.symbolId])
-        if msg.orderType != 1:
-            raise SimError("TRADING_NOT_ALLOWED", "the simulator fills MARKET orders only")
-        if msg.HasField("stopLoss") or msg.HasField("takeProfit"):
-            raise SimError("TRADING_BAD_STOPS", "absolute SL/TP are not supported for MARKET orders")
-        spec = self.symbols[msg.symbolId].spec
-        bid, ask = self._tradable_quote(msg.symbolId)
-        rule = self.faults.take(self.faults.reject, None) if self.faults.reject else None
-        if rule is not None:
-            order = om.ProtoOAOrder(
-                orderId=self.account._new_id(),
-                orderType=1,
-                orderStatus=3,
-                tradeData=wire.trade_data(
-                    msg.symbolId, msg.volume, msg.tradeSide, self.now_ms, msg.label, msg.comment
-                ),
-            )
-            if msg.clientOrderId:
-                order.clientOrderId = msg.clientOrderId
-            code = rule.get("code", "NOT_ENOUGH_MONEY")
-            self._broadcast(self._execution(ORDER_REJECTED, order=order, error_code=code), s, cid)
-            return
-        fill = self.account.open_market(
-            spec,
-            msg.tradeSide,
-            msg.volume,
-            bid,
-            ask,
-            self._rate(msg.symbolId),
-            self.now_ms,
-            msg.relativeStopLoss,
-            msg.relativeTakeProfit,
-            msg.label,
-            msg.comment,
-            msg.clientOrderId,
-        )
-        self._publish_fill(fill, s, cid)
-
-    def _on_close_position(self, s: Session, msg: Any, cid: str) -> None:
-        pos = self.account.positions.get(msg.positionId)
-        if pos is None:
-            raise SimError("POSITION_NOT_FOUND", f"position {msg.positionId} not found")
-        bid, ask = self._tradable_quote(pos.symbol_id)
-        fill = self.account.close(msg.positionId, msg.volume, bid, ask, self._rate(pos.symbol_id), self.now_ms)
-        self._publish_fill(fill, s, cid)
-
-    def _on_amend(self, s: Session, msg: Any, cid: str) -> None:
-        pos = self.account.positions.get(msg.positionId)
-        if pos is None:
-            raise SimError("POSITION_NOT_FOUND", f"position {msg.positionId} not found")
-        bid, ask = self._tradable_quote(pos.symbol_id)
-        sl = msg.stopLoss if msg.HasField("stopLoss") else None
-        tp = msg.takeProfit if msg.HasField("takeProfit") else None
-        pos = self.account.amend(msg.positionId, sl, tp, bid, ask, self.now_ms)
-        self._save_state()
-        self._broadcast(
-            self._execution(
-                ORDER_REPLACED, position=wire.position(pos, wire.POSITION_OPEN, self.account.money_digits)
-            ),
-            s,
-            cid,
-        )
-
-    def _on_deal_list(self, s: Session, msg: Any, cid: str) -> None:
-        deals = [d for d in self.account.deals if msg.fromTimestamp <= d.timestamp_ms <= msg.toTimestamp]
-        max_rows = msg.maxRows or 10_000
-        res = oa.ProtoOADealListRes(
-            ctidTraderAccountId=self.account.account_id, hasMore=len(deals) > max_rows
-        )
-        res.deal.extend(wire.deal(d, self.account.money_digits) for d in deals[:max_rows])
-        self._send(s, res, cid)
 
     # ---- replay
     def advance(self, ticks: int = 1) -> int:
@@ -747,18 +475,15 @@ class SimServer:
         return True
 
     def _after_clock(self) -> None:
+        self.check_token_expiry()
+        self._swaps_until(self.market.now)
         if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
             self._saved_bucket = self.market.bar_time
             self._save_state()
 
     def _on_instant(self, inst: Instant) -> None:
         """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
-        for sid, point in inst.points:
-            bid, ask = point.price, self.market.ask_of(sid, point.price)
-            for pid in self.account.triggered(sid, bid, ask):
-                pos = self.account.positions[pid]
-                fill = self.account.close(pid, pos.volume, bid, ask, self._rate(sid), self.now_ms, server_event=True)
-                self._publish_fill(fill, None, "")
+        self._stops_at(inst)
         interval = self.config.spot_interval_s
         for s in list(self.sessions):
             if not s.spots:

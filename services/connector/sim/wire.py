@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.connector.calendar import Holiday, TradingCalendar
+from services.connector.calendar import Holiday
 from services.connector.ctrader import parsing as units
 from services.connector.ctrader import schemas as proto
 from services.connector.sim.account import SimDeal, SimOrder, SimPosition
@@ -56,10 +56,20 @@ def symbol(sym: SimSymbol) -> Any:
         minVolume=s.min_volume,
         maxVolume=s.max_volume,
         stepVolume=s.step_volume,
-        swapLong=0.0,
-        swapShort=0.0,
-        slDistance=0,
-        tpDistance=0,
+        swapLong=sym.swap.long,
+        swapShort=sym.swap.short,
+        swapCalculationType=sym.swap.kind,
+        swapRollover3Days=sym.swap.triple_day,
+        swapTime=sym.swap.time_min,
+        swapPeriod=sym.swap.period_h,
+        chargeSwapAtWeekends=sym.swap.charge_weekends,
+        commissionType=sym.commission.kind,
+        preciseTradingCommissionRate=sym.commission.precise_rate,
+        preciseMinCommission=sym.commission.precise_minimum,
+        minCommissionType=2 if sym.commission.minimum_in_quote else 1,
+        slDistance=s.sl_distance,
+        tpDistance=s.tp_distance,
+        distanceSetIn=2 if s.distance_in_percent else 1,
         scheduleTimeZone=cal.zone,
     )
     msg.schedule.extend(om.ProtoOAInterval(startSecond=start, endSecond=end) for start, end in cal.intervals)
@@ -82,22 +92,6 @@ def holiday(h: Holiday, holiday_id: int) -> Any:
     return msg
 
 
-def calendar_of(msg: Any) -> TradingCalendar:
-    """A ProtoOASymbol's calendar (what a client of the simulator reads back)."""
-    holidays = [
-        Holiday(
-            h.holidayDate,
-            h.isRecurring,
-            h.startSecond if h.HasField("startSecond") else None,
-            h.endSecond if h.HasField("endSecond") else None,
-            h.scheduleTimeZone,
-            h.name,
-        )
-        for h in msg.holiday
-    ]
-    return TradingCalendar.of(msg.scheduleTimeZone, [(i.startSecond, i.endSecond) for i in msg.schedule], holidays)
-
-
 def trade_data(symbol_id: int, volume: int, trade_side: int, open_ms: int, label: str, comment: str) -> Any:
     td = om.ProtoOATradeData(symbolId=symbol_id, volume=volume, tradeSide=trade_side, openTimestamp=open_ms)
     if label:
@@ -112,9 +106,9 @@ def position(p: SimPosition, status: int, money_digits: int) -> Any:
         positionId=p.position_id,
         tradeData=trade_data(p.symbol_id, p.volume, p.trade_side, p.open_ms, p.label, p.comment),
         positionStatus=status,
-        swap=0,
+        swap=p.swap,
         price=p.entry_price,
-        commission=0,
+        commission=p.commission,
         usedMargin=p.used_margin,
         moneyDigits=money_digits,
         utcLastUpdateTimestamp=p.updated_ms,
@@ -126,7 +120,9 @@ def position(p: SimPosition, status: int, money_digits: int) -> Any:
     return msg
 
 
-def order(o: SimOrder, status: int) -> Any:
+def order(o: SimOrder, status: int, executed: int | None = None) -> Any:
+    """An order as the wire shows it; `executed`: the volume filled so far of an order still accepted (a partial
+    fill)."""
     msg = om.ProtoOAOrder(
         orderId=o.order_id,
         tradeData=trade_data(o.symbol_id, o.volume, o.trade_side, o.timestamp_ms, o.label, o.comment),
@@ -136,9 +132,9 @@ def order(o: SimOrder, status: int) -> Any:
         positionId=o.position_id,
         utcLastUpdateTimestamp=o.timestamp_ms,
     )
-    if status == ORDER_FILLED_STATUS:
+    if status == ORDER_FILLED_STATUS or executed is not None:
         msg.executionPrice = o.execution_price
-        msg.executedVolume = o.volume
+        msg.executedVolume = o.volume if executed is None else executed
     if o.client_order_id:
         msg.clientOrderId = o.client_order_id
     if o.relative_stop_loss:
@@ -162,7 +158,7 @@ def deal(d: SimDeal, money_digits: int) -> Any:
         executionPrice=d.execution_price,
         tradeSide=d.trade_side,
         dealStatus=DEAL_FILLED,
-        commission=0,
+        commission=d.commission,
         moneyDigits=money_digits,
     )
     if d.closing:
@@ -170,8 +166,8 @@ def deal(d: SimDeal, money_digits: int) -> Any:
             om.ProtoOAClosePositionDetail(
                 entryPrice=d.entry_price,
                 grossProfit=d.gross_profit,
-                swap=0,
-                commission=0,
+                swap=d.swap,
+                commission=d.realised_commission,
                 balance=d.balance_after,
                 quoteToDepositConversionRate=d.quote_to_deposit,
                 closedVolume=d.closed_volume,

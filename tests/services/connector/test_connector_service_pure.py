@@ -117,12 +117,13 @@ CREDS = {
 }
 
 
-def test_the_simulator_is_plain_tcp_or_unverified_self_signed_tls():
+def test_the_simulator_is_verified_tls_against_its_own_certificate_or_plain_tcp():
     bc, pair = settings.broker_config(_cfg(), {})
-    assert (bc.host, bc.port, bc.tls, bc.verify, bc.client_id) == ("127.0.0.1", 5035, False, False, "sim-client")
-    assert (pair.access_token, pair.refresh_token) == ("sim-token", "")
-    bc, _ = settings.broker_config(_cfg(sim={"tls": True, "port": 6000}), {})
-    assert bc.tls and not bc.verify and bc.port == 6000
+    assert (bc.host, bc.port, bc.tls, bc.verify, bc.client_id) == ("127.0.0.1", 5035, True, True, "sim-client")
+    assert bc.ca_file == "/tmp/oracle-home/var/data/sim-broker-cert.pem"  # the file the simulator keeps its cert in
+    assert (pair.access_token, pair.refresh_token) == ("sim-token", "sim-refresh")
+    bc, _ = settings.broker_config(_cfg(sim={"tls": False, "port": 6000}), {})
+    assert not bc.tls and not bc.verify and bc.ca_file is None and bc.port == 6000
 
 
 @pytest.mark.parametrize("environment, host", [("demo", "demo.ctraderapi.com"), ("live", "live.ctraderapi.com")])
@@ -189,7 +190,9 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
         {"version": "2", "home": str(tmp_path), "broker": {"sim": {"speed": 0, "port": 7000, "control_port": 7001}}}
     )
     sc = config_from_settings(cfg)
-    assert (sc.port, sc.control_port, sc.speed, sc.start_bar, sc.tls) == (7000, 7001, 0, 1100, False)
+    assert (sc.port, sc.control_port, sc.speed, sc.start_bar, sc.tls) == (7000, 7001, 0, 1100, True)
+    assert sc.cert_path == str(tmp_path / "var" / "data" / "sim-broker-cert.pem")
+    assert (sc.refresh_token, sc.deposit_asset, sc.token_lifetime_s) == ("sim-refresh", "USD", 2_628_000)
     assert sc.csv_path == str(config.REPO_ROOT / "data" / "EURUSD_H1_2017.csv")  # bundled: not in this home
     assert sc.state_path == str(tmp_path / "var" / "data" / "sim-broker.json")
     bc, pair = settings.broker_config(cfg, {})

@@ -7,85 +7,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from simclient import ACCOUNT, RawSession, SimFactory, broker_config, next_event, run
 
 from services.connector.ctrader import parsing
 from services.connector.ctrader import schemas as proto
 from services.connector.ctrader.client import CTraderBroker
-from services.connector.ctrader.client import CTraderConfig as BrokerConfig
-from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
+from services.connector.ctrader.transport import ErrorResponse
 from services.connector.port import Bar, PositionClosed
-from services.connector.sim import wire
 from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import acontrol
+from services.connector.sim.ops_market import TRENDBAR_SPAN_LIMIT_MS
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.series import served_bars
-from services.connector.sim.server import TRENDBAR_SPAN_LIMIT_MS, SimThread
+from services.connector.sim.server import SimThread
 
 oa = proto.oa
-SimFactory = Callable[..., SimThread]
-ACCOUNT = 1_000_001
 START = 130  # Monday 2017-01-09 08:00 UTC
 FRIDAY_LAST = 119  # Friday 2017-01-06 21:00 UTC: the week's last H1 bar (New York 16:00-17:00)
 SUNDAY_FIRST = 120  # Sunday 2017-01-08 22:00 UTC
 PERIODS = {"M1": 1, "M5": 5, "M15": 7, "M30": 8, "H1": 9, "H4": 10, "D1": 12}
 SECONDS = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400, "D1": 86_400}
-
-
-def run(coro) -> None:
-    asyncio.run(asyncio.wait_for(coro, 60))
-
-
-class Session:
-    """A raw Open API session; `spots` collects every spot event in arrival order."""
-
-    def __init__(self, sim: SimThread) -> None:
-        self.sim = sim
-        self.spots: list[Any] = []
-        self.tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=False, request_timeout=5),
-                            on_event=self._on_event)
-
-    def _on_event(self, ptype: int, msg: Any, cid: str) -> None:
-        if msg is not None and msg.DESCRIPTOR.name == "ProtoOASpotEvent":
-            self.spots.append(msg)
-
-    async def open(self) -> Session:
-        await self.tr.connect()
-        await self.tr.request(oa.ProtoOAApplicationAuthReq(clientId="sim-client", clientSecret="sim-secret"))
-        await self.tr.request(oa.ProtoOAAccountAuthReq(ctidTraderAccountId=ACCOUNT, accessToken="sim-token"))
-        return self
-
-    async def request(self, msg: Any) -> Any:
-        return await self.tr.request(msg)
-
-    async def subscribe(self, symbol_ids: list[int], periods: dict[int, list[str]] | None = None) -> None:
-        await self.request(oa.ProtoOASubscribeSpotsReq(ctidTraderAccountId=ACCOUNT, symbolId=symbol_ids,
-                                                       subscribeToSpotTimestamp=True))
-        for sid, names in (periods or {}).items():
-            for name in names:
-                await self.request(oa.ProtoOASubscribeLiveTrendbarReq(ctidTraderAccountId=ACCOUNT, symbolId=sid,
-                                                                      period=PERIODS[name]))
-        await self.request(oa.ProtoOAVersionReq())  # the snapshots sent after the answers are read too
-
-    async def advance(self, **args: Any) -> dict:
-        """Advance the market, then a round trip: every frame the advance wrote has been read."""
-        reply = await acontrol(self.sim.server.control_port, "advance", **args)
-        await self.request(oa.ProtoOAVersionReq())
-        return reply
-
-    async def trendbars(self, sid: int, period: str, from_ms: int, to_ms: int, count: int = 0) -> list[Bar]:
-        req = oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=ACCOUNT, symbolId=sid, period=PERIODS[period],
-                                        fromTimestamp=from_ms, toTimestamp=to_ms)
-        if count:
-            req.count = count
-        res = await self.request(req)
-        return [parsing.trendbar_to_bar(tb, "X", 5) for tb in res.trendbar]
-
-    async def close(self) -> None:
-        await self.tr.close()
 
 
 def row(b: Bar | CsvBar) -> tuple:
@@ -111,12 +55,12 @@ def test_symbols_carry_their_trading_calendars(sim_factory: SimFactory) -> None:
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         ids = [sym.spec.symbol_id for sym in CATALOG.values()]
         res = await s.request(oa.ProtoOASymbolByIdReq(ctidTraderAccountId=ACCOUNT, symbolId=ids))
         by_id = {sym.spec.symbol_id: sym for sym in CATALOG.values()}
         for msg in res.symbol:
-            assert wire.calendar_of(msg) == by_id[msg.symbolId].calendar
+            assert parsing.calendar(msg) == by_id[msg.symbolId].calendar
             assert msg.scheduleTimeZone == "America/New_York" and msg.schedule
         christmas = next(m for m in res.symbol if m.symbolId == 1).holiday[0]
         assert (christmas.holidayDate, christmas.isRecurring, christmas.startSecond, christmas.endSecond) == (
@@ -130,7 +74,7 @@ def test_spot_events_carry_the_forming_bar_of_every_subscribed_period(sim_factor
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         await s.subscribe([1], {1: ["M1", "M5", "H1"]})  # the bar START is forming with its first instant
         initial = len(s.spots)
         reply = await s.advance(bars=2)  # bars START and START + 1 close
@@ -154,7 +98,7 @@ def test_no_spot_while_the_market_is_closed(sim_factory: SimFactory, csv_bars) -
     ids = {name: CATALOG[name].spec.symbol_id for name in ("EURUSD", "XAUUSD", "US500")}
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         await s.subscribe(list(ids.values()))
         s.spots.clear()
         saturday = csv_bars[FRIDAY_LAST].time + 86_400
@@ -184,7 +128,7 @@ def test_history_of_every_period_ends_with_the_forming_bar(sim_factory: SimFacto
     sim = sim_factory(start_bar=1000)
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         await s.advance(ticks=37)
         now = sim.server.market.now
         limit = TRENDBAR_SPAN_LIMIT_MS[name]
@@ -211,7 +155,7 @@ def test_weekly_and_monthly_bars_are_not_served(sim_factory: SimFactory) -> None
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         for period in (13, 14):
             with pytest.raises(ErrorResponse) as err:
                 await s.request(oa.ProtoOAGetTrendbarsReq(ctidTraderAccountId=ACCOUNT, symbolId=1, period=period,
@@ -223,16 +167,7 @@ def test_weekly_and_monthly_bars_are_not_served(sim_factory: SimFactory) -> None
 
 
 def broker_for(sim: SimThread) -> CTraderBroker:
-    return CTraderBroker(BrokerConfig(host="127.0.0.1", port=sim.server.port, tls=False, verify=False,
-                                      client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
-                                      request_timeout=3.0, order_timeout=3.0))
-
-
-async def next_of(broker: CTraderBroker, kind: type, timeout: float = 5.0) -> Any:
-    while True:
-        ev = await asyncio.wait_for(broker.events.get(), timeout)
-        if isinstance(ev, kind):
-            return ev
+    return CTraderBroker(broker_config(sim, request_timeout=3.0, order_timeout=3.0))
 
 
 def test_orders_are_refused_while_the_market_is_closed(sim_factory: SimFactory, csv_bars) -> None:
@@ -273,13 +208,14 @@ def test_stops_trigger_only_at_points(sim_factory: SimFactory, csv_bars) -> None
         await broker.connect()
         cp = sim.server.control_port
         await acontrol(cp, "advance", until=csv_bars[FRIDAY_LAST].time + 3599)  # after Friday's last point
-        # a stop one point away: the next point reaches it, which comes on Sunday
-        res = await broker.market_order("EURUSD", 1, 0.1, sl_distance=0.00001, client_order_id="gap-1")
+        # a stop 2 pips under the entry (1.05354, the ask of Friday's close 1.05346): Sunday opens at 1.05308, so
+        # the next point reaches it, and that comes on Sunday
+        res = await broker.market_order("EURUSD", 1, 0.1, sl_distance=0.0002, client_order_id="gap-1")
         assert res.success
         await acontrol(cp, "advance", until=csv_bars[FRIDAY_LAST].time + 86_400)
         assert [p["label"] for p in (await acontrol(cp, "status"))["positions"]] == ["gap-1"]
         await acontrol(cp, "advance", ticks=1)
-        closed = await next_of(broker, PositionClosed)
+        closed = await next_event(broker, PositionClosed)
         assert closed.ticket == res.ticket and closed.reason == "SL_TP"
         assert int(closed.time) // 60 * 60 == csv_bars[SUNDAY_FIRST].time  # at Sunday's first point
         assert closed.close_price == sim.server.market.last_point(1).price  # its price, not the stop's
@@ -297,13 +233,13 @@ def test_fridays_last_bar_closes_when_sunday_opens(sim_factory: SimFactory, euru
         cp = sim.server.control_port
         await broker.subscribe_bars(["EURUSD"], "H1")
         await acontrol(cp, "advance", bars=1)
-        first = await next_of(broker, Bar)
+        first = await next_event(broker, Bar)
         assert row(first) == row(eurusd_h1[FRIDAY_LAST - 1])
         await acontrol(cp, "advance", until=csv_bars[SUNDAY_FIRST].time - 1)  # the whole weekend
         await broker.get_positions(refresh=True)  # a round trip: every spot event before it has been read
         assert not [e for e in drain(broker) if isinstance(e, Bar)]  # no tick after it yet: not closed
         await acontrol(cp, "advance", ticks=1)
-        friday = await next_of(broker, Bar)
+        friday = await next_event(broker, Bar)
         assert row(friday) == row(eurusd_h1[FRIDAY_LAST])
         await broker.close()
 
@@ -325,7 +261,7 @@ def test_spot_spacing_keeps_live_bars_whole(sim_factory: SimFactory, csv_bars, i
     sim = sim_factory(start_bar=START, spot_interval_s=interval)
 
     async def scenario() -> None:
-        s = await Session(sim).open()
+        s = await RawSession(sim).open()
         await s.subscribe([1, 2], {1: periods})
         s.spots.clear()
         await s.advance(bars=3)

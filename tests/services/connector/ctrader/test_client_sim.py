@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from simclient import SimFactory, broker_config, collect, connected, next_event, run
 
-from services.connector.ctrader.client import CTraderBroker, CTraderConfig
+from services.connector.ctrader.client import CTraderBroker
 from services.connector.ctrader.schemas import oa
 from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 from services.connector.port import (
@@ -24,54 +24,13 @@ from services.connector.port import (
 from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import acontrol
 from services.connector.sim.replay import CsvBar
-from services.connector.sim.server import SimThread
 
-SimFactory = Callable[..., SimThread]
 START = 130  # Monday 2017-01-09 08:00 UTC; 50 bars back crosses the first weekend
-
-
-def broker_config(sim: SimThread, **kw: Any) -> CTraderConfig:
-    base: dict[str, Any] = dict(host="127.0.0.1", port=sim.server.port, tls=sim.server.config.tls, verify=False,
-                                client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
-                                request_timeout=2.0, order_timeout=2.0, heartbeat_interval=0.5, dead_after=3.0,
-                                reconnect_initial=0.05, reconnect_max=0.4, ready_timeout=15.0)
-    base.update(kw)
-    return CTraderConfig(**base)
-
-
-async def next_event(broker: CTraderBroker, kind: type, timeout: float = 5.0,
-                     seen: list[Any] | None = None) -> Any:
-    """The next event of `kind`; events of other kinds are appended to `seen`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError(f"no {kind.__name__} within {timeout} s")
-        ev = await asyncio.wait_for(broker.events.get(), remaining)
-        if isinstance(ev, kind):
-            return ev
-        if seen is not None:
-            seen.append(ev)
-
-
-async def collect(broker: CTraderBroker, kind: type, n: int, timeout: float = 10.0) -> list[Any]:
-    return [await next_event(broker, kind, timeout) for _ in range(n)]
-
-
-def run(coro) -> None:
-    asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def same_bar(b: Bar, c: CsvBar) -> bool:
     """A bar the broker delivered equals the simulator's served bar (`eurusd_h1`: volume in ticks)."""
     return (b.time, b.open, b.high, b.low, b.close, b.volume) == (c.time, c.open, c.high, c.low, c.close, c.volume)
-
-
-async def connected(sim: SimThread, **kw) -> CTraderBroker:
-    broker = CTraderBroker(broker_config(sim, **kw))
-    await broker.connect()
-    return broker
 
 
 def test_auth_flow_reference_data_and_account(sim_factory: SimFactory) -> None:
@@ -89,12 +48,18 @@ def test_auth_flow_reference_data_and_account(sim_factory: SimFactory) -> None:
                                                                                           "USD", 100.0)
         await broker.close()
         for kw, code in [({"client_secret": "wrong"}, "CH_CLIENT_AUTH_FAILURE"),
-                         ({"access_token": "wrong"}, "CH_ACCESS_TOKEN_INVALID"),
+                         ({"access_token": "wrong", "refresh_token": ""}, "CH_ACCESS_TOKEN_INVALID"),
+                         ({"access_token": "wrong", "refresh_token": "wrong"}, "INVALID_REQUEST"),  # refresh refused
                          ({"account_id": 42}, "CH_CTID_TRADER_ACCOUNT_NOT_FOUND")]:
             bad = CTraderBroker(broker_config(sim, **kw))
             with pytest.raises(AuthenticationError) as err:
                 await bad.connect()
-            assert err.value.code == code
+            assert err.value.code == code and err.value.needs_operator
+        # a dead access token with a good refresh token: refreshed, then connected with the new pair
+        revived = CTraderBroker(broker_config(sim, access_token="wrong"))
+        await revived.connect()
+        assert revived.is_connected and revived.tokens.pair.access_token not in ("wrong", "sim-token")
+        await revived.close()
 
     run(scenario())
 
@@ -256,7 +221,9 @@ def test_stop_hit_is_an_external_close_with_the_brokers_pnl(sim_factory: SimFact
         assert closed.label == "sl-test"
         expected = round((closed.close_price - closed.entry_price) * 10_000, 2)
         assert closed.gross_profit == pytest.approx(expected, abs=0.01)
-        assert closed.balance == pytest.approx(10_000 + closed.gross_profit)
+        # both sides' commission (30 USD per million of notional each) is realised with the close
+        assert closed.commission < 0 and closed.net_profit == pytest.approx(closed.gross_profit + closed.commission)
+        assert closed.balance == pytest.approx(10_000 + closed.net_profit)
         assert (await broker.get_account()).balance == closed.balance
         assert await broker.get_positions(refresh=True) == []
         await broker.close()
@@ -286,7 +253,7 @@ def test_client_close_amend_and_rejection(sim_factory: SimFactory) -> None:
         assert pos.volume == pytest.approx(0.1)
         assert (await broker.close_position(res.ticket)).success
         final = await next_event(broker, PositionClosed)
-        assert final.full and final.balance == pytest.approx(10_000 + part.gross_profit + final.gross_profit)
+        assert final.full and final.balance == pytest.approx(10_000 + part.net_profit + final.net_profit)
         await acontrol(cp, "reject_orders", count=1, code="NOT_ENOUGH_MONEY")
         rej = await broker.market_order("EURUSD", 1, 0.1, client_order_id="rej-1")
         assert not rej.success and (rej.error_code, rej.broker_code) == ("NOT_ENOUGH_MONEY", "NOT_ENOUGH_MONEY")
@@ -309,7 +276,7 @@ def test_client_close_amend_and_rejection(sim_factory: SimFactory) -> None:
     run(scenario())
 
 
-def test_equity_uses_unrealized_pnl(sim_factory: SimFactory) -> None:
+def test_equity_uses_the_net_unrealized_pnl(sim_factory: SimFactory) -> None:
     sim = sim_factory(start_bar=START)
 
     async def scenario() -> None:
@@ -320,9 +287,13 @@ def test_equity_uses_unrealized_pnl(sim_factory: SimFactory) -> None:
         (pos,) = await broker.get_positions()
         q = broker.quote("EURUSD")
         assert pos.current_price == q.bid
-        assert pos.pnl == pytest.approx((q.bid - pos.open_price) * 100_000, abs=0.01)
+        assert pos.gross_pnl == pytest.approx((q.bid - pos.open_price) * 100_000, abs=0.01)
+        # the opening's commission (30 per million of ~105 000 USD) and the closing's to come
+        assert pos.commission == pytest.approx(-2 * round(pos.open_price * 100_000 * 30 / 1e6, 2), abs=0.01)
+        assert pos.pnl == pytest.approx(pos.gross_pnl + pos.swap + pos.commission, abs=0.01)
         acct = await broker.get_account()
         assert acct.equity == pytest.approx(acct.balance + pos.pnl, abs=0.01)
+        assert (acct.gross_pnl, acct.commission) == (pos.gross_pnl, pos.commission)
         assert acct.margin == pytest.approx(pos.open_price * 100_000 / 100, abs=0.01)
         assert acct.free_margin == pytest.approx(acct.equity - acct.margin, abs=0.01)
         await broker.close()
@@ -421,7 +392,7 @@ def test_position_closed_while_disconnected_is_reported(sim_factory: SimFactory)
         assert (await acontrol(cp, "status"))["positions"] == []
         closed = await next_event(broker, PositionClosed, timeout=10)
         assert closed.ticket == res.ticket and closed.external
-        assert closed.balance == pytest.approx(10_000 + closed.gross_profit)
+        assert closed.balance == pytest.approx(10_000 + closed.net_profit) and closed.commission < 0
         await broker.close()
 
     run(scenario())

@@ -31,7 +31,7 @@ def test_the_pair_to_start_with(env, stored, use, writes) -> None:
 
 
 @pytest.mark.parametrize(("pair", "now", "due"), [
-    (TokenPair("a", "r", None), 0.0, True),              # expiry unknown: refreshing tells it
+    (TokenPair("a", "r", None), 0.0, False),             # expiry unknown: the broker says when it is dead
     (TokenPair("a", "", None), 0.0, False),              # no refresh token: never
     (TokenPair("a", "r", 1_000.0), 0.0, False),          # far from expiry
     (TokenPair("a", "r", 1_000.0), 900.0, True),         # within the margin (100 s)
@@ -65,18 +65,21 @@ def test_an_unreadable_file_is_an_error_naming_it(tmp_path, text) -> None:
 
 def test_a_refreshed_pair_is_stored_before_it_is_used_and_a_pair_handed_in_is_taken(tmp_path) -> None:
     store = TokenStore(tmp_path / "broker-tokens.json")
-    keeper = TokenKeeper.open(ENV, store)
-    assert keeper.pair == ENV and json.loads(store.path.read_text())["source"] == "environment"
+    keeper = TokenKeeper.open(ENV, store, now=100.0)
+    # a pair handed in is taken as fresh: 30 days from now
+    assert keeper.pair == TokenPair("env-access", "env-refresh", 100.0 + tokens.ASSUMED_LIFETIME_S)
+    assert json.loads(store.path.read_text())["source"] == "environment"
     keeper.invalid = True
     keeper.adopt_refresh("new-access", "new-refresh", 3_600.0, now=1_000.0)
     assert keeper.pair == TokenPair("new-access", "new-refresh", 4_600.0) and not keeper.invalid
     assert store.load() == StoredTokens(keeper.pair, ENV_FP, "refresh")
-    assert TokenKeeper.open(ENV, store).pair == keeper.pair  # the next start prefers the file
-    assert not keeper.reload()  # nothing new
+    assert TokenKeeper.open(ENV, store, now=2_000.0).pair == keeper.pair  # the next start prefers the file
+    assert not keeper.reload(now=2_000.0)  # nothing new
     store.save(StoredTokens(TokenPair("handed-in", "r3"), ENV_FP, "operator"))
-    assert keeper.reload() and keeper.pair == TokenPair("handed-in", "r3")
+    assert keeper.reload(now=2_000.0)
+    assert keeper.pair == TokenPair("handed-in", "r3", 2_000.0 + tokens.ASSUMED_LIFETIME_S)
 
 
 def test_no_pair_anywhere_is_an_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="no broker token"):
-        TokenKeeper.open(None, TokenStore(tmp_path / "t.json"))
+        TokenKeeper.open(None, TokenStore(tmp_path / "t.json"), now=0.0)
