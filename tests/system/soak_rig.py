@@ -53,10 +53,10 @@ DAY = 86_400
 MODELS = REPO / "tests" / "fixtures" / "models"
 CSV = REPO / "data" / "EURUSD_H1_2017.csv"
 WARMUP = 1000  # preditor.warmup_bars (the default): 1000 M15 bars are about ten trading days before the start
-# The simulator's `expire_token` control command (every access token expires now; the connector refreshes and
-# reconnects) is the lead's, not in main yet: True enables the token fault of the plan.
-TOKEN_EXPIRY = False
-REFRESH_TOKEN = "sim-refresh"
+# The token fault: the simulator's `expire_token` control command (every access token expires now; the session
+# gets ProtoOAAccountsTokenInvalidatedEvent, the connector refreshes its pair with the simulator's refresh token,
+# broker.sim.refresh_token, and authorises again). False leaves it out of the plan.
+TOKEN_EXPIRY = True
 
 # The default (short) soak: Thursday 21 Dec 2017 12:00 UTC for five calendar days: a weekend, Christmas Day (forex
 # and gold closed 08:00-22:00 UTC), Christmas Eve's late open, gold's daily breaks; about 230 M15 bars a symbol.
@@ -204,10 +204,7 @@ def overlay(root: Path, w: Window) -> dict:
     for sym in SYMBOLS:
         shutil.copy(MODELS / f"{sym}_{TIMEFRAME}.zip", models)
     return {
-        # a refresh token only where the simulator answers ProtoOARefreshTokenReq (else the connector's refresh at
-        # connect is refused)
-        "broker": {"sim": {"speed": 0, "start_bar": w.start_bar, "timeframe": TIMEFRAME, "spot_interval_s": 60,
-                           **({"refresh_token": REFRESH_TOKEN} if TOKEN_EXPIRY else {})}},
+        "broker": {"sim": {"speed": 0, "start_bar": w.start_bar, "timeframe": TIMEFRAME, "spot_interval_s": 60}},
         "connector": {"symbols": dict.fromkeys(SYMBOLS, TIMEFRAME)},
         "preditor": {"models_dir": str(models), "warmup_bars": WARMUP},
         "health": HEALTH,

@@ -115,7 +115,8 @@ def collect(soak: Soak) -> dict:
         "signals": signals, "bodies": bodies, "bars": bars, "states": states, "deals": deals,
         "orders": soak.sim("orders")["orders"], "trades": soak.stored("trades"),
         "stored_signals": soak.stored("signals"), "acks": soak.stored("acks"), "status": soak.home.status(),
-        "rss": soak.rss_mb(),
+        "rss": soak.rss_mb(), "balance": soak.sim("status")["balance"],
+        "initial_balance": soak.home.config().broker.sim.balance,
     }
 
 
@@ -213,28 +214,39 @@ def check_orders(got: dict) -> None:
 
 
 def check_ledger(got: dict) -> None:
-    """Every broker deal once in the store's real trades, with its time, prices, volume in lots and PnL."""
+    """Every broker deal once in the store's real trades, with its time, prices, volume in lots and money: a close's
+    gross PnL, its swap and its commission (both sides, realised at the close), so its net PnL; the ledger's net
+    PnL adds up to the broker's balance change."""
     def deal_row(d: dict) -> tuple:
-        sym = BY_ID[d["symbol_id"]]
-        lots = round(d["volume"] / sym.spec.lot_size, 8)
+        lot = BY_ID[d["symbol_id"]].spec.lot_size
         if d["closing"]:
             return (str(d["position_id"]), "CLOSE", d["timestamp_ms"], d["entry_price"], d["execution_price"],
-                    round(d["closed_volume"] / sym.spec.lot_size, 8), round(d["gross_profit"] / 100, 2))
-        return str(d["position_id"]), "OPEN", d["timestamp_ms"], d["execution_price"], None, lots, 0.0
+                    round(d["closed_volume"] / lot, 8), round(d["gross_profit"] / 100, 2),
+                    round(-d["realised_commission"] / 100, 2), round(d["swap"] / 100, 2))
+        return str(d["position_id"]), "OPEN", d["timestamp_ms"], d["execution_price"], None, round(
+            d["volume"] / lot, 8), 0.0, 0.0, 0.0
 
     def trade_row(t: dict) -> tuple:
-        action = "OPEN" if t["action"] == "OPEN" else "CLOSE"
-        return (t["position_id"], action, round(epoch(t["timestamp"]) * 1000), t["entry_price"], t["exit_price"],
-                round(t["volume"], 8), round(t["pnl"], 2))
+        if t["action"] == "OPEN":
+            return (t["position_id"], "OPEN", round(epoch(t["timestamp"]) * 1000), t["entry_price"], None,
+                    round(t["volume"], 8), round(t["pnl"], 2), t["commission"], t["swap"])
+        return (t["position_id"], "CLOSE", round(epoch(t["timestamp"]) * 1000), t["entry_price"], t["exit_price"],
+                round(t["volume"], 8), round(t["pnl"] + t["commission"] - t["swap"], 2), round(t["commission"], 2),
+                round(t["swap"], 2))
 
+    real = [t for t in got["trades"] if not t["is_paper"]]
     broker = Counter(deal_row(d) for d in got["deals"])
-    ledger = Counter(trade_row(t) for t in got["trades"] if not t["is_paper"])
+    ledger = Counter(trade_row(t) for t in real)
     twice = [row for row, n in ledger.items() if n > 1]
     assert not twice, f"deals twice in the ledger: {twice[:3]}"
     missing, extra = sorted(broker - ledger), sorted(ledger - broker)
-    assert not missing and not extra, (f"the ledger differs from the broker's deals: {len(missing)} deal(s) not in "
-                                       f"it (first {missing[:2]}), {len(extra)} trade(s) the broker has not "
-                                       f"(first {extra[:2]})")
+    assert not missing and not extra, (
+        f"the ledger differs from the broker's deals (position, action, ms, entry, exit, lots, gross, commission, "
+        f"swap): {len(missing)} deal(s) not in it (first {missing[:2]}), {len(extra)} trade(s) the broker has not "
+        f"(first {extra[:2]})")
+    change = sum(d["gross_profit"] + d["swap"] + d["realised_commission"] for d in got["deals"] if d["closing"])
+    assert round(sum(t["pnl"] for t in real), 2) == round(change / 100, 2) == round(
+        got["balance"] - got["initial_balance"], 2), "the ledger's net PnL is not the broker's balance change"
 
 
 def check_backtest(soak: Soak, got: dict, decisions: dict) -> None:
