@@ -14,8 +14,8 @@ Faults (`plan_faults`): two broker disconnects (`drop`), one kill -9 of the conn
 simulator's `expire_token`: the connector refreshes its token and reconnects), each landing right after an
 advance, on work in flight; after each the rig waits until the system is RUNNING again with the broker connected,
 and notes how long that took. Bar freshness: the soak scales the health limits down to accelerated time
-(`HEALTH`), and holds the clock where a market is closed while others trade (gold's daily break) long enough for
-a bar timeout, recording what the orchestrator says meanwhile.
+(`HEALTH`), and holds the clock in gold's daily break (forex trading) until every symbol's last bar is older than
+the bar timeout, recording what the orchestrator says then: forex stale, gold (closed) not.
 
 What is collected for the checks: every signal and bar on the wire (a SUB read by its own thread, before boot),
 every system state with its issues, the simulator's orders and deals, the store's signals, acks and trades.
@@ -264,8 +264,8 @@ class Healed:
 
 @dataclass
 class Hold:
-    """A clock held where `closed` symbols' market is closed (the others trading), long enough for a bar timeout:
-    the orchestrator's issues and state when the connector's and the preditor's last-bar ages passed the limit."""
+    """The clock held where `closed` symbols' market is closed (the others trading) until every symbol's last bar
+    is older than the bar timeout: the orchestrator's issues and state then."""
 
     what: str
     sim_time: int
@@ -297,6 +297,7 @@ class Soak:
         self.booted_at = 0.0
         self.kills = 0
         self.open: dict[str, bool] = {}
+        self._requesters: dict[str, bus.Requester] = {}
 
     # ---- lifecycle
     def boot(self) -> None:
@@ -308,6 +309,8 @@ class Soak:
         self.note(f"RUNNING at {utc(self.now)}; warm on the bars before {utc(self.w.start)}")
 
     def close(self) -> None:
+        for req in self._requesters.values():
+            req.close()
         if self.tap is not None:
             self.tap.close()
         self.home.close()
@@ -322,7 +325,16 @@ class Soak:
         return control(self.port, cmd, timeout=60, **args)
 
     def request(self, service: str, op: str, args: Any = None) -> Any:
-        return self.home.request(service, op, args, timeout_ms=3000)
+        """One request on a REQ socket kept per service (the settle polls many times a bar: no connect per call;
+        a timed-out socket is reset by the Requester, Lazy Pirate)."""
+        req = self._requesters.get(service)
+        if req is None:
+            req = bus.Requester(self.home.ctx, self.home.config().endpoint(service, "rep"), "soak", 3000)
+            self._requesters[service] = req
+        return req.call(op, args if args is not None else messages.NoArgs())
+
+    def status(self) -> dict:
+        return self.request("orchestrator", "status")
 
     # ---- one bar
     def step(self, fault: Fault | None = None) -> bool:
@@ -364,7 +376,7 @@ class Soak:
             pa = self.request("paper", "status")
             if pa["outbox"]["pending"] or any(pa["accounts"][s]["last_bar_time"] != last[s] for s in live):
                 return False
-            return self.acceptable(self.home.status())
+            return self.acceptable(self.status())
 
         wait_for(settled, timeout, f"the bars closed at {utc(self.now)} settled (between {lo} and {hi})",
                  interval=0.01)
@@ -416,7 +428,7 @@ class Soak:
                 return False
             if not self.request("connector", "status")["broker"]["connected"]:
                 return False
-            s = self.home.status()
+            s = self.status()
             entry = s["services"]["connector"]
             if entry["state"] != "RUNNING" or entry["pid"] in (0, old_pid) or entry["pid"] != self.home.pid_of(
                     "connector"):
@@ -427,47 +439,31 @@ class Soak:
 
     # ---- holds: closed markets while others trade
     def hold_gold_break(self) -> None:
-        """Gold's daily break (17:00-18:00 New York) while forex trades: step the forex bars slowly enough that gold's
-        last bar grows older than the bar timeout before its market opens again, then look at the orchestrator."""
-        closed = ("XAUUSD",)
-        ages = self._ages_past_limit(closed, paced=True)
-        s = self.home.status()
+        """Gold's daily break (17:00-18:00 New York) while forex trades: hold the clock until every symbol's last
+        bar, as the connector and the preditor report it, is older than the bar timeout, then look at the
+        orchestrator: the forex symbols are stale (their market is open: the alarm works), gold is not."""
+        ages = self._ages_past_limit()
+        s = self.status()
         said = {k: f.get("market_open") for k, f in (s["services"]["connector"]["info"].get("symbols") or {}).items()}
+        closed = tuple(sym for sym in SYMBOLS if not self.open[sym])
         self.holds.append(Hold("gold's daily break", self.now, closed, ages, s["system"], tuple(s["issues"]), said))
         self.note(f"hold: gold's daily break at {utc(self.now)}: {s['system']}, issues {s['issues']}, the connector's "
                   f"market_open {said}", echo=True)
 
-    def _ages_past_limit(self, closed: tuple[str, ...], paced: bool) -> dict[str, float]:
-        """Wait until the connector's and the preditor's heartbeats report the `closed` symbols' last bar older than
-        the bar timeout; with `paced`, meanwhile advance the other symbols a bar whenever theirs reach half of it
-        (they keep trading, so they stay fresh: two paced steps take gold past the limit, fewer than the four
-        forex bars of its break)."""
+    def _ages_past_limit(self) -> dict[str, float]:
+        """Wait until the connector's and the preditor's heartbeats report every symbol's last bar older than the
+        bar timeout (the clock stands still meanwhile)."""
 
-        def ages() -> dict[str, float]:
-            info = self.home.status()["services"]
+        def past() -> dict[str, float] | None:
+            info = self.status()["services"]
             found = {}
             for service in ("connector", "preditor"):
                 for key, facts in (info[service]["info"].get("symbols") or {}).items():
-                    sym = key.split(" ")[0]
-                    if sym in closed and isinstance(facts.get("last_bar_age_s"), int | float):
-                        found[f"{service} {sym}"] = facts["last_bar_age_s"]
-            return found
+                    if isinstance(facts.get("last_bar_age_s"), int | float):
+                        found[f"{service} {key.split(' ')[0]}"] = facts["last_bar_age_s"]
+            return found if len(found) == 2 * len(SYMBOLS) and min(found.values()) > BAR_LIMIT_S else None
 
-        def past() -> dict[str, float] | None:
-            got = ages()
-            if len(got) == 2 * len(closed) and min(got.values()) > BAR_LIMIT_S:
-                return got
-            if paced and self._open_ages_over(BAR_LIMIT_S / 2, closed):
-                open_now = self.sim("status")["symbols"]
-                assert not any(open_now[s]["open"] for s in closed), f"{closed} opened again during the hold"
-                self.step()
-            return None
-
-        return wait_for(past, 120, f"{closed}' last bar older than {BAR_LIMIT_S} s", interval=0.05)
-
-    def _open_ages_over(self, limit: float, closed: tuple[str, ...]) -> bool:
-        info = self.home.status()["services"]["connector"]["info"].get("symbols") or {}
-        return any(f.get("last_bar_age_s", 0) > limit for k, f in info.items() if k.split(" ")[0] not in closed)
+        return wait_for(past, 120, f"every symbol's last bar older than {BAR_LIMIT_S} s", interval=0.1)
 
     # ---- the end
     def stored(self, table: str) -> list[dict]:
