@@ -224,6 +224,7 @@ class TradingOps:
         if since is None or now <= since or not self.account.positions:
             return
         md = self.account.money_digits
+        accrued = False
         for pos in list(self.account.positions.values()):
             sym = self.symbols[pos.symbol_id]
             charges = [m for _, m in costs.rollovers(since, now, sym.swap) if m]
@@ -240,6 +241,8 @@ class TradingOps:
             amount = sum(costs.swap(sym.swap, side, units.volume_to_units(pos.volume), sym.spec.pip, price, rate, m)
                          for m in charges)
             updated = self.account.accrue_swap(pos.position_id, units.money_to_wire(amount, md), self.now_ms)
+            accrued = True
             self._broadcast(self._execution(SWAP, position=wire.position(updated, wire.POSITION_OPEN, md),
                                             server_event=True))
-        self._save_state()
+        if accrued:  # this runs at every instant: the whole state is written only when a rollover charged swap
+            self._save_state()
