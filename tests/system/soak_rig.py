@@ -40,7 +40,7 @@ import psutil
 from harness import REPO, Home, wait_for
 from system.sub_reader import SubReader
 
-from common import bus, config, messages
+from common import bus, messages
 from services.connector.sim import catalog
 from services.connector.sim.control import control
 from services.connector.sim.replay import CsvBar, parse_csv
@@ -58,10 +58,11 @@ WARMUP = 1000  # preditor.warmup_bars (the default): 1000 M15 bars are about ten
 # broker.sim.refresh_token, and authorises again). False leaves it out of the plan.
 TOKEN_EXPIRY = True
 
-# The default (short) soak: Thursday 21 Dec 2017 12:00 UTC for five calendar days: a weekend, Christmas Day (forex
-# and gold closed 08:00-22:00 UTC), Christmas Eve's late open, gold's daily breaks; about 230 M15 bars a symbol.
-SHORT_START = int(dt.datetime(2017, 12, 21, 12, tzinfo=dt.UTC).timestamp())
-SHORT_DAYS = 5
+# The default (short) soak: Thursday 21 Dec 2017 20:00 UTC to Tuesday 26 Dec 00:00: gold's daily break (Thursday
+# 22:00 UTC), a weekend, Christmas Eve's late open, Christmas Day (forex and gold closed 08:00-22:00 UTC); about 150
+# M15 bars a symbol.
+SHORT_START = int(dt.datetime(2017, 12, 21, 20, tzinfo=dt.UTC).timestamp())
+SHORT_DAYS = 4 + 1 / 6
 
 # Bar freshness in accelerated time: an M15 bar is stale after 0.004 x 900 s + 1 s = 4.6 s of wall time without one
 # (production: 2 x 900 + 120 s). Long enough for a bar step and a fault's healing, short enough that a hold in a
@@ -96,7 +97,7 @@ def window(days: int | None, source: list[CsvBar]) -> Window:
     00:00 UTC (30: 2017-11-29 to the end of the data, 2017-12-29 22:00)."""
     data_end = source[-1].time + 3600
     if days is None:
-        start, end = SHORT_START, SHORT_START + SHORT_DAYS * DAY
+        start, end = SHORT_START, SHORT_START + int(SHORT_DAYS * DAY)
     else:
         start = data_end - days * DAY
         start -= start % DAY
@@ -286,7 +287,7 @@ class Soak:
     holds: list[Hold] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.home = Home(self.root, config.merge(overlay(self.root, self.w), {}))
+        self.home = Home(self.root, overlay(self.root, self.w))
         executor_symbols(self.home)
         self.port = self.home.config().broker.sim.control_port
         self.expected = expected_closes(self.source, self.w)

@@ -17,8 +17,8 @@ Symbols EURUSD, GBPUSD, USDJPY, XAUUSD (gold: a daily break) and EURGBP (a cross
   clock is held until every symbol's last bar is older than the (accelerated) bar timeout: the forex symbols,
   trading, are reported stale, gold, closed, is not.
 
-Short form (the default run, marked slow): 2017-12-21 12:00 UTC for five calendar days (a weekend, Christmas Day,
-about 230 bars a symbol), a drop, the kill, the token expiry, a drop. In full, on demand:
+Short form (the default run, marked slow): 2017-12-21 20:00 UTC to 2017-12-26 00:00 (gold's daily break, a weekend,
+Christmas Day, about 150 bars a symbol), a drop, the kill, the token expiry, a drop. In full, on demand:
 
     ORACLE_SOAK_DAYS=30 .venv/bin/python -m pytest tests/system/test_soak.py -s
 
