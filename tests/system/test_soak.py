@@ -284,8 +284,8 @@ def check_health(soak: Soak, got: dict, faults: list) -> None:
 
 def summary(soak: Soak, got: dict, wall: float) -> None:
     bars = sum(len(wanted(soak, s)) for s in SYMBOLS)
-    days = {o["timestamp_ms"] // 86_400_000 for o in got["orders"] if o["client_order_id"]}
     trading = {t // 86_400 for s in SYMBOLS for t in wanted(soak, s)}
+    days = {o["timestamp_ms"] // 86_400_000 for o in got["orders"] if o["client_order_id"]} & trading
     run_s = wall - (soak.booted_at - soak.t0)
     print(f"soak done: {wall:.0f} s wall ({run_s:.0f} s after boot), {soak.steps} steps, {bars} bars "
           f"({bars / run_s:.1f} bars/s), {len(got['orders'])} broker orders, {len(got['deals'])} deals, orders on "
