@@ -279,6 +279,9 @@ class BrokerPort(Protocol):
     @property
     def symbols(self) -> Collection[str]: ...
 
+    @property
+    def auth_problem(self) -> str: ...  # why the broker refuses our credentials and what to do ("" when it does not)
+
     def describe(self) -> dict: ...
 
     # session

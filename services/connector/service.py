@@ -392,7 +392,7 @@ class Connector(runtime.Service):
                 if exc.code != "auth_failed":
                     raise runtime.StepFailed(f"cannot connect to the {b.type} broker at {where}: {exc.message}") \
                         from None
-                self._await_new_token(exc.message)
+                self._await_new_token(broker.auth_problem or exc.message)
         self._session_open = True
         if not self._pumping:
             self._aio.submit(self._pump(broker))
