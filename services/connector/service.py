@@ -183,9 +183,7 @@ async def _history(broker: BrokerPort, a: messages.HistoryArgs, tf_s: int) -> li
 class Connector(runtime.Service):
     name = "connector"
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
-    not_implemented = [
-        "one timeframe per symbol for live bars (the history op serves any timeframe)",
-    ]
+    not_implemented: list[str] = []
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
