@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.messages import OrderResult  # the order's answer is one fact: the wire's record is the port's
+
 # ---- errors -----------------------------------------------------------------------------------
 
 
@@ -141,21 +143,6 @@ class AccountInfo:
     gross_pnl: float = 0.0  # the open positions' totals
     swap: float = 0.0
     commission: float = 0.0
-
-
-@dataclass(frozen=True)
-class OrderResult:
-    success: bool
-    client_order_id: str
-    ticket: int | None = None
-    price: float | None = None
-    volume: float = 0.0  # lots
-    sl: float | None = None
-    tp: float | None = None
-    error: str = ""  # the broker's words
-    recovered: bool = False  # found by reconcile/own record after a timeout, not from this request's reply
-    error_code: str = ""  # common.messages.ORDER_ERROR_CODES
-    broker_code: str = ""
 
 
 @dataclass(frozen=True)

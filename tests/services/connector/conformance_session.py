@@ -32,7 +32,6 @@ import argparse
 import datetime as dt
 import importlib.metadata
 import json
-import socket
 import sys
 import traceback
 import zoneinfo
@@ -46,6 +45,8 @@ from ctrader_open_api.messages import OpenApiCommonModelMessages_pb2 as cmm
 from ctrader_open_api.messages import OpenApiMessages_pb2 as oa
 from ctrader_open_api.messages import OpenApiModelMessages_pb2 as om
 from twisted.internet import defer, reactor
+
+from services.connector.sim.control import control  # plain sockets: no Twisted, no protobuf of ours
 
 SENDS_PER_SECOND = 25
 ANSWER_TIMEOUT_S = 15
@@ -230,18 +231,7 @@ class Conformance:
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
         """One command on the simulator's control port (a JSON line each way); blocking, and short."""
-        with socket.create_connection(("127.0.0.1", self.args.control_port), timeout=30) as sock:
-            sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode())
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        reply = json.loads(buf)
-        if not reply.get("ok"):
-            raise RuntimeError(f"control {cmd} {args}: {reply.get('error')}")
-        return reply
+        return control(self.args.control_port, cmd, timeout=30, **args)
 
     def server_ms(self) -> int:
         return int(self.control("status")["server_time_ms"])
