@@ -13,6 +13,9 @@ needed). The bench drives the replay through the simulator's control port and li
   period is most of this figure;
 - order round trip: REQ `order_open` (0.01 lot market order, relative SL) -> reply, and `order_close`;
 - history: REQ `history` of 1000 H1 bars -> reply;
+- orders during a warmup: the order round trip while 20 `history(1000)` requests (a 20-model preditor warmup) are
+  out, against the same round trip on the idle connector, side by side in one run (`--warmups` rounds): the
+  connector serves history off its loop, so the ratio should stay near 1 (it was 12 s of delay before);
 - RSS of the connector process after all that.
 """
 
@@ -51,10 +54,56 @@ def fmt_ms(values: list[float]) -> str:
     return f"p50 {statistics.median(values) * 1000:.2f} ms, p99 {pct(values, 0.99) * 1000:.2f} ms (n={len(values)})"
 
 
+def orders_beside_a_warmup(ctx: zmq.Context, cfg: config.Config, req: bus.Requester,
+                           rounds: int) -> tuple[list[float], list[float], list[float]]:
+    """(order round trips on the idle connector, the same while 20 history(1000) requests are out, how long the 20
+    took): an order (open, then its close) every 50 ms, alternating idle phases and warmup phases."""
+    endpoint = cfg.endpoint("connector", "rep")
+    idle: list[float] = []
+    busy: list[float] = []
+    warm: list[float] = []
+    n = 0
+
+    def order() -> float:
+        nonlocal n
+        n += 1
+        t0 = time.perf_counter()
+        r = req.call("order_open", messages.OrderOpenArgs("EURUSD", 1, 0.01, f"warm-{n}"))
+        took = time.perf_counter() - t0
+        if not r.success:
+            raise SystemExit(f"order failed: {r.error}")
+        req.call("order_close", messages.OrderCloseArgs(r.ticket))
+        return took
+
+    for _ in range(rounds):
+        for _ in range(20):
+            idle.append(order())
+            time.sleep(0.05)
+        lines = [bus.Requester(ctx, endpoint, "bench", 300_000) for _ in range(20)]
+        t0 = time.perf_counter()
+        for i, line in enumerate(lines):
+            line.send("history", messages.HistoryArgs("EURUSD", "H1", count=1000 - i))
+        out = set(range(20))
+        while out:
+            busy.append(order())
+            for i in list(out):
+                reply = lines[i].take_reply()
+                if reply is not None:
+                    if not reply.ok:
+                        raise SystemExit(f"history failed: {reply.error_message}")
+                    out.discard(i)
+            time.sleep(0.05)
+        warm.append(time.perf_counter() - t0)
+        for line in lines:
+            line.close()
+    return idle, busy, warm
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--bars", type=int, default=200)
     p.add_argument("--orders", type=int, default=200)
+    p.add_argument("--warmups", type=int, default=3, help="rounds of 20 history(1000) requests with orders meanwhile")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="oracle-bench-") as tmp:
         home = Path(tmp)
@@ -150,6 +199,9 @@ def main() -> int:
                 hist.append(time.perf_counter() - t0)
                 assert len(h.bars) == 1000
 
+            # ---- orders while a 20-model warmup's history requests are out, and on the idle connector
+            idle_rtt, busy_rtt, warm_s = orders_beside_a_warmup(ctx, cfg, req, args.warmups)
+
             rss = psutil.Process(connector.pid).memory_info().rss
             status = req.call("status", messages.NoArgs())
             print("connector bench (simulator at manual speed, ipc:// endpoints, 2-core machine)")
@@ -157,6 +209,11 @@ def main() -> int:
             print(f"  order_open round trip:  {fmt_ms(open_rtt)}")
             print(f"  order_close round trip: {fmt_ms(close_rtt)}")
             print(f"  history 1000 H1 bars:   {fmt_ms(hist)}")
+            print(f"  order round trip, idle connector:           {fmt_ms(idle_rtt)}")
+            print(f"  order round trip, 20 history(1000) out:     {fmt_ms(busy_rtt)}  (the 20 took "
+                  f"{statistics.median(warm_s):.1f} s)")
+            print(f"  ratio during / idle: p50 {statistics.median(busy_rtt) / statistics.median(idle_rtt):.2f}, "
+                  f"p99 {pct(busy_rtt, 0.99) / pct(idle_rtt, 0.99):.2f}")
             print(f"  connector RSS: {rss / 2**20:.1f} MiB; bars published {status['progress'].get('bars_published')}")
             sub.close()
             req.close()

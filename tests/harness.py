@@ -159,10 +159,9 @@ class Home:
         out = self.supervisorctl("pid", program).strip()
         return int(out) if out.isdigit() else 0
 
-    def oracle(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(VENV / "bin" / "oracle"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+    def oracle(self, *args: str, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV / "bin" / "oracle"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, input=stdin if stdin is not None else "")
 
     # ---- requests over the real sockets --------------------------------------------------------
     def request(self, service: str, op: str, args: Any = None, timeout_ms: int = 1500) -> Any:

@@ -68,6 +68,7 @@ class RawSession:
         self.sim = sim
         self.events: list[Any] = []
         self.answers: dict[str, Any] = {}  # clientMsgId -> the frame that answered it (see `exchange`)
+        self.answered: list[tuple[str, Any]] = []  # every frame with a clientMsgId no request waited for, in order
         self.tr = Transport(TransportConfig("127.0.0.1", sim.server.port, tls=sim.server.config.tls, verify=False,
                                             request_timeout=5), on_event=self._on_event)
 
@@ -80,6 +81,7 @@ class RawSession:
             return
         if cid:
             self.answers[cid] = msg
+            self.answered.append((cid, msg))
         else:
             self.events.append(msg)
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.messages import OrderResult  # the order's answer is one fact: the wire's record is the port's
+
 # ---- errors -----------------------------------------------------------------------------------
 
 
@@ -144,21 +146,6 @@ class AccountInfo:
 
 
 @dataclass(frozen=True)
-class OrderResult:
-    success: bool
-    client_order_id: str
-    ticket: int | None = None
-    price: float | None = None
-    volume: float = 0.0  # lots
-    sl: float | None = None
-    tp: float | None = None
-    error: str = ""  # the broker's words
-    recovered: bool = False  # found by reconcile/own record after a timeout, not from this request's reply
-    error_code: str = ""  # common.messages.ORDER_ERROR_CODES
-    broker_code: str = ""
-
-
-@dataclass(frozen=True)
 class Deal:
     deal_id: int
     order_id: int
@@ -278,6 +265,9 @@ class BrokerPort(Protocol):
 
     @property
     def symbols(self) -> Collection[str]: ...
+
+    @property
+    def auth_problem(self) -> str: ...  # why the broker refuses our credentials and what to do ("" when it does not)
 
     def describe(self) -> dict: ...
 

@@ -156,10 +156,6 @@ def _final_refusal(res: OrderResult) -> bool:
     return res.error_code not in ("NO_CONFIRMATION", "NOT_CONNECTED", "RATE_LIMITED")
 
 
-def _wire_result(res: OrderResult) -> messages.OrderResult:
-    return messages.OrderResult(**dataclasses.asdict(res))
-
-
 async def _history(broker: BrokerPort, a: messages.HistoryArgs, tf_s: int) -> list[BrokerBar]:
     """The closed bars a history request asks for (runs on the broker's loop)."""
 
@@ -196,9 +192,7 @@ async def _history(broker: BrokerPort, a: messages.HistoryArgs, tf_s: int) -> li
 class Connector(runtime.Service):
     name = "connector"
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
-    not_implemented = [
-        "one timeframe per symbol for live bars (the history op serves any timeframe)",
-    ]
+    not_implemented: list[str] = []
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -406,7 +400,7 @@ class Connector(runtime.Service):
                 if exc.code != "auth_failed":
                     raise runtime.StepFailed(f"cannot connect to the {b.type} broker at {where}: {exc.message}") \
                         from None
-                self._await_new_token(exc.message)
+                self._await_new_token(broker.auth_problem or exc.message)
         self._session_open = True
         if not self._pumping:
             self._aio.submit(self._pump(broker))
@@ -845,7 +839,7 @@ class Connector(runtime.Service):
             return None
         self._journal(dataclasses.replace(entry, status=journal.DONE, ts=time.time(), result=dataclasses.asdict(found)))
         self.count("orders_recovered")
-        return _wire_result(found)
+        return found
 
     def _resolve_unknown(self, entry: journal.Entry) -> OrderResult | None:
         """An order sent before without a known outcome: find it at the broker before anything is resent."""
@@ -923,7 +917,7 @@ class Connector(runtime.Service):
             )
         if not res.success:
             self.count("orders_failed")
-        return _wire_result(res)
+        return res
 
     def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
         broker = self._need_broker()
@@ -961,7 +955,7 @@ class Connector(runtime.Service):
                     dataclasses.asdict(res),
                 )
             )
-        return _wire_result(res)
+        return res
 
     def _resolve_close(self, entry: journal.Entry) -> OrderResult | None:
         """A full close sent before without a known outcome (this process, or one killed before the answer): the
@@ -991,7 +985,8 @@ class Connector(runtime.Service):
         if joined is not None:
             return joined
         self.count("amends")
-        return self._defer(key, broker.amend_position(a.ticket, a.sl, a.tp), _wire_result, f"order_amend {a.ticket}")
+        return self._defer(key, broker.amend_position(a.ticket, a.sl, a.tp), lambda res: res,
+                           f"order_amend {a.ticket}")
 
     # ---- status and health ----------------------------------------------------------------------
     def health_info(self) -> dict:

@@ -329,15 +329,22 @@ def test_orders_never_wait_behind_history(system):
 # ---- faults ---------------------------------------------------------------------------------------
 
 
-def test_after_a_dropped_connection_no_bar_is_missed_or_repeated(system, csv_bars):
+@pytest.mark.parametrize("fault", [
+    {"cmd": "drop", "refuse_s": 1.0},  # the connection dies
+    {"cmd": "expire_token"},  # the access token expires: refreshed, the session opened again
+    {"cmd": "account_disconnect"},  # the server drops the account's session
+    {"cmd": "client_disconnect", "reason": "maintenance"},  # the server cancels the connection
+], ids=lambda f: f["cmd"])
+def test_after_the_session_ends_no_bar_is_missed_or_repeated(system, csv_bars, fault):
     tap = Tap(system.home, ["bar.", "conn.state"])
+    token = system.connector_status()["broker"]["token"]
     try:
         tap.poll(0.3)
         start = system.sim("status")["bar_index"]
         system.sim("advance", bars=2)
         tap.wait(lambda g: len(g) >= 2, 10, "2 bars")
-        system.sim("drop", refuse_s=1.0)
-        system.sim("advance", bars=3)  # these close while the connector is away
+        system.sim(**fault)
+        system.sim("advance", bars=3)  # these close while the session is down or being opened again
         tap.wait(
             lambda g: (
                 [b.connected for b in (r.envelope.body for r in g) if isinstance(b, messages.ConnectionState)]
@@ -354,6 +361,8 @@ def test_after_a_dropped_connection_no_bar_is_missed_or_repeated(system, csv_bar
     finally:
         tap.close()
     assert system.connected()
+    refreshed = system.connector_status()["broker"]["token"] != token
+    assert refreshed == (fault["cmd"] == "expire_token")  # a new pair only when the old one died
 
 
 def test_connector_kill_9_mid_replay_misses_no_bar_and_never_repeats_an_order(system, csv_bars):

@@ -15,6 +15,7 @@ import time
 import pytest
 from harness import Home, wait_for
 from system.trading_rig import (
+    START_BAR,
     Ledger,
     Listener,
     ManualClient,
@@ -38,9 +39,10 @@ BARS = bars()
 
 
 class Rig:
-    def __init__(self, tmp_path, *executor_args: str, overlay: dict | None = None, also_enabled: tuple = ()):
+    def __init__(self, tmp_path, *executor_args: str, overlay: dict | None = None, also_enabled: tuple = (),
+                 start_bar: int | None = None):
         self.home = Home(tmp_path)
-        self.sim = Sim(self.home)
+        self.sim = Sim(self.home) if start_bar is None else Sim(self.home, start_bar=start_bar)
         copy_overlay(self.home, {"broker": {"sim": {"port": self.sim.port, "control_port": -1}},
                                  "runtime": {"request_timeout_ms": 5000}, "connector": {"account_interval_s": 1.0},
                                  **(overlay or {})})
@@ -412,6 +414,84 @@ def test_the_orders_of_signals_that_arrive_together_are_out_at_the_same_time(tmp
         assert together(SHORT) == {"EURUSD": ("OK", "REVERSAL"), "USDJPY": ("OK", "REVERSAL")}  # closes, together
         assert r.home.request("connector", "status")["orders"]["in_flight_peak"] == 2
         assert r.ledger.sample() == []
+        r.ledger.assert_no_duplicate()
+    finally:
+        r.close()
+
+
+def test_each_order_error_the_broker_sends_reaches_the_ack_typed(rig):
+    """The broker's ProtoOAOrderErrorEvent (as the real server sends them) -> the connector's typed result -> the
+    executor's ack: FAIL with the typed reason and the broker's code and words; an opening in a closed market is a
+    SKIP, never sent again."""
+    assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    for code, status, reason in [
+        ("TRADING_BAD_VOLUME", "FAIL", "BAD_VOLUME"),
+        ("TRADING_BAD_STOPS", "FAIL", "BAD_STOPS"),
+        ("PROTECTION_IS_TOO_CLOSE_TO_MARKET", "FAIL", "STOPS_TOO_CLOSE"),
+        ("NOT_ENOUGH_MONEY", "FAIL", "NOT_ENOUGH_MONEY"),
+        ("TRADING_DISABLED", "FAIL", "TRADING_DISABLED"),
+        ("MARKET_CLOSED", "SKIP", "MARKET_CLOSED"),
+    ]:
+        rig.sim.cmd("order_error", count=1, code=code)
+        acks = rig.signal(LONG)
+        assert final(acks) == (status, reason), (code, acks)
+        details = acks[-1].details
+        assert details["broker_code"] == code and "injected" in details["detail"], details
+        assert rig.positions() == []
+        assert final(rig.signal(WAIT)) == ("OK", "FLAT")
+    assert final(rig.signal(LONG)) == ("OK", "EDGE")  # a fault-free edge opens
+    rig.sim.cmd("order_error", count=1, code="TRADING_DISABLED")
+    acks = rig.signal(WAIT)  # its close refused: FAIL, the position stays ...
+    assert final(acks) == ("FAIL", "TRADING_DISABLED") and acks[-1].details["action"] == "CLOSE"
+    assert rig.positions() == [("BUY", 100_000)]
+    assert final(rig.signal(WAIT)) == ("OK", "SIGNAL_WAIT")  # ... and the next signal closes it
+    assert rig.positions() == []
+    rig.ledger.assert_no_duplicate()
+
+
+def last_bar_before_a_gap(after: int, weekday: int, hours: int) -> int:
+    """The index of the last bar before a closed stretch of more than `hours`, on `weekday` (0 = Monday)."""
+    return next(i for i in range(after, len(BARS) - 1)
+                if BARS[i + 1].time - BARS[i].time > hours * 3600 and time.gmtime(BARS[i].time).tm_wday == weekday)
+
+
+WEEKEND = last_bar_before_a_gap(START_BAR, 4, 24)  # a Friday's last bar
+CHRISTMAS = last_bar_before_a_gap(START_BAR, 0, 6)  # Monday 2017-12-25 07:00 UTC: the holiday from 08:00 to 22:00
+
+
+@pytest.mark.parametrize("last", [WEEKEND, CHRISTMAS], ids=["weekend", "holiday"])
+def test_a_close_due_in_a_closed_market_is_sent_once_at_the_open_and_swap_is_charged(tmp_path, last):
+    r = Rig(tmp_path, start_bar=last - 3)
+    try:
+        assert final(r.signal(WAIT)) == ("OK", "FLAT")
+        assert final(r.signal(LONG)) == ("OK", "EDGE")
+        (pos,) = r.ledger.sample()
+        closed_at = (BARS[last].time + BARS[last + 1].time) // 2  # Saturday, or the holiday's afternoon
+        r.sim.cmd("advance", until=closed_at)
+        res = r.home.oracle("ctl", "close", "EURUSD")
+        assert res.returncode == 0, res.stderr
+        (ack,) = json.loads(res.stdout)["acks"]
+        assert (ack["status"], ack["reason"], ack["details"]["due_at_open"]) == ("FAIL", "MARKET_CLOSED", True)
+        due = r.home.request("executor", "status")["due_closes"]
+        assert [d["ticket"] for d in due] == [pos["position_id"]]
+        assert r.positions() == [("BUY", 100_000)]
+        reopen = BARS[last + 1].time  # the next bar: its first point is the open
+        r.sim.cmd("advance", until=reopen + 300)
+        wait_for(lambda: r.positions() == [], 30, "the due close sent at the open")
+        closes = [o for o in r.sim.cmd("orders")["orders"] if o["closing"]]
+        assert len(closes) == 1 and closes[0]["position_id"] == pos["position_id"]  # sent once
+        assert closes[0]["timestamp_ms"] >= reopen * 1000  # at the open, not before
+        sent = wait_for(lambda: [a for a in r.acks.poll() if isinstance(a, messages.Ack) and a.status == "OK"
+                                 and a.details.get("client_order_id") == due[0]["client_order_id"]], 10,
+                        "the due close's ack")
+        assert len(sent) == 1 and (sent[0].details["action"], sent[0].reason) == ("DUE_CLOSE", "MANUAL_CLOSE")
+        assert r.home.request("executor", "status")["due_closes"] == []
+        closed = wait_for(lambda: [b for b in r.closed.poll() if isinstance(b, messages.PositionClosed)], 10,
+                          "the close published")
+        # a rollover (22:00 UTC) while it was held: -0.75 pip a day on 0.01 lot
+        assert closed[-1].swap < 0 and closed[-1].commission < 0
+        assert closed[-1].net_profit == pytest.approx(closed[-1].gross_profit + closed[-1].swap
+                                                      + closed[-1].commission)
         r.ledger.assert_no_duplicate()
     finally:
         r.close()

@@ -116,6 +116,13 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     for t in real_closes:
         assert t["pnl_pips"] == pytest.approx(t["direction"] * (t["exit_price"] - t["entry_price"]) / 0.0001,
                                               abs=0.06), t
+    # the costs in the ledger: each close's commission (both sides) and swap, its net PnL the broker's
+    deals = {d["position_id"]: d for d in sim.saved()["deals"] if d["closing"]}
+    for t in real_closes:
+        deal = deals[int(t["position_id"])]
+        assert t["commission"] == pytest.approx(-deal["realised_commission"] / 100) and t["commission"] > 0, t
+        assert t["swap"] == pytest.approx(deal["swap"] / 100), t
+        assert t["pnl"] == pytest.approx((deal["gross_profit"] + deal["swap"] + deal["realised_commission"]) / 100), t
     executor = home.request("executor", "status")
     assert executor["last_bar_time"] == {"EURUSD": got[-1].bar_time}
     status = home.status()

@@ -40,11 +40,12 @@ class Sim:
         root = home.root
         self.state = state or root / "var" / "data" / "sim-state.json"
         self.state.parent.mkdir(parents=True, exist_ok=True)
+        self.cert = root / "var" / "data" / "sim-broker-cert.pem"  # where the connector looks for it (broker.sim)
         self.log = open(root / "var" / "log" / "sim.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.connector.sim", "--csv", str(CSV), "--symbol", "EURUSD", "--timeframe",
              "H1", "--speed", "0", "--port", "0", "--control-port", "0", "--start-bar", str(start_bar), "--state",
-             str(self.state), "--heartbeat", "2"],
+             str(self.state), "--heartbeat", "2", "--tls", "--cert", str(self.cert)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self.log)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
@@ -321,8 +322,9 @@ class ManualClient:
     def __init__(self, sim: Sim):
         from services.connector.ctrader.client import CTraderConfig
 
-        self.config = CTraderConfig(host="127.0.0.1", port=sim.port, tls=False, verify=False, client_id="sim-client",
-                                   client_secret="sim-secret", access_token="sim-token", account_id=1_000_001)
+        self.config = CTraderConfig(host="127.0.0.1", port=sim.port, tls=True, verify=True, ca_file=str(sim.cert),
+                                   client_id="sim-client", client_secret="sim-secret", access_token="sim-token",
+                                   account_id=1_000_001)
 
     def _run(self, action: Callable[[Any], Awaitable[Any]]) -> Any:
         from services.connector.ctrader.client import CTraderBroker

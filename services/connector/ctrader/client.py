@@ -62,6 +62,7 @@ AUTH_ERRORS = TOKEN_ERRORS | {
 }
 SESSION_ENDED = ("ProtoOAAccountsTokenInvalidatedEvent", "ProtoOAClientDisconnectEvent",
                  "ProtoOAAccountDisconnectEvent")
+REFRESHED = "access token refreshed: a new session uses it"
 WHAT_TO_DO = ("hand in a new token pair with `oracle broker-token` (no restart needed); trading stays stopped "
               "until then")
 
@@ -117,6 +118,7 @@ class CTraderBroker:
         self._token_watch: asyncio.Task[None] | None = None
         self._credentials_changed = asyncio.Event()
         self._session_token = ""  # the access token the current session was authorised with
+        self._refreshing = False  # a ProtoOARefreshTokenReq is out
         self._auth_problem = ""  # why the broker refused us, while a person must act
 
     # ---- port: properties
@@ -319,11 +321,14 @@ class CTraderBroker:
         if not keeper.pair.refresh_token:
             raise AuthenticationError("NO_REFRESH_TOKEN", "the access token must be refreshed but no refresh token "
                                       "was given (CTRADER_REFRESH_TOKEN)", needs_operator=True)
+        self._refreshing = True
         try:
             res = await tr.request(oa.ProtoOARefreshTokenReq(refreshToken=keeper.pair.refresh_token))
         except ErrorResponse as exc:
             raise AuthenticationError(exc.code, f"the broker refused to refresh the access token: "
                                       f"{exc.description}", needs_operator=True) from exc
+        finally:
+            self._refreshing = False
         try:
             keeper.adopt_refresh(res.accessToken, res.refreshToken, float(res.expiresIn), self._clock())
         except OSError as exc:
@@ -349,7 +354,7 @@ class CTraderBroker:
             except (BrokerError, TransportError, TimeoutError) as exc:
                 log.warning("token refresh failed (%s); trying again later", exc)
                 continue
-            await tr.abort(ConnectionError("access token refreshed: a new session uses it"))
+            await tr.abort(ConnectionError(REFRESHED))
 
     def _on_event(self, ptype: int, msg: Any, cid: str) -> None:
         if msg is None:
@@ -364,12 +369,18 @@ class CTraderBroker:
         elif name == "ProtoOATraderUpdatedEvent":
             self.execution.on_trader_updated(msg)
         elif name in SESSION_ENDED:
-            if name == "ProtoOAAccountsTokenInvalidatedEvent" and self._session_token == self.tokens.pair.access_token:
-                self.tokens.invalid = True  # refresh before the next account auth
+            reason = name
+            if name == "ProtoOAAccountsTokenInvalidatedEvent":
+                if self._refreshing or self._session_token != self.tokens.pair.access_token:
+                    # the token we are replacing by refreshing it (its answer and this event may come in one read):
+                    # expected, and a new session uses the new one
+                    reason = REFRESHED
+                else:
+                    self.tokens.invalid = True  # refresh before the next account auth
             log.warning("the broker ended the session: %s %s", name, getattr(msg, "reason", ""))
             tr = self.link.transport
             if tr is not None:
-                self.link.spawn(tr.abort(ConnectionError(name)))
+                self.link.spawn(tr.abort(ConnectionError(reason)))
 
     # ---- port: market data
     def instrument(self, symbol: str) -> Instrument:

@@ -31,6 +31,7 @@ from services.connector.port import Bar, BrokerError, MarketStatus, Quote
 log = logging.getLogger(__name__)
 oa = proto.oa
 DAY_MS = 86_400_000
+CONVERT_CHUNK = 200  # trendbars converted between two chances for the loop to serve something else
 
 
 def history_span_s(tf_seconds: int) -> int:
@@ -204,7 +205,11 @@ class MarketData:
                 req.count = need + 1  # + the forming bar
             res = await self.link.request(req)
             self.note_server_time(res.timestamp)
-            page = [parsing.trendbar_to_bar(tb, symbol, spec.digits, timeframe=timeframe) for tb in res.trendbar]
+            page = []
+            for i, tb in enumerate(res.trendbar):
+                page.append(parsing.trendbar_to_bar(tb, symbol, spec.digits, timeframe=timeframe))
+                if i % CONVERT_CHUNK == CONVERT_CHUNK - 1:
+                    await asyncio.sleep(0)  # a long page: let an order's answer through meanwhile
             pages.append(closed_only(page, tf_s, parsing.ms_to_seconds(res.timestamp)))
             have = merge_history(pages)
             if since is not None:

@@ -7,6 +7,7 @@ An order the server refuses is answered with ``ProtoOAOrderErrorEvent`` (server.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -94,16 +95,19 @@ class TradingOps:
                 self._send(s, msg, cid if s is origin else "")
 
     def _publish_fill(self, fill: Fill, origin: Session | None, cid: str, accepted: bool = True,
-                      partial: bool = False) -> None:
+                      partial: bool = False, ordered: int | None = None) -> None:
+        """The execution events of a fill; `ordered`: the order's volume when its first deal fills only part of
+        it (the order shows what was ordered, its executedVolume what the deal filled)."""
         md = self.account.money_digits
         status = wire.POSITION_CLOSED if fill.closed else wire.POSITION_OPEN
         pos = wire.position(fill.position, status, md)
+        shown = fill.order if ordered is None else dataclasses.replace(fill.order, volume=ordered)
         if accepted:
-            order = wire.order(fill.order, wire.ORDER_ACCEPTED_STATUS)
+            order = wire.order(shown, wire.ORDER_ACCEPTED_STATUS)
             self._broadcast(self._execution(ORDER_ACCEPTED, order, pos, server_event=fill.server_event), origin, cid)
         etype, order_status = (ORDER_PARTIAL_FILL, wire.ORDER_ACCEPTED_STATUS) if partial else (
             ORDER_FILLED, wire.ORDER_FILLED_STATUS)
-        order = wire.order(fill.order, order_status, executed=fill.deal.volume if partial else None)
+        order = wire.order(shown, order_status, executed=fill.deal.volume if partial else None)
         self._broadcast(self._execution(etype, order, pos, wire.deal(fill.deal, md), server_event=fill.server_event),
                         origin, cid)
         self._save_state()
@@ -168,7 +172,7 @@ class TradingOps:
         if first == msg.volume:
             self._publish_fill(fill, s, cid)
             return
-        self._publish_fill(fill, s, cid, partial=True)  # the rest fills a point worse, a moment later
+        self._publish_fill(fill, s, cid, partial=True, ordered=msg.volume)  # the rest a point worse, then
         rest = msg.volume - first
         worse = round(fill.deal.execution_price + sign * spec.point, spec.digits)
         more = self.account.fill_more(spec, fill, rest, worse, self.now_ms,

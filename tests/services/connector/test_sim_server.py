@@ -200,6 +200,29 @@ def test_orders_are_refused_while_the_market_is_closed(sim_factory: SimFactory, 
     run(scenario())
 
 
+def test_a_partial_fill_shows_the_order_as_ordered(sim_factory: SimFactory) -> None:
+    """ORDER_ACCEPTED and ORDER_PARTIAL_FILL show the order with the volume ordered (its executedVolume what the
+    first deal filled), ORDER_FILLED with all of it executed; the position holds what is filled so far."""
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        s = await RawSession(sim).open()
+        await acontrol(sim.server.control_port, "partial_fills", count=1, fraction=0.3)
+        await s.tr.send(oa.ProtoOANewOrderReq(ctidTraderAccountId=ACCOUNT, symbolId=1, orderType=1, tradeSide=1,
+                                              volume=1_000_000), "part-1")
+        await s.request(oa.ProtoOAVersionReq())  # answered in order: every frame of the order has been read
+        events = [m for cid, m in s.answered if cid == "part-1"]
+        assert [e.executionType for e in events] == [2, 11, 3]  # ORDER_ACCEPTED, ORDER_PARTIAL_FILL, ORDER_FILLED
+        accepted, part, filled = (e.order for e in events)
+        assert accepted.tradeData.volume == part.tradeData.volume == filled.tradeData.volume == 1_000_000
+        assert (part.orderStatus, part.executedVolume, events[1].deal.filledVolume) == (1, 300_000, 300_000)
+        assert (filled.orderStatus, filled.executedVolume, events[2].deal.filledVolume) == (2, 1_000_000, 700_000)
+        assert [e.position.tradeData.volume for e in events] == [300_000, 300_000, 1_000_000]
+        await s.close()
+
+    run(scenario())
+
+
 def test_stops_trigger_only_at_points(sim_factory: SimFactory, csv_bars) -> None:
     sim = sim_factory(start_bar=FRIDAY_LAST)
 
