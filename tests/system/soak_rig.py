@@ -108,7 +108,7 @@ def window(days: int | None, source: list[CsvBar]) -> Window:
 
 @dataclass(frozen=True)
 class Fault:
-    at: int  # simulated time: injected right after the first advance whose clock reaches it
+    at: int  # simulated time: injected right after the advance of the first step starting at most a bar before it
     kind: str  # drop | kill | token
 
     def __str__(self) -> str:
@@ -117,7 +117,8 @@ class Fault:
 
 def plan_faults(w: Window) -> list[Fault]:
     """Two drops, a connector kill -9 and (TOKEN_EXPIRY) a token expiry at fixed fractions of the window: over 30
-    days, a drop on day 6, the kill on day 13, the token on day 20, a drop on day 25."""
+    days (2017-11-29 00:00 on), a drop on day 6, the kill on day 13, the token on day 20, a drop on the morning of
+    Christmas Day (day 26), before the holiday closes the market."""
     span = w.end - w.start
     plan = [(0.2, "drop"), (0.45, "kill"), (2 / 3, "token"), (0.85, "drop")]
     return [Fault(w.start + int(f * span), kind) for f, kind in plan if kind != "token" or TOKEN_EXPIRY]
