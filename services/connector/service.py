@@ -224,6 +224,7 @@ class Connector(runtime.Service):
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
         self._last_bar_wall: dict[str, float] = {}  # "SYM TF" -> monotonic time of the last publication (or open)
         self._server_time_seen: tuple[float | None, float] = (None, 0.0)  # broker time, monotonic when first seen
+        self._opened_at: dict[str, float] = {}  # symbol -> monotonic time its market last opened (after a closure)
         # bar close -> order sent: when each symbol's last closed bar went out; an order for the symbol within one
         # bar period of it adds a sample (ms), shown by the status op as `bar_to_order_ms`
         self._bar_published: dict[str, float] = {}
@@ -596,9 +597,10 @@ class Connector(runtime.Service):
             self._set_auth_problem("" if ev.ok else ev.reason)
 
     def _on_market(self, ev: MarketStatus) -> None:
-        """A symbol's market opened or closed: said on `market.<SYM>`; bar freshness restarts at an open."""
+        """A symbol's market opened or closed: said on `market.<SYM>`; bar freshness restarts at an open (for every
+        service: the heartbeat says how long the market has been open, `open_for_s`)."""
         if ev.open:
-            now = time.monotonic()
+            now = self._opened_at[ev.symbol] = time.monotonic()
             for key in self._last_bar_wall:
                 if key.split(" ")[0] == ev.symbol:
                     self._last_bar_wall[key] = now
@@ -1000,7 +1002,9 @@ class Connector(runtime.Service):
         info["connected"] = self.connected
         info["symbols"] = {
             key: {"timeframe": key.split(" ")[1], "last_bar_age_s": round(now - self._last_bar_wall.get(key, now), 1),
-                  "market_open": self._market_open(key.split(" ")[0], now)}
+                  "market_open": self._market_open(key.split(" ")[0], now),
+                  **({"open_for_s": round(now - opened, 1)} if (opened := self._opened_at.get(key.split(" ")[0]))
+                     is not None else {})}
             for key in sorted(self._active)
         }
         return info

@@ -22,7 +22,7 @@ MB = 1024 * 1024
 
 def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: float) -> list[str]:
     views = list(views)
-    closed = closed_markets(views)
+    closed, opened = closed_markets(views), open_for(views)
     found: list[str] = []
     for v in views:
         if not v.alive(now, hb_timeout_s):
@@ -42,7 +42,7 @@ def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: 
         if isinstance(backlog, int) and backlog > cfg.max_backlog:
             found.append(f"{v.name}: backlog of {backlog} writes over {cfg.max_backlog}")
         for key, facts in sorted((info.get("symbols") or {}).items()):
-            stale = _stale_bar(key, facts, cfg, closed)
+            stale = _stale_bar(key, facts, cfg, closed, opened)
             if stale:
                 found.append(f"{v.name}: {stale}")
     return found
@@ -58,14 +58,27 @@ def closed_markets(views: Iterable[ServiceView]) -> set[str]:
             for key, facts in (v.hb.info.get("symbols") or {}).items() if facts.get("market_open") is False}
 
 
-def _stale_bar(key: str, facts: dict, cfg: Health, closed: set[str] = frozenset()) -> str:
-    """`key` names the bar stream ("EURUSD H1"); a closed market (weekend, break, holiday) makes no bar."""
+def open_for(views: Iterable[ServiceView]) -> dict[str, float]:
+    """How long each symbol's market has been open again after a closure (`open_for_s`, the connector's word)."""
+    return {key.split(" ")[0]: facts["open_for_s"] for v in views if v.hb is not None
+            for key, facts in (v.hb.info.get("symbols") or {}).items()
+            if isinstance(facts.get("open_for_s"), int | float)}
+
+
+def _stale_bar(key: str, facts: dict, cfg: Health, closed: set[str] = frozenset(),
+               opened: dict[str, float] | None = None) -> str:
+    """`key` names the bar stream ("EURUSD H1"); a closed market (weekend, break, holiday) makes no bar, and after it
+    reopens the first bar is due a period later: the age counts from the open."""
     tf = facts.get("timeframe")
     age = facts.get("last_bar_age_s")
     if tf not in TIMEFRAMES or not isinstance(age, int | float) or facts.get("market_open") is False:
         return ""
-    if key.split(" ")[0] in closed:
+    symbol = key.split(" ")[0]
+    if symbol in closed:
         return ""
+    since_open = (opened or {}).get(symbol)
+    if since_open is not None:
+        age = min(age, since_open)
     limit = bar_timeout_s(tf, cfg)
     name = key if key.endswith(f" {tf}") else f"{key} {tf}"
     return f"{name}: no bar for {age:.0f} s (limit {limit:.0f} s)" if age > limit else ""

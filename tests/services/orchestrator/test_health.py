@@ -46,6 +46,12 @@ def view(name="preditor", rss=10 * MB, info=None, last_hb=100.0) -> ServiceView:
         (view("connector", info={"symbols": {"XAUUSD M15": {"timeframe": "M15", "last_bar_age_s": 90_000,
                                                             "market_open": False}}}), []),
         (view(last_hb=90.0), ["preditor: no heartbeat for 10.0 s"]),
+        # after a weekend the market has been open for 600 s: the first H1 bar is not due yet, whatever the age
+        (view("connector", info={"symbols": {"EURUSD H1": {"timeframe": "H1", "last_bar_age_s": 180_000,
+                                                          "market_open": True, "open_for_s": 600}}}), []),
+        (view("connector", info={"symbols": {"EURUSD H1": {"timeframe": "H1", "last_bar_age_s": 180_000,
+                                                          "market_open": True, "open_for_s": 8000}}}),
+         ["connector: EURUSD H1: no bar for 8000 s (limit 7260 s)"]),
         (view(last_hb=None), ["preditor: no heartbeat yet"]),
     ],
 )
@@ -64,3 +70,16 @@ def test_a_market_the_connector_reports_closed_is_no_alarm_for_the_preditor_eith
     assert health.issues([connector, preditor], 100.0, CFG, hb_timeout_s=5.0) == [
         "preditor: EURUSD M15: no bar for 1900 s (limit 1860 s)"]
     assert health.closed_markets([connector, preditor]) == {"XAUUSD"}
+
+
+def test_after_a_reopening_the_first_bar_is_not_due_before_a_period_for_any_service():
+    """Monday morning: the preditor's last bar is Friday's, but the market opened 10 minutes ago (the connector's
+    `open_for_s`): the first H1 bar of the week is not due yet; 2 h after the open it is."""
+    def both(open_for_s: float) -> list:
+        connector = view("connector", info={"symbols": {"EURUSD H1": {
+            "timeframe": "H1", "last_bar_age_s": 600, "market_open": True, "open_for_s": open_for_s}}})
+        preditor = view(info={"symbols": {"EURUSD": {"timeframe": "H1", "last_bar_age_s": 180_000}}})
+        return health.issues([connector, preditor], 100.0, CFG, hb_timeout_s=5.0)
+
+    assert both(600) == []
+    assert both(8000) == ["preditor: EURUSD H1: no bar for 8000 s (limit 7260 s)"]
