@@ -473,9 +473,7 @@ class Soak:
                                  timeout_ms=30_000)["records"]
 
     def deals(self) -> list[dict]:
-        self.sim("save")
-        path = self.home.config().path(self.home.config().data_dir) / self.home.config().broker.sim.state_file
-        return json.loads(path.read_text())["account"]["deals"]
+        return self.sim("deals")["deals"]
 
     def rss_mb(self) -> dict[str, float]:
         """Resident memory of every supervised process now, MB."""

@@ -57,10 +57,9 @@ def boot(tmp_path: Path, models: list[str], overlay: dict) -> Home:
 
 
 def sim_deals(home: Home) -> dict[int, dict]:
-    """The simulator's closing deals by position, as it keeps them (its state file, written on request)."""
-    control(home.config().broker.sim.control_port, "save")
-    account = json.loads((home.root / "var" / "data" / "sim-broker.json").read_text())["account"]
-    return {d["position_id"]: d for d in account["deals"] if d["closing"]}
+    """The simulator's closing deals by position."""
+    deals = control(home.config().broker.sim.control_port, "deals")["deals"]
+    return {d["position_id"]: d for d in deals if d["closing"]}
 
 
 def served(symbol: str, timeframe: str) -> np.ndarray:

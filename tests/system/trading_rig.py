@@ -64,9 +64,9 @@ class Sim:
         return self.cmd("advance", bars=1)
 
     def saved(self) -> dict:
-        """The simulator's account as it writes it to its state file: balance, positions, every deal."""
+        """The simulator's account as it writes it to its state file (balance, positions), and every deal."""
         self.cmd("save")
-        return json.loads(self.state.read_text())["account"]
+        return {**json.loads(self.state.read_text())["account"], "deals": self.cmd("deals")["deals"]}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -116,6 +116,19 @@ class Account:
     deals: list[SimDeal] = field(default_factory=list)
     orders: list[SimOrder] = field(default_factory=list)  # every filled order (opening and closing), in order
     next_id: int = 1
+    # deals and orders not yet handed to the history file (`take_history`): the state file stays small, the ever
+    # growing history is appended, never rewritten
+    unsaved: list[dict[str, Any]] = field(default_factory=list)
+
+    def _record(self, deal: SimDeal, order: SimOrder) -> None:
+        self.deals.append(deal)
+        self.orders.append(order)
+        self.unsaved += [{"deal": asdict(deal)}, {"order": asdict(order)}]
+
+    def take_history(self) -> list[dict[str, Any]]:
+        """The deals and orders made since the last call (one record each: {"deal": ...} or {"order": ...})."""
+        out, self.unsaved = self.unsaved, []
+        return out
 
     def _new_id(self) -> int:
         self.next_id += 1
@@ -183,8 +196,7 @@ class Account:
         )
         deal = SimDeal(did, oid, pid, spec.symbol_id, trade_side, volume, price, now_ms, commission=-commission)
         self.positions[pid] = pos
-        self.deals.append(deal)
-        self.orders.append(order)
+        self._record(deal, order)
         return Fill(order, deal, pos, closed=False)
 
     def fill_more(self, spec: SymbolSpec, fill: Fill, volume: int, price: float, now_ms: int,
@@ -203,6 +215,7 @@ class Account:
         deal = SimDeal(self._new_id(), order.order_id, pos.position_id, pos.symbol_id, pos.trade_side, volume,
                        price, now_ms, commission=-commission)
         self.deals.append(deal)
+        self.unsaved += [{"deal": asdict(deal)}, {"order": asdict(order)}]  # the order line replaces the first
         return Fill(order, deal, pos, closed=False)
     def close(
         self,
@@ -266,8 +279,7 @@ class Account:
             swap=swap,
             realised_commission=realised,
         )
-        self.deals.append(deal)
-        self.orders.append(order)
+        self._record(deal, order)
         released = pos.used_margin * volume // pos.volume
         pos.used_margin -= released
         pos.volume -= volume
@@ -330,6 +342,7 @@ class Account:
         return hit
 
     def to_json(self) -> dict[str, Any]:
+        """The account without its history (deals and orders: `take_history`, `with_history`)."""
         return {
             "account_id": self.account_id,
             "balance": self.balance,
@@ -338,12 +351,12 @@ class Account:
             "deposit_asset": self.deposit_asset,
             "next_id": self.next_id,
             "positions": [asdict(p) for p in self.positions.values()],
-            "deals": [asdict(d) for d in self.deals],
-            "orders": [asdict(o) for o in self.orders],
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Account:
+    def from_json(cls, data: dict[str, Any], history: list[dict[str, Any]] | None = None) -> Account:
+        """From `to_json` and the history records; a state file of an older simulator held its deals and orders
+        itself: they are read, and handed to the history file at the next save."""
         acc = cls(
             data["account_id"],
             data["balance"],
@@ -354,6 +367,19 @@ class Account:
         )
         for p in data["positions"]:
             acc.positions[p["position_id"]] = SimPosition(**p)
-        acc.deals = [SimDeal(**d) for d in data["deals"]]
-        acc.orders = [SimOrder(**o) for o in data.get("orders", [])]  # absent in state files of older versions
+        if "deals" in data:
+            acc.deals = [SimDeal(**d) for d in data["deals"]]
+            acc.orders = [SimOrder(**o) for o in data.get("orders", [])]
+            acc.unsaved = [{"deal": d} for d in data["deals"]] + [{"order": o} for o in data.get("orders", [])]
+        by_order: dict[int, int] = {}
+        for record in history or ():
+            if "deal" in record:
+                acc.deals.append(SimDeal(**record["deal"]))
+            else:
+                order = SimOrder(**record["order"])
+                if order.order_id in by_order:  # a partial fill's order, completed later
+                    acc.orders[by_order[order.order_id]] = order
+                else:
+                    by_order[order.order_id] = len(acc.orders)
+                    acc.orders.append(order)
         return acc

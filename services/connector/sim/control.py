@@ -26,6 +26,7 @@ Request `{"cmd": NAME, ...arguments}`, reply `{"ok": true, ...}` or `{"ok": fals
 | clear | | remove every fault rule |
 | save | | write the state file now |
 | orders | | every filled order, oldest first (order and position id, side, volume, price, client order id, closing) |
+| deals | | every deal, oldest first (prices, volumes, gross profit, swap, commission, balance after a close) |
 
 Types are message names such as "ProtoOAExecutionEvent" or "ProtoOANewOrderReq"; no types = any.
 
@@ -124,6 +125,8 @@ def handle(server: SimServer, req: dict[str, Any]) -> dict[str, Any]:
         server._save_state()
     elif cmd == "orders":
         return {"ok": True, "orders": [asdict(o) for o in server.account.orders]}
+    elif cmd == "deals":
+        return {"ok": True, "deals": [asdict(d) for d in server.account.deals]}
     else:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
     return {"ok": True}

@@ -47,7 +47,7 @@ HISTORY_TYPES = {PT(oa.ProtoOAGetTrendbarsReq), PT(oa.ProtoOAGetTickDataReq)}
 ORDER_TYPES = {PT(oa.ProtoOANewOrderReq), PT(oa.ProtoOAClosePositionReq), PT(oa.ProtoOAAmendPositionSLTPReq)}
 # requests a session may send before its account is authorised
 OPEN_TYPES = {PT(oa.ProtoOAVersionReq), PT(oa.ProtoOAApplicationAuthReq)}
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass
@@ -146,6 +146,7 @@ class SimServer(SessionOps, MarketOps, TradingOps):
         served = symbols(config.synthetic_symbols, config.synthetic_offset_bars)
         self.symbols: dict[int, SimSymbol] = {s.spec.symbol_id: s for s in served.values()}
         self.by_name = {s.spec.name: s.spec.symbol_id for s in served.values()}
+        self._history_lines = 0  # lines of the history file the last state save accounts for
         state = self._load_state()
         start, resume = self._start_time(bars, state)
         self.market = Market(bars, self.symbols, self.by_name[config.symbol], self.tf_seconds, now=start)
@@ -159,7 +160,7 @@ class SimServer(SessionOps, MarketOps, TradingOps):
                 "is replayed there", len(outside), config.symbol, outside[0]
             )
         self.account = (
-            Account.from_json(state["account"])
+            Account.from_json(state["account"], self._load_history(state))
             if state is not None
             else Account(
                 config.account_id,
@@ -261,6 +262,32 @@ class SimServer(SessionOps, MarketOps, TradingOps):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
 
+    @property
+    def history_path(self) -> str | None:
+        """The deals and orders, appended (JSON lines) beside the state file."""
+        return f"{self.config.state_path}.history.jsonl" if self.config.state_path else None
+
+    def _load_history(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """The history the state file accounts for (`history_lines`); lines appended by a save that a crash cut
+        before its state was written are dropped (the file is cut back to match)."""
+        path = self.history_path
+        count = int(state.get("history_lines", 0))
+        if path is None or not os.path.exists(path):
+            if count:
+                raise ValueError(f"state file {self.config.state_path} counts {count} history lines but {path} is "
+                                 "missing")
+            return []
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+        if len(lines) < count:
+            raise ValueError(f"{path} has {len(lines)} lines; the state file counts {count}")
+        if len(lines) > count:
+            log.warning("%s: %d line(s) after the last state save dropped", path, len(lines) - count)
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(lines[:count])
+        self._history_lines = count
+        return [json.loads(line) for line in lines[:count]]
+
     def _start_time(self, bars: list[CsvBar], state: dict[str, Any] | None) -> tuple[int, bool]:
         """Where the clock starts, and whether exactly there (a state file's cursor); else the start bar's open,
         where its first instant is then processed."""
@@ -290,14 +317,23 @@ class SimServer(SessionOps, MarketOps, TradingOps):
         return bars[start].time, False
 
     def _save_state(self) -> None:
+        """The deals and orders made since the last save are appended to the history file; the rest (small: the
+        clock, balance, open positions, tokens) is rewritten. O(1) however long the account's history grows."""
         path = self.config.state_path
         if not path:
+            self.account.take_history()
             return
+        new = self.account.take_history()
+        if new:
+            with open(self.history_path, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in new)
+            self._history_lines += len(new)
         data = {
             "version": STATE_VERSION,
             "cursor_time": self.market.now,
             "bar_index": self.market.bar_index,
             "account": self.account.to_json(),
+            "history_lines": self._history_lines,
             "tokens": self.tokens.to_json(),
         }
         tmp = f"{path}.tmp"

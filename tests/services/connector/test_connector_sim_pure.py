@@ -53,8 +53,11 @@ def test_account_open_close_and_stops() -> None:
     close = acc.close(pos.position_id, pos.volume, 1.0991, 1.0992, 1.0, 1000, server_event=True)
     assert close.closed and close.deal.gross_profit == -1000  # -10 USD in cents
     assert acc.balance == 999_000 and acc.positions == {}
-    restored = Account.from_json(acc.to_json())
-    assert restored.balance == acc.balance and len(restored.deals) == 2
+    history = acc.take_history()  # the deals and orders: appended to the history file, not in the state
+    assert [next(iter(r)) for r in history] == ["deal", "order", "deal", "order"] and acc.take_history() == []
+    assert "deals" not in acc.to_json()
+    restored = Account.from_json(acc.to_json(), history)
+    assert restored.balance == acc.balance and restored.deals == acc.deals and restored.orders == acc.orders
 
 
 @pytest.mark.parametrize(("volume", "code"), [(50_000, "TRADING_BAD_VOLUME"), (10_000_000_000, "NOT_ENOUGH_MONEY")])

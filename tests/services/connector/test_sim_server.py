@@ -316,7 +316,8 @@ def test_an_older_state_file_is_migrated(sim_factory: SimFactory, csv_bars, tmp_
     run(acontrol(sim.server.control_port, "advance", ticks=7))
     run(acontrol(sim.server.control_port, "save"))
     saved = json.loads(state.read_text())
-    assert (saved["version"], saved["cursor_time"], saved["bar_index"]) == (2, market.now, START)
+    assert (saved["version"], saved["cursor_time"], saved["bar_index"]) == (3, market.now, START)
+    assert "deals" not in saved["account"] and saved["history_lines"] == 0  # the history has its own file
     now = market.now
     sim.stop()
     again = sim_factory(start_bar=0, state_path=str(state))
@@ -324,6 +325,32 @@ def test_an_older_state_file_is_migrated(sim_factory: SimFactory, csv_bars, tmp_
     state.write_text(json.dumps({"account": account}))
     with pytest.raises(ValueError, match="no replay cursor"):
         sim_factory(state_path=str(state))
+
+
+def test_the_account_history_is_appended_and_read_back_and_a_torn_save_is_cut(sim_factory: SimFactory,
+                                                                                tmp_path) -> None:
+    state = tmp_path / "sim.json"
+    sim = sim_factory(start_bar=START, state_path=str(state))
+
+    async def trade() -> None:
+        broker = broker_for(sim)
+        await broker.connect()
+        res = await broker.market_order("EURUSD", 1, 0.1, client_order_id="hist-1")
+        assert (await broker.close_position(res.ticket)).success
+        await broker.close()
+
+    run(trade())
+    deals, orders = sim.server.account.deals, sim.server.account.orders
+    run(acontrol(sim.server.control_port, "save"))
+    history = tmp_path / "sim.json.history.jsonl"
+    lines = history.read_text().splitlines()
+    assert len(lines) == 4 and json.loads(state.read_text())["history_lines"] == 4  # 2 deals, 2 orders
+    sim.stop()
+    with history.open("a") as f:  # a save cut by a crash after its history, before its state
+        f.write(json.dumps({"deal": {**json.loads(lines[0])["deal"], "deal_id": 999}}) + "\n")
+    again = sim_factory(start_bar=0, state_path=str(state))
+    assert (again.server.account.deals, again.server.account.orders) == (deals, orders)
+    assert history.read_text().splitlines() == lines  # the torn line is gone
 
 
 def test_the_timed_replay_holds_the_clock_at_the_close_over_a_weekend(sim_factory: SimFactory, csv_bars) -> None:
