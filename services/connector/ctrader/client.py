@@ -174,7 +174,7 @@ class CTraderBroker:
                 await self._open_session(announce=False)
                 break
             except AuthenticationError as exc:
-                self._auth_problem = self._auth_text(exc)
+                self._set_auth_problem(self._auth_text(exc))
                 raise
             except (BrokerError, TransportError, OSError, TimeoutError) as exc:
                 if max_attempts and attempt >= max_attempts:
@@ -245,6 +245,10 @@ class CTraderBroker:
         self._credentials_changed.clear()
         return True
 
+    def _set_auth_problem(self, text: str) -> None:
+        self._auth_problem = text
+        self.link.refuse(text)
+
     def _auth_text(self, exc: AuthenticationError) -> str:
         return f"the broker refused the credentials ({exc}); {WHAT_TO_DO}"
 
@@ -252,7 +256,7 @@ class CTraderBroker:
         text = self._auth_text(exc)
         if text != self._auth_problem:
             log.error("%s", text)
-            self._auth_problem = text
+            self._set_auth_problem(text)
             self.link.emit(AuthStatus(False, text))
 
     async def _open_session(self, announce: bool = True) -> None:
@@ -273,7 +277,7 @@ class CTraderBroker:
         if announce:
             self.link.emit(ConnectionStatus(True))
         if self._auth_problem:
-            self._auth_problem = ""
+            self._set_auth_problem("")
             self.link.emit(AuthStatus(True, "the broker accepted the credentials"))
         self.market.start_gap_fills()
 

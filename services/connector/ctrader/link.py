@@ -22,6 +22,8 @@ class Link:
         self.account_id: int | None = None
         self.ready = asyncio.Event()  # the session is authorised, reconciled and subscribed
         self.ready_timeout = ready_timeout
+        self.refused = ""  # the broker refused the credentials and a person must act: nobody waits for a session
+        self._refusal = asyncio.Event()
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -52,11 +54,29 @@ class Link:
         except ConnectionClosed as exc:
             raise BrokerConnectionError(str(exc)) from exc
 
+    def refuse(self, why: str) -> None:
+        """Credentials refused: whoever waits for the session is told now, not after the ready timeout."""
+        self.refused = why
+        if why:
+            self._refusal.set()
+        else:
+            self._refusal.clear()
+
     async def wait_ready(self) -> None:
+        if self.ready.is_set():
+            return
+        if self.refused:
+            raise BrokerConnectionError(f"broker not connected: {self.refused}")
+        ready = asyncio.ensure_future(self.ready.wait())
+        refusal = asyncio.ensure_future(self._refusal.wait())
         try:
-            await asyncio.wait_for(self.ready.wait(), self.ready_timeout)
-        except TimeoutError:
-            raise BrokerConnectionError("broker not connected") from None
+            await asyncio.wait({ready, refusal}, timeout=self.ready_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            refusal.cancel()
+        if not self.ready.is_set():
+            why = f": {self.refused}" if self.refused else ""
+            raise BrokerConnectionError(f"broker not connected{why}")
 
     def emit(self, event: Any) -> None:
         self.events.put_nowait(event)

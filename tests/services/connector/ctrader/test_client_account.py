@@ -18,6 +18,7 @@ from services.connector.ctrader.tokens import StoredTokens, TokenKeeper, TokenPa
 from services.connector.port import (
     AuthStatus,
     Bar,
+    BrokerConnectionError,
     ConnectionStatus,
     MarketStatus,
     OrderFilled,
@@ -280,6 +281,51 @@ def test_a_refused_refresh_waits_for_a_pair_handed_in(sim_factory: SimFactory, t
         assert await broker.reload_credentials()
         assert (await next_event(broker, AuthStatus, timeout=10)).ok
         assert broker.is_connected and not broker.auth_problem
+        await broker.close()
+
+    run(scenario())
+
+
+def test_a_token_that_expired_while_disconnected_is_refreshed_at_the_reconnect(sim_factory: SimFactory,
+                                                                              tmp_path) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        keeper = keeper_at(tmp_path, TokenPair("sim-token", "sim-refresh"))
+        broker = await connected(sim, keeper)
+        cp = sim.server.control_port
+        await acontrol(cp, "drop", refuse_s=0.5)
+        assert not (await next_event(broker, ConnectionStatus)).connected
+        assert (await acontrol(cp, "expire_token"))["sessions_told"] == 0  # nobody is there to hear it
+        # the next session's account auth is refused with CH_ACCESS_TOKEN_INVALID: refreshed, then opened again
+        up = await next_event(broker, ConnectionStatus, timeout=10)
+        assert up.connected and keeper.pair.access_token != "sim-token"
+        assert TokenStore(tmp_path / "broker-tokens.json").load().pair == keeper.pair
+        assert (await broker.market_order("EURUSD", 1, 0.1, client_order_id="after-expiry-offline")).success
+        await broker.close()
+
+    run(scenario())
+
+
+def test_a_revoked_pair_is_an_auth_problem_not_a_retry_storm(sim_factory: SimFactory, tmp_path) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        keeper = keeper_at(tmp_path, TokenPair("sim-token", "sim-refresh"))
+        broker = CTraderBroker(broker_config(sim, auth_retry_s=300.0), keeper)
+        await broker.connect()
+        await acontrol(sim.server.control_port, "revoke_token")  # access and refresh token both dead
+        refused = await next_event(broker, AuthStatus, timeout=10)
+        assert not refused.ok and "oracle broker-token" in refused.reason
+        assert broker.auth_problem and not broker.is_connected
+        # nothing invented or overwritten
+        assert (keeper.pair.access_token, keeper.pair.refresh_token) == ("sim-token", "sim-refresh")
+        # an order is refused at once with the reason, not after the ready timeout (15 s here)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BrokerConnectionError, match="oracle broker-token"):
+            await broker.market_order("EURUSD", 1, 0.1, client_order_id="while-revoked")
+        assert asyncio.get_running_loop().time() - started < broker.config.ready_timeout
+        assert (await acontrol(sim.server.control_port, "status"))["deals"] == 0
         await broker.close()
 
     run(scenario())
