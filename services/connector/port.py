@@ -9,7 +9,8 @@ Costs are signed account money: a commission or swap charged is negative, so a p
 
 Unsolicited things reach the service through ``BrokerPort.events`` (an asyncio.Queue), in the order the broker
 produced them: ``Bar`` (a closed bar, never a forming one, never twice), ``OrderFilled``, ``PositionClosed``,
-``OrderRejected``, ``ConnectionStatus``, ``MarketStatus`` and ``AuthStatus``.
+``OrderRejected``, ``ConnectionStatus``, ``MarketStatus`` and ``AuthStatus``. ``OrderResult`` and
+``PositionClosed`` are ``common.messages``' own records: the service publishes what the adapter built.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.messages import OrderResult  # the order's answer is one fact: the wire's record is the port's
+# one fact, one type: an order's answer and a position's close are the wire's records (plain dataclasses, no
+# ZeroMQ), built by the adapter in the domain's units
+from common.messages import OrderResult, PositionClosed
 
 # ---- errors -----------------------------------------------------------------------------------
 
@@ -189,38 +192,17 @@ class OrderRejected:
     broker_code: str = ""
 
 
-@dataclass(frozen=True)
-class PositionClosed:
-    ticket: int
-    symbol: str
-    direction: int  # of the position
-    volume: float  # lots closed
-    entry_price: float
-    close_price: float
-    gross_profit: float
-    swap: float
-    commission: float
-    net_profit: float
-    balance: float | None
-    time: float
-    reason: str  # "SL_TP" (server closed at a stop), "EXTERNAL" (not by this client), "CLIENT"
-    external: bool  # True when this client did not ask for the close
-    label: str = ""
-    full: bool = True  # False for a partial close
-    comment: str = ""  # the position's order comment, when the broker's event carries it
-
-    @classmethod
-    def from_deal(cls, d: Deal, position_direction: int, external: bool, server_stop: bool, full: bool,
-                  label: str = "", comment: str = "") -> PositionClosed:
-        """The close a closing deal made: SL_TP when the server closed it at a stop, EXTERNAL when not asked by
-        this client, else CLIENT."""
-        reason = "SL_TP" if server_stop else ("EXTERNAL" if external else "CLIENT")
-        return cls(
-            ticket=d.position_id, symbol=d.symbol, direction=position_direction, volume=d.volume,
-            entry_price=d.entry_price or 0.0, close_price=d.price, gross_profit=d.gross_profit, swap=d.swap,
-            commission=d.commission, net_profit=round(d.gross_profit + d.swap + d.commission, 8), balance=d.balance,
-            time=d.time, reason=reason, external=external or server_stop, label=label, full=full, comment=comment,
-        )
+def position_closed(d: Deal, position_direction: int, external: bool, server_stop: bool, full: bool,
+                    label: str = "", comment: str = "") -> PositionClosed:
+    """The close a closing deal made: SL_TP when the server closed it at a stop, EXTERNAL when not asked by this
+    client, else CLIENT. The wire's record (``pip_size`` is the service's to add: it knows the symbol's spec)."""
+    reason = "SL_TP" if server_stop else ("EXTERNAL" if external else "CLIENT")
+    return PositionClosed(
+        ticket=d.position_id, symbol=d.symbol, direction=position_direction, volume=d.volume,
+        entry_price=d.entry_price or 0.0, close_price=d.price, gross_profit=d.gross_profit, swap=d.swap,
+        commission=d.commission, net_profit=round(d.gross_profit + d.swap + d.commission, 8), balance=d.balance,
+        time=d.time, reason=reason, external=external or server_stop, label=label, full=full, comment=comment,
+    )
 
 
 @dataclass(frozen=True)

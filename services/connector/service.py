@@ -557,26 +557,7 @@ class Connector(runtime.Service):
         elif isinstance(ev, PositionClosed):
             if ev.full and self.book.closed(ev.ticket):
                 self._save_state()
-            closed = messages.PositionClosed(
-                ticket=ev.ticket,
-                symbol=ev.symbol,
-                direction=ev.direction,
-                volume=ev.volume,
-                entry_price=ev.entry_price,
-                close_price=ev.close_price,
-                gross_profit=ev.gross_profit,
-                swap=ev.swap,
-                commission=ev.commission,
-                net_profit=ev.net_profit,
-                time=ev.time,
-                reason=ev.reason,
-                external=ev.external,
-                balance=ev.balance,
-                label=ev.label,
-                full=ev.full,
-                comment=ev.comment,
-                pip_size=self._pip_size(ev.symbol),
-            )
+            closed = dataclasses.replace(ev, pip_size=self._pip_size(ev.symbol))  # the adapter's, with the pip
             self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
             self.publish(messages.closed_topic(ev.symbol), closed)
             self.count("closes")

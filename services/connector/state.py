@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from services.connector.port import Deal, PositionClosed
+from services.connector.port import Deal, PositionClosed, position_closed
 
 
 def key(symbol: str, timeframe: str) -> str:
@@ -109,8 +109,8 @@ def closed_while_away(
         if p is None or not d.closing:
             continue
         found.add(d.position_id)
-        out.append(PositionClosed.from_deal(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
-                                           str(p.get("comment", ""))))
+        out.append(position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
+                                   str(p.get("comment", ""))))
     return out, sorted(set(gone) - found)
 
 

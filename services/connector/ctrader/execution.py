@@ -38,7 +38,7 @@ from services.connector.port import (
     OrderRejected,
     OrderResult,
     Position,
-    PositionClosed,
+    position_closed,
 )
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class Execution:
                 self.balance = deal.balance
             p = by_pid[d.positionId]
             external = d.positionId not in self._closing_by_us
-            self.link.emit(PositionClosed.from_deal(deal, p.direction, external, False, True, p.label, p.comment))
+            self.link.emit(position_closed(deal, p.direction, external, False, True, p.label, p.comment))
             self._closing_by_us.discard(d.positionId)
 
     # ---- sending
@@ -456,8 +456,8 @@ class Execution:
         server_stop = bool(ev.isServerEvent) or (order is not None and order.orderType == parsing.STOP_LOSS_TAKE_PROFIT)
         external = deal.position_id not in self._closing_by_us
         label, comment = (pos.tradeData.label, pos.tradeData.comment) if pos is not None else ("", "")
-        self.link.emit(PositionClosed.from_deal(deal, -deal.direction, external and not server_stop, server_stop,
-                                               full, label, comment))
+        self.link.emit(position_closed(deal, -deal.direction, external and not server_stop, server_stop,
+                                       full, label, comment))
         if full:
             self._closing_by_us.discard(deal.position_id)
 

@@ -8,7 +8,7 @@ from services.connector import orders
 from services.connector.ctrader import parsing
 from services.connector.ctrader import schemas as proto
 from services.connector.ctrader.parsing import SymbolSpec
-from services.connector.port import OrderResult, Position, PositionClosed
+from services.connector.port import OrderResult, Position, position_closed
 
 om = proto.model
 oa = proto.oa
@@ -61,7 +61,7 @@ def test_closing_deal_money_uses_money_digits(money_digits, gross, balance, expe
     deal = parsing.deal(d, EURUSD)
     assert deal.closing and deal.volume == 0.1 and deal.direction == -1
     assert (deal.gross_profit, deal.balance, deal.entry_price) == (expected_gross, expected_balance, 1.06234)
-    closed = PositionClosed.from_deal(deal, 1, external=False, server_stop=True, full=True)
+    closed = position_closed(deal, 1, external=False, server_stop=True, full=True)
     assert closed.reason == "SL_TP" and closed.external and closed.net_profit == expected_gross
 
 
