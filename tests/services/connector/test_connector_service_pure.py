@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from common import config
 from services.connector import journal
 from services.connector.ctrader import settings
+from services.connector.freshness import latency_summary, market_open_now
 from services.connector.port import Deal
-from services.connector.service import latency_summary
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
 
 # ---- bar publication state ---------------------------------------------------------------------
@@ -211,7 +211,6 @@ def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path)
 def test_a_market_is_open_by_its_calendar_at_the_broker_time_moved_on_by_the_wall_clock():
     import datetime as dt
 
-    from services.connector.service import market_open_now
     from services.connector.sim.catalog import METALS
 
     def at(h: int, m: int = 0) -> float:  # Thursday 21 December 2017, UTC (New York 17:00 = 22:00 UTC)

@@ -1,0 +1,211 @@
+"""The bridge between the connector's two threads, one owner per resource:
+- the runtime loop thread owns every ZeroMQ socket (ROUTER, PUB, heartbeats), the state file and the order journal;
+- one asyncio loop thread (``BrokerLoop``) runs the broker adapter behind the port (its transport, reconnects, bars).
+
+A request handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and either waits for it
+(``Bridge.wait``: beating and publishing meanwhile, so a long request never stops heartbeats) or does not
+(``Bridge.defer``: it answers a ``bus.Deferred`` whose reply goes out when the broker has answered; the future's
+completion wakes the loop, so the orders of one bar are out together). Broker events (closed bars, fills, closes,
+rejections, connection changes) are moved by a pump task onto a thread-safe queue, a byte on a pipe wakes the loop
+(``wake_fd``, read by the loop's ``add_reader``), and the loop thread alone takes them (``take_events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from common import bus
+from services.connector.port import (
+    AuthenticationError,
+    BrokerConnectionError,
+    BrokerError,
+    BrokerPort,
+    BrokerRequestError,
+    BrokerTimeout,
+    SymbolNotFoundError,
+)
+
+SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while the broker thread runs (see BrokerLoop.start)
+POLL_S = 0.05  # how often a waiting request beats and publishes
+
+
+class BrokerLoop:
+    """An asyncio event loop on a daemon thread: the broker client's home."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="broker-loop", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> BrokerLoop:
+        # two threads share the GIL: a thread ready to run waits up to the switch interval for the one holding it
+        # (5 ms by default, a bar's whole budget); the loop thread answering an order must not wait that long on
+        # the broker thread parsing a burst of quotes, nor the other way round
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._thread.start()
+        return self
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        """Cancel what still runs there (the event pump, orders given up on), then stop the loop."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
+            self._thread.join(5)
+
+    async def _cancel_all(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loop.stop()
+
+
+def op_error(exc: BaseException, what: str) -> bus.OpError:
+    """A broker failure as a clear error answer."""
+    if isinstance(exc, bus.OpError):
+        return exc
+    if isinstance(exc, SymbolNotFoundError):
+        return bus.OpError("unknown_symbol", str(exc))
+    if isinstance(exc, AuthenticationError):
+        return bus.OpError("auth_failed", f"{what}: the broker refused the credentials: {exc}")
+    if isinstance(exc, BrokerConnectionError):
+        return bus.OpError("not_connected", f"{what}: the broker is not connected: {exc}")
+    if isinstance(exc, BrokerTimeout | TimeoutError):
+        return bus.OpError("timeout", f"{what}: the broker did not answer in time: {exc}")
+    if isinstance(exc, BrokerRequestError):
+        return bus.OpError("broker_error", f"{what}: the broker refused: {exc}")
+    if isinstance(exc, BrokerError):
+        return bus.OpError("broker_error", f"{what}: {exc}")
+    if isinstance(exc, ValueError):
+        return bus.OpError("bad_args", f"{what}: {exc}")
+    return bus.OpError("internal", f"{what}: {type(exc).__name__}: {exc}")
+
+
+class Bridge:
+    """The loop thread's side: `meanwhile()` runs while a request waits (beat, publish), `stopping()` says the
+    process is stopping (a waiting request is answered at once)."""
+
+    def __init__(self, meanwhile: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        self._meanwhile = meanwhile
+        self._stopping = stopping
+        self._aio: BrokerLoop | None = None
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pumping = False
+        # the broker thread writes a byte here after queueing an event, so the loop takes it at once
+        self.wake_fd, self._wake_w = os.pipe()
+        os.set_blocking(self.wake_fd, False)
+        os.set_blocking(self._wake_w, False)
+
+    @property
+    def running(self) -> bool:
+        return self._aio is not None
+
+    def start(self) -> None:
+        if self._aio is None:
+            self._aio = BrokerLoop().start()
+
+    def stop(self) -> None:
+        if self._aio is not None:
+            self._aio.stop()
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        assert self._aio is not None
+        return self._aio.submit(coro)
+
+    def wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
+        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile."""
+        fut = self.submit(coro)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done, _ = concurrent.futures.wait([fut], timeout=POLL_S)
+            if done:
+                try:
+                    return fut.result()
+                except Exception as exc:
+                    raise op_error(exc, what) from exc
+            self._meanwhile()
+            if self._stopping():  # SIGTERM while waiting: answer now, the process is stopping
+                fut.cancel()
+                raise bus.OpError("stopping", f"{what}: the connector is stopping")
+            if deadline is not None and time.monotonic() >= deadline:
+                fut.cancel()
+                raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
+
+    def defer(self, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str, wait_s: float,
+              answered: Callable[[bus.Deferred], None] | None = None) -> bus.Deferred:
+        """Run `coro` on the broker loop without waiting: the loop goes on serving other requests and the reply goes
+        out when the broker answers (or after `wait_s`). `answered(deferred)` then `settle(result)` run once, in
+        the loop thread, whoever takes the reply first (the asker or one who joined it)."""
+        fut = self.submit(coro)
+        fut.add_done_callback(lambda _f: self.wake())
+        outcome: list[tuple[bool, Any]] = []
+
+        def finish(f: concurrent.futures.Future) -> Any:
+            if not outcome:
+                if answered is not None:
+                    answered(deferred)
+                try:
+                    outcome.append((True, settle(f.result())))
+                except Exception as exc:
+                    outcome.append((False, op_error(exc, what)))
+            ok, value = outcome[0]
+            if not ok:
+                raise value
+            return value
+
+        deferred = bus.Deferred(fut, finish, time.monotonic() + wait_s, what)
+        return deferred
+
+    @staticmethod
+    def joined(first: bus.Deferred) -> bus.Deferred:
+        """Another asker's reply to the same answer."""
+        return bus.Deferred(first.future, first.finish, first.deadline, first.what)
+
+    # ---- events from the broker ------------------------------------------------------------------
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
+            os.write(self._wake_w, b"\0")
+
+    def woken(self) -> None:
+        """The loop read the wake pipe: empty it."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake_fd, 4096):
+                pass
+
+    def pump(self, broker: BrokerPort) -> None:
+        """Move the broker's events onto the queue from now on (once per process)."""
+        if not self._pumping:
+            self.submit(self._pump(broker))
+            self._pumping = True
+
+    async def _pump(self, broker: BrokerPort) -> None:
+        while True:
+            self._events.put(await broker.events.get())
+            self.wake()
+
+    def put(self, event: Any) -> None:
+        """An event found by the loop thread itself (a close while away): taken like the broker's."""
+        self._events.put(event)
+
+    def take_events(self, limit: int) -> list[Any]:
+        events = []
+        for _ in range(limit):
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        return events
