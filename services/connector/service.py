@@ -62,7 +62,7 @@ class Connector(runtime.Service):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.state_path: Path = data_dir / cfg.connector.state_file
         self.journal_path: Path = data_dir / cfg.connector.journal_file
-        self.book = self._load_state()
+        self.published = self._load_state()  # bars, subscriptions and open positions published (state.py)
         entries, bad = self._load_journal()
         self.ledger: ledger.OrderLedger[bus.Deferred] = ledger.OrderLedger(entries, lambda d: d.future.cancelled())
         if bad:
@@ -97,7 +97,7 @@ class Connector(runtime.Service):
         """Atomic: a temporary file, fsynced, renamed over the old one."""
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.book.to_json())
+            f.write(self.published.to_json())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
@@ -166,7 +166,7 @@ class Connector(runtime.Service):
             "broker": self.cfg.broker.type,
             **(self.broker.describe() if self.broker is not None else {}),
             "connected": self.connected,
-            "subscriptions": {s: list(tfs) for s, tfs in self.book.subscriptions.items()},
+            "subscriptions": {s: list(tfs) for s, tfs in self.published.subscriptions.items()},
         }
 
     def _connect(self) -> dict:
@@ -201,7 +201,7 @@ class Connector(runtime.Service):
         self._set_auth_problem("")
         self._report_closed_while_away(broker)
         for symbol, timeframes in sorted(merged_subscriptions(dict(self.cfg.connector.symbols),
-                                                              self.book.subscriptions).items()):
+                                                              self.published.subscriptions).items()):
             for tf in timeframes:
                 try:
                     self._subscribe(symbol, tf, None)
@@ -255,17 +255,17 @@ class Connector(runtime.Service):
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
             changed = False
             for p in now_open:
-                changed |= self.book.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment)
+                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment)
             open_ids = {p.ticket for p in now_open}
-            gone = [p for t, p in self.book.positions.items() if int(t) not in open_ids]
+            gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
             if gone:
                 since = min(float(p["open_time"]) for p in gone) - 1
                 until = max(broker.server_time or 0.0, time.time()) + 86_400  # server time may be unknown yet
                 deals = self._wait(broker.get_deals(since, until), self.cfg.connector.op_timeout_s, "deals")
-                closes, unexplained = closed_while_away(self.book.positions, open_ids, deals)
+                closes, unexplained = closed_while_away(self.published.positions, open_ids, deals)
                 for ticket in unexplained:
                     log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)
-                    changed |= self.book.closed(ticket)
+                    changed |= self.published.closed(ticket)
                 for close in closes:
                     self.bridge.put(close)  # published like any broker event (state saved first)
             if changed:
@@ -329,7 +329,7 @@ class Connector(runtime.Service):
     def _on_broker_event(self, ev: Any) -> None:
         """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
         if isinstance(ev, OrderFilled):
-            if self.book.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment):
+            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment):
                 self._save_state()
             fill = messages.Fill(
                 ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
@@ -340,7 +340,7 @@ class Connector(runtime.Service):
             self.count("fills")
             self._next_account = 0.0
         elif isinstance(ev, PositionClosed):
-            if ev.full and self.book.closed(ev.ticket):
+            if ev.full and self.published.closed(ev.ticket):
                 self._save_state()
             closed = dataclasses.replace(ev, pip_size=self._pip_size(ev.symbol))  # the adapter's, with the pip
             self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
@@ -374,12 +374,12 @@ class Connector(runtime.Service):
         fresh = []
         for bar in bars:
             tf = bar.timeframe
-            if tf not in self.book.subscriptions.get(bar.symbol, ()):
+            if tf not in self.published.subscriptions.get(bar.symbol, ()):
                 continue
-            if not self.book.should_publish(bar.symbol, tf, bar.time):
+            if not self.published.should_publish(bar.symbol, tf, bar.time):
                 self.count("bars_duplicate_dropped")
                 continue
-            self.book.record(bar.symbol, tf, bar.time)
+            self.published.record(bar.symbol, tf, bar.time)
             fresh.append((bar, tf))
         bars.clear()
         if not fresh:
@@ -402,7 +402,7 @@ class Connector(runtime.Service):
     def _order_sent(self, symbol: str) -> None:
         """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
         rate limit's wait): perhaps a bar close -> order sent sample (`Freshness.order_sent`, thread-safe)."""
-        period = max((TIMEFRAMES.get(tf, 0) for tf in self.book.subscriptions.get(symbol, ())), default=0)
+        period = max((TIMEFRAMES.get(tf, 0) for tf in self.published.subscriptions.get(symbol, ())), default=0)
         self.freshness.order_sent(symbol, period, time.monotonic())
 
     def _set_connected(self, connected: bool, reason: str) -> None:
@@ -487,7 +487,7 @@ class Connector(runtime.Service):
     def _subscribe(self, symbol: str, timeframe: str, since: int | None) -> dict:
         broker = self._need_broker()
         key = f"{symbol} {timeframe}"
-        resume = self.book.since(symbol, timeframe, since)
+        resume = self.published.since(symbol, timeframe, since)
         if key not in self._active:
             self._wait(
                 broker.subscribe_bars([symbol], timeframe, since={symbol: resume} if resume is not None else None),
@@ -496,14 +496,14 @@ class Connector(runtime.Service):
             )
             self._active.add(key)
             self.freshness.watched(key, time.monotonic())
-            if self.book.subscribe(symbol, timeframe):
+            if self.published.subscribe(symbol, timeframe):
                 self._save_state()
         return {
             "symbol": symbol,
             "timeframe": timeframe,
             "subscribed": True,
             "resumed_after": resume,
-            "last_published": self.book.last.get(f"{symbol}.{timeframe}"),
+            "last_published": self.published.last.get(f"{symbol}.{timeframe}"),
         }
 
     def _op_subscribe(self, a: messages.SubscribeArgs) -> dict:
@@ -658,7 +658,7 @@ class Connector(runtime.Service):
         if (
             res.success
             and res.ticket
-            and self.book.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
+            and self.published.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
                                  a.comment)
         ):
             self._save_state()  # known open now, even if this process dies before its fill event is published
@@ -732,8 +732,8 @@ class Connector(runtime.Service):
                 "auth_problem": self.auth_problem,
                 "server_time": self.broker.server_time if self.broker else None,
             },
-            "subscriptions": {s: list(tfs) for s, tfs in self.book.subscriptions.items()},
-            "last_bar_time": dict(self.book.last),
+            "subscriptions": {s: list(tfs) for s, tfs in self.published.subscriptions.items()},
+            "last_bar_time": dict(self.published.last),
             "journal": {"entries": len(self.ledger), "path": str(self.journal_path)},
             "orders": {"in_flight": len(self.ledger.out), "in_flight_peak": self.ledger.peak},
             "bar_to_order_ms": latency_summary(self.freshness.bar_to_order_ms),
