@@ -40,6 +40,7 @@ import zmq
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
+from common.model_meta import read_models
 from common.sequence import Delivery
 from services.executor import commands, due_closes, inputs, state_file, state_v1
 from services.executor import risk as risk_rules
@@ -61,7 +62,6 @@ from services.executor.lots import check_config_lots
 from services.executor.order_lines import OrderGroup
 from services.executor.plan import OpenOrder, SignalInputs, emergency_closes, plan_signal
 from services.executor.sync import Direction, Stance, SyncAction
-from services.paper.model_meta import read_models
 
 log = logging.getLogger("oracle.executor")
 

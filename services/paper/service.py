@@ -29,10 +29,10 @@ from typing import Any
 
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
+from common.model_meta import ModelMeta, read_models
 from common.sequence import Delivery
 from common.twin.timeframes import bars_per_year
 from services.paper.account import PaperAccount, PaperBook, PaperTrade, book_on_signal, new_account
-from services.paper.model_meta import ModelMeta, read_models
 from services.paper.stats import RunningStats
 from services.paper.store import BookStore, StateError
 from services.persistence import trades as trade_records
