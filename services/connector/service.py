@@ -38,7 +38,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
-from common import bus, logs, messages, runtime
+from common import bus, durable, logs, messages, runtime
 from common.config import TIMEFRAMES
 from services.connector import factory, journal, orders
 from services.connector.port import (
@@ -246,12 +246,7 @@ class Connector(runtime.Service):
 
     def _save_state(self) -> None:
         """Atomic: a temporary file, fsynced, renamed over the old one."""
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.book.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        durable.write_atomic(self.state_path, self.book.to_json())
 
     def _load_journal(self) -> tuple[dict[str, journal.Entry], int]:
         try:

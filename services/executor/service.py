@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, logs, messages, runtime, wire
+from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.model_meta import read_models
@@ -186,12 +185,7 @@ class Executor(runtime.Service):
             acks=self._last_acks, intents=self._replay + [i for f in self._flights for i in f.intents],
             v1_intents=self._v1_intents, due=self.due)
         text = json.dumps(state_file.to_json(state))
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        durable.write_atomic(self.state_path, text)
 
     # ---- requests (Lazy Pirate, polled so heartbeats keep going) ---------------------------------
     def _requester(self, service: str) -> bus.Requester:
