@@ -31,7 +31,7 @@ from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.model_meta import ModelMeta, read_models
 from common.sequence import Delivery
-from common.twin.timeframes import bars_per_year
+from common.timeframes import bars_per_year
 from services.paper.account import PaperAccount, PaperBook, PaperTrade, book_on_signal, new_account
 from services.paper.stats import RunningStats
 from services.paper.store import BookStore, StateError
