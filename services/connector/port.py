@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.messages import OrderResult  # the order's answer is one fact: the wire's record is the port's
+from common.messages import Bar, OrderResult  # one fact, one record: the wire's is the port's (a Bar's volume: ticks)
 
 # ---- errors -----------------------------------------------------------------------------------
 
@@ -61,20 +61,6 @@ class SymbolNotFoundError(BrokerError):
 
 
 # ---- values -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bar:
-    """A closed bar; ``time`` is its OPEN time (Unix s, UTC); ``volume`` counts ticks."""
-
-    symbol: str
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-    timeframe: str = ""
 
 
 @dataclass(frozen=True)
