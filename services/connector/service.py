@@ -191,6 +191,7 @@ async def _history(broker: BrokerPort, a: messages.HistoryArgs, tf_s: int) -> li
 
 class Connector(runtime.Service):
     name = "connector"
+    steps = {"connector.connect": "_connect", "connector.disconnect": "_disconnect"}
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
     not_implemented: list[str] = []
 
@@ -355,13 +356,6 @@ class Connector(runtime.Service):
         self._drain_events()
 
     # ---- steps ----------------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "connector.connect":
-            return self._connect()
-        if step == "connector.disconnect":
-            return self._disconnect()
-        return super().on_step(step, args)
-
     def _facts(self) -> dict:
         return {
             "broker": self.cfg.broker.type,

@@ -93,6 +93,7 @@ class _Flight:
 
 class Executor(runtime.Service):
     name = "executor"
+    steps = {"executor.load": "_step_load", "executor.sync": "_step_sync", "executor.stop": "_step_stop"}
     subscribe_to = {
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
@@ -286,15 +287,6 @@ class Executor(runtime.Service):
                                                    (self.epoch, self._alerts)))
 
     # ---- lifecycle steps ------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "executor.load":
-            return self._step_load()
-        if step == "executor.sync":
-            return self._step_sync()
-        if step == "executor.stop":
-            return self._step_stop()
-        return super().on_step(step, args)
-
     def _step_load(self) -> dict:
         try:
             config = sc.load(self.symbols_path)

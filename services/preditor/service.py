@@ -87,6 +87,7 @@ class Track:
 
 class Preditor(runtime.Service):
     name = "preditor"
+    steps = {"preditor.load": "_load", "preditor.warmup": "_warmup_all"}
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
     not_implemented: list[str] = []
 
@@ -110,13 +111,6 @@ class Preditor(runtime.Service):
         self._importer.start()
 
     # ---- steps ----------------------------------------------------------------------------------
-    def on_step(self, step_name: str, args: dict) -> dict:
-        if step_name == "preditor.load":
-            return self._load()
-        if step_name == "preditor.warmup":
-            return self._warmup_all()
-        return super().on_step(step_name, args)
-
     def _load(self) -> dict:
         while self._importer.is_alive():  # torch is still importing (a fresh process): keep beating
             self._importer.join(0.1)
