@@ -36,7 +36,7 @@ from harness import Home  # noqa: E402
 from system.preditor_rig import SignalTap, StandInConnector, copy_model_as, start_preditor  # noqa: E402
 
 from common import messages  # noqa: E402
-from common.twin.bars import load_bars_csv  # noqa: E402
+from common.twin.bars import bar_row, load_bars_csv  # noqa: E402
 
 SYMBOLS = ["EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "NZDUSD", "USDCAD", "EURGBP", "EURJPY", "GBPJPY",
            "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "AUDNZD", "EURCAD", "GBPAUD", "NZDJPY", "CHFJPY"]
@@ -119,7 +119,7 @@ def in_process_step(bars, n: int = 500) -> dict:
         t = time.perf_counter()
         new, _ = step(model.spec, state, bar, model.policy_fn)
         times.append(time.perf_counter() - t)
-        window = np.concatenate([state.bars, bar.row()[None, :]])[-model.spec.window:]
+        window = np.concatenate([state.bars, bar_row(bar)[None, :]])[-model.spec.window:]
         t1 = time.perf_counter()
         rows = next_emission_rows(model.spec, state, window)
         t2 = time.perf_counter()

@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common import timeframes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orchestrator", "persistence", "preditor", "executor", "paper", "connector")
 WORKERS = SERVICES[1:]
-TIMEFRAMES = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14400, "D1": 86400}
+TIMEFRAMES = timeframes.TRADED  # name -> bar seconds (common/timeframes.py)
 _IPC_PATH_MAX = 107  # sun_path limit on Linux, minus the NUL
 
 

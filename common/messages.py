@@ -260,7 +260,7 @@ class Fill:
     price: float
     time: float  # Unix s, the broker's execution time
     deal_id: int
-    comment: str = ""  # the order's comment: the executor's label (services/executor/comment.py), "" for others
+    comment: str = ""  # the order's comment: the executor's label (common/order_label.py), "" for others
     commission: float = 0.0  # charged on this deal, deposit currency (<= 0: money leaving the account)
 
 

@@ -15,6 +15,7 @@ Subclasses are the imperative shell of each service and override the ``on_*`` ho
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,23 @@ class Service:
     subscribe_to: dict[str, list[str]] = {"orchestrator": [messages.SYS_STATE_TOPIC]}
     # what this process does not do yet, stated plainly in its status
     not_implemented: list[str] = []
+    # the lifecycle steps this service does: step name -> the name of its method doing it, which takes no argument
+    # or one (the step's args) and returns facts for the log; checked when the class is made
+    steps: Mapping[str, str] = {}
+    _step_takes_args: dict[str, bool] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        takes: dict[str, bool] = {}
+        for step, method_name in cls.steps.items():
+            method = getattr(cls, method_name, None)
+            if not callable(method):
+                raise TypeError(f"{cls.__name__}.steps: step {step!r} names {method_name!r}, not a method of it")
+            params = list(inspect.signature(method).parameters.values())[1:]  # past self
+            if len(params) > 1:
+                raise TypeError(f"{cls.__name__}.{method_name} (step {step!r}) takes more than the step's args")
+            takes[step] = bool(params)
+        cls._step_takes_args = takes
 
     def __init__(self, cfg: config.Config, dry_run: bool = False):
         self.cfg = cfg
@@ -83,8 +101,13 @@ class Service:
 
     # ---- hooks ----------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
-        """Do one lifecycle step (raise StepFailed with the reason); return facts for the log."""
-        raise StepFailed(f"{self.name} has no step '{step}'")
+        """Do one lifecycle step by the `steps` table (raise StepFailed with the reason); return facts for the log."""
+        method_name = self.steps.get(step)
+        if method_name is None:
+            known = ", ".join(self.steps) or "none"
+            raise StepFailed(f"{self.name} has no step '{step}' (its steps: {known})")
+        method = getattr(self, method_name)
+        return method(args) if self._step_takes_args[step] else method()
 
     def on_message(self, received: Received) -> None:
         """A message from a subscribed publisher (already decoded and sequence-checked)."""

@@ -1,4 +1,5 @@
-"""Closed bars as the twin holds them: one float64 array of shape (n, 6), oldest first.
+"""Closed bars as the twin holds them: one float64 array of shape (n, 6), oldest first; one bar at a time, the
+wire's ``messages.Bar``.
 
 Columns: time (bar open, Unix seconds UTC; exact in float64), open, high, low, close, volume.
 Parsing is pure (``parse_bars_csv``); ``load_bars_csv`` is the one function here that reads a file.
@@ -8,37 +9,24 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.messages import Bar  # one Bar: the wire's, the broker port's and the twin's
 
 TIME, OPEN, HIGH, LOW, CLOSE, VOLUME = range(6)
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
 
 
-@dataclass(frozen=True)
-class Bar:
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-
-    def row(self) -> np.ndarray:
-        return np.array([self.time, self.open, self.high, self.low, self.close, self.volume], dtype=np.float64)
+def bar_row(bar: Bar) -> np.ndarray:
+    return np.array([bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume], dtype=np.float64)
 
 
 def bar_at(bars: np.ndarray, i: int) -> Bar:
+    """Row ``i`` as a Bar (the twin reads neither its symbol nor its timeframe)."""
     t, o, h, lo, c, v = (float(x) for x in bars[i])
-    return Bar(int(t), o, h, lo, c, v)
-
-
-def bars_array(bars: list[Bar]) -> np.ndarray:
-    if not bars:
-        return np.empty((0, 6), dtype=np.float64)
-    return np.stack([b.row() for b in bars])
+    return Bar("", "", int(t), o, h, lo, c, v)
 
 
 def parse_bars_csv(text: str) -> np.ndarray:

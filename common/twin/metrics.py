@@ -1,7 +1,7 @@
 """Backtest / paper statistics from closed trades and a per-bar equity curve. Pure, stdlib only.
 
 Sharpe and Sortino use per-bar returns of the equity curve, annualised with the timeframe's bars per year
-(``common.twin.timeframes``): mean(r) / std(r) * sqrt(bars_per_year). Not per-trade statistics times
+(``common.timeframes``): mean(r) / std(r) * sqrt(bars_per_year). Not per-trade statistics times
 sqrt(bars), the reference's mistake (lessons.md 46).
 """
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from common.twin.actions import Action, action_from_index, target_of
-from common.twin.bars import Bar, bar_at
+from common.twin.bars import Bar, bar_at, bar_row
 from common.twin.features import (
     N_MARKET_FEATURES,
     N_POSITION_FEATURES,
@@ -277,7 +277,7 @@ def step(spec: TwinSpec, state: TwinState, bar: Bar, policy: Policy) -> tuple[Tw
     """Feed one closed bar. Returns the new state and, once the window is full, the decision at this bar."""
     if state.last_bar_time is not None and bar.time <= state.last_bar_time:
         raise StaleBar(f"bar at {bar.time} is not after the last bar {state.last_bar_time}")
-    window = np.concatenate([state.bars, bar.row()[None, :]])[-spec.window:]
+    window = np.concatenate([state.bars, bar_row(bar)[None, :]])[-spec.window:]
     rows = next_emission_rows(spec, state, window)
     if len(window) < spec.window:
         return TwinState(window, state.position, state.realized_pnl, bar.time, state.decisions,

@@ -20,9 +20,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# one fact, one type: an order's answer and a position's close are the wire's records (plain dataclasses, no
-# ZeroMQ), built by the adapter in the domain's units
-from common.messages import OrderResult, PositionClosed
+# one fact, one type: a bar, an order's answer and a position's close are the wire's records (plain dataclasses,
+# no ZeroMQ), built by the adapter in the domain's units (a Bar's volume: ticks)
+from common.messages import Bar, OrderResult, PositionClosed
 
 # ---- errors -----------------------------------------------------------------------------------
 
@@ -64,20 +64,6 @@ class SymbolNotFoundError(BrokerError):
 
 
 # ---- values -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bar:
-    """A closed bar; ``time`` is its OPEN time (Unix s, UTC); ``volume`` counts ticks."""
-
-    symbol: str
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-    timeframe: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from common import bus, logs, messages, runtime
+from common import bus, durable, logs, messages, runtime
 from common.config import TIMEFRAMES
 from services.connector import factory, history, journal, ledger, orders
 from services.connector.bridge import Bridge
@@ -53,6 +53,7 @@ TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in
 
 class Connector(runtime.Service):
     name = "connector"
+    steps = {"connector.connect": "_connect", "connector.disconnect": "_disconnect"}
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
     not_implemented: list[str] = []
 
@@ -95,12 +96,7 @@ class Connector(runtime.Service):
 
     def _save_state(self) -> None:
         """Atomic: a temporary file, fsynced, renamed over the old one."""
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.published.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        durable.write_atomic(self.state_path, self.published.to_json())
 
     def _load_journal(self) -> tuple[dict[str, journal.Entry], int]:
         try:
@@ -154,13 +150,6 @@ class Connector(runtime.Service):
         self._drain_events()
 
     # ---- steps ----------------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "connector.connect":
-            return self._connect()
-        if step == "connector.disconnect":
-            return self._disconnect()
-        return super().on_step(step, args)
-
     def _facts(self) -> dict:
         return {
             "broker": self.cfg.broker.type,

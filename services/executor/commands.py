@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.order_label import OrderAction, client_order_id
 from services.executor import risk as risk_rules
-from services.executor.comment import OrderAction, client_order_id
 from services.executor.risk import RiskState
 from services.executor.symbols_config import ConfigError, ExecutorSymbols, with_risk_changes, with_symbol_changes
 from services.executor.sync import Direction

@@ -19,16 +19,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.executor.acks import Ack, ack_skip, ack_without_order
-from services.executor.commands import CloseOrder, RealPosition
-from services.executor.comment import (
-    CommentError,
+from common.order_label import (
     OrderAction,
     OrderLabel,
+    OrderLabelError,
     balance_field,
     client_order_id,
     encode,
 )
+from services.executor.acks import Ack, ack_skip, ack_without_order
+from services.executor.commands import CloseOrder, RealPosition
 from services.executor.lots import LotError, VolumeLimits, intensities_of_lots, lots_to_send
 from services.executor.risk import (
     OpenContext,
@@ -193,7 +193,7 @@ def _plan_open(x: SignalInputs, decision: SyncDecision) -> SignalPlan:
             drawdown_pct=round(dd.from_start_pct, 1) if dd else None,
             virtual_pnl=round(x.virtual_pnl, 2) if x.virtual_pnl is not None else None,
             spread_pips=round(spread, 1) if spread is not None else None, model_hash=x.model_hash))
-    except CommentError as exc:
+    except OrderLabelError as exc:
         return _skip(x, decision, "BAD_LABEL", str(exc), verdict, off_step)
     order = OpenOrder(symbol=x.symbol, direction=x.signal.direction, lots=sized.lots,
                       sl_distance=stops.sl_distance, tp_distance=stops.tp_distance, label=label,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,9 +36,10 @@ from typing import Any
 
 import zmq
 
-from common import bus, logs, messages, runtime, wire
+from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
+from common.model_meta import read_models
 from common.sequence import Delivery
 from services.executor import commands, due_closes, inputs, state_file, state_v1
 from services.executor import risk as risk_rules
@@ -61,7 +61,6 @@ from services.executor.lots import check_config_lots
 from services.executor.order_lines import OrderGroup
 from services.executor.plan import OpenOrder, SignalInputs, emergency_closes, plan_signal
 from services.executor.sync import Direction, Stance, SyncAction
-from services.paper.model_meta import read_models
 
 log = logging.getLogger("oracle.executor")
 
@@ -94,6 +93,7 @@ class _Flight:
 
 class Executor(runtime.Service):
     name = "executor"
+    steps = {"executor.load": "_step_load", "executor.sync": "_step_sync", "executor.stop": "_step_stop"}
     subscribe_to = {
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
@@ -186,12 +186,7 @@ class Executor(runtime.Service):
             acks=self._last_acks, intents=self._replay + [i for f in self._flights for i in f.intents],
             v1_intents=self._v1_intents, due=self.due)
         text = json.dumps(state_file.to_json(state))
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        durable.write_atomic(self.state_path, text)
 
     # ---- requests (Lazy Pirate, polled so heartbeats keep going) ---------------------------------
     def _requester(self, service: str) -> bus.Requester:
@@ -292,15 +287,6 @@ class Executor(runtime.Service):
                                                    (self.epoch, self._alerts)))
 
     # ---- lifecycle steps ------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "executor.load":
-            return self._step_load()
-        if step == "executor.sync":
-            return self._step_sync()
-        if step == "executor.stop":
-            return self._step_stop()
-        return super().on_step(step, args)
-
     def _step_load(self) -> dict:
         try:
             config = sc.load(self.symbols_path)

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from common import durable
 
 SCHEMA_VERSION = 1
 SECTION_PREFIX = "_"
@@ -205,24 +206,5 @@ def load(path: str | os.PathLike[str]) -> ExecutorSymbols:
 
 
 def write_atomic(path: str | os.PathLike[str], config: ExecutorSymbols) -> None:
-    """Write temp file in the same directory, fsync, rename over `path`, fsync the directory.
-
-    A crash leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    text = json.dumps(to_raw(config), indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write `path` atomically (common/durable.py): a crash leaves either the old file or the new one."""
+    durable.write_atomic(path, json.dumps(to_raw(config), indent=2, ensure_ascii=False) + "\n")

@@ -29,10 +29,10 @@ from typing import Any
 
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
+from common.model_meta import ModelMeta, read_models
 from common.sequence import Delivery
-from common.twin.timeframes import bars_per_year
+from common.timeframes import bars_per_year
 from services.paper.account import PaperAccount, PaperBook, PaperTrade, book_on_signal, new_account
-from services.paper.model_meta import ModelMeta, read_models
 from services.paper.stats import RunningStats
 from services.paper.store import BookStore, StateError
 from services.persistence import trades as trade_records
@@ -77,6 +77,7 @@ def metrics_message(account: PaperAccount, timeframe: str, stats: RunningStats |
 
 class Paper(runtime.Service):
     name = "paper"
+    steps = {"paper.load": "_load", "paper.warmup": "_warmup"}
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
     not_implemented = [
@@ -133,13 +134,6 @@ class Paper(runtime.Service):
         self.count("saves")
 
     # ---- steps --------------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "paper.load":
-            return self._load()
-        if step == "paper.warmup":
-            return self._warmup()
-        return super().on_step(step, args)
-
     def _load(self) -> dict:
         if not self.cfg.paper.enabled:
             self.book = PaperBook({})

@@ -24,6 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from common import durable
 from common.twin.position import CostModel
 from services.paper.account import History, PaperAccount, PaperBook, PaperTrade
 
@@ -160,12 +161,7 @@ class BookStore:
             length += len(blob)
         state = {"version": STATE_VERSION, "journal": self.journal.name, "journal_bytes": length,
                  "accounts": {s: _state_of(book.accounts[s], *counts[s]) for s in sorted(book.accounts)}}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(state))  # the C encoder (json.dump writes piece by piece)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)  # the commit
+        durable.write_atomic(self.state_path, json.dumps(state))  # the commit (json.dumps: the C encoder)
         self.saved, self.journal_bytes, self.legacy = counts, length, False
 
 

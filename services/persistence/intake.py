@@ -144,28 +144,28 @@ def conflict_reason(table: str, rid: str, fields: Iterable[str]) -> str:
 
 
 def bar_time_of(client_order_id: str | None) -> datetime | None:
-    """The signal bar time an order id of ours carries (executor.comment), None for anyone else's."""
+    """The signal bar time an order id of ours carries (common.order_label), None for anyone else's."""
     if not client_order_id:
         return None
-    from services.executor.comment import CommentError, parse_client_order_id
+    from common.order_label import OrderLabelError, parse_client_order_id
 
     try:
         return utc(parse_client_order_id(client_order_id).bar_time)
-    except (CommentError, ValueError, OverflowError, OSError):
+    except (OrderLabelError, ValueError, OverflowError, OSError):
         return None
 
 
 def signal_facts(order_comment: str | None) -> dict[str, Any]:
     """The signal's intensity and HMM state an order comment of ours carries (the executor's label,
-    executor.comment); nothing for anyone else's comment, or one that does not parse (an opening's record keeps
+    common.order_label); nothing for anyone else's comment, or one that does not parse (an opening's record keeps
     the comment as it came)."""
-    from services.executor.comment import CommentError, is_ours, parse
+    from common.order_label import OrderLabelError, is_ours, parse
 
     if not is_ours(order_comment):
         return {}
     try:
         label = parse(order_comment or "")
-    except CommentError:
+    except OrderLabelError:
         return {}
     facts = {"intensity": label.intensity, "hmm_state": label.hmm_state}
     return {k: v for k, v in facts.items() if v is not None}

@@ -72,6 +72,8 @@ class Recovery:
 
 class Persistence(runtime.Service):
     name = "persistence"
+    steps = {"persistence.open": "_open", "persistence.session": "_start_session",
+             "persistence.close_session": "_close_session"}
     # "" = every topic: each publisher's (epoch, seq) stream is seen whole, so a gap means lost messages
     subscribe_to = {p: [""] for p in PUBLISHERS}
     not_implemented = [
@@ -101,15 +103,6 @@ class Persistence(runtime.Service):
         self._conn_req: bus.Requester | None = None
 
     # ---- lifecycle steps --------------------------------------------------------------------------
-    def on_step(self, step: str, args: dict) -> dict:
-        if step == "persistence.open":
-            return self._open()
-        if step == "persistence.session":
-            return self._start_session()
-        if step == "persistence.close_session":
-            return self._close_session(args)
-        return super().on_step(step, args)
-
     def _open(self) -> dict:
         data_dir = self.cfg.path(self.cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)

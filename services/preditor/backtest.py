@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.timeframes import bars_per_year
 from common.twin.bars import load_bars_csv
 from common.twin.metrics import Metrics, compute_metrics
 from common.twin.position import Trade
-from common.twin.timeframes import bars_per_year
 from common.twin.twin import Decision, Policy, TwinSpec, TwinState, initial_state, run
 
 

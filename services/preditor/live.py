@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import messages
-from common.twin.bars import Bar as TwinBar
 from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
 from services.preditor.gaps import needs_fill
 
@@ -24,9 +23,11 @@ def signal_of(symbol: str, d: Decision, previous: Decision | None = None) -> mes
                            None if previous is None else int(previous.direction))
 
 
-def twin_bar(bar: messages.Bar) -> TwinBar:
-    return TwinBar(int(bar.time), float(bar.open), float(bar.high), float(bar.low), float(bar.close),
-                   float(bar.volume))
+def twin_bar(bar: messages.Bar) -> messages.Bar:
+    """The bar with its numbers as the backtest reads them from its array (an int price on the wire as a float),
+    so the twin's arithmetic is the backtest's to the bit."""
+    return messages.Bar(bar.symbol, bar.timeframe, int(bar.time), float(bar.open), float(bar.high), float(bar.low),
+                        float(bar.close), float(bar.volume))
 
 
 def history_array(rows: list) -> np.ndarray:

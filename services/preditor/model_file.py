@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common import durable
 from common.twin.actions import N_ACTIONS, TARGETS, TRAINING_LOT_SIZES
 from common.twin.features import HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import DECODE_METHODS, SINGLE_OBSERVATION, HmmParams
@@ -192,9 +193,7 @@ def write_model(path: str | Path, metadata: dict[str, Any], hmm: HmmParams,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = build_model_bytes(metadata, hmm, policy_state)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    durable.write_atomic(path, data)
     return path
 
 

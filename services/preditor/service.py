@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, logs, messages, runtime, wire
+from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.sequence import Delivery
@@ -71,7 +70,7 @@ class Track:
     signals: int = 0
     tf_s: int = field(init=False)
     snapshots: live.SnapshotEncoder = field(default_factory=live.SnapshotEncoder)
-    snapshot_files: tuple[str, str] | None = None  # (path, temp path), computed once
+    snapshot_file: str | None = None  # computed once
     snapshot_dir_made: bool = False  # its snapshot's directory exists (made once, again after a failed write)
 
     def __post_init__(self) -> None:
@@ -88,6 +87,7 @@ class Track:
 
 class Preditor(runtime.Service):
     name = "preditor"
+    steps = {"preditor.load": "_load", "preditor.warmup": "_warmup_all"}
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
     not_implemented: list[str] = []
 
@@ -111,13 +111,6 @@ class Preditor(runtime.Service):
         self._importer.start()
 
     # ---- steps ----------------------------------------------------------------------------------
-    def on_step(self, step_name: str, args: dict) -> dict:
-        if step_name == "preditor.load":
-            return self._load()
-        if step_name == "preditor.warmup":
-            return self._warmup_all()
-        return super().on_step(step_name, args)
-
     def _load(self) -> dict:
         while self._importer.is_alive():  # torch is still importing (a fresh process): keep beating
             self._importer.join(0.1)
@@ -366,24 +359,15 @@ class Preditor(runtime.Service):
     def _write_snapshot(self, track: Track) -> None:
         """Atomically (temp file, fsync, rename). A failed write is alerted and the twin goes on: its signals
         matter more than its restart point, and the next bar tries again."""
-        if track.snapshot_files is None:
-            final = self._snapshot_path(track)
-            track.snapshot_files = (str(final), str(final.with_name(final.name + ".tmp")))
-        path, tmp = track.snapshot_files
+        if track.snapshot_file is None:
+            track.snapshot_file = str(self._snapshot_path(track))
+        path = track.snapshot_file
         try:
             if not track.snapshot_dir_made:
                 self.snapshot_dir.mkdir(parents=True, exist_ok=True)
                 track.snapshot_dir_made = True
-            data = memoryview(track.snapshots.encode(track.state))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            try:
-                while data:
-                    data = data[os.write(fd, data):]
-                if self.fsync_snapshots:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            durable.write_atomic(path, track.snapshots.encode(track.state), fsync=self.fsync_snapshots,
+                                 sync_dir=False)  # an older snapshot after a power cut is a restart point too
         except OSError as exc:
             track.snapshot_dir_made = False
             self.count("snapshot_errors")

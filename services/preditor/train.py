@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.timeframes import bars_per_year
 from common.twin.actions import actions_metadata
 from common.twin.bars import TIME, load_bars_csv
 from common.twin.features import HmmFeatureParams, RlFeatureParams, hmm_features
 from common.twin.hmm import FORWARD_FILTER, HmmParams
 from common.twin.metrics import Metrics
 from common.twin.position import CostModel
-from common.twin.timeframes import bars_per_year
 from common.twin.twin import DEFAULT_WINDOW, TwinSpec
 
 REWARD = "delta equity (USD) from before the action at close t to close t+1, / reward_scale"

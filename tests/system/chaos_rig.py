@@ -263,7 +263,7 @@ def position(pid: Any, label: dict[str, str]) -> str:
     return label.get(str(pid), f"unknown position {pid}") if pid else ""
 
 
-CLOSE_ID = re.compile(r"^(.+-[CME])([0-9a-z]+)$")  # services/executor/comment.py: a close's id ends with its ticket
+CLOSE_ID = re.compile(r"^(.+-[CME])([0-9a-z]+)$")  # common/order_label.py: a close's id ends with its ticket
 
 
 def order_id(cid: str | None, label: dict[str, str]) -> str:

@@ -32,7 +32,7 @@ from system.trading_rig import (
 )
 
 from common import bus, messages
-from services.executor.comment import OrderAction, client_order_id
+from common.order_label import OrderAction, client_order_id
 
 LONG, SHORT, WAIT = 1, -1, 0
 BARS = bars()

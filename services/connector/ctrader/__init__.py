@@ -3,7 +3,7 @@
 | module | role | pure? |
 |---|---|---|
 | `schemas.py` | the Open API message classes (loaded without Twisted), envelope, 4-byte length framing | yes |
-| `periods.py` | timeframe names <-> ProtoOATrendbarPeriod and seconds | yes |
+| `periods.py` | timeframe names <-> ProtoOATrendbarPeriod (bar lengths from `common/timeframes.py`) | yes |
 | `parsing.py` | every unit conversion (1/100000 prices, volume cents, moneyDigits, ms), protobuf -> domain values, |
 |  | broker error codes -> typed order errors | yes |
 | `bars.py` | closed-bar filter, history merge, live bar-close detection from trendbars | yes |

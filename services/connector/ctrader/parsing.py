@@ -345,7 +345,7 @@ def bar_from_trendbar(
     timeframe: str = "",
 ) -> Bar:
     o, h, lo, c = trendbar_prices(low, delta_open, delta_high, delta_close, digits)
-    return Bar(symbol, minutes_to_seconds(minutes), o, h, lo, c, float(volume), timeframe)
+    return Bar(symbol, timeframe, minutes_to_seconds(minutes), o, h, lo, c, float(volume))
 
 
 def trendbar_to_bar(tb: Any, symbol: str, digits: int, close_fallback: int | None = None, timeframe: str = "") -> Bar:

@@ -1,37 +1,25 @@
-"""Timeframe names <-> ProtoOATrendbarPeriod values and bar lengths (pure)."""
+"""Timeframe names <-> ProtoOATrendbarPeriod values (pure); the bar lengths come from common/timeframes.py."""
 
 from __future__ import annotations
 
-# name: (ProtoOATrendbarPeriod value, seconds); W1/MN1 have no fixed length and are not supported here.
-TIMEFRAMES: dict[str, tuple[int, int]] = {
-    "M1": (1, 60),
-    "M2": (2, 120),
-    "M3": (3, 180),
-    "M4": (4, 240),
-    "M5": (5, 300),
-    "M10": (6, 600),
-    "M15": (7, 900),
-    "M30": (8, 1800),
-    "H1": (9, 3600),
-    "H4": (10, 14400),
-    "H12": (11, 43200),
-    "D1": (12, 86400),
+from common import timeframes
+
+# name -> ProtoOATrendbarPeriod value; W1/MN1 have no fixed length and are not supported here.
+PERIODS: dict[str, int] = {
+    "M1": 1, "M2": 2, "M3": 3, "M4": 4, "M5": 5, "M10": 6, "M15": 7, "M30": 8, "H1": 9, "H4": 10, "H12": 11, "D1": 12,
 }
-_BY_PERIOD = {period: name for name, (period, _) in TIMEFRAMES.items()}
+_BY_PERIOD = {period: name for name, period in PERIODS.items()}
 
 
 def period_of(timeframe: str) -> int:
     try:
-        return TIMEFRAMES[timeframe.upper()][0]
+        return PERIODS[timeframe.upper()]
     except KeyError:
         raise ValueError(f"unsupported timeframe {timeframe!r}") from None
 
 
 def seconds_of(timeframe: str) -> int:
-    try:
-        return TIMEFRAMES[timeframe.upper()][1]
-    except KeyError:
-        raise ValueError(f"unsupported timeframe {timeframe!r}") from None
+    return timeframes.seconds_of(timeframe)
 
 
 def name_of(period: int) -> str:

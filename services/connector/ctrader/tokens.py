@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from common import durable
 
 TOKEN_FILE_VERSION = 1
 # how long a pair handed in (environment, operator) is taken to last: an access token lasts about 30 days from its
@@ -115,15 +116,7 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"v": TOKEN_FILE_VERSION, **asdict(stored.pair), "env_fingerprint": stored.env_fingerprint,
                 "source": stored.source}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, json.dumps(data, sort_keys=True).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        durable.write_atomic(self.path, json.dumps(data, sort_keys=True), mode=0o600)
 
     def stamp(self) -> tuple[int, int] | None:
         """(mtime ns, size) of the file, to notice a pair handed in while running; None without a file."""

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from common import durable
+
 
 def self_signed_pem(hostname: str = "localhost", days: int = 30) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM) for `hostname` and 127.0.0.1, valid for `days`."""
@@ -78,11 +80,6 @@ def load_or_make(cert_path: str | None, min_days_left: int = 7) -> tuple[bytes, 
         pass  # none yet, or unreadable: a new one
     cert_pem, key_pem = self_signed_pem(days=365)
     os.makedirs(os.path.dirname(os.path.abspath(cert_path)), exist_ok=True)
-    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    os.replace(key_path + ".tmp", key_path)
-    with open(cert_path + ".tmp", "wb") as f:
-        f.write(cert_pem)
-    os.replace(cert_path + ".tmp", cert_path)
+    durable.write_atomic(key_path, key_pem, mode=0o600)
+    durable.write_atomic(cert_path, cert_pem)
     return cert_pem, key_pem

@@ -22,6 +22,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from common import durable
 from services.connector.ctrader import parsing as units
 from services.connector.ctrader import periods as timeframes
 from services.connector.ctrader import schemas as proto
@@ -336,10 +337,7 @@ class SimServer(SessionOps, MarketOps, TradingOps):
             "history_lines": self._history_lines,
             "tokens": self.tokens.to_json(),
         }
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        durable.write_atomic(path, json.dumps(data), fsync=False)  # rewritten at the next save: no fsync, as ever
 
     # ---- connections
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,7 +1,7 @@
 import pytest
 
+from common.order_label import OrderAction, parse_client_order_id
 from services.executor.commands import COMMANDS, CommandContext, CommandError, RealPosition, run
-from services.executor.comment import OrderAction, parse_client_order_id
 from services.executor.risk import halt, on_close, start_session
 from services.executor.symbols_config import RiskConfig, parse
 from services.executor.sync import Direction

@@ -2,9 +2,9 @@ from dataclasses import replace
 
 import pytest
 
+from common.order_label import OrderAction, parse, parse_client_order_id
 from services.executor.acks import AckStatus
 from services.executor.commands import RealPosition
-from services.executor.comment import OrderAction, parse, parse_client_order_id
 from services.executor.lots import VolumeLimits
 from services.executor.plan import SignalInputs, plan_signal, real_stance
 from services.executor.risk import Quote, on_equity, start_session

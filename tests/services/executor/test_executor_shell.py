@@ -19,8 +19,8 @@ import yaml
 
 from common import config, messages, wire
 from common.bus import Received
+from common.order_label import OrderAction, client_order_id
 from common.sequence import Delivery, Seen
-from services.executor.comment import OrderAction, client_order_id
 from services.executor.service import Executor
 
 REPO = Path(__file__).resolve().parents[3]

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from common.timeframes import bars_per_year
 from common.twin.position import CostModel
-from common.twin.timeframes import bars_per_year
 from services.paper.account import (
     PaperAccount,
     PaperBook,

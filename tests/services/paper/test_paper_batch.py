@@ -13,9 +13,9 @@ from harness import Home
 
 from common import messages, wire
 from common.bus import Received
+from common.model_meta import read_models
 from common.sequence import Delivery, Seen
 from services.paper.account import new_book, replay
-from services.paper.model_meta import read_models
 from services.paper.service import Paper
 from services.paper.store import journal_path, read_book
 

@@ -12,9 +12,9 @@ import random
 
 import pytest
 
+from common.timeframes import bars_per_year
 from common.twin.metrics import compute_metrics
 from common.twin.position import CostModel
-from common.twin.timeframes import bars_per_year
 from services.paper import store as store_mod
 from services.paper.account import new_account, new_book, on_signal, replay
 from services.paper.stats import RunningStats

@@ -6,9 +6,8 @@ import uuid
 
 import pytest
 
-from common import config, messages
-from services.executor import comment
-from services.executor.comment import OrderAction, client_order_id
+from common import config, messages, order_label
+from common.order_label import OrderAction, client_order_id
 from services.persistence import intake, trades
 from services.persistence.records import Trade
 from services.persistence.sessions import EndReason
@@ -68,7 +67,7 @@ def test_fill_and_close_become_real_trades():
 
 def test_a_real_trade_carries_the_signal_facts_of_its_orders_comment():
     cid = client_order_id("EURUSD", int(T) - 3600, OrderAction.OPEN)
-    ours = comment.encode(comment.OrderLabel(cid, hmm_state=3, action_index=2, intensity=2, balance=10_000))
+    ours = order_label.encode(order_label.OrderLabel(cid, hmm_state=3, action_index=2, intensity=2, balance=10_000))
     f = messages.to_wire(messages.Fill("EURUSD", 7, cid, 1, 0.2, 1.2, T, 99, ours))
     t = trades.real_trade(intake.fill_input(f), session_id="s")
     assert (t.intensity, t.hmm_state, t.comment) == (2, 3, ours)

@@ -11,8 +11,8 @@ from harness import Home, wait_for
 from pers_service_helpers import FakeConnector, boot_persistence, db_rows, step
 
 from common import bus, messages
+from common.order_label import OrderAction, client_order_id
 from common.outbox import record_id
-from services.executor.comment import OrderAction, client_order_id
 from services.persistence import intake
 from services.persistence.events import derived_id
 

@@ -9,7 +9,7 @@ from services.connector.port import Bar
 
 
 def bar(t: int, c: float = 1.0) -> Bar:
-    return Bar("EURUSD", t, 1.0, 1.0, 1.0, c)
+    return Bar("EURUSD", "", t, 1.0, 1.0, 1.0, c, 0.0)
 
 
 @pytest.mark.parametrize(("name", "period", "seconds"), [

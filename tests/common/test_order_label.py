@@ -1,11 +1,11 @@
 import pytest
 
-from services.executor.comment import (
+from common.order_label import (
     MAX_CLIENT_ORDER_ID,
     MAX_LABEL,
-    CommentError,
     OrderAction,
     OrderLabel,
+    OrderLabelError,
     balance_field,
     client_order_id,
     encode,
@@ -58,12 +58,12 @@ def test_symbol_tag_plain_symbol_is_itself():
 
 @pytest.mark.parametrize("bad", ["", "EURUSD", "EURUSD-x-Q", "eurusd-1-O", "EURUSD--O"])
 def test_parse_client_order_id_rejects(bad):
-    with pytest.raises(CommentError):
+    with pytest.raises(OrderLabelError):
         parse_client_order_id(bad)
 
 
 def test_client_order_id_rejects_negative_time():
-    with pytest.raises(CommentError):
+    with pytest.raises(OrderLabelError):
         client_order_id("EURUSD", -1, OrderAction.OPEN)
 
 
@@ -93,7 +93,7 @@ def test_worst_case_label_fits():
 
 def test_label_too_long_is_an_error_not_a_truncation():
     label = OrderLabel(CID, 3, 1, 1, 10234, 0.5, 1e80, 0.8, "a1b2c3d4")
-    with pytest.raises(CommentError, match="limit is 100"):
+    with pytest.raises(OrderLabelError, match="limit is 100"):
         encode(label)
 
 
@@ -106,7 +106,7 @@ def test_label_too_long_is_an_error_not_a_truncation():
     OrderLabel(CID, model_hash="a1b2c3d4e"),
 ])
 def test_encode_rejects_invalid_fields(label):
-    with pytest.raises(CommentError):
+    with pytest.raises(OrderLabelError):
         encode(label)
 
 
@@ -118,7 +118,7 @@ def test_encode_rejects_invalid_fields(label):
     "manual trade",
 ])
 def test_parse_rejects(text):
-    with pytest.raises(CommentError):
+    with pytest.raises(OrderLabelError):
         parse(text)
 
 

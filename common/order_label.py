@@ -18,7 +18,7 @@ Label format, version 1, fields separated by `|`, an empty field = unknown:
 | spread pips | live spread at the decision, 1 decimal |
 | model | model hash, up to 8 hex characters |
 
-`encode` never truncates: a label over 100 characters raises `CommentError`.
+`encode` never truncates: a label over 100 characters raises `OrderLabelError`.
 
 Client order id: `<symbol tag>-<bar time base36>-<action code>[<seq base36>]`, at most 40 characters
 (cTrader `clientOrderId` allows 50). Deterministic in (symbol, signal bar time, action, seq): a retry after a
@@ -43,7 +43,7 @@ _CID_RE = re.compile(r"^([A-Z0-9]{1,12}|[A-Z0-9]{0,12}_[0-9a-f]{4})-([0-9a-z]{1,
 _HASH_RE = re.compile(r"^[0-9a-f]{0,8}$")
 
 
-class CommentError(ValueError):
+class OrderLabelError(ValueError):
     """A label or client order id cannot be encoded or parsed."""
 
 
@@ -58,7 +58,7 @@ class OrderAction(StrEnum):
 
 def _base36(value: int) -> str:
     if value < 0:
-        raise CommentError(f"cannot encode a negative number {value}")
+        raise OrderLabelError(f"cannot encode a negative number {value}")
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -72,7 +72,7 @@ def symbol_tag(symbol: str) -> str:
     """Upper-case alphanumerics of the symbol (at most 12); a 4-hex hash is added when anything was dropped,
     so `US500.cash` and `US500` never share a tag."""
     if not symbol:
-        raise CommentError("symbol is empty")
+        raise OrderLabelError("symbol is empty")
     clean = re.sub(r"[^A-Za-z0-9]", "", symbol).upper()
     tag = clean[:_TAG_MAX]
     if tag != symbol or not tag:
@@ -83,11 +83,11 @@ def symbol_tag(symbol: str) -> str:
 def client_order_id(symbol: str, bar_time: int, action: OrderAction, seq: int = 0) -> str:
     """Deterministic order id from (symbol, the signal's bar time in seconds, action, optional seq)."""
     if bar_time < 0:
-        raise CommentError(f"bar_time must be >= 0, got {bar_time}")
+        raise OrderLabelError(f"bar_time must be >= 0, got {bar_time}")
     action = OrderAction(action)
     cid = f"{symbol_tag(symbol)}-{_base36(int(bar_time))}-{action.value}{_base36(seq) if seq else ''}"
     if len(cid) > MAX_CLIENT_ORDER_ID:
-        raise CommentError(f"client order id {cid!r} longer than {MAX_CLIENT_ORDER_ID}")
+        raise OrderLabelError(f"client order id {cid!r} longer than {MAX_CLIENT_ORDER_ID}")
     return cid
 
 
@@ -105,12 +105,12 @@ class ClientOrderId:
 def parse_client_order_id(cid: str) -> ClientOrderId:
     match = _CID_RE.match(cid)
     if not match:
-        raise CommentError(f"not a client order id of ours: {cid!r}")
+        raise OrderLabelError(f"not a client order id of ours: {cid!r}")
     tag, time36, code, seq36 = match.groups()
     try:
         action = OrderAction(code)
     except ValueError as exc:
-        raise CommentError(f"unknown action code {code!r} in {cid!r}") from exc
+        raise OrderLabelError(f"unknown action code {code!r} in {cid!r}") from exc
     return ClientOrderId(tag, int(time36, 36), action, int(seq36, 36) if seq36 else 0)
 
 
@@ -134,7 +134,7 @@ def _int(value: int | None, name: str, low: int, high: int | None = None) -> str
         return ""
     bad_type = isinstance(value, bool) or not isinstance(value, int)
     if bad_type or value < low or (high is not None and value > high):
-        raise CommentError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        raise OrderLabelError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     return str(value)
 
 
@@ -143,10 +143,10 @@ def _dec(value: float | None, places: int) -> str:
 
 
 def encode(label: OrderLabel) -> str:
-    """The label string; `CommentError` when a field is invalid or the result exceeds 100 characters."""
+    """The label string; `OrderLabelError` when a field is invalid or the result exceeds 100 characters."""
     parse_client_order_id(label.client_order_id)
     if not _HASH_RE.match(label.model_hash):
-        raise CommentError(f"model_hash must be up to 8 lower-case hex characters, got {label.model_hash!r}")
+        raise OrderLabelError(f"model_hash must be up to 8 lower-case hex characters, got {label.model_hash!r}")
     fields = [
         f"{PREFIX}{VERSION}",
         label.client_order_id,
@@ -161,7 +161,7 @@ def encode(label: OrderLabel) -> str:
     ]
     text = _SEP.join(fields)
     if len(text) > MAX_LABEL:
-        raise CommentError(f"label is {len(text)} characters, the limit is {MAX_LABEL}: {text!r}")
+        raise OrderLabelError(f"label is {len(text)} characters, the limit is {MAX_LABEL}: {text!r}")
     return text
 
 
@@ -176,12 +176,12 @@ def is_ours(label: str | None) -> bool:
 
 def parse(text: str) -> OrderLabel:
     if not is_ours(text):
-        raise CommentError(f"not an Oracle Trader label: {text!r}")
+        raise OrderLabelError(f"not an Oracle Trader label: {text!r}")
     parts = text.split(_SEP)
     if parts[0] != f"{PREFIX}{VERSION}":
-        raise CommentError(f"unsupported label version {parts[0]!r}")
+        raise OrderLabelError(f"unsupported label version {parts[0]!r}")
     if len(parts) != _FIELDS:
-        raise CommentError(f"label has {len(parts)} fields, expected {_FIELDS}: {text!r}")
+        raise OrderLabelError(f"label has {len(parts)} fields, expected {_FIELDS}: {text!r}")
     _, cid, hmm, action, intensity, balance, dd, vp, spread, model = parts
     try:
         label = OrderLabel(
@@ -196,6 +196,6 @@ def parse(text: str) -> OrderLabel:
             model_hash=model,
         )
     except ValueError as exc:
-        raise CommentError(f"bad number in label {text!r}: {exc}") from exc
+        raise OrderLabelError(f"bad number in label {text!r}: {exc}") from exc
     encode(label)  # same validation both ways
     return label

@@ -1,0 +1,61 @@
+"""The lifecycle steps are dispatched by each service's declared table (runtime.Service.steps)."""
+
+import pytest
+from harness import Home
+
+from common import runtime
+from services.connector.service import Connector
+from services.executor.service import Executor
+from services.orchestrator import plan
+from services.paper.service import Paper
+from services.persistence.service import Persistence
+from services.preditor.service import Preditor
+
+
+class Counting(runtime.Service):
+    name = "paper"
+    steps = {"paper.load": "_load", "paper.close": "_close"}
+
+    def _load(self) -> dict:
+        return {"loaded": True}
+
+    def _close(self, args: dict) -> dict:
+        return {"closed_with": args}
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Counting(Home(tmp_path).config())
+    yield svc
+    svc.ctx.term()
+
+
+def test_a_step_runs_the_method_its_table_names(service):
+    assert service.on_step("paper.load", {"ignored": 1}) == {"loaded": True}
+    assert service.on_step("paper.close", {"reason": "end"}) == {"closed_with": {"reason": "end"}}
+
+
+def test_an_unknown_step_fails_naming_the_known_ones(service):
+    with pytest.raises(runtime.StepFailed, match=r"paper has no step 'paper\.warmup' \(its steps: paper\.load, "
+                                                 r"paper\.close\)"):
+        service.on_step("paper.warmup", {})
+
+
+def test_a_table_naming_no_method_is_refused_when_the_class_is_made():
+    with pytest.raises(TypeError, match="step 'x.go' names '_go', not a method of it"):
+        type("Broken", (runtime.Service,), {"name": "x", "steps": {"x.go": "_go"}})
+
+
+def test_a_step_method_takes_at_most_the_args():
+    def two(self, args, more):
+        return {}
+
+    with pytest.raises(TypeError, match="takes more than the step's args"):
+        type("Greedy", (runtime.Service,), {"name": "x", "steps": {"x.go": "_go"}, "_go": two})
+
+
+@pytest.mark.parametrize("service_class", [Connector, Executor, Paper, Persistence, Preditor])
+def test_each_service_declares_exactly_the_steps_the_orchestrator_sends_it(service_class):
+    name = service_class.name
+    sent = {s.name for s in plan.steps_of(name)} | {step for owner, step in plan.SHUTDOWN if owner == name}
+    assert set(service_class.steps) == sent
