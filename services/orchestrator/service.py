@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
-from common import bus, config, logs, messages, runtime, wire
+from common import bus, commands, config, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from services.orchestrator import health, plan, watchdog
@@ -78,12 +78,12 @@ class Orchestrator(runtime.Service):
 
     # ---- handshake ------------------------------------------------------------------------
     def ops(self) -> dict:
-        return {
-            messages.OP_HELLO.name: self._on_hello,
-            messages.OP_READY.name: self._on_ready,
-            messages.OP_STOP.name: self._on_stop_request,
-            messages.OP_CLEAR_HALT.name: self._on_clear_halt,
-        }
+        operator = commands.serve(commands.ORCHESTRATOR, {  # keyed by the registry, arguments validated by it
+            "status": self._status,
+            "stop": self._on_stop_request,
+            "clear_halt": self._on_clear_halt,
+        })
+        return {messages.OP_HELLO.name: self._on_hello, messages.OP_READY.name: self._on_ready, **operator}
 
     def _view(self, service: str) -> ServiceView:
         view = self.views.get(service)
@@ -328,7 +328,7 @@ class Orchestrator(runtime.Service):
             self._publish_state(now)
 
     # ---- operator requests -------------------------------------------------------------------
-    def _on_stop_request(self, args: messages.StopArgs) -> dict:
+    def _on_stop_request(self, args: commands.StopArgs) -> dict:
         if not self.stopping:
             self.stopping = True
             for queue in self.pushes.values():
@@ -355,7 +355,7 @@ class Orchestrator(runtime.Service):
                     os.kill(pid, signal.SIGTERM)
         self.request_stop()
 
-    def _on_clear_halt(self, _args: Any) -> dict:
+    def _on_clear_halt(self, _args: commands.NoArgs) -> dict:
         was = self.halted_reason
         self.halted_reason = ""
         for v in self.views.values():
