@@ -3,7 +3,8 @@
 Thin by design: the decisions live in plan.py (what a service does next), watchdog.py (restart or
 escalate) and health.py (issues); this shell feeds them heartbeats, hellos and supervisord's view,
 and carries out what they decide. If it dies, trading goes on; when it comes back it rebuilds its
-view from the heartbeats without disturbing anyone.
+view from the heartbeats without disturbing anyone. Its operator commands (status, stop, clear_halt) are keyed
+by common/commands.py, which validates their arguments before the handler runs.
 """
 
 from __future__ import annotations
