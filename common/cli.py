@@ -256,10 +256,15 @@ def check_config(args: argparse.Namespace) -> int:
 # ---- entry point -------------------------------------------------------------------------------
 
 
+def _config_options(default: Any) -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", default=default, help="config file (default config/default.yaml)")
+    options.add_argument("--overlay", default=default, help="overlay file (default config/local.yaml)")
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=None, help="config file (default config/default.yaml)")
-    common.add_argument("--overlay", default=None, help="overlay file (default config/local.yaml)")
+    common = _config_options(None)
 
     p = argparse.ArgumentParser(prog="oracle", description="Oracle Trader operator tools")
     sub = p.add_subparsers(dest="tool", required=True)
@@ -271,10 +276,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
     t.set_defaults(func=tap)
 
-    c = sub.add_parser("ctl", help="talk to the running system (commands: oracle ctl --help)",
+    c = sub.add_parser("ctl", parents=[common], help="talk to the running system (commands: oracle ctl --help)",
                        description="Commands of the running system, each sent to the service that runs it.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ctl_options = argparse.ArgumentParser(add_help=False, parents=[common])
+    ctl_options = _config_options(argparse.SUPPRESS)  # after the command too, not undoing one given before it
     ctl_options.add_argument("--json", action="store_true", help="the result as one JSON document")
     ctl_options.add_argument("--timeout-ms", type=int, default=3000, help="how long to wait for the answer")
     commands_of = c.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,7 +7,8 @@ into what goes on the wire, the service executes it. How a command travels (REQ/
 - orchestrator commands are ops of their own name (`status`, `stop`, `clear_halt`), the record of `messages.OPS`;
 - executor commands ride the executor's `command` op: `CommandArgs(name, args)`.
 Both sides validate with the same `Args` model: the CLI before sending, the service before any effect. An error
-names the command and the argument (`close.symbol: ...`).
+names the command and the argument (`close.symbol: ...`). Not here: the protocol ops the services send each other
+(hello, ready, step, ping), which no person sends.
 """
 
 from __future__ import annotations

@@ -115,6 +115,12 @@ def test_the_cli_parser_has_a_subcommand_per_command_whose_arguments_become_the_
         assert ctl_args(command.cli_name, *args).ctl_command == command.name
 
 
+@pytest.mark.parametrize("argv", [["--config", "c.yaml", "reset-halt"], ["reset-halt", "--config", "c.yaml"]])
+def test_the_config_option_goes_before_or_after_the_command(argv):
+    ns = ctl_args(*argv)
+    assert (ns.ctl_command, ns.config, ns.overlay) == ("reset_halt", "c.yaml", None)
+
+
 def test_a_setting_that_is_not_key_value_is_refused_naming_the_argument():
     ns = ctl_args("set-risk-config", "dd_limit_pct")
     with pytest.raises(CommandError, match=r"set_risk_config.changes: 'dd_limit_pct' is not KEY=VALUE"):
