@@ -147,6 +147,9 @@ def _print_status(report: dict) -> None:
     console.print(table)
     for issue in report.get("issues", []):
         console.print(f"issue: {issue}")
+    executor = report["services"].get("executor", {}).get("info") or {}
+    if executor.get("halted") and report["system"] != "HALTED":  # the risk guard's own halt
+        console.print("executor: openings halted (why: oracle ctl executor-status; lifted by oracle ctl reset-halt)")
 
 
 def _print_result(result: commands.CommandResult) -> None:
@@ -189,7 +192,7 @@ def ctl(args: argparse.Namespace) -> int:
     op, record = command.message(op_args)
     try:
         reply = _request(cfg, command.service, op, record, args.timeout_ms)
-        result = commands.CommandResult(command.name, command.service, True, dict(reply or {}))
+        result = commands.CommandResult.answered(command, reply)
     except bus.RequestFailed as exc:
         result = commands.CommandResult(command.name, command.service, False, error=f"{exc.code}: {exc.message}")
     except (bus.RequestTimeout, wire.WireError) as exc:

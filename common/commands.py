@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import yaml
@@ -215,6 +215,12 @@ class CommandResult:
     ok: bool
     reply: dict[str, Any] = field(default_factory=dict)
     error: str = ""  # CODE: message (refused), or why nothing answered
+
+    @classmethod
+    def answered(cls, command: Command, reply: Any) -> CommandResult:
+        """The service's reply, a map or a typed record (nested records become maps)."""
+        values = asdict(reply) if is_dataclass(reply) and not isinstance(reply, type) else dict(reply or {})
+        return cls(command.name, command.service, True, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

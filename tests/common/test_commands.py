@@ -134,3 +134,12 @@ def test_ctl_help_lists_every_command_with_its_summary():
     flat = " ".join(res.stdout.split())
     for c in COMMANDS.values():
         assert f" {c.cli_name} {c.service}: {c.summary}" in flat, c.name
+
+
+def test_a_result_is_typed_whether_the_reply_is_a_map_or_a_record():
+    stop = COMMANDS["stop"]
+    assert registry.CommandResult.answered(stop, {"state": "STOPPING"}).reply == {"state": "STOPPING"}
+    record = messages.StepResult("executor.stop", True, {"closed": 0})
+    result = registry.CommandResult.answered(stop, record)
+    assert result.to_dict() == {"command": "stop", "service": "orchestrator", "ok": True, "error": "",
+                                "reply": {"step": "executor.stop", "ok": True, "result": {"closed": 0}, "error": ""}}

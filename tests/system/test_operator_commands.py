@@ -112,6 +112,8 @@ def test_after_an_emergency_drawdown_halt_oracle_ctl_alone_restores_openings(sys
                       "the executor halted")
     assert status["halt_reason"] == "EMERGENCY_DD"
     wait_for(lambda: market.positions() == [], 30, "the emergency close of every position")
+    wait_for(lambda: "oracle ctl reset-halt" in home.oracle("ctl", "status").stdout, 10,
+             "the halt shown by oracle ctl status (from the executor's heartbeat)")
     # halted: the model's next opening is refused
     market.until(refused_halted, "opening refused as HALTED")
     assert market.positions() == []
@@ -122,6 +124,7 @@ def test_after_an_emergency_drawdown_halt_oracle_ctl_alone_restores_openings(sys
     assert (risk["dd_limit_pct"], risk["dd_emergency_pct"]) == (limits["dd_limit_pct"], limits["dd_emergency_pct"])
     assert ctl(home, "reset-halt") == {"halted": False, "was": "EMERGENCY_DD"}
     assert ctl(home, "executor-status")["halted"] is False
+    wait_for(lambda: "reset-halt" not in home.oracle("ctl", "status").stdout, 10, "oracle ctl status without the halt")
 
     # trading again: an opening reaches the broker
     before = market.opening_deals()
