@@ -1,7 +1,7 @@
 """``oracle``: the operator's command line (argparse; tables with rich).
 
     oracle tap [PREFIX ...] [--json]     every publisher's messages, one line each (Espresso)
-    oracle ctl status [--json] | stop | clear-halt | pause | resume | close SYMBOL | close-all | set-symbol
+    oracle ctl COMMAND [ARGS] [--json]   a command of common/commands.py (oracle ctl --help lists them)
     oracle top                           services, symbols, positions, PnL, alerts, live
     oracle check-config
     oracle broker-token                  hand a new broker token pair to the running connector
@@ -19,10 +19,9 @@ import sys
 import time
 from typing import Any
 
-import yaml
 import zmq
 
-from common import bus, config, logs, messages, wire
+from common import bus, commands, config, logs, messages, wire
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
@@ -148,63 +147,61 @@ def _print_status(report: dict) -> None:
     console.print(table)
     for issue in report.get("issues", []):
         console.print(f"issue: {issue}")
+    executor = report["services"].get("executor", {}).get("info") or {}
+    if executor.get("halted") and report["system"] != "HALTED":  # the risk guard's own halt
+        console.print("executor: openings halted (why: oracle ctl executor-status; lifted by oracle ctl reset-halt)")
 
 
-EXECUTOR_COMMANDS = {"pause": "pause", "resume": "resume", "close": "close", "close-all": "close_all"}
+def _print_result(result: commands.CommandResult) -> None:
+    head = f"{result.service} {result.command.replace('_', '-')}"
+    if not result.ok:
+        print(f"{head}: {result.error}", file=sys.stderr)
+        return
+    print(f"{head}: done")
+    for key, value in result.reply.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        print(f"  {key}: {text}")
 
 
-def _executor_command(cfg: config.Config, args: argparse.Namespace) -> Any:
-    name = EXECUTOR_COMMANDS.get(args.command, args.command)
-    cmd_args: dict[str, Any] = {}
-    if args.command == "close":
-        if not args.symbol:
-            raise SystemExit("usage: oracle ctl close SYMBOL")
-        cmd_args["symbol"] = args.symbol
-    elif args.command == "set-symbol":
-        if not args.symbol or not args.settings:
-            raise SystemExit("usage: oracle ctl set-symbol SYMBOL key=value [key=value ...]")
-        name = "set_symbol_config"
-        config_values: dict[str, Any] = {}
-        for item in args.settings:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise SystemExit(f"set-symbol: '{item}' is not key=value")
-            config_values[key] = yaml.safe_load(raw)  # 0.01 -> float, true -> bool, text stays text
-        cmd_args = {"symbol": args.symbol, "config": config_values}
-    return _request(cfg, "executor", "command", messages.CommandArgs(name, cmd_args), args.timeout_ms)
+def _status(cfg: config.Config, args: argparse.Namespace) -> int:
+    try:
+        report = _request(cfg, "orchestrator", "status", messages.NoArgs(), args.timeout_ms)
+        code = 0
+    except bus.RequestTimeout:
+        print("orchestrator not answering; asking each service directly", file=sys.stderr)
+        report = {"system": "UNKNOWN (orchestrator down)", "services": _direct_status(cfg, args.timeout_ms)}
+        code = 1
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        _print_status(report)
+    return code
 
 
 def ctl(args: argparse.Namespace) -> int:
-    cfg = _load_config(args)
-    timeout_ms = args.timeout_ms
+    """One command of the registry (common/commands.py): arguments validated, sent to its service, result printed."""
+    command = commands.COMMANDS[args.ctl_command]
     try:
-        if args.command == "status":
-            try:
-                report = _request(cfg, "orchestrator", "status", messages.NoArgs(), timeout_ms)
-            except bus.RequestTimeout:
-                print("orchestrator not answering; asking each service directly", file=sys.stderr)
-                report = {"system": "UNKNOWN (orchestrator down)", "services": _direct_status(cfg, timeout_ms)}
-                if args.json:
-                    print(json.dumps(report, default=str))
-                else:
-                    _print_status(report)
-                return 1
-            if args.json:
-                print(json.dumps(report, default=str))
-            else:
-                _print_status(report)
-            return 0
-        if args.command == "stop":
-            result = _request(cfg, "orchestrator", "stop", messages.StopArgs("MANUAL"), timeout_ms)
-        elif args.command == "clear-halt":
-            result = _request(cfg, "orchestrator", "clear_halt", messages.NoArgs(), timeout_ms)
-        else:
-            result = _executor_command(cfg, args)
-        print(json.dumps(result, default=str))
-        return 0
-    except (bus.RequestTimeout, bus.RequestFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        op_args = command.from_cli(args)
+    except commands.CommandError as exc:
+        print(f"oracle ctl {command.cli_name}: {exc.message}", file=sys.stderr)
+        return 2
+    cfg = _load_config(args)
+    if command.name == "status":
+        return _status(cfg, args)
+    op, record = command.message(op_args)
+    try:
+        reply = _request(cfg, command.service, op, record, args.timeout_ms)
+        result = commands.CommandResult.answered(command, reply)
+    except bus.RequestFailed as exc:
+        result = commands.CommandResult(command.name, command.service, False, error=f"{exc.code}: {exc.message}")
+    except (bus.RequestTimeout, wire.WireError) as exc:
+        result = commands.CommandResult(command.name, command.service, False, error=f"no answer: {exc}")
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str))
+    else:
+        _print_result(result)
+    return 0 if result.ok else 1
 
 
 TOP_PREFIXES = ["bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.", "alert.", "paper.metrics."]
@@ -262,10 +259,15 @@ def check_config(args: argparse.Namespace) -> int:
 # ---- entry point -------------------------------------------------------------------------------
 
 
+def _config_options(default: Any) -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", default=default, help="config file (default config/default.yaml)")
+    options.add_argument("--overlay", default=default, help="overlay file (default config/local.yaml)")
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=None, help="config file (default config/default.yaml)")
-    common.add_argument("--overlay", default=None, help="overlay file (default config/local.yaml)")
+    common = _config_options(None)
 
     p = argparse.ArgumentParser(prog="oracle", description="Oracle Trader operator tools")
     sub = p.add_subparsers(dest="tool", required=True)
@@ -277,17 +279,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
     t.set_defaults(func=tap)
 
-    c = sub.add_parser("ctl", parents=[common], help="talk to the running system")
-    c.add_argument(
-        "command",
-        choices=["status", "stop", "clear-halt", "pause", "resume", "close", "close-all", "set-symbol"],
-        help="status/stop/clear-halt go to the orchestrator; the others are executor commands",
-    )
-    c.add_argument("symbol", nargs="?", help="for close and set-symbol")
-    c.add_argument("settings", nargs="*", help="for set-symbol: key=value ...")
-    c.add_argument("--json", action="store_true")
-    c.add_argument("--timeout-ms", type=int, default=3000)
-    c.set_defaults(func=ctl)
+    c = sub.add_parser("ctl", parents=[common], help="talk to the running system (commands: oracle ctl --help)",
+                       description="Commands of the running system, each sent to the service that runs it.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ctl_options = _config_options(argparse.SUPPRESS)  # after the command too, not undoing one given before it
+    ctl_options.add_argument("--json", action="store_true", help="the result as one JSON document")
+    ctl_options.add_argument("--timeout-ms", type=int, default=3000, help="how long to wait for the answer")
+    commands_of = c.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands.COMMANDS.values():
+        cp = commands_of.add_parser(command.cli_name, parents=[ctl_options], description=command.help,
+                                    help=f"{command.service}: {command.summary}",
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(cp)
+        cp.set_defaults(func=ctl, ctl_command=command.name)
 
     o = sub.add_parser("top", parents=[common], help="live view: services, symbols, positions, PnL, alerts")
     o.add_argument("--seconds", type=float, default=0, help="stop after S seconds")

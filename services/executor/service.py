@@ -1021,22 +1021,23 @@ class Executor(runtime.Service):
             last_decisions=dict(self.last_decisions))
 
     def _op_command(self, a: messages.CommandArgs) -> dict:
+        try:
+            args = commands.validate(a.name, a.args)  # before any effect: the registry's definition
+        except commands.CommandError as exc:
+            raise bus.OpError(exc.code, exc.message) from None
         if self.config is None:
             raise bus.OpError("not_ready", "executor.load has not run")
-        args = dict(a.args)
-        if a.name == "set_symbol_config" and "config" in args and "changes" not in args:
-            args["changes"] = args.pop("config")  # `oracle ctl set-symbol` sends the changes as `config`
         positions = list(self.positions)
-        if a.name in ("close", "close_all", "status"):
+        if a.name in ("close", "close_all", "executor_status"):
             try:
                 positions = self._fetch_positions()
             except ConnectorDown as exc:
-                if a.name != "status":
+                if a.name != "executor_status":
                     raise bus.OpError("no_connector", f"cannot read positions: {exc}") from None
         try:
             result = commands.run(a.name, args, self._command_context(positions))
         except commands.CommandError as exc:
-            raise bus.OpError(exc.code, str(exc)) from None
+            raise bus.OpError(exc.code, exc.message) from None
         changed = result.paused != self.paused or result.risk != self.risk
         self.paused, self.risk = result.paused, result.risk
         if result.config_changed:
@@ -1050,7 +1051,7 @@ class Executor(runtime.Service):
             for i, ack in enumerate(acks):
                 self._emit_ack(ack, None, i)
             reply["acks"] = [ack.wire_body() for ack in acks]
-        if a.name == "status":
+        if a.name == "executor_status":
             reply.update(self._executor_facts())
         self.count(f"command_{a.name}")
         logs.event(log, logging.INFO, "command", name=a.name)

@@ -3,7 +3,8 @@
 Thin by design: the decisions live in plan.py (what a service does next), watchdog.py (restart or
 escalate) and health.py (issues); this shell feeds them heartbeats, hellos and supervisord's view,
 and carries out what they decide. If it dies, trading goes on; when it comes back it rebuilds its
-view from the heartbeats without disturbing anyone.
+view from the heartbeats without disturbing anyone. Its operator commands (status, stop, clear_halt) are keyed
+by common/commands.py, which validates their arguments before the handler runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-from common import bus, config, logs, messages, runtime, wire
+from common import bus, commands, config, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from services.orchestrator import health, plan, watchdog
@@ -78,12 +79,12 @@ class Orchestrator(runtime.Service):
 
     # ---- handshake ------------------------------------------------------------------------
     def ops(self) -> dict:
-        return {
-            messages.OP_HELLO.name: self._on_hello,
-            messages.OP_READY.name: self._on_ready,
-            messages.OP_STOP.name: self._on_stop_request,
-            messages.OP_CLEAR_HALT.name: self._on_clear_halt,
-        }
+        operator = commands.serve(commands.ORCHESTRATOR, {  # keyed by the registry, arguments validated by it
+            "status": self._status,
+            "stop": self._on_stop_request,
+            "clear_halt": self._on_clear_halt,
+        })
+        return {messages.OP_HELLO.name: self._on_hello, messages.OP_READY.name: self._on_ready, **operator}
 
     def _view(self, service: str) -> ServiceView:
         view = self.views.get(service)
@@ -328,7 +329,7 @@ class Orchestrator(runtime.Service):
             self._publish_state(now)
 
     # ---- operator requests -------------------------------------------------------------------
-    def _on_stop_request(self, args: messages.StopArgs) -> dict:
+    def _on_stop_request(self, args: commands.StopArgs) -> dict:
         if not self.stopping:
             self.stopping = True
             for queue in self.pushes.values():
@@ -355,7 +356,7 @@ class Orchestrator(runtime.Service):
                     os.kill(pid, signal.SIGTERM)
         self.request_stop()
 
-    def _on_clear_halt(self, _args: Any) -> dict:
+    def _on_clear_halt(self, _args: commands.NoArgs) -> dict:
         was = self.halted_reason
         self.halted_reason = ""
         for v in self.views.values():

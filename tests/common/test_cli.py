@@ -1,5 +1,6 @@
 """The operator's CLI and the services' start-up, as subprocesses: config errors are clear and name the key."""
 
+import json
 import subprocess
 import sys
 
@@ -53,6 +54,20 @@ def test_ctl_status_without_an_orchestrator_says_so(home):
     res = home.oracle("ctl", "status", "--json", "--timeout-ms", "300")
     assert res.returncode == 1
     assert "orchestrator not answering" in res.stderr
+
+
+def test_ctl_refuses_bad_arguments_before_sending_naming_the_argument(home):
+    res = home.oracle("ctl", "set-risk-config", "dd_emergency_pct", "--timeout-ms", "300")
+    assert res.returncode == 2
+    assert "set_risk_config.changes: 'dd_emergency_pct' is not KEY=VALUE" in res.stderr
+
+
+def test_ctl_command_without_its_service_says_so(home):
+    res = home.oracle("ctl", "reset-halt", "--json", "--timeout-ms", "300")
+    assert res.returncode == 1
+    result = json.loads(res.stdout)
+    assert (result["command"], result["service"], result["ok"]) == ("reset_halt", "executor", False)
+    assert result["error"].startswith("no answer")
 
 
 def test_help_lists_the_commands(home):

@@ -127,12 +127,12 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     expect(SHORT, 1, "OK", "EDGE", [("SELL", 100_000)])
 
     # pause blocks openings only (through the operator's own command line)
-    res = rig.home.oracle("ctl", "pause")
-    assert res.returncode == 0 and json.loads(res.stdout)["paused"] is True, res.stderr
+    res = rig.home.oracle("ctl", "pause", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["reply"]["paused"] is True, res.stderr
     expect(WAIT, 0, "OK", "SIGNAL_WAIT", [])
     expect(LONG, 1, "SKIP", "PAUSED", [])
-    res = rig.home.oracle("ctl", "resume")
-    assert res.returncode == 0 and json.loads(res.stdout)["paused"] is False, res.stderr
+    res = rig.home.oracle("ctl", "resume", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["reply"]["paused"] is False, res.stderr
     expect(LONG, 1, "WAIT_SYNC", "MISSED_ENTRY", [])  # the blocked edge was consumed
     expect(WAIT, 0, "OK", "FLAT", [])
     expect(LONG, 1, "OK", "EDGE", [("BUY", 100_000)])
@@ -146,8 +146,8 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     expect(WAIT, 0, "OK", "FLAT", [])
 
     # stop loss at the broker: a tight SL (1 USD at 0.01 lot = 10 pips) set by command, hit by the replay
-    res = rig.home.oracle("ctl", "set-symbol", "EURUSD", "sl_usd=1.0")
-    assert res.returncode == 0 and json.loads(res.stdout)["config"]["sl_usd"] == 1.0, res.stderr
+    res = rig.home.oracle("ctl", "set-symbol-config", "EURUSD", "sl_usd=1.0", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["reply"]["config"]["sl_usd"] == 1.0, res.stderr
     expect(LONG, 1, "OK", "EDGE", [("BUY", 100_000)])
     ticket = rig.ledger.sample()[0]["position_id"]
     for _ in range(60):
@@ -468,9 +468,9 @@ def test_a_close_due_in_a_closed_market_is_sent_once_at_the_open_and_swap_is_cha
         (pos,) = r.ledger.sample()
         closed_at = (BARS[last].time + BARS[last + 1].time) // 2  # Saturday, or the holiday's afternoon
         r.sim.cmd("advance", until=closed_at)
-        res = r.home.oracle("ctl", "close", "EURUSD")
+        res = r.home.oracle("ctl", "close", "EURUSD", "--json")
         assert res.returncode == 0, res.stderr
-        (ack,) = json.loads(res.stdout)["acks"]
+        (ack,) = json.loads(res.stdout)["reply"]["acks"]
         assert (ack["status"], ack["reason"], ack["details"]["due_at_open"]) == ("FAIL", "MARKET_CLOSED", True)
         due = r.home.request("executor", "status")["due_closes"]
         assert [d["ticket"] for d in due] == [pos["position_id"]]

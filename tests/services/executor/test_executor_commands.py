@@ -1,7 +1,8 @@
 import pytest
 
+from common import commands as registry
 from common.order_label import OrderAction, parse_client_order_id
-from services.executor.commands import COMMANDS, CommandContext, CommandError, RealPosition, run
+from services.executor.commands import HANDLERS, CommandContext, CommandError, RealPosition, run
 from services.executor.risk import halt, on_close, start_session
 from services.executor.symbols_config import RiskConfig, parse
 from services.executor.sync import Direction
@@ -94,7 +95,7 @@ def test_reset_losses():
 
 
 def test_status():
-    reply = run("status", {}, CTX).reply
+    reply = run("executor_status", {}, CTX).reply
     assert reply["orphans"] == ["XAUUSD"]
     assert reply["positions"] == 3
     assert set(reply["symbols"]) == {"EURUSD", "USDJPY", "GBPUSD"}
@@ -103,6 +104,11 @@ def test_status():
     assert reply["symbols"]["EURUSD"]["lots"] == [0.01, 0.03, 0.05]
 
 
-def test_every_command_has_help():
-    for spec in COMMANDS.values():
-        assert spec.help, spec.name
+def test_every_executor_command_of_the_registry_has_a_handler_and_no_other():
+    assert set(HANDLERS) == {c.name for c in registry.COMMANDS.values() if c.service == "executor"}
+
+
+def test_an_orchestrator_command_is_unknown_here():
+    with pytest.raises(CommandError) as info:
+        run("stop", {}, CTX)
+    assert info.value.code == "UNKNOWN_COMMAND" and "executor knows" in str(info.value)

@@ -1,0 +1,226 @@
+"""The operator's commands, one definition each: help text, arguments (types, validation), the service that runs
+it and the wire message it becomes. `oracle ctl` is generated from `COMMANDS`; the executor's and orchestrator's
+handlers are keyed by it (`handlers_for`), so a command cannot exist on one side only.
+
+Modelled on Circus's circus/commands/: the help is the command's own text, `message` turns validated arguments
+into what goes on the wire, the service executes it. How a command travels (REQ/REP, straight to its service):
+- orchestrator commands are ops of their own name (`status`, `stop`, `clear_halt`), the record of `messages.OPS`;
+- executor commands ride the executor's `command` op: `CommandArgs(name, args)`.
+Both sides validate with the same `Args` model: the CLI before sending, the service before any effect. An error
+names the command and the argument (`close.symbol: ...`). Not here: the protocol ops the services send each other
+(hello, ready, step, ping), which no person sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common import bus, messages
+
+ORCHESTRATOR, EXECUTOR = "orchestrator", "executor"
+
+
+class CommandError(ValueError):
+    """A command refused: `code` (UNKNOWN_COMMAND, BAD_ARGS, or the service's own) goes into the error reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# ---- arguments: a str field is a positional argument (or --option when it has a default), a map field is
+# ---- KEY=VALUE ... (values read as YAML: 0.01 -> float, true -> bool, text stays text)
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+class SymbolArgs(Args):
+    symbol: str = Field(min_length=1, description="the symbol, e.g. EURUSD")
+
+
+class RiskChangesArgs(Args):
+    changes: dict[str, Any] = Field(min_length=1, description="keys of the _risk section, e.g. dd_emergency_pct=10")
+
+
+class SymbolChangesArgs(Args):
+    symbol: str = Field(min_length=1, description="the symbol, e.g. EURUSD")
+    changes: dict[str, Any] = Field(min_length=1, description="keys of the symbol's entry, e.g. sl_usd=10 enabled=true")
+
+
+class StopArgs(Args):
+    reason: str = Field("MANUAL", min_length=1, description="why, for the record (default MANUAL)")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # the wire name; the CLI's subcommand is the same with '-' for '_'
+    service: str  # the service that executes it
+    args: type[Args]
+    help: str  # first line: the summary `oracle ctl --help` lists; the rest: details in `oracle ctl NAME --help`
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def summary(self) -> str:
+        return self.help.strip().splitlines()[0]
+
+    @property
+    def op(self) -> str:
+        return messages.OP_COMMAND.name if self.service == EXECUTOR else self.name
+
+    def validate(self, raw: Mapping[str, Any] | None) -> Args:
+        """The arguments as this command's model; BAD_ARGS naming the argument."""
+        try:
+            return self.args.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"]) or "<args>"
+            raise CommandError("BAD_ARGS", f"{self.name}.{key}: {first['msg']}") from exc
+
+    def message(self, args: Args) -> tuple[str, Any]:
+        """The op and its argument record, as the service's REP socket takes them."""
+        values = args.model_dump()
+        if self.service == EXECUTOR:
+            return self.op, messages.CommandArgs(self.name, values)
+        return self.op, messages.OPS[self.op].args(**values)
+
+    # ---- the CLI side
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        for name, info in self.args.model_fields.items():
+            if typing.get_origin(info.annotation) is dict:
+                parser.add_argument(name, nargs="+", metavar="KEY=VALUE", help=info.description)
+            elif info.is_required():
+                parser.add_argument(name, metavar=name.upper(), help=info.description)
+            else:
+                parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=info.default,
+                                    help=info.description)
+
+    def from_cli(self, ns: argparse.Namespace) -> Args:
+        raw: dict[str, Any] = {}
+        for name, info in self.args.model_fields.items():
+            value = getattr(ns, name)
+            raw[name] = _settings(self.name, name, value) if typing.get_origin(info.annotation) is dict else value
+        return self.validate(raw)
+
+
+def _settings(command: str, arg: str, items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise CommandError("BAD_ARGS", f"{command}.{arg}: {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(text)
+    return out
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("status", ORCHESTRATOR, NoArgs,
+            "The system's state and every service's: pid, epoch, uptime, heartbeat age, RSS, restarts.\n"
+            "When the orchestrator does not answer, each service is asked directly (exit code 1)."),
+    Command("stop", ORCHESTRATOR, StopArgs,
+            "Ordered shutdown of the whole system, then supervisord exits.\n"
+            "The executor stops (closing if close_on_exit), the session ends, the broker disconnects."),
+    Command("clear_halt", ORCHESTRATOR, NoArgs,
+            "Leave the system's HALTED (a service that kept failing) after a person has looked.\n"
+            "The stopped service is started again. The executor's own halt (the risk guard's emergency) is "
+            "lifted by reset-halt."),
+    Command("pause", EXECUTOR, NoArgs,
+            "Stop opening positions (closes continue)."),
+    Command("resume", EXECUTOR, NoArgs,
+            "Allow openings again (a halt stays until reset-halt)."),
+    Command("close", EXECUTOR, SymbolArgs,
+            "Close every position of SYMBOL, orphans included."),
+    Command("close_all", EXECUTOR, NoArgs,
+            "Close every position on the account, orphans included."),
+    Command("reset_halt", EXECUTOR, NoArgs,
+            "Lift the executor's halt (the risk guard's emergency drawdown, or a person's): openings allowed again.\n"
+            "Every other check still applies: set the limits back first (set-risk-config) if the drawdown is "
+            "still beyond them."),
+    Command("reset_losses", EXECUTOR, NoArgs,
+            "Clear the consecutive-loss streak and its cooldown."),
+    Command("set_symbol_config", EXECUTOR, SymbolChangesArgs,
+            "Change keys of one symbol's entry in the executor's symbols config.\n"
+            "Validated against its schema (an error names the key), then written atomically."),
+    Command("set_risk_config", EXECUTOR, RiskChangesArgs,
+            "Change keys of the _risk section of the executor's symbols config (drawdown limits, loss streak).\n"
+            "Validated against its schema (an error names the key), then written atomically."),
+    Command("executor_status", EXECUTOR, NoArgs,
+            "The executor's trading state: pause, halt, loss streak, positions, per-symbol config and last "
+            "sync decision."),
+)}
+
+
+def parse(name: str, raw: Mapping[str, Any] | None, service: str) -> tuple[Command, Args]:
+    """A command for `service` and its validated arguments; UNKNOWN_COMMAND or BAD_ARGS otherwise."""
+    command = COMMANDS.get(name)
+    if command is None or command.service != service:
+        known = sorted(c.name for c in COMMANDS.values() if c.service == service)
+        raise CommandError("UNKNOWN_COMMAND", f"{name!r}; {service} knows {', '.join(known)}")
+    return command, command.validate(raw)
+
+
+H = typing.TypeVar("H")
+
+
+def handlers_for(service: str, handlers: Mapping[str, H]) -> dict[str, H]:
+    """`handlers` (by command name) checked against the registry: one for each of `service`'s commands, none else."""
+    registered = {c.name for c in COMMANDS.values() if c.service == service}
+    missing, unknown = registered - set(handlers), set(handlers) - registered
+    if missing or unknown:
+        raise LookupError(f"{service}'s command handlers do not match common/commands.py: "
+                          f"missing {sorted(missing)}, not registered {sorted(unknown)}")
+    return dict(handlers)
+
+
+def serve(service: str, handlers: Mapping[str, Callable[[Any], Any]]) -> dict[str, Callable[[Any], Any]]:
+    """REP op handlers for a service whose commands are ops of their own name: each validates its record with the
+    command's model (an error is the reply, naming the argument) and passes the model on."""
+    checked = handlers_for(service, handlers)
+
+    def op(command: Command, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def run(record: Any) -> Any:
+            try:
+                args = command.validate(messages.to_wire(record))
+            except CommandError as exc:
+                raise bus.OpError(exc.code, exc.message) from None
+            return handler(args)
+        return run
+
+    return {COMMANDS[name].op: op(COMMANDS[name], h) for name, h in checked.items()}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What `oracle ctl` got back: the service's reply, or why there is none."""
+
+    command: str
+    service: str
+    ok: bool
+    reply: dict[str, Any] = field(default_factory=dict)
+    error: str = ""  # CODE: message (refused), or why nothing answered
+
+    @classmethod
+    def answered(cls, command: Command, reply: Any) -> CommandResult:
+        """The service's reply, a map or a typed record (nested records become maps)."""
+        values = asdict(reply) if is_dataclass(reply) and not isinstance(reply, type) else dict(reply or {})
+        return cls(command.name, command.service, True, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
