@@ -143,7 +143,7 @@ class Executor(OrderDesk, runtime.Service):
             self.handled[symbol] = bar_time
         self._replay = state.intents
         self._v1_intents = state.v1_intents
-        for record in state.acks:  # the last evaluation's acks, maybe not handed over before a crash
+        for record in state.ack_records:  # the last evaluation's acks, maybe not handed over before a crash
             if record.get("id"):
                 self.persist("acks", record)
         if len(self.due):
@@ -153,7 +153,7 @@ class Executor(OrderDesk, runtime.Service):
         state = state_file.ExecutorState(
             paused=self.paused, risk=self.risk,
             last={s: (self.previous[s], t) for s, t in self.handled.items() if s in self.previous},
-            acks=self._last_ack_records, intents=self._replay + self._flights.intents(),
+            ack_records=self._last_ack_records, intents=self._replay + self._flights.intents(),
             v1_intents=self._v1_intents, due=self.due)
         text = json.dumps(state_file.to_json(state))
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
