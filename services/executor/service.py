@@ -2,8 +2,9 @@
 
 The imperative shell around the pure domain of this package (README.md): it takes the signals waiting at a moment
 as a batch, gathers their inputs from the connector in one request (positions, with the account and the live
-quotes), asks `plan.plan_signal` what to do for each, sends all the batch's orders at once (one REQ socket each,
-order_lines.py) and goes on while they wait for their fills, and publishes one or more `ack.<SYM>` per signal.
+quotes), asks `plan.plan_signal` what to do for each, sends all the batch's orders at once as a flight (its order
+desk, order_desk.py: flights.py decides, one REQ socket each) and goes on while they wait for their fills, and
+publishes one or more `ack.<SYM>` per signal.
 Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
 
 - Signals are desired states: the latest per symbol is acted on; a signal whose bar is not after the last one
