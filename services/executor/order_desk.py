@@ -147,6 +147,7 @@ class OrderDesk:
         the first process would have made (replay.py). ConnectorDown: kept, retried."""
         self._convert_v1_intents()
         again = replay.replay(self._replay, self.positions)
+        self._alert_not_carried_out("unreadable_intent", "orders written ahead", again.unreadable)
         data = {s: self._fetch_symbol(s, time.time()) for s in again.opening_symbols()}
         self.positions += again.positions
         batch = [replace(o, data=data.get(o.sig.symbol)) if o.open is not None else o for o in again.batch]
@@ -154,6 +155,9 @@ class OrderDesk:
             logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=o.sig.symbol,
                        bar_time=o.sig.bar_time, closes=len(o.closes), open=o.open is not None)
         intents, self._replay = self._replay, []
+        if not batch:  # none readable
+            self._save_state()
+            return
         self._execute(batch, intents=intents)
         self._wait_flights()
 
@@ -170,13 +174,15 @@ class OrderDesk:
         converted, refused = replay.from_v1(self._v1_intents, sizes)
         for intent in converted:
             logs.event(log, logging.INFO, "version-1 orders converted to lots", reason=intent.get("reason"))
-        for no in refused:
-            self.alert("legacy_intent", "critical", f"orders written ahead by a version-1 executor not carried "
-                       f"out: {no.error}; check them at the broker: {no.client_order_ids}",
-                       client_order_ids=no.client_order_ids)
+        self._alert_not_carried_out("legacy_intent", "orders written ahead by a version-1 executor", refused)
         self._replay += converted
         self._v1_intents = []
         self._save_state()
+
+    def _alert_not_carried_out(self, kind: str, what: str, intents: list[replay.NotCarriedOut]) -> None:
+        for no in intents:
+            self.alert(kind, "critical", f"{what} not carried out: {no.error}; check them at the broker: "
+                       f"{no.client_order_ids}", client_order_ids=no.client_order_ids)
 
     # ---- closes outside a signal, closes due at the open ------------------------------------------
     def _send_closes(self, closes: list[CloseOrder], action: str, sig: messages.Signal | None = None) -> list[Ack]:

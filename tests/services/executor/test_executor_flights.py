@@ -227,3 +227,23 @@ def test_version_1_intents(sizes, converted, not_converted):
     assert len(done) == converted and [r.client_order_ids for r in refused_] == not_converted
     if done:
         assert replay.replay(done, []).batch[0].open == OPEN
+
+
+UNREADABLE = [
+    # name, how the written intent is spoilt
+    ("no signal", lambda i: {k: v for k, v in i.items() if k != "signal"}),
+    ("a signal that is not one", lambda i: {**i, "signal": {"symbol": "EURUSD"}}),
+    ("an opening without its stops", lambda i: {**i, "open": {"symbol": "EURUSD", "direction": 1, "lots": 0.03,
+                                                              "label": "l", "client_order_id": "EURUSD-open"}}),
+    ("a direction that is not one", lambda i: {**i, "open": {**i["open"], "direction": 7}}),
+    ("an ack with a stranger field", lambda i: {**i, "ack": {"surprise": 1}}),
+]
+
+
+@pytest.mark.parametrize("name, spoil", UNREADABLE, ids=[row[0] for row in UNREADABLE])
+def test_an_intent_that_cannot_be_read_is_named_not_replayed(name, spoil):
+    [good] = fly(opening(), []).intents
+    again = replay.replay([spoil(good), good], positions=[])
+    assert [o.open for o in again.batch] == [OPEN]  # the readable one still goes
+    [bad] = again.unreadable
+    assert bad.client_order_ids == ["EURUSD-open"] and bad.error.startswith("unreadable")
