@@ -43,7 +43,8 @@ class ConnectorDown(RuntimeError):
 
 
 class OrderDesk:
-    """Orders out and their answers in; the executor's state it works on is declared here."""
+    """Orders out and their answers in; the executor's state it works on is declared here, its own made by
+    `_open_desk`."""
 
     cfg: Any
     ctx: Any
@@ -57,15 +58,18 @@ class OrderDesk:
     due: DueCloses
     last_decisions: dict[str, str]
     closed_markets: set[str]
-    _flights: FlightsOut  # batches whose orders are out
-    _flight_lines: dict[int, OrderGroup]  # flight number -> its order requests at the connector
-    _order_lines: list[bus.Requester]  # idle REQ sockets to the connector, one per order in flight
-    _replay: list[dict]  # orders decided by an earlier process that died carrying them out
-    _v1_intents: list[dict]  # the same, written by a version-1 executor: converted when replayed
-    _last_ack_records: list[dict]  # for persistence, of the last evaluation's acks (state file)
-    _opened: set[str]  # symbols whose market opened with closes due there, not yet sent
     _positions_fresh: bool
     _retry_at: float
+
+    def _open_desk(self) -> None:
+        """The desk's own state (the state file fills `_replay`, `_v1_intents` at load)."""
+        self._flights = FlightsOut()  # batches whose orders are out
+        self._flight_lines: dict[int, OrderGroup] = {}  # flight number -> its order requests at the connector
+        self._order_lines: list[bus.Requester] = []  # idle REQ sockets to the connector, one per order in flight
+        self._replay: list[dict] = []  # orders decided by an earlier process that died carrying them out
+        self._v1_intents: list[dict] = []  # the same, written by a version-1 executor: converted when replayed
+        self._last_ack_records: list[dict] = []  # for persistence, of the last evaluation's acks (state file)
+        self._opened: set[str] = set()  # symbols whose market opened with closes due there, not yet sent
 
     # ---- flights: a batch of signals' orders ----------------------------------------------------
     def _execute(self, batch: list[Decided], margin: float = 0.0, intents: list[dict] | None = None) -> None:

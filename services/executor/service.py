@@ -49,10 +49,8 @@ from services.executor.acks import Ack, AckStatus, ack_skip
 from services.executor.batch import Batch, Decided
 from services.executor.commands import RealPosition
 from services.executor.due_closes import DueCloses
-from services.executor.flights import FlightsOut
 from services.executor.lots import check_config_lots
 from services.executor.order_desk import ConnectorDown, OrderDesk
-from services.executor.order_lines import OrderGroup
 from services.executor.plan import SignalInputs, emergency_closes, plan_signal
 from services.executor.sync import Stance, SyncAction
 from services.paper.model_meta import read_models
@@ -88,16 +86,9 @@ class Executor(OrderDesk, runtime.Service):
         self.risk = risk_rules.RiskState(None, None, None)
         self.previous: dict[str, Stance] = {}  # last signal evaluated per symbol (kept in the state file)
         self.handled: dict[str, int] = {}  # bar time of that signal
-        self._last_ack_records: list[dict] = []  # for persistence, of the last evaluation's acks (state file)
-        self._replay: list[dict] = []  # orders decided by an earlier process that died carrying them out
-        self._v1_intents: list[dict] = []  # the same, written by a version-1 executor: converted when replayed
         self.due = DueCloses()  # closes refused as MARKET_CLOSED, sent at the open (kept in the state file)
         self.markets: dict[str, dict] = {}  # symbol -> {"open", "time", "reason"}: what the connector said last
         self.closed_markets: set[str] = set()  # symbols the last positions reply listed as closed
-        self._opened: set[str] = set()  # symbols whose market opened with closes due there, not yet sent
-        self._flights = FlightsOut()  # batches whose orders are out
-        self._flight_lines: dict[int, OrderGroup] = {}  # flight number -> its order requests at the connector
-        self._order_lines: list[bus.Requester] = []  # idle REQ sockets to the connector, one per order in flight
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
@@ -120,6 +111,7 @@ class Executor(OrderDesk, runtime.Service):
         self._preditor: bus.Requester | None = None
         self._alerts = 0
         self.timeframes: dict[str, str] = {}  # symbol -> timeframe of its model
+        self._open_desk()
         self._load_state()
 
     # ---- state file -----------------------------------------------------------------------------
