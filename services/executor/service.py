@@ -45,14 +45,14 @@ from common.sequence import Delivery
 from services.executor import commands, inputs, state_file
 from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
-from services.executor.acks import Ack, AckStatus, ack_skip
-from services.executor.batch import Batch, Decided
+from services.executor.acks import Ack, AckStatus
 from services.executor.commands import RealPosition
+from services.executor.decision_desk import DecisionDesk
 from services.executor.due_closes import DueCloses
 from services.executor.lots import check_config_lots
 from services.executor.order_desk import ConnectorDown, OrderDesk
-from services.executor.plan import SignalInputs, emergency_closes, plan_signal
-from services.executor.sync import Stance, SyncAction
+from services.executor.plan import emergency_closes
+from services.executor.sync import Stance
 from services.paper.model_meta import read_models
 
 log = logging.getLogger("oracle.executor")
@@ -60,7 +60,7 @@ log = logging.getLogger("oracle.executor")
 FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (their answers wake it at once)
 
 
-class Executor(OrderDesk, runtime.Service):
+class Executor(DecisionDesk, OrderDesk, runtime.Service):
     name = "executor"
     subscribe_to = {
         "orchestrator": [messages.SYS_STATE_TOPIC],
@@ -471,104 +471,8 @@ class Executor(OrderDesk, runtime.Service):
         if self._opened and self.synced and not self.stopped and now >= self._retry_at:
             # before the symbol's newer signals: they are decided on the account without the position
             self._release_due_at_open(self._flights.symbols())
-        if not self.pending or not self.synced or now < self._retry_at:
-            return
-        busy = self._flights.symbols()  # a symbol's next signal waits for its orders
-        if all(s in busy for s in self.pending):
-            return
-        self._positions_fresh = False  # asked again for every batch of signals
-        if self.stopped:
-            for sig, _seq, _epoch in self.pending.values():
-                self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
-            self.pending.clear()
-            return
-        # every waiting signal is decided first, then all their orders go out together (one state write, orders
-        # overlapping at the connector, and with those of batches still waiting for their fills): a bar closing for
-        # many symbols reaches its last order as soon as its first
-        in_flight = self._flights.margin()
-        batch = Batch(committed_margin=in_flight)
-        down: tuple[messages.Signal, ConnectorDown] | None = None
-        for symbol in sorted(self.pending):
-            if symbol in busy:
-                continue
-            sig, _seq, _epoch = self.pending[symbol]
-            try:
-                batch.decided.append(self._decide(sig, True, batch))
-            except ConnectorDown as exc:
-                down = (sig, exc)
-                break
-            self.pending.pop(symbol, None)
-            self.failed_acked = {k for k in self.failed_acked if k[0] != symbol}
-        if batch.decided:
-            self._execute(batch.decided, batch.committed_margin - in_flight)
-        if down is not None:
-            sig, exc = down
-            self._retry_at = time.monotonic() + 1.0
-            self.count("connector_failures")
-            key = (sig.symbol, sig.bar_time)
-            if key not in self.failed_acked:  # one FAIL ack per signal; it is retried until a newer one comes
-                self.failed_acked.add(key)
-                self._emit_ack(Ack(sig.symbol, "SIGNAL", AckStatus.FAIL, "NO_CONNECTOR", str(exc),
-                                   bar_time=sig.bar_time), sig)
-            log.warning("signal %s %s waits for the connector: %s", sig.symbol, sig.bar_time, exc)
-
-    def _evaluate(self, sig: messages.Signal, allow_open: bool) -> str:
-        """Decide one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
-        decided = self._decide(sig, allow_open, Batch())
-        self._execute([decided])
-        self._wait_flights()
-        return decided.reason
-
-    def _decide(self, sig: messages.Signal, allow_open: bool, batch: Batch) -> Decided:
-        """Plan one signal (its orders are carried out by `_execute`, with the others of its batch). ConnectorDown
-        before the decision: nothing recorded."""
-        now = time.time()
-        assert self.config is not None
-        symbol = sig.symbol
-        try:
-            stance = inputs.stance(sig)
-        except ValueError as exc:
-            self.handled[symbol] = sig.bar_time
-            return Decided(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
-                           ack=ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time))
-        if not self._positions_fresh:
-            self._fetch_positions()  # first: a connector that is down fails here, at once
-            self._positions_fresh = True
-        # The sync decision reads the positions and the symbol's spec only; the quote and the account matter
-        # to an opening alone, which is planned again on the quote and account that came with the positions
-        # (symbol_info / account asked only when that answer lacks them)
-        data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
-        plan = plan_signal(self._inputs(sig, stance, data, None, now))
-        if plan.decision.action == SyncAction.OPEN:
-            data = self._quoted(symbol, now)
-            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now))
-            if plan.open is not None and plan.required_margin:
-                batch.committed_margin += plan.required_margin
-        self.modelled.add(symbol)  # a signal proves a model
-        # decided: from here on the signal is consumed whatever happens to its orders
-        self.previous[symbol] = stance
-        self.handled[symbol] = sig.bar_time
-        self.last_decisions[symbol] = plan.decision.reason
-        self.count("signals_evaluated")
-        if plan.halt and plan.risk is not None:
-            self._halt(plan.risk.reason, plan.risk.detail)
-        return Decided(sig, plan.decision.action.value, plan.decision.reason, allow_open, list(plan.closes),
-                       plan.open, data, plan.ack)
-
-    def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
-                acct: inputs.AccountData | None, now: float) -> SignalInputs:
-        assert self.config is not None
-        return SignalInputs(
-            symbol=sig.symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(sig.symbol),
-            twin_previous=inputs.twin_previous(sig),
-            positions=self.positions, modelled=True, paused=self.paused, config=self.config.symbol(sig.symbol),
-            risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
-            volume_limits=data.volume_limits, price_data=data.price_data,
-            balance=acct.balance if acct else None, free_margin=acct.free_margin if acct else None,
-            leverage=acct.leverage if acct else None, min_sl_distance=data.min_sl_distance,
-            min_tp_distance=data.min_tp_distance,
-            action_index=sig.action if 0 <= sig.action <= 6 else None,
-            hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
+        if self.pending and self.synced and now >= self._retry_at:
+            self._decide_waiting()
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
