@@ -247,3 +247,12 @@ def test_an_intent_that_cannot_be_read_is_named_not_replayed(name, spoil):
     assert [o.open for o in again.batch] == [OPEN]  # the readable one still goes
     [bad] = again.unreadable
     assert bad.client_order_ids == ["EURUSD-open"] and bad.error.startswith("unreadable")
+
+
+def test_a_due_close_refused_again_at_the_open_is_not_added_again():
+    from services.executor.order_answers import DUE_CLOSE, close_answered
+
+    answered = close_answered(CLOSE, DUE_CLOSE, None, Direction.LONG, broker_refused("MARKET_CLOSED"),
+                              pip_position=4, due=DueCloses(), now=NOW, bar_time=BAR)
+    assert (answered.ack.status.value, answered.ack.reason, answered.ack.bar_time) == ("FAIL", "MARKET_CLOSED", BAR)
+    assert answered.due == DueCloses() and answered.newly_due is None  # DueCloses.answered keeps it due
