@@ -13,7 +13,7 @@ answers in with the time, and applies what a landing returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from common import messages
@@ -166,9 +166,6 @@ class FlightsOut:
 
     def __len__(self) -> int:
         return len(self.flights)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self.flights))
 
     def symbols(self) -> set[str]:
         """Symbols with an order out: their next signal waits for it."""

@@ -177,7 +177,7 @@ def test_flights_out_land_once():
     other = messages.Signal("GBPUSD", BAR, 1.3, 0, 0, 0, 2, 0.0)
     assert (len(out), out.symbols(), out.margin()) == (2, {"EURUSD"}, 0.0)
     assert len(out.intents()) == 2
-    assert list(out) == [first, second]
+    assert (first, second) == (1, 2)
     assert out.landed(first) is not None
     assert out.landed(first) is None  # a duplicate answer: the flight has landed already
     assert out.landed(99) is None  # an answer for a flight that never took off
