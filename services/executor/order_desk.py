@@ -58,6 +58,7 @@ class OrderDesk:
     due: DueCloses
     last_decisions: dict[str, str]
     closed_markets: set[str]
+    markets: dict[str, dict]
     _positions_fresh: bool
     _retry_at: float
 
@@ -217,6 +218,21 @@ class OrderDesk:
             logs.event(log, logging.WARNING, "close due at the open", symbol=c.symbol, ticket=c.ticket,
                        cid=c.client_order_id, action=action)
         return closed.ack
+
+    def _on_market(self, ev: messages.MarketState) -> None:
+        """The connector says a symbol's market opened or closed. Opened with closes due there: they go at the next
+        turn of the loop (`_release_due_at_open`)."""
+        self.count("market_events")
+        self.markets[ev.symbol] = {"open": ev.open, "time": ev.time, "reason": ev.reason}
+        logs.event(log, logging.INFO, "market open" if ev.open else "market closed", symbol=ev.symbol,
+                   time=ev.time, reason=ev.reason)
+        if ev.open:
+            self.closed_markets.discard(ev.symbol)
+            if ev.symbol in self.due.symbols():
+                self._opened.add(ev.symbol)
+        else:
+            self.closed_markets.add(ev.symbol)
+            self._opened.discard(ev.symbol)
 
     def _send_due(self, dues: list[DueClose]) -> None:
         """Closes due at the open, sent now with their own client order ids; acked as DUE_CLOSE. The state (the

@@ -518,21 +518,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                        f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
                        symbol=ev.symbol, ticket=ev.ticket, reason=ev.reason, pnl=ev.net_profit)
 
-    def _on_market(self, ev: messages.MarketState) -> None:
-        """The connector says a symbol's market opened or closed. Opened with closes due there: they go at the next
-        turn of the loop (`_release_due_at_open`)."""
-        self.count("market_events")
-        self.markets[ev.symbol] = {"open": ev.open, "time": ev.time, "reason": ev.reason}
-        logs.event(log, logging.INFO, "market open" if ev.open else "market closed", symbol=ev.symbol,
-                   time=ev.time, reason=ev.reason)
-        if ev.open:
-            self.closed_markets.discard(ev.symbol)
-            if ev.symbol in self.due.symbols():
-                self._opened.add(ev.symbol)
-        else:
-            self.closed_markets.add(ev.symbol)
-            self._opened.discard(ev.symbol)
-
     # ---- commands -----------------------------------------------------------------------------
     def _command_context(self, positions: list[RealPosition]) -> commands.CommandContext:
         assert self.config is not None
