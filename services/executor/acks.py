@@ -1,4 +1,6 @@
 """The executor's ack: what happened to one signal (or command) on one symbol. Log-only, never fed back.
+The same fact has two other forms: published as `common.messages.Ack` on `ack.<SYM>` (`Ack.wire_body`), and
+stored as an ack record (`inputs.ack_record`; the state file keeps the last ones as `ack_records`).
 
 Status:
 - OK: the decision was carried out (order filled, or nothing to do: SYNCED / FLAT / INTENSITY_IGNORED);

@@ -43,7 +43,7 @@ class ExecutorState:
     paused: bool = False
     risk: RiskState = field(default_factory=lambda: RiskState(None, None, None))
     last: dict[str, tuple[Stance, int]] = field(default_factory=dict)  # symbol -> (signal stance, bar time)
-    acks: list[dict] = field(default_factory=list)
+    ack_records: list[dict] = field(default_factory=list)  # the last evaluation's, for persistence
     intents: list[dict] = field(default_factory=list)
     v1_intents: list[dict] = field(default_factory=list)
     due: DueCloses = field(default_factory=DueCloses)
@@ -53,7 +53,7 @@ def to_json(state: ExecutorState) -> dict[str, Any]:
     last = {s: {"bar_time": t, "direction": int(stance.direction), "intensity": stance.intensity}
             for s, (stance, t) in sorted(state.last.items())}
     return {"version": STATE_VERSION, "paused": state.paused, "risk": state.risk.to_dict(), "last": last,
-            "acks": list(state.acks), "intents": list(state.intents), "v1_intents": list(state.v1_intents),
+            "acks": list(state.ack_records), "intents": list(state.intents), "v1_intents": list(state.v1_intents),
             "due_closes": state.due.to_list()}
 
 
@@ -93,7 +93,7 @@ def from_json(data: Any) -> tuple[ExecutorState, list[str]]:
     notes: list[str] = []
     if version == STATE_VERSION:
         state = _common(data, notes)
-        state.acks = _dicts(data.get("acks"), "acks", notes)
+        state.ack_records = _dicts(data.get("acks"), "acks", notes)
         state.intents = _dicts(data.get("intents"), "intents", notes)
         state.v1_intents = _dicts(data.get("v1_intents"), "v1_intents", notes)
         state.due, problems = due_closes.from_list(data.get("due_closes"))
@@ -101,9 +101,9 @@ def from_json(data: Any) -> tuple[ExecutorState, list[str]]:
         return state, notes
     if version == V1:
         state = _common(data, notes)
-        state.acks = _dicts(data.get("acks"), "acks", notes)
-        if state.acks:
-            notes.append(f"version 1: {len(state.acks)} ack records handed to persistence again as written "
+        state.ack_records = _dicts(data.get("acks"), "acks", notes)
+        if state.ack_records:
+            notes.append(f"version 1: {len(state.ack_records)} ack records handed to persistence again as written "
                          "(their volume in protocol units)")
         raw = data.get("intents", [data["intent"]] if isinstance(data.get("intent"), dict) else [])
         state.v1_intents = _dicts(raw, "intents", notes)

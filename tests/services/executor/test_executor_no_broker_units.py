@@ -81,4 +81,4 @@ def test_the_legacy_reader_is_the_only_exception_and_says_so():
         assert "only module of the executor that knows the old cTrader units" in text
     imports = re.compile(r"^(from|import) .*\bstate_v1\b", re.MULTILINE)
     users = [p for p in sources() if imports.search(p.read_text(encoding="utf-8")) and p not in LEGACY]
-    assert sorted(p.name for p in users) == ["service.py"]  # only to replay what a version-1 process wrote
+    assert sorted(p.name for p in users) == ["replay.py"]  # only to replay what a version-1 process wrote

@@ -473,3 +473,25 @@ def _no_symbol(call):
         return call(service, op, args, timeout_s)
 
     return answer
+
+
+def test_an_order_written_ahead_that_cannot_be_read_is_not_sent_and_an_alert_names_it(tmp_path):
+    sig = messages.to_wire(messages.Signal("EURUSD", T0, 1.1, 1, 1, 1, 2, 0.0))
+    state = {"version": 2, "paused": False, "risk": {"session_start_balance": None, "peak_equity": None,
+                                                     "equity": None},
+             "intents": [{"signal": sig, "action": "OPEN", "reason": "EDGE", "allow_open": True, "closes": [],
+                          "open": {"symbol": "EURUSD", "direction": 1, "lots": 0.03, "label": "l",
+                                   "client_order_id": "EURUSD-y-O"}, "ack": None}]}  # no sl/tp distances
+    (tmp_path / "var" / "data").mkdir(parents=True)
+    (tmp_path / "var" / "data" / "executor-state.json").write_text(json.dumps(state))
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        rig.turn()
+        assert rig.connector.orders("order_open") == []
+        [alert] = [b for t, b in rig.published if t == "alert.unreadable_intent"]
+        assert "EURUSD-y-O" in alert.message and alert.severity == "critical"
+        assert rig.state()["intents"] == []
+        assert final(rig.signal(1, 0)) == ("OK", "FLAT")  # and the executor goes on
+    finally:
+        rig.close()

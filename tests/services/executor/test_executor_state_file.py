@@ -40,7 +40,7 @@ def test_version_2_round_trip():
     due = DueCloses((DueClose(12, "USDJPY", 0.03, "USDJPY-5k0-Cc", "SIGNAL_WAIT", "CLOSE", 7200, 5.0,
                               DueState.SENT, 1),))
     state = ExecutorState(paused=True, risk=RISK, last={"EURUSD": (Stance(Direction.LONG, 2), 7200)},
-                          acks=[{"id": "a"}], intents=[{"signal": SIG}], v1_intents=[{"old": 1}], due=due)
+                          ack_records=[{"id": "a"}], intents=[{"signal": SIG}], v1_intents=[{"old": 1}], due=due)
     raw = json.loads(json.dumps(to_json(state)))
     assert raw["version"] == STATE_VERSION == 2
     back, notes = from_json(raw)
@@ -51,7 +51,7 @@ def test_version_1_is_read_and_converted():
     state, notes = from_json(json.loads(json.dumps(V1_FILE)))
     assert state.paused is True and state.risk == RISK  # the halt and the loss streak survive the upgrade
     assert state.last == {"EURUSD": (Stance(Direction.LONG, 1), 7200)}
-    assert state.acks == V1_FILE["acks"]  # handed to persistence again as written (the same record)
+    assert state.ack_records == V1_FILE["acks"]  # handed to persistence again as written (the same record)
     assert state.intents == [] and state.v1_intents == V1_FILE["intents"]  # converted when carried out
     assert state.due == DueCloses()
     assert any("version 1 state converted" in n for n in notes)

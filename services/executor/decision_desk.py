@@ -1,0 +1,142 @@
+"""The executor's decision desk (shell, part of service.py's `Executor`): the signals waiting, decided.
+
+Every signal waiting at a moment is decided first (`plan.plan_signal` on the positions of one connector answer,
+with its account and quotes; batch.py shares the account and margin between them), then all their orders go to the
+order desk together as one flight (order_desk.py). A symbol with an order out waits for it. A connector that is
+down fails a signal before any decision: it stays waiting, acked FAIL NO_CONNECTOR once, and is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from common import messages
+from services.executor import inputs
+from services.executor.acks import Ack, AckStatus, ack_skip
+from services.executor.batch import Batch, Decided
+from services.executor.commands import RealPosition
+from services.executor.order_desk import ConnectorDown
+from services.executor.plan import SignalInputs, plan_signal
+from services.executor.sync import Stance, SyncAction
+
+log = logging.getLogger("oracle.executor")
+
+
+class DecisionDesk:
+    """Signals waiting -> decided batches; the executor's state it works on is declared here."""
+
+    config: Any  # symbols_config.ExecutorSymbols | None
+    paused: bool
+    risk: Any  # risk.RiskState
+    stopped: bool
+    positions: list[RealPosition]
+    pending: dict[str, tuple[messages.Signal, int | None, int | None]]  # latest unevaluated per symbol
+    failed_acked: set[tuple[str, int]]  # signals already acked FAIL while the connector was down
+    previous: dict[str, Stance]
+    handled: dict[str, int]
+    last_decisions: dict[str, str]
+    modelled: set[str]
+    _symbol_data: dict[str, inputs.SymbolData]
+    _positions_fresh: bool
+    _retry_at: float
+
+    def _decide_waiting(self) -> None:
+        """The signals waiting whose symbol has no order out: decided together, their orders out as one flight."""
+        busy = self._flights.symbols()  # a symbol's next signal waits for its orders
+        if all(s in busy for s in self.pending):
+            return
+        self._positions_fresh = False  # asked again for every batch of signals
+        if self.stopped:
+            for sig, _seq, _epoch in self.pending.values():
+                self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
+            self.pending.clear()
+            return
+        # every waiting signal is decided first, then all their orders go out together (one state write, orders
+        # overlapping at the connector, and with those of batches still waiting for their fills): a bar closing for
+        # many symbols reaches its last order as soon as its first
+        in_flight = self._flights.margin()
+        batch = Batch(committed_margin=in_flight)
+        down: tuple[messages.Signal, ConnectorDown] | None = None
+        for symbol in sorted(self.pending):
+            if symbol in busy:
+                continue
+            sig, _seq, _epoch = self.pending[symbol]
+            try:
+                batch.decided.append(self._decide(sig, True, batch))
+            except ConnectorDown as exc:
+                down = (sig, exc)
+                break
+            self.pending.pop(symbol, None)
+            self.failed_acked = {k for k in self.failed_acked if k[0] != symbol}
+        if batch.decided:
+            self._execute(batch.decided, batch.committed_margin - in_flight)
+        if down is not None:
+            sig, exc = down
+            self._retry_at = time.monotonic() + 1.0
+            self.count("connector_failures")
+            key = (sig.symbol, sig.bar_time)
+            if key not in self.failed_acked:  # one FAIL ack per signal; it is retried until a newer one comes
+                self.failed_acked.add(key)
+                self._emit_ack(Ack(sig.symbol, "SIGNAL", AckStatus.FAIL, "NO_CONNECTOR", str(exc),
+                                   bar_time=sig.bar_time), sig)
+            log.warning("signal %s %s waits for the connector: %s", sig.symbol, sig.bar_time, exc)
+
+    def _evaluate(self, sig: messages.Signal, allow_open: bool) -> str:
+        """Decide one signal and carry it out. ConnectorDown before any decision: nothing recorded, retried."""
+        decided = self._decide(sig, allow_open, Batch())
+        self._execute([decided])
+        self._wait_flights()
+        return decided.reason
+
+    def _decide(self, sig: messages.Signal, allow_open: bool, batch: Batch) -> Decided:
+        """Plan one signal (its orders are carried out by `_execute`, with the others of its batch). ConnectorDown
+        before the decision: nothing recorded."""
+        now = time.time()
+        assert self.config is not None
+        symbol = sig.symbol
+        try:
+            stance = inputs.stance(sig)
+        except ValueError as exc:
+            self.handled[symbol] = sig.bar_time
+            return Decided(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
+                           ack=ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time))
+        if not self._positions_fresh:
+            self._fetch_positions()  # first: a connector that is down fails here, at once
+            self._positions_fresh = True
+        # The sync decision reads the positions and the symbol's spec only; the quote and the account matter
+        # to an opening alone, which is planned again on the quote and account that came with the positions
+        # (symbol_info / account asked only when that answer lacks them)
+        data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
+        plan = plan_signal(self._inputs(sig, stance, data, None, now))
+        if plan.decision.action == SyncAction.OPEN:
+            data = self._quoted(symbol, now)
+            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now))
+            if plan.open is not None and plan.required_margin:
+                batch.committed_margin += plan.required_margin
+        self.modelled.add(symbol)  # a signal proves a model
+        # decided: from here on the signal is consumed whatever happens to its orders
+        self.previous[symbol] = stance
+        self.handled[symbol] = sig.bar_time
+        self.last_decisions[symbol] = plan.decision.reason
+        self.count("signals_evaluated")
+        if plan.halt and plan.risk is not None:
+            self._halt(plan.risk.reason, plan.risk.detail)
+        return Decided(sig, plan.decision.action.value, plan.decision.reason, allow_open, list(plan.closes),
+                       plan.open, data, plan.ack)
+
+    def _inputs(self, sig: messages.Signal, stance: Stance, data: inputs.SymbolData,
+                acct: inputs.AccountData | None, now: float) -> SignalInputs:
+        assert self.config is not None
+        return SignalInputs(
+            symbol=sig.symbol, bar_time=sig.bar_time, signal=stance, previous=self.previous.get(sig.symbol),
+            twin_previous=inputs.twin_previous(sig),
+            positions=self.positions, modelled=True, paused=self.paused, config=self.config.symbol(sig.symbol),
+            risk_limits=self.config.risk, risk=self.risk, now=now, quote=data.quote,
+            volume_limits=data.volume_limits, price_data=data.price_data,
+            balance=acct.balance if acct else None, free_margin=acct.free_margin if acct else None,
+            leverage=acct.leverage if acct else None, min_sl_distance=data.min_sl_distance,
+            min_tp_distance=data.min_tp_distance,
+            action_index=sig.action if 0 <= sig.action <= 6 else None,
+            hmm_state=sig.hmm_state if sig.hmm_state >= 0 else None, virtual_pnl=sig.virtual_pnl)
