@@ -237,8 +237,9 @@ class Paper(runtime.Service):
         for symbol, kept_from in sorted(res.kept_from.items()):
             last = since.get(symbol)
             if last is not None and kept_from is not None and kept_from > last:
-                self.alert("signals_lost", "warning", f"{symbol}: the preditor keeps signals from bar {kept_from} "
-                           f"only; the account's last is {last}: the bars in between are not simulated")
+                self.count("signals_since_short")
+                log.warning("%s: the preditor keeps signals from bar %s on, the account's last is %s: a signal "
+                            "of a bar in between (if any) is not simulated", symbol, kept_from, last)
         self.count("signals_missed", len(missed))
         self.waiting = missed + self.waiting
 
