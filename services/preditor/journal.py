@@ -65,6 +65,7 @@ class Journal:
         self.kept: collections.deque[messages.Signal] = collections.deque(maxlen=keep)
         self.unwritten: list[messages.Signal] = []
         self.lines = 0  # lines in the file
+        self.stale = False  # the file holds what is not kept (a reset not written yet): rewritten at the next write
 
     def load(self) -> None:
         """The file's signals (after a restart of the preditor); a missing file is an empty journal."""
@@ -80,9 +81,11 @@ class Journal:
             self._rewrite()
 
     def reset(self) -> None:
-        """A twin that starts flat: the signals of the one before are not its own."""
+        """A twin that starts flat: the signals of the one before are not its own. OSError goes up (the file is
+        rewritten at the next write)."""
         self.kept.clear()
         self.unwritten = []
+        self.stale = True
         self._rewrite()
 
     def add(self, signal: messages.Signal) -> None:
@@ -99,7 +102,7 @@ class Journal:
         """Append the signals not written yet (before the snapshot that covers their bars). OSError goes up."""
         if not self.unwritten:
             return
-        if self.lines + len(self.unwritten) > 2 * self.keep:
+        if self.stale or self.lines + len(self.unwritten) > 2 * self.keep:
             self._rewrite()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,3 +125,4 @@ class Journal:
         os.replace(tmp, self.path)
         self.lines = len(self.kept)
         self.unwritten = []
+        self.stale = False

@@ -203,10 +203,13 @@ class Preditor(runtime.Service):
             state = initial_state(model.model_id)
         before = state.last_bar_time
         track.journal = Journal(self.snapshot_dir / journal_name(track.symbol, track.timeframe), self.fsync_snapshots)
-        if before is None:
-            track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
-        else:
-            track.journal.load()
+        try:
+            if before is None:
+                track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
+            else:
+                track.journal.load()
+        except OSError as exc:  # the signals matter more: kept in memory, the file written with the snapshots
+            self.alert("journal_failed", "warning", f"{track.symbol}: signal journal {track.journal.path}: {exc}")
         caught_up = 0
         for i in range(0, len(history), WARMUP_CHUNK):
             previous = state.last_decision

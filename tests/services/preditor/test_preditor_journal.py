@@ -83,3 +83,19 @@ def test_a_flat_twin_resets_it(tmp_path):
     j.write()
     j.reset()
     assert not j.kept and journal.parse(path.read_bytes()) == []
+
+
+def test_a_reset_that_cannot_be_written_is_written_at_the_next_write(tmp_path):
+    path = tmp_path / "j.jsonl"
+    j = Journal(path, fsync=False)
+    j.load()
+    j.add(sig(3600))
+    j.write()
+    blocker = path.with_name(path.name + ".tmp")
+    blocker.mkdir()  # a directory where the temp file goes: the rewrite fails
+    with pytest.raises(OSError):
+        j.reset()
+    blocker.rmdir()
+    j.add(sig(7200))
+    j.write()
+    assert journal.parse(path.read_bytes()) == [sig(7200)]
