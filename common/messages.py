@@ -233,6 +233,9 @@ class Signal:
     # the direction of the twin's decision at the bar before (published live); None when unknown: the twin's
     # first decision, or a signal read back later (``last_signals``). The executor's edge after a boot reads it.
     previous_direction: int | None = None
+    # a decision of a bar that closed while the preditor was down or its bars were missing, published late in bar
+    # order: paper simulates it at its bar, the executor records it but acts only on the latest position
+    catch_up: bool = False
 
 
 @event("ack")
@@ -446,6 +449,22 @@ class SymbolArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalsSinceArgs:
+    """Per symbol, the bar open time of the last signal already applied (exclusive); None: the last signal only."""
+
+    since: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsSince:
+    """The preditor's kept signals after each asked bar time, as wire Signals, each symbol's in bar order; per
+    symbol the oldest bar it still keeps (None: none kept), so a caller sees what is no longer there."""
+
+    signals: list
+    kept_from: dict
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryArgs:
     """Closed bars, oldest first: the last ``count`` (before ``until`` when given), or every bar after ``since``."""
 
@@ -560,6 +579,8 @@ OP_ORDER_OPEN = op("order_open", OrderOpenArgs, OrderResult, "connector: market 
 OP_ORDER_CLOSE = op("order_close", OrderCloseArgs, OrderResult, "connector: close a position (or part)")
 OP_ORDER_AMEND = op("order_amend", OrderAmendArgs, OrderResult, "connector: change a position's SL/TP")
 OP_LAST_SIGNALS = op("last_signals", NoArgs, None, "preditor: the last signal per symbol")
+OP_SIGNALS_SINCE = op("signals_since", SignalsSinceArgs, SignalsSince,
+                      "preditor: the signals decided after a bar time per symbol (what paper missed while down)")
 OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, None, "preditor: the twin's virtual position per symbol")
 OP_COMMAND = op("command", CommandArgs, None, "executor: an operator command (pause, resume, close, ...)")
 OP_QUERY = op("query", QueryArgs, None, "persistence: read records back")

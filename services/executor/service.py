@@ -403,6 +403,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.count("preditor_gaps")
         if isinstance(body, messages.Signal):
             self.count("signals_seen")
+            if body.catch_up:  # a bar decided late (the preditor was down): recorded; the latest position is
+                self.count("catch_up_signals")  # acted on (last_signals, or the live signal that follows)
+                self._persist_signal(body)
+                return
             self._take_signal(body, env.seq, env.epoch)
         elif isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity

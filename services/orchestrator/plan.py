@@ -38,8 +38,9 @@ BOOT: tuple[Step, ...] = (
 
 REACT: dict[str, tuple[tuple[str, str], ...]] = {
     "connector": (("executor", "executor.sync"), ("preditor", "preditor.warmup"), ("paper", "paper.warmup")),
-    # paper too: a bar the preditor decided during its warmup (it closed while the preditor was down) is never
-    # published; both take it from `last_signals` once the preditor is back
+    # bars the preditor decided during its warmup (closed while it was down) go out as catch-up signals: the
+    # executor takes the latest position from `last_signals` at its sync, paper what it did not hear from
+    # `signals_since` at its warmup
     "preditor": (("executor", "executor.sync"), ("paper", "paper.warmup")),
     "persistence": (),
     "executor": (),

@@ -8,9 +8,14 @@ Signals are applied as they arrive; once per loop pass (after every signal of th
 file replaced atomically: the cost does not grow with the run's length), and only then does anything leave: the
 trades to persistence, `paper.trade.*` and `paper.metrics.*`. On start the last commit is restored, and a signal
 whose bar is not after its account's last one is ignored, so a restarted paper trader fed the same stream (or its
-tail) ends with the same trades and balance as one that never stopped. A signal applied but not committed when the
-process died is as lost as one still in the socket: the new process asks the preditor's last signals (first
-message of its stream) and whoever replays the stream replays it.
+tail) ends with the same trades and balance as one that never stopped. Signals missed while paper was down (or
+lost in a gap of the stream, or applied but not committed when the process died) are asked again: at its warmup
+and on a gap, a restarted preditor or the first message of its stream, paper asks the preditor's
+``signals_since`` each account's last bar and simulates each at its own bar, in bar order (the signals arriving
+meanwhile wait, so none is applied before an older one; a signal not after the account's last bar is ignored, so
+nothing is simulated twice). Catch-up signals (bars the preditor decided late, after its own restart) are
+simulated like the others, each at its bar. Should the preditor not answer, the waiting signals are applied and
+it is asked again.
 
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
 account a pass changed (running statistics, `stats.py`: O(1) per bar); persists each trade in the `trades` table
@@ -80,11 +85,7 @@ class Paper(runtime.Service):
     steps = {"paper.load": "_load", "paper.warmup": "_warmup"}
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
-    not_implemented = [
-        "signals published while paper was down are not fetched again: after a restart (or a gap) paper asks the "
-        "preditor's last signal per symbol, so the account takes the model's position at that bar; the bars in "
-        "between are not simulated",
-    ]
+    not_implemented: list[str] = []
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -97,9 +98,9 @@ class Paper(runtime.Service):
         self.models: dict[str, ModelMeta] = {}
         self.book: PaperBook | None = None
         self.restored = False
-        self.waiting: list[messages.Signal] = []  # signals before paper.load
+        self.waiting: list[messages.Signal] = []  # signals before paper.load, or while missed ones are asked
         self._unknown_logged: set[str] = set()
-        self._want_last_signals = False
+        self._want_missed = False  # ask the preditor the signals after each account's last bar (signals_since)
         self._next_ask = 0.0
         self._preditor: bus.Requester | None = None
 
@@ -163,9 +164,9 @@ class Paper(runtime.Service):
 
     def _warmup(self) -> dict:
         assert self.book is not None, "paper.warmup before paper.load"
-        # the preditor's last signals (again after a restart of the preditor or the connector): a signal not
-        # after an account's last bar is ignored; a newer one (decided while we did not listen) is applied
-        self._want_last_signals, self._next_ask = True, 0.0
+        # the signals decided while we did not listen (again after a restart of the preditor or the connector),
+        # each simulated at its bar; one not after an account's last bar is ignored
+        self._want_missed, self._next_ask = True, 0.0
         for symbol, account in sorted(self.book.accounts.items()):
             self.publish(messages.paper_metrics_topic(symbol),
                          metrics_message(account, self._timeframe(symbol), self.stats.get(symbol)))
@@ -183,44 +184,58 @@ class Paper(runtime.Service):
         body = received.envelope.body
         if received.envelope.src == "preditor" and received.seen.delivery in (
                 Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
-            self._want_last_signals = True  # lost signals (or a late join): the preditor keeps the last ones
+            self._want_missed = True  # lost signals (or a late join): the preditor keeps the recent ones
         if not isinstance(body, messages.Signal):
             return
         self.count("signals_seen")
-        if self.book is None:
+        if body.catch_up:
+            self.count("catch_up_signals_seen")
+        if self.book is None or self._want_missed:  # applied after the missed ones, in bar order
             self.waiting.append(body)
             return
         self._apply(body)
 
     def on_tick(self, now: float) -> None:
-        if self._want_last_signals and self.book is not None and now >= self._next_ask:
-            self._want_last_signals = False
-            self._ask_last_signals(now)
-        if self.book is not None and self.waiting:
+        if self._want_missed and self.book is not None and now >= self._next_ask:
+            self._ask_missed_signals(now)
+        if self.book is not None and self.waiting and not self._want_missed:
             waiting, self.waiting = self.waiting, []
-            for sig in waiting:
+            for sig in sorted(waiting, key=lambda s: s.bar_time):  # stable: in bar order, as decided
                 self._apply(sig)
         self._commit()  # once per loop pass: after every signal the pass drained (on_message, above)
 
-    def _ask_last_signals(self, now: float) -> None:
+    def _ask_missed_signals(self, now: float) -> None:
+        """The preditor's signals after each account's last bar, ahead of those waiting (applied next). Until it
+        answers (a restarted preditor answers once warm), the signals heard wait: none goes before an older one."""
+        assert self.book is not None
         if self._preditor is None:
             self._preditor = bus.Requester(self.ctx, self.cfg.endpoint("preditor", "rep"), self.name,
                                            self.cfg.runtime.request_timeout_ms)
+        since = {s: a.last_bar_time for s, a in sorted(self.book.accounts.items())}
         try:
-            raw = self._preditor.call(messages.OP_LAST_SIGNALS.name, messages.NoArgs())
+            res = self.ask(self._preditor, messages.OP_SIGNALS_SINCE.name, messages.SignalsSinceArgs(since),
+                           self.cfg.runtime.request_timeout_ms, "signals_since")
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            log.warning("last_signals from the preditor failed: %s; asked again", exc)
-            self._want_last_signals = True  # a preditor still loading after its restart answers later
-            self._next_ask = now + 2.0
+            log.warning("signals_since from the preditor failed: %s; %d signal(s) wait, asked again", exc,
+                        len(self.waiting))
+            self._next_ask = now + 1.0
             return
-        self._next_ask = now + 1.0
-        self.count("last_signals_asked")
-        signals = raw.get("signals", {}) if isinstance(raw, dict) else {}
-        for item in signals.values() if isinstance(signals, dict) else []:
+        self._want_missed, self._next_ask = False, now + 1.0
+        self.count("signals_since_asked")
+        missed = []
+        for item in res.signals:
             try:
-                self.waiting.append(messages.from_wire(messages.Signal, item))
+                missed.append(messages.from_wire(messages.Signal, item))
             except messages.SchemaError:
-                self.count("last_signals_malformed")
+                self.count("signals_since_malformed")
+        for symbol, kept_from in sorted(res.kept_from.items()):
+            last = since.get(symbol)
+            if last is not None and kept_from is not None and kept_from > last:
+                self.count("signals_since_short")
+                log.warning("%s: the preditor keeps signals from bar %s on, the account's last is %s: a signal "
+                            "of a bar in between (if any) is not simulated", symbol, kept_from, last)
+        self.count("signals_missed", len(missed))
+        self.waiting = missed + self.waiting
 
     def _apply(self, sig: messages.Signal) -> None:
         assert self.book is not None

@@ -15,12 +15,13 @@ from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
 from services.preditor.gaps import needs_fill
 
 
-def signal_of(symbol: str, d: Decision, previous: Decision | None = None) -> messages.Signal:
+def signal_of(symbol: str, d: Decision, previous: Decision | None = None, catch_up: bool = False
+              ) -> messages.Signal:
     """The signal of decision ``d``; ``previous`` is the twin's decision before it, when the signal goes out as
-    it is decided (a signal read back later does not say it)."""
+    it is decided (a signal read back later does not say it); ``catch_up``: a bar that closed while it was down."""
     return messages.Signal(symbol, int(d.bar_time), float(d.close), int(d.action), int(d.direction),
                            int(d.intensity), int(d.hmm_state), float(d.floating_pnl),
-                           None if previous is None else int(previous.direction))
+                           None if previous is None else int(previous.direction), catch_up)
 
 
 def twin_bar(bar: messages.Bar) -> messages.Bar:

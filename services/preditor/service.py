@@ -3,8 +3,14 @@
 - ``preditor.load``: every ``*.zip`` in ``preditor.models_dir`` (``model_file.load_models``). A refused model is
   alerted and shown in the status; the others load. One model per symbol (``signal.<SYM>`` has one author).
 - ``preditor.warmup``: per model, the twin snapshot (``data_dir/preditor/<SYM>_<TF>.twin.json``, same model id)
-  if any, then ``history`` (``warmup_bars``) from the connector fast-forwarded silently, then ``subscribe`` since the
-  last bar. Pushed again after a connector restart: a twin already running then catches up with signals.
+  if any, then ``history`` (``warmup_bars``) from the connector fast-forwarded, then ``subscribe`` since the last
+  bar. The decisions of the bars after a restored snapshot's (closed while the preditor was down) are published
+  in bar order marked ``catch_up`` (a twin that starts flat decides its warmup silently). Pushed again after a
+  connector restart: a twin already running then catches up with signals.
+- Catch-up signals (``catch_up``): paper simulates each at its bar; the executor records them and acts on the
+  latest position only (a gap fill's last signal, when no live bar follows it, goes out unmarked).
+- ``signals_since``: each model's recent signals (``journal.py``, a file beside its snapshot, written before it),
+  so paper gets the signals it missed while it was down.
 - Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
   ``gaps.py``) is filled from history first, in order; then ``step`` and one ``Signal`` on ``signal.<SYM>``. The
   snapshots are written (atomically) once no more bars wait, so when the bars of many symbols close together
@@ -36,8 +42,9 @@ from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.sequence import Delivery
-from common.twin.twin import TwinState, initial_state, is_new_bar, step, warmup
-from services.preditor import gaps, live
+from common.twin.twin import Decision, TwinState, initial_state, is_new_bar, run, step
+from services.preditor import gaps, journal, live
+from services.preditor.journal import Journal, journal_name
 
 log = logging.getLogger("oracle.preditor")
 
@@ -72,6 +79,7 @@ class Track:
     snapshots: live.SnapshotEncoder = field(default_factory=live.SnapshotEncoder)
     snapshot_file: str | None = None  # computed once
     snapshot_dir_made: bool = False  # its snapshot's directory exists (made once, again after a failed write)
+    journal: Journal | None = None  # its recent signals (``signals_since``), from the warmup on
 
     def __post_init__(self) -> None:
         self.tf_s = TIMEFRAMES[self.model.timeframe]
@@ -187,8 +195,23 @@ class Preditor(runtime.Service):
             self.alert("twin_restarted_flat", "warning", f"{track.symbol}: {why}")
             state = initial_state(model.model_id)
         before = state.last_bar_time
+        track.journal = Journal(self.snapshot_dir / journal_name(track.symbol, track.timeframe), self.fsync_snapshots)
+        try:
+            if before is None:
+                track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
+            else:
+                track.journal.load()
+        except OSError as exc:  # the signals matter more: kept in memory, the file written with the snapshots
+            self.alert("journal_failed", "warning", f"{track.symbol}: signal journal {track.journal.path}: {exc}")
+        caught_up = 0
         for i in range(0, len(history), WARMUP_CHUNK):
-            state = warmup(model.spec, state, history[i:i + WARMUP_CHUNK], model.policy_fn)
+            previous = state.last_decision
+            state, decisions = run(model.spec, state, history[i:i + WARMUP_CHUNK], model.policy_fn)
+            if before is not None:  # bars closed while the preditor was down: their decisions go out, marked
+                for d in decisions:
+                    self._send(track, d, previous, catch_up=True)
+                    previous = d
+                caught_up += len(decisions)
             self.beat_if_due()
         track.state, track.restored = state, why
         self._write_snapshot(track)
@@ -196,7 +219,7 @@ class Preditor(runtime.Service):
         track.warm = True
         track.last_bar_wall = time.monotonic()
         facts = {"history": len(history), "restored": why, "from_bar": before, "last_bar": state.last_bar_time,
-                 "decisions": state.decisions, "ms": round((time.monotonic() - t0) * 1000, 1),
+                 "decisions": state.decisions, "caught_up": caught_up, "ms": round((time.monotonic() - t0) * 1000, 1),
                  "resumed_after": sub.get("resumed_after") if isinstance(sub, dict) else None}
         logs.event(log, logging.INFO, "warmed up", symbol=track.symbol, **facts)
         return facts
@@ -309,17 +332,17 @@ class Preditor(runtime.Service):
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError, ValueError) as exc:
             raise GapNotFilled(f"{track.symbol} {track.timeframe}: bars after {track.state.last_bar_time} "
                                f"not available: {exc}") from None
-        n = 0
-        for b in missing:
-            if is_new_bar(track.state, live.twin_bar(b)):
-                self._process(track, b)
-                n += 1
+        fresh = [b for b in missing if is_new_bar(track.state, live.twin_bar(b))]
+        for n, b in enumerate(fresh, 1):
+            # catch-up signals but the last of a catch-up that no live bar follows (the position to take now)
+            self._process(track, b, catch_up=until is not None or n < len(fresh))
+        n = len(fresh)
         if n:
             self.count("bars_gap_filled", n)
             logs.event(log, logging.INFO, "gap filled", symbol=track.symbol, bars=n, until=until)
         return n
 
-    def _process(self, track: Track, bar: messages.Bar) -> None:
+    def _process(self, track: Track, bar: messages.Bar, catch_up: bool = False) -> None:
         model = track.model
         previous = track.state.last_decision
         state, decision = step(model.spec, track.state, live.twin_bar(bar), model.policy_fn)
@@ -327,14 +350,20 @@ class Preditor(runtime.Service):
         track.last_bar_wall = time.monotonic()
         self.count("bars_seen")
         if decision is not None:
-            self.publish(messages.signal_topic(track.symbol), live.signal_of(track.symbol, decision, previous))
-            track.signals += 1
-            self.count("signals_sent")
+            self._send(track, decision, previous, catch_up)
         if not self.unsaved:
             self.unsaved_since = time.monotonic()
         self.unsaved[track.symbol] = track
 
-    # ---- snapshots (the only files this process writes) -------------------------------------------------
+    def _send(self, track: Track, decision: Decision, previous: Decision | None, catch_up: bool) -> None:
+        signal = live.signal_of(track.symbol, decision, previous, catch_up)
+        self.publish(messages.signal_topic(track.symbol), signal)
+        if track.journal is not None:
+            track.journal.add(signal)
+        track.signals += 1
+        self.count("catch_up_signals_sent" if catch_up else "signals_sent")
+
+    # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
     def _snapshot_path(self, track: Track) -> Path:
         return self.snapshot_dir / live.snapshot_name(track.symbol, track.timeframe)
 
@@ -366,6 +395,8 @@ class Preditor(runtime.Service):
             if not track.snapshot_dir_made:
                 self.snapshot_dir.mkdir(parents=True, exist_ok=True)
                 track.snapshot_dir_made = True
+            if track.journal is not None:
+                track.journal.write()  # before the snapshot: a restart never skips a bar whose signal is not kept
             durable.write_atomic(path, track.snapshots.encode(track.state), fsync=self.fsync_snapshots,
                                  sync_dir=False)  # an older snapshot after a power cut is a restart point too
         except OSError as exc:
@@ -384,7 +415,20 @@ class Preditor(runtime.Service):
         return {
             messages.OP_LAST_SIGNALS.name: self._op_last_signals,
             messages.OP_VIRTUAL_POSITIONS.name: self._op_virtual_positions,
+            messages.OP_SIGNALS_SINCE.name: self._op_signals_since,
         }
+
+    def _op_signals_since(self, args: messages.SignalsSinceArgs) -> messages.SignalsSince:
+        signals, kept_from = [], {}
+        for symbol, since in sorted(args.since.items()):
+            if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+                raise bus.OpError(wire.BAD_BODY, f"since[{symbol!r}] must be a bar time (int) or null, not {since!r}")
+            track = self.tracks.get(symbol)
+            if track is None or not track.warm or track.journal is None:
+                continue
+            signals += [messages.to_wire(s) for s in journal.after(track.journal.kept, since)]
+            kept_from[symbol] = track.journal.kept_from
+        return messages.SignalsSince(signals, kept_from)
 
     def _op_last_signals(self, _args: Any) -> dict:
         return {"signals": {s: messages.to_wire(live.signal_of(s, t.state.last_decision))

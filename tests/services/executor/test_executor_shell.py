@@ -21,6 +21,7 @@ from common import config, messages, wire
 from common.bus import Received
 from common.order_label import OrderAction, client_order_id
 from common.sequence import Delivery, Seen
+from services.executor import inputs
 from services.executor.service import Executor
 
 REPO = Path(__file__).resolve().parents[3]
@@ -495,3 +496,19 @@ def test_an_order_written_ahead_that_cannot_be_read_is_not_sent_and_an_alert_nam
         assert final(rig.signal(1, 0)) == ("OK", "FLAT")  # and the executor goes on
     finally:
         rig.close()
+
+
+def test_a_catch_up_signal_is_recorded_and_never_acted_on(rig):
+    persisted: list[tuple[str, dict]] = []
+    rig.ex.persist = lambda table, record: persisted.append((table, record))  # type: ignore[method-assign]
+    rig.boot()
+    assert final(rig.signal(1, 0)) == ("OK", "FLAT")
+    before = len(rig.published)
+    late = messages.Signal("EURUSD", T0 + 2 * H1, 1.1, 1, 1, 1, 2, 0.0, 0, catch_up=True)  # decided after a restart
+    rig.hear(late, "preditor")
+    rig.turn()
+    assert rig.connector.orders("order_open") == [] and rig.published[before:] == []
+    assert rig.ex.status_report()["last_bar_time"]["EURUSD"] == T0 + H1
+    assert ("signals", inputs.signal_record(late, H1)) in persisted  # recorded
+    assert final(rig.signal(3, 1)) == ("OK", "EDGE")  # the latest position is acted on
+    assert len(rig.connector.orders("order_open")) == 1

@@ -2,8 +2,10 @@
 
 The stream is the backtest's own decisions (services/preditor/backtest.py replay of the bundled model over the
 bundled data), published as `signal.EURUSD` from the preditor's endpoint by the test (the preditor process is not
-started). Paper runs as a real process; after the kill it is restarted and the whole stream is sent again (a
-replay: what it already applied is ignored).
+started), and the preditor's `signals_since` is answered by the test from what it published (a REP on the
+preditor's endpoint). Paper runs as a real process; it is killed in the middle, signals are published while it is
+down (lost to it), and the restarted process gets them from `signals_since`, simulated each at its bar; then the
+rest of the stream and the whole stream again (a replay: what it already applied is ignored).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from harness import REPO, Home, wait_for
@@ -69,6 +72,37 @@ def connect_streams(home: Home, pub: bus.Publisher, sub: bus.Subscriber, first: 
     wait_for(hears, 10, "the test hears paper")
 
 
+class PreditorReplies:
+    """The preditor's REP for `signals_since`, answered from the signals the test published so far (a thread)."""
+
+    def __init__(self, home: Home):
+        self.sent: list[messages.Signal] = []
+        self.asked: list[dict] = []
+        self._stop = threading.Event()
+        self._rep = bus.Responder(home.ctx, home.config().endpoint("preditor", "rep"),
+                                  {messages.OP_SIGNALS_SINCE.name: self._since}, bus.WireErrors("t"))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _since(self, args: messages.SignalsSinceArgs) -> messages.SignalsSince:
+        self.asked.append(dict(args.since))
+        since = args.since.get("EURUSD")
+        sent = list(self.sent)
+        kept = sent[-1:] if since is None else [s for s in sent if s.bar_time > since]
+        return messages.SignalsSince([messages.to_wire(s) for s in kept],
+                                     {"EURUSD": sent[0].bar_time if sent else None})
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            if self._rep.sock.poll(20):
+                self._rep.serve_ready()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._rep.close()
+
+
 def last_bar(home: Home) -> int:
     return home.request("paper", "status")["accounts"]["EURUSD"]["last_bar_time"] or 0
 
@@ -85,25 +119,39 @@ def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
     sub = bus.Subscriber(home.ctx, [home.config().endpoint("paper", "pub")], ["paper.trade.", "hb.paper"],
                          bus.WireErrors("t"))
     published: dict[str, messages.PaperTrade] = {}
+    preditor = PreditorReplies(home)
     try:
+        preditor.sent.append(signal_of(decisions[0]))
         start_paper(home)
         connect_streams(home, pub, sub, signal_of(decisions[0]), published)
         half = len(decisions) // 2
-        for d in decisions[:half]:
+        for d in decisions[1:half]:
+            preditor.sent.append(signal_of(d))
             pub.publish("signal.EURUSD", signal_of(d))
         wait_for(lambda: last_bar(home) >= decisions[half // 2].bar_time, 30, "paper in the middle of the stream")
         home.kill("paper", signal.SIGKILL)  # while it is still working through the first half
+        down = 3 * len(decisions) // 4
+        for d in decisions[half:down]:  # published while paper is down: lost to it, kept by the preditor
+            preditor.sent.append(signal_of(d))
+            pub.publish("signal.EURUSD", signal_of(d))
 
         start_paper(home)
+        wait_for(lambda: last_bar(home) == decisions[down - 1].bar_time, 30, "the missed signals simulated")
+        assert preditor.asked and preditor.asked[-1]["EURUSD"] is not None
         connect_streams(home, pub, sub, signal_of(decisions[0]), published)
         status = home.request("paper", "status")
         assert status["restored"] is True
         restored_at = status["accounts"]["EURUSD"]["last_bar_time"]
-        for d in decisions:  # the whole stream again: what was applied before the kill is ignored
+        for d in decisions[down:]:
+            preditor.sent.append(signal_of(d))
             pub.publish("signal.EURUSD", signal_of(d))
         wait_for(lambda: last_bar(home) == decisions[-1].bar_time, 60, "paper at the end of the stream")
-        progress = home.request("paper", "status")["progress"]
-        assert progress.get("signals_replayed", 0) > 0
+        for d in decisions:  # the whole stream again: what was applied before is ignored
+            pub.publish("signal.EURUSD", signal_of(d))
+        wait_for(lambda: last_bar(home) == decisions[-1].bar_time, 60, "paper at the end of the stream")
+        wait_for(lambda: home.request("paper", "status")["progress"].get("signals_replayed", 0) >= len(decisions),
+                 60, "the replayed stream ignored")
+        assert home.request("paper", "status")["progress"].get("signals_missed", 0) >= down - half
 
         saved = read_book(tmp_path / "var" / "data" / "paper-state.json")  # the state file and its journal
         assert saved is not None
@@ -128,6 +176,7 @@ def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
         # queued on its socket: those trades are in its book and re-sent to persistence at the next load)
         assert {e for e in want_exits if e > restored_at} <= set(by_exit)
     finally:
+        preditor.close()
         sub.close()
         pub.close()
         home.close()
