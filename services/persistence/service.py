@@ -136,6 +136,7 @@ class Persistence(runtime.Service):
         except StoreError as exc:
             raise runtime.StepFailed(f"cannot record the session: {exc}") from None
         self._next_session_hb = 0.0
+        self._totals_due = True  # the trades adopted or stored before a crash count in the totals
         logs.event(log, logging.INFO, "session", session_id=sid, resumed=out["resumed"], balance=balance)
         return {"session_id": sid, "resumed": out["resumed"], "initial_balance": balance,
                 "balance_from": "config" if from_config else "connector", "adopted_trades": adopted,
