@@ -1,4 +1,5 @@
-"""No service borrows another's code: a module under services/X/ imports nothing from services/Y/ (Y != X).
+"""No service borrows another's code: a module under services/X/ imports nothing from services/Y/ (Y != X), and
+common/ imports no service.
 
 Every import counts: at module level or inside a function, `import a.b` and `from a import b`, relative ones
 resolved against the importing file's package. Shared things live in common/.
@@ -57,6 +58,12 @@ def test_no_service_imports_another_service():
     problems = [p for path in sorted(SERVICES.rglob("*.py"))
                 for p in cross_service_imports(path, path.read_text(encoding="utf-8"))]
     assert not problems, "services import each other's code (move it to common/):\n" + "\n".join(problems)
+
+
+def test_common_imports_no_service():
+    problems = [p for path in sorted((REPO / "common").rglob("*.py"))
+                for p in cross_service_imports(path, path.read_text(encoding="utf-8"))]
+    assert not problems, "common/ is shared by every service and imports none of them:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize(("where", "source", "expected"), [

@@ -28,6 +28,7 @@ from typing import Any
 
 from common import bus, durable, logs, messages, runtime
 from common.config import TIMEFRAMES
+from common.records.real_trades import real_trade_record, recovered_open_record
 from services.connector import factory, history, journal, ledger, orders
 from services.connector.bridge import Bridge
 from services.connector.freshness import Freshness, latency_summary
@@ -44,7 +45,6 @@ from services.connector.port import (
 )
 from services.connector.port import Bar as BrokerBar
 from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
-from services.persistence.intake import real_trade_record
 
 log = logging.getLogger("oracle.connector")
 
@@ -239,12 +239,15 @@ class Connector(runtime.Service):
             logs.event(log, logging.INFO, "the broker accepted the credentials")
 
     def _report_closed_while_away(self, broker: BrokerPort) -> None:
-        """Positions open before this process started and gone now: publish their closes from the deal list."""
+        """Positions open before this process started and gone now: publish (and record) their closes from the deal
+        list; positions open now that it did not know of: record their openings."""
         try:
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
             changed = False
             for p in now_open:
-                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment)
+                if self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment):
+                    changed = True  # opened while this process was not listening: its opening is recorded here
+                    self.persist("trades", recovered_open_record(dataclasses.asdict(p)))
             open_ids = {p.ticket for p in now_open}
             gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
             if gone:

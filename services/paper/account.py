@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, TypeVar, overload
 
+from common.records.trades import PaperOpening, PaperTrade
 from common.twin.actions import Target, action_from_index, target_of
 from common.twin.metrics import Metrics, compute_metrics
-from common.twin.position import FLAT, CostModel, Position, Trade, apply_target
+from common.twin.position import FLAT, CostModel, Position, apply_target
 
 STATE_VERSION = 1
 
@@ -89,37 +90,6 @@ class History(Sequence[T], Generic[T]):
 
 
 @dataclass(frozen=True)
-class PaperTrade:
-    """A closed paper trade: the twin's trade plus what the trades table needs. Times are bar times."""
-
-    symbol: str
-    direction: int
-    intensity: int
-    lot: float
-    entry_time: int | None
-    entry_price: float
-    exit_time: int
-    exit_price: float
-    pips: float
-    gross_pnl: float
-    commission: float
-    pnl: float
-    hmm_state: int | None = None  # HMM state of the bar that closed it
-    is_paper: bool = True
-
-    @classmethod
-    def of(cls, symbol: str, trade: Trade, hmm_state: int | None) -> PaperTrade:
-        return cls(symbol=symbol, hmm_state=hmm_state, **asdict(trade))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PaperTrade:
-        return cls(**data)
-
-
-@dataclass(frozen=True)
 class PaperAccount:
     symbol: str
     costs: CostModel
@@ -176,6 +146,7 @@ class PaperStep:
     account: PaperAccount
     closed: PaperTrade | None
     applied: bool  # False when the signal was a replay (bar time not after the last one)
+    opened: PaperOpening | None = None  # the position this signal opened at its bar (after closing `closed`)
 
 
 def on_signal(account: PaperAccount, direction: int, intensity: int, price: float, bar_time: int,
@@ -189,13 +160,18 @@ def on_signal(account: PaperAccount, direction: int, intensity: int, price: floa
         raise ValueError(f"{account.symbol}: WAIT has intensity 0 and only WAIT does "
                          f"(direction {direction}, intensity {intensity})")
     update = apply_target(account.position, Target(direction, intensity), price, bar_time, account.costs)
-    closed = PaperTrade.of(account.symbol, update.closed, hmm_state) if update.closed else None
+    closed = PaperTrade(account.symbol, hmm_state=hmm_state, **asdict(update.closed)) if update.closed else None
+    position = update.position
+    opened = None
+    if not position.is_flat and position.entry_time == bar_time:  # opened at this bar (a kept one is older)
+        opened = PaperOpening(account.symbol, position.direction, position.intensity,
+                              account.costs.lot_sizes[position.intensity], bar_time, position.entry_price)
     trades = History.of(account.trades).appended(closed) if closed else account.trades
     balance = account.balance + update.balance_change
     equity = History.of(account.equity_curve).appended(balance + update.position.floating_pnl)
     new = replace(account, balance=balance, position=update.position, last_bar_time=bar_time, last_price=price,
                   trades=trades, equity_curve=equity)
-    return PaperStep(new, closed, applied=True)
+    return PaperStep(new, closed, applied=True, opened=opened)
 
 
 # ---- the book: one account per symbol

@@ -18,16 +18,16 @@ simulated like the others, each at its bar. Should the preditor not answer, the 
 it is asked again.
 
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
-account a pass changed (running statistics, `stats.py`: O(1) per bar); persists each trade in the `trades` table
-with `is_paper = true` (ids derived from the trade, so re-sending every trade of the book after a restart is a
-no-op at the store).
+account a pass changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
+`trades` table (`is_paper = true`, actions OPEN / CLOSE) through its outbox (`runtime.Service.persist`): kept until
+persistence acknowledges it, also across a restart; ids are derived from the trade, so re-sending every record of
+the book after a restart is a no-op at the store. Paper is the only writer of its records.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,29 +35,42 @@ from typing import Any
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.model_meta import ModelMeta, read_models
+from common.records import trades as trade_records
+from common.records.trades import PaperOpening, PaperTrade
 from common.sequence import Delivery
 from common.timeframes import bars_per_year
-from services.paper.account import PaperAccount, PaperBook, PaperTrade, book_on_signal, new_account
+from services.paper.account import PaperAccount, PaperBook, PaperStep, book_on_signal, new_account
 from services.paper.stats import RunningStats
 from services.paper.store import BookStore, StateError
-from services.persistence import trades as trade_records
 
 log = logging.getLogger("oracle.paper")
 
 
 def trade_record(trade: PaperTrade, timeframe: str | None) -> dict[str, Any]:
-    """The `trades` row of a paper trade (the persistence module's own builder, so ids match everywhere)."""
-    rec = trade_records.paper_trade({
-        "symbol": trade.symbol, "timeframe": timeframe, "direction": trade.direction,
-        "intensity": trade.intensity, "volume": trade.lot, "entry_time": _iso(trade.entry_time or trade.exit_time),
-        "exit_time": _iso(trade.exit_time), "entry_price": trade.entry_price, "exit_price": trade.exit_price,
-        "gross_pnl": trade.gross_pnl, "commission": trade.commission, "pnl_pips": trade.pips,
-        "hmm_state": trade.hmm_state}, session_id="")
-    return rec.model_dump(mode="json")
+    """The `trades` CLOSE record of a paper trade (ids derived from the trade: a re-send is a duplicate)."""
+    return trade_records.paper_trade(trade, timeframe=timeframe, session_id="").model_dump(mode="json")
 
 
-def _iso(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(seconds))
+def opening_record(opening: PaperOpening, timeframe: str | None) -> dict[str, Any]:
+    """The `trades` OPEN record of a paper position (ids derived from the opening: a re-send is a duplicate)."""
+    return trade_records.paper_opening(opening, timeframe=timeframe, session_id="").model_dump(mode="json")
+
+
+def book_records(account: PaperAccount, timeframe: str | None) -> list[dict[str, Any]]:
+    """Every `trades` record of an account's book: each trade's opening and close, then the open position's
+    opening (re-sent after a restart: the store deduplicates them)."""
+    out = []
+    for trade in account.trades:
+        opening = trade.opening()
+        if opening is not None:
+            out.append(opening_record(opening, timeframe))
+        out.append(trade_record(trade, timeframe))
+    position = account.position
+    if not position.is_flat and position.entry_time is not None:
+        out.append(opening_record(PaperOpening(account.symbol, position.direction, position.intensity,
+                                               account.costs.lot_sizes[position.intensity], position.entry_time,
+                                               position.entry_price), timeframe))
+    return out
 
 
 def trade_message(trade: PaperTrade, record_id: str) -> messages.PaperTrade:
@@ -94,7 +107,7 @@ class Paper(runtime.Service):
         self.state_path: Path = data_dir / cfg.paper.state_file
         self.store = BookStore(self.state_path)
         self.stats: dict[str, RunningStats] = {}
-        self._unsaved: list[tuple[str, PaperTrade | None]] = []  # applied, not committed yet: (symbol, closed)
+        self._unsaved: list[tuple[str, PaperStep]] = []  # applied, not committed yet: (symbol, step)
         self.models: dict[str, ModelMeta] = {}
         self.book: PaperBook | None = None
         self.restored = False
@@ -119,8 +132,9 @@ class Paper(runtime.Service):
         self.store.save(self.book)
         unsaved, self._unsaved = self._unsaved, []
         changed: dict[str, None] = {}
-        for symbol, closed in unsaved:
+        for symbol, step in unsaved:
             changed[symbol] = None
+            closed = step.closed
             if closed is not None:
                 record = trade_record(closed, self._timeframe(symbol))
                 self.persist("trades", record)
@@ -128,6 +142,9 @@ class Paper(runtime.Service):
                 self.count("trades")
                 logs.event(log, logging.INFO, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
                            exit_time=closed.exit_time)
+            if step.opened is not None:
+                self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
+                self.count("openings")
             self.beat_if_due()
         for symbol in changed:  # once per account and pass
             self.publish(messages.paper_metrics_topic(symbol),
@@ -156,9 +173,9 @@ class Paper(runtime.Service):
         migrated = self.store.legacy
         if created or migrated:  # commit the new accounts (and a version 1 file in today's format) now
             self.store.save(self.book)
-        for account in accounts.values():  # re-send every trade: deterministic ids, the store deduplicates
-            for trade in account.trades:
-                self.persist("trades", trade_record(trade, self._timeframe(account.symbol)))
+        for account in accounts.values():  # re-send every record: deterministic ids, the store deduplicates
+            for record in book_records(account, self._timeframe(account.symbol)):
+                self.persist("trades", record)
         return {"accounts": sorted(accounts), "created": created, "restored": self.restored,
                 "migrated": migrated, "last_bar_time": self._last_bar_times(), "model_errors": errors}
 
@@ -262,7 +279,7 @@ class Paper(runtime.Service):
         stats.add_equity(step.account.equity_curve[-1])
         # nothing leaves before the commit at the end of this pass: a crash before it loses, never half-sends,
         # what this pass applied (the same as signals still in the socket: asked again, or replayed)
-        self._unsaved.append((sig.symbol, step.closed))
+        self._unsaved.append((sig.symbol, step))
         self.count("signals_applied")
         self.beat_if_due()  # a long batch of signals keeps the heartbeats going
 

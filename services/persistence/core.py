@@ -6,7 +6,6 @@ takes `now` (a timezone-aware datetime). Results are plain dicts ready for a msg
     core = PersistenceCore.open(cfg.path(cfg.persistence.sqlite_path), build_sinks(section))
     core.start_session(now, initial_balance=..., symbols=[...], close_on_day_change=cfg.close_on_day_change)
     core.write("events", {...})                      # REP op persistence.write
-    core.log_paper_trade(body) / core.log_real_fill(body)
     core.health()                                    # heartbeat: backlog, parked, last errors
     core.end_session(now, reason=EndReason.NORMAL, final_balance=...)
     core.close(flush_s=5)
@@ -21,16 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.persistence import events as ev
-from services.persistence import records as rec
+from common.records import events as ev
+from common.records import schema as rec
 from services.persistence import sessions as ss
-from services.persistence import trades
 from services.persistence.sinks import Sink
-from services.persistence.store import Ack, Store
+from services.persistence.store import Store, WriteAck
 from services.persistence.worker import DrainWorker
 
 
-def ack_dict(ack: Ack) -> dict[str, Any]:
+def ack_dict(ack: WriteAck) -> dict[str, Any]:
     d = asdict(ack)
     d["fields"] = list(ack.fields)
     d["ok"] = ack.ok
@@ -114,6 +112,10 @@ class PersistenceCore:
                                new_initial_balance=final_balance)
         return self._apply(plan)
 
+    def update_totals(self, stats: ss.SessionStats) -> dict[str, Any]:
+        """Write the running session's totals so far (a new rev when they changed)."""
+        return self._apply(ss.running_totals(self._require_session(), stats))
+
     def end_session(self, now: datetime, *, reason: ss.EndReason | str = ss.EndReason.NORMAL,
                     final_balance: float | None = None,
                     stats: ss.SessionStats | None = None) -> dict[str, Any]:
@@ -131,12 +133,6 @@ class PersistenceCore:
         return self.session
 
     # ---- session-bound records ------------------------------------------------------------------
-
-    def log_real_fill(self, fill: Mapping[str, Any]) -> dict[str, Any]:
-        return self.write("trades", trades.real_trade(fill, session_id=self._require_session().session_id))
-
-    def log_paper_trade(self, trade: Mapping[str, Any]) -> dict[str, Any]:
-        return self.write("trades", trades.paper_trade(trade, session_id=self._require_session().session_id))
 
     def log_event(self, now: datetime, event_type: str, **fields: Any) -> dict[str, Any]:
         """An event with a fresh id, bound to the current session if there is one."""

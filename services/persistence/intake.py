@@ -2,17 +2,15 @@
 
 - `prepare_writes`: the records of one `write` op, checked one by one (a bad record is rejected with a reason
   naming the field, the others go on), with a missing `session_id` filled in;
-- `fill_input` / `closed_input`: `trades.RealFill` inputs from the connector's `fill.*` / `closed.*` bodies;
 - `alert_event` / `state_event` / `gap_event`: `events` records from `alert.*`, `sys.state` changes and
   sequence gaps in a publisher's stream;
-- `paper_fallback`: a `trades` record from a `paper.trade.*` body, for a trade whose own record (the paper
-  trader persists it through its outbox) never arrived;
-- `session_totals`, `end_reason`: the numbers and the reason a session ends with.
+- `session_totals`, `end_reason`: the numbers a session keeps up to date and the reason it ends with.
 
-Ids are derived (uuid5) from the message's (publisher, epoch, seq) or from the broker's facts, so a message
-handled twice (a replay, a restart) maps to the same record and the store deduplicates it.
+Trades are not made here: their owners (the connector, the paper trader) send them through their outboxes
+(`common/records/real_trades.py`, `common/records/trades.py`). Ids of records made from a published message are
+derived (uuid5) from its (publisher, epoch, seq), so a message handled twice maps to the same record and the store
+deduplicates it.
 """
-
 from __future__ import annotations
 
 import uuid
@@ -21,17 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.persistence import events as ev
-from services.persistence import records as rec
-from services.persistence import trades
+from common.records import events as ev
+from common.records import schema as rec
 from services.persistence.sessions import EndReason
 
-# the comment of a trades record built from a paper.trade message (the paper trader's own record replaces it)
-PAPER_FALLBACK_COMMENT = "from the paper.trade message: the paper trader's own record had not arrived"
-RECOVERED_OPEN_COMMENT = "recovered from the connector's open positions after a gap in its stream"
-
-FILLS_MAY_BE_MISSING = "FILLS_MAY_BE_MISSING"
-FILLS_RECOVERED = "FILLS_RECOVERED"
 STREAM_GAP = "STREAM_GAP"
 SYSTEM_STATE = "SYSTEM_STATE"
 INITIAL_BALANCE_FROM_CONFIG = "INITIAL_BALANCE_FROM_CONFIG"
@@ -140,94 +131,6 @@ def conflict_reason(table: str, rid: str, fields: Iterable[str]) -> str:
             f"(differing fields: {', '.join(fields) or '?'}); send it with a higher rev to replace it")
 
 
-# ---- connector ---------------------------------------------------------------------------------
-
-
-def bar_time_of(client_order_id: str | None) -> datetime | None:
-    """The signal bar time an order id of ours carries (common.order_label), None for anyone else's."""
-    if not client_order_id:
-        return None
-    from common.order_label import OrderLabelError, parse_client_order_id
-
-    try:
-        return utc(parse_client_order_id(client_order_id).bar_time)
-    except (OrderLabelError, ValueError, OverflowError, OSError):
-        return None
-
-
-def signal_facts(order_comment: str | None) -> dict[str, Any]:
-    """The signal's intensity and HMM state an order comment of ours carries (the executor's label,
-    common.order_label); nothing for anyone else's comment, or one that does not parse (an opening's record keeps
-    the comment as it came)."""
-    from common.order_label import OrderLabelError, is_ours, parse
-
-    if not is_ours(order_comment):
-        return {}
-    try:
-        label = parse(order_comment or "")
-    except OrderLabelError:
-        return {}
-    facts = {"intensity": label.intensity, "hmm_state": label.hmm_state}
-    return {k: v for k, v in facts.items() if v is not None}
-
-
-def fill_input(fill: Mapping[str, Any]) -> dict[str, Any]:
-    """A `fill.<SYM>` body (an opening deal) as a `trades.RealFill` input, with the signal's intensity and HMM state
-    when the order's comment is ours."""
-    cid = fill.get("client_order_id") or None
-    order_comment = fill.get("comment") or None
-    return {
-        "deal_id": str(fill["deal_id"]), "position_id": str(fill["ticket"]), "symbol": fill["symbol"],
-        "action": "OPEN", "direction": fill["direction"], "volume": fill["volume"], "time": utc(fill["time"]),
-        "entry_price": fill["price"], "bar_time": bar_time_of(cid), "client_order_id": cid, "comment": order_comment,
-        **signal_facts(order_comment),
-    }
-
-
-def closed_input(closed: Mapping[str, Any]) -> dict[str, Any]:
-    """A `closed.<SYM>` body as a `trades.RealFill` input. The message has no deal id: the closing deal is
-    keyed by (position, time, volume), the same for the same deal whenever it is reported."""
-    label = closed.get("label") or None
-    comment = f"{closed.get('reason', '')}{' external' if closed.get('external') else ''}".strip() or None
-    return {
-        "deal_id": f"close:{closed['ticket']}:{float(closed['time']):.3f}:{float(closed['volume']):g}",
-        "position_id": str(closed["ticket"]), "symbol": closed["symbol"],
-        "action": "CLOSE" if closed.get("full", True) else "PARTIAL_CLOSE",
-        "direction": closed["direction"], "volume": closed["volume"], "time": utc(closed["time"]),
-        "entry_price": closed["entry_price"], "exit_price": closed["close_price"],
-        "gross_pnl": closed["gross_profit"], "commission": abs(float(closed["commission"])),
-        "swap": closed["swap"], "comment": comment, "client_order_id": label, "pip_size": closed.get("pip_size"),
-        **signal_facts(closed.get("comment") or None),
-    }
-
-
-def real_trade_record(body: Mapping[str, Any], closing: bool) -> dict[str, Any]:
-    """The `trades` record of a connector `fill.*` (or, `closing`, `closed.*`) body, in its JSON form without a
-    session (the store fills it in). The connector hands it to persistence through its outbox, which keeps it
-    until acknowledged: a deal that persistence missed on the stream (down, frozen, restarting) is not lost. The
-    copy persistence makes from the stream is the same record (same id, same fields): a duplicate."""
-    deal = closed_input(body) if closing else fill_input(body)
-    return rec.to_json(trades.real_trade(deal, session_id=""))
-
-
-def recovered_open_input(position: Mapping[str, Any]) -> dict[str, Any]:
-    """An open position whose opening fill never reached us, as an OPEN trade (no deal id: keyed by position)."""
-    label = position.get("label") or None
-    return {
-        "deal_id": f"position-open:{position['ticket']}", "position_id": str(position["ticket"]),
-        "symbol": position["symbol"], "action": "OPEN", "direction": position["direction"],
-        "volume": position["volume"], "time": utc(position["open_time"]), "entry_price": position["open_price"],
-        "bar_time": bar_time_of(label), "client_order_id": label, "comment": RECOVERED_OPEN_COMMENT,
-        **signal_facts(position.get("comment") or None),
-    }
-
-
-def unrecorded_positions(positions: Iterable[Mapping[str, Any]], recorded: set[str]) -> list[dict[str, Any]]:
-    """Open positions with no trade recorded for their position id (checked again after a settle time, so a
-    fill still in flight when the positions were read is not taken for a lost one)."""
-    return [dict(p) for p in positions if str(p.get("ticket")) not in recorded]
-
-
 # ---- events from the stream --------------------------------------------------------------------
 
 
@@ -261,31 +164,6 @@ def gap_event(src: str, epoch: int, seq: int, ts_ns: int, delivery: str, missed:
         source="persistence", message=f"{src}: {delivery} ({missed or 'unknown number of'} message(s) missed); {what}",
         data={"publisher": src, "delivery": delivery, "missed": missed, "epoch": epoch, "seq": seq},
     )
-
-
-# ---- paper -------------------------------------------------------------------------------------
-
-
-def paper_fallback(trade: Mapping[str, Any], session_id: str) -> rec.Record:
-    """A trades record from a `paper.trade.<SYM>` body (rev 0, marked by its comment), under the paper
-    trader's own record id."""
-    exit_time = utc(trade["exit_time"])
-    return rec.validate("trades", {
-        "id": trade["id"], "session_id": session_id, "trade_id": str(trade["id"]).replace("-", "")[:8],
-        "timestamp": exit_time, "bar_time": exit_time, "symbol": trade["symbol"], "direction": trade["direction"],
-        "intensity": trade.get("intensity", 0), "action": "CLOSE", "entry_price": trade["entry_price"],
-        "exit_price": trade["exit_price"], "pnl": trade["pnl"], "pnl_pips": trade.get("pips", 0.0),
-        "commission": abs(float(trade.get("commission", 0.0))),
-        "hmm_state": None if trade.get("hmm_state", -1) < 0 else trade["hmm_state"], "is_paper": True,
-        "comment": PAPER_FALLBACK_COMMENT,
-    })
-
-
-def replaces_fallback(stored: rec.Record | None, incoming: rec.Record) -> bool:
-    """The paper trader's own record arriving after the fallback made from its message: it replaces it."""
-    return (isinstance(stored, rec.Trade) and isinstance(incoming, rec.Trade) and stored.is_paper
-            and stored.comment == PAPER_FALLBACK_COMMENT and incoming.comment != PAPER_FALLBACK_COMMENT
-            and incoming.rev <= stored.rev)
 
 
 # ---- sessions ----------------------------------------------------------------------------------

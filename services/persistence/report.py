@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from services.persistence import records as rec
+from common.records import schema as rec
 
 DEFAULT_DB_ENV = "ORACLE_DB"
 

@@ -7,12 +7,13 @@
   reply (`store_full` / `store_busy`), so the sender keeps its records and retries;
 - op `query` (QueryArgs): records back, newest first;
 - step `persistence.session`: start a session, or resume the one a crash left RUNNING;
-  step `persistence.close_session`: end it with the balance from the connector, the real trades and PnL from
-  the real fills (paper totals in a SESSION_SUMMARY event) and the reason;
-- the stream: `fill.*` / `closed.*` -> real trades, `paper.trade.*` -> confirmation of the paper trader's own
-  records, `alert.*` -> events, `sys.state` changes -> events, `account` -> the balance for heartbeats; a gap in
-  the connector's stream -> the open positions are asked for and missing OPEN fills recovered, and an event
-  says closing deals may be missing (there is no deals op to recover them);
+  step `persistence.close_session`: end it with the balance from the connector, the real trades and PnL
+  (paper totals in a SESSION_SUMMARY event) and the reason; while it runs, the session record's totals follow
+  the real trades as they are stored;
+- one writer per record: trades come only through the `write` op, from their owners' outboxes (the connector's
+  real fills and closes, the paper trader's openings and closes); nothing is copied from the stream;
+- the stream: `alert.*` -> one event per alert (not the executor's: it stores its own), `sys.state` changes ->
+  events, `account` -> the balance for heartbeats, a gap in a publisher's stream -> a STREAM_GAP event;
 - every `heartbeat_interval_s` a session heartbeat record; at the UTC day boundary with close_on_day_change
   the session rolls and an alert `day_change` goes out (closing positions is the executor's business).
 
@@ -25,16 +26,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from common import bus, logs, messages, runtime, wire
 from common.bus import OpError, Received
+from common.records import events as ev
+from common.records import schema as rec
 from common.sequence import Delivery
-from services.persistence import events as ev
-from services.persistence import intake, trades
-from services.persistence import records as rec
+from services.persistence import intake
 from services.persistence.core import PersistenceCore
 from services.persistence.sessions import SessionStats
 from services.persistence.sinks import SinkConfigError
@@ -45,11 +45,7 @@ from services.persistence.worker import DrainWorker
 log = logging.getLogger("oracle.persistence")
 
 PUBLISHERS = ("orchestrator", "connector", "preditor", "executor", "paper")
-PAPER_GRACE_S = 5.0  # a paper.trade message whose own record has not arrived after this gets a fallback record
-RECOVERY_SETTLE_S = 2.0  # fills in flight when the positions answer arrive within this
-# the connector hands each fill to us through its outbox too: a recovery waits (at most this long past the settle
-# time) until its heartbeat shows that outbox handed over, so a fill still spooled there is not recovered twice
-RECOVERY_OUTBOX_WAIT_S = 30.0
+OWN_ALERT_RECORDS = ("executor",)  # publishers that store their alerts themselves, through their outbox
 ALERT_EVERY_S = 60.0  # store error alerts, at most this often per kind
 MAX_UNWRITTEN = 100_000  # stream records kept in memory while the store refuses writes
 
@@ -58,28 +54,12 @@ def _code(exc: StoreError) -> str:
     return "store_full" if isinstance(exc, StoreFull) else "store_busy" if isinstance(exc, StoreBusy) else "store_error"
 
 
-@dataclass
-class Recovery:
-    """A fill recovery after a gap in the connector's stream."""
-
-    reason: str
-    detected_at: float  # wall time of the message that showed the gap
-    candidates: list[dict] | None = None  # open positions with no trade, once the connector answered
-    settle_until: float = 0.0  # monotonic
-    attempts: int = 0
-    next_try: float = 0.0  # monotonic
-
-
 class Persistence(runtime.Service):
     name = "persistence"
     steps = {"persistence.open": "_open", "persistence.session": "_start_session",
              "persistence.close_session": "_close_session"}
     # "" = every topic: each publisher's (epoch, seq) stream is seen whole, so a gap means lost messages
     subscribe_to = {p: [""] for p in PUBLISHERS}
-    not_implemented = [
-        "closing deals published while persistence was not listening cannot be fetched again (the connector has "
-        "no deals op): an event FILLS_MAY_BE_MISSING says so; opening fills are recovered from open positions",
-    ]
 
     def __init__(self, cfg, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -95,12 +75,8 @@ class Persistence(runtime.Service):
         self._next_session_hb = 0.0
         self._next_day_check = 0.0
         self._unwritten: list[tuple[str, rec.Record]] = []  # stream records the store refused, retried
-        self._paper_pending: dict[str, tuple[float, dict]] = {}  # id -> (due monotonic, paper.trade body)
-        self._recovery: Recovery | None = None
-        self._connector_first: tuple[int, float] | None = None  # (epoch, wall time): FIRST seen mid-stream
-        self._connector_outbox = 0  # records the connector had not handed over yet, per its last heartbeat
+        self._totals_due = False  # trades were stored: the running session's totals are written again
         self._requesters: dict[str, bus.Requester] = {}
-        self._conn_req: bus.Requester | None = None
 
     # ---- lifecycle steps --------------------------------------------------------------------------
     def _open(self) -> dict:
@@ -153,6 +129,7 @@ class Persistence(runtime.Service):
         except StoreError as exc:
             raise runtime.StepFailed(f"cannot record the session: {exc}") from None
         self._next_session_hb = 0.0
+        self._totals_due = True  # the trades adopted or stored before a crash count in the totals
         logs.event(log, logging.INFO, "session", session_id=sid, resumed=out["resumed"], balance=balance)
         return {"session_id": sid, "resumed": out["resumed"], "initial_balance": balance,
                 "balance_from": "config" if from_config else "connector", "adopted_trades": adopted,
@@ -247,21 +224,13 @@ class Persistence(runtime.Service):
         rejected = dict(prep.rejected)
         if prep.valid:
             acks = self._store_call(lambda: core.write_batch([(t, r) for _, t, r in prep.valid]))
-            replace = []
-            for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
+            for (rid, table, _), ack in zip(prep.valid, acks, strict=True):
                 if ack["status"] != "conflict":
                     acked.append(rid)
+                    self._totals_due |= table == "trades" and ack["status"] in ("stored", "updated")
                     continue
-                stored = core.store.get(table, ack["id"])
-                if intake.replaces_fallback(stored, record):
-                    replace.append((rid, table, record.model_copy(update={"rev": stored.rev + 1})))
-                else:
-                    rejected[rid] = intake.conflict_reason(table, rid, ack["fields"])
-                    logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
-            if replace:
-                self._store_call(lambda: core.write_batch([(t, r) for _, t, r in replace]))
-                acked.extend(rid for rid, _, _ in replace)
-                self.count("paper_fallbacks_replaced", len(replace))
+                rejected[rid] = intake.conflict_reason(table, rid, ack["fields"])
+                logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
         self.count("writes")
         self.count("records_acked", len(acked))
         if rejected:
@@ -312,37 +281,21 @@ class Persistence(runtime.Service):
         body = env.body
         try:  # before persistence.open (a restart mid-run) records wait in memory until the store is open
             self._on_gap(received)
-            if isinstance(body, messages.Fill):
-                self._real_trade(intake.fill_input(messages.to_wire(body)), "fills_logged")
-            elif isinstance(body, messages.PositionClosed):
-                self._real_trade(intake.closed_input(messages.to_wire(body)), "closes_logged")
-            elif isinstance(body, messages.AccountUpdate):
+            if isinstance(body, messages.AccountUpdate):
                 self.balance, self.equity = body.balance, body.equity
-            elif isinstance(body, messages.PaperTrade):
-                self._paper_trade(messages.to_wire(body))
+            elif isinstance(body, messages.Alert) and env.src in OWN_ALERT_RECORDS:
+                self.count("alerts_stored_by_their_sender")  # one event per alert: the sender's own record
             elif isinstance(body, messages.Alert):
                 self._keep_write("events", intake.alert_event(env.src, env.epoch, env.seq, env.ts,
                                                               messages.to_wire(body), self._session_id(), env.topic))
                 self.count("alerts_logged")
             elif isinstance(body, messages.SysState):
                 self._sys_state(env, body)
-            elif isinstance(body, messages.Heartbeat) and env.src == "connector":
-                self._connector_heartbeat(body)
         except StoreError as exc:
             self._store_failed(_code(exc), exc)
         except (rec.RecordInvalid, KeyError, TypeError, ValueError) as exc:
             self.count("messages_unusable")
             logs.event(log, logging.ERROR, "message not recorded", topic=env.topic, src=env.src, error=str(exc))
-
-    def _real_trade(self, fill: dict, counter: str) -> None:
-        self._keep_write("trades", trades.real_trade(fill, session_id=self._session_id() or ""))
-        self.count(counter)
-
-    def _paper_trade(self, body: dict) -> None:
-        if self.core is not None and self.core.store.get("trades", body["id"]) is not None:
-            self.count("paper_confirmed")
-        else:
-            self._paper_pending[body["id"]] = (time.monotonic() + PAPER_GRACE_S, body)
 
     def _sys_state(self, env: wire.Envelope, body: messages.SysState) -> None:
         if body.state == messages.STOPPING and self._last_state != messages.STOPPING:
@@ -357,121 +310,27 @@ class Persistence(runtime.Service):
             self._last_state = body.state
 
     def _on_gap(self, received: Received) -> None:
+        """Messages of a publisher went by unheard: say so (what was lost is alerts and state changes; trades and
+        the services' own records come through their outboxes)."""
         env, seen = received.envelope, received.seen
-        gap = seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH)
-        if env.src == "connector":
-            if seen.delivery is Delivery.FIRST and env.seq > 1:
-                # we joined mid-stream (we restarted): fills may have gone by if the connector was trading
-                self._connector_first = (env.epoch, env.ts / 1e9)
-            elif gap:
-                self._begin_recovery(f"connector stream {seen.delivery.value}", env.ts / 1e9, seen.missed, env)
-        elif seen.delivery is Delivery.GAP:
-            what = ("the paper trader persists its own trades; alerts may be missing" if env.src == "paper"
-                    else "alerts from it may be missing")
+        if seen.delivery is Delivery.GAP:
+            what = "alerts and state changes from it may be missing"
             self._keep_write("events", intake.gap_event(env.src, env.epoch, env.seq, env.ts, seen.delivery.value,
                                                         seen.missed, self._session_id(), what, env.topic))
             self.count("gaps_logged")
-
-    def _connector_heartbeat(self, hb: messages.Heartbeat) -> None:
-        self._connector_outbox = int(hb.info.get("outbox", 0) or 0)
-        first = self._connector_first
-        if first is None or hb.epoch != first[0]:
-            return
-        self._connector_first = None
-        if "connector.connect" in hb.steps:  # it was connected before we listened: fills may have gone by
-            self._begin_recovery("joined the connector's stream mid-way (persistence restarted)", first[1], 0, None)
-
-    def _begin_recovery(self, reason: str, detected_at: float, missed: int, env: wire.Envelope | None) -> None:
-        now = datetime.now(UTC)
-        self._keep_write("events", ev.make_event(
-            ev.derived_id(f"connector:{env.epoch}:{env.seq}" if env else f"join:{detected_at}", "fills-missing"),
-            now, intake.FILLS_MAY_BE_MISSING, session_id=self._session_id(), severity="WARNING", source="persistence",
-            message=f"{reason}: fills and closes published meanwhile may be missing from the trade log; open "
-                    "positions are checked with the connector (closing deals cannot be recovered: no deals op)",
-            data={"reason": reason, "missed_messages": missed, "detected_at": detected_at}))
-        self.count("fill_gaps")
-        self._recovery = Recovery(reason, detected_at)
-
-    def _drive_recovery(self, now: float) -> None:
-        r = self._recovery
-        if r is None or self.core is None:
-            return
-        if r.candidates is None:
-            self._ask_positions(r, now)
-            return
-        if now < r.settle_until:
-            return
-        if self._connector_outbox and now < r.settle_until + RECOVERY_OUTBOX_WAIT_S:
-            return  # records the connector has not handed over yet: maybe these very fills
-        recorded = self._recorded_positions(r.candidates)
-        todo = [p for p in r.candidates if str(p["ticket"]) not in recorded]
-        sid = self._session_id() or ""
-        for p in todo:
-            self.core.write("trades", trades.real_trade(intake.recovered_open_input(p), session_id=sid))
-        if todo:
-            self._event(datetime.now(UTC), intake.FILLS_RECOVERED, severity="WARNING",
-                        message=f"{len(todo)} opening fill(s) recovered from the connector's open positions",
-                        data={"positions": [str(p["ticket"]) for p in todo], "reason": r.reason})
-        self.count("fills_recovered", len(todo))
-        self._recovery = None
-
-    def _ask_positions(self, r: Recovery, now: float) -> None:
-        req = self._conn_req
-        if req is None:
-            req = self._conn_req = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
-                                                 int(self.cfg.connector.op_timeout_s * 1000))
-        if req.pending is None:
-            if now >= r.next_try:
-                req.send(messages.OP_POSITIONS.name, messages.NoArgs())
-            return
-        try:
-            reply = req.take_reply()
-        except (bus.RequestTimeout, wire.WireError) as exc:
-            self._recovery_failed(r, now, str(exc))
-            return
-        if reply is None:
-            return
-        if not reply.ok:
-            self._recovery_failed(r, now, f"{reply.error_code}: {reply.error_message}")
-            return
-        positions = [p for p in (reply.result or {}).get("positions", []) if isinstance(p, dict)]
-        recorded = self._recorded_positions(positions)
-        r.candidates = intake.unrecorded_positions(positions, recorded)
-        r.settle_until = now + RECOVERY_SETTLE_S
-
-    def _recovery_failed(self, r: Recovery, now: float, why: str) -> None:
-        r.attempts += 1
-        r.next_try = now + min(60.0, 2.0 ** r.attempts)
-        if r.attempts == 1 or r.attempts % 10 == 0:
-            logs.event(log, logging.WARNING, "fill recovery: positions not available yet", error=why,
-                       attempts=r.attempts)
-
-    def _recorded_positions(self, positions: list[dict]) -> set[str]:
-        """Position ids among `positions` that have a real trade recorded (near their open time)."""
-        assert self.core is not None
-        waiting = {str(r.position_id) for t, r in self._unwritten if t == "trades" and isinstance(r, rec.Trade)}
-        found = {str(p["ticket"]) for p in positions if str(p["ticket"]) in waiting}
-        for p in positions:
-            t = intake.utc(float(p.get("open_time", 0)))
-            near = self.core.store.query("trades", symbol=p["symbol"], is_paper=False, since=t - timedelta(minutes=5),
-                                         until=t + timedelta(minutes=5), limit=None)
-            if any(x.position_id == str(p["ticket"]) for x in near):
-                found.add(str(p["ticket"]))
-        return found
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def on_tick(self, now: float) -> None:
         if self.core is None:
             return
         try:
-            self._drive_recovery(now)
-            self._drive_paper(now)
             if now >= self._next_session_hb:
                 self._next_session_hb = now + self.cfg.persistence.heartbeat_interval_s
                 self._session_heartbeat()
             if now >= self._next_day_check:
                 self._next_day_check = now + 1.0
                 self._flush_unwritten()
+                self._update_totals()
                 self._day_roll()
         except StoreError as exc:
             self._store_failed(_code(exc), exc)
@@ -499,18 +358,18 @@ class Persistence(runtime.Service):
             self.count("stream_records_retried", len(self._unwritten))
             self._unwritten = []
 
-    def _drive_paper(self, now: float) -> None:
+    def _update_totals(self) -> None:
+        """The running session's record with the totals of the real trades stored so far (rev + 1 when they
+        changed), so the store shows them during the session, not only at its end."""
         assert self.core is not None
-        for rid, (due, body) in list(self._paper_pending.items()):
-            if self.core.store.get("trades", rid) is not None:
-                del self._paper_pending[rid]
-                self.count("paper_confirmed")
-            elif now >= due:
-                self.core.write("trades", intake.paper_fallback(body, self._session_id() or ""))
-                del self._paper_pending[rid]
-                self.count("paper_fallbacks")
-                logs.event(log, logging.WARNING, "paper trade recorded from its message", id=rid,
-                           symbol=body.get("symbol"))
+        if not self._totals_due or self.core.session is None:
+            return
+        self._totals_due = False
+        session = self.core.session
+        real = intake.session_totals(self.core.store.query("trades", session_id=session.session_id, is_paper=False,
+                                                            limit=None))
+        self.core.update_totals(SessionStats(None, real.trades, real.pnl))
+        self.count("session_totals")
 
     def _session_heartbeat(self) -> None:
         assert self.core is not None
@@ -559,15 +418,12 @@ class Persistence(runtime.Service):
             "store": {"open": True, "path": str(self.db_path), "last_error": self.last_store_error},
             "session": self.core.session.model_dump(mode="json") if self.core.session else None,
             "persistence": health,
-            "paper_pending": len(self._paper_pending),
             "unwritten": len(self._unwritten),
-            "fill_recovery": None if self._recovery is None else {"reason": self._recovery.reason,
-                                                                 "attempts": self._recovery.attempts},
             "balance": self.balance,
         }
 
     def on_stop(self) -> None:
-        for req in [*self._requesters.values(), *([self._conn_req] if self._conn_req else [])]:
+        for req in self._requesters.values():
             req.close()
         if self.core is not None:
             status = self.core.close(flush_s=min(2.0, self.cfg.runtime.stop_timeout_s / 3))

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from services.persistence import events as ev
-from services.persistence.records import Record, Session, SessionHeartbeat, to_utc
+from common.records import events as ev
+from common.records.schema import Record, Session, SessionHeartbeat, to_utc
 
 Write = tuple[str, Record]
 
@@ -73,6 +73,16 @@ def start_session(new_id: uuid.UUID, now: datetime, *, initial_balance: float | 
         data={"initial_balance": initial_balance, "symbols": list(symbols)},
     )
     return Plan(session, [("sessions", session), ("events", event)])
+
+
+def running_totals(session: Session, stats: SessionStats) -> Plan:
+    """A running session's record with its totals so far (rev + 1); writes nothing when they did not change."""
+    if session.status != "RUNNING" or (session.total_trades, session.total_pnl) == (stats.total_trades,
+                                                                                     stats.total_pnl):
+        return Plan(session)
+    updated = session.model_copy(update={"rev": session.rev + 1, "total_trades": stats.total_trades,
+                                         "total_pnl": stats.total_pnl})
+    return Plan(updated, [("sessions", updated)])
 
 
 def end_session(session: Session, now: datetime, stats: SessionStats, reason: EndReason,

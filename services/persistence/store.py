@@ -3,12 +3,12 @@
 A write is acknowledged only after its transaction has committed (and, with synchronous=FULL, the WAL
 has been fsynced). Writes are idempotent on `id` and versioned by `rev`:
 
-| stored row        | incoming record                  | result (Ack.status)                  |
+| stored row        | incoming record                  | result (WriteAck.status)                  |
 |-------------------|----------------------------------|--------------------------------------|
 | none              | any                              | `stored`                             |
 | rev r             | rev > r                          | `updated` (row replaced)             |
 | rev r             | rev r, same payload              | `duplicate` (no-op: a sender retry)  |
-| rev r             | rev r, different payload         | `conflict` (nothing written; Ack names the fields) |
+| rev r             | rev r, different payload         | `conflict` (nothing written; WriteAck names the fields) |
 | rev r             | rev < r                          | `stale` (no-op: an older version)    |
 
 A conflict is reported, never silently overwritten: two writers made different records with the same
@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from services.persistence import records as rec
+from common.records import schema as rec
 
 SCHEMA_FILE = Path(__file__).with_name("local_schema.sql")
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store with local_schema.sql; bump with a local migration
@@ -52,7 +52,7 @@ class StoreBusy(StoreError):
 
 
 @dataclass(frozen=True)
-class Ack:
+class WriteAck:
     table: str
     id: str
     rev: int
@@ -83,7 +83,7 @@ class Backlog:
 
 @dataclass
 class StoreStats:
-    acks: dict[str, int] = field(default_factory=dict)  # per Ack.status
+    acks: dict[str, int] = field(default_factory=dict)  # per WriteAck.status
     errors: int = 0
 
 
@@ -155,13 +155,13 @@ class Store:
 
     # ---- writes -------------------------------------------------------------------------------
 
-    def write(self, table: str, record: Mapping[str, Any] | rec.Record) -> Ack:
+    def write(self, table: str, record: Mapping[str, Any] | rec.Record) -> WriteAck:
         """Validate and durably store one record; returns after commit."""
         return self.write_batch([(table, record)])[0]
 
-    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[Ack]:
+    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[WriteAck]:
         """Validate every record first (RecordInvalid names the item, table and field, and nothing is
-        written), then store them all in one transaction. Returns one Ack per item, in order."""
+        written), then store them all in one transaction. Returns one WriteAck per item, in order."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -173,7 +173,7 @@ class Store:
         if not validated:
             return []
         what = f"writing {len(validated)} record(s) to {', '.join(sorted({t for t, _ in validated}))}"
-        acks: list[Ack] = []
+        acks: list[WriteAck] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -191,7 +191,7 @@ class Store:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
-    def _write_one(self, table: str, record: rec.Record) -> Ack:
+    def _write_one(self, table: str, record: rec.Record) -> WriteAck:
         row = rec.to_sqlite_row(record)
         rid = row["id"]
         cols = list(row)
@@ -212,11 +212,11 @@ class Store:
             )
             status = "updated"
         elif record.rev < old["rev"]:
-            return Ack(table, rid, record.rev, "stale")
+            return WriteAck(table, rid, record.rev, "stale")
         else:
             existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
             diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
-            return Ack(table, rid, record.rev, "conflict" if diff else "duplicate", diff)
+            return WriteAck(table, rid, record.rev, "conflict" if diff else "duplicate", diff)
         for sink in self.sinks:
             self._conn.execute(
                 "INSERT INTO outbox (sink, tbl, rid, rev) VALUES (?, ?, ?, ?) "
@@ -224,7 +224,7 @@ class Store:
                 "last_error = NULL",
                 (sink, table, rid, record.rev),
             )
-        return Ack(table, rid, record.rev, status)
+        return WriteAck(table, rid, record.rev, status)
 
     # ---- reads --------------------------------------------------------------------------------
 

@@ -61,9 +61,11 @@ class DrainWorker:
         with self._lock:
             return [dict(s) for s in self._status]
 
-    def backlog(self) -> int:
-        """Records not yet delivered, summed over sinks (None counts as 0 before the first step)."""
-        return sum(s["backlog"] or 0 for s in self.status())
+    def backlog(self) -> int | None:
+        """Records not yet delivered, summed over sinks, as the thread last measured them; None until it has
+        measured every sink (not measured is not empty). A snapshot: records written since are not in it."""
+        backlogs = [s["backlog"] for s in self.status()]
+        return None if None in backlogs else sum(backlogs)
 
     def stop(self, flush_s: float = 0.0, join_s: float = 30.0) -> list[dict[str, Any]]:
         """Stop the thread; with flush_s > 0 first retry every sink (ignoring backoff) until its

@@ -113,9 +113,12 @@ def test_fault_free_pipeline_equals_the_backtest(reference):
         want = sorted((t.exit_time, t.direction, t.entry_price, t.exit_price, round(t.pnl, 6))
                       for t in exp["trades"][sym] if t.exit_time in live)
         got = sorted((bar_time, direction, entry, exit_, pnl)
-                     for bar_time, _ts, s, _a, direction, _i, _h, _v, entry, exit_, pnl, _p, _c in ref.paper_trades
-                     if s == sym)
+                     for bar_time, _ts, s, a, direction, _i, _h, _v, entry, exit_, pnl, _p, _c in ref.paper_trades
+                     if s == sym and a == "CLOSE")
         assert got == want, sym
+        # and stored each opening too (paper's outbox is the one writer of both)
+        opened = {bar_time for bar_time, _ts, s, a, *_ in ref.paper_trades if s == sym and a == "OPEN"}
+        assert {t.entry_time for t in exp["trades"][sym] if t.entry_time in live} <= opened, sym
         assert ref.paper_account[sym][1] == len(want), sym
     # the stretch is worth testing: the model opened and closed real positions, one order per client order id
     opens = [o for o in ref.orders if not o.closing]

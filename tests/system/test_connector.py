@@ -15,6 +15,7 @@ from harness import Home, wait_for
 from system.conntap import Tap
 
 from common import bus, config, messages
+from common.records.real_trades import RECOVERED_OPEN_COMMENT
 from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import control
 from services.connector.sim.replay import CsvBar, parse_csv
@@ -495,6 +496,11 @@ def test_connector_killed_while_an_order_is_in_flight_never_sends_it_twice(syste
     assert res.ticket == pos["position_id"]
     assert system.sim("status")["deals"] == deals_before + 1
     assert system.req("order_open", args).ticket == res.ticket
+    # the restarted connector found the position open without having seen its fill: it recorded the opening itself
+    opening = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0))["records"]  # noqa: E731
+                       if t["position_id"] == str(res.ticket) and t["action"] == "OPEN"]
+    (recorded,) = wait_for(opening, 20, "the opening recorded")
+    assert recorded["comment"] == RECOVERED_OPEN_COMMENT and recorded["client_order_id"] == "in-flight-1"
     assert system.req("order_close", messages.OrderCloseArgs(res.ticket)).success
 
 

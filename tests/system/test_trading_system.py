@@ -97,8 +97,16 @@ def test_signals_become_acks_orders_and_paper_trades(system):
 
     wait_for(lambda: len(stored("signals")) == len(got), 20, "signals stored")
     wait_for(lambda: len(stored("acks")) >= len(got), 20, "acks stored")
-    paper_trades = home.request("paper", "status")["accounts"]["EURUSD"]["trades"]
-    wait_for(lambda: len([t for t in stored("trades") if t["is_paper"]]) == paper_trades, 20, "paper trades stored")
+    paper_account = home.request("paper", "status")["accounts"]["EURUSD"]
+    still_open = int(paper_account["position"]["direction"] != 0)
+
+    def paper_records(action: str) -> int:
+        return len([t for t in stored("trades") if t["is_paper"] and t["action"] == action])
+
+    # one CLOSE record per paper trade, one OPEN record per position opened (the open one too)
+    wait_for(lambda: (paper_records("CLOSE"), paper_records("OPEN")) == (paper_account["trades"],
+                                                                         paper_account["trades"] + still_open),
+             20, "paper trades and openings stored")
     assert home.request("persistence", "status")["progress"].get("records_rejected", 0) == 0  # ids are stable
     # a real opening's record says which signal made it: its intensity and HMM state, read from the order's comment
     def real_opens() -> dict[str, dict]:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.persistence import records as rec
+from common.records import schema as rec
 from services.persistence.sinks import Batch, SinkPermanent, SinkRetriable, is_permanent_sqlstate
 
 

@@ -130,7 +130,7 @@ def test_latest_per_symbol():
 
 
 def test_records_have_stable_ids_and_fit_the_store():
-    from services.persistence.records import validate
+    from common.records.schema import validate
 
     s = sig()
     rec = inputs.signal_record(s, 3600)

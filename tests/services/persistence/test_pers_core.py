@@ -10,15 +10,15 @@ import psycopg
 import pytest
 from pers_helpers import event_record
 
+from common.records.schema import RecordInvalid
+from common.records.trades import PaperTrade, paper_trade, real_trade
 from services.persistence.core import NoSession, PersistenceCore
-from services.persistence.records import RecordInvalid
-from services.persistence.sessions import EndReason
+from services.persistence.sessions import EndReason, SessionStats
 from services.persistence.sinks.postgres import PostgresSink
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-PAPER = {"symbol": "EURUSD", "direction": 1, "intensity": 1, "volume": 0.1, "entry_time": NOW,
-         "exit_time": NOW + timedelta(hours=2), "entry_price": 1.1, "exit_price": 1.101, "gross_pnl": 10.0,
-         "commission": 0.5, "pip_size": 0.0001}
+T0 = int(NOW.timestamp())
+PAPER = PaperTrade("EURUSD", 1, 1, 0.1, T0, 1.1, T0 + 7200, 1.101, 10.0, 10.0, 0.5, 9.5)
 FILL = {"deal_id": "d-1", "position_id": "p-1", "symbol": "EURUSD", "action": "CLOSE", "direction": 1,
         "volume": 0.1, "time": NOW + timedelta(hours=2), "entry_price": 1.1, "exit_price": 1.1009,
         "gross_pnl": 9.0, "commission": 0.6}
@@ -28,13 +28,19 @@ def test_session_lifecycle_with_crash_and_stats(tmp_path):
     db = tmp_path / "oracle.db"
     core = PersistenceCore.open(db)
     with pytest.raises(NoSession):
-        core.log_paper_trade(PAPER)
+        core.heartbeat(NOW)
     first = core.start_session(NOW, initial_balance=10_000.0, symbols=["EURUSD"], close_on_day_change=True)
     assert first["resumed"] is False and first["session"]["status"] == "RUNNING"
     assert core.start_session(NOW, initial_balance=1.0, symbols=[], close_on_day_change=True) == first
-    assert core.log_paper_trade(PAPER)["status"] == "stored"
-    assert core.log_real_fill(FILL)["status"] == "stored"
-    assert core.log_real_fill(FILL)["status"] == "duplicate"
+    sid = first["session"]["session_id"]
+    assert core.write("trades", paper_trade(PAPER, timeframe="H1", session_id=sid))["status"] == "stored"
+    assert core.write("trades", real_trade(FILL, session_id=sid))["status"] == "stored"
+    assert core.write("trades", real_trade(FILL, session_id=sid))["status"] == "duplicate"
+    # the running session's totals, written as they change (a new rev), nothing when they did not
+    running = core.update_totals(SessionStats(None, 1, 8.4))["session"]
+    assert (running["status"], running["rev"], running["total_trades"], running["total_pnl"]) == ("RUNNING", 1, 1, 8.4)
+    assert core.update_totals(SessionStats(None, 1, 8.4))["session"]["rev"] == 1
+    assert core.query("sessions")[0]["total_pnl"] == 8.4
     assert core.heartbeat(NOW + timedelta(hours=2), balance=10_008.4)["ok"]
     core.close()  # crash: the session is not ended
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from pers_helpers import T0, event_record, trade_record
 
-from services.persistence import records as rec
+from common.records import schema as rec
 from services.persistence.sinks import Batch, SinkPermanent, SinkRetriable
 from services.persistence.sinks.factory import build_sinks
 from services.persistence.sinks.postgres import PostgresSink

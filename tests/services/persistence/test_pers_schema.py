@@ -7,8 +7,8 @@ import sqlite3
 import psycopg
 import pytest
 
+from common.records import schema as rec
 from services.persistence import migrate
-from services.persistence import records as rec
 from services.persistence.store import SCHEMA_FILE
 
 PG_TO_SQLITE = {

@@ -1,5 +1,5 @@
 """The persistence service as a process: the write and query ops over its real REP socket, sessions driven by
-the lifecycle steps, the stream (fills, closes, alerts, sys.state, paper trades, gaps) from real publishers."""
+the lifecycle steps, the stream (alerts, sys.state, gaps; fills and closes not copied) from real publishers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pers_service_helpers import FakeConnector, boot_persistence, db_rows, step
 from common import bus, messages
 from common.order_label import OrderAction, client_order_id
 from common.outbox import record_id
+from common.records.events import derived_id
+from common.records.real_trades import real_trade_record, utc
 from services.persistence import intake
-from services.persistence.events import derived_id
 
 
 @pytest.fixture
@@ -114,82 +115,68 @@ def closed(ticket: int, t: float, net: float) -> messages.PositionClosed:
                                    net_profit=net, time=t, reason="CLIENT", external=False, balance=None, label="")
 
 
-def test_stream_fills_closes_alerts_state_paper_and_gap_recovery(home):
+def test_trades_only_through_the_write_op_totals_kept_alerts_state_and_gaps_from_the_stream(home):
     cfg = home.config()
     conn = FakeConnector(cfg.endpoint("connector", "pub"), cfg.endpoint("connector", "rep"), balance=10_250.0)
-    orch = bus.Publisher(bus.zmq.Context.instance(), cfg.endpoint("orchestrator", "pub"), "orchestrator",
-                         bus.new_epoch())
-    paper = bus.Publisher(bus.zmq.Context.instance(), cfg.endpoint("paper", "pub"), "paper", bus.new_epoch())
+    ctx = bus.zmq.Context.instance()
+    orch = bus.Publisher(ctx, cfg.endpoint("orchestrator", "pub"), "orchestrator", bus.new_epoch())
+    executor = bus.Publisher(ctx, cfg.endpoint("executor", "pub"), "executor", bus.new_epoch())
     try:
         started = boot_persistence(home)
         sid = started["session_id"]
         assert started["balance_from"] == "connector" and started["initial_balance"] == 10_250.0
         t0 = 1_780_000_000.0
         cid = client_order_id("EURUSD", int(t0) - 3600, OrderAction.OPEN)  # carries the signal's bar time
+        opened, shut = fill(11, 101, t0, cid), closed(11, t0 + 600, 12.5)
 
+        # the stream's fills and closes are not copied (the connector's outbox is their one writer); alerts from
+        # any publisher but the executor (it stores its own) and sys.state changes become events
         def published() -> None:
-            conn.publish(messages.fill_topic("EURUSD"), fill(11, 101, t0, cid))
-            conn.publish(messages.closed_topic("EURUSD"), closed(11, t0 + 600, 12.5))
+            conn.publish(messages.fill_topic("EURUSD"), opened)
+            conn.publish(messages.closed_topic("EURUSD"), shut)
             conn.publish(messages.ACCOUNT_TOPIC, messages.AccountUpdate(10_262.5, 10_262.5, 0.0, 10_262.5, "EUR"))
+            conn.publish(messages.alert_topic("broker"), messages.Alert("broker", "warning", "slow broker",
+                                                                        "connector", {"symbol": "EURUSD"}))
+            executor.publish(messages.alert_topic("halted"), messages.Alert("halted", "critical", "halt",
+                                                                            "executor", {}))
 
-        # a slow joiner misses the first messages: publish until the trade log has them
-        wait_for(lambda: (published(), len(query(home, "trades", {"is_paper": False})) >= 2)[1], 15,
-                 "real trades from fill and closed")
-        real = sorted(query(home, "trades", {"is_paper": False}), key=lambda t: t["action"])
-        assert [t["action"] for t in real] == ["CLOSE", "OPEN"] and {t["session_id"] for t in real} == {sid}
-        assert real[0]["pnl"] == pytest.approx(12.5) and real[0]["commission"] == pytest.approx(0.7)
-        assert real[1]["position_id"] == "11" and real[1]["entry_price"] == 1.1 and real[1]["client_order_id"] == cid
-        assert real[1]["bar_time"] == intake.utc(t0 - 3600).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-        # alerts from any publisher and sys.state changes become events
-        conn.publish(messages.alert_topic("broker"), messages.Alert("broker", "warning", "slow broker", "connector",
-                                                                    {"symbol": "EURUSD"}))
+        wait_for(lambda: (published(), query(home, "events", {"event_type": "ALERT"})
+                          and "alerts_stored_by_their_sender" in home.request("persistence", "status")["progress"])[1],
+                 15, "the stream heard")
+        alerts = query(home, "events", {"event_type": "ALERT"})
+        assert {a["source"] for a in alerts} == {"connector"}
+        assert alerts[0]["symbol"] == "EURUSD" and alerts[0]["message"] == "slow broker"
+        assert query(home, "trades") == []
         now_ns = time.time_ns()
         orch.publish(messages.SYS_STATE_TOPIC, messages.SysState("RUNNING", now_ns, "run"))
         orch.publish(messages.SYS_STATE_TOPIC, messages.SysState("RUNNING", now_ns, "tick"))  # no change
         orch.publish(messages.SYS_STATE_TOPIC, messages.SysState("HALTED", now_ns, "halt", halted_reason="x"))
-        wait_for(lambda: len(query(home, "events", {"event_type": "SYSTEM_STATE"})) >= 2
-                 and query(home, "events", {"event_type": "ALERT"}), 10, "alert and state events")
-        alert = query(home, "events", {"event_type": "ALERT"})[0]
-        assert alert["source"] == "connector" and alert["symbol"] == "EURUSD" and alert["message"] == "slow broker"
+        wait_for(lambda: len(query(home, "events", {"event_type": "SYSTEM_STATE"})) >= 2, 10, "state events")
         states = [e["data"]["to"] for e in query(home, "events", {"event_type": "SYSTEM_STATE"}, 10)]
         assert sorted(states) == ["HALTED", "RUNNING"]
 
-        # a gap in the connector's stream: an event says fills may be missing; open positions without a
-        # recorded fill are recovered as OPEN trades (the one whose fill we have is not)
-        conn.positions = [
-            {"ticket": 11, "symbol": "EURUSD", "direction": 1, "volume": 0.1, "open_price": 1.1, "open_time": t0,
-             "label": ""},
-            {"ticket": 12, "symbol": "EURUSD", "direction": -1, "volume": 0.2, "open_price": 1.2,
-             "open_time": t0 + 900, "label": ""},
-        ]
+        # what the connector's outbox hands over is the trade; the running session's totals follow it
+        records = [real_trade_record(messages.to_wire(opened), closing=False),
+                   real_trade_record(messages.to_wire(shut), closing=True)]
+        assert write(home, "trades", records).acked == [r["id"] for r in records]
+        real = sorted(query(home, "trades", {"is_paper": False}), key=lambda t: t["action"])
+        assert [t["action"] for t in real] == ["CLOSE", "OPEN"] and {t["session_id"] for t in real} == {sid}
+        assert real[0]["pnl"] == pytest.approx(12.5) and real[0]["commission"] == pytest.approx(0.7)
+        assert real[1]["position_id"] == "11" and real[1]["entry_price"] == 1.1 and real[1]["client_order_id"] == cid
+        assert real[1]["bar_time"] == utc(t0 - 3600).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        wait_for(lambda: query(home, "sessions", {"session_id": sid})[0]["total_trades"] == 1, 10,
+                 "the running session's totals")
+        running = query(home, "sessions", {"session_id": sid})[0]
+        assert (running["status"], running["total_pnl"]) == ("RUNNING", pytest.approx(12.5))
+
+        # a gap in a publisher's stream: an event says what may be missing
         conn.skip(messages.ACCOUNT_TOPIC, 3)
         conn.publish(messages.ACCOUNT_TOPIC, messages.AccountUpdate(10_262.5, 10_262.5, 0.0, 10_262.5, "EUR"))
-        wait_for(lambda: query(home, "events", {"event_type": intake.FILLS_RECOVERED}), 15, "fills recovered")
-        missing = query(home, "events", {"event_type": intake.FILLS_MAY_BE_MISSING})
-        assert len(missing) == 1 and missing[0]["data"]["missed_messages"] == 3
-        recovered = [t for t in query(home, "trades", {"is_paper": False}) if t["position_id"] == "12"]
-        assert len(recovered) == 1 and recovered[0]["action"] == "OPEN" and recovered[0]["direction"] == -1
-        assert recovered[0]["comment"] == intake.RECOVERED_OPEN_COMMENT
+        wait_for(lambda: query(home, "events", {"event_type": intake.STREAM_GAP}), 15, "the gap event")
+        gap = query(home, "events", {"event_type": intake.STREAM_GAP})[0]
+        assert gap["data"]["publisher"] == "connector" and gap["data"]["missed"] == 3
 
-        # paper.trade: the paper trader's own record is the trade; if it never arrives, the message makes one,
-        # and the paper trader's record replaces that when it comes after all
-        pid = str(uuid.uuid4())
-        body = messages.PaperTrade(pid, "EURUSD", 1, 2, int(t0), int(t0) + 3600, 1.1, 1.102, 19.3, 20.0, 0.7, 3)
-        paper.publish(messages.paper_trade_topic("EURUSD"), body)
-        wait_for(lambda: query(home, "trades", {"is_paper": True}), 15, "paper fallback record")
-        fallback = query(home, "trades", {"is_paper": True})[0]
-        assert fallback["id"] == pid and fallback["comment"] == intake.PAPER_FALLBACK_COMMENT
-        own = {"id": pid, "session_id": "", "timestamp": "2026-05-28T21:46:40Z", "symbol": "EURUSD", "direction": 1,
-               "intensity": 2, "action": "CLOSE", "volume": 0.1, "entry_price": 1.1, "exit_price": 1.102, "pnl": 19.3,
-               "is_paper": True}
-        res = write(home, "trades", [own])
-        assert res.acked == [pid] and not res.rejected
-        replaced = query(home, "trades", {"is_paper": True})[0]
-        assert replaced["rev"] == 1 and replaced["comment"] is None and replaced["volume"] == 0.1
-        assert replaced["session_id"] == sid
-
-        # the end: balance from the connector, real trades (positions closed) and PnL from the real fills,
+        # the end: balance from the connector, real trades (positions closed) and PnL from the stored real trades,
         # EMERGENCY because the system was HALTED when the stop began
         orch.publish(messages.SYS_STATE_TOPIC, messages.SysState("STOPPING", now_ns, "stopping MANUAL"))
         wait_for(lambda: len(query(home, "events", {"event_type": "SYSTEM_STATE"})) >= 3, 10, "STOPPING seen")
@@ -203,26 +190,21 @@ def test_stream_fills_closes_alerts_state_paper_and_gap_recovery(home):
     finally:
         conn.close()
         orch.close()
-        paper.close()
+        executor.close()
 
 
-def test_fills_before_the_session_are_adopted_by_it(home):
-    cfg = home.config()
-    conn = FakeConnector(cfg.endpoint("connector", "pub"), cfg.endpoint("connector", "rep"))
-    try:
-        home.start("persistence")
-        wait_for(lambda: home.request("persistence", "ping"), 15, "persistence answering")
-        step(home, "persistence.open")
-        wait_for(lambda: (conn.publish(messages.fill_topic("EURUSD"), fill(21, 201, 1_780_000_000.0)),
-                          query(home, "trades"))[1], 15, "a fill before the session")
-        assert query(home, "trades")[0]["session_id"] == ""
-        sid = step(home, "persistence.session")["session_id"]
-        adopted = query(home, "trades")[0]
-        assert adopted["session_id"] == sid and adopted["rev"] == 1
-        assert adopted["id"] == str(derived_id("real", "201"))
-        assert query(home, "events", {"event_type": intake.TRADES_ADOPTED})
-    finally:
-        conn.close()
+def test_trades_before_the_session_are_adopted_by_it(home):
+    home.start("persistence")
+    wait_for(lambda: home.request("persistence", "ping"), 15, "persistence answering")
+    step(home, "persistence.open")
+    record = real_trade_record(messages.to_wire(fill(21, 201, 1_780_000_000.0)), closing=False)
+    assert write(home, "trades", [record]).acked == [record["id"]]
+    assert query(home, "trades")[0]["session_id"] == ""
+    sid = step(home, "persistence.session")["session_id"]
+    adopted = query(home, "trades")[0]
+    assert adopted["session_id"] == sid and adopted["rev"] == 1
+    assert adopted["id"] == str(derived_id("real", "201"))
+    assert query(home, "events", {"event_type": intake.TRADES_ADOPTED})
 
 
 def test_rows_are_on_disk_when_acknowledged(home):
@@ -234,49 +216,3 @@ def test_rows_are_on_disk_when_acknowledged(home):
     db = home.config().path(home.config().persistence.sqlite_path)
     ids = {r[0] for r in db_rows(db, "SELECT id FROM events WHERE source = 'orchestrator'")}
     assert {r["id"] for r in recs} <= ids
-
-
-def test_a_fill_recovery_waits_for_the_fills_the_connector_still_holds_for_us(home):
-    """After a gap, an open position with no recorded fill is recovered as an OPEN trade, but not while the
-    connector's heartbeat says its outbox still holds records for us: the fill may be one of them (it came through
-    the outbox: one trade, not a recovered copy beside it)."""
-    from services.persistence.service import RECOVERY_SETTLE_S
-
-    cfg = home.config()
-    conn = FakeConnector(cfg.endpoint("connector", "pub"), cfg.endpoint("connector", "rep"))
-
-    def heartbeat(outbox: int) -> None:
-        conn.publish(messages.hb_topic("connector"), messages.Heartbeat(
-            "connector", 1, conn.publisher.epoch, "RUNNING", 10.0, 0, info={"outbox": outbox} if outbox else {}))
-
-    def trades_of(ticket: str) -> list[dict]:
-        return [t for t in query(home, "trades", {"is_paper": False}) if t["position_id"] == ticket]
-
-    try:
-        boot_persistence(home)
-        t0 = time.time() - 60
-        conn.positions = [{"ticket": 21, "symbol": "EURUSD", "direction": 1, "volume": 0.1, "open_price": 1.1,
-                           "open_time": t0, "label": ""}]
-        account = messages.AccountUpdate(10_250.0, 10_250.0, 0.0, 10_250.0, "EUR")
-
-        def gap() -> bool:
-            heartbeat(1)
-            conn.publish(messages.ACCOUNT_TOPIC, account)
-            time.sleep(0.2)
-            conn.skip(messages.ACCOUNT_TOPIC, 2)  # lost: the next one shows a gap
-            conn.publish(messages.ACCOUNT_TOPIC, account)
-            return bool(query(home, "events", {"event_type": intake.FILLS_MAY_BE_MISSING}))
-
-        wait_for(gap, 10, "the gap seen", interval=0.3)
-        time.sleep(RECOVERY_SETTLE_S + 1.0)
-        assert trades_of("21") == []  # past the settle time, but the connector still holds records for us
-        record = intake.real_trade_record(messages.to_wire(fill(21, 201, t0)), closing=False)
-        assert write(home, "trades", [record]).acked == [record["id"]]  # its outbox hands the fill over
-        heartbeat(0)
-        wait_for(lambda: "fills_recovered" in home.request("persistence", "status")["progress"], 10,
-                 "the recovery done")
-        got = trades_of("21")
-        assert len(got) == 1 and got[0]["id"] == record["id"] and got[0]["comment"] != intake.RECOVERED_OPEN_COMMENT
-        assert not query(home, "events", {"event_type": intake.FILLS_RECOVERED})
-    finally:
-        conn.close()

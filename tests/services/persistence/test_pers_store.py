@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from pers_helpers import T0, event_record, trade_record
 
-from services.persistence import records as rec
+from common.records import schema as rec
 from services.persistence.store import Store, StoreError
 
 
@@ -186,7 +186,7 @@ def test_persistence_modules_stay_light():
     from pathlib import Path
 
     code = ("import sys; import services.persistence.store, services.persistence.worker, "
-            "services.persistence.sessions, services.persistence.trades, services.persistence.sinks.factory, "
+            "services.persistence.sessions, common.records.trades, services.persistence.sinks.factory, "
             "services.persistence.sinks.postgres, services.persistence.report; "
             "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'hmmlearn', 'supabase') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

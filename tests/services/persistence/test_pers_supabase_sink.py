@@ -13,7 +13,7 @@ from pers_helpers import T0, event_record, trade_record
 from postgrest_stub import PostgrestStub
 from supabase import ClientOptions, create_client
 
-from services.persistence import records as rec
+from common.records import schema as rec
 from services.persistence.sinks import Batch, SinkConfigError, SinkPermanent, SinkRetriable
 from services.persistence.sinks.factory import build_sinks
 from services.persistence.sinks.supabase import SupabaseSink, credentials_from_env

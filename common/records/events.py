@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from services.persistence.records import Event, validate
+from common.records.schema import Event, validate
 
 SESSION_STARTED = "SESSION_STARTED"
 SESSION_RECOVERED = "SESSION_RECOVERED"  # a session left RUNNING by a crash was resumed

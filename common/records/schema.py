@@ -1,4 +1,5 @@
-"""Record schemas: one pydantic model per table, and validation with errors that name table and field.
+"""Record schemas (what every sender builds, what persistence stores): one pydantic model per table, and
+validation with errors that name table and field.
 
 Pure: no I/O. A record is the set of columns a client sends; `created_at` is server-side and never part
 of a record. Every record has `id` (a client-made UUID) and `rev` (its version, 0 for a first write; a
@@ -153,7 +154,9 @@ class Signal(Record):
     data: JsonObject = Field(default_factory=dict)
 
 
-class Ack(Record):
+class SignalAck(Record):
+    """An `acks` row: the executor's answer to one signal (not a store's write acknowledgement)."""
+
     session_id: str | None = None
     timestamp: UtcTime
     symbol: Annotated[str, Field(min_length=1)]
@@ -177,7 +180,7 @@ TABLES: dict[str, type[Record]] = {
     "events": Event,
     "session_heartbeats": SessionHeartbeat,
     "signals": Signal,
-    "acks": Ack,
+    "acks": SignalAck,
 }
 
 # Columns whose SQLite value is JSON text.
@@ -194,8 +197,6 @@ def model_for(table: str) -> type[Record]:
         return TABLES[table]
     except KeyError:
         raise RecordInvalid(table, [("<table>", f"unknown table (known: {', '.join(TABLES)})")]) from None
-
-
 
 
 def validate(table: str, record: Mapping[str, Any] | Record) -> Record:

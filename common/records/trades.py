@@ -1,5 +1,6 @@
-"""The trade log: `trades` records built from a real fill/close (connector) and from a paper trade
-(paper trader). Pure. Inputs are validated from plain dicts (msgpack bodies) and errors name the field.
+"""The trade log: `trades` records built from a real fill/close (connector, `real_trades.py` makes the inputs) and
+from a paper trade's opening and close (paper trader). Pure. A real fill is validated from a plain dict and errors
+name the field.
 
 Conventions for both inputs:
 - `commission` is a cost in account currency, >= 0 (cTrader reports charges as negative numbers: the
@@ -8,7 +9,7 @@ Conventions for both inputs:
   balance change it caused (lesson E46); `pnl_pips` is gross, in pips (given, or computed from
   prices and pip_size);
 - times are timezone-aware; `timestamp` is when the trade happened (execution time for a real deal,
-  the closing bar's time for a paper trade; never the logging time).
+  the bar's time for a paper opening or close; never the logging time).
 
 Ids are derived (uuid5), not random: the same broker deal or the same paper trade replayed after a
 restart (warmup fast-forward) maps to the same id, and the store deduplicates it.
@@ -17,12 +18,14 @@ restart (warmup fast-forward) maps to the same id, and the store deduplicates it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.persistence import events as ev
-from services.persistence.records import RecordInvalid, Trade, UtcTime, validate
+from common.records import events as ev
+from common.records.schema import RecordInvalid, Trade, UtcTime, validate
 
 Money = float
 M = TypeVar("M", bound=BaseModel)
@@ -54,27 +57,52 @@ class RealFill(BaseModel):
     client_order_id: str | None = None
 
 
-class PaperTrade(BaseModel):
-    """A closed paper trade from the paper trader (`paper.trade.<SYMBOL>` body)."""
+@dataclass(frozen=True)
+class PaperTrade:
+    """A closed paper trade: the twin's trade plus what the trades table needs. Times are bar times (Unix s).
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    symbol: Annotated[str, Field(min_length=1)]
-    timeframe: str | None = None
-    account: str | None = None  # paper account name, if the paper trader keeps several
-    direction: Literal[-1, 1]
-    intensity: Annotated[int, Field(ge=0, le=3)] = 0
-    volume: Annotated[float, Field(ge=0)]
-    entry_time: UtcTime  # bar time of the entry
-    exit_time: UtcTime  # bar time of the exit
+    The one paper trade type: the paper trader's accounts keep it, its book file stores it (`to_dict`), and
+    `paper_trade` makes its `trades` record."""
+
+    symbol: str
+    direction: int
+    intensity: int
+    lot: float
+    entry_time: int | None
     entry_price: float
+    exit_time: int
     exit_price: float
-    gross_pnl: Money
-    commission: Annotated[float, Field(ge=0)] = 0.0  # round trip, both halves
-    swap: Money = 0.0
-    pnl_pips: float | None = None
-    pip_size: Positive | None = None
-    hmm_state: int | None = None
-    comment: str | None = None
+    pips: float
+    gross_pnl: float
+    commission: float  # round trip, both halves
+    pnl: float
+    hmm_state: int | None = None  # HMM state of the bar that closed it
+    is_paper: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PaperTrade:
+        return cls(**data)
+
+    def opening(self) -> PaperOpening | None:
+        """The opening of this trade's position (None for one without an entry time)."""
+        if self.entry_time is None:
+            return None
+        return PaperOpening(self.symbol, self.direction, self.intensity, self.lot, self.entry_time, self.entry_price)
+
+
+@dataclass(frozen=True)
+class PaperOpening:
+    """A paper position opened at a bar's close (the same facts whether seen live or read back from its trade)."""
+
+    symbol: str
+    direction: int
+    intensity: int
+    lot: float
+    entry_time: int  # bar time
+    entry_price: float
 
 
 def _parse(model: type[M], data: Mapping[str, Any] | M, what: str) -> M:
@@ -114,20 +142,36 @@ def real_trade(fill: Mapping[str, Any] | RealFill, *, session_id: str) -> Trade:
     )
 
 
-def paper_trade(trade: Mapping[str, Any] | PaperTrade, *, session_id: str) -> Trade:
-    p = _parse(PaperTrade, trade, "paper trade")
-    key = f"{p.account or ''}:{p.symbol}:{p.timeframe or ''}:{p.direction}:{p.entry_time.isoformat()}:" \
-          f"{p.exit_time.isoformat()}"
+def _bar_time(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _paper_key(symbol: str, timeframe: str | None, direction: int, entry_time: int) -> str:
+    return f":{symbol}:{timeframe or ''}:{direction}:{_bar_time(entry_time).isoformat()}"
+
+
+def paper_trade(trade: PaperTrade, *, timeframe: str | None, session_id: str) -> Trade:
+    """The CLOSE record of a paper trade; its id is derived from the trade (a re-send after a restart is a
+    duplicate). `pnl` is net of the round trip's commission, so the opening's record carries no cost."""
+    entry = trade.entry_time if trade.entry_time is not None else trade.exit_time
+    key = f"{_paper_key(trade.symbol, timeframe, trade.direction, entry)}:{_bar_time(trade.exit_time).isoformat()}"
     rid = ev.derived_id("paper", key)
-    pip_value = p.pnl_pips
-    if pip_value is None:
-        pip_value = pips(p.direction, p.entry_price, p.exit_price, p.pip_size)
+    exit_time = _bar_time(trade.exit_time)
     return _trade(
-        id=rid, session_id=session_id, trade_id=rid.hex[:8], timestamp=p.exit_time, bar_time=p.exit_time,
-        symbol=p.symbol, direction=p.direction, intensity=p.intensity, action="CLOSE", volume=p.volume,
-        entry_price=p.entry_price, exit_price=p.exit_price, pnl=p.gross_pnl - p.commission + p.swap,
-        pnl_pips=pip_value or 0.0, commission=p.commission, swap=p.swap, hmm_state=p.hmm_state,
-        is_paper=True, comment=p.comment,
+        id=rid, session_id=session_id, trade_id=rid.hex[:8], timestamp=exit_time, bar_time=exit_time,
+        symbol=trade.symbol, direction=trade.direction, intensity=trade.intensity, action="CLOSE", volume=trade.lot,
+        entry_price=trade.entry_price, exit_price=trade.exit_price, pnl=trade.gross_pnl - trade.commission,
+        pnl_pips=trade.pips or 0.0,
+        commission=trade.commission, swap=0.0, hmm_state=trade.hmm_state, is_paper=True,
     )
 
 
+def paper_opening(opening: PaperOpening, *, timeframe: str | None, session_id: str) -> Trade:
+    """The OPEN record of a paper position (no cost: its trade's CLOSE record carries the round trip's)."""
+    rid = ev.derived_id("paper-open", _paper_key(opening.symbol, timeframe, opening.direction, opening.entry_time))
+    at = _bar_time(opening.entry_time)
+    return _trade(
+        id=rid, session_id=session_id, trade_id=rid.hex[:8], timestamp=at, bar_time=at, symbol=opening.symbol,
+        direction=opening.direction, intensity=opening.intensity, action="OPEN", volume=opening.lot,
+        entry_price=opening.entry_price, is_paper=True,
+    )
