@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from common import messages
+from common import messages, order_label
 from common.order_label import OrderAction, client_order_id
 from common.records import real_trades, trades
 from common.records import schema as rec
-from services.executor import comment
 
 T = 1_780_000_000.0
 
@@ -30,7 +29,7 @@ def test_fill_and_close_become_real_trades():
 
 def test_a_real_trade_carries_the_signal_facts_of_its_orders_comment():
     cid = client_order_id("EURUSD", int(T) - 3600, OrderAction.OPEN)
-    ours = comment.encode(comment.OrderLabel(cid, hmm_state=3, action_index=2, intensity=2, balance=10_000))
+    ours = order_label.encode(order_label.OrderLabel(cid, hmm_state=3, action_index=2, intensity=2, balance=10_000))
     f = messages.to_wire(messages.Fill("EURUSD", 7, cid, 1, 0.2, 1.2, T, 99, ours))
     t = trades.real_trade(real_trades.fill_input(f), session_id="s")
     assert (t.intensity, t.hmm_state, t.comment) == (2, 3, ours)
