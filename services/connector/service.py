@@ -244,10 +244,12 @@ class Connector(runtime.Service):
         try:
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
             changed = False
+            unrecorded = self.published.unrecorded(p.ticket for p in now_open)
             for p in now_open:
-                if self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment):
-                    changed = True  # opened while this process was not listening: its opening is recorded here
+                if p.ticket in unrecorded:  # its fill was never recorded (opened while away, or killed meanwhile)
                     self.persist("trades", recovered_open_record(dataclasses.asdict(p)))
+                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
+                                                 recorded=True)
             open_ids = {p.ticket for p in now_open}
             gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
             if gone:
@@ -321,13 +323,15 @@ class Connector(runtime.Service):
     def _on_broker_event(self, ev: Any) -> None:
         """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
         if isinstance(ev, OrderFilled):
-            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment):
-                self._save_state()
             fill = messages.Fill(
                 ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
                 ev.comment, ev.commission,
             )
+            # in the outbox's spool before the state says so: a kill in between records it twice, never not at all
             self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
+            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
+                                     recorded=True):
+                self._save_state()
             self.publish(messages.fill_topic(ev.symbol), fill)
             self.count("fills")
             self._next_account = 0.0

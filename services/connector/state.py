@@ -27,7 +27,8 @@ def key(symbol: str, timeframe: str) -> str:
 class ConnectorState:
     last: dict[str, int] = field(default_factory=dict)  # "SYM.TF" -> open time of the last published bar
     subscriptions: dict[str, list[str]] = field(default_factory=dict)  # symbol -> timeframes, in order
-    # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label"}
+    # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label", "comment", "recorded"}
+    # ("recorded": False while its opening's trade record is not in the outbox yet; absent: recorded)
     positions: dict[str, dict] = field(default_factory=dict)
 
     def subscribe(self, symbol: str, timeframe: str) -> bool:
@@ -55,14 +56,23 @@ class ConnectorState:
         return last if requested is None else max(last, requested)
 
     def opened(self, ticket: int, symbol: str, direction: int, open_time: float, label: str,
-               comment: str = "") -> bool:
-        """Remember an open position (its order comment too, for a close seen only after a restart); False when it
-        was known already (nothing to save)."""
-        if str(ticket) in self.positions:
+               comment: str = "", recorded: bool = False) -> bool:
+        """Remember an open position (its order comment too, for a close seen only after a restart) and whether its
+        opening's trade record is in the outbox yet; False when nothing changed (nothing to save)."""
+        known = self.positions.get(str(ticket))
+        if known is not None:
+            if recorded and not known.get("recorded", True):
+                known["recorded"] = True
+                return True
             return False
         self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label,
-                                       "comment": comment}
+                                       "comment": comment, "recorded": recorded}
         return True
+
+    def unrecorded(self, tickets: Iterable[int]) -> set[int]:
+        """Of `tickets` (open at the broker), those whose opening's trade record was never handed over: unknown here,
+        or known from the order's answer only (the process died before the fill event was recorded)."""
+        return {t for t in tickets if str(t) not in self.positions or not self.positions[str(t)].get("recorded", True)}
 
     def closed(self, ticket: int) -> bool:
         return self.positions.pop(str(ticket), None) is not None

@@ -183,6 +183,20 @@ def test_open_positions_are_remembered_once():
     assert s.closed(5) and not s.closed(5)
 
 
+def test_a_position_whose_opening_was_not_recorded_is_found_at_the_next_connect():
+    s = ConnectorState()
+    assert s.opened(5, "EURUSD", 1, 10.0, "x")  # known from the order's answer: its fill event not recorded yet
+    assert s.opened(6, "EURUSD", 1, 10.0, "y", recorded=True)  # its fill recorded
+    after_restart = ConnectorState.from_json(s.to_json())
+    assert after_restart.unrecorded([5, 6, 7]) == {5, 7}  # 7: opened while the process was away
+    assert after_restart.opened(5, "EURUSD", 1, 10.0, "x", recorded=True)  # now recorded: a change to save
+    assert not after_restart.opened(5, "EURUSD", 1, 10.0, "x", recorded=True)
+    assert after_restart.unrecorded([5, 6]) == set()
+    legacy = ConnectorState.from_json('{"v": 1, "positions": {"8": {"symbol": "EURUSD", "direction": 1, '
+                                      '"open_time": 1.0, "label": "z"}}}')
+    assert legacy.unrecorded([8]) == set()  # a state file from before the flag: its openings were recorded
+
+
 def test_the_simulator_takes_its_settings_from_the_same_config_section(tmp_path):
     from services.connector.sim.cli import config_from_settings
 
