@@ -200,9 +200,9 @@ def ctl(args: argparse.Namespace) -> int:
             result = _request(cfg, "orchestrator", "clear_halt", messages.NoArgs(), timeout_ms)
         else:
             result = _executor_command(cfg, args)
-        print(json.dumps(result, default=str))
+        print(json.dumps(messages.to_wire(result), default=str))
         return 0
-    except (bus.RequestTimeout, bus.RequestFailed) as exc:
+    except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -19,7 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.messages import OrderResult  # the order's answer is one fact: the wire's record is the port's
+# an order's answer, a position and the account are one fact each: the wire's records are the port's
+from common.messages import AccountInfo, OrderResult, Position
 
 # ---- errors -----------------------------------------------------------------------------------
 
@@ -109,40 +110,6 @@ class Quote:
     bid: float
     ask: float
     time: float = 0.0  # the broker's time of the last price (Unix s; 0 when the broker sent none)
-
-
-@dataclass(frozen=True)
-class Position:
-    ticket: int
-    symbol: str
-    direction: int  # +1 long, -1 short
-    volume: float  # lots
-    open_price: float
-    open_time: float  # Unix s
-    sl: float | None = None
-    tp: float | None = None
-    label: str = ""
-    comment: str = ""
-    used_margin: float = 0.0
-    current_price: float = 0.0
-    gross_pnl: float = 0.0  # price move at the last quote, deposit currency
-    swap: float = 0.0  # charged so far
-    commission: float = 0.0  # round turn: the opening's charge and the closing's to come
-    pnl: float = 0.0  # net: gross_pnl + swap + commission
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    balance: float
-    equity: float  # balance + the open positions' net PnL
-    margin: float
-    free_margin: float
-    margin_level: float  # % = equity / margin x 100 (0 when no margin is used)
-    currency: str
-    leverage: float
-    gross_pnl: float = 0.0  # the open positions' totals
-    swap: float = 0.0
-    commission: float = 0.0
 
 
 @dataclass(frozen=True)
