@@ -4,107 +4,22 @@ Two registries:
 - ``EVENTS``: published records, by envelope ``type`` (the PUB/SUB stream);
 - ``OPS``: request operations, by ``op`` (REQ/REP), with their argument and result records.
 
-A record is a dataclass whose field annotations are the schema: ``from_wire`` validates a
-decoded map against it (required fields present, primitive types right, unknown fields
-ignored for forward compatibility) and raises :class:`SchemaError` naming the field.
+A record is a dataclass whose field annotations are the schema (``common/schema.py``): ``from_wire``
+validates a decoded map against it, nested records included, and raises :class:`SchemaError` naming
+the field's path; ``to_wire`` gives the plain maps back (field names stay the wire's keys).
 
 Topics (dotted, so SUB prefix filters work) are built by the helpers at the bottom.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class SchemaError(ValueError):
-    pass
-
-
-# ---- schema machinery ------------------------------------------------------------------------
-
-_PRIMITIVES = (int, float, str, bool, dict, list, bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
-    name: str
-    kinds: tuple[type, ...]  # accepted python types
-    optional: bool  # None accepted
-    required: bool  # no default
-    exact: frozenset  # the same types, for the fast exact-type check
-
-
-_SCHEMAS: dict[type, tuple[_FieldSpec, ...]] = {}
-_MISSING = object()
-
-
-def _kinds(tp: Any) -> tuple[tuple[type, ...], bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        kinds: list[type] = []
-        optional = False
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                optional = True
-            else:
-                kinds.extend(_kinds(arg)[0])
-        return tuple(kinds), optional
-    if origin is not None:
-        tp = origin
-    if tp is Any:
-        return (object,), True
-    if tp is float:
-        return (float, int), False
-    if tp in _PRIMITIVES:
-        return (tp,), False
-    raise TypeError(f"unsupported field type {tp!r}")
-
-
-def _schema(cls: type) -> tuple[_FieldSpec, ...]:
-    spec = _SCHEMAS.get(cls)
-    if spec is None:
-        hints = typing.get_type_hints(cls)
-        specs = []
-        for f in dataclasses.fields(cls):
-            kinds, optional = _kinds(hints[f.name])
-            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            specs.append(_FieldSpec(f.name, kinds, optional, required, frozenset(kinds)))
-        spec = _SCHEMAS[cls] = tuple(specs)
-    return spec
-
-
-def from_wire(cls: type, raw: Any) -> Any:
-    """Validate a decoded map against ``cls`` and build the record."""
-    if type(raw) is not dict:
-        raise SchemaError(f"expected a map, got {type(raw).__name__}")
-    values = {}
-    get = raw.get
-    for f in _SCHEMAS.get(cls) or _schema(cls):
-        value = get(f.name, _MISSING)
-        if value is _MISSING:
-            if f.required:
-                raise SchemaError(f"missing field '{f.name}'")
-            continue
-        if type(value) not in f.exact:  # the common case costs one set lookup
-            if value is None:
-                if not f.optional:
-                    raise SchemaError(f"field '{f.name}' is null")
-            elif not isinstance(value, f.kinds) or (isinstance(value, bool) and bool not in f.kinds):
-                raise SchemaError(f"field '{f.name}' has type {type(value).__name__}")
-        values[f.name] = value
-    return cls(**values)
-
-
-def to_wire(record: Any) -> Any:
-    """A record as a plain map (non-dataclass values pass through)."""
-    if dataclasses.is_dataclass(record):
-        return {f.name: getattr(record, f.name) for f in _schema(type(record))}
-    return record
-
+from common.schema import SchemaError as SchemaError  # re-exported: callers name messages.SchemaError, ...
+from common.schema import fields_of
+from common.schema import from_wire as from_wire
+from common.schema import to_wire as to_wire
 
 EVENTS: dict[str, type] = {}
 _TYPE_NAMES: dict[type, str] = {}
@@ -114,7 +29,7 @@ def event(name: str):
     def register(cls: type) -> type:
         EVENTS[name] = cls
         _TYPE_NAMES[cls] = name
-        _schema(cls)
+        fields_of(cls)
         return cls
 
     return register
@@ -131,7 +46,7 @@ def type_name(record: Any) -> str:
 class OpSpec:
     name: str
     args: type
-    result: type | None  # None: a free-form map (status reports)
+    result: type | None  # None: a free-form map (a status report, a command's answer: each their own)
     doc: str
 
 
@@ -141,9 +56,9 @@ OPS: dict[str, OpSpec] = {}
 def op(name: str, args: type, result: type | None, doc: str) -> OpSpec:
     spec = OpSpec(name, args, result, doc)
     OPS[name] = spec
-    _schema(args)
+    fields_of(args)
     if result is not None:
-        _schema(result)
+        fields_of(result)
     return spec
 
 
@@ -563,27 +478,194 @@ class QueryArgs:
     limit: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """``ping``: who answered."""
+
+    service: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """``subscribe``: the bars of ``symbol``/``timeframe`` are published; those after ``resumed_after`` first."""
+
+    symbol: str
+    timeframe: str
+    subscribed: bool
+    resumed_after: int | None = None  # bar open time the publication resumes after (None: live bars only)
+    last_published: int | None = None  # open time of the last bar published for this pair
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """``symbol_info``: a symbol's trading spec, its live quote and the quote->deposit rate."""
+
+    symbol: str
+    digits: int
+    point: float
+    pip_position: int
+    pip_size: float
+    lot_size: float  # units of the base asset in one lot (the contract size)
+    min_lots: float
+    step_lots: float
+    max_lots: float
+    min_sl_distance: float  # the nearest a stop loss may be to the market (price distance; 0 = none)
+    min_tp_distance: float
+    base_asset: str
+    quote_asset: str
+    deposit_currency: str
+    quote_to_deposit: float  # one unit of the quote currency in the deposit currency
+    pip_value_per_lot: float  # deposit currency per pip per lot
+    bid: float | None = None
+    ask: float | None = None
+    spread: float | None = None
+    market_open: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """``account`` (and the account of a ``positions`` answer); the connector's broker port speaks it too.
+    Costs are signed account money: equity = balance + gross_pnl + swap + commission."""
+
+    balance: float
+    equity: float  # balance + the open positions' net PnL
+    margin: float
+    free_margin: float
+    margin_level: float  # % = equity / margin x 100 (0 when no margin is used)
+    currency: str
+    leverage: float
+    gross_pnl: float = 0.0  # the open positions' totals
+    swap: float = 0.0
+    commission: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An open position at the broker (``positions``); the connector's broker port speaks it too."""
+
+    ticket: int
+    symbol: str
+    direction: int  # +1 long, -1 short
+    volume: float  # lots
+    open_price: float
+    open_time: float  # Unix s
+    sl: float | None = None
+    tp: float | None = None
+    label: str = ""
+    comment: str = ""
+    used_margin: float = 0.0
+    current_price: float = 0.0
+    gross_pnl: float = 0.0  # price move at the last quote, deposit currency
+    swap: float = 0.0  # charged so far
+    commission: float = 0.0  # round turn: the opening's charge and the closing's to come
+    pnl: float = 0.0  # net: gross_pnl + swap + commission
+
+
+@dataclass(frozen=True, slots=True)
+class BookQuote:
+    """A symbol's live quote in a ``positions`` answer, with its quote->deposit rate (None: not known)."""
+
+    bid: float
+    ask: float
+    quote_to_deposit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClosed:
+    """A symbol whose market is closed, in a ``positions`` answer: since when (broker time, Unix s)."""
+
+    since: float
+    open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """``positions``: the open positions, with what an order decided on them needs (one trip, not three)."""
+
+    positions: list[Position]
+    account: AccountInfo
+    quotes: dict[str, BookQuote] = field(default_factory=dict)  # symbol -> live quote
+    markets: dict[str, MarketClosed] = field(default_factory=dict)  # symbols of a position whose market is closed
+    server_time: float | None = None  # the broker's clock (Unix s)
+
+
+@dataclass(frozen=True, slots=True)
+class LastSignals:
+    """``last_signals``: the last signal per symbol (``previous_direction`` is None: read back, not live)."""
+
+    signals: dict[str, Signal]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualPosition:
+    """The twin's virtual position of one symbol."""
+
+    symbol: str
+    timeframe: str
+    direction: int
+    intensity: int
+    entry_price: float
+    entry_time: int | None
+    floating_pnl: float
+    realized_pnl: float
+    last_bar_time: int | None
+    decisions: int
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualPositions:
+    """``virtual_positions``: the twin's position per warm symbol."""
+
+    positions: dict[str, VirtualPosition]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """``query``: the records found, each a map of the table's columns."""
+
+    table: str
+    records: list
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """``stop``: the shutdown started; its steps in order (``service:step``)."""
+
+    state: str
+    steps: list
+
+
+@dataclass(frozen=True, slots=True)
+class HaltCleared:
+    """``clear_halt``: the system state after it, and why it was HALTED ("" when it was not)."""
+
+    state: str
+    was_halted: str
+
+
 OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
 OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
 OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
 OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
-OP_STOP = op("stop", StopArgs, None, "orchestrator: run the ordered shutdown of the whole system")
-OP_CLEAR_HALT = op("clear_halt", NoArgs, None, "orchestrator: leave HALTED after a person has decided")
-OP_PING = op("ping", NoArgs, None, "liveness probe")
+OP_STOP = op("stop", StopArgs, Stopping, "orchestrator: run the ordered shutdown of the whole system")
+OP_CLEAR_HALT = op("clear_halt", NoArgs, HaltCleared, "orchestrator: leave HALTED after a person has decided")
+OP_PING = op("ping", NoArgs, Pong, "liveness probe")
 OP_HISTORY = op("history", HistoryArgs, HistoryResult, "connector: closed bars from the broker")
-OP_SUBSCRIBE = op("subscribe", SubscribeArgs, None, "connector: publish closed bars of a symbol and timeframe")
-OP_SYMBOL_INFO = op("symbol_info", SymbolArgs, None, "connector: pip size, lot size, volume limits, quote->deposit")
-OP_ACCOUNT = op("account", NoArgs, None, "connector: balance, equity, margin, free margin")
-OP_POSITIONS = op("positions", NoArgs, None, "connector: open positions (reconcile)")
+OP_SUBSCRIBE = op("subscribe", SubscribeArgs, Subscribed, "connector: publish closed bars of a symbol and timeframe")
+OP_SYMBOL_INFO = op("symbol_info", SymbolArgs, SymbolInfo, "connector: pip size, lot size, volume limits, quote")
+OP_ACCOUNT = op("account", NoArgs, AccountInfo, "connector: balance, equity, margin, free margin")
+OP_POSITIONS = op("positions", NoArgs, Positions, "connector: open positions (reconcile)")
 OP_ORDER_OPEN = op("order_open", OrderOpenArgs, OrderResult, "connector: market order with relative SL/TP")
 OP_ORDER_CLOSE = op("order_close", OrderCloseArgs, OrderResult, "connector: close a position (or part)")
 OP_ORDER_AMEND = op("order_amend", OrderAmendArgs, OrderResult, "connector: change a position's SL/TP")
-OP_LAST_SIGNALS = op("last_signals", NoArgs, None, "preditor: the last signal per symbol")
+OP_LAST_SIGNALS = op("last_signals", NoArgs, LastSignals, "preditor: the last signal per symbol")
 OP_SIGNALS_SINCE = op("signals_since", SignalsSinceArgs, SignalsSince,
                       "preditor: the signals decided after a bar time per symbol (what paper missed while down)")
-OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, None, "preditor: the twin's virtual position per symbol")
+OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, VirtualPositions, "preditor: the twin's position per symbol")
 OP_COMMAND = op("command", CommandArgs, None, "executor: an operator command (pause, resume, close, ...)")
-OP_QUERY = op("query", QueryArgs, None, "persistence: read records back")
+OP_QUERY = op("query", QueryArgs, QueryResult, "persistence: read records back")
 OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
 
 

@@ -430,7 +430,7 @@ class Service:
         self._fatal = ""
         handlers = {
             messages.OP_STATUS.name: self._status,
-            messages.OP_PING.name: lambda _a: {"service": self.name, "epoch": self.epoch},
+            messages.OP_PING.name: lambda _a: messages.Pong(self.name, self.epoch),
             messages.OP_STEP.name: self._on_step_request,
         }
         handlers.update(self.ops())

@@ -20,9 +20,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# one fact, one type: a bar, an order's answer and a position's close are the wire's records (plain dataclasses,
-# no ZeroMQ), built by the adapter in the domain's units (a Bar's volume: ticks)
-from common.messages import Bar, OrderResult, PositionClosed
+# one fact, one type: a bar, an order's answer, a position's close, a position and the account are the wire's
+# records (plain dataclasses, no ZeroMQ), built by the adapter in the domain's units (a Bar's volume: ticks)
+from common.messages import AccountInfo, Bar, OrderResult, Position, PositionClosed
 
 # ---- errors -----------------------------------------------------------------------------------
 
@@ -98,40 +98,6 @@ class Quote:
     bid: float
     ask: float
     time: float = 0.0  # the broker's time of the last price (Unix s; 0 when the broker sent none)
-
-
-@dataclass(frozen=True)
-class Position:
-    ticket: int
-    symbol: str
-    direction: int  # +1 long, -1 short
-    volume: float  # lots
-    open_price: float
-    open_time: float  # Unix s
-    sl: float | None = None
-    tp: float | None = None
-    label: str = ""
-    comment: str = ""
-    used_margin: float = 0.0
-    current_price: float = 0.0
-    gross_pnl: float = 0.0  # price move at the last quote, deposit currency
-    swap: float = 0.0  # charged so far
-    commission: float = 0.0  # round turn: the opening's charge and the closing's to come
-    pnl: float = 0.0  # net: gross_pnl + swap + commission
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    balance: float
-    equity: float  # balance + the open positions' net PnL
-    margin: float
-    free_margin: float
-    margin_level: float  # % = equity / margin x 100 (0 when no margin is used)
-    currency: str
-    leverage: float
-    gross_pnl: float = 0.0  # the open positions' totals
-    swap: float = 0.0
-    commission: float = 0.0
 
 
 @dataclass(frozen=True)

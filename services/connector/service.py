@@ -480,7 +480,7 @@ class Connector(runtime.Service):
         return self._defer(None, history.closed_bars(broker, a, tf_s), settle, f"history {a.symbol} {a.timeframe}",
                            self.cfg.connector.history_timeout_s)
 
-    def _subscribe(self, symbol: str, timeframe: str, since: int | None) -> dict:
+    def _subscribe(self, symbol: str, timeframe: str, since: int | None) -> messages.Subscribed:
         broker = self._need_broker()
         key = f"{symbol} {timeframe}"
         resume = self.published.since(symbol, timeframe, since)
@@ -494,47 +494,42 @@ class Connector(runtime.Service):
             self.freshness.watched(key, time.monotonic())
             if self.published.subscribe(symbol, timeframe):
                 self._save_state()
-        return {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "subscribed": True,
-            "resumed_after": resume,
-            "last_published": self.published.last.get(f"{symbol}.{timeframe}"),
-        }
+        return messages.Subscribed(symbol, timeframe, subscribed=True, resumed_after=resume,
+                                   last_published=self.published.last.get(f"{symbol}.{timeframe}"))
 
-    def _op_subscribe(self, a: messages.SubscribeArgs) -> dict:
+    def _op_subscribe(self, a: messages.SubscribeArgs) -> messages.Subscribed:
         self._check_tf(a.timeframe)
         self._check_symbol(a.symbol)
         return self._subscribe(a.symbol, a.timeframe, a.since)
 
-    def _op_symbol_info(self, a: messages.SymbolArgs) -> dict:
+    def _op_symbol_info(self, a: messages.SymbolArgs) -> messages.SymbolInfo:
         self._check_symbol(a.symbol)
         broker = self._need_broker()
         q, rate, acct = self._wait(self._quote_facts(broker, a.symbol), self.cfg.connector.op_timeout_s,
                                    f"symbol_info {a.symbol}")
         spec = broker.instrument(a.symbol)
-        return {
-            "symbol": spec.symbol,
-            "digits": spec.digits,
-            "point": spec.point,
-            "pip_position": spec.pip_position,
-            "pip_size": spec.pip_size,
-            "lot_size": spec.lot_units,  # units of the base asset in one lot
-            "min_lots": spec.min_lots,
-            "step_lots": spec.step_lots,
-            "max_lots": spec.max_lots,
-            "min_sl_distance": spec.min_sl_distance,  # the nearest a stop loss may be to the market (price)
-            "min_tp_distance": spec.min_tp_distance,
-            "base_asset": spec.base_asset,
-            "quote_asset": spec.quote_asset,
-            "deposit_currency": acct.currency,
-            "quote_to_deposit": rate,  # one unit of the quote currency in the deposit currency
-            "pip_value_per_lot": spec.pip_size * spec.lot_units * rate,  # deposit currency per pip per lot
-            "bid": q.bid if q else None,
-            "ask": q.ask if q else None,
-            "spread": round(q.ask - q.bid, spec.digits) if q else None,
-            "market_open": broker.market_closed(a.symbol) is None,
-        }
+        return messages.SymbolInfo(
+            symbol=spec.symbol,
+            digits=spec.digits,
+            point=spec.point,
+            pip_position=spec.pip_position,
+            pip_size=spec.pip_size,
+            lot_size=spec.lot_units,
+            min_lots=spec.min_lots,
+            step_lots=spec.step_lots,
+            max_lots=spec.max_lots,
+            min_sl_distance=spec.min_sl_distance,
+            min_tp_distance=spec.min_tp_distance,
+            base_asset=spec.base_asset,
+            quote_asset=spec.quote_asset,
+            deposit_currency=acct.currency,
+            quote_to_deposit=rate,
+            pip_value_per_lot=spec.pip_size * spec.lot_units * rate,
+            bid=q.bid if q else None,
+            ask=q.ask if q else None,
+            spread=round(q.ask - q.bid, spec.digits) if q else None,
+            market_open=broker.market_closed(a.symbol) is None,
+        )
 
     @staticmethod
     async def _quote_facts(broker: BrokerPort, symbol: str) -> tuple[Any, float, Any]:
@@ -548,23 +543,21 @@ class Connector(runtime.Service):
         the account's now: no round trip to the broker (a session that dropped reconciles first)."""
         return bool(self.connected and broker.is_connected)
 
-    def _op_account(self, _a: Any) -> dict:
+    def _op_account(self, _a: Any) -> messages.AccountInfo:
         broker = self._need_broker()
         refresh = not self._live_book(broker)
-        acct = self._wait(broker.get_account(refresh=refresh), self.cfg.connector.op_timeout_s, "account")
-        return dataclasses.asdict(acct)
+        return self._wait(broker.get_account(refresh=refresh), self.cfg.connector.op_timeout_s, "account")
 
-    def _op_positions(self, _a: Any) -> dict:
+    def _op_positions(self, _a: Any) -> messages.Positions:
         """The open positions, and with them what an order decided on them needs (one trip instead of three): the
         account and the live quote of every symbol with one, with its quote->deposit rate."""
         broker = self._need_broker()
         refresh = not self._live_book(broker)
         got, acct, quotes = self._wait(self._book_facts(broker, refresh), self.cfg.connector.op_timeout_s,
                                        "positions")
-        markets = {p.symbol: {"open": False, "since": since} for p in got
+        markets = {p.symbol: messages.MarketClosed(since) for p in got
                    if (since := broker.market_closed(p.symbol)) is not None}
-        return {"positions": [dataclasses.asdict(p) for p in got], "server_time": broker.server_time,
-                "account": dataclasses.asdict(acct), "quotes": quotes, "markets": markets}
+        return messages.Positions(list(got), acct, quotes, markets, broker.server_time)
 
     @staticmethod
     async def _book_facts(broker: BrokerPort, refresh: bool) -> tuple[list, Any, dict]:
@@ -576,7 +569,7 @@ class Connector(runtime.Service):
             if q is None or q.bid <= 0 or q.ask <= 0:
                 continue
             rate = broker.rate_from_quotes(symbol)
-            quotes[symbol] = {"bid": q.bid, "ask": q.ask, "quote_to_deposit": rate}
+            quotes[symbol] = messages.BookQuote(q.bid, q.ask, rate)
         return positions, acct, quotes
 
     def _order_wait_s(self) -> float:

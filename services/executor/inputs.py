@@ -1,9 +1,10 @@
 """Wire replies -> the executor's domain values, and domain values -> persisted records. Pure.
 
-The connector's `positions`, `symbol_info` and `account` ops and the preditor's `last_signals` op answer free-form
-maps (common/messages.py declares no result record for them). This module is the one place that reads them, so a
-change of shape is one edit here, tested by tables. Every reader fails closed: a missing or malformed field gives
-None (the plan then skips the opening with a NO_* reason), never a guess.
+The connector's `positions`, `symbol_info` and `account` ops and the preditor's `last_signals` op answer typed
+records (common/messages.py), validated on receipt (a malformed reply is a wire error naming the op and the field).
+This module turns them into the executor's values and checks what a schema cannot: finite numbers, positive
+lots, a direction of +1/-1. Every reader fails closed: a value out of range gives None (the plan then skips the
+opening with a NO_* reason), never a guess; an unreadable position raises (the account is never guessed).
 
 Records for persistence (`signals`, `acks`, `events`) carry deterministic ids (`common.outbox.record_id`) from their
 natural keys, so a replay after a restart maps to the same rows.
@@ -30,38 +31,17 @@ from services.executor.sync import Direction, Stance
 # ---- small readers
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _finite(value: float | None) -> float | None:
+    if value is None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _first(data: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in data and data[key] is not None:
-            return data[key]
-    return None
-
-
-def _direction(raw: Mapping[str, Any]) -> Direction | None:
-    d = _int(_first(raw, "direction", "dir"))
-    if d in (1, -1):
-        return Direction(d)
-    side = raw.get("side") or raw.get("trade_side")
-    if isinstance(side, str):
-        return {"BUY": Direction.LONG, "SELL": Direction.SHORT}.get(side.upper())
-    return None
+def _distance(value: float) -> float | None:
+    """A broker minimum distance: a price distance, 0 meaning none."""
+    d = _finite(value)
+    return d if d is not None and d > 0 else None
 
 
 # ---- connector replies
@@ -75,98 +55,59 @@ class SymbolData:
     volume_limits: VolumeLimits | None
     price_data: PriceData | None
     quote: Quote | None
-    min_sl_distance: float | None = None  # the broker's minimum price distances of a stop (None or 0: none)
+    min_sl_distance: float | None = None  # the broker's minimum price distances of a stop (None: none)
     min_tp_distance: float | None = None
 
 
-def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    inner = data.get(name)
-    return inner if isinstance(inner, Mapping) else {}
-
-
-def _volume_limits(spec: Mapping[str, Any]) -> VolumeLimits | None:
+def _volume_limits(info: messages.SymbolInfo) -> VolumeLimits | None:
     """`min_lots` / `step_lots` / `max_lots` (lots) and `lot_size` (units of the base asset in one lot: the
-    contract size). None when any is missing or not positive."""
-    values = [_num(spec.get(k)) for k in ("min_lots", "step_lots", "max_lots", "lot_size")]
+    contract size). None when any is not finite, or the limits do not hold together."""
+    values = [_finite(v) for v in (info.min_lots, info.step_lots, info.max_lots, info.lot_size)]
     if any(v is None for v in values):
         return None
     limits = VolumeLimits(*values)  # type: ignore[arg-type]
     return None if limits.problems() else limits
 
 
-def _distance(value: Any) -> float | None:
-    """A broker minimum distance: a price distance, 0 (or absent) meaning none."""
-    d = _num(value)
-    return d if d is not None and d > 0 else None
+def symbol_data(info: messages.SymbolInfo, quote_time: float | None = None) -> SymbolData:
+    """Read a `symbol_info` answer. The quote is dated `quote_time` by the receiver (None while the broker is
+    not known connected: the risk guard then fails closed); the broker's clock may be a replay clock."""
+    price_data = PriceData(digits=info.digits, pip_position=info.pip_position,
+                           quote_to_deposit=_finite(info.quote_to_deposit))
+    bid, ask = _finite(info.bid), _finite(info.ask)
+    quote = Quote(bid=bid, ask=ask, time=quote_time) if bid is not None and ask is not None else None
+    return SymbolData(info.symbol, _volume_limits(info), price_data, quote,
+                      min_sl_distance=_distance(info.min_sl_distance), min_tp_distance=_distance(info.min_tp_distance))
 
 
-def symbol_data(symbol: str, raw: Any, now: float, quote_time: float | None = None) -> SymbolData:
-    """Read a `symbol_info` reply. Fields may be flat or nested under `spec` / `quote`.
-
-    Quote time: the broker's clock may be a replay clock (the simulator's), so the quote's age is taken from the
-    reply when given (`age_s`, or `server_time_ms - time_ms` on the broker's own clock) and applied to `now`, the
-    executor's clock. A quote with no way to date it gets no time (the risk guard then fails closed).
-    """
-    if not isinstance(raw, Mapping):
-        return SymbolData(symbol, None, None, None)
-    spec = {**raw, **_section(raw, "spec")}
-    q = {**raw, **_section(raw, "quote")}
-    limits = _volume_limits(spec)
-    rate = _num(_first(q, "quote_to_deposit", "conversion_rate"))
-    price_data = PriceData(digits=_int(spec.get("digits")), pip_position=_int(spec.get("pip_position")),
-                           quote_to_deposit=rate)
-    bid, ask = _num(q.get("bid")), _num(q.get("ask"))
-    quote = None
-    if bid is not None and ask is not None:
-        age = _num(_first(q, "age_s", "quote_age_s"))
-        if age is None:
-            server_ms, time_ms = _num(raw.get("server_time_ms")), _num(_first(q, "time_ms", "quote_time_ms"))
-            if server_ms is not None and time_ms is not None and time_ms > 0:
-                age = max(0.0, (server_ms - time_ms) / 1000.0)
-        quote = Quote(bid=bid, ask=ask, time=quote_time if age is None else now - age)
-    return SymbolData(symbol, limits, price_data, quote, min_sl_distance=_distance(spec.get("min_sl_distance")),
-                      min_tp_distance=_distance(spec.get("min_tp_distance")))
-
-
-def with_quote(data: SymbolData, raw: Any, quote_time: float | None) -> SymbolData | None:
+def with_quote(data: SymbolData, quote: messages.BookQuote | None, quote_time: float | None) -> SymbolData | None:
     """A symbol's spec (from an earlier `symbol_info`) with the live quote and quote->deposit rate of its entry in
-    a `positions` reply's `quotes`; None when the entry or the spec lacks any of them (ask `symbol_info`)."""
-    if not isinstance(raw, Mapping) or data.price_data is None or data.volume_limits is None:
+    a `positions` answer's `quotes`; None when the entry or the spec lacks any of them (ask `symbol_info`)."""
+    if quote is None or data.price_data is None or data.volume_limits is None:
         return None
-    bid, ask, rate = _num(raw.get("bid")), _num(raw.get("ask")), _num(raw.get("quote_to_deposit"))
+    bid, ask, rate = _finite(quote.bid), _finite(quote.ask), _finite(quote.quote_to_deposit)
     if bid is None or ask is None or rate is None:
         return None
     return replace(data, price_data=replace(data.price_data, quote_to_deposit=rate),
                    quote=Quote(bid=bid, ask=ask, time=quote_time))
 
 
-def positions(raw: Any) -> list[RealPosition]:
-    """Read a `positions` reply: a list, or a map with `positions`; each row's `volume` is in lots. Unreadable
-    rows raise ValueError: the account's positions are never guessed."""
-    rows = raw.get("positions") if isinstance(raw, Mapping) else raw
-    if not isinstance(rows, list):
-        raise ValueError(f"positions reply is not a list: {type(rows).__name__}")
+def positions(answer: messages.Positions) -> list[RealPosition]:
+    """The open positions of a `positions` answer, by ticket; `volume` is in lots. A position without a side or
+    with no volume raises ValueError naming it: the account's positions are never guessed."""
     out = []
-    for row in rows:
-        if not isinstance(row, Mapping):
-            raise ValueError(f"position row is not a map: {row!r}")
-        ticket = _int(_first(row, "ticket", "position_id"))
-        symbol = row.get("symbol")
-        direction = _direction(row)
-        lots = _num(row.get("volume"))
-        if ticket is None or not isinstance(symbol, str) or direction is None or lots is None or lots <= 0:
-            raise ValueError(f"position row lacks ticket, symbol, direction or volume (lots): {dict(row)!r}")
-        out.append(RealPosition(ticket, symbol, direction, lots, str(row.get("label") or "")))
+    for i, p in enumerate(answer.positions):
+        lots = _finite(p.volume)
+        if p.direction not in (1, -1) or lots is None or lots <= 0 or not p.symbol:
+            raise ValueError(f"positions[{i}] (ticket {p.ticket}) has no symbol, direction +1/-1 or volume in lots: "
+                             f"{p.symbol!r} {p.direction!r} {p.volume!r}")
+        out.append(RealPosition(p.ticket, p.symbol, Direction(p.direction), lots, p.label))
     return sorted(out, key=lambda p: p.ticket)
 
 
-def closed_markets(raw: Any) -> set[str]:
-    """The symbols a `positions` reply lists as closed (`markets: {SYM: {"open": false, ...}}`). A symbol absent,
-    or a reply without `markets` (a connector that does not say), is not known closed."""
-    markets = raw.get("markets") if isinstance(raw, Mapping) else None
-    if not isinstance(markets, Mapping):
-        return set()
-    return {s for s, m in markets.items() if isinstance(s, str) and isinstance(m, Mapping) and m.get("open") is False}
+def closed_markets(answer: messages.Positions) -> set[str]:
+    """The symbols a `positions` answer lists as closed; a symbol absent is not known closed."""
+    return {symbol for symbol, market in answer.markets.items() if not market.open}
 
 
 @dataclass(frozen=True)
@@ -178,12 +119,10 @@ class AccountData:
     currency: str = ""
 
 
-def account(raw: Any) -> AccountData:
-    if not isinstance(raw, Mapping):
-        return AccountData(None, None, None, None)
-    return AccountData(balance=_num(raw.get("balance")), equity=_num(raw.get("equity")),
-                       free_margin=_num(raw.get("free_margin")), leverage=_num(raw.get("leverage")),
-                       currency=str(raw.get("currency") or ""))
+def account(info: messages.AccountInfo) -> AccountData:
+    """The account of an `account` (or `positions`) answer; a figure that is not finite is None."""
+    return AccountData(balance=_finite(info.balance), equity=_finite(info.equity),
+                       free_margin=_finite(info.free_margin), leverage=_finite(info.leverage), currency=info.currency)
 
 
 # ---- signals
@@ -203,18 +142,9 @@ def twin_previous(signal: messages.Signal) -> Direction | None:
         return None
 
 
-def last_signals(raw: Any) -> list[messages.Signal]:
-    """Read a `last_signals` reply: `{"signals": {SYM: signal}}`, `{"signals": [signal, ...]}`, `{SYM: signal}`
-    or a list. Malformed entries are dropped (a later live signal repairs them)."""
-    body = raw.get("signals", raw) if isinstance(raw, Mapping) else raw
-    items = body.values() if isinstance(body, Mapping) else body if isinstance(body, list) else []
-    out = []
-    for item in items:
-        try:
-            out.append(messages.from_wire(messages.Signal, item))
-        except messages.SchemaError:
-            continue
-    return sorted(out, key=lambda s: (s.symbol, s.bar_time))
+def last_signals(answer: messages.LastSignals) -> list[messages.Signal]:
+    """The signals of a `last_signals` answer, by symbol and bar."""
+    return sorted(answer.signals.values(), key=lambda s: (s.symbol, s.bar_time))
 
 
 def latest_per_symbol(signals: list[messages.Signal]) -> dict[str, messages.Signal]:

@@ -98,7 +98,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self._positions_fresh = False
         self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
         self._book_account: inputs.AccountData | None = None  # from the last positions answer
-        self._book_quotes: dict[str, Any] = {}  # symbol -> bid, ask, quote_to_deposit, from the same answer
+        self._book_quotes: dict[str, messages.BookQuote] = {}  # symbol -> live quote, from the same answer
         self.orphans: list[str] = []
         self.pip_positions: dict[str, int] = {}
         self.connected: bool | None = None
@@ -185,14 +185,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # the connector answers positions only with its broker session up (its live book, or a reconcile after a
         # drop): connected now, even when its conn.state saying so still waits behind this batch
         self.connected = True
-        self._book_account, self._book_quotes = None, {}
-        if isinstance(raw, dict):
-            if isinstance(raw.get("account"), dict):
-                self._book_account = inputs.account(raw["account"])
-                if self._book_account.equity is not None:
-                    self.risk = risk_rules.on_equity(self.risk, self._book_account.equity)
-            if isinstance(raw.get("quotes"), dict):
-                self._book_quotes = raw["quotes"]
+        self._book_account, self._book_quotes = inputs.account(raw.account), raw.quotes
+        if self._book_account.equity is not None:
+            self.risk = risk_rules.on_equity(self.risk, self._book_account.equity)
         return self.positions
 
     def _quoted(self, symbol: str, now: float) -> inputs.SymbolData:
@@ -227,7 +222,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             log.warning("symbol_info %s: %s", symbol, exc)
             self.count("symbol_info_failures")
             return inputs.SymbolData(symbol, None, None, None)
-        data = inputs.symbol_data(symbol, raw, now, quote_time=now if self.connected is not False else None)
+        data = inputs.symbol_data(raw, quote_time=now if self.connected is not False else None)
         if data.volume_limits is not None and data.price_data is not None:
             self._symbol_data[symbol] = data
         if data.price_data is not None and data.price_data.pip_position is not None:

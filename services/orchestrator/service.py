@@ -329,14 +329,14 @@ class Orchestrator(runtime.Service):
             self._publish_state(now)
 
     # ---- operator requests -------------------------------------------------------------------
-    def _on_stop_request(self, args: commands.StopArgs) -> dict:
+    def _on_stop_request(self, args: commands.StopArgs) -> messages.Stopping:
         if not self.stopping:
             self.stopping = True
             for queue in self.pushes.values():
                 queue.clear()
             self.shutdown_steps.extend(plan.SHUTDOWN)
             self._record("stopping", reason=args.reason)
-        return {"state": messages.STOPPING, "steps": [f"{s}:{st}" for s, st in plan.SHUTDOWN]}
+        return messages.Stopping(messages.STOPPING, [f"{s}:{st}" for s, st in plan.SHUTDOWN])
 
     def _finish_shutdown(self) -> None:
         """Every shutdown step answered: stop the processes (reverse order via supervisord)."""
@@ -356,7 +356,7 @@ class Orchestrator(runtime.Service):
                     os.kill(pid, signal.SIGTERM)
         self.request_stop()
 
-    def _on_clear_halt(self, _args: commands.NoArgs) -> dict:
+    def _on_clear_halt(self, _args: commands.NoArgs) -> messages.HaltCleared:
         was = self.halted_reason
         self.halted_reason = ""
         for v in self.views.values():
@@ -369,7 +369,7 @@ class Orchestrator(runtime.Service):
                     log.warning("could not start %s again: %s", v.name, exc)
         if was:
             self._record("clear_halt", was=was)
-        return {"state": self._system_state(time.monotonic()), "was_halted": was}
+        return messages.HaltCleared(self._system_state(time.monotonic()), was)
 
     def status_report(self) -> dict:
         now = time.monotonic()

@@ -24,6 +24,7 @@ the store file.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -191,11 +192,10 @@ class Persistence(runtime.Service):
             acct = self._ask("connector", messages.OP_ACCOUNT.name, messages.NoArgs(), timeout)
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
             return None, f"the connector's account op failed: {exc}"
-        balance = acct.get("balance") if isinstance(acct, dict) else None
-        if not isinstance(balance, int | float) or isinstance(balance, bool):
-            return None, f"the connector's account op gave no balance: {acct!r}"
-        self.balance = float(balance)
-        return float(balance), "from the connector's account op"
+        if not math.isfinite(acct.balance):
+            return None, f"the connector's account op gave no balance: {acct.balance!r}"
+        self.balance = float(acct.balance)
+        return self.balance, "from the connector's account op"
 
     # ---- ops ---------------------------------------------------------------------------------------
     def ops(self) -> dict:
@@ -259,7 +259,7 @@ class Persistence(runtime.Service):
             self._alerted_at[code] = now
             self.alert(code, "critical", f"the store refused writes: {exc}", path=str(self.db_path))
 
-    def _op_query(self, a: messages.QueryArgs) -> dict:
+    def _op_query(self, a: messages.QueryArgs) -> messages.QueryResult:
         core = self._need_core()
         try:
             filters = intake.query_filters(a.where)
@@ -273,7 +273,7 @@ class Persistence(runtime.Service):
             raise OpError("bad_args", str(exc)) from None
         except StoreError as exc:
             raise OpError("store_busy" if isinstance(exc, StoreBusy) else "store_error", str(exc)) from None
-        return {"table": a.table, "records": found, "count": len(found)}
+        return messages.QueryResult(a.table, found, len(found))
 
     # ---- the stream ---------------------------------------------------------------------------------
     def on_message(self, received: Received) -> None:

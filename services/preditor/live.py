@@ -41,20 +41,20 @@ def history_array(rows: list) -> np.ndarray:
     return bars
 
 
-def position_view(symbol: str, timeframe: str, state: TwinState) -> dict:
+def position_view(symbol: str, timeframe: str, state: TwinState) -> messages.VirtualPosition:
     p = state.position
-    return {
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "direction": p.direction,
-        "intensity": p.intensity,
-        "entry_price": p.entry_price,
-        "entry_time": p.entry_time,
-        "floating_pnl": p.floating_pnl,
-        "realized_pnl": state.realized_pnl,
-        "last_bar_time": state.last_bar_time,
-        "decisions": state.decisions,
-    }
+    return messages.VirtualPosition(
+        symbol=symbol,
+        timeframe=timeframe,
+        direction=p.direction,
+        intensity=p.intensity,
+        entry_price=p.entry_price,
+        entry_time=p.entry_time,
+        floating_pnl=p.floating_pnl,
+        realized_pnl=state.realized_pnl,
+        last_bar_time=state.last_bar_time,
+        decisions=state.decisions,
+    )
 
 
 # ---- snapshots ------------------------------------------------------------------------------------------

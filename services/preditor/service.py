@@ -220,11 +220,11 @@ class Preditor(runtime.Service):
         track.last_bar_wall = time.monotonic()
         facts = {"history": len(history), "restored": why, "from_bar": before, "last_bar": state.last_bar_time,
                  "decisions": state.decisions, "caught_up": caught_up, "ms": round((time.monotonic() - t0) * 1000, 1),
-                 "resumed_after": sub.get("resumed_after") if isinstance(sub, dict) else None}
+                 "resumed_after": sub.resumed_after}
         logs.event(log, logging.INFO, "warmed up", symbol=track.symbol, **facts)
         return facts
 
-    def _subscribe(self, track: Track) -> Any:
+    def _subscribe(self, track: Track) -> messages.Subscribed:
         return self._ask(messages.OP_SUBSCRIBE.name,
                          messages.SubscribeArgs(track.symbol, track.timeframe, since=track.state.last_bar_time),
                          f"subscribe {track.symbol} {track.timeframe}")
@@ -430,13 +430,13 @@ class Preditor(runtime.Service):
             kept_from[symbol] = track.journal.kept_from
         return messages.SignalsSince(signals, kept_from)
 
-    def _op_last_signals(self, _args: Any) -> dict:
-        return {"signals": {s: messages.to_wire(live.signal_of(s, t.state.last_decision))
-                            for s, t in self.tracks.items() if t.warm and t.state.last_decision is not None}}
+    def _op_last_signals(self, _args: Any) -> messages.LastSignals:
+        return messages.LastSignals({s: live.signal_of(s, t.state.last_decision)
+                                     for s, t in self.tracks.items() if t.warm and t.state.last_decision is not None})
 
-    def _op_virtual_positions(self, _args: Any) -> dict:
-        return {"positions": {s: live.position_view(s, t.timeframe, t.state) for s, t in self.tracks.items()
-                              if t.warm}}
+    def _op_virtual_positions(self, _args: Any) -> messages.VirtualPositions:
+        return messages.VirtualPositions({s: live.position_view(s, t.timeframe, t.state)
+                                          for s, t in self.tracks.items() if t.warm})
 
     def status_report(self) -> dict:
         now = time.monotonic()

@@ -31,11 +31,11 @@ def test_requester_recovers_after_a_timeout(ctx, tmp_path):
     def answer():
         frames = rep.recv_multipart()
         r = wire.decode_request(frames)
-        rep.send(wire.encode_reply(r.id, {"pong": True}))
+        rep.send(wire.encode_reply(r.id, messages.Pong("rep", 1)))
 
     th = threading.Thread(target=answer)
     th.start()
-    assert req.call("ping", messages.NoArgs()) == {"pong": True}  # the socket is not stuck
+    assert req.call("ping", messages.NoArgs()) == messages.Pong("rep", 1)  # the socket is not stuck
     th.join()
     assert req.resets == 1
     req.close()
@@ -132,15 +132,15 @@ def test_a_concurrent_responder_answers_others_while_a_deferred_one_waits(ctx, t
         finished.append(f.result())
         return {"slow": f.result()}
 
-    handlers = {"positions": lambda _a: bus.Deferred(slow, finish), "ping": lambda _a: {"fast": True}}
+    handlers = {"status": lambda _a: bus.Deferred(slow, finish), "ping": lambda _a: messages.Pong("t", 1)}
     server = bus.Responder(ctx, endpoint, handlers, bus.WireErrors("t"), concurrent=True)
     a, b = bus.Requester(ctx, endpoint, "a"), bus.Requester(ctx, endpoint, "b")
-    _send(a, "positions")
+    _send(a, "status")
     time.sleep(0.05)
     server.serve_ready()
     assert server.waiting and not finished
     _send(b, "ping")
-    assert _reply(b, server).result == {"fast": True}  # not held up by the slow one
+    assert _reply(b, server).result == messages.Pong("t", 1)  # not held up by the slow one
     assert a.take_reply() is None
     slow.set_result(7)
     reply = _reply(a, server)

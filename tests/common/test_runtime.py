@@ -94,7 +94,7 @@ def test_the_answer_to_a_request_in_flight_wakes_the_loop(home):
     """A service sends a request of its own and sleeps (30 s poll); the answer, given later, wakes it at once."""
     ctx = zmq.Context.instance()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    peer = bus.Responder(ctx, endpoint, {"ping": lambda _a: {"pong": True}}, bus.WireErrors("t"))
+    peer = bus.Responder(ctx, endpoint, {"ping": lambda _a: messages.Pong("peer", 1)}, bus.WireErrors("t"))
     sub = bus.Subscriber(ctx, [home.config().endpoint("paper", "pub")], ["alert.answered"], bus.WireErrors("t"))
     asking = subprocess.Popen([sys.executable, "-c", ASKING_SERVICE, endpoint], env=home.env, cwd=home.root)
     try:

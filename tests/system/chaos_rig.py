@@ -208,7 +208,7 @@ class Replay:
 
     # ---- what is compared --------------------------------------------------------------------
     def stored(self, table: str) -> list[dict]:
-        return self.home.request("persistence", "query", messages.QueryArgs(table, {}, 0), timeout_ms=5000)["records"]
+        return self.home.request("persistence", "query", messages.QueryArgs(table, {}, 0), timeout_ms=5000).records
 
     def outcome(self) -> Outcome:
         # the connector's fills and closes reach persistence on the bus: wait until the store has every deal the

@@ -86,11 +86,11 @@ class StandInConnector:
         rows = [[int(r[0]), *(float(x) for x in r[1:])] for r in sel]
         return messages.HistoryResult(a.symbol, a.timeframe, rows)
 
-    def _subscribe(self, a: messages.SubscribeArgs) -> dict:
+    def _subscribe(self, a: messages.SubscribeArgs) -> messages.Subscribed:
         self.requests.append(("subscribe", a))
         self._closed(a.symbol, a.timeframe)
         self.subscriptions[a.symbol] = a.since
-        return {"symbol": a.symbol, "timeframe": a.timeframe, "subscribed": True}
+        return messages.Subscribed(a.symbol, a.timeframe, subscribed=True)
 
     # ---- the market (test thread) ---------------------------------------------------------------
     def close_bar(self, i: int) -> None:

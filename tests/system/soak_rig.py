@@ -470,7 +470,7 @@ class Soak:
     # ---- the end
     def stored(self, table: str) -> list[dict]:
         return self.home.request("persistence", "query", messages.QueryArgs(table, {}, 0),
-                                 timeout_ms=30_000)["records"]
+                                 timeout_ms=30_000).records
 
     def deals(self) -> list[dict]:
         return self.sim("deals")["deals"]

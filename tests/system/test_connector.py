@@ -181,18 +181,18 @@ def sim_positions(system: System, label: str) -> list[dict]:
 )
 def test_symbol_info_converts_and_a_usd_stop_loss_becomes_the_right_relative_sl(system, symbol, digits, pip, lot_units):
     info = system.req("symbol_info", messages.SymbolArgs(symbol))
-    assert info["digits"] == digits and info["pip_size"] == pytest.approx(pip) and info["lot_size"] == lot_units
-    assert info["deposit_currency"] == "USD"
-    assert 0 < info["min_lots"] <= info["step_lots"] * 10 and info["max_lots"] > info["min_lots"]
+    assert info.digits == digits and info.pip_size == pytest.approx(pip) and info.lot_size == lot_units
+    assert info.deposit_currency == "USD"
+    assert 0 < info.min_lots <= info.step_lots * 10 and info.max_lots > info.min_lots
     if symbol == "USDJPY":  # JPY profit -> USD: divide by USDJPY
-        assert info["quote_to_deposit"] == pytest.approx(1 / info["bid"], rel=1e-3)
-        assert info["pip_value_per_lot"] == pytest.approx(0.01 * 100_000 / info["bid"], rel=1e-3)
+        assert info.quote_to_deposit == pytest.approx(1 / info.bid, rel=1e-3)
+        assert info.pip_value_per_lot == pytest.approx(0.01 * 100_000 / info.bid, rel=1e-3)
     else:
-        assert info["quote_to_deposit"] == 1.0
-    assert info["ask"] > info["bid"] > 0
+        assert info.quote_to_deposit == 1.0
+    assert info.ask > info.bid > 0
     # risk 50 USD: the price distance the test computes from symbol_info alone
-    usd, lots = 50.0, round(info["min_lots"] * 10, 8)
-    distance = usd / (lots * info["lot_size"] * info["quote_to_deposit"])
+    usd, lots = 50.0, round(info.min_lots * 10, 8)
+    distance = usd / (lots * info.lot_size * info.quote_to_deposit)
     cid = f"sl-usd-{symbol}"
     res = order_open(system, symbol, 1, lots, cid, sl_distance=distance)
     assert res.success, res.error
@@ -200,8 +200,8 @@ def test_symbol_info_converts_and_a_usd_stop_loss_becomes_the_right_relative_sl(
     assert pos["side"] == "BUY" and pos["entry_price"] == res.price
     expected_sl = round(pos["entry_price"] - round(distance, digits), digits)
     assert pos["stop_loss"] == pytest.approx(expected_sl, abs=10**-digits / 2)
-    loss_at_stop = (pos["entry_price"] - pos["stop_loss"]) * lots * lot_units * info["quote_to_deposit"]
-    assert loss_at_stop == pytest.approx(usd, abs=lots * lot_units * 10**-digits * info["quote_to_deposit"])
+    loss_at_stop = (pos["entry_price"] - pos["stop_loss"]) * lots * lot_units * info.quote_to_deposit
+    assert loss_at_stop == pytest.approx(usd, abs=lots * lot_units * 10**-digits * info.quote_to_deposit)
     closed = system.req("order_close", messages.OrderCloseArgs(res.ticket))
     assert closed.success and not sim_positions(system, cid)
 

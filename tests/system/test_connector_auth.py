@@ -57,7 +57,7 @@ def test_a_refused_refresh_is_degraded_with_what_to_do_and_a_pair_handed_in_heal
     assert WHAT_TO_DO in status.stdout
     top = home.oracle("top", "--seconds", "3")
     assert WHAT_TO_DO in top.stdout
-    alerts = home.request("persistence", "query", messages.QueryArgs("events", {}, 0), timeout_ms=5000)["records"]
+    alerts = home.request("persistence", "query", messages.QueryArgs("events", {}, 0), timeout_ms=5000).records
     assert any(r["event_type"] == "ALERT" and r["data"]["kind"] == "broker_auth" and r["severity"] == "CRITICAL"
                and WHAT_TO_DO in r["message"] for r in alerts)
     issued, said = hand_in(home, sim)

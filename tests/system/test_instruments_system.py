@@ -127,12 +127,12 @@ def test_a_eurgbp_model_trades_on_a_eur_account(tmp_path):
     cfg = home.config()
     try:
         info = home.request("connector", "symbol_info", messages.SymbolArgs("EURGBP"), timeout_ms=10_000)
-        assert info["deposit_currency"] == "EUR" and info["quote_asset"] == "GBP"
-        assert info["quote_to_deposit"] == pytest.approx(1 / info["bid"])  # GBP -> EUR along EURGBP itself
+        assert info.deposit_currency == "EUR" and info.quote_asset == "GBP"
+        assert info.quote_to_deposit == pytest.approx(1 / info.bid)  # GBP -> EUR along EURGBP itself
         for _ in range(48):  # two days of M15 bars
             control(cfg.broker.sim.control_port, "advance", bars=1)
         stored = lambda: home.request("persistence", "query", messages.QueryArgs("trades", {}, 0),  # noqa: E731
-                                      timeout_ms=5000)["records"]
+                                      timeout_ms=5000).records
         closes = wait_for(lambda: [t for t in stored() if not t["is_paper"] and t["action"] == "CLOSE"], 60,
                           "a real EURGBP trade closed")
         deals = sim_deals(home)
@@ -145,7 +145,7 @@ def test_a_eurgbp_model_trades_on_a_eur_account(tmp_path):
             assert gross == pytest.approx(deal["gross_profit"] / 100), t
             assert deal["quote_to_deposit"] == pytest.approx(1 / t["exit_price"], rel=0.01)
         account = home.request("connector", "account", timeout_ms=5000)
-        assert account["currency"] == "EUR"
+        assert account.currency == "EUR"
         assert home.status()["system"] == "RUNNING"
     finally:
         home.close()

@@ -91,13 +91,13 @@ def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_
             assert restarted["restored"].startswith("snapshot restored at bar ")
             assert restarted["last_bar"] == t_of(bars, DOWN_UNTIL - 1)
             # after the restart the last signal is the warmup's last decision (a catch-up), equal to the backtest's
-            last = home.request("preditor", "last_signals")["signals"]["EURUSD"]
+            last = home.request("preditor", "last_signals").signals["EURUSD"]
             d = exp[t_of(bars, DOWN_UNTIL - 1)]
-            assert last["bar_time"] == d.bar_time and last["action"] == int(d.action)
-            assert abs(last["virtual_pnl"] - d.floating_pnl) <= 1e-9
-            pos = home.request("preditor", "virtual_positions")["positions"]["EURUSD"]
-            assert (pos["direction"], pos["intensity"]) == (d.direction, d.intensity)
-            assert abs(pos["realized_pnl"] - d.realized_pnl) <= 1e-9
+            assert last.bar_time == d.bar_time and last.action == int(d.action)
+            assert abs(last.virtual_pnl - d.floating_pnl) <= 1e-9
+            pos = home.request("preditor", "virtual_positions").positions["EURUSD"]
+            assert (pos.direction, pos.intensity) == (d.direction, d.intensity)
+            assert abs(pos.realized_pnl - d.realized_pnl) <= 1e-9
             i = DOWN_UNTIL
             continue
         if i in GAP or i in EPOCH_GAP:

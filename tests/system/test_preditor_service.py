@@ -78,12 +78,11 @@ def test_bad_and_duplicate_models_are_refused_and_alerted_the_others_run(tmp_pat
         status = home.request("preditor", "status")
         assert set(refused) <= set(status["errors"])
         assert status["models"]["GBPUSD"]["warm"] and status["models"]["EURUSD"]["file"] == "EURUSD_H1.zip"
-        last = home.request("preditor", "last_signals")["signals"]
+        last = home.request("preditor", "last_signals").signals
         # read back later, a signal does not say the decision before it (the live one did)
         assert eur.previous_direction is not None
-        assert set(last) == {"EURUSD", "GBPUSD"} and last["EURUSD"] == messages.to_wire(
-            dataclasses.replace(eur, previous_direction=None))
-        assert set(home.request("preditor", "virtual_positions")["positions"]) == {"EURUSD", "GBPUSD"}
+        assert set(last) == {"EURUSD", "GBPUSD"} and last["EURUSD"] == dataclasses.replace(eur, previous_direction=None)
+        assert set(home.request("preditor", "virtual_positions").positions) == {"EURUSD", "GBPUSD"}
     finally:
         tap.close()
         conn.close()

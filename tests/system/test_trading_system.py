@@ -93,7 +93,7 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     assert set(ledger.labels.values()) <= set(cids)
 
     def stored(table: str) -> list[dict]:
-        return home.request("persistence", "query", messages.QueryArgs(table, {}, 0))["records"]
+        return home.request("persistence", "query", messages.QueryArgs(table, {}, 0)).records
 
     wait_for(lambda: len(stored("signals")) == len(got), 20, "signals stored")
     wait_for(lambda: len(stored("acks")) >= len(got), 20, "acks stored")

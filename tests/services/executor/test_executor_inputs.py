@@ -1,8 +1,10 @@
+from dataclasses import replace
 from pathlib import Path
 
+import msgpack
 import pytest
 
-from common import messages
+from common import messages, wire
 from services.executor import inputs
 from services.executor.acks import Ack, AckStatus
 from services.executor.lots import VolumeLimits
@@ -10,97 +12,86 @@ from services.executor.sync import Direction, Stance, render_markdown
 
 NOW = 1_764_115_200.0
 
-# the connector's symbol_info reply (services/connector/service.py)
-CONNECTOR_SYMBOL_INFO = {
-    "symbol": "EURUSD", "digits": 5, "point": 1e-05, "pip_position": 4, "pip_size": 0.0001,
-    "lot_size": 100000.0, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100.0, "base_asset": "EUR",
-    "quote_asset": "USD", "deposit_currency": "USD", "quote_to_deposit": 1.0, "pip_value_per_lot": 10.0,
-    "bid": 1.1, "ask": 1.10008, "spread": 8e-05,
-}
+# the connector's symbol_info answer (services/connector/service.py), as the wire decodes it
+SYMBOL_INFO = messages.SymbolInfo(
+    symbol="EURUSD", digits=5, point=1e-05, pip_position=4, pip_size=0.0001, lot_size=100000.0, min_lots=0.01,
+    step_lots=0.01, max_lots=100.0, min_sl_distance=0.0, min_tp_distance=0.0, base_asset="EUR", quote_asset="USD",
+    deposit_currency="USD", quote_to_deposit=1.0, pip_value_per_lot=10.0, bid=1.1, ask=1.10008, spread=8e-05)
 
 
 def test_connector_symbol_info_lots_form():
-    d = inputs.symbol_data("EURUSD", CONNECTOR_SYMBOL_INFO, NOW, quote_time=NOW)
+    d = inputs.symbol_data(SYMBOL_INFO, quote_time=NOW)
+    assert d.symbol == "EURUSD"
     assert d.volume_limits == VolumeLimits(min_lots=0.01, step_lots=0.01, max_lots=100.0, contract_size=100_000)
     assert (d.price_data.digits, d.price_data.pip_position, d.price_data.quote_to_deposit) == (5, 4, 1.0)
     assert (d.quote.bid, d.quote.ask, d.quote.time) == (1.1, 1.10008, NOW)
-    assert (d.min_sl_distance, d.min_tp_distance) == (None, None)  # today's connector does not say
+    assert (d.min_sl_distance, d.min_tp_distance) == (None, None)  # 0 = none
 
 
-@pytest.mark.parametrize("extra,expected", [
-    ({"min_sl_distance": 0.0005, "min_tp_distance": 0.001}, (0.0005, 0.001)),
-    ({"min_sl_distance": 0, "min_tp_distance": 0.0}, (None, None)),  # 0 = none
-    ({"min_sl_distance": "x"}, (None, None)),
-])
-def test_broker_minimum_distances(extra, expected):
-    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **extra}, NOW)
-    assert (d.min_sl_distance, d.min_tp_distance) == expected
+def test_broker_minimum_distances():
+    d = inputs.symbol_data(replace(SYMBOL_INFO, min_sl_distance=0.0005, min_tp_distance=0.001), NOW)
+    assert (d.min_sl_distance, d.min_tp_distance) == (0.0005, 0.001)
 
 
 @pytest.mark.parametrize("change, field, expected", [
-    ({"min_lots": None}, "volume_limits", None),
+    ({"min_lots": float("nan")}, "volume_limits", None),
     ({"step_lots": 0}, "volume_limits", None),
     ({"lot_size": 0}, "volume_limits", None),
     ({"max_lots": 0.001}, "volume_limits", None),  # below the minimum
     ({"bid": None}, "quote", None),
-    ({"quote_to_deposit": "x"}, "rate", None),
+    ({"ask": float("inf")}, "quote", None),
     ({"quote_to_deposit": float("nan")}, "rate", None),
 ])
 def test_symbol_info_fails_closed(change, field, expected):
-    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **change}, NOW, quote_time=NOW)
+    d = inputs.symbol_data(replace(SYMBOL_INFO, **change), quote_time=NOW)
     value = d.price_data.quote_to_deposit if field == "rate" else getattr(d, field)
     assert value == expected
 
 
-@pytest.mark.parametrize("extra, quote_time, expected", [
-    ({}, None, None),  # no way to date it: the risk guard fails closed (NO_QUOTE)
-    ({}, NOW - 1, NOW - 1),  # dated by the receiver while the broker is connected
-    ({"age_s": 30.0}, NOW, NOW - 30),  # the connector's own age wins
-    ({"server_time_ms": 1_000_000, "time_ms": 940_000}, NOW, NOW - 60),  # replay clock: age on the broker's clock
-])
-def test_quote_time(extra, quote_time, expected):
-    d = inputs.symbol_data("EURUSD", {**CONNECTOR_SYMBOL_INFO, **extra}, NOW, quote_time=quote_time)
-    assert d.quote.time == expected
+@pytest.mark.parametrize("quote_time", [None, NOW - 1])
+def test_quote_time_is_the_receivers(quote_time):
+    """Dated by the receiver while the broker is connected; None (no way to date it) fails the risk guard closed."""
+    assert inputs.symbol_data(SYMBOL_INFO, quote_time=quote_time).quote.time == quote_time
 
 
-def test_garbage_symbol_info():
-    empty = inputs.symbol_data("X", "nonsense", NOW)
-    assert (empty.volume_limits, empty.price_data, empty.quote) == (None, None, None)
+def position(**change) -> messages.Position:
+    return replace(messages.Position(ticket=7, symbol="EURUSD", direction=-1, volume=0.03, open_price=1.1,
+                                     open_time=1.0, label="c1", used_margin=33.0, current_price=1.1002, pnl=-0.6),
+                   **change)
 
 
-# a row of the connector's positions reply: today (with the protocol volume beside the lots) and after its change
-# (net pnl with gross, swap and commission)
-ROW_TODAY = {"ticket": 7, "symbol": "EURUSD", "direction": -1, "volume": 0.03, "volume_wire": 300_000,
-             "open_price": 1.1, "open_time": 1.0, "sl": None, "tp": None, "label": "c1", "comment": "",
-             "used_margin": 33.0, "current_price": 1.1002, "pnl": -0.6}
-ROW_NEXT = {**{k: v for k, v in ROW_TODAY.items() if k != "volume_wire"}, "ticket": 3, "symbol": "XAUUSD",
-            "direction": 1, "volume": 0.5, "label": "", "gross_pnl": 1.0, "swap": -0.2, "commission": -0.35,
-            "pnl": 0.45}
+ACCOUNT = messages.AccountInfo(balance=10_000.0, equity=9_990.5, margin=33.0, free_margin=9_957.5, margin_level=0.0,
+                               currency="USD", leverage=100.0)
 
 
-def test_positions_reply_in_lots():
-    got = inputs.positions({"positions": [ROW_TODAY, ROW_NEXT], "server_time": 1.0})
+def book(*rows: messages.Position, markets=None) -> messages.Positions:
+    return messages.Positions(list(rows), ACCOUNT, markets=markets or {}, server_time=1.0)
+
+
+def test_positions_answer_in_lots():
+    got = inputs.positions(book(position(), position(ticket=3, symbol="XAUUSD", direction=1, volume=0.5, label="")))
     assert [(p.ticket, p.symbol, p.direction, p.lots, p.label) for p in got] == [
         (3, "XAUUSD", Direction.LONG, 0.5, ""), (7, "EURUSD", Direction.SHORT, 0.03, "c1")]
 
 
-@pytest.mark.parametrize("raw", [
-    {"positions": [{"symbol": "EURUSD", "direction": 1, "volume": 0.01}]},  # no ticket
-    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 0, "volume": 0.01}]},
-    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume_wire": 100_000}]},  # lots only
-    {"positions": [{"ticket": 1, "symbol": "EURUSD", "direction": 1, "volume": 0}]},
-    {"positions": "none"},
-])
-def test_positions_never_guessed(raw):
-    with pytest.raises(ValueError):
-        inputs.positions(raw)
+@pytest.mark.parametrize("change", [{"direction": 0}, {"volume": 0}, {"volume": float("nan")}, {"symbol": ""}])
+def test_positions_never_guessed(change):
+    with pytest.raises(ValueError, match=r"positions\[1\] \(ticket 7\)"):
+        inputs.positions(book(position(ticket=3), position(**change)))
 
 
-def test_account_reply():
-    a = inputs.account({"balance": 10_000.0, "equity": 9_990.5, "margin": 33.0, "free_margin": 9_957.5,
-                        "margin_level": 0.0, "currency": "USD", "leverage": 100.0})
+def test_a_malformed_positions_answer_is_a_wire_error_naming_op_and_field():
+    raw = messages.to_wire(book(position(), position(ticket=3)))
+    raw["positions"][1]["volume"] = "0.03"
+    with pytest.raises(wire.WireError, match=r"positions result: positions\[1\]\.volume: expected float, got str"):
+        wire.decode_reply([msgpack.packb({"v": wire.WIRE_VERSION, "id": "r", "ok": True, "result": raw})],
+                          messages.OP_POSITIONS.name)
+
+
+def test_account_answer():
+    a = inputs.account(ACCOUNT)
     assert (a.balance, a.equity, a.free_margin, a.leverage, a.currency) == (10_000.0, 9_990.5, 9_957.5, 100.0, "USD")
-    assert inputs.account(None) == inputs.AccountData(None, None, None, None)
+    assert inputs.account(replace(ACCOUNT, equity=float("nan"))).equity is None
 
 
 def sig(symbol="EURUSD", bar_time=3600, direction=1, intensity=2):
@@ -114,13 +105,8 @@ def test_stance_of_signal():
         inputs.stance(sig(direction=1, intensity=5))
 
 
-@pytest.mark.parametrize("raw", [
-    {"signals": {"EURUSD": messages.to_wire(sig()), "GBPUSD": messages.to_wire(sig("GBPUSD"))}},
-    {"signals": [messages.to_wire(sig()), messages.to_wire(sig("GBPUSD")), {"bad": 1}]},
-    [messages.to_wire(sig()), messages.to_wire(sig("GBPUSD"))],
-])
-def test_last_signals_shapes(raw):
-    got = inputs.last_signals(raw)
+def test_last_signals_by_symbol_and_bar():
+    got = inputs.last_signals(messages.LastSignals({"GBPUSD": sig("GBPUSD"), "EURUSD": sig()}))
     assert [s.symbol for s in got] == ["EURUSD", "GBPUSD"]
 
 
@@ -159,36 +145,21 @@ def test_repository_readme_sync_table_is_the_code_table():
 
 
 def test_a_positions_answer_quote_refreshes_a_known_spec_and_nothing_else():
-    spec = inputs.symbol_data("EURUSD", {"lot_size": 100_000, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100,
-                                         "digits": 5, "pip_position": 4, "quote_to_deposit": 1.0,
-                                         "bid": 1.1, "ask": 1.1002}, now=100.0, quote_time=100.0)
-    fresh = inputs.with_quote(spec, {"bid": 1.2, "ask": 1.2003, "quote_to_deposit": 0.9}, quote_time=200.0)
+    spec = inputs.symbol_data(replace(SYMBOL_INFO, bid=1.1, ask=1.1002), quote_time=100.0)
+    fresh = inputs.with_quote(spec, messages.BookQuote(1.2, 1.2003, 0.9), quote_time=200.0)
     assert fresh is not None
     assert (fresh.quote.bid, fresh.quote.ask, fresh.quote.time) == (1.2, 1.2003, 200.0)
     assert fresh.price_data.quote_to_deposit == 0.9 and fresh.price_data.digits == 5
     assert fresh.volume_limits == spec.volume_limits and fresh.min_sl_distance == spec.min_sl_distance
-    # an entry lacking a side or the rate, or a spec without volume limits: ask symbol_info instead
-    assert inputs.with_quote(spec, {"bid": 1.2, "ask": 1.2003}, 200.0) is None
-    assert inputs.with_quote(spec, {"ask": 1.2003, "quote_to_deposit": 0.9}, 200.0) is None
+    # an entry lacking the rate, or a spec without volume limits: ask symbol_info instead
+    assert inputs.with_quote(spec, messages.BookQuote(1.2, 1.2003, None), 200.0) is None
     assert inputs.with_quote(spec, None, 200.0) is None
-    assert inputs.with_quote(inputs.SymbolData("EURUSD", None, None, None), {"bid": 1, "ask": 1,
-                                                                             "quote_to_deposit": 1}, 1.0) is None
+    assert inputs.with_quote(inputs.SymbolData("EURUSD", None, None, None), messages.BookQuote(1, 1, 1), 1.0) is None
 
 
-@pytest.mark.parametrize("raw,closed", [
-    ({"positions": []}, set()),  # today's connector does not say: nothing known closed
-    ({"positions": [], "markets": {"EURUSD": {"open": False, "since": 5.0}, "USDJPY": {"open": True,
-                                                                                  "since": None}}}, {"EURUSD"}),
-    ({"positions": [], "markets": {"EURUSD": {"since": 5.0}}}, set()),  # open unknown: not known closed
-    ({"positions": [], "markets": "closed"}, set()),
-    ([], set()),
+@pytest.mark.parametrize("markets,closed", [
+    ({}, set()),  # none closed
+    ({"EURUSD": messages.MarketClosed(5.0), "USDJPY": messages.MarketClosed(7.0, open=True)}, {"EURUSD"}),
 ])
-def test_closed_markets(raw, closed):
-    assert inputs.closed_markets(raw) == closed
-
-
-def test_account_reads_net_equity():
-    """Equity is the broker's net figure (balance + gross + swap + commission); the gross is never used."""
-    a = inputs.account({"balance": 10_000.0, "equity": 9_990.0, "gross_pnl": 12.0, "swap": -2.0,
-                        "commission": -20.0, "free_margin": 9_900.0, "currency": "USD"})
-    assert a.equity == 9_990.0
+def test_closed_markets(markets, closed):
+    assert inputs.closed_markets(book(markets=markets)) == closed

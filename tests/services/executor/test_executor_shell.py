@@ -30,7 +30,7 @@ T0 = 1_764_950_400  # bar times of the tests' signals start here
 SPEC = {"symbol": "EURUSD", "digits": 5, "point": 1e-05, "pip_position": 4, "pip_size": 0.0001,
         "lot_size": 100000.0, "min_lots": 0.01, "step_lots": 0.01, "max_lots": 100.0, "base_asset": "EUR",
         "quote_asset": "USD", "deposit_currency": "USD", "quote_to_deposit": 1.0, "pip_value_per_lot": 10.0,
-        "bid": 1.1, "ask": 1.10008, "spread": 8e-05}
+        "bid": 1.1, "ask": 1.10008, "spread": 8e-05, "min_sl_distance": 0.0, "min_tp_distance": 0.0}
 
 
 class Connector:
@@ -43,7 +43,7 @@ class Connector:
         self.refuse_open: tuple[str, str, str] | None = None  # (error_code, broker_code, words) for the next opens
         self.requests: list[tuple[str, Any]] = []
         self.account = {"balance": 10_000.0, "equity": 10_000.0, "margin": 0.0, "free_margin": 10_000.0,
-                        "currency": "USD", "leverage": 100.0}
+                        "margin_level": 0.0, "currency": "USD", "leverage": 100.0}
         self._ticket = 100
 
     def position(self, direction: int, lots: float, symbol: str = "EURUSD", label: str = "") -> int:
@@ -61,7 +61,7 @@ class Connector:
 
     def call(self, service: str, op: str, args: Any, timeout_s: float | None = None) -> Any:
         if service == "preditor":
-            return {"signals": {}}
+            return messages.LastSignals({})
         self.requests.append((op, args))
         if op == "positions":
             reply = {"positions": [dict(r) for r in self.rows], "account": dict(self.account),
@@ -69,11 +69,11 @@ class Connector:
                      "server_time": time.time()}
             if self.say_markets:
                 reply["markets"] = {s: {"open": False, "since": 1.0} for s in sorted(self.closed)}
-            return reply
+            return messages.from_wire(messages.Positions, reply)  # as the wire decodes it: checked
         if op == "symbol_info":
-            return dict(SPEC, symbol=args.symbol)
+            return messages.from_wire(messages.SymbolInfo, dict(SPEC, symbol=args.symbol))
         if op == "account":
-            return dict(self.account)
+            return messages.from_wire(messages.AccountInfo, self.account)
         raise AssertionError(f"unexpected request {op}")
 
     def order(self, op: str, args: Any) -> messages.OrderResult:

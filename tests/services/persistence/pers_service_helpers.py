@@ -102,7 +102,7 @@ class FakeConnector:
         handlers = {
             messages.OP_ACCOUNT.name: self._account,
             messages.OP_POSITIONS.name: self._positions,
-            messages.OP_PING.name: lambda _a: {"service": "connector"},
+            messages.OP_PING.name: lambda _a: messages.Pong("connector", 0),
         }
         rep = bus.Responder(self.ctx, self._rep_endpoint, handlers, bus.WireErrors("fake-connector"))
         self._ready.set()
@@ -113,14 +113,18 @@ class FakeConnector:
         finally:
             rep.close()
 
-    def _account(self, _a: Any) -> dict:
-        self.asked.append("account")
-        return {"balance": self.balance, "equity": self.balance, "margin": 0.0, "free_margin": self.balance,
-                "currency": "EUR"}
+    def _account_info(self) -> messages.AccountInfo:
+        return messages.AccountInfo(balance=self.balance, equity=self.balance, margin=0.0, free_margin=self.balance,
+                                    margin_level=0.0, currency="EUR", leverage=30.0)
 
-    def _positions(self, _a: Any) -> dict:
+    def _account(self, _a: Any) -> messages.AccountInfo:
+        self.asked.append("account")
+        return self._account_info()
+
+    def _positions(self, _a: Any) -> messages.Positions:
         self.asked.append("positions")
-        return {"positions": list(self.positions), "server_time": 0.0}
+        return messages.Positions([messages.from_wire(messages.Position, p) for p in self.positions],
+                                  self._account_info(), server_time=0.0)
 
     def publish(self, topic: str, body: Any) -> int:
         return self.publisher.publish(topic, body)

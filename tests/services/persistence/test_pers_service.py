@@ -31,7 +31,7 @@ def write(home: Home, table: str, records: list[dict], timeout_ms: int = 3000) -
 
 
 def query(home: Home, table: str, where: dict | None = None, limit: int = 100) -> list[dict]:
-    return home.request("persistence", "query", messages.QueryArgs(table, where or {}, limit))["records"]
+    return home.request("persistence", "query", messages.QueryArgs(table, where or {}, limit)).records
 
 
 def orchestrator_event(n: int) -> dict:

@@ -71,8 +71,9 @@ def test_signal_and_position_views_of_a_real_run(demo, eurusd_bars):
     assert (live_sig.previous_direction, live_sig.bar_time) == (decisions[-2].direction, d.bar_time)
     assert messages.from_wire(messages.Signal, messages.to_wire(live_sig)) == live_sig
     view = live.position_view("EURUSD", "H1", state)
-    assert view["direction"] == state.position.direction and view["realized_pnl"] == state.realized_pnl
-    assert view["last_bar_time"] == d.bar_time and view["decisions"] == len(decisions)
+    assert view.direction == state.position.direction and view.realized_pnl == state.realized_pnl
+    assert view.last_bar_time == d.bar_time and view.decisions == len(decisions)
+    assert messages.from_wire(messages.VirtualPosition, messages.to_wire(view)) == view  # its types hold
 
 
 def test_snapshot_round_trips_exactly_and_refuses_another_model(demo, eurusd_bars):

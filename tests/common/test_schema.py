@@ -1,0 +1,108 @@
+"""The schema machinery: nested records, path-named errors, and every op's result on the wire."""
+
+from dataclasses import dataclass, field
+
+import msgpack
+import pytest
+
+from common import messages, schema, wire
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    price: float
+    lots: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    name: str
+    best: Leg
+    legs: list[Leg]
+    by_id: dict[str, Leg] = field(default_factory=dict)
+    spare: Leg | None = None
+
+
+BOOK = Book("b", Leg(1.5), [Leg(1.0, 2.0), Leg(2.0)], {"x": Leg(3.0, 1.0)})
+
+
+def test_nested_records_round_trip_as_plain_maps():
+    raw = schema.to_wire(BOOK)
+    assert raw == {"name": "b", "best": {"price": 1.5, "lots": 0.0},
+                   "legs": [{"price": 1.0, "lots": 2.0}, {"price": 2.0, "lots": 0.0}],
+                   "by_id": {"x": {"price": 3.0, "lots": 1.0}}, "spare": None}
+    assert schema.from_wire(Book, msgpack.unpackb(msgpack.packb(raw))) == BOOK
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"legs": [{"price": 1.0}, {"price": "2"}]}, "legs[1].price: expected float, got str"),
+    ({"legs": [{"price": 1.0}, {"lots": 1.0}]}, "legs[1].price: missing"),
+    ({"legs": [{"price": 1.0}, 7]}, "legs[1]: expected a map, got int"),
+    ({"legs": {"price": 1.0}}, "legs: expected a list, got dict"),
+    ({"best": None}, "best: expected Leg, got null"),
+    ({"best": [1.0]}, "best: expected a map, got list"),
+    ({"best": {"price": True}}, "best.price: expected float, got bool"),
+    ({"by_id": {"x": {"price": None}}}, "by_id[x].price: expected float, got null"),
+    ({"by_id": {1: {"price": 1.0}}}, "by_id: expected str keys, got int"),
+    ({"spare": {"lots": 1.0}}, "spare.price: missing"),
+    ({"name": 3}, "name: expected str, got int"),
+])
+def test_a_malformed_nested_map_names_the_path(change, error):
+    raw = {**schema.to_wire(BOOK), **change}
+    with pytest.raises(schema.SchemaError) as exc:
+        schema.from_wire(Book, raw)
+    assert str(exc.value) == error
+
+
+def test_an_optional_nested_record_may_be_null_or_absent():
+    raw = schema.to_wire(BOOK)
+    assert schema.from_wire(Book, {**raw, "spare": {"price": 9.0}}).spare == Leg(9.0)
+    del raw["spare"], raw["by_id"]
+    assert schema.from_wire(Book, raw) == Book("b", Leg(1.5), [Leg(1.0, 2.0), Leg(2.0)])
+
+
+def flat_sample(cls: type) -> dict:
+    """Values for every flat field of ``cls``."""
+    values = {int: 1, float: 1.5, str: "s", bool: True, dict: {"k": 1}, list: [1]}
+    raw = {}
+    for f in schema.fields_of(cls):
+        if f.decode is None:
+            raw[f.name] = values[next(k for k in f.kinds if k in values)]
+    return raw
+
+
+def test_every_op_result_is_a_record_and_round_trips_over_the_wire():
+    untyped = {name for name, spec in messages.OPS.items() if spec.result is None}
+    assert untyped == {"status", "command"}  # reports whose shape is each service's (or command's) own
+    position = messages.Position(7, "EURUSD", -1, 0.03, 1.1, 1.0, label="c1")
+    account = messages.AccountInfo(1000.0, 990.0, 10.0, 980.0, 9900.0, "USD", 30.0)
+    results = {
+        "ping": messages.Pong("executor", 3),
+        "stop": messages.Stopping(messages.STOPPING, ["executor:executor.stop"]),
+        "clear_halt": messages.HaltCleared(messages.RUNNING, "EMERGENCY_DD"),
+        "subscribe": messages.Subscribed("EURUSD", "H1", True, resumed_after=3600),
+        "symbol_info": messages.SymbolInfo(**flat_sample(messages.SymbolInfo)),
+        "account": account,
+        "positions": messages.Positions([position], account, {"EURUSD": messages.BookQuote(1.1, 1.1002, 1.0)},
+                                        {"EURUSD": messages.MarketClosed(5.0)}, 12.0),
+        "last_signals": messages.LastSignals({"EURUSD": messages.Signal("EURUSD", 3600, 1.1, 1, 1, 2, 0, 0.5)}),
+        "virtual_positions": messages.VirtualPositions(
+            {"EURUSD": messages.VirtualPosition("EURUSD", "H1", 1, 2, 1.1, 3600, 0.5, 1.0, 7200, 3)}),
+        "query": messages.QueryResult("trades", [{"id": "a"}], 1),
+    }
+    typed = {name for name, spec in messages.OPS.items() if spec.result is not None}
+    assert set(results) <= typed
+    for op, result in results.items():
+        assert isinstance(result, messages.OPS[op].result)
+        reply = wire.decode_reply([wire.encode_reply("r", result)], op)
+        assert reply.result == result, op
+
+
+def test_a_malformed_result_is_a_wire_error_naming_the_op_and_the_field():
+    raw = {"signals": {"EURUSD": {**messages.to_wire(messages.Signal("EURUSD", 3600, 1.1, 1, 1, 2, 0, 0.5)),
+                                  "bar_time": "3600"}}}
+    frame = msgpack.packb({"v": wire.WIRE_VERSION, "id": "r", "ok": True, "result": raw})
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply([frame], "last_signals")
+    assert exc.value.code == wire.BAD_BODY
+    assert exc.value.message == "last_signals result: signals[EURUSD].bar_time: expected int, got str"
