@@ -88,8 +88,8 @@ def test_the_orchestrator_validates_a_command_before_running_it(orchestrator):
         ops["stop"](messages.StopArgs(""))
     assert info.value.code == "BAD_ARGS" and "stop.reason" in info.value.message
     assert orchestrator.stopping is False  # no effect
-    assert ops["clear_halt"](messages.NoArgs())["was_halted"] == ""
-    assert ops["stop"](messages.StopArgs("MANUAL"))["state"] == messages.STOPPING and orchestrator.stopping
+    assert ops["clear_halt"](messages.NoArgs()).was_halted == ""
+    assert ops["stop"](messages.StopArgs("MANUAL")).state == messages.STOPPING and orchestrator.stopping
 
 
 def ctl_args(*argv: str):
