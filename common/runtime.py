@@ -9,14 +9,15 @@ The loop is single-threaded around one zmq poller: the REP socket, the SUB socke
 orchestrator and persistence REQ sockets and any socket a service adds (``add_reader``) are all
 polled, so a slow peer never blocks heartbeats. While a lifecycle step runs (a warmup can take
 seconds), a helper thread keeps the heartbeats going and reports the step and how long it runs.
-Subclasses are the imperative shell of each service and override the ``on_*`` hooks.
+Subclasses are the imperative shell of each service and override the ``on_*`` hooks. The handshake and the
+steps are in lifecycle.py, the sending of records to persistence (``persist``, the outbox's spool) in
+outbox_sender.py; ``Service`` is put together from them.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import os
 import signal
@@ -24,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,18 +32,17 @@ import zmq
 
 from common import bus, config, logs, messages, wire
 from common.bus import Received
+from common.lifecycle import VERSION, Lifecycle, StepFailed
 from common.outbox import Outbox
+from common.outbox_sender import OutboxSender
 
-__version__ = "0.1.0"
+__version__ = VERSION
+__all__ = ["Service", "StepFailed", "main", "parse_args"]
 
 log = logging.getLogger("oracle.runtime")
 
 
-class StepFailed(RuntimeError):
-    """A lifecycle step could not be done; the message says why (it reaches the operator)."""
-
-
-class Service:
+class Service(Lifecycle, OutboxSender):
     name = ""
     handshake = True  # False only for the orchestrator itself
     concurrent_requests = False  # True: a ROUTER; handlers may answer later (bus.Deferred), requests overlap
@@ -153,48 +152,6 @@ class Service:
         logs.event(log, logging.WARNING, f"alert {kind}: {message}", **details)
         self.publish(messages.alert_topic(kind), messages.Alert(kind, severity, message, self.name, details))
 
-    def persist(self, table: str, record: dict) -> None:
-        """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
-        process after a crash or a kill -9: the record is written through to the outbox's spool file
-        (``<data_dir>/outbox/<service>.jsonl``) before this returns, and the file is emptied whenever
-        everything is acknowledged."""
-        if record.get("id") in self.outbox.pending:
-            return
-        self.outbox.add(table, record)
-        try:
-            line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
-        except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
-            log.error("record %s not spooled: %s", record.get("id"), exc)
-            return
-        os.write(self._open_spool(), line.encode())  # in the OS once written: survives the process
-
-    def _open_spool(self) -> int:
-        if self._spool is None:
-            path = self._spool_path()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._spool = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return self._spool
-
-    def _spool_path(self) -> Path:
-        return self.cfg.path(self.cfg.data_dir) / "outbox" / f"{self.name}.jsonl"
-
-    def _restore_outbox(self) -> None:
-        """The records an earlier process of this service handed over without an acknowledgement (a duplicate of
-        one that was stored is acknowledged again: ids are deterministic and the store deduplicates)."""
-        try:
-            lines = self._spool_path().read_bytes().splitlines()
-        except FileNotFoundError:
-            return
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                self.outbox.add(entry["table"], entry["record"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line torn by the kill
-        if len(self.outbox):
-            self._open_spool()  # emptied when they are acknowledged
-            logs.event(log, logging.INFO, "outbox restored", records=len(self.outbox))
-
     def add_reader(self, sock: zmq.Socket | int, on_readable: Callable[[], None]) -> None:
         """Poll one more socket or file descriptor in the loop (e.g. a pipe a thread writes to, to wake the
         loop); ``on_readable`` is called in the loop thread when it is readable."""
@@ -244,7 +201,7 @@ class Service:
             "service": self.name,
             "pid": self.pid,
             "epoch": self.epoch,
-            "version": __version__,
+            "version": VERSION,
             "state": self.state,
             "uptime_s": round(self.uptime(), 3),
             "rss_bytes": self.rss(),
@@ -284,139 +241,7 @@ class Service:
         )
         self.publish(messages.hb_topic(self.name), hb)
 
-    # ---- lifecycle ------------------------------------------------------------------------
-    def _run_step(self, step: str, args: dict) -> messages.StepResult:
-        """Run one step in the loop thread; a helper thread keeps heartbeats going while it runs."""
-        logs.event(log, logging.INFO, "step start", step=step)
-        prev = self.state
-        self.state = messages.S_STEP
-        t0 = time.monotonic()
-        self._step = (step, t0)
-        done = threading.Event()
-        beat = threading.Thread(target=self._beat_during_step, args=(done,), name="step-heartbeat", daemon=True)
-        beat.start()
-        try:
-            result = self.on_step(step, args) or {}
-        except StepFailed as exc:
-            logs.event(log, logging.ERROR, "step failed", step=step, error=str(exc))
-            return messages.StepResult(step, False, {}, str(exc))
-        except Exception as exc:  # a bug in a step is a failed step, reported with its traceback in the log
-            log.exception("step %s raised", step)
-            return messages.StepResult(step, False, {}, f"{type(exc).__name__}: {exc}")
-        finally:
-            done.set()
-            beat.join()
-            self._step = None
-            self.state = prev
-        if step not in self.steps_done:
-            self.steps_done.append(step)
-        logs.event(log, logging.INFO, "step done", step=step, ms=round((time.monotonic() - t0) * 1000, 1))
-        return messages.StepResult(step, True, result)
-
-    def _beat_during_step(self, done: threading.Event) -> None:
-        beats = 0
-        while not done.wait(self.cfg.runtime.heartbeat_interval_s):
-            beats += 1
-            try:
-                self._heartbeat(time.monotonic(), beats)
-            except RuntimeError:  # the step changed a dict we were copying: skip this beat
-                continue
-
-    def _on_step_request(self, args: messages.StepArgs) -> messages.StepResult:
-        return self._run_step(args.step, args.args)
-
-    def _follow(self, instr: messages.Instruction) -> None:
-        """Act on the orchestrator's answer to hello/ready."""
-        assert self.orch is not None
-        if instr.do == "go":
-            res = self._run_step(instr.step, instr.args)
-            ready = messages.Ready(self.name, self.epoch, res.step, res.ok, res.result, res.error)
-            self.orch.send(messages.OP_READY.name, ready)
-            if not res.ok:
-                # Let it crash: supervisord restarts us, the orchestrator counts restarts and
-                # escalates to HALTED; the reason already went out in the ready report.
-                self._fatal = f"step {res.step} failed: {res.error}"
-        elif instr.do == "run":
-            if self.state != messages.S_RUNNING:
-                logs.event(log, logging.INFO, "running", steps=",".join(self.steps_done))
-            self.state = messages.S_RUNNING
-            self._heartbeat(time.monotonic())  # tell the orchestrator now, not at the next beat
-        else:
-            self._next_hello = time.monotonic() + self.cfg.runtime.hello_interval_s
-
-    def _drive_handshake(self, now: float) -> None:
-        orch = self.orch
-        if orch is None:
-            return
-        if orch.pending is not None:
-            try:
-                reply = orch.take_reply()
-            except bus.RequestTimeout:
-                if not self._orch_silent_logged:
-                    log.warning("orchestrator not answering at %s; will keep asking", orch.endpoint)
-                    self._orch_silent_logged = True
-                self._next_hello = now + self.cfg.runtime.hello_interval_s
-                return
-            except wire.WireError as err:
-                self.errors.record(err, "REQ orchestrator")
-                orch.reset()
-                return
-            if reply is None:
-                return
-            self._orch_silent_logged = False
-            if not reply.ok:
-                log.error("orchestrator refused: %s %s", reply.error_code, reply.error_message)
-                self._next_hello = now + 1.0
-                return
-            self._follow(reply.result)
-            return
-        if self.state != messages.S_RUNNING and now >= self._next_hello:
-            hello = messages.Hello(self.name, self.pid, self.epoch, __version__, list(self.steps_done))
-            orch.send(messages.OP_HELLO.name, hello)
-
-    def _drive_outbox(self, now: float) -> None:
-        """Send the oldest unacknowledged records to persistence (one batch in flight)."""
-        if self._store is None:
-            if not len(self.outbox) or self.name == "persistence":
-                return
-            self._store = bus.Requester(
-                self.ctx, self.cfg.endpoint("persistence", "rep"), self.name, self.cfg.runtime.request_timeout_ms
-            )
-        req = self._store
-        if req.pending is not None:
-            try:
-                reply = req.take_reply()
-            except bus.RequestTimeout:
-                self.outbox.on_failure()
-                self._store_retry_at = now + 1.0
-                return
-            except wire.WireError as err:
-                self.errors.record(err, "REQ persistence")
-                req.reset()
-                self.outbox.on_failure()
-                return
-            if reply is None:
-                return
-            if reply.ok:
-                self.outbox.on_reply(reply.result.acked, reply.result.rejected)
-                if not len(self.outbox) and self._spool is not None:
-                    os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
-                for rid, why in reply.result.rejected.items():
-                    log.error("persistence rejected record %s: %s", rid, why)
-                self._store_refusal = ""
-            else:
-                refusal = f"{reply.error_code}: {reply.error_message}"
-                if refusal != self._store_refusal:  # once per distinct refusal, not every retry
-                    log.warning("persistence refused a write (%s); records kept and retried", refusal)
-                self._store_refusal = refusal
-                self.outbox.on_failure()
-                self._store_retry_at = now + 1.0
-            return
-        if now >= self._store_retry_at:
-            batch = self.outbox.next_batch()
-            if batch is not None:
-                req.send(messages.OP_WRITE.name, messages.WriteArgs(*batch))
-
+    # ---- the loop -------------------------------------------------------------------------
     def _on_sys_state(self, received: Received) -> None:
         body = received.envelope.body
         if isinstance(body, messages.SysState):
@@ -515,17 +340,7 @@ class Service:
             log.exception("on_stop failed")
         if self.pub:
             self._heartbeat(time.monotonic())
-        flush_until = time.monotonic() + self.cfg.runtime.stop_timeout_s / 2
-        self._store_retry_at = 0.0  # no back-off now: this is the last chance
-        while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
-            self._drive_outbox(time.monotonic())
-            if self._store is not None and self._store.pending is not None:
-                self._store.sock.poll(50)
-        if len(self.outbox):
-            log.warning("stopping with %d records not yet acknowledged by persistence (kept in %s for the next "
-                        "start)", len(self.outbox), self._spool_path())
-        if self._spool is not None:
-            os.close(self._spool)
+        self._flush_outbox()
         for part in (self.orch, self._store, self.sub, self.rep, self.pub):
             if part is not None:
                 part.close()

@@ -16,7 +16,7 @@ from services.connector.sim.account import SimError
 from services.connector.sim.catalog import ASSET_IDS
 
 if TYPE_CHECKING:
-    from services.connector.sim.server import Session
+    from services.connector.sim.connections import Session
 
 oa = proto.oa
 ASSET_NAMES = {v: k for k, v in ASSET_IDS.items()}

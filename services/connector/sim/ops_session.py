@@ -14,7 +14,7 @@ from services.connector.sim.account import SimError
 from services.connector.sim.auth import VALID
 
 if TYPE_CHECKING:
-    from services.connector.sim.server import Session
+    from services.connector.sim.connections import Session
 
 log = logging.getLogger(__name__)
 oa = proto.oa

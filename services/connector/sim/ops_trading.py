@@ -2,7 +2,7 @@
 list; stops and take-profits reached by the prices; swaps at rollover; conversion into the deposit currency.
 
 A mixin of SimServer (server.py): it uses the server's account, symbols, market cursor, faults and `_send`.
-An order the server refuses is answered with ``ProtoOAOrderErrorEvent`` (server.py), as the real server does.
+An order the server refuses is answered with ``ProtoOAOrderErrorEvent`` (connections.py), as the real server does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from services.connector.sim.catalog import ASSET_IDS
 from services.connector.sim.market import Instant
 
 if TYPE_CHECKING:
-    from services.connector.sim.server import Session
+    from services.connector.sim.connections import Session
 
 log = logging.getLogger(__name__)
 oa = proto.oa

@@ -1,11 +1,13 @@
 """The simulator's server: cTrader Open API over TCP or TLS, a replay task and a control port.
 
 Everything runs on one asyncio loop; request handlers and the replay step are plain synchronous functions
-over the market cursor and the account, so no locks are needed. The handlers live in three mixins: sessions and
-tokens (ops_session.py), reference and market data (ops_market.py), the account and trading (ops_trading.py).
-Faults (drop, delay, swallow, reject, silence, throttle, partial fills, slippage, token and session ends) are
-applied where frames enter and leave or where orders fill (see control.py for the commands). The market model
-(points, calendars, bars, spot spacing) is described in services/connector/README.md.
+over the market cursor and the account, so no locks are needed. SimServer is put together from mixins: the client
+connections, their frames and heartbeats (connections.py), the replay clock (clock.py), the state file
+(state_file.py), and the request handlers: sessions and tokens (ops_session.py), reference and market data
+(ops_market.py), the account and trading (ops_trading.py). Faults (faults.py: drop, delay, swallow, reject,
+silence, throttle, partial fills, slippage, token and session ends) are applied where frames enter and leave or
+where orders fill (see control.py for the commands). The market model (points, calendars, bars, spot spacing) is
+described in services/connector/README.md.
 """
 
 from __future__ import annotations
@@ -14,41 +16,32 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.message import Message
-
-from common import durable
 from services.connector.ctrader import parsing as units
 from services.connector.ctrader import periods as timeframes
 from services.connector.ctrader import schemas as proto
-from services.connector.ctrader.ratelimit import SlidingWindow
-from services.connector.sim.account import BUY, SELL, Account, SimError
+from services.connector.sim.account import BUY, SELL, Account
 from services.connector.sim.auth import TokenRegistry
 from services.connector.sim.catalog import CATALOG, SimSymbol, symbols
 from services.connector.sim.certs import load_or_make, server_context
-from services.connector.sim.market import Instant, Market, spot_due
+from services.connector.sim.clock import ReplayClock
+from services.connector.sim.connections import Connections, Session
+from services.connector.sim.faults import Faults
+from services.connector.sim.market import Market
 from services.connector.sim.ops_market import MarketOps
 from services.connector.sim.ops_session import SessionOps
 from services.connector.sim.ops_trading import TradingOps
 from services.connector.sim.replay import CsvBar, parse_csv
 from services.connector.sim.series import check_source
+from services.connector.sim.state_file import StateFile
 
 log = logging.getLogger(__name__)
 oa = proto.oa
-om = proto.model
 PT = proto.payload_type_of
-
-HISTORY_TYPES = {PT(oa.ProtoOAGetTrendbarsReq), PT(oa.ProtoOAGetTickDataReq)}
-# requests answered, when refused, with ProtoOAOrderErrorEvent (as the real server does) instead of ProtoOAErrorRes
-ORDER_TYPES = {PT(oa.ProtoOANewOrderReq), PT(oa.ProtoOAClosePositionReq), PT(oa.ProtoOAAmendPositionSLTPReq)}
-# requests a session may send before its account is authorised
-OPEN_TYPES = {PT(oa.ProtoOAVersionReq), PT(oa.ProtoOAApplicationAuthReq)}
-STATE_VERSION = 3
 
 
 @dataclass
@@ -88,52 +81,13 @@ class SimConfig:
     synthetic_offset_bars: int = 24  # symbol k is k * this many bars ahead; 0 = all aligned
 
 
-@dataclass
-class Faults:
-    silent_until: float = 0.0
-    refuse_until: float = 0.0
-    delay: list[dict[str, Any]] = field(default_factory=list)  # {"seconds", "count", "types"}
-    swallow: list[dict[str, Any]] = field(default_factory=list)  # {"count", "types"}
-    reject: list[dict[str, Any]] = field(default_factory=list)  # {"count", "code"}
-    throttle: list[dict[str, Any]] = field(default_factory=list)  # {"count", "types"}: REQUEST_FREQUENCY_EXCEEDED
-    partial: list[dict[str, Any]] = field(default_factory=list)  # {"count", "fraction"}: market orders in 2 deals
-    slippage: list[dict[str, Any]] = field(default_factory=list)  # {"count", "points"}: fills that much worse
-    order_error: list[dict[str, Any]] = field(default_factory=list)  # {"count", "code"}: ProtoOAOrderErrorEvent
-
-    @staticmethod
-    def take(rules: list[dict[str, Any]], type_name: str | None) -> dict[str, Any] | None:
-        for rule in rules:
-            types = rule.get("types")
-            if types and type_name not in types:
-                continue
-            rule["count"] = rule.get("count", 1) - 1
-            if rule["count"] <= 0:
-                rules.remove(rule)
-            return rule
-        return None
-
-
-@dataclass
-class Session:
-    writer: asyncio.StreamWriter
-    app_authed: bool = False
-    accounts: set[int] = field(default_factory=set)
-    tokens: dict[int, str] = field(default_factory=dict)  # account -> the access token it was authorised with
-    spots: set[int] = field(default_factory=set)
-    spot_timestamps: bool = False
-    trendbars: set[tuple[int, int]] = field(default_factory=set)
-    last_rx: float = 0.0
-    limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(50))
-    history_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(5))
-    closed: bool = False
-
 
 def load_bars(path: str) -> list[CsvBar]:
     with open(path, encoding="utf-8") as f:
         return parse_csv(f.read())
 
 
-class SimServer(SessionOps, MarketOps, TradingOps):
+class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, TradingOps):
     def __init__(self, config: SimConfig, bars: list[CsvBar] | None = None) -> None:
         self.config = config
         if config.symbol not in CATALOG:
@@ -255,343 +209,6 @@ class SimServer(SessionOps, MarketOps, TradingOps):
                     await asyncio.wait_for(srv.wait_closed(), 1.0)
         self._save_state()
 
-    # ---- persistence
-    def _load_state(self) -> dict[str, Any] | None:
-        path = self.config.state_path
-        if not path or not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
-    @property
-    def history_path(self) -> str | None:
-        """The deals and orders, appended (JSON lines) beside the state file."""
-        return f"{self.config.state_path}.history.jsonl" if self.config.state_path else None
-
-    def _load_history(self, state: dict[str, Any]) -> list[dict[str, Any]]:
-        """The history the state file accounts for (`history_lines`); lines appended by a save that a crash cut
-        before its state was written are dropped (the file is cut back to match)."""
-        path = self.history_path
-        count = int(state.get("history_lines", 0))
-        if path is None or not os.path.exists(path):
-            if count:
-                raise ValueError(f"state file {self.config.state_path} counts {count} history lines but {path} is "
-                                 "missing")
-            return []
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-        if len(lines) < count:
-            raise ValueError(f"{path} has {len(lines)} lines; the state file counts {count}")
-        if len(lines) > count:
-            log.warning("%s: %d line(s) after the last state save dropped", path, len(lines) - count)
-            with open(path, "w", encoding="utf-8") as f:
-                f.writelines(lines[:count])
-        self._history_lines = count
-        return [json.loads(line) for line in lines[:count]]
-
-    def _start_time(self, bars: list[CsvBar], state: dict[str, Any] | None) -> tuple[int, bool]:
-        """Where the clock starts, and whether exactly there (a state file's cursor); else the start bar's open,
-        where its first instant is then processed."""
-        cfg = self.config
-        if state is not None:
-            path = cfg.state_path
-            if "cursor_time" in state:
-                t = int(state["cursor_time"])
-                if not bars[0].time <= t <= bars[-1].time + 3600:
-                    raise ValueError(f"state file {path}: cursor_time {t} is outside the CSV's bars")
-                return t, True
-            if "bar_index" not in state:
-                raise ValueError(f"state file {path} has no replay cursor (cursor_time or bar_index)")
-            index = int(state["bar_index"])
-            if not 0 <= index < len(bars):
-                raise ValueError(f"state file {path}: bar_index {index} is outside the CSV's {len(bars)} bars")
-            log.warning(
-                "state file %s is from an older simulator (its cursor is a bar index): resuming at the first point "
-                "of bar %d (time %d); it is rewritten in the current format", path, index, bars[index].time
-            )
-            return bars[index].time, False
-        start = cfg.start_bar
-        if cfg.start_time is not None:
-            start = next((i for i, b in enumerate(bars) if b.time >= cfg.start_time), len(bars) - 1)
-        if not 0 <= start < len(bars):
-            raise ValueError(f"start bar {start} is outside the CSV's {len(bars)} bars")
-        return bars[start].time, False
-
-    def _save_state(self) -> None:
-        """The deals and orders made since the last save are appended to the history file; the rest (small: the
-        clock, balance, open positions, tokens) is rewritten. O(1) however long the account's history grows."""
-        path = self.config.state_path
-        if not path:
-            self.account.take_history()
-            return
-        new = self.account.take_history()
-        if new:
-            with open(self.history_path, "a", encoding="utf-8") as f:
-                f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in new)
-            self._history_lines += len(new)
-        data = {
-            "version": STATE_VERSION,
-            "cursor_time": self.market.now,
-            "bar_index": self.market.bar_index,
-            "account": self.account.to_json(),
-            "history_lines": self._history_lines,
-            "tokens": self.tokens.to_json(),
-        }
-        durable.write_atomic(path, json.dumps(data), fsync=False)  # rewritten at the next save: no fsync, as ever
-
-    # ---- connections
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self.faults.refuse_until:
-            writer.transport.abort()
-            return
-        session = Session(
-            writer,
-            last_rx=loop.time(),
-            limit=SlidingWindow(self.config.rate_limit),
-            history_limit=SlidingWindow(self.config.history_rate_limit),
-        )
-        self.sessions.append(session)
-        decoder = proto.FrameDecoder()
-        try:
-            while not session.closed:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                session.last_rx = loop.time()
-                for body in decoder.feed(data):
-                    self._on_frame(session, proto.decode_envelope(body))
-        except (ConnectionError, OSError, proto.FrameError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._drop(session)
-
-    def _drop_later(self, session: Session) -> None:
-        """Close a session once what was just sent to it has gone out."""
-        asyncio.get_running_loop().call_soon(self._drop, session)
-
-    def _drop(self, session: Session) -> None:
-        session.closed = True
-        if session in self.sessions:
-            self.sessions.remove(session)
-        with contextlib.suppress(Exception):
-            session.writer.transport.abort()
-
-    def _silent(self) -> bool:
-        return asyncio.get_running_loop().time() < self.faults.silent_until
-
-    def _send(self, session: Session, msg: Message, cid: str = "") -> None:
-        if session.closed or self._silent():
-            return
-        rule = self.faults.take(self.faults.delay, msg.DESCRIPTOR.name) if self.faults.delay else None
-        frame = proto.encode_frame(proto.encode_envelope(msg, cid or None))
-        if rule is not None:
-            asyncio.get_running_loop().call_later(rule.get("seconds", 1.0), self._write, session, frame)
-        else:
-            self._write(session, frame)
-
-    def _write(self, session: Session, frame: bytes) -> None:
-        if session.closed or self._silent():
-            return
-        try:
-            session.writer.write(frame)
-        except Exception:  # the peer went away; the read side will notice
-            self._drop(session)
-
-    def _error(self, session: Session, cid: str, code: str, description: str = "") -> None:
-        msg = oa.ProtoOAErrorRes(errorCode=code, description=description)
-        if self.account.account_id in session.accounts:
-            msg.ctidTraderAccountId = self.account.account_id
-        self._send(session, msg, cid)
-
-    def _order_error(self, session: Session, cid: str, exc: SimError, msg: Any) -> None:
-        """A refused order, close or amendment: ProtoOAOrderErrorEvent with the request's clientMsgId."""
-        ev = oa.ProtoOAOrderErrorEvent(ctidTraderAccountId=self.account.account_id, errorCode=exc.code,
-                                       description=exc.description)
-        if getattr(msg, "positionId", 0):
-            ev.positionId = msg.positionId
-        self._send(session, ev, cid)
-
-    def _on_frame(self, session: Session, env: Any) -> None:
-        if self._silent():
-            return
-        ptype = env.payloadType
-        cid = env.clientMsgId if env.HasField("clientMsgId") else ""
-        if ptype == proto.HEARTBEAT:
-            return
-        msg = proto.unwrap(env)
-        name = msg.DESCRIPTOR.name if msg is not None else None
-        if self.faults.swallow and self.faults.take(self.faults.swallow, name):
-            log.info("fault: swallowed %s", name)
-            return
-        now = asyncio.get_running_loop().time()
-        throttled = self.faults.throttle and self.faults.take(self.faults.throttle, name)
-        if throttled or session.limit.delay(now) > 0 or (
-                ptype in HISTORY_TYPES and session.history_limit.delay(now) > 0):
-            self._error(session, cid, "REQUEST_FREQUENCY_EXCEEDED", "rate limit exceeded")
-            return
-        session.limit.record(now)
-        if ptype in HISTORY_TYPES:
-            session.history_limit.record(now)
-        handler = self._handlers.get(ptype)
-        if msg is None or handler is None:
-            self._send(
-                session,
-                proto.common.ProtoErrorRes(
-                    errorCode="UNSUPPORTED_MESSAGE", description=f"payload type {ptype}"
-                ),
-                cid,
-            )
-            return
-        if ptype not in OPEN_TYPES and not session.app_authed:
-            self._error(session, cid, "CH_CLIENT_NOT_AUTHENTICATED", "application is not authorised")
-            return
-        acct = getattr(msg, "ctidTraderAccountId", None)
-        if acct is not None and ptype != PT(oa.ProtoOAAccountAuthReq) and acct not in session.accounts:
-            self._error(session, cid, "ACCOUNT_NOT_AUTHORIZED", f"account {acct} is not authorised")
-            return
-        try:
-            rule = self.faults.take(self.faults.order_error, None) if (
-                ptype in ORDER_TYPES and self.faults.order_error) else None
-            if rule is not None:
-                raise SimError(rule["code"], "refused (an injected fault)")
-            handler(session, msg, cid)
-        except SimError as exc:
-            if ptype in ORDER_TYPES:
-                self._order_error(session, cid, exc, msg)
-            else:
-                self._error(session, cid, exc.code, exc.description)
-        except Exception as exc:  # a handler bug answers an error instead of killing the session
-            log.exception("handler for %s failed", name)
-            err = proto.common.ProtoErrorRes(errorCode="UNKNOWN_ERROR", description=repr(exc))
-            self._send(session, err, cid)
-
-    # ---- replay
-    def advance(self, ticks: int = 1) -> int:
-        """Process the next `ticks` instants now; returns how many were processed (fewer at the end of the data)."""
-        done = 0
-        while done < ticks and self._step():
-            done += 1
-        return done
-
-    def advance_bars(self, bars: int = 1) -> int:
-        """Advance to the first instant of the bar (configured timeframe) `bars` ahead: the bars before close.
-        Returns the number of instants processed."""
-        target = self.market.bar_target(bars)
-        if target is not None:
-            return self.advance_until(target)
-        done = 0  # the data ends first: to its last point
-        while self._step():
-            done += 1
-        return done
-
-    def advance_until(self, t: int) -> int:
-        """Process every instant up to time `t` and set the clock to `t` (within the data)."""
-        if t < self.market.now:
-            raise ValueError(f"until {t} is before the server time {self.market.now}")
-        done = 0
-        while (nxt := self.market.next_time()) is not None and nxt <= t:
-            self._step()
-            done += 1
-        if t > self.market.now:
-            self.market.advance_clock(t)
-            self._after_clock()
-        return done
-
-    def _step(self) -> bool:
-        inst = self.market.step()
-        if inst is None:
-            return False
-        self._on_instant(inst)
-        self._after_clock()
-        return True
-
-    def _after_clock(self) -> None:
-        self.check_token_expiry()
-        self._swaps_until(self.market.now)
-        if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
-            self._saved_bucket = self.market.bar_time
-            self._save_state()
-
-    def _on_instant(self, inst: Instant) -> None:
-        """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
-        self._stops_at(inst)
-        interval = self.config.spot_interval_s
-        for s in list(self.sessions):
-            if not s.spots:
-                continue
-            periods: dict[int, list[int]] = {}
-            for sid, period in s.trendbars:
-                periods.setdefault(sid, []).append(timeframes.period_seconds(period))
-            for (sid, point), before, after in zip(inst.points, inst.previous, inst.following, strict=True):
-                if sid in s.spots and (
-                    interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
-                ):
-                    self._send(s, self._spot_event(s, sid))
-
-    def _closed_from(self, nxt: int) -> int | None:
-        """When the next instant is more than a minute away every market closes in between: the time from which
-        none is open (the clock stands there meanwhile), or None."""
-        now = self.market.now
-        if nxt - now <= 60:
-            return None
-        closes = [s.calendar.next_close(now) for s in self.symbols.values()]
-        at = max((c for c in closes if c is not None), default=None)
-        return at if at is not None and now < at < nxt else None
-
-    async def _replay_loop(self) -> None:
-        """The timed replay: `speed` simulated seconds per wall second, a closed stretch taking at most one bar of
-        the configured timeframe (`tf_seconds`) of simulated time."""
-        loop = asyncio.get_running_loop()
-        anchor: tuple[float, float, float] | None = None  # wall time, simulated seconds, speed
-        simulated = 0.0
-        while True:
-            if self.paused or self.speed <= 0:
-                anchor = None
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            nxt = self.market.next_time()
-            if nxt is None:
-                self.paused = True
-                log.info("replay reached the end of the data")
-                continue
-            cost = min(nxt - self.market.now, self.tf_seconds)
-            closed_from = self._closed_from(nxt)
-            if closed_from is not None:
-                self.advance_until(closed_from)
-            if anchor is None or anchor[2] != self.speed:
-                anchor = (loop.time(), simulated, self.speed)
-            simulated += cost
-            delay = anchor[0] + (simulated - anchor[1]) / self.speed - loop.time()
-            if delay > 0.001:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                if self._wake.is_set():  # paused, resumed or a new speed: start over from here
-                    simulated -= cost
-                    anchor = None
-                    continue
-            else:
-                if delay < -1.0:  # far behind (a busy machine): no burst to catch up
-                    anchor = None
-                await asyncio.sleep(0)
-            if not self.paused and self.speed > 0:
-                self._step()
-
-    async def _heartbeat_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.client_timeout / 3))
-            now = loop.time()
-            for s in list(self.sessions):
-                if now - s.last_rx > self.config.client_timeout:
-                    log.info("closing a silent client")
-                    self._drop(s)
-                else:
-                    self._send(s, proto.common.ProtoHeartbeatEvent())
 
     # ---- control
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -307,7 +307,7 @@ def test_an_older_state_file_is_migrated(sim_factory: SimFactory, csv_bars, tmp_
     account = {"account_id": ACCOUNT, "balance": 1_234_500, "money_digits": 2, "leverage_in_cents": 10_000,
                "next_id": 1, "positions": [], "deals": []}
     state.write_text(json.dumps({"bar_index": START, "account": account}))
-    with caplog.at_level(logging.WARNING, logger="services.connector.sim.server"):
+    with caplog.at_level(logging.WARNING, logger="services.connector.sim.state_file"):
         sim = sim_factory(start_bar=0, state_path=str(state))
     assert "older simulator" in caplog.text
     market = sim.server.market

@@ -1,0 +1,120 @@
+"""The sending side of persistence writes in the service runtime (runtime.py): ``persist`` keeps a record in the
+outbox (outbox.py, pure) and writes it through to a spool file, so a record survives a kill; the loop sends the
+oldest unacknowledged ones to persistence, one batch in flight; at stop the outbox gets a last chance to empty.
+
+A mixin of ``runtime.Service``: it uses the service's outbox, config, zmq context and wire error counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from common import bus, logs, messages, wire
+
+log = logging.getLogger("oracle.runtime")
+
+
+class OutboxSender:
+    def persist(self, table: str, record: dict) -> None:
+        """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
+        process after a crash or a kill -9: the record is written through to the outbox's spool file
+        (``<data_dir>/outbox/<service>.jsonl``) before this returns, and the file is emptied whenever
+        everything is acknowledged."""
+        if record.get("id") in self.outbox.pending:
+            return
+        self.outbox.add(table, record)
+        try:
+            line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
+        except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
+            log.error("record %s not spooled: %s", record.get("id"), exc)
+            return
+        os.write(self._open_spool(), line.encode())  # in the OS once written: survives the process
+
+    def _open_spool(self) -> int:
+        if self._spool is None:
+            path = self._spool_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._spool = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return self._spool
+
+    def _spool_path(self) -> Path:
+        return self.cfg.path(self.cfg.data_dir) / "outbox" / f"{self.name}.jsonl"
+
+    def _restore_outbox(self) -> None:
+        """The records an earlier process of this service handed over without an acknowledgement (a duplicate of
+        one that was stored is acknowledged again: ids are deterministic and the store deduplicates)."""
+        try:
+            lines = self._spool_path().read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                self.outbox.add(entry["table"], entry["record"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by the kill
+        if len(self.outbox):
+            self._open_spool()  # emptied when they are acknowledged
+            logs.event(log, logging.INFO, "outbox restored", records=len(self.outbox))
+
+    def _drive_outbox(self, now: float) -> None:
+        """Send the oldest unacknowledged records to persistence (one batch in flight)."""
+        if self._store is None:
+            if not len(self.outbox) or self.name == "persistence":
+                return
+            self._store = bus.Requester(
+                self.ctx, self.cfg.endpoint("persistence", "rep"), self.name, self.cfg.runtime.request_timeout_ms
+            )
+        req = self._store
+        if req.pending is not None:
+            try:
+                reply = req.take_reply()
+            except bus.RequestTimeout:
+                self.outbox.on_failure()
+                self._store_retry_at = now + 1.0
+                return
+            except wire.WireError as err:
+                self.errors.record(err, "REQ persistence")
+                req.reset()
+                self.outbox.on_failure()
+                return
+            if reply is None:
+                return
+            if reply.ok:
+                self.outbox.on_reply(reply.result.acked, reply.result.rejected)
+                if not len(self.outbox) and self._spool is not None:
+                    os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
+                for rid, why in reply.result.rejected.items():
+                    log.error("persistence rejected record %s: %s", rid, why)
+                self._store_refusal = ""
+            else:
+                refusal = f"{reply.error_code}: {reply.error_message}"
+                if refusal != self._store_refusal:  # once per distinct refusal, not every retry
+                    log.warning("persistence refused a write (%s); records kept and retried", refusal)
+                self._store_refusal = refusal
+                self.outbox.on_failure()
+                self._store_retry_at = now + 1.0
+            return
+        if now >= self._store_retry_at:
+            batch = self.outbox.next_batch()
+            if batch is not None:
+                req.send(messages.OP_WRITE.name, messages.WriteArgs(*batch))
+
+    def _flush_outbox(self) -> None:
+        """The last sends before the process exits (half the stop timeout at most), then the spool file closed:
+        what is still unacknowledged stays in it for the next start."""
+        flush_until = time.monotonic() + self.cfg.runtime.stop_timeout_s / 2
+        self._store_retry_at = 0.0  # no back-off now: this is the last chance
+        while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
+            self._drive_outbox(time.monotonic())
+            if self._store is not None and self._store.pending is not None:
+                self._store.sock.poll(50)
+        if len(self.outbox):
+            log.warning("stopping with %d records not yet acknowledged by persistence (kept in %s for the next "
+                        "start)", len(self.outbox), self._spool_path())
+        if self._spool is not None:
+            os.close(self._spool)
