@@ -95,6 +95,17 @@ def _check_version(m: dict, where: str) -> None:
         raise WireError(BAD_VERSION, f"{where} has version {v}, this build speaks {WIRE_VERSION}")
 
 
+def _single_map(frames: list[bytes], what: str) -> dict:
+    """The one frame of a request or reply, unpacked: a map of this wire version."""
+    if len(frames) != 1:
+        raise WireError(BAD_FRAMES, f"expected 1 {what} frame, got {len(frames)}")
+    m = _unpack(frames[0])
+    if not isinstance(m, dict):
+        raise WireError(BAD_ENVELOPE, f"{what} is a {type(m).__name__}, not a map")
+    _check_version(m, what)
+    return m
+
+
 # ---- PUB/SUB ---------------------------------------------------------------------------------
 
 
@@ -149,12 +160,7 @@ def encode_request(op: str, req_id: str, args: Any) -> bytes:
 
 def decode_request(frames: list[bytes]) -> Request:
     """Decode a request; a WireError carries the id when it could be read (for the error reply)."""
-    if len(frames) != 1:
-        raise WireError(BAD_FRAMES, f"expected 1 request frame, got {len(frames)}")
-    m = _unpack(frames[0])
-    if not isinstance(m, dict):
-        raise WireError(BAD_ENVELOPE, f"request is a {type(m).__name__}, not a map")
-    _check_version(m, "request")
+    m = _single_map(frames, "request")
     op = _field(m, "op", str, "request")
     req_id = _field(m, "id", str, "request")
     spec = messages.OPS.get(op)
@@ -187,12 +193,7 @@ def encode_error(req_id: str, code: str, message: str) -> bytes:
 
 
 def decode_reply(frames: list[bytes], op: str) -> Reply:
-    if len(frames) != 1:
-        raise WireError(BAD_FRAMES, f"expected 1 reply frame, got {len(frames)}")
-    m = _unpack(frames[0])
-    if not isinstance(m, dict):
-        raise WireError(BAD_ENVELOPE, f"reply is a {type(m).__name__}, not a map")
-    _check_version(m, "reply")
+    m = _single_map(frames, "reply")
     req_id = _field(m, "id", str, "reply")
     ok = _field(m, "ok", bool, "reply")
     if not ok:

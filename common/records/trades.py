@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.records import events as ev
 from common.records.schema import RecordInvalid, Trade, UtcTime, validate
+from common.twin.position import Trade as VirtualTrade
 
 Money = float
 M = TypeVar("M", bound=BaseModel)
@@ -57,25 +58,15 @@ class RealFill(BaseModel):
     client_order_id: str | None = None
 
 
-@dataclass(frozen=True)
-class PaperTrade:
-    """A closed paper trade: the twin's trade plus what the trades table needs. Times are bar times (Unix s).
+@dataclass(frozen=True, kw_only=True)
+class PaperTrade(VirtualTrade):
+    """A closed paper trade: the twin's closed trade plus what the trades table needs (keyword-only). Times are bar
+    times (Unix s).
 
     The one paper trade type: the paper trader's accounts keep it, its book file stores it (`to_dict`), and
     `paper_trade` makes its `trades` record."""
 
     symbol: str
-    direction: int
-    intensity: int
-    lot: float
-    entry_time: int | None
-    entry_price: float
-    exit_time: int
-    exit_price: float
-    pips: float
-    gross_pnl: float
-    commission: float  # round trip, both halves
-    pnl: float
     hmm_state: int | None = None  # HMM state of the bar that closed it
     is_paper: bool = True
 

@@ -160,7 +160,7 @@ def on_signal(account: PaperAccount, direction: int, intensity: int, price: floa
         raise ValueError(f"{account.symbol}: WAIT has intensity 0 and only WAIT does "
                          f"(direction {direction}, intensity {intensity})")
     update = apply_target(account.position, Target(direction, intensity), price, bar_time, account.costs)
-    closed = PaperTrade(account.symbol, hmm_state=hmm_state, **asdict(update.closed)) if update.closed else None
+    closed = PaperTrade(symbol=account.symbol, hmm_state=hmm_state, **asdict(update.closed)) if update.closed else None
     position = update.position
     opened = None
     if not position.is_flat and position.entry_time == bar_time:  # opened at this bar (a kept one is older)

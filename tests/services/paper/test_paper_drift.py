@@ -151,6 +151,6 @@ def test_trade_money_that_does_not_add_up_is_refused(money, error):
 def test_a_paper_trade_of_the_account_reads_as_is():
     from services.paper.account import PaperTrade
 
-    trade = PaperTrade("EURUSD", 1, 1, 0.01, 0, 1.1, 900, 1.105, 50.0, 5.0, 0.7, 4.3, 2)
+    trade = PaperTrade(1, 1, 0.01, 0, 1.1, 900, 1.105, 50.0, 5.0, 0.7, 4.3, symbol="EURUSD", hmm_state=2)
     record = TradeRecord.from_dict({**trade.to_dict(), "entry_time": trade.entry_time})
     assert (record.pnl, record.gross_pnl, record.is_paper) == (4.3, 5.0, True)

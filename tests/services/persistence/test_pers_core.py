@@ -18,7 +18,7 @@ from services.persistence.sinks.postgres import PostgresSink
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 T0 = int(NOW.timestamp())
-PAPER = PaperTrade("EURUSD", 1, 1, 0.1, T0, 1.1, T0 + 7200, 1.101, 10.0, 10.0, 0.5, 9.5)
+PAPER = PaperTrade(1, 1, 0.1, T0, 1.1, T0 + 7200, 1.101, 10.0, 10.0, 0.5, 9.5, symbol="EURUSD")
 FILL = {"deal_id": "d-1", "position_id": "p-1", "symbol": "EURUSD", "action": "CLOSE", "direction": 1,
         "volume": 0.1, "time": NOW + timedelta(hours=2), "entry_price": 1.1, "exit_price": 1.1009,
         "gross_pnl": 9.0, "commission": 0.6}
