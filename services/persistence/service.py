@@ -17,8 +17,9 @@
 - every `heartbeat_interval_s` a session heartbeat record; at the UTC day boundary with close_on_day_change
   the session rolls and an alert `day_change` goes out (closing positions is the executor's business).
 
-The decisions are in `core`, `sessions`, `trades` and `intake`; this file owns the sockets, the clock and
-the store file.
+The decisions are in `recorder.py` (the store, sessions and the drain behind one object), `sessions.py`,
+`writes.py` (the write and query ops' rules) and `stream_events.py` (events from the stream); this file owns the
+sockets, the clock and the store file.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from common.bus import OpError, Received
 from common.records import events as ev
 from common.records import schema as rec
 from common.sequence import Delivery
-from services.persistence import intake
-from services.persistence.core import PersistenceCore
+from services.persistence import sessions, stream_events, writes
+from services.persistence.recorder import Recorder
 from services.persistence.sessions import SessionStats
 from services.persistence.sinks import SinkConfigError
 from services.persistence.sinks.factory import build_sinks
@@ -64,7 +65,7 @@ class Persistence(runtime.Service):
 
     def __init__(self, cfg, dry_run: bool = False):
         super().__init__(cfg, dry_run)
-        self.core: PersistenceCore | None = None
+        self.recorder: Recorder | None = None
         self.db_path = cfg.path(cfg.persistence.sqlite_path)
         self.last_store_error = ""
         self._alerted_at: dict[str, float] = {}
@@ -84,7 +85,7 @@ class Persistence(runtime.Service):
         data_dir = self.cfg.path(self.cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         p = self.cfg.persistence
-        if self.core is None:
+        if self.recorder is None:
             try:
                 sinks = build_sinks(p.sinks.model_dump())
             except SinkConfigError as exc:
@@ -98,19 +99,19 @@ class Persistence(runtime.Service):
                     s.close()
                 raise runtime.StepFailed(f"cannot open the store: {exc}") from None
             worker = DrainWorker(self.db_path, sinks).start() if sinks else None
-            self.core = PersistenceCore(store, worker)
+            self.recorder = Recorder(store, worker)
             self._next_day_check = 0.0  # flush what was heard before the store was open, on the next turn
             logs.event(log, logging.INFO, "store open", path=str(self.db_path),
                        sinks=",".join(s.name for s in sinks) or "none")
-        return {"data_dir": str(data_dir), "store": str(self.db_path), "sinks": list(self.core.store.sinks)}
+        return {"data_dir": str(data_dir), "store": str(self.db_path), "sinks": list(self.recorder.store.sinks)}
 
-    def _need_core(self) -> PersistenceCore:
-        if self.core is None:
+    def _need_recorder(self) -> Recorder:
+        if self.recorder is None:
             raise OpError("not_open", "the store is not open yet (step persistence.open); retry")
-        return self.core
+        return self.recorder
 
     def _start_session(self) -> dict:
-        core = self._need_core()
+        recorder = self._need_recorder()
         now = datetime.now(UTC)
         balance, why = self._connector_balance()
         from_config = balance is None
@@ -118,11 +119,11 @@ class Persistence(runtime.Service):
             balance = self.cfg.paper.initial_balance
         symbols = sorted(self.cfg.connector.symbols)
         try:
-            out = core.start_session(now, initial_balance=balance, symbols=symbols,
+            out = recorder.start_session(now, initial_balance=balance, symbols=symbols,
                                      close_on_day_change=self.cfg.close_on_day_change)
             sid = out["session"]["session_id"]
             if from_config and not out["resumed"]:
-                self._event(now, intake.INITIAL_BALANCE_FROM_CONFIG, severity="WARNING",
+                self._event(now, stream_events.INITIAL_BALANCE_FROM_CONFIG, severity="WARNING",
                             event_id=ev.derived_id(out["session"]["id"], "balance-from-config"),
                             message=f"initial balance {balance} from paper.initial_balance: {why}",
                             data={"initial_balance": balance, "why": why})
@@ -138,38 +139,39 @@ class Persistence(runtime.Service):
 
     def _adopt_unassigned(self, session_id: str) -> int:
         """Trades written before any session existed (fills at sync, paper re-sends) join this one."""
-        core = self._need_core()
-        orphans = core.store.query("trades", session_id="", limit=None)
+        recorder = self._need_recorder()
+        orphans = recorder.store.query("trades", session_id="", limit=None)
         if not orphans:
             return 0
-        core.write_batch([("trades", t.model_copy(update={"session_id": session_id, "rev": t.rev + 1}))
+        recorder.write_batch([("trades", t.model_copy(update={"session_id": session_id, "rev": t.rev + 1}))
                           for t in orphans])
-        self._event(datetime.now(UTC), intake.TRADES_ADOPTED, message=f"{len(orphans)} trade(s) recorded before "
+        self._event(datetime.now(UTC), stream_events.TRADES_ADOPTED, message=f"{len(orphans)} trade(s) recorded before "
                     f"the session started joined session {session_id}", data={"count": len(orphans)})
         return len(orphans)
 
     def _close_session(self, args: dict) -> dict:
-        core = self._need_core()
-        if core.session is None:
+        recorder = self._need_recorder()
+        if recorder.session is None:
             return {"ended": False, "why": "no session is running"}
         now = datetime.now(UTC)
-        session = core.session
+        session = recorder.session
         balance, why = self._connector_balance()
         if balance is None:
             balance = self.balance  # the last `account` update heard
             why += "; the balance is the last `account` update heard" if balance is not None else "; no balance known"
-        reason = intake.end_reason(args.get("reason"), self._stop_reason or "", self._state_before_stop)
+        reason = sessions.end_reason(args.get("reason"), self._stop_reason or "", self._state_before_stop)
         try:
-            real = intake.session_totals(core.store.query("trades", session_id=session.session_id, is_paper=False,
-                                                          limit=None))
-            paper = intake.session_totals(core.store.query("trades", session_id=session.session_id, is_paper=True,
-                                                           limit=None))
-            self._event(now, intake.SESSION_SUMMARY, message=f"session {session.session_id} ended {reason.value}",
+            real = sessions.session_totals(recorder.store.query("trades", session_id=session.session_id,
+                                                                is_paper=False, limit=None))
+            paper = sessions.session_totals(recorder.store.query("trades", session_id=session.session_id,
+                                                                 is_paper=True, limit=None))
+            self._event(now, stream_events.SESSION_SUMMARY,
+                        message=f"session {session.session_id} ended {reason.value}",
                         event_id=ev.derived_id(session.id, "summary"),
                         data={"reason": reason.value, "final_balance": balance, "balance_note": why,
                               "real": {"trades": real.trades, "closing_deals": real.closing_deals, "pnl": real.pnl},
                               "paper": {"trades": paper.trades, "pnl": paper.pnl}})
-            core.end_session(now, reason=reason, stats=SessionStats(balance, real.trades, real.pnl))
+            recorder.end_session(now, reason=reason, stats=SessionStats(balance, real.trades, real.pnl))
         except StoreError as exc:
             raise runtime.StepFailed(f"cannot record the end of the session: {exc}") from None
         logs.event(log, logging.INFO, "session ended", session_id=session.session_id, reason=reason.value,
@@ -202,10 +204,10 @@ class Persistence(runtime.Service):
         return {messages.OP_WRITE.name: self._op_write, messages.OP_QUERY.name: self._op_query}
 
     def _session_id(self) -> str | None:
-        return self.core.session.session_id if self.core and self.core.session else None
+        return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
     def _stored_session(self, table: str):  # noqa: ANN202 - a lookup function
-        store = self._need_core().store
+        store = self._need_recorder().store
 
         def lookup(rid: str) -> str | None:
             try:
@@ -217,19 +219,19 @@ class Persistence(runtime.Service):
         return lookup
 
     def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
-        core = self._need_core()
-        prep = intake.prepare_writes(a.table, a.records, session_id=self._session_id(),
+        recorder = self._need_recorder()
+        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id(),
                                      stored_session=self._stored_session(a.table))
         acked: list[str] = []
         rejected = dict(prep.rejected)
         if prep.valid:
-            acks = self._store_call(lambda: core.write_batch([(t, r) for _, t, r in prep.valid]))
+            acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid]))
             for (rid, table, _), ack in zip(prep.valid, acks, strict=True):
                 if ack["status"] != "conflict":
                     acked.append(rid)
                     self._totals_due |= table == "trades" and ack["status"] in ("stored", "updated")
                     continue
-                rejected[rid] = intake.conflict_reason(table, rid, ack["fields"])
+                rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
                 logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
         self.count("writes")
         self.count("records_acked", len(acked))
@@ -260,15 +262,15 @@ class Persistence(runtime.Service):
             self.alert(code, "critical", f"the store refused writes: {exc}", path=str(self.db_path))
 
     def _op_query(self, a: messages.QueryArgs) -> messages.QueryResult:
-        core = self._need_core()
+        recorder = self._need_recorder()
         try:
-            filters = intake.query_filters(a.where)
+            filters = writes.query_filters(a.where)
             rec.model_for(a.table)
         except (ValueError, rec.RecordInvalid) as exc:
             raise OpError("bad_args", str(exc)) from None
         limit = None if a.limit <= 0 else min(a.limit, 10_000)
         try:
-            found = core.query(a.table, **filters, limit=limit)
+            found = recorder.query(a.table, **filters, limit=limit)
         except rec.RecordInvalid as exc:
             raise OpError("bad_args", str(exc)) from None
         except StoreError as exc:
@@ -286,7 +288,7 @@ class Persistence(runtime.Service):
             elif isinstance(body, messages.Alert) and env.src in OWN_ALERT_RECORDS:
                 self.count("alerts_stored_by_their_sender")  # one event per alert: the sender's own record
             elif isinstance(body, messages.Alert):
-                self._keep_write("events", intake.alert_event(env.src, env.epoch, env.seq, env.ts,
+                self._keep_write("events", stream_events.alert_event(env.src, env.epoch, env.seq, env.ts,
                                                               messages.to_wire(body), self._session_id(), env.topic))
                 self.count("alerts_logged")
             elif isinstance(body, messages.SysState):
@@ -300,11 +302,11 @@ class Persistence(runtime.Service):
     def _sys_state(self, env: wire.Envelope, body: messages.SysState) -> None:
         if body.state == messages.STOPPING and self._last_state != messages.STOPPING:
             self._state_before_stop = self._last_state
-        reason = intake.stop_reason_of(body.event)
+        reason = sessions.stop_reason_of(body.event)
         if reason:
             self._stop_reason = reason
         if body.state != self._last_state:
-            self._keep_write("events", intake.state_event(env.src, env.epoch, env.seq, env.ts, self._last_state,
+            self._keep_write("events", stream_events.state_event(env.src, env.epoch, env.seq, env.ts, self._last_state,
                                                           messages.to_wire(body), self._session_id(), env.topic))
             self.count("state_changes_logged")
             self._last_state = body.state
@@ -315,13 +317,13 @@ class Persistence(runtime.Service):
         env, seen = received.envelope, received.seen
         if seen.delivery is Delivery.GAP:
             what = "alerts and state changes from it may be missing"
-            self._keep_write("events", intake.gap_event(env.src, env.epoch, env.seq, env.ts, seen.delivery.value,
+            self._keep_write("events", stream_events.gap_event(env.src, env.epoch, env.seq, env.ts, seen.delivery.value,
                                                         seen.missed, self._session_id(), what, env.topic))
             self.count("gaps_logged")
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def on_tick(self, now: float) -> None:
-        if self.core is None:
+        if self.recorder is None:
             return
         try:
             if now >= self._next_session_hb:
@@ -338,9 +340,9 @@ class Persistence(runtime.Service):
     def _keep_write(self, table: str, record: rec.Record) -> None:
         """Write a record made from the stream; when the store refuses it, keep it in memory and retry (a
         published message is not sent again)."""
-        if self.core is not None and not self._unwritten:
+        if self.recorder is not None and not self._unwritten:
             try:
-                self.core.write(table, record)
+                self.recorder.write(table, record)
                 return
             except StoreError as exc:
                 self._store_failed(_code(exc), exc)
@@ -352,40 +354,40 @@ class Persistence(runtime.Service):
         self._unwritten.append((table, record))
 
     def _flush_unwritten(self) -> None:
-        assert self.core is not None
+        assert self.recorder is not None
         if self._unwritten:
-            self.core.write_batch(self._unwritten)  # StoreError: they stay for the next turn
+            self.recorder.write_batch(self._unwritten)  # StoreError: they stay for the next turn
             self.count("stream_records_retried", len(self._unwritten))
             self._unwritten = []
 
     def _update_totals(self) -> None:
         """The running session's record with the totals of the real trades stored so far (rev + 1 when they
         changed), so the store shows them during the session, not only at its end."""
-        assert self.core is not None
-        if not self._totals_due or self.core.session is None:
+        assert self.recorder is not None
+        if not self._totals_due or self.recorder.session is None:
             return
         self._totals_due = False
-        session = self.core.session
-        real = intake.session_totals(self.core.store.query("trades", session_id=session.session_id, is_paper=False,
-                                                            limit=None))
-        self.core.update_totals(SessionStats(None, real.trades, real.pnl))
+        session = self.recorder.session
+        real = sessions.session_totals(self.recorder.store.query("trades", session_id=session.session_id,
+                                                                 is_paper=False, limit=None))
+        self.recorder.update_totals(SessionStats(None, real.trades, real.pnl))
         self.count("session_totals")
 
     def _session_heartbeat(self) -> None:
-        assert self.core is not None
-        if self.core.session is None:
+        assert self.recorder is not None
+        if self.recorder.session is None:
             return
-        self.core.heartbeat(datetime.now(UTC), system_state=self.system_state or None, balance=self.balance,
+        self.recorder.heartbeat(datetime.now(UTC), system_state=self.system_state or None, balance=self.balance,
                             equity=self.equity, data={"pid": self.pid, "epoch": self.epoch})
         self.count("session_heartbeats")
 
     def _day_roll(self) -> None:
-        assert self.core is not None
+        assert self.recorder is not None
         now = datetime.now(UTC)
-        if not self.core.needs_day_roll(now, close_on_day_change=self.cfg.close_on_day_change):
+        if not self.recorder.needs_day_roll(now, close_on_day_change=self.cfg.close_on_day_change):
             return
-        old = self.core.session.session_id if self.core.session else ""
-        out = self.core.roll_session(now, final_balance=self.balance)
+        old = self.recorder.session.session_id if self.recorder.session else ""
+        out = self.recorder.roll_session(now, final_balance=self.balance)
         new = out["session"]["session_id"]
         self.count("day_rolls")
         self.alert("day_change", "info", f"UTC day changed: session {old} ended (DAY_CHANGE), {new} started",
@@ -393,30 +395,31 @@ class Persistence(runtime.Service):
 
     def _event(self, now: datetime, event_type: str, event_id: uuid.UUID | None = None, **fields: Any) -> None:
         """An event of this service, bound to the current session; a derived `event_id` makes it idempotent."""
-        assert self.core is not None
+        assert self.recorder is not None
         fields.setdefault("source", self.name)
         fields.setdefault("session_id", self._session_id())
-        self.core.write("events", ev.make_event(event_id or uuid.uuid4(), now, event_type, **fields))
+        self.recorder.write("events", ev.make_event(event_id or uuid.uuid4(), now, event_type, **fields))
 
     # ---- status -------------------------------------------------------------------------------------
     def health_info(self) -> dict:
-        if self.core is None:
+        if self.recorder is None:
             return {"backlog": 0}
         try:
-            return {"backlog": self.core.backlog(), **({"unwritten": len(self._unwritten)} if self._unwritten else {})}
+            unwritten = {"unwritten": len(self._unwritten)} if self._unwritten else {}
+            return {"backlog": self.recorder.backlog(), **unwritten}
         except StoreError:
             return {"backlog": 0, "store_error": self.last_store_error or "reading the backlog failed"}
 
     def status_report(self) -> dict:
-        if self.core is None:
+        if self.recorder is None:
             return {"store": {"open": False, "path": str(self.db_path)}}
         try:
-            health = self.core.health()
+            health = self.recorder.health()
         except StoreError as exc:
             health = {"error": str(exc)}
         return {
             "store": {"open": True, "path": str(self.db_path), "last_error": self.last_store_error},
-            "session": self.core.session.model_dump(mode="json") if self.core.session else None,
+            "session": self.recorder.session.model_dump(mode="json") if self.recorder.session else None,
             "persistence": health,
             "unwritten": len(self._unwritten),
             "balance": self.balance,
@@ -425,10 +428,10 @@ class Persistence(runtime.Service):
     def on_stop(self) -> None:
         for req in self._requesters.values():
             req.close()
-        if self.core is not None:
-            status = self.core.close(flush_s=min(2.0, self.cfg.runtime.stop_timeout_s / 3))
+        if self.recorder is not None:
+            status = self.recorder.close(flush_s=min(2.0, self.cfg.runtime.stop_timeout_s / 3))
             logs.event(log, logging.INFO, "store closed", sinks=status)
-            self.core = None
+            self.recorder = None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,13 @@ ending twice or replaying a decision is harmless. Ids of events derive from the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from common.records import events as ev
+from common.records import schema as rec
 from common.records.schema import Record, Session, SessionHeartbeat, to_utc
 
 Write = tuple[str, Record]
@@ -164,3 +165,42 @@ def heartbeat(session: Session, now: datetime, new_id: uuid.UUID, *, system_stat
         id=new_id, session_id=session.session_id, timestamp=now, system_state=system_state, balance=balance,
         equity=equity, open_positions=open_positions, backlog=backlog, data=dict(data or {}),
     ))
+
+
+@dataclass(frozen=True)
+class Totals:
+    trades: int = 0  # positions closed (a position closed in parts counts once)
+    closing_deals: int = 0
+    pnl: float = 0.0  # net: every deal's pnl (opening commissions included)
+
+
+def session_totals(trades: Iterable[rec.Record]) -> Totals:
+    positions: set[str] = set()
+    deals = 0
+    pnl = 0.0
+    for t in trades:
+        assert isinstance(t, rec.Trade)
+        pnl += t.pnl
+        if t.action != "OPEN":
+            deals += 1
+            positions.add(t.position_id or str(t.id))
+    return Totals(len(positions), deals, round(pnl, 8))
+
+
+def end_reason(asked: str | None, stop_reason: str, state_before_stop: str) -> EndReason:
+    """The reason a session ends with: the one the step was given; else EMERGENCY when the system was HALTED
+    when the stop began; else the one the operator's stop carried (`stopping <REASON>` in sys.state); else
+    NORMAL."""
+    if asked and asked.upper() in EndReason.__members__:
+        return EndReason(asked.upper())
+    if state_before_stop == "HALTED":
+        return EndReason.EMERGENCY
+    if stop_reason and stop_reason.upper() in EndReason.__members__:
+        return EndReason(stop_reason.upper())
+    return EndReason.NORMAL
+
+
+def stop_reason_of(state_event_text: str) -> str | None:
+    """The reason in the orchestrator's `stopping <REASON>` sys.state event, if that is what it says."""
+    words = state_event_text.split()
+    return words[1] if len(words) >= 2 and words[0] == "stopping" else None

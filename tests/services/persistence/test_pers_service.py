@@ -15,7 +15,7 @@ from common.order_label import OrderAction, client_order_id
 from common.outbox import record_id
 from common.records.events import derived_id
 from common.records.real_trades import real_trade_record, utc
-from services.persistence import intake
+from services.persistence import stream_events
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_write_query_and_session_steps(home):
     assert started["initial_balance"] == home.config().paper.initial_balance
     sid = started["session_id"]
     events = {e["event_type"] for e in query(home, "events", {"session_id": sid})}
-    assert {"SESSION_STARTED", intake.INITIAL_BALANCE_FROM_CONFIG} <= events
+    assert {"SESSION_STARTED", stream_events.INITIAL_BALANCE_FROM_CONFIG} <= events
 
     # a retry is acknowledged again (idempotent); a bad record and a conflicting one are rejected with reasons
     good = {"id": str(uuid.uuid4()), "timestamp": "2026-03-02T09:31:00Z", "symbol": "EURUSD", "direction": 1,
@@ -100,7 +100,7 @@ def test_write_query_and_session_steps(home):
     assert ended["ended"] and ended["reason"] == "MANUAL" and ended["paper_trades"] == 1 and ended["paper_pnl"] == 5.0
     session = query(home, "sessions", {"session_id": sid})[0]
     assert session["status"] == "STOPPED" and session["end_reason"] == "MANUAL" and session["total_trades"] == 0
-    summary = query(home, "events", {"event_type": intake.SESSION_SUMMARY})[0]
+    summary = query(home, "events", {"event_type": stream_events.SESSION_SUMMARY})[0]
     assert summary["data"]["paper"] == {"trades": 1, "pnl": 5.0}
     assert step(home, "persistence.close_session") == {"ended": False, "why": "no session is running"}
 
@@ -172,8 +172,8 @@ def test_trades_only_through_the_write_op_totals_kept_alerts_state_and_gaps_from
         # a gap in a publisher's stream: an event says what may be missing
         conn.skip(messages.ACCOUNT_TOPIC, 3)
         conn.publish(messages.ACCOUNT_TOPIC, messages.AccountUpdate(10_262.5, 10_262.5, 0.0, 10_262.5, "EUR"))
-        wait_for(lambda: query(home, "events", {"event_type": intake.STREAM_GAP}), 15, "the gap event")
-        gap = query(home, "events", {"event_type": intake.STREAM_GAP})[0]
+        wait_for(lambda: query(home, "events", {"event_type": stream_events.STREAM_GAP}), 15, "the gap event")
+        gap = query(home, "events", {"event_type": stream_events.STREAM_GAP})[0]
         assert gap["data"]["publisher"] == "connector" and gap["data"]["missed"] == 3
 
         # the end: balance from the connector, real trades (positions closed) and PnL from the stored real trades,
@@ -204,7 +204,7 @@ def test_trades_before_the_session_are_adopted_by_it(home):
     adopted = query(home, "trades")[0]
     assert adopted["session_id"] == sid and adopted["rev"] == 1
     assert adopted["id"] == str(derived_id("real", "201"))
-    assert query(home, "events", {"event_type": intake.TRADES_ADOPTED})
+    assert query(home, "events", {"event_type": stream_events.TRADES_ADOPTED})
 
 
 def test_rows_are_on_disk_when_acknowledged(home):

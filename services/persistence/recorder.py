@@ -1,14 +1,14 @@
-"""What the persistence service does, minus the sockets: one object the REP handlers call.
+"""The recorder: what the persistence service does, minus the sockets: one object the REP handlers call.
 
 `service.py` owns the clock and the ids' randomness at the edge: every method that decides something
 takes `now` (a timezone-aware datetime). Results are plain dicts ready for a msgpack reply.
 
-    core = PersistenceCore.open(cfg.path(cfg.persistence.sqlite_path), build_sinks(section))
-    core.start_session(now, initial_balance=..., symbols=[...], close_on_day_change=cfg.close_on_day_change)
-    core.write("events", {...})                      # REP op persistence.write
-    core.health()                                    # heartbeat: backlog, parked, last errors
-    core.end_session(now, reason=EndReason.NORMAL, final_balance=...)
-    core.close(flush_s=5)
+    recorder = Recorder.open(cfg.path(cfg.persistence.sqlite_path), build_sinks(section))
+    recorder.start_session(now, initial_balance=..., symbols=[...], close_on_day_change=cfg.close_on_day_change)
+    recorder.write("events", {...})                      # REP op persistence.write
+    recorder.health()                                    # heartbeat: backlog, parked, last errors
+    recorder.end_session(now, reason=EndReason.NORMAL, final_balance=...)
+    recorder.close(flush_s=5)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class NoSession(RuntimeError):
     """A session-bound write (trade, heartbeat) arrived before a session was started."""
 
 
-class PersistenceCore:
+class Recorder:
     def __init__(self, store: Store, worker: DrainWorker | None):
         self.store = store
         self.worker = worker
@@ -47,7 +47,7 @@ class PersistenceCore:
 
     @classmethod
     def open(cls, db_path: str | Path, sinks: Sequence[Sink] = (), *, drain: bool = True,
-             busy_timeout_ms: int = 5000) -> PersistenceCore:
+             busy_timeout_ms: int = 5000) -> Recorder:
         store = Store.open(db_path, sinks=[s.name for s in sinks], busy_timeout_ms=busy_timeout_ms)
         worker = DrainWorker(db_path, sinks).start() if (drain and sinks) else None
         return cls(store, worker)

@@ -1,4 +1,4 @@
-"""intake: the pure part of the persistence service (tables of inputs and what they become)."""
+"""The persistence service's pure rules (writes, stream_events, sessions): tables of inputs and what they become."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from common import config
 from common.records.schema import Trade
-from services.persistence import intake
+from services.persistence import sessions, stream_events, writes
 from services.persistence.sessions import EndReason
 from services.persistence.sinks.factory import SinksConfig
 
@@ -19,7 +19,7 @@ def test_prepare_fills_missing_session_and_keeps_a_stored_one():
     rid_new, rid_old = str(uuid.uuid4()), str(uuid.uuid4())
     base = {"timestamp": "2026-01-01T00:00:00Z", "symbol": "EURUSD", "direction": 1, "action": "CLOSE"}
     stored = {rid_old: "oldsess1"}
-    out = intake.prepare_writes("trades", [{**base, "id": rid_new, "session_id": ""}, {**base, "id": rid_old},
+    out = writes.prepare_writes("trades", [{**base, "id": rid_new, "session_id": ""}, {**base, "id": rid_old},
                                            {**base, "id": "x", "session_id": "given"}],
                                 session_id="cur00001", stored_session=stored.get)
     got = {rid: r.session_id for rid, _, r in out.valid}
@@ -36,7 +36,7 @@ def test_prepare_without_a_session(table, session, want):
     rec = ({"id": str(uuid.uuid4()), "timestamp": "2026-01-01T00:00:00Z", "symbol": "EURUSD", "direction": 1,
             "action": "OPEN"} if table == "trades" else
            {"id": str(uuid.uuid4()), "timestamp": "2026-01-01T00:00:00Z", "event_type": "X"})
-    out = intake.prepare_writes(table, [rec], session_id=session, stored_session=lambda _i: None)
+    out = writes.prepare_writes(table, [rec], session_id=session, stored_session=lambda _i: None)
     assert out.valid[0][2].session_id == want
 
 
@@ -45,19 +45,19 @@ def test_prepare_without_a_session(table, session, want):
     (["not a map"], "<record 0 without an id>", "expected a map"),
 ])
 def test_prepare_rejects_with_reasons(records, key, reason):
-    out = intake.prepare_writes("events", records, session_id=None, stored_session=lambda _i: None)
+    out = writes.prepare_writes("events", records, session_id=None, stored_session=lambda _i: None)
     assert reason in out.rejected[key] and not out.valid
 
 
 def _trade(action: str, pnl: float, pos: str) -> Trade:
-    return Trade(id=uuid.uuid4(), session_id="s", timestamp=intake.utc(T), symbol="EURUSD", direction=1,
+    return Trade(id=uuid.uuid4(), session_id="s", timestamp=stream_events.utc(T), symbol="EURUSD", direction=1,
                  action=action, pnl=pnl, position_id=pos)
 
 
 def test_session_totals_count_positions_closed():
-    got = intake.session_totals([_trade("OPEN", -0.7, "1"), _trade("PARTIAL_CLOSE", 5.0, "1"),
+    got = sessions.session_totals([_trade("OPEN", -0.7, "1"), _trade("PARTIAL_CLOSE", 5.0, "1"),
                                  _trade("CLOSE", 4.0, "1"), _trade("OPEN", 0.0, "2"), _trade("CLOSE", -3.0, "2")])
-    assert got == intake.Totals(trades=2, closing_deals=3, pnl=5.3)
+    assert got == sessions.Totals(trades=2, closing_deals=3, pnl=5.3)
 
 
 @pytest.mark.parametrize("asked, stop, before, want", [
@@ -69,12 +69,12 @@ def test_session_totals_count_positions_closed():
     ("manual", "", "", EndReason.MANUAL),
 ])
 def test_end_reason(asked, stop, before, want):
-    assert intake.end_reason(asked, stop, before) is want
+    assert sessions.end_reason(asked, stop, before) is want
 
 
 @pytest.mark.parametrize("text, want", [("stopping MANUAL", "MANUAL"), ("stopping", None), ("go x", None)])
 def test_stop_reason_of(text, want):
-    assert intake.stop_reason_of(text) == want
+    assert sessions.stop_reason_of(text) == want
 
 
 @pytest.mark.parametrize("where, ok", [
@@ -86,10 +86,10 @@ def test_stop_reason_of(text, want):
 ])
 def test_query_filters(where, ok):
     if ok:
-        assert set(intake.query_filters(where)) == set(where)
+        assert set(writes.query_filters(where)) == set(where)
     else:
         with pytest.raises(ValueError, match="where."):
-            intake.query_filters(where)
+            writes.query_filters(where)
 
 
 def test_config_sinks_section_is_what_the_factory_validates():
@@ -104,6 +104,6 @@ def test_config_sinks_section_is_what_the_factory_validates():
 def test_alerts_on_different_topics_with_the_same_seq_get_different_ids():
     # seq counts per publisher and topic: alert.watchdog #1 and alert.halted #1 are two different messages
     alert = {"kind": "k", "severity": "warning", "message": "m", "service": "orchestrator", "details": {}}
-    a = intake.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.watchdog")
-    b = intake.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.halted")
+    a = stream_events.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.watchdog")
+    b = stream_events.alert_event("orchestrator", 7, 1, 1_000_000_000, alert, None, "alert.halted")
     assert a.id != b.id

@@ -1,0 +1,103 @@
+"""The `write` and `query` ops' rules (pure: no clock, no I/O): `prepare_writes` checks one write op's records one by
+one (a bad record is rejected with a reason naming the field, the others go on) and fills in a missing
+`session_id`; `query_filters` checks a query's filters; `conflict_reason` says why a record differing from the stored
+one under the same id is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from common.records import schema as rec
+from services.persistence.stream_events import utc
+
+
+@dataclass
+class Prepared:
+    """One write op's records after the per-record checks."""
+
+    valid: list[tuple[str, str, rec.Record]] = field(default_factory=list)  # (the sender's id, table, record)
+    rejected: dict[str, str] = field(default_factory=dict)  # id -> reason (never retried by the sender)
+
+
+def _rid(record: Any, index: int) -> str:
+    rid = record.get("id") if isinstance(record, Mapping) else None
+    return rid if isinstance(rid, str) and rid else f"<record {index} without an id>"
+
+
+def prepare_writes(
+    table: str,
+    records: Iterable[Any],
+    *,
+    session_id: str | None,
+    stored_session: Callable[[str], str | None],
+) -> Prepared:
+    """Validate every record of a write op on its own, filling in a missing or empty `session_id`.
+
+    `stored_session(id)` gives the session_id of an already stored record with that id (None when there is
+    none): a sender's retry keeps the session its first copy got, so it stays a duplicate, never a conflict.
+    Without a current session the field is left empty (the session adopts such trades when it starts)."""
+    out = Prepared()
+    try:
+        rec.model_for(table)
+    except rec.RecordInvalid as exc:
+        for i, r in enumerate(records):
+            out.rejected[_rid(r, i)] = str(exc)
+        return out
+    has_session = "session_id" in rec.columns(table) and table != "sessions"
+    for i, raw in enumerate(records):
+        rid = _rid(raw, i)
+        if not isinstance(raw, Mapping):
+            out.rejected[rid] = f"invalid {table} record: expected a map, got {type(raw).__name__}"
+            continue
+        record = dict(raw)
+        if has_session and not record.get("session_id"):
+            stored = stored_session(rid) if isinstance(record.get("id"), str) else None
+            filled = stored if stored is not None else session_id
+            record["session_id"] = filled if filled is not None else ("" if table == "trades" else None)
+        try:
+            out.valid.append((rid, table, rec.validate(table, record)))
+        except rec.RecordInvalid as exc:
+            out.rejected[rid] = str(exc)
+    return out
+
+
+QUERY_KEYS = ("session_id", "symbol", "is_paper", "event_type", "status", "since", "until")
+
+
+def query_filters(where: Mapping[str, Any]) -> dict[str, Any]:
+    """The `where` map of a query op as Store.query filters; ValueError names a key it cannot use."""
+    out: dict[str, Any] = {}
+    for key, value in where.items():
+        if key not in QUERY_KEYS:
+            raise ValueError(f"where.{key}: not a filter (use {', '.join(QUERY_KEYS)})")
+        if key in ("since", "until"):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = utc(value)
+            elif isinstance(value, str):
+                try:
+                    value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    raise ValueError(f"where.{key}: not an ISO-8601 time: {value!r}") from None
+                if value.tzinfo is None:
+                    raise ValueError(f"where.{key}: give a timezone (UTC), got {where[key]!r}")
+            else:
+                raise ValueError(f"where.{key}: expected an ISO-8601 time or Unix seconds")
+        elif key == "is_paper":
+            if not isinstance(value, bool):
+                raise ValueError("where.is_paper: expected true or false")
+        elif not isinstance(value, str):
+            raise ValueError(f"where.{key}: expected text")
+        out[key] = value
+    return out
+
+
+def conflict_reason(table: str, rid: str, fields: Iterable[str]) -> str:
+    return (f"conflict: a different {table} record with id {rid} and the same rev is already stored "
+            f"(differing fields: {', '.join(fields) or '?'}); send it with a higher rev to replace it")
+
+
+# ---- events from the stream --------------------------------------------------------------------
