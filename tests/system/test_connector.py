@@ -497,7 +497,7 @@ def test_connector_killed_while_an_order_is_in_flight_never_sends_it_twice(syste
     assert system.sim("status")["deals"] == deals_before + 1
     assert system.req("order_open", args).ticket == res.ticket
     # the restarted connector found the position open without having seen its fill: it recorded the opening itself
-    opening = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0))["records"]  # noqa: E731
+    opening = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0)).records  # noqa: E731
                        if t["position_id"] == str(res.ticket) and t["action"] == "OPEN"]
     (recorded,) = wait_for(opening, 20, "the opening recorded")
     assert recorded["comment"] == RECOVERED_OPEN_COMMENT and recorded["client_order_id"] == "in-flight-1"
