@@ -4,7 +4,7 @@
 forward compatibility) and builds the record; ``to_wire`` turns a record back into plain maps. A field is flat (a
 primitive: one exact-type lookup on the fast path) or nested: a record, a ``list[Record]`` or a
 ``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError` names the field's path
-(``positions[3].volume: expected float, got str``). Pure; the records themselves live in ``common/messages.py``.
+(``positions[3].volume: expected float, got str``). Pure; the records themselves live in ``common/messages/``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The connector process: the broker connection (cTrader Open API or the simulator) plugged into the backbone.
 
-The shell: the ZeroMQ sockets, the loop, the op handlers, the state file and the order journal. The broker runs on
+The shell: the ZeroMQ sockets, the loop, the op handlers (the orders' in order_ops.py), the broker's events
+published (events_out.py), the state file and the order journal. The broker runs on
 a thread of its own behind the port (port.py), reached through the bridge (bridge.py); the orders' idempotency is
 decided by the order ledger (ledger.py): the same order asked again while it is out joins it (one order, the same
 reply), one asked before is answered from the journal or found at the broker, never sent twice.
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -28,30 +27,21 @@ from typing import Any
 
 from common import bus, durable, logs, messages, runtime
 from common.config import TIMEFRAMES
-from common.records.real_trades import real_trade_record, recovered_open_record
-from services.connector import factory, history, journal, ledger, orders
+from services.connector import factory, history, journal, ledger
 from services.connector.bridge import Bridge
+from services.connector.events_out import EventsOut
 from services.connector.freshness import Freshness, latency_summary
-from services.connector.port import (
-    AuthStatus,
-    BrokerPort,
-    ConnectionStatus,
-    MarketStatus,
-    OrderFilled,
-    OrderRejected,
-    OrderResult,
-    PositionClosed,
-    SymbolNotFoundError,
-)
+from services.connector.order_ops import OrderOps
 from services.connector.port import Bar as BrokerBar
-from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
+from services.connector.port import BrokerPort, SymbolNotFoundError
+from services.connector.state import ConnectorState, compact_bar, merged_subscriptions
 
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
 
 
-class Connector(runtime.Service):
+class Connector(EventsOut, OrderOps, runtime.Service):
     name = "connector"
     steps = {"connector.connect": "_connect", "connector.disconnect": "_disconnect"}
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
@@ -238,35 +228,6 @@ class Connector(runtime.Service):
         else:
             logs.event(log, logging.INFO, "the broker accepted the credentials")
 
-    def _report_closed_while_away(self, broker: BrokerPort) -> None:
-        """Positions open before this process started and gone now: publish (and record) their closes from the deal
-        list; positions open now that it did not know of: record their openings."""
-        try:
-            now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
-            changed = False
-            unrecorded = self.published.unrecorded(p.ticket for p in now_open)
-            for p in now_open:
-                if p.ticket in unrecorded:  # its fill was never recorded (opened while away, or killed meanwhile)
-                    self.persist("trades", recovered_open_record(dataclasses.asdict(p)))
-                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
-                                                 recorded=True)
-            open_ids = {p.ticket for p in now_open}
-            gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
-            if gone:
-                since = min(float(p["open_time"]) for p in gone) - 1
-                until = max(broker.server_time or 0.0, time.time()) + 86_400  # server time may be unknown yet
-                deals = self._wait(broker.get_deals(since, until), self.cfg.connector.op_timeout_s, "deals")
-                closes, unexplained = closed_while_away(self.published.positions, open_ids, deals)
-                for ticket in unexplained:
-                    log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)
-                    changed |= self.published.closed(ticket)
-                for close in closes:
-                    self.bridge.put(close)  # published like any broker event (state saved first)
-            if changed:
-                self._save_state()
-        except bus.OpError as exc:  # not fatal: the closes are reported at the next connect
-            log.warning("could not check positions closed while away: %s", exc.message)
-
     def _disconnect(self) -> dict:
         if self.broker is not None and self.bridge.running and self._session_open:
             with contextlib.suppress(bus.OpError):
@@ -290,151 +251,13 @@ class Connector(runtime.Service):
         if self._journal_fh is not None:
             self._journal_fh.close()
 
-    # ---- events from the broker (loop thread only) -------------------------------------------
+    # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def on_tick(self, now: float) -> None:
         self._drain_events()
         self._drive_account(now)
         if now >= self._next_token_look:  # a token pair handed in while running (`oracle broker-token`)
             self._next_token_look = now + TOKEN_LOOK_S
             self._token_handed_in()
-
-    def _drain_events(self, limit: int = 10_000) -> None:
-        if self.uptime() < self.cfg.connector.publish_grace_s:
-            return  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
-        if not self._state_said and self.connected is not None:
-            # the connection state said at connect (within the grace) may have reached no one; a subscriber that
-            # heard the previous process say "disconnected" would believe it until the next change
-            self._state_said = True
-            self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
-        events = self.bridge.take_events(limit)
-        bars: list[BrokerBar] = []
-        for ev in events:
-            if isinstance(ev, BrokerBar):
-                bars.append(ev)  # bars closing together: one state write, then all of them go out
-                continue
-            self._publish_bars(bars)
-            try:
-                self._on_broker_event(ev)
-            except Exception:  # one bad event must not stop the others (or the process)
-                log.exception("cannot publish broker event %r", ev)
-                self.count("event_errors")
-        self._publish_bars(bars)
-
-    def _on_broker_event(self, ev: Any) -> None:
-        """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
-        if isinstance(ev, OrderFilled):
-            fill = messages.Fill(
-                ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
-                ev.comment, ev.commission,
-            )
-            # in the outbox's spool before the state says so: a kill in between records it twice, never not at all
-            self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
-            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
-                                     recorded=True):
-                self._save_state()
-            self.publish(messages.fill_topic(ev.symbol), fill)
-            self.count("fills")
-            self._next_account = 0.0
-        elif isinstance(ev, PositionClosed):
-            if ev.full and self.published.closed(ev.ticket):
-                self._save_state()
-            closed = dataclasses.replace(ev, pip_size=self._pip_size(ev.symbol))  # the adapter's, with the pip
-            self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
-            self.publish(messages.closed_topic(ev.symbol), closed)
-            self.count("closes")
-            if ev.external:
-                self.count("closes_external")
-            self._next_account = 0.0
-        elif isinstance(ev, OrderRejected):
-            self.publish(
-                messages.reject_topic(ev.symbol or "UNKNOWN"),
-                messages.OrderRejected(ev.client_order_id, ev.symbol, ev.error),
-            )
-            self.count("rejects")
-        elif isinstance(ev, ConnectionStatus):
-            self._set_connected(ev.connected, ev.reason)
-        elif isinstance(ev, MarketStatus):
-            self._on_market(ev)
-        elif isinstance(ev, AuthStatus):
-            self._set_auth_problem("" if ev.ok else ev.reason)
-
-    def _on_market(self, ev: MarketStatus) -> None:
-        """A symbol's market opened or closed: said on `market.<SYM>`; bar freshness restarts at an open (for every
-        service: the heartbeat says how long the market has been open, `open_for_s`)."""
-        if ev.open:
-            self.freshness.market_opened(ev.symbol, time.monotonic())
-        self.publish(messages.market_topic(ev.symbol), messages.MarketState(ev.symbol, ev.open, ev.time, ev.reason))
-        self.count("market_opens" if ev.open else "market_closes")
-
-    def _publish_bars(self, bars: list[BrokerBar]) -> None:
-        fresh = []
-        for bar in bars:
-            tf = bar.timeframe
-            if tf not in self.published.subscriptions.get(bar.symbol, ()):
-                continue
-            if not self.published.should_publish(bar.symbol, tf, bar.time):
-                self.count("bars_duplicate_dropped")
-                continue
-            self.published.record(bar.symbol, tf, bar.time)
-            fresh.append((bar, tf))
-        bars.clear()
-        if not fresh:
-            return
-        try:
-            self._save_state()  # before publishing: a crash may lose these bars (repairable), never repeat them
-        except OSError:
-            log.exception("cannot write the connector state: %d bar(s) not published (subscribers repair them "
-                          "from history)", len(fresh))
-            self.count("event_errors")
-            return
-        for bar, tf in fresh:
-            self.publish(
-                messages.bar_topic(bar.symbol, tf),
-                messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
-            )
-            self.freshness.published(bar.symbol, tf, time.monotonic())
-            self.count("bars_published")
-
-    def _order_sent(self, symbol: str) -> None:
-        """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
-        rate limit's wait): perhaps a bar close -> order sent sample (`Freshness.order_sent`, thread-safe)."""
-        period = max((TIMEFRAMES.get(tf, 0) for tf in self.published.subscriptions.get(symbol, ())), default=0)
-        self.freshness.order_sent(symbol, period, time.monotonic())
-
-    def _set_connected(self, connected: bool, reason: str) -> None:
-        changed = connected != self.connected or (not connected and reason != self.conn_reason)
-        self.connected, self.conn_reason = connected, reason
-        if not changed:
-            return
-        self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
-        if connected:
-            self.count("connects")
-            self._next_account = 0.0
-            logs.event(log, logging.INFO, "broker connected")
-        else:
-            self.count("disconnects")
-            logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
-
-    def _drive_account(self, now: float) -> None:
-        fut = self._account_fut
-        if fut is not None:
-            if not fut.done():
-                return
-            self._account_fut = None
-            try:
-                a = fut.result()
-            except Exception as exc:
-                log.debug("account update failed: %s", exc)
-            else:
-                self.publish(
-                    messages.ACCOUNT_TOPIC,
-                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency, a.gross_pnl,
-                                           a.swap, a.commission),
-                )
-                self.count("account_updates")
-        if self.connected and self.broker is not None and self.bridge.running and now >= self._next_account:
-            self._next_account = now + self.cfg.connector.account_interval_s
-            self._account_fut = self.bridge.submit(self.broker.get_account())
 
     # ---- REP operations -------------------------------------------------------------------------
     def ops(self) -> dict:
@@ -571,122 +394,6 @@ class Connector(runtime.Service):
             rate = broker.rate_from_quotes(symbol)
             quotes[symbol] = messages.BookQuote(q.bid, q.ask, rate)
         return positions, acct, quotes
-
-    def _order_wait_s(self) -> float:
-        b = self.cfg.broker
-        return b.order_timeout_s * 3 + b.request_timeout_s * 3 + 15.0  # the client's attempts and reconciles
-
-    def _asked_before(self, step: ledger.Join | ledger.Replay | ledger.LookUp | ledger.Send
-                      ) -> bus.Deferred | messages.OrderResult | ledger.Send:
-        """The ledger's decision carried out: an order out now joined, one done answered from the journal, one sent
-        without a known outcome found at the broker (then journaled); else the `Send`, its `sent` line journaled."""
-        if isinstance(step, ledger.Join):
-            self.count("orders_joined")
-            return self.bridge.joined(step.handle)
-        if isinstance(step, ledger.Replay):
-            self.count("orders_replayed")
-            return step.result
-        if isinstance(step, ledger.LookUp):
-            step = self.ledger.after_look_up(step, self._look_up(step.entry), time.time())
-            if isinstance(step, ledger.Recovered):
-                self._journal(step.record)
-                self.count("orders_recovered")
-                return step.result
-        if step.record is not None:
-            self._journal(step.record)
-        return step
-
-    def _look_up(self, entry: journal.Entry) -> messages.OrderResult | None:
-        """An order sent before without a known outcome: found at the broker (its positions, then its deals since
-        the send) before anything is resent; None: not executed, or it cannot be told."""
-        if not self.ledger.can_look_up(entry):
-            return None
-        broker = self._need_broker()
-        positions = self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "reconcile")
-        found, deals_tell = self.ledger.found_in_positions(entry, positions)
-        window = ledger.deals_window(entry, broker.server_time, time.time()) if deals_tell else None
-        if window is None:
-            return found
-        deals = self._wait(broker.get_deals(*window), self.cfg.connector.op_timeout_s, "deals")
-        return self.ledger.found_in_deals(entry, deals)
-
-    def _op_order_open(self, a: messages.OrderOpenArgs) -> messages.OrderResult:
-        try:
-            cid = orders.validate_client_order_id(a.client_order_id)
-        except ValueError as exc:
-            raise bus.OpError("bad_args", str(exc)) from None
-        if a.direction not in (1, -1):
-            raise bus.OpError("bad_args", "direction must be +1 (long) or -1 (short)")
-        if not a.lots > 0:
-            raise bus.OpError("bad_args", "lots must be positive")
-        for name, dist in (("sl_distance", a.sl_distance), ("tp_distance", a.tp_distance)):
-            if dist is not None and dist < 0:
-                raise bus.OpError("bad_args", f"{name} is a price distance from the fill and cannot be negative")
-        self._check_symbol(a.symbol)
-        broker = self._need_broker()
-        request = {
-            "symbol": a.symbol,
-            "direction": a.direction,
-            "lots": a.lots,
-            "sl_distance": a.sl_distance,
-            "tp_distance": a.tp_distance,
-            "server_time": broker.server_time,
-        }
-        step = self._asked_before(self.ledger.ask_open(cid, request, time.time()))
-        if not isinstance(step, ledger.Send):
-            return step
-        self.count("orders")
-        order = broker.market_order(
-            a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
-            client_order_id=cid, comment=a.comment,
-        )
-        return self._defer(step.out_key, order, lambda res: self._settle_open(cid, a, res), f"order_open {cid}")
-
-    def _settle_open(self, cid: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
-        server_time = self.broker.server_time if self.broker is not None else None  # the session may be gone now
-        if (
-            res.success
-            and res.ticket
-            and self.published.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
-                                 a.comment)
-        ):
-            self._save_state()  # known open now, even if this process dies before its fill event is published
-        done = self.ledger.settled_open(cid, res, time.time())  # None: the same id may be sent again
-        if done is not None:
-            self._journal(done)
-        if not res.success:
-            self.count("orders_failed")
-        return res
-
-    def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
-        broker = self._need_broker()
-        if a.lots is not None and not a.lots > 0:
-            raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")
-        step = self._asked_before(
-            self.ledger.ask_close(a.client_order_id, a.ticket, a.lots, broker.server_time, time.time()))
-        if not isinstance(step, ledger.Send):
-            return step
-        self.count("closes_requested")
-        return self._defer(step.out_key, broker.close_position(a.ticket, a.lots),
-                           lambda res: self._settle_close(a, res), f"order_close {a.ticket}")
-
-    def _settle_close(self, a: messages.OrderCloseArgs, res: OrderResult) -> messages.OrderResult:
-        res, done = self.ledger.settled_close(a.client_order_id, a.ticket, a.lots, res, time.time())
-        if done is not None:
-            self._journal(done)
-        return res
-
-    def _op_order_amend(self, a: messages.OrderAmendArgs) -> bus.Deferred:
-        for name, price in (("sl", a.sl), ("tp", a.tp)):
-            if price is not None and not (math.isfinite(price) and price > 0):
-                raise bus.OpError("bad_args", f"{name} must be a positive price or null, got {price!r}")
-        broker = self._need_broker()
-        step = self._asked_before(self.ledger.ask_amend(a.ticket))
-        if not isinstance(step, ledger.Send):
-            return step
-        self.count("amends")
-        return self._defer(step.out_key, broker.amend_position(a.ticket, a.sl, a.tp), lambda res: res,
-                           f"order_amend {a.ticket}")
 
     # ---- status and health ----------------------------------------------------------------------
     def health_info(self) -> dict:

@@ -54,7 +54,7 @@ class Ack:
     pnl: float | None = None  # realised, on closes
     requested_lots: float | None = None  # the configured lots, when they were off the symbol's step
     off_step: str | None = None  # the symbol's off-step rule applied to them (refuse / round_down)
-    error_code: str | None = None  # the connector's typed order error (common/messages.py ORDER_ERROR_CODES)
+    error_code: str | None = None  # the connector's typed order error (common/messages/ ORDER_ERROR_CODES)
     broker_code: str | None = None  # the broker's own error code
     due_at_open: bool | None = None  # a close the market refused: kept, sent once at the open
 
@@ -64,7 +64,7 @@ class Ack:
         return out
 
     def wire_body(self) -> dict[str, Any]:
-        """The `ack` record of common/messages.py: symbol, bar_time, status, reason, details (the rest)."""
+        """The `ack` record of common/messages/: symbol, bar_time, status, reason, details (the rest)."""
         details = {k: v for k, v in self.to_dict().items()
                    if k not in ("symbol", "bar_time", "status", "reason") and v not in (None, "")}
         return {"symbol": self.symbol, "bar_time": self.bar_time or 0, "status": self.status.value,

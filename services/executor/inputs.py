@@ -1,7 +1,7 @@
 """Wire replies -> the executor's domain values, and domain values -> persisted records. Pure.
 
 The connector's `positions`, `symbol_info` and `account` ops and the preditor's `last_signals` op answer typed
-records (common/messages.py), validated on receipt (a malformed reply is a wire error naming the op and the field).
+records (common/messages/), validated on receipt (a malformed reply is a wire error naming the op and the field).
 This module turns them into the executor's values and checks what a schema cannot: finite numbers, positive
 lots, a direction of +1/-1. Every reader fails closed: a value out of range gives None (the plan then skips the
 opening with a NO_* reason), never a guess; an unreadable position raises (the account is never guessed).

@@ -1,0 +1,190 @@
+"""Every message on the wire, defined once: this package is that one place.
+
+Two registries (``registry.py``):
+- ``EVENTS``: published records, by envelope ``type`` (the PUB/SUB stream; the records in ``events.py``);
+- ``OPS``: request operations, by ``op`` (REQ/REP), with their argument and result records (the records in
+  ``requests.py``, the table of ops below).
+
+A record is a dataclass whose field annotations are the schema (``common/schema.py``): ``from_wire``
+validates a decoded map against it, nested records included, and raises :class:`SchemaError` naming
+the field's path; ``to_wire`` gives the plain maps back (field names stay the wire's keys).
+
+Topics (dotted, so SUB prefix filters work) are built by the helpers at the bottom. Callers name everything
+through the package (``from common import messages``; ``messages.Bar``, ``messages.OP_HISTORY``, ...).
+"""
+
+from __future__ import annotations
+
+from common.messages.events import (
+    BOOTING,
+    DEGRADED,
+    HALTED,
+    RUNNING,
+    S_RUNNING,
+    S_STEP,
+    S_STOPPING,
+    S_WAITING,
+    STOPPING,
+    SYSTEM_STATES,
+    AccountUpdate,
+    Ack,
+    Alert,
+    Bar,
+    ConnectionState,
+    Fill,
+    Heartbeat,
+    MarketState,
+    OrderRejected,
+    PaperMetrics,
+    PaperTrade,
+    PositionClosed,
+    Signal,
+    SysState,
+)
+from common.messages.registry import (
+    EVENTS,
+    OPS,
+    OpSpec,
+    event,
+    op,
+    type_name,
+)
+from common.messages.requests import (
+    ORDER_ERROR_CODES,
+    AccountInfo,
+    BookQuote,
+    CommandArgs,
+    HaltCleared,
+    Hello,
+    HistoryArgs,
+    HistoryResult,
+    Instruction,
+    LastSignals,
+    MarketClosed,
+    NoArgs,
+    OrderAmendArgs,
+    OrderCloseArgs,
+    OrderOpenArgs,
+    OrderResult,
+    Pong,
+    Position,
+    Positions,
+    QueryArgs,
+    QueryResult,
+    Ready,
+    SignalsSince,
+    SignalsSinceArgs,
+    StepArgs,
+    StepResult,
+    StopArgs,
+    Stopping,
+    SubscribeArgs,
+    Subscribed,
+    SymbolArgs,
+    SymbolInfo,
+    VirtualPosition,
+    VirtualPositions,
+    WriteArgs,
+    WriteResult,
+)
+from common.schema import SchemaError as SchemaError  # re-exported: callers name messages.SchemaError, ...
+from common.schema import from_wire as from_wire
+from common.schema import to_wire as to_wire
+
+# ---- request operations: the OPS table (records in requests.py) -----------------------------
+
+OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
+OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
+OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
+OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
+OP_STOP = op("stop", StopArgs, Stopping, "orchestrator: run the ordered shutdown of the whole system")
+OP_CLEAR_HALT = op("clear_halt", NoArgs, HaltCleared, "orchestrator: leave HALTED after a person has decided")
+OP_PING = op("ping", NoArgs, Pong, "liveness probe")
+OP_HISTORY = op("history", HistoryArgs, HistoryResult, "connector: closed bars from the broker")
+OP_SUBSCRIBE = op("subscribe", SubscribeArgs, Subscribed, "connector: publish closed bars of a symbol and timeframe")
+OP_SYMBOL_INFO = op("symbol_info", SymbolArgs, SymbolInfo, "connector: pip size, lot size, volume limits, quote")
+OP_ACCOUNT = op("account", NoArgs, AccountInfo, "connector: balance, equity, margin, free margin")
+OP_POSITIONS = op("positions", NoArgs, Positions, "connector: open positions (reconcile)")
+OP_ORDER_OPEN = op("order_open", OrderOpenArgs, OrderResult, "connector: market order with relative SL/TP")
+OP_ORDER_CLOSE = op("order_close", OrderCloseArgs, OrderResult, "connector: close a position (or part)")
+OP_ORDER_AMEND = op("order_amend", OrderAmendArgs, OrderResult, "connector: change a position's SL/TP")
+OP_LAST_SIGNALS = op("last_signals", NoArgs, LastSignals, "preditor: the last signal per symbol")
+OP_SIGNALS_SINCE = op("signals_since", SignalsSinceArgs, SignalsSince,
+                      "preditor: the signals decided after a bar time per symbol (what paper missed while down)")
+OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, VirtualPositions, "preditor: the twin's position per symbol")
+OP_COMMAND = op("command", CommandArgs, None, "executor: an operator command (pause, resume, close, ...)")
+OP_QUERY = op("query", QueryArgs, QueryResult, "persistence: read records back")
+OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
+
+
+# ---- topics ----------------------------------------------------------------------------------
+
+
+def hb_topic(service: str) -> str:
+    return f"hb.{service}"
+
+
+SYS_STATE_TOPIC = "sys.state"
+
+
+def alert_topic(kind: str) -> str:
+    return f"alert.{kind}"
+
+
+def bar_topic(symbol: str, timeframe: str) -> str:
+    return f"bar.{symbol}.{timeframe}"
+
+
+def signal_topic(symbol: str) -> str:
+    return f"signal.{symbol}"
+
+
+def ack_topic(symbol: str) -> str:
+    return f"ack.{symbol}"
+
+
+def fill_topic(symbol: str) -> str:
+    return f"fill.{symbol}"
+
+
+def closed_topic(symbol: str) -> str:
+    return f"closed.{symbol}"
+
+
+def reject_topic(symbol: str) -> str:
+    return f"reject.{symbol}"
+
+
+ACCOUNT_TOPIC = "account"
+CONNECTION_TOPIC = "conn.state"
+
+
+def market_topic(symbol: str) -> str:
+    return f"market.{symbol}"
+
+
+def paper_trade_topic(symbol: str) -> str:
+    return f"paper.trade.{symbol}"
+
+
+def paper_metrics_topic(symbol: str) -> str:
+    return f"paper.metrics.{symbol}"
+
+
+__all__ = [  # the wire's names, as callers use them: messages.<name>
+    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote",
+    "CONNECTION_TOPIC", "CommandArgs", "ConnectionState", "DEGRADED", "EVENTS", "Fill", "HALTED", "HaltCleared",
+    "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction", "LastSignals", "MarketClosed",
+    "MarketState", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT", "OP_COMMAND", "OP_HELLO", "OP_HISTORY",
+    "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN", "OP_PING", "OP_POSITIONS", "OP_QUERY",
+    "OP_READY", "OP_SIGNALS_SINCE", "OP_STATUS", "OP_STEP", "OP_STOP", "OP_SUBSCRIBE", "OP_SYMBOL_INFO",
+    "OP_VIRTUAL_POSITIONS", "OP_WRITE", "ORDER_ERROR_CODES", "OpSpec", "OrderAmendArgs", "OrderCloseArgs",
+    "OrderOpenArgs", "OrderRejected", "OrderResult", "PaperMetrics", "PaperTrade", "Pong", "Position",
+    "PositionClosed", "Positions", "QueryArgs", "QueryResult", "RUNNING", "Ready", "STOPPING", "SYSTEM_STATES",
+    "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP", "S_STOPPING", "S_WAITING", "SchemaError", "Signal", "SignalsSince",
+    "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs", "Stopping", "SubscribeArgs", "Subscribed",
+    "SymbolArgs", "SymbolInfo", "SysState", "VirtualPosition", "VirtualPositions", "WriteArgs", "WriteResult",
+    "ack_topic", "alert_topic", "bar_topic", "closed_topic", "event", "fill_topic", "from_wire", "hb_topic",
+    "market_topic", "op", "paper_metrics_topic", "paper_trade_topic", "reject_topic", "signal_topic", "to_wire",
+    "type_name",
+]

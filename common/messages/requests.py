@@ -1,0 +1,365 @@
+"""The request operations' argument and result records (REQ/REP) and the typed order errors; the ``OPS`` table
+naming each op with its records is in ``common/messages/__init__.py``. Part of the wire's one definition,
+``common/messages/``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.messages.events import Signal
+
+# ---- request operations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    service: str
+    pid: int
+    epoch: int
+    version: str
+    steps: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """The orchestrator's answer to hello/ready: ``wait``, ``go`` (with the step) or ``run``."""
+
+    do: str
+    step: str = ""
+    args: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    service: str
+    epoch: int
+    step: str
+    ok: bool = True
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepArgs:
+    step: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: str
+    ok: bool
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopArgs:
+    reason: str = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteArgs:
+    """Records for one table; each record is a map with a client-made ``id`` (a UUID)."""
+
+    table: str
+    records: list
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    acked: list  # ids durably committed (new, or already stored with the same content)
+    rejected: dict = field(default_factory=dict)  # id -> reason: invalid, never retried
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolArgs:
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsSinceArgs:
+    """Per symbol, the bar open time of the last signal already applied (exclusive); None: the last signal only."""
+
+    since: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsSince:
+    """The preditor's kept signals after each asked bar time, as wire Signals, each symbol's in bar order; per
+    symbol the oldest bar it still keeps (None: none kept), so a caller sees what is no longer there."""
+
+    signals: list
+    kept_from: dict
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryArgs:
+    """Closed bars, oldest first: the last ``count`` (before ``until`` when given), or every bar after ``since``."""
+
+    symbol: str
+    timeframe: str
+    count: int = 0
+    since: int | None = None  # bar open time, exclusive
+    until: int | None = None  # bar open time, exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    symbol: str
+    timeframe: str
+    bars: list  # [[time, open, high, low, close, volume], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeArgs:
+    """Publish closed bars of ``symbol``/``timeframe``; bars after ``since`` (open time) are published first."""
+
+    symbol: str
+    timeframe: str
+    since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOpenArgs:
+    symbol: str
+    direction: int  # +1 long, -1 short
+    lots: float
+    client_order_id: str  # idempotency key: the same id never opens a second position
+    sl_distance: float | None = None  # price distance from the fill
+    tp_distance: float | None = None
+    comment: str = ""  # the order label (at most 100 characters)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCloseArgs:
+    ticket: int
+    lots: float | None = None  # None: the whole position
+    client_order_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAmendArgs:
+    ticket: int
+    sl: float | None = None
+    tp: float | None = None
+
+
+# Why an order failed, whatever the broker: ``OrderResult.error_code``. The broker's own code and words stay in
+# ``broker_code`` and ``error`` for the operator.
+ORDER_ERROR_CODES = (
+    "BAD_VOLUME",  # the lots are off the symbol's step or outside its limits
+    "BAD_STOPS",  # a stop loss or take profit on the wrong side, or not a price
+    "STOPS_TOO_CLOSE",  # a stop loss or take profit nearer to the market than the symbol allows
+    "POSITION_NOT_FOUND",  # the position to close or amend is not open
+    "NOT_ENOUGH_MONEY",  # the margin the order needs is not free
+    "MARKET_CLOSED",  # the symbol does not trade now (weekend, daily break, holiday)
+    "TRADING_DISABLED",  # the symbol or the account may not trade (close-only, disabled)
+    "RATE_LIMITED",  # refused for the request rate (sent again after the window; never executed)
+    "REJECTED",  # refused by the broker for another reason
+    "NOT_CONNECTED",  # no broker session: nothing was sent
+    "NO_CONFIRMATION",  # sent, but no answer and no trace at the broker after every attempt: outcome unknown
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    success: bool
+    client_order_id: str
+    ticket: int | None = None
+    price: float | None = None
+    volume: float = 0.0  # lots
+    sl: float | None = None
+    tp: float | None = None
+    error: str = ""  # what the broker said, in words
+    recovered: bool = False  # found by reconcile after a timeout, not from this request's reply
+    error_code: str = ""  # one of ORDER_ERROR_CODES when success is False
+    broker_code: str = ""  # the broker's own error code (e.g. TRADING_BAD_VOLUME)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandArgs:
+    """An operator command for the executor (pause, resume, close, close_all, set_symbol_config, ...)."""
+
+    name: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryArgs:
+    table: str
+    where: dict = field(default_factory=dict)
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """``ping``: who answered."""
+
+    service: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """``subscribe``: the bars of ``symbol``/``timeframe`` are published; those after ``resumed_after`` first."""
+
+    symbol: str
+    timeframe: str
+    subscribed: bool
+    resumed_after: int | None = None  # bar open time the publication resumes after (None: live bars only)
+    last_published: int | None = None  # open time of the last bar published for this pair
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """``symbol_info``: a symbol's trading spec, its live quote and the quote->deposit rate."""
+
+    symbol: str
+    digits: int
+    point: float
+    pip_position: int
+    pip_size: float
+    lot_size: float  # units of the base asset in one lot (the contract size)
+    min_lots: float
+    step_lots: float
+    max_lots: float
+    min_sl_distance: float  # the nearest a stop loss may be to the market (price distance; 0 = none)
+    min_tp_distance: float
+    base_asset: str
+    quote_asset: str
+    deposit_currency: str
+    quote_to_deposit: float  # one unit of the quote currency in the deposit currency
+    pip_value_per_lot: float  # deposit currency per pip per lot
+    bid: float | None = None
+    ask: float | None = None
+    spread: float | None = None
+    market_open: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """``account`` (and the account of a ``positions`` answer); the connector's broker port speaks it too.
+    Costs are signed account money: equity = balance + gross_pnl + swap + commission."""
+
+    balance: float
+    equity: float  # balance + the open positions' net PnL
+    margin: float
+    free_margin: float
+    margin_level: float  # % = equity / margin x 100 (0 when no margin is used)
+    currency: str
+    leverage: float
+    gross_pnl: float = 0.0  # the open positions' totals
+    swap: float = 0.0
+    commission: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An open position at the broker (``positions``); the connector's broker port speaks it too."""
+
+    ticket: int
+    symbol: str
+    direction: int  # +1 long, -1 short
+    volume: float  # lots
+    open_price: float
+    open_time: float  # Unix s
+    sl: float | None = None
+    tp: float | None = None
+    label: str = ""
+    comment: str = ""
+    used_margin: float = 0.0
+    current_price: float = 0.0
+    gross_pnl: float = 0.0  # price move at the last quote, deposit currency
+    swap: float = 0.0  # charged so far
+    commission: float = 0.0  # round turn: the opening's charge and the closing's to come
+    pnl: float = 0.0  # net: gross_pnl + swap + commission
+
+
+@dataclass(frozen=True, slots=True)
+class BookQuote:
+    """A symbol's live quote in a ``positions`` answer, with its quote->deposit rate (None: not known)."""
+
+    bid: float
+    ask: float
+    quote_to_deposit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClosed:
+    """A symbol whose market is closed, in a ``positions`` answer: since when (broker time, Unix s)."""
+
+    since: float
+    open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """``positions``: the open positions, with what an order decided on them needs (one trip, not three)."""
+
+    positions: list[Position]
+    account: AccountInfo
+    quotes: dict[str, BookQuote] = field(default_factory=dict)  # symbol -> live quote
+    markets: dict[str, MarketClosed] = field(default_factory=dict)  # symbols of a position whose market is closed
+    server_time: float | None = None  # the broker's clock (Unix s)
+
+
+@dataclass(frozen=True, slots=True)
+class LastSignals:
+    """``last_signals``: the last signal per symbol (``previous_direction`` is None: read back, not live)."""
+
+    signals: dict[str, Signal]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualPosition:
+    """The twin's virtual position of one symbol."""
+
+    symbol: str
+    timeframe: str
+    direction: int
+    intensity: int
+    entry_price: float
+    entry_time: int | None
+    floating_pnl: float
+    realized_pnl: float
+    last_bar_time: int | None
+    decisions: int
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualPositions:
+    """``virtual_positions``: the twin's position per warm symbol."""
+
+    positions: dict[str, VirtualPosition]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """``query``: the records found, each a map of the table's columns."""
+
+    table: str
+    records: list
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """``stop``: the shutdown started; its steps in order (``service:step``)."""
+
+    state: str
+    steps: list
+
+
+@dataclass(frozen=True, slots=True)
+class HaltCleared:
+    """``clear_halt``: the system state after it, and why it was HALTED ("" when it was not)."""
+
+    state: str
+    was_halted: str

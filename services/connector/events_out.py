@@ -1,0 +1,222 @@
+"""The connector's broker events out (shell, part of service.py's `Connector`): what the broker says unasked,
+published on the backbone.
+
+The broker's thread queues its events (bridge.py); the loop drains them: closed bars go out together after one
+state write (never twice, state.py), fills and closes are recorded through the outbox then published, rejects,
+market opens/closes, the connection and credentials state are said as they come. At connect, positions closed
+while the connector was away are found in the broker's deal list and published like any close; the account is
+published every `connector.account_interval_s` (and after each fill or close).
+
+It lives on the `Connector` (a base class of it): it reads and writes the connector's published state and uses
+its broker, bridge, counters and publishing (`_save_state`, `_pip_size`, `_set_auth_problem`, `_wait`,
+`publish`, `persist`, `count`, `uptime`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from common import bus, logs, messages
+from common.config import TIMEFRAMES
+from common.records.real_trades import real_trade_record, recovered_open_record
+from services.connector.bridge import Bridge
+from services.connector.freshness import Freshness
+from services.connector.port import (
+    AuthStatus,
+    BrokerPort,
+    ConnectionStatus,
+    MarketStatus,
+    OrderFilled,
+    OrderRejected,
+    PositionClosed,
+)
+from services.connector.port import Bar as BrokerBar
+from services.connector.state import ConnectorState, closed_while_away
+
+log = logging.getLogger("oracle.connector")
+
+
+class EventsOut:
+    """Broker events published; the connector's state it works on is declared here (made by `Connector`)."""
+
+    cfg: Any
+    published: ConnectorState
+    bridge: Bridge
+    broker: BrokerPort | None
+    connected: bool
+    conn_reason: str
+    freshness: Freshness
+    _state_said: bool
+    _next_account: float
+    _account_fut: concurrent.futures.Future | None
+
+    def _drain_events(self, limit: int = 10_000) -> None:
+        if self.uptime() < self.cfg.connector.publish_grace_s:
+            return  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
+        if not self._state_said and self.connected is not None:
+            # the connection state said at connect (within the grace) may have reached no one; a subscriber that
+            # heard the previous process say "disconnected" would believe it until the next change
+            self._state_said = True
+            self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
+        events = self.bridge.take_events(limit)
+        bars: list[BrokerBar] = []
+        for ev in events:
+            if isinstance(ev, BrokerBar):
+                bars.append(ev)  # bars closing together: one state write, then all of them go out
+                continue
+            self._publish_bars(bars)
+            try:
+                self._on_broker_event(ev)
+            except Exception:  # one bad event must not stop the others (or the process)
+                log.exception("cannot publish broker event %r", ev)
+                self.count("event_errors")
+        self._publish_bars(bars)
+
+    def _on_broker_event(self, ev: Any) -> None:
+        """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
+        if isinstance(ev, OrderFilled):
+            fill = messages.Fill(
+                ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
+                ev.comment, ev.commission,
+            )
+            # in the outbox's spool before the state says so: a kill in between records it twice, never not at all
+            self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
+            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
+                                     recorded=True):
+                self._save_state()
+            self.publish(messages.fill_topic(ev.symbol), fill)
+            self.count("fills")
+            self._next_account = 0.0
+        elif isinstance(ev, PositionClosed):
+            if ev.full and self.published.closed(ev.ticket):
+                self._save_state()
+            closed = dataclasses.replace(ev, pip_size=self._pip_size(ev.symbol))  # the adapter's, with the pip
+            self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
+            self.publish(messages.closed_topic(ev.symbol), closed)
+            self.count("closes")
+            if ev.external:
+                self.count("closes_external")
+            self._next_account = 0.0
+        elif isinstance(ev, OrderRejected):
+            self.publish(
+                messages.reject_topic(ev.symbol or "UNKNOWN"),
+                messages.OrderRejected(ev.client_order_id, ev.symbol, ev.error),
+            )
+            self.count("rejects")
+        elif isinstance(ev, ConnectionStatus):
+            self._set_connected(ev.connected, ev.reason)
+        elif isinstance(ev, MarketStatus):
+            self._on_market(ev)
+        elif isinstance(ev, AuthStatus):
+            self._set_auth_problem("" if ev.ok else ev.reason)
+
+    def _on_market(self, ev: MarketStatus) -> None:
+        """A symbol's market opened or closed: said on `market.<SYM>`; bar freshness restarts at an open (for every
+        service: the heartbeat says how long the market has been open, `open_for_s`)."""
+        if ev.open:
+            self.freshness.market_opened(ev.symbol, time.monotonic())
+        self.publish(messages.market_topic(ev.symbol), messages.MarketState(ev.symbol, ev.open, ev.time, ev.reason))
+        self.count("market_opens" if ev.open else "market_closes")
+
+    def _publish_bars(self, bars: list[BrokerBar]) -> None:
+        fresh = []
+        for bar in bars:
+            tf = bar.timeframe
+            if tf not in self.published.subscriptions.get(bar.symbol, ()):
+                continue
+            if not self.published.should_publish(bar.symbol, tf, bar.time):
+                self.count("bars_duplicate_dropped")
+                continue
+            self.published.record(bar.symbol, tf, bar.time)
+            fresh.append((bar, tf))
+        bars.clear()
+        if not fresh:
+            return
+        try:
+            self._save_state()  # before publishing: a crash may lose these bars (repairable), never repeat them
+        except OSError:
+            log.exception("cannot write the connector state: %d bar(s) not published (subscribers repair them "
+                          "from history)", len(fresh))
+            self.count("event_errors")
+            return
+        for bar, tf in fresh:
+            self.publish(
+                messages.bar_topic(bar.symbol, tf),
+                messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
+            )
+            self.freshness.published(bar.symbol, tf, time.monotonic())
+            self.count("bars_published")
+
+    def _order_sent(self, symbol: str) -> None:
+        """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
+        rate limit's wait): perhaps a bar close -> order sent sample (`Freshness.order_sent`, thread-safe)."""
+        period = max((TIMEFRAMES.get(tf, 0) for tf in self.published.subscriptions.get(symbol, ())), default=0)
+        self.freshness.order_sent(symbol, period, time.monotonic())
+
+    def _set_connected(self, connected: bool, reason: str) -> None:
+        changed = connected != self.connected or (not connected and reason != self.conn_reason)
+        self.connected, self.conn_reason = connected, reason
+        if not changed:
+            return
+        self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
+        if connected:
+            self.count("connects")
+            self._next_account = 0.0
+            logs.event(log, logging.INFO, "broker connected")
+        else:
+            self.count("disconnects")
+            logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
+
+    def _drive_account(self, now: float) -> None:
+        fut = self._account_fut
+        if fut is not None:
+            if not fut.done():
+                return
+            self._account_fut = None
+            try:
+                a = fut.result()
+            except Exception as exc:
+                log.debug("account update failed: %s", exc)
+            else:
+                self.publish(
+                    messages.ACCOUNT_TOPIC,
+                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency, a.gross_pnl,
+                                           a.swap, a.commission),
+                )
+                self.count("account_updates")
+        if self.connected and self.broker is not None and self.bridge.running and now >= self._next_account:
+            self._next_account = now + self.cfg.connector.account_interval_s
+            self._account_fut = self.bridge.submit(self.broker.get_account())
+
+    def _report_closed_while_away(self, broker: BrokerPort) -> None:
+        """Positions open before this process started and gone now: publish (and record) their closes from the deal
+        list; positions open now that it did not know of: record their openings."""
+        try:
+            now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
+            changed = False
+            unrecorded = self.published.unrecorded(p.ticket for p in now_open)
+            for p in now_open:
+                if p.ticket in unrecorded:  # its fill was never recorded (opened while away, or killed meanwhile)
+                    self.persist("trades", recovered_open_record(dataclasses.asdict(p)))
+                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
+                                                 recorded=True)
+            open_ids = {p.ticket for p in now_open}
+            gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
+            if gone:
+                since = min(float(p["open_time"]) for p in gone) - 1
+                until = max(broker.server_time or 0.0, time.time()) + 86_400  # server time may be unknown yet
+                deals = self._wait(broker.get_deals(since, until), self.cfg.connector.op_timeout_s, "deals")
+                closes, unexplained = closed_while_away(self.published.positions, open_ids, deals)
+                for ticket in unexplained:
+                    log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)
+                    changed |= self.published.closed(ticket)
+                for close in closes:
+                    self.bridge.put(close)  # published like any broker event (state saved first)
+            if changed:
+                self._save_state()
+        except bus.OpError as exc:  # not fatal: the closes are reported at the next connect
+            log.warning("could not check positions closed while away: %s", exc.message)

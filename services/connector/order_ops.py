@@ -1,0 +1,148 @@
+"""The connector's order operations (shell, part of service.py's `Connector`): `order_open`, `order_close` and
+`order_amend`, each checked, decided by the order ledger (ledger.py) and sent to the broker without waiting.
+
+The ledger's decision is carried out here: an order out now is joined, one done answered from the journal, one sent
+before without a known outcome looked up at the broker (its positions, then its deals), else it is sent and its
+reply deferred until the broker answers (`_defer`); the outcome is journaled when it settles.
+
+It lives on the `Connector` (a base class of it): it uses its ledger, journal, published state, broker and
+bridge (`_need_broker`, `_check_symbol`, `_defer`, `_wait`, `_journal`, `_save_state`, `count`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from common import bus, messages
+from services.connector import journal, ledger, orders
+from services.connector.bridge import Bridge
+from services.connector.port import BrokerPort, OrderResult
+from services.connector.state import ConnectorState
+
+
+class OrderOps:
+    """The order op handlers; the connector's state they work on is declared here (made by `Connector`)."""
+
+    cfg: Any
+    published: ConnectorState
+    bridge: Bridge
+    broker: BrokerPort | None
+    ledger: ledger.OrderLedger[bus.Deferred]
+
+    def _order_wait_s(self) -> float:
+        b = self.cfg.broker
+        return b.order_timeout_s * 3 + b.request_timeout_s * 3 + 15.0  # the client's attempts and reconciles
+
+    def _asked_before(self, step: ledger.Join | ledger.Replay | ledger.LookUp | ledger.Send
+                      ) -> bus.Deferred | messages.OrderResult | ledger.Send:
+        """The ledger's decision carried out: an order out now joined, one done answered from the journal, one sent
+        without a known outcome found at the broker (then journaled); else the `Send`, its `sent` line journaled."""
+        if isinstance(step, ledger.Join):
+            self.count("orders_joined")
+            return self.bridge.joined(step.handle)
+        if isinstance(step, ledger.Replay):
+            self.count("orders_replayed")
+            return step.result
+        if isinstance(step, ledger.LookUp):
+            step = self.ledger.after_look_up(step, self._look_up(step.entry), time.time())
+            if isinstance(step, ledger.Recovered):
+                self._journal(step.record)
+                self.count("orders_recovered")
+                return step.result
+        if step.record is not None:
+            self._journal(step.record)
+        return step
+
+    def _look_up(self, entry: journal.Entry) -> messages.OrderResult | None:
+        """An order sent before without a known outcome: found at the broker (its positions, then its deals since
+        the send) before anything is resent; None: not executed, or it cannot be told."""
+        if not self.ledger.can_look_up(entry):
+            return None
+        broker = self._need_broker()
+        positions = self._wait(broker.get_positions(refresh=True), self.cfg.connector.op_timeout_s, "reconcile")
+        found, deals_tell = self.ledger.found_in_positions(entry, positions)
+        window = ledger.deals_window(entry, broker.server_time, time.time()) if deals_tell else None
+        if window is None:
+            return found
+        deals = self._wait(broker.get_deals(*window), self.cfg.connector.op_timeout_s, "deals")
+        return self.ledger.found_in_deals(entry, deals)
+
+    def _op_order_open(self, a: messages.OrderOpenArgs) -> messages.OrderResult:
+        try:
+            cid = orders.validate_client_order_id(a.client_order_id)
+        except ValueError as exc:
+            raise bus.OpError("bad_args", str(exc)) from None
+        if a.direction not in (1, -1):
+            raise bus.OpError("bad_args", "direction must be +1 (long) or -1 (short)")
+        if not a.lots > 0:
+            raise bus.OpError("bad_args", "lots must be positive")
+        for name, dist in (("sl_distance", a.sl_distance), ("tp_distance", a.tp_distance)):
+            if dist is not None and dist < 0:
+                raise bus.OpError("bad_args", f"{name} is a price distance from the fill and cannot be negative")
+        self._check_symbol(a.symbol)
+        broker = self._need_broker()
+        request = {
+            "symbol": a.symbol,
+            "direction": a.direction,
+            "lots": a.lots,
+            "sl_distance": a.sl_distance,
+            "tp_distance": a.tp_distance,
+            "server_time": broker.server_time,
+        }
+        step = self._asked_before(self.ledger.ask_open(cid, request, time.time()))
+        if not isinstance(step, ledger.Send):
+            return step
+        self.count("orders")
+        order = broker.market_order(
+            a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
+            client_order_id=cid, comment=a.comment,
+        )
+        return self._defer(step.out_key, order, lambda res: self._settle_open(cid, a, res), f"order_open {cid}")
+
+    def _settle_open(self, cid: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
+        server_time = self.broker.server_time if self.broker is not None else None  # the session may be gone now
+        if (
+            res.success
+            and res.ticket
+            and self.published.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
+                                 a.comment)
+        ):
+            self._save_state()  # known open now, even if this process dies before its fill event is published
+        done = self.ledger.settled_open(cid, res, time.time())  # None: the same id may be sent again
+        if done is not None:
+            self._journal(done)
+        if not res.success:
+            self.count("orders_failed")
+        return res
+
+    def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
+        broker = self._need_broker()
+        if a.lots is not None and not a.lots > 0:
+            raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")
+        step = self._asked_before(
+            self.ledger.ask_close(a.client_order_id, a.ticket, a.lots, broker.server_time, time.time()))
+        if not isinstance(step, ledger.Send):
+            return step
+        self.count("closes_requested")
+        return self._defer(step.out_key, broker.close_position(a.ticket, a.lots),
+                           lambda res: self._settle_close(a, res), f"order_close {a.ticket}")
+
+    def _settle_close(self, a: messages.OrderCloseArgs, res: OrderResult) -> messages.OrderResult:
+        res, done = self.ledger.settled_close(a.client_order_id, a.ticket, a.lots, res, time.time())
+        if done is not None:
+            self._journal(done)
+        return res
+
+    def _op_order_amend(self, a: messages.OrderAmendArgs) -> bus.Deferred:
+        for name, price in (("sl", a.sl), ("tp", a.tp)):
+            if price is not None and not (math.isfinite(price) and price > 0):
+                raise bus.OpError("bad_args", f"{name} must be a positive price or null, got {price!r}")
+        broker = self._need_broker()
+        step = self._asked_before(self.ledger.ask_amend(a.ticket))
+        if not isinstance(step, ledger.Send):
+            return step
+        self.count("amends")
+        return self._defer(step.out_key, broker.amend_position(a.ticket, a.sl, a.tp), lambda res: res,
+                           f"order_amend {a.ticket}")
