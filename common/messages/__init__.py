@@ -15,6 +15,8 @@ through the package (``from common import messages``; ``messages.Bar``, ``messag
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from common.messages.events import (
     BOOTING,
     DEGRADED,
@@ -135,40 +137,27 @@ def bar_topic(symbol: str, timeframe: str) -> str:
     return f"bar.{symbol}.{timeframe}"
 
 
-def signal_topic(symbol: str) -> str:
-    return f"signal.{symbol}"
+def _per_symbol(prefix: str) -> Callable[[str], str]:
+    """The topic function of a per-symbol stream: `<prefix>.<SYM>` (SUB prefixes match on `<prefix>.`)."""
+
+    def topic(symbol: str) -> str:
+        return f"{prefix}.{symbol}"
+
+    topic.__name__ = topic.__qualname__ = f"{prefix.replace('.', '_')}_topic"
+    return topic
 
 
-def ack_topic(symbol: str) -> str:
-    return f"ack.{symbol}"
-
-
-def fill_topic(symbol: str) -> str:
-    return f"fill.{symbol}"
-
-
-def closed_topic(symbol: str) -> str:
-    return f"closed.{symbol}"
-
-
-def reject_topic(symbol: str) -> str:
-    return f"reject.{symbol}"
-
+signal_topic = _per_symbol("signal")
+ack_topic = _per_symbol("ack")
+fill_topic = _per_symbol("fill")
+closed_topic = _per_symbol("closed")
+reject_topic = _per_symbol("reject")
+market_topic = _per_symbol("market")
+paper_trade_topic = _per_symbol("paper.trade")
+paper_metrics_topic = _per_symbol("paper.metrics")
 
 ACCOUNT_TOPIC = "account"
 CONNECTION_TOPIC = "conn.state"
-
-
-def market_topic(symbol: str) -> str:
-    return f"market.{symbol}"
-
-
-def paper_trade_topic(symbol: str) -> str:
-    return f"paper.trade.{symbol}"
-
-
-def paper_metrics_topic(symbol: str) -> str:
-    return f"paper.metrics.{symbol}"
 
 
 __all__ = [  # the wire's names, as callers use them: messages.<name>
