@@ -14,10 +14,12 @@ names the command and the argument (`close.symbol: ...`). Not here: the protocol
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,33 +38,90 @@ class CommandError(ValueError):
         self.message = message
 
 
-# ---- arguments: a str field is a positional argument (or --option when it has a default), a map field is
-# ---- KEY=VALUE ... (values read as YAML: 0.01 -> float, true -> bool, text stays text)
+# ---- one class per command (as Circus's circus/commands/): its docstring is the help (first line: the summary
+# ---- `oracle ctl --help` lists), its fields are its arguments: a str field is a positional argument (or --option
+# ---- when it has a default), a map field is KEY=VALUE ... (values read as YAML: 0.01 -> float, true -> bool)
 
 
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    service: typing.ClassVar[str]
 
 
-class NoArgs(Args):
-    pass
+class OrchestratorCommand(Args):
+    service = ORCHESTRATOR
 
 
-class SymbolArgs(Args):
-    symbol: str = Field(min_length=1, description="the symbol, e.g. EURUSD")
+class ExecutorCommand(Args):
+    service = EXECUTOR
 
 
-class RiskChangesArgs(Args):
-    changes: dict[str, Any] = Field(min_length=1, description="keys of the _risk section, e.g. dd_emergency_pct=10")
+Symbol = Annotated[str, Field(min_length=1, description="the symbol, e.g. EURUSD")]
 
 
-class SymbolChangesArgs(Args):
-    symbol: str = Field(min_length=1, description="the symbol, e.g. EURUSD")
+class Status(OrchestratorCommand):
+    """The system's state and every service's: pid, epoch, uptime, heartbeat age, RSS, restarts.
+    When the orchestrator does not answer, each service is asked directly (exit code 1)."""
+
+
+class Stop(OrchestratorCommand):
+    """Ordered shutdown of the whole system, then supervisord exits.
+    The executor stops (closing if close_on_exit), the session ends, the broker disconnects."""
+
+    reason: str = Field("MANUAL", min_length=1, description="why, for the record (default MANUAL)")
+
+
+class ClearHalt(OrchestratorCommand):
+    """Leave the system's HALTED (a service that kept failing) after a person has looked.
+    The stopped service is started again. The executor's own halt (the risk guard's emergency) is lifted by
+    reset-halt."""
+
+
+class Pause(ExecutorCommand):
+    """Stop opening positions (closes continue)."""
+
+
+class Resume(ExecutorCommand):
+    """Allow openings again (a halt stays until reset-halt)."""
+
+
+class Close(ExecutorCommand):
+    """Close every position of SYMBOL, orphans included."""
+
+    symbol: Symbol
+
+
+class CloseAll(ExecutorCommand):
+    """Close every position on the account, orphans included."""
+
+
+class ResetHalt(ExecutorCommand):
+    """Lift the executor's halt (the risk guard's emergency drawdown, or a person's): openings allowed again.
+    Every other check still applies: set the limits back first (set-risk-config) if the drawdown is still beyond
+    them."""
+
+
+class ResetLosses(ExecutorCommand):
+    """Clear the consecutive-loss streak and its cooldown."""
+
+
+class SetSymbolConfig(ExecutorCommand):
+    """Change keys of one symbol's entry in the executor's symbols config.
+    Validated against its schema (an error names the key), then written atomically."""
+
+    symbol: Symbol
     changes: dict[str, Any] = Field(min_length=1, description="keys of the symbol's entry, e.g. sl_usd=10 enabled=true")
 
 
-class StopArgs(Args):
-    reason: str = Field("MANUAL", min_length=1, description="why, for the record (default MANUAL)")
+class SetRiskConfig(ExecutorCommand):
+    """Change keys of the _risk section of the executor's symbols config (drawdown limits, loss streak).
+    Validated against its schema (an error names the key), then written atomically."""
+
+    changes: dict[str, Any] = Field(min_length=1, description="keys of the _risk section, e.g. dd_emergency_pct=10")
+
+
+class ExecutorStatus(ExecutorCommand):
+    """The executor's trading state: pause, halt, loss streak, positions, per-symbol config, last sync decision."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +129,7 @@ class Command:
     name: str  # the wire name; the CLI's subcommand is the same with '-' for '_'
     service: str  # the service that executes it
     args: type[Args]
-    help: str  # first line: the summary `oracle ctl --help` lists; the rest: details in `oracle ctl NAME --help`
+    help: str  # the class's docstring: first line the summary, the rest details in `oracle ctl NAME --help`
 
     @property
     def cli_name(self) -> str:
@@ -130,41 +189,14 @@ def _settings(command: str, arg: str, items: list[str]) -> dict[str, Any]:
     return out
 
 
-COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("status", ORCHESTRATOR, NoArgs,
-            "The system's state and every service's: pid, epoch, uptime, heartbeat age, RSS, restarts.\n"
-            "When the orchestrator does not answer, each service is asked directly (exit code 1)."),
-    Command("stop", ORCHESTRATOR, StopArgs,
-            "Ordered shutdown of the whole system, then supervisord exits.\n"
-            "The executor stops (closing if close_on_exit), the session ends, the broker disconnects."),
-    Command("clear_halt", ORCHESTRATOR, NoArgs,
-            "Leave the system's HALTED (a service that kept failing) after a person has looked.\n"
-            "The stopped service is started again. The executor's own halt (the risk guard's emergency) is "
-            "lifted by reset-halt."),
-    Command("pause", EXECUTOR, NoArgs,
-            "Stop opening positions (closes continue)."),
-    Command("resume", EXECUTOR, NoArgs,
-            "Allow openings again (a halt stays until reset-halt)."),
-    Command("close", EXECUTOR, SymbolArgs,
-            "Close every position of SYMBOL, orphans included."),
-    Command("close_all", EXECUTOR, NoArgs,
-            "Close every position on the account, orphans included."),
-    Command("reset_halt", EXECUTOR, NoArgs,
-            "Lift the executor's halt (the risk guard's emergency drawdown, or a person's): openings allowed again.\n"
-            "Every other check still applies: set the limits back first (set-risk-config) if the drawdown is "
-            "still beyond them."),
-    Command("reset_losses", EXECUTOR, NoArgs,
-            "Clear the consecutive-loss streak and its cooldown."),
-    Command("set_symbol_config", EXECUTOR, SymbolChangesArgs,
-            "Change keys of one symbol's entry in the executor's symbols config.\n"
-            "Validated against its schema (an error names the key), then written atomically."),
-    Command("set_risk_config", EXECUTOR, RiskChangesArgs,
-            "Change keys of the _risk section of the executor's symbols config (drawdown limits, loss streak).\n"
-            "Validated against its schema (an error names the key), then written atomically."),
-    Command("executor_status", EXECUTOR, NoArgs,
-            "The executor's trading state: pause, halt, loss streak, positions, per-symbol config and last "
-            "sync decision."),
-)}
+def _command(args: type[Args]) -> Command:
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", args.__name__).lower()  # ClearHalt -> clear_halt
+    return Command(name, args.service, args, inspect.cleandoc(args.__doc__ or ""))
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in map(_command, (
+    Status, Stop, ClearHalt, Pause, Resume, Close, CloseAll, ResetHalt, ResetLosses, SetSymbolConfig, SetRiskConfig,
+    ExecutorStatus))}
 
 
 def parse(name: str, raw: Mapping[str, Any] | None, service: str) -> tuple[Command, Args]:

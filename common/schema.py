@@ -164,8 +164,39 @@ def fields_of(cls: type) -> tuple[_FieldSpec, ...]:
     return spec
 
 
-def from_wire(cls: type, raw: Any) -> Any:
+@dataclass(frozen=True)
+class OneOf:
+    """A result whose record is chosen by one of its fields: ``status`` by ``service`` (each process's report),
+    ``command`` by ``command`` (each command's answer). A value not listed is refused unless ``default`` is set
+    (e.g. a process that is not one of the services: its report decoded as the part every process has)."""
+
+    tag: str
+    records: dict[str, type]
+    default: type | None = None
+
+    def pick(self, raw: Any) -> type:
+        if type(raw) is not dict:
+            raise SchemaError(f"expected a map, got {type(raw).__name__}")
+        value = raw.get(self.tag, _MISSING)
+        if value is _MISSING:
+            raise SchemaError("missing", self.tag)
+        cls = self.records.get(value) if type(value) is str else None
+        if cls is None:
+            if self.default is None:
+                raise SchemaError(f"expected one of {', '.join(sorted(self.records))}, got {value!r}"[:200],
+                                  self.tag)
+            cls = self.default
+        return cls
+
+    def check(self) -> None:
+        for cls in (*self.records.values(), *([self.default] if self.default else [])):
+            fields_of(cls)
+
+
+def from_wire(cls: type | OneOf, raw: Any) -> Any:
     """Validate a decoded map against ``cls`` and build the record; a SchemaError names the field's path."""
+    if isinstance(cls, OneOf):
+        cls = cls.pick(raw)
     if type(raw) is not dict:
         raise SchemaError(f"expected a map, got {type(raw).__name__}")
     values = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from common.schema import fields_of
+from common.schema import OneOf, fields_of
 
 EVENTS: dict[str, type] = {}
 _TYPE_NAMES: dict[type, str] = {}
@@ -33,17 +33,19 @@ def type_name(record: Any) -> str:
 class OpSpec:
     name: str
     args: type
-    result: type | None  # None: a free-form map (a status report, a command's answer: each their own)
+    result: type | OneOf | None  # OneOf: the record named by a field of the answer (status, command)
     doc: str
 
 
 OPS: dict[str, OpSpec] = {}
 
 
-def op(name: str, args: type, result: type | None, doc: str) -> OpSpec:
+def op(name: str, args: type, result: type | OneOf | None, doc: str) -> OpSpec:
     spec = OpSpec(name, args, result, doc)
     OPS[name] = spec
     fields_of(args)
-    if result is not None:
+    if isinstance(result, OneOf):
+        result.check()
+    elif result is not None:
         fields_of(result)
     return spec

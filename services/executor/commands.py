@@ -21,7 +21,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common import commands as registry
-from common.commands import Args, CommandError, NoArgs, RiskChangesArgs, SymbolArgs, SymbolChangesArgs
+from common.commands import (
+    Args,
+    Close,
+    CloseAll,
+    CommandError,
+    ExecutorStatus,
+    Pause,
+    ResetHalt,
+    ResetLosses,
+    Resume,
+    SetRiskConfig,
+    SetSymbolConfig,
+)
 from common.order_label import OrderAction, client_order_id
 from services.executor import risk as risk_rules
 from services.executor.risk import RiskState
@@ -82,31 +94,31 @@ def _close_orders(positions: Sequence[RealPosition], now: int, reason: str) -> t
         for p in sorted(positions, key=lambda p: p.ticket))
 
 
-def pause(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def pause(ctx: CommandContext, args: Pause) -> CommandOutcome:
     return _unchanged(ctx, {"paused": True, "was_paused": ctx.paused}, paused=True)
 
 
-def resume(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def resume(ctx: CommandContext, args: Resume) -> CommandOutcome:
     return _unchanged(ctx, {"paused": False, "halted": ctx.risk.halted}, paused=False)
 
 
-def close(ctx: CommandContext, args: SymbolArgs) -> CommandOutcome:
+def close(ctx: CommandContext, args: Close) -> CommandOutcome:
     mine = [p for p in ctx.positions if p.symbol == args.symbol]
     closes = _close_orders(mine, ctx.now, "MANUAL_CLOSE")
     return _unchanged(ctx, {"symbol": args.symbol, "closing": [c.ticket for c in closes]}, closes=closes)
 
 
-def close_all(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def close_all(ctx: CommandContext, args: CloseAll) -> CommandOutcome:
     closes = _close_orders(ctx.positions, ctx.now, "MANUAL_CLOSE_ALL")
     return _unchanged(ctx, {"closing": [c.ticket for c in closes]}, closes=closes)
 
 
-def reset_halt(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def reset_halt(ctx: CommandContext, args: ResetHalt) -> CommandOutcome:
     return _unchanged(ctx, {"halted": False, "was": ctx.risk.halt_reason},
                       risk=risk_rules.reset_halt(ctx.risk))
 
 
-def reset_losses(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def reset_losses(ctx: CommandContext, args: ResetLosses) -> CommandOutcome:
     return _unchanged(ctx, {"consecutive_losses": 0}, risk=risk_rules.reset_losses(ctx.risk))
 
 
@@ -114,7 +126,7 @@ def _config_error(exc: ConfigError) -> CommandError:
     return CommandError("BAD_CONFIG", str(exc))
 
 
-def set_symbol_config(ctx: CommandContext, args: SymbolChangesArgs) -> CommandOutcome:
+def set_symbol_config(ctx: CommandContext, args: SetSymbolConfig) -> CommandOutcome:
     try:
         config = with_symbol_changes(ctx.config, args.symbol, args.changes)
     except ConfigError as exc:
@@ -123,7 +135,7 @@ def set_symbol_config(ctx: CommandContext, args: SymbolChangesArgs) -> CommandOu
     return _unchanged(ctx, reply, config=config, config_changed=True)
 
 
-def set_risk_config(ctx: CommandContext, args: RiskChangesArgs) -> CommandOutcome:
+def set_risk_config(ctx: CommandContext, args: SetRiskConfig) -> CommandOutcome:
     try:
         config = with_risk_changes(ctx.config, args.changes)
     except ConfigError as exc:
@@ -131,7 +143,7 @@ def set_risk_config(ctx: CommandContext, args: RiskChangesArgs) -> CommandOutcom
     return _unchanged(ctx, {"risk": config.risk.model_dump()}, config=config, config_changed=True)
 
 
-def executor_status(ctx: CommandContext, args: NoArgs) -> CommandOutcome:
+def executor_status(ctx: CommandContext, args: ExecutorStatus) -> CommandOutcome:
     symbols = {}
     for symbol in sorted(set(ctx.config.symbols) | set(ctx.modelled_symbols)):
         cfg = ctx.config.symbol(symbol)

@@ -39,6 +39,7 @@ import zmq
 
 from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
+from common.commands import CloseAll
 from common.config import TIMEFRAMES
 from common.model_meta import read_models
 from common.sequence import Delivery
@@ -367,7 +368,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         except ConnectorDown as exc:
             raise runtime.StepFailed(f"close_on_exit: cannot read positions: {exc}") from None
         ctx = self._command_context(positions)
-        result = commands.close_all(ctx, commands.NoArgs())
+        result = commands.close_all(ctx, CloseAll())
         acks = self._send_closes([replace(c, reason="CLOSE_ON_EXIT") for c in result.closes], "CLOSE_ON_EXIT")
         for i, ack in enumerate(acks):
             self._emit_ack(ack, None, i)

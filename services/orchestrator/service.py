@@ -329,7 +329,7 @@ class Orchestrator(runtime.Service):
             self._publish_state(now)
 
     # ---- operator requests -------------------------------------------------------------------
-    def _on_stop_request(self, args: commands.StopArgs) -> messages.Stopping:
+    def _on_stop_request(self, args: commands.Stop) -> messages.Stopping:
         if not self.stopping:
             self.stopping = True
             for queue in self.pushes.values():
@@ -356,7 +356,7 @@ class Orchestrator(runtime.Service):
                     os.kill(pid, signal.SIGTERM)
         self.request_stop()
 
-    def _on_clear_halt(self, _args: commands.NoArgs) -> messages.HaltCleared:
+    def _on_clear_halt(self, _args: commands.ClearHalt) -> messages.HaltCleared:
         was = self.halted_reason
         self.halted_reason = ""
         for v in self.views.values():
