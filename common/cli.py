@@ -159,6 +159,8 @@ def _print_result(result: commands.CommandResult) -> None:
         return
     print(f"{head}: done")
     for key, value in result.reply.items():
+        if key == "command" and value == result.command:
+            continue  # the head names it
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         print(f"  {key}: {text}")
 

@@ -5,7 +5,8 @@ handlers are keyed by it (`handlers_for`), so a command cannot exist on one side
 Modelled on Circus's circus/commands/: the help is the command's own text, `message` turns validated arguments
 into what goes on the wire, the service executes it. How a command travels (REQ/REP, straight to its service):
 - orchestrator commands are ops of their own name (`status`, `stop`, `clear_halt`), the record of `messages.OPS`;
-- executor commands ride the executor's `command` op: `CommandArgs(name, args)`.
+- executor commands ride the executor's `command` op: `CommandArgs(name, args)`, answered by the record the
+  command's class states (`result`; the wire decodes it with `messages.COMMAND_RESULTS`, the same records).
 Both sides validate with the same `Args` model: the CLI before sending, the service before any effect. An error
 names the command and the argument (`close.symbol: ...`). Not here: the protocol ops the services send each other
 (hello, ready, step, ping), which no person sends.
@@ -18,7 +19,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from typing import Annotated, Any
 
 import yaml
@@ -46,6 +47,9 @@ class CommandError(ValueError):
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     service: typing.ClassVar[str]
+    # an executor command's answer: the record of messages.COMMAND_RESULTS under its name (an orchestrator command
+    # is an op of its own: its result is that op's, in messages.OPS)
+    result: typing.ClassVar[type | None] = None
 
 
 class OrchestratorCommand(Args):
@@ -80,19 +84,26 @@ class ClearHalt(OrchestratorCommand):
 class Pause(ExecutorCommand):
     """Stop opening positions (closes continue)."""
 
+    result = messages.Paused
+
 
 class Resume(ExecutorCommand):
     """Allow openings again (a halt stays until reset-halt)."""
+
+    result = messages.Resumed
 
 
 class Close(ExecutorCommand):
     """Close every position of SYMBOL, orphans included."""
 
+    result = messages.Closing
     symbol: Symbol
 
 
 class CloseAll(ExecutorCommand):
     """Close every position on the account, orphans included."""
+
+    result = messages.Closing
 
 
 class ResetHalt(ExecutorCommand):
@@ -100,15 +111,20 @@ class ResetHalt(ExecutorCommand):
     Every other check still applies: set the limits back first (set-risk-config) if the drawdown is still beyond
     them."""
 
+    result = messages.HaltReset
+
 
 class ResetLosses(ExecutorCommand):
     """Clear the consecutive-loss streak and its cooldown."""
+
+    result = messages.LossesReset
 
 
 class SetSymbolConfig(ExecutorCommand):
     """Change keys of one symbol's entry in the executor's symbols config.
     Validated against its schema (an error names the key), then written atomically."""
 
+    result = messages.SymbolConfigSet
     symbol: Symbol
     changes: dict[str, Any] = Field(min_length=1, description="keys of the symbol's entry, e.g. sl_usd=10 enabled=true")
 
@@ -117,11 +133,14 @@ class SetRiskConfig(ExecutorCommand):
     """Change keys of the _risk section of the executor's symbols config (drawdown limits, loss streak).
     Validated against its schema (an error names the key), then written atomically."""
 
+    result = messages.RiskConfigSet
     changes: dict[str, Any] = Field(min_length=1, description="keys of the _risk section, e.g. dd_emergency_pct=10")
 
 
 class ExecutorStatus(ExecutorCommand):
     """The executor's trading state: pause, halt, loss streak, positions, per-symbol config, last sync decision."""
+
+    result = messages.TradingState
 
 
 @dataclass(frozen=True)
@@ -245,14 +264,18 @@ class CommandResult:
     command: str
     service: str
     ok: bool
-    reply: dict[str, Any] = field(default_factory=dict)
+    reply: dict[str, Any] = field(default_factory=dict)  # the answer as plain maps, for printing and --json
     error: str = ""  # CODE: message (refused), or why nothing answered
+    record: Any = None  # the answer as its typed record (messages.*), when the op has one
 
     @classmethod
     def answered(cls, command: Command, reply: Any) -> CommandResult:
-        """The service's reply, a map or a typed record (nested records become maps)."""
-        values = asdict(reply) if is_dataclass(reply) and not isinstance(reply, type) else dict(reply or {})
-        return cls(command.name, command.service, True, values)
+        """The service's reply, a typed record (kept; its plain maps in `reply`) or a map."""
+        if is_dataclass(reply) and not isinstance(reply, type):
+            return cls(command.name, command.service, True, messages.to_wire(reply), record=reply)
+        return cls(command.name, command.service, True, dict(reply or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form: the plain maps only (`record` is the same answer)."""
+        return {"command": self.command, "service": self.service, "ok": self.ok, "reply": self.reply,
+                "error": self.error}

@@ -55,25 +55,33 @@ from common.messages.requests import (
     ORDER_ERROR_CODES,
     AccountInfo,
     BookQuote,
+    Closing,
     CommandArgs,
+    DueAtOpen,
     HaltCleared,
+    HaltReset,
     Hello,
     HistoryArgs,
     HistoryResult,
     Instruction,
     LastSignals,
+    LossesReset,
     MarketClosed,
     NoArgs,
     OrderAmendArgs,
     OrderCloseArgs,
     OrderOpenArgs,
     OrderResult,
+    Paused,
     Pong,
     Position,
     Positions,
     QueryArgs,
     QueryResult,
     Ready,
+    Resumed,
+    RiskConfigSet,
+    RiskStatus,
     SignalsSince,
     SignalsSinceArgs,
     StepArgs,
@@ -83,12 +91,17 @@ from common.messages.requests import (
     SubscribeArgs,
     Subscribed,
     SymbolArgs,
+    SymbolConfigSet,
     SymbolInfo,
+    TradingPosition,
+    TradingState,
+    TradingSymbol,
     VirtualPosition,
     VirtualPositions,
     WriteArgs,
     WriteResult,
 )
+from common.schema import OneOf
 from common.schema import SchemaError as SchemaError  # re-exported: callers name messages.SchemaError, ...
 from common.schema import from_wire as from_wire
 from common.schema import to_wire as to_wire
@@ -114,7 +127,14 @@ OP_LAST_SIGNALS = op("last_signals", NoArgs, LastSignals, "preditor: the last si
 OP_SIGNALS_SINCE = op("signals_since", SignalsSinceArgs, SignalsSince,
                       "preditor: the signals decided after a bar time per symbol (what paper missed while down)")
 OP_VIRTUAL_POSITIONS = op("virtual_positions", NoArgs, VirtualPositions, "preditor: the twin's position per symbol")
-OP_COMMAND = op("command", CommandArgs, None, "executor: an operator command (pause, resume, close, ...)")
+# the executor's command results by the command's name; common/commands.py's command classes state the same
+# records (`result`), and tests/common/test_commands.py checks the two agree
+COMMAND_RESULTS = OneOf("command", {
+    "pause": Paused, "resume": Resumed, "close": Closing, "close_all": Closing, "reset_halt": HaltReset,
+    "reset_losses": LossesReset, "set_symbol_config": SymbolConfigSet, "set_risk_config": RiskConfigSet,
+    "executor_status": TradingState,
+})
+OP_COMMAND = op("command", CommandArgs, COMMAND_RESULTS, "executor: an operator command (pause, resume, close, ...)")
 OP_QUERY = op("query", QueryArgs, QueryResult, "persistence: read records back")
 OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
 
@@ -161,19 +181,20 @@ CONNECTION_TOPIC = "conn.state"
 
 
 __all__ = [  # the wire's names, as callers use them: messages.<name>
-    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote",
-    "CONNECTION_TOPIC", "CommandArgs", "ConnectionState", "DEGRADED", "EVENTS", "Fill", "HALTED", "HaltCleared",
-    "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction", "LastSignals", "MarketClosed",
-    "MarketState", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT", "OP_COMMAND", "OP_HELLO", "OP_HISTORY",
-    "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN", "OP_PING", "OP_POSITIONS", "OP_QUERY",
-    "OP_READY", "OP_SIGNALS_SINCE", "OP_STATUS", "OP_STEP", "OP_STOP", "OP_SUBSCRIBE", "OP_SYMBOL_INFO",
-    "OP_VIRTUAL_POSITIONS", "OP_WRITE", "ORDER_ERROR_CODES", "OpSpec", "OrderAmendArgs", "OrderCloseArgs",
-    "OrderOpenArgs", "OrderRejected", "OrderResult", "PaperMetrics", "PaperTrade", "Pong", "Position",
-    "PositionClosed", "Positions", "QueryArgs", "QueryResult", "RUNNING", "Ready", "STOPPING", "SYSTEM_STATES",
-    "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP", "S_STOPPING", "S_WAITING", "SchemaError", "Signal", "SignalsSince",
-    "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs", "Stopping", "SubscribeArgs", "Subscribed",
-    "SymbolArgs", "SymbolInfo", "SysState", "VirtualPosition", "VirtualPositions", "WriteArgs", "WriteResult",
-    "ack_topic", "alert_topic", "bar_topic", "closed_topic", "event", "fill_topic", "from_wire", "hb_topic",
-    "market_topic", "op", "paper_metrics_topic", "paper_trade_topic", "reject_topic", "signal_topic", "to_wire",
-    "type_name",
+    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote", "COMMAND_RESULTS",
+    "CONNECTION_TOPIC", "Closing", "CommandArgs", "ConnectionState", "DEGRADED", "DueAtOpen", "EVENTS", "Fill",
+    "HALTED", "HaltCleared", "HaltReset", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
+    "LastSignals", "LossesReset", "MarketClosed", "MarketState", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT",
+    "OP_COMMAND", "OP_HELLO", "OP_HISTORY", "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN",
+    "OP_PING", "OP_POSITIONS", "OP_QUERY", "OP_READY", "OP_SIGNALS_SINCE", "OP_STATUS", "OP_STEP", "OP_STOP",
+    "OP_SUBSCRIBE", "OP_SYMBOL_INFO", "OP_VIRTUAL_POSITIONS", "OP_WRITE", "ORDER_ERROR_CODES", "OpSpec",
+    "OrderAmendArgs", "OrderCloseArgs", "OrderOpenArgs", "OrderRejected", "OrderResult", "PaperMetrics", "PaperTrade",
+    "Paused", "Pong", "Position", "PositionClosed", "Positions", "QueryArgs", "QueryResult", "RUNNING", "Ready",
+    "Resumed", "RiskConfigSet", "RiskStatus", "STOPPING", "SYSTEM_STATES", "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP",
+    "S_STOPPING", "S_WAITING", "SchemaError", "Signal", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult",
+    "StopArgs", "Stopping", "SubscribeArgs", "Subscribed", "SymbolArgs", "SymbolConfigSet", "SymbolInfo", "SysState",
+    "TradingPosition", "TradingState", "TradingSymbol", "VirtualPosition", "VirtualPositions", "WriteArgs",
+    "WriteResult", "ack_topic", "alert_topic", "bar_topic", "closed_topic", "event", "fill_topic", "from_wire",
+    "hb_topic", "market_topic", "op", "paper_metrics_topic", "paper_trade_topic", "reject_topic", "signal_topic",
+    "to_wire", "type_name",
 ]

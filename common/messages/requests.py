@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.messages.events import Signal
+from common.messages.events import Ack, MarketState, Signal
 
 # ---- request operations ----------------------------------------------------------------------
 
@@ -363,3 +363,155 @@ class HaltCleared:
 
     state: str
     was_halted: str
+
+
+# ---- the executor's command results (op ``command``): one record per command, its ``command`` field names it
+# ---- (``COMMAND_RESULTS``, a schema.OneOf); common/commands.py's command classes state the same records
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """``pause``: openings refused from now on (closes go on); ``was_paused``: they already were."""
+
+    command: str
+    paused: bool
+    was_paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """``resume``: openings allowed again, unless a halt still refuses them (``halted``: lifted by reset_halt, or
+    the system's HALTED by clear_halt)."""
+
+    command: str
+    paused: bool
+    halted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """``close`` (``symbol``) / ``close_all`` (``symbol`` ""): the tickets of the positions closed and the ack of
+    each close, as published on ``ack.<SYMBOL>``."""
+
+    command: str
+    closing: list  # tickets, in order
+    symbol: str = ""
+    acks: list[Ack] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HaltReset:
+    """``reset_halt``: the executor's own halt lifted; ``was`` its reason ("" when there was none); ``halted``:
+    openings still refused by the system's HALTED."""
+
+    command: str
+    halted: bool
+    was: str
+
+
+@dataclass(frozen=True, slots=True)
+class LossesReset:
+    """``reset_losses``: the loss streak and its cooldown cleared."""
+
+    command: str
+    consecutive_losses: int
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolConfigSet:
+    """``set_symbol_config``: the symbol's entry as written (the executor's config schema, hence a map)."""
+
+    command: str
+    symbol: str
+    config: dict
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfigSet:
+    """``set_risk_config``: the ``_risk`` section as written (the executor's config schema, hence a map)."""
+
+    command: str
+    risk: dict
+
+
+@dataclass(frozen=True, slots=True)
+class TradingSymbol:
+    """A symbol in ``executor_status``: its config (lots by intensity 1-3), whether a model trades it, and the last
+    sync decision on it ("" for none yet)."""
+
+    enabled: bool
+    lots: list  # [weak, moderate, strong]
+    sl_usd: float
+    tp_usd: float
+    max_spread_pips: float
+    off_step: str  # refuse | round_down
+    modelled: bool
+    last_decision: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TradingPosition:
+    """A position on the account as the executor sees it (``executor_status``)."""
+
+    ticket: int
+    symbol: str
+    direction: int  # +1 long, -1 short
+    lots: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DueAtOpen:
+    """A close the broker refused as MARKET_CLOSED, kept to be sent once at the open (``executor_status``)."""
+
+    ticket: int
+    symbol: str
+    lots: float
+    client_order_id: str  # the refused close's: the same order at the open
+    reason: str  # the close's own reason (SIGNAL_WAIT, MANUAL_CLOSE, EMERGENCY_DD, ...)
+    action: str  # the ack action of the refused close
+    bar_time: int | None  # the signal's bar; None for a command, the emergency, the stop
+    since: float  # when the broker refused it (Unix s)
+    state: str  # WAITING (for the open) | SENT (at the open, answer awaited)
+    sent: int = 0  # times sent at an open
+
+
+@dataclass(frozen=True, slots=True)
+class RiskStatus:
+    """The risk guard's state (``executor_status``): the session's balance and equity, the loss streak, the
+    executor's own halt."""
+
+    session_start_balance: float | None
+    peak_equity: float | None
+    equity: float | None
+    consecutive_losses: int = 0
+    cooldown_until: float | None = None
+    halted: bool = False  # the executor's own halt (the system's HALTED is not here)
+    halt_reason: str = ""
+    recent_close_ids: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TradingState:
+    """``executor_status``: the executor's trading state. The first fields come from the command's handler; the
+    rest (from ``synced``) are the process's own facts, added by its service."""
+
+    command: str
+    paused: bool
+    halted: bool  # openings refused by a halt: the executor's own (risk.halted) or the system's HALTED
+    halt_reason: str  # the executor's own halt's reason ("" when none)
+    consecutive_losses: int
+    cooldown_until: float | None
+    positions: list[TradingPosition]  # read from the connector now (the last known when it does not answer)
+    orphans: list  # symbols of a position that no model trades
+    modelled: list  # symbols a model trades
+    symbols: dict[str, TradingSymbol]  # every configured or modelled symbol
+    risk: RiskStatus
+    synced: bool = False  # executor.sync ran
+    connected: bool | None = None  # the broker session, as the connector said last (None: not heard)
+    stopped: bool = False  # executor.stop ran
+    due_closes: list[DueAtOpen] = field(default_factory=list)
+    markets: dict[str, MarketState] = field(default_factory=dict)  # what the connector said last per symbol
+    closed_markets: list = field(default_factory=list)  # symbols the last positions answer listed as closed
+    last_bar_time: dict = field(default_factory=dict)  # symbol -> bar open time of the last signal evaluated
+    pending_signals: list = field(default_factory=list)  # symbols with a signal waiting to be evaluated

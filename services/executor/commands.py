@@ -3,7 +3,8 @@ command's help and arguments; `HANDLERS` is keyed by it).
 
 A handler never does I/O: it gets a `CommandContext` (the executor's current values) and validated arguments, and
 returns a `CommandOutcome` saying what changes and which positions to close; the service then sends the closes,
-writes a changed config with `write_atomic`, and replies `outcome.reply`.
+writes a changed config with `write_atomic`, and replies `outcome.reply`, the command's result record
+(`messages.COMMAND_RESULTS`; a close's acks and executor_status's process facts added by the service).
 
 Semantics:
 - pause / resume: pause blocks openings only; closes (sync rule, commands, emergency) go on. Resume does not
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common import commands as registry
+from common import messages
 from common.commands import (
     Args,
     Close,
@@ -68,11 +70,17 @@ class CommandContext:
     positions: Sequence[RealPosition] = ()
     modelled_symbols: frozenset[str] = frozenset()
     last_decisions: Mapping[str, str] = field(default_factory=dict)  # symbol -> last sync reason
+    system_halted: bool = False  # the system is HALTED (openings refused whatever the executor's own halt)
+
+    @property
+    def halted(self) -> bool:
+        """Openings refused by a halt: the executor's own or the system's."""
+        return self.risk.halted or self.system_halted
 
 
 @dataclass(frozen=True)
 class CommandOutcome:
-    reply: dict[str, Any]
+    reply: Any  # the command's result record (messages.COMMAND_RESULTS; its `result` in common/commands.py)
     paused: bool
     risk: RiskState
     config: ExecutorSymbols
@@ -82,7 +90,7 @@ class CommandOutcome:
 
 # ---- handlers
 
-def _unchanged(ctx: CommandContext, reply: dict[str, Any], **changes: Any) -> CommandOutcome:
+def _unchanged(ctx: CommandContext, reply: Any, **changes: Any) -> CommandOutcome:
     base = CommandOutcome(reply=reply, paused=ctx.paused, risk=ctx.risk, config=ctx.config)
     return replace(base, **changes)
 
@@ -95,31 +103,33 @@ def _close_orders(positions: Sequence[RealPosition], now: int, reason: str) -> t
 
 
 def pause(ctx: CommandContext, args: Pause) -> CommandOutcome:
-    return _unchanged(ctx, {"paused": True, "was_paused": ctx.paused}, paused=True)
+    return _unchanged(ctx, messages.Paused("pause", paused=True, was_paused=ctx.paused), paused=True)
 
 
 def resume(ctx: CommandContext, args: Resume) -> CommandOutcome:
-    return _unchanged(ctx, {"paused": False, "halted": ctx.risk.halted}, paused=False)
+    return _unchanged(ctx, messages.Resumed("resume", paused=False, halted=ctx.halted), paused=False)
 
 
 def close(ctx: CommandContext, args: Close) -> CommandOutcome:
     mine = [p for p in ctx.positions if p.symbol == args.symbol]
     closes = _close_orders(mine, ctx.now, "MANUAL_CLOSE")
-    return _unchanged(ctx, {"symbol": args.symbol, "closing": [c.ticket for c in closes]}, closes=closes)
+    reply = messages.Closing("close", [c.ticket for c in closes], symbol=args.symbol)
+    return _unchanged(ctx, reply, closes=closes)
 
 
 def close_all(ctx: CommandContext, args: CloseAll) -> CommandOutcome:
     closes = _close_orders(ctx.positions, ctx.now, "MANUAL_CLOSE_ALL")
-    return _unchanged(ctx, {"closing": [c.ticket for c in closes]}, closes=closes)
+    return _unchanged(ctx, messages.Closing("close_all", [c.ticket for c in closes]), closes=closes)
 
 
 def reset_halt(ctx: CommandContext, args: ResetHalt) -> CommandOutcome:
-    return _unchanged(ctx, {"halted": False, "was": ctx.risk.halt_reason},
-                      risk=risk_rules.reset_halt(ctx.risk))
+    reply = messages.HaltReset("reset_halt", halted=ctx.system_halted, was=ctx.risk.halt_reason)
+    return _unchanged(ctx, reply, risk=risk_rules.reset_halt(ctx.risk))
 
 
 def reset_losses(ctx: CommandContext, args: ResetLosses) -> CommandOutcome:
-    return _unchanged(ctx, {"consecutive_losses": 0}, risk=risk_rules.reset_losses(ctx.risk))
+    risk = risk_rules.reset_losses(ctx.risk)
+    return _unchanged(ctx, messages.LossesReset("reset_losses", risk.consecutive_losses), risk=risk)
 
 
 def _config_error(exc: ConfigError) -> CommandError:
@@ -131,7 +141,7 @@ def set_symbol_config(ctx: CommandContext, args: SetSymbolConfig) -> CommandOutc
         config = with_symbol_changes(ctx.config, args.symbol, args.changes)
     except ConfigError as exc:
         raise _config_error(exc) from exc
-    reply = {"symbol": args.symbol, "config": config.symbols[args.symbol].model_dump()}
+    reply = messages.SymbolConfigSet("set_symbol_config", args.symbol, config.symbols[args.symbol].model_dump())
     return _unchanged(ctx, reply, config=config, config_changed=True)
 
 
@@ -140,25 +150,36 @@ def set_risk_config(ctx: CommandContext, args: SetRiskConfig) -> CommandOutcome:
         config = with_risk_changes(ctx.config, args.changes)
     except ConfigError as exc:
         raise _config_error(exc) from exc
-    return _unchanged(ctx, {"risk": config.risk.model_dump()}, config=config, config_changed=True)
+    reply = messages.RiskConfigSet("set_risk_config", config.risk.model_dump())
+    return _unchanged(ctx, reply, config=config, config_changed=True)
+
+
+def _symbol(ctx: CommandContext, symbol: str) -> messages.TradingSymbol:
+    cfg = ctx.config.symbol(symbol)
+    return messages.TradingSymbol(
+        enabled=cfg.enabled, lots=[cfg.lot_weak, cfg.lot_moderate, cfg.lot_strong], sl_usd=cfg.sl_usd,
+        tp_usd=cfg.tp_usd, max_spread_pips=cfg.max_spread_pips, off_step=cfg.off_step,
+        modelled=symbol in ctx.modelled_symbols, last_decision=ctx.last_decisions.get(symbol, ""))
+
+
+def risk_status(risk: RiskState) -> messages.RiskStatus:
+    return messages.RiskStatus(
+        session_start_balance=risk.session_start_balance, peak_equity=risk.peak_equity, equity=risk.equity,
+        consecutive_losses=risk.consecutive_losses, cooldown_until=risk.cooldown_until, halted=risk.halted,
+        halt_reason=risk.halt_reason, recent_close_ids=list(risk.recent_close_ids))
 
 
 def executor_status(ctx: CommandContext, args: ExecutorStatus) -> CommandOutcome:
-    symbols = {}
-    for symbol in sorted(set(ctx.config.symbols) | set(ctx.modelled_symbols)):
-        cfg = ctx.config.symbol(symbol)
-        symbols[symbol] = {
-            "enabled": cfg.enabled, "lots": [cfg.lot_weak, cfg.lot_moderate, cfg.lot_strong],
-            "sl_usd": cfg.sl_usd, "tp_usd": cfg.tp_usd, "max_spread_pips": cfg.max_spread_pips,
-            "off_step": cfg.off_step,
-            "modelled": symbol in ctx.modelled_symbols, "last_decision": ctx.last_decisions.get(symbol, ""),
-        }
-    orphans = sorted({p.symbol for p in ctx.positions if p.symbol not in ctx.modelled_symbols})
-    reply = {
-        "paused": ctx.paused, "halted": ctx.risk.halted, "halt_reason": ctx.risk.halt_reason,
-        "consecutive_losses": ctx.risk.consecutive_losses, "cooldown_until": ctx.risk.cooldown_until,
-        "positions": len(ctx.positions), "orphans": orphans, "symbols": symbols,
-    }
+    """The trading state the context knows; the service adds its own facts (synced, due closes, markets, ...)."""
+    symbols = sorted(set(ctx.config.symbols) | set(ctx.modelled_symbols))
+    positions = [messages.TradingPosition(p.ticket, p.symbol, int(p.direction), p.lots, p.label)
+                 for p in ctx.positions]
+    reply = messages.TradingState(
+        "executor_status", paused=ctx.paused, halted=ctx.halted, halt_reason=ctx.risk.halt_reason,
+        consecutive_losses=ctx.risk.consecutive_losses, cooldown_until=ctx.risk.cooldown_until,
+        positions=positions, orphans=sorted({p.symbol for p in ctx.positions if p.symbol not in ctx.modelled_symbols}),
+        modelled=sorted(ctx.modelled_symbols), symbols={s: _symbol(ctx, s) for s in symbols},
+        risk=risk_status(ctx.risk))
     return _unchanged(ctx, reply)
 
 

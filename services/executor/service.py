@@ -510,9 +510,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return commands.CommandContext(
             now=int(time.time()), paused=self.paused, risk=self.risk, config=self.config,
             positions=tuple(positions), modelled_symbols=frozenset(self.modelled),
-            last_decisions=dict(self.last_decisions))
+            last_decisions=dict(self.last_decisions), system_halted=self.system_state == messages.HALTED)
 
-    def _op_command(self, a: messages.CommandArgs) -> dict:
+    def _op_command(self, a: messages.CommandArgs) -> Any:
         try:
             args = commands.validate(a.name, a.args)  # before any effect: the registry's definition
         except commands.CommandError as exc:
@@ -537,20 +537,30 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.config = result.config
         if changed:
             self._save_state()
-        reply = dict(result.reply)
+        reply = result.reply
         if result.closes:
             acks = self._send_closes(list(result.closes), "MANUAL_CLOSE")
             for i, ack in enumerate(acks):
                 self._emit_ack(ack, None, i)
-            reply["acks"] = [ack.wire_body() for ack in acks]
-        if a.name == "executor_status":
-            reply.update(self._executor_facts())
+            reply = replace(reply, acks=[messages.Ack(**ack.wire_body()) for ack in acks])
+        if isinstance(reply, messages.TradingState):
+            reply = replace(reply, **self._trading_facts())
         self.count(f"command_{a.name}")
         logs.event(log, logging.INFO, "command", name=a.name)
         return reply
 
     def ops(self) -> dict:
         return {messages.OP_COMMAND.name: self._op_command}
+
+    def _trading_facts(self) -> dict[str, Any]:
+        """The process's own facts in `executor_status` (the `messages.TradingState` fields its handler leaves)."""
+        return {
+            "synced": self.synced, "connected": self.connected, "stopped": self.stopped,
+            "due_closes": [messages.DueAtOpen(**d) for d in self.due.to_list()],
+            "markets": {s: messages.MarketState(s, **m) for s, m in self.markets.items()},
+            "closed_markets": sorted(self.closed_markets), "last_bar_time": dict(self.handled),
+            "pending_signals": sorted(self.pending),
+        }
 
     # ---- status -------------------------------------------------------------------------------
     def _executor_facts(self) -> dict:

@@ -3,6 +3,7 @@ the one definition (errors name the argument), the wire message and `oracle ctl`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 
@@ -39,6 +40,16 @@ def test_every_command_has_help_a_known_service_and_its_own_cli_name():
 
 def test_the_executor_handles_exactly_its_registered_commands():
     assert set(executor_commands.HANDLERS) == names_of("executor")
+
+
+def test_every_executor_command_states_its_result_record_and_the_wire_table_is_theirs():
+    stated = {name: COMMANDS[name].args.result for name in names_of("executor")}
+    assert all(stated.values()), [n for n, r in stated.items() if r is None]
+    assert messages.OP_COMMAND.result == messages.COMMAND_RESULTS
+    assert messages.COMMAND_RESULTS.records == stated  # one definition: the wire decodes what each class states
+    assert messages.COMMAND_RESULTS.default is None  # an unknown command in a reply is a wire error
+    for record in set(stated.values()):
+        assert dataclasses.fields(record)[0].name == "command", record.__name__
 
 
 def test_the_orchestrator_handles_exactly_its_registered_commands(orchestrator):
@@ -143,3 +154,16 @@ def test_a_result_is_typed_whether_the_reply_is_a_map_or_a_record():
     result = registry.CommandResult.answered(stop, record)
     assert result.to_dict() == {"command": "stop", "service": "orchestrator", "ok": True, "error": "",
                                 "reply": {"step": "executor.stop", "ok": True, "result": {"closed": 0}, "error": ""}}
+
+
+def test_a_command_result_keeps_its_record_and_prints_its_plain_maps(capsys):
+    closing = messages.Closing("close", [7], "EURUSD", [messages.Ack("EURUSD", 0, "OK", "MANUAL_CLOSE")])
+    result = registry.CommandResult.answered(COMMANDS["close"], closing)
+    assert result.record is closing
+    assert result.reply == {"command": "close", "closing": [7], "symbol": "EURUSD", "acks": [
+        {"symbol": "EURUSD", "bar_time": 0, "status": "OK", "reason": "MANUAL_CLOSE", "details": {}}]}
+    assert result.to_dict()["reply"] == result.reply
+    cli._print_result(result)
+    assert capsys.readouterr().out.splitlines() == [
+        "executor close: done", "  closing: [7]", "  symbol: EURUSD",
+        '  acks: [{"symbol": "EURUSD", "bar_time": 0, "status": "OK", "reason": "MANUAL_CLOSE", "details": {}}]']

@@ -36,12 +36,12 @@ class Asking(runtime.Service):
     line = None
 
     def ops(self):
-        return {"command": self._ask}  # a registered op (any would do): the test asks it to send its request
+        return {"step": self._ask}  # a registered op (any would do): the test asks it to send its request
 
     def _ask(self, _args):
         self.line = bus.Requester(self.ctx, sys.argv[1], self.name, 60_000)
         self.line.send("ping", None)
-        return {}
+        return messages.StepResult("ask", True)
 
     def awaited_sockets(self):
         return [self.line.sock] if self.line is not None and self.line.pending is not None else []
@@ -99,7 +99,7 @@ def test_the_answer_to_a_request_in_flight_wakes_the_loop(home):
     asking = subprocess.Popen([sys.executable, "-c", ASKING_SERVICE, endpoint], env=home.env, cwd=home.root)
     try:
         wait_for(lambda: home.request("paper", "ping"), 20, "the service up")
-        home.request("paper", "command", messages.CommandArgs("ask", {}))
+        home.request("paper", "step", messages.StepArgs("ask"))
         assert peer.sock.poll(5000), "the service's request did not arrive"
         time.sleep(0.5)  # the service's loop is asleep again, in its 30 s poll
         assert peer.serve_ready() == 1

@@ -73,7 +73,7 @@ def flat_sample(cls: type) -> dict:
 
 def test_every_op_result_is_a_record_and_round_trips_over_the_wire():
     untyped = {name for name, spec in messages.OPS.items() if spec.result is None}
-    assert untyped == {"status", "command"}  # reports whose shape is each service's (or command's) own
+    assert untyped == {"status"}  # reports whose shape is each service's own
     position = messages.Position(7, "EURUSD", -1, 0.03, 1.1, 1.0, label="c1")
     account = messages.AccountInfo(1000.0, 990.0, 10.0, 980.0, 9900.0, "USD", 30.0)
     results = {
@@ -96,6 +96,65 @@ def test_every_op_result_is_a_record_and_round_trips_over_the_wire():
         assert isinstance(result, messages.OPS[op].result)
         reply = wire.decode_reply([wire.encode_reply("r", result)], op)
         assert reply.result == result, op
+
+
+def command_results() -> list:
+    """A sample of each executor command's result record, nested records filled."""
+    ack = messages.Ack("EURUSD", 0, "FAIL", "MARKET_CLOSED", {"ticket": 7, "due_at_open": True})
+    state = messages.TradingState(
+        "executor_status", paused=False, halted=True, halt_reason="EMERGENCY_DD", consecutive_losses=2,
+        cooldown_until=None, positions=[messages.TradingPosition(7, "EURUSD", -1, 0.03, "c1")], orphans=["GBPUSD"],
+        modelled=["EURUSD"],
+        symbols={"EURUSD": messages.TradingSymbol(True, [0.01, 0.03, 0.05], 10.0, 0.0, 2.0, "refuse", True, "SYNCED")},
+        risk=messages.RiskStatus(1000.0, 1010.0, 990.0, 2, None, True, "EMERGENCY_DD", ["7"]), synced=True,
+        connected=True, due_closes=[messages.DueAtOpen(7, "EURUSD", 0.03, "cid", "MANUAL_CLOSE", "MANUAL_CLOSE", None,
+                                                       5.0, "WAITING")],
+        markets={"EURUSD": messages.MarketState("EURUSD", False, 5.0, "MARKET_CLOSED")}, closed_markets=["EURUSD"],
+        last_bar_time={"EURUSD": 3600}, pending_signals=["EURUSD"])
+    return [
+        messages.Paused("pause", True, False), messages.Resumed("resume", False, True),
+        messages.Closing("close", [7], "EURUSD", [ack]), messages.Closing("close_all", [], acks=[]),
+        messages.HaltReset("reset_halt", False, "EMERGENCY_DD"), messages.LossesReset("reset_losses", 0),
+        messages.SymbolConfigSet("set_symbol_config", "EURUSD", {"enabled": True, "sl_usd": 10.0}),
+        messages.RiskConfigSet("set_risk_config", {"dd_limit_pct": 5.0}), state,
+    ]
+
+
+def test_every_command_result_round_trips_over_the_wire_as_its_own_record():
+    samples = command_results()
+    assert {r.command for r in samples} == set(messages.COMMAND_RESULTS.records)
+    for result in samples:
+        assert type(result) is messages.COMMAND_RESULTS.records[result.command]
+        reply = wire.decode_reply([wire.encode_reply("r", result)], "command")
+        assert reply.result == result, result.command
+
+
+def _command_reply(raw: dict) -> list[bytes]:
+    return [msgpack.packb({"v": wire.WIRE_VERSION, "id": "r", "ok": True, "result": raw})]
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"paused": "no"}, "command result: paused: expected bool, got str"),
+    ({"positions": [{"ticket": "7", "symbol": "EURUSD", "direction": -1, "lots": 0.03}]},
+     "command result: positions[0].ticket: expected int, got str"),
+    ({"symbols": {"EURUSD": {"enabled": True}}}, "command result: symbols[EURUSD].lots: missing"),
+    ({"command": "reboot"}, "command result: command: expected one of close, close_all, executor_status, pause, "
+                            "reset_halt, reset_losses, resume, set_risk_config, set_symbol_config, got 'reboot'"),
+])
+def test_a_command_reply_with_a_wrong_field_is_a_wire_error_naming_the_field(change, error):
+    raw = {**messages.to_wire(command_results()[-1]), **change}
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply(_command_reply(raw), "command")
+    assert exc.value.code == wire.BAD_BODY
+    assert exc.value.message == error
+
+
+def test_a_close_reply_with_a_malformed_ack_names_the_ack_field():
+    raw = messages.to_wire(messages.Closing("close", [7], "EURUSD", [messages.Ack("EURUSD", 0, "OK")]))
+    raw["acks"][0]["bar_time"] = None
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply(_command_reply(raw), "command")
+    assert exc.value.message == "command result: acks[0].bar_time: expected int, got null"
 
 
 def test_a_malformed_result_is_a_wire_error_naming_the_op_and_the_field():

@@ -260,7 +260,7 @@ def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
         assert final(r.signal(LONG)) == ("SKIP", "HALTED")
         # a person decides: limits back, halt lifted
         command(r.home, "set_risk_config", changes={"dd_emergency_pct": 10.0, "dd_limit_pct": 5.0})
-        assert command(r.home, "reset_halt")["halted"] is False
+        assert command(r.home, "reset_halt").halted is False
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("OK", "EDGE")
         r.ledger.assert_no_duplicate()

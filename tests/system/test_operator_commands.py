@@ -122,8 +122,11 @@ def test_after_an_emergency_drawdown_halt_oracle_ctl_alone_restores_openings(sys
     risk = ctl(home, "set-risk-config", f"dd_limit_pct={limits['dd_limit_pct']}",
                f"dd_emergency_pct={limits['dd_emergency_pct']}")["risk"]
     assert (risk["dd_limit_pct"], risk["dd_emergency_pct"]) == (limits["dd_limit_pct"], limits["dd_emergency_pct"])
-    assert ctl(home, "reset-halt") == {"halted": False, "was": "EMERGENCY_DD"}
+    assert ctl(home, "reset-halt") == {"command": "reset_halt", "halted": False, "was": "EMERGENCY_DD"}
     assert ctl(home, "executor-status")["halted"] is False
+    text = home.oracle("ctl", "executor-status", "--timeout-ms", "10000")  # as a person reads it
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("executor executor-status: done\n") and "\n  halted: false\n" in text.stdout
     wait_for(lambda: "reset-halt" not in home.oracle("ctl", "status").stdout, 10, "oracle ctl status without the halt")
 
     # trading again: an opening reaches the broker

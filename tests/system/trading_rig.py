@@ -264,7 +264,8 @@ def start_executor(home: Home, *args: str, sync: bool = True) -> None:
         step(home, "executor", "executor.sync")
 
 
-def command(home: Home, name: str, **args: Any) -> dict:
+def command(home: Home, name: str, **args: Any) -> Any:
+    """The command's result record (messages.COMMAND_RESULTS)."""
     return home.request("executor", "command", messages.CommandArgs(name, args), timeout_ms=30_000)
 
 

@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import pytest
 
 from common import commands as registry
+from common import messages
 from common.order_label import OrderAction, parse_client_order_id
 from services.executor.commands import HANDLERS, CommandContext, CommandError, RealPosition, run
 from services.executor.risk import halt, on_close, start_session
@@ -29,13 +32,25 @@ def test_pause_resume(name, args, paused):
         ctx = CommandContext(NOW, start, CTX.risk, CONFIG)
         result = run(name, args, ctx)
         assert result.paused == paused and result.closes == ()
+        expected = messages.Paused("pause", True, start) if paused else messages.Resumed("resume", False, False)
+        assert result.reply == expected
 
 
 def test_resume_does_not_lift_a_halt():
     ctx = CommandContext(NOW, True, halt(CTX.risk, "EMERGENCY_DD"), CONFIG)
     result = run("resume", {}, ctx)
-    assert result.paused is False and result.risk.halted and result.reply["halted"] is True
-    assert run("reset_halt", {}, ctx).risk.halted is False
+    assert result.paused is False and result.risk.halted
+    assert result.reply == messages.Resumed("resume", paused=False, halted=True)
+    lifted = run("reset_halt", {}, ctx)
+    assert lifted.risk.halted is False
+    assert lifted.reply == messages.HaltReset("reset_halt", halted=False, was="EMERGENCY_DD")
+
+
+def test_the_systems_halt_stays_halted_after_resume_and_reset_halt():
+    ctx = CommandContext(NOW, True, CTX.risk, CONFIG, system_halted=True)
+    assert run("resume", {}, ctx).reply.halted is True
+    assert run("reset_halt", {}, ctx).reply == messages.HaltReset("reset_halt", halted=True, was="")
+    assert run("executor_status", {}, ctx).reply.halted is True
 
 
 @pytest.mark.parametrize("name,args,tickets", [
@@ -47,7 +62,8 @@ def test_resume_does_not_lift_a_halt():
 def test_close_commands(name, args, tickets):
     result = run(name, args, CTX)
     assert [c.ticket for c in result.closes] == tickets
-    assert result.reply["closing"] == tickets
+    assert result.reply == messages.Closing(name, tickets, args.get("symbol", ""))
+    assert result.reply.acks == []  # the service adds them once the closes are sent
     for order in result.closes:
         cid = parse_client_order_id(order.client_order_id)
         assert cid.is_for(order.symbol) and cid.action == OrderAction.MANUAL_CLOSE
@@ -61,6 +77,9 @@ def test_set_symbol_config():
     assert result.config_changed
     assert result.config.symbol("USDJPY").enabled and result.config.symbol("USDJPY").sl_usd == 12.0
     assert CTX.config.symbol("USDJPY").enabled is False
+    assert result.reply == messages.SymbolConfigSet("set_symbol_config", "USDJPY",
+                                                    result.config.symbol("USDJPY").model_dump())
+    assert result.reply.config["sl_usd"] == 12.0
 
 
 @pytest.mark.parametrize("name,args,code,text", [
@@ -83,6 +102,7 @@ def test_refused_commands_name_the_key(name, args, code, text):
 def test_set_risk_config():
     result = run("set_risk_config", {"changes": {"max_consecutive_losses": 4}}, CTX)
     assert result.config.risk.max_consecutive_losses == 4 and result.config_changed
+    assert result.reply == messages.RiskConfigSet("set_risk_config", result.config.risk.model_dump())
 
 
 def test_reset_losses():
@@ -91,17 +111,36 @@ def test_reset_losses():
         risk = on_close(risk, -1.0, NOW, RiskConfig(), close_id=str(i))
     assert risk.cooldown_until is not None
     ctx = CommandContext(NOW, False, risk, CONFIG)
-    assert run("reset_losses", None, ctx).risk.cooldown_until is None
+    result = run("reset_losses", None, ctx)
+    assert result.risk.cooldown_until is None
+    assert result.reply == messages.LossesReset("reset_losses", 0)
 
 
 def test_status():
     reply = run("executor_status", {}, CTX).reply
-    assert reply["orphans"] == ["XAUUSD"]
-    assert reply["positions"] == 3
-    assert set(reply["symbols"]) == {"EURUSD", "USDJPY", "GBPUSD"}
-    assert reply["symbols"]["GBPUSD"]["enabled"] is False  # no entry: default, disabled
-    assert reply["symbols"]["EURUSD"]["last_decision"] == "SYNCED"
-    assert reply["symbols"]["EURUSD"]["lots"] == [0.01, 0.03, 0.05]
+    assert isinstance(reply, messages.TradingState) and reply.command == "executor_status"
+    assert (reply.paused, reply.halted, reply.halt_reason, reply.consecutive_losses) == (False, False, "", 0)
+    assert reply.orphans == ["XAUUSD"]
+    assert reply.positions == [messages.TradingPosition(11, "EURUSD", 1, 0.01, "OT1|..."),
+                               messages.TradingPosition(12, "XAUUSD", -1, 0.01, "manual"),
+                               messages.TradingPosition(10, "EURUSD", -1, 0.03, "")]
+    assert reply.modelled == ["EURUSD", "GBPUSD", "USDJPY"]
+    assert set(reply.symbols) == {"EURUSD", "USDJPY", "GBPUSD"}
+    assert reply.symbols["GBPUSD"].enabled is False  # no entry: default, disabled
+    assert reply.symbols["EURUSD"] == messages.TradingSymbol(True, [0.01, 0.03, 0.05], 10.0, 0.0, 2.0, "refuse",
+                                                             True, "SYNCED")
+    assert reply.risk == messages.RiskStatus(session_start_balance=10_000.0, peak_equity=10_000.0, equity=None)
+    assert messages.from_wire(messages.OP_COMMAND.result, messages.to_wire(reply)) == reply
+
+
+@pytest.mark.parametrize("name, args", [
+    ("pause", {}), ("resume", {}), ("close", {"symbol": "EURUSD"}), ("close_all", {}), ("reset_halt", {}),
+    ("reset_losses", {}), ("set_symbol_config", {"symbol": "EURUSD", "changes": {"sl_usd": 9.0}}),
+    ("set_risk_config", {"changes": {"dd_limit_pct": 4.0}}), ("executor_status", {}),
+])
+def test_every_handler_replies_its_commands_result_record(name, args):
+    reply = run(name, args, replace(CTX, paused=True)).reply
+    assert type(reply) is registry.COMMANDS[name].args.result and reply.command == name
 
 
 def test_every_executor_command_of_the_registry_has_a_handler_and_no_other():

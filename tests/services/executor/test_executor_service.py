@@ -30,7 +30,8 @@ def test_load_creates_a_modelled_symbol_disabled(tmp_path):
         assert written["EURUSD"]["enabled"] is False
         assert written["_risk"] == raw["_risk"] and written["_comment"] == raw["_comment"]
         status = home.request("executor", "command", messages.CommandArgs("executor_status", {}))
-        assert status["symbols"]["EURUSD"]["enabled"] is False and status["symbols"]["EURUSD"]["modelled"]
+        assert isinstance(status, messages.TradingState)
+        assert status.symbols["EURUSD"].enabled is False and status.symbols["EURUSD"].modelled
     finally:
         home.close()
 

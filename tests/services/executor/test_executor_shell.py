@@ -308,7 +308,8 @@ def test_at_sync_a_due_close_goes_unless_its_market_is_listed_closed_and_a_gone_
     rig.boot()
     rig.connector.closed.update({"EURUSD", "USDJPY"})
     reply = rig.ex._op_command(messages.CommandArgs("close_all"))
-    assert [(a["status"], a["reason"]) for a in reply["acks"]] == [("FAIL", "MARKET_CLOSED")] * 2
+    assert isinstance(reply, messages.Closing) and reply.closing == [kept, gone]
+    assert [(a.status, a.reason) for a in reply.acks] == [("FAIL", "MARKET_CLOSED")] * 2
     assert [d["ticket"] for d in rig.state()["due_closes"]] == [kept, gone]
 
     rig.connector.rows = [r for r in rig.connector.rows if r["ticket"] != gone]  # closed by hand meanwhile
@@ -344,13 +345,30 @@ def test_a_position_with_a_close_due_is_not_closed_again_by_a_command(rig):
     ticket = rig.connector.position(1, 0.01)
     rig.boot()
     rig.connector.closed.add("EURUSD")
-    first = rig.ex._op_command(messages.CommandArgs("close", {"symbol": "EURUSD"}))["acks"]
-    assert [(a["status"], a["reason"], a["details"]["due_at_open"]) for a in first] == [("FAIL", "MARKET_CLOSED",
-                                                                                          True)]
-    again = rig.ex._op_command(messages.CommandArgs("close_all"))["acks"]
-    assert [(a["status"], a["reason"]) for a in again] == [("SKIP", "MARKET_CLOSED")]
-    assert first[0]["details"]["client_order_id"] in again[0]["details"]["detail"]
+    first = rig.ex._op_command(messages.CommandArgs("close", {"symbol": "EURUSD"})).acks
+    assert [(a.status, a.reason, a.details["due_at_open"]) for a in first] == [("FAIL", "MARKET_CLOSED", True)]
+    again = rig.ex._op_command(messages.CommandArgs("close_all")).acks
+    assert [(a.status, a.reason) for a in again] == [("SKIP", "MARKET_CLOSED")]
+    assert first[0].details["client_order_id"] in again[0].details["detail"]
     assert [c.ticket for c in rig.connector.orders("order_close")] == [ticket]  # one close sent, one due
+
+
+def test_executor_status_is_one_typed_record_with_the_process_facts(rig):
+    ticket = rig.connector.position(1, 0.01)
+    rig.boot()
+    rig.connector.closed.add("EURUSD")
+    closing = rig.ex._op_command(messages.CommandArgs("close", {"symbol": "EURUSD"}))
+    assert (closing.command, closing.symbol, closing.closing) == ("close", "EURUSD", [ticket])
+    rig.hear(messages.MarketState("EURUSD", False, 2.0, "MARKET_CLOSED"))
+    status = rig.ex._op_command(messages.CommandArgs("executor_status"))
+    assert isinstance(status, messages.TradingState)
+    assert [(p.ticket, p.symbol, p.direction, p.lots) for p in status.positions] == [(ticket, "EURUSD", 1, 0.01)]
+    assert [(d.ticket, d.state, d.client_order_id) for d in status.due_closes] == [
+        (ticket, "WAITING", rig.ex.due.closes[0].client_order_id)]
+    assert status.markets == {"EURUSD": messages.MarketState("EURUSD", False, 2.0, "MARKET_CLOSED")}
+    assert status.closed_markets == ["EURUSD"] and status.modelled == ["EURUSD"]
+    assert (status.synced, status.connected, status.stopped, status.halted) == (True, True, False, False)
+    assert wire.decode_reply([wire.encode_reply("r", status)], "command").result == status  # as the wire carries it
 
 
 def test_a_due_close_whose_position_closes_meanwhile_is_dropped(rig):
