@@ -44,8 +44,8 @@ def start_sender(home: Any, count: int, rate: float) -> subprocess.Popen:
 
 
 def sender_status(home: Any) -> dict:
-    """The sender's counts (its own op: the test process does not know its record, so the reply stays a map)."""
-    return home.request("sender", "sender_counts")
+    """The sender's counts (its own op, pers_sender.py), as a plain map."""
+    return messages.to_wire(home.request("sender", "sender_counts"))
 
 
 def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
