@@ -214,7 +214,7 @@ def main() -> int:
                   f"{statistics.median(warm_s):.1f} s)")
             print(f"  ratio during / idle: p50 {statistics.median(busy_rtt) / statistics.median(idle_rtt):.2f}, "
                   f"p99 {pct(busy_rtt, 0.99) / pct(idle_rtt, 0.99):.2f}")
-            print(f"  connector RSS: {rss / 2**20:.1f} MiB; bars published {status['progress'].get('bars_published')}")
+            print(f"  connector RSS: {rss / 2**20:.1f} MiB; bars published {status.progress.get('bars_published')}")
             sub.close()
             req.close()
         finally:

@@ -74,7 +74,7 @@ def main() -> int:
             print(f"acknowledged writes/s through the REP op, batches of {args.batch:<4}:        {batched:8.0f}")
             if args.pg_dsn:
                 drain_bench(home, req, args.pg_dsn, args.n * 5, args.batch)
-            rss = home.request("persistence", "status")["rss_bytes"] / 2**20
+            rss = home.status_of("persistence")["rss_bytes"] / 2**20
             print(f"persistence RSS after the runs: {rss:.1f} MiB")
             req.close()
         finally:
@@ -87,7 +87,7 @@ def drain_bench(home: Home, req: bus.Requester, dsn: str, n: int, batch: int) ->
     from psycopg.conninfo import conninfo_to_dict
 
     def backlog() -> int:
-        return home.request("persistence", "status")["persistence"]["backlog"]
+        return home.status_of("persistence")["persistence"]["backlog"]
 
     wait_for(lambda: backlog() == 0, 120, "the first backlog delivered")
     dbname = conninfo_to_dict(dsn)["dbname"]

@@ -195,11 +195,11 @@ def cpu_ms_per_bar(before: dict, after: dict, n_bars: int) -> dict[str, float]:
 def settled(home: Home, symbols: list[str], bar_time: int) -> bool:
     """Paper has applied every symbol's signal for the bar, and persistence has acknowledged what the executor and
     paper handed it (their outboxes are empty)."""
-    paper = home.request("paper", "status", timeout_ms=5000)
+    paper = home.status_of("paper", timeout_ms=5000)
     accounts = paper.get("accounts", {})
     if paper["outbox"]["pending"] or any((accounts.get(s) or {}).get("last_bar_time", 0) < bar_time for s in symbols):
         return False
-    return home.request("executor", "status", timeout_ms=5000)["outbox"]["pending"] == 0
+    return home.status_of("executor", timeout_ms=5000)["outbox"]["pending"] == 0
 
 
 def wait_settled(home: Home, symbols: list[str], bar_time: int, timeout: float) -> bool:
@@ -232,7 +232,7 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
         order_signal_ack, settle, bar_first = [], [], []
         missing = unsettled = 0
         cpu0 = cpu_s(home)
-        ex0 = home.request("executor", "status", timeout_ms=5000)["progress"]
+        ex0 = home.status_of("executor", timeout_ms=5000)["progress"]
         t_start = time.monotonic()
         next_print = t_start + 10
         last_close = 0.0
@@ -279,10 +279,10 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
                 print(f"    {i + 1}/{n_bars} bars, {(i + 1) / (now - t_start):.1f} bars/s; system {state}", flush=True)
         elapsed = time.monotonic() - t_start
         cpu1 = cpu_s(home)
-        ex1 = home.request("executor", "status", timeout_ms=5000)["progress"]
+        ex1 = home.status_of("executor", timeout_ms=5000)["progress"]
         res["executor_per_bar"] = {k: (ex1.get(k, 0) - ex0.get(k, 0)) / n_bars for k in EXECUTOR_COUNTERS}
         res["cpu_ms_per_bar"] = cpu_ms_per_bar(cpu0, cpu1, n_bars)
-        status = home.request("connector", "status", timeout_ms=5000)
+        status = home.status_of("connector", timeout_ms=5000)
         res.update(
             bars=n_bars, lockstep_s=elapsed, lockstep_bars_per_s=n_bars / elapsed, missing_acks=missing,
             unsettled=unsettled, bar_to_settled_ms=[1000 * (b - a) for a, b in zip(bar_first, settle, strict=True)],
@@ -375,8 +375,8 @@ def wakeup_floor(n: int = 60, gap_s: float = 0.1) -> dict[str, float]:
     return {"p50": pct(lat, 50), "p99": pct(lat, 99), "n": n, "gap_s": gap_s}
 
 
-def fmt(x: float) -> str:
-    return "-" if x != x else f"{x:.1f}"
+def fmt(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.1f}"
 
 
 def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> None:
@@ -391,8 +391,7 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
     for r in results:
         lat = r["latency"]
         print(f"| {r['symbols']} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
-              f"{fmt(lat.get('p50', float('nan')))} | {fmt(lat.get('p99', float('nan')))} | "
-              f"{fmt(lat.get('max', float('nan')))} | {r['boot_s']:.1f} s |")
+              f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {r['boot_s']:.1f} s |")
     print("\nshares, seen from a SUB in the bench (ms, p50 / p99)")
     print("| symbols | bar -> its signal | signal -> its ack | the same, signals with an order | bar -> ack, signals "
           "with an order | bar -> last signal of the bar | bar -> last ack of the bar | bar -> settled (paper, "

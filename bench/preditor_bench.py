@@ -65,7 +65,7 @@ def run(n_models: int, n_bars: int, bars, pause_s: float) -> dict:
         steps = start_preditor(home)
         warm_total = time.perf_counter() - t0
         warm_ms = [w["ms"] for w in steps["warmup"]["warmed_up"].values()]
-        rss_warm = home.request("preditor", "status")["rss_bytes"]
+        rss_warm = home.status_of("preditor")["rss_bytes"]
         per_bar, per_signal = [], []
         proc = psutil.Process(home.procs["preditor"].pid)
         cpu0 = proc.cpu_times()
@@ -79,7 +79,7 @@ def run(n_models: int, n_bars: int, bars, pause_s: float) -> dict:
             per_signal += [tap.arrived[(s, t)] - start for s in symbols]
             time.sleep(pause_s)
         cpu1 = proc.cpu_times()
-        status = home.request("preditor", "status")
+        status = home.status_of("preditor")
         return {
             "models": n_models, "bars": n_bars,
             "process_start_to_warm_s": warm_total,

@@ -108,48 +108,62 @@ def _request(cfg: config.Config, service: str, op: str, args: Any, timeout_ms: i
         req.close()
 
 
-def _direct_status(cfg: config.Config, timeout_ms: int) -> dict:
-    """The orchestrator is silent: ask every service itself."""
-    out = {}
+def _direct_status(cfg: config.Config, timeout_ms: int) -> dict[str, messages.ProcessStatus | str]:
+    """The orchestrator is silent: ask every service itself (each one's report, or why it gave none)."""
+    out: dict[str, messages.ProcessStatus | str] = {}
     for s in config.WORKERS:
         try:
             out[s] = _request(cfg, s, "status", messages.NoArgs(), timeout_ms)
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            out[s] = {"state": "NOT ANSWERING", "error": str(exc)}
+            out[s] = str(exc)
     return out
 
 
-def _age(v: Any) -> str:
+def _age(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}s"
 
 
-def _print_status(report: dict) -> None:
+def _mb(rss: int | None) -> str:
+    return "-" if rss is None else f"{rss / 2**20:.0f}"
+
+
+def _row(name: str, s: messages.ServiceSummary) -> list[str]:
+    """A service as the orchestrator sees it."""
+    restarts = "-" if s.restarts is None else str(s.restarts)
+    return [name, s.state, str(s.pid), str(s.epoch), _age(s.uptime_s), _age(s.hb_age_s), _mb(s.rss_bytes), restarts,
+            s.supervisor_state or "-"]
+
+
+def _direct_row(name: str, report: messages.ProcessStatus | str) -> list[str]:
+    """A service as it answered itself (no heartbeat age, restarts or supervisord state: the orchestrator's)."""
+    if isinstance(report, str):
+        return [name, "NOT ANSWERING", "-", "-", "-", "-", "-", "-", "-"]
+    return [name, report.state, str(report.pid), str(report.epoch), _age(report.uptime_s), "-", _mb(report.rss_bytes),
+            "-", "-"]
+
+
+def _print_status(system: str, rows: list[list[str]], halted: str = "", issues: tuple[str, ...] = (),
+                  note: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=max(Console().width, 140))
-    halted = report.get("halted_reason")
-    console.print(f"system [bold]{report['system']}[/bold]" + (f"  halted: {halted}" if halted else ""))
+    console.print(f"system [bold]{system}[/bold]" + (f"  halted: {halted}" if halted else ""))
     table = Table("service", "state", "pid", "epoch", "uptime", "hb age", "RSS MB", "restarts", "supervisord")
-    for name, s in report["services"].items():
-        rss = s.get("rss_bytes")
-        table.add_row(
-            name,
-            str(s.get("state")),
-            str(s.get("pid")),
-            str(s.get("epoch")),
-            _age(s.get("uptime_s")),
-            _age(s.get("hb_age_s")),
-            "-" if rss is None else f"{rss / 2**20:.0f}",
-            "-" if s.get("restarts") is None else str(s.get("restarts")),
-            s.get("supervisor_state") or "-",
-        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    for issue in report.get("issues", []):
+    for issue in issues:
         console.print(f"issue: {issue}")
-    executor = report["services"].get("executor", {}).get("info") or {}
-    if executor.get("halted") and report["system"] != "HALTED":  # the risk guard's own halt
-        console.print("executor: openings halted (why: oracle ctl executor-status; lifted by oracle ctl reset-halt)")
+    if note:
+        console.print(note)
+
+
+def _executor_note(report: messages.OrchestratorStatus) -> str:
+    executor = report.services.get("executor")
+    if executor is not None and executor.info.get("halted") and report.system != "HALTED":  # the risk guard's own
+        return "executor: openings halted (why: oracle ctl executor-status; lifted by oracle ctl reset-halt)"
+    return ""
 
 
 def _print_result(result: commands.CommandResult) -> None:
@@ -167,17 +181,28 @@ def _print_result(result: commands.CommandResult) -> None:
 
 def _status(cfg: config.Config, args: argparse.Namespace) -> int:
     try:
-        report = _request(cfg, "orchestrator", "status", messages.NoArgs(), args.timeout_ms)
-        code = 0
+        report: messages.OrchestratorStatus = _request(cfg, "orchestrator", "status", messages.NoArgs(),
+                                                       args.timeout_ms)
     except bus.RequestTimeout:
         print("orchestrator not answering; asking each service directly", file=sys.stderr)
-        report = {"system": "UNKNOWN (orchestrator down)", "services": _direct_status(cfg, args.timeout_ms)}
-        code = 1
+        _print_direct_status(_direct_status(cfg, args.timeout_ms), args.json)
+        return 1
     if args.json:
-        print(json.dumps(report, default=str))
+        print(json.dumps(messages.to_wire(report), default=str))
     else:
-        _print_status(report)
-    return code
+        _print_status(report.system, [_row(name, s) for name, s in report.services.items()], report.halted_reason,
+                      tuple(report.issues), _executor_note(report))
+    return 0
+
+
+def _print_direct_status(reports: dict[str, messages.ProcessStatus | str], as_json: bool) -> None:
+    system = "UNKNOWN (orchestrator down)"
+    if as_json:
+        services = {s: {"state": "NOT ANSWERING", "error": r} if isinstance(r, str) else messages.to_wire(r)
+                    for s, r in reports.items()}
+        print(json.dumps({"system": system, "services": services}, default=str))
+    else:
+        _print_status(system, [_direct_row(name, r) for name, r in reports.items()])
 
 
 def ctl(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import zmq
@@ -48,6 +48,8 @@ class Service(Lifecycle, OutboxSender):
     concurrent_requests = False  # True: a ROUTER; handlers may answer later (bus.Deferred), requests overlap
     # topic prefixes to subscribe to, per publishing service
     subscribe_to: dict[str, list[str]] = {"orchestrator": [messages.SYS_STATE_TOPIC]}
+    # the record of its status report (common/messages/status.py): the common part and ``status_report()``'s fields
+    status_record: ClassVar[type[messages.ProcessStatus]] = messages.ProcessStatus
     # what this process does not do yet, stated plainly in its status
     not_implemented: list[str] = []
     # the lifecycle steps this service does: step name -> the name of its method doing it, which takes no argument
@@ -121,7 +123,8 @@ class Service(Lifecycle, OutboxSender):
         """Extra REP operations of this service."""
         return {}
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
+        """This service's own fields of its status report: those of ``status_record`` past the common part."""
         return {}
 
     def health_info(self) -> dict:
@@ -196,8 +199,9 @@ class Service(Lifecycle, OutboxSender):
         except psutil.Error:
             return 0
 
-    def _status(self, _args: Any) -> dict:
-        report = {
+    def _status(self, _args: Any) -> messages.ProcessStatus:
+        counts = self.sub.tracker.counters() if self.sub else {"gaps": 0, "missed": 0, "restarts": 0, "dropped": 0}
+        common = {
             "service": self.name,
             "pid": self.pid,
             "epoch": self.epoch,
@@ -208,14 +212,15 @@ class Service(Lifecycle, OutboxSender):
             "steps": list(self.steps_done),
             "progress": dict(self.progress),
             "wire_errors": dict(self.errors.counts),
-            "sequence": self.sub.tracker.counters() if self.sub else {},
+            "sequence": messages.SequenceCounts(**counts),
             "system_state": self.system_state,
             "dry_run": self.dry_run,
             "not_implemented": list(self.not_implemented),
-            "outbox": {"pending": len(self.outbox), "acked": self.outbox.acked, "rejected": len(self.outbox.rejected)},
+            "outbox": messages.OutboxCounts(pending=len(self.outbox), acked=self.outbox.acked,
+                                            rejected=len(self.outbox.rejected)),
         }
-        report.update(self.status_report())
-        return report
+        # the record's constructor refuses a missing or unknown field, and a service field named like a common one
+        return self.status_record(**common, **self.status_report())
 
     def _heartbeat(self, now: float, step_beats: int = 0) -> None:
         self._next_hb = now + self.cfg.runtime.heartbeat_interval_s

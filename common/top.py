@@ -31,7 +31,7 @@ class SymbolRow:
 
 @dataclass
 class TopView:
-    status: dict = field(default_factory=dict)
+    status: messages.OrchestratorStatus | None = None
     status_error: str = ""
     symbols: dict[str, SymbolRow] = field(default_factory=dict)
     alerts: deque = field(default_factory=lambda: deque(maxlen=8))
@@ -41,7 +41,7 @@ class TopView:
     def row(self, symbol: str) -> SymbolRow:
         return self.symbols.setdefault(symbol, SymbolRow())
 
-    def set_status(self, report: dict | None, error: str = "") -> None:
+    def set_status(self, report: messages.OrchestratorStatus | None, error: str = "") -> None:
         if report is not None:
             self.status = report
         self.status_error = error
@@ -79,9 +79,9 @@ class TopView:
         from rich.table import Table
 
         st = self.status
-        head = f"system [bold]{st.get('system', '?')}[/bold]"
-        if st.get("halted_reason"):
-            head += f"  HALTED: {st['halted_reason']}"
+        head = f"system [bold]{st.system if st else '?'}[/bold]"
+        if st and st.halted_reason:
+            head += f"  HALTED: {st.halted_reason}"
         if self.status_error:
             head += f"  ({self.status_error})"
         if self.account:
@@ -91,16 +91,14 @@ class TopView:
             head += "  broker " + ("connected" if self.connected else "[red]DISCONNECTED[/red]")
 
         services = Table("service", "state", "pid", "hb age", "RSS MB", "restarts", title="services")
-        for name, s in st.get("services", {}).items():
-            rss = s.get("rss_bytes")
-            age = s.get("hb_age_s")
+        for name, s in (st.services if st else {}).items():
             services.add_row(
                 name,
-                str(s.get("state")),
-                str(s.get("pid")),
-                "-" if age is None else f"{age:.1f}s",
-                "-" if rss is None else f"{rss / 2**20:.0f}",
-                "-" if s.get("restarts") is None else str(s["restarts"]),
+                s.state,
+                str(s.pid),
+                "-" if s.hb_age_s is None else f"{s.hb_age_s:.1f}s",
+                "-" if s.rss_bytes is None else f"{s.rss_bytes / 2**20:.0f}",
+                "-" if s.restarts is None else str(s.restarts),
             )
 
         symbols = Table(
@@ -122,10 +120,10 @@ class TopView:
                 "-" if r.paper_pnl is None else f"{r.paper_pnl:.2f}",
                 r.last_ack or "-",
             )
-        issues = st.get("issues") or []
-        persistence = st.get("services", {}).get("persistence", {})
+        issues = st.issues if st else []
+        persistence = st.services.get("persistence") if st else None
         lines = [head, services, symbols]
-        backlog = (persistence.get("info") or {}).get("backlog")
+        backlog = persistence.info.get("backlog") if persistence else None
         if backlog is not None:
             lines.append(f"persistence backlog: {backlog}")
         lines += [f"issue: {i}" for i in issues]

@@ -62,6 +62,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
+def status_map(report: messages.ProcessStatus) -> dict:
+    """A status report (decoded by the ``status`` op's record, so already validated) as the plain map on the wire."""
+    if not isinstance(report, messages.ProcessStatus):
+        raise TypeError(f"not a status report: {type(report).__name__}")
+    return messages.to_wire(report)
+
+
 class Home:
     """A directory laid out like the repository root, with its own var/ and config overlay, and its own
     simulator (the default broker) on free ports, replaying the bundled CSV."""
@@ -172,8 +179,13 @@ class Home:
         finally:
             req.close()
 
+    def status_of(self, service: str, timeout_ms: int = 1500) -> dict:
+        """A service's status report as a plain map (tests read its keys)."""
+        return status_map(self.request(service, "status", timeout_ms=timeout_ms))
+
     def status(self) -> dict:
-        return self.request("orchestrator", "status")
+        """The orchestrator's status report as a plain map."""
+        return self.status_of("orchestrator")
 
     def system_state(self) -> str:
         return self.status()["system"]

@@ -3,7 +3,7 @@
 Two registries (``registry.py``):
 - ``EVENTS``: published records, by envelope ``type`` (the PUB/SUB stream; the records in ``events.py``);
 - ``OPS``: request operations, by ``op`` (REQ/REP), with their argument and result records (the records in
-  ``requests.py``, the table of ops below).
+  ``requests.py``, the table of ops below; the ``status`` reports in ``status.py``).
 
 A record is a dataclass whose field annotations are the schema (``common/schema.py``): ``from_wire``
 validates a decoded map against it, nested records included, and raises :class:`SchemaError` naming
@@ -101,6 +101,29 @@ from common.messages.requests import (
     WriteArgs,
     WriteResult,
 )
+from common.messages.status import (
+    STATUS_RECORDS,
+    ConnectorStatus,
+    DueCloseStatus,
+    ExecutorPosition,
+    ExecutorReport,
+    JournalSummary,
+    LatencySummary,
+    MarketView,
+    ModelStatus,
+    OrchestratorStatus,
+    OrdersInFlight,
+    OutboxCounts,
+    PaperAccountStatus,
+    PaperStatus,
+    PersistenceStatus,
+    PreditorStatus,
+    ProcessStatus,
+    SequenceCounts,
+    ServiceSummary,
+    StoreStatus,
+    TwinPosition,
+)
 from common.schema import OneOf
 from common.schema import SchemaError as SchemaError  # re-exported: callers name messages.SchemaError, ...
 from common.schema import from_wire as from_wire
@@ -110,7 +133,8 @@ from common.schema import to_wire as to_wire
 
 OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
 OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
-OP_STATUS = op("status", NoArgs, None, "the answering process's status report")
+OP_STATUS = op("status", NoArgs, OneOf("service", STATUS_RECORDS, default=ProcessStatus),
+               "the answering process's status report (records in status.py: by service, else the common part)")
 OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
 OP_STOP = op("stop", StopArgs, Stopping, "orchestrator: run the ordered shutdown of the whole system")
 OP_CLEAR_HALT = op("clear_halt", NoArgs, HaltCleared, "orchestrator: leave HALTED after a person has decided")
@@ -181,20 +205,24 @@ CONNECTION_TOPIC = "conn.state"
 
 
 __all__ = [  # the wire's names, as callers use them: messages.<name>
-    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote", "COMMAND_RESULTS",
-    "CONNECTION_TOPIC", "Closing", "CommandArgs", "ConnectionState", "DEGRADED", "DueAtOpen", "EVENTS", "Fill",
-    "HALTED", "HaltCleared", "HaltReset", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
-    "LastSignals", "LossesReset", "MarketClosed", "MarketState", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT",
-    "OP_COMMAND", "OP_HELLO", "OP_HISTORY", "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN",
-    "OP_PING", "OP_POSITIONS", "OP_QUERY", "OP_READY", "OP_SIGNALS_SINCE", "OP_STATUS", "OP_STEP", "OP_STOP",
-    "OP_SUBSCRIBE", "OP_SYMBOL_INFO", "OP_VIRTUAL_POSITIONS", "OP_WRITE", "ORDER_ERROR_CODES", "OpSpec",
-    "OrderAmendArgs", "OrderCloseArgs", "OrderOpenArgs", "OrderRejected", "OrderResult", "PaperMetrics", "PaperTrade",
-    "Paused", "Pong", "Position", "PositionClosed", "Positions", "QueryArgs", "QueryResult", "RUNNING", "Ready",
-    "Resumed", "RiskConfigSet", "RiskStatus", "STOPPING", "SYSTEM_STATES", "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP",
-    "S_STOPPING", "S_WAITING", "SchemaError", "Signal", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult",
-    "StopArgs", "Stopping", "SubscribeArgs", "Subscribed", "SymbolArgs", "SymbolConfigSet", "SymbolInfo", "SysState",
-    "TradingPosition", "TradingState", "TradingSymbol", "VirtualPosition", "VirtualPositions", "WriteArgs",
-    "WriteResult", "ack_topic", "alert_topic", "bar_topic", "closed_topic", "event", "fill_topic", "from_wire",
-    "hb_topic", "market_topic", "op", "paper_metrics_topic", "paper_trade_topic", "reject_topic", "signal_topic",
-    "to_wire", "type_name",
+    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote",
+    "COMMAND_RESULTS", "CONNECTION_TOPIC", "Closing", "CommandArgs", "ConnectionState", "ConnectorStatus",
+    "DEGRADED", "DueAtOpen", "DueCloseStatus", "EVENTS", "ExecutorPosition", "ExecutorReport", "Fill", "HALTED",
+    "HaltCleared", "HaltReset", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
+    "JournalSummary", "LastSignals", "LatencySummary", "LossesReset", "MarketClosed", "MarketState", "MarketView",
+    "ModelStatus", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT", "OP_COMMAND", "OP_HELLO", "OP_HISTORY",
+    "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN", "OP_PING", "OP_POSITIONS", "OP_QUERY",
+    "OP_READY", "OP_SIGNALS_SINCE", "OP_STATUS", "OP_STEP", "OP_STOP", "OP_SUBSCRIBE", "OP_SYMBOL_INFO",
+    "OP_VIRTUAL_POSITIONS", "OP_WRITE", "ORDER_ERROR_CODES", "OpSpec", "OrchestratorStatus", "OrderAmendArgs",
+    "OrderCloseArgs", "OrderOpenArgs", "OrderRejected", "OrderResult", "OrdersInFlight", "OutboxCounts",
+    "PaperAccountStatus", "PaperMetrics", "PaperStatus", "PaperTrade", "Paused", "PersistenceStatus", "Pong",
+    "Position", "PositionClosed", "Positions", "PreditorStatus", "ProcessStatus", "QueryArgs", "QueryResult",
+    "RUNNING", "Ready", "Resumed", "RiskConfigSet", "RiskStatus", "STATUS_RECORDS", "STOPPING", "SYSTEM_STATES",
+    "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP", "S_STOPPING", "S_WAITING", "SchemaError", "SequenceCounts",
+    "ServiceSummary", "Signal", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs",
+    "Stopping", "StoreStatus", "SubscribeArgs", "Subscribed", "SymbolArgs", "SymbolConfigSet", "SymbolInfo",
+    "SysState", "TradingPosition", "TradingState", "TradingSymbol", "TwinPosition", "VirtualPosition",
+    "VirtualPositions", "WriteArgs", "WriteResult", "ack_topic", "alert_topic", "bar_topic", "closed_topic",
+    "event", "fill_topic", "from_wire", "hb_topic", "market_topic", "op", "paper_metrics_topic",
+    "paper_trade_topic", "reject_topic", "signal_topic", "to_wire", "type_name",
 ]

@@ -11,19 +11,21 @@ import collections
 from collections.abc import Iterable
 from typing import Any
 
+from common import messages
+
 LATENCY_SAMPLES = 10_000  # bar close -> order sent samples kept for the status op
 
 
-def latency_summary(samples: Iterable[float]) -> dict:
-    """count, p50, p90, p99, max (ms, nearest rank) of the bar close -> order sent samples."""
+def latency_summary(samples: Iterable[float]) -> messages.LatencySummary:
+    """count, p50, p90, p99, max (ms, nearest rank) of the bar close -> order sent samples (None without one)."""
     xs = sorted(samples)
     if not xs:
-        return {"count": 0}
+        return messages.LatencySummary(count=0, p50=None, p90=None, p99=None, max=None)
 
     def pct(q: float) -> float:
         return round(xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))], 3)
 
-    return {"count": len(xs), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": round(xs[-1], 3)}
+    return messages.LatencySummary(count=len(xs), p50=pct(0.5), p90=pct(0.9), p99=pct(0.99), max=round(xs[-1], 3))
 
 
 def market_open_now(closed_since: float | None, calendar: Any, server_time: float | None,

@@ -43,6 +43,7 @@ TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in
 
 class Connector(EventsOut, OrderOps, runtime.Service):
     name = "connector"
+    status_record = messages.ConnectorStatus
     steps = {"connector.connect": "_connect", "connector.disconnect": "_disconnect"}
     concurrent_requests = True  # orders overlap: each one's reply is deferred until the broker answers it
     not_implemented: list[str] = []
@@ -417,7 +418,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             calendar = None
         return self.freshness.market_open(broker.market_closed(symbol), calendar, broker.server_time, now)
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
         return {
             "broker": {
                 "type": self.cfg.broker.type,
@@ -430,8 +431,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             },
             "subscriptions": {s: list(tfs) for s, tfs in self.published.subscriptions.items()},
             "last_bar_time": dict(self.published.last),
-            "journal": {"entries": len(self.ledger), "path": str(self.journal_path)},
-            "orders": {"in_flight": len(self.ledger.out), "in_flight_peak": self.ledger.peak},
+            "journal": messages.JournalSummary(entries=len(self.ledger), path=str(self.journal_path)),
+            "orders": messages.OrdersInFlight(in_flight=len(self.ledger.out), in_flight_peak=self.ledger.peak),
             "bar_to_order_ms": latency_summary(self.freshness.bar_to_order_ms),
         }
 

@@ -52,7 +52,8 @@ def _connector_took(cfg: config.Config, token_fp: str, timeout_s: float) -> tupl
     while time.monotonic() < deadline:
         req = bus.Requester(ctx, cfg.endpoint("connector", "rep"), "broker-token", 1000)
         try:
-            broker = req.call(messages.OP_STATUS.name, messages.NoArgs()).get("broker", {})
+            report: messages.ConnectorStatus = req.call(messages.OP_STATUS.name, messages.NoArgs())
+            broker = report.broker
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
             last = f"the connector did not answer: {exc}"
         else:

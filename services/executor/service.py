@@ -62,6 +62,7 @@ FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (thei
 
 class Executor(DecisionDesk, OrderDesk, runtime.Service):
     name = "executor"
+    status_record = messages.ExecutorReport
     steps = {"executor.load": "_step_load", "executor.sync": "_step_sync", "executor.stop": "_step_stop"}
     subscribe_to = {
         "orchestrator": [messages.SYS_STATE_TOPIC],
@@ -577,8 +578,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             "risk": self.risk.to_dict(),
         }
 
-    def status_report(self) -> dict:
-        return {"symbols": sorted(self.config.symbols) if self.config else [], **self._executor_facts()}
+    def status_report(self) -> dict[str, Any]:
+        facts = self._executor_facts()
+        return {**facts, "symbols": sorted(self.config.symbols) if self.config else [],
+                "positions": [messages.ExecutorPosition(**p) for p in facts["positions"]],
+                "due_closes": [messages.DueCloseStatus(**d) for d in facts["due_closes"]],
+                "markets": {s: messages.MarketView(**m) for s, m in facts["markets"].items()}}
 
     def health_info(self) -> dict:
         return {"halted": self.halted, "paused": self.paused, "orphans": list(self.orphans),

@@ -49,6 +49,7 @@ def _iso(ts_ns: int) -> str:
 
 class Orchestrator(runtime.Service):
     name = "orchestrator"
+    status_record = messages.OrchestratorStatus
     handshake = False
     subscribe_to = {s: ["hb.", "alert."] for s in config.WORKERS}
 
@@ -371,40 +372,25 @@ class Orchestrator(runtime.Service):
             self._record("clear_halt", was=was)
         return messages.HaltCleared(self._system_state(time.monotonic()), was)
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
         now = time.monotonic()
-        services: dict[str, dict] = {
-            self.name: {
-                "state": self.state,
-                "pid": self.pid,
-                "epoch": self.epoch,
-                "uptime_s": round(self.uptime(), 3),
-                "hb_age_s": 0.0,
-                "rss_bytes": self.rss(),
-                "restarts": None,  # a restarted orchestrator does not know its past lives; supervisord does
-                "steps": [],
-                "supervisor_state": self.own_supervisor_state,
-                "last_restart_reason": "",
-                "wire_errors": dict(self.errors.counts),
-            }
+        services = {
+            self.name: messages.ServiceSummary(
+                state=self.state, pid=self.pid, epoch=self.epoch, uptime_s=round(self.uptime(), 3), hb_age_s=0.0,
+                rss_bytes=self.rss(),
+                restarts=None,  # a restarted orchestrator does not know its past lives; supervisord does
+                steps=[], supervisor_state=self.own_supervisor_state, info={}, last_restart_reason="",
+                wire_errors=dict(self.errors.counts)),
         }
         for s, v in self.views.items():
             hb = v.hb
             age = v.hb_age(now)
-            services[s] = {
-                "state": v.state,
-                "pid": v.pid,
-                "epoch": v.epoch,
-                "uptime_s": hb.uptime_s if hb else None,
-                "hb_age_s": round(age, 3) if age is not None else None,
-                "rss_bytes": hb.rss_bytes if hb else None,
-                "restarts": len(v.restarts),
-                "steps": sorted(v.steps),
-                "supervisor_state": v.supervisor_state,
-                "info": hb.info if hb else {},
-                "last_restart_reason": v.restart_reason,
-                "wire_errors": hb.wire_errors if hb else {},
-            }
+            services[s] = messages.ServiceSummary(
+                state=v.state, pid=v.pid, epoch=v.epoch, uptime_s=hb.uptime_s if hb else None,
+                hb_age_s=round(age, 3) if age is not None else None, rss_bytes=hb.rss_bytes if hb else None,
+                restarts=len(v.restarts), steps=sorted(v.steps), supervisor_state=v.supervisor_state,
+                info=hb.info if hb else {}, last_restart_reason=v.restart_reason,
+                wire_errors=hb.wire_errors if hb else {})
         return {
             "system": self._system_state(now),
             "since_ts": self.since_ts,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,7 @@ def metrics_message(account: PaperAccount, timeframe: str, stats: RunningStats |
 
 class Paper(runtime.Service):
     name = "paper"
+    status_record = messages.PaperStatus
     steps = {"paper.load": "_load", "paper.warmup": "_warmup"}
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
@@ -284,18 +284,21 @@ class Paper(runtime.Service):
         self.beat_if_due()  # a long batch of signals keeps the heartbeats going
 
     # ---- status -------------------------------------------------------------------------------
-    def _accounts_report(self) -> Mapping[str, Any]:
+    def _accounts_report(self) -> dict[str, messages.PaperAccountStatus]:
         if self.book is None:
             return {}
         out = {}
         for symbol, a in sorted(self.book.accounts.items()):
             pnl = self.stats[symbol].pnl if symbol in self.stats else sum(t.pnl for t in a.trades)
-            out[symbol] = {"balance": a.balance, "equity": a.equity, "trades": len(a.trades),
-                           "pnl": round(pnl, 2), "last_bar_time": a.last_bar_time,
-                           "position": a.position.to_dict()}
+            p = a.position
+            out[symbol] = messages.PaperAccountStatus(
+                balance=a.balance, equity=a.equity, trades=len(a.trades), pnl=round(pnl, 2),
+                last_bar_time=a.last_bar_time,
+                position=messages.TwinPosition(direction=p.direction, intensity=p.intensity, entry_price=p.entry_price,
+                                               entry_time=p.entry_time, floating_pnl=p.floating_pnl))
         return out
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
         return {"accounts": self._accounts_report(), "restored": self.restored, "state_file": str(self.state_path),
                 "journal": str(self.store.journal), "unsaved": len(self._unsaved)}
 

@@ -58,6 +58,7 @@ def _code(exc: StoreError) -> str:
 
 class Persistence(runtime.Service):
     name = "persistence"
+    status_record = messages.PersistenceStatus
     steps = {"persistence.open": "_open", "persistence.session": "_start_session",
              "persistence.close_session": "_close_session"}
     # "" = every topic: each publisher's (epoch, seq) stream is seen whole, so a gap means lost messages
@@ -410,15 +411,16 @@ class Persistence(runtime.Service):
         except StoreError:
             return {"backlog": 0, "store_error": self.last_store_error or "reading the backlog failed"}
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
         if self.recorder is None:
-            return {"store": {"open": False, "path": str(self.db_path)}}
+            return {"store": messages.StoreStatus(open=False, path=str(self.db_path), last_error=self.last_store_error),
+                    "session": None, "persistence": {}, "unwritten": len(self._unwritten), "balance": self.balance}
         try:
             health = self.recorder.health()
         except StoreError as exc:
             health = {"error": str(exc)}
         return {
-            "store": {"open": True, "path": str(self.db_path), "last_error": self.last_store_error},
+            "store": messages.StoreStatus(open=True, path=str(self.db_path), last_error=self.last_store_error),
             "session": self.recorder.session.model_dump(mode="json") if self.recorder.session else None,
             "persistence": health,
             "unwritten": len(self._unwritten),

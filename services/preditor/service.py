@@ -95,6 +95,7 @@ class Track:
 
 class Preditor(runtime.Service):
     name = "preditor"
+    status_record = messages.PreditorStatus
     steps = {"preditor.load": "_load", "preditor.warmup": "_warmup_all"}
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
     not_implemented: list[str] = []
@@ -438,15 +439,16 @@ class Preditor(runtime.Service):
         return messages.VirtualPositions({s: live.position_view(s, t.timeframe, t.state)
                                           for s, t in self.tracks.items() if t.warm})
 
-    def status_report(self) -> dict:
+    def status_report(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
             "models": {
-                s: {"file": t.model.path.name, "timeframe": t.timeframe, "model_id": t.model.model_id,
-                    "legacy": t.model.legacy, "warm": t.warm, "restored": t.restored,
-                    "last_bar": t.state.last_bar_time, "decisions": t.state.decisions, "signals": t.signals,
-                    "last_bar_age_s": None if t.last_bar_wall is None else round(now - t.last_bar_wall, 1),
-                    "error": t.error}
+                s: messages.ModelStatus(
+                    file=t.model.path.name, timeframe=t.timeframe, model_id=t.model.model_id, legacy=t.model.legacy,
+                    warm=t.warm, restored=t.restored, last_bar=t.state.last_bar_time, decisions=t.state.decisions,
+                    signals=t.signals,
+                    last_bar_age_s=None if t.last_bar_wall is None else round(now - t.last_bar_wall, 1),
+                    error=t.error)
                 for s, t in self.tracks.items()},
             "errors": list(self.load_errors) + [f"{s}: {t.error}" for s, t in self.tracks.items() if t.error]
             + ([self.last_problem] if self.last_problem else []),

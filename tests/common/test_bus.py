@@ -5,6 +5,7 @@ import time
 
 import msgpack
 import pytest
+import status_samples
 import zmq
 
 from common import bus, messages, wire
@@ -130,7 +131,7 @@ def test_a_concurrent_responder_answers_others_while_a_deferred_one_waits(ctx, t
 
     def finish(f):
         finished.append(f.result())
-        return {"slow": f.result()}
+        return messages.ProcessStatus(**status_samples.common_part("t", pid=f.result()))
 
     handlers = {"status": lambda _a: bus.Deferred(slow, finish), "ping": lambda _a: messages.Pong("t", 1)}
     server = bus.Responder(ctx, endpoint, handlers, bus.WireErrors("t"), concurrent=True)
@@ -144,7 +145,7 @@ def test_a_concurrent_responder_answers_others_while_a_deferred_one_waits(ctx, t
     assert a.take_reply() is None
     slow.set_result(7)
     reply = _reply(a, server)
-    assert reply.ok and reply.result == {"slow": 7} and finished == [7] and not server.waiting
+    assert reply.ok and reply.result.pid == 7 and finished == [7] and not server.waiting
     for r in (a, b):
         r.close()
     server.close()

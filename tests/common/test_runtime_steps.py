@@ -3,7 +3,7 @@
 import pytest
 from harness import Home
 
-from common import runtime
+from common import messages, runtime
 from services.connector.service import Connector
 from services.executor.service import Executor
 from services.orchestrator import plan
@@ -59,3 +59,15 @@ def test_each_service_declares_exactly_the_steps_the_orchestrator_sends_it(servi
     name = service_class.name
     sent = {s.name for s in plan.steps_of(name)} | {step for owner, step in plan.SHUTDOWN if owner == name}
     assert set(service_class.steps) == sent
+
+
+def test_the_status_report_is_the_services_record_its_own_fields_beside_the_common_part(service):
+    report = service._status(None)
+    assert type(report) is messages.ProcessStatus and report.service == "paper" and report.sequence.gaps == 0
+    partial = type("Partial", (Counting,), {"status_record": messages.PaperStatus,
+                                            "status_report": lambda self: {"restored": True}})(service.cfg)
+    try:
+        with pytest.raises(TypeError, match="accounts"):  # a field the service forgot: refused when built
+            partial._status(None)
+    finally:
+        partial.ctx.term()

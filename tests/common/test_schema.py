@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 import pytest
+import status_samples
 
 from common import messages, schema, wire
 
@@ -73,7 +74,7 @@ def flat_sample(cls: type) -> dict:
 
 def test_every_op_result_is_a_record_and_round_trips_over_the_wire():
     untyped = {name for name, spec in messages.OPS.items() if spec.result is None}
-    assert untyped == {"status"}  # reports whose shape is each service's own
+    assert untyped == set()  # every op answers a record (status and command: one per service / command, OneOf)
     position = messages.Position(7, "EURUSD", -1, 0.03, 1.1, 1.0, label="c1")
     account = messages.AccountInfo(1000.0, 990.0, 10.0, 980.0, 9900.0, "USD", 30.0)
     results = {
@@ -165,3 +166,49 @@ def test_a_malformed_result_is_a_wire_error_naming_the_op_and_the_field():
         wire.decode_reply([frame], "last_signals")
     assert exc.value.code == wire.BAD_BODY
     assert exc.value.message == "last_signals result: signals[EURUSD].bar_time: expected int, got str"
+
+
+@pytest.mark.parametrize("service, report", status_samples.every_service().items())
+def test_a_status_report_of_each_service_round_trips_over_the_wire(service, report):
+    reply = wire.decode_reply([wire.encode_reply("r", report)], "status")
+    assert type(reply.result) is type(report) and reply.result == report, service
+
+
+def test_a_status_report_is_one_flat_map_the_common_part_beside_the_services_own_fields():
+    raw = messages.to_wire(status_samples.executor())
+    assert raw["service"] == "executor" and raw["paused"] is False and raw["connected"] is None
+    assert raw["outbox"] == {"pending": 1, "acked": 9, "rejected": 0}
+    assert raw["positions"] == [{"ticket": 7, "symbol": "EURUSD", "direction": 1, "lots": 0.03, "label": "c1"}]
+
+
+def _without(raw: dict, key: str) -> dict:
+    return {k: v for k, v in raw.items() if k != key}
+
+
+@pytest.mark.parametrize("service, change, error", [
+    ("paper", lambda r: _without(r, "restored"), "restored: missing"),
+    ("connector", lambda r: _without(r, "outbox"), "outbox: missing"),
+    ("executor", lambda r: {**r, "positions": [{**r["positions"][0], "lots": "0.03"}]},
+     "positions[0].lots: expected float, got str"),
+    ("orchestrator", lambda r: {**r, "services": {"persistence": {**r["services"]["persistence"], "restarts": "1"}}},
+     "services[persistence].restarts: expected int, got str"),
+    ("preditor", lambda r: {**r, "models": {"EURUSD": _without(r["models"]["EURUSD"], "warm")}},
+     "models[EURUSD].warm: missing"),
+    ("persistence", lambda r: {**r, "store": {**r["store"], "open": 1}}, "store.open: expected bool, got int"),
+    ("sender", lambda r: {**r, "uptime_s": "12"}, "uptime_s: expected float, got str"),
+])
+def test_a_status_report_missing_a_field_or_of_a_wrong_type_is_a_wire_error_naming_it(service, change, error):
+    raw = change(messages.to_wire(status_samples.every_service()[service]))
+    frame = msgpack.packb({"v": wire.WIRE_VERSION, "id": "r", "ok": True, "result": raw})
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply([frame], "status")
+    assert exc.value.code == wire.BAD_BODY
+    assert exc.value.message == f"status result: {error}"
+
+
+def test_a_status_record_is_not_made_without_a_field_nor_with_an_unknown_one():
+    with pytest.raises(TypeError, match="accounts"):
+        messages.PaperStatus(**status_samples.common_part("paper"), restored=True, state_file="s", journal="j",
+                             unsaved=0)
+    with pytest.raises(TypeError, match="acounts"):
+        messages.ProcessStatus(**status_samples.common_part("sender"), acounts={})

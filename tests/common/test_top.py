@@ -1,3 +1,4 @@
+import status_samples
 from rich.console import Console
 
 from common import messages
@@ -28,22 +29,7 @@ def test_view_folds_the_streams_per_symbol():
 
 def test_view_shows_services_backlog_and_issues_from_the_status():
     v = TopView()
-    v.set_status(
-        {
-            "system": "DEGRADED",
-            "issues": ["connector: broker not connected"],
-            "services": {
-                "persistence": {
-                    "state": "RUNNING",
-                    "pid": 5,
-                    "hb_age_s": 0.2,
-                    "rss_bytes": 40 * 2**20,
-                    "restarts": 1,
-                    "info": {"backlog": 17},
-                },
-            },
-        }
-    )
+    v.set_status(status_samples.orchestrator(system="DEGRADED", issues=["connector: broker not connected"]))
     text = render_text(v)
     assert "DEGRADED" in text and "persistence backlog: 17" in text and "broker not connected" in text
     v.set_status(None, "orchestrator not answering")

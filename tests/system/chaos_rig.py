@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness import REPO, Home, wait_for
+from harness import REPO, Home, status_map, wait_for
 from system.trading_rig import symbols_config, symbols_overlay, synthetic_symbols
 
 from common import bus, config, messages
@@ -124,6 +124,9 @@ class Replay:
     def request(self, service: str, op: str, args: Any = None) -> Any:
         return self.home.request(service, op, args, timeout_ms=2000)
 
+    def status_of(self, service: str) -> dict:
+        return status_map(self.request(service, "status"))
+
     # ---- one bar -------------------------------------------------------------------------------
     def step(self, fault: Fault | None = None) -> int:
         """Close the simulator's current bar (the fault lands in flight), wait until it is settled; its time."""
@@ -169,7 +172,7 @@ class Replay:
         self.note(f"healed: {fault.kind} {fault.service}".strip())
 
     def _reconnected(self) -> bool:
-        return self.sim("status")["sessions"] >= 1 and self.request("connector", "status")["broker"]["connected"]
+        return self.sim("status")["sessions"] >= 1 and self.status_of("connector")["broker"]["connected"]
 
     def _back(self, service: str, old_pid: int, timeout: float = 30) -> None:
         """supervisord runs a new process and the orchestrator reports the system RUNNING with it."""
@@ -192,14 +195,14 @@ class Replay:
         they made is durable (their outboxes are empty); the system is RUNNING."""
 
         def settled() -> bool:
-            pred = self.request("preditor", "status")
+            pred = self.status_of("preditor")
             if any(pred["models"][s]["last_bar"] != bar_time for s in SYMBOLS) or pred["pending_bars"]:
                 return False
-            ex = self.request("executor", "status")
+            ex = self.status_of("executor")
             if (any(ex["last_bar_time"].get(s) != bar_time for s in SYMBOLS) or ex["pending_signals"]
                     or ex["outbox"]["pending"]):
                 return False
-            pa = self.request("paper", "status")
+            pa = self.status_of("paper")
             if any(pa["accounts"][s]["last_bar_time"] != bar_time for s in SYMBOLS) or pa["outbox"]["pending"]:
                 return False
             return self.home.status()["system"] == "RUNNING"
@@ -217,7 +220,7 @@ class Replay:
         wait_for(lambda: len([t for t in self.stored("trades") if not t["is_paper"]]) >= len(orders), 20,
                  "every broker deal in the trade log")
         status = self.sim("status")
-        accounts = self.request("paper", "status")["accounts"]
+        accounts = self.status_of("paper")["accounts"]
         label = {str(o["position_id"]): o["client_order_id"] for o in orders if not o["closing"]}
         # one broker tick's orders sorted: concurrent orders reach the simulator in any order
         got = sorted((Order(SYMBOL_NAMES[o["symbol_id"]], label[str(o["position_id"])], o["trade_side"],
@@ -246,7 +249,7 @@ class Replay:
             paper_trades=trade_keys((t for t in trades if t["is_paper"]), label),
             paper_account={s: (a["balance"], a["trades"], a["pnl"], a["position"]) for s, a in accounts.items()},
             events=event_keys(self.stored("events")),
-            rejected=self.request("persistence", "status")["progress"].get("records_rejected", 0),
+            rejected=self.status_of("persistence")["progress"].get("records_rejected", 0),
         )
 
 

@@ -50,8 +50,7 @@ class StandInConnector:
     # ---- REP (its own thread and socket) --------------------------------------------------------
     def _serve(self) -> None:
         rep = bus.Responder(self.ctx, self.cfg.endpoint("connector", "rep"),
-                            {messages.OP_HISTORY.name: self._history, messages.OP_SUBSCRIBE.name: self._subscribe,
-                             messages.OP_STATUS.name: lambda _a: {"service": "connector", "stand_in": True}},
+                            {messages.OP_HISTORY.name: self._history, messages.OP_SUBSCRIBE.name: self._subscribe},
                             bus.WireErrors("stand-in"))
         self._rep_ready.set()
         try:

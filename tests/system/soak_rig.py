@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import REPO, Home, wait_for
+from harness import REPO, Home, status_map, wait_for
 from system.sub_reader import SubReader
 
 from common import bus, messages
@@ -335,8 +335,11 @@ class Soak:
             self._requesters[service] = req
         return req.call(op, args if args is not None else messages.NoArgs())
 
+    def status_of(self, service: str) -> dict:
+        return status_map(self.request(service, "status"))
+
     def status(self) -> dict:
-        return self.request("orchestrator", "status")
+        return self.status_of("orchestrator")
 
     # ---- one bar
     def step(self, fault: Fault | None = None) -> bool:
@@ -366,16 +369,16 @@ class Soak:
         hi = {s: self.expected.last_ended(s, self.now) for s in SYMBOLS}
 
         def settled() -> bool:
-            pred = self.request("preditor", "status")
+            pred = self.status_of("preditor")
             last = {s: pred["models"][s]["last_bar"] for s in SYMBOLS}
             if pred["pending_bars"] or any(last[s] is None or not lo[s] <= last[s] <= hi[s] for s in SYMBOLS):
                 return False
             live = [s for s in SYMBOLS if last[s] >= self.w.start]
-            ex = self.request("executor", "status")
+            ex = self.status_of("executor")
             if ex["pending_signals"] or ex["outbox"]["pending"] or any(
                     ex["last_bar_time"].get(s) != last[s] for s in live):
                 return False
-            pa = self.request("paper", "status")
+            pa = self.status_of("paper")
             if pa["outbox"]["pending"] or any(pa["accounts"][s]["last_bar_time"] != last[s] for s in live):
                 return False
             return self.acceptable(self.status())
@@ -428,7 +431,7 @@ class Soak:
         def back() -> bool:
             if self.sim("status")["sessions"] < 1:
                 return False
-            if not self.request("connector", "status")["broker"]["connected"]:
+            if not self.status_of("connector")["broker"]["connected"]:
                 return False
             s = self.status()
             entry = s["services"]["connector"]

@@ -97,12 +97,12 @@ class CatchUpReplay(Replay):
         wait_for(lambda: self.bus_bars.published(bar_time), 30, f"bar {bar_time} published", interval=0.01)
         if "preditor" not in self.down:
             def decided() -> bool:
-                pred = self.request("preditor", "status")
+                pred = self.status_of("preditor")
                 return all(pred["models"][s]["last_bar"] == bar_time for s in SYMBOLS) and not pred["pending_bars"]
             wait_for(decided, 30, f"bar {bar_time} decided", interval=0.02)
         if not self.down:
             wait_for(lambda: all(a["last_bar_time"] == bar_time
-                                 for a in self.request("paper", "status")["accounts"].values()),
+                                 for a in self.status_of("paper")["accounts"].values()),
                      30, f"bar {bar_time} simulated", interval=0.02)
         return bar_time
 
@@ -135,9 +135,9 @@ def test_paper_equals_the_backtest_with_preditor_and_paper_killed_while_bars_clo
             if i in (BOTH_DOWN[2], PREDITOR_DOWN[1], PAPER_DOWN[1]):
                 replay.kill_down()
                 replay.settle(replay.closed[-1], timeout=90)  # decided, acted on, simulated, durable
-                ex = replay.request("executor", "status")
+                ex = replay.status_of("executor")
                 assert all(ex["last_bar_time"][s] == replay.closed[-1] for s in SYMBOLS)
-                progress[f"bar {i}"] = {s: replay.request(s, "status")["progress"] for s in ("preditor", "paper")}
+                progress[f"bar {i}"] = {s: replay.status_of(s)["progress"] for s in ("preditor", "paper")}
             if replay.down:
                 replay.close_bar()
             else:

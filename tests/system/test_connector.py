@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Home, wait_for
+from harness import Home, status_map, wait_for
 from system.conntap import Tap
 
 from common import bus, config, messages
@@ -46,7 +46,7 @@ class System:
         return self.home.request("connector", op, args, timeout_ms=timeout_ms)
 
     def connector_status(self) -> dict:
-        return self.req("status")
+        return status_map(self.req("status"))
 
     def connected(self) -> bool:
         return bool(self.connector_status()["broker"]["connected"])
@@ -287,7 +287,7 @@ def test_orders_overlap_a_held_fill_delays_no_other_order_and_one_id_stays_one_o
         assert a.success and a.ticket and (b.ticket, b.price) == (a.ticket, a.price)
         assert len(sim_positions(system, "overlap-held")) == 1
         assert system.sim("status")["deals"] == deals_before + 2  # two orders, not three
-        assert system.req("status")["progress"].get("orders_joined", 0) >= 1
+        assert system.connector_status()["progress"].get("orders_joined", 0) >= 1
     finally:
         for r in (held, again, other):
             r.close()
@@ -461,7 +461,7 @@ def test_an_unreachable_broker_fails_the_connect_step_with_the_address(tmp_path)
         # the broker comes back: the step works now; disconnect and connect again also work
         home.start("connector.sim", "--from-config")
         wait_for(lambda: step_connect(home).ok, 30, "connector.connect ok once the simulator listens")
-        assert home.request("connector", "status")["broker"]["connected"] is True
+        assert home.status_of("connector")["broker"]["connected"] is True
         step = home.request("connector", "step", messages.StepArgs("connector.disconnect"), timeout_ms=20000)
         assert step.ok and step.result["connected"] is False
         assert step_connect(home).result["connected"] is True

@@ -72,7 +72,7 @@ def test_a_refused_refresh_is_degraded_with_what_to_do_and_a_pair_handed_in_heal
     logs = "".join(home.log(s) for s in (*config.WORKERS, "orchestrator", "connector.sim"))
     for secret in (issued["access_token"], issued["refresh_token"], "sim-refresh"):
         assert secret not in logs  # tokens are never logged (a fingerprint is)
-    assert fingerprint(issued["access_token"]) in home.request("connector", "status")["broker"]["token"]
+    assert fingerprint(issued["access_token"]) in home.status_of("connector")["broker"]["token"]
 
 
 def test_dead_credentials_at_boot_wait_for_a_person_instead_of_a_restart_storm(home):

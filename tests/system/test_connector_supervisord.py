@@ -42,7 +42,7 @@ def bar_times(tap: Tap) -> list[int]:
 
 
 def connected(home: Home, epoch: int | None = None) -> bool:
-    s = home.request("connector", "status", timeout_ms=3000)
+    s = home.status_of("connector", timeout_ms=3000)
     return bool(s["broker"]["connected"] and s["state"] == "RUNNING" and (epoch is None or s["epoch"] != epoch))
 
 
@@ -76,7 +76,7 @@ def test_connector_kill_9_mid_replay_no_missed_and_no_duplicate_bar(system):
     tap = Tap(system, ["bar.EURUSD.H1"])
     try:
         tap.wait(lambda g: len(g) >= 15, 30, "15 live bars")
-        before = system.request("connector", "status")
+        before = system.status_of("connector")
         os.kill(system.pid_of("connector"), signal.SIGKILL)
         wait_for(lambda: connected(system, before["epoch"]), 40, "the connector restarted and connected")
         n = len(tap.got)

@@ -175,12 +175,12 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     cid = client_order_id("EURUSD", kill_bar.time, OrderAction.OPEN)
     acks = rig.acks.wait_ack(kill_bar.time)
     assert [(a.status, a.reason, a.details["client_order_id"]) for a in acks] == [("OK", "EDGE", cid)], acks
-    status = rig.home.request("executor", "status")
+    status = rig.home.status_of("executor")
     assert status["last_decisions"] == {"EURUSD": "EDGE"}
     assert status["last_bar_time"] == {"EURUSD": kill_bar.time}
     rig.pred.signal(kill_bar, LONG, 1)  # the same signal again (a replay): ignored
     time.sleep(0.5)
-    assert rig.home.request("executor", "status")["progress"].get("signals_replayed", 0) >= 1
+    assert rig.home.status_of("executor")["progress"].get("signals_replayed", 0) >= 1
     expect(LONG, 1, "OK", "SYNCED", [("BUY", 100_000)])
 
     # the broker ends as the sync rule says, and no client order id ever opened twice
@@ -189,7 +189,7 @@ def test_replay_flips_stop_loss_manual_close_pause_and_kill(rig):
     assert set(labels) == {*opened, cid}
     saved = rig.sim.saved()
     assert sum(not d["closing"] for d in saved["deals"]) == len(opened) + 1
-    executor = rig.home.request("executor", "status")
+    executor = rig.home.status_of("executor")
     assert executor["orphans"] == [] and executor["halted"] is False
 
 
@@ -211,7 +211,7 @@ def test_dry_run_sends_nothing(tmp_path):
             "EURUSD", r.last_bar().time, OrderAction.CLOSE, seq=manual.ticket)
         assert r.positions() == [("BUY", 100_000)]
         assert len(r.sim.saved()["deals"]) == 1  # the person's own opening, nothing else
-        status = r.home.request("executor", "status")
+        status = r.home.status_of("executor")
         assert status["dry_run"] is True
         assert status["progress"].get("orders_sent", 0) == status["progress"].get("closes_sent", 0) == 0
     finally:
@@ -227,7 +227,7 @@ def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
     def system(state: str) -> None:
         def seen():
             orch.publish(messages.SYS_STATE_TOPIC, messages.SysState(state, time.time_ns()))
-            return r.home.request("executor", "status")["system_state"] == state
+            return r.home.status_of("executor")["system_state"] == state
         wait_for(seen, 10, f"executor sees {state}")
 
     try:
@@ -246,13 +246,13 @@ def test_halted_refuses_openings_and_the_emergency_closes_everything(tmp_path):
         halted = wait_for(lambda: [a for a in alerts.poll() if a.kind == "halted"], 20, "alert.halted")
         assert "EMERGENCY_DD" in halted[0].message and halted[0].severity == "critical"
         wait_for(lambda: r.positions() == [], 10, "every position closed")
-        status = r.home.request("executor", "status")
+        status = r.home.status_of("executor")
         assert status["halted"] is True and status["halt_reason"] == "EMERGENCY_DD"
         assert final(r.signal(WAIT)) == ("OK", "FLAT")
         assert final(r.signal(LONG)) == ("SKIP", "HALTED")
         r.home.kill("executor")  # the halt survives a crash: only a person lifts it
         start_executor(r.home)
-        status = r.home.request("executor", "status")
+        status = r.home.status_of("executor")
         assert status["halted"] is True and status["risk"]["session_start_balance"] == 10_000.0
         r.acks.wait_live()
         assert final(r.signal(LONG)) == ("WAIT_SYNC", "MISSED_ENTRY")  # the last LONG was seen again at sync
@@ -287,7 +287,7 @@ def test_a_signal_missed_across_a_preditor_restart_is_fetched(rig):
     acks = wait_for(beat, 15, "the missed signal's ack", interval=0.3)
     assert final(acks) == ("OK", "EDGE")
     assert rig.positions() == [("BUY", 100_000)]
-    progress = rig.home.request("executor", "status")["progress"]
+    progress = rig.home.status_of("executor")["progress"]
     assert progress["preditor_gaps"] >= 1 and progress["last_signals_asked"] >= 2  # sync + the repair
 
 
@@ -316,7 +316,7 @@ def test_an_edge_right_after_a_broker_reconnect_opens_on_the_fresh_quote(rig):
     queued behind the batch: the opening goes on the fresh quote (not NO_QUOTE)."""
     assert final(rig.signal(WAIT)) == ("OK", "FLAT")
     assert rig.sim.cmd("drop", refuse_s=1.0)["dropped"] >= 1
-    wait_for(lambda: rig.home.request("executor", "status")["connected"] is False, 10, "the executor hears the drop")
+    wait_for(lambda: rig.home.status_of("executor")["connected"] is False, 10, "the executor hears the drop")
     acks = rig.signal(LONG)
     assert final(acks) == ("OK", "EDGE"), acks
     assert rig.positions() == [("BUY", 100_000)]
@@ -362,7 +362,7 @@ def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
         result = step(r.home, "executor", "executor.sync").result  # what the orchestrator does on a reconnect
         assert result["orphans"] == ["USDJPY"] and result["lot_problems"] == {}
         assert wait_for(lambda: [a for a in alerts.poll() if a.kind == "orphan"], 10, "alert.orphan")
-        assert r.home.request("executor", "status")["orphans"] == ["USDJPY"]
+        assert r.home.status_of("executor")["orphans"] == ["USDJPY"]
         assert final(r.signal(LONG)) == ("OK", "SYNCED") and len(r.positions()) == 2  # the orphan is left alone
 
         open_ids = sorted(p["position_id"] for p in r.ledger.sample())
@@ -378,7 +378,7 @@ def test_orphans_are_reported_and_stop_closes_everything(tmp_path):
 
 def test_a_signal_asks_the_connector_once_and_an_opening_uses_the_quote_and_account_of_that_answer(rig):
     def requests() -> dict[str, int]:
-        progress = rig.home.request("executor", "status")["progress"]
+        progress = rig.home.status_of("executor")["progress"]
         return {op: progress.get(f"{op}_requests", 0) for op in ("positions", "symbol_info", "account")}
 
     assert final(rig.signal(WAIT)) == ("OK", "FLAT")  # the first signal of a symbol learns its spec
@@ -407,12 +407,12 @@ def test_the_orders_of_signals_that_arrive_together_are_out_at_the_same_time(tmp
         # each order's execution events held 1 s by the simulator: one after the other, they would take 2 s
         r.sim.cmd("delay", seconds=1.0, count=4, types=["ProtoOAExecutionEvent"])
         assert together(LONG) == {"EURUSD": ("OK", "EDGE"), "USDJPY": ("OK", "EDGE")}
-        orders = r.home.request("connector", "status")["orders"]
+        orders = r.home.status_of("connector")["orders"]
         assert orders["in_flight_peak"] == 2 and orders["in_flight"] == 0
         assert sorted(p["label"].split("-")[0] for p in r.ledger.sample()) == ["EURUSD", "USDJPY"]
         r.sim.cmd("delay", seconds=1.0, count=4, types=["ProtoOAExecutionEvent"])
         assert together(SHORT) == {"EURUSD": ("OK", "REVERSAL"), "USDJPY": ("OK", "REVERSAL")}  # closes, together
-        assert r.home.request("connector", "status")["orders"]["in_flight_peak"] == 2
+        assert r.home.status_of("connector")["orders"]["in_flight_peak"] == 2
         assert r.ledger.sample() == []
         r.ledger.assert_no_duplicate()
     finally:
@@ -472,7 +472,7 @@ def test_a_close_due_in_a_closed_market_is_sent_once_at_the_open_and_swap_is_cha
         assert res.returncode == 0, res.stderr
         (ack,) = json.loads(res.stdout)["reply"]["acks"]
         assert (ack["status"], ack["reason"], ack["details"]["due_at_open"]) == ("FAIL", "MARKET_CLOSED", True)
-        due = r.home.request("executor", "status")["due_closes"]
+        due = r.home.status_of("executor")["due_closes"]
         assert [d["ticket"] for d in due] == [pos["position_id"]]
         assert r.positions() == [("BUY", 100_000)]
         reopen = BARS[last + 1].time  # the next bar: its first point is the open
@@ -485,7 +485,7 @@ def test_a_close_due_in_a_closed_market_is_sent_once_at_the_open_and_swap_is_cha
                                  and a.details.get("client_order_id") == due[0]["client_order_id"]], 10,
                         "the due close's ack")
         assert len(sent) == 1 and (sent[0].details["action"], sent[0].reason) == ("DUE_CLOSE", "MANUAL_CLOSE")
-        assert r.home.request("executor", "status")["due_closes"] == []
+        assert r.home.status_of("executor")["due_closes"] == []
         closed = wait_for(lambda: [b for b in r.closed.poll() if isinstance(b, messages.PositionClosed)], 10,
                           "the close published")
         # a rollover (22:00 UTC) while it was held: -0.75 pip a day on 0.01 lot

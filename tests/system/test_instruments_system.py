@@ -109,7 +109,7 @@ def test_m15_and_h4_models_live_at_once_equal_the_backtest(tmp_path):
         n_gold = assert_equal_to_backtest(tap, "XAUUSD", "XAUUSD_M15.zip", gold, 900, start, last_gold)
         n_h4 = assert_equal_to_backtest(tap, "EURUSD", "EURUSD_H4.zip", eurusd, 14_400, start, last_h4)
         assert n_gold >= 100 and n_h4 >= 6
-        subs = home.request("connector", "status")["subscriptions"]
+        subs = home.status_of("connector")["subscriptions"]
         assert "M15" in subs["XAUUSD"] and "H4" in subs["EURUSD"]
         assert home.status()["system"] == "RUNNING"  # gold's daily break: no bar, and no stale-bar alarm
     finally:

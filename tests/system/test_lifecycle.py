@@ -69,7 +69,7 @@ def test_boot_order_holds_whatever_starts_first(home, order):
 def test_restarted_service_is_rehandshaken_and_dependents_react(home):
     boot(home, ["orchestrator", *WORKERS])
     before = home.status()["services"]
-    sync_runs = home.request("executor", "status")["steps"]
+    sync_runs = home.status_of("executor")["steps"]
     assert "executor.sync" in sync_runs
 
     home.kill("connector")
@@ -98,12 +98,12 @@ def test_restarted_service_is_rehandshaken_and_dependents_react(home):
 
 def test_orchestrator_restart_rediscovers_without_disturbing(home):
     boot(home, ["orchestrator", *WORKERS])
-    epochs = {s: home.request(s, "status")["epoch"] for s in WORKERS}
+    epochs = {s: home.status_of(s)["epoch"] for s in WORKERS}
     home.kill("orchestrator")
     time.sleep(1.5)
     for s in WORKERS:  # trading goes on without the orchestrator
         assert home.procs[s].poll() is None
-        assert home.request(s, "status")["state"] == "RUNNING"
+        assert home.status_of(s)["state"] == "RUNNING"
     home.start("orchestrator")
     status = home.wait_state("RUNNING", timeout=20)
     assert {s: status["services"][s]["epoch"] for s in WORKERS} == epochs
@@ -137,7 +137,7 @@ def test_malformed_requests_to_every_rep_socket(home):
             assert reply["ok"] is False and reply["error"]["code"] == code, (service, frames, reply)
             assert reply["error"]["message"]
             sock.close()
-        counts = home.request(service, "status")["wire_errors"]
+        counts = home.status_of(service)["wire_errors"]
         assert sum(counts.values()) == len(BAD_REQUESTS), (service, counts)
         assert set(counts) == {code for _, code in BAD_REQUESTS}
     status = home.wait_state("RUNNING")
@@ -187,7 +187,7 @@ def flood_until_counted(home: Home, publishers: dict[str, str], topics: dict[str
 
     def all_counted():
         for v in victims:
-            kinds = set(home.request(v, "status")["wire_errors"])
+            kinds = set(home.status_of(v)["wire_errors"])
             if not kinds >= EXPECTED_KINDS:
                 return None
         return True
@@ -211,7 +211,7 @@ def test_malformed_frames_to_every_sub_socket(home):
     # (bar., signal.) and executor (signal.) receive garbage on their SUB sockets.
     for s in ("orchestrator", "persistence", "executor", "paper"):
         home.start(s)
-    wait_for(lambda: home.request("paper", "status"), 10, "paper up")
+    wait_for(lambda: home.status_of("paper"), 10, "paper up")
     flood_until_counted(
         home,
         {"connector": cfg.endpoint("connector", "pub"), "preditor": cfg.endpoint("preditor", "pub")},
@@ -246,7 +246,7 @@ def test_dry_run_flag_reaches_the_executor_from_the_environment(home):
         stderr=subprocess.DEVNULL,
     )
     try:
-        status = wait_for(lambda: home.request("executor", "status"), 10, "executor status")
+        status = wait_for(lambda: home.status_of("executor"), 10, "executor status")
         assert status["dry_run"] is True
     finally:
         proc.kill()

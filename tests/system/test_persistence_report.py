@@ -30,11 +30,11 @@ def test_run_stop_and_report(home):
     for service in ["orchestrator", *WORKERS]:
         home.start(service)
     home.wait_state("RUNNING", timeout=60)
-    status = wait_for(lambda: (lambda s: s if s.get("session") else None)(home.request("persistence", "status")), 10,
+    status = wait_for(lambda: (lambda s: s if s.get("session") else None)(home.status_of("persistence")), 10,
                       "a session")
     sid = status["session"]["session_id"]
     assert status["session"]["initial_balance"] == home.config().broker.sim.balance  # from the connector
-    wait_for(lambda: home.request("persistence", "status")["progress"].get("session_heartbeats", 0) >= 2, 10,
+    wait_for(lambda: home.status_of("persistence")["progress"].get("session_heartbeats", 0) >= 2, 10,
              "session heartbeats")
 
     # persistence killed mid-run and started again: the orchestrator replays its steps, the session is resumed
@@ -44,7 +44,7 @@ def test_run_stop_and_report(home):
     wait_for(lambda: (lambda s: s if s["system"] == "RUNNING" and s["services"]["persistence"]["restarts"] == 1
                       and "persistence.session" in s["services"]["persistence"]["steps"] else None)(home.status()),
              30, "persistence back with its steps")
-    again = home.request("persistence", "status")["session"]
+    again = home.status_of("persistence")["session"]
     assert again["session_id"] == sid and again["recovered_count"] == 1
 
     res = home.oracle("ctl", "stop")

@@ -144,7 +144,7 @@ def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_
         (0, t_of(bars, GAP.start - 1), t_of(bars, GAP.stop)),
         (0, t_of(bars, EPOCH_GAP.start - 1), None),
     ]
-    status = home.request("preditor", "status")
+    status = home.status_of("preditor")
     assert status["errors"] == [] and status["pending_bars"] == 0
     m = status["models"]["EURUSD"]
     assert m["model_id"] == model.model_id and m["last_bar"] == t_of(bars, END - 1)

@@ -75,7 +75,7 @@ def test_bad_and_duplicate_models_are_refused_and_alerted_the_others_run(tmp_pat
         assert all(f["timeframe"] == "H1" and 0 <= f["last_bar_age_s"] < 5 for f in hb.info["symbols"].values())
         assert hb.progress["bars_seen"] == 2
 
-        status = home.request("preditor", "status")
+        status = home.status_of("preditor")
         assert set(refused) <= set(status["errors"])
         assert status["models"]["GBPUSD"]["warm"] and status["models"]["EURUSD"]["file"] == "EURUSD_H1.zip"
         last = home.request("preditor", "last_signals").signals
@@ -102,7 +102,7 @@ def test_a_gap_history_cannot_fill_keeps_the_bar_pending_until_it_can(tmp_path, 
         conn.fail_history = True
         conn.publish(1002)
         wait_for(lambda: [r for r in tap.other if r.envelope.topic == "alert.gap_not_filled"], 5, "the alert")
-        status = home.request("preditor", "status")
+        status = home.status_of("preditor")
         assert status["pending_bars"] == 1 and "not available" in status["errors"][-1]
         time.sleep(1.0)  # retried meanwhile, still failing: nothing predicted on the hole
         assert ("EURUSD", int(bars[1002, 0])) not in tap.by_key
@@ -110,7 +110,7 @@ def test_a_gap_history_cannot_fill_keeps_the_bar_pending_until_it_can(tmp_path, 
         tap.wait_for("EURUSD", int(bars[1002, 0]), timeout=5)
         assert ("EURUSD", int(bars[1001, 0])) in tap.by_key  # filled from history, signalled, in order
         assert [s.bar_time for s in tap.signals] == [int(bars[i, 0]) for i in (1000, 1001, 1002)]
-        status = home.request("preditor", "status")
+        status = home.status_of("preditor")
         assert status["pending_bars"] == 0 and status["errors"] == []
     finally:
         tap.close()
@@ -163,13 +163,13 @@ def test_a_snapshot_that_cannot_be_written_is_alerted_and_signals_go_on(tmp_path
         conn.publish(1000)
         tap.wait_for("EURUSD", int(bars[1000, 0]))
         assert [r for r in tap.other if r.envelope.topic == "alert.snapshot_write_failed"]
-        status = home.request("preditor", "status")
+        status = home.status_of("preditor")
         assert any("cannot write the twin snapshot" in e for e in status["errors"])
         blocker.unlink()
         conn.publish(1001)
         tap.wait_for("EURUSD", int(bars[1001, 0]))
         wait_for(lambda: (blocker / "EURUSD_H1.twin.json").exists(), 5, "the snapshot (written after the signal)")
-        wait_for(lambda: home.request("preditor", "status")["errors"] == [], 5, "the error cleared")
+        wait_for(lambda: home.status_of("preditor")["errors"] == [], 5, "the error cleared")
     finally:
         tap.close()
         conn.close()

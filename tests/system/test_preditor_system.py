@@ -118,8 +118,8 @@ def test_signals_equal_the_backtest_with_the_real_connector_across_preditor_and_
             int(d.action), d.direction, d.intensity, d.hmm_state), f"bar {t}"
         assert sig.close == d.close and abs(sig.virtual_pnl - d.floating_pnl) <= 1e-9, f"bar {t}"
     # history is asked at warmups and catch-ups only, not at every bar (the connector's other topics are no gap)
-    assert home.request("connector", "status")["progress"].get("history_requests", 0) <= 3
-    pred = home.request("preditor", "status")
+    assert home.status_of("connector")["progress"].get("history_requests", 0) <= 3
+    pred = home.status_of("preditor")
     assert pred["errors"] == [] and pred["models"]["EURUSD"]["last_bar"] == int(bars[last, 0])
     assert pred["models"]["EURUSD"]["restored"].startswith("snapshot restored")
     state = home.status()

@@ -31,7 +31,7 @@ def system(tmp_path):
 
 
 def preditor_signals(home: Home) -> int:
-    return home.request("preditor", "status")["models"]["EURUSD"]["signals"]
+    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
 
 
 def test_signals_become_acks_orders_and_paper_trades(system):
@@ -52,7 +52,7 @@ def test_signals_become_acks_orders_and_paper_trades(system):
             for s in heard:
                 acks.wait_ack(s.bar_time, timeout=20)
             for service in ("executor", "paper"):
-                wait_for(lambda sv=service: home.request(sv, "status")["outbox"]["pending"] == 0, 20,
+                wait_for(lambda sv=service: home.status_of(sv)["outbox"]["pending"] == 0, 20,
                          f"{service} outbox empty")
             for service in ("executor", "paper"):
                 home.kill(service)
@@ -60,11 +60,11 @@ def test_signals_become_acks_orders_and_paper_trades(system):
             wait_for(lambda: all(home.status()["services"][s]["restarts"] == 1 and
                                  home.status()["services"][s]["state"] == "RUNNING" for s in ("executor", "paper")),
                      30, "executor and paper back")
-            executor = home.request("executor", "status")
+            executor = home.status_of("executor")
             assert executor["synced"] is True
             wait_for(lambda e=executor["epoch"]: any(isinstance(h, messages.Heartbeat) and h.epoch == e
                                                      for h in acks.poll()), 10, "the new executor heard")
-            assert home.request("paper", "status")["restored"] is True
+            assert home.status_of("paper")["restored"] is True
         before = preditor_signals(home)
         sim.advance_bar()
         wait_for(lambda b=before: preditor_signals(home) > b, 30, "the bar's signal")
@@ -78,12 +78,12 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     assert len(got) >= N_BARS
     for s in got:  # every signal acked
         assert acks.wait_ack(s.bar_time, timeout=20)
-    wait_for(lambda: home.request("paper", "status")["accounts"]["EURUSD"]["last_bar_time"] == got[-1].bar_time,
+    wait_for(lambda: home.status_of("paper")["accounts"]["EURUSD"]["last_bar_time"] == got[-1].bar_time,
              20, "paper at the last signal")
     assert [m.symbol for m in paper.poll() if isinstance(m, messages.PaperMetrics)]
     opened = [a for s in got for a in acks.acks_for(s.bar_time) if a.details.get("action") == "OPEN"]
     assert opened and all(a.status == "OK" for a in opened)  # the bundled model trades on this stretch
-    latency = home.request("connector", "status")["bar_to_order_ms"]  # bar close -> order sent, a sample per order
+    latency = home.status_of("connector")["bar_to_order_ms"]  # bar close -> order sent, a sample per order
     assert latency["count"] >= len(opened) and 0 < latency["p50"] <= latency["max"]
     cids = [a.details["client_order_id"] for a in opened]
     assert len(cids) == len(set(cids))
@@ -97,7 +97,7 @@ def test_signals_become_acks_orders_and_paper_trades(system):
 
     wait_for(lambda: len(stored("signals")) == len(got), 20, "signals stored")
     wait_for(lambda: len(stored("acks")) >= len(got), 20, "acks stored")
-    paper_account = home.request("paper", "status")["accounts"]["EURUSD"]
+    paper_account = home.status_of("paper")["accounts"]["EURUSD"]
     still_open = int(paper_account["position"]["direction"] != 0)
 
     def paper_records(action: str) -> int:
@@ -107,7 +107,7 @@ def test_signals_become_acks_orders_and_paper_trades(system):
     wait_for(lambda: (paper_records("CLOSE"), paper_records("OPEN")) == (paper_account["trades"],
                                                                          paper_account["trades"] + still_open),
              20, "paper trades and openings stored")
-    assert home.request("persistence", "status")["progress"].get("records_rejected", 0) == 0  # ids are stable
+    assert home.status_of("persistence")["progress"].get("records_rejected", 0) == 0  # ids are stable
     # a real opening's record says which signal made it: its intensity and HMM state, read from the order's comment
     def real_opens() -> dict[str, dict]:
         return {t["client_order_id"]: t for t in stored("trades") if not t["is_paper"] and t["action"] == "OPEN"}
@@ -131,7 +131,7 @@ def test_signals_become_acks_orders_and_paper_trades(system):
         assert t["commission"] == pytest.approx(-deal["realised_commission"] / 100) and t["commission"] > 0, t
         assert t["swap"] == pytest.approx(deal["swap"] / 100), t
         assert t["pnl"] == pytest.approx((deal["gross_profit"] + deal["swap"] + deal["realised_commission"]) / 100), t
-    executor = home.request("executor", "status")
+    executor = home.status_of("executor")
     assert executor["last_bar_time"] == {"EURUSD": got[-1].bar_time}
     status = home.status()
     assert status["system"] == "RUNNING", status.get("issues")

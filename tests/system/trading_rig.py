@@ -157,7 +157,7 @@ class Listener:
 
     def wait_live(self, timeout: float = 10.0) -> None:
         """Wait for a heartbeat of the process running now (its epoch, from its status)."""
-        epoch = self.home.request(self.service, "status")["epoch"]
+        epoch = self.home.status_of(self.service)["epoch"]
 
         def heard() -> bool:
             with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from common import config
+from common import config, messages
 from services.connector import journal
 from services.connector.ctrader import settings
 from services.connector.freshness import latency_summary, market_open_now
@@ -59,9 +59,9 @@ def test_a_state_file_of_one_timeframe_per_symbol_reads_as_a_list():
 
 
 def test_bar_to_order_latency_summary():
-    assert latency_summary([]) == {"count": 0}
+    assert latency_summary([]) == messages.LatencySummary(count=0, p50=None, p90=None, p99=None, max=None)
     got = latency_summary([float(x) for x in range(100, 0, -1)])
-    assert got == {"count": 100, "p50": 51.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    assert got == messages.LatencySummary(count=100, p50=51.0, p90=90.0, p99=99.0, max=100.0)
 
 
 # ---- order journal ------------------------------------------------------------------------------

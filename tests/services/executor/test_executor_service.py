@@ -57,6 +57,6 @@ def test_dry_run_from_the_environment(tmp_path):
                                                   env={**home.env, "ORACLE_DRY_RUN": "true"},
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: home.request("executor", "ping"), 20, "executor up")
-        assert home.request("executor", "status")["dry_run"] is True
+        assert home.status_of("executor")["dry_run"] is True
     finally:
         home.close()

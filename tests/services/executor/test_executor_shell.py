@@ -197,7 +197,7 @@ def test_an_opening_passes_lots_and_price_distances_straight_through(rig):
     assert args.client_order_id == client_order_id("EURUSD", T0 + 2 * H1, OrderAction.OPEN)
     assert acks[-1].details["volume"] == 0.03 and "requested_lots" not in acks[-1].details
     status = rig.ex.status_report()
-    assert status["positions"][0]["lots"] == 0.03 and status["due_closes"] == []
+    assert status["positions"][0].lots == 0.03 and status["due_closes"] == []
     assert rig.state()["version"] == 2
 
 

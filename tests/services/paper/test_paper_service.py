@@ -53,11 +53,11 @@ def connect_streams(home: Home, pub: bus.Publisher, sub: bus.Subscriber, first: 
                     published: dict) -> None:
     """PUB/SUB joins late: wait until paper hears the test (the first signal, re-sent: applied once) and the test
     hears this paper process (its heartbeat)."""
-    epoch = home.request("paper", "status")["epoch"]
+    epoch = home.status_of("paper")["epoch"]
 
     def heard() -> bool:
         pub.publish("signal.EURUSD", first)
-        return home.request("paper", "status")["progress"].get("signals_seen", 0) > 0
+        return home.status_of("paper")["progress"].get("signals_seen", 0) > 0
 
     wait_for(heard, 10, "paper hears the signals")
 
@@ -104,7 +104,7 @@ class PreditorReplies:
 
 
 def last_bar(home: Home) -> int:
-    return home.request("paper", "status")["accounts"]["EURUSD"]["last_bar_time"] or 0
+    return home.status_of("paper")["accounts"]["EURUSD"]["last_bar_time"] or 0
 
 
 def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
@@ -139,7 +139,7 @@ def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
         wait_for(lambda: last_bar(home) == decisions[down - 1].bar_time, 30, "the missed signals simulated")
         assert preditor.asked and preditor.asked[-1]["EURUSD"] is not None
         connect_streams(home, pub, sub, signal_of(decisions[0]), published)
-        status = home.request("paper", "status")
+        status = home.status_of("paper")
         assert status["restored"] is True
         restored_at = status["accounts"]["EURUSD"]["last_bar_time"]
         for d in decisions[down:]:
@@ -149,9 +149,9 @@ def test_paper_equals_backtest_across_kill_and_restart(tmp_path, decisions):
         for d in decisions:  # the whole stream again: what was applied before is ignored
             pub.publish("signal.EURUSD", signal_of(d))
         wait_for(lambda: last_bar(home) == decisions[-1].bar_time, 60, "paper at the end of the stream")
-        wait_for(lambda: home.request("paper", "status")["progress"].get("signals_replayed", 0) >= len(decisions),
+        wait_for(lambda: home.status_of("paper")["progress"].get("signals_replayed", 0) >= len(decisions),
                  60, "the replayed stream ignored")
-        assert home.request("paper", "status")["progress"].get("signals_missed", 0) >= down - half
+        assert home.status_of("paper")["progress"].get("signals_missed", 0) >= down - half
 
         saved = read_book(tmp_path / "var" / "data" / "paper-state.json")  # the state file and its journal
         assert saved is not None

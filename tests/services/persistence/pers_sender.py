@@ -4,17 +4,32 @@
 usage: python pers_sender.py COUNT RATE   (ORACLE_HOME set; records per second; 0 = as fast as possible)
 
 Even records are `events` (the fields any sender uses, no session_id), odd ones `trades` without a session_id.
-Its status (op `status`) reports made, pending, acked and rejected. It does no handshake (no orchestrator).
+Its op `sender_counts` (registered by this process only) reports made, pending, acked and rejected; its `status` is
+the common part every process has. It does no handshake (no orchestrator).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from common import config, logs, runtime
+from common import config, logs, messages, runtime
 from common.outbox import record_id
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCounts:
+    made: int
+    total: int
+    pending: int
+    acked: int
+    rejected: dict  # id -> why persistence refused it
+
+
+OP_SENDER_COUNTS = messages.op("sender_counts", messages.NoArgs, SenderCounts, "test sender: its records' counts")
 
 
 def record(i: int) -> tuple[str, dict]:
@@ -45,9 +60,11 @@ class Sender(runtime.Service):
             self.persist(*record(self.made))
             self.made += 1
 
-    def status_report(self) -> dict:
-        return {"made": self.made, "total": self.total, "pending": len(self.outbox), "acked": self.outbox.acked,
-                "rejected": dict(self.outbox.rejected)}
+    def ops(self) -> dict:
+        return {OP_SENDER_COUNTS.name: self._counts}
+
+    def _counts(self, _args: Any) -> SenderCounts:
+        return SenderCounts(self.made, self.total, len(self.outbox), self.outbox.acked, dict(self.outbox.rejected))
 
 
 def main() -> int:

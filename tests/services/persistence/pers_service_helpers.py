@@ -44,7 +44,8 @@ def start_sender(home: Any, count: int, rate: float) -> subprocess.Popen:
 
 
 def sender_status(home: Any) -> dict:
-    return home.request("sender", "status")
+    """The sender's counts (its own op, pers_sender.py), as a plain map."""
+    return messages.to_wire(home.request("sender", "sender_counts"))
 
 
 def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:

@@ -85,7 +85,7 @@ def test_write_query_and_session_steps(home):
 
     # session heartbeats every heartbeat_interval_s; health_info carries the backlog for the orchestrator
     wait_for(lambda: len(query(home, "session_heartbeats", {"session_id": sid})) >= 2, 10, "session heartbeats")
-    status = home.request("persistence", "status")
+    status = home.status_of("persistence")
     assert status["persistence"]["backlog"] == 0 and status["store"]["open"] is True
     assert status["session"]["session_id"] == sid
 
@@ -141,7 +141,7 @@ def test_trades_only_through_the_write_op_totals_kept_alerts_state_and_gaps_from
                                                                             "executor", {}))
 
         wait_for(lambda: (published(), query(home, "events", {"event_type": "ALERT"})
-                          and "alerts_stored_by_their_sender" in home.request("persistence", "status")["progress"])[1],
+                          and "alerts_stored_by_their_sender" in home.status_of("persistence")["progress"])[1],
                  15, "the stream heard")
         alerts = query(home, "events", {"event_type": "ALERT"})
         assert {a["source"] for a in alerts} == {"connector"}

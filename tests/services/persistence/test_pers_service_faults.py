@@ -64,7 +64,7 @@ def test_sink_down_for_a_stretch_backlog_grows_then_drains_exactly_once(tmp_path
             try:
                 wait_for(lambda: max((i.get("backlog", 0) for i in tap.infos[-3:]), default=0) >= 300, 20,
                          "the backlog growing in the heartbeats while the sink is down")
-                status = home.request("persistence", "status")["persistence"]
+                status = home.status_of("persistence")["persistence"]
                 assert status["sinks"][0]["sink"] == "postgres" and status["sinks"][0]["failures"] >= 1
                 assert status["sinks"][0]["last_error"]
                 assert sender_status(home)["pending"] < 250  # the sender is not held up by the sink
@@ -125,7 +125,7 @@ def test_full_disk_then_locked_database_clear_errors_and_nothing_lost(tmp_path):
     try:
         boot_persistence(home)
         start_sender(home, n, 0)
-        wait_for(lambda: home.request("persistence", "status")["progress"].get("store_full", 0) >= 1, 30,
+        wait_for(lambda: home.status_of("persistence")["progress"].get("store_full", 0) >= 1, 30,
                  "the store full")
         st = sender_status(home)
         assert st["pending"] > 0 and st["rejected"] == {}  # the sender keeps its records
@@ -137,7 +137,7 @@ def test_full_disk_then_locked_database_clear_errors_and_nothing_lost(tmp_path):
         finally:
             req.close()
         assert reply.ok is False and reply.error_code == "store_full" and "full" in reply.error_message
-        status = home.request("persistence", "status")  # still serving, heartbeats going
+        status = home.status_of("persistence")  # still serving, heartbeats going
         assert status["state"] == "WAITING" and "store_full" in status["store"]["last_error"]
         assert home.procs["persistence"].poll() is None
         acked_when_full = sender_status(home)["acked"]
@@ -165,11 +165,11 @@ def test_full_disk_then_locked_database_clear_errors_and_nothing_lost(tmp_path):
             assert home.request("persistence", "ping")
             # what it hears meanwhile (an alert) is kept in memory until the store takes it again
             wait_for(lambda: (orch.publish("alert.test", messages.Alert("test", "warning", "during the lock")),
-                              home.request("persistence", "status")["unwritten"])[1], 15, "an alert kept")
+                              home.status_of("persistence")["unwritten"])[1], 15, "an alert kept")
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        wait_for(lambda: home.request("persistence", "status")["unwritten"] == 0, 10, "the kept alerts written")
+        wait_for(lambda: home.status_of("persistence")["unwritten"] == 0, 10, "the kept alerts written")
         assert db_rows(db, "SELECT count(*) FROM events WHERE event_type = 'ALERT' AND message = ?",
                        ("during the lock",))[0][0]
         orch.close()
