@@ -56,13 +56,14 @@ def executor() -> messages.ExecutorReport:
     return messages.ExecutorReport(
         **common_part("executor", dry_run=True), symbols=["EURUSD"], paused=False, halted=False, halt_reason="",
         stopped=False, synced=True, connected=None,
-        positions=[messages.ExecutorPosition(ticket=7, symbol="EURUSD", direction=1, lots=0.03, label="c1")],
-        due_closes=[messages.DueCloseStatus(ticket=7, symbol="EURUSD", lots=0.03, client_order_id="cid",
-                                            reason="SIGNAL_WAIT", action="CLOSE", bar_time=None, since=1.7e9,
-                                            state="WAITING", sent=0)],
-        markets={"EURUSD": messages.MarketView(open=False, time=1.7e9, reason="MARKET_CLOSED")},
+        positions=[messages.TradingPosition(ticket=7, symbol="EURUSD", direction=1, lots=0.03, label="c1")],
+        due_closes=[messages.DueAtOpen(ticket=7, symbol="EURUSD", lots=0.03, client_order_id="cid",
+                                       reason="SIGNAL_WAIT", action="CLOSE", bar_time=None, since=1.7e9,
+                                       state="WAITING", sent=0)],
+        markets={"EURUSD": messages.MarketState(symbol="EURUSD", open=False, time=1.7e9, reason="MARKET_CLOSED")},
         closed_markets=["EURUSD"], orphans=[], modelled=["EURUSD"], last_decisions={"EURUSD": "OPEN"},
-        last_bar_time={"EURUSD": 1483308000}, pending_signals=[], risk={"halt_reason": "", "peak_equity": 1000.0})
+        last_bar_time={"EURUSD": 1483308000}, pending_signals=[],
+        risk=messages.RiskStatus(session_start_balance=1000.0, peak_equity=1000.0, equity=990.0))
 
 
 def paper() -> messages.PaperStatus:

@@ -7,13 +7,17 @@ Records are keyword-only so a subclass may add required fields after the common 
 
 Left as plain maps (not the system's own facts, or config maps): the broker adapter's report (connector
 ``broker``: the adapter's ``describe()`` merged with the connection's facts), the recorder's ``health()``
-(persistence ``persistence``), the stored session row (persistence ``session``), the risk state's ``to_dict()``
-(executor ``risk``), heartbeat ``info`` and the orchestrator's ``boot_log`` events (free-form fields per event).
+(persistence ``persistence``), the stored session row (persistence ``session``), heartbeat ``info`` and the
+orchestrator's ``boot_log`` events (free-form fields per event). The executor's facts are the records of its
+``executor_status`` command (``TradingPosition``, ``DueAtOpen``, ``RiskStatus``) and ``MarketState``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from common.messages.events import MarketState
+from common.messages.requests import DueAtOpen, RiskStatus, TradingPosition
 
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
 
@@ -157,40 +161,6 @@ class PreditorStatus(ProcessStatus):
 
 
 @dataclass(**_RECORD)
-class ExecutorPosition:
-    ticket: int
-    symbol: str
-    direction: int
-    lots: float
-    label: str
-
-
-@dataclass(**_RECORD)
-class DueCloseStatus:
-    """A close the broker refused as MARKET_CLOSED, to send at the open."""
-
-    ticket: int
-    symbol: str
-    lots: float
-    client_order_id: str
-    reason: str
-    action: str
-    bar_time: int | None
-    since: float
-    state: str
-    sent: int
-
-
-@dataclass(**_RECORD)
-class MarketView:
-    """What the connector said last of a symbol's market."""
-
-    open: bool
-    time: float
-    reason: str
-
-
-@dataclass(**_RECORD)
 class ExecutorReport(ProcessStatus):  # not ExecutorStatus: that is the command (common/commands.py)
     symbols: list[str]
     paused: bool
@@ -199,16 +169,16 @@ class ExecutorReport(ProcessStatus):  # not ExecutorStatus: that is the command 
     stopped: bool
     synced: bool
     connected: bool | None  # None: no connection state heard yet
-    positions: list[ExecutorPosition]
-    due_closes: list[DueCloseStatus]
-    markets: dict[str, MarketView]
+    positions: list[TradingPosition]
+    due_closes: list[DueAtOpen]
+    markets: dict[str, MarketState]
     closed_markets: list[str]
     orphans: list[str]
     modelled: list[str]
     last_decisions: dict[str, str]
     last_bar_time: dict[str, int]
     pending_signals: list[str]
-    risk: dict  # the risk state's own dump (services/executor)
+    risk: RiskStatus
 
 
 # ---- paper -------------------------------------------------------------------------------------

@@ -554,7 +554,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return {messages.OP_COMMAND.name: self._op_command}
 
     def _trading_facts(self) -> dict[str, Any]:
-        """The process's own facts in `executor_status` (the `messages.TradingState` fields its handler leaves)."""
+        """The process's own facts, in `executor_status` (the `messages.TradingState` fields its handler leaves)
+        and in the status report."""
         return {
             "synced": self.synced, "connected": self.connected, "stopped": self.stopped,
             "due_closes": [messages.DueAtOpen(**d) for d in self.due.to_list()],
@@ -564,26 +565,16 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         }
 
     # ---- status -------------------------------------------------------------------------------
-    def _executor_facts(self) -> dict:
-        return {
-            "paused": self.paused, "halted": self.halted, "halt_reason": self.risk.halt_reason,
-            "stopped": self.stopped, "synced": self.synced, "connected": self.connected,
-            "positions": [{"ticket": p.ticket, "symbol": p.symbol, "direction": int(p.direction),
-                           "lots": p.lots, "label": p.label} for p in self.positions],
-            "due_closes": self.due.to_list(), "markets": dict(self.markets),
-            "closed_markets": sorted(self.closed_markets),
-            "orphans": list(self.orphans), "modelled": sorted(self.modelled),
-            "last_decisions": dict(self.last_decisions),
-            "last_bar_time": dict(self.handled), "pending_signals": sorted(self.pending),
-            "risk": self.risk.to_dict(),
-        }
-
     def status_report(self) -> dict[str, Any]:
-        facts = self._executor_facts()
-        return {**facts, "symbols": sorted(self.config.symbols) if self.config else [],
-                "positions": [messages.ExecutorPosition(**p) for p in facts["positions"]],
-                "due_closes": [messages.DueCloseStatus(**d) for d in facts["due_closes"]],
-                "markets": {s: messages.MarketView(**m) for s, m in facts["markets"].items()}}
+        return {
+            "symbols": sorted(self.config.symbols) if self.config else [],
+            "paused": self.paused, "halted": self.halted, "halt_reason": self.risk.halt_reason,
+            "positions": [messages.TradingPosition(p.ticket, p.symbol, int(p.direction), p.lots, p.label)
+                          for p in self.positions],
+            "orphans": list(self.orphans), "modelled": sorted(self.modelled),
+            "last_decisions": dict(self.last_decisions), "risk": commands.risk_status(self.risk),
+            **self._trading_facts(),
+        }
 
     def health_info(self) -> dict:
         return {"halted": self.halted, "paused": self.paused, "orphans": list(self.orphans),
