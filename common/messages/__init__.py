@@ -102,7 +102,7 @@ from common.messages.requests import (
     WriteResult,
 )
 from common.messages.status import (
-    STATUS_RECORDS,
+    STATUS_RESULTS,
     ConnectorStatus,
     ExecutorReport,
     JournalSummary,
@@ -130,8 +130,7 @@ from common.schema import to_wire as to_wire
 
 OP_HELLO = op("hello", Hello, Instruction, "a service announces itself; answered wait, go STEP or run")
 OP_READY = op("ready", Ready, Instruction, "a service reports a boot step done; answered like hello")
-OP_STATUS = op("status", NoArgs, OneOf("service", STATUS_RECORDS, default=ProcessStatus),
-               "the answering process's status report (records in status.py: by service, else the common part)")
+OP_STATUS = op("status", NoArgs, STATUS_RESULTS, "the answering process's status report (status.py, by service)")
 OP_STEP = op("step", StepArgs, StepResult, "run one lifecycle step now (re-handshake of a dependent)")
 OP_STOP = op("stop", StopArgs, Stopping, "orchestrator: run the ordered shutdown of the whole system")
 OP_CLEAR_HALT = op("clear_halt", NoArgs, HaltCleared, "orchestrator: leave HALTED after a person has decided")
@@ -214,7 +213,7 @@ __all__ = [  # the wire's names, as callers use them: messages.<name>
     "OrderCloseArgs", "OrderOpenArgs", "OrderRejected", "OrderResult", "OrdersInFlight", "OutboxCounts",
     "PaperAccountStatus", "PaperMetrics", "PaperStatus", "PaperTrade", "Paused", "PersistenceStatus", "Pong",
     "Position", "PositionClosed", "Positions", "PreditorStatus", "ProcessStatus", "QueryArgs", "QueryResult",
-    "RUNNING", "Ready", "Resumed", "RiskConfigSet", "RiskStatus", "STATUS_RECORDS", "STOPPING", "SYSTEM_STATES",
+    "RUNNING", "Ready", "Resumed", "RiskConfigSet", "RiskStatus", "STATUS_RESULTS", "STOPPING", "SYSTEM_STATES",
     "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP", "S_STOPPING", "S_WAITING", "SchemaError", "SequenceCounts",
     "ServiceSummary", "Signal", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs",
     "Stopping", "StoreStatus", "SubscribeArgs", "Subscribed", "SymbolArgs", "SymbolConfigSet", "SymbolInfo",

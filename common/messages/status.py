@@ -2,7 +2,7 @@
 
 ``ProcessStatus`` is the part every process has (built by ``common/runtime.py``); each service's record extends it
 by inheritance with its own fields, keeping one flat map on the wire (the service's keys beside the common ones).
-The op's result is chosen by ``service`` (``STATUS_RECORDS``); any other process decodes as ``ProcessStatus``.
+The op's result is chosen by ``service`` (``STATUS_RESULTS``); any other process decodes as ``ProcessStatus``.
 Records are keyword-only so a subclass may add required fields after the common ones.
 
 Left as plain maps (not the system's own facts, or config maps): the broker adapter's report (connector
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from common.messages.events import MarketState
 from common.messages.requests import DueAtOpen, RiskStatus, TradingPosition
+from common.schema import OneOf
 
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
 
@@ -231,11 +232,8 @@ class PersistenceStatus(ProcessStatus):
     balance: float | None
 
 
-STATUS_RECORDS: dict[str, type[ProcessStatus]] = {
-    "orchestrator": OrchestratorStatus,
-    "connector": ConnectorStatus,
-    "preditor": PreditorStatus,
-    "executor": ExecutorReport,
-    "paper": PaperStatus,
-    "persistence": PersistenceStatus,
-}
+# the status op's result: the record of the answering service, else (a process that is none of the six) the common part
+STATUS_RESULTS = OneOf("service", {
+    "orchestrator": OrchestratorStatus, "connector": ConnectorStatus, "preditor": PreditorStatus,
+    "executor": ExecutorReport, "paper": PaperStatus, "persistence": PersistenceStatus,
+}, default=ProcessStatus)
