@@ -61,6 +61,7 @@ class Orchestrator(runtime.Service):
         self.since_ts = time.time_ns()
         self.halted_reason = ""
         self.stopping = False
+        self.stop_reason = ""  # why the session ends: given to the shutdown steps (persistence ends the session)
         self.ever_running = False
         self.issues: list[str] = []
         self.boot_log: list[dict] = []  # go/ready/restart events with wall times, for status and tests
@@ -205,7 +206,8 @@ class Orchestrator(runtime.Service):
                     self._record("step_skipped", service=service, step=queue.popleft(), why="no heartbeat")
                 continue  # otherwise it is being restarted and will get the step when back
             self._record("go", service=service, step=queue[0])
-            req.send(messages.OP_STEP.name, messages.StepArgs(queue[0]))
+            args = {"reason": self.stop_reason} if self.stopping else {}
+            req.send(messages.OP_STEP.name, messages.StepArgs(queue[0], args))
 
     def _push_failed(self, service: str, step: str, error: str, now: float) -> None:
         self._record("step_failed", service=service, step=step, error=error)
@@ -333,6 +335,9 @@ class Orchestrator(runtime.Service):
     def _on_stop_request(self, args: commands.Stop) -> messages.Stopping:
         if not self.stopping:
             self.stopping = True
+            # in the shutdown steps' arguments, not only in sys.state's event: the step (REQ/REP) can reach
+            # persistence before the sys.state message (PUB/SUB, another socket, no order between the two)
+            self.stop_reason = "EMERGENCY" if self.halted_reason else args.reason
             for queue in self.pushes.values():
                 queue.clear()
             self.shutdown_steps.extend(plan.SHUTDOWN)
