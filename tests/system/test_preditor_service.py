@@ -168,7 +168,7 @@ def test_a_snapshot_that_cannot_be_written_is_alerted_and_signals_go_on(tmp_path
         blocker.unlink()
         conn.publish(1001)
         tap.wait_for("EURUSD", int(bars[1001, 0]))
-        wait_for(lambda: (blocker / "EURUSD_H1.twin.json").exists(), 5, "the snapshot (written after the signal)")
+        wait_for(lambda: (blocker / "twins.jsonl").exists(), 5, "the snapshot (written after the signal)")
         wait_for(lambda: home.status_of("preditor")["errors"] == [], 5, "the error cleared")
     finally:
         tap.close()
