@@ -173,6 +173,53 @@ def policy_shortcut(bars, n: int = 500) -> dict:
     return out
 
 
+def batched_policy(bars, n_models: int = 20, n: int = 100) -> dict:
+    """The policies of ``n_models`` models (the demo's weights, perturbed: other weights, same architecture) for
+    one bar time: one by one (``PolicyNet.forward``, what the preditor does) against one ``torch.baddbmm`` per
+    layer over the stacked weights, and against one batched ``forward`` of a single net over ``n_models``
+    observations (grouping identical weights). Counts the bar times whose logits are bit-identical."""
+    import numpy as np
+    import torch
+
+    from common.twin.twin import initial_state, run
+    from services.preditor.model_file import load_model
+    from services.preditor.policy import PolicyNet
+
+    torch.set_num_threads(1)
+    model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    _, decisions = run(model.spec, initial_state(model.model_id), bars[:HISTORY + n + n_models], model.policy_fn)
+    obs = np.array([d.observation for d in decisions[-(n + n_models):]], dtype=np.float32)
+    g = torch.Generator().manual_seed(1)
+    nets = [model.policy] + [
+        PolicyNet.from_state_dict({k: v + 0.01 * torch.randn(v.shape, generator=g)
+                                   for k, v in model.policy.state_dict().items()}, model.policy.activation)
+        for _ in range(n_models - 1)]
+    layers = [(torch.stack([net._weights[i][1] for net in nets])[:, None, :].contiguous(),
+               torch.stack([net._weights[i][0].t() for net in nets]).contiguous())
+              for i in range(len(nets[0]._weights))]
+    times: dict[str, list[float]] = {"one by one": [], "baddbmm": [], "one net, batched": []}
+    same = {"baddbmm": 0, "one net, batched": 0}
+    with torch.inference_mode():
+        for j in range(n):
+            batch = obs[j:j + n_models]
+            t0 = time.perf_counter()
+            ref = torch.cat([net.forward(torch.as_tensor(batch[k]).reshape(1, -1)) for k, net in enumerate(nets)])
+            t1 = time.perf_counter()
+            x = torch.as_tensor(batch)[:, None, :]
+            for i, (b, w) in enumerate(layers):
+                x = torch.baddbmm(b, x, w)
+                x = torch.tanh(x) if i < len(layers) - 1 else x
+            t2 = time.perf_counter()
+            one = model.policy.forward(torch.as_tensor(batch))
+            t3 = time.perf_counter()
+            alone = torch.cat([model.policy.forward(torch.as_tensor(o).reshape(1, -1)) for o in batch])
+            for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                times[name].append(dt)
+            same["baddbmm"] += torch.equal(ref, x[:, 0, :])
+            same["one net, batched"] += torch.equal(alone, one)
+    return {"p50_ms": {k: 1000 * pct(v, 50) for k, v in times.items()}, "bit_identical": same, "n": n}
+
+
 def in_process_twenty(bars, n: int = 100, n_models: int = 20, distinct: bool = False) -> dict:
     """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal.
     ``distinct``: each twin with its own copy of the model loaded from the file, as the preditor holds 20 models
@@ -221,6 +268,12 @@ def main() -> int:
     twenty = in_process_twenty(bars, distinct=True)
     print(f"  the same, each twin with its own copy of the model (as 20 models): "
           f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
+    batched = batched_policy(bars)
+    print("policies of 20 models for one bar time, p50: " + ", ".join(f"{k} {v:.3f} ms" for k, v in
+                                                                     batched["p50_ms"].items())
+          + "; bar times with bit-identical logits: " + ", ".join(f"{k} {v}/{batched['n']}" for k, v in
+                                                                  batched["bit_identical"].items())
+          + " (not exact: the preditor steps its policies one by one)")
     floors = {n: in_process_twenty(bars, n_models=n, distinct=True) for n in args.models}
     for n in args.models:
         r = run(n, args.bars, bars, args.pause_ms / 1000)
