@@ -191,7 +191,7 @@ class Preditor(runtime.Service):
             n = self._catch_up(track)
             self._subscribe(track)
             return {"caught_up": n, "last_bar": track.state.last_bar_time}
-        saved = self._saved_of(track)
+        saved, upgrade = self._saved_of(track)
         restored = live.restore(saved.snapshot, model.model_id)
         state = restored.state or initial_state(model.model_id)
         why = restored.why
@@ -205,10 +205,10 @@ class Preditor(runtime.Service):
             self.alert("twin_restarted_flat", "warning", f"{track.symbol}: {why}")
             state = initial_state(model.model_id)
         before = state.last_bar_time
-        track.journal = Journal(saved.signals, written=not track.legacy)
+        track.journal = Journal(saved.signals, written=not upgrade)
         if before is None:
             track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
-        track.logged_bars = None if track.legacy or restored.state is None else state.bars.copy()
+        track.logged_bars = None if upgrade or restored.state is None else state.bars.copy()
         caught_up = 0
         for i in range(0, len(history), WARMUP_CHUNK):
             previous = state.last_decision
@@ -370,24 +370,23 @@ class Preditor(runtime.Service):
         self.count("catch_up_signals_sent" if catch_up else "signals_sent")
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
-    def _saved_of(self, track: Track) -> store.Saved:
-        """What the file holds for this model; else what its per-model files of before hold (read once: they are
-        removed once the file holds the model)."""
+    def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:
+        """What the file holds for this model; else what its per-model files of before hold (True: read once, they
+        are removed once the file holds the model, as are those a crash left after the file had it)."""
         if self.saved is None:
             try:
                 self.saved = self.log.load()
             except OSError as exc:
                 self.alert("snapshot_read_failed", "warning", f"cannot read {self.log.path}: {exc}; starting flat")
                 self.saved = {}
-        if track.key in self.saved:
-            track.legacy = []
-            return self.saved[track.key]
         snapshot = self.snapshot_dir / live.snapshot_name(track.symbol, track.timeframe)
         signals = self.snapshot_dir / journal_name(track.symbol, track.timeframe)
         track.legacy = [p for p in (snapshot, signals) if p.exists()]
+        if track.key in self.saved:
+            return self.saved[track.key], False
         raw, lines = self._read_legacy(track, snapshot), self._read_legacy(track, signals)
-        return store.Saved(live.snapshot_dict(raw), collections.deque(journal.parse(lines or b""),
-                                                                       maxlen=journal.KEEP))
+        kept = collections.deque(journal.parse(lines or b""), maxlen=journal.KEEP)
+        return store.Saved(live.snapshot_dict(raw), kept), bool(track.legacy)
 
     def _read_legacy(self, track: Track, path: Path) -> bytes | None:
         try:
