@@ -12,14 +12,16 @@ With N models one bar per symbol is published at once; "per bar" is until the la
 are written after the signals: ``--pause-ms`` (default 50) between bar times lets the preditor finish them, as the
 hour between two H1 closes does (``--pause-ms 0`` publishes the next bar as soon as the last signal is in).
 Also printed: the preditor process's CPU time (user + system) per bar time over the live bars (the 50 ms pauses
-included: an idle preditor uses about 0.5 % of a core), and the twin step alone in this process (no wire, no
-file), and its parts, for reference.
+included: an idle preditor uses about 0.5 % of a core) and its ratio to the in-process compute of the same models
+(mean per bar time, each twin with its own copy of the model: CPU is a mean too), and the twin step alone in this
+process (no wire, no file), and its parts, for reference. The temporary homes are removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -95,6 +97,7 @@ def run(n_models: int, n_bars: int, bars, pause_s: float) -> dict:
         tap.close()
         conn.close()
         home.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def in_process_step(bars, n: int = 500) -> dict:
@@ -170,6 +173,53 @@ def policy_shortcut(bars, n: int = 500) -> dict:
     return out
 
 
+def batched_policy(bars, n_models: int = 20, n: int = 100) -> dict:
+    """The policies of ``n_models`` models (the demo's weights, perturbed: other weights, same architecture) for
+    one bar time: one by one (``PolicyNet.forward``, what the preditor does) against one ``torch.baddbmm`` per
+    layer over the stacked weights, and against one batched ``forward`` of a single net over ``n_models``
+    observations (grouping identical weights). Counts the bar times whose logits are bit-identical."""
+    import numpy as np
+    import torch
+
+    from common.twin.twin import initial_state, run
+    from services.preditor.model_file import load_model
+    from services.preditor.policy import PolicyNet
+
+    torch.set_num_threads(1)
+    model = load_model(REPO / "models" / "EURUSD_H1.zip")
+    _, decisions = run(model.spec, initial_state(model.model_id), bars[:HISTORY + n + n_models], model.policy_fn)
+    obs = np.array([d.observation for d in decisions[-(n + n_models):]], dtype=np.float32)
+    g = torch.Generator().manual_seed(1)
+    nets = [model.policy] + [
+        PolicyNet.from_state_dict({k: v + 0.01 * torch.randn(v.shape, generator=g)
+                                   for k, v in model.policy.state_dict().items()}, model.policy.activation)
+        for _ in range(n_models - 1)]
+    layers = [(torch.stack([net._weights[i][1] for net in nets])[:, None, :].contiguous(),
+               torch.stack([net._weights[i][0].t() for net in nets]).contiguous())
+              for i in range(len(nets[0]._weights))]
+    times: dict[str, list[float]] = {"one by one": [], "baddbmm": [], "one net, batched": []}
+    same = {"baddbmm": 0, "one net, batched": 0}
+    with torch.inference_mode():
+        for j in range(n):
+            batch = obs[j:j + n_models]
+            t0 = time.perf_counter()
+            ref = torch.cat([net.forward(torch.as_tensor(batch[k]).reshape(1, -1)) for k, net in enumerate(nets)])
+            t1 = time.perf_counter()
+            x = torch.as_tensor(batch)[:, None, :]
+            for i, (b, w) in enumerate(layers):
+                x = torch.baddbmm(b, x, w)
+                x = torch.tanh(x) if i < len(layers) - 1 else x
+            t2 = time.perf_counter()
+            one = model.policy.forward(torch.as_tensor(batch))
+            t3 = time.perf_counter()
+            alone = torch.cat([model.policy.forward(torch.as_tensor(o).reshape(1, -1)) for o in batch])
+            for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                times[name].append(dt)
+            same["baddbmm"] += torch.equal(ref, x[:, 0, :])
+            same["one net, batched"] += torch.equal(alone, one)
+    return {"p50_ms": {k: 1000 * pct(v, 50) for k, v in times.items()}, "bit_identical": same, "n": n}
+
+
 def in_process_twenty(bars, n: int = 100, n_models: int = 20, distinct: bool = False) -> dict:
     """One bar time for 20 twins (the demo model's, each with its own state), in this process: step + signal.
     ``distinct``: each twin with its own copy of the model loaded from the file, as the preditor holds 20 models
@@ -190,7 +240,8 @@ def in_process_twenty(bars, n: int = 100, n_models: int = 20, distinct: bool = F
             states[k], decision = step(model.spec, states[k], bar, model.policy_fn)
             messages.to_wire(live.signal_of(SYMBOLS[k], decision))
         times.append(time.perf_counter() - t)
-    return {"p50_ms": 1000 * pct(times, 50), "p99_ms": 1000 * pct(times, 99)}
+    return {"p50_ms": 1000 * pct(times, 50), "p99_ms": 1000 * pct(times, 99),
+            "mean_ms": 1000 * statistics.fmean(times)}
 
 
 
@@ -217,6 +268,13 @@ def main() -> int:
     twenty = in_process_twenty(bars, distinct=True)
     print(f"  the same, each twin with its own copy of the model (as 20 models): "
           f"p50 {twenty['p50_ms']:.2f} ms, p99 {twenty['p99_ms']:.2f} ms")
+    batched = batched_policy(bars)
+    print("policies of 20 models for one bar time, p50: " + ", ".join(f"{k} {v:.3f} ms" for k, v in
+                                                                     batched["p50_ms"].items())
+          + "; bar times with bit-identical logits: " + ", ".join(f"{k} {v}/{batched['n']}" for k, v in
+                                                                  batched["bit_identical"].items())
+          + " (not exact: the preditor steps its policies one by one)")
+    floors = {n: in_process_twenty(bars, n_models=n, distinct=True) for n in args.models}
     for n in args.models:
         r = run(n, args.bars, bars, args.pause_ms / 1000)
         print(f"\n{n} model(s), {r['bars']} live bars, {r['signals']} signals, pause {args.pause_ms:g} ms")
@@ -224,7 +282,10 @@ def main() -> int:
               f"p99 {r['per_bar_p99_ms']:.2f} ms")
         print(f"  first signal of a bar p50 {r['first_signal_p50_ms']:.2f} ms; any signal p50 "
               f"{r['per_signal_p50_ms']:.2f} ms")
-        print(f"  preditor CPU per bar time (user + system): {r['cpu_per_bar_ms']:.1f} ms")
+        floor = floors[n]["mean_ms"]
+        print(f"  preditor CPU per bar time (user + system): {r['cpu_per_bar_ms']:.1f} ms, against its in-process "
+              f"compute for the same {n} models (mean, each with its own copy) {floor:.2f} ms: ratio "
+              f"{r['cpu_per_bar_ms'] / floor:.1f}x (target at most 1.5x)")
         print(f"  warmup step ({HISTORY} history bars each): {r['warmup_step_ms'] / 1000:.2f} s in all, "
               f"{r['warmup_per_model_ms']:.0f} ms per model (median); process start to warm "
               f"{r['process_start_to_warm_s']:.2f} s")

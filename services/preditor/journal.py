@@ -1,22 +1,21 @@
 """One model's recent signals, kept so that paper can ask what it missed while it was down (``signals_since``).
 
-A JSON-lines file beside the twin snapshot (``<SYM>_<TF>.signals.jsonl``), appended with the signals of the bars
-stepped since the last write, always before the snapshot that covers them: a crash in between replays those bars
-from the previous snapshot, and the same signals (the same bars, the same twin) are not appended twice (a signal
-is appended only after the last one kept). A torn last line (a crash mid-append) is dropped on read. The last
-``KEEP`` signals are kept; the file is rewritten with them (atomically) once it holds twice as many.
+Kept in memory (``Journal``) and written with the twins' snapshots in one file (``store.py``), always before the
+snapshot that covers them: a crash in between replays those bars from the previous snapshot, and the same signals
+(the same bars, the same twin) are not kept twice (a signal is kept only after the last one kept). The last
+``KEEP`` signals are kept.
 
-The pure part (``lines_of``, ``parse``, ``after``) takes and returns values; ``Journal`` holds the file.
+Before the one file, each model had its own JSON-lines journal beside its snapshot (``<SYM>_<TF>.signals.jsonl``):
+``parse`` reads it once, for the upgrade (``lines_of`` writes that format, for the tests).
 """
 
 from __future__ import annotations
 
 import collections
+import collections.abc
 import json
-import os
-from pathlib import Path
 
-from common import durable, messages
+from common import messages
 
 KEEP = 5000  # signals kept per model: about 7 months of H1 bars
 
@@ -56,37 +55,19 @@ def after(signals: collections.deque[messages.Signal] | list[messages.Signal],
 
 
 class Journal:
-    """The kept signals of one model, in memory (answers) and in its file (restarts)."""
+    """The kept signals of one model, in memory (answers); ``store.TwinLog`` keeps them on disk (restarts)."""
 
-    def __init__(self, path: Path, fsync: bool, keep: int = KEEP):
-        self.path = path
-        self.fsync = fsync
-        self.keep = keep
-        self.kept: collections.deque[messages.Signal] = collections.deque(maxlen=keep)
+    def __init__(self, signals: collections.abc.Iterable[messages.Signal] = (), keep: int = KEEP,
+                 written: bool = True):
+        self.kept: collections.deque[messages.Signal] = collections.deque(signals, maxlen=keep)
         self.unwritten: list[messages.Signal] = []
-        self.lines = 0  # lines in the file
-        self.stale = False  # the file holds what is not kept (a reset not written yet): rewritten at the next write
-
-    def load(self) -> None:
-        """The file's signals (after a restart of the preditor); a missing file is an empty journal."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        signals = parse(data)
-        self.kept = collections.deque(signals, maxlen=self.keep)
-        self.lines = len(signals)
-        self.unwritten = []
-        if self.lines > self.keep or len(data) != len(lines_of(signals)):  # too long, or a torn line to cut
-            self._rewrite()
+        self.written = written  # the file holds ``kept`` but ``unwritten``; False: it must be given all of them
 
     def reset(self) -> None:
-        """A twin that starts flat: the signals of the one before are not its own. OSError goes up (the file is
-        rewritten at the next write)."""
+        """A twin that starts flat: the signals of the one before are not its own."""
         self.kept.clear()
         self.unwritten = []
-        self.stale = True
-        self._rewrite()
+        self.written = False
 
     def add(self, signal: messages.Signal) -> None:
         if self.kept and signal.bar_time <= self.kept[-1].bar_time:
@@ -97,26 +78,3 @@ class Journal:
     @property
     def kept_from(self) -> int | None:
         return self.kept[0].bar_time if self.kept else None
-
-    def write(self) -> None:
-        """Append the signals not written yet (before the snapshot that covers their bars). OSError goes up."""
-        if not self.unwritten:
-            return
-        if self.stale or self.lines + len(self.unwritten) > 2 * self.keep:
-            self._rewrite()
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
-            f.write(lines_of(self.unwritten))
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        self.lines += len(self.unwritten)
-        self.unwritten = []
-
-    def _rewrite(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        durable.write_atomic(self.path, lines_of(list(self.kept)), fsync=self.fsync)
-        self.lines = len(self.kept)
-        self.unwritten = []
-        self.stale = False

@@ -74,6 +74,10 @@ def _row_text(row: list[float]) -> str:
     return json.dumps([int(row[0]), *row[1:]], allow_nan=False, separators=(",", ":"))
 
 
+def rows_text(bars: np.ndarray) -> list[str]:
+    return [_row_text(r) for r in bars.tolist()]
+
+
 class SnapshotEncoder:
     """``snapshot_bytes`` for one twin's successive states, the same bytes, reusing the text of the window bars
     it encoded before: the window slides by a bar or a few between two snapshots, so only the new bars' rows are
@@ -111,13 +115,28 @@ class Restored:
     why: str  # what happened, for the log and the status
 
 
-def restore(raw: bytes | None, model_id: str) -> Restored:
-    """The snapshot's state when it belongs to ``model_id``; otherwise None with the reason."""
+def snapshot_dict(raw: bytes | None) -> dict | str | None:
+    """A snapshot file's bytes decoded (a str: why they cannot be)."""
     if raw is None:
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return str(exc)
+
+
+def restore(saved: bytes | dict | str | None, model_id: str) -> Restored:
+    """The snapshot's state (its bytes, or ``snapshot_dict``'s) when it belongs to ``model_id``; otherwise None
+    with the reason."""
+    if isinstance(saved, bytes):
+        saved = snapshot_dict(saved)
+    if saved is None:
         return Restored(None, "no snapshot")
     try:
-        state = TwinState.from_dict(json.loads(raw.decode("utf-8")), model_id=model_id)
-    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if isinstance(saved, str):
+            raise ValueError(saved)
+        state = TwinState.from_dict(saved, model_id=model_id)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return Restored(None, f"snapshot discarded: {exc}")
     return Restored(state, f"snapshot restored at bar {state.last_bar_time}")
 

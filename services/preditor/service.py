@@ -2,23 +2,24 @@
 
 - ``preditor.load``: every ``*.zip`` in ``preditor.models_dir`` (``model_file.load_models``). A refused model is
   alerted and shown in the status; the others load. One model per symbol (``signal.<SYM>`` has one author).
-- ``preditor.warmup``: per model, the twin snapshot (``data_dir/preditor/<SYM>_<TF>.twin.json``, same model id)
-  if any, then ``history`` (``warmup_bars``) from the connector fast-forwarded, then ``subscribe`` since the last
-  bar. The decisions of the bars after a restored snapshot's (closed while the preditor was down) are published
-  in bar order marked ``catch_up`` (a twin that starts flat decides its warmup silently). Pushed again after a
-  connector restart: a twin already running then catches up with signals.
+- ``preditor.warmup``: per model, the twin snapshot (``data_dir/preditor/twins.jsonl``, ``store.py``, same model
+  id; else the per-model ``<SYM>_<TF>.twin.json`` of before, read once) if any, then ``history``
+  (``warmup_bars``) from the connector fast-forwarded, then ``subscribe`` since the last bar. The decisions of
+  the bars after a restored snapshot's (closed while the preditor was down) are published in bar order marked
+  ``catch_up`` (a twin that starts flat decides its warmup silently). Pushed again after a connector restart: a
+  twin already running then catches up with signals.
 - Catch-up signals (``catch_up``): paper simulates each at its bar; the executor records them and acts on the
   latest position only (a gap fill's last signal, when no live bar follows it, goes out unmarked).
-- ``signals_since``: each model's recent signals (``journal.py``, a file beside its snapshot, written before it),
+- ``signals_since``: each model's recent signals (``journal.py``, in the same file, written before its snapshot),
   so paper gets the signals it missed while it was down.
 - Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
   ``gaps.py``) is filled from history first, in order; then ``step`` and one ``Signal`` on ``signal.<SYM>``. The
-  snapshots are written (atomically) once no more bars wait, so when the bars of many symbols close together
-  every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a stream of
-  bars). A crash in between replays those bars from the previous snapshot on restart and publishes the same
-  signals again, which the executor and paper drop (``bar_time`` not after the last they handled). A new
-  connector epoch makes every twin catch up from history; a sequence gap in a ``bar.*`` stream makes its twin ask
-  history at its next bar even across a weekend.
+  snapshots and signals of every twin stepped are written (one write, one fsync) once no more bars wait, so
+  when the bars of many symbols close together every signal goes out before any file is written (at most
+  ``SNAPSHOT_DELAY_MAX_S`` later under a stream of bars). A crash in between replays those bars from the previous
+  snapshot on restart and publishes the same signals again, which the executor and paper drop (``bar_time`` not
+  after the last they handled). A new connector epoch makes every twin catch up from history; a sequence gap in
+  a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
 - Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
   bar pending and is retried; it is never predicted on a hole.
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
@@ -38,12 +39,12 @@ from typing import Any
 
 import zmq
 
-from common import bus, durable, logs, messages, runtime, wire
+from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.sequence import Delivery
 from common.twin.twin import Decision, TwinState, initial_state, is_new_bar, run, step
-from services.preditor import gaps, journal, live
+from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
 
 log = logging.getLogger("oracle.preditor")
@@ -77,9 +78,10 @@ class Track:
     signals: int = 0
     tf_s: int = field(init=False)
     snapshots: live.SnapshotEncoder = field(default_factory=live.SnapshotEncoder)
-    snapshot_file: str | None = None  # computed once
-    snapshot_dir_made: bool = False  # its snapshot's directory exists (made once, again after a failed write)
     journal: Journal | None = None  # its recent signals (``signals_since``), from the warmup on
+    logged: bool = False  # the file holds this twin (written by this process)
+    logged_bars: Any = None  # the bars of its last twin record in the file (np.ndarray), None: a whole one is due
+    legacy: list[Path] = field(default_factory=list)  # the per-model files of before, removed once it is logged
 
     def __post_init__(self) -> None:
         self.tf_s = TIMEFRAMES[self.model.timeframe]
@@ -91,6 +93,10 @@ class Track:
     @property
     def timeframe(self) -> str:
         return self.model.timeframe
+
+    @property
+    def key(self) -> str:
+        return store.model_key(self.symbol, self.timeframe)
 
 
 class Preditor(runtime.Service):
@@ -114,6 +120,8 @@ class Preditor(runtime.Service):
         self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
         self.fsync_snapshots = cfg.preditor.fsync_snapshots
         self.unsaved: dict[str, Track] = {}  # twins stepped since their last snapshot, by symbol
+        self.log = store.TwinLog(self.snapshot_dir, self.fsync_snapshots)
+        self.saved: dict[str, store.Saved] | None = None  # what the file held at the first warmup, by model key
         self.unsaved_since = 0.0
         self._connector: bus.Requester | None = None
         self._importer = threading.Thread(target=_import_model_code, name="import-torch", daemon=True)
@@ -183,7 +191,8 @@ class Preditor(runtime.Service):
             n = self._catch_up(track)
             self._subscribe(track)
             return {"caught_up": n, "last_bar": track.state.last_bar_time}
-        restored = live.restore(self._read_snapshot(track), model.model_id)
+        saved, upgrade = self._saved_of(track)
+        restored = live.restore(saved.snapshot, model.model_id)
         state = restored.state or initial_state(model.model_id)
         why = restored.why
         rows = self._ask(messages.OP_HISTORY.name,
@@ -196,14 +205,10 @@ class Preditor(runtime.Service):
             self.alert("twin_restarted_flat", "warning", f"{track.symbol}: {why}")
             state = initial_state(model.model_id)
         before = state.last_bar_time
-        track.journal = Journal(self.snapshot_dir / journal_name(track.symbol, track.timeframe), self.fsync_snapshots)
-        try:
-            if before is None:
-                track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
-            else:
-                track.journal.load()
-        except OSError as exc:  # the signals matter more: kept in memory, the file written with the snapshots
-            self.alert("journal_failed", "warning", f"{track.symbol}: signal journal {track.journal.path}: {exc}")
+        track.journal = Journal(saved.signals, written=not upgrade)
+        if before is None:
+            track.journal.reset()  # a twin that starts flat: its warmup decisions are not signals
+        track.logged_bars = None if upgrade or restored.state is None else state.bars.copy()
         caught_up = 0
         for i in range(0, len(history), WARMUP_CHUNK):
             previous = state.last_decision
@@ -365,11 +370,25 @@ class Preditor(runtime.Service):
         self.count("catch_up_signals_sent" if catch_up else "signals_sent")
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
-    def _snapshot_path(self, track: Track) -> Path:
-        return self.snapshot_dir / live.snapshot_name(track.symbol, track.timeframe)
+    def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:
+        """What the file holds for this model; else what its per-model files of before hold (True: read once, they
+        are removed once the file holds the model, as are those a crash left after the file had it)."""
+        if self.saved is None:
+            try:
+                self.saved = self.log.load()
+            except OSError as exc:
+                self.alert("snapshot_read_failed", "warning", f"cannot read {self.log.path}: {exc}; starting flat")
+                self.saved = {}
+        snapshot = self.snapshot_dir / live.snapshot_name(track.symbol, track.timeframe)
+        signals = self.snapshot_dir / journal_name(track.symbol, track.timeframe)
+        track.legacy = [p for p in (snapshot, signals) if p.exists()]
+        if track.key in self.saved:
+            return self.saved[track.key], False
+        raw, lines = self._read_legacy(track, snapshot), self._read_legacy(track, signals)
+        kept = collections.deque(journal.parse(lines or b""), maxlen=journal.KEEP)
+        return store.Saved(live.snapshot_dict(raw), kept), bool(track.legacy)
 
-    def _read_snapshot(self, track: Track) -> bytes | None:
-        path = self._snapshot_path(track)
+    def _read_legacy(self, track: Track, path: Path) -> bytes | None:
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -379,37 +398,78 @@ class Preditor(runtime.Service):
             return None
 
     def _write_snapshots(self, force: bool = True) -> None:
-        """Write the snapshots of the twins stepped since their last one; unless ``force``d, stop as soon as bars
-        arrive (their signals go first; the rest are written at a later tick)."""
-        while self.unsaved and (force or not self._bars_arriving()):
-            symbol = next(iter(self.unsaved))
-            self._write_snapshot(self.unsaved.pop(symbol))
-            self.beat_if_due()
+        """Write the snapshots and signals of the twins stepped since their last write, all in one write; unless
+        ``force``d, not while bars arrive (their signals go first)."""
+        if self.unsaved and (force or not self._bars_arriving()):
+            tracks = list(self.unsaved.values())
+            self.unsaved.clear()
+            self._flush(tracks)
 
     def _write_snapshot(self, track: Track) -> None:
-        """Atomically (temp file, fsync, rename). A failed write is alerted and the twin goes on: its signals
-        matter more than its restart point, and the next bar tries again."""
-        if track.snapshot_file is None:
-            track.snapshot_file = str(self._snapshot_path(track))
-        path = track.snapshot_file
+        self.unsaved.pop(track.symbol, None)
+        self._flush([track])
+
+    def _flush(self, tracks: list[Track]) -> None:
+        """One write and one fsync: each twin's new signals, then its snapshot (``store.py``); the file rewritten
+        whole when due. A failed write is alerted and the twins go on: their signals matter more than their
+        restart point (kept in memory, written at the next write, which rewrites the file)."""
+        data = b"".join(self._records(t) for t in tracks)
+        written = tracks
         try:
-            if not track.snapshot_dir_made:
-                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-                track.snapshot_dir_made = True
-            if track.journal is not None:
-                track.journal.write()  # before the snapshot: a restart never skips a bar whose signal is not kept
-            durable.write_atomic(path, track.snapshots.encode(track.state), fsync=self.fsync_snapshots,
-                                 sync_dir=False)  # an older snapshot after a power cut is a restart point too
+            if self.log.due(len(data)):
+                batch = {id(t) for t in tracks}  # by identity: a Track's == compares its arrays
+                written = [t for t in self.tracks.values() if t.logged or id(t) in batch]
+                self.log.rewrite(self._whole(written))
+            else:
+                self.log.append(data)
         except OSError as exc:
-            track.snapshot_dir_made = False
             self.count("snapshot_errors")
-            problem = f"cannot write the twin snapshot {path}: {exc.strerror or exc}"
-            if problem != track.error:
-                self.alert("snapshot_write_failed", "warning", f"{track.symbol}: {problem}")
-            track.error = problem
+            for t in tracks:
+                self._write_failed(t, f"cannot write the twin snapshot {self.log.path}: {exc.strerror or exc}")
             return
+        for t in written:
+            self._logged(t)
+
+    def _records(self, track: Track) -> bytes:
+        """What the file needs for this twin since its last record: its signals, then its snapshot (relative to
+        the last one when its bars continue them)."""
+        j = track.journal
+        out = b""
+        if j is not None:
+            out = (store.reset_line(track.key) + store.signal_lines(track.key, list(j.kept)) if not j.written
+                   else store.signal_lines(track.key, j.unwritten))
+        state = track.state
+        n = store.added_rows(track.logged_bars, state.bars)
+        if n is None:
+            return out + store.twin_line(track.key, track.snapshots.encode(state))
+        return out + store.next_line(track.key, len(state.bars), live.rows_text(state.bars[n:]),
+                                     state.to_dict_after_bars())
+
+    def _whole(self, tracks: list[Track]) -> bytes:
+        """The file rewritten: the models read from it that this process has not written, then every twin."""
+        keys = {t.key for t in tracks}
+        idle = b"".join(store.whole_lines(k, e) for k, e in (self.saved or {}).items() if k not in keys)
+        parts = [store.reset_line(t.key) + store.signal_lines(t.key, list(t.journal.kept if t.journal else ()))
+                 + store.twin_line(t.key, t.snapshots.encode(t.state)) for t in tracks]
+        return idle + b"".join(parts)
+
+    def _logged(self, track: Track) -> None:
+        track.logged, track.logged_bars = True, track.state.bars.copy()
+        if track.journal is not None:
+            track.journal.unwritten, track.journal.written = [], True
+        if self.saved is not None:
+            self.saved.pop(track.key, None)
+        for path in track.legacy:  # the file holds the model now (fsynced): the files of before go
+            path.unlink(missing_ok=True)
+        track.legacy = []
         if track.error.startswith("cannot write"):
             track.error = ""
+
+    def _write_failed(self, track: Track, problem: str) -> None:
+        track.logged_bars = None  # a whole record at its next write
+        if problem != track.error:
+            self.alert("snapshot_write_failed", "warning", f"{track.symbol}: {problem}")
+        track.error = problem
 
     # ---- REP and health ---------------------------------------------------------------------------
     def ops(self) -> dict:

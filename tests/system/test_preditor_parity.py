@@ -10,7 +10,6 @@ property under test is the preditor's. The twin starts flat at the first history
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import time
@@ -150,6 +149,8 @@ def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_
     assert m["model_id"] == model.model_id and m["last_bar"] == t_of(bars, END - 1)
     # 3 gap bars, and the new epoch's catch-up: its 3 lost bars and bar 1353 itself (the live copy is a duplicate)
     assert status["progress"]["bars_duplicate"] >= 1 and status["progress"]["bars_gap_filled"] == 3 + 4
-    snap = json.loads((home.root / "var" / "data" / "preditor" / "EURUSD_H1.twin.json").read_text())
+    from services.preditor import store  # every twin's snapshot and signals in one file
+
+    snap = store.parse((home.root / "var" / "data" / "preditor" / store.LOG_NAME).read_bytes())[0]["EURUSD_H1"].snapshot
     assert snap["model_id"] == model.model_id and snap["last_bar_time"] == t_of(bars, END - 1)
     assert snap["decisions"] == len(exp)  # one twin since bar 0, across the restart

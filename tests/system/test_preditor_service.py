@@ -168,7 +168,7 @@ def test_a_snapshot_that_cannot_be_written_is_alerted_and_signals_go_on(tmp_path
         blocker.unlink()
         conn.publish(1001)
         tap.wait_for("EURUSD", int(bars[1001, 0]))
-        wait_for(lambda: (blocker / "EURUSD_H1.twin.json").exists(), 5, "the snapshot (written after the signal)")
+        wait_for(lambda: (blocker / "twins.jsonl").exists(), 5, "the snapshot (written after the signal)")
         wait_for(lambda: home.status_of("preditor")["errors"] == [], 5, "the error cleared")
     finally:
         tap.close()
@@ -205,6 +205,50 @@ def test_a_lost_friday_bar_is_filled_thanks_to_the_stream_gap(tmp_path, bars):
             sig, d = tap.by_key[("EURUSD", int(bars[i, 0]))], exp[int(bars[i, 0])]
             assert (sig.action, sig.hmm_state) == (int(d.action), d.hmm_state)
             assert abs(sig.virtual_pnl - d.floating_pnl) <= 1e-9
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+
+def test_the_per_model_files_of_before_are_read_once_and_kept_in_the_one_file_across_a_kill9(tmp_path, bars):
+    """Upgrade: a snapshot and signal journal in the per-model format of before are restored, moved into
+    twins.jsonl and removed; after a kill -9 the twin and its signals come back from the new file."""
+    import signal as signals_
+
+    import torch
+
+    from common.twin.twin import initial_state, run
+    from services.preditor import journal, live
+    from services.preditor.model_file import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(DEMO)
+    old, decisions = run(model.spec, initial_state(model.model_id), bars[:996], model.policy_fn)  # ends at 995
+    snaps = tmp_path / "var" / "data" / "preditor"
+    snaps.mkdir(parents=True)
+    legacy = [snaps / "EURUSD_H1.twin.json", snaps / "EURUSD_H1.signals.jsonl"]
+    legacy[0].write_bytes(live.snapshot_bytes(old))
+    legacy[1].write_bytes(journal.lines_of([live.signal_of("EURUSD", d) for d in decisions[-6:]]))  # 990..995
+    home = make_home(tmp_path, {})
+    conn = StandInConnector(home.config(), bars, {"EURUSD": "H1"}, cursor=1000)
+    tap = SignalTap(home.config())
+
+    def kept() -> list[int]:
+        res = home.request("preditor", messages.OP_SIGNALS_SINCE.name, messages.SignalsSinceArgs({"EURUSD": 0}))
+        return [s["bar_time"] if isinstance(s, dict) else s.bar_time for s in res.signals]
+
+    want = [int(t) for t in bars[990:1000, 0]]  # the journal's, then the catch-up of 996..999
+    try:
+        warm = start_preditor(home)["warmup"]["warmed_up"]["EURUSD"]
+        assert warm["restored"] == f"snapshot restored at bar {int(bars[995, 0])}" and warm["caught_up"] == 4
+        assert kept() == want
+        assert not any(p.exists() for p in legacy) and (snaps / "twins.jsonl").exists()
+        home.kill("preditor", signals_.SIGKILL)
+        legacy[0].write_bytes(live.snapshot_bytes(old))  # as if a crash came before its removal: the file wins
+        again = start_preditor(home)["warmup"]["warmed_up"]["EURUSD"]
+        assert again["restored"] == f"snapshot restored at bar {int(bars[999, 0])}" and again["caught_up"] == 0
+        assert kept() == want and not legacy[0].exists()
     finally:
         tap.close()
         conn.close()

@@ -30,72 +30,18 @@ def test_after(since, want):
     assert [s.bar_time for s in journal.after([sig(3600), sig(7200), sig(10800)], since)] == want
 
 
-def test_kept_across_a_restart_and_a_replay_is_not_kept_twice(tmp_path):
-    path = tmp_path / "preditor" / journal.journal_name("EURUSD", "H1")
-    j = Journal(path, fsync=False)
-    j.load()
-    assert j.kept_from is None
-    for t in (3600, 7200):
+def test_a_replay_is_not_kept_twice_and_a_reset_forgets():
+    j = Journal([sig(3600)])
+    for t in (3600, 7200):  # a restart replays from the snapshot: 3600 is kept already
         j.add(sig(t))
-    j.write()
-    j.add(sig(10800))  # not written: the process dies before its snapshot
-    again = Journal(path, fsync=False)
-    again.load()
-    assert [s.bar_time for s in again.kept] == [3600, 7200]
-    for t in (7200, 10800):  # the restart replays from the snapshot: 7200 is kept already
-        again.add(sig(t))
-    again.write()
-    last = Journal(path, fsync=False)
-    last.load()
-    assert [s.bar_time for s in last.kept] == [3600, 7200, 10800]
-    assert last.kept_from == 3600
+    assert [s.bar_time for s in j.kept] == [3600, 7200] and j.unwritten == [sig(7200)] and j.written
+    assert j.kept_from == 3600
+    j.reset()
+    assert not j.kept and not j.unwritten and not j.written and j.kept_from is None
 
 
-def test_a_torn_append_is_cut_at_load(tmp_path):
-    path = tmp_path / "j.jsonl"
-    path.write_bytes(journal.lines_of([sig(3600)]) + b'{"symbol":"EURUSD","bar_')
-    j = Journal(path, fsync=False)
-    j.load()
-    j.add(sig(7200))
-    j.write()
-    assert [s.bar_time for s in journal.parse(path.read_bytes())] == [3600, 7200]
-
-
-def test_the_last_keep_signals_are_kept(tmp_path):
-    path = tmp_path / "j.jsonl"
-    j = Journal(path, fsync=False, keep=3)
-    j.load()
+def test_the_last_keep_signals_are_kept():
+    j = Journal(keep=3)
     for t in range(1, 8):
         j.add(sig(t * 3600))
-        j.write()
     assert [s.bar_time // 3600 for s in j.kept] == [5, 6, 7]
-    assert len(path.read_bytes().splitlines()) <= 6
-    again = Journal(path, fsync=False, keep=3)
-    again.load()
-    assert [s.bar_time // 3600 for s in again.kept] == [5, 6, 7]
-
-
-def test_a_flat_twin_resets_it(tmp_path):
-    path = tmp_path / "j.jsonl"
-    j = Journal(path, fsync=False)
-    j.load()
-    j.add(sig(3600))
-    j.write()
-    j.reset()
-    assert not j.kept and journal.parse(path.read_bytes()) == []
-
-
-def test_a_reset_that_cannot_be_written_is_written_at_the_next_write(tmp_path):
-    path = tmp_path / "j.jsonl"
-    j = Journal(path, fsync=False)
-    j.load()
-    j.add(sig(3600))
-    j.write()
-    blocker = path.with_name(path.name + ".tmp")
-    blocker.mkdir()  # a directory where the temp file goes: the rewrite fails
-    with pytest.raises(OSError):
-        j.reset()
-    blocker.rmdir()
-    j.add(sig(7200))
-    j.write()
-    assert journal.parse(path.read_bytes()) == [sig(7200)]

@@ -1,0 +1,196 @@
+"""Every twin's snapshot and signal journal in one append-only file (``twins.jsonl`` in the snapshot directory):
+one write and at most one fsync per bar time for all the models stepped, instead of two fsynced files per model.
+
+Why an append-only file rather than one combined file rewritten per bar time: a twin's snapshot is ~18 KB, almost
+all of it its window of 350 bars, and a bar time changes one bar of each window. Rewriting 20 snapshots writes
+~350 KB per bar time; appending what changed (the new bar, the position, the last decision, the signal: ~1 KB a
+model) writes ~20 KB. The file is compacted (rewritten whole, atomically: ``durable.write_atomic``) once what was
+appended since the last rewrite exceeds twice what a rewrite holds (and ``COMPACT_MIN``), so the bytes written
+stay within ~1.5x of the bytes appended, and a restart reads at most ~3x the content.
+
+Records, one JSON object a line, each naming its model (``"m": "<SYM>_<TF>"``):
+
+- ``{"m", "sig": <Signal>}``: a kept signal (``signals_since``; the last ``journal.KEEP`` of a model are kept);
+- ``{"m", "reset": true}``: the model's signals so far are not its twin's (a twin that starts flat);
+- ``{"m", "twin": <snapshot>}``: the twin's whole snapshot (``live.snapshot_bytes``'s format);
+- ``{"m", "n": <window length>, "add": [<new bars>], "next": <snapshot after its bars>}``: the snapshot relative
+  to the model's one before it in the file: its bars are (the previous bars + ``add``)[-n:].
+
+The journal's rule holds: per model, the new signals are written before its twin record, in the same write, and
+reading stops at the first torn or unreadable line (what follows it cannot be trusted, also after a power cut
+that kept a later page but not an earlier one), so a twin record is never read without the signals written before
+it: a restart never skips a bar whose signal is not kept. A torn tail is cut by the next write, which rewrites
+the file. The signals are durable after the fsync, as each model's journal append was before.
+
+Upgrade: a model the file does not hold is read from the per-model files of before (``<SYM>_<TF>.twin.json`` and
+``<SYM>_<TF>.signals.jsonl``); they are removed once the file holds that model (``service._flush``).
+
+The pure part (``parse``, ``*_line``) takes and returns values; ``TwinLog`` holds the file.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import durable, messages
+from services.preditor.journal import KEEP
+
+LOG_NAME = "twins.jsonl"
+COMPACT_MIN = 1 << 20  # bytes appended before a rewrite is considered (fewer rewrites of a small file)
+
+
+@dataclass
+class Saved:
+    """What the file holds for one model."""
+
+    snapshot: dict | None = None  # the twin's snapshot, as ``live.snapshot_bytes`` decodes
+    signals: collections.deque[messages.Signal] = field(default_factory=lambda: collections.deque(maxlen=KEEP))
+
+
+def model_key(symbol: str, timeframe: str) -> str:
+    return f"{symbol}_{timeframe}"
+
+
+def _head(key: str) -> bytes:
+    return b'{"m":' + json.dumps(key).encode() + b","
+
+
+def signal_lines(key: str, signals: list[messages.Signal]) -> bytes:
+    head = _head(key)
+    return b"".join(head + b'"sig":' + json.dumps(messages.to_wire(s), allow_nan=False, separators=(",", ":"))
+                    .encode() + b"}\n" for s in signals)
+
+
+def reset_line(key: str) -> bytes:
+    return _head(key) + b'"reset":true}\n'
+
+
+def twin_line(key: str, snapshot: bytes) -> bytes:
+    """The whole snapshot (``live.snapshot_bytes`` / ``SnapshotEncoder.encode``'s bytes)."""
+    return _head(key) + b'"twin":' + snapshot + b"}\n"
+
+
+def next_line(key: str, n: int, rows: list[str], after: dict) -> bytes:
+    """A snapshot relative to the one before: ``rows`` (the new bars, encoded as the snapshot encodes them), the
+    window length ``n`` and the entries after the bars (``TwinState.to_dict_after_bars``)."""
+    tail = json.dumps(after, allow_nan=False, separators=(",", ":"))
+    return (_head(key) + b'"n":' + str(n).encode() + b',"add":[' + ",".join(rows).encode() + b'],"next":'
+            + tail.encode() + b"}\n")
+
+
+def added_rows(logged: np.ndarray | None, bars: np.ndarray) -> int | None:
+    """How many leading rows of ``bars`` continue ``logged`` (the bars of the record before), bit for bit, when
+    ``bars`` is ``logged`` plus new bars with its oldest dropped; None when it is not (a whole record is due)."""
+    if logged is None or not len(logged) or not len(bars):
+        return None
+    start = int(np.searchsorted(logged[:, 0], bars[0, 0]))
+    n = len(logged) - start
+    if start == len(logged) or n > len(bars) or logged[start:].tobytes() != bars[:n].tobytes():
+        return None
+    return n
+
+
+def _apply(saved: dict[str, Saved], rec: dict) -> None:
+    """One record onto ``saved``; raises (ValueError, KeyError, TypeError, SchemaError) on a malformed one."""
+    key = rec["m"]
+    if not isinstance(key, str):
+        raise TypeError("model key is not a string")
+    entry = saved.get(key) or Saved()
+    if "sig" in rec:
+        sig = messages.from_wire(messages.Signal, rec["sig"])
+        if not entry.signals or sig.bar_time > entry.signals[-1].bar_time:  # else a copy written again
+            entry.signals.append(sig)
+    elif rec.get("reset") is True:
+        entry.signals.clear()
+    elif "twin" in rec:
+        if not isinstance(rec["twin"], dict) or not isinstance(rec["twin"].get("bars"), list):
+            raise TypeError("twin snapshot is not a map with bars")
+        entry.snapshot = rec["twin"]
+    elif "next" in rec:
+        n, add, after, base = rec["n"], rec["add"], rec["next"], entry.snapshot
+        if base is None or not isinstance(n, int) or n < 1 or not isinstance(add, list) or not isinstance(after, dict):
+            raise ValueError("a relative twin record without its base, or malformed")
+        entry.snapshot = {"version": base["version"], "model_id": base["model_id"],
+                          "bars": (base["bars"] + add)[-n:], **after}
+    else:
+        raise ValueError("unknown record")
+    saved[key] = entry
+
+
+def parse(data: bytes) -> tuple[dict[str, Saved], int]:
+    """What the file's bytes hold per model, and the length of the good part (up to the first torn or unreadable
+    line, excluded)."""
+    saved: dict[str, Saved] = {}
+    good = 0
+    while (end := data.find(b"\n", good)) >= 0:
+        try:
+            rec = json.loads(data[good:end])
+            _apply(saved, rec)
+        except (ValueError, KeyError, TypeError, messages.SchemaError):
+            break
+        good = end + 1
+    return saved, good
+
+
+def whole_lines(key: str, entry: Saved) -> bytes:
+    """A model's part of a rewritten file, from what was read (a model this process has not written)."""
+    out = reset_line(key) + signal_lines(key, list(entry.signals))
+    if entry.snapshot is not None:
+        out += twin_line(key, json.dumps(entry.snapshot, allow_nan=False, separators=(",", ":")).encode())
+    return out
+
+
+class TwinLog:
+    """The file: read once (``load``), then appended (``append``) or rewritten (``rewrite``), one fsync each."""
+
+    def __init__(self, directory: Path, fsync: bool):
+        self.directory = directory
+        self.path = directory / LOG_NAME
+        self.fsync = fsync
+        self.base = 0  # bytes of the file at its last rewrite (or load)
+        self.appended = 0  # bytes appended since
+        self.must_rewrite = True  # no file yet, a torn tail, or a failed write: the next write rewrites the file
+
+    def load(self) -> dict[str, Saved]:
+        """What the file holds per model (a missing file holds nothing). OSError goes up."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        saved, good = parse(data)
+        self.base, self.appended = good, 0
+        self.must_rewrite = not data or good != len(data)
+        return saved
+
+    def due(self, more: int) -> bool:
+        """Is the next write a rewrite (``more`` bytes to append otherwise)?"""
+        return self.must_rewrite or self.appended + more > max(COMPACT_MIN, 2 * self.base)
+
+    def append(self, data: bytes) -> None:
+        """OSError goes up (and the next write rewrites the file: this one may be half done)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.must_rewrite = True
+            raise
+        self.appended += len(data)
+
+    def rewrite(self, data: bytes) -> None:
+        """The file replaced by ``data``, atomically. OSError goes up."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        durable.write_atomic(self.path, data, fsync=self.fsync)
+        self.base, self.appended, self.must_rewrite = len(data), 0, False

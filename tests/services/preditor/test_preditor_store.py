@@ -1,0 +1,86 @@
+"""The preditor's one file of snapshots and signals (services/preditor/store.py): relative records restore the
+exact twin, a torn tail is cut, a twin record is never read without the signals written before it."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import messages
+from common.twin.twin import initial_state, run, step
+from services.preditor import live, store
+from services.preditor.model_file import load_model
+from services.preditor.store import TwinLog
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model("models/EURUSD_H1.zip")
+
+
+def sig(t: int) -> messages.Signal:
+    return messages.Signal("EURUSD", t, 1.1 + t / 1e6, 1, 1, 1, 0, 0.25, None, False)
+
+
+def record(key: str, logged, state, encoder: live.SnapshotEncoder) -> bytes:
+    """What the service writes for a twin (``Preditor._records`` without the signals)."""
+    n = store.added_rows(logged, state.bars)
+    if n is None:
+        return store.twin_line(key, encoder.encode(state))
+    return store.next_line(key, len(state.bars), live.rows_text(state.bars[n:]), state.to_dict_after_bars())
+
+
+def test_relative_records_restore_the_twin_exactly(demo, eurusd_bars):
+    state, _ = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:400], demo.policy_fn)
+    encoder, logged, data = live.SnapshotEncoder(), None, b""
+    for i in range(400, 420):
+        state, _ = step(demo.spec, state, live.twin_bar(messages.Bar("EURUSD", "H1", *eurusd_bars[i].tolist())),
+                        demo.policy_fn)
+        data += store.signal_lines("EURUSD_H1", [sig(int(eurusd_bars[i, 0]))])
+        data += record("EURUSD_H1", logged, state, encoder)
+        logged = state.bars.copy()
+    assert data.count(b'"twin":') == 1 and data.count(b'"next":') == 19  # one whole record, then what changed
+    saved, good = store.parse(data)
+    assert good == len(data)
+    back = live.restore(saved["EURUSD_H1"].snapshot, demo.model_id).state
+    assert live.snapshot_bytes(back) == live.snapshot_bytes(state)
+    assert [s.bar_time for s in saved["EURUSD_H1"].signals] == [int(t) for t in eurusd_bars[400:420, 0]]
+
+
+def test_a_torn_tail_is_cut_and_the_next_write_rewrites_the_file(tmp_path, demo, eurusd_bars):
+    state, _ = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:400], demo.policy_fn)
+    good = store.signal_lines("EURUSD_H1", [sig(3600)]) + store.twin_line("EURUSD_H1", live.snapshot_bytes(state))
+    torn = store.signal_lines("EURUSD_H1", [sig(7200)])[:-20]  # a crash mid-append
+    (tmp_path / store.LOG_NAME).write_bytes(good + torn)
+    log = TwinLog(tmp_path, fsync=False)
+    saved = log.load()
+    assert [s.bar_time for s in saved["EURUSD_H1"].signals] == [3600]
+    assert live.snapshot_bytes(live.restore(saved["EURUSD_H1"].snapshot, demo.model_id).state) == \
+        live.snapshot_bytes(state)
+    assert log.due(10)  # never appended after a torn line
+    log.rewrite(good)
+    assert not log.due(10)
+    log.append(store.signal_lines("EURUSD_H1", [sig(7200)]))
+    again = TwinLog(tmp_path, fsync=False).load()
+    assert [s.bar_time for s in again["EURUSD_H1"].signals] == [3600, 7200]
+
+
+def test_a_twin_record_after_a_torn_signal_is_not_read(demo, eurusd_bars):
+    """Signals then snapshot in one write: a write cut in the signals (or a lost page among them) leaves the
+    snapshot before, so the restart replays the bar whose signal was lost."""
+    old, _ = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:400], demo.policy_fn)
+    new, _ = run(demo.spec, old, eurusd_bars[400:401], demo.policy_fn)
+    before = store.twin_line("EURUSD_H1", live.snapshot_bytes(old))
+    batch = store.signal_lines("EURUSD_H1", [sig(7200)]) + store.twin_line("EURUSD_H1", live.snapshot_bytes(new))
+    lost_page = batch.replace(b'"bar_time":7200', b"\0" * len(b'"bar_time":7200'), 1)
+    saved, good = store.parse(before + lost_page)
+    assert good == len(before) and not saved["EURUSD_H1"].signals
+    assert saved["EURUSD_H1"].snapshot["last_bar_time"] == old.last_bar_time
+
+
+def test_a_reset_forgets_the_signals_and_other_models_are_kept_apart():
+    data = (store.signal_lines("EURUSD_H1", [sig(3600)]) + store.signal_lines("GBPUSD_H1", [sig(3600)])
+            + store.reset_line("EURUSD_H1") + store.signal_lines("EURUSD_H1", [sig(7200)]))
+    saved, _ = store.parse(data)
+    assert [s.bar_time for s in saved["EURUSD_H1"].signals] == [7200]
+    assert [s.bar_time for s in saved["GBPUSD_H1"].signals] == [3600]
+    assert store.parse(b"".join(store.whole_lines(k, e) for k, e in saved.items()))[0].keys() == saved.keys()
