@@ -9,7 +9,8 @@ from common import durable
 
 
 def lines(path) -> list[dict]:
-    return [json.loads(line) for line in open(durable.journal_path_of(path), "rb").read().splitlines()]
+    with open(durable.journal_path_of(path), "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]
 
 
 def reopened(path) -> tuple[dict | None, list[str]]:
@@ -67,7 +68,8 @@ def test_entries_already_in_the_snapshot_are_not_applied_again(tmp_path):
     store.commit({"a": 0})
     store.commit({"a": 1})
     store.commit({"a": 2})
-    stale = open(durable.journal_path_of(path), "rb").read()
+    with open(durable.journal_path_of(path), "rb") as f:
+        stale = f.read()
     store.commit({"a": 3}, compact=True)
     with open(durable.journal_path_of(path), "wb") as f:
         f.write(stale)  # the truncation did not happen
