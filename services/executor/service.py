@@ -20,9 +20,12 @@ Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
   sent again; a close it refuses so is due at the open (due_closes.py), sent once when `market.<SYM>` says open or
   at `executor.sync` when the positions reply does not list the market as closed.
 - State that must survive a restart (pause, risk state: halt, session start balance, loss streak; the last stance
-  per symbol; the orders out now, written ahead, the last acks, the closes due at the open) is written atomically
-  to `<data_dir>/<executor.state_file>` (state_file.py); everything else is rebuilt from the connector and the
+  per symbol; the orders out now, written ahead, the last acks, the closes due at the open) is kept in
+  `<data_dir>/<executor.state_file>`, a snapshot and a journal of the sections each save changed (state_file.py:
+  group commit, one write and one fdatasync per save); everything else is rebuilt from the connector and the
   preditor.
+- Logs: no INFO line per message; an ack is a DEBUG line and a counter, and one INFO line a minute sums the acks
+  by status. INFO stays for the rare: commands, markets opening and closing, halts, restarts.
 - Units: lots, prices, price distances and account money only; the connector converts to and from the broker's.
 """
 
@@ -152,16 +155,19 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if len(self.due):
             logs.event(log, logging.INFO, "closes due at the open", tickets=[d.ticket for d in self.due.closes])
 
-    def _save_state(self, compact: bool = False) -> None:
+    def _save_state(self, compact: bool = False, sync: bool = True) -> None:
         """Make the state durable: the sections that changed since the last save as one journal entry (one write,
-        one fdatasync), or a whole snapshot when `compact` or a rare section changed (state_file.py)."""
+        one fdatasync), or a whole snapshot when `compact` or a rare section changed (state_file.py). `sync=False`:
+        the entry is in the OS at once (a kill loses nothing) and on the disk with the next synced one (the batch's
+        fdatasync covers it): for what arrives between batches (equity, closed positions)."""
         state = state_file.ExecutorState(
             paused=self.paused, risk=self.risk,
             last={s: (self.previous[s], t) for s, t in self.handled.items() if s in self.previous},
             ack_records=self._last_ack_records, intents=self._replay + self._flights.intents(),
             v1_intents=self._v1_intents, due=self.due)
         compactions = self.store.compactions
-        written = self.store.commit(state_file.to_json(state), compact=compact, compact_on=state_file.COMPACT_ON)
+        written = self.store.commit(state_file.to_json(state), sync=sync, compact=compact,
+                                    compact_on=state_file.COMPACT_ON)
         if written:
             self.count("state_bytes", written)
             self.count("state_compactions" if self.store.compactions != compactions else "state_commits")
@@ -434,7 +440,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
             if self.risk.peak_equity != peak:
-                self._save_state()  # the peak-equity drawdown survives a restart
+                self._save_state(sync=False)  # the peak-equity drawdown survives a restart
             self._watch_risk()
         elif isinstance(body, messages.PositionClosed):
             self._on_closed(body)
@@ -525,7 +531,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.risk = risk_rules.on_close(self.risk, ev.net_profit, time.time(), self.config.risk,
                                             close_id=str(ev.ticket))
         if ev.full and (self.config is not None or gone is not None):
-            self._save_state()
+            self._save_state(sync=False)  # a close due at the open gone: a new snapshot (COMPACT_ON)
         if ev.external:
             self.alert("external_close", "info", f"{ev.symbol} position {ev.ticket} closed outside the executor "
                        f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
