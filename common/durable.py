@@ -186,12 +186,15 @@ class JournaledState:
     def load(self) -> tuple[dict[str, Any] | None, list[str]]:
         """The object (None: no snapshot and no journal) and notes for the log. A snapshot that cannot be read
         raises (OSError, ValueError) as reading a file does."""
+        entries, torn = self.journal.read()
+        # numbered after every entry on disk, even when the snapshot cannot be read: the next snapshot must not be
+        # older than the entries a cut-short truncation could leave
+        self._seq = max([e["seq"] for e in entries if isinstance(e.get("seq"), int)], default=0)
         try:
             with open(self.path, "rb") as f:
                 snapshot = json.loads(f.read())
         except FileNotFoundError:
             snapshot = None
-        entries, torn = self.journal.read()
         notes = [torn] if torn else []
         if snapshot is not None and not isinstance(snapshot, dict):
             return snapshot, notes  # the caller names what it is
@@ -213,7 +216,7 @@ class JournaledState:
         if snapshot is None:
             notes.append(f"{self.path} missing: the state is rebuilt from its journal alone")
             self.needs_compaction = True
-        self._seq = seq
+        self._seq = max(self._seq, seq)
         self._texts = {k: _dumps(v) for k, v in state.items()}
         return state, notes
 

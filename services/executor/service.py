@@ -623,6 +623,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return min(base, FLIGHT_TURN_MS) if self._flights else base  # a request asked again is sent on time
 
     def on_stop(self) -> None:
+        self._summarize(float("inf"))  # the acks since the last summary
+        self.store.close()
         lines = [line for group in self._flight_lines.values() for line in group.lines]  # their intents stay saved
         for req in (self._connector, self._preditor, *self._order_lines, *lines):
             if req is not None:

@@ -5,6 +5,8 @@ entries of a journal whose truncation after a compaction did not happen)."""
 import json
 import os
 
+import pytest
+
 from common import durable
 
 
@@ -113,3 +115,21 @@ def test_a_journal_without_its_snapshot_still_gives_its_sections(tmp_path):
     path.unlink()
     state, notes = reopened(path)
     assert state == {"a": 1} and "missing" in notes[0]
+
+
+def test_after_an_unreadable_snapshot_the_new_one_is_numbered_after_the_journal_left_behind(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path)
+    store.commit({"a": 0})
+    store.commit({"a": 1})
+    store.commit({"a": 2})
+    with open(durable.journal_path_of(path), "rb") as f:
+        left = f.read()
+    path.write_text("{not json")
+    again = durable.JournaledState(path)
+    with pytest.raises(ValueError):
+        again.load()
+    again.commit({"a": 9})  # the caller starts without the state: a new snapshot
+    with open(durable.journal_path_of(path), "wb") as f:
+        f.write(left)  # its journal's truncation cut short by a crash
+    assert reopened(path) == ({"a": 9}, [])
