@@ -531,7 +531,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.risk = risk_rules.on_close(self.risk, ev.net_profit, time.time(), self.config.risk,
                                             close_id=str(ev.ticket))
         if ev.full and (self.config is not None or gone is not None):
-            self._save_state(sync=False)  # a close due at the open gone: a new snapshot (COMPACT_ON)
+            # the loss streak: in the OS now, on the disk with the next batch's fdatasync (a due close gone: a new
+            # snapshot, COMPACT_ON)
+            self._save_state(sync=False)
         if ev.external:
             self.alert("external_close", "info", f"{ev.symbol} position {ev.ticket} closed outside the executor "
                        f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
