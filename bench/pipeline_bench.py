@@ -197,7 +197,8 @@ def settled(home: Home, symbols: list[str], bar_time: int) -> bool:
     paper handed it (their outboxes are empty)."""
     paper = home.status_of("paper", timeout_ms=5000)
     accounts = paper.get("accounts", {})
-    if paper["outbox"]["pending"] or any((accounts.get(s) or {}).get("last_bar_time", 0) < bar_time for s in symbols):
+    applied = {s: (accounts.get(s) or {}).get("last_bar_time") or 0 for s in symbols}  # None: no bar yet
+    if paper["outbox"]["pending"] or any(t < bar_time for t in applied.values()):
         return False
     return home.status_of("executor", timeout_ms=5000)["outbox"]["pending"] == 0
 

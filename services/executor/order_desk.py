@@ -160,11 +160,10 @@ class OrderDesk:
             logs.event(log, logging.INFO, "orders of a signal decided before a restart", symbol=o.sig.symbol,
                        bar_time=o.sig.bar_time, closes=len(o.closes), open=o.open is not None)
         intents, self._replay = self._replay, []
-        if not batch:  # none readable
-            self._save_state()
-            return
-        self._execute(batch, intents=intents)
-        self._wait_flights()
+        if batch:
+            self._execute(batch, intents=intents)
+            self._wait_flights()
+        self._save_state(compact=True)  # rare (a restart): the snapshot shows the orders written ahead are done
 
     def _convert_v1_intents(self) -> None:
         """Orders written ahead by a version-1 executor (protocol volumes): converted to lots with their symbols'

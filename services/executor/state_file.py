@@ -13,6 +13,25 @@ Version 2 (this one) speaks lots and price distances:
      "v1_intents": [...],                                         # version-1 intents not carried out yet
      "due_closes": [due close]}                                   # closes refused as MARKET_CLOSED (due_closes.py)
 
+On disk (common/durable.py `JournaledState`): `<state_file>` is a snapshot of this object (with `journal_seq`, the
+last journal entry it includes) and `<state_file>.journal` holds one line per save since, with the sections that
+changed (`{"seq": n, "set": {"intents": [...], "acks": [...], "last": {...}}}`), written with one write and one
+fdatasync. A batch of signals costs two such lines: the one written ahead of its orders (their intents, the stances
+decided, the acks of the signals with no order) and the one after they land (the intents gone, the acks); the rest
+of the object (9 KB with 20 symbols, most of it the last acks) is not rewritten. The sections a person acts on and
+that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a halt, a replay
+after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot shows them; so
+does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill mid-write) is dropped:
+its save had not returned, so no order it wrote ahead had left. A file without `journal_seq` (the format before the
+journal) is read as it is and written back as a snapshot at once. What arrives between batches (a higher equity
+peak, a closed position's loss streak) is appended without its own fdatasync: in the OS at once (a kill -9 loses
+nothing), on the disk with the next batch's fdatasync.
+
+Why a journal and not SQLite in WAL mode: the state is a handful of JSON sections read whole once at start and
+replaced whole at each save, never queried; an appended line is exactly the changed sections plus one fdatasync,
+where SQLite adds its page and WAL framing, a checkpoint that fsyncs the database too, and a C extension call per
+statement on the hot path. And the snapshot stays the JSON file a person (and the version-1 upgrade path) reads.
+
 Version 1 (volumes and stops in the broker's protocol units) is read and converted: `paused`, `risk`, `last`
 as they are; its `acks` records are handed to persistence again unchanged (they are version-1 records, already
 stored or not, with the same ids); its intents need each symbol's contract size to become lots, which only the
@@ -32,6 +51,7 @@ from services.executor.sync import Direction, Stance
 
 STATE_VERSION = 2
 V1 = 1
+COMPACT_ON = frozenset({"paused", "due_closes", "v1_intents", "version"})  # rare sections: a new snapshot at once
 
 
 class StateFileError(ValueError):

@@ -1,0 +1,105 @@
+"""The executor's state on disk as snapshot and journal (state_file.py, common/durable.py JournaledState): a batch
+of signals appends journal lines and leaves the snapshot alone; a state file of the format on main before the
+journal is read and converted; a torn last journal line is dropped and the executor goes on."""
+
+from __future__ import annotations
+
+import json
+
+from common import durable, messages
+from common.order_label import OrderAction, client_order_id
+from services.executor.sync import Direction, Stance
+from tests.services.executor.test_executor_shell import H1, T0, Rig, final
+
+
+def paths(rig: Rig):
+    state = rig.root / "var" / "data" / "executor-state.json"
+    return state, rig.root / "var" / "data" / "executor-state.json.journal"
+
+
+def test_a_batch_of_signals_appends_to_the_journal_and_a_restart_reads_it_back(tmp_path):
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        snapshot, journal = paths(rig)
+        before = snapshot.read_bytes()
+        rig.signal(1, 0)
+        assert final(rig.signal(2, 1)) == ("OK", "EDGE")  # an opening: written ahead, then landed
+        assert snapshot.read_bytes() == before  # not rewritten
+        entries = [json.loads(line) for line in journal.read_bytes().splitlines()]
+        ahead, landed = entries[-2]["set"], entries[-1]["set"]
+        cid = client_order_id("EURUSD", T0 + 2 * H1, OrderAction.OPEN)
+        assert [i["open"]["client_order_id"] for i in ahead["intents"]] == [cid]  # durable before the order left
+        assert landed["intents"] == [] and [a["client_order_id"] for a in landed["acks"]] == [cid]
+        rig.restart()
+        assert rig.ex.handled == {"EURUSD": T0 + 2 * H1}
+        assert rig.ex.previous == {"EURUSD": Stance(Direction.LONG, 1)} and rig.ex._replay == []
+    finally:
+        rig.close()
+
+
+def test_a_state_file_of_the_format_before_the_journal_is_read_and_converted(tmp_path):
+    """As main wrote it (json.dumps of the version-2 object, no journal): every section carried over."""
+    due = {"ticket": 7, "symbol": "EURUSD", "lots": 0.01, "client_order_id": "EURUSD-z-Cc", "reason": "SIGNAL_WAIT",
+           "action": "CLOSE", "bar_time": T0, "since": 5.0, "state": "WAITING", "sent": 1}
+    old = {"version": 2, "paused": True,
+           "risk": {"session_start_balance": 10_000.0, "peak_equity": 10_100.0, "equity": 10_050.0,
+                    "consecutive_losses": 2, "cooldown_until": None, "halted": False, "halt_reason": "",
+                    "recent_close_ids": ["5"]},
+           "last": {"EURUSD": {"bar_time": T0 + H1, "direction": -1, "intensity": 2}},
+           "acks": [{"id": "a-1", "symbol": "EURUSD", "status": "OK"}], "intents": [], "v1_intents": [],
+           "due_closes": [due]}
+    (tmp_path / "var" / "data").mkdir(parents=True)
+    (tmp_path / "var" / "data" / "executor-state.json").write_text(json.dumps(old))
+    rig = Rig(tmp_path)
+    try:
+        ex = rig.ex
+        assert ex.paused is True and ex.risk.consecutive_losses == 2 and ex.risk.peak_equity == 10_100.0
+        assert ex.handled == {"EURUSD": T0 + H1} and ex.previous == {"EURUSD": Stance(Direction.SHORT, 2)}
+        assert [d.ticket for d in ex.due.closes] == [7]
+        assert ex.outbox.pending["a-1"] == ("acks", old["acks"][0])  # the last acks handed to persistence again
+        converted = rig.state()  # written back at once as a snapshot of the journal's format
+        assert converted["journal_seq"] == 0 and converted["due_closes"] == [due]
+        assert {k: converted[k] for k in ("version", "paused", "risk", "last")} == {
+            k: old[k] for k in ("version", "paused", "risk", "last")}
+        rig.restart()
+        assert rig.ex.paused is True and [d.ticket for d in rig.ex.due.closes] == [7]
+    finally:
+        rig.close()
+
+
+def test_a_torn_last_journal_line_is_dropped_and_the_executor_goes_on(tmp_path, caplog):
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        rig.signal(1, 0)
+        _snapshot, journal = paths(rig)
+        whole = journal.read_bytes()
+        # a kill while the next batch was written ahead: its line cut short, its orders never left
+        torn = b'{"seq":99,"set":{"intents":[{"signal":{"symbol":"EURUSD","bar_time":'
+        journal.write_bytes(whole + torn)
+        with caplog.at_level("WARNING", logger="oracle.executor"):
+            rig.restart()
+        assert "not a whole entry" in caplog.text
+        assert journal.read_bytes() == whole and rig.ex._replay == []
+        assert rig.ex.handled == {"EURUSD": T0 + H1}
+        rig.boot()
+        assert final(rig.signal(2, 1)) == ("OK", "EDGE")  # the signal the torn batch had decided, decided again
+        assert len(rig.connector.orders("order_open")) == 1
+        rig.restart()
+        assert rig.ex.handled == {"EURUSD": T0 + 2 * H1}
+    finally:
+        rig.close()
+
+
+def test_a_command_shows_in_the_snapshot_at_once(tmp_path):
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        rig.signal(1, 0)
+        rig.ex._op_command(messages.CommandArgs("pause"))
+        snapshot = json.loads(paths(rig)[0].read_text())
+        assert snapshot["paused"] is True and snapshot[durable.SEQ_KEY] >= 1
+        assert snapshot["last"]["EURUSD"]["bar_time"] == T0 + H1  # the journal folded in
+    finally:
+        rig.close()
