@@ -39,6 +39,7 @@ from services.connector.state import ConnectorState, compact_bar, merged_subscri
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
+STATE_COMPACT_AFTER = 1000  # change lines in the state's journal before the whole state is written again
 
 
 class Connector(EventsOut, OrderOps, runtime.Service):
@@ -54,12 +55,15 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.state_path: Path = data_dir / cfg.connector.state_file
         self.journal_path: Path = data_dir / cfg.connector.journal_file
+        self.state_store = durable.SnapshotJournal(self.state_path, STATE_COMPACT_AFTER)
         self.published = self._load_state()  # bars, subscriptions and open positions published (state.py)
-        entries, bad = self._load_journal()
+        self.orders_log = durable.AppendLog(self.journal_path)
+        entries, bad = journal.replay(self.orders_log.lines)
+        self.orders_log.lines = []
         self.ledger: ledger.OrderLedger[bus.Deferred] = ledger.OrderLedger(entries, lambda d: d.future.cancelled())
-        if bad:
-            log.warning("order journal %s: %d unreadable line(s) ignored (a torn last write)", self.journal_path, bad)
-        self._journal_fh: Any = None
+        if bad or self.orders_log.torn:
+            log.warning("order journal %s: %d unreadable line(s) ignored%s", self.journal_path, bad,
+                        ", a torn last line cut off" if self.orders_log.torn else "")
         self.bridge = Bridge(self._meanwhile, lambda: self._stop)
         self.add_reader(self.bridge.wake_fd, self._on_wake)
         self.broker: BrokerPort | None = None
@@ -68,6 +72,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self._next_token_look = 0.0
         self._session_open = False  # broker.connect succeeded and no disconnect since (it reconnects by itself)
         self._state_said = False  # the connection state published again once the publish grace is over
+        self._held_out: list[tuple[str, Any, bool]] | None = None  # said once a drain's state changes are durable
         self.connected = False
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
@@ -77,48 +82,99 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
+        """The snapshot (the state file of old reads as one) and the changes journaled since, in order."""
         try:
-            return ConnectorState.from_json(self.state_path.read_text())
-        except FileNotFoundError:
-            return ConnectorState()
+            snapshot, changes = self.state_store.load()
+            state = ConnectorState.from_json(snapshot) if snapshot is not None else ConnectorState()
         except (OSError, ValueError) as exc:
             log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
             return ConnectorState()
+        bad = 0
+        for line in changes:
+            try:
+                state.apply_changes(line)
+            except (ValueError, TypeError, AttributeError):
+                bad += 1
+        if bad or self.state_store.torn:
+            log.warning("connector state journal %s: %d unreadable line(s) ignored%s", self.state_store.journal_path,
+                        bad, ", a torn last line cut off" if self.state_store.torn else "")
+        return state
+
+    def _commit(self) -> None:
+        """What changed since the last commit made durable: the order journal's lines, then the state's changes (one
+        line), each file with one write and one fdatasync (group commit); the state compacted now and then."""
+        if self.orders_log.pending:
+            self.orders_log.commit()
+            self.count("journal_commits")
+        line = self.published.take_changes()
+        if line is not None:
+            if self.state_store.compaction_due:
+                self.state_store.compact(self.published.to_json())
+                self.count("state_compactions")
+            else:
+                self.state_store.add(line)
+                self.state_store.commit()
+            self.count("state_commits")
 
     def _save_state(self) -> None:
-        """Atomic: a temporary file, fsynced, renamed over the old one."""
-        durable.write_atomic(self.state_path, self.published.to_json())
-
-    def _load_journal(self) -> tuple[dict[str, journal.Entry], int]:
-        try:
-            with open(self.journal_path, encoding="utf-8") as f:
-                return journal.replay(f)
-        except FileNotFoundError:
-            return {}, 0
+        """The state's changes (and any journal line written meanwhile) durable now."""
+        self._commit()
 
     def _journal(self, entry: journal.Entry) -> None:
-        if self._journal_fh is None:
-            self._journal_fh = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._journal_fh.write(journal.line(entry))
-        self._journal_fh.flush()
-        os.fsync(self._journal_fh.fileno())
+        """An order journal line, durable at the next `_commit` (before the held orders leave, before the answers
+        settled with it are given)."""
+        self.orders_log.add(journal.line(entry).rstrip("\n"))
         self.ledger.recorded(entry)
+
+    def _send_held(self) -> None:
+        """The orders held since the last call leave, once their ``sent`` lines are durable (one fsync for all)."""
+        if not self.bridge.has_held:
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.exception("cannot write the order journal: the orders held are refused")
+            self.count("event_errors")
+            self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {exc}"))
+            return
+        self.bridge.release()
+
+    def _answer_ready(self) -> None:
+        """The broker's answers in since the last call settled (their journal lines and state changes), made durable
+        together, then given."""
+        ready = self.bridge.answered_now()
+        if not ready:
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.exception("cannot write the order journal: %d answer(s) given as errors", len(ready))
+            self.count("event_errors")
+            failed = (False, bus.OpError("internal", f"cannot write the order journal: {exc}"))
+            ready = [(fut, failed) for fut, _outcome in ready]
+        self.bridge.answer(ready)
 
     # ---- the bridge (bridge.py) ----------------------------------------------------------------------
     def _wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
-        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile."""
+        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile (the orders held go
+        first)."""
+        self._send_held()
         return self.bridge.wait(coro, timeout, what)
 
     def _meanwhile(self) -> None:
         self.beat_if_due()
+        self._send_held()
         self._drain_events()
+        self._answer_ready()
 
     def _defer(self, key: str | None, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str,
                wait_s: float | None = None) -> bus.Deferred:
         """Run `coro` on the broker loop without waiting: the reply goes out when the broker answers (or after
         `wait_s`, default an order's longest wait). An order (`key`) is out until then: asked again, it is joined."""
         answered = None if key is None else (lambda d: self.ledger.came_back(key, d))
-        deferred = self.bridge.defer(coro, settle, what, wait_s or self._order_wait_s(), answered)
+        # an order waits for its journal line (once per batch: `_send_held`); nothing else is journaled
+        deferred = self.bridge.defer(coro, settle, what, wait_s or self._order_wait_s(), answered,
+                                     hold=key is not None)
         if key is not None:
             self.ledger.went_out(key, deferred)
         return deferred
@@ -138,7 +194,9 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _on_wake(self) -> None:
         self.bridge.woken()
+        self._send_held()
         self._drain_events()
+        self._answer_ready()
 
     # ---- steps ----------------------------------------------------------------------------------
     def _facts(self) -> dict:
@@ -249,12 +307,16 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             self._drain_events()
         if self.connected:
             self._set_connected(False, "connector stopping")
-        if self._journal_fh is not None:
-            self._journal_fh.close()
+        with contextlib.suppress(OSError):
+            self._commit()
+        self.orders_log.close()
+        self.state_store.close()
 
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def on_tick(self, now: float) -> None:
+        self._send_held()  # the orders this turn's requests asked for: out together after one journal fsync
         self._drain_events()
+        self._answer_ready()
         self._drive_account(now)
         if now >= self._next_token_look:  # a token pair handed in while running (`oracle broker-token`)
             self._next_token_look = now + TOKEN_LOOK_S
