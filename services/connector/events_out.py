@@ -105,6 +105,7 @@ class EventsOut:
                           "(bars are repaired from history, trades are in the outbox)", lost)
             self.count("event_errors")
             held = [h for h in held if not h[2]]
+        log.debug("drain: %d record(s) said after one state commit", len(held))
         for topic, record, _needs in held:
             self.publish(topic, record)
             if isinstance(record, messages.Bar):

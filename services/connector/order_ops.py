@@ -18,6 +18,7 @@ bridge (`_need_broker`, `_check_symbol`, `_defer`, `_wait`, `_journal`, `_commit
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -27,6 +28,8 @@ from services.connector import journal, ledger, orders
 from services.connector.bridge import Bridge
 from services.connector.port import BrokerPort, OrderResult
 from services.connector.state import ConnectorState
+
+log = logging.getLogger("oracle.connector")
 
 
 class OrderOps:
@@ -103,6 +106,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("orders")
+        log.debug("order_open %s %s %+d %g lots", cid, a.symbol, a.direction, a.lots)
         order = broker.market_order(
             a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
             client_order_id=cid, comment=a.comment,
@@ -132,6 +136,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("closes_requested")
+        log.debug("order_close %s ticket %s", a.client_order_id, a.ticket)
         return self._defer(step.out_key, broker.close_position(a.ticket, a.lots),
                            lambda res: self._settle_close(a, res), f"order_close {a.ticket}")
 

@@ -39,6 +39,9 @@ from services.connector.state import ConnectorState, compact_bar, merged_subscri
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
+SUMMARY_S = 300.0  # how often the counters of the work done are logged (INFO), instead of a line per message
+SUMMARIZED = ("bars_published", "orders", "closes_requested", "fills", "closes", "rejects", "journal_commits",
+              "state_commits", "event_errors")
 STATE_COMPACT_AFTER = 1000  # change lines in the state's journal before the whole state is written again
 
 
@@ -79,6 +82,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.freshness = Freshness()  # bar ages per stream, bar close -> order sent (monotonic times)
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
+        self._next_summary = time.monotonic() + SUMMARY_S
+        self._summarized: dict[str, int] = {}  # the counters at the last summary
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
@@ -137,7 +142,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             self.count("event_errors")
             self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {exc}"))
             return
-        self.bridge.release()
+        n = self.bridge.release()
+        log.debug("%d order(s) sent after one journal commit", n)
 
     def _answer_ready(self) -> None:
         """The broker's answers in since the last call settled (their journal lines and state changes), made durable
@@ -318,9 +324,19 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self._drain_events()
         self._answer_ready()
         self._drive_account(now)
+        if now >= self._next_summary:
+            self._next_summary = now + SUMMARY_S
+            self._log_summary()
         if now >= self._next_token_look:  # a token pair handed in while running (`oracle broker-token`)
             self._next_token_look = now + TOKEN_LOOK_S
             self._token_handed_in()
+
+    def _log_summary(self) -> None:
+        """The work done since the last summary, in one INFO line (nothing done: no line)."""
+        done = {k: self.progress.get(k, 0) - self._summarized.get(k, 0) for k in SUMMARIZED}
+        self._summarized = {k: self.progress.get(k, 0) for k in SUMMARIZED}
+        if any(done.values()):
+            logs.event(log, logging.INFO, f"the last {SUMMARY_S:g} s", **{k: v for k, v in done.items() if v})
 
     # ---- REP operations -------------------------------------------------------------------------
     def ops(self) -> dict:

@@ -5,6 +5,7 @@ held until their journal lines are durable, answers given once their outcome is)
 from __future__ import annotations
 
 import json
+import logging
 import select
 from pathlib import Path
 
@@ -161,3 +162,15 @@ def test_held_orders_refused_never_leave(cfg):
         assert ran == []
     finally:
         bridge.stop()
+
+
+def test_the_work_done_is_summarized_in_one_line_and_nothing_done_says_nothing(cfg, caplog):
+    c = _connector(cfg)
+    c.count("bars_published", 20)
+    c.count("orders", 3)
+    with caplog.at_level(logging.INFO, logger="oracle.connector"):
+        c._log_summary()
+        c._log_summary()
+    lines = [r for r in caplog.records if r.name == "oracle.connector"]
+    assert len(lines) == 1
+    assert lines[0].fields == {"bars_published": 20, "orders": 3}
