@@ -90,10 +90,17 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         """The snapshot (the state file of old reads as one) and the changes journaled since, in order."""
         try:
             snapshot, changes = self.state_store.load()
-            state = ConnectorState.from_json(snapshot) if snapshot is not None else ConnectorState()
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
             return ConnectorState()
+        try:
+            state = ConnectorState.from_json(snapshot) if snapshot is not None else ConnectorState()
+        except ValueError as exc:
+            log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
+            state = ConnectorState()
+            with contextlib.suppress(OSError):  # a snapshot of its own, or every change after it would be lost too
+                self.state_store.compact(state.to_json())
+            return state
         bad = 0
         for line in changes:
             try:
@@ -308,6 +315,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             with contextlib.suppress(bus.OpError):
                 self._wait(self.broker.close(), min(3.0, self.cfg.runtime.stop_timeout_s / 2), "close")
             self._session_open = False
+        self.bridge.refuse_held(bus.OpError("stopping", "the connector is stopping"))
         self.bridge.stop()
         with contextlib.suppress(Exception):
             self._drain_events()

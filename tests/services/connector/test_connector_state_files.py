@@ -174,3 +174,14 @@ def test_the_work_done_is_summarized_in_one_line_and_nothing_done_says_nothing(c
     lines = [r for r in caplog.records if r.name == "oracle.connector"]
     assert len(lines) == 1
     assert lines[0].fields == {"bars_published": 20, "orders": 3}
+
+
+def test_an_unreadable_snapshot_is_replaced_so_the_changes_after_it_are_kept(cfg):
+    path = _state_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    c = _connector(cfg)
+    assert c.published == ConnectorState()
+    c.published.record("EURUSD", "H1", 3600)
+    c._commit()
+    assert _connector(cfg).published.last == {"EURUSD.H1": 3600}
