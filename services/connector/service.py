@@ -6,12 +6,26 @@ a thread of its own behind the port (port.py), reached through the bridge (bridg
 decided by the order ledger (ledger.py): the same order asked again while it is out joins it (one order, the same
 reply), one asked before is answered from the journal or found at the broker, never sent twice.
 
-Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is written (atomically)
-before the bar is published; on connect every subscription resumes with ``since`` = that time, so the bars closed
+Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is durable before the bar is
+published; on connect every subscription resumes with ``since`` = that time, so the bars closed
 while the connector was down come first, in order, and positions closed while it was down are reported from the
 broker's deal list (state.py). Idempotent orders across restarts: an append-only, fsynced journal
 client_order_id -> result is consulted before anything is sent (journal.py, ledger.py), on top of the broker
 client's own reconcile by label.
+
+Group commit (`_commit`): the state is a snapshot and a journal of its changes (`durable.SnapshotJournal`, the
+snapshot being the whole-file state of old, compacted every `STATE_COMPACT_AFTER` changes) and the order journal an
+append-only file (`durable.AppendLog`); each is made durable with one write and one fdatasync per batch, never per
+change. What is durable before what:
+- a drain of the broker's events (events_out.py): all it changed in the state (bars' times, positions opened or
+  closed) before any of it is published;
+- the orders asked in one turn of the loop (order_ops.py): their ``sent`` lines before any of them leaves
+  (`_send_held`: on the loop's tick, before a request waits on the broker, and on a wake);
+- the broker's answers settled together (`_answer_ready`): their ``done`` lines and the positions they opened before
+  any of them is answered;
+- a subscription, the positions found at connect, an outcome found by a look-up: at once (`_save_state`,
+  `_commit`), before the reply.
+The per-message detail is logged at DEBUG; every `SUMMARY_S` the counters of the work done go out in one INFO line.
 """
 
 from __future__ import annotations
