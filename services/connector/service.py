@@ -341,6 +341,11 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.state_store.close()
 
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
+    def poll_timeout_ms(self) -> int:
+        """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
+        loop gives them itself (`_answer_ready`)."""
+        return 100
+
     def on_tick(self, now: float) -> None:
         self._send_held()  # the orders this turn's requests asked for: out together after one journal fsync
         self._drain_events()
