@@ -12,6 +12,8 @@ one fdatasync, and the journal is folded into an atomic snapshot now and then.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -258,3 +260,166 @@ class JournaledState:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+class AppendLog:
+    """An append-only file of text lines made durable in groups (group commit): `add` buffers a line, `commit` writes
+    every buffered line with one write and one fdatasync. A line is durable once the `commit` that wrote it returned.
+
+    Opening it reads the complete lines (`lines`) and cuts a torn tail off (a last line without its newline: a write
+    a crash interrupted, never committed), so the next line appended starts on a line of its own. `rewrite` replaces
+    the whole content atomically (compaction; `write_atomic`), the next commits appending to the new file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.lines, self.torn = read_lines(self.path)
+        self._pending: list[str] = []
+        self._fd = -1
+        self.commits = 0  # how many commits wrote something (one fdatasync each)
+        self.bytes_written = 0
+
+    @property
+    def pending(self) -> int:
+        """Lines added and not committed yet."""
+        return len(self._pending)
+
+    def add(self, line: str) -> None:
+        """Buffer `line` (one line, without its newline) for the next `commit`."""
+        self._pending.append(line)
+
+    def commit(self) -> int:
+        """Write the buffered lines (one write, one fdatasync); returns the bytes written. A failure leaves them
+        buffered and the file as it was (what a failed attempt wrote is cut off)."""
+        if not self._pending:
+            return 0
+        data = ("\n".join(self._pending) + "\n").encode("utf-8")
+        fd = self._open()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fdatasync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # no half-written line left for the next commit to continue
+                os.ftruncate(fd, start)
+            raise
+        self._pending.clear()
+        self.commits += 1
+        self.bytes_written += len(data)
+        return len(data)
+
+    def drop_pending(self) -> None:
+        self._pending.clear()
+
+    def rewrite(self, lines: list[str]) -> None:
+        """Replace the whole content by `lines` atomically (what is buffered stays buffered)."""
+        self.close()
+        write_atomic(self.path, "".join(line + "\n" for line in lines))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _open(self) -> int:
+        if self._fd < 0:
+            created = not os.path.exists(self.path)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            if created:
+                fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        return self._fd
+
+
+def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], bool]:
+    """The complete lines of an append-only file (no file: none) and whether a torn last line was cut off the file
+    (a write without its newline: never committed, so never acknowledged)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return [], False
+    end = data.rfind(b"\n") + 1
+    torn = end < len(data)
+    if torn:
+        with open(path, "r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    return data[:end].decode("utf-8", errors="replace").splitlines(), torn
+
+
+class SnapshotJournal:
+    """A document kept as a snapshot (`path`, rewritten by `write_atomic`) and an append-only journal of the changes
+    made since that snapshot (`<path>.journal.jsonl`, an `AppendLog`): a change costs one appended line, a batch of
+    changes one write and one fdatasync (`add`, then `commit`), and every `compact_after` lines the whole document
+    is written as the new snapshot and the journal starts again (`compact`).
+
+    The journal's first line names the snapshot it follows (a digest of its bytes): a journal that does not follow
+    the snapshot on disk (a crash between a compaction's two writes: the new snapshot holds all its lines; or a
+    snapshot written before there were journals, the format of old) is stale, and `load` starts a new one. The
+    changes' lines are the owner's (one text line each); applying them in order onto the snapshot gives the
+    document."""
+
+    def __init__(self, path: str | os.PathLike[str], compact_after: int = 1000) -> None:
+        self.path = os.fspath(path)
+        self.journal_path = self.path + ".journal.jsonl"
+        self.compact_after = compact_after
+        self._log: AppendLog | None = None
+        self._since_snapshot = 0  # change lines in the journal (committed or not)
+
+    def load(self) -> tuple[str | None, list[str]]:
+        """The snapshot's text (None: no snapshot) and the change lines that follow it, in order."""
+        try:
+            with open(self.path, "rb") as f:
+                snapshot: bytes | None = f.read()
+        except FileNotFoundError:
+            snapshot = None
+        log = self._log = AppendLog(self.journal_path)
+        lines = log.lines
+        header = _journal_header(snapshot)
+        if lines and lines[0] == header:
+            changes = lines[1:]
+        else:
+            changes = []
+            log.rewrite([header])
+        log.lines = []
+        self._since_snapshot = len(changes)
+        return (None if snapshot is None else snapshot.decode("utf-8")), changes
+
+    @property
+    def torn(self) -> bool:
+        """A torn last change line was cut off at `load` (a commit a crash interrupted)."""
+        return self._log is not None and self._log.torn
+
+    @property
+    def compaction_due(self) -> bool:
+        return self._since_snapshot >= self.compact_after
+
+    def add(self, line: str) -> None:
+        assert self._log is not None, "load first"
+        self._log.add(line)
+        self._since_snapshot += 1
+
+    def commit(self) -> int:
+        """Make the changes added durable (one write, one fdatasync); the bytes written."""
+        return self._log.commit() if self._log is not None else 0
+
+    def compact(self, snapshot: str) -> None:
+        """`snapshot` (the whole document, every change added included) becomes the snapshot; the journal restarts
+        empty after it (changes added and not committed are in the snapshot: dropped)."""
+        assert self._log is not None, "load first"
+        data = snapshot.encode("utf-8")
+        write_atomic(self.path, data)
+        self._log.drop_pending()
+        self._log.rewrite([_journal_header(data)])
+        self._since_snapshot = 0
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+def _journal_header(snapshot: bytes | None) -> str:
+    digest = "none" if snapshot is None else hashlib.sha256(snapshot).hexdigest()[:32]
+    return json.dumps({"follows_snapshot": digest})

@@ -5,7 +5,10 @@
 A request handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and either waits for it
 (``Bridge.wait``: beating and publishing meanwhile, so a long request never stops heartbeats) or does not
 (``Bridge.defer``: it answers a ``bus.Deferred`` whose reply goes out when the broker has answered; the future's
-completion wakes the loop, so the orders of one bar are out together). Broker events (closed bars, fills, closes,
+completion wakes the loop, so the orders of one bar are out together). A deferred request may be held until what
+must be durable before it leaves is (``hold``, ``release``: an order's journal line, once per batch of orders), and
+its result is settled in the loop thread (``answered_now``), its reply given once what the settling wrote is durable
+(``answer``: the outcomes of a batch of orders journaled with one fsync). Broker events (closed bars, fills, closes,
 rejections, connection changes) are moved by a pump task onto a thread-safe queue, a byte on a pipe wakes the loop
 (``wake_fd``, read by the loop's ``add_reader``), and the loop thread alone takes them (``take_events``).
 """
@@ -21,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from common import bus
@@ -65,6 +69,8 @@ class BrokerLoop:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
             self._thread.join(5)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
 
     async def _cancel_all(self) -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -95,6 +101,27 @@ def op_error(exc: BaseException, what: str) -> bus.OpError:
     return bus.OpError("internal", f"{what}: {type(exc).__name__}: {exc}")
 
 
+@dataclass(eq=False)
+class _Out:
+    """A deferred request: its coroutine, what settles its result, the future of its reply (set by the loop thread)
+    and, once sent, the broker loop's future."""
+
+    coro: Coroutine[Any, Any, Any]
+    settle: Callable[[Any], Any]
+    what: str
+    answered: Callable[[bus.Deferred], None] | None
+    answer: concurrent.futures.Future
+    deferred: bus.Deferred | None = None
+    sent: concurrent.futures.Future | None = None
+
+
+def _reply(answer: concurrent.futures.Future) -> Any:
+    ok, value = answer.result()
+    if not ok:
+        raise value
+    return value
+
+
 class Bridge:
     """The loop thread's side: `meanwhile()` runs while a request waits (beat, publish), `stopping()` says the
     process is stopping (a waiting request is answered at once)."""
@@ -105,6 +132,8 @@ class Bridge:
         self._aio: BrokerLoop | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pumping = False
+        self._held: list[_Out] = []  # deferred requests not sent yet (`release`)
+        self._out: list[_Out] = []  # deferred requests sent, their answers not settled yet
         # the broker thread writes a byte here after queueing an event, so the loop takes it at once
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
@@ -146,29 +175,72 @@ class Bridge:
                 raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
 
     def defer(self, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str, wait_s: float,
-              answered: Callable[[bus.Deferred], None] | None = None) -> bus.Deferred:
+              answered: Callable[[bus.Deferred], None] | None = None, hold: bool = False) -> bus.Deferred:
         """Run `coro` on the broker loop without waiting: the loop goes on serving other requests and the reply goes
-        out when the broker answers (or after `wait_s`). `answered(deferred)` then `settle(result)` run once, in
-        the loop thread, whoever takes the reply first (the asker or one who joined it)."""
-        fut = self.submit(coro)
-        fut.add_done_callback(lambda _f: self.wake())
-        outcome: list[tuple[bool, Any]] = []
+        out when the broker answers (or after `wait_s`). When it has, the loop thread runs `answered(deferred)` then
+        `settle(result)` once (`answered_now`), and gives the reply when what `settle` wrote is durable
+        (`answer`): whoever takes it (the asker or one who joined it) gets that. `hold`: not sent before `release`
+        (what must be durable before it leaves is not yet)."""
+        out = _Out(coro, settle, what, answered, concurrent.futures.Future())
+        out.deferred = bus.Deferred(out.answer, _reply, time.monotonic() + wait_s, what)
+        if hold:
+            self._held.append(out)
+        else:
+            self._send(out)
+        return out.deferred
 
-        def finish(f: concurrent.futures.Future) -> Any:
-            if not outcome:
-                if answered is not None:
-                    answered(deferred)
-                try:
-                    outcome.append((True, settle(f.result())))
-                except Exception as exc:
-                    outcome.append((False, op_error(exc, what)))
-            ok, value = outcome[0]
-            if not ok:
-                raise value
-            return value
+    @property
+    def has_held(self) -> bool:
+        return bool(self._held)
 
-        deferred = bus.Deferred(fut, finish, time.monotonic() + wait_s, what)
-        return deferred
+    def release(self) -> int:
+        """Send the requests held (`defer(hold=True)`); how many."""
+        held, self._held = self._held, []
+        for out in held:
+            self._send(out)
+        return len(held)
+
+    def refuse_held(self, error: bus.OpError) -> None:
+        """Answer the requests held with `error`, never sending them."""
+        held, self._held = self._held, []
+        for out in held:
+            out.coro.close()
+            self.answer([(out.answer, (False, error))])
+
+    def _send(self, out: _Out) -> None:
+        if out.answer.cancelled():  # given up on (past its wait) before it left
+            out.coro.close()
+            return
+        sent = out.sent = self.submit(out.coro)
+        sent.add_done_callback(lambda _f: self.wake())
+        out.answer.add_done_callback(lambda a: sent.cancel() if a.cancelled() else None)
+        self._out.append(out)
+
+    def answered_now(self) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
+        """The requests the broker has answered since the last call, settled (in the loop thread): their replies
+        for `answer`, given once what the settling wrote is durable."""
+        ready, still = [], []
+        for out in self._out:
+            assert out.sent is not None
+            if not out.sent.done():
+                still.append(out)
+                continue
+            if out.answer.cancelled():  # its asker had a timeout reply, as if the broker never answered
+                continue
+            if out.answered is not None:
+                out.answered(out.deferred)
+            try:
+                ready.append((out.answer, (True, out.settle(out.sent.result()))))
+            except Exception as exc:
+                ready.append((out.answer, (False, op_error(exc, out.what))))
+        self._out = still
+        return ready
+
+    @staticmethod
+    def answer(ready: list[tuple[concurrent.futures.Future, tuple[bool, Any]]]) -> None:
+        for fut, outcome in ready:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled past its wait meanwhile
+                fut.set_result(outcome)
 
     @staticmethod
     def joined(first: bus.Deferred) -> bus.Deferred:

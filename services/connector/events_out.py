@@ -1,14 +1,20 @@
 """The connector's broker events out (shell, part of service.py's `Connector`): what the broker says unasked,
 published on the backbone.
 
-The broker's thread queues its events (bridge.py); the loop drains them: closed bars go out together after one
-state write (never twice, state.py), fills and closes are recorded through the outbox then published, rejects,
-market opens/closes, the connection and credentials state are said as they come. At connect, positions closed
+The broker's thread queues its events (bridge.py); the loop drains them: closed bars go out once (never twice,
+state.py), fills and closes are recorded through the outbox then published, rejects, market opens/closes, the
+connection and credentials state are said in the order they came.
+
+What is durable before what (group commit): everything a drain changed in the state (the bars' times, the positions
+a fill opened or a close ended) is made durable with one write and one fdatasync (`_commit`), then what the drain
+says goes out, in order (`_say`, `_release`): a bar is never published before its time is durable (a crash may lose
+it, repairable from history, never repeat it); a fill or close is in the outbox's spool before the state says it is
+recorded (a kill in between records it twice, never not at all), and published after both. At connect, positions closed
 while the connector was away are found in the broker's deal list and published like any close; the account is
 published every `connector.account_interval_s` (and after each fill or close).
 
 It lives on the `Connector` (a base class of it): it reads and writes the connector's published state and uses
-its broker, bridge, counters and publishing (`_save_state`, `_pip_size`, `_set_auth_problem`, `_wait`,
+its broker, bridge, counters and publishing (`_commit`, `_save_state`, `_pip_size`, `_set_auth_problem`, `_wait`,
 `publish`, `persist`, `count`, `uptime`).
 """
 
@@ -51,6 +57,7 @@ class EventsOut:
     conn_reason: str
     freshness: Freshness
     _state_said: bool
+    _held_out: list[tuple[str, Any, bool]] | None  # what a drain says once its state changes are durable
     _next_account: float
     _account_fut: concurrent.futures.Future | None
 
@@ -63,18 +70,47 @@ class EventsOut:
             self._state_said = True
             self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
         events = self.bridge.take_events(limit)
-        bars: list[BrokerBar] = []
-        for ev in events:
-            if isinstance(ev, BrokerBar):
-                bars.append(ev)  # bars closing together: one state write, then all of them go out
-                continue
-            self._publish_bars(bars)
-            try:
-                self._on_broker_event(ev)
-            except Exception:  # one bad event must not stop the others (or the process)
-                log.exception("cannot publish broker event %r", ev)
-                self.count("event_errors")
-        self._publish_bars(bars)
+        if not events:
+            return
+        self._held_out = []
+        try:
+            for ev in events:
+                try:
+                    if isinstance(ev, BrokerBar):
+                        self._on_bar(ev)
+                    else:
+                        self._on_broker_event(ev)
+                except Exception:  # one bad event must not stop the others (or the process)
+                    log.exception("cannot publish broker event %r", ev)
+                    self.count("event_errors")
+        finally:
+            held, self._held_out = self._held_out, None
+            self._release(held)
+
+    def _say(self, topic: str, record: Any, needs_state: bool = False) -> None:
+        """Publish `record`; during a drain, once what the drain changed in the state is durable (in the order
+        said). `needs_state`: not said at all when that cannot be made durable (a bar, a fill, a close)."""
+        if self._held_out is None:
+            self.publish(topic, record)
+        else:
+            self._held_out.append((topic, record, needs_state))
+
+    def _release(self, held: list[tuple[str, Any, bool]]) -> None:
+        """The drain's state changes made durable (one write, one fdatasync), then what it held said, in order."""
+        try:
+            self._commit()
+        except OSError:
+            lost = sum(needs for _t, _r, needs in held)
+            log.exception("cannot write the connector state: %d bar(s), fill(s) or close(s) not published "
+                          "(bars are repaired from history, trades are in the outbox)", lost)
+            self.count("event_errors")
+            held = [h for h in held if not h[2]]
+        log.debug("drain: %d record(s) said after one state commit", len(held))
+        for topic, record, _needs in held:
+            self.publish(topic, record)
+            if isinstance(record, messages.Bar):
+                self.freshness.published(record.symbol, record.timeframe, time.monotonic())
+                self.count("bars_published")
 
     def _on_broker_event(self, ev: Any) -> None:
         """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
@@ -85,24 +121,23 @@ class EventsOut:
             )
             # in the outbox's spool before the state says so: a kill in between records it twice, never not at all
             self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
-            if self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
-                                     recorded=True):
-                self._save_state()
-            self.publish(messages.fill_topic(ev.symbol), fill)
+            self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
+                                  recorded=True)
+            self._say(messages.fill_topic(ev.symbol), fill, needs_state=True)
             self.count("fills")
             self._next_account = 0.0
         elif isinstance(ev, PositionClosed):
-            if ev.full and self.published.closed(ev.ticket):
-                self._save_state()
+            if ev.full:
+                self.published.closed(ev.ticket)
             closed = dataclasses.replace(ev, pip_size=self._pip_size(ev.symbol))  # the adapter's, with the pip
             self.persist("trades", real_trade_record(messages.to_wire(closed), closing=True))
-            self.publish(messages.closed_topic(ev.symbol), closed)
+            self._say(messages.closed_topic(ev.symbol), closed, needs_state=True)
             self.count("closes")
             if ev.external:
                 self.count("closes_external")
             self._next_account = 0.0
         elif isinstance(ev, OrderRejected):
-            self.publish(
+            self._say(
                 messages.reject_topic(ev.symbol or "UNKNOWN"),
                 messages.OrderRejected(ev.client_order_id, ev.symbol, ev.error),
             )
@@ -119,37 +154,22 @@ class EventsOut:
         service: the heartbeat says how long the market has been open, `open_for_s`)."""
         if ev.open:
             self.freshness.market_opened(ev.symbol, time.monotonic())
-        self.publish(messages.market_topic(ev.symbol), messages.MarketState(ev.symbol, ev.open, ev.time, ev.reason))
+        self._say(messages.market_topic(ev.symbol), messages.MarketState(ev.symbol, ev.open, ev.time, ev.reason))
         self.count("market_opens" if ev.open else "market_closes")
 
-    def _publish_bars(self, bars: list[BrokerBar]) -> None:
-        fresh = []
-        for bar in bars:
-            tf = bar.timeframe
-            if tf not in self.published.subscriptions.get(bar.symbol, ()):
-                continue
-            if not self.published.should_publish(bar.symbol, tf, bar.time):
-                self.count("bars_duplicate_dropped")
-                continue
-            self.published.record(bar.symbol, tf, bar.time)
-            fresh.append((bar, tf))
-        bars.clear()
-        if not fresh:
+    def _on_bar(self, bar: BrokerBar) -> None:
+        """A closed bar: recorded in the state and said once that is durable (the bars of one drain, those closing
+        together as they came from the broker thread, after one state write)."""
+        tf = bar.timeframe
+        if tf not in self.published.subscriptions.get(bar.symbol, ()):
             return
-        try:
-            self._save_state()  # before publishing: a crash may lose these bars (repairable), never repeat them
-        except OSError:
-            log.exception("cannot write the connector state: %d bar(s) not published (subscribers repair them "
-                          "from history)", len(fresh))
-            self.count("event_errors")
+        if not self.published.should_publish(bar.symbol, tf, bar.time):
+            self.count("bars_duplicate_dropped")
             return
-        for bar, tf in fresh:
-            self.publish(
-                messages.bar_topic(bar.symbol, tf),
-                messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
-            )
-            self.freshness.published(bar.symbol, tf, time.monotonic())
-            self.count("bars_published")
+        self.published.record(bar.symbol, tf, bar.time)
+        self._say(messages.bar_topic(bar.symbol, tf),
+                  messages.Bar(bar.symbol, tf, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume),
+                  needs_state=True)  # before publishing: a crash may lose these bars (repairable), never repeat them
 
     def _order_sent(self, symbol: str) -> None:
         """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
@@ -162,7 +182,7 @@ class EventsOut:
         self.connected, self.conn_reason = connected, reason
         if not changed:
             return
-        self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
+        self._say(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
         if connected:
             self.count("connects")
             self._next_account = 0.0

@@ -1,10 +1,11 @@
 """The order journal: client_order_id -> what happened to that order, across restarts (pure part).
 
-The journal is an append-only file of JSON lines (the service appends and fsyncs): a ``sent`` line before a
-request goes to the broker, a ``done`` line with the result once the outcome is known. Replaying the lines gives
-each id's latest entry. A request with an id already ``done`` is answered from the journal, never sent again;
-an id ``sent`` without an outcome (a crash or a timeout in between) is resolved from the broker (an open position
-labelled with the id, or an opening deal after the send that no other entry claims) before anything is resent.
+The journal is an append-only file of JSON lines (the service appends them, one fsync per batch of orders:
+`durable.AppendLog`): a ``sent`` line durable before a request goes to the broker, a ``done`` line with the result
+once the outcome is known (durable before it is answered). Replaying the lines gives each id's latest entry. A
+request with an id already ``done`` is answered from the journal, never sent again; an id ``sent`` without an
+outcome (a crash or a timeout in between) is resolved from the broker (an open position labelled with the id, or an
+opening deal after the send that no other entry claims) before anything is resent.
 """
 
 from __future__ import annotations

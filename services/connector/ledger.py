@@ -10,7 +10,8 @@ An order asked is, by the ledger's decision:
 - ``Send``: it goes to the broker, its ``sent`` line journaled first (``record``) when there is one to write.
 
 The ledger takes the answers as values (the broker's result, its positions and deals, the wall time) and returns
-the journal lines to write (``journal.Entry``); the shell writes them durably, then tells it (``recorded``). Which
+the journal lines to write (``journal.Entry``); the shell writes them and tells it (``recorded``), and makes them
+durable (one fsync per batch) before the order leaves or its answer is given. Which
 orders are out is kept by key with the shell's handle of each (``went_out``, ``came_back``); a handle the shell
 gave up on (``given_up``) is not joined: its outcome is looked for like any unknown one.
 """

@@ -5,12 +5,20 @@ The ledger's decision is carried out here: an order out now is joined, one done 
 before without a known outcome looked up at the broker (its positions, then its deals), else it is sent and its
 reply deferred until the broker answers (`_defer`); the outcome is journaled when it settles.
 
+What is durable before what (group commit, `Connector._commit`: one write and one fdatasync per file per batch):
+- an order's ``sent`` line before the order leaves: the orders asked in one turn of the loop are held
+  (`_defer`, `Bridge.defer(hold=True)`), their lines committed together, then they all leave (`_send_held`);
+- an outcome's ``done`` line, and the position an opening opened (the state), before its answer is given: the
+  answers the broker gave since the last turn are settled together, committed once, then given (`_answer_ready`);
+- an outcome found at the broker (a look-up) is committed at once: it is answered at once.
+
 It lives on the `Connector` (a base class of it): it uses its ledger, journal, published state, broker and
-bridge (`_need_broker`, `_check_symbol`, `_defer`, `_wait`, `_journal`, `_save_state`, `count`).
+bridge (`_need_broker`, `_check_symbol`, `_defer`, `_wait`, `_journal`, `_commit`, `count`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -20,6 +28,8 @@ from services.connector import journal, ledger, orders
 from services.connector.bridge import Bridge
 from services.connector.port import BrokerPort, OrderResult
 from services.connector.state import ConnectorState
+
+log = logging.getLogger("oracle.connector")
 
 
 class OrderOps:
@@ -49,6 +59,7 @@ class OrderOps:
             step = self.ledger.after_look_up(step, self._look_up(step.entry), time.time())
             if isinstance(step, ledger.Recovered):
                 self._journal(step.record)
+                self._commit()  # answered now: its line durable first
                 self.count("orders_recovered")
                 return step.result
         if step.record is not None:
@@ -95,6 +106,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("orders")
+        log.debug("order_open %s %s %+d %g lots", cid, a.symbol, a.direction, a.lots)
         order = broker.market_order(
             a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
             client_order_id=cid, comment=a.comment,
@@ -103,13 +115,11 @@ class OrderOps:
 
     def _settle_open(self, cid: str, a: messages.OrderOpenArgs, res: OrderResult) -> messages.OrderResult:
         server_time = self.broker.server_time if self.broker is not None else None  # the session may be gone now
-        if (
-            res.success
-            and res.ticket
-            and self.published.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
-                                 a.comment)
-        ):
-            self._save_state()  # known open now, even if this process dies before its fill event is published
+        # known open now (durable with the done line, before the answer), even if this process dies before its
+        # fill event is published
+        if res.success and res.ticket:
+            self.published.opened(res.ticket, a.symbol, a.direction, (server_time or time.time()) - 3600, cid,
+                                  a.comment)
         done = self.ledger.settled_open(cid, res, time.time())  # None: the same id may be sent again
         if done is not None:
             self._journal(done)
@@ -126,6 +136,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("closes_requested")
+        log.debug("order_close %s ticket %s", a.client_order_id, a.ticket)
         return self._defer(step.out_key, broker.close_position(a.ticket, a.lots),
                            lambda res: self._settle_close(a, res), f"order_close {a.ticket}")
 

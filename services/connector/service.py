@@ -6,12 +6,26 @@ a thread of its own behind the port (port.py), reached through the bridge (bridg
 decided by the order ledger (ledger.py): the same order asked again while it is out joins it (one order, the same
 reply), one asked before is answered from the journal or found at the broker, never sent twice.
 
-Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is written (atomically)
-before the bar is published; on connect every subscription resumes with ``since`` = that time, so the bars closed
+Exactly-once bars across restarts: the last published bar time per (symbol, timeframe) is durable before the bar is
+published; on connect every subscription resumes with ``since`` = that time, so the bars closed
 while the connector was down come first, in order, and positions closed while it was down are reported from the
 broker's deal list (state.py). Idempotent orders across restarts: an append-only, fsynced journal
 client_order_id -> result is consulted before anything is sent (journal.py, ledger.py), on top of the broker
 client's own reconcile by label.
+
+Group commit (`_commit`): the state is a snapshot and a journal of its changes (`durable.SnapshotJournal`, the
+snapshot being the whole-file state of old, compacted every `STATE_COMPACT_AFTER` changes) and the order journal an
+append-only file (`durable.AppendLog`); each is made durable with one write and one fdatasync per batch, never per
+change. What is durable before what:
+- a drain of the broker's events (events_out.py): all it changed in the state (bars' times, positions opened or
+  closed) before any of it is published;
+- the orders asked in one turn of the loop (order_ops.py): their ``sent`` lines before any of them leaves
+  (`_send_held`: on the loop's tick, before a request waits on the broker, and on a wake);
+- the broker's answers settled together (`_answer_ready`): their ``done`` lines and the positions they opened before
+  any of them is answered;
+- a subscription, the positions found at connect, an outcome found by a look-up: at once (`_save_state`,
+  `_commit`), before the reply.
+The per-message detail is logged at DEBUG; every `SUMMARY_S` the counters of the work done go out in one INFO line.
 """
 
 from __future__ import annotations
@@ -39,6 +53,10 @@ from services.connector.state import ConnectorState, compact_bar, merged_subscri
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
+SUMMARY_S = 300.0  # how often the counters of the work done are logged (INFO), instead of a line per message
+SUMMARIZED = ("bars_published", "orders", "closes_requested", "fills", "closes", "rejects", "journal_commits",
+              "state_commits", "event_errors")
+STATE_COMPACT_AFTER = 1000  # change lines in the state's journal before the whole state is written again
 
 
 class Connector(EventsOut, OrderOps, runtime.Service):
@@ -54,12 +72,15 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.state_path: Path = data_dir / cfg.connector.state_file
         self.journal_path: Path = data_dir / cfg.connector.journal_file
+        self.state_store = durable.SnapshotJournal(self.state_path, STATE_COMPACT_AFTER)
         self.published = self._load_state()  # bars, subscriptions and open positions published (state.py)
-        entries, bad = self._load_journal()
+        self.orders_log = durable.AppendLog(self.journal_path)
+        entries, bad = journal.replay(self.orders_log.lines)
+        self.orders_log.lines = []
         self.ledger: ledger.OrderLedger[bus.Deferred] = ledger.OrderLedger(entries, lambda d: d.future.cancelled())
-        if bad:
-            log.warning("order journal %s: %d unreadable line(s) ignored (a torn last write)", self.journal_path, bad)
-        self._journal_fh: Any = None
+        if bad or self.orders_log.torn:
+            log.warning("order journal %s: %d unreadable line(s) ignored%s", self.journal_path, bad,
+                        ", a torn last line cut off" if self.orders_log.torn else "")
         self.bridge = Bridge(self._meanwhile, lambda: self._stop)
         self.add_reader(self.bridge.wake_fd, self._on_wake)
         self.broker: BrokerPort | None = None
@@ -68,57 +89,119 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self._next_token_look = 0.0
         self._session_open = False  # broker.connect succeeded and no disconnect since (it reconnects by itself)
         self._state_said = False  # the connection state published again once the publish grace is over
+        self._held_out: list[tuple[str, Any, bool]] | None = None  # said once a drain's state changes are durable
         self.connected = False
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
         self.freshness = Freshness()  # bar ages per stream, bar close -> order sent (monotonic times)
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
+        self._next_summary = time.monotonic() + SUMMARY_S
+        self._summarized: dict[str, int] = {}  # the counters at the last summary
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
+        """The snapshot (the state file of old reads as one) and the changes journaled since, in order."""
         try:
-            return ConnectorState.from_json(self.state_path.read_text())
-        except FileNotFoundError:
-            return ConnectorState()
-        except (OSError, ValueError) as exc:
+            snapshot, changes = self.state_store.load()
+        except OSError as exc:
             log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
             return ConnectorState()
+        try:
+            state = ConnectorState.from_json(snapshot) if snapshot is not None else ConnectorState()
+        except ValueError as exc:
+            log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
+            state = ConnectorState()
+            with contextlib.suppress(OSError):  # a snapshot of its own, or every change after it would be lost too
+                self.state_store.compact(state.to_json())
+            return state
+        bad = 0
+        for line in changes:
+            try:
+                state.apply_changes(line)
+            except (ValueError, TypeError, AttributeError):
+                bad += 1
+        if bad or self.state_store.torn:
+            log.warning("connector state journal %s: %d unreadable line(s) ignored%s", self.state_store.journal_path,
+                        bad, ", a torn last line cut off" if self.state_store.torn else "")
+        return state
+
+    def _commit(self) -> None:
+        """What changed since the last commit made durable: the order journal's lines, then the state's changes (one
+        line), each file with one write and one fdatasync (group commit); the state compacted now and then."""
+        if self.orders_log.pending:
+            self.orders_log.commit()
+            self.count("journal_commits")
+        line = self.published.take_changes()
+        if line is not None:
+            if self.state_store.compaction_due:
+                self.state_store.compact(self.published.to_json())
+                self.count("state_compactions")
+            else:
+                self.state_store.add(line)
+                self.state_store.commit()
+            self.count("state_commits")
 
     def _save_state(self) -> None:
-        """Atomic: a temporary file, fsynced, renamed over the old one."""
-        durable.write_atomic(self.state_path, self.published.to_json())
-
-    def _load_journal(self) -> tuple[dict[str, journal.Entry], int]:
-        try:
-            with open(self.journal_path, encoding="utf-8") as f:
-                return journal.replay(f)
-        except FileNotFoundError:
-            return {}, 0
+        """The state's changes (and any journal line written meanwhile) durable now."""
+        self._commit()
 
     def _journal(self, entry: journal.Entry) -> None:
-        if self._journal_fh is None:
-            self._journal_fh = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._journal_fh.write(journal.line(entry))
-        self._journal_fh.flush()
-        os.fsync(self._journal_fh.fileno())
+        """An order journal line, durable at the next `_commit` (before the held orders leave, before the answers
+        settled with it are given)."""
+        self.orders_log.add(journal.line(entry).rstrip("\n"))
         self.ledger.recorded(entry)
+
+    def _send_held(self) -> None:
+        """The orders held since the last call leave, once their ``sent`` lines are durable (one fsync for all)."""
+        if not self.bridge.has_held:
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.exception("cannot write the order journal: the orders held are refused")
+            self.count("event_errors")
+            self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {exc}"))
+            return
+        n = self.bridge.release()
+        log.debug("%d order(s) sent after one journal commit", n)
+
+    def _answer_ready(self) -> None:
+        """The broker's answers in since the last call settled (their journal lines and state changes), made durable
+        together, then given."""
+        ready = self.bridge.answered_now()
+        if not ready:
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.exception("cannot write the order journal: %d answer(s) given as errors", len(ready))
+            self.count("event_errors")
+            failed = (False, bus.OpError("internal", f"cannot write the order journal: {exc}"))
+            ready = [(fut, failed) for fut, _outcome in ready]
+        self.bridge.answer(ready)
 
     # ---- the bridge (bridge.py) ----------------------------------------------------------------------
     def _wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
-        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile."""
+        """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile (the orders held go
+        first)."""
+        self._send_held()
         return self.bridge.wait(coro, timeout, what)
 
     def _meanwhile(self) -> None:
         self.beat_if_due()
+        self._send_held()
         self._drain_events()
+        self._answer_ready()
 
     def _defer(self, key: str | None, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str,
                wait_s: float | None = None) -> bus.Deferred:
         """Run `coro` on the broker loop without waiting: the reply goes out when the broker answers (or after
         `wait_s`, default an order's longest wait). An order (`key`) is out until then: asked again, it is joined."""
         answered = None if key is None else (lambda d: self.ledger.came_back(key, d))
-        deferred = self.bridge.defer(coro, settle, what, wait_s or self._order_wait_s(), answered)
+        # an order waits for its journal line (once per batch: `_send_held`); nothing else is journaled
+        deferred = self.bridge.defer(coro, settle, what, wait_s or self._order_wait_s(), answered,
+                                     hold=key is not None)
         if key is not None:
             self.ledger.went_out(key, deferred)
         return deferred
@@ -138,7 +221,9 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _on_wake(self) -> None:
         self.bridge.woken()
+        self._send_held()
         self._drain_events()
+        self._answer_ready()
 
     # ---- steps ----------------------------------------------------------------------------------
     def _facts(self) -> dict:
@@ -244,21 +329,41 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             with contextlib.suppress(bus.OpError):
                 self._wait(self.broker.close(), min(3.0, self.cfg.runtime.stop_timeout_s / 2), "close")
             self._session_open = False
+        self.bridge.refuse_held(bus.OpError("stopping", "the connector is stopping"))
         self.bridge.stop()
         with contextlib.suppress(Exception):
             self._drain_events()
         if self.connected:
             self._set_connected(False, "connector stopping")
-        if self._journal_fh is not None:
-            self._journal_fh.close()
+        with contextlib.suppress(OSError):
+            self._commit()
+        self.orders_log.close()
+        self.state_store.close()
 
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
+    def poll_timeout_ms(self) -> int:
+        """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
+        loop gives them itself (`_answer_ready`)."""
+        return 100
+
     def on_tick(self, now: float) -> None:
+        self._send_held()  # the orders this turn's requests asked for: out together after one journal fsync
         self._drain_events()
+        self._answer_ready()
         self._drive_account(now)
+        if now >= self._next_summary:
+            self._next_summary = now + SUMMARY_S
+            self._log_summary()
         if now >= self._next_token_look:  # a token pair handed in while running (`oracle broker-token`)
             self._next_token_look = now + TOKEN_LOOK_S
             self._token_handed_in()
+
+    def _log_summary(self) -> None:
+        """The work done since the last summary, in one INFO line (nothing done: no line)."""
+        done = {k: self.progress.get(k, 0) - self._summarized.get(k, 0) for k in SUMMARIZED}
+        self._summarized = {k: self.progress.get(k, 0) for k in SUMMARIZED}
+        if any(done.values()):
+            logs.event(log, logging.INFO, f"the last {SUMMARY_S:g} s", **{k: v for k, v in done.items() if v})
 
     # ---- REP operations -------------------------------------------------------------------------
     def ops(self) -> dict:

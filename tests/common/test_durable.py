@@ -106,3 +106,90 @@ def test_default_mode_follows_the_umask(tmp_path):
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+# ---- the append-only log (group commit) and the snapshot + journal ----------------------------------------------
+
+
+def test_a_commit_writes_every_line_added_since_the_last_one_at_once(tmp_path):
+    path = tmp_path / "orders.jsonl"
+    log = durable.AppendLog(path)
+    assert log.commit() == 0 and not path.exists()  # nothing added: nothing written
+    log.add('{"a":1}')
+    log.add('{"b":2}')
+    assert log.pending == 2
+    assert log.commit() == len('{"a":1}\n{"b":2}\n')
+    log.add('{"c":3}')
+    log.commit()
+    log.close()
+    assert path.read_text() == '{"a":1}\n{"b":2}\n{"c":3}\n'
+    assert log.commits == 2 and log.pending == 0
+    assert durable.AppendLog(path).lines == ['{"a":1}', '{"b":2}', '{"c":3}']
+
+
+def test_a_torn_last_line_is_cut_off_and_the_next_line_starts_on_its_own(tmp_path):
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":')  # a commit a crash interrupted
+    log = durable.AppendLog(path)
+    assert log.lines == ['{"a":1}'] and log.torn
+    log.add('{"c":3}')
+    log.commit()
+    assert path.read_text() == '{"a":1}\n{"c":3}\n'
+    assert not durable.AppendLog(path).torn
+
+
+def test_a_failed_commit_leaves_the_file_as_it_was_and_the_lines_buffered(tmp_path, monkeypatch):
+    path = tmp_path / "orders.jsonl"
+    log = durable.AppendLog(path)
+    log.add("one")
+    log.commit()
+    log.add("two")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", no_space)
+    with pytest.raises(OSError):
+        log.commit()
+    assert path.read_text() == "one\n" and log.pending == 1
+    monkeypatch.undo()
+    log.commit()
+    assert path.read_text() == "one\ntwo\n"
+
+
+def test_a_snapshot_journal_replays_its_changes_and_compacts(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.SnapshotJournal(path, compact_after=2)
+    assert store.load() == (None, [])
+    store.add("c1")
+    store.commit()
+    assert durable.SnapshotJournal(path).load() == (None, ["c1"])
+    store.add("c2")
+    assert store.compaction_due
+    store.compact("whole")  # the whole document, c1 and c2 in it
+    assert not store.compaction_due
+    store.add("c3")
+    store.commit()
+    store.close()
+    assert durable.SnapshotJournal(path).load() == ("whole", ["c3"])
+
+
+def test_a_journal_that_does_not_follow_the_snapshot_is_not_replayed(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.SnapshotJournal(path)
+    store.load()
+    store.add("c1")
+    store.commit()
+    durable.write_atomic(path, "newer")  # a compaction killed between its two writes: c1 is in the snapshot
+    assert durable.SnapshotJournal(path).load() == ("newer", [])
+
+
+def test_a_snapshot_written_before_journals_existed_is_read_as_it_is(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text('{"v": 1}')  # the whole-file format of old, no journal beside it
+    store = durable.SnapshotJournal(path)
+    assert store.load() == ('{"v": 1}', [])
+    store.add("c1")
+    store.commit()
+    assert durable.SnapshotJournal(path).load() == ('{"v": 1}', ["c1"])
+    assert path.read_text() == '{"v": 1}'  # the snapshot itself untouched until a compaction

@@ -1,0 +1,187 @@
+"""The connector's files on disk: the published state as a snapshot and a journal of its changes (one line per
+batch), the state file of old read and carried on, torn last lines recovered, and the bridge's group commit (orders
+held until their journal lines are durable, answers given once their outcome is)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+from pathlib import Path
+
+import pytest
+
+from common import bus, config, messages
+from services.connector.bridge import Bridge
+from services.connector.service import Connector
+from services.connector.state import ConnectorState
+
+# the whole-file state document as main wrote it (ConnectorState.to_json, v 1)
+OLD_STATE = {
+    "v": 1,
+    "last": {"EURUSD.H1": 7200, "SYN01.H1": 3600},
+    "subscriptions": {"EURUSD": ["H1"], "SYN01": ["H1"]},
+    "positions": {"11": {"symbol": "EURUSD", "direction": 1, "open_time": 100.0, "label": "c-1", "comment": "",
+                         "recorded": True}},
+}
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> config.Config:
+    return config.Config.model_validate(
+        {"version": "2", "home": str(tmp_path), "connector": {"publish_grace_s": 0}})
+
+
+def _connector(cfg: config.Config) -> Connector:
+    return Connector(cfg)
+
+
+def _state_path(cfg: config.Config) -> Path:
+    return cfg.path(cfg.data_dir) / cfg.connector.state_file
+
+
+def test_the_state_file_of_old_is_read_and_carried_on(cfg):
+    path = _state_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(OLD_STATE, sort_keys=True))
+    c = _connector(cfg)
+    assert json.loads(c.published.to_json()) == OLD_STATE
+    c.published.record("EURUSD", "H1", 10800)
+    c.published.closed(11)
+    c._commit()
+    c.on_stop()
+    again = _connector(cfg).published
+    assert again.last == {"EURUSD.H1": 10800, "SYN01.H1": 3600}
+    assert again.positions == {} and again.subscriptions == OLD_STATE["subscriptions"]
+    assert json.loads(path.read_text()) == OLD_STATE  # the snapshot is rewritten at a compaction only
+
+
+def test_a_compaction_writes_the_whole_state_in_the_old_format(cfg, monkeypatch):
+    monkeypatch.setattr("services.connector.service.STATE_COMPACT_AFTER", 2)
+    c = _connector(cfg)
+    for t in (3600, 7200, 10800):
+        c.published.record("EURUSD", "H1", t)
+        c._commit()
+    assert c.progress["state_compactions"] == 1  # the third change: two lines in the journal already
+    assert ConnectorState.from_json(_state_path(cfg).read_text()).last == {"EURUSD.H1": 10800}
+    c.published.record("EURUSD", "H1", 14400)
+    c._commit()
+    assert _connector(cfg).published.last == {"EURUSD.H1": 14400}
+
+
+def test_a_torn_last_state_change_is_cut_off_and_the_state_goes_on(cfg):
+    c = _connector(cfg)
+    c.published.record("EURUSD", "H1", 3600)
+    c._commit()
+    c.on_stop()
+    journal = Path(str(_state_path(cfg)) + ".journal.jsonl")
+    with open(journal, "ab") as f:
+        f.write(b'{"last":{"EURUSD.H1":72')  # a commit killed halfway: never acknowledged
+    c = _connector(cfg)
+    assert c.published.last == {"EURUSD.H1": 3600}
+    c.published.record("EURUSD", "H1", 10800)
+    c._commit()
+    assert _connector(cfg).published.last == {"EURUSD.H1": 10800}
+
+
+def test_a_torn_last_order_journal_line_is_cut_off(cfg):
+    path = cfg.path(cfg.data_dir) / cfg.connector.journal_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = {"cid": "a", "kind": "open", "status": "done", "ts": 1.0, "request": {}, "result": {"success": True}}
+    path.write_text(json.dumps(done) + '\n{"cid": "b", "kind": "op')
+    c = _connector(cfg)
+    assert len(c.ledger) == 1
+    assert path.read_text() == json.dumps(done) + "\n"
+
+
+def test_the_bars_of_one_drain_are_made_durable_with_one_commit_then_published(cfg, tmp_path):
+    c = _connector(cfg)
+    symbols = [f"SYN{i:02d}" for i in range(20)]
+    for s in symbols:
+        c.published.subscribe(s, "H1")
+    c._commit()
+    c.pub = bus.Publisher(c.ctx, f"ipc://{tmp_path}/pub", "connector", c.epoch)
+    try:
+        commits = c.progress["state_commits"]
+        for s in symbols:
+            c.bridge.put(messages.Bar(s, "H1", 3600, 1.0, 1.0, 1.0, 1.0, 1.0))
+        c._drain_events()
+        assert c.progress["state_commits"] == commits + 1
+        assert c.progress["bars_published"] == 20
+        journal = Path(str(_state_path(cfg)) + ".journal.jsonl").read_text().splitlines()
+        assert json.loads(journal[-1]) == {"last": {f"{s}.H1": 3600 for s in symbols}}
+    finally:
+        c.pub.close()
+
+
+async def _order(ran: list[str], cid: str) -> str:
+    ran.append(cid)
+    return cid
+
+
+def _answered(bridge: Bridge) -> list:
+    while not (ready := bridge.answered_now()):
+        select.select([bridge.wake_fd], [], [], 5.0)  # the broker thread's answer wakes the loop
+        bridge.woken()
+    return ready
+
+
+def test_held_orders_leave_on_release_and_are_answered_once_settled(cfg):
+    bridge = Bridge(lambda: None, lambda: False)
+    bridge.start()
+    try:
+        ran: list[str] = []
+        settled: list[str] = []
+        d1 = bridge.defer(_order(ran, "a"), lambda r: settled.append(r) or r.upper(), "order a", 30.0, hold=True)
+        d2 = bridge.defer(_order(ran, "b"), lambda r: settled.append(r) or r.upper(), "order b", 30.0, hold=True)
+        assert bridge.has_held and bridge.answered_now() == []
+        assert bridge.release() == 2
+        ready = _answered(bridge)
+        while len(ready) < 2:
+            ready += _answered(bridge)
+        assert sorted(settled) == ["a", "b"] and sorted(ran) == ["a", "b"]
+        assert not d1.future.done() and not d2.future.done()  # settled, not answered before it is durable
+        bridge.answer(ready)
+        assert (d1.finish(d1.future), d2.finish(d2.future)) == ("A", "B")
+        joined = Bridge.joined(d1)
+        assert joined.finish(joined.future) == "A"
+    finally:
+        bridge.stop()
+
+
+def test_held_orders_refused_never_leave(cfg):
+    bridge = Bridge(lambda: None, lambda: False)
+    bridge.start()
+    try:
+        ran: list[str] = []
+        d = bridge.defer(_order(ran, "a"), lambda r: r, "order a", 30.0, hold=True)
+        bridge.refuse_held(bus.OpError("internal", "cannot write the order journal"))
+        with pytest.raises(bus.OpError, match="order journal"):
+            d.finish(d.future)
+        assert bridge.release() == 0 and bridge.answered_now() == []
+        assert ran == []
+    finally:
+        bridge.stop()
+
+
+def test_the_work_done_is_summarized_in_one_line_and_nothing_done_says_nothing(cfg, caplog):
+    c = _connector(cfg)
+    c.count("bars_published", 20)
+    c.count("orders", 3)
+    with caplog.at_level(logging.INFO, logger="oracle.connector"):
+        c._log_summary()
+        c._log_summary()
+    lines = [r for r in caplog.records if r.name == "oracle.connector"]
+    assert len(lines) == 1
+    assert lines[0].fields == {"bars_published": 20, "orders": 3}
+
+
+def test_an_unreadable_snapshot_is_replaced_so_the_changes_after_it_are_kept(cfg):
+    path = _state_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    c = _connector(cfg)
+    assert c.published == ConnectorState()
+    c.published.record("EURUSD", "H1", 3600)
+    c._commit()
+    assert _connector(cfg).published.last == {"EURUSD.H1": 3600}
