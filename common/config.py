@@ -151,8 +151,8 @@ class Preditor(_Section):
     models_dir: str = "models"
     warmup_bars: PosInt = 1000
     trusted_models: list[str] = []
-    snapshot_dir: str = "preditor"  # under data_dir: one twin snapshot per model, written after every bar
-    fsync_snapshots: bool = True  # fsync each snapshot before the atomic rename (survives a power loss too)
+    snapshot_dir: str = "preditor"  # under data_dir: twins.jsonl, every model's snapshot, appended after each bar time
+    fsync_snapshots: bool = True  # fdatasync each bar time's append (survives a power loss too)
     history_timeout_s: PosFloat = 60.0  # one history/subscribe request to the connector at warmup
     gap_fill_timeout_s: PosFloat = 10.0  # one history request to fill a gap (the live loop waits for it)
     gap_retry_s: PosFloat = 2.0  # a bar whose gap could not be filled waits and is retried this often
