@@ -231,9 +231,6 @@ class JournaledState:
         """The object (None: no snapshot and no journal) and notes for the log. A snapshot that cannot be read
         raises (OSError, ValueError) as reading a file does."""
         entries, notes = self._read_journal()
-        # numbered after every entry on disk, even when the snapshot cannot be read: the next snapshot must not be
-        # older than the entries a cut-short rewrite of the journal could leave
-        self._seq = max((e["seq"] for e in entries if isinstance(e.get("seq"), int)), default=0)
         try:
             with open(self.path, "rb") as f:
                 snapshot = json.loads(f.read())
@@ -327,6 +324,9 @@ class JournaledState:
             if len(entries) < len(journal.lines):
                 journal.cut(len(entries))
         journal.lines = []
+        # numbered after every entry on disk, even when the snapshot cannot be read (or was not): the next snapshot
+        # must not be older than the entries a cut-short emptying of the journal could leave
+        self._seq = max((e["seq"] for e in entries if isinstance(e.get("seq"), int)), default=0)
         return entries, notes
 
     def _log(self) -> AppendLog:

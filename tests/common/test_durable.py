@@ -197,6 +197,15 @@ def reopened(path) -> tuple[dict | None, list[str]]:
     return durable.JournaledState(path).load()
 
 
+def journal_of_commits(path, *values: int) -> tuple[durable.JournaledState, bytes]:
+    """A store that committed `{"a": value}` for each of `values`, and its journal's bytes now."""
+    store = durable.JournaledState(path)
+    for value in values:
+        store.commit({"a": value})
+    with open(durable.journal_path_of(path), "rb") as f:
+        return store, f.read()
+
+
 def test_a_commit_appends_the_changed_sections_only_and_reads_back(tmp_path):
     path = tmp_path / "state.json"
     store = durable.JournaledState(path)
@@ -244,12 +253,7 @@ def test_zeros_where_the_file_grew_are_a_torn_tail_too(tmp_path):
 def test_entries_already_in_the_snapshot_are_not_applied_again(tmp_path):
     """A crash after a compaction's snapshot and before its journal was emptied: the old entries are older."""
     path = tmp_path / "state.json"
-    store = durable.JournaledState(path)
-    store.commit({"a": 0})
-    store.commit({"a": 1})
-    store.commit({"a": 2})
-    with open(durable.journal_path_of(path), "rb") as f:
-        stale = f.read()
+    store, stale = journal_of_commits(path, 0, 1, 2)
     store.commit({"a": 3}, compact=True)
     with open(durable.journal_path_of(path), "wb") as f:
         f.write(stale)  # the truncation did not happen
@@ -297,12 +301,7 @@ def test_a_journal_without_its_snapshot_still_gives_its_sections(tmp_path):
 
 def test_after_an_unreadable_snapshot_the_new_one_is_numbered_after_the_journal_left_behind(tmp_path):
     path = tmp_path / "state.json"
-    store = durable.JournaledState(path)
-    store.commit({"a": 0})
-    store.commit({"a": 1})
-    store.commit({"a": 2})
-    with open(durable.journal_path_of(path), "rb") as f:
-        left = f.read()
+    _store, left = journal_of_commits(path, 0, 1, 2)
     path.write_text("{not json")
     again = durable.JournaledState(path)
     with pytest.raises(ValueError):
