@@ -13,8 +13,9 @@ broker's deal list (state.py). Idempotent orders across restarts: an append-only
 client_order_id -> result is consulted before anything is sent (journal.py, ledger.py), on top of the broker
 client's own reconcile by label.
 
-Group commit (`_commit`): the state is a snapshot and a journal of its changes (`durable.SnapshotJournal`, the
-snapshot being the whole-file state of old, compacted every `STATE_COMPACT_AFTER` changes) and the order journal an
+Group commit (`_commit`): the state is a snapshot and a journal of its changed sections (`durable.JournaledState`,
+the snapshot being the whole-file state of old and `journal_seq`, compacted every `STATE_COMPACT_AFTER` journal
+lines; a state file of old is read and compacted at the first commit) and the order journal an
 append-only file (`durable.AppendLog`); each is made durable with one write and one fdatasync per batch, never per
 change. What is durable before what:
 - a drain of the broker's events (events_out.py): all it changed in the state (bars' times, positions opened or
@@ -72,7 +73,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.state_path: Path = data_dir / cfg.connector.state_file
         self.journal_path: Path = data_dir / cfg.connector.journal_file
-        self.state_store = durable.SnapshotJournal(self.state_path, STATE_COMPACT_AFTER)
+        self.state_store = durable.JournaledState(self.state_path, compact_after=STATE_COMPACT_AFTER)
         self.published = self._load_state()  # bars, subscriptions and open positions published (state.py)
         self.orders_log = durable.AppendLog(self.journal_path)
         entries, bad = journal.replay(self.orders_log.lines)
@@ -101,45 +102,32 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     # ---- files (state, journal) -------------------------------------------------------------
     def _load_state(self) -> ConnectorState:
-        """The snapshot (the state file of old reads as one) and the changes journaled since, in order."""
+        """The snapshot (the state file of old reads as one) and the sections journaled since."""
         try:
-            snapshot, changes = self.state_store.load()
-        except OSError as exc:
+            raw, notes = self.state_store.load()
+            for note in notes:
+                log.warning("connector state %s: %s", self.state_path, note)
+            return ConnectorState.from_dict(raw) if raw is not None else ConnectorState()
+        except (OSError, ValueError) as exc:
             log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
-            return ConnectorState()
-        try:
-            state = ConnectorState.from_json(snapshot) if snapshot is not None else ConnectorState()
-        except ValueError as exc:
-            log.error("connector state %s unreadable (%s); starting without it", self.state_path, exc)
-            state = ConnectorState()
-            with contextlib.suppress(OSError):  # a snapshot of its own, or every change after it would be lost too
-                self.state_store.compact(state.to_json())
-            return state
-        bad = 0
-        for line in changes:
-            try:
-                state.apply_changes(line)
-            except (ValueError, TypeError, AttributeError):
-                bad += 1
-        if bad or self.state_store.torn:
-            log.warning("connector state journal %s: %d unreadable line(s) ignored%s", self.state_store.journal_path,
-                        bad, ", a torn last line cut off" if self.state_store.torn else "")
+        state = ConnectorState()
+        with contextlib.suppress(OSError):  # a snapshot of its own, or every change after it would be lost too
+            self.state_store.commit(state.to_dict(), compact=True)
         return state
 
     def _commit(self) -> None:
-        """What changed since the last commit made durable: the order journal's lines, then the state's changes (one
-        line), each file with one write and one fdatasync (group commit); the state compacted now and then."""
+        """What changed since the last commit made durable: the order journal's lines, then the state's changed
+        sections (one line), each file with one write and one fdatasync (group commit); the state compacted now and
+        then (durable.JournaledState)."""
         if self.orders_log.pending:
             self.orders_log.commit()
             self.count("journal_commits")
-        line = self.published.take_changes()
-        if line is not None:
-            if self.state_store.compaction_due:
-                self.state_store.compact(self.published.to_json())
+        if self.published.dirty:
+            compactions = self.state_store.compactions
+            self.state_store.commit(self.published.to_dict())
+            self.published.committed()
+            if self.state_store.compactions != compactions:
                 self.count("state_compactions")
-            else:
-                self.state_store.add(line)
-                self.state_store.commit()
             self.count("state_commits")
 
     def _save_state(self) -> None:

@@ -1,8 +1,8 @@
 """What the connector has published, and what that means after a restart (pure).
 
-The state is a small JSON document kept under data_dir as a snapshot and a journal of its changes since
-(`durable.SnapshotJournal`: `take_changes` gives one line per batch, `apply_changes` replays it, `to_json` is the
-snapshot written at a compaction; the snapshot's format is the whole state file of old, read as it is):
+The state is a small JSON document kept under data_dir as a snapshot and a journal of the sections changed since
+(`durable.JournaledState` of `to_dict`, committed when `dirty`; the snapshot's format is the whole state file of
+old and `journal_seq`, and a state file of old is read as it is):
 - the open time of the last bar published per (symbol, timeframe), and the subscriptions. It is written *before*
   a bar is published, so a crash can lose a bar (a subscriber sees the gap in bar times and repairs it through the
   history op) but never publish one twice. On connect, every subscription is renewed with ``since`` = that time:
@@ -32,8 +32,7 @@ class ConnectorState:
     # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label", "comment", "recorded"}
     # ("recorded": False while its opening's trade record is not in the outbox yet; absent: recorded)
     positions: dict[str, dict] = field(default_factory=dict)
-    # what changed since the last `take_changes`: (section, key), each written whole in the next change line
-    changed: set[tuple[str, str]] = field(default_factory=set, compare=False, repr=False)
+    dirty: bool = field(default=False, compare=False, repr=False)  # changed since the last commit (`committed`)
 
     def subscribe(self, symbol: str, timeframe: str) -> bool:
         """Remember a subscription; False when it was known already (nothing to save)."""
@@ -41,7 +40,7 @@ class ConnectorState:
         if timeframe in tfs:
             return False
         tfs.append(timeframe)
-        self.changed.add(("subscriptions", symbol))
+        self.dirty = True
         return True
 
     def should_publish(self, symbol: str, timeframe: str, time: int) -> bool:
@@ -52,7 +51,7 @@ class ConnectorState:
     def record(self, symbol: str, timeframe: str, time: int) -> None:
         k = key(symbol, timeframe)
         self.last[k] = max(time, self.last.get(k, time))
-        self.changed.add(("last", k))
+        self.dirty = True
 
     def since(self, symbol: str, timeframe: str, requested: int | None = None) -> int | None:
         """Where the bar stream of a (re)subscription resumes: after what was published, never before it."""
@@ -69,12 +68,12 @@ class ConnectorState:
         if known is not None:
             if recorded and not known.get("recorded", True):
                 known["recorded"] = True
-                self.changed.add(("positions", str(ticket)))
+                self.dirty = True
                 return True
             return False
         self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label,
                                        "comment": comment, "recorded": recorded}
-        self.changed.add(("positions", str(ticket)))
+        self.dirty = True
         return True
 
     def unrecorded(self, tickets: Iterable[int]) -> set[int]:
@@ -85,43 +84,18 @@ class ConnectorState:
     def closed(self, ticket: int) -> bool:
         if self.positions.pop(str(ticket), None) is None:
             return False
-        self.changed.add(("positions", str(ticket)))
+        self.dirty = True
         return True
 
-    def take_changes(self) -> str | None:
-        """What changed since the last call, as one line of the state's journal (None: nothing): each key changed
-        with its whole value now (a position gone: null), so applying a line twice changes nothing."""
-        if not self.changed:
-            return None
-        sections: dict[str, dict] = {"last": {}, "subscriptions": {}, "positions": {}}
-        for section, k in sorted(self.changed):
-            sections[section][k] = getattr(self, section).get(k)
-        self.changed.clear()
-        return json.dumps({s: d for s, d in sections.items() if d}, sort_keys=True, separators=(",", ":"))
+    def committed(self) -> None:
+        """What changed is durable (`to_dict` committed)."""
+        self.dirty = False
 
-    def apply_changes(self, line: str) -> None:
-        """A line of `take_changes` applied (raises ValueError when it is not one)."""
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-            raise ValueError("not a connector state change")
-        for k, v in raw.get("last", {}).items():
-            self.last[str(k)] = int(v)
-        for k, v in raw.get("subscriptions", {}).items():
-            self.subscriptions[str(k)] = [str(x) for x in v]
-        for k, v in raw.get("positions", {}).items():
-            if isinstance(v, dict):
-                self.positions[str(k)] = dict(v)
-            else:
-                self.positions.pop(str(k), None)
+    def to_dict(self) -> dict:
+        return {"v": 1, "last": self.last, "subscriptions": self.subscriptions, "positions": self.positions}
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"v": 1, "last": self.last, "subscriptions": self.subscriptions, "positions": self.positions},
-            sort_keys=True,
-        )
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ConnectorState:
@@ -130,6 +104,11 @@ class ConnectorState:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: object) -> ConnectorState:
+        """The decoded state file; raises ValueError when it is not one."""
         if not isinstance(raw, dict) or raw.get("v") != 1:
             raise ValueError("not a connector state document (v 1)")
         last, subs, pos = raw.get("last", {}), raw.get("subscriptions", {}), raw.get("positions", {})

@@ -19,20 +19,20 @@ Records, one JSON object a line, each naming its model (``"m": "<SYM>_<TF>"``):
 The journal's rule holds: per model, the new signals are written before its twin record, in the same write, and
 reading stops at the first torn or unreadable line (what follows it cannot be trusted, also after a power cut
 that kept a later page but not an earlier one), so a twin record is never read without the signals written before
-it: a restart never skips a bar whose signal is not kept. A torn tail is cut by the next write, which rewrites
-the file. The signals are durable after the fsync, as each model's journal append was before.
+it: a restart never skips a bar whose signal is not kept. A torn tail is cut when the file is opened and the next
+write rewrites the file. The signals are durable after the fsync, as each model's journal append was before.
 
 Upgrade: a model the file does not hold is read from the per-model files of before (``<SYM>_<TF>.twin.json`` and
 ``<SYM>_<TF>.signals.jsonl``); they are removed once the file holds that model (``service._flush``).
 
-The pure part (``parse``, ``*_line``) takes and returns values; ``TwinLog`` holds the file.
+The pure part (``parse``, ``*_line``) takes and returns values; ``TwinLog`` holds the file (``durable.AppendLog``:
+the torn tail cut at open, a failed append cut off, the rewrite atomic).
 """
 
 from __future__ import annotations
 
 import collections
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +147,8 @@ def whole_lines(key: str, entry: Saved) -> bytes:
 
 
 class TwinLog:
-    """The file: read once (``load``), then appended (``append``) or rewritten (``rewrite``), one fsync each."""
+    """The file (a ``durable.AppendLog``): read once (``load``), then appended (``append``) or rewritten
+    (``rewrite``), one fsync each."""
 
     def __init__(self, directory: Path, fsync: bool):
         self.directory = directory
@@ -156,16 +157,16 @@ class TwinLog:
         self.base = 0  # bytes of the file at its last rewrite (or load)
         self.appended = 0  # bytes appended since
         self.must_rewrite = True  # no file yet, a torn tail, or a failed write: the next write rewrites the file
+        self._log: durable.AppendLog | None = None
 
     def load(self) -> dict[str, Saved]:
         """What the file holds per model (a missing file holds nothing). OSError goes up."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
+        log = self._file()
+        data = "".join(line + "\n" for line in log.lines).encode("utf-8", "surrogateescape")
+        log.lines = []
         saved, good = parse(data)
         self.base, self.appended = good, 0
-        self.must_rewrite = not data or good != len(data)
+        self.must_rewrite = not data or good != len(data) or log.torn
         return saved
 
     def due(self, more: int) -> bool:
@@ -173,24 +174,24 @@ class TwinLog:
         return self.must_rewrite or self.appended + more > max(COMPACT_MIN, 2 * self.base)
 
     def append(self, data: bytes) -> None:
-        """OSError goes up (and the next write rewrites the file: this one may be half done)."""
+        """``data``: whole lines. OSError goes up (the file as it was; the next write rewrites it)."""
+        log = self._file()
+        log.add(data[:-1])
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            log.commit(sync=self.fsync)
         except OSError:
+            log.drop_pending()
             self.must_rewrite = True
             raise
         self.appended += len(data)
 
     def rewrite(self, data: bytes) -> None:
-        """The file replaced by ``data``, atomically. OSError goes up."""
+        """The file replaced by ``data`` (whole lines), atomically. OSError goes up."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        durable.write_atomic(self.path, data, fsync=self.fsync)
+        self._file().rewrite([data[:-1]] if data else [], sync=self.fsync)
         self.base, self.appended, self.must_rewrite = len(data), 0, False
+
+    def _file(self) -> durable.AppendLog:
+        if self._log is None:
+            self._log = durable.AppendLog(self.path)
+        return self._log

@@ -1,6 +1,10 @@
-"""common/durable.py on real files: the new content or the old one, never a torn file or a temporary left behind."""
+"""common/durable.py on real files: the new content or the old one, never a torn file or a temporary left behind;
+the append-only log's group commit (one write per commit, a torn tail cut, a failed commit leaving the file as it
+was); the snapshot and journal of changed sections reading back as the state committed last, whatever a kill left
+behind (a torn last line, the entries of a journal whose emptying after a compaction did not happen)."""
 
 import errno
+import json
 import os
 import stat
 
@@ -108,7 +112,7 @@ def test_default_mode_follows_the_umask(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-# ---- the append-only log (group commit) and the snapshot + journal ----------------------------------------------
+# ---- AppendLog: an append-only file of lines, group commit -------------------------------------------------------
 
 
 def test_a_commit_writes_every_line_added_since_the_last_one_at_once(tmp_path):
@@ -116,14 +120,14 @@ def test_a_commit_writes_every_line_added_since_the_last_one_at_once(tmp_path):
     log = durable.AppendLog(path)
     assert log.commit() == 0 and not path.exists()  # nothing added: nothing written
     log.add('{"a":1}')
-    log.add('{"b":2}')
+    log.add(b'{"b":2}')
     assert log.pending == 2
     assert log.commit() == len('{"a":1}\n{"b":2}\n')
     log.add('{"c":3}')
-    log.commit()
+    log.commit(sync=False)  # in the OS at once, on the disk with the next synced commit
     log.close()
     assert path.read_text() == '{"a":1}\n{"b":2}\n{"c":3}\n'
-    assert log.commits == 2 and log.pending == 0
+    assert log.commits == 2 and log.pending == 0 and log.size == path.stat().st_size
     assert durable.AppendLog(path).lines == ['{"a":1}', '{"b":2}', '{"c":3}']
 
 
@@ -138,6 +142,18 @@ def test_a_torn_last_line_is_cut_off_and_the_next_line_starts_on_its_own(tmp_pat
     assert not durable.AppendLog(path).torn
 
 
+def test_lines_the_owner_cannot_read_are_cut_off_in_place(tmp_path):
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(b'{"a":1}\n' + b"\x00\xff" * 8 + b"\n{\"b\":2}\n")  # a page of zeros, then a later page
+    log = durable.AppendLog(path)
+    assert len(log.lines) == 3 and not log.torn
+    log.cut(1)
+    assert path.read_bytes() == b'{"a":1}\n' and log.size == path.stat().st_size
+    log.add("next")
+    log.commit()
+    assert durable.AppendLog(path).lines == ['{"a":1}', "next"]
+
+
 def test_a_failed_commit_leaves_the_file_as_it_was_and_the_lines_buffered(tmp_path, monkeypatch):
     path = tmp_path / "orders.jsonl"
     log = durable.AppendLog(path)
@@ -148,7 +164,7 @@ def test_a_failed_commit_leaves_the_file_as_it_was_and_the_lines_buffered(tmp_pa
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "fdatasync", no_space)
+    monkeypatch.setattr(os, "fdatasync", no_space)  # the standard library's: a full disk
     with pytest.raises(OSError):
         log.commit()
     assert path.read_text() == "one\n" and log.pending == 1
@@ -157,39 +173,183 @@ def test_a_failed_commit_leaves_the_file_as_it_was_and_the_lines_buffered(tmp_pa
     assert path.read_text() == "one\ntwo\n"
 
 
-def test_a_snapshot_journal_replays_its_changes_and_compacts(tmp_path):
+def test_a_rewrite_replaces_the_content_atomically_and_appends_go_on_after_it(tmp_path):
+    path = tmp_path / "twins.jsonl"
+    log = durable.AppendLog(path)
+    log.add("old")
+    log.commit()
+    log.add("buffered")
+    log.rewrite(["compacted", b"two\nlines"])
+    assert path.read_text() == "compacted\ntwo\nlines\n" and sorted(os.listdir(tmp_path)) == ["twins.jsonl"]
+    log.commit()  # what was buffered stays buffered
+    assert durable.AppendLog(path).lines == ["compacted", "two", "lines", "buffered"]
+
+
+# ---- JournaledState: a snapshot and a journal of the sections changed ---------------------------------------------
+
+
+def lines(path) -> list[dict]:
+    with open(durable.journal_path_of(path), "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def reopened(path) -> tuple[dict | None, list[str]]:
+    return durable.JournaledState(path).load()
+
+
+def journal_of_commits(path, *values: int) -> tuple[durable.JournaledState, bytes]:
+    """A store that committed `{"a": value}` for each of `values`, and its journal's bytes now."""
+    store = durable.JournaledState(path)
+    for value in values:
+        store.commit({"a": value})
+    with open(durable.journal_path_of(path), "rb") as f:
+        return store, f.read()
+
+
+def test_a_commit_appends_the_changed_sections_only_and_reads_back(tmp_path):
     path = tmp_path / "state.json"
-    store = durable.SnapshotJournal(path, compact_after=2)
+    store = durable.JournaledState(path)
     assert store.load() == (None, [])
-    store.add("c1")
-    store.commit()
-    assert durable.SnapshotJournal(path).load() == (None, ["c1"])
-    store.add("c2")
-    assert store.compaction_due
-    store.compact("whole")  # the whole document, c1 and c2 in it
-    assert not store.compaction_due
-    store.add("c3")
-    store.commit()
-    store.close()
-    assert durable.SnapshotJournal(path).load() == ("whole", ["c3"])
+    store.commit({"a": 1, "big": ["x" * 1000], "c": {"k": [1, 2]}})  # no snapshot yet: the first one is written
+    assert json.loads(path.read_text()) == {"a": 1, "big": ["x" * 1000], "c": {"k": [1, 2]}, "journal_seq": 0}
+    written = store.commit({"a": 2, "big": ["x" * 1000], "c": {"k": [1, 2]}})
+    assert written < 40 and lines(path) == [{"seq": 1, "set": {"a": 2}}]
+    assert store.commit({"a": 2, "big": ["x" * 1000], "c": {"k": [1, 2]}}) == 0  # nothing changed: nothing written
+    store.commit({"a": 2, "big": [], "c": {"k": [3]}})
+    assert lines(path)[1] == {"seq": 2, "set": {"big": [], "c": {"k": [3]}}}
+    assert reopened(path) == ({"a": 2, "big": [], "c": {"k": [3]}}, [])
+    assert json.loads(path.read_text())["a"] == 1  # the snapshot is not rewritten by a commit
 
 
-def test_a_journal_that_does_not_follow_the_snapshot_is_not_replayed(tmp_path):
+def test_a_torn_last_line_is_dropped_and_cut_off_and_the_next_commit_reads_back(tmp_path):
     path = tmp_path / "state.json"
-    store = durable.SnapshotJournal(path)
-    store.load()
-    store.add("c1")
-    store.commit()
-    durable.write_atomic(path, "newer")  # a compaction killed between its two writes: c1 is in the snapshot
-    assert durable.SnapshotJournal(path).load() == ("newer", [])
+    store = durable.JournaledState(path)
+    store.commit({"a": 0, "b": 0})
+    store.commit({"a": 1, "b": 0})
+    journal = durable.journal_path_of(path)
+    whole = os.path.getsize(journal)
+    with open(journal, "ab") as f:
+        f.write(b'{"seq":2,"set":{"b":')  # a kill in the middle of the second commit's write
+    again = durable.JournaledState(path)
+    state, notes = again.load()
+    assert state == {"a": 1, "b": 0}
+    assert len(notes) == 1 and "not a whole entry" in notes[0]
+    assert os.path.getsize(journal) == whole  # cut back: the next line starts on a line of its own
+    again.commit({"a": 1, "b": 5})
+    assert reopened(path) == ({"a": 1, "b": 5}, [])
 
 
-def test_a_snapshot_written_before_journals_existed_is_read_as_it_is(tmp_path):
+def test_zeros_where_the_file_grew_are_a_torn_tail_too(tmp_path):
     path = tmp_path / "state.json"
-    path.write_text('{"v": 1}')  # the whole-file format of old, no journal beside it
-    store = durable.SnapshotJournal(path)
-    assert store.load() == ('{"v": 1}', [])
-    store.add("c1")
-    store.commit()
-    assert durable.SnapshotJournal(path).load() == ('{"v": 1}', ["c1"])
-    assert path.read_text() == '{"v": 1}'  # the snapshot itself untouched until a compaction
+    store = durable.JournaledState(path)
+    store.commit({"a": 0})
+    store.commit({"a": 1})
+    with open(durable.journal_path_of(path), "ab") as f:
+        f.write(b"\x00" * 64 + b"\n")  # a power cut: the size reached the disk, the data did not
+    state, notes = reopened(path)
+    assert state == {"a": 1} and "not a whole entry" in notes[0]
+
+
+def test_entries_already_in_the_snapshot_are_not_applied_again(tmp_path):
+    """A crash after a compaction's snapshot and before its journal was emptied: the old entries are older."""
+    path = tmp_path / "state.json"
+    store, stale = journal_of_commits(path, 0, 1, 2)
+    store.commit({"a": 3}, compact=True)
+    with open(durable.journal_path_of(path), "wb") as f:
+        f.write(stale)  # the truncation did not happen
+    assert reopened(path) == ({"a": 3}, [])
+    again = durable.JournaledState(path)
+    again.load()
+    again.commit({"a": 4})  # numbered after the snapshot: applied
+    assert reopened(path) == ({"a": 4}, [])
+
+
+def test_a_file_of_the_format_before_the_journal_is_read_and_compacted_at_the_first_commit(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 2, "a": [1, 2]}))  # written whole by write_atomic, no journal
+    store = durable.JournaledState(path)
+    assert store.load() == ({"version": 2, "a": [1, 2]}, []) and store.needs_compaction
+    store.commit({"version": 2, "a": [1, 2]})
+    assert json.loads(path.read_text()) == {"version": 2, "a": [1, 2], "journal_seq": 0}
+    store.commit({"version": 2, "a": [3]})
+    assert reopened(path) == ({"version": 2, "a": [3]}, [])
+
+
+def test_a_rare_section_the_caller_names_or_a_long_journal_makes_a_new_snapshot(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path, compact_bytes=200)
+    store.commit({"hot": 0, "rare": 0})
+    store.commit({"hot": 1, "rare": 1}, compact_on={"rare"})
+    assert json.loads(path.read_text()) == {"hot": 1, "rare": 1, "journal_seq": 0}
+    assert not os.path.exists(durable.journal_path_of(path))  # nothing journalled yet
+    for n in range(2, 40):
+        store.commit({"hot": n, "rare": 1}, compact_on={"rare"})
+    assert os.path.getsize(durable.journal_path_of(path)) < 200 + 40  # folded whenever it passed 200 bytes
+    assert store.compactions > 2
+    assert reopened(path) == ({"hot": 39, "rare": 1}, [])
+
+
+def test_a_journal_without_its_snapshot_still_gives_its_sections(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path)
+    store.commit({"a": 0, "b": 0})
+    store.commit({"a": 1, "b": 0})
+    path.unlink()
+    state, notes = reopened(path)
+    assert state == {"a": 1} and "missing" in notes[0]
+
+
+def test_after_an_unreadable_snapshot_the_new_one_is_numbered_after_the_journal_left_behind(tmp_path):
+    path = tmp_path / "state.json"
+    _store, left = journal_of_commits(path, 0, 1, 2)
+    path.write_text("{not json")
+    again = durable.JournaledState(path)
+    with pytest.raises(ValueError):
+        again.load()
+    again.commit({"a": 9})  # the caller starts without the state: a new snapshot
+    with open(durable.journal_path_of(path), "wb") as f:
+        f.write(left)  # its journal's truncation cut short by a crash
+    assert reopened(path) == ({"a": 9}, [])
+
+
+def test_a_journal_beside_a_snapshot_of_the_format_before_the_journal_is_ignored(tmp_path):
+    """Not written after it (every snapshot this code writes is numbered): say a downgrade wrote the file whole."""
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path)
+    store.commit({"a": 0})
+    store.commit({"a": 1})
+    path.write_text(json.dumps({"a": 5}))
+    state, notes = reopened(path)
+    assert state == {"a": 5} and "ignored" in notes[0]
+
+
+def test_a_journal_of_so_many_entries_makes_a_new_snapshot(tmp_path):
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path, compact_after=2)
+    assert store.load() == (None, []) and store.compaction_due  # no snapshot yet: the first commit writes one
+    for n in range(4):
+        store.commit({"a": n})
+    assert store.compactions == 2  # the first commit, then the fourth: two entries in the journal already
+    assert json.loads(path.read_text()) == {"a": 3, "journal_seq": 2}
+    assert not store.compaction_due and os.path.getsize(durable.journal_path_of(path)) == 0
+    store.commit({"a": 4})
+    assert reopened(path) == ({"a": 4}, [])
+
+
+def test_a_failed_commit_leaves_the_journal_as_it_was_and_the_next_one_writes_the_change(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path)
+    store.commit({"a": 0, "b": 0})
+    store.commit({"a": 1, "b": 0})
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", no_space)  # the standard library's: a full disk
+    with pytest.raises(OSError):
+        store.commit({"a": 1, "b": 2})
+    monkeypatch.undo()
+    assert reopened(path) == ({"a": 1, "b": 0}, [])
+    store.commit({"a": 1, "b": 2})
+    assert lines(path)[-1] == {"seq": 2, "set": {"b": 2}}
+    assert reopened(path) == ({"a": 1, "b": 2}, [])

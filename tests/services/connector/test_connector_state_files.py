@@ -1,6 +1,7 @@
-"""The connector's files on disk: the published state as a snapshot and a journal of its changes (one line per
-batch), the state file of old read and carried on, torn last lines recovered, and the bridge's group commit (orders
-held until their journal lines are durable, answers given once their outcome is)."""
+"""The connector's files on disk: the published state as a snapshot and a journal of its changed sections (one line
+per batch, common/durable.py JournaledState), the state file of old read and carried on, torn last lines recovered,
+and the bridge's group commit (orders held until their journal lines are durable, answers given once their outcome
+is)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from common import bus, config, messages
+from common import bus, config, durable, messages
 from services.connector.bridge import Bridge
 from services.connector.service import Connector
 from services.connector.state import ConnectorState
@@ -53,20 +54,21 @@ def test_the_state_file_of_old_is_read_and_carried_on(cfg):
     again = _connector(cfg).published
     assert again.last == {"EURUSD.H1": 10800, "SYN01.H1": 3600}
     assert again.positions == {} and again.subscriptions == OLD_STATE["subscriptions"]
-    assert json.loads(path.read_text()) == OLD_STATE  # the snapshot is rewritten at a compaction only
+    # converted at the first commit: a snapshot of the journal's format, in the format of old with its number
+    assert json.loads(path.read_text()) == {**json.loads(again.to_json()), durable.SEQ_KEY: 0}
 
 
 def test_a_compaction_writes_the_whole_state_in_the_old_format(cfg, monkeypatch):
     monkeypatch.setattr("services.connector.service.STATE_COMPACT_AFTER", 2)
     c = _connector(cfg)
-    for t in (3600, 7200, 10800):
+    for t in (3600, 7200, 10800, 14400):
         c.published.record("EURUSD", "H1", t)
         c._commit()
-    assert c.progress["state_compactions"] == 1  # the third change: two lines in the journal already
-    assert ConnectorState.from_json(_state_path(cfg).read_text()).last == {"EURUSD.H1": 10800}
-    c.published.record("EURUSD", "H1", 14400)
+    assert c.progress["state_compactions"] == 2  # the first snapshot, then the fourth: two lines in the journal
+    assert ConnectorState.from_json(_state_path(cfg).read_text()).last == {"EURUSD.H1": 14400}
+    c.published.record("EURUSD", "H1", 18000)
     c._commit()
-    assert _connector(cfg).published.last == {"EURUSD.H1": 14400}
+    assert _connector(cfg).published.last == {"EURUSD.H1": 18000}
 
 
 def test_a_torn_last_state_change_is_cut_off_and_the_state_goes_on(cfg):
@@ -74,9 +76,9 @@ def test_a_torn_last_state_change_is_cut_off_and_the_state_goes_on(cfg):
     c.published.record("EURUSD", "H1", 3600)
     c._commit()
     c.on_stop()
-    journal = Path(str(_state_path(cfg)) + ".journal.jsonl")
+    journal = durable.journal_path_of(_state_path(cfg))
     with open(journal, "ab") as f:
-        f.write(b'{"last":{"EURUSD.H1":72')  # a commit killed halfway: never acknowledged
+        f.write(b'{"seq":1,"set":{"last":{"EURUSD.H1":72')  # a commit killed halfway: never acknowledged
     c = _connector(cfg)
     assert c.published.last == {"EURUSD.H1": 3600}
     c.published.record("EURUSD", "H1", 10800)
@@ -108,8 +110,8 @@ def test_the_bars_of_one_drain_are_made_durable_with_one_commit_then_published(c
         c._drain_events()
         assert c.progress["state_commits"] == commits + 1
         assert c.progress["bars_published"] == 20
-        journal = Path(str(_state_path(cfg)) + ".journal.jsonl").read_text().splitlines()
-        assert json.loads(journal[-1]) == {"last": {f"{s}.H1": 3600 for s in symbols}}
+        journal = Path(durable.journal_path_of(_state_path(cfg))).read_text().splitlines()
+        assert json.loads(journal[-1])["set"] == {"last": {f"{s}.H1": 3600 for s in symbols}}
     finally:
         c.pub.close()
 
