@@ -1,8 +1,10 @@
-"""Whole system: bar close -> order sent latency with 1, 20 and 50 symbols, replay throughput against the in-process
-backtest, RSS per process and in total.
+"""Whole system: bar close -> order sent latency with 1, 20 and 50 symbols against the reference floor of the same
+run, CPU per bar of each process net of its idle cost, replay throughput against the in-process backtest, RSS per
+process and in total; at the end, issue 15's acceptance lines with their verdicts.
 
     .venv/bin/python bench/pipeline_bench.py [--symbols 1 20 50] [--bars 200] [--bars-one 500]
                                              [--throughput-bars 300] [--offset-bars 24] [--bar-gap-s 1.0]
+                                             [--idle-s 10] [--floor-bars 100]
                                              [--no-settle] [--keep] [--config-json JSON]
 
 Per symbol count N, a throwaway ORACLE_HOME runs the repository's deploy/supervisord.conf: the simulator
@@ -16,7 +18,12 @@ time through the simulator's control port (``advance``) and waits until the exec
 signal for it, paper has applied them and persistence has acknowledged the executor's and paper's records (their
 outboxes are empty; --no-settle: acks only), so each bar meets an idle system, as live H1 bars do; and two bars
 are at least --bar-gap-s apart (default 1 s: the broker's request limit, 50 a second, is a 1 s window that the
-orders of bars closed back to back would fill, and an hour of H1 never does).
+orders of bars closed back to back would fill, and an hour of H1 never does). The settle wait asks little of the
+measured processes: after the acks it waits for paper's ``paper.metrics.<SYM>`` of every symbol (published once
+paper has saved the pass that applied the bar's signals), then asks paper's ``status`` (and, once paper is done,
+the executor's) 20 ms later, then after 40, 80, 160, 320, 320 ... ms; the status requests per bar are counted and
+printed (each costs the process asked a little CPU, counted in its CPU per bar). "bar -> settled" is when the
+check that found it settled returned.
 
 - bar close -> order sent: the connector's own samples (its ``status`` op, ``bar_to_order_ms``): from publishing a
   symbol's closed bar to writing an order for that symbol to the broker connection (after the rate limit's wait),
@@ -27,10 +34,23 @@ orders of bars closed back to back would fill, and an hour of H1 never does).
   the broker's stand-in);
 - throughput (N = 1 only): bars/s through the whole pipeline, closing a bar when the previous one is settled
   (``lockstep``, the same run) and closing --throughput-bars bars in one control command (``burst``: the
-  processes work in parallel; until the last bar's ack, and until paper and persistence are done), against the
-  preditor's in-process backtest (``common.twin.twin.run``, as services/preditor/backtest.py) stepping the same
-  bars from the same warm state.
-- CPU time per bar of each process (psutil) and the executor's connector requests per bar: where the work is;
+  processes work in parallel; until the last bar's ack, the acceptance figure, target at least 0.5x, and until
+  paper and persistence are done), against the preditor's in-process backtest (``common.twin.twin.run``, as
+  services/preditor/backtest.py) stepping the same bars from the same warm state, measured after the run's
+  shutdown.
+- the reference floor (issue 15), measured in this process before each boot (so it does not share the cores with
+  the system): ``in_process_twenty`` of bench/preditor_bench.py with N distinct copies of the model stepped one by
+  one over --floor-bars bar times (default 100, the issue's minimum); printed next to bar close -> order sent with
+  the ratios (target p99 ratio at most 2.5 with 20 and with 50 symbols);
+- CPU time per bar of each process (its threads' runtime, bench/measure.py: to the ns, where psutil's user +
+  system counts 10 ms ticks), gross and net of its idle cost:
+  after RUNNING and the settle delay (2 s), each process's CPU over --idle-s seconds with no bar (heartbeats,
+  timers: ms per second), and net = gross - idle rate x the bar period (the bar loop's time / its bars); the six
+  services' net sum and net per symbol (target at most 1 ms per symbol with 20 symbols), the simulator apart; the
+  preditor's net CPU per bar against the floor's mean compute (target at most 1.5x); and the executor's connector
+  requests per bar: where the work is;
+- acceptance: each line of issue 15 the bench measures, its value, target and PASS / FAIL (the durability line is
+  the chaos suite's and the parity tests', not measured here).
 - first, what this machine charges per hop: raw pyzmq REQ/REP round trips between two processes, each after an idle
   gap as at a bar close (``wakeup_floor``), so runs on different machines can be compared.
 """
@@ -45,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -54,6 +75,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness import Home  # noqa: E402
+from measure import CpuSample, cpu_sample, cpu_used_s, net_ms, pct, verdict  # noqa: E402
+from preditor_bench import in_process_twenty  # noqa: E402
 from system.sub_reader import SubReader  # noqa: E402
 from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
 
@@ -66,6 +89,12 @@ MODEL = REPO / "models" / "EURUSD_H1.zip"
 START_BAR = 1100  # the simulator's default: 1100 closed bars before the replay
 HISTORY = 1000
 PROGRAMS = (*config.SERVICES, "sim-broker")
+SETTLE_BACKOFF_S = (0.02, 0.04, 0.08, 0.16, 0.32)  # the waits before each settle check; the last one repeats
+CUE_TIMEOUT_S = 2.0  # how long the settle wait waits for paper's metrics before it polls without them
+TARGET_LATENCY_RATIO = 2.5  # p99 bar close -> order sent / the floor's p99, with 20 and with 50 symbols
+TARGET_MS_PER_SYMBOL = 1.0  # the six services' CPU per bar net of idle, per symbol, with 20 symbols
+TARGET_PREDITOR_RATIO = 1.5  # the preditor's CPU per bar / its in-process compute
+TARGET_THROUGHPUT_RATIO = 0.5  # burst until the last ack / the in-process backtest
 EXECUTOR_COUNTERS = ("signals_seen", "signals_evaluated", "signals_superseded", "positions_requests",
                      "symbol_info_requests", "account_requests", "orders_sent", "closes_sent")
 CLOCKS = {
@@ -74,22 +103,19 @@ CLOCKS = {
 }
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
-
-
 class Tap:
-    """One SUB on the connector's, the preditor's and the executor's PUB, read by its own thread: when each
-    bar, signal and ack (symbol, bar time) arrived (time.monotonic(), the connector's clock too)."""
+    """One SUB on the connector's, the preditor's, the executor's and paper's PUB, read by its own thread: when each
+    bar, signal and ack (symbol, bar time) arrived (time.monotonic(), the connector's clock too), and when paper's
+    metrics of each symbol last arrived (the settle wait's cue)."""
 
     def __init__(self, cfg: config.Config):
         self.bars: dict[tuple[str, int], float] = {}
         self.signals: dict[tuple[str, int], float] = {}
         self.acks: dict[tuple[str, int], tuple[float, messages.Ack]] = {}
+        self.paper_metrics: dict[str, float] = {}
         self.cond = threading.Condition()
-        self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor")],
-                                 ["bar.", "signal.", "ack."], self._take)
+        self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor", "paper")],
+                                 ["bar.", "signal.", "ack.", "paper.metrics."], self._take)
 
     def _take(self, got: list[bus.Received], now: float) -> None:
         with self.cond:
@@ -101,6 +127,8 @@ class Tap:
                     self.signals.setdefault((b.symbol, b.bar_time), now)
                 elif isinstance(b, messages.Ack):
                     self.acks.setdefault((b.symbol, b.bar_time), (now, b))
+                elif isinstance(b, messages.PaperMetrics):
+                    self.paper_metrics[b.symbol] = now
             self.cond.notify_all()
 
     def wait_acks(self, symbols: list[str], bar_time: int, timeout: float) -> bool:
@@ -113,8 +141,64 @@ class Tap:
                 self.cond.wait(min(left, 0.05))
         return True
 
+    def wait_paper_metrics(self, symbols: list[str], since: float, timeout: float) -> bool:
+        """Paper's metrics of every symbol arrived after ``since``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(self.paper_metrics.get(s, -1.0) >= since for s in symbols):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.05))
+        return True
+
     def close(self) -> None:
         self._reader.close()
+
+
+class Settler:
+    """Waits until the system has settled on a bar (paper has applied every symbol's signal, and persistence has
+    acknowledged what the executor and paper handed it: their outboxes are empty), asking the measured processes
+    little: paper's metrics stream first, then ``status`` with a growing wait in between. Counts its requests."""
+
+    def __init__(self, home: Home, tap: Tap):
+        self.home, self.tap = home, tap
+        self.calls: Counter[str] = Counter()  # status requests, per process asked
+        self.cue_hits = self.cue_misses = 0
+        self._cue = True  # paper publishes its metrics per pass; off after three misses (then polling alone)
+
+    def status(self, service: str) -> dict:
+        self.calls[service] += 1
+        return self.home.status_of(service, timeout_ms=5000)
+
+    def settled(self, symbols: list[str], bar_time: int) -> bool:
+        paper = self.status("paper")
+        accounts = paper.get("accounts", {})
+        applied = {s: (accounts.get(s) or {}).get("last_bar_time") or 0 for s in symbols}  # None: no bar yet
+        if paper["outbox"]["pending"] or any(t < bar_time for t in applied.values()):
+            return False
+        return self.status("executor")["outbox"]["pending"] == 0
+
+    def wait(self, symbols: list[str], bar_time: int, timeout: float, since: float | None = None,
+             backoff: tuple[float, ...] = SETTLE_BACKOFF_S) -> bool:
+        """``since``: when the bar was closed (paper's metrics after it are the cue); None: poll from now."""
+        deadline = time.monotonic() + timeout
+        if since is not None and self._cue:
+            if self.tap.wait_paper_metrics(symbols, since, min(CUE_TIMEOUT_S, timeout)):
+                self.cue_hits += 1
+            else:
+                self.cue_misses += 1
+                self._cue = self.cue_misses < 3
+        for k in range(1_000_000):
+            time.sleep(max(0.0, min(backoff[min(k, len(backoff) - 1)], deadline - time.monotonic())))
+            try:
+                if self.settled(symbols, bar_time):
+                    return True
+            except (bus.RequestTimeout, bus.RequestFailed):
+                pass
+            if time.monotonic() >= deadline:
+                break
+        return False
 
 
 def make_home(root: Path, symbols: list[str], offset_bars: int, overlay: dict | None = None) -> Home:
@@ -173,67 +257,74 @@ def rss_mib(home: Home) -> dict[str, float]:
     return out
 
 
-def cpu_s(home: Home) -> dict[str, tuple[int, float]]:
-    """(pid, CPU time used so far: user + system, s) of each process."""
-    out = {}
-    for prog in PROGRAMS:
-        pid = home.pid_of(prog)
-        try:
-            t = psutil.Process(pid).cpu_times() if pid else None
-            out[prog] = (pid, t.user + t.system if t else float("nan"))
-        except psutil.Error:
-            out[prog] = (pid, float("nan"))
+def pids_of(home: Home) -> dict[str, int]:
+    return {prog: home.pid_of(prog) for prog in PROGRAMS}
+
+
+def cpu_now(pids: dict[str, int]) -> dict[str, CpuSample | None]:
+    """CPU time used so far by each process (bench/measure.py)."""
+    return {prog: cpu_sample(pid) if pid else None for prog, pid in pids.items()}
+
+
+def idle_ms_per_s(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU over ``seconds`` with no bar closed and nothing asked by the bench (heartbeats, timers,
+    the orchestrator's watch): ms per second."""
+    c0, t0 = cpu_now(pids), time.monotonic()
+    time.sleep(seconds)
+    c1, dt = cpu_now(pids), time.monotonic() - t0
+    return {p: 1000 * cpu_used_s(c0[p], c1[p]) / dt for p in pids}
+
+
+def cpu_per_bar(c0: dict[str, CpuSample | None], c1: dict[str, CpuSample | None], idle: dict[str, float],
+                n_bars: int, period_s: float, restarted: set[str]) -> dict[str, dict[str, float]]:
+    """Gross CPU ms per bar, the idle cost over a bar period (ms) and net = gross - idle, per process; a process
+    restarted in between (another pid) has no figure."""
+    out: dict[str, dict[str, float]] = {}
+    for p in PROGRAMS:
+        gross = 1000 * cpu_used_s(c0[p], c1[p]) / n_bars if p not in restarted else float("nan")
+        rate = idle.get(p, float("nan"))
+        out[p] = {"gross": gross, "idle_ms_per_s": rate, "idle": rate * period_s,
+                  "net": net_ms(gross, rate, period_s)}
     return out
 
 
-def cpu_ms_per_bar(before: dict, after: dict, n_bars: int) -> dict[str, float]:
-    """A process restarted in between (another pid) has no figure."""
-    return {p: 1000 * (after[p][1] - before[p][1]) / n_bars if after[p][0] == before[p][0] else float("nan")
-            for p in PROGRAMS}
-
-
-def settled(home: Home, symbols: list[str], bar_time: int) -> bool:
-    """Paper has applied every symbol's signal for the bar, and persistence has acknowledged what the executor and
-    paper handed it (their outboxes are empty)."""
-    paper = home.status_of("paper", timeout_ms=5000)
-    accounts = paper.get("accounts", {})
-    applied = {s: (accounts.get(s) or {}).get("last_bar_time") or 0 for s in symbols}  # None: no bar yet
-    if paper["outbox"]["pending"] or any(t < bar_time for t in applied.values()):
-        return False
-    return home.status_of("executor", timeout_ms=5000)["outbox"]["pending"] == 0
-
-
-def wait_settled(home: Home, symbols: list[str], bar_time: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if settled(home, symbols, bar_time):
-                return True
-        except (bus.RequestTimeout, bus.RequestFailed):
-            pass
-        time.sleep(0.02)  # status requests cost the processes a little CPU: not too often
-    return False
-
-
-def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
+def run(n: int, args: argparse.Namespace, bars) -> dict:
+    times = [int(t) for t in bars[:, 0]]
     symbols = synthetic_symbols(n, args.offset_bars)
     n_bars = args.bars_one if n == 1 else args.bars
+    res: dict = {"symbols": n}
+    if args.floor_bars:
+        # before the boot: the floor has the cores to itself
+        print(f"\n== {n} symbol(s): the reference floor, {n} models stepped in-process over {args.floor_bars} bar "
+              "times ...", flush=True)
+        res["floor"] = in_process_twenty(bars, n=args.floor_bars, n_models=n, distinct=True)
+        print(f"    floor p50 {res['floor']['p50_ms']:.2f} ms, p99 {res['floor']['p99_ms']:.2f} ms, mean "
+              f"{res['floor']['mean_ms']:.2f} ms", flush=True)
     root = Path(tempfile.mkdtemp(prefix=f"oracle-pipe{n}-"))
-    home = make_home(root, symbols, args.offset_bars, json.loads(args.config_json))
-    ctl = home.config().broker.sim.control_port
-    tap = Tap(home.config())
-    res: dict = {"symbols": n, "home": str(root)}
+    res["home"] = str(root)
+    home = tap = None
     try:
+        home = make_home(root, symbols, args.offset_bars, json.loads(args.config_json))
+        ctl = home.config().broker.sim.control_port
+        tap = Tap(home.config())
+        settler = Settler(home, tap)
         print(f"\n== {n} symbol(s): booting under supervisord (warmup {HISTORY} bars per model) ...", flush=True)
         res["boot_s"] = boot(home, n)
         print(f"    RUNNING after {res['boot_s']:.1f} s", flush=True)
         time.sleep(2.0)  # the account updates and the first heartbeats after RUNNING
         res["rss_warm"] = rss_mib(home)
+        pids = pids_of(home)
+        if args.idle_s > 0:
+            print(f"    idle window: {args.idle_s:g} s, no bar ...", flush=True)
+            res["idle_ms_per_s"] = idle_ms_per_s(pids, args.idle_s)
+        else:
+            res["idle_ms_per_s"] = {p: float("nan") for p in PROGRAMS}
         per_bar_ack, per_bar_signal, bar_signal, signal_ack, order_bar_ack = [], [], [], [], []
         order_signal_ack, settle, bar_first = [], [], []
         missing = unsettled = 0
-        cpu0 = cpu_s(home)
-        ex0 = home.status_of("executor", timeout_ms=5000)["progress"]
+        ex0 = settler.status("executor")["progress"]
+        settler.calls.clear()
+        cpu0 = cpu_now(pids)
         t_start = time.monotonic()
         next_print = t_start + 10
         last_close = 0.0
@@ -247,7 +338,7 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
             if not tap.wait_acks(symbols, t, 120):
                 missing += sum((s, t) not in tap.acks for s in symbols)
                 print(f"    bar {t}: acks missing for {missing} symbol(s) after 120 s", flush=True)
-            if not args.no_settle and not wait_settled(home, symbols, t, 120):
+            if not args.no_settle and not settler.wait(symbols, t, 120, since=last_close):
                 unsettled += 1
                 print(f"    bar {t}: paper / persistence not settled after 120 s", flush=True)
             settle.append(time.monotonic())
@@ -273,16 +364,19 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
             if now >= next_print:
                 next_print = now + 10
                 try:
-                    st = home.status()
+                    st = settler.status("orchestrator")
                     state = st["system"] + (f" {st['issues']}" if st.get("issues") else "")
                 except Exception as exc:  # a slow orchestrator under load: the bench goes on
                     state = f"status failed: {exc}"
                 print(f"    {i + 1}/{n_bars} bars, {(i + 1) / (now - t_start):.1f} bars/s; system {state}", flush=True)
         elapsed = time.monotonic() - t_start
-        cpu1 = cpu_s(home)
+        cpu1 = cpu_now(pids)
+        res["status_calls_per_bar"] = {k: v / n_bars for k, v in settler.calls.items()}
+        res["cue"] = (settler.cue_hits, settler.cue_misses)
+        restarted = {p for p, pid in pids_of(home).items() if pid != pids[p]}
+        res["cpu"] = cpu_per_bar(cpu0, cpu1, res["idle_ms_per_s"], n_bars, elapsed / n_bars, restarted)
         ex1 = home.status_of("executor", timeout_ms=5000)["progress"]
         res["executor_per_bar"] = {k: (ex1.get(k, 0) - ex0.get(k, 0)) / n_bars for k in EXECUTOR_COUNTERS}
-        res["cpu_ms_per_bar"] = cpu_ms_per_bar(cpu0, cpu1, n_bars)
         status = home.status_of("connector", timeout_ms=5000)
         res.update(
             bars=n_bars, lockstep_s=elapsed, lockstep_bars_per_s=n_bars / elapsed, missing_acks=missing,
@@ -304,7 +398,8 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
             last = times[r["bar_index"] - 1]
             ok = tap.wait_acks(symbols, last, 60 + args.throughput_bars)
             res["burst_ack_s"] = time.monotonic() - t0
-            ok = wait_settled(home, symbols, last, 60 + args.throughput_bars) and ok
+            # every 20 ms: the burst's settle time is a figure of its own (no bar's CPU is measured here)
+            ok = settler.wait(symbols, last, 60 + args.throughput_bars, backoff=(0.02,)) and ok
             res["burst_s"] = time.monotonic() - t0
             res["burst_bars"] = args.throughput_bars
             res["burst_acks"] = len(tap.acks) - before
@@ -316,8 +411,10 @@ def run(n: int, args: argparse.Namespace, times: list[int]) -> dict:
                            if v.get("restarts")}
         return res
     finally:
-        tap.close()
-        home.close()
+        if tap is not None:
+            tap.close()
+        if home is not None:
+            home.close()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -380,20 +477,133 @@ def fmt(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:.1f}"
 
 
+def fmt2(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> float:
+    return a / b if a is not None and b and a == a and b == b else float("nan")
+
+
+def six_net(r: dict) -> float:
+    return sum(r["cpu"][p]["net"] for p in config.SERVICES)
+
+
+def latency_rows(results: list[dict]) -> None:
+    print("\nbar close -> order sent (the connector's samples) against the reference floor of the same run (N models "
+          "stepped one by one in-process, each with its own copy, measured before the boot), ms")
+    print("| symbols | bars | orders (opens + closes) | p50 | p99 | max | floor p50 | floor p99 (bar times) | "
+          "ratio p50 | ratio p99 (target <= 2.5 with 20 and 50) | boot to RUNNING |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        lat, fl = r["latency"], r.get("floor") or {}
+        print(f"| {r['symbols']} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
+              f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {fmt2(fl.get('p50_ms'))} | "
+              f"{fmt2(fl.get('p99_ms'))} ({fl.get('bar_times', '-')}) | {fmt2(ratio(lat['p50'], fl.get('p50_ms')))} | "
+              f"{fmt2(ratio(lat['p99'], fl.get('p99_ms')))} | {r['boot_s']:.1f} s |")
+
+
+def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
+    print(f"\nCPU per bar while closing bars one at a time (ms, the threads' runtime): gross; idle = the process's "
+          f"CPU over {args.idle_s:g} s with no bar (ms/s) x the bar period; net = gross - idle. The six services "
+          "summed, the simulator (the broker's stand-in) apart")
+    print("| symbols | bar period | measure | " + " | ".join(PROGRAMS) + " | six services | six, per symbol |")
+    print("|---|---|---|" + "---|" * (len(PROGRAMS) + 2))
+    for r in results:
+        period = 1000 * r["lockstep_s"] / r["bars"]
+        for key, label in (("gross", "gross ms/bar"), ("idle_ms_per_s", "idle ms/s"), ("idle", "idle ms/bar"),
+                           ("net", "net ms/bar")):
+            cells = [fmt2(r["cpu"][p][key]) for p in PROGRAMS]
+            six = sum(r["cpu"][p][key] for p in config.SERVICES)
+            per_symbol = fmt2(six / r["symbols"]) if key in ("gross", "net") else ""
+            print(f"| {r['symbols']} | {period:.0f} ms | {label} | " + " | ".join(cells) + f" | {fmt2(six)} | "
+                  f"{per_symbol} |")
+    print("\nthe preditor's net CPU per bar against its in-process compute (the floor's mean per bar time)")
+    print("| symbols | preditor net ms/bar | in-process compute ms/bar | ratio (target <= 1.5) |")
+    print("|---|---|---|---|")
+    for r in results:
+        mean = (r.get("floor") or {}).get("mean_ms")
+        net = r["cpu"]["preditor"]["net"]
+        print(f"| {r['symbols']} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
+    print("\nthe bench's status requests per bar (the settle wait and progress lines; each costs the process asked "
+          "CPU, counted above) and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
+    print("| symbols | paper | executor | orchestrator | cue hits / misses |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        c = r["status_calls_per_bar"]
+        print(f"| {r['symbols']} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
+              + f" | {r['cue'][0]} / {r['cue'][1]} |")
+
+
+def throughput_rows(r: dict, bt: float, args: argparse.Namespace) -> None:
+    print("\nreplay throughput, 1 symbol (bars/s; the in-process backtest measured after the run's shutdown)")
+    print("| measure | bars/s | vs in-process backtest |")
+    print("|---|---|---|")
+    print(f"| in-process backtest (twin step, same bars, warm state) | {bt:.0f} | 1 |")
+    lockstep = r["lockstep_bars_per_s"]
+    print(f"| whole pipeline, lockstep (next bar when the last is settled, at least {args.bar_gap_s:g} s after "
+          f"it: --bar-gap-s), {r['bars']} bars | {lockstep:.1f} | {lockstep / bt:.3f} |")
+    if "burst_s" in r:
+        rate = r["burst_bars"] / r["burst_s"]
+        ack_rate = r["burst_bars"] / r["burst_ack_s"]
+        note = "" if r["burst_complete"] else " (incomplete)"
+        print(f"| REPLAY THROUGHPUT (acceptance, target >= 0.5x): whole pipeline, burst ({r['burst_bars']} bars in "
+              f"one command) until the last bar's ack ({r['burst_acks']} acks: the executor acts on the latest "
+              f"signal){note} | {ack_rate:.1f} | {ack_rate / bt:.3f} |")
+        print(f"| the same burst until paper and persistence are done{note} | {rate:.1f} | {rate / bt:.3f} |")
+
+
+def acceptance_rows(results: list[dict], baselines: dict) -> None:
+    by_n = {r["symbols"]: r for r in results}
+    rows: list[tuple[str, str, str, str]] = []
+    for n in (20, 50):
+        r = by_n.get(n)
+        line = f"p99 bar close -> order sent / floor p99, {n} symbols"
+        if r is None or not r.get("floor"):
+            rows.append((line, f"not run (--symbols {n}, --floor-bars >= 100)", f"<= {TARGET_LATENCY_RATIO:g}", "-"))
+            continue
+        x = ratio(r["latency"]["p99"], r["floor"]["p99_ms"])
+        rows.append((line, f"{fmt2(x)} ({fmt(r['latency']['p99'])} / {fmt2(r['floor']['p99_ms'])} ms)",
+                     f"<= {TARGET_LATENCY_RATIO:g}", verdict(x, TARGET_LATENCY_RATIO)))
+    r = by_n.get(20)
+    line = "CPU per bar, six services net of idle, per symbol, 20 symbols"
+    if r is None:
+        rows.append((line, "not run (--symbols 20)", f"<= {TARGET_MS_PER_SYMBOL:g} ms", "-"))
+    else:
+        x = six_net(r) / 20
+        rows.append((line, f"{fmt2(x)} ms ({fmt2(six_net(r))} ms in all)", f"<= {TARGET_MS_PER_SYMBOL:g} ms",
+                     verdict(x, TARGET_MS_PER_SYMBOL)))
+    for r in results:
+        mean = (r.get("floor") or {}).get("mean_ms")
+        x = ratio(r["cpu"]["preditor"]["net"], mean)
+        rows.append((f"preditor CPU per bar (net) / in-process compute, {r['symbols']} symbols",
+                     f"{fmt2(x)} ({fmt2(r['cpu']['preditor']['net'])} / {fmt2(mean)} ms)",
+                     f"<= {TARGET_PREDITOR_RATIO:g}", verdict(x, TARGET_PREDITOR_RATIO)))
+    r = by_n.get(1)
+    line = "replay throughput, burst until the last ack / in-process backtest"
+    if r is None or "burst_ack_s" not in r or "rate" not in baselines:
+        rows.append((line, "not run (--symbols 1, --throughput-bars > 0)", f">= {TARGET_THROUGHPUT_RATIO:g}", "-"))
+    else:
+        x = r["burst_bars"] / r["burst_ack_s"] / baselines["rate"]
+        rows.append((line, f"{x:.3f}" + ("" if r["burst_complete"] else " (incomplete)"),
+                     f">= {TARGET_THROUGHPUT_RATIO:g}", verdict(x, TARGET_THROUGHPUT_RATIO, at_most=False)))
+    rows.append(("no durability lost (kill -9 at any moment)", "not measured here: the chaos suite, parity tests",
+                 "pass unchanged", "-"))
+    print("\nacceptance (issue 15), this run")
+    print("| line | measured | target | verdict |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores: above 2 the figures include CPU waits)")
-    floor = baselines.get("floor")
-    if floor:
-        print(f"\nthis machine: a raw pyzmq REQ/REP round trip after {floor['gap_s']:g} s idle (ipc, another process, "
-              f"{floor['n']} trips): p50 {floor['p50']:.3f} ms, p99 {floor['p99']:.3f} ms")
-    print("\nbar close -> order sent (the connector's samples, ms)")
-    print("| symbols | bars | orders (opens + closes) | p50 | p99 | max | boot to RUNNING |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        lat = r["latency"]
-        print(f"| {r['symbols']} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
-              f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {r['boot_s']:.1f} s |")
-    print("\nshares, seen from a SUB in the bench (ms, p50 / p99)")
+    hop = baselines.get("hop")
+    if hop:
+        print(f"\nthis machine: a raw pyzmq REQ/REP round trip after {hop['gap_s']:g} s idle (ipc, another process, "
+              f"{hop['n']} trips): p50 {hop['p50']:.3f} ms, p99 {hop['p99']:.3f} ms")
+    latency_rows(results)
+    print("\nshares, seen from a SUB in the bench (ms, p50 / p99; settled: when the check that found it returned)")
     print("| symbols | bar -> its signal | signal -> its ack | the same, signals with an order | bar -> ack, signals "
           "with an order | bar -> last signal of the bar | bar -> last ack of the bar | bar -> settled (paper, "
           "persistence) |")
@@ -403,11 +613,7 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
                  ("bar_to_signal_ms", "signal_to_ack_ms", "order_signal_to_ack_ms", "order_bar_to_ack_ms",
                   "bar_to_last_signal_ms", "bar_to_last_ack_ms", "bar_to_settled_ms")]
         print(f"| {r['symbols']} | " + " | ".join(cells) + " |")
-    print("\nCPU time per bar while closing bars one at a time (ms, user + system)")
-    print("| symbols | " + " | ".join(PROGRAMS) + " |")
-    print("|---|" + "---|" * len(PROGRAMS))
-    for r in results:
-        print(f"| {r['symbols']} | " + " | ".join(fmt(r["cpu_ms_per_bar"][p]) for p in PROGRAMS) + " |")
+    cpu_rows(results, args)
     print("\nthe executor's work per bar (its status counters)")
     print("| symbols | " + " | ".join(EXECUTOR_COUNTERS) + " |")
     print("|---|" + "---|" * len(EXECUTOR_COUNTERS))
@@ -423,28 +629,13 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
         print(f"| {r['symbols']} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
     one = [r for r in results if r["symbols"] == 1]
     if one and "rate" in baselines:
-        r = one[0]
-        bt = baselines["rate"]
-        print("\nreplay throughput, 1 symbol (bars/s)")
-        print("| measure | bars/s | vs in-process backtest |")
-        print("|---|---|---|")
-        print(f"| in-process backtest (twin step, same bars, warm state) | {bt:.0f} | 1 |")
-        print(f"| whole pipeline, lockstep (next bar when the last is settled, at least {args.bar_gap_s:g} s after "
-              f"it: --bar-gap-s), {r['bars']} bars | "
-              f"{r['lockstep_bars_per_s']:.1f} | {r['lockstep_bars_per_s'] / bt:.3f} |")
-        if "burst_s" in r:
-            rate = r["burst_bars"] / r["burst_s"]
-            ack_rate = r["burst_bars"] / r["burst_ack_s"]
-            note = "" if r["burst_complete"] else " (incomplete)"
-            print(f"| whole pipeline, burst ({r['burst_bars']} bars in one command) until the last bar's ack "
-                  f"({r['burst_acks']} acks: the executor acts on the latest signal){note} | {ack_rate:.1f} | "
-                  f"{ack_rate / bt:.3f} |")
-            print(f"| the same burst until paper and persistence are done{note} | {rate:.1f} | {rate / bt:.3f} |")
+        throughput_rows(one[0], baselines["rate"], args)
     for r in results:
         if r.get("missing_acks") or r.get("unsettled") or r.get("system_end") != "RUNNING" or r.get("restarts"):
             print(f"\n{r['symbols']} symbols: {r.get('missing_acks')} missing acks, {r.get('unsettled')} bars not "
                   f"settled, system {r.get('system_end')} at "
                   f"the end, issues {r.get('issues')}, restarts {r.get('restarts')}")
+    acceptance_rows(results, baselines)
 
 
 def main() -> int:
@@ -456,20 +647,26 @@ def main() -> int:
     p.add_argument("--offset-bars", type=int, default=24, help="SYNk replays the CSV k * this ahead (0 = aligned)")
     p.add_argument("--bar-gap-s", type=float, default=1.0,
                    help="at least this long between two bars closed one at a time (the broker's rate window)")
+    p.add_argument("--idle-s", type=float, default=10.0,
+                   help="idle window after RUNNING (no bar) for the CPU net of idle cost (0 = none: no net figures)")
+    p.add_argument("--floor-bars", type=int, default=100,
+                   help="bar times of the reference floor before each boot (the issue: at least 100; 0 = none)")
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")
     p.add_argument("--config-json", default="{}",
                    help='settings merged into the config, e.g. \'{"preditor": {"fsync_snapshots": false}}\'')
     args = p.parse_args()
+    if 0 < args.floor_bars < 100:
+        print(f"--floor-bars {args.floor_bars}: fewer than the issue's 100 bar times", flush=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
-    times = [int(t) for t in load_bars_csv(CSV)[:, 0]]
+    bars = load_bars_csv(CSV)
     results = []
-    baselines: dict = {"floor": wakeup_floor()}  # this machine's, and the backtest's rate
-    print(f"raw pyzmq round trip after an idle gap: p50 {baselines['floor']['p50']:.3f} ms, "
-          f"p99 {baselines['floor']['p99']:.3f} ms", flush=True)
+    baselines: dict = {"hop": wakeup_floor()}  # this machine's, and the backtest's rate
+    print(f"raw pyzmq round trip after an idle gap: p50 {baselines['hop']['p50']:.3f} ms, "
+          f"p99 {baselines['hop']['p99']:.3f} ms", flush=True)
     for n in args.symbols:
-        r = run(n, args, times)
+        r = run(n, args, bars)
         results.append(r)
         lat = r["latency"]
         print(f"    {n} symbol(s): {lat['count']} orders, bar close -> order sent p50 {lat.get('p50')} ms, "
