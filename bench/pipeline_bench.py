@@ -22,8 +22,8 @@ orders of bars closed back to back would fill, and an hour of H1 never does). Th
 measured processes: after the acks it waits for paper's ``paper.metrics.<SYM>`` of every symbol (published once
 paper has saved the pass that applied the bar's signals), then asks paper's ``status`` (and, once paper is done,
 the executor's) 20 ms later, then after 40, 80, 160, 320, 320 ... ms; the status requests per bar are counted and
-printed (each costs the process asked a little CPU, counted in its CPU per bar). "bar -> settled" is when the
-check that found it settled returned.
+printed with what one costs paper and the executor (20 requests in a row after the idle window), i.e. what the
+settle wait adds to their CPU per bar. "bar -> settled" is when the check that found it settled returned.
 
 - bar close -> order sent: the connector's own samples (its ``status`` op, ``bar_to_order_ms``): from publishing a
   symbol's closed bar to writing an order for that symbol to the broker connection (after the rate limit's wait),
@@ -275,6 +275,19 @@ def idle_ms_per_s(pids: dict[str, int], seconds: float) -> dict[str, float]:
     return {p: 1000 * cpu_used_s(c0[p], c1[p]) / dt for p in pids}
 
 
+def status_cost_ms(home: Home, pids: dict[str, int], idle: dict[str, float], calls: int = 20) -> dict[str, float]:
+    """CPU ms one ``status`` request costs paper and the executor (``calls`` in a row, their idle rate taken off):
+    what the settle wait adds to their CPU per bar."""
+    out = {}
+    for service in ("paper", "executor"):
+        c0, t0 = cpu_sample(pids[service]), time.monotonic()
+        for _ in range(calls):
+            home.status_of(service, timeout_ms=5000)
+        c1, dt = cpu_sample(pids[service]), time.monotonic() - t0
+        out[service] = (1000 * cpu_used_s(c0, c1) - idle.get(service, 0.0) * dt) / calls
+    return out
+
+
 def cpu_per_bar(c0: dict[str, CpuSample | None], c1: dict[str, CpuSample | None], idle: dict[str, float],
                 n_bars: int, period_s: float, restarted: set[str]) -> dict[str, dict[str, float]]:
     """Gross CPU ms per bar, the idle cost over a bar period (ms) and net = gross - idle, per process; a process
@@ -319,6 +332,7 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
             res["idle_ms_per_s"] = idle_ms_per_s(pids, args.idle_s)
         else:
             res["idle_ms_per_s"] = {p: float("nan") for p in PROGRAMS}
+        res["status_cost_ms"] = status_cost_ms(home, pids, res["idle_ms_per_s"] if args.idle_s > 0 else {})
         per_bar_ack, per_bar_signal, bar_signal, signal_ack, order_bar_ack = [], [], [], [], []
         order_signal_ack, settle, bar_first = [], [], []
         missing = unsettled = 0
@@ -525,14 +539,17 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
         mean = (r.get("floor") or {}).get("mean_ms")
         net = r["cpu"]["preditor"]["net"]
         print(f"| {r['symbols']} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
-    print("\nthe bench's status requests per bar (the settle wait and progress lines; each costs the process asked "
-          "CPU, counted above) and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
-    print("| symbols | paper | executor | orchestrator | cue hits / misses |")
-    print("|---|---|---|---|---|")
+    print("\nthe bench's status requests per bar (the settle wait and progress lines), what one costs paper and the "
+          "executor (20 in a row after the idle window, net of idle), so what the settle wait adds to their CPU per "
+          "bar above, and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
+    print("| symbols | paper | executor | orchestrator | ms per status call, paper / executor | settle wait's cost "
+          "per bar, paper / executor (ms) | cue hits / misses |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        c = r["status_calls_per_bar"]
+        c, cost = r["status_calls_per_bar"], r["status_cost_ms"]
         print(f"| {r['symbols']} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
-              + f" | {r['cue'][0]} / {r['cue'][1]} |")
+              + f" | {fmt2(cost['paper'])} / {fmt2(cost['executor'])} | {fmt2(c.get('paper', 0) * cost['paper'])} / "
+              f"{fmt2(c.get('executor', 0) * cost['executor'])} | {r['cue'][0]} / {r['cue'][1]} |")
 
 
 def throughput_rows(r: dict, bt: float, args: argparse.Namespace) -> None:
