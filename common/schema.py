@@ -219,16 +219,23 @@ def _defaults(cls: type) -> dict[str, Any]:
     return out
 
 
+def _slot(cls: type, name: str) -> Any:
+    """The slot descriptor of field ``name`` (in ``cls`` or the record it extends), None if it is not a slot."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            return found if type(found) is types.MemberDescriptorType else None
+    return None
+
+
 def _slots_settable(cls: type) -> bool:
     """True when a record may be built by setting its slots: every field is an init field held in a slot, and no
-    ``__post_init__`` (nor a custom ``__init__``) would be skipped."""
-    if hasattr(cls, "__post_init__") or not getattr(cls, "__dataclass_params__", None) or \
-            not cls.__dataclass_params__.init:
+    ``__post_init__`` nor hand-written ``__init__`` would be skipped (the one dataclasses writes is compiled from a
+    string)."""
+    init_code = getattr(cls.__init__, "__code__", None)
+    if hasattr(cls, "__post_init__") or init_code is None or init_code.co_filename != "<string>":
         return False
-    for f in dataclasses.fields(cls):
-        if not f.init or type(cls.__dict__.get(f.name)).__name__ != "member_descriptor":
-            return False
-    return True
+    return all(f.init and _slot(cls, f.name) is not None for f in dataclasses.fields(cls))
 
 
 def _compile(source: str, name: str, namespace: dict) -> Any:
@@ -264,7 +271,7 @@ def decoder(cls: type) -> Any:
             lines.append(f"    if type(v) not in t{i}:")
         lines.append(f"        v = check{i}(v)")
         if by_slots:
-            ns[f"set{i}"] = cls.__dict__[f.name].__set__
+            ns[f"set{i}"] = _slot(cls, f.name).__set__
             lines.append(f"    set{i}(o, v)")
         else:
             lines.append(f"    v{i} = v")
@@ -304,7 +311,7 @@ def maker(cls: type) -> Any:
     ns: dict[str, Any] = {"cls": cls, "new": object.__new__}
     lines = [f"def make({', '.join(names)}):", "    o = new(cls)"]
     for i, name in enumerate(names):
-        ns[f"set{i}"] = cls.__dict__[name].__set__
+        ns[f"set{i}"] = _slot(cls, name).__set__
         lines.append(f"    set{i}(o, {name})")
     lines.append("    return o")
     return _compile("\n".join(lines), "make", ns)
