@@ -2,7 +2,7 @@
 
 ``from_wire`` validates a decoded map against it (required fields present, types right, unknown fields ignored for
 forward compatibility) and builds the record; ``to_wire`` turns a record back into plain maps. A field is flat (a
-primitive: one exact-type lookup on the fast path) or nested: a record, a ``list[Record]`` or a
+primitive: one exact-type test on the fast path of the record's compiled decoder) or nested: a record, a ``list[Record]`` or a
 ``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError` names the field's path
 (``positions[3].volume: expected float, got str``). Pure; the records themselves live in ``common/messages/``.
 """
@@ -30,8 +30,7 @@ class SchemaError(ValueError):
         return SchemaError(self.reason, f"{outer}{sep}{self.path}")
 
 
-# Nested fields have an empty ``exact`` set: the flat fields' loop pays nothing for them (their values always take
-# the slow branch, which decodes them).
+# Nested fields have an empty ``exact`` set: their values always take the slow path, which decodes them.
 
 _PRIMITIVES = (int, float, str, bool, dict, list, bytes)
 

@@ -16,7 +16,6 @@ from typing import Any
 import msgpack
 
 from common import messages, schema
-from common.messages.registry import _TYPE_NAMES
 
 WIRE_VERSION = 1
 
@@ -120,9 +119,7 @@ def _single_map(frames: list[bytes], what: str) -> dict:
 
 def encode_pub(topic: str, src: str, epoch: int, seq: int, ts: int, body: Any) -> list[bytes]:
     """Frames for one published message. ``body`` is a messages.* dataclass."""
-    type_ = _TYPE_NAMES.get(type(body))
-    if type_ is None:
-        type_ = messages.type_name(body)  # raises the TypeError naming the record
+    type_ = messages.type_name(body)
     topic_frame = _TOPICS.get(topic)
     if topic_frame is None:
         if len(_TOPICS) >= _TOPICS_MAX:
@@ -143,7 +140,7 @@ def decode_pub(frames: list[bytes]) -> Envelope:
     m = _unpack(frames[1])
     # the common case in exact-type tests; anything else is checked again field by field, for the precise error
     get = m.get if type(m) is dict else None
-    if get is None or get("v") != WIRE_VERSION or type(get("v")) is not int or type(type_ := get("type")) is not str \
+    if get is None or type(v := get("v")) is not int or v != WIRE_VERSION or type(type_ := get("type")) is not str \
             or type(src := get("src")) is not str or type(epoch := get("epoch")) is not int \
             or type(seq := get("seq")) is not int or type(ts := get("ts")) is not int \
             or (raw_body := get("body", _NO_BODY)) is _NO_BODY:
@@ -188,8 +185,8 @@ def decode_request(frames: list[bytes]) -> Request:
     """Decode a request; a WireError carries the id when it could be read (for the error reply)."""
     m = _unpack(frames[0]) if len(frames) == 1 else None
     # the common case in exact-type tests; anything else is checked again field by field, for the precise error
-    if type(m) is not dict or (get := m.get)("v") != WIRE_VERSION or type(get("v")) is not int \
-            or type(op := get("op")) is not str or type(req_id := get("id")) is not str:
+    if type(m) is not dict or type(v := m.get("v")) is not int or v != WIRE_VERSION \
+            or type(op := m.get("op")) is not str or type(req_id := m.get("id")) is not str:
         m = _single_map(frames, "request")
         op = _field(m, "op", str, "request")
         req_id = _field(m, "id", str, "request")
@@ -225,8 +222,8 @@ def encode_error(req_id: str, code: str, message: str) -> bytes:
 def decode_reply(frames: list[bytes], op: str) -> Reply:
     m = _unpack(frames[0]) if len(frames) == 1 else None
     # the common case (an answer) in exact-type tests; anything else is checked again field by field
-    if type(m) is not dict or (get := m.get)("v") != WIRE_VERSION or type(get("v")) is not int \
-            or type(req_id := get("id")) is not str or get("ok") is not True:
+    if type(m) is not dict or type(v := m.get("v")) is not int or v != WIRE_VERSION \
+            or type(req_id := m.get("id")) is not str or m.get("ok") is not True:
         m = _single_map(frames, "reply")
         req_id = _field(m, "id", str, "reply")
         ok = _field(m, "ok", bool, "reply")
