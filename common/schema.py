@@ -2,9 +2,10 @@
 
 ``from_wire`` validates a decoded map against it (required fields present, types right, unknown fields ignored for
 forward compatibility) and builds the record; ``to_wire`` turns a record back into plain maps. A field is flat (a
-primitive: one exact-type test on the fast path of the record's compiled decoder) or nested: a record, a ``list[Record]`` or a
-``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError` names the field's path
-(``positions[3].volume: expected float, got str``). Pure; the records themselves live in ``common/messages/``.
+primitive: one exact-type test on the fast path of the record's compiled decoder) or nested: a record, a
+``list[Record]`` or a ``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError`
+names the field's path (``positions[3].volume: expected float, got str``). Pure; the records themselves live in
+``common/messages/``.
 """
 
 from __future__ import annotations
