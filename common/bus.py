@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from common import wire
+from common import schema, wire
 from common.sequence import Seen, SequenceTracker
 
 log = logging.getLogger("oracle.bus")
@@ -32,6 +32,27 @@ log = logging.getLogger("oracle.bus")
 # replay burst, so the limit is high (memory-bounded, ~100 MB at 1 kB a message) and explicit.
 PUB_HWM = 100_000
 SUB_HWM = 100_000
+
+# pyzmq's constants are enum flags: `zmq.SNDMORE | flags` builds a new enum member per call; the plain ints do not.
+# Reading a socket option (`sock.get(zmq.EVENTS)`, the RCVMORE that `recv_multipart` reads after each part) costs
+# about as much as a receive; a frame's own `more` costs nothing.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+def _recv_now(sock: zmq.Socket) -> list[bytes] | None:
+    """The next message's frames, or None when none is waiting (never blocks)."""
+    try:
+        part = sock.recv(_NOBLOCK, copy=False)
+    except zmq.Again:
+        return None
+    frames = [part.bytes]
+    while part.more:  # the rest of a message is delivered with its first part
+        part = sock.recv(_NOBLOCK, copy=False)
+        frames.append(part.bytes)
+    return frames
 
 
 class WireErrors:
@@ -72,7 +93,9 @@ class Publisher:
         with self.lock:
             seq = self.seqs.get(topic, 0) + 1
             self.seqs[topic] = seq
-            self.sock.send_multipart(wire.encode_pub(topic, self.src, self.epoch, seq, time.time_ns(), body))
+            topic_frame, payload = wire.encode_pub(topic, self.src, self.epoch, seq, time.time_ns(), body)
+            self.sock.send(topic_frame, _SNDMORE)
+            self.sock.send(payload)
         return seq
 
     def close(self) -> None:
@@ -83,6 +106,9 @@ class Publisher:
 class Received:
     envelope: wire.Envelope
     seen: Seen
+
+
+_received = schema.maker(Received)
 
 
 class Subscriber:
@@ -108,18 +134,19 @@ class Subscriber:
         """Every message waiting now (up to ``limit``), decoded and classified; never blocks."""
         out: list[Received] = []
         sock = self.sock
+        decode, observe = wire.decode_pub, self.tracker.observe
         for _ in range(limit):
-            if not sock.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
+            frames = _recv_now(sock)  # one zmq.Again ends a drain: cheaper than reading EVENTS before each message
+            if frames is None:
                 break
-            frames = sock.recv_multipart()
             try:
-                env = wire.decode_pub(frames)
+                env = decode(frames)
             except wire.WireError as err:
                 self.errors.record(err, "SUB")
                 continue
-            seen = self.tracker.observe(f"{env.src} {env.topic}", env.epoch, env.seq)
+            seen = observe(f"{env.src} {env.topic}", env.epoch, env.seq)
             if seen.accept:
-                out.append(Received(env, seen))
+                out.append(_received(env, seen))
         return out
 
     def close(self) -> None:
@@ -187,9 +214,8 @@ class Requester:
             return None
         op, req_id, deadline = self.pending
         assert self.sock is not None
-        try:
-            frames = self.sock.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
+        frames = _recv_now(self.sock)
+        if frames is None:
             if time.monotonic() >= deadline:
                 self.reset()
                 raise RequestTimeout(f"{op} to {self.endpoint}: no reply in time") from None
@@ -276,10 +302,14 @@ class Responder:
         """Answer the requests waiting now (or park their Deferred); never blocks."""
         n = 0
         sock = self.sock
-        for _ in range(limit):
-            if not sock.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
+        for i in range(limit):
+            # called when the poller saw a request: try the first one at once; the next ones only when EVENTS says
+            # one is waiting (one option read is cheaper than a zmq.Again, and one request per call is the rule)
+            if i and not sock.get(_EVENTS) & _POLLIN:
                 break
-            frames = sock.recv_multipart()
+            frames = _recv_now(sock)
+            if frames is None:
+                break
             if not self.concurrent:
                 answer = self._answer(frames, [])
                 assert answer is not None  # a REP handler cannot defer

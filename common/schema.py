@@ -2,9 +2,10 @@
 
 ``from_wire`` validates a decoded map against it (required fields present, types right, unknown fields ignored for
 forward compatibility) and builds the record; ``to_wire`` turns a record back into plain maps. A field is flat (a
-primitive: one exact-type lookup on the fast path) or nested: a record, a ``list[Record]`` or a
-``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError` names the field's path
-(``positions[3].volume: expected float, got str``). Pure; the records themselves live in ``common/messages/``.
+primitive: one exact-type test on the fast path of the record's compiled decoder) or nested: a record, a
+``list[Record]`` or a ``dict[str, Record]`` (each maybe ``| None``), decoded recursively. A :class:`SchemaError`
+names the field's path (``positions[3].volume: expected float, got str``). Pure; the records themselves live in
+``common/messages/``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ class SchemaError(ValueError):
         return SchemaError(self.reason, f"{outer}{sep}{self.path}")
 
 
-# Nested fields have an empty ``exact`` set: the flat fields' loop pays nothing for them (their values always take
-# the slow branch, which decodes them).
+# Nested fields have an empty ``exact`` set: their values always take the slow path, which decodes them.
 
 _PRIMITIVES = (int, float, str, bool, dict, list, bytes)
 
@@ -49,7 +49,6 @@ class _FieldSpec:
 
 
 _SCHEMAS: dict[type, tuple[_FieldSpec, ...]] = {}
-_NESTED: set[type] = set()  # records with at least one nested field
 _MISSING = object()
 
 
@@ -80,29 +79,30 @@ def _kinds(tp: Any) -> tuple[tuple[type, ...], bool]:
 
 
 def _record_codec(cls: type) -> tuple[Any, Any]:
-    fields_of(cls)
-    return (lambda raw: from_wire(cls, raw)), to_wire
+    return decoder(cls), to_wire
 
 
 def _list_codec(cls: type) -> tuple[Any, Any]:
-    fields_of(cls)
+    item_decode = decoder(cls)
 
     def decode(raw: Any) -> list:
         if type(raw) is not list:
             raise SchemaError(f"expected a list, got {type(raw).__name__}")
-        out = []
-        for i, item in enumerate(raw):
-            try:
-                out.append(from_wire(cls, item))
-            except SchemaError as exc:
-                raise exc.within(f"[{i}]") from None
-        return out
+        try:
+            return [item_decode(item) for item in raw]
+        except SchemaError:
+            for i, item in enumerate(raw):  # again, one by one, to name the item
+                try:
+                    item_decode(item)
+                except SchemaError as exc:
+                    raise exc.within(f"[{i}]") from None
+            raise
 
     return decode, lambda value: [to_wire(item) for item in value]
 
 
 def _map_codec(cls: type) -> tuple[Any, Any]:
-    fields_of(cls)
+    item_decode = decoder(cls)
 
     def decode(raw: Any) -> dict:
         if type(raw) is not dict:
@@ -112,7 +112,7 @@ def _map_codec(cls: type) -> tuple[Any, Any]:
             if type(key) is not str:
                 raise SchemaError(f"expected str keys, got {type(key).__name__}")
             try:
-                out[key] = from_wire(cls, item)
+                out[key] = item_decode(item)
             except SchemaError as exc:
                 raise exc.within(f"[{key}]") from None
         return out
@@ -159,9 +159,162 @@ def fields_of(cls: type) -> tuple[_FieldSpec, ...]:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             specs.append(_field_spec(f.name, hints[f.name], required))
         spec = _SCHEMAS[cls] = tuple(specs)
-        if any(s.decode is not None for s in spec):
-            _NESTED.add(cls)
     return spec
+
+
+# ---- the compiled codecs -------------------------------------------------------------------------
+# Each record gets, once, a decoder and an encoder of its own, written out field by field (``exec`` of generated
+# source): no per-call loop over the specs, the common value costs one exact-type test, and a decoded record is
+# built by setting its slots directly (what a frozen dataclass's ``__init__`` does, without its per-field
+# ``object.__setattr__`` calls). Anything unusual (a missing field, null, an int for a float, a subclass, a wrong
+# type) takes the field's slow path, which applies the same rules as the spec and raises the same errors.
+
+_DECODERS: dict[type, Any] = {}
+_ENCODERS: dict[type, Any] = {}
+
+
+def _slow_check(f: _FieldSpec, default: Any) -> Any:
+    """The field's full check, for a value that failed the fast exact-type test (or is missing)."""
+    name, kinds, optional, required, expected = f.name, f.kinds, f.optional, f.required, f.expected
+    decode, any_kind, bool_ok = f.decode, object in kinds, bool in kinds
+    factory = default if callable(default) and not isinstance(default, _Constant) else None
+    constant = default.value if isinstance(default, _Constant) else None
+
+    def check(value: Any) -> Any:
+        if value is _MISSING:
+            if required:
+                raise SchemaError("missing", name)
+            return factory() if factory is not None else constant
+        if value is None:
+            if optional:
+                return None
+            raise SchemaError(f"expected {expected}, got null", name)
+        if decode is not None:
+            try:
+                return decode(value)
+            except SchemaError as exc:
+                raise exc.within(name) from None
+        if any_kind or (isinstance(value, kinds) and (bool_ok or not isinstance(value, bool))):
+            return value
+        raise SchemaError(f"expected {expected}, got {type(value).__name__}", name)
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class _Constant:
+    value: Any
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Per field: a _Constant (its default), its default factory, or None (required)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _Constant(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory
+        else:
+            out[f.name] = None
+    return out
+
+
+def _slot(cls: type, name: str) -> Any:
+    """The slot descriptor of field ``name`` (in ``cls`` or the record it extends), None if it is not a slot."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            return found if type(found) is types.MemberDescriptorType else None
+    return None
+
+
+def _slots_settable(cls: type) -> bool:
+    """True when a record may be built by setting its slots: every field is an init field held in a slot, and no
+    ``__post_init__`` nor hand-written ``__init__`` would be skipped (the one dataclasses writes is compiled from a
+    string)."""
+    init_code = getattr(cls.__init__, "__code__", None)
+    if hasattr(cls, "__post_init__") or init_code is None or init_code.co_filename != "<string>":
+        return False
+    return all(f.init and _slot(cls, f.name) is not None for f in dataclasses.fields(cls))
+
+
+def _compile(source: str, name: str, namespace: dict) -> Any:
+    exec(compile(source, f"<schema codec {name}>", "exec"), namespace)  # noqa: S102 - our own generated source
+    return namespace[name]
+
+
+def decoder(cls: type) -> Any:
+    """The compiled ``raw map -> record`` of ``cls`` (raising a SchemaError that names the field)."""
+    dec = _DECODERS.get(cls)
+    if dec is not None:
+        return dec
+    specs = fields_of(cls)
+    defaults = _defaults(cls)
+    ns: dict[str, Any] = {"SchemaError": SchemaError, "MISSING": _MISSING, "cls": cls, "new": object.__new__}
+    by_slots = _slots_settable(cls)
+    lines = ["def decode(raw):",
+             "    if type(raw) is not dict:",
+             "        raise SchemaError(f'expected a map, got {type(raw).__name__}')",
+             "    get = raw.get"]
+    if by_slots:
+        lines.append("    o = new(cls)")
+    for i, f in enumerate(specs):
+        ns[f"check{i}"] = _slow_check(f, defaults[f.name])
+        lines.append(f"    v = get({f.name!r}, MISSING)")
+        if f.decode is not None or object in f.kinds:
+            lines.append(f"    if v is MISSING or v is None or {f.decode is not None}:")
+        elif len(f.kinds) == 1 or f.kinds == (float, int):
+            ns[f"t{i}"] = f.kinds[0]
+            lines.append(f"    if type(v) is not t{i}:")
+        else:
+            ns[f"t{i}"] = f.exact
+            lines.append(f"    if type(v) not in t{i}:")
+        lines.append(f"        v = check{i}(v)")
+        if by_slots:
+            ns[f"set{i}"] = _slot(cls, f.name).__set__
+            lines.append(f"    set{i}(o, v)")
+        else:
+            lines.append(f"    v{i} = v")
+    if by_slots:
+        lines.append("    return o")
+    else:
+        lines.append("    return cls(" + ", ".join(f"{f.name}=v{i}" for i, f in enumerate(specs)) + ")")
+    dec = _DECODERS[cls] = _compile("\n".join(lines), "decode", ns)
+    return dec
+
+
+def encoder(cls: type) -> Any:
+    """The compiled ``record -> plain map`` of ``cls`` (nested records as maps too)."""
+    enc = _ENCODERS.get(cls)
+    if enc is not None:
+        return enc
+    specs = fields_of(cls)
+    ns: dict[str, Any] = {}
+    items = []
+    for i, f in enumerate(specs):
+        if f.encode is None:
+            items.append(f"{f.name!r}: r.{f.name}")
+        else:
+            ns[f"enc{i}"] = f.encode
+            items.append(f"{f.name!r}: None if (x{i} := r.{f.name}) is None else enc{i}(x{i})")
+    source = "def encode(r):\n    return {" + ", ".join(items) + "}"
+    enc = _ENCODERS[cls] = _compile(source, "encode", ns)
+    return enc
+
+
+def maker(cls: type) -> Any:
+    """A positional constructor of a frozen slots dataclass that sets its slots directly (for the wire's own hot
+    small records: envelopes, replies); ``cls`` itself when that is not possible."""
+    if not _slots_settable(cls):
+        return cls
+    names = [f.name for f in dataclasses.fields(cls)]
+    ns: dict[str, Any] = {"cls": cls, "new": object.__new__}
+    lines = [f"def make({', '.join(names)}):", "    o = new(cls)"]
+    for i, name in enumerate(names):
+        ns[f"set{i}"] = _slot(cls, name).__set__
+        lines.append(f"    set{i}(o, {name})")
+    lines.append("    return o")
+    return _compile("\n".join(lines), "make", ns)
 
 
 @dataclass(frozen=True)
@@ -195,45 +348,19 @@ class OneOf:
 
 def from_wire(cls: type | OneOf, raw: Any) -> Any:
     """Validate a decoded map against ``cls`` and build the record; a SchemaError names the field's path."""
-    if isinstance(cls, OneOf):
-        cls = cls.pick(raw)
-    if type(raw) is not dict:
-        raise SchemaError(f"expected a map, got {type(raw).__name__}")
-    values = {}
-    get = raw.get
-    for f in _SCHEMAS.get(cls) or fields_of(cls):
-        value = get(f.name, _MISSING)
-        if value is _MISSING:
-            if f.required:
-                raise SchemaError("missing", f.name)
-            continue
-        if type(value) not in f.exact:  # the common case costs one set lookup
-            if value is None:
-                if not f.optional:
-                    raise SchemaError(f"expected {f.expected}, got null", f.name)
-            elif f.decode is not None:
-                try:
-                    value = f.decode(value)
-                except SchemaError as exc:
-                    raise exc.within(f.name) from None
-            elif not isinstance(value, f.kinds) or (isinstance(value, bool) and bool not in f.kinds):
-                raise SchemaError(f"expected {f.expected}, got {type(value).__name__}", f.name)
-        values[f.name] = value
-    return cls(**values)
+    dec = _DECODERS.get(cls) if type(cls) is not OneOf else None
+    if dec is None:
+        if type(cls) is OneOf:
+            cls = cls.pick(raw)
+        dec = decoder(cls)
+    return dec(raw)
 
 
 def to_wire(record: Any) -> Any:
     """A record as a plain map, nested records as maps too (non-dataclass values pass through)."""
-    cls = type(record)
-    specs = _SCHEMAS.get(cls)
-    if specs is None:
-        if not dataclasses.is_dataclass(record):
-            return record
-        specs = fields_of(cls)
-    if cls in _NESTED:
-        out = {}
-        for f in specs:
-            value = getattr(record, f.name)
-            out[f.name] = value if f.encode is None or value is None else f.encode(value)
-        return out
-    return {f.name: getattr(record, f.name) for f in specs}
+    enc = _ENCODERS.get(type(record))
+    if enc is not None:
+        return enc(record)
+    if not dataclasses.is_dataclass(record) or isinstance(record, type):
+        return record
+    return encoder(type(record))(record)

@@ -29,6 +29,14 @@ class Seen:
         return self.delivery not in (Delivery.DUPLICATE, Delivery.STALE_EPOCH)
 
 
+# the answers without a count, made once: a Seen is immutable, and one per message is a cost on every message
+_FIRST = Seen(Delivery.FIRST)
+_IN_ORDER = Seen(Delivery.IN_ORDER)
+_NEW_EPOCH = Seen(Delivery.NEW_EPOCH)
+_DUPLICATE = Seen(Delivery.DUPLICATE)
+_STALE_EPOCH = Seen(Delivery.STALE_EPOCH)
+
+
 @dataclass
 class SequenceTracker:
     last: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (epoch, seq)
@@ -41,21 +49,21 @@ class SequenceTracker:
         prev = self.last.get(src)
         if prev is None:
             self.last[src] = (epoch, seq)
-            return Seen(Delivery.FIRST)
+            return _FIRST
         prev_epoch, prev_seq = prev
         if epoch != prev_epoch:
             if epoch < prev_epoch:
                 self.dropped += 1
-                return Seen(Delivery.STALE_EPOCH)
+                return _STALE_EPOCH
             self.last[src] = (epoch, seq)
             self.restarts += 1
-            return Seen(Delivery.NEW_EPOCH)
+            return _NEW_EPOCH
         if seq <= prev_seq:
             self.dropped += 1
-            return Seen(Delivery.DUPLICATE)
+            return _DUPLICATE
         self.last[src] = (epoch, seq)
         if seq == prev_seq + 1:
-            return Seen(Delivery.IN_ORDER)
+            return _IN_ORDER
         missed = seq - prev_seq - 1
         self.gaps += 1
         self.missed += missed

@@ -100,6 +100,33 @@ def test_pub_sub_detects_a_publisher_restart(ctx, tmp_path):
     sub.close()
 
 
+def test_a_subscriber_drops_and_counts_a_hostile_frame_and_keeps_the_next_message_whole(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/pub"
+    raw_pub = ctx.socket(zmq.PUB)
+    raw_pub.setsockopt(zmq.LINGER, 0)
+    raw_pub.bind(endpoint)
+    errors = bus.WireErrors("t")
+    sub = bus.Subscriber(ctx, [endpoint], ["hb."], errors)
+    hb = messages.Heartbeat("x", 1, 1, "RUNNING", 0.0, 0)
+    deadline = time.monotonic() + 5
+    got: list = []
+    while not got and time.monotonic() < deadline:  # slow joiner: publish until heard
+        raw_pub.send_multipart(wire.encode_pub("hb.x", "x", 1, 1, 1, hb))
+        time.sleep(0.01)
+        got = sub.drain()
+    raw_pub.send_multipart([b"hb.x", b"extra", wire.encode_pub("hb.x", "x", 1, 2, 1, hb)[1]])  # three frames
+    raw_pub.send_multipart([b"hb.x", b"\xc1"])  # not msgpack
+    raw_pub.send_multipart(wire.encode_pub("hb.x", "x", 1, 2, 1, hb))
+    later: list = []
+    while not later and time.monotonic() < deadline:
+        later = sub.drain()
+        time.sleep(0.01)
+    assert [(r.envelope.seq, r.envelope.body) for r in later] == [(2, hb)]
+    assert errors.counts == {wire.BAD_FRAMES: 1, wire.BAD_MSGPACK: 1}
+    sub.close()
+    raw_pub.close()
+
+
 def test_pub_hwm_is_deliberate(ctx, tmp_path):
     pub = bus.Publisher(ctx, f"ipc://{tmp_path}/p", "x", 1)
     assert pub.sock.getsockopt(zmq.SNDHWM) == bus.PUB_HWM

@@ -1,6 +1,7 @@
 """The schema machinery: nested records, path-named errors, and every op's result on the wire."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 import pytest
@@ -212,3 +213,52 @@ def test_a_status_record_is_not_made_without_a_field_nor_with_an_unknown_one():
                              unsaved=0)
     with pytest.raises(TypeError, match="acounts"):
         messages.ProcessStatus(**status_samples.common_part("sender"), acounts={})
+
+
+class Name(str):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    name: str
+    count: int
+    tags: list = field(default_factory=list)
+    note: str | None = "n"
+    anything: Any = None
+
+
+def test_a_compiled_decoder_keeps_every_rule_of_the_spec():
+    record = schema.from_wire(Tagged, {"name": Name("a"), "count": 2})
+    assert record == Tagged("a", 2) and type(record.name) is Name  # a subclass passes, as with isinstance
+    assert record.tags == [] and schema.from_wire(Tagged, {"name": "a", "count": 2}).tags is not record.tags
+    assert schema.from_wire(Tagged, {"name": "a", "count": 2, "note": None, "anything": [1]}).anything == [1]
+    for raw, error in [
+        ({"count": 2}, "name: missing"),
+        ({"name": "a", "count": True}, "count: expected int, got bool"),
+        ({"name": "a", "count": 2.0}, "count: expected int, got float"),
+        ({"name": "a", "count": None}, "count: expected int, got null"),
+        ({"name": "a", "count": 1, "tags": {}}, "tags: expected list, got dict"),
+        ({"name": "a", "count": 1, "note": 5}, "note: expected str, got int"),
+    ]:
+        with pytest.raises(schema.SchemaError) as exc:
+            schema.from_wire(Tagged, raw)
+        assert str(exc.value) == error
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Not slots, and a __post_init__ of its own: built by its __init__, so the check runs."""
+
+    lots: float
+
+    def __post_init__(self):
+        if self.lots < 0:
+            raise ValueError("negative lots")
+
+
+def test_a_record_with_a_post_init_or_without_slots_is_built_by_its_init():
+    assert schema.from_wire(Checked, {"lots": 0.5}) == Checked(0.5)
+    with pytest.raises(ValueError, match="negative lots"):
+        schema.from_wire(Checked, {"lots": -1.0})
+    assert schema.to_wire(Checked(0.5)) == {"lots": 0.5}

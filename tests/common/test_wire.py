@@ -123,3 +123,27 @@ def test_every_registered_event_round_trips_with_its_required_fields():
         record = messages.from_wire(cls, raw)
         frames = wire.encode_pub(f"{name}.x", "t", 1, 1, 1, record)
         assert wire.decode_pub(frames).body == record
+
+
+@pytest.mark.parametrize("over", [{"v": True}, {"v": 1.0}, {"epoch": 2.0}, {"src": b"executor"}])
+def test_an_envelope_field_of_a_near_type_is_refused_by_name(over):
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_pub([b"hb.x", pack(envelope(**over))])
+    assert exc.value.code == wire.BAD_ENVELOPE and f"'{next(iter(over))}'" in exc.value.message
+
+
+def test_a_reply_whose_ok_is_not_a_boolean_is_refused():
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply([pack({"v": 1, "id": "r", "ok": 1, "result": {}})], "ping")
+    assert exc.value.code == wire.BAD_ENVELOPE and "'ok'" in exc.value.message
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_reply([pack({"v": True, "id": "r", "ok": True, "result": {}})], "ping")
+    assert exc.value.code == wire.BAD_ENVELOPE and "'v'" in exc.value.message
+
+
+def test_a_request_with_a_near_type_id_or_op_is_refused():
+    for raw in ({"v": 1, "op": "ping", "id": 7}, {"v": 1, "op": b"ping", "id": "7"},
+                {"v": 1.0, "op": "ping", "id": "7"}):
+        with pytest.raises(wire.WireError) as exc:
+            wire.decode_request([pack(raw)])
+        assert exc.value.code == wire.BAD_ENVELOPE and not isinstance(exc.value, wire.RequestError), raw
