@@ -35,6 +35,7 @@ from services.connector.port import (
     AuthenticationError,
     AuthStatus,
     Bar,
+    BookNow,
     BrokerConnectionError,
     BrokerError,
     BrokerRequestError,
@@ -429,6 +430,11 @@ class CTraderBroker:
 
     async def get_account(self, refresh: bool = False) -> AccountInfo:
         return await self.execution.get_account(refresh)
+
+    def book_now(self) -> BookNow | None:
+        """Any thread: the book as the broker thread last published it (execution.py), marked to a copy of the
+        quotes; None while a position's quote or rate is missing."""
+        return self.execution.book_now()
 
     async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]:
         return await self.execution.get_deals(since, until, max_rows)

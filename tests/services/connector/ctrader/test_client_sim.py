@@ -301,6 +301,50 @@ def test_equity_uses_the_net_unrealized_pnl(sim_factory: SimFactory) -> None:
     run(scenario())
 
 
+def test_the_book_in_memory_is_the_brokers_and_a_close_moves_the_balance_with_it(sim_factory: SimFactory) -> None:
+    """`book_now`, read on another thread, answers what the broker loop answers; while positions open and close,
+    every book read has the balance of its positions (never a position gone and its profit not in the balance)."""
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        assert (await asyncio.to_thread(broker.book_now)).positions == ()
+        opened = [await broker.market_order(sym, 1, 0.1) for sym in ("EURUSD", "GBPUSD")]
+        await acontrol(cp, "advance", ticks=4)
+        await asyncio.sleep(0.1)
+        book = await asyncio.to_thread(broker.book_now)
+        assert book is not None
+        assert list(book.positions) == await broker.get_positions()
+        assert book.account == await broker.get_account()
+        assert {p.ticket for p in book.positions} == {r.ticket for r in opened}
+        assert book.quotes["EURUSD"] == (broker.quote("EURUSD"), broker.rate_from_quotes("EURUSD"))
+
+        seen: set[tuple[frozenset[int], float]] = set()
+        done = False
+
+        def read() -> None:
+            while not done:
+                b = broker.book_now()
+                assert b is not None
+                seen.add((frozenset(p.ticket for p in b.positions), b.account.balance))
+
+        reader = asyncio.create_task(asyncio.to_thread(read))
+        balances = [book.account.balance]
+        for r in opened:
+            assert (await broker.close_position(r.ticket)).success
+            balances.append((await next_event(broker, PositionClosed)).balance)
+        done = True
+        await reader
+        tickets = [frozenset(r.ticket for r in opened[i:]) for i in range(len(opened) + 1)]
+        assert seen <= set(zip(tickets, balances, strict=True))
+        last = await asyncio.to_thread(broker.book_now)
+        assert (last.positions, last.account.balance) == ((), balances[-1])
+        await broker.close()
+
+    run(scenario())
+
+
 def test_timed_out_order_is_found_not_resent(sim_factory: SimFactory) -> None:
     sim = sim_factory(start_bar=START)
 
