@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.connector.ctrader import schemas as proto
-from services.connector.ctrader import tokens
+from services.connector.ctrader import spots, tokens
 from services.connector.ctrader.data import MarketData
 from services.connector.ctrader.execution import Execution
 from services.connector.ctrader.link import Link
@@ -364,10 +364,11 @@ class CTraderBroker:
     def _on_event(self, ptype: int, msg: Any, cid: str) -> None:
         if msg is None:
             return
-        name = msg.DESCRIPTOR.name
-        if name == "ProtoOASpotEvent":
+        if ptype == spots.SPOT_EVENT:  # read by spots.py (no protobuf class)
             self.market.on_spot(msg)
-        elif name == "ProtoOAExecutionEvent":
+            return
+        name = msg.DESCRIPTOR.name
+        if name == "ProtoOAExecutionEvent":
             self.execution.on_execution(msg, cid)
         elif name in ("ProtoOAOrderErrorEvent", "ProtoOAErrorRes", "ProtoErrorRes"):
             self.execution.on_error(msg, cid)
