@@ -71,6 +71,7 @@ class MarketData:
         self.server_ms: int | None = None
         self._session_time_known = False  # server time seen since the current session started
         self.subs: dict[tuple[str, str], BarSubscription] = {}
+        self._subs_of: dict[str, list[BarSubscription]] = {}  # symbol -> its subscriptions (`subs` by symbol)
         self.last_bar: dict[tuple[str, str], int] = {}
 
     # ---- session
@@ -266,14 +267,22 @@ class MarketData:
                                   LiveBarDetector(name, tf_s, last_emitted=self.last_bar.get(key)))
             sub.filling = key in self.last_bar  # set before any live bar can arrive
             self.subs[key] = sub
+            self._index_subs()
             await self.subscribe_spots(name)
             await self._subscribe_trendbar(sub)
             if key in self.last_bar:
                 self.link.spawn(self._gap_fill(sub))
 
+    def _index_subs(self) -> None:
+        subs_of: dict[str, list[BarSubscription]] = {}
+        for (symbol, _tf), sub in self.subs.items():
+            subs_of.setdefault(symbol, []).append(sub)
+        self._subs_of = subs_of
+
     async def unsubscribe_bars(self, symbols: Iterable[str], timeframe: str) -> None:
         for name in symbols:
             sub = self.subs.pop((name, timeframe), None)
+            self._index_subs()
             if sub is not None and self.link.is_open:
                 with contextlib.suppress(BrokerError):
                     await self.link.request(
@@ -374,11 +383,14 @@ class MarketData:
         if bid is not None and ask is not None:
             self.quotes[name] = Quote(name, bid, ask, server_s or 0.0)
             self.quotes_version += 1
-            self._quote_events.setdefault(name, asyncio.Event()).set()
+            waiters = self._quote_events.get(name)
+            if waiters is None:
+                waiters = self._quote_events[name] = asyncio.Event()
+            waiters.set()
         if server_s is not None and (ev.HasField("bid") or ev.HasField("ask")):
             self._on_tick(name, server_s)
         fallback = ev.bid if ev.HasField("bid") else (parsing.price_to_wire(bid) if bid is not None else None)
-        for sub in [s for (sym, _), s in self.subs.items() if sym == name]:
+        for sub in self._subs_of.get(name, ()):
             bars = [tb for tb in ev.trendbar if tb.period == sub.period]
             closed: list[Bar] = []
             for tb in bars:
