@@ -455,10 +455,14 @@ class Execution:
             if name is not None:
                 self._executions += 1
                 self._touched[pos.positionId] = self._executions
-                if pos.positionStatus == POSITION_CLOSED:
+                if etype == ORDER_ACCEPTED:
+                    # the position as the order will leave it (closed, reduced): changed by the order's deal, with
+                    # the balance it moves, so that no book shows a close without its profit
+                    pass
+                elif pos.positionStatus == POSITION_CLOSED:
                     self.positions.pop(pos.positionId, None)
                     self._volumes.pop(pos.positionId, None)
-                elif etype != ORDER_ACCEPTED or pos.positionId in self.positions:
+                else:
                     p, vol = parsing.position(pos, self.instruments.specs[name])
                     self.positions[pos.positionId], self._volumes[pos.positionId] = p, vol
         client_oid = order.clientOrderId if order is not None and order.HasField("clientOrderId") else ""
@@ -491,6 +495,9 @@ class Execution:
         self._seen_deals.add(deal.deal_id)
         if deal.closing:
             full = pos is None or pos.positionStatus == POSITION_CLOSED
+            if pos is None:  # a closing deal without its position: what it says (closed) is the book's too
+                self.positions.pop(deal.position_id, None)
+                self._volumes.pop(deal.position_id, None)
             result = OrderResult(True, client_oid, ticket=deal.position_id, price=deal.price, volume=deal.volume)
             self._resolve(f"close:{deal.position_id}", result)
             if first_time:
