@@ -56,6 +56,7 @@ class EventsOut:
     connected: bool
     conn_reason: str
     freshness: Freshness
+    _calendars: dict[str, Any]
     _state_said: bool
     _held_out: list[tuple[str, Any, bool]] | None  # what a drain says once its state changes are durable
     _next_account: float
@@ -184,6 +185,7 @@ class EventsOut:
             return
         self._say(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
         if connected:
+            self._calendars.clear()  # a new session loaded the symbols again: their calendars may have changed
             self.count("connects")
             self._next_account = 0.0
             logs.event(log, logging.INFO, "broker connected")

@@ -95,6 +95,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
         self.freshness = Freshness()  # bar ages per stream, bar close -> order sent (monotonic times)
+        self._calendars: dict[str, Any] = {}  # symbol -> its trading calendar, as loaded by this session
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
         self._next_summary = time.monotonic() + SUMMARY_S
@@ -515,10 +516,14 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _market_open(self, symbol: str, now: float) -> bool:
         broker = self.broker
-        try:
-            calendar = broker.instrument(symbol).calendar
-        except SymbolNotFoundError:  # not loaded yet: no calendar, judged open
-            calendar = None
+        calendar = self._calendars.get(symbol)
+        if calendar is None:
+            try:
+                calendar = broker.instrument(symbol).calendar
+            except SymbolNotFoundError:  # not loaded yet: no calendar, judged open
+                calendar = None
+            if calendar is not None:
+                self._calendars[symbol] = calendar
         return self.freshness.market_open(broker.market_closed(symbol), calendar, broker.server_time, now)
 
     def status_report(self) -> dict[str, Any]:
