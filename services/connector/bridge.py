@@ -272,8 +272,13 @@ class Bridge:
             self._pumping = True
 
     async def _pump(self, broker: BrokerPort) -> None:
+        """Every event queued by the time the pump runs crosses at once, with one wake: the bars a burst of spots
+        closed are taken (and their state committed) together."""
+        events = broker.events
         while True:
-            self._events.put(await broker.events.get())
+            self._events.put(await events.get())
+            while not events.empty():
+                self._events.put(events.get_nowait())
             self.wake()
 
     def put(self, event: Any) -> None:
