@@ -95,6 +95,7 @@ class Execution:
         self._seen_deals: set[int] = set()
         self.on_order_sent: Callable[[str], None] | None = None  # called on the broker loop's thread: keep it short
         self.book = EMPTY_BOOK  # what `_publish_book` last published (read from any thread)
+        self._marks: dict[int, tuple[tuple, Position]] = {}  # ticket -> (what it was marked from, marked)
         self._book_now: tuple[Book, int, BookNow] | None = None  # the last `book_now`: of which book and quotes
 
     def _publish_book(self) -> None:
@@ -130,15 +131,28 @@ class Execution:
         return self._marked(self.book, self.market.quotes)
 
     def _marked(self, book: Book, quotes: Mapping[str, Quote]) -> list[Position]:
+        """The book's positions marked to `quotes`; a position whose own value, quote, rate and volume are those of
+        its last marking is not marked again (either thread may call: the memo's entries are whole values)."""
         out = []
+        md = self.instruments.money_digits
+        memo = self._marks
         for p in book.positions.values():
             q = quotes.get(p.symbol)
             if q is None:
                 out.append(p)
                 continue
-            price = q.bid if p.direction > 0 else q.ask
             rate = self.market.rate_from_quotes(p.symbol, quotes)
-            out.append(parsing.marked(p, price, rate, book.volumes.get(p.ticket, 0), self.instruments.money_digits))
+            volume = book.volumes.get(p.ticket, 0)
+            key = (p, q, rate, volume, md)
+            known = memo.get(p.ticket)
+            if known is not None and known[0] == key:
+                out.append(known[1])
+                continue
+            marked = parsing.marked(p, q.bid if p.direction > 0 else q.ask, rate, volume, md)
+            memo[p.ticket] = (key, marked)
+            out.append(marked)
+        if len(memo) > 2 * len(book.positions) + 16:  # positions closed meanwhile
+            self._marks = {t: m for t, m in memo.copy().items() if t in book.positions}  # copy: one C call
         return out
 
     def _account(self, balance: float, positions: list[Position]) -> AccountInfo:
