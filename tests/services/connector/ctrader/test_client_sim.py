@@ -10,7 +10,7 @@ import pytest
 from simclient import SimFactory, broker_config, collect, connected, next_event, run
 
 from services.connector.ctrader.client import CTraderBroker
-from services.connector.ctrader.schemas import oa
+from services.connector.ctrader.schemas import model, oa
 from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 from services.connector.port import (
     AuthenticationError,
@@ -340,6 +340,30 @@ def test_the_book_in_memory_is_the_brokers_and_a_close_moves_the_balance_with_it
         assert seen <= set(zip(tickets, balances, strict=True))
         last = await asyncio.to_thread(broker.book_now)
         assert (last.positions, last.account.balance) == ((), balances[-1])
+        await broker.close()
+
+    run(scenario())
+
+
+def test_an_order_accepted_leaves_the_book_as_it_is_until_its_deal(sim_factory: SimFactory) -> None:
+    """The acceptance of a close shows the position closed; the book keeps it (and the balance) until the deal."""
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        res = await broker.market_order("EURUSD", 1, 0.1)
+        before = broker.execution.book
+        accepted = oa.ProtoOAExecutionEvent(
+            ctidTraderAccountId=broker.account_id, executionType=2,  # ORDER_ACCEPTED
+            position=model.ProtoOAPosition(
+                positionId=res.ticket, positionStatus=2, swap=0,  # POSITION_STATUS_CLOSED
+                tradeData=model.ProtoOATradeData(symbolId=1, volume=1_000_000, tradeSide=1)))
+        broker.execution.on_execution(accepted, "")
+        assert broker.execution.book == before and list(before.positions) == [res.ticket]
+        assert (await broker.close_position(res.ticket)).success
+        closed = await next_event(broker, PositionClosed)
+        after = broker.execution.book
+        assert (dict(after.positions), after.balance) == ({}, closed.balance)
         await broker.close()
 
     run(scenario())
