@@ -138,6 +138,7 @@ class Bridge:
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
+        self._wake_pending = False  # a byte is on the pipe, unread by `woken`
 
     @property
     def running(self) -> bool:
@@ -249,11 +250,17 @@ class Bridge:
 
     # ---- events from the broker ------------------------------------------------------------------
     def wake(self) -> None:
+        """Wake the loop: one byte on the pipe, none while one is there unread (`woken` has not run since): the loop
+        takes everything queued before it when it reads that one."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
             os.write(self._wake_w, b"\0")
 
     def woken(self) -> None:
-        """The loop read the wake pipe: empty it."""
+        """The loop read the wake pipe: empty it (before taking what woke it: a wake from now on writes again)."""
+        self._wake_pending = False
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wake_fd, 4096):
                 pass
@@ -265,8 +272,13 @@ class Bridge:
             self._pumping = True
 
     async def _pump(self, broker: BrokerPort) -> None:
+        """Every event queued by the time the pump runs crosses at once, with one wake: the bars a burst of spots
+        closed are taken (and their state committed) together."""
+        events = broker.events
         while True:
-            self._events.put(await broker.events.get())
+            self._events.put(await events.get())
+            while not events.empty():
+                self._events.put(events.get_nowait())
             self.wake()
 
     def put(self, event: Any) -> None:
@@ -274,6 +286,8 @@ class Bridge:
         self._events.put(event)
 
     def take_events(self, limit: int) -> list[Any]:
+        if self._events.empty():
+            return []
         events = []
         for _ in range(limit):
             try:

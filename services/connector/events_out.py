@@ -56,6 +56,7 @@ class EventsOut:
     connected: bool
     conn_reason: str
     freshness: Freshness
+    _calendars: dict[str, Any]
     _state_said: bool
     _held_out: list[tuple[str, Any, bool]] | None  # what a drain says once its state changes are durable
     _next_account: float
@@ -184,6 +185,7 @@ class EventsOut:
             return
         self._say(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
         if connected:
+            self._calendars.clear()  # a new session loaded the symbols again: their calendars may have changed
             self.count("connects")
             self._next_account = 0.0
             logs.event(log, logging.INFO, "broker connected")
@@ -192,25 +194,33 @@ class EventsOut:
             logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
 
     def _drive_account(self, now: float) -> None:
+        """The account published every interval and after a fill or close: from the adapter's memory when it holds
+        all it needs (`book_now`), else fetched on the broker's loop (published when it is in)."""
         fut = self._account_fut
         if fut is not None:
             if not fut.done():
                 return
             self._account_fut = None
             try:
-                a = fut.result()
+                self._publish_account(fut.result())
             except Exception as exc:
                 log.debug("account update failed: %s", exc)
-            else:
-                self.publish(
-                    messages.ACCOUNT_TOPIC,
-                    messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency, a.gross_pnl,
-                                           a.swap, a.commission),
-                )
-                self.count("account_updates")
-        if self.connected and self.broker is not None and self.bridge.running and now >= self._next_account:
+        broker = self.broker
+        if self.connected and broker is not None and self.bridge.running and now >= self._next_account:
             self._next_account = now + self.cfg.connector.account_interval_s
-            self._account_fut = self.bridge.submit(self.broker.get_account())
+            book = broker.book_now() if broker.is_connected else None
+            if book is not None:
+                self._publish_account(book.account)
+            else:
+                self._account_fut = self.bridge.submit(broker.get_account())
+
+    def _publish_account(self, a: messages.AccountInfo) -> None:
+        self.publish(
+            messages.ACCOUNT_TOPIC,
+            messages.AccountUpdate(a.balance, a.equity, a.margin, a.free_margin, a.currency, a.gross_pnl, a.swap,
+                                   a.commission),
+        )
+        self.count("account_updates")
 
     def _report_closed_while_away(self, broker: BrokerPort) -> None:
         """Positions open before this process started and gone now: publish (and record) their closes from the deal

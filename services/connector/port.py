@@ -101,6 +101,17 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class BookNow:
+    """The account's book at one instant, from the adapter's memory (`BrokerPort.book_now`): the open positions
+    marked to the quotes at hand, the account they make, and every live quote with its quote->deposit rate
+    (None: not known). It may be handed to several callers: never changed."""
+
+    positions: tuple[Position, ...]
+    account: AccountInfo
+    quotes: Mapping[str, tuple[Quote, float | None]]
+
+
+@dataclass(frozen=True)
 class Deal:
     deal_id: int
     order_id: int
@@ -239,6 +250,9 @@ class BrokerPort(Protocol):
     async def get_positions(self, refresh: bool = False) -> list[Position]: ...
 
     async def get_account(self, refresh: bool = False) -> AccountInfo: ...
+
+    def book_now(self) -> BookNow | None: ...  # callable from any thread: the book in memory, consistent (None:
+    # something must be fetched first: `get_positions`, `get_account`)
 
     async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]: ...
 

@@ -95,6 +95,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.conn_reason = "not connected yet"
         self._active: set[str] = set()  # "SYM TF" whose live bars the broker delivers in this process
         self.freshness = Freshness()  # bar ages per stream, bar close -> order sent (monotonic times)
+        self._calendars: dict[str, Any] = {}  # symbol -> its trading calendar, as loaded by this session
         self._next_account = 0.0
         self._account_fut: concurrent.futures.Future | None = None
         self._next_summary = time.monotonic() + SUMMARY_S
@@ -462,16 +463,26 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _op_account(self, _a: Any) -> messages.AccountInfo:
         broker = self._need_broker()
+        book = broker.book_now() if self._live_book(broker) else None
+        if book is not None:
+            return book.account
         refresh = not self._live_book(broker)
         return self._wait(broker.get_account(refresh=refresh), self.cfg.connector.op_timeout_s, "account")
 
     def _op_positions(self, _a: Any) -> messages.Positions:
         """The open positions, and with them what an order decided on them needs (one trip instead of three): the
-        account and the live quote of every symbol with one, with its quote->deposit rate."""
+        account and the live quote of every symbol with one, with its quote->deposit rate. A live book is answered
+        from the adapter's memory (`book_now`: one consistent value, no trip to the broker's thread)."""
         broker = self._need_broker()
-        refresh = not self._live_book(broker)
-        got, acct, quotes = self._wait(self._book_facts(broker, refresh), self.cfg.connector.op_timeout_s,
-                                       "positions")
+        live = self._live_book(broker)
+        book = broker.book_now() if live else None
+        if book is not None:
+            got, acct = book.positions, book.account
+            quotes = {s: messages.BookQuote(q.bid, q.ask, rate) for s, (q, rate) in book.quotes.items()}
+            self.count("books_from_memory")
+        else:
+            got, acct, quotes = self._wait(self._book_facts(broker, not live), self.cfg.connector.op_timeout_s,
+                                           "positions")
         markets = {p.symbol: messages.MarketClosed(since) for p in got
                    if (since := broker.market_closed(p.symbol)) is not None}
         return messages.Positions(list(got), acct, quotes, markets, broker.server_time)
@@ -505,10 +516,14 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _market_open(self, symbol: str, now: float) -> bool:
         broker = self.broker
-        try:
-            calendar = broker.instrument(symbol).calendar
-        except SymbolNotFoundError:  # not loaded yet: no calendar, judged open
-            calendar = None
+        calendar = self._calendars.get(symbol)
+        if calendar is None:
+            try:
+                calendar = broker.instrument(symbol).calendar
+            except SymbolNotFoundError:  # not loaded yet: no calendar, judged open
+                calendar = None
+            if calendar is not None:
+                self._calendars[symbol] = calendar
         return self.freshness.market_open(broker.market_closed(symbol), calendar, broker.server_time, now)
 
     def status_report(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.connector.ctrader import schemas as proto
-from services.connector.ctrader import tokens
+from services.connector.ctrader import spots, tokens
 from services.connector.ctrader.data import MarketData
 from services.connector.ctrader.execution import Execution
 from services.connector.ctrader.link import Link
@@ -35,6 +35,7 @@ from services.connector.port import (
     AuthenticationError,
     AuthStatus,
     Bar,
+    BookNow,
     BrokerConnectionError,
     BrokerError,
     BrokerRequestError,
@@ -363,10 +364,11 @@ class CTraderBroker:
     def _on_event(self, ptype: int, msg: Any, cid: str) -> None:
         if msg is None:
             return
-        name = msg.DESCRIPTOR.name
-        if name == "ProtoOASpotEvent":
+        if ptype == spots.SPOT_EVENT:  # read by spots.py (no protobuf class)
             self.market.on_spot(msg)
-        elif name == "ProtoOAExecutionEvent":
+            return
+        name = msg.DESCRIPTOR.name
+        if name == "ProtoOAExecutionEvent":
             self.execution.on_execution(msg, cid)
         elif name in ("ProtoOAOrderErrorEvent", "ProtoOAErrorRes", "ProtoErrorRes"):
             self.execution.on_error(msg, cid)
@@ -429,6 +431,11 @@ class CTraderBroker:
 
     async def get_account(self, refresh: bool = False) -> AccountInfo:
         return await self.execution.get_account(refresh)
+
+    def book_now(self) -> BookNow | None:
+        """Any thread: the book as the broker thread last published it (execution.py), marked to a copy of the
+        quotes; None while a position's quote or rate is missing."""
+        return self.execution.book_now()
 
     async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]:
         return await self.execution.get_deals(since, until, max_rows)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -61,13 +62,16 @@ class MarketData:
         self.link = link
         self.instruments = instruments
         self.quotes: dict[str, Quote] = {}
+        self.quotes_version = 0  # counts the quotes stored: a reader on another thread knows when they changed
         self._quote_events: dict[str, asyncio.Event] = {}
         self._spot_subs: set[int] = set()
         self._last_tick: dict[str, float] = {}  # symbol -> broker time of its last spot
         self.closed_since: dict[str, float] = {}  # symbol -> broker time it was known closed
+        self._next_close: dict[str, float] = {}  # symbol -> its calendar's next closed instant after its last tick
         self.server_ms: int | None = None
         self._session_time_known = False  # server time seen since the current session started
         self.subs: dict[tuple[str, str], BarSubscription] = {}
+        self._subs_of: dict[str, list[BarSubscription]] = {}  # symbol -> its subscriptions (`subs` by symbol)
         self.last_bar: dict[tuple[str, str], int] = {}
 
     # ---- session
@@ -76,6 +80,7 @@ class MarketData:
         gap is filled from history instead (live bars wait meanwhile)."""
         self._spot_subs = set()
         self._session_time_known = False
+        self._next_close = {}  # the calendars are loaded again
         for key, sub in self.subs.items():
             sub.detector = LiveBarDetector(sub.symbol, sub.tf_seconds, last_emitted=self.last_bar.get(key))
             sub.filling = True
@@ -139,15 +144,17 @@ class MarketData:
             q = self.quotes[symbol]
         return q
 
-    def rate_from_quotes(self, symbol: str) -> float | None:
-        """The symbol's quote->deposit rate from the quotes at hand (None: a quote of its chain is missing)."""
+    def rate_from_quotes(self, symbol: str, quotes: Mapping[str, Quote] | None = None) -> float | None:
+        """The symbol's quote->deposit rate from the quotes at hand, or from `quotes` (a copy taken on another
+        thread); None: a quote of its chain is missing."""
+        quotes = self.quotes if quotes is None else quotes
         spec = self.instruments.spec(symbol)
         chain = self.instruments.known_chain(spec.quote_asset)
         if chain is None:
             return None
         steps = []
         for name in chain:
-            q, s = self.quotes.get(name), self.instruments.specs[name]
+            q, s = quotes.get(name), self.instruments.specs[name]
             if q is None:
                 return None
             steps.append((s.base_asset, s.quote_asset, q.bid))
@@ -160,6 +167,7 @@ class MarketData:
         if rate is not None:
             return rate
         chain = await self.instruments.conversion_chain(spec.quote_asset)
+        self.quotes_version += 1  # a chain learned: the rates from the quotes at hand may be known now
         for name in chain:
             await self.ensure_quote(name)
         rate = self.rate_from_quotes(symbol)
@@ -259,14 +267,22 @@ class MarketData:
                                   LiveBarDetector(name, tf_s, last_emitted=self.last_bar.get(key)))
             sub.filling = key in self.last_bar  # set before any live bar can arrive
             self.subs[key] = sub
+            self._index_subs()
             await self.subscribe_spots(name)
             await self._subscribe_trendbar(sub)
             if key in self.last_bar:
                 self.link.spawn(self._gap_fill(sub))
 
+    def _index_subs(self) -> None:
+        subs_of: dict[str, list[BarSubscription]] = {}
+        for (symbol, _tf), sub in self.subs.items():
+            subs_of.setdefault(symbol, []).append(sub)
+        self._subs_of = subs_of
+
     async def unsubscribe_bars(self, symbols: Iterable[str], timeframe: str) -> None:
         for name in symbols:
             sub = self.subs.pop((name, timeframe), None)
+            self._index_subs()
             if sub is not None and self.link.is_open:
                 with contextlib.suppress(BrokerError):
                     await self.link.request(
@@ -333,7 +349,7 @@ class MarketData:
         self._last_tick[symbol] = t
         calendar = self.instruments.calendars.get(symbol)
         known = symbol in self.closed_since
-        if not known and calendar is not None and prev is not None and calendar.closed_between(prev, t):
+        if not known and calendar is not None and prev is not None and self._closes_by(symbol, calendar, prev) < t:
             # the market closed and reopened between two ticks
             self.link.emit(MarketStatus(symbol, False, prev, "closed by its trading calendar"))
             self.closed_since[symbol] = prev
@@ -341,6 +357,17 @@ class MarketData:
         if since is not None and t > since:
             del self.closed_since[symbol]
             self.link.emit(MarketStatus(symbol, True, t, "first tick after a closed period"))
+
+    def _closes_by(self, symbol: str, calendar: Any, prev: float) -> float:
+        """The calendar's first closed instant at or after `prev` (inf: none found): `calendar.closed_between(prev, t)`
+        is `t` past it. Kept per symbol while it lies ahead of the ticks: the market was open from where it was
+        computed up to `prev`, so it is still the first closed instant after `prev` (one look-up per close, not per
+        tick)."""
+        closes = self._next_close.get(symbol)
+        if closes is None or closes <= prev:
+            found = calendar.next_close(prev)
+            closes = self._next_close[symbol] = math.inf if found is None else found
+        return closes
 
     # ---- events
     def on_spot(self, ev: Any) -> None:
@@ -355,11 +382,15 @@ class MarketData:
             self.note_server_time(ev.timestamp)
         if bid is not None and ask is not None:
             self.quotes[name] = Quote(name, bid, ask, server_s or 0.0)
-            self._quote_events.setdefault(name, asyncio.Event()).set()
+            self.quotes_version += 1
+            waiters = self._quote_events.get(name)
+            if waiters is None:
+                waiters = self._quote_events[name] = asyncio.Event()
+            waiters.set()
         if server_s is not None and (ev.HasField("bid") or ev.HasField("ask")):
             self._on_tick(name, server_s)
         fallback = ev.bid if ev.HasField("bid") else (parsing.price_to_wire(bid) if bid is not None else None)
-        for sub in [s for (sym, _), s in self.subs.items() if sym == name]:
+        for sub in self._subs_of.get(name, ()):
             bars = [tb for tb in ev.trendbar if tb.period == sub.period]
             closed: list[Bar] = []
             for tb in bars:

@@ -9,6 +9,9 @@
   (parsing.failed_order). A request refused for its rate (REQUEST_FREQUENCY_EXCEEDED) was not executed: it is sent
   again after the window, with the same client order id.
 - Lots off the symbol's step are refused (BAD_VOLUME), never rounded here.
+- The book as one value (`Book`: positions, their protocol volumes, the balance), published whole by the broker's
+  thread after each change, before anything awaits: another thread reads it (`book_now`) without a trip to the
+  broker's loop and never sees a position half-updated, nor a close without the balance it left.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from services.connector import orders
@@ -30,6 +35,7 @@ from services.connector.ctrader.providers import Instruments
 from services.connector.ctrader.transport import RATE_ERRORS, WINDOW_S
 from services.connector.port import (
     AccountInfo,
+    BookNow,
     BrokerConnectionError,
     BrokerError,
     BrokerTimeout,
@@ -38,6 +44,7 @@ from services.connector.port import (
     OrderRejected,
     OrderResult,
     Position,
+    Quote,
     position_closed,
 )
 
@@ -49,6 +56,19 @@ POSITION_CLOSED = 2
 MARKET = 1
 RATE_RESENDS = 3  # times an order refused for its rate is sent again
 UNKNOWN_OUTCOME = (TimeoutError, BrokerTimeout, BrokerConnectionError)
+
+
+@dataclass(frozen=True)
+class Book:
+    """The positions (ticket -> position, its protocol volume) and the balance at one instant: replaced whole,
+    never changed, so a reader on another thread takes one consistent value with one attribute read."""
+
+    positions: Mapping[int, Position]
+    volumes: Mapping[int, int]
+    balance: float
+
+
+EMPTY_BOOK = Book(MappingProxyType({}), MappingProxyType({}), 0.0)
 
 
 class Execution:
@@ -74,6 +94,14 @@ class Execution:
         self._closing_by_us: set[int] = set()
         self._seen_deals: set[int] = set()
         self.on_order_sent: Callable[[str], None] | None = None  # called on the broker loop's thread: keep it short
+        self.book = EMPTY_BOOK  # what `_publish_book` last published (read from any thread)
+        self._marks: dict[int, tuple[tuple, Position]] = {}  # ticket -> (what it was marked from, marked)
+        self._book_now: tuple[Book, int, BookNow] | None = None  # the last `book_now`: of which book and quotes
+
+    def _publish_book(self) -> None:
+        """The book as it is now, for readers on other threads (`book_now`); called on the broker thread after each
+        change of the positions or the balance, before the next await."""
+        self.book = Book(MappingProxyType(dict(self.positions)), MappingProxyType(dict(self._volumes)), self.balance)
 
     @property
     def orders_out(self) -> int:
@@ -89,25 +117,56 @@ class Execution:
     async def refresh_trader(self) -> None:
         res = await self.link.request(oa.ProtoOATraderReq(ctidTraderAccountId=self.link.account_id))
         self.balance = self.instruments.apply_trader(res.trader)
+        self._publish_book()
 
     def on_trader_updated(self, msg: Any) -> None:
         self.balance = parsing.money_from_wire(msg.trader.balance, self.instruments.money_digits)
+        self._publish_book()
 
     async def get_positions(self, refresh: bool = False) -> list[Position]:
         """Open positions, marked to the last quotes: gross PnL at the price they would close at, net with costs."""
         if refresh:
             await self.link.wait_ready()
             await self.reconcile(report_missing=True)
+        return self._marked(self.book, self.market.quotes)
+
+    def _marked(self, book: Book, quotes: Mapping[str, Quote]) -> list[Position]:
+        """The book's positions marked to `quotes`; a position whose own value, quote, rate and volume are those of
+        its last marking is not marked again (either thread may call: the memo's entries are whole values)."""
         out = []
-        for p in self.positions.values():
-            q = self.market.quotes.get(p.symbol)
+        md = self.instruments.money_digits
+        memo = self._marks
+        for p in book.positions.values():
+            q = quotes.get(p.symbol)
             if q is None:
                 out.append(p)
                 continue
-            price = q.bid if p.direction > 0 else q.ask
-            rate = self.market.rate_from_quotes(p.symbol)
-            out.append(parsing.marked(p, price, rate, self._volumes.get(p.ticket, 0), self.instruments.money_digits))
+            rate = self.market.rate_from_quotes(p.symbol, quotes)
+            volume = book.volumes.get(p.ticket, 0)
+            key = (p, q, rate, volume, md)
+            known = memo.get(p.ticket)
+            if known is not None and known[0] == key:
+                out.append(known[1])
+                continue
+            marked = parsing.marked(p, q.bid if p.direction > 0 else q.ask, rate, volume, md)
+            memo[p.ticket] = (key, marked)
+            out.append(marked)
+        if len(memo) > 2 * len(book.positions) + 16:  # positions closed meanwhile
+            self._marks = {t: m for t, m in memo.copy().items() if t in book.positions}  # copy: one C call
         return out
+
+    def _account(self, balance: float, positions: list[Position]) -> AccountInfo:
+        md = self.instruments.money_digits
+        gross = round(sum(p.gross_pnl for p in positions), md)
+        swap = round(sum(p.swap for p in positions), md)
+        commission = round(sum(p.commission for p in positions), md)
+        equity = round(balance + gross + swap + commission, md)
+        margin = sum(p.used_margin for p in positions)
+        return AccountInfo(
+            balance=balance, equity=equity, margin=margin, free_margin=round(equity - margin, md),
+            margin_level=equity / margin * 100 if margin else 0.0, currency=self.instruments.deposit_asset,
+            leverage=self.instruments.leverage, gross_pnl=gross, swap=swap, commission=commission,
+        )
 
     async def get_account(self, refresh: bool = False) -> AccountInfo:
         """Balance from the broker; equity = balance + the positions' net PnL; margin = their used margin."""
@@ -119,18 +178,30 @@ class Execution:
                 with contextlib.suppress(BrokerError, TimeoutError):
                     await self.market.ensure_quote(name)
                     await self.market.quote_to_deposit(name)
-        positions = await self.get_positions()
-        md = self.instruments.money_digits
-        gross = round(sum(p.gross_pnl for p in positions), md)
-        swap = round(sum(p.swap for p in positions), md)
-        commission = round(sum(p.commission for p in positions), md)
-        equity = round(self.balance + gross + swap + commission, md)
-        margin = sum(p.used_margin for p in positions)
-        return AccountInfo(
-            balance=self.balance, equity=equity, margin=margin, free_margin=round(equity - margin, md),
-            margin_level=equity / margin * 100 if margin else 0.0, currency=self.instruments.deposit_asset,
-            leverage=self.instruments.leverage, gross_pnl=gross, swap=swap, commission=commission,
-        )
+        book = self.book
+        return self._account(book.balance, self._marked(book, self.market.quotes))
+
+    def book_now(self) -> BookNow | None:
+        """From any thread, without awaiting: the positions marked to the quotes at hand, the account they make and
+        every live quote with its rate, all of one book and one copy of the quotes; None when a position's quote or
+        rate is not at hand (`get_account` fetches them)."""
+        book = self.book
+        version = self.market.quotes_version  # before the copy: a quote stored meanwhile makes the next call compute
+        known = self._book_now
+        if known is not None and known[0] is book and known[1] == version:
+            return known[2]  # nothing changed since: the positions need not be marked again
+        quotes = self.market.quotes.copy()  # one C call under the GIL: a consistent copy
+        for p in book.positions.values():
+            if p.symbol not in quotes or self.market.rate_from_quotes(p.symbol, quotes) is None:
+                return None
+        positions = self._marked(book, quotes)
+        live = {}
+        for symbol, q in quotes.items():
+            if q.bid > 0 and q.ask > 0:
+                live[symbol] = (q, self.market.rate_from_quotes(symbol, quotes))
+        now = BookNow(tuple(positions), self._account(book.balance, positions), MappingProxyType(live))
+        self._book_now = (book, version, now)
+        return now
 
     async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]:
         """Deals executed between `since` and `until` (Unix s, broker time)."""
@@ -169,6 +240,7 @@ class Execution:
                 fresh[pid], volumes[pid] = self.positions[pid], self._volumes[pid]
         missing = [p for pid, p in self.positions.items() if pid not in fresh]
         self.positions, self._volumes = fresh, volumes
+        self._publish_book()
         oldest = min(self._reconciling, default=self._executions)  # what a reconcile still out must compare with
         self._touched = {pid: n for pid, n in self._touched.items() if n > oldest}
         if report_missing and missing:
@@ -192,6 +264,7 @@ class Execution:
             self._seen_deals.add(deal.deal_id)
             if deal.balance is not None:
                 self.balance = deal.balance
+                self._publish_book()
             p = by_pid[d.positionId]
             external = d.positionId not in self._closing_by_us
             self.link.emit(position_closed(deal, p.direction, external, False, True, p.label, p.comment))
@@ -382,6 +455,12 @@ class Execution:
         self._resolve(key, parsing.failed_order(ident if kind == "order" else "", code, desc, ticket))
 
     def on_execution(self, ev: Any, cid: str) -> None:
+        try:
+            self._on_execution(ev, cid)
+        finally:
+            self._publish_book()  # the position and the balance the event changed, together
+
+    def _on_execution(self, ev: Any, cid: str) -> None:
         etype = ev.executionType
         pos = ev.position if ev.HasField("position") else None
         order = ev.order if ev.HasField("order") else None
@@ -390,10 +469,14 @@ class Execution:
             if name is not None:
                 self._executions += 1
                 self._touched[pos.positionId] = self._executions
-                if pos.positionStatus == POSITION_CLOSED:
+                if etype == ORDER_ACCEPTED:
+                    # the position as the order will leave it (closed, reduced): changed by the order's deal, with
+                    # the balance it moves, so that no book shows a close without its profit
+                    pass
+                elif pos.positionStatus == POSITION_CLOSED:
                     self.positions.pop(pos.positionId, None)
                     self._volumes.pop(pos.positionId, None)
-                elif etype != ORDER_ACCEPTED or pos.positionId in self.positions:
+                else:
                     p, vol = parsing.position(pos, self.instruments.specs[name])
                     self.positions[pos.positionId], self._volumes[pos.positionId] = p, vol
         client_oid = order.clientOrderId if order is not None and order.HasField("clientOrderId") else ""
@@ -426,6 +509,9 @@ class Execution:
         self._seen_deals.add(deal.deal_id)
         if deal.closing:
             full = pos is None or pos.positionStatus == POSITION_CLOSED
+            if pos is None:  # a closing deal without its position: what it says (closed) is the book's too
+                self.positions.pop(deal.position_id, None)
+                self._volumes.pop(deal.position_id, None)
             result = OrderResult(True, client_oid, ticket=deal.position_id, price=deal.price, volume=deal.volume)
             self._resolve(f"close:{deal.position_id}", result)
             if first_time:

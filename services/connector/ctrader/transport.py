@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from services.connector.ctrader import schemas as proto
+from services.connector.ctrader import spots
 from services.connector.ctrader.ratelimit import SlidingWindow
 
 log = logging.getLogger(__name__)
@@ -233,17 +234,14 @@ class Transport:
                     break
                 self._last_rx = loop.time()
                 for body in decoder.feed(data):
-                    self._dispatch(proto.decode_envelope(body))
+                    self._dispatch(*spots.read_frame(body))
         except asyncio.CancelledError:
             return
         except Exception as exc:  # any read/parse failure ends the connection
             reason = ConnectionClosed(f"read failed: {exc!r}")
         await self._shutdown(reason)
 
-    def _dispatch(self, env: Any) -> None:
-        ptype = env.payloadType
-        msg = proto.unwrap(env)
-        cid = env.clientMsgId if env.HasField("clientMsgId") else ""
+    def _dispatch(self, ptype: int, msg: Any, cid: str) -> None:
         fut = self._pending.get(cid) if cid else None
         if fut is not None and not fut.done():
             fut.set_result((ptype, msg))

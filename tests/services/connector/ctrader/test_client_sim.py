@@ -10,7 +10,7 @@ import pytest
 from simclient import SimFactory, broker_config, collect, connected, next_event, run
 
 from services.connector.ctrader.client import CTraderBroker
-from services.connector.ctrader.schemas import oa
+from services.connector.ctrader.schemas import model, oa
 from services.connector.ctrader.transport import ErrorResponse, Transport, TransportConfig
 from services.connector.port import (
     AuthenticationError,
@@ -296,6 +296,74 @@ def test_equity_uses_the_net_unrealized_pnl(sim_factory: SimFactory) -> None:
         assert (acct.gross_pnl, acct.commission) == (pos.gross_pnl, pos.commission)
         assert acct.margin == pytest.approx(pos.open_price * 100_000 / 100, abs=0.01)
         assert acct.free_margin == pytest.approx(acct.equity - acct.margin, abs=0.01)
+        await broker.close()
+
+    run(scenario())
+
+
+def test_the_book_in_memory_is_the_brokers_and_a_close_moves_the_balance_with_it(sim_factory: SimFactory) -> None:
+    """`book_now`, read on another thread, answers what the broker loop answers; while positions open and close,
+    every book read has the balance of its positions (never a position gone and its profit not in the balance)."""
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        assert (await asyncio.to_thread(broker.book_now)).positions == ()
+        opened = [await broker.market_order(sym, 1, 0.1) for sym in ("EURUSD", "GBPUSD")]
+        await acontrol(cp, "advance", ticks=4)
+        await asyncio.sleep(0.1)
+        book = await asyncio.to_thread(broker.book_now)
+        assert book is not None
+        assert list(book.positions) == await broker.get_positions()
+        assert book.account == await broker.get_account()
+        assert {p.ticket for p in book.positions} == {r.ticket for r in opened}
+        assert book.quotes["EURUSD"] == (broker.quote("EURUSD"), broker.rate_from_quotes("EURUSD"))
+
+        seen: set[tuple[frozenset[int], float]] = set()
+        done = False
+
+        def read() -> None:
+            while not done:
+                b = broker.book_now()
+                assert b is not None
+                seen.add((frozenset(p.ticket for p in b.positions), b.account.balance))
+
+        reader = asyncio.create_task(asyncio.to_thread(read))
+        balances = [book.account.balance]
+        for r in opened:
+            assert (await broker.close_position(r.ticket)).success
+            balances.append((await next_event(broker, PositionClosed)).balance)
+        done = True
+        await reader
+        tickets = [frozenset(r.ticket for r in opened[i:]) for i in range(len(opened) + 1)]
+        assert seen <= set(zip(tickets, balances, strict=True))
+        last = await asyncio.to_thread(broker.book_now)
+        assert (last.positions, last.account.balance) == ((), balances[-1])
+        await broker.close()
+
+    run(scenario())
+
+
+def test_an_order_accepted_leaves_the_book_as_it_is_until_its_deal(sim_factory: SimFactory) -> None:
+    """The acceptance of a close shows the position closed; the book keeps it (and the balance) until the deal."""
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        res = await broker.market_order("EURUSD", 1, 0.1)
+        before = broker.execution.book
+        accepted = oa.ProtoOAExecutionEvent(
+            ctidTraderAccountId=broker.account_id, executionType=2,  # ORDER_ACCEPTED
+            position=model.ProtoOAPosition(
+                positionId=res.ticket, positionStatus=2, swap=0,  # POSITION_STATUS_CLOSED
+                tradeData=model.ProtoOATradeData(symbolId=1, volume=1_000_000, tradeSide=1)))
+        broker.execution.on_execution(accepted, "")
+        assert broker.execution.book == before and list(before.positions) == [res.ticket]
+        assert (await broker.close_position(res.ticket)).success
+        closed = await next_event(broker, PositionClosed)
+        after = broker.execution.book
+        assert (dict(after.positions), after.balance) == ({}, closed.balance)
         await broker.close()
 
     run(scenario())

@@ -1,0 +1,167 @@
+"""The Open API's most frequent frame read without the protobuf runtime (pure): the envelope, and
+``ProtoOASpotEvent`` with its live trendbars.
+
+Spot events come by the thousand (every tick of every subscribed symbol, each with the forming bar of every
+subscribed period), and the protobuf runtime that ctrader-open-api pins (3.20) parses in pure Python, a dozen
+objects and descriptor look-ups per field. These readers decode the same bytes into plain objects with the
+attributes and ``HasField`` of the generated classes that the adapter reads (data.py, parsing.py). Field numbers and
+types are the generated descriptors' (checked at import); an unknown field is skipped by its wire type, as the
+protobuf runtime does. Every other message is parsed by its generated class (schemas.unwrap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.connector.ctrader import schemas as proto
+
+SPOT_EVENT = proto.payload_type_of(proto.oa.ProtoOASpotEvent)
+_INT64 = 1 << 63
+_UINT64 = 1 << 64
+_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+
+# (field number, name, signed) of the varint fields read: int64 fields are two's complement on the wire
+_SPOT_FIELDS = ((1, "payloadType", False), (2, "ctidTraderAccountId", True), (3, "symbolId", True),
+                (4, "bid", False), (5, "ask", False), (7, "sessionClose", False), (8, "timestamp", True))
+_TRENDBAR_FIELDS = ((3, "volume", True), (4, "period", False), (5, "low", True), (6, "deltaOpen", False),
+                    (7, "deltaClose", False), (8, "deltaHigh", False), (9, "utcTimestampInMinutes", False))
+_INT_TYPES = {3: True, 4: False, 13: False, 14: False}  # protobuf field type -> signed 64-bit (int64)
+
+
+def _check(cls: Any, fields: tuple[tuple[int, str, bool], ...]) -> dict[int, tuple[str, bool]]:
+    """The varint fields by tag, after checking them against the generated class's descriptor."""
+    by_name = cls.DESCRIPTOR.fields_by_name
+    for number, name, signed in fields:
+        f = by_name[name]
+        if f.number != number or _INT_TYPES.get(f.type) is not signed:
+            raise ImportError(f"{cls.DESCRIPTOR.name}.{name} is not field {number} of the expected type")
+    return {(number << 3) | _VARINT: (name, signed) for number, name, signed in fields}
+
+
+_SPOT_TAGS = _check(proto.oa.ProtoOASpotEvent, _SPOT_FIELDS)
+_TRENDBAR_TAGS = _check(proto.model.ProtoOATrendbar, _TRENDBAR_FIELDS)
+_TRENDBAR_TAG = (proto.oa.ProtoOASpotEvent.DESCRIPTOR.fields_by_name["trendbar"].number << 3) | _BYTES
+_TRENDBAR_DEFAULTS = {"period": int(proto.model.ProtoOATrendbar.DESCRIPTOR.fields_by_name["period"].default_value)}
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    value, shift = b & 0x7F, 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos + 1
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _skip(buf: bytes, pos: int, wire_type: int) -> int:
+    if wire_type == _VARINT:
+        return _varint(buf, pos)[1]
+    if wire_type == _FIXED64:
+        return pos + 8
+    if wire_type == _BYTES:
+        n, pos = _varint(buf, pos)
+        return pos + n
+    if wire_type == _FIXED32:
+        return pos + 4
+    raise ValueError(f"wire type {wire_type} is not readable")
+
+
+class Fields:
+    """A decoded message: its fields as attributes (the default when absent), `HasField` as generated classes."""
+
+    def __init__(self, defaults: dict[str, int]) -> None:
+        self.__dict__.update(defaults)
+        self._present: set[str] = set()
+
+    def HasField(self, name: str) -> bool:  # noqa: N802 (the protobuf API's name)
+        return name in self._present
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({ {n: getattr(self, n) for n in sorted(self._present)} })"
+
+
+class SpotEvent(Fields):
+    DESCRIPTOR = proto.oa.ProtoOASpotEvent.DESCRIPTOR  # its name, as the generated class says it
+
+
+class Trendbar(Fields):
+    DESCRIPTOR = proto.model.ProtoOATrendbar.DESCRIPTOR
+
+
+def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out: Fields,
+          nested: list[tuple[int, int]] | None = None) -> None:
+    present = out._present
+    values = out.__dict__
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        known = tags.get(tag)
+        if known is not None:
+            value, pos = _varint(buf, pos)
+            name, signed = known
+            if signed and value >= _INT64:
+                value -= _UINT64
+            values[name] = value
+            present.add(name)
+        elif nested is not None and tag == _TRENDBAR_TAG:
+            n, pos = _varint(buf, pos)
+            nested.append((pos, pos + n))
+            pos += n
+        else:
+            pos = _skip(buf, pos, tag & 7)
+    if pos != end:
+        raise ValueError("truncated message")
+
+
+_SPOT_DEFAULTS = {name: 0 for _n, name, _s in _SPOT_FIELDS} | {"payloadType": SPOT_EVENT}
+_TB_DEFAULTS = {name: 0 for _n, name, _s in _TRENDBAR_FIELDS} | _TRENDBAR_DEFAULTS
+
+
+def spot_event(payload: bytes) -> SpotEvent:
+    """A ProtoOASpotEvent's bytes as a `SpotEvent` (``trendbar``: a list of `Trendbar`)."""
+    out = SpotEvent(_SPOT_DEFAULTS)
+    spans: list[tuple[int, int]] = []
+    _read(payload, 0, len(payload), _SPOT_TAGS, out, spans)
+    bars = []
+    for start, end in spans:
+        tb = Trendbar(_TB_DEFAULTS)
+        _read(payload, start, end, _TRENDBAR_TAGS, tb)
+        bars.append(tb)
+    out.trendbar = bars
+    return out
+
+
+def read_frame(body: bytes) -> tuple[int, Any, str]:
+    """A frame body (the ProtoMessage envelope): its payload type, its message (a spot event read here, any other
+    by its generated class, None for an unknown type) and its clientMsgId ("" when absent)."""
+    ptype, payload, cid = 0, b"", ""
+    pos, end = 0, len(body)
+    while pos < end:
+        tag, pos = _varint(body, pos)
+        if tag == 0x08:  # payloadType (uint32)
+            ptype, pos = _varint(body, pos)
+            ptype &= 0xFFFFFFFF
+        elif tag == 0x12:  # payload (bytes)
+            n, pos = _varint(body, pos)
+            payload, pos = body[pos:pos + n], pos + n
+        elif tag == 0x1A:  # clientMsgId (string)
+            n, pos = _varint(body, pos)
+            cid, pos = body[pos:pos + n].decode(), pos + n
+        else:
+            pos = _skip(body, pos, tag & 7)
+    if pos != end:
+        raise ValueError("truncated envelope")
+    if ptype == SPOT_EVENT:
+        return ptype, spot_event(payload), cid
+    cls = proto.class_for(ptype)
+    if cls is None:
+        return ptype, None, cid
+    msg = cls()
+    msg.ParseFromString(payload)
+    return ptype, msg, cid
