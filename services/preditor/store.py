@@ -147,8 +147,8 @@ def whole_lines(key: str, entry: Saved) -> bytes:
 
 
 class TwinLog:
-    """The file (a ``durable.AppendLog``): read once (``load``), then appended (``append``) or rewritten
-    (``rewrite``), one fsync each."""
+    """The file (a ``durable.AppendLog``): read once (``load``), then appended (``append``: one fdatasync, or none
+    until ``sync`` when the appends of a burst of bars share one) or rewritten (``rewrite``, one fsync)."""
 
     def __init__(self, directory: Path, fsync: bool):
         self.directory = directory
@@ -157,6 +157,7 @@ class TwinLog:
         self.base = 0  # bytes of the file at its last rewrite (or load)
         self.appended = 0  # bytes appended since
         self.must_rewrite = True  # no file yet, a torn tail, or a failed write: the next write rewrites the file
+        self.unsynced = False  # appended without an fdatasync yet (in the OS: a kill loses nothing, a power cut may)
         self._log: durable.AppendLog | None = None
 
     def load(self) -> dict[str, Saved]:
@@ -173,23 +174,38 @@ class TwinLog:
         """Is the next write a rewrite (``more`` bytes to append otherwise)?"""
         return self.must_rewrite or self.appended + more > max(COMPACT_MIN, 2 * self.base)
 
-    def append(self, data: bytes) -> None:
-        """``data``: whole lines. OSError goes up (the file as it was; the next write rewrites it)."""
+    def append(self, data: bytes, sync: bool = True) -> None:
+        """``data``: whole lines; ``sync=False``: written to the OS only, made durable by the next ``sync`` (or synced
+        append, or rewrite). OSError goes up (the file as it was; the next write rewrites it)."""
         log = self._file()
         log.add(data[:-1])
         try:
-            log.commit(sync=self.fsync)
+            log.commit(sync=self.fsync and sync)
         except OSError:
             log.drop_pending()
             self.must_rewrite = True
             raise
         self.appended += len(data)
+        self.unsynced = self.fsync and not sync
+
+    def sync(self) -> None:
+        """Make the appends without an fdatasync durable. OSError goes up (what they wrote may be lost on a power
+        cut: the next write rewrites the file)."""
+        if not self.unsynced:
+            return
+        try:
+            self._file().sync()
+        except OSError:
+            self.must_rewrite = True
+            raise
+        finally:
+            self.unsynced = False
 
     def rewrite(self, data: bytes) -> None:
         """The file replaced by ``data`` (whole lines), atomically. OSError goes up."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._file().rewrite([data[:-1]] if data else [], sync=self.fsync)
-        self.base, self.appended, self.must_rewrite = len(data), 0, False
+        self.base, self.appended, self.must_rewrite, self.unsynced = len(data), 0, False, False
 
     def _file(self) -> durable.AppendLog:
         if self._log is None:
