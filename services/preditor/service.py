@@ -14,12 +14,15 @@
   so paper gets the signals it missed while it was down.
 - Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
   ``gaps.py``) is filled from history first, in order; then ``step`` and one ``Signal`` on ``signal.<SYM>``. The
-  snapshots and signals of every twin stepped are written (one write, one fsync) once no more bars wait, so
-  when the bars of many symbols close together every signal goes out before any file is written (at most
-  ``SNAPSHOT_DELAY_MAX_S`` later under a stream of bars). A crash in between replays those bars from the previous
-  snapshot on restart and publishes the same signals again, which the executor and paper drop (``bar_time`` not
-  after the last they handled). A new connector epoch makes every twin catch up from history; a sequence gap in
-  a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
+  signals of the bars waiting are published together once they are stepped (at most ``PUBLISH_DELAY_MAX_S``
+  after the first: one wake of the subscribers per bar time, not one per symbol). The snapshots and signals of
+  every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
+  together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
+  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced once no bar came for
+  ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
+  previous snapshot on restart and publishes the same signals again, which the executor and paper drop
+  (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
+  a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
 - Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
   bar pending and is retried; it is never predicted on a hole.
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.

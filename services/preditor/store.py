@@ -1,5 +1,6 @@
 """Every twin's snapshot and signal journal in one append-only file (``twins.jsonl`` in the snapshot directory):
-one write and at most one fsync per bar time for all the models stepped, instead of two fsynced files per model.
+one write per bar time for all the models stepped and at most one fdatasync (one for a burst of bar times: the
+service syncs once the bars pause), instead of two fsynced files per model.
 
 Why an append-only file rather than one combined file rewritten per bar time: a twin's snapshot is ~18 KB, almost
 all of it its window of 350 bars, and a bar time changes one bar of each window. Rewriting 20 snapshots writes
@@ -20,7 +21,8 @@ The journal's rule holds: per model, the new signals are written before its twin
 reading stops at the first torn or unreadable line (what follows it cannot be trusted, also after a power cut
 that kept a later page but not an earlier one), so a twin record is never read without the signals written before
 it: a restart never skips a bar whose signal is not kept. A torn tail is cut when the file is opened and the next
-write rewrites the file. The signals are durable after the fsync, as each model's journal append was before.
+write rewrites the file. The signals are durable after the fdatasync; before it, a power cut may take the last
+writes, and the restart replays their bars from the snapshot before them (the same signals again).
 
 Upgrade: a model the file does not hold is read from the per-model files of before (``<SYM>_<TF>.twin.json`` and
 ``<SYM>_<TF>.signals.jsonl``); they are removed once the file holds that model (``service._flush``).
