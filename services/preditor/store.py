@@ -34,6 +34,7 @@ the torn tail cut at open, a failed append cut off, the rewrite atomic).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ import numpy as np
 
 from common import durable, messages
 from services.preditor.journal import KEEP
+from services.preditor.live import to_json
 
 LOG_NAME = "twins.jsonl"
 COMPACT_MIN = 1 << 20  # bytes appended before a rewrite is considered (fewer rewrites of a small file)
@@ -59,13 +61,14 @@ def model_key(symbol: str, timeframe: str) -> str:
     return f"{symbol}_{timeframe}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _head(key: str) -> bytes:
     return b'{"m":' + json.dumps(key).encode() + b","
 
 
 def signal_lines(key: str, signals: list[messages.Signal]) -> bytes:
     head = _head(key)
-    return b"".join(head + b'"sig":' + json.dumps(messages.to_wire(s), allow_nan=False, separators=(",", ":"))
+    return b"".join(head + b'"sig":' + to_json(messages.to_wire(s))
                     .encode() + b"}\n" for s in signals)
 
 
@@ -81,7 +84,7 @@ def twin_line(key: str, snapshot: bytes) -> bytes:
 def next_line(key: str, n: int, rows: list[str], after: dict) -> bytes:
     """A snapshot relative to the one before: ``rows`` (the new bars, encoded as the snapshot encodes them), the
     window length ``n`` and the entries after the bars (``TwinState.to_dict_after_bars``)."""
-    tail = json.dumps(after, allow_nan=False, separators=(",", ":"))
+    tail = to_json(after)
     return (_head(key) + b'"n":' + str(n).encode() + b',"add":[' + ",".join(rows).encode() + b'],"next":'
             + tail.encode() + b"}\n")
 
@@ -144,7 +147,7 @@ def whole_lines(key: str, entry: Saved) -> bytes:
     """A model's part of a rewritten file, from what was read (a model this process has not written)."""
     out = reset_line(key) + signal_lines(key, list(entry.signals))
     if entry.snapshot is not None:
-        out += twin_line(key, json.dumps(entry.snapshot, allow_nan=False, separators=(",", ":")).encode())
+        out += twin_line(key, to_json(entry.snapshot).encode())
     return out
 
 

@@ -76,6 +76,14 @@ def test_signal_and_position_views_of_a_real_run(demo, eurusd_bars):
     assert messages.from_wire(messages.VirtualPosition, messages.to_wire(view)) == view  # its types hold
 
 
+def test_twin_bar_gives_the_backtest_s_floats_and_keeps_a_bar_that_has_them():
+    wire_ints = messages.Bar("EURUSD", "H1", 3600, 1, 2, 1, 2, 100)
+    b = live.twin_bar(wire_ints)
+    assert [type(x) for x in (b.time, b.open, b.high, b.low, b.close, b.volume)] == [int] + [float] * 5
+    assert (b.open, b.volume) == (1.0, 100.0)
+    assert live.twin_bar(b) is b
+
+
 def test_a_decision_s_snapshot_holds_its_closed_trade_as_asdict_would(demo, eurusd_bars):
     """``Trade.to_dict`` (the snapshot's, without asdict's deep copy) is asdict's map, every field in order."""
     _, decisions = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:600], demo.policy_fn)
