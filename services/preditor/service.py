@@ -87,25 +87,17 @@ class Track:
     logged: bool = False  # the file holds this twin (written by this process)
     logged_bars: Any = None  # the bars of its last twin record in the file (np.ndarray), None: a whole one is due
     legacy: list[Path] = field(default_factory=list)  # the per-model files of before, removed once it is logged
+    # the model's names, kept (read at every bar: the model's own are properties over its metadata)
+    symbol: str = field(init=False)
+    timeframe: str = field(init=False)
+    key: str = field(init=False)  # in the snapshot file
+    topic: str = field(init=False)  # of its signals
 
     def __post_init__(self) -> None:
-        self.tf_s = TIMEFRAMES[self.model.timeframe]
-
-    @property
-    def symbol(self) -> str:
-        return self.model.symbol
-
-    @property
-    def timeframe(self) -> str:
-        return self.model.timeframe
-
-    @property
-    def key(self) -> str:
-        return store.model_key(self.symbol, self.timeframe)
-
-    @property
-    def topic(self) -> str:
-        return messages.signal_topic(self.model.symbol)
+        self.symbol, self.timeframe = self.model.symbol, self.model.timeframe
+        self.tf_s = TIMEFRAMES[self.timeframe]
+        self.key = store.model_key(self.symbol, self.timeframe)
+        self.topic = messages.signal_topic(self.symbol)
 
 
 class Preditor(runtime.Service):
