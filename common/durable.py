@@ -124,6 +124,11 @@ class AppendLog:
         self.bytes_written += len(data)
         return len(data)
 
+    def sync(self) -> None:
+        """Make what the commits with ``sync=False`` wrote durable (one fdatasync; nothing when no file is open)."""
+        if self._fd >= 0:
+            os.fdatasync(self._fd)
+
     def drop_pending(self) -> None:
         self._pending.clear()
 

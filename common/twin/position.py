@@ -84,6 +84,13 @@ class Trade:
     commission: float
     pnl: float
 
+    def to_dict(self) -> dict[str, object]:
+        # what asdict() gives, without its deep copy field by field (~10x slower; in every snapshot with a trade)
+        return {"direction": self.direction, "intensity": self.intensity, "lot": self.lot,
+                "entry_time": self.entry_time, "entry_price": self.entry_price, "exit_time": self.exit_time,
+                "exit_price": self.exit_price, "pips": self.pips, "gross_pnl": self.gross_pnl,
+                "commission": self.commission, "pnl": self.pnl}
+
 
 @dataclass(frozen=True)
 class PositionUpdate:

@@ -29,7 +29,7 @@ the same values for all bars with numpy, and the tests hold the two to the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -127,7 +127,7 @@ class Decision:
         return {"bar_time": self.bar_time, "close": self.close, "action": int(self.action),
                 "direction": self.direction, "intensity": self.intensity, "hmm_state": self.hmm_state,
                 "floating_pnl": self.floating_pnl, "realized_pnl": self.realized_pnl, "equity": self.equity,
-                "closed_trade": None if self.closed_trade is None else asdict(self.closed_trade),
+                "closed_trade": None if self.closed_trade is None else self.closed_trade.to_dict(),
                 "observation": list(self.observation)}
 
     @classmethod

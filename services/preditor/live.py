@@ -26,7 +26,10 @@ def signal_of(symbol: str, d: Decision, previous: Decision | None = None, catch_
 
 def twin_bar(bar: messages.Bar) -> messages.Bar:
     """The bar with its numbers as the backtest reads them from its array (an int price on the wire as a float),
-    so the twin's arithmetic is the backtest's to the bit."""
+    so the twin's arithmetic is the backtest's to the bit (the bar itself when they are so already)."""
+    if (type(bar.time) is int and type(bar.open) is float and type(bar.high) is float and type(bar.low) is float
+            and type(bar.close) is float and type(bar.volume) is float):
+        return bar
     return messages.Bar(bar.symbol, bar.timeframe, int(bar.time), float(bar.open), float(bar.high), float(bar.low),
                         float(bar.close), float(bar.volume))
 
@@ -60,18 +63,23 @@ def position_view(symbol: str, timeframe: str, state: TwinState) -> messages.Vir
 # ---- snapshots ------------------------------------------------------------------------------------------
 
 
+# ``json.dumps(x, allow_nan=False, separators=(",", ":"))`` without making an encoder at each call (it runs for every
+# twin at every bar): the same text (Python's float repr round-trips every float64 exactly)
+to_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
 def snapshot_name(symbol: str, timeframe: str) -> str:
     return f"{symbol}_{timeframe}.twin.json"
 
 
 def snapshot_bytes(state: TwinState) -> bytes:
     """JSON (Python's float repr round-trips every float64 exactly)."""
-    return json.dumps(state.to_dict(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return to_json(state.to_dict()).encode("utf-8")
 
 
 def _row_text(row: list[float]) -> str:
     """One window bar as ``snapshot_bytes`` writes it (``[time, o, h, l, c, v]``, time as an int)."""
-    return json.dumps([int(row[0]), *row[1:]], allow_nan=False, separators=(",", ":"))
+    return to_json([int(row[0]), *row[1:]])
 
 
 def rows_text(bars: np.ndarray) -> list[str]:
@@ -94,7 +102,7 @@ class SnapshotEncoder:
         rows += [_row_text(r) for r in bars[len(rows):].tolist()]
         self._bars, self._rows = bars.copy(), rows  # a copy: the next comparison must see these bits
         head = json.dumps({"version": SNAPSHOT_VERSION, "model_id": state.model_id}, separators=(",", ":"))
-        tail = json.dumps(state.to_dict_after_bars(), allow_nan=False, separators=(",", ":"))
+        tail = to_json(state.to_dict_after_bars())
         return f'{head[:-1]},"bars":[{",".join(rows)}],{tail[1:]}'.encode()
 
     def _reused_rows(self, bars: np.ndarray) -> list[str]:

@@ -14,12 +14,15 @@
   so paper gets the signals it missed while it was down.
 - Every closed bar on ``bar.<SYM>.<TF>``: duplicates dropped; a jump over missing bars (not the weekly close, see
   ``gaps.py``) is filled from history first, in order; then ``step`` and one ``Signal`` on ``signal.<SYM>``. The
-  snapshots and signals of every twin stepped are written (one write, one fsync) once no more bars wait, so
-  when the bars of many symbols close together every signal goes out before any file is written (at most
-  ``SNAPSHOT_DELAY_MAX_S`` later under a stream of bars). A crash in between replays those bars from the previous
-  snapshot on restart and publishes the same signals again, which the executor and paper drop (``bar_time`` not
-  after the last they handled). A new connector epoch makes every twin catch up from history; a sequence gap in
-  a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
+  signals of the bars waiting are published together once they are stepped (at most ``PUBLISH_DELAY_MAX_S``
+  after the first: one wake of the subscribers per bar time, not one per symbol). The snapshots and signals of
+  every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
+  together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
+  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced once no bar came for
+  ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
+  previous snapshot on restart and publishes the same signals again, which the executor and paper drop
+  (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
+  a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
 - Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
   bar pending and is retried; it is never predicted on a hole.
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
@@ -51,6 +54,8 @@ log = logging.getLogger("oracle.preditor")
 
 WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
 SNAPSHOT_DELAY_MAX_S = 1.0  # snapshots wait for the bars still arriving, at most this long
+SYNC_LINGER_S = 0.02  # the snapshots written are fdatasynced once no bar came for this long (one sync for a burst)
+PUBLISH_DELAY_MAX_S = 0.002  # a decided signal waits for the next ones of the same bars at most this long
 
 
 def _import_model_code() -> None:
@@ -82,21 +87,17 @@ class Track:
     logged: bool = False  # the file holds this twin (written by this process)
     logged_bars: Any = None  # the bars of its last twin record in the file (np.ndarray), None: a whole one is due
     legacy: list[Path] = field(default_factory=list)  # the per-model files of before, removed once it is logged
+    # the model's names, kept (read at every bar: the model's own are properties over its metadata)
+    symbol: str = field(init=False)
+    timeframe: str = field(init=False)
+    key: str = field(init=False)  # in the snapshot file
+    topic: str = field(init=False)  # of its signals
 
     def __post_init__(self) -> None:
-        self.tf_s = TIMEFRAMES[self.model.timeframe]
-
-    @property
-    def symbol(self) -> str:
-        return self.model.symbol
-
-    @property
-    def timeframe(self) -> str:
-        return self.model.timeframe
-
-    @property
-    def key(self) -> str:
-        return store.model_key(self.symbol, self.timeframe)
+        self.symbol, self.timeframe = self.model.symbol, self.model.timeframe
+        self.tf_s = TIMEFRAMES[self.timeframe]
+        self.key = store.model_key(self.symbol, self.timeframe)
+        self.topic = messages.signal_topic(self.symbol)
 
 
 class Preditor(runtime.Service):
@@ -120,9 +121,13 @@ class Preditor(runtime.Service):
         self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
         self.fsync_snapshots = cfg.preditor.fsync_snapshots
         self.unsaved: dict[str, Track] = {}  # twins stepped since their last snapshot, by symbol
+        self.decided: list[tuple[str, messages.Signal]] = []  # (topic, signal) decided, not yet published
+        self.decided_since = 0.0  # monotonic time of the first of them
+        self.last_bar_at = 0.0  # monotonic time of the last bar stepped
         self.log = store.TwinLog(self.snapshot_dir, self.fsync_snapshots)
         self.saved: dict[str, store.Saved] | None = None  # what the file held at the first warmup, by model key
         self.unsaved_since = 0.0
+        self.unsynced_since = 0.0  # monotonic time of the first write not fdatasynced yet
         self._connector: bus.Requester | None = None
         self._importer = threading.Thread(target=_import_model_code, name="import-torch", daemon=True)
         self._importer.start()
@@ -218,6 +223,7 @@ class Preditor(runtime.Service):
                     self._send(track, d, previous, catch_up=True)
                     previous = d
                 caught_up += len(decisions)
+                self._publish_decided()
             self.beat_if_due()
         track.state, track.restored = state, why
         self._write_snapshot(track)
@@ -237,7 +243,9 @@ class Preditor(runtime.Service):
 
     # ---- requests to the connector -----------------------------------------------------------------
     def _ask(self, op: str, args: Any, what: str, timeout_s: float | None = None) -> Any:
-        """One request to the connector, heartbeats going on while it waits (Lazy Pirate: reset on timeout)."""
+        """One request to the connector, heartbeats going on while it waits (Lazy Pirate: reset on timeout); the
+        signals decided go out first."""
+        self._publish_decided()
         if self._connector is None:
             self._connector = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
                                             int(self.cfg.preditor.history_timeout_s * 1000))
@@ -277,17 +285,34 @@ class Preditor(runtime.Service):
             self._process_queue()
         if self.unsaved:
             self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
+        if self.log.unsynced:
+            now = time.monotonic()
+            if now - self.last_bar_at >= SYNC_LINGER_S or now - self.unsynced_since >= SNAPSHOT_DELAY_MAX_S:
+                self._sync_snapshots()
+
+    def poll_timeout_ms(self) -> int:
+        """Wake up for the snapshots' fdatasync when it is due (``SYNC_LINGER_S`` after the last bar)."""
+        timeout = super().poll_timeout_ms()
+        if self.log.unsynced:
+            due_ms = (self.last_bar_at + SYNC_LINGER_S - time.monotonic()) * 1000
+            timeout = max(1, min(timeout, int(due_ms) + 1))
+        return timeout
 
     def _process_queue(self) -> None:
+        """Step the bars waiting, publishing their signals together (at least every ``PUBLISH_DELAY_MAX_S``): one
+        burst of messages wakes the subscribers and the socket's I/O thread once for a bar time, not per symbol."""
         try:
             if self.catch_up_all:
                 for track in self.tracks.values():
                     if track.warm:
                         self._catch_up(track)
                 self.catch_up_all = False
-            while self.queue:
-                self._on_bar(self.queue[0])
-                self.queue.popleft()
+            queue = self.queue
+            while queue:
+                self._on_bar(queue[0])
+                queue.popleft()
+                if self.decided and self.last_bar_at - self.decided_since >= PUBLISH_DELAY_MAX_S:
+                    self._publish_decided()
                 self.beat_if_due()
         except GapNotFilled as exc:
             self.retry_at = time.monotonic() + self.cfg.preditor.gap_retry_s
@@ -295,6 +320,8 @@ class Preditor(runtime.Service):
                 self.alert("gap_not_filled", "warning", str(exc))
             self.last_problem = str(exc)
             return
+        finally:
+            self._publish_decided()
         self.last_problem = ""
 
     def _bars_arriving(self) -> bool:
@@ -321,7 +348,8 @@ class Preditor(runtime.Service):
         if not track.warm:
             self.count("bars_before_warmup")  # the warmup's history covers it
             return
-        if not is_new_bar(track.state, live.twin_bar(bar)):
+        bar = live.twin_bar(bar)
+        if not is_new_bar(track.state, bar):
             self.count("bars_duplicate")
             return
         last = track.state.last_bar_time
@@ -338,7 +366,7 @@ class Preditor(runtime.Service):
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError, ValueError) as exc:
             raise GapNotFilled(f"{track.symbol} {track.timeframe}: bars after {track.state.last_bar_time} "
                                f"not available: {exc}") from None
-        fresh = [b for b in missing if is_new_bar(track.state, live.twin_bar(b))]
+        fresh = [b for b in map(live.twin_bar, missing) if is_new_bar(track.state, b)]
         for n, b in enumerate(fresh, 1):
             # catch-up signals but the last of a catch-up that no live bar follows (the position to take now)
             self._process(track, b, catch_up=until is not None or n < len(fresh))
@@ -349,25 +377,36 @@ class Preditor(runtime.Service):
         return n
 
     def _process(self, track: Track, bar: messages.Bar, catch_up: bool = False) -> None:
+        """Step ``bar`` (``live.twin_bar``'s) and decide its signal (published by ``_publish_decided``)."""
         model = track.model
         previous = track.state.last_decision
-        state, decision = step(model.spec, track.state, live.twin_bar(bar), model.policy_fn)
+        state, decision = step(model.spec, track.state, bar, model.policy_fn)
         track.state = state
-        track.last_bar_wall = time.monotonic()
+        track.last_bar_wall = now = time.monotonic()
+        self.last_bar_at = now
         self.count("bars_seen")
         if decision is not None:
             self._send(track, decision, previous, catch_up)
         if not self.unsaved:
-            self.unsaved_since = time.monotonic()
+            self.unsaved_since = now
         self.unsaved[track.symbol] = track
 
     def _send(self, track: Track, decision: Decision, previous: Decision | None, catch_up: bool) -> None:
         signal = live.signal_of(track.symbol, decision, previous, catch_up)
-        self.publish(messages.signal_topic(track.symbol), signal)
+        if not self.decided:
+            self.decided_since = time.monotonic()
+        self.decided.append((track.topic, signal))
         if track.journal is not None:
             track.journal.add(signal)
         track.signals += 1
         self.count("catch_up_signals_sent" if catch_up else "signals_sent")
+
+    def _publish_decided(self) -> None:
+        """Publish the signals decided, in order; before anything waits (a request) and before any snapshot is
+        written (a snapshot never covers a bar whose signal has not gone out)."""
+        decided, self.decided = self.decided, []
+        for topic, signal in decided:
+            self.publish(topic, signal)
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
     def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:
@@ -398,21 +437,35 @@ class Preditor(runtime.Service):
             return None
 
     def _write_snapshots(self, force: bool = True) -> None:
-        """Write the snapshots and signals of the twins stepped since their last write, all in one write; unless
-        ``force``d, not while bars arrive (their signals go first)."""
+        """Write the snapshots and signals of the twins stepped since their last write, all in one write (to the
+        OS: a kill -9 loses nothing; fdatasynced by ``_sync_snapshots`` once the bars pause); unless ``force``d,
+        not while bars arrive (their signals go first)."""
         if self.unsaved and (force or not self._bars_arriving()):
             tracks = list(self.unsaved.values())
             self.unsaved.clear()
-            self._flush(tracks)
+            self._flush(tracks, sync=False)
 
     def _write_snapshot(self, track: Track) -> None:
         self.unsaved.pop(track.symbol, None)
         self._flush([track])
 
-    def _flush(self, tracks: list[Track]) -> None:
-        """One write and one fsync: each twin's new signals, then its snapshot (``store.py``); the file rewritten
-        whole when due. A failed write is alerted and the twins go on: their signals matter more than their
-        restart point (kept in memory, written at the next write, which rewrites the file)."""
+    def _sync_snapshots(self) -> None:
+        """One fdatasync for the writes since the last (a failure is alerted; the next write rewrites the file)."""
+        try:
+            self.log.sync()
+        except OSError as exc:
+            self.count("snapshot_errors")
+            for t in self.tracks.values():
+                if t.logged:
+                    self._write_failed(t, f"cannot write the twin snapshot {self.log.path} (fdatasync): "
+                                          f"{exc.strerror or exc}")
+
+    def _flush(self, tracks: list[Track], sync: bool = True) -> None:
+        """One write (and one fdatasync unless not ``sync``): each twin's new signals, then its snapshot
+        (``store.py``); the file rewritten whole when due. A failed write is alerted and the twins go on: their
+        signals matter more than their restart point (kept in memory, written at the next write, which rewrites
+        the file). The signals decided go out before (a snapshot never covers a bar whose signal did not)."""
+        self._publish_decided()
         data = b"".join(self._records(t) for t in tracks)
         written = tracks
         try:
@@ -421,7 +474,9 @@ class Preditor(runtime.Service):
                 written = [t for t in self.tracks.values() if t.logged or id(t) in batch]
                 self.log.rewrite(self._whole(written))
             else:
-                self.log.append(data)
+                if not self.log.unsynced:
+                    self.unsynced_since = time.monotonic()
+                self.log.append(data, sync=sync)
         except OSError as exc:
             self.count("snapshot_errors")
             for t in tracks:
@@ -524,7 +579,9 @@ class Preditor(runtime.Service):
         return len(self.queue)
 
     def on_stop(self) -> None:
+        self._publish_decided()
         self._write_snapshots()
+        self._sync_snapshots()
         if self._connector is not None:
             self._connector.close()
 

@@ -1,5 +1,6 @@
 """Every twin's snapshot and signal journal in one append-only file (``twins.jsonl`` in the snapshot directory):
-one write and at most one fsync per bar time for all the models stepped, instead of two fsynced files per model.
+one write per bar time for all the models stepped and at most one fdatasync (one for a burst of bar times: the
+service syncs once the bars pause), instead of two fsynced files per model.
 
 Why an append-only file rather than one combined file rewritten per bar time: a twin's snapshot is ~18 KB, almost
 all of it its window of 350 bars, and a bar time changes one bar of each window. Rewriting 20 snapshots writes
@@ -20,7 +21,8 @@ The journal's rule holds: per model, the new signals are written before its twin
 reading stops at the first torn or unreadable line (what follows it cannot be trusted, also after a power cut
 that kept a later page but not an earlier one), so a twin record is never read without the signals written before
 it: a restart never skips a bar whose signal is not kept. A torn tail is cut when the file is opened and the next
-write rewrites the file. The signals are durable after the fsync, as each model's journal append was before.
+write rewrites the file. The signals are durable after the fdatasync; before it, a power cut may take the last
+writes, and the restart replays their bars from the snapshot before them (the same signals again).
 
 Upgrade: a model the file does not hold is read from the per-model files of before (``<SYM>_<TF>.twin.json`` and
 ``<SYM>_<TF>.signals.jsonl``); they are removed once the file holds that model (``service._flush``).
@@ -32,6 +34,7 @@ the torn tail cut at open, a failed append cut off, the rewrite atomic).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,7 @@ import numpy as np
 
 from common import durable, messages
 from services.preditor.journal import KEEP
+from services.preditor.live import to_json
 
 LOG_NAME = "twins.jsonl"
 COMPACT_MIN = 1 << 20  # bytes appended before a rewrite is considered (fewer rewrites of a small file)
@@ -57,13 +61,14 @@ def model_key(symbol: str, timeframe: str) -> str:
     return f"{symbol}_{timeframe}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _head(key: str) -> bytes:
     return b'{"m":' + json.dumps(key).encode() + b","
 
 
 def signal_lines(key: str, signals: list[messages.Signal]) -> bytes:
     head = _head(key)
-    return b"".join(head + b'"sig":' + json.dumps(messages.to_wire(s), allow_nan=False, separators=(",", ":"))
+    return b"".join(head + b'"sig":' + to_json(messages.to_wire(s))
                     .encode() + b"}\n" for s in signals)
 
 
@@ -79,7 +84,7 @@ def twin_line(key: str, snapshot: bytes) -> bytes:
 def next_line(key: str, n: int, rows: list[str], after: dict) -> bytes:
     """A snapshot relative to the one before: ``rows`` (the new bars, encoded as the snapshot encodes them), the
     window length ``n`` and the entries after the bars (``TwinState.to_dict_after_bars``)."""
-    tail = json.dumps(after, allow_nan=False, separators=(",", ":"))
+    tail = to_json(after)
     return (_head(key) + b'"n":' + str(n).encode() + b',"add":[' + ",".join(rows).encode() + b'],"next":'
             + tail.encode() + b"}\n")
 
@@ -142,13 +147,13 @@ def whole_lines(key: str, entry: Saved) -> bytes:
     """A model's part of a rewritten file, from what was read (a model this process has not written)."""
     out = reset_line(key) + signal_lines(key, list(entry.signals))
     if entry.snapshot is not None:
-        out += twin_line(key, json.dumps(entry.snapshot, allow_nan=False, separators=(",", ":")).encode())
+        out += twin_line(key, to_json(entry.snapshot).encode())
     return out
 
 
 class TwinLog:
-    """The file (a ``durable.AppendLog``): read once (``load``), then appended (``append``) or rewritten
-    (``rewrite``), one fsync each."""
+    """The file (a ``durable.AppendLog``): read once (``load``), then appended (``append``: one fdatasync, or none
+    until ``sync`` when the appends of a burst of bars share one) or rewritten (``rewrite``, one fsync)."""
 
     def __init__(self, directory: Path, fsync: bool):
         self.directory = directory
@@ -157,6 +162,7 @@ class TwinLog:
         self.base = 0  # bytes of the file at its last rewrite (or load)
         self.appended = 0  # bytes appended since
         self.must_rewrite = True  # no file yet, a torn tail, or a failed write: the next write rewrites the file
+        self.unsynced = False  # appended without an fdatasync yet (in the OS: a kill loses nothing, a power cut may)
         self._log: durable.AppendLog | None = None
 
     def load(self) -> dict[str, Saved]:
@@ -173,23 +179,38 @@ class TwinLog:
         """Is the next write a rewrite (``more`` bytes to append otherwise)?"""
         return self.must_rewrite or self.appended + more > max(COMPACT_MIN, 2 * self.base)
 
-    def append(self, data: bytes) -> None:
-        """``data``: whole lines. OSError goes up (the file as it was; the next write rewrites it)."""
+    def append(self, data: bytes, sync: bool = True) -> None:
+        """``data``: whole lines; ``sync=False``: written to the OS only, made durable by the next ``sync`` (or synced
+        append, or rewrite). OSError goes up (the file as it was; the next write rewrites it)."""
         log = self._file()
         log.add(data[:-1])
         try:
-            log.commit(sync=self.fsync)
+            log.commit(sync=self.fsync and sync)
         except OSError:
             log.drop_pending()
             self.must_rewrite = True
             raise
         self.appended += len(data)
+        self.unsynced = self.fsync and not sync
+
+    def sync(self) -> None:
+        """Make the appends without an fdatasync durable. OSError goes up (what they wrote may be lost on a power
+        cut: the next write rewrites the file)."""
+        if not self.unsynced:
+            return
+        try:
+            self._file().sync()
+        except OSError:
+            self.must_rewrite = True
+            raise
+        finally:
+            self.unsynced = False
 
     def rewrite(self, data: bytes) -> None:
         """The file replaced by ``data`` (whole lines), atomically. OSError goes up."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._file().rewrite([data[:-1]] if data else [], sync=self.fsync)
-        self.base, self.appended, self.must_rewrite = len(data), 0, False
+        self.base, self.appended, self.must_rewrite, self.unsynced = len(data), 0, False, False
 
     def _file(self) -> durable.AppendLog:
         if self._log is None:

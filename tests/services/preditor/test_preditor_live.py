@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -74,6 +74,23 @@ def test_signal_and_position_views_of_a_real_run(demo, eurusd_bars):
     assert view.direction == state.position.direction and view.realized_pnl == state.realized_pnl
     assert view.last_bar_time == d.bar_time and view.decisions == len(decisions)
     assert messages.from_wire(messages.VirtualPosition, messages.to_wire(view)) == view  # its types hold
+
+
+def test_twin_bar_gives_the_backtest_s_floats_and_keeps_a_bar_that_has_them():
+    wire_ints = messages.Bar("EURUSD", "H1", 3600, 1, 2, 1, 2, 100)
+    b = live.twin_bar(wire_ints)
+    assert [type(x) for x in (b.time, b.open, b.high, b.low, b.close, b.volume)] == [int] + [float] * 5
+    assert (b.open, b.volume) == (1.0, 100.0)
+    assert live.twin_bar(b) is b
+
+
+def test_a_decision_s_snapshot_holds_its_closed_trade_as_asdict_would(demo, eurusd_bars):
+    """``Trade.to_dict`` (the snapshot's, without asdict's deep copy) is asdict's map, every field in order."""
+    _, decisions = run(demo.spec, initial_state(demo.model_id), eurusd_bars[:600], demo.policy_fn)
+    trades = [d.closed_trade for d in decisions if d.closed_trade is not None]
+    assert trades
+    for trade in trades:
+        assert list(trade.to_dict().items()) == list(asdict(trade).items())
 
 
 def test_snapshot_round_trips_exactly_and_refuses_another_model(demo, eurusd_bars):

@@ -84,3 +84,25 @@ def test_a_reset_forgets_the_signals_and_other_models_are_kept_apart():
     assert [s.bar_time for s in saved["EURUSD_H1"].signals] == [7200]
     assert [s.bar_time for s in saved["GBPUSD_H1"].signals] == [3600]
     assert store.parse(b"".join(store.whole_lines(k, e) for k, e in saved.items()))[0].keys() == saved.keys()
+
+
+def test_an_append_without_its_sync_is_in_the_file_at_once_and_synced_later(tmp_path):
+    """A burst of bars shares one fdatasync: each append is in the OS at once (a kill -9 loses nothing, the next
+    process reads it), ``sync`` makes them durable; a synced append or a rewrite covers the unsynced ones too."""
+    log = TwinLog(tmp_path, fsync=True)
+    log.load()
+    log.rewrite(store.signal_lines("EURUSD_H1", [sig(3600)]))
+    assert not log.unsynced
+    log.append(store.signal_lines("EURUSD_H1", [sig(7200)]), sync=False)
+    log.append(store.signal_lines("EURUSD_H1", [sig(10800)]), sync=False)
+    assert log.unsynced
+    assert [s.bar_time for s in TwinLog(tmp_path, fsync=True).load()["EURUSD_H1"].signals] == [3600, 7200, 10800]
+    log.sync()
+    assert not log.unsynced
+    log.append(store.signal_lines("EURUSD_H1", [sig(14400)]), sync=False)
+    log.append(store.signal_lines("EURUSD_H1", [sig(18000)]))  # synced: the one before with it
+    assert not log.unsynced
+    unsynced_off = TwinLog(tmp_path, fsync=False)  # ``fsync_snapshots: false``: nothing ever waits for a sync
+    assert len(unsynced_off.load()["EURUSD_H1"].signals) == 5
+    unsynced_off.append(store.signal_lines("EURUSD_H1", [sig(21600)]), sync=False)
+    assert not unsynced_off.unsynced
