@@ -170,7 +170,7 @@ class Executor(_Section):
 class Paper(_Section):
     enabled: bool = True
     initial_balance: PosFloat = 10000.0
-    state_file: str = "paper-state.json"  # the paper book (+ .journal.jsonl), committed after each batch
+    state_file: str = "paper-state.json"  # names the paper book, kept in <name>.jsonl (one commit per batch)
 
 
 class SupabaseSinkSettings(_Section):

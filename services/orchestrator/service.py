@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -40,6 +41,15 @@ PERSISTED_EVENTS = {
 
 
 FLUSH_BEFORE_SHUTDOWN_S = 5.0  # at most this long, after the shutdown steps, for persistence to ack our events
+# supervisord's view (pids, FATAL) is asked this often while something is not settled: booting, a service not RUNNING
+# or not heard from within two heartbeat intervals, a restart under way, a stop; and this often when all is settled
+# (an XML-RPC call costs both processes about a millisecond; a dead service is unsettled within two intervals, and
+# its heartbeat timeout, not supervisord, is what the watchdog restarts it on)
+SUPERVISOR_POLL_S = 1.0
+SUPERVISOR_POLL_SETTLED_S = 10.0
+# with nothing under way (RUNNING, no step, request or record in flight) the loop sleeps until the next thing due (a
+# heartbeat, the state, supervisord's view, a watchdog deadline), this long at most: what arrives wakes it anyway
+QUIET_POLL_S = 0.5
 
 
 def _iso(ts_ns: int) -> str:
@@ -68,7 +78,8 @@ class Orchestrator(runtime.Service):
         self.supervisor = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket))
         self.supervisor_error = ""
         self.own_supervisor_state = ""
-        self._next_supervisor_poll = 0.0
+        self._last_supervisor_poll: float | None = None
+        self._next_supervisor_look = 0.0  # when to look again whether supervisord is due (settled or not)
         self._next_state_pub = 0.0
         self._last_event = "started"
         self.pushes: dict[str, deque[str]] = {s: deque() for s in config.WORKERS}
@@ -181,6 +192,8 @@ class Orchestrator(runtime.Service):
     def _drive_pushes(self, now: float) -> None:
         """Send queued steps (reactions and shutdown) to services over their REP sockets."""
         for service, queue in self.pushes.items():
+            if not queue and service not in self.requesters:
+                continue  # never asked anything: no socket yet
             req = self._requester(service)
             if req.pending is not None:
                 try:
@@ -233,10 +246,23 @@ class Orchestrator(runtime.Service):
             self._adopt_process(view, body.epoch, body.pid, body.steps, now)
         view.on_heartbeat(body, now)
 
+    def _settled(self, now: float) -> bool:
+        """Everything RUNNING and heard from lately, supervisord agreeing, no restart under way: its view is asked
+        less often (SUPERVISOR_POLL_SETTLED_S)."""
+        if self.system != messages.RUNNING or self.stopping or self.supervisor_error or self.react_pending:
+            return False
+        recent = 2 * self.cfg.runtime.heartbeat_interval_s
+        return all(v.alive(now, recent) and v.state == messages.S_RUNNING and v.supervisor_state == "RUNNING"
+                   and v.restart_requested_at is None for v in self.views.values())
+
     def _poll_supervisor(self, now: float) -> None:
-        if now < self._next_supervisor_poll:
+        if now < self._next_supervisor_look:
             return
-        self._next_supervisor_poll = now + 1.0
+        self._next_supervisor_look = now + SUPERVISOR_POLL_S
+        last = self._last_supervisor_poll
+        if last is not None and now - last < SUPERVISOR_POLL_SETTLED_S and self._settled(now):
+            return
+        self._last_supervisor_poll = now
         try:
             procs = self.supervisor.processes()
         except SupervisorUnavailable as exc:
@@ -279,9 +305,13 @@ class Orchestrator(runtime.Service):
                     self.alert("watchdog", "critical", f"cannot restart {action.service}: {exc}")
 
     # ---- system state -----------------------------------------------------------------------
-    def _system_state(self, now: float) -> str:
+    def _system_state(self, now: float, fresh_issues: bool = True) -> str:
+        """The system's state; `fresh_issues=False` (the check of every loop turn) reuses the health issues found last
+        (walking every symbol of every heartbeat), which every publish of the state (at least once a second) and
+        every status finds again."""
         hb_timeout = self.cfg.orchestrator.heartbeat_timeout_s
-        self.issues = health.issues(self.views.values(), now, self.cfg.health, hb_timeout)
+        if fresh_issues:
+            self.issues = health.issues(self.views.values(), now, self.cfg.health, hb_timeout)
         if self.stopping:
             return messages.STOPPING
         if self.halted_reason:
@@ -312,6 +342,23 @@ class Orchestrator(runtime.Service):
         )
         self.publish(messages.SYS_STATE_TOPIC, body)
 
+    def _quiet(self) -> bool:
+        """Nothing under way that the loop must look after every turn (steps, requests, records, a stop)."""
+        return (self.system == messages.RUNNING and not self.stopping and not self.react_pending
+                and not len(self.outbox) and not any(self.pushes.values())
+                and all(r.pending is None for r in self.requesters.values()))
+
+    def poll_timeout_ms(self) -> int:
+        base = super().poll_timeout_ms()
+        if base < 100 or not self._quiet():
+            return base
+        now = time.monotonic()
+        due = min(now + QUIET_POLL_S, self._next_state_pub, self._next_hb, self._next_supervisor_look)
+        deadline = watchdog.next_check(self.views.values(), now, self.cfg.orchestrator)
+        if deadline is not None:
+            due = min(due, deadline + 0.001)  # the watchdog's timeouts are strict: just past
+        return max(0, math.ceil((due - now) * 1000))
+
     def on_tick(self, now: float) -> None:
         self._poll_supervisor(now)
         self._watch(now)
@@ -328,7 +375,7 @@ class Orchestrator(runtime.Service):
                     self._finish_shutdown()
                 # else: persistence is still up: let it acknowledge our last events before everything stops
         previous = self.system
-        if now >= self._next_state_pub or self._system_state(now) != previous:
+        if now >= self._next_state_pub or self._system_state(now, fresh_issues=False) != previous:
             self._publish_state(now)
 
     # ---- operator requests -------------------------------------------------------------------

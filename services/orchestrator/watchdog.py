@@ -57,3 +57,21 @@ def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[
             stalled = now - v.progress_changed_at
             actions.append(Restart(v.name, f"stalled: {hb.pending} pending, no progress for {stalled:.1f} s"))
     return actions
+
+
+def next_check(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> float | None:
+    """The earliest time after `now` at which `assess` can decide something else with no new input (a heartbeat or
+    supervisord's view): a heartbeat timing out, a restart's grace ending, pending work stalling long enough. The
+    loop may sleep until then (plus a millisecond: the timeouts are strict) without detecting anything later.
+    None: nothing here depends on the time alone."""
+    times: list[float] = []
+    for v in views:
+        if v.escalated:
+            continue
+        if v.restart_requested_at is not None:
+            times.append(v.restart_requested_at + 2 * cfg.heartbeat_timeout_s)
+        if v.last_hb is not None:
+            times.append(v.last_hb + cfg.heartbeat_timeout_s)
+        if v.hb is not None and v.hb.pending > 0:
+            times.append(v.progress_changed_at + cfg.stall_timeout_s)
+    return min((t for t in times if t > now), default=None)

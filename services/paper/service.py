@@ -3,31 +3,34 @@
 The imperative shell around `services/paper/account.py` (README.md): one account per modelled symbol, costs from
 the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close.
 
-Signals are applied as they arrive; once per loop pass (after every signal of that pass) the book is committed to
-`<data_dir>/<paper.state_file>` (`store.py`: the new trades and equity points appended to a journal, a small state
-file replaced atomically: the cost does not grow with the run's length), and only then does anything leave: the
-trades to persistence, `paper.trade.*` and `paper.metrics.*`. On start the last commit is restored, and a signal
-whose bar is not after its account's last one is ignored, so a restarted paper trader fed the same stream (or its
-tail) ends with the same trades and balance as one that never stopped. Signals missed while paper was down (or
-lost in a gap of the stream, or applied but not committed when the process died) are asked again: at its warmup
-and on a gap, a restarted preditor or the first message of its stream, paper asks the preditor's
-``signals_since`` each account's last bar and simulates each at its own bar, in bar order (the signals arriving
-meanwhile wait, so none is applied before an older one; a signal not after the account's last bar is ignored, so
-nothing is simulated twice). Catch-up signals (bars the preditor decided late, after its own restart) are
-simulated like the others, each at its bar. Should the preditor not answer, the waiting signals are applied and
-it is asked again.
+Signals are applied as they arrive and committed in batches (group commit): once every account has had the signal
+of the newest bar applied (the preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after
+the first uncommitted one, the book is committed to `<data_dir>/<paper.state_file without .json>.jsonl`
+(`store.py`: one line appended with what changed, one write and one fdatasync for the whole batch; the cost does
+not grow with the run's length), and only then does anything leave: the trades to persistence, `paper.trade.*` and
+`paper.metrics.*`. On start the last commit is restored, and a signal whose bar is not after its account's last
+one is ignored, so a restarted paper trader fed the same stream (or its tail) ends with the same trades and balance
+as one that never stopped. Signals missed while paper was down (or lost in a gap of the stream, or applied but not
+committed when the process died) are asked again: at its warmup and on a gap, a restarted preditor or the first
+message of its stream, paper asks the preditor's ``signals_since`` each account's last bar and simulates each at its
+own bar, in bar order (the signals arriving meanwhile wait, so none is applied before an older one; a signal not
+after the account's last bar is ignored, so nothing is simulated twice). Catch-up signals (bars the preditor
+decided late, after its own restart) are simulated like the others, each at its bar. Should the preditor not
+answer, the waiting signals are applied and it is asked again.
 
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
-account a pass changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
+account a commit changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
 `trades` table (`is_paper = true`, actions OPEN / CLOSE) through its outbox (`runtime.Service.persist`): kept until
 persistence acknowledges it, also across a restart; ids are derived from the trade, so re-sending every record of
-the book after a restart is a no-op at the store. Paper is the only writer of its records.
+the book after a restart is a no-op at the store. Paper is the only writer of its records. A trade is logged at
+DEBUG; every `SUMMARY_S` the work done goes out in one INFO line.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,10 @@ from services.paper.stats import RunningStats
 from services.paper.store import BookStore, StateError
 
 log = logging.getLogger("oracle.paper")
+
+COMMIT_DELAY_MAX_S = 0.2  # applied signals wait for the rest of their bar's at most this long before a commit
+SUMMARY_S = 300.0  # how often the counters of the work done are logged (INFO), instead of a line per trade
+SUMMARIZED = ("signals_applied", "signals_replayed", "trades", "openings", "saves")
 
 
 def trade_record(trade: PaperTrade, timeframe: str | None) -> dict[str, Any]:
@@ -108,6 +115,12 @@ class Paper(runtime.Service):
         self.store = BookStore(self.state_path)
         self.stats: dict[str, RunningStats] = {}
         self._unsaved: list[tuple[str, PaperStep]] = []  # applied, not committed yet: (symbol, step)
+        self._unsaved_since = 0.0  # when the first of them was applied
+        self._newest_bar = 0  # the newest bar time applied, and how many accounts have had it applied
+        self._at_newest = 0
+        self._report: dict[str, messages.PaperAccountStatus] | None = None  # the accounts' status, kept until a change
+        self._summarized: dict[str, int] = {}
+        self._next_summary = 0.0
         self.models: dict[str, ModelMeta] = {}
         self.book: PaperBook | None = None
         self.restored = False
@@ -125,7 +138,8 @@ class Paper(runtime.Service):
             raise runtime.StepFailed(f"{exc}; move it away to start fresh") from None
 
     def _commit(self) -> None:
-        """Save what this pass applied, then let it out (a crash before the save loses nothing that left)."""
+        """Save what was applied since the last commit, then let it out (a crash before the save loses nothing
+        that left)."""
         if not self._unsaved:
             return
         assert self.book is not None
@@ -140,13 +154,14 @@ class Paper(runtime.Service):
                 self.persist("trades", record)
                 self.publish(messages.paper_trade_topic(symbol), trade_message(closed, record["id"]))
                 self.count("trades")
-                logs.event(log, logging.INFO, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
-                           exit_time=closed.exit_time)
+                if log.isEnabledFor(logging.DEBUG):
+                    logs.event(log, logging.DEBUG, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
+                               exit_time=closed.exit_time)
             if step.opened is not None:
                 self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
             self.beat_if_due()
-        for symbol in changed:  # once per account and pass
+        for symbol in changed:  # once per account and commit
             self.publish(messages.paper_metrics_topic(symbol),
                          metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol]))
         self.count("saves")
@@ -169,6 +184,8 @@ class Paper(runtime.Service):
                 accounts[symbol] = new_account(symbol, meta.costs)
                 created.append(symbol)
         self.book = PaperBook(accounts)
+        self._newest_bar = self._at_newest = 0
+        self._report = None
         self.stats = {s: RunningStats.of(a) for s, a in accounts.items()}
         migrated = self.store.legacy
         if created or migrated:  # commit the new accounts (and a version 1 file in today's format) now
@@ -219,7 +236,41 @@ class Paper(runtime.Service):
             waiting, self.waiting = self.waiting, []
             for sig in sorted(waiting, key=lambda s: s.bar_time):  # stable: in bar order, as decided
                 self._apply(sig)
-        self._commit()  # once per loop pass: after every signal the pass drained (on_message, above)
+        if self._unsaved and (self._bar_complete() or now - self._unsaved_since >= COMMIT_DELAY_MAX_S):
+            self._commit()  # once per batch: every signal drained since (on_message, above)
+        if now >= self._next_summary:
+            self._log_summary(now)
+
+    def _bar_complete(self) -> bool:
+        """Has every account had the signal of the newest bar applied (nothing more of that bar to wait for)?"""
+        assert self.book is not None
+        return self._at_newest >= len(self.book.accounts)
+
+    def _note_applied(self, bar_time: int) -> None:
+        """Count the accounts at the newest bar (an account applies a bar once: its later signals are newer)."""
+        assert self.book is not None
+        if bar_time > self._newest_bar:
+            self._newest_bar = bar_time
+            self._at_newest = sum(1 for a in self.book.accounts.values()
+                                  if a.last_bar_time is not None and a.last_bar_time >= bar_time)
+        elif bar_time == self._newest_bar:
+            self._at_newest += 1
+
+    def poll_timeout_ms(self) -> int:
+        base = super().poll_timeout_ms()
+        if not self._unsaved:
+            return base
+        left = self._unsaved_since + COMMIT_DELAY_MAX_S - time.monotonic()
+        return max(0, min(base, math.ceil(left * 1000)))
+
+    def _log_summary(self, now: float) -> None:
+        """The work done since the last summary, in one INFO line (nothing done: no line)."""
+        self._next_summary = now + SUMMARY_S
+        done = {k: self.progress.get(k, 0) - self._summarized.get(k, 0) for k in SUMMARIZED}
+        self._summarized = {k: self.progress.get(k, 0) for k in SUMMARIZED}
+        if any(done.values()):
+            logs.event(log, logging.INFO, f"the last {SUMMARY_S:g} s", **{k: v for k, v in done.items() if v},
+                       commits=self.store.commits, rewrites=self.store.rewrites)
 
     def _ask_missed_signals(self, now: float) -> None:
         """The preditor's signals after each account's last bar, ahead of those waiting (applied next). Until it
@@ -277,9 +328,13 @@ class Paper(runtime.Service):
         if step.closed is not None:
             stats.add_trades((step.closed,))
         stats.add_equity(step.account.equity_curve[-1])
-        # nothing leaves before the commit at the end of this pass: a crash before it loses, never half-sends,
-        # what this pass applied (the same as signals still in the socket: asked again, or replayed)
+        # nothing leaves before the commit of this batch: a crash before it loses, never half-sends, what the
+        # batch applied (the same as signals still in the socket: asked again, or replayed)
+        if not self._unsaved:
+            self._unsaved_since = time.monotonic()
         self._unsaved.append((sig.symbol, step))
+        self._note_applied(sig.bar_time)
+        self._report = None
         self.count("signals_applied")
         self.beat_if_due()  # a long batch of signals keeps the heartbeats going
 
@@ -287,6 +342,12 @@ class Paper(runtime.Service):
     def _accounts_report(self) -> dict[str, messages.PaperAccountStatus]:
         if self.book is None:
             return {}
+        if self._report is None:
+            self._report = self._make_accounts_report()
+        return dict(self._report)
+
+    def _make_accounts_report(self) -> dict[str, messages.PaperAccountStatus]:
+        assert self.book is not None
         out = {}
         for symbol, a in sorted(self.book.accounts.items()):
             pnl = self.stats[symbol].pnl if symbol in self.stats else sum(t.pnl for t in a.trades)
@@ -300,7 +361,7 @@ class Paper(runtime.Service):
 
     def status_report(self) -> dict[str, Any]:
         return {"accounts": self._accounts_report(), "restored": self.restored, "state_file": str(self.state_path),
-                "journal": str(self.store.journal), "unsaved": len(self._unsaved)}
+                "journal": str(self.store.path), "unsaved": len(self._unsaved)}
 
     def health_info(self) -> dict:
         return {"accounts": len(self.book.accounts) if self.book else 0}
@@ -313,6 +374,7 @@ class Paper(runtime.Service):
             self._commit()  # a graceful stop keeps what the last pass applied
         except OSError as exc:
             log.error("paper book not saved at stop: %s", exc)
+        self.store.close()
         if self._preditor is not None:
             self._preditor.close()
 

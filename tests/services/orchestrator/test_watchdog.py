@@ -91,3 +91,34 @@ def test_a_new_process_never_inherits_the_old_ones_state():
     v.on_heartbeat(Heartbeat("preditor", 100, 10, "RUNNING", 1.0, 1), 2.0)
     v.new_epoch(20, 101, [], 3.0)
     assert (v.state, v.pid, v.hb, v.last_hb) == ("WAITING", 101, None, None)
+
+
+@pytest.mark.parametrize("views", [
+    [view(last_hb=100.0)],
+    [view(last_hb=100.0, restart_requested_at=98.0)],
+    [view(last_hb=97.0, restart_requested_at=99.5)],
+    [view(last_hb=100.0, pending=3, progress_changed_at=92.0)],
+    [view(last_hb=101.5, pending=1, progress_changed_at=100.0), view(last_hb=99.0)],
+    [view(last_hb=100.0, restarts=[50, 60, 70])],
+    [view()],
+])
+def test_nothing_is_detected_before_next_check(views):
+    """A loop sleeping from one `next_check` to the next (no new input meanwhile) detects what a loop checking all
+    the time detects, within the millisecond it adds."""
+    now = 100.0
+    assert watchdog.assess(views, now, CFG) == []
+    first_action = next((now + k / 100 for k in range(1, 3000) if watchdog.assess(views, now + k / 100, CFG)), None)
+    t, detected = now, None
+    while detected is None and (due := watchdog.next_check(views, t, CFG)) is not None:
+        t = due + 0.001
+        if watchdog.assess(views, t, CFG):
+            detected = t
+    if first_action is None:
+        assert detected is None
+        return
+    assert detected is not None and detected <= first_action + 0.0011  # the millisecond past each deadline
+    assert watchdog.assess(views, detected - 0.002, CFG) == []  # not detectable a moment earlier
+
+
+def test_next_check_is_none_without_a_deadline():
+    assert watchdog.next_check([view(), view(last_hb=100.0, escalated=True)], 100.0, CFG) is None

@@ -1,6 +1,7 @@
-"""The paper process in-process (no sockets): a loop pass applies every signal it drained, commits the book once,
-and only then lets trades and metrics out; a process killed before the commit restarts from the previous one; a
-state file in the old one-file format is loaded and migrated by paper.load."""
+"""The paper process in-process (no sockets): the signals drained are applied and committed in one batch once the
+newest bar's are all there (or a while after the first), and only then do trades and metrics leave; a process
+killed before the commit restarts from the previous one; a state file in the old one-file format is loaded and
+migrated by paper.load."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import os
 import random
 
 import pytest
-from harness import Home
+from harness import REPO, Home
 
 from common import messages, wire
 from common.bus import Received
 from common.model_meta import read_models
 from common.sequence import Delivery, Seen
 from services.paper.account import new_book, replay
-from services.paper.service import Paper
-from services.paper.store import journal_path, read_book
+from services.paper.service import COMMIT_DELAY_MAX_S, Paper
+from services.paper.store import read_book
 
 
 class Recorder:
@@ -32,19 +33,19 @@ class Recorder:
         pass
 
 
-def signals(n: int, start: int = 0) -> list[messages.Signal]:
+def signals(n: int, start: int = 0, symbol: str = "EURUSD") -> list[messages.Signal]:
     rng = random.Random(5)
     price, out = 1.1, []
     for i in range(start + n):
         price *= 1 + rng.gauss(0, 0.002)
         direction = rng.choice((-1, 0, 1))
         intensity = rng.randint(1, 3) if direction else 0
-        out.append(messages.Signal("EURUSD", 3600 * (i + 1), price, 0, direction, intensity, rng.randint(0, 2), 0.0))
+        out.append(messages.Signal(symbol, 3600 * (i + 1), price, 0, direction, intensity, rng.randint(0, 2), 0.0))
     return out[start:]
 
 
 def received(sig: messages.Signal, seq: int) -> Received:
-    env = wire.Envelope("signal.EURUSD", "Signal", "preditor", 1, seq, 0, sig)
+    env = wire.Envelope(f"signal.{sig.symbol}", "Signal", "preditor", 1, seq, 0, sig)
     return Received(env, Seen(Delivery.IN_ORDER))  # (a first message would ask the preditor, absent here)
 
 
@@ -58,10 +59,10 @@ def new_paper(home: Home) -> Paper:
     return svc
 
 
-def paper(home: Home) -> Paper:
+def paper(home: Home, symbols: tuple[str, ...] = ("EURUSD",)) -> Paper:
     svc = new_paper(home)
     res = svc.on_step("paper.load", {})
-    assert res["accounts"] == ["EURUSD"]
+    assert res["accounts"] == list(symbols)
     return svc
 
 
@@ -83,9 +84,9 @@ def topics(svc: Paper) -> list[str]:
     return [t for t, _ in svc.pub.sent if not t.startswith("hb.")]  # type: ignore[union-attr]
 
 
-def test_one_commit_per_pass_and_nothing_leaves_before_it(home):
+def test_one_commit_per_batch_and_nothing_leaves_before_it(home):
     svc = paper(home)
-    state = svc.state_path
+    state = svc.store.path
     committed = state.read_bytes()
     batch = signals(40)
     svc._next_hb = 0.0  # a beat is due: the batch beats (runtime.beat_if_due) while it works
@@ -104,7 +105,8 @@ def test_one_commit_per_pass_and_nothing_leaves_before_it(home):
     assert metrics.trades == n_trades and metrics.balance == svc.book.accounts["EURUSD"].balance
     svc.on_tick(0.1)  # nothing new: no save
     assert svc.progress["saves"] == 1
-    assert read_book(state) == svc.book
+    assert read_book(svc.state_path) == svc.book
+    assert state.read_bytes().startswith(committed) and state.read_bytes().count(b"\n") == committed.count(b"\n") + 1
 
 
 def test_killed_before_the_commit_restarts_from_the_last_one_and_a_replay_equals_a_straight_run(home):
@@ -135,11 +137,51 @@ def test_a_state_file_of_the_old_format_is_loaded_and_migrated(home):
         svc.on_message(received(sig, seq))
     svc.on_tick(0.0)
     book = svc.book
-    svc.state_path.write_text(json.dumps(book.to_dict()))  # as the previous version wrote it
-    journal_path(svc.state_path).unlink()
+    svc.state_path.write_text(json.dumps(book.to_dict()))  # as the version before the journal wrote it
+    svc.store.path.unlink()
     again = new_paper(home)
     res = again.on_step("paper.load", {})
     assert res["restored"] and res["migrated"]
     assert again.book == book
-    assert json.loads(again.state_path.read_text())["version"] == 2
+    assert not again.state_path.exists() and again.store.path.exists()  # migrated into the log
     assert read_book(again.state_path) == book
+
+
+@pytest.fixture
+def home2(tmp_path):
+    from system.preditor_rig import copy_model_as
+
+    models = tmp_path / "two_models"
+    models.mkdir()
+    for symbol in ("EURUSD", "SYN01"):
+        copy_model_as(REPO / "models" / "EURUSD_H1.zip", models, symbol)
+    h = Home(tmp_path / "home", {"preditor": {"models_dir": str(models)}})
+    yield h
+    while OPENED:
+        svc = OPENED.pop()
+        if svc._spool is not None:
+            os.close(svc._spool)
+        svc.ctx.term()
+    h.close()
+
+
+def test_a_batch_waits_for_the_rest_of_its_bar_at_most_a_while(home2):
+    svc = paper(home2, ("EURUSD", "SYN01"))
+    euro, syn = signals(3), signals(3, symbol="SYN01")
+    svc.on_message(received(euro[0], 1))
+    first = svc._unsaved_since  # when the batch's first signal was applied: the clock of the wait
+    svc.on_tick(first)
+    assert "saves" not in svc.progress and svc.pending_work() == 1  # SYN01's signal of that bar is still to come
+    assert 0 <= svc.poll_timeout_ms() <= COMMIT_DELAY_MAX_S * 1000  # the loop wakes up for the commit
+    svc.on_message(received(syn[0], 2))
+    svc.on_tick(first)
+    assert svc.progress["saves"] == 1 and svc.pending_work() == 0  # the bar is whole: committed at once
+    svc.on_message(received(euro[1], 3))  # SYN01's next one never comes
+    first = svc._unsaved_since
+    svc.on_tick(first)
+    assert svc.progress["saves"] == 1
+    svc.on_tick(first + COMMIT_DELAY_MAX_S + 0.001)  # but it is not waited for longer than this
+    assert svc.progress["saves"] == 2 and svc.pending_work() == 0
+    assert read_book(svc.state_path) == svc.book
+    assert [t for t in topics(svc) if t.startswith("paper.metrics.")] == [
+        "paper.metrics.EURUSD", "paper.metrics.SYN01", "paper.metrics.EURUSD"]
