@@ -24,6 +24,7 @@ the same file for a drain thread: WAL lets it read while the other writes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,7 +162,8 @@ class Store:
 
     def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[WriteAck]:
         """Validate every record first (RecordInvalid names the item, table and field, and nothing is
-        written), then store them all in one transaction. Returns one WriteAck per item, in order."""
+        written), then store them all in one transaction (group commit: one commit, one WAL sync, for the
+        whole batch). Returns one WriteAck per item, in order."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -172,13 +174,11 @@ class Store:
                 raise
         if not validated:
             return []
-        what = f"writing {len(validated)} record(s) to {', '.join(sorted({t for t, _ in validated}))}"
         acks: list[WriteAck] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for table, record in validated:
-                    acks.append(self._write_one(table, record))
+                acks = self._write_all(validated)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -186,45 +186,82 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             self.stats.errors += 1
-            raise _classify(exc, what) from exc
+            tables = ", ".join(sorted({t for t, _ in validated}))
+            raise _classify(exc, f"writing {len(validated)} record(s) to {tables}") from exc
         for ack in acks:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
-    def _write_one(self, table: str, record: rec.Record) -> WriteAck:
-        row = rec.to_sqlite_row(record)
-        rid = row["id"]
-        cols = list(row)
-        old = self._conn.execute(
-            f'SELECT {", ".join(_q(c) for c in cols)} FROM {table} WHERE id = ?', (rid,)
-        ).fetchone()
-        if old is None:
-            marks = ", ".join("?" * len(cols))
-            self._conn.execute(
-                f'INSERT INTO {table} ({", ".join(_q(c) for c in cols)}) VALUES ({marks})',
-                [row[c] for c in cols],
-            )
-            status: AckStatus = "stored"
-        elif record.rev > old["rev"]:
-            sets = ", ".join(f"{_q(c)} = ?" for c in cols if c != "id")
-            self._conn.execute(
-                f"UPDATE {table} SET {sets} WHERE id = ?", [row[c] for c in cols if c != "id"] + [rid]
-            )
-            status = "updated"
-        elif record.rev < old["rev"]:
-            return WriteAck(table, rid, record.rev, "stale")
-        else:
-            existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
-            diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
-            return WriteAck(table, rid, record.rev, "conflict" if diff else "duplicate", diff)
-        for sink in self.sinks:
-            self._conn.execute(
+    def _write_all(self, validated: list[tuple[str, rec.Record]]) -> list[WriteAck]:
+        """The writes of one transaction: the stored revs of the batch's ids read with one query per table, then
+        the new rows and the replaced rows written with one prepared statement per table (executemany), in the
+        batch's order (a record inserted earlier in the batch is the stored one for a later copy of it)."""
+        conn = self._conn
+        revs: dict[tuple[str, str], int] = {}
+        by_table: dict[str, list[str]] = {}
+        rows: list[dict[str, Any]] = []
+        for table, record in validated:
+            row = rec.to_sqlite_row(record)
+            rows.append(row)
+            by_table.setdefault(table, []).append(row["id"])
+        for table, ids in by_table.items():
+            for rid, rev in conn.execute(_sql(table).revs, (json.dumps(ids),)):
+                revs[(table, rid)] = rev
+        written: dict[tuple[str, str], rec.Record] = {}  # stored or updated by this batch
+        inserts: dict[str, list[tuple[Any, ...]]] = {}
+        updates: dict[str, list[tuple[Any, ...]]] = {}
+        outbox: list[tuple[str, str, str, int]] = []
+        acks: list[WriteAck] = []
+        for (table, record), row in zip(validated, rows, strict=True):
+            rid = row["id"]
+            key = (table, rid)
+            old_rev = revs.get(key)
+            sql = _sql(table)
+            if old_rev is None:
+                inserts.setdefault(table, []).append(tuple(row[c] for c in sql.cols))
+                status: AckStatus = "stored"
+            elif record.rev > old_rev:
+                updates.setdefault(table, []).append(tuple(row[c] for c in sql.cols[1:]) + (rid,))
+                status = "updated"
+            elif record.rev < old_rev:
+                acks.append(WriteAck(table, rid, record.rev, "stale"))
+                continue
+            else:
+                acks.append(self._same_rev(table, record, written.get(key)))
+                continue
+            revs[key] = record.rev
+            written[key] = record
+            outbox.extend((sink, table, rid, record.rev) for sink in self.sinks)
+            acks.append(WriteAck(table, rid, record.rev, status))
+        for table, args in inserts.items():
+            conn.executemany(_sql(table).insert, args)
+        for table, args in updates.items():
+            conn.executemany(_sql(table).update, args)
+        if outbox:
+            conn.executemany(
                 "INSERT INTO outbox (sink, tbl, rid, rev) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (sink, tbl, rid) DO UPDATE SET rev = excluded.rev, parked = 0, "
-                "last_error = NULL",
-                (sink, table, rid, record.rev),
+                "ON CONFLICT (sink, tbl, rid) DO UPDATE SET rev = excluded.rev, parked = 0, last_error = NULL",
+                outbox,
             )
-        return WriteAck(table, rid, record.rev, status)
+        return acks
+
+    def _same_rev(self, table: str, record: rec.Record, in_batch: rec.Record | None) -> WriteAck:
+        """A record whose id and rev are stored already: a duplicate (a sender's retry) or a conflict."""
+        if in_batch is not None:
+            existing = rec.to_json(in_batch)
+        else:
+            old = self._conn.execute(_sql(table).select, (str(record.id),)).fetchone()
+            existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
+        diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
+        return WriteAck(table, str(record.id), record.rev, "conflict" if diff else "duplicate", diff)
+
+    def session_ids(self, table: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The session_id of each stored record among `ids` (one query; ids not stored are left out)."""
+        if not ids:
+            return {}
+        rows = self._read(f"SELECT id, session_id FROM {_sql(table).name} WHERE id IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(ids)),), f"reading {table}")
+        return {r["id"]: r["session_id"] for r in rows}
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -300,6 +337,13 @@ class Store:
             (session_id, int(is_paper)), "reading trade totals",
         )[0]
         return int(row["n"]), float(row["pnl"])
+
+    def trade_facts(self, session_id: str, *, is_paper: bool) -> list[tuple[str, str, float, str | None]]:
+        """(id, action, pnl, position_id) of a session's trades, real or paper, newest first (as `query` lists
+        them): what its totals need, without building the records."""
+        return [tuple(r) for r in self._read(
+            'SELECT id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = ? '
+            'ORDER BY "timestamp" DESC, rowid', (session_id, int(is_paper)), "reading trades")]
 
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check", (), "integrity check")[0][0]
@@ -399,3 +443,36 @@ class Store:
 
 def _q(col: str) -> str:
     return f'"{col}"'
+
+
+@dataclass(frozen=True)
+class _TableSql:
+    """The statements of one record table, built once (sqlite3 keeps them prepared by their text)."""
+
+    name: str
+    cols: tuple[str, ...]  # record columns in schema order, `id` first
+    insert: str
+    update: str  # every column but id, then the id
+    select: str  # the record's columns by id
+    revs: str  # (id, rev) of the ids given as one JSON array
+
+
+_TABLE_SQL: dict[str, _TableSql] = {}
+
+
+def _sql(table: str) -> _TableSql:
+    found = _TABLE_SQL.get(table)
+    if found is None:
+        cols = tuple(rec.columns(table))  # RecordInvalid for an unknown table: nothing is built from its name
+        assert cols[0] == "id", cols
+        names = ", ".join(_q(c) for c in cols)
+        found = _TableSql(
+            name=table,
+            cols=cols,
+            insert=f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
+            update=f"UPDATE {table} SET {', '.join(f'{_q(c)} = ?' for c in cols[1:])} WHERE id = ?",
+            select=f"SELECT {names} FROM {table} WHERE id = ?",
+            revs=f"SELECT id, rev FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        _TABLE_SQL[table] = found
+    return found
