@@ -1,7 +1,7 @@
 """The persistence process: the durable store behind the `write` and `query` ops, sessions, the trade log.
 
-- step `persistence.open`: open the SQLite store (WAL, synchronous=FULL) and start the sink drain thread when
-  sinks are configured (none: the local store is the only store);
+- step `persistence.open`: open the SQLite store (WAL, synchronous=NORMAL: see store.py) and start the sink
+  drain thread when sinks are configured (none: the local store is the only store);
 - op `write` (WriteArgs -> WriteResult): acknowledged only after the durable commit, idempotent by id; a bad
   record is rejected with its reason (never silently dropped); a full disk or a locked database is an error
   reply (`store_full` / `store_busy`), so the sender keeps its records and retries;

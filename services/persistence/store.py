@@ -1,7 +1,18 @@
-"""The durable local store: SQLite in WAL mode with synchronous=FULL, plus a per-sink outbox.
+"""The durable local store: SQLite in WAL mode (synchronous=NORMAL by default), plus a per-sink outbox.
 
-A write is acknowledged only after its transaction has committed (and, with synchronous=FULL, the WAL
-has been fsynced). Writes are idempotent on `id` and versioned by `rev`:
+A write is acknowledged only after its transaction has committed. Durability of a commit:
+- synchronous=NORMAL (the default, `SYNCHRONOUS`): the commit is in the WAL file, in the OS, when the write
+  returns: a kill -9 of the process at any moment loses nothing acknowledged; a power cut (or kernel crash) may
+  lose the last transactions since the last checkpoint's fsync. That is the guarantee the senders' side has
+  too: their outbox spool (common/outbox_sender.py) is written to the OS without fsync, so a power cut already
+  loses their unacknowledged records; an fsync per commit here would not make the records of a power cut
+  safe, and it costs about half the write op's wall time and a fifth of its CPU (a WAL fsync per commit);
+- synchronous=FULL (`Store.open(..., synchronous="FULL")`): the WAL is fsynced at each commit, so what is
+  acknowledged also survives a power cut.
+What must survive a power cut before an order leaves (the executor's intent, the connector's SENT line) is
+fsynced by its owner (common/durable.py), not here.
+
+Writes are idempotent on `id` and versioned by `rev`:
 
 | stored row        | incoming record                  | result (WriteAck.status)                  |
 |-------------------|----------------------------------|--------------------------------------|
@@ -36,6 +47,8 @@ from common.records import schema as rec
 
 SCHEMA_FILE = Path(__file__).with_name("local_schema.sql")
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store with local_schema.sql; bump with a local migration
+
+SYNCHRONOUS = "NORMAL"  # see the module docstring: kill -9 safe; "FULL" for power-cut safety at a WAL fsync per commit
 
 AckStatus = Literal["stored", "updated", "duplicate", "stale", "conflict"]
 
@@ -113,6 +126,7 @@ class Store:
         sinks: Sequence[str] = (),
         busy_timeout_ms: int = 5000,
         max_bytes: int | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = SYNCHRONOUS,
     ) -> Store:
         """Open (and create) the store. `sinks` are the names whose outboxes new records go to.
 
@@ -127,7 +141,9 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{path}: could not switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
+            if synchronous not in ("NORMAL", "FULL"):
+                raise StoreError(f"{path}: synchronous must be NORMAL or FULL, not {synchronous!r}")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: store schema version {version} is newer than this code's "
