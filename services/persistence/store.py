@@ -217,9 +217,9 @@ class Store:
         by_table: dict[str, list[str]] = {}
         rows: list[dict[str, Any]] = []
         for table, record in validated:
-            row = rec.to_sqlite_row(record)
+            row = _sql(table).row(record)
             rows.append(row)
-            by_table.setdefault(table, []).append(row["id"])
+            by_table.setdefault(table, []).append(row[0])
         for table, ids in by_table.items():
             for rid, rev in conn.execute(_sql(table).revs, (json.dumps(ids),)):
                 revs[(table, rid)] = rev
@@ -229,15 +229,14 @@ class Store:
         outbox: list[tuple[str, str, str, int]] = []
         acks: list[WriteAck] = []
         for (table, record), row in zip(validated, rows, strict=True):
-            rid = row["id"]
+            rid = row[0]
             key = (table, rid)
             old_rev = revs.get(key)
-            sql = _sql(table)
             if old_rev is None:
-                inserts.setdefault(table, []).append(tuple(row[c] for c in sql.cols))
+                inserts.setdefault(table, []).append(row)
                 status: AckStatus = "stored"
             elif record.rev > old_rev:
-                updates.setdefault(table, []).append(tuple(row[c] for c in sql.cols[1:]) + (rid,))
+                updates.setdefault(table, []).append(row[1:] + (rid,))
                 status = "updated"
             elif record.rev < old_rev:
                 acks.append(WriteAck(table, rid, record.rev, "stale"))
@@ -471,6 +470,17 @@ class _TableSql:
     update: str  # every column but id, then the id
     select: str  # the record's columns by id
     revs: str  # (id, rev) of the ids given as one JSON array
+    json_cols: tuple[int, ...]  # positions of the columns stored as JSON text
+    bool_cols: tuple[int, ...]  # positions of the booleans, stored as 0/1
+
+    def row(self, record: rec.Record) -> tuple[Any, ...]:
+        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests."""
+        values = list(record.model_dump(mode="json").values())
+        for i in self.json_cols:
+            values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
+        for i in self.bool_cols:
+            values[i] = int(values[i])
+        return tuple(values)
 
 
 _TABLE_SQL: dict[str, _TableSql] = {}
@@ -479,7 +489,8 @@ _TABLE_SQL: dict[str, _TableSql] = {}
 def _sql(table: str) -> _TableSql:
     found = _TABLE_SQL.get(table)
     if found is None:
-        cols = tuple(rec.columns(table))  # RecordInvalid for an unknown table: nothing is built from its name
+        fields = rec.model_for(table).model_fields  # RecordInvalid for an unknown table
+        cols = tuple(fields)  # model_dump's order
         assert cols[0] == "id", cols
         names = ", ".join(_q(c) for c in cols)
         found = _TableSql(
@@ -489,6 +500,8 @@ def _sql(table: str) -> _TableSql:
             update=f"UPDATE {table} SET {', '.join(f'{_q(c)} = ?' for c in cols[1:])} WHERE id = ?",
             select=f"SELECT {names} FROM {table} WHERE id = ?",
             revs=f"SELECT id, rev FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            json_cols=tuple(i for i, c in enumerate(cols) if c in rec.JSON_COLUMNS),
+            bool_cols=tuple(i for i, c in enumerate(cols) if fields[c].annotation is bool),
         )
         _TABLE_SQL[table] = found
     return found

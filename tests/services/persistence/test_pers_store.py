@@ -220,3 +220,27 @@ def test_persistence_modules_stay_light():
                          cwd=Path(__file__).resolve().parents[3])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_stored_rows_are_the_records_sqlite_form_in_every_table(store):
+    """The store builds its rows itself (once per table: which columns are JSON text and booleans); they must be
+    exactly common.records' SQLite form."""
+    records = {
+        "sessions": {"id": str(uuid.uuid4()), "session_id": "s0000001", "start_time": T0,
+                     "symbols": ["EURUSD", "GBPUSD"]},
+        "trades": trade_record(1),
+        "events": event_record(1, data={"b": [1, 2.5, None], "a": {"z": True}}),
+        "session_heartbeats": {"id": str(uuid.uuid4()), "session_id": "s0000001", "timestamp": T0, "data": {"pid": 7}},
+        "signals": {"id": str(uuid.uuid4()), "timestamp": T0, "bar_time": T0 - timedelta(hours=1), "symbol": "EURUSD",
+                    "action": "SHORT", "direction": -1, "data": {"p": 0.25}},
+        "acks": {"id": str(uuid.uuid4()), "timestamp": T0, "symbol": "EURUSD", "decision": "ORDER", "price": 1.1},
+    }
+    assert set(records) == set(rec.TABLES)
+    raw = sqlite3.connect(store.path)
+    raw.row_factory = sqlite3.Row
+    for table, record in records.items():
+        assert store.write(table, record).status == "stored"
+        want = rec.to_sqlite_row(rec.validate(table, record))
+        got = raw.execute(f"SELECT * FROM {table} WHERE id = ?", (record["id"],)).fetchone()
+        assert {c: got[c] for c in want} == want, table
+    raw.close()
