@@ -325,6 +325,15 @@ class Persistence(runtime.Service):
             self.count("gaps_logged")
 
     # ---- the loop ---------------------------------------------------------------------------------------
+    def poll_timeout_ms(self) -> int:
+        """Running, nothing here is due more often than the heartbeat and the once-a-second checks: sleep until the
+        first of them instead of waking ten times a second (a request or a message wakes the loop at once)."""
+        base = super().poll_timeout_ms()
+        if self.state != messages.S_RUNNING or self.recorder is None or (self.orch and self.orch.pending is not None):
+            return base  # booting: the handshake's hello and reply deadlines are checked every turn
+        due = min(self._next_hb, self._next_session_hb, self._next_day_check) - time.monotonic()
+        return max(base, min(1000, int(due * 1000) + 1))
+
     def on_tick(self, now: float) -> None:
         if self.recorder is None:
             return
