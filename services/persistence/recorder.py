@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,8 @@ from services.persistence.worker import DrainWorker
 
 
 def ack_dict(ack: WriteAck) -> dict[str, Any]:
-    d = asdict(ack)
-    d["fields"] = list(ack.fields)
-    d["ok"] = ack.ok
-    return d
+    return {"table": ack.table, "id": ack.id, "rev": ack.rev, "status": ack.status, "fields": list(ack.fields),
+            "ok": ack.ok}
 
 
 class NoSession(RuntimeError):

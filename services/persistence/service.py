@@ -1,7 +1,7 @@
 """The persistence process: the durable store behind the `write` and `query` ops, sessions, the trade log.
 
-- step `persistence.open`: open the SQLite store (WAL, synchronous=FULL) and start the sink drain thread when
-  sinks are configured (none: the local store is the only store);
+- step `persistence.open`: open the SQLite store (WAL, synchronous=NORMAL: see store.py) and start the sink
+  drain thread when sinks are configured (none: the local store is the only store);
 - op `write` (WriteArgs -> WriteResult): acknowledged only after the durable commit, idempotent by id; a bad
   record is rejected with its reason (never silently dropped); a full disk or a locked database is an error
   reply (`store_full` / `store_busy`), so the sender keeps its records and retries;
@@ -12,8 +12,9 @@
   the real trades as they are stored;
 - one writer per record: trades come only through the `write` op, from their owners' outboxes (the connector's
   real fills and closes, the paper trader's openings and closes); nothing is copied from the stream;
-- the stream: `alert.*` -> one event per alert (not the executor's: it stores its own), `sys.state` changes ->
-  events, `account` -> the balance for heartbeats, a gap in a publisher's stream -> a STREAM_GAP event;
+- the stream (only these topics are subscribed to): `alert.*` -> one event per alert (not the executor's: it stores
+  its own), `sys.state` changes -> events, `account` -> the balance for heartbeats, a gap in one of these topics of
+  a publisher -> a STREAM_GAP event;
 - every `heartbeat_interval_s` a session heartbeat record; at the UTC day boundary with close_on_day_change
   the session rolls and an alert `day_change` goes out (closing positions is the executor's business).
 
@@ -61,8 +62,9 @@ class Persistence(runtime.Service):
     status_record = messages.PersistenceStatus
     steps = {"persistence.open": "_open", "persistence.session": "_start_session",
              "persistence.close_session": "_close_session"}
-    # "" = every topic: each publisher's (epoch, seq) stream is seen whole, so a gap means lost messages
-    subscribe_to = {p: [""] for p in PUBLISHERS}
+    # only the topics recorded: the bars, signals, acks, quotes and heartbeats of the others are not decoded here;
+    # a publisher numbers each topic on its own, so a gap on one of these still means lost messages of it
+    subscribe_to = {p: [messages.alert_topic(""), messages.SYS_STATE_TOPIC, messages.ACCOUNT_TOPIC] for p in PUBLISHERS}
 
     def __init__(self, cfg, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -207,30 +209,30 @@ class Persistence(runtime.Service):
     def _session_id(self) -> str | None:
         return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
-    def _stored_session(self, table: str):  # noqa: ANN202 - a lookup function
-        store = self._need_recorder().store
-
-        def lookup(rid: str) -> str | None:
-            try:
-                found = store.get(table, rid)
-            except (StoreError, ValueError):
-                return None
-            return getattr(found, "session_id", None) if found is not None else None
-
-        return lookup
+    def _stored_sessions(self, table: str, records: list) -> dict[str, str | None]:
+        """The session_id of the already stored copies of the records that come without one (one query)."""
+        ids = writes.ids_without_session(table, records)
+        if not ids:
+            return {}
+        try:
+            return self._need_recorder().store.session_ids(table, ids)
+        except StoreError:
+            return {}  # as if none were stored: a retry then differs only by its session and is answered conflict
 
     def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
         recorder = self._need_recorder()
         prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id(),
-                                     stored_session=self._stored_session(a.table))
+                                     stored_session=self._stored_sessions(a.table, a.records).get)
         acked: list[str] = []
         rejected = dict(prep.rejected)
         if prep.valid:
             acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid]))
-            for (rid, table, _), ack in zip(prep.valid, acks, strict=True):
+            for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
                 if ack["status"] != "conflict":
                     acked.append(rid)
-                    self._totals_due |= table == "trades" and ack["status"] in ("stored", "updated")
+                    # the running session's totals count the real trades
+                    self._totals_due |= (table == "trades" and ack["status"] in ("stored", "updated")
+                                         and not getattr(record, "is_paper", True))
                     continue
                 rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
                 logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
@@ -323,6 +325,15 @@ class Persistence(runtime.Service):
             self.count("gaps_logged")
 
     # ---- the loop ---------------------------------------------------------------------------------------
+    def poll_timeout_ms(self) -> int:
+        """Running, nothing here is due more often than the heartbeat and the once-a-second checks: sleep until the
+        first of them instead of waking ten times a second (a request or a message wakes the loop at once)."""
+        base = super().poll_timeout_ms()
+        if self.state != messages.S_RUNNING or self.recorder is None or (self.orch and self.orch.pending is not None):
+            return base  # booting: the handshake's hello and reply deadlines are checked every turn
+        due = min(self._next_hb, self._next_session_hb, self._next_day_check) - time.monotonic()
+        return max(base, min(1000, int(due * 1000) + 1))
+
     def on_tick(self, now: float) -> None:
         if self.recorder is None:
             return
@@ -369,8 +380,8 @@ class Persistence(runtime.Service):
             return
         self._totals_due = False
         session = self.recorder.session
-        real = sessions.session_totals(self.recorder.store.query("trades", session_id=session.session_id,
-                                                                 is_paper=False, limit=None))
+        real = sessions.totals_of(sessions.TradeFacts(*t) for t in
+                                  self.recorder.store.trade_facts(session.session_id, is_paper=False))
         self.recorder.update_totals(SessionStats(None, real.trades, real.pnl))
         self.count("session_totals")
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from common.records import events as ev
 from common.records import schema as rec
@@ -175,15 +176,33 @@ class Totals:
 
 
 def session_totals(trades: Iterable[rec.Record]) -> Totals:
+    facts = []
+    for t in trades:
+        assert isinstance(t, rec.Trade)
+        facts.append(TradeFacts(str(t.id), t.action, t.pnl, t.position_id))
+    return totals_of(facts)
+
+
+class TradeFacts(NamedTuple):
+    """What the totals need of a stored trade (the store reads them without building the whole record)."""
+
+    id: str
+    action: str
+    pnl: float
+    position_id: str | None
+
+
+def totals_of(trades: Iterable[TradeFacts]) -> Totals:
+    """Positions closed (distinct positions with a closing deal), closing deals and the PnL summed in the order
+    given (newest first, as the store lists them)."""
     positions: set[str] = set()
     deals = 0
     pnl = 0.0
     for t in trades:
-        assert isinstance(t, rec.Trade)
         pnl += t.pnl
         if t.action != "OPEN":
             deals += 1
-            positions.add(t.position_id or str(t.id))
+            positions.add(t.position_id or t.id)
     return Totals(len(positions), deals, round(pnl, 8))
 
 

@@ -1,7 +1,18 @@
-"""The durable local store: SQLite in WAL mode with synchronous=FULL, plus a per-sink outbox.
+"""The durable local store: SQLite in WAL mode (synchronous=NORMAL by default), plus a per-sink outbox.
 
-A write is acknowledged only after its transaction has committed (and, with synchronous=FULL, the WAL
-has been fsynced). Writes are idempotent on `id` and versioned by `rev`:
+A write is acknowledged only after its transaction has committed. Durability of a commit:
+- synchronous=NORMAL (the default, `SYNCHRONOUS`): the commit is in the WAL file, in the OS, when the write
+  returns: a kill -9 of the process at any moment loses nothing acknowledged; a power cut (or kernel crash) may
+  lose the last transactions since the last checkpoint's fsync. That is the guarantee the senders' side has
+  too: their outbox spool (common/outbox_sender.py) is written to the OS without fsync, so a power cut already
+  loses their unacknowledged records; an fsync per commit here would not make the records of a power cut
+  safe, and it costs about half the write op's wall time and a fifth of its CPU (a WAL fsync per commit);
+- synchronous=FULL (`Store.open(..., synchronous="FULL")`): the WAL is fsynced at each commit, so what is
+  acknowledged also survives a power cut.
+What must survive a power cut before an order leaves (the executor's intent, the connector's SENT line) is
+fsynced by its owner (common/durable.py), not here.
+
+Writes are idempotent on `id` and versioned by `rev`:
 
 | stored row        | incoming record                  | result (WriteAck.status)                  |
 |-------------------|----------------------------------|--------------------------------------|
@@ -24,6 +35,7 @@ the same file for a drain thread: WAL lets it read while the other writes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +47,8 @@ from common.records import schema as rec
 
 SCHEMA_FILE = Path(__file__).with_name("local_schema.sql")
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store with local_schema.sql; bump with a local migration
+
+SYNCHRONOUS = "NORMAL"  # see the module docstring: kill -9 safe; "FULL" for power-cut safety at a WAL fsync per commit
 
 AckStatus = Literal["stored", "updated", "duplicate", "stale", "conflict"]
 
@@ -112,6 +126,7 @@ class Store:
         sinks: Sequence[str] = (),
         busy_timeout_ms: int = 5000,
         max_bytes: int | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = SYNCHRONOUS,
     ) -> Store:
         """Open (and create) the store. `sinks` are the names whose outboxes new records go to.
 
@@ -126,7 +141,9 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{path}: could not switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
+            if synchronous not in ("NORMAL", "FULL"):
+                raise StoreError(f"{path}: synchronous must be NORMAL or FULL, not {synchronous!r}")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: store schema version {version} is newer than this code's "
@@ -161,7 +178,8 @@ class Store:
 
     def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[WriteAck]:
         """Validate every record first (RecordInvalid names the item, table and field, and nothing is
-        written), then store them all in one transaction. Returns one WriteAck per item, in order."""
+        written), then store them all in one transaction (group commit: one commit, one WAL sync, for the
+        whole batch). Returns one WriteAck per item, in order."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -172,13 +190,11 @@ class Store:
                 raise
         if not validated:
             return []
-        what = f"writing {len(validated)} record(s) to {', '.join(sorted({t for t, _ in validated}))}"
         acks: list[WriteAck] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for table, record in validated:
-                    acks.append(self._write_one(table, record))
+                acks = self._write_all(validated)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -186,45 +202,81 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             self.stats.errors += 1
-            raise _classify(exc, what) from exc
+            tables = ", ".join(sorted({t for t, _ in validated}))
+            raise _classify(exc, f"writing {len(validated)} record(s) to {tables}") from exc
         for ack in acks:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
-    def _write_one(self, table: str, record: rec.Record) -> WriteAck:
-        row = rec.to_sqlite_row(record)
-        rid = row["id"]
-        cols = list(row)
-        old = self._conn.execute(
-            f'SELECT {", ".join(_q(c) for c in cols)} FROM {table} WHERE id = ?', (rid,)
-        ).fetchone()
-        if old is None:
-            marks = ", ".join("?" * len(cols))
-            self._conn.execute(
-                f'INSERT INTO {table} ({", ".join(_q(c) for c in cols)}) VALUES ({marks})',
-                [row[c] for c in cols],
-            )
-            status: AckStatus = "stored"
-        elif record.rev > old["rev"]:
-            sets = ", ".join(f"{_q(c)} = ?" for c in cols if c != "id")
-            self._conn.execute(
-                f"UPDATE {table} SET {sets} WHERE id = ?", [row[c] for c in cols if c != "id"] + [rid]
-            )
-            status = "updated"
-        elif record.rev < old["rev"]:
-            return WriteAck(table, rid, record.rev, "stale")
-        else:
-            existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
-            diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
-            return WriteAck(table, rid, record.rev, "conflict" if diff else "duplicate", diff)
-        for sink in self.sinks:
-            self._conn.execute(
+    def _write_all(self, validated: list[tuple[str, rec.Record]]) -> list[WriteAck]:
+        """The writes of one transaction: the stored revs of the batch's ids read with one query per table, then
+        the new rows and the replaced rows written with one prepared statement per table (executemany), in the
+        batch's order (a record inserted earlier in the batch is the stored one for a later copy of it)."""
+        conn = self._conn
+        revs: dict[tuple[str, str], int] = {}
+        by_table: dict[str, list[str]] = {}
+        rows: list[dict[str, Any]] = []
+        for table, record in validated:
+            row = _sql(table).row(record)
+            rows.append(row)
+            by_table.setdefault(table, []).append(row[0])
+        for table, ids in by_table.items():
+            for rid, rev in conn.execute(_sql(table).revs, (json.dumps(ids),)):
+                revs[(table, rid)] = rev
+        written: dict[tuple[str, str], rec.Record] = {}  # stored or updated by this batch
+        inserts: dict[str, list[tuple[Any, ...]]] = {}
+        updates: dict[str, list[tuple[Any, ...]]] = {}
+        outbox: list[tuple[str, str, str, int]] = []
+        acks: list[WriteAck] = []
+        for (table, record), row in zip(validated, rows, strict=True):
+            rid = row[0]
+            key = (table, rid)
+            old_rev = revs.get(key)
+            if old_rev is None:
+                inserts.setdefault(table, []).append(row)
+                status: AckStatus = "stored"
+            elif record.rev > old_rev:
+                updates.setdefault(table, []).append(row[1:] + (rid,))
+                status = "updated"
+            elif record.rev < old_rev:
+                acks.append(WriteAck(table, rid, record.rev, "stale"))
+                continue
+            else:
+                acks.append(self._same_rev(table, record, written.get(key)))
+                continue
+            revs[key] = record.rev
+            written[key] = record
+            outbox.extend((sink, table, rid, record.rev) for sink in self.sinks)
+            acks.append(WriteAck(table, rid, record.rev, status))
+        for table, args in inserts.items():
+            conn.executemany(_sql(table).insert, args)
+        for table, args in updates.items():
+            conn.executemany(_sql(table).update, args)
+        if outbox:
+            conn.executemany(
                 "INSERT INTO outbox (sink, tbl, rid, rev) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (sink, tbl, rid) DO UPDATE SET rev = excluded.rev, parked = 0, "
-                "last_error = NULL",
-                (sink, table, rid, record.rev),
+                "ON CONFLICT (sink, tbl, rid) DO UPDATE SET rev = excluded.rev, parked = 0, last_error = NULL",
+                outbox,
             )
-        return WriteAck(table, rid, record.rev, status)
+        return acks
+
+    def _same_rev(self, table: str, record: rec.Record, in_batch: rec.Record | None) -> WriteAck:
+        """A record whose id and rev are stored already: a duplicate (a sender's retry) or a conflict."""
+        if in_batch is not None:
+            existing = rec.to_json(in_batch)
+        else:
+            old = self._conn.execute(_sql(table).select, (str(record.id),)).fetchone()
+            existing = rec.to_json(rec.from_sqlite_row(table, dict(old)))
+        diff = tuple(c for c, v in rec.to_json(record).items() if existing.get(c) != v)
+        return WriteAck(table, str(record.id), record.rev, "conflict" if diff else "duplicate", diff)
+
+    def session_ids(self, table: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The session_id of each stored record among `ids` (one query; ids not stored are left out)."""
+        if not ids:
+            return {}
+        rows = self._read(f"SELECT id, session_id FROM {_sql(table).name} WHERE id IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(ids)),), f"reading {table}")
+        return {r["id"]: r["session_id"] for r in rows}
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -300,6 +352,13 @@ class Store:
             (session_id, int(is_paper)), "reading trade totals",
         )[0]
         return int(row["n"]), float(row["pnl"])
+
+    def trade_facts(self, session_id: str, *, is_paper: bool) -> list[tuple[str, str, float, str | None]]:
+        """(id, action, pnl, position_id) of a session's trades, real or paper, newest first (as `query` lists
+        them): what its totals need, without building the records."""
+        return [tuple(r) for r in self._read(
+            'SELECT id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = ? '
+            'ORDER BY "timestamp" DESC, rowid', (session_id, int(is_paper)), "reading trades")]
 
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check", (), "integrity check")[0][0]
@@ -399,3 +458,50 @@ class Store:
 
 def _q(col: str) -> str:
     return f'"{col}"'
+
+
+@dataclass(frozen=True)
+class _TableSql:
+    """The statements of one record table, built once (sqlite3 keeps them prepared by their text)."""
+
+    name: str
+    cols: tuple[str, ...]  # record columns in schema order, `id` first
+    insert: str
+    update: str  # every column but id, then the id
+    select: str  # the record's columns by id
+    revs: str  # (id, rev) of the ids given as one JSON array
+    json_cols: tuple[int, ...]  # positions of the columns stored as JSON text
+    bool_cols: tuple[int, ...]  # positions of the booleans, stored as 0/1
+
+    def row(self, record: rec.Record) -> tuple[Any, ...]:
+        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests."""
+        values = list(record.model_dump(mode="json").values())
+        for i in self.json_cols:
+            values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
+        for i in self.bool_cols:
+            values[i] = int(values[i])
+        return tuple(values)
+
+
+_TABLE_SQL: dict[str, _TableSql] = {}
+
+
+def _sql(table: str) -> _TableSql:
+    found = _TABLE_SQL.get(table)
+    if found is None:
+        fields = rec.model_for(table).model_fields  # RecordInvalid for an unknown table
+        cols = tuple(fields)  # model_dump's order
+        assert cols[0] == "id", cols
+        names = ", ".join(_q(c) for c in cols)
+        found = _TableSql(
+            name=table,
+            cols=cols,
+            insert=f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
+            update=f"UPDATE {table} SET {', '.join(f'{_q(c)} = ?' for c in cols[1:])} WHERE id = ?",
+            select=f"SELECT {names} FROM {table} WHERE id = ?",
+            revs=f"SELECT id, rev FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            json_cols=tuple(i for i, c in enumerate(cols) if c in rec.JSON_COLUMNS),
+            bool_cols=tuple(i for i, c in enumerate(cols) if fields[c].annotation is bool),
+        )
+        _TABLE_SQL[table] = found
+    return found

@@ -2,7 +2,10 @@
 
 The thread opens its own Store on the same file (WAL: it reads and marks delivered while the service's
 Store writes), steps one `Drainer` per sink, and sleeps until the next attempt is due, `idle_s`
-passes, or `wake()` is called (call it after a write so records leave promptly). `status()` is safe to
+passes, or `wake()` is called (call it after a write so records leave promptly). A wake is followed by
+`linger_s` more so that the writes of one bar (several write ops within milliseconds) leave in one push
+rather than one each; with nothing to deliver the thread looks at the store every `idle_s` only (the
+service's writes wake it). `status()` is safe to
 call from any thread and feeds the heartbeat (`pending writes`, last error per sink).
 
     worker = DrainWorker(db_path, build_sinks(cfg_section)).start()
@@ -28,13 +31,14 @@ from services.persistence.store import Store, StoreError
 
 class DrainWorker:
     def __init__(self, db_path: str | Path, sinks: Sequence[Sink], *, batch_size: int = 500,
-                 policy: BackoffPolicy | None = None, idle_s: float = 1.0,
+                 policy: BackoffPolicy | None = None, idle_s: float = 5.0, linger_s: float = 0.25,
                  clock: Callable[[], float] = time.monotonic, rand: Callable[[], float] = random.random):
         self.db_path = Path(db_path)
         self.sinks = list(sinks)
         self.batch_size = batch_size
         self.policy = policy or BackoffPolicy()
         self.idle_s = idle_s
+        self.linger_s = linger_s
         self._clock = clock
         self._rand = rand
         self._wake = threading.Event()
@@ -105,7 +109,8 @@ class DrainWorker:
                     # e.g. a full disk while marking records delivered: they stay pending and are pushed
                     # again later (the sinks upsert, so that is harmless); keep the thread alive.
                     self.error = str(exc)
-                self._wake.wait(wait)
+                if self._wake.wait(wait) and self.linger_s > 0:
+                    self._stop.wait(self.linger_s)  # the rest of the bar's writes join this push
                 self._wake.clear()
             self._flush(drainers, store)
         except StoreError as exc:

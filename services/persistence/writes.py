@@ -6,7 +6,7 @@ one under the same id is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,14 @@ class Prepared:
 def _rid(record: Any, index: int) -> str:
     rid = record.get("id") if isinstance(record, Mapping) else None
     return rid if isinstance(rid, str) and rid else f"<record {index} without an id>"
+
+
+def ids_without_session(table: str, records: Sequence[Any]) -> list[str]:
+    """The ids of a write op's records whose `session_id` `prepare_writes` fills in (looked up in one query)."""
+    if table == "sessions" or table not in rec.TABLES or "session_id" not in rec.columns(table):
+        return []
+    return [r["id"] for r in records
+            if isinstance(r, Mapping) and not r.get("session_id") and isinstance(r.get("id"), str)]
 
 
 def prepare_writes(

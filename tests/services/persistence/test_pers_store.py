@@ -20,10 +20,14 @@ def store(tmp_path):
     s.close()
 
 
-def test_wal_and_full_sync(tmp_path):
+def test_wal_with_normal_sync_by_default_and_full_on_request(tmp_path):
     with Store.open(tmp_path / "s.db") as s:
         assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: kill -9 safe
+    with Store.open(tmp_path / "s.db", synchronous="FULL") as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: power-cut safe
+    with pytest.raises(StoreError, match="synchronous"):
+        Store.open(tmp_path / "s.db", synchronous="OFF")  # type: ignore[arg-type]
 
 
 def test_write_then_read_back(store):
@@ -86,6 +90,29 @@ def test_batch_is_one_transaction_with_per_item_acks(store):
     acks = store.write_batch(batch)
     assert [a.status for a in acks] == ["stored"] * 50 + ["duplicate", "stored"]
     assert store.count("trades") == 51 and store.count("events") == 1
+
+
+def test_copies_of_one_id_in_a_batch_are_judged_against_the_earlier_copy(store):
+    first = trade_record(1)
+    newer = {**first, "rev": 1, "pnl": 2.5}
+    differing = {**first, "comment": "another writer"}
+    acks = store.write_batch([("trades", first), ("trades", first), ("trades", differing), ("trades", newer),
+                              ("trades", first), ("trades", newer)])
+    assert [a.status for a in acks] == ["stored", "duplicate", "conflict", "updated", "stale", "duplicate"]
+    assert acks[2].fields == ("comment",)
+    assert store.count("trades") == 1 and store.get("trades", first["id"]).pnl == 2.5
+    assert [(i.id, i.rev) for i in store.pending("supabase")] == [(first["id"], 1)]
+    # and against the stored row in the next batch
+    again = store.write_batch([("trades", newer), ("trades", {**newer, "comment": "x"}), ("trades", first)])
+    assert [a.status for a in again] == ["duplicate", "conflict", "stale"]
+
+
+def test_session_ids_of_stored_records(store):
+    a, b = trade_record(1), trade_record(2)
+    store.write_batch([("trades", a), ("trades", {**b, "session_id": "s2"})])
+    assert store.session_ids("trades", [a["id"], b["id"], str(uuid.uuid4())]) == {a["id"]: a["session_id"],
+                                                                                b["id"]: "s2"}
+    assert store.session_ids("trades", []) == {}
 
 
 def test_outbox_per_sink_in_write_order_and_delivery(store):
@@ -193,3 +220,27 @@ def test_persistence_modules_stay_light():
                          cwd=Path(__file__).resolve().parents[3])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_stored_rows_are_the_records_sqlite_form_in_every_table(store):
+    """The store builds its rows itself (once per table: which columns are JSON text and booleans); they must be
+    exactly common.records' SQLite form."""
+    records = {
+        "sessions": {"id": str(uuid.uuid4()), "session_id": "s0000001", "start_time": T0,
+                     "symbols": ["EURUSD", "GBPUSD"]},
+        "trades": trade_record(1),
+        "events": event_record(1, data={"b": [1, 2.5, None], "a": {"z": True}}),
+        "session_heartbeats": {"id": str(uuid.uuid4()), "session_id": "s0000001", "timestamp": T0, "data": {"pid": 7}},
+        "signals": {"id": str(uuid.uuid4()), "timestamp": T0, "bar_time": T0 - timedelta(hours=1), "symbol": "EURUSD",
+                    "action": "SHORT", "direction": -1, "data": {"p": 0.25}},
+        "acks": {"id": str(uuid.uuid4()), "timestamp": T0, "symbol": "EURUSD", "decision": "ORDER", "price": 1.1},
+    }
+    assert set(records) == set(rec.TABLES)
+    raw = sqlite3.connect(store.path)
+    raw.row_factory = sqlite3.Row
+    for table, record in records.items():
+        assert store.write(table, record).status == "stored"
+        want = rec.to_sqlite_row(rec.validate(table, record))
+        got = raw.execute(f"SELECT * FROM {table} WHERE id = ?", (record["id"],)).fetchone()
+        assert {c: got[c] for c in want} == want, table
+    raw.close()
