@@ -50,7 +50,7 @@ from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
 from services.executor.acks import Ack, AckStatus
 from services.executor.commands import RealPosition
-from services.executor.decision_desk import GATHER_S, DecisionDesk
+from services.executor.decision_desk import GATHER_S, NAP_S, DecisionDesk
 from services.executor.due_closes import DueCloses
 from services.executor.lots import check_config_lots
 from services.executor.order_desk import ConnectorDown, OrderDesk
@@ -71,7 +71,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
         "preditor": ["signal.", "hb.", "alert."],
-        "connector": ["fill.", "closed.", "reject.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
+        # not fill. nor reject.: an order's outcome is its answer (order_lines.py); decoding them cost a wakeup each
+        "connector": ["closed.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
     }
     not_implemented = [
         "broker expected margin (ProtoOAExpectedMarginReq): the margin check uses the account leverage",
@@ -451,10 +452,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self._watch_risk()
         elif isinstance(body, messages.PositionClosed):
             self._on_closed(body)
-        elif isinstance(body, messages.Fill):
-            self.count("fills_seen")
-        elif isinstance(body, messages.OrderRejected):
-            self.count("rejects_seen")
         elif isinstance(body, messages.ConnectionState):
             self.connected = body.connected
         elif isinstance(body, messages.MarketState):
@@ -505,9 +502,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if self._opened and self.synced and not self.stopped and now >= self._retry_at:
             # before the symbol's newer signals: they are decided on the account without the position
             self._release_due_at_open(self._flights.symbols())
-        if self.pending and self.synced and now >= self._retry_at and self._batch_ready(now):
-            self._decide_waiting()
-            self._records_due = True  # the batch's records to persistence at the next turn, at once
+        if self.pending and self.synced and now >= self._retry_at:
+            ready = self._batch_ready(now)
+            if ready:
+                self._decide_waiting()
+                self._records_due = True  # the batch's records to persistence at the next turn, at once
+            elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
+                time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
 
 
     def _drive_outbox(self, now: float) -> None:
