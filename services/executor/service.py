@@ -510,7 +510,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
 
-
     def _drive_outbox(self, now: float) -> None:
         """Persistence writes (runtime), held while the signals of a bar close are gathered (at most GATHER_S): their
         records then go in one write after the batch's orders, not one small write per signal ahead of them."""
