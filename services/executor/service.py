@@ -50,7 +50,7 @@ from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
 from services.executor.acks import Ack, AckStatus
 from services.executor.commands import RealPosition
-from services.executor.decision_desk import GATHER_S, NAP_S, DecisionDesk
+from services.executor.decision_desk import NAP_S, DecisionDesk
 from services.executor.due_closes import DueCloses
 from services.executor.lots import check_config_lots
 from services.executor.order_desk import ConnectorDown, OrderDesk
@@ -506,17 +506,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             ready = self._batch_ready(now)
             if ready:
                 self._decide_waiting()
-                self._records_due = True  # the batch's records to persistence at the next turn, at once
+                self._records_due = True  # the batch's records to persistence at once (the next turn)
             elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
-
-    def _drive_outbox(self, now: float) -> None:
-        """Persistence writes (runtime), held while the signals of a bar close are gathered (at most GATHER_S): their
-        records then go in one write after the batch's orders, not one small write per signal ahead of them."""
-        if (self._gather_from is not None and now - self._gather_from < GATHER_S
-                and (self._store is None or self._store.pending is None)):
-            return
-        super()._drive_outbox(now)
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
