@@ -1,6 +1,8 @@
 """The executor's decision desk (shell, part of service.py's `Executor`): the signals waiting, decided.
 
-Every signal waiting at a moment is decided first (`plan.plan_signal` on the positions of one connector answer,
+The signals of a bar close are gathered into one batch (batch.py `gathered`: every symbol expected for the bar has
+its signal in, or the first has waited `GATHER_S`), so one positions request and one state write serve them all.
+Every signal of the batch is decided first (`plan.plan_signal` on the positions of one connector answer,
 with its account and quotes; batch.py shares the account and margin between them), then all their orders go to the
 order desk together as one flight (order_desk.py). A symbol with an order out waits for it. A connector that is
 down fails a signal before any decision: it stays waiting, acked FAIL NO_CONNECTOR once, and is tried again.
@@ -15,13 +17,20 @@ from typing import Any
 from common import messages
 from services.executor import inputs
 from services.executor.acks import Ack, AckStatus, ack_skip
-from services.executor.batch import Batch, Decided
+from services.executor.batch import Batch, Decided, expected, gathered
 from services.executor.commands import RealPosition
 from services.executor.order_desk import ConnectorDown
 from services.executor.plan import SignalInputs, plan_signal
 from services.executor.sync import Stance, SyncAction
 
 log = logging.getLogger("oracle.executor")
+
+# The longest a waiting signal waits for the other signals of its bar close (the preditor steps 20 models in some
+# 6 ms): past it, what is in is decided, the rest in the next batch.
+GATHER_S = 0.025
+# While they are gathered, the loop naps this long between its turns: the signals arriving meanwhile are taken in
+# one turn (waking the process for each costs more than deciding it)
+NAP_S = 0.002
 
 
 class DecisionDesk:
@@ -38,15 +47,55 @@ class DecisionDesk:
     handled: dict[str, int]
     last_decisions: dict[str, str]
     modelled: set[str]
+    timeframes: dict[str, str]
     _symbol_data: dict[str, inputs.SymbolData]
     _positions_fresh: bool
     _retry_at: float
+    _gather_from: float | None  # when the oldest signal waiting to be decided arrived (time.monotonic)
+    _expecting: tuple[tuple[str, int], frozenset[str]]  # (timeframe, bar time) -> the symbols expected for it
+
+    def _note_waiting(self) -> None:
+        """A signal is waiting: the batch's deadline starts with the first."""
+        if self._gather_from is None:
+            self._gather_from = time.monotonic()
+
+    def _batch_ready(self, now: float) -> bool | None:
+        """Decide the signals waiting now? True: every symbol expected for their bar has its signal in, or the first
+        has waited GATHER_S (or the executor stopped); False: more are on their way; None: none can be decided
+        (a symbol's signal with its order out waits for it)."""
+        if self.stopped or self._gather_from is None or now - self._gather_from >= GATHER_S:
+            return True
+        busy = self._flights.symbols()
+        waiting = [(s, sig.bar_time) for s, (sig, _seq, _epoch) in self.pending.items() if s not in busy]
+        if not waiting:
+            return None
+        bar_time = max(t for _s, t in waiting)
+        timeframe = self.timeframes.get(next(s for s, t in waiting if t == bar_time), "")
+        if self._expecting[0] != (timeframe, bar_time):
+            self._expecting = ((timeframe, bar_time), expected(self.handled, self.timeframes, timeframe, bar_time))
+        arrived = ((s, sig.bar_time) for s, (sig, _seq, _epoch) in self.pending.items())
+        return gathered(arrived, self._expecting[1], self.handled, bar_time)
+
+    def _gather_left_s(self, now: float) -> float | None:
+        """How long the loop may sleep before the gathered batch is due (None: no deadline ahead)."""
+        if self._gather_from is None or not self.pending:
+            return None
+        left = self._gather_from + GATHER_S - now
+        return left if left > 0 else None
 
     def _decide_waiting(self) -> None:
         """The signals waiting whose symbol has no order out: decided together, their orders out as one flight."""
         busy = self._flights.symbols()  # a symbol's next signal waits for its orders
         if all(s in busy for s in self.pending):
             return
+        try:
+            self._decide_batch(busy)
+        finally:
+            # what still waits is a symbol's signal behind its order out (decided when that lands) or one the
+            # connector failed (retried at _retry_at): the next gathering starts with the next signal to arrive
+            self._gather_from = None
+
+    def _decide_batch(self, busy: set[str]) -> None:
         self._positions_fresh = False  # asked again for every batch of signals
         if self.stopped:
             for sig, _seq, _epoch in self.pending.values():

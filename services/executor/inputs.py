@@ -17,10 +17,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
+from hashlib import sha1
 from typing import Any
 
 from common import messages
-from common.outbox import record_id
+from common.outbox import NAMESPACE, record_id
 from services.executor.acks import Ack
 from services.executor.commands import RealPosition
 from services.executor.lots import VolumeLimits
@@ -163,11 +165,33 @@ def _ts(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
+@lru_cache(maxsize=256)
+def _bar_ts(seconds: int) -> str:
+    """A bar's time as a record writes it: the same few bar times for every symbol of a bar close."""
+    return _ts(seconds)
+
+
 _ACTION_NAMES = {0: "WAIT", 1: "LONG", -1: "SHORT"}
+_NAMESPACE = NAMESPACE.bytes
+
+
+def fast_record_id(table: str, *natural_key: object) -> str:
+    """`common.outbox.record_id`, the same string (a test holds them equal) at a fifth of the cost: the UUID's
+    version-5 digest formatted directly, without the `uuid.UUID` object (two per signal, one per ack)."""
+    digest = bytearray(sha1(_NAMESPACE + "|".join([table, *map(str, natural_key)]).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=256)
+def _signal_id(symbol: str, bar_time: int) -> str:
+    return fast_record_id("signals", symbol, bar_time)
 
 
 def signal_id(signal: messages.Signal) -> str:
-    return record_id("signals", signal.symbol, signal.bar_time)
+    return _signal_id(signal.symbol, signal.bar_time)
 
 
 def signal_record(signal: messages.Signal, timeframe_s: int | None = None) -> dict:
@@ -175,8 +199,8 @@ def signal_record(signal: messages.Signal, timeframe_s: int | None = None) -> di
     in this process or after a restart, is the same row; the store deduplicates it). `timestamp` is the bar's
     close (open time + timeframe) when the timeframe is known, else its open time."""
     return {
-        "id": signal_id(signal), "timestamp": _ts(signal.bar_time + (timeframe_s or 0)),
-        "bar_time": _ts(signal.bar_time), "symbol": signal.symbol, "action": _ACTION_NAMES[signal.direction],
+        "id": signal_id(signal), "timestamp": _bar_ts(signal.bar_time + (timeframe_s or 0)),
+        "bar_time": _bar_ts(signal.bar_time), "symbol": signal.symbol, "action": _ACTION_NAMES[signal.direction],
         "direction": signal.direction, "intensity": signal.intensity if signal.direction else 0,
         "hmm_state": signal.hmm_state,
         "data": {"close": signal.close, "action_index": signal.action, "virtual_pnl": signal.virtual_pnl},
@@ -189,17 +213,19 @@ def ack_record(ack: Ack, now: float, signal: messages.Signal | None = None, inde
     process) several evaluations of one signal (a restarted executor re-evaluates the last signal at sync)."""
     key = (ack.symbol, ack.bar_time, ack.action, ack.client_order_id or "", index, epoch)
     return {
-        "id": record_id("acks", *key), "timestamp": _ts(now), "symbol": ack.symbol,
-        "bar_time": _ts(ack.bar_time) if ack.bar_time else None,
+        "id": fast_record_id("acks", *key), "timestamp": _ts(now), "symbol": ack.symbol,
+        "bar_time": _bar_ts(ack.bar_time) if ack.bar_time else None,
         "signal_id": signal_id(signal) if signal is not None else None,
         "decision": ack.action, "status": ack.status.value, "client_order_id": ack.client_order_id,
         "position_id": str(ack.ticket) if ack.ticket is not None else None,
         "volume": float(ack.volume) if ack.volume is not None else None, "price": ack.fill_price,
         "reason": ack.reason,
-        "data": {k: v for k, v in ack.to_dict().items() if v is not None and k in (
-            "detail", "reference_price", "slippage_pips", "pnl", "requested_lots", "off_step", "error_code",
-            "broker_code", "due_at_open")},
+        "data": {k: v for k in _ACK_DATA if (v := getattr(ack, k)) is not None},
     }
+
+
+_ACK_DATA = ("detail", "reference_price", "slippage_pips", "pnl", "requested_lots", "off_step", "error_code",
+             "broker_code", "due_at_open")
 
 
 _SEVERITY = {"info": "INFO", "warning": "WARNING", "critical": "CRITICAL"}

@@ -134,12 +134,15 @@ class OrderDesk:
 
     def _finish(self, done: list[SignalDone], records: list[list[dict]] | None = None) -> None:
         """The signals are evaluated and their orders answered: that, the stances and the acks' records survive a
-        crash from here on (the next process hands the records to persistence again, never decides them again)."""
+        crash from here on (the next process hands the records to persistence again, never decides them again).
+        In the OS at once (a kill loses nothing), on the disk with the next fdatasync: no order leaves on this
+        entry, and an order's answer lost with it (a power cut) leaves its intent, carried out again with the same
+        client order id (the connector answers the first result) after the restart."""
         for d in done:
             self.last_decisions[d.sig.symbol] = d.decided.reason
         records = self._records(done) if records is None else records
         self._last_ack_records = [r for rs in records for r in rs]
-        self._save_state()
+        self._save_state(sync=False)
         self._emit_done(done, records)
 
     def _emit_done(self, done: list[SignalDone], records: list[list[dict]]) -> None:

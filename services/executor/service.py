@@ -50,7 +50,7 @@ from services.executor import risk as risk_rules
 from services.executor import symbols_config as sc
 from services.executor.acks import Ack, AckStatus
 from services.executor.commands import RealPosition
-from services.executor.decision_desk import DecisionDesk
+from services.executor.decision_desk import NAP_S, DecisionDesk
 from services.executor.due_closes import DueCloses
 from services.executor.lots import check_config_lots
 from services.executor.order_desk import ConnectorDown, OrderDesk
@@ -71,7 +71,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
         "preditor": ["signal.", "hb.", "alert."],
-        "connector": ["fill.", "closed.", "reject.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
+        # not fill. nor reject.: an order's outcome is its answer (order_lines.py); decoding them cost a wakeup each
+        "connector": ["closed.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
     }
     not_implemented = [
         "broker expected margin (ProtoOAExpectedMarginReq): the margin check uses the account leverage",
@@ -118,6 +119,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self._acks_since: dict[str, int] = {}  # status -> acks emitted since the last summary (INFO once a minute)
         self._summary_at = time.monotonic() + SUMMARY_S
         self.timeframes: dict[str, str] = {}  # symbol -> timeframe of its model
+        # the state changed by a message (a higher equity peak, a closed position's loss streak): made durable at
+        # the end of the loop's turn, with whatever else that turn changed (one journal entry, not one per message)
+        self._state_dirty = False
+        self._records_due = False  # a batch was decided: the loop comes round at once to hand its records over
+        self._gather_from: float | None = None  # the signals waiting: when the first arrived (decision_desk.py)
+        self._expecting: tuple[tuple[str, int], frozenset[str]] = (("", -1), frozenset())
         self._open_desk()
         self.store = durable.JournaledState(self.state_path)  # state_file.py: snapshot and journal
         self._load_state()
@@ -160,6 +167,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         one fdatasync), or a whole snapshot when `compact` or a rare section changed (state_file.py). `sync=False`:
         the entry is in the OS at once (a kill loses nothing) and on the disk with the next synced one (the batch's
         fdatasync covers it): for what arrives between batches (equity, closed positions)."""
+        self._state_dirty = False
         state = state_file.ExecutorState(
             paused=self.paused, risk=self.risk,
             last={s: (self.previous[s], t) for s, t in self.handled.items() if s in self.previous},
@@ -440,14 +448,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
             if self.risk.peak_equity != peak:
-                self._save_state(sync=False)  # the peak-equity drawdown survives a restart
+                self._state_dirty = True  # the peak-equity drawdown survives a restart
             self._watch_risk()
         elif isinstance(body, messages.PositionClosed):
             self._on_closed(body)
-        elif isinstance(body, messages.Fill):
-            self.count("fills_seen")
-        elif isinstance(body, messages.OrderRejected):
-            self.count("rejects_seen")
         elif isinstance(body, messages.ConnectionState):
             self.connected = body.connected
         elif isinstance(body, messages.MarketState):
@@ -463,12 +467,20 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if current is not None:
             self.count("signals_superseded")  # a newer desired state replaces one not yet acted on
         self.pending[sig.symbol] = (sig, seq, epoch)
+        self._note_waiting()
         self._persist_signal(sig)
 
     def _persist_signal(self, sig: messages.Signal) -> None:
         self.persist("signals", inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, ""))))
 
     def on_tick(self, now: float) -> None:
+        try:
+            self._turn(now)
+        finally:
+            if self._state_dirty:  # what this turn's messages changed, unless a save of the turn took it
+                self._save_state(sync=False)
+
+    def _turn(self, now: float) -> None:
         self._drive_flights(now)
         self._summarize(now)
         if self._want_last_signals and self.synced and now - self._last_signals_at >= 1.0:
@@ -491,7 +503,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             # before the symbol's newer signals: they are decided on the account without the position
             self._release_due_at_open(self._flights.symbols())
         if self.pending and self.synced and now >= self._retry_at:
-            self._decide_waiting()
+            ready = self._batch_ready(now)
+            if ready:
+                self._decide_waiting()
+                self._records_due = True  # the batch's records to persistence at once (the next turn)
+            elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
+                time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
@@ -530,10 +547,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             # net: the loss streak counts what the account lost (commission and swap included), never the gross
             self.risk = risk_rules.on_close(self.risk, ev.net_profit, time.time(), self.config.risk,
                                             close_id=str(ev.ticket))
-        if ev.full and (self.config is not None or gone is not None):
-            # the loss streak: in the OS now, on the disk with the next batch's fdatasync (a due close gone: a new
-            # snapshot, COMPACT_ON)
-            self._save_state(sync=False)
+        if gone is not None:
+            self._save_state(sync=False)  # a due close gone (rare): a new snapshot at once, COMPACT_ON
+        elif ev.full and self.config is not None:
+            # the loss streak: in the OS at the end of this turn of the loop (before it waits for anything), on the
+            # disk with the next batch's fdatasync
+            self._state_dirty = True
         if ev.external:
             self.alert("external_close", "info", f"{ev.symbol} position {ev.ticket} closed outside the executor "
                        f"({ev.reason}, PnL {ev.net_profit:.2f}); its move is now a missed entry",
@@ -622,7 +641,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def poll_timeout_ms(self) -> int:
         base = super().poll_timeout_ms()
-        return min(base, FLIGHT_TURN_MS) if self._flights else base  # a request asked again is sent on time
+        if self._flights:
+            base = min(base, FLIGHT_TURN_MS)  # a request asked again is sent on time
+        if self._records_due:
+            self._records_due = False
+            return 0
+        left = self._gather_left_s(time.monotonic())
+        return base if left is None else min(base, 1 + int(left * 1000))  # a gathered batch is decided on time
 
     def on_stop(self) -> None:
         self._summarize(float("inf"))  # the acks since the last summary

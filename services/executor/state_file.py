@@ -17,7 +17,9 @@ On disk (common/durable.py `JournaledState`): `<state_file>` is a snapshot of th
 last journal entry it includes) and `<state_file>.journal` holds one line per save since, with the sections that
 changed (`{"seq": n, "set": {"intents": [...], "acks": [...], "last": {...}}}`), written with one write and one
 fdatasync. A batch of signals costs two such lines: the one written ahead of its orders (their intents, the stances
-decided, the acks of the signals with no order) and the one after they land (the intents gone, the acks); the rest
+decided, the acks of the signals with no order; fdatasynced before the orders leave) and the one after they land
+(the intents gone, the acks; in the OS at once, on the disk with the next fdatasync: a power cut that loses it
+leaves the intents, whose orders go again with the same client order ids); the rest
 of the object (9 KB with 20 symbols, most of it the last acks) is not rewritten. The sections a person acts on and
 that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a halt, a replay
 after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot shows them; so

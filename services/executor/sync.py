@@ -218,10 +218,23 @@ def classify(inputs: SyncInputs) -> dict[str, str]:
 def decide(inputs: SyncInputs) -> SyncDecision:
     """The sync decision for one symbol: the first row of `SYNC_TABLE` that matches the inputs."""
     tokens = classify(inputs)
+    key = tuple(tokens.values())
+    found = _DECIDED.get(key)
+    if found is None:
+        found = _DECIDED[key] = _first_match(tokens)
+    return found
+
+
+def _first_match(tokens: dict[str, str]) -> SyncDecision:
     for number, rule in enumerate(SYNC_TABLE, start=1):
         if rule.matches(tokens):
             return SyncDecision(rule.action, rule.reason, number, alert=rule.reason == "ORPHAN")
     raise SyncInputError(f"no sync rule matches {tokens}")  # the tests prove this is unreachable
+
+
+# tokens (in COLUMNS order) -> the decision of the table for them: the table is read once per combination of
+# tokens (a few dozen occur), not once per signal
+_DECIDED: dict[tuple[str, ...], SyncDecision] = {}
 
 
 def render_markdown() -> str:

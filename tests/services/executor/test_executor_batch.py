@@ -1,0 +1,59 @@
+"""Which signals make a batch (batch.py `expected`, `gathered`), and the records' ids made without uuid objects."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.outbox import record_id
+from services.executor import inputs
+from services.executor.acks import Ack, AckStatus
+from services.executor.batch import expected, gathered
+
+H1 = 3600
+T = 1_764_950_400
+TF = {"EURUSD": "H1", "GBPUSD": "H1", "USDJPY": "H1", "XAUUSD": "M15"}
+
+
+def test_the_symbols_decided_for_the_last_bar_of_the_timeframe_are_expected():
+    handled = {"EURUSD": T - H1, "GBPUSD": T - H1, "USDJPY": T - 2 * H1, "XAUUSD": T - 900}
+    # USDJPY missed the last bar (its market closed, its model not loaded): not waited for; XAUUSD is M15
+    assert expected(handled, TF, "H1", T) == {"EURUSD", "GBPUSD"}
+    assert expected(handled, TF, "M15", T) == {"XAUUSD"}
+    # a weekend between: the last round is whatever bar came last
+    assert expected({"EURUSD": T - 49 * H1, "GBPUSD": T - 49 * H1}, TF, "H1", T) == {"EURUSD", "GBPUSD"}
+
+
+def test_nothing_is_expected_right_after_a_boot_and_a_symbol_without_a_known_model_is_of_no_timeframe():
+    assert expected({}, TF, "H1", T) == frozenset()
+    assert expected({"EURUSD": T}, TF, "H1", T) == frozenset()  # only bars before this one count
+    assert expected({"SYN01": T - H1, "EURUSD": T - H1}, TF, "", T) == {"SYN01"}
+
+
+@pytest.mark.parametrize(("waiting", "handled", "ready"), [
+    ([("EURUSD", T)], {"EURUSD": T - H1, "GBPUSD": T - H1}, False),  # GBPUSD's is on its way
+    ([("EURUSD", T), ("GBPUSD", T)], {"EURUSD": T - H1, "GBPUSD": T - H1}, True),
+    ([("EURUSD", T)], {"EURUSD": T - H1, "GBPUSD": T}, True),  # GBPUSD's decided already (an earlier batch)
+    ([("EURUSD", T), ("GBPUSD", T - H1)], {"EURUSD": T - H1, "GBPUSD": T - 2 * H1}, True),  # one behind: not waited
+    ([("EURUSD", T), ("GBPUSD", T + H1)], {"EURUSD": T - H1, "GBPUSD": T - H1}, True),  # a later one
+])
+def test_a_batch_is_gathered_when_every_expected_symbol_has_its_signal_in(waiting, handled, ready):
+    assert gathered(waiting, expected(handled, TF, "H1", T), handled, T) is ready
+
+
+@pytest.mark.parametrize("key", [("signals", "EURUSD", T), ("acks", "EURUSD", T, "OPEN", "EURUSD-x-O", 0, 123),
+                                 ("acks", "SYN01", None, "CLOSE", "", 2, 0), ("events", "é", 1.5)])
+def test_the_fast_record_id_is_the_record_id(key):
+    assert inputs.fast_record_id(*key) == record_id(*key)
+
+
+def test_the_ack_records_and_wire_body_read_every_field():
+    ack = Ack("EURUSD", "OPEN", AckStatus.OK, "EDGE", bar_time=T, client_order_id="c", ticket=7, volume=0.01,
+              fill_price=1.1, reference_price=1.09999, slippage_pips=0.1, due_at_open=False)
+    assert ack.to_dict() == {**{f: getattr(ack, f) for f in ack.__dataclass_fields__}, "status": "OK"}
+    body = ack.wire_body()
+    assert body["details"] == {"action": "OPEN", "client_order_id": "c", "ticket": 7, "volume": 0.01,
+                               "fill_price": 1.1, "reference_price": 1.09999, "slippage_pips": 0.1,
+                               "due_at_open": False}
+    record = inputs.ack_record(ack, 1.0, None, 0, 5)
+    assert record["id"] == record_id("acks", "EURUSD", T, "OPEN", "c", 0, 5)
+    assert record["data"] == {"detail": "", "reference_price": 1.09999, "slippage_pips": 0.1, "due_at_open": False}
