@@ -406,9 +406,10 @@ class Preditor(runtime.Service):
     def _publish_decided(self) -> None:
         """Publish the signals decided, in order; before anything waits (a request) and before any snapshot is
         written (a snapshot never covers a bar whose signal has not gone out)."""
-        decided, self.decided = self.decided, []
-        for topic, signal in decided:
-            self.publish(topic, signal)
+        if self.decided:
+            decided, self.decided = self.decided, []
+            assert self.pub is not None
+            self.pub.publish_many(decided)  # one lock, one timestamp
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
     def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:
