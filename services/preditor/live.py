@@ -83,7 +83,12 @@ def _float_sum(obj: object) -> float:
         tv = type(v)
         if tv is float:
             total += v
-        elif tv is dict or tv is list or tv is tuple:
+        elif tv is list or tv is tuple:
+            try:
+                total += sum(v)  # a list of numbers (an observation, a bar): summed in C
+            except (TypeError, OverflowError):  # something else in it, or an int too large for a float
+                total += _float_sum(v)
+        elif tv is dict:
             total += _float_sum(v)
     return total
 
