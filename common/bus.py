@@ -110,19 +110,25 @@ class Publisher:
         pack, heads, topics, seqs, sock = self._packer.pack, self._heads, self._topics, self.seqs, self.sock
         with self.lock:
             ts_body = pack("ts") + pack(time.time_ns()) + pack("body")
-            for topic, body in items:
-                head = heads.get(type(body))
-                if head is None:
-                    head = heads[type(body)] = self._head(body)
-                topic_frame = topics.get(topic)
-                if topic_frame is None:
-                    if len(topics) >= 4096:  # a publisher's topics are few: a bound against a runaway set
-                        topics.clear()
-                    topic_frame = topics[topic] = topic.encode()
-                seq = seqs.get(topic, 0) + 1
-                seqs[topic] = seq
-                sock.send(topic_frame, _SNDMORE)
-                sock.send(b"".join((head, pack(seq), ts_body, pack(schema.to_wire(body)))))
+            frames = []  # all packed first, then sent back to back: the I/O thread woken once for several
+            try:
+                for topic, body in items:
+                    head = heads.get(type(body))
+                    if head is None:
+                        head = heads[type(body)] = self._head(body)
+                    topic_frame = topics.get(topic)
+                    if topic_frame is None:
+                        if len(topics) >= 4096:  # a publisher's topics are few: a bound against a runaway set
+                            topics.clear()
+                        topic_frame = topics[topic] = topic.encode()
+                    seq = seqs.get(topic, 0) + 1
+                    seqs[topic] = seq
+                    frames.append((topic_frame, b"".join((head, pack(seq), ts_body, pack(schema.to_wire(body))))))
+            finally:  # those before a body that cannot be encoded go out (as publish would have sent them)
+                send = sock.send
+                for topic_frame, payload in frames:
+                    send(topic_frame, _SNDMORE)
+                    send(payload)
 
     def _head(self, body: Any) -> bytes:
         """The packed start of an envelope map of 7 entries up to the ``seq`` key (as ``wire.encode_pub`` orders)."""
