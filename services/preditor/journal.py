@@ -94,11 +94,15 @@ class Journal:
 
     def all_lines(self) -> bytes:
         """The lines of every kept signal (those not encoded yet encoded now, once; needs ``line``)."""
+        return b"".join(self.every_line())
+
+    def every_line(self) -> collections.deque[bytes]:
+        """``all_lines``, one item a line (for a caller that joins more than these)."""
         assert self.line is not None
         missing = len(self.kept) - len(self.lines)
         if missing > 0:
             self.lines.extendleft(reversed([self.line(s) for s in itertools.islice(self.kept, missing)]))
-        return b"".join(self.lines)
+        return self.lines
 
     def new_lines(self) -> bytes:
         """The lines of the signals not written yet (needs ``line``)."""

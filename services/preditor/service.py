@@ -505,10 +505,13 @@ class Preditor(runtime.Service):
     def _whole(self, tracks: list[Track]) -> bytes:
         """The file rewritten: the models read from it that this process has not written, then every twin."""
         keys = {t.key for t in tracks}
-        idle = b"".join(store.whole_lines(k, e) for k, e in (self.saved or {}).items() if k not in keys)
-        parts = [store.reset_line(t.key) + (t.journal.all_lines() if t.journal else b"")
-                 + store.twin_line(t.key, t.snapshots.encode(t.state)) for t in tracks]
-        return idle + b"".join(parts)
+        parts = [store.whole_lines(k, e) for k, e in (self.saved or {}).items() if k not in keys]
+        for t in tracks:  # one join of every line (~20 MiB with 20 models' kept signals): not a copy per model
+            parts.append(store.reset_line(t.key))
+            if t.journal is not None:
+                parts += t.journal.every_line()
+            parts.append(store.twin_line(t.key, t.snapshots.encode(t.state)))
+        return b"".join(parts)
 
     def _logged(self, track: Track) -> None:
         track.logged, track.logged_bars = True, track.state.bars.copy()
