@@ -265,6 +265,34 @@ def in_process_twenty(bars, n: int = 100, n_models: int = 20, distinct: bool = F
             "mean_ms": 1000 * statistics.fmean(times), "bar_times": n, "models": n_models}
 
 
+def in_process_paced(bars, n: int = 100, n_models: int = 20, pause_s: float = 0.05) -> dict:
+    """``in_process_twenty(distinct=True)`` as the preditor meets it: ``pause_s`` between two bar times (the
+    bench's pause), so each bar time starts with the caches the pause left (cold: the weights and states of 20
+    models are read from memory again). Wall and thread CPU time per bar time, means."""
+    import torch
+
+    from common.twin.twin import initial_state, run, step
+    from services.preditor import live
+    from services.preditor.model_file import load_model
+
+    torch.set_num_threads(1)
+    models = [load_model(REPO / "models" / "EURUSD_H1.zip") for _ in range(n_models)]
+    state, _ = run(models[0].spec, initial_state(models[0].model_id), bars[:HISTORY], models[0].policy_fn)
+    states = [state] * n_models
+    walls, cpus = [], []
+    for i in range(HISTORY, HISTORY + n):
+        time.sleep(pause_s)
+        bar = live.twin_bar(messages.Bar("EURUSD", "H1", int(bars[i, 0]), *(float(x) for x in bars[i, 1:])))
+        t, c = time.perf_counter(), time.thread_time()
+        for k, model in enumerate(models):
+            states[k], decision = step(model.spec, states[k], bar, model.policy_fn)
+            messages.to_wire(live.signal_of(symbol_of(k), decision))
+        cpus.append(time.thread_time() - c)
+        walls.append(time.perf_counter() - t)
+    return {"mean_ms": 1000 * statistics.fmean(walls), "cpu_mean_ms": 1000 * statistics.fmean(cpus),
+            "p99_ms": 1000 * pct(walls, 99), "bar_times": n, "models": n_models, "pause_s": pause_s}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bars", type=int, default=300, help="live bars per run")
@@ -297,6 +325,8 @@ def main() -> int:
                                                                   batched["bit_identical"].items())
           + " (not exact: the preditor steps its policies one by one)")
     floors = {n: in_process_twenty(bars, n=args.floor_bars, n_models=n, distinct=True) for n in args.models}
+    paced = {n: in_process_paced(bars, n=args.floor_bars, n_models=n, pause_s=args.pause_ms / 1000)
+             for n in args.models}
     ratios = {}
     for n in args.models:
         r = run(n, args.bars, bars, args.pause_ms / 1000, args.idle_s)
@@ -314,6 +344,10 @@ def main() -> int:
         print(f"  RATIO preditor CPU per bar (net) / in-process compute of the same {n} models (mean over "
               f"{floors[n]['bar_times']} bar times, each twin with its own copy) {floor:.2f} ms = {ratios[n]:.2f}x "
               f"(target at most 1.5x: {verdict(ratios[n], 1.5)})")
+        cold = paced[n]
+        print(f"  the same compute paced as the preditor meets it ({args.pause_ms:g} ms pause between bar times, "
+              f"cold caches): wall {cold['mean_ms']:.2f} ms, CPU {cold['cpu_mean_ms']:.2f} ms per bar time; "
+              f"RATIO net CPU / paced CPU {r['net_cpu_per_bar_ms'] / cold['cpu_mean_ms']:.2f}x")
         print(f"  warmup step ({HISTORY} history bars each): {r['warmup_step_ms'] / 1000:.2f} s in all, "
               f"{r['warmup_per_model_ms']:.0f} ms per model (median); process start to warm "
               f"{r['process_start_to_warm_s']:.2f} s")

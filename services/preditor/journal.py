@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import itertools
 import json
 
 from common import messages
@@ -55,18 +56,30 @@ def after(signals: collections.deque[messages.Signal] | list[messages.Signal],
 
 
 class Journal:
-    """The kept signals of one model, in memory (answers); ``store.TwinLog`` keeps them on disk (restarts)."""
+    """The kept signals of one model, in memory (answers); ``store.TwinLog`` keeps them on disk (restarts).
+
+    With ``line`` (a signal's line in the file), each signal's line is encoded once, when it is added, and kept
+    beside it: a rewrite of the file writes the kept lines again without encoding thousands of signals anew."""
 
     def __init__(self, signals: collections.abc.Iterable[messages.Signal] = (), keep: int = KEEP,
-                 written: bool = True):
+                 written: bool = True, line: collections.abc.Callable[[messages.Signal], bytes] | None = None,
+                 lines: collections.abc.Iterable[bytes] = ()):
         self.kept: collections.deque[messages.Signal] = collections.deque(signals, maxlen=keep)
         self.unwritten: list[messages.Signal] = []
         self.written = written  # the file holds ``kept`` but ``unwritten``; False: it must be given all of them
+        self.line = line
+        # the lines of the last len(lines) signals of ``kept`` (``lines``: those of ``signals``, as read)
+        self.lines: collections.deque[bytes] = collections.deque(lines, maxlen=keep)
+        if len(self.lines) > len(self.kept):
+            self.lines.clear()
+        self.unwritten_lines: list[bytes] = []
 
     def reset(self) -> None:
         """A twin that starts flat: the signals of the one before are not its own."""
         self.kept.clear()
         self.unwritten = []
+        self.lines.clear()
+        self.unwritten_lines = []
         self.written = False
 
     def add(self, signal: messages.Signal) -> None:
@@ -74,6 +87,29 @@ class Journal:
             return  # a replay after a crash: the same signal is kept already
         self.kept.append(signal)
         self.unwritten.append(signal)
+        if self.line is not None:
+            line = self.line(signal)
+            self.lines.append(line)
+            self.unwritten_lines.append(line)
+
+    def all_lines(self) -> bytes:
+        """The lines of every kept signal (those not encoded yet encoded now, once; needs ``line``)."""
+        return b"".join(self.every_line())
+
+    def every_line(self) -> collections.deque[bytes]:
+        """``all_lines``, one item a line (for a caller that joins more than these)."""
+        assert self.line is not None
+        missing = len(self.kept) - len(self.lines)
+        if missing > 0:
+            self.lines.extendleft(reversed([self.line(s) for s in itertools.islice(self.kept, missing)]))
+        return self.lines
+
+    def new_lines(self) -> bytes:
+        """The lines of the signals not written yet (needs ``line``)."""
+        return b"".join(self.unwritten_lines)
+
+    def now_written(self) -> None:
+        self.unwritten, self.unwritten_lines, self.written = [], [], True
 
     @property
     def kept_from(self) -> int | None:

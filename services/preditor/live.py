@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from common import messages
 from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
@@ -63,9 +64,48 @@ def position_view(symbol: str, timeframe: str, state: TwinState) -> messages.Vir
 # ---- snapshots ------------------------------------------------------------------------------------------
 
 
-# ``json.dumps(x, allow_nan=False, separators=(",", ":"))`` without making an encoder at each call (it runs for every
-# twin at every bar): the same text (Python's float repr round-trips every float64 exactly)
+# ``json.dumps(x, allow_nan=False, separators=(",", ":"))`` without making an encoder at each call: the slow path of
+# ``dumps`` (Python's float repr round-trips every float64 exactly)
 to_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def _float_sum(obj: object) -> float:
+    """The sum of the floats in ``obj`` (maps, lists and tuples walked): NaN or infinite when one of them is."""
+    t = type(obj)
+    if t is float:
+        return obj  # type: ignore[return-value]
+    if t is dict:
+        obj = obj.values()  # type: ignore[attr-defined]
+    elif t is not list and t is not tuple:
+        return 0.0
+    total = 0.0
+    for v in obj:  # type: ignore[attr-defined]
+        tv = type(v)
+        if tv is float:
+            total += v
+        elif tv is list or tv is tuple:
+            try:
+                total += sum(v)  # a list of numbers (an observation, a bar): summed in C
+            except (TypeError, OverflowError):  # something else in it, or an int too large for a float
+                total += _float_sum(v)
+        elif tv is dict:
+            total += _float_sum(v)
+    return total
+
+
+def dumps(obj: object) -> bytes:
+    """``to_json(obj)``'s JSON as UTF-8 bytes, by orjson (~20x faster: the float repr dominates a snapshot's cost).
+    orjson writes the shortest text that reads back as the same float64 (as Python's repr), so every number reads
+    back bit for bit; but it writes NaN and infinities as null, and refuses a float subclass or an int beyond 64
+    bits: such a value (a sum of the floats not finite, which an overflow of the sum may also give) goes the slow
+    way, ``to_json``, which refuses a NaN (ValueError) as before."""
+    total = _float_sum(obj)
+    if total - total == 0.0:
+        try:
+            return orjson.dumps(obj)
+        except orjson.JSONEncodeError:
+            pass
+    return to_json(obj).encode("utf-8")
 
 
 def snapshot_name(symbol: str, timeframe: str) -> str:
@@ -73,17 +113,17 @@ def snapshot_name(symbol: str, timeframe: str) -> str:
 
 
 def snapshot_bytes(state: TwinState) -> bytes:
-    """JSON (Python's float repr round-trips every float64 exactly)."""
-    return to_json(state.to_dict()).encode("utf-8")
+    """JSON (every float64 reads back bit for bit: ``dumps``)."""
+    return dumps(state.to_dict())
 
 
-def _row_text(row: list[float]) -> str:
+def _row_json(row: list[float]) -> bytes:
     """One window bar as ``snapshot_bytes`` writes it (``[time, o, h, l, c, v]``, time as an int)."""
-    return to_json([int(row[0]), *row[1:]])
+    return dumps([int(row[0]), *row[1:]])
 
 
-def rows_text(bars: np.ndarray) -> list[str]:
-    return [_row_text(r) for r in bars.tolist()]
+def rows_json(bars: np.ndarray) -> list[bytes]:
+    return [_row_json(r) for r in bars.tolist()]
 
 
 class SnapshotEncoder:
@@ -94,18 +134,18 @@ class SnapshotEncoder:
 
     def __init__(self) -> None:
         self._bars = np.empty((0, 6))
-        self._rows: list[str] = []
+        self._rows: list[bytes] = []
 
     def encode(self, state: TwinState) -> bytes:
         bars = state.bars
         rows = self._reused_rows(bars)
-        rows += [_row_text(r) for r in bars[len(rows):].tolist()]
+        rows += [_row_json(r) for r in bars[len(rows):].tolist()]
         self._bars, self._rows = bars.copy(), rows  # a copy: the next comparison must see these bits
-        head = json.dumps({"version": SNAPSHOT_VERSION, "model_id": state.model_id}, separators=(",", ":"))
-        tail = to_json(state.to_dict_after_bars())
-        return f'{head[:-1]},"bars":[{",".join(rows)}],{tail[1:]}'.encode()
+        head = dumps({"version": SNAPSHOT_VERSION, "model_id": state.model_id})
+        tail = dumps(state.to_dict_after_bars())
+        return b"".join((head[:-1], b',"bars":[', b",".join(rows), b"],", tail[1:]))
 
-    def _reused_rows(self, bars: np.ndarray) -> list[str]:
+    def _reused_rows(self, bars: np.ndarray) -> list[bytes]:
         """The encoded rows of the leading bars of ``bars`` that were in the previous window, bit for bit."""
         old = self._bars
         if not len(old) or not len(bars):

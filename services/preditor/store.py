@@ -43,7 +43,7 @@ import numpy as np
 
 from common import durable, messages
 from services.preditor.journal import KEEP
-from services.preditor.live import to_json
+from services.preditor.live import dumps
 
 LOG_NAME = "twins.jsonl"
 COMPACT_MIN = 1 << 20  # bytes appended before a rewrite is considered (fewer rewrites of a small file)
@@ -55,6 +55,7 @@ class Saved:
 
     snapshot: dict | None = None  # the twin's snapshot, as ``live.snapshot_bytes`` decodes
     signals: collections.deque[messages.Signal] = field(default_factory=lambda: collections.deque(maxlen=KEEP))
+    lines: collections.deque[bytes] = field(default_factory=lambda: collections.deque(maxlen=KEEP))  # of ``signals``
 
 
 def model_key(symbol: str, timeframe: str) -> str:
@@ -66,10 +67,12 @@ def _head(key: str) -> bytes:
     return b'{"m":' + json.dumps(key).encode() + b","
 
 
+def signal_line(key: str, signal: messages.Signal) -> bytes:
+    return b"".join((_head(key), b'"sig":', dumps(messages.to_wire(signal)), b"}\n"))
+
+
 def signal_lines(key: str, signals: list[messages.Signal]) -> bytes:
-    head = _head(key)
-    return b"".join(head + b'"sig":' + to_json(messages.to_wire(s))
-                    .encode() + b"}\n" for s in signals)
+    return b"".join(signal_line(key, s) for s in signals)
 
 
 def reset_line(key: str) -> bytes:
@@ -81,12 +84,11 @@ def twin_line(key: str, snapshot: bytes) -> bytes:
     return _head(key) + b'"twin":' + snapshot + b"}\n"
 
 
-def next_line(key: str, n: int, rows: list[str], after: dict) -> bytes:
+def next_line(key: str, n: int, rows: list[bytes], after: dict) -> bytes:
     """A snapshot relative to the one before: ``rows`` (the new bars, encoded as the snapshot encodes them), the
     window length ``n`` and the entries after the bars (``TwinState.to_dict_after_bars``)."""
-    tail = to_json(after)
-    return (_head(key) + b'"n":' + str(n).encode() + b',"add":[' + ",".join(rows).encode() + b'],"next":'
-            + tail.encode() + b"}\n")
+    return b"".join((_head(key), b'"n":', str(n).encode(), b',"add":[', b",".join(rows), b'],"next":', dumps(after),
+                     b"}\n"))
 
 
 def added_rows(logged: np.ndarray | None, bars: np.ndarray) -> int | None:
@@ -101,8 +103,9 @@ def added_rows(logged: np.ndarray | None, bars: np.ndarray) -> int | None:
     return n
 
 
-def _apply(saved: dict[str, Saved], rec: dict) -> None:
-    """One record onto ``saved``; raises (ValueError, KeyError, TypeError, SchemaError) on a malformed one."""
+def _apply(saved: dict[str, Saved], rec: dict, line: bytes) -> None:
+    """One record (``line``: its bytes, newline included) onto ``saved``; raises (ValueError, KeyError, TypeError,
+    SchemaError) on a malformed one."""
     key = rec["m"]
     if not isinstance(key, str):
         raise TypeError("model key is not a string")
@@ -111,8 +114,10 @@ def _apply(saved: dict[str, Saved], rec: dict) -> None:
         sig = messages.from_wire(messages.Signal, rec["sig"])
         if not entry.signals or sig.bar_time > entry.signals[-1].bar_time:  # else a copy written again
             entry.signals.append(sig)
+            entry.lines.append(line)  # written again as read at a rewrite (not encoded again)
     elif rec.get("reset") is True:
         entry.signals.clear()
+        entry.lines.clear()
     elif "twin" in rec:
         if not isinstance(rec["twin"], dict) or not isinstance(rec["twin"].get("bars"), list):
             raise TypeError("twin snapshot is not a map with bars")
@@ -135,8 +140,8 @@ def parse(data: bytes) -> tuple[dict[str, Saved], int]:
     good = 0
     while (end := data.find(b"\n", good)) >= 0:
         try:
-            rec = json.loads(data[good:end])
-            _apply(saved, rec)
+            line = data[good:end + 1]
+            _apply(saved, json.loads(line), line)
         except (ValueError, KeyError, TypeError, messages.SchemaError):
             break
         good = end + 1
@@ -145,9 +150,11 @@ def parse(data: bytes) -> tuple[dict[str, Saved], int]:
 
 def whole_lines(key: str, entry: Saved) -> bytes:
     """A model's part of a rewritten file, from what was read (a model this process has not written)."""
-    out = reset_line(key) + signal_lines(key, list(entry.signals))
+    lines = entry.lines if len(entry.lines) == len(entry.signals) else map(functools.partial(signal_line, key),
+                                                                          entry.signals)
+    out = reset_line(key) + b"".join(lines)
     if entry.snapshot is not None:
-        out += twin_line(key, to_json(entry.snapshot).encode())
+        out += twin_line(key, dumps(entry.snapshot))
     return out
 
 

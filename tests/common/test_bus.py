@@ -218,3 +218,40 @@ def test_a_plain_rep_responder_refuses_a_deferred_answer_clearly(ctx, tmp_path):
     assert not reply.ok and reply.error_code == wire.HANDLER_ERROR and "concurrent" in reply.error_message
     req.close()
     server.close()
+
+
+def test_publish_many_sends_the_bytes_publish_sends_with_one_seq_per_topic(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/pub"
+    pub = bus.Publisher(ctx, endpoint, "preditor", 7)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVTIMEO, 5000)
+    sub.connect(endpoint)
+    hb = messages.Heartbeat("preditor", 1, 1, "RUNNING", 0.0, 0)
+    while True:  # slow joiner: publish until heard
+        pub.publish("hb.preditor", hb)
+        try:
+            sub.recv_multipart(zmq.NOBLOCK)
+            break
+        except zmq.Again:
+            time.sleep(0.01)
+    seq0 = pub.seqs["hb.preditor"]
+    eur = messages.Signal("EURUSD", 3600, 1.1, 1, 1, 1, 0, 0.1 + 0.2, None, False)
+    gbp = messages.Signal("GBPUSD", 3600, 1.3, 2, -1, 1, 1, -0.5, 1, True)
+    sent = [("signal.EURUSD", eur), ("signal.GBPUSD", gbp), ("hb.preditor", hb), ("signal.EURUSD", eur)]
+    pub.publish_many(sent)
+    pub.publish("signal.EURUSD", eur)
+    got = []
+    while len(got) < 5:
+        frames = sub.recv_multipart()
+        if frames[0] != b"hb.preditor" or len(got) >= 2:  # drop the joiner's extra heartbeats
+            got.append(frames)
+    envelopes = [wire.decode_pub(f) for f in got]
+    assert [(e.topic, e.seq, e.body) for e in envelopes] == \
+        [("signal.EURUSD", 1, eur), ("signal.GBPUSD", 1, gbp), ("hb.preditor", seq0 + 1, hb), ("signal.EURUSD", 2, eur),
+         ("signal.EURUSD", 3, eur)]
+    assert len({e.ts for e in envelopes[:4]}) == 1  # one timestamp for the group
+    for frames, e in zip(got, envelopes, strict=True):
+        assert frames == wire.encode_pub(e.topic, "preditor", 7, e.seq, e.ts, e.body)
+    sub.close()
+    pub.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import messages
-from services.preditor import journal
+from services.preditor import journal, store
 from services.preditor.journal import Journal
 
 
@@ -45,3 +45,26 @@ def test_the_last_keep_signals_are_kept():
     for t in range(1, 8):
         j.add(sig(t * 3600))
     assert [s.bar_time // 3600 for s in j.kept] == [5, 6, 7]
+
+
+def test_each_line_is_encoded_once_and_kept_in_step_with_its_signal():
+    encoded: list[int] = []
+
+    def line(s: messages.Signal) -> bytes:
+        encoded.append(s.bar_time)
+        return store.signal_line("EURUSD_H1", s)
+
+    read = [sig(3600), sig(7200)]
+    j = Journal(read, keep=3, line=line, lines=[store.signal_line("EURUSD_H1", read[1])])  # the last one's line read
+    for t in (10800, 14400):
+        j.add(sig(t * 1))
+    assert j.new_lines() == store.signal_lines("EURUSD_H1", [sig(10800), sig(14400)])
+    assert j.all_lines() == store.signal_lines("EURUSD_H1", list(j.kept))  # 7200's line as read, 3600 dropped
+    assert encoded == [10800, 14400]
+    j.now_written()
+    assert j.new_lines() == b"" and j.unwritten == [] and j.written
+    j.reset()
+    j.add(sig(18000))
+    assert j.all_lines() == store.signal_lines("EURUSD_H1", [sig(18000)])
+    no_lines = Journal(read, line=line)  # lines not read (a legacy journal): encoded when the file needs them all
+    assert no_lines.all_lines() == store.signal_lines("EURUSD_H1", read) and encoded[-2:] == [3600, 7200]
