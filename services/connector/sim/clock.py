@@ -78,7 +78,7 @@ class ReplayClock:
                 if sid in s.spots and (
                     interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
                 ):
-                    self._send(s, self._spot_event(s, sid))
+                    self._send_spot(s, sid)
 
     def _closed_from(self, nxt: int) -> int | None:
         """When the next instant is more than a minute away every market closes in between: the time from which

@@ -91,8 +91,13 @@ class Connections:
     def _send(self, session: Session, msg: Message, cid: str = "") -> None:
         if session.closed or self._silent():
             return
-        rule = self.faults.take(self.faults.delay, msg.DESCRIPTOR.name) if self.faults.delay else None
-        frame = proto.encode_frame(proto.encode_envelope(msg, cid or None))
+        self._send_frame(session, msg.DESCRIPTOR.name, proto.encode_frame(proto.encode_envelope(msg, cid or None)))
+
+    def _send_frame(self, session: Session, name: str, frame: bytes) -> None:
+        """A frame already made (message type `name`) out to the session, the faults at the wire applied."""
+        if session.closed or self._silent():
+            return
+        rule = self.faults.take(self.faults.delay, name) if self.faults.delay else None
         if rule is not None:
             asyncio.get_running_loop().call_later(rule.get("seconds", 1.0), self._write, session, frame)
         else:

@@ -52,7 +52,7 @@ class Market:
         self._last: dict[int, Point | None] = {}
         self._forming: dict[tuple[int, int], CsvBar | None] = {}
         self._periods: dict[int, set[int]] = {}
-        self._times_of: dict[int, tuple[int, list[int]]] = {}  # per symbol: one hour's point times
+        self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
 
     @property
     def end_time(self) -> int:
@@ -106,6 +106,14 @@ class Market:
 
     def next_after(self, t: int) -> Instant | None:
         """The first instant after time t (None: the data ends first)."""
+        asked = self._next_asked
+        if asked is not None and asked[0] == t:  # the clock asks twice per instant: `next_time`, then `step`
+            return asked[1]
+        found = self._next_after(t)
+        self._next_asked = (t, found)
+        return found
+
+    def _next_after(self, t: int) -> Instant | None:
         for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
             times, instants = self.hour_instants(i)
             k = bisect.bisect_right(times, t)
@@ -116,6 +124,20 @@ class Market:
     def next_time(self) -> int | None:
         nxt = self.next_after(self.now)
         return None if nxt is None else nxt.time
+
+    def next_time_after(self, t: int) -> int | None:
+        """The time of the first instant after time t (None: the data ends first), from the point times alone:
+        looking ahead makes no price path."""
+        for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
+            first = None
+            for series in self.series.values():
+                times = series.point_times(i)
+                k = bisect.bisect_right(times, t)
+                if k < len(times) and (first is None or times[k] < first):
+                    first = times[k]
+            if first is not None:
+                return first
+        return None
 
     def step(self) -> Instant | None:
         """Process the next instant (None at the end of the data)."""
@@ -145,10 +167,9 @@ class Market:
         bucket = self.now - self.now % tf
         t = None
         for _ in range(n):
-            nxt = self.next_after(bucket + tf - 1)
-            if nxt is None:
+            t = self.next_time_after(bucket + tf - 1)
+            if t is None:
                 return None
-            t = nxt.time
             bucket = t - t % tf
         return t
 
@@ -193,18 +214,11 @@ class Market:
         """The time of the symbol's first point after `after` (default: now); None: the data ends first."""
         t = self.now if after is None else after
         for j in range(max(0, self.series[symbol_id].index_of(t)), len(self.times)):
-            times = self._point_times(symbol_id, j)
+            times = self.series[symbol_id].point_times(j)
             k = bisect.bisect_right(times, t)
             if k < len(times):
                 return times[k]
         return None
-
-    def _point_times(self, symbol_id: int, i: int) -> list[int]:
-        got = self._times_of.get(symbol_id)
-        if got is None or got[0] != i:
-            got = (i, [p.time for p in self.series[symbol_id].points(i)])
-            self._times_of[symbol_id] = got
-        return got[1]
 
     # ---- bars
     def forming(self, symbol_id: int, period: int) -> CsvBar | None:

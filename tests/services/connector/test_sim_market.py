@@ -119,3 +119,18 @@ def test_last_price_comes_from_before_the_start(csv_bars: list[CsvBar]) -> None:
 ])
 def test_spot_spacing(previous, time, following, interval, periods, due) -> None:
     assert spot_due(previous, time, following, interval, periods) is due
+
+
+def test_the_look_ahead_finds_the_instants_without_making_prices(csv_bars: list[CsvBar]) -> None:
+    """`next_time_after` (point times alone) agrees with the instants, across a weekend too; the point times
+    are those of the points."""
+    m = market(csv_bars, 80, synthetic=2)
+    ahead = market(csv_bars, 80, synthetic=2)
+    t = m.now
+    for _ in range(400):
+        t += 997  # about 4.6 days: a weekend on the way
+        nxt = m.next_after(t)
+        assert ahead.next_time_after(t) == (None if nxt is None else nxt.time)
+    for sid, series in m.series.items():
+        for i in range(80, 260):
+            assert ahead.series[sid].point_times(i) == [p.time for p in series.points(i)]
