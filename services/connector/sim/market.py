@@ -74,11 +74,11 @@ class Market:
                 for p, b, a in zip(points, before, after, strict=True):
                     merged.setdefault(p.time, []).append((sid, p, b, a))
             times = sorted(merged)
-            got = (times, tuple(
-                Instant(t, tuple((sid, p) for sid, p, _, _ in merged[t]), tuple(b for _, _, b, _ in merged[t]),
-                        tuple(a for _, _, _, a in merged[t]))
-                for t in times
-            ))
+            instants = []
+            for t in times:
+                sids, points_, before_, after_ = zip(*merged[t], strict=True)
+                instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
+            got = (times, tuple(instants))
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)

@@ -140,6 +140,7 @@ class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, Trad
         self.paused = config.speed <= 0
         self.speed = config.speed
         self.sessions: list[Session] = []
+        self._coalescing = 0
         self.cert_pem: bytes | None = None
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
