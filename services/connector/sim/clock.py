@@ -54,6 +54,8 @@ class ReplayClock:
         return done
 
     def _step(self) -> bool:
+        if self.account.positions:  # their stops are looked at on every point of their symbols
+            self.market.price(p.symbol_id for p in self.account.positions.values())
         inst = self.market.step()
         if inst is None:
             return False

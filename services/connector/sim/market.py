@@ -53,6 +53,20 @@ class Market:
         self._forming: dict[tuple[int, int], CsvBar | None] = {}
         self._periods: dict[int, set[int]] = {}
         self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
+        # the symbols whose points the instants carry (None: every one); the others count for the instants' times
+        # only, their prices made when asked (`last_point`): a symbol no one watches makes no price path
+        self.priced: set[int] | None = None
+        self._unpriced_asked: set[int] = set()  # symbols not priced whose latest point `_last` holds
+
+    def price(self, symbol_ids: Iterable[int]) -> None:
+        """The instants carry these symbols' points from now on (once priced, a symbol stays priced)."""
+        if self.priced is None:
+            return
+        new = set(symbol_ids) - self.priced
+        if new:
+            self.priced |= new
+            self._instants.clear()
+            self._next_asked = None
 
     @property
     def end_time(self) -> int:
@@ -64,7 +78,12 @@ class Market:
         got = self._instants.get(i)
         if got is None:
             merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
+            priced = self.priced
             for sid, series in self.series.items():
+                if priced is not None and sid not in priced:
+                    for t in series.point_times(i):  # an instant of its own when no priced symbol ticks then
+                        merged.setdefault(t, [])
+                    continue
                 points = series.points(i)
                 if not points:
                     continue
@@ -76,7 +95,11 @@ class Market:
             times = sorted(merged)
             instants = []
             for t in times:
-                sids, points_, before_, after_ = zip(*merged[t], strict=True)
+                rows = merged[t]
+                if not rows:
+                    instants.append(Instant(t, (), (), ()))
+                    continue
+                sids, points_, before_, after_ = zip(*rows, strict=True)
                 instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
             got = (times, tuple(instants))
             self._instants[i] = got
@@ -90,18 +113,18 @@ class Market:
         """The time of the symbol's last point in the hours before hour i."""
         series = self.series[symbol_id]
         for j in range(i - 1, max(-1, i - 1 - LAST_POINT_LOOKBACK_HOURS), -1):
-            points = series.points(j)
-            if points:
-                return points[-1].time
+            times = series.point_times(j)
+            if times:
+                return times[-1]
         return None
 
     def _point_after(self, symbol_id: int, i: int) -> int | None:
         """The time of the symbol's first point in the hours after hour i (None: the data ends first)."""
         series = self.series[symbol_id]
         for j in range(i + 1, len(self.times)):
-            points = series.points(j)
-            if points:
-                return points[0].time
+            times = series.point_times(j)
+            if times:
+                return times[0]
         return None
 
     def next_after(self, t: int) -> Instant | None:
@@ -145,6 +168,11 @@ class Market:
         if inst is None:
             return None
         self.now = inst.time
+        if self._unpriced_asked:  # their prices as of the time asked: found again when asked again
+            for sid in self._unpriced_asked:
+                if self.priced is not None and sid not in self.priced:
+                    self._last.pop(sid, None)
+            self._unpriced_asked.clear()
         for sid, p in inst.points:
             self._last[sid] = p
             for period in self._periods.get(sid, ()):
@@ -196,6 +224,8 @@ class Market:
                     found = seen[-1]
                     break
             self._last[symbol_id] = found
+            if self.priced is not None and symbol_id not in self.priced:
+                self._unpriced_asked.add(symbol_id)
         return self._last[symbol_id]
 
     def bid_ask(self, symbol_id: int) -> tuple[float, float] | None:
@@ -225,6 +255,7 @@ class Market:
         """The bar of `period` holding the symbol's latest point, as far as it goes (kept up to date from now on)."""
         key = (symbol_id, period)
         if key not in self._forming:
+            self.price((symbol_id,))  # kept up to date by `step` from now on
             last = self.last_point(symbol_id)
             bar = None
             if last is not None:

@@ -85,6 +85,7 @@ class MarketOps:
         if any(i in s.spots for i in msg.symbolId):
             raise SimError("ALREADY_SUBSCRIBED", "already subscribed to spots")
         s.spots.update(msg.symbolId)
+        self.market.price(msg.symbolId)
         s.spot_timestamps = s.spot_timestamps or msg.subscribeToSpotTimestamp
         self._send(s, oa.ProtoOASubscribeSpotsRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
         for sid in msg.symbolId:  # the latest prices, even while the market is closed
