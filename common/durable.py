@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,15 +278,19 @@ class JournaledState:
                 or (self.compact_after is not None and self._entries >= self.compact_after))
 
     def commit(self, state: dict[str, Any], *, sync: bool = True, compact: bool = False,
-               compact_on: frozenset[str] | set[str] = frozenset()) -> int:
+               compact_on: frozenset[str] | set[str] = frozenset(),
+               changed: Collection[str] | None = None) -> int:
         """Make `state` durable: the sections that changed since the last commit, as one journal entry (durable
         on return when `sync`; else in the OS at once and on the disk with the next synced commit), or the whole
-        object as a new snapshot (always durable). Returns the bytes written (0: nothing changed)."""
-        texts = {k: _dumps(v) for k, v in state.items()}
+        object as a new snapshot (always durable). Returns the bytes written (0: nothing changed).
+
+        `changed`: the sections the caller may have changed since its last commit (it tracks them); only those are
+        encoded and compared, every other one is taken as it was last made durable (None: all are compared)."""
+        texts = self._texts_of(state, changed)
         changed = [k for k, t in texts.items() if self._texts.get(k) != t]
         if (compact or self.compaction_due or set(self._texts) - set(texts)
                 or (changed and any(k in compact_on for k in changed))):
-            return self._compact(texts)
+            return self._compact({k: _dumps(v) for k, v in state.items()})  # a snapshot is written whole
         if not changed:
             return 0
         self._seq += 1
@@ -304,6 +308,13 @@ class JournaledState:
         self.commits += 1
         self.bytes_written += written
         return written
+
+    def _texts_of(self, state: dict[str, Any], changed: Collection[str] | None) -> dict[str, str]:
+        """Every section's JSON: encoded anew when it may have changed, else the one made durable last."""
+        if changed is None:
+            return {k: _dumps(v) for k, v in state.items()}
+        known = self._texts
+        return {k: known[k] if k in known and k not in changed else _dumps(v) for k, v in state.items()}
 
     def close(self) -> None:
         if self.journal is not None:

@@ -125,7 +125,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             self.count("journal_commits")
         if self.published.dirty:
             compactions = self.state_store.compactions
-            self.state_store.commit(self.published.to_dict())
+            self.state_store.commit(self.published.to_dict(), changed=self.published.changed)
             self.published.committed()
             if self.state_store.compactions != compactions:
                 self.count("state_compactions")

@@ -1,8 +1,8 @@
 """What the connector has published, and what that means after a restart (pure).
 
 The state is a small JSON document kept under data_dir as a snapshot and a journal of the sections changed since
-(`durable.JournaledState` of `to_dict`, committed when `dirty`; the snapshot's format is the whole state file of
-old and `journal_seq`, and a state file of old is read as it is):
+(`durable.JournaledState` of `to_dict`, committed when `dirty`, its `changed` sections alone encoded again; the
+snapshot's format is the whole state file of old and `journal_seq`, and a state file of old is read as it is):
 - the open time of the last bar published per (symbol, timeframe), and the subscriptions. It is written *before*
   a bar is published, so a crash can lose a bar (a subscriber sees the gap in bar times and repairs it through the
   history op) but never publish one twice. On connect, every subscription is renewed with ``since`` = that time:
@@ -32,7 +32,13 @@ class ConnectorState:
     # ticket (as text, JSON keys) -> {"symbol", "direction", "open_time", "label", "comment", "recorded"}
     # ("recorded": False while its opening's trade record is not in the outbox yet; absent: recorded)
     positions: dict[str, dict] = field(default_factory=dict)
-    dirty: bool = field(default=False, compare=False, repr=False)  # changed since the last commit (`committed`)
+    # the sections changed since the last commit (`committed`): only those are encoded again (durable.JournaledState)
+    changed: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    @property
+    def dirty(self) -> bool:
+        """Changed since the last commit."""
+        return bool(self.changed)
 
     def subscribe(self, symbol: str, timeframe: str) -> bool:
         """Remember a subscription; False when it was known already (nothing to save)."""
@@ -40,7 +46,7 @@ class ConnectorState:
         if timeframe in tfs:
             return False
         tfs.append(timeframe)
-        self.dirty = True
+        self.changed.add("subscriptions")
         return True
 
     def should_publish(self, symbol: str, timeframe: str, time: int) -> bool:
@@ -51,7 +57,7 @@ class ConnectorState:
     def record(self, symbol: str, timeframe: str, time: int) -> None:
         k = key(symbol, timeframe)
         self.last[k] = max(time, self.last.get(k, time))
-        self.dirty = True
+        self.changed.add("last")
 
     def since(self, symbol: str, timeframe: str, requested: int | None = None) -> int | None:
         """Where the bar stream of a (re)subscription resumes: after what was published, never before it."""
@@ -68,12 +74,12 @@ class ConnectorState:
         if known is not None:
             if recorded and not known.get("recorded", True):
                 known["recorded"] = True
-                self.dirty = True
+                self.changed.add("positions")
                 return True
             return False
         self.positions[str(ticket)] = {"symbol": symbol, "direction": direction, "open_time": open_time, "label": label,
                                        "comment": comment, "recorded": recorded}
-        self.dirty = True
+        self.changed.add("positions")
         return True
 
     def unrecorded(self, tickets: Iterable[int]) -> set[int]:
@@ -84,12 +90,12 @@ class ConnectorState:
     def closed(self, ticket: int) -> bool:
         if self.positions.pop(str(ticket), None) is None:
             return False
-        self.dirty = True
+        self.changed.add("positions")
         return True
 
     def committed(self) -> None:
         """What changed is durable (`to_dict` committed)."""
-        self.dirty = False
+        self.changed.clear()
 
     def to_dict(self) -> dict:
         return {"v": 1, "last": self.last, "subscriptions": self.subscriptions, "positions": self.positions}

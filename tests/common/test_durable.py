@@ -221,6 +221,29 @@ def test_a_commit_appends_the_changed_sections_only_and_reads_back(tmp_path):
     assert json.loads(path.read_text())["a"] == 1  # the snapshot is not rewritten by a commit
 
 
+def test_the_sections_named_changed_are_the_only_ones_encoded_and_a_snapshot_is_written_whole(tmp_path):
+    """With `changed`, a section not named is taken as made durable last (the caller tracks its changes); a
+    snapshot always encodes every section."""
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path, compact_after=2)
+    state = {"a": 1, "b": [1]}
+    store.commit(state)
+    state["a"], state["b"] = 2, [2]
+    store.commit(state, changed={"a"})
+    assert lines(path) == [{"seq": 1, "set": {"a": 2}}]  # "b" not named: not looked at
+    assert store.commit(state, changed=()) == 0
+    state["a"] = 3
+    store.commit(state, changed={"a"})
+    assert reopened(path) == ({"a": 3, "b": [1]}, [])  # a change the caller did not name is not written
+    state["a"] = 4
+    store.commit(state, changed={"a"})  # the journal is long enough: a new snapshot, every section as it is now
+    assert lines(path) == [] and reopened(path) == ({"a": 4, "b": [2]}, [])
+    state["a"], state["b"] = 5, [5]
+    store.commit(state, changed={"a", "b"})
+    assert lines(path) == [{"seq": 3, "set": {"a": 5, "b": [5]}}]
+    assert reopened(path) == ({"a": 5, "b": [5]}, [])
+
+
 def test_a_torn_last_line_is_dropped_and_cut_off_and_the_next_commit_reads_back(tmp_path):
     path = tmp_path / "state.json"
     store = durable.JournaledState(path)

@@ -1,6 +1,7 @@
 """The simulator's replay clock: instants processed on request (`advance`, `advance_bars`, `advance_until`, from
 the control port) or timed (`speed` simulated seconds per wall second), each one's stops, spot events, token
-expiries, swaps and state saves; a closed stretch is crossed quickly.
+expiries, swaps and state saves; a closed stretch is crossed quickly. What an advance sends goes out coalesced,
+bar by bar (`_coalesced`).
 
 A mixin of SimServer (server.py): it uses the server's market cursor, sessions, config and `_send`.
 """
@@ -21,8 +22,9 @@ class ReplayClock:
     def advance(self, ticks: int = 1) -> int:
         """Process the next `ticks` instants now; returns how many were processed (fewer at the end of the data)."""
         done = 0
-        while done < ticks and self._step():
-            done += 1
+        with self._coalesced():
+            while done < ticks and self._step():
+                done += 1
         return done
 
     def advance_bars(self, bars: int = 1) -> int:
@@ -32,8 +34,9 @@ class ReplayClock:
         if target is not None:
             return self.advance_until(target)
         done = 0  # the data ends first: to its last point
-        while self._step():
-            done += 1
+        with self._coalesced():
+            while self._step():
+                done += 1
         return done
 
     def advance_until(self, t: int) -> int:
@@ -41,15 +44,18 @@ class ReplayClock:
         if t < self.market.now:
             raise ValueError(f"until {t} is before the server time {self.market.now}")
         done = 0
-        while (nxt := self.market.next_time()) is not None and nxt <= t:
-            self._step()
-            done += 1
-        if t > self.market.now:
-            self.market.advance_clock(t)
-            self._after_clock()
+        with self._coalesced():
+            while (nxt := self.market.next_time()) is not None and nxt <= t:
+                self._step()
+                done += 1
+            if t > self.market.now:
+                self.market.advance_clock(t)
+                self._after_clock()
         return done
 
     def _step(self) -> bool:
+        if self.account.positions:  # their stops are looked at on every point of their symbols
+            self.market.price(p.symbol_id for p in self.account.positions.values())
         inst = self.market.step()
         if inst is None:
             return False
@@ -63,6 +69,8 @@ class ReplayClock:
         if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
             self._saved_bucket = self.market.bar_time
             self._save_state()
+            if self._coalescing:  # a burst: what each bar's instants sent goes out as the next bar starts
+                self._flush()
 
     def _on_instant(self, inst: Instant) -> None:
         """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
@@ -78,7 +86,7 @@ class ReplayClock:
                 if sid in s.spots and (
                     interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
                 ):
-                    self._send(s, self._spot_event(s, sid))
+                    self._send_spot(s, sid)
 
     def _closed_from(self, nxt: int) -> int | None:
         """When the next instant is more than a minute away every market closes in between: the time from which

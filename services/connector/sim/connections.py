@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,12 @@ class Session:
     limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(50))
     history_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(5))
     closed: bool = False
+    held: list[bytes] | None = None  # frames written together at the next flush (a replay burst); None: at once
 
 
 class Connections:
+    _coalescing: int  # `_coalesced` blocks entered (made 0 by SimServer)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() < self.faults.refuse_until:
@@ -91,8 +95,13 @@ class Connections:
     def _send(self, session: Session, msg: Message, cid: str = "") -> None:
         if session.closed or self._silent():
             return
-        rule = self.faults.take(self.faults.delay, msg.DESCRIPTOR.name) if self.faults.delay else None
-        frame = proto.encode_frame(proto.encode_envelope(msg, cid or None))
+        self._send_frame(session, msg.DESCRIPTOR.name, proto.encode_frame(proto.encode_envelope(msg, cid or None)))
+
+    def _send_frame(self, session: Session, name: str, frame: bytes) -> None:
+        """A frame already made (message type `name`) out to the session, the faults at the wire applied."""
+        if session.closed or self._silent():
+            return
+        rule = self.faults.take(self.faults.delay, name) if self.faults.delay else None
         if rule is not None:
             asyncio.get_running_loop().call_later(rule.get("seconds", 1.0), self._write, session, frame)
         else:
@@ -101,10 +110,38 @@ class Connections:
     def _write(self, session: Session, frame: bytes) -> None:
         if session.closed or self._silent():
             return
+        if session.held is not None:
+            session.held.append(frame)
+            return
         try:
             session.writer.write(frame)
         except Exception:  # the peer went away; the read side will notice
             self._drop(session)
+
+    @contextlib.contextmanager
+    def _coalesced(self) -> Iterator[None]:
+        """The frames sent meanwhile (in order, per session) go out in one write per `_flush` and at the end, as a
+        server's socket sends what it has in as few segments as it can: a burst of many instants, one TLS record
+        and one system call per flush instead of per frame."""
+        self._coalescing += 1
+        if self._coalescing == 1:
+            for s in self.sessions:
+                s.held = []
+        try:
+            yield
+        finally:
+            self._coalescing -= 1
+            if self._coalescing == 0:
+                self._flush(hold=False)
+
+    def _flush(self, hold: bool = True) -> None:
+        """The frames held so far out to each session (still holding what comes next when `hold`)."""
+        for s in list(self.sessions):
+            frames, s.held = s.held, None
+            if frames:
+                self._write(s, b"".join(frames))
+            if hold and self._coalescing and not s.closed:
+                s.held = []
 
     def _error(self, session: Session, cid: str, code: str, description: str = "") -> None:
         msg = oa.ProtoOAErrorRes(errorCode=code, description=description)

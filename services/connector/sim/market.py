@@ -52,7 +52,21 @@ class Market:
         self._last: dict[int, Point | None] = {}
         self._forming: dict[tuple[int, int], CsvBar | None] = {}
         self._periods: dict[int, set[int]] = {}
-        self._times_of: dict[int, tuple[int, list[int]]] = {}  # per symbol: one hour's point times
+        self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
+        # the symbols whose points the instants carry (None: every one); the others count for the instants' times
+        # only, their prices made when asked (`last_point`): a symbol no one watches makes no price path
+        self.priced: set[int] | None = None
+        self._unpriced_asked: set[int] = set()  # symbols not priced whose latest point `_last` holds
+
+    def price(self, symbol_ids: Iterable[int]) -> None:
+        """The instants carry these symbols' points from now on (once priced, a symbol stays priced)."""
+        if self.priced is None:
+            return
+        new = set(symbol_ids) - self.priced
+        if new:
+            self.priced |= new
+            self._instants.clear()
+            self._next_asked = None
 
     @property
     def end_time(self) -> int:
@@ -64,7 +78,12 @@ class Market:
         got = self._instants.get(i)
         if got is None:
             merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
+            priced = self.priced
             for sid, series in self.series.items():
+                if priced is not None and sid not in priced:
+                    for t in series.point_times(i):  # an instant of its own when no priced symbol ticks then
+                        merged.setdefault(t, [])
+                    continue
                 points = series.points(i)
                 if not points:
                     continue
@@ -74,11 +93,15 @@ class Market:
                 for p, b, a in zip(points, before, after, strict=True):
                     merged.setdefault(p.time, []).append((sid, p, b, a))
             times = sorted(merged)
-            got = (times, tuple(
-                Instant(t, tuple((sid, p) for sid, p, _, _ in merged[t]), tuple(b for _, _, b, _ in merged[t]),
-                        tuple(a for _, _, _, a in merged[t]))
-                for t in times
-            ))
+            instants = []
+            for t in times:
+                rows = merged[t]
+                if not rows:
+                    instants.append(Instant(t, (), (), ()))
+                    continue
+                sids, points_, before_, after_ = zip(*rows, strict=True)
+                instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
+            got = (times, tuple(instants))
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)
@@ -90,22 +113,30 @@ class Market:
         """The time of the symbol's last point in the hours before hour i."""
         series = self.series[symbol_id]
         for j in range(i - 1, max(-1, i - 1 - LAST_POINT_LOOKBACK_HOURS), -1):
-            points = series.points(j)
-            if points:
-                return points[-1].time
+            times = series.point_times(j)
+            if times:
+                return times[-1]
         return None
 
     def _point_after(self, symbol_id: int, i: int) -> int | None:
         """The time of the symbol's first point in the hours after hour i (None: the data ends first)."""
         series = self.series[symbol_id]
         for j in range(i + 1, len(self.times)):
-            points = series.points(j)
-            if points:
-                return points[0].time
+            times = series.point_times(j)
+            if times:
+                return times[0]
         return None
 
     def next_after(self, t: int) -> Instant | None:
         """The first instant after time t (None: the data ends first)."""
+        asked = self._next_asked
+        if asked is not None and asked[0] == t:  # the clock asks twice per instant: `next_time`, then `step`
+            return asked[1]
+        found = self._next_after(t)
+        self._next_asked = (t, found)
+        return found
+
+    def _next_after(self, t: int) -> Instant | None:
         for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
             times, instants = self.hour_instants(i)
             k = bisect.bisect_right(times, t)
@@ -117,12 +148,31 @@ class Market:
         nxt = self.next_after(self.now)
         return None if nxt is None else nxt.time
 
+    def next_time_after(self, t: int) -> int | None:
+        """The time of the first instant after time t (None: the data ends first), from the point times alone:
+        looking ahead makes no price path."""
+        for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
+            first = None
+            for series in self.series.values():
+                times = series.point_times(i)
+                k = bisect.bisect_right(times, t)
+                if k < len(times) and (first is None or times[k] < first):
+                    first = times[k]
+            if first is not None:
+                return first
+        return None
+
     def step(self) -> Instant | None:
         """Process the next instant (None at the end of the data)."""
         inst = self.next_after(self.now)
         if inst is None:
             return None
         self.now = inst.time
+        if self._unpriced_asked:  # their prices as of the time asked: found again when asked again
+            for sid in self._unpriced_asked:
+                if self.priced is not None and sid not in self.priced:
+                    self._last.pop(sid, None)
+            self._unpriced_asked.clear()
         for sid, p in inst.points:
             self._last[sid] = p
             for period in self._periods.get(sid, ()):
@@ -145,10 +195,9 @@ class Market:
         bucket = self.now - self.now % tf
         t = None
         for _ in range(n):
-            nxt = self.next_after(bucket + tf - 1)
-            if nxt is None:
+            t = self.next_time_after(bucket + tf - 1)
+            if t is None:
                 return None
-            t = nxt.time
             bucket = t - t % tf
         return t
 
@@ -175,6 +224,8 @@ class Market:
                     found = seen[-1]
                     break
             self._last[symbol_id] = found
+            if self.priced is not None and symbol_id not in self.priced:
+                self._unpriced_asked.add(symbol_id)
         return self._last[symbol_id]
 
     def bid_ask(self, symbol_id: int) -> tuple[float, float] | None:
@@ -193,24 +244,18 @@ class Market:
         """The time of the symbol's first point after `after` (default: now); None: the data ends first."""
         t = self.now if after is None else after
         for j in range(max(0, self.series[symbol_id].index_of(t)), len(self.times)):
-            times = self._point_times(symbol_id, j)
+            times = self.series[symbol_id].point_times(j)
             k = bisect.bisect_right(times, t)
             if k < len(times):
                 return times[k]
         return None
-
-    def _point_times(self, symbol_id: int, i: int) -> list[int]:
-        got = self._times_of.get(symbol_id)
-        if got is None or got[0] != i:
-            got = (i, [p.time for p in self.series[symbol_id].points(i)])
-            self._times_of[symbol_id] = got
-        return got[1]
 
     # ---- bars
     def forming(self, symbol_id: int, period: int) -> CsvBar | None:
         """The bar of `period` holding the symbol's latest point, as far as it goes (kept up to date from now on)."""
         key = (symbol_id, period)
         if key not in self._forming:
+            self.price((symbol_id,))  # kept up to date by `step` from now on
             last = self.last_point(symbol_id)
             bar = None
             if last is not None:

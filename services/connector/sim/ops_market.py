@@ -1,7 +1,7 @@
 """The simulator's reference and market-data requests: assets, symbols and their specifications, conversion
 chains, spot and live-trendbar subscriptions, spot events, trendbar history.
 
-A mixin of SimServer (server.py): it uses the server's symbols, market cursor and `_send`.
+A mixin of SimServer (server.py): it uses the server's symbols, market cursor, `_send` and `_send_frame`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from services.connector.ctrader import parsing as units
 from services.connector.ctrader import periods as timeframes
 from services.connector.ctrader import schemas as proto
-from services.connector.sim import costs, wire
+from services.connector.sim import costs, spot_frames, wire
 from services.connector.sim.account import SimError
 from services.connector.sim.catalog import ASSET_IDS
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 oa = proto.oa
 ASSET_NAMES = {v: k for k, v in ASSET_IDS.items()}
+SPOT_EVENT_NAME = oa.ProtoOASpotEvent.DESCRIPTOR.name
 
 # The widest fromTimestamp..toTimestamp a trendbar request may span, per period (ms), as Spotware's own .NET SDK
 # has them (spotware/OpenAPI.Net, src/OpenAPI.Net/Helpers/TrendbarsMaximumTime.cs); the Open API documentation's
@@ -84,10 +85,11 @@ class MarketOps:
         if any(i in s.spots for i in msg.symbolId):
             raise SimError("ALREADY_SUBSCRIBED", "already subscribed to spots")
         s.spots.update(msg.symbolId)
+        self.market.price(msg.symbolId)
         s.spot_timestamps = s.spot_timestamps or msg.subscribeToSpotTimestamp
         self._send(s, oa.ProtoOASubscribeSpotsRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
         for sid in msg.symbolId:  # the latest prices, even while the market is closed
-            self._send(s, self._spot_event(s, sid))
+            self._send_spot(s, sid)
 
     def _on_unsubscribe_spots(self, s: Session, msg: Any, cid: str) -> None:
         s.spots.difference_update(msg.symbolId)
@@ -101,29 +103,32 @@ class MarketOps:
         period_seconds(msg.period)
         s.trendbars.add((msg.symbolId, msg.period))
         self._send(s, oa.ProtoOASubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
-        self._send(s, self._spot_event(s, msg.symbolId))
+        self._send_spot(s, msg.symbolId)
 
     def _on_unsubscribe_trendbar(self, s: Session, msg: Any, cid: str) -> None:
         s.trendbars.discard((msg.symbolId, msg.period))
         self._send(s, oa.ProtoOAUnsubscribeLiveTrendbarRes(ctidTraderAccountId=msg.ctidTraderAccountId), cid)
 
-    def _spot_event(self, s: Session, symbol_id: int) -> Any:
+    def _send_spot(self, s: Session, symbol_id: int) -> None:
         """The symbol's latest point as a spot event, with the forming bar of every period the session
-        subscribed for it; timestamp = the point's time."""
-        ev = oa.ProtoOASpotEvent(ctidTraderAccountId=self.account.account_id, symbolId=symbol_id)
+        subscribed for it; timestamp = the point's time (written by hand: spot_frames.py)."""
+        if s.closed:
+            return
+        quote = timestamp = None
+        bars: list[bytes] = []
         last = self.market.last_point(symbol_id)
-        if last is None:  # no point yet (the start of the data): nothing to quote
-            return ev
-        bid, ask = self.market.bid_ask(symbol_id) or (last.price, last.price)
-        ev.bid, ev.ask = units.price_to_wire(bid), units.price_to_wire(ask)
-        if s.spot_timestamps:
-            ev.timestamp = units.seconds_to_ms(last.time)
-        for sid, period in sorted(s.trendbars):
-            if sid == symbol_id:
-                bar = self.market.forming(symbol_id, period_seconds(period))
-                if bar is not None:
-                    ev.trendbar.append(wire.trendbar(bar, period))
-        return ev
+        if last is not None:  # else no point yet (the start of the data): nothing to quote
+            bid, ask = self.market.bid_ask(symbol_id) or (last.price, last.price)
+            quote = (units.price_to_wire(bid), units.price_to_wire(ask))
+            if s.spot_timestamps:
+                timestamp = units.seconds_to_ms(last.time)
+            for sid, period in sorted(s.trendbars):
+                if sid == symbol_id:
+                    bar = self.market.forming(symbol_id, period_seconds(period))
+                    if bar is not None:
+                        bars.append(spot_frames.trendbar_bytes(bar, period))
+        payload = spot_frames.spot_payload(self.account.account_id, symbol_id, quote, timestamp, bars)
+        self._send_frame(s, SPOT_EVENT_NAME, spot_frames.spot_frame(payload))
 
     # ---- history
     def _on_trendbars(self, s: Session, msg: Any, cid: str) -> None:

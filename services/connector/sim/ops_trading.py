@@ -213,7 +213,12 @@ class TradingOps:
     # ---- the market moves
     def _stops_at(self, inst: Instant) -> None:
         """Stops and take-profits the instant's points reach close their positions (server events)."""
+        if not self.account.positions:
+            return
+        held = {p.symbol_id for p in self.account.positions.values()}
         for sid, point in inst.points:
+            if sid not in held:
+                continue
             bid, ask = point.price, self.market.ask_of(sid, point.price)
             for pid in self.account.triggered(sid, bid, ask):
                 pos = self.account.positions[pid]

@@ -15,9 +15,20 @@ from collections.abc import Sequence
 from services.connector.ctrader import periods as timeframes
 from services.connector.sim.catalog import SimSymbol
 from services.connector.sim.replay import CsvBar
-from services.connector.sim.ticks import HOUR, MINUTE, Point, aggregate, combine, hour_bar, minute_offset, path
+from services.connector.sim.ticks import (
+    HOUR,
+    MINUTE,
+    Point,
+    aggregate,
+    combine,
+    hour_bar,
+    minute_offset,
+    path,
+    point_minutes,
+)
 
 POINT_CACHE_HOURS = 128
+POINT_TIMES_CACHE_HOURS = 1024  # the times alone (no price path made): what the clock's look-ahead reads
 
 
 def check_source(bars: Sequence[CsvBar]) -> None:
@@ -51,6 +62,7 @@ class Series:
         self._minutes: dict[int, list[int]] = {}
         self._hours: dict[int, CsvBar | None] = {}
         self._points: OrderedDict[int, list[Point]] = OrderedDict()
+        self._point_times: OrderedDict[int, list[int]] = OrderedDict()
 
     # ---- one source hour
     def target(self, i: int) -> CsvBar:
@@ -88,6 +100,18 @@ class Series:
                 self._points.popitem(last=False)
         else:
             self._points.move_to_end(i)
+        return got
+
+    def point_times(self, i: int) -> list[int]:
+        """The times of hour i's points (those of `points(i)`), made without their prices."""
+        got = self._point_times.get(i)
+        if got is None:
+            cached = self._points.get(i)
+            got = ([p.time for p in cached] if cached is not None
+                   else [m + minute_offset(m) for m in point_minutes(self.target(i), self.minutes(i))])
+            self._point_times[i] = got
+            if len(self._point_times) > POINT_TIMES_CACHE_HOURS:
+                self._point_times.popitem(last=False)
         return got
 
     def hour(self, i: int) -> CsvBar | None:

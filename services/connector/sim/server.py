@@ -105,6 +105,7 @@ class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, Trad
         state = self._load_state()
         start, resume = self._start_time(bars, state)
         self.market = Market(bars, self.symbols, self.by_name[config.symbol], self.tf_seconds, now=start)
+        self.market.priced = set()  # priced as they are watched: spots subscribed, positions held (clock.py)
         if not resume:  # the start bar is forming with its first instant, as the clock starts
             self.market.step()
         self._saved_bucket = self.market.bar_time
@@ -140,6 +141,7 @@ class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, Trad
         self.paused = config.speed <= 0
         self.speed = config.speed
         self.sessions: list[Session] = []
+        self._coalescing = 0
         self.cert_pem: bytes | None = None
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None

@@ -83,10 +83,15 @@ def spread_indices(k: int, n: int) -> list[int]:
     return [round(j * (k - 1) / (n - 1)) for j in range(n)]
 
 
+def point_minutes(bar: CsvBar, minutes: Sequence[int]) -> list[int]:
+    """The minutes (starts) of `bar`'s open `minutes` that have a point: all, or as many as it has ticks."""
+    return [minutes[i] for i in spread_indices(len(minutes), min(len(minutes), tick_volume(bar.volume)))]
+
+
 def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Point]:
     """The points of `bar` (prices already at the symbol's digits) in its open `minutes` (minute starts, sorted)."""
     ticks = tick_volume(bar.volume)
-    chosen = [minutes[i] for i in spread_indices(len(minutes), min(len(minutes), ticks))]
+    chosen = point_minutes(bar, minutes)
     n = len(chosen)
     if n == 0:
         return []

@@ -187,3 +187,26 @@ def test_an_unreadable_snapshot_is_replaced_so_the_changes_after_it_are_kept(cfg
     c.published.record("EURUSD", "H1", 3600)
     c._commit()
     assert _connector(cfg).published.last == {"EURUSD.H1": 3600}
+
+
+def test_each_change_names_its_section_and_reaches_the_file(tmp_path) -> None:
+    """The state names the sections it changed; committed with them alone, every change is read back."""
+    path = tmp_path / "connector-state.json"
+    store = durable.JournaledState(path)
+    state = ConnectorState()
+    store.commit(state.to_dict(), compact=True)
+    steps = [
+        (lambda: state.subscribe("EURUSD", "H1"), {"subscriptions"}),
+        (lambda: state.record("EURUSD", "H1", 3600), {"last"}),
+        (lambda: state.opened(7, "EURUSD", 1, 3600.0, "L", recorded=False), {"positions"}),
+        (lambda: state.opened(7, "EURUSD", 1, 3600.0, "L", recorded=True), {"positions"}),
+        (lambda: state.closed(7), {"positions"}),
+    ]
+    for change, sections in steps:
+        change()
+        assert state.changed == sections and state.dirty
+        store.commit(state.to_dict(), changed=state.changed)
+        state.committed()
+        assert not state.dirty
+        raw, _notes = durable.JournaledState(path).load()
+        assert ConnectorState.from_dict(raw) == state

@@ -119,3 +119,39 @@ def test_last_price_comes_from_before_the_start(csv_bars: list[CsvBar]) -> None:
 ])
 def test_spot_spacing(previous, time, following, interval, periods, due) -> None:
     assert spot_due(previous, time, following, interval, periods) is due
+
+
+def test_the_look_ahead_finds_the_instants_without_making_prices(csv_bars: list[CsvBar]) -> None:
+    """`next_time_after` (point times alone) agrees with the instants, across a weekend too; the point times
+    are those of the points."""
+    m = market(csv_bars, 80, synthetic=2)
+    ahead = market(csv_bars, 80, synthetic=2)
+    t = m.now
+    for _ in range(400):
+        t += 997  # about 4.6 days: a weekend on the way
+        nxt = m.next_after(t)
+        assert ahead.next_time_after(t) == (None if nxt is None else nxt.time)
+    for sid, series in m.series.items():
+        for i in range(80, 260):
+            assert ahead.series[sid].point_times(i) == [p.time for p in series.points(i)]
+
+
+def test_a_market_pricing_only_the_watched_symbols_replays_the_same_instants_and_prices(csv_bars) -> None:
+    """Symbols not priced still make the instants' times and give their latest price when asked; one priced
+    later (a position, a subscription) carries its points from then on, as in a market pricing every symbol."""
+    every = market(csv_bars, 100, synthetic=2)
+    lazy = market(csv_bars, 100, synthetic=2)
+    lazy.priced = set()
+    watched = next(iter(lazy.series))
+    lazy.price([watched])
+    others = [sid for sid in lazy.series if sid != watched]
+    for n in range(3000):  # about 50 hours, a weekend among them
+        if n == 1500:
+            lazy.price(others[:1])
+        a, b = every.step(), lazy.step()
+        assert a is not None and b is not None and a.time == b.time
+        assert list(b.points) == [p for p in a.points if p[0] in lazy.priced]
+        if n % 7 == 0:
+            assert all(lazy.last_point(sid) == every.last_point(sid) for sid in lazy.series)
+        if n % 11 == 0:
+            assert lazy.forming(watched, 3600) == every.forming(watched, 3600)
