@@ -139,6 +139,7 @@ class Bridge:
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False  # a byte is on the pipe, unread by `woken`
+        self._wake_lock = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -252,18 +253,23 @@ class Bridge:
     def wake(self) -> None:
         """Wake the loop: one byte on the pipe, none while one is there unread (`woken` has not run since): the loop
         takes everything queued before it when it reads that one."""
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
-            os.write(self._wake_w, b"\0")
+        with self._wake_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+            with contextlib.suppress(BlockingIOError, OSError):  # full: awake already; closed: stopping
+                os.write(self._wake_w, b"\0")
 
     def woken(self) -> None:
-        """The loop read the wake pipe: empty it (before taking what woke it: a wake from now on writes again)."""
-        self._wake_pending = False
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.wake_fd, 4096):
-                pass
+        """The loop read the wake pipe: empty it (before taking what woke it: a wake from now on writes again).
+        Under the lock that `wake` takes: the flag says "a byte is on the pipe" and nothing else. Without it, a wake
+        between clearing the flag and reading the pipe had its byte read here and left the flag set with an empty
+        pipe: no wake wrote again, and every later broker event waited for the loop's 100 ms tick."""
+        with self._wake_lock:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.wake_fd, 4096):
+                    pass
+            self._wake_pending = False
 
     def pump(self, broker: BrokerPort) -> None:
         """Move the broker's events onto the queue from now on (once per process)."""
