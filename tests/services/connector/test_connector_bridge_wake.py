@@ -23,7 +23,7 @@ def test_a_wake_racing_the_loops_woken_leaves_a_byte_to_read():
         for i in range(rounds):
             bridge.wake()  # a byte is on the pipe: the loop is about to read it
             go = threading.Barrier(2)
-            broker = threading.Thread(target=lambda: (go.wait(), bridge.wake()))
+            broker = threading.Thread(target=lambda g=go: (g.wait(), bridge.wake()))
             broker.start()
             go.wait()
             bridge.woken()
