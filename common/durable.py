@@ -149,11 +149,21 @@ class AppendLog:
     def rewrite(self, lines: Sequence[Line], *, sync: bool = True) -> None:
         """Replace the whole content by `lines` atomically (what is buffered stays buffered); `sync=False` as
         `write_atomic`'s `fsync=False`."""
+        parts: list[bytes] = []
+        for line in lines:
+            parts += (_encode(line), b"\n")
+        self.rewrite_data(b"".join(parts), sync=sync)  # one copy of the lines: no line + newline made first
+
+    def rewrite_data(self, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+        """`rewrite` of lines already joined: `data` is empty or whole lines (ending with a newline), written as it
+        is, without a copy (ValueError otherwise: a torn last line would be cut at the next open)."""
+        view = memoryview(data)
+        if view.nbytes and view[-1:].tobytes() != b"\n":
+            raise ValueError(f"{self.path}: a rewrite's data must end with a newline (whole lines)")
         self.close()
-        data = b"".join(_encode(line) + b"\n" for line in lines)
-        write_atomic(self.path, data, fsync=sync)
-        self.size = len(data)
-        self.bytes_written += len(data)
+        write_atomic(self.path, view, fsync=sync)
+        self.size = view.nbytes
+        self.bytes_written += view.nbytes
 
     def close(self) -> None:
         if self._fd >= 0:

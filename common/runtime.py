@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import math
 import os
 import signal
 import sys
@@ -56,6 +57,11 @@ class Service(Lifecycle, OutboxSender):
     # or one (the step's args) and returns facts for the log; checked when the class is made
     steps: Mapping[str, str] = {}
     _step_takes_args: dict[str, bool] = {}
+    # the longest the loop sleeps with nothing due that the runtime knows of (`poll_timeout_ms`'s default): on_tick
+    # runs at least this often. None: no short poll, the loop sleeps until the next thing due (the heartbeat, the
+    # handshake's and the requests' deadlines, what `poll_timeout_ms` declares) or a message, for a service whose
+    # on_tick timers are all declared in its `poll_timeout_ms`
+    idle_poll_ms: ClassVar[int | None] = 100
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,6 +89,8 @@ class Service(Lifecycle, OutboxSender):
         self.errors = bus.WireErrors(self.name)
         self._stop = False
         self._proc = psutil.Process(self.pid)
+        self._statm = _open_statm()  # the RSS read from it (a read of a few bytes): psutil costs ~10x more per beat
+        self._page_size = os.sysconf("SC_PAGE_SIZE") if self._statm >= 0 else 0
         self.ctx = zmq.Context()
         self.pub: bus.Publisher | None = None
         self.rep: bus.Responder | None = None
@@ -114,7 +122,7 @@ class Service(Lifecycle, OutboxSender):
         """A message from a subscribed publisher (already decoded and sequence-checked)."""
 
     def on_tick(self, now: float) -> None:
-        """Called every loop turn (at least 10 times a second)."""
+        """Called every loop turn (at least every ``idle_poll_ms``, unless that is None)."""
 
     def on_stop(self) -> None:
         """Graceful stop work (flush, disconnect); called once, in the loop thread."""
@@ -139,9 +147,12 @@ class Service(Lifecycle, OutboxSender):
         return []
 
     def poll_timeout_ms(self) -> int:
-        """How long the loop may sleep when nothing arrives. A Deferred answer's future completes in another thread,
-        which should wake the loop (add_reader); the short poll is the fallback."""
-        return 5 if self.rep is not None and self.rep.waiting else 100
+        """How long the loop may sleep when nothing arrives (the runtime's own deadlines, the heartbeat's, the
+        handshake's and the requests', cut it shorter: a service need not count them). A Deferred answer's future
+        completes in another thread, which should wake the loop (add_reader); the short poll is the fallback."""
+        if self.rep is not None and self.rep.waiting:
+            return 5
+        return NO_SHORT_POLL_MS if self.idle_poll_ms is None else self.idle_poll_ms
 
     # ---- helpers for subclasses -----------------------------------------------------------
     def count(self, counter: str, n: int = 1) -> None:
@@ -194,6 +205,11 @@ class Service(Lifecycle, OutboxSender):
         return time.monotonic() - self.started_mono
 
     def rss(self) -> int:
+        if self._statm >= 0:
+            try:
+                return int(os.pread(self._statm, 256, 0).split()[1]) * self._page_size  # size resident shared ...
+            except (OSError, ValueError, IndexError):
+                pass
         try:
             return self._proc.memory_info().rss
         except psutil.Error:
@@ -307,7 +323,7 @@ class Service(Lifecycle, OutboxSender):
             waiting += self.awaited_sockets()
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)
-            events = dict(poller.poll(self.poll_timeout_ms()))
+            events = dict(poller.poll(max(0, min(self.poll_timeout_ms(), self._due_ms(time.monotonic())))))
             for sock in waiting:
                 poller.unregister(sock)
             now = time.monotonic()
@@ -327,6 +343,24 @@ class Service(Lifecycle, OutboxSender):
             if now >= self._next_hb:
                 self._heartbeat(now)
             self.on_tick(now)
+
+    def _due_ms(self, now: float) -> int:
+        """Milliseconds until the first of the runtime's own deadlines: the next heartbeat, the handshake's next
+        hello or its reply's timeout, the outbox's request's timeout or its next send (rounded up: the checks are
+        ``now >= deadline``)."""
+        due = self._next_hb
+        orch = self.orch
+        if orch is not None:
+            if orch.pending is not None:
+                due = min(due, orch.pending[2])
+            elif self.state != messages.S_RUNNING:
+                due = min(due, self._next_hello)
+        store = self._store
+        if store is not None and store.pending is not None:
+            due = min(due, store.pending[2])
+        elif len(self.outbox):
+            due = min(due, self._store_retry_at)
+        return math.ceil((due - now) * 1000) if due > now else 0
 
     def _shutdown(self) -> None:
         watchdog = threading.Timer(self.cfg.runtime.stop_timeout_s, _force_exit)
@@ -350,7 +384,21 @@ class Service(Lifecycle, OutboxSender):
             if part is not None:
                 part.close()
         self.ctx.term()
+        if self._statm >= 0:
+            os.close(self._statm)
+            self._statm = -1
         logs.event(log, logging.INFO, "stopped")
+
+
+NO_SHORT_POLL_MS = 3_600_000  # `idle_poll_ms = None`: the runtime's deadlines and poll_timeout_ms's bound the sleep
+
+
+def _open_statm() -> int:
+    """A descriptor of /proc/self/statm (Linux), or -1 (psutil then)."""
+    try:
+        return os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _force_exit() -> None:

@@ -145,17 +145,21 @@ def decode_pub(frames: list[bytes]) -> Envelope:
             or type(seq := get("seq")) is not int or type(ts := get("ts")) is not int \
             or (raw_body := get("body", _NO_BODY)) is _NO_BODY:
         type_, src, epoch, seq, ts, raw_body = _envelope_fields(m)
-    cls = messages.EVENTS.get(type_)
-    if cls is None:
-        raise WireError(UNKNOWN_TYPE, f"unknown message type '{type_}'")
+    decode = _EVENT_DECODERS.get(type_)
+    if decode is None:
+        cls = messages.EVENTS.get(type_)
+        if cls is None:
+            raise WireError(UNKNOWN_TYPE, f"unknown message type '{type_}'")
+        decode = _EVENT_DECODERS[type_] = schema.decoder(cls)
     try:
-        body = schema.decoder(cls)(raw_body)
+        body = decode(raw_body)
     except messages.SchemaError as exc:
         raise WireError(BAD_BODY, f"{type_}: {exc}") from None
     return _envelope(topic, type_, src, epoch, seq, ts, body)
 
 
 _NO_BODY = object()
+_EVENT_DECODERS: dict[str, Any] = {}  # message type -> its record's compiled decoder (the types are a fixed set)
 
 
 def _envelope_fields(m: object) -> tuple:

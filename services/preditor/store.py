@@ -216,7 +216,7 @@ class TwinLog:
     def rewrite(self, data: bytes) -> None:
         """The file replaced by ``data`` (whole lines), atomically. OSError goes up."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._file().rewrite([data[:-1]] if data else [], sync=self.fsync)
+        self._file().rewrite_data(data, sync=self.fsync)  # the joined lines as they are: no copy
         self.base, self.appended, self.must_rewrite, self.unsynced = len(data), 0, False, False
 
     def _file(self) -> durable.AppendLog:

@@ -185,6 +185,23 @@ def test_a_rewrite_replaces_the_content_atomically_and_appends_go_on_after_it(tm
     assert durable.AppendLog(path).lines == ["compacted", "two", "lines", "buffered"]
 
 
+def test_a_rewrite_of_joined_lines_writes_them_as_they_are_and_refuses_a_torn_last_line(tmp_path):
+    path = tmp_path / "twins.jsonl"
+    log = durable.AppendLog(path)
+    log.add("old")
+    log.commit()
+    with pytest.raises(ValueError, match="newline"):
+        log.rewrite_data(b"compacted\ntorn")
+    assert path.read_text() == "old\n"  # refused before anything was written
+    log.add("buffered")
+    log.rewrite_data(bytearray(b"compacted\ntwo\n"), sync=False)
+    assert path.read_text() == "compacted\ntwo\n" and log.size == 14
+    log.commit()  # what was buffered stays buffered, appended after the new content
+    assert durable.AppendLog(path).lines == ["compacted", "two", "buffered"]
+    log.rewrite_data(b"")
+    assert path.read_bytes() == b"" and log.size == 0
+
+
 # ---- JournaledState: a snapshot and a journal of the sections changed ---------------------------------------------
 
 

@@ -57,6 +57,21 @@ raise SystemExit(runtime.main(Asking, sys.argv[2:]))
 """
 
 
+SLEEPY_SERVICE = """
+from common import runtime
+
+class Sleepy(runtime.Service):
+    name = "persistence"
+    idle_poll_ms = None  # no short poll: only the runtime's own deadlines wake it
+    subscribe_to = {}  # nor the orchestrator's sys.state messages
+
+    def on_step(self, step, args):
+        return {}
+
+raise SystemExit(runtime.main(Sleepy, []))
+"""
+
+
 @pytest.fixture
 def home(tmp_path):
     h = Home(tmp_path)
@@ -110,3 +125,27 @@ def test_the_answer_to_a_request_in_flight_wakes_the_loop(home):
         asking.wait(10)
         sub.close()
         peer.sock.close()
+
+
+def test_a_service_without_a_short_poll_still_shakes_hands_and_beats_on_the_heartbeat(home):
+    """The loop sleeps until the runtime's next deadline (hello, the reply's timeout, the next heartbeat), not an
+    hour: the service gets through the handshake's first step (the rest waits for services not started) and beats
+    every interval while it waits, asking again."""
+    cfg = home.config()
+    ctx = zmq.Context.instance()
+    sub = bus.Subscriber(ctx, [cfg.endpoint("persistence", "pub")], ["hb.persistence"], bus.WireErrors("t"))
+    sleepy = subprocess.Popen([sys.executable, "-c", SLEEPY_SERVICE], env=home.env, cwd=home.root)
+    try:
+        time.sleep(0.5)  # started before the orchestrator: its hellos go unanswered (timeouts), then are asked again
+        home.start("orchestrator")
+        stepped = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(stepped) < 4:
+            if sub.sock.poll(200):
+                stepped += [r.envelope.body for r in sub.drain() if r.envelope.body.steps]
+        assert len(stepped) >= 4, [b.state for b in stepped]  # 0.5 s beats after its first step
+        assert stepped[0].steps == ["persistence.open"] and all(b.rss_bytes > 0 for b in stepped)
+    finally:
+        sleepy.kill()
+        sleepy.wait(10)
+        sub.close()
