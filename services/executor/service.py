@@ -259,10 +259,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return data
 
     # ---- publishing and persisting ------------------------------------------------------------
-    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None) -> None:
+    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None,
+                  persist: bool = True) -> None:
+        """Publish the ack and hand its record to persistence (`persist=False`: handed over already)."""
         body = messages.Ack(**ack.wire_body())
         self.publish(messages.ack_topic(ack.symbol), body)
-        self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
+        if persist:
+            self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
         self.count(f"acks_{ack.status.value.lower()}")
         self._acks_since[ack.status.value] = self._acks_since.get(ack.status.value, 0) + 1
         if log.isEnabledFor(logging.DEBUG):  # per message: DEBUG only (an INFO line per ack cost 9 % of the CPU)
