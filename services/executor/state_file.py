@@ -25,11 +25,11 @@ line that names the signals decided (in the OS at once, so a kill loses none; a 
 signals undecided, evaluated again by the next process under its own epoch, as at any restart). The sections a
 person acts on and that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a
 halt, a replay after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot
-shows them; so does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill mid-
-write) is dropped: its save had not returned, so no order it wrote ahead had left. A file without `journal_seq` (the
-format before the journal) is read as it is and written back as a snapshot at once. What arrives between batches (a
-higher equity peak, a closed position's loss streak) is appended without its own fdatasync: in the OS at once (a
-kill -9 loses nothing), on the disk with the next batch's fdatasync.
+shows them; so does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill
+mid-write) is dropped: its save had not returned, so no order it wrote ahead had left. A file without `journal_seq`
+(the format before the journal) is read as it is and written back as a snapshot at once. What arrives between
+batches (a higher equity peak, a closed position's loss streak) is appended without its own fdatasync: in the OS at
+once (a kill -9 loses nothing), on the disk with the next batch's fdatasync.
 
 Why a journal and not SQLite in WAL mode: the state is a handful of JSON sections read whole once at start and
 replaced whole at each save, never queried; an appended line is exactly the changed sections plus one fdatasync,
