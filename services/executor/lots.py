@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from services.executor.symbols_config import SymbolConfig
 
@@ -133,6 +134,13 @@ def same_lots(a: float, b: float) -> bool:
 def intensities_of_lots(config: SymbolConfig, lots: float, limits: VolumeLimits | None) -> tuple[int, ...]:
     """The intensities whose opening would have these lots (the configured lots, or what the off-step rule makes of
     them when the symbol's limits are known). Several when two intensities send the same lots; none: unknown."""
+    return tuple(intensity for intensity, sent in _lots_sent(config, limits) if same_lots(sent, lots))
+
+
+@lru_cache(maxsize=512)
+def _lots_sent(config: SymbolConfig, limits: VolumeLimits | None) -> tuple[tuple[int, float], ...]:
+    """(intensity, lots its opening sends) of every intensity that can open: a pure function of the symbol's config
+    and limits (both frozen), kept per pair instead of checked again for each signal."""
     found = []
     for intensity in (1, 2, 3):
         configured = config.lots(intensity)
@@ -144,8 +152,7 @@ def intensities_of_lots(config: SymbolConfig, lots: float, limits: VolumeLimits 
                 sent = lots_to_send(config, intensity, limits).lots
             except LotError:
                 continue  # never sendable: no position has these lots by our opening
-        if same_lots(sent, lots):
-            found.append(intensity)
+        found.append((intensity, sent))
     return tuple(found)
 
 

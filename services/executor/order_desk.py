@@ -69,7 +69,7 @@ class OrderDesk:
         self._order_lines: list[bus.Requester] = []  # idle REQ sockets to the connector, one per order in flight
         self._replay: list[dict] = []  # orders decided by an earlier process that died carrying them out
         self._v1_intents: list[dict] = []  # the same, written by a version-1 executor: converted when replayed
-        self._last_ack_records: list[dict] = []  # for persistence, of the last evaluation's acks (state file)
+        self._last_ack_records: list[dict] = []  # for persistence, of the last orders answered (state file)
         self._opened: set[str] = set()  # symbols whose market opened with closes due there, not yet sent
 
     # ---- flights: a batch of signals' orders ----------------------------------------------------
@@ -81,20 +81,25 @@ class OrderDesk:
         for counter, n in (("closes_sent", flight.closes_sent()), ("orders_sent", flight.openings_sent())):
             if n:
                 self.count(counter, n)
-        # the signals with no order out are done now: their acks' records are written with the intents (a kill
-        # while the orders are out loses neither) and the acks go out right after the orders
+        # the signals with no order out are done now: their acks' records go to the outbox's spool first (in the OS
+        # at once: a kill loses none), so the state's entry that names them decided does not carry them again (a
+        # kill before that entry: the next process evaluates the signals again, under its own epoch, as at any
+        # restart); the acks are published right after the orders
         done_now = flight.done_now()
         records = self._records(done_now)
+        for rs in records:
+            for record in rs:
+                self.persist("acks", record)
         if not flight.orders:
-            self._finish(done_now, records)
+            self._finish(done_now, records, spooled=True)
             return
         number = self._flights.add(flight)
-        self._last_ack_records = [r for rs in records for r in rs]
+        self._last_ack_records = []
         self._save_state()
         self._positions_fresh = False  # whatever the outcome, the account may change
         self._flight_lines[number] = self._group(flight.requests)
         self._flight_lines[number].pump(time.monotonic())  # out now
-        self._emit_done(done_now, records)
+        self._emit_done(done_now, records, persist=False)
 
     def _halt_reason(self) -> str | None:
         """Why openings are blocked now (None: they are not)."""
@@ -132,23 +137,26 @@ class OrderDesk:
         stamp = time.time()
         return [[inputs.ack_record(ack, stamp, d.sig, i, self.epoch) for i, ack in enumerate(d.acks)] for d in done]
 
-    def _finish(self, done: list[SignalDone], records: list[list[dict]] | None = None) -> None:
+    def _finish(self, done: list[SignalDone], records: list[list[dict]] | None = None, spooled: bool = False) -> None:
         """The signals are evaluated and their orders answered: that, the stances and the acks' records survive a
         crash from here on (the next process hands the records to persistence again, never decides them again).
         In the OS at once (a kill loses nothing), on the disk with the next fdatasync: no order leaves on this
         entry, and an order's answer lost with it (a power cut) leaves its intent, carried out again with the same
-        client order id (the connector answers the first result) after the restart."""
+        client order id (the connector answers the first result) after the restart. `spooled`: the records are in
+        the outbox's spool already (signals with no order out, `_execute`): not in the state too. The acks of
+        orders answered are kept in the state with it (spooled before it, a kill between would leave the intent to
+        be carried out again and acked a second time)."""
         for d in done:
             self.last_decisions[d.sig.symbol] = d.decided.reason
         records = self._records(done) if records is None else records
-        self._last_ack_records = [r for rs in records for r in rs]
+        self._last_ack_records = [] if spooled else [r for rs in records for r in rs]
         self._save_state(sync=False)
-        self._emit_done(done, records)
+        self._emit_done(done, records, persist=not spooled)
 
-    def _emit_done(self, done: list[SignalDone], records: list[list[dict]]) -> None:
+    def _emit_done(self, done: list[SignalDone], records: list[list[dict]], persist: bool = True) -> None:
         for d, rs in zip(done, records, strict=True):
             for i, (ack, record) in enumerate(zip(d.acks, rs, strict=True)):
-                self._emit_ack(ack, d.sig, i, record)
+                self._emit_ack(ack, d.sig, i, record, persist)
 
     def _replay_intents(self) -> None:
         """The orders of signals an earlier process decided and died carrying out: the same orders again, the acks

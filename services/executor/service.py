@@ -122,7 +122,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # the state changed by a message (a higher equity peak, a closed position's loss streak): made durable at
         # the end of the loop's turn, with whatever else that turn changed (one journal entry, not one per message)
         self._state_dirty = False
-        self._records_due = False  # a batch was decided: the loop comes round at once to hand its records over
         self._gather_from: float | None = None  # the signals waiting: when the first arrived (decision_desk.py)
         self._expecting: tuple[tuple[str, int], frozenset[str]] = (("", -1), frozenset())
         self._open_desk()
@@ -259,10 +258,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return data
 
     # ---- publishing and persisting ------------------------------------------------------------
-    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None) -> None:
+    def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None,
+                  persist: bool = True) -> None:
+        """Publish the ack and hand its record to persistence (`persist=False`: handed over already)."""
         body = messages.Ack(**ack.wire_body())
         self.publish(messages.ack_topic(ack.symbol), body)
-        self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
+        if persist:
+            self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
         self.count(f"acks_{ack.status.value.lower()}")
         self._acks_since[ack.status.value] = self._acks_since.get(ack.status.value, 0) + 1
         if log.isEnabledFor(logging.DEBUG):  # per message: DEBUG only (an INFO line per ack cost 9 % of the CPU)
@@ -474,11 +476,16 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self.persist("signals", inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, ""))))
 
     def on_tick(self, now: float) -> None:
+        queued = len(self.outbox)
         try:
             self._turn(now)
         finally:
             if self._state_dirty:  # what this turn's messages changed, unless a save of the turn took it
                 self._save_state(sync=False)
+            if len(self.outbox) > queued:
+                # the records of a batch decided or landed in this turn: to persistence now, not in a turn of the
+                # loop of their own (or at its next wakeup)
+                self._drive_outbox(time.monotonic())
 
     def _turn(self, now: float) -> None:
         self._drive_flights(now)
@@ -506,7 +513,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             ready = self._batch_ready(now)
             if ready:
                 self._decide_waiting()
-                self._records_due = True  # the batch's records to persistence at once (the next turn)
             elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
 
@@ -643,9 +649,6 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         base = super().poll_timeout_ms()
         if self._flights:
             base = min(base, FLIGHT_TURN_MS)  # a request asked again is sent on time
-        if self._records_due:
-            self._records_due = False
-            return 0
         left = self._gather_left_s(time.monotonic())
         return base if left is None else min(base, 1 + int(left * 1000))  # a gathered batch is decided on time
 

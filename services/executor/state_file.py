@@ -5,7 +5,7 @@ Version 2 (this one) speaks lots and price distances:
 
     {"version": 2, "paused": false, "risk": {...},
      "last": {SYM: {"bar_time", "direction", "intensity"}},      # the last signal evaluated per symbol
-     "acks": [ack records],                                       # the last evaluation's, handed over again
+     "acks": [ack records],                                       # of the last orders answered, handed over again
      "intents": [{"signal", "action", "reason", "allow_open",     # orders out now, written ahead
                   "closes": [{"ticket", "symbol", "lots", "client_order_id", "reason", "direction"}],
                   "open": {"symbol", "direction", "lots", "sl_distance", "tp_distance", "label",
@@ -17,17 +17,19 @@ On disk (common/durable.py `JournaledState`): `<state_file>` is a snapshot of th
 last journal entry it includes) and `<state_file>.journal` holds one line per save since, with the sections that
 changed (`{"seq": n, "set": {"intents": [...], "acks": [...], "last": {...}}}`), written with one write and one
 fdatasync. A batch of signals costs two such lines: the one written ahead of its orders (their intents, the stances
-decided, the acks of the signals with no order; fdatasynced before the orders leave) and the one after they land
-(the intents gone, the acks; in the OS at once, on the disk with the next fdatasync: a power cut that loses it
-leaves the intents, whose orders go again with the same client order ids); the rest
-of the object (9 KB with 20 symbols, most of it the last acks) is not rewritten. The sections a person acts on and
-that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a halt, a replay
-after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot shows them; so
-does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill mid-write) is dropped:
-its save had not returned, so no order it wrote ahead had left. A file without `journal_seq` (the format before the
-journal) is read as it is and written back as a snapshot at once. What arrives between batches (a higher equity
-peak, a closed position's loss streak) is appended without its own fdatasync: in the OS at once (a kill -9 loses
-nothing), on the disk with the next batch's fdatasync.
+decided; fdatasynced before the orders leave) and the one after they land (the intents gone, the acks of the orders
+answered; in the OS at once, on the disk with the next fdatasync: a power cut that loses it leaves the intents,
+whose orders go again with the same client order ids); the rest of the object is not rewritten. The acks of the
+signals with no order (most of a batch) are not in the state: their records go to the outbox's spool file before the
+line that names the signals decided (in the OS at once, so a kill loses none; a kill between the two leaves the
+signals undecided, evaluated again by the next process under its own epoch, as at any restart). The sections a
+person acts on and that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a
+halt, a replay after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot
+shows them; so does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill
+mid-write) is dropped: its save had not returned, so no order it wrote ahead had left. A file without `journal_seq`
+(the format before the journal) is read as it is and written back as a snapshot at once. What arrives between
+batches (a higher equity peak, a closed position's loss streak) is appended without its own fdatasync: in the OS at
+once (a kill -9 loses nothing), on the disk with the next batch's fdatasync.
 
 Why a journal and not SQLite in WAL mode: the state is a handful of JSON sections read whole once at start and
 replaced whole at each save, never queried; an appended line is exactly the changed sections plus one fdatasync,

@@ -103,3 +103,29 @@ def test_a_command_shows_in_the_snapshot_at_once(tmp_path):
         assert snapshot["last"]["EURUSD"]["bar_time"] == T0 + H1  # the journal folded in
     finally:
         rig.close()
+
+
+def test_the_acks_of_a_signal_with_no_order_are_spooled_not_written_in_the_state_and_survive_a_kill(tmp_path):
+    """The acks of signals with no order go to the outbox's spool before the entry naming the signals decided; the
+    state does not carry them again; a kill -9 after the batch leaves them to the next process."""
+    rig = Rig(tmp_path)
+    try:
+        del rig.ex.persist  # the runtime's own: the records written through to the spool file
+        rig.boot()
+        [ack] = rig.signal(1, 0)  # a first signal, flat: no order
+        entries = [json.loads(line) for line in paths(rig)[1].read_bytes().splitlines()]
+        decided = entries[-1]["set"]
+        assert decided["last"]["EURUSD"]["bar_time"] == T0 + H1
+        assert decided.get("acks", []) == []  # not in the state...
+        spool = tmp_path / "var" / "data" / "outbox" / "executor.jsonl"
+        spooled = [json.loads(line) for line in spool.read_bytes().splitlines()]
+        acks = [e["record"] for e in spooled if e["table"] == "acks"]
+        assert [(a["symbol"], a["status"]) for a in acks] == [("EURUSD", ack.status)]  # ...but in the spool
+        if rig.ex._store is not None:  # its write to persistence (none here) dies with the process
+            rig.ex._store.sock.close(linger=0)
+        restarted = rig.restart()  # kill -9: nothing acknowledged by persistence
+        restarted._restore_outbox()  # as its run() does first
+        assert restarted.outbox.pending[acks[0]["id"]] == ("acks", acks[0])
+        assert restarted.handled == {"EURUSD": T0 + H1}  # decided once: not evaluated again
+    finally:
+        rig.close()
