@@ -1,6 +1,16 @@
+import uuid
+
 import pytest
 
-from common.outbox import Outbox, record_id
+from common.outbox import NAMESPACE, Outbox, record_id
+
+
+@pytest.mark.parametrize("key", [("signals", "EURUSD", 1483308000),
+                                 ("acks", "EURUSD", 1483308000, "OPEN", "x-O", 0, 123),
+                                 ("acks", "SYN01", None, "CLOSE", "", 2, 0), ("events", "é", 1.5)])
+def test_record_id_is_the_uuid5_of_its_natural_key(key):
+    """Ids stored by earlier versions (made with uuid.uuid5) stay the ids of the same records."""
+    assert record_id(*key) == str(uuid.uuid5(NAMESPACE, "|".join(map(str, key))))
 
 
 def test_record_id_is_deterministic_per_natural_key():

@@ -1,4 +1,4 @@
-"""Which signals make a batch (batch.py `expected`, `gathered`), and the records' ids made without uuid objects."""
+"""Which signals make a batch (batch.py `expected`, `gathered`), and the ack's records."""
 
 from __future__ import annotations
 
@@ -38,12 +38,6 @@ def test_nothing_is_expected_right_after_a_boot_and_a_symbol_without_a_known_mod
 ])
 def test_a_batch_is_gathered_when_every_expected_symbol_has_its_signal_in(waiting, handled, ready):
     assert gathered(waiting, expected(handled, TF, "H1", T), handled, T) is ready
-
-
-@pytest.mark.parametrize("key", [("signals", "EURUSD", T), ("acks", "EURUSD", T, "OPEN", "EURUSD-x-O", 0, 123),
-                                 ("acks", "SYN01", None, "CLOSE", "", 2, 0), ("events", "é", 1.5)])
-def test_the_fast_record_id_is_the_record_id(key):
-    assert inputs.fast_record_id(*key) == record_id(*key)
 
 
 def test_the_ack_records_and_wire_body_read_every_field():
