@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 from services.connector.ctrader import periods as timeframes
 from services.connector.sim.market import Instant, spot_due
@@ -19,10 +20,27 @@ log = logging.getLogger(__name__)
 
 
 class ReplayClock:
+    # while an advance runs (synchronously: no request is handled meanwhile, so no subscription changes), each
+    # session's live trendbar periods per symbol, made once (by id: a Session is not hashable); None: made per instant
+    _burst_periods: dict[int, dict[int, list[int]]] | None = None
+
+    @contextlib.contextmanager
+    def _burst(self) -> Iterator[None]:
+        """An advance: what it sends goes out coalesced (`_coalesced`), the sessions' periods made once."""
+        outer = self._burst_periods is not None
+        if not outer:
+            self._burst_periods = {}
+        try:
+            with self._coalesced():
+                yield
+        finally:
+            if not outer:
+                self._burst_periods = None
+
     def advance(self, ticks: int = 1) -> int:
         """Process the next `ticks` instants now; returns how many were processed (fewer at the end of the data)."""
         done = 0
-        with self._coalesced():
+        with self._burst():
             while done < ticks and self._step():
                 done += 1
         return done
@@ -34,7 +52,7 @@ class ReplayClock:
         if target is not None:
             return self.advance_until(target)
         done = 0  # the data ends first: to its last point
-        with self._coalesced():
+        with self._burst():
             while self._step():
                 done += 1
         return done
@@ -44,7 +62,7 @@ class ReplayClock:
         if t < self.market.now:
             raise ValueError(f"until {t} is before the server time {self.market.now}")
         done = 0
-        with self._coalesced():
+        with self._burst():
             while (nxt := self.market.next_time()) is not None and nxt <= t:
                 self._step()
                 done += 1
@@ -76,12 +94,17 @@ class ReplayClock:
         """The points of one instant: stops and take-profits they reach, then the spot events that are due."""
         self._stops_at(inst)
         interval = self.config.spot_interval_s
+        memo = self._burst_periods
         for s in list(self.sessions):
             if not s.spots:
                 continue
-            periods: dict[int, list[int]] = {}
-            for sid, period in s.trendbars:
-                periods.setdefault(sid, []).append(timeframes.period_seconds(period))
+            periods = memo.get(id(s)) if memo is not None else None
+            if periods is None:
+                periods = {}
+                for sid, period in s.trendbars:
+                    periods.setdefault(sid, []).append(timeframes.period_seconds(period))
+                if memo is not None:
+                    memo[id(s)] = periods
             for (sid, point), before, after in zip(inst.points, inst.previous, inst.following, strict=True):
                 if sid in s.spots and (
                     interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))

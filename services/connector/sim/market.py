@@ -53,6 +53,7 @@ class Market:
         self._forming: dict[tuple[int, int], CsvBar | None] = {}
         self._periods: dict[int, set[int]] = {}
         self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
+        self._hint: tuple[int, list[int], tuple[Instant, ...]] | None = None  # the hour `_next_after` last answered
         # the symbols whose points the instants carry (None: every one); the others count for the instants' times
         # only, their prices made when asked (`last_point`): a symbol no one watches makes no price path
         self.priced: set[int] | None = None
@@ -67,6 +68,7 @@ class Market:
             self.priced |= new
             self._instants.clear()
             self._next_asked = None
+            self._hint = None
 
     @property
     def end_time(self) -> int:
@@ -79,10 +81,12 @@ class Market:
         if got is None:
             merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
             priced = self.priced
+            unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
             for sid, series in self.series.items():
                 if priced is not None and sid not in priced:
-                    for t in series.point_times(i):  # an instant of its own when no priced symbol ticks then
-                        merged.setdefault(t, [])
+                    times_ = series.point_times(i)
+                    if not any(times_ is u for u in unpriced):  # full hours share one tuple of times
+                        unpriced.append(times_)
                     continue
                 points = series.points(i)
                 if not points:
@@ -92,6 +96,9 @@ class Market:
                 after = [*times_[1:], self._point_after(sid, i)]
                 for p, b, a in zip(points, before, after, strict=True):
                     merged.setdefault(p.time, []).append((sid, p, b, a))
+            for times_ in unpriced:
+                for t in times_:
+                    merged.setdefault(t, [])
             times = sorted(merged)
             instants = []
             for t in times:
@@ -137,10 +144,18 @@ class Market:
         return found
 
     def _next_after(self, t: int) -> Instant | None:
+        hint = self._hint  # the hour of the last answer: the clock steps through an hour's instants in order
+        if hint is not None:
+            i, times, instants = hint
+            if self.times[i] <= t and (i + 1 == len(self.times) or t < self.times[i + 1]):
+                k = bisect.bisect_right(times, t)
+                if k < len(times):
+                    return instants[k]
         for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
             times, instants = self.hour_instants(i)
             k = bisect.bisect_right(times, t)
             if k < len(times):
+                self._hint = (i, times, instants)
                 return instants[k]
         return None
 

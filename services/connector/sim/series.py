@@ -22,6 +22,7 @@ from services.connector.sim.ticks import (
     aggregate,
     combine,
     hour_bar,
+    hour_point_times,
     minute_offset,
     path,
     point_minutes,
@@ -62,7 +63,7 @@ class Series:
         self._minutes: dict[int, list[int]] = {}
         self._hours: dict[int, CsvBar | None] = {}
         self._points: OrderedDict[int, list[Point]] = OrderedDict()
-        self._point_times: OrderedDict[int, list[int]] = OrderedDict()
+        self._point_times: OrderedDict[int, Sequence[int]] = OrderedDict()
 
     # ---- one source hour
     def target(self, i: int) -> CsvBar:
@@ -102,13 +103,14 @@ class Series:
             self._points.move_to_end(i)
         return got
 
-    def point_times(self, i: int) -> list[int]:
-        """The times of hour i's points (those of `points(i)`), made without their prices."""
+    def point_times(self, i: int) -> Sequence[int]:
+        """The times of hour i's points (those of `points(i)`), made without their prices; an hour with a point in
+        every minute gives the tuple every such symbol shares (`hour_point_times`)."""
         got = self._point_times.get(i)
         if got is None:
-            cached = self._points.get(i)
-            got = ([p.time for p in cached] if cached is not None
-                   else [m + minute_offset(m) for m in point_minutes(self.target(i), self.minutes(i))])
+            chosen = point_minutes(self.target(i), self.minutes(i))
+            got = (hour_point_times(self.times[i]) if len(chosen) == HOUR // MINUTE
+                   else [m + minute_offset(m) for m in chosen])
             self._point_times[i] = got
             if len(self._point_times) > POINT_TIMES_CACHE_HOURS:
                 self._point_times.popitem(last=False)

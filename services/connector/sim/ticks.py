@@ -19,6 +19,7 @@ The rules (documented in services/connector/README.md, "The simulator's market m
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -85,7 +86,16 @@ def spread_indices(k: int, n: int) -> list[int]:
 
 def point_minutes(bar: CsvBar, minutes: Sequence[int]) -> list[int]:
     """The minutes (starts) of `bar`'s open `minutes` that have a point: all, or as many as it has ticks."""
-    return [minutes[i] for i in spread_indices(len(minutes), min(len(minutes), tick_volume(bar.volume)))]
+    if tick_volume(bar.volume) >= len(minutes):
+        return list(minutes)
+    return [minutes[i] for i in spread_indices(len(minutes), tick_volume(bar.volume))]
+
+
+@functools.lru_cache(maxsize=4096)
+def hour_point_times(start: int) -> tuple[int, ...]:
+    """The point times of an hour (opening at `start`) with a point in every minute: the same for every symbol
+    (`minute_offset`), so made once per hour however many symbols tick in it."""
+    return tuple(m + minute_offset(m) for m in range(start, start + HOUR, MINUTE))
 
 
 def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Point]:

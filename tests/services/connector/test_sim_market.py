@@ -133,7 +133,7 @@ def test_the_look_ahead_finds_the_instants_without_making_prices(csv_bars: list[
         assert ahead.next_time_after(t) == (None if nxt is None else nxt.time)
     for sid, series in m.series.items():
         for i in range(80, 260):
-            assert ahead.series[sid].point_times(i) == [p.time for p in series.points(i)]
+            assert list(ahead.series[sid].point_times(i)) == [p.time for p in series.points(i)]
 
 
 def test_a_market_pricing_only_the_watched_symbols_replays_the_same_instants_and_prices(csv_bars) -> None:
