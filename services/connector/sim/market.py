@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from services.connector.sim.catalog import SimSymbol
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.series import Series, check_source, series_for
-from services.connector.sim.ticks import HOUR, Point, update
+from services.connector.sim.ticks import HOUR, Point
 
 INSTANT_CACHE_HOURS = 4
 LAST_POINT_LOOKBACK_HOURS = 24 * 14  # how far back a symbol's last price is looked for
@@ -50,7 +50,8 @@ class Market:
             raise ValueError(f"server time {self.now} is outside the data ({self.times[0]}..{self.end_time})")
         self._instants: OrderedDict[int, tuple[list[int], tuple[Instant, ...]]] = OrderedDict()
         self._last: dict[int, Point | None] = {}
-        self._forming: dict[tuple[int, int], CsvBar | None] = {}
+        # the forming bar of each (symbol, period) watched: time, open, high, low, close, volume (updated in place)
+        self._forming: dict[tuple[int, int], list | None] = {}
         self._periods: dict[int, set[int]] = {}
         self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
         self._hint: tuple[int, list[int], tuple[Instant, ...]] | None = None  # the hour `_next_after` last answered
@@ -79,9 +80,9 @@ class Market:
         """Source hour i's instants (their times, and the instants), every symbol's points merged."""
         got = self._instants.get(i)
         if got is None:
-            merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
             priced = self.priced
             unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
+            ticking: list[tuple[int, list[Point], list[int], list[int | None], list[int | None]]] = []
             for sid, series in self.series.items():
                 if priced is not None and sid not in priced:
                     times_ = series.point_times(i)
@@ -92,29 +93,43 @@ class Market:
                 if not points:
                     continue
                 times_ = [p.time for p in points]
-                before = [self._point_before(sid, i), *times_[:-1]]
-                after = [*times_[1:], self._point_after(sid, i)]
-                for p, b, a in zip(points, before, after, strict=True):
-                    merged.setdefault(p.time, []).append((sid, p, b, a))
-            for times_ in unpriced:
-                for t in times_:
-                    merged.setdefault(t, [])
-            times = sorted(merged)
-            instants = []
-            for t in times:
-                rows = merged[t]
-                if not rows:
-                    instants.append(Instant(t, (), (), ()))
-                    continue
-                sids, points_, before_, after_ = zip(*rows, strict=True)
-                instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
-            got = (times, tuple(instants))
+                ticking.append((sid, points, times_, [self._point_before(sid, i), *times_[:-1]],
+                                [*times_[1:], self._point_after(sid, i)]))
+            if len(ticking) == 1 and all(list(u) == ticking[0][2] for u in unpriced):
+                # one symbol priced (the usual replay) and no other ticking at other times: its points, in order
+                sid, points, times, before, after = ticking[0]
+                got = (times, tuple(Instant(p.time, ((sid, p),), (b,), (a,))
+                                    for p, b, a in zip(points, before, after, strict=True)))
+            else:
+                got = self._merged_instants(ticking, unpriced)
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)
         else:
             self._instants.move_to_end(i)
         return got
+
+    @staticmethod
+    def _merged_instants(ticking: list[tuple[int, list[Point], list[int], list[int | None], list[int | None]]],
+                         unpriced: list[Sequence[int]]) -> tuple[list[int], tuple[Instant, ...]]:
+        """Every symbol's points of an hour merged by time (those of symbols not priced: their times alone)."""
+        merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
+        for sid, points, _times, before, after in ticking:
+            for p, b, a in zip(points, before, after, strict=True):
+                merged.setdefault(p.time, []).append((sid, p, b, a))
+        for times_ in unpriced:
+            for t in times_:
+                merged.setdefault(t, [])
+        times = sorted(merged)
+        instants = []
+        for t in times:
+            rows = merged[t]
+            if not rows:
+                instants.append(Instant(t, (), (), ()))
+                continue
+            sids, points_, before_, after_ = zip(*rows, strict=True)
+            instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
+        return times, tuple(instants)
 
     def _point_before(self, symbol_id: int, i: int) -> int | None:
         """The time of the symbol's last point in the hours before hour i."""
@@ -188,10 +203,23 @@ class Market:
                 if self.priced is not None and sid not in self.priced:
                     self._last.pop(sid, None)
             self._unpriced_asked.clear()
+        forming = self._forming
         for sid, p in inst.points:
             self._last[sid] = p
             for period in self._periods.get(sid, ()):
-                self._forming[(sid, period)] = update(self._forming.get((sid, period)), p, period)
+                # ticks.update, in place (a point of every watched symbol and period, 60 an hour)
+                bar = forming.get((sid, period))
+                bucket = p.time - p.time % period
+                price = p.price
+                if bar is None or bar[0] != bucket:
+                    forming[(sid, period)] = [bucket, price, price, price, price, float(p.ticks)]
+                else:
+                    if price > bar[2]:
+                        bar[2] = price
+                    if price < bar[3]:
+                        bar[3] = price
+                    bar[4] = price
+                    bar[5] += p.ticks
         return inst
 
     def advance_clock(self, t: int) -> None:
@@ -277,9 +305,11 @@ class Market:
                 bucket = last.time - last.time % period
                 bars = self.series[symbol_id].bars(period, bucket, bucket + period, now=self.now)
                 bar = bars[-1] if bars else None
-            self._forming[key] = bar
+            self._forming[key] = None if bar is None else [bar.time, bar.open, bar.high, bar.low, bar.close,
+                                                           bar.volume]
             self._periods.setdefault(symbol_id, set()).add(period)
-        return self._forming[key]
+        got = self._forming[key]
+        return None if got is None else CsvBar(int(got[0]), got[1], got[2], got[3], got[4], got[5])
 
     def history(self, symbol_id: int, period: int, from_s: int, to_s: int, limit: int = 0) -> list[CsvBar]:
         """Bars opening in [from_s, to_s] known at `now` (the last one may be forming), the newest `limit`."""
