@@ -98,6 +98,7 @@ TARGET_LATENCY_RATIO = 2.5  # p99 bar close -> order sent / the floor's p99, wit
 TARGET_MS_PER_SYMBOL = 1.0  # the six services' CPU per bar net of idle, per symbol, with 20 symbols
 TARGET_PREDITOR_RATIO = 1.5  # the preditor's CPU per bar / its in-process compute
 TARGET_THROUGHPUT_RATIO = 0.5  # burst until the last ack / the in-process backtest
+BURST_SERVICES = ("connector", "preditor", "executor", "paper", "persistence")  # their counters over the burst
 BACKTEST_REPEATS = 15  # timed passes of the in-process backtest (the best CPU-time rate is the divisor)
 EXECUTOR_COUNTERS = ("signals_seen", "signals_evaluated", "signals_superseded", "positions_requests",
                      "symbol_info_requests", "account_requests", "orders_sent", "closes_sent")
@@ -415,8 +416,8 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
             print(f"    burst: {args.throughput_bars} bars in one control command ...", flush=True)
             before = len(tap.acks)
             res["burst_first"] = control(ctl, "status")["bar_index"]  # the forming bar: the burst's first to close
-            ex_b0 = home.status_of("executor", timeout_ms=5000)["progress"]
-            con_b0 = home.status_of("connector", timeout_ms=5000)["progress"]
+            prog_b0 = {sv: home.status_of(sv, timeout_ms=5000)["progress"] for sv in BURST_SERVICES}
+            ex_b0, con_b0 = prog_b0["executor"], prog_b0["connector"]
             cpu_b0 = cpu_now(pids)
             t0 = time.monotonic()
             r = control(ctl, "advance", bars=args.throughput_bars)
@@ -426,8 +427,11 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
             res["burst_ack_s"] = time.monotonic() - t0
             cpu_b1 = cpu_now(pids)
             res["burst_timeline"] = burst_timeline(tap, symbols[0], t0, t_control, last)
-            ex_b1 = home.status_of("executor", timeout_ms=5000)["progress"]
-            con_b1 = home.status_of("connector", timeout_ms=5000)["progress"]
+            prog_b1 = {sv: home.status_of(sv, timeout_ms=5000)["progress"] for sv in BURST_SERVICES}
+            ex_b1, con_b1 = prog_b1["executor"], prog_b1["connector"]
+            res["burst_progress"] = {sv: {k: v - prog_b0[sv].get(k, 0) for k, v in prog_b1[sv].items()
+                                          if isinstance(v, int | float) and v != prog_b0[sv].get(k, 0)}
+                                     for sv in BURST_SERVICES}
             res["burst_counters"] = {**{k: ex_b1.get(k, 0) - ex_b0.get(k, 0) for k in EXECUTOR_COUNTERS},
                                      **{f"connector {k}": con_b1.get(k, 0) - con_b0.get(k, 0)
                                         for k in ("orders", "closes_requested")}}
@@ -649,6 +653,10 @@ def throughput_rows(r: dict, baselines: dict, args: argparse.Namespace) -> None:
         print("| " + " | ".join(PROGRAMS) + " |")
         print("|" + "---|" * len(PROGRAMS))
         print("| " + " | ".join(fmt(r["burst_cpu_ms"][p]) for p in PROGRAMS) + " |")
+        print("\nthe services' progress counters that moved during the burst (until the last ack and the counters' "
+              "read)")
+        for sv, moved in r["burst_progress"].items():
+            print(f"- {sv}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(moved.items())))
 
 
 def acceptance_rows(results: list[dict], baselines: dict) -> None:

@@ -142,7 +142,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", type=int, default=20, help="synthetic symbols besides EURUSD")
     p.add_argument("--bars", type=int, default=100, help="H1 bars closed per variant")
-    p.add_argument("--old-rev", default="main", help="the older simulator's revision ('' = none)")
+    p.add_argument("--old-rev", default="main", help="the older simulator's revision ('' = none; its CLI must take "
+                   "--spot-interval)")
     p.add_argument("--intervals", type=int, nargs="+", default=[60, 3600], help="spot spacings of this checkout")
     p.add_argument("--burst", type=int, default=0, help="then bars closed in one control command (0 = none)")
     p.add_argument("--repeat", type=int, default=3, help="bursts per variant (the best is reported)")
@@ -151,12 +152,12 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
-        if args.old_rev:
-            old = export(args.old_rev, Path(tmp))
-            results.append(run_variant(old, f"old ({args.old_rev}: 4 ticks per bar)", args, []))
+        old = export(args.old_rev, Path(tmp)) if args.old_rev else None
         for interval in args.intervals:
-            results.append(run_variant(REPO, f"new, spot_interval_s {interval}", args,
-                                       ["--spot-interval", str(interval)]))
+            spacing = ["--spot-interval", str(interval)]
+            if old is not None:
+                results.append(run_variant(old, f"old ({args.old_rev}), spot_interval_s {interval}", args, spacing))
+            results.append(run_variant(REPO, f"new, spot_interval_s {interval}", args, spacing))
     burst = f" | burst of {args.burst}: client's last bar, ms | bars/s | sim CPU ms" if args.burst else ""
     print("\n| variant | simulator CPU ms / bar | client CPU ms / bar | wall ms / bar | history warmup, sim CPU ms"
           f"{burst} |")
