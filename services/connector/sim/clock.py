@@ -47,14 +47,18 @@ class ReplayClock:
 
     def advance_bars(self, bars: int = 1) -> int:
         """Advance to the first instant of the bar (configured timeframe) `bars` ahead: the bars before close.
-        Returns the number of instants processed."""
-        target = self.market.bar_target(bars)
-        if target is not None:
-            return self.advance_until(target)
-        done = 0  # the data ends first: to its last point
+        Returns the number of instants processed. The target is found a bar at a time, as the clock gets there
+        (the same instants as `bar_target(bars)` up front, but a burst's first bars go out without waiting for the
+        look-ahead over all of them)."""
+        done = 0
         with self._burst():
-            while self._step():
-                done += 1
+            for _ in range(bars):
+                target = self.market.bar_target(1)
+                if target is None:  # the data ends first: to its last point
+                    while self._step():
+                        done += 1
+                    break
+                done += self.advance_until(target)
         return done
 
     def advance_until(self, t: int) -> int:
