@@ -388,3 +388,35 @@ def test_advancing_past_the_end_of_the_data_stops_at_its_last_point(sim_factory:
         assert (await acontrol(sim.server.control_port, "advance", ticks=3))["ticks"] == 0
 
     run(scenario())
+
+
+@pytest.mark.parametrize("interval", [60, 3600])
+def test_a_burst_sends_what_as_many_single_bar_advances_send(sim_factory: SimFactory, csv_bars,
+                                                             interval: int) -> None:
+    """`advance bars=N` (one burst: its target found bar by bar, the sessions' periods made once, the frames
+    coalesced) sends the same spot events, trendbars included, and leaves the clock where N advances of one bar
+    do; across a weekend, two symbols priced, one of them with two periods."""
+    start, n = FRIDAY_LAST - 6, 12
+
+    async def replay(burst: bool) -> tuple[list[str], dict]:
+        sim = sim_factory(start_bar=start, spot_interval_s=interval)
+        s = await RawSession(sim).open()
+        await s.subscribe([1, 2], {1: ["M15", "H1"], 2: ["H1"]})
+        s.events.clear()
+        if burst:
+            status = await s.advance(bars=n)
+        else:
+            for _ in range(n):
+                status = await s.advance(bars=1)
+        await s.close()
+        return [repr(ev) for ev in s.spots], status  # every field present, the trendbars too
+
+    async def scenario() -> None:
+        one, one_status = await replay(burst=True)
+        many, many_status = await replay(burst=False)
+        assert one and one == many
+        assert (one_status["server_time"], one_status["bar_index"]) == (many_status["server_time"],
+                                                                        many_status["bar_index"])
+        assert csv_bars[one_status["bar_index"]].time > csv_bars[SUNDAY_FIRST].time  # the weekend crossed
+
+    run(scenario())
