@@ -80,8 +80,10 @@ class _Group:
                                           2.0 * g * np.abs(b.double().numpy()) * ROUND_UP))
 
     def actions(self, slots: list[int], observations: list[np.ndarray]) -> list[int]:
-        m = len(self.nets)
-        x = np.zeros((m, 1, self.size), dtype=np.float32)
+        """The nets from the lowest slot asked to the highest are computed (views of the stacked weights)."""
+        lo, hi = min(slots), max(slots) + 1
+        slots = [k - lo for k in slots]
+        x = np.zeros((hi - lo, 1, self.size), dtype=np.float32)
         for k, obs in zip(slots, observations, strict=True):
             x[k, 0] = obs
         with torch.inference_mode():
@@ -95,9 +97,9 @@ class _Group:
                     v = (2.0 * g) * xa
                 else:  # v = 2g|x| + (1+g)E
                     v = (2.0 * g + (1.0 + g) * self.spread_x) * xa + ((1.0 + g) * self.spread_e) * spread
-                spread = (np.sqrt(np.einsum("ij,ij->i", v, v)) * ROUND_UP + TINY_NORM)[:, None] * layer.norms
-                spread += layer.bias_term
-                z = torch.baddbmm(layer.bias, h, layer.weights)
+                spread = (np.sqrt(np.einsum("ij,ij->i", v, v)) * ROUND_UP + TINY_NORM)[:, None] * layer.norms[lo:hi]
+                spread += layer.bias_term[lo:hi]
+                z = torch.baddbmm(layer.bias[lo:hi], h, layer.weights[lo:hi])
                 if i == last:
                     break
                 h = torch.tanh(z) if self.tanh else torch.relu(z)
@@ -115,7 +117,7 @@ class _Group:
                 out.append(best)
             else:  # a near tie, or a value not finite: the model's own path
                 self.fallbacks += 1
-                out.append(self.nets[k].act(obs))
+                out.append(self.nets[lo + k].act(obs))
         return out
 
 

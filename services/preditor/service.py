@@ -57,6 +57,7 @@ WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
 SNAPSHOT_DELAY_MAX_S = 1.0  # snapshots wait for the bars still arriving, at most this long
 SYNC_LINGER_S = 0.02  # the snapshots written are fdatasynced once no bar came for this long (one sync for a burst)
 PUBLISH_DELAY_MAX_S = 0.002  # a decided signal waits for the next ones of the same bars at most this long
+GATHER_MAX_S = 0.002  # the bars queued wait for those still arriving (stepped together) at most this long
 
 
 def _import_model_code() -> None:
@@ -114,6 +115,7 @@ class Preditor(runtime.Service):
         self.tracks: dict[str, Track] = {}  # by symbol
         self.load_errors: list[str] = []
         self.queue: collections.deque[messages.Bar] = collections.deque()
+        self.queued_since = 0.0  # monotonic time the first bar of the queue came
         self.catch_up_all = False  # a new connector epoch: every twin asks history
         self.caught_up_epoch = 0
         self.force_fill: set[str] = set()  # symbols whose bar stream had a sequence gap
@@ -283,13 +285,15 @@ class Preditor(runtime.Service):
         if env.type == "bar" and isinstance(env.body, messages.Bar):
             if delivery == Delivery.GAP:  # bars of this topic were lost: ask history even over a weekend
                 self.force_fill.add(env.body.symbol)
+            if not self.queue:
+                self.queued_since = time.monotonic()
             self.queue.append(env.body)
             self.count("bars_received")
 
     def on_tick(self, now: float) -> None:
         if self.warmup_retry_at is not None and now >= self.warmup_retry_at:
             self._retry_warmups()
-        if now >= self.retry_at and (self.queue or self.catch_up_all):
+        if now >= self.retry_at and (self.queue or self.catch_up_all) and not self._gathering(now):
             self._process_queue()
         if self.unsaved:
             self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
@@ -301,6 +305,10 @@ class Preditor(runtime.Service):
     def poll_timeout_ms(self) -> int:
         """Wake up for the snapshots' fdatasync when it is due (``SYNC_LINGER_S`` after the last bar)."""
         timeout = super().poll_timeout_ms()
+        if self.queue:  # the end of the gathering of a close's bars
+            gather_ms = (self.queued_since + GATHER_MAX_S - time.monotonic()) * 1000
+            if gather_ms > 0:
+                timeout = max(1, min(timeout, int(gather_ms) + 1))
         if self.log.unsynced:
             due_ms = (self.last_bar_at + SYNC_LINGER_S - time.monotonic()) * 1000
             timeout = max(1, min(timeout, int(due_ms) + 1))
@@ -335,6 +343,19 @@ class Preditor(runtime.Service):
         finally:
             self._publish_decided()
         self.last_problem = ""
+
+    def _gathering(self, now: float) -> bool:
+        """Do the bars queued wait for the next ones (the bars of one close arrive within a millisecond or so:
+        stepped together, their policies are asked at once)? While more are on the SUB socket or fewer symbols
+        are queued than twins are warm, at most ``GATHER_MAX_S`` after the first."""
+        queue = self.queue
+        if not queue or now - self.queued_since >= GATHER_MAX_S:
+            return False
+        return self._bars_arriving() or len({b.symbol for b in queue}) < self.warm_count
+
+    @property
+    def warm_count(self) -> int:
+        return sum(t.warm for t in self.tracks.values())
 
     def _bars_arriving(self) -> bool:
         """Are messages waiting on the SUB socket (more bars of the same close, most likely)?"""
