@@ -596,7 +596,7 @@ class Preditor(runtime.Service):
         return b"".join(parts)
 
     def _logged(self, track: Track) -> None:
-        track.logged, track.logged_bars = True, track.state.bars.copy()
+        track.logged, track.logged_bars = True, track.state.bars  # a twin's bars are never changed in place
         if track.journal is not None:
             track.journal.now_written()
         if self.saved is not None:
