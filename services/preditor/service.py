@@ -347,15 +347,14 @@ class Preditor(runtime.Service):
     def _gathering(self, now: float) -> bool:
         """Do the bars queued wait for the next ones (the bars of one close arrive within a millisecond or so:
         stepped together, their policies are asked at once)? While more are on the SUB socket or fewer symbols
-        are queued than twins are warm, at most ``GATHER_MAX_S`` after the first."""
+        are queued than twins of the first bar's timeframe are warm, at most ``GATHER_MAX_S`` after the first."""
         queue = self.queue
         if not queue or now - self.queued_since >= GATHER_MAX_S:
             return False
-        return self._bars_arriving() or len({b.symbol for b in queue}) < self.warm_count
-
-    @property
-    def warm_count(self) -> int:
-        return sum(t.warm for t in self.tracks.values())
+        if self._bars_arriving():
+            return True
+        tf = queue[0].timeframe
+        return len({b.symbol for b in queue}) < sum(t.warm and t.timeframe == tf for t in self.tracks.values())
 
     def _bars_arriving(self) -> bool:
         """Are messages waiting on the SUB socket (more bars of the same close, most likely)?"""
