@@ -273,26 +273,54 @@ def apply_action(spec: TwinSpec, position: Position, action: Action, time: int, 
     return apply_target(position, target_of(action), close, time, spec.costs)
 
 
-def step(spec: TwinSpec, state: TwinState, bar: Bar, policy: Policy) -> tuple[TwinState, Decision | None]:
-    """Feed one closed bar. Returns the new state and, once the window is full, the decision at this bar."""
+@dataclass(frozen=True, eq=False)
+class Observed:
+    """A step up to its policy call: the bar appended, the market seen, the observation built; ``decide`` takes the
+    policy's action and ends the step (``step`` is ``observe_bar`` then ``decide``: a caller may ask the policies
+    of many twins at once in between)."""
+
+    bar: Bar
+    window: np.ndarray
+    rows: EmissionRows | None
+    view: MarketView
+    observation: np.ndarray  # float32, what the policy reads
+
+
+def observe_bar(spec: TwinSpec, state: TwinState, bar: Bar) -> Observed | TwinState:
+    """The first half of ``step``: the state after ``bar`` while the window is not full yet (no decision), else
+    what the policy must see (``Observed``, for ``decide``)."""
     if state.last_bar_time is not None and bar.time <= state.last_bar_time:
         raise StaleBar(f"bar at {bar.time} is not after the last bar {state.last_bar_time}")
     window = np.concatenate([state.bars, bar_row(bar)[None, :]])[-spec.window:]
     rows = next_emission_rows(spec, state, window)
     if len(window) < spec.window:
         return TwinState(window, state.position, state.realized_pnl, bar.time, state.decisions,
-                         state.model_id, state.last_decision, rows), None
+                         state.model_id, state.last_decision, rows)
     view = _view(spec, window, rows)
-    obs = observe(spec, view, state.position)
-    action = action_from_index(policy(obs))
+    return Observed(bar, window, rows, view, observe(spec, view, state.position))
+
+
+def decide(spec: TwinSpec, state: TwinState, seen: Observed, action_index: int) -> tuple[TwinState, Decision]:
+    """The second half of ``step``: the policy's ``action_index`` for ``seen`` (``observe_bar(spec, state, bar)``)
+    applied at the bar's close."""
+    bar, obs = seen.bar, seen.observation
+    action = action_from_index(action_index)
     update = apply_action(spec, state.position, action, bar.time, bar.close)
     realized = state.realized_pnl + update.balance_change
     target = target_of(action)
     equity = spec.costs.initial_balance + realized + update.position.floating_pnl
-    decision = Decision(bar.time, bar.close, action, target.direction, target.intensity, view.hmm_state,
+    decision = Decision(bar.time, bar.close, action, target.direction, target.intensity, seen.view.hmm_state,
                         update.position.floating_pnl, realized, equity, update.closed, tuple(obs.tolist()))
-    return TwinState(window, update.position, realized, bar.time, state.decisions + 1, state.model_id,
-                     decision, rows), decision
+    return TwinState(seen.window, update.position, realized, bar.time, state.decisions + 1, state.model_id,
+                     decision, seen.rows), decision
+
+
+def step(spec: TwinSpec, state: TwinState, bar: Bar, policy: Policy) -> tuple[TwinState, Decision | None]:
+    """Feed one closed bar. Returns the new state and, once the window is full, the decision at this bar."""
+    seen = observe_bar(spec, state, bar)
+    if isinstance(seen, TwinState):
+        return seen, None
+    return decide(spec, state, seen, policy(seen.observation))
 
 
 def is_new_bar(state: TwinState, bar: Bar) -> bool:

@@ -47,7 +47,7 @@ from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.sequence import Delivery
-from common.twin.twin import Decision, TwinState, initial_state, is_new_bar, run, step
+from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, observe_bar, run, step
 from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
 
@@ -57,6 +57,7 @@ WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
 SNAPSHOT_DELAY_MAX_S = 1.0  # snapshots wait for the bars still arriving, at most this long
 SYNC_LINGER_S = 0.02  # the snapshots written are fdatasynced once no bar came for this long (one sync for a burst)
 PUBLISH_DELAY_MAX_S = 0.002  # a decided signal waits for the next ones of the same bars at most this long
+GATHER_MAX_S = 0.002  # the bars queued wait for those still arriving (stepped together) at most this long
 
 
 def _import_model_code() -> None:
@@ -93,6 +94,7 @@ class Track:
     timeframe: str = field(init=False)
     key: str = field(init=False)  # in the snapshot file
     topic: str = field(init=False)  # of its signals
+    slot: int = -1  # its net's index in the service's ``PolicyBatch``
 
     def __post_init__(self) -> None:
         self.symbol, self.timeframe = self.model.symbol, self.model.timeframe
@@ -113,6 +115,7 @@ class Preditor(runtime.Service):
         self.tracks: dict[str, Track] = {}  # by symbol
         self.load_errors: list[str] = []
         self.queue: collections.deque[messages.Bar] = collections.deque()
+        self.queued_since = 0.0  # monotonic time the first bar of the queue came
         self.catch_up_all = False  # a new connector epoch: every twin asks history
         self.caught_up_epoch = 0
         self.force_fill: set[str] = set()  # symbols whose bar stream had a sequence gap
@@ -130,6 +133,7 @@ class Preditor(runtime.Service):
         self.unsaved_since = 0.0
         self.unsynced_since = 0.0  # monotonic time of the first write not fdatasynced yet
         self._connector: bus.Requester | None = None
+        self.policies: Any = None  # policy_batch.PolicyBatch over the tracks' nets (torch: imported at the load)
         self._importer = threading.Thread(target=_import_model_code, name="import-torch", daemon=True)
         self._importer.start()
 
@@ -141,6 +145,7 @@ class Preditor(runtime.Service):
         import torch
 
         from services.preditor.model_file import load_models  # torch: only in this process
+        from services.preditor.policy_batch import PolicyBatch
 
         torch.set_num_threads(1)
 
@@ -162,6 +167,9 @@ class Preditor(runtime.Service):
                                         f"{', '.join(TIMEFRAMES)}")
                 continue
             self.tracks[model.symbol] = Track(model, initial_state(model.model_id))
+        for slot, t in enumerate(self.tracks.values()):
+            t.slot = slot
+        self.policies = PolicyBatch([t.model.policy for t in self.tracks.values()])
         for err in self.load_errors:
             self.alert("model_refused", "critical", err)
         if not self.tracks:
@@ -277,13 +285,15 @@ class Preditor(runtime.Service):
         if env.type == "bar" and isinstance(env.body, messages.Bar):
             if delivery == Delivery.GAP:  # bars of this topic were lost: ask history even over a weekend
                 self.force_fill.add(env.body.symbol)
+            if not self.queue:
+                self.queued_since = time.monotonic()
             self.queue.append(env.body)
             self.count("bars_received")
 
     def on_tick(self, now: float) -> None:
         if self.warmup_retry_at is not None and now >= self.warmup_retry_at:
             self._retry_warmups()
-        if now >= self.retry_at and (self.queue or self.catch_up_all):
+        if now >= self.retry_at and (self.queue or self.catch_up_all) and not self._gathering(now):
             self._process_queue()
         if self.unsaved:
             self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
@@ -295,6 +305,10 @@ class Preditor(runtime.Service):
     def poll_timeout_ms(self) -> int:
         """Wake up for the snapshots' fdatasync when it is due (``SYNC_LINGER_S`` after the last bar)."""
         timeout = super().poll_timeout_ms()
+        if self.queue:  # the end of the gathering of a close's bars
+            gather_ms = (self.queued_since + GATHER_MAX_S - time.monotonic()) * 1000
+            if gather_ms > 0:
+                timeout = max(1, min(timeout, int(gather_ms) + 1))
         if self.log.unsynced:
             due_ms = (self.last_bar_at + SYNC_LINGER_S - time.monotonic()) * 1000
             timeout = max(1, min(timeout, int(due_ms) + 1))
@@ -311,8 +325,12 @@ class Preditor(runtime.Service):
                 self.catch_up_all = False
             queue = self.queue
             while queue:
-                self._on_bar(queue[0])
-                queue.popleft()
+                ready = self._take_ready()
+                if ready:
+                    self._process_together(ready)
+                elif queue:  # the head needs the bars before it from history first
+                    self._on_bar(queue[0])
+                    queue.popleft()
                 if self.decided and self.last_bar_at - self.decided_since >= PUBLISH_DELAY_MAX_S:
                     self._publish_decided()
                 self.beat_if_due()
@@ -325,6 +343,18 @@ class Preditor(runtime.Service):
         finally:
             self._publish_decided()
         self.last_problem = ""
+
+    def _gathering(self, now: float) -> bool:
+        """Do the bars queued wait for the next ones (the bars of one close arrive within a millisecond or so:
+        stepped together, their policies are asked at once)? While more are on the SUB socket or fewer symbols
+        are queued than twins of the first bar's timeframe are warm, at most ``GATHER_MAX_S`` after the first."""
+        queue = self.queue
+        if not queue or now - self.queued_since >= GATHER_MAX_S:
+            return False
+        if self._bars_arriving():
+            return True
+        tf = queue[0].timeframe
+        return len({b.symbol for b in queue}) < sum(t.warm and t.timeframe == tf for t in self.tracks.values())
 
     def _bars_arriving(self) -> bool:
         """Are messages waiting on the SUB socket (more bars of the same close, most likely)?"""
@@ -342,24 +372,71 @@ class Preditor(runtime.Service):
                 track.error = f"warmup: {exc}"
                 self.warmup_retry_at = time.monotonic() + self.cfg.preditor.warmup_retry_s
 
-    def _on_bar(self, bar: messages.Bar) -> None:
+    def _track_of(self, bar: messages.Bar) -> tuple[Track | None, messages.Bar]:
+        """The twin a queued bar steps (None: counted and dropped) and the bar as the twin reads it."""
         track = self.tracks.get(bar.symbol)
         if track is None or bar.timeframe != track.timeframe:
             self.count("bars_ignored")  # another consumer's symbol or timeframe
-            return
+            return None, bar
         if not track.warm:
             self.count("bars_before_warmup")  # the warmup's history covers it
-            return
+            return None, bar
         bar = live.twin_bar(bar)
         if not is_new_bar(track.state, bar):
             self.count("bars_duplicate")
-            return
+            return None, bar
+        return track, bar
+
+    def _needs_fill(self, track: Track, bar: messages.Bar) -> bool:
         last = track.state.last_bar_time
         lost = bar.symbol in self.force_fill and last is not None and bar.time - last > track.tf_s
-        if lost or gaps.needs_fill(last, bar.time, track.tf_s):
+        return lost or gaps.needs_fill(last, bar.time, track.tf_s)
+
+    def _on_bar(self, bar: messages.Bar) -> None:
+        track, bar = self._track_of(bar)
+        if track is None:
+            return
+        if self._needs_fill(track, bar):
             self._catch_up(track, until=bar.time)
         self.force_fill.discard(bar.symbol)
         self._process(track, bar)
+
+    def _take_ready(self) -> list[tuple[Track, messages.Bar]]:
+        """The bars at the head of the queue that step without history (one per twin, in order), taken off it
+        (those dropped too); stops at a bar that needs history first, or a twin's second bar."""
+        ready: list[tuple[Track, messages.Bar]] = []
+        taken: set[str] = set()
+        queue = self.queue
+        while queue:
+            head = queue[0]
+            if head.symbol in taken:
+                break
+            track, bar = self._track_of(head)
+            if track is not None:
+                if self._needs_fill(track, bar):
+                    break
+                ready.append((track, bar))
+                taken.add(bar.symbol)
+            queue.popleft()
+        return ready
+
+    def _process_together(self, ready: list[tuple[Track, messages.Bar]]) -> None:
+        """Step the bars of several twins (one each): their policies asked at once (``PolicyBatch``: the actions
+        each model's own net gives), their signals decided in the bars' order."""
+        seen = []
+        for track, bar in ready:
+            self.force_fill.discard(bar.symbol)
+            state = observe_bar(track.model.spec, track.state, bar)
+            seen.append((track, state))
+        asked = [(t.slot, s.observation) for t, s in seen if not isinstance(s, TwinState)]
+        actions = iter(self.policies.actions(asked)) if asked else iter(())
+        for track, state in seen:
+            previous = track.state.last_decision
+            if isinstance(state, TwinState):
+                self._stepped(track, state, None, previous)
+            else:
+                self._stepped(track, *decide(track.model.spec, track.state, state, next(actions)), previous)
+        self.count("policy_batches")
 
     def _catch_up(self, track: Track, until: int | None = None) -> int:
         """Process (with signals) every bar the connector has after the twin's last bar (before ``until``)."""
@@ -383,6 +460,10 @@ class Preditor(runtime.Service):
         model = track.model
         previous = track.state.last_decision
         state, decision = step(model.spec, track.state, bar, model.policy_fn)
+        self._stepped(track, state, decision, previous, catch_up)
+
+    def _stepped(self, track: Track, state: TwinState, decision: Decision | None, previous: Decision | None,
+                 catch_up: bool = False) -> None:
         track.state = state
         track.last_bar_wall = now = time.monotonic()
         self.last_bar_at = now
@@ -514,7 +595,7 @@ class Preditor(runtime.Service):
         return b"".join(parts)
 
     def _logged(self, track: Track) -> None:
-        track.logged, track.logged_bars = True, track.state.bars.copy()
+        track.logged, track.logged_bars = True, track.state.bars  # a twin's bars are never changed in place
         if track.journal is not None:
             track.journal.now_written()
         if self.saved is not None:

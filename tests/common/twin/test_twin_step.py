@@ -137,3 +137,25 @@ def test_snapshot_dicts_are_the_dataclass_fields_in_order(spec, bars, busy_polic
     assert list(d) == ["version", "model_id", "bars", "position", "realized_pnl", "last_bar_time", "decisions",
                        "last_decision"]
     assert {k: v for k, v in d.items() if k not in ("version", "model_id", "bars")} == state.to_dict_after_bars()
+
+
+def test_step_is_observe_bar_then_decide_with_the_policys_action():
+    """``step`` = ``observe_bar`` + ``decide`` (what the preditor calls when it asks many policies at once)."""
+    from common.twin.bars import bar_at, load_bars_csv
+    from common.twin.twin import TwinState, decide, initial_state, observe_bar, step
+    from services.preditor.model_file import load_model
+
+    model = load_model("models/EURUSD_H1.zip")
+    bars = load_bars_csv("data/EURUSD_H1_2017.csv")[:700]
+    one, two = initial_state(model.model_id), initial_state(model.model_id)
+    for i in range(len(bars)):
+        bar = bar_at(bars, i)
+        one, expected = step(model.spec, one, bar, model.policy_fn)
+        seen = observe_bar(model.spec, two, bar)
+        if isinstance(seen, TwinState):
+            two, decision = seen, None
+        else:
+            two, decision = decide(model.spec, two, seen, model.policy_fn(seen.observation))
+        assert decision == expected
+        assert one.to_dict() == two.to_dict()
+    assert one.decisions > 300
