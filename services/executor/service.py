@@ -32,6 +32,7 @@ Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -59,7 +60,6 @@ from services.executor.sync import Stance
 
 log = logging.getLogger("oracle.executor")
 
-FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (their answers wake it at once)
 SUMMARY_S = 60.0  # the acks by status since the last summary: one INFO line at most this often
 _ACK_COUNTERS = {s.value: f"acks_{s.value.lower()}" for s in AckStatus}  # status -> its counter's name
 
@@ -666,8 +666,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def poll_timeout_ms(self) -> int:
         base = super().poll_timeout_ms()
-        if self._flights:
-            base = min(base, FLIGHT_TURN_MS)  # a request asked again is sent on time
+        if self._flight_lines:  # answers wake the loop at once; a request asked again is sent on time
+            due = min(group.next_due() for group in self._flight_lines.values())
+            base = min(base, max(0, math.ceil((due - time.monotonic()) * 1000)))
         left = self._gather_left_s(time.monotonic())
         return base if left is None else min(base, 1 + int(left * 1000))  # a gathered batch is decided on time
 
