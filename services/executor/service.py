@@ -219,6 +219,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
         self.closed_markets = inputs.closed_markets(raw)
+        self._positions_down = None  # a failure the gathered batch's request met is over (decision_desk.py)
         # the connector answers positions only with its broker session up (its live book, or a reconcile after a
         # drop): connected now, even when its conn.state saying so still waits behind this batch
         self.connected = True
