@@ -50,6 +50,7 @@ class DecisionDesk:
     timeframes: dict[str, str]
     _symbol_data: dict[str, inputs.SymbolData]
     _positions_fresh: bool
+    _positions_down: Exception | None  # the batch's positions request found the connector down (_prefetch_positions)
     _retry_at: float
     _gather_from: float | None  # when the oldest signal waiting to be decided arrived (time.monotonic)
     _expecting: tuple[tuple[str, int], frozenset[str]]  # (timeframe, bar time) -> the symbols expected for it
@@ -83,20 +84,36 @@ class DecisionDesk:
         left = self._gather_from + GATHER_S - now
         return left if left > 0 else None
 
+    def _prefetch_positions(self) -> bool:
+        """The positions (with the account and the quotes) for the batch being gathered, asked as soon as its first
+        signal is in: the round trip overlaps the arrival of the bar's other signals instead of following the last
+        one. The batch's decisions use this answer, unless an order leaves in between (asked again then). A
+        connector that is down: kept for the batch's first decision, which fails on it as it would on its own
+        request. True when it asked."""
+        if self._positions_fresh or self._positions_down is not None:
+            return False
+        try:
+            self._fetch_positions()
+        except ConnectorDown as exc:
+            self._positions_down = exc
+            return True
+        self._positions_fresh = True
+        return True
+
     def _decide_waiting(self) -> None:
         """The signals waiting whose symbol has no order out: decided together, their orders out as one flight."""
         busy = self._flights.symbols()  # a symbol's next signal waits for its orders
-        if all(s in busy for s in self.pending):
-            return
         try:
-            self._decide_batch(busy)
+            if any(s not in busy for s in self.pending):
+                self._decide_batch(busy)
         finally:
             # what still waits is a symbol's signal behind its order out (decided when that lands) or one the
             # connector failed (retried at _retry_at): the next gathering starts with the next signal to arrive
             self._gather_from = None
+            self._positions_fresh = False  # asked again for every batch of signals
+            self._positions_down = None
 
     def _decide_batch(self, busy: set[str]) -> None:
-        self._positions_fresh = False  # asked again for every batch of signals
         if self.stopped:
             for sig, _seq, _epoch in self.pending.values():
                 self._emit_ack(ack_skip(sig.symbol, "SIGNAL", "STOPPED", "executor.stop ran", sig.bar_time), sig)
@@ -152,6 +169,9 @@ class DecisionDesk:
             return Decided(sig, "SIGNAL", "BAD_SIGNAL", allow_open,
                            ack=ack_skip(symbol, "SIGNAL", "BAD_SIGNAL", str(exc), sig.bar_time))
         if not self._positions_fresh:
+            down, self._positions_down = self._positions_down, None
+            if down is not None:  # the batch's positions, asked while it was gathered, found the connector down
+                raise down
             self._fetch_positions()  # first: a connector that is down fails here, at once
             self._positions_fresh = True
         # The sync decision reads the positions and the symbol's spec only; the quote and the account matter

@@ -160,7 +160,9 @@ def latest_per_symbol(signals: list[messages.Signal]) -> dict[str, messages.Sign
 # ---- records for persistence
 
 
+@lru_cache(maxsize=16)
 def _ts(seconds: float) -> str:
+    """A time as a record writes it (the records of one batch share their time: formatted once)."""
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 

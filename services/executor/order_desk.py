@@ -10,7 +10,7 @@ the open updated, the state file rewritten). After a restart the intents written
 
 It lives on the `Executor` (a base class of it): it reads and writes the executor's state (positions, closes due,
 the state file) and uses its requests, counters and publishing (`_fetch_positions`, `_fetch_symbol`,
-`_save_state`, `_emit_ack`, `alert`, `count`, `beat_if_due`).
+`_save_state`, `_emit_ack`, `_publish_acks`, `alert`, `count`, `beat_if_due`).
 """
 
 from __future__ import annotations
@@ -154,9 +154,17 @@ class OrderDesk:
         self._emit_done(done, records, persist=not spooled)
 
     def _emit_done(self, done: list[SignalDone], records: list[list[dict]], persist: bool = True) -> None:
+        """The signals' acks published together, in order; their records handed to persistence first (`persist`)."""
+        acks: list[Ack] = []
         for d, rs in zip(done, records, strict=True):
-            for i, (ack, record) in enumerate(zip(d.acks, rs, strict=True)):
-                self._emit_ack(ack, d.sig, i, record, persist)
+            if len(rs) != len(d.acks):
+                raise ValueError(f"{len(rs)} records for the {len(d.acks)} acks of {d.sig.symbol}")
+            if persist:
+                for record in rs:
+                    self.persist("acks", record)
+            acks += d.acks
+        if acks:
+            self._publish_acks(acks)
 
     def _replay_intents(self) -> None:
         """The orders of signals an earlier process decided and died carrying out: the same orders again, the acks

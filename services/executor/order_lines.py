@@ -50,6 +50,16 @@ class OrderGroup:
         return [line.sock for line, r in zip(self.lines, self.results, strict=True)
                 if r is None and line.pending is not None and line.sock is not None]
 
+    def next_due(self) -> float:
+        """When `pump` next has something to do that no answer brings (time.monotonic): a request to send or to
+        send again, an attempt's end, the group's deadline. The loop sleeps until then or an answer arrives."""
+        due = self.deadline
+        for i, r in enumerate(self.results):
+            if r is None:
+                pending = self.lines[i].pending
+                due = min(due, self._send_at[i], pending[2] if pending is not None else due)
+        return due
+
     def pump(self, now: float) -> bool:
         """Send what is due, take the replies that arrived; True once every request has its result."""
         if now >= self.deadline:

@@ -32,6 +32,7 @@ Signals, acks and alerts are persisted (tables `signals`, `acks`, `events`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -59,8 +60,8 @@ from services.executor.sync import Stance
 
 log = logging.getLogger("oracle.executor")
 
-FLIGHT_TURN_MS = 20  # the loop's longest sleep while orders are in flight (their answers wake it at once)
 SUMMARY_S = 60.0  # the acks by status since the last summary: one INFO line at most this often
+_ACK_COUNTERS = {s.value: f"acks_{s.value.lower()}" for s in AckStatus}  # status -> its counter's name
 
 
 class Executor(DecisionDesk, OrderDesk, runtime.Service):
@@ -99,9 +100,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
-        # self.positions was fetched in this pass of the loop and no order went out since: the signals taken
-        # together share one positions request (a position changed by anyone before a signal arrived is seen)
+        # self.positions was fetched for the batch of signals being gathered (as its first signal arrived) and no
+        # order went out since: the signals taken together share one positions request
         self._positions_fresh = False
+        self._positions_down: ConnectorDown | None = None  # the batch's positions request failed (decision_desk.py)
         self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
         self._book_account: inputs.AccountData | None = None  # from the last positions answer
         self._book_quotes: dict[str, messages.BookQuote] = {}  # symbol -> live quote, from the same answer
@@ -122,6 +124,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # the state changed by a message (a higher equity peak, a closed position's loss streak): made durable at
         # the end of the loop's turn, with whatever else that turn changed (one journal entry, not one per message)
         self._state_dirty = False
+        self._saved_sections: dict[str, Any] = {}  # section -> its value as made durable last (state_file.to_json)
         self._gather_from: float | None = None  # the signals waiting: when the first arrived (decision_desk.py)
         self._expecting: tuple[tuple[str, int], frozenset[str]] = (("", -1), frozenset())
         self._open_desk()
@@ -173,8 +176,14 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             ack_records=self._last_ack_records, intents=self._replay + self._flights.intents(),
             v1_intents=self._v1_intents, due=self.due)
         compactions = self.store.compactions
-        written = self.store.commit(state_file.to_json(state), sync=sync, compact=compact,
-                                    compact_on=state_file.COMPACT_ON)
+        data = state_file.to_json(state)
+        saved = self._saved_sections
+        # only the sections whose value differs from the one made durable last are encoded (a value compare costs
+        # a fraction of its JSON); the journal entry holds those that changed
+        changed = [k for k, v in data.items() if k not in saved or saved[k] != v]
+        written = self.store.commit(data, sync=sync, compact=compact, compact_on=state_file.COMPACT_ON,
+                                    changed=changed)
+        self._saved_sections = data
         if written:
             self.count("state_bytes", written)
             self.count("state_compactions" if self.store.compactions != compactions else "state_commits")
@@ -210,6 +219,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
         self.closed_markets = inputs.closed_markets(raw)
+        self._positions_down = None  # a failure the gathered batch's request met is over (decision_desk.py)
         # the connector answers positions only with its broker session up (its live book, or a reconcile after a
         # drop): connected now, even when its conn.state saying so still waits behind this batch
         self.connected = True
@@ -261,15 +271,24 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     def _emit_ack(self, ack: Ack, signal: messages.Signal | None, index: int = 0, record: dict | None = None,
                   persist: bool = True) -> None:
         """Publish the ack and hand its record to persistence (`persist=False`: handed over already)."""
-        body = messages.Ack(**ack.wire_body())
-        self.publish(messages.ack_topic(ack.symbol), body)
         if persist:
             self.persist("acks", record or inputs.ack_record(ack, time.time(), signal, index, self.epoch))
-        self.count(f"acks_{ack.status.value.lower()}")
-        self._acks_since[ack.status.value] = self._acks_since.get(ack.status.value, 0) + 1
+        self._publish_acks([ack])
+
+    def _publish_acks(self, acks: list[Ack]) -> None:
+        """Publish acks together (one lock, one timestamp, the I/O thread woken once: `Publisher.publish_many`),
+        in order, and count them; their records are the caller's."""
+        assert self.pub is not None
+        self.pub.publish_many([(messages.ack_topic(a.symbol), messages.Ack(**a.wire_body())) for a in acks])
+        since = self._acks_since
+        for ack in acks:
+            status = ack.status.value
+            self.count(_ACK_COUNTERS.get(status) or f"acks_{status.lower()}")
+            since[status] = since.get(status, 0) + 1
         if log.isEnabledFor(logging.DEBUG):  # per message: DEBUG only (an INFO line per ack cost 9 % of the CPU)
-            logs.event(log, logging.DEBUG, "ack", symbol=ack.symbol, bar_time=ack.bar_time, action=ack.action,
-                       status=ack.status.value, reason=ack.reason, cid=ack.client_order_id or "")
+            for ack in acks:
+                logs.event(log, logging.DEBUG, "ack", symbol=ack.symbol, bar_time=ack.bar_time, action=ack.action,
+                           status=ack.status.value, reason=ack.reason, cid=ack.client_order_id or "")
 
     def _summarize(self, now: float) -> None:
         """Once a `SUMMARY_S`: the acks by status since the last summary (none: no line)."""
@@ -513,7 +532,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             ready = self._batch_ready(now)
             if ready:
                 self._decide_waiting()
-            elif ready is not None and (left := self._gather_left_s(time.monotonic())) is not None:
+            elif ready is not None and not self._prefetch_positions() and (
+                    left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
 
     # ---- risk ---------------------------------------------------------------------------------
@@ -647,8 +667,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def poll_timeout_ms(self) -> int:
         base = super().poll_timeout_ms()
-        if self._flights:
-            base = min(base, FLIGHT_TURN_MS)  # a request asked again is sent on time
+        if self._flight_lines:  # answers wake the loop at once; a request asked again is sent on time
+            due = min(group.next_due() for group in self._flight_lines.values())
+            base = min(base, max(0, math.ceil((due - time.monotonic()) * 1000)))
         left = self._gather_left_s(time.monotonic())
         return base if left is None else min(base, 1 + int(left * 1000))  # a gathered batch is decided on time
 

@@ -127,3 +127,16 @@ def test_no_answer_by_the_deadline_is_an_error_naming_the_timeout_and_a_refusal_
         assert got[0].startswith("timeout") and "no reply" in got[0]
         assert got[1] == "order_open: lots must be positive"
         assert conn.asked["refused"] == 1 and conn.asked["silent"] >= 2  # asked again until the deadline
+
+
+def test_the_group_says_when_it_has_something_to_do_that_no_answer_brings(ctx, tmp_path):
+    def never(conn: Connector, a):
+        return bus.Deferred(concurrent.futures.Future(), lambda f: f.result())
+
+    with serving(ctx, tmp_path, never, 2) as (conn, ls):
+        deadline = time.monotonic() + 10
+        group = OrderGroup(ls, requests("a", "b"), deadline, attempt_s=0.5)
+        assert group.next_due() == 0.0  # nothing sent yet: due now
+        group.pump(time.monotonic())
+        ends = [line.pending[2] for line in ls if line.pending is not None]
+        assert len(ends) == 2 and group.next_due() == min(ends) < deadline  # the first attempt's end

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from common import config, messages, wire
+from common import bus, config, messages, wire
 from common.bus import Received
 from common.order_label import OrderAction, client_order_id
 from common.sequence import Delivery, Seen
@@ -42,6 +42,7 @@ class Connector:
         self.say_markets = True  # the positions reply lists the markets (False: today's connector, silent)
         self.refuse_open: tuple[str, str, str] | None = None  # (error_code, broker_code, words) for the next opens
         self.requests: list[tuple[str, Any]] = []
+        self.down = False  # True: requests are not answered (a connector that died)
         self.account = {"balance": 10_000.0, "equity": 10_000.0, "margin": 0.0, "free_margin": 10_000.0,
                         "margin_level": 0.0, "currency": "USD", "leverage": 100.0}
         self._ticket = 100
@@ -63,6 +64,8 @@ class Connector:
         if service == "preditor":
             return messages.LastSignals({})
         self.requests.append((op, args))
+        if self.down:
+            raise bus.RequestTimeout(f"{op}: no reply in time")
         if op == "positions":
             reply = {"positions": [dict(r) for r in self.rows], "account": dict(self.account),
                      "quotes": {"EURUSD": {"bid": 1.1, "ask": 1.10008, "quote_to_deposit": 1.0}},
@@ -118,6 +121,20 @@ class Answered:
         return list(self.results)
 
 
+class Published:
+    """Stands for the PUB socket: what the executor publishes, in order (one by one or together)."""
+
+    def __init__(self, into: list[tuple[str, Any]]):
+        self.into = into
+
+    def publish(self, topic: str, body: Any) -> int:
+        self.into.append((topic, body))
+        return 0
+
+    def publish_many(self, items: Any) -> None:
+        self.into.extend(items)
+
+
 class Rig:
     def __init__(self, root: Path, connector: Connector | None = None, overlay: dict | None = None):
         self.root = root
@@ -133,7 +150,7 @@ class Rig:
 
     def start(self) -> Executor:
         ex = Executor(config.load(env={"ORACLE_HOME": str(self.root)}))
-        ex.publish = lambda topic, body: self.published.append((topic, body)) or 0  # type: ignore[method-assign]
+        ex.pub = Published(self.published)  # type: ignore[assignment]
         ex.persist = lambda table, record: None  # type: ignore[method-assign]
         ex._call = self.connector.call  # type: ignore[method-assign]
         ex._group = lambda requests: Answered(self.connector, requests)  # type: ignore[method-assign]
@@ -530,3 +547,47 @@ def test_a_catch_up_signal_is_recorded_and_never_acted_on(rig):
     assert ("signals", inputs.signal_record(late, H1)) in persisted  # recorded
     assert final(rig.signal(3, 1)) == ("OK", "EDGE")  # the latest position is acted on
     assert len(rig.connector.orders("order_open")) == 1
+
+
+def two_symbols_of_one_bar(rig: Rig) -> None:
+    """EURUSD and GBPUSD decided for bar 1: a bar after it is gathered until both signals are in."""
+    rig.boot()
+    rig.ex.timeframes["GBPUSD"] = rig.ex.timeframes["EURUSD"]
+    for symbol in ("EURUSD", "GBPUSD"):
+        rig.hear(messages.Signal(symbol, T0 + H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert rig.ex.status_report()["last_bar_time"] == {"EURUSD": T0 + H1, "GBPUSD": T0 + H1}
+
+
+def bar_acks(rig: Rig, bar_time: int) -> dict[str, tuple[str, str]]:
+    return {a.symbol: (a.status, a.reason) for a in rig.acks() if a.bar_time == bar_time}
+
+
+def test_a_batch_asks_its_positions_as_its_first_signal_arrives_and_decides_on_them(rig):
+    two_symbols_of_one_bar(rig)
+    asked = len(rig.connector.orders("positions"))
+    rig.hear(messages.Signal("EURUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()  # GBPUSD's signal is still on its way: the batch waits for it, its positions are asked now
+    assert len(rig.connector.orders("positions")) == asked + 1 and rig.ex.pending_work() == 1
+    rig.hear(messages.Signal("GBPUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert len(rig.connector.orders("positions")) == asked + 1  # one request for the batch
+    assert bar_acks(rig, T0 + 2 * H1) == {"EURUSD": ("OK", "FLAT"), "GBPUSD": ("OK", "FLAT")}
+    rig.hear(messages.Signal("EURUSD", T0 + 3 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert len(rig.connector.orders("positions")) == asked + 2  # and again for the next batch
+
+
+def test_a_batch_whose_positions_find_the_connector_down_waits_for_it(rig):
+    two_symbols_of_one_bar(rig)
+    rig.connector.down = True
+    rig.hear(messages.Signal("EURUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert rig.ex.pending_work() == 1 and bar_acks(rig, T0 + 2 * H1) == {}
+    rig.hear(messages.Signal("GBPUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()  # the batch's first decision fails on the connector as its own request would: acked once, kept
+    assert bar_acks(rig, T0 + 2 * H1) == {"EURUSD": ("FAIL", "NO_CONNECTOR")} and rig.ex.pending_work() == 2
+    rig.connector.down = False
+    rig.ex.on_tick(time.monotonic() + 2.0)  # past the retry's time
+    rig.ex._wait_flights()
+    assert bar_acks(rig, T0 + 2 * H1) == {"EURUSD": ("OK", "FLAT"), "GBPUSD": ("OK", "FLAT")}

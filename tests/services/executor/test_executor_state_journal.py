@@ -129,3 +129,29 @@ def test_the_acks_of_a_signal_with_no_order_are_spooled_not_written_in_the_state
         assert restarted.handled == {"EURUSD": T0 + H1}  # decided once: not evaluated again
     finally:
         rig.close()
+
+
+def test_a_journal_entry_holds_the_sections_that_changed_and_only_them(tmp_path):
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        _, journal = paths(rig)
+
+        def entries() -> list[dict]:
+            return [json.loads(line)["set"] for line in journal.read_bytes().splitlines()]
+
+        rig.signal(1, 0)
+        assert final(rig.signal(2, 1)) == ("OK", "EDGE")  # an opening: written ahead, then landed
+        ahead, landed = entries()[-2:]
+        assert {"last", "intents"} <= set(ahead)  # the stance decided and the order written ahead
+        assert "intents" in landed and "last" not in landed  # the order landed; the stance is the same
+        assert all(not set(e) & {"version", "paused", "due_closes", "v1_intents"} for e in entries())
+        n = len(entries())
+        rig.hear(messages.AccountUpdate(10_000.0, 10_050.0, 11.0, 10_039.0, "USD"))  # a new equity peak
+        rig.turn()
+        assert len(entries()) == n + 1 and entries()[-1]["risk"]["peak_equity"] == 10_050.0
+        assert set(entries()[-1]) == {"risk"}
+        rig.restart()
+        assert rig.ex.risk.peak_equity == 10_050.0 and rig.ex.handled == {"EURUSD": T0 + 2 * H1}
+    finally:
+        rig.close()
