@@ -51,6 +51,7 @@ class EventsOut:
     """Broker events published; the connector's state it works on is declared here (made by `Connector`)."""
 
     cfg: Any
+    pub: bus.Publisher | None  # runtime.Service's
     published: ConnectorState
     bridge: Bridge
     broker: BrokerPort | None
@@ -116,11 +117,15 @@ class EventsOut:
                       "(bars are repaired from history, trades are in the outbox)", lost)
             held = [h for h in held if not h[2]]
         log.debug("drain: %d record(s) said after one state commit", len(held))
+        if not held:
+            return
+        assert self.pub is not None
+        self.pub.publish_many((topic, record) for topic, record, _needs in held)  # the I/O thread woken once
+        now = time.monotonic()
         bars = 0
-        for topic, record, _needs in held:
-            self.publish(topic, record)
+        for _topic, record, _needs in held:
             if isinstance(record, messages.Bar):
-                self.freshness.published(record.symbol, record.timeframe, time.monotonic())
+                self.freshness.published(record.symbol, record.timeframe, now)
                 bars += 1
         if bars:
             self.count("bars_published", bars)

@@ -27,7 +27,8 @@ change. What is durable before what:
 - a subscription, the positions found at connect, an outcome found by a look-up: at once (`_save_state`,
   `_commit`), before the reply.
 A turn of the loop takes the first three together: the events drained, the answers settled and the orders held make
-one commit (one write and one fdatasync per file), then the orders leave, the events are said and the answers given.
+one commit (one write and one fdatasync per file): the order journal's, then the orders leave, then the state's,
+then the events are said and the answers given.
 The per-message detail is logged at DEBUG; every `SUMMARY_S` the counters of the work done go out in one INFO line.
 """
 
@@ -122,9 +123,17 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         """What changed since the last commit made durable: the order journal's lines, then the state's changed
         sections (one line), each file with one write and one fdatasync (group commit); the state compacted now and
         then (durable.JournaledState)."""
+        self._commit_journal()
+        self._commit_state()
+
+    def _commit_journal(self) -> None:
+        """The order journal's lines added since the last commit made durable (one write, one fdatasync)."""
         if self.orders_log.pending:
             self.orders_log.commit()
             self.count("journal_commits")
+
+    def _commit_state(self) -> None:
+        """The state's sections changed since the last commit made durable (one journal line, one fdatasync)."""
         if self.published.dirty:
             compactions = self.state_store.compactions
             self.state_store.commit(self.published.to_dict(), changed=self.published.changed)
@@ -143,10 +152,11 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.orders_log.add(journal.line(entry).rstrip("\n"))
         self.ledger.recorded(entry)
 
-    def _commit_or_log(self) -> OSError | None:
-        """`_commit`; its failure logged, counted and returned (None: what changed is durable)."""
+    def _commit_or_log(self, commit: Callable[[], None] | None = None) -> OSError | None:
+        """`commit` (default `_commit`: the journal and the state); its failure logged, counted and returned (None:
+        what changed is durable)."""
         try:
-            self._commit()
+            (commit or self._commit)()
         except OSError as exc:
             log.exception("cannot write the order journal or the connector state")
             self.count("event_errors")
@@ -167,19 +177,21 @@ class Connector(EventsOut, OrderOps, runtime.Service):
     def _turn(self) -> None:
         """The loop's turn (group commit): the broker's events applied (`_take_events`), its answers settled
         (`Bridge.answered_now`) and the orders asked meanwhile held; what they all changed made durable together
-        (one commit: one write and one fdatasync per file), then the orders leave, the events are said and the
-        answers given."""
+        (one commit: one write and one fdatasync per file): the order journal, then the orders leave (their lines
+        are all they wait for), then the state, then the events are said and the answers given."""
         said = self._take_events()
         ready = self.bridge.answered_now()
         held = self.bridge.has_held
         if said is None and not ready and not held:
             return
-        failed = self._commit_or_log()
-        if held:
+        failed = self._commit_or_log(self._commit_journal)
+        if held:  # the orders need their lines alone: they leave before the state's fdatasync
             if failed is None:
                 log.debug("%d order(s) sent after one journal commit", self.bridge.release())
             else:
                 self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {failed}"))
+        if failed is None:
+            failed = self._commit_or_log(self._commit_state)
         if said is not None:
             self._say_held(said, failed is None)
         if ready:
