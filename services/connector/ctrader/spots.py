@@ -100,10 +100,18 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
     present = out._present
     values = out.__dict__
     while pos < end:
-        tag, pos = _varint(buf, pos)
+        tag = buf[pos]  # every tag read here is one byte (field numbers below 16): no call for it
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos)
         known = tags.get(tag)
         if known is not None:
-            value, pos = _varint(buf, pos)
+            value = buf[pos]
+            if value < 0x80:
+                pos += 1
+            else:
+                value, pos = _varint(buf, pos)
             name, signed = known
             if signed and value >= _INT64:
                 value -= _UINT64
