@@ -11,7 +11,7 @@ says goes out, in order (`_say`, `_say_held`): a bar is never published before i
 it, repairable from history, never repeat it); a fill or close is in the outbox's spool before the state says it is
 recorded (a kill in between records it twice, never not at all), and published after both. At connect, positions closed
 while the connector was away are found in the broker's deal list and published like any close; the account is
-published every `connector.account_interval_s` (and after each fill or close).
+published every `connector.account_interval_s` (and `ACCOUNT_AFTER_TRADE_S` after a fill or close).
 
 It lives on the `Connector` (a base class of it): it reads and writes the connector's published state and uses
 its broker, bridge, counters and publishing (`_commit`, `_save_state`, `_pip_size`, `_set_auth_problem`, `_wait`,
@@ -45,6 +45,9 @@ from services.connector.port import Bar as BrokerBar
 from services.connector.state import ConnectorState, closed_while_away
 
 log = logging.getLogger("oracle.connector")
+
+# the account is published this long after a fill or close: the trades of one bar (a few ms apart) make one update
+ACCOUNT_AFTER_TRADE_S = 0.2
 
 
 class EventsOut:
@@ -143,7 +146,7 @@ class EventsOut:
                                   recorded=True)
             self._say(messages.fill_topic(ev.symbol), fill, needs_state=True)
             self.count("fills")
-            self._next_account = 0.0
+            self._account_soon()
         elif isinstance(ev, PositionClosed):
             if ev.full:
                 self.published.closed(ev.ticket)
@@ -153,7 +156,7 @@ class EventsOut:
             self.count("closes")
             if ev.external:
                 self.count("closes_external")
-            self._next_account = 0.0
+            self._account_soon()
         elif isinstance(ev, OrderRejected):
             self._say(
                 messages.reject_topic(ev.symbol or "UNKNOWN"),
@@ -209,6 +212,10 @@ class EventsOut:
         else:
             self.count("disconnects")
             logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
+
+    def _account_soon(self) -> None:
+        """A fill or close changed the account: published within `ACCOUNT_AFTER_TRADE_S` (with the others near)."""
+        self._next_account = min(self._next_account, time.monotonic() + ACCOUNT_AFTER_TRADE_S)
 
     def _drive_account(self, now: float) -> None:
         """The account published every interval and after a fill or close: from the adapter's memory when it holds
