@@ -450,6 +450,14 @@ class Execution:
         ticket = int(ident) if kind in ("close", "amend") and ident.isdigit() else None
         self._resolve(key, parsing.failed_order(ident if kind == "order" else "", code, desc, ticket))
 
+    def on_accepted(self, position_id: int | None, symbol_id: int | None) -> None:
+        """An ORDER_ACCEPTED execution event (spots.OrderAccepted): the position it is for counts as touched by an
+        execution (a reconcile answered after it keeps what the events say); nothing else changes (the order's deal
+        changes the book, with the balance it moves), as `_on_execution` does with it."""
+        if position_id is not None and symbol_id is not None and self.instruments.name_of(symbol_id) is not None:
+            self._executions += 1
+            self._touched[position_id] = self._executions
+
     def on_execution(self, ev: Any, cid: str) -> None:
         try:
             self._on_execution(ev, cid)

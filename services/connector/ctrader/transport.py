@@ -104,8 +104,10 @@ class Transport:
         config: TransportConfig,
         on_event: EventCallback | None = None,
         on_close: CloseCallback | None = None,
+        read_frame: Callable[[bytes], tuple[int, Any, str]] = spots.read_frame,
     ) -> None:
         self.config = config
+        self._read_frame = read_frame  # a frame body -> (payload type, message, clientMsgId)
         self._on_event = on_event
         self._on_close = on_close
         self._reader: asyncio.StreamReader | None = None
@@ -236,7 +238,7 @@ class Transport:
                     break
                 self._last_rx = loop.time()
                 for body in decoder.feed(data):
-                    self._dispatch(*spots.read_frame(body))
+                    self._dispatch(*self._read_frame(body))
         except asyncio.CancelledError:
             return
         except Exception as exc:  # any read/parse failure ends the connection
