@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import queue
 import sys
@@ -40,6 +41,9 @@ from services.connector.port import (
 
 SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while the broker thread runs (see BrokerLoop.start)
 POLL_S = 0.05  # how often a waiting request beats and publishes
+# a wake of the loop thread asked on the broker thread waits until the broker loop has nothing else ready to run, for
+# at most this many of its turns: the answer to an order and the fill it made (a few callbacks apart) wake it once
+IDLE_WAKE_TURNS = 16
 
 
 class BrokerLoop:
@@ -64,6 +68,39 @@ class BrokerLoop:
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def submit_all(self, coros: list[Coroutine[Any, Any, Any]]) -> list[concurrent.futures.Future]:
+        """`submit` for several coroutines with one wake of the loop (one call_soon_threadsafe: one write to its
+        self-pipe, one turn of its selector, however many): each runs as a task of its own, its future as
+        `run_coroutine_threadsafe`'s (the outcome copied when the task is done; cancelled, it cancels the task)."""
+        futures = [concurrent.futures.Future() for _ in coros]
+        self.loop.call_soon_threadsafe(self._start_all, list(zip(coros, futures, strict=True)))
+        return futures
+
+    def when_idle(self, fn: Callable[[], None], turns: int = IDLE_WAKE_TURNS) -> None:
+        """On the loop's thread: call `fn` once nothing else is ready to run on the loop (the callbacks a burst of
+        frames scheduled have all run), or `turns` turns of the loop from now at the latest."""
+        if turns <= 0 or not getattr(self.loop, "_ready", None):  # CPython's queue of the callbacks ready to run
+            fn()
+            return
+        try:
+            self.loop.call_soon(self.when_idle, fn, turns - 1)
+        except RuntimeError:  # the loop is closing
+            fn()
+
+    def _start_all(self, jobs: list[tuple[Coroutine[Any, Any, Any], concurrent.futures.Future]]) -> None:
+        for coro, fut in jobs:
+            if fut.cancelled():  # given up on before the loop took it
+                coro.close()
+                continue
+            task = self.loop.create_task(coro)
+            task.add_done_callback(functools.partial(_copy_outcome, fut))
+            fut.add_done_callback(functools.partial(self._cancel_task, task))
+
+    def _cancel_task(self, task: asyncio.Task, fut: concurrent.futures.Future) -> None:
+        """A future of `submit_all` cancelled (in any thread): its task cancelled on the loop."""
+        if fut.cancelled() and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(task.cancel)
+
     def stop(self) -> None:
         """Cancel what still runs there (the event pump, orders given up on), then stop the loop."""
         if self._thread.is_alive():
@@ -78,6 +115,19 @@ class BrokerLoop:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.loop.stop()
+
+
+def _copy_outcome(fut: concurrent.futures.Future, task: asyncio.Task) -> None:
+    """A task's outcome onto the future another thread waits on (as `run_coroutine_threadsafe` does)."""
+    if task.cancelled():
+        fut.cancel()
+    if not fut.set_running_or_notify_cancel():
+        return
+    exc = task.exception()
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(task.result())
 
 
 def op_error(exc: BaseException, what: str) -> bus.OpError:
@@ -140,6 +190,7 @@ class Bridge:
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False  # a byte is on the pipe, unread by `woken`
         self._wake_lock = threading.Lock()
+        self._wake_soon = False  # a `wake` is scheduled on the broker loop (`wake_soon`; broker thread only)
 
     @property
     def running(self) -> bool:
@@ -196,10 +247,20 @@ class Bridge:
         return bool(self._held)
 
     def release(self) -> int:
-        """Send the requests held (`defer(hold=True)`); how many."""
+        """Send the requests held (`defer(hold=True)`), with one wake of the broker loop for all; how many."""
         held, self._held = self._held, []
+        live = []
         for out in held:
-            self._send(out)
+            if out.answer.cancelled():  # given up on (past its wait) before it left
+                out.coro.close()
+            else:
+                live.append(out)
+        if len(live) == 1:
+            self._send(live[0])
+        elif live:
+            assert self._aio is not None
+            for out, sent in zip(live, self._aio.submit_all([out.coro for out in live]), strict=True):
+                self._sent(out, sent)
         return len(held)
 
     def refuse_held(self, error: bus.OpError) -> None:
@@ -213,8 +274,12 @@ class Bridge:
         if out.answer.cancelled():  # given up on (past its wait) before it left
             out.coro.close()
             return
-        sent = out.sent = self.submit(out.coro)
-        sent.add_done_callback(lambda _f: self.wake())
+        self._sent(out, self.submit(out.coro))
+
+    def _sent(self, out: _Out, sent: concurrent.futures.Future) -> None:
+        """`out` is running on the broker loop (`sent`): its answer wakes this loop; given up on, it is cancelled."""
+        out.sent = sent
+        sent.add_done_callback(self._answered)
         out.answer.add_done_callback(lambda a: sent.cancel() if a.cancelled() else None)
         self._out.append(out)
 
@@ -250,6 +315,28 @@ class Bridge:
         return bus.Deferred(first.future, first.finish, first.deadline, first.what)
 
     # ---- events from the broker ------------------------------------------------------------------
+    def _answered(self, sent: concurrent.futures.Future) -> None:
+        """A request's future is done: on the broker thread (answered), the loop woken once the broker loop has
+        run what else the same frames made ready (the fill an order's answer came with); elsewhere (cancelled by
+        the loop thread) at once."""
+        if sent.cancelled() or self._aio is None:
+            self.wake()
+        else:
+            self.wake_soon()
+
+    def wake_soon(self) -> None:
+        """On the broker thread: `wake` once the broker loop has nothing else ready to run (`BrokerLoop.when_idle`),
+        one wake however many asked meanwhile."""
+        if self._wake_soon:
+            return
+        self._wake_soon = True
+        assert self._aio is not None
+        self._aio.when_idle(self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_soon = False
+        self.wake()
+
     def wake(self) -> None:
         """Wake the loop: one byte on the pipe, none while one is there unread (`woken` has not run since): the loop
         takes everything queued before it when it reads that one."""
@@ -285,7 +372,7 @@ class Bridge:
             self._events.put(await events.get())
             while not events.empty():
                 self._events.put(events.get_nowait())
-            self.wake()
+            self.wake_soon()
 
     def put(self, event: Any) -> None:
         """An event found by the loop thread itself (a close while away): taken like the broker's."""

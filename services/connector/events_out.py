@@ -7,11 +7,11 @@ connection and credentials state are said in the order they came.
 
 What is durable before what (group commit): everything a drain changed in the state (the bars' times, the positions
 a fill opened or a close ended) is made durable with one write and one fdatasync (`_commit`), then what the drain
-says goes out, in order (`_say`, `_release`): a bar is never published before its time is durable (a crash may lose
+says goes out, in order (`_say`, `_say_held`): a bar is never published before its time is durable (a crash may lose
 it, repairable from history, never repeat it); a fill or close is in the outbox's spool before the state says it is
 recorded (a kill in between records it twice, never not at all), and published after both. At connect, positions closed
 while the connector was away are found in the broker's deal list and published like any close; the account is
-published every `connector.account_interval_s` (and after each fill or close).
+published every `connector.account_interval_s` (and `ACCOUNT_AFTER_TRADE_S` after a fill or close).
 
 It lives on the `Connector` (a base class of it): it reads and writes the connector's published state and uses
 its broker, bridge, counters and publishing (`_commit`, `_save_state`, `_pip_size`, `_set_auth_problem`, `_wait`,
@@ -24,6 +24,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from common import bus, logs, messages
@@ -45,11 +46,15 @@ from services.connector.state import ConnectorState, closed_while_away
 
 log = logging.getLogger("oracle.connector")
 
+# the account is published this long after a fill or close: the trades of one bar (a few ms apart) make one update
+ACCOUNT_AFTER_TRADE_S = 0.2
+
 
 class EventsOut:
     """Broker events published; the connector's state it works on is declared here (made by `Connector`)."""
 
     cfg: Any
+    pub: bus.Publisher | None  # runtime.Service's
     published: ConnectorState
     bridge: Bridge
     broker: BrokerPort | None
@@ -59,12 +64,22 @@ class EventsOut:
     _calendars: dict[str, Any]
     _state_said: bool
     _held_out: list[tuple[str, Any, bool]] | None  # what a drain says once its state changes are durable
+    _commit_or_log: Callable[[], OSError | None]  # `_commit`, its failure logged and returned (service.py)
     _next_account: float
     _account_fut: concurrent.futures.Future | None
 
     def _drain_events(self, limit: int = 10_000) -> None:
+        """The broker's events taken and applied, what they changed made durable (one commit), then said (on its
+        own: at a disconnect, at a stop; the loop's turn does it with the orders and the answers, `_turn`)."""
+        held = self._take_events(limit)
+        if held is not None:
+            self._say_held(held, self._commit_or_log() is None)
+
+    def _take_events(self, limit: int = 10_000) -> list[tuple[str, Any, bool]] | None:
+        """The broker's events queued since the last call applied to the state (not committed yet), and what they say,
+        held in order for `_say_held` once that is durable; None: no event was taken."""
         if self.uptime() < self.cfg.connector.publish_grace_s:
-            return  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
+            return None  # subscribers are still reconnecting to this new PUB socket (slow joiner): keep events queued
         if not self._state_said and self.connected is not None:
             # the connection state said at connect (within the grace) may have reached no one; a subscriber that
             # heard the previous process say "disconnected" would believe it until the next change
@@ -72,7 +87,7 @@ class EventsOut:
             self.publish(messages.CONNECTION_TOPIC, messages.ConnectionState(self.connected, self.conn_reason))
         events = self.bridge.take_events(limit)
         if not events:
-            return
+            return None
         self._held_out = []
         try:
             for ev in events:
@@ -86,7 +101,7 @@ class EventsOut:
                     self.count("event_errors")
         finally:
             held, self._held_out = self._held_out, None
-            self._release(held)
+        return held
 
     def _say(self, topic: str, record: Any, needs_state: bool = False) -> None:
         """Publish `record`; during a drain, once what the drain changed in the state is durable (in the order
@@ -96,22 +111,27 @@ class EventsOut:
         else:
             self._held_out.append((topic, record, needs_state))
 
-    def _release(self, held: list[tuple[str, Any, bool]]) -> None:
-        """The drain's state changes made durable (one write, one fdatasync), then what it held said, in order."""
-        try:
-            self._commit()
-        except OSError:
+    def _say_held(self, held: list[tuple[str, Any, bool]], durable: bool) -> None:
+        """What a drain held said, in order, its state changes being durable (`durable`; else what needs them is
+        dropped: bars are repaired from history, trades are in the outbox)."""
+        if not durable:
             lost = sum(needs for _t, _r, needs in held)
-            log.exception("cannot write the connector state: %d bar(s), fill(s) or close(s) not published "
-                          "(bars are repaired from history, trades are in the outbox)", lost)
-            self.count("event_errors")
+            log.error("cannot write the connector state: %d bar(s), fill(s) or close(s) not published "
+                      "(bars are repaired from history, trades are in the outbox)", lost)
             held = [h for h in held if not h[2]]
         log.debug("drain: %d record(s) said after one state commit", len(held))
-        for topic, record, _needs in held:
-            self.publish(topic, record)
+        if not held:
+            return
+        assert self.pub is not None
+        self.pub.publish_many((topic, record) for topic, record, _needs in held)  # the I/O thread woken once
+        now = time.monotonic()
+        bars = 0
+        for _topic, record, _needs in held:
             if isinstance(record, messages.Bar):
-                self.freshness.published(record.symbol, record.timeframe, time.monotonic())
-                self.count("bars_published")
+                self.freshness.published(record.symbol, record.timeframe, now)
+                bars += 1
+        if bars:
+            self.count("bars_published", bars)
 
     def _on_broker_event(self, ev: Any) -> None:
         """One broker event other than a closed bar (the drain publishes those together, `_publish_bars`)."""
@@ -126,7 +146,7 @@ class EventsOut:
                                   recorded=True)
             self._say(messages.fill_topic(ev.symbol), fill, needs_state=True)
             self.count("fills")
-            self._next_account = 0.0
+            self._account_soon()
         elif isinstance(ev, PositionClosed):
             if ev.full:
                 self.published.closed(ev.ticket)
@@ -136,7 +156,7 @@ class EventsOut:
             self.count("closes")
             if ev.external:
                 self.count("closes_external")
-            self._next_account = 0.0
+            self._account_soon()
         elif isinstance(ev, OrderRejected):
             self._say(
                 messages.reject_topic(ev.symbol or "UNKNOWN"),
@@ -192,6 +212,10 @@ class EventsOut:
         else:
             self.count("disconnects")
             logs.event(log, logging.WARNING, "broker disconnected", reason=reason)
+
+    def _account_soon(self) -> None:
+        """A fill or close changed the account: published within `ACCOUNT_AFTER_TRADE_S` (with the others near)."""
+        self._next_account = min(self._next_account, time.monotonic() + ACCOUNT_AFTER_TRADE_S)
 
     def _drive_account(self, now: float) -> None:
         """The account published every interval and after a fill or close: from the adapter's memory when it holds

@@ -7,9 +7,10 @@ reply deferred until the broker answers (`_defer`); the outcome is journaled whe
 
 What is durable before what (group commit, `Connector._commit`: one write and one fdatasync per file per batch):
 - an order's ``sent`` line before the order leaves: the orders asked in one turn of the loop are held
-  (`_defer`, `Bridge.defer(hold=True)`), their lines committed together, then they all leave (`_send_held`);
+  (`_defer`, `Bridge.defer(hold=True)`), their lines committed together, then they all leave (`Connector._turn`);
 - an outcome's ``done`` line, and the position an opening opened (the state), before its answer is given: the
-  answers the broker gave since the last turn are settled together, committed once, then given (`_answer_ready`);
+  answers the broker gave since the last turn are settled together, committed once, then given (`Connector._turn`,
+  with the orders and events of the same turn);
 - an outcome found at the broker (a look-up) is committed at once: it is answered at once.
 
 It lives on the `Connector` (a base class of it): it uses its ledger, journal, published state, broker and

@@ -21,11 +21,14 @@ change. What is durable before what:
 - a drain of the broker's events (events_out.py): all it changed in the state (bars' times, positions opened or
   closed) before any of it is published;
 - the orders asked in one turn of the loop (order_ops.py): their ``sent`` lines before any of them leaves
-  (`_send_held`: on the loop's tick, before a request waits on the broker, and on a wake);
-- the broker's answers settled together (`_answer_ready`): their ``done`` lines and the positions they opened before
+  (`_turn`: on the loop's tick and on a wake; `_send_held`: before a request waits on the broker);
+- the broker's answers settled together (`_turn`): their ``done`` lines and the positions they opened before
   any of them is answered;
 - a subscription, the positions found at connect, an outcome found by a look-up: at once (`_save_state`,
   `_commit`), before the reply.
+A turn of the loop takes the first three together: the events drained, the answers settled and the orders held make
+one commit (one write and one fdatasync per file): the order journal's, then the orders leave, then the state's,
+then the events are said and the answers given.
 The per-message detail is logged at DEBUG; every `SUMMARY_S` the counters of the work done go out in one INFO line.
 """
 
@@ -120,9 +123,17 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         """What changed since the last commit made durable: the order journal's lines, then the state's changed
         sections (one line), each file with one write and one fdatasync (group commit); the state compacted now and
         then (durable.JournaledState)."""
+        self._commit_journal()
+        self._commit_state()
+
+    def _commit_journal(self) -> None:
+        """The order journal's lines added since the last commit made durable (one write, one fdatasync)."""
         if self.orders_log.pending:
             self.orders_log.commit()
             self.count("journal_commits")
+
+    def _commit_state(self) -> None:
+        """The state's sections changed since the last commit made durable (one journal line, one fdatasync)."""
         if self.published.dirty:
             compactions = self.state_store.compactions
             self.state_store.commit(self.published.to_dict(), changed=self.published.changed)
@@ -141,34 +152,54 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.orders_log.add(journal.line(entry).rstrip("\n"))
         self.ledger.recorded(entry)
 
+    def _commit_or_log(self, commit: Callable[[], None] | None = None) -> OSError | None:
+        """`commit` (default `_commit`: the journal and the state); its failure logged, counted and returned (None:
+        what changed is durable)."""
+        try:
+            (commit or self._commit)()
+        except OSError as exc:
+            log.exception("cannot write the order journal or the connector state")
+            self.count("event_errors")
+            return exc
+        return None
+
     def _send_held(self) -> None:
         """The orders held since the last call leave, once their ``sent`` lines are durable (one fsync for all)."""
         if not self.bridge.has_held:
             return
-        try:
-            self._commit()
-        except OSError as exc:
-            log.exception("cannot write the order journal: the orders held are refused")
-            self.count("event_errors")
-            self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {exc}"))
+        failed = self._commit_or_log()
+        if failed is not None:
+            self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {failed}"))
             return
         n = self.bridge.release()
         log.debug("%d order(s) sent after one journal commit", n)
 
-    def _answer_ready(self) -> None:
-        """The broker's answers in since the last call settled (their journal lines and state changes), made durable
-        together, then given."""
+    def _turn(self) -> None:
+        """The loop's turn (group commit): the broker's events applied (`_take_events`), its answers settled
+        (`Bridge.answered_now`) and the orders asked meanwhile held; what they all changed made durable together
+        (one commit: one write and one fdatasync per file): the order journal, then the orders leave (their lines
+        are all they wait for), then the state, then the events are said and the answers given."""
+        said = self._take_events()
         ready = self.bridge.answered_now()
-        if not ready:
+        held = self.bridge.has_held
+        if said is None and not ready and not held:
             return
-        try:
-            self._commit()
-        except OSError as exc:
-            log.exception("cannot write the order journal: %d answer(s) given as errors", len(ready))
-            self.count("event_errors")
-            failed = (False, bus.OpError("internal", f"cannot write the order journal: {exc}"))
-            ready = [(fut, failed) for fut, _outcome in ready]
-        self.bridge.answer(ready)
+        failed = self._commit_or_log(self._commit_journal)
+        if held:  # the orders need their lines alone: they leave before the state's fdatasync
+            if failed is None:
+                log.debug("%d order(s) sent after one journal commit", self.bridge.release())
+            else:
+                self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {failed}"))
+        if failed is None:
+            failed = self._commit_or_log(self._commit_state)
+        if said is not None:
+            self._say_held(said, failed is None)
+        if ready:
+            if failed is not None:
+                log.error("%d answer(s) given as errors: the order journal cannot be written", len(ready))
+                outcome = (False, bus.OpError("internal", f"cannot write the order journal: {failed}"))
+                ready = [(fut, outcome) for fut, _outcome in ready]
+            self.bridge.answer(ready)
 
     # ---- the bridge (bridge.py) ----------------------------------------------------------------------
     def _wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
@@ -179,9 +210,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _meanwhile(self) -> None:
         self.beat_if_due()
-        self._send_held()
-        self._drain_events()
-        self._answer_ready()
+        self._turn()
 
     def _defer(self, key: str | None, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str,
                wait_s: float | None = None) -> bus.Deferred:
@@ -210,9 +239,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     def _on_wake(self) -> None:
         self.bridge.woken()
-        self._send_held()
-        self._drain_events()
-        self._answer_ready()
+        self._turn()
 
     # ---- steps ----------------------------------------------------------------------------------
     def _facts(self) -> dict:
@@ -332,13 +359,11 @@ class Connector(EventsOut, OrderOps, runtime.Service):
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def poll_timeout_ms(self) -> int:
         """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
-        loop gives them itself (`_answer_ready`)."""
+        loop gives them itself (`_turn`)."""
         return 100
 
     def on_tick(self, now: float) -> None:
-        self._send_held()  # the orders this turn's requests asked for: out together after one journal fsync
-        self._drain_events()
-        self._answer_ready()
+        self._turn()  # the orders this turn's requests asked for: out together after one journal fsync
         self._drive_account(now)
         if now >= self._next_summary:
             self._next_summary = now + SUMMARY_S

@@ -262,7 +262,7 @@ class CTraderBroker:
 
     async def _open_session(self, announce: bool = True) -> None:
         self.market.new_session()
-        tr = Transport(self.config.transport(), on_event=self._on_event)
+        tr = Transport(self.config.transport(), on_event=self._on_event, read_frame=spots.read_frame_lean)
         await tr.connect()
         try:
             await self._authorise(tr)
@@ -366,6 +366,9 @@ class CTraderBroker:
             return
         if ptype == spots.SPOT_EVENT:  # read by spots.py (no protobuf class)
             self.market.on_spot(msg)
+            return
+        if isinstance(msg, spots.OrderAccepted):  # read by spots.py too
+            self.execution.on_accepted(msg.position_id, msg.symbol_id)
             return
         name = msg.DESCRIPTOR.name
         if name == "ProtoOAExecutionEvent":

@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from services.connector.ctrader.requests_wire import Encoded
 from services.connector.ctrader.transport import ConnectionClosed, ErrorResponse, RequestTimeout, Transport
 from services.connector.port import BrokerConnectionError, BrokerRequestError, BrokerTimeout
 
@@ -44,7 +45,7 @@ class Link:
         except ErrorResponse as exc:
             raise BrokerRequestError(exc.code, exc.description) from exc
 
-    async def send(self, msg: Message, client_msg_id: str) -> None:
+    async def send(self, msg: Message | Encoded, client_msg_id: str) -> None:
         """Send without awaiting an answer (orders: their outcome is an event)."""
         tr = self.transport
         if tr is None or not tr.is_open:

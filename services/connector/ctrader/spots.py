@@ -4,18 +4,22 @@
 Spot events come by the thousand (every tick of every subscribed symbol, each with the forming bar of every
 subscribed period), and the protobuf runtime that ctrader-open-api pins (3.20) parses in pure Python, a dozen
 objects and descriptor look-ups per field. These readers decode the same bytes into plain objects with the
-attributes and ``HasField`` of the generated classes that the adapter reads (data.py, parsing.py). Field numbers and
+attributes and ``HasField`` of the generated classes that the adapter reads (data.py, parsing.py); an ORDER_ACCEPTED
+execution event (one per order) is read as far as the adapter uses it (`OrderAccepted`). Field numbers and
 types are the generated descriptors' (checked at import); an unknown field is skipped by its wire type, as the
 protobuf runtime does. Every other message is parsed by its generated class (schemas.unwrap).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from services.connector.ctrader import schemas as proto
 
 SPOT_EVENT = proto.payload_type_of(proto.oa.ProtoOASpotEvent)
+EXECUTION_EVENT = proto.payload_type_of(proto.oa.ProtoOAExecutionEvent)
+ORDER_ACCEPTED = proto.model.ProtoOAExecutionType.Value("ORDER_ACCEPTED")
 _INT64 = 1 << 63
 _UINT64 = 1 << 64
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
@@ -100,10 +104,18 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
     present = out._present
     values = out.__dict__
     while pos < end:
-        tag, pos = _varint(buf, pos)
+        tag = buf[pos]  # every tag read here is one byte (field numbers below 16): no call for it
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos)
         known = tags.get(tag)
         if known is not None:
-            value, pos = _varint(buf, pos)
+            value = buf[pos]
+            if value < 0x80:
+                pos += 1
+            else:
+                value, pos = _varint(buf, pos)
             name, signed = known
             if signed and value >= _INT64:
                 value -= _UINT64
@@ -137,9 +149,71 @@ def spot_event(payload: bytes) -> SpotEvent:
     return out
 
 
-def read_frame(body: bytes) -> tuple[int, Any, str]:
-    """A frame body (the ProtoMessage envelope): its payload type, its message (a spot event read here, any other
-    by its generated class, None for an unknown type) and its clientMsgId ("" when absent)."""
+@dataclass(frozen=True)
+class OrderAccepted:
+    """A ``ProtoOAExecutionEvent`` of type ORDER_ACCEPTED (one per order, before its fill), read as far as the
+    adapter uses it: the position it is for, by ``positionId`` and its trade data's ``symbolId`` (None: it carries
+    no position). The order and deal it may carry are left unread (the fill that follows says what changed)."""
+
+    position_id: int | None
+    symbol_id: int | None
+
+
+def _fields(buf: bytes, pos: int, end: int) -> dict[int, Any] | None:
+    """A message's varint fields (number -> value) and length-delimited ones (number -> (start, end)); None when a
+    field comes twice (the runtime would merge it: left to the generated class)."""
+    out: dict[int, Any] = {}
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        number, wire_type = tag >> 3, tag & 7
+        if wire_type == _VARINT:
+            value, pos = _varint(buf, pos)
+        elif wire_type == _BYTES:
+            n, pos = _varint(buf, pos)
+            value, pos = (pos, pos + n), pos + n
+        else:
+            pos = _skip(buf, pos, wire_type)
+            continue
+        if number in out:
+            return None
+        out[number] = value
+    if pos != end:
+        raise ValueError("truncated message")
+    return out
+
+
+def _ints(fields: dict[int, Any], numbers: tuple[int, ...]) -> bool:
+    return all(isinstance(fields.get(n), int) for n in numbers)
+
+
+def _int64(value: int) -> int:
+    return value - _UINT64 if value >= _INT64 else value
+
+
+def order_accepted(payload: bytes) -> OrderAccepted | None:
+    """A ProtoOAExecutionEvent's bytes as an `OrderAccepted` when it is one, with the required fields of the event,
+    its position and the position's trade data present; None otherwise (read by the generated class)."""
+    top = _fields(payload, 0, len(payload))
+    if top is None or top.get(3) != ORDER_ACCEPTED or not _ints(top, (2,)):  # executionType, ctidTraderAccountId
+        return None
+    span = top.get(4)  # position
+    if span is None:
+        return OrderAccepted(None, None)
+    if isinstance(span, int):
+        return None
+    position = _fields(payload, *span)
+    if position is None or not _ints(position, (1, 3, 4)) or not isinstance(position.get(2), tuple):
+        return None  # positionId, positionStatus, swap; tradeData
+    trade = _fields(payload, *position[2])
+    if trade is None or not _ints(trade, (1, 2, 3)):  # symbolId, volume, tradeSide
+        return None
+    return OrderAccepted(_int64(position[1]), _int64(trade[1]))
+
+
+def read_frame(body: bytes, accepted: bool = False) -> tuple[int, Any, str]:
+    """A frame body (the ProtoMessage envelope): its payload type, its message (a spot event read here, and with
+    `accepted` an ORDER_ACCEPTED execution event as an `OrderAccepted`; any other by its generated class, None for an
+    unknown type) and its clientMsgId ("" when absent)."""
     ptype, payload, cid = 0, b"", ""
     pos, end = 0, len(body)
     while pos < end:
@@ -159,9 +233,16 @@ def read_frame(body: bytes) -> tuple[int, Any, str]:
         raise ValueError("truncated envelope")
     if ptype == SPOT_EVENT:
         return ptype, spot_event(payload), cid
+    if accepted and ptype == EXECUTION_EVENT and (event := order_accepted(payload)) is not None:
+        return ptype, event, cid
     cls = proto.class_for(ptype)
     if cls is None:
         return ptype, None, cid
     msg = cls()
     msg.ParseFromString(payload)
     return ptype, msg, cid
+
+
+def read_frame_lean(body: bytes) -> tuple[int, Any, str]:
+    """`read_frame` as the adapter reads its frames: an ORDER_ACCEPTED execution event as an `OrderAccepted`."""
+    return read_frame(body, accepted=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from services.connector.ctrader import requests_wire, spots
 from services.connector.ctrader import schemas as proto
-from services.connector.ctrader import spots
 from services.connector.ctrader.ratelimit import SlidingWindow
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,10 @@ class Transport:
         config: TransportConfig,
         on_event: EventCallback | None = None,
         on_close: CloseCallback | None = None,
+        read_frame: Callable[[bytes], tuple[int, Any, str]] = spots.read_frame,
     ) -> None:
         self.config = config
+        self._read_frame = read_frame  # a frame body -> (payload type, message, clientMsgId)
         self._on_event = on_event
         self._on_close = on_close
         self._reader: asyncio.StreamReader | None = None
@@ -156,8 +158,9 @@ class Transport:
         """Close because the connection is no longer usable (the reason reaches wait_closed/on_close)."""
         await self._shutdown(reason)
 
-    async def send(self, msg: Message, client_msg_id: str | None = None) -> str:
-        """Send a message without waiting for an answer; returns the clientMsgId used."""
+    async def send(self, msg: Message | requests_wire.Encoded, client_msg_id: str | None = None) -> str:
+        """Send a message (or one serialised already, requests_wire.py) without waiting for an answer; returns the
+        clientMsgId used."""
         cid = client_msg_id or uuid.uuid4().hex
         await self._send(msg, cid)
         return cid
@@ -197,15 +200,16 @@ class Transport:
             raise TransportError(f"unknown payload type {ptype} in answer to {msg.DESCRIPTOR.name}")
         return answer
 
-    async def _send(self, msg: Message, cid: str | None) -> None:
+    async def _send(self, msg: Message | requests_wire.Encoded, cid: str | None) -> None:
         if not self._open or self._writer is None:
             raise ConnectionClosed("not connected")
-        ptype = proto.payload_type_of(msg)
+        encoded = isinstance(msg, requests_wire.Encoded)
+        ptype = msg.payload_type if encoded else proto.payload_type_of(msg)
         if ptype not in NO_LIMIT_TYPES:
             await self._wait_rate(self._limit)
             if ptype in HISTORY_TYPES:
                 await self._wait_rate(self._history_limit)
-        frame = proto.encode_frame(proto.encode_envelope(msg, cid))
+        frame = proto.encode_frame(requests_wire.envelope(msg, cid) if encoded else proto.encode_envelope(msg, cid))
         async with self._send_lock:
             if not self._open:
                 raise ConnectionClosed("not connected")
@@ -234,7 +238,7 @@ class Transport:
                     break
                 self._last_rx = loop.time()
                 for body in decoder.feed(data):
-                    self._dispatch(*spots.read_frame(body))
+                    self._dispatch(*self._read_frame(body))
         except asyncio.CancelledError:
             return
         except Exception as exc:  # any read/parse failure ends the connection

@@ -3,11 +3,15 @@ empty (the loop would then hear of broker events only at its tick)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import select
 import sys
 import threading
 
-from services.connector.bridge import Bridge
+import pytest
+
+from services.connector.bridge import Bridge, BrokerLoop
 
 
 def _readable(fd: int) -> bool:
@@ -45,3 +49,55 @@ def test_a_wake_after_woken_writes_again():
     assert not _readable(bridge.wake_fd)
     bridge.wake()
     assert _readable(bridge.wake_fd)
+
+
+async def _value(value: int) -> int:
+    return value
+
+
+async def _fail() -> None:
+    raise ValueError("refused")
+
+
+async def _forever(started: threading.Event, cancelled: threading.Event) -> None:
+    started.set()
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+
+
+def test_requests_submitted_together_run_each_and_one_cancelled_stops_on_the_broker_loop():
+    aio = BrokerLoop().start()
+    try:
+        started, cancelled = threading.Event(), threading.Event()
+        value, failing, forever = aio.submit_all([_value(1), _fail(), _forever(started, cancelled)])
+        assert value.result(5) == 1
+        with pytest.raises(ValueError, match="refused"):
+            failing.result(5)
+        assert started.wait(5)
+        assert forever.cancel()
+        assert cancelled.wait(5)
+    finally:
+        aio.stop()
+
+
+def test_a_wake_asked_on_the_broker_thread_comes_once_the_broker_loop_is_idle():
+    bridge = Bridge(lambda: None, lambda: False)
+    bridge.start()
+    try:
+        seen: list[bool] = []
+
+        async def burst() -> None:  # three wakes asked while other callbacks are ready: one byte, after them
+            loop = asyncio.get_running_loop()
+            for _ in range(3):
+                loop.call_soon(lambda: seen.append(_readable(bridge.wake_fd)))
+                bridge.wake_soon()
+
+        bridge.submit(burst()).result(5)
+        select.select([bridge.wake_fd], [], [], 5.0)
+        assert seen == [False, False, False]
+        assert os.read(bridge.wake_fd, 16) == b"\0"
+    finally:
+        bridge.stop()

@@ -210,3 +210,44 @@ def test_each_change_names_its_section_and_reaches_the_file(tmp_path) -> None:
         assert not state.dirty
         raw, _notes = durable.JournaledState(path).load()
         assert ConnectorState.from_dict(raw) == state
+
+
+def test_a_turn_makes_its_events_answers_and_held_orders_durable_with_one_commit_then_says_them(cfg, tmp_path):
+    c = _connector(cfg)
+    c.published.subscribe("EURUSD", "H1")
+    c._commit()
+    c.pub = bus.Publisher(c.ctx, f"ipc://{tmp_path}/pub", "connector", c.epoch)
+    c.bridge.start()
+    try:
+        ran: list[str] = []
+
+        def settle(result: str) -> str:  # as an order's outcome settles: its done line, the position it opened
+            c.orders_log.add(json.dumps({"cid": result, "status": "done"}))
+            c.published.opened(7, "EURUSD", 1, 100.0, result)
+            return result.upper()
+
+        answered = c.bridge.defer(_order(ran, "a"), settle, "order a", 30.0)
+        while not c.bridge._out[0].sent.done():  # the broker thread's answer wakes the loop
+            select.select([c.bridge.wake_fd], [], [], 5.0)
+            c.bridge.woken()
+        held = c.bridge.defer(_order(ran, "b"), lambda r: r, "order b", 30.0, hold=True)
+        c.orders_log.add(json.dumps({"cid": "b", "status": "sent"}))  # its line: durable before it leaves
+        c.bridge.put(messages.Bar("EURUSD", "H1", 3600, 1.0, 1.0, 1.0, 1.0, 1.0))
+        commits = (c.progress.get("journal_commits", 0), c.progress.get("state_commits", 0))
+        c._turn()
+        assert (c.progress["journal_commits"], c.progress["state_commits"]) == (commits[0] + 1, commits[1] + 1)
+        assert c.progress["bars_published"] == 1 and not c.bridge.has_held
+        assert answered.finish(answered.future) == "A"  # given once its done line and its position are durable
+        state = [json.loads(line)["set"] for line in
+                 Path(durable.journal_path_of(_state_path(cfg))).read_text().splitlines()]
+        assert state[-1]["last"] == {"EURUSD.H1": 3600} and "7" in state[-1]["positions"]
+        journal_lines = (cfg.path(cfg.data_dir) / cfg.connector.journal_file).read_text().splitlines()
+        assert [json.loads(line)["cid"] for line in journal_lines[-2:]] == ["b", "a"]  # sent before, done in the turn
+        while not held.future.done():  # the held order left after the commit
+            select.select([c.bridge.wake_fd], [], [], 5.0)
+            c.bridge.woken()
+            c.bridge.answer(c.bridge.answered_now())
+        assert ran == ["a", "b"]
+    finally:
+        c.pub.close()
+        c.bridge.stop()

@@ -68,3 +68,50 @@ def test_a_truncated_spot_event_is_an_error() -> None:
     body = proto.ProtoMessage(payloadType=spots.SPOT_EVENT, payload=payload[:-2]).SerializeToString()
     with pytest.raises((ValueError, IndexError)):
         spots.read_frame(body)
+
+
+def random_execution(rng: random.Random) -> oa.ProtoOAExecutionEvent:
+    big = (0, 1, 127, 128, 2**31 - 1, 2**32 + 5, 2**62, 2**63 - 1)
+    m = oa.ProtoOAExecutionEvent(ctidTraderAccountId=rng.choice(big), executionType=rng.choice((2, 2, 2, 3, 4, 7)))
+    if rng.random() < 0.8:
+        p = m.position
+        p.positionId, p.positionStatus, p.swap = rng.choice(big), rng.choice((1, 2)), rng.choice((0, -5, 2**40))
+        td = p.tradeData
+        td.symbolId, td.volume, td.tradeSide = rng.choice(big), rng.choice((1000, 2**33)), rng.choice((1, 2))
+        td.label, td.comment = rng.choice(("", "c-1")), rng.choice(("", "OT1|x", "é"))
+        if rng.random() < 0.5:
+            p.price, p.stopLoss = 1.1, 1.0
+    if rng.random() < 0.7:
+        o = m.order
+        o.orderId, o.orderType, o.orderStatus = rng.choice(big), 1, 1
+        o.tradeData.symbolId, o.tradeData.volume, o.tradeData.tradeSide = 1, 1000, 1
+        o.clientOrderId = rng.choice(("", "EURUSD-a-O"))
+    return m
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_an_order_accepted_event_reads_its_position_as_the_protobuf_runtime_does(seed: int) -> None:
+    rng = random.Random(seed)
+    msg = random_execution(rng)
+    ptype, got, cid = spots.read_frame_lean(proto.encode_envelope(msg, "m-1"))
+    want = proto.unwrap(proto.decode_envelope(proto.encode_envelope(msg, "m-1")))
+    assert (ptype, cid) == (spots.EXECUTION_EVENT, "m-1")
+    assert spots.read_frame(proto.encode_envelope(msg, "m-1")) == (ptype, want, cid)  # unless asked: the class
+    if want.executionType != spots.ORDER_ACCEPTED:
+        assert got == want and type(got) is type(want)  # any other execution: the generated class
+    elif want.HasField("position"):
+        assert got == spots.OrderAccepted(want.position.positionId, want.position.tradeData.symbolId)
+    else:
+        assert got == spots.OrderAccepted(None, None)
+
+
+def test_an_order_accepted_event_the_reader_cannot_vouch_for_is_left_to_the_generated_class() -> None:
+    msg = oa.ProtoOAExecutionEvent(ctidTraderAccountId=1, executionType=spots.ORDER_ACCEPTED)
+    msg.position.positionId, msg.position.positionStatus, msg.position.swap = 5, 1, 0
+    msg.position.tradeData.symbolId, msg.position.tradeData.volume, msg.position.tradeData.tradeSide = 1, 100, 1
+    payload = msg.SerializeToString()
+    assert spots.order_accepted(payload) == spots.OrderAccepted(5, 1)
+    assert spots.order_accepted(payload + bytes([3 << 3, 2])) is None  # executionType twice: the runtime merges
+    trade_data_missing = oa.ProtoOAExecutionEvent(ctidTraderAccountId=1, executionType=spots.ORDER_ACCEPTED)
+    body = trade_data_missing.SerializeToString() + bytes([4 << 3 | 2, 6, 8, 5, 24, 1, 32, 0])  # a position without it
+    assert spots.order_accepted(body) is None
