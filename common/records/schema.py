@@ -48,7 +48,11 @@ def to_utc(value: datetime) -> datetime:
 
 def format_ts(value: datetime) -> str:
     """Fixed-width ISO-8601 UTC text for a timezone-aware datetime."""
-    return to_utc(value).strftime(TS_FORMAT)
+    if value.tzinfo is not UTC:
+        value = to_utc(value)
+    if value.year < 1000:  # strftime's %Y does not pad them to four digits, isoformat does
+        return value.strftime(TS_FORMAT)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # strftime(TS_FORMAT)'s text at a third of its cost
 
 
 def _json_text(value: Any) -> Any:

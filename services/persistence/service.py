@@ -81,6 +81,8 @@ class Persistence(runtime.Service):
         self._next_day_check = 0.0
         self._unwritten: list[tuple[str, rec.Record]] = []  # stream records the store refused, retried
         self._totals_due = False  # trades were stored: the running session's totals are written again
+        self._ledger: sessions.TradeLedger | None = None  # the running session's real trades (None: read them all)
+        self._trades_written: set[str] = set()  # ids of the trades written since the ledger was brought up to date
         self._requesters: dict[str, bus.Requester] = {}
 
     # ---- lifecycle steps --------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class Persistence(runtime.Service):
             raise runtime.StepFailed(f"cannot record the session: {exc}") from None
         self._next_session_hb = 0.0
         self._totals_due = True  # the trades adopted or stored before a crash count in the totals
+        self._ledger = None
         logs.event(log, logging.INFO, "session", session_id=sid, resumed=out["resumed"], balance=balance)
         return {"session_id": sid, "resumed": out["resumed"], "initial_balance": balance,
                 "balance_from": "config" if from_config else "connector", "adopted_trades": adopted,
@@ -209,30 +212,21 @@ class Persistence(runtime.Service):
     def _session_id(self) -> str | None:
         return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
-    def _stored_sessions(self, table: str, records: list) -> dict[str, str | None]:
-        """The session_id of the already stored copies of the records that come without one (one query)."""
-        ids = writes.ids_without_session(table, records)
-        if not ids:
-            return {}
-        try:
-            return self._need_recorder().store.session_ids(table, ids)
-        except StoreError:
-            return {}  # as if none were stored: a retry then differs only by its session and is answered conflict
-
     def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
         recorder = self._need_recorder()
-        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id(),
-                                     stored_session=self._stored_sessions(a.table, a.records).get)
+        # a record sent without a session gets the running one, or keeps the one of its copy stored already (the
+        # store reads it in the write's transaction, with the stored revs)
+        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id())
         acked: list[str] = []
         rejected = dict(prep.rejected)
         if prep.valid:
-            acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid]))
+            acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid],
+                                                                 keep_stored_session=prep.session_filled))
             for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
                 if ack["status"] != "conflict":
                     acked.append(rid)
-                    # the running session's totals count the real trades
-                    self._totals_due |= (table == "trades" and ack["status"] in ("stored", "updated")
-                                         and not getattr(record, "is_paper", True))
+                    if table == "trades" and ack["status"] in ("stored", "updated"):
+                        self._trade_written(ack["id"], getattr(record, "is_paper", True))
                     continue
                 rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
                 logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
@@ -241,6 +235,13 @@ class Persistence(runtime.Service):
         if rejected:
             self.count("records_rejected", len(rejected))
         return messages.WriteResult(acked, rejected)
+
+    def _trade_written(self, rid: str, is_paper: bool) -> None:
+        """The running session's totals count the real trades: due again when one is written (or a trade they
+        counted)."""
+        if not is_paper or (self._ledger is not None and rid in self._ledger):
+            self._totals_due = True
+            self._trades_written.add(rid)
 
     def _store_call(self, fn):  # noqa: ANN001, ANN202 - a thunk around a store call
         """Run a store call; a full disk or a lock becomes a clear error reply (the sender keeps its records)."""
@@ -374,15 +375,23 @@ class Persistence(runtime.Service):
 
     def _update_totals(self) -> None:
         """The running session's record with the totals of the real trades stored so far (rev + 1 when they
-        changed), so the store shows them during the session, not only at its end."""
+        changed), so the store shows them during the session, not only at its end. The trades are read once (in
+        a process, per session) into a TradeLedger, then only those written since."""
         assert self.recorder is not None
         if not self._totals_due or self.recorder.session is None:
             return
-        self._totals_due = False
-        session = self.recorder.session
-        real = sessions.totals_of(sessions.TradeFacts(*t) for t in
-                                  self.recorder.store.trade_facts(session.session_id, is_paper=False))
+        session_id = self.recorder.session.session_id
+        store = self.recorder.store
+        ledger = self._ledger
+        if ledger is None or ledger.session_id != session_id:
+            ledger = sessions.TradeLedger.of(session_id, map(sessions.LedgerRow._make, store.trade_ledger(session_id)))
+        else:
+            written = store.trade_rows(sorted(self._trades_written))
+            ledger.apply((sessions.LedgerRow._make(r), sid, paper) for r, sid, paper in written)
+        self._ledger, self._trades_written = ledger, set()
+        real = ledger.totals()
         self.recorder.update_totals(SessionStats(None, real.trades, real.pnl))
+        self._totals_due = False
         self.count("session_totals")
 
     def _session_heartbeat(self) -> None:

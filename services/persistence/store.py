@@ -36,12 +36,14 @@ the same file for a drain thread: WAL lets it read while the other writes.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
 from common.records import schema as rec
 
@@ -176,10 +178,15 @@ class Store:
         """Validate and durably store one record; returns after commit."""
         return self.write_batch([(table, record)])[0]
 
-    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[WriteAck]:
+    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]], *,
+                    keep_stored_session: Collection[int] = ()) -> list[WriteAck]:
         """Validate every record first (RecordInvalid names the item, table and field, and nothing is
         written), then store them all in one transaction (group commit: one commit, one WAL sync, for the
-        whole batch). Returns one WriteAck per item, in order."""
+        whole batch). Returns one WriteAck per item, in order.
+
+        `keep_stored_session`: positions of items whose session_id the server filled in: when a copy of the
+        record is stored already (before this batch) with a session_id, the item takes that one (a sender's retry
+        keeps the session its first copy got, so it is a duplicate, not a conflict)."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -194,7 +201,7 @@ class Store:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                acks = self._write_all(validated)
+                acks = self._write_all(validated, keep_stored_session)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -208,12 +215,15 @@ class Store:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
-    def _write_all(self, validated: list[tuple[str, rec.Record]]) -> list[WriteAck]:
-        """The writes of one transaction: the stored revs of the batch's ids read with one query per table, then
-        the new rows and the replaced rows written with one prepared statement per table (executemany), in the
-        batch's order (a record inserted earlier in the batch is the stored one for a later copy of it)."""
+    def _write_all(self, validated: list[tuple[str, rec.Record]], keep_stored_session: Collection[int] = ()
+                   ) -> list[WriteAck]:
+        """The writes of one transaction: the stored revs (and sessions) of the batch's ids read with one query per
+        table, then the new rows and the replaced rows written with one prepared statement per table
+        (executemany), in the batch's order (a record inserted earlier in the batch is the stored one for a later
+        copy of it)."""
         conn = self._conn
         revs: dict[tuple[str, str], int] = {}
+        stored_sessions: dict[tuple[str, str], str | None] = {}  # before this batch
         by_table: dict[str, list[str]] = {}
         rows: list[dict[str, Any]] = []
         for table, record in validated:
@@ -221,8 +231,17 @@ class Store:
             rows.append(row)
             by_table.setdefault(table, []).append(row[0])
         for table, ids in by_table.items():
-            for rid, rev in conn.execute(_sql(table).revs, (json.dumps(ids),)):
+            for rid, rev, session_id in conn.execute(_sql(table).revs, (json.dumps(ids),)):
                 revs[(table, rid)] = rev
+                stored_sessions[(table, rid)] = session_id
+        if keep_stored_session and stored_sessions:
+            for i in keep_stored_session:
+                table, record = validated[i]
+                stored = stored_sessions.get((table, rows[i][0]))
+                if stored is not None and stored != record.session_id:  # type: ignore[attr-defined]
+                    record = record.model_copy(update={"session_id": stored})
+                    validated[i] = (table, record)
+                    rows[i] = _sql(table).row(record)
         written: dict[tuple[str, str], rec.Record] = {}  # stored or updated by this batch
         inserts: dict[str, list[tuple[Any, ...]]] = {}
         updates: dict[str, list[tuple[Any, ...]]] = {}
@@ -360,6 +379,20 @@ class Store:
             'SELECT id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = ? '
             'ORDER BY "timestamp" DESC, rowid', (session_id, int(is_paper)), "reading trades")]
 
+    def trade_ledger(self, session_id: str) -> list[tuple[int, str, str, str, float, str | None]]:
+        """(rowid, timestamp, id, action, pnl, position_id) of a session's real trades: a TradeLedger's rows."""
+        return [tuple(r) for r in self._read(
+            'SELECT rowid, "timestamp", id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = 0',
+            (session_id,), "reading trades")]
+
+    def trade_rows(self, ids: Sequence[str]) -> list[tuple[tuple[int, str, str, str, float, str | None], str, bool]]:
+        """The stored trades among `ids` as TradeLedger.apply takes them: (ledger row, session_id, is_paper)."""
+        if not ids:
+            return []
+        return [(tuple(r)[:6], r[6], bool(r[7])) for r in self._read(
+            'SELECT rowid, "timestamp", id, action, pnl, position_id, session_id, is_paper FROM trades '
+            "WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),), "reading trades")]
+
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check", (), "integrity check")[0][0]
 
@@ -460,6 +493,32 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
+_PLAIN = "plain"  # str, int, float, None: stored as they are
+_UUID = "uuid"
+_TIME = "time"
+_JSON = "json"
+_BOOL = "bool"
+
+
+def _plain_json(value: Any) -> bool:
+    """True when `value` is made only of what JSON has (text keys, finite floats): json.dumps of it is the text
+    of its pydantic JSON form. Anything else (tuples, datetimes, UUIDs, infinities, bytes) goes through pydantic."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(v) for v in value)
+    return False
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class _TableSql:
     """The statements of one record table, built once (sqlite3 keeps them prepared by their text)."""
@@ -469,18 +528,54 @@ class _TableSql:
     insert: str
     update: str  # every column but id, then the id
     select: str  # the record's columns by id
-    revs: str  # (id, rev) of the ids given as one JSON array
+    revs: str  # (id, rev, session_id or NULL) of the ids given as one JSON array
     json_cols: tuple[int, ...]  # positions of the columns stored as JSON text
     bool_cols: tuple[int, ...]  # positions of the booleans, stored as 0/1
+    kinds: tuple[str, ...]  # per column, how its value is stored (_PLAIN, _UUID, _TIME, _JSON, _BOOL)
+    session_col: int | None  # position of session_id
 
     def row(self, record: rec.Record) -> tuple[Any, ...]:
-        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests."""
+        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, read from the record's fields by their
+        column's kind (the pydantic JSON dump costs more than the rest of a write's Python work)."""
+        values = []
+        for col, kind in zip(self.cols, self.kinds, strict=True):
+            value = getattr(record, col)
+            if value is None or kind is _PLAIN:
+                pass
+            elif kind is _TIME:
+                value = rec.format_ts(value)
+            elif kind is _UUID:
+                value = str(value)
+            elif kind is _BOOL:
+                value = int(value)
+            elif _plain_json(value):
+                value = _json_text(value)
+            else:
+                return self.dumped_row(record)
+            values.append(value)
+        return tuple(values)
+
+    def dumped_row(self, record: rec.Record) -> tuple[Any, ...]:
+        """`row` through pydantic's JSON dump (JSON columns holding more than plain JSON values)."""
         values = list(record.model_dump(mode="json").values())
         for i in self.json_cols:
-            values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
+            values[i] = _json_text(values[i])
         for i in self.bool_cols:
             values[i] = int(values[i])
         return tuple(values)
+
+
+def _kind(col: str, annotation: Any) -> str:
+    if col in rec.JSON_COLUMNS:
+        return _JSON
+    if annotation is bool:
+        return _BOOL
+    text = repr(annotation)
+    if annotation is datetime or "datetime.datetime" in text:
+        return _TIME
+    if annotation is UUID or "uuid.UUID" in text:
+        return _UUID
+    return _PLAIN
 
 
 _TABLE_SQL: dict[str, _TableSql] = {}
@@ -499,9 +594,12 @@ def _sql(table: str) -> _TableSql:
             insert=f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
             update=f"UPDATE {table} SET {', '.join(f'{_q(c)} = ?' for c in cols[1:])} WHERE id = ?",
             select=f"SELECT {names} FROM {table} WHERE id = ?",
-            revs=f"SELECT id, rev FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            revs=f"SELECT id, rev, {'session_id' if 'session_id' in cols else 'NULL'} FROM {table} "
+                 "WHERE id IN (SELECT value FROM json_each(?))",
             json_cols=tuple(i for i, c in enumerate(cols) if c in rec.JSON_COLUMNS),
             bool_cols=tuple(i for i, c in enumerate(cols) if fields[c].annotation is bool),
+            kinds=tuple(_kind(c, fields[c].annotation) for c in cols),
+            session_col=cols.index("session_id") if "session_id" in cols else None,
         )
         _TABLE_SQL[table] = found
     return found
