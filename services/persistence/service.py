@@ -57,9 +57,45 @@ def _code(exc: StoreError) -> str:
     return "store_full" if isinstance(exc, StoreFull) else "store_busy" if isinstance(exc, StoreBusy) else "store_error"
 
 
+class WriteAnswer:
+    """The answer of a write op whose records wait for the turn's commit (a bus.Deferred's future): the requests
+    that arrived together are written in one transaction, each acknowledged only once it has committed."""
+
+    def __init__(self, prep: writes.Prepared):
+        self.prep = prep
+        self._result: messages.WriteResult | None = None
+        self._error: OpError | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def cancel(self) -> bool:  # the process is stopping before the commit: the sender keeps its records
+        if not self.done():
+            self._error = OpError("stopping", "persistence is stopping; send the records again")
+        return True
+
+    def answer(self, result: messages.WriteResult) -> None:
+        self._result = result
+
+    def fail(self, error: OpError) -> None:
+        self._error = error
+
+    def result(self) -> messages.WriteResult:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    @staticmethod
+    def finish(answer: WriteAnswer) -> messages.WriteResult:
+        return answer.result()
+
+
 class Persistence(runtime.Service):
     name = "persistence"
     status_record = messages.PersistenceStatus
+    # a write op's answer waits for the commit of the loop turn's writes (a ROUTER: REQ clients are unchanged)
+    concurrent_requests = True
     steps = {"persistence.open": "_open", "persistence.session": "_start_session",
              "persistence.close_session": "_close_session"}
     # only the topics recorded: the bars, signals, acks, quotes and heartbeats of the others are not decoded here;
@@ -84,6 +120,7 @@ class Persistence(runtime.Service):
         self._ledger: sessions.TradeLedger | None = None  # the running session's real trades (None: read them all)
         self._trades_written: set[str] = set()  # ids of the trades written since the ledger was brought up to date
         self._requesters: dict[str, bus.Requester] = {}
+        self._queued: list[WriteAnswer] = []  # write ops of this loop turn, committed together in on_tick
 
     # ---- lifecycle steps --------------------------------------------------------------------------
     def _open(self) -> dict:
@@ -117,6 +154,7 @@ class Persistence(runtime.Service):
 
     def _start_session(self) -> dict:
         recorder = self._need_recorder()
+        self._commit_writes()  # what was sent before the step is written before it
         now = datetime.now(UTC)
         balance, why = self._connector_balance()
         from_config = balance is None
@@ -157,6 +195,7 @@ class Persistence(runtime.Service):
 
     def _close_session(self, args: dict) -> dict:
         recorder = self._need_recorder()
+        self._commit_writes()  # the trades sent before the step count in the session's totals
         if recorder.session is None:
             return {"ended": False, "why": "no session is running"}
         now = datetime.now(UTC)
@@ -212,25 +251,66 @@ class Persistence(runtime.Service):
     def _session_id(self) -> str | None:
         return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
-    def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
-        recorder = self._need_recorder()
+    def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult | bus.Deferred:
+        """Check the records now (a bad one is rejected with its reason); the valid ones wait for the turn's commit
+        (`_commit_writes`): the write ops that arrived together are one transaction, each answered after it."""
+        self._need_recorder()
         # a record sent without a session gets the running one, or keeps the one of its copy stored already (the
         # store reads it in the write's transaction, with the stored revs)
         prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id())
+        self.count("writes")
+        if not prep.valid:
+            return self._write_result(prep, [])
+        answer = WriteAnswer(prep)
+        self._queued.append(answer)
+        return bus.Deferred(answer, WriteAnswer.finish, what="write")
+
+    def _commit_writes(self) -> None:
+        """Write the queued write ops' records in one transaction (acknowledged once it has committed); a store
+        error is every one's error reply (their senders keep the records and retry)."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        recorder = self.recorder
+        if recorder is None:  # closed since (cannot happen: on_stop comes after the turn's commit)
+            for q in queued:
+                q.fail(OpError("not_open", "the store is closed; retry"))
+            return
+        items: list[tuple[str, rec.Record]] = []
+        keep: set[int] = set()
+        for q in queued:
+            keep.update(len(items) + i for i in q.prep.session_filled)
+            items.extend((t, r) for _, t, r in q.prep.valid)
+        try:
+            acks = self._store_call(lambda: recorder.write_batch(items, keep_stored_session=keep))
+        except OpError as err:
+            for q in queued:
+                q.fail(err)
+            return
+        except Exception as exc:  # a bug: each request gets an error reply, as a handler's exception would give
+            log.exception("writing %d record(s) failed", len(items))
+            for q in queued:
+                q.fail(OpError(wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        if len(queued) > 1:
+            self.count("writes_committed_together", len(queued))
+        start = 0
+        for q in queued:
+            end = start + len(q.prep.valid)
+            q.answer(self._write_result(q.prep, acks[start:end]))
+            start = end
+
+    def _write_result(self, prep: writes.Prepared, acks: list[dict[str, Any]]) -> messages.WriteResult:
         acked: list[str] = []
         rejected = dict(prep.rejected)
-        if prep.valid:
-            acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid],
-                                                                 keep_stored_session=prep.session_filled))
-            for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
-                if ack["status"] != "conflict":
-                    acked.append(rid)
-                    if table == "trades" and ack["status"] in ("stored", "updated"):
-                        self._trade_written(ack["id"], getattr(record, "is_paper", True))
-                    continue
-                rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
-                logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
-        self.count("writes")
+        for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
+            if ack["status"] != "conflict":
+                acked.append(rid)
+                if table == "trades" and ack["status"] in ("stored", "updated"):
+                    self._trade_written(ack["id"], getattr(record, "is_paper", True))
+                continue
+            rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
+            logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
         self.count("records_acked", len(acked))
         if rejected:
             self.count("records_rejected", len(rejected))
@@ -267,6 +347,7 @@ class Persistence(runtime.Service):
 
     def _op_query(self, a: messages.QueryArgs) -> messages.QueryResult:
         recorder = self._need_recorder()
+        self._commit_writes()  # a query sees the writes sent before it
         try:
             filters = writes.query_filters(a.where)
             rec.model_for(a.table)
@@ -329,6 +410,8 @@ class Persistence(runtime.Service):
     def poll_timeout_ms(self) -> int:
         """Running, nothing here is due more often than the heartbeat and the once-a-second checks: sleep until the
         first of them instead of waking ten times a second (a request or a message wakes the loop at once)."""
+        if self.rep is not None and self.rep.waiting:
+            return 0  # write answers committed in the last on_tick: sent at once, on the next turn
         base = super().poll_timeout_ms()
         if self.state != messages.S_RUNNING or self.recorder is None or (self.orch and self.orch.pending is not None):
             return base  # booting: the handshake's hello and reply deadlines are checked every turn
@@ -336,6 +419,7 @@ class Persistence(runtime.Service):
         return max(base, min(1000, int(due * 1000) + 1))
 
     def on_tick(self, now: float) -> None:
+        self._commit_writes()  # the write ops of this turn (before anything else the turn writes)
         if self.recorder is None:
             return
         try:
