@@ -266,36 +266,50 @@ class Persistence(runtime.Service):
         return bus.Deferred(answer, WriteAnswer.finish, what="write")
 
     def _commit_writes(self) -> None:
-        """Write the queued write ops' records in one transaction (acknowledged once it has committed); a store
-        error is every one's error reply (their senders keep the records and retry)."""
+        """Write the queued write ops' records, in one transaction when their ids differ (else in the order they
+        came, one transaction per run of ops with distinct ids: each is judged as if written alone, after those
+        before it); acknowledged once committed. A store error is each of its ops' error reply (their senders
+        keep the records and retry)."""
         queued, self._queued = self._queued, []
-        if not queued:
+        group: list[WriteAnswer] = []
+        ids: set[str] = set()
+        for q in queued:
+            mine = {str(r.id) for _, _, r in q.prep.valid}
+            if not ids.isdisjoint(mine):
+                self._commit_group(group)
+                group, ids = [], set()
+            group.append(q)
+            ids |= mine
+        self._commit_group(group)
+
+    def _commit_group(self, group: list[WriteAnswer]) -> None:
+        if not group:
             return
         recorder = self.recorder
         if recorder is None:  # closed since (cannot happen: on_stop comes after the turn's commit)
-            for q in queued:
+            for q in group:
                 q.fail(OpError("not_open", "the store is closed; retry"))
             return
         items: list[tuple[str, rec.Record]] = []
         keep: set[int] = set()
-        for q in queued:
+        for q in group:
             keep.update(len(items) + i for i in q.prep.session_filled)
             items.extend((t, r) for _, t, r in q.prep.valid)
         try:
             acks = self._store_call(lambda: recorder.write_batch(items, keep_stored_session=keep))
         except OpError as err:
-            for q in queued:
+            for q in group:
                 q.fail(err)
             return
         except Exception as exc:  # a bug: each request gets an error reply, as a handler's exception would give
             log.exception("writing %d record(s) failed", len(items))
-            for q in queued:
+            for q in group:
                 q.fail(OpError(wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}"))
             return
-        if len(queued) > 1:
-            self.count("writes_committed_together", len(queued))
+        if len(group) > 1:
+            self.count("writes_committed_together", len(group))
         start = 0
-        for q in queued:
+        for q in group:
             end = start + len(q.prep.valid)
             q.answer(self._write_result(q.prep, acks[start:end]))
             start = end
