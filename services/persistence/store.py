@@ -36,14 +36,12 @@ the same file for a drain thread: WAL lets it read while the other writes.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from uuid import UUID
 
 from common.records import schema as rec
 
@@ -493,30 +491,8 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
-_PLAIN = "plain"  # str, int, float, None: stored as they are
-_UUID = "uuid"
-_TIME = "time"
-_JSON = "json"
-_BOOL = "bool"
-
-
-def _plain_json(value: Any) -> bool:
-    """True when `value` is made only of what JSON has (text keys, finite floats): json.dumps of it is the text
-    of its pydantic JSON form. Anything else (tuples, datetimes, UUIDs, infinities, bytes) goes through pydantic."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if kind is dict:
-        return all(type(k) is str and _plain_json(v) for k, v in value.items())
-    if kind is list:
-        return all(_plain_json(v) for v in value)
-    return False
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+# JSON columns' text: json.dumps(value, sort_keys=True, separators=(",", ":")) without a new encoder per call
+_JSON_TEXT = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -531,51 +507,16 @@ class _TableSql:
     revs: str  # (id, rev, session_id or NULL) of the ids given as one JSON array
     json_cols: tuple[int, ...]  # positions of the columns stored as JSON text
     bool_cols: tuple[int, ...]  # positions of the booleans, stored as 0/1
-    kinds: tuple[str, ...]  # per column, how its value is stored (_PLAIN, _UUID, _TIME, _JSON, _BOOL)
-    session_col: int | None  # position of session_id
 
     def row(self, record: rec.Record) -> tuple[Any, ...]:
-        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, read from the record's fields by their
-        column's kind (the pydantic JSON dump costs more than the rest of a write's Python work)."""
-        values = []
-        for col, kind in zip(self.cols, self.kinds, strict=True):
-            value = getattr(record, col)
-            if value is None or kind is _PLAIN:
-                pass
-            elif kind is _TIME:
-                value = rec.format_ts(value)
-            elif kind is _UUID:
-                value = str(value)
-            elif kind is _BOOL:
-                value = int(value)
-            elif _plain_json(value):
-                value = _json_text(value)
-            else:
-                return self.dumped_row(record)
-            values.append(value)
-        return tuple(values)
-
-    def dumped_row(self, record: rec.Record) -> tuple[Any, ...]:
-        """`row` through pydantic's JSON dump (JSON columns holding more than plain JSON values)."""
-        values = list(record.model_dump(mode="json").values())
+        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests (its
+        pydantic JSON dump, by the model's serializer: a Python loop over the fields costs twice as much)."""
+        values = list(record.__pydantic_serializer__.to_python(record, mode="json").values())
         for i in self.json_cols:
-            values[i] = _json_text(values[i])
+            values[i] = _JSON_TEXT(values[i])
         for i in self.bool_cols:
             values[i] = int(values[i])
         return tuple(values)
-
-
-def _kind(col: str, annotation: Any) -> str:
-    if col in rec.JSON_COLUMNS:
-        return _JSON
-    if annotation is bool:
-        return _BOOL
-    text = repr(annotation)
-    if annotation is datetime or "datetime.datetime" in text:
-        return _TIME
-    if annotation is UUID or "uuid.UUID" in text:
-        return _UUID
-    return _PLAIN
 
 
 _TABLE_SQL: dict[str, _TableSql] = {}
@@ -598,8 +539,6 @@ def _sql(table: str) -> _TableSql:
                  "WHERE id IN (SELECT value FROM json_each(?))",
             json_cols=tuple(i for i, c in enumerate(cols) if c in rec.JSON_COLUMNS),
             bool_cols=tuple(i for i, c in enumerate(cols) if fields[c].annotation is bool),
-            kinds=tuple(_kind(c, fields[c].annotation) for c in cols),
-            session_col=cols.index("session_id") if "session_id" in cols else None,
         )
         _TABLE_SQL[table] = found
     return found
