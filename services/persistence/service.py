@@ -142,6 +142,8 @@ class Persistence(runtime.Service):
                 raise runtime.StepFailed(f"cannot open the store: {exc}") from None
             worker = DrainWorker(self.db_path, sinks).start() if sinks else None
             self.recorder = Recorder(store, worker)
+            if self.rep is not None:  # after the turn's requests are served, before their answers are sent
+                self.add_reader(self.rep.sock, self._commit_writes)
             self._next_day_check = 0.0  # flush what was heard before the store was open, on the next turn
             logs.event(log, logging.INFO, "store open", path=str(self.db_path),
                        sinks=",".join(s.name for s in sinks) or "none")
@@ -425,7 +427,7 @@ class Persistence(runtime.Service):
         """Running, nothing here is due more often than the heartbeat and the once-a-second checks: sleep until the
         first of them instead of waking ten times a second (a request or a message wakes the loop at once)."""
         if self.rep is not None and self.rep.waiting:
-            return 0  # write answers committed in the last on_tick: sent at once, on the next turn
+            return 0  # write answers committed after the turn's flush (by a step, on_tick): sent on the next turn
         base = super().poll_timeout_ms()
         if self.state != messages.S_RUNNING or self.recorder is None or (self.orch and self.orch.pending is not None):
             return base  # booting: the handshake's hello and reply deadlines are checked every turn
@@ -433,7 +435,7 @@ class Persistence(runtime.Service):
         return max(base, min(1000, int(due * 1000) + 1))
 
     def on_tick(self, now: float) -> None:
-        self._commit_writes()  # the write ops of this turn (before anything else the turn writes)
+        self._commit_writes()  # none left, normally: committed once the turn's requests were served
         if self.recorder is None:
             return
         try:
