@@ -2,6 +2,11 @@
 request, and batches), the drain rate of a backlog into PostgreSQL, and the process's RSS.
 
     .venv/bin/python bench/persistence_service_bench.py [--n 2000] [--batch 200] [--pg-dsn DSN]
+    .venv/bin/python bench/persistence_service_bench.py --bars 300 [--symbols 20]
+
+With --bars, the write load of the pipeline instead (bench/pipeline_bench.py, 20 symbols: per bar one batch of
+signals and one of acks from the executor, a few trades without a session from the connector and the paper trader,
+each batch one request as the senders' outboxes send them), back to back: the persistence process's CPU per bar.
 
 The persistence process runs as in production (`python -m services.persistence`, a throwaway ORACLE_HOME);
 the client is a Lazy Pirate REQ over ipc://, waiting for each reply (one request in flight, like the runtime's
@@ -24,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Home, wait_for  # noqa: E402
+from measure import cpu_sample, cpu_used_s  # noqa: E402
 
 from common import bus, messages  # noqa: E402
 
@@ -37,6 +43,37 @@ def trade(i: int) -> dict:
     return {"id": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(), "symbol": "EURUSD",
             "direction": 1, "intensity": 2, "action": "CLOSE", "volume": 0.1, "entry_price": 1.1,
             "exit_price": 1.1012, "pnl": float(i), "pnl_pips": 12.0, "commission": 0.7, "hmm_state": 3}
+
+
+def bar_batches(bar: int, symbols: int) -> list[messages.WriteArgs]:
+    """One bar's writes as the pipeline sends them (shapes of services/executor/inputs.py and
+    common/records/real_trades.py): signals and acks carry no session_id, nor do the real trades."""
+    bar_time = datetime.fromtimestamp(1_700_000_000 + 60 * bar, UTC).isoformat()
+    now = datetime.now(UTC).isoformat()
+    syms = [f"SYM{i:02d}" for i in range(symbols)]
+    signals = [{"id": str(uuid.uuid4()), "timestamp": bar_time, "bar_time": bar_time, "symbol": s, "action": "LONG",
+                "direction": 1, "intensity": 2, "hmm_state": 3,
+                "data": {"close": 1.2345, "action_index": 5, "virtual_pnl": 12.5}} for s in syms]
+    acks = [{"id": str(uuid.uuid4()), "timestamp": now, "symbol": s, "bar_time": bar_time, "signal_id": sig["id"],
+             "decision": "HOLD", "status": "OK", "client_order_id": None, "position_id": None, "volume": None,
+             "price": None, "reason": None, "data": {"detail": "no change"}}
+            for s, sig in zip(syms, signals, strict=True)]
+    trades = [{**trade(bar * 10 + i), "session_id": "", "trade_id": f"t{bar}-{i}", "bar_time": bar_time,
+               "swap": 0.0, "is_paper": i == 2, "comment": None, "position_id": str(1000 + bar),
+               "client_order_id": f"c{bar}-{i}", "action": "OPEN" if i == 0 else "CLOSE"} for i in range(3)]
+    return [messages.WriteArgs("signals", signals), messages.WriteArgs("acks", acks),
+            messages.WriteArgs("trades", trades)]
+
+
+def cpu_per_bar(req: bus.Requester, pid: int, bars: int, symbols: int) -> float:
+    """The persistence process's CPU ms per bar over `bars` bars of writes sent back to back."""
+    loads = [bar_batches(b, symbols) for b in range(bars)]
+    c0 = cpu_sample(pid)
+    for batches in loads:
+        for args in batches:
+            res = req.call("write", args, timeout_ms=10_000)
+            assert len(res.acked) == len(args.records), res.rejected
+    return cpu_used_s(c0, cpu_sample(pid)) * 1000 / bars
 
 
 def writes_per_s(req: bus.Requester, n: int, batch: int) -> float:
@@ -53,6 +90,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--pg-dsn", default=os.environ.get("ORACLE_BENCH_PG"))
+    p.add_argument("--bars", type=int, default=0, help="the pipeline's write load of this many bars instead")
+    p.add_argument("--symbols", type=int, default=20)
     args = p.parse_args()
     overlay: dict = {"persistence": {"heartbeat_interval_s": 60}}
     if args.pg_dsn:
@@ -68,6 +107,13 @@ def main() -> int:
             for step in ("persistence.open", "persistence.session"):
                 assert home.request("persistence", "step", messages.StepArgs(step), timeout_ms=15_000).ok
             req = bus.Requester(bus.zmq.Context.instance(), home.config().endpoint("persistence", "rep"), "bench")
+            if args.bars:
+                pid = home.procs["persistence"].pid
+                cpu_per_bar(req, pid, min(20, args.bars), args.symbols)  # warm up
+                ms = cpu_per_bar(req, pid, args.bars, args.symbols)
+                print(f"persistence CPU per bar ({args.symbols} symbols, {args.bars} bars back to back): {ms:.2f} ms")
+                req.close()
+                return 0
             single = writes_per_s(req, args.n, 1)
             batched = writes_per_s(req, args.n * 5, args.batch)
             print(f"acknowledged writes/s through the REP op, one record per request: {single:8.0f}")

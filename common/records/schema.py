@@ -48,7 +48,11 @@ def to_utc(value: datetime) -> datetime:
 
 def format_ts(value: datetime) -> str:
     """Fixed-width ISO-8601 UTC text for a timezone-aware datetime."""
-    return to_utc(value).strftime(TS_FORMAT)
+    if value.tzinfo is not UTC:
+        value = to_utc(value)
+    if value.year < 1000:  # strftime's %Y does not pad them to four digits, isoformat does
+        return value.strftime(TS_FORMAT)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # strftime(TS_FORMAT)'s text at a third of its cost
 
 
 def _json_text(value: Any) -> Any:
@@ -209,8 +213,8 @@ def validate(table: str, record: Mapping[str, Any] | Record) -> Record:
         raise RecordInvalid(table, [("<record>", f"a {wrong} record is not a {table} record")])
     if not isinstance(record, Mapping):
         raise RecordInvalid(table, [("<record>", f"expected a mapping, got {type(record).__name__}")])
-    try:
-        return model.model_validate(dict(record))
+    try:  # the model's validator itself: model_validate's checks of its arguments cost a third of a small record's
+        return model.__pydantic_validator__.validate_python(record if type(record) is dict else dict(record))
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):

@@ -14,7 +14,7 @@ takes `now` (a timezone-aware datetime). Results are plain dicts ready for a msg
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,9 @@ class Recorder:
 
     # ---- generic writes -------------------------------------------------------------------------
 
-    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[dict[str, Any]]:
-        acks = self.store.write_batch(items)
+    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]], *,
+                    keep_stored_session: Collection[int] = ()) -> list[dict[str, Any]]:
+        acks = self.store.write_batch(items, keep_stored_session=keep_stored_session)
         if self.worker and any(a.status in ("stored", "updated") for a in acks):
             self.worker.wake()
         return [ack_dict(a) for a in acks]

@@ -57,9 +57,45 @@ def _code(exc: StoreError) -> str:
     return "store_full" if isinstance(exc, StoreFull) else "store_busy" if isinstance(exc, StoreBusy) else "store_error"
 
 
+class WriteAnswer:
+    """The answer of a write op whose records wait for the turn's commit (a bus.Deferred's future): the requests
+    that arrived together are written in one transaction, each acknowledged only once it has committed."""
+
+    def __init__(self, prep: writes.Prepared):
+        self.prep = prep
+        self._result: messages.WriteResult | None = None
+        self._error: OpError | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def cancel(self) -> bool:  # the process is stopping before the commit: the sender keeps its records
+        if not self.done():
+            self._error = OpError("stopping", "persistence is stopping; send the records again")
+        return True
+
+    def answer(self, result: messages.WriteResult) -> None:
+        self._result = result
+
+    def fail(self, error: OpError) -> None:
+        self._error = error
+
+    def result(self) -> messages.WriteResult:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    @staticmethod
+    def finish(answer: WriteAnswer) -> messages.WriteResult:
+        return answer.result()
+
+
 class Persistence(runtime.Service):
     name = "persistence"
     status_record = messages.PersistenceStatus
+    # a write op's answer waits for the commit of the loop turn's writes (a ROUTER: REQ clients are unchanged)
+    concurrent_requests = True
     steps = {"persistence.open": "_open", "persistence.session": "_start_session",
              "persistence.close_session": "_close_session"}
     # only the topics recorded: the bars, signals, acks, quotes and heartbeats of the others are not decoded here;
@@ -81,7 +117,10 @@ class Persistence(runtime.Service):
         self._next_day_check = 0.0
         self._unwritten: list[tuple[str, rec.Record]] = []  # stream records the store refused, retried
         self._totals_due = False  # trades were stored: the running session's totals are written again
+        self._ledger: sessions.TradeLedger | None = None  # the running session's real trades (None: read them all)
+        self._trades_written: set[str] = set()  # ids of the trades written since the ledger was brought up to date
         self._requesters: dict[str, bus.Requester] = {}
+        self._queued: list[WriteAnswer] = []  # write ops of this loop turn, committed together in on_tick
 
     # ---- lifecycle steps --------------------------------------------------------------------------
     def _open(self) -> dict:
@@ -103,6 +142,8 @@ class Persistence(runtime.Service):
                 raise runtime.StepFailed(f"cannot open the store: {exc}") from None
             worker = DrainWorker(self.db_path, sinks).start() if sinks else None
             self.recorder = Recorder(store, worker)
+            if self.rep is not None:  # after the turn's requests are served, before their answers are sent
+                self.add_reader(self.rep.sock, self._commit_writes)
             self._next_day_check = 0.0  # flush what was heard before the store was open, on the next turn
             logs.event(log, logging.INFO, "store open", path=str(self.db_path),
                        sinks=",".join(s.name for s in sinks) or "none")
@@ -115,6 +156,7 @@ class Persistence(runtime.Service):
 
     def _start_session(self) -> dict:
         recorder = self._need_recorder()
+        self._commit_writes()  # what was sent before the step is written before it
         now = datetime.now(UTC)
         balance, why = self._connector_balance()
         from_config = balance is None
@@ -135,6 +177,7 @@ class Persistence(runtime.Service):
             raise runtime.StepFailed(f"cannot record the session: {exc}") from None
         self._next_session_hb = 0.0
         self._totals_due = True  # the trades adopted or stored before a crash count in the totals
+        self._ledger = None
         logs.event(log, logging.INFO, "session", session_id=sid, resumed=out["resumed"], balance=balance)
         return {"session_id": sid, "resumed": out["resumed"], "initial_balance": balance,
                 "balance_from": "config" if from_config else "connector", "adopted_trades": adopted,
@@ -154,6 +197,7 @@ class Persistence(runtime.Service):
 
     def _close_session(self, args: dict) -> dict:
         recorder = self._need_recorder()
+        self._commit_writes()  # the trades sent before the step count in the session's totals
         if recorder.session is None:
             return {"ended": False, "why": "no session is running"}
         now = datetime.now(UTC)
@@ -209,38 +253,91 @@ class Persistence(runtime.Service):
     def _session_id(self) -> str | None:
         return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
-    def _stored_sessions(self, table: str, records: list) -> dict[str, str | None]:
-        """The session_id of the already stored copies of the records that come without one (one query)."""
-        ids = writes.ids_without_session(table, records)
-        if not ids:
-            return {}
-        try:
-            return self._need_recorder().store.session_ids(table, ids)
-        except StoreError:
-            return {}  # as if none were stored: a retry then differs only by its session and is answered conflict
+    def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult | bus.Deferred:
+        """Check the records now (a bad one is rejected with its reason); the valid ones wait for the turn's commit
+        (`_commit_writes`): the write ops that arrived together are one transaction, each answered after it."""
+        self._need_recorder()
+        # a record sent without a session gets the running one, or keeps the one of its copy stored already (the
+        # store reads it in the write's transaction, with the stored revs)
+        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id())
+        self.count("writes")
+        if not prep.valid:
+            return self._write_result(prep, [])
+        answer = WriteAnswer(prep)
+        self._queued.append(answer)
+        return bus.Deferred(answer, WriteAnswer.finish, what="write")
 
-    def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult:
-        recorder = self._need_recorder()
-        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id(),
-                                     stored_session=self._stored_sessions(a.table, a.records).get)
+    def _commit_writes(self) -> None:
+        """Write the queued write ops' records, in one transaction when their ids differ (else in the order they
+        came, one transaction per run of ops with distinct ids: each is judged as if written alone, after those
+        before it); acknowledged once committed. A store error is each of its ops' error reply (their senders
+        keep the records and retry)."""
+        queued, self._queued = self._queued, []
+        group: list[WriteAnswer] = []
+        ids: set[str] = set()
+        for q in queued:
+            mine = {str(r.id) for _, _, r in q.prep.valid}
+            if not ids.isdisjoint(mine):
+                self._commit_group(group)
+                group, ids = [], set()
+            group.append(q)
+            ids |= mine
+        self._commit_group(group)
+
+    def _commit_group(self, group: list[WriteAnswer]) -> None:
+        if not group:
+            return
+        recorder = self.recorder
+        if recorder is None:  # closed since (cannot happen: on_stop comes after the turn's commit)
+            for q in group:
+                q.fail(OpError("not_open", "the store is closed; retry"))
+            return
+        items: list[tuple[str, rec.Record]] = []
+        keep: set[int] = set()
+        for q in group:
+            keep.update(len(items) + i for i in q.prep.session_filled)
+            items.extend((t, r) for _, t, r in q.prep.valid)
+        try:
+            acks = self._store_call(lambda: recorder.write_batch(items, keep_stored_session=keep))
+        except OpError as err:
+            for q in group:
+                q.fail(err)
+            return
+        except Exception as exc:  # a bug: each request gets an error reply, as a handler's exception would give
+            log.exception("writing %d record(s) failed", len(items))
+            for q in group:
+                q.fail(OpError(wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}"))
+            return
+        if len(group) > 1:
+            self.count("writes_committed_together", len(group))
+        start = 0
+        for q in group:
+            end = start + len(q.prep.valid)
+            q.answer(self._write_result(q.prep, acks[start:end]))
+            start = end
+
+    def _write_result(self, prep: writes.Prepared, acks: list[dict[str, Any]]) -> messages.WriteResult:
         acked: list[str] = []
         rejected = dict(prep.rejected)
-        if prep.valid:
-            acks = self._store_call(lambda: recorder.write_batch([(t, r) for _, t, r in prep.valid]))
-            for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
-                if ack["status"] != "conflict":
-                    acked.append(rid)
-                    # the running session's totals count the real trades
-                    self._totals_due |= (table == "trades" and ack["status"] in ("stored", "updated")
-                                         and not getattr(record, "is_paper", True))
-                    continue
-                rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
-                logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
-        self.count("writes")
+        for (rid, table, record), ack in zip(prep.valid, acks, strict=True):
+            if ack["status"] != "conflict":
+                acked.append(rid)
+                if table == "trades" and ack["status"] in ("stored", "updated"):
+                    self._trade_written(ack["id"], getattr(record, "is_paper", True))
+                continue
+            rejected[rid] = writes.conflict_reason(table, rid, ack["fields"])
+            logs.event(log, logging.ERROR, "write rejected", table=table, id=rid, why=rejected[rid])
         self.count("records_acked", len(acked))
         if rejected:
             self.count("records_rejected", len(rejected))
         return messages.WriteResult(acked, rejected)
+
+    def _trade_written(self, rid: str, is_paper: bool) -> None:
+        """The running session's totals count the real trades: due again when one is written (or a trade they
+        counted)."""
+        if not is_paper or (self._ledger is not None and rid in self._ledger):
+            self._totals_due = True
+            self._trades_written.add(rid)
 
     def _store_call(self, fn):  # noqa: ANN001, ANN202 - a thunk around a store call
         """Run a store call; a full disk or a lock becomes a clear error reply (the sender keeps its records)."""
@@ -266,6 +363,7 @@ class Persistence(runtime.Service):
 
     def _op_query(self, a: messages.QueryArgs) -> messages.QueryResult:
         recorder = self._need_recorder()
+        self._commit_writes()  # a query sees the writes sent before it
         try:
             filters = writes.query_filters(a.where)
             rec.model_for(a.table)
@@ -328,6 +426,8 @@ class Persistence(runtime.Service):
     def poll_timeout_ms(self) -> int:
         """Running, nothing here is due more often than the heartbeat and the once-a-second checks: sleep until the
         first of them instead of waking ten times a second (a request or a message wakes the loop at once)."""
+        if self.rep is not None and self.rep.waiting:
+            return 0  # write answers committed after the turn's flush (by a step, on_tick): sent on the next turn
         base = super().poll_timeout_ms()
         if self.state != messages.S_RUNNING or self.recorder is None or (self.orch and self.orch.pending is not None):
             return base  # booting: the handshake's hello and reply deadlines are checked every turn
@@ -335,6 +435,7 @@ class Persistence(runtime.Service):
         return max(base, min(1000, int(due * 1000) + 1))
 
     def on_tick(self, now: float) -> None:
+        self._commit_writes()  # none left, normally: committed once the turn's requests were served
         if self.recorder is None:
             return
         try:
@@ -374,15 +475,23 @@ class Persistence(runtime.Service):
 
     def _update_totals(self) -> None:
         """The running session's record with the totals of the real trades stored so far (rev + 1 when they
-        changed), so the store shows them during the session, not only at its end."""
+        changed), so the store shows them during the session, not only at its end. The trades are read once (in
+        a process, per session) into a TradeLedger, then only those written since."""
         assert self.recorder is not None
         if not self._totals_due or self.recorder.session is None:
             return
-        self._totals_due = False
-        session = self.recorder.session
-        real = sessions.totals_of(sessions.TradeFacts(*t) for t in
-                                  self.recorder.store.trade_facts(session.session_id, is_paper=False))
+        session_id = self.recorder.session.session_id
+        store = self.recorder.store
+        ledger = self._ledger
+        if ledger is None or ledger.session_id != session_id:
+            ledger = sessions.TradeLedger.of(session_id, map(sessions.LedgerRow._make, store.trade_ledger(session_id)))
+        else:
+            written = store.trade_rows(sorted(self._trades_written))
+            ledger.apply((sessions.LedgerRow._make(r), sid, paper) for r, sid, paper in written)
+        self._ledger, self._trades_written = ledger, set()
+        real = ledger.totals()
         self.recorder.update_totals(SessionStats(None, real.trades, real.pnl))
+        self._totals_due = False
         self.count("session_totals")
 
     def _session_heartbeat(self) -> None:

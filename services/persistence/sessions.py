@@ -9,7 +9,9 @@ ending twice or replaying a decision is harmless. Ids of events derive from the 
 
 from __future__ import annotations
 
+import bisect
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -223,3 +225,69 @@ def stop_reason_of(state_event_text: str) -> str | None:
     """The reason in the orchestrator's `stopping <REASON>` sys.state event, if that is what it says."""
     words = state_event_text.split()
     return words[1] if len(words) >= 2 and words[0] == "stopping" else None
+
+
+class LedgerRow(NamedTuple):
+    """A stored trade as the running totals need it, with what orders the store's listing of them."""
+
+    rowid: int
+    timestamp: str  # the stored text (fixed width: text order is time order)
+    id: str
+    action: str
+    pnl: float
+    position_id: str | None
+
+
+@dataclass
+class TradeLedger:
+    """The real trades of the running session, kept in memory so that its totals need no read of them all each
+    time a trade is stored: `totals()` is what `totals_of` gives over the store's listing (newest first, then by
+    rowid), the PnL summed in that same order (the same float). Built from the store when the session starts (or
+    after a restart, or a roll); `apply` takes the stored rows of the trades written since."""
+
+    session_id: str
+    _keys: dict[str, tuple[str, int, str, float]] = field(default_factory=dict)  # id -> its key in _order
+    _order: list[tuple[str, int, str, float]] = field(default_factory=list)  # (timestamp, -rowid, id, pnl) ascending
+    _closed: dict[str, str] = field(default_factory=dict)  # id of a closing deal -> its position (or its own id)
+    _positions: Counter[str] = field(default_factory=Counter)  # closing deals per position
+
+    @classmethod
+    def of(cls, session_id: str, rows: Iterable[LedgerRow]) -> TradeLedger:
+        ledger = cls(session_id)
+        ledger.apply((r, session_id, False) for r in rows)
+        return ledger
+
+    def apply(self, stored: Iterable[tuple[LedgerRow, str | None, bool]]) -> None:
+        """The rows of written trades with their stored session_id and is_paper: a real trade of this session
+        is (re)placed, any other left out (a trade moved to another session is dropped)."""
+        for row, session_id, is_paper in stored:
+            self._drop(row.id)
+            if session_id != self.session_id or is_paper:
+                continue
+            key = (row.timestamp, -row.rowid, row.id, row.pnl)
+            self._keys[row.id] = key
+            bisect.insort(self._order, key)
+            if row.action != "OPEN":
+                position = row.position_id or row.id
+                self._closed[row.id] = position
+                self._positions[position] += 1
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._keys
+
+    def _drop(self, rid: str) -> None:
+        key = self._keys.pop(rid, None)
+        if key is None:
+            return
+        del self._order[bisect.bisect_left(self._order, key)]
+        position = self._closed.pop(rid, None)
+        if position is not None:
+            self._positions[position] -= 1
+            if not self._positions[position]:
+                del self._positions[position]
+
+    def totals(self) -> Totals:
+        pnl = 0.0
+        for key in reversed(self._order):  # newest first; sequential as in totals_of (not sum(): compensated
+            pnl += key[3]  # from Python 3.12 on)
+        return Totals(len(self._positions), len(self._closed), round(pnl, 8))

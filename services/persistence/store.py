@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -176,10 +176,15 @@ class Store:
         """Validate and durably store one record; returns after commit."""
         return self.write_batch([(table, record)])[0]
 
-    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]]) -> list[WriteAck]:
+    def write_batch(self, items: Iterable[tuple[str, Mapping[str, Any] | rec.Record]], *,
+                    keep_stored_session: Collection[int] = ()) -> list[WriteAck]:
         """Validate every record first (RecordInvalid names the item, table and field, and nothing is
         written), then store them all in one transaction (group commit: one commit, one WAL sync, for the
-        whole batch). Returns one WriteAck per item, in order."""
+        whole batch). Returns one WriteAck per item, in order.
+
+        `keep_stored_session`: positions of items whose session_id the server filled in: when a copy of the
+        record is stored already (before this batch) with a session_id, the item takes that one (a sender's retry
+        keeps the session its first copy got, so it is a duplicate, not a conflict)."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -194,7 +199,7 @@ class Store:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                acks = self._write_all(validated)
+                acks = self._write_all(validated, keep_stored_session)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -208,12 +213,15 @@ class Store:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
-    def _write_all(self, validated: list[tuple[str, rec.Record]]) -> list[WriteAck]:
-        """The writes of one transaction: the stored revs of the batch's ids read with one query per table, then
-        the new rows and the replaced rows written with one prepared statement per table (executemany), in the
-        batch's order (a record inserted earlier in the batch is the stored one for a later copy of it)."""
+    def _write_all(self, validated: list[tuple[str, rec.Record]], keep_stored_session: Collection[int] = ()
+                   ) -> list[WriteAck]:
+        """The writes of one transaction: the stored revs (and sessions) of the batch's ids read with one query per
+        table, then the new rows and the replaced rows written with one prepared statement per table
+        (executemany), in the batch's order (a record inserted earlier in the batch is the stored one for a later
+        copy of it)."""
         conn = self._conn
         revs: dict[tuple[str, str], int] = {}
+        stored_sessions: dict[tuple[str, str], str | None] = {}  # before this batch
         by_table: dict[str, list[str]] = {}
         rows: list[dict[str, Any]] = []
         for table, record in validated:
@@ -221,8 +229,17 @@ class Store:
             rows.append(row)
             by_table.setdefault(table, []).append(row[0])
         for table, ids in by_table.items():
-            for rid, rev in conn.execute(_sql(table).revs, (json.dumps(ids),)):
+            for rid, rev, session_id in conn.execute(_sql(table).revs, (json.dumps(ids),)):
                 revs[(table, rid)] = rev
+                stored_sessions[(table, rid)] = session_id
+        if keep_stored_session and stored_sessions:
+            for i in keep_stored_session:
+                table, record = validated[i]
+                stored = stored_sessions.get((table, rows[i][0]))
+                if stored is not None and stored != record.session_id:  # type: ignore[attr-defined]
+                    record = record.model_copy(update={"session_id": stored})
+                    validated[i] = (table, record)
+                    rows[i] = _sql(table).row(record)
         written: dict[tuple[str, str], rec.Record] = {}  # stored or updated by this batch
         inserts: dict[str, list[tuple[Any, ...]]] = {}
         updates: dict[str, list[tuple[Any, ...]]] = {}
@@ -360,6 +377,20 @@ class Store:
             'SELECT id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = ? '
             'ORDER BY "timestamp" DESC, rowid', (session_id, int(is_paper)), "reading trades")]
 
+    def trade_ledger(self, session_id: str) -> list[tuple[int, str, str, str, float, str | None]]:
+        """(rowid, timestamp, id, action, pnl, position_id) of a session's real trades: a TradeLedger's rows."""
+        return [tuple(r) for r in self._read(
+            'SELECT rowid, "timestamp", id, action, pnl, position_id FROM trades WHERE session_id = ? AND is_paper = 0',
+            (session_id,), "reading trades")]
+
+    def trade_rows(self, ids: Sequence[str]) -> list[tuple[tuple[int, str, str, str, float, str | None], str, bool]]:
+        """The stored trades among `ids` as TradeLedger.apply takes them: (ledger row, session_id, is_paper)."""
+        if not ids:
+            return []
+        return [(tuple(r)[:6], r[6], bool(r[7])) for r in self._read(
+            'SELECT rowid, "timestamp", id, action, pnl, position_id, session_id, is_paper FROM trades '
+            "WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),), "reading trades")]
+
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check", (), "integrity check")[0][0]
 
@@ -460,6 +491,10 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
+# JSON columns' text: json.dumps(value, sort_keys=True, separators=(",", ":")) without a new encoder per call
+_JSON_TEXT = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 @dataclass(frozen=True)
 class _TableSql:
     """The statements of one record table, built once (sqlite3 keeps them prepared by their text)."""
@@ -469,15 +504,16 @@ class _TableSql:
     insert: str
     update: str  # every column but id, then the id
     select: str  # the record's columns by id
-    revs: str  # (id, rev) of the ids given as one JSON array
+    revs: str  # (id, rev, session_id or NULL) of the ids given as one JSON array
     json_cols: tuple[int, ...]  # positions of the columns stored as JSON text
     bool_cols: tuple[int, ...]  # positions of the booleans, stored as 0/1
 
     def row(self, record: rec.Record) -> tuple[Any, ...]:
-        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests."""
-        values = list(record.model_dump(mode="json").values())
+        """The record's SQLite values in `cols` order: rec.to_sqlite_row's, without its per-value type tests (its
+        pydantic JSON dump, by the model's serializer: a Python loop over the fields costs twice as much)."""
+        values = list(record.__pydantic_serializer__.to_python(record, mode="json").values())
         for i in self.json_cols:
-            values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
+            values[i] = _JSON_TEXT(values[i])
         for i in self.bool_cols:
             values[i] = int(values[i])
         return tuple(values)
@@ -499,7 +535,8 @@ def _sql(table: str) -> _TableSql:
             insert=f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
             update=f"UPDATE {table} SET {', '.join(f'{_q(c)} = ?' for c in cols[1:])} WHERE id = ?",
             select=f"SELECT {names} FROM {table} WHERE id = ?",
-            revs=f"SELECT id, rev FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            revs=f"SELECT id, rev, {'session_id' if 'session_id' in cols else 'NULL'} FROM {table} "
+                 "WHERE id IN (SELECT value FROM json_each(?))",
             json_cols=tuple(i for i, c in enumerate(cols) if c in rec.JSON_COLUMNS),
             bool_cols=tuple(i for i, c in enumerate(cols) if fields[c].annotation is bool),
         )

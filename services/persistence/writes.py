@@ -6,7 +6,7 @@ one under the same id is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ class Prepared:
     """One write op's records after the per-record checks."""
 
     valid: list[tuple[str, str, rec.Record]] = field(default_factory=list)  # (the sender's id, table, record)
+    session_filled: set[int] = field(default_factory=set)  # positions in `valid` whose session_id was filled in
     rejected: dict[str, str] = field(default_factory=dict)  # id -> reason (never retried by the sender)
 
 
@@ -28,25 +29,19 @@ def _rid(record: Any, index: int) -> str:
     return rid if isinstance(rid, str) and rid else f"<record {index} without an id>"
 
 
-def ids_without_session(table: str, records: Sequence[Any]) -> list[str]:
-    """The ids of a write op's records whose `session_id` `prepare_writes` fills in (looked up in one query)."""
-    if table == "sessions" or table not in rec.TABLES or "session_id" not in rec.columns(table):
-        return []
-    return [r["id"] for r in records
-            if isinstance(r, Mapping) and not r.get("session_id") and isinstance(r.get("id"), str)]
-
-
 def prepare_writes(
     table: str,
     records: Iterable[Any],
     *,
     session_id: str | None,
-    stored_session: Callable[[str], str | None],
+    stored_session: Callable[[str], str | None] | None = None,
 ) -> Prepared:
     """Validate every record of a write op on its own, filling in a missing or empty `session_id`.
 
     `stored_session(id)` gives the session_id of an already stored record with that id (None when there is
     none): a sender's retry keeps the session its first copy got, so it stays a duplicate, never a conflict.
+    Without it, the filled-in records are listed in `session_filled`, for the store to keep the stored copy's
+    session in the write's transaction (Store.write_batch's keep_stored_session), which is what the service does.
     Without a current session the field is left empty (the session adopts such trades when it starts)."""
     out = Prepared()
     try:
@@ -62,12 +57,16 @@ def prepare_writes(
             out.rejected[rid] = f"invalid {table} record: expected a map, got {type(raw).__name__}"
             continue
         record = dict(raw)
-        if has_session and not record.get("session_id"):
-            stored = stored_session(rid) if isinstance(record.get("id"), str) else None
+        filled_in = has_session and not record.get("session_id")
+        if filled_in:
+            stored = stored_session(rid) if stored_session and isinstance(record.get("id"), str) else None
             filled = stored if stored is not None else session_id
             record["session_id"] = filled if filled is not None else ("" if table == "trades" else None)
         try:
-            out.valid.append((rid, table, rec.validate(table, record)))
+            validated = rec.validate(table, record)
+            if filled_in:
+                out.session_filled.add(len(out.valid))
+            out.valid.append((rid, table, validated))
         except rec.RecordInvalid as exc:
             out.rejected[rid] = str(exc)
     return out

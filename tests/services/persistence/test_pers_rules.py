@@ -25,6 +25,12 @@ def test_prepare_fills_missing_session_and_keeps_a_stored_one():
     got = {rid: r.session_id for rid, _, r in out.valid}
     assert got == {rid_new: "cur00001", rid_old: "oldsess1"}
     assert "trades.id" in out.rejected["x"]
+    # without the lookup (the service's way): the current session, and the positions the store may change back
+    given = {**base, "id": str(uuid.uuid4()), "session_id": "given"}
+    out = writes.prepare_writes("trades", [{**base, "id": rid_old}, given, {**base, "id": rid_new}],
+                                session_id="cur00001")
+    assert [r.session_id for _, _, r in out.valid] == ["cur00001", "given", "cur00001"]
+    assert out.session_filled == {0, 2}
 
 
 @pytest.mark.parametrize("table, session, want", [

@@ -10,6 +10,7 @@ import pytest
 from pers_helpers import T0, event_record, trade_record
 
 from common.records import schema as rec
+from services.persistence.sessions import EndReason
 from services.persistence.store import Store, StoreError
 
 
@@ -105,6 +106,25 @@ def test_copies_of_one_id_in_a_batch_are_judged_against_the_earlier_copy(store):
     # and against the stored row in the next batch
     again = store.write_batch([("trades", newer), ("trades", {**newer, "comment": "x"}), ("trades", first)])
     assert [a.status for a in again] == ["duplicate", "conflict", "stale"]
+
+
+def test_a_filled_in_session_gives_way_to_the_stored_copys(store):
+    """The server fills in a missing session_id; a copy of the record stored already (before the batch) with a
+    session keeps that one, so a sender's retry is a duplicate; a copy stored without one gets the new one."""
+    old = trade_record(1, session_id="oldsess1")
+    event = event_record(2, session_id=None)
+    store.write_batch([("trades", old), ("events", event)])
+    retry, new = {**old, "session_id": "cur00001"}, trade_record(3, session_id="cur00001")
+    event_again = {**event, "session_id": "cur00001"}
+    acks = store.write_batch([("trades", retry), ("trades", new), ("events", event_again)],
+                             keep_stored_session={0, 1, 2})
+    assert [a.status for a in acks] == ["duplicate", "stored", "conflict"]  # the event: stored without a session
+    assert store.get("trades", old["id"]).session_id == "oldsess1"
+    assert store.get("trades", new["id"]).session_id == "cur00001"
+    # not filled in (the sender gave it): judged as it is
+    assert store.write_batch([("trades", retry)])[0].status == "conflict"
+    newer = store.write_batch([("trades", {**retry, "rev": 1, "pnl": 1.0})], keep_stored_session={0})
+    assert newer[0].status == "updated" and store.get("trades", old["id"]).session_id == "oldsess1"
 
 
 def test_session_ids_of_stored_records(store):
@@ -235,12 +255,31 @@ def test_stored_rows_are_the_records_sqlite_form_in_every_table(store):
                     "action": "SHORT", "direction": -1, "data": {"p": 0.25}},
         "acks": {"id": str(uuid.uuid4()), "timestamp": T0, "symbol": "EURUSD", "decision": "ORDER", "price": 1.1},
     }
-    assert set(records) == set(rec.TABLES)
+    full = {  # every column given, and JSON that is more than JSON's types (through pydantic's JSON dump)
+        "sessions": {**records["sessions"], "id": str(uuid.uuid4()), "session_id": "s0000002", "end_time": T0,
+                     "initial_balance": 1000, "final_balance": 1010.5, "total_trades": 3, "total_pnl": -1.25,
+                     "status": "STOPPED", "end_reason": EndReason.DAY_CHANGE, "recovered_count": 1, "rev": 2},
+        "trades": trade_record(2, is_paper=True, bar_time=T0, trade_id="t1", comment="c", position_id="9",
+                               client_order_id="o", swap=-0.5, pnl=3),
+        "events": event_record(2, session_id=None, data={"t": (1, 2), "when": T0, "u": uuid.UUID(int=5),
+                                                         "nested": {"inf": float("inf"), "k": [b"x"]}}),
+        "session_heartbeats": {"id": str(uuid.uuid4()), "session_id": "s0000002", "timestamp": T0,
+                               "system_state": "RUNNING", "balance": 1.5, "equity": 2, "open_positions": 3,
+                               "backlog": 0, "data": '{"pid": 8, "z": [1]}'},
+        "signals": {**records["signals"], "id": str(uuid.uuid4()), "session_id": "s", "timeframe": "M1",
+                    "hmm_state": 2, "seq": 7, "src_epoch": "e", "intensity": 3, "data": {"big": 2**70}},
+        "acks": {**records["acks"], "id": str(uuid.uuid4()), "bar_time": T0, "signal_id": str(uuid.uuid4()),
+                 "signal_seq": 4, "status": "FILLED", "client_order_id": "o", "position_id": "p", "volume": 1,
+                 "latency_ms": 0.5, "reason": "r", "data": {"a": None}},
+    }
+    assert set(records) == set(full) == set(rec.TABLES)
     raw = sqlite3.connect(store.path)
     raw.row_factory = sqlite3.Row
-    for table, record in records.items():
+    for table, record in [*records.items(), *full.items()]:
         assert store.write(table, record).status == "stored"
         want = rec.to_sqlite_row(rec.validate(table, record))
         got = raw.execute(f"SELECT * FROM {table} WHERE id = ?", (record["id"],)).fetchone()
         assert {c: got[c] for c in want} == want, table
+        assert {c: type(got[c]) for c in want} == {c: type(v) for c, v in want.items()}, table
+        assert store.write(table, record).status == "duplicate"
     raw.close()
