@@ -106,6 +106,9 @@ class Paper(runtime.Service):
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
     not_implemented: list[str] = []
+    # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
+    # latency path (its commit waits for the whole bar anyway)
+    sub_gather_ms = 10.0
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -146,13 +149,14 @@ class Paper(runtime.Service):
         self.store.save(self.book)
         unsaved, self._unsaved = self._unsaved, []
         changed: dict[str, None] = {}
+        out: list[tuple[str, Any]] = []  # published together: the I/O thread woken once
         for symbol, step in unsaved:
             changed[symbol] = None
             closed = step.closed
             if closed is not None:
                 record = trade_record(closed, self._timeframe(symbol))
                 self.persist("trades", record)
-                self.publish(messages.paper_trade_topic(symbol), trade_message(closed, record["id"]))
+                out.append((messages.paper_trade_topic(symbol), trade_message(closed, record["id"])))
                 self.count("trades")
                 if log.isEnabledFor(logging.DEBUG):
                     logs.event(log, logging.DEBUG, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
@@ -160,11 +164,13 @@ class Paper(runtime.Service):
             if step.opened is not None:
                 self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
-            self.beat_if_due()
         for symbol in changed:  # once per account and commit
-            self.publish(messages.paper_metrics_topic(symbol),
-                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol]))
+            out.append((messages.paper_metrics_topic(symbol),
+                        metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
+        assert self.pub is not None
+        self.pub.publish_many(out)
         self.count("saves")
+        self.beat_if_due()
 
     # ---- steps --------------------------------------------------------------------------------
     def _load(self) -> dict:

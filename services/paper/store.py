@@ -66,8 +66,11 @@ def journal_path(state_path: Path) -> Path:
 
 # ---- the pure part: lines <-> accounts -------------------------------------------------------------------------
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one made once: json.dumps makes one per call with separators
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _trade_dict(trade: PaperTrade) -> dict[str, Any]:
@@ -96,7 +99,7 @@ def account_entry(account: PaperAccount, n_trades: int, n_equity: int, with_cost
 
 
 def commit_line(entries: dict[str, dict[str, Any]]) -> str:
-    return '{"c":{' + ",".join(f"{json.dumps(s)}:{_dumps(e)}" for s, e in entries.items()) + "}}"
+    return _ENCODER.encode({"c": entries})
 
 
 @dataclasses.dataclass
