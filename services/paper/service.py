@@ -90,13 +90,12 @@ def trade_message(trade: PaperTrade, record_id: str) -> messages.PaperTrade:
 def metrics_message(account: PaperAccount, timeframe: str, stats: RunningStats | None = None
                     ) -> messages.PaperMetrics:
     """The account's statistics; `stats` (kept bar by bar) spares walking its whole history."""
-    m = (stats or RunningStats.of(account)).metrics(bars_per_year(timeframe))
-    pf = m.profit_factor
+    trades, pnl, win_rate, pf, drawdown, sharpe = (stats or RunningStats.of(account)).headline(
+        bars_per_year(timeframe))
     if pf is None:  # no losing trade: infinite with wins, 0 with none
-        pf = math.inf if m.win_rate > 0 else 0.0
-    return messages.PaperMetrics(
-        symbol=account.symbol, trades=m.total_trades, pnl=round(m.total_pnl, 2), win_rate=m.win_rate,
-        profit_factor=pf, max_drawdown=m.max_drawdown_pct, sharpe=m.sharpe_ratio, balance=account.balance)
+        pf = math.inf if win_rate > 0 else 0.0
+    return messages.PaperMetrics(symbol=account.symbol, trades=trades, pnl=round(pnl, 2), win_rate=win_rate,
+                                 profit_factor=pf, max_drawdown=drawdown, sharpe=sharpe, balance=account.balance)
 
 
 class Paper(runtime.Service):
@@ -109,6 +108,7 @@ class Paper(runtime.Service):
     # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
     # latency path (its commit waits for the whole bar anyway)
     sub_gather_ms = 10.0
+    outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
