@@ -23,9 +23,11 @@ log = logging.getLogger("oracle.runtime")
 
 class OutboxSender:
     # a batch leaves once no record was handed over for `outbox_quiet_ms`, or `outbox_linger_ms` after the first one
-    # gathered (or at once with a full batch): the records are in the spool meanwhile, only their ack waits
-    outbox_quiet_ms: ClassVar[float] = 10.0
-    outbox_linger_ms: ClassVar[float] = 100.0
+    # gathered (or at once with a full batch): the records are in the spool meanwhile, only their ack waits. 30 ms:
+    # an executor's bar hands over its signals and acks within a few ms, and the acks of its orders after the
+    # broker's round trip, some tens of ms later
+    outbox_quiet_ms: ClassVar[float] = 30.0
+    outbox_linger_ms: ClassVar[float] = 150.0
 
     def persist(self, table: str, record: dict) -> None:
         """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
