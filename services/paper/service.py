@@ -109,6 +109,7 @@ class Paper(runtime.Service):
     # latency path (its commit waits for the whole bar anyway)
     sub_gather_ms = 10.0
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
+    idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -263,11 +264,14 @@ class Paper(runtime.Service):
             self._at_newest += 1
 
     def poll_timeout_ms(self) -> int:
-        base = super().poll_timeout_ms()
-        if not self._unsaved:
-            return base
-        left = self._unsaved_since + COMMIT_DELAY_MAX_S - time.monotonic()
-        return max(0, min(base, math.ceil(left * 1000)))
+        """Until the first of on_tick's timers (no short poll: ``idle_poll_ms`` None): the commit's delay, the next
+        ask for missed signals, the next summary line."""
+        due = self._next_summary
+        if self._unsaved:
+            due = min(due, self._unsaved_since + COMMIT_DELAY_MAX_S)
+        if self._want_missed and self.book is not None:
+            due = min(due, self._next_ask)
+        return max(0, min(super().poll_timeout_ms(), math.ceil((due - time.monotonic()) * 1000)))
 
     def _log_summary(self, now: float) -> None:
         """The work done since the last summary, in one INFO line (nothing done: no line)."""
