@@ -74,7 +74,9 @@ class OutboxSender:
     def _outbox_due(self) -> float | None:
         """When the loop must next drive the outbox to send (None: nothing to send, or a batch in flight)."""
         send_at = self.outbox.send_at()
-        return None if send_at is None else max(send_at, self._store_retry_at)
+        if send_at is None or self.name == "persistence":  # persistence stores its own records, sends none
+            return None
+        return max(send_at, self._store_retry_at)
 
     def _drive_outbox(self, now: float) -> None:
         """Send the oldest unacknowledged records to persistence (one batch in flight, once gathered)."""
