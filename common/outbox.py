@@ -69,6 +69,15 @@ class Outbox:
             return 0.0
         return min(self.last_added + self.quiet_s, since + self.linger_s)
 
+    def wake_at(self) -> float | None:
+        """When the sender's loop must wake to send (None: no need): the linger's end; a pass before it (the
+        loop's passes for its other work) sends once the records are quiet, so the wait adds no pass of its own.
+        Without a quiet time, ``send_at``."""
+        send_at = self.send_at()
+        if not send_at or self.quiet_s <= 0 or self.gathering_since is None:
+            return send_at
+        return max(send_at, self.gathering_since + self.linger_s)
+
     def __len__(self) -> int:
         return len(self.pending)
 

@@ -22,12 +22,13 @@ log = logging.getLogger("oracle.runtime")
 
 
 class OutboxSender:
-    # a batch leaves once no record was handed over for `outbox_quiet_ms`, or `outbox_linger_ms` after the first one
-    # gathered (or at once with a full batch): the records are in the spool meanwhile, only their ack waits. 30 ms:
-    # an executor's bar hands over its signals and acks within a few ms, and the acks of its orders after the
-    # broker's round trip, some tens of ms later
+    # a batch leaves in the first loop pass after no record was handed over for `outbox_quiet_ms`, or at the latest
+    # `outbox_linger_ms` after the first one gathered (the loop wakes then; or at once with a full batch): the
+    # records are in the spool meanwhile, only their ack waits. 30 ms: an executor's bar hands over its signals and
+    # acks within a few ms, and the acks of its orders after the broker's round trip, some tens of ms later; the
+    # loop is not woken for the quiet time alone (a pass of its own costs a busy service more than it saves)
     outbox_quiet_ms: ClassVar[float] = 30.0
-    outbox_linger_ms: ClassVar[float] = 150.0
+    outbox_linger_ms: ClassVar[float] = 60.0
 
     def persist(self, table: str, record: dict) -> None:
         """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
@@ -72,8 +73,9 @@ class OutboxSender:
             logs.event(log, logging.INFO, "outbox restored", records=len(self.outbox))
 
     def _outbox_due(self) -> float | None:
-        """When the loop must next drive the outbox to send (None: nothing to send, or a batch in flight)."""
-        send_at = self.outbox.send_at()
+        """When the loop must wake to drive the outbox (None: nothing to send, or a batch in flight): at the
+        linger's end (outbox.py ``wake_at``); a pass before it sends what is quiet."""
+        send_at = self.outbox.wake_at()
         if send_at is None or self.name == "persistence":  # persistence stores its own records, sends none
             return None
         return max(send_at, self._store_retry_at)

@@ -84,3 +84,13 @@ def test_without_gathering_a_record_leaves_at_once():
     box = Outbox()
     box.add("trades", {"id": "t0"}, now=5.0)
     assert box.send_at() == 5.0
+
+
+def test_the_sender_is_woken_at_the_lingers_end_and_sends_before_in_a_pass_of_its_own_work():
+    box = Outbox(quiet_s=0.030, linger_s=0.060)
+    box.add("acks", {"id": "a0"}, now=1.0)
+    assert box.send_at() == 1.030 and box.wake_at() == 1.060
+    quick = Outbox(quiet_s=0.0, linger_s=0.060)  # no quiet time (paper: a commit's records at once): woken at once
+    quick.add("trades", {"id": "t0"}, now=1.0)
+    assert quick.wake_at() == quick.send_at() == 1.0
+    assert Outbox().wake_at() is None

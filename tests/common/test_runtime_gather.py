@@ -1,6 +1,7 @@
 """The runtime's gathering of a burst of messages (``sub_gather_ms``): once the SUB socket has delivered, it is not
 polled (the loop is not woken message by message) until the gathering ends, then read whole and polled again; and
-the loop's sleep ends at the outbox's send time once its records are gathered (no short poll needed)."""
+the loop's sleep ends at the end of the outbox's linger, and a pass once its records are quiet sends them (no
+short poll needed)."""
 
 import pytest
 import zmq
@@ -68,8 +69,14 @@ def test_the_loop_sleeps_until_the_outbox_may_send_its_gathered_records(service)
     service._next_hb = 1e9
     service.outbox.quiet_s, service.outbox.linger_s = 0.010, 0.100
     service.outbox.add("events", {"id": "e0"}, now=50.0)
-    assert service._due_ms(50.0) in (10, 11)  # 10 ms of quiet (rounded up)
+    assert service._due_ms(50.0) in (100, 101)  # woken at the linger's end (rounded up) ...
+    service._drive_outbox(50.010)  # ... a pass after 10 ms of quiet sends them
+    assert service._store is not None and service._store.pending is not None
+    assert service.outbox.inflight == ["e0"]
+    service._store.reset()
+    service.outbox.on_failure()
     service.outbox.add("events", {"id": "e1"}, now=50.095)
-    assert service._due_ms(50.095) in (5, 6)  # the linger since the first bounds the quiet time
+    assert service._due_ms(50.095) in (100, 101)  # e0 waited already: the linger of e1, gathered since
     service._store_retry_at = 60.0  # persistence refused: the retry time rules
     assert service._due_ms(50.095) in (9905, 9906)
+    service._store.close()
