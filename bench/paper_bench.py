@@ -38,6 +38,9 @@ class NullPub:
     def publish(self, topic: str, body: object) -> int:
         return 0
 
+    def publish_many(self, items: object) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

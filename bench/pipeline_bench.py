@@ -102,6 +102,8 @@ BURST_SERVICES = ("connector", "preditor", "executor", "paper", "persistence")  
 BACKTEST_REPEATS = 15  # timed passes of the in-process backtest (the best CPU-time rate is the divisor)
 EXECUTOR_COUNTERS = ("signals_seen", "signals_evaluated", "signals_superseded", "positions_requests",
                      "symbol_info_requests", "account_requests", "orders_sent", "closes_sent")
+PERSISTENCE_COUNTERS = ("writes", "records_acked")
+SENDERS = ("executor", "paper", "connector", "orchestrator")  # the services that persist records (outbox_writes)
 CLOCKS = {
     "runtime": {"heartbeat_interval_s": 1.0, "hello_interval_s": 0.25, "request_timeout_ms": 2000},
     "orchestrator": {"heartbeat_timeout_s": 5.0, "restart_limit": 100, "step_timeout_s": 1800},
@@ -345,6 +347,8 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
         order_signal_ack, settle, bar_first = [], [], []
         missing = unsettled = 0
         ex0 = settler.status("executor")["progress"]
+        pe0 = home.status_of("persistence", timeout_ms=5000)["progress"]
+        sends0 = {p: home.status_of(p, timeout_ms=5000)["progress"].get("outbox_writes", 0) for p in SENDERS}
         settler.calls.clear()
         cpu0 = cpu_now(pids)
         t_start = time.monotonic()
@@ -399,6 +403,11 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
         res["cpu"] = cpu_per_bar(cpu0, cpu1, res["idle_ms_per_s"], n_bars, elapsed / n_bars, restarted)
         ex1 = home.status_of("executor", timeout_ms=5000)["progress"]
         res["executor_per_bar"] = {k: (ex1.get(k, 0) - ex0.get(k, 0)) / n_bars for k in EXECUTOR_COUNTERS}
+        pe1 = home.status_of("persistence", timeout_ms=5000)["progress"]
+        res["persistence_per_bar"] = {k: (pe1.get(k, 0) - pe0.get(k, 0)) / n_bars for k in PERSISTENCE_COUNTERS}
+        res["persistence_per_bar"].update({
+            f"from {p}": (home.status_of(p, timeout_ms=5000)["progress"].get("outbox_writes", 0) - sends0[p]) / n_bars
+            for p in SENDERS})
         status = home.status_of("connector", timeout_ms=5000)
         res.update(
             bars=n_bars, lockstep_s=elapsed, lockstep_bars_per_s=n_bars / elapsed, missing_acks=missing,
@@ -726,6 +735,12 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
     print("|---|" + "---|" * len(EXECUTOR_COUNTERS))
     for r in results:
         print(f"| {r['symbols']} | " + " | ".join(f"{r['executor_per_bar'][k]:.2f}" for k in EXECUTOR_COUNTERS) + " |")
+    print("\npersistence's work per bar (its status counters: writes = write requests from every sender)")
+    for r in results:
+        keys = list(r["persistence_per_bar"])
+        print("| symbols | " + " | ".join(keys) + " |")
+        print("|---|" + "---|" * len(keys))
+        print(f"| {r['symbols']} | " + " | ".join(f"{r['persistence_per_bar'][k]:.2f}" for k in keys) + " |")
     print("\nRSS after the warmup / at the end (MiB)")
     print("| symbols | " + " | ".join(PROGRAMS) + " | the six together |")
     print("|---|" + "---|" * (len(PROGRAMS) + 1))

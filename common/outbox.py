@@ -3,6 +3,11 @@
 A record carries its own ``id``; senders derive it from the record's natural key (``record_id``), so a record
 re-created after a sender restart has the same id and the store's deduplication makes the retry a no-op.
 Pure: the service runtime sends the batches and feeds back replies and timeouts.
+
+Gathering (``quiet_s``, ``linger_s``): a live sender adds its records with the time, and a batch leaves once no
+record was added for ``quiet_s``, or ``linger_s`` after the first record gathered since the last send, or at once
+when ``max_batch`` records wait: what one bar makes leaves in one request per table instead of one per loop pass.
+The records wait in the sender's spool meanwhile (durable already); only their acknowledgement comes later.
 """
 
 from __future__ import annotations
@@ -32,18 +37,46 @@ def record_id(table: str, *natural_key: object) -> str:
 @dataclass
 class Outbox:
     max_batch: int = 200
+    quiet_s: float = 0.0  # a batch leaves once no record was added for this long ...
+    linger_s: float = 0.0  # ... or this long after the first record gathered since the last send
     pending: OrderedDict[str, tuple[str, dict]] = field(default_factory=OrderedDict)  # id -> (table, record)
     inflight: list[str] = field(default_factory=list)
     acked: int = 0
     rejected: dict[str, str] = field(default_factory=dict)
+    gathering_since: float | None = None  # when the first record added since the last send came (None: none)
+    last_added: float = 0.0
 
-    def add(self, table: str, record: dict) -> str:
+    def add(self, table: str, record: dict, now: float | None = None) -> str:
+        """Keep a record until acknowledged; ``now`` (monotonic seconds): it is gathered (``send_at``), else it
+        may leave at once (records restored after a restart)."""
         rid = record.get("id")
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"a {table} record needs a string 'id'")
         if rid not in self.pending:
             self.pending[rid] = (table, record)
+            if now is not None:
+                if self.gathering_since is None:
+                    self.gathering_since = now
+                self.last_added = now
         return rid
+
+    def send_at(self) -> float | None:
+        """When the next batch may leave (0.0: now); None when nothing waits or a batch is in flight."""
+        if self.inflight or not self.pending:
+            return None
+        since = self.gathering_since
+        if since is None or len(self.pending) >= self.max_batch:  # only records that waited already, or a full batch
+            return 0.0
+        return min(self.last_added + self.quiet_s, since + self.linger_s)
+
+    def wake_at(self) -> float | None:
+        """When the sender's loop must wake to send (None: no need): the linger's end; a pass before it (the
+        loop's passes for its other work) sends once the records are quiet, so the wait adds no pass of its own.
+        Without a quiet time, ``send_at``."""
+        send_at = self.send_at()
+        if not send_at or self.quiet_s <= 0 or self.gathering_since is None:
+            return send_at
+        return max(send_at, self.gathering_since + self.linger_s)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -55,6 +88,7 @@ class Outbox:
         table = next(iter(self.pending.values()))[0]
         batch = [(rid, rec) for rid, (t, rec) in self.pending.items() if t == table][: self.max_batch]
         self.inflight = [rid for rid, _ in batch]
+        self.gathering_since = None  # those left (another table, past max_batch) have waited their turn
         return table, [rec for _, rec in batch]
 
     def on_reply(self, acked: list[str], rejected: dict[str, str]) -> None:

@@ -1,6 +1,8 @@
 """The sending side of persistence writes in the service runtime (runtime.py): ``persist`` keeps a record in the
 outbox (outbox.py, pure) and writes it through to a spool file, so a record survives a kill; the loop sends the
-oldest unacknowledged ones to persistence, one batch in flight; at stop the outbox gets a last chance to empty.
+oldest unacknowledged ones to persistence, one batch in flight, once the records of a burst (a bar) are gathered
+(``outbox_quiet_ms``, ``outbox_linger_ms``: a few requests per bar instead of one per loop pass, each with its fixed
+costs at both ends; the loop sleeps until then, runtime ``_due_ms``); at stop the outbox gets a last chance to empty.
 
 A mixin of ``runtime.Service``: it uses the service's outbox, config, zmq context and wire error counts.
 """
@@ -12,6 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from common import bus, logs, messages, wire
 
@@ -19,6 +22,14 @@ log = logging.getLogger("oracle.runtime")
 
 
 class OutboxSender:
+    # a batch leaves in the first loop pass after no record was handed over for `outbox_quiet_ms`, or at the latest
+    # `outbox_linger_ms` after the first one gathered (the loop wakes then; or at once with a full batch): the
+    # records are in the spool meanwhile, only their ack waits. 30 ms: an executor's bar hands over its signals and
+    # acks within a few ms, and the acks of its orders after the broker's round trip, some tens of ms later; the
+    # loop is not woken for the quiet time alone (a pass of its own costs a busy service more than it saves)
+    outbox_quiet_ms: ClassVar[float] = 30.0
+    outbox_linger_ms: ClassVar[float] = 60.0
+
     def persist(self, table: str, record: dict) -> None:
         """Hand a record (with its ``id``) to persistence; it is retried until acknowledged, also by the next
         process after a crash or a kill -9: the record is written through to the outbox's spool file
@@ -26,7 +37,7 @@ class OutboxSender:
         everything is acknowledged."""
         if record.get("id") in self.outbox.pending:
             return
-        self.outbox.add(table, record)
+        self.outbox.add(table, record, time.monotonic())
         try:
             line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
         except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
@@ -61,8 +72,16 @@ class OutboxSender:
             self._open_spool()  # emptied when they are acknowledged
             logs.event(log, logging.INFO, "outbox restored", records=len(self.outbox))
 
+    def _outbox_due(self) -> float | None:
+        """When the loop must wake to drive the outbox (None: nothing to send, or a batch in flight): at the
+        linger's end (outbox.py ``wake_at``); a pass before it sends what is quiet."""
+        send_at = self.outbox.wake_at()
+        if send_at is None or self.name == "persistence":  # persistence stores its own records, sends none
+            return None
+        return max(send_at, self._store_retry_at)
+
     def _drive_outbox(self, now: float) -> None:
-        """Send the oldest unacknowledged records to persistence (one batch in flight)."""
+        """Send the oldest unacknowledged records to persistence (one batch in flight, once gathered)."""
         if self._store is None:
             if not len(self.outbox) or self.name == "persistence":
                 return
@@ -99,16 +118,19 @@ class OutboxSender:
                 self.outbox.on_failure()
                 self._store_retry_at = now + 1.0
             return
-        if now >= self._store_retry_at:
+        send_at = self.outbox.send_at()
+        if send_at is not None and now >= send_at and now >= self._store_retry_at:
             batch = self.outbox.next_batch()
             if batch is not None:
                 req.send(messages.OP_WRITE.name, messages.WriteArgs(*batch))
+                self.count("outbox_writes")
 
     def _flush_outbox(self) -> None:
         """The last sends before the process exits (half the stop timeout at most), then the spool file closed:
         what is still unacknowledged stays in it for the next start."""
         flush_until = time.monotonic() + self.cfg.runtime.stop_timeout_s / 2
         self._store_retry_at = 0.0  # no back-off now: this is the last chance
+        self.outbox.gathering_since = None  # and no gathering
         while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
             self._drive_outbox(time.monotonic())
             if self._store is not None and self._store.pending is not None:

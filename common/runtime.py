@@ -62,6 +62,10 @@ class Service(Lifecycle, OutboxSender):
     # handshake's and the requests' deadlines, what `poll_timeout_ms` declares) or a message, for a service whose
     # on_tick timers are all declared in its `poll_timeout_ms`
     idle_poll_ms: ClassVar[int | None] = 100
+    # > 0: once the SUB socket has delivered, it is read again only this many ms later (not polled meanwhile), so
+    # the messages of a burst (a bar's signals, published one model at a time) are drained together in one loop
+    # pass instead of waking the loop one by one; for a service whose messages are on no latency path (paper)
+    sub_gather_ms: ClassVar[float] = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -99,7 +103,8 @@ class Service(Lifecycle, OutboxSender):
         self._next_hb = 0.0
         self._next_hello = 0.0
         self._orch_silent_logged = False
-        self.outbox = Outbox()  # records for persistence, kept until acknowledged
+        # records for persistence, kept until acknowledged, gathered a few ms before they leave (outbox_sender.py)
+        self.outbox = Outbox(quiet_s=self.outbox_quiet_ms / 1000, linger_s=self.outbox_linger_ms / 1000)
         self._spool: int | None = None  # the outbox's file (fd): what a killed process had not got acknowledged
         self._store: bus.Requester | None = None
         self._store_retry_at = 0.0
@@ -107,6 +112,7 @@ class Service(Lifecycle, OutboxSender):
         self._step: tuple[str, float] | None = None  # the step running now, and since when
         self._readers: dict[zmq.Socket | int, Callable[[], None]] = {}
         self._poller: zmq.Poller | None = None
+        self._sub_due: float | None = None  # sub_gather_ms: the SUB socket is not polled, and is read at this time
 
     # ---- hooks ----------------------------------------------------------------------------
     def on_step(self, step: str, args: dict) -> dict:
@@ -329,11 +335,8 @@ class Service(Lifecycle, OutboxSender):
             now = time.monotonic()
             if self.rep.sock in events:
                 self.rep.serve_ready()
-            if self.sub and self.sub.sock in events:
-                for received in self.sub.drain():
-                    if received.envelope.topic == messages.SYS_STATE_TOPIC:
-                        self._on_sys_state(received)
-                    self.on_message(received)
+            if self.sub and (self.sub.sock in events or (self._sub_due is not None and now >= self._sub_due)):
+                self._read_sub(poller, now)
             for sock, on_readable in list(self._readers.items()):
                 if sock in events:
                     on_readable()
@@ -344,11 +347,28 @@ class Service(Lifecycle, OutboxSender):
                 self._heartbeat(now)
             self.on_tick(now)
 
+    def _read_sub(self, poller: zmq.Poller, now: float) -> None:
+        """Every message waiting on the SUB socket, to ``on_message``; with ``sub_gather_ms``, the socket is then
+        left unpolled until the gathering's end (read then, and polled again)."""
+        assert self.sub is not None
+        received = self.sub.drain()
+        for r in received:
+            if r.envelope.topic == messages.SYS_STATE_TOPIC:
+                self._on_sys_state(r)
+            self.on_message(r)
+        if self._sub_due is not None:  # the gathering's end: polled again (the next message starts another)
+            self._sub_due = None
+            poller.register(self.sub.sock, zmq.POLLIN)
+        elif received and self.sub_gather_ms > 0:
+            self._sub_due = now + self.sub_gather_ms / 1000
+            poller.unregister(self.sub.sock)
+
     def _due_ms(self, now: float) -> int:
         """Milliseconds until the first of the runtime's own deadlines: the next heartbeat, the handshake's next
-        hello or its reply's timeout, the outbox's request's timeout or its next send (rounded up: the checks are
+        hello or its reply's timeout, the outbox's request's timeout or its next send, once its records are
+        gathered, and the end of the SUB socket's gathering, ``sub_gather_ms`` (rounded up: the checks are
         ``now >= deadline``)."""
-        due = self._next_hb
+        due = self._next_hb if self._sub_due is None else min(self._next_hb, self._sub_due)
         orch = self.orch
         if orch is not None:
             if orch.pending is not None:
@@ -358,8 +378,10 @@ class Service(Lifecycle, OutboxSender):
         store = self._store
         if store is not None and store.pending is not None:
             due = min(due, store.pending[2])
-        elif len(self.outbox):
-            due = min(due, self._store_retry_at)
+        else:
+            send_at = self._outbox_due()
+            if send_at is not None:
+                due = min(due, send_at)
         return math.ceil((due - now) * 1000) if due > now else 0
 
     def _shutdown(self) -> None:

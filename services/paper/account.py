@@ -16,7 +16,7 @@ paper trader fed its saved state plus the signals since reproduces the same bala
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from common.records.trades import PaperOpening, PaperTrade
@@ -160,7 +160,9 @@ def on_signal(account: PaperAccount, direction: int, intensity: int, price: floa
         raise ValueError(f"{account.symbol}: WAIT has intensity 0 and only WAIT does "
                          f"(direction {direction}, intensity {intensity})")
     update = apply_target(account.position, Target(direction, intensity), price, bar_time, account.costs)
-    closed = PaperTrade(symbol=account.symbol, hmm_state=hmm_state, **asdict(update.closed)) if update.closed else None
+    # the twin's trade's fields (scalars) as they are: asdict()'s deep copy is not needed
+    closed = (PaperTrade(symbol=account.symbol, hmm_state=hmm_state, **update.closed.to_dict()) if update.closed
+              else None)
     position = update.position
     opened = None
     if not position.is_flat and position.entry_time == bar_time:  # opened at this bar (a kept one is older)
@@ -169,8 +171,8 @@ def on_signal(account: PaperAccount, direction: int, intensity: int, price: floa
     trades = History.of(account.trades).appended(closed) if closed else account.trades
     balance = account.balance + update.balance_change
     equity = History.of(account.equity_curve).appended(balance + update.position.floating_pnl)
-    new = replace(account, balance=balance, position=update.position, last_bar_time=bar_time, last_price=price,
-                  trades=trades, equity_curve=equity)
+    new = PaperAccount(symbol=account.symbol, costs=account.costs, balance=balance, position=update.position,
+                       last_bar_time=bar_time, last_price=price, trades=trades, equity_curve=equity)
     return PaperStep(new, closed, applied=True, opened=opened)
 
 

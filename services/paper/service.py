@@ -90,13 +90,12 @@ def trade_message(trade: PaperTrade, record_id: str) -> messages.PaperTrade:
 def metrics_message(account: PaperAccount, timeframe: str, stats: RunningStats | None = None
                     ) -> messages.PaperMetrics:
     """The account's statistics; `stats` (kept bar by bar) spares walking its whole history."""
-    m = (stats or RunningStats.of(account)).metrics(bars_per_year(timeframe))
-    pf = m.profit_factor
+    trades, pnl, win_rate, pf, drawdown, sharpe = (stats or RunningStats.of(account)).headline(
+        bars_per_year(timeframe))
     if pf is None:  # no losing trade: infinite with wins, 0 with none
-        pf = math.inf if m.win_rate > 0 else 0.0
-    return messages.PaperMetrics(
-        symbol=account.symbol, trades=m.total_trades, pnl=round(m.total_pnl, 2), win_rate=m.win_rate,
-        profit_factor=pf, max_drawdown=m.max_drawdown_pct, sharpe=m.sharpe_ratio, balance=account.balance)
+        pf = math.inf if win_rate > 0 else 0.0
+    return messages.PaperMetrics(symbol=account.symbol, trades=trades, pnl=round(pnl, 2), win_rate=win_rate,
+                                 profit_factor=pf, max_drawdown=drawdown, sharpe=sharpe, balance=account.balance)
 
 
 class Paper(runtime.Service):
@@ -106,6 +105,11 @@ class Paper(runtime.Service):
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
     not_implemented: list[str] = []
+    # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
+    # latency path (its commit waits for the whole bar anyway)
+    sub_gather_ms = 10.0
+    outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
+    idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
@@ -146,13 +150,14 @@ class Paper(runtime.Service):
         self.store.save(self.book)
         unsaved, self._unsaved = self._unsaved, []
         changed: dict[str, None] = {}
+        out: list[tuple[str, Any]] = []  # published together: the I/O thread woken once
         for symbol, step in unsaved:
             changed[symbol] = None
             closed = step.closed
             if closed is not None:
                 record = trade_record(closed, self._timeframe(symbol))
                 self.persist("trades", record)
-                self.publish(messages.paper_trade_topic(symbol), trade_message(closed, record["id"]))
+                out.append((messages.paper_trade_topic(symbol), trade_message(closed, record["id"])))
                 self.count("trades")
                 if log.isEnabledFor(logging.DEBUG):
                     logs.event(log, logging.DEBUG, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
@@ -160,11 +165,13 @@ class Paper(runtime.Service):
             if step.opened is not None:
                 self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
-            self.beat_if_due()
         for symbol in changed:  # once per account and commit
-            self.publish(messages.paper_metrics_topic(symbol),
-                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol]))
+            out.append((messages.paper_metrics_topic(symbol),
+                        metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
+        assert self.pub is not None
+        self.pub.publish_many(out)
         self.count("saves")
+        self.beat_if_due()
 
     # ---- steps --------------------------------------------------------------------------------
     def _load(self) -> dict:
@@ -257,11 +264,14 @@ class Paper(runtime.Service):
             self._at_newest += 1
 
     def poll_timeout_ms(self) -> int:
-        base = super().poll_timeout_ms()
-        if not self._unsaved:
-            return base
-        left = self._unsaved_since + COMMIT_DELAY_MAX_S - time.monotonic()
-        return max(0, min(base, math.ceil(left * 1000)))
+        """Until the first of on_tick's timers (no short poll: ``idle_poll_ms`` None): the commit's delay, the next
+        ask for missed signals, the next summary line."""
+        due = self._next_summary
+        if self._unsaved:
+            due = min(due, self._unsaved_since + COMMIT_DELAY_MAX_S)
+        if self._want_missed and self.book is not None:
+            due = min(due, self._next_ask)
+        return max(0, min(super().poll_timeout_ms(), math.ceil((due - time.monotonic()) * 1000)))
 
     def _log_summary(self, now: float) -> None:
         """The work done since the last summary, in one INFO line (nothing done: no line)."""

@@ -73,6 +73,18 @@ class RunningStats:
         if self.peak > 0:
             self.worst = max(self.worst, (self.peak - e) / self.peak)
 
+    def headline(self, bars_per_year: int) -> tuple[int, float, float, float | None, float, float]:
+        """(total_trades, total_pnl, win_rate, profit_factor, max_drawdown_pct, sharpe_ratio) of ``metrics``, the
+        same floats, without the rest: the figures paper publishes for each account at each bar."""
+        n = self.n_ret
+        sharpe = 0.0
+        if n >= 2:
+            var = self.ret_m2 / (n - 1)
+            sharpe = self.ret_sum / n / math.sqrt(var) * math.sqrt(bars_per_year) if var > 0 else 0.0
+        losses = -self.gross_loss
+        return (self.trades, self.pnl, self.wins / self.trades if self.trades else 0.0,
+                self.gross_profit / losses if losses > 0 else None, self.worst * 100.0, sharpe)
+
     def metrics(self, bars_per_year: int) -> Metrics:
         n = self.n_ret
         mean = self.ret_sum / n if n else 0.0

@@ -66,8 +66,11 @@ def journal_path(state_path: Path) -> Path:
 
 # ---- the pure part: lines <-> accounts -------------------------------------------------------------------------
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one made once: json.dumps makes one per call with separators
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _trade_dict(trade: PaperTrade) -> dict[str, Any]:
@@ -96,7 +99,40 @@ def account_entry(account: PaperAccount, n_trades: int, n_equity: int, with_cost
 
 
 def commit_line(entries: dict[str, dict[str, Any]]) -> str:
-    return '{"c":{' + ",".join(f"{json.dumps(s)}:{_dumps(e)}" for s, e in entries.items()) + "}}"
+    return _ENCODER.encode({"c": entries})
+
+
+def _num(x: Any) -> str:
+    """A scalar as JSON, the text ``json`` makes of it (the repr of a finite float), without its encoder's
+    walk: a commit holds some hundred of them."""
+    kind = type(x)
+    if kind is float and x - x == 0.0:  # finite
+        return float.__repr__(x)
+    if kind is int:
+        return int.__repr__(x)
+    if x is None:
+        return "null"
+    return _ENCODER.encode(x)  # anything else (NaN, a bool, ...) as json writes it
+
+
+def entry_text(account: PaperAccount, n_trades: int, n_equity: int, with_costs: bool) -> str:
+    """``account_entry`` as JSON, the same text as ``_dumps(account_entry(...))`` (a test holds them equal), its
+    scalars written directly: a commit has one per account, each bar."""
+    p = account.position
+    trades = ",".join(_ENCODER.encode(_trade_dict(t)) for t in account.trades[n_trades:])
+    equity = ",".join(map(_num, account.equity_curve[n_equity:]))
+    text = (f'{{"balance":{_num(account.balance)},"position":{{"direction":{_num(p.direction)},'
+            f'"intensity":{_num(p.intensity)},"entry_price":{_num(p.entry_price)},"entry_time":{_num(p.entry_time)},'
+            f'"floating_pnl":{_num(p.floating_pnl)}}},"last_bar_time":{_num(account.last_bar_time)},'
+            f'"last_price":{_num(account.last_price)},"trades":[{trades}],"equity":[{equity}]')
+    if with_costs:
+        text += ',"costs":' + _ENCODER.encode(_costs(account.costs))
+    return text + "}"
+
+
+def commit_text(entries: dict[str, str]) -> str:
+    """``commit_line`` of entries already written (``entry_text``)."""
+    return '{"c":{' + ",".join(_ENCODER.encode(s) + ":" + e for s, e in entries.items()) + "}}"
 
 
 @dataclasses.dataclass
@@ -256,20 +292,20 @@ class BookStore:
         """Commit what changed in the book since the last save: one line, one write, one fdatasync (or the whole
         file rewritten atomically: the first save, after a failed write, or a compaction). Returns the bytes
         written (0: nothing changed)."""
-        entries: dict[str, dict[str, Any]] = {}
+        entries: dict[str, str] = {}
         counts: dict[str, tuple[int, int]] = {}
         rewrite = self._must_rewrite or not set(self.saved) <= set(book.accounts)  # an account dropped
         for symbol, account in book.accounts.items():
             n = len(account.trades), len(account.equity_curve)
             was = self.saved.get(symbol)
             if rewrite or was != n:
-                entries[symbol] = account_entry(account, *(was or (0, 0)), with_costs=was is None)
+                entries[symbol] = entry_text(account, *(was or (0, 0)), with_costs=was is None)
             counts[symbol] = n
         if not rewrite and not entries:
             return 0
         log = self._file()
         if not rewrite:
-            line = commit_line(entries)
+            line = commit_text(entries)
             if self.appended + len(line) + 1 <= max(self.compact_min, self.base):
                 log.add(line)
                 try:

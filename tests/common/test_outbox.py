@@ -46,3 +46,51 @@ def test_adding_the_same_id_twice_keeps_one_record():
 def test_a_record_without_id_is_refused():
     with pytest.raises(ValueError, match="needs a string 'id'"):
         Outbox().add("trades", {"symbol": "EURUSD"})
+
+
+def test_records_handed_over_live_are_gathered_until_quiet_or_the_linger_ends():
+    box = Outbox(quiet_s=0.010, linger_s=0.100)
+    assert box.send_at() is None  # nothing waits
+    box.add("signals", {"id": "s0"}, now=1.000)
+    assert box.send_at() == 1.010  # quiet 10 ms after the last record
+    box.add("signals", {"id": "s1"}, now=1.008)
+    assert box.send_at() == 1.018
+    for i in range(2, 20):  # a record every 8 ms: never quiet, the linger bounds the wait
+        box.add("acks", {"id": f"a{i}"}, now=1.000 + 0.008 * i)
+    assert box.send_at() == 1.100
+    assert box.next_batch() == ("signals", [{"id": "s0"}, {"id": "s1"}])
+    assert box.send_at() is None  # in flight
+    box.on_reply(["s0", "s1"], {})
+    assert box.send_at() == 0.0  # the other table's records have waited already: they leave at once
+    assert box.next_batch() == ("acks", [{"id": f"a{i}"} for i in range(2, 20)])
+    box.add("signals", {"id": "s2"}, now=2.0)  # gathered during the flight: its own wait after the reply
+    box.on_reply([f"a{i}" for i in range(2, 20)], {})
+    assert box.send_at() == 2.010
+
+
+def test_a_full_batch_and_records_restored_after_a_restart_leave_at_once():
+    box = Outbox(max_batch=3, quiet_s=10.0, linger_s=60.0)
+    box.add("trades", {"id": "t0"}, now=0.0)
+    box.add("trades", {"id": "t1"}, now=0.0)
+    assert box.send_at() == 10.0
+    box.add("trades", {"id": "t2"}, now=0.0)
+    assert box.send_at() == 0.0  # max_batch records wait
+    restored = Outbox(quiet_s=10.0, linger_s=60.0)
+    restored.add("trades", {"id": "t0"})  # no time: read back from the spool, not handed over now
+    assert restored.send_at() == 0.0
+
+
+def test_without_gathering_a_record_leaves_at_once():
+    box = Outbox()
+    box.add("trades", {"id": "t0"}, now=5.0)
+    assert box.send_at() == 5.0
+
+
+def test_the_sender_is_woken_at_the_lingers_end_and_sends_before_in_a_pass_of_its_own_work():
+    box = Outbox(quiet_s=0.030, linger_s=0.060)
+    box.add("acks", {"id": "a0"}, now=1.0)
+    assert box.send_at() == 1.030 and box.wake_at() == 1.060
+    quick = Outbox(quiet_s=0.0, linger_s=0.060)  # no quiet time (paper: a commit's records at once): woken at once
+    quick.add("trades", {"id": "t0"}, now=1.0)
+    assert quick.wake_at() == quick.send_at() == 1.0
+    assert Outbox().wake_at() is None

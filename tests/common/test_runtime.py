@@ -1,5 +1,5 @@
 """The runtime in a real process: heartbeats keep going while a long lifecycle step runs; the answer to a request
-of the service's own wakes its loop."""
+of the service's own wakes its loop; records handed over in several loop passes leave for persistence together."""
 
 import json
 import subprocess
@@ -69,6 +69,28 @@ class Sleepy(runtime.Service):
         return {}
 
 raise SystemExit(runtime.main(Sleepy, []))
+"""
+
+
+GATHERING_SERVICE = """
+from common import messages, runtime
+
+class Keeping(runtime.Service):
+    name = "paper"
+    outbox_quiet_ms = outbox_linger_ms = 600_000  # only a full batch leaves (within the test)
+
+    def __init__(self, cfg, dry_run=False):
+        super().__init__(cfg, dry_run)
+        self.outbox.max_batch = 4
+
+    def ops(self):
+        return {"step": self._keep}  # a registered op: each request hands over one record, in a loop pass of its own
+
+    def _keep(self, args):
+        self.persist("events", {"id": args.step})
+        return messages.StepResult(args.step, True)
+
+raise SystemExit(runtime.main(Keeping, []))
 """
 
 
@@ -149,3 +171,32 @@ def test_a_service_without_a_short_poll_still_shakes_hands_and_beats_on_the_hear
         sleepy.kill()
         sleepy.wait(10)
         sub.close()
+
+
+def test_records_handed_over_in_several_loop_passes_leave_in_one_write_request(home):
+    """Each record is handed over in a loop pass of its own (one request each); none leaves before the batch is
+    full (the quiet time and the linger are long here), then all of them in one write request."""
+    ctx = zmq.Context.instance()
+    writes: list[messages.WriteArgs] = []
+
+    def write(args: messages.WriteArgs) -> messages.WriteResult:
+        writes.append(args)
+        return messages.WriteResult([r["id"] for r in args.records])
+
+    cfg = home.config()
+    cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)  # the ipc endpoints' folder (a service makes it)
+    store = bus.Responder(ctx, cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
+    keeping = subprocess.Popen([sys.executable, "-c", GATHERING_SERVICE], env=home.env, cwd=home.root)
+    try:
+        wait_for(lambda: home.request("paper", "ping"), 20, "the service up")
+        for i in range(3):
+            home.request("paper", "step", messages.StepArgs(f"r{i}"))
+        assert store.sock.poll(0) == 0  # answered: the loop passes that kept them did not send them
+        home.request("paper", "step", messages.StepArgs("r3"))
+        assert store.sock.poll(20_000), "the full batch did not leave"
+        assert store.serve_ready() == 1
+        assert [(w.table, [r["id"] for r in w.records]) for w in writes] == [("events", ["r0", "r1", "r2", "r3"])]
+    finally:
+        keeping.kill()
+        keeping.wait(10)
+        store.sock.close()

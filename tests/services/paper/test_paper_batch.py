@@ -29,6 +29,10 @@ class Recorder:
         self.sent.append((topic, body))
         return len(self.sent)
 
+    def publish_many(self, items: list[tuple[str, object]]) -> None:
+        for topic, body in items:
+            self.publish(topic, body)
+
     def close(self) -> None:
         pass
 

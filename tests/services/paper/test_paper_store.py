@@ -7,6 +7,7 @@ file + a journal) load and migrate; a damaged file is refused with its name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -262,6 +263,9 @@ def test_running_stats_equal_the_twin_metrics(seed):
     assert got == want  # the same sums in the same order: the same floats
     assert sharpe_got == pytest.approx(sharpe_want, rel=1e-9)  # a running variance
     assert RunningStats.of(account).metrics(bpy).to_dict()["total_pnl"] == want["total_pnl"]
+    m = stats.metrics(bpy)  # the figures published each bar: the same floats
+    assert stats.headline(bpy) == (m.total_trades, m.total_pnl, m.win_rate, m.profit_factor, m.max_drawdown_pct,
+                                   m.sharpe_ratio)
 
 
 def test_running_stats_of_a_new_account():
@@ -278,3 +282,22 @@ def test_an_account_entry_is_its_dict_without_the_history_before():
     assert store_mod.account_entry(account, 0, 0, with_costs=True) == full
     tail = store_mod.account_entry(account, len(account.trades), len(account.equity_curve) - 1, with_costs=False)
     assert tail["trades"] == [] and tail["equity"] == [account.equity_curve[-1]] and "costs" not in tail
+
+
+def test_an_entry_written_directly_is_the_json_of_the_entry():
+    """The commit line is written scalar by scalar: the same text as json's of the entry map, for every cut of the
+    history, with and without the costs, a flat account (None fields), and values json writes its own way."""
+    book = replay(new_book(COSTS), stream(40))
+    fresh = new_account("EURUSD", COSTS["EURUSD"])
+    odd = dataclasses.replace(book.accounts["USDJPY"], balance=float("nan"), last_price=float("-inf"))
+    for account in (*book.accounts.values(), fresh, odd):
+        for n_trades, n_equity in ((0, 0), (len(account.trades) // 2, len(account.equity_curve) - 1),
+                                   (len(account.trades), len(account.equity_curve))):
+            for with_costs in (True, False):
+                entry = store_mod.account_entry(account, n_trades, n_equity, with_costs)
+                assert store_mod.entry_text(account, n_trades, n_equity, with_costs) == json.dumps(
+                    entry, separators=(",", ":"))
+    entries = {s: store_mod.account_entry(a, 0, 1, False) for s, a in book.accounts.items()}
+    texts = {s: store_mod.entry_text(a, 0, 1, False) for s, a in book.accounts.items()}
+    assert store_mod.commit_text(texts) == store_mod.commit_line(entries)
+    assert json.loads(store_mod.commit_text(texts)) == {"c": entries}

@@ -1,0 +1,82 @@
+"""The runtime's gathering of a burst of messages (``sub_gather_ms``): once the SUB socket has delivered, it is not
+polled (the loop is not woken message by message) until the gathering ends, then read whole and polled again; and
+the loop's sleep ends at the end of the outbox's linger, and a pass once its records are quiet sends them (no
+short poll needed)."""
+
+import pytest
+import zmq
+from harness import Home
+
+from common import bus, messages, runtime
+
+
+class Gathering(runtime.Service):
+    name = "paper"
+    sub_gather_ms = 10.0
+    idle_poll_ms = None
+
+    def __init__(self, cfg, dry_run: bool = False):
+        super().__init__(cfg, dry_run)
+        self.heard: list[str] = []
+
+    def on_message(self, received: bus.Received) -> None:
+        self.heard.append(received.envelope.body.message)
+
+
+def alert(text: str) -> messages.Alert:
+    return messages.Alert("test", "info", text, "test", {})
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Gathering(Home(tmp_path).config())
+    yield svc
+    if svc._spool is not None:
+        import os
+        os.close(svc._spool)
+    for part in (svc.sub, svc.pub):
+        if part is not None:
+            part.close()
+    svc.ctx.term()
+
+
+def test_a_burst_is_read_in_one_pass_at_the_end_of_its_gathering(service):
+    pub = service.pub = bus.Publisher(service.ctx, "inproc://gather", "preditor", 1)
+    service.sub = bus.Subscriber(service.ctx, ["inproc://gather"], ["alert."], service.errors)
+    poller = zmq.Poller()
+    poller.register(service.sub.sock, zmq.POLLIN)
+    sent = 0
+    while not poller.poll(100):  # the subscription reaches the publisher: the first message of the burst
+        pub.publish("alert.test", alert(f"m{sent}"))
+        sent += 1
+        assert sent < 100, "the subscriber hears nothing"
+    service._next_hb = 1e9  # no heartbeat due: the gathering's end is the next deadline
+    service._read_sub(poller, now=100.0)
+    assert service.heard == [f"m{i}" for i in range(sent)]
+    assert service.sub.sock not in dict(poller.sockets)  # not polled while the burst gathers
+    assert service._due_ms(100.0) in (10, 11)  # the loop wakes at the gathering's end (rounded up)
+    for i in range(sent, sent + 3):
+        pub.publish("alert.test", alert(f"m{i}"))
+    assert service.sub.sock.poll(5000)
+    assert poller.poll(0) == []  # arrived, yet no wake
+    service._read_sub(poller, now=100.010)
+    assert service.heard == [f"m{i}" for i in range(sent + 3)]
+    assert service.sub.sock in dict(poller.sockets)  # polled again: the next message starts another gathering
+    assert service._due_ms(100.010) > 1000
+
+
+def test_the_loop_sleeps_until_the_outbox_may_send_its_gathered_records(service):
+    service._next_hb = 1e9
+    service.outbox.quiet_s, service.outbox.linger_s = 0.010, 0.100
+    service.outbox.add("events", {"id": "e0"}, now=50.0)
+    assert service._due_ms(50.0) in (100, 101)  # woken at the linger's end (rounded up) ...
+    service._drive_outbox(50.010)  # ... a pass after 10 ms of quiet sends them
+    assert service._store is not None and service._store.pending is not None
+    assert service.outbox.inflight == ["e0"]
+    service._store.reset()
+    service.outbox.on_failure()
+    service.outbox.add("events", {"id": "e1"}, now=50.095)
+    assert service._due_ms(50.095) in (100, 101)  # e0 waited already: the linger of e1, gathered since
+    service._store_retry_at = 60.0  # persistence refused: the retry time rules
+    assert service._due_ms(50.095) in (9905, 9906)
+    service._store.close()
