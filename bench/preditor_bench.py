@@ -323,7 +323,8 @@ def main() -> int:
                                                                      batched["p50_ms"].items())
           + "; bar times with bit-identical logits: " + ", ".join(f"{k} {v}/{batched['n']}" for k, v in
                                                                   batched["bit_identical"].items())
-          + " (not exact: the preditor steps its policies one by one)")
+          + " (logits not bit-exact: the preditor's PolicyBatch takes an action from them only where an error"
+          " bound proves it is the one-by-one action, else the net's own act)")
     floors = {n: in_process_twenty(bars, n=args.floor_bars, n_models=n, distinct=True) for n in args.models}
     paced = {n: in_process_paced(bars, n=args.floor_bars, n_models=n, pause_s=args.pause_ms / 1000)
              for n in args.models}
