@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.records import schema as rec
-from common.schema import shown
+from common.schema import SHOWN_CHARS, shown
 from services.persistence.stream_events import utc
 
 
@@ -85,7 +85,7 @@ def query_filters(where: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in where.items():
         if key not in QUERY_KEYS:
-            raise ValueError(f"where.{shown(key)}: not a filter (use {', '.join(QUERY_KEYS)})")
+            raise ValueError(f"where.{str(key)[:SHOWN_CHARS]}: not a filter (use {', '.join(QUERY_KEYS)})")
         if key in ("since", "until"):
             if isinstance(value, int | float) and not isinstance(value, bool):
                 if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_QUERY_TIME:

@@ -5,6 +5,7 @@ refusal leaves no journal line and no effect at the broker."""
 from __future__ import annotations
 
 import math
+import stat
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,14 @@ def test_a_good_order_still_goes_through(connector):
     before = journal(connector)
     res = opened(connector, "good-one")
     assert res.ticket and journal(connector) != before
+
+
+def test_the_journal_state_and_the_simulators_files_are_private(connector):
+    opened(connector, "private-files")  # the journal has lines
+    cfg = connector.config()
+    data = cfg.path(cfg.data_dir)
+    made = [data / cfg.connector.journal_file, data / cfg.broker.sim.state_file, data / cfg.broker.sim.cert_file]
+    assert all(p.exists() for p in made), made
+    for path in [data, *data.rglob("*")]:
+        want = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
