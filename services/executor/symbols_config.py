@@ -58,7 +58,7 @@ class SymbolConfig(BaseModel):
     off_step: Literal["refuse", "round_down"] = Field(
         "refuse", description="configured lots that are not a whole number of the symbol's steps: refuse the "
         "opening (SKIP OFF_STEP) or round down to the step; the ack reports the requested and the sent lots")
-    notes: str = ""
+    notes: str = Field("", max_length=1000)
 
     def lots(self, intensity: int) -> float:
         """Lots for intensity 1-3; 0 for intensity 0 (WAIT)."""

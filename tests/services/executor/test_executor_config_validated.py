@@ -51,3 +51,12 @@ def test_a_good_lot_size_is_still_written(executor):
     res = executor.request("executor", "command", messages.CommandArgs("set_symbol_config", args))
     assert res.config["lot_weak"] == 0.02
     assert '"lot_weak": 0.02' in config_file(executor)
+
+
+def test_a_symbol_name_of_100_kb_is_refused_and_nothing_is_written(executor):
+    before = config_file(executor)
+    args = {"symbol": "E" * 100_000, "changes": {"lot_weak": 0.02}}
+    with pytest.raises(bus.RequestFailed) as info:
+        executor.request("executor", "command", messages.CommandArgs("set_symbol_config", args))
+    assert "symbol" in info.value.message and len(info.value.message) < 1000
+    assert config_file(executor) == before
