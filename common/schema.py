@@ -77,6 +77,24 @@ class Check:
         return ""
 
 
+def _accepts(rule: Check, numeric: bool, ns: dict, i: int) -> str:
+    """The rule as one inline test of ``v`` (a value of the field's type, not None) for the compiled decoder: true
+    when it passes. NaN fails every comparison; a number with one bound or none is also tested finite."""
+    parts = []
+    for bound, op in ((rule.ge, ">="), (rule.gt, ">"), (rule.le, "<="), (rule.lt, "<")):
+        if bound is not None:
+            parts.append(f"v {op} {bound!r}")
+    if numeric and (rule.ge is None and rule.gt is None or rule.le is None and rule.lt is None):
+        ns["isfinite"] = math.isfinite
+        parts.append("isfinite(v)")
+    if rule.one_of:
+        ns[f"one_of{i}"] = frozenset(rule.one_of)
+        parts.append(f"v in one_of{i}")
+    if rule.max_len is not None:
+        parts.append(f"len(v) <= {rule.max_len}")
+    return " and ".join(parts) or "True"
+
+
 def check(**bounds: Any) -> dict[str, Check]:
     """Field metadata holding a :class:`Check` (``field(metadata=check(gt=0))``)."""
     return {CHECK: Check(**bounds)}
@@ -336,9 +354,12 @@ def decoder(cls: type) -> Any:
             ns[f"t{i}"] = f.exact
             lines.append(f"    if type(v) not in t{i}:")
         lines.append(f"        v = check{i}(v)")
-        if rules[f.name] is not None:
-            ns[f"rule{i}"] = _value_check(f.name, rules[f.name])
-            lines.append(f"    rule{i}(v)")
+        rule = rules[f.name]
+        if rule is not None:  # the inline test; the rule's own words only for a value it refuses
+            ns[f"rule{i}"] = _value_check(f.name, rule)
+            numeric = bool(set(f.kinds) & {int, float})
+            lines.append(f"    if v is not None and not ({_accepts(rule, numeric, ns, i)}):")
+            lines.append(f"        rule{i}(v)")
         if by_slots:
             ns[f"set{i}"] = _slot(cls, f.name).__set__
             lines.append(f"    set{i}(o, v)")
