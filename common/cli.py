@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from typing import Any
 
 import zmq
 
-from common import bus, commands, config, logs, messages, wire
+from common import bus, commands, config, logs, messages, private, wire
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
@@ -334,6 +335,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(private.PRIVATE_UMASK)  # what the CLI writes (configs, tokens, reports, a store it opens) is private
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["report", "drift"]:
         argv = ["report drift", *argv[2:]]

@@ -60,7 +60,7 @@ class ExecutorCommand(Args):
     service = EXECUTOR
 
 
-Symbol = Annotated[str, Field(min_length=1, description="the symbol, e.g. EURUSD")]
+Symbol = Annotated[str, Field(min_length=1, max_length=64, description="the symbol, e.g. EURUSD")]
 
 
 class Status(OrchestratorCommand):

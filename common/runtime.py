@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import psutil
 import zmq
 
-from common import bus, config, logs, messages, wire
+from common import bus, config, logs, messages, private, wire
 from common.bus import Received
 from common.lifecycle import VERSION, Lifecycle, StepFailed
 from common.outbox import Outbox
@@ -449,7 +449,14 @@ def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def private_dirs(cfg: config.Config) -> list:
+    """The system's own directories (the store, state files, journals, spools, sockets, logs): made private."""
+    return [cfg.path(cfg.data_dir), cfg.path(cfg.run_dir), cfg.path(cfg.persistence.sqlite_path).parent,
+            cfg.path("var/log")]
+
+
 def main(cls: type[Service], argv: list[str] | None = None) -> int:
+    os.umask(private.PRIVATE_UMASK)  # before anything is made: every file 0600, every directory 0700
     args = parse_args(cls.name, argv)
     try:
         cfg = config.load(args.config, args.overlay)
@@ -466,4 +473,5 @@ def main(cls: type[Service], argv: list[str] | None = None) -> int:
     run_dir = cfg.path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
+    private.keep_private(private_dirs(cfg))  # what an older version left readable by others
     return cls(cfg, dry_run=args.dry_run or cfg.executor.dry_run).run()

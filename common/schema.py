@@ -11,6 +11,7 @@ names the field's path (``positions[3].volume: expected float, got str``). Pure;
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -29,6 +30,88 @@ class SchemaError(ValueError):
         """The same error seen from the record that holds ``outer``."""
         sep = "" if not self.path or self.path.startswith("[") else "."
         return SchemaError(self.reason, f"{outer}{sep}{self.path}")
+
+
+# ---- value checks: what a field's value must be beyond its type (finite, in range, one of, not too long) -------
+# Declared on the record's field, ``lots: float = field(metadata=check(gt=0, le=MAX_LOTS))``; the field's decoder
+# applies it after the type test, so a value out of range is refused when the map is decoded (before any handler
+# sees it) with a SchemaError naming the field and the value (truncated). A float field with a check is finite.
+
+CHECK = "check"  # the field metadata key
+SHOWN_CHARS = 40  # a refused value is shown at most this long in the error
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: its repr, truncated."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"...({len(text)} chars)"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The bounds of a field's value: numbers finite and within ``ge``/``gt``/``le``/``lt``, a value one of
+    ``one_of``, a text, list or map at most ``max_len`` long. ``None`` passes (optional fields say so by type)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    one_of: tuple = ()
+    max_len: int | None = None
+
+    def reason(self, value: Any) -> str:
+        """Why ``value`` is refused ("" when it is fine)."""
+        if value is None:
+            return ""
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"must be a finite number, got {shown(value)}"
+            for bound, ok, words in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
+                                     (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
+                if bound is not None and not ok(bound):
+                    return f"must be {words} {bound:g}, got {shown(value)}"
+        if self.one_of and value not in self.one_of:
+            return f"must be one of {', '.join(map(repr, self.one_of))}, got {shown(value)}"
+        if self.max_len is not None and isinstance(value, str | bytes | list | dict) and len(value) > self.max_len:
+            return f"must be at most {self.max_len} long, got {len(value)}: {shown(value)}"
+        return ""
+
+
+def _accepts(rule: Check, numeric: bool, ns: dict, i: int) -> str:
+    """The rule as one inline test of ``v`` (a value of the field's type, not None) for the compiled decoder: true
+    when it passes. NaN fails every comparison; a number with one bound or none is also tested finite."""
+    parts = []
+    for bound, op in ((rule.ge, ">="), (rule.gt, ">"), (rule.le, "<="), (rule.lt, "<")):
+        if bound is not None:
+            parts.append(f"v {op} {bound!r}")
+    if numeric and (rule.ge is None and rule.gt is None or rule.le is None and rule.lt is None):
+        ns["isfinite"] = math.isfinite
+        parts.append("isfinite(v)")
+    if rule.one_of:
+        ns[f"one_of{i}"] = frozenset(rule.one_of)
+        parts.append(f"v in one_of{i}")
+    if rule.max_len is not None:
+        parts.append(f"len(v) <= {rule.max_len}")
+    return " and ".join(parts) or "True"
+
+
+def check(**bounds: Any) -> dict[str, Check]:
+    """Field metadata holding a :class:`Check` (``field(metadata=check(gt=0))``)."""
+    return {CHECK: Check(**bounds)}
+
+
+def check_of(f: dataclasses.Field) -> Check | None:
+    return f.metadata.get(CHECK) if f.metadata else None
+
+
+def _value_check(name: str, rule: Check) -> Any:
+    def apply(value: Any) -> Any:
+        why = rule.reason(value)
+        if why:
+            raise SchemaError(why, name)
+        return value
+
+    return apply
 
 
 # Nested fields have an empty ``exact`` set: their values always take the slow path, which decodes them.
@@ -258,6 +341,7 @@ def decoder(cls: type) -> Any:
              "    get = raw.get"]
     if by_slots:
         lines.append("    o = new(cls)")
+    rules = {f.name: check_of(f) for f in dataclasses.fields(cls)}
     for i, f in enumerate(specs):
         ns[f"check{i}"] = _slow_check(f, defaults[f.name])
         lines.append(f"    v = get({f.name!r}, MISSING)")
@@ -270,6 +354,12 @@ def decoder(cls: type) -> Any:
             ns[f"t{i}"] = f.exact
             lines.append(f"    if type(v) not in t{i}:")
         lines.append(f"        v = check{i}(v)")
+        rule = rules[f.name]
+        if rule is not None:  # the inline test; the rule's own words only for a value it refuses
+            ns[f"rule{i}"] = _value_check(f.name, rule)
+            numeric = bool(set(f.kinds) & {int, float})
+            lines.append(f"    if v is not None and not ({_accepts(rule, numeric, ns, i)}):")
+            lines.append(f"        rule{i}(v)")
         if by_slots:
             ns[f"set{i}"] = _slot(cls, f.name).__set__
             lines.append(f"    set{i}(o, v)")

@@ -2,6 +2,7 @@
 # Run the whole system under supervisord (bootstrap first), then wait until it is RUNNING.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 077  # var/ (logs, the store, state files, spools) readable by this user only
 ./scripts/bootstrap.sh
 if .venv/bin/supervisorctl -c deploy/supervisord.conf pid >/dev/null 2>&1; then
   echo "supervisord is already running for this checkout:"

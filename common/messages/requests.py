@@ -7,6 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.messages.events import Ack, MarketState, Signal
+from common.schema import check
+
+# ---- the bounds of the requests' arguments (checked when a request is decoded, before any handler sees it) ----
+NAME_CHARS = 64  # a symbol, timeframe, step, table, command name
+TEXT_CHARS = 200  # a free text: a stop reason, a version
+MAX_TIME = 10**10  # a Unix time in seconds (year 2286): bar open times, since/until
+MAX_PID = 2**22  # Linux's pid_max
+MAX_TICKET = 2**63 - 1  # a broker position id (int64)
+MAX_ORDER_LOTS = 10_000.0  # far above any symbol's own limit (the broker's max_lots decides), below any overflow
+MAX_PRICE = 1e9  # a price or a price distance
+CLIENT_ORDER_ID_CHARS = 100
+COMMENT_CHARS = 100  # the order label
 
 # ---- request operations ----------------------------------------------------------------------
 
@@ -18,10 +30,10 @@ class NoArgs:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    service: str
-    pid: int
-    epoch: int
-    version: str
+    service: str = field(metadata=check(max_len=NAME_CHARS))
+    pid: int = field(metadata=check(ge=1, le=MAX_PID))
+    epoch: int = field(metadata=check(ge=0))
+    version: str = field(metadata=check(max_len=TEXT_CHARS))
     steps: list = field(default_factory=list)
 
 
@@ -37,9 +49,9 @@ class Instruction:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    service: str
-    epoch: int
-    step: str
+    service: str = field(metadata=check(max_len=NAME_CHARS))
+    epoch: int = field(metadata=check(ge=0))
+    step: str = field(metadata=check(max_len=NAME_CHARS))
     ok: bool = True
     result: dict = field(default_factory=dict)
     error: str = ""
@@ -47,7 +59,7 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class StepArgs:
-    step: str
+    step: str = field(metadata=check(max_len=NAME_CHARS))
     args: dict = field(default_factory=dict)
 
 
@@ -61,14 +73,14 @@ class StepResult:
 
 @dataclass(frozen=True, slots=True)
 class StopArgs:
-    reason: str = "MANUAL"
+    reason: str = field(default="MANUAL", metadata=check(max_len=TEXT_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
 class WriteArgs:
     """Records for one table; each record is a map with a client-made ``id`` (a UUID)."""
 
-    table: str
+    table: str = field(metadata=check(max_len=NAME_CHARS))
     records: list
 
 
@@ -80,7 +92,7 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class SymbolArgs:
-    symbol: str
+    symbol: str = field(metadata=check(max_len=NAME_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +115,11 @@ class SignalsSince:
 class HistoryArgs:
     """Closed bars, oldest first: the last ``count`` (before ``until`` when given), or every bar after ``since``."""
 
-    symbol: str
-    timeframe: str
-    count: int = 0
-    since: int | None = None  # bar open time, exclusive
-    until: int | None = None  # bar open time, exclusive
+    symbol: str = field(metadata=check(max_len=NAME_CHARS))
+    timeframe: str = field(metadata=check(max_len=NAME_CHARS))
+    count: int = field(default=0, metadata=check(ge=0))
+    since: int | None = field(default=None, metadata=check(ge=0, le=MAX_TIME))  # bar open time, exclusive
+    until: int | None = field(default=None, metadata=check(ge=0, le=MAX_TIME))  # bar open time, exclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,34 +133,37 @@ class HistoryResult:
 class SubscribeArgs:
     """Publish closed bars of ``symbol``/``timeframe``; bars after ``since`` (open time) are published first."""
 
-    symbol: str
-    timeframe: str
-    since: int | None = None
+    symbol: str = field(metadata=check(max_len=NAME_CHARS))
+    timeframe: str = field(metadata=check(max_len=NAME_CHARS))
+    since: int | None = field(default=None, metadata=check(ge=0, le=MAX_TIME))
 
 
 @dataclass(frozen=True, slots=True)
 class OrderOpenArgs:
-    symbol: str
-    direction: int  # +1 long, -1 short
-    lots: float
-    client_order_id: str  # idempotency key: the same id never opens a second position
-    sl_distance: float | None = None  # price distance from the fill
-    tp_distance: float | None = None
-    comment: str = ""  # the order label (at most 100 characters)
+    symbol: str = field(metadata=check(max_len=NAME_CHARS))
+    direction: int = field(metadata=check(one_of=(1, -1)))  # +1 long, -1 short
+    lots: float = field(metadata=check(gt=0, le=MAX_ORDER_LOTS))
+    # idempotency key: the same id never opens a second position
+    client_order_id: str = field(metadata=check(max_len=CLIENT_ORDER_ID_CHARS))
+    # price distance from the fill
+    sl_distance: float | None = field(default=None, metadata=check(ge=0, le=MAX_PRICE))
+    tp_distance: float | None = field(default=None, metadata=check(ge=0, le=MAX_PRICE))
+    comment: str = field(default="", metadata=check(max_len=COMMENT_CHARS))  # the order label
 
 
 @dataclass(frozen=True, slots=True)
 class OrderCloseArgs:
-    ticket: int
-    lots: float | None = None  # None: the whole position
-    client_order_id: str = ""
+    ticket: int = field(metadata=check(ge=1, le=MAX_TICKET))
+    # None: the whole position
+    lots: float | None = field(default=None, metadata=check(gt=0, le=MAX_ORDER_LOTS))
+    client_order_id: str = field(default="", metadata=check(max_len=CLIENT_ORDER_ID_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
 class OrderAmendArgs:
-    ticket: int
-    sl: float | None = None
-    tp: float | None = None
+    ticket: int = field(metadata=check(ge=1, le=MAX_TICKET))
+    sl: float | None = field(default=None, metadata=check(gt=0, le=MAX_PRICE))  # a price; None: no stop loss
+    tp: float | None = field(default=None, metadata=check(gt=0, le=MAX_PRICE))
 
 
 # Why an order failed, whatever the broker: ``OrderResult.error_code``. The broker's own code and words stay in
@@ -187,15 +202,15 @@ class OrderResult:
 class CommandArgs:
     """An operator command for the executor (pause, resume, close, close_all, set_symbol_config, ...)."""
 
-    name: str
+    name: str = field(metadata=check(max_len=NAME_CHARS))
     args: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryArgs:
-    table: str
+    table: str = field(metadata=check(max_len=NAME_CHARS))
     where: dict = field(default_factory=dict)
-    limit: int = 100
+    limit: int = 100  # <= 0: no limit (the store's own cap holds)
 
 
 @dataclass(frozen=True, slots=True)

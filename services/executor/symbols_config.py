@@ -27,9 +27,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common import durable
+from common.schema import shown
 
 SCHEMA_VERSION = 1
 SECTION_PREFIX = "_"
+MAX_LOTS = 100.0  # a configured lot size above this is a typo, never a plan (the broker's max_lots also holds)
 
 
 class ConfigError(ValueError):
@@ -43,12 +45,12 @@ class ConfigError(ValueError):
 class SymbolConfig(BaseModel):
     """What the executor needs for one symbol. Money is in the account's deposit currency (USD here)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # numbers finite
 
     enabled: bool = False
-    lot_weak: float = Field(0.01, ge=0, description="lots for intensity 1")
-    lot_moderate: float = Field(0.03, ge=0, description="lots for intensity 2")
-    lot_strong: float = Field(0.05, ge=0, description="lots for intensity 3")
+    lot_weak: float = Field(0.01, ge=0, le=MAX_LOTS, description="lots for intensity 1")
+    lot_moderate: float = Field(0.03, ge=0, le=MAX_LOTS, description="lots for intensity 2")
+    lot_strong: float = Field(0.05, ge=0, le=MAX_LOTS, description="lots for intensity 3")
     sl_usd: float = Field(10.0, ge=0, description="stop loss in deposit currency; 0 = none")
     tp_usd: float = Field(0.0, ge=0, description="take profit in deposit currency; 0 = none")
     max_spread_pips: float = Field(2.0, gt=0, description="openings blocked above this live spread")
@@ -56,7 +58,7 @@ class SymbolConfig(BaseModel):
     off_step: Literal["refuse", "round_down"] = Field(
         "refuse", description="configured lots that are not a whole number of the symbol's steps: refuse the "
         "opening (SKIP OFF_STEP) or round down to the step; the ack reports the requested and the sent lots")
-    notes: str = ""
+    notes: str = Field("", max_length=1000)
 
     def lots(self, intensity: int) -> float:
         """Lots for intensity 1-3; 0 for intensity 0 (WAIT)."""
@@ -74,7 +76,7 @@ class SymbolConfig(BaseModel):
 class RiskConfig(BaseModel):
     """The `_risk` section: limits of the pre-trade risk guard (openings only)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # numbers finite
 
     dd_limit_pct: float = Field(5.0, gt=0, le=100, description="drawdown from session start balance")
     dd_peak_limit_pct: float = Field(7.0, gt=0, le=100, description="drawdown from peak equity")
@@ -120,7 +122,8 @@ def _validate(model: type[BaseModel], raw: Any, key: str) -> Any:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(_error_key(key, first), first["msg"]) from exc
+        got = f", got {shown(first['input'])}" if "input" in first and first.get("type") != "missing" else ""
+        raise ConfigError(_error_key(key, first), first["msg"] + got) from exc
 
 
 def new_symbol_config(default: Mapping[str, Any]) -> SymbolConfig:

@@ -6,12 +6,14 @@ one under the same id is refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from common.records import schema as rec
+from common.schema import SHOWN_CHARS, shown
 from services.persistence.stream_events import utc
 
 
@@ -75,22 +77,32 @@ def prepare_writes(
 QUERY_KEYS = ("session_id", "symbol", "is_paper", "event_type", "status", "since", "until")
 
 
+MAX_QUERY_TIME = 10**10  # Unix seconds (year 2286)
+
+
 def query_filters(where: Mapping[str, Any]) -> dict[str, Any]:
     """The `where` map of a query op as Store.query filters; ValueError names a key it cannot use."""
     out: dict[str, Any] = {}
     for key, value in where.items():
         if key not in QUERY_KEYS:
-            raise ValueError(f"where.{key}: not a filter (use {', '.join(QUERY_KEYS)})")
+            raise ValueError(f"where.{str(key)[:SHOWN_CHARS]}: not a filter (use {', '.join(QUERY_KEYS)})")
         if key in ("since", "until"):
             if isinstance(value, int | float) and not isinstance(value, bool):
+                if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_QUERY_TIME:
+                    raise ValueError(f"where.{key}: Unix seconds must be 0..{MAX_QUERY_TIME}, got "
+                                     f"{shown(value)}")
                 value = utc(value)
             elif isinstance(value, str):
                 try:
                     value = datetime.fromisoformat(value.replace("Z", "+00:00"))
                 except ValueError:
-                    raise ValueError(f"where.{key}: not an ISO-8601 time: {value!r}") from None
+                    raise ValueError(f"where.{key}: not an ISO-8601 time: {shown(value)}") from None
                 if value.tzinfo is None:
-                    raise ValueError(f"where.{key}: give a timezone (UTC), got {where[key]!r}")
+                    raise ValueError(f"where.{key}: give a timezone (UTC), got {shown(where[key])}")
+                try:
+                    value.astimezone(UTC)  # a time at the calendar's very ends may have no UTC equivalent
+                except OverflowError:
+                    raise ValueError(f"where.{key}: out of range: {shown(where[key])}") from None
             else:
                 raise ValueError(f"where.{key}: expected an ISO-8601 time or Unix seconds")
         elif key == "is_paper":

@@ -46,6 +46,7 @@ import zmq
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
+from common.schema import shown
 from common.sequence import Delivery
 from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, observe_bar, run, step
 from services.preditor import gaps, journal, live, store
@@ -624,7 +625,8 @@ class Preditor(runtime.Service):
         signals, kept_from = [], {}
         for symbol, since in sorted(args.since.items()):
             if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
-                raise bus.OpError(wire.BAD_BODY, f"since[{symbol!r}] must be a bar time (int) or null, not {since!r}")
+                raise bus.OpError(wire.BAD_BODY,
+                                  f"since[{shown(symbol)}] must be a bar time (int) or null, not {shown(since)}")
             track = self.tracks.get(symbol)
             if track is None or not track.warm or track.journal is None:
                 continue

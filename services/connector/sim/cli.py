@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import private
 from services.connector.sim.server import SimConfig, SimServer
 
 NOT_STARTED_EXIT_S = 3.0  # > deploy/supervisord.conf's startsecs of the sim-broker program
@@ -167,6 +168,7 @@ def _from_config(argv: list[str]) -> tuple[SimConfig, str] | int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(private.PRIVATE_UMASK)  # its state file (the account, deals) and its TLS key are its user's alone
     argv = sys.argv[1:] if argv is None else argv
     if "--from-config" in argv:
         got = _from_config(argv)
