@@ -34,7 +34,7 @@ REFUSED = "refused"
 TOO_LARGE = "too_large"  # over a size limit below: refused before (or while) decoding, never built whole
 
 # ---- limits ------------------------------------------------------------------------------------
-# The largest legitimate messages, measured with these encoders (the issue-16 branch's report has the script):
+# The largest legitimate messages, measured by encoding them with the functions below (realistic records):
 # signals_since of 20 symbols x 5000 kept signals 13.5 MB (50 symbols ~34 MB), query of 10 000 events 8.6 MB,
 # history of 50 000 bars 2.6 MB, positions with 1000 positions 0.45 MB, a write of 200 events 0.17 MB.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # every socket's ZMQ_MAXMSGSIZE (bus.py): ZeroMQ drops a larger frame unread
