@@ -33,6 +33,15 @@ log = logging.getLogger("oracle.bus")
 # replay burst, so the limit is high (memory-bounded, ~100 MB at 1 kB a message) and explicit.
 PUB_HWM = 100_000
 SUB_HWM = 100_000
+# No socket takes a frame larger than the largest legitimate message with margin (wire.MAX_MESSAGE_BYTES): ZeroMQ
+# reads the size in the frame's header and drops the connection unread, so a 1 GB frame is never allocated.
+MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
+
+
+def _limited(sock: zmq.Socket) -> zmq.Socket:
+    """The socket, with the wire's size limit set (every socket of the project is made here)."""
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return sock
 
 # pyzmq's constants are enum flags: `zmq.SNDMORE | flags` builds a new enum member per call; the plain ints do not.
 # Reading a socket option (`sock.get(zmq.EVENTS)`, the RCVMORE that `recv_multipart` reads after each part) costs
@@ -84,7 +93,7 @@ class Publisher:
         self.epoch = epoch
         self.seqs: dict[str, int] = {}
         self.lock = threading.Lock()
-        self.sock = ctx.socket(zmq.PUB)
+        self.sock = _limited(ctx.socket(zmq.PUB))
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 500)
         self.sock.bind(endpoint)
@@ -157,7 +166,7 @@ class Subscriber:
         prefixes: Iterable[str],
         errors: WireErrors,
     ):
-        self.sock = ctx.socket(zmq.SUB)
+        self.sock = _limited(ctx.socket(zmq.SUB))
         self.sock.setsockopt(zmq.RCVHWM, SUB_HWM)
         self.sock.setsockopt(zmq.LINGER, 0)
         for prefix in prefixes:
@@ -220,7 +229,7 @@ class Requester:
         self._open()
 
     def _open(self) -> None:
-        self.sock = self.ctx.socket(zmq.REQ)
+        self.sock = _limited(self.ctx.socket(zmq.REQ))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(self.endpoint)
 
@@ -326,7 +335,7 @@ class Responder:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler], errors: WireErrors,
                  concurrent: bool = False):
-        self.sock = ctx.socket(zmq.ROUTER if concurrent else zmq.REP)
+        self.sock = _limited(ctx.socket(zmq.ROUTER if concurrent else zmq.REP))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
         self.endpoint = endpoint

@@ -17,6 +17,7 @@ outbox_sender.py; ``Service`` is put together from them.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import inspect
 import logging
 import math
@@ -423,6 +424,21 @@ def _open_statm() -> int:
         return -1
 
 
+# glibc's malloc serves a block of this size or more by its own mmap, returned to the system when freed. Left to
+# itself, glibc raises that threshold after each such free (up to 32 MB), and a 20 MB frame refused later (a hostile
+# one: the wire's limits) then stays in the heap, and in the RSS, after it is freed.
+LARGE_BLOCK_BYTES = 1024 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h); setting it fixes the threshold
+
+
+def return_large_blocks() -> bool:
+    """Fix glibc's mmap threshold at LARGE_BLOCK_BYTES (True), or leave another libc alone (False)."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def _force_exit() -> None:
     log.error("graceful stop took too long; exiting now")
     os._exit(1)
@@ -464,6 +480,7 @@ def main(cls: type[Service], argv: list[str] | None = None) -> int:
         print(f"{cls.name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
+    return_large_blocks()
     nice = cfg.runtime.nice.get(cls.name, 0)
     if nice:
         try:

@@ -31,12 +31,48 @@ BAD_TOPIC = "bad_topic"
 HANDLER_ERROR = "handler_error"
 TIMEOUT = "timeout"
 REFUSED = "refused"
+TOO_LARGE = "too_large"  # over a size limit below: refused before (or while) decoding, never built whole
+
+# ---- limits ------------------------------------------------------------------------------------
+# The largest legitimate messages, measured by encoding them with the functions below (realistic records):
+# signals_since of 20 symbols x 5000 kept signals 13.5 MB (50 symbols ~34 MB), query of 10 000 events 8.6 MB,
+# history of 50 000 bars 2.6 MB, positions with 1000 positions 0.45 MB, a write of 200 events 0.17 MB.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # every socket's ZMQ_MAXMSGSIZE (bus.py): ZeroMQ drops a larger frame unread
+MAX_REQUEST_BYTES = 2 * 1024 * 1024  # a request (the largest, a write of 200 records, is 0.17 MB): refused unread
+MAX_TOPIC_BYTES = 1024  # a topic frame ("bar.EURUSD.H1", "alert.<kind>")
+MAX_ID_CHARS = 128  # a request id ("<service>-<n>"): echoed in the reply, so bounded
+# A frame up to CHECKED_FROM bytes cannot cost much to decode (64 KiB of empty maps is ~5 MB of objects) and is
+# decoded as is; a larger one with msgpack's limits and at most one array or map per BYTES_PER_CONTAINER bytes (a
+# bar of history is one per 51 bytes, a signal one per 135): an "amplification" frame of empty lists (one 72-byte
+# list per byte) is refused after a bounded number of them, never built whole.
+CHECKED_FROM = 64 * 1024
+BYTES_PER_CONTAINER = 16
+CONTAINER_SLACK = 4096
+DECODE_LIMITS = {
+    "max_str_len": 1024 * 1024,  # the longest legitimate string is a message or an error text of a few KB
+    "max_bin_len": 1024 * 1024,  # no bin field on the wire today
+    "max_array_len": 1_000_000,  # signals_since of 50 symbols x 5000 signals: 250 000 items
+    "max_map_len": 100_000,  # per-symbol maps, a status's counters
+    "max_ext_len": 0,  # no ext type on this wire
+}
+QUOTE_CHARS = 100  # a peer's string (an op, a type) quoted in an error: the head and its length, never all of it
+MAX_ERROR_CHARS = 1000  # an error message, in a reply and in a log line
+
+
+def clip(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text`` if it is short, else its head and how long it was: what a reply or a log line may quote of a
+    string a peer sent."""
+    if len(text) <= limit:
+        return text
+    tail = f"...[{len(text)} chars]"  # within ``limit`` in all: clipping again changes nothing
+    return text[: max(0, limit - len(tail))] + tail
 
 
 class WireError(ValueError):
     """A frame that cannot be accepted; ``code`` names the kind of defect."""
 
     def __init__(self, code: str, message: str):
+        message = clip(message, MAX_ERROR_CHARS)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -81,11 +117,44 @@ _TOPICS: dict[str, bytes] = {}  # topic -> its frame: a publisher's topics are f
 _TOPICS_MAX = 4096
 
 
-def _unpack(data: bytes) -> Any:
+def _unpack(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, what: str = "payload") -> Any:
+    if len(data) > CHECKED_FROM:
+        return _unpack_checked(data, max_bytes, what)
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated exception types
-        raise WireError(BAD_MSGPACK, f"payload is not valid msgpack ({type(exc).__name__})") from None
+        raise WireError(BAD_MSGPACK, f"{what} is not valid msgpack ({type(exc).__name__})") from None
+
+
+class _TooManyContainers(Exception):
+    pass
+
+
+def _unpack_checked(data: bytes, max_bytes: int, what: str) -> Any:
+    """A large frame decoded within the limits (module head), or a TOO_LARGE WireError saying which."""
+    size = len(data)
+    if size > max_bytes:
+        raise WireError(TOO_LARGE, f"{what} of {size} bytes, over the limit of {max_bytes}")
+    allowed = size // BYTES_PER_CONTAINER + CONTAINER_SLACK
+    left = allowed
+
+    def count(container: Any) -> Any:  # msgpack calls it as each array or map is complete
+        nonlocal left
+        left -= 1
+        if left < 0:
+            raise _TooManyContainers
+        return container
+
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, list_hook=count, object_hook=count,
+                               **DECODE_LIMITS)
+    except _TooManyContainers:
+        raise WireError(TOO_LARGE, f"{what} of {size} bytes holds more than {allowed} arrays and maps (at most one "
+                                   f"per {BYTES_PER_CONTAINER} bytes)") from None
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        if isinstance(exc, ValueError) and "exceeds max_" in str(exc):  # e.g. "20000000 exceeds max_array_len(...)"
+            raise WireError(TOO_LARGE, f"{what} of {size} bytes: {exc}") from None
+        raise WireError(BAD_MSGPACK, f"{what} is not valid msgpack ({type(exc).__name__})") from None
 
 
 def _field(m: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -103,11 +172,11 @@ def _check_version(m: dict, where: str) -> None:
         raise WireError(BAD_VERSION, f"{where} has version {v}, this build speaks {WIRE_VERSION}")
 
 
-def _single_map(frames: list[bytes], what: str) -> dict:
+def _single_map(frames: list[bytes], what: str, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     """The one frame of a request or reply, unpacked: a map of this wire version."""
     if len(frames) != 1:
         raise WireError(BAD_FRAMES, f"expected 1 {what} frame, got {len(frames)}")
-    m = _unpack(frames[0])
+    m = _unpack(frames[0], max_bytes, what)
     if not isinstance(m, dict):
         raise WireError(BAD_ENVELOPE, f"{what} is a {type(m).__name__}, not a map")
     _check_version(m, what)
@@ -133,6 +202,8 @@ def encode_pub(topic: str, src: str, epoch: int, seq: int, ts: int, body: Any) -
 def decode_pub(frames: list[bytes]) -> Envelope:
     if len(frames) != 2:
         raise WireError(BAD_FRAMES, f"expected 2 frames [topic, payload], got {len(frames)}")
+    if len(frames[0]) > MAX_TOPIC_BYTES:
+        raise WireError(BAD_TOPIC, f"topic of {len(frames[0])} bytes, over the limit of {MAX_TOPIC_BYTES}")
     try:
         topic = frames[0].decode()
     except UnicodeDecodeError:
@@ -149,7 +220,7 @@ def decode_pub(frames: list[bytes]) -> Envelope:
     if decode is None:
         cls = messages.EVENTS.get(type_)
         if cls is None:
-            raise WireError(UNKNOWN_TYPE, f"unknown message type '{type_}'")
+            raise WireError(UNKNOWN_TYPE, f"unknown message type '{clip(type_)}'")
         decode = _EVENT_DECODERS[type_] = schema.decoder(cls)
     try:
         body = decode(raw_body)
@@ -187,16 +258,19 @@ def encode_request(op: str, req_id: str, args: Any) -> bytes:
 
 def decode_request(frames: list[bytes]) -> Request:
     """Decode a request; a WireError carries the id when it could be read (for the error reply)."""
-    m = _unpack(frames[0]) if len(frames) == 1 else None
+    m = _unpack(frames[0], MAX_REQUEST_BYTES, "request") if len(frames) == 1 else None
     # the common case in exact-type tests; anything else is checked again field by field, for the precise error
     if type(m) is not dict or type(v := m.get("v")) is not int or v != WIRE_VERSION \
-            or type(op := m.get("op")) is not str or type(req_id := m.get("id")) is not str:
-        m = _single_map(frames, "request")
+            or type(op := m.get("op")) is not str or type(req_id := m.get("id")) is not str \
+            or len(req_id) > MAX_ID_CHARS:
+        m = _single_map(frames, "request", MAX_REQUEST_BYTES)
         op = _field(m, "op", str, "request")
         req_id = _field(m, "id", str, "request")
+        if len(req_id) > MAX_ID_CHARS:  # not echoed: the error reply has no id
+            raise WireError(BAD_ENVELOPE, f"request id of {len(req_id)} chars, over the limit of {MAX_ID_CHARS}")
     spec = messages.OPS.get(op)
     if spec is None:
-        raise RequestError(req_id, UNKNOWN_OP, f"unknown op '{op}'")
+        raise RequestError(req_id, UNKNOWN_OP, f"unknown op '{clip(op)}'")
     raw_args = m.get("args", {})
     if raw_args is None:
         raw_args = {}
@@ -220,11 +294,13 @@ def encode_reply(req_id: str, result: Any) -> bytes:
 
 
 def encode_error(req_id: str, code: str, message: str) -> bytes:
-    return _pack({"v": WIRE_VERSION, "id": req_id, "ok": False, "error": {"code": code, "message": message}})
+    """An error reply; its message clipped (a handler's error may quote what the peer sent)."""
+    return _pack({"v": WIRE_VERSION, "id": req_id, "ok": False,
+                  "error": {"code": code, "message": clip(message, MAX_ERROR_CHARS)}})
 
 
 def decode_reply(frames: list[bytes], op: str) -> Reply:
-    m = _unpack(frames[0]) if len(frames) == 1 else None
+    m = _unpack(frames[0], MAX_MESSAGE_BYTES, "reply") if len(frames) == 1 else None
     # the common case (an answer) in exact-type tests; anything else is checked again field by field
     if type(m) is not dict or type(v := m.get("v")) is not int or v != WIRE_VERSION \
             or type(req_id := m.get("id")) is not str or m.get("ok") is not True:
@@ -233,7 +309,8 @@ def decode_reply(frames: list[bytes], op: str) -> Reply:
         ok = _field(m, "ok", bool, "reply")
         if not ok:
             err = _field(m, "error", dict, "reply")
-            return _reply(req_id, False, None, str(err.get("code", "")), str(err.get("message", "")))
+            return _reply(req_id, False, None, clip(str(err.get("code", "")), QUOTE_CHARS),
+                          clip(str(err.get("message", "")), MAX_ERROR_CHARS))
     spec = messages.OPS.get(op)
     raw = m.get("result")
     if spec is None or spec.result is None:

@@ -15,7 +15,7 @@ from common import bus, messages, wire
 def ctx():
     c = zmq.Context()
     yield c
-    c.term()
+    c.destroy(linger=0)  # closes what a failed test left open (term would wait for it)
 
 
 def test_requester_recovers_after_a_timeout(ctx, tmp_path):
@@ -255,3 +255,89 @@ def test_publish_many_sends_the_bytes_publish_sends_with_one_seq_per_topic(ctx, 
         assert frames == wire.encode_pub(e.topic, "preditor", 7, e.seq, e.ts, e.body)
     sub.close()
     pub.close()
+
+
+# ---- limits (issue 16) -------------------------------------------------------------------------
+
+def _serve_until_answered(server: bus.Responder, client: zmq.Socket) -> dict:
+    while not client.poll(10):
+        server.serve_ready()
+    return msgpack.unpackb(client.recv())
+
+
+def test_every_socket_the_bus_makes_has_the_message_size_limit(ctx, tmp_path):
+    errors = bus.WireErrors("t")
+    parts = [
+        bus.Publisher(ctx, f"ipc://{tmp_path}/pub", "t", 1),
+        bus.Subscriber(ctx, [f"ipc://{tmp_path}/pub"], ["x"], errors),
+        bus.Requester(ctx, f"ipc://{tmp_path}/rep", "t"),
+        bus.Responder(ctx, f"ipc://{tmp_path}/rep", {}, errors),
+        bus.Responder(ctx, f"ipc://{tmp_path}/router", {}, errors, concurrent=True),
+    ]
+    req = parts[2]
+    req.reset()  # a reopened REQ too
+    assert [p.sock.getsockopt(zmq.MAXMSGSIZE) for p in parts] == [bus.MAX_MESSAGE_BYTES] * 5
+    for p in parts:
+        p.close()
+
+
+def test_a_frame_over_the_socket_limit_is_dropped_unread_and_the_responder_serves_on(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/rep"
+    errors = bus.WireErrors("t")
+    server = bus.Responder(ctx, endpoint, {"ping": lambda a: messages.Pong("rep", 1)}, errors)
+    hostile = ctx.socket(zmq.DEALER)
+    hostile.setsockopt(zmq.LINGER, 0)
+    monitor = hostile.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    hostile.connect(endpoint)
+    hostile.send_multipart([b"", b"\x00" * (bus.MAX_MESSAGE_BYTES + 1)])
+    assert monitor.recv_multipart()  # the server cut the connection at the frame's header
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(endpoint)
+    client.send(wire.encode_request("ping", "c-1", messages.NoArgs()))
+    reply = _serve_until_answered(server, client)
+    assert reply["ok"] is True and reply["id"] == "c-1"
+    assert server.served == 1 and errors.counts == {}  # the huge frame never reached the loop
+    hostile.disable_monitor()
+    for s in (monitor, hostile, client):
+        s.close()
+    server.close()
+
+
+def test_a_request_over_the_request_limit_is_answered_and_counted(ctx, tmp_path):
+    endpoint = f"ipc://{tmp_path}/rep"
+    errors = bus.WireErrors("t")
+    server = bus.Responder(ctx, endpoint, {"ping": lambda a: messages.Pong("rep", 1)}, errors)
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(endpoint)
+    big = b"\x84" + b"".join(msgpack.packb(x) for x in ("v", 1, "op", "ping", "id", "b-1", "args")) \
+        + msgpack.packb("z" * 20_000_000)
+    client.send(big)
+    reply = _serve_until_answered(server, client)
+    assert reply["ok"] is False and reply["error"]["code"] == wire.TOO_LARGE
+    assert f"request of {len(big)} bytes, over the limit" in reply["error"]["message"]
+    client.send(wire.encode_request("ping", "c-2", messages.NoArgs()))
+    assert _serve_until_answered(server, client)["ok"] is True
+    assert errors.counts == {wire.TOO_LARGE: 1}
+    client.close()
+    server.close()
+
+
+def test_a_long_op_name_is_clipped_in_the_reply_and_the_log(ctx, tmp_path, caplog):
+    endpoint = f"ipc://{tmp_path}/rep"
+    errors = bus.WireErrors("t")
+    server = bus.Responder(ctx, endpoint, {}, errors)
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(endpoint)
+    client.send(msgpack.packb({"v": 1, "op": "o" * 100_000, "id": "n-1", "args": {}}))
+    with caplog.at_level("WARNING", logger="oracle.bus"):
+        reply = _serve_until_answered(server, client)
+    message = reply["error"]["message"]
+    assert reply["id"] == "n-1" and reply["error"]["code"] == wire.UNKNOWN_OP
+    assert message == f"unknown op '{wire.clip('o' * 100_000)}'" and message.endswith("...[100000 chars]'")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "oracle.bus"]
+    assert message in line and len(line) < 300
+    client.close()
+    server.close()

@@ -147,3 +147,93 @@ def test_a_request_with_a_near_type_id_or_op_is_refused():
         with pytest.raises(wire.WireError) as exc:
             wire.decode_request([pack(raw)])
         assert exc.value.code == wire.BAD_ENVELOPE and not isinstance(exc.value, wire.RequestError), raw
+
+
+# ---- limits (issue 16) -------------------------------------------------------------------------
+
+def amplification_ping(n: int) -> bytes:
+    """A valid ``ping`` whose args are an array of ``n`` empty lists (one 72-byte list per byte when decoded)."""
+    head = b"\x84" + b"".join(pack(x) for x in ("v", 1, "op", "ping", "id", "amp-1", "args"))
+    return head + b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n
+
+
+def peak_alloc(fn) -> int:
+    """The peak of Python allocations while ``fn`` runs (tracemalloc), in bytes."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def refused(fn) -> wire.WireError:
+    with pytest.raises(wire.WireError) as exc:
+        fn()
+    return exc.value
+
+
+def test_the_amplification_frame_is_refused_unread_with_a_clear_error():
+    frame = amplification_ping(20_000_000)
+    peak = peak_alloc(lambda: refused(lambda: wire.decode_request([frame])))
+    err = refused(lambda: wire.decode_request([frame]))
+    assert err.code == wire.TOO_LARGE
+    assert f"request of {len(frame)} bytes, over the limit of {wire.MAX_REQUEST_BYTES}" in err.message
+    assert peak < 1_000_000  # nothing was built (decoded, it is 1.4 GB of lists)
+
+
+def test_the_amplification_frame_as_a_reply_or_a_pub_payload_is_refused_by_msgpack_limits():
+    frame = amplification_ping(20_000_000)  # under MAX_MESSAGE_BYTES: the array's length is what is refused
+    err = refused(lambda: wire.decode_reply([frame], "ping"))
+    assert err.code == wire.TOO_LARGE and "exceeds max_array_len" in err.message
+    peak = peak_alloc(lambda: refused(lambda: wire.decode_pub([b"hb.x", frame])))
+    assert peak < 1_000_000
+
+
+def test_a_dense_frame_under_every_length_limit_is_refused_after_a_bounded_number_of_containers():
+    # 2 MB of empty maps in arrays of 60 000: each array's length is allowed, their number is not
+    maps = pack({"v": 1, "op": "ping", "id": "x", "args": [[{}] * 60_000] * 30})
+    assert len(maps) < wire.MAX_REQUEST_BYTES
+    peak = peak_alloc(lambda: refused(lambda: wire.decode_request([maps])))
+    err = refused(lambda: wire.decode_request([maps]))
+    assert err.code == wire.TOO_LARGE and "arrays and maps" in err.message
+    assert peak < 20_000_000  # decoded whole, 1.8 M dicts: ~130 MB
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 3_000_000])
+def test_legitimate_large_messages_decode_within_the_limits(size):
+    n = size // 51 + 1  # bars of history, as the connector answers them: [time, o, h, l, c, volume]
+    bars = [[1_500_000_000 + i * 3600, 1.05236, 1.05253, 1.05221, 1.05227, 143539993.3] for i in range(n)]
+    frame = wire.encode_reply("c-1", messages.HistoryResult("EURUSD", "H1", bars))
+    assert len(frame) > wire.CHECKED_FROM
+    reply = wire.decode_reply([frame], "history")
+    assert reply.ok and reply.result.bars == bars
+
+
+def test_a_large_legitimate_write_request_decodes():
+    data = {f"k{j}": "v" * 40 for j in range(10)}
+    records = [{"id": f"{i:036d}", "table": "events", "message": "m" * 400, "data": data} for i in range(200)]
+    frame = wire.encode_request("write", "paper-1", messages.WriteArgs("events", records))
+    assert len(frame) > wire.CHECKED_FROM
+    assert wire.decode_request([frame]).args.records == records
+
+
+def test_a_long_op_name_is_clipped_in_the_error():
+    err = refused(lambda: wire.decode_request([pack({"v": 1, "op": "x" * 100_000, "id": "a-1", "args": {}})]))
+    assert err.code == wire.UNKNOWN_OP and err.req_id == "a-1"
+    assert len(err.message) < 200 and "...[100000 chars]" in err.message
+    reply = wire.decode_reply([wire.encode_error("a-1", "handler_error", "y" * 100_000)], "ping")
+    assert len(reply.error_message) == wire.MAX_ERROR_CHARS and reply.error_message.endswith("[100000 chars]")
+
+
+def test_a_long_request_id_is_refused_not_echoed():
+    err = refused(lambda: wire.decode_request([pack({"v": 1, "op": "ping", "id": "i" * 10_000, "args": {}})]))
+    assert err.code == wire.BAD_ENVELOPE and not isinstance(err, wire.RequestError)
+    assert "request id of 10000 chars" in err.message
+
+
+def test_a_long_topic_or_type_is_refused_and_clipped():
+    assert refused(lambda: wire.decode_pub([b"hb." + b"x" * 5000, pack(envelope())])).code == wire.BAD_TOPIC
+    err = refused(lambda: wire.decode_pub([b"hb.x", pack(envelope(type="t" * 100_000))]))
+    assert err.code == wire.UNKNOWN_TYPE and len(err.message) < 200
