@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from common.text import clip
+
 MAX_MESSAGE_CHARS = 2000  # a line's message
 MAX_FIELD_CHARS = 500  # one key=value field's value
 MAX_TRACEBACK_CHARS = 20_000
@@ -24,13 +26,6 @@ KIND_WINDOW_S = 10.0
 KIND_CHARS = 64  # a kind is known by its logger, level and the head of its message template
 MAX_KINDS = 512  # kinds tracked at once; past it, new kinds share one window (a flood of ever-new kinds is bounded)
 
-
-def clip(text: str, limit: int) -> str:
-    """``text``, or its head and how long it was."""
-    if len(text) <= limit:
-        return text
-    tail = f"...[{len(text)} chars]"  # within ``limit`` in all: clipping again changes nothing
-    return text[: max(0, limit - len(tail))] + tail
 
 SECRET_WORDS = ("secret", "token", "password", "passwd", "apikey", "api_key", "key", "dsn", "authorization")
 

@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from common.text import clip
+
 
 class SchemaError(ValueError):
     """A map that does not fit its record; ``path`` names the field (``positions[3].volume``)."""
@@ -43,8 +45,7 @@ SHOWN_CHARS = 40  # a refused value is shown at most this long in the error
 
 def shown(value: Any) -> str:
     """``value`` for an error message: its repr, truncated."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"...({len(text)} chars)"
+    return clip(repr(value), SHOWN_CHARS)
 
 
 @dataclass(frozen=True, slots=True)

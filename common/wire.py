@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from common import messages, schema
+from common.text import clip
 
 WIRE_VERSION = 1
 
@@ -59,13 +60,6 @@ QUOTE_CHARS = 100  # a peer's string (an op, a type) quoted in an error: the hea
 MAX_ERROR_CHARS = 1000  # an error message, in a reply and in a log line
 
 
-def clip(text: str, limit: int = QUOTE_CHARS) -> str:
-    """``text`` if it is short, else its head and how long it was: what a reply or a log line may quote of a
-    string a peer sent."""
-    if len(text) <= limit:
-        return text
-    tail = f"...[{len(text)} chars]"  # within ``limit`` in all: clipping again changes nothing
-    return text[: max(0, limit - len(tail))] + tail
 
 
 class WireError(ValueError):
@@ -220,7 +214,7 @@ def decode_pub(frames: list[bytes]) -> Envelope:
     if decode is None:
         cls = messages.EVENTS.get(type_)
         if cls is None:
-            raise WireError(UNKNOWN_TYPE, f"unknown message type '{clip(type_)}'")
+            raise WireError(UNKNOWN_TYPE, f"unknown message type '{clip(type_, QUOTE_CHARS)}'")
         decode = _EVENT_DECODERS[type_] = schema.decoder(cls)
     try:
         body = decode(raw_body)
@@ -270,7 +264,7 @@ def decode_request(frames: list[bytes]) -> Request:
             raise WireError(BAD_ENVELOPE, f"request id of {len(req_id)} chars, over the limit of {MAX_ID_CHARS}")
     spec = messages.OPS.get(op)
     if spec is None:
-        raise RequestError(req_id, UNKNOWN_OP, f"unknown op '{clip(op)}'")
+        raise RequestError(req_id, UNKNOWN_OP, f"unknown op '{clip(op, QUOTE_CHARS)}'")
     raw_args = m.get("args", {})
     if raw_args is None:
         raw_args = {}

@@ -9,6 +9,7 @@ import status_samples
 import zmq
 
 from common import bus, messages, wire
+from common.text import clip
 
 
 @pytest.fixture
@@ -51,9 +52,7 @@ def test_responder_answers_every_bad_request_and_counts_it(ctx, tmp_path):
         raise RuntimeError("handler bug")
 
     server = bus.Responder(ctx, endpoint, {"ping": lambda a: {"ok": 1}, "status": boom}, errors)
-    client = ctx.socket(zmq.REQ)
-    client.setsockopt(zmq.LINGER, 0)
-    client.connect(endpoint)
+    client = _raw_client(ctx, endpoint)
     cases = [
         ([b"\xc1"], wire.BAD_MSGPACK),
         ([b"a", b"b"], wire.BAD_FRAMES),
@@ -259,6 +258,14 @@ def test_publish_many_sends_the_bytes_publish_sends_with_one_seq_per_topic(ctx, 
 
 # ---- limits (issue 16) -------------------------------------------------------------------------
 
+def _raw_client(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A plain REQ socket (no bus.Requester), to send frames the bus would not."""
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(endpoint)
+    return client
+
+
 def _serve_until_answered(server: bus.Responder, client: zmq.Socket) -> dict:
     while not client.poll(10):
         server.serve_ready()
@@ -291,9 +298,7 @@ def test_a_frame_over_the_socket_limit_is_dropped_unread_and_the_responder_serve
     hostile.connect(endpoint)
     hostile.send_multipart([b"", b"\x00" * (bus.MAX_MESSAGE_BYTES + 1)])
     assert monitor.recv_multipart()  # the server cut the connection at the frame's header
-    client = ctx.socket(zmq.REQ)
-    client.setsockopt(zmq.LINGER, 0)
-    client.connect(endpoint)
+    client = _raw_client(ctx, endpoint)
     client.send(wire.encode_request("ping", "c-1", messages.NoArgs()))
     reply = _serve_until_answered(server, client)
     assert reply["ok"] is True and reply["id"] == "c-1"
@@ -308,9 +313,7 @@ def test_a_request_over_the_request_limit_is_answered_and_counted(ctx, tmp_path)
     endpoint = f"ipc://{tmp_path}/rep"
     errors = bus.WireErrors("t")
     server = bus.Responder(ctx, endpoint, {"ping": lambda a: messages.Pong("rep", 1)}, errors)
-    client = ctx.socket(zmq.REQ)
-    client.setsockopt(zmq.LINGER, 0)
-    client.connect(endpoint)
+    client = _raw_client(ctx, endpoint)
     big = b"\x84" + b"".join(msgpack.packb(x) for x in ("v", 1, "op", "ping", "id", "b-1", "args")) \
         + msgpack.packb("z" * 20_000_000)
     client.send(big)
@@ -328,15 +331,13 @@ def test_a_long_op_name_is_clipped_in_the_reply_and_the_log(ctx, tmp_path, caplo
     endpoint = f"ipc://{tmp_path}/rep"
     errors = bus.WireErrors("t")
     server = bus.Responder(ctx, endpoint, {}, errors)
-    client = ctx.socket(zmq.REQ)
-    client.setsockopt(zmq.LINGER, 0)
-    client.connect(endpoint)
+    client = _raw_client(ctx, endpoint)
     client.send(msgpack.packb({"v": 1, "op": "o" * 100_000, "id": "n-1", "args": {}}))
     with caplog.at_level("WARNING", logger="oracle.bus"):
         reply = _serve_until_answered(server, client)
     message = reply["error"]["message"]
     assert reply["id"] == "n-1" and reply["error"]["code"] == wire.UNKNOWN_OP
-    assert message == f"unknown op '{wire.clip('o' * 100_000)}'" and message.endswith("...[100000 chars]'")
+    assert message == f"unknown op '{clip('o' * 100_000, wire.QUOTE_CHARS)}'" and message.endswith("...[100000 chars]'")
     [line] = [r.getMessage() for r in caplog.records if r.name == "oracle.bus"]
     assert message in line and len(line) < 300
     client.close()
