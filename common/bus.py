@@ -23,6 +23,8 @@ from typing import Any
 
 import msgpack
 import zmq
+import zmq.auth.thread
+import zmq.utils.z85
 
 from common import messages, schema, wire
 from common.sequence import Seen, SequenceTracker
@@ -39,9 +41,151 @@ MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
 
 
 def _limited(sock: zmq.Socket) -> zmq.Socket:
-    """The socket, with the wire's size limit set (every socket of the project is made here)."""
+    """The socket, with the wire's size limit set and, after :func:`secure`, CURVE on (every socket of the project
+    is made here: a server socket before its bind, a client socket before its connects, see :func:`_connect`)."""
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    if _curve is not None:
+        _curve.apply(sock)
     return sock
+
+
+def _connect(sock: zmq.Socket, endpoint: str) -> None:
+    """Connect, with the server's public key of that endpoint set first when CURVE is on (a SUB connects to several
+    publishers: each connection takes the key set at its connect)."""
+    if _curve is not None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, _curve.server_key(endpoint))
+    sock.connect(endpoint)
+
+
+# ---- CURVE -----------------------------------------------------------------------------------
+
+ZAP_DOMAIN = b"oracle"
+_SERVER_TYPES = frozenset({zmq.PUB, zmq.REP, zmq.ROUTER, zmq.XPUB})
+DENIAL_LOG_INTERVAL_S = 60.0  # a denied key is logged at its first handshake, then at most this often
+_DENIED_KEYS_MAX = 1024  # distinct denied keys counted one by one; past this, as "others" (a flood of random keys)
+
+
+class CurveError(ValueError):
+    """A CURVE client socket connecting where no server key is known."""
+
+
+class _Admission:
+    """The ZAP credentials provider: admits the keys of the keyring and names the peer by its key's name.
+    Called in the authenticator's thread; the counts are plain ints and dicts the status reads."""
+
+    def __init__(self, by_key: dict[bytes, str]):
+        self.by_key = by_key
+        self.denied = 0
+        self.denied_by_key: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        if key in self.by_key:
+            return True
+        self.denied += 1
+        who = key.decode("ascii", "replace")
+        if who not in self.denied_by_key and len(self.denied_by_key) >= _DENIED_KEYS_MAX:
+            who = "others"
+        n = self.denied_by_key[who] = self.denied_by_key.get(who, 0) + 1
+        now = time.monotonic()
+        last = self._logged_at.get(who)
+        if last is None or now - last >= DENIAL_LOG_INTERVAL_S:
+            if len(self._logged_at) < _DENIED_KEYS_MAX or who in self._logged_at:
+                self._logged_at[who] = now
+            log.warning("CURVE handshake denied: unknown public key %s (%d denied from it, %d in all)",
+                        who, n, self.denied)
+        return False
+
+
+class _Authenticator(zmq.auth.thread.ThreadAuthenticator):
+    """pyzmq's ZAP authenticator in a thread, giving each admitted peer its key's name as ``User-Id``."""
+
+    def __init__(self, ctx: zmq.Context, admission: _Admission):
+        super().__init__(ctx, log=logging.getLogger("oracle.bus.zap"))
+        self.admission = admission
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        # the raw 32-byte key here; the provider's callback had its Z85 form
+        return self.admission.by_key.get(zmq.utils.z85.encode(client_public_key), "")
+
+
+class _Curve:
+    def __init__(self, keyring: Any, own_name: str, server_keys: dict[str, bytes]):
+        self.keyring = keyring
+        self.own_name = own_name
+        self.server_keys = dict(server_keys)
+        self.admission = _Admission(dict(keyring.by_key))
+        self.authenticators: dict[int, tuple[zmq.Context, _Authenticator]] = {}
+        self.lock = threading.Lock()
+
+    def server_key(self, endpoint: str) -> bytes:
+        key = self.server_keys.get(endpoint)
+        if key is None:
+            raise CurveError(f"CURVE is on and no server public key is known for {endpoint} (not an endpoint of the "
+                             f"configuration, or its program's .key is missing in {self.keyring.keys_dir})")
+        return key
+
+    def apply(self, sock: zmq.Socket) -> None:
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keyring.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.keyring.secret)
+        if sock.type in _SERVER_TYPES:
+            self._authenticator(sock.context)
+            sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+
+    def _authenticator(self, ctx: zmq.Context) -> None:
+        """The ZAP handler of this context, started before its first server socket binds (without one, libzmq
+        would admit any client that knows the server's public key)."""
+        with self.lock:
+            if id(ctx) in self.authenticators:
+                return
+            auth = _Authenticator(ctx, self.admission)
+            auth.configure_curve_callback(domain=ZAP_DOMAIN.decode(), credentials_provider=self.admission)
+            auth.start()
+            self.authenticators[id(ctx)] = (ctx, auth)
+
+    def release(self, ctx: zmq.Context) -> None:
+        with self.lock:
+            entry = self.authenticators.pop(id(ctx), None)
+        if entry is not None:
+            entry[1].stop()
+
+
+_curve: _Curve | None = None
+
+
+def secure(keyring: Any, own_name: str, server_keys_by_endpoint: dict[str, bytes]) -> None:
+    """Make every socket this process makes from now on CURVE: server sockets (PUB, REP, ROUTER) admit only the
+    keyring's public keys through a ZAP authenticator (a peer's ``User-Id`` is its key's name); client sockets
+    (SUB, REQ) use ``keyring``'s keypair and the server key of the endpoint they connect to. ``keyring`` is a
+    ``common.keys.Keyring`` (public, secret, by_key, keys_dir)."""
+    global _curve
+    plain()
+    _curve = _Curve(keyring, own_name, server_keys_by_endpoint)
+
+
+def plain() -> None:
+    """Back to plain sockets (CURVE off) for the sockets made from now on; stops the authenticators."""
+    global _curve
+    curve, _curve = _curve, None
+    if curve is not None:
+        for ctx, _auth in list(curve.authenticators.values()):
+            curve.release(ctx)
+
+
+def is_secure() -> bool:
+    return _curve is not None
+
+
+def release(ctx: zmq.Context) -> None:
+    """Stop ``ctx``'s ZAP authenticator, if it has one (its socket would keep ``ctx.term()`` waiting forever)."""
+    if _curve is not None:
+        _curve.release(ctx)
+
+
+def curve_denials() -> int:
+    """Handshakes refused for an unknown key in this process (0 with CURVE off)."""
+    return _curve.admission.denied if _curve is not None else 0
 
 # pyzmq's constants are enum flags: `zmq.SNDMORE | flags` builds a new enum member per call; the plain ints do not.
 # Reading a socket option (`sock.get(zmq.EVENTS)`, the RCVMORE that `recv_multipart` reads after each part) costs
@@ -173,7 +317,7 @@ class Subscriber:
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.endpoints = list(endpoints)
         for endpoint in self.endpoints:
-            self.sock.connect(endpoint)
+            _connect(self.sock, endpoint)
         self.errors = errors
         self.tracker = SequenceTracker()
 
@@ -231,7 +375,7 @@ class Requester:
     def _open(self) -> None:
         self.sock = _limited(self.ctx.socket(zmq.REQ))
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(self.endpoint)
+        _connect(self.sock, self.endpoint)
 
     def reset(self) -> None:
         """Close and reopen the socket (a REQ that lost its reply is otherwise stuck)."""

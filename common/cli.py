@@ -4,6 +4,7 @@
     oracle ctl COMMAND [ARGS] [--json]   a command of common/commands.py (oracle ctl --help lists them)
     oracle top                           services, symbols, positions, PnL, alerts, live
     oracle check-config
+    oracle keys init | list              the CURVE keys of the wire (wire.curve)
     oracle broker-token                  hand a new broker token pair to the running connector
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
@@ -18,11 +19,12 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from common import bus, commands, config, logs, messages, private, wire
+from common import bus, commands, config, keys, logs, messages, private, wire
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
@@ -43,6 +45,57 @@ def _load_config(args: argparse.Namespace) -> config.Config:
         raise SystemExit(2) from None
 
 
+def _wire_config(args: argparse.Namespace) -> config.Config:
+    """The configuration, and with wire.curve on every bus socket of this process CURVE with the operator's key."""
+    cfg = _load_config(args)
+    try:
+        keys.secure_process(cfg, keys.OPERATOR)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    return cfg
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+
+def _keys_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir).resolve() if args.dir else (cfg := _load_config(args)).path(cfg.wire.keys_dir)
+
+
+def keys_init(args: argparse.Namespace) -> int:
+    keys_dir = _keys_dir(args)
+    try:
+        wanted = [keys.check_name(n) for n in args.only] if args.only else keys.names()
+        made = keys.init(keys_dir, wanted)
+    except (config.ConfigError, OSError) as exc:
+        print(f"oracle keys init: {exc}", file=sys.stderr)
+        return 2
+    for name in made:
+        print(f"made {keys.secret_path(keys_dir, name)} (secret, 0600) and {keys.public_path(keys_dir, name).name}")
+    kept = [n for n in wanted if n not in made]
+    if kept:
+        print(f"kept the existing keys of {', '.join(kept)}")
+    print(f"keys directory: {keys_dir} (0700)")
+    return 0
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    keys_dir = _keys_dir(args)
+    try:
+        publics = keys.load_publics(keys_dir)
+    except config.ConfigError as exc:
+        print(f"oracle keys list: {exc}", file=sys.stderr)
+        return 2
+    for name, key in publics.items():
+        secret = "secret here" if keys.secret_path(keys_dir, name).exists() else "public only"
+        print(f"{name:<16} {key.decode()}  {secret}")
+    missing = [n for n in keys.names() if n not in publics]
+    if missing:
+        print(f"no key for: {', '.join(missing)}")
+    return 0
+
+
 # ---- tap --------------------------------------------------------------------------------------
 
 
@@ -51,7 +104,7 @@ def _fmt_body(body: Any) -> str:
 
 
 def tap(args: argparse.Namespace) -> int:
-    cfg = _load_config(args)
+    cfg = _wire_config(args)
     ctx = zmq.Context()
     errors = bus.WireErrors("tap")
     sub = bus.Subscriber(ctx, cfg.publishers().values(), args.prefixes or [""], errors)
@@ -93,6 +146,7 @@ def tap(args: argparse.Namespace) -> int:
         pass
     finally:
         sub.close()
+        bus.release(ctx)
         ctx.term()
     return 0
 
@@ -214,7 +268,7 @@ def ctl(args: argparse.Namespace) -> int:
     except commands.CommandError as exc:
         print(f"oracle ctl {command.cli_name}: {exc.message}", file=sys.stderr)
         return 2
-    cfg = _load_config(args)
+    cfg = _wire_config(args)
     if command.name == "status":
         return _status(cfg, args)
     op, record = command.message(op_args)
@@ -242,7 +296,7 @@ def top(args: argparse.Namespace) -> int:
 
     from common.top import TopView
 
-    cfg = _load_config(args)
+    cfg = _wire_config(args)
     ctx = zmq.Context()
     sub = bus.Subscriber(ctx, cfg.publishers().values(), TOP_PREFIXES, bus.WireErrors("top"))
     status = bus.Requester(ctx, cfg.endpoint("orchestrator", "rep"), "top", 1000)
@@ -272,6 +326,7 @@ def top(args: argparse.Namespace) -> int:
     finally:
         sub.close()
         status.close()
+        bus.release(ctx)
         ctx.term()
     return 0
 
@@ -327,6 +382,18 @@ def _parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("check-config", parents=[common], help="load and validate the configuration")
     k.set_defaults(func=check_config)
+
+    ks = sub.add_parser("keys", help="the CURVE keys of the wire: init | list")
+    keys_of = ks.add_subparsers(dest="keys_command", required=True)
+    ki = keys_of.add_parser("init", parents=[common], help="make the missing keypairs (never overwrites one)")
+    ki.add_argument("--dir", help="the keys directory (default: wire.keys_dir of the configuration)")
+    ki.add_argument("--only", nargs="+", metavar="NAME",
+                    help="only these names (a host's own programs on a two-host install); default every service "
+                         "and operator")
+    ki.set_defaults(func=keys_init)
+    kl = keys_of.add_parser("list", parents=[common], help="names and public keys")
+    kl.add_argument("--dir", help="the keys directory (default: wire.keys_dir of the configuration)")
+    kl.set_defaults(func=keys_list)
 
     for name, (_target, help_text) in TOOLS.items():
         if " " not in name:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import psutil
 import zmq
 
-from common import bus, config, logs, messages, private, wire
+from common import bus, config, keys, logs, messages, private, wire
 from common.bus import Received
 from common.lifecycle import VERSION, Lifecycle, StepFailed
 from common.outbox import Outbox
@@ -234,7 +234,7 @@ class Service(Lifecycle, OutboxSender):
             "rss_bytes": self.rss(),
             "steps": list(self.steps_done),
             "progress": dict(self.progress),
-            "wire_errors": dict(self.errors.counts),
+            "wire_errors": self._wire_errors(),
             "sequence": messages.SequenceCounts(**counts),
             "system_state": self.system_state,
             "dry_run": self.dry_run,
@@ -244,6 +244,11 @@ class Service(Lifecycle, OutboxSender):
         }
         # the record's constructor refuses a missing or unknown field, and a service field named like a common one
         return self.status_record(**common, **self.status_report())
+
+    def _wire_errors(self) -> dict[str, int]:
+        """Malformed frames by kind, and the CURVE handshakes refused for an unknown key (``curve_denied``)."""
+        denied = bus.curve_denials()
+        return {**self.errors.counts, "curve_denied": denied} if denied else dict(self.errors.counts)
 
     def _heartbeat(self, now: float, step_beats: int = 0) -> None:
         self._next_hb = now + self.cfg.runtime.heartbeat_interval_s
@@ -264,7 +269,7 @@ class Service(Lifecycle, OutboxSender):
             steps=list(self.steps_done),
             progress=progress,
             pending=self.pending_work(),
-            wire_errors=dict(self.errors.counts),
+            wire_errors=self._wire_errors(),
             info=info,
         )
         self.publish(messages.hb_topic(self.name), hb)
@@ -406,6 +411,7 @@ class Service(Lifecycle, OutboxSender):
         for part in (self.orch, self._store, self.sub, self.rep, self.pub):
             if part is not None:
                 part.close()
+        bus.release(self.ctx)  # the ZAP authenticator's socket, else term() waits for it
         self.ctx.term()
         if self._statm >= 0:
             os.close(self._statm)
@@ -480,6 +486,12 @@ def main(cls: type[Service], argv: list[str] | None = None) -> int:
         print(f"{cls.name}: {exc}", file=sys.stderr)
         return 2
     logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
+    try:
+        keys.secure_process(cfg, cls.name)  # wire.curve: every socket CURVE, or exit naming the missing key
+    except config.ConfigError as exc:
+        log.error("%s", exc)
+        print(f"{cls.name}: {exc}", file=sys.stderr)
+        return 2
     return_large_blocks()
     nice = cfg.runtime.nice.get(cls.name, 0)
     if nice:

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from common import bus, config, messages, wire
+from common import bus, config, keys, messages, wire
 from services.connector import factory
 from services.connector.ctrader.tokens import StoredTokens, TokenPair, TokenStore, fingerprint
 
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = config.load(args.config, args.overlay)
+        keys.secure_process(cfg, keys.OPERATOR)  # wire.curve: the request to the connector goes with the operator's key
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
