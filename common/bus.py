@@ -49,7 +49,7 @@ def _limited(sock: zmq.Socket) -> zmq.Socket:
     return sock
 
 
-def _connect(sock: zmq.Socket, endpoint: str) -> None:
+def connect(sock: zmq.Socket, endpoint: str) -> None:
     """Connect, with the server's public key of that endpoint set first when CURVE is on (a SUB connects to several
     publishers: each connection takes the key set at its connect)."""
     if _curve is not None:
@@ -317,7 +317,7 @@ class Subscriber:
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self.endpoints = list(endpoints)
         for endpoint in self.endpoints:
-            _connect(self.sock, endpoint)
+            connect(self.sock, endpoint)
         self.errors = errors
         self.tracker = SequenceTracker()
 
@@ -375,7 +375,7 @@ class Requester:
     def _open(self) -> None:
         self.sock = _limited(self.ctx.socket(zmq.REQ))
         self.sock.setsockopt(zmq.LINGER, 0)
-        _connect(self.sock, self.endpoint)
+        connect(self.sock, self.endpoint)
 
     def reset(self) -> None:
         """Close and reopen the socket (a REQ that lost its reply is otherwise stuck)."""

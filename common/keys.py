@@ -162,5 +162,5 @@ def secure_process(cfg: config.Config, own: str) -> Keyring | None:
     from common import bus  # bus imports nothing of this module; keys stays importable without a socket
 
     keyring = load(cfg.path(cfg.wire.keys_dir), own)
-    bus.secure(keyring, server_keys(cfg, keyring))
+    bus.secure(keyring, own, server_keys(cfg, keyring))
     return keyring

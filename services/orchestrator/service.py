@@ -432,7 +432,7 @@ class Orchestrator(runtime.Service):
                 rss_bytes=self.rss(),
                 restarts=None,  # a restarted orchestrator does not know its past lives; supervisord does
                 steps=[], supervisor_state=self.own_supervisor_state, info={}, last_restart_reason="",
-                wire_errors=dict(self.errors.counts)),
+                wire_errors=self._wire_errors()),
         }
         for s, v in self.views.items():
             hb = v.hb

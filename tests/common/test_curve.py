@@ -135,6 +135,15 @@ def test_curve_without_keys_is_a_config_error_naming_the_file(tmp_path):
         keys.secure_process(cfg, "executor")
     assert not bus.is_secure()
     assert keys.secure_process(load(tmp_path, "wire: {curve: false}\n"), "executor") is None
+    keys.init(tmp_path / "k", keys.names())
+    try:
+        ring = keys.secure_process(cfg, "executor")
+        assert bus.is_secure() and ring is not None and ring.own == "executor"
+        assert bus._curve is not None
+        assert bus._curve.server_key(cfg.endpoint("connector", "rep")) == ring.publics["connector"]
+        assert bus._curve.server_key(cfg.endpoint("preditor", "pub")) == ring.publics["preditor"]
+    finally:
+        bus.plain()
 
 
 def test_a_service_with_curve_and_no_keys_exits_naming_the_file(tmp_path):

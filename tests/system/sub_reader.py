@@ -41,7 +41,7 @@ class SubReader:
         sub = bus.Subscriber(self._ctx, [], self._prefixes, bus.WireErrors("test"))
         sub.sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         for endpoint in self._endpoints:
-            sub.sock.connect(endpoint)
+            bus.connect(sub.sock, endpoint)  # with the server key of the endpoint when CURVE is on
         self._ready.set()
         try:
             while not self._stop.is_set():

@@ -1,0 +1,102 @@
+"""The whole system with ``wire.curve: true`` over ipc: every socket CURVE, the services booted through their
+handshakes and trading against the simulator; the operator's CLI talks with its own key; a peer whose key is not
+in the keys directory gets nothing through, and its denied handshakes are counted in the service's status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import zmq
+from harness import Home, wait_for
+from system.trading_rig import Listener, Sim, cleanup, copy_overlay, symbols_config
+
+from common import bus, config, keys, messages, wire
+
+N_BARS = 40
+
+
+@pytest.fixture
+def system(tmp_path):
+    pytest.importorskip("torch")
+    home = Home(tmp_path)
+    sim = Sim(home)
+    copy_overlay(home, {"broker": {"sim": {"port": sim.port, "control_port": -1}},
+                        "runtime": {"request_timeout_ms": 5000},
+                        "orchestrator": {"heartbeat_timeout_s": 10.0, "step_timeout_s": 60},
+                        "wire": {"curve": True}})
+    symbols_config(home, enter_on_first_signal=True)
+    cfg = home.config()
+    keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+    keys.secure_process(cfg, keys.OPERATOR)  # this test's own sockets: the operator's key
+    listeners: list[Listener] = []
+    yield home, sim, listeners
+    cleanup(*listeners)
+    home.close()
+    sim.stop()
+    bus.plain()
+
+
+def preditor_signals(home: Home) -> int:
+    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
+
+
+def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):
+    home, sim, listeners = system
+    signals = Listener(home, "preditor", ("signal.",))
+    acks = Listener(home, "executor", ("ack.",))
+    listeners += [signals, acks]
+    for service in ("orchestrator", *config.WORKERS):
+        home.start(service)
+    home.wait_state("RUNNING", timeout=90)
+
+    opened: list[messages.Ack] = []
+    for _ in range(N_BARS):  # bar by bar until the bundled model has opened a position (it does on this stretch)
+        before = preditor_signals(home)
+        sim.advance_bar()
+        wait_for(lambda b=before: preditor_signals(home) > b, 30, "the bar's signal")
+        got = wait_for(lambda: (lambda g: g if len(g) == preditor_signals(home) else None)(
+            [s for s in signals.poll() if isinstance(s, messages.Signal)]), 10, "every signal heard")
+        opened = [a for a in acks.wait_ack(got[-1].bar_time, timeout=20) if a.details.get("action") == "OPEN"]
+        if opened:
+            break
+    assert opened and all(a.status == "OK" for a in opened)
+    assert any(not d["closing"] for d in sim.saved()["deals"])  # the orders reached the broker
+
+    # the operator's CLI, in its own process, with its own key
+    res = home.oracle("ctl", "status", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["system"] == "RUNNING"
+    tap = home.oracle("tap", "hb.executor", "--count", "1", "--seconds", "20", "--json")
+    assert tap.returncode == 0 and json.loads(tap.stdout)["src"] == "executor", tap.stderr
+
+    # a stranger: a valid CURVE client that knows the executor's public key, with a key of its own not admitted
+    cfg = home.config()
+    executor_key = keys.load_publics(cfg.path(cfg.wire.keys_dir))["executor"]
+    ctx = zmq.Context()
+    try:
+        stranger = ctx.socket(zmq.REQ)
+        stranger.setsockopt(zmq.LINGER, 0)
+        stranger.curve_publickey, stranger.curve_secretkey = zmq.curve_keypair()
+        stranger.curve_serverkey = executor_key
+        stranger.connect(cfg.endpoint("executor", "rep"))
+        stranger.send(wire.encode_request("command", "x-1", messages.CommandArgs("pause", {})))
+        denied = wait_for(lambda: home.status_of("executor")["wire_errors"].get("curve_denied", 0), 10,
+                          "the stranger's handshake counted")
+        assert denied >= 1
+        assert not stranger.poll(500)  # no answer: the request never reached the executor
+        assert home.status_of("executor")["paused"] is False
+        summary = home.status()["services"]["executor"]  # the orchestrator sees it in the heartbeat too
+        wait_for(lambda: home.status()["services"]["executor"]["wire_errors"].get("curve_denied"), 10,
+                 f"the denial in the executor's heartbeat (was {summary['wire_errors']})")
+        plain = ctx.socket(zmq.REQ)  # no CURVE at all: the handshake fails, nothing in clear goes through
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.connect(cfg.endpoint("executor", "rep"))
+        plain.send(wire.encode_request("command", "x-2", messages.CommandArgs("pause", {})))
+        assert not plain.poll(500)
+        assert home.status_of("executor")["paused"] is False
+        stranger.close()
+        plain.close()
+    finally:
+        ctx.destroy(linger=0)
+    assert "CURVE handshake denied: unknown public key" in home.log("executor")
