@@ -5,7 +5,7 @@ process and in total; at the end, issue 15's acceptance lines with their verdict
     .venv/bin/python bench/pipeline_bench.py [--symbols 1 20 50] [--bars 200] [--bars-one 500]
                                              [--throughput-bars 300] [--offset-bars 24] [--bar-gap-s 1.0]
                                              [--idle-s 10] [--floor-bars 100]
-                                             [--no-settle] [--keep] [--config-json JSON]
+                                             [--no-settle] [--keep] [--config-json JSON] [--curve off|on|both]
 
 Per symbol count N, a throwaway ORACLE_HOME runs the repository's deploy/supervisord.conf: the simulator
 (``sim-broker``, manual clock) and the six processes, real persistence (SQLite), paper on, production clocks. The
@@ -83,7 +83,7 @@ from preditor_bench import in_process_twenty  # noqa: E402
 from system.sub_reader import SubReader  # noqa: E402
 from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
 
-from common import bus, config, messages  # noqa: E402
+from common import bus, config, keys, messages  # noqa: E402
 from common.twin.bars import load_bars_csv  # noqa: E402
 from services.connector.sim.control import control  # noqa: E402
 
@@ -311,11 +311,11 @@ def cpu_per_bar(c0: dict[str, CpuSample | None], c1: dict[str, CpuSample | None]
     return out
 
 
-def run(n: int, args: argparse.Namespace, bars) -> dict:
+def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
     times = [int(t) for t in bars[:, 0]]
     symbols = synthetic_symbols(n, args.offset_bars)
     n_bars = args.bars_one if n == 1 else args.bars
-    res: dict = {"symbols": n}
+    res: dict = {"symbols": n, "curve": curve}
     if args.floor_bars:
         # before the boot: the floor has the cores to itself
         print(f"\n== {n} symbol(s): the reference floor, {n} models stepped in-process over {args.floor_bars} bar "
@@ -327,8 +327,13 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
     res["home"] = str(root)
     home = tap = None
     try:
-        home = make_home(root, symbols, args.offset_bars, json.loads(args.config_json))
+        home = make_home(root, symbols, args.offset_bars,
+                         config.merge(json.loads(args.config_json), {"wire": {"curve": curve}}))
         ctl = home.config().broker.sim.control_port
+        if curve:  # every program's keypair, and this bench's own sockets with the operator's
+            cfg = home.config()
+            keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+            keys.secure_process(cfg, keys.OPERATOR)
         tap = Tap(home.config())
         settler = Settler(home, tap)
         print(f"\n== {n} symbol(s): booting under supervisord (warmup {HISTORY} bars per model) ...", flush=True)
@@ -463,6 +468,7 @@ def run(n: int, args: argparse.Namespace, bars) -> dict:
             tap.close()
         if home is not None:
             home.close()
+        bus.plain()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -563,6 +569,30 @@ def ratio(a: float | None, b: float | None) -> float:
     return a / b if a is not None and b and a == a and b == b else float("nan")
 
 
+def label(r: dict) -> str:
+    """A run's symbol count, marked when its wire was CURVE."""
+    return f"{r['symbols']}{' CURVE' if r.get('curve') else ''}"
+
+
+def curve_rows(results: list[dict]) -> None:
+    """--curve both: bar close -> order sent with the wire CURVE off and on, same symbols, same run."""
+    pairs = [(off, on) for off in results for on in results
+             if off["symbols"] == on["symbols"] and not off.get("curve") and on.get("curve")]
+    if not pairs:
+        return
+    print("\nbar close -> order sent (the connector's samples, ms) with wire.curve off and on, same run: every socket "
+          "of the six processes CURVE (ipc), handshakes authenticated by the ZAP handler")
+    print("| symbols | orders off / on | p50 off | p50 on | p99 off | p99 on | ratio p50 | ratio p99 | "
+          "bar -> last ack p50 off / on |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for off, on in pairs:
+        lo, ln = off["latency"], on["latency"]
+        print(f"| {off['symbols']} | {lo['count']} / {ln['count']} | {fmt(lo['p50'])} | {fmt(ln['p50'])} | "
+              f"{fmt(lo['p99'])} | {fmt(ln['p99'])} | {fmt2(ratio(ln['p50'], lo['p50']))} | "
+              f"{fmt2(ratio(ln['p99'], lo['p99']))} | {fmt(pct(off['bar_to_last_ack_ms'], 50))} / "
+              f"{fmt(pct(on['bar_to_last_ack_ms'], 50))} |")
+
+
 def six_net(r: dict) -> float:
     return sum(r["cpu"][p]["net"] for p in config.SERVICES)
 
@@ -580,7 +610,7 @@ def latency_rows(results: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         lat, fl = r["latency"], r.get("floor") or {}
-        print(f"| {r['symbols']} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
+        print(f"| {label(r)} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
               f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {fmt2(fl.get('p50_ms'))} | "
               f"{fmt2(fl.get('p99_ms'))} ({fl.get('bar_times', '-')}) | {fmt2(ratio(lat['p50'], fl.get('p50_ms')))} | "
               f"{fmt2(ratio(lat['p99'], fl.get('p99_ms')))} | {r['boot_s']:.1f} s |")
@@ -599,11 +629,11 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
             cells = [fmt2(r["cpu"][p][key]) for p in PROGRAMS]
             six = sum(r["cpu"][p][key] for p in config.SERVICES)
             per_symbol = fmt2(six / r["symbols"]) if key in ("gross", "net") else ""
-            print(f"| {r['symbols']} | {period:.0f} ms | {label} | " + " | ".join(cells) + f" | {fmt2(six)} | "
+            print(f"| {label(r)} | {period:.0f} ms | {label} | " + " | ".join(cells) + f" | {fmt2(six)} | "
                   f"{per_symbol} |")
         less = {p: r["cpu"][p]["net"] - requests_ms(r, p) for p in PROGRAMS}
         six = sum(less[p] for p in config.SERVICES)
-        print(f"| {r['symbols']} | {period:.0f} ms | net, less the bench's status requests | "
+        print(f"| {label(r)} | {period:.0f} ms | net, less the bench's status requests | "
               + " | ".join(fmt2(less[p]) for p in PROGRAMS) + f" | {fmt2(six)} | {fmt2(six / r['symbols'])} |")
     print("\nthe preditor's net CPU per bar against its in-process compute (the floor's mean per bar time)")
     print("| symbols | preditor net ms/bar | in-process compute ms/bar | ratio (target <= 1.5) |")
@@ -611,7 +641,7 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
     for r in results:
         mean = (r.get("floor") or {}).get("mean_ms")
         net = r["cpu"]["preditor"]["net"]
-        print(f"| {r['symbols']} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
+        print(f"| {label(r)} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
     print("\nthe bench's status requests per bar (the settle wait and progress lines), what one costs paper and the "
           "executor (20 in a row after the idle window, net of idle), so what the settle wait adds to their CPU per "
           "bar above, and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
@@ -620,7 +650,7 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in results:
         c, cost = r["status_calls_per_bar"], r["status_cost_ms"]
-        print(f"| {r['symbols']} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
+        print(f"| {label(r)} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
               + f" | {fmt2(cost['paper'])} / {fmt2(cost['executor'])} | {fmt2(c.get('paper', 0) * cost['paper'])} / "
               f"{fmt2(c.get('executor', 0) * cost['executor'])} | {r['cue'][0]} / {r['cue'][1]} |")
 
@@ -669,7 +699,9 @@ def throughput_rows(r: dict, baselines: dict, args: argparse.Namespace) -> None:
 
 
 def acceptance_rows(results: list[dict], baselines: dict) -> None:
-    by_n = {r["symbols"]: r for r in results}
+    by_n: dict[int, dict] = {}
+    for r in results:  # with --curve both: the run with CURVE off (the first) is the acceptance's
+        by_n.setdefault(r["symbols"], r)
     rows: list[tuple[str, str, str, str]] = []
     for n in (20, 50):
         r = by_n.get(n)
@@ -692,7 +724,7 @@ def acceptance_rows(results: list[dict], baselines: dict) -> None:
     for r in results:
         mean = (r.get("floor") or {}).get("mean_ms")
         x = ratio(r["cpu"]["preditor"]["net"], mean)
-        rows.append((f"preditor CPU per bar (net) / in-process compute, {r['symbols']} symbols",
+        rows.append((f"preditor CPU per bar (net) / in-process compute, {label(r)} symbols",
                      f"{fmt2(x)} ({fmt2(r['cpu']['preditor']['net'])} / {fmt2(mean)} ms)",
                      f"<= {TARGET_PREDITOR_RATIO:g}", verdict(x, TARGET_PREDITOR_RATIO)))
     r = by_n.get(1)
@@ -728,19 +760,19 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
         cells = [f"{fmt(pct(r[k], 50))} / {fmt(pct(r[k], 99))}" for k in
                  ("bar_to_signal_ms", "signal_to_ack_ms", "order_signal_to_ack_ms", "order_bar_to_ack_ms",
                   "bar_to_last_signal_ms", "bar_to_last_ack_ms", "bar_to_settled_ms")]
-        print(f"| {r['symbols']} | " + " | ".join(cells) + " |")
+        print(f"| {label(r)} | " + " | ".join(cells) + " |")
     cpu_rows(results, args)
     print("\nthe executor's work per bar (its status counters)")
     print("| symbols | " + " | ".join(EXECUTOR_COUNTERS) + " |")
     print("|---|" + "---|" * len(EXECUTOR_COUNTERS))
     for r in results:
-        print(f"| {r['symbols']} | " + " | ".join(f"{r['executor_per_bar'][k]:.2f}" for k in EXECUTOR_COUNTERS) + " |")
+        print(f"| {label(r)} | " + " | ".join(f"{r['executor_per_bar'][k]:.2f}" for k in EXECUTOR_COUNTERS) + " |")
     print("\npersistence's work per bar (its status counters: writes = write requests from every sender)")
     for r in results:
         keys = list(r["persistence_per_bar"])
         print("| symbols | " + " | ".join(keys) + " |")
         print("|---|" + "---|" * len(keys))
-        print(f"| {r['symbols']} | " + " | ".join(f"{r['persistence_per_bar'][k]:.2f}" for k in keys) + " |")
+        print(f"| {label(r)} | " + " | ".join(f"{r['persistence_per_bar'][k]:.2f}" for k in keys) + " |")
     print("\nRSS after the warmup / at the end (MiB)")
     print("| symbols | " + " | ".join(PROGRAMS) + " | the six together |")
     print("|---|" + "---|" * (len(PROGRAMS) + 1))
@@ -748,13 +780,14 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
         cells = [f"{fmt(r['rss_warm'][p])} / {fmt(r['rss_end'][p])}" for p in PROGRAMS]
         six_w = sum(r["rss_warm"][p] for p in config.SERVICES)
         six_e = sum(r["rss_end"][p] for p in config.SERVICES)
-        print(f"| {r['symbols']} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
+        print(f"| {label(r)} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
+    curve_rows(results)
     one = [r for r in results if r["symbols"] == 1]
     if one and "rate" in baselines:
         throughput_rows(one[0], baselines, args)
     for r in results:
         if r.get("missing_acks") or r.get("unsettled") or r.get("system_end") != "RUNNING" or r.get("restarts"):
-            print(f"\n{r['symbols']} symbols: {r.get('missing_acks')} missing acks, {r.get('unsettled')} bars not "
+            print(f"\n{label(r)} symbols: {r.get('missing_acks')} missing acks, {r.get('unsettled')} bars not "
                   f"settled, system {r.get('system_end')} at "
                   f"the end, issues {r.get('issues')}, restarts {r.get('restarts')}")
     acceptance_rows(results, baselines)
@@ -776,6 +809,8 @@ def main() -> int:
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")
+    p.add_argument("--curve", choices=("off", "on", "both"), default="off",
+                   help="wire.curve of the runs; both: each symbol count twice, CURVE off then on (compared)")
     p.add_argument("--config-json", default="{}",
                    help='settings merged into the config, e.g. \'{"preditor": {"fsync_snapshots": false}}\'')
     args = p.parse_args()
@@ -787,14 +822,15 @@ def main() -> int:
     baselines: dict = {"hop": wakeup_floor()}  # this machine's, and the backtest's rate
     print(f"raw pyzmq round trip after an idle gap: p50 {baselines['hop']['p50']:.3f} ms, "
           f"p99 {baselines['hop']['p99']:.3f} ms", flush=True)
-    for n in args.symbols:
-        r = run(n, args, bars)
+    curves = {"off": [False], "on": [True], "both": [False, True]}[args.curve]
+    for n, curve in ((n, c) for n in args.symbols for c in curves):
+        r = run(n, args, bars, curve)
         results.append(r)
         lat = r["latency"]
-        print(f"    {n} symbol(s): {lat['count']} orders, bar close -> order sent p50 {lat.get('p50')} ms, "
+        print(f"    {label(r)} symbol(s): {lat['count']} orders, bar close -> order sent p50 {lat.get('p50')} ms, "
               f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; lockstep {r['lockstep_bars_per_s']:.1f} bars/s",
               flush=True)
-        if n == 1:
+        if n == 1 and "rate" not in baselines:
             # the burst's own bars (else the lockstep's), measured after the shutdown, in this (niced) process
             first, count = r.get("burst_first", START_BAR), r.get("burst_bars", r["bars"])
             baselines["backtest"] = backtest_rate(first, count)

@@ -9,6 +9,10 @@
   (``send`` / ``take_reply``).
 - :class:`Responder`: a REP server that always answers, with an error reply for a bad request; or a ROUTER
   (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight.
+
+After :func:`secure` (``wire.curve``, set up once per process by ``common.keys.secure_process``) every socket made
+here is CURVE: servers admit only known keys through a ZAP authenticator, and a received frame's ``User-Id`` is the
+name of the peer's key (``frame.get("User-Id")``).
 """
 
 from __future__ import annotations

@@ -336,6 +336,22 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"configuration OK (home {cfg.home})")
     for s in config.SERVICES:
         print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
+    if not cfg.wire.curve:
+        print("  wire: plain (wire.curve false)")
+        return 0
+    keys_dir = cfg.path(cfg.wire.keys_dir)
+    try:
+        publics = keys.load_publics(keys_dir)
+    except config.ConfigError as exc:
+        print(f"  wire: CURVE, but {exc}", file=sys.stderr)
+        return 1
+    missing = [n for n in keys.names() if n not in publics]
+    here = [n for n in publics if keys.secret_path(keys_dir, n).exists()]
+    print(f"  wire: CURVE, keys in {keys_dir}: {len(publics)} public, secrets here for {', '.join(here) or 'none'}")
+    if missing:
+        print(f"  wire: no public key for {', '.join(missing)} (oracle keys init, or copy it from its host)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

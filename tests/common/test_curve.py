@@ -285,3 +285,19 @@ def test_oracle_keys_init_and_list(tmp_path):
     assert f"executor         {public}  secret here" in listing.stdout
     bad = oracle("keys", "init", "--dir", str(d), "--only", "Bad Name", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid key name 'Bad Name'" in bad.stderr
+
+
+def test_check_config_reports_the_keys(tmp_path):
+    home = Home(tmp_path, {"wire": {"curve": True}})
+    try:
+        res = home.oracle("check-config")
+        assert res.returncode == 1 and "keys directory" in res.stderr and "does not exist" in res.stderr
+        assert home.oracle("keys", "init", "--only", "executor", "operator").returncode == 0
+        res = home.oracle("check-config")
+        assert res.returncode == 1 and "no public key for orchestrator, persistence, preditor, paper" in res.stderr
+        assert home.oracle("keys", "init").returncode == 0  # the rest, into wire.keys_dir of the configuration
+        res = home.oracle("check-config")
+        assert res.returncode == 0, res.stderr
+        assert f"wire: CURVE, keys in {tmp_path}/var/keys: 7 public" in res.stdout
+    finally:
+        home.close()
