@@ -135,11 +135,13 @@ class _Curve:
         if sock.type in _SERVER_TYPES:
             self._authenticator(sock.context)
             sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+            # fail closed: were the ZAP handler gone, libzmq would otherwise admit any key
+            sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
             sock.setsockopt(zmq.CURVE_SERVER, 1)
 
     def _authenticator(self, ctx: zmq.Context) -> None:
-        """The ZAP handler of this context, started before its first server socket binds (without one, libzmq
-        would admit any client that knows the server's public key)."""
+        """The ZAP handler of this context, started before its first server socket binds (its sockets enforce the
+        ZAP domain: without a handler, nobody is admitted)."""
         with self.lock:
             if id(ctx) in self.authenticators:
                 return

@@ -250,15 +250,22 @@ def test_a_curve_client_never_falls_back_to_a_plaintext_server(ctx, keys_dir, tm
     server.close()
 
 
-def test_release_lets_the_context_terminate(keys_dir, tmp_path):
+def test_without_its_authenticator_a_server_admits_nobody_and_the_context_terminates(keys_dir, tmp_path):
     c = zmq.Context()
-    ring = keys.load(keys_dir, "operator")
-    bus.secure(ring, "operator", {})
+    ring = keys.load(keys_dir, "connector")
+    endpoint = f"ipc://{tmp_path}/rep"
+    bus.secure(ring, "connector", {endpoint: ring.public})
     try:
-        pub = bus.Publisher(c, f"ipc://{tmp_path}/p", "t", 1)
-        pub.close()
-        bus.release(c)
-        c.term()  # would wait forever on the authenticator's socket
+        server = bus._limited(c.socket(zmq.REP))
+        server.setsockopt(zmq.LINGER, 0)
+        server.bind(endpoint)
+        bus.release(c)  # the ZAP handler gone: fail closed, not open
+        client = raw_client(c, endpoint, ring.public, key_pair(keys_dir, "executor"))
+        client.send(b"hello")
+        assert not server.poll(500)
+        client.close()
+        server.close()
+        c.term()  # would wait forever on the authenticator's socket without release
     finally:
         bus.plain()
 
