@@ -569,7 +569,7 @@ def ratio(a: float | None, b: float | None) -> float:
     return a / b if a is not None and b and a == a and b == b else float("nan")
 
 
-def label(r: dict) -> str:
+def run_label(r: dict) -> str:
     """A run's symbol count, marked when its wire was CURVE."""
     return f"{r['symbols']}{' CURVE' if r.get('curve') else ''}"
 
@@ -610,7 +610,7 @@ def latency_rows(results: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         lat, fl = r["latency"], r.get("floor") or {}
-        print(f"| {label(r)} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
+        print(f"| {run_label(r)} | {r['bars']} | {lat['count']} ({r['orders']} + {r['closes']}) | "
               f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {fmt2(fl.get('p50_ms'))} | "
               f"{fmt2(fl.get('p99_ms'))} ({fl.get('bar_times', '-')}) | {fmt2(ratio(lat['p50'], fl.get('p50_ms')))} | "
               f"{fmt2(ratio(lat['p99'], fl.get('p99_ms')))} | {r['boot_s']:.1f} s |")
@@ -629,11 +629,11 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
             cells = [fmt2(r["cpu"][p][key]) for p in PROGRAMS]
             six = sum(r["cpu"][p][key] for p in config.SERVICES)
             per_symbol = fmt2(six / r["symbols"]) if key in ("gross", "net") else ""
-            print(f"| {label(r)} | {period:.0f} ms | {label} | " + " | ".join(cells) + f" | {fmt2(six)} | "
+            print(f"| {run_label(r)} | {period:.0f} ms | {label} | " + " | ".join(cells) + f" | {fmt2(six)} | "
                   f"{per_symbol} |")
         less = {p: r["cpu"][p]["net"] - requests_ms(r, p) for p in PROGRAMS}
         six = sum(less[p] for p in config.SERVICES)
-        print(f"| {label(r)} | {period:.0f} ms | net, less the bench's status requests | "
+        print(f"| {run_label(r)} | {period:.0f} ms | net, less the bench's status requests | "
               + " | ".join(fmt2(less[p]) for p in PROGRAMS) + f" | {fmt2(six)} | {fmt2(six / r['symbols'])} |")
     print("\nthe preditor's net CPU per bar against its in-process compute (the floor's mean per bar time)")
     print("| symbols | preditor net ms/bar | in-process compute ms/bar | ratio (target <= 1.5) |")
@@ -641,7 +641,7 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
     for r in results:
         mean = (r.get("floor") or {}).get("mean_ms")
         net = r["cpu"]["preditor"]["net"]
-        print(f"| {label(r)} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
+        print(f"| {run_label(r)} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
     print("\nthe bench's status requests per bar (the settle wait and progress lines), what one costs paper and the "
           "executor (20 in a row after the idle window, net of idle), so what the settle wait adds to their CPU per "
           "bar above, and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
@@ -650,7 +650,7 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in results:
         c, cost = r["status_calls_per_bar"], r["status_cost_ms"]
-        print(f"| {label(r)} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
+        print(f"| {run_label(r)} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
               + f" | {fmt2(cost['paper'])} / {fmt2(cost['executor'])} | {fmt2(c.get('paper', 0) * cost['paper'])} / "
               f"{fmt2(c.get('executor', 0) * cost['executor'])} | {r['cue'][0]} / {r['cue'][1]} |")
 
@@ -724,7 +724,7 @@ def acceptance_rows(results: list[dict], baselines: dict) -> None:
     for r in results:
         mean = (r.get("floor") or {}).get("mean_ms")
         x = ratio(r["cpu"]["preditor"]["net"], mean)
-        rows.append((f"preditor CPU per bar (net) / in-process compute, {label(r)} symbols",
+        rows.append((f"preditor CPU per bar (net) / in-process compute, {run_label(r)} symbols",
                      f"{fmt2(x)} ({fmt2(r['cpu']['preditor']['net'])} / {fmt2(mean)} ms)",
                      f"<= {TARGET_PREDITOR_RATIO:g}", verdict(x, TARGET_PREDITOR_RATIO)))
     r = by_n.get(1)
@@ -760,19 +760,19 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
         cells = [f"{fmt(pct(r[k], 50))} / {fmt(pct(r[k], 99))}" for k in
                  ("bar_to_signal_ms", "signal_to_ack_ms", "order_signal_to_ack_ms", "order_bar_to_ack_ms",
                   "bar_to_last_signal_ms", "bar_to_last_ack_ms", "bar_to_settled_ms")]
-        print(f"| {label(r)} | " + " | ".join(cells) + " |")
+        print(f"| {run_label(r)} | " + " | ".join(cells) + " |")
     cpu_rows(results, args)
     print("\nthe executor's work per bar (its status counters)")
     print("| symbols | " + " | ".join(EXECUTOR_COUNTERS) + " |")
     print("|---|" + "---|" * len(EXECUTOR_COUNTERS))
     for r in results:
-        print(f"| {label(r)} | " + " | ".join(f"{r['executor_per_bar'][k]:.2f}" for k in EXECUTOR_COUNTERS) + " |")
+        print(f"| {run_label(r)} | " + " | ".join(f"{r['executor_per_bar'][k]:.2f}" for k in EXECUTOR_COUNTERS) + " |")
     print("\npersistence's work per bar (its status counters: writes = write requests from every sender)")
     for r in results:
         keys = list(r["persistence_per_bar"])
         print("| symbols | " + " | ".join(keys) + " |")
         print("|---|" + "---|" * len(keys))
-        print(f"| {label(r)} | " + " | ".join(f"{r['persistence_per_bar'][k]:.2f}" for k in keys) + " |")
+        print(f"| {run_label(r)} | " + " | ".join(f"{r['persistence_per_bar'][k]:.2f}" for k in keys) + " |")
     print("\nRSS after the warmup / at the end (MiB)")
     print("| symbols | " + " | ".join(PROGRAMS) + " | the six together |")
     print("|---|" + "---|" * (len(PROGRAMS) + 1))
@@ -780,14 +780,14 @@ def report(results: list[dict], args: argparse.Namespace, baselines: dict) -> No
         cells = [f"{fmt(r['rss_warm'][p])} / {fmt(r['rss_end'][p])}" for p in PROGRAMS]
         six_w = sum(r["rss_warm"][p] for p in config.SERVICES)
         six_e = sum(r["rss_end"][p] for p in config.SERVICES)
-        print(f"| {label(r)} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
+        print(f"| {run_label(r)} | " + " | ".join(cells) + f" | {six_w:.1f} / {six_e:.1f} |")
     curve_rows(results)
     one = [r for r in results if r["symbols"] == 1]
     if one and "rate" in baselines:
         throughput_rows(one[0], baselines, args)
     for r in results:
         if r.get("missing_acks") or r.get("unsettled") or r.get("system_end") != "RUNNING" or r.get("restarts"):
-            print(f"\n{label(r)} symbols: {r.get('missing_acks')} missing acks, {r.get('unsettled')} bars not "
+            print(f"\n{run_label(r)} symbols: {r.get('missing_acks')} missing acks, {r.get('unsettled')} bars not "
                   f"settled, system {r.get('system_end')} at "
                   f"the end, issues {r.get('issues')}, restarts {r.get('restarts')}")
     acceptance_rows(results, baselines)
@@ -827,7 +827,7 @@ def main() -> int:
         r = run(n, args, bars, curve)
         results.append(r)
         lat = r["latency"]
-        print(f"    {label(r)} symbol(s): {lat['count']} orders, bar close -> order sent p50 {lat.get('p50')} ms, "
+        print(f"    {run_label(r)} symbol(s): {lat['count']} orders, bar close -> order sent p50 {lat.get('p50')} ms, "
               f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; lockstep {r['lockstep_bars_per_s']:.1f} bars/s",
               flush=True)
         if n == 1 and "rate" not in baselines:
