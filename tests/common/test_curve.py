@@ -175,7 +175,7 @@ def key_pair(d: Path, name: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def test_the_peer_is_named_by_its_key_and_an_unknown_key_is_denied(ctx, keys_dir, tmp_path):
+def test_the_peer_is_named_by_its_key_and_an_unknown_key_is_denied(ctx, keys_dir, tmp_path, caplog):
     ring = keys.load(keys_dir, "connector")
     endpoint = f"ipc://{tmp_path}/connector.rep"
     bus.secure(ring, "connector", {endpoint: ring.public})
@@ -191,11 +191,18 @@ def test_the_peer_is_named_by_its_key_and_an_unknown_key_is_denied(ctx, keys_dir
     server.send(b"ok")
     assert executor.recv() == b"ok"
 
-    stranger = raw_client(ctx, endpoint, ring.public, zmq.curve_keypair())
+    stranger_keys = zmq.curve_keypair()
+    stranger = raw_client(ctx, endpoint, ring.public, stranger_keys)
     stranger.send(b"let me in")
     wait_until(lambda: bus.curve_denials() >= 1, 5, "the stranger's handshake denied")
     assert not server.poll(200)  # nothing of it got through
-    assert bus._curve is not None and bus._curve.admission.denied_by_key  # counted per key
+    again = raw_client(ctx, endpoint, ring.public, stranger_keys)  # the same key again: counted, not logged again
+    wait_until(lambda: bus.curve_denials() >= 2, 5, "the second handshake denied")
+    assert bus._curve is not None
+    assert bus._curve.admission.denied_by_key == {stranger_keys[0].decode(): 2}
+    denials = [r for r in caplog.records if "CURVE handshake denied" in r.getMessage()]
+    assert len(denials) == 1 and stranger_keys[0].decode() in denials[0].getMessage()
+    again.close()
 
     # the project's own client: the configured server key, its own keypair, and the same name check
     req = bus.Requester(ctx, endpoint, "t", timeout_ms=3000)

@@ -63,6 +63,19 @@ def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):
     assert opened and all(a.status == "OK" for a in opened)
     assert any(not d["closing"] for d in sim.saved()["deals"])  # the orders reached the broker
 
+    # kill -9: the new process makes its sockets anew, every peer's CURVE handshake with it is redone
+    home.kill("executor")
+    home.start("executor")
+    wait_for(lambda: home.status()["services"]["executor"]["restarts"] == 1 and
+             home.status()["services"]["executor"]["state"] == "RUNNING", 30, "the executor back")
+    acks.wait_live()  # this SUB hears the new executor
+    before = preditor_signals(home)
+    sim.advance_bar()
+    wait_for(lambda: preditor_signals(home) > before, 30, "the next bar's signal")
+    last = wait_for(lambda: [s for s in signals.poll() if isinstance(s, messages.Signal)][before:], 10,
+                    "the signal heard")[-1]
+    assert acks.wait_ack(last.bar_time, timeout=20)  # the new executor heard it and answered
+
     # the operator's CLI, in its own process, with its own key
     res = home.oracle("ctl", "status", "--json")
     assert res.returncode == 0, res.stderr
