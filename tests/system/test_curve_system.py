@@ -5,6 +5,8 @@ in the keys directory gets nothing through, and its denied handshakes are counte
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import zmq
@@ -113,3 +115,29 @@ def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):
     finally:
         ctx.destroy(linger=0)
     assert "CURVE handshake denied: unknown public key" in home.log("executor")
+
+
+def test_under_supervisord_with_curve_a_killed_service_heals(tmp_path):
+    """The deploy: supervisord starts every program with wire.curve on; the operator's CLI sees them; kill -9 of the
+    connector (every other service its client) is healed through new handshakes."""
+    home = Home(tmp_path, {"wire": {"curve": True}})
+    cfg = home.config()
+    keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+    keys.secure_process(cfg, keys.OPERATOR)
+    try:
+        home.start_supervisord()
+        home.wait_state("RUNNING", timeout=60)
+        old = home.pid_of("connector")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: home.pid_of("connector") not in (0, old), 15, "supervisord to respawn the connector")
+        wait_for(lambda: (lambda s: s["system"] == "RUNNING" and s["services"]["connector"]["restarts"] == 1 and
+                          s["services"]["connector"]["pid"] == home.pid_of("connector"))(home.status()),
+                 30, "RUNNING again after kill -9 connector")
+        res = home.oracle("ctl", "status", "--json")
+        assert res.returncode == 0, res.stderr
+        status = json.loads(res.stdout)
+        assert status["system"] == "RUNNING"
+        assert all(s.get("wire_errors", {}).get("curve_denied", 0) == 0 for s in status["services"].values())
+    finally:
+        home.close()
+        bus.plain()
