@@ -189,6 +189,14 @@ def release(ctx: zmq.Context) -> None:
         _curve.release(ctx)
 
 
+def _curve_hint() -> str:
+    """What a timeout may also mean with CURVE on: a handshake that failed is silent (ZeroMQ tells the peer nothing)."""
+    if _curve is None:
+        return ""
+    return (f" (CURVE on, as {_curve.own_name}: a server without CURVE, or one that does not admit this key, never "
+            "answers)")
+
+
 def curve_denials() -> int:
     """Handshakes refused for an unknown key in this process (0 with CURVE off)."""
     return _curve.admission.denied if _curve is not None else 0
@@ -415,7 +423,7 @@ class Requester:
         if frames is None:
             if time.monotonic() >= deadline:
                 self.reset()
-                raise RequestTimeout(f"{op} to {self.endpoint}: no reply in time") from None
+                raise RequestTimeout(f"{op} to {self.endpoint}: no reply in time{_curve_hint()}") from None
             return None
         self.pending = None
         reply = wire.decode_reply(frames, op)
@@ -445,7 +453,8 @@ class Requester:
             if not reply.ok:
                 raise RequestFailed(op, reply.error_code, reply.error_message)
             return reply.result
-        raise RequestTimeout(f"{op} to {self.endpoint}: no reply in {timeout_ms} ms ({retries + 1} tries)")
+        raise RequestTimeout(f"{op} to {self.endpoint}: no reply in {timeout_ms} ms ({retries + 1} tries)"
+                             f"{_curve_hint()}")
 
     def close(self) -> None:
         if self.sock is not None:
