@@ -94,6 +94,9 @@ def load_publics(keys_dir: Path) -> dict[str, bytes]:
     """name -> Z85 public key of every ``<name>.key`` in the directory."""
     if not keys_dir.is_dir():
         raise KeysError(f"CURVE keys directory {keys_dir} does not exist (make it with `oracle keys init`)")
+    mode = stat.S_IMODE(keys_dir.stat().st_mode)
+    if mode & 0o022:  # whoever may add a .key here is admitted by every process
+        raise KeysError(f"CURVE keys directory {keys_dir} is writable by others (mode {mode:o}): chmod 700 it")
     out = {}
     for path in sorted(keys_dir.glob(f"*{PUBLIC_SUFFIX}")):
         name = path.name.removesuffix(PUBLIC_SUFFIX)

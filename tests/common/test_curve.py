@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from harness import REPO, Home
+from harness import REPO, Home, free_port
 
 from common import bus, config, keys, messages, wire
 
@@ -94,6 +94,7 @@ def test_role_of_a_program():
     (lambda d: keys.secret_path(d, "executor").unlink(),
      "CURVE secret key of executor is missing: .*executor.key_secret"),
     (lambda d: keys.secret_path(d, "executor").chmod(0o644), "executor.key_secret is readable by others"),
+    (lambda d: d.chmod(0o777), "keys directory .*keys is writable by others \\(mode 777\\): chmod 700 it"),
     (lambda d: keys.public_path(d, "paper").write_text("nothing here\n"), "cannot read CURVE key file .*paper.key"),
     (lambda d: keys.secret_path(d, "executor").write_text('curve\n    public-key = "short"\n'),
      "executor.key_secret: the public key is not 40 Z85 characters"),
@@ -216,9 +217,13 @@ def test_the_peer_is_named_by_its_key_and_an_unknown_key_is_denied(ctx, keys_dir
         s.close()
 
 
-def test_responder_and_pubsub_work_with_curve(ctx, keys_dir, tmp_path):
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_responder_and_pubsub_work_with_curve(ctx, keys_dir, tmp_path, transport):
     ring = keys.load(keys_dir, "operator")
-    rep_ep, pub_ep = f"ipc://{tmp_path}/rep", f"ipc://{tmp_path}/pub"
+    if transport == "ipc":
+        rep_ep, pub_ep = f"ipc://{tmp_path}/rep", f"ipc://{tmp_path}/pub"
+    else:
+        rep_ep, pub_ep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     bus.secure(ring, "operator", {rep_ep: ring.public, pub_ep: ring.public})
     rep = bus.Responder(ctx, rep_ep, {"ping": lambda _a: messages.Pong("x", 7)}, bus.WireErrors("t"))
     req = bus.Requester(ctx, rep_ep, "t", timeout_ms=3000)
