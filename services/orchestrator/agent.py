@@ -26,6 +26,17 @@ from common.bus import OpError
 from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
 
 log = logging.getLogger("oracle.agent")
+KEY_NAME = "agent"  # its CURVE key (wire.keys_dir/agent.key_secret on the host it runs on): the program's name
+
+
+def secure(cfg: config.Config) -> None:
+    """wire.curve: every socket of the agent CURVE, with its own key, as common/runtime.py's main does for a
+    service. (The guard lets this module load where common/keys.py is not merged yet: CURVE off, loopback only.)"""
+    try:
+        from common import keys
+    except ImportError:
+        return
+    keys.secure_process(cfg, KEY_NAME)
 
 
 class Agent:
@@ -108,6 +119,9 @@ class Agent:
             if self.rep.sock.poll(200):
                 self.rep.serve_ready()
         self.rep.close()
+        release = getattr(bus, "release", None)  # CURVE's ZAP authenticator (common/bus.py, once merged)
+        if release is not None:
+            release(self.ctx)
         self.ctx.term()
         return 0
 
@@ -124,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config, args.overlay)
         logs.setup(f"agent-{args.host}", args.log_level or cfg.logging.level, cfg.logging.format)
+        secure(cfg)
         agent = Agent(cfg, args.host)
     except config.ConfigError as exc:
         print(f"agent: {exc}", file=sys.stderr)

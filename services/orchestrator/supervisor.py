@@ -139,6 +139,11 @@ class Supervisors:
             raise SupervisorUnavailable("; ".join(errors))
         return merged
 
+    def pid_of(self, name: str) -> int | None:
+        """The pid program ``name`` runs as on its host (0: not running); None when that host has no such program."""
+        info = self._for(name).processes().get(name)
+        return None if info is None else int(info.get("pid") or 0)
+
     def kill(self, name: str) -> None:
         self._for(name).kill(name)
 

@@ -37,7 +37,9 @@ WIRE = os.environ.get("ORACLE_TWO_HOSTS_WIRE", "curve")  # "plain": before CURVE
 START_BAR = 1100
 WARMUP = 1000
 TWO_HOST = REPO / "deploy" / "two-host"
+HOST_A = ("connector", "persistence", "executor", "orchestrator")
 HOST_B = ("preditor", "paper")
+AGENT = "agent"  # host B's agent program, and its key's name
 
 
 def needles() -> list[bytes]:
@@ -123,15 +125,13 @@ class Rig:
         return self.a.status()["services"][name]
 
 
-def overlay(keys: Path | None) -> dict:
+def overlay(curve: bool) -> dict:
     """deploy/two-host/overlay.yaml (the addresses are the pair's), with the test's clock and replay."""
     two = yaml.safe_load((TWO_HOST / "overlay.yaml").read_text())
     assert two["endpoints"]["connector"]["rep"].startswith(f"tcp://{ADDR_A}:")
     assert two["endpoints"]["preditor"]["rep"].startswith(f"tcp://{ADDR_B}:")
-    if keys is None:
+    if not curve:
         del two["wire"]
-    else:
-        two["wire"]["keys_dir"] = str(keys)
     test = {"broker": {"sim": {"speed": 0, "start_bar": START_BAR, "control_port": 5045, "port": 5035}},
             "preditor": {"warmup_bars": WARMUP},
             "runtime": {"request_timeout_ms": 5000},
@@ -140,22 +140,47 @@ def overlay(keys: Path | None) -> dict:
     return config.merge(two, test)
 
 
-def host_home(root: Path, keys: Path | None) -> Home:
-    home = Home(root, overlay(keys))
+def host_home(root: Path, curve: bool) -> Home:
+    home = Home(root, overlay(curve))
     shutil.copytree(TWO_HOST, root / "deploy" / "two-host")
     symbols_config(home, enter_on_first_signal=True)
     return home
 
 
+def deal_keys(master: Path, home: Home, own: tuple[str, ...]) -> None:
+    """A host's keys directory (wire.keys_dir): every public key, and the secrets of its own programs only."""
+    cfg = home.config()
+    keys_dir = cfg.path(cfg.wire.keys_dir)
+    keys_dir.mkdir(parents=True, mode=0o700)
+    for public in master.glob("*.key"):
+        shutil.copy(public, keys_dir)
+    for name in own:
+        shutil.copy(master / f"{name}.key_secret", keys_dir)
+        (keys_dir / f"{name}.key_secret").chmod(0o600)
+
+
+def secure_test_process(master: Path, cfg: config.Config) -> None:
+    """The test's own sockets: the operator's key (common/keys.py, bus.secure)."""
+    from common import keys
+
+    keyring = keys.load(master, keys.OPERATOR)
+    bus.secure(keyring, keys.OPERATOR, keys.server_keys(cfg, keyring))
+
+
 @pytest.fixture
 def two_hosts(pair, tmp_path):
     pytest.importorskip("torch")
-    keys = None
-    if WIRE != "plain":
-        keys = tmp_path / "keys"
-        made = subprocess_oracle("keys", "init", "--dir", str(keys))
-        assert made.returncode == 0, made.stderr
-    a, b = host_home(tmp_path / "a", keys), host_home(tmp_path / "b", keys)
+    curve = WIRE != "plain"
+    a, b = host_home(tmp_path / "a", curve), host_home(tmp_path / "b", curve)
+    master = None
+    if curve:
+        from common import keys
+
+        master = tmp_path / "keys"
+        keys.init(master, keys.names([*config.SERVICES, AGENT]))
+        deal_keys(master, a, HOST_A)
+        deal_keys(master, b, (*HOST_B, AGENT))
+        secure_test_process(master, a.config())
     capture = Capture(pair.a, pair.veth_a, max_s=900)
     sups: list[Supervisord] = []
     in_a = InNs(pair.a)
@@ -164,19 +189,16 @@ def two_hosts(pair, tmp_path):
     try:
         for home, ns, conf in ((b, pair.b, "host-b.conf"), (a, pair.a, "host-a.conf")):
             sups.append(Supervisord(pair, ns, home.root, home.root / "deploy" / "two-host" / conf, home.env, VENV))
-        yield Rig(pair, a, b, in_a, ctx, capture, keys, sups)
+        yield Rig(pair, a, b, in_a, ctx, capture, master, sups)
     finally:
         capture.stop()
         for sup in reversed(sups):  # host A's first: its orchestrator restarts nothing while the rest stops
             sup.stop()
+        if curve:
+            bus.release(ctx)
+            bus.plain()
         ctx.destroy(linger=0)
         in_a.close()
-
-
-def subprocess_oracle(*args: str) -> Any:
-    import subprocess
-
-    return subprocess.run([str(VENV / "bin" / "oracle"), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_system_across_two_hosts_trades_heals_and_shows_nothing_on_the_wire(two_hosts):
@@ -296,7 +318,7 @@ def assert_unknown_key_refused(rig: Rig) -> None:
     other host (the ZAP handler refuses the handshake)."""
     import zmq.auth
 
-    server_public, _ = zmq.auth.load_certificate(str(rig.keys / "preditor.key"))
+    server_public, _ = zmq.auth.load_certificate(str(rig.keys / "preditor.key"))  # the master keys directory
     public, secret = zmq.curve_keypair()
     sock = rig.ctx.socket(zmq.REQ)
     sock.linger = 0
@@ -307,3 +329,6 @@ def assert_unknown_key_refused(rig: Rig) -> None:
         assert sock.poll(3000) == 0, "a client with an unknown key got an answer"
     finally:
         sock.close()
+    denied = wait_for(lambda: rig.a.status_of("preditor")["wire_errors"].get("curve_denied", 0), 10,
+                      "the preditor counting the denied handshake")
+    assert denied >= 1
