@@ -1,7 +1,7 @@
 """The host agent: the orchestrator's hand on another host's supervisord (deploy/two-host/).
 
 A program of that host's supervisord (``python -m services.orchestrator.agent --host NAME``). It binds the REP endpoint
-``orchestrator.remote_hosts.NAME.agent`` and relays the ops of common/host_agent.py to its local supervisord's unix
+``orchestrator.remote_hosts.NAME.agent`` and relays the ops of common/messages/hosts.py to its local supervisord's unix
 socket (supervisor.py's :class:`Supervisor`), for the programs the config gives that host only: a request naming any
 other program is refused. Why not supervisord's own ``inet_http_server``: its XML-RPC is plaintext HTTP with basic
 auth, so the names and states of our programs (and the password) would cross the network readable; these ops are on
@@ -21,8 +21,9 @@ from typing import Any
 
 import zmq
 
-from common import bus, config, host_agent, logs, messages, private
+from common import bus, config, logs, messages, private
 from common.bus import OpError
+from common.messages import hosts as host_agent
 from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
 
 log = logging.getLogger("oracle.agent")

@@ -10,8 +10,9 @@ from typing import Any
 import zmq
 from supervisor.xmlrpc import SupervisorTransport
 
-from common import bus, host_agent, messages, wire
+from common import bus, messages, wire
 from common.config import Config
+from common.messages import hosts as host_agent
 
 
 class SupervisorUnavailable(RuntimeError):

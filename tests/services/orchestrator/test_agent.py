@@ -9,7 +9,8 @@ import pytest
 import zmq
 from harness import VENV, Home, wait_for
 
-from common import bus, host_agent, messages
+from common import bus, messages
+from common.messages import hosts as host_agent
 from services.orchestrator.supervisor import RemoteSupervisor, Supervisor, Supervisors, SupervisorUnavailable
 
 CONF = """

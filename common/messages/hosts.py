@@ -1,4 +1,4 @@
-"""The host agent's contract: what the orchestrator asks another host's supervisord through that host's agent.
+"""The host agent's ops: what the orchestrator asks another host's supervisord through that host's agent.
 
 The agent (services/orchestrator/agent.py, a program of that host's supervisord) relays these ops to its local
 supervisord's unix socket, for the programs the config gives that host (``orchestrator.remote_hosts``) and no
