@@ -3,6 +3,7 @@ through that host's agent (agent.py) over the wire; and the router that sends ea
 
 from __future__ import annotations
 
+import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -95,16 +96,21 @@ class RemoteSupervisor:
         self.req.close()
 
 
+REMOTE_RETRY_S = 5.0  # a host whose agent did not answer is asked again after this long (each try blocks the loop)
+
+
 class Supervisors:
     """This host's supervisord and every remote host's, as one: each program's call goes to the host that runs it
     (``orchestrator.remote_hosts``; every other program is local). ``processes`` merges what every host answered;
-    a host that did not answer is named in ``errors`` (its programs keep their last known state)."""
+    a host that did not answer is named in ``errors`` (its programs keep their last known state) and is asked again
+    only after REMOTE_RETRY_S."""
 
     def __init__(self, local: Supervisor, remotes: list[RemoteSupervisor]):
         self.local = local
         self.remotes = remotes
         self._by_program = {p: r for r in remotes for p in r.programs}
         self.errors: list[str] = []
+        self._retry_at: dict[str, tuple[float, str]] = {}  # host -> (when to ask again, why it failed)
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: zmq.Context, src: str) -> Supervisors:
@@ -124,12 +130,21 @@ class Supervisors:
         """Every host's programs; raises SupervisorUnavailable only when no host answered."""
         merged: dict[str, dict] = {}
         errors: list[str] = []
+        now = time.monotonic()
         for sup in (self.local, *self.remotes):
+            host = sup.host if isinstance(sup, RemoteSupervisor) else ""
+            retry = self._retry_at.get(host)
+            if retry is not None and now < retry[0]:
+                errors.append(retry[1])  # not asked again yet: an unreachable host would block every poll
+                continue
             try:
                 procs = sup.processes()
             except SupervisorUnavailable as exc:
                 errors.append(str(exc))
+                if host:
+                    self._retry_at[host] = (now + REMOTE_RETRY_S, str(exc))
                 continue
+            self._retry_at.pop(host, None)
             if isinstance(sup, RemoteSupervisor):  # only the programs given to that host
                 procs = {n: p for n, p in procs.items() if n in sup.programs}
             else:  # the local supervisord does not speak for a remote host's programs

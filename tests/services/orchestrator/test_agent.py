@@ -129,3 +129,20 @@ def test_supervisors_route_each_program_to_its_host(host, tmp_path):
     with pytest.raises(SupervisorUnavailable, match="no supervisord socket"):
         both.shutdown()  # the remote host first (its agent answers, then its supervisord stops); this one is absent
     assert sup.wait(30) == 0
+
+
+def test_an_unreachable_host_is_not_asked_at_every_poll(tmp_path):
+    """A host whose agent does not answer blocks the orchestrator's loop for a request's timeout: it is asked again
+    only after REMOTE_RETRY_S, and named in the errors meanwhile."""
+    ctx = zmq.Context()
+    silent = RemoteSupervisor(ctx, "b", f"ipc://{tmp_path}/nobody.rep", ["paper"], "test", timeout_ms=100)
+    both = Supervisors(Supervisor(tmp_path / "no-such.sock"), [silent])
+    try:
+        for _ in range(3):
+            with pytest.raises(SupervisorUnavailable, match="host b agent"):
+                both.processes()  # no host answered
+        assert silent.req.resets == 1  # one request timed out; the later polls did not ask
+        assert any("host b agent" in e for e in both.errors)
+    finally:
+        silent.close()
+        ctx.destroy(linger=0)
