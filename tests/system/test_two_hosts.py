@@ -68,7 +68,13 @@ def pair():
     require_root_and_ip()
     hosts = HostPair()
     try:
-        yield hosts.up()
+        try:
+            hosts.up()
+        except RuntimeError as exc:  # e.g. a container without the right to make namespaces
+            if os.environ.get("CI") == "true":
+                raise
+            pytest.skip(f"cannot make network namespaces here: {exc}")
+        yield hosts
     finally:
         hosts.down()
 
@@ -271,6 +277,13 @@ def test_system_across_two_hosts_trades_heals_and_shows_nothing_on_the_wire(two_
         assert healed["last_restart_reason"], healed
         advance(3)
         last = rig.sim("status")["bar_index"] - 1
+        # it traded: every live signal is acked (a catch-up one is recorded, the latest position acted on), and
+        # orders reached the broker on host A
+        for t in sorted(t for t, s in signals.items() if not s.catch_up):
+            acks.wait_ack(t, timeout=20)
+        opened = [a for a in acks.poll() if isinstance(a, messages.Ack) and a.details.get("action") == "OPEN"]
+        assert opened and all(a.status == "OK" for a in opened), opened
+        assert any(not d["closing"] for d in rig.sim("deals")["deals"])
 
         if rig.keys is not None:
             assert_unknown_key_refused(rig)
@@ -297,7 +310,8 @@ def test_system_across_two_hosts_trades_heals_and_shows_nothing_on_the_wire(two_
     exp = {int(d.bar_time): d for d in backtest.replay(load_model(str(REPO / "models" / "EURUSD_H1.zip")),
                                                         bars[START_BAR - WARMUP: last + 1])}
     live = {int(t) for t in bars[START_BAR: last + 1, 0]}
-    assert set(signals) >= live - {min(dead) - 3600}, sorted(live - set(signals))[:5]
+    assert set(signals) == live, (sorted(live - set(signals))[:5], sorted(set(signals) - live)[:5])
+    assert all(s.catch_up for s in duplicates), duplicates  # a bar decided again at the restart, if any
     for t, sig in signals.items():
         d = exp[t]
         assert (sig.action, sig.direction, sig.intensity, sig.hmm_state) == (
