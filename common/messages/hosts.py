@@ -34,6 +34,7 @@ class HostProcesses:
 
     host: str
     processes: dict
+    refused: dict = field(default_factory=dict)  # the agent's refused requests since its start, by reason
 
 
 @dataclass(frozen=True, slots=True)

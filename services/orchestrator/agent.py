@@ -53,6 +53,7 @@ class Agent:
         self.ctx = zmq.Context()
         self.errors = bus.WireErrors(f"agent-{host}")
         self.rep = bus.Responder(self.ctx, self.endpoint, self.ops(), self.errors)
+        self.refused: dict[str, int] = {}  # by reason: answered with an error, counted, logged
         self._stop = False
 
     def ops(self) -> dict[str, Any]:
@@ -65,9 +66,14 @@ class Agent:
             messages.OP_PING.name: lambda _a: messages.Pong(f"agent-{self.host}", 0),
         }
 
+    def _refuse(self, code: str, message: str) -> OpError:
+        self.refused[code] = self.refused.get(code, 0) + 1
+        logs.event(log, logging.WARNING, "refused", code=code, message=message, count=self.refused[code])
+        return OpError(code, message)
+
     def _program(self, name: str) -> str:
         if name not in self.programs:
-            raise OpError("unknown_program", f"'{name}' is not a program of host {self.host}")
+            raise self._refuse("unknown_program", f"'{name}' is not a program of host {self.host}")
         return name
 
     def _supervisord(self, call: Any) -> Any:
@@ -80,12 +86,12 @@ class Agent:
         procs = self._supervisord(self.supervisor.processes)
         mine = {n: {"statename": p.get("statename", ""), "pid": int(p.get("pid") or 0), "start": p.get("start", 0)}
                 for n, p in procs.items() if n in self.programs}
-        return host_agent.HostProcesses(self.host, mine)
+        return host_agent.HostProcesses(self.host, mine, dict(self.refused))
 
     def _signal(self, args: host_agent.SignalArgs) -> host_agent.HostDone:
         name = self._program(args.program)
         if args.signal not in host_agent.SIGNALS:
-            raise OpError("bad_signal", f"signal must be one of {', '.join(host_agent.SIGNALS)}")
+            raise self._refuse("bad_signal", f"signal must be one of {', '.join(host_agent.SIGNALS)}")
         self._supervisord(lambda: self.supervisor.signal(name, args.signal))
         logs.event(log, logging.WARNING, "signalled", program=name, signal=args.signal)
         return host_agent.HostDone(self.host, name, f"signalled {args.signal}")

@@ -110,6 +110,8 @@ def test_agent_reads_and_restarts_its_hosts_programs_only(host):
     finally:
         req.close()
     assert home.log("agent").count("signalled") == 1
+    assert remote.req.call(host_agent.OP_HOST_PROCESSES.name, messages.NoArgs()).refused == {
+        "unknown_program": 2, "bad_signal": 1}
 
 
 def test_supervisors_route_each_program_to_its_host(host, tmp_path):
