@@ -178,6 +178,7 @@ def two_hosts(pair, tmp_path):
     pytest.importorskip("torch")
     curve = WIRE != "plain"
     a, b = host_home(tmp_path / "a", curve), host_home(tmp_path / "b", curve)
+    a.config()  # the layout's configuration is valid here (else the ConfigError says why, before anything starts)
     master = None
     if curve:
         from common import keys
