@@ -65,6 +65,13 @@ class ServiceRuntime(_Section):
         "paper": 10, "persistence": 10}
 
 
+class RemoteHost(_Section):
+    """Another host's supervisord, reached through its host agent (services/orchestrator/agent.py) over the wire."""
+
+    agent: str  # the agent's REP endpoint (tcp:// on that host's address)
+    programs: list[Literal[WORKERS]]  # type: ignore[valid-type]  # the services that host's supervisord runs
+
+
 class Orchestrator(_Section):
     heartbeat_timeout_s: PosFloat = 5.0
     stall_timeout_s: PosFloat = 15.0
@@ -73,6 +80,19 @@ class Orchestrator(_Section):
     step_timeout_s: PosFloat = 120.0
     supervisor_socket: str = "var/supervisor.sock"
     status_interval_s: PosFloat = 1.0
+    # services run by another host's supervisord (deploy/two-host/): host name -> its agent and programs; every
+    # other service is this host's (supervisor_socket)
+    remote_hosts: dict[str, RemoteHost] = {}
+
+    @model_validator(mode="after")
+    def _one_host_per_program(self) -> Orchestrator:
+        seen: dict[str, str] = {}
+        for host, remote in self.remote_hosts.items():
+            for program in remote.programs:
+                if program in seen:
+                    raise ValueError(f"remote_hosts: {program} is on both {seen[program]} and {host}")
+                seen[program] = host
+        return self
 
 
 class Health(_Section):
@@ -239,6 +259,8 @@ class Config(_Section):
         for service in SERVICES:
             for kind in ("pub", "rep"):
                 check_endpoint(self.endpoint(service, kind), f"endpoints.{service}.{kind}", self.wire.curve)
+        for host, remote in self.orchestrator.remote_hosts.items():
+            check_endpoint(remote.agent, f"orchestrator.remote_hosts.{host}.agent", self.wire.curve)
         return self
 
     def path(self, value: str) -> Path:

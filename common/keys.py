@@ -154,6 +154,10 @@ def server_keys(cfg: config.Config, keyring: Keyring, programs: Iterable[str] = 
             continue  # a client that connects to it fails then, naming the missing file
         for kind in ("pub", "rep"):
             out[cfg.endpoint(program, kind)] = key
+    agent = keyring.publics.get("agent")  # every host agent binds with the agent key (deploy/two-host/README.md)
+    if agent is not None:
+        for remote in cfg.orchestrator.remote_hosts.values():
+            out[remote.agent] = agent
     return out
 
 

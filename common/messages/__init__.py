@@ -157,6 +157,8 @@ COMMAND_RESULTS = OneOf("command", {
 OP_COMMAND = op("command", CommandArgs, COMMAND_RESULTS, "executor: an operator command (pause, resume, close, ...)")
 OP_QUERY = op("query", QueryArgs, QueryResult, "persistence: read records back")
 OP_WRITE = op("write", WriteArgs, WriteResult, "persistence: store records; acknowledged only after a durable commit")
+# another host's supervisord through its agent: messages.hosts.OP_HOST_* (registered there)
+from common.messages import hosts  # noqa: E402, F401, I001
 
 
 # ---- topics ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from common.bus import OpError, Received
 from common.outbox import record_id
 from services.orchestrator import health, plan, watchdog
 from services.orchestrator.registry import ServiceView
-from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
+from services.orchestrator.supervisor import Supervisors, SupervisorUnavailable
 
 log = logging.getLogger("oracle.orchestrator")
 
@@ -75,7 +75,8 @@ class Orchestrator(runtime.Service):
         self.ever_running = False
         self.issues: list[str] = []
         self.boot_log: list[dict] = []  # go/ready/restart events with wall times, for status and tests
-        self.supervisor = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket))
+        # this host's supervisord and, in a layout over several hosts, each other host's through its agent
+        self.supervisor = Supervisors.from_config(cfg, self.ctx, self.name)
         self.supervisor_error = ""
         self.own_supervisor_state = ""
         self._last_supervisor_poll: float | None = None
@@ -270,7 +271,10 @@ class Orchestrator(runtime.Service):
                 log.warning("%s: restarts by the watchdog are unavailable", exc)
             self.supervisor_error = str(exc)
             return
-        self.supervisor_error = ""
+        errors = "; ".join(self.supervisor.errors)  # a remote host that did not answer
+        if errors and errors != self.supervisor_error:
+            log.warning("%s: restarts on that host are unavailable", errors)
+        self.supervisor_error = errors
         self.own_supervisor_state = procs.get(self.name, {}).get("statename", "")
         for name, info in procs.items():
             view = self.views.get(name)
@@ -402,7 +406,9 @@ class Orchestrator(runtime.Service):
             return
         except SupervisorUnavailable:
             pass
-        for service in reversed(config.WORKERS):  # no supervisord: terminate them ourselves
+        for service in reversed(config.WORKERS):  # no supervisord: terminate them ourselves (this host's only)
+            if self.supervisor.host_of(service) != "local":
+                continue
             pid = self.views[service].pid
             if pid:
                 with contextlib.suppress(ProcessLookupError):
@@ -456,6 +462,7 @@ class Orchestrator(runtime.Service):
     def on_stop(self) -> None:
         for req in self.requesters.values():
             req.close()
+        self.supervisor.close()
 
 
 def main(argv: list[str] | None = None) -> int:
