@@ -112,7 +112,7 @@ def _request(cfg: config.Config, service: str, op: str, args: Any, timeout_ms: i
 def _direct_status(cfg: config.Config, timeout_ms: int) -> dict[str, messages.ProcessStatus | str]:
     """The orchestrator is silent: ask every service itself (each one's report, or why it gave none)."""
     out: dict[str, messages.ProcessStatus | str] = {}
-    for s in config.WORKERS:
+    for s in cfg.workers():
         try:
             out[s] = _request(cfg, s, "status", messages.NoArgs(), timeout_ms)
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
@@ -279,7 +279,7 @@ def top(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     print(f"configuration OK (home {cfg.home})")
-    for s in config.SERVICES:
+    for s in cfg.programs():
         print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
     return 0
 

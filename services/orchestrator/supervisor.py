@@ -7,9 +7,18 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from common.programs import kind_of
+
 
 class SupervisorUnavailable(RuntimeError):
     pass
+
+
+def namespec(name: str) -> str:
+    """supervisord's name of a program: ``preditor-1``, one of the processes of ``[program:preditor]`` (numprocs),
+    is ``preditor:preditor-1``; a single process is its program's name."""
+    kind = kind_of(name)
+    return name if kind == name else f"{kind}:{name}"
 
 
 class Supervisor:
@@ -37,14 +46,14 @@ class Supervisor:
 
     def kill(self, name: str) -> None:
         """SIGKILL a hung process; supervisord's autorestart brings it back (a frozen one ignores TERM)."""
-        self._call("signalProcess", name, "KILL")
+        self._call("signalProcess", namespec(name), "KILL")
 
     def stop(self, name: str) -> None:
-        self._call("stopProcess", name, False)
+        self._call("stopProcess", namespec(name), False)
 
     def start(self, name: str) -> None:
         if self.processes().get(name, {}).get("statename") not in ("RUNNING", "STARTING"):
-            self._call("startProcess", name, False)
+            self._call("startProcess", namespec(name), False)
 
     def shutdown(self) -> None:
         self._call("shutdown")
