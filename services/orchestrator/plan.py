@@ -89,11 +89,18 @@ class Plan:
         for step in self.steps_of(program):
             if step.name in done.get(program, ()):
                 continue
-            missing = [n for n in step.needs if not self.is_done(n, done)]
+            missing = [self._waited(n, done) for n in step.needs if not self.is_done(n, done)]
             if missing:
                 return Instruction("wait", reason=f"{step.name} waits for {', '.join(missing)}")
             return Instruction("go", step=step.name)
         return Instruction("run")
+
+    def _waited(self, step: str, done: Mapping[str, Set[str]]) -> str:
+        """A step not done yet, with the shards it waits for when its kind runs as several programs."""
+        owners = self.of_kind(_BY_NAME[step].service)
+        if len(owners) == 1:
+            return step
+        return f"{step} ({', '.join(p for p in owners if step not in done.get(p, ()))})"
 
     def all_done(self, done: Mapping[str, Set[str]]) -> bool:
         return all(self.is_done(s.name, done) for s in BOOT)

@@ -287,13 +287,7 @@ class Orchestrator(runtime.Service):
 
     def _check_programs(self, procs: dict[str, dict]) -> None:
         """supervisord runs the preditor programs of the configuration (numprocs = preditor.shards): said once."""
-        wanted = set(self.cfg.of_kind("preditor"))
-        running = {n for n, info in procs.items() if info.get("group") == "preditor" or n == "preditor"}
-        problem = ""
-        if running and running != wanted:
-            problem = (f"supervisord runs the preditor programs {', '.join(sorted(running))}, the configuration has "
-                       f"{', '.join(sorted(wanted))} (deploy/supervisord.conf: numprocs={len(wanted)}"
-                       + (", process_name=%(program_name)s-%(process_num)d)" if len(wanted) > 1 else ")"))
+        problem = health.programs_problem("preditor", self.cfg.of_kind("preditor"), procs)
         if problem and problem != self._programs_problem:
             self.alert("programs", "critical", problem)
         self._programs_problem = problem

@@ -124,6 +124,7 @@ class Preditor(runtime.Service):
         # None: every model in models_dir (one process); else this shard's symbols
         self.symbols: frozenset[str] | None = None
         if cfg.preditor.shards > 1:
+            logs.set_service(self.name)
             self.symbols = frozenset(cfg.preditor_shards()[self.name])
             self.subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC],
                                  "connector": [f"bar.{s}." for s in sorted(self.symbols)]}

@@ -96,7 +96,7 @@ def test_each_shard_does_its_own_steps_and_a_need_waits_for_every_shard():
     opened = sharded_done("persistence.open")
     assert [SHARDED.instruction(p, opened).step for p in ("preditor-0", "preditor-1")] == ["preditor.load"] * 2
     one_loaded = sharded_done("persistence.open", "preditor.load", but=("preditor-1", "preditor.load"))
-    assert SHARDED.instruction("executor", one_loaded).reason == "executor.load waits for preditor.load"
+    assert SHARDED.instruction("executor", one_loaded).reason == "executor.load waits for preditor.load (preditor-1)"
     assert SHARDED.instruction("executor", sharded_done("persistence.open", "preditor.load")).step == "executor.load"
     everything = sharded_done(*ALL)
     assert SHARDED.all_done(everything)
