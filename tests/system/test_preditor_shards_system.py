@@ -6,8 +6,8 @@ close while it is dead, and the other shard goes on untouched. Later the other s
 orchestrator's watchdog restarts that one shard through supervisord (``preditor:preditor-0``).
 
 The chaos rig's replay (tests/system/chaos_rig.py: the simulator on a manual clock, ORACLE_CHAOS_SYMBOLS symbols,
-default 3): every stored signal equals the backtest's decision and each symbol's paper trades equal the
-backtest's trades, as with one preditor (tests/system/test_chaos.py), across the kill.
+default 3; 20 runs in about a minute): every stored signal equals the backtest's decision and each symbol's paper
+trades equal the backtest's trades, as with one preditor (tests/system/test_chaos.py), across the kill.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class ShardedReplay(Replay):
         conf.write_text(sharded_conf(conf.read_text(), 2))
         self.owned = self.home.config().preditor_shards()
 
-    def decided(self, bar_time: int, programs: tuple[str, ...] = SHARDS) -> bool:
-        for program in programs:
+    def decided(self, bar_time: int, programs: tuple[str, ...] | None = None) -> bool:
+        for program in programs or tuple(self.owned):
             symbols = self.owned[program]
             pred = self.status_of(program)
             if any(pred["models"][s]["last_bar"] != bar_time for s in symbols) or pred["pending_bars"]:
@@ -118,6 +118,32 @@ def test_two_shards_in_the_whole_system_trade_like_one_preditor_across_a_kill9_o
     finally:
         replay.close()
     print("\n".join(replay.log))
+    exp = backtest(N_BARS)
+    assert outcome.bars == replay.closed and len(outcome.bars) == N_BARS
+    # one signal per symbol and bar, from whichever shard owns it, each the backtest's decision
+    assert sorted(outcome.signals) == sorted((s, t) for s in SYMBOLS for t in outcome.bars)
+    for key, (_action, direction, intensity, hmm_state, close, pnl) in sorted(outcome.signals.items()):
+        d = exp["decisions"][key]
+        assert (direction, intensity, hmm_state, close) == (d.direction, d.intensity, d.hmm_state, d.close), key
+        assert abs(pnl - d.floating_pnl) <= 1e-9, key
+    # paper heard both shards: each symbol's account made the backtest's trades. Paper's accounts start flat at the
+    # first boot, where the backtest (from the warmup's first bar) may hold a position opened in the warmup: those
+    # symbols are left out (so they are with one preditor); with the default 3 symbols none is
+    live = set(outcome.bars)
+    flat = [sym for sym in SYMBOLS
+            if exp["decisions"][max(k for k in exp["decisions"] if k[0] == sym and k[1] < outcome.bars[0])].direction
+            == 0]
+    assert len(flat) >= len(SYMBOLS) // 2, flat
+    print(f"paper's trades compared on {len(flat)} of {len(SYMBOLS)} symbols (flat at the first replayed bar)")
+    for sym in flat:
+        want = sorted((t.exit_time, t.direction, t.entry_price, t.exit_price, round(t.pnl, 6))
+                      for t in exp["trades"][sym] if t.exit_time in live)
+        got = sorted((bar_time, direction, entry, exit_, pnl)
+                     for bar_time, _ts, s, a, direction, _i, _h, _v, entry, exit_, pnl, _p, _c in outcome.paper_trades
+                     if s == sym and a == "CLOSE")
+        rows = sorted(t[:5] + t[8:11] for t in outcome.paper_trades if t[2] == sym)
+        assert got == want, (sym, f"bars {outcome.bars}", f"paper {rows}", f"backtest {exp['trades'][sym]}")
+    assert outcome.rejected == 0
     # the kill was healed for that shard alone: its symbols caught up the bars closed while it was dead
     killed, other = after_kill["services"]["preditor-1"], after_kill["services"]["preditor-0"]
     assert killed["restarts"] >= 1 and other["restarts"] == 0 and other["pid"] == pid_0
@@ -131,21 +157,3 @@ def test_two_shards_in_the_whole_system_trade_like_one_preditor_across_a_kill9_o
     assert status["services"]["preditor-1"]["last_restart_reason"] == ""
     assert status["system"] == "RUNNING" and not status["issues"]
 
-    exp = backtest(N_BARS)
-    assert outcome.bars == replay.closed and len(outcome.bars) == N_BARS
-    # one signal per symbol and bar, from whichever shard owns it, each the backtest's decision
-    assert sorted(outcome.signals) == sorted((s, t) for s in SYMBOLS for t in outcome.bars)
-    for key, (_action, direction, intensity, hmm_state, close, pnl) in sorted(outcome.signals.items()):
-        d = exp["decisions"][key]
-        assert (direction, intensity, hmm_state, close) == (d.direction, d.intensity, d.hmm_state, d.close), key
-        assert abs(pnl - d.floating_pnl) <= 1e-9, key
-    # paper heard both shards: each symbol's account made the backtest's trades
-    live = set(outcome.bars)
-    for sym in SYMBOLS:
-        want = sorted((t.exit_time, t.direction, t.entry_price, t.exit_price, round(t.pnl, 6))
-                      for t in exp["trades"][sym] if t.exit_time in live)
-        got = sorted((bar_time, direction, entry, exit_, pnl)
-                     for bar_time, _ts, s, a, direction, _i, _h, _v, entry, exit_, pnl, _p, _c in outcome.paper_trades
-                     if s == sym and a == "CLOSE")
-        assert got == want, sym
-    assert outcome.rejected == 0
