@@ -66,7 +66,7 @@ def _keys_dir(args: argparse.Namespace) -> Path:
 def keys_init(args: argparse.Namespace) -> int:
     keys_dir = _keys_dir(args)
     try:
-        wanted = [keys.check_name(n) for n in args.only] if args.only else keys.names()
+        wanted = [keys.check_name(n) for n in args.only] if args.only else keys.names(_load_config(args).programs())
         made = keys.init(keys_dir, wanted)
     except (config.ConfigError, OSError) as exc:
         print(f"oracle keys init: {exc}", file=sys.stderr)
@@ -90,7 +90,7 @@ def keys_list(args: argparse.Namespace) -> int:
     for name, key in publics.items():
         secret = "secret here" if keys.secret_path(keys_dir, name).exists() else "public only"
         print(f"{name:<16} {key.decode()}  {secret}")
-    missing = [n for n in keys.names() if n not in publics]
+    missing = [n for n in keys.names(_load_config(args).programs()) if n not in publics]
     if missing:
         print(f"no key for: {', '.join(missing)}")
     return 0
@@ -166,7 +166,7 @@ def _request(cfg: config.Config, service: str, op: str, args: Any, timeout_ms: i
 def _direct_status(cfg: config.Config, timeout_ms: int) -> dict[str, messages.ProcessStatus | str]:
     """The orchestrator is silent: ask every service itself (each one's report, or why it gave none)."""
     out: dict[str, messages.ProcessStatus | str] = {}
-    for s in config.WORKERS:
+    for s in cfg.workers():
         try:
             out[s] = _request(cfg, s, "status", messages.NoArgs(), timeout_ms)
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
@@ -334,7 +334,7 @@ def top(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     print(f"configuration OK (home {cfg.home})")
-    for s in config.SERVICES:
+    for s in cfg.programs():
         print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
     if not cfg.wire.curve:
         print("  wire: plain (wire.curve false)")
@@ -345,7 +345,7 @@ def check_config(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(f"  wire: CURVE, but {exc}", file=sys.stderr)
         return 1
-    missing = [n for n in keys.names() if n not in publics]
+    missing = [n for n in keys.names(cfg.programs()) if n not in publics]
     here = [n for n in publics if keys.secret_path(keys_dir, n).exists()]
     print(f"  wire: CURVE, keys in {keys_dir}: {len(publics)} public, secrets here for {', '.join(here) or 'none'}")
     if missing:

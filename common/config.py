@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common import timeframes
+from common import programs, timeframes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orchestrator", "persistence", "preditor", "executor", "paper", "connector")
@@ -177,6 +177,12 @@ class Preditor(_Section):
     gap_fill_timeout_s: PosFloat = 10.0  # one history request to fill a gap (the live loop waits for it)
     gap_retry_s: PosFloat = 2.0  # a bar whose gap could not be filled waits and is retried this often
     warmup_retry_s: PosFloat = 30.0  # a model whose warmup failed is retried this often
+    # the models split over this many processes (common/programs.py): 1 = the program `preditor`; N > 1 = the
+    # programs preditor-0..N-1 (deploy/supervisord.conf's numprocs), each with its symbols' models
+    shards: PosInt = 1
+    # shard name -> its symbols (every configured symbol in exactly one); None: round robin in connector.symbols'
+    # order
+    assignment: dict[str, list[str]] | None = None
 
 
 class Executor(_Section):
@@ -239,7 +245,7 @@ class Config(_Section):
     data_dir: str = "var/data"
     close_on_exit: bool = False
     close_on_day_change: bool = False
-    endpoints: dict[Literal[SERVICES], Endpoints] = {}  # type: ignore[valid-type]
+    endpoints: dict[str, Endpoints] = {}  # by program name (a service, or a shard: preditor-0)
     runtime: ServiceRuntime = ServiceRuntime()
     orchestrator: Orchestrator = Orchestrator()
     health: Health = Health()
@@ -256,12 +262,38 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _endpoints_are_safe(self) -> Config:
-        for service in SERVICES:
+        try:
+            self.preditor_shards()
+        except programs.ShardError as exc:
+            raise ValueError(f"preditor: {exc}") from None
+        known = self.programs()
+        for name in self.endpoints:
+            if name not in known:
+                raise ValueError(f"endpoints.{name}: not a program of this configuration ({', '.join(known)})")
+        for service in known:
             for kind in ("pub", "rep"):
                 check_endpoint(self.endpoint(service, kind), f"endpoints.{service}.{kind}", self.wire.curve)
         for host, remote in self.orchestrator.remote_hosts.items():
             check_endpoint(remote.agent, f"orchestrator.remote_hosts.{host}.agent", self.wire.curve)
         return self
+
+    def preditor_shards(self) -> dict[str, tuple[str, ...]]:
+        """Preditor program name -> its symbols (common/programs.py: explicit lists, else round robin)."""
+        p = self.preditor
+        return programs.assign(list(self.connector.symbols), p.shards, p.assignment)
+
+    def workers(self) -> tuple[str, ...]:
+        """Every program the orchestrator watches, in the seed's order: the preditor's shards in its place."""
+        preditors = programs.shard_names("preditor", self.preditor.shards)
+        return tuple(p for s in WORKERS for p in (preditors if s == "preditor" else (s,)))
+
+    def programs(self) -> tuple[str, ...]:
+        """Every program with endpoints: the orchestrator and the workers."""
+        return ("orchestrator", *self.workers())
+
+    def of_kind(self, kind: str) -> tuple[str, ...]:
+        """The programs of one service kind (the preditor's shards, or the service alone)."""
+        return tuple(p for p in self.programs() if programs.kind_of(p) == kind)
 
     def path(self, value: str) -> Path:
         p = Path(value)
@@ -273,7 +305,7 @@ class Config(_Section):
         return chosen or f"ipc://{self.path(self.run_dir)}/{service}.{kind}"
 
     def publishers(self) -> dict[str, str]:
-        return {s: self.endpoint(s, "pub") for s in SERVICES}
+        return {s: self.endpoint(s, "pub") for s in self.programs()}
 
 
 def check_endpoint(endpoint: str, key: str, curve: bool = False) -> None:

@@ -34,14 +34,9 @@ class KeysError(config.ConfigError):
     """A key that is missing, unreadable or malformed: the message names the file."""
 
 
-def role(name: str) -> str:
-    """The role of a program name: ``preditor-1`` -> ``preditor``; any other name is its own role."""
-    kind, dash, n = name.rpartition("-")
-    return kind if dash and n.isdigit() else name
-
-
-def names(programs: Iterable[str] = config.SERVICES) -> list[str]:
-    """Every name that needs a key: the service programs and the operator."""
+def names(programs: Iterable[str]) -> list[str]:
+    """Every name that needs a key: the service programs (``Config.programs()``: the preditor's shards each) and the
+    operator. A program ``<kind>-<n>`` has the role ``<kind>`` (``common.programs.kind_of``)."""
     return [*dict.fromkeys(programs), OPERATOR]
 
 
@@ -145,10 +140,10 @@ def load(keys_dir: Path, own: str) -> Keyring:
     return Keyring(keys_dir, own, public, secret, publics, {k: n for n, k in publics.items()})
 
 
-def server_keys(cfg: config.Config, keyring: Keyring, programs: Iterable[str] = config.SERVICES) -> dict[str, bytes]:
+def server_keys(cfg: config.Config, keyring: Keyring) -> dict[str, bytes]:
     """endpoint -> the public key of the program that binds it (its pub and rep), for the clients' handshakes."""
     out = {}
-    for program in programs:
+    for program in cfg.programs():
         key = keyring.publics.get(program)
         if key is None:
             continue  # a client that connects to it fails then, naming the missing file

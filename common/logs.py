@@ -189,6 +189,14 @@ def setup(service: str, level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
+def set_service(service: str) -> None:
+    """The name the log lines carry from now on: a process that learns which program it is after ``setup`` (a
+    preditor shard, ``preditor-1``, once its configuration is read)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, _Formatter):
+            handler.formatter.service = service
+
+
 def event(logger: logging.Logger, level: int, msg: str, **fields) -> None:
     """Log ``msg`` with structured fields: ``event(log, logging.INFO, "go", step="x")``."""
     logger.log(level, msg, extra={"fields": fields})

@@ -68,6 +68,11 @@ class Service(Lifecycle, OutboxSender):
     # pass instead of waking the loop one by one; for a service whose messages are on no latency path (paper)
     sub_gather_ms: ClassVar[float] = 0.0
 
+    @classmethod
+    def program(cls, cfg: config.Config) -> str:
+        """This process's program name (its key's name with wire.curve): the service's, or a shard's."""
+        return cls.name
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         takes: dict[str, bool] = {}
@@ -487,7 +492,7 @@ def main(cls: type[Service], argv: list[str] | None = None) -> int:
         return 2
     logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
     try:
-        keys.secure_process(cfg, cls.name)  # wire.curve: every socket CURVE, or exit naming the missing key
+        keys.secure_process(cfg, cls.program(cfg))  # wire.curve: every socket CURVE, or exit naming the missing key
     except config.ConfigError as exc:
         log.error("%s", exc)
         print(f"{cls.name}: {exc}", file=sys.stderr)

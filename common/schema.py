@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from common.programs import kind_of
 from common.text import clip
 
 
@@ -425,6 +426,8 @@ class OneOf:
         if value is _MISSING:
             raise SchemaError("missing", self.tag)
         cls = self.records.get(value) if type(value) is str else None
+        if cls is None and type(value) is str:  # a numbered program (preditor-1) is of its kind (common/programs.py)
+            cls = self.records.get(kind_of(value))
         if cls is None:
             if self.default is None:
                 raise SchemaError(f"expected one of {', '.join(sorted(self.records))}, got {value!r}"[:200],

@@ -19,6 +19,7 @@ import yaml
 import zmq
 
 from common import bus, config, messages
+from common.programs import kind_of
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
@@ -109,22 +110,24 @@ class Home:
         return path.read_text() if path.exists() else ""
 
     # ---- processes started directly ----------------------------------------------------------
-    def start(self, service: str, *args: str) -> subprocess.Popen:
+    def start(self, service: str, *args: str, program: str | None = None) -> subprocess.Popen:
         """Start ``python -m services.<service>``; a connector of the simulator gets it started first (as
-        supervisord's sim-broker program, priority 50, is)."""
+        supervisord's sim-broker program, priority 50, is). ``program``: its name here (log, ``procs``, ``kill``)
+        when it is not the service's, e.g. a preditor shard ``preditor-1`` (started with ``--shard 1``)."""
         if service == "connector" and self.supervisord is None and self.config().broker.type == "sim":
             sim = self.procs.get("connector.sim")
             if sim is None or sim.poll() is not None:
                 self.start_sim()
-        return self._spawn(service, *args)
+        return self._spawn(service, *args, program=program)
 
     def start_sim(self) -> subprocess.Popen:
         proc = self._spawn("connector.sim", "--from-config")
         wait_port(self.config().broker.sim.port)
         return proc
 
-    def _spawn(self, service: str, *args: str) -> subprocess.Popen:
-        out = open(self.root / "var" / "log" / f"{service}.log", "ab")  # noqa: SIM115 - owned by the process
+    def _spawn(self, service: str, *args: str, program: str | None = None) -> subprocess.Popen:
+        program = program or service
+        out = open(self.root / "var" / "log" / f"{program}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}", *args],
             cwd=self.root,
@@ -133,7 +136,7 @@ class Home:
             stderr=subprocess.STDOUT,
         )
         out.close()
-        self.procs[service] = proc
+        self.procs[program] = proc
         return proc
 
     def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
@@ -163,7 +166,8 @@ class Home:
         return res.stdout
 
     def pid_of(self, program: str) -> int:
-        out = self.supervisorctl("pid", program).strip()
+        kind = kind_of(program)  # a numbered program (preditor-1) is one of its kind's processes (numprocs)
+        out = self.supervisorctl("pid", program if kind == program else f"{kind}:{program}").strip()
         return int(out) if out.isdigit() else 0
 
     def oracle(self, *args: str, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -83,6 +83,11 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def __init__(self, cfg: Any, dry_run: bool = False):
         super().__init__(cfg, dry_run)
+        # the preditor's programs (its shards, common/programs.py): one stream of signals from all of them
+        self.preditors = cfg.of_kind("preditor")
+        self.subscribe_to = {**{k: v for k, v in self.subscribe_to.items() if k != "preditor"},
+                             **{p: self.subscribe_to["preditor"] for p in self.preditors}}
+        self._preditors: dict[str, bus.Requester] = {}
         self.symbols_path = cfg.path(cfg.executor.config_file)
         data_dir = cfg.path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +195,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     # ---- requests (Lazy Pirate, polled so heartbeats keep going) ---------------------------------
     def _requester(self, service: str) -> bus.Requester:
+        if service in self.preditors:
+            req = self._preditors.get(service)
+            if req is None:
+                req = self._preditors[service] = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), self.name,
+                                                               self.cfg.runtime.request_timeout_ms)
+            return req
         attr = f"_{service}"
         req = getattr(self, attr)
         if req is None:
@@ -357,6 +368,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # the preditor's last signals, and anything that arrived before: evaluated, closes only
         latest = dict(self.pending)
         last, why = self._ask_last_signals()
+        if why:  # a preditor (shard) that did not answer is asked again after the sync
+            self._want_last_signals = True
         for sig in last:
             if sig.symbol not in latest or sig.bar_time > latest[sig.symbol][0].bar_time:
                 latest[sig.symbol] = (sig, None, None)
@@ -438,12 +451,19 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     # ---- last signals -------------------------------------------------------------------------
     def _ask_last_signals(self) -> tuple[list[messages.Signal], str]:
-        try:
-            raw = self._call("preditor", messages.OP_LAST_SIGNALS.name, messages.NoArgs())
-        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            return [], f"preditor did not answer last_signals: {exc}"
-        self.count("last_signals_asked")
-        return list(inputs.latest_per_symbol(inputs.last_signals(raw)).values()), ""
+        """Every preditor program's last signals (each shard has its own symbols); the answers of those that gave
+        one, and why the others did not (asked again)."""
+        got: list[messages.Signal] = []
+        why = []
+        for program in self.preditors:
+            try:
+                raw = self._call(program, messages.OP_LAST_SIGNALS.name, messages.NoArgs())
+            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+                why.append(f"{program} did not answer last_signals: {exc}")
+                continue
+            self.count("last_signals_asked")
+            got += inputs.last_signals(raw)
+        return list(inputs.latest_per_symbol(got).values()), "; ".join(why)
 
     # ---- signals ------------------------------------------------------------------------------
     @property
@@ -455,7 +475,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         body = env.body
         # a gap, a restarted preditor, or the first message heard (a signal published between our sync and our
         # subscription reaching the preditor is lost otherwise): ask for the last signals
-        if env.src == "preditor" and received.seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
+        if env.src in self.preditors and received.seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
             self._want_last_signals = True
             self.count("preditor_gaps")
         if isinstance(body, messages.Signal):
@@ -677,7 +697,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self._summarize(float("inf"))  # the acks since the last summary
         self.store.close()
         lines = [line for group in self._flight_lines.values() for line in group.lines]  # their intents stay saved
-        for req in (self._connector, self._preditor, *self._order_lines, *lines):
+        for req in (self._connector, self._preditor, *self._preditors.values(), *self._order_lines, *lines):
             if req is not None:
                 req.close()
 

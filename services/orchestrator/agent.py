@@ -21,8 +21,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, config, logs, messages, private
-from common import keys
+from common import bus, config, keys, logs, messages, private
 from common.bus import OpError
 from common.messages import hosts as host_agent
 from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable

@@ -7,7 +7,8 @@
   cannot tell (the preditor), so gold's daily break or a holiday is no alarm for any of them;
 - RSS of every process against a limit;
 - the persistence backlog against a limit;
-- every service has a live heartbeat.
+- every service has a live heartbeat;
+- supervisord runs the preditor programs of the configuration (its shards: `numprocs`).
 """
 
 from __future__ import annotations
@@ -82,3 +83,16 @@ def _stale_bar(key: str, facts: dict, cfg: Health, closed: set[str] = frozenset(
     limit = bar_timeout_s(tf, cfg)
     name = key if key.endswith(f" {tf}") else f"{key} {tf}"
     return f"{name}: no bar for {age:.0f} s (limit {limit:.0f} s)" if age > limit else ""
+
+
+def programs_problem(kind: str, wanted: Iterable[str], procs: dict[str, dict]) -> str:
+    """What is wrong when supervisord (`procs`: getAllProcessInfo by name) runs other programs of `kind` than the
+    configuration's `wanted` (the preditor's shards: deploy/supervisord.conf's numprocs); "" when nothing is, or
+    when supervisord runs none of that kind (a layout of its own: no word on it)."""
+    wanted = sorted(wanted)
+    running = sorted(n for n, info in procs.items() if info.get("group") == kind or n == kind)
+    if not running or running == wanted:
+        return ""
+    how = f"numprocs={len(wanted)}" + (", process_name and log as its comment says" if len(wanted) > 1 else "")
+    return (f"supervisord runs the {kind} programs {', '.join(running)}, the configuration has {', '.join(wanted)} "
+            f"(deploy/supervisord.conf [program:{kind}]: {how})")

@@ -66,7 +66,10 @@ class Orchestrator(runtime.Service):
     def __init__(self, cfg: config.Config, dry_run: bool = False):
         super().__init__(cfg, dry_run)
         plan.check_tables()
-        self.views = {s: ServiceView(s) for s in config.WORKERS}
+        self.workers = cfg.workers()  # every program it boots and watches: the preditor's shards each one
+        self.plan = plan.Plan(self.workers)
+        self.subscribe_to = {s: ["hb.", "alert."] for s in self.workers}
+        self.views = {s: ServiceView(s) for s in self.workers}
         self.system = messages.BOOTING
         self.since_ts = time.time_ns()
         self.halted_reason = ""
@@ -79,11 +82,12 @@ class Orchestrator(runtime.Service):
         self.supervisor = Supervisors.from_config(cfg, self.ctx, self.name)
         self.supervisor_error = ""
         self.own_supervisor_state = ""
+        self._programs_problem = ""
         self._last_supervisor_poll: float | None = None
         self._next_supervisor_look = 0.0  # when to look again whether supervisord is due (settled or not)
         self._next_state_pub = 0.0
         self._last_event = "started"
-        self.pushes: dict[str, deque[str]] = {s: deque() for s in config.WORKERS}
+        self.pushes: dict[str, deque[str]] = {s: deque() for s in self.workers}
         self.push_retry_at: dict[str, float] = {}
         self.requesters: dict[str, bus.Requester] = {}
         self.react_pending: set[str] = set()  # restarted services whose dependents must react
@@ -103,7 +107,7 @@ class Orchestrator(runtime.Service):
     def _view(self, service: str) -> ServiceView:
         view = self.views.get(service)
         if view is None:
-            raise OpError("unknown_service", f"'{service}' is not one of {', '.join(config.WORKERS)}")
+            raise OpError("unknown_service", f"'{service}' is not one of {', '.join(self.workers)}")
         return view
 
     def _record(self, event: str, **fields: Any) -> None:
@@ -163,7 +167,7 @@ class Orchestrator(runtime.Service):
         return self._instruct(view)
 
     def _instruct(self, view: ServiceView) -> messages.Instruction:
-        instr = plan.instruction(view.name, self._done(), self.stopping)
+        instr = self.plan.instruction(view.name, self._done(), self.stopping)
         if instr.do == "go":
             self._record("go", service=view.name, step=instr.step)
         return instr
@@ -172,10 +176,10 @@ class Orchestrator(runtime.Service):
     def _react_when_ready(self) -> None:
         for service in list(self.react_pending):
             view = self.views[service]
-            if not all(s.name in view.steps for s in plan.steps_of(service)):
+            if not all(s.name in view.steps for s in self.plan.steps_of(service)):
                 continue
             self.react_pending.discard(service)
-            for dependent, step in plan.REACT.get(service, ()):
+            for dependent, step in self.plan.reactions(service):
                 dep = self.views[dependent]
                 if step in dep.steps:  # it did the step before: redo it (otherwise boot does it)
                     dep.steps.discard(step)
@@ -276,6 +280,7 @@ class Orchestrator(runtime.Service):
             log.warning("%s: restarts on that host are unavailable", errors)
         self.supervisor_error = errors
         self.own_supervisor_state = procs.get(self.name, {}).get("statename", "")
+        self._check_programs(procs)
         for name, info in procs.items():
             view = self.views.get(name)
             if view is None:
@@ -283,6 +288,13 @@ class Orchestrator(runtime.Service):
             view.supervisor_state = info.get("statename", "")
             if view.see_pid(int(info.get("pid") or 0), now):
                 self._record("respawn", service=name, pid=info.get("pid"))
+
+    def _check_programs(self, procs: dict[str, dict]) -> None:
+        """supervisord runs the preditor programs of the configuration (numprocs = preditor.shards): said once."""
+        problem = health.programs_problem("preditor", self.cfg.of_kind("preditor"), procs)
+        if problem and problem != self._programs_problem:
+            self.alert("programs", "critical", problem)
+        self._programs_problem = problem
 
     def _watch(self, now: float) -> None:
         if self.stopping:
@@ -322,7 +334,7 @@ class Orchestrator(runtime.Service):
             return messages.HALTED
         pending = any(self.pushes.values()) or self.react_pending
         everyone_running = all(v.alive(now, hb_timeout) and v.state == messages.S_RUNNING for v in self.views.values())
-        if plan.all_done(self._done()) and not pending and everyone_running:
+        if self.plan.all_done(self._done()) and not pending and everyone_running:
             self.ever_running = True
             return messages.DEGRADED if self.issues else messages.RUNNING
         return messages.DEGRADED if self.ever_running else messages.BOOTING
@@ -391,9 +403,9 @@ class Orchestrator(runtime.Service):
             self.stop_reason = "EMERGENCY" if self.halted_reason else args.reason
             for queue in self.pushes.values():
                 queue.clear()
-            self.shutdown_steps.extend(plan.SHUTDOWN)
+            self.shutdown_steps.extend(self.plan.shutdown())
             self._record("stopping", reason=args.reason)
-        return messages.Stopping(messages.STOPPING, [f"{s}:{st}" for s, st in plan.SHUTDOWN])
+        return messages.Stopping(messages.STOPPING, [f"{s}:{st}" for s, st in self.plan.shutdown()])
 
     def _finish_shutdown(self) -> None:
         """Every shutdown step answered: stop the processes (reverse order via supervisord)."""
@@ -406,7 +418,7 @@ class Orchestrator(runtime.Service):
             return
         except SupervisorUnavailable:
             pass
-        for service in reversed(config.WORKERS):  # no supervisord: terminate them ourselves (this host's only)
+        for service in reversed(self.workers):  # no supervisord: terminate them ourselves (this host's only)
             if self.supervisor.host_of(service) != "local":
                 continue
             pid = self.views[service].pid

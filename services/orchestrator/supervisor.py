@@ -14,10 +14,18 @@ from supervisor.xmlrpc import SupervisorTransport
 from common import bus, messages, wire
 from common.config import Config
 from common.messages import hosts as host_agent
+from common.programs import kind_of
 
 
 class SupervisorUnavailable(RuntimeError):
     pass
+
+
+def namespec(name: str) -> str:
+    """supervisord's name of a program: ``preditor-1``, one of the processes of ``[program:preditor]`` (numprocs),
+    is ``preditor:preditor-1``; a single process is its program's name."""
+    kind = kind_of(name)
+    return name if kind == name else f"{kind}:{name}"
 
 
 class Supervisor:
@@ -48,14 +56,14 @@ class Supervisor:
         self.signal(name, "KILL")
 
     def signal(self, name: str, sig: str) -> None:
-        self._call("signalProcess", name, sig)
+        self._call("signalProcess", namespec(name), sig)
 
     def stop(self, name: str) -> None:
-        self._call("stopProcess", name, False)
+        self._call("stopProcess", namespec(name), False)
 
     def start(self, name: str) -> None:
         if self.processes().get(name, {}).get("statename") not in ("RUNNING", "STARTING"):
-            self._call("startProcess", name, False)
+            self._call("startProcess", namespec(name), False)
 
     def shutdown(self) -> None:
         self._call("shutdown")

@@ -132,7 +132,11 @@ class Paper(runtime.Service):
         self._unknown_logged: set[str] = set()
         self._want_missed = False  # ask the preditor the signals after each account's last bar (signals_since)
         self._next_ask = 0.0
-        self._preditor: bus.Requester | None = None
+        self._preditors: dict[str, bus.Requester] = {}  # by preditor program (its shards)
+        # one stream of signals from every preditor program (common/programs.py)
+        self.preditors = cfg.of_kind("preditor")
+        self.subscribe_to = {**{k: v for k, v in self.subscribe_to.items() if k != "preditor"},
+                             **{p: self.subscribe_to["preditor"] for p in self.preditors}}
 
     # ---- state file ---------------------------------------------------------------------------
     def _restore(self) -> PaperBook | None:
@@ -223,7 +227,7 @@ class Paper(runtime.Service):
     # ---- signals ------------------------------------------------------------------------------
     def on_message(self, received: Received) -> None:
         body = received.envelope.body
-        if received.envelope.src == "preditor" and received.seen.delivery in (
+        if received.envelope.src in self.preditors and received.seen.delivery in (
                 Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
             self._want_missed = True  # lost signals (or a late join): the preditor keeps the recent ones
         if not isinstance(body, messages.Signal):
@@ -286,20 +290,25 @@ class Paper(runtime.Service):
         """The preditor's signals after each account's last bar, ahead of those waiting (applied next). Until it
         answers (a restarted preditor answers once warm), the signals heard wait: none goes before an older one."""
         assert self.book is not None
-        if self._preditor is None:
-            self._preditor = bus.Requester(self.ctx, self.cfg.endpoint("preditor", "rep"), self.name,
-                                           self.cfg.runtime.request_timeout_ms)
         since = {s: a.last_bar_time for s, a in sorted(self.book.accounts.items())}
-        try:
-            res = self.ask(self._preditor, messages.OP_SIGNALS_SINCE.name, messages.SignalsSinceArgs(since),
-                           self.cfg.runtime.request_timeout_ms, "signals_since")
-        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            log.warning("signals_since from the preditor failed: %s; %d signal(s) wait, asked again", exc,
-                        len(self.waiting))
-            self._next_ask = now + 1.0
-            return
+        answers = []
+        for program in self.preditors:  # every shard (each answers for its own symbols); all, or none is taken
+            req = self._preditors.get(program)
+            if req is None:
+                req = self._preditors[program] = bus.Requester(self.ctx, self.cfg.endpoint(program, "rep"), self.name,
+                                                               self.cfg.runtime.request_timeout_ms)
+            try:
+                answers.append(self.ask(req, messages.OP_SIGNALS_SINCE.name, messages.SignalsSinceArgs(since),
+                                        self.cfg.runtime.request_timeout_ms, f"signals_since {program}"))
+            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+                log.warning("signals_since from the preditor failed: %s; %d signal(s) wait, asked again", exc,
+                            len(self.waiting))
+                self._next_ask = now + 1.0
+                return
         self._want_missed, self._next_ask = False, now + 1.0
         self.count("signals_since_asked")
+        res = messages.SignalsSince([i for a in answers for i in a.signals],
+                                    {k: v for a in answers for k, v in a.kept_from.items()})
         missed = []
         for item in res.signals:
             try:
@@ -385,8 +394,8 @@ class Paper(runtime.Service):
         except OSError as exc:
             log.error("paper book not saved at stop: %s", exc)
         self.store.close()
-        if self._preditor is not None:
-            self._preditor.close()
+        for req in self._preditors.values():
+            req.close()
 
 
 def main(argv: list[str] | None = None) -> int:

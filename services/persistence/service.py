@@ -104,6 +104,10 @@ class Persistence(runtime.Service):
 
     def __init__(self, cfg, dry_run: bool = False):
         super().__init__(cfg, dry_run)
+        # the preditor's topics from each of its programs (its shards, common/programs.py)
+        prefixes = self.subscribe_to["preditor"]
+        self.subscribe_to = {**{p: v for p, v in self.subscribe_to.items() if p != "preditor"},
+                             **{p: prefixes for p in cfg.of_kind("preditor")}}
         self.recorder: Recorder | None = None
         self.db_path = cfg.path(cfg.persistence.sqlite_path)
         self.last_store_error = ""

@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common import durable
+from common.model_meta import ModelMetaError, read_meta
 from common.twin.actions import N_ACTIONS, TARGETS, TRAINING_LOT_SIZES
 from common.twin.features import HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import DECODE_METHODS, SINGLE_OBSERVATION, HmmParams
@@ -349,15 +350,24 @@ def load_model(path: str | Path, trusted: bool = False) -> LoadedModel:
     return parse_model(path, data, trusted)
 
 
-def load_models(directory: str | Path, trusted_names: Collection[str] = ()) -> tuple[
-        list[LoadedModel], list[ModelFileError]]:
+def load_models(directory: str | Path, trusted_names: Collection[str] = (),
+                symbols: Collection[str] | None = None) -> tuple[list[LoadedModel], list[ModelFileError]]:
     """Every ``*.zip`` in ``directory`` (sorted). A bad model is reported in the errors; the others still load.
 
     ``trusted_names`` holds file names (``EURUSD_M15.zip``) or stems (``EURUSD_M15``) allowed the legacy layout.
+    ``symbols``: load only the models of these symbols (a preditor shard's; their metadata read first, without
+    loading them); the others are left alone. None: every model.
     """
     models: list[LoadedModel] = []
     errors: list[ModelFileError] = []
     for path in sorted(Path(directory).glob("*.zip")):
+        if symbols is not None:
+            try:
+                symbol = read_meta(path).symbol
+            except (ModelMetaError, OSError, zipfile.BadZipFile, ValueError):
+                symbol = None  # loaded: load_model says what is wrong with it
+            if symbol is not None and symbol not in symbols:
+                continue
         try:
             models.append(load_model(path, trusted=path.name in trusted_names or path.stem in trusted_names))
         except ModelFileError as exc:

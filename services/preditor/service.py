@@ -28,24 +28,31 @@
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
 
 Blocking requests to the connector keep the heartbeat going (``beat_if_due`` while waiting).
+
+Shards (``preditor.shards`` > 1, common/programs.py): this process is ``preditor-<n>`` (``--shard n``), loads the
+models of its symbols only (``Config.preditor_shards``), subscribes to their bars only, and keeps its own files
+(``data_dir/<snapshot_dir>/preditor-<n>/``) and endpoints; a model of a symbol in no shard is refused (status).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import functools
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import zmq
 
-from common import bus, logs, messages, runtime, wire
+from common import bus, config, logs, messages, programs, runtime, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
+from common.model_meta import read_models
 from common.schema import shown
 from common.sequence import Delivery
 from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, observe_bar, run, step
@@ -110,8 +117,21 @@ class Preditor(runtime.Service):
     steps = {"preditor.load": "_load", "preditor.warmup": "_warmup_all"}
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
     not_implemented: list[str] = []
+    shard: ClassVar[int | None] = None  # --shard n: which of preditor.shards this process is
+
+    @classmethod
+    def program(cls, cfg: config.Config) -> str:
+        return programs.shard_name("preditor", cfg.preditor.shards, cls.shard)  # ShardError: main says why
 
     def __init__(self, cfg, dry_run: bool = False):
+        self.name = self.program(cfg)
+        # None: every model in models_dir (one process); else this shard's symbols
+        self.symbols: frozenset[str] | None = None
+        if cfg.preditor.shards > 1:
+            logs.set_service(self.name)
+            self.symbols = frozenset(cfg.preditor_shards()[self.name])
+            self.subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC],
+                                 "connector": [f"bar.{s}." for s in sorted(self.symbols)]}
         super().__init__(cfg, dry_run)
         self.tracks: dict[str, Track] = {}  # by symbol
         self.load_errors: list[str] = []
@@ -124,6 +144,8 @@ class Preditor(runtime.Service):
         self.warmup_retry_at: float | None = None  # set after the first warmup step, when a model failed it
         self.last_problem = ""
         self.snapshot_dir = cfg.path(cfg.data_dir) / cfg.preditor.snapshot_dir
+        if self.symbols is not None:  # no two shards write one file
+            self.snapshot_dir = self.snapshot_dir / self.name
         self.fsync_snapshots = cfg.preditor.fsync_snapshots
         self.unsaved: dict[str, Track] = {}  # twins stepped since their last snapshot, by symbol
         self.decided: list[tuple[str, messages.Signal]] = []  # (topic, signal) decided, not yet published
@@ -155,8 +177,14 @@ class Preditor(runtime.Service):
             raise runtime.StepFailed(f"models_dir {models_dir} is not a directory")
         if self.tracks:  # a repeated step: the models are loaded and their twins run on
             return self._load_facts()
-        models, errors = load_models(models_dir, trusted_names=self.cfg.preditor.trusted_models)
+        models, errors = load_models(models_dir, trusted_names=self.cfg.preditor.trusted_models,
+                                     symbols=self.symbols)
         self.load_errors = [str(e) for e in errors]
+        if self.symbols is not None:  # a model no shard loads is said so (by each shard)
+            assigned = {s for own in self.cfg.preditor_shards().values() for s in own}
+            self.load_errors += [f"{m.file}: refused: {m.symbol} is in no preditor shard (connector.symbols, "
+                                 f"preditor.assignment)" for m in read_models(models_dir)[0]
+                                 if m.symbol not in assigned]
         for model in models:
             other = self.tracks.get(model.symbol)
             if other is not None:
@@ -675,4 +703,13 @@ class Preditor(runtime.Service):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return runtime.main(Preditor, argv)
+    """``--shard n`` (supervisord's ``%(process_num)d``) picks the shard; the other options are every service's."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--shard", type=int, default=None)
+    known, rest = p.parse_known_args(sys.argv[1:] if argv is None else argv)
+    cls = type("Preditor", (Preditor,), {"shard": known.shard}) if known.shard is not None else Preditor
+    try:
+        return runtime.main(cls, rest)
+    except programs.ShardError as exc:
+        print(f"preditor: {exc}", file=sys.stderr)
+        return 2

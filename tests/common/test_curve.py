@@ -42,7 +42,7 @@ def ctx():
 @pytest.fixture
 def keys_dir(tmp_path):
     d = tmp_path / "keys"
-    keys.init(d, keys.names())
+    keys.init(d, keys.names(config.SERVICES))
     return d
 
 
@@ -51,14 +51,14 @@ def keys_dir(tmp_path):
 
 def test_init_makes_private_keys_and_never_overwrites(tmp_path):
     d = tmp_path / "var" / "keys"
-    made = keys.init(d, keys.names())
+    made = keys.init(d, keys.names(config.SERVICES))
     assert made == [*config.SERVICES, "operator"]
     assert mode(d) == 0o700
     for name in made:
         assert mode(keys.secret_path(d, name)) == 0o600
         assert keys.public_path(d, name).exists()
     before = {p.name: p.read_bytes() for p in d.iterdir()}
-    assert keys.init(d, [*keys.names(), "preditor-1"]) == ["preditor-1"]  # only what was missing
+    assert keys.init(d, [*keys.names(config.SERVICES), "preditor-1"]) == ["preditor-1"]  # only what was missing
     assert all((d / name).read_bytes() == data for name, data in before.items())
 
 
@@ -84,21 +84,6 @@ def test_keyring_maps_names_and_keys_both_ways(keys_dir):
         ring.public_of("preditor-7")
 
 
-def test_role_of_a_program():
-    assert keys.role("preditor-1") == "preditor"
-    assert keys.role("executor") == "executor"
-    assert keys.role("operator") == "operator"
-
-
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: keys.secret_path(d, "executor").unlink(),
-     "CURVE secret key of executor is missing: .*executor.key_secret"),
-    (lambda d: keys.secret_path(d, "executor").chmod(0o644), "executor.key_secret is readable by others"),
-    (lambda d: d.chmod(0o777), "keys directory .*keys is writable by others \\(mode 777\\): chmod 700 it"),
-    (lambda d: keys.public_path(d, "paper").write_text("nothing here\n"), "cannot read CURVE key file .*paper.key"),
-    (lambda d: keys.secret_path(d, "executor").write_text('curve\n    public-key = "short"\n'),
-     "executor.key_secret: the public key is not 40 Z85 characters"),
-])
 def test_bad_key_files_are_errors_naming_the_file(keys_dir, damage, message):
     damage(keys_dir)
     with pytest.raises(keys.KeysError, match=message):
@@ -136,7 +121,7 @@ def test_curve_without_keys_is_a_config_error_naming_the_file(tmp_path):
         keys.secure_process(cfg, "executor")
     assert not bus.is_secure()
     assert keys.secure_process(load(tmp_path, "wire: {curve: false}\n"), "executor") is None
-    keys.init(tmp_path / "k", keys.names())
+    keys.init(tmp_path / "k", keys.names(config.SERVICES))
     try:
         ring = keys.secure_process(cfg, "executor")
         assert bus.is_secure() and ring is not None and ring.own == "executor"

@@ -96,3 +96,15 @@ def test_a_long_message_field_and_traceback_are_clipped(fmt):
     text = out.getvalue()
     assert len(text) < logs.MAX_MESSAGE_CHARS + logs.MAX_FIELD_CHARS + logs.MAX_TRACEBACK_CHARS + 1000
     assert "...[100011 chars]" in text and "...[100000 chars]" in text
+
+
+def test_a_process_that_learns_its_program_name_later_logs_under_it(capsys):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.setup("preditor", "INFO", "text")
+    try:
+        logs.set_service("preditor-1")  # a preditor shard, once its configuration is read
+        logs.event(logging.getLogger("t"), logging.INFO, "model loaded", symbol="EURUSD")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    assert "preditor-1 model loaded symbol=EURUSD" in capsys.readouterr().err

@@ -195,8 +195,7 @@ class Replay:
         they made is durable (their outboxes are empty); the system is RUNNING."""
 
         def settled() -> bool:
-            pred = self.status_of("preditor")
-            if any(pred["models"][s]["last_bar"] != bar_time for s in SYMBOLS) or pred["pending_bars"]:
+            if not self.decided(bar_time):
                 return False
             ex = self.status_of("executor")
             if (any(ex["last_bar_time"].get(s) != bar_time for s in SYMBOLS) or ex["pending_signals"]
@@ -208,6 +207,11 @@ class Replay:
             return self.home.status()["system"] == "RUNNING"
 
         wait_for(settled, timeout, f"bar {bar_time} settled", interval=0.02)
+
+    def decided(self, bar_time: int) -> bool:
+        """The preditor decided the bar for every symbol and has no bar waiting."""
+        pred = self.status_of("preditor")
+        return all(pred["models"][s]["last_bar"] == bar_time for s in SYMBOLS) and not pred["pending_bars"]
 
     # ---- what is compared --------------------------------------------------------------------
     def stored(self, table: str) -> list[dict]:

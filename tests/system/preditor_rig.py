@@ -24,13 +24,16 @@ from common import bus, config, messages
 
 
 class StandInConnector:
-    """The connector's two sockets, answering from ``bars`` (the twin's (n, 6) array) for one or more symbols."""
+    """The connector's two sockets, answering from ``bars`` (the twin's (n, 6) array) for one or more symbols; or
+    from one array per symbol (a map; the same bar times in each)."""
 
-    def __init__(self, cfg: config.Config, bars: np.ndarray, symbols: dict[str, str], cursor: int = 0):
+    def __init__(self, cfg: config.Config, bars: np.ndarray | dict[str, np.ndarray], symbols: dict[str, str],
+                 cursor: int = 0):
         self.cfg = cfg
-        self.bars = bars
-        self.times = bars[:, 0].astype(np.int64)
         self.symbols = dict(symbols)  # symbol -> timeframe
+        self.by_symbol = bars if isinstance(bars, dict) else dict.fromkeys(self.symbols, bars)
+        self.bars = next(iter(self.by_symbol.values()))
+        self.times = self.bars[:, 0].astype(np.int64)
         self.cursor = cursor
         self.requests: list[tuple[str, Any]] = []  # (op, args), in order
         self.subscriptions: dict[str, int | None] = {}
@@ -64,7 +67,7 @@ class StandInConnector:
         if self.symbols.get(symbol) != timeframe:
             raise bus.OpError("unknown_symbol", f"{symbol} {timeframe} is not served")
         with self._lock:
-            return self.bars[: self.cursor]
+            return self.by_symbol[symbol][: self.cursor]
 
     def _history(self, a: messages.HistoryArgs) -> messages.HistoryResult:
         self.requests.append(("history", a))
@@ -100,9 +103,9 @@ class StandInConnector:
     def publish(self, i: int, symbols: list[str] | None = None) -> None:
         """Close bar ``i`` and publish it on ``bar.<SYM>.<TF>`` for each symbol."""
         self.close_bar(i)
-        t, o, h, lo, c, v = (float(x) for x in self.bars[i])
         for sym in symbols or list(self.symbols):
             tf = self.symbols[sym]
+            t, o, h, lo, c, v = (float(x) for x in self.by_symbol[sym][i])
             self.pub.publish(messages.bar_topic(sym, tf), messages.Bar(sym, tf, int(t), o, h, lo, c, v))
 
     def restart_pub(self, settle_s: float = 0.5) -> None:
@@ -125,14 +128,16 @@ class SignalTap:
     """A SUB on the preditor's PUB, read by its own thread (sub_reader.py: it resubscribes to a restarted preditor at
     once): every signal, by (symbol, bar_time), duplicates apart."""
 
-    def __init__(self, cfg: config.Config, prefixes: tuple[str, ...] = ("signal.",)):
+    def __init__(self, cfg: config.Config, prefixes: tuple[str, ...] = ("signal.",),
+                 programs: tuple[str, ...] = ("preditor",)):
         self.signals: list[messages.Signal] = []
         self.by_key: dict[tuple[str, int], messages.Signal] = {}
         self.duplicates: list[messages.Signal] = []
         self.other: list[bus.Received] = []
         self.arrived: dict[tuple[str, int], float] = {}  # perf_counter() at receipt (benchmarks)
         self._lock = threading.Lock()
-        self._reader = SubReader([cfg.endpoint("preditor", "pub")], prefixes, self._take, clock=time.perf_counter)
+        self._reader = SubReader([cfg.endpoint(p, "pub") for p in programs], prefixes, self._take,
+                                 clock=time.perf_counter)
 
     def _take(self, got: list[bus.Received], now: float) -> None:
         with self._lock:
@@ -168,27 +173,31 @@ class SignalTap:
         self._reader.close()
 
 
-def run_step(home: Any, step: str, timeout_ms: int = 120_000) -> dict:
-    res = home.request("preditor", messages.OP_STEP.name, messages.StepArgs(step), timeout_ms=timeout_ms)
+def run_step(home: Any, step: str, timeout_ms: int = 120_000, program: str = "preditor") -> dict:
+    res = home.request(program, messages.OP_STEP.name, messages.StepArgs(step), timeout_ms=timeout_ms)
     assert res.ok, f"{step} failed: {res.error}"
     return res.result
 
 
-def start_preditor(home: Any) -> dict:
-    """Start the preditor process and run its two boot steps (as the orchestrator would)."""
-    home.start("preditor")
-    deadline = time.monotonic() + 30
+def start_preditor(home: Any, program: str = "preditor", steps: bool = True) -> dict:
+    """Start the preditor process (``program`` ``preditor-<n>``: shard n) and run its two boot steps (as the
+    orchestrator would; ``steps`` False: started and answering, no step run)."""
+    shard = program.rpartition("-")[2] if program != "preditor" else None
+    home.start("preditor", *(("--shard", shard) if shard is not None else ()), program=program)
+    deadline = time.monotonic() + 60
     while True:  # wait for its REP socket (the process imports torch first)
         try:
-            home.request("preditor", "ping", timeout_ms=500)
+            home.request(program, "ping", timeout_ms=500)
             break
         except bus.RequestTimeout:
             if time.monotonic() > deadline:
-                log = home.log("preditor")[-2000:]
-                raise AssertionError(f"preditor did not answer ping within 30 s: {log}") from None
+                log = home.log(program)[-2000:]
+                raise AssertionError(f"{program} did not answer ping within 60 s: {log}") from None
     time.sleep(0.3)  # let subscribers (re)connect to its new PUB: a PUB drops what it sends before they have
-    load = run_step(home, "preditor.load")
-    warm = run_step(home, "preditor.warmup")
+    if not steps:
+        return {}
+    load = run_step(home, "preditor.load", program=program)
+    warm = run_step(home, "preditor.warmup", program=program)
     return {"load": load, "warmup": warm}
 
 

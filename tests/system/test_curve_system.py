@@ -29,7 +29,7 @@ def system(tmp_path):
                         "wire": {"curve": True}})
     symbols_config(home, enter_on_first_signal=True)
     cfg = home.config()
-    keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+    keys.init(cfg.path(cfg.wire.keys_dir), keys.names(config.SERVICES))
     keys.secure_process(cfg, keys.OPERATOR)  # this test's own sockets: the operator's key
     listeners: list[Listener] = []
     yield home, sim, listeners
@@ -122,7 +122,7 @@ def test_under_supervisord_with_curve_a_killed_service_heals(tmp_path):
     connector (every other service its client) is healed through new handshakes."""
     home = Home(tmp_path, {"wire": {"curve": True}})
     cfg = home.config()
-    keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+    keys.init(cfg.path(cfg.wire.keys_dir), keys.names(config.SERVICES))
     keys.secure_process(cfg, keys.OPERATOR)
     try:
         home.start_supervisord()

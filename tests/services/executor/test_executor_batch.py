@@ -51,3 +51,20 @@ def test_the_ack_records_and_wire_body_read_every_field():
     record = inputs.ack_record(ack, 1.0, None, 0, 5)
     assert record["id"] == record_id("acks", "EURUSD", T, "OPEN", "c", 0, 5)
     assert record["data"] == {"detail": "", "reference_price": 1.09999, "slippage_pips": 0.1, "due_at_open": False}
+
+
+def test_signals_from_two_preditor_shards_make_one_batch_once_both_spoke():
+    """With the preditor in shards a bar's signals come from two processes, in any interleaving: the symbols
+    expected are those decided for the bar before, whoever decides them, so the batch waits for both shards (or
+    GATHER_S, after which the late shard's signals make the next batch: each signal is still decided on the
+    positions of its own batch, the same decision)."""
+    tf = {"EURUSD": "H1", "GBPUSD": "H1", "USDJPY": "H1", "AUDUSD": "H1"}
+    shard = {"EURUSD": 0, "USDJPY": 0, "GBPUSD": 1, "AUDUSD": 1}
+    handled = {s: T - H1 for s in tf}
+    want = expected(handled, tf, "H1", T)
+    assert want == set(tf)
+    zero = [(s, T) for s in tf if shard[s] == 0]
+    one = [(s, T) for s in tf if shard[s] == 1]
+    assert not gathered(zero, want, handled, T) and not gathered(one, want, handled, T)
+    assert not gathered([zero[0], one[0]], want, handled, T)
+    assert gathered([zero[0], one[0], one[1], zero[1]], want, handled, T)

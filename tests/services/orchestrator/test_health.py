@@ -83,3 +83,16 @@ def test_after_a_reopening_the_first_bar_is_not_due_before_a_period_for_any_serv
 
     assert both(600) == []
     assert both(8000) == ["preditor: EURUSD H1: no bar for 8000 s (limit 7260 s)"]
+
+
+def test_supervisord_running_other_preditor_programs_than_the_configuration_is_said():
+    single = {"preditor": {"group": "preditor"}, "executor": {"group": "executor"}}
+    two = {"preditor-0": {"group": "preditor"}, "preditor-1": {"group": "preditor"}, "executor": {"group": "executor"}}
+    assert health.programs_problem("preditor", ["preditor"], single) == ""
+    assert health.programs_problem("preditor", ["preditor-0", "preditor-1"], two) == ""
+    assert health.programs_problem("preditor", ["preditor"], {"executor": {"group": "executor"}}) == ""
+    missing = health.programs_problem("preditor", ["preditor-0", "preditor-1"], single)
+    assert missing.startswith("supervisord runs the preditor programs preditor, the configuration has preditor-0, "
+                              "preditor-1") and "numprocs=2, process_name" in missing
+    extra = health.programs_problem("preditor", ["preditor"], two)
+    assert "configuration has preditor (deploy/supervisord.conf [program:preditor]: numprocs=1)" in extra

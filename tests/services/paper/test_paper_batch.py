@@ -78,8 +78,8 @@ def home(tmp_path):
         svc = OPENED.pop()
         if svc._spool is not None:
             os.close(svc._spool)
-        if svc._preditor is not None:
-            svc._preditor.close()
+        for req in svc._preditors.values():
+            req.close()
         svc.ctx.term()
     h.close()
 
