@@ -84,6 +84,15 @@ def test_keyring_maps_names_and_keys_both_ways(keys_dir):
         ring.public_of("preditor-7")
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: keys.secret_path(d, "executor").unlink(),
+     "CURVE secret key of executor is missing: .*executor.key_secret"),
+    (lambda d: keys.secret_path(d, "executor").chmod(0o644), "executor.key_secret is readable by others"),
+    (lambda d: d.chmod(0o777), "keys directory .*keys is writable by others \\(mode 777\\): chmod 700 it"),
+    (lambda d: keys.public_path(d, "paper").write_text("nothing here\n"), "cannot read CURVE key file .*paper.key"),
+    (lambda d: keys.secret_path(d, "executor").write_text('curve\n    public-key = "short"\n'),
+     "executor.key_secret: the public key is not 40 Z85 characters"),
+])
 def test_bad_key_files_are_errors_naming_the_file(keys_dir, damage, message):
     damage(keys_dir)
     with pytest.raises(keys.KeysError, match=message):
