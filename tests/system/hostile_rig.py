@@ -1,0 +1,382 @@
+"""The hostile suite's rig: the whole system under the real supervisord (chaos_rig.Replay, booted to RUNNING), and
+every endpoint of every service attacked in turn; what tests/system/test_hostile_suite.py drives and checks, and
+what ``python -m tests.system.hostile_rig`` runs by hand (the full form by default).
+
+Request endpoints (each service's ``rep``: a REP, or a ROUTER for the connector and persistence): one DEALER
+pipelines the seeded corpus of hostile_corpus.py (every frame one the wire's decoder refuses), each message behind
+the REQ envelope's empty delimiter, at most WINDOW in flight (a REP/ROUTER drops a reply it cannot queue: the
+window keeps every reply deliverable); then the 20 and 50 MB frames, the amplification frame and the dense frame
+of test_hostile_limits.py. A ROUTER endpoint also gets messages without the delimiter: not a REQ peer, nobody to
+answer, so the service drops and counts them (``bad_frames``). A REP endpoint does not: libzmq's REP discards such a
+message before the service sees it. Accounting per endpoint: every message sent is answered (an ``ok: false``
+reply, at most MAX_REPLY_BYTES) or dropped, the drops are exactly the no-delimiter messages, and the service's own
+``wire_errors`` counters (its status) grew by exactly what was sent, kind by kind: every frame answered or dropped,
+and counted.
+
+Publish endpoints: a subscriber can only send subscription messages up a PUB (libzmq handles them: they never
+reach the service's code), so an XSUB sends SUBSCRIPTIONS junk subscription and unsubscription messages (random
+prefixes up to SUB_PREFIX_BYTES, the length of the system's topics), messages that are not subscriptions, empty and
+multipart ones, then disconnects; checked: the service stays up and its RSS bounded. ``long_subscriptions=True``
+(on demand) sends the same count with prefixes up to 1 KB: libzmq keeps every subscription in a trie in the PUB
+(measured: about 190 MB for 10 000 random prefixes up to 1 KB, not given back on disconnect), a growth that only
+the publisher's socket can bound (common/bus.py).
+
+Per service: RSS (psutil, on the pid supervisord reports) before and after its endpoints, its pid unchanged and
+the orchestrator's restart count unchanged; at the end the system is RUNNING and a bar closed at the simulator
+goes bar -> signal -> ack -> paper, settled and durable (Replay.step).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import psutil
+import zmq
+
+if __package__ in (None, "") or __package__ == "tests.system":  # run as `python -m tests.system.hostile_rig`
+    _TESTS = str(Path(__file__).resolve().parent.parent)
+    if _TESTS not in sys.path:
+        sys.path.insert(0, _TESTS)
+
+from harness import wait_for  # noqa: E402
+from system import hostile_corpus  # noqa: E402
+from system.chaos_rig import Replay  # noqa: E402
+
+from common import config, wire  # noqa: E402
+
+MB = 1_000_000
+WINDOW = 64  # messages in flight on one DEALER
+MAX_REPLY_BYTES = 2048  # an error reply: a clipped message, never the peer's frame echoed
+QUIET_S = 10.0  # no reply for this long with replies owed: the rest are lost
+SUBSCRIPTIONS_PER_FRAME = 1  # one subscription message per corpus frame
+SUB_PREFIX_BYTES = 32
+LONG_PREFIX_BYTES = 1024
+SERVICES = config.SERVICES
+ROUTERS = ("connector", "persistence")  # concurrent_requests: a ROUTER; the others bind a REP
+
+
+@dataclass
+class Figures:
+    """What one endpoint's attack did."""
+
+    service: str
+    endpoint: str
+    kind: str  # rep | router | pub
+    sent: int = 0
+    bytes_sent: int = 0
+    answered: int = 0
+    dropped: int = 0
+    expected_drops: int = 0
+    counted: dict[str, int] = field(default_factory=dict)  # the service's wire_errors growth, by kind
+    replies: Counter = field(default_factory=Counter)  # the answered error codes
+    bad_replies: list[str] = field(default_factory=list)  # replies that are not a small ok: false map
+    max_reply: int = 0
+    elapsed_s: float = 0.0
+
+    def line(self) -> str:
+        counted = sum(self.counted.values())
+        if self.kind == "pub":
+            return (f"{self.service:12s} pub    {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  handled by ZeroMQ "
+                    f"(no reply owed)                         {self.elapsed_s:6.1f} s")
+        return (f"{self.service:12s} {self.kind:6s} {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  "
+                f"{self.answered:7,d} answered {self.dropped:5,d} dropped {counted:7,d} counted  "
+                f"reply <= {self.max_reply:4d} B  {self.elapsed_s:6.1f} s")
+
+
+@dataclass
+class ServiceFigures:
+    service: str
+    pid_before: int
+    pid_after: int = 0
+    rss_before: int = 0
+    rss_after: int = 0
+    restarts_before: int = 0
+    restarts_after: int = 0
+
+    @property
+    def growth(self) -> int:
+        return self.rss_after - self.rss_before
+
+    def line(self) -> str:
+        return (f"{self.service:12s} RSS {self.rss_before / MB:6.1f} -> {self.rss_after / MB:6.1f} MB "
+                f"({self.growth / MB:+5.1f})  pid {self.pid_before} -> {self.pid_after}  restarts "
+                f"{self.restarts_before} -> {self.restarts_after}")
+
+
+@dataclass
+class Report:
+    frames: int
+    seed: int
+    endpoints: list[Figures] = field(default_factory=list)
+    services: dict[str, ServiceFigures] = field(default_factory=dict)
+    settled_bar: int = 0
+    system_after: str = ""
+    elapsed_s: float = 0.0
+
+    def text(self) -> str:
+        lines = [f"hostile suite: {self.frames:,d} corpus frames per request endpoint (+ 4 frames of 2-50 MB), seed "
+                 f"{self.seed}, {self.elapsed_s:.0f} s"]
+        lines += [f.line() for f in self.endpoints]
+        lines += [s.line() for s in self.services.values()]
+        lines.append(f"after: system {self.system_after}, bar {self.settled_bar} settled (bar -> signal -> ack)")
+        return "\n".join(lines)
+
+
+def big_frames() -> list[hostile_corpus.Frame]:
+    """The frames of test_hostile_limits.py: 20 and 50 MB of junk, the amplification ping (20 M empty lists in
+    20 MB) and a 2 MB frame dense with empty maps."""
+    def head(op: str, req_id: str) -> bytes:
+        return b"\x84" + b"".join(msgpack.packb(x) for x in ("v", 1, "op", op, "id", req_id, "args"))
+
+    n = 20 * MB
+    return [
+        hostile_corpus.Frame("big_20mb", (head("ping", "j-1") + msgpack.packb(b"\x00" * (20 * MB)),)),
+        hostile_corpus.Frame("big_50mb", (head("ping", "j-2") + msgpack.packb("s" * (50 * MB)),)),
+        hostile_corpus.Frame("amplification", (head("ping", "amp-1") + b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n,)),
+        hostile_corpus.Frame("dense", (msgpack.packb({"v": 1, "op": "ping", "id": "d-1",
+                                                      "args": [[{}] * 60_000] * 33}),)),
+    ]
+
+
+def _reply_of(frames: list[bytes], figures: Figures) -> None:
+    figures.answered += 1
+    body = frames[-1]
+    figures.max_reply = max(figures.max_reply, len(body))
+    try:
+        m = msgpack.unpackb(body)
+        ok, code = m["ok"], m["error"]["code"]
+    except Exception as exc:  # anything but an error reply map is a finding, recorded
+        figures.bad_replies.append(f"undecodable reply ({type(exc).__name__}): {body[:80]!r}")
+        return
+    if ok is not False or len(body) > MAX_REPLY_BYTES or frames[:-1] != [b""]:
+        figures.bad_replies.append(f"reply {body[:120]!r} ({len(body)} B) after {frames[:-1]!r}")
+    figures.replies[code] += 1
+
+
+def attack_requests(ctx: zmq.Context, figures: Figures, frames: list[hostile_corpus.Frame]) -> None:
+    """Pipeline ``frames`` to a REP/ROUTER endpoint on one DEALER, at most WINDOW replies owed; count the replies."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(figures.endpoint)
+    t0 = time.monotonic()
+    owed = 0
+    last_reply = time.monotonic()
+
+    def take(block_ms: int) -> bool:
+        nonlocal owed, last_reply
+        if not sock.poll(block_ms, zmq.POLLIN):
+            return False
+        _reply_of(sock.recv_multipart(), figures)
+        owed -= 1
+        last_reply = time.monotonic()
+        return True
+
+    try:
+        for frame in frames:
+            while owed >= WINDOW:
+                if not take(1000) and time.monotonic() - last_reply > QUIET_S:
+                    break  # replies lost: counted below as sent - answered
+            no_reply = frame.kind == hostile_corpus.NO_DELIMITER
+            sock.send_multipart(list(frame.parts) if no_reply else [b"", *frame.parts])
+            figures.sent += 1
+            figures.bytes_sent += frame.size
+            if no_reply:
+                figures.expected_drops += 1
+            else:
+                owed += 1
+            while take(0):  # read what is there, keep the pipe short
+                pass
+        while owed > 0 and (take(200) or time.monotonic() - last_reply < QUIET_S):
+            pass
+    finally:
+        sock.close()
+    figures.dropped = figures.sent - figures.answered
+    figures.elapsed_s = time.monotonic() - t0
+
+
+def junk_subscriptions(seed: int, n: int, prefix_bytes: int) -> list[list[bytes]]:
+    """Messages an XSUB sends up to a PUB: (un)subscriptions of random prefixes, non-subscription messages, empty
+    and multipart ones."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        prefix = rng.randbytes(rng.randrange(0, prefix_bytes + 1))
+        out.append([
+            [b"\x01" + prefix], [b"\x00" + prefix], [b"\x00" + rng.randbytes(8)],
+            [rng.choice([b"\x02", b"\xff", b"hb."]) + prefix], [b""], [b"\x01" + prefix, b"more", b""],
+        ][i % 6])
+    return out
+
+
+def attack_publisher(ctx: zmq.Context, figures: Figures, messages: list[list[bytes]], read: Callable[[], None]) -> None:
+    """Send ``messages`` up a PUB on one XSUB, stay connected until ``read()`` returns (the PUB reads what a
+    subscriber sent only when it sends itself), then disconnect."""
+    sock = ctx.socket(zmq.XSUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.connect(figures.endpoint)
+    t0 = time.monotonic()
+    try:
+        for parts in messages:
+            sock.send_multipart(parts)
+            figures.sent += 1
+            figures.bytes_sent += sum(map(len, parts))
+        read()
+    finally:
+        sock.close()
+    figures.elapsed_s = time.monotonic() - t0
+
+
+def rss(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+class HostileRun:
+    """One attack on one booted system (a chaos_rig.Replay)."""
+
+    def __init__(self, replay: Replay, frames: int, seed: int, long_subscriptions: bool = False):
+        self.replay = replay
+        self.home = replay.home
+        self.cfg = self.home.config()
+        self.report = Report(frames, seed)
+        self.long_subscriptions = long_subscriptions
+        corpus = list(hostile_corpus.corpus(seed, frames))
+        router = list(hostile_corpus.corpus(seed, frames, router=True))
+        big = big_frames()
+        self.frames = {"rep": corpus + big, "router": router + big}
+
+    def restarts(self) -> dict[str, int]:
+        services = self.home.status()["services"]  # the orchestrator's own restarts: its pid (supervisord's)
+        return {s: services[s]["restarts"] or 0 for s in SERVICES if s in services}
+
+    def run(self) -> Report:
+        t0 = time.monotonic()
+        ctx = zmq.Context.instance()
+        for service in SERVICES:
+            self.attack_service(ctx, service)
+        self.report.system_after = self.home.wait_state("RUNNING", timeout=30)["system"]
+        for service in SERVICES:  # a normal request is answered by each
+            self.home.request(service, "ping", timeout_ms=5000)
+        self.report.settled_bar = self.replay.step()
+        for s in self.report.services.values():
+            s.pid_after = self.home.pid_of(s.service)
+        restarts = self.restarts()
+        for s in self.report.services.values():
+            s.restarts_after = restarts.get(s.service, 0)
+        self.report.elapsed_s = time.monotonic() - t0
+        return self.report
+
+    def attack_service(self, ctx: zmq.Context, service: str) -> None:
+        pid = self.home.pid_of(service)
+        sf = ServiceFigures(service, pid, rss_before=rss(pid), restarts_before=self.restarts().get(service, 0))
+        self.report.services[service] = sf
+        before = self.home.status_of(service)["wire_errors"]
+        kind = "router" if service in ROUTERS else "rep"
+        fig = Figures(service, self.cfg.endpoint(service, "rep"), kind)
+        attack_requests(ctx, fig, self.frames[kind])
+        after = wait_for(lambda: self._counted(service, before, fig.sent), 30, f"{service} counted every frame",
+                         interval=0.2)
+        fig.counted = after
+        self.report.endpoints.append(fig)
+
+        pub = Figures(service, self.cfg.endpoint(service, "pub"), "pub")
+        prefix = LONG_PREFIX_BYTES if self.long_subscriptions else SUB_PREFIX_BYTES
+        attack_publisher(ctx, pub, junk_subscriptions(self.report.seed, self.report.frames, prefix),
+                         lambda: self._heartbeats(service, 2.0))
+        self.report.endpoints.append(pub)
+        self._heartbeats(service, 1.0)  # the disconnect seen too
+        sf.rss_after = rss(pid)
+        sf.pid_after = self.home.pid_of(service)
+
+    def _counted(self, service: str, before: dict[str, int], sent: int) -> dict[str, int] | None:
+        """The service's wire_errors growth once it is at least ``sent`` (the counts are read from its status)."""
+        after = self.home.status_of(service, timeout_ms=5000)["wire_errors"]
+        growth = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+        growth = {k: v for k, v in growth.items() if v}
+        return growth if sum(growth.values()) >= sent else None
+
+    def _heartbeats(self, service: str, seconds: float) -> None:
+        """Wait until ``service`` has published for ``seconds`` more (its uptime in the heartbeats the orchestrator
+        sees; the orchestrator's own status for itself, which publishes sys.state each second): a PUB reads the
+        subscriptions sent to it when it sends."""
+        def uptime() -> float:
+            if service == "orchestrator":
+                return self.home.status_of(service)["uptime_s"]
+            return self.home.status()["services"][service]["uptime_s"] or 0.0
+
+        start = uptime()
+        wait_for(lambda: uptime() >= start + seconds, 15, f"{service} published for {seconds} s more")
+
+
+def check(report: Report) -> list[str]:
+    """What is wrong in a report (empty: the acceptance holds)."""
+    wrong = []
+    for f in report.endpoints:
+        if f.kind == "pub":
+            continue
+        if f.answered + f.dropped != f.sent or f.dropped != f.expected_drops:
+            wrong.append(f"{f.service}: {f.sent} sent, {f.answered} answered, {f.dropped} dropped "
+                         f"({f.expected_drops} without delimiter)")
+        expected = Counter(f.replies)
+        expected[wire.BAD_FRAMES] += f.expected_drops
+        if dict(+expected) != f.counted:
+            wrong.append(f"{f.service}: counters grew by {f.counted}, replies and drops were {dict(+expected)}")
+        if f.bad_replies:
+            wrong.append(f"{f.service}: {len(f.bad_replies)} bad replies, first {f.bad_replies[0]}")
+    for s in report.services.values():
+        if s.pid_after != s.pid_before or s.restarts_after != s.restarts_before:
+            wrong.append(f"{s.service} restarted: pid {s.pid_before} -> {s.pid_after}, restarts "
+                         f"{s.restarts_before} -> {s.restarts_after}")
+        if s.growth >= 20 * MB:
+            wrong.append(f"{s.service}: RSS grew {s.growth / MB:.1f} MB")
+    if report.system_after != "RUNNING":
+        wrong.append(f"system {report.system_after} after the attack")
+    return wrong
+
+
+def frames_per_endpoint() -> int:
+    """ORACLE_HOSTILE_FRAMES, else 10 000 with ORACLE_HOSTILE_FULL=1, else the short form's 300."""
+    if os.environ.get("ORACLE_HOSTILE_FRAMES"):
+        return int(os.environ["ORACLE_HOSTILE_FRAMES"])
+    return 10_000 if os.environ.get("ORACLE_HOSTILE_FULL") == "1" else 300
+
+
+def seed() -> int:
+    return int(os.environ.get("ORACLE_HOSTILE_SEED") or 16)
+
+
+def main() -> int:
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description="the hostile suite in full against a throwaway system")
+    ap.add_argument("--frames", type=int, default=10_000, help="corpus frames per request endpoint")
+    ap.add_argument("--seed", type=int, default=seed())
+    ap.add_argument("--long-subscriptions", action="store_true",
+                    help=f"junk subscriptions up to {LONG_PREFIX_BYTES} bytes (a known growth of every PUB)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="oracle-hostile-") as tmp:
+        replay = Replay(Path(tmp))
+        try:
+            replay.boot()
+            report = HostileRun(replay, args.frames, args.seed, args.long_subscriptions).run()
+        finally:
+            replay.close()
+    print(report.text())
+    wrong = check(report)
+    print("\n".join(wrong) if wrong else "every frame answered or dropped and counted; no restart; RSS bounded")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
