@@ -11,7 +11,11 @@ answer, so the service drops and counts them (``bad_frames``). A REP endpoint do
 message before the service sees it. Accounting per endpoint: every message sent is answered (an ``ok: false``
 reply, at most MAX_REPLY_BYTES) or dropped, the drops are exactly the no-delimiter messages, and the service's own
 ``wire_errors`` counters (its status) grew by exactly what was sent, kind by kind: every frame answered or dropped,
-and counted.
+and counted. Then "churn": a tenth of the corpus again, a fresh REQ socket per frame closed before its reply
+(counted all the same); and "raw": connections below ZeroMQ (RAW: bytes that are not ZMTP, a greeting then garbage,
+a frame header of 1 TB or just over MAXMSGSIZE, a 1 TB command, a CURVE greeting to a NULL socket, a PUB's READY to a
+REP), every one but the non-ZMTP bytes closed by ZeroMQ at once, unread (those are held until ZeroMQ's handshake
+interval, 30 s, and closed here after 2 s).
 
 Publish endpoints: a subscriber can only send subscription messages up a PUB (libzmq handles them: they never
 reach the service's code), so an XSUB sends SUBSCRIPTIONS junk subscription and unsubscription messages (random
@@ -29,6 +33,9 @@ goes bar -> signal -> ack -> paper, settled and durable (Replay.step).
 from __future__ import annotations
 
 import os
+import select
+import socket
+import struct
 import sys
 import time
 from collections import Counter
@@ -79,9 +86,20 @@ class Figures:
     bad_replies: list[str] = field(default_factory=list)  # replies that are not a small ok: false map
     max_reply: int = 0
     elapsed_s: float = 0.0
+    rss_after: int = 0  # the service's RSS after this attack
 
     def line(self) -> str:
+        return f"{self._line()}  RSS {self.rss_after / MB:6.1f} MB"
+
+    def _line(self) -> str:
         counted = sum(self.counted.values())
+        if self.kind == "churn":
+            return (f"{self.service:12s} churn  {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  a fresh REQ each, "
+                    f"gone before the reply          {counted:7,d} counted  {self.elapsed_s:6.1f} s")
+        if self.kind == "raw":
+            held = self.sent - self.dropped
+            return (f"{self.service:12s} raw    {self.sent:7,d} connections (ZMTP junk), {self.dropped:,d} closed by "
+                    f"ZeroMQ at once, {held:,d} held to its handshake timeout                  {self.elapsed_s:6.1f} s")
         if self.kind == "pub":
             return (f"{self.service:12s} pub    {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  handled by ZeroMQ "
                     f"(no reply owed)                         {self.elapsed_s:6.1f} s")
@@ -202,6 +220,21 @@ def attack_requests(ctx: zmq.Context, figures: Figures, frames: list[hostile_cor
     figures.elapsed_s = time.monotonic() - t0
 
 
+def attack_churn(ctx: zmq.Context, figures: Figures, frames: list[hostile_corpus.Frame]) -> None:
+    """A fresh REQ socket per frame, closed at once without reading its reply (the service answers a peer that is
+    gone: ZeroMQ drops that reply); the service must still count every frame."""
+    t0 = time.monotonic()
+    for frame in frames:
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 5000)  # the request leaves before the socket is gone
+        sock.connect(figures.endpoint)
+        sock.send_multipart(list(frame.parts))
+        sock.close()
+        figures.sent += 1
+        figures.bytes_sent += frame.size
+    figures.elapsed_s = time.monotonic() - t0
+
+
 def junk_subscriptions(seed: int, n: int, prefix_bytes: int) -> list[list[bytes]]:
     """Messages an XSUB sends up to a PUB: (un)subscriptions of random prefixes, non-subscription messages, empty
     and multipart ones."""
@@ -235,6 +268,73 @@ def attack_publisher(ctx: zmq.Context, figures: Figures, messages: list[list[byt
     finally:
         sock.close()
     figures.elapsed_s = time.monotonic() - t0
+
+
+# ---- below the wire: raw connections to a request endpoint (ZMTP, https://rfc.zeromq.org/spec/23/) -------------
+def _greeting(mechanism: bytes = b"NULL") -> bytes:
+    return b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + mechanism.ljust(20, b"\x00") + b"\x00" * 32
+
+
+def _ready(socket_type: bytes = b"DEALER") -> bytes:
+    body = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", len(socket_type)) + socket_type
+    return b"\x04" + bytes([len(body)]) + body
+
+
+# what a raw connection sends; all but "not_zmtp" are refused by ZeroMQ at once (it closes the connection unread:
+# a frame over MAXMSGSIZE, a command of 1 TB, a mechanism or socket type it does not speak). "not_zmtp" is held
+# until ZeroMQ's handshake interval (30 s), then closed.
+RAW = {
+    "not_zmtp": b"GET / HTTP/1.1\r\n\r\n",
+    "greeting_then_garbage": _greeting() + b"\x13\x37" * 50,
+    "frame_of_1_tb": _greeting() + _ready() + b"\x02" + struct.pack(">Q", 1 << 40) + b"x" * 100,
+    "frame_of_65_mb": _greeting() + _ready() + b"\x02" + struct.pack(">Q", wire.MAX_MESSAGE_BYTES + MB) + b"x" * 100,
+    "command_of_1_tb": _greeting() + b"\x06" + struct.pack(">Q", 1 << 40) + b"x" * 100,
+    "curve_to_null": _greeting(b"CURVE"),
+    "pub_to_rep": _greeting() + _ready(b"PUB"),
+}
+HELD_OPEN = ("not_zmtp",)
+
+
+def attack_raw(figures: Figures, connections: int, wait_s: float = 3.0) -> dict[str, int]:
+    """``connections`` raw connections to an ipc or tcp endpoint, the RAW kinds in turn, each sending its bytes;
+    how many of each kind the service closed within ``wait_s`` (the rest are closed here)."""
+    scheme, _, address = figures.endpoint.partition("://")
+    socks: list[tuple[str, socket.socket]] = []
+    t0 = time.monotonic()
+    kinds = list(RAW)
+    closed: Counter = Counter()
+    try:
+        for i in range(connections):
+            kind = kinds[i % len(kinds)]
+            if scheme == "ipc":
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(address)
+            else:
+                host, _, port = address.rpartition(":")
+                s = socket.create_connection((host.strip("[]"), int(port)))
+            s.sendall(RAW[kind])
+            s.setblocking(False)
+            socks.append((kind, s))
+            figures.sent += 1
+            figures.bytes_sent += len(RAW[kind])
+        open_ = {s: kind for kind, s in socks}
+        deadline = time.monotonic() + wait_s
+        while open_ and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(open_), [], [], 0.1)
+            for s in readable:
+                try:
+                    data = s.recv(65536)
+                except (ConnectionResetError, BrokenPipeError):
+                    data = b""
+                if not data:
+                    closed[open_.pop(s)] += 1
+    finally:
+        for _, s in socks:
+            s.close()
+    figures.dropped = sum(closed.values())
+    figures.replies = closed
+    figures.elapsed_s = time.monotonic() - t0
+    return dict(closed)
 
 
 def rss(pid: int) -> int:
@@ -284,10 +384,21 @@ class HostileRun:
         kind = "router" if service in ROUTERS else "rep"
         fig = Figures(service, self.cfg.endpoint(service, "rep"), kind)
         attack_requests(ctx, fig, self.frames[kind])
-        after = wait_for(lambda: self._counted(service, before, fig.sent), 30, f"{service} counted every frame",
-                         interval=0.2)
-        fig.counted = after
+        fig.counted = self._counted(service, before, fig.sent)
+        fig.rss_after = rss(pid)
         self.report.endpoints.append(fig)
+
+        before = self.home.status_of(service)["wire_errors"]
+        churn = Figures(service, fig.endpoint, "churn")
+        attack_churn(ctx, churn, self.frames["rep"][: max(1, self.report.frames // 10)])
+        churn.counted = self._counted(service, before, churn.sent)
+        churn.rss_after = rss(pid)
+        self.report.endpoints.append(churn)
+
+        raw = Figures(service, fig.endpoint, "raw")
+        attack_raw(raw, max(len(RAW), self.report.frames // 50), wait_s=2.0)
+        raw.rss_after = rss(pid)
+        self.report.endpoints.append(raw)
 
         pub = Figures(service, self.cfg.endpoint(service, "pub"), "pub")
         prefix = LONG_PREFIX_BYTES if self.long_subscriptions else SUB_PREFIX_BYTES
@@ -295,15 +406,21 @@ class HostileRun:
                          lambda: self._heartbeats(service, 2.0))
         self.report.endpoints.append(pub)
         self._heartbeats(service, 1.0)  # the disconnect seen too
+        pub.rss_after = rss(pid)
         sf.rss_after = rss(pid)
         sf.pid_after = self.home.pid_of(service)
 
-    def _counted(self, service: str, before: dict[str, int], sent: int) -> dict[str, int] | None:
-        """The service's wire_errors growth once it is at least ``sent`` (the counts are read from its status)."""
-        after = self.home.status_of(service, timeout_ms=5000)["wire_errors"]
-        growth = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
-        growth = {k: v for k, v in growth.items() if v}
-        return growth if sum(growth.values()) >= sent else None
+    def _counted(self, service: str, before: dict[str, int], sent: int, timeout: float = 15.0) -> dict[str, int]:
+        """The service's wire_errors growth (read from its status) once it reaches ``sent``, or as it is after
+        ``timeout`` s (the check then says what is missing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            after = self.home.status_of(service, timeout_ms=5000)["wire_errors"]
+            growth = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+            growth = {k: v for k, v in growth.items() if v}
+            if sum(growth.values()) >= sent or time.monotonic() >= deadline:
+                return growth
+            time.sleep(0.2)
 
     def _heartbeats(self, service: str, seconds: float) -> None:
         """Wait until ``service`` has published for ``seconds`` more (its uptime in the heartbeats the orchestrator
@@ -323,6 +440,16 @@ def check(report: Report) -> list[str]:
     wrong = []
     for f in report.endpoints:
         if f.kind == "pub":
+            continue
+        if f.kind == "churn":
+            if sum(f.counted.values()) != f.sent:
+                wrong.append(f"{f.service}: {f.sent} sent by fresh REQ sockets, {f.counted} counted")
+            continue
+        if f.kind == "raw":
+            n = len(RAW)
+            sent = Counter({k: f.sent // n + (i < f.sent % n) for i, k in enumerate(RAW) if k not in HELD_OPEN})
+            if +(sent - f.replies):
+                wrong.append(f"{f.service}: raw connections not closed by ZeroMQ: {dict(+(sent - f.replies))}")
             continue
         if f.answered + f.dropped != f.sent or f.dropped != f.expected_drops:
             wrong.append(f"{f.service}: {f.sent} sent, {f.answered} answered, {f.dropped} dropped "
