@@ -451,7 +451,7 @@ def return_large_blocks() -> bool:
 
 
 # A burst of peers each with a request in flight (the hostile suite's fresh REQ per frame: 1000 connections, 32 MB)
-# leaves the heaps of the loop and of ZeroMQ's I/O thread large and fragmented once it is freed: RSS 10-20 MB up for
+# leaves the heaps of the loop and of ZeroMQ's I/O thread large and fragmented once it is freed: RSS 20-38 MB up for
 # good. When the RSS is this much over what it was after the last trim, a heartbeat gives the free pages back a few
 # seconds later (the burst over: its peers gone, their memory freed).
 TRIM_GROWTH_BYTES = 8 * 1024 * 1024

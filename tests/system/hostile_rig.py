@@ -22,11 +22,12 @@ reach the service's code), so an XSUB sends SUBSCRIPTIONS junk subscription and 
 prefixes up to SUB_PREFIX_BYTES, the length of the system's topics), messages that are not subscriptions, empty and
 multipart ones, then disconnects; checked: the service stays up and its RSS bounded. ``long_subscriptions=True``
 (on demand) sends the same count with prefixes up to 1 KB: libzmq keeps every subscription in a trie in the PUB
-(measured: about 190 MB for 10 000 random prefixes up to 1 KB, not given back on disconnect), a growth that only
-the publisher's socket can bound (common/bus.py).
+(measured: +85-90 MB per service while the subscriber is connected, for 3.4 MB sent; freed when it disconnects), a
+growth that only the publisher's socket can bound (common/bus.py).
 
-Per service: RSS (psutil, on the pid supervisord reports) before and after its endpoints, its pid unchanged and
-the orchestrator's restart count unchanged; at the end the system is RUNNING and a bar closed at the simulator
+Per service: RSS (psutil, on the pid supervisord reports) before its attacks, after each (the transient), and at
+the end, past the runtime's malloc_trim that follows a growth (runtime.TRIM_DELAY_S): what stays; its pid unchanged
+and the orchestrator's restart count unchanged; at the end the system is RUNNING and a bar closed at the simulator
 goes bar -> signal -> ack -> paper, settled and durable (Replay.step).
 """
 
@@ -56,7 +57,7 @@ from harness import wait_for  # noqa: E402
 from system import hostile_corpus  # noqa: E402
 from system.chaos_rig import Replay  # noqa: E402
 
-from common import config, wire  # noqa: E402
+from common import config, runtime, wire  # noqa: E402
 
 MB = 1_000_000
 WINDOW = 64  # messages in flight on one DEALER
@@ -102,7 +103,7 @@ class Figures:
                     f"ZeroMQ at once, {held:,d} held to its handshake timeout                  {self.elapsed_s:6.1f} s")
         if self.kind == "pub":
             return (f"{self.service:12s} pub    {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  handled by ZeroMQ "
-                    f"(no reply owed)                         {self.elapsed_s:6.1f} s")
+                    f"(no reply owed), RSS while connected    {self.elapsed_s:6.1f} s")
         return (f"{self.service:12s} {self.kind:6s} {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  "
                 f"{self.answered:7,d} answered {self.dropped:5,d} dropped {counted:7,d} counted  "
                 f"reply <= {self.max_reply:4d} B  {self.elapsed_s:6.1f} s")
@@ -117,6 +118,7 @@ class ServiceFigures:
     rss_after: int = 0
     restarts_before: int = 0
     restarts_after: int = 0
+    done_uptime: float = 0.0  # its uptime when its attacks ended
 
     @property
     def growth(self) -> int:
@@ -369,6 +371,10 @@ class HostileRun:
             self.home.request(service, "ping", timeout_ms=5000)
         self.report.settled_bar = self.replay.step()
         for s in self.report.services.values():
+            # what stays: past the runtime's malloc_trim after a growth (TRIM_DELAY_S from the heartbeat that saw it)
+            wait_for(lambda s=s: self._uptime(s.service) >= s.done_uptime + runtime.TRIM_DELAY_S + 1.5, 30,
+                     f"{s.service} past its trim delay")
+            s.rss_after = rss(s.pid_before)
             s.pid_after = self.home.pid_of(s.service)
         restarts = self.restarts()
         for s in self.report.services.values():
@@ -402,13 +408,14 @@ class HostileRun:
 
         pub = Figures(service, self.cfg.endpoint(service, "pub"), "pub")
         prefix = LONG_PREFIX_BYTES if self.long_subscriptions else SUB_PREFIX_BYTES
-        attack_publisher(ctx, pub, junk_subscriptions(self.report.seed, self.report.frames, prefix),
-                         lambda: self._heartbeats(service, 2.0))
+
+        def read() -> None:  # the subscriptions read by the PUB: its RSS while the subscriber is connected
+            self._heartbeats(service, 2.0)
+            pub.rss_after = rss(pid)
+
+        attack_publisher(ctx, pub, junk_subscriptions(self.report.seed, self.report.frames, prefix), read)
         self.report.endpoints.append(pub)
-        self._heartbeats(service, 1.0)  # the disconnect seen too
-        pub.rss_after = rss(pid)
-        sf.rss_after = rss(pid)
-        sf.pid_after = self.home.pid_of(service)
+        sf.done_uptime = self._uptime(service)
 
     def _counted(self, service: str, before: dict[str, int], sent: int, timeout: float = 15.0) -> dict[str, int]:
         """The service's wire_errors growth (read from its status) once it reaches ``sent``, or as it is after
@@ -422,17 +429,18 @@ class HostileRun:
                 return growth
             time.sleep(0.2)
 
-    def _heartbeats(self, service: str, seconds: float) -> None:
-        """Wait until ``service`` has published for ``seconds`` more (its uptime in the heartbeats the orchestrator
-        sees; the orchestrator's own status for itself, which publishes sys.state each second): a PUB reads the
-        subscriptions sent to it when it sends."""
-        def uptime() -> float:
-            if service == "orchestrator":
-                return self.home.status_of(service)["uptime_s"]
-            return self.home.status()["services"][service]["uptime_s"] or 0.0
+    def _uptime(self, service: str) -> float:
+        """The service's uptime in its last heartbeat as the orchestrator saw it (the orchestrator's own status for
+        itself, which publishes sys.state each second)."""
+        if service == "orchestrator":
+            return self.home.status_of(service)["uptime_s"]
+        return self.home.status()["services"][service]["uptime_s"] or 0.0
 
-        start = uptime()
-        wait_for(lambda: uptime() >= start + seconds, 15, f"{service} published for {seconds} s more")
+    def _heartbeats(self, service: str, seconds: float) -> None:
+        """Wait until ``service`` has published for ``seconds`` more: a PUB reads the subscriptions sent to it when it
+        sends."""
+        start = self._uptime(service)
+        wait_for(lambda: self._uptime(service) >= start + seconds, 15, f"{service} published for {seconds} s more")
 
 
 def check(report: Report) -> list[str]:

@@ -1,13 +1,14 @@
 """The hostile suite: every endpoint of every service, under the real supervisord, fed a seeded corpus of malformed
-frames (tests/system/hostile_corpus.py), the 20 and 50 MB frames and the amplification frame, and junk
-subscriptions up every PUB (tests/system/hostile_rig.py says how and what is counted).
+frames (tests/system/hostile_corpus.py) on a DEALER and from a fresh REQ per frame, the 20 and 50 MB frames and the
+amplification frame, raw connections below ZeroMQ, and junk subscriptions up every PUB (tests/system/hostile_rig.py
+says how and what is counted).
 
 Checked: every frame answered (a small ``ok: false`` reply) or dropped, and counted by the service kind by kind;
 no service restarted (supervisord's pid and the orchestrator's restart count unchanged); RSS growth under 20 MB per
 service; after the attack the system is RUNNING, each service answers a ping and a bar goes bar -> signal -> ack.
 The figures are printed (``-s`` shows them) and also end up in the failure message.
 
-Short form here (300 frames per endpoint); in full, on demand (10 000 per endpoint, about 10 minutes):
+Short form here (300 frames per endpoint, about 55 s); in full, on demand (10 000 per endpoint, 80-100 s):
 
     ORACLE_HOSTILE_FULL=1 .venv/bin/python -m pytest tests/system/test_hostile_suite.py -s
 
