@@ -96,8 +96,7 @@ class Service(Lifecycle, OutboxSender):
         self._proc = psutil.Process(self.pid)
         self._statm = _open_statm()  # the RSS read from it (a read of a few bytes): psutil costs ~10x more per beat
         self._page_size = os.sysconf("SC_PAGE_SIZE") if self._statm >= 0 else 0
-        self._rss_floor = self.rss()  # the RSS after the last malloc_trim (TRIM_GROWTH_BYTES)
-        self._trim_at: float | None = None  # when the next malloc_trim is due (monotonic s)
+        self._heap_free = heap_free_bytes() or 0  # the heaps' free space after the last trim (TRIM_GROWTH_BYTES)
         self.ctx = zmq.Context()
         self.pub: bus.Publisher | None = None
         self.rep: bus.Responder | None = None
@@ -247,16 +246,20 @@ class Service(Lifecycle, OutboxSender):
         # the record's constructor refuses a missing or unknown field, and a service field named like a common one
         return self.status_record(**common, **self.status_report())
 
+    def _trimmed(self) -> int:
+        """The RSS, after giving the heaps' free pages back when their free space grew TRIM_GROWTH_BYTES since the
+        last trim (memory freed, e.g. after a burst of hostile peers: not a legitimate growth, which is in use)."""
+        free = heap_free_bytes()
+        if free is not None:
+            if free > self._heap_free + TRIM_GROWTH_BYTES:
+                give_back_free_pages()
+                free = heap_free_bytes() or 0
+            self._heap_free = min(self._heap_free, free) if free <= self._heap_free + TRIM_GROWTH_BYTES else free
+        return self.rss()
+
     def _heartbeat(self, now: float, step_beats: int = 0) -> None:
         self._next_hb = now + self.cfg.runtime.heartbeat_interval_s
-        rss = self.rss()
-        if self._trim_at is None and rss > self._rss_floor + TRIM_GROWTH_BYTES:
-            self._trim_at = now + TRIM_DELAY_S
-        elif self._trim_at is not None and now >= self._trim_at:
-            give_back_free_pages()
-            rss = self._rss_floor = self.rss()
-            self._trim_at = None
-            log.debug("RSS %.1f MB after giving back free pages", rss / 2**20)
+        rss = self._trimmed()
         info = {**self.health_info(), **({"outbox": len(self.outbox)} if len(self.outbox) else {})}
         progress = dict(self.progress)
         step = self._step
@@ -452,19 +455,39 @@ def return_large_blocks() -> bool:
 
 # A burst of peers each with a request in flight (the hostile suite's fresh REQ per frame: 1000 connections, 32 MB)
 # leaves the heaps of the loop and of ZeroMQ's I/O thread large and fragmented once it is freed: RSS 20-38 MB up for
-# good. When the RSS is this much over what it was after the last trim, a heartbeat gives the free pages back a few
-# seconds later (the burst over: its peers gone, their memory freed).
+# good (a subscriber's junk subscriptions too, once it is gone: 85-100 MB). When the heaps' free space has grown this
+# much since the last trim, a heartbeat gives their free pages back (malloc_trim: 0.02-0.4 ms with the preditor's
+# models loaded; glibc's mallinfo2, read each heartbeat, costs less).
 TRIM_GROWTH_BYTES = 8 * 1024 * 1024
-TRIM_DELAY_S = 3.0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _libc_function(name: str, restype: Any) -> Any:
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.restype = restype
+    return fn
+
+
+_mallinfo2 = _libc_function("mallinfo2", _MallInfo2)  # glibc 2.33+
+_malloc_trim = _libc_function("malloc_trim", ctypes.c_int)
+
+
+def heap_free_bytes() -> int | None:
+    """The free space inside glibc's heaps, all arenas (None: another libc, or a glibc older than 2.33)."""
+    return _mallinfo2().fordblks if _mallinfo2 is not None else None
 
 
 def give_back_free_pages() -> bool:
     """glibc's ``malloc_trim(0)``: every whole free page of every heap returned to the system (False: another libc
     or nothing to give back)."""
-    try:
-        return bool(ctypes.CDLL(None).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    return bool(_malloc_trim(0)) if _malloc_trim is not None else False
 
 
 def _force_exit() -> None:

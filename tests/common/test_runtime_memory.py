@@ -23,8 +23,10 @@ def test_free_pages_inside_a_fragmented_heap_are_given_back():
         large.append(bytes(40_000) + i.to_bytes(4, "little"))
         kept.append(bytes(1000) + i.to_bytes(4, "little"))
     peak = rss()
+    free_before = runtime.heap_free_bytes()
     del large
     freed = rss()
+    assert runtime.heap_free_bytes() - free_before > 30 * 2**20  # what a heartbeat looks at before it trims
     assert runtime.give_back_free_pages()
     after = rss()
     assert freed - after > 30 * 2**20, (peak, freed, after)
