@@ -4,26 +4,28 @@ what ``python -m tests.system.hostile_rig`` runs by hand (the full form by defau
 
 Request endpoints (each service's ``rep``: a REP, or a ROUTER for the connector and persistence): one DEALER
 pipelines the seeded corpus of hostile_corpus.py (every frame one the wire's decoder refuses), each message behind
-the REQ envelope's empty delimiter, at most WINDOW in flight (a REP/ROUTER drops a reply it cannot queue: the
-window keeps every reply deliverable); then the 20 and 50 MB frames, the amplification frame and the dense frame
-of test_hostile_limits.py. A ROUTER endpoint also gets messages without the delimiter: not a REQ peer, nobody to
+the REQ envelope's empty delimiter, at most WINDOW in flight (a REP/ROUTER drops a reply it cannot queue: the window
+keeps every reply deliverable); then the 20 and 50 MB frames, the amplification frame and the dense frame of
+test_hostile_limits.py. A ROUTER endpoint also gets messages without the delimiter: not a REQ peer, nobody to
 answer, so the service drops and counts them (``bad_frames``). A REP endpoint does not: libzmq's REP discards such a
-message before the service sees it. Accounting per endpoint: every message sent is answered (an ``ok: false``
-reply, at most MAX_REPLY_BYTES) or dropped, the drops are exactly the no-delimiter messages, and the service's own
+message before the service sees it. Accounting per endpoint: every message sent is answered (an ``ok: false`` reply,
+at most MAX_REPLY_BYTES) or dropped, the drops are exactly the no-delimiter messages, and the service's own
 ``wire_errors`` counters (its status) grew by exactly what was sent, kind by kind: every frame answered or dropped,
-and counted. Then "churn": a tenth of the corpus again, a fresh REQ socket per frame closed before its reply
-(counted all the same); and "raw": connections below ZeroMQ (RAW: bytes that are not ZMTP, a greeting then garbage,
-a frame header of 1 TB or just over MAXMSGSIZE, a 1 TB command, a CURVE greeting to a NULL socket, a PUB's READY to a
-REP), every one but the non-ZMTP bytes closed by ZeroMQ at once, unread (those are held until ZeroMQ's handshake
-interval, 30 s, and closed here after 2 s).
+and counted. Then "other": well-formed requests of the ops that only read (READ_ONLY_OPS), each service answering
+those it does not serve with ``unknown_op``; checked answered, never a ``handler_error``; shown, not checked, how
+many were counted (none: common/bus.py's Responder counts what fails to decode only). Then "churn": a tenth of the
+corpus again, a fresh REQ socket per frame closed before its reply (counted all the same); and "raw": connections
+below ZeroMQ (RAW: bytes that are not ZMTP, a greeting then garbage, a frame header of 1 TB or just over MAXMSGSIZE,
+a 1 TB command, a CURVE greeting to a NULL socket, a PUB's READY to a REP), every one but the non-ZMTP bytes closed
+by ZeroMQ at once, unread (those are held until ZeroMQ's handshake interval, 30 s, and closed here after 2 s).
 
 Publish endpoints: a subscriber can only send subscription messages up a PUB (libzmq handles them: they never
 reach the service's code), so an XSUB sends SUBSCRIPTIONS junk subscription and unsubscription messages (random
 prefixes up to SUB_PREFIX_BYTES, the length of the system's topics), messages that are not subscriptions, empty and
 multipart ones, then disconnects; checked: the service stays up and its RSS bounded. ``long_subscriptions=True``
 (on demand) sends the same count with prefixes up to 1 KB: libzmq keeps every subscription in a trie in the PUB
-(measured: +85-90 MB per service while the subscriber is connected, for 3.4 MB sent; freed when it disconnects), a
-growth that only the publisher's socket can bound (common/bus.py).
+(measured: +85-90 MB per service while the subscriber is connected, for 3.4 MB sent; freed when it disconnects,
+and given back by the runtime's trim), a growth that only the publisher's socket can bound (common/bus.py).
 
 Per service: RSS (psutil, on the pid supervisord reports) before its attacks, after each (the transient), and at
 the end, past the heartbeat that gives freed memory back (common/runtime.py): what stays; its pid unchanged
@@ -67,6 +69,10 @@ SUBSCRIPTIONS_PER_FRAME = 1  # one subscription message per corpus frame
 SUB_PREFIX_BYTES = 32
 LONG_PREFIX_BYTES = 1024
 SERVICES = config.SERVICES
+# well-formed requests of ops that only read, sent to every service: those it does not serve are answered
+# `unknown_op` ("other" figures; not counted by common/bus.py's Responder today, so not part of the check)
+READ_ONLY_OPS = ["ping", "status", "history", "symbol_info", "account", "positions", "last_signals",
+                 "signals_since", "virtual_positions", "query"]
 ROUTERS = ("connector", "persistence")  # concurrent_requests: a ROUTER; the others bind a REP
 
 
@@ -94,6 +100,10 @@ class Figures:
 
     def _line(self) -> str:
         counted = sum(self.counted.values())
+        if self.kind == "other":
+            codes = ", ".join(f"{n} {code}" for code, n in sorted(self.replies.items()))
+            return (f"{self.service:12s} other  {self.sent:7,d} well-formed read-only requests, answered: {codes}; "
+                    f"{counted:,d} counted  {self.elapsed_s:6.1f} s")
         if self.kind == "churn":
             return (f"{self.service:12s} churn  {self.sent:7,d} sent {self.bytes_sent / MB:8.1f} MB  a fresh REQ each, "
                     f"gone before the reply          {counted:7,d} counted  {self.elapsed_s:6.1f} s")
@@ -171,6 +181,9 @@ def _reply_of(frames: list[bytes], figures: Figures) -> None:
     figures.max_reply = max(figures.max_reply, len(body))
     try:
         m = msgpack.unpackb(body)
+        if figures.kind == "other" and m["ok"] is True:  # a well-formed request served
+            figures.replies["ok"] += 1
+            return
         ok, code = m["ok"], m["error"]["code"]
     except Exception as exc:  # anything but an error reply map is a finding, recorded
         figures.bad_replies.append(f"undecodable reply ({type(exc).__name__}): {body[:80]!r}")
@@ -400,6 +413,16 @@ class HostileRun:
         churn.rss_after = rss(pid)
         self.report.endpoints.append(churn)
 
+        before = self.home.status_of(service)["wire_errors"]
+        other = Figures(service, fig.endpoint, "other")
+        frames = [hostile_corpus.Frame(op, (msgpack.packb(hostile_corpus.request(op, hostile_corpus.valid_args(op),
+                                                                                 f"o-{i}")),))
+                  for i, op in enumerate(READ_ONLY_OPS * max(1, self.report.frames // 100))]
+        attack_requests(ctx, other, frames)
+        other.counted = self._counted(service, before, 0, timeout=0)
+        other.rss_after = rss(pid)
+        self.report.endpoints.append(other)
+
         raw = Figures(service, fig.endpoint, "raw")
         attack_raw(raw, max(len(RAW), self.report.frames // 50), wait_s=2.0)
         raw.rss_after = rss(pid)
@@ -447,6 +470,10 @@ def check(report: Report) -> list[str]:
     wrong = []
     for f in report.endpoints:
         if f.kind == "pub":
+            continue
+        if f.kind == "other":
+            if f.answered != f.sent or f.replies.get(wire.HANDLER_ERROR):
+                wrong.append(f"{f.service}: {f.sent} well-formed requests, answered {dict(f.replies)}")
             continue
         if f.kind == "churn":
             if sum(f.counted.values()) != f.sent:
