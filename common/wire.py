@@ -111,12 +111,30 @@ _TOPICS: dict[str, bytes] = {}  # topic -> its frame: a publisher's topics are f
 _TOPICS_MAX = 4096
 
 
+class _ExtType(Exception):
+    pass
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    """msgpack's ext_hook: this wire has no ext type (a longer one is refused by ``max_ext_len``; an empty one, or
+    one in a frame decoded without limits, reaches here), so no ``ExtType`` object ever gets to a handler."""
+    raise _ExtType
+
+
+def _ext_error(what: str) -> WireError:
+    return WireError(BAD_MSGPACK, f"{what} holds a msgpack ext type, not used on this wire")
+
+
 def _unpack(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, what: str = "payload") -> Any:
     if len(data) > CHECKED_FROM:
         return _unpack_checked(data, max_bytes, what)
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, max_ext_len=0, ext_hook=_no_ext)
+    except _ExtType:
+        raise _ext_error(what) from None
     except Exception as exc:  # msgpack raises several unrelated exception types
+        if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
+            raise _ext_error(what) from None
         raise WireError(BAD_MSGPACK, f"{what} is not valid msgpack ({type(exc).__name__})") from None
 
 
@@ -141,11 +159,15 @@ def _unpack_checked(data: bytes, max_bytes: int, what: str) -> Any:
 
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False, list_hook=count, object_hook=count,
-                               **DECODE_LIMITS)
+                               ext_hook=_no_ext, **DECODE_LIMITS)
+    except _ExtType:
+        raise _ext_error(what) from None
     except _TooManyContainers:
         raise WireError(TOO_LARGE, f"{what} of {size} bytes holds more than {allowed} arrays and maps (at most one "
                                    f"per {BYTES_PER_CONTAINER} bytes)") from None
     except Exception as exc:  # msgpack raises several unrelated exception types
+        if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
+            raise _ext_error(what) from None
         if isinstance(exc, ValueError) and "exceeds max_" in str(exc):  # e.g. "20000000 exceeds max_array_len(...)"
             raise WireError(TOO_LARGE, f"{what} of {size} bytes: {exc}") from None
         raise WireError(BAD_MSGPACK, f"{what} is not valid msgpack ({type(exc).__name__})") from None

@@ -237,3 +237,34 @@ def test_a_long_topic_or_type_is_refused_and_clipped():
     assert refused(lambda: wire.decode_pub([b"hb." + b"x" * 5000, pack(envelope())])).code == wire.BAD_TOPIC
     err = refused(lambda: wire.decode_pub([b"hb.x", pack(envelope(type="t" * 100_000))]))
     assert err.code == wire.UNKNOWN_TYPE and len(err.message) < 200
+
+
+# frames the hostile suite found accepted (tests/system/hostile_corpus.py): a msgpack ext type inside a map field
+# (step's args, query's where, signals_since's since) reached the handler as an ExtType or Timestamp object
+EXTS = [msgpack.ExtType(5, b"abc"), msgpack.ExtType(0, b""), msgpack.Timestamp(1_700_000_000, 0)]
+
+
+@pytest.mark.parametrize("ext", EXTS, ids=["ext", "empty-ext", "timestamp"])
+@pytest.mark.parametrize("op,args", [
+    ("step", {"step": "warmup", "args": {"k": None}}),
+    ("query", {"table": "events", "where": {"k": None}}),
+    ("signals_since", {"since": {"EURUSD": None}}),
+])
+def test_an_ext_type_inside_a_map_field_is_refused(ext, op, args):
+    args = {k: ({kk: ext for kk in v} if isinstance(v, dict) else v) for k, v in args.items()}
+    frame = pack({"v": 1, "op": op, "id": "x-1", "args": args})
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_request([frame])
+    assert exc.value.code == wire.BAD_MSGPACK and "ext type" in exc.value.message
+
+
+@pytest.mark.parametrize("ext", EXTS, ids=["ext", "empty-ext", "timestamp"])
+def test_an_ext_type_is_refused_in_a_large_frame_and_a_pub_payload(ext):
+    big = pack({"v": 1, "op": "query", "id": "x-2", "args": {"table": "events", "where": {"k": ext},
+                                                              "pad": "p" * (wire.CHECKED_FROM + 10)}})
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_request([big])
+    assert exc.value.code == wire.BAD_MSGPACK and "ext type" in exc.value.message
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode_pub([b"hb.executor", pack(envelope(body={**GOOD_HB, "x": ext}))])
+    assert exc.value.code == wire.BAD_MSGPACK
