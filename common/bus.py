@@ -8,7 +8,9 @@
   and reopened so it is never stuck. Blocking (``call``) or driven by the caller's poll loop
   (``send`` / ``take_reply``).
 - :class:`Responder`: a REP server that always answers, with an error reply for a bad request; or a ROUTER
-  (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight.
+  (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight. It checks the
+  caller (common/peer.py) against who may call the op (common/roles.py) before the handler runs: a refused call is
+  answered ``forbidden``, counted in ``refused`` and told to ``on_refused`` (the runtime alerts).
 """
 
 from __future__ import annotations
