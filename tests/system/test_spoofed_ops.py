@@ -1,10 +1,10 @@
 """Roles on the wire, against the whole system under the real supervisord: a peer that may not call an op (a process
 that looks like paper; a script of the system's user, the operator, for a hello) sends the calls the issue found
-trusted -- a hello claiming paper with a fake pid and a huge epoch, ``step`` executor.stop and connector.disconnect,
-the orchestrator's ``stop`` and ``clear_halt``, the connector's orders, the executor's commands. Each is answered
-``forbidden``, counted in the service's status and alerted (on the bus, and in the store), and nothing changes: the
-system stays RUNNING, no order reaches the broker, the real paper is not locked out (restarted, it is heard again).
-The operator (`oracle ctl`) still can."""
+trusted -- a hello claiming paper with a fake pid and a huge epoch (and a failed ``ready`` for it), ``step``
+executor.stop and connector.disconnect, the orchestrator's ``stop`` and ``clear_halt``, the connector's orders, the
+executor's commands. Each is answered ``forbidden``, counted in the service's status and alerted (on the bus, and in
+the store), and nothing changes: the system stays RUNNING, no order reaches the broker, the real paper is not locked
+out (restarted, it is heard again). The operator (`oracle ctl`) still can."""
 
 from __future__ import annotations
 
@@ -99,6 +99,10 @@ def test_spoofed_calls_are_refused_alerted_and_change_nothing(system: Home, impo
         assert "ahead of this host's clock" in hello_answers[0][1]
         _, own_pid_hellos = send(impostor, hellos(home, "SELF")[2:], home.env)
         assert refused(own_pid_hellos) and "supervisord runs as pid" in own_pid_hellos[0][1], own_pid_hellos
+        # a failed step reported for paper's current process would alert and record step_failed
+        failed = {"service": "paper", "epoch": paper["epoch"], "step": "paper.warmup", "ok": False, "error": "spoof"}
+        _, ready_answers = send(impostor, [(home.config().endpoint("orchestrator", "rep"), "ready", failed)], home.env)
+        assert refused(ready_answers) and "not its process" in ready_answers[0][1], ready_answers
         _, script_hellos = send(OPERATOR_SCRIPT, hellos(home, 4_000_000), home.env)  # the operator is no service
         assert refused(script_hellos) and "may be called by the service itself" in script_hellos[0][1], script_hellos
 
@@ -109,7 +113,7 @@ def test_spoofed_calls_are_refused_alerted_and_change_nothing(system: Home, impo
             <= set(home.status_of("connector")["refused"])
         orch_refused = home.status()["refused"]
         assert orch_refused[f"hello {name}"] == 6 and orch_refused["hello operator"] == 4
-        assert orch_refused[f"stop {name}"] == orch_refused[f"clear_halt {name}"] == 1
+        assert orch_refused[f"stop {name}"] == orch_refused[f"clear_halt {name}"] == orch_refused[f"ready {name}"] == 1
 
         # alerted on the bus, naming the caller and its pid
         for service, listener in alerts.items():
@@ -128,8 +132,9 @@ def test_spoofed_calls_are_refused_alerted_and_change_nothing(system: Home, impo
         assert after["system"] == messages.RUNNING
         assert after["services"]["paper"]["epoch"] == paper["epoch"]
         assert after["services"]["paper"]["pid"] == paper["pid"]
-        assert not [e for e in after["boot_log"] if e["event"] in ("restart", "halt", "stopping", "respawn")]
-        assert all(after["services"][s]["restarts"] == before["services"][s]["restarts"] for s in ("paper",))
+        changes = ("restart", "halt", "stopping", "respawn", "step_failed")
+        assert not [e for e in after["boot_log"] if e["event"] in changes]
+        assert after["services"]["paper"]["restarts"] == before["services"]["paper"]["restarts"]
         executor = ctl(home, "executor-status")["reply"]
         assert not executor["stopped"] and not executor["paused"]
         assert home.status_of("connector")["broker"]["connected"]
