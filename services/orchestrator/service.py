@@ -141,14 +141,14 @@ class Orchestrator(runtime.Service):
         if replaced:
             self.react_pending.add(view.name)  # its dependents react once it is back
 
-    def _hello_refusal(self, h: messages.Hello, caller: Peer) -> str:
+    def _hello_refusal(self, h: messages.Hello, view: ServiceView, caller: Peer) -> str:
         """Why a hello is not heard (admission.py), with the facts of this host: the caller's pid (ipc), the pid
         supervisord runs the program as, the process's start. None of them over tcp (another host): the key."""
         if caller.pid is None:
             return admission.hello_refusal(h, time.time_ns(), None, None, None)
         reason = admission.hello_refusal(h, time.time_ns(), caller.pid, None, None)
-        if reason:
-            return reason  # before asking supervisord anything
+        if reason or (h.epoch == view.epoch and h.pid == view.pid):
+            return reason  # refused before asking supervisord anything; or the process already heard, asking again
         try:
             supervised = self.supervisor.pid_of(h.service)
         except SupervisorUnavailable:
@@ -162,7 +162,7 @@ class Orchestrator(runtime.Service):
     def _on_hello(self, h: messages.Hello) -> messages.Instruction:
         now = time.monotonic()
         view = self._view(h.service)
-        reason = self._hello_refusal(h, self.rep.caller if self.rep is not None else Peer(None, ""))
+        reason = self._hello_refusal(h, view, self.rep.caller if self.rep is not None else Peer(None, ""))
         if reason:
             raise bus.Forbidden(f"hello for '{h.service}' refused: {reason}")
         if h.epoch != view.epoch:
