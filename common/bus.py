@@ -8,7 +8,9 @@
   and reopened so it is never stuck. Blocking (``call``) or driven by the caller's poll loop
   (``send`` / ``take_reply``).
 - :class:`Responder`: a REP server that always answers, with an error reply for a bad request; or a ROUTER
-  (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight.
+  (``concurrent``) whose handlers may answer later (:class:`Deferred`), several requests in flight. It checks the
+  caller (common/peer.py) against who may call the op (common/roles.py) before the handler runs: a refused call is
+  answered ``forbidden``, counted in ``refused`` and told to ``on_refused`` (the runtime alerts).
 
 After :func:`secure` (``wire.curve``, set up once per process by ``common.keys.secure_process``) every socket made
 here is CURVE: servers admit only known keys through a ZAP authenticator, and a received frame's ``User-Id`` is the
@@ -30,7 +32,8 @@ import zmq
 import zmq.auth.thread
 import zmq.utils.z85
 
-from common import messages, schema, wire
+from common import messages, roles, schema, wire
+from common.peer import Peer, PeerCache
 from common.sequence import Seen, SequenceTracker
 
 log = logging.getLogger("oracle.bus")
@@ -221,6 +224,19 @@ def _recv_now(sock: zmq.Socket) -> list[bytes] | None:
         part = sock.recv(_NOBLOCK, copy=False)
         frames.append(part.bytes)
     return frames
+
+
+def _recv_request(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame] | None:
+    """As ``_recv_now``, with the first part's frame (its properties name the caller: common/peer.py)."""
+    try:
+        first = part = sock.recv(_NOBLOCK, copy=False)
+    except zmq.Again:
+        return None
+    frames = [part.bytes]
+    while part.more:
+        part = sock.recv(_NOBLOCK, copy=False)
+        frames.append(part.bytes)
+    return frames, first
 
 
 class WireErrors:
@@ -463,6 +479,8 @@ class Requester:
 
 
 Handler = Callable[[Any], Any]
+ALERT_EVERY_S = 60.0  # a refused call is told (alerted) the first time, then at most this often per (op, caller)
+MAX_REFUSED_KEYS = 256  # (op, caller) counters kept; past it, an op's new callers count as "other"
 
 
 @dataclass
@@ -493,7 +511,7 @@ class Responder:
     still has one request in flight; several clients, or one client's several REQ sockets, overlap)."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler], errors: WireErrors,
-                 concurrent: bool = False):
+                 concurrent: bool = False, on_refused: Callable[[str, Peer, int, str], None] | None = None):
         self.sock = _limited(ctx.socket(zmq.ROUTER if concurrent else zmq.REP))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
@@ -503,6 +521,15 @@ class Responder:
         self.concurrent = concurrent
         self.served = 0
         self.waiting: list[_Waiting] = []
+        # who may call what (common/roles.py), checked before a handler runs; the caller of the request being
+        # handled is `caller` (a handler that checks more, the orchestrator's hello, reads it)
+        self.peers = PeerCache(endpoint)
+        self.permits = {op: roles.permitted(op) for op in messages.OPS}
+        self.self_ops = frozenset(op for op in messages.OPS if roles.needs_self(op))
+        self.caller: Peer = Peer(None, "")
+        self.refused: dict[str, int] = {}  # "op caller" -> calls refused
+        self.on_refused = on_refused  # (op, caller, times, reason): told at the first refusal, then every ALERT_EVERY_S
+        self._told: dict[str, float] = {}
 
     def serve_ready(self, limit: int = 100) -> int:
         """Answer the requests waiting now (or park their Deferred); never blocks."""
@@ -513,11 +540,13 @@ class Responder:
             # one is waiting (one option read is cheaper than a zmq.Again, and one request per call is the rule)
             if i and not sock.get(_EVENTS) & _POLLIN:
                 break
-            frames = _recv_now(sock)
-            if frames is None:
+            got = _recv_request(sock)
+            if got is None:
                 break
+            frames, first = got
+            caller = self.peers.frame_peer(sock, first)
             if not self.concurrent:
-                answer = self._answer(frames, [])
+                answer = self._answer(frames, [], caller)
                 assert answer is not None  # a REP handler cannot defer
                 sock.send(answer)
             else:
@@ -527,7 +556,7 @@ class Responder:
                     self.errors.record(wire.WireError(wire.BAD_FRAMES, "no envelope delimiter"), "ROUTER")
                     continue  # not a REQ peer: nobody to answer
                 route = frames[: split + 1]
-                reply = self._answer(frames[split + 1:], route)
+                reply = self._answer(frames[split + 1:], route, caller)
                 if reply is not None:
                     sock.send_multipart([*route, reply])
             n += 1
@@ -570,7 +599,7 @@ class Responder:
             log.exception("deferred handler for %s failed", w.op)
             return wire.encode_error(w.req_id, wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _answer(self, frames: list[bytes], route: list[bytes]) -> bytes | None:
+    def _answer(self, frames: list[bytes], route: list[bytes], caller: Peer) -> bytes | None:
         try:
             req = wire.decode_request(frames)
         except wire.RequestError as err:
@@ -582,6 +611,13 @@ class Responder:
         handler = self.handlers.get(req.op)
         if handler is None:
             return wire.encode_error(req.id, wire.UNKNOWN_OP, f"this service does not answer '{req.op}'")
+        op = req.op
+        if caller.role not in self.permits[op]:
+            return self._refuse(req, caller, f"'{op}' may be called by {roles.describe(op)}, not by {caller}")
+        if op in self.self_ops and not roles.is_self(caller.name, caller.role, getattr(req.args, "service", "")):
+            return self._refuse(req, caller, f"'{op}' for '{getattr(req.args, 'service', '')}' may be sent by "
+                                             f"that service only, not by {caller}")
+        self.caller = caller
         try:
             result = handler(req.args)
             if isinstance(result, Deferred):
@@ -590,11 +626,30 @@ class Responder:
                 self.waiting.append(_Waiting(route, req.id, req.op, result))
                 return None
             return wire.encode_reply(req.id, result)
+        except Forbidden as err:  # the handler's own check of the caller (the orchestrator's hello)
+            return self._refuse(req, caller, err.message)
         except OpError as err:
             return wire.encode_error(req.id, err.code, err.message)
         except Exception as exc:  # a handler bug must not kill the service; it is logged in full
             log.exception("handler for %s failed", req.op)
             return wire.encode_error(req.id, wire.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _refuse(self, req: wire.Request, caller: Peer, reason: str) -> bytes:
+        """A call its caller may not make: answered ``forbidden``, counted per (op, caller), logged (the log's
+        rate limit per kind holds) and told to ``on_refused`` (first time, then every ALERT_EVERY_S per key)."""
+        key = f"{req.op} {caller.name}"
+        if key not in self.refused and len(self.refused) >= MAX_REFUSED_KEYS:
+            key = f"{req.op} other"
+        n = self.refused[key] = self.refused.get(key, 0) + 1
+        log.warning("refused %s: %s", key, reason)
+        now = time.monotonic()
+        if self.on_refused is not None and now >= self._told.get(key, 0.0):
+            self._told[key] = now + ALERT_EVERY_S
+            try:
+                self.on_refused(req.op, caller, n, reason)
+            except Exception:  # telling must not stop the answer
+                log.exception("on_refused failed")
+        return wire.encode_error(req.id, roles.FORBIDDEN, reason)
 
     def close(self) -> None:
         self.sock.close()
@@ -607,3 +662,11 @@ class OpError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Forbidden(OpError):
+    """Raised by a handler whose own check refuses the caller (``request``'s caller: ``Responder.caller``): the
+    Responder answers, counts and tells it as a refused call."""
+
+    def __init__(self, message: str):
+        super().__init__(roles.FORBIDDEN, message)

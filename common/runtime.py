@@ -37,6 +37,7 @@ from common.bus import Received
 from common.lifecycle import VERSION, Lifecycle, StepFailed
 from common.outbox import Outbox
 from common.outbox_sender import OutboxSender
+from common.peer import Peer
 
 __version__ = VERSION
 __all__ = ["Service", "StepFailed", "main", "parse_args"]
@@ -179,6 +180,13 @@ class Service(Lifecycle, OutboxSender):
         logs.event(log, logging.WARNING, f"alert {kind}: {message}", **details)
         self.publish(messages.alert_topic(kind), messages.Alert(kind, severity, message, self.name, details))
 
+    def _on_refused(self, op: str, caller: Peer, times: int, reason: str) -> None:
+        """A call refused for its caller's role (common/roles.py): alerted, for the orchestrator and the store."""
+        if self.pub is not None:
+            self.alert("forbidden", "warning", f"{self.name} refused {reason}", op=op, caller=caller.name,
+                       role=caller.role or "", pid=caller.pid or 0, uid=-1 if caller.uid is None else caller.uid,
+                       times=times)
+
     def add_reader(self, sock: zmq.Socket | int, on_readable: Callable[[], None]) -> None:
         """Poll one more socket or file descriptor in the loop (e.g. a pipe a thread writes to, to wake the
         loop); ``on_readable`` is called in the loop thread when it is readable."""
@@ -247,6 +255,7 @@ class Service(Lifecycle, OutboxSender):
             "not_implemented": list(self.not_implemented),
             "outbox": messages.OutboxCounts(pending=len(self.outbox), acked=self.outbox.acked,
                                             rejected=len(self.outbox.rejected)),
+            "refused": dict(self.rep.refused) if self.rep is not None else {},
         }
         # the record's constructor refuses a missing or unknown field, and a service field named like a common one
         return self.status_record(**common, **self.status_report())
@@ -313,7 +322,7 @@ class Service(Lifecycle, OutboxSender):
         try:
             self.pub = bus.Publisher(self.ctx, self.cfg.endpoint(self.name, "pub"), self.name, self.epoch)
             self.rep = bus.Responder(self.ctx, self.cfg.endpoint(self.name, "rep"), handlers, self.errors,
-                                     concurrent=self.concurrent_requests)
+                                     concurrent=self.concurrent_requests, on_refused=self._on_refused)
         except zmq.ZMQError as exc:
             log.error("cannot bind %s endpoints: %s", self.name, exc)
             return 1

@@ -14,7 +14,7 @@ def common_part(service: str, **changes: Any) -> dict[str, Any]:
             "rss_bytes": 40 * 2**20, "steps": ["x.start"], "progress": {"bars_seen": 3}, "wire_errors": {},
             "sequence": messages.SequenceCounts(gaps=0, missed=0, restarts=1, dropped=0), "system_state": "RUNNING",
             "dry_run": False, "not_implemented": [], "outbox": messages.OutboxCounts(pending=1, acked=9, rejected=0),
-            **changes}
+            "refused": {"step paper": 1}, **changes}
 
 
 def summary(**changes: Any) -> messages.ServiceSummary:

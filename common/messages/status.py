@@ -14,7 +14,7 @@ orchestrator's ``boot_log`` events (free-form fields per event). The executor's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.messages.events import MarketState
 from common.messages.requests import DueAtOpen, RiskStatus, TradingPosition
@@ -61,6 +61,7 @@ class ProcessStatus:
     dry_run: bool
     not_implemented: list[str]
     outbox: OutboxCounts
+    refused: dict[str, int] = field(default_factory=dict)  # calls refused by role ("op caller" -> count; roles.py)
 
 
 # ---- orchestrator ------------------------------------------------------------------------------

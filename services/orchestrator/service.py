@@ -18,10 +18,13 @@ import time
 from collections import deque
 from typing import Any
 
+import psutil
+
 from common import bus, commands, config, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
-from services.orchestrator import health, plan, watchdog
+from common.peer import Peer
+from services.orchestrator import admission, health, plan, watchdog
 from services.orchestrator.registry import ServiceView
 from services.orchestrator.supervisor import Supervisors, SupervisorUnavailable
 
@@ -143,9 +146,30 @@ class Orchestrator(runtime.Service):
         if replaced:
             self.react_pending.add(view.name)  # its dependents react once it is back
 
+    def _hello_refusal(self, h: messages.Hello, view: ServiceView, caller: Peer) -> str:
+        """Why a hello is not heard (admission.py), with the facts of this host: the caller's pid (ipc), the pid
+        supervisord runs the program as, the process's start. None of them over tcp (another host): the key."""
+        if caller.pid is None:
+            return admission.hello_refusal(h, time.time_ns(), None, None, None)
+        reason = admission.hello_refusal(h, time.time_ns(), caller.pid, None, None)
+        if reason or (h.epoch == view.epoch and h.pid == view.pid):
+            return reason  # refused before asking supervisord anything; or the process already heard, asking again
+        try:
+            supervised = self.supervisor.pid_of(h.service)
+        except SupervisorUnavailable:
+            supervised = None  # no supervisord (services started by hand): the caller's pid is the check
+        try:
+            started = int(psutil.Process(h.pid).create_time() * 1e9)
+        except psutil.Error:
+            started = None
+        return admission.hello_refusal(h, time.time_ns(), caller.pid, supervised, started)
+
     def _on_hello(self, h: messages.Hello) -> messages.Instruction:
         now = time.monotonic()
         view = self._view(h.service)
+        reason = self._hello_refusal(h, view, self.rep.caller if self.rep is not None else Peer(None, ""))
+        if reason:
+            raise bus.Forbidden(f"hello for '{h.service}' refused: {reason}")
         if h.epoch != view.epoch:
             if h.epoch < view.epoch:
                 raise OpError("stale_epoch", f"{h.service} epoch {h.epoch} is older than {view.epoch}")
@@ -156,6 +180,9 @@ class Orchestrator(runtime.Service):
 
     def _on_ready(self, r: messages.Ready) -> messages.Instruction:
         view = self._view(r.service)
+        caller = self.rep.caller if self.rep is not None else Peer(None, "")
+        if caller.pid is not None and view.pid and caller.pid != view.pid:
+            raise bus.Forbidden(f"ready for '{r.service}' from pid {caller.pid}, not its process {view.pid}")
         if r.epoch != view.epoch:
             raise OpError("stale_epoch", f"{r.service} epoch {r.epoch} is not the current {view.epoch}")
         if r.ok:

@@ -57,6 +57,12 @@ raise SystemExit(runtime.main(Asking, sys.argv[2:]))
 """
 
 
+def as_persistence(home) -> dict:
+    """A `python -c` service says hello to the orchestrator as persistence: it must look like it (as supervisord's
+    program would; common/peer.py), or its hello is refused (common/roles.py)."""
+    return {**home.env, "SUPERVISOR_PROCESS_NAME": "persistence"}
+
+
 SLEEPY_SERVICE = """
 from common import runtime
 
@@ -106,7 +112,7 @@ def test_heartbeats_continue_during_a_long_step(home):
     ctx = zmq.Context.instance()
     sub = bus.Subscriber(ctx, [cfg.endpoint("persistence", "pub")], ["hb.persistence"], bus.WireErrors("t"))
     home.start("orchestrator")
-    slow = subprocess.Popen([sys.executable, "-c", SLOW_SERVICE], env=home.env, cwd=home.root)
+    slow = subprocess.Popen([sys.executable, "-c", SLOW_SERVICE], env=as_persistence(home), cwd=home.root)
     try:
         beats = []
         deadline = time.monotonic() + 15
@@ -156,7 +162,7 @@ def test_a_service_without_a_short_poll_still_shakes_hands_and_beats_on_the_hear
     cfg = home.config()
     ctx = zmq.Context.instance()
     sub = bus.Subscriber(ctx, [cfg.endpoint("persistence", "pub")], ["hb.persistence"], bus.WireErrors("t"))
-    sleepy = subprocess.Popen([sys.executable, "-c", SLEEPY_SERVICE], env=home.env, cwd=home.root)
+    sleepy = subprocess.Popen([sys.executable, "-c", SLEEPY_SERVICE], env=as_persistence(home), cwd=home.root)
     try:
         time.sleep(0.5)  # started before the orchestrator: its hellos go unanswered (timeouts), then are asked again
         home.start("orchestrator")

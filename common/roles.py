@@ -1,0 +1,113 @@
+"""Who may call each request op: one table, checked by every Responder before a handler runs (common/bus.py).
+
+A caller's role comes from its identity on the wire (common/peer.py): its CURVE key's name (``executor``,
+``preditor-1``: role ``preditor``, the name's kind) or, on ``ipc://`` without CURVE, the process at the other end
+(a service run by supervisord or as ``python -m services.<name>``; any other process of our user is the operator;
+another user is no one). ``tcp://`` without CURVE is loopback only, and its callers are the operator, as before.
+
+Pure: no I/O. ``CALLERS`` names every op of ``messages.OPS`` (a test holds them equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from common.programs import kind_of
+
+ORCHESTRATOR = "orchestrator"
+OPERATOR = "operator"
+CONNECTOR = "connector"
+PREDITOR = "preditor"
+EXECUTOR = "executor"
+PAPER = "paper"
+PERSISTENCE = "persistence"
+
+WORKERS = frozenset({CONNECTOR, PREDITOR, EXECUTOR, PAPER, PERSISTENCE})  # the services the orchestrator boots
+SERVICES = WORKERS | {ORCHESTRATOR}
+ROLES = SERVICES | {OPERATOR}
+
+ANY = "any"  # every known role (never an unknown caller): read-only ops
+SELF = "self"  # only the service the request's ``service`` argument names, itself (hello, ready)
+
+FORBIDDEN = "forbidden"  # the error reply's code of a refused call
+
+# op -> who may call it: a set of roles, ANY or SELF
+CALLERS: Mapping[str, frozenset[str] | str] = {
+    # the boot handshake, to the orchestrator: the service itself (its pid and epoch are checked there too)
+    "hello": SELF,
+    "ready": SELF,
+    # anyone known: reads
+    "status": ANY,
+    "ping": ANY,
+    "history": ANY,
+    "symbol_info": ANY,
+    "account": ANY,
+    "positions": ANY,
+    "last_signals": ANY,
+    "signals_since": ANY,
+    "virtual_positions": ANY,
+    "query": ANY,
+    # lifecycle and the system's state: the orchestrator drives the steps; a person may too
+    "step": frozenset({ORCHESTRATOR, OPERATOR}),
+    "stop": frozenset({ORCHESTRATOR, OPERATOR}),
+    "clear_halt": frozenset({ORCHESTRATOR, OPERATOR}),
+    # the connector's effects: orders by the executor (or a person); bars published for those who read them
+    "order_open": frozenset({EXECUTOR, OPERATOR}),
+    "order_close": frozenset({EXECUTOR, OPERATOR}),
+    "order_amend": frozenset({EXECUTOR, OPERATOR}),
+    "subscribe": frozenset({PREDITOR, PAPER, EXECUTOR, OPERATOR}),
+    # the executor's operator commands (pause, close, set_symbol_config, ...): `oracle ctl`
+    "command": frozenset({OPERATOR}),
+    # persistence's records: every service's outbox (and a person's)
+    "write": ROLES,
+    # another host's agent (services/orchestrator/agent.py): that host's supervisord, for the orchestrator
+    "host_processes": frozenset({ORCHESTRATOR, OPERATOR}),
+    "host_signal": frozenset({ORCHESTRATOR, OPERATOR}),
+    "host_start": frozenset({ORCHESTRATOR, OPERATOR}),
+    "host_stop": frozenset({ORCHESTRATOR, OPERATOR}),
+    "host_shutdown": frozenset({ORCHESTRATOR, OPERATOR}),
+}
+
+
+def role_of(name: str) -> str | None:
+    """The role a key or process name stands for (its kind), or None when it is none of ours."""
+    kind = kind_of(name)
+    return kind if kind in ROLES else None
+
+
+def permitted(op: str) -> frozenset[str]:
+    """The roles that may call ``op`` (SELF: the services; the name is checked by ``is_self``); none if unknown."""
+    who = CALLERS.get(op)
+    if who is None:
+        return frozenset()
+    if who == ANY:
+        return ROLES
+    if who == SELF:
+        return WORKERS
+    assert isinstance(who, frozenset)
+    return who
+
+
+def needs_self(op: str) -> bool:
+    return CALLERS.get(op) == SELF
+
+
+def is_self(name: str, role: str | None, service: str) -> bool:
+    """A caller named ``name`` (role ``role``) speaks for ``service``: the same name, or a caller known only by its
+    kind (a process run as ``python -m services.preditor``) for a service of that kind (``preditor-1``)."""
+    if role is None or role not in WORKERS:
+        return False
+    return name == service or (name == role and kind_of(service) == role)
+
+
+def describe(op: str) -> str:
+    """Who may call ``op``, in words (for the refusal's message)."""
+    who = CALLERS.get(op)
+    if who is None:
+        return "no one"
+    if who == ANY:
+        return "any known peer"
+    if who == SELF:
+        return "the service itself"
+    assert isinstance(who, frozenset)
+    return ", ".join(sorted(who))
