@@ -609,8 +609,10 @@ class Responder:
             self.errors.record(err, "REP")
             return wire.encode_error("", err.code, err.message)
         handler = self.handlers.get(req.op)
-        if handler is None:
-            return wire.encode_error(req.id, wire.UNKNOWN_OP, f"this service does not answer '{req.op}'")
+        if handler is None:  # an op of the wire, but another service's: counted like a malformed request
+            err = wire.RequestError(req.id, wire.UNKNOWN_OP, f"this service does not answer '{req.op}'")
+            self.errors.record(err, "REP")
+            return wire.encode_error(req.id, err.code, err.message)
         op = req.op
         if caller.role not in self.permits[op]:
             return self._refuse(req, caller, f"'{op}' may be called by {roles.describe(op)}, not by {caller}")

@@ -10,8 +10,6 @@ Pure: no I/O. ``CALLERS`` names every op of ``messages.OPS`` (a test holds them 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from common.programs import kind_of
 
 ORCHESTRATOR = "orchestrator"
@@ -32,7 +30,7 @@ SELF = "self"  # only the service the request's ``service`` argument names, itse
 FORBIDDEN = "forbidden"  # the error reply's code of a refused call
 
 # op -> who may call it: a set of roles, ANY or SELF
-CALLERS: Mapping[str, frozenset[str] | str] = {
+CALLERS: dict[str, frozenset[str] | str] = {
     # the boot handshake, to the orchestrator: the service itself (its pid and epoch are checked there too)
     "hello": SELF,
     "ready": SELF,
@@ -67,6 +65,13 @@ CALLERS: Mapping[str, frozenset[str] | str] = {
     "host_stop": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_shutdown": frozenset({ORCHESTRATOR, OPERATOR}),
 }
+
+
+def declare(op: str, who: frozenset[str] | str) -> None:
+    """Who may call an op registered outside common/messages (a test's own process): every op has its callers."""
+    if who not in (ANY, SELF) and not (isinstance(who, frozenset) and who <= ROLES):
+        raise ValueError(f"callers of {op!r} must be ANY, SELF or a set of roles, not {who!r}")
+    CALLERS[op] = who  # type: ignore[index]
 
 
 def role_of(name: str) -> str | None:

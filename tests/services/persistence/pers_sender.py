@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from common import config, logs, messages, runtime
+from common import config, logs, messages, roles, runtime
 from common.outbox import record_id
 
 
@@ -30,6 +30,7 @@ class SenderCounts:
 
 
 OP_SENDER_COUNTS = messages.op("sender_counts", messages.NoArgs, SenderCounts, "test sender: its records' counts")
+roles.declare(OP_SENDER_COUNTS.name, roles.ANY)
 
 
 def record(i: int) -> tuple[str, dict]:
