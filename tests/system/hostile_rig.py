@@ -334,7 +334,8 @@ def attack_raw(figures: Figures, connections: int, wait_s: float = 3.0) -> dict[
             figures.bytes_sent += len(RAW[kind])
         open_ = {s: kind for kind, s in socks}
         deadline = time.monotonic() + wait_s
-        while open_ and time.monotonic() < deadline:
+        # ZeroMQ closes every kind but HELD_OPEN at once; those are held to its handshake interval, not waited for
+        while any(k not in HELD_OPEN for k in open_.values()) and time.monotonic() < deadline:
             readable, _, _ = select.select(list(open_), [], [], 0.1)
             for s in readable:
                 try:
