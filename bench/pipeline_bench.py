@@ -332,7 +332,7 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
         ctl = home.config().broker.sim.control_port
         if curve:  # every program's keypair, and this bench's own sockets with the operator's
             cfg = home.config()
-            keys.init(cfg.path(cfg.wire.keys_dir), keys.names())
+            keys.init(cfg.path(cfg.wire.keys_dir), keys.names(cfg.programs()))
             keys.secure_process(cfg, keys.OPERATOR)
         tap = Tap(home.config())
         settler = Settler(home, tap)
