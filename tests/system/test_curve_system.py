@@ -11,7 +11,7 @@ import signal
 import pytest
 import zmq
 from harness import Home, wait_for
-from system.trading_rig import Listener, Sim, cleanup, copy_overlay, symbols_config
+from system.trading_rig import Listener, preditor_signals, trading_system
 
 from common import bus, config, keys, messages, wire
 
@@ -21,26 +21,14 @@ N_BARS = 40
 @pytest.fixture
 def system(tmp_path):
     pytest.importorskip("torch")
-    home = Home(tmp_path)
-    sim = Sim(home)
-    copy_overlay(home, {"broker": {"sim": {"port": sim.port, "control_port": -1}},
-                        "runtime": {"request_timeout_ms": 5000},
-                        "orchestrator": {"heartbeat_timeout_s": 10.0, "step_timeout_s": 60},
-                        "wire": {"curve": True}})
-    symbols_config(home, enter_on_first_signal=True)
-    cfg = home.config()
-    keys.init(cfg.path(cfg.wire.keys_dir), keys.names(config.SERVICES))
-    keys.secure_process(cfg, keys.OPERATOR)  # this test's own sockets: the operator's key
-    listeners: list[Listener] = []
-    yield home, sim, listeners
-    cleanup(*listeners)
-    home.close()
-    sim.stop()
-    bus.plain()
-
-
-def preditor_signals(home: Home) -> int:
-    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
+    try:
+        with trading_system(tmp_path, {"wire": {"curve": True}}) as (home, sim, listeners):
+            cfg = home.config()
+            keys.init(cfg.path(cfg.wire.keys_dir), keys.names(config.SERVICES))
+            keys.secure_process(cfg, keys.OPERATOR)  # this test's own sockets: the operator's key
+            yield home, sim, listeners
+    finally:
+        bus.plain()  # after the system is stopped (its stop requests go with the operator's key)
 
 
 def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):

@@ -5,8 +5,8 @@ time; every signal the preditor publishes gets an ack from the executor and a st
 from __future__ import annotations
 
 import pytest
-from harness import Home, wait_for
-from system.trading_rig import Ledger, Listener, Sim, cleanup, copy_overlay, symbols_config
+from harness import wait_for
+from system.trading_rig import Ledger, Listener, preditor_signals, trading_system
 
 from common import config, messages
 
@@ -16,22 +16,8 @@ N_BARS = 40
 @pytest.fixture
 def system(tmp_path):
     pytest.importorskip("torch")
-    home = Home(tmp_path)
-    sim = Sim(home)
-    copy_overlay(home, {"broker": {"sim": {"port": sim.port, "control_port": -1}},
-                        "runtime": {"request_timeout_ms": 5000},
-                        "orchestrator": {"heartbeat_timeout_s": 10.0, "step_timeout_s": 60},
-                        "connector": {"account_interval_s": 1.0}})
-    symbols_config(home, enter_on_first_signal=True)
-    listeners: list[Listener] = []
-    yield home, sim, listeners
-    cleanup(*listeners)
-    home.close()
-    sim.stop()
-
-
-def preditor_signals(home: Home) -> int:
-    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
+    with trading_system(tmp_path, {"connector": {"account_interval_s": 1.0}}) as system:
+        yield system
 
 
 def test_signals_become_acks_orders_and_paper_trades(system):

@@ -345,3 +345,28 @@ class ManualClient:
 
     def open(self, direction: int, lots: float, label: str, symbol: str = "EURUSD") -> Any:
         return self._run(lambda b: b.market_order(symbol, direction, lots, client_order_id=label))
+
+
+@contextlib.contextmanager
+def trading_system(tmp_path: Path, overlay: dict) -> Any:
+    """The whole system's home for a test that starts the services itself: the simulator (advanced by the test),
+    the bundled EURUSD model entering on its first signal, patient timeouts, and ``overlay``'s sections on top.
+    Yields (home, sim, listeners); the listeners the test adds are closed at the end."""
+    home = Home(tmp_path)
+    sim = Sim(home)
+    copy_overlay(home, {"broker": {"sim": {"port": sim.port, "control_port": -1}},
+                        "runtime": {"request_timeout_ms": 5000},
+                        "orchestrator": {"heartbeat_timeout_s": 10.0, "step_timeout_s": 60}, **overlay})
+    symbols_config(home, enter_on_first_signal=True)
+    listeners: list[Listener] = []
+    try:
+        yield home, sim, listeners
+    finally:
+        cleanup(*listeners)
+        home.close()
+        sim.stop()
+
+
+def preditor_signals(home: Home) -> int:
+    """The signals the preditor has published for the bundled model's symbol."""
+    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
