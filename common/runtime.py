@@ -103,6 +103,8 @@ class Service(Lifecycle, OutboxSender):
         self._statm = _open_statm()  # the RSS read from it (a read of a few bytes): psutil costs ~10x more per beat
         self._page_size = os.sysconf("SC_PAGE_SIZE") if self._statm >= 0 else 0
         self._heap_free = heap_free_bytes() or 0  # the heaps' free space after the last trim (TRIM_GROWTH_BYTES)
+        self._denied_alerted = 0  # CURVE handshakes refused (unknown keys) already alerted, and when next
+        self._next_denied_alert = 0.0
         self.ctx = zmq.Context()
         self.pub: bus.Publisher | None = None
         self.rep: bus.Responder | None = None
@@ -265,6 +267,16 @@ class Service(Lifecycle, OutboxSender):
         denied = bus.curve_denials()
         return {**self.errors.counts, "curve_denied": denied} if denied else dict(self.errors.counts)
 
+    def _alert_denials(self, now: float) -> None:
+        """Handshakes refused for an unknown key (in the ZAP thread) since the last alert: one alert, at most every
+        DENIAL_ALERT_EVERY_S, so a peer retrying its handshake does not flood the bus."""
+        denied = bus.curve_denials()
+        if denied > self._denied_alerted and now >= self._next_denied_alert:
+            self.alert("curve_denied", "warning", f"{self.name} refused {denied - self._denied_alerted} CURVE "
+                       f"handshake(s) from unknown keys ({denied} in all; the keys are in its log)", denied=denied)
+            self._denied_alerted = denied
+            self._next_denied_alert = now + DENIAL_ALERT_EVERY_S
+
     def _trimmed(self) -> int:
         """The RSS, after giving the heaps' free pages back when their free space grew TRIM_GROWTH_BYTES since the
         last trim (memory freed, e.g. after a burst of hostile peers: not a legitimate growth, which is in use)."""
@@ -279,6 +291,7 @@ class Service(Lifecycle, OutboxSender):
     def _heartbeat(self, now: float, step_beats: int = 0) -> None:
         self._next_hb = now + self.cfg.runtime.heartbeat_interval_s
         rss = self._trimmed()
+        self._alert_denials(now)
         info = {**self.health_info(), **({"outbox": len(self.outbox)} if len(self.outbox) else {})}
         progress = dict(self.progress)
         step = self._step
@@ -479,6 +492,7 @@ def return_large_blocks() -> bool:
 # much since the last trim, a heartbeat gives their free pages back (malloc_trim: 0.02-0.4 ms with the preditor's
 # models loaded; glibc's mallinfo2, read each heartbeat, costs less).
 TRIM_GROWTH_BYTES = 8 * 1024 * 1024
+DENIAL_ALERT_EVERY_S = 60.0  # CURVE handshakes refused for unknown keys: alerted at most this often per process
 
 
 class _MallInfo2(ctypes.Structure):

@@ -74,6 +74,9 @@ def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):
     assert tap.returncode == 0 and json.loads(tap.stdout)["src"] == "executor", tap.stderr
 
     # a stranger: a valid CURVE client that knows the executor's public key, with a key of its own not admitted
+    alerts = Listener(home, "executor", ("alert.",))
+    listeners.append(alerts)
+    alerts.wait_live()  # subscribed before the denial is alerted
     cfg = home.config()
     executor_key = keys.load_publics(cfg.path(cfg.wire.keys_dir))["executor"]
     ctx = zmq.Context()
@@ -92,6 +95,9 @@ def test_the_system_trades_with_curve_and_refuses_an_unknown_key(system):
         summary = home.status()["services"]["executor"]  # the orchestrator sees it in the heartbeat too
         wait_for(lambda: home.status()["services"]["executor"]["wire_errors"].get("curve_denied"), 10,
                  f"the denial in the executor's heartbeat (was {summary['wire_errors']})")
+        alerted = wait_for(lambda: [a for a in alerts.poll() if a.kind == "curve_denied"], 10,
+                           "the executor's alert of the refused handshake")
+        assert alerted[0].severity == "warning" and alerted[0].details["denied"] >= 1, alerted
         plain = ctx.socket(zmq.REQ)  # no CURVE at all: the handshake fails, nothing in clear goes through
         plain.setsockopt(zmq.LINGER, 0)
         plain.connect(cfg.endpoint("executor", "rep"))
