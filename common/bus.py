@@ -215,25 +215,19 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 def _recv_now(sock: zmq.Socket) -> list[bytes] | None:
     """The next message's frames, or None when none is waiting (never blocks)."""
-    try:
-        part = sock.recv(_NOBLOCK, copy=False)
-    except zmq.Again:
-        return None
-    frames = [part.bytes]
-    while part.more:  # the rest of a message is delivered with its first part
-        part = sock.recv(_NOBLOCK, copy=False)
-        frames.append(part.bytes)
-    return frames
+    got = _recv_with_first(sock)
+    return None if got is None else got[0]
 
 
-def _recv_request(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame] | None:
-    """As ``_recv_now``, with the first part's frame (its properties name the caller: common/peer.py)."""
+def _recv_with_first(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame] | None:
+    """The next message's frames and its first part's frame (whose properties name the caller: common/peer.py), or
+    None when none is waiting (never blocks)."""
     try:
         first = part = sock.recv(_NOBLOCK, copy=False)
     except zmq.Again:
         return None
     frames = [part.bytes]
-    while part.more:
+    while part.more:  # the rest of a message is delivered with its first part
         part = sock.recv(_NOBLOCK, copy=False)
         frames.append(part.bytes)
     return frames, first
@@ -540,7 +534,7 @@ class Responder:
             # one is waiting (one option read is cheaper than a zmq.Again, and one request per call is the rule)
             if i and not sock.get(_EVENTS) & _POLLIN:
                 break
-            got = _recv_request(sock)
+            got = _recv_with_first(sock)
             if got is None:
                 break
             frames, first = got
