@@ -51,15 +51,6 @@ class Supervisor:
         """name -> {state, pid, start}, for every program supervisord runs."""
         return {p["name"]: p for p in self._call("getAllProcessInfo")}
 
-    def pid_of(self, name: str) -> int | None:
-        """The pid supervisord runs program ``name`` as (0: not running); None when it has no such program."""
-        try:
-            return int(self._proxy().getProcessInfo(namespec(name)).get("pid") or 0)
-        except xmlrpc.client.Fault:  # BAD_NAME
-            return None
-        except (OSError, xmlrpc.client.Error) as exc:
-            raise SupervisorUnavailable(f"supervisord getProcessInfo failed: {exc}") from None
-
     def kill(self, name: str) -> None:
         """SIGKILL a hung process; supervisord's autorestart brings it back (a frozen one ignores TERM)."""
         self.signal(name, "KILL")
