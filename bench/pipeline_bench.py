@@ -120,9 +120,12 @@ class Tap:
         self.signals: dict[tuple[str, int], float] = {}
         self.acks: dict[tuple[str, int], tuple[float, messages.Ack]] = {}
         self.paper_metrics: dict[str, float] = {}
+        self.connected: list[tuple[float, bool]] = []  # the connector's conn.state, when it arrived
+        self.runs = Counter()  # run messages seen: "bars", "signals"
         self.cond = threading.Condition()
         self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor", "paper")],
-                                 ["bar.", "signal.", "ack.", "paper.metrics."], self._take)
+                                 ["bar.", "bars.", "signal.", "signals.", "ack.", "paper.metrics.",
+                                  messages.CONNECTION_TOPIC], self._take)
 
     def _take(self, got: list[bus.Received], now: float) -> None:
         with self.cond:
@@ -130,8 +133,18 @@ class Tap:
                 b = r.envelope.body
                 if isinstance(b, messages.Bar):
                     self.bars.setdefault((b.symbol, b.time), now)
+                elif isinstance(b, messages.BarRun):
+                    self.runs["bars"] += 1
+                    for bar in b.bars:
+                        self.bars.setdefault((bar.symbol, bar.time), now)
                 elif isinstance(b, messages.Signal):
                     self.signals.setdefault((b.symbol, b.bar_time), now)
+                elif isinstance(b, messages.SignalRun):
+                    self.runs["signals"] += 1
+                    for sig in b.signals:
+                        self.signals.setdefault((sig.symbol, sig.bar_time), now)
+                elif isinstance(b, messages.ConnectionState):
+                    self.connected.append((now, b.connected))
                 elif isinstance(b, messages.Ack):
                     self.acks.setdefault((b.symbol, b.bar_time), (now, b))
                 elif isinstance(b, messages.PaperMetrics):
@@ -147,6 +160,19 @@ class Tap:
                     return False
                 self.cond.wait(min(left, 0.05))
         return True
+
+    def wait_connected(self, connected: bool, since: float, timeout: float) -> float | None:
+        """When the connector said it is (dis)connected after ``since``; None: not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                at = next((t for t, c in self.connected if t >= since and c == connected), None)
+                if at is not None:
+                    return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.05))
 
     def wait_paper_metrics(self, symbols: list[str], since: float, timeout: float) -> bool:
         """Paper's metrics of every symbol arrived after ``since``."""
@@ -457,6 +483,10 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
             res["burst_bars"] = args.throughput_bars
             res["burst_acks"] = len(tap.acks) - before
             res["burst_complete"] = ok
+        if n == 1 and args.catch_up_bars:
+            print(f"    catch-up: {args.catch_up_bars} bars from the broker's history after a reconnect ...",
+                  flush=True)
+            res.update(catch_up(home, tap, settler, symbols, times, pids, args.catch_up_bars, ctl))
         s = home.status()
         res["system_end"] = s["system"]
         res["issues"] = s.get("issues", [])
@@ -471,6 +501,49 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
         bus.plain()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def catch_up(home: Home, tap: Tap, settler: Settler, symbols: list[str], times: list[int], pids: dict[str, int],
+             n_bars: int, ctl: int) -> dict:
+    """The replay form of a burst (``catch_up_*``): bars the connector receives faster than real time from the
+    broker's trendbar history (``ProtoOAGetTrendbarsReq``, as the real cTrader serves a catch-up), not as live spots.
+    The simulator drops the connection and refuses new ones; its clock moves ``n_bars`` on meanwhile (no session: no
+    spot event sent); then it accepts again, the connector reconnects (its back-off), fills the gap from history and
+    publishes the bars (as runs with ``connector.bar_runs``, else one by one). Timed from the connector's
+    ``conn.state`` connected (the bench's SUB; the gap's history request follows it) to the last bar's ack, and to
+    paper and persistence done; the stages as the SUB saw them, each process's CPU over it."""
+    first = control(ctl, "status")["bar_index"]  # the forming bar: the first to close
+    t_drop = time.monotonic()
+    control(ctl, "drop", refuse_s=3600)
+    if tap.wait_connected(False, t_drop, 30) is None:
+        raise RuntimeError("the connector did not say it was disconnected within 30 s")
+    r = control(ctl, "advance", bars=n_bars)
+    last = times[r["bar_index"] - 1]
+    prog0 = {sv: home.status_of(sv, timeout_ms=5000)["progress"] for sv in BURST_SERVICES}
+    cpu0 = cpu_now(pids)
+    t_clear = time.monotonic()
+    control(ctl, "clear")
+    up = tap.wait_connected(True, t_clear, 60)
+    ok = up is not None and tap.wait_acks(symbols, last, 60 + n_bars)
+    cpu1 = cpu_now(pids)
+    with tap.cond:
+        t_ack = max((tap.acks[(s, last)][0] for s in symbols if (s, last) in tap.acks), default=float("nan"))
+    up = t_clear if up is None else up
+    timeline = burst_timeline(tap, symbols[0], up, up, last)
+    prog1 = {sv: home.status_of(sv, timeout_ms=5000)["progress"] for sv in BURST_SERVICES}
+    ok = settler.wait(symbols, last, 60 + n_bars, backoff=(0.02,)) and ok
+    t_settled = time.monotonic()
+    with tap.cond:
+        runs = dict(tap.runs)
+    return {
+        "catch_up_first": first, "catch_up_bars": n_bars, "catch_up_complete": ok,
+        "catch_up_reconnect_s": up - t_clear, "catch_up_ack_s": t_ack - up, "catch_up_s": t_settled - up,
+        "catch_up_timeline": timeline, "catch_up_runs": runs,
+        "catch_up_cpu_ms": {p: 1000 * cpu_used_s(cpu0[p], cpu1[p]) for p in PROGRAMS},
+        "catch_up_progress": {sv: {k: v - prog0[sv].get(k, 0) for k, v in prog1[sv].items()
+                                   if isinstance(v, int | float) and v != prog0[sv].get(k, 0)}
+                              for sv in BURST_SERVICES},
+    }
 
 
 def burst_timeline(tap: Tap, symbol: str, t0: float, t_control: float, last: int) -> dict:
@@ -696,6 +769,38 @@ def throughput_rows(r: dict, baselines: dict, args: argparse.Namespace) -> None:
               "read)")
         for sv, moved in r["burst_progress"].items():
             print(f"- {sv}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(moved.items())))
+    if "catch_up_ack_s" in r:
+        catch_up_rows(r, baselines)
+
+
+def catch_up_rows(r: dict, baselines: dict) -> None:
+    b = baselines["catch_up_backtest"]
+    bt, n = b["rate"], r["catch_up_bars"]
+    note = "" if r["catch_up_complete"] else " (incomplete)"
+    ack_rate, rate = n / r["catch_up_ack_s"], n / r["catch_up_s"]
+    print(f"\ncatch-up (the replay form): {n} bars the connector fills from the broker's trendbar history after a "
+          f"reconnect (it reconnected {1000 * r['catch_up_reconnect_s']:.0f} ms after the simulator accepted again: "
+          f"its back-off, not counted); timed from its conn.state connected; run messages seen: "
+          f"{r['catch_up_runs'] or 'none'}")
+    print("| measure | bars/s | vs in-process backtest |")
+    print("|---|---|---|")
+    print(f"| in-process backtest (the catch-up's {b['bars']} bars from bar {b['first']}, warm state; CPU time, best "
+          f"of {b['repeats']}, median {b['median']:.0f}) | {bt:.0f} | 1 |")
+    print(f"| REPLAY THROUGHPUT, catch-up: connected -> the last bar's ack{note} | {ack_rate:.1f} | "
+          f"{ack_rate / bt:.3f} |")
+    print(f"| the same until paper and persistence are done{note} | {rate:.1f} | {rate / bt:.3f} |")
+    tl = r["catch_up_timeline"]
+    print("| stage (ms after connected) | count | first | half | last |")
+    print("|---|---|---|---|---|")
+    for key, label in (("bars", "bars (connector)"), ("signals", "signals (preditor)"), ("acks", "acks (executor)"),
+                       ("order_acks", "acks with an order")):
+        st = tl[key]
+        print(f"| {label} | {st['n']} | {fmt(st['first'])} | {fmt(st['half'])} | {fmt(st['last'])} |")
+    print("| " + " | ".join(PROGRAMS) + " |")
+    print("|" + "---|" * len(PROGRAMS))
+    print("| " + " | ".join(fmt(r["catch_up_cpu_ms"][p]) for p in PROGRAMS) + " | (CPU ms, clear -> last ack)")
+    for sv, moved in r["catch_up_progress"].items():
+        print(f"- {sv}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(moved.items())))
 
 
 def acceptance_rows(results: list[dict], baselines: dict) -> None:
@@ -734,6 +839,11 @@ def acceptance_rows(results: list[dict], baselines: dict) -> None:
     else:
         x = r["burst_bars"] / r["burst_ack_s"] / baselines["rate"]
         rows.append((line, f"{x:.3f}" + ("" if r["burst_complete"] else " (incomplete)"),
+                     f">= {TARGET_THROUGHPUT_RATIO:g}", verdict(x, TARGET_THROUGHPUT_RATIO, at_most=False)))
+    if r is not None and "catch_up_ack_s" in r and "catch_up_backtest" in baselines:
+        x = r["catch_up_bars"] / r["catch_up_ack_s"] / baselines["catch_up_backtest"]["rate"]
+        rows.append(("replay throughput, catch-up (history after a reconnect) until the last ack / in-process "
+                     "backtest", f"{x:.3f}" + ("" if r["catch_up_complete"] else " (incomplete)"),
                      f">= {TARGET_THROUGHPUT_RATIO:g}", verdict(x, TARGET_THROUGHPUT_RATIO, at_most=False)))
     rows.append(("no durability lost (kill -9 at any moment)", "not measured here: the chaos suite, parity tests",
                  "pass unchanged", "-"))
@@ -799,6 +909,8 @@ def main() -> int:
     p.add_argument("--bars", type=int, default=200, help="bars closed one at a time per run")
     p.add_argument("--bars-one", type=int, default=500, help="the same for the 1-symbol run (it trades less often)")
     p.add_argument("--throughput-bars", type=int, default=300, help="bars of the burst (1-symbol run; 0 = none)")
+    p.add_argument("--catch-up-bars", type=int, default=300,
+                   help="bars of the catch-up (1-symbol run, after the burst): history after a reconnect; 0 = none")
     p.add_argument("--offset-bars", type=int, default=24, help="SYNk replays the CSV k * this ahead (0 = aligned)")
     p.add_argument("--bar-gap-s", type=float, default=1.0,
                    help="at least this long between two bars closed one at a time (the broker's rate window)")
@@ -835,6 +947,8 @@ def main() -> int:
             first, count = r.get("burst_first", START_BAR), r.get("burst_bars", r["bars"])
             baselines["backtest"] = backtest_rate(first, count)
             baselines["rate"] = baselines["backtest"]["rate"]
+            if "catch_up_first" in r:
+                baselines["catch_up_backtest"] = backtest_rate(r["catch_up_first"], r["catch_up_bars"])
     report(results, args, baselines)
     return 0
 

@@ -165,6 +165,9 @@ class ConnectorSettings(_Section):
     # broker events wait this long after the process starts, so subscribers reconnect to the new PUB socket
     # (the slow joiner) before the bars and closes missed while the connector was down go out
     publish_grace_s: float = Field(default=1.0, ge=0)
+    # closed bars of one stream already waiting together (a history catch-up, a burst) go out as one `bars.<SYM>.<TF>`
+    # run message (at most messages.MAX_RUN bars); false: every bar on its own `bar.<SYM>.<TF>` as before
+    bar_runs: bool = True
 
 
 class Preditor(_Section):

@@ -21,6 +21,7 @@ from common.messages.events import (
     BOOTING,
     DEGRADED,
     HALTED,
+    MAX_RUN,
     RUNNING,
     S_RUNNING,
     S_STEP,
@@ -32,6 +33,7 @@ from common.messages.events import (
     Ack,
     Alert,
     Bar,
+    BarRun,
     ConnectionState,
     Fill,
     Heartbeat,
@@ -41,7 +43,9 @@ from common.messages.events import (
     PaperTrade,
     PositionClosed,
     Signal,
+    SignalRun,
     SysState,
+    split_run,
 )
 from common.messages.registry import (
     EVENTS,
@@ -179,6 +183,11 @@ def bar_topic(symbol: str, timeframe: str) -> str:
     return f"bar.{symbol}.{timeframe}"
 
 
+def bars_topic(symbol: str, timeframe: str) -> str:
+    """A BarRun's topic (SUB prefix ``bars.``: apart from ``bar.``, whose subscribers read single bars)."""
+    return f"bars.{symbol}.{timeframe}"
+
+
 def _per_symbol(prefix: str) -> Callable[[str], str]:
     """The topic function of a per-symbol stream: `<prefix>.<SYM>` (SUB prefixes match on `<prefix>.`)."""
 
@@ -190,6 +199,7 @@ def _per_symbol(prefix: str) -> Callable[[str], str]:
 
 
 signal_topic = _per_symbol("signal")
+signals_topic = _per_symbol("signals")  # a SignalRun (SUB prefix "signals." does not match "signal." nor the reverse)
 ack_topic = _per_symbol("ack")
 fill_topic = _per_symbol("fill")
 closed_topic = _per_symbol("closed")
@@ -203,10 +213,10 @@ CONNECTION_TOPIC = "conn.state"
 
 
 __all__ = [  # the wire's names, as callers use them: messages.<name>
-    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BookQuote",
+    "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BarRun", "BookQuote",
     "COMMAND_RESULTS", "CONNECTION_TOPIC", "Closing", "CommandArgs", "ConnectionState", "ConnectorStatus",
     "DEGRADED", "DueAtOpen", "EVENTS", "ExecutorReport", "Fill", "HALTED",
-    "HaltCleared", "HaltReset", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
+    "HaltCleared", "HaltReset", "MAX_RUN", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
     "JournalSummary", "LastSignals", "LatencySummary", "LossesReset", "MarketClosed", "MarketState",
     "ModelStatus", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT", "OP_COMMAND", "OP_HELLO", "OP_HISTORY",
     "OP_LAST_SIGNALS", "OP_ORDER_AMEND", "OP_ORDER_CLOSE", "OP_ORDER_OPEN", "OP_PING", "OP_POSITIONS", "OP_QUERY",
@@ -217,10 +227,10 @@ __all__ = [  # the wire's names, as callers use them: messages.<name>
     "Position", "PositionClosed", "Positions", "PreditorStatus", "ProcessStatus", "QueryArgs", "QueryResult",
     "RUNNING", "Ready", "Resumed", "RiskConfigSet", "RiskStatus", "STATUS_RESULTS", "STOPPING", "SYSTEM_STATES",
     "SYS_STATE_TOPIC", "S_RUNNING", "S_STEP", "S_STOPPING", "S_WAITING", "SchemaError", "SequenceCounts",
-    "ServiceSummary", "Signal", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs",
+    "ServiceSummary", "Signal", "SignalRun", "SignalsSince", "SignalsSinceArgs", "StepArgs", "StepResult", "StopArgs",
     "Stopping", "StoreStatus", "SubscribeArgs", "Subscribed", "SymbolArgs", "SymbolConfigSet", "SymbolInfo",
     "SysState", "TradingPosition", "TradingState", "TradingSymbol", "TwinPosition", "VirtualPosition",
-    "VirtualPositions", "WriteArgs", "WriteResult", "ack_topic", "alert_topic", "bar_topic", "closed_topic",
-    "event", "fill_topic", "from_wire", "hb_topic", "market_topic", "op", "paper_metrics_topic",
-    "paper_trade_topic", "reject_topic", "signal_topic", "to_wire", "type_name",
+    "VirtualPositions", "WriteArgs", "WriteResult", "ack_topic", "alert_topic", "bar_topic", "bars_topic",
+    "closed_topic", "event", "fill_topic", "from_wire", "hb_topic", "market_topic", "op", "paper_metrics_topic",
+    "paper_trade_topic", "reject_topic", "signal_topic", "signals_topic", "split_run", "to_wire", "type_name",
 ]

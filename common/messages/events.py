@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.messages.registry import event
+from common.schema import SchemaError, check
 
 # ---- system states ---------------------------------------------------------------------------
 
@@ -98,6 +99,46 @@ class Signal:
     catch_up: bool = False
 
 
+# ---- runs: the replay form (bars already closed and waiting, moved as ONE message at each hop) -------------------
+
+MAX_RUN = 500  # bars (or signals) in one run message; a longer run is split (``split_run``)
+RUN_NAME_CHARS = 64  # a run's symbol and timeframe
+
+
+def split_run(items: list, limit: int = MAX_RUN) -> list[list]:
+    """``items`` in consecutive chunks of at most ``limit`` (the runs a longer one is sent as), in order."""
+    if limit < 1:
+        raise ValueError(f"a run's limit must be at least 1, not {limit}")
+    return [items[i:i + limit] for i in range(0, len(items), limit)]
+
+
+def _check_run(what: str, symbol: str, items: list, times: list[int], timeframe: str | None = None) -> None:
+    if not items:
+        raise SchemaError("a run holds at least one item", what)
+    for i, item in enumerate(items):
+        if item.symbol != symbol:
+            raise SchemaError(f"symbol {item.symbol!r} in a run of {symbol!r}", f"{what}[{i}].symbol")
+        if timeframe is not None and item.timeframe != timeframe:
+            raise SchemaError(f"timeframe {item.timeframe!r} in a run of {timeframe!r}", f"{what}[{i}].timeframe")
+        if i and times[i] <= times[i - 1]:
+            raise SchemaError(f"time {times[i]} not after the one before ({times[i - 1]}): a run is in bar order",
+                              f"{what}[{i}]")
+
+
+@event("bars")
+@dataclass(frozen=True, slots=True)
+class BarRun:
+    """Closed bars of one stream that were already waiting together (a history catch-up, a burst), in bar order, on
+    ``bars.<SYMBOL>.<TF>``: the same bars ``bar.<SYMBOL>.<TF>`` would carry one by one, at most ``MAX_RUN``."""
+
+    symbol: str = field(metadata=check(max_len=RUN_NAME_CHARS))
+    timeframe: str = field(metadata=check(max_len=RUN_NAME_CHARS))
+    bars: list[Bar] = field(metadata=check(max_len=MAX_RUN))
+
+    def __post_init__(self) -> None:
+        _check_run("bars", self.symbol, self.bars, [b.time for b in self.bars], self.timeframe)
+
+
 @event("ack")
 @dataclass(frozen=True, slots=True)
 class Ack:
@@ -108,6 +149,20 @@ class Ack:
     status: str  # OK | SKIP | FAIL | WAIT_SYNC | DRY_RUN
     reason: str = ""
     details: dict = field(default_factory=dict)
+
+
+@event("signals")
+@dataclass(frozen=True, slots=True)
+class SignalRun:
+    """The preditor's signals of a ``BarRun``'s bars, in bar order, on ``signals.<SYMBOL>``: the same signals
+    ``signal.<SYMBOL>`` would carry one by one (paper simulates each at its bar; the executor records each and acts
+    on the latest), at most ``MAX_RUN``."""
+
+    symbol: str = field(metadata=check(max_len=RUN_NAME_CHARS))
+    signals: list[Signal] = field(metadata=check(max_len=MAX_RUN))
+
+    def __post_init__(self) -> None:
+        _check_run("signals", self.symbol, self.signals, [s.bar_time for s in self.signals])
 
 
 @event("fill")

@@ -50,6 +50,32 @@ log = logging.getLogger("oracle.connector")
 ACCOUNT_AFTER_TRADE_S = 0.2
 
 
+def as_runs(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """What a drain says, the bars of one stream that follow each other in it (already closed and waiting together:
+    a history catch-up, a burst the loop fell behind) as ``BarRun`` messages of at most ``messages.MAX_RUN`` bars,
+    in the same order; a bar alone stays a ``Bar`` (the live path: one bar per stream per close)."""
+    said: list[tuple[str, Any]] = []
+    i, n = 0, len(out)
+    while i < n:
+        topic, record = out[i]
+        j = i + 1
+        if isinstance(record, messages.Bar):
+            while j < n and out[j][0] == topic and isinstance(out[j][1], messages.Bar):
+                j += 1
+        if j - i == 1:
+            said.append((topic, record))
+        else:
+            bars = [r for _t, r in out[i:j]]
+            for part in messages.split_run(bars):
+                if len(part) == 1:
+                    said.append((topic, part[0]))
+                else:
+                    said.append((messages.bars_topic(record.symbol, record.timeframe),
+                                 messages.BarRun(record.symbol, record.timeframe, part)))
+        i = j
+    return said
+
+
 class EventsOut:
     """Broker events published; the connector's state it works on is declared here (made by `Connector`)."""
 
@@ -123,7 +149,13 @@ class EventsOut:
         if not held:
             return
         assert self.pub is not None
-        self.pub.publish_many((topic, record) for topic, record, _needs in held)  # the I/O thread woken once
+        out = [(topic, record) for topic, record, _needs in held]
+        if self.cfg.connector.bar_runs:
+            out = as_runs(out)
+        self.pub.publish_many(out)  # the I/O thread woken once
+        runs = sum(isinstance(record, messages.BarRun) for _topic, record in out)
+        if runs:
+            self.count("bar_runs_published", runs)
         now = time.monotonic()
         bars = 0
         for _topic, record, _needs in held:

@@ -71,7 +71,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     subscribe_to = {
         "orchestrator": [messages.SYS_STATE_TOPIC],
         # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
-        "preditor": ["signal.", "hb.", "alert."],
+        "preditor": ["signal.", "signals.", "hb.", "alert."],
         # not fill. nor reject.: an order's outcome is its answer (order_lines.py); decoding them cost a wakeup each
         "connector": ["closed.", "market.", messages.ACCOUNT_TOPIC, messages.CONNECTION_TOPIC],
     }
@@ -479,12 +479,11 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self._want_last_signals = True
             self.count("preditor_gaps")
         if isinstance(body, messages.Signal):
-            self.count("signals_seen")
-            if body.catch_up:  # a bar decided late (the preditor was down): recorded; the latest position is
-                self.count("catch_up_signals")  # acted on (last_signals, or the live signal that follows)
-                self._persist_signal(body)
-                return
-            self._take_signal(body, env.seq, env.epoch)
+            self._on_signal(body, env.seq, env.epoch)
+        elif isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
+            self.count("signal_runs_seen")
+            for sig in body.signals:
+                self._on_signal(sig, env.seq, env.epoch)
         elif isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
@@ -497,6 +496,14 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.connected = body.connected
         elif isinstance(body, messages.MarketState):
             self._on_market(body)
+
+    def _on_signal(self, sig: messages.Signal, seq: int | None, epoch: int | None) -> None:
+        self.count("signals_seen")
+        if sig.catch_up:  # a bar decided late (the preditor was down): recorded; the latest position is
+            self.count("catch_up_signals")  # acted on (last_signals, or the live signal that follows)
+            self._persist_signal(sig)
+            return
+        self._take_signal(sig, seq, epoch)
 
     def _take_signal(self, sig: messages.Signal, seq: int | None, epoch: int | None) -> None:
         if sig.bar_time <= self.handled.get(sig.symbol, -1):

@@ -103,7 +103,7 @@ class Paper(runtime.Service):
     status_record = messages.PaperStatus
     steps = {"paper.load": "_load", "paper.warmup": "_warmup"}
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
-    subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "hb."]}
+    subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "signals.", "hb."]}
     not_implemented: list[str] = []
     # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
     # latency path (its commit waits for the whole bar anyway)
@@ -230,8 +230,14 @@ class Paper(runtime.Service):
         if received.envelope.src in self.preditors and received.seen.delivery in (
                 Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
             self._want_missed = True  # lost signals (or a late join): the preditor keeps the recent ones
-        if not isinstance(body, messages.Signal):
-            return
+        if isinstance(body, messages.SignalRun):  # each simulated at its bar, as if it came alone
+            self.count("signal_runs_seen")
+            for sig in body.signals:
+                self._on_signal(sig)
+        elif isinstance(body, messages.Signal):
+            self._on_signal(body)
+
+    def _on_signal(self, body: messages.Signal) -> None:
         self.count("signals_seen")
         if body.catch_up:
             self.count("catch_up_signals_seen")

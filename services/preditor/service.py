@@ -115,7 +115,7 @@ class Preditor(runtime.Service):
     name = "preditor"
     status_record = messages.PreditorStatus
     steps = {"preditor.load": "_load", "preditor.warmup": "_warmup_all"}
-    subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar."]}
+    subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "connector": ["bar.", "bars."]}
     not_implemented: list[str] = []
     shard: ClassVar[int | None] = None  # --shard n: which of preditor.shards this process is
 
@@ -131,11 +131,13 @@ class Preditor(runtime.Service):
             logs.set_service(self.name)
             self.symbols = frozenset(cfg.preditor_shards()[self.name])
             self.subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC],
-                                 "connector": [f"bar.{s}." for s in sorted(self.symbols)]}
+                                 "connector": [f"{kind}.{s}." for s in sorted(self.symbols)
+                                               for kind in ("bar", "bars")]}
         super().__init__(cfg, dry_run)
         self.tracks: dict[str, Track] = {}  # by symbol
         self.load_errors: list[str] = []
-        self.queue: collections.deque[messages.Bar] = collections.deque()
+        self.queue: collections.deque[messages.Bar | messages.BarRun] = collections.deque()
+        self.run_signals: list[messages.Signal] | None = None  # while a run is stepped: its signals (``_on_run``)
         self.queued_since = 0.0  # monotonic time the first bar of the queue came
         self.catch_up_all = False  # a new connector epoch: every twin asks history
         self.caught_up_epoch = 0
@@ -283,7 +285,11 @@ class Preditor(runtime.Service):
     # ---- requests to the connector -----------------------------------------------------------------
     def _ask(self, op: str, args: Any, what: str, timeout_s: float | None = None) -> Any:
         """One request to the connector, heartbeats going on while it waits (Lazy Pirate: reset on timeout); the
-        signals decided go out first."""
+        signals decided go out first (a run's decided so far too)."""
+        if self.run_signals:
+            held = list(self.run_signals)
+            self.run_signals.clear()
+            self._decided_run(held[0].symbol, held)
         self._publish_decided()
         if self._connector is None:
             self._connector = bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
@@ -311,13 +317,17 @@ class Preditor(runtime.Service):
             self.caught_up_epoch = env.epoch
             self.catch_up_all = True
             logs.event(log, logging.INFO, "new connector epoch: every twin catches up", epoch=env.epoch)
-        if env.type == "bar" and isinstance(env.body, messages.Bar):
+        if isinstance(env.body, messages.Bar | messages.BarRun):
             if delivery == Delivery.GAP:  # bars of this topic were lost: ask history even over a weekend
                 self.force_fill.add(env.body.symbol)
             if not self.queue:
                 self.queued_since = time.monotonic()
             self.queue.append(env.body)
-            self.count("bars_received")
+            if isinstance(env.body, messages.BarRun):
+                self.count("bar_runs_received")
+                self.count("bars_received", len(env.body.bars))
+            else:
+                self.count("bars_received")
 
     def on_tick(self, now: float) -> None:
         if self.warmup_retry_at is not None and now >= self.warmup_retry_at:
@@ -357,6 +367,9 @@ class Preditor(runtime.Service):
                 ready = self._take_ready()
                 if ready:
                     self._process_together(ready)
+                elif queue and isinstance(queue[0], messages.BarRun):
+                    self._on_run(queue[0])  # a gap fill failing in it: the run is retried, its stepped bars dropped
+                    queue.popleft()
                 elif queue:  # the head needs the bars before it from history first
                     self._on_bar(queue[0])
                     queue.popleft()
@@ -378,8 +391,8 @@ class Preditor(runtime.Service):
         stepped together, their policies are asked at once)? While more are on the SUB socket or fewer symbols
         are queued than twins of the first bar's timeframe are warm, at most ``GATHER_MAX_S`` after the first."""
         queue = self.queue
-        if not queue or now - self.queued_since >= GATHER_MAX_S:
-            return False
+        if not queue or now - self.queued_since >= GATHER_MAX_S or isinstance(queue[0], messages.BarRun):
+            return False  # a run is stepped at once: its bars are all there
         if self._bars_arriving():
             return True
         tf = queue[0].timeframe
@@ -430,6 +443,30 @@ class Preditor(runtime.Service):
         self.force_fill.discard(bar.symbol)
         self._process(track, bar)
 
+    def _on_run(self, run: messages.BarRun) -> None:
+        """Step a run's bars one after the other, as ``_on_bar`` steps each (the twin's own policy, bar after bar:
+        what the backtest does), their signals (a gap fill's before them included) published as one ``SignalRun``
+        of at most ``messages.MAX_RUN`` (a lone signal as a ``Signal``), in order with the others decided."""
+        self.run_signals = collected = []
+        try:
+            for bar in run.bars:
+                self._on_bar(bar)
+        finally:
+            self.run_signals = None
+            self._decided_run(run.symbol, collected)
+        self.count("bar_runs")
+
+    def _decided_run(self, symbol: str, signals: list[messages.Signal]) -> None:
+        if not signals:
+            return
+        if not self.decided:
+            self.decided_since = time.monotonic()
+        for part in messages.split_run(signals):
+            if len(part) == 1:
+                self.decided.append((messages.signal_topic(symbol), part[0]))
+            else:
+                self.decided.append((messages.signals_topic(symbol), messages.SignalRun(symbol, part)))
+
     def _take_ready(self) -> list[tuple[Track, messages.Bar]]:
         """The bars at the head of the queue that step without history (one per twin, in order), taken off it
         (those dropped too); stops at a bar that needs history first, or a twin's second bar."""
@@ -438,7 +475,7 @@ class Preditor(runtime.Service):
         queue = self.queue
         while queue:
             head = queue[0]
-            if head.symbol in taken:
+            if head.symbol in taken or isinstance(head, messages.BarRun):
                 break
             track, bar = self._track_of(head)
             if track is not None:
@@ -505,9 +542,12 @@ class Preditor(runtime.Service):
 
     def _send(self, track: Track, decision: Decision, previous: Decision | None, catch_up: bool) -> None:
         signal = live.signal_of(track.symbol, decision, previous, catch_up)
-        if not self.decided:
-            self.decided_since = time.monotonic()
-        self.decided.append((track.topic, signal))
+        if self.run_signals is not None:
+            self.run_signals.append(signal)  # a run's: published with the others of the run (``_on_run``)
+        else:
+            if not self.decided:
+                self.decided_since = time.monotonic()
+            self.decided.append((track.topic, signal))
         if track.journal is not None:
             track.journal.add(signal)
         track.signals += 1

@@ -37,8 +37,8 @@ def test_every_consumer_of_the_preditor_subscribes_to_each_shard(cfg):
     ex, paper, pers, orch = (made(c, cfg) for c in (Executor, Paper, Persistence, Orchestrator))
     for svc in (ex, paper, pers, orch):
         assert shards <= set(svc.subscribe_to) and "preditor" not in svc.subscribe_to, svc.name
-    assert ex.subscribe_to["preditor-1"] == ["signal.", "hb.", "alert."]
-    assert paper.subscribe_to["preditor-0"] == ["signal.", "hb."]
+    assert ex.subscribe_to["preditor-1"] == ["signal.", "signals.", "hb.", "alert."]
+    assert paper.subscribe_to["preditor-0"] == ["signal.", "signals.", "hb."]
     assert ex.preditors == paper.preditors == ("preditor-0", "preditor-1")
     assert set(orch.views) == {"persistence", "preditor-0", "preditor-1", "executor", "paper", "connector"}
     assert orch.plan.instruction("preditor-1", {}).reason == "preditor.load waits for persistence.open"
@@ -50,7 +50,7 @@ def test_a_shard_is_its_own_program(cfg):
 
     shard = made(type("Preditor", (Preditor,), {"shard": 1}), cfg)
     assert shard.name == "preditor-1" and shard.symbols == {"SYN01", "SYN03"}
-    assert shard.subscribe_to["connector"] == ["bar.SYN01.", "bar.SYN03."]
+    assert shard.subscribe_to["connector"] == ["bar.SYN01.", "bars.SYN01.", "bar.SYN03.", "bars.SYN03."]
     assert shard.subscribe_to["orchestrator"] == [messages.SYS_STATE_TOPIC]
     assert shard.snapshot_dir == cfg.path(cfg.data_dir) / "preditor" / "preditor-1"
     assert cfg.endpoint(shard.name, "pub").endswith("/preditor-1.pub")

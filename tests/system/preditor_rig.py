@@ -108,6 +108,20 @@ class StandInConnector:
             t, o, h, lo, c, v = (float(x) for x in self.by_symbol[sym][i])
             self.pub.publish(messages.bar_topic(sym, tf), messages.Bar(sym, tf, int(t), o, h, lo, c, v))
 
+    def publish_run(self, start: int, stop: int, symbols: list[str] | None = None) -> int:
+        """Close bars ``start``..``stop - 1`` and publish them as runs on ``bars.<SYM>.<TF>`` (at most
+        ``messages.MAX_RUN`` bars each, as the connector splits a longer one); returns the run messages sent."""
+        self.close_bar(stop - 1)
+        sent = 0
+        for sym in symbols or list(self.symbols):
+            tf = self.symbols[sym]
+            rows = self.by_symbol[sym][start:stop]
+            bars = [messages.Bar(sym, tf, int(r[0]), *(float(x) for x in r[1:])) for r in rows]
+            for part in messages.split_run(bars):
+                self.pub.publish(messages.bars_topic(sym, tf), messages.BarRun(sym, tf, part))
+                sent += 1
+        return sent
+
     def restart_pub(self, settle_s: float = 0.5) -> None:
         """A connector restart as subscribers see it: the PUB comes back with a new epoch."""
         self.pub.close()
@@ -126,15 +140,17 @@ class StandInConnector:
 
 class SignalTap:
     """A SUB on the preditor's PUB, read by its own thread (sub_reader.py: it resubscribes to a restarted preditor at
-    once): every signal, by (symbol, bar_time), duplicates apart."""
+    once): every signal, by (symbol, bar_time), duplicates apart; a run's signals (``signals.``) each as if alone,
+    the runs counted (``runs``)."""
 
-    def __init__(self, cfg: config.Config, prefixes: tuple[str, ...] = ("signal.",),
+    def __init__(self, cfg: config.Config, prefixes: tuple[str, ...] = ("signal.", "signals."),
                  programs: tuple[str, ...] = ("preditor",)):
         self.signals: list[messages.Signal] = []
         self.by_key: dict[tuple[str, int], messages.Signal] = {}
         self.duplicates: list[messages.Signal] = []
         self.other: list[bus.Received] = []
         self.arrived: dict[tuple[str, int], float] = {}  # perf_counter() at receipt (benchmarks)
+        self.runs: list[messages.SignalRun] = []
         self._lock = threading.Lock()
         self._reader = SubReader([cfg.endpoint(p, "pub") for p in programs], prefixes, self._take,
                                  clock=time.perf_counter)
@@ -143,15 +159,22 @@ class SignalTap:
         with self._lock:
             for r in got:
                 body = r.envelope.body
-                if isinstance(body, messages.Signal):
-                    self.signals.append(body)
-                    key = (body.symbol, body.bar_time)
-                    if key in self.by_key:
-                        self.duplicates.append(body)
-                    self.by_key[key] = body
-                    self.arrived.setdefault(key, now)
+                if isinstance(body, messages.SignalRun):
+                    self.runs.append(body)
+                    for sig in body.signals:
+                        self._signal(sig, now)
+                elif isinstance(body, messages.Signal):
+                    self._signal(body, now)
                 else:
                     self.other.append(r)
+
+    def _signal(self, body: messages.Signal, now: float) -> None:
+        self.signals.append(body)
+        key = (body.symbol, body.bar_time)
+        if key in self.by_key:
+            self.duplicates.append(body)
+        self.by_key[key] = body
+        self.arrived.setdefault(key, now)
 
     def poll(self, timeout_ms: int = 50) -> None:
         """Let the reader thread catch up for a moment."""

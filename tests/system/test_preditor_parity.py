@@ -19,6 +19,7 @@ import torch
 from harness import Home
 from system.preditor_rig import SignalTap, StandInConnector, start_preditor
 
+from common import messages
 from common.twin.bars import load_bars_csv
 from services.preditor import backtest
 from services.preditor.model_file import load_model
@@ -154,3 +155,74 @@ def test_preditor_process_signals_equal_the_backtest_across_kill9_gap_duplicate_
     snap = store.parse((home.root / "var" / "data" / "preditor" / store.LOG_NAME).read_bytes())[0]["EURUSD_H1"].snapshot
     assert snap["model_id"] == model.model_id and snap["last_bar_time"] == t_of(bars, END - 1)
     assert snap["decisions"] == len(exp)  # one twin since bar 0, across the restart
+
+
+# the replay form: the same bars as runs (``bars.<SYM>.<TF>``, one message each), the signals as runs back
+RUN_LONG = range(1010, 1610)  # 600 bars in one go: the stand-in splits it as the connector does (MAX_RUN)
+RUN_GAP = range(1610, 1613)  # closed, never published: filled from history before the run that follows
+RUN_AFTER_GAP = range(1613, 1700)
+RUN_OVERLAP = range(1690, 1720)  # its first 10 bars were stepped already: dropped as duplicates
+RUN_KILLED = range(1720, 1800)  # published, then kill -9 within a few ms (stepped in part, all, or none)
+RUN_LAST = range(1800, 1900)  # after the restart
+
+
+def test_preditor_runs_give_the_per_bar_signals_across_split_gap_overlap_and_kill9(tmp_path, bars):
+    torch.set_num_threads(1)
+    model = load_model(MODEL)
+    exp = {int(d.bar_time): d for d in backtest.replay(model, bars[:RUN_LAST.stop])}
+    home = Home(tmp_path, {"preditor": {"warmup_bars": HISTORY}})
+    (tmp_path / "var" / "run").mkdir(parents=True, exist_ok=True)
+    cfg = home.config()
+    conn = StandInConnector(cfg, bars, {"EURUSD": "H1"}, cursor=HISTORY)
+    tap = SignalTap(cfg)
+    try:
+        start_preditor(home)
+        for i in range(HISTORY, RUN_LONG.start):  # the live per-bar path first
+            conn.publish(i)
+        assert conn.publish_run(RUN_LONG.start, RUN_LONG.stop) == 2  # 500 + 100
+        tap.wait_for("EURUSD", t_of(bars, RUN_LONG.stop - 1), timeout=60)
+        conn.close_bar(RUN_GAP.stop - 1)
+        conn.publish_run(RUN_AFTER_GAP.start, RUN_AFTER_GAP.stop)
+        tap.wait_for("EURUSD", t_of(bars, RUN_AFTER_GAP.stop - 1), timeout=60)
+        conn.publish_run(RUN_OVERLAP.start, RUN_OVERLAP.stop)
+        tap.wait_for("EURUSD", t_of(bars, RUN_OVERLAP.stop - 1), timeout=60)
+        runs_before_kill = home.status_of("preditor")["progress"]
+        conn.publish_run(RUN_KILLED.start, RUN_KILLED.stop)
+        time.sleep(random.uniform(0, 0.02))
+        home.kill("preditor", signal.SIGKILL)
+        restarted = start_preditor(home)["warmup"]["warmed_up"]["EURUSD"]
+        assert restarted["last_bar"] == t_of(bars, RUN_KILLED.stop - 1)  # the killed run's bars: from history
+        conn.publish_run(RUN_LAST.start, RUN_LAST.stop)
+        tap.wait_for("EURUSD", t_of(bars, RUN_LAST.stop - 1), timeout=60)
+        tap.poll(200)
+        status = home.status_of("preditor")
+    finally:
+        tap.close()
+        conn.close()
+        home.close()
+
+    live = {t_of(bars, j) for j in range(HISTORY, RUN_LAST.stop)}
+    assert set(t for (_, t) in tap.by_key) == live  # every bar's signal, the gap's and the killed run's included
+    index = {t_of(bars, j): j for j in range(HISTORY, RUN_LAST.stop)}
+    for (_, t), sig in tap.by_key.items():
+        assert_same(sig, exp[t])
+        assert sig.previous_direction == exp[t_of(bars, index[t] - 1)].direction, f"bar {t}"
+    # late ones marked as the per-bar path marks them: the gap's (filled from history), the killed run's after the
+    # restart; a run's own bars are live bars, as they would be one by one
+    gap = {t_of(bars, j) for j in RUN_GAP}
+    killed = {t_of(bars, j) for j in RUN_KILLED}
+    late = {t for (_, t), sig in tap.by_key.items() if sig.catch_up}
+    assert gap <= late <= gap | killed
+    # duplicates: only the killed run's bars (decided before the kill, again by the restart's catch-up), the same
+    assert all(s.bar_time in killed for s in tap.duplicates), tap.duplicates[:3]
+    for sig in tap.duplicates:
+        assert_same(sig, exp[sig.bar_time])
+    times = [s.bar_time for s in tap.signals if not s.catch_up or s.bar_time not in killed]
+    assert times == sorted(times)
+    # the runs went through as runs: signals of a run in one message each (the 600-bar run as 500 + 100)
+    sizes = [len(r.signals) for r in tap.runs]
+    assert 500 in sizes and 100 in sizes, sizes
+    assert max(sizes) <= messages.MAX_RUN
+    assert runs_before_kill["bar_runs"] >= 4 and runs_before_kill["bars_duplicate"] >= 10
+    assert status["errors"] == [] and status["pending_bars"] == 0
+    assert status["models"]["EURUSD"]["last_bar"] == t_of(bars, RUN_LAST.stop - 1)
