@@ -204,6 +204,8 @@ class MarketData:
         while True:
             need = count - len(have) if count else 0
             span_s = min(history_span_s(tf_s), ((need or 24) + 2) * tf_s + 3 * 86_400)
+            if since is not None:  # a gap: down to `since` in one request where the broker's span limit allows
+                span_s = min(history_span_s(tf_s), max(span_s, (to_ms - floor_ms) // 1000 + 1))
             from_ms = max(floor_ms, to_ms - span_s * 1000)
             req = oa.ProtoOAGetTrendbarsReq(
                 ctidTraderAccountId=self.link.account_id, symbolId=spec.symbol_id, period=period,
