@@ -11,6 +11,10 @@ test.
   12-14 marked ``catch_up``; paper asks ``signals_since`` its last bar (9) and simulates bars 10-14, each at its bar.
 - Bars 25-27 close with the preditor down, paper up: paper simulates each catch-up signal at its bar.
 - Bars 32-33 close with paper down alone.
+- Bars 35-39 close while the broker connection is lost (the simulator refuses it): at the reconnect the connector
+  fills them from the broker's trendbar history and publishes each symbol's as ONE run (``bars.<SYM>.<TF>``), the
+  preditor steps the run and publishes its signals as one run, paper simulates each at its bar, the executor records
+  each and acts on the latest only (acks for bar 39 alone).
 
 At the end each symbol's paper trades equal ``backtest.replay``'s trades over the same bars (exit time, direction,
 prices, PnL), the stored signals are the backtest's decisions for every bar (catch-up ones recorded by the executor),
@@ -39,6 +43,7 @@ N_BARS = 40
 BOTH_DOWN = (10, 12, 15)  # paper down from bar 10, the preditor from bar 12; both back before bar 15
 PREDITOR_DOWN = (25, 28)  # the preditor down for bars 25-27
 PAPER_DOWN = (32, 34)  # paper down for bars 32-33
+CATCH_UP = range(35, 40)  # closed while the connector is cut off from the broker: filled from history, as runs
 
 
 def frozen(pid: int) -> bool:
@@ -106,6 +111,22 @@ class CatchUpReplay(Replay):
                      30, f"bar {bar_time} simulated", interval=0.02)
         return bar_time
 
+    def catch_up(self, n: int) -> list[int]:
+        """Close ``n`` bars while the broker refuses the connector; let it reconnect and wait until the system has
+        settled on the last of them (the connector filled them from history); their times."""
+        self.sim("drop", refuse_s=3600)
+        wait_for(lambda: not self.status_of("connector")["broker"]["connected"], 30, "the connector disconnected",
+                 interval=0.02)
+        index = self.sim("status")["bar_index"]
+        self.sim("advance", bars=n)
+        times = [self.bars[index + k].time for k in range(n)]
+        self.closed += times
+        self.note(f"bars {index}..{index + n - 1} closed while disconnected")
+        self.sim("clear")
+        wait_for(self._reconnected, 30, "the connector reconnected", interval=0.05)
+        self.settle(times[-1], timeout=90)
+        return times
+
     def kill_down(self) -> None:
         """Kill -9 the frozen services; wait until supervisord ran new ones and the system is RUNNING with them."""
         for service, pid in self.down.items():
@@ -124,6 +145,15 @@ def test_paper_equals_the_backtest_with_preditor_and_paper_killed_while_bars_clo
     try:
         replay.boot()
         for i in range(N_BARS):
+            if i in CATCH_UP:
+                if i == CATCH_UP.start:
+                    runs_before = {s: replay.status_of(s)["progress"] for s in ("connector", "preditor", "executor")}
+                    catch_up = replay.catch_up(len(CATCH_UP))
+                    progress["catch-up"] = {s: {k: v - runs_before[s].get(k, 0)
+                                                for k, v in replay.status_of(s)["progress"].items()
+                                                if isinstance(v, int | float)}
+                                            for s in ("connector", "preditor", "executor")}
+                continue
             if i == BOTH_DOWN[0]:
                 replay.freeze("paper")
             if i == BOTH_DOWN[1]:
@@ -158,6 +188,14 @@ def test_paper_equals_the_backtest_with_preditor_and_paper_killed_while_bars_clo
     assert both["paper"].get("signals_missed", 0) >= 5 * len(SYMBOLS), both
     assert pred_only["preditor"].get("catch_up_signals_sent", 0) >= 3 * len(SYMBOLS), pred_only
     assert paper_only["paper"].get("signals_missed", 0) >= 2 * len(SYMBOLS), paper_only
+    # the catch-up went as runs, one per symbol at each hop, and the executor acted on its latest signals only
+    runs = progress["catch-up"]
+    n = len(SYMBOLS)
+    assert runs["connector"]["bar_runs_published"] == n and runs["connector"]["bars_published"] == n * len(CATCH_UP)
+    assert runs["preditor"]["bar_runs"] == n and runs["preditor"]["signals_sent"] == n * len(CATCH_UP)
+    assert runs["executor"]["signal_runs_seen"] == n and runs["executor"]["signals_seen"] == n * len(CATCH_UP)
+    acked = {(a[0], a[1]) for a in outcome.acks if a[1] in catch_up}
+    assert acked == {(s, catch_up[-1]) for s in SYMBOLS}
     # every bar's signal is the backtest's decision (the catch-up ones recorded too)
     assert sorted(outcome.signals) == sorted((s, t) for s in SYMBOLS for t in outcome.bars)
     for key, (_action, direction, intensity, hmm_state, close, _pnl) in sorted(outcome.signals.items()):

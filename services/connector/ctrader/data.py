@@ -193,11 +193,20 @@ class MarketData:
         """Closed bars, oldest first: the last `count`, or all after `since` (s), paging backwards by from/to."""
         spec = self.instruments.spec(symbol)
         period, tf_s = periods.period_of(timeframe), periods.seconds_of(timeframe)
-        if self.server_ms is None or not self._session_time_known:
-            await self._probe_server_time(spec.symbol_id, period)  # after an outage the last known time is stale
-        assert self.server_ms is not None
-        to_ms = self.server_ms + tf_s * 1000
-        floor_ms = parsing.seconds_to_ms(since) + 1 if since is not None else 0
+        # a gap's window starts AT its last known bar: an answer holding it reached down to the gap's start (no
+        # second request to prove it); that bar itself is not returned
+        floor_ms = parsing.seconds_to_ms(since) if since is not None else 0
+        blind = self.server_ms is None or not self._session_time_known  # after an outage the last time is stale
+        if blind and since is not None:
+            # a gap: asked from its start up to the broker's span limit (an upper bound, as the probe's), its answer
+            # dating the server's clock too: no probe first; a gap longer than that starts over below
+            to_ms = floor_ms + history_span_s(tf_s) * 1000 - 1
+        else:
+            if blind:
+                await self._probe_server_time(spec.symbol_id, period)
+            assert self.server_ms is not None
+            to_ms = self.server_ms + tf_s * 1000
+            blind = False
         pages: list[list[Bar]] = []
         have: list[Bar] = []
         empty = 0
@@ -215,6 +224,10 @@ class MarketData:
                 req.count = need + 1  # + the forming bar
             res = await self.link.request(req)
             self.note_server_time(res.timestamp)
+            if blind:
+                blind = False
+                if res.timestamp > to_ms:  # the gap is longer than one window: from the server's time, as usual
+                    return await self.fetch_closed(symbol, timeframe, count, since)
             page = []
             for i, tb in enumerate(res.trendbar):
                 page.append(parsing.trendbar_to_bar(tb, symbol, spec.digits, timeframe=timeframe))

@@ -178,6 +178,8 @@ class Connections:
         session.limit.record(now)
         if ptype in HISTORY_TYPES:
             session.history_limit.record(now)
+        if name is not None:
+            self.requests_seen[name] += 1
         handler = self._handlers.get(ptype)
         if msg is None or handler is None:
             self._send(

@@ -34,7 +34,8 @@ Types are message names such as "ProtoOAExecutionEvent" or "ProtoOANewOrderReq";
 N, up to the first instant of the bar of the configured timeframe N bars ahead, so the bars before it close;
 `until` T (Unix s), every instant up to T, the clock then standing at T (a closed market shows as closed).
 `status` has `server_time` (s), `bar_index` (the CSV bar holding the clock), `bar_time` (the configured
-timeframe's bar holding it), `next_point_time`, and per symbol `open` and `next_point`.
+timeframe's bar holding it), `next_point_time`, per symbol `open` and `next_point`, and `requests`: the requests
+handled since the start, by message name (e.g. how many ProtoOAGetTrendbarsReq a reconnect's gap fill took).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ described in services/connector/README.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -102,6 +103,7 @@ class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, Trad
         self.symbols: dict[int, SimSymbol] = {s.spec.symbol_id: s for s in served.values()}
         self.by_name = {s.spec.name: s.spec.symbol_id for s in served.values()}
         self._history_lines = 0  # lines of the history file the last state save accounts for
+        self.requests_seen: collections.Counter[str] = collections.Counter()  # requests handled, by message name
         state = self._load_state()
         start, resume = self._start_time(bars, state)
         self.market = Market(bars, self.symbols, self.by_name[config.symbol], self.tf_seconds, now=start)
@@ -246,6 +248,7 @@ class SimServer(Connections, ReplayClock, StateFile, SessionOps, MarketOps, Trad
             "port": self.port,
             "control_port": self.control_port,
             "sessions": len(self.sessions),
+            "requests": dict(self.requests_seen),
             "symbols": {
                 sym.spec.name: {"open": m.is_open(sid), "next_point": m.next_point_time(sid)}
                 for sid, sym in self.symbols.items()

@@ -567,3 +567,33 @@ def test_a_long_outage_is_filled_from_paged_history(sim_factory: SimFactory, eur
         await broker.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize(("outage_bars", "requests"), [
+    (300, 1),  # within one window (35 days of H1): the gap asked down to its last known bar at once, no probe
+    (700, 3),  # longer than a window: the first answer dates the server's clock, then paged as usual (probe apart)
+])
+def test_a_gap_after_a_reconnect_is_asked_in_as_few_requests_as_the_broker_allows(
+        sim_factory: SimFactory, eurusd_h1, outage_bars: int, requests: int) -> None:
+    sim = sim_factory(start_bar=START)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        await broker.subscribe_bars(["EURUSD"], "H1")
+        await acontrol(cp, "advance", bars=2)
+        seen: list[Any] = []
+        bars = await collect(broker, Bar, 1)
+        await acontrol(cp, "drop", refuse_s=0.3)
+        await next_event(broker, ConnectionStatus, seen=seen)
+        await acontrol(cp, "advance", bars=outage_bars)
+        asked = (await acontrol(cp, "status"))["requests"].get("ProtoOAGetTrendbarsReq", 0)
+        await next_event(broker, ConnectionStatus, seen=seen)
+        bars += [e for e in seen if isinstance(e, Bar)]
+        bars += await collect(broker, Bar, outage_bars + 2 - len(bars))
+        first = next(i for i, c in enumerate(eurusd_h1) if c.time == bars[0].time)
+        assert all(same_bar(b, c) for b, c in zip(bars, eurusd_h1[first:first + outage_bars + 2], strict=True))
+        assert (await acontrol(cp, "status"))["requests"]["ProtoOAGetTrendbarsReq"] - asked <= requests
+        await broker.close()
+
+    run(scenario())
