@@ -506,11 +506,17 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self._take_signal(sig, seq, epoch)
 
     def _take_signal(self, sig: messages.Signal, seq: int | None, epoch: int | None) -> None:
-        if sig.bar_time <= self.handled.get(sig.symbol, -1):
+        handled = self.handled.get(sig.symbol, -1)
+        if sig.bar_time <= handled:
             self.count("signals_replayed")
+            if sig.bar_time < handled:  # older than the one acted on, heard after it (a run after `last_signals`
+                self._persist_signal(sig)  # answered the newer): recorded all the same (the store deduplicates)
             return
         current = self.pending.get(sig.symbol)
         if current is not None and current[0].bar_time >= sig.bar_time:
+            if current[0].bar_time > sig.bar_time:  # heard after a newer one: recorded, not acted on
+                self.count("signals_superseded")
+                self._persist_signal(sig)
             return
         if current is not None:
             self.count("signals_superseded")  # a newer desired state replaces one not yet acted on
