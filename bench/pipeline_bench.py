@@ -3,7 +3,8 @@ run, CPU per bar of each process net of its idle cost, replay throughput against
 process and in total; at the end, issue 15's acceptance lines with their verdicts.
 
     .venv/bin/python bench/pipeline_bench.py [--symbols 1 20 50] [--bars 200] [--bars-one 500]
-                                             [--throughput-bars 300] [--offset-bars 24] [--bar-gap-s 1.0]
+                                             [--throughput-bars 300] [--catch-up-bars 300] [--offset-bars 24]
+                                             [--bar-gap-s 1.0]
                                              [--idle-s 10] [--floor-bars 100]
                                              [--no-settle] [--keep] [--config-json JSON] [--curve off|on|both]
 
@@ -39,7 +40,18 @@ settle wait adds to their CPU per bar. "bar -> settled" is when the check that f
   services/preditor/backtest.py) stepping the burst's bars from a warm state (CPU time, best of 15 passes),
   measured after the run's shutdown; and the burst's stages as the bench's SUB saw them (the simulator's reply, the
   connector's bars, the preditor's signals, the executor's acks), the executor's counters and each process's CPU
-  meanwhile.
+  meanwhile. The burst is the simulator's LIVE form: it models every bar's 60 instants (spots, stops, swaps) and
+  sends the bars as they close, so it measures the simulator's pace as much as the pipeline's (the connector forms
+  runs of whatever bars wait when it drains: ``bar_runs_published``);
+- catch-up (N = 1, --catch-up-bars, after the burst; the REPLAY form): the simulator drops the connection and refuses
+  new ones while its clock moves N bars on (no session: no spot sent), then accepts again; the connector reconnects
+  (its back-off, not counted), fills the gap from the broker's trendbar history (``ProtoOAGetTrendbarsReq``, as the
+  real cTrader serves a catch-up) and publishes each stream's bars as ONE run (``bars.<SYM>.<TF>``,
+  ``connector.bar_runs``; --config-json '{"connector": {"bar_runs": false}}' publishes them one by one: the pair),
+  the preditor steps the run and publishes one ``signals.<SYM>`` run, the executor acts on its latest signal, paper
+  simulates each. Timed from the connector's ``conn.state`` connected (the bench's SUB; the gap's history request
+  follows it) to the last bar's ack, and to paper and persistence done, against the in-process backtest of the
+  catch-up's own bars (as the burst's); the stages, the run messages seen and each process's CPU are printed.
 - the reference floor (issue 15), measured in this process before each boot (so it does not share the cores with
   the system): ``in_process_twenty`` of bench/preditor_bench.py with N distinct copies of the model stepped one by
   one over --floor-bars bar times (default 100, the issue's minimum); printed next to bar close -> order sent with
