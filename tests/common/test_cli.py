@@ -7,6 +7,8 @@ import sys
 import pytest
 from harness import VENV, Home
 
+from common import failure
+
 
 @pytest.fixture
 def home(tmp_path):
@@ -46,7 +48,7 @@ def test_a_service_refuses_to_start_on_bad_config(home, service):
     res = subprocess.run(
         [sys.executable, "-m", f"services.{service}"], env=home.env, capture_output=True, text=True, timeout=30
     )
-    assert res.returncode == 2
+    assert res.returncode == failure.EXIT_PERMANENT  # not restarted by supervisord: a restart cannot fix it
     assert "executor.dry_run: Input should be a valid boolean" in res.stderr
 
 
