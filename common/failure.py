@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,11 +84,12 @@ def of_start(folder: Path, program: str, started: float) -> str:
     return found.cause if found is not None and found.ts >= started else ""
 
 
-def hold_then_exit_code(started_mono: float, env: Mapping[str, str] | None = None) -> int:
+def hold_then_exit_code(started_mono: float, env: Mapping[str, str] | None = None,
+                        sleep: Callable[[float], None] = time.sleep) -> int:
     """Under supervisord (which sets SUPERVISOR_ENABLED in its programs' environment), wait until the process has
     been up HOLD_S (see the module's note); then the exit code to return. Started by hand: at once."""
     env = os.environ if env is None else env
     remaining = HOLD_S - (time.monotonic() - started_mono)
     if env.get("SUPERVISOR_ENABLED") and remaining > 0:
-        time.sleep(remaining)
+        sleep(remaining)
     return EXIT_PERMANENT
