@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from common import bus, commands, config, logs, messages, runtime, wire
+from common import bus, commands, config, failure, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from common.peer import Peer
@@ -76,6 +76,7 @@ class Orchestrator(runtime.Service):
         self.views = {s: ServiceView(s) for s in self.workers}
         self.system = messages.BOOTING
         self.since_ts = time.time_ns()
+        self.started_wall = time.time()  # a failure record younger than this is of a current start (no supervisord)
         self.halted_reason = ""
         self.stopping = False
         self.stop_reason = ""  # why the session ends: given to the shutdown steps (persistence ends the session)
@@ -302,6 +303,7 @@ class Orchestrator(runtime.Service):
             if self.supervisor_error != str(exc):
                 log.warning("%s: restarts by the watchdog are unavailable", exc)
             self.supervisor_error = str(exc)
+            self._see_failures_without_supervisord()
             return
         errors = "; ".join(self.supervisor.errors)  # a remote host that did not answer
         if errors and errors != self.supervisor_error:
@@ -327,6 +329,17 @@ class Orchestrator(runtime.Service):
         if cause:
             self._record("failed", service=view.name, cause=cause)
             self.alert("failed", "critical", f"{view.name} cannot start: {cause}", cause=cause)
+
+    def _see_failures_without_supervisord(self) -> None:
+        """Services started by hand (no supervisord to date a start): a record is current when the process that wrote
+        it is the one heard from, or when it is younger than this orchestrator."""
+        folder = failure.directory(self.cfg)
+        for name, view in self.views.items():
+            if self.supervisor.host_of(name) != "local":
+                continue
+            found = failure.read(folder, name)
+            current = found is not None and (found.pid == view.pid or found.ts >= self.started_wall)
+            self._see_failure(view, found.cause if found is not None and current else "")
 
     def failed_reason(self) -> str:
         return "; ".join(f"{v.name}: {v.failure}" for v in self.views.values() if v.failure)
