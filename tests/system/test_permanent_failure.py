@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -100,3 +101,13 @@ def test_top_shows_the_cause(home, started):
     res = home.oracle("top", "--seconds", "2")
     assert res.returncode == 0, res.stderr
     assert "FAILED: connector: broker.type: ctrader needs the credentials" in " ".join(res.stdout.split())
+
+
+def test_the_simulator_is_not_started_for_a_real_broker(home, started):
+    """supervisord's sim-broker program says so and exits 0 (EXITED, not restarted)."""
+    wait_for(lambda: "EXITED" in home.supervisorctl("status", "sim-broker"), 20, "sim-broker EXITED")
+    assert "the simulator is not started" in home.log("sim-broker")
+    log = (home.root / "var" / "log" / "supervisord.log").read_text()
+    assert log.count("spawned: 'sim-broker'") == 1  # not started again
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", home.config().broker.sim.port)) != 0  # nothing listens where it would
