@@ -3,7 +3,8 @@
     oracle tap [PREFIX ...] [--json]     every publisher's messages, one line each (Espresso)
     oracle ctl COMMAND [ARGS] [--json]   a command of common/commands.py (oracle ctl --help lists them)
     oracle top                           services, symbols, positions, PnL, alerts, live
-    oracle check-config
+    oracle check-config                  every error of the configuration and its environment at once, every port
+    oracle wait [--timeout S]            until the system is RUNNING (0), or FAILED / HALTED / the timeout (1, why)
     oracle keys init | list              the CURVE keys of the wire (wire.curve)
     oracle broker-token                  hand a new broker token pair to the running connector
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
@@ -24,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, commands, config, keys, logs, messages, private, wire
+from common import bus, commands, config, failure, keys, logs, messages, preflight, private, wire
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
@@ -185,7 +186,8 @@ def _mb(rss: int | None) -> str:
 def _row(name: str, s: messages.ServiceSummary) -> list[str]:
     """A service as the orchestrator sees it."""
     restarts = "-" if s.restarts is None else str(s.restarts)
-    return [name, s.state, str(s.pid), str(s.epoch), _age(s.uptime_s), _age(s.hb_age_s), _mb(s.rss_bytes), restarts,
+    state = messages.FAILED if s.failure else s.state
+    return [name, state, str(s.pid), str(s.epoch), _age(s.uptime_s), _age(s.hb_age_s), _mb(s.rss_bytes), restarts,
             s.supervisor_state or "-"]
 
 
@@ -241,13 +243,33 @@ def _status(cfg: config.Config, args: argparse.Namespace) -> int:
     except bus.RequestTimeout:
         print("orchestrator not answering; asking each service directly", file=sys.stderr)
         _print_direct_status(_direct_status(cfg, args.timeout_ms), args.json)
+        _print_failures({p: f.cause for p, f in recorded_failures(cfg).items()}, sys.stderr)
         return 1
     if args.json:
         print(json.dumps(messages.to_wire(report), default=str))
     else:
         _print_status(report.system, [_row(name, s) for name, s in report.services.items()], report.halted_reason,
                       tuple(report.issues), _executor_note(report))
+        _print_failures({name: s.failure for name, s in report.services.items() if s.failure}, sys.stdout)
     return 0
+
+
+def _print_failures(causes: dict[str, str], out: Any) -> None:
+    """Each program that cannot start until a person acts, and why (common/failure.py)."""
+    for program, cause in causes.items():
+        print(f"FAILED: {program}: {cause}", file=out)
+
+
+def recorded_failures(cfg: config.Config) -> dict[str, failure.Failure]:
+    """The permanent failures this host's programs recorded since supervisord started (a record older than its
+    socket is a past run's), read from the files: for when the orchestrator cannot say (it failed, or is down)."""
+    try:
+        since = cfg.path(cfg.orchestrator.supervisor_socket).stat().st_mtime
+    except OSError:
+        return {}  # supervisord is not running here: no record is of a current start
+    folder = failure.directory(cfg)
+    found = {p: failure.read(folder, p) for p in cfg.programs()}
+    return {p: f for p, f in found.items() if f is not None and f.ts >= since}
 
 
 def _print_direct_status(reports: dict[str, messages.ProcessStatus | str], as_json: bool) -> None:
@@ -331,28 +353,97 @@ def top(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_config(args: argparse.Namespace) -> int:
-    cfg = _load_config(args)
-    print(f"configuration OK (home {cfg.home})")
-    for s in cfg.programs():
-        print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
+def _key_problems(cfg: config.Config) -> tuple[list[str], str]:
+    """wire.curve: what is wrong with the keys directory or missing from it (the errors), and a line of what is
+    there."""
     if not cfg.wire.curve:
-        print("  wire: plain (wire.curve false)")
-        return 0
+        return [], "plain (wire.curve false)"
     keys_dir = cfg.path(cfg.wire.keys_dir)
     try:
         publics = keys.load_publics(keys_dir)
     except config.ConfigError as exc:
-        print(f"  wire: CURVE, but {exc}", file=sys.stderr)
-        return 1
+        return [f"wire.curve: {exc}"], "CURVE"
     missing = [n for n in keys.names(cfg.programs()) if n not in publics]
     here = [n for n in publics if keys.secret_path(keys_dir, n).exists()]
-    print(f"  wire: CURVE, keys in {keys_dir}: {len(publics)} public, secrets here for {', '.join(here) or 'none'}")
-    if missing:
-        print(f"  wire: no public key for {', '.join(missing)} (oracle keys init, or copy it from its host)",
-              file=sys.stderr)
-        return 1
-    return 0
+    errors = [f"wire.curve: no public key for {', '.join(missing)} in {keys_dir} (oracle keys init, or copy it from "
+              "its host)"] if missing else []
+    return errors, f"CURVE, keys in {keys_dir}: {len(publics)} public, secrets here for {', '.join(here) or 'none'}"
+
+
+def _broker_lines(cfg: config.Config) -> list[str]:
+    b, sim = cfg.broker, cfg.broker.sim
+    if b.type == "ctrader":
+        lines = [f"broker        ctrader {b.environment}: {b.hosts.get(b.environment, '?')}:{b.port} (TLS verified)",
+                 "simulator     not started (broker.type ctrader: the sim-broker program exits at once)"]
+    else:
+        lines = [f"broker        sim: {sim.host}:{sim.port} ({'TLS' if sim.tls else 'plain TCP'})"]
+        control = "none" if sim.control_port < 0 else f"127.0.0.1:{sim.control_port}"
+        lines.append(f"simulator     {sim.host}:{sim.port}, control {control}, replaying {sim.csv}")
+    for host, remote in cfg.orchestrator.remote_hosts.items():
+        lines.append(f"host {host:<8} agent {remote.agent} ({', '.join(remote.programs)})")
+    return lines
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Every error at once under one header (the files, then what the chosen broker and sinks need from the
+    environment: common/preflight.py, the checks each process runs at its start), then every port."""
+    base, overlay = config.select(args.config, args.overlay)
+    src = f"{base}" + (f" + {overlay}" if overlay else "")
+    try:
+        cfg = config.load(args.config, args.overlay)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    errors = [str(p) for p in preflight.problems(cfg, os.environ)]
+    key_errors, wire_line = _key_problems(cfg)
+    errors += key_errors
+    if errors:
+        print(f"invalid configuration ({src}):", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
+    else:
+        print(f"configuration OK ({src}; home {cfg.home})")
+    print("endpoints:")
+    for s in cfg.programs():
+        print(f"  {s:<13} pub {cfg.endpoint(s, 'pub')}  rep {cfg.endpoint(s, 'rep')}")
+    for line in _broker_lines(cfg):
+        print(f"  {line}")
+    print(f"  wire: {wire_line}")
+    return 2 if errors else 0
+
+
+def wait(args: argparse.Namespace) -> int:
+    """Until the system is RUNNING (0), or FAILED, HALTED or the timeout (1), printing why: what ./scripts/run.sh
+    waits with. Reads this host's programs' failure records (at once, even before the orchestrator is up or when it
+    failed itself), and the orchestrator's status (every host's)."""
+    cfg = _wire_config(args)
+    deadline = time.monotonic() + args.timeout
+    last = "no answer yet"
+    while True:
+        recorded = recorded_failures(cfg)  # this host's programs say it at once, before the orchestrator looks
+        if recorded:
+            causes = "; ".join(f"{p}: {f.cause}" for p, f in recorded.items())
+            print(f"system FAILED: {causes}", file=sys.stderr)
+            return 1
+        try:
+            report: messages.OrchestratorStatus = _request(cfg, "orchestrator", "status", messages.NoArgs(), 1000)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+            report, last = None, f"orchestrator: {exc}"
+        if report is not None:
+            last = report.system
+            if report.system == messages.RUNNING:
+                print("system RUNNING")
+                return 0
+            if report.system == messages.FAILED:
+                print(f"system FAILED: {report.failed_reason}", file=sys.stderr)
+                return 1
+            if report.system == messages.HALTED:
+                print(f"system HALTED: {report.halted_reason}", file=sys.stderr)
+                return 1
+        if time.monotonic() >= deadline:
+            print(f"system not RUNNING after {args.timeout:g} s (last: {last})", file=sys.stderr)
+            return 1
+        time.sleep(0.25)
 
 
 # ---- entry point -------------------------------------------------------------------------------
@@ -360,8 +451,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 def _config_options(default: Any) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--config", default=default, help="config file (default config/default.yaml)")
-    options.add_argument("--overlay", default=default, help="overlay file (default config/local.yaml)")
+    config.add_arguments(options, default)  # one way to select the configuration (common/config.py select)
     return options
 
 
@@ -396,8 +486,14 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
     o.set_defaults(func=top)
 
-    k = sub.add_parser("check-config", parents=[common], help="load and validate the configuration")
+    k = sub.add_parser("check-config", parents=[common], help="validate the configuration and what it needs from "
+                       "the environment (every error at once); show every endpoint and port")
     k.set_defaults(func=check_config)
+
+    w = sub.add_parser("wait", parents=[common], help="wait until the system is RUNNING (exit 0), or say why not: "
+                       "FAILED, HALTED, the timeout (exit 1)")
+    w.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds (default 60)")
+    w.set_defaults(func=wait)
 
     ks = sub.add_parser("keys", help="the CURVE keys of the wire: init | list")
     keys_of = ks.add_subparsers(dest="keys_command", required=True)

@@ -2,7 +2,11 @@
 
 - ``${VAR}`` takes the environment variable and is an error when it is unset (never the literal
   text); ``${VAR:default}`` falls back to ``default`` (which may be empty).
-- The overlay is deep-merged over the base file (maps merge, everything else replaces).
+- The overlay is deep-merged over the base file (maps merge, everything else replaces); a key written with a
+  ``!`` suffix in the overlay (``symbols!: {XAUUSD: M15}``) REPLACES the base's map instead of merging into it.
+- One way to choose the files, for every process and every ``oracle`` command (``select``): ``--config PATH``, else
+  ``$ORACLE_CONFIG``, else ``config/default.yaml``; ``--overlay PATH``, else ``$ORACLE_OVERLAY``, else
+  ``config/local.yaml`` when it exists.
 - Validation is a pydantic schema with unknown keys forbidden; every error names the key.
 - Relative paths resolve against ORACLE_HOME (env), default the repository root, so every
   process and CLI sees the same files whatever its working directory.
@@ -336,12 +340,14 @@ def check_endpoint(endpoint: str, key: str, curve: bool = False) -> None:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
-def expand(node: Any, env: dict[str, str], path: str = "") -> Any:
-    """Expand ``${VAR}`` / ``${VAR:default}`` in every string value; unset required vars are errors."""
+def expand(node: Any, env: dict[str, str], path: str = "", unset: list[str] | None = None) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:default}`` in every string value; unset required vars are errors. With ``unset``
+    (a list), every error is appended there (each naming its key) and an unset variable expands to "", so the
+    caller can report all of them at once; without it, the first raises ConfigError."""
     if isinstance(node, dict):
-        return {k: expand(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: expand(v, env, f"{path}.{k}" if path else str(k), unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [expand(v, env, f"{path}[{i}]", unset) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
@@ -351,18 +357,58 @@ def expand(node: Any, env: dict[str, str], path: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} is not set (write ${{{name}:default}} for a default)")
+        error = f"{path}: environment variable {name} is not set (write ${{{name}:default}} for a default)"
+        if unset is None:
+            raise ConfigError(error)
+        unset.append(error)
+        return ""
 
     return _VAR.sub(sub, node)
 
 
-def merge(base: Any, overlay: Any) -> Any:
+REPLACE_MARK = "!"  # an overlay key ``name!`` replaces the base's map ``name`` instead of merging into it
+
+
+def merge(base: Any, overlay: Any, path: str = "") -> Any:
+    """The overlay over the base: maps merge key by key, anything else replaces; ``key!`` (REPLACE_MARK) replaces
+    the base's map whole. ConfigError naming the key for a mark on something that is not a map, or a key given both
+    with and without the mark."""
     if isinstance(base, dict) and isinstance(overlay, dict):
         out = dict(base)
         for k, v in overlay.items():
-            out[k] = merge(base[k], v) if k in base else v
+            key = k
+            if isinstance(k, str) and k.endswith(REPLACE_MARK):
+                key = k[: -len(REPLACE_MARK)]
+                where = f"{path}.{k}" if path else k
+                if not key:
+                    raise ConfigError(f"{where}: a replace mark needs a key before it ({k!r})")
+                if key in overlay:
+                    raise ConfigError(f"{where}: {key} is given both to merge ({key}) and to replace ({k}); keep one")
+                if not isinstance(v, dict):
+                    raise ConfigError(f"{where}: the replace mark is for a map, and this value is a "
+                                      f"{type(v).__name__} (a list or a value always replaces: write {key}:)")
+                out[key] = _unmarked(v, f"{path}.{key}" if path else key)
+                continue
+            sub = f"{path}.{k}" if path else str(k)
+            out[key] = merge(base[key], v, sub) if key in base else _unmarked(v, sub)
         return out
-    return overlay
+    return _unmarked(overlay, path)
+
+
+def _unmarked(node: Any, path: str) -> Any:
+    """``node`` with no replace mark left inside it (a mark means nothing where there is nothing to merge into):
+    ConfigError naming the key."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            where = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and k.endswith(REPLACE_MARK):
+                raise ConfigError(f"{where}: a replace mark ({REPLACE_MARK}) is only meaningful in an overlay, over "
+                                  "a map of the base configuration")
+            _unmarked(v, where)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _unmarked(v, f"{path}[{i}]")
+    return node
 
 
 def _read_yaml(path: Path) -> dict:
@@ -384,6 +430,9 @@ def _read_yaml(path: Path) -> dict:
 
 
 def default_path(env: dict) -> Path:
+    """The base file when none is given: $ORACLE_CONFIG, else ORACLE_HOME's config/default.yaml."""
+    if env.get("ORACLE_CONFIG"):
+        return Path(env["ORACLE_CONFIG"])
     return home(env) / "config" / "default.yaml"
 
 
@@ -394,25 +443,54 @@ def default_overlay(env: dict) -> Path | None:
     return local if local.exists() else None
 
 
-def load(path: str | Path | None = None, overlay: str | Path | None = None, env: dict | None = None) -> Config:
-    """Load, merge, expand and validate. Raises ConfigError with the key in the message."""
+def select(path: str | Path | None = None, overlay: str | Path | None = None,
+           env: dict | None = None) -> tuple[Path, Path | None]:
+    """The files of the configuration, chosen one way for every process and command: the given path, else
+    $ORACLE_CONFIG, else config/default.yaml; the given overlay, else $ORACLE_OVERLAY, else config/local.yaml when it
+    exists (else none)."""
     env = dict(os.environ) if env is None else env
-    base_path = Path(path) if path else default_path(env)
+    return (Path(path) if path else default_path(env)), (Path(overlay) if overlay else default_overlay(env))
+
+
+def add_arguments(parser: Any, default: Any = None) -> None:
+    """``--config`` and ``--overlay`` on an argparse parser, as every process and ``oracle`` command takes them
+    (resolved by ``select``: None falls back to the environment, then the defaults)."""
+    parser.add_argument("--config", default=default, metavar="PATH",
+                        help="config file (default $ORACLE_CONFIG, else config/default.yaml)")
+    parser.add_argument("--overlay", default=default, metavar="PATH",
+                        help="overlay over it (default $ORACLE_OVERLAY, else config/local.yaml when it exists)")
+
+
+def load(path: str | Path | None = None, overlay: str | Path | None = None, env: dict | None = None) -> Config:
+    """Select (``select``), merge, expand and validate. Raises ConfigError listing every error found, each naming its
+    key, under one header naming the files."""
+    env = dict(os.environ) if env is None else env
+    base_path, overlay_path = select(path, overlay, env)
+    src = f"{base_path}" + (f" + {overlay_path}" if overlay_path else "")
     data = _read_yaml(base_path)
-    overlay_path = Path(overlay) if overlay else default_overlay(env)
-    if overlay_path is not None:
-        data = merge(data, _read_yaml(overlay_path))
-    data = expand(data, env)
-    data["home"] = str(home(env))
     try:
-        return Config.model_validate(data)
+        data = _unmarked(data, "")
+        if overlay_path is not None:
+            data = merge(data, _read_yaml(overlay_path))
+    except ConfigError as exc:
+        raise ConfigError(f"invalid configuration ({src}):\n  {exc}") from None
+    unset: list[str] = []
+    data = expand(data, env, unset=unset)
+    data["home"] = str(home(env))
+    lines = list(unset)
+    try:
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
-        lines = []
+        unset_keys = {e.split(":", 1)[0] for e in unset}
         for e in exc.errors():
             key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            if key in unset_keys:
+                continue  # said already: its variable is not set
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown key"
             lines.append(f"{key}: {msg}")
-        src = f"{base_path}" + (f" + {overlay_path}" if overlay_path else "")
+        lines = lines or ["(no detail)"]
+    if lines:
         raise ConfigError(f"invalid configuration ({src}):\n  " + "\n  ".join(lines)) from None
+    return cfg

@@ -22,6 +22,11 @@ class StepFailed(RuntimeError):
     """A lifecycle step could not be done; the message says why (it reaches the operator)."""
 
 
+class PermanentFailure(StepFailed):
+    """A step that no restart can make work (a credential not in the environment, an invalid file of the
+    configuration): the process reports it once and exits without being restarted (common/failure.py)."""
+
+
 class Lifecycle:
     def _run_step(self, step: str, args: dict) -> messages.StepResult:
         """Run one step in the loop thread; a helper thread keeps heartbeats going while it runs."""
@@ -36,7 +41,10 @@ class Lifecycle:
         try:
             result = self.on_step(step, args) or {}
         except StepFailed as exc:
-            logs.event(log, logging.ERROR, "step failed", step=step, error=str(exc))
+            logs.event(log, logging.ERROR, "step failed", step=step, error=str(exc),
+                       permanent=isinstance(exc, PermanentFailure))
+            if isinstance(exc, PermanentFailure):
+                self._permanent = str(exc)
             return messages.StepResult(step, False, {}, str(exc))
         except Exception as exc:  # a bug in a step is a failed step, reported with its traceback in the log
             log.exception("step %s raised", step)
@@ -72,7 +80,8 @@ class Lifecycle:
             self.orch.send(messages.OP_READY.name, ready)
             if not res.ok:
                 # Let it crash: supervisord restarts us, the orchestrator counts restarts and
-                # escalates to HALTED; the reason already went out in the ready report.
+                # escalates to HALTED; the reason already went out in the ready report. A permanent failure
+                # (PermanentFailure) exits without a restart instead (runtime.Service.run).
                 self._fatal = f"step {res.step} failed: {res.error}"
         elif instr.do == "run":
             if self.state != messages.S_RUNNING:

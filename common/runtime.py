@@ -32,15 +32,15 @@ from typing import Any, ClassVar
 import psutil
 import zmq
 
-from common import bus, config, keys, logs, messages, private, wire
+from common import bus, config, failure, keys, logs, messages, preflight, private, wire
 from common.bus import Received
-from common.lifecycle import VERSION, Lifecycle, StepFailed
+from common.lifecycle import VERSION, Lifecycle, PermanentFailure, StepFailed
 from common.outbox import Outbox
 from common.outbox_sender import OutboxSender
 from common.peer import Peer
 
 __version__ = VERSION
-__all__ = ["Service", "StepFailed", "main", "parse_args"]
+__all__ = ["PermanentFailure", "Service", "StepFailed", "main", "parse_args"]
 
 log = logging.getLogger("oracle.runtime")
 
@@ -93,6 +93,7 @@ class Service(Lifecycle, OutboxSender):
         self.pid = os.getpid()
         self.epoch = bus.new_epoch()
         self.started_mono = time.monotonic()
+        self._permanent = ""  # a step's PermanentFailure: the process exits with it, not to be restarted
         self.state = messages.S_WAITING
         self.steps_done: list[str] = []
         self.progress: dict[str, int] = {}
@@ -357,6 +358,8 @@ class Service(Lifecycle, OutboxSender):
             self._loop()
         finally:
             self._shutdown()
+        if self._fatal and self._permanent:
+            return fail_permanently(self.cfg, self.program(self.cfg), self._permanent, self.started_mono)
         if self._fatal:
             log.error("exiting: %s", self._fatal)
             return 1
@@ -531,10 +534,7 @@ def _force_exit() -> None:
 
 def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"oracle-{name}", description=f"Oracle Trader {name} service")
-    p.add_argument(
-        "--config", default=os.environ.get("ORACLE_CONFIG"), help="config file (default config/default.yaml)"
-    )
-    p.add_argument("--overlay", default=None, help="overlay merged over the config (default config/local.yaml)")
+    config.add_arguments(p)
     p.add_argument(
         "--log-level",
         default=os.environ.get("ORACLE_LOG_LEVEL"),
@@ -556,21 +556,39 @@ def private_dirs(cfg: config.Config) -> list:
             cfg.path("var/log")]
 
 
+def fail_permanently(cfg: config.Config, program: str, cause: str, started_mono: float) -> int:
+    """A failure no restart can fix: said once (the log, stderr, and the record the orchestrator and the operator's
+    commands read: common/failure.py), then the exit code supervisord does not restart (after the hold)."""
+    log.error("cannot start, and a restart cannot fix it: %s", cause)
+    print(f"{program}: FAILED: {cause}", file=sys.stderr, flush=True)
+    try:
+        failure.write(failure.directory(cfg), failure.Failure(program, os.getpid(), cause, time.time()))
+    except OSError as exc:
+        log.error("cannot write the failure record: %s", exc)
+    return failure.hold_then_exit_code(started_mono)
+
+
 def main(cls: type[Service], argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     os.umask(private.PRIVATE_UMASK)  # before anything is made: every file 0600, every directory 0700
     args = parse_args(cls.name, argv)
     try:
         cfg = config.load(args.config, args.overlay)
     except config.ConfigError as exc:
-        print(f"{cls.name}: {exc}", file=sys.stderr)
-        return 2
+        # permanent too (the same for every process: `oracle check-config` shows it); no record: where it would go
+        # is the configuration's
+        print(f"{cls.name}: FAILED: {exc}", file=sys.stderr, flush=True)
+        return failure.hold_then_exit_code(started)
     logs.setup(cls.name, args.log_level or cfg.logging.level, cfg.logging.format)
+    program = cls.program(cfg)
+    failure.clear(failure.directory(cfg), program)  # a past life's cause is not this start's
+    found = preflight.problems(cfg, os.environ, program)  # the checks of `oracle check-config`, for this program
+    if found:
+        return fail_permanently(cfg, program, preflight.cause(found), started)
     try:
-        keys.secure_process(cfg, cls.program(cfg))  # wire.curve: every socket CURVE, or exit naming the missing key
+        keys.secure_process(cfg, program)  # wire.curve: every socket CURVE, or exit naming the missing key
     except config.ConfigError as exc:
-        log.error("%s", exc)
-        print(f"{cls.name}: {exc}", file=sys.stderr)
-        return 2
+        return fail_permanently(cfg, program, str(exc), started)
     return_large_blocks()
     nice = cfg.runtime.nice.get(cls.name, 0)
     if nice:

@@ -82,6 +82,8 @@ class TopView:
         head = f"system [bold]{st.system if st else '?'}[/bold]"
         if st and st.halted_reason:
             head += f"  HALTED: {st.halted_reason}"
+        if st and st.failed_reason:  # programs that cannot start until a person acts (common/failure.py)
+            head += f"  FAILED: {st.failed_reason}"
         if self.status_error:
             head += f"  ({self.status_error})"
         if self.account:

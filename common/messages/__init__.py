@@ -20,6 +20,7 @@ from collections.abc import Callable
 from common.messages.events import (
     BOOTING,
     DEGRADED,
+    FAILED,
     HALTED,
     MAX_RUN,
     RUNNING,
@@ -215,7 +216,7 @@ CONNECTION_TOPIC = "conn.state"
 __all__ = [  # the wire's names, as callers use them: messages.<name>
     "ACCOUNT_TOPIC", "AccountInfo", "AccountUpdate", "Ack", "Alert", "BOOTING", "Bar", "BarRun", "BookQuote",
     "COMMAND_RESULTS", "CONNECTION_TOPIC", "Closing", "CommandArgs", "ConnectionState", "ConnectorStatus",
-    "DEGRADED", "DueAtOpen", "EVENTS", "ExecutorReport", "Fill", "HALTED",
+    "DEGRADED", "DueAtOpen", "EVENTS", "ExecutorReport", "FAILED", "Fill", "HALTED",
     "HaltCleared", "HaltReset", "MAX_RUN", "Heartbeat", "Hello", "HistoryArgs", "HistoryResult", "Instruction",
     "JournalSummary", "LastSignals", "LatencySummary", "LossesReset", "MarketClosed", "MarketState",
     "ModelStatus", "NoArgs", "OPS", "OP_ACCOUNT", "OP_CLEAR_HALT", "OP_COMMAND", "OP_HELLO", "OP_HISTORY",

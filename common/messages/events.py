@@ -11,7 +11,8 @@ from common.schema import SchemaError, check
 # ---- system states ---------------------------------------------------------------------------
 
 BOOTING, RUNNING, DEGRADED, HALTED, STOPPING = "BOOTING", "RUNNING", "DEGRADED", "HALTED", "STOPPING"
-SYSTEM_STATES = (BOOTING, RUNNING, DEGRADED, HALTED, STOPPING)
+FAILED = "FAILED"  # a program cannot start until a person acts (common/failure.py); the others go on as they can
+SYSTEM_STATES = (BOOTING, RUNNING, DEGRADED, HALTED, STOPPING, FAILED)
 
 # service lifecycle states, as reported in heartbeats
 S_WAITING, S_STEP, S_RUNNING, S_STOPPING = "WAITING", "STEP", "RUNNING", "STOPPING"
@@ -49,6 +50,7 @@ class SysState:
     services: dict = field(default_factory=dict)  # name -> service state
     issues: list = field(default_factory=list)
     halted_reason: str = ""
+    failed_reason: str = ""  # "connector: <cause>; ..." for every program that failed permanently ("" when none)
 
 
 @event("alert")

@@ -83,6 +83,7 @@ class ServiceSummary:
     info: dict  # the last heartbeat's health facts (each service's own)
     last_restart_reason: str
     wire_errors: dict[str, int]
+    failure: str | None = None  # why it cannot start, in words, when it failed permanently (common/failure.py)
 
 
 @dataclass(**_RECORD)
@@ -94,6 +95,7 @@ class OrchestratorStatus(ProcessStatus):
     supervisor: str  # "ok" or why supervisord cannot be asked
     services: dict[str, ServiceSummary]
     boot_log: list[dict]  # go/ready/restart events: {event, ts, ...their own fields}
+    failed_reason: str = ""  # "connector: <cause>; ..." for every program that failed permanently ("" when none)
 
 
 # ---- connector ---------------------------------------------------------------------------------

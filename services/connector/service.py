@@ -258,8 +258,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         if self.broker is None:
             try:
                 self.broker = factory.make_broker(self.cfg, os.environ)
-            except factory.SettingsError as exc:
-                raise runtime.StepFailed(str(exc)) from None
+            except factory.SettingsError as exc:  # the configuration or the environment: no restart fixes it
+                raise runtime.PermanentFailure(str(exc)) from None
             self.broker.on_order_sent = self._order_sent
             self._token_stamp = self._token_file_stamp()
         self.bridge.start()

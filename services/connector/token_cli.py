@@ -69,8 +69,7 @@ def _connector_took(cfg: config.Config, token_fp: str, timeout_s: float) -> tupl
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="oracle broker-token", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=os.environ.get("ORACLE_CONFIG"), help="config file")
-    p.add_argument("--overlay", default=None, help="overlay file (default $ORACLE_OVERLAY or config/local.yaml)")
+    config.add_arguments(p)
     p.add_argument("--from-env", action="store_true", help="take CTRADER_ACCESS_TOKEN and CTRADER_REFRESH_TOKEN")
     p.add_argument("--wait", type=float, default=30.0, metavar="S",
                    help="seconds to wait for the connector to connect with it (0: do not wait; default 30)")

@@ -322,9 +322,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         try:
             config = sc.load(self.symbols_path)
         except FileNotFoundError:
-            raise runtime.StepFailed(f"symbol config {self.symbols_path} not found") from None
+            raise runtime.PermanentFailure(f"symbol config {self.symbols_path} not found") from None
         except sc.ConfigError as exc:
-            raise runtime.StepFailed(f"symbol config {self.symbols_path}: {exc}") from None
+            raise runtime.PermanentFailure(f"symbol config {self.symbols_path}: {exc}") from None
         metas, errors = read_models(self.cfg.path(self.cfg.preditor.models_dir))
         self.modelled = {m.symbol for m in metas}
         self.timeframes = {m.symbol: m.timeframe for m in metas}

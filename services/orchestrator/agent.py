@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, config, keys, logs, messages, private
+from common import bus, config, failure, keys, logs, messages, private
 from common.bus import OpError
 from common.messages import hosts as host_agent
 from services.orchestrator.supervisor import Supervisor, SupervisorUnavailable
@@ -44,7 +44,8 @@ class Agent:
         self.host = host
         self.programs = set(remote.programs)
         self.endpoint = remote.agent
-        self.supervisor = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket))
+        self.supervisor = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket),
+                                     failures_dir=failure.directory(cfg))  # this host's programs' failures
         self.ctx = zmq.Context()
         self.errors = bus.WireErrors(f"agent-{host}")
         self.rep = bus.Responder(self.ctx, self.endpoint, self.ops(), self.errors)
@@ -79,7 +80,8 @@ class Agent:
 
     def _processes(self, _args: messages.NoArgs) -> host_agent.HostProcesses:
         procs = self._supervisord(self.supervisor.processes)
-        mine = {n: {"statename": p.get("statename", ""), "pid": int(p.get("pid") or 0), "start": p.get("start", 0)}
+        mine = {n: {"statename": p.get("statename", ""), "pid": int(p.get("pid") or 0), "start": p.get("start", 0),
+                    **({"failure": p["failure"]} if p.get("failure") else {})}
                 for n, p in procs.items() if n in self.programs}
         return host_agent.HostProcesses(self.host, mine, dict(self.refused))
 
@@ -130,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(private.PRIVATE_UMASK)
     p = argparse.ArgumentParser(prog="oracle-agent", description="Oracle Trader host agent: another host's supervisord")
     p.add_argument("--host", required=True, help="this host's name in orchestrator.remote_hosts")
-    p.add_argument("--config", default=os.environ.get("ORACLE_CONFIG"))
-    p.add_argument("--overlay", default=None)
+    config.add_arguments(p)
     p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG_LEVEL"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = p.parse_args(argv)

@@ -26,6 +26,8 @@ def issues(views: Iterable[ServiceView], now: float, cfg: Health, hb_timeout_s: 
     closed, opened = closed_markets(views), open_for(views)
     found: list[str] = []
     for v in views:
+        if v.failure and not v.alive(now, hb_timeout_s):
+            continue  # it failed permanently: its cause is said (the system's FAILED), not a missing heartbeat
         if not v.alive(now, hb_timeout_s):
             age = v.hb_age(now)
             found.append(f"{v.name}: no heartbeat" + (f" for {age:.1f} s" if age is not None else " yet"))

@@ -28,6 +28,7 @@ class ServiceView:
     restart_reason: str = ""
     escalated: bool = False
     epochs_seen: int = 0
+    failure: str = ""  # why its current start cannot work (supervisord's view: common/failure.py); "" when none
 
     def see_pid(self, pid: int, now: float) -> bool:
         """Record a pid; True when it is a restart (a new pid after an earlier one)."""

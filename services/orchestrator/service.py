@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from common import bus, commands, config, logs, messages, runtime, wire
+from common import bus, commands, config, failure, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from common.peer import Peer
@@ -36,6 +36,7 @@ PERSISTED_EVENTS = {
     "respawn": "WARNING",
     "watchdog_restart": "WARNING",
     "halt": "CRITICAL",
+    "failed": "CRITICAL",
     "clear_halt": "WARNING",
     "step_failed": "ERROR",
     "react": "INFO",
@@ -75,6 +76,7 @@ class Orchestrator(runtime.Service):
         self.views = {s: ServiceView(s) for s in self.workers}
         self.system = messages.BOOTING
         self.since_ts = time.time_ns()
+        self.started_wall = time.time()  # a failure record younger than this is of a current start (no supervisord)
         self.halted_reason = ""
         self.stopping = False
         self.stop_reason = ""  # why the session ends: given to the shutdown steps (persistence ends the session)
@@ -301,6 +303,7 @@ class Orchestrator(runtime.Service):
             if self.supervisor_error != str(exc):
                 log.warning("%s: restarts by the watchdog are unavailable", exc)
             self.supervisor_error = str(exc)
+            self._see_failures_without_supervisord()
             return
         errors = "; ".join(self.supervisor.errors)  # a remote host that did not answer
         if errors and errors != self.supervisor_error:
@@ -313,8 +316,33 @@ class Orchestrator(runtime.Service):
             if view is None:
                 continue
             view.supervisor_state = info.get("statename", "")
+            self._see_failure(view, str(info.get("failure") or ""))
             if view.see_pid(int(info.get("pid") or 0), now):
                 self._record("respawn", service=name, pid=info.get("pid"))
+
+    def _see_failure(self, view: ServiceView, cause: str) -> None:
+        """A program's permanent failure (common/failure.py), as supervisord's view carries it: said once (an event, a
+        critical alert), shown until a start of it goes without one."""
+        if cause == view.failure:
+            return
+        view.failure = cause
+        if cause:
+            self._record("failed", service=view.name, cause=cause)
+            self.alert("failed", "critical", f"{view.name} cannot start: {cause}", cause=cause)
+
+    def _see_failures_without_supervisord(self) -> None:
+        """Services started by hand (no supervisord to date a start): a record is current when the process that wrote
+        it is the one heard from, or when it is younger than this orchestrator."""
+        folder = failure.directory(self.cfg)
+        for name, view in self.views.items():
+            if self.supervisor.host_of(name) != "local":
+                continue
+            found = failure.read(folder, name)
+            current = found is not None and (found.pid == view.pid or found.ts >= self.started_wall)
+            self._see_failure(view, found.cause if found is not None and current else "")
+
+    def failed_reason(self) -> str:
+        return "; ".join(f"{v.name}: {v.failure}" for v in self.views.values() if v.failure)
 
     def _check_programs(self, procs: dict[str, dict]) -> None:
         """supervisord runs the preditor programs of the configuration (numprocs = preditor.shards): said once."""
@@ -357,8 +385,10 @@ class Orchestrator(runtime.Service):
             self.issues = health.issues(self.views.values(), now, self.cfg.health, hb_timeout)
         if self.stopping:
             return messages.STOPPING
-        if self.halted_reason:
+        if self.halted_reason:  # before FAILED: the executor refuses openings while HALTED
             return messages.HALTED
+        if any(v.failure for v in self.views.values()):
+            return messages.FAILED
         pending = any(self.pushes.values()) or self.react_pending
         everyone_running = all(v.alive(now, hb_timeout) and v.state == messages.S_RUNNING for v in self.views.values())
         if self.plan.all_done(self._done()) and not pending and everyone_running:
@@ -382,6 +412,7 @@ class Orchestrator(runtime.Service):
             services={s: v.state for s, v in self.views.items()},
             issues=list(self.issues),
             halted_reason=self.halted_reason,
+            failed_reason=self.failed_reason(),
         )
         self.publish(messages.SYS_STATE_TOPIC, body)
 
@@ -487,11 +518,12 @@ class Orchestrator(runtime.Service):
                 hb_age_s=round(age, 3) if age is not None else None, rss_bytes=hb.rss_bytes if hb else None,
                 restarts=len(v.restarts), steps=sorted(v.steps), supervisor_state=v.supervisor_state,
                 info=hb.info if hb else {}, last_restart_reason=v.restart_reason,
-                wire_errors=hb.wire_errors if hb else {})
+                wire_errors=hb.wire_errors if hb else {}, failure=v.failure or None)
         return {
             "system": self._system_state(now),
             "since_ts": self.since_ts,
             "halted_reason": self.halted_reason,
+            "failed_reason": self.failed_reason(),
             "issues": list(self.issues),
             "supervisor": self.supervisor_error or "ok",
             "services": services,

@@ -11,7 +11,7 @@ from typing import Any
 import zmq
 from supervisor.xmlrpc import SupervisorTransport
 
-from common import bus, messages, wire
+from common import bus, failure, messages, wire
 from common.config import Config
 from common.messages import hosts as host_agent
 from common.programs import kind_of
@@ -29,9 +29,10 @@ def namespec(name: str) -> str:
 
 
 class Supervisor:
-    def __init__(self, socket_path: Path, timeout_s: float = 2.0):
+    def __init__(self, socket_path: Path, timeout_s: float = 2.0, failures_dir: Path | None = None):
         self.socket_path = socket_path
         self.timeout_s = timeout_s
+        self.failures_dir = failures_dir  # where this host's programs record a permanent failure (common/failure.py)
 
     def _proxy(self):
         if not self.socket_path.exists():
@@ -48,8 +49,15 @@ class Supervisor:
             raise SupervisorUnavailable(f"supervisord {name} failed: {exc}") from None
 
     def processes(self) -> dict[str, dict]:
-        """name -> {state, pid, start}, for every program supervisord runs."""
-        return {p["name"]: p for p in self._call("getAllProcessInfo")}
+        """name -> {statename, pid, start, ...}, for every program supervisord runs; with ``failures_dir``, a
+        ``failure`` (the cause in words) for a program whose current start recorded a permanent failure."""
+        procs = {p["name"]: p for p in self._call("getAllProcessInfo")}
+        if self.failures_dir is not None:
+            for name, p in procs.items():
+                cause = failure.of_start(self.failures_dir, name, float(p.get("start") or 0))
+                if cause:
+                    p["failure"] = cause
+        return procs
 
     def kill(self, name: str) -> None:
         """SIGKILL a hung process; supervisord's autorestart brings it back (a frozen one ignores TERM)."""
@@ -122,7 +130,7 @@ class Supervisors:
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: zmq.Context, src: str) -> Supervisors:
-        local = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket))
+        local = Supervisor(cfg.path(cfg.orchestrator.supervisor_socket), failures_dir=failure.directory(cfg))
         remotes = [RemoteSupervisor(ctx, host, r.agent, r.programs, src)
                    for host, r in cfg.orchestrator.remote_hosts.items()]
         return cls(local, remotes)

@@ -1,5 +1,8 @@
 """Watchdog policy (pure): which services to restart, and when restarts escalate to HALTED.
 
+A service that failed permanently (``ServiceView.failure``: it cannot start until a person acts) is neither
+restarted nor escalated: it said why once and exited; a restart could only fail the same way.
+
 The mechanism that restarts (supervisord's XML-RPC) lives in the service shell; this module
 only decides, from the registry and the time.
 """
@@ -30,7 +33,7 @@ class Escalate:
 def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[Restart | Escalate]:
     actions: list[Restart | Escalate] = []
     for v in views:
-        if v.escalated:
+        if v.escalated or v.failure:
             continue
         recent = v.restarts_within(cfg.restart_window_s, now)
         if recent > cfg.restart_limit:
@@ -66,7 +69,7 @@ def next_check(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> f
     None: nothing here depends on the time alone."""
     times: list[float] = []
     for v in views:
-        if v.escalated:
+        if v.escalated or v.failure:
             continue
         if v.restart_requested_at is not None:
             times.append(v.restart_requested_at + 2 * cfg.heartbeat_timeout_s)

@@ -143,7 +143,7 @@ class Paper(runtime.Service):
         try:
             return self.store.load()
         except StateError as exc:
-            raise runtime.StepFailed(f"{exc}; move it away to start fresh") from None
+            raise runtime.PermanentFailure(f"{exc}; move it away to start fresh") from None
 
     def _commit(self) -> None:
         """Save what was applied since the last commit, then let it out (a crash before the save loses nothing

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from common import config
 from common.records import schema as rec
 
 DEFAULT_DB_ENV = "ORACLE_DB"
@@ -38,7 +39,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("what", choices=sorted(TABLE_COLUMNS))
     p.add_argument("--db", type=Path, default=None,
                    help=f"SQLite store (default: ${DEFAULT_DB_ENV}, else persistence.sqlite_path of the config)")
-    p.add_argument("--config", type=Path, default=None, help="config file for the default store path")
+    config.add_arguments(p)  # the configuration as every command selects it (for the default store path)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--limit", type=int, default=50, help="newest N rows (0: all)")
     p.add_argument("--session", help="only this session_id")
@@ -53,14 +54,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def default_db(config_path: Path | None = None) -> Path:
+def default_db(config_path: Path | None = None, overlay: Path | None = None) -> Path:
     """$ORACLE_DB, else the configured persistence.sqlite_path (relative to ORACLE_HOME)."""
     if os.environ.get(DEFAULT_DB_ENV):
         return Path(os.environ[DEFAULT_DB_ENV])
-    from common import config
-
     try:
-        cfg = config.load(config_path)
+        cfg = config.load(config_path, overlay)
         return cfg.path(cfg.persistence.sqlite_path)
     except config.ConfigError:
         return config.home() / "var" / "data" / "oracle.db"
@@ -128,7 +127,7 @@ def render(table: str, rows: list[dict[str, Any]], fmt: str, out: IO[str]) -> No
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
-    db = args.db or default_db(args.config)
+    db = args.db or default_db(args.config, args.overlay)
     if not db.is_file():
         print(f"report: no store at {db} (use --db PATH or set ${DEFAULT_DB_ENV})", file=sys.stderr)
         return 2

@@ -135,7 +135,7 @@ class Persistence(runtime.Service):
             try:
                 sinks = build_sinks(p.sinks.model_dump())
             except SinkConfigError as exc:
-                raise runtime.StepFailed(f"persistence sinks: {exc}") from None
+                raise runtime.PermanentFailure(f"persistence sinks: {exc}") from None
             max_bytes = int(p.max_db_mb * 1024 * 1024) if p.max_db_mb else None
             try:
                 store = Store.open(self.db_path, sinks=[s.name for s in sinks], busy_timeout_ms=p.busy_timeout_ms,

@@ -51,7 +51,7 @@ def alert_event(src: str, epoch: int, seq: int, ts_ns: int, alert: Mapping[str, 
 def state_event(src: str, epoch: int, seq: int, ts_ns: int, previous: str, state: Mapping[str, Any],
                 session_id: str | None, topic: str = "") -> rec.Record:
     new = state.get("state", "")
-    severity = {"HALTED": "CRITICAL", "DEGRADED": "WARNING"}.get(new, "INFO")
+    severity = {"HALTED": "CRITICAL", "FAILED": "CRITICAL", "DEGRADED": "WARNING"}.get(new, "INFO")
     return ev.make_event(
         msg_id("state", src, epoch, seq, topic), utc(ts_ns / 1e9), SYSTEM_STATE, session_id=session_id,
         severity=severity, source=src, message=f"system {previous or '?'} -> {new}",

@@ -176,7 +176,7 @@ class Preditor(runtime.Service):
 
         models_dir = self.cfg.path(self.cfg.preditor.models_dir)
         if not models_dir.is_dir():
-            raise runtime.StepFailed(f"models_dir {models_dir} is not a directory")
+            raise runtime.PermanentFailure(f"models_dir {models_dir} is not a directory")
         if self.tracks:  # a repeated step: the models are loaded and their twins run on
             return self._load_facts()
         models, errors = load_models(models_dir, trusted_names=self.cfg.preditor.trusted_models,

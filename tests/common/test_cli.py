@@ -7,6 +7,8 @@ import sys
 import pytest
 from harness import VENV, Home
 
+from common import failure
+
 
 @pytest.fixture
 def home(tmp_path):
@@ -46,7 +48,7 @@ def test_a_service_refuses_to_start_on_bad_config(home, service):
     res = subprocess.run(
         [sys.executable, "-m", f"services.{service}"], env=home.env, capture_output=True, text=True, timeout=30
     )
-    assert res.returncode == 2
+    assert res.returncode == failure.EXIT_PERMANENT  # not restarted by supervisord: a restart cannot fix it
     assert "executor.dry_run: Input should be a valid boolean" in res.stderr
 
 
@@ -103,3 +105,39 @@ def test_every_tool_is_reachable_from_oracle(tool):
     )
     assert res.returncode == 0, res.stderr
     assert "usage:" in res.stdout
+
+
+def test_check_config_shows_every_error_under_one_header_and_every_port(home, monkeypatch):
+    for name in ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID",
+                 "SUPABASE_URL", "SUPABASE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    bad = home.root / "bad.yaml"
+    bad.write_text("broker: {type: ctrader, environment: live}\npersistence:\n  sinks:\n"
+                   "    supabase: {enabled: true}\n    postgres: {enabled: true, dsn: ''}\n")
+    res = home.oracle("check-config", "--overlay", str(bad))
+    assert res.returncode == 2
+    errors = res.stderr.splitlines()
+    assert errors[0] == f"invalid configuration ({home.root}/config/default.yaml + {bad}):"
+    assert len(errors) == 4  # the header, then each problem on its own line
+    assert "CTRADER_CLIENT_ID, CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, CTRADER_ACCOUNT_ID not set" in errors[1]
+    assert "SUPABASE_URL, SUPABASE_KEY not set" in errors[2] and "persistence.sinks.postgres.dsn" in errors[3]
+    assert "broker        ctrader live: live.ctraderapi.com:5035 (TLS verified)" in res.stdout
+    assert f"ipc://{home.root}/var/run/connector.pub" in res.stdout  # the endpoints still shown
+
+
+def test_check_config_shows_the_simulator_ports(home):
+    sim = home.config().broker.sim
+    res = home.oracle("check-config")
+    assert res.returncode == 0, res.stderr
+    assert f"simulator     127.0.0.1:{sim.port}, control 127.0.0.1:{sim.control_port}" in res.stdout
+
+
+def test_every_oracle_command_honours_oracle_config(home):
+    other = home.root / "other.yaml"
+    other.write_text((home.root / "config" / "default.yaml").read_text().replace("run_dir: var/run",
+                                                                                   "run_dir: var/elsewhere"))
+    res = subprocess.run([str(VENV / "bin" / "oracle"), "check-config"], env={**home.env, "ORACLE_CONFIG": str(other)},
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert f"configuration OK ({other} + {home.root}/config/local.yaml" in res.stdout
+    assert f"ipc://{home.root}/var/elsewhere/executor.rep" in res.stdout

@@ -81,3 +81,58 @@ def test_loopback_tcp_endpoint_is_allowed(tmp_path):
     cfg = load(tmp_path, "endpoints:\n  executor: {rep: 'tcp://127.0.0.1:5999'}\n")
     assert cfg.endpoint("executor", "rep") == "tcp://127.0.0.1:5999"
     assert cfg.endpoint("executor", "pub").startswith("ipc://")
+
+
+# ---- an overlay that replaces a map; every error at once; one way to select the files ----------------------------
+
+
+def test_overlay_replace_mark_drops_the_base_entries(tmp_path):
+    merged = load(tmp_path, "connector:\n  symbols: {XAUUSD: M15}\n")
+    assert dict(merged.connector.symbols) == {"EURUSD": "H1", "XAUUSD": "M15"}  # a plain key merges
+    replaced = load(tmp_path, "connector:\n  symbols!: {XAUUSD: M15}\n")
+    assert dict(replaced.connector.symbols) == {"XAUUSD": "M15"}  # the ! replaces: EURUSD is gone
+    assert replaced.connector.account_interval_s == 5.0  # only the marked map is replaced, not its section
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ("connector:\n  symbols!: [XAUUSD]\n",
+         "connector.symbols!: the replace mark is for a map, and this value is a list"),
+        ("connector:\n  symbols: {A: H1}\n  symbols!: {B: H1}\n", "connector.symbols!: symbols is given both"),
+        ("paper:\n  extra: {inner!: {a: 1}}\n",
+         "paper.extra.inner!: a replace mark (!) is only meaningful in an overlay"),
+        ("connector:\n  symbols!: {XAUUSD: M99}\n", "connector.symbols.XAUUSD"),  # then validated as usual
+    ],
+)
+def test_overlay_replace_mark_misuse_is_an_error_naming_the_key(tmp_path, overlay, message):
+    with pytest.raises(config.ConfigError) as exc:
+        load(tmp_path, overlay)
+    assert message in str(exc.value)
+    assert str(exc.value).startswith("invalid configuration (")
+
+
+def test_a_replace_mark_in_the_base_file_is_an_error(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text((REPO / "config" / "default.yaml").read_text() + "\nwire!: {curve: true}\n")
+    with pytest.raises(config.ConfigError, match=r"wire!: a replace mark \(!\) is only meaningful in an overlay"):
+        config.load(base, None, env={"ORACLE_HOME": str(tmp_path)})
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    with pytest.raises(config.ConfigError) as exc:
+        load(tmp_path, "paper:\n  initial_balance: ${NOPE_A}\n  state_file: ${NOPE_B}\norchestrator:\n"
+                       "  restart_limit: many\n")
+    lines = str(exc.value).splitlines()
+    assert lines[0].startswith("invalid configuration (") and len(lines) == 4
+    assert any("NOPE_A is not set" in line for line in lines) and any("NOPE_B is not set" in line for line in lines)
+    assert any("orchestrator.restart_limit" in line for line in lines)
+
+
+def test_oracle_config_selects_the_base_file_and_an_argument_wins(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text((REPO / "config" / "default.yaml").read_text().replace("run_dir: var/run", "run_dir: var/other"))
+    env = {"ORACLE_HOME": str(tmp_path), "ORACLE_CONFIG": str(other)}
+    assert config.select(env=env) == (other, None)
+    assert config.load(env=env).run_dir == "var/other"
+    assert config.load(REPO / "config" / "default.yaml", env=env).run_dir == "var/run"

@@ -14,7 +14,7 @@ import zmq
 import zmq.auth
 from harness import REPO, Home, free_port
 
-from common import bus, config, keys, messages, wire
+from common import bus, config, failure, keys, messages, wire
 
 
 def mode(path: Path) -> int:
@@ -148,8 +148,10 @@ def test_a_service_with_curve_and_no_keys_exits_naming_the_file(tmp_path):
                              capture_output=True, text=True, timeout=60)
     finally:
         home.close()
-    assert out.returncode == 2
+    assert out.returncode == failure.EXIT_PERMANENT  # a permanent failure: supervisord does not restart it
     assert "CURVE keys directory" in out.stderr and str(tmp_path / "var" / "keys") in out.stderr
+    recorded = failure.read(tmp_path / "var" / "run" / "failed", "paper")  # where the orchestrator and ctl read it
+    assert recorded is not None and "CURVE keys directory" in recorded.cause
 
 
 # ---- real sockets -----------------------------------------------------------------------------
@@ -305,10 +307,10 @@ def test_check_config_reports_the_keys(tmp_path):
     home = Home(tmp_path, {"wire": {"curve": True}})
     try:
         res = home.oracle("check-config")
-        assert res.returncode == 1 and "keys directory" in res.stderr and "does not exist" in res.stderr
+        assert res.returncode == 2 and "keys directory" in res.stderr and "does not exist" in res.stderr
         assert home.oracle("keys", "init", "--only", "executor", "operator").returncode == 0
         res = home.oracle("check-config")
-        assert res.returncode == 1 and "no public key for orchestrator, persistence, preditor, paper" in res.stderr
+        assert res.returncode == 2 and "no public key for orchestrator, persistence, preditor, paper" in res.stderr
         assert home.oracle("keys", "init").returncode == 0  # the rest, into wire.keys_dir of the configuration
         res = home.oracle("check-config")
         assert res.returncode == 0, res.stderr

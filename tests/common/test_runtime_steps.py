@@ -71,3 +71,26 @@ def test_the_status_report_is_the_services_record_its_own_fields_beside_the_comm
             partial._status(None)
     finally:
         partial.ctx.term()
+
+
+class Misconfigured(runtime.Service):
+    name = "paper"
+    steps = {"paper.load": "_load", "paper.warmup": "_warmup"}
+
+    def _load(self) -> dict:
+        raise runtime.PermanentFailure("paper-state.jsonl line 3 is not a record; move it away to start fresh")
+
+    def _warmup(self) -> dict:
+        raise runtime.StepFailed("connector not answering")
+
+
+def test_a_permanent_step_failure_is_kept_for_the_exit_a_transient_one_is_not(tmp_path):
+    svc = Misconfigured(Home(tmp_path).config())
+    try:
+        transient = svc._run_step("paper.warmup", {})
+        assert not transient.ok and svc._permanent == ""  # a crash: supervisord restarts it, the watchdog counts it
+        permanent = svc._run_step("paper.load", {})
+        assert not permanent.ok and permanent.error == svc._permanent  # reported in the ready, then exit 78
+        assert "move it away" in svc._permanent
+    finally:
+        svc.ctx.term()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import pytest
 from harness import Home, wait_for
@@ -120,20 +119,3 @@ def test_sim_broker_restart_continues_the_replay_and_the_connector_reconnects(sy
     finally:
         control(system.config().broker.sim.control_port, "resume")
         tap.close()
-
-
-def test_the_simulator_is_not_started_for_a_real_broker(tmp_path, monkeypatch):
-    """broker.type ctrader: supervisord's sim-broker program says so and exits 0 (EXITED, not restarted)."""
-    for var in ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID"):
-        monkeypatch.delenv(var, raising=False)
-    home = Home(tmp_path, {"broker": {"type": "ctrader"}})
-    home.start_supervisord()
-    try:
-        wait_for(lambda: "EXITED" in home.supervisorctl("status", "sim-broker"), 20, "sim-broker EXITED")
-        assert "the simulator is not started" in home.log("sim-broker")
-        assert "EXITED" in home.supervisorctl("status", "sim-broker")  # not started again
-        port = home.config().broker.sim.port
-        with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens where the simulator would
-    finally:
-        home.close()

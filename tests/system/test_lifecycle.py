@@ -12,7 +12,7 @@ import pytest
 import zmq
 from harness import Home, wait_for
 
-from common import config, wire
+from common import config, failure, wire
 from services.orchestrator import plan
 
 WORKERS = list(config.WORKERS)
@@ -257,10 +257,13 @@ def test_a_failed_step_reaches_the_orchestrator_and_the_service_exits(home):
     (home.root / "config" / "executor_symbols.json").write_text("{ not json")
     for s in ["orchestrator", *WORKERS]:
         home.start(s)
-    assert home.procs["executor"].wait(30) == 1
+    # an invalid file of its configuration: a permanent failure (no restart can fix it), exit 78 (common/failure.py)
+    assert home.procs["executor"].wait(30) == failure.EXIT_PERMANENT
     status = home.status()
     failed = [e for e in status["boot_log"] if e["event"] == "step_failed"]
     assert failed and failed[0]["service"] == "executor" and failed[0]["step"] == "executor.load"
     assert "executor_symbols.json" in failed[0]["error"]
-    assert status["system"] == "BOOTING"
+    status = home.wait_state("FAILED")  # no supervisord here: the orchestrator reads the record of the process it heard
+    assert "executor_symbols.json" in status["services"]["executor"]["failure"]
+    assert status["failed_reason"].startswith("executor: symbol config ")
     assert "executor_symbols.json" in home.log("executor")

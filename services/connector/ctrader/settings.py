@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from common import preflight
 from common.config import Config
 from services.connector.ctrader.client import CTraderConfig
 from services.connector.ctrader.tokens import TokenPair
 
-CREDENTIAL_VARS = ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID")
-REFRESH_VAR = "CTRADER_REFRESH_TOKEN"
+CREDENTIAL_VARS = preflight.CTRADER_CREDENTIALS  # checked before the process starts too (common/preflight.py)
+REFRESH_VAR = preflight.CTRADER_REFRESH
 
 
 class SettingsError(ValueError):

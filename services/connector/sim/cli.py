@@ -150,8 +150,7 @@ def _from_config(argv: list[str]) -> tuple[SimConfig, str] | int:
 
     p = argparse.ArgumentParser(prog="sim-broker --from-config", description="the simulator as configured")
     p.add_argument("--from-config", action="store_true", required=True)
-    p.add_argument("--config", default=os.environ.get("ORACLE_CONFIG"), help="config file")
-    p.add_argument("--overlay", default=None, help="overlay (default $ORACLE_OVERLAY or config/local.yaml)")
+    common_config.add_arguments(p)
     p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG_LEVEL") or "INFO")
     args = p.parse_args(argv)
     try:

@@ -96,3 +96,9 @@ def test_supervisord_running_other_preditor_programs_than_the_configuration_is_s
                               "preditor-1") and "numprocs=2, process_name" in missing
     extra = health.programs_problem("preditor", ["preditor"], two)
     assert "configuration has preditor (deploy/supervisord.conf [program:preditor]: numprocs=1)" in extra
+
+
+def test_a_program_that_failed_permanently_is_not_also_a_missing_heartbeat():
+    failed = ServiceView("connector")
+    failed.failure = "broker.type: ctrader needs the credentials: environment variable CTRADER_CLIENT_ID not set"
+    assert health.issues([failed, ServiceView("paper")], 100.0, Health(), 5.0) == ["paper: no heartbeat yet"]

@@ -17,6 +17,7 @@ def view(
     restart_requested_at=None,
     escalated=False,
     info=None,
+    failure="",
 ) -> ServiceView:
     v = ServiceView("executor")
     v.last_hb = last_hb
@@ -27,6 +28,7 @@ def view(
     v.supervisor_state = supervisor_state
     v.restart_requested_at = restart_requested_at
     v.escalated = escalated
+    v.failure = failure
     return v
 
 
@@ -70,6 +72,9 @@ def view(
             [watchdog.Escalate("executor", "supervisord gave up starting it (FATAL)")],
         ),
         (view(supervisor_state="FATAL", escalated=True), 100.0, []),  # escalated once only
+        # failed permanently (common/failure.py): it said why and exited; neither restarted nor escalated
+        (view(last_hb=100.0, restarts=[50, 60, 70, 80], failure="CTRADER_CLIENT_ID not set"), 110.0, []),
+        (view(supervisor_state="EXITED", failure="CTRADER_CLIENT_ID not set"), 100.0, []),
     ],
 )
 def test_assess(v, now, expected):
