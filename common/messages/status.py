@@ -94,6 +94,8 @@ class OrchestratorStatus(ProcessStatus):
     supervisor: str  # "ok" or why supervisord cannot be asked
     services: dict[str, ServiceSummary]
     boot_log: list[dict]  # go/ready/restart events: {event, ts, ...their own fields}
+    alerts: list[str] = field(default_factory=list)  # the last warning/critical alerts heard (kept across restarts)
+    refused_models: list[str] = field(default_factory=list)  # what the preditor programs' loads refused, and why
 
 
 # ---- connector ---------------------------------------------------------------------------------
