@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = REPO / "tests" / "fixtures" / "models"
 REFUSED = "GBPUSD_M15.zip"
-OVERLAY = {"broker": {"sim": {"speed": 0}}, "connector": {"account_interval_s": 1.0}}
+OVERLAY = {"broker": {"sim": {"speed": 0}}, "connector": {"account_interval_s": 1.0},
+           "orchestrator": {"restart_limit": 1}}  # two kills of paper halt the system
 
 
 def corrupt_copy(source: Path, target: Path) -> None:
@@ -92,7 +93,18 @@ def test_a_late_top_shows_a_short_at_the_broker_with_equity_balance_and_the_refu
     assert "balance" in out and "equity" in out
     assert f"model refused: {REFUSED}" in out
     assert "model_refused" in out  # the alert from before the view started
-    assert "session " in out and "trades closed" in out
+    assert "0 trades closed" in out
+
+    # closed: the running session's row counts it at once (not only when the session ends), and top shows it
+    closed = system.request("connector", "order_close", messages.OrderCloseArgs(opened.ticket), timeout_ms=10_000)
+    assert closed.success, closed
+    session = wait_for(lambda: (lambda r: r if r and r[0]["total_trades"] == 1 else None)(
+        system.request("persistence", "query", messages.QueryArgs("sessions", {}, 1)).records), 30,
+        "the running session's totals")[0]
+    assert session["status"] == "RUNNING" and session["total_pnl"] < 0  # spread and commission of a flat minute
+    out = top_once(system)
+    assert f"1 trades closed, realized PnL {session['total_pnl']:.2f}" in out, out
+    assert "SHORT" not in next((line for line in out.splitlines() if "GBPUSD" in line), "")
 
 
 def test_restart_counts_and_the_halted_reason_survive_an_orchestrator_kill(system):
