@@ -63,6 +63,7 @@ class ServiceView:
         self.progress_changed_at = now
         self.see_pid(pid, now)
         self.restart_requested_at = None  # it said hello: its heartbeats count from now on
+        self.live_models = None  # a preditor program's models are the new process's load result, when it says
         self.epochs_seen += 1
         return replaced
 

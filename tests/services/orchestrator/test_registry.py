@@ -62,3 +62,11 @@ def test_a_preditor_load_result_gives_its_live_and_refused_models():
     assert (v.live_models, v.refused_models) == (["EURUSD"], ["GBPUSD_M15.zip: refused: x"])
     v.on_load_result({"models": ["EURUSD", "USDJPY"], "refused_models": []})  # its heartbeat's form
     assert (v.live_models, v.refused_models) == (["EURUSD", "USDJPY"], [])
+
+
+def test_a_new_preditor_process_has_no_live_models_until_its_own_load():
+    v = ServiceView("preditor")
+    v.new_epoch(1, 100, [], now=0.0)
+    v.on_load_result({"models": ["EURUSD"]})
+    v.new_epoch(2, 101, [], now=5.0)
+    assert v.live_models is None
