@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, commands, config, failure, keys, logs, messages, preflight, private, wire
+from common import bus, commands, config, failure, keys, liveness, logs, messages, preflight, private, wire
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
@@ -200,7 +200,7 @@ def _direct_row(name: str, report: messages.ProcessStatus | str) -> list[str]:
 
 
 def _print_status(system: str, rows: list[list[str]], halted: str = "", issues: tuple[str, ...] = (),
-                  note: str = "") -> None:
+                  note: str = "", refused: tuple[str, ...] = (), alerts: tuple[str, ...] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -212,8 +212,14 @@ def _print_status(system: str, rows: list[list[str]], halted: str = "", issues: 
     console.print(table)
     for issue in issues:
         console.print(f"issue: {issue}")
+    for line in refused:
+        console.print(f"model refused: {line}", markup=False)
     if note:
         console.print(note)
+    if alerts:
+        console.print("alerts (newest last):")
+        for line in alerts:
+            console.print(f"  {line}", markup=False)
 
 
 def _executor_note(report: messages.OrchestratorStatus) -> str:
@@ -236,7 +242,17 @@ def _print_result(result: commands.CommandResult) -> None:
         print(f"  {key}: {text}")
 
 
+NOT_RUNNING = 3  # ctl status's exit code when the system is not running (LSB: "program is not running")
+
+
 def _status(cfg: config.Config, args: argparse.Namespace) -> int:
+    down = liveness.system_down(cfg)
+    if down:  # said at once: no request is sent, so no timeout is waited
+        if args.json:
+            print(json.dumps({"system": "NOT RUNNING", "reason": down}))
+        else:
+            print(f"system not running: {down}")
+        return NOT_RUNNING
     try:
         report: messages.OrchestratorStatus = _request(cfg, "orchestrator", "status", messages.NoArgs(),
                                                        args.timeout_ms)
@@ -249,7 +265,8 @@ def _status(cfg: config.Config, args: argparse.Namespace) -> int:
         print(json.dumps(messages.to_wire(report), default=str))
     else:
         _print_status(report.system, [_row(name, s) for name, s in report.services.items()], report.halted_reason,
-                      tuple(report.issues), _executor_note(report))
+                      tuple(report.issues), _executor_note(report), tuple(report.refused_models),
+                      tuple(report.alerts))
         _print_failures({name: s.failure for name, s in report.services.items() if s.failure}, sys.stdout)
     return 0
 
@@ -311,8 +328,42 @@ def ctl(args: argparse.Namespace) -> int:
 TOP_PREFIXES = ["bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.", "alert.", "paper.metrics."]
 
 
+TOP_REFRESH_S = 1.0  # the orchestrator's status, the connector's book and the session's row, this often
+TOP_REQUEST_MS = 800  # each of those requests at most this long (a view, not a trading path)
+
+
+def _top_refresh(cfg: config.Config, view: Any, requesters: dict[str, bus.Requester], first: bool) -> None:
+    """One look at the system: whether it is up (no request when it is not), the orchestrator's status, the
+    connector's book (real positions, equity, balance), the running session's row and, the first time, the stored
+    alerts and halts (a view started late shows them)."""
+    down = liveness.system_down(cfg)
+    view.set_down(down)
+    if down:
+        return
+
+    def ask(service: str, op: str, args: Any) -> Any:
+        try:
+            return requesters[service].call(op, args)
+        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError):
+            return None
+
+    report = ask("orchestrator", "status", messages.NoArgs())
+    view.set_status(report, "" if report is not None else "orchestrator not answering")
+    book = ask("connector", "positions", messages.NoArgs())
+    if book is not None:
+        view.set_book(book)
+    sessions = ask("persistence", "query", messages.QueryArgs("sessions", {}, 1))
+    if sessions is not None:
+        view.set_session(sessions.records[0] if sessions.records else None)
+    if first:
+        events = ask("persistence", "query", messages.QueryArgs("events", {}, 200))
+        if events is not None:
+            view.set_history(events.records)
+
+
 def top(args: argparse.Namespace) -> int:
-    """Live view: the published streams folded into tables, the orchestrator's status every second."""
+    """Live view: the published streams folded into tables; the orchestrator's status, the connector's book and the
+    session every second. ``--once``: one look, printed as plain text (exit 3 when the system is not running)."""
     from rich.console import Console
     from rich.live import Live
 
@@ -320,25 +371,24 @@ def top(args: argparse.Namespace) -> int:
 
     cfg = _wire_config(args)
     ctx = zmq.Context()
-    sub = bus.Subscriber(ctx, cfg.publishers().values(), TOP_PREFIXES, bus.WireErrors("top"))
-    status = bus.Requester(ctx, cfg.endpoint("orchestrator", "rep"), "top", 1000)
+    requesters = {s: bus.Requester(ctx, cfg.endpoint(s, "rep"), "top", TOP_REQUEST_MS)
+                  for s in ("orchestrator", "connector", "persistence")}
     view = TopView()
-    deadline = time.monotonic() + args.seconds if args.seconds else None
-    next_status = 0.0
-    console = Console()
+    sub = None
     try:
-        with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+        if args.once:
+            _top_refresh(cfg, view, requesters, first=True)
+            Console(width=max(Console().width, 160), no_color=True).print(view.render())
+            return NOT_RUNNING if view.down else 0
+        sub = bus.Subscriber(ctx, cfg.publishers().values(), TOP_PREFIXES, bus.WireErrors("top"))
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        next_refresh, first = 0.0, True
+        with Live(view.render(), console=Console(), refresh_per_second=4, transient=False) as live:
             while deadline is None or time.monotonic() < deadline:
                 now = time.monotonic()
-                if status.pending is None and now >= next_status:
-                    status.send("status", messages.NoArgs())
-                    next_status = now + 1.0
-                try:
-                    reply = status.take_reply()
-                    if reply is not None:
-                        view.set_status(reply.result if reply.ok else None, "" if reply.ok else reply.error_message)
-                except bus.RequestTimeout:
-                    view.set_status(None, "orchestrator not answering")
+                if now >= next_refresh:
+                    _top_refresh(cfg, view, requesters, first)
+                    next_refresh, first = time.monotonic() + TOP_REFRESH_S, first and bool(view.down)
                 if sub.sock.poll(100):
                     for r in sub.drain():
                         view.apply(r.envelope.body, r.envelope.ts)
@@ -346,8 +396,10 @@ def top(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        sub.close()
-        status.close()
+        if sub is not None:
+            sub.close()
+        for req in requesters.values():
+            req.close()
         bus.release(ctx)
         ctx.term()
     return 0
@@ -484,6 +536,7 @@ def _parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("top", parents=[common], help="live view: services, symbols, positions, PnL, alerts")
     o.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
+    o.add_argument("--once", action="store_true", help="one look, printed as plain text, then exit (3: system down)")
     o.set_defaults(func=top)
 
     k = sub.add_parser("check-config", parents=[common], help="validate the configuration and what it needs from "

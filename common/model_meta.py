@@ -70,3 +70,21 @@ def read_models(directory: str | Path) -> tuple[list[ModelMeta], list[str]]:
         except ModelMetaError as exc:
             errors.append(str(exc))
     return metas, errors
+
+
+LIVE_MODELS = "live_models"  # the load step's argument (executor.load, paper.load): the symbols the preditor loaded
+
+
+def live_only(metas: list[ModelMeta], step_args: Mapping[str, Any]) -> tuple[list[ModelMeta], list[str]]:
+    """The models the preditor loaded, by the step's ``live_models`` (the orchestrator passes the preditor's load
+    result: a model it refused is not live), and a line for each one left out. Without the argument (a step asked by
+    hand) every readable model counts. A malformed argument is a ValueError naming it."""
+    if LIVE_MODELS not in step_args:
+        return metas, []
+    live = step_args[LIVE_MODELS]
+    if not isinstance(live, list | tuple) or not all(isinstance(s, str) for s in live):
+        raise ValueError(f"step args {LIVE_MODELS}: a list of symbols, not {live!r}")
+    kept = [m for m in metas if m.symbol in live]
+    dropped = [f"{m.file or m.symbol}: not loaded by the preditor ({m.symbol} not live)" for m in metas
+               if m.symbol not in live]
+    return kept, dropped

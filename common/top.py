@@ -1,7 +1,11 @@
 """``oracle top``: a live view of the system, folded from the published streams and the orchestrator's status.
 
 ``TopView`` is pure: ``apply`` folds one decoded message in, ``set_status`` takes the orchestrator's report,
-``render`` builds the rich tables. The CLI shell owns the sockets and the refresh loop.
+``set_book`` the connector's positions and account (the real positions are the broker's book, not the fills seen
+since the view started), ``set_session`` the running session's stored row (its trades and PnL so far),
+``set_history`` the stored warning and critical events (so a view started late shows what happened before it),
+``set_down`` why the system is not running; ``render`` builds the rich tables. The CLI shell owns the sockets and
+the refresh loop.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ class SymbolRow:
     intensity: int = 0
     hmm_state: int | None = None
     virtual_pnl: float | None = None
-    real_direction: int = 0  # from fills and closes seen since the view started
+    real_direction: int = 0  # the broker's book (the connector's positions), then the fills and closes seen
+    real_volume: float = 0.0  # lots open at the broker
+    real_floating: float | None = None  # the open positions' net PnL at the broker
     real_pnl: float = 0.0  # realized net PnL of the closes seen
     last_ack: str = ""
     paper_pnl: float | None = None
@@ -37,6 +43,37 @@ class TopView:
     alerts: deque = field(default_factory=lambda: deque(maxlen=8))
     account: dict = field(default_factory=dict)
     connected: bool | None = None
+    down: str = ""  # why the system is not running ("" while it is)
+    session: dict = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)  # the stored alerts and halts from before the view started
+
+    def set_down(self, reason: str) -> None:
+        self.down = reason
+
+    def set_book(self, book: messages.Positions) -> None:
+        """The connector's positions: the real position of every symbol (net direction, lots, floating PnL)."""
+        for r in self.symbols.values():
+            r.real_direction, r.real_volume, r.real_floating = 0, 0.0, None
+        for p in book.positions:
+            r = self.row(p.symbol)
+            signed = r.real_direction * r.real_volume + p.direction * p.volume
+            r.real_direction = (signed > 0) - (signed < 0)
+            r.real_volume = round(abs(signed), 8)
+            r.real_floating = (r.real_floating or 0.0) + p.pnl
+        a = book.account
+        self.account = {"balance": a.balance, "equity": a.equity, "currency": a.currency}
+
+    def set_session(self, row: dict | None) -> None:
+        self.session = dict(row or {})
+
+    def set_history(self, events: list[dict]) -> None:
+        """Stored events (newest first): the warnings and critical ones, as alert lines (oldest first)."""
+        lines = []
+        for e in reversed(events):
+            if str(e.get("severity", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
+                lines.append(f"{str(e.get('timestamp', ''))[:19]} {str(e.get('severity', '')).lower()} "
+                             f"{e.get('event_type', '')} ({e.get('source', '')}): {e.get('message', '')}")
+        self.history = lines[-8:]
 
     def row(self, symbol: str) -> SymbolRow:
         return self.symbols.setdefault(symbol, SymbolRow())
@@ -77,7 +114,10 @@ class TopView:
     def render(self):
         from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
+        if self.down:
+            return Group(Text(f"system down: {self.down}"))
         st = self.status
         head = f"system [bold]{st.system if st else '?'}[/bold]"
         if st and st.halted_reason:
@@ -91,6 +131,13 @@ class TopView:
             head += f"  balance {a['balance']:.2f} equity {a['equity']:.2f} {a['currency']}"
         if self.connected is not None:
             head += "  broker " + ("connected" if self.connected else "[red]DISCONNECTED[/red]")
+        session = ""
+        if self.session:
+            ss = self.session
+            floating = sum(r.real_floating or 0.0 for r in self.symbols.values())
+            session = (f"session {ss.get('session_id', '?')} {ss.get('status', '')}: {ss.get('total_trades', 0)} "
+                       f"trades closed, realized PnL {float(ss.get('total_pnl') or 0.0):.2f}, "
+                       f"floating {floating:.2f}")
 
         services = Table("service", "state", "pid", "hb age", "RSS MB", "restarts", title="services")
         for name, s in (st.services if st else {}).items():
@@ -104,7 +151,7 @@ class TopView:
             )
 
         symbols = Table(
-            "symbol", "last bar (UTC)", "close", "signal", "HMM", "virtual", "virtual PnL", "real", "real PnL",
+            "symbol", "last bar (UTC)", "close", "signal", "HMM", "virtual", "virtual PnL", "real", "lots", "real PnL",
             "paper PnL", "last ack", title="symbols",
         )
         for sym, r in sorted(self.symbols.items()):
@@ -118,18 +165,23 @@ class TopView:
                 _position(r.direction, r.intensity),
                 "-" if r.virtual_pnl is None else f"{r.virtual_pnl:.2f}",
                 _position(r.real_direction, 0),
-                f"{r.real_pnl:.2f}",
+                f"{r.real_volume:g}" if r.real_volume else "-",
+                f"{r.real_pnl + (r.real_floating or 0.0):.2f}",
                 "-" if r.paper_pnl is None else f"{r.paper_pnl:.2f}",
                 r.last_ack or "-",
             )
         issues = st.issues if st else []
         persistence = st.services.get("persistence") if st else None
-        lines = [head, services, symbols]
+        lines = [head, *([session] if session else []), services, symbols]
         backlog = persistence.info.get("backlog") if persistence else None
         if backlog is not None:
             lines.append(f"persistence backlog: {backlog}")
-        lines += [f"issue: {i}" for i in issues]
-        lines += ["alerts:", *(self.alerts or ["  none"])]
+        lines += [Text(f"issue: {i}") for i in issues]
+        lines += [Text(f"model refused: {r}") for r in (st.refused_models if st else [])]
+        # the orchestrator's (every service's warnings and critical ones, kept across its restarts), else the store's
+        # and the stream's
+        shown = (list(st.alerts) if st and (st.alerts or not self.history) else [*self.history, *self.alerts])[-12:]
+        lines += ["alerts:", *(Text(f"  {a}") for a in shown or ["none"])]
         return Group(*lines)
 
 

@@ -96,6 +96,8 @@ class OrchestratorStatus(ProcessStatus):
     services: dict[str, ServiceSummary]
     boot_log: list[dict]  # go/ready/restart events: {event, ts, ...their own fields}
     failed_reason: str = ""  # "connector: <cause>; ..." for every program that failed permanently ("" when none)
+    alerts: list[str] = field(default_factory=list)  # the last warning/critical alerts heard (kept across restarts)
+    refused_models: list[str] = field(default_factory=list)  # what the preditor programs' loads refused, and why
 
 
 # ---- connector ---------------------------------------------------------------------------------

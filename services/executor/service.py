@@ -44,7 +44,7 @@ from common import bus, durable, logs, messages, runtime, wire
 from common.bus import Received
 from common.commands import CloseAll
 from common.config import TIMEFRAMES
-from common.model_meta import read_models
+from common.model_meta import live_only, read_models
 from common.sequence import Delivery
 from services.executor import commands, inputs, state_file
 from services.executor import risk as risk_rules
@@ -318,7 +318,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                                                    (self.epoch, self._alerts)))
 
     # ---- lifecycle steps ------------------------------------------------------------------------
-    def _step_load(self) -> dict:
+    def _step_load(self, args: dict) -> dict:
         try:
             config = sc.load(self.symbols_path)
         except FileNotFoundError:
@@ -326,6 +326,11 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         except sc.ConfigError as exc:
             raise runtime.PermanentFailure(f"symbol config {self.symbols_path}: {exc}") from None
         metas, errors = read_models(self.cfg.path(self.cfg.preditor.models_dir))
+        try:  # the preditor's load result (through the orchestrator): a model it refused trades nothing
+            metas, not_live = live_only(metas, args)
+        except ValueError as exc:
+            raise runtime.StepFailed(str(exc)) from None
+        errors += not_live
         self.modelled = {m.symbol for m in metas}
         self.timeframes = {m.symbol: m.timeframe for m in metas}
         config, created = sc.ensure_symbols(config, self.modelled)

@@ -10,6 +10,8 @@ by common/commands.py, which validates their arguments before the handler runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -20,12 +22,12 @@ from typing import Any
 
 import psutil
 
-from common import bus, commands, config, failure, logs, messages, runtime, wire
+from common import bus, commands, config, durable, failure, logs, messages, runtime, wire
 from common.bus import OpError, Received
 from common.outbox import record_id
 from common.peer import Peer
 from services.orchestrator import admission, health, plan, watchdog
-from services.orchestrator.registry import ServiceView
+from services.orchestrator.registry import ServiceView, durable_facts, restore_facts
 from services.orchestrator.supervisor import Supervisors, SupervisorUnavailable
 
 log = logging.getLogger("oracle.orchestrator")
@@ -54,6 +56,12 @@ SUPERVISOR_POLL_SETTLED_S = 10.0
 # with nothing under way (RUNNING, no step, request or record in flight) the loop sleeps until the next thing due (a
 # heartbeat, the state, supervisord's view, a watchdog deadline), this long at most: what arrives wakes it anyway
 QUIET_POLL_S = 0.5
+# what outlives the orchestrator (restarts, the HALTED reason, the last alerts), under data_dir, written on change
+STATE_FILE = "orchestrator-state.json"
+KEPT_ALERTS = 20  # the last warning and critical alerts heard, in the status (ctl status, top)
+ALERT_SEVERITIES = ("warning", "critical")
+# the loads whose step takes the preditor's load result (the symbols it kept; a refused model's symbol is not one)
+LIVE_MODELS_STEPS = ("executor.load", "paper.load")
 
 
 def _iso(ts_ns: int) -> str:
@@ -99,6 +107,56 @@ class Orchestrator(runtime.Service):
         self.shutdown_steps: deque[tuple[str, str]] = deque()  # run one after the other
         self._shutdown_sent = False
         self._flush_until: float | None = None  # during a stop: until when our last events may hold it
+        self.alerts: deque[str] = deque(maxlen=KEPT_ALERTS)
+        self.state_path = cfg.path(cfg.data_dir) / STATE_FILE
+        self._supervisord = _parent_identity()  # the facts are this supervisord's (a new system starts afresh)
+        self._saved_facts = ""
+        self._restore_facts()
+
+    # ---- what outlives the orchestrator ------------------------------------------------------
+    def _restore_facts(self) -> None:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("%s is unreadable (%s): restart counts and the HALTED reason start afresh", self.state_path,
+                        exc)
+            return
+        if not isinstance(raw, dict) or raw.get("supervisord") != self._supervisord:
+            return  # another run of the system: its counts and halt are not this one's
+        try:
+            self.halted_reason, alerts = restore_facts(raw, self.views, time.monotonic())
+        except ValueError as exc:
+            log.warning("%s: %s: restart counts and the HALTED reason start afresh", self.state_path, exc)
+            return
+        self.alerts.extend(alerts)
+        logs.event(log, logging.INFO, "restored", halted_reason=self.halted_reason,
+                   restarts={s: len(v.restarts) for s, v in self.views.items() if v.restarts})
+
+    def _save_facts(self) -> None:
+        """Written atomically when it changed (a restart, a halt, a clear, an alert): rare."""
+        facts = durable_facts(self.views.values(), self.halted_reason, self.alerts)
+        facts["supervisord"] = self._supervisord
+        text = json.dumps(facts, sort_keys=True)
+        if text == self._saved_facts:
+            return
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            durable.write_atomic(self.state_path, text)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.state_path, exc)
+            return
+        self._saved_facts = text
+
+    def alert(self, kind: str, severity: str, message: str, **details) -> None:
+        super().alert(kind, severity, message, **details)
+        self._keep_alert(messages.Alert(kind, severity, message, self.name, details), time.time_ns())
+
+    def _keep_alert(self, alert: messages.Alert, ts_ns: int) -> None:
+        if alert.severity in ALERT_SEVERITIES:
+            clock = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ns / 1e9))
+            self.alerts.append(f"{clock} {alert.severity} {alert.kind} ({alert.service}): {alert.message}")
 
     # ---- handshake ------------------------------------------------------------------------
     def ops(self) -> dict:
@@ -189,6 +247,8 @@ class Orchestrator(runtime.Service):
             raise OpError("stale_epoch", f"{r.service} epoch {r.epoch} is not the current {view.epoch}")
         if r.ok:
             view.steps.add(r.step)
+            if r.step == "preditor.load":
+                view.on_load_result(r.result)
             self._record("ready", service=r.service, step=r.step)
         else:
             self._record("step_failed", service=r.service, step=r.step, error=r.error)
@@ -197,9 +257,23 @@ class Orchestrator(runtime.Service):
 
     def _instruct(self, view: ServiceView) -> messages.Instruction:
         instr = self.plan.instruction(view.name, self._done(), self.stopping)
+        if instr.do == "go" and instr.step in LIVE_MODELS_STEPS:
+            live = self._live_models()
+            if live is not None:
+                instr = dataclasses.replace(instr, args={**instr.args, "live_models": live})
         if instr.do == "go":
             self._record("go", service=view.name, step=instr.step)
         return instr
+
+    def _live_models(self) -> list[str] | None:
+        """The symbols every preditor program's load kept (None while one of them is not known)."""
+        programs = [self.views[p] for p in self.plan.of_kind("preditor")]
+        if any(v.live_models is None for v in programs):
+            return None
+        return sorted({s for v in programs for s in v.live_models or ()})
+
+    def _refused_models(self) -> list[str]:
+        return [r for p in self.plan.of_kind("preditor") for r in self.views[p].refused_models]
 
     # ---- dependents react to a restart (rest_for_one) --------------------------------------
     def _react_when_ready(self) -> None:
@@ -267,6 +341,9 @@ class Orchestrator(runtime.Service):
     # ---- heartbeats and the watchdog --------------------------------------------------------
     def on_message(self, received: Received) -> None:
         body = received.envelope.body
+        if isinstance(body, messages.Alert):
+            self._keep_alert(body, received.envelope.ts)
+            return
         if not isinstance(body, messages.Heartbeat):
             return
         view = self.views.get(body.service)
@@ -279,6 +356,8 @@ class Orchestrator(runtime.Service):
             # A process we have not heard say hello: we restarted, or it did while we were away.
             self._adopt_process(view, body.epoch, body.pid, body.steps, now)
         view.on_heartbeat(body, now)
+        if "models" in body.info:  # a preditor program's load result, again after we restarted
+            view.on_load_result(body.info)
 
     def _settled(self, now: float) -> bool:
         """Everything RUNNING and heard from lately, supervisord agreeing, no restart under way: its view is asked
@@ -434,6 +513,7 @@ class Orchestrator(runtime.Service):
         return max(0, math.ceil((due - now) * 1000))
 
     def on_tick(self, now: float) -> None:
+        self._save_facts()
         self._poll_supervisor(now)
         self._watch(now)
         self._react_when_ready()
@@ -510,11 +590,14 @@ class Orchestrator(runtime.Service):
                 steps=[], supervisor_state=self.own_supervisor_state, info={}, last_restart_reason="",
                 wire_errors=self._wire_errors()),
         }
+        hb_timeout = self.cfg.orchestrator.heartbeat_timeout_s
         for s, v in self.views.items():
             hb = v.hb
             age = v.hb_age(now)
+            stopped = v.stopped(now, hb_timeout)  # the last pid seen is gone: not WAITING with it
             services[s] = messages.ServiceSummary(
-                state=v.state, pid=v.pid, epoch=v.epoch, uptime_s=hb.uptime_s if hb else None,
+                state="STOPPED" if stopped else v.state, pid=0 if stopped else v.pid, epoch=v.epoch,
+                uptime_s=hb.uptime_s if hb else None,
                 hb_age_s=round(age, 3) if age is not None else None, rss_bytes=hb.rss_bytes if hb else None,
                 restarts=len(v.restarts), steps=sorted(v.steps), supervisor_state=v.supervisor_state,
                 info=hb.info if hb else {}, last_restart_reason=v.restart_reason,
@@ -528,12 +611,25 @@ class Orchestrator(runtime.Service):
             "supervisor": self.supervisor_error or "ok",
             "services": services,
             "boot_log": list(self.boot_log),
+            "alerts": list(self.alerts),
+            "refused_models": self._refused_models(),
         }
 
     def on_stop(self) -> None:
         for req in self.requesters.values():
             req.close()
         self.supervisor.close()
+
+
+def _parent_identity() -> str:
+    """The process that started this one (supervisord; a test's harness), by pid and start time: the durable facts
+    belong to it, so a new run of the system does not inherit the last one's counts and halt."""
+    ppid = os.getppid()
+    try:
+        started = psutil.Process(ppid).create_time()
+    except psutil.Error:
+        started = 0.0
+    return f"{ppid}:{started:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

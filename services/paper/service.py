@@ -36,7 +36,7 @@ from typing import Any
 
 from common import bus, logs, messages, runtime, wire
 from common.bus import Received
-from common.model_meta import ModelMeta, read_models
+from common.model_meta import ModelMeta, live_only, read_models
 from common.records import trades as trade_records
 from common.records.trades import PaperOpening, PaperTrade
 from common.sequence import Delivery
@@ -178,13 +178,18 @@ class Paper(runtime.Service):
         self.beat_if_due()
 
     # ---- steps --------------------------------------------------------------------------------
-    def _load(self) -> dict:
+    def _load(self, args: dict) -> dict:
         if not self.cfg.paper.enabled:
             self.book = PaperBook({})
             return {"enabled": False, "accounts": []}
         if self.book is not None:
             self._commit()  # a load again in the same process: what was applied is saved and sent first
         metas, errors = read_models(self.cfg.path(self.cfg.preditor.models_dir))
+        try:  # the preditor's load result (through the orchestrator): a model it refused gets no account
+            metas, not_live = live_only(metas, args)
+        except ValueError as exc:
+            raise runtime.StepFailed(str(exc)) from None
+        errors += not_live
         self.models = {m.symbol: m for m in metas}
         book = self._restore()
         self.restored = book is not None

@@ -728,8 +728,13 @@ class Preditor(runtime.Service):
 
     def health_info(self) -> dict:
         now = time.monotonic()
-        return {"symbols": {s: {"timeframe": t.timeframe, "last_bar_age_s": round(now - t.last_bar_wall, 1)}
-                            for s, t in self.tracks.items() if t.last_bar_wall is not None}}
+        info: dict = {"symbols": {s: {"timeframe": t.timeframe, "last_bar_age_s": round(now - t.last_bar_wall, 1)}
+                                  for s, t in self.tracks.items() if t.last_bar_wall is not None}}
+        if "preditor.load" in self.steps_done:  # its load result, for the orchestrator (ctl status, top, live models)
+            info["models"] = sorted(self.tracks)
+            if self.load_errors:
+                info["refused_models"] = list(self.load_errors)
+        return info
 
     def pending_work(self) -> int:
         return len(self.queue)

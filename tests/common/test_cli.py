@@ -52,10 +52,12 @@ def test_a_service_refuses_to_start_on_bad_config(home, service):
     assert "executor.dry_run: Input should be a valid boolean" in res.stderr
 
 
-def test_ctl_status_without_an_orchestrator_says_so(home):
+def test_ctl_status_without_a_system_says_not_running_without_asking(home):
     res = home.oracle("ctl", "status", "--json", "--timeout-ms", "300")
-    assert res.returncode == 1
-    assert "orchestrator not answering" in res.stderr
+    assert res.returncode == 3
+    answer = json.loads(res.stdout)
+    assert answer["system"] == "NOT RUNNING" and "supervisord is not running" in answer["reason"]
+    assert "not answering" not in res.stderr  # said before any request: no timeout waited
 
 
 def test_ctl_refuses_bad_arguments_before_sending_naming_the_argument(home):

@@ -34,3 +34,50 @@ def test_view_shows_services_backlog_and_issues_from_the_status():
     assert "DEGRADED" in text and "persistence backlog: 17" in text and "broker not connected" in text
     v.set_status(None, "orchestrator not answering")
     assert "orchestrator not answering" in render_text(v)
+
+
+def _position(symbol: str, direction: int, volume: float, pnl: float) -> messages.Position:
+    return messages.Position(ticket=hash((symbol, direction, volume)) & 0xFFFF or 1, symbol=symbol,
+                             direction=direction, volume=volume, open_price=1.25, open_time=1.7e9, pnl=pnl)
+
+
+def _account(balance: float, equity: float) -> messages.AccountInfo:
+    return messages.AccountInfo(balance=balance, equity=equity, margin=10.0, free_margin=equity - 10.0,
+                                margin_level=0.0, currency="USD", leverage=100.0)
+
+
+def test_the_real_position_is_the_brokers_book_not_the_fills_seen():
+    v = TopView()
+    v.apply(messages.Fill("EURUSD", 7, "cid", 1, 0.03, 1.0501, 1483311600.0, 70), 0)  # seen; then closed unseen
+    v.set_book(messages.Positions([_position("GBPUSD", -1, 0.02, -1.5), _position("GBPUSD", 1, 0.01, 0.5)],
+                                  _account(10_000.0, 9_999.0)))
+    eur, gbp = v.symbols["EURUSD"], v.symbols["GBPUSD"]
+    assert (eur.real_direction, eur.real_volume, eur.real_floating) == (0, 0.0, None)
+    assert (gbp.real_direction, gbp.real_volume, gbp.real_floating) == (-1, 0.01, -1.0)
+    text = render_text(v)
+    row = next(line for line in text.splitlines() if "GBPUSD" in line)
+    assert "SHORT" in row and "0.01" in row and "-1.00" in row
+    assert "balance 10000.00 equity 9999.00 USD" in text
+
+
+def test_the_session_history_and_down_are_shown():
+    v = TopView()
+    v.set_status(status_samples.orchestrator(refused_models=["GBPUSD_M15.zip: refused: no policy"]))
+    v.set_session({"session_id": "ab12cd34", "status": "RUNNING", "total_trades": 2, "total_pnl": -3.25})
+    v.set_history([  # newest first, as the store lists them
+        {"timestamp": "2026-12-07T03:00:02Z", "severity": "CRITICAL", "event_type": "HALT", "source": "orchestrator",
+         "message": "halt service=paper"},
+        {"timestamp": "2026-12-07T03:00:01Z", "severity": "INFO", "event_type": "HELLO", "source": "orchestrator",
+         "message": "hello"},
+        {"timestamp": "2026-12-07T03:00:00Z", "severity": "WARNING", "event_type": "RESTART",
+         "source": "orchestrator", "message": "restart service=paper"},
+    ])
+    text = render_text(v)
+    assert "session ab12cd34 RUNNING: 2 trades closed, realized PnL -3.25" in text
+    assert "model refused: GBPUSD_M15.zip: refused: no policy" in text
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines.index("2026-12-07T03:00:00 warning RESTART (orchestrator): restart service=paper") < \
+        lines.index("2026-12-07T03:00:02 critical HALT (orchestrator): halt service=paper")
+    assert "hello" not in text  # only warnings and worse
+    v.set_down("supervisord is not running (no socket at var/supervisor.sock)")
+    assert render_text(v).strip() == "system down: supervisord is not running (no socket at var/supervisor.sock)"
