@@ -145,7 +145,8 @@ def test_another_user_is_refused_everything(ctx):
         server = Server(ctx, f"ipc://{shared}/rep")
         (shared / "rep").chmod(0o777)  # reachable: the run directory's 0700 is the first wall; this is the second
         answer, pid = server.call("ping", {}, {"CALLER_UID": "65534"})
-        assert answer.startswith(f"{roles.FORBIDDEN} 'ping' may be called by any known peer, not by uid 65534")
+        assert answer.startswith(f"{roles.FORBIDDEN} 'ping' may be called by any service or the operator, not by "
+                                 "uid 65534")
         assert server.reached == [] and server.rep.refused == {"ping uid 65534": 1}
         assert server.told == [("ping", "uid 65534", pid, 1)]
     finally:
