@@ -257,7 +257,7 @@ class NotifierSettings(_Section):
     retry_initial_s: PosFloat = 1.0  # a failed POST is retried after this, doubling each time ...
     retry_max_s: PosFloat = 300.0  # ... up to this
     timeout_s: PosFloat = 10.0  # one POST
-    summary_poll_s: PosFloat = 5.0  # the store is asked for session summaries this often (0.5 s while STOPPING)
+    store_poll_s: PosFloat = 5.0  # the store is read this often (0.5 s while STOPPING): summaries, what was missed
     db_file: str = "notifier.db"  # under data_dir: every notice and message, pending until the endpoint says 2xx
     sub_hwm: PosInt = 10_000  # the SUB socket's queue: a slow notifier drops (and counts), never slows a publisher
 

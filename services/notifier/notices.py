@@ -11,18 +11,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import messages
+from common.records import events as ev
 
-# ids derived from what a notice is about (uuid5): the same alert, close or summary heard twice is one notice
+# ids derived from what a notice is about (uuid5): the same alert, close or summary heard twice is one notice, and
+# the ids of alerts and closes are the store's own ids of the same facts (persistence's event of an alert heard on
+# the stream, the connector's trade record of a close), so one heard live and read back from the store is one
 NAMESPACE = uuid.UUID("1d4f3e0a-6b7c-4c52-9a1e-0f2b8d9c7a65")
 TEXT_CHARS = 4000  # a message's text at most (Telegram's limit is 4096)
 LINE_CHARS = 300  # one notice's line at most in a message's text (the payload keeps it whole)
 SEVERITIES = ("info", "warning", "critical")
+# alert kinds that say what an external close's own notice says (the executor's view of the same close): not sent
+# twice when external closes are notified
+SAID_BY_CLOSES = frozenset({"external_close"})
 
 
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One thing a person should hear about. ``id`` is stable: derived from what it is about (the alert's
-    publisher, epoch and seq; the closed position and its close time; the summary's event id)."""
+    publisher, topic, epoch and seq; the closing deal; the summary's event id)."""
 
     id: str
     kind: str  # alert.<kind> | external_close | session_summary
@@ -54,12 +60,11 @@ def from_published(env: Any, choice: Choice) -> Notice | None:
     or None when it is none."""
     body = env.body
     if isinstance(body, messages.Alert):
-        if body.severity not in choice.severities:
+        if body.severity not in choice.severities or (body.kind in SAID_BY_CLOSES and choice.external_closes):
             return None
         who = body.service or env.src
-        return Notice(derived_id("alert", env.src, env.topic, env.epoch, env.seq), f"alert.{body.kind}",
-                      body.severity, f"{body.severity.upper()} {body.kind} ({who}): {body.message}", env.ts / 1e9,
-                      {"service": who, "details": dict(body.details)})
+        return alert(alert_id(env.src, env.topic, env.epoch, env.seq), body.kind, body.severity, who, body.message,
+                     env.ts / 1e9, dict(body.details))
     if isinstance(body, messages.PositionClosed):
         if not (body.external and choice.external_closes):
             return None
@@ -67,14 +72,69 @@ def from_published(env: Any, choice: Choice) -> Notice | None:
     return None
 
 
+def alert_id(src: str, topic: str, epoch: int, seq: int) -> str:
+    """The id persistence gives the event of this published alert (services/persistence/stream_events.msg_id)."""
+    return str(ev.derived_id(f"{src}:{topic}:{epoch}:{seq}", "alert"))
+
+
+def close_id(ticket: int, time: float, volume: float) -> str:
+    """The id of the connector's trade record of this closing deal (common/records: real_trades, trades)."""
+    return str(ev.derived_id("real", f"close:{ticket}:{float(time):.3f}:{float(volume):g}"))
+
+
+def alert(notice_id: str, kind: str, severity: str, service: str, message: str, time: float,
+          details: dict) -> Notice:
+    return Notice(notice_id, f"alert.{kind}", severity, f"{severity.upper()} {kind} ({service}): {message}", time,
+                  {"service": service, "details": details})
+
+
 def external_close(c: messages.PositionClosed) -> Notice:
-    side = "BUY" if c.direction > 0 else "SELL"
-    part = "" if c.full else " (part)"
-    text = (f"WARNING external close{part} {c.symbol} #{c.ticket}: {side} {c.volume:g} lots {c.entry_price:g} -> "
-            f"{c.close_price:g} ({c.reason}), net {c.net_profit:+.2f}")
-    return Notice(derived_id("closed", c.ticket, c.time, c.volume), "external_close", "warning", text, c.time,
-                  {"symbol": c.symbol, "ticket": c.ticket, "reason": c.reason, "net_profit": c.net_profit,
-                   "volume": c.volume, "full": c.full})
+    return close_notice(close_id(c.ticket, c.time, c.volume), c.symbol, c.ticket, c.direction, c.volume,
+                        c.entry_price, c.close_price, c.reason, c.net_profit, c.time, c.full)
+
+
+def close_notice(notice_id: str, symbol: str, ticket: int, direction: int, volume: float, entry: float | None,
+                 exit_: float | None, reason: str, net: float, time: float, full: bool) -> Notice:
+    side = "BUY" if direction > 0 else "SELL"
+    part = "" if full else " (part)"
+    prices = f" {entry:g} -> {exit_:g}" if entry is not None and exit_ is not None else ""
+    text = (f"WARNING external close{part} {symbol} #{ticket}: {side} {volume:g} lots{prices} ({reason}), "
+            f"net {net:+.2f}")
+    return Notice(notice_id, "external_close", "warning", text, time,
+                  {"symbol": symbol, "ticket": ticket, "reason": reason, "net_profit": net, "volume": volume,
+                   "full": full})
+
+
+# ---- read back from the store (what was published while the notifier was not listening) ----------------------
+
+STORE_SEVERITY = {"DEBUG": "info", "INFO": "info", "WARNING": "warning", "ERROR": "critical", "CRITICAL": "critical"}
+
+
+def from_alert_event(event: dict, choice: Choice) -> Notice | None:
+    """An ``ALERT`` event of the store (persistence's record of an alert heard on the stream), as the notice of the
+    alert itself (the same id and text), or None when its severity is not chosen."""
+    severity = STORE_SEVERITY.get(str(event.get("severity", "")).upper(), "warning")
+    data = event.get("data") or {}
+    if severity not in choice.severities or (data.get("kind") in SAID_BY_CLOSES and choice.external_closes):
+        return None
+    details = data.get("details") if isinstance(data.get("details"), dict) else {}
+    return alert(str(event["id"]), str(data.get("kind") or "alert"), severity, str(event.get("source") or "?"),
+                 str(event.get("message") or ""), _unix(event.get("timestamp")), details)
+
+
+def from_trade(trade: dict, choice: Choice) -> Notice | None:
+    """A real closing trade of the store that was external (the connector's record of ``closed.<SYM>`` says so in
+    its comment), or None."""
+    if not choice.external_closes or trade.get("is_paper") or trade.get("action") not in ("CLOSE", "PARTIAL_CLOSE"):
+        return None
+    comment = str(trade.get("comment") or "")
+    if "external" not in comment.split():
+        return None
+    ticket = int(trade.get("position_id") or 0)
+    return close_notice(str(trade["id"]), str(trade.get("symbol")), ticket, int(trade.get("direction") or 0),
+                        float(trade.get("volume") or 0.0), trade.get("entry_price"), trade.get("exit_price"),
+                        comment.split()[0], float(trade.get("pnl") or 0.0), _unix(trade.get("timestamp")),
+                        trade.get("action") == "CLOSE")
 
 
 def session_summary(event: dict) -> Notice:

@@ -4,9 +4,10 @@ what a person should know away from the terminal, to a webhook or a Telegram bot
 Off the trading path (the briefs' aux contract): not booted by the orchestrator, not watched, nothing waits for
 it. It only reads: a SUB to every publisher (``alert.``, ``closed.``, ``sys.state``) with a bounded queue
 (``sub_hwm``: when it is full ZeroMQ drops for this subscriber only, the publisher never waits; the loss is seen as
-a gap in the stream's seq, counted and itself notified), and the persistence's read-only ``query`` op for the
-session's summary (``SESSION_SUMMARY`` events, every ``summary_poll_s``, 0.5 s while the system is STOPPING and
-once more when the notifier is stopped: supervisord stops it first, after the session ended).
+a gap in the stream's seq, counted and itself notified), and the persistence's read-only ``query`` op, every
+``store_poll_s`` (0.5 s while the system is STOPPING, and once more when the notifier is stopped: supervisord stops
+it first, after the session ended): the session's summary (``SESSION_SUMMARY``), and the alerts (``ALERT``) and
+external closes (real CLOSE trades) recorded while it was not listening, under the ids the live ones have.
 
 Every notice is recorded in its own SQLite (store.py) as it is heard; messages are formed at most one per
 ``interval_s`` from the notices waiting (notices.fold), sent one at a time in order, retried with exponential
@@ -36,7 +37,11 @@ from services.notifier.store import NotifierStore
 
 NAME = "notifier"
 PREFIXES = ("alert.", "closed.", messages.SYS_STATE_TOPIC)
-SUMMARY_EVENT = "SESSION_SUMMARY"
+SUMMARY_EVENT = "SESSION_SUMMARY"  # persistence's event of a session's end (services/persistence/stream_events.py)
+ALERT_EVENT = "ALERT"  # persistence's event of an alert heard on the stream (the executor's own are ALERT_<KIND>)
+STORE_OVERLAP_S = 60.0  # each read of the store goes back this long before the last one
+STORE_QUERY_LIMIT = 500
+STORE_TRADES = 100  # the newest real trades read each time (closes while the notifier was down are among them)
 STOPPING_POLL_S = 0.5  # the store is asked for the summary this often while the system is STOPPING
 STOP_SEND_S = 4.0  # at its stop, the notifier tries this long to send what waits (supervisord's stopwaitsecs: 10)
 QUERY_TIMEOUT_MS = 1000
@@ -74,12 +79,11 @@ class Notifier:
         self.system_state = ""
         self.stopping = False
         self.next_try = 0.0  # wall time the pending message may be sent again (after a failure)
-        self.next_summary_poll = 0.0
+        self.next_store_poll = 0.0
         self.counters = {"heard": 0, "duplicates": 0, "missed": 0, "sent": 0, "failed": 0}
         self._last_error = ""
-        since = self.store.meta("summaries_since")
-        if since is None:  # the first start: the summaries of sessions ended before it are not news
-            self.store.set_meta("summaries_since", repr(self.clock()))
+        if self.store.meta("store_since") is None:  # the first start: the store's records before it are no news
+            self.store.set_meta("store_since", repr(self.clock()))
 
     # ---- hearing ------------------------------------------------------------------------------------------
     def hear(self, received: bus.Received) -> None:
@@ -105,25 +109,42 @@ class Notifier:
         else:
             self.counters["duplicates"] += 1
 
-    def poll_summaries(self, now: float) -> None:
-        """Ask the store for the session summaries recorded since the last one seen."""
-        if not self.choice.session_summary:
-            return
-        since = float(self.store.meta("summaries_since") or now)
-        args = messages.QueryArgs("events", {"event_type": SUMMARY_EVENT,
-                                             "since": datetime.fromtimestamp(since, UTC).isoformat()}, 50)
+    def poll_store(self, now: float) -> None:
+        """Read back from the store what it recorded lately: the session summaries and the alerts since the last
+        read (with an overlap: a record may be committed a little after its time), and the newest real trades (their
+        times are the broker's clock) for the external closes. What was published while the notifier was not
+        listening (down, restarting, its queue full) is found there under the ids the live notices have, so each is
+        one notice whichever way it came. At the very first read, what the store holds is no news: recorded, not
+        sent."""
+        since = float(self.store.meta("store_since") or now)
+        start = datetime.fromtimestamp(max(0.0, since - STORE_OVERLAP_S), UTC).isoformat()
+        found: list[nt.Notice | None] = []
         try:
-            result = self.persistence.call(messages.OP_QUERY.name, args, QUERY_TIMEOUT_MS)
+            if self.choice.session_summary:
+                found += [nt.session_summary(e) for e in self._query("events", event_type=SUMMARY_EVENT, since=start)]
+            found += [nt.from_alert_event(e, self.choice) for e in self._query("events", event_type=ALERT_EVENT,
+                                                                                 since=start)]
+            if self.choice.external_closes:
+                found += [nt.from_trade(t, self.choice) for t in self._query("trades", is_paper=False,
+                                                                             limit=STORE_TRADES)]
         except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            logs.event(log, logging.DEBUG, "summary query failed", error=str(exc))
+            level = logging.WARNING if isinstance(exc, bus.RequestFailed) and exc.code != "not_open" else logging.DEBUG
+            logs.event(log, level, "store query failed; asked again later", error=str(exc))
             return
-        latest = since
-        for record in result.records:
-            notice = nt.session_summary(record)
-            self.take(notice, now)
-            latest = max(latest, notice.time)
-        if latest > since:
-            self.store.set_meta("summaries_since", repr(latest))
+        news = self.store.meta("primed") is not None
+        for notice in sorted((n for n in found if n is not None), key=lambda n: (n.kind, n.time)):
+            if news:
+                self.take(notice, now)
+            else:
+                self.store.record(notice, now, known=True)
+        self.store.set_meta("store_since", repr(now))
+        self.store.set_meta("primed", "1")
+
+    def _query(self, table: str, limit: int = STORE_QUERY_LIMIT, **where: Any) -> list[dict]:
+        """Records of the store, newest first."""
+        result = self.persistence.call(messages.OP_QUERY.name, messages.QueryArgs(table, where, limit),
+                                       QUERY_TIMEOUT_MS)
+        return list(result.records)
 
     # ---- sending ------------------------------------------------------------------------------------------
     def form_if_due(self, now: float) -> None:
@@ -164,7 +185,7 @@ class Notifier:
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def wait_ms(self, now: float) -> int:
-        dues = [self.next_summary_poll]
+        dues = [self.next_store_poll]
         pending = self.store.pending()
         if pending is not None:
             dues.append(self.next_try)
@@ -191,10 +212,10 @@ class Notifier:
                 for received in self.sub.drain(1000):
                     self.hear(received)
             now = self.clock()
-            if now >= self.next_summary_poll:
-                self.poll_summaries(now)
-                poll_s = STOPPING_POLL_S if self.system_state == messages.STOPPING else self.settings.summary_poll_s
-                self.next_summary_poll = now + poll_s
+            if now >= self.next_store_poll:
+                self.poll_store(now)
+                poll_s = STOPPING_POLL_S if self.system_state == messages.STOPPING else self.settings.store_poll_s
+                self.next_store_poll = now + poll_s
             self.form_if_due(now)
             self.send_if_due(now)
         self._finish()
@@ -208,7 +229,7 @@ class Notifier:
         within STOP_SEND_S (the rest stays pending for the next start)."""
         for received in self.sub.drain(10_000):
             self.hear(received)
-        self.poll_summaries(self.clock())
+        self.poll_store(self.clock())
         deadline = time.monotonic() + STOP_SEND_S
         while time.monotonic() < deadline:
             now = self.clock()

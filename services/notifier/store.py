@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+KNOWN = ""  # the message_id of a notice recorded as no news (never sent)
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """The oldest message not acknowledged yet."""
@@ -66,12 +69,14 @@ class NotifierStore:
         self.db.executescript(SCHEMA)
 
     # ---- notices ------------------------------------------------------------------------------------------
-    def record(self, notice: Notice, now: float) -> bool:
-        """Record a notice heard (durable when this returns); False when its id was recorded before."""
+    def record(self, notice: Notice, now: float, *, known: bool = False) -> bool:
+        """Record a notice heard (durable when this returns); False when its id was recorded before. ``known``: a
+        fact that is no news (found in the store at the notifier's first start): recorded, never sent."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO notices (id, kind, severity, text, time, data, heard_at) VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO notices (id, kind, severity, text, time, data, heard_at, message_id) "
+            "VALUES (?,?,?,?,?,?,?,?)",
             (notice.id, notice.kind, notice.severity, notice.text, notice.time, json.dumps(notice.data, default=str),
-             now))
+             now, KNOWN if known else None))
         return cur.rowcount == 1
 
     def unassigned(self) -> list[Notice]:

@@ -52,6 +52,11 @@ def test_info_alerts_and_our_own_closes_are_not_notices_unless_chosen():
     assert nt.from_published(envelope(closed(), "connector", "closed.EURUSD"), nt.Choice(external_closes=False)) \
         is None
     assert nt.from_published(envelope(messages.SysState("RUNNING", 0), topic="sys.state"), CHOICE) is None
+    # the executor's alert of an external close says what the close's own notice says
+    said = alert("external_close", "warning", "EURUSD position 6 closed outside the executor")
+    assert nt.from_published(envelope(said, "executor", "alert.external_close"), CHOICE) is None
+    assert nt.from_published(envelope(said, "executor", "alert.external_close"),
+                             nt.Choice(external_closes=False)) is not None
 
 
 def test_an_external_close_is_one_notice_whoever_publishes_it_again():
@@ -70,6 +75,39 @@ def test_a_session_summary_from_the_store():
     assert n.text == ("INFO session ab12cd34 ended NORMAL: real 3 trades, PnL +12.50; paper 4 trades, PnL +20.00; "
                       "balance 10012.50")
     assert n.time == 1796612400.0
+
+
+def test_the_ids_are_the_stores_ids_of_the_same_alert_and_close():
+    from common.records import real_trades, trades
+    from services.persistence import stream_events
+
+    live = nt.from_published(envelope(alert(), "orchestrator", "alert.halted", 7, 3), CHOICE)
+    assert live.id == str(stream_events.msg_id("alert", "orchestrator", 7, 3, "alert.halted"))
+    c = closed()
+    record = trades.real_trade(real_trades.closed_input(messages.to_wire(c)), session_id="s1")
+    assert nt.from_published(envelope(c, "connector", "closed.EURUSD"), CHOICE).id == str(record.id)
+
+
+def test_an_alert_and_an_external_close_read_back_from_the_store_are_the_live_notices():
+    from common.records import real_trades, trades
+    from common.records import schema as rec
+    from services.persistence import stream_events
+
+    body = alert()
+    event = rec.to_json(stream_events.alert_event("orchestrator", 7, 3, 1_700_000_000_000_000_000,
+                                                  messages.to_wire(body), "s1", "alert.halted"))
+    live = nt.from_published(envelope(body, "orchestrator", "alert.halted", 7, 3), CHOICE)
+    assert nt.from_alert_event(event, CHOICE) == live
+    assert nt.from_alert_event({**event, "severity": "INFO"}, CHOICE) is None
+    c = closed()
+    row = rec.to_json(trades.real_trade(real_trades.closed_input(messages.to_wire(c)), session_id="s1"))
+    back = nt.from_trade(row, CHOICE)
+    heard = nt.from_published(envelope(c, "connector", "closed.EURUSD"), CHOICE)
+    assert back.id == heard.id and back.kind == "external_close" and back.data["ticket"] == 42
+    assert back.text == heard.text
+    ours = rec.to_json(trades.real_trade(real_trades.closed_input(messages.to_wire(closed(external=False))),
+                                         session_id="s1"))
+    assert nt.from_trade(ours, CHOICE) is None and nt.from_trade({**row, "action": "OPEN"}, CHOICE) is None
 
 
 # ---- folding, rate limit, backoff ------------------------------------------------------------------------------
@@ -130,6 +168,7 @@ def test_a_notice_heard_twice_is_recorded_once_even_across_a_reopen(tmp_path):
     store.close()
     again = NotifierStore(tmp_path / "n.db")
     assert not again.record(notice(1), 3.0)
+    assert again.record(notice(2), 4.0, known=True)  # no news (in the store before the first start): never sent
     assert [n.id for n in again.unassigned()] == ["id-1"]
 
 
