@@ -42,6 +42,7 @@ ALERT_EVENT = "ALERT"  # persistence's event of an alert heard on the stream (th
 STORE_OVERLAP_S = 60.0  # each read of the store goes back this long before the last one
 STORE_QUERY_LIMIT = 500
 STORE_TRADES = 100  # the newest real trades read each time (closes while the notifier was down are among them)
+MAX_NOTICES = 200  # notices in one message at most (a longer backlog leaves over the next intervals, in order)
 STOPPING_POLL_S = 0.5  # the store is asked for the summary this often while the system is STOPPING
 STOP_SEND_S = 4.0  # at its stop, the notifier tries this long to send what waits (supervisord's stopwaitsecs: 10)
 QUERY_TIMEOUT_MS = 1000
@@ -152,7 +153,7 @@ class Notifier:
             return  # one message at a time, in order: what comes meanwhile folds into the next
         if not nt.may_form(now, self.store.last_formed(), self.settings.interval_s):
             return
-        waiting = self.store.unassigned()
+        waiting = self.store.unassigned()[:MAX_NOTICES]
         if waiting:
             self.store.form(nt.fold(waiting, self.settings.max_lines), now)
 
