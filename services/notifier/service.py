@@ -157,13 +157,13 @@ class Notifier:
         if waiting:
             self.store.form(nt.fold(waiting, self.settings.max_lines), now)
 
-    def send_if_due(self, now: float) -> bool:
+    def send_if_due(self, now: float, timeout_s: float | None = None) -> bool:
         """Send the pending message when its time has come; True when one was acknowledged."""
         pending = self.store.pending()
         if pending is None or now < self.next_try:
             return False
         req = request_for(self.sink, pending.id, pending.text, pending.payload)
-        status, error = post(req, self.settings.timeout_s)
+        status, error = post(req, min(self.settings.timeout_s, timeout_s or self.settings.timeout_s))
         after = self.clock()
         if 200 <= status < 300:
             self.store.mark_sent(pending.id, after)
@@ -237,7 +237,7 @@ class Notifier:
             self.form_if_due(now)
             if self.store.pending() is None and not self.store.counts()["waiting"]:
                 break
-            if not self.send_if_due(now):
+            if not self.send_if_due(now, max(0.1, deadline - time.monotonic())):
                 time.sleep(0.05)
         counts = self.store.counts()
         logs.event(log, logging.INFO, "notifier stopped", **self.counters, pending=counts["messages_pending"],
