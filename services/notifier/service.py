@@ -272,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sink = sink_from(cfg, dict(os.environ))
     except SinkError as exc:
-        log.error("%s", exc)
-        print(f"{NAME}: {exc}", file=sys.stderr)
+        print(f"{NAME}: {exc}", file=sys.stderr)  # one line, in the program's log under supervisord
         return 2
     if sink is None:
         print(f"{NAME}: notifier.sink is none: nothing to send to; exiting (set notifier.sink to webhook or "
@@ -282,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         keys.secure_process(cfg, NAME)
     except config.ConfigError as exc:
-        log.error("%s", exc)
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
     store = NotifierStore(cfg.path(cfg.data_dir) / cfg.notifier.db_file)
