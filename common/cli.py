@@ -29,12 +29,14 @@ from common import bus, commands, config, failure, keys, liveness, logs, message
 
 # command -> "module:function" taking argv; imported lazily (torch etc. stay out of the CLI)
 TOOLS = {
-    "train": ("services.preditor.train:main", "train a model (HMM + PPO) from a bars CSV"),
-    "backtest": ("services.preditor.backtest:main", "replay a model over a bars CSV: trades, metrics, equity PNG"),
+    "train": ("services.preditor.train:main", "train a model (HMM + PPO) from a bars CSV (default run: ~30 min)"),
+    "backtest": ("services.preditor.backtest:main", "replay a model over a bars CSV: trades, metrics, equity PNG "
+                 "(into ./backtest_out unless --out-dir)"),
     "sim-broker": ("services.connector.sim:main", "the cTrader Open API simulator"),
     "broker-token": ("services.connector.token_cli:main", "hand a new broker token pair to the running system"),
     "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
-    "report drift": ("services.paper.report:main", "real vs paper trades per symbol, equity curves PNG"),
+    "report drift": ("services.paper.report:main", "real vs paper trades per symbol (the store, or trade files), "
+                     "equity curves PNG (var/reports/drift.png unless --png)"),
 }
 
 

@@ -29,6 +29,8 @@ from common import programs, timeframes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orchestrator", "persistence", "preditor", "executor", "paper", "connector")
 WORKERS = SERVICES[1:]
+# supervisord programs off the trading path (briefs' aux contract): never booted, never watched, read-only
+AUXILIARY = ("web", "notifier")
 TIMEFRAMES = timeframes.TRADED  # name -> bar seconds (common/timeframes.py)
 _IPC_PATH_MAX = 107  # sun_path limit on Linux, minus the NUL
 
@@ -241,6 +243,32 @@ class Wire(_Section):
     keys_dir: str = "var/keys"  # <name>.key (public) per program and operator; <name>.key_secret for this host's
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+EnvName = Annotated[str, Field(pattern=f"^{_ENV_NAME.pattern}$")]
+
+
+class NotifierSettings(_Section):
+    """The notifier (services/notifier): alerts, halts, external closes and session summaries to a webhook or a
+    Telegram bot. Secrets (the webhook's URL, the bot's token) come from the environment variables named here."""
+
+    sink: Literal["none", "webhook", "telegram"] = "none"  # none: the program says so and exits 0
+    webhook_url_env: EnvName = "ORACLE_WEBHOOK_URL"  # sink webhook: JSON POSTed to this variable's URL
+    telegram_api: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^\s/]+")
+    token_env: EnvName = "ORACLE_TELEGRAM_TOKEN"  # sink telegram: the bot's token (POST <api>/bot<token>/sendMessage)
+    chat_id_env: EnvName = "ORACLE_TELEGRAM_CHAT_ID"  # ... to this chat
+    severities: list[Literal["info", "warning", "critical"]] = ["warning", "critical"]  # alerts sent
+    external_closes: bool = True  # a position closed at the broker not by us (closed.<SYM> with external)
+    session_summary: bool = True  # the session's summary at its end (the store's SESSION_SUMMARY event)
+    interval_s: PosFloat = 10.0  # at most one message per interval: a burst is folded into the next one
+    max_lines: PosInt = 20  # lines of one message (kinds beyond are counted in its last line)
+    retry_initial_s: PosFloat = 1.0  # a failed POST is retried after this, doubling each time ...
+    retry_max_s: PosFloat = 300.0  # ... up to this
+    timeout_s: PosFloat = 10.0  # one POST
+    store_poll_s: PosFloat = 5.0  # the store is read this often (0.5 s while STOPPING): summaries, what was missed
+    db_file: str = "notifier.db"  # under data_dir: every notice and message, pending until the endpoint says 2xx
+    sub_hwm: PosInt = 10_000  # the SUB socket's queue: a slow notifier drops (and counts), never slows a publisher
+
+
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -262,6 +290,7 @@ class Config(_Section):
     executor: Executor = Executor()
     paper: Paper = Paper()
     persistence: Persistence = Persistence()
+    notifier: NotifierSettings = NotifierSettings()
     wire: Wire = Wire()
     logging: Logging = Logging()
     # where relative paths resolve; set by the loader, not by the file
@@ -313,6 +342,29 @@ class Config(_Section):
 
     def publishers(self) -> dict[str, str]:
         return {s: self.endpoint(s, "pub") for s in self.programs()}
+
+
+def notifier_env_errors(cfg: Config, env: dict[str, str] | None = None) -> list[str]:
+    """What the notifier's sink needs from the environment and does not find (empty: nothing missing), each error
+    naming the key and the variable; for `oracle check-config` and the notifier's start."""
+    env = dict(os.environ) if env is None else env
+    n = cfg.notifier
+    errors: list[str] = []
+
+    def need(key: str, var: str, what: str) -> str:
+        value = env.get(var, "").strip()
+        if not value:
+            errors.append(f"notifier.{key}: environment variable {var} is not set ({what}, sink {n.sink})")
+        return value
+
+    if n.sink == "webhook":
+        url = need("webhook_url_env", n.webhook_url_env, "the webhook's URL")
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            errors.append(f"notifier.webhook_url_env: {n.webhook_url_env} is not an http(s) URL")
+    elif n.sink == "telegram":
+        need("token_env", n.token_env, "the Telegram bot's token")
+        need("chat_id_env", n.chat_id_env, "the Telegram chat id")
+    return errors
 
 
 def check_endpoint(endpoint: str, key: str, curve: bool = False) -> None:

@@ -19,12 +19,19 @@ PREDITOR = "preditor"
 EXECUTOR = "executor"
 PAPER = "paper"
 PERSISTENCE = "persistence"
+NOTIFIER = "notifier"
+WEB = "web"
 
 WORKERS = frozenset({CONNECTOR, PREDITOR, EXECUTOR, PAPER, PERSISTENCE})  # the services the orchestrator boots
 SERVICES = WORKERS | {ORCHESTRATOR}
-ROLES = SERVICES | {OPERATOR}
+CORE = SERVICES | {OPERATOR}  # the trading system's own roles and a person
+# the auxiliary programs (briefs' aux contract: web, notifier): off the trading path, never booted, read-only. ANY
+# does not include them: each may call exactly the read ops listed for it in AUXILIARY_READS, every other op is
+# refused it `forbidden`
+AUXILIARY = frozenset({WEB, NOTIFIER})
+ROLES = CORE | AUXILIARY
 
-ANY = "any"  # every known role (never an unknown caller): read-only ops
+ANY = "any"  # every known role of the system and the operator (never an unknown caller, never an auxiliary): reads
 SELF = "self"  # only the service the request's ``service`` argument names, itself (hello, ready)
 
 FORBIDDEN = "forbidden"  # the error reply's code of a refused call
@@ -57,13 +64,19 @@ CALLERS: dict[str, frozenset[str] | str] = {
     # the executor's operator commands (pause, close, set_symbol_config, ...): `oracle ctl`
     "command": frozenset({OPERATOR}),
     # persistence's records: every service's outbox (and a person's)
-    "write": ROLES,
+    "write": CORE,
     # another host's agent (services/orchestrator/agent.py): that host's supervisord, for the orchestrator
     "host_processes": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_signal": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_start": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_stop": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_shutdown": frozenset({ORCHESTRATOR, OPERATOR}),
+}
+
+
+# auxiliary role -> the read ops it calls (and nothing else): the notifier reads the store's session summaries
+AUXILIARY_READS: dict[str, frozenset[str]] = {
+    NOTIFIER: frozenset({"query"}),
 }
 
 
@@ -85,12 +98,13 @@ def permitted(op: str) -> frozenset[str]:
     who = CALLERS.get(op)
     if who is None:
         return frozenset()
+    readers = frozenset(aux for aux, ops in AUXILIARY_READS.items() if op in ops)
     if who == ANY:
-        return ROLES
+        return CORE | readers
     if who == SELF:
         return WORKERS
     assert isinstance(who, frozenset)
-    return who
+    return who | readers
 
 
 def needs_self(op: str) -> bool:
@@ -110,9 +124,10 @@ def describe(op: str) -> str:
     who = CALLERS.get(op)
     if who is None:
         return "no one"
+    readers = sorted(aux for aux, ops in AUXILIARY_READS.items() if op in ops)
     if who == ANY:
-        return "any known peer"
+        return ", ".join(["any service or the operator", *readers])
     if who == SELF:
         return "the service itself"
     assert isinstance(who, frozenset)
-    return ", ".join(sorted(who))
+    return ", ".join(sorted(permitted(op)))

@@ -29,18 +29,50 @@ def bar_at(bars: np.ndarray, i: int) -> Bar:
     return Bar("", "", int(t), o, h, lo, c, v)
 
 
+class BarsCsvError(ValueError):
+    """A bars CSV that cannot be read: the message names the row (1 = the first bar, after the header), its line,
+    the column and the value."""
+
+
 def parse_bars_csv(text: str) -> np.ndarray:
-    """CSV text with a header naming at least time, open, high, low, close (volume optional, 0 if absent)."""
+    """CSV text with a header naming at least time, open, high, low, close (volume optional, 0 if absent); every
+    value a finite number, times strictly increasing. BarsCsvError names what is wrong and where."""
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    header = [h.strip() for h in reader.fieldnames or []]
+    if not header:
+        raise BarsCsvError("empty: no header line (time,open,high,low,close[,volume])")
+    reader.fieldnames = header
     missing = [c for c in COLUMNS[:5] if c not in header]
     if missing:
-        raise ValueError(f"CSV lacks columns {missing}")
-    rows = [[float(r[c]) if c in r and r[c] not in (None, "") else 0.0 for c in COLUMNS] for r in reader]
-    bars = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
-    if len(bars) > 1 and not np.all(np.diff(bars[:, TIME]) > 0):
-        raise ValueError("bar times must be strictly increasing")
-    return bars
+        raise BarsCsvError(f"the header lacks column(s) {', '.join(missing)} (it has: {', '.join(header)[:200]}; "
+                           f"expected time,open,high,low,close[,volume])")
+    rows = []
+    for n, r in enumerate(reader, start=1):
+        row = []
+        for c in COLUMNS:
+            value = r.get(c)
+            if value is None or value == "":
+                if c == "volume":  # optional: none is 0
+                    row.append(0.0)
+                    continue
+                raise BarsCsvError(f"row {n} (line {reader.line_num}): column {c} is empty")
+            try:
+                x = float(value)
+            except ValueError:
+                raise BarsCsvError(f"row {n} (line {reader.line_num}): column {c}: {value[:40]!r} is not a "
+                                   "number") from None
+            if not np.isfinite(x):
+                raise BarsCsvError(f"row {n} (line {reader.line_num}): column {c}: {value[:40]!r} is not finite")
+            row.append(x)
+        if rows and row[TIME] <= rows[-1][TIME]:
+            raise BarsCsvError(f"row {n} (line {reader.line_num}): time {value_of(row[TIME])} is not after the row "
+                               f"before's {value_of(rows[-1][TIME])} (times must be strictly increasing)")
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def value_of(x: float) -> str:
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 def load_bars_csv(path: str | Path) -> np.ndarray:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 ALL = "ALL"
@@ -81,8 +82,42 @@ class TradeRecord:
                    entry_time=None if entry in (None, "") else int(entry), exit_time=int(data["exit_time"]),
                    pnl=net, gross_pnl=gross, is_paper=_bool(data.get("is_paper", False)))
 
+    @classmethod
+    def from_store_row(cls, row: Mapping[str, Any]) -> TradeRecord | None:
+        """From a row of the store's `trades` table (as `oracle report trades` prints it in csv, json or its table:
+        `timestamp`, `action`, `volume`, `pnl` net, `commission` a charge, `swap`): a closed trade, or None for an
+        opening (`action` OPEN). Its exit time is the row's `timestamp` (ISO-8601 UTC, or Unix seconds)."""
+        action = str(row.get("action") or "").upper()
+        if action == "OPEN":
+            return None
+        if action not in CLOSING_ACTIONS:
+            raise ValueError(f"action {str(row.get('action'))[:40]!r} is not OPEN, {' or '.join(CLOSING_ACTIONS)}")
+        return cls.from_dict({**row, "exit_time": unix_time(row.get("timestamp"), "timestamp"), "entry_time": None,
+                              "lot": row.get("volume", 0.0)})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CLOSING_ACTIONS = ("CLOSE", "PARTIAL_CLOSE")
+
+
+def unix_time(value: Any, column: str) -> int:
+    """Unix seconds from a number or an ISO-8601 text (a trailing Z is UTC; without a zone, UTC)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    text = str(value or "").strip()
+    if not text:
+        raise ValueError(f"{column} is empty")
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{column} {text[:40]!r} is neither Unix seconds nor an ISO-8601 time") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
 def _first(data: Mapping[str, Any], *keys: str) -> Any:

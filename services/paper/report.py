@@ -1,13 +1,20 @@
 """`oracle report drift`: real vs paper trades -> drift table (stdout) and an equity-curves PNG.
 
-Input: one or more files of closed trades, each CSV (header row) or JSON (a list of objects, or
-`{"trades": [...]}`). Columns/keys per trade: `symbol`, `direction` (1/-1), `lot` (or `volume`, in lots),
-`entry_time` (optional), `exit_time` (Unix seconds), `is_paper` (true/false), and the money (deposit currency):
-`pnl` (net) and/or `gross_pnl` (the price move), `commission` (a charge, either sign) and `swap` (signed); the
-drift splits into price (gross) and cost (commission, swap) parts (drift.py).
+Input, by default: the closed trades of the local store (read-only, safe while the system runs: `--db PATH`, else
+`$ORACLE_DB`, else the configured `persistence.sqlite_path`; `--session ID` for one session). Or files of closed
+trades, each what `oracle report trades` writes (`--format csv`, `json`, or its table saved to a file: its rows'
+`timestamp` is the exit time, openings are skipped), or a trade list of your own: CSV (header row) or JSON (a list
+of objects, or `{"trades": [...]}`) with `symbol`, `direction` (1/-1), `lot` (or `volume`, in lots), `entry_time`
+(optional), `exit_time` (Unix seconds), `is_paper` (true/false), and the money (deposit currency): `pnl` (net)
+and/or `gross_pnl` (the price move), `commission` (a charge, either sign) and `swap` (signed). The drift splits
+into price (gross) and cost (commission, swap) parts (drift.py).
 `--real FILE` and `--paper FILE` force `is_paper` for every trade of that file; positional files keep their own.
 
-    oracle report drift trades.json --png drift.png
+The plot goes to `--png PATH` (default `var/reports/drift.png` under ORACLE_HOME; `--no-png`: none) and its path
+is printed. A bad input is one line naming the file, the row and the column, exit code 2.
+
+    oracle report drift                                  # the store
+    oracle report trades --format csv --limit 0 > trades.csv && oracle report drift trades.csv
     oracle report drift --real real.csv --paper paper.json --since 1764115200 --png drift.png
 """
 
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -23,7 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.paper.drift import ALL, TradeRecord, drift_table, equity_curves, render_markdown
+from services.paper.drift import ALL, CLOSING_ACTIONS, TradeRecord, drift_table, equity_curves, render_markdown
+
+PROG = "oracle report drift"
+DB_ENV = "ORACLE_DB"
+DEFAULT_PNG = Path("var") / "reports" / "drift.png"  # under ORACLE_HOME
+TABLE_EDGES = "┏┡└┌├╭╰━─"  # the lines of a rich table that hold no row
 
 
 class ReportInputError(ValueError):
@@ -32,27 +46,110 @@ class ReportInputError(ValueError):
 
 def records_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
                       is_paper: bool | None = None) -> list[TradeRecord]:
-    """Rows -> trade records; an error names the source and row number."""
+    """Rows -> closed trades (a row of the store's `trades` table: its openings skipped); an error names the source,
+    the row number and the column."""
     out = []
     for number, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            raise ReportInputError(f"{source} row {number}: expected an object of columns, not "
+                                   f"{type(row).__name__}")
         try:
-            record = TradeRecord.from_dict(row)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ReportInputError(f"{source} row {number}: {type(exc).__name__} {exc}") from exc
-        out.append(record if is_paper is None else replace(record, is_paper=is_paper))
+            record = TradeRecord.from_dict(row) if "exit_time" in row or "timestamp" not in row else \
+                TradeRecord.from_store_row(row)
+        except KeyError as exc:
+            raise ReportInputError(f"{source} row {number}: no column {exc.args[0]!r} (a trade needs symbol, "
+                                   "direction, exit_time or timestamp, pnl)") from None
+        except (TypeError, ValueError) as exc:
+            raise ReportInputError(f"{source} row {number}: {exc}") from None
+        if record is not None:
+            out.append(record if is_paper is None else replace(record, is_paper=is_paper))
     return out
 
 
+def parse_table(text: str, source: str) -> list[dict[str, str]]:
+    """The rows of a table `oracle report trades` printed (rich's box characters); a cell folded over several
+    lines is joined."""
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped[0] in TABLE_EDGES:
+            continue
+        if stripped[0] == "┃":
+            cells = [c.strip() for c in stripped.strip("┃").split("┃")]
+            header = cells if header is None else [h + c for h, c in zip(header, cells, strict=True)]
+            continue
+        if stripped[0] != "│" or header is None:
+            continue  # the title
+        cells = [c.strip() for c in stripped.strip("│").split("│")]
+        if len(cells) != len(header):
+            raise ReportInputError(f"{source}: a table row has {len(cells)} cells, the header {len(header)}")
+        if rows and not cells[0]:  # a folded cell's continuation
+            rows[-1] = {h: rows[-1][h] + c for h, c in zip(header, cells, strict=True)}
+        else:
+            rows.append(dict(zip(header, cells, strict=True)))
+    if header is None:
+        raise ReportInputError(f"{source}: no table header (┃ timestamp ┃ ...) found")
+    return rows
+
+
 def read_rows(path: Path) -> list[Mapping[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    data = json.loads(text)
-    if isinstance(data, Mapping):
-        data = data.get("trades")
-    if not isinstance(data, list):
-        raise ReportInputError(f"{path}: expected a JSON list of trades or {{\"trades\": [...]}}")
-    return data
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportInputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path}: cannot read: {exc}") from None
+    head = text.lstrip()[:1]
+    if head in ("[", "{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReportInputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        if isinstance(data, Mapping):
+            data = data.get("trades")
+        if not isinstance(data, list):
+            raise ReportInputError(f"{path}: expected a JSON list of trades or {{\"trades\": [...]}}")
+        return data
+    if "┃" in text:
+        return parse_table(text, str(path))
+    rows = list(csv.DictReader(text.splitlines()))
+    if rows and None in rows[0]:
+        raise ReportInputError(f"{path} row 1: more cells than the header has columns")
+    return rows
+
+
+def default_db() -> Path:
+    """$ORACLE_DB, else the configured persistence.sqlite_path (relative to ORACLE_HOME)."""
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV])
+    from common import config
+
+    cfg = config.load()
+    return cfg.path(cfg.persistence.sqlite_path)
+
+
+def store_trades(db: Path, session: str | None) -> list[TradeRecord]:
+    """The closed trades of the store (read-only), real and paper."""
+    from common.records import schema as rec
+
+    if not db.is_file():
+        raise ReportInputError(f"no store at {db} (give --db PATH, set ${DB_ENV}, or give trade files)")
+    sql = f"SELECT * FROM trades WHERE action IN ({', '.join('?' * len(CLOSING_ACTIONS))})"
+    params: list[Any] = list(CLOSING_ACTIONS)
+    if session:
+        sql += " AND session_id = ?"
+        params.append(session)
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = [rec.to_json(rec.from_sqlite_row("trades", r)) for r in conn.execute(sql + " ORDER BY timestamp",
+                                                                                      params)]
+    except sqlite3.Error as exc:
+        raise ReportInputError(f"{db}: cannot read the trades: {exc}") from None
+    finally:
+        conn.close()
+    return records_from_rows(rows, str(db))
 
 
 def _utc(seconds: int) -> datetime:
@@ -80,22 +177,32 @@ def plot_equity_curves(trades: Sequence[TradeRecord], path: Path) -> None:
         ax.set_title(symbol)
         ax.set_ylabel("cumulative PnL")
         ax.axhline(0.0, linewidth=0.5, color="grey")
-        ax.legend(loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
     axes[-1, 0].set_xlabel("exit time (UTC)")
     fig.autofmt_xdate()
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="oracle report drift", description="Real vs paper trades: drift per symbol.")
-    p.add_argument("files", nargs="*", type=Path, help="trade files with their own is_paper column")
+    p = argparse.ArgumentParser(prog=PROG, description="Real vs paper trades: drift per symbol (the store's closed "
+                                "trades by default, or trade files).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("files", nargs="*", type=Path, help="trade files with their own is_paper column (what `oracle "
+                   "report trades` writes, any format); none: the store")
     p.add_argument("--real", action="append", default=[], type=Path, help="file of real trades")
     p.add_argument("--paper", action="append", default=[], type=Path, help="file of paper trades")
-    p.add_argument("--since", type=int, help="exit time >= (Unix seconds)")
-    p.add_argument("--until", type=int, help="exit time < (Unix seconds)")
-    p.add_argument("--png", type=Path, help="write equity curves here")
+    p.add_argument("--db", type=Path, default=None, help=f"the store to read when no file is given (default: "
+                   f"${DB_ENV}, else persistence.sqlite_path)")
+    p.add_argument("--session", default=None, help="only this session's trades (from the store)")
+    p.add_argument("--since", type=int, default=None, help="exit time >= (Unix seconds)")
+    p.add_argument("--until", type=int, default=None, help="exit time < (Unix seconds)")
+    p.add_argument("--png", type=Path, default=None, help=f"write the equity curves here (default: "
+                   f"{DEFAULT_PNG} under ORACLE_HOME)")
+    p.add_argument("--no-png", action="store_true", help="no plot")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     return p
 
@@ -103,15 +210,21 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sources = [(f, None) for f in args.files] + [(f, False) for f in args.real] + [(f, True) for f in args.paper]
-    if not sources:
-        print("oracle report drift: no trade files given", file=sys.stderr)
-        return 2
     trades: list[TradeRecord] = []
     try:
-        for path, is_paper in sources:
-            trades += records_from_rows(read_rows(path), str(path), is_paper)
-    except (OSError, json.JSONDecodeError, ReportInputError) as exc:
-        print(f"oracle report drift: {exc}", file=sys.stderr)
+        if sources:
+            for path, is_paper in sources:
+                trades += records_from_rows(read_rows(path), str(path), is_paper)
+            where = ", ".join(str(p) for p, _ in sources)
+        else:
+            db = args.db or default_db()
+            trades = store_trades(db, args.session)
+            where = f"the store {db}" + (f", session {args.session}" if args.session else "")
+    except ReportInputError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # the configuration (common.config.ConfigError), naming its key
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     trades = [t for t in trades if (args.since is None or t.exit_time >= args.since)
               and (args.until is None or t.exit_time < args.until)]
@@ -120,8 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps([row.__dict__ for row in rows], indent=2))
     else:
         print(render_markdown(rows))
-    if args.png:
-        plot_equity_curves(trades, args.png)
+        print(f"{len(trades)} closed trades from {where}")
+    if not args.no_png:
+        from common import config
+
+        png = args.png or config.home() / DEFAULT_PNG
+        plot_equity_curves(trades, png)
+        print(f"equity curves: {png.resolve()}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

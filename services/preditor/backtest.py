@@ -1,11 +1,12 @@
 """``oracle backtest``: replay a model's twin over a CSV of bars with the same step function as the preditor.
 
-    python -m services.preditor.backtest --model models/EURUSD_H1.zip --data data/EURUSD_H1_2017.csv \\
-        [--out-dir backtest_out] [--trusted]
+    oracle backtest --model models/EURUSD_H1.zip --data data/EURUSD_H1_2017.csv [--out-dir backtest_out] [--trusted]
 
 Writes ``<SYMBOL>_<TF>_trades.csv``, ``<SYMBOL>_<TF>_decisions.csv`` (one row per bar: the actions the preditor
-must reproduce) and ``<SYMBOL>_<TF>_equity.png``, and prints the metrics. The first ``window - 1`` bars only fill
-the window.
+must reproduce) and ``<SYMBOL>_<TF>_equity.png`` into ``--out-dir`` (default ``backtest_out`` in the current
+directory, made if missing), prints the metrics and the files' full paths, and its progress on stderr. The first
+``window - 1`` bars only fill the window. A missing or unreadable file, a wrong header or a bad value is one line
+naming the file, the row, the column and the value (exit code 2).
 """
 
 from __future__ import annotations
@@ -13,22 +14,35 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from common.timeframes import bars_per_year
-from common.twin.bars import load_bars_csv
+from common.twin.bars import BarsCsvError, load_bars_csv
 from common.twin.metrics import Metrics, compute_metrics
 from common.twin.position import Trade
 from common.twin.twin import Decision, Policy, TwinSpec, TwinState, initial_state, run
 
+PROGRESS_STEPS = 10  # progress lines over a replay
 
-def replay(model, bars: np.ndarray, state: TwinState | None = None) -> list[Decision]:
-    """The decisions of ``model`` (a LoadedModel) over ``bars``, from a fresh twin (or from ``state``)."""
-    _, decisions = run(model.spec, state or initial_state(model.model_id), bars, model.policy_fn)
+
+def replay(model, bars: np.ndarray, state: TwinState | None = None,
+           progress: Callable[[int, int], None] | None = None) -> list[Decision]:
+    """The decisions of ``model`` (a LoadedModel) over ``bars``, from a fresh twin (or from ``state``); ``progress``
+    is told (bars done, bars) every tenth of the way (the twin's state carries over: the same decisions)."""
+    state = state or initial_state(model.model_id)
+    if progress is None:
+        return run(model.spec, state, bars, model.policy_fn)[1]
+    decisions: list[Decision] = []
+    chunk = max(1, -(-len(bars) // PROGRESS_STEPS))
+    for start in range(0, len(bars), chunk):
+        state, done = run(model.spec, state, bars[start:start + chunk], model.policy_fn)
+        decisions += done
+        progress(min(start + chunk, len(bars)), len(bars))
     return decisions
 
 
@@ -105,13 +119,53 @@ def plot_equity(path: Path, decisions: Sequence[Decision], initial_balance: floa
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="oracle backtest", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out-dir", default="backtest_out")
+PROG = "oracle backtest"
+
+
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except where there is none (a required option, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0].strip("`").split(": ", 1)[-1],
+                                formatter_class=DefaultsHelp)
+    p.add_argument("--model", required=True, help="model zip to replay (as `oracle train` writes it)")
+    p.add_argument("--data", required=True, help="CSV of bars, oldest first: time (bar open, Unix s UTC),open,high,"
+                   "low,close[,volume]")
+    p.add_argument("--out-dir", default="backtest_out", help="where the trades, decisions and equity PNG go (made "
+                   "if missing; relative to the current directory)")
     p.add_argument("--trusted", action="store_true", help="allow a legacy pickle model (runs code from it)")
-    args = p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(f"[backtest] {message}", file=sys.stderr, flush=True)
+
+    try:
+        bars = load_bars_csv(args.data)
+    except FileNotFoundError:
+        return _fail(f"--data {args.data}: no such file")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"--data {args.data}: cannot read: {exc}")
+    except BarsCsvError as exc:
+        return _fail(f"--data {args.data}: {exc}")
+    say(f"{len(bars)} bars read from {args.data}; loading the model")
 
     import torch
 
@@ -121,25 +175,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model, trusted=args.trusted)
     except ModelFileError as exc:
-        print(f"model refused: {exc}", file=sys.stderr)
-        return 2
-    bars = load_bars_csv(args.data)
-    decisions = replay(model, bars)
+        return _fail(f"--model: model refused: {exc}")
+    decisions = replay(model, bars, progress=lambda done, total: say(
+        f"{done}/{total} bars ({100 * done // total} %), {time.monotonic() - started:.1f} s"))
     if not decisions:
-        print(f"{len(bars)} bars: fewer than the {model.spec.window}-bar window, nothing to replay",
-              file=sys.stderr)
-        return 2
+        return _fail(f"--data {args.data}: {len(bars)} bars, fewer than the model's {model.spec.window}-bar window: "
+                     "nothing to replay")
     m = metrics_of(decisions, model.spec, model.timeframe)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out_dir).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"--out-dir {args.out_dir}: cannot make it: {exc.strerror}")
     stem = f"{model.symbol}_{model.timeframe}"
-    write_trades_csv(out / f"{stem}_trades.csv", trades_of(decisions))
-    write_decisions_csv(out / f"{stem}_decisions.csv", decisions)
-    plot_equity(out / f"{stem}_equity.png", decisions, model.spec.costs.initial_balance,
-                f"{stem} backtest on {Path(args.data).name}")
+    files = [out / f"{stem}_trades.csv", out / f"{stem}_decisions.csv", out / f"{stem}_equity.png"]
+    write_trades_csv(files[0], trades_of(decisions))
+    write_decisions_csv(files[1], decisions)
+    plot_equity(files[2], decisions, model.spec.costs.initial_balance, f"{stem} backtest on {Path(args.data).name}")
     print(f"{stem} on {Path(args.data).name} ({len(bars)} bars)")
     print(format_metrics(m))
-    print(f"wrote {out / (stem + '_trades.csv')}, {out / (stem + '_decisions.csv')}, {out / (stem + '_equity.png')}")
+    print("wrote:")
+    for f in files:
+        print(f"  {f}")
     return 0
 
 

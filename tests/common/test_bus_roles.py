@@ -51,7 +51,8 @@ class Server:
     def __init__(self, ctx: zmq.Context, endpoint: str, concurrent: bool = False, curve_secret: bytes = b""):
         self.reached: list[tuple[str, object]] = []
         self.told: list[tuple[str, str, int | None, int]] = []
-        handlers = {op: self._handler(op) for op in ("ping", "step", "order_open", "hello", "command")}
+        handlers = {op: self._handler(op) for op in ("ping", "step", "order_open", "hello", "command", "query",
+                                                     "write")}
         self.rep = bus.Responder(ctx, endpoint, handlers, bus.WireErrors("t"), concurrent=concurrent,
                                  on_refused=lambda op, caller, n, _why: self.told.append((op, caller.name,
                                                                                           caller.pid, n)))
@@ -121,6 +122,17 @@ def test_the_roles_that_may_are_served(ctx, tmp_path):
     assert server.rep.refused == {}
 
 
+def test_the_notifier_may_query_the_store_and_nothing_else(ctx, tmp_path):
+    server = Server(ctx, f"ipc://{tmp_path}/rep")
+    notifier = {"SUPERVISOR_PROCESS_NAME": "notifier"}
+    assert server.call("query", {"table": "events", "where": {}, "limit": 1}, notifier)[0] == "ok"
+    write = {"table": "events", "records": []}
+    for op, args in (("write", write), ("ping", {}), ("order_open", ORDER), ("step", STEP)):
+        answer, _ = server.call(op, args, notifier)
+        assert answer.startswith(f"{roles.FORBIDDEN} '{op}' may be called by ") and "not by notifier (pid" in answer
+    assert [(op, c.role) for op, c in server.reached] == [("query", "notifier")]
+
+
 def test_a_hello_for_another_service_is_refused(ctx, tmp_path):
     server = Server(ctx, f"ipc://{tmp_path}/rep")
     answer, _ = server.call("hello", hello("executor"), {"SUPERVISOR_PROCESS_NAME": "paper"})
@@ -145,7 +157,8 @@ def test_another_user_is_refused_everything(ctx):
         server = Server(ctx, f"ipc://{shared}/rep")
         (shared / "rep").chmod(0o777)  # reachable: the run directory's 0700 is the first wall; this is the second
         answer, pid = server.call("ping", {}, {"CALLER_UID": "65534"})
-        assert answer.startswith(f"{roles.FORBIDDEN} 'ping' may be called by any known peer, not by uid 65534")
+        assert answer.startswith(f"{roles.FORBIDDEN} 'ping' may be called by any service or the operator, not by "
+                                 "uid 65534")
         assert server.reached == [] and server.rep.refused == {"ping uid 65534": 1}
         assert server.told == [("ping", "uid 65534", pid, 1)]
     finally:

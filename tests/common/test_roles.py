@@ -21,7 +21,11 @@ def test_every_op_of_the_wire_says_who_may_call_it():
     ("order_amend", {"executor", "operator"}, {"paper"}),
     ("command", {"operator"}, {"paper", "executor", "orchestrator"}),
     ("hello", {"paper", "executor", "connector", "preditor", "persistence"}, {"operator", "orchestrator"}),
-    ("status", roles.ROLES, set()),
+    ("status", roles.CORE, roles.AUXILIARY),
+    ("query", roles.CORE | {"notifier"}, {"web"}),
+    ("write", roles.CORE, roles.AUXILIARY),
+    ("order_close", {"executor", "operator"}, roles.AUXILIARY),
+    ("command", {"operator"}, roles.AUXILIARY),
 ])
 def test_who_may_call(op, allowed, refused):
     permitted = roles.permitted(op)
@@ -58,7 +62,8 @@ def test_a_hello_or_ready_speaks_for_its_own_service_only(name, role, service, o
 def test_a_refusal_names_who_may_call():
     assert roles.describe("step") == "operator, orchestrator"
     assert roles.describe("hello") == "the service itself"
-    assert roles.describe("ping") == "any known peer"
+    assert roles.describe("ping") == "any service or the operator"
+    assert roles.describe("query") == "any service or the operator, notifier"
 
 
 # ---- common/peer.py: the caller's identity ------------------------------------------------------
@@ -92,6 +97,8 @@ def cmd(*args: str) -> bytes:
     (env(), cmd("/v/bin/oracle", "ctl", "stop"), None),
     (b"", b"", None),  # gone, or /proc hidden
     (env(), cmd("python", "-m"), None),
+    (env(SUPERVISOR_PROCESS_NAME="notifier"), cmd("python", "-m", "services.notifier"), "notifier"),
+    (env(), cmd("/v/bin/python", "-m", "services.notifier"), "notifier"),
 ])
 def test_what_a_process_is_from_its_environment_and_command_line(environ, cmdline, name):
     assert peer.process_name(environ, cmdline) == name
@@ -106,6 +113,7 @@ def test_what_a_process_is_from_its_environment_and_command_line(environ, cmdlin
     (1001, "executor", "", Peer(None, "uid 1001", 7, 1001)),  # another user: no one, whatever it says
     (1001, None, "executor", Peer("executor", "executor", 7, 1001, "executor")),  # the key decides
     (1000, "paper", "intruder", Peer(None, "intruder", 7, 1000, "intruder")),
+    (1000, "notifier", "", Peer("notifier", "notifier", 7, 1000)),  # an auxiliary program: its own role
 ])
 def test_a_caller_on_ipc(uid, name, key, expected):
     assert peer.identify(uid, 7, 1000, name, key) == expected

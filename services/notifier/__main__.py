@@ -1,0 +1,5 @@
+import sys
+
+from services.notifier.service import main
+
+sys.exit(main())
