@@ -6,6 +6,7 @@
     oracle check-config
     oracle keys init | list              the CURVE keys of the wire (wire.curve)
     oracle broker-token                  hand a new broker token pair to the running connector
+    oracle web                           the read-only dashboard in a browser (services/web/), in the foreground
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
 Heavy tools are imported only when their command runs, so ``oracle tap`` stays small.
@@ -34,6 +35,7 @@ TOOLS = {
     "broker-token": ("services.connector.token_cli:main", "hand a new broker token pair to the running system"),
     "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
     "report drift": ("services.paper.report:main", "real vs paper trades per symbol, equity curves PNG"),
+    "web": ("services.web.service:main", "the read-only dashboard in the foreground (prints its URL)"),
 }
 
 

@@ -7,6 +7,7 @@
   user is no one (refused everything: ZMQ_IPC_FILTER_UID's effect, answered rather than dropped); one of ours is a
   service when supervisord runs it as one (``SUPERVISOR_PROCESS_NAME`` in its environment) or it runs as
   ``python -m services.<name>``; any other process of ours is the operator (``oracle ctl``, a person's script).
+  An auxiliary program (``web``) is recognised the same way and has its own role (common/roles.py READS).
 - ``tcp://`` without CURVE is loopback only (common/config.py refuses anything else): the operator, as before roles
   existed. The same for ``inproc://`` (this process).
 
@@ -72,7 +73,7 @@ def process_name(environ: bytes, cmdline: bytes) -> str | None:
         if arg == b"-m":
             module = args[i + 1].decode("utf-8", "replace")
             package, _, name = module.partition(".")
-            if package == "services" and name in roles.SERVICES:
+            if package == "services" and (name in roles.SERVICES or name in roles.AUXILIARY):
                 return name
             return None
     return None

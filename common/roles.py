@@ -20,11 +20,17 @@ EXECUTOR = "executor"
 PAPER = "paper"
 PERSISTENCE = "persistence"
 
+WEB = "web"
+
 WORKERS = frozenset({CONNECTOR, PREDITOR, EXECUTOR, PAPER, PERSISTENCE})  # the services the orchestrator boots
 SERVICES = WORKERS | {ORCHESTRATOR}
-ROLES = SERVICES | {OPERATOR}
+CORE = SERVICES | {OPERATOR}  # the roles of the trading system and its operator: ANY means these
+# programs off the trading path (common/config.py AUXILIARY): each may call exactly the read ops READS names, and
+# nothing else (a write from one is refused `forbidden`)
+AUXILIARY = frozenset({WEB})
+ROLES = CORE | AUXILIARY
 
-ANY = "any"  # every known role (never an unknown caller): read-only ops
+ANY = "any"  # every core role (never an unknown caller, never an auxiliary program): read-only ops
 SELF = "self"  # only the service the request's ``service`` argument names, itself (hello, ready)
 
 FORBIDDEN = "forbidden"  # the error reply's code of a refused call
@@ -57,13 +63,19 @@ CALLERS: dict[str, frozenset[str] | str] = {
     # the executor's operator commands (pause, close, set_symbol_config, ...): `oracle ctl`
     "command": frozenset({OPERATOR}),
     # persistence's records: every service's outbox (and a person's)
-    "write": ROLES,
+    "write": CORE,
     # another host's agent (services/orchestrator/agent.py): that host's supervisord, for the orchestrator
     "host_processes": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_signal": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_start": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_stop": frozenset({ORCHESTRATOR, OPERATOR}),
     "host_shutdown": frozenset({ORCHESTRATOR, OPERATOR}),
+}
+
+
+# auxiliary role -> the read ops it calls (services/web/service.py: the status once, the store's history, the book)
+READS: dict[str, frozenset[str]] = {
+    WEB: frozenset({"status", "query", "positions"}),
 }
 
 
@@ -85,12 +97,13 @@ def permitted(op: str) -> frozenset[str]:
     who = CALLERS.get(op)
     if who is None:
         return frozenset()
+    readers = frozenset(role for role, ops in READS.items() if op in ops)
     if who == ANY:
-        return ROLES
+        return CORE | readers
     if who == SELF:
         return WORKERS
     assert isinstance(who, frozenset)
-    return who
+    return who | readers
 
 
 def needs_self(op: str) -> bool:
@@ -110,9 +123,10 @@ def describe(op: str) -> str:
     who = CALLERS.get(op)
     if who is None:
         return "no one"
+    readers = sorted(role for role, ops in READS.items() if op in ops)
     if who == ANY:
-        return "any known peer"
+        return "any known peer" + "".join(f", {r}" for r in readers)
     if who == SELF:
         return "the service itself"
     assert isinstance(who, frozenset)
-    return ", ".join(sorted(who))
+    return ", ".join(sorted(who | set(readers)))

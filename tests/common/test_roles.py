@@ -22,6 +22,14 @@ def test_every_op_of_the_wire_says_who_may_call_it():
     ("command", {"operator"}, {"paper", "executor", "orchestrator"}),
     ("hello", {"paper", "executor", "connector", "preditor", "persistence"}, {"operator", "orchestrator"}),
     ("status", roles.ROLES, set()),
+    ("query", {"web", "operator", "paper"}, set()),
+    ("positions", {"web", "executor"}, set()),
+    ("write", roles.CORE, {"web"}),
+    ("history", roles.CORE, {"web"}),
+    ("last_signals", roles.CORE, {"web"}),
+    ("order_open", {"executor"}, {"web"}),
+    ("command", {"operator"}, {"web"}),
+    ("stop", {"operator"}, {"web"}),
 ])
 def test_who_may_call(op, allowed, refused):
     permitted = roles.permitted(op)
@@ -59,6 +67,18 @@ def test_a_refusal_names_who_may_call():
     assert roles.describe("step") == "operator, orchestrator"
     assert roles.describe("hello") == "the service itself"
     assert roles.describe("ping") == "any known peer"
+    assert roles.describe("query") == "any known peer, web"
+
+
+def test_the_web_may_call_exactly_its_reads():
+    assert {op for op in messages.OPS if "web" in roles.permitted(op)} == {"status", "query", "positions"}
+    assert roles.role_of("web") == "web"
+
+
+def test_the_web_process_is_known_by_its_program_or_module():
+    assert peer.process_name(env(SUPERVISOR_PROCESS_NAME="web"), b"") == "web"
+    assert peer.process_name(b"", b"/v/bin/python\0-m\0services.web\0") == "web"
+    assert peer.identify(5, 77, 5, "web") == Peer("web", "web", 77, 5)
 
 
 # ---- common/peer.py: the caller's identity ------------------------------------------------------

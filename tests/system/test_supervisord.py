@@ -122,7 +122,7 @@ def test_ctl_stop_shuts_everything_down_in_order(system):
             os.kill(pid, 0)
     log = (system.root / "var" / "log" / "supervisord.log").read_text()
     stopped = [line.split("stopped: ")[1].split()[0] for line in log.splitlines() if "stopped: " in line]
-    assert stopped == ["orchestrator", "preditor", "executor", "paper", "persistence", "connector", "sim-broker"]
+    assert stopped == ["web", "orchestrator", "preditor", "executor", "paper", "persistence", "connector", "sim-broker"]
     orch_log = system.log("orchestrator")
     assert (
         orch_log.index("executor.stop")
