@@ -4,7 +4,7 @@ Off the trading path: no boot step, no handshake, not watched by the orchestrato
 trading. It SUBscribes to the streams it shows (a bounded receive queue: a publisher never waits for it, a message
 it lost shows as a gap and is counted), reads the history once at start (the orchestrator's status, the store's
 running session with its trades, signals and events through persistence's ``query``, the connector's book through
-``positions``; the session again every few seconds until there is one), folds everything into one
+``positions``; the status and the session again every few seconds until the boot is over), folds everything into one
 ``view.Dashboard`` in this thread, and hands the browsers its changes (server.py) at most every
 ``web.update_interval_s``. It never asks a service anything per page view.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ NAME = "web"
 PREFIXES = ["hb.", "sys.state", "alert.", "bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.",
             "paper.trade.", "paper.metrics."]
 SUB_HWM = 10_000  # messages queued for this process at most; past it the publisher drops for us (a gap, counted)
-SESSION_RETRY_S = 5.0  # no running session yet (the system is booting): the store is asked again this often
+RETRY_S = 5.0  # history not read yet (the system is booting): asked again this often
 HISTORY_ROWS = 10_000  # the store's own cap on one query
 
 
@@ -50,14 +51,14 @@ class Web:
         self.http = DashboardServer((host, port), self.hub, token, load_static())
         self.stop = threading.Event()
         self.counts = {"messages": 0, "gaps": 0, "missed": 0}
-        self.status_read = False
-        self.book_read = False
-        self.next_session_try = 0.0
+        self.answers: queue.SimpleQueue = queue.SimpleQueue()  # (what, answer, note) from the history thread
+        self.notes: dict[str, str] = {}  # what could not be read yet, in words
+        self.history = threading.Thread(target=self._read_history, name="history", daemon=True)
 
     def url(self) -> str:
         return self.http.url()
 
-    # ---- history, once ----------------------------------------------------------------------------------------
+    # ---- history, once (its own thread: the loop never waits for an answer) --------------------------------
     def _ask(self, service: str, op: str, args: Any) -> Any:
         req = bus.Requester(self.ctx, self.cfg.endpoint(service, "rep"), NAME, self.cfg.web.history_timeout_ms)
         try:
@@ -68,65 +69,79 @@ class Web:
     def _query(self, table: str, where: dict, limit: int = HISTORY_ROWS) -> list[dict]:
         return self._ask("persistence", "query", messages.QueryArgs(table, where, limit)).records
 
-    def read_history(self, now: float) -> None:
-        """What the streams cannot tell a late joiner: asked once each (the session until there is one)."""
-        notes = []
-        if not self.status_read:
-            try:
-                self.view.load_status(self._ask("orchestrator", "status", messages.NoArgs()))
-                self.status_read = True
-            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-                notes.append(f"orchestrator status: {exc}")
-                self.status_read = True  # the streams tell the rest; not asked again
-        if not self.book_read:
-            try:
-                self.view.load_positions(self._ask("connector", "positions", messages.NoArgs()))
-            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-                notes.append(f"connector positions: {exc}")
-            self.book_read = True
-        if not self.view.session_id and now >= self.next_session_try:
-            self.next_session_try = now + SESSION_RETRY_S
-            try:
-                self._read_session()
-            except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-                notes.append(f"store: {exc}")
-        if notes:
-            self.view.history_note = "; ".join(notes)
-            log.warning("history at start incomplete: %s", self.view.history_note)
-        elif self.view.session_id:
-            self.view.history_note = ""
+    def _read_history(self) -> None:
+        """What the streams cannot tell a late joiner, each asked until it is answered (every RETRY_S): the
+        orchestrator's status (again until the boot is over), the connector's book, the store's running session
+        with its trades, signals and events. The answers go to the loop (``answers``), which alone folds them."""
+        due = {"status": self._read_status, "book": self._read_book, "session": self._read_session}
+        while due and not self.stop.is_set():
+            for what, read in list(due.items()):
+                try:
+                    answer, done = read()
+                except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
+                    self.answers.put((what, None, f"{what}: {exc}"))
+                    continue
+                if answer is not None:
+                    self.answers.put((what, answer, ""))
+                if done:
+                    del due[what]
+            self.stop.wait(RETRY_S)
 
-    def _read_session(self) -> None:
+    def _read_status(self) -> tuple[Any, bool]:
+        report = self._ask("orchestrator", "status", messages.NoArgs())
+        return report, report.system != messages.BOOTING  # once booted: every service known, its restarts counted
+
+    def _read_book(self) -> tuple[Any, bool]:
+        return self._ask("connector", "positions", messages.NoArgs()), True
+
+    def _read_session(self) -> tuple[Any, bool]:
         sessions = self._query("sessions", {"status": "RUNNING"}, 1)
         if not sessions:
-            return
-        session = sessions[0]
-        where = {"session_id": session["session_id"]}
+            return None, False  # booting: no session yet
+        where = {"session_id": sessions[0]["session_id"]}
         trades = self._query("trades", where)
         signals = self._query("signals", where, self.cfg.web.curve_points * 4)
         events = self._query("events", where, self.cfg.web.alerts * 4)
-        view = self.view
-        if view.session_id:
-            return
-        view.load_session(session)
-        view.load_history(trades, signals)
-        view.load_events(list(reversed(events)))
-        log.info("history: session %s, %d trades, %d signals, %d events", view.session_id, len(trades),
-                 len(signals), len(events))
+        return (sessions[0], trades, signals, events), True
+
+    def _take_answers(self) -> bool:
+        took = False
+        while True:
+            try:
+                what, answer, note = self.answers.get_nowait()
+            except queue.Empty:
+                self.view.history_note = "; ".join(self.notes.values())
+                return took
+            took = True
+            if note:
+                self.notes[what] = note
+                log.info("history not read yet (asked again in %.0f s): %s", RETRY_S, note)
+                continue
+            self.notes.pop(what, None)
+            view = self.view
+            if what == "status":
+                view.load_status(answer)
+            elif what == "book":
+                view.load_positions(answer)
+            else:
+                session, trades, signals, events = answer
+                view.load_session(session)
+                view.load_history(trades, signals)
+                view.load_events(list(reversed(events)))  # the store answers newest first
+                log.info("history: session %s, %d trades, %d signals, %d events", view.session_id, len(trades),
+                         len(signals), len(events))
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> int:
         threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.5}, name="http",
                          daemon=True).start()
+        self.history.start()
         interval = self.cfg.web.update_interval_s
         next_push = 0.0
         dirty = True
         try:
             while not self.stop.is_set():
-                now = time.monotonic()
-                if not self.view.session_id and now >= self.next_session_try or not self.status_read:
-                    self.read_history(now)
-                    dirty = True
+                dirty |= self._take_answers()
                 if self.sub.sock.poll(max(1, int((next_push - time.monotonic()) * 1000))):
                     dirty |= self._drain()
                 now = time.monotonic()
@@ -160,6 +175,9 @@ class Web:
         self.hub.publish(update, snapshot)
 
     def close(self) -> None:
+        self.stop.set()
+        if self.history.is_alive():  # a request in flight ends within its timeout; its socket is its thread's
+            self.history.join(self.cfg.web.history_timeout_ms / 1000 + 1)
         self.http.stopping.set()
         self.http.shutdown()
         self.http.server_close()

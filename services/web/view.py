@@ -25,6 +25,7 @@ from typing import Any
 from common import messages
 
 HALT_KINDS = ("halted",)  # alert kinds that are halts (the system's, the risk guard's)
+EARLY_CLOSES = 10_000  # closes kept while the history is not read yet (a bound; the boot has none)
 
 
 def position_words(direction: int, intensity: int = 0) -> str:
@@ -124,6 +125,10 @@ class Dashboard:
     curve: deque = field(default_factory=deque)
     appended: int = 0  # points ever appended (the next point's n)
     changed_from: int | None = None  # the first point's n changed since the last update()
+    status_loaded: bool = False  # the orchestrator's report was read (restarts are counted from it on)
+    history_loaded: bool = False
+    early: list = field(default_factory=list)  # closes heard before the history was read: (key, symbol, paper, pnl)
+    resend: bool = False  # the curve was rebuilt (the history came): the next update() is the whole view
     history_note: str = ""  # what could not be read at start, in words
     counters: dict[str, int] = field(default_factory=dict)  # the shell's: messages, gaps, browsers dropped, ...
 
@@ -153,9 +158,7 @@ class Dashboard:
         elif isinstance(body, messages.ConnectionState):
             self.connected = body.connected
         elif isinstance(body, messages.PaperTrade):
-            r = self.row(body.symbol)
-            r.paper_pnl += body.pnl
-            r.paper_trades += 1
+            self._count_close(("paper", body.id), body.symbol, True, body.pnl)
             self._mark()
         elif isinstance(body, messages.PaperMetrics):
             self.row(body.symbol).paper_balance = body.balance
@@ -167,6 +170,8 @@ class Dashboard:
         s = self.services.setdefault(hb.service, ServiceRow())
         if s.epoch is not None and hb.epoch != s.epoch and s.restarts is not None:
             s.restarts += 1  # a new process since the orchestrator's count this view started from
+        elif s.restarts is None and self.status_loaded and hb.service != "orchestrator":
+            s.restarts = 0  # a service the orchestrator's report did not list yet: its first process
         s.pid, s.epoch, s.uptime_s, s.rss_bytes, s.beat_at = hb.pid, hb.epoch, hb.uptime_s, hb.rss_bytes, ts_s
         if s.state == "?":
             s.state = hb.state
@@ -190,9 +195,8 @@ class Dashboard:
         self._bar_point(s.bar_time)
 
     def _closed(self, c: messages.PositionClosed) -> None:
+        self._count_close(("real", str(c.ticket), round(c.time, 3)), c.symbol, False, c.net_profit)
         r = self.row(c.symbol)
-        r.real_pnl += c.net_profit
-        r.real_trades += 1
         held = r.real.get(c.ticket)
         if c.full or held is None:
             r.real.pop(c.ticket, None)
@@ -201,6 +205,19 @@ class Dashboard:
         if c.balance is not None:
             self.balance = c.balance
         self._mark()
+
+    def _count_close(self, key: tuple, symbol: str, is_paper: bool, pnl: float) -> None:
+        """A closed trade into its symbol's session PnL; heard before the store's history was read, it is also
+        kept to be told apart from the same trade in that history (counted once)."""
+        r = self.row(symbol)
+        if is_paper:
+            r.paper_pnl += pnl
+            r.paper_trades += 1
+        else:
+            r.real_pnl += pnl
+            r.real_trades += 1
+        if not self.history_loaded and len(self.early) < EARLY_CLOSES:
+            self.early.append((key, symbol, is_paper, pnl))
 
     def set_account(self, balance: float, equity: float, currency: str) -> None:
         self.balance, self.equity, self.currency = balance, equity, currency
@@ -251,6 +268,7 @@ class Dashboard:
     def load_status(self, report: messages.OrchestratorStatus) -> None:
         self.system, self.halted_reason, self.issues = report.system, report.halted_reason, list(report.issues)
         self.system_since = report.since_ts / 1e9 if report.since_ts else None
+        self.status_loaded = True
         for name, s in report.services.items():
             row = self.services.setdefault(name, ServiceRow())
             row.state, row.pid, row.epoch = s.state, s.pid or None, s.epoch or None
@@ -270,17 +288,25 @@ class Dashboard:
             self.start_balance = float(session["initial_balance"])
 
     def load_history(self, trades: list[dict[str, Any]], signals: list[dict[str, Any]]) -> None:
-        """The session's stored trades (real and paper) and signals: each symbol's latest signal and its session
-        PnL (real and paper closes), and the curve's points, one per signal's bar time in order, the closes counted
-        from their time on (a paper close is dated by its bar; a real one by the broker's clock). A past point's
-        real equity is the start balance plus the real closes (the open positions' PnL then is not stored); the
-        broker's own equity marks the points from the first account update on."""
-        closes = sorted((t for t in trades if t.get("action") != "OPEN"), key=lambda t: iso_seconds(t["timestamp"]))
+        """The session's stored trades (real and paper) and signals: each symbol's session PnL (real and paper
+        closes, each once: one heard on the stream before is told apart by its id) and latest signal, and the
+        curve's points, one per signal's bar time in order, the closes counted from their time on (a paper close is
+        dated by its bar; a real one by the broker's clock). A past point's real equity is the start balance plus
+        the real closes (the open positions' PnL then is not stored); the broker's equity marks the points from the
+        first account update on. The points heard live after the last stored one follow."""
+        live = list(self.curve)
+        for r in self.symbols.values():
+            r.real_pnl = r.paper_pnl = 0.0
+            r.real_trades = r.paper_trades = 0
+        self.curve.clear()
+        self.appended = 0
+        closes = sorted((t for t in trades if t.get("action") != "OPEN"), key=lambda t: t["timestamp"])
+        stored = set()
         i = 0
         for s in sorted(signals, key=lambda s: s["bar_time"]):
             bar_time = int(iso_seconds(s["bar_time"]) or 0)
             while i < len(closes) and (iso_seconds(closes[i]["timestamp"]) or 0) <= bar_time:
-                self._stored_close(closes[i])
+                stored.add(self._stored_close(closes[i]))
                 i += 1
             data = s.get("data") or {}
             r = self.row(s["symbol"])
@@ -291,17 +317,33 @@ class Dashboard:
                 r.virtual_pnl = float(data.get("virtual_pnl") or 0.0)
             self._bar_point(bar_time)
         for t in closes[i:]:
-            self._stored_close(t)
+            stored.add(self._stored_close(t))
+        self.history_loaded = True
+        for key, symbol, is_paper, pnl in self.early:
+            if key not in stored:  # after the store's answer: not in it
+                self._count_close(key, symbol, is_paper, pnl)
+        self.early = []
+        last_t = self.curve[-1].t if self.curve else None
+        for p in live:
+            if last_t is None or p.t > last_t:
+                self.curve.append(Point(self.appended, p.t, p.real, p.paper))
+                self.appended += 1
+        while len(self.curve) > self.curve_points:
+            self.curve.popleft()
+        self.resend = True
         self._mark()
 
-    def _stored_close(self, t: dict[str, Any]) -> None:
+    def _stored_close(self, t: dict[str, Any]) -> tuple:
+        """A stored close counted; its key (as its message's on the stream)."""
         r = self.row(t["symbol"])
+        pnl = float(t.get("pnl") or 0.0)
         if t.get("is_paper"):
-            r.paper_pnl += float(t.get("pnl") or 0.0)
+            r.paper_pnl += pnl
             r.paper_trades += 1
-        else:
-            r.real_pnl += float(t.get("pnl") or 0.0)
-            r.real_trades += 1
+            return ("paper", str(t["id"]))
+        r.real_pnl += pnl
+        r.real_trades += 1
+        return ("real", str(t.get("position_id")), round(iso_seconds(t["timestamp"]) or 0.0, 3))
 
     def load_events(self, events: list[dict[str, Any]]) -> None:
         """Stored events, oldest first: the warnings and worse, as alerts."""
@@ -319,6 +361,9 @@ class Dashboard:
         return out
 
     def update(self, now_s: float) -> dict[str, Any]:
+        if self.resend:
+            self.resend, self.changed_from = False, None
+            return self.snapshot(now_s)
         out = self._state(now_s)
         since = self.changed_from
         out["curve"] = [] if since is None else [p.to_json() for p in self.curve if p.n >= since]

@@ -91,12 +91,12 @@ def test_halts_and_alerts_are_kept_newest_last_and_bounded():
 def test_history_from_the_store():
     v = Dashboard()
     v.load_session({"session_id": "s1", "start_time": "2026-12-07T00:00:00.000000Z", "initial_balance": 1000.0})
-    trades = [{"symbol": "EURUSD", "action": "OPEN", "is_paper": False, "pnl": 0.0,
-               "timestamp": "2017-03-01T09:00:01.000000Z"},
-              {"symbol": "EURUSD", "action": "CLOSE", "is_paper": True, "pnl": 2.0,
+    trades = [{"id": "a", "symbol": "EURUSD", "action": "OPEN", "is_paper": False, "pnl": 0.0,
+               "timestamp": "2017-03-01T09:00:01.000000Z", "position_id": "7"},
+              {"id": "b", "symbol": "EURUSD", "action": "CLOSE", "is_paper": True, "pnl": 2.0,
                "timestamp": "2017-03-01T11:00:00.000000Z"},  # paper: dated by the bar that closed it
-              {"symbol": "EURUSD", "action": "CLOSE", "is_paper": False, "pnl": -3.5,
-               "timestamp": "2017-03-01T12:00:02.000000Z"}]  # real: the broker's clock, after that bar closed
+              {"id": "c", "symbol": "EURUSD", "action": "CLOSE", "is_paper": False, "pnl": -3.5,
+               "timestamp": "2017-03-01T12:00:02.000000Z", "position_id": "7"}]  # real: the broker's clock
     signals = [{"symbol": "EURUSD", "bar_time": "2017-03-01T11:00:00.000000Z", "direction": 0, "intensity": 0,
                 "hmm_state": 1, "data": {"close": 1.06, "action_index": 0, "virtual_pnl": 0.0}},
                {"symbol": "EURUSD", "bar_time": "2017-03-01T10:00:00.000000Z", "direction": 1, "intensity": 1,
@@ -113,3 +113,21 @@ def test_history_from_the_store():
     assert snap["symbols"]["EURUSD"]["virtual"] == "FLAT" and snap["symbols"]["EURUSD"]["close"] == 1.06
     assert [(a["kind"], a["halt"]) for a in snap["alerts"]] == [("halted", True)]
 
+
+
+def test_a_close_heard_before_the_history_is_counted_once_and_live_points_follow_the_stored_ones():
+    v = Dashboard()
+    t_close = 1488369602.0  # 2017-03-01T12:00:02Z
+    v.apply(messages.PositionClosed(7, "EURUSD", 1, 0.1, 1.1, 1.2, -3.0, 0, -0.5, -3.5, t_close, "CLIENT", False), 1.0)
+    v.apply(messages.PaperTrade("late", "EURUSD", 1, 1, 0, 0, 1.1, 1.2, 4.0, 1.0, 0.1), 2.0)  # not in the store yet
+    v.apply(signal(1488369600), 3.0)  # a live bar after the stored ones
+    v.load_session({"session_id": "s1", "start_time": "2017-03-01T00:00:00.000000Z", "initial_balance": 100.0})
+    v.load_history([{"id": "c", "symbol": "EURUSD", "action": "CLOSE", "is_paper": False, "pnl": -3.5,
+                     "timestamp": "2017-03-01T12:00:02.000000Z", "position_id": "7"}],
+                   [{"symbol": "EURUSD", "bar_time": "2017-03-01T11:00:00.000000Z", "direction": 0, "data": {}}])
+    snap = v.update(4.0)
+    assert snap["full"] is True  # the curve was rebuilt: browsers get it whole
+    assert [p[:2] for p in snap["curve"]] == [[0, 1488366000], [1, 1488369600]]
+    row = snap["symbols"]["EURUSD"]
+    assert (row["real_pnl"], row["real_trades"], row["paper_pnl"], row["paper_trades"]) == (-3.5, 1, 4.0, 1)
+    assert v.update(5.0)["full"] is False
