@@ -248,6 +248,7 @@ class Web(_Section):
     curve_points: PosInt = 2000  # points of the equity curve kept (one per bar time)
     alerts: PosInt = 50  # alerts and halts kept
     history_timeout_ms: PosInt = 3000  # each read of the store and the orchestrator's status at start
+    nice: int = Field(default=10, ge=0, le=19)  # CPU priority (Unix nice): off the trading path, it yields
 
 
 class Logging(_Section):

@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"web: {exc}", file=sys.stderr)
         return 2
     logs.setup(NAME, args.log_level or cfg.logging.level, cfg.logging.format)
+    if cfg.web.nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, cfg.web.nice)
+        except OSError as exc:  # e.g. a container that forbids it: slower under load, not wrong
+            log.warning("cannot set CPU priority nice %d: %s", cfg.web.nice, exc)
     host = args.host if args.host is not None else cfg.web.host
     port = args.port if args.port is not None else cfg.web.port
     if not 0 <= port <= 65535:

@@ -103,8 +103,9 @@ function mergeCurve(v) {
     state.chart = new uPlot({
       width: Math.max(400, el.clientWidth - 10), height: 320,
       scales: { x: { time: true } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"), // bar times in UTC, as the tables show them
       axes: [{}, { size: 70 }],
-      series: [{ label: "bar time" }, { label: "real equity", stroke: "#1f6feb", width: 2 },
+      series: [{ label: "bar time (UTC)" }, { label: "real equity", stroke: "#1f6feb", width: 2 },
         { label: "paper equity", stroke: "#d97706", width: 2, dash: [6, 4] }],
     }, data, el);
   } else {
