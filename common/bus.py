@@ -333,9 +333,12 @@ class Subscriber:
         endpoints: Iterable[str],
         prefixes: Iterable[str],
         errors: WireErrors,
+        hwm: int = SUB_HWM,
     ):
+        """``hwm``: messages queued per publisher at most (past it the publisher drops for this subscriber, never
+        waits: a gap its tracker reports); lower for a process off the trading path (the dashboard)."""
         self.sock = _limited(ctx.socket(zmq.SUB))
-        self.sock.setsockopt(zmq.RCVHWM, SUB_HWM)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
         for prefix in prefixes:
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())

@@ -7,6 +7,7 @@
     oracle wait [--timeout S]            until the system is RUNNING (0), or FAILED / HALTED / the timeout (1, why)
     oracle keys init | list              the CURVE keys of the wire (wire.curve)
     oracle broker-token                  hand a new broker token pair to the running connector
+    oracle web                           the read-only dashboard in a browser (services/web/), in the foreground
     oracle train | backtest | sim-broker | report ...   (the tools of the other services)
 
 Heavy tools are imported only when their command runs, so ``oracle tap`` stays small.
@@ -37,6 +38,7 @@ TOOLS = {
     "report": ("services.persistence.report:main", "sessions | trades | events from the local store"),
     "report drift": ("services.paper.report:main", "real vs paper trades per symbol (the store, or trade files), "
                      "equity curves PNG (var/reports/drift.png unless --png)"),
+    "web": ("services.web.service:main", "the read-only dashboard in the foreground (prints its URL)"),
 }
 
 

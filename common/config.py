@@ -29,7 +29,7 @@ from common import programs, timeframes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orchestrator", "persistence", "preditor", "executor", "paper", "connector")
 WORKERS = SERVICES[1:]
-# supervisord programs off the trading path (briefs' aux contract): never booted, never watched, read-only
+# supervisord programs off the trading path: never booted, never watched, read-only
 AUXILIARY = ("web", "notifier")
 TIMEFRAMES = timeframes.TRADED  # name -> bar seconds (common/timeframes.py)
 _IPC_PATH_MAX = 107  # sun_path limit on Linux, minus the NUL
@@ -269,6 +269,21 @@ class NotifierSettings(_Section):
     sub_hwm: PosInt = 10_000  # the SUB socket's queue: a slow notifier drops (and counts), never slows a publisher
 
 
+class Web(_Section):
+    """``oracle web`` (services/web/): the read-only dashboard, a supervisord program off the trading path."""
+
+    host: str = "127.0.0.1"  # any other address needs a token (token_env set in the environment)
+    port: int = Field(default=8088, ge=0, le=65535)  # 0: any free port (the URL is printed and logged)
+    token_env: str = Field(default="ORACLE_WEB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # the token's variable
+    max_clients: PosInt = 8  # live browser connections at once; more are answered 503
+    client_queue: PosInt = 64  # updates waiting per browser; a browser that falls this far behind is dropped
+    update_interval_s: PosFloat = 0.25  # browsers get the changes at most this often
+    curve_points: PosInt = 2000  # points of the equity curve kept (one per bar time)
+    alerts: PosInt = 50  # alerts and halts kept
+    history_timeout_ms: PosInt = 3000  # each read of the store and the orchestrator's status at start
+    nice: int = Field(default=10, ge=0, le=19)  # CPU priority (Unix nice): off the trading path, it yields
+
+
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -292,6 +307,7 @@ class Config(_Section):
     persistence: Persistence = Persistence()
     notifier: NotifierSettings = NotifierSettings()
     wire: Wire = Wire()
+    web: Web = Web()
     logging: Logging = Logging()
     # where relative paths resolve; set by the loader, not by the file
     home: str = ""

@@ -25,7 +25,7 @@ WEB = "web"
 WORKERS = frozenset({CONNECTOR, PREDITOR, EXECUTOR, PAPER, PERSISTENCE})  # the services the orchestrator boots
 SERVICES = WORKERS | {ORCHESTRATOR}
 CORE = SERVICES | {OPERATOR}  # the trading system's own roles and a person
-# the auxiliary programs (briefs' aux contract: web, notifier): off the trading path, never booted, read-only. ANY
+# the auxiliary programs (web, notifier: common/config.py AUXILIARY): off the trading path, never booted, read-only. ANY
 # does not include them: each may call exactly the read ops listed for it in AUXILIARY_READS, every other op is
 # refused it `forbidden`
 AUXILIARY = frozenset({WEB, NOTIFIER})
@@ -76,7 +76,8 @@ CALLERS: dict[str, frozenset[str] | str] = {
 
 # auxiliary role -> the read ops it calls (and nothing else): the notifier reads the store's session summaries
 AUXILIARY_READS: dict[str, frozenset[str]] = {
-    NOTIFIER: frozenset({"query"}),
+    NOTIFIER: frozenset({"query"}),  # the store's session summaries and what it missed
+    WEB: frozenset({"status", "query", "positions"}),  # services/web: the status once, the store's history, the book
 }
 
 

@@ -85,7 +85,8 @@ class Home:
         shutil.copy(REPO / "deploy" / "supervisord.conf", root / "deploy" / "supervisord.conf")
         (root / ".venv").symlink_to(VENV)
         (root / "var" / "log").mkdir(parents=True)
-        sim = {"broker": {"sim": {"port": free_port(), "control_port": free_port(), "csv": str(CSV)}}}
+        sim = {"broker": {"sim": {"port": free_port(), "control_port": free_port(), "csv": str(CSV)}},
+               "web": {"port": free_port()}}  # the dashboard supervisord starts too
         self.write_overlay(config.merge(config.merge(TEST_OVERLAY, sim), overlay or {}))
         self.procs: dict[str, subprocess.Popen] = {}
         self.supervisord: subprocess.Popen | None = None

@@ -1,7 +1,7 @@
 """The notifier process (supervisord program ``notifier``): hears the system's PUB streams and the store, and sends
 what a person should know away from the terminal, to a webhook or a Telegram bot (``notifier`` in the config).
 
-Off the trading path (the briefs' aux contract): not booted by the orchestrator, not watched, nothing waits for
+Off the trading path: not booted by the orchestrator, not watched, nothing waits for
 it. It only reads: a SUB to every publisher (``alert.``, ``closed.``, ``sys.state``) with a bounded queue
 (``sub_hwm``: when it is full ZeroMQ drops for this subscriber only, the publisher never waits; the loss is seen as
 a gap in the stream's seq, counted and itself notified), and the persistence's read-only ``query`` op, every

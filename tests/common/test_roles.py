@@ -21,11 +21,16 @@ def test_every_op_of_the_wire_says_who_may_call_it():
     ("order_amend", {"executor", "operator"}, {"paper"}),
     ("command", {"operator"}, {"paper", "executor", "orchestrator"}),
     ("hello", {"paper", "executor", "connector", "preditor", "persistence"}, {"operator", "orchestrator"}),
-    ("status", roles.CORE, roles.AUXILIARY),
-    ("query", roles.CORE | {"notifier"}, {"web"}),
+    ("status", roles.CORE | {"web"}, {"notifier"}),
+    ("query", roles.CORE | {"notifier", "web"}, set()),
+    ("positions", roles.CORE | {"web"}, {"notifier"}),
     ("write", roles.CORE, roles.AUXILIARY),
+    ("history", roles.CORE, roles.AUXILIARY),
+    ("last_signals", roles.CORE, roles.AUXILIARY),
+    ("order_open", {"executor"}, roles.AUXILIARY),
     ("order_close", {"executor", "operator"}, roles.AUXILIARY),
     ("command", {"operator"}, roles.AUXILIARY),
+    ("stop", {"operator"}, roles.AUXILIARY),
 ])
 def test_who_may_call(op, allowed, refused):
     permitted = roles.permitted(op)
@@ -63,7 +68,18 @@ def test_a_refusal_names_who_may_call():
     assert roles.describe("step") == "operator, orchestrator"
     assert roles.describe("hello") == "the service itself"
     assert roles.describe("ping") == "any service or the operator"
-    assert roles.describe("query") == "any service or the operator, notifier"
+    assert roles.describe("query") == "any service or the operator, notifier, web"
+
+
+def test_the_web_may_call_exactly_its_reads():
+    assert {op for op in messages.OPS if "web" in roles.permitted(op)} == {"status", "query", "positions"}
+    assert roles.role_of("web") == "web"
+
+
+def test_the_web_process_is_known_by_its_program_or_module():
+    assert peer.process_name(env(SUPERVISOR_PROCESS_NAME="web"), b"") == "web"
+    assert peer.process_name(b"", b"/v/bin/python\0-m\0services.web\0") == "web"
+    assert peer.identify(5, 77, 5, "web") == Peer("web", "web", 77, 5)
 
 
 # ---- common/peer.py: the caller's identity ------------------------------------------------------

@@ -1,4 +1,9 @@
-"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf."""
+"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf.
+
+The dashboard (`oracle web`, supervisord's program `web`) is checked on the same boot, in a real headless Chromium
+(Debian's /usr/bin/chromium driven by Playwright; scripts/bootstrap.sh installs both): the page shows the services
+(with the restarts of the kills before) and the symbol, and the equity curve grows as the simulator's bars are
+replayed. `ORACLE_WEB_SCREENSHOT=docs/dashboard.png` also saves a screenshot after 60 bars (the README's)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from harness import VENV, Home, wait_for
 
-from common import config
+from common import config, messages
+from services.connector.sim.control import control
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +120,111 @@ def test_tap_prints_heartbeats_and_states_across_a_publisher_restart(system):
     assert any(m["body"]["state"] != "RUNNING" or "preditor" in m["body"]["event"] for m in states)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = os.environ.get("ORACLE_WEB_SCREENSHOT")
+BARS = 60 if SCREENSHOT else 6
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Playwright (no browser download)."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: ./scripts/bootstrap.sh installs it (apt-get, as root)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def signals_sent(home: Home) -> int:
+    return home.status_of("preditor")["models"]["EURUSD"]["signals"]
+
+
+def test_the_dashboard_shows_the_system_and_the_equity_curve_grows_with_the_bars(system, browser):
+    home = system
+    cfg = home.config()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"http://127.0.0.1:{cfg.web.port}/")
+
+    # the services, as the orchestrator and their heartbeats say, and the demo's symbol
+    for service in config.SERVICES:
+        page.wait_for_selector(f'#services tr[data-service="{service}"]', timeout=20_000)
+    status = wait_for(lambda: running_with(home, lambda s: True), 30, "RUNNING")
+    wait_for(lambda: page.text_content("#system") == "RUNNING", 10,
+             f"the page to say RUNNING (it says {page.text_content('#system')})")
+    page.wait_for_selector('#symbols tr[data-symbol="EURUSD"]', timeout=20_000)
+    # the restarts of the kills above, counted by the web from the heartbeats' new epochs as the orchestrator does
+    rows = page.eval_on_selector_all("#services tbody tr", "rows => rows.map(r => [r.dataset.service, "
+                                     "r.children[1].textContent, r.children[6].textContent])")
+    assert rows == [[name, "RUNNING", str(status["services"][name]["restarts"] if name != "orchestrator" else "-")]
+                    for name in sorted(config.SERVICES)], rows
+
+    # the equity curve: one point per bar, real and paper, growing as the simulator closes bars
+    control(cfg.broker.sim.control_port, "pause")  # the replay's bars one at a time, by the test
+    try:
+        before = page.evaluate("window.dashboard.points.length")
+        for _ in range(BARS):
+            sent = signals_sent(home)
+            control(cfg.broker.sim.control_port, "advance", bars=1)
+            wait_for(lambda s=sent: signals_sent(home) > s, 30, "the bar's signal")
+    finally:
+        control(cfg.broker.sim.control_port, "resume")
+    wait_for(lambda: page.evaluate("window.dashboard.points.length") >= before + BARS, 20, "a point per bar")
+    points = page.evaluate("window.dashboard.points")
+    assert [p[1] for p in points] == sorted({p[1] for p in points})  # one per bar time, in order
+    last = points[-1]
+    assert last[2] is not None and last[3] is not None  # real and paper equity both marked
+    assert page.get_attribute("#chart", "data-points") == str(len(points))
+    assert page.eval_on_selector_all("#chart canvas", "c => c.length") >= 1  # uPlot drew it
+    row = page.eval_on_selector('#symbols tr[data-symbol="EURUSD"]', "r => [...r.children].map(c => c.textContent)")
+    assert row[3] != "-" and row[5] in ("FLAT", "LONG1", "LONG2", "LONG3", "SHORT1", "SHORT2", "SHORT3"), row
+    assert not errors, errors  # no script error, nothing the page's CSP refused
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT, full_page=True)
+    page.close()
+
+
+def test_a_late_dashboard_page_gets_the_whole_view_at_once(system, browser):
+    home = system
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{home.config().web.port}/")
+    wait_for(lambda: page.evaluate("window.dashboard.points.length") >= BARS, 20, "the curve at once")
+    session = home.request("persistence", "query", messages.QueryArgs("sessions", {"status": "RUNNING"}, 1))
+    assert page.evaluate("window.dashboard.last.session.id") == session.records[0]["session_id"]
+    page.close()
+
+
+PROBE = """
+import sys, zmq
+from common import bus, config, messages
+cfg = config.load()
+req = bus.Requester(zmq.Context.instance(), cfg.endpoint("persistence", "rep"), "probe", 3000)
+print(req.call("query", messages.QueryArgs("sessions", {}, 1)).count)
+try:
+    req.call("write", messages.WriteArgs("events", []))
+except bus.RequestFailed as exc:
+    print(exc.code, exc.message)
+"""
+
+
+def test_the_web_role_reads_the_store_and_may_not_write(system):
+    home = system
+    env = {**home.env, "SUPERVISOR_PROCESS_NAME": "web"}  # what supervisord sets in the web program's environment
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=home.root, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    count, refusal = out.stdout.splitlines()
+    assert int(count) == 1
+    assert refusal.startswith("forbidden 'write' may be called by connector, executor, operator, orchestrator, "
+                              "paper, persistence, preditor, not by web (pid "), refusal
+
+
 def test_ctl_stop_shuts_everything_down_in_order(system):
     pids = {name: system.pid_of(name) for name in ALL}
     res = system.oracle("ctl", "stop")
@@ -122,7 +235,7 @@ def test_ctl_stop_shuts_everything_down_in_order(system):
             os.kill(pid, 0)
     log = (system.root / "var" / "log" / "supervisord.log").read_text()
     stopped = [line.split("stopped: ")[1].split()[0] for line in log.splitlines() if "stopped: " in line]
-    assert stopped == ["orchestrator", "preditor", "executor", "paper", "persistence", "connector", "sim-broker"]
+    assert stopped == ["web", "orchestrator", "preditor", "executor", "paper", "persistence", "connector", "sim-broker"]
     orch_log = system.log("orchestrator")
     assert (
         orch_log.index("executor.stop")
