@@ -552,7 +552,7 @@ def load(path: str | Path | None = None, overlay: str | Path | None = None, env:
         unset_keys = {e.split(":", 1)[0] for e in unset}
         for e in exc.errors():
             key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            if key in unset_keys:
+            if any(key == k or key.startswith((f"{k}.", f"{k}[")) for k in unset_keys):
                 continue  # said already: its variable is not set
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":

@@ -417,7 +417,7 @@ class Orchestrator(runtime.Service):
             if self.supervisor.host_of(name) != "local":
                 continue
             found = failure.read(folder, name)
-            current = found is not None and (found.pid == view.pid or found.ts >= self.started_wall)
+            current = found is not None and (found.pid == view.pid != 0 or found.ts >= self.started_wall)
             self._see_failure(view, found.cause if found is not None and current else "")
 
     def failed_reason(self) -> str:

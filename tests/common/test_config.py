@@ -136,3 +136,10 @@ def test_oracle_config_selects_the_base_file_and_an_argument_wins(tmp_path):
     assert config.select(env=env) == (other, None)
     assert config.load(env=env).run_dir == "var/other"
     assert config.load(REPO / "config" / "default.yaml", env=env).run_dir == "var/run"
+
+
+def test_an_unset_variable_is_said_once_not_again_as_the_invalid_value_it_left(tmp_path):
+    with pytest.raises(config.ConfigError) as exc:
+        load(tmp_path, "connector:\n  symbols: {EURUSD: '${NOPE_TF}'}\n")
+    assert str(exc.value).splitlines()[1:] == [
+        "  connector.symbols.EURUSD: environment variable NOPE_TF is not set (write ${NOPE_TF:default} for a default)"]

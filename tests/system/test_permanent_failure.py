@@ -41,6 +41,8 @@ def home(tmp_path_factory):
     try:
         yield h
     finally:
+        if (h.root / "var" / "supervisor.sock").exists() and h.supervisord is None:
+            h.supervisorctl("shutdown")  # a supervisord run.sh started (daemonized): not Home's to stop
         h.close()
         mp.undo()
 
