@@ -169,14 +169,30 @@ def _request(cfg: config.Config, service: str, op: str, args: Any, timeout_ms: i
 
 
 def _direct_status(cfg: config.Config, timeout_ms: int) -> dict[str, messages.ProcessStatus | str]:
-    """The orchestrator is silent: ask every service itself (each one's report, or why it gave none)."""
+    """The orchestrator is silent: ask every service itself, all at once (one timeout at most in all, not one per
+    service): each one's report, or why it gave none."""
+    ctx = zmq.Context.instance()
+    asked = {s: bus.Requester(ctx, cfg.endpoint(s, "rep"), "ctl", timeout_ms) for s in cfg.workers()}
     out: dict[str, messages.ProcessStatus | str] = {}
-    for s in cfg.workers():
-        try:
-            out[s] = _request(cfg, s, "status", messages.NoArgs(), timeout_ms)
-        except (bus.RequestTimeout, bus.RequestFailed, wire.WireError) as exc:
-            out[s] = str(exc)
-    return out
+    try:
+        for req in asked.values():
+            req.send("status", messages.NoArgs())
+        while len(out) < len(asked):
+            for s, req in asked.items():
+                if s in out:
+                    continue
+                try:
+                    reply = req.take_reply()
+                except (bus.RequestTimeout, wire.WireError) as exc:
+                    out[s] = str(exc)
+                    continue
+                if reply is not None:
+                    out[s] = reply.result if reply.ok else f"{reply.error_code}: {reply.error_message}"
+            time.sleep(0.01)
+    finally:
+        for req in asked.values():
+            req.close()
+    return {s: out[s] for s in asked}
 
 
 def _age(v: float | None) -> str:

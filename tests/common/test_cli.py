@@ -1,6 +1,7 @@
 """The operator's CLI and the services' start-up, as subprocesses: config errors are clear and name the key."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -58,6 +59,20 @@ def test_ctl_status_without_a_system_says_not_running_without_asking(home):
     answer = json.loads(res.stdout)
     assert answer["system"] == "NOT RUNNING" and "supervisord is not running" in answer["reason"]
     assert "not answering" not in res.stderr  # said before any request: no timeout waited
+
+
+def test_ctl_status_with_supervisord_up_and_the_orchestrator_silent_asks_each_service(home, tmp_path):
+    # something accepts on supervisord's socket (its stand-in: a listening unix socket), no service answers
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as supervisord:
+        supervisord.bind(str(home.config().path(home.config().orchestrator.supervisor_socket)))
+        supervisord.listen()
+        res = home.oracle("ctl", "status", "--json", "--timeout-ms", "300")
+    assert res.returncode == 1
+    assert "orchestrator not answering; asking each service directly" in res.stderr
+    answer = json.loads(res.stdout)
+    assert answer["system"] == "UNKNOWN (orchestrator down)"
+    assert {s: v["state"] for s, v in answer["services"].items()} == dict.fromkeys(home.config().workers(),
+                                                                                  "NOT ANSWERING")
 
 
 def test_ctl_refuses_bad_arguments_before_sending_naming_the_argument(home):
