@@ -138,16 +138,22 @@ def from_trade(trade: dict, choice: Choice) -> Notice | None:
 
 
 def session_summary(event: dict) -> Notice:
-    """The notice of a SESSION_SUMMARY event of the store (a row of the ``events`` table, as the query op gives it)."""
+    """The notice of a session's end from the store (a row of the ``events`` table, as the query op gives it): its
+    SESSION_SUMMARY (at `oracle ctl stop`: real and paper totals) or its SESSION_ENDED (every end, a day change
+    too: the real totals). One notice per session (its id derives from the session), whichever is read first."""
     data = event.get("data") or {}
-    real, paper = data.get("real") or {}, data.get("paper") or {}
+    session = event.get("session_id") or "?"
     balance = data.get("final_balance")
     bal = f"{balance:.2f}" if isinstance(balance, int | float) else "unknown"
-    text = (f"INFO session {event.get('session_id') or '?'} ended {data.get('reason', '?')}: real "
-            f"{real.get('trades', 0)} trades, PnL {float(real.get('pnl') or 0):+.2f}; paper {paper.get('trades', 0)} "
-            f"trades, PnL {float(paper.get('pnl') or 0):+.2f}; balance {bal}")
-    return Notice(str(event["id"]), "session_summary", "info", text, _unix(event.get("timestamp")),
-                  {"session_id": event.get("session_id"), **data})
+    if "real" in data:
+        real, paper = data.get("real") or {}, data.get("paper") or {}
+        totals = (f"real {real.get('trades', 0)} trades, PnL {float(real.get('pnl') or 0):+.2f}; paper "
+                  f"{paper.get('trades', 0)} trades, PnL {float(paper.get('pnl') or 0):+.2f}")
+    else:
+        totals = f"real {data.get('total_trades', 0)} trades, PnL {float(data.get('total_pnl') or 0):+.2f}"
+    text = f"INFO session {session} ended {data.get('reason', '?')}: {totals}; balance {bal}"
+    return Notice(derived_id("session-end", session), "session_summary", "info", text, _unix(event.get("timestamp")),
+                  {"session_id": event.get("session_id"), "event": event.get("event_type"), **data})
 
 
 def _unix(value: Any) -> float:

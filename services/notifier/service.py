@@ -37,7 +37,8 @@ from services.notifier.store import NotifierStore
 
 NAME = "notifier"
 PREFIXES = ("alert.", "closed.", messages.SYS_STATE_TOPIC)
-SUMMARY_EVENT = "SESSION_SUMMARY"  # persistence's event of a session's end (services/persistence/stream_events.py)
+# persistence's events of a session's end: the summary at `oracle ctl stop`, and the end itself (a day change too)
+SESSION_END_EVENTS = ("SESSION_SUMMARY", "SESSION_ENDED")
 ALERT_EVENT = "ALERT"  # persistence's event of an alert heard on the stream (the executor's own are ALERT_<KIND>)
 STORE_OVERLAP_S = 60.0  # each read of the store goes back this long before the last one
 STORE_QUERY_LIMIT = 500
@@ -121,8 +122,9 @@ class Notifier:
         start = datetime.fromtimestamp(max(0.0, since - STORE_OVERLAP_S), UTC).isoformat()
         found: list[nt.Notice | None] = []
         try:
-            if self.choice.session_summary:
-                found += [nt.session_summary(e) for e in self._query("events", event_type=SUMMARY_EVENT, since=start)]
+            if self.choice.session_summary:  # the summary first: of the two of a session, the one kept
+                for event_type in SESSION_END_EVENTS:
+                    found += [nt.session_summary(e) for e in self._query("events", event_type=event_type, since=start)]
             found += [nt.from_alert_event(e, self.choice) for e in self._query("events", event_type=ALERT_EVENT,
                                                                                  since=start)]
             if self.choice.external_closes:
@@ -133,7 +135,7 @@ class Notifier:
             logs.event(log, level, "store query failed; asked again later", error=str(exc))
             return
         news = self.store.meta("primed") is not None
-        for notice in sorted((n for n in found if n is not None), key=lambda n: (n.kind, n.time)):
+        for notice in sorted((n for n in found if n is not None), key=lambda n: (n.kind, n.time)):  # stable
             if news:
                 self.take(notice, now)
             else:

@@ -41,7 +41,8 @@ def system(tmp_path_factory):
         "notifier": {"sink": "webhook", "webhook_url_env": URL_ENV, "interval_s": 0.3, "retry_initial_s": 0.2,
                      "retry_max_s": 0.8, "timeout_s": 2.0, "store_poll_s": 1.0},
         "broker": {"sim": {"speed": 0}},  # a manual clock: the market stays where the test acts
-        "orchestrator": {"restart_limit": 1},  # a second restart of a service within the window halts
+        # a second restart of a service within the window halts; a busy machine's late heartbeat restarts nothing
+        "orchestrator": {"restart_limit": 1, "heartbeat_timeout_s": 10.0, "step_timeout_s": 60},
     }
     home = NotifiedHome(tmp_path_factory.mktemp("notify"), hook.url, overlay)
     home.start_supervisord()
@@ -106,10 +107,10 @@ def test_outage_delays_a_halt_and_an_external_close_which_then_arrive_once_each_
     ticket = external_close(home)
     restarts = home.status()["services"]["paper"]["restarts"]
     kill_9(home, "paper")
-    wait_for(lambda: (lambda p: p["restarts"] == restarts + 1 and p["pid"] == home.pid_of("paper")
-                      and p["state"] == "RUNNING")(home.status()["services"]["paper"]), 20,
-             "the orchestrator to count paper's restart")
-    kill_9(home, "paper")  # the second restart within the window: HALTED
+    wait_for(lambda: (lambda s: s["system"] == "HALTED" or s["services"]["paper"]["restarts"] > restarts)(
+        home.status()), 30, "the orchestrator to count paper's restart")
+    if home.system_state() != "HALTED":
+        kill_9(home, "paper")  # the second restart within the window: HALTED
     home.wait_state("HALTED", timeout=20)
     kinds = wait_for(lambda: (lambda k: k if {"external_close", "alert.halted"} <= k else None)(
         {kind for _, kind, _ in heard(home)}), 20, "the notifier to record the close and the halt")

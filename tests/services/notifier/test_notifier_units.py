@@ -66,15 +66,22 @@ def test_an_external_close_is_one_notice_whoever_publishes_it_again():
     assert first.kind == "external_close" and "EURUSD #42" in first.text and "+0.93" in first.text
 
 
-def test_a_session_summary_from_the_store():
+def test_a_sessions_end_from_the_store_is_one_notice_its_summary_or_its_end():
     event = {"id": "9f0c", "session_id": "ab12cd34", "timestamp": "2026-12-07T03:00:00+00:00",
+             "event_type": "SESSION_SUMMARY",
              "data": {"reason": "NORMAL", "final_balance": 10012.5, "real": {"trades": 3, "pnl": 12.5},
                       "paper": {"trades": 4, "pnl": 20.0}}}
     n = nt.session_summary(event)
-    assert n.id == "9f0c" and n.kind == "session_summary"
+    assert n.kind == "session_summary" and n.time == 1796612400.0
     assert n.text == ("INFO session ab12cd34 ended NORMAL: real 3 trades, PnL +12.50; paper 4 trades, PnL +20.00; "
                       "balance 10012.50")
-    assert n.time == 1796612400.0
+    ended = {"id": "77aa", "session_id": "ab12cd34", "timestamp": "2026-12-07T03:00:00+00:00",
+             "event_type": "SESSION_ENDED",
+             "data": {"reason": "DAY_CHANGE", "final_balance": None, "total_trades": 2, "total_pnl": -1.25}}
+    e = nt.session_summary(ended)
+    assert e.id == n.id  # the same session's end: one notice
+    assert e.text == "INFO session ab12cd34 ended DAY_CHANGE: real 2 trades, PnL -1.25; balance unknown"
+    assert nt.session_summary({**ended, "session_id": "cd"}).id != n.id
 
 
 def test_the_ids_are_the_stores_ids_of_the_same_alert_and_close():
