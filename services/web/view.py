@@ -168,8 +168,10 @@ class Dashboard:
 
     def _beat(self, hb: messages.Heartbeat, ts_s: float) -> None:
         s = self.services.setdefault(hb.service, ServiceRow())
-        if s.epoch is not None and hb.epoch != s.epoch and s.restarts is not None:
-            s.restarts += 1  # a new process since the orchestrator's count this view started from
+        if s.epoch is not None and hb.epoch < s.epoch:
+            return  # the process before the one heard already (its last beats may come after the new one's first)
+        if s.epoch is not None and hb.epoch > s.epoch and s.restarts is not None:
+            s.restarts += 1  # a new process (epochs grow) since the orchestrator's count this view started from
         elif s.restarts is None and self.status_loaded and hb.service != "orchestrator":
             s.restarts = 0  # a service the orchestrator's report did not list yet: its first process
         s.pid, s.epoch, s.uptime_s, s.rss_bytes, s.beat_at = hb.pid, hb.epoch, hb.uptime_s, hb.rss_bytes, ts_s
@@ -271,8 +273,11 @@ class Dashboard:
         self.status_loaded = True
         for name, s in report.services.items():
             row = self.services.setdefault(name, ServiceRow())
-            row.state, row.pid, row.epoch = s.state, s.pid or None, s.epoch or None
-            row.uptime_s, row.rss_bytes, row.restarts = s.uptime_s, s.rss_bytes, s.restarts
+            newer = row.epoch is not None and s.epoch and row.epoch > s.epoch  # heard a process the report predates
+            row.restarts = s.restarts if s.restarts is None or not newer else s.restarts + 1
+            if not newer:
+                row.state, row.pid, row.epoch = s.state, s.pid or None, s.epoch or None
+                row.uptime_s, row.rss_bytes = s.uptime_s, s.rss_bytes
 
     def load_positions(self, book: messages.Positions) -> None:
         for p in book.positions:

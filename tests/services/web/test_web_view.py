@@ -72,8 +72,14 @@ def test_services_from_the_status_then_heartbeats_and_restarts_counted_from_new_
     v.load_status(status_samples.orchestrator(services={"executor": status_samples.summary(pid=10, epoch=1)}))
     v.apply(hb("executor", 1), 100.0)
     v.apply(hb("executor", 2, pid=11), 101.0)  # a new process
+    v.apply(hb("executor", 1), 101.2)  # the old one's last beat, delivered after (another pipe): not a restart
     s = v.snapshot(102.5)["services"]["executor"]
     assert (s["state"], s["pid"], s["restarts"], s["hb_age_s"], s["rss_mb"]) == ("RUNNING", 11, 2, 1.5, 50.0)
+    # a report that predates the process heard already: its count, and the one restart it could not know
+    v.load_status(status_samples.orchestrator(services={"executor": status_samples.summary(pid=10, epoch=1)}))
+    assert v.snapshot(103.0)["services"]["executor"]["restarts"] == 2
+    v.apply(hb("paper", 5), 104.0)  # a service the report did not list: its first process
+    assert v.snapshot(104.0)["services"]["paper"]["restarts"] == 0
 
 
 def test_halts_and_alerts_are_kept_newest_last_and_bounded():
