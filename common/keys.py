@@ -35,9 +35,10 @@ class KeysError(config.ConfigError):
 
 
 def names(programs: Iterable[str]) -> list[str]:
-    """Every name that needs a key: the service programs (``Config.programs()``: the preditor's shards each) and the
-    operator. A program ``<kind>-<n>`` has the role ``<kind>`` (``common.programs.kind_of``)."""
-    return [*dict.fromkeys(programs), OPERATOR]
+    """Every name that needs a key: the service programs (``Config.programs()``: the preditor's shards each), the
+    auxiliary programs (web, notifier) and the operator. A program ``<kind>-<n>`` has the role ``<kind>``
+    (``common.programs.kind_of``)."""
+    return [*dict.fromkeys([*programs, *config.AUXILIARY]), OPERATOR]
 
 
 def check_name(name: str) -> str:

@@ -9,7 +9,9 @@ restarted (``common/failure.py``), instead of being restarted into HALTED.
 - ``broker.type: ctrader``: the cTrader credentials (CTRADER_CREDENTIALS), a numeric CTRADER_ACCOUNT_ID, a host for
   ``broker.environment`` (the connector's);
 - ``persistence.sinks.supabase.enabled``: SUPABASE_URL and SUPABASE_KEY; ``persistence.sinks.postgres.enabled``: a
-  ``dsn`` (persistence's).
+  ``dsn`` (persistence's);
+- ``notifier.sink``: the webhook's URL or the Telegram bot's token and chat (``config.notifier_env_errors``, which the
+  notifier also runs at its start: it says so and exits 2, EXITED and not restarted).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from common.config import Config
+from common.config import Config, notifier_env_errors
 from common.programs import kind_of
 
 # the cTrader Open API application and account (CTRADER_REFRESH_TOKEN is optional: without it, an expired access
@@ -71,6 +73,9 @@ def problems(cfg: Config, env: Mapping[str, str], program: str | None = None) ->
         found.append(Problem("persistence", "persistence.sinks.postgres.dsn",
                              "required when the postgres sink is enabled (e.g. \"${ORACLE_PG_DSN}\" with "
                              "ORACLE_PG_DSN set)"))
+    for error in notifier_env_errors(cfg, dict(env)):
+        key, _, message = error.partition(": ")
+        found.append(Problem("notifier", key, message))
     if program is None:
         return found
     kind = kind_of(program)

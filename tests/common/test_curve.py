@@ -52,7 +52,7 @@ def keys_dir(tmp_path):
 def test_init_makes_private_keys_and_never_overwrites(tmp_path):
     d = tmp_path / "var" / "keys"
     made = keys.init(d, keys.names(config.SERVICES))
-    assert made == [*config.SERVICES, "operator"]
+    assert made == [*config.SERVICES, *config.AUXILIARY, "operator"]
     assert mode(d) == 0o700
     for name in made:
         assert mode(keys.secret_path(d, name)) == 0o600
@@ -77,7 +77,7 @@ def test_a_copied_public_key_gets_no_secret_beside_it(tmp_path):
 
 def test_keyring_maps_names_and_keys_both_ways(keys_dir):
     ring = keys.load(keys_dir, "executor")
-    assert set(ring.publics) == {*config.SERVICES, "operator"}
+    assert set(ring.publics) == {*config.SERVICES, *config.AUXILIARY, "operator"}
     assert ring.public == ring.publics["executor"] and len(ring.secret) == 40
     assert all(ring.name_of(k) == n for n, k in ring.publics.items())
     with pytest.raises(keys.KeysError, match="no CURVE public key for preditor-7: .*preditor-7.key is missing"):
@@ -314,6 +314,6 @@ def test_check_config_reports_the_keys(tmp_path):
         assert home.oracle("keys", "init").returncode == 0  # the rest, into wire.keys_dir of the configuration
         res = home.oracle("check-config")
         assert res.returncode == 0, res.stderr
-        assert f"wire: CURVE, keys in {tmp_path}/var/keys: 7 public" in res.stdout
+        assert f"wire: CURVE, keys in {tmp_path}/var/keys: 9 public" in res.stdout
     finally:
         home.close()
