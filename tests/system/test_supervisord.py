@@ -1,4 +1,6 @@
-"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf."""
+"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf, one boot
+shared by the module's tests (in file order; the last one stops it): ctl status, kill -9 and freeze healed, the
+tap across a restart, every file the system made private, then the ordered stop."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 
@@ -23,7 +26,13 @@ ALL = list(config.SERVICES)
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     home = Home(tmp_path_factory.mktemp("sup"))
-    home.start_supervisord()
+    # as scripts/run.sh starts it: under umask 077 (the conf's umask=077 holds only once supervisord daemonizes,
+    # not with -n as here; every program sets its own anyway): test_every_file_the_system_makes_is_private
+    old = os.umask(0o077)
+    try:
+        home.start_supervisord()
+    finally:
+        os.umask(old)
     try:
         home.wait_state("RUNNING", timeout=30)
         yield home
@@ -110,6 +119,30 @@ def test_tap_prints_heartbeats_and_states_across_a_publisher_restart(system):
     assert any(m["delivery"] == "new_epoch" for m in hb)
     assert {m["body"]["state"] for m in states} >= {"RUNNING"}
     assert any(m["body"]["state"] != "RUNNING" or "preditor" in m["body"]["event"] for m in states)
+
+
+def test_every_file_the_system_makes_is_private(system):
+    """Every file the system made so far (supervisord's log, each program's log, the store, the state files and
+    journals, those rewritten by the restarts above included) is its user's alone, directories 0700."""
+    var = system.root / "var"
+    cfg = system.config()
+    expected = [var / "log" / "supervisord.log", cfg.path(cfg.persistence.sqlite_path),
+                cfg.path(cfg.data_dir) / cfg.connector.state_file]
+    assert all(p.exists() for p in expected), expected
+    assert any(p.name.startswith("connector") for p in (var / "log").iterdir())  # the programs' logs
+    wide = []
+    for root, dirs, files in os.walk(var):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:  # a temporary file renamed into place meanwhile (the system is running)
+                continue
+            if stat.S_ISSOCK(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                continue
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                wide.append(f"{path} {stat.S_IMODE(st.st_mode):o}")
+    assert wide == []
 
 
 def test_ctl_stop_shuts_everything_down_in_order(system):
