@@ -115,10 +115,18 @@ def test_heartbeats_continue_during_a_long_step(home):
     slow = subprocess.Popen([sys.executable, "-c", SLOW_SERVICE], env=as_persistence(home), cwd=home.root)
     try:
         beats = []
+
+        def after_the_step() -> list:
+            """The beats once the step is over (the service waits for the services not started then): the step's
+            STEP beats, then two more, past the orchestrator's 3 s heartbeat timeout counted from the step's start."""
+            first = next((i for i, b in enumerate(beats) if b.state == "STEP"), None)
+            return [] if first is None else [b for b in beats[first:] if b.state != "STEP"]
+
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not any(b.state == "RUNNING" for b in beats):
+        while time.monotonic() < deadline and len(after_the_step()) < 2:
             if sub.sock.poll(200):
                 beats += [r.envelope.body for r in sub.drain()]
+        assert len(after_the_step()) >= 2, json.dumps([b.state for b in beats])  # the step ended, beats went on
         during = [b for b in beats if b.state == "STEP"]
         assert len(during) >= 3, json.dumps([b.state for b in beats])  # 0.5 s beats over a 3 s step
         assert {b.info["step"] for b in during} == {"persistence.open"}

@@ -1,6 +1,8 @@
-"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf.
+"""The whole process tree under the real supervisord, with the repository's deploy/supervisord.conf, one boot
+shared by the module's tests (in file order; the last one stops it): ctl status, kill -9 and freeze healed, the
+tap across a restart, the dashboard, every file the system made private, then the ordered stop.
 
-The dashboard (`oracle web`, supervisord's program `web`) is checked on the same boot, in a real headless Chromium
+The dashboard (`oracle web`, supervisord's program `web`) is checked in a real headless Chromium
 (Debian's /usr/bin/chromium driven by Playwright; scripts/bootstrap.sh installs both): the page shows the services
 (with the restarts of the kills before) and the symbol, and the equity curve grows as the simulator's bars are
 replayed. `ORACLE_WEB_SCREENSHOT=docs/dashboard.png` also saves a screenshot after 60 bars (the README's)."""
@@ -12,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -31,7 +34,13 @@ ALL = list(config.SERVICES)
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     home = Home(tmp_path_factory.mktemp("sup"))
-    home.start_supervisord()
+    # as scripts/run.sh starts it: under umask 077 (the conf's umask=077 holds only once supervisord daemonizes,
+    # not with -n as here; every program sets its own anyway): test_every_file_the_system_makes_is_private
+    old = os.umask(0o077)
+    try:
+        home.start_supervisord()
+    finally:
+        os.umask(old)
     try:
         home.wait_state("RUNNING", timeout=30)
         yield home
@@ -223,6 +232,30 @@ def test_the_web_role_reads_the_store_and_may_not_write(system):
     assert int(count) == 1
     assert refusal.startswith("forbidden 'write' may be called by connector, executor, operator, orchestrator, "
                               "paper, persistence, preditor, not by web (pid "), refusal
+
+
+def test_every_file_the_system_makes_is_private(system):
+    """Every file the system made so far (supervisord's log, each program's log, the store, the state files and
+    journals, those rewritten by the restarts above included) is its user's alone, directories 0700."""
+    var = system.root / "var"
+    cfg = system.config()
+    expected = [var / "log" / "supervisord.log", cfg.path(cfg.persistence.sqlite_path),
+                cfg.path(cfg.data_dir) / cfg.connector.state_file]
+    assert all(p.exists() for p in expected), expected
+    assert any(p.name.startswith("connector") for p in (var / "log").iterdir())  # the programs' logs
+    wide = []
+    for root, dirs, files in os.walk(var):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:  # a temporary file renamed into place meanwhile (the system is running)
+                continue
+            if stat.S_ISSOCK(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                continue
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                wide.append(f"{path} {stat.S_IMODE(st.st_mode):o}")
+    assert wide == []
 
 
 def test_ctl_stop_shuts_everything_down_in_order(system):

@@ -26,10 +26,22 @@ def home(tmp_path):
     h.close()
 
 
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory):
+    """One persistence process for every out-of-range query (each asked after the ones before: it answers on)."""
+    h = Home(tmp_path_factory.mktemp("pers"))
+    try:
+        boot_persistence(h)
+        yield h
+    finally:
+        h.close()
+
+
 @pytest.mark.parametrize("since", [1e300, -1e300, math.nan, math.inf, -1, 10**15, "9999-12-31T23:59:59-14:00",
                                    "x" * 10_000])
-def test_a_query_time_out_of_range_is_refused_naming_it(home, since):
-    boot_persistence(home)
+def test_a_query_time_out_of_range_is_refused_naming_it(booted, since):
+    home = booted
+    assert home.procs["persistence"].poll() is None, "the persistence process exited"
     with pytest.raises(bus.RequestFailed) as info:
         home.request("persistence", "query", messages.QueryArgs("events", {"since": since}))
     assert info.value.code == "bad_args" and "where.since" in info.value.message
