@@ -102,6 +102,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self.markets: dict[str, dict] = {}  # symbol -> {"open", "time", "reason"}: what the connector said last
         self.closed_markets: set[str] = set()  # symbols the last positions reply listed as closed
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
+        self._signal_records: list[dict] | None = None  # while a run is taken: its signals' records
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
@@ -487,8 +488,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self._on_signal(body, env.seq, env.epoch)
         elif isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
             self.count("signal_runs_seen")
-            for sig in body.signals:
-                self._on_signal(sig, env.seq, env.epoch)
+            self._signal_records = records = []  # the run's records spooled with one write
+            try:
+                for sig in body.signals:
+                    self._on_signal(sig, env.seq, env.epoch)
+            finally:
+                self._signal_records = None
+                self.persist_many("signals", records)
         elif isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
@@ -530,7 +536,11 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self._persist_signal(sig)
 
     def _persist_signal(self, sig: messages.Signal) -> None:
-        self.persist("signals", inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, ""))))
+        record = inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, "")))
+        if self._signal_records is not None:  # a run's: spooled together once it is taken (`on_message`)
+            self._signal_records.append(record)
+        else:
+            self.persist("signals", record)
 
     def on_tick(self, now: float) -> None:
         queued = len(self.outbox)

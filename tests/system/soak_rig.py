@@ -230,16 +230,21 @@ class Tap:
         self.states: list[tuple[float, str, tuple[str, ...]]] = []  # (monotonic, state, issues) at each change
         self._lock = threading.Lock()
         self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("preditor", "connector", "orchestrator")],
-                                 ("signal.", "bar.", messages.SYS_STATE_TOPIC), self._take, home.ctx)
+                                 ("signal.", "signals.", "bar.", "bars.", messages.SYS_STATE_TOPIC), self._take,
+                                 home.ctx)
 
     def _take(self, got: list[bus.Received], now: float) -> None:
         with self._lock:
             for r in got:
                 body = r.envelope.body
-                if isinstance(body, messages.Signal):
-                    key = (body.symbol, int(body.bar_time))
-                    self.signals[key] += 1
-                    self.signal_body[key] = body
+                if isinstance(body, messages.Signal | messages.SignalRun):  # a run: each of its signals
+                    for sig in body.signals if isinstance(body, messages.SignalRun) else (body,):
+                        key = (sig.symbol, int(sig.bar_time))
+                        self.signals[key] += 1
+                        self.signal_body[key] = sig
+                elif isinstance(body, messages.BarRun):
+                    for bar in body.bars:
+                        self.bars[(bar.symbol, int(bar.time))] += 1
                 elif isinstance(body, messages.SysState):
                     issues = tuple(body.issues)
                     if not self.states or self.states[-1][1:] != (body.state, issues):

@@ -1,5 +1,6 @@
 """The Open API's most frequent frame read without the protobuf runtime (pure): the envelope, and
-``ProtoOASpotEvent`` with its live trendbars.
+``ProtoOASpotEvent`` with its live trendbars; and its largest, ``ProtoOAGetTrendbarsRes`` (a history answer: a
+catch-up's hundreds of trendbars, on the way from the broker to the first bar published).
 
 Spot events come by the thousand (every tick of every subscribed symbol, each with the forming bar of every
 subscribed period), and the protobuf runtime that ctrader-open-api pins (3.20) parses in pure Python, a dozen
@@ -43,6 +44,12 @@ def _check(cls: Any, fields: tuple[tuple[int, str, bool], ...]) -> dict[int, tup
 
 
 _SPOT_TAGS = _check(proto.oa.ProtoOASpotEvent, _SPOT_FIELDS)
+TRENDBARS_RES = proto.payload_type_of(proto.oa.ProtoOAGetTrendbarsRes)
+_TRENDBARS_FIELDS = ((1, "payloadType", False), (2, "ctidTraderAccountId", True), (3, "period", False),
+                     (4, "timestamp", True), (6, "symbolId", True))
+_TRENDBARS_REQUIRED = ("ctidTraderAccountId", "period", "timestamp")
+_TRENDBARS_TAGS = _check(proto.oa.ProtoOAGetTrendbarsRes, _TRENDBARS_FIELDS)
+_TRENDBARS_TRENDBAR_TAG = (proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR.fields_by_name["trendbar"].number << 3) | 2
 _TRENDBAR_TAGS = _check(proto.model.ProtoOATrendbar, _TRENDBAR_FIELDS)
 _TRENDBAR_TAG = (proto.oa.ProtoOASpotEvent.DESCRIPTOR.fields_by_name["trendbar"].number << 3) | _BYTES
 _TRENDBAR_DEFAULTS = {"period": int(proto.model.ProtoOATrendbar.DESCRIPTOR.fields_by_name["period"].default_value)}
@@ -99,8 +106,12 @@ class Trendbar(Fields):
     DESCRIPTOR = proto.model.ProtoOATrendbar.DESCRIPTOR
 
 
+class TrendbarsRes(Fields):
+    DESCRIPTOR = proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR
+
+
 def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out: Fields,
-          nested: list[tuple[int, int]] | None = None) -> None:
+          nested: list[tuple[int, int]] | None = None, nested_tag: int = _TRENDBAR_TAG) -> None:
     present = out._present
     values = out.__dict__
     while pos < end:
@@ -121,7 +132,7 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
                 value -= _UINT64
             values[name] = value
             present.add(name)
-        elif nested is not None and tag == _TRENDBAR_TAG:
+        elif nested is not None and tag == nested_tag:
             n, pos = _varint(buf, pos)
             nested.append((pos, pos + n))
             pos += n
@@ -140,6 +151,28 @@ def spot_event(payload: bytes) -> SpotEvent:
     out = SpotEvent(_SPOT_DEFAULTS)
     spans: list[tuple[int, int]] = []
     _read(payload, 0, len(payload), _SPOT_TAGS, out, spans)
+    bars = []
+    for start, end in spans:
+        tb = Trendbar(_TB_DEFAULTS)
+        _read(payload, start, end, _TRENDBAR_TAGS, tb)
+        bars.append(tb)
+    out.trendbar = bars
+    return out
+
+
+_TRENDBARS_DEFAULTS = {name: 0 for _n, name, _s in _TRENDBARS_FIELDS} | {
+    "payloadType": TRENDBARS_RES,
+    "period": int(proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR.fields_by_name["period"].default_value)}
+
+
+def trendbars_res(payload: bytes) -> TrendbarsRes | None:
+    """A ProtoOAGetTrendbarsRes's bytes as a `TrendbarsRes` (``trendbar``: a list of `Trendbar`, in order); None
+    when a required field is missing (the generated class says what is wrong)."""
+    out = TrendbarsRes(_TRENDBARS_DEFAULTS)
+    spans: list[tuple[int, int]] = []
+    _read(payload, 0, len(payload), _TRENDBARS_TAGS, out, spans, _TRENDBARS_TRENDBAR_TAG)
+    if not all(out.HasField(name) for name in _TRENDBARS_REQUIRED):
+        return None
     bars = []
     for start, end in spans:
         tb = Trendbar(_TB_DEFAULTS)
@@ -233,6 +266,8 @@ def read_frame(body: bytes, accepted: bool = False) -> tuple[int, Any, str]:
         raise ValueError("truncated envelope")
     if ptype == SPOT_EVENT:
         return ptype, spot_event(payload), cid
+    if ptype == TRENDBARS_RES and (res := trendbars_res(payload)) is not None:
+        return ptype, res, cid
     if accepted and ptype == EXECUTION_EVENT and (event := order_accepted(payload)) is not None:
         return ptype, event, cid
     cls = proto.class_for(ptype)

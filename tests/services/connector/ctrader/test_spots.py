@@ -115,3 +115,45 @@ def test_an_order_accepted_event_the_reader_cannot_vouch_for_is_left_to_the_gene
     trade_data_missing = oa.ProtoOAExecutionEvent(ctidTraderAccountId=1, executionType=spots.ORDER_ACCEPTED)
     body = trade_data_missing.SerializeToString() + bytes([4 << 3 | 2, 6, 8, 5, 24, 1, 32, 0])  # a position without it
     assert spots.order_accepted(body) is None
+
+
+TRENDBARS_FIELDS = ("ctidTraderAccountId", "period", "timestamp", "symbolId")
+
+
+def random_trendbars(rng: random.Random) -> oa.ProtoOAGetTrendbarsRes:
+    big = (0, 1, 127, 128, 300, 16_383, 16_384, 2**31 - 1, 2**32 + 5, 2**62, 2**63 - 1, -1, -(2**63))
+    m = oa.ProtoOAGetTrendbarsRes(ctidTraderAccountId=rng.choice(big), period=rng.choice((1, 5, 9, 12)),
+                                  timestamp=rng.choice(big))
+    if rng.random() < 0.6:
+        m.symbolId = rng.choice(big)
+    for _ in range(rng.randrange(300)):
+        tb = m.trendbar.add(volume=rng.choice((0, 5, -3, 2**40)))
+        for name, values in (("period", (1, 5, 9, 12)), ("low", (0, 112_345, -7)), ("deltaOpen", (0, 3, 2**40)),
+                             ("deltaClose", (0, 9)), ("deltaHigh", (1, 2**33)), ("utcTimestampInMinutes", (0, 2**31))):
+            if rng.random() < 0.8:
+                setattr(tb, name, rng.choice(values))
+    return m
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_history_answer_reads_as_the_protobuf_runtime_reads_it(seed: int) -> None:
+    rng = random.Random(seed)
+    msg = random_trendbars(rng)
+    ptype, got, cid = spots.read_frame(proto.encode_envelope(msg, "h-1"))
+    want = proto.unwrap(proto.decode_envelope(proto.encode_envelope(msg, "h-1")))
+    assert (ptype, cid, got.DESCRIPTOR.name) == (spots.TRENDBARS_RES, "h-1", "ProtoOAGetTrendbarsRes")
+    assert isinstance(got, spots.TrendbarsRes)
+    same(got, want, TRENDBARS_FIELDS)
+    assert len(got.trendbar) == len(want.trendbar)
+    for g, w in zip(got.trendbar, want.trendbar, strict=True):
+        same(g, w, BAR_FIELDS)
+
+
+def test_a_history_answer_without_a_required_field_is_left_to_the_generated_class() -> None:
+    msg = oa.ProtoOAGetTrendbarsRes(ctidTraderAccountId=1, period=9, timestamp=5)
+    payload = msg.SerializeToString()
+    without_timestamp = bytes(payload[:-2])  # timestamp=5 is the last field: tag 0x20, value 5
+    assert payload[-2:] == bytes([0x20, 5])
+    body = proto.ProtoMessage(payloadType=spots.TRENDBARS_RES, payload=without_timestamp).SerializeToString()
+    _p, got, _c = spots.read_frame(body)
+    assert isinstance(got, oa.ProtoOAGetTrendbarsRes) and not got.HasField("timestamp")

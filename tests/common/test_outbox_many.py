@@ -1,0 +1,46 @@
+"""``persist_many`` (a run's records: one spool write) keeps what ``persist`` keeps, record for record: the same
+spool lines, in the OS before it returns (a new process restores them), a record already kept not twice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import Home
+
+from common import runtime
+
+
+class Keeping(runtime.Service):
+    name = "executor"
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    home = Home(tmp_path)
+    yield home.config()
+    home.close()
+
+
+def made(cfg):
+    svc = Keeping(cfg)
+    svc.ctx.term()
+    return svc
+
+
+def spool(cfg) -> list[dict]:
+    path = cfg.path(cfg.data_dir) / "outbox" / "executor.jsonl"
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_records_spooled_together_are_those_spooled_one_by_one_and_survive_the_process(cfg):
+    records = [{"id": f"s{i}", "bar_time": i, "data": {"close": 1.0 + i / 8}} for i in range(5)]
+    one = made(cfg)
+    for r in records[:2]:
+        one.persist("signals", r)
+    one.persist_many("signals", records)  # the first two are kept already: not spooled again
+    assert spool(cfg) == [{"table": "signals", "record": r} for r in records]
+    assert list(one.outbox.pending) == [r["id"] for r in records]
+    again = made(cfg)  # a kill -9 after the write: the next process restores every record
+    again._restore_outbox()
+    assert [(table, r) for table, r in again.outbox.pending.values()] == [("signals", r) for r in records]
