@@ -15,14 +15,3 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
-# The dashboard's browser test (tests/system/test_supervisord.py) drives Debian's chromium with Playwright (the pip
-# part is in the dev extra above; Playwright never downloads a browser of its own here).
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bootstrap: installing Debian's chromium for the dashboard's browser test (apt-get, about a minute)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "bootstrap: no /usr/bin/chromium: the dashboard's browser test is skipped until it is installed" \
-         "(as root: apt-get install chromium)" >&2
-  fi
-fi
