@@ -14,7 +14,7 @@ import pytest
 from harness import Home, status_map, wait_for
 from system.conntap import Tap
 
-from common import bus, config, messages
+from common import bus, config, failure, messages
 from common.records.real_trades import RECOVERED_OPEN_COMMENT
 from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import control
@@ -431,20 +431,22 @@ def step_connect(home: Home) -> messages.StepResult:
     )
 
 
-def test_missing_ctrader_credentials_fail_the_connect_step_naming_them(tmp_path, monkeypatch):
+def test_missing_ctrader_credentials_stop_the_connector_at_its_start_naming_them(tmp_path, monkeypatch):
+    """A permanent failure (common/preflight.py): the connector says which variables are missing and exits 78 (not
+    restarted by supervisord, shown FAILED: tests/system/test_permanent_failure.py) before it asks the broker
+    anything, without a traceback."""
     for var in ("CTRADER_CLIENT_ID", "CTRADER_CLIENT_SECRET", "CTRADER_ACCESS_TOKEN", "CTRADER_ACCOUNT_ID"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CTRADER_CLIENT_ID", "someone")
     home = Home(tmp_path, {"broker": {"type": "ctrader", "environment": "live"}})
     try:
-        home.start("connector")
-        res = step_connect(home)
-        assert res.ok is False
-        assert res.error == (
-            "broker.type is ctrader but CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, CTRADER_ACCOUNT_ID "
-            "are not set in the environment"
-        )
-        assert home.procs["connector"].poll() is None  # answered, not crashed
+        proc = home.start("connector")
+        assert proc.wait(timeout=60) == failure.EXIT_PERMANENT
+        log = (home.root / "var" / "log" / "connector.log").read_text()
+        assert ("ctrader needs the credentials: environment variables CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, "
+                "CTRADER_ACCOUNT_ID not set") in log, log
+        assert "CTRADER_CLIENT_ID," not in log  # the one that is set is not named
+        assert "Traceback" not in log
     finally:
         home.close()
 
