@@ -345,7 +345,8 @@ def ctl(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-TOP_PREFIXES = ["bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.", "alert.", "paper.metrics."]
+TOP_PREFIXES = ["bar.", "bars.", "signal.", "signals.", "ack.", "fill.", "closed.", "account", "conn.", "alert.",
+                "paper.metrics."]
 
 
 TOP_REFRESH_S = 1.0  # the orchestrator's status, the connector's book and the session's row, this often
@@ -379,6 +380,10 @@ def _top_refresh(cfg: config.Config, view: Any, requesters: dict[str, bus.Reques
         events = ask("persistence", "query", messages.QueryArgs("events", {}, 200))
         if events is not None:
             view.set_history(events.records)
+        for program in cfg.of_kind("preditor"):  # every symbol's last signal: the rows before the next bar closes
+            last = ask(program, "last_signals", messages.NoArgs())
+            for signal in sorted(last.signals.values(), key=lambda s: s.bar_time) if last is not None else ():
+                view.apply(signal, 0)
 
 
 def top(args: argparse.Namespace) -> int:
@@ -392,7 +397,7 @@ def top(args: argparse.Namespace) -> int:
     cfg = _wire_config(args)
     ctx = zmq.Context()
     requesters = {s: bus.Requester(ctx, cfg.endpoint(s, "rep"), "top", TOP_REQUEST_MS)
-                  for s in ("orchestrator", "connector", "persistence")}
+                  for s in ("orchestrator", "connector", "persistence", *cfg.of_kind("preditor"))}
     view = TopView()
     sub = None
     try:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Run the test suite (bootstrap first), in two phases: the tests outside tests/system on two pytest-xdist workers
-# (each test has its own temporary directory, ports and PostgreSQL database), then the system tests one after the
-# other (each starts a whole process tree; two at once would measure the machine, not the system). Extra arguments
-# go to both phases, e.g. -q or -m "not slow". Exit status: non-zero when either phase failed.
+# Run the test suite (bootstrap first), in two phases on two pytest-xdist workers (each test has its own temporary
+# directory, ports, sockets and PostgreSQL database): the tests outside tests/system, then the system tests, a whole
+# file to a worker (a module's tests share one boot of the system). Extra arguments go to both phases, e.g. -q or
+# -m "not slow". Exit status: non-zero when either phase failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
@@ -20,5 +20,5 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 status=0
 .venv/bin/python -m pytest tests --ignore=tests/system -n 2 "$@" || status=$?
-.venv/bin/python -m pytest tests/system "$@" || { s=$?; [ "$s" -eq 5 ] || status=$s; }  # 5: none selected (-m "not slow")
+.venv/bin/python -m pytest tests/system -n 2 --dist loadfile "$@" || { s=$?; [ "$s" -eq 5 ] || status=$s; }  # 5: none selected (-m "not slow")
 exit "$status"

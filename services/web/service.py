@@ -32,8 +32,8 @@ from services.web.view import Dashboard
 log = logging.getLogger("oracle.web")
 
 NAME = "web"
-PREFIXES = ["hb.", "sys.state", "alert.", "bar.", "signal.", "ack.", "fill.", "closed.", "account", "conn.",
-            "paper.trade.", "paper.metrics."]
+PREFIXES = ["hb.", "sys.state", "alert.", "bar.", "bars.", "signal.", "signals.", "ack.", "fill.", "closed.",
+            "account", "conn.", "paper.trade.", "paper.metrics."]
 SUB_HWM = 10_000  # messages queued for this process at most; past it the publisher drops for us (a gap, counted)
 RETRY_S = 5.0  # history not read yet (the system is booting): asked again this often
 HISTORY_ROWS = 10_000  # the store's own cap on one query

@@ -81,3 +81,16 @@ def test_the_session_history_and_down_are_shown():
     assert "hello" not in text  # only warnings and worse
     v.set_down("supervisord is not running (no socket at var/supervisor.sock)")
     assert render_text(v).strip() == "system down: supervisord is not running (no socket at var/supervisor.sock)"
+
+
+def test_a_catch_up_run_is_folded_bar_by_bar_and_the_row_shows_its_latest():
+    v = TopView()
+    bars = [messages.Bar("EURUSD", "H1", 1483308000 + 3600 * i, 1.0, 1.1, 0.9, 1.05 + i / 100, 10.0) for i in range(3)]
+    v.apply(messages.BarRun("EURUSD", "H1", bars), 0)
+    signals = [messages.Signal("EURUSD", b.time, b.close, 0 if i < 2 else 4, 0 if i < 2 else -1, 0 if i < 2 else 1,
+                               1, 0.0) for i, b in enumerate(bars)]
+    v.apply(messages.SignalRun("EURUSD", signals), 0)
+    r = v.symbols["EURUSD"]
+    assert (r.last_bar_time, r.last_close) == (bars[-1].time, bars[-1].close)
+    assert (r.direction, r.intensity) == (-1, 1)
+    assert "SHORT1" in render_text(v)

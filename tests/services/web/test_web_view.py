@@ -137,3 +137,16 @@ def test_a_close_heard_before_the_history_is_counted_once_and_live_points_follow
     row = snap["symbols"]["EURUSD"]
     assert (row["real_pnl"], row["real_trades"], row["paper_pnl"], row["paper_trades"]) == (-3.5, 1, 4.0, 1)
     assert v.update(5.0)["full"] is False
+
+
+def test_a_catch_up_run_gives_a_point_per_bar_as_single_signals_would():
+    one, run = Dashboard(), Dashboard()
+    for v in (one, run):
+        v.apply(messages.AccountUpdate(10_000.0, 10_000.0, 0, 0, "USD"), 1.0)
+    signals = [signal(EPOCH + 3600 * i, 1 if i else 0, 1 if i else 0, vpnl=float(i)) for i in range(4)]
+    for s in signals:
+        one.apply(s, 2.0)
+    run.apply(messages.SignalRun("EURUSD", signals), 2.0)
+    assert run.snapshot(3.0)["curve"] == one.snapshot(3.0)["curve"]
+    assert len(run.snapshot(3.0)["curve"]) == 4
+    assert run.row("EURUSD").bar_time == EPOCH + 3 * 3600
