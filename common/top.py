@@ -97,7 +97,8 @@ class TopView:
             r = self.row(body.symbol)
             r.action, r.direction, r.intensity = body.action, body.direction, body.intensity
             r.hmm_state, r.virtual_pnl = body.hmm_state, body.virtual_pnl
-            r.last_bar_time = max(r.last_bar_time or 0, body.bar_time)
+            if body.bar_time >= (r.last_bar_time or 0):  # the bar's close, when no bar was heard (a late top)
+                r.last_bar_time, r.last_close = body.bar_time, body.close
         elif isinstance(body, messages.Ack):
             self.row(body.symbol).last_ack = f"{body.status} {body.reason}".strip()
         elif isinstance(body, messages.Fill):

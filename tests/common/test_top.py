@@ -94,3 +94,11 @@ def test_a_catch_up_run_is_folded_bar_by_bar_and_the_row_shows_its_latest():
     assert (r.last_bar_time, r.last_close) == (bars[-1].time, bars[-1].close)
     assert (r.direction, r.intensity) == (-1, 1)
     assert "SHORT1" in render_text(v)
+
+
+def test_a_late_top_shows_a_signals_bar_and_close_when_it_heard_no_bar():
+    v = TopView()
+    v.apply(messages.Signal("EURUSD", 1483308000, 1.0583, 0, 0, 0, 3, 0.0), 0)  # from last_signals at the first look
+    r = v.symbols["EURUSD"]
+    assert (r.last_bar_time, r.last_close) == (1483308000, 1.0583)
+    assert "1.0583" in render_text(v)
