@@ -29,7 +29,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, config, keys, logs, messages, private, wire
+from common import auxiliary, bus, config, keys, logs, messages, wire
 from common.sequence import Delivery
 from services.notifier import notices as nt
 from services.notifier.sinks import HttpRequest, Sink, SinkError, request_for, sink_from
@@ -253,9 +253,7 @@ class Notifier:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="oracle-notifier", description="Oracle Trader notifier (alerts to a webhook)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", default=os.environ.get("ORACLE_CONFIG"), help="config file (default: "
-                   "config/default.yaml)")
-    p.add_argument("--overlay", default=None, help="overlay merged over the config (default: config/local.yaml)")
+    config.add_arguments(p)
     p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG_LEVEL"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="overrides logging.level")
     p.add_argument("--dry-run", action="store_true", help="accepted like every program's flags; no effect here")
@@ -263,14 +261,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.umask(private.PRIVATE_UMASK)
     args = parse_args(argv)
-    try:
-        cfg = config.load(args.config, args.overlay)
-    except config.ConfigError as exc:
-        print(f"{NAME}: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(NAME, args.log_level or cfg.logging.level, cfg.logging.format)
+    cfg = auxiliary.start(NAME, args)
     try:
         sink = sink_from(cfg, dict(os.environ))
     except SinkError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import zmq
 
-from common import bus, config, keys, logs, messages, private, wire
+from common import auxiliary, bus, config, keys, messages, wire
 from services.web import access
 from services.web.server import DashboardServer, Hub, load_static
 from services.web.view import Dashboard
@@ -191,9 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 "positions, PnL, the session's equity curve (real and paper), drift, alerts, live. "
                                 "Serves http://127.0.0.1:8088/ by default (web.host, web.port); any other host "
                                 "needs a token in the environment variable named by web.token_env.")
-    p.add_argument("--config", default=os.environ.get("ORACLE_CONFIG"), help="config file (default "
-                   "config/default.yaml)")
-    p.add_argument("--overlay", default=None, help="overlay merged over the config (default config/local.yaml)")
+    config.add_arguments(p)
     p.add_argument("--host", default=None, help="bind address (default web.host: 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default web.port: 8088; 0: any free port)")
     p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG_LEVEL"),
@@ -202,14 +200,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.umask(private.PRIVATE_UMASK)
     args = parse_args(argv)
-    try:
-        cfg = config.load(args.config, args.overlay)
-    except config.ConfigError as exc:
-        print(f"web: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(NAME, args.log_level or cfg.logging.level, cfg.logging.format)
+    cfg = auxiliary.start(NAME, args)
     if cfg.web.nice:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, cfg.web.nice)
