@@ -6,7 +6,8 @@ broker's facts (`trades.real_trade`: the deal id), so a record handed over twice
 
 - `fill_input` / `closed_input`: `trades.RealFill` inputs from `fill.<SYM>` / `closed.<SYM>` bodies;
 - `recovered_open_input`: an open position whose opening fill the connector never saw (it opened while the
-  connector was down), keyed by the position;
+  connector was down) and whose opening deal the broker's deal list does not hold, keyed by the position (when the
+  list holds it, the connector records that deal as the fill it was: services/connector/state.py `opening_fills`);
 - `real_trade_record`, `recovered_open_record`: those as records in their JSON form, without a session (the store
   fills in the running one).
 

@@ -9,8 +9,9 @@ What is durable before what (group commit): everything a drain changed in the st
 a fill opened or a close ended) is made durable with one write and one fdatasync (`_commit`), then what the drain
 says goes out, in order (`_say`, `_say_held`): a bar is never published before its time is durable (a crash may lose
 it, repairable from history, never repeat it); a fill or close is in the outbox's spool before the state says it is
-recorded (a kill in between records it twice, never not at all), and published after both. At connect, positions closed
-while the connector was away are found in the broker's deal list and published like any close; the account is
+recorded (a kill in between hands it over twice, never not at all: its opening is then taken again from the deal list
+with the same deal id, a duplicate at the store), and published after both. At connect, positions closed while the
+connector was away are found in the broker's deal list and published like any close; the account is
 published every `connector.account_interval_s` (and `ACCOUNT_AFTER_TRADE_S` after a fill or close).
 
 It lives on the `Connector` (a base class of it): it reads and writes the connector's published state and uses
@@ -36,13 +37,15 @@ from services.connector.port import (
     AuthStatus,
     BrokerPort,
     ConnectionStatus,
+    Deal,
     MarketStatus,
     OrderFilled,
     OrderRejected,
+    Position,
     PositionClosed,
 )
 from services.connector.port import Bar as BrokerBar
-from services.connector.state import ConnectorState, closed_while_away
+from services.connector.state import ConnectorState, closed_while_away, opening_fills
 
 log = logging.getLogger("oracle.connector")
 
@@ -172,7 +175,8 @@ class EventsOut:
                 ev.symbol, ev.ticket, ev.client_order_id, ev.direction, ev.volume, ev.price, ev.time, ev.deal_id,
                 ev.comment, ev.commission,
             )
-            # in the outbox's spool before the state says so: a kill in between records it twice, never not at all
+            # in the outbox's spool before the state says so: a kill in between hands it over twice (the restart takes
+            # it from the deal list: same deal id, one record at the store), never not at all
             self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
             self.published.opened(ev.ticket, ev.symbol, ev.direction, ev.time, ev.client_order_id, ev.comment,
                                   recorded=True)
@@ -278,24 +282,41 @@ class EventsOut:
         )
         self.count("account_updates")
 
+    def _record_opening(self, position: Position, deals: list[Deal]) -> None:
+        """The trade record of an open position whose fill was never recorded: its opening fills from the deal list,
+        else (the list does not reach back to it) one record made from the position itself."""
+        fills = opening_fills(position, deals)
+        for fill in fills:
+            self.persist("trades", real_trade_record(messages.to_wire(fill), closing=False))
+        if not fills:
+            log.warning("position %s is open but its opening deal is not in the deal list: recorded from the "
+                        "position", position.ticket)
+            self.persist("trades", recovered_open_record(dataclasses.asdict(position)))
+        self.count("openings_recovered")
+
     def _report_closed_while_away(self, broker: BrokerPort) -> None:
         """Positions open before this process started and gone now: publish (and record) their closes from the deal
-        list; positions open now that it did not know of: record their openings."""
+        list; positions open now whose opening was never recorded (opened while away, or the process killed between
+        the record and the state saying so): record their opening fills from the deal list, the same records (same
+        ids) as the fill events would have made."""
         try:
             now_open = self._wait(broker.get_positions(), self.cfg.connector.op_timeout_s, "positions")
-            changed = False
             unrecorded = self.published.unrecorded(p.ticket for p in now_open)
-            for p in now_open:
-                if p.ticket in unrecorded:  # its fill was never recorded (opened while away, or killed meanwhile)
-                    self.persist("trades", recovered_open_record(dataclasses.asdict(p)))
-                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
-                                                 recorded=True)
             open_ids = {p.ticket for p in now_open}
             gone = [p for t, p in self.published.positions.items() if int(t) not in open_ids]
-            if gone:
-                since = min(float(p["open_time"]) for p in gone) - 1
+            deals = []
+            if gone or unrecorded:
+                since = min([float(p["open_time"]) for p in gone]
+                            + [p.open_time for p in now_open if p.ticket in unrecorded]) - 1
                 until = max(broker.server_time or 0.0, time.time()) + 86_400  # server time may be unknown yet
                 deals = self._wait(broker.get_deals(since, until), self.cfg.connector.op_timeout_s, "deals")
+            changed = False
+            for p in now_open:
+                if p.ticket in unrecorded:
+                    self._record_opening(p, deals)
+                changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
+                                                 recorded=True)
+            if gone:
                 closes, unexplained = closed_while_away(self.published.positions, open_ids, deals)
                 for ticket in unexplained:
                     log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)

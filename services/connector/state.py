@@ -9,7 +9,8 @@ snapshot's format is the whole state file of old and `journal_seq`, and a state 
   the bars closed while the connector was down are published first, in order;
 - the positions known open (ticket -> symbol, direction, open time, label), so that positions closed while the
   connector process was down (a stop hit, a manual close) are still reported on ``closed.<SYM>`` from the
-  broker's deal list after a restart (``closed_while_away``).
+  broker's deal list after a restart (``closed_while_away``), and positions open now whose opening was never
+  recorded get it from the same list (``opening_fills``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from common.messages import Fill, Position
 from services.connector.port import Deal, PositionClosed, position_closed
 
 
@@ -147,6 +149,16 @@ def closed_while_away(
         out.append(position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
                                    str(p.get("comment", ""))))
     return out, sorted(set(gone) - found)
+
+
+def opening_fills(position: Position, deals: Iterable[Deal]) -> list[Fill]:
+    """The fills that opened `position` (open at the broker, its opening never recorded here), from the broker's
+    deal list, in deal order: the very fills its fill events carried (same deal ids, so a record of one handed over
+    before a kill is a duplicate at the store, not a second trade). Empty when the list holds none of them."""
+    return [Fill(position.symbol, position.ticket, position.label, d.direction, d.volume, d.price, d.time, d.deal_id,
+                 position.comment, d.commission)
+            for d in sorted(deals, key=lambda d: (d.time, d.deal_id))
+            if d.position_id == position.ticket and not d.closing]
 
 
 def merged_subscriptions(configured: dict[str, str | list[str]],

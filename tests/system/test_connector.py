@@ -14,7 +14,7 @@ import pytest
 from harness import Home, status_map, wait_for
 from system.conntap import Tap
 
-from common import bus, config, failure, messages
+from common import bus, config, durable, failure, messages
 from common.records.real_trades import RECOVERED_OPEN_COMMENT
 from services.connector.sim.catalog import CATALOG
 from services.connector.sim.control import control
@@ -499,11 +499,43 @@ def test_connector_killed_while_an_order_is_in_flight_never_sends_it_twice(syste
     assert res.ticket == pos["position_id"]
     assert system.sim("status")["deals"] == deals_before + 1
     assert system.req("order_open", args).ticket == res.ticket
-    # the restarted connector found the position open without having seen its fill: it recorded the opening itself
+    # the restarted connector found the position open without having seen its fill: it recorded the opening from
+    # the broker's deal list, the record its fill event would have made (keyed by the deal: no second one later)
     opening = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0)).records  # noqa: E731
                        if t["position_id"] == str(res.ticket) and t["action"] == "OPEN"]
     (recorded,) = wait_for(opening, 20, "the opening recorded")
-    assert recorded["comment"] == RECOVERED_OPEN_COMMENT and recorded["client_order_id"] == "in-flight-1"
+    assert recorded["comment"] != RECOVERED_OPEN_COMMENT and recorded["client_order_id"] == "in-flight-1"
+    assert (recorded["entry_price"], recorded["volume"]) == (res.price, 0.3)
+    assert system.connector_status()["progress"]["openings_recovered"] == 1
+    assert system.req("order_close", messages.OrderCloseArgs(res.ticket)).success
+
+
+def test_an_opening_handed_over_before_a_kill_the_state_did_not_see_is_stored_once(system):
+    """Killed after the fill's record went to the outbox and before the state said so: at the restart the position
+    looks unrecorded, and its opening is taken from the deal list again, keyed by the same deal: one record."""
+    home = system.home
+    res = order_open(system, "EURUSD", -1, 0.2, "spooled-twice-1")
+    assert res.success
+    opening = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0)).records  # noqa: E731
+                       if t["position_id"] == str(res.ticket) and t["action"] == "OPEN"]
+    (first,) = wait_for(opening, 20, "the fill recorded")
+    rejected = status_map(home.request("persistence", "status"))["progress"].get("records_rejected", 0)
+    epoch = system.connector_status()["epoch"]
+    home.kill("connector")
+    # the state on disk as that kill leaves it: the position known from the order's answer, its record not said
+    state = durable.JournaledState(home.root / "var" / "data" / system.cfg.connector.state_file)
+    doc, _notes = state.load()
+    assert doc is not None and doc["positions"][str(res.ticket)]["recorded"] is True
+    doc["positions"][str(res.ticket)]["recorded"] = False
+    state.commit(doc, changed=["positions"])
+    state.close()
+    home.start("connector")
+    recorded_again = lambda s: (s["epoch"] != epoch and s["broker"]["connected"] and not s["outbox"]["pending"]  # noqa: E731
+                                and s["progress"].get("openings_recovered") == 1)
+    wait_for(lambda: recorded_again(system.connector_status()) or len(opening()) > 1, 30,
+             "the restarted connector recorded the opening again and its outbox drained")
+    assert opening() == [first]  # the same record (the fill's deal id): the store kept one
+    assert status_map(home.request("persistence", "status"))["progress"].get("records_rejected", 0) == rejected
     assert system.req("order_close", messages.OrderCloseArgs(res.ticket)).success
 
 

@@ -6,11 +6,18 @@ import pytest
 from pydantic import ValidationError
 
 from common import config, messages
+from common.records.real_trades import real_trade_record
 from services.connector import journal
 from services.connector.ctrader import settings
 from services.connector.freshness import latency_summary, market_open_now
 from services.connector.port import Deal
-from services.connector.state import ConnectorState, closed_while_away, compact_bar, merged_subscriptions
+from services.connector.state import (
+    ConnectorState,
+    closed_while_away,
+    compact_bar,
+    merged_subscriptions,
+    opening_fills,
+)
 
 # ---- bar publication state ---------------------------------------------------------------------
 
@@ -173,6 +180,23 @@ def test_positions_closed_while_away_come_from_the_closing_deals():
     assert (c.ticket, c.direction, c.external, c.reason, c.label, c.comment) == (1, 1, True, "EXTERNAL", "a", "OT1|a")
     assert c.net_profit == pytest.approx(99.3) and c.balance == 10099.3
     assert unexplained == [3]  # gone, but its closing deal is not in the list
+
+
+def test_an_unrecorded_opening_is_the_fill_its_event_carried():
+    """A position open at the broker whose opening was never recorded (killed between the record and the state):
+    its opening deals are the fills the events carried, so their records have the same ids (one at the store)."""
+    cid = "EURUSD-1488952800-O"
+    position = messages.Position(7, "EURUSD", -1, 0.3, 1.1, 200.0, label=cid, comment="OT1|x")
+    first = Deal(21, 20, 7, "EURUSD", -1, 0.2, 1.1, 200.0, False, commission=-1.2)
+    second = Deal(22, 20, 7, "EURUSD", -1, 0.1, 1.1002, 200.5, False, commission=-0.6)
+    others = [Deal(23, 23, 8, "EURUSD", 1, 0.1, 1.1, 200.0, False), Deal(24, 24, 7, "EURUSD", 1, 0.3, 1.2, 900.0, True)]
+    fills = opening_fills(position, [second, *others, first])
+    assert fills == [messages.Fill("EURUSD", 7, cid, -1, 0.2, 1.1, 200.0, 21, "OT1|x", -1.2),
+                     messages.Fill("EURUSD", 7, cid, -1, 0.1, 1.1002, 200.5, 22, "OT1|x", -0.6)]
+    event = messages.Fill("EURUSD", 7, cid, -1, 0.2, 1.1, 200.0, 21, "OT1|x", -1.2)  # what the live event said
+    assert real_trade_record(messages.to_wire(fills[0]), closing=False) == real_trade_record(
+        messages.to_wire(event), closing=False)
+    assert opening_fills(position, others) == []  # the list does not reach back to it
 
 
 def test_open_positions_are_remembered_once():
