@@ -445,6 +445,8 @@ class Orchestrator(runtime.Service):
                 except SupervisorUnavailable as exc:
                     log.warning("could not stop %s: %s", action.service, exc)
             else:
+                if not self._still_running(view, now):
+                    continue
                 view.restart_requested_at = now
                 view.restart_reason = action.reason
                 self._record("watchdog_restart", service=action.service, reason=action.reason)
@@ -453,6 +455,23 @@ class Orchestrator(runtime.Service):
                     self.supervisor.kill(action.service)
                 except SupervisorUnavailable as exc:
                     self.alert("watchdog", "critical", f"cannot restart {action.service}: {exc}")
+
+    def _still_running(self, view: ServiceView, now: float) -> bool:
+        """Is the process the watchdog judged the one supervisord runs now? Asked at the moment of the kill (its view
+        of the processes is polled only every few seconds): a process started since is left alone (its respawn
+        noted: the grace of a restart until its hello)."""
+        try:
+            pid = int(self.supervisor.processes().get(view.name, {}).get("pid") or 0)
+        except SupervisorUnavailable as exc:
+            self.alert("watchdog", "critical", f"cannot restart {view.name}: {exc}")
+            return False
+        if watchdog.same_process(view.pid, pid):
+            return True
+        logs.event(log, logging.INFO, "watchdog: the process judged is gone", service=view.name, judged=view.pid,
+                   running=pid)
+        if view.see_pid(pid, now):
+            self._record("respawn", service=view.name, pid=pid)
+        return False
 
     # ---- system state -----------------------------------------------------------------------
     def _system_state(self, now: float, fresh_issues: bool = True) -> str:

@@ -1,7 +1,10 @@
 """Watchdog policy (pure): which services to restart, and when restarts escalate to HALTED.
 
 A service that failed permanently (``ServiceView.failure``: it cannot start until a person acts) is neither
-restarted nor escalated: it said why once and exited; a restart could only fail the same way.
+restarted nor escalated: it said why once and exited; a restart could only fail the same way. A service whose last
+heartbeat said it is stopping is not restarted for the heartbeats that end then: supervisord, a person or the process
+itself is stopping it (a process stuck there is killed by supervisord's stopwaitsecs or its own stop timeout). A
+restart is a SIGKILL of the process whose heartbeats stopped, never of one started since (``same_process``).
 
 The mechanism that restarts (supervisord's XML-RPC) lives in the service shell; this module
 only decides, from the registry and the time.
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from common.config import Orchestrator
+from common.messages import S_STOPPING
 from services.orchestrator.registry import ServiceView
 
 FATAL_STATES = ("FATAL",)
@@ -47,7 +51,7 @@ def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[
         if v.restart_requested_at is not None and now - v.restart_requested_at < 2 * cfg.heartbeat_timeout_s:
             continue  # a restart is under way
         age = v.hb_age(now)
-        if age is not None and age > cfg.heartbeat_timeout_s:
+        if age is not None and age > cfg.heartbeat_timeout_s and v.state != S_STOPPING:
             actions.append(Restart(v.name, f"no heartbeat for {age:.1f} s"))
             continue
         hb = v.hb
@@ -60,6 +64,13 @@ def assess(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> list[
             stalled = now - v.progress_changed_at
             actions.append(Restart(v.name, f"stalled: {hb.pending} pending, no progress for {stalled:.1f} s"))
     return actions
+
+
+def same_process(judged_pid: int, supervisor_pid: int) -> bool:
+    """Is the process supervisord runs now (`supervisor_pid`, 0: none) the one the watchdog judged (`judged_pid`,
+    whose heartbeats it heard)? Not when it was respawned meanwhile (after a crash, a kill or a stop that took long):
+    the new process gets its own chance, from its hello."""
+    return judged_pid != 0 and supervisor_pid == judged_pid
 
 
 def next_check(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> float | None:

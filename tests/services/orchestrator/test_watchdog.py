@@ -127,3 +127,24 @@ def test_nothing_is_detected_before_next_check(views):
 
 def test_next_check_is_none_without_a_deadline():
     assert watchdog.next_check([view(), view(last_hb=100.0, escalated=True)], 100.0, CFG) is None
+
+
+def test_a_service_that_said_it_is_stopping_is_not_restarted_for_its_silence():
+    """supervisord (or a person, or the process itself) is stopping it: a slow exit is not a hang to SIGKILL, and
+    the kill would hit the process supervisord starts next."""
+    stopping = view(last_hb=100.0)
+    stopping.state = "STOPPING"
+    assert watchdog.assess([stopping], 130.0, CFG) == []
+    running = view(last_hb=100.0)
+    running.state = "RUNNING"
+    assert watchdog.assess([running], 130.0, CFG) == [watchdog.Restart("executor", "no heartbeat for 30.0 s")]
+
+
+@pytest.mark.parametrize("judged, now_running, same", [
+    (4242, 4242, True),  # the silent process is still the one supervisord runs: killed
+    (4242, 4300, False),  # respawned meanwhile: the new process is left alone
+    (4242, 0, False),  # nothing runs (exited, in back-off, stopped): nothing to kill
+    (0, 4242, False),  # never heard from: no process was judged
+])
+def test_the_watchdog_kills_only_the_process_it_judged(judged, now_running, same):
+    assert watchdog.same_process(judged, now_running) is same
