@@ -134,26 +134,14 @@ def make_home(root: Path, symbols: list[str]) -> None:
     (root / "config" / "executor_symbols.json").write_text(json.dumps(raw, indent=2))
 
 
-class Run:
-    def __init__(self, root: Path, symbols: list[str], seed: int):
+class Walk:
+    """Each symbol's stance, changed now and then (seeded): a bar's signals."""
+
+    def __init__(self, symbols: list[str], seed: int):
         self.symbols = symbols
-        self.connector = Connector(symbols)
-        cfg = config.load(env={"ORACLE_HOME": str(root)})
-        ex = self.ex = Executor(cfg)
-        cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
-        ex.pub = bus.Publisher(ex.ctx, cfg.endpoint("executor", "pub"), "executor", ex.epoch)
-        ex._call = self.connector.call  # type: ignore[method-assign]
-        ex._group = lambda requests: Answered(self.connector, requests)  # type: ignore[method-assign]
-        ex._drive_outbox = lambda now: None  # type: ignore[method-assign]
-        assert ex.on_step("executor.load", {})
-        ex.modelled = set(symbols)
-        ex.timeframes = dict.fromkeys(symbols, "H1")
-        ex.config, _ = sc.ensure_symbols(ex.config, ex.modelled)
-        ex.on_step("executor.sync", {})
         self.rng = random.Random(seed)
         self.stance = {s: (self.rng.choice((-1, 1)), self.rng.choice((1, 2, 3))) for s in symbols}
         self.bar = 0
-        self.seq = 0
 
     def signals(self) -> list[messages.Signal]:
         self.bar += 1
@@ -173,6 +161,29 @@ class Run:
                                        self.rng.randrange(4), round(self.rng.uniform(-50, 50), 2),
                                        previous_direction=direction))
         return out
+
+
+class Run:
+    def __init__(self, root: Path, symbols: list[str], seed: int):
+        self.symbols = symbols
+        self.connector = Connector(symbols)
+        cfg = config.load(env={"ORACLE_HOME": str(root)})
+        ex = self.ex = Executor(cfg)
+        cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+        ex.pub = bus.Publisher(ex.ctx, cfg.endpoint("executor", "pub"), "executor", ex.epoch)
+        ex._call = self.connector.call  # type: ignore[method-assign]
+        ex._group = lambda requests: Answered(self.connector, requests)  # type: ignore[method-assign]
+        ex._drive_outbox = lambda now: None  # type: ignore[method-assign]
+        assert ex.on_step("executor.load", {})
+        ex.modelled = set(symbols)
+        ex.timeframes = dict.fromkeys(symbols, "H1")
+        ex.config, _ = sc.ensure_symbols(ex.config, ex.modelled)
+        ex.on_step("executor.sync", {})
+        self.walk = Walk(symbols, seed)
+        self.seq = 0
+
+    def signals(self) -> list[messages.Signal]:
+        return self.walk.signals()
 
     def one_bar(self) -> float:
         """One bar close: the CPU from the first signal heard to the last ack published."""
