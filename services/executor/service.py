@@ -66,6 +66,7 @@ _ACK_COUNTERS = {s.value: f"acks_{s.value.lower()}" for s in AckStatus}  # statu
 
 class Executor(DecisionDesk, OrderDesk, runtime.Service):
     name = "executor"
+    idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
     status_record = messages.ExecutorReport
     steps = {"executor.load": "_step_load", "executor.sync": "_step_sync", "executor.stop": "_step_stop"}
     subscribe_to = {
@@ -714,11 +715,20 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         return [sock for group in self._flight_lines.values() for sock in group.sockets()]  # answers awaited
 
     def poll_timeout_ms(self) -> int:
+        """Until the first of on_tick's timers (no short poll: ``idle_poll_ms`` None): an order request's resend,
+        the gathered batch's deadline, the retry of what waits for the connector or for the preditor's last
+        signals, the next summary line. What else on_tick does follows a message or an answer (it wakes the loop)."""
         base = super().poll_timeout_ms()
+        now = time.monotonic()
+        due = self._summary_at
         if self._flight_lines:  # answers wake the loop at once; a request asked again is sent on time
-            due = min(group.next_due() for group in self._flight_lines.values())
-            base = min(base, max(0, math.ceil((due - time.monotonic()) * 1000)))
-        left = self._gather_left_s(time.monotonic())
+            due = min(due, min(group.next_due() for group in self._flight_lines.values()))
+        if self._want_last_signals and self.synced:  # asked again a second after the last ask
+            due = min(due, self._last_signals_at + 1.0)
+        if self._retry_at > now and (self.pending or self._replay or self._v1_intents or self._opened):
+            due = min(due, self._retry_at)  # a connector that failed them: tried again then
+        base = min(base, max(0, math.ceil((due - now) * 1000)))
+        left = self._gather_left_s(now)
         return base if left is None else min(base, 1 + int(left * 1000))  # a gathered batch is decided on time
 
     def on_stop(self) -> None:

@@ -591,3 +591,24 @@ def test_a_batch_whose_positions_find_the_connector_down_waits_for_it(rig):
     rig.ex.on_tick(time.monotonic() + 2.0)  # past the retry's time
     rig.ex._wait_flights()
     assert bar_acks(rig, T0 + 2 * H1) == {"EURUSD": ("OK", "FLAT"), "GBPUSD": ("OK", "FLAT")}
+
+
+def test_an_idle_executor_sleeps_until_its_next_timer_and_a_retry_wakes_it_on_time(rig):
+    """No short poll (idle_poll_ms None): the loop sleeps until on_tick's first timer. Idle and synced, that is the
+    summary line; a batch the connector failed is tried again at its retry time; the preditor's last signals
+    asked again a second after the last ask; never a busy loop before the sync."""
+    ex = rig.ex
+    assert ex.idle_poll_ms is None
+    ex._want_last_signals = True  # before the sync: not asked (the sync asks), so no timer and no spin
+    assert ex.poll_timeout_ms() > 1000
+    two_symbols_of_one_bar(rig)
+    ex._want_last_signals = False
+    assert ex.poll_timeout_ms() > 1000  # the summary line, up to a minute away
+    rig.connector.down = True
+    rig.hear(messages.Signal("EURUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.hear(messages.Signal("GBPUSD", T0 + 2 * H1, 1.1, 1, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert ex.pending_work() == 2 and ex._retry_at > time.monotonic()
+    assert ex.poll_timeout_ms() <= 1000  # the retry, a second after the failure
+    ex._want_last_signals, ex._last_signals_at = True, time.monotonic()
+    assert ex.poll_timeout_ms() <= 1000
