@@ -53,6 +53,20 @@ ALERT_EVERY_S = 60.0  # store error alerts, at most this often per kind
 MAX_UNWRITTEN = 100_000  # stream records kept in memory while the store refuses writes
 
 
+CHECK_EVERY_S = 1.0  # the unwritten stream records, the running session's totals and the day change checked
+
+
+def at_beat(due: float, period_s: float, next_beat: float, beat_s: float) -> float:
+    """A periodic job's deadline `due` (every `period_s`) moved to the first heartbeat (at `next_beat`, then every
+    `beat_s`) from just before it on (a tenth of the shorter period: rounding), so that the loop wakes once for both;
+    `due` itself when that heartbeat is more than a period after it (heartbeats sparser than the job)."""
+    if beat_s <= 0:
+        return due
+    k = max(0, math.ceil((due - min(period_s, beat_s) / 10 - next_beat) / beat_s))
+    beat = next_beat + k * beat_s
+    return beat if beat - due <= period_s else due
+
+
 def _code(exc: StoreError) -> str:
     return "store_full" if isinstance(exc, StoreFull) else "store_busy" if isinstance(exc, StoreBusy) else "store_error"
 
@@ -444,15 +458,20 @@ class Persistence(runtime.Service):
             return
         try:
             if now >= self._next_session_hb:
-                self._next_session_hb = now + self.cfg.persistence.heartbeat_interval_s
+                self._next_session_hb = self._at_beat(now, self.cfg.persistence.heartbeat_interval_s)
                 self._session_heartbeat()
             if now >= self._next_day_check:
-                self._next_day_check = now + 1.0
+                self._next_day_check = self._at_beat(now, CHECK_EVERY_S)
                 self._flush_unwritten()
                 self._update_totals()
                 self._day_roll()
         except StoreError as exc:
             self._store_failed(_code(exc), exc)
+
+    def _at_beat(self, now: float, period_s: float) -> float:
+        """When a periodic job runs next: in the turn of the runtime's heartbeat near `now + period_s` (one wake for
+        both; run in the heartbeat's turn, the job's deadline is the heartbeat's next)."""
+        return at_beat(now + period_s, period_s, self._next_hb, self.cfg.runtime.heartbeat_interval_s)
 
     def _keep_write(self, table: str, record: rec.Record) -> None:
         """Write a record made from the stream; when the store refuses it, keep it in memory and retry (a

@@ -1,0 +1,193 @@
+"""Persistence CPU per bar in-process: the service object (its real store, a real Responder's decode and encode,
+no socket I/O) serving one bar's write requests as the pipeline sends them, then their group commit and replies.
+
+    .venv/bin/python bench/persistence_turn_bench.py [--bars 40] [--reps 15] [--symbols 20]
+
+Per bar, four requests (bench/persistence_service_bench.py's shapes, the pipeline's 3.97 requests a bar): the
+executor's signals and acks (one per symbol each), the connector's real trades and the paper trader's trades
+(`--real`, `--paper` of them; session_id empty, filled in by the store). Each request is served in its own loop turn
+(decode, prepare, deferred), committed (one transaction) and answered (reply encoded), as in the service. Printed:
+CPU ms per bar (time.process_time), the median over `--reps` runs of `--bars` bars, the per-part split, and the
+cost of one running totals update (`_update_totals`, done once a second when real trades were stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from harness import Home  # noqa: E402
+
+from common import bus, messages, wire  # noqa: E402
+from common.peer import Peer  # noqa: E402
+from services.persistence.service import Persistence  # noqa: E402
+
+
+def trade(i: int, bar: int, bar_time: str, *, paper: bool) -> dict:
+    return {"id": str(uuid.uuid4()), "session_id": "", "trade_id": f"t{bar}-{i}",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "bar_time": bar_time, "symbol": "EURUSD", "direction": 1, "intensity": 2,
+            "action": "OPEN" if i % 2 == 0 else "CLOSE", "volume": 0.1, "entry_price": 1.1, "exit_price": 1.1012,
+            "pnl": float(i), "pnl_pips": 12.0, "commission": 0.7, "swap": 0.0, "hmm_state": 3, "is_paper": paper,
+            "comment": None, "position_id": str(1000 + bar), "client_order_id": f"c{bar}-{i}"}
+
+
+def bar_requests(bar: int, symbols: int, real: int, paper: int) -> list[bytes]:
+    """One bar's write requests as the wire carries them."""
+    bar_time = datetime.fromtimestamp(1_700_000_000 + 60 * bar, UTC).isoformat()
+    now = datetime.now(UTC).isoformat()
+    syms = [f"SYM{i:02d}" for i in range(symbols)]
+    signals = [{"id": str(uuid.uuid4()), "timestamp": bar_time, "bar_time": bar_time, "symbol": s, "action": "LONG",
+                "direction": 1, "intensity": 2, "hmm_state": 3,
+                "data": {"close": 1.2345, "action_index": 5, "virtual_pnl": 12.5}} for s in syms]
+    acks = [{"id": str(uuid.uuid4()), "timestamp": now, "symbol": s, "bar_time": bar_time, "signal_id": sig["id"],
+             "decision": "HOLD", "status": "OK", "client_order_id": None, "position_id": None, "volume": None,
+             "price": None, "reason": None, "data": {"detail": "no change"}}
+            for s, sig in zip(syms, signals, strict=True)]
+    writes = [messages.WriteArgs("signals", signals), messages.WriteArgs("acks", acks),
+              messages.WriteArgs("trades", [trade(i, bar, bar_time, paper=False) for i in range(real)]),
+              messages.WriteArgs("trades", [trade(i + real, bar, bar_time, paper=True) for i in range(paper)])]
+    return [wire.encode_request("write", f"r{bar}-{k}", w) for k, w in enumerate(writes) if w.records]
+
+
+def serve_bar(svc: Persistence, rep: bus.Responder, requests: list[bytes]) -> list[bytes]:
+    """Each request in its own turn, as the loop does: served (deferred), committed, answered."""
+    replies = []
+    for frame in requests:
+        got = rep._answer([frame], [b"client", b""], rep.caller)
+        assert got is None, wire.decode_reply([got], "write")
+        svc._commit_writes()
+        for w in rep.waiting:
+            replies.append(rep._finish(w))
+        rep.waiting = []
+    return replies
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bars", type=int, default=40)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--symbols", type=int, default=20)
+    p.add_argument("--real", type=int, default=4, help="the connector's trades per bar")
+    p.add_argument("--paper", type=int, default=5, help="the paper trader's trades per bar")
+    p.add_argument("--idle", type=float, default=0.0,
+                   help="instead: the service's loop left idle (a session running) this many seconds: its CPU ms/s")
+    args = p.parse_args()
+    if args.idle:
+        return idle(args.idle)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Home(Path(tmp))
+        svc = Persistence(home.config())
+        svc._open()
+        svc.recorder.start_session(datetime.now(UTC), initial_balance=10_000.0, symbols=["EURUSD"],
+                                   close_on_day_change=False)
+        handlers = {messages.OP_WRITE.name: svc._op_write}
+        rep = bus.Responder(svc.ctx, f"inproc://bench-{uuid.uuid4().hex}", handlers, bus.WireErrors("bench"),
+                            concurrent=True)
+        rep.caller = Peer("service", "executor")
+        rep.permits = {op: _Any() for op in rep.permits}
+        bar = 0
+        per_bar, totals = [], []
+        for r in range(args.reps + 1):
+            loads = [bar_requests(bar + b, args.symbols, args.real, args.paper) for b in range(args.bars)]
+            bar += args.bars
+            t0 = time.process_time()
+            for reqs in loads:
+                replies = serve_bar(svc, rep, reqs)
+                assert len(replies) == len(reqs)
+            used = time.process_time() - t0
+            t1 = time.process_time()
+            svc._update_totals()
+            tot = time.process_time() - t1
+            if r:  # the first run warms up
+                per_bar.append(used * 1000 / args.bars)
+                totals.append(tot * 1000)
+        ok = wire.decode_reply([replies[0]], "write")
+        assert ok.ok and len(ok.result.acked) == args.symbols, ok
+        records = 2 * args.symbols + args.real + args.paper
+        med = statistics.median(per_bar)
+        print(f"persistence in-process CPU per bar ({len(loads[0])} requests, {records} records): "
+              f"median {med:.3f} ms (min {min(per_bar):.3f}, max {max(per_bar):.3f}; {args.reps} x {args.bars} bars)"
+              f" = {med * 1000 / records:.1f} us/record")
+        print(f"running totals update (_update_totals, after {args.bars} bars): median {statistics.median(totals):.3f}"
+              f" ms")
+        rep.close()
+        svc.on_stop()
+        home.close()
+    return 0
+
+
+PRODUCTION_CLOCKS = {"runtime": {"heartbeat_interval_s": 1.0, "hello_interval_s": 0.25, "request_timeout_ms": 2000}}
+
+
+class _Standalone(Persistence):
+    """RUNNING at once (no orchestrator); the store opened and the session started in a turn 0.37 s after the start
+    (as the orchestrator's steps come, at a phase of their own), each loop turn counted; no SUB socket (the stream's
+    messages are wakes of their own)."""
+
+    handshake = False
+    turns = 0
+    _opened_at: float | None = None
+
+    def __init__(self, cfg, dry_run: bool = False):
+        super().__init__(cfg, dry_run)
+        self.subscribe_to = {}  # no publisher runs here: a SUB socket would only retry its connects
+
+    def on_tick(self, now: float) -> None:
+        self.turns += 1
+        if self.recorder is None:
+            self._opened_at = self._opened_at or now + 0.37
+            if now >= self._opened_at:
+                self._open()
+                self.recorder.start_session(datetime.now(UTC), initial_balance=10_000.0, symbols=["EURUSD"],
+                                            close_on_day_change=False)
+                self._totals_due = True
+        super().on_tick(now)
+
+
+def idle(seconds: float) -> int:
+    """The loop of a RUNNING persistence (a session, production clocks) left alone: CPU ms per second, all its
+    threads (process_time), and its loop turns (wakes) per second, measured from 2 s after the start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Home(Path(tmp), PRODUCTION_CLOCKS)
+        cfg = home.config()
+        cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+        svc = _Standalone(cfg)
+        marks: list[tuple[float, int]] = []
+
+        def mark() -> None:
+            marks.append((time.process_time(), svc.turns))
+
+        start, stop = threading.Timer(2.0, mark), threading.Timer(2.0 + seconds, mark)
+        start.start()
+        stop.start()
+        ender = threading.Timer(2.0 + seconds, svc.request_stop)
+        ender.start()
+        svc.run()
+        (c0, t0), (c1, t1) = marks
+        print(f"persistence idle (RUNNING, a session, {seconds:.0f} s): CPU {(c1 - c0) * 1000 / seconds:.3f} ms/s (all "
+              f"threads, no SUB socket), loop turns {(t1 - t0) / seconds:.2f}"
+              f"/s; progress {svc.progress}")
+        home.close()
+    return 0
+
+
+class _Any:
+    """Every role permitted (the bench's caller has none)."""
+
+    def __contains__(self, _role: object) -> bool:
+        return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
