@@ -26,6 +26,7 @@ ARGMAX_MARGIN of slack (at least 1e-5) also covers underflow in the products (at
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,37 +105,21 @@ class _Group:
                     break
                 h = torch.tanh(z) if self.tanh else torch.relu(z)
                 xa = np.abs(h.numpy()[:, 0, :], dtype=np.float64)
-            logits = z[:, 0, :].numpy().astype(np.float64)
-        best = decided(logits, spread).tolist()
+            logits = z[:, 0, :].tolist()
+        spreads = spread.tolist()
         out = []
         for k, obs in zip(slots, observations, strict=True):
-            if best[k] >= 0:
-                out.append(best[k])
+            row, d = logits[k], spreads[k]
+            best = max(range(len(row)), key=row.__getitem__)
+            top, d_best = row[best], d[best]
+            limit = top - d_best - 1.01 * ARGMAX_MARGIN * max(1.0, abs(top) + d_best)
+            if (math.isfinite(limit) and all(math.isfinite(s) for s in d)
+                    and all(v + s < limit for i, (v, s) in enumerate(zip(row, d, strict=True)) if i != best)):
+                out.append(best)
             else:  # a near tie, or a value not finite: the model's own path
                 self.fallbacks += 1
                 out.append(self.nets[lo + k].act(obs))
         return out
-
-
-_MARGIN = 1.01 * ARGMAX_MARGIN
-
-
-def decided(logits: np.ndarray, spreads: np.ndarray) -> np.ndarray:
-    """Per row of the batched ``logits`` (float64, exact copies of the float32 ones) and their ``spreads`` (the bound
-    ``D`` of each): the index of the largest logit when it leads every other by ``D_best + D_i + 1.01 ARGMAX_MARGIN
-    max(1, |top| + D_best)`` (the net's own action, by the proof above), else -1 (a near tie, or a value not finite:
-    the net's own path decides). The float64 operations of the per-row comparison, in its order, on all rows at
-    once: the same decisions to the bit (the first largest index, as ``max`` and ``argmax`` both take)."""
-    rows = np.arange(len(logits))
-    best = logits.argmax(axis=1)
-    top = logits[rows, best]
-    d_best = spreads[rows, best]
-    with np.errstate(invalid="ignore"):  # inf - inf: a NaN, which no comparison passes (as the per-row rule)
-        limit = (top - d_best) - _MARGIN * np.maximum(1.0, np.abs(top) + d_best)
-        lead = (logits + spreads) < limit[:, None]
-    lead[rows, best] = True
-    ok = np.isfinite(limit) & np.isfinite(spreads).all(axis=1) & lead.all(axis=1)
-    return np.where(ok, best, -1)
 
 
 class PolicyBatch:

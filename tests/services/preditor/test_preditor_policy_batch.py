@@ -6,7 +6,6 @@ observations are all read, by some net); ``ORACLE_POLICY_BATCH_FULL=1`` asks eve
 long). The branches are the same in both: batched logits decided, near ties and non-finite logits on the nets' own
 path (the parametrized test below pins each), nets of two shapes and both activations in one batch."""
 
-import math
 import os
 
 import numpy as np
@@ -16,8 +15,8 @@ import torch
 from common.twin.bars import load_bars_csv
 from common.twin.twin import initial_state, run
 from services.preditor.model_file import load_model
-from services.preditor.policy import ARGMAX_MARGIN, PolicyNet
-from services.preditor.policy_batch import PolicyBatch, decided
+from services.preditor.policy import PolicyNet
+from services.preditor.policy_batch import PolicyBatch
 
 BAR_STRIDE = 1 if os.environ.get("ORACLE_POLICY_BATCH_FULL") == "1" else 4
 
@@ -99,42 +98,3 @@ def test_near_ties_and_non_finite_logits_go_to_the_nets_own_path(bias):
     obs = np.array([0.25, -0.5], np.float32)
     assert batch.actions([(0, obs), (1, obs)]) == [tied.act(obs), 3]
     assert batch.fallbacks == 1
-
-
-def _decided_row(row: list[float], d: list[float]) -> int:
-    """The per-row rule as it was written before ``decided`` (Python floats, one row at a time): the reference."""
-    best = max(range(len(row)), key=row.__getitem__)
-    top, d_best = row[best], d[best]
-    limit = top - d_best - 1.01 * ARGMAX_MARGIN * max(1.0, abs(top) + d_best)
-    if (math.isfinite(limit) and all(math.isfinite(s) for s in d)
-            and all(v + s < limit for i, (v, s) in enumerate(zip(row, d, strict=True)) if i != best)):
-        return best
-    return -1
-
-
-def test_decided_is_the_per_row_rule_on_every_row():
-    """``decided`` (all rows at once) against the per-row rule on 200 000 rows of float32 logits and float64
-    spreads: clear leads, leads at the bound's edge (a spread just below and above what separates them), exact
-    ties, several equal largest, NaN and infinities in logits and spreads, tiny and huge values."""
-    rng = np.random.default_rng(7)
-    n, k = 200_000, 7
-    logits = rng.normal(0.0, rng.choice([1e-3, 1.0, 30.0, 1e6], size=(n, 1)), size=(n, k)).astype(np.float32)
-    spreads = np.abs(rng.normal(0.0, rng.choice([0.0, 1e-7, 1e-4, 1e-2], size=(n, 1)), size=(n, k)))
-    ties = rng.random(n) < 0.05
-    logits[ties, 3] = logits[ties].max(axis=1)
-    logits[ties, 5] = logits[ties, 3]
-    wide = logits.astype(np.float64)
-    order = np.sort(wide, axis=1)
-    gap = order[:, -1] - order[:, -2]
-    edge = rng.random(n) < 0.1  # the spreads put the runner-up at the limit, one way or the other
-    spreads[edge] = np.repeat((gap[edge] * rng.choice([0.49999, 0.5, 0.50001], size=edge.sum()))[:, None], k, axis=1)
-    for value, share in ((np.nan, 0.01), (np.inf, 0.01), (-np.inf, 0.01)):
-        at = rng.random((n, k)) < share / k
-        logits[at] = value
-    spreads[rng.random((n, k)) < 0.002] = np.inf
-    spreads[rng.random((n, k)) < 0.002] = np.nan
-    got = decided(logits.astype(np.float64), spreads).tolist()
-    rows, ds = logits.tolist(), spreads.tolist()
-    expected = [_decided_row(rows[i], ds[i]) for i in range(n)]
-    assert got == expected
-    assert 0.2 * n < sum(x >= 0 for x in expected) < 0.9 * n  # both outcomes, in numbers
