@@ -122,13 +122,17 @@ def main() -> int:
             row = bars[i]
             conn.publish_many([(f"bar.{s}.H1", messages.Bar(s, "H1", int(row[0]), *(float(x) for x in row[1:])))
                                for s in symbols])
-            svc.sub.sock.poll(1000)
-            time.sleep(args.pause_ms / 1000)  # every bar of the close on the socket
+            time.sleep(args.pause_ms / 1000)
             if prof:
                 prof.enable()
             c0 = time.thread_time()
-            for r in svc.sub.drain():
-                svc.on_message(r)
+            got = 0
+            while got < len(symbols):  # every bar of the close (a wait for the socket is no CPU)
+                for r in svc.sub.drain():
+                    svc.on_message(r)
+                    got += 1
+                if got < len(symbols):
+                    svc.sub.sock.poll(1000)
             c1 = time.thread_time()
             svc.on_tick(time.monotonic())
             c2 = time.thread_time()
