@@ -59,7 +59,9 @@ for attr in ("answered_now", "answer", "release", "woken", "_send", "take_events
     wrap(B, attr, "bridge." + attr)
 wrap(bridge.BrokerLoop, "_start_all", "broker._start_all")
 wrap(transport.Transport, "_dispatch", "broker.dispatch")
-_lean = spots.read_frame_adapter
+# the frame reader the adapter's transport is given (client.py)
+_READER = "read_frame_adapter" if hasattr(spots, "read_frame_adapter") else "read_frame_lean"
+_lean = getattr(spots, _READER)
 
 
 def read_frame_timed(body):
@@ -74,7 +76,7 @@ def read_frame_timed(body):
     return r
 
 
-spots.read_frame_adapter = read_frame_timed
+setattr(spots, _READER, read_frame_timed)
 wrap(data.MarketData, "on_spot", "broker.on_spot")
 wrap(execution.Execution, "on_execution", "broker.on_execution")
 wrap(transport.Transport, "_send", "broker.transport._send")

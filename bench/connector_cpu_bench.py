@@ -54,11 +54,12 @@ bridge.BrokerLoop._run = profiled
 import pickle
 from services.connector.ctrader import spots
 frames = []
-lean = spots.read_frame_adapter
+reader = "read_frame_adapter" if hasattr(spots, "read_frame_adapter") else "read_frame_lean"
+lean = getattr(spots, reader)
 def recording(body):
     frames.append(body)
     return lean(body)
-spots.read_frame_adapter = recording
+setattr(spots, reader, recording)
 from services.connector.service import main
 p = cProfile.Profile(time.thread_time)
 p.enable()
@@ -99,6 +100,7 @@ def main() -> int:
     p.add_argument("--orders", action="store_true")
     p.add_argument("--positions", action="store_true", help="only the positions request per bar (no orders)")
     p.add_argument("--idle-s", type=float, default=5.0)
+    p.add_argument("--period", type=float, default=0.0, help="a bar closed every this many seconds (0: at once)")
     p.add_argument("--profile", type=Path)
     p.add_argument("--timing", type=Path, help="thread CPU per function (bench/_conn_timing.py), files in this dir")
     p.add_argument("--strace", type=Path, help="strace -f the connector over the measured bars into this file")
@@ -183,6 +185,7 @@ def main() -> int:
                 t = time.monotonic()
                 one_bar(5 + i, tickets)
                 walls.append(time.monotonic() - t)
+                time.sleep(max(0.0, args.period - (time.monotonic() - t)))
             wall = time.monotonic() - w0
             used = diff(c0, threads(conn.pid))
             p1 = dict(req.call("status", messages.NoArgs()).progress)
