@@ -37,7 +37,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -57,6 +60,8 @@ from services.connector.state import ConnectorState, compact_bar, merged_subscri
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
+BUSY_POLL_MS = 100  # the loop's longest sleep while an answer, an account or held events are pending
+QUIET_POLL_MS = 1000  # its longest sleep when nothing is (on_tick's timers and the runtime's deadlines cut it short)
 SUMMARY_S = 300.0  # how often the counters of the work done are logged (INFO), instead of a line per message
 SUMMARIZED = ("bars_published", "orders", "closes_requested", "fills", "closes", "rejects", "journal_commits",
               "state_commits", "event_errors")
@@ -340,6 +345,24 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self._set_connected(False, "disconnected (connector.disconnect)")
         return self._facts()
 
+    def run(self) -> int:
+        """The runtime's loop, a signal waking it at once: the C handler writes a byte on a pipe the loop polls
+        (`signal.set_wakeup_fd`), so a SIGTERM is not left until the end of the loop's quiet sleep
+        (`QUIET_POLL_MS`; the poll goes on after a signal's handler has run)."""
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return super().run()
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.add_reader(r, lambda: _drain_pipe(r))
+        before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        try:
+            return super().run()
+        finally:
+            signal.set_wakeup_fd(before)
+            os.close(r)
+            os.close(w)
+
     def on_stop(self) -> None:
         if self.broker is not None and self.bridge.running and self._session_open:
             with contextlib.suppress(bus.OpError):
@@ -359,8 +382,24 @@ class Connector(EventsOut, OrderOps, runtime.Service):
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def poll_timeout_ms(self) -> int:
         """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
-        loop gives them itself (`_turn`)."""
-        return 100
+        loop gives them itself (`_turn`); a turn every `BUSY_POLL_MS` while anything is out (a deferred reply's
+        deadline, an account asked of the broker's loop, events queued or kept by the publish grace). Quiet, the
+        loop sleeps until the first of on_tick's timers (the token file's look, the account's update, the summary),
+        at most `QUIET_POLL_MS`, instead of waking ten times a second (a request, a message or the bridge's pipe
+        wakes it at once; the heartbeat and the runtime's deadlines are the runtime's own)."""
+        if self._busy():
+            return BUSY_POLL_MS
+        now = time.monotonic()
+        due = min(self._next_token_look, self._next_summary)
+        if self.connected and self.broker is not None and self.bridge.running:
+            due = min(due, self._next_account)
+        return max(BUSY_POLL_MS, min(QUIET_POLL_MS, math.ceil((due - now) * 1000)))
+
+    def _busy(self) -> bool:
+        """Something a turn of the loop must see within `BUSY_POLL_MS` may be pending."""
+        return bool((self.rep is not None and self.rep.waiting) or self._account_fut is not None
+                    or self.bridge.has_out or self.bridge.has_events or not self._state_said
+                    or self.uptime() < self.cfg.connector.publish_grace_s)
 
     def on_tick(self, now: float) -> None:
         self._turn()  # the orders this turn's requests asked for: out together after one journal fsync
@@ -568,6 +607,12 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             "orders": messages.OrdersInFlight(in_flight=len(self.ledger.out), in_flight_peak=self.ledger.peak),
             "bar_to_order_ms": latency_summary(self.freshness.bar_to_order_ms),
         }
+
+
+def _drain_pipe(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
