@@ -148,9 +148,12 @@ class OutboxSender:
         self._store_retry_at = 0.0  # no back-off now: this is the last chance
         self.outbox.gathering_since = None  # and no gathering
         while len(self.outbox) and time.monotonic() < flush_until:  # give persistence a chance to ack
+            self.count("outbox_flush_turns")
             self._drive_outbox(time.monotonic())
             if self._store is not None and self._store.pending is not None:
                 self._store.sock.poll(50)
+            else:  # nothing in flight (persistence refused or did not answer: asked again at its retry time)
+                time.sleep(max(0.01, min(self._store_retry_at, flush_until) - time.monotonic()))
         if len(self.outbox):
             log.warning("stopping with %d records not yet acknowledged by persistence (kept in %s for the next "
                         "start)", len(self.outbox), self._spool_path())

@@ -44,3 +44,20 @@ def test_records_spooled_together_are_those_spooled_one_by_one_and_survive_the_p
     again = made(cfg)  # a kill -9 after the write: the next process restores every record
     again._restore_outbox()
     assert [(table, r) for table, r in again.outbox.pending.values()] == [("signals", r) for r in records]
+
+
+def test_the_last_sends_at_stop_wait_for_persistence_without_spinning(tmp_path):
+    """No persistence answers: the flush at stop asks, waits for the answer's timeout, then for the retry time,
+    sleeping (it spun through the second before each retry: a core busy at every stop without persistence)."""
+    home = Home(tmp_path, {"runtime": {"request_timeout_ms": 200, "stop_timeout_s": 3.0}})
+    try:
+        svc = Keeping(home.config())
+        svc.persist("signals", {"id": "s1", "bar_time": 1, "data": {}})
+        svc._flush_outbox()  # 1.5 s: a send, its timeout (4 polls of 50 ms), the retry a second later, ...
+        assert len(svc.outbox) == 1  # kept for the next start
+        assert svc.progress["outbox_flush_turns"] < 60, svc.progress
+        assert svc.progress["outbox_writes"] >= 2  # asked again after the retry time
+        svc._store.close()
+        svc.ctx.term()
+    finally:
+        home.close()
