@@ -17,6 +17,7 @@ outbox_sender.py; ``Service`` is put together from them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import inspect
 import logging
@@ -353,11 +354,14 @@ class Service(Lifecycle, OutboxSender):
             )
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        wakeup = self._wake_on_signals()
         logs.event(log, logging.INFO, "started", pid=self.pid, epoch=self.epoch, dry_run=self.dry_run)
         try:
             self._loop()
         finally:
             self._shutdown()
+            if wakeup is not None:
+                wakeup()
         if self._fatal and self._permanent:
             return fail_permanently(self.cfg, self.program(self.cfg), self._permanent, self.started_mono)
         if self._fatal:
@@ -433,6 +437,26 @@ class Service(Lifecycle, OutboxSender):
                 due = min(due, send_at)
         return math.ceil((due - now) * 1000) if due > now else 0
 
+    def _wake_on_signals(self) -> Callable[[], None] | None:
+        """A signal (SIGTERM: supervisord's stop) wakes the loop at once: the C handler writes a byte on a pipe the
+        loop polls (``signal.set_wakeup_fd``); a poll interrupted by a signal goes on after the handler ran, so a
+        quiet loop would stop only at its next deadline (up to a heartbeat interval). Returns what undoes it (None:
+        not the main thread, which alone receives signals)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.add_reader(r, lambda: _drain_pipe(r))
+        before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+        def undo() -> None:
+            signal.set_wakeup_fd(before)
+            os.close(r)
+            os.close(w)
+
+        return undo
+
     def _shutdown(self) -> None:
         watchdog = threading.Timer(self.cfg.runtime.stop_timeout_s, _force_exit)
         watchdog.daemon = True
@@ -463,6 +487,12 @@ class Service(Lifecycle, OutboxSender):
 
 
 NO_SHORT_POLL_MS = 3_600_000  # `idle_poll_ms = None`: the runtime's deadlines and poll_timeout_ms's bound the sleep
+
+
+def _drain_pipe(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
 
 
 def _open_statm() -> int:

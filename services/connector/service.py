@@ -39,8 +39,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -345,24 +343,6 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self._set_connected(False, "disconnected (connector.disconnect)")
         return self._facts()
 
-    def run(self) -> int:
-        """The runtime's loop, a signal waking it at once: the C handler writes a byte on a pipe the loop polls
-        (`signal.set_wakeup_fd`), so a SIGTERM is not left until the end of the loop's quiet sleep
-        (`QUIET_POLL_MS`; the poll goes on after a signal's handler has run)."""
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-            return super().run()
-        r, w = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        self.add_reader(r, lambda: _drain_pipe(r))
-        before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        try:
-            return super().run()
-        finally:
-            signal.set_wakeup_fd(before)
-            os.close(r)
-            os.close(w)
-
     def on_stop(self) -> None:
         if self.broker is not None and self.bridge.running and self._session_open:
             with contextlib.suppress(bus.OpError):
@@ -607,12 +587,6 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             "orders": messages.OrdersInFlight(in_flight=len(self.ledger.out), in_flight_peak=self.ledger.peak),
             "bar_to_order_ms": latency_summary(self.freshness.bar_to_order_ms),
         }
-
-
-def _drain_pipe(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError):
-        while os.read(fd, 4096):
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:

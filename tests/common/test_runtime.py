@@ -2,6 +2,7 @@
 of the service's own wakes its loop; records handed over in several loop passes leave for persistence together."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -214,3 +215,28 @@ def test_records_handed_over_in_several_loop_passes_leave_in_one_write_request(h
         keeping.kill()
         keeping.wait(10)
         store.sock.close()
+
+
+def test_a_quiet_service_stops_at_once_on_sigterm(tmp_path):
+    """supervisord's stop (SIGTERM) wakes a loop that sleeps until its next deadline (here a minute away: no
+    orchestrator answers, hellos and beats are a minute apart): the signal writes to a pipe the loop polls, so the
+    service stops now, not at that deadline."""
+    quiet = {"runtime": {"heartbeat_interval_s": 60.0, "hello_interval_s": 60.0, "request_timeout_ms": 60_000}}
+    home = Home(tmp_path, quiet)
+    log_path = tmp_path / "sleepy.log"
+    try:
+        with open(log_path, "wb") as out:
+            sleepy = subprocess.Popen([sys.executable, "-c", SLEEPY_SERVICE], env=as_persistence(home),
+                                      cwd=home.root, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: b"persistence started" in log_path.read_bytes(), 20, "the service's start")
+            time.sleep(0.3)  # asleep in its poll (its first hello is out, its answer a minute away)
+            sleepy.send_signal(signal.SIGTERM)
+            assert sleepy.wait(20) == 0  # a minute without the wake-up pipe
+            assert b"persistence stopped" in log_path.read_bytes()
+        finally:
+            if sleepy.poll() is None:
+                sleepy.kill()
+                sleepy.wait(10)
+    finally:
+        home.close()
