@@ -458,8 +458,8 @@ class Orchestrator(runtime.Service):
 
     def _still_running(self, view: ServiceView, now: float) -> bool:
         """Is the process the watchdog judged the one supervisord runs now? Asked at the moment of the kill (its view
-        of the processes is polled only every few seconds): a process started since is left alone (its respawn
-        noted: the grace of a restart until its hello)."""
+        of the processes is polled only every few seconds): a process started since is left alone, and so is none
+        (exited, in back-off): what runs next gets the grace of a restart until its hello, its respawn noted."""
         try:
             pid = int(self.supervisor.processes().get(view.name, {}).get("pid") or 0)
         except SupervisorUnavailable as exc:
@@ -469,6 +469,7 @@ class Orchestrator(runtime.Service):
             return True
         logs.event(log, logging.INFO, "watchdog: the process judged is gone", service=view.name, judged=view.pid,
                    running=pid)
+        view.restart_requested_at = now  # judged again after a restart's grace, not at every turn of the loop
         if view.see_pid(pid, now):
             self._record("respawn", service=view.name, pid=pid)
         return False
