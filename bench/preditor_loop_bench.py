@@ -16,7 +16,6 @@ import functools
 import math
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,13 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.append(str(REPO / "tests"))
 
-from harness import Home  # noqa: E402
-from system.preditor_rig import copy_model_as  # noqa: E402
 
+from bench.preditor_path_bench import HISTORY  # noqa: E402
 from common import bus, messages  # noqa: E402
 from common.twin.bars import load_bars_csv  # noqa: E402
-
-HISTORY = 1000
 
 
 def thread_cpu_s(tid: int) -> float:
@@ -50,21 +46,15 @@ def main() -> int:
 
     import zmq
 
-    from bench.preditor_bench import symbol_of
+    from bench.preditor_path_bench import bench_home
     from common.twin.twin import initial_state, run
     from services.preditor import store
     from services.preditor.journal import Journal
     from services.preditor.service import Preditor
 
     bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
-    root = Path(tempfile.mkdtemp(prefix="ploop-"))
+    root, home, symbols = bench_home("ploop-", args.models)
     try:
-        models = root / "bench_models"
-        models.mkdir()
-        symbols = [symbol_of(k) for k in range(args.models)]
-        for sym in symbols:
-            copy_model_as(REPO / "models" / "EURUSD_H1.zip", models, sym)
-        home = Home(root, {"preditor": {"models_dir": str(models), "warmup_bars": HISTORY}})
         (root / "var" / "run").mkdir(parents=True, exist_ok=True)
         cfg = home.config()
 

@@ -42,6 +42,20 @@ from common.twin.bars import load_bars_csv  # noqa: E402
 HISTORY = 1000
 
 
+def bench_home(prefix: str, n_models: int) -> tuple[Path, Home, list[str]]:
+    """A throwaway home whose preditor holds `n_models` copies of the demo model, named as bench/preditor_bench.py
+    names them; the caller removes the root."""
+    from bench.preditor_bench import symbol_of
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    models = root / "bench_models"
+    models.mkdir()
+    symbols = [symbol_of(k) for k in range(n_models)]
+    for sym in symbols:
+        copy_model_as(REPO / "models" / "EURUSD_H1.zip", models, sym)
+    return root, Home(root, {"preditor": {"models_dir": str(models), "warmup_bars": HISTORY}}), symbols
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=20)
@@ -52,21 +66,14 @@ def main() -> int:
 
     import zmq
 
-    from bench.preditor_bench import symbol_of
     from common.twin.twin import initial_state, run
     from services.preditor import store
     from services.preditor.journal import Journal
     from services.preditor.service import Preditor
 
     bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
-    root = Path(tempfile.mkdtemp(prefix="ppath-"))
+    root, home, symbols = bench_home("ppath-", args.models)
     try:
-        models = root / "bench_models"
-        models.mkdir()
-        symbols = [symbol_of(k) for k in range(args.models)]
-        for sym in symbols:
-            copy_model_as(REPO / "models" / "EURUSD_H1.zip", models, sym)
-        home = Home(root, {"preditor": {"models_dir": str(models), "warmup_bars": HISTORY}})
         cfg = home.config()
         svc = Preditor(cfg)
         svc._next_hb = math.inf  # no heartbeat (no orchestrator here)
