@@ -204,17 +204,29 @@ class Execution:
         return now
 
     async def get_deals(self, since: float, until: float | None = None, max_rows: int = 0) -> list[Deal]:
-        """Deals executed between `since` and `until` (Unix s, broker time)."""
+        """Deals executed between `since` and `until` (Unix s, broker time), in time order. The server answers at
+        most a page of them (`hasMore` past it): unless `max_rows` caps the answer, a window with more is asked
+        again in halves until every part fits."""
         await self.link.wait_ready()
         to_ms = parsing.seconds_to_ms(until) if until is not None else (self.market.server_ms or 0) + DAY_MS
-        req = oa.ProtoOADealListReq(
-            ctidTraderAccountId=self.link.account_id, fromTimestamp=parsing.seconds_to_ms(since), toTimestamp=to_ms
-        )
+        raw = await self._deal_list(parsing.seconds_to_ms(since), to_ms, max_rows)
+        specs, by_id = self.instruments.specs, self.instruments.by_id
+        unique = {d.dealId: d for d in raw if d.symbolId in by_id}  # a deal on a halves' edge comes once
+        deals = [parsing.deal(d, specs[by_id[d.symbolId]]) for d in unique.values()]
+        return sorted(deals, key=lambda d: (d.time, d.deal_id))
+
+    async def _deal_list(self, from_ms: int, to_ms: int, max_rows: int) -> list[Any]:
+        req = oa.ProtoOADealListReq(ctidTraderAccountId=self.link.account_id, fromTimestamp=from_ms, toTimestamp=to_ms)
         if max_rows:
             req.maxRows = max_rows
         res = await self.link.request(req)
-        specs, by_id = self.instruments.specs, self.instruments.by_id
-        return [parsing.deal(d, specs[by_id[d.symbolId]]) for d in res.deal if d.symbolId in by_id]
+        if not res.hasMore or max_rows:
+            return list(res.deal)
+        if to_ms <= from_ms:  # a page of deals within one millisecond: nothing narrower to ask
+            log.warning("the deal list at %d ms holds more than one page: %d deal(s) read", from_ms, len(res.deal))
+            return list(res.deal)
+        mid = (from_ms + to_ms) // 2
+        return [*await self._deal_list(from_ms, mid, 0), *await self._deal_list(mid + 1, to_ms, 0)]
 
     # ---- reconcile
     async def reconcile(self, report_missing: bool = False) -> None:

@@ -205,7 +205,7 @@ class TradingOps:
 
     def _on_deal_list(self, s: Session, msg: Any, cid: str) -> None:
         deals = [d for d in self.account.deals if msg.fromTimestamp <= d.timestamp_ms <= msg.toTimestamp]
-        max_rows = msg.maxRows or 10_000
+        max_rows = msg.maxRows or self.config.deal_list_rows
         res = oa.ProtoOADealListRes(ctidTraderAccountId=self.account.account_id, hasMore=len(deals) > max_rows)
         res.deal.extend(wire.deal(d, self.account.money_digits) for d in deals[:max_rows])
         self._send(s, res, cid)

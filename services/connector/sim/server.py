@@ -76,6 +76,7 @@ class SimConfig:
     heartbeat_interval: float = 10.0
     client_timeout: float = 30.0
     history_page: int = 1000  # most bars one trendbar response holds
+    deal_list_rows: int = 10_000  # most deals one deal-list response holds (hasMore past it), unless maxRows says
     rate_limit: int = 50
     history_rate_limit: int = 5
     synthetic_symbols: int = 0  # SYN01..: EURUSD-like symbols replaying the CSV shifted (catalog.py)

@@ -182,6 +182,29 @@ def test_commission_and_swap_are_charged_and_equity_is_net(sim_factory: SimFacto
     run(scenario())
 
 
+def test_a_deal_list_longer_than_the_servers_page_is_read_whole(sim_factory: SimFactory) -> None:
+    """The server answers two deals a page (`hasMore` past them): the window is asked again in halves until each part
+    fits, and every deal comes once, in time order."""
+    sim = sim_factory(start_bar=START, deal_list_rows=2)
+
+    async def scenario() -> None:
+        broker = await connected(sim)
+        cp = sim.server.control_port
+        for k in range(3):
+            res = await broker.market_order("EURUSD", 1 if k % 2 else -1, 0.1, client_order_id=f"page-{k}")
+            await acontrol(cp, "advance", ticks=30)
+            assert (await broker.close_position(res.ticket)).success
+            await acontrol(cp, "advance", ticks=30)
+        deals = await broker.get_deals(since=utc(2017, 1, 9), until=utc(2017, 1, 11))
+        assert len(deals) == 6 and len({d.deal_id for d in deals}) == 6
+        assert [d.closing for d in deals] == [False, True] * 3
+        assert [d.time for d in deals] == sorted(d.time for d in deals)
+        assert len(await broker.get_deals(since=utc(2017, 1, 9), until=utc(2017, 1, 11), max_rows=2)) == 2
+        await broker.close()
+
+    run(scenario())
+
+
 def test_a_eur_account_converts_crosses_with_the_brokers_chain(sim_factory: SimFactory) -> None:
     sim = sim_factory(start_bar=START, deposit_asset="EUR")
 
