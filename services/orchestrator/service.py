@@ -53,6 +53,7 @@ FLUSH_BEFORE_SHUTDOWN_S = 5.0  # at most this long, after the shutdown steps, fo
 # its heartbeat timeout, not supervisord, is what the watchdog restarts it on)
 SUPERVISOR_POLL_S = 1.0
 SUPERVISOR_POLL_SETTLED_S = 10.0
+STARVED_LOOK_S = 0.5  # a starved process (watchdog.starved) is looked at again this often
 # with nothing under way (RUNNING, no step, request or record in flight) the loop sleeps until the next thing due (a
 # heartbeat, the state, supervisord's view, a watchdog deadline), this long at most: what arrives wakes it anyway
 QUIET_POLL_S = 0.5
@@ -94,6 +95,7 @@ class Orchestrator(runtime.Service):
         # this host's supervisord and, in a layout over several hosts, each other host's through its agent
         self.supervisor = Supervisors.from_config(cfg, self.ctx, self.name)
         self.supervisor_error = ""
+        self._starved_look: dict[str, float] = {}  # service -> when a starved process is looked at again
         self.own_supervisor_state = ""
         self._programs_problem = ""
         self._last_supervisor_poll: float | None = None
@@ -445,7 +447,7 @@ class Orchestrator(runtime.Service):
                 except SupervisorUnavailable as exc:
                     log.warning("could not stop %s: %s", action.service, exc)
             else:
-                if not self._still_running(view, now):
+                if self._starved(view, now) or not self._still_running(view, now):
                     continue
                 view.restart_requested_at = now
                 view.restart_reason = action.reason
@@ -473,6 +475,26 @@ class Orchestrator(runtime.Service):
         if view.see_pid(pid, now):
             self._record("respawn", service=view.name, pid=pid)
         return False
+
+    def _starved(self, view: ServiceView, now: float) -> bool:
+        """A silent process of this host that is runnable (its state R: waiting for a CPU) is starved, not hung:
+        left alone for ``watchdog.STARVED_FACTOR`` heartbeat timeouts, looked at again every STARVED_LOOK_S."""
+        if now < self._starved_look.get(view.name, 0.0):
+            return True  # starved at the last look
+        if self.supervisor.host_of(view.name) != "local":
+            return False
+        try:
+            runnable = psutil.Process(view.pid).status() == psutil.STATUS_RUNNING
+        except psutil.Error:
+            return False
+        silent = view.hb_age(now) or 0.0
+        if not watchdog.starved(silent, self.cfg.orchestrator.heartbeat_timeout_s, runnable):
+            return False
+        if now - self._starved_look.get(view.name, 0.0) > STARVED_LOOK_S:  # a new spell: said once
+            logs.event(log, logging.WARNING, "watchdog: silent but runnable (starved of CPU), not restarted yet",
+                       service=view.name, pid=view.pid, silent_s=round(silent, 1))
+        self._starved_look[view.name] = now + STARVED_LOOK_S
+        return True
 
     # ---- system state -----------------------------------------------------------------------
     def _system_state(self, now: float, fresh_issues: bool = True) -> str:

@@ -4,7 +4,10 @@ A service that failed permanently (``ServiceView.failure``: it cannot start unti
 restarted nor escalated: it said why once and exited; a restart could only fail the same way. A service whose last
 heartbeat said it is stopping is not restarted for the heartbeats that end then: supervisord, a person or the process
 itself is stopping it (a process stuck there is killed by supervisord's stopwaitsecs or its own stop timeout). A
-restart is a SIGKILL of the process whose heartbeats stopped, never of one started since (``same_process``).
+restart is a SIGKILL of the process whose heartbeats stopped, never of one started since (``same_process``). A
+silent process that is runnable (waiting for a CPU: paper and persistence run at a lower priority, and a machine
+busy with the trading path, or anything else, can hold them off for seconds) is starved, not hung: it is given
+``STARVED_FACTOR`` heartbeat timeouts (``starved``); a frozen or deadlocked one is stopped or asleep.
 
 The mechanism that restarts (supervisord's XML-RPC) lives in the service shell; this module
 only decides, from the registry and the time.
@@ -20,6 +23,7 @@ from common.messages import S_STOPPING
 from services.orchestrator.registry import ServiceView
 
 FATAL_STATES = ("FATAL",)
+STARVED_FACTOR = 4.0  # heartbeat timeouts a silent but runnable process is given before a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,13 @@ def same_process(judged_pid: int, supervisor_pid: int) -> bool:
     whose heartbeats it heard)? Not when it was respawned meanwhile (after a crash, a kill or a stop that took long):
     the new process gets its own chance, from its hello."""
     return judged_pid != 0 and supervisor_pid == judged_pid
+
+
+def starved(silent_s: float, timeout_s: float, runnable: bool) -> bool:
+    """Is a process silent for `silent_s` (past the heartbeat timeout) to be left alone as starved of CPU rather than
+    restarted as hung? Only while it is runnable, and for at most ``STARVED_FACTOR`` timeouts (a process spinning in
+    a loop of its own is runnable too: it is restarted then)."""
+    return runnable and silent_s <= STARVED_FACTOR * timeout_s
 
 
 def next_check(views: Iterable[ServiceView], now: float, cfg: Orchestrator) -> float | None:

@@ -148,3 +148,13 @@ def test_a_service_that_said_it_is_stopping_is_not_restarted_for_its_silence():
 ])
 def test_the_watchdog_kills_only_the_process_it_judged(judged, now_running, same):
     assert watchdog.same_process(judged, now_running) is same
+
+
+@pytest.mark.parametrize("silent, runnable, left_alone", [
+    (3.5, True, True),  # waiting for a CPU (a lower priority under load): starved, not hung
+    (5 * 4.0, True, True),  # up to STARVED_FACTOR heartbeat timeouts
+    (5 * 4.0 + 0.1, True, False),  # past them: a process spinning in a loop of its own is restarted
+    (3.5, False, False),  # asleep or stopped (deadlocked, frozen): hung, restarted at the timeout
+])
+def test_a_silent_process_waiting_for_a_cpu_is_starved_not_hung(silent, runnable, left_alone):
+    assert watchdog.starved(silent, CFG.heartbeat_timeout_s, runnable) is left_alone
