@@ -246,16 +246,6 @@ class Bridge:
     def has_held(self) -> bool:
         return bool(self._held)
 
-    @property
-    def has_events(self) -> bool:
-        """Events queued for the loop (a drain takes at most its limit: the rest wait for the next turn)."""
-        return not self._events.empty()
-
-    @property
-    def has_out(self) -> bool:
-        """Requests held or sent whose answers are not settled yet (`answered_now`)."""
-        return bool(self._held or self._out)
-
     def release(self) -> int:
         """Send the requests held (`defer(hold=True)`), with one wake of the broker loop for all; how many."""
         held, self._held = self._held, []

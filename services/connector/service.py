@@ -37,7 +37,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -58,8 +57,6 @@ from services.connector.state import ConnectorState, compact_bar, merged_subscri
 log = logging.getLogger("oracle.connector")
 
 TOKEN_LOOK_S = 2.0  # how often the token file is looked at for a pair handed in while running
-BUSY_POLL_MS = 100  # the loop's longest sleep while an answer, an account or held events are pending
-QUIET_POLL_MS = 1000  # its longest sleep when nothing is (on_tick's timers and the runtime's deadlines cut it short)
 SUMMARY_S = 300.0  # how often the counters of the work done are logged (INFO), instead of a line per message
 SUMMARIZED = ("bars_published", "orders", "closes_requested", "fills", "closes", "rejects", "journal_commits",
               "state_commits", "event_errors")
@@ -362,24 +359,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def poll_timeout_ms(self) -> int:
         """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
-        loop gives them itself (`_turn`); a turn every `BUSY_POLL_MS` while anything is out (a deferred reply's
-        deadline, an account asked of the broker's loop, events queued or kept by the publish grace). Quiet, the
-        loop sleeps until the first of on_tick's timers (the token file's look, the account's update, the summary),
-        at most `QUIET_POLL_MS`, instead of waking ten times a second (a request, a message or the bridge's pipe
-        wakes it at once; the heartbeat and the runtime's deadlines are the runtime's own)."""
-        if self._busy():
-            return BUSY_POLL_MS
-        now = time.monotonic()
-        due = min(self._next_token_look, self._next_summary)
-        if self.connected and self.broker is not None and self.bridge.running:
-            due = min(due, self._next_account)
-        return max(BUSY_POLL_MS, min(QUIET_POLL_MS, math.ceil((due - now) * 1000)))
-
-    def _busy(self) -> bool:
-        """Something a turn of the loop must see within `BUSY_POLL_MS` may be pending."""
-        return bool((self.rep is not None and self.rep.waiting) or self._account_fut is not None
-                    or self.bridge.has_out or self.bridge.has_events or not self._state_said
-                    or self.uptime() < self.cfg.connector.publish_grace_s)
+        loop gives them itself (`_turn`)."""
+        return 100
 
     def on_tick(self, now: float) -> None:
         self._turn()  # the orders this turn's requests asked for: out together after one journal fsync
