@@ -84,12 +84,9 @@ class TopView:
         self.status_error = error
 
     def apply(self, body: Any, ts_ns: int) -> None:
-        if isinstance(body, messages.BarRun):  # a catch-up's bars (or signals): each as if alone, in bar order
-            for bar in body.bars:
-                self.apply(bar, ts_ns)
-        elif isinstance(body, messages.SignalRun):
-            for signal in body.signals:
-                self.apply(signal, ts_ns)
+        if isinstance(body, messages.BarRun | messages.SignalRun):  # a catch-up's: each as if alone, in bar order
+            for item in messages.run_items(body):
+                self.apply(item, ts_ns)
         elif isinstance(body, messages.Bar):
             r = self.row(body.symbol)
             r.last_bar_time, r.last_close = body.time, body.close

@@ -46,6 +46,7 @@ from common.messages.events import (
     Signal,
     SignalRun,
     SysState,
+    run_items,
     split_run,
 )
 from common.messages.registry import (
@@ -233,5 +234,6 @@ __all__ = [  # the wire's names, as callers use them: messages.<name>
     "SysState", "TradingPosition", "TradingState", "TradingSymbol", "TwinPosition", "VirtualPosition",
     "VirtualPositions", "WriteArgs", "WriteResult", "ack_topic", "alert_topic", "bar_topic", "bars_topic",
     "closed_topic", "event", "fill_topic", "from_wire", "hb_topic", "market_topic", "op", "paper_metrics_topic",
-    "paper_trade_topic", "reject_topic", "signal_topic", "signals_topic", "split_run", "to_wire", "type_name",
+    "paper_trade_topic", "reject_topic", "run_items", "signal_topic", "signals_topic", "split_run", "to_wire",
+    "type_name",
 ]

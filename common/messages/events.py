@@ -114,6 +114,11 @@ def split_run(items: list, limit: int = MAX_RUN) -> list[list]:
     return [items[i:i + limit] for i in range(0, len(items), limit)]
 
 
+def run_items(run: BarRun | SignalRun) -> list:
+    """A run's bars or signals, in bar order (a reader that takes them one by one, as if each came alone)."""
+    return run.bars if isinstance(run, BarRun) else run.signals
+
+
 def _check_run(what: str, symbol: str, items: list, times: list[int], timeframe: str | None = None) -> None:
     if not items:
         raise SchemaError("a run holds at least one item", what)

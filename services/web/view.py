@@ -141,12 +141,9 @@ class Dashboard:
             self._sys_state(body, ts_s)
         elif isinstance(body, messages.Alert):
             self.add_alert(ts_s, body.severity, body.kind, body.service, body.message)
-        elif isinstance(body, messages.BarRun):  # a catch-up's bars (or signals): each as if alone, in bar order
-            for bar in body.bars:
-                self.apply(bar, ts_s)
-        elif isinstance(body, messages.SignalRun):
-            for signal in body.signals:
-                self.apply(signal, ts_s)
+        elif isinstance(body, messages.BarRun | messages.SignalRun):  # a catch-up's: each as if alone, in bar order
+            for item in messages.run_items(body):
+                self.apply(item, ts_s)
         elif isinstance(body, messages.Bar):
             r = self.row(body.symbol)
             if r.bar_time is None or body.time >= r.bar_time:
