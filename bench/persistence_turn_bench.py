@@ -1,14 +1,17 @@
 """Persistence CPU per bar in-process: the service object (its real store, a real Responder's decode and encode,
 no socket I/O) serving one bar's write requests as the pipeline sends them, then their group commit and replies.
 
-    .venv/bin/python bench/persistence_turn_bench.py [--bars 40] [--reps 15] [--symbols 20]
+    .venv/bin/python bench/persistence_turn_bench.py [--bars 40] [--reps 15] [--symbols 20] [--prefill BARS]
 
 Per bar, four requests (bench/persistence_service_bench.py's shapes, the pipeline's 3.97 requests a bar): the
 executor's signals and acks (one per symbol each), the connector's real trades and the paper trader's trades
 (`--real`, `--paper` of them; session_id empty, filled in by the store). Each request is served in its own loop turn
 (decode, prepare, deferred), committed (one transaction) and answered (reply encoded), as in the service. Printed:
 CPU ms per bar (time.process_time), the median over `--reps` runs of `--bars` bars, the per-part split, and the
-cost of one running totals update (`_update_totals`, done once a second when real trades were stored).
+cost of one running totals update (`_update_totals`, done once a second when real trades were stored), and the bytes
+the process wrote and read per bar (/proc/self/io: the WAL's frames, the checkpoints, the page cache's misses).
+`--prefill` stores that many bars first (a bar's pages touched grow with the store until its random-keyed indexes
+have more leaves than a bar has records).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ def main() -> int:
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--real", type=int, default=4, help="the connector's trades per bar")
     p.add_argument("--paper", type=int, default=5, help="the paper trader's trades per bar")
+    p.add_argument("--prefill", type=int, default=0,
+                   help="bars stored before the measure (in transactions of 50 bars): the store's size matters")
     p.add_argument("--idle", type=float, default=0.0,
                    help="instead: the service's loop left idle (a session running) this many seconds: its CPU ms/s")
     args = p.parse_args()
@@ -96,22 +101,25 @@ def main() -> int:
                             concurrent=True)
         rep.caller = Peer("service", "executor")
         rep.permits = {op: _Any() for op in rep.permits}
-        bar = 0
-        per_bar, totals = [], []
+        bar = prefill(svc, args.prefill, args.symbols, args.real, args.paper)
+        per_bar, totals, io = [], [], []
         for r in range(args.reps + 1):
             loads = [bar_requests(bar + b, args.symbols, args.real, args.paper) for b in range(args.bars)]
             bar += args.bars
+            io0 = _io()
             t0 = time.process_time()
             for reqs in loads:
                 replies = serve_bar(svc, rep, reqs)
                 assert len(replies) == len(reqs)
             used = time.process_time() - t0
+            io1 = _io()
             t1 = time.process_time()
             svc._update_totals()
             tot = time.process_time() - t1
             if r:  # the first run warms up
                 per_bar.append(used * 1000 / args.bars)
                 totals.append(tot * 1000)
+                io.append({k: (io1[k] - io0[k]) / args.bars for k in io0})
         ok = wire.decode_reply([replies[0]], "write")
         assert ok.ok and len(ok.result.acked) == args.symbols, ok
         records = 2 * args.symbols + args.real + args.paper
@@ -119,12 +127,36 @@ def main() -> int:
         print(f"persistence in-process CPU per bar ({len(loads[0])} requests, {records} records): "
               f"median {med:.3f} ms (min {min(per_bar):.3f}, max {max(per_bar):.3f}; {args.reps} x {args.bars} bars)"
               f" = {med * 1000 / records:.1f} us/record")
+        med_io = {k: statistics.median(i[k] for i in io) for k in io[0]}
+        print(f"I/O per bar (/proc/self/io, median): written {med_io['wchar'] / 1024:.0f} KiB in {med_io['syscw']:.1f}"
+              f" writes, read {med_io['rchar'] / 1024:.0f} KiB in {med_io['syscr']:.1f} reads; store after {bar} bars "
+              f"{svc.db_path.stat().st_size / 2**20:.1f} MiB")
         print(f"running totals update (_update_totals, after {args.bars} bars): median {statistics.median(totals):.3f}"
               f" ms")
         rep.close()
         svc.on_stop()
         home.close()
     return 0
+
+
+def prefill(svc: Persistence, bars: int, symbols: int, real: int, paper: int) -> int:
+    """`bars` bars of records stored straight into the store (50 bars a transaction); returns the next bar."""
+    store = svc.recorder.store
+    sid = svc.recorder.session.session_id
+    for start in range(0, bars, 50):
+        items = []
+        for b in range(start, min(bars, start + 50)):
+            for frame in bar_requests(b, symbols, real, paper):
+                args = wire.decode_request([frame]).args
+                items += [(args.table, {**r, "session_id": r.get("session_id") or sid}) for r in args.records]
+        store.write_batch(items)
+    return bars
+
+
+def _io() -> dict[str, int]:
+    """This process's I/O counters (bytes through read/write calls, and the calls)."""
+    with open("/proc/self/io") as f:
+        return {k: int(v) for k, v in (line.split(": ") for line in f) if k in ("rchar", "wchar", "syscr", "syscw")}
 
 
 PRODUCTION_CLOCKS = {"runtime": {"heartbeat_interval_s": 1.0, "hello_interval_s": 0.25, "request_timeout_ms": 2000}}

@@ -3,6 +3,9 @@
 -- timestamptz -> TEXT (ISO-8601 UTC, fixed width, so text order is time order), integer/smallint/bigint
 -- and boolean -> INTEGER, double precision -> REAL, text[] and jsonb -> TEXT holding JSON.
 -- Plus the store's own bookkeeping: `outbox` (records not yet delivered, one row per sink and record).
+-- The indexes are the local store's own: those its queries use (store.py, report.py, the query op's callers), not
+-- PostgreSQL's; every index costs pages in each bar's commits (signals and acks keep only their session index).
+-- A change here is also a local migration (local_migrations.py) for the stores made before it.
 
 CREATE TABLE IF NOT EXISTS sessions (
     id               TEXT PRIMARY KEY NOT NULL,
@@ -103,7 +106,6 @@ CREATE TABLE IF NOT EXISTS signals (
     created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS signals_session_idx ON signals (session_id);
-CREATE INDEX IF NOT EXISTS signals_symbol_bar_idx ON signals (symbol, bar_time);
 
 CREATE TABLE IF NOT EXISTS acks (
     id               TEXT PRIMARY KEY NOT NULL,
@@ -126,8 +128,6 @@ CREATE TABLE IF NOT EXISTS acks (
     created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS acks_session_idx ON acks (session_id);
-CREATE INDEX IF NOT EXISTS acks_symbol_bar_idx ON acks (symbol, bar_time);
-CREATE INDEX IF NOT EXISTS acks_signal_idx ON acks (signal_id);
 
 CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,

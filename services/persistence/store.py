@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.records import schema as rec
+from services.persistence import local_migrations
 
 SCHEMA_FILE = Path(__file__).with_name("local_schema.sql")
-SCHEMA_VERSION = 1  # PRAGMA user_version of a store with local_schema.sql; bump with a local migration
+SCHEMA_VERSION = local_migrations.SCHEMA_VERSION  # PRAGMA user_version of a store made by local_schema.sql
 
 SYNCHRONOUS = "NORMAL"  # see the module docstring: kill -9 safe; "FULL" for power-cut safety at a WAL fsync per commit
 
@@ -148,8 +149,12 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path}: store schema version {version} is newer than this code's "
                                  f"({SCHEMA_VERSION}); refusing to open it")
-            conn.executescript(SCHEMA_FILE.read_text())
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:  # a new store
+                conn.executescript(SCHEMA_FILE.read_text())
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            else:
+                _migrate(conn, version)
+                conn.executescript(SCHEMA_FILE.read_text())  # what the migrations leave to it (IF NOT EXISTS)
             if max_bytes is not None:
                 page = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page)}")
@@ -485,6 +490,23 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise _classify(exc, what) from exc
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store made by an older schema to this one: each pending migration in its own transaction, with its
+    version stamp; skipped when another connection applied it meanwhile (read again under the write lock)."""
+    for m in local_migrations.pending(version):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < m.version:
+                for statement in m.statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={m.version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _q(col: str) -> str:
