@@ -9,15 +9,17 @@ executor's signals and acks (one per symbol each), the connector's real trades a
 (decode, prepare, deferred), committed (one transaction) and answered (reply encoded), as in the service. Printed:
 CPU ms per bar (time.process_time), the median over `--reps` runs of `--bars` bars, the per-part split, and the
 cost of one running totals update (`_update_totals`, done once a second when real trades were stored), and the bytes
-the process wrote and read per bar (/proc/self/io: the WAL's frames, the checkpoints, the page cache's misses).
-`--prefill` stores that many bars first (a bar's pages touched grow with the store until its random-keyed indexes
-have more leaves than a bar has records).
+the process wrote and read per bar (/proc/self/io: the WAL's frames, the checkpoints, the page cache's misses), then
+the WAL frames of one more bar, by the table or index of their page. `--prefill` stores that many bars first (a bar's
+pages grow with the store until its random-keyed indexes have more leaves than a bar has records).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
+import struct
 import sys
 import tempfile
 import threading
@@ -120,6 +122,8 @@ def main() -> int:
                 per_bar.append(used * 1000 / args.bars)
                 totals.append(tot * 1000)
                 io.append({k: (io1[k] - io0[k]) / args.bars for k in io0})
+        print("WAL frames of one more bar, by b-tree: " + wal_pages(svc, rep, bar_requests(bar, args.symbols, args.real,
+                                                                                           args.paper)))
         ok = wire.decode_reply([replies[0]], "write")
         assert ok.ok and len(ok.result.acked) == args.symbols, ok
         records = 2 * args.symbols + args.real + args.paper
@@ -151,6 +155,23 @@ def prefill(svc: Persistence, bars: int, symbols: int, real: int, paper: int) ->
                 items += [(args.table, {**r, "session_id": r.get("session_id") or sid}) for r in args.records]
         store.write_batch(items)
     return bars
+
+
+def wal_pages(svc: Persistence, rep: bus.Responder, requests: list[bytes]) -> str:
+    """The frames one bar's commits append to the WAL (emptied first, no checkpoint meanwhile), counted by the table or
+    index their page belongs to (SQLite's dbstat)."""
+    conn = svc.recorder.store._conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    owner = {page: name for name, page in conn.execute("SELECT name, pageno FROM dbstat")}
+    serve_bar(svc, rep, requests)
+    owner.update({page: name for name, page in conn.execute("SELECT name, pageno FROM dbstat")})
+    conn.execute("PRAGMA wal_autocheckpoint=1000")
+    wal = Path(f"{svc.db_path}-wal").read_bytes()
+    size = struct.unpack(">I", wal[8:12])[0]
+    pages = [struct.unpack(">I", wal[at:at + 4])[0] for at in range(32, len(wal) - size - 23, 24 + size)]
+    by = collections.Counter(owner.get(p, "?") for p in pages)
+    return f"{len(pages)} (" + ", ".join(f"{name} {n}" for name, n in by.most_common()) + ")"
 
 
 def _io() -> dict[str, int]:
