@@ -55,7 +55,8 @@ from common.config import TIMEFRAMES
 from common.model_meta import read_models
 from common.schema import shown
 from common.sequence import Delivery
-from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, observe_bar, run, step
+from common.twin.many import observe_bars
+from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, run, step
 from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
 
@@ -487,13 +488,13 @@ class Preditor(runtime.Service):
         return ready
 
     def _process_together(self, ready: list[tuple[Track, messages.Bar]]) -> None:
-        """Step the bars of several twins (one each): their policies asked at once (``PolicyBatch``: the actions
-        each model's own net gives), their signals decided in the bars' order."""
-        seen = []
-        for track, bar in ready:
+        """Step the bars of several twins (one each): their features computed together (``many.observe_bars``:
+        each twin's own bits), their policies asked at once (``PolicyBatch``: the actions each model's own net
+        gives), their signals decided in the bars' order."""
+        for _, bar in ready:
             self.force_fill.discard(bar.symbol)
-            state = observe_bar(track.model.spec, track.state, bar)
-            seen.append((track, state))
+        observed = observe_bars([(track.model.spec, track.state, bar) for track, bar in ready])
+        seen = [(track, state) for (track, _), state in zip(ready, observed, strict=True)]
         asked = [(t.slot, s.observation) for t, s in seen if not isinstance(s, TwinState)]
         actions = iter(self.policies.actions(asked)) if asked else iter(())
         for track, state in seen:
