@@ -109,7 +109,7 @@ def scaled_emission_rows(specs: Sequence[TwinSpec], x: np.ndarray) -> np.ndarray
     return np.exp(log_b - peak[:, None])
 
 
-_KINDS: dict[int, tuple[TwinSpec, tuple | None]] = {}  # by id(spec), with the spec (an id is reused only after)
+_KINDS: dict[int, tuple[TwinSpec, tuple | None]] = {}  # by id(spec); the entry keeps its spec (and so its id) alive
 
 
 def _spec_kind(spec: TwinSpec) -> tuple | None:
