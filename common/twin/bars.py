@@ -23,6 +23,16 @@ def bar_row(bar: Bar) -> np.ndarray:
     return np.array([bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume], dtype=np.float64)
 
 
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Do two bar arrays hold the same float64 bits (NaN equal to itself, -0.0 not 0.0)? As
+    ``a.tobytes() == b.tobytes()`` for arrays of one shape, without copying the two arrays to compare them."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype == b.dtype == np.float64 and a.flags.c_contiguous and b.flags.c_contiguous:
+        return bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+    return a.tobytes() == b.tobytes()
+
+
 def bar_at(bars: np.ndarray, i: int) -> Bar:
     """Row ``i`` as a Bar (the twin reads neither its symbol nor its timeframe)."""
     t, o, h, lo, c, v = (float(x) for x in bars[i])

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from common import messages
+from common.twin.bars import same_bits
 from common.twin.twin import SNAPSHOT_VERSION, Decision, TwinState
 from services.preditor.gaps import needs_fill
 
@@ -152,7 +153,7 @@ class SnapshotEncoder:
             return []
         start = int(np.searchsorted(old[:, 0], bars[0, 0]))
         n = min(len(old) - start, len(bars))
-        if n <= 0 or old[start:start + n].tobytes() != bars[:n].tobytes():
+        if n <= 0 or not same_bits(old[start:start + n], bars[:n]):
             return []
         return self._rows[start:start + n]
 

@@ -26,7 +26,6 @@ ARGMAX_MARGIN of slack (at least 1e-5) also covers underflow in the products (at
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,17 +104,23 @@ class _Group:
                     break
                 h = torch.tanh(z) if self.tanh else torch.relu(z)
                 xa = np.abs(h.numpy()[:, 0, :], dtype=np.float64)
-            logits = z[:, 0, :].tolist()
-        spreads = spread.tolist()
+            logits = z[:, 0, :].numpy().astype(np.float64)  # exact
+        # per row, the rule of the module's docstring in float64, as it reads on Python floats (the same operations):
+        # best = the first largest logit (a NaN anywhere makes the row fall back, whichever index is taken), its
+        # lead over every other v by D_best + D_i + 1.01 ARGMAX_MARGIN max(1, |top| + D_best)
+        rows = np.arange(len(logits))
+        best = np.argmax(logits, axis=1)
+        top, d_best = logits[rows, best], spread[rows, best]
+        with np.errstate(all="ignore"):  # infinities and NaN as on Python floats, without warnings
+            limit = top - d_best - 1.01 * ARGMAX_MARGIN * np.maximum(1.0, np.abs(top) + d_best)
+            lead = logits + spread < limit[:, None]
+        lead[rows, best] = True
+        decided = (np.isfinite(limit) & np.isfinite(spread).all(axis=1) & lead.all(axis=1)).tolist()
+        best = best.tolist()
         out = []
         for k, obs in zip(slots, observations, strict=True):
-            row, d = logits[k], spreads[k]
-            best = max(range(len(row)), key=row.__getitem__)
-            top, d_best = row[best], d[best]
-            limit = top - d_best - 1.01 * ARGMAX_MARGIN * max(1.0, abs(top) + d_best)
-            if (math.isfinite(limit) and all(math.isfinite(s) for s in d)
-                    and all(v + s < limit for i, (v, s) in enumerate(zip(row, d, strict=True)) if i != best)):
-                out.append(best)
+            if decided[k]:
+                out.append(best[k])
             else:  # a near tie, or a value not finite: the model's own path
                 self.fallbacks += 1
                 out.append(self.nets[lo + k].act(obs))

@@ -18,8 +18,9 @@
   after the first: one wake of the subscribers per bar time, not one per symbol). The snapshots and signals of
   every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
   together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
-  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced once no bar came for
-  ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
+  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced in the same turn of
+  the loop when its bars came after a pause (a live bar time: no wake of its own for the sync), else once no bar
+  came for ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
   previous snapshot on restart and publishes the same signals again, which the executor and paper drop
   (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
   a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
@@ -55,7 +56,8 @@ from common.config import TIMEFRAMES
 from common.model_meta import read_models
 from common.schema import shown
 from common.sequence import Delivery
-from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, observe_bar, run, step
+from common.twin.many import observe_bars
+from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, run, step
 from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
 
@@ -153,6 +155,7 @@ class Preditor(runtime.Service):
         self.decided: list[tuple[str, messages.Signal]] = []  # (topic, signal) decided, not yet published
         self.decided_since = 0.0  # monotonic time of the first of them
         self.last_bar_at = 0.0  # monotonic time of the last bar stepped
+        self.after_pause = False  # the bars stepped last came SYNC_LINGER_S or more after the ones before: no burst
         self.log = store.TwinLog(self.snapshot_dir, self.fsync_snapshots)
         self.saved: dict[str, store.Saved] | None = None  # what the file held at the first warmup, by model key
         self.unsaved_since = 0.0
@@ -338,7 +341,8 @@ class Preditor(runtime.Service):
             self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
         if self.log.unsynced:
             now = time.monotonic()
-            if now - self.last_bar_at >= SYNC_LINGER_S or now - self.unsynced_since >= SNAPSHOT_DELAY_MAX_S:
+            if ((self.after_pause and not self.queue and not self.unsaved) or now - self.last_bar_at >= SYNC_LINGER_S
+                    or now - self.unsynced_since >= SNAPSHOT_DELAY_MAX_S):
                 self._sync_snapshots()
 
     def poll_timeout_ms(self) -> int:
@@ -356,6 +360,7 @@ class Preditor(runtime.Service):
     def _process_queue(self) -> None:
         """Step the bars waiting, publishing their signals together (at least every ``PUBLISH_DELAY_MAX_S``): one
         burst of messages wakes the subscribers and the socket's I/O thread once for a bar time, not per symbol."""
+        self.after_pause = time.monotonic() - self.last_bar_at >= SYNC_LINGER_S
         try:
             if self.catch_up_all:
                 for track in self.tracks.values():
@@ -487,13 +492,13 @@ class Preditor(runtime.Service):
         return ready
 
     def _process_together(self, ready: list[tuple[Track, messages.Bar]]) -> None:
-        """Step the bars of several twins (one each): their policies asked at once (``PolicyBatch``: the actions
-        each model's own net gives), their signals decided in the bars' order."""
-        seen = []
-        for track, bar in ready:
+        """Step the bars of several twins (one each): their features computed together (``many.observe_bars``:
+        each twin's own bits), their policies asked at once (``PolicyBatch``: the actions each model's own net
+        gives), their signals decided in the bars' order."""
+        for _, bar in ready:
             self.force_fill.discard(bar.symbol)
-            state = observe_bar(track.model.spec, track.state, bar)
-            seen.append((track, state))
+        observed = observe_bars([(track.model.spec, track.state, bar) for track, bar in ready])
+        seen = [(track, state) for (track, _), state in zip(ready, observed, strict=True)]
         asked = [(t.slot, s.observation) for t, s in seen if not isinstance(s, TwinState)]
         actions = iter(self.policies.actions(asked)) if asked else iter(())
         for track, state in seen:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from common import durable, messages
+from common.twin.bars import same_bits
 from services.preditor.journal import KEEP
 from services.preditor.live import dumps
 
@@ -98,7 +99,7 @@ def added_rows(logged: np.ndarray | None, bars: np.ndarray) -> int | None:
         return None
     start = int(np.searchsorted(logged[:, 0], bars[0, 0]))
     n = len(logged) - start
-    if start == len(logged) or n > len(bars) or logged[start:].tobytes() != bars[:n].tobytes():
+    if start == len(logged) or n > len(bars) or not same_bits(logged[start:], bars[:n]):
         return None
     return n
 
