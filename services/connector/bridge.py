@@ -45,6 +45,7 @@ from services.connector.port import (
 
 STEP_ROUNDS = 64  # rounds of the broker loop one step runs at most while callbacks stay ready
 POLL_S = 0.05  # how often a waiting request beats and publishes
+DUE_WITHIN_S = 0.001  # a broker loop's timer this close is run at the loop's tick (the poll sleeps in whole ms)
 # a wake of the connector's turn asked on the broker loop waits until the broker loop has nothing else ready to run, for
 # at most this many of its turns: the answer to an order and the fill it made (a few callbacks apart) wake it once
 IDLE_WAKE_TURNS = 16
@@ -244,6 +245,12 @@ class Bridge:
         """Run what is ready on the broker loop now (frames read, timers due, orders released), never sleeping."""
         if self._aio is not None:
             self._aio.step()
+
+    def step_if_due(self) -> None:
+        """`step` when a callback is ready or a timer is due (the loop's tick: its I/O is stepped as it comes)."""
+        due = self._aio.next_timer_s() if self._aio is not None else None
+        if due is not None and due <= DUE_WITHIN_S:
+            self.step()
 
     def next_timer_s(self) -> float | None:
         """Seconds until the broker loop next has something to do that no I/O brings (None: nothing)."""

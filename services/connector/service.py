@@ -372,7 +372,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         return 100 if due is None else min(100, math.ceil(due * 1000))
 
     def on_tick(self, now: float) -> None:
-        self.bridge.step()  # the broker loop's timers due (its I/O is read as it comes: `_on_broker_io`)
+        self.bridge.step_if_due()  # the broker loop's timers due (its I/O is read as it comes: `_on_broker_io`)
         if self.bridge.wake_pending:
             self.bridge.woken()
         self._turn()  # the orders this turn's requests asked for: out together after one journal fsync

@@ -276,3 +276,21 @@ def test_the_loop_sleeps_no_longer_than_the_broker_loops_next_timer(cfg):
             c.bridge.step()
     finally:
         c.bridge.stop()
+
+
+def test_the_loops_tick_steps_the_broker_loop_only_when_something_there_is_due(cfg, tmp_path):
+    c = _connector(cfg)
+    c.pub = bus.Publisher(c.ctx, f"ipc://{tmp_path}/pub", "connector", c.epoch)
+    c.bridge.start()
+    try:
+        steps: list[int] = []
+        real = c.bridge._loop.step
+        c.bridge._loop.step = lambda *a: steps.append(1) or real(*a)  # type: ignore[method-assign]
+        c.on_tick(0.0)
+        assert steps == []  # nothing there: an idle tick costs the broker loop nothing
+        fut = c.bridge.submit(asyncio.sleep(0))
+        c.on_tick(0.0)
+        assert steps == [1] and fut.done()
+    finally:
+        c.pub.close()
+        c.bridge.stop()
