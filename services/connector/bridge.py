@@ -61,7 +61,8 @@ class BrokerLoop:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.loop = asyncio.SelectorEventLoop(self.selector)
-        self._started = False
+        self._rounds_left = 0  # rounds the step running may still run
+        self._stopper_queued = False  # the step's end is queued among the ready callbacks (not work: `_busy`)
 
     def fileno(self) -> int:
         """The loop's selector: readable when a socket of the broker's (or the loop's own wake pipe) is."""
@@ -69,20 +70,32 @@ class BrokerLoop:
 
     def start(self) -> BrokerLoop:
         asyncio.set_event_loop(self.loop)
-        self._started = True
         return self
 
     def step(self, rounds: int = STEP_ROUNDS) -> None:
-        """Run what is ready now (the I/O ready, the timers due, the callbacks they make ready), never sleeping: one
-        round of the loop at a time until nothing is ready, at most `rounds` rounds (the rest at the next step)."""
+        """Run what is ready now (the I/O ready, the timers due, the callbacks they make ready), never sleeping: the
+        loop's rounds, in one run, until nothing is ready, at most `rounds` rounds (the rest at the next step)."""
         loop = self.loop
         if loop.is_closed() or loop.is_running():
             return
-        for _ in range(rounds):
-            loop.call_soon(loop.stop)  # a round: the selector asked with no timeout (a callback is ready), then stop
-            loop.run_forever()
-            if not getattr(loop, "_ready", None):  # CPython's queue of the callbacks ready to run
-                return
+        self._rounds_left = rounds
+        self._stopper_queued = True
+        loop.call_soon(self._stop_when_idle)
+        loop.run_forever()
+
+    def _stop_when_idle(self) -> None:
+        """The step's end, once no other callback is ready (else again at the next round, a bounded number)."""
+        self._stopper_queued = False
+        self._rounds_left -= 1
+        if self._busy() and self._rounds_left > 0:
+            self._stopper_queued = True
+            self.loop.call_soon(self._stop_when_idle)
+        else:
+            self.loop.stop()
+
+    def _busy(self) -> bool:
+        """A callback other than the step's end is ready to run (CPython's queue of them, `_ready`)."""
+        return len(getattr(self.loop, "_ready", ())) > int(self._stopper_queued)
 
     def run_until(self, fut: asyncio.Future, timeout: float) -> None:
         """Run the loop until `fut` is done or `timeout` has passed (sleeping in its selector meanwhile)."""
@@ -115,7 +128,7 @@ class BrokerLoop:
     def when_idle(self, fn: Callable[[], None], turns: int = IDLE_WAKE_TURNS) -> None:
         """In a step of the loop: call `fn` once nothing else is ready to run on the loop (the callbacks a burst of
         frames scheduled have all run), or `turns` turns of the loop from now at the latest."""
-        if turns <= 0 or not getattr(self.loop, "_ready", None):  # CPython's queue of the callbacks ready to run
+        if turns <= 0 or not self._busy():
             fn()
             return
         try:

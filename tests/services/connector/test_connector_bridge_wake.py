@@ -135,3 +135,20 @@ def test_a_wake_asked_on_the_broker_loop_comes_once_it_is_idle():
         assert bridge.wake_pending and os.read(bridge.wake_fd, 16) == b"\0"
     finally:
         bridge.stop()
+
+
+def test_a_wake_asked_in_a_step_comes_as_soon_as_the_loop_is_idle_and_the_step_ends_then():
+    aio = BrokerLoop().start()
+    try:
+        woke: list[int] = []
+
+        async def answered() -> None:  # an order's answer: its wake asked while nothing else is ready
+            aio.when_idle(lambda: woke.append(aio._rounds_left))
+
+        aio.submit(answered())
+        aio.step(rounds=16)
+        # the step's own end is no work: the wake is not put off for the 16 rounds a busy loop would get
+        assert woke and woke[0] >= 14
+        assert 16 - aio._rounds_left <= 3 and aio.next_timer_s() is None
+    finally:
+        aio.stop()
