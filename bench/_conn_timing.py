@@ -57,7 +57,7 @@ wrap(bus.Publisher, "publish", "loop.publish")
 B = bridge.Bridge
 for attr in ("answered_now", "answer", "release", "woken", "_send", "take_events", "wake", "_wake_now"):
     wrap(B, attr, "bridge." + attr)
-wrap(bridge.BrokerLoop, "_start_all", "broker._start_all")
+wrap(bridge.BrokerLoop, "step", "broker.step")
 wrap(transport.Transport, "_dispatch", "broker.dispatch")
 # the frame reader the adapter's transport is given (client.py)
 _READER = "read_frame_adapter" if hasattr(spots, "read_frame_adapter") else "read_frame_lean"
@@ -81,19 +81,6 @@ wrap(data.MarketData, "on_spot", "broker.on_spot")
 wrap(execution.Execution, "on_execution", "broker.on_execution")
 wrap(transport.Transport, "_send", "broker.transport._send")
 
-real_run = bridge.BrokerLoop._run
-
-
-def run(self):
-    global b0
-    b0 = time.thread_time()
-    try:
-        real_run(self)
-    finally:
-        acc["broker.TOTAL"] = [time.thread_time() - b0, 1]
-
-
-bridge.BrokerLoop._run = run
 snaps = 0
 
 

@@ -7,12 +7,13 @@ Real processes in a throwaway home (tests/harness.py): the simulator (manual clo
 bar's first and last point, as bench/pipeline_bench.py sets it) and the connector, subscribed to EURUSD and the
 simulator's synthetic SYN01.. (H1). Each bar: `advance bars=1` on the control port, the N closed bars awaited on a
 SUB; with --orders also what the executor asks per bar (one `positions`, an `order_open` and the `order_close` of
-the previous bar's position). The connector's CPU over the bars is read per thread (/proc/PID/task/*/schedstat:
-the loop thread, the broker thread, ZeroMQ's I/O threads), its idle cost (a quiet stretch) taken off per bar's
-wall time, and how many times each thread was scheduled in per bar (its wakes, schedstat). --timing DIR: the
-connector run by bench/_conn_timing.py, thread CPU per function over the measured bars; --profile DIR: under
-cProfile (thread CPU) on both threads (loop.prof, broker.prof, and the frames received, frames.pickle, in DIR);
---strace FILE: strace -f over the measured bars.
+the previous bar's position). The connector's CPU over the bars is read per thread (/proc/PID/task/*/schedstat: the
+loop thread, which also runs the broker's asyncio loop, ZeroMQ's I/O threads, a broker thread where there is one),
+its idle cost (a quiet stretch) taken off per bar's wall time, how many times each thread was scheduled in per bar
+(its wakes, schedstat) and how many times it went to sleep (/proc/.../status). --timing DIR: the connector run by
+bench/_conn_timing.py, thread CPU per function over the measured bars; --profile DIR: under cProfile (thread CPU)
+on the loop thread (loop.prof, and the frames received, frames.pickle, in DIR); --strace FILE: strace -f over the
+measured bars.
 """
 
 from __future__ import annotations
@@ -40,17 +41,6 @@ from services.connector.sim.control import control  # noqa: E402
 PROFILED = """
 import cProfile, signal, sys, threading, time
 out = sys.argv[1]
-from services.connector import bridge
-run = bridge.BrokerLoop._run
-def profiled(self):
-    p = cProfile.Profile(time.thread_time)
-    p.enable()
-    try:
-        run(self)
-    finally:
-        p.disable()
-        p.dump_stats(out + "/broker.prof")
-bridge.BrokerLoop._run = profiled
 import pickle
 from services.connector.ctrader import spots
 frames = []
@@ -74,18 +64,22 @@ finally:
 
 
 def threads(pid: int) -> dict[str, float]:
-    """CPU seconds so far by thread (the main thread as "loop", ZeroMQ's as "other", the rest as "broker"), and the
-    times each was scheduled in (the second field of schedstat: its wakes) as "<key> wakes"."""
+    """CPU seconds so far by thread (the main thread as "loop", ZeroMQ's as "other", the rest as "broker"), the
+    times each was scheduled in (the second field of schedstat: its wakes) as "<key> wakes", and the times it went to
+    sleep (its voluntary context switches: a poll, an fdatasync, a lock; the rest of its wakes are preemptions) as
+    "<key> sleeps"."""
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
             stat = (task / "schedstat").read_text().split()
+            status = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
         except (OSError, ValueError):
             continue
         key = "loop" if task.name == str(pid) else ("other" if name.startswith("ZMQ") else "broker")
         out[key] = out.get(key, 0.0) + int(stat[0]) / 1e9
         out[key + " wakes"] = out.get(key + " wakes", 0.0) + int(stat[2])
+        out[key + " sleeps"] = out.get(key + " sleeps", 0.0) + int(status["voluntary_ctxt_switches"])
     return out
 
 
@@ -200,13 +194,16 @@ def main() -> int:
                   f"(bar wall p50 {statistics.median(walls) * 1000:.1f} ms)")
             tot_g = tot_n = 0.0
             for k in ("loop", "broker", "other"):
+                if k not in used:  # no broker thread (the broker's loop runs on the loop thread)
+                    continue
                 gross = used[k] / n * 1000
                 net = (used[k] - idle[k] / idle_s * wall) / n * 1000
                 tot_g += gross
                 tot_n += net
                 wakes, idle_wakes = used[k + " wakes"] / n, idle[k + " wakes"] / idle_s
                 print(f"  {k:6s} gross {gross:6.2f} ms  net {net:6.2f} ms  (idle {idle[k] / idle_s * 1000:.2f} ms/s); "
-                      f"scheduled {wakes:5.1f} times per bar (idle {idle_wakes:.1f}/s)")
+                      f"scheduled {wakes:5.1f} times per bar (idle {idle_wakes:.1f}/s), "
+                      f"slept {used[k + ' sleeps'] / n:5.1f}")
             print(f"  total  gross {tot_g:6.2f} ms  net {tot_n:6.2f} ms")
             print("  per bar: " + ", ".join(f"{k} {(p1[k] - p0.get(k, 0)) / n:.2f}" for k in sorted(p1)
                                             if p1[k] != p0.get(k, 0)))

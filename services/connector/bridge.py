@@ -1,16 +1,20 @@
-"""The bridge between the connector's two threads, one owner per resource:
-- the runtime loop thread owns every ZeroMQ socket (ROUTER, PUB, heartbeats), the state file and the order journal;
-- one asyncio loop thread (``BrokerLoop``) runs the broker adapter behind the port (its transport, reconnects, bars).
+"""The bridge between the connector's loop and the broker adapter's asyncio loop, both on one thread:
+- the runtime loop owns every ZeroMQ socket (ROUTER, PUB, heartbeats), the state file and the order journal;
+- the broker adapter (its transport, reconnects, bars) runs on an asyncio loop (``BrokerLoop``) that the runtime
+  loop steps: its selector is polled beside the ZeroMQ sockets, and the runtime loop's sleep is bounded by its next
+  timer. No thread hop: an order released after its journal line is durable is written to the broker's connection
+  in the same turn (``step``), and a broker frame read is taken in the turn that read it (no GIL shared with another
+  thread, no wake of another thread per order or per frame).
 
-A request handler submits a coroutine to the asyncio loop (``run_coroutine_threadsafe``) and either waits for it
-(``Bridge.wait``: beating and publishing meanwhile, so a long request never stops heartbeats) or does not
-(``Bridge.defer``: it answers a ``bus.Deferred`` whose reply goes out when the broker has answered; the future's
-completion wakes the loop, so the orders of one bar are out together). A deferred request may be held until what
-must be durable before it leaves is (``hold``, ``release``: an order's journal line, once per batch of orders), and
-its result is settled in the loop thread (``answered_now``), its reply given once what the settling wrote is durable
-(``answer``: the outcomes of a batch of orders journaled with one fsync). Broker events (closed bars, fills, closes,
-rejections, connection changes) are moved by a pump task onto a thread-safe queue, a byte on a pipe wakes the loop
-(``wake_fd``, read by the loop's ``add_reader``), and the loop thread alone takes them (``take_events``).
+A request handler submits a coroutine to the asyncio loop and either waits for it (``Bridge.wait``: running the
+loop, beating and publishing meanwhile, so a long request never stops heartbeats) or does not (``Bridge.defer``:
+it answers a ``bus.Deferred`` whose reply goes out when the broker has answered; the future's completion wakes the
+loop, so the orders of one bar are out together). A deferred request may be held until what must be durable
+before it leaves is (``hold``, ``release``: an order's journal line, once per batch of orders), and its result is
+settled in the loop (``answered_now``), its reply given once what the settling wrote is durable (``answer``: the
+outcomes of a batch of orders journaled with one fsync). Broker events (closed bars, fills, closes, rejections,
+connection changes) are moved by a pump task onto a queue, a byte on a pipe says so (``wake_fd``, read by the
+loop's ``add_reader``; the connector takes it in the same turn), and the loop alone takes them (``take_events``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import functools
 import os
 import queue
-import sys
+import selectors
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -39,47 +43,92 @@ from services.connector.port import (
     SymbolNotFoundError,
 )
 
-SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while the broker thread runs (see BrokerLoop.start)
+STEP_ROUNDS = 64  # rounds of the broker loop one step runs at most while callbacks stay ready
 POLL_S = 0.05  # how often a waiting request beats and publishes
-# a wake of the loop thread asked on the broker thread waits until the broker loop has nothing else ready to run, for
+DUE_WITHIN_S = 0.001  # a broker loop's timer this close is run at the loop's tick (the poll sleeps in whole ms)
+# a wake of the connector's turn asked on the broker loop waits until the broker loop has nothing else ready to run, for
 # at most this many of its turns: the answer to an order and the fill it made (a few callbacks apart) wake it once
 IDLE_WAKE_TURNS = 16
 
 
 class BrokerLoop:
-    """An asyncio event loop on a daemon thread: the broker client's home."""
+    """The broker client's asyncio event loop, run on the connector's loop thread: stepped by that loop (`step`)
+    whenever its selector has I/O ready (`fileno`, polled beside the ZeroMQ sockets), at each turn, and right after
+    the orders of a turn are released, so an order is written to the broker's connection with no thread hop and no
+    wake of another thread. Nothing here sleeps: the connector's poll sleeps, bounded by the loop's next timer
+    (`next_timer_s`)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="broker-loop", daemon=True)
+        self.selector = selectors.DefaultSelector()
+        self.loop = asyncio.SelectorEventLoop(self.selector)
+        self._rounds_left = 0  # rounds the step running may still run
+        self._stopper_queued = False  # the step's end is queued among the ready callbacks (not work: `_busy`)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    def fileno(self) -> int:
+        """The loop's selector: readable when a socket of the broker's (or the loop's own wake pipe) is."""
+        return self.selector.fileno()
 
     def start(self) -> BrokerLoop:
-        # two threads share the GIL: a thread ready to run waits up to the switch interval for the one holding it
-        # (5 ms by default, a bar's whole budget); the loop thread answering an order must not wait that long on
-        # the broker thread parsing a burst of quotes, nor the other way round
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._thread.start()
+        asyncio.set_event_loop(self.loop)
         return self
 
+    def step(self, rounds: int = STEP_ROUNDS) -> None:
+        """Run what is ready now (the I/O ready, the timers due, the callbacks they make ready), never sleeping: the
+        loop's rounds, in one run, until nothing is ready, at most `rounds` rounds (the rest at the next step)."""
+        loop = self.loop
+        if loop.is_closed() or loop.is_running():
+            return
+        self._rounds_left = rounds
+        self._stopper_queued = True
+        loop.call_soon(self._stop_when_idle)
+        loop.run_forever()
+
+    def _stop_when_idle(self) -> None:
+        """The step's end, once no other callback is ready (else again at the next round, a bounded number)."""
+        self._stopper_queued = False
+        self._rounds_left -= 1
+        if self._busy() and self._rounds_left > 0:
+            self._stopper_queued = True
+            self.loop.call_soon(self._stop_when_idle)
+        else:
+            self.loop.stop()
+
+    def _busy(self) -> bool:
+        """A callback other than the step's end is ready to run (CPython's queue of them, `_ready`)."""
+        return len(getattr(self.loop, "_ready", ())) > int(self._stopper_queued)
+
+    def run_until(self, fut: asyncio.Future, timeout: float) -> None:
+        """Run the loop until `fut` is done or `timeout` has passed (sleeping in its selector meanwhile)."""
+        if not fut.done() and not self.loop.is_closed():
+            self.loop.run_until_complete(asyncio.wait({fut}, timeout=timeout))
+
+    def next_timer_s(self) -> float | None:
+        """Seconds until the loop's first timer is due (0: a callback is ready now); None: no timer."""
+        loop = self.loop
+        if getattr(loop, "_ready", None):
+            return 0.0
+        scheduled = getattr(loop, "_scheduled", None)  # CPython's heap of timer handles
+        if not scheduled:
+            return None
+        return max(0.0, scheduled[0].when() - loop.time())
+
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return self.submit_all([coro])[0]
 
     def submit_all(self, coros: list[Coroutine[Any, Any, Any]]) -> list[concurrent.futures.Future]:
-        """`submit` for several coroutines with one wake of the loop (one call_soon_threadsafe: one write to its
-        self-pipe, one turn of its selector, however many): each runs as a task of its own, its future as
-        `run_coroutine_threadsafe`'s (the outcome copied when the task is done; cancelled, it cancels the task)."""
+        """Each coroutine a task of its own, started at the loop's next step; its outcome copied onto a future (as
+        `run_coroutine_threadsafe`'s) when the task is done; the future cancelled, it cancels the task."""
         futures = [concurrent.futures.Future() for _ in coros]
-        self.loop.call_soon_threadsafe(self._start_all, list(zip(coros, futures, strict=True)))
+        for coro, fut in zip(coros, futures, strict=True):
+            task = self.loop.create_task(coro)
+            task.add_done_callback(functools.partial(_copy_outcome, fut))
+            fut.add_done_callback(functools.partial(_cancel_task, task))
         return futures
 
     def when_idle(self, fn: Callable[[], None], turns: int = IDLE_WAKE_TURNS) -> None:
-        """On the loop's thread: call `fn` once nothing else is ready to run on the loop (the callbacks a burst of
+        """In a step of the loop: call `fn` once nothing else is ready to run on the loop (the callbacks a burst of
         frames scheduled have all run), or `turns` turns of the loop from now at the latest."""
-        if turns <= 0 or not getattr(self.loop, "_ready", None):  # CPython's queue of the callbacks ready to run
+        if turns <= 0 or not self._busy():
             fn()
             return
         try:
@@ -87,38 +136,28 @@ class BrokerLoop:
         except RuntimeError:  # the loop is closing
             fn()
 
-    def _start_all(self, jobs: list[tuple[Coroutine[Any, Any, Any], concurrent.futures.Future]]) -> None:
-        for coro, fut in jobs:
-            if fut.cancelled():  # given up on before the loop took it
-                coro.close()
-                continue
-            task = self.loop.create_task(coro)
-            task.add_done_callback(functools.partial(_copy_outcome, fut))
-            fut.add_done_callback(functools.partial(self._cancel_task, task))
-
-    def _cancel_task(self, task: asyncio.Task, fut: concurrent.futures.Future) -> None:
-        """A future of `submit_all` cancelled (in any thread): its task cancelled on the loop."""
-        if fut.cancelled() and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(task.cancel)
-
     def stop(self) -> None:
-        """Cancel what still runs there (the event pump, orders given up on), then stop the loop."""
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
-            self._thread.join(5)
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
-
-    async def _cancel_all(self) -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        """Cancel what still runs there (the event pump, orders given up on), let it end, then close the loop."""
+        loop = self.loop
+        if loop.is_closed() or loop.is_running():
+            return
+        tasks = asyncio.all_tasks(loop)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.loop.stop()
+        if tasks:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+        loop.close()
+
+
+def _cancel_task(task: asyncio.Task, fut: concurrent.futures.Future) -> None:
+    """A future of `submit_all` cancelled: its task cancelled."""
+    if fut.cancelled() and not task.get_loop().is_closed():
+        task.cancel()
 
 
 def _copy_outcome(fut: concurrent.futures.Future, task: asyncio.Task) -> None:
-    """A task's outcome onto the future another thread waits on (as `run_coroutine_threadsafe` does)."""
+    """A task's outcome onto the future the connector's loop looks at (as `run_coroutine_threadsafe` does)."""
     if task.cancelled():
         fut.cancel()
     if not fut.set_running_or_notify_cancel():
@@ -153,7 +192,7 @@ def op_error(exc: BaseException, what: str) -> bus.OpError:
 
 @dataclass(eq=False)
 class _Out:
-    """A deferred request: its coroutine, what settles its result, the future of its reply (set by the loop thread)
+    """A deferred request: its coroutine, what settles its result, the future of its reply (set by the loop's turn)
     and, once sent, the broker loop's future."""
 
     coro: Coroutine[Any, Any, Any]
@@ -173,36 +212,62 @@ def _reply(answer: concurrent.futures.Future) -> Any:
 
 
 class Bridge:
-    """The loop thread's side: `meanwhile()` runs while a request waits (beat, publish), `stopping()` says the
+    """The connector loop's side: `meanwhile()` runs while a request waits (beat, publish), `stopping()` says the
     process is stopping (a waiting request is answered at once)."""
 
     def __init__(self, meanwhile: Callable[[], None], stopping: Callable[[], bool]) -> None:
         self._meanwhile = meanwhile
         self._stopping = stopping
+        self._loop = BrokerLoop()  # stepped once started (`start`); its selector polled from the first turn
         self._aio: BrokerLoop | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pumping = False
         self._held: list[_Out] = []  # deferred requests not sent yet (`release`)
         self._out: list[_Out] = []  # deferred requests sent, their answers not settled yet
-        # the broker thread writes a byte here after queueing an event, so the loop takes it at once
+        # a byte is written here after an event is queued or an answer came (on the broker loop, in a step), so the
+        # connector's loop takes them at once (it also looks after each step: `wake_pending`)
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False  # a byte is on the pipe, unread by `woken`
         self._wake_lock = threading.Lock()
-        self._wake_soon = False  # a `wake` is scheduled on the broker loop (`wake_soon`; broker thread only)
+        self._wake_soon = False  # a `wake` is scheduled on the broker loop (`wake_soon`)
 
     @property
     def running(self) -> bool:
         return self._aio is not None
 
+    @property
+    def io_fd(self) -> int:
+        """The broker loop's selector, to poll: readable when the broker's connection (or the loop) has work."""
+        return self._loop.fileno()
+
+    @property
+    def wake_pending(self) -> bool:
+        return self._wake_pending
+
     def start(self) -> None:
         if self._aio is None:
-            self._aio = BrokerLoop().start()
+            self._aio = self._loop.start()
 
     def stop(self) -> None:
         if self._aio is not None:
             self._aio.stop()
+
+    def step(self) -> None:
+        """Run what is ready on the broker loop now (frames read, timers due, orders released), never sleeping."""
+        if self._aio is not None:
+            self._aio.step()
+
+    def step_if_due(self) -> None:
+        """`step` when a callback is ready or a timer is due (the loop's tick: its I/O is stepped as it comes)."""
+        due = self._aio.next_timer_s() if self._aio is not None else None
+        if due is not None and due <= DUE_WITHIN_S:
+            self.step()
+
+    def next_timer_s(self) -> float | None:
+        """Seconds until the broker loop next has something to do that no I/O brings (None: nothing)."""
+        return self._aio.next_timer_s() if self._aio is not None else None
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
         assert self._aio is not None
@@ -210,27 +275,31 @@ class Bridge:
 
     def wait(self, coro: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
         """Run `coro` on the broker loop and wait for it, beating and publishing meanwhile."""
-        fut = self.submit(coro)
+        aio = self._aio
+        assert aio is not None
+        task = aio.loop.create_task(coro)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            done, _ = concurrent.futures.wait([fut], timeout=POLL_S)
-            if done:
+            aio.run_until(task, POLL_S)
+            if task.done():
                 try:
-                    return fut.result()
+                    return task.result()
                 except Exception as exc:
                     raise op_error(exc, what) from exc
             self._meanwhile()
             if self._stopping():  # SIGTERM while waiting: answer now, the process is stopping
-                fut.cancel()
+                task.cancel()
+                aio.step()
                 raise bus.OpError("stopping", f"{what}: the connector is stopping")
             if deadline is not None and time.monotonic() >= deadline:
-                fut.cancel()
+                task.cancel()
+                aio.step()
                 raise bus.OpError("timeout", f"{what}: no answer from the broker in {timeout:g} s")
 
     def defer(self, coro: Coroutine[Any, Any, Any], settle: Callable[[Any], Any], what: str, wait_s: float,
               answered: Callable[[bus.Deferred], None] | None = None, hold: bool = False) -> bus.Deferred:
         """Run `coro` on the broker loop without waiting: the loop goes on serving other requests and the reply goes
-        out when the broker answers (or after `wait_s`). When it has, the loop thread runs `answered(deferred)` then
+        out when the broker answers (or after `wait_s`). When it has, the loop's turn runs `answered(deferred)` then
         `settle(result)` once (`answered_now`), and gives the reply when what `settle` wrote is durable
         (`answer`): whoever takes it (the asker or one who joined it) gets that. `hold`: not sent before `release`
         (what must be durable before it leaves is not yet)."""
@@ -247,7 +316,9 @@ class Bridge:
         return bool(self._held)
 
     def release(self) -> int:
-        """Send the requests held (`defer(hold=True)`), with one wake of the broker loop for all; how many."""
+        """Send the requests held (`defer(hold=True)`): each a task on the broker loop, stepped now, so each is written
+        to the broker's connection before this returns (unless the broker loop must wait: a rate limit, no session);
+        how many."""
         held, self._held = self._held, []
         live = []
         for out in held:
@@ -255,12 +326,11 @@ class Bridge:
                 out.coro.close()
             else:
                 live.append(out)
-        if len(live) == 1:
-            self._send(live[0])
-        elif live:
+        if live:
             assert self._aio is not None
             for out, sent in zip(live, self._aio.submit_all([out.coro for out in live]), strict=True):
                 self._sent(out, sent)
+            self._aio.step()
         return len(held)
 
     def refuse_held(self, error: bus.OpError) -> None:
@@ -284,7 +354,7 @@ class Bridge:
         self._out.append(out)
 
     def answered_now(self) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
-        """The requests the broker has answered since the last call, settled (in the loop thread): their replies
+        """The requests the broker has answered since the last call, settled (in the loop's turn): their replies
         for `answer`, given once what the settling wrote is durable."""
         ready, still = [], []
         for out in self._out:
@@ -316,17 +386,16 @@ class Bridge:
 
     # ---- events from the broker ------------------------------------------------------------------
     def _answered(self, sent: concurrent.futures.Future) -> None:
-        """A request's future is done: on the broker thread (answered), the loop woken once the broker loop has
-        run what else the same frames made ready (the fill an order's answer came with); elsewhere (cancelled by
-        the loop thread) at once."""
+        """A request's future is done: answered (in a step of the broker loop), the loop woken once the broker loop
+        has run what else the same frames made ready (the fill an order's answer came with); cancelled, at once."""
         if sent.cancelled() or self._aio is None:
             self.wake()
         else:
             self.wake_soon()
 
     def wake_soon(self) -> None:
-        """On the broker thread: `wake` once the broker loop has nothing else ready to run (`BrokerLoop.when_idle`),
-        one wake however many asked meanwhile."""
+        """In a step of the broker loop: `wake` once it has nothing else ready to run (`BrokerLoop.when_idle`), one
+        wake however many asked meanwhile."""
         if self._wake_soon:
             return
         self._wake_soon = True
@@ -375,7 +444,7 @@ class Bridge:
             self.wake_soon()
 
     def put(self, event: Any) -> None:
-        """An event found by the loop thread itself (a close while away): taken like the broker's."""
+        """An event found by the connector itself (a close while away): taken like the broker's."""
         self._events.put(event)
 
     def take_events(self, limit: int) -> list[Any]:

@@ -1,7 +1,7 @@
 """The connector's broker events out (shell, part of service.py's `Connector`): what the broker says unasked,
 published on the backbone.
 
-The broker's thread queues its events (bridge.py); the loop drains them: closed bars go out once (never twice,
+The broker's loop queues its events (bridge.py); the connector's loop drains them: closed bars go out once (never twice,
 state.py), fills and closes are recorded through the outbox then published, rejects, market opens/closes, the
 connection and credentials state are said in the order they came.
 
@@ -216,7 +216,7 @@ class EventsOut:
 
     def _on_bar(self, bar: BrokerBar) -> None:
         """A closed bar: recorded in the state and said once that is durable (the bars of one drain, those closing
-        together as they came from the broker thread, after one state write)."""
+        together as they came from the broker's loop, after one state write)."""
         tf = bar.timeframe
         if tf not in self.published.subscriptions.get(bar.symbol, ()):
             return
@@ -229,7 +229,7 @@ class EventsOut:
                   needs_state=True)  # before publishing: a crash may lose these bars (repairable), never repeat them
 
     def _order_sent(self, symbol: str) -> None:
-        """An order for `symbol` was just written to the broker connection (called on the broker thread, after the
+        """An order for `symbol` was just written to the broker connection (called on the broker's loop, after the
         rate limit's wait): perhaps a bar close -> order sent sample (`Freshness.order_sent`, thread-safe)."""
         period = max((TIMEFRAMES.get(tf, 0) for tf in self.published.subscriptions.get(symbol, ())), default=0)
         self.freshness.order_sent(symbol, period, time.monotonic())

@@ -1,8 +1,8 @@
 """The connector process: the broker connection (cTrader Open API or the simulator) plugged into the backbone.
 
 The shell: the ZeroMQ sockets, the loop, the op handlers (the orders' in order_ops.py), the broker's events
-published (events_out.py), the state file and the order journal. The broker runs on
-a thread of its own behind the port (port.py), reached through the bridge (bridge.py); the orders' idempotency is
+published (events_out.py), the state file and the order journal. The broker runs on an asyncio loop behind the port
+(port.py) that this loop steps on its own thread, reached through the bridge (bridge.py); the orders' idempotency is
 decided by the order ledger (ledger.py): the same order asked again while it is out joins it (one order, the same
 reply), one asked before is answered from the journal or found at the broker, never sent twice.
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -87,6 +88,7 @@ class Connector(EventsOut, OrderOps, runtime.Service):
                         ", a torn last line cut off" if self.orders_log.torn else "")
         self.bridge = Bridge(self._meanwhile, lambda: self._stop)
         self.add_reader(self.bridge.wake_fd, self._on_wake)
+        self.add_reader(self.bridge.io_fd, self._on_broker_io)  # the broker's connection: read in this loop
         self.broker: BrokerPort | None = None
         self.auth_problem = ""  # the broker refused the credentials: what a person must do (empty: none)
         self._token_stamp: tuple[int, int] | None = None  # the token file as last seen (a pair handed in)
@@ -241,6 +243,12 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         self.bridge.woken()
         self._turn()
 
+    def _on_broker_io(self) -> None:
+        """The broker loop has I/O ready: run it now, then take what it answered or queued in the same turn."""
+        self.bridge.step()
+        if self.bridge.wake_pending:
+            self._on_wake()
+
     # ---- steps ----------------------------------------------------------------------------------
     def _facts(self) -> dict:
         return {
@@ -358,11 +366,15 @@ class Connector(EventsOut, OrderOps, runtime.Service):
 
     # ---- the loop's tick (the broker's events: events_out.py) -----------------------------------
     def poll_timeout_ms(self) -> int:
-        """No short poll while answers are awaited: the broker's answers wake the loop (the bridge's pipe), and the
-        loop gives them itself (`_turn`)."""
-        return 100
+        """No short poll while answers are awaited: the broker's frames wake the loop (its selector is polled), and
+        the loop gives the answers itself (`_turn`); asleep no longer than the broker loop's next timer."""
+        due = self.bridge.next_timer_s()
+        return 100 if due is None else min(100, math.ceil(due * 1000))
 
     def on_tick(self, now: float) -> None:
+        self.bridge.step_if_due()  # the broker loop's timers due (its I/O is read as it comes: `_on_broker_io`)
+        if self.bridge.wake_pending:
+            self.bridge.woken()
         self._turn()  # the orders this turn's requests asked for: out together after one journal fsync
         self._drive_account(now)
         if now >= self._next_summary:

@@ -1,5 +1,5 @@
-"""The bridge's wake pipe: the broker thread's `wake` and the loop's `woken` never leave the flag set with the pipe
-empty (the loop would then hear of broker events only at its tick)."""
+"""The bridge's wake pipe: a `wake` and the loop's `woken` never leave the flag set with the pipe empty (the loop would
+then hear of broker events only at its tick); the broker loop stepped on the connector's own thread."""
 
 from __future__ import annotations
 
@@ -59,31 +59,65 @@ async def _fail() -> None:
     raise ValueError("refused")
 
 
-async def _forever(started: threading.Event, cancelled: threading.Event) -> None:
-    started.set()
+async def _forever(started: list[bool], cancelled: list[bool]) -> None:
+    started.append(True)
     try:
         await asyncio.Event().wait()
     except asyncio.CancelledError:
-        cancelled.set()
+        cancelled.append(True)
         raise
+
+
+def _step_until(aio: BrokerLoop, done) -> None:
+    """Step the broker loop (as the connector's loop does) until `done()`; its selector waited on meanwhile."""
+    for _ in range(1000):
+        if done():
+            return
+        aio.step()
+        select.select([aio.fileno()], [], [], 0.01)
+    raise AssertionError("not done after 1000 steps")
 
 
 def test_requests_submitted_together_run_each_and_one_cancelled_stops_on_the_broker_loop():
     aio = BrokerLoop().start()
     try:
-        started, cancelled = threading.Event(), threading.Event()
+        started: list[bool] = []
+        cancelled: list[bool] = []
         value, failing, forever = aio.submit_all([_value(1), _fail(), _forever(started, cancelled)])
-        assert value.result(5) == 1
+        assert not value.done() and not started  # nothing runs before the loop is stepped
+        aio.step()
+        assert value.result(0) == 1
         with pytest.raises(ValueError, match="refused"):
-            failing.result(5)
-        assert started.wait(5)
+            failing.result(0)
+        assert started and not forever.done()
         assert forever.cancel()
-        assert cancelled.wait(5)
+        _step_until(aio, lambda: bool(cancelled))
     finally:
         aio.stop()
 
 
-def test_a_wake_asked_on_the_broker_thread_comes_once_the_broker_loop_is_idle():
+def test_the_broker_loop_runs_on_the_connectors_thread_and_says_when_its_next_timer_is_due():
+    aio = BrokerLoop().start()
+    try:
+        threads: list[int] = []
+
+        async def later() -> None:
+            threads.append(threading.get_ident())
+            await asyncio.sleep(0.2)
+            threads.append(threading.get_ident())
+
+        fut = aio.submit(later())
+        assert aio.next_timer_s() == 0.0  # its task is ready: the loop must not sleep
+        aio.step()
+        due = aio.next_timer_s()
+        assert due is not None and 0.0 < due <= 0.2  # the poll sleeps no longer than the sleep's end
+        _step_until(aio, fut.done)
+        assert threads == [threading.get_ident()] * 2 and aio.next_timer_s() is None
+    finally:
+        aio.stop()
+
+
+def test_a_wake_asked_on_the_broker_loop_comes_once_it_is_idle():
     bridge = Bridge(lambda: None, lambda: False)
     bridge.start()
     try:
@@ -95,9 +129,26 @@ def test_a_wake_asked_on_the_broker_thread_comes_once_the_broker_loop_is_idle():
                 loop.call_soon(lambda: seen.append(_readable(bridge.wake_fd)))
                 bridge.wake_soon()
 
-        bridge.submit(burst()).result(5)
-        select.select([bridge.wake_fd], [], [], 5.0)
-        assert seen == [False, False, False]
-        assert os.read(bridge.wake_fd, 16) == b"\0"
+        fut = bridge.submit(burst())
+        bridge.step()
+        assert fut.done() and seen == [False, False, False]
+        assert bridge.wake_pending and os.read(bridge.wake_fd, 16) == b"\0"
     finally:
         bridge.stop()
+
+
+def test_a_wake_asked_in_a_step_comes_as_soon_as_the_loop_is_idle_and_the_step_ends_then():
+    aio = BrokerLoop().start()
+    try:
+        woke: list[int] = []
+
+        async def answered() -> None:  # an order's answer: its wake asked while nothing else is ready
+            aio.when_idle(lambda: woke.append(aio._rounds_left))
+
+        aio.submit(answered())
+        aio.step(rounds=16)
+        # the step's own end is no work: the wake is not put off for the 16 rounds a busy loop would get
+        assert woke and woke[0] >= 14
+        assert 16 - aio._rounds_left <= 3 and aio.next_timer_s() is None
+    finally:
+        aio.stop()

@@ -5,6 +5,7 @@ is)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import select
@@ -123,7 +124,8 @@ async def _order(ran: list[str], cid: str) -> str:
 
 def _answered(bridge: Bridge) -> list:
     while not (ready := bridge.answered_now()):
-        select.select([bridge.wake_fd], [], [], 5.0)  # the broker thread's answer wakes the loop
+        bridge.step()  # the broker loop, stepped as the connector's loop does: its answer wakes the loop
+        select.select([bridge.wake_fd], [], [], 5.0)
         bridge.woken()
     return ready
 
@@ -138,6 +140,7 @@ def test_held_orders_leave_on_release_and_are_answered_once_settled(cfg):
         d2 = bridge.defer(_order(ran, "b"), lambda r: settled.append(r) or r.upper(), "order b", 30.0, hold=True)
         assert bridge.has_held and bridge.answered_now() == []
         assert bridge.release() == 2
+        assert sorted(ran) == ["a", "b"]  # written to the broker before release returns: no other thread to wait for
         ready = _answered(bridge)
         while len(ready) < 2:
             ready += _answered(bridge)
@@ -227,7 +230,8 @@ def test_a_turn_makes_its_events_answers_and_held_orders_durable_with_one_commit
             return result.upper()
 
         answered = c.bridge.defer(_order(ran, "a"), settle, "order a", 30.0)
-        while not c.bridge._out[0].sent.done():  # the broker thread's answer wakes the loop
+        while not c.bridge._out[0].sent.done():  # the broker loop's answer wakes the loop
+            c.bridge.step()
             select.select([c.bridge.wake_fd], [], [], 5.0)
             c.bridge.woken()
         held = c.bridge.defer(_order(ran, "b"), lambda r: r, "order b", 30.0, hold=True)
@@ -243,11 +247,50 @@ def test_a_turn_makes_its_events_answers_and_held_orders_durable_with_one_commit
         assert state[-1]["last"] == {"EURUSD.H1": 3600} and "7" in state[-1]["positions"]
         journal_lines = (cfg.path(cfg.data_dir) / cfg.connector.journal_file).read_text().splitlines()
         assert [json.loads(line)["cid"] for line in journal_lines[-2:]] == ["b", "a"]  # sent before, done in the turn
-        while not held.future.done():  # the held order left after the commit
+        assert ran == ["a", "b"]  # the held order left after the commit, within the turn
+        while not held.future.done():
+            c.bridge.step()
             select.select([c.bridge.wake_fd], [], [], 5.0)
             c.bridge.woken()
             c.bridge.answer(c.bridge.answered_now())
         assert ran == ["a", "b"]
+    finally:
+        c.pub.close()
+        c.bridge.stop()
+
+
+def test_the_loop_sleeps_no_longer_than_the_broker_loops_next_timer(cfg):
+    c = _connector(cfg)
+    assert c.poll_timeout_ms() == 100  # no broker loop yet: the loop's own tick
+    c.bridge.start()
+    try:
+        async def paced() -> None:  # as a rate limit's wait or a history page's pacing, on the broker loop
+            await asyncio.sleep(0.03)
+
+        fut = c.bridge.submit(paced())
+        assert c.poll_timeout_ms() == 0  # its task is ready: run it now
+        c.bridge.step()
+        assert 0 < c.poll_timeout_ms() <= 30
+        while not fut.done():
+            select.select([c.bridge.io_fd], [], [], c.poll_timeout_ms() / 1000)
+            c.bridge.step()
+    finally:
+        c.bridge.stop()
+
+
+def test_the_loops_tick_steps_the_broker_loop_only_when_something_there_is_due(cfg, tmp_path):
+    c = _connector(cfg)
+    c.pub = bus.Publisher(c.ctx, f"ipc://{tmp_path}/pub", "connector", c.epoch)
+    c.bridge.start()
+    try:
+        steps: list[int] = []
+        real = c.bridge._loop.step
+        c.bridge._loop.step = lambda *a: steps.append(1) or real(*a)  # type: ignore[method-assign]
+        c.on_tick(0.0)
+        assert steps == []  # nothing there: an idle tick costs the broker loop nothing
+        fut = c.bridge.submit(asyncio.sleep(0))
+        c.on_tick(0.0)
+        assert steps == [1] and fut.done()
     finally:
         c.pub.close()
         c.bridge.stop()
