@@ -160,6 +160,12 @@ class Service(Lifecycle, OutboxSender):
     def pending_work(self) -> int:
         return 0
 
+    def gather_more(self) -> bool:
+        """With ``sub_gather_ms``: after a drain, is more of the burst to come (True: the SUB socket is left unpolled
+        until the gathering's end)? False: what the burst was to bring is here (a service that knows its burst's
+        size), and the socket stays polled: no wake at the gathering's end for nothing."""
+        return True
+
     def awaited_sockets(self) -> list[zmq.Socket]:
         """Sockets of this service's own requests in flight, whose answers wake the loop (asked every turn)."""
         return []
@@ -402,7 +408,8 @@ class Service(Lifecycle, OutboxSender):
 
     def _read_sub(self, poller: zmq.Poller, now: float) -> None:
         """Every message waiting on the SUB socket, to ``on_message``; with ``sub_gather_ms``, the socket is then
-        left unpolled until the gathering's end (read then, and polled again)."""
+        left unpolled until the gathering's end (read then, and polled again), unless ``gather_more`` says the burst
+        is whole."""
         assert self.sub is not None
         received = self.sub.drain()
         for r in received:
@@ -412,7 +419,7 @@ class Service(Lifecycle, OutboxSender):
         if self._sub_due is not None:  # the gathering's end: polled again (the next message starts another)
             self._sub_due = None
             poller.register(self.sub.sock, zmq.POLLIN)
-        elif received and self.sub_gather_ms > 0:
+        elif received and self.sub_gather_ms > 0 and self.gather_more():
             self._sub_due = now + self.sub_gather_ms / 1000
             poller.unregister(self.sub.sock)
 

@@ -54,12 +54,12 @@ SUMMARIZED = ("signals_applied", "signals_replayed", "trades", "openings", "save
 
 def trade_record(trade: PaperTrade, timeframe: str | None) -> dict[str, Any]:
     """The `trades` CLOSE record of a paper trade (ids derived from the trade: a re-send is a duplicate)."""
-    return trade_records.paper_trade(trade, timeframe=timeframe, session_id="").model_dump(mode="json")
+    return trade_records.paper_trade_json(trade, timeframe=timeframe, session_id="")
 
 
 def opening_record(opening: PaperOpening, timeframe: str | None) -> dict[str, Any]:
     """The `trades` OPEN record of a paper position (ids derived from the opening: a re-send is a duplicate)."""
-    return trade_records.paper_opening(opening, timeframe=timeframe, session_id="").model_dump(mode="json")
+    return trade_records.paper_opening_json(opening, timeframe=timeframe, session_id="")
 
 
 def book_records(account: PaperAccount, timeframe: str | None) -> list[dict[str, Any]]:
@@ -105,8 +105,9 @@ class Paper(runtime.Service):
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "signals.", "hb."]}
     not_implemented: list[str] = []
-    # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
-    # latency path (its commit waits for the whole bar anyway)
+    # a bar's signals may come in parts (a preditor's shards, or one model at a time): drained together (one loop
+    # pass, not one per part) until the bar is whole (``gather_more``); paper is on no latency path (its commit
+    # waits for the whole bar anyway)
     sub_gather_ms = 10.0
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
@@ -155,20 +156,23 @@ class Paper(runtime.Service):
         unsaved, self._unsaved = self._unsaved, []
         changed: dict[str, None] = {}
         out: list[tuple[str, Any]] = []  # published together: the I/O thread woken once
+        records: list[dict[str, Any]] = []  # spooled together: one write
         for symbol, step in unsaved:
             changed[symbol] = None
             closed = step.closed
             if closed is not None:
                 record = trade_record(closed, self._timeframe(symbol))
-                self.persist("trades", record)
+                records.append(record)
                 out.append((messages.paper_trade_topic(symbol), trade_message(closed, record["id"])))
                 self.count("trades")
                 if log.isEnabledFor(logging.DEBUG):
                     logs.event(log, logging.DEBUG, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
                                exit_time=closed.exit_time)
             if step.opened is not None:
-                self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
+                records.append(opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
+        if records:
+            self.persist_many("trades", records)
         for symbol in changed:  # once per account and commit
             out.append((messages.paper_metrics_topic(symbol),
                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
@@ -260,8 +264,15 @@ class Paper(runtime.Service):
                 self._apply(sig)
         if self._unsaved and (self._bar_complete() or now - self._unsaved_since >= COMMIT_DELAY_MAX_S):
             self._commit()  # once per batch: every signal drained since (on_message, above)
+            if self._store is not None:  # its records leave in this pass (the loop drove the outbox before on_tick;
+                self._drive_outbox(time.monotonic())  # its first pass with records opens the socket to persistence)
         if now >= self._next_summary:
             self._log_summary(now)
+
+    def gather_more(self) -> bool:
+        """A drain that completed the newest bar (every account has its signal) ends the SUB's gathering: nothing
+        more of the bar is to come, so no wake at the gathering's end; the commit follows in this pass."""
+        return not (self.book is not None and self._unsaved and self._bar_complete())
 
     def _bar_complete(self) -> bool:
         """Has every account had the signal of the newest bar applied (nothing more of that bar to wait for)?"""
