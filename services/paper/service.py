@@ -105,10 +105,13 @@ class Paper(runtime.Service):
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "signals.", "hb."]}
     not_implemented: list[str] = []
-    # a bar's signals may come in parts (a preditor's shards, or one model at a time): drained together (one loop
-    # pass, not one per part) until the bar is whole (``gather_more``); paper is on no latency path (its commit
-    # waits for the whole bar anyway)
-    sub_gather_ms = 10.0
+    # a bar's signals may come in parts (a preditor's shards, or one model at a time): read together (one loop pass,
+    # not one per part) until the bar is whole (``gather_more``); paper is on no latency path (its commit waits for
+    # the whole bar anyway), so even the first part waits (``sub_gather_first``): the bar's signals are read 20 ms
+    # after the first arrived, once the executor and the connector have sent the bar's orders (6-16 ms after the
+    # bar on 20 symbols, BENCHMARKS.md), not beside them on the two cores
+    sub_gather_ms = 20.0
+    sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 

@@ -122,6 +122,8 @@ _STATE = ('{"balance":%r,"position":{"direction":%r,"intensity":%r,"entry_price"
           '"floating_pnl":%r},"last_bar_time":%r,"last_price":%r,"trades":[')
 _SCALAR = r"(?:-?[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?|None)"
 _STATE_RE = re.compile(re.escape(_STATE).replace("%r", _SCALAR))
+_BAR = _STATE + '],"equity":[%r]}'  # the entry of a bar that added one equity point and no trade: most of them
+_BAR_RE = re.compile(re.escape(_BAR).replace("%r", _SCALAR))
 
 
 def _tail(history: Any, n: int) -> Any:
@@ -133,8 +135,14 @@ def entry_text(account: PaperAccount, n_trades: int, n_equity: int, with_costs: 
     """``account_entry`` as JSON, the same text as ``_dumps(account_entry(...))`` (a test holds them equal), its
     scalars written directly: a commit has one per account, each bar."""
     p = account.position
+    curve = account.equity_curve
+    if not with_costs and n_trades >= len(account.trades) and n_equity == len(curve) - 1:
+        text = _BAR % (account.balance, p.direction, p.intensity, p.entry_price, p.entry_time, p.floating_pnl,
+                       account.last_bar_time, account.last_price, curve[n_equity])
+        if _BAR_RE.fullmatch(text) is not None:
+            return text.replace("None", "null") if "None" in text else text
     trades = ",".join([_ENCODER.encode(_trade_dict(t)) for t in _tail(account.trades, n_trades)])
-    equity = ",".join(map(_num, _tail(account.equity_curve, n_equity)))
+    equity = ",".join(map(_num, _tail(curve, n_equity)))
     state = (account.balance, p.direction, p.intensity, p.entry_price, p.entry_time, p.floating_pnl,
              account.last_bar_time, account.last_price)
     text = _STATE % state

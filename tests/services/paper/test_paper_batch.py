@@ -212,3 +212,10 @@ def test_a_whole_bar_ends_the_gathering_and_its_records_leave_in_the_commits_pas
         assert svc.gather_more()  # committed: the next message starts another bar
     finally:
         svc._store.close()
+
+
+def test_paper_reads_a_bars_signals_after_the_bars_moment():
+    """Paper's signals wait, the first one too, until its gathering ends (runtime ``sub_gather_first``: tested in
+    tests/common/test_runtime_gather.py), beyond the 6-16 ms in which the executor and the connector send the bar's
+    orders."""
+    assert Paper.sub_gather_first and Paper.sub_gather_ms >= 20
