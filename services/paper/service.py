@@ -3,20 +3,21 @@
 The imperative shell around `services/paper/account.py` (README.md): one account per modelled symbol, costs from
 the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close.
 
-Signals are applied as they arrive and committed in batches (group commit): once every account has had the signal
-of the newest bar applied (the preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after
-the first uncommitted one, the book is committed to `<data_dir>/<paper.state_file without .json>.jsonl`
-(`store.py`: one line appended with what changed, one write and one fdatasync for the whole batch; the cost does
-not grow with the run's length), and only then does anything leave: the trades to persistence, `paper.trade.*` and
-`paper.metrics.*`. On start the last commit is restored, and a signal whose bar is not after its account's last
-one is ignored, so a restarted paper trader fed the same stream (or its tail) ends with the same trades and balance
-as one that never stopped. Signals missed while paper was down (or lost in a gap of the stream, or applied but not
-committed when the process died) are asked again: at its warmup and on a gap, a restarted preditor or the first
-message of its stream, paper asks the preditor's ``signals_since`` each account's last bar and simulates each at its
-own bar, in bar order (the signals arriving meanwhile wait, so none is applied before an older one; a signal not
-after the account's last bar is ignored, so nothing is simulated twice). Catch-up signals (bars the preditor
-decided late, after its own restart) are simulated like the others, each at its bar. Should the preditor not
-answer, the waiting signals are applied and it is asked again.
+Signals are read 20 ms after the first of a burst arrived (after the bar's orders: ``sub_gather_first``), applied,
+and committed in batches (group commit): once every account has had the signal of the newest bar applied (the
+preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after the first uncommitted one, the
+book is committed to `<data_dir>/<paper.state_file without .json>.jsonl` (`store.py`: one line appended with what
+changed, one write and one fdatasync for the whole batch; the cost does not grow with the run's length), and only
+then does anything leave, in the same loop pass: the trades to persistence (spooled in one write, sent at once),
+`paper.trade.*` and `paper.metrics.*`. On start the last commit is restored, and a signal whose bar is not after its
+account's last one is ignored, so a restarted paper trader fed the same stream (or its tail) ends with the same
+trades and balance as one that never stopped. Signals missed while paper was down (or lost in a gap of the stream,
+or applied but not committed when the process died) are asked again: at its warmup and on a gap, a restarted
+preditor or the first message of its stream, paper asks the preditor's ``signals_since`` each account's last bar and
+simulates each at its own bar, in bar order (the signals arriving meanwhile wait, so none is applied before an older
+one; a signal not after the account's last bar is ignored, so nothing is simulated twice). Catch-up signals (bars
+the preditor decided late, after its own restart) are simulated like the others, each at its bar. Should the
+preditor not answer, the waiting signals are applied and it is asked again.
 
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
 account a commit changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
