@@ -69,6 +69,10 @@ class Service(Lifecycle, OutboxSender):
     # the messages of a burst (a bar's signals, published one model at a time) are drained together in one loop
     # pass instead of waking the loop one by one; for a service whose messages are on no latency path (paper)
     sub_gather_ms: ClassVar[float] = 0.0
+    # with sub_gather_ms: True, the burst's first message is not read at once either (the loop only notes it): the
+    # whole burst is read at the gathering's end, after the burst's moment, when the services on the latency path
+    # that woke with it are done (a service whose work on a message may wait: paper)
+    sub_gather_first: ClassVar[bool] = False
 
     @classmethod
     def program(cls, cfg: config.Config) -> str:
@@ -159,6 +163,12 @@ class Service(Lifecycle, OutboxSender):
 
     def pending_work(self) -> int:
         return 0
+
+    def gather_more(self) -> bool:
+        """With ``sub_gather_ms``: after a drain, is more of the burst to come (True: the SUB socket is left unpolled
+        until the gathering's end)? False: what the burst was to bring is here (a service that knows its burst's
+        size), and the socket stays polled: no wake at the gathering's end for nothing."""
+        return True
 
     def awaited_sockets(self) -> list[zmq.Socket]:
         """Sockets of this service's own requests in flight, whose answers wake the loop (asked every turn)."""
@@ -402,8 +412,13 @@ class Service(Lifecycle, OutboxSender):
 
     def _read_sub(self, poller: zmq.Poller, now: float) -> None:
         """Every message waiting on the SUB socket, to ``on_message``; with ``sub_gather_ms``, the socket is then
-        left unpolled until the gathering's end (read then, and polled again)."""
+        left unpolled until the gathering's end (read then, and polled again), unless ``gather_more`` says the burst
+        is whole; with ``sub_gather_first`` too, a burst's first message starts the gathering unread."""
         assert self.sub is not None
+        if self._sub_due is None and self.sub_gather_first and self.sub_gather_ms > 0:  # a burst's first message
+            self._sub_due = now + self.sub_gather_ms / 1000
+            poller.unregister(self.sub.sock)
+            return
         received = self.sub.drain()
         for r in received:
             if r.envelope.topic == messages.SYS_STATE_TOPIC:
@@ -412,7 +427,7 @@ class Service(Lifecycle, OutboxSender):
         if self._sub_due is not None:  # the gathering's end: polled again (the next message starts another)
             self._sub_due = None
             poller.register(self.sub.sock, zmq.POLLIN)
-        elif received and self.sub_gather_ms > 0:
+        elif received and self.sub_gather_ms > 0 and self.gather_more():
             self._sub_due = now + self.sub_gather_ms / 1000
             poller.unregister(self.sub.sock)
 

@@ -17,15 +17,17 @@ restart (warmup fast-forward) maps to the same id, and the store deduplicates it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from hashlib import sha1
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.records import events as ev
-from common.records.schema import RecordInvalid, Trade, UtcTime, validate
+from common.records.schema import RecordInvalid, Trade, UtcTime, format_ts, validate
 from common.twin.position import Trade as VirtualTrade
 
 Money = float
@@ -166,3 +168,66 @@ def paper_opening(opening: PaperOpening, *, timeframe: str | None, session_id: s
         direction=opening.direction, intensity=opening.intensity, action="OPEN", volume=opening.lot,
         entry_price=opening.entry_price, is_paper=True,
     )
+
+
+# ---- the same records as JSON, built directly: paper makes a few at each bar ------------------------------------
+
+_NAMESPACE = ev.NAMESPACE.bytes
+
+
+def _derived_text(parent: str, label: str) -> str:
+    """``str(ev.derived_id(parent, label))`` (uuid5), its digest formatted directly (a test holds them equal)."""
+    digest = bytearray(sha1(_NAMESPACE + f"{parent}:{label}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _plain(direction: object, intensity: object, floats: tuple) -> bool:
+    """The values the direct JSON form takes as they are: what the `trades` model accepts without converting
+    anything (else the model's own path runs: its conversions, or its RecordInvalid naming the field)."""
+    return (type(direction) is int and -1 <= direction <= 1 and type(intensity) is int and 0 <= intensity <= 3
+            and all(type(x) is float and math.isfinite(x) for x in floats))
+
+
+def _json_record(rid: str, session_id: str, at: str, symbol: str, direction: int, intensity: int, action: str,
+                 volume: float, entry_price: float | None, exit_price: float | None, pnl: float, pnl_pips: float,
+                 commission: float, hmm_state: int | None) -> dict[str, Any]:
+    return {"id": rid, "rev": 0, "session_id": session_id, "trade_id": rid[:8], "timestamp": at, "bar_time": at,
+            "symbol": symbol, "direction": direction, "intensity": intensity, "action": action, "volume": volume,
+            "entry_price": entry_price, "exit_price": exit_price, "pnl": pnl, "pnl_pips": pnl_pips,
+            "commission": commission, "swap": 0.0, "hmm_state": hmm_state, "is_paper": True, "comment": None,
+            "position_id": None, "client_order_id": None}
+
+
+def paper_trade_json(trade: PaperTrade, *, timeframe: str | None, session_id: str) -> dict[str, Any]:
+    """``paper_trade(...).model_dump(mode="json")``, the same dict (a test holds them equal on many trades),
+    built without the model when every value is one it takes as it is."""
+    pnl = trade.gross_pnl - trade.commission
+    pnl_pips = trade.pips or 0.0
+    hmm = trade.hmm_state
+    if not (_plain(trade.direction, trade.intensity, (trade.lot, trade.entry_price, trade.exit_price, pnl,
+                                                      pnl_pips, trade.commission))
+            and trade.lot >= 0 and trade.symbol and type(trade.symbol) is str and type(session_id) is str
+            and (hmm is None or type(hmm) is int) and type(trade.exit_time) is int
+            and (trade.entry_time is None or type(trade.entry_time) is int)):
+        return paper_trade(trade, timeframe=timeframe, session_id=session_id).model_dump(mode="json")
+    entry = trade.entry_time if trade.entry_time is not None else trade.exit_time
+    exit_time = _bar_time(trade.exit_time)
+    key = f"{_paper_key(trade.symbol, timeframe, trade.direction, entry)}:{exit_time.isoformat()}"
+    return _json_record(_derived_text("paper", key), session_id, format_ts(exit_time), trade.symbol,
+                        trade.direction, trade.intensity, "CLOSE", trade.lot, trade.entry_price, trade.exit_price,
+                        pnl, pnl_pips, trade.commission, hmm)
+
+
+def paper_opening_json(opening: PaperOpening, *, timeframe: str | None, session_id: str) -> dict[str, Any]:
+    """``paper_opening(...).model_dump(mode="json")``, the same dict, built as ``paper_trade_json`` is."""
+    if not (_plain(opening.direction, opening.intensity, (opening.lot, opening.entry_price)) and opening.lot >= 0
+            and opening.symbol and type(opening.symbol) is str and type(session_id) is str
+            and type(opening.entry_time) is int):
+        return paper_opening(opening, timeframe=timeframe, session_id=session_id).model_dump(mode="json")
+    rid = _derived_text("paper-open", _paper_key(opening.symbol, timeframe, opening.direction, opening.entry_time))
+    return _json_record(rid, session_id, format_ts(_bar_time(opening.entry_time)), opening.symbol,
+                        opening.direction, opening.intensity, "OPEN", opening.lot, opening.entry_price, None, 0.0,
+                        0.0, 0.0, None)

@@ -3,20 +3,21 @@
 The imperative shell around `services/paper/account.py` (README.md): one account per modelled symbol, costs from
 the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close.
 
-Signals are applied as they arrive and committed in batches (group commit): once every account has had the signal
-of the newest bar applied (the preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after
-the first uncommitted one, the book is committed to `<data_dir>/<paper.state_file without .json>.jsonl`
-(`store.py`: one line appended with what changed, one write and one fdatasync for the whole batch; the cost does
-not grow with the run's length), and only then does anything leave: the trades to persistence, `paper.trade.*` and
-`paper.metrics.*`. On start the last commit is restored, and a signal whose bar is not after its account's last
-one is ignored, so a restarted paper trader fed the same stream (or its tail) ends with the same trades and balance
-as one that never stopped. Signals missed while paper was down (or lost in a gap of the stream, or applied but not
-committed when the process died) are asked again: at its warmup and on a gap, a restarted preditor or the first
-message of its stream, paper asks the preditor's ``signals_since`` each account's last bar and simulates each at its
-own bar, in bar order (the signals arriving meanwhile wait, so none is applied before an older one; a signal not
-after the account's last bar is ignored, so nothing is simulated twice). Catch-up signals (bars the preditor
-decided late, after its own restart) are simulated like the others, each at its bar. Should the preditor not
-answer, the waiting signals are applied and it is asked again.
+Signals are read 20 ms after the first of a burst arrived (after the bar's orders: ``sub_gather_first``), applied,
+and committed in batches (group commit): once every account has had the signal of the newest bar applied (the
+preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after the first uncommitted one, the
+book is committed to `<data_dir>/<paper.state_file without .json>.jsonl` (`store.py`: one line appended with what
+changed, one write and one fdatasync for the whole batch; the cost does not grow with the run's length), and only
+then does anything leave, in the same loop pass: the trades to persistence (spooled in one write, sent at once),
+`paper.trade.*` and `paper.metrics.*`. On start the last commit is restored, and a signal whose bar is not after its
+account's last one is ignored, so a restarted paper trader fed the same stream (or its tail) ends with the same
+trades and balance as one that never stopped. Signals missed while paper was down (or lost in a gap of the stream,
+or applied but not committed when the process died) are asked again: at its warmup and on a gap, a restarted
+preditor or the first message of its stream, paper asks the preditor's ``signals_since`` each account's last bar and
+simulates each at its own bar, in bar order (the signals arriving meanwhile wait, so none is applied before an older
+one; a signal not after the account's last bar is ignored, so nothing is simulated twice). Catch-up signals (bars
+the preditor decided late, after its own restart) are simulated like the others, each at its bar. Should the
+preditor not answer, the waiting signals are applied and it is asked again.
 
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
 account a commit changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
@@ -54,12 +55,12 @@ SUMMARIZED = ("signals_applied", "signals_replayed", "trades", "openings", "save
 
 def trade_record(trade: PaperTrade, timeframe: str | None) -> dict[str, Any]:
     """The `trades` CLOSE record of a paper trade (ids derived from the trade: a re-send is a duplicate)."""
-    return trade_records.paper_trade(trade, timeframe=timeframe, session_id="").model_dump(mode="json")
+    return trade_records.paper_trade_json(trade, timeframe=timeframe, session_id="")
 
 
 def opening_record(opening: PaperOpening, timeframe: str | None) -> dict[str, Any]:
     """The `trades` OPEN record of a paper position (ids derived from the opening: a re-send is a duplicate)."""
-    return trade_records.paper_opening(opening, timeframe=timeframe, session_id="").model_dump(mode="json")
+    return trade_records.paper_opening_json(opening, timeframe=timeframe, session_id="")
 
 
 def book_records(account: PaperAccount, timeframe: str | None) -> list[dict[str, Any]]:
@@ -105,9 +106,13 @@ class Paper(runtime.Service):
     # hb. too: a restarted preditor (new epoch) or our late join (first message) shows within a heartbeat
     subscribe_to = {"orchestrator": [messages.SYS_STATE_TOPIC], "preditor": ["signal.", "signals.", "hb."]}
     not_implemented: list[str] = []
-    # a bar's signals come one model at a time: drained together (one loop pass, not one per signal); paper is on no
-    # latency path (its commit waits for the whole bar anyway)
-    sub_gather_ms = 10.0
+    # a bar's signals may come in parts (a preditor's shards, or one model at a time): read together (one loop pass,
+    # not one per part) until the bar is whole (``gather_more``); paper is on no latency path (its commit waits for
+    # the whole bar anyway), so even the first part waits (``sub_gather_first``): the bar's signals are read 20 ms
+    # after the first arrived, once the executor and the connector have sent the bar's orders (6-16 ms after the
+    # bar on 20 symbols, BENCHMARKS.md), not beside them on the two cores
+    sub_gather_ms = 20.0
+    sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
@@ -155,20 +160,23 @@ class Paper(runtime.Service):
         unsaved, self._unsaved = self._unsaved, []
         changed: dict[str, None] = {}
         out: list[tuple[str, Any]] = []  # published together: the I/O thread woken once
+        records: list[dict[str, Any]] = []  # spooled together: one write
         for symbol, step in unsaved:
             changed[symbol] = None
             closed = step.closed
             if closed is not None:
                 record = trade_record(closed, self._timeframe(symbol))
-                self.persist("trades", record)
+                records.append(record)
                 out.append((messages.paper_trade_topic(symbol), trade_message(closed, record["id"])))
                 self.count("trades")
                 if log.isEnabledFor(logging.DEBUG):
                     logs.event(log, logging.DEBUG, "paper trade", symbol=symbol, pnl=round(closed.pnl, 2),
                                exit_time=closed.exit_time)
             if step.opened is not None:
-                self.persist("trades", opening_record(step.opened, self._timeframe(symbol)))
+                records.append(opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
+        if records:
+            self.persist_many("trades", records)
         for symbol in changed:  # once per account and commit
             out.append((messages.paper_metrics_topic(symbol),
                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
@@ -260,8 +268,15 @@ class Paper(runtime.Service):
                 self._apply(sig)
         if self._unsaved and (self._bar_complete() or now - self._unsaved_since >= COMMIT_DELAY_MAX_S):
             self._commit()  # once per batch: every signal drained since (on_message, above)
+            if self._store is not None:  # its records leave in this pass (the loop drove the outbox before on_tick;
+                self._drive_outbox(time.monotonic())  # its first pass with records opens the socket to persistence)
         if now >= self._next_summary:
             self._log_summary(now)
+
+    def gather_more(self) -> bool:
+        """A drain that completed the newest bar (every account has its signal) ends the SUB's gathering: nothing
+        more of the bar is to come, so no wake at the gathering's end; the commit follows in this pass."""
+        return not (self.book is not None and self._unsaved and self._bar_complete())
 
     def _bar_complete(self) -> bool:
         """Has every account had the signal of the newest bar applied (nothing more of that bar to wait for)?"""

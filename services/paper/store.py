@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,41 @@ def _num(x: Any) -> str:
     return _ENCODER.encode(x)  # anything else (NaN, a bool, ...) as json writes it
 
 
+# an entry's state, its scalars by their repr: the JSON text when each is an int, a finite float or None (then
+# "None", written "null" after), which the pattern checks (a bool, NaN, inf or another type: written by ``_num``)
+_STATE = ('{"balance":%r,"position":{"direction":%r,"intensity":%r,"entry_price":%r,"entry_time":%r,'
+          '"floating_pnl":%r},"last_bar_time":%r,"last_price":%r,"trades":[')
+_SCALAR = r"(?:-?[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?|None)"
+_STATE_RE = re.compile(re.escape(_STATE).replace("%r", _SCALAR))
+_BAR = _STATE + '],"equity":[%r]}'  # the entry of a bar that added one equity point and no trade: most of them
+_BAR_RE = re.compile(re.escape(_BAR).replace("%r", _SCALAR))
+
+
+def _tail(history: Any, n: int) -> Any:
+    """The items of a history from the ``n``th on (none: no slice made)."""
+    return () if n >= len(history) else history[n:]
+
+
 def entry_text(account: PaperAccount, n_trades: int, n_equity: int, with_costs: bool) -> str:
     """``account_entry`` as JSON, the same text as ``_dumps(account_entry(...))`` (a test holds them equal), its
     scalars written directly: a commit has one per account, each bar."""
     p = account.position
-    trades = ",".join(_ENCODER.encode(_trade_dict(t)) for t in account.trades[n_trades:])
-    equity = ",".join(map(_num, account.equity_curve[n_equity:]))
-    text = (f'{{"balance":{_num(account.balance)},"position":{{"direction":{_num(p.direction)},'
-            f'"intensity":{_num(p.intensity)},"entry_price":{_num(p.entry_price)},"entry_time":{_num(p.entry_time)},'
-            f'"floating_pnl":{_num(p.floating_pnl)}}},"last_bar_time":{_num(account.last_bar_time)},'
-            f'"last_price":{_num(account.last_price)},"trades":[{trades}],"equity":[{equity}]')
+    curve = account.equity_curve
+    if not with_costs and n_trades >= len(account.trades) and n_equity == len(curve) - 1:
+        text = _BAR % (account.balance, p.direction, p.intensity, p.entry_price, p.entry_time, p.floating_pnl,
+                       account.last_bar_time, account.last_price, curve[n_equity])
+        if _BAR_RE.fullmatch(text) is not None:
+            return text.replace("None", "null") if "None" in text else text
+    trades = ",".join([_ENCODER.encode(_trade_dict(t)) for t in _tail(account.trades, n_trades)])
+    equity = ",".join(map(_num, _tail(curve, n_equity)))
+    state = (account.balance, p.direction, p.intensity, p.entry_price, p.entry_time, p.floating_pnl,
+             account.last_bar_time, account.last_price)
+    text = _STATE % state
+    if _STATE_RE.fullmatch(text) is None:
+        text = _STATE.replace("%r", "%s") % tuple(map(_num, state))
+    elif "None" in text:  # in no key
+        text = text.replace("None", "null")
+    text = f'{text}{trades}],"equity":[{equity}]'
     if with_costs:
         text += ',"costs":' + _ENCODER.encode(_costs(account.costs))
     return text + "}"

@@ -80,3 +80,56 @@ def test_the_loop_sleeps_until_the_outbox_may_send_its_gathered_records(service)
     service._store_retry_at = 60.0  # persistence refused: the retry time rules
     assert service._due_ms(50.095) in (9905, 9906)
     service._store.close()
+
+
+def test_a_burst_said_whole_by_gather_more_leaves_the_socket_polled(service):
+    """``gather_more`` False after a drain (the service has what the burst was to bring): no gathering, so no wake
+    at its end for nothing; the next message wakes the loop at once. Before it says so, the burst is gathered."""
+    pub = service.pub = bus.Publisher(service.ctx, "inproc://whole", "preditor", 1)
+    service.sub = bus.Subscriber(service.ctx, ["inproc://whole"], ["alert."], service.errors)
+    poller = zmq.Poller()
+    poller.register(service.sub.sock, zmq.POLLIN)
+    while not poller.poll(100):  # the subscription reaches the publisher
+        pub.publish("alert.test", alert("probe"))
+    service.sub.drain()
+    service.gather_more = lambda: len(service.heard) < 3  # the burst is three messages
+    service._next_hb = 1e9
+    pub.publish("alert.test", alert("m0"))  # inproc: in the subscriber's pipe once sent
+    service._read_sub(poller, now=100.0)
+    assert service.heard == ["m0"] and service.sub.sock not in dict(poller.sockets)  # gathered: more to come
+    pub.publish("alert.test", alert("m1"))
+    pub.publish("alert.test", alert("m2"))
+    service._read_sub(poller, now=100.010)  # the gathering's end
+    assert service.heard == ["m0", "m1", "m2"] and service.sub.sock in dict(poller.sockets)
+    for i in range(3, 6):  # the next burst, whole in one drain
+        pub.publish("alert.test", alert(f"m{i}"))
+    service.gather_more = lambda: len(service.heard) < 6
+    service._read_sub(poller, now=101.0)
+    assert service.heard == [f"m{i}" for i in range(6)]
+    assert service.sub.sock in dict(poller.sockets)  # whole: still polled, no gathering's end to wake for
+    assert service._sub_due is None and service._due_ms(101.0) > 1000
+
+
+def test_with_gather_first_a_bursts_first_message_waits_for_the_gatherings_end_too(service):
+    """``sub_gather_first``: the message that wakes the loop is not read then; the socket is left unpolled and the
+    whole burst is read at the gathering's end (after the burst's moment), then polled again."""
+    service.sub_gather_first = True
+    pub = service.pub = bus.Publisher(service.ctx, "inproc://first", "preditor", 1)
+    service.sub = bus.Subscriber(service.ctx, ["inproc://first"], ["alert."], service.errors)
+    poller = zmq.Poller()
+    poller.register(service.sub.sock, zmq.POLLIN)
+    while not poller.poll(100):  # the subscription reaches the publisher
+        pub.publish("alert.test", alert("probe"))
+    service.sub.drain()
+    service._next_hb = 1e9
+    pub.publish("alert.test", alert("m0"))
+    assert poller.poll(5000)  # the first message wakes the loop ...
+    service._read_sub(poller, now=100.0)
+    assert service.heard == [] and service.sub.sock not in dict(poller.sockets)  # ... which only notes it
+    assert service._due_ms(100.0) in (10, 11)
+    pub.publish("alert.test", alert("m1"))
+    service._read_sub(poller, now=100.010)  # the gathering's end: the whole burst
+    assert service.heard == ["m0", "m1"] and service.sub.sock in dict(poller.sockets)
+    pub.publish("alert.test", alert("m2"))  # the next burst starts another gathering, unread
+    service._read_sub(poller, now=101.0)
+    assert service.heard == ["m0", "m1"] and service._sub_due is not None

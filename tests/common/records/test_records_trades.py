@@ -84,3 +84,53 @@ def test_trades_store_and_dedupe(tmp_path):
                                   ("trades", paper_trade(PAPER, timeframe="H1", session_id="s"))])
         assert [a.status for a in acks] == ["stored", "stored", "duplicate"]
         assert store.trade_totals("s", is_paper=True) == (1, pytest.approx(72.9))
+
+
+def _json_pairs(rng):
+    """Paper trades and openings of every shape: either direction, intensities, no HMM state or no entry time,
+    prices and costs of many magnitudes, old and far bar times, and values the model converts or refuses."""
+    import math
+    for i in range(400):
+        direction = rng.choice((-1, 1, 0))
+        entry = rng.choice((None, TS - rng.randrange(1, 10_000) * 3600, 0, 86_400 * 365 * 900))
+        exit_ = (entry or TS) + rng.randrange(1, 500) * 3600
+        price = rng.choice((1.27, 151.234, 0.6543, 1e-7, 12_345.678)) * (1 + rng.gauss(0, 0.01))
+        trade = PaperTrade(symbol=rng.choice(("GBPUSD", "XAUUSD", "SYN07")), direction=direction,
+                           intensity=rng.randrange(4), lot=rng.choice((0.01, 0.3, 1.0, 0.0)), entry_time=entry,
+                           entry_price=price, exit_time=exit_, exit_price=price * (1 + rng.gauss(0, 0.01)),
+                           pips=rng.choice((25.0, -3.3, 0.0, rng.gauss(0, 100))), gross_pnl=rng.gauss(0, 200),
+                           commission=rng.choice((0.0, 2.1, 7.000000001)), pnl=0.0,
+                           hmm_state=rng.choice((None, 0, 3, 11)))
+        if i % 40 == 1:  # converted by the model (an int price, a float lot), or refused (NaN, a bad intensity)
+            trade = replace(trade, **rng.choice(({"entry_price": 2}, {"lot": 1}, {"gross_pnl": math.nan},
+                                                 {"intensity": 4}, {"direction": 2}, {"commission": math.inf})))
+        yield trade, trade.opening()
+
+
+@pytest.mark.parametrize("timeframe", ["H1", "M15", None])
+def test_the_direct_json_records_are_the_models_own(timeframe):
+    """paper_trade_json / paper_opening_json: the dict (and its JSON text, key order included) of the validated
+    record's model_dump(mode="json"); what the model refuses is refused the same way."""
+    import json
+    import random
+
+    from common.records.trades import paper_opening_json, paper_trade_json
+    checked = 0
+    for trade, opening in _json_pairs(random.Random(15)):
+        for make, make_json, value in ((paper_trade, paper_trade_json, trade),
+                                       (paper_opening, paper_opening_json, opening)):
+            if value is None:
+                continue
+            try:
+                want = make(value, timeframe=timeframe, session_id="").model_dump(mode="json")
+            except RecordInvalid as exc:
+                with pytest.raises(RecordInvalid) as got:
+                    make_json(value, timeframe=timeframe, session_id="")
+                assert str(got.value) == str(exc)
+                continue
+            got = make_json(value, timeframe=timeframe, session_id="")
+            assert got == want
+            assert json.dumps(got) == json.dumps(want)
+            assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+            checked += 1
+    assert checked > 600

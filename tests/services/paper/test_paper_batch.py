@@ -189,3 +189,33 @@ def test_a_batch_waits_for_the_rest_of_its_bar_at_most_a_while(home2):
     assert read_book(svc.state_path) == svc.book
     assert [t for t in topics(svc) if t.startswith("paper.metrics.")] == [
         "paper.metrics.EURUSD", "paper.metrics.SYN01", "paper.metrics.EURUSD"]
+
+
+def test_a_whole_bar_ends_the_gathering_and_its_records_leave_in_the_commits_pass(home):
+    """The drain that completes the newest bar ends the SUB's gathering (no wake at its end for nothing), and the
+    commit's records go to persistence in the same loop pass (not in a pass of their own)."""
+    from common import bus
+
+    svc = paper(home)
+    svc._store = bus.Requester(svc.ctx, svc.cfg.endpoint("persistence", "rep"), "paper", 2000)
+    try:
+        batch = signals(30)
+        assert svc.gather_more()  # nothing applied: a burst's first part, gathered
+        for seq, sig in enumerate(batch, start=1):
+            svc.on_message(received(sig, seq))
+        assert not svc.gather_more()  # every account (one) has the newest bar: the bar is whole
+        assert len(svc.outbox) == 0 and svc._store.pending is None
+        svc.on_tick(0.0)
+        assert svc.progress["saves"] == 1 and len(svc.outbox) > 0
+        assert svc._store.pending is not None and svc.outbox.inflight  # sent in this pass
+        assert svc.progress["outbox_writes"] == 1
+        assert svc.gather_more()  # committed: the next message starts another bar
+    finally:
+        svc._store.close()
+
+
+def test_paper_reads_a_bars_signals_after_the_bars_moment():
+    """Paper's signals wait, the first one too, until its gathering ends (runtime ``sub_gather_first``: tested in
+    tests/common/test_runtime_gather.py), beyond the 6-16 ms in which the executor and the connector send the bar's
+    orders."""
+    assert Paper.sub_gather_first and Paper.sub_gather_ms >= 20

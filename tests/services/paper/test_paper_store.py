@@ -301,3 +301,35 @@ def test_an_entry_written_directly_is_the_json_of_the_entry():
     texts = {s: store_mod.entry_text(a, 0, 1, False) for s, a in book.accounts.items()}
     assert store_mod.commit_text(texts) == store_mod.commit_line(entries)
     assert json.loads(store_mod.commit_text(texts)) == {"c": entries}
+
+
+class _Float(float):
+    pass
+
+
+class _Wrapped(float):
+    def __repr__(self) -> str:
+        return f"Wrapped({float(self)})"
+
+
+def test_an_entrys_state_of_every_scalar_kind_is_written_as_json_writes_it():
+    """The state's scalars written by their repr where that is their JSON (ints, finite floats, None as null), and
+    the others as json writes them: a bool, NaN and infinities, a float subclass (its repr or not), tiny, huge and
+    negative values, exponents."""
+    base = replay(new_book(COSTS), stream(20)).accounts["USDJPY"]
+    p = base.position
+    cases = [
+        {"balance": 10_000}, {"balance": 1e-07}, {"balance": -1.5e+20}, {"balance": -0.0}, {"balance": True},
+        {"balance": _Float(2.5)}, {"balance": _Wrapped(2.5)}, {"last_price": float("nan")},
+        {"last_price": None, "last_bar_time": None}, {"last_bar_time": 2**63},
+        {"position": dataclasses.replace(p, floating_pnl=float("inf"))},
+        {"position": dataclasses.replace(p, direction=False, entry_time=None)},
+        {"position": dataclasses.replace(p, entry_price=123456789.123456789, floating_pnl=-3.3e-300)},
+    ]
+    for change in cases:
+        account = dataclasses.replace(base, **change)
+        for n_trades, n_equity in ((0, 0), (len(account.trades), len(account.equity_curve) - 1),
+                                   (len(account.trades), len(account.equity_curve))):
+            entry = store_mod.account_entry(account, n_trades, n_equity, False)
+            assert store_mod.entry_text(account, n_trades, n_equity, False) == json.dumps(
+                entry, separators=(",", ":")), change
