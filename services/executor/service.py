@@ -525,6 +525,12 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                 self._persist_signal(sig)  # answered the newer): recorded all the same (the store deduplicates)
             return
         current = self.pending.get(sig.symbol)
+        if current is not None and current[0].bar_time == sig.bar_time and current[1] is None and seq is not None:
+            # the live copy of a bar whose read-back copy (`last_signals`, asked as the preditor's burst arrived)
+            # waits: the live one says the twin's previous direction (the edge at a boot), so it is the one decided
+            self.pending[sig.symbol] = (sig, seq, epoch)
+            self.count("read_backs_replaced_live")
+            return
         if current is not None and current[0].bar_time >= sig.bar_time:
             if current[0].bar_time > sig.bar_time:  # heard after a newer one: recorded, not acted on
                 self.count("signals_superseded")
@@ -567,6 +573,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                 self._want_last_signals = True  # a preditor still loading after its restart answers later
             for sig in last:
                 self._take_signal(sig, None, None)
+            read_back = any(self.pending.get(sig.symbol, (None,))[0] is sig for sig in last)  # one waits
+        else:
+            read_back = False
         if (self._replay or self._v1_intents) and self.synced and not self.stopped and now >= self._retry_at:
             try:  # before any newer signal: its plan must see the account these orders make
                 self._replay_intents()
@@ -577,7 +586,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if self._opened and self.synced and not self.stopped and now >= self._retry_at:
             # before the symbol's newer signals: they are decided on the account without the position
             self._release_due_at_open(self._flights.symbols())
-        if self.pending and self.synced and now >= self._retry_at:
+        # signals read back are decided in a later turn: the live copies of their bar, published before the
+        # preditor answered, are read first (``_take_signal`` keeps the live copy of a bar)
+        if self.pending and self.synced and now >= self._retry_at and not read_back:
             ready = self._batch_ready(now)
             if ready:
                 self._decide_waiting()

@@ -43,6 +43,7 @@ class Connector:
         self.refuse_open: tuple[str, str, str] | None = None  # (error_code, broker_code, words) for the next opens
         self.requests: list[tuple[str, Any]] = []
         self.down = False  # True: requests are not answered (a connector that died)
+        self.last_signals: dict[str, messages.Signal] = {}  # what the preditor's `last_signals` answers
         self.account = {"balance": 10_000.0, "equity": 10_000.0, "margin": 0.0, "free_margin": 10_000.0,
                         "margin_level": 0.0, "currency": "USD", "leverage": 100.0}
         self._ticket = 100
@@ -62,7 +63,7 @@ class Connector:
 
     def call(self, service: str, op: str, args: Any, timeout_s: float | None = None) -> Any:
         if service == "preditor":
-            return messages.LastSignals({})
+            return messages.LastSignals(dict(self.last_signals))
         self.requests.append((op, args))
         if self.down:
             raise bus.RequestTimeout(f"{op}: no reply in time")
@@ -612,3 +613,30 @@ def test_an_idle_executor_sleeps_until_its_next_timer_and_a_retry_wakes_it_on_ti
     assert ex.poll_timeout_ms() <= 1000  # the retry, a second after the failure
     ex._want_last_signals, ex._last_signals_at = True, time.monotonic()
     assert ex.poll_timeout_ms() <= 1000
+
+
+def test_the_live_copy_of_a_bar_read_back_meanwhile_is_the_one_decided(rig):
+    """The first bar after a boot: the preditor's burst starts (its first message heard asks `last_signals`) and
+    the answer already holds the bar, read back (no previous direction), before its live copy is read. The live
+    copy, which says the twin's previous direction, is decided: the edge opens, as with no read-back at all."""
+    rig.boot()
+    bar_time = T0 + H1
+    rig.connector.last_signals = {"EURUSD": messages.Signal("EURUSD", bar_time, 1.1, 1, 1, 1, 2, 0.0)}
+    rig.ex._want_last_signals = True  # as the preditor's first message heard (Delivery.FIRST) asks
+    rig.turn()
+    assert rig.acks() == [] and rig.ex.pending_work() == 1  # read back: waits a turn for its live copy
+    rig.hear(messages.Signal("EURUSD", bar_time, 1.1, 1, 1, 1, 2, 0.0, previous_direction=0), "preditor")
+    rig.turn()
+    assert final(rig.acks()) == ("OK", "EDGE") and len(rig.connector.orders("order_open")) == 1
+    assert rig.ex.progress["read_backs_replaced_live"] == 1
+
+
+def test_a_bar_read_back_whose_live_copy_never_comes_is_decided_as_read_back(rig):
+    rig.boot()
+    rig.connector.last_signals = {"EURUSD": messages.Signal("EURUSD", T0 + H1, 1.1, 1, 1, 1, 2, 0.0)}
+    rig.ex._want_last_signals = True
+    rig.turn()
+    rig.ex.on_tick(time.monotonic() + 1.0)  # the next turn, past the batch's gathering
+    rig.ex._wait_flights()
+    assert [(a.bar_time, a.status) for a in rig.acks()] == [(T0 + H1, "WAIT_SYNC")]  # a read-back never opens
+    assert rig.connector.orders("order_open") == []
