@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--bars", type=int, default=40)
     ap.add_argument("--bar-s", type=float, default=0.5, help="seconds between bar closes")
+    ap.add_argument("--gap-ms", type=float, default=0.3, help="between a bar's signals (0: one burst, as the "
+                    "preditor publishes a bar close's batch)")
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--idle-poll-ms", default="", help="override the executor's idle_poll_ms (a number or none)")
     ap.add_argument("--nap-ms", type=float, default=None, help="override decision_desk.NAP_S")
@@ -156,7 +158,8 @@ def main() -> int:
                 c0, t0 = thread_cpu_s(main_tid), turns[0]
                 for sig in walk.signals():
                     peers.publish(f"signal.{sig.symbol}", sig)
-                    time.sleep(0.0003)
+                    if args.gap_ms:
+                        time.sleep(args.gap_ms / 1000)
                 time.sleep(args.bar_s)
                 if i >= 5:  # warm-up bars left out
                     per_bar.append((thread_cpu_s(main_tid) - c0, turns[0] - t0))

@@ -283,23 +283,28 @@ class JournaledState:
 
     @property
     def compaction_due(self) -> bool:
-        journal = self._log()
-        return (self.needs_compaction or journal.size >= self.compact_bytes
+        return self.needs_compaction or self._journal_full()
+
+    def _journal_full(self) -> bool:
+        return (self._log().size >= self.compact_bytes
                 or (self.compact_after is not None and self._entries >= self.compact_after))
 
     def commit(self, state: dict[str, Any], *, sync: bool = True, compact: bool = False,
                compact_on: frozenset[str] | set[str] = frozenset(),
-               changed: Collection[str] | None = None) -> int:
+               changed: Collection[str] | None = None, defer_compaction: bool = False) -> int:
         """Make `state` durable: the sections that changed since the last commit, as one journal entry (durable
         on return when `sync`; else in the OS at once and on the disk with the next synced commit), or the whole
         object as a new snapshot (always durable). Returns the bytes written (0: nothing changed).
 
         `changed`: the sections the caller may have changed since its last commit (it tracks them); only those are
-        encoded and compared, every other one is taken as it was last made durable (None: all are compared)."""
+        encoded and compared, every other one is taken as it was last made durable (None: all are compared).
+        `defer_compaction`: a journal past its size (or entry count) is not folded by this commit but by the next
+        one without it (a commit on a latency path: a snapshot costs three fsyncs where an entry costs one); what
+        else compacts (`compact`, `compact_on`, a file of the old format, a section removed) still does."""
         texts = self._texts_of(state, changed)
         changed = [k for k, t in texts.items() if self._texts.get(k) != t]
-        if (compact or self.compaction_due or set(self._texts) - set(texts)
-                or (changed and any(k in compact_on for k in changed))):
+        if (compact or self.needs_compaction or (not defer_compaction and self._journal_full())
+                or set(self._texts) - set(texts) or (changed and any(k in compact_on for k in changed))):
             return self._compact({k: _dumps(v) for k, v in state.items()})  # a snapshot is written whole
         if not changed:
             return 0

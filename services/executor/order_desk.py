@@ -81,24 +81,31 @@ class OrderDesk:
         for counter, n in (("closes_sent", flight.closes_sent()), ("orders_sent", flight.openings_sent())):
             if n:
                 self.count(counter, n)
-        # the signals with no order out are done now: their acks' records go to the outbox's spool first (in the OS
-        # at once: a kill loses none), so the state's entry that names them decided does not carry them again (a
-        # kill before that entry: the next process evaluates the signals again, under its own epoch, as at any
-        # restart); the acks are published right after the orders
+        # the signals with no order out are done now. With no order out of the batch, their acks' records go to
+        # the outbox's spool first (in the OS at once: a kill loses none) and the state's entry that names them
+        # decided does not carry them (a kill before that entry: the next process evaluates the signals again, as
+        # at any restart). With orders out, they are kept in the entry written ahead of the orders (fdatasynced
+        # with it) and spooled right after the orders left: a kill in between leaves them to the next process
+        # (the state's `acks`, handed to persistence again at load, same ids), and nothing of them is on the path
+        # to the orders; the entry after the landing no longer holds them (spooled by then)
         done_now = flight.done_now()
         records = self._records(done_now)
-        for rs in records:
-            for record in rs:
-                self.persist("acks", record)
         if not flight.orders:
+            for rs in records:
+                for record in rs:
+                    self.persist("acks", record)
             self._finish(done_now, records, spooled=True)
             return
         number = self._flights.add(flight)
-        self._last_ack_records = []
-        self._save_state()
-        self._positions_fresh = False  # whatever the outcome, the account may change
-        self._flight_lines[number] = self._group(flight.requests)
-        self._flight_lines[number].pump(time.monotonic())  # out now
+        done_records = [r for rs in records for r in rs]
+        self._last_ack_records = done_records
+        self._save_state(ahead=True)
+        try:
+            self._positions_fresh = False  # whatever the outcome, the account may change
+            self._flight_lines[number] = self._group(flight.requests)
+            self._flight_lines[number].pump(time.monotonic())  # out now
+        finally:
+            self.persist_many("acks", done_records)  # in the spool before any later entry drops them from the state
         self._emit_done(done_now, records, persist=False)
 
     def _halt_reason(self) -> str | None:

@@ -171,11 +171,13 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if len(self.due):
             logs.event(log, logging.INFO, "closes due at the open", tickets=[d.ticket for d in self.due.closes])
 
-    def _save_state(self, compact: bool = False, sync: bool = True) -> None:
+    def _save_state(self, compact: bool = False, sync: bool = True, ahead: bool = False) -> None:
         """Make the state durable: the sections that changed since the last save as one journal entry (one write,
         one fdatasync), or a whole snapshot when `compact` or a rare section changed (state_file.py). `sync=False`:
         the entry is in the OS at once (a kill loses nothing) and on the disk with the next synced one (the batch's
-        fdatasync covers it): for what arrives between batches (equity, closed positions)."""
+        fdatasync covers it): for what arrives between batches (equity, closed positions). `ahead`: the entry
+        written ahead of a batch's orders, which wait for it: a journal grown past its size is folded into a
+        snapshot by the next save (its landing's), not by this one."""
         self._state_dirty = False
         state = state_file.ExecutorState(
             paused=self.paused, risk=self.risk,
@@ -189,7 +191,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # a fraction of its JSON); the journal entry holds those that changed
         changed = [k for k, v in data.items() if k not in saved or saved[k] != v]
         written = self.store.commit(data, sync=sync, compact=compact, compact_on=state_file.COMPACT_ON,
-                                    changed=changed)
+                                    changed=changed, defer_compaction=ahead)
         self._saved_sections = data
         if written:
             self.count("state_bytes", written)

@@ -20,9 +20,13 @@ fdatasync. A batch of signals costs two such lines: the one written ahead of its
 decided; fdatasynced before the orders leave) and the one after they land (the intents gone, the acks of the orders
 answered; in the OS at once, on the disk with the next fdatasync: a power cut that loses it leaves the intents,
 whose orders go again with the same client order ids); the rest of the object is not rewritten. The acks of the
-signals with no order (most of a batch) are not in the state: their records go to the outbox's spool file before the
-line that names the signals decided (in the OS at once, so a kill loses none; a kill between the two leaves the
-signals undecided, evaluated again by the next process under its own epoch, as at any restart). The sections a
+signals with no order (most of a batch) are in the line written ahead of the batch's orders (`acks`), and go to the
+outbox's spool file right after the orders left, off their path: a kill between the two leaves them in the state,
+handed to persistence again at the next start under their ids (so each once), their signals decided. A batch
+with no order at all spools them before the line that names its signals decided (in the OS at once, so a kill loses
+none; a kill between the two leaves the signals undecided, evaluated again by the next process under its own epoch,
+as at any restart). The line written ahead never folds a journal grown past its size into a snapshot (three fsyncs
+the orders would wait for): the next line does. The sections a
 person acts on and that change rarely (`COMPACT_ON`: pause, closes due at the open, version-1 orders), a command, a
 halt, a replay after a restart and an ordered stop fold the journal into a new snapshot at once, so the snapshot
 shows them; so does a journal past 256 KB (some 40 batches of 20 signals). A torn last journal line (a kill

@@ -376,6 +376,28 @@ def test_a_journal_of_so_many_entries_makes_a_new_snapshot(tmp_path):
     assert reopened(path) == ({"a": 4}, [])
 
 
+def test_a_commit_that_defers_compaction_appends_past_the_size_and_the_next_one_folds_the_journal(tmp_path):
+    """An entry on a latency path (the executor's, written ahead of its orders) is one write and one fdatasync even
+    when the journal is full; the next commit without the flag writes the snapshot."""
+    path = tmp_path / "state.json"
+    store = durable.JournaledState(path, compact_after=2)
+    store.commit({"a": 0})  # the first snapshot
+    store.commit({"a": 1})
+    store.commit({"a": 2})  # two entries: the journal is full
+    store.commit({"a": 3}, defer_compaction=True)
+    assert store.compactions == 1 and [e["set"] for e in lines(path)] == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert reopened(path) == ({"a": 3}, [])
+    store.commit({"a": 3, "b": 1}, defer_compaction=True, compact_on={"b"})  # what else compacts still does
+    assert store.compactions == 2 and json.loads(path.read_text()) == {"a": 3, "b": 1, "journal_seq": 3}
+    store.commit({"a": 4, "b": 1})
+    store.commit({"a": 5, "b": 1})
+    store.commit({"a": 6, "b": 1}, defer_compaction=True)
+    store.commit({"a": 7, "b": 1})  # no flag: the full journal folded now
+    assert store.compactions == 3 and lines(path) == []
+    assert json.loads(path.read_text()) == {"a": 7, "b": 1, "journal_seq": 6}
+    assert reopened(path) == ({"a": 7, "b": 1}, [])
+
+
 def test_a_failed_commit_leaves_the_journal_as_it_was_and_the_next_one_writes_the_change(tmp_path, monkeypatch):
     path = tmp_path / "state.json"
     store = durable.JournaledState(path)

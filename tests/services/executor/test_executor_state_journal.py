@@ -5,11 +5,13 @@ journal is read and converted; a torn last journal line is dropped and the execu
 from __future__ import annotations
 
 import json
+import shutil
 
 from common import durable, messages
 from common.order_label import OrderAction, client_order_id
+from services.executor import symbols_config as sc
 from services.executor.sync import Direction, Stance
-from tests.services.executor.test_executor_shell import H1, T0, Rig, final
+from tests.services.executor.test_executor_shell import H1, T0, Answered, Rig, final
 
 
 def paths(rig: Rig):
@@ -155,3 +157,97 @@ def test_a_journal_entry_holds_the_sections_that_changed_and_only_them(tmp_path)
         assert rig.ex.risk.peak_equity == 10_050.0 and rig.ex.handled == {"EURUSD": T0 + 2 * H1}
     finally:
         rig.close()
+
+
+def test_the_acks_of_a_batch_with_orders_are_written_ahead_with_them_spooled_after_and_survive_a_kill_between(
+        tmp_path):
+    """A batch with an order: the acks of its signals with no order are in the entry written ahead of the orders
+    (fdatasynced with it) and reach the spool only once the orders left, so nothing of them is on the path to the
+    orders. A kill -9 between the two (the data directory as the orders leave, restarted) hands every one of them
+    to persistence once, under the first process's ids, and evaluates none of their signals again."""
+    rig = Rig(tmp_path)
+    data = tmp_path / "var" / "data"
+    spool = data / "outbox" / "executor.jsonl"
+    left = tmp_path / "left"  # the disk as a kill -9 at the orders' leaving would leave it
+    try:
+        del rig.ex.persist  # the runtime's own: the records written through to the spool file
+        rig.boot()
+        ex = rig.ex
+        ex.modelled.add("GBPUSD")
+        ex.timeframes.update(EURUSD="H1", GBPUSD="H1")
+        ex.config, _ = sc.ensure_symbols(ex.config, ex.modelled)
+        rig.signal(1, 0)
+        base = len(spooled_acks(spool))
+
+        class LeavingNow(Answered):
+            def __init__(self, connector, requests):
+                super().__init__(connector, requests)  # the orders are out
+                shutil.copytree(tmp_path, left, symlinks=True, ignore=shutil.ignore_patterns("left"))
+
+        ex._group = lambda requests: LeavingNow(rig.connector, requests)  # type: ignore[method-assign]
+        bar = T0 + 2 * H1
+        rig.hear(messages.Signal("EURUSD", bar, 1.1, 1, 1, 1, 2, 0.0), "preditor")  # an edge: an opening
+        rig.hear(messages.Signal("GBPUSD", bar, 1.1, 0, 0, 0, 2, 0.0), "preditor")  # flat, waits: no order
+        ex._decide_waiting()
+        ex._wait_flights()
+        cid = client_order_id("EURUSD", bar, OrderAction.OPEN)
+        [ahead] = [e["set"] for e in journal_entries(left) if e["set"].get("intents")]
+        assert [i["open"]["client_order_id"] for i in ahead["intents"]] == [cid]
+        [gbp] = ahead["acks"]  # the no-order ack, written ahead with the order...
+        assert (gbp["symbol"], gbp["decision"], gbp["reason"]) == ("GBPUSD", "NOOP", "FLAT")
+        assert len(spooled_acks(left / "var" / "data" / "outbox" / "executor.jsonl")) == base  # ...not spooled yet
+        after = spooled_acks(spool)[base:]  # the process that lived: spooled once the order was out, then landed
+        assert [a["id"] for a in after].count(gbp["id"]) == 1 and [a["client_order_id"] for a in after] == [None, cid]
+
+        killed = Rig(left, rig.connector)  # the kill -9 in the window: a new process on what it left
+        try:
+            killed.ex._restore_outbox()  # as its run() does first
+            pending = [r for t, r in killed.ex.outbox.pending.values() if t == "acks" and r["bar_time"]]
+            assert [r for r in pending if r["symbol"] == "GBPUSD" and r["id"] == gbp["id"]] == [gbp]
+            assert killed.ex.handled["GBPUSD"] == bar  # decided once: not evaluated again under a new epoch
+            assert [i["open"]["client_order_id"] for i in killed.ex._replay] == [cid]  # its order goes again
+        finally:
+            killed.close()
+    finally:
+        if rig.ex._store is not None:  # its write to persistence (none here)
+            rig.ex._store.sock.close(linger=0)
+        rig.close()
+
+
+
+def test_the_entry_written_ahead_of_orders_does_not_fold_a_full_journal_the_landing_does(tmp_path):
+    """A snapshot costs three fsyncs: not while the orders wait for it."""
+    rig = Rig(tmp_path)
+    try:
+        rig.boot()
+        rig.signal(1, 0)
+        snapshot, journal = paths(rig)
+        rig.ex.store.compact_bytes = 1  # the journal is full from the next entry on
+        seen = []
+
+        class Leaving(Answered):
+            def __init__(self, connector, requests):
+                seen.append((json.loads(snapshot.read_text()), journal.read_bytes().splitlines()))
+                super().__init__(connector, requests)
+
+        rig.ex._group = lambda requests: Leaving(rig.connector, requests)  # type: ignore[method-assign]
+        compactions = rig.ex.store.compactions
+        assert final(rig.signal(2, 1)) == ("OK", "EDGE")
+        [(before, entries)] = seen
+        cid = client_order_id("EURUSD", T0 + 2 * H1, OrderAction.OPEN)
+        assert [i["open"]["client_order_id"] for i in json.loads(entries[-1])["set"]["intents"]] == [cid]
+        assert before["intents"] == []  # the snapshot is not the write-ahead
+        assert rig.ex.store.compactions == compactions + 1  # the landing folded it
+        assert rig.state()["intents"] == [] and journal.read_bytes() == b""
+    finally:
+        rig.close()
+
+def spooled_acks(spool) -> list[dict]:
+    if not spool.exists():
+        return []
+    return [e["record"] for e in map(json.loads, spool.read_bytes().splitlines()) if e["table"] == "acks"]
+
+
+def journal_entries(root) -> list[dict]:
+    return [json.loads(line) for line in (root / "var" / "data" / "executor-state.json.journal").read_bytes()
+            .splitlines()]
