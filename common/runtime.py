@@ -229,6 +229,11 @@ class Service(Lifecycle, OutboxSender):
             req.sock.poll(100, zmq.POLLIN)
             self.beat_if_due()
 
+    def beat_soon(self) -> None:
+        """Beat at the loop's next turn: a fact the heartbeat carries (``health_info``) changed, and the orchestrator's
+        view should have it now, not up to a heartbeat interval later."""
+        self._next_hb = 0.0
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()

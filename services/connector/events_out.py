@@ -240,6 +240,7 @@ class EventsOut:
         if not changed:
             return
         self._say(messages.CONNECTION_TOPIC, messages.ConnectionState(connected, reason))
+        self.beat_soon()  # the orchestrator's health reads `connected` from the heartbeat
         if connected:
             self._calendars.clear()  # a new session loaded the symbols again: their calendars may have changed
             self.count("connects")

@@ -101,6 +101,28 @@ raise SystemExit(runtime.main(Keeping, []))
 """
 
 
+TELLING_SERVICE = """
+from common import messages, runtime
+
+class Telling(runtime.Service):
+    name = "persistence"
+    news = "none"
+
+    def ops(self):
+        return {"step": self._tell}  # a registered op: the test changes what the heartbeat says
+
+    def _tell(self, args):
+        self.news = args.step
+        self.beat_soon()
+        return messages.StepResult(args.step, True)
+
+    def health_info(self):
+        return {"news": self.news}
+
+raise SystemExit(runtime.main(Telling, []))
+"""
+
+
 @pytest.fixture
 def home(tmp_path):
     h = Home(tmp_path)
@@ -239,4 +261,29 @@ def test_a_quiet_service_stops_at_once_on_sigterm(tmp_path):
                 sleepy.kill()
                 sleepy.wait(10)
     finally:
+        home.close()
+
+
+def test_a_fact_of_the_heartbeat_that_changed_is_beaten_at_once(tmp_path):
+    """`beat_soon`: the next heartbeat goes at the loop's next turn, not a heartbeat interval (here a minute) later;
+    the connector calls it when its broker connection changes, so the orchestrator's health says so at once."""
+    home = Home(tmp_path, {"runtime": {"heartbeat_interval_s": 60.0}})
+    ctx = zmq.Context.instance()
+    cfg = home.config()
+    sub = bus.Subscriber(ctx, [cfg.endpoint("persistence", "pub")], ["hb.persistence"], bus.WireErrors("t"))
+    telling = subprocess.Popen([sys.executable, "-c", TELLING_SERVICE], env=as_persistence(home), cwd=home.root)
+    try:
+        wait_for(lambda: home.request("persistence", "ping"), 20, "the service up")
+        heard: list = []
+        deadline = time.monotonic() + 20  # well inside the minute to the next regular beat (its first was at start)
+        while time.monotonic() < deadline and not any(b.info.get("news") == "reconnected" for b in heard):
+            # told again each second: the SUB's subscription may reach the PUB after the first beat_soon's beat
+            home.request("persistence", "step", messages.StepArgs("reconnected"))
+            if sub.sock.poll(1000):
+                heard += [r.envelope.body for r in sub.drain()]
+        assert any(b.info.get("news") == "reconnected" for b in heard), [b.info for b in heard]
+    finally:
+        telling.kill()
+        telling.wait(10)
+        sub.close()
         home.close()
