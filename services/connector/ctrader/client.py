@@ -436,7 +436,7 @@ class CTraderBroker:
         return await self.execution.get_account(refresh)
 
     def book_now(self) -> BookNow | None:
-        """Any thread: the book as the broker thread last published it (execution.py), marked to a copy of the
+        """Any thread: the book as the broker loop last published it (execution.py), marked to a copy of the
         quotes; None while a position's quote or rate is missing."""
         return self.execution.book_now()
 

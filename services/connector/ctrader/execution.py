@@ -10,8 +10,9 @@
   again after the window, with the same client order id.
 - Lots off the symbol's step are refused (BAD_VOLUME), never rounded here.
 - The book as one value (`Book`: positions, their protocol volumes, the balance), published whole by the broker's
-  thread after each change, before anything awaits: another thread reads it (`book_now`) without a trip to the
-  broker's loop and never sees a position half-updated, nor a close without the balance it left.
+  loop after each change, before anything awaits: a reader outside the loop (`book_now`; the connector steps the
+  loop on its own thread today, the adapter does not rely on it) takes it without a trip to the broker's loop and
+  never sees a position half-updated, nor a close without the balance it left.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Execution:
         self._book_now: tuple[Book, int, BookNow] | None = None  # the last `book_now`: of which book and quotes
 
     def _publish_book(self) -> None:
-        """The book as it is now, for readers on other threads (`book_now`); called on the broker thread after each
+        """The book as it is now, for readers on other threads (`book_now`); called on the broker loop after each
         change of the positions or the balance, before the next await."""
         self.book = Book(MappingProxyType(dict(self.positions)), MappingProxyType(dict(self._volumes)), self.balance)
 
