@@ -32,10 +32,47 @@ TEST_OVERLAY = {
 }
 
 
+# The test servers' TCP ports (the simulator, its control port, the dashboard, CURVE endpoints) come from below the
+# kernel's ephemeral range, each pytest-xdist worker walking a slice of its own. A port bind(0) gave and released is
+# the kernel's to give again, to another worker's bind(0) or to a client socket, before the server that was to have
+# it binds it: a soak's simulator once found its port taken by another worker's dashboard, and its connector talked
+# TLS to an HTTP server.
+PORTS_LOW = 10_000
+
+
+def _port_slice() -> range:
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    high = min(ephemeral_low, 32_768)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    size = (high - PORTS_LOW) // workers
+    if size < 100:
+        raise RuntimeError(f"no room for test ports below the ephemeral range ({ephemeral_low}) for {workers} workers")
+    return range(PORTS_LOW + index * size, PORTS_LOW + (index + 1) * size)
+
+
+_ports: list[int] = []  # [the next port to try], from a random start: a second session beside starts elsewhere
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port of this worker's slice that nothing is bound to now, never handed out twice by this process."""
+    ports = _port_slice()
+    if not _ports:
+        _ports.append(ports.start + int.from_bytes(os.urandom(2), "big") % len(ports))
+    for _ in range(len(ports)):
+        port = _ports[0]
+        _ports[0] = ports.start + (port + 1 - ports.start) % len(ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # bound by someone else: the next one
+            return port
+    raise RuntimeError(f"no free TCP port in {ports.start}-{ports.stop - 1}")
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
