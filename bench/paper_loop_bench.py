@@ -36,23 +36,12 @@ sys.path.insert(0, str(REPO))
 import zmq  # noqa: E402
 
 from bench.executor_decide_bench import SYMBOLS, Walk, make_home  # noqa: E402
+from bench.executor_loop_bench import _open  # noqa: E402  (the stand-ins answer whoever asks)
 from common import bus, config, messages  # noqa: E402
 from common.twin.position import CostModel  # noqa: E402
 from services.paper.account import new_book  # noqa: E402
 from services.paper.service import Paper  # noqa: E402
 from services.paper.stats import RunningStats  # noqa: E402
-
-
-class _Anyone:
-    def __contains__(self, _role: object) -> bool:
-        return True
-
-
-def _open(rep: bus.Responder) -> bus.Responder:
-    """The stand-ins answer whoever asks (no CURVE keys here to tell the callers' roles)."""
-    rep.permits = dict.fromkeys(rep.permits, _Anyone())
-    rep.self_ops = frozenset()
-    return rep
 
 
 class Peers:
