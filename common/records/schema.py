@@ -46,8 +46,26 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_TS_TEXTS: dict[datetime, str] = {}  # format_ts's recent results: a bar's records share a few times
+_TS_TEXTS_MAX = 256
+
+
 def format_ts(value: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text for a timezone-aware datetime."""
+    """Fixed-width ISO-8601 UTC text for a timezone-aware datetime.
+
+    The texts of the last few hundred instants are kept: a bar's records repeat a few times (the bar's, the send's)
+    and this runs twice per record stored. Aware datetimes are equal (and hash equal) exactly when they are the
+    same instant, whose UTC text is one; a naive one never matches an aware key (and is refused as before)."""
+    text = _TS_TEXTS.get(value)
+    if text is None:
+        text = _format_ts(value)
+        if len(_TS_TEXTS) >= _TS_TEXTS_MAX:
+            _TS_TEXTS.clear()
+        _TS_TEXTS[value] = text
+    return text
+
+
+def _format_ts(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = to_utc(value)
     if value.year < 1000:  # strftime's %Y does not pad them to four digits, isoformat does

@@ -291,6 +291,9 @@ class Persistence(runtime.Service):
         before it); acknowledged once committed. A store error is each of its ops' error reply (their senders
         keep the records and retry)."""
         queued, self._queued = self._queued, []
+        if len(queued) <= 1:  # the usual turn: one request, no ids to compare
+            self._commit_group(queued)
+            return
         group: list[WriteAnswer] = []
         ids: set[str] = set()
         for q in queued:

@@ -58,9 +58,10 @@ def prepare_writes(
         if not isinstance(raw, Mapping):
             out.rejected[rid] = f"invalid {table} record: expected a map, got {type(raw).__name__}"
             continue
-        record = dict(raw)
+        record = raw  # copied only to be filled in (validation copies nothing: the record is not changed)
         filled_in = has_session and not record.get("session_id")
         if filled_in:
+            record = dict(raw)
             stored = stored_session(rid) if stored_session and isinstance(record.get("id"), str) else None
             filled = stored if stored is not None else session_id
             record["session_id"] = filled if filled is not None else ("" if table == "trades" else None)
