@@ -121,8 +121,13 @@ class OutboxSender:
                 return
             if reply.ok:
                 self.outbox.on_reply(reply.result.acked, reply.result.rejected)
-                if not len(self.outbox) and self._spool is not None:
-                    os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
+                if not len(self.outbox):  # everything acknowledged: nothing to hand over any more
+                    if self._spool is not None:
+                        os.ftruncate(self._spool, 0)
+                    # the heartbeat says so in this loop pass (its ``info.outbox`` gone), not up to an interval
+                    # later: the backlog `oracle top` and the orchestrator show clears when it clears, and a
+                    # subscriber (the pipeline bench) knows a burst's records are stored without asking
+                    self.beat_soon()
                 for rid, why in reply.result.rejected.items():
                     log.error("persistence rejected record %s: %s", rid, why)
                 self._store_refusal = ""

@@ -234,6 +234,11 @@ class Service(Lifecycle, OutboxSender):
         view should have it now, not up to a heartbeat interval later."""
         self._next_hb = 0.0
 
+    def beat_now(self) -> None:
+        """Beat in this loop pass: a burst of work is done (the heartbeat's ``pending`` is back to 0), and a
+        subscriber should see it now, not up to a heartbeat interval later (the periodic beat is put off by one)."""
+        self._heartbeat(time.monotonic())
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()

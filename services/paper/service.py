@@ -270,6 +270,8 @@ class Paper(runtime.Service):
             self._commit()  # once per batch: every signal drained since (on_message, above)
             if self._store is not None:  # its records leave in this pass (the loop drove the outbox before on_tick;
                 self._drive_outbox(time.monotonic())  # its first pass with records opens the socket to persistence)
+            if not len(self.outbox):  # the batch is done (no record of it to store): the heartbeat says so now;
+                self.beat_now()  # with records, it does when persistence has acknowledged them (runtime)
         if now >= self._next_summary:
             self._log_summary(now)
 

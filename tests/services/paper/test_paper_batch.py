@@ -219,3 +219,25 @@ def test_paper_reads_a_bars_signals_after_the_bars_moment():
     tests/common/test_runtime_gather.py), beyond the 6-16 ms in which the executor and the connector send the bar's
     orders."""
     assert Paper.sub_gather_first and Paper.sub_gather_ms >= 20
+
+
+def test_a_commit_is_followed_by_a_heartbeat_saying_its_work_is_done(home):
+    """A subscriber (the pipeline bench's settle wait, `oracle top`) sees paper's work of a bar done without asking:
+    a commit with nothing to store beats at once (pending 0, no outbox); one with records does not (its records
+    are not stored yet), the runtime beats when persistence has acknowledged them."""
+    svc = paper(home)
+    svc._store = None  # no persistence here: the records stay in the outbox
+    svc._next_hb = float("inf")  # no periodic beat within the test
+    flat = [messages.Signal("EURUSD", 3600 * (i + 1), 1.1, 0, 0, 0, 0, 0.0) for i in range(3)]  # no trade
+    for seq, sig in enumerate(flat, start=1):
+        svc.on_message(received(sig, seq))
+    svc.outbox.pending.clear()  # what paper.load handed over (none here) is not this batch's
+    svc.on_tick(0.0)
+    beats = [b for t, b in svc.pub.sent if t == "hb.paper"]  # type: ignore[union-attr]
+    assert svc.pub.sent[-1][0] == "hb.paper" and len(beats) == 1  # type: ignore[union-attr]
+    assert beats[0].pending == 0 and "outbox" not in beats[0].info
+    opening = messages.Signal("EURUSD", 3600 * 4, 1.1, 0, 1, 1, 0, 0.0)  # opens a position: a record
+    svc.on_message(received(opening, 4))
+    svc.on_tick(0.0)
+    assert len(svc.outbox) == 1 and svc.pub.sent[-1][0] == "paper.metrics.EURUSD"  # type: ignore[union-attr]
+    assert len([t for t, _ in svc.pub.sent if t == "hb.paper"]) == 1  # type: ignore[union-attr]
