@@ -398,7 +398,8 @@ class Service(Lifecycle, OutboxSender):
         for sock in self._readers:
             poller.register(sock, zmq.POLLIN)
         while not self._stop and not self._fatal:
-            waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
+            store = self._store if self.outbox_answer_wakes else None
+            waiting = [r.sock for r in (self.orch, store) if r is not None and r.pending is not None]
             waiting += self.awaited_sockets()
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)

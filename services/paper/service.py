@@ -114,6 +114,9 @@ class Paper(runtime.Service):
     sub_gather_ms = 20.0
     sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
+    # persistence's answer to a commit's records is taken at the next wake (the next heartbeat at the latest), not
+    # in a wake of its own: nothing waits for it (the records are in the spool until then; a kill re-sends them)
+    outbox_answer_wakes = False
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
     def __init__(self, cfg: Any, dry_run: bool = False):
@@ -175,8 +178,8 @@ class Paper(runtime.Service):
             if step.opened is not None:
                 records.append(opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
-        if records:
-            self.persist_many("trades", records)
+        if records:  # not spooled: made again from the book committed above by the next process's paper.load
+            self.persist_many("trades", records, spool=False)
         for symbol in changed:  # once per account and commit
             out.append((messages.paper_metrics_topic(symbol),
                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
