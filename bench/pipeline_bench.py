@@ -26,7 +26,10 @@ that applied the bar's signal), then a heartbeat of paper's with nothing pending
 persistence; every symbol's ack of the bar (each ack's record is handed to persistence before the ack is published),
 then a heartbeat of the executor's with no record unacknowledged. A service beats when its outbox empties, and paper
 when a commit left nothing to store (common/runtime.py, services/paper/service.py), so the wait ends when the work is
-done, not at the next periodic beat. The progress lines read the orchestrator's ``sys.state``. The status requests
+done, not at the next periodic beat; paper takes persistence's answer at its next wake (``outbox_answer_wakes``
+False: no wake of its own), its next heartbeat at the latest, so "bar -> settled" is mostly the phase of paper's
+heartbeat (0.1-1 s; the next bar closes at least --bar-gap-s after the last one anyway). The progress lines read the
+orchestrator's ``sys.state``. The status requests
 per bar (0 now; a burst's and a catch-up's settle wait, outside any CPU window, still polls ``status`` every 20 ms)
 are counted and printed with what one costs paper and the executor (20 requests in a row after the idle window), and
 the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of these.

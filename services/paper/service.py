@@ -22,9 +22,12 @@ preditor not answer, the waiting signals are applied and it is asked again.
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
 account a commit changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
 `trades` table (`is_paper = true`, actions OPEN / CLOSE) through its outbox (`runtime.Service.persist`): kept until
-persistence acknowledges it, also across a restart; ids are derived from the trade, so re-sending every record of
-the book after a restart is a no-op at the store. Paper is the only writer of its records. A trade is logged at
-DEBUG; every `SUMMARY_S` the work done goes out in one INFO line.
+persistence acknowledges it, in memory only (not spooled: the book is committed first, and the next process's
+paper.load hands every record of it over again); ids are derived from the trade, so re-sending every record of
+the book after a restart is a no-op at the store. Persistence's answer is taken at the loop's next wake, not in one
+of its own; the heartbeat goes when a commit left nothing to store, or when the answer emptied the outbox. Paper
+is the only writer of its records. A trade is logged at DEBUG; every `SUMMARY_S` the work done goes out in one INFO
+line.
 """
 
 from __future__ import annotations
