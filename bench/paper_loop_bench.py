@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="cProfile of the main thread (its CPU time)")
+    ap.add_argument("--profile-out", default="", help="with --profile: also write the stats to this file")
     args = ap.parse_args()
     symbols = SYMBOLS[: args.symbols]
     turns = [0]
@@ -179,6 +180,8 @@ def main() -> int:
         svc.run()
         if prof:
             prof.disable()
+            if args.profile_out:
+                prof.dump_stats(args.profile_out)
             pstats.Stats(prof).sort_stats("tottime").print_stats(35)
             pstats.Stats(prof).sort_stats("cumulative").print_stats(50)
         driver.join()

@@ -19,12 +19,20 @@ time through the simulator's control port (``advance``) and waits until the exec
 signal for it, paper has applied them and persistence has acknowledged the executor's and paper's records (their
 outboxes are empty; --no-settle: acks only), so each bar meets an idle system, as live H1 bars do; and two bars
 are at least --bar-gap-s apart (default 1 s: the broker's request limit, 50 a second, is a 1 s window that the
-orders of bars closed back to back would fill, and an hour of H1 never does). The settle wait asks little of the
-measured processes: after the acks it waits for paper's ``paper.metrics.<SYM>`` of every symbol (published once
-paper has saved the pass that applied the bar's signals), then asks paper's ``status`` (and, once paper is done,
-only the executor's) 20 ms later, then after 40, 80, 160, 320, 320 ... ms; the status requests per bar are counted and
-printed with what one costs paper and the executor (20 requests in a row after the idle window), i.e. what the
-settle wait adds to their CPU per bar. "bar -> settled" is when the check that found it settled returned.
+orders of bars closed back to back would fill, and an hour of H1 never does). The settle wait asks nothing of the
+measured processes (a measuring instrument should not load what it measures): it reads what they publish anyway, on
+the bench's SUB, in the order each sent it: paper's ``paper.metrics.<SYM>`` of every symbol (published by the commit
+that applied the bar's signal), then a heartbeat of paper's with nothing pending and no record unacknowledged by
+persistence; every symbol's ack of the bar (each ack's record is handed to persistence before the ack is published),
+then a heartbeat of the executor's with no record unacknowledged. A service beats when its outbox empties, and paper
+when a commit left nothing to store (common/runtime.py, services/paper/service.py), so the wait ends when the work is
+done, not at the next periodic beat; paper takes persistence's answer at its next wake (``outbox_answer_wakes``
+False: no wake of its own), its next heartbeat at the latest, so "bar -> settled" is mostly the phase of paper's
+heartbeat (0.1-1 s; the next bar closes at least --bar-gap-s after the last one anyway). The progress lines read the
+orchestrator's ``sys.state``. The status requests
+per bar (0 now; a burst's and a catch-up's settle wait, outside any CPU window, still polls ``status`` every 20 ms)
+are counted and printed with what one costs paper and the executor (20 requests in a row after the idle window), and
+the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of these.
 
 - bar close -> order sent: the connector's own samples (its ``status`` op, ``bar_to_order_ms``): from publishing a
   symbol's closed bar to writing an order for that symbol to the broker connection (after the rate limit's wait),
@@ -104,8 +112,8 @@ MODEL = REPO / "models" / "EURUSD_H1.zip"
 START_BAR = 1100  # the simulator's default: 1100 closed bars before the replay
 HISTORY = 1000
 PROGRAMS = (*config.SERVICES, "sim-broker")
-SETTLE_BACKOFF_S = (0.02, 0.04, 0.08, 0.16, 0.32)  # the waits before each settle check; the last one repeats
-CUE_TIMEOUT_S = 2.0  # how long the settle wait waits for paper's metrics before it polls without them
+SETTLE_BACKOFF_S = (0.02,)  # a burst's settle wait: the wait before each status check
+SETTLE_PUBLISHERS = ("connector", "preditor", "executor", "paper", "orchestrator")  # the bench's SUB
 TARGET_LATENCY_RATIO = 2.5  # p99 bar close -> order sent / the floor's p99, with 20 and with 50 symbols
 TARGET_MS_PER_SYMBOL = 1.0  # the six services' CPU per bar net of idle, per symbol, with 20 symbols
 TARGET_PREDITOR_RATIO = 1.5  # the preditor's CPU per bar / its in-process compute
@@ -123,25 +131,35 @@ CLOCKS = {
 
 
 class Tap:
-    """One SUB on the connector's, the preditor's, the executor's and paper's PUB, read by its own thread: when each
-    bar, signal and ack (symbol, bar time) arrived (time.monotonic(), the connector's clock too), and when paper's
-    metrics of each symbol last arrived (the settle wait's cue)."""
+    """One SUB on the connector's, the preditor's, the executor's, paper's and the orchestrator's PUB, read by its own
+    thread: when each bar, signal and ack (symbol, bar time) arrived (time.monotonic(), the connector's clock too);
+    and for the settle wait, in the order received (one publisher's messages arrive in the order it sent them): the
+    last of paper's metrics of each symbol and of each bar's acks, and paper's and the executor's heartbeats, which
+    say whether their work is done (``pending``, and ``info.outbox``: the records persistence has not acknowledged
+    yet); the orchestrator's last system state (the progress lines)."""
 
     def __init__(self, cfg: config.Config):
         self.bars: dict[tuple[str, int], float] = {}
         self.signals: dict[tuple[str, int], float] = {}
         self.acks: dict[tuple[str, int], tuple[float, messages.Ack]] = {}
-        self.paper_metrics: dict[str, float] = {}
+        self.ack_seq: dict[tuple[str, int], int] = {}  # the receipt number of each ack
+        self.paper_metrics: dict[str, tuple[float, int]] = {}  # when, and the receipt number, of the last
+        self.idle_beat: dict[str, int] = {}  # paper / executor: the receipt number of the last heartbeat with no work
+        self.beats: Counter[str] = Counter()  # heartbeats received, paper / executor
+        self.system = "?"  # the orchestrator's sys.state
         self.connected: list[tuple[float, bool]] = []  # the connector's conn.state, when it arrived
         self.runs = Counter()  # run messages seen: "bars", "signals"
+        self.seq = 0  # messages received so far
         self.cond = threading.Condition()
-        self._reader = SubReader([cfg.endpoint(s, "pub") for s in ("connector", "preditor", "executor", "paper")],
+        self._reader = SubReader([cfg.endpoint(s, "pub") for s in SETTLE_PUBLISHERS],
                                  ["bar.", "bars.", "signal.", "signals.", "ack.", "paper.metrics.",
+                                  messages.hb_topic("paper"), messages.hb_topic("executor"), messages.SYS_STATE_TOPIC,
                                   messages.CONNECTION_TOPIC], self._take)
 
     def _take(self, got: list[bus.Received], now: float) -> None:
         with self.cond:
             for r in got:
+                self.seq += 1
                 b = r.envelope.body
                 if isinstance(b, messages.Bar):
                     self.bars.setdefault((b.symbol, b.time), now)
@@ -159,8 +177,17 @@ class Tap:
                     self.connected.append((now, b.connected))
                 elif isinstance(b, messages.Ack):
                     self.acks.setdefault((b.symbol, b.bar_time), (now, b))
+                    self.ack_seq[(b.symbol, b.bar_time)] = self.seq
                 elif isinstance(b, messages.PaperMetrics):
-                    self.paper_metrics[b.symbol] = now
+                    self.paper_metrics[b.symbol] = (now, self.seq)
+                elif isinstance(b, messages.Heartbeat) and b.service in ("paper", "executor"):
+                    self.beats[b.service] += 1
+                    # the executor: every record it handed persistence is acknowledged (its acks' records are
+                    # spooled before the acks are published); paper: nothing applied waits for its commit either
+                    if "outbox" not in b.info and (b.service == "executor" or b.pending == 0):
+                        self.idle_beat[b.service] = self.seq
+                elif isinstance(b, messages.SysState):
+                    self.system = b.state + (f" {b.issues}" if b.issues else "")
             self.cond.notify_all()
 
     def wait_acks(self, symbols: list[str], bar_time: int, timeout: float) -> bool:
@@ -186,11 +213,24 @@ class Tap:
                     return None
                 self.cond.wait(min(left, 0.05))
 
-    def wait_paper_metrics(self, symbols: list[str], since: float, timeout: float) -> bool:
-        """Paper's metrics of every symbol arrived after ``since``."""
+    def settled(self, symbols: list[str], bar_time: int, since: float) -> bool:
+        """Has the system settled on the bar closed at ``since``, as its publications say? Paper's metrics of every
+        symbol arrived after ``since`` (published by the commit that applied the bar's signal: one a bar per
+        account), then a heartbeat of paper's with nothing pending and no record unacknowledged; every symbol's ack
+        of the bar, then a heartbeat of the executor's with no record unacknowledged. Called with ``cond`` held."""
+        metrics = [self.paper_metrics.get(s, (-1.0, 0)) for s in symbols]
+        if any(t < since for t, _ in metrics):
+            return False
+        acks = [self.ack_seq.get((s, bar_time)) for s in symbols]
+        if any(a is None for a in acks):
+            return False
+        return (self.idle_beat.get("paper", 0) > max(n for _, n in metrics)
+                and self.idle_beat.get("executor", 0) > max(acks))
+
+    def wait_settled(self, symbols: list[str], bar_time: int, since: float, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.cond:
-            while not all(self.paper_metrics.get(s, -1.0) >= since for s in symbols):
+            while not self.settled(symbols, bar_time, since):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -203,14 +243,14 @@ class Tap:
 
 class Settler:
     """Waits until the system has settled on a bar (paper has applied every symbol's signal, and persistence has
-    acknowledged what the executor and paper handed it: their outboxes are empty), asking the measured processes
-    little: paper's metrics stream first, then ``status`` with a growing wait in between. Counts its requests."""
+    acknowledged what the executor and paper handed it: their outboxes are empty). A bar closed one at a time is
+    seen settled from what the services publish anyway (``Tap.settled``: nothing asked of them, their CPU per bar
+    is theirs alone); a burst's or a catch-up's last bar (no CPU measured then) by asking ``status`` with a wait in
+    between. Counts its requests."""
 
     def __init__(self, home: Home, tap: Tap):
         self.home, self.tap = home, tap
         self.calls: Counter[str] = Counter()  # status requests, per process asked
-        self.cue_hits = self.cue_misses = 0
-        self._cue = True  # paper publishes its metrics per pass; off after three misses (then polling alone)
 
     def status(self, service: str) -> dict:
         self.calls[service] += 1
@@ -227,14 +267,11 @@ class Settler:
 
     def wait(self, symbols: list[str], bar_time: int, timeout: float, since: float | None = None,
              backoff: tuple[float, ...] = SETTLE_BACKOFF_S) -> bool:
-        """``since``: when the bar was closed (paper's metrics after it are the cue); None: poll from now."""
+        """``since``: when the bar was closed (one bar: the publications say when it is settled); None: poll the
+        status from now."""
+        if since is not None:
+            return self.tap.wait_settled(symbols, bar_time, since, timeout)
         deadline = time.monotonic() + timeout
-        if since is not None and self._cue:
-            if self.tap.wait_paper_metrics(symbols, since, min(CUE_TIMEOUT_S, timeout)):
-                self.cue_hits += 1
-            else:
-                self.cue_misses += 1
-                self._cue = self.cue_misses < 3
         paper_done = False  # paper is not asked again once it has settled on the bar: nothing more comes to it
         for k in range(1_000_000):
             time.sleep(max(0.0, min(backoff[min(k, len(backoff) - 1)], deadline - time.monotonic())))
@@ -393,6 +430,8 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
         pe0 = home.status_of("persistence", timeout_ms=5000)["progress"]
         sends0 = {p: home.status_of(p, timeout_ms=5000)["progress"].get("outbox_writes", 0) for p in SENDERS}
         settler.calls.clear()
+        with tap.cond:
+            beats0 = Counter(tap.beats)
         cpu0 = cpu_now(pids)
         t_start = time.monotonic()
         next_print = t_start + 10
@@ -432,16 +471,13 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
             now = time.monotonic()
             if now >= next_print:
                 next_print = now + 10
-                try:
-                    st = settler.status("orchestrator")
-                    state = st["system"] + (f" {st['issues']}" if st.get("issues") else "")
-                except Exception as exc:  # a slow orchestrator under load: the bench goes on
-                    state = f"status failed: {exc}"
+                with tap.cond:
+                    state = tap.system  # the orchestrator's sys.state (not asked: it publishes it every second)
                 print(f"    {i + 1}/{n_bars} bars, {(i + 1) / (now - t_start):.1f} bars/s; system {state}", flush=True)
         elapsed = time.monotonic() - t_start
         cpu1 = cpu_now(pids)
         res["status_calls_per_bar"] = {k: v / n_bars for k, v in settler.calls.items()}
-        res["cue"] = (settler.cue_hits, settler.cue_misses)
+        res["beats_per_bar"] = {k: (tap.beats[k] - beats0[k]) / n_bars for k in ("paper", "executor")}
         restarted = {p for p, pid in pids_of(home).items() if pid != pids[p]}
         res["cpu"] = cpu_per_bar(cpu0, cpu1, res["idle_ms_per_s"], n_bars, elapsed / n_bars, restarted)
         ex1 = home.status_of("executor", timeout_ms=5000)["progress"]
@@ -490,7 +526,7 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
             res["burst_cpu_ms"] = {p: 1000 * cpu_used_s(cpu_b0[p], cpu_b1[p]) if p not in restarted else float("nan")
                                    for p in PROGRAMS}
             # every 20 ms: the burst's settle time is a figure of its own (no bar's CPU is measured here)
-            ok = settler.wait(symbols, last, 60 + args.throughput_bars, backoff=(0.02,)) and ok
+            ok = settler.wait(symbols, last, 60 + args.throughput_bars) and ok
             res["burst_s"] = time.monotonic() - t0
             res["burst_bars"] = args.throughput_bars
             res["burst_acks"] = len(tap.acks) - before
@@ -543,7 +579,7 @@ def catch_up(home: Home, tap: Tap, settler: Settler, symbols: list[str], times: 
     up = t_clear if up is None else up
     timeline = burst_timeline(tap, symbols[0], up, up, last)
     prog1 = {sv: home.status_of(sv, timeout_ms=5000)["progress"] for sv in BURST_SERVICES}
-    ok = settler.wait(symbols, last, 60 + n_bars, backoff=(0.02,)) and ok
+    ok = settler.wait(symbols, last, 60 + n_bars) and ok
     t_settled = time.monotonic()
     with tap.cond:
         runs = dict(tap.runs)
@@ -727,17 +763,20 @@ def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
         mean = (r.get("floor") or {}).get("mean_ms")
         net = r["cpu"]["preditor"]["net"]
         print(f"| {run_label(r)} | {fmt2(net)} | {fmt2(mean)} | {fmt2(ratio(net, mean))} |")
-    print("\nthe bench's status requests per bar (the settle wait and progress lines), what one costs paper and the "
-          "executor (20 in a row after the idle window, net of idle), so what the settle wait adds to their CPU per "
-          "bar above, and the settle cue (paper's metrics of every symbol after the bar: hits / misses)")
-    print("| symbols | paper | executor | orchestrator | ms per status call, paper / executor | settle wait's cost "
-          "per bar, paper / executor (ms) | cue hits / misses |")
+    print("\nthe bench's status requests per bar while closing bars one at a time (none: the settle wait and the "
+          "progress lines read what the services publish), what one costs paper and the executor (20 in a row after "
+          "the idle window, net of idle), so what they add to their CPU per bar above; and the heartbeats of paper "
+          "and the executor per bar (the settle wait's cue: each beats when its work of a burst is done; idle, one "
+          "a heartbeat interval)")
+    print("| symbols | paper | executor | orchestrator | ms per status call, paper / executor | status requests' cost "
+          "per bar, paper / executor (ms) | heartbeats per bar, paper / executor |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        c, cost = r["status_calls_per_bar"], r["status_cost_ms"]
+        c, cost, beats = r["status_calls_per_bar"], r["status_cost_ms"], r.get("beats_per_bar", {})
         print(f"| {run_label(r)} | " + " | ".join(f"{c.get(k, 0):.2f}" for k in ("paper", "executor", "orchestrator"))
               + f" | {fmt2(cost['paper'])} / {fmt2(cost['executor'])} | {fmt2(c.get('paper', 0) * cost['paper'])} / "
-              f"{fmt2(c.get('executor', 0) * cost['executor'])} | {r['cue'][0]} / {r['cue'][1]} |")
+              f"{fmt2(c.get('executor', 0) * cost['executor'])} | {fmt2(beats.get('paper'))} / "
+              f"{fmt2(beats.get('executor'))} |")
 
 
 def throughput_rows(r: dict, baselines: dict, args: argparse.Namespace) -> None:

@@ -234,6 +234,11 @@ class Service(Lifecycle, OutboxSender):
         view should have it now, not up to a heartbeat interval later."""
         self._next_hb = 0.0
 
+    def beat_now(self) -> None:
+        """Beat in this loop pass: a burst of work is done (the heartbeat's ``pending`` is back to 0), and a
+        subscriber should see it now, not up to a heartbeat interval later (the periodic beat is put off by one)."""
+        self._heartbeat(time.monotonic())
+
     def beat_if_due(self) -> None:
         """Long work (warmup, replays) calls this so heartbeats keep going."""
         now = time.monotonic()
@@ -393,7 +398,8 @@ class Service(Lifecycle, OutboxSender):
         for sock in self._readers:
             poller.register(sock, zmq.POLLIN)
         while not self._stop and not self._fatal:
-            waiting = [r.sock for r in (self.orch, self._store) if r is not None and r.pending is not None]
+            store = self._store if self.outbox_answer_wakes else None
+            waiting = [r.sock for r in (self.orch, store) if r is not None and r.pending is not None]
             waiting += self.awaited_sockets()
             for sock in waiting:
                 poller.register(sock, zmq.POLLIN)

@@ -22,9 +22,12 @@ preditor not answer, the waiting signals are applied and it is asked again.
 Publishes `paper.trade.<SYM>` (PaperTrade) for each closed trade and `paper.metrics.<SYM>` (PaperMetrics) for each
 account a commit changed (running statistics, `stats.py`: O(1) per bar). Stores each opening and each close in the
 `trades` table (`is_paper = true`, actions OPEN / CLOSE) through its outbox (`runtime.Service.persist`): kept until
-persistence acknowledges it, also across a restart; ids are derived from the trade, so re-sending every record of
-the book after a restart is a no-op at the store. Paper is the only writer of its records. A trade is logged at
-DEBUG; every `SUMMARY_S` the work done goes out in one INFO line.
+persistence acknowledges it, in memory only (not spooled: the book is committed first, and the next process's
+paper.load hands every record of it over again); ids are derived from the trade, so re-sending every record of
+the book after a restart is a no-op at the store. Persistence's answer is taken at the loop's next wake, not in one
+of its own; the heartbeat goes when a commit left nothing to store, or when the answer emptied the outbox. Paper
+is the only writer of its records. A trade is logged at DEBUG; every `SUMMARY_S` the work done goes out in one INFO
+line.
 """
 
 from __future__ import annotations
@@ -114,6 +117,9 @@ class Paper(runtime.Service):
     sub_gather_ms = 20.0
     sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
+    # persistence's answer to a commit's records is taken at the next wake (the next heartbeat at the latest), not
+    # in a wake of its own: nothing waits for it (the records are in the spool until then; a kill re-sends them)
+    outbox_answer_wakes = False
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
     def __init__(self, cfg: Any, dry_run: bool = False):
@@ -175,8 +181,8 @@ class Paper(runtime.Service):
             if step.opened is not None:
                 records.append(opening_record(step.opened, self._timeframe(symbol)))
                 self.count("openings")
-        if records:
-            self.persist_many("trades", records)
+        if records:  # not spooled: made again from the book committed above by the next process's paper.load
+            self.persist_many("trades", records, spool=False)
         for symbol in changed:  # once per account and commit
             out.append((messages.paper_metrics_topic(symbol),
                         metrics_message(self.book.accounts[symbol], self._timeframe(symbol), self.stats[symbol])))
@@ -270,6 +276,8 @@ class Paper(runtime.Service):
             self._commit()  # once per batch: every signal drained since (on_message, above)
             if self._store is not None:  # its records leave in this pass (the loop drove the outbox before on_tick;
                 self._drive_outbox(time.monotonic())  # its first pass with records opens the socket to persistence)
+            if not len(self.outbox):  # the batch is done (no record of it to store): the heartbeat says so now;
+                self.beat_now()  # with records, it does when persistence has acknowledged them (runtime)
         if now >= self._next_summary:
             self._log_summary(now)
 

@@ -61,3 +61,37 @@ def test_the_last_sends_at_stop_wait_for_persistence_without_spinning(tmp_path):
         svc.ctx.term()
     finally:
         home.close()
+
+
+def test_the_heartbeat_goes_in_the_pass_where_persistence_acknowledged_the_last_record(tmp_path):
+    """When the outbox empties, the heartbeat says so at once (its `info.outbox` gone): `oracle top`'s backlog,
+    and the pipeline bench's settle wait, which reads it instead of asking the services' status."""
+    import zmq
+
+    from common import bus, messages
+
+    home = Home(tmp_path)
+    ctx = zmq.Context.instance()
+    cfg = home.config()
+    cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    store = bus.Responder(ctx, cfg.endpoint("persistence", "rep"), {
+        "write": lambda a: messages.WriteResult([r["id"] for r in a.records])}, bus.WireErrors("t"))
+    try:
+        svc = Keeping(cfg)
+        svc.outbox.max_batch = 1
+        for i in range(2):
+            svc.persist("signals", {"id": f"s{i}", "bar_time": i, "data": {}})
+        later = 1e9  # past the batch's gathering
+        for left in (1, 0):
+            svc._next_hb = float("inf")
+            svc._drive_outbox(later)  # sends one record
+            assert store.sock.poll(10_000) and store.serve_ready() == 1
+            assert svc._store.sock.poll(10_000)
+            svc._drive_outbox(later)  # its acknowledgement
+            assert len(svc.outbox) == left
+            assert (svc._next_hb == 0.0) == (left == 0)  # a beat is due at once only when it emptied
+        svc._store.close()
+        svc.ctx.term()
+    finally:
+        store.sock.close(0)
+        home.close()

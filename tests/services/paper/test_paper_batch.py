@@ -219,3 +219,44 @@ def test_paper_reads_a_bars_signals_after_the_bars_moment():
     tests/common/test_runtime_gather.py), beyond the 6-16 ms in which the executor and the connector send the bar's
     orders."""
     assert Paper.sub_gather_first and Paper.sub_gather_ms >= 20
+
+
+def test_a_commit_is_followed_by_a_heartbeat_saying_its_work_is_done(home):
+    """A subscriber (the pipeline bench's settle wait, `oracle top`) sees paper's work of a bar done without asking:
+    a commit with nothing to store beats at once (pending 0, no outbox); one with records does not (its records
+    are not stored yet), the runtime beats when persistence has acknowledged them."""
+    svc = paper(home)
+    svc._store = None  # no persistence here: the records stay in the outbox
+    svc._next_hb = float("inf")  # no periodic beat within the test
+    flat = [messages.Signal("EURUSD", 3600 * (i + 1), 1.1, 0, 0, 0, 0, 0.0) for i in range(3)]  # no trade
+    for seq, sig in enumerate(flat, start=1):
+        svc.on_message(received(sig, seq))
+    svc.outbox.pending.clear()  # what paper.load handed over (none here) is not this batch's
+    svc.on_tick(0.0)
+    beats = [b for t, b in svc.pub.sent if t == "hb.paper"]  # type: ignore[union-attr]
+    assert svc.pub.sent[-1][0] == "hb.paper" and len(beats) == 1  # type: ignore[union-attr]
+    assert beats[0].pending == 0 and "outbox" not in beats[0].info
+    opening = messages.Signal("EURUSD", 3600 * 4, 1.1, 0, 1, 1, 0, 0.0)  # opens a position: a record
+    svc.on_message(received(opening, 4))
+    svc.on_tick(0.0)
+    assert len(svc.outbox) == 1 and svc.pub.sent[-1][0] == "paper.metrics.EURUSD"  # type: ignore[union-attr]
+    assert len([t for t, _ in svc.pub.sent if t == "hb.paper"]) == 1  # type: ignore[union-attr]
+
+
+def test_a_commits_records_are_not_spooled_and_a_kill_after_it_loses_none(home):
+    """A commit hands its trade records to the outbox in memory only (no spool write): a process killed -9 after
+    the commit, before persistence acknowledged them, loses none, as the next process's paper.load hands every
+    record of the committed book to persistence again (the same ids)."""
+    svc = paper(home)
+    svc._store = None  # no persistence here: nothing is acknowledged
+    svc.outbox.pending.clear()  # what paper.load handed over
+    for seq, sig in enumerate(signals(40), start=1):
+        svc.on_message(received(sig, seq))
+    svc.on_tick(0.0)
+    handed = dict(svc.outbox.pending)
+    assert len(handed) > 10 and svc.progress["trades"] > 5
+    spool = svc._spool_path()
+    assert not spool.exists() or b'"OPEN"' not in spool.read_bytes() and b'"CLOSE"' not in spool.read_bytes()
+    again = paper(home)  # kill -9 here: the next process
+    assert set(handed) <= set(again.outbox.pending)
+    assert all(again.outbox.pending[rid] == handed[rid] for rid in handed)
