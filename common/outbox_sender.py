@@ -31,7 +31,7 @@ class OutboxSender:
     outbox_linger_ms: ClassVar[float] = 60.0
     # does persistence's answer wake the loop? False: it is taken at the loop's next wake for anything else (the
     # next heartbeat at the latest, or the request's timeout): one wake fewer per batch, for a service whose records
-    # are not waited for (paper); they are in the spool meanwhile, stored by persistence whenever it answered
+    # are not waited for (paper); stored by persistence whenever it answered
     outbox_answer_wakes: ClassVar[bool] = True
 
     def persist(self, table: str, record: dict) -> None:

@@ -118,7 +118,8 @@ class Paper(runtime.Service):
     sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
     # persistence's answer to a commit's records is taken at the next wake (the next heartbeat at the latest), not
-    # in a wake of its own: nothing waits for it (the records are in the spool until then; a kill re-sends them)
+    # in a wake of its own: nothing waits for it (stored by persistence whenever it answered; a kill before that:
+    # the next paper.load sends them again from the book)
     outbox_answer_wakes = False
     idle_poll_ms = None  # on_tick's timers are declared in poll_timeout_ms: no wake every 100 ms while idle
 
