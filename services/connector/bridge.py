@@ -49,11 +49,6 @@ DUE_WITHIN_S = 0.001  # a broker loop's timer this close is run at the loop's ti
 # a wake of the connector's turn asked on the broker loop waits until the broker loop has nothing else ready to run, for
 # at most this many of its turns: the answer to an order and the fill it made (a few callbacks apart) wake it once
 IDLE_WAKE_TURNS = 16
-# the broker's answers to orders released together (one batch: a bar's orders) are settled together: one that came
-# waits this long at most for the others, so their journal lines, the state they changed and the fills they made are
-# made durable and said in one turn (one fdatasync per file) instead of one turn per answer. Their asker (the
-# executor's flight) lands only when the last is in: the first answers wait for nothing it would do sooner
-GATHER_S = 0.025
 
 
 class BrokerLoop:
@@ -196,24 +191,6 @@ def op_error(exc: BaseException, what: str) -> bus.OpError:
 
 
 @dataclass(eq=False)
-class _Batch:
-    """Orders released together: how many are not answered yet, when the first was (time.monotonic)."""
-
-    left: int
-    first_at: float | None = None
-    over: bool = False  # its answers were taken (all in, or the first waited `GATHER_S`): the rest come as they come
-
-    def answered(self, _sent: concurrent.futures.Future) -> None:
-        self.left -= 1
-        if self.first_at is None:
-            self.first_at = time.monotonic()
-
-    def gathering(self, now: float) -> bool:
-        """Some are answered, some not, and the first answer has not waited `GATHER_S` yet."""
-        return not self.over and self.left > 0 and self.first_at is not None and now < self.first_at + GATHER_S
-
-
-@dataclass(eq=False)
 class _Out:
     """A deferred request: its coroutine, what settles its result, the future of its reply (set by the loop's turn)
     and, once sent, the broker loop's future."""
@@ -225,7 +202,6 @@ class _Out:
     answer: concurrent.futures.Future
     deferred: bus.Deferred | None = None
     sent: concurrent.futures.Future | None = None
-    batch: _Batch | None = None  # the orders released with it (`release`): answered together
 
 
 def _reply(answer: concurrent.futures.Future) -> Any:
@@ -352,11 +328,7 @@ class Bridge:
                 live.append(out)
         if live:
             assert self._aio is not None
-            batch = _Batch(len(live)) if len(live) > 1 else None
             for out, sent in zip(live, self._aio.submit_all([out.coro for out in live]), strict=True):
-                if batch is not None:
-                    out.batch = batch
-                    sent.add_done_callback(batch.answered)  # before `_answered`'s wake: the batch knows first
                 self._sent(out, sent)
             self._aio.step()
         return len(held)
@@ -381,34 +353,15 @@ class Bridge:
         out.answer.add_done_callback(lambda a: sent.cancel() if a.cancelled() else None)
         self._out.append(out)
 
-    def gathering(self, now: float | None = None) -> bool:
-        """An answer to an order of a batch waits for the batch's others (`GATHER_S` at most): the loop's turn
-        takes neither the answers nor the broker's events meanwhile (`answered_now`, `Connector._turn`)."""
-        if not self._out:
-            return False
-        now = time.monotonic() if now is None else now
-        return any(out.batch is not None and out.batch.gathering(now) for out in self._out)
-
-    def gather_left_s(self) -> float | None:
-        """Seconds until a batch's gathering ends (the loop's turn takes its answers then); None: none gathering."""
-        now = time.monotonic()
-        ends = [out.batch.first_at + GATHER_S for out in self._out
-                if out.batch is not None and out.batch.gathering(now)]  # gathering: its first_at is known
-        return None if not ends else max(0.0, min(ends) - now)
-
-    def answered_now(self, now: float | None = None) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
+    def answered_now(self) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
         """The requests the broker has answered since the last call, settled (in the loop's turn): their replies
-        for `answer`, given once what the settling wrote is durable. An order released with others waits for
-        them (`GATHER_S` at most from the batch's first answer): a batch's answers are settled together."""
+        for `answer`, given once what the settling wrote is durable."""
         ready, still = [], []
-        now = time.monotonic() if now is None else now
         for out in self._out:
             assert out.sent is not None
-            if not out.sent.done() or (out.batch is not None and out.batch.gathering(now)):
+            if not out.sent.done():
                 still.append(out)
                 continue
-            if out.batch is not None:
-                out.batch.over = True
             if out.answer.cancelled():  # its asker had a timeout reply, as if the broker never answered
                 continue
             if out.answered is not None:

@@ -181,11 +181,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         (`Bridge.answered_now`) and the orders asked meanwhile held; what they all changed made durable together
         (one commit: one write and one fdatasync per file): the order journal, then the orders leave (their lines
         are all they wait for), then the state, then the events are said and the answers given."""
-        # a batch's answers gathering (`Bridge.gathering`): its first answers, and the fills they made, wait for the
-        # others, so all are made durable with one commit and said together
-        now = time.monotonic()
-        said = None if self.bridge.gathering(now) else self._take_events()
-        ready = self.bridge.answered_now(now)
+        said = self._take_events()
+        ready = self.bridge.answered_now()
         held = self.bridge.has_held
         if said is None and not ready and not held:
             return
@@ -372,9 +369,6 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         """No short poll while answers are awaited: the broker's frames wake the loop (its selector is polled), and
         the loop gives the answers itself (`_turn`); asleep no longer than the broker loop's next timer."""
         due = self.bridge.next_timer_s()
-        gather = self.bridge.gather_left_s()  # a batch's answers gathering: taken at its end at the latest
-        if gather is not None:
-            due = gather if due is None else min(due, gather)
         return 100 if due is None else min(100, math.ceil(due * 1000))
 
     def on_tick(self, now: float) -> None:

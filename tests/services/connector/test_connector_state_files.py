@@ -9,13 +9,11 @@ import asyncio
 import json
 import logging
 import select
-import time
 from pathlib import Path
 
 import pytest
 
 from common import bus, config, durable, messages
-from services.connector import bridge as bridge_mod
 from services.connector.bridge import Bridge
 from services.connector.service import Connector
 from services.connector.state import ConnectorState
@@ -154,63 +152,6 @@ def test_held_orders_leave_on_release_and_are_answered_once_settled(cfg):
         assert joined.finish(joined.future) == "A"
     finally:
         bridge.stop()
-
-
-async def _order_after(ran: list[str], cid: str, first: asyncio.Event) -> str:
-    await first.wait()
-    ran.append(cid)
-    return cid
-
-
-def test_the_answers_of_orders_released_together_are_settled_together(cfg):
-    """A batch's first answer waits for the others (its journal line, state and fills then made durable in one
-    commit, not one per answer), `bridge.GATHER_S` at most; an order released alone is settled as it comes."""
-    bridge = Bridge(lambda: None, lambda: False)
-    bridge.start()
-    try:
-        ran: list[str] = []
-        second = asyncio.Event()
-        bridge.defer(_order(ran, "a"), lambda r: r, "order a", 30.0, hold=True)
-        bridge.defer(_order_after(ran, "b", second), lambda r: r, "order b", 30.0, hold=True)
-        assert bridge.release() == 2
-        _step_until_ran(bridge, ran, ["a"])
-        assert bridge.gathering() and bridge.answered_now() == []  # "a" is in, "b" is not: "a" waits
-        left = bridge.gather_left_s()
-        assert left is not None and 0.0 <= left <= bridge_mod.GATHER_S
-        bridge._aio.loop.call_soon(second.set)
-        _step_until_ran(bridge, ran, ["a", "b"])
-        assert not bridge.gathering() and sorted(v for _f, (_ok, v) in bridge.answered_now()) == ["a", "b"]
-
-        third = asyncio.Event()  # a batch whose second answer is late: the first is settled once it waited enough
-        bridge.defer(_order(ran, "c"), lambda r: r, "order c", 30.0, hold=True)
-        bridge.defer(_order_after(ran, "d", third), lambda r: r, "order d", 30.0, hold=True)
-        bridge.release()
-        _step_until_ran(bridge, ran, ["a", "b", "c"])
-        assert bridge.answered_now() == []
-        late = time.monotonic() + bridge_mod.GATHER_S + 1.0
-        assert not bridge.gathering(late) and [v for _f, (_ok, v) in bridge.answered_now(late)] == ["c"]
-        assert bridge.gather_left_s() is None  # nothing left to gather: "d" settles whenever it comes
-
-        bridge.defer(_order(ran, "e"), lambda r: r, "order e", 30.0, hold=True)  # alone: no gathering
-        bridge.release()
-        _step_until_ran(bridge, ran, ["a", "b", "c", "e"])
-        assert [v for _f, (_ok, v) in bridge.answered_now()] == ["e"]
-        bridge._aio.loop.call_soon(third.set)
-        _step_until_ran(bridge, ran, ["a", "b", "c", "e", "d"])
-        assert [v for _f, (_ok, v) in bridge.answered_now()] == ["d"]
-    finally:
-        bridge.stop()
-
-
-def _step_until_ran(bridge: Bridge, ran: list[str], want: list[str]) -> None:
-    """Step the broker loop (as the connector's loop does) until the orders `want` ran, then until idle (their
-    outcomes copied onto the futures the loop's turn looks at)."""
-    for _ in range(100):
-        bridge.step()
-        if ran == want:
-            bridge.step()
-            return
-    raise AssertionError(f"ran {ran}, wanted {want}")
 
 
 def test_held_orders_refused_never_leave(cfg):
