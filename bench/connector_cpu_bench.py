@@ -1,14 +1,16 @@
 """The connector's CPU per bar close, by thread: the simulator and the connector alone, N symbols subscribed.
 
-    python bench/connector_cpu_bench.py [--symbols 20] [--bars 60] [--orders | --positions] [--timing DIR]
-                                       [--profile DIR] [--strace FILE]
+    python bench/connector_cpu_bench.py [--symbols 20] [--bars 60] [--orders [--together N] | --positions]
+                                       [--timing DIR] [--profile DIR] [--strace FILE]
 
 Real processes in a throwaway home (tests/harness.py): the simulator (manual clock, a spot event per symbol at a
 bar's first and last point, as bench/pipeline_bench.py sets it) and the connector, subscribed to EURUSD and the
 simulator's synthetic SYN01.. (H1). Each bar: `advance bars=1` on the control port, the N closed bars awaited on a
 SUB; with --orders also what the executor asks per bar (one `positions`, an `order_open` and the `order_close` of
-the previous bar's position). The connector's CPU over the bars is read per thread (/proc/PID/task/*/schedstat: the
-loop thread, which also runs the broker's asyncio loop, ZeroMQ's I/O threads, a broker thread where there is one),
+the previous bar's position, one after the other; --together N: the closes of the previous bar's positions and N
+opens sent at once, each on its own REQ socket, as the executor's order lines send a batch). The connector's CPU
+over the bars is read per thread (/proc/PID/task/*/schedstat: the loop thread, which also runs the broker's asyncio
+loop, ZeroMQ's I/O threads, a broker thread where there is one),
 its idle cost (a quiet stretch) taken off per bar's wall time, how many times each thread was scheduled in per bar
 (its wakes, schedstat) and how many times it went to sleep (/proc/.../status). --timing DIR: the connector run by
 bench/_conn_timing.py, thread CPU per function over the measured bars; --profile DIR: under cProfile (thread CPU)
@@ -93,6 +95,8 @@ def main() -> int:
     p.add_argument("--bars", type=int, default=60)
     p.add_argument("--orders", action="store_true")
     p.add_argument("--positions", action="store_true", help="only the positions request per bar (no orders)")
+    p.add_argument("--together", type=int, default=0,
+                   help="with --orders: N opens and the previous bar's closes sent at once, a REQ socket each")
     p.add_argument("--idle-s", type=float, default=5.0)
     p.add_argument("--period", type=float, default=0.0, help="a bar closed every this many seconds (0: at once)")
     p.add_argument("--profile", type=Path)
@@ -135,6 +139,26 @@ def main() -> int:
             sub = bus.Subscriber(home.ctx, [cfg.endpoint("connector", "pub")], ["bar.", "bars."],
                                  bus.WireErrors("bench"))
             req = bus.Requester(home.ctx, cfg.endpoint("connector", "rep"), "bench", 10_000)
+            lines = [bus.Requester(home.ctx, cfg.endpoint("connector", "rep"), "bench", 10_000)
+                     for _ in range(2 * args.together)]
+
+            def batch(i: int, ticket: list[int]) -> None:
+                """The previous bar's closes and `--together` opens, sent at once (a REQ socket each)."""
+                asks = [("order_close", messages.OrderCloseArgs(t)) for t in ticket]
+                ticket.clear()
+                for k in range(args.together):
+                    asks.append(("order_open", messages.OrderOpenArgs(
+                        symbols[(i * args.together + k) % len(symbols)], 1 if (i + k) % 2 else -1, 0.01,
+                        f"cpu-{i}-{k}-{time.time_ns()}")))
+                for line, (op, a) in zip(lines, asks, strict=False):
+                    line.send(op, a)
+                for line, (op, _a) in zip(lines, asks, strict=False):
+                    while (r := line.take_reply()) is None:
+                        line.sock.poll(10_000)
+                    assert r.ok, r.error_message
+                    if op == "order_open":
+                        assert r.result.success, r.result.error
+                        ticket.append(r.result.ticket)
             time.sleep(1.0)
 
             def one_bar(i: int, ticket: list[int]) -> None:
@@ -148,7 +172,9 @@ def main() -> int:
                         seen += len(b.bars) if isinstance(b, messages.BarRun) else 1
                 if args.orders or args.positions:
                     req.call("positions", messages.NoArgs())
-                if args.orders:
+                if args.orders and args.together:
+                    batch(i, ticket)
+                elif args.orders:
                     if ticket:
                         req.call("order_close", messages.OrderCloseArgs(ticket.pop()))
                     r = req.call("order_open", messages.OrderOpenArgs(symbols[i % len(symbols)], 1 if i % 2 else -1,
@@ -218,6 +244,8 @@ def main() -> int:
                               f"{dt / calls * 1000 if calls else 0:7.1f} us/call")
             sub.close()
             req.close()
+            for line in lines:
+                line.close()
         except BaseException:
             time.sleep(3)
             print(home.log("connector")[-3000:])

@@ -99,9 +99,10 @@ def recovered_open_input(position: Mapping[str, Any]) -> dict[str, Any]:
 
 def real_trade_record(body: Mapping[str, Any], closing: bool) -> dict[str, Any]:
     """The `trades` record of a connector `fill.*` (or, `closing`, `closed.*`) body, in its JSON form without a
-    session (the store fills it in)."""
+    session (the store fills it in): the model's own JSON form, built directly when its values are plain
+    (`trades.real_trade_json`)."""
     deal = closed_input(body) if closing else fill_input(body)
-    return rec.to_json(trades.real_trade(deal, session_id=""))
+    return trades.real_trade_json(deal, session_id="")
 
 
 def recovered_open_record(position: Mapping[str, Any]) -> dict[str, Any]:

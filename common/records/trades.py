@@ -231,3 +231,52 @@ def paper_opening_json(opening: PaperOpening, *, timeframe: str | None, session_
     return _json_record(rid, session_id, format_ts(_bar_time(opening.entry_time)), opening.symbol,
                         opening.direction, opening.intensity, "OPEN", opening.lot, opening.entry_price, None, 0.0,
                         0.0, 0.0, None)
+
+
+_REAL_ACTIONS = ("OPEN", "CLOSE", "PARTIAL_CLOSE")
+_REAL_TEXTS = ("position_id", "comment", "client_order_id")
+
+
+def _finite_or_none(x: object) -> bool:
+    return x is None or (type(x) is float and math.isfinite(x))
+
+
+def _utc_or_none(t: object) -> bool:
+    return t is None or (type(t) is datetime and t.tzinfo is UTC and t.year >= 1000)
+
+
+def real_trade_json(fill: Mapping[str, Any], *, session_id: str) -> dict[str, Any]:
+    """``real_trade(fill, ...).model_dump(mode="json")``, the same dict (a test holds them equal on many fills, key
+    order and value types included), built without the two models when every value is one they take as it is (the
+    connector makes one per fill and close, on an order's path); else the models' own path (their conversions, or
+    their RecordInvalid naming the field)."""
+    get = fill.get
+    action, direction, intensity, hmm = get("action"), get("direction"), get("intensity", 0), get("hmm_state")
+    deal_id, symbol, at, bar_time = get("deal_id"), get("symbol"), get("time"), get("bar_time")
+    volume, entry, exit_ = get("volume"), get("entry_price"), get("exit_price")
+    gross, commission, swap = get("gross_pnl", 0.0), get("commission", 0.0), get("swap", 0.0)
+    pnl_pips, pip_size = get("pnl_pips"), get("pip_size")
+    closing = action != "OPEN"
+    plain = (action in _REAL_ACTIONS and type(direction) is int and direction in (-1, 1)
+             and type(intensity) is int and 0 <= intensity <= 3 and (hmm is None or type(hmm) is int)
+             and type(deal_id) is str and deal_id and type(symbol) is str and symbol and type(session_id) is str
+             and type(at) is datetime and at.tzinfo is UTC and at.year >= 1000 and _utc_or_none(bar_time)
+             and all(type(x) is float and math.isfinite(x) for x in (volume, gross, commission, swap))
+             and volume >= 0 and commission >= 0 and _finite_or_none(entry) and _finite_or_none(exit_)
+             and _finite_or_none(pnl_pips) and (pip_size is None or (_finite_or_none(pip_size) and pip_size > 0))
+             and all(get(k) is None or type(get(k)) is str for k in _REAL_TEXTS))
+    if plain:
+        if pnl_pips is None and closing:
+            pnl_pips = pips(direction, entry, exit_, pip_size)
+        pnl = (gross - commission + swap) if closing else -commission + swap
+        pnl_pips = pnl_pips or 0.0
+        plain = math.isfinite(pnl) and math.isfinite(pnl_pips)
+    if not plain:
+        return real_trade(fill, session_id=session_id).model_dump(mode="json")
+    rid = _derived_text("real", deal_id)
+    return {"id": rid, "rev": 0, "session_id": session_id, "trade_id": rid[:8], "timestamp": format_ts(at),
+            "bar_time": None if bar_time is None else format_ts(bar_time), "symbol": symbol, "direction": direction,
+            "intensity": intensity, "action": action, "volume": volume, "entry_price": entry,
+            "exit_price": exit_ if closing else None, "pnl": pnl, "pnl_pips": pnl_pips, "commission": commission,
+            "swap": swap, "hmm_state": hmm, "is_paper": False, "comment": get("comment"),
+            "position_id": get("position_id"), "client_order_id": get("client_order_id")}

@@ -6,6 +6,8 @@
 | `periods.py` | timeframe names <-> ProtoOATrendbarPeriod (bar lengths from `common/timeframes.py`) | yes |
 | `parsing.py` | every unit conversion (1/100000 prices, volume cents, moneyDigits, ms), protobuf -> domain values, |
 |  | broker error codes -> typed order errors | yes |
+| `spots.py`, `execution_wire.py` | the frequent frames read without the protobuf runtime (spot events, history |
+|  | answers, an order's ORDER_ACCEPTED and its fill), from the generated descriptors | yes |
 | `bars.py` | closed-bar filter, history merge, live bar-close detection from trendbars | yes |
 | `tokens.py` | the token pair's lifecycle (which pair, when to refresh) and its 0600 file | decisions pure, file I/O |
 | `ratelimit.py` | sliding-window rate limit decision | yes |

@@ -262,7 +262,7 @@ class CTraderBroker:
 
     async def _open_session(self, announce: bool = True) -> None:
         self.market.new_session()
-        tr = Transport(self.config.transport(), on_event=self._on_event, read_frame=spots.read_frame_lean)
+        tr = Transport(self.config.transport(), on_event=self._on_event, read_frame=spots.read_frame_adapter)
         await tr.connect()
         try:
             await self._authorise(tr)

@@ -6,7 +6,8 @@ Spot events come by the thousand (every tick of every subscribed symbol, each wi
 subscribed period), and the protobuf runtime that ctrader-open-api pins (3.20) parses in pure Python, a dozen
 objects and descriptor look-ups per field. These readers decode the same bytes into plain objects with the
 attributes and ``HasField`` of the generated classes that the adapter reads (data.py, parsing.py); an ORDER_ACCEPTED
-execution event (one per order) is read as far as the adapter uses it (`OrderAccepted`). Field numbers and
+execution event (one per order) is read as far as the adapter uses it (`OrderAccepted`), any other (its fill) by
+execution_wire.py. Field numbers and
 types are the generated descriptors' (checked at import); an unknown field is skipped by its wire type, as the
 protobuf runtime does. Every other message is parsed by its generated class (schemas.unwrap).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.connector.ctrader import execution_wire
 from services.connector.ctrader import schemas as proto
 
 SPOT_EVENT = proto.payload_type_of(proto.oa.ProtoOASpotEvent)
@@ -243,10 +245,11 @@ def order_accepted(payload: bytes) -> OrderAccepted | None:
     return OrderAccepted(_int64(position[1]), _int64(trade[1]))
 
 
-def read_frame(body: bytes, accepted: bool = False) -> tuple[int, Any, str]:
-    """A frame body (the ProtoMessage envelope): its payload type, its message (a spot event read here, and with
-    `accepted` an ORDER_ACCEPTED execution event as an `OrderAccepted`; any other by its generated class, None for an
-    unknown type) and its clientMsgId ("" when absent)."""
+def read_frame(body: bytes, accepted: bool = False, fills: bool = False) -> tuple[int, Any, str]:
+    """A frame body (the ProtoMessage envelope): its payload type, its message (a spot event read here, with
+    `accepted` an ORDER_ACCEPTED execution event as an `OrderAccepted`, and with `fills` too any other execution
+    event by execution_wire.py; any other by its generated class, None for an unknown type) and its clientMsgId (""
+    when absent)."""
     ptype, payload, cid = 0, b"", ""
     pos, end = 0, len(body)
     while pos < end:
@@ -268,8 +271,12 @@ def read_frame(body: bytes, accepted: bool = False) -> tuple[int, Any, str]:
         return ptype, spot_event(payload), cid
     if ptype == TRENDBARS_RES and (res := trendbars_res(payload)) is not None:
         return ptype, res, cid
-    if accepted and ptype == EXECUTION_EVENT and (event := order_accepted(payload)) is not None:
-        return ptype, event, cid
+    if accepted and ptype == EXECUTION_EVENT:
+        event = order_accepted(payload)
+        if event is None and fills:  # any other execution event (a fill) by execution_wire.py, or else the runtime
+            event = execution_wire.execution_event(payload)
+        if event is not None:
+            return ptype, event, cid
     cls = proto.class_for(ptype)
     if cls is None:
         return ptype, None, cid
@@ -279,5 +286,11 @@ def read_frame(body: bytes, accepted: bool = False) -> tuple[int, Any, str]:
 
 
 def read_frame_lean(body: bytes) -> tuple[int, Any, str]:
-    """`read_frame` as the adapter reads its frames: an ORDER_ACCEPTED execution event as an `OrderAccepted`."""
+    """`read_frame` with an ORDER_ACCEPTED execution event as an `OrderAccepted`."""
     return read_frame(body, accepted=True)
+
+
+def read_frame_adapter(body: bytes) -> tuple[int, Any, str]:
+    """`read_frame` as the adapter reads its frames: an ORDER_ACCEPTED execution event as an `OrderAccepted`, any
+    other execution event (a fill) as an `execution_wire.Message` (client.py)."""
+    return read_frame(body, accepted=True, fills=True)

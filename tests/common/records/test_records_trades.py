@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -134,3 +135,62 @@ def test_the_direct_json_records_are_the_models_own(timeframe):
             assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
             checked += 1
     assert checked > 600
+
+
+def _real_fills(rng):
+    """Real fills and closes as the connector makes them (real_trades.fill_input / closed_input's dicts), some
+    with values the models convert (an int price, a naive or non-UTC time) or refuse (NaN, a zero direction, a
+    negative volume, an empty deal id)."""
+    from datetime import timezone
+    for i in range(900):
+        closing = i % 2 == 1
+        price = rng.choice((1.1, 1.23456, 150.123, 2000.5))
+        fill = {"deal_id": str(rng.randrange(1, 10**9)), "position_id": rng.choice((str(rng.randrange(10**6)), None)),
+                "symbol": rng.choice(("EURUSD", "XAUUSD", "SYN07")), "direction": rng.choice((-1, 1)),
+                "volume": rng.choice((0.01, 0.3, 1.0, 0.0)), "time": T + timedelta(seconds=rng.randrange(10**7)),
+                "entry_price": price, "bar_time": rng.choice((None, T - timedelta(hours=1))),
+                "client_order_id": rng.choice((None, "c-1")), "comment": rng.choice((None, "oracle|x", "")),
+                "unused_extra_field": 1}
+        if rng.random() < 0.5:
+            fill["intensity"] = rng.choice((0, 1, 3))
+            fill["hmm_state"] = rng.choice((None, 0, 4))
+        if closing:
+            fill.update(action=rng.choice(("CLOSE", "PARTIAL_CLOSE")), exit_price=price * (1 + rng.gauss(0, 0.01)),
+                        gross_pnl=rng.gauss(0, 200), commission=rng.choice((0.0, 1.4, 7.000000001)),
+                        swap=rng.choice((0.0, -0.3, 2.5)), pip_size=rng.choice((None, 0.0001, 0.01)))
+            if rng.random() < 0.1:
+                fill["pnl_pips"] = rng.choice((None, 3.5, -0.0))
+        else:
+            fill.update(action="OPEN", commission=rng.choice((0.0, 0.3)))
+        if i % 30 == 7:  # converted by the models, or refused by them
+            fill.update(rng.choice(({"entry_price": 2}, {"volume": 1}, {"gross_pnl": math.nan}, {"intensity": 4},
+                                    {"direction": 0}, {"commission": math.inf}, {"volume": -0.1}, {"deal_id": ""},
+                                    {"time": datetime(2026, 3, 2, 10, 0)}, {"symbol": ""}, {"hmm_state": True},
+                                    {"time": T.astimezone(timezone(timedelta(hours=2)))}, {"pip_size": 0.0},
+                                    {"comment": 5}, {"action": "FLIP"}, {"swap": 1})))
+        yield fill
+
+
+def test_the_direct_json_real_trade_is_the_models_own():
+    """real_trade_json: the dict (and its JSON text, key order and value types included) of the validated record's
+    model_dump(mode="json"); what the models refuse is refused the same way."""
+    import json
+    import random
+
+    from common.records.trades import real_trade_json
+    checked = refused = 0
+    for fill in _real_fills(random.Random(15)):
+        try:
+            want = real_trade(fill, session_id="").model_dump(mode="json")
+        except RecordInvalid as exc:
+            with pytest.raises(RecordInvalid) as got:
+                real_trade_json(fill, session_id="")
+            assert str(got.value) == str(exc)
+            refused += 1
+            continue
+        got = real_trade_json(fill, session_id="")
+        assert got == want
+        assert json.dumps(got) == json.dumps(want)
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+        checked += 1
+    assert checked > 800 and refused > 5
