@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from common import bus, logs, messages, wire
+from common import bus, logs, messages, plain_json, wire
 
 log = logging.getLogger("oracle.runtime")
 
@@ -39,27 +39,27 @@ class OutboxSender:
             return
         self.outbox.add(table, record, time.monotonic())
         try:
-            line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
+            line = plain_json.dumps({"table": table, "record": record}) + b"\n"
         except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
             log.error("record %s not spooled: %s", record.get("id"), exc)
             return
-        os.write(self._open_spool(), line.encode())  # in the OS once written: survives the process
+        os.write(self._open_spool(), line)  # in the OS once written: survives the process
 
     def persist_many(self, table: str, records: list[dict]) -> None:
         """``persist`` for several records of one table (a run's): spooled with one write, in the OS before this
         returns as each would be."""
         now = time.monotonic()
-        lines: list[str] = []
+        lines: list[bytes] = []
         for record in records:
             if record.get("id") in self.outbox.pending:
                 continue
             self.outbox.add(table, record, now)
             try:
-                lines.append(json.dumps({"table": table, "record": record}, allow_nan=True) + "\n")
+                lines.append(plain_json.dumps({"table": table, "record": record}) + b"\n")
             except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
                 log.error("record %s not spooled: %s", record.get("id"), exc)
         if lines:
-            os.write(self._open_spool(), "".join(lines).encode())
+            os.write(self._open_spool(), b"".join(lines))
 
     def _open_spool(self) -> int:
         if self._spool is None:

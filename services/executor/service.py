@@ -103,7 +103,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self.markets: dict[str, dict] = {}  # symbol -> {"open", "time", "reason"}: what the connector said last
         self.closed_markets: set[str] = set()  # symbols the last positions reply listed as closed
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
-        self._signal_records: list[dict] | None = None  # while a run is taken: its signals' records
+        self._signal_records: list[dict] | None = None  # while the SUB socket is read: its signals' records
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
@@ -479,6 +479,19 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     def halted(self) -> bool:
         return self.system_state == messages.HALTED or self.risk.halted
 
+    def _read_sub(self, poller: zmq.Poller, now: float) -> None:
+        """The messages waiting, read (runtime.py); the records of the signals among them spooled together, with
+        one write, once they are all read: before anything of the turn acts on them (the decisions come after, in
+        `on_tick`), so a kill before that write is a kill before they were read (the preditor's `last_signals`
+        gives them again), as a kill between a message's read and its own write was."""
+        self._signal_records = records = []
+        try:
+            super()._read_sub(poller, now)
+        finally:
+            self._signal_records = None
+            if records:
+                self.persist_many("signals", records)
+
     def on_message(self, received: Received) -> None:
         env = received.envelope
         body = env.body
@@ -491,13 +504,8 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self._on_signal(body, env.seq, env.epoch)
         elif isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
             self.count("signal_runs_seen")
-            self._signal_records = records = []  # the run's records spooled with one write
-            try:
-                for sig in body.signals:
-                    self._on_signal(sig, env.seq, env.epoch)
-            finally:
-                self._signal_records = None
-                self.persist_many("signals", records)
+            for sig in body.signals:
+                self._on_signal(sig, env.seq, env.epoch)
         elif isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
@@ -546,7 +554,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def _persist_signal(self, sig: messages.Signal) -> None:
         record = inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, "")))
-        if self._signal_records is not None:  # a run's: spooled together once it is taken (`on_message`)
+        if self._signal_records is not None:  # read from the SUB socket: spooled together once all are read
             self._signal_records.append(record)
         else:
             self.persist("signals", record)
