@@ -119,21 +119,21 @@ class OutboxSender:
                 return
             if reply is None:
                 return
-            if reply.ok:
-                self.outbox.on_reply(reply.result.acked, reply.result.rejected)
-                if not len(self.outbox) and self._spool is not None:
-                    os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
-                for rid, why in reply.result.rejected.items():
-                    log.error("persistence rejected record %s: %s", rid, why)
-                self._store_refusal = ""
-            else:
+            if not reply.ok:
                 refusal = f"{reply.error_code}: {reply.error_message}"
                 if refusal != self._store_refusal:  # once per distinct refusal, not every retry
                     log.warning("persistence refused a write (%s); records kept and retried", refusal)
                 self._store_refusal = refusal
                 self.outbox.on_failure()
                 self._store_retry_at = now + 1.0
-            return
+                return
+            self.outbox.on_reply(reply.result.acked, reply.result.rejected)
+            if not len(self.outbox) and self._spool is not None:
+                os.ftruncate(self._spool, 0)  # everything acknowledged: nothing to hand over any more
+            for rid, why in reply.result.rejected.items():
+                log.error("persistence rejected record %s: %s", rid, why)
+            self._store_refusal = ""
+            # records of another table waiting behind this batch go now, in this pass (not in a pass of their own)
         send_at = self.outbox.send_at()
         if send_at is not None and now >= send_at and now >= self._store_retry_at:
             batch = self.outbox.next_batch()
