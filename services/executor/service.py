@@ -600,11 +600,23 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # preditor answered, are read first (``_take_signal`` keeps the live copy of a bar)
         if self.pending and self.synced and now >= self._retry_at and not read_back:
             ready = self._batch_ready(now)
+            asked = ready is False and self._prefetch_positions()
+            if asked and self._read_more():
+                # the bar's other signals arrived during the positions' round trip: read in this turn, and decided
+                # in it when they are all in (not in a turn of their own)
+                ready = self._batch_ready(time.monotonic())
             if ready:
                 self._decide_waiting()
-            elif ready is not None and not self._prefetch_positions() and (
-                    left := self._gather_left_s(time.monotonic())) is not None:
+            elif ready is not None and not asked and (left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
+
+    def _read_more(self) -> bool:
+        """The messages that arrived since this turn's read, read now (as the loop's next turn would first: on_tick
+        comes after the read, runtime.py); True when there were some."""
+        if self.sub is None or self._poller is None or not self.sub.sock.poll(0):
+            return False
+        self._read_sub(self._poller, time.monotonic())
+        return True
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:
