@@ -568,7 +568,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                 self._save_state(sync=False)
             if len(self.outbox) > queued:
                 # the records of a batch decided or landed in this turn: to persistence now, not in a turn of the
-                # loop of their own (or at its next wakeup)
+                # loop of their own (or at its next wakeup). With no signal waiting and no order out, the bar's
+                # records are all in: they leave at once, not at the end of the outbox's quiet time (a wake for it)
+                if not self.pending and not self._flights:
+                    self.outbox.whole()
                 self._drive_outbox(time.monotonic())
 
     def _turn(self, now: float) -> None:

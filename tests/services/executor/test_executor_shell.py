@@ -681,3 +681,37 @@ def test_signals_arriving_during_the_positions_round_trip_are_decided_in_the_sam
         pub.sock.close(0)
         ex.sub.sock.close(0)
         ex.sub = None
+
+
+def test_a_bars_records_leave_for_persistence_once_its_work_is_done(rig):
+    """With no signal waiting and no order out, the bar's records are all handed over: they leave in that turn,
+    not at the end of the outbox's quiet time (a wake of the loop for them alone)."""
+    import zmq
+
+    rig.boot()
+    ex = rig.ex
+    del ex.persist, ex.persist_many  # the real ones: spooled, and sent to persistence's stand-in below
+    writes: list[tuple[str, list[str]]] = []
+
+    def write(args: messages.WriteArgs) -> messages.WriteResult:
+        writes.append((args.table, [r["symbol"] for r in args.records]))
+        return messages.WriteResult([r["id"] for r in args.records])
+
+    ex.cfg.path(ex.cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    store = bus.Responder(ex.ctx, ex.cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
+    try:
+        rig.hear(messages.Signal("EURUSD", T0 + H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
+        ex.on_tick(time.monotonic())  # decided (no order: FLAT), acked, and the records sent
+        assert store.sock.poll(5000), "the records wait for the outbox's quiet time"
+        assert store.serve_ready() == 1 and writes == [("signals", ["EURUSD"])]
+        assert ex._store is not None and ex._store.sock.poll(5000)
+        ex._drive_outbox(time.monotonic())  # the reply, and the acks sent in the same pass
+        assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert writes == [("signals", ["EURUSD"]), ("acks", ["EURUSD"])]
+    finally:
+        if ex._store is not None:
+            ex._store.close()
+        store.sock.close(0)
+        if ex._spool is not None:
+            import os
+            os.close(ex._spool)
