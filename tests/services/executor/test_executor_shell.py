@@ -153,7 +153,6 @@ class Rig:
         ex = Executor(config.load(env={"ORACLE_HOME": str(self.root)}))
         ex.pub = Published(self.published)  # type: ignore[assignment]
         ex.persist = lambda table, record: None  # type: ignore[method-assign]
-        ex.persist_many = lambda table, records: None  # type: ignore[method-assign]
         ex._call = self.connector.call  # type: ignore[method-assign]
         ex._group = lambda requests: Answered(self.connector, requests)  # type: ignore[method-assign]
         return ex
@@ -650,6 +649,7 @@ def test_signals_arriving_during_the_positions_round_trip_are_decided_in_the_sam
 
     rig.boot()
     ex = rig.ex
+    ex.persist_many = lambda table, records: None  # type: ignore[method-assign]  # as persist: no spool here
     ex.timeframes = {"EURUSD": "H1", "GBPUSD": "H1"}
     for symbol in ex.timeframes:  # the bar before: both decided, so both are expected with the next bar
         rig.hear(messages.Signal(symbol, T0 + H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
@@ -686,11 +686,9 @@ def test_signals_arriving_during_the_positions_round_trip_are_decided_in_the_sam
 def test_a_bars_records_leave_for_persistence_once_its_work_is_done(rig):
     """With no signal waiting and no order out, the bar's records are all handed over: they leave in that turn,
     not at the end of the outbox's quiet time (a wake of the loop for them alone)."""
-    import zmq
-
     rig.boot()
     ex = rig.ex
-    del ex.persist, ex.persist_many  # the real ones: spooled, and sent to persistence's stand-in below
+    del ex.persist  # the real one: spooled, and sent to persistence's stand-in below
     writes: list[tuple[str, list[str]]] = []
 
     def write(args: messages.WriteArgs) -> messages.WriteResult:
