@@ -482,15 +482,22 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     def _read_sub(self, poller: zmq.Poller, now: float) -> None:
         """The messages waiting, read (runtime.py); the records of the signals among them spooled together, with
         one write, once they are all read: before anything of the turn acts on them (the decisions come after, in
-        `on_tick`), so a kill before that write is a kill before they were read (the preditor's `last_signals`
-        gives them again), as a kill between a message's read and its own write was."""
-        self._signal_records = records = []
+        `on_tick`; another message read after them spools them before it acts), so a kill before that write is a
+        kill before they were read (the preditor's `last_signals` gives them again), as a kill between a message's
+        read and its own write was."""
+        self._signal_records = []
         try:
             super()._read_sub(poller, now)
         finally:
+            self._spool_signals()
             self._signal_records = None
-            if records:
-                self.persist_many("signals", records)
+
+    def _spool_signals(self) -> None:
+        """The records of the signals read so far in this pass, to the spool (one write)."""
+        records = self._signal_records
+        if records:
+            self._signal_records = []
+            self.persist_many("signals", records)
 
     def on_message(self, received: Received) -> None:
         env = received.envelope
@@ -502,11 +509,14 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.count("preditor_gaps")
         if isinstance(body, messages.Signal):
             self._on_signal(body, env.seq, env.epoch)
-        elif isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
+            return
+        if isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
             self.count("signal_runs_seen")
             for sig in body.signals:
                 self._on_signal(sig, env.seq, env.epoch)
-        elif isinstance(body, messages.AccountUpdate):
+            return
+        self._spool_signals()  # those read before this message are spooled before it acts (a halt's closes wait)
+        if isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
             if self.risk.peak_equity != peak:

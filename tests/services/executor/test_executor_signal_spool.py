@@ -62,3 +62,42 @@ def test_the_signals_of_one_read_are_spooled_with_one_write_before_it_returns(tm
             os.close(ex._spool)
         ex.ctx.term()
         home.close()
+
+
+def test_signals_read_before_another_message_are_spooled_before_it_acts(tmp_path):
+    """Another message of the same read (an account update may halt and wait for the emergency's closes) finds the
+    signals read before it in the spool already."""
+    spooled_then: list[list[str]] = []
+
+    class Watched(Executor):
+        def _on_market(self, ev: messages.MarketState) -> None:  # what the spool holds when the message acts
+            path = self._spool_path()
+            lines = path.read_bytes().splitlines() if path.exists() else []
+            spooled_then.append([json.loads(line)["record"]["symbol"] for line in lines])
+            super()._on_market(ev)
+
+    home = Home(tmp_path)
+    ex = Watched(home.config())
+    pub = bus.Publisher(ex.ctx, "inproc://mixed", "preditor", 1)
+    ex.sub = bus.Subscriber(ex.ctx, ["inproc://mixed"], ["signal.", "market."], ex.errors)
+    poller = zmq.Poller()
+    poller.register(ex.sub.sock, zmq.POLLIN)
+    try:
+        while not poller.poll(100):  # the subscription reaches the publisher
+            pub.publish("signal.PROBE", signal("PROBE"))
+        ex.sub.drain()
+        pub.publish_many([("signal.EURUSD", signal("EURUSD")),
+                          ("market.EURUSD", messages.MarketState("EURUSD", True, 1.0, "test")),
+                          ("signal.GBPUSD", signal("GBPUSD"))])
+        ex._read_sub(poller, now=100.0)
+        assert spooled_then == [["EURUSD"]]
+        spooled = [json.loads(line)["record"]["symbol"] for line in ex._spool_path().read_bytes().splitlines()]
+        assert spooled == ["EURUSD", "GBPUSD"]
+    finally:
+        pub.sock.close(0)
+        ex.sub.sock.close(0)
+        if ex._spool is not None:
+            import os
+            os.close(ex._spool)
+        ex.ctx.term()
+        home.close()
