@@ -120,6 +120,7 @@ def main() -> int:
     ap.add_argument("--nap-ms", type=float, default=None, help="override decision_desk.NAP_S")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="cProfile of the main thread (its CPU time)")
+    ap.add_argument("--profile-out", default="", help="with --profile: also dump the stats to this file")
     args = ap.parse_args()
     if args.nap_ms is not None:
         decision_desk.NAP_S = args.nap_ms / 1000
@@ -179,6 +180,8 @@ def main() -> int:
         ex.run()
         if prof:
             prof.disable()
+            if args.profile_out:
+                prof.dump_stats(args.profile_out)
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
         sync_thread.join()

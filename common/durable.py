@@ -20,6 +20,8 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from common import plain_json
+
 Data = bytes | bytearray | memoryview | str
 
 
@@ -382,4 +384,5 @@ class JournaledState:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """A section's JSON text (plain_json: orjson for plain values, else the json module, compact)."""
+    return plain_json.dumps(value).decode()

@@ -78,6 +78,11 @@ class Outbox:
             return send_at
         return max(send_at, self.gathering_since + self.linger_s)
 
+    def whole(self) -> None:
+        """The sender has handed over all its burst's records: those gathered may leave now (``send_at``), without
+        waiting for the quiet time or the linger."""
+        self.gathering_since = None
+
     def __len__(self) -> int:
         return len(self.pending)
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from common import bus, logs, messages, wire
+from common import bus, logs, messages, plain_json, wire
 
 log = logging.getLogger("oracle.runtime")
 
@@ -43,18 +43,18 @@ class OutboxSender:
             return
         self.outbox.add(table, record, time.monotonic())
         try:
-            line = json.dumps({"table": table, "record": record}, allow_nan=True) + "\n"
+            line = plain_json.dumps({"table": table, "record": record}) + b"\n"
         except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
             log.error("record %s not spooled: %s", record.get("id"), exc)
             return
-        os.write(self._open_spool(), line.encode())  # in the OS once written: survives the process
+        os.write(self._open_spool(), line)  # in the OS once written: survives the process
 
     def persist_many(self, table: str, records: list[dict], spool: bool = True) -> None:
         """``persist`` for several records of one table (a run's): spooled with one write, in the OS before this
         returns as each would be. ``spool=False``: kept in memory only, for records the service makes again
         after a restart from what it committed before handing them over (paper's, from its book)."""
         now = time.monotonic()
-        lines: list[str] = []
+        lines: list[bytes] = []
         for record in records:
             if record.get("id") in self.outbox.pending:
                 continue
@@ -62,11 +62,11 @@ class OutboxSender:
             if not spool:
                 continue
             try:
-                lines.append(json.dumps({"table": table, "record": record}, allow_nan=True) + "\n")
+                lines.append(plain_json.dumps({"table": table, "record": record}) + b"\n")
             except (TypeError, ValueError) as exc:  # not JSON: kept in memory only
                 log.error("record %s not spooled: %s", record.get("id"), exc)
         if lines:
-            os.write(self._open_spool(), "".join(lines).encode())
+            os.write(self._open_spool(), b"".join(lines))
 
     def _open_spool(self) -> int:
         if self._spool is None:
@@ -126,26 +126,26 @@ class OutboxSender:
                 return
             if reply is None:
                 return
-            if reply.ok:
-                self.outbox.on_reply(reply.result.acked, reply.result.rejected)
-                if not len(self.outbox):  # everything acknowledged: nothing to hand over any more
-                    if self._spool is not None:
-                        os.ftruncate(self._spool, 0)
-                    # the heartbeat says so in this loop pass (its ``info.outbox`` gone), not up to an interval
-                    # later: the backlog `oracle top` and the orchestrator show clears when it clears, and a
-                    # subscriber (the pipeline bench) knows a burst's records are stored without asking
-                    self.beat_soon()
-                for rid, why in reply.result.rejected.items():
-                    log.error("persistence rejected record %s: %s", rid, why)
-                self._store_refusal = ""
-            else:
+            if not reply.ok:
                 refusal = f"{reply.error_code}: {reply.error_message}"
                 if refusal != self._store_refusal:  # once per distinct refusal, not every retry
                     log.warning("persistence refused a write (%s); records kept and retried", refusal)
                 self._store_refusal = refusal
                 self.outbox.on_failure()
                 self._store_retry_at = now + 1.0
-            return
+                return
+            self.outbox.on_reply(reply.result.acked, reply.result.rejected)
+            if not len(self.outbox):  # everything acknowledged: nothing to hand over any more
+                if self._spool is not None:
+                    os.ftruncate(self._spool, 0)
+                # the heartbeat says so in this loop pass (its ``info.outbox`` gone), not up to an interval later:
+                # the backlog `oracle top` and the orchestrator show clears when it clears, and a subscriber (the
+                # pipeline bench) knows a burst's records are stored without asking
+                self.beat_soon()
+            for rid, why in reply.result.rejected.items():
+                log.error("persistence rejected record %s: %s", rid, why)
+            self._store_refusal = ""
+            # records of another table waiting behind this batch go now, in this pass (not in a pass of their own)
         send_at = self.outbox.send_at()
         if send_at is not None and now >= send_at and now >= self._store_retry_at:
             batch = self.outbox.next_batch()

@@ -15,7 +15,7 @@ not loaded) is not waited for, and one just booted (no bar decided yet) decides 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from common import messages
 from services.executor import inputs
@@ -41,9 +41,15 @@ class Decided:
         """Its orders as the state file keeps them until they are answered (`sides`: ticket -> direction)."""
         return {"signal": messages.to_wire(self.sig), "action": self.action, "reason": self.reason,
                 "allow_open": self.allow_open,
-                "closes": [{**asdict(c), "direction": sides.get(c.ticket)} for c in self.closes],
-                "open": {**asdict(self.open), "direction": int(self.open.direction)} if self.open else None,
+                "closes": [{**_fields_of(c), "direction": sides.get(c.ticket)} for c in self.closes],
+                "open": {**_fields_of(self.open), "direction": int(self.open.direction)} if self.open else None,
                 "ack": self.ack.to_dict() if self.ack else None}
+
+
+def _fields_of(order: CloseOrder | OpenOrder) -> dict:
+    """An order's fields as a dict: `dataclasses.asdict`'s, without its deep copy (every field is a plain immutable
+    value: str, int, float, None, a Direction), which cost as much as the rest of the intent."""
+    return {name: getattr(order, name) for name in _ORDER_FIELDS[type(order)]}
 
 
 @dataclass
@@ -81,3 +87,6 @@ def gathered(waiting: Iterable[tuple[str, int]], expecting: Iterable[str], handl
     `waiting`: (symbol, bar time) of the signals waiting."""
     arrived = {s for s, t in waiting if t >= bar_time}
     return all(s in arrived or handled.get(s, -1) >= bar_time for s in expecting)
+
+
+_ORDER_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in (CloseOrder, OpenOrder)}

@@ -103,7 +103,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         self.markets: dict[str, dict] = {}  # symbol -> {"open", "time", "reason"}: what the connector said last
         self.closed_markets: set[str] = set()  # symbols the last positions reply listed as closed
         self.pending: dict[str, tuple[messages.Signal, int | None, int | None]] = {}  # latest unevaluated
-        self._signal_records: list[dict] | None = None  # while a run is taken: its signals' records
+        self._signal_records: list[dict] | None = None  # while the SUB socket is read: its signals' records
         self.failed_acked: set[tuple[str, int]] = set()  # signals already acked FAIL while the connector was down
         self.last_decisions: dict[str, str] = {}
         self.positions: list[RealPosition] = []
@@ -479,6 +479,26 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     def halted(self) -> bool:
         return self.system_state == messages.HALTED or self.risk.halted
 
+    def _read_sub(self, poller: zmq.Poller, now: float) -> None:
+        """The messages waiting, read (runtime.py); the records of the signals among them spooled together, with
+        one write, once they are all read: before anything of the turn acts on them (the decisions come after, in
+        `on_tick`; another message read after them spools them before it acts), so a kill before that write is a
+        kill before they were read (the preditor's `last_signals` gives them again), as a kill between a message's
+        read and its own write was."""
+        self._signal_records = []
+        try:
+            super()._read_sub(poller, now)
+        finally:
+            self._spool_signals()
+            self._signal_records = None
+
+    def _spool_signals(self) -> None:
+        """The records of the signals read so far in this pass, to the spool (one write)."""
+        records = self._signal_records
+        if records:
+            self._signal_records = []
+            self.persist_many("signals", records)
+
     def on_message(self, received: Received) -> None:
         env = received.envelope
         body = env.body
@@ -489,16 +509,14 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.count("preditor_gaps")
         if isinstance(body, messages.Signal):
             self._on_signal(body, env.seq, env.epoch)
-        elif isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
+            return
+        if isinstance(body, messages.SignalRun):  # each signal as if it came alone: the latest is acted on
             self.count("signal_runs_seen")
-            self._signal_records = records = []  # the run's records spooled with one write
-            try:
-                for sig in body.signals:
-                    self._on_signal(sig, env.seq, env.epoch)
-            finally:
-                self._signal_records = None
-                self.persist_many("signals", records)
-        elif isinstance(body, messages.AccountUpdate):
+            for sig in body.signals:
+                self._on_signal(sig, env.seq, env.epoch)
+            return
+        self._spool_signals()  # those read before this message are spooled before it acts (a halt's closes wait)
+        if isinstance(body, messages.AccountUpdate):
             peak = self.risk.peak_equity
             self.risk = risk_rules.on_equity(self.risk, body.equity)
             if self.risk.peak_equity != peak:
@@ -546,7 +564,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
 
     def _persist_signal(self, sig: messages.Signal) -> None:
         record = inputs.signal_record(sig, TIMEFRAMES.get(self.timeframes.get(sig.symbol, "")))
-        if self._signal_records is not None:  # a run's: spooled together once it is taken (`on_message`)
+        if self._signal_records is not None:  # read from the SUB socket: spooled together once all are read
             self._signal_records.append(record)
         else:
             self.persist("signals", record)
@@ -560,7 +578,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
                 self._save_state(sync=False)
             if len(self.outbox) > queued:
                 # the records of a batch decided or landed in this turn: to persistence now, not in a turn of the
-                # loop of their own (or at its next wakeup)
+                # loop of their own (or at its next wakeup). With no signal waiting and no order out, the bar's
+                # records are all in: they leave at once, not at the end of the outbox's quiet time (a wake for it)
+                if not self.pending and not self._flights:
+                    self.outbox.whole()
                 self._drive_outbox(time.monotonic())
 
     def _turn(self, now: float) -> None:
@@ -592,11 +613,23 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # preditor answered, are read first (``_take_signal`` keeps the live copy of a bar)
         if self.pending and self.synced and now >= self._retry_at and not read_back:
             ready = self._batch_ready(now)
+            asked = ready is False and self._prefetch_positions()
+            if asked and self._read_more():
+                # the bar's other signals arrived during the positions' round trip: read in this turn, and decided
+                # in it when they are all in (not in a turn of their own)
+                ready = self._batch_ready(time.monotonic())
             if ready:
                 self._decide_waiting()
-            elif ready is not None and not self._prefetch_positions() and (
-                    left := self._gather_left_s(time.monotonic())) is not None:
+            elif ready is not None and not asked and (left := self._gather_left_s(time.monotonic())) is not None:
                 time.sleep(min(NAP_S, left))  # more signals of the bar close on their way: taken in one turn
+
+    def _read_more(self) -> bool:
+        """The messages that arrived since this turn's read, read now (as the loop's next turn would first: on_tick
+        comes after the read, runtime.py); True when there were some."""
+        if self.sub is None or self._poller is None or not self.sub.sock.poll(0):
+            return False
+        self._read_sub(self._poller, time.monotonic())
+        return True
 
     # ---- risk ---------------------------------------------------------------------------------
     def _halt(self, reason: str, detail: str) -> None:

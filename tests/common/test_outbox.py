@@ -94,3 +94,17 @@ def test_the_sender_is_woken_at_the_lingers_end_and_sends_before_in_a_pass_of_it
     quick.add("trades", {"id": "t0"}, now=1.0)
     assert quick.wake_at() == quick.send_at() == 1.0
     assert Outbox().wake_at() is None
+
+
+def test_a_burst_said_whole_leaves_at_once_and_the_next_records_are_gathered_again():
+    box = Outbox(quiet_s=0.030, linger_s=0.060)
+    box.add("signals", {"id": "s1"}, now=10.0)
+    box.add("acks", {"id": "a1"}, now=10.001)
+    assert box.send_at() == pytest.approx(10.031)  # gathered: quiet 30 ms after the last
+    box.whole()  # the sender has them all
+    assert box.send_at() == 0.0
+    assert box.next_batch() == ("signals", [{"id": "s1"}])
+    box.on_reply(["s1"], {})
+    box.add("acks", {"id": "a2"}, now=10.5)  # a later one: a new burst, gathered again
+    assert box.send_at() == pytest.approx(10.53)
+    assert box.next_batch() == ("acks", [{"id": "a1"}, {"id": "a2"}])

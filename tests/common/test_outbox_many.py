@@ -95,3 +95,38 @@ def test_the_heartbeat_goes_in_the_pass_where_persistence_acknowledged_the_last_
     finally:
         store.sock.close(0)
         home.close()
+
+
+def test_records_of_another_table_leave_in_the_pass_that_takes_the_reply(cfg):
+    """One write request holds one table's records; the next table's, waiting behind it, leave in the loop pass that
+    takes the first one's reply (not in a pass of their own right after it)."""
+    import zmq
+
+    from common import bus, messages
+
+    writes: list[tuple[str, list[str]]] = []
+
+    def write(args: messages.WriteArgs) -> messages.WriteResult:
+        writes.append((args.table, [r["id"] for r in args.records]))
+        return messages.WriteResult([r["id"] for r in args.records])
+
+    cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    ctx = zmq.Context()
+    store = bus.Responder(ctx, cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
+    svc = Keeping(cfg)
+    try:
+        svc.persist("signals", {"id": "s1", "data": {}})
+        svc.persist("acks", {"id": "a1", "data": {}})
+        svc._drive_outbox(1e9)  # quiet long since: the first table's records leave
+        assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert svc._store is not None and svc._store.sock.poll(5000)
+        svc._drive_outbox(1e9)  # one pass: the reply taken, and the acks sent
+        assert svc._store.pending is not None, "the acks wait for a pass of their own"
+        assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert writes == [("signals", ["s1"]), ("acks", ["a1"])]
+    finally:
+        if svc._store is not None:
+            svc._store.close()
+        store.sock.close(0)
+        svc.ctx.term()
+        ctx.term()

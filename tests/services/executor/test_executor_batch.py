@@ -68,3 +68,22 @@ def test_signals_from_two_preditor_shards_make_one_batch_once_both_spoke():
     assert not gathered(zero, want, handled, T) and not gathered(one, want, handled, T)
     assert not gathered([zero[0], one[0]], want, handled, T)
     assert gathered([zero[0], one[0], one[1], zero[1]], want, handled, T)
+
+
+def test_an_intent_holds_its_orders_fields_as_asdict_gives_them():
+    from dataclasses import asdict
+
+    from common import messages
+    from services.executor.batch import Decided
+    from services.executor.commands import CloseOrder
+    from services.executor.plan import OpenOrder
+    from services.executor.sync import Direction
+
+    sig = messages.Signal("EURUSD", T, 1.1, 1, 1, 1, 2, 0.5)
+    close = CloseOrder(7, "EURUSD", 0.03, "cid-close", "REVERSAL")
+    opening = OpenOrder("EURUSD", Direction.SHORT, 0.02, 0.0015, None, "label", "cid-open", 0.025, "round_down")
+    intent = Decided(sig, "OPEN", "EDGE", True, [close], opening).intent({7: -1})
+    assert intent["closes"] == [{**asdict(close), "direction": -1}]
+    assert intent["open"] == {**asdict(opening), "direction": -1}
+    assert type(intent["open"]["direction"]) is int
+    assert list(intent["open"]) == list(asdict(opening))

@@ -640,3 +640,76 @@ def test_a_bar_read_back_whose_live_copy_never_comes_is_decided_as_read_back(rig
     rig.ex._wait_flights()
     assert [(a.bar_time, a.status) for a in rig.acks()] == [(T0 + H1, "WAIT_SYNC")]  # a read-back never opens
     assert rig.connector.orders("order_open") == []
+
+
+def test_signals_arriving_during_the_positions_round_trip_are_decided_in_the_same_turn(rig):
+    """The batch's first signal asks the positions (while the bar's others are on their way); those that arrived
+    meanwhile are read at once and the batch decided in that turn of the loop, not in a turn of its own after it."""
+    import zmq
+
+    rig.boot()
+    ex = rig.ex
+    ex.persist_many = lambda table, records: None  # type: ignore[method-assign]  # as persist: no spool here
+    ex.timeframes = {"EURUSD": "H1", "GBPUSD": "H1"}
+    for symbol in ex.timeframes:  # the bar before: both decided, so both are expected with the next bar
+        rig.hear(messages.Signal(symbol, T0 + H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
+    rig.turn()
+    assert not ex.pending and ex.handled == {"EURUSD": T0 + H1, "GBPUSD": T0 + H1}
+    pub = bus.Publisher(ex.ctx, "inproc://signals", "preditor", 1)
+    ex.sub = bus.Subscriber(ex.ctx, ["inproc://signals"], ["signal."], ex.errors)
+    ex._poller = zmq.Poller()
+    ex._poller.register(ex.sub.sock, zmq.POLLIN)
+    try:
+        while not ex._poller.poll(100):  # the subscription reaches the publisher
+            pub.publish("signal.PROBE", messages.Signal("PROBE", T0, 1.1, 0, 0, 0, 2, 0.0))
+        ex.sub.drain()
+        ask = ex._call
+
+        def positions_while_the_other_signal_arrives(service: str, op: str, args: Any, timeout_s=None) -> Any:
+            if op == "positions":  # inproc: in the SUB socket's pipe once published
+                pub.publish("signal.GBPUSD", messages.Signal("GBPUSD", T0 + 2 * H1, 1.1, 0, 0, 0, 2, 0.0))
+            return ask(service, op, args, timeout_s)
+
+        ex._call = positions_while_the_other_signal_arrives  # type: ignore[method-assign]
+        rig.hear(messages.Signal("EURUSD", T0 + 2 * H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
+        ex.on_tick(time.monotonic())  # one turn: the positions asked, GBPUSD read, the batch decided
+        assert not ex.pending, f"{sorted(ex.pending)} waits for a turn of its own"
+        assert ex.handled == {"EURUSD": T0 + 2 * H1, "GBPUSD": T0 + 2 * H1}
+        assert {(a.symbol, a.reason) for a in rig.acks() if a.bar_time == T0 + 2 * H1} == {
+            ("EURUSD", "FLAT"), ("GBPUSD", "FLAT")}
+    finally:
+        pub.sock.close(0)
+        ex.sub.sock.close(0)
+        ex.sub = None
+
+
+def test_a_bars_records_leave_for_persistence_once_its_work_is_done(rig):
+    """With no signal waiting and no order out, the bar's records are all handed over: they leave in that turn,
+    not at the end of the outbox's quiet time (a wake of the loop for them alone)."""
+    rig.boot()
+    ex = rig.ex
+    del ex.persist  # the real one: spooled, and sent to persistence's stand-in below
+    writes: list[tuple[str, list[str]]] = []
+
+    def write(args: messages.WriteArgs) -> messages.WriteResult:
+        writes.append((args.table, [r["symbol"] for r in args.records]))
+        return messages.WriteResult([r["id"] for r in args.records])
+
+    ex.cfg.path(ex.cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    store = bus.Responder(ex.ctx, ex.cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
+    try:
+        rig.hear(messages.Signal("EURUSD", T0 + H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
+        ex.on_tick(time.monotonic())  # decided (no order: FLAT), acked, and the records sent
+        assert store.sock.poll(5000), "the records wait for the outbox's quiet time"
+        assert store.serve_ready() == 1 and writes == [("signals", ["EURUSD"])]
+        assert ex._store is not None and ex._store.sock.poll(5000)
+        ex._drive_outbox(time.monotonic())  # the reply, and the acks sent in the same pass
+        assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert writes == [("signals", ["EURUSD"]), ("acks", ["EURUSD"])]
+    finally:
+        if ex._store is not None:
+            ex._store.close()
+        store.sock.close(0)
+        if ex._spool is not None:
+            import os
+            os.close(ex._spool)
