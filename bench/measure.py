@@ -57,8 +57,10 @@ def cpu_used_s(before: CpuSample | None, after: CpuSample | None) -> float:
 
 
 def net_ms(gross_ms: float, idle_ms_per_s: float, period_s: float) -> float:
-    """A per-bar CPU figure without what the process spends idle (heartbeats, timers) over the bar's period."""
-    return gross_ms - idle_ms_per_s * period_s
+    """A per-bar CPU figure without what the process spends idle (heartbeats, timers) over the bar's period. At
+    least 0: a process whose bars cost less than its idle estimate (the orchestrator, which does nothing per bar)
+    counts 0 for them, never a negative figure that a sum of processes would take off the others'."""
+    return max(0.0, gross_ms - idle_ms_per_s * period_s)
 
 
 def verdict(value: float | None, target: float, at_most: bool = True) -> str:

@@ -67,7 +67,9 @@ the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of
 - CPU time per bar of each process (its threads' runtime, bench/measure.py: to the ns, where psutil's user +
   system counts 10 ms ticks), gross and net of its idle cost:
   after RUNNING and the settle delay (2 s), each process's CPU over --idle-s seconds with no bar (heartbeats,
-  timers: ms per second), and net = gross - idle rate x the bar period (the bar loop's time / its bars); the six
+  timers: ms per second), and net = gross - idle rate x the bar period (the bar loop's time / its bars), at least 0
+  (a process with no work per bar, the orchestrator, may cost less than its idle estimate: 0, not a negative
+  figure taken off the others' in the sum); the six
   services' net sum and net per symbol (target at most 1 ms per symbol with 20 symbols), the simulator apart, and
   the same less what the bench's status requests cost paper and the executor (see the settle wait above); the
   preditor's net CPU per bar against the floor's mean compute (target at most 1.5x); and the executor's connector
@@ -739,8 +741,8 @@ def latency_rows(results: list[dict]) -> None:
 
 def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
     print(f"\nCPU per bar while closing bars one at a time (ms, the threads' runtime): gross; idle = the process's "
-          f"CPU over {args.idle_s:g} s with no bar (ms/s) x the bar period; net = gross - idle. The six services "
-          "summed, the simulator (the broker's stand-in) apart")
+          f"CPU over {args.idle_s:g} s with no bar (ms/s) x the bar period; net = gross - idle, at least 0. The six "
+          "services summed, the simulator (the broker's stand-in) apart")
     print("| symbols | bar period | measure | " + " | ".join(PROGRAMS) + " | six services | six, per symbol |")
     print("|---|---|---|" + "---|" * (len(PROGRAMS) + 2))
     for r in results:
