@@ -67,7 +67,8 @@ class Peers:
                 messages.OP_ORDER_CLOSE.name: lambda a: c.order(messages.OP_ORDER_CLOSE.name, a),
             }, errors)),
             _open(bus.Responder(self.ctx, cfg.endpoint("persistence", "rep"), {
-                messages.OP_WRITE.name: lambda a: messages.WriteResult([r["id"] for r in a.records]),
+                messages.OP_WRITE.name: lambda a: messages.WriteResult(
+                    [r["id"] for rs in a.tables.values() for r in rs]),
             }, errors)),
             _open(bus.Responder(self.ctx, cfg.endpoint("preditor", "rep"), {
                 messages.OP_LAST_SIGNALS.name: lambda _a: messages.LastSignals({}),

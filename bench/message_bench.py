@@ -67,7 +67,7 @@ def samples() -> dict[str, tuple[str, str, Any]]:
         "OrderResult reply": ("reply", "order_open", messages.OrderResult(
             True, "c-SYM00-1767322800-1", 1001, 1.1012, 0.03, None, None)),
         "Write req (20 rec)": ("request", "write", messages.WriteArgs(
-            "signals", [_signal_record(i) for i in range(20)])),
+            {"signals": [_signal_record(i) for i in range(20)]})),
         "WriteResult reply": ("reply", "write", messages.WriteResult(
             [_signal_record(i)["id"] for i in range(20)], {})),
     }

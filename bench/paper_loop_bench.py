@@ -55,8 +55,9 @@ class Peers:
 
         def write(a: messages.WriteArgs) -> messages.WriteResult:
             self.writes += 1
-            self.records += len(a.records)
-            return messages.WriteResult([r["id"] for r in a.records])
+            ids = [r["id"] for rs in a.tables.values() for r in rs]
+            self.records += len(ids)
+            return messages.WriteResult(ids)
 
         self.reps = [
             _open(bus.Responder(self.ctx, cfg.endpoint("persistence", "rep"), {messages.OP_WRITE.name: write},

@@ -61,8 +61,8 @@ def bar_batches(bar: int, symbols: int) -> list[messages.WriteArgs]:
     trades = [{**trade(bar * 10 + i), "session_id": "", "trade_id": f"t{bar}-{i}", "bar_time": bar_time,
                "swap": 0.0, "is_paper": i == 2, "comment": None, "position_id": str(1000 + bar),
                "client_order_id": f"c{bar}-{i}", "action": "OPEN" if i == 0 else "CLOSE"} for i in range(3)]
-    return [messages.WriteArgs("signals", signals), messages.WriteArgs("acks", acks),
-            messages.WriteArgs("trades", trades)]
+    return [messages.WriteArgs({"signals": signals, "acks": acks}),  # the executor's: one request
+            messages.WriteArgs({"trades": trades})]
 
 
 def cpu_per_bar(req: bus.Requester, pid: int, bars: int, symbols: int) -> float:
@@ -72,7 +72,7 @@ def cpu_per_bar(req: bus.Requester, pid: int, bars: int, symbols: int) -> float:
     for batches in loads:
         for args in batches:
             res = req.call("write", args, timeout_ms=10_000)
-            assert len(res.acked) == len(args.records), res.rejected
+            assert len(res.acked) == sum(map(len, args.tables.values())), res.rejected
     return cpu_used_s(c0, cpu_sample(pid)) * 1000 / bars
 
 
@@ -80,7 +80,7 @@ def writes_per_s(req: bus.Requester, n: int, batch: int) -> float:
     t0 = time.perf_counter()
     for start in range(0, n, batch):
         records = [trade(i) for i in range(start, min(n, start + batch))]
-        res = req.call("write", messages.WriteArgs("trades", records), timeout_ms=10_000)
+        res = req.call("write", messages.WriteArgs({"trades": records}), timeout_ms=10_000)
         assert len(res.acked) == len(records), res.rejected
     return n / (time.perf_counter() - t0)
 

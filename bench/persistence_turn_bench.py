@@ -59,10 +59,12 @@ def bar_requests(bar: int, symbols: int, real: int, paper: int) -> list[bytes]:
              "decision": "HOLD", "status": "OK", "client_order_id": None, "position_id": None, "volume": None,
              "price": None, "reason": None, "data": {"detail": "no change"}}
             for s, sig in zip(syms, signals, strict=True)]
-    writes = [messages.WriteArgs("signals", signals), messages.WriteArgs("acks", acks),
-              messages.WriteArgs("trades", [trade(i, bar, bar_time, paper=False) for i in range(real)]),
-              messages.WriteArgs("trades", [trade(i + real, bar, bar_time, paper=True) for i in range(paper)])]
-    return [wire.encode_request("write", f"r{bar}-{k}", w) for k, w in enumerate(writes) if w.records]
+    # the executor's signals and acks in one request (its outbox sends every table's waiting records together)
+    writes = [messages.WriteArgs({"signals": signals, "acks": acks}),
+              messages.WriteArgs({"trades": [trade(i, bar, bar_time, paper=False) for i in range(real)]}),
+              messages.WriteArgs({"trades": [trade(i + real, bar, bar_time, paper=True) for i in range(paper)]})]
+    return [wire.encode_request("write", f"r{bar}-{k}", w) for k, w in enumerate(writes)
+            if any(w.tables.values())]
 
 
 def serve_bar(svc: Persistence, rep: bus.Responder, requests: list[bytes]) -> list[bytes]:
@@ -125,7 +127,7 @@ def main() -> int:
         print("WAL frames of one more bar, by b-tree: " + wal_pages(svc, rep, bar_requests(bar, args.symbols, args.real,
                                                                                            args.paper)))
         ok = wire.decode_reply([replies[0]], "write")
-        assert ok.ok and len(ok.result.acked) == args.symbols, ok
+        assert ok.ok and len(ok.result.acked) == 2 * args.symbols, ok  # the signals and acks
         records = 2 * args.symbols + args.real + args.paper
         med = statistics.median(per_bar)
         print(f"persistence in-process CPU per bar ({len(loads[0])} requests, {records} records): "
@@ -152,7 +154,8 @@ def prefill(svc: Persistence, bars: int, symbols: int, real: int, paper: int) ->
         for b in range(start, min(bars, start + 50)):
             for frame in bar_requests(b, symbols, real, paper):
                 args = wire.decode_request([frame]).args
-                items += [(args.table, {**r, "session_id": r.get("session_id") or sid}) for r in args.records]
+                items += [(table, {**r, "session_id": r.get("session_id") or sid})
+                          for table, records in args.tables.items() for r in records]
         store.write_batch(items)
     return bars
 

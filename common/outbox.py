@@ -6,7 +6,8 @@ Pure: the service runtime sends the batches and feeds back replies and timeouts.
 
 Gathering (``quiet_s``, ``linger_s``): a live sender adds its records with the time, and a batch leaves once no
 record was added for ``quiet_s``, or ``linger_s`` after the first record gathered since the last send, or at once
-when ``max_batch`` records wait: what one bar makes leaves in one request per table instead of one per loop pass.
+when ``max_batch`` records wait: what one bar makes leaves in one request (every table's records together, one
+transaction at persistence) instead of one per loop pass.
 The records wait in the sender's spool meanwhile (durable already); only their acknowledgement comes later.
 """
 
@@ -86,15 +87,26 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def next_batch(self) -> tuple[str, list[dict]] | None:
-        """The oldest records of one table, not in flight; None when nothing waits or a batch is in flight."""
+    def next_batch(self) -> dict[str, list[dict]] | None:
+        """The oldest records not in flight, ``max_batch`` at most in all, as a map table -> records (each table's
+        in the order handed over; the tables in the order of their oldest record); None when nothing waits or a
+        batch is in flight."""
         if self.inflight or not self.pending:
             return None
-        table = next(iter(self.pending.values()))[0]
-        batch = [(rid, rec) for rid, (t, rec) in self.pending.items() if t == table][: self.max_batch]
-        self.inflight = [rid for rid, _ in batch]
-        self.gathering_since = None  # those left (another table, past max_batch) have waited their turn
-        return table, [rec for _, rec in batch]
+        tables: dict[str, list[dict]] = {}
+        inflight: list[str] = []
+        for rid, (table, rec) in self.pending.items():
+            if len(inflight) >= self.max_batch:
+                break
+            inflight.append(rid)
+            part = tables.get(table)
+            if part is None:
+                tables[table] = [rec]
+            else:
+                part.append(rec)
+        self.inflight = inflight
+        self.gathering_since = None  # those left (past max_batch) have waited their turn
+        return tables
 
     def on_reply(self, acked: list[str], rejected: dict[str, str]) -> None:
         for rid in acked:

@@ -145,12 +145,12 @@ class OutboxSender:
             for rid, why in reply.result.rejected.items():
                 log.error("persistence rejected record %s: %s", rid, why)
             self._store_refusal = ""
-            # records of another table waiting behind this batch go now, in this pass (not in a pass of their own)
+            # records waiting behind this batch (past max_batch) go now, in this pass (not in a pass of their own)
         send_at = self.outbox.send_at()
         if send_at is not None and now >= send_at and now >= self._store_retry_at:
             batch = self.outbox.next_batch()
             if batch is not None:
-                req.send(messages.OP_WRITE.name, messages.WriteArgs(*batch))
+                req.send(messages.OP_WRITE.name, messages.WriteArgs(batch))
                 self.count("outbox_writes")
 
     def _flush_outbox(self) -> None:

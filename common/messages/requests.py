@@ -19,6 +19,8 @@ MAX_ORDER_LOTS = 10_000.0  # far above any symbol's own limit (the broker's max_
 MAX_PRICE = 1e9  # a price or a price distance
 CLIENT_ORDER_ID_CHARS = 100
 COMMENT_CHARS = 100  # the order label
+MAX_WRITE_TABLES = 16  # the tables of one write (persistence knows fewer: an unknown one's records are rejected)
+MAX_WRITE_RECORDS = 1_000  # the records of one write, all tables together (a sender's outbox sends 200 at most)
 
 # ---- request operations ----------------------------------------------------------------------
 
@@ -78,10 +80,11 @@ class StopArgs:
 
 @dataclass(frozen=True, slots=True)
 class WriteArgs:
-    """Records for one table; each record is a map with a client-made ``id`` (a UUID)."""
+    """Records for one or more tables, committed in one transaction: a map table -> its records, each table's in
+    the order the sender handed them over; each record is a map with a client-made ``id`` (a UUID). Persistence
+    checks the rest (table names, lists, ``MAX_WRITE_RECORDS`` in all: services/persistence/writes.py)."""
 
-    table: str = field(metadata=check(max_len=NAME_CHARS))
-    records: list
+    tables: dict = field(metadata=check(max_len=MAX_WRITE_TABLES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 - step `persistence.open`: open the SQLite store (WAL, synchronous=NORMAL: see store.py) and start the sink
   drain thread when sinks are configured (none: the local store is the only store);
-- op `write` (WriteArgs -> WriteResult): acknowledged only after the durable commit, idempotent by id; a bad
+- op `write` (WriteArgs -> WriteResult): the records of one or more tables, committed in one transaction and
+  acknowledged only after the durable commit, idempotent by id; a malformed request is refused whole, a bad
   record is rejected with its reason (never silently dropped); a full disk or a locked database is an error
   reply (`store_full` / `store_busy`), so the sender keeps its records and retries;
 - op `query` (QueryArgs): records back, newest first;
@@ -272,12 +273,16 @@ class Persistence(runtime.Service):
         return self.recorder.session.session_id if self.recorder and self.recorder.session else None
 
     def _op_write(self, a: messages.WriteArgs) -> messages.WriteResult | bus.Deferred:
-        """Check the records now (a bad one is rejected with its reason); the valid ones wait for the turn's commit
+        """Check the records of every table of the request now (a malformed request is refused whole; a bad record
+        is rejected with its reason); the valid ones wait for the turn's commit
         (`_commit_writes`): the write ops that arrived together are one transaction, each answered after it."""
         self._need_recorder()
         # a record sent without a session gets the running one, or keeps the one of its copy stored already (the
         # store reads it in the write's transaction, with the stored revs)
-        prep = writes.prepare_writes(a.table, a.records, session_id=self._session_id())
+        try:
+            prep = writes.prepare_write(a.tables, session_id=self._session_id())
+        except writes.WriteMalformed as exc:
+            raise OpError("bad_args", str(exc)) from None
         self.count("writes")
         if not prep.valid:
             return self._write_result(prep, [])

@@ -1,4 +1,5 @@
-"""The `write` and `query` ops' rules (pure: no clock, no I/O): `prepare_writes` checks one write op's records one by
+"""The `write` and `query` ops' rules (pure: no clock, no I/O): `prepare_write` checks one write op's parts (a map
+table -> records, several tables committed in one transaction) and `prepare_writes` one table's records one by
 one (a bad record is rejected with a reason naming the field, the others go on) and fills in a missing
 `session_id`; `query_filters` checks a query's filters; `conflict_reason` says why a record differing from the stored
 one under the same id is refused.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from common.messages.requests import MAX_WRITE_RECORDS, NAME_CHARS
 from common.records import schema as rec
 from common.schema import SHOWN_CHARS, shown
 from services.persistence.stream_events import utc
@@ -24,6 +26,45 @@ class Prepared:
     valid: list[tuple[str, str, rec.Record]] = field(default_factory=list)  # (the sender's id, table, record)
     session_filled: set[int] = field(default_factory=set)  # positions in `valid` whose session_id was filled in
     rejected: dict[str, str] = field(default_factory=dict)  # id -> reason (never retried by the sender)
+
+
+class WriteMalformed(ValueError):
+    """A write op whose parts are not a map table -> list of records within the bounds: refused as a whole."""
+
+
+def prepare_write(
+    tables: Any,
+    *,
+    session_id: str | None,
+    stored_session: Callable[[str], str | None] | None = None,
+) -> Prepared:
+    """One write op's parts: each table's records checked by `prepare_writes` (an unknown table's records are
+    rejected one by one), in one `Prepared` whose `valid` keeps each table's records in the order sent. A part that
+    is not a table name with a list, or more than MAX_WRITE_RECORDS records in all, is a `WriteMalformed` (the
+    whole request refused, nothing of it written)."""
+    if not isinstance(tables, Mapping):
+        raise WriteMalformed(f"a write's tables must be a map table -> records, got {type(tables).__name__}")
+    total = 0
+    for table, records in tables.items():
+        if not isinstance(table, str) or not table or len(table) > NAME_CHARS:
+            raise WriteMalformed(f"a write's table name must be a text of 1 to {NAME_CHARS} characters, got "
+                                 f"{shown(table)}")
+        if not isinstance(records, list):
+            raise WriteMalformed(f"the {shown(table)} records of a write must be a list, got "
+                                 f"{type(records).__name__}")
+        total += len(records)
+    if total > MAX_WRITE_RECORDS:
+        raise WriteMalformed(f"a write holds at most {MAX_WRITE_RECORDS} records, got {total}")
+    if len(tables) == 1:
+        [(table, records)] = tables.items()
+        return prepare_writes(table, records, session_id=session_id, stored_session=stored_session)
+    out = Prepared()
+    for table, records in tables.items():
+        part = prepare_writes(table, records, session_id=session_id, stored_session=stored_session)
+        out.session_filled.update(len(out.valid) + i for i in part.session_filled)
+        out.valid.extend(part.valid)
+        out.rejected.update(part.rejected)
+    return out
 
 
 def _rid(record: Any, index: int) -> str:

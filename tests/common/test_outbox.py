@@ -24,16 +24,26 @@ def test_records_stay_until_acknowledged_and_are_retried_with_the_same_ids():
     for i in range(3):
         box.add("trades", {"id": f"t{i}"})
     box.add("events", {"id": "e0"})
-    assert box.next_batch() == ("trades", [{"id": "t0"}, {"id": "t1"}])
+    assert box.next_batch() == {"trades": [{"id": "t0"}, {"id": "t1"}]}
     assert box.next_batch() is None  # one batch in flight at a time
     box.on_failure()  # timeout: nothing lost
-    assert box.next_batch() == ("trades", [{"id": "t0"}, {"id": "t1"}])
+    assert box.next_batch() == {"trades": [{"id": "t0"}, {"id": "t1"}]}
     box.on_reply(["t0"], {})  # partial ack: t1 is retried
-    assert box.next_batch() == ("trades", [{"id": "t1"}, {"id": "t2"}])
+    assert box.next_batch() == {"trades": [{"id": "t1"}, {"id": "t2"}]}
     box.on_reply(["t1", "t2"], {})
-    assert box.next_batch() == ("events", [{"id": "e0"}])
+    assert box.next_batch() == {"events": [{"id": "e0"}]}
     box.on_reply([], {"e0": "invalid"})
     assert len(box) == 0 and box.acked == 3 and box.rejected == {"e0": "invalid"}
+
+
+def test_a_batch_holds_every_tables_oldest_records_each_tables_in_order_max_batch_in_all():
+    box = Outbox(max_batch=4)
+    for rid, table in [("s0", "signals"), ("a0", "acks"), ("s1", "signals"), ("a1", "acks"), ("e0", "events")]:
+        box.add(table, {"id": rid})
+    assert box.next_batch() == {"signals": [{"id": "s0"}, {"id": "s1"}], "acks": [{"id": "a0"}, {"id": "a1"}]}
+    assert box.inflight == ["s0", "a0", "s1", "a1"]
+    box.on_reply(["s0", "a0"], {"s1": "invalid"})  # a1 neither: retried, ahead of the newer e0
+    assert box.next_batch() == {"acks": [{"id": "a1"}], "events": [{"id": "e0"}]}
 
 
 def test_adding_the_same_id_twice_keeps_one_record():
@@ -58,13 +68,11 @@ def test_records_handed_over_live_are_gathered_until_quiet_or_the_linger_ends():
     for i in range(2, 20):  # a record every 8 ms: never quiet, the linger bounds the wait
         box.add("acks", {"id": f"a{i}"}, now=1.000 + 0.008 * i)
     assert box.send_at() == 1.100
-    assert box.next_batch() == ("signals", [{"id": "s0"}, {"id": "s1"}])
+    assert box.next_batch() == {"signals": [{"id": "s0"}, {"id": "s1"}],  # both tables in one batch
+                                "acks": [{"id": f"a{i}"} for i in range(2, 20)]}
     assert box.send_at() is None  # in flight
-    box.on_reply(["s0", "s1"], {})
-    assert box.send_at() == 0.0  # the other table's records have waited already: they leave at once
-    assert box.next_batch() == ("acks", [{"id": f"a{i}"} for i in range(2, 20)])
     box.add("signals", {"id": "s2"}, now=2.0)  # gathered during the flight: its own wait after the reply
-    box.on_reply([f"a{i}" for i in range(2, 20)], {})
+    box.on_reply(["s0", "s1", *(f"a{i}" for i in range(2, 20))], {})
     assert box.send_at() == 2.010
 
 
@@ -103,8 +111,8 @@ def test_a_burst_said_whole_leaves_at_once_and_the_next_records_are_gathered_aga
     assert box.send_at() == pytest.approx(10.031)  # gathered: quiet 30 ms after the last
     box.whole()  # the sender has them all
     assert box.send_at() == 0.0
-    assert box.next_batch() == ("signals", [{"id": "s1"}])
-    box.on_reply(["s1"], {})
+    assert box.next_batch() == {"signals": [{"id": "s1"}], "acks": [{"id": "a1"}]}
+    box.on_reply(["s1", "a1"], {})
     box.add("acks", {"id": "a2"}, now=10.5)  # a later one: a new burst, gathered again
     assert box.send_at() == pytest.approx(10.53)
-    assert box.next_batch() == ("acks", [{"id": "a1"}, {"id": "a2"}])
+    assert box.next_batch() == {"acks": [{"id": "a2"}]}

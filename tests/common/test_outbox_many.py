@@ -75,7 +75,8 @@ def test_the_heartbeat_goes_in_the_pass_where_persistence_acknowledged_the_last_
     cfg = home.config()
     cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     store = bus.Responder(ctx, cfg.endpoint("persistence", "rep"), {
-        "write": lambda a: messages.WriteResult([r["id"] for r in a.records])}, bus.WireErrors("t"))
+        "write": lambda a: messages.WriteResult([r["id"] for rs in a.tables.values() for r in rs])},
+        bus.WireErrors("t"))
     try:
         svc = Keeping(cfg)
         svc.outbox.max_batch = 1
@@ -97,33 +98,37 @@ def test_the_heartbeat_goes_in_the_pass_where_persistence_acknowledged_the_last_
         home.close()
 
 
-def test_records_of_another_table_leave_in_the_pass_that_takes_the_reply(cfg):
-    """One write request holds one table's records; the next table's, waiting behind it, leave in the loop pass that
-    takes the first one's reply (not in a pass of their own right after it)."""
+def test_every_tables_records_leave_in_one_request_and_the_rest_in_the_pass_that_takes_the_reply(cfg):
+    """One write request holds the waiting records of every table (a bar's signals and acks together); records past
+    ``max_batch`` leave in the loop pass that takes the first one's reply (not in a pass of their own after it)."""
     import zmq
 
     from common import bus, messages
 
-    writes: list[tuple[str, list[str]]] = []
+    writes: list[dict[str, list[str]]] = []
 
     def write(args: messages.WriteArgs) -> messages.WriteResult:
-        writes.append((args.table, [r["id"] for r in args.records]))
-        return messages.WriteResult([r["id"] for r in args.records])
+        writes.append({table: [r["id"] for r in records] for table, records in args.tables.items()})
+        return messages.WriteResult([r["id"] for records in args.tables.values() for r in records])
 
     cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     ctx = zmq.Context()
     store = bus.Responder(ctx, cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
     svc = Keeping(cfg)
     try:
+        svc.outbox.max_batch = 3
         svc.persist("signals", {"id": "s1", "data": {}})
         svc.persist("acks", {"id": "a1", "data": {}})
-        svc._drive_outbox(1e9)  # quiet long since: the first table's records leave
+        svc.persist("signals", {"id": "s2", "data": {}})
+        svc.persist("acks", {"id": "a2", "data": {}})
+        svc._drive_outbox(1e9)  # quiet long since: the oldest three leave, both tables in one request
         assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert writes == [{"signals": ["s1", "s2"], "acks": ["a1"]}]
         assert svc._store is not None and svc._store.sock.poll(5000)
-        svc._drive_outbox(1e9)  # one pass: the reply taken, and the acks sent
-        assert svc._store.pending is not None, "the acks wait for a pass of their own"
+        svc._drive_outbox(1e9)  # one pass: the reply taken, and the rest sent
+        assert svc._store.pending is not None, "the rest waits for a pass of its own"
         assert store.sock.poll(5000) and store.serve_ready() == 1
-        assert writes == [("signals", ["s1"]), ("acks", ["a1"])]
+        assert writes[1:] == [{"acks": ["a2"]}]
     finally:
         if svc._store is not None:
             svc._store.close()

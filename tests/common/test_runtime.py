@@ -218,7 +218,7 @@ def test_records_handed_over_in_several_loop_passes_leave_in_one_write_request(h
 
     def write(args: messages.WriteArgs) -> messages.WriteResult:
         writes.append(args)
-        return messages.WriteResult([r["id"] for r in args.records])
+        return messages.WriteResult([r["id"] for records in args.tables.values() for r in records])
 
     cfg = home.config()
     cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)  # the ipc endpoints' folder (a service makes it)
@@ -232,7 +232,8 @@ def test_records_handed_over_in_several_loop_passes_leave_in_one_write_request(h
         home.request("paper", "step", messages.StepArgs("r3"))
         assert store.sock.poll(20_000), "the full batch did not leave"
         assert store.serve_ready() == 1
-        assert [(w.table, [r["id"] for r in w.records]) for w in writes] == [("events", ["r0", "r1", "r2", "r3"])]
+        got = [{t: [r["id"] for r in rs] for t, rs in w.tables.items()} for w in writes]
+        assert got == [{"events": ["r0", "r1", "r2", "r3"]}]
     finally:
         keeping.kill()
         keeping.wait(10)

@@ -219,9 +219,9 @@ def test_legitimate_large_messages_decode_within_the_limits(size):
 def test_a_large_legitimate_write_request_decodes():
     data = {f"k{j}": "v" * 40 for j in range(10)}
     records = [{"id": f"{i:036d}", "table": "events", "message": "m" * 400, "data": data} for i in range(200)]
-    frame = wire.encode_request("write", "paper-1", messages.WriteArgs("events", records))
+    frame = wire.encode_request("write", "paper-1", messages.WriteArgs({"events": records}))
     assert len(frame) > wire.CHECKED_FROM
-    assert wire.decode_request([frame]).args.records == records
+    assert wire.decode_request([frame]).args.tables == {"events": records}
 
 
 def test_a_long_op_name_is_clipped_in_the_error():

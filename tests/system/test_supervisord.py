@@ -219,7 +219,7 @@ cfg = config.load()
 req = bus.Requester(zmq.Context.instance(), cfg.endpoint("persistence", "rep"), "probe", 3000)
 print(req.call("query", messages.QueryArgs("sessions", {}, 1)).count)
 try:
-    req.call("write", messages.WriteArgs("events", []))
+    req.call("write", messages.WriteArgs({"events": []}))
 except bus.RequestFailed as exc:
     print(exc.code, exc.message)
 """

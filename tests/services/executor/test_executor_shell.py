@@ -692,8 +692,8 @@ def test_a_bars_records_leave_for_persistence_once_its_work_is_done(rig):
     writes: list[tuple[str, list[str]]] = []
 
     def write(args: messages.WriteArgs) -> messages.WriteResult:
-        writes.append((args.table, [r["symbol"] for r in args.records]))
-        return messages.WriteResult([r["id"] for r in args.records])
+        writes.extend((table, [r["symbol"] for r in records]) for table, records in args.tables.items())
+        return messages.WriteResult([r["id"] for records in args.tables.values() for r in records])
 
     ex.cfg.path(ex.cfg.run_dir).mkdir(parents=True, exist_ok=True)
     store = bus.Responder(ex.ctx, ex.cfg.endpoint("persistence", "rep"), {"write": write}, bus.WireErrors("t"))
@@ -701,11 +701,11 @@ def test_a_bars_records_leave_for_persistence_once_its_work_is_done(rig):
         rig.hear(messages.Signal("EURUSD", T0 + H1, 1.1, 0, 0, 0, 2, 0.0), "preditor")
         ex.on_tick(time.monotonic())  # decided (no order: FLAT), acked, and the records sent
         assert store.sock.poll(5000), "the records wait for the outbox's quiet time"
-        assert store.serve_ready() == 1 and writes == [("signals", ["EURUSD"])]
-        assert ex._store is not None and ex._store.sock.poll(5000)
-        ex._drive_outbox(time.monotonic())  # the reply, and the acks sent in the same pass
-        assert store.sock.poll(5000) and store.serve_ready() == 1
+        assert store.serve_ready() == 1  # one request: the signal's record and the ack's together
         assert writes == [("signals", ["EURUSD"]), ("acks", ["EURUSD"])]
+        assert ex._store is not None and ex._store.sock.poll(5000)
+        ex._drive_outbox(time.monotonic())  # the reply: everything acknowledged, nothing more sent
+        assert len(ex.outbox) == 0 and ex._store.pending is None
     finally:
         if ex._store is not None:
             ex._store.close()

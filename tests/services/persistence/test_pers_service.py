@@ -27,7 +27,7 @@ def home(tmp_path):
 
 
 def write(home: Home, table: str, records: list[dict], timeout_ms: int = 3000) -> messages.WriteResult:
-    return home.request("persistence", "write", messages.WriteArgs(table, records), timeout_ms=timeout_ms)
+    return home.request("persistence", "write", messages.WriteArgs({table: records}), timeout_ms=timeout_ms)
 
 
 def query(home: Home, table: str, where: dict | None = None, limit: int = 100) -> list[dict]:

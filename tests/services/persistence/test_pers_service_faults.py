@@ -34,7 +34,7 @@ def expected_ids(n: int) -> dict[str, set[str]]:
 
 def one(i: int) -> messages.WriteArgs:
     table, rec = record(i)
-    return messages.WriteArgs(table, [rec])
+    return messages.WriteArgs({table: [rec]})
 
 
 def sender_done(home: Home, n: int, timeout: float) -> dict:
@@ -137,7 +137,7 @@ def test_full_disk_then_locked_database_clear_errors_and_nothing_lost(tmp_path):
         req = bus.Requester(bus.zmq.Context.instance(), home.config().endpoint("persistence", "rep"), "test", 3000)
         try:
             probe = [record(n + 2 * k)[1] for k in range(300)]  # events: as many as the sender's batch
-            req.send("write", messages.WriteArgs("events", probe))
+            req.send("write", messages.WriteArgs({"events": probe}))
             reply = wait_for(req.take_reply, 5, "the reply")
         finally:
             req.close()
