@@ -126,7 +126,7 @@ def test_the_notifier_may_query_the_store_and_nothing_else(ctx, tmp_path):
     server = Server(ctx, f"ipc://{tmp_path}/rep")
     notifier = {"SUPERVISOR_PROCESS_NAME": "notifier"}
     assert server.call("query", {"table": "events", "where": {}, "limit": 1}, notifier)[0] == "ok"
-    write = {"table": "events", "records": []}
+    write = {"tables": {"events": []}}
     for op, args in (("write", write), ("ping", {}), ("order_open", ORDER), ("step", STEP)):
         answer, _ = server.call(op, args, notifier)
         assert answer.startswith(f"{roles.FORBIDDEN} '{op}' may be called by ") and "not by notifier (pid" in answer
