@@ -38,8 +38,9 @@ _KINDS = {FD.TYPE_UINT64: (_K_UINT64, _VARINT), FD.TYPE_INT64: (_K_INT64, _VARIN
           FD.TYPE_BYTES: (_K_BYTES, _BYTES), FD.TYPE_MESSAGE: (_K_MESSAGE, _BYTES)}
 
 
-class GiveUp(Exception):
-    """What the runtime would read otherwise (or refuse): left to the generated class."""
+class GiveUp(ValueError):
+    """What the runtime would read otherwise (or refuse): left to the generated class. A ValueError: spots.py reads
+    its varints with `varint` and `skip` below, and refuses a malformed buffer as one."""
 
 
 class Message:
@@ -90,7 +91,7 @@ _TYPES: dict[str, _Type] = {}
 _EVENT = _build(proto.oa.ProtoOAExecutionEvent.DESCRIPTOR, _TYPES)
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def varint(buf: bytes, pos: int) -> tuple[int, int]:
     b = buf[pos]
     if b < 0x80:
         return b, pos + 1
@@ -106,13 +107,13 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise GiveUp("varint longer than 10 bytes")
 
 
-def _skip(buf: bytes, pos: int, wire_type: int) -> int:
+def skip(buf: bytes, pos: int, wire_type: int) -> int:
     if wire_type == _VARINT:
-        return _varint(buf, pos)[1]
+        return varint(buf, pos)[1]
     if wire_type == _FIXED64:
         return pos + 8
     if wire_type == _BYTES:
-        n, pos = _varint(buf, pos)
+        n, pos = varint(buf, pos)
         return pos + n
     if wire_type == _FIXED32:
         return pos + 4
@@ -130,12 +131,12 @@ def _parse(t: _Type, buf: bytes, pos: int, end: int) -> Message:
             f = fields.get(tag)
         else:  # the runtime matches a tag by its bytes: one not written in the fewest is an unknown field's
             start = pos
-            tag, pos = _varint(buf, pos)
+            tag, pos = varint(buf, pos)
             f = fields.get(tag) if pos - start == (tag.bit_length() + 6) // 7 else None
         if f is None:
             if tag < 8:
                 raise GiveUp("field number 0")
-            pos = _skip(buf, pos, tag & 7)
+            pos = skip(buf, pos, tag & 7)
             continue
         name, kind, sub, enum_values = f
         if kind <= _K_ENUM:  # a varint
@@ -143,7 +144,7 @@ def _parse(t: _Type, buf: bytes, pos: int, end: int) -> Message:
             if value < 0x80:
                 pos += 1
             else:
-                value, pos = _varint(buf, pos)
+                value, pos = varint(buf, pos)
             if kind == _K_INT64:
                 if value > 0x7FFFFFFFFFFFFFFF:
                     value -= 1 << 64
@@ -163,7 +164,7 @@ def _parse(t: _Type, buf: bytes, pos: int, end: int) -> Message:
             value = _DOUBLE(buf, pos)[0]
             pos += 8
         else:  # length-delimited
-            n, pos = _varint(buf, pos)
+            n, pos = varint(buf, pos)
             stop = pos + n
             if stop > end:
                 raise GiveUp("truncated")

@@ -7,7 +7,7 @@ subscribed period), and the protobuf runtime that ctrader-open-api pins (3.20) p
 objects and descriptor look-ups per field. These readers decode the same bytes into plain objects with the
 attributes and ``HasField`` of the generated classes that the adapter reads (data.py, parsing.py); an ORDER_ACCEPTED
 execution event (one per order) is read as far as the adapter uses it (`OrderAccepted`), any other (its fill) by
-execution_wire.py. Field numbers and
+execution_wire.py (whose varint and skip readers these share). Field numbers and
 types are the generated descriptors' (checked at import); an unknown field is skipped by its wire type, as the
 protobuf runtime does. Every other message is parsed by its generated class (schemas.unwrap).
 """
@@ -19,13 +19,14 @@ from typing import Any
 
 from services.connector.ctrader import execution_wire
 from services.connector.ctrader import schemas as proto
+from services.connector.ctrader.execution_wire import skip, varint
 
 SPOT_EVENT = proto.payload_type_of(proto.oa.ProtoOASpotEvent)
 EXECUTION_EVENT = proto.payload_type_of(proto.oa.ProtoOAExecutionEvent)
 ORDER_ACCEPTED = proto.model.ProtoOAExecutionType.Value("ORDER_ACCEPTED")
 _INT64 = 1 << 63
 _UINT64 = 1 << 64
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+_VARINT, _BYTES = 0, 2  # wire types
 
 # (field number, name, signed) of the varint fields read: int64 fields are two's complement on the wire
 _SPOT_FIELDS = ((1, "payloadType", False), (2, "ctidTraderAccountId", True), (3, "symbolId", True),
@@ -55,35 +56,6 @@ _TRENDBARS_TRENDBAR_TAG = (proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR.fields_by_
 _TRENDBAR_TAGS = _check(proto.model.ProtoOATrendbar, _TRENDBAR_FIELDS)
 _TRENDBAR_TAG = (proto.oa.ProtoOASpotEvent.DESCRIPTOR.fields_by_name["trendbar"].number << 3) | _BYTES
 _TRENDBAR_DEFAULTS = {"period": int(proto.model.ProtoOATrendbar.DESCRIPTOR.fields_by_name["period"].default_value)}
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    b = buf[pos]
-    if b < 0x80:
-        return b, pos + 1
-    value, shift = b & 0x7F, 7
-    while True:
-        pos += 1
-        b = buf[pos]
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos + 1
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def _skip(buf: bytes, pos: int, wire_type: int) -> int:
-    if wire_type == _VARINT:
-        return _varint(buf, pos)[1]
-    if wire_type == _FIXED64:
-        return pos + 8
-    if wire_type == _BYTES:
-        n, pos = _varint(buf, pos)
-        return pos + n
-    if wire_type == _FIXED32:
-        return pos + 4
-    raise ValueError(f"wire type {wire_type} is not readable")
 
 
 class Fields:
@@ -121,25 +93,25 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _varint(buf, pos)
+            tag, pos = varint(buf, pos)
         known = tags.get(tag)
         if known is not None:
             value = buf[pos]
             if value < 0x80:
                 pos += 1
             else:
-                value, pos = _varint(buf, pos)
+                value, pos = varint(buf, pos)
             name, signed = known
             if signed and value >= _INT64:
                 value -= _UINT64
             values[name] = value
             present.add(name)
         elif nested is not None and tag == nested_tag:
-            n, pos = _varint(buf, pos)
+            n, pos = varint(buf, pos)
             nested.append((pos, pos + n))
             pos += n
         else:
-            pos = _skip(buf, pos, tag & 7)
+            pos = skip(buf, pos, tag & 7)
     if pos != end:
         raise ValueError("truncated message")
 
@@ -199,15 +171,15 @@ def _fields(buf: bytes, pos: int, end: int) -> dict[int, Any] | None:
     field comes twice (the runtime would merge it: left to the generated class)."""
     out: dict[int, Any] = {}
     while pos < end:
-        tag, pos = _varint(buf, pos)
+        tag, pos = varint(buf, pos)
         number, wire_type = tag >> 3, tag & 7
         if wire_type == _VARINT:
-            value, pos = _varint(buf, pos)
+            value, pos = varint(buf, pos)
         elif wire_type == _BYTES:
-            n, pos = _varint(buf, pos)
+            n, pos = varint(buf, pos)
             value, pos = (pos, pos + n), pos + n
         else:
-            pos = _skip(buf, pos, wire_type)
+            pos = skip(buf, pos, wire_type)
             continue
         if number in out:
             return None
@@ -253,18 +225,18 @@ def read_frame(body: bytes, accepted: bool = False, fills: bool = False) -> tupl
     ptype, payload, cid = 0, b"", ""
     pos, end = 0, len(body)
     while pos < end:
-        tag, pos = _varint(body, pos)
+        tag, pos = varint(body, pos)
         if tag == 0x08:  # payloadType (uint32)
-            ptype, pos = _varint(body, pos)
+            ptype, pos = varint(body, pos)
             ptype &= 0xFFFFFFFF
         elif tag == 0x12:  # payload (bytes)
-            n, pos = _varint(body, pos)
+            n, pos = varint(body, pos)
             payload, pos = body[pos:pos + n], pos + n
         elif tag == 0x1A:  # clientMsgId (string)
-            n, pos = _varint(body, pos)
+            n, pos = varint(body, pos)
             cid, pos = body[pos:pos + n].decode(), pos + n
         else:
-            pos = _skip(body, pos, tag & 7)
+            pos = skip(body, pos, tag & 7)
     if pos != end:
         raise ValueError("truncated envelope")
     if ptype == SPOT_EVENT:

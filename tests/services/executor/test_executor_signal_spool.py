@@ -21,18 +21,24 @@ def signal(symbol: str) -> messages.Signal:
     return messages.Signal(symbol, T0, 1.1, 1, 1, 1, 0, 0.0, previous_direction=1)
 
 
+def wired(ex: Executor, endpoint: str, topics: list[str]) -> tuple[bus.Publisher, zmq.Poller]:
+    """A preditor's PUB on an inproc endpoint and the executor's SUB on it, the subscription through."""
+    pub = bus.Publisher(ex.ctx, endpoint, "preditor", 1)
+    ex.sub = bus.Subscriber(ex.ctx, [endpoint], topics, ex.errors)
+    poller = zmq.Poller()
+    poller.register(ex.sub.sock, zmq.POLLIN)
+    while not poller.poll(100):  # the subscription reaches the publisher
+        pub.publish("signal.PROBE", signal("PROBE"))
+    ex.sub.drain()
+    return pub, poller
+
+
 def test_the_signals_of_one_read_are_spooled_with_one_write_before_it_returns(tmp_path, monkeypatch):
     home = Home(tmp_path)
     cfg = home.config()
     ex = Executor(cfg)
-    pub = bus.Publisher(ex.ctx, "inproc://signals", "preditor", 1)
-    ex.sub = bus.Subscriber(ex.ctx, ["inproc://signals"], ["signal."], ex.errors)
-    poller = zmq.Poller()
-    poller.register(ex.sub.sock, zmq.POLLIN)
+    pub, poller = wired(ex, "inproc://signals", ["signal."])
     try:
-        while not poller.poll(100):  # the subscription reaches the publisher
-            pub.publish("signal.PROBE", signal("PROBE"))
-        ex.sub.drain()
         symbols = ["EURUSD", "GBPUSD", "USDJPY"]
         pub.publish_many([(f"signal.{s}", signal(s)) for s in symbols])  # inproc: in the pipe once sent
         writes: list[int] = []
@@ -78,14 +84,8 @@ def test_signals_read_before_another_message_are_spooled_before_it_acts(tmp_path
 
     home = Home(tmp_path)
     ex = Watched(home.config())
-    pub = bus.Publisher(ex.ctx, "inproc://mixed", "preditor", 1)
-    ex.sub = bus.Subscriber(ex.ctx, ["inproc://mixed"], ["signal.", "market."], ex.errors)
-    poller = zmq.Poller()
-    poller.register(ex.sub.sock, zmq.POLLIN)
+    pub, poller = wired(ex, "inproc://mixed", ["signal.", "market."])
     try:
-        while not poller.poll(100):  # the subscription reaches the publisher
-            pub.publish("signal.PROBE", signal("PROBE"))
-        ex.sub.drain()
         pub.publish_many([("signal.EURUSD", signal("EURUSD")),
                           ("market.EURUSD", messages.MarketState("EURUSD", True, 1.0, "test")),
                           ("signal.GBPUSD", signal("GBPUSD"))])
