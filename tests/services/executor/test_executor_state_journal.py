@@ -214,7 +214,6 @@ def test_the_acks_of_a_batch_with_orders_are_written_ahead_with_them_spooled_aft
         rig.close()
 
 
-
 def test_the_entry_written_ahead_of_orders_does_not_fold_a_full_journal_the_landing_does(tmp_path):
     """A snapshot costs three fsyncs: not while the orders wait for it."""
     rig = Rig(tmp_path)
