@@ -188,8 +188,9 @@ class Store:
         whole batch). Returns one WriteAck per item, in order.
 
         `keep_stored_session`: positions of items whose session_id the server filled in: when a copy of the
-        record is stored already (before this batch) with a session_id, the item takes that one (a sender's retry
-        keeps the session its first copy got, so it is a duplicate, not a conflict)."""
+        record is stored already (before this batch), the item takes its session_id, none included (a sender's
+        retry keeps the session its first copy got, so it is a duplicate, not a conflict: an event first stored
+        before the session started, and sent again after, is the same record)."""
         validated: list[tuple[str, rec.Record]] = []
         for i, (table, record) in enumerate(items):
             try:
@@ -240,8 +241,11 @@ class Store:
         if keep_stored_session and stored_sessions:
             for i in keep_stored_session:
                 table, record = validated[i]
-                stored = stored_sessions.get((table, rows[i][0]))
-                if stored is not None and stored != record.session_id:  # type: ignore[attr-defined]
+                key = (table, rows[i][0])
+                if key not in stored_sessions:
+                    continue
+                stored = stored_sessions[key]
+                if stored != record.session_id:  # type: ignore[attr-defined]
                     record = record.model_copy(update={"session_id": stored})
                     validated[i] = (table, record)
                     rows[i] = _sql(table).row(record)

@@ -207,6 +207,25 @@ def test_trades_before_the_session_are_adopted_by_it(home):
     assert query(home, "events", {"event_type": stream_events.TRADES_ADOPTED})
 
 
+def test_a_retry_after_the_session_started_of_records_stored_before_it_is_acknowledged(home):
+    """A restarted persistence stores what a sender sends between persistence.open and persistence.session; the
+    sender sends it again after (its request timed out: the session step holds the loop while it asks the connector
+    for the balance). The retry is the same record: acknowledged, not refused as a conflict over the session_id
+    persistence itself filled in (an event stored without one; a trade adopted since)."""
+    home.start("persistence")
+    wait_for(lambda: home.request("persistence", "ping"), 15, "persistence answering")
+    step(home, "persistence.open")
+    event = orchestrator_event(7)
+    trade = real_trade_record(messages.to_wire(fill(22, 202, 1_780_000_000.0)), closing=False)
+    assert write(home, "events", [event]).acked == [event["id"]]
+    assert write(home, "trades", [trade]).acked == [trade["id"]]
+    step(home, "persistence.session")
+    for table, record in (("events", event), ("trades", trade)):
+        res = write(home, table, [record])
+        assert res.acked == [record["id"]] and res.rejected == {}, table
+    assert query(home, "events", {"event_type": "RESTART"})[0]["session_id"] is None
+
+
 def test_rows_are_on_disk_when_acknowledged(home):
     boot_persistence(home)
     recs = [{**orchestrator_event(100 + i)} for i in range(50)]
