@@ -1,11 +1,13 @@
 """Helper process for the persistence service tests: a real service that persists a stream of records through
 `Service.persist` (the runtime's outbox: kept until acknowledged, retried with the same ids).
 
-usage: python pers_sender.py COUNT RATE   (ORACLE_HOME set; records per second; 0 = as fast as possible)
+usage: python pers_sender.py COUNT RATE [UPTO]   (ORACLE_HOME set; records per second, 0 = as fast as possible;
+UPTO: it makes no record past the first UPTO until its op `sender_allow` lets it, default COUNT)
 
 Even records are `events` (the fields any sender uses, no session_id), odd ones `trades` without a session_id.
-Its op `sender_counts` (registered by this process only) reports made, pending, acked and rejected; its `status` is
-the common part every process has. It does no handshake (no orchestrator).
+Its op `sender_counts` (registered by this process only) reports made, pending, acked and rejected; `sender_allow`
+moves its limit (a test holds the stream where it needs it, whatever the machine's load); its `status` is the common
+part every process has. It does no handshake (no orchestrator).
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ class SenderCounts:
     rejected: dict  # id -> why persistence refused it
 
 
+@dataclass(frozen=True, slots=True)
+class SenderAllow:
+    upto: int  # the sender makes records up to this many (at its rate from now on)
+
+
 OP_SENDER_COUNTS = messages.op("sender_counts", messages.NoArgs, SenderCounts, "test sender: its records' counts")
+OP_SENDER_ALLOW = messages.op("sender_allow", SenderAllow, SenderCounts, "test sender: make records up to upto")
 roles.declare(OP_SENDER_COUNTS.name, roles.ANY)
+roles.declare(OP_SENDER_ALLOW.name, roles.ANY)
 
 
 def record(i: int) -> tuple[str, dict]:
@@ -48,21 +57,28 @@ class Sender(runtime.Service):
     handshake = False
     subscribe_to: dict[str, list[str]] = {}
 
-    def __init__(self, cfg: config.Config, count: int, rate: float):
+    def __init__(self, cfg: config.Config, count: int, rate: float, upto: int):
         super().__init__(cfg)
         self.total = count
         self.rate = rate
+        self.upto = min(upto, count)
         self.made = 0
         self.t0 = time.monotonic()
 
     def on_tick(self, now: float) -> None:
-        due = self.total if self.rate <= 0 else min(self.total, int((now - self.t0) * self.rate))
+        due = self.upto if self.rate <= 0 else min(self.upto, int((now - self.t0) * self.rate))
         while self.made < due:
             self.persist(*record(self.made))
             self.made += 1
 
     def ops(self) -> dict:
-        return {OP_SENDER_COUNTS.name: self._counts}
+        return {OP_SENDER_COUNTS.name: self._counts, OP_SENDER_ALLOW.name: self._allow}
+
+    def _allow(self, args: SenderAllow) -> SenderCounts:
+        if self.rate > 0:  # the records past the old limit come at the rate from now, not in a burst
+            self.t0 = time.monotonic() - self.made / self.rate
+        self.upto = min(args.upto, self.total)
+        return self._counts(None)
 
     def _counts(self, _args: Any) -> SenderCounts:
         return SenderCounts(self.made, self.total, len(self.outbox), self.outbox.acked, dict(self.outbox.rejected))
@@ -70,10 +86,11 @@ class Sender(runtime.Service):
 
 def main() -> int:
     count, rate = int(sys.argv[1]), float(sys.argv[2])
+    upto = int(sys.argv[3]) if len(sys.argv) > 3 else count
     cfg = config.load()
     cfg.path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     logs.setup("sender", "INFO", "text")
-    return Sender(cfg, count, rate).run()
+    return Sender(cfg, count, rate, upto).run()
 
 
 if __name__ == "__main__":

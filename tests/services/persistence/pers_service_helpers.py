@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from pers_sender import SenderAllow
 
 from common import bus, messages
 
@@ -34,9 +35,12 @@ def boot_persistence(home: Any) -> dict:
     return step(home, "persistence.session")
 
 
-def start_sender(home: Any, count: int, rate: float) -> subprocess.Popen:
+def start_sender(home: Any, count: int, rate: float, upto: int | None = None) -> subprocess.Popen:
+    """The sender process (pers_sender.py): `count` records at `rate` a second, none past the first `upto` until
+    `sender_allow` lets it."""
     out = open(home.root / "var" / "log" / "sender.log", "ab")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen([sys.executable, str(SENDER), str(count), str(rate)], cwd=home.root, env=home.env,
+    args = [str(count), str(rate)] + ([str(upto)] if upto is not None else [])
+    proc = subprocess.Popen([sys.executable, str(SENDER), *args], cwd=home.root, env=home.env,
                             stdout=out, stderr=subprocess.STDOUT)
     out.close()
     home.procs["sender"] = proc
@@ -46,6 +50,11 @@ def start_sender(home: Any, count: int, rate: float) -> subprocess.Popen:
 def sender_status(home: Any) -> dict:
     """The sender's counts (its own op, pers_sender.py), as a plain map."""
     return messages.to_wire(home.request("sender", "sender_counts"))
+
+
+def sender_allow(home: Any, upto: int) -> dict:
+    """Let the sender make records up to `upto` (at its rate from now); its counts as a plain map."""
+    return messages.to_wire(home.request("sender", "sender_allow", SenderAllow(upto)))
 
 
 def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:

@@ -11,6 +11,7 @@ every record until acknowledged and retries with the same ids):
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from harness import Home, wait_for
 from pers_sender import record
-from pers_service_helpers import HeartbeatTap, boot_persistence, db_rows, sender_status, start_sender
+from pers_service_helpers import HeartbeatTap, boot_persistence, db_rows, sender_allow, sender_status, start_sender
 from psycopg.conninfo import conninfo_to_dict
 
 from common import bus, messages
@@ -95,17 +96,24 @@ def test_sink_down_for_a_stretch_backlog_grows_then_drains_exactly_once(tmp_path
 @pytest.mark.parametrize("kill_at", [200, 900])
 def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, kill_at):
     home = Home(tmp_path)
-    # 7.5 s of records at 400/s: the kill lands while the sender is still making them, even when a loaded machine
-    # holds the acknowledgements seconds behind (2 000 records were all made before the 900th ack under xdist)
-    n = 3000
+    n = 2000
+    held = kill_at + 200  # the sender makes no record past these until told: the kill lands before the stream's end
+    unacked = 100  # however far a loaded machine holds the acknowledgements behind
     try:
         sid = boot_persistence(home)["session_id"]
-        start_sender(home, n, 400)
+        start_sender(home, n, 400, upto=held)
         wait_for(lambda: sender_status(home)["acked"] >= kill_at, 20, f"{kill_at} records acknowledged")
+        # frozen (SIGSTOP: it stops where it is, mid-commit or mid-reply, as a kill -9 there would leave it), it
+        # acknowledges nothing more; the records the sender makes meanwhile are unacknowledged when the kill lands
+        home.kill("persistence", sig=signal.SIGSTOP)
+        wait_for(lambda: sender_allow(home, held + unacked), 10, "the sender allowed more records")
+        wait_for(lambda: sender_status(home)["made"] == held + unacked, 20, "records made after the freeze")
         home.kill("persistence")  # SIGKILL, mid-stream
-        before = sender_status(home)
-        assert before["made"] < n
-        time.sleep(1.0)
+        before = wait_for(lambda: sender_status(home), 10, "the sender's counts")
+        assert before["made"] == held + unacked < n and before["pending"] >= unacked
+        # the rest: made while persistence is down, then after its restart
+        wait_for(lambda: sender_allow(home, n), 10, "the sender allowed more records")
+        wait_for(lambda: sender_status(home)["made"] >= before["made"] + unacked, 20, "records made while down")
         again = boot_persistence(home)
         assert again["session_id"] == sid and again["resumed"] is True
         done = sender_done(home, n, 40)
