@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from common import config, logs, messages, roles, runtime
 from common.outbox import record_id
+from common.schema import check
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class SenderCounts:
 
 @dataclass(frozen=True, slots=True)
 class SenderAllow:
-    upto: int  # the sender makes records up to this many (at its rate from now on)
+    upto: int = field(metadata=check(ge=0))  # the sender makes records up to this many (at its rate from now on)
 
 
 OP_SENDER_COUNTS = messages.op("sender_counts", messages.NoArgs, SenderCounts, "test sender: its records' counts")
