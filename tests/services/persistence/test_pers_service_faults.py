@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 
 import psycopg
 import pytest
@@ -172,11 +171,10 @@ def test_full_disk_then_locked_database_clear_errors_and_nothing_lost(tmp_path):
         locker = sqlite3.connect(db, timeout=0, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         try:
-            t0 = time.monotonic()
+            # answered store_busy (busy_timeout_ms), not left to the request's timeout (a RequestTimeout)
             with pytest.raises(bus.RequestFailed) as err:
                 home.request("persistence", "write", one(n + 3), timeout_ms=3000)
             assert err.value.code == "store_busy" and "locked" in err.value.message
-            assert time.monotonic() - t0 < 2.0  # busy_timeout_ms, not the sender's timeout
             assert home.request("persistence", "ping")
             # what it hears meanwhile (an alert) is kept in memory until the store takes it again
             wait_for(lambda: (orch.publish("alert.test", messages.Alert("test", "warning", "during the lock")),
