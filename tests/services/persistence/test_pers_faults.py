@@ -84,10 +84,8 @@ def test_locked_database_raises_clear_error_then_recovers(tmp_path):
         other.execute("BEGIN IMMEDIATE")  # holds the write lock
         try:
             r = trade_record(2)
-            t0 = time.monotonic()
             with pytest.raises(StoreBusy, match=r"writing 1 record\(s\) to trades: database is locked"):
                 store.write("trades", r)
-            assert time.monotonic() - t0 < 2
             assert store.count("trades") == 1  # reads still work during the lock (WAL)
         finally:
             other.execute("ROLLBACK")
