@@ -20,7 +20,7 @@ from services.executor.acks import Ack, AckStatus, ack_skip
 from services.executor.batch import Batch, Decided, expected, gathered
 from services.executor.commands import RealPosition
 from services.executor.order_desk import ConnectorDown
-from services.executor.plan import SignalInputs, plan_signal
+from services.executor.plan import SignalInputs, plan_signal, sync_decision
 from services.executor.sync import Stance, SyncAction
 
 log = logging.getLogger("oracle.executor")
@@ -178,12 +178,17 @@ class DecisionDesk:
         # to an opening alone, which is planned again on the quote and account that came with the positions
         # (symbol_info / account asked only when that answer lacks them)
         data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
-        plan = plan_signal(self._inputs(sig, stance, data, None, now))
-        if plan.decision.action == SyncAction.OPEN:
+        x = self._inputs(sig, stance, data, None, now)
+        decision = sync_decision(x)
+        if decision.action == SyncAction.OPEN:
+            # the same decision on these inputs (it reads neither the quote nor the account: a symbol without a
+            # position, so not its volume limits either), planned on them
             data = self._quoted(symbol, now)
-            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now))
+            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now), decision)
             if plan.open is not None and plan.required_margin:
                 batch.committed_margin += plan.required_margin
+        else:
+            plan = plan_signal(x, decision)
         self.modelled.add(symbol)  # a signal proves a model
         # decided: from here on the signal is consumed whatever happens to its orders
         self.previous[symbol] = stance

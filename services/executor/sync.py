@@ -178,13 +178,17 @@ def _yes_no(flag: bool) -> str:
 
 def classify(inputs: SyncInputs) -> dict[str, str]:
     """One token per column of `SYNC_TABLE`."""
+    return dict(zip(COLUMNS, _tokens(inputs), strict=True))
+
+
+def _tokens(inputs: SyncInputs) -> tuple[str, ...]:
+    """`classify`'s tokens, in COLUMNS order."""
     signal = inputs.signal
     if signal is None:
         if not inputs.orphan:
             raise SyncInputError("signal is required for a symbol with a model (only orphans have none)")
-        return {"orphan": YES, "position": ANY, "signal": S_NONE, "intensity": I_NA, "previous": ANY,
-                "enter_on_first_signal": _yes_no(inputs.enter_on_first_signal),
-                "enabled": _yes_no(inputs.enabled), "paused": _yes_no(inputs.paused)}
+        return (YES, ANY, S_NONE, I_NA, ANY, _yes_no(inputs.enter_on_first_signal), _yes_no(inputs.enabled),
+                _yes_no(inputs.paused))
     pos = inputs.position
     if pos.direction == Direction.FLAT:
         position = P_FLAT
@@ -203,25 +207,17 @@ def classify(inputs: SyncInputs) -> dict[str, str]:
         previous = PREV_SAME
     else:
         previous = PREV_OTHER
-    return {
-        "orphan": _yes_no(inputs.orphan),
-        "position": position,
-        "signal": S_WAIT if signal.direction == Direction.FLAT else S_POSITIONED,
-        "intensity": intensity,
-        "previous": previous,
-        "enter_on_first_signal": _yes_no(inputs.enter_on_first_signal),
-        "enabled": _yes_no(inputs.enabled),
-        "paused": _yes_no(inputs.paused),
-    }
+    return (_yes_no(inputs.orphan), position, S_WAIT if signal.direction == Direction.FLAT else S_POSITIONED,
+            intensity, previous, _yes_no(inputs.enter_on_first_signal), _yes_no(inputs.enabled),
+            _yes_no(inputs.paused))
 
 
 def decide(inputs: SyncInputs) -> SyncDecision:
     """The sync decision for one symbol: the first row of `SYNC_TABLE` that matches the inputs."""
-    tokens = classify(inputs)
-    key = tuple(tokens.values())
+    key = _tokens(inputs)
     found = _DECIDED.get(key)
     if found is None:
-        found = _DECIDED[key] = _first_match(tokens)
+        found = _DECIDED[key] = _first_match(dict(zip(COLUMNS, key, strict=True)))
     return found
 
 
