@@ -44,12 +44,14 @@ from services.executor.risk import (
 from services.executor.sltp import PriceData, SltpError
 from services.executor.sltp import plan as sltp_plan
 from services.executor.symbols_config import RiskConfig, SymbolConfig
-from services.executor.sync import FLAT, Direction, Stance, SyncAction, SyncDecision, SyncInputs, decide
+from services.executor.sync import FLAT, Direction, Stance, SyncAction, SyncDecision, decide_of
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SignalInputs:
-    """Everything one signal's plan reads. The service gathers it; nothing here reads a clock or a socket."""
+    """Everything one signal's plan reads. The service gathers it; nothing here reads a clock or a socket. Not
+    frozen (nothing changes it once built): the executor builds one for every signal, and a frozen dataclass sets
+    its 25 fields one `object.__setattr__` call each, which cost as much as the sync decision."""
 
     symbol: str
     bar_time: int
@@ -130,10 +132,9 @@ def sync_decision(x: SignalInputs) -> SyncDecision:
     """The sync rule's decision for the signal: a function of the positions, the signal, the previous one, the
     symbol's config and volume limits, pause and model alone (never of the quote, the account or the clock)."""
     mine = [p for p in x.positions if p.symbol == x.symbol]
-    return decide(SyncInputs(
-        position=real_stance(mine, x.signal, x.config, x.volume_limits), signal=x.signal, previous=x.previous,
-        enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused, enabled=x.config.enabled,
-        orphan=not x.modelled, twin_previous=x.twin_previous))
+    return decide_of(real_stance(mine, x.signal, x.config, x.volume_limits), x.signal, x.previous,
+                     enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused,
+                     enabled=x.config.enabled, orphan=not x.modelled, twin_previous=x.twin_previous)
 
 
 def plan_signal(x: SignalInputs, decision: SyncDecision | None = None) -> SignalPlan:
