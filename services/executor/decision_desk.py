@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from common import messages
+from common.bus import Received
 from services.executor import inputs
 from services.executor.acks import Ack, AckStatus, ack_skip
 from services.executor.batch import Batch, Decided, expected, gathered
@@ -51,6 +52,7 @@ class DecisionDesk:
     _symbol_data: dict[str, inputs.SymbolData]
     _positions_fresh: bool
     _positions_down: Exception | None  # the batch's positions request found the connector down (_prefetch_positions)
+    _deferred: list[Received] | None  # while the batch's positions are awaited: messages read, handled after them
     _retry_at: float
     _gather_from: float | None  # when the oldest signal waiting to be decided arrived (time.monotonic)
     _expecting: tuple[tuple[str, int], frozenset[str]]  # (timeframe, bar time) -> the symbols expected for it
@@ -87,16 +89,23 @@ class DecisionDesk:
     def _prefetch_positions(self) -> bool:
         """The positions (with the account and the quotes) for the batch being gathered, asked as soon as its first
         signal is in: the round trip overlaps the arrival of the bar's other signals instead of following the last
-        one. The batch's decisions use this answer, unless an order leaves in between (asked again then). A
-        connector that is down: kept for the batch's first decision, which fails on it as it would on its own
-        request. True when it asked."""
+        one, and they are taken as they arrive while the answer is awaited (`_deferred`: the SUB socket is read
+        meanwhile; its other messages are handled after the answer, as they would have been read after it). The
+        batch's decisions use this answer, unless an order leaves in between (asked again then). A connector that
+        is down: kept for the batch's first decision, which fails on it as it would on its own request. True when
+        it asked."""
         if self._positions_fresh or self._positions_down is not None:
             return False
+        self._deferred = []
         try:
             self._fetch_positions()
         except ConnectorDown as exc:
             self._positions_down = exc
             return True
+        finally:
+            deferred, self._deferred = self._deferred, None
+            for received in deferred:
+                self.on_message(received)
         self._positions_fresh = True
         return True
 
