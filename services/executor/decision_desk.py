@@ -98,16 +98,18 @@ class DecisionDesk:
             return False
         self._deferred = []
         try:
-            self._fetch_positions()
-        except ConnectorDown as exc:
-            self._positions_down = exc
+            try:
+                self._fetch_positions()
+            except ConnectorDown as exc:
+                self._positions_down = exc
+                return True
+            self._positions_fresh = True
             return True
         finally:
+            # after the answer is taken (an order one of them sends, an emergency's closes, has it asked again)
             deferred, self._deferred = self._deferred, None
             for received in deferred:
                 self.on_message(received)
-        self._positions_fresh = True
-        return True
 
     def _decide_waiting(self) -> None:
         """The signals waiting whose symbol has no order out: decided together, their orders out as one flight."""
