@@ -15,12 +15,13 @@ import time
 from typing import Any
 
 from common import messages
+from common.bus import Received
 from services.executor import inputs
 from services.executor.acks import Ack, AckStatus, ack_skip
 from services.executor.batch import Batch, Decided, expected, gathered
 from services.executor.commands import RealPosition
 from services.executor.order_desk import ConnectorDown
-from services.executor.plan import SignalInputs, plan_signal
+from services.executor.plan import SignalInputs, plan_signal, sync_decision
 from services.executor.sync import Stance, SyncAction
 
 log = logging.getLogger("oracle.executor")
@@ -51,6 +52,7 @@ class DecisionDesk:
     _symbol_data: dict[str, inputs.SymbolData]
     _positions_fresh: bool
     _positions_down: Exception | None  # the batch's positions request found the connector down (_prefetch_positions)
+    _deferred: list[Received] | None  # while the batch's positions are awaited: messages read, handled after them
     _retry_at: float
     _gather_from: float | None  # when the oldest signal waiting to be decided arrived (time.monotonic)
     _expecting: tuple[tuple[str, int], frozenset[str]]  # (timeframe, bar time) -> the symbols expected for it
@@ -87,18 +89,27 @@ class DecisionDesk:
     def _prefetch_positions(self) -> bool:
         """The positions (with the account and the quotes) for the batch being gathered, asked as soon as its first
         signal is in: the round trip overlaps the arrival of the bar's other signals instead of following the last
-        one. The batch's decisions use this answer, unless an order leaves in between (asked again then). A
-        connector that is down: kept for the batch's first decision, which fails on it as it would on its own
-        request. True when it asked."""
+        one, and they are taken as they arrive while the answer is awaited (`_deferred`: the SUB socket is read
+        meanwhile; its other messages are handled after the answer, as they would have been read after it). The
+        batch's decisions use this answer, unless an order leaves in between (asked again then). A connector that
+        is down: kept for the batch's first decision, which fails on it as it would on its own request. True when
+        it asked."""
         if self._positions_fresh or self._positions_down is not None:
             return False
+        self._deferred = []
         try:
-            self._fetch_positions()
-        except ConnectorDown as exc:
-            self._positions_down = exc
+            try:
+                self._fetch_positions()
+            except ConnectorDown as exc:
+                self._positions_down = exc
+                return True
+            self._positions_fresh = True
             return True
-        self._positions_fresh = True
-        return True
+        finally:
+            # after the answer is taken (an order one of them sends, an emergency's closes, has it asked again)
+            deferred, self._deferred = self._deferred, None
+            for received in deferred:
+                self.on_message(received)
 
     def _decide_waiting(self) -> None:
         """The signals waiting whose symbol has no order out: decided together, their orders out as one flight."""
@@ -178,12 +189,17 @@ class DecisionDesk:
         # to an opening alone, which is planned again on the quote and account that came with the positions
         # (symbol_info / account asked only when that answer lacks them)
         data = self._symbol_data.get(symbol) or self._fetch_symbol(symbol, now)
-        plan = plan_signal(self._inputs(sig, stance, data, None, now))
-        if plan.decision.action == SyncAction.OPEN:
+        x = self._inputs(sig, stance, data, None, now)
+        decision = sync_decision(x)
+        if decision.action == SyncAction.OPEN:
+            # the same decision on these inputs (it reads neither the quote nor the account: a symbol without a
+            # position, so not its volume limits either), planned on them
             data = self._quoted(symbol, now)
-            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now))
+            plan = plan_signal(self._inputs(sig, stance, data, batch.account(self._account_now, now), now), decision)
             if plan.open is not None and plan.required_margin:
                 batch.committed_margin += plan.required_margin
+        else:
+            plan = plan_signal(x, decision)
         self.modelled.add(symbol)  # a signal proves a model
         # decided: from here on the signal is consumed whatever happens to its orders
         self.previous[symbol] = stance

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
 from services.executor.symbols_config import SymbolConfig
 
@@ -137,10 +136,25 @@ def intensities_of_lots(config: SymbolConfig, lots: float, limits: VolumeLimits 
     return tuple(intensity for intensity, sent in _lots_sent(config, limits) if same_lots(sent, lots))
 
 
-@lru_cache(maxsize=512)
 def _lots_sent(config: SymbolConfig, limits: VolumeLimits | None) -> tuple[tuple[int, float], ...]:
     """(intensity, lots its opening sends) of every intensity that can open: a pure function of the symbol's config
-    and limits (both frozen), kept per pair instead of checked again for each signal."""
+    and limits (both frozen), kept per pair of objects instead of checked again for each signal (the executor holds
+    one of each per symbol from bar to bar: found by identity, without hashing and comparing a config's fields)."""
+    key = (id(config), id(limits))
+    kept = _SENT.get(key)
+    if kept is not None and kept[0] is config and kept[1] is limits:
+        return kept[2]
+    if len(_SENT) >= 512:
+        _SENT.clear()
+    found = _lots_sent_of(config, limits)
+    _SENT[key] = (config, limits, found)  # the objects kept too: their ids stay theirs while in here
+    return found
+
+
+_SENT: dict[tuple[int, int], tuple[SymbolConfig, VolumeLimits | None, tuple[tuple[int, float], ...]]] = {}
+
+
+def _lots_sent_of(config: SymbolConfig, limits: VolumeLimits | None) -> tuple[tuple[int, float], ...]:
     found = []
     for intensity in (1, 2, 3):
         configured = config.lots(intensity)

@@ -44,12 +44,14 @@ from services.executor.risk import (
 from services.executor.sltp import PriceData, SltpError
 from services.executor.sltp import plan as sltp_plan
 from services.executor.symbols_config import RiskConfig, SymbolConfig
-from services.executor.sync import FLAT, Direction, Stance, SyncAction, SyncDecision, SyncInputs, decide
+from services.executor.sync import FLAT, Direction, Stance, SyncAction, SyncDecision, decide_of
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SignalInputs:
-    """Everything one signal's plan reads. The service gathers it; nothing here reads a clock or a socket."""
+    """Everything one signal's plan reads. The service gathers it; nothing here reads a clock or a socket. Not
+    frozen (nothing changes it once built): the executor builds one for every signal, and a frozen dataclass sets
+    its 25 fields one `object.__setattr__` call each, which cost as much as the sync decision."""
 
     symbol: str
     bar_time: int
@@ -126,13 +128,22 @@ def emergency_closes(positions: Sequence[RealPosition], now: int) -> tuple[Close
                  for p in sorted(positions, key=lambda p: p.ticket))
 
 
-def plan_signal(x: SignalInputs) -> SignalPlan:
+def sync_decision(x: SignalInputs) -> SyncDecision:
+    """The sync rule's decision for the signal: a function of the positions, the signal, the previous one, the
+    symbol's config and volume limits, pause and model alone (never of the quote, the account or the clock)."""
     mine = [p for p in x.positions if p.symbol == x.symbol]
-    decision = decide(SyncInputs(
-        position=real_stance(mine, x.signal, x.config, x.volume_limits), signal=x.signal, previous=x.previous,
-        enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused, enabled=x.config.enabled,
-        orphan=not x.modelled, twin_previous=x.twin_previous))
+    return decide_of(real_stance(mine, x.signal, x.config, x.volume_limits), x.signal, x.previous,
+                     enter_on_first_signal=x.config.enter_on_first_signal, paused=x.paused,
+                     enabled=x.config.enabled, orphan=not x.modelled, twin_previous=x.twin_previous)
+
+
+def plan_signal(x: SignalInputs, decision: SyncDecision | None = None) -> SignalPlan:
+    """`decision`: `sync_decision` of inputs that differ from `x` at most in what it does not read (the caller
+    decided the sync rule on them first: an opening is then planned on the account and quote alone)."""
+    if decision is None:
+        decision = sync_decision(x)
     if decision.closes:
+        mine = [p for p in x.positions if p.symbol == x.symbol]
         closes = tuple(CloseOrder(p.ticket, p.symbol, p.lots,
                                   client_order_id(x.symbol, x.bar_time, OrderAction.CLOSE, seq=p.ticket),
                                   decision.reason)

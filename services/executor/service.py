@@ -111,6 +111,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         # order went out since: the signals taken together share one positions request
         self._positions_fresh = False
         self._positions_down: ConnectorDown | None = None  # the batch's positions request failed (decision_desk.py)
+        self._deferred: list[Received] | None = None  # read while the batch's positions are awaited (ask)
         self._symbol_data: dict[str, inputs.SymbolData] = {}  # last symbol_info per symbol (spec; quote aged)
         self._book_account: inputs.AccountData | None = None  # from the last positions answer
         self._book_quotes: dict[str, messages.BookQuote] = {}  # symbol -> live quote, from the same answer
@@ -217,6 +218,34 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         """One request; heartbeats go on while waiting. RequestTimeout / RequestFailed / WireError on failure."""
         timeout_ms = int((timeout_s or self.cfg.runtime.request_timeout_ms / 1000) * 1000)
         return self.ask(self._requester(service), op, args, timeout_ms)
+
+    def ask(self, req: bus.Requester, op: str, args: Any, timeout_ms: int, what: str = "") -> Any:
+        """runtime.Service.ask; while the gathered batch's positions are awaited (`_deferred`, decision_desk.py
+        `_prefetch_positions`), the SUB socket is read too: the bar's signals arriving meanwhile are taken (read
+        and spooled) during the round trip, not after it; the other messages read are kept in `_deferred`."""
+        sub = self.sub
+        if self._deferred is None or sub is None or self._poller is None:
+            return super().ask(req, op, args, timeout_ms, what)
+        if req.pending is not None:
+            req.reset()
+        req.send(op, args, timeout_ms)
+        assert req.sock is not None
+        both = zmq.Poller()
+        both.register(sub.sock, zmq.POLLIN)
+        both.register(req.sock, zmq.POLLIN)  # the same socket until the reply or the deadline (take_reply raises)
+        while True:
+            try:
+                reply = req.take_reply()  # raises RequestTimeout at the deadline
+            except wire.WireError:
+                req.reset()
+                raise
+            if reply is not None:
+                if not reply.ok:
+                    raise bus.RequestFailed(op, reply.error_code, f"{what}{': ' if what else ''}{reply.error_message}")
+                return reply.result
+            if sub.sock in dict(both.poll(100)):
+                self._read_sub(self._poller, time.monotonic())
+            self.beat_if_due()
 
     def _connector_call(self, op: str, args: Any, timeout_s: float | None = None) -> Any:
         try:
@@ -502,6 +531,9 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
     def on_message(self, received: Received) -> None:
         env = received.envelope
         body = env.body
+        if self._deferred is not None and not isinstance(body, messages.Signal | messages.SignalRun):
+            self._deferred.append(received)  # read while the batch's positions were awaited: handled after them
+            return
         # a gap, a restarted preditor, or the first message heard (a signal published between our sync and our
         # subscription reaching the preditor is lost otherwise): ask for the last signals
         if env.src in self.preditors and received.seen.delivery in (Delivery.GAP, Delivery.NEW_EPOCH, Delivery.FIRST):
@@ -614,9 +646,10 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if self.pending and self.synced and now >= self._retry_at and not read_back:
             ready = self._batch_ready(now)
             asked = ready is False and self._prefetch_positions()
-            if asked and self._read_more():
-                # the bar's other signals arrived during the positions' round trip: read in this turn, and decided
-                # in it when they are all in (not in a turn of their own)
+            if asked:
+                # the bar's other signals arrived during the positions' round trip (taken during it, or read now):
+                # decided in this turn when they are all in (not in a turn of their own)
+                self._read_more()
                 ready = self._batch_ready(time.monotonic())
             if ready:
                 self._decide_waiting()

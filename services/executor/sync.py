@@ -178,14 +178,21 @@ def _yes_no(flag: bool) -> str:
 
 def classify(inputs: SyncInputs) -> dict[str, str]:
     """One token per column of `SYNC_TABLE`."""
-    signal = inputs.signal
+    return dict(zip(COLUMNS, _tokens(inputs), strict=True))
+
+
+def _tokens(inputs: SyncInputs) -> tuple[str, ...]:
+    """`classify`'s tokens, in COLUMNS order."""
+    return _tokens_of(inputs.position, inputs.signal, inputs.previous, inputs.enter_on_first_signal, inputs.paused,
+                      inputs.enabled, inputs.orphan, inputs.twin_previous)
+
+
+def _tokens_of(pos: Stance, signal: Stance | None, previous: Stance | None, enter_on_first_signal: bool,
+               paused: bool, enabled: bool, orphan: bool, twin_previous: Direction | None) -> tuple[str, ...]:
     if signal is None:
-        if not inputs.orphan:
+        if not orphan:
             raise SyncInputError("signal is required for a symbol with a model (only orphans have none)")
-        return {"orphan": YES, "position": ANY, "signal": S_NONE, "intensity": I_NA, "previous": ANY,
-                "enter_on_first_signal": _yes_no(inputs.enter_on_first_signal),
-                "enabled": _yes_no(inputs.enabled), "paused": _yes_no(inputs.paused)}
-    pos = inputs.position
+        return (YES, ANY, S_NONE, I_NA, ANY, _yes_no(enter_on_first_signal), _yes_no(enabled), _yes_no(paused))
     if pos.direction == Direction.FLAT:
         position = P_FLAT
     elif pos.direction == signal.direction:
@@ -196,32 +203,33 @@ def classify(inputs: SyncInputs) -> dict[str, str]:
     if position == P_SAME:
         known = pos.intensity != 0
         intensity = I_DIFFERENT if known and pos.intensity != signal.intensity else I_SAME
-    if inputs.previous is None:
-        turned = inputs.twin_previous is not None and inputs.twin_previous != signal.direction
-        previous = PREV_OTHER if turned else PREV_BOOT
-    elif inputs.previous.direction == signal.direction:
-        previous = PREV_SAME
+    if previous is None:
+        turned = twin_previous is not None and twin_previous != signal.direction
+        previous_token = PREV_OTHER if turned else PREV_BOOT
+    elif previous.direction == signal.direction:
+        previous_token = PREV_SAME
     else:
-        previous = PREV_OTHER
-    return {
-        "orphan": _yes_no(inputs.orphan),
-        "position": position,
-        "signal": S_WAIT if signal.direction == Direction.FLAT else S_POSITIONED,
-        "intensity": intensity,
-        "previous": previous,
-        "enter_on_first_signal": _yes_no(inputs.enter_on_first_signal),
-        "enabled": _yes_no(inputs.enabled),
-        "paused": _yes_no(inputs.paused),
-    }
+        previous_token = PREV_OTHER
+    return (_yes_no(orphan), position, S_WAIT if signal.direction == Direction.FLAT else S_POSITIONED,
+            intensity, previous_token, _yes_no(enter_on_first_signal), _yes_no(enabled), _yes_no(paused))
 
 
 def decide(inputs: SyncInputs) -> SyncDecision:
     """The sync decision for one symbol: the first row of `SYNC_TABLE` that matches the inputs."""
-    tokens = classify(inputs)
-    key = tuple(tokens.values())
+    return _decided(_tokens(inputs))
+
+
+def decide_of(position: Stance, signal: Stance | None, previous: Stance | None, *, enter_on_first_signal: bool,
+              paused: bool, enabled: bool, orphan: bool, twin_previous: Direction | None) -> SyncDecision:
+    """`decide(SyncInputs(...))` of these fields, without the record (the executor decides every signal with it)."""
+    return _decided(_tokens_of(position, signal, previous, enter_on_first_signal, paused, enabled, orphan,
+                               twin_previous))
+
+
+def _decided(key: tuple[str, ...]) -> SyncDecision:
     found = _DECIDED.get(key)
     if found is None:
-        found = _DECIDED[key] = _first_match(tokens)
+        found = _DECIDED[key] = _first_match(dict(zip(COLUMNS, key, strict=True)))
     return found
 
 
