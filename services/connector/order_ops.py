@@ -24,7 +24,7 @@ import math
 import time
 from typing import Any
 
-from common import bus, messages
+from common import bus, messages, trace
 from services.connector import journal, ledger, orders
 from services.connector.bridge import Bridge
 from services.connector.port import BrokerPort, OrderResult
@@ -82,6 +82,7 @@ class OrderOps:
         return self.ledger.found_in_deals(entry, deals)
 
     def _op_order_open(self, a: messages.OrderOpenArgs) -> messages.OrderResult:
+        trace.mark("connector.order_in", a.symbol)
         try:
             cid = orders.validate_client_order_id(a.client_order_id)
         except ValueError as exc:
@@ -129,6 +130,7 @@ class OrderOps:
         return res
 
     def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
+        trace.mark("connector.order_in", str(a.ticket))
         broker = self._need_broker()
         if a.lots is not None and not a.lots > 0:
             raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")

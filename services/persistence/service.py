@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from common import bus, logs, messages, runtime, wire
+from common import bus, logs, messages, runtime, trace, wire
 from common.bus import OpError, Received
 from common.records import events as ev
 from common.records import schema as rec
@@ -485,7 +485,7 @@ class Persistence(runtime.Service):
         try:
             if now >= self._checkpoint_due():
                 self._unchecked = 0
-                self.recorder.store.checkpoint()
+                trace.mark("persistence.checkpoint", str(self.recorder.store.checkpoint()))
                 self.count("checkpoints")
             if now >= self._next_session_hb:
                 self._next_session_hb = self._at_beat(now, self.cfg.persistence.heartbeat_interval_s)

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 import zmq
 
-from common import bus, config, logs, messages, programs, runtime, wire
+from common import bus, config, logs, messages, programs, runtime, trace, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.model_meta import read_models
@@ -579,6 +579,7 @@ class Preditor(runtime.Service):
             decided, self.decided = self.decided, []
             assert self.pub is not None
             self.pub.publish_many(decided)  # one lock, one timestamp
+            trace.mark("preditor.signals_published", str(len(decided)))
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
     def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:
