@@ -18,9 +18,10 @@
   after the first: one wake of the subscribers per bar time, not one per symbol). The snapshots and signals of
   every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
   together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
-  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced in the same turn of
-  the loop when its bars came after a pause (a live bar time: no wake of its own for the sync), else once no bar
-  came for ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
+  stream of bars); a live bar time (its bars came after a pause) is written ``SNAPSHOT_AFTER_S`` after it was
+  stepped, after the close's orders, and fdatasynced in that turn; a burst's bar times are written as they go and
+  share one fdatasync once no bar came for ``SYNC_LINGER_S``. The write is in the OS at once (a kill -9 loses
+  nothing written). A crash in between replays those bars from the
   previous snapshot on restart and publishes the same signals again, which the executor and paper drop
   (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
   a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
