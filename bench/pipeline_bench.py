@@ -7,6 +7,7 @@ process and in total; at the end, issue 15's acceptance lines with their verdict
                                              [--bar-gap-s 1.0]
                                              [--idle-s 10] [--floor-bars 100]
                                              [--no-settle] [--keep] [--config-json JSON] [--curve off|on|both]
+                                             [--slowest N]
 
 Per symbol count N, a throwaway ORACLE_HOME runs the repository's deploy/supervisord.conf: the simulator
 (``sim-broker``, manual clock) and the six processes, real persistence (SQLite), paper on, production clocks. The
@@ -76,6 +77,12 @@ the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of
   requests per bar: where the work is;
 - acceptance: each line of issue 15 the bench measures, its value, target and PASS / FAIL (the durability line is
   the chaos suite's and the parity tests', not measured here).
+- --slowest N: the services mark their stages in trace files (common/trace.py: the connector's bars published,
+  order requests in and orders sent, the preditor's signals published, the executor's positions asked and in, its
+  write-ahead intent durable and its orders out; every process's fdatasyncs, garbage collections of the older
+  generations and loop turns over 1 ms, persistence's WAL checkpoints); after each run's bars, its N slowest bars
+  and the median one stage by stage, with what the processes did meanwhile (bench/bar_trace.py, which also reads a
+  kept run's files: --keep);
 - first, what this machine charges per hop: raw pyzmq REQ/REP round trips between two processes, each after an idle
   gap as at a bar close (``wakeup_floor``), so runs on different machines can be compared.
 """
@@ -99,13 +106,14 @@ import zmq
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+import bar_trace  # noqa: E402
 from harness import Home  # noqa: E402
 from measure import CpuSample, cpu_sample, cpu_used_s, net_ms, pct, verdict  # noqa: E402
 from preditor_bench import in_process_twenty  # noqa: E402
 from system.sub_reader import SubReader  # noqa: E402
 from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
 
-from common import bus, config, keys, messages  # noqa: E402
+from common import bus, config, keys, messages, trace  # noqa: E402
 from common.twin.bars import load_bars_csv  # noqa: E402
 from services.connector.sim.control import control  # noqa: E402
 
@@ -406,6 +414,10 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
     try:
         home = make_home(root, symbols, args.offset_bars,
                          config.merge(json.loads(args.config_json), {"wire": {"curve": curve}}))
+        if args.slowest:  # the services inherit it from supervisord, which inherits it from this process
+            traces = root / "trace"
+            traces.mkdir()
+            os.environ[trace.ENV] = str(traces)
         ctl = home.config().broker.sim.control_port
         if curve:  # every program's keypair, and this bench's own sockets with the operator's
             cfg = home.config()
@@ -478,6 +490,9 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
                 print(f"    {i + 1}/{n_bars} bars, {(i + 1) / (now - t_start):.1f} bars/s; system {state}", flush=True)
         elapsed = time.monotonic() - t_start
         cpu1 = cpu_now(pids)
+        if args.slowest:
+            res["slowest"] = bar_trace.report(root / "trace", args.slowest)
+            print("\n".join(res["slowest"]), flush=True)
         res["status_calls_per_bar"] = {k: v / n_bars for k, v in settler.calls.items()}
         res["beats_per_bar"] = {k: (tap.beats[k] - beats0[k]) / n_bars for k in ("paper", "executor")}
         restarted = {p for p, pid in pids_of(home).items() if pid != pids[p]}
@@ -544,6 +559,7 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
                            if v.get("restarts")}
         return res
     finally:
+        os.environ.pop(trace.ENV, None)
         if tap is not None:
             tap.close()
         if home is not None:
@@ -974,6 +990,10 @@ def main() -> int:
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")
+    p.add_argument("--slowest", type=int, default=0,
+                   help="the services mark their stages (common/trace.py: a line written per mark, a few us each, "
+                        "in the CPU figures); after each run's bars, its N slowest bars stage by stage "
+                        "(bench/bar_trace.py)")
     p.add_argument("--curve", choices=("off", "on", "both"), default="off",
                    help="wire.curve of the runs; both: each symbol count twice, CURVE off then on (compared)")
     p.add_argument("--config-json", default="{}",

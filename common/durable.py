@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import plain_json
+from common import plain_json, trace
 
 Data = bytes | bytearray | memoryview | str
 
@@ -49,7 +50,7 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, mode: int | None =
             while view:
                 view = view[os.write(fd, view):]
             if fsync:
-                os.fsync(fd)
+                _synced(os.fsync, fd, final)
         finally:
             os.close(fd)
         os.replace(tmp, final)
@@ -58,6 +59,16 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, mode: int | None =
         raise
     if fsync and sync_dir:
         fsync_dir(os.path.dirname(os.path.abspath(final)))
+
+
+def _synced(sync: Any, fd: int, path: str) -> None:
+    """``sync(fd)``; timed for the pipeline bench's trace (common/trace.py) when it is on."""
+    if not trace.ON:
+        sync(fd)
+        return
+    t0 = time.monotonic()
+    sync(fd)
+    trace.mark("fdatasync", f"{(time.monotonic() - t0) * 1000:.2f}ms {os.path.basename(path)}")
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
@@ -115,7 +126,7 @@ class AppendLog:
             while view:
                 view = view[os.write(fd, view):]
             if sync:
-                os.fdatasync(fd)
+                _synced(os.fdatasync, fd, self.path)
         except BaseException:
             with contextlib.suppress(OSError):  # no half-written line left for the next commit to continue
                 os.ftruncate(fd, self.size)
@@ -129,7 +140,7 @@ class AppendLog:
     def sync(self) -> None:
         """Make what the commits with ``sync=False`` wrote durable (one fdatasync; nothing when no file is open)."""
         if self._fd >= 0:
-            os.fdatasync(self._fd)
+            _synced(os.fdatasync, self._fd, self.path)
 
     def drop_pending(self) -> None:
         self._pending.clear()

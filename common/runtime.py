@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import psutil
 import zmq
 
-from common import bus, config, failure, keys, logs, messages, preflight, private, wire
+from common import bus, config, failure, keys, logs, messages, preflight, private, trace, wire
 from common.bus import Received
 from common.lifecycle import VERSION, Lifecycle, PermanentFailure, StepFailed
 from common.outbox import Outbox
@@ -420,6 +420,8 @@ class Service(Lifecycle, OutboxSender):
             if now >= self._next_hb:
                 self._heartbeat(now)
             self.on_tick(now)
+            if trace.ON and time.monotonic() - now > 0.001:
+                trace.mark("turn", f"{(time.monotonic() - now) * 1000:.2f}ms")
 
     def _read_sub(self, poller: zmq.Poller, now: float) -> None:
         """Every message waiting on the SUB socket, to ``on_message``; with ``sub_gather_ms``, the socket is then

@@ -17,6 +17,7 @@ MAX_PID = 2**22  # Linux's pid_max
 MAX_TICKET = 2**63 - 1  # a broker position id (int64)
 MAX_ORDER_LOTS = 10_000.0  # far above any symbol's own limit (the broker's max_lots decides), below any overflow
 MAX_PRICE = 1e9  # a price or a price distance
+MAX_FLIGHT = 10_000  # the orders a sender sends together (a flight): far above a bar's
 CLIENT_ORDER_ID_CHARS = 100
 COMMENT_CHARS = 100  # the order label
 MAX_WRITE_TABLES = 16  # the tables of one write (persistence knows fewer: an unknown one's records are rejected)
@@ -152,6 +153,9 @@ class OrderOpenArgs:
     sl_distance: float | None = field(default=None, metadata=check(ge=0, le=MAX_PRICE))
     tp_distance: float | None = field(default=None, metadata=check(ge=0, le=MAX_PRICE))
     comment: str = field(default="", metadata=check(max_len=COMMENT_CHARS))  # the order label
+    # the orders its sender sent together with it, itself counted (its flight): the connector makes their journal
+    # lines durable with one fdatasync, waiting a moment for the rest (services/connector/order_ops.py)
+    flight: int = field(default=1, metadata=check(ge=1, le=MAX_FLIGHT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,7 @@ class OrderCloseArgs:
     # None: the whole position
     lots: float | None = field(default=None, metadata=check(gt=0, le=MAX_ORDER_LOTS))
     client_order_id: str = field(default="", metadata=check(max_len=CLIENT_ORDER_ID_CHARS))
+    flight: int = field(default=1, metadata=check(ge=1, le=MAX_FLIGHT))  # as OrderOpenArgs.flight
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,6 +315,10 @@ class Bridge:
     def has_held(self) -> bool:
         return bool(self._held)
 
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
     def release(self) -> int:
         """Send the requests held (`defer(hold=True)`): each a task on the broker loop, stepped now, so each is written
         to the broker's connection before this returns (unless the broker loop must wait: a rate limit, no session);

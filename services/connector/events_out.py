@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import bus, logs, messages
+from common import bus, logs, messages, trace
 from common.config import TIMEFRAMES
 from common.records.real_trades import real_trade_record, recovered_open_record
 from services.connector.bridge import Bridge
@@ -166,6 +166,7 @@ class EventsOut:
                 self.freshness.published(record.symbol, record.timeframe, now)
                 bars += 1
         if bars:
+            trace.mark("connector.bars_published", str(bars))
             self.count("bars_published", bars)
 
     def _on_broker_event(self, ev: Any) -> None:
@@ -231,6 +232,7 @@ class EventsOut:
     def _order_sent(self, symbol: str) -> None:
         """An order for `symbol` was just written to the broker connection (called on the broker's loop, after the
         rate limit's wait): perhaps a bar close -> order sent sample (`Freshness.order_sent`, thread-safe)."""
+        trace.mark("connector.order_sent", symbol)
         period = max((TIMEFRAMES.get(tf, 0) for tf in self.published.subscriptions.get(symbol, ())), default=0)
         self.freshness.order_sent(symbol, period, time.monotonic())
 

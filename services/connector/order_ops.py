@@ -24,13 +24,19 @@ import math
 import time
 from typing import Any
 
-from common import bus, messages
+from common import bus, messages, trace
 from services.connector import journal, ledger, orders
 from services.connector.bridge import Bridge
 from services.connector.port import BrokerPort, OrderResult
 from services.connector.state import ConnectorState
 
 log = logging.getLogger("oracle.connector")
+
+
+# The longest the first order of a flight (the orders a sender sent together: `OrderOpenArgs.flight`) waits for the
+# others before the orders held leave: the sender sends them back to back, but the two processes share two cores,
+# and an order arriving after the journal's fdatasync of the first ones would cost another commit and loop turn
+FLIGHT_WAIT_S = 0.005
 
 
 class OrderOps:
@@ -41,6 +47,31 @@ class OrderOps:
     bridge: Bridge
     broker: BrokerPort | None
     ledger: ledger.OrderLedger[bus.Deferred]
+    _flight_since: float | None  # when the first order held for the next release came (None: none held)
+    _flight_expected: int  # the orders of its flight (the largest `flight` of the orders held)
+
+    def _in_flight_of(self, flight: int) -> None:
+        """An order about to be held came with `flight` - 1 others its sender sent together: they are released together,
+        after one journal commit (`flight_whole`), not in as many commits as the loop turns they arrive in."""
+        if self._flight_since is None or not self.bridge.has_held:  # the first order of the next release
+            self._flight_since, self._flight_expected = time.monotonic(), flight
+        else:
+            self._flight_expected = max(self._flight_expected, flight)
+
+    def flight_whole(self, now: float) -> bool:
+        """May the orders held leave now: every order of their flight is held, or the first has waited
+        FLIGHT_WAIT_S (one lost with its sender, a repeat joined to its first attempt)?"""
+        return (self._flight_since is None or self.bridge.held_count >= self._flight_expected
+                or now - self._flight_since >= FLIGHT_WAIT_S)
+
+    def flight_left_s(self, now: float) -> float | None:
+        """How long the loop may sleep before the orders held must leave (None: none waits for its flight)."""
+        if self._flight_since is None or not self.bridge.has_held:
+            return None
+        return max(0.0, self._flight_since + FLIGHT_WAIT_S - now)
+
+    def _flight_gone(self) -> None:
+        self._flight_since, self._flight_expected = None, 0
 
     def _order_wait_s(self) -> float:
         b = self.cfg.broker
@@ -82,6 +113,7 @@ class OrderOps:
         return self.ledger.found_in_deals(entry, deals)
 
     def _op_order_open(self, a: messages.OrderOpenArgs) -> messages.OrderResult:
+        trace.mark("connector.order_in", a.symbol)
         try:
             cid = orders.validate_client_order_id(a.client_order_id)
         except ValueError as exc:
@@ -107,6 +139,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("orders")
+        self._in_flight_of(a.flight)
         log.debug("order_open %s %s %+d %g lots", cid, a.symbol, a.direction, a.lots)
         order = broker.market_order(
             a.symbol, a.direction, a.lots, sl_distance=a.sl_distance, tp_distance=a.tp_distance,
@@ -129,6 +162,7 @@ class OrderOps:
         return res
 
     def _op_order_close(self, a: messages.OrderCloseArgs) -> messages.OrderResult:
+        trace.mark("connector.order_in", str(a.ticket))
         broker = self._need_broker()
         if a.lots is not None and not a.lots > 0:
             raise bus.OpError("bad_args", "lots must be positive (or null for the whole position)")
@@ -137,6 +171,7 @@ class OrderOps:
         if not isinstance(step, ledger.Send):
             return step
         self.count("closes_requested")
+        self._in_flight_of(a.flight)
         log.debug("order_close %s ticket %s", a.client_order_id, a.ticket)
         return self._defer(step.out_key, broker.close_position(a.ticket, a.lots),
                            lambda res: self._settle_close(a, res), f"order_close {a.ticket}")

@@ -83,6 +83,8 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         entries, bad = journal.replay(self.orders_log.lines)
         self.orders_log.lines = []
         self.ledger: ledger.OrderLedger[bus.Deferred] = ledger.OrderLedger(entries, lambda d: d.future.cancelled())
+        self._flight_since: float | None = None
+        self._flight_expected = 0
         if bad or self.orders_log.torn:
             log.warning("order journal %s: %d unreadable line(s) ignored%s", self.journal_path, bad,
                         ", a torn last line cut off" if self.orders_log.torn else "")
@@ -171,8 +173,10 @@ class Connector(EventsOut, OrderOps, runtime.Service):
             return
         failed = self._commit_or_log()
         if failed is not None:
+            self._flight_gone()
             self.bridge.refuse_held(bus.OpError("internal", f"cannot write the order journal: {failed}"))
             return
+        self._flight_gone()
         n = self.bridge.release()
         log.debug("%d order(s) sent after one journal commit", n)
 
@@ -183,11 +187,12 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         are all they wait for), then the state, then the events are said and the answers given."""
         said = self._take_events()
         ready = self.bridge.answered_now()
-        held = self.bridge.has_held
+        held = self.bridge.has_held and self.flight_whole(time.monotonic())  # else they wait for their flight
         if said is None and not ready and not held:
             return
         failed = self._commit_or_log(self._commit_journal)
         if held:  # the orders need their lines alone: they leave before the state's fdatasync
+            self._flight_gone()
             if failed is None:
                 log.debug("%d order(s) sent after one journal commit", self.bridge.release())
             else:
@@ -369,6 +374,9 @@ class Connector(EventsOut, OrderOps, runtime.Service):
         """No short poll while answers are awaited: the broker's frames wake the loop (its selector is polled), and
         the loop gives the answers itself (`_turn`); asleep no longer than the broker loop's next timer."""
         due = self.bridge.next_timer_s()
+        flight = self.flight_left_s(time.monotonic())  # the orders held leave then, whole or not
+        if flight is not None:
+            due = flight if due is None else min(due, flight)
         return 100 if due is None else min(100, math.ceil(due * 1000))
 
     def on_tick(self, now: float) -> None:

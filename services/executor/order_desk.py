@@ -22,7 +22,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, logs, messages
+from common import bus, logs, messages, trace
 from services.executor import flights, inputs, order_answers, replay
 from services.executor.acks import Ack
 from services.executor.batch import Decided
@@ -100,10 +100,12 @@ class OrderDesk:
         done_records = [r for rs in records for r in rs]
         self._last_ack_records = done_records
         self._save_state(ahead=True)
+        trace.mark("executor.intent_durable", str(len(flight.orders)))
         try:
             self._positions_fresh = False  # whatever the outcome, the account may change
             self._flight_lines[number] = self._group(flight.requests)
             self._flight_lines[number].pump(time.monotonic())  # out now
+            trace.mark("executor.orders_out")
         finally:
             self.persist_many("acks", done_records)  # in the spool before any later entry drops them from the state
         self._emit_done(done_now, records, persist=False)

@@ -10,6 +10,7 @@ and a connector just restarted (not connected yet) is asked again after `NOT_CON
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -28,7 +29,11 @@ class OrderGroup:
                  attempt_s: float):
         assert len(lines) == len(requests)
         self.lines = lines
-        self.requests = requests  # (op, args, client order id)
+        # (op, args, client order id); each first attempt says how many go together (`OrderOpenArgs.flight`): the
+        # connector makes them durable with one journal commit; an attempt again goes alone (flight 1)
+        self.requests = requests
+        self._first = [dataclasses.replace(args, flight=len(requests)) if len(requests) > 1 else args
+                       for _op, args, _cid in requests]
         self.deadline = deadline
         self.attempt_s = attempt_s
         self.results: list[Result | None] = [None] * len(requests)
@@ -71,7 +76,8 @@ class OrderGroup:
             return True
         for i, (op, args, _cid) in enumerate(self.requests):
             if self.results[i] is None and now >= self._send_at[i]:
-                self.lines[i].send(op, args, int(min(self.deadline - now, self.attempt_s) * 1000))
+                first, self._first[i] = self._first[i], args
+                self.lines[i].send(op, first, int(min(self.deadline - now, self.attempt_s) * 1000))
                 self._send_at[i] = float("inf")
         for i in range(len(self.requests)):
             if self.results[i] is None and self.lines[i].pending is not None:

@@ -40,7 +40,7 @@ from typing import Any
 
 import zmq
 
-from common import bus, durable, logs, messages, runtime, wire
+from common import bus, durable, logs, messages, runtime, trace, wire
 from common.bus import Received
 from common.commands import CloseAll
 from common.config import TIMEFRAMES
@@ -257,12 +257,14 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         """The account's positions; the same answer brings the account and the live quotes (`_book_account`,
         `_book_quotes`), which the openings decided on these positions use."""
         self.count("positions_requests")
+        trace.mark("executor.positions_asked")
         raw = self._connector_call(messages.OP_POSITIONS.name, messages.NoArgs())
         try:
             self.positions = inputs.positions(raw)
         except ValueError as exc:
             raise ConnectorDown(f"positions: {exc}") from exc
         self.closed_markets = inputs.closed_markets(raw)
+        trace.mark("executor.positions_in")
         self._positions_down = None  # a failure the gathered batch's request met is over (decision_desk.py)
         # the connector answers positions only with its broker session up (its live book, or a reconcile after a
         # drop): connected now, even when its conn.state saying so still waits behind this batch

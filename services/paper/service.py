@@ -3,7 +3,7 @@
 The imperative shell around `services/paper/account.py` (README.md): one account per modelled symbol, costs from
 the model file's training config (`model_meta.py`, no torch), a signal applied at its bar's close.
 
-Signals are read 20 ms after the first of a burst arrived (after the bar's orders: ``sub_gather_first``), applied,
+Signals are read 50 ms after the first of a burst arrived (after the bar's orders: ``sub_gather_first``), applied,
 and committed in batches (group commit): once every account has had the signal of the newest bar applied (the
 preditor sends a bar's signals one model at a time), or `COMMIT_DELAY_MAX_S` after the first uncommitted one, the
 book is committed to `<data_dir>/<paper.state_file without .json>.jsonl` (`store.py`: one line appended with what
@@ -111,10 +111,11 @@ class Paper(runtime.Service):
     not_implemented: list[str] = []
     # a bar's signals may come in parts (a preditor's shards, or one model at a time): read together (one loop pass,
     # not one per part) until the bar is whole (``gather_more``); paper is on no latency path (its commit waits for
-    # the whole bar anyway), so even the first part waits (``sub_gather_first``): the bar's signals are read 20 ms
+    # the whole bar anyway), so even the first part waits (``sub_gather_first``): the bar's signals are read 50 ms
     # after the first arrived, once the executor and the connector have sent the bar's orders (6-16 ms after the
-    # bar on 20 symbols, BENCHMARKS.md), not beside them on the two cores
-    sub_gather_ms = 20.0
+    # signals on 20 symbols, 12-35 on 50, BENCHMARKS.md), not beside them on the two cores nor its fdatasync beside
+    # theirs on the disk
+    sub_gather_ms = 50.0
     sub_gather_first = True
     outbox_quiet_ms = 0.0  # a commit hands over all its records at once: nothing more to gather for
     # persistence's answer to a commit's records is taken at the next wake (the next heartbeat at the latest), not

@@ -219,6 +219,16 @@ class Store:
             self.stats.acks[ack.status] = self.stats.acks.get(ack.status, 0) + 1
         return acks
 
+    def checkpoint(self) -> int:
+        """Copy the WAL into the database now (PASSIVE: never waits for a reader), fsyncing both: the work SQLite's
+        automatic checkpoint would otherwise do inside a later commit. Returns the WAL's frames (-1: none, not WAL)."""
+        try:
+            row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            self.stats.errors += 1
+            raise _classify(exc, "checkpointing the WAL") from exc
+        return int(row[1])
+
     def _write_all(self, validated: list[tuple[str, rec.Record]], keep_stored_session: Collection[int] = ()
                    ) -> list[WriteAck]:
         """The writes of one transaction: the stored revs (and sessions) of the batch's ids read with one query per

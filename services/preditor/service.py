@@ -18,9 +18,10 @@
   after the first: one wake of the subscribers per bar time, not one per symbol). The snapshots and signals of
   every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
   together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
-  stream of bars); the write is in the OS at once (a kill -9 loses nothing) and fdatasynced in the same turn of
-  the loop when its bars came after a pause (a live bar time: no wake of its own for the sync), else once no bar
-  came for ``SYNC_LINGER_S`` (a burst of bars shares one fdatasync). A crash in between replays those bars from the
+  stream of bars); a live bar time (its bars came after a pause) is written ``SNAPSHOT_AFTER_S`` after it was
+  stepped, after the close's orders, and fdatasynced in that turn; a burst's bar times are written as they go and
+  share one fdatasync once no bar came for ``SYNC_LINGER_S``. The write is in the OS at once (a kill -9 loses
+  nothing written). A crash in between replays those bars from the
   previous snapshot on restart and publishes the same signals again, which the executor and paper drop
   (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
   a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
@@ -50,7 +51,7 @@ from typing import Any, ClassVar
 
 import zmq
 
-from common import bus, config, logs, messages, programs, runtime, wire
+from common import bus, config, logs, messages, programs, runtime, trace, wire
 from common.bus import Received
 from common.config import TIMEFRAMES
 from common.model_meta import read_models
@@ -66,6 +67,10 @@ log = logging.getLogger("oracle.preditor")
 WARMUP_CHUNK = 25  # bars between heartbeats during a fast-forward
 SNAPSHOT_DELAY_MAX_S = 1.0  # snapshots wait for the bars still arriving, at most this long
 SYNC_LINGER_S = 0.02  # the snapshots written are fdatasynced once no bar came for this long (one sync for a burst)
+# a bar time after a pause (a live close) has its snapshots written and fdatasynced this long after its bars were
+# stepped: after the close's orders, whose write-ahead fdatasyncs (the executor's, the connector's) would otherwise
+# queue behind this larger one on the disk and share the two cores with its encoding
+SNAPSHOT_AFTER_S = 0.04
 PUBLISH_DELAY_MAX_S = 0.002  # a decided signal waits for the next ones of the same bars at most this long
 GATHER_MAX_S = 0.002  # the bars queued wait for those still arriving (stepped together) at most this long
 
@@ -337,7 +342,7 @@ class Preditor(runtime.Service):
             self._retry_warmups()
         if now >= self.retry_at and (self.queue or self.catch_up_all) and not self._gathering(now):
             self._process_queue()
-        if self.unsaved:
+        if self.unsaved and not self._snapshot_waits(now):
             self._write_snapshots(force=now - self.unsaved_since >= SNAPSHOT_DELAY_MAX_S)
         if self.log.unsynced:
             now = time.monotonic()
@@ -345,9 +350,19 @@ class Preditor(runtime.Service):
                     or now - self.unsynced_since >= SNAPSHOT_DELAY_MAX_S):
                 self._sync_snapshots()
 
+    def _snapshot_waits(self, now: float) -> bool:
+        """Do the snapshots of a live close wait for its orders (``SNAPSHOT_AFTER_S``)? Written later, they are in the
+        OS later: a kill -9 meanwhile replays the close's bars from the previous snapshot on restart and publishes
+        the same signals again, which the executor and paper drop (as for a kill before any write)."""
+        return self.after_pause and now - self.last_bar_at < SNAPSHOT_AFTER_S
+
     def poll_timeout_ms(self) -> int:
-        """Wake up for the snapshots' fdatasync when it is due (``SYNC_LINGER_S`` after the last bar)."""
+        """Wake up for the snapshots' write when it is due (``SNAPSHOT_AFTER_S`` after a live close's bars), for their
+        fdatasync (``SYNC_LINGER_S`` after a burst's last bar)."""
         timeout = super().poll_timeout_ms()
+        if self.unsaved and self.after_pause:
+            due_ms = (self.last_bar_at + SNAPSHOT_AFTER_S - time.monotonic()) * 1000
+            timeout = max(1, min(timeout, int(due_ms) + 1))
         if self.queue:  # the end of the gathering of a close's bars
             gather_ms = (self.queued_since + GATHER_MAX_S - time.monotonic()) * 1000
             if gather_ms > 0:
@@ -565,6 +580,7 @@ class Preditor(runtime.Service):
             decided, self.decided = self.decided, []
             assert self.pub is not None
             self.pub.publish_many(decided)  # one lock, one timestamp
+            trace.mark("preditor.signals_published", str(len(decided)))
 
     # ---- snapshots and signal journals (the only files this process writes) -----------------------------------
     def _saved_of(self, track: Track) -> tuple[store.Saved, bool]:

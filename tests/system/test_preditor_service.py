@@ -161,10 +161,10 @@ def test_a_snapshot_that_cannot_be_written_is_alerted_and_signals_go_on(tmp_path
     try:
         start_preditor(home)
         conn.publish(1000)
-        tap.wait_for("EURUSD", int(bars[1000, 0]))
+        tap.wait_for("EURUSD", int(bars[1000, 0]))  # the signal first; the snapshot's write after (SNAPSHOT_AFTER_S)
+        wait_for(lambda: any("cannot write the twin snapshot" in e for e in home.status_of("preditor")["errors"]), 5,
+                 "the write's error in the status")
         assert [r for r in tap.other if r.envelope.topic == "alert.snapshot_write_failed"]
-        status = home.status_of("preditor")
-        assert any("cannot write the twin snapshot" in e for e in status["errors"])
         blocker.unlink()
         conn.publish(1001)
         tap.wait_for("EURUSD", int(bars[1001, 0]))

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import select
+import time
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,51 @@ def test_the_loops_tick_steps_the_broker_loop_only_when_something_there_is_due(c
         fut = c.bridge.submit(asyncio.sleep(0))
         c.on_tick(0.0)
         assert steps == [1] and fut.done()
+    finally:
+        c.pub.close()
+        c.bridge.stop()
+
+
+def test_the_orders_of_a_flight_leave_together_after_one_journal_commit(cfg, tmp_path):
+    """The executor sends a batch's orders back to back, each saying how many go together (``flight``); those that
+    arrive in one loop turn are held until the rest have too, so one journal fdatasync covers them all."""
+    from services.connector.order_ops import FLIGHT_WAIT_S
+
+    c = _connector(cfg)
+    c.pub = bus.Publisher(c.ctx, f"ipc://{tmp_path}/pub", "connector", c.epoch)
+    c.bridge.start()
+    try:
+        ran: list[str] = []
+
+        def hold(cid: str, flight: int) -> None:  # as an order op does for an order to send (order_ops.py)
+            c._in_flight_of(flight)
+            c.bridge.defer(_order(ran, cid), lambda r: r, f"order {cid}", 30.0, hold=True)
+            c.orders_log.add(json.dumps({"cid": cid, "status": "sent"}))
+
+        commits = c.progress.get("journal_commits", 0)
+        hold("a", 3)
+        hold("b", 3)
+        c._turn()
+        assert ran == [] and c.bridge.held_count == 2 and c.progress.get("journal_commits", 0) == commits
+        assert 0 <= c.poll_timeout_ms() <= FLIGHT_WAIT_S * 1000  # the loop wakes for the flight's deadline
+        hold("c", 3)
+        c._turn()
+        assert ran == ["a", "b", "c"] and not c.bridge.has_held  # sent within the turn, after one commit
+        assert c.progress["journal_commits"] == commits + 1
+        assert c.poll_timeout_ms() == 100  # nothing waits
+
+        hold("d", 2)  # its flight's other order never comes (its sender died): it leaves at the deadline
+        c._turn()
+        assert ran == ["a", "b", "c"]
+        deadline = time.monotonic() + FLIGHT_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(FLIGHT_WAIT_S / 2)
+        c._turn()
+        assert ran == ["a", "b", "c", "d"] and c.progress["journal_commits"] == commits + 2
+
+        hold("e", 1)  # alone (a sender of old, or an attempt again): at once
+        c._turn()
+        assert ran[-1] == "e" and c.progress["journal_commits"] == commits + 3
     finally:
         c.pub.close()
         c.bridge.stop()

@@ -22,6 +22,7 @@ class Connector:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, answer):
         self.asked: Counter[str] = Counter()
+        self.flights: list[tuple[str, int]] = []  # (client order id, the flight its request said), as they came
         self.futures: dict[str, concurrent.futures.Future] = {}
         self._answer = answer
         self._stop = threading.Event()
@@ -31,6 +32,7 @@ class Connector:
 
     def _open(self, a: messages.OrderOpenArgs):
         self.asked[a.client_order_id] += 1
+        self.flights.append((a.client_order_id, a.flight))
         return self._answer(self, a)
 
     def _serve(self) -> None:
@@ -99,6 +101,7 @@ def test_orders_are_out_together_and_each_gets_its_own_answer(ctx, tmp_path):
         got = drive(group)
         assert [(r.client_order_id, r.ticket) for r in got] == [("a", 2), ("b", 3), ("c", 1)]
         assert conn.asked == {"a": 1, "b": 1, "c": 1}
+        assert sorted(conn.flights) == [("a", 3), ("b", 3), ("c", 3)]  # each says how many go together
 
 
 def test_a_lost_answer_is_asked_again_with_the_same_id_and_not_connected_is_retried(ctx, tmp_path):
@@ -114,6 +117,7 @@ def test_a_lost_answer_is_asked_again_with_the_same_id_and_not_connected_is_retr
         got = drive(OrderGroup(ls, requests("lost", "early"), time.monotonic() + 10, attempt_s=0.3))
         assert [(r.success, r.ticket) for r in got] == [(True, 7), (True, 8)]
         assert conn.asked == {"lost": 2, "early": 2}
+        assert sorted(conn.flights) == [("early", 1), ("early", 2), ("lost", 1), ("lost", 2)]  # again: alone
 
 
 def test_no_answer_by_the_deadline_is_an_error_naming_the_timeout_and_a_refusal_is_final(ctx, tmp_path):

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import pytest
 from harness import Home
+from pers_helpers import trade_record
 
-from services.persistence.service import CHECK_EVERY_S, Persistence, at_beat
+from services.persistence.service import (
+    CHECK_EVERY_S,
+    CHECKPOINT_AFTER_RECORDS,
+    CHECKPOINT_QUIET_S,
+    Persistence,
+    WriteAnswer,
+    at_beat,
+    writes,
+)
 
 
 @pytest.mark.parametrize(("due", "period", "next_beat", "beat", "want"), [
@@ -53,3 +62,25 @@ def test_the_checks_follow_the_heartbeat_after_the_store_opens_at_a_phase_of_its
     assert service._next_day_check == service._next_hb  # from now on, the same turn
     assert (service._next_session_hb - service._next_hb) % 1.0 == pytest.approx(0.0, abs=1e-6)
     assert 0 < CHECK_EVERY_S <= service.cfg.runtime.heartbeat_interval_s * 2
+
+
+def test_the_wal_is_checkpointed_once_quiet_after_enough_records(service):
+    """SQLite's own checkpoint comes inside the commit that grows the WAL past 1000 pages, at a bar's writes; this
+    one comes CHECKPOINT_QUIET_S after the last write once CHECKPOINT_AFTER_RECORDS were written."""
+    service._open()
+    service.on_tick(999.0)  # the store's first checks, done
+    service._next_hb = service._next_session_hb = service._next_day_check = float("inf")
+    n = 0
+    while n < CHECKPOINT_AFTER_RECORDS:
+        batch = [trade_record(n + i) for i in range(50)]
+        service._queued = [WriteAnswer(writes.prepare_write({"trades": batch}, session_id=None))]
+        service._commit_writes()
+        n += len(batch)
+        assert service.progress.get("checkpoints", 0) == 0
+    last = service._last_write_at
+    service.on_tick(last + CHECKPOINT_QUIET_S / 2)  # writes may still come: not yet
+    assert service.progress.get("checkpoints", 0) == 0
+    service.on_tick(last + CHECKPOINT_QUIET_S)
+    assert service.progress.get("checkpoints") == 1
+    service.on_tick(last + 2 * CHECKPOINT_QUIET_S)  # nothing written since
+    assert service.progress.get("checkpoints") == 1

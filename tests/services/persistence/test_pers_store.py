@@ -31,6 +31,19 @@ def test_wal_with_normal_sync_by_default_and_full_on_request(tmp_path):
         Store.open(tmp_path / "s.db", synchronous="OFF")  # type: ignore[arg-type]
 
 
+def test_a_checkpoint_copies_the_wal_into_the_database(tmp_path):
+    path = tmp_path / "s.db"
+    with Store.open(path) as s:
+        records = [trade_record(i) for i in range(20)]
+        s.write_batch([("trades", r) for r in records])
+        assert s.checkpoint() > 0  # the WAL's frames, all copied (no reader holds them)
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)  # the database file alone, no WAL read
+        try:
+            assert {r[0] for r in db.execute("SELECT id FROM trades")} == {r["id"] for r in records}
+        finally:
+            db.close()
+
+
 def test_write_then_read_back(store):
     r = trade_record(1)
     ack = store.write("trades", r)

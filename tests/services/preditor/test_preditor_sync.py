@@ -1,7 +1,8 @@
-"""When the preditor fdatasyncs what it wrote (the service object of this process, its loop's ``on_tick`` driven by
-hand on a stand-in clock; real models, real file, real PUB socket): a bar time that came after a pause is synced
-in the turn of the loop that stepped and wrote it (no wake of its own for the sync), a burst of bar times shares
-one fdatasync once no bar came for ``SYNC_LINGER_S``. Either way the write is in the OS before the turn ends."""
+"""When the preditor writes and fdatasyncs its snapshots (the service object of this process, its loop's ``on_tick``
+driven by hand on a stand-in clock; real models, real file, real PUB socket): a bar time that came after a pause
+(a live close) is written and synced in one turn ``SNAPSHOT_AFTER_S`` after its bars were stepped (after the
+close's orders), its signals out at once; a burst of bar times is written as it goes and shares one fdatasync
+once no bar came for ``SYNC_LINGER_S``. Either way the write is in the OS before the turn that made it ends."""
 
 from __future__ import annotations
 
@@ -65,19 +66,26 @@ def close_bar(svc, clock, bars, i: int, after_s: float) -> None:
     svc.on_tick(clock.now)
 
 
-def test_a_bar_time_after_a_pause_is_synced_in_its_turn_a_burst_shares_one_sync(preditor):
-    from services.preditor.service import SYNC_LINGER_S
+def test_a_bar_time_after_a_pause_is_written_and_synced_after_its_orders_a_burst_shares_one_sync(preditor):
+    from services.preditor.service import SNAPSHOT_AFTER_S, SYNC_LINGER_S
 
     svc, clock, bars = preditor
     close_bar(svc, clock, bars, 400, after_s=3600.0)
-    assert svc.progress.get("signals_sent") == 2 and not svc.unsaved
-    assert not svc.log.unsynced  # written and fdatasynced in the same turn
+    assert svc.progress.get("signals_sent") == 2 and svc.unsaved and not svc.log.unsynced  # signals out, no write yet
+    assert 0 < svc.poll_timeout_ms() <= SNAPSHOT_AFTER_S * 1000 + 1  # the loop wakes for the write
+    clock.now += SNAPSHOT_AFTER_S + 0.001  # the loop wakes a ms past the due time (poll_timeout_ms)
+    svc.on_tick(clock.now)
+    assert not svc.unsaved and not svc.log.unsynced  # written and fdatasynced in the same turn
     close_bar(svc, clock, bars, 401, after_s=3600.0)
+    clock.now += SNAPSHOT_AFTER_S + 0.001  # the loop wakes a ms past the due time (poll_timeout_ms)
+    svc.on_tick(clock.now)
     assert not svc.unsaved and not svc.log.unsynced
-    close_bar(svc, clock, bars, 402, after_s=0.001)  # a burst: the next bar time right after
+    close_bar(svc, clock, bars, 402, after_s=3600.0)  # a burst's first bar time: its write waits, as a close's
+    assert svc.unsaved and not svc.log.unsynced
+    close_bar(svc, clock, bars, 403, after_s=0.001)  # the next bar time right after: a burst
     assert not svc.unsaved and svc.log.unsynced  # written (in the OS), the sync waits for the burst's end
-    close_bar(svc, clock, bars, 403, after_s=0.001)
-    assert svc.log.unsynced
+    close_bar(svc, clock, bars, 404, after_s=0.001)
+    assert not svc.unsaved and svc.log.unsynced
     clock.now += SYNC_LINGER_S
     svc.on_tick(clock.now)
-    assert not svc.log.unsynced and svc.progress.get("signals_sent") == 8
+    assert not svc.log.unsynced and svc.progress.get("signals_sent") == 10
