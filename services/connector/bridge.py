@@ -230,6 +230,7 @@ class Bridge:
         self._pumping = False
         self._held: list[_Out] = []  # deferred requests not sent yet (`release`)
         self._out: list[_Out] = []  # deferred requests sent, their answers not settled yet
+        self._answers_in = False  # a request of `_out` was answered (or cancelled) since `answered_now` last looked
         # a byte is written here after an event is queued or an answer came (on the broker loop, in a step), so the
         # connector's loop takes them at once (it also looks after each step: `wake_pending`)
         self.wake_fd, self._wake_w = os.pipe()
@@ -362,6 +363,9 @@ class Bridge:
     def answered_now(self) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
         """The requests the broker has answered since the last call, settled (in the loop's turn): their replies
         for `answer`, given once what the settling wrote is durable."""
+        if not self._answers_in:  # the loop's every turn asks: most turns, no request was answered since
+            return []
+        self._answers_in = False
         ready, still = [], []
         for out in self._out:
             assert out.sent is not None
@@ -394,6 +398,7 @@ class Bridge:
     def _answered(self, sent: concurrent.futures.Future) -> None:
         """A request's future is done: answered (in a step of the broker loop), the loop woken once the broker loop
         has run what else the same frames made ready (the fill an order's answer came with); cancelled, at once."""
+        self._answers_in = True
         if sent.cancelled() or self._aio is None:
             self.wake()
         else:
