@@ -60,19 +60,19 @@ _TRENDBAR_DEFAULTS = {"period": int(proto.model.ProtoOATrendbar.DESCRIPTOR.field
 
 class Fields:
     """A decoded message: its fields as attributes, `HasField` as generated classes. A field read is in the
-    instance's dict (its presence), an absent one reads as its default, a class attribute (`defaults`)."""
+    instance's dict (its presence), an absent one reads as its default, a class attribute (`_with_defaults`); the
+    repeated ``trendbar`` (a list, in the dict too) has no presence."""
 
     def HasField(self, name: str) -> bool:  # noqa: N802 (the protobuf API's name)
-        return name in self.__dict__
+        return name in self.__dict__ and name != "trendbar"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({ {n: v for n, v in sorted(vars(self).items()) if n != 'trendbar'} })"
 
 
-def _with_defaults(cls: type[Fields], defaults: dict[str, int]) -> type[Fields]:
+def _with_defaults(cls: type[Fields], defaults: dict[str, int]) -> None:
     for name, value in defaults.items():
         setattr(cls, name, value)
-    return cls
 
 
 class SpotEvent(Fields):
