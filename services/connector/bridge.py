@@ -28,6 +28,7 @@ import queue
 import selectors
 import threading
 import time
+from asyncio import events
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,7 @@ class BrokerLoop:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.loop = asyncio.SelectorEventLoop(self.selector)
-        self._rounds_left = 0  # rounds the step running may still run
-        self._stopper_queued = False  # the step's end is queued among the ready callbacks (not work: `_busy`)
+        self._rounds_left = 0  # rounds the step running may still run after this one
 
     def fileno(self) -> int:
         """The loop's selector: readable when a socket of the broker's (or the loop's own wake pipe) is."""
@@ -74,28 +74,34 @@ class BrokerLoop:
 
     def step(self, rounds: int = STEP_ROUNDS) -> None:
         """Run what is ready now (the I/O ready, the timers due, the callbacks they make ready), never sleeping: the
-        loop's rounds, in one run, until nothing is ready, at most `rounds` rounds (the rest at the next step)."""
+        loop's rounds until one leaves nothing ready, at most `rounds` rounds (the rest at the next step).
+
+        CPython's round (`_run_once`: select, the timers due, the ready callbacks) run here as `run_forever` runs
+        it, the loop marked running on this thread meanwhile (`get_running_loop`, `is_running`), without
+        `run_forever`'s set-up and tear-down and the stopper callback it needs to end (a step a broker frame, an
+        order released, a timer: tens a bar). `_stopping` set makes each round's select poll without sleeping, as
+        it does for a loop about to stop."""
         loop = self.loop
         if loop.is_closed() or loop.is_running():
             return
-        self._rounds_left = rounds
-        self._stopper_queued = True
-        loop.call_soon(self._stop_when_idle)
-        loop.run_forever()
-
-    def _stop_when_idle(self) -> None:
-        """The step's end, once no other callback is ready (else again at the next round, a bounded number)."""
-        self._stopper_queued = False
-        self._rounds_left -= 1
-        if self._busy() and self._rounds_left > 0:
-            self._stopper_queued = True
-            self.loop.call_soon(self._stop_when_idle)
-        else:
-            self.loop.stop()
+        run_once = loop._run_once  # CPython's round, as run_forever calls it
+        loop._thread_id = threading.get_ident()
+        loop._stopping = True
+        events._set_running_loop(loop)
+        try:
+            for left in range(rounds - 1, -1, -1):
+                self._rounds_left = left
+                run_once()
+                if not loop._ready:
+                    break
+        finally:
+            loop._stopping = False
+            loop._thread_id = None
+            events._set_running_loop(None)
 
     def _busy(self) -> bool:
-        """A callback other than the step's end is ready to run (CPython's queue of them, `_ready`)."""
-        return len(getattr(self.loop, "_ready", ())) > int(self._stopper_queued)
+        """A callback is ready to run (CPython's queue of them, `_ready`)."""
+        return bool(getattr(self.loop, "_ready", ()))
 
     def run_until(self, fut: asyncio.Future, timeout: float) -> None:
         """Run the loop until `fut` is done or `timeout` has passed (sleeping in its selector meanwhile)."""
@@ -224,6 +230,7 @@ class Bridge:
         self._pumping = False
         self._held: list[_Out] = []  # deferred requests not sent yet (`release`)
         self._out: list[_Out] = []  # deferred requests sent, their answers not settled yet
+        self._answers_in = False  # a request of `_out` was answered (or cancelled) since `answered_now` last looked
         # a byte is written here after an event is queued or an answer came (on the broker loop, in a step), so the
         # connector's loop takes them at once (it also looks after each step: `wake_pending`)
         self.wake_fd, self._wake_w = os.pipe()
@@ -360,6 +367,9 @@ class Bridge:
     def answered_now(self) -> list[tuple[concurrent.futures.Future, tuple[bool, Any]]]:
         """The requests the broker has answered since the last call, settled (in the loop's turn): their replies
         for `answer`, given once what the settling wrote is durable."""
+        if not self._answers_in:  # the loop's every turn asks: most turns, no request was answered since
+            return []
+        self._answers_in = False
         ready, still = [], []
         for out in self._out:
             assert out.sent is not None
@@ -392,6 +402,7 @@ class Bridge:
     def _answered(self, sent: concurrent.futures.Future) -> None:
         """A request's future is done: answered (in a step of the broker loop), the loop woken once the broker loop
         has run what else the same frames made ready (the fill an order's answer came with); cancelled, at once."""
+        self._answers_in = True
         if sent.cancelled() or self._aio is None:
             self.wake()
         else:

@@ -389,11 +389,12 @@ class MarketData:
         name = self.instruments.name_of(ev.symbolId)
         if name is None:
             return
-        spec = self.instruments.specs[name]
+        digits = self.instruments.specs[name].digits
         old = self.quotes.get(name)
-        bid, ask = parsing.merge_quote(old.bid if old else None, old.ask if old else None, ev, spec.digits)
-        server_s = parsing.ms_to_seconds(ev.timestamp) if ev.HasField("timestamp") else None
-        if ev.HasField("timestamp"):
+        bid, ask = parsing.merge_quote(old.bid if old else None, old.ask if old else None, ev, digits)
+        stamped = ev.HasField("timestamp")
+        server_s = parsing.ms_to_seconds(ev.timestamp) if stamped else None
+        if stamped:
             self.note_server_time(ev.timestamp)
         if bid is not None and ask is not None:
             self.quotes[name] = Quote(name, bid, ask, server_s or 0.0)
@@ -402,16 +403,20 @@ class MarketData:
             if waiters is None:
                 waiters = self._quote_events[name] = asyncio.Event()
             waiters.set()
-        if server_s is not None and (ev.HasField("bid") or ev.HasField("ask")):
+        has_bid = ev.HasField("bid")
+        if server_s is not None and (has_bid or ev.HasField("ask")):
             self._on_tick(name, server_s)
-        fallback = ev.bid if ev.HasField("bid") else (parsing.price_to_wire(bid) if bid is not None else None)
+        fallback = ev.bid if has_bid else (parsing.price_to_wire(bid) if bid is not None else None)
         for sub in self._subs_of.get(name, ()):
-            bars = [tb for tb in ev.trendbar if tb.period == sub.period]
+            period, detector = sub.period, sub.detector
             closed: list[Bar] = []
-            for tb in bars:
-                snapshot = parsing.trendbar_to_bar(tb, name, spec.digits, fallback, sub.timeframe)
-                closed += sub.detector.on_snapshot(snapshot, server_s)
-            if not bars and server_s is not None:
-                closed += sub.detector.on_server_time(server_s)
+            seen = False
+            for tb in ev.trendbar:
+                if tb.period == period:
+                    seen = True
+                    closed += detector.on_snapshot(
+                        parsing.trendbar_to_bar(tb, name, digits, fallback, sub.timeframe), server_s)
+            if not seen and server_s is not None:
+                closed += detector.on_server_time(server_s)
             for bar in closed:
                 self._deliver(bar)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -92,6 +93,10 @@ class Execution:
         self._inflight: dict[str, asyncio.Future[OrderResult]] = {}
         self._waiters: dict[str, asyncio.Future[OrderResult]] = {}
         self._msgid_waiter: dict[str, str] = {}
+        # a trading request's clientMsgId: this process's prefix and a count (unique as a uuid4 each, without the
+        # random bytes' system call per order)
+        self._msgid_prefix = uuid.uuid4().hex[:16]
+        self._msgid_seq = itertools.count(1)
         self._closing_by_us: set[int] = set()
         self._seen_deals: set[int] = set()
         self.on_order_sent: Callable[[str], None] | None = None  # called on the broker loop's thread: keep it short
@@ -291,7 +296,7 @@ class Execution:
         for resend in range(RATE_RESENDS + 1):
             fut: asyncio.Future[OrderResult] = asyncio.get_running_loop().create_future()
             self._waiters[key] = fut
-            msg_id = uuid.uuid4().hex
+            msg_id = f"{self._msgid_prefix}{next(self._msgid_seq)}"
             self._msgid_waiter[msg_id] = key
             try:
                 await self.link.send(msg, msg_id)

@@ -333,32 +333,19 @@ def instrument(spec: SymbolSpec, price: float | None = None, calendar: Any = Non
     )
 
 
-def bar_from_trendbar(
-    symbol: str,
-    low: int,
-    delta_open: int,
-    delta_high: int,
-    delta_close: int,
-    minutes: int,
-    volume: int,
-    digits: int,
-    timeframe: str = "",
-) -> Bar:
-    o, h, lo, c = trendbar_prices(low, delta_open, delta_high, delta_close, digits)
-    return Bar(symbol, timeframe, minutes_to_seconds(minutes), o, h, lo, c, float(volume))
-
-
 def trendbar_to_bar(tb: Any, symbol: str, digits: int, close_fallback: int | None = None, timeframe: str = "") -> Bar:
-    """ProtoOATrendbar -> Bar. A live trendbar without deltaClose closes at `close_fallback` (the bid)."""
+    """ProtoOATrendbar -> Bar. A live trendbar without deltaClose closes at `close_fallback` (the bid).
+    `trendbar_prices`' arithmetic inlined (a spot event carries one a period: the hottest conversion)."""
+    low = tb.low
     if tb.HasField("deltaClose"):
-        d_close = tb.deltaClose
+        close = low + tb.deltaClose
     elif close_fallback is not None:
-        d_close = close_fallback - tb.low
+        close = close_fallback
     else:
-        d_close = 0
-    return bar_from_trendbar(
-        symbol, tb.low, tb.deltaOpen, tb.deltaHigh, d_close, tb.utcTimestampInMinutes, tb.volume, digits, timeframe
-    )
+        close = low
+    return Bar(symbol, timeframe, tb.utcTimestampInMinutes * 60, round((low + tb.deltaOpen) / PRICE_SCALE, digits),
+               round((low + tb.deltaHigh) / PRICE_SCALE, digits), round(low / PRICE_SCALE, digits),
+               round(close / PRICE_SCALE, digits), float(tb.volume))
 
 
 def position(p: Any, spec: SymbolSpec) -> tuple[Position, int]:

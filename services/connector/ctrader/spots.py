@@ -59,17 +59,20 @@ _TRENDBAR_DEFAULTS = {"period": int(proto.model.ProtoOATrendbar.DESCRIPTOR.field
 
 
 class Fields:
-    """A decoded message: its fields as attributes (the default when absent), `HasField` as generated classes."""
-
-    def __init__(self, defaults: dict[str, int]) -> None:
-        self.__dict__.update(defaults)
-        self._present: set[str] = set()
+    """A decoded message: its fields as attributes, `HasField` as generated classes. A field read is in the
+    instance's dict (its presence), an absent one reads as its default, a class attribute (`_with_defaults`); the
+    repeated ``trendbar`` (a list, in the dict too) has no presence."""
 
     def HasField(self, name: str) -> bool:  # noqa: N802 (the protobuf API's name)
-        return name in self._present
+        return name in self.__dict__ and name != "trendbar"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({ {n: getattr(self, n) for n in sorted(self._present)} })"
+        return f"{type(self).__name__}({ {n: v for n, v in sorted(vars(self).items()) if n != 'trendbar'} })"
+
+
+def _with_defaults(cls: type[Fields], defaults: dict[str, int]) -> None:
+    for name, value in defaults.items():
+        setattr(cls, name, value)
 
 
 class SpotEvent(Fields):
@@ -84,17 +87,18 @@ class TrendbarsRes(Fields):
     DESCRIPTOR = proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR
 
 
-def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out: Fields,
+def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], values: dict[str, Any],
           nested: list[tuple[int, int]] | None = None, nested_tag: int = _TRENDBAR_TAG) -> None:
-    present = out._present
-    values = out.__dict__
+    """The varint fields of `tags` into `values` (a message's instance dict), the spans of the `nested_tag` field
+    into `nested`; any other field skipped."""
+    get = tags.get
     while pos < end:
         tag = buf[pos]  # every tag read here is one byte (field numbers below 16): no call for it
         if tag < 0x80:
             pos += 1
         else:
             tag, pos = varint(buf, pos)
-        known = tags.get(tag)
+        known = get(tag)
         if known is not None:
             value = buf[pos]
             if value < 0x80:
@@ -105,7 +109,6 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
             if signed and value >= _INT64:
                 value -= _UINT64
             values[name] = value
-            present.add(name)
         elif nested is not None and tag == nested_tag:
             n, pos = varint(buf, pos)
             nested.append((pos, pos + n))
@@ -116,43 +119,42 @@ def _read(buf: bytes, pos: int, end: int, tags: dict[int, tuple[str, bool]], out
         raise ValueError("truncated message")
 
 
-_SPOT_DEFAULTS = {name: 0 for _n, name, _s in _SPOT_FIELDS} | {"payloadType": SPOT_EVENT}
-_TB_DEFAULTS = {name: 0 for _n, name, _s in _TRENDBAR_FIELDS} | _TRENDBAR_DEFAULTS
+_with_defaults(SpotEvent, {name: 0 for _n, name, _s in _SPOT_FIELDS} | {"payloadType": SPOT_EVENT})
+_with_defaults(Trendbar, {name: 0 for _n, name, _s in _TRENDBAR_FIELDS} | _TRENDBAR_DEFAULTS)
+
+
+def _trendbars(payload: bytes, spans: list[tuple[int, int]]) -> list[Trendbar]:
+    bars = []
+    for start, end in spans:
+        tb = Trendbar()
+        _read(payload, start, end, _TRENDBAR_TAGS, tb.__dict__)
+        bars.append(tb)
+    return bars
 
 
 def spot_event(payload: bytes) -> SpotEvent:
     """A ProtoOASpotEvent's bytes as a `SpotEvent` (``trendbar``: a list of `Trendbar`)."""
-    out = SpotEvent(_SPOT_DEFAULTS)
+    out = SpotEvent()
     spans: list[tuple[int, int]] = []
-    _read(payload, 0, len(payload), _SPOT_TAGS, out, spans)
-    bars = []
-    for start, end in spans:
-        tb = Trendbar(_TB_DEFAULTS)
-        _read(payload, start, end, _TRENDBAR_TAGS, tb)
-        bars.append(tb)
-    out.trendbar = bars
+    _read(payload, 0, len(payload), _SPOT_TAGS, out.__dict__, spans)
+    out.__dict__["trendbar"] = _trendbars(payload, spans) if spans else []
     return out
 
 
-_TRENDBARS_DEFAULTS = {name: 0 for _n, name, _s in _TRENDBARS_FIELDS} | {
+_with_defaults(TrendbarsRes, {name: 0 for _n, name, _s in _TRENDBARS_FIELDS} | {
     "payloadType": TRENDBARS_RES,
-    "period": int(proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR.fields_by_name["period"].default_value)}
+    "period": int(proto.oa.ProtoOAGetTrendbarsRes.DESCRIPTOR.fields_by_name["period"].default_value)})
 
 
 def trendbars_res(payload: bytes) -> TrendbarsRes | None:
     """A ProtoOAGetTrendbarsRes's bytes as a `TrendbarsRes` (``trendbar``: a list of `Trendbar`, in order); None
     when a required field is missing (the generated class says what is wrong)."""
-    out = TrendbarsRes(_TRENDBARS_DEFAULTS)
+    out = TrendbarsRes()
     spans: list[tuple[int, int]] = []
-    _read(payload, 0, len(payload), _TRENDBARS_TAGS, out, spans, _TRENDBARS_TRENDBAR_TAG)
+    _read(payload, 0, len(payload), _TRENDBARS_TAGS, out.__dict__, spans, _TRENDBARS_TRENDBAR_TAG)
     if not all(out.HasField(name) for name in _TRENDBARS_REQUIRED):
         return None
-    bars = []
-    for start, end in spans:
-        tb = Trendbar(_TB_DEFAULTS)
-        _read(payload, start, end, _TRENDBAR_TAGS, tb)
-        bars.append(tb)
-    out.trendbar = bars
+    out.__dict__["trendbar"] = _trendbars(payload, spans)
     return out
 
 
@@ -225,7 +227,11 @@ def read_frame(body: bytes, accepted: bool = False, fills: bool = False) -> tupl
     ptype, payload, cid = 0, b"", ""
     pos, end = 0, len(body)
     while pos < end:
-        tag, pos = varint(body, pos)
+        tag = body[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = varint(body, pos)
         if tag == 0x08:  # payloadType (uint32)
             ptype, pos = varint(body, pos)
             ptype &= 0xFFFFFFFF

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from services.connector import orders
 from services.connector.ctrader import parsing
 from services.connector.ctrader import schemas as proto
 from services.connector.ctrader.parsing import SymbolSpec
-from services.connector.port import OrderResult, Position, position_closed
+from services.connector.port import Bar, OrderResult, Position, position_closed
 
 om = proto.model
 oa = proto.oa
@@ -33,6 +35,27 @@ def test_live_trendbar_without_delta_close_closes_at_the_bid() -> None:
     bar = parsing.trendbar_to_bar(tb, "USDJPY", 3, close_fallback=11702000)
     assert (bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume) == (
         1483308000, 117.01, 117.05, 117.0, 117.02, 10.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_trendbar_converts_as_its_wire_prices_do(seed: int) -> None:
+    """`trendbar_to_bar` (its arithmetic inlined) gives the bar `trendbar_prices` makes of the same fields."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        digits = rng.choice((0, 2, 3, 5))
+        low = rng.randrange(1, 10**9)
+        d_open, d_high = rng.randrange(0, 10**6), rng.randrange(0, 10**6)
+        tb = om.ProtoOATrendbar(volume=rng.randrange(0, 10**9), period=rng.choice((1, 5, 9, 12)), low=low,
+                                deltaOpen=d_open, deltaHigh=d_high, utcTimestampInMinutes=rng.randrange(0, 2**31))
+        fallback = rng.choice((None, low + rng.randrange(0, 10**6)))
+        if rng.random() < 0.5:
+            tb.deltaClose = rng.randrange(0, 10**6)
+            d_close = tb.deltaClose
+        else:
+            d_close = fallback - low if fallback is not None else 0
+        want = Bar("X", "H1", tb.utcTimestampInMinutes * 60, *parsing.trendbar_prices(low, d_open, d_high, d_close,
+                                                                                       digits), float(tb.volume))
+        assert parsing.trendbar_to_bar(tb, "X", digits, fallback, "H1") == want
 
 
 def test_position_prices_are_plain_doubles_and_volume_is_in_cents() -> None:
