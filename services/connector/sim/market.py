@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from services.connector.sim.catalog import SimSymbol
 from services.connector.sim.replay import CsvBar
@@ -23,12 +23,66 @@ INSTANT_CACHE_HOURS = 4
 LAST_POINT_LOOKBACK_HOURS = 24 * 14  # how far back a symbol's last price is looked for
 
 
-@dataclass(frozen=True)
-class Instant:
+class Instant(NamedTuple):  # a tuple: made 60 times an hour
     time: int
     points: tuple[tuple[int, Point], ...]  # (symbol id, point) of every symbol ticking at `time`
     previous: tuple[int | None, ...]  # each of those symbols' point before (None: none in the data)
     following: tuple[int | None, ...]  # and after
+
+
+class Track(NamedTuple):
+    """One priced symbol's points in an hour of instants, as columns (what a run of instants folds in at once)."""
+
+    points: list[Point]
+    times: list[int]
+    prices: list[float]
+    ticks: list[int]
+    at: list[int]  # the index of each point's instant in the hour
+    before: int | None  # the time of the symbol's point before the hour's first (None: none in the data)
+    after: int | None  # and after its last
+    due: dict[tuple[int, tuple[int, ...]], frozenset[int]]  # the instants with a spot due, by spacing (`due_at`)
+
+    def due_at(self, interval: int, periods: tuple[int, ...]) -> frozenset[int]:
+        """The indices of the hour's instants where this symbol's spot is due (`spot_due`)."""
+        key = (interval, periods)
+        got = self.due.get(key)
+        if got is None:
+            at = self.at
+            got = frozenset(at if interval <= 60 else
+                            (at[k] for k in spot_due_indices(self.times, self.before, self.after, interval, periods)))
+            self.due[key] = got
+        return got
+
+
+class OneSymbolInstants(Sequence[Instant]):
+    """The instants of an hour where one symbol alone ticks, each made when first asked for: a run of instants
+    folded in at once (`Market.skip`) never makes most of them."""
+
+    __slots__ = ("_sid", "_points", "_before", "_after", "_made")
+
+    def __init__(self, sid: int, points: list[Point], before: list[int | None], after: list[int | None]) -> None:
+        self._sid, self._points, self._before, self._after = sid, points, before, after
+        self._made: list[Instant | None] = [None] * len(points)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __getitem__(self, k):  # type: ignore[no-untyped-def]  # an index (a slice: a list of them)
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        got = self._made[k]
+        if got is None:
+            p = self._points[k]
+            got = self._made[k] = Instant(p.time, ((self._sid, p),), (self._before[k],), (self._after[k],))
+        return got
+
+
+class Hour(NamedTuple):
+    """A source hour's instants: their times, the instants, and each priced symbol's points as a `Track`."""
+
+    times: list[int]
+    instants: Sequence[Instant]
+    tracks: dict[int, Track]
 
 
 class Market:
@@ -42,19 +96,21 @@ class Market:
         self.symbols = symbols
         self.tf_seconds = tf_seconds
         csv_symbol = symbols[source_symbol_id].spec.name
+        minutes: dict[tuple[int, int], Sequence[int]] = {}  # open minutes by calendar and hour, shared
         self.series: dict[int, Series] = {
-            sid: series_for(source, sym, csv_symbol, self.times) for sid, sym in symbols.items()
+            sid: series_for(source, sym, csv_symbol, self.times, minutes) for sid, sym in symbols.items()
         }
         self.now = self.times[0] if now is None else int(now)
         if not self.times[0] <= self.now <= self.end_time:
             raise ValueError(f"server time {self.now} is outside the data ({self.times[0]}..{self.end_time})")
-        self._instants: OrderedDict[int, tuple[list[int], tuple[Instant, ...]]] = OrderedDict()
+        self._instants: OrderedDict[int, Hour] = OrderedDict()
         self._last: dict[int, Point | None] = {}
         # the forming bar of each (symbol, period) watched: time, open, high, low, close, volume (updated in place)
         self._forming: dict[tuple[int, int], list | None] = {}
         self._periods: dict[int, set[int]] = {}
         self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
-        self._hint: tuple[int, list[int], tuple[Instant, ...]] | None = None  # the hour `_next_after` last answered
+        self._hint: tuple[int, Hour] | None = None  # the hour `_next_after` last answered from
+        self.generation = 0  # counts the times the instants were made anew (`price`): an `Hour` held is stale
         # the symbols whose points the instants carry (None: every one); the others count for the instants' times
         # only, their prices made when asked (`last_point`): a symbol no one watches makes no price path
         self.priced: set[int] | None = None
@@ -70,19 +126,21 @@ class Market:
             self._instants.clear()
             self._next_asked = None
             self._hint = None
+            self.generation += 1
 
     @property
     def end_time(self) -> int:
         return self.times[-1] + HOUR
 
     # ---- the cursor
-    def hour_instants(self, i: int) -> tuple[list[int], tuple[Instant, ...]]:
-        """Source hour i's instants (their times, and the instants), every symbol's points merged."""
+    def hour_instants(self, i: int) -> Hour:
+        """Source hour i's instants (their times, the instants, the priced symbols' tracks), every symbol's points
+        merged."""
         got = self._instants.get(i)
         if got is None:
             priced = self.priced
             unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
-            ticking: list[tuple[int, list[Point], list[int], list[int | None], list[int | None]]] = []
+            ticking: list[tuple[int, list[Point], list[int], int | None, int | None]] = []
             for sid, series in self.series.items():
                 if priced is not None and sid not in priced:
                     times_ = series.point_times(i)
@@ -92,16 +150,21 @@ class Market:
                 points = series.points(i)
                 if not points:
                     continue
-                times_ = [p.time for p in points]
-                ticking.append((sid, points, times_, [self._point_before(sid, i), *times_[:-1]],
-                                [*times_[1:], self._point_after(sid, i)]))
+                ticking.append((sid, points, [p.time for p in points], self._point_before(sid, i),
+                                self._point_after(sid, i)))
             if len(ticking) == 1 and all(list(u) == ticking[0][2] for u in unpriced):
                 # one symbol priced (the usual replay) and no other ticking at other times: its points, in order
-                sid, points, times, before, after = ticking[0]
-                got = (times, tuple(Instant(p.time, ((sid, p),), (b,), (a,))
-                                    for p, b, a in zip(points, before, after, strict=True)))
+                sid, points, times, first_before, last_after = ticking[0]
+                instants = OneSymbolInstants(sid, points, [first_before, *times[:-1]], [*times[1:], last_after])
             else:
-                got = self._merged_instants(ticking, unpriced)
+                times, instants = self._merged_instants(ticking, unpriced)
+            index = None if len(ticking) == 1 and len(times) == len(ticking[0][2]) else {
+                t: k for k, t in enumerate(times)}
+            tracks = {sid: Track(points, times_, [p.price for p in points], [p.ticks for p in points],
+                                 list(range(len(points))) if index is None else [index[t] for t in times_],
+                                 first_before, last_after, {})
+                      for sid, points, times_, first_before, last_after in ticking}
+            got = Hour(times, instants, tracks)
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)
@@ -110,11 +173,12 @@ class Market:
         return got
 
     @staticmethod
-    def _merged_instants(ticking: list[tuple[int, list[Point], list[int], list[int | None], list[int | None]]],
+    def _merged_instants(ticking: list[tuple[int, list[Point], list[int], int | None, int | None]],
                          unpriced: list[Sequence[int]]) -> tuple[list[int], tuple[Instant, ...]]:
         """Every symbol's points of an hour merged by time (those of symbols not priced: their times alone)."""
         merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
-        for sid, points, _times, before, after in ticking:
+        for sid, points, times_, first_before, last_after in ticking:
+            before, after = [first_before, *times_[:-1]], [*times_[1:], last_after]
             for p, b, a in zip(points, before, after, strict=True):
                 merged.setdefault(p.time, []).append((sid, p, b, a))
         for times_ in unpriced:
@@ -161,18 +225,74 @@ class Market:
     def _next_after(self, t: int) -> Instant | None:
         hint = self._hint  # the hour of the last answer: the clock steps through an hour's instants in order
         if hint is not None:
-            i, times, instants = hint
+            i, hour = hint
             if self.times[i] <= t and (i + 1 == len(self.times) or t < self.times[i + 1]):
-                k = bisect.bisect_right(times, t)
-                if k < len(times):
-                    return instants[k]
+                k = bisect.bisect_right(hour.times, t)
+                if k < len(hour.times):
+                    return hour.instants[k]
         for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
-            times, instants = self.hour_instants(i)
-            k = bisect.bisect_right(times, t)
-            if k < len(times):
-                self._hint = (i, times, instants)
-                return instants[k]
+            hour = self.hour_instants(i)
+            k = bisect.bisect_right(hour.times, t)
+            if k < len(hour.times):
+                self._hint = (i, hour)
+                return hour.instants[k]
         return None
+
+    def upcoming(self, limit: int) -> tuple[Hour, int, int] | None:
+        """The next instants up to time `limit` within the hour of the next one: that hour and the index range
+        [k0, k1) of its instants (None: no instant up to `limit`)."""
+        nxt = self.next_after(self.now)
+        if nxt is None or nxt.time > limit or self._hint is None:
+            return None
+        hour = self._hint[1]
+        k0 = bisect.bisect_right(hour.times, self.now)
+        if k0 == len(hour.times) or hour.instants[k0] is not nxt:
+            return None
+        return hour, k0, bisect.bisect_right(hour.times, limit, k0)
+
+    def skip(self, hour: Hour, k0: int, k1: int) -> None:
+        """Process the hour's instants [k0, k1) at once (the next ones, as `upcoming` gave them): the clock, the
+        latest points and the forming bars end as `step` would leave them after each."""
+        t0, t1 = hour.times[k0], hour.times[k1 - 1]
+        self.now = t1
+        if self._unpriced_asked:
+            self._forget_unpriced()
+        last, periods = self._last, self._periods
+        for sid, track in hour.tracks.items():
+            times = track.times
+            a = bisect.bisect_left(times, t0)
+            b = bisect.bisect_right(times, t1, a)
+            if a == b:
+                continue
+            last[sid] = track.points[b - 1]
+            for period in periods.get(sid, ()):
+                self._fold(sid, period, track, a, b)
+
+    def _fold(self, sid: int, period: int, track: Track, a: int, b: int) -> None:
+        """The forming bar of (sid, period) after the track's points [a, b), as `step` updates it point by point
+        (the volume a sum of whole ticks: exact in any order)."""
+        times, prices, ticks = track.times, track.prices, track.ticks
+        key = (sid, period)
+        bar = self._forming.get(key)
+        while a < b:
+            t = times[a]
+            bucket = t - t % period
+            c = b if period >= HOUR else bisect.bisect_left(times, bucket + period, a, b)
+            if bar is None or bar[0] != bucket:
+                price = prices[a]
+                bar = [bucket, price, price, price, price, float(ticks[a])]
+                self._forming[key] = bar
+                a += 1
+                if a == c:
+                    continue
+            high, low = max(prices[a:c]), min(prices[a:c])
+            if high > bar[2]:
+                bar[2] = high
+            if low < bar[3]:
+                bar[3] = low
+            bar[4] = prices[c - 1]
+            bar[5] += sum(ticks[a:c])
+            a = c
 
     def next_time(self) -> int | None:
         nxt = self.next_after(self.now)
@@ -198,11 +318,8 @@ class Market:
         if inst is None:
             return None
         self.now = inst.time
-        if self._unpriced_asked:  # their prices as of the time asked: found again when asked again
-            for sid in self._unpriced_asked:
-                if self.priced is not None and sid not in self.priced:
-                    self._last.pop(sid, None)
-            self._unpriced_asked.clear()
+        if self._unpriced_asked:
+            self._forget_unpriced()
         forming = self._forming
         for sid, p in inst.points:
             self._last[sid] = p
@@ -221,6 +338,13 @@ class Market:
                     bar[4] = price
                     bar[5] += p.ticks
         return inst
+
+    def _forget_unpriced(self) -> None:
+        """The latest points of symbols not priced were as of the time asked: found again when asked again."""
+        for sid in self._unpriced_asked:
+            if self.priced is not None and sid not in self.priced:
+                self._last.pop(sid, None)
+        self._unpriced_asked.clear()
 
     def advance_clock(self, t: int) -> None:
         """Move the clock to `t` in a stretch without points (a closed market); the points before come first."""
@@ -327,3 +451,36 @@ def spot_due(previous: int | None, time: int, following: int | None, interval: i
     if previous is None or time // interval != previous // interval:
         return True
     return any(time // p != previous // p or following is None or following // p != time // p for p in periods)
+
+
+def spot_due_indices(times: Sequence[int], before: int | None, after: int | None, interval: int,
+                     periods: Iterable[int] = ()) -> list[int]:
+    """The indices k of a symbol's consecutive point `times` (its point before them at `before`, after them at
+    `after`) where `spot_due(previous, times[k], following, interval, periods)` holds, found from the bucket
+    boundaries crossed rather than point by point."""
+    n = len(times)
+    if not n:
+        return []
+    due = set()
+    first, last = times[0], times[-1]
+    if before is None:
+        due.add(0)
+    for step in (interval, *periods):  # the first point of each bucket: a boundary in (previous, time]
+        b = ((first if before is None else before) // step + 1) * step
+        while b <= last:
+            k = bisect.bisect_left(times, b)
+            due.add(k)
+            b = (times[k] // step + 1) * step
+    for period in periods:  # the last point of each bucket: a boundary in (time, following]
+        if after is None:
+            due.add(n - 1)
+        b = (first // period + 1) * period
+        while True:
+            k = bisect.bisect_left(times, b) - 1
+            if k == n - 1:
+                if after is not None and b <= after:
+                    due.add(k)
+                break
+            due.add(k)
+            b = (times[k + 1] // period + 1) * period
+    return sorted(due)
