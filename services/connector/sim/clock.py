@@ -143,11 +143,9 @@ class ReplayClock:
         generation = market.generation
         k = k0
         for d in sorted(x for x in due if k0 <= x < k1):
-            if d > k:
-                market.skip(hour, k, d)
-            inst = market.step()
+            market.skip(hour, k, d + 1)  # through the instant due: one fold, its price the last looked at
             k = d + 1
-            self._spots_at(inst, hour, d)
+            self._spots_due(hour, d)
             if market.generation != generation:  # the instants were made anew (a symbol priced): stop here
                 k1 = k
                 break
@@ -172,11 +170,10 @@ class ReplayClock:
             b = bisect.bisect_right(track.times, t1, a)
             if a == b:
                 continue
-            prices = track.prices[a:b]
-            if not any(account.triggered(sid, bid, market.ask_of(sid, bid)) for bid in (min(prices), max(prices))):
+            if not any(account.triggered(sid, bid, market.ask_of(sid, bid)) for bid in track.extremes(a, b)):
                 continue
             for j in range(a, b):
-                bid = track.prices[j]
+                bid = track.price(j)
                 if account.triggered(sid, bid, market.ask_of(sid, bid)):
                     first = min(first, track.at[j])
                     break
@@ -219,9 +216,8 @@ class ReplayClock:
         self._stops_at(inst)
         self._spots_at(inst)
 
-    def _spots_at(self, inst: Instant, hour: Hour | None = None, k: int = 0) -> None:
-        """The spot events due at an instant, session by session in order (the instant `k` of `hour`: its due
-        instants as the tracks know them)."""
+    def _spots_at(self, inst: Instant) -> None:
+        """The spot events due at an instant, session by session in order."""
         interval = self.config.spot_interval_s
         memo = self._burst_periods
         for s in list(self.sessions):
@@ -229,13 +225,22 @@ class ReplayClock:
                 continue
             periods = self._session_periods(s, memo)
             for (sid, point), before, after in zip(inst.points, inst.previous, inst.following, strict=True):
-                if sid not in s.spots:
-                    continue
-                if hour is not None:
-                    due = k in hour.tracks[sid].due_at(interval, periods.get(sid, ()))
-                else:
-                    due = interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
-                if due:
+                if sid in s.spots and (
+                    interval <= 60 or spot_due(before, point.time, after, interval, periods.get(sid, ()))
+                ):
+                    self._send_spot(s, sid)
+
+    def _spots_due(self, hour: Hour, k: int) -> None:
+        """`_spots_at` for the hour's instant k just processed, its due spots as the tracks know them."""
+        interval = self.config.spot_interval_s
+        memo = self._burst_periods
+        symbols = hour.symbols_at(k)
+        for s in list(self.sessions):
+            if not s.spots:
+                continue
+            periods = self._session_periods(s, memo)
+            for sid in symbols:
+                if sid in s.spots and k in hour.tracks[sid].due_at(interval, periods.get(sid, ())):
                     self._send_spot(s, sid)
 
     def _closed_from(self, nxt: int) -> int | None:

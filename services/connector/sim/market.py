@@ -30,17 +30,49 @@ class Instant(NamedTuple):  # a tuple: made 60 times an hour
     following: tuple[int | None, ...]  # and after
 
 
-class Track(NamedTuple):
-    """One priced symbol's points in an hour of instants, as columns (what a run of instants folds in at once)."""
+class Track:
+    """One priced symbol's points in an hour of instants, as columns (what a run of instants folds in at once):
+    their times and ticks, the prices the hour's plan knows (open, high, low, close), the rest of its path only
+    when a price in between is looked at (`price`, `extremes`)."""
 
-    points: list[Point]
-    times: list[int]
-    prices: list[float]
-    ticks: list[int]
-    at: list[int]  # the index of each point's instant in the hour
-    before: int | None  # the time of the symbol's point before the hour's first (None: none in the data)
-    after: int | None  # and after its last
-    due: dict[tuple[int, tuple[int, ...]], frozenset[int]]  # the instants with a spot due, by spacing (`due_at`)
+    __slots__ = ("series", "hour", "times", "ticks", "known", "high_at", "low_at", "at", "before", "after", "due",
+                 "_prices")
+
+    def __init__(self, series: Series, hour: int, at: list[int] | None, before: int | None,
+                 after: int | None) -> None:
+        plan = series.plan(hour)
+        self.series, self.hour = series, hour
+        self.times, self.ticks, self.known = plan.times, plan.ticks, plan.known
+        self.high_at, self.low_at = plan.high_at, plan.low_at
+        self.at = range(len(plan.times)) if at is None else at  # the index of each point's instant in the hour
+        self.before = before  # the time of the symbol's point before the hour's first (None: none in the data)
+        self.after = after  # and after its last
+        self.due: dict[tuple[int, tuple[int, ...]], frozenset[int]] = {}  # by spacing: `due_at`
+        self._prices: list[float] | None = None
+
+    def prices(self) -> list[float]:
+        """Every price of the hour's path (made now if not yet)."""
+        if self._prices is None:
+            self._prices = [p.price for p in self.series.points(self.hour)]
+        return self._prices
+
+    def price(self, k: int) -> float:
+        known = self.known.get(k)
+        return self.prices()[k] if known is None else known
+
+    def point(self, k: int) -> Point:
+        return Point(self.times[k], self.price(k), self.ticks[k])
+
+    def extremes(self, a: int, b: int) -> tuple[float, float]:
+        """The highest and the lowest price of points [a, b): the hour's high and low when both lie in it."""
+        high_at, low_at = self.high_at, self.low_at
+        if high_at is None:  # a short path: every price known
+            prices = [self.known[k] for k in range(a, b)]
+        elif a <= high_at < b and a <= low_at < b:  # type: ignore[operator]
+            return self.known[high_at], self.known[low_at]  # type: ignore[index]
+        else:
+            prices = self.prices()[a:b]
+        return max(prices), min(prices)
 
     def due_at(self, interval: int, periods: tuple[int, ...]) -> frozenset[int]:
         """The indices of the hour's instants where this symbol's spot is due (`spot_due`)."""
@@ -54,35 +86,63 @@ class Track(NamedTuple):
         return got
 
 
-class OneSymbolInstants(Sequence[Instant]):
-    """The instants of an hour where one symbol alone ticks, each made when first asked for: a run of instants
-    folded in at once (`Market.skip`) never makes most of them."""
+class LazyInstants(Sequence[Instant]):
+    """An hour's instants, each made when first asked for from the tracks (`rows[k]`: the (symbol id, track,
+    index) of every symbol ticking at instant k, in the series' order): a run of instants folded in at once
+    (`Market.skip`) never makes most of them, nor the price path between their anchors."""
 
-    __slots__ = ("_sid", "_points", "_before", "_after", "_made")
+    __slots__ = ("_times", "_rows", "_made")
 
-    def __init__(self, sid: int, points: list[Point], before: list[int | None], after: list[int | None]) -> None:
-        self._sid, self._points, self._before, self._after = sid, points, before, after
-        self._made: list[Instant | None] = [None] * len(points)
+    def __init__(self, times: list[int], rows: Sequence[Sequence[tuple[int, Track, int]]]) -> None:
+        self._times, self._rows = times, rows
+        self._made: list[Instant | None] = [None] * len(times)
 
     def __len__(self) -> int:
-        return len(self._points)
+        return len(self._times)
+
+    def symbols_at(self, k: int) -> list[int]:
+        return [sid for sid, _, _ in self._rows[k]]
 
     def __getitem__(self, k):  # type: ignore[no-untyped-def]  # an index (a slice: a list of them)
         if isinstance(k, slice):
             return [self[j] for j in range(*k.indices(len(self)))]
         got = self._made[k]
         if got is None:
-            p = self._points[k]
-            got = self._made[k] = Instant(p.time, ((self._sid, p),), (self._before[k],), (self._after[k],))
+            points, before, after = [], [], []
+            for sid, track, j in self._rows[k]:
+                times = track.times
+                points.append((sid, track.point(j)))
+                before.append(times[j - 1] if j else track.before)
+                after.append(times[j + 1] if j + 1 < len(times) else track.after)
+            got = self._made[k] = Instant(self._times[k], tuple(points), tuple(before), tuple(after))
         return got
+
+
+class _OneTrackRows(Sequence[tuple[tuple[int, Track, int]]]):
+    """`LazyInstants` rows of an hour where one symbol alone ticks: instant k is its point k."""
+
+    __slots__ = ("_sid", "_track")
+
+    def __init__(self, sid: int, track: Track) -> None:
+        self._sid, self._track = sid, track
+
+    def __len__(self) -> int:
+        return len(self._track.times)
+
+    def __getitem__(self, k):  # type: ignore[no-untyped-def]
+        return ((self._sid, self._track, k),)
 
 
 class Hour(NamedTuple):
     """A source hour's instants: their times, the instants, and each priced symbol's points as a `Track`."""
 
     times: list[int]
-    instants: Sequence[Instant]
+    instants: LazyInstants
     tracks: dict[int, Track]
+
+    def symbols_at(self, k: int) -> list[int]:
+        """The ids of the symbols ticking at instant k, in its order (without making its points)."""
+        return self.instants.symbols_at(k)
 
 
 class Market:
@@ -105,10 +165,11 @@ class Market:
             raise ValueError(f"server time {self.now} is outside the data ({self.times[0]}..{self.end_time})")
         self._instants: OrderedDict[int, Hour] = OrderedDict()
         self._last: dict[int, Point | None] = {}
+        self._last_at: dict[int, tuple[Track, int]] = {}  # a latest point as its place in a track (before `_last`)
         # the forming bar of each (symbol, period) watched: time, open, high, low, close, volume (updated in place)
         self._forming: dict[tuple[int, int], list | None] = {}
         self._periods: dict[int, set[int]] = {}
-        self._next_asked: tuple[int, Instant | None] | None = None  # the last `next_after`: time asked, answer
+        self._next_asked: tuple[int, tuple[Hour, int] | None] | None = None  # the last `_locate`: time, answer
         self._hint: tuple[int, Hour] | None = None  # the hour `_next_after` last answered from
         self.generation = 0  # counts the times the instants were made anew (`price`): an `Hour` held is stale
         # the symbols whose points the instants carry (None: every one); the others count for the instants' times
@@ -140,60 +201,39 @@ class Market:
         if got is None:
             priced = self.priced
             unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
-            ticking: list[tuple[int, list[Point], list[int], int | None, int | None]] = []
+            ticking: list[tuple[int, Series]] = []
             for sid, series in self.series.items():
+                times_ = series.point_times(i)
                 if priced is not None and sid not in priced:
-                    times_ = series.point_times(i)
                     if not any(times_ is u for u in unpriced):  # full hours share one tuple of times
                         unpriced.append(times_)
-                    continue
-                points = series.points(i)
-                if not points:
-                    continue
-                ticking.append((sid, points, [p.time for p in points], self._point_before(sid, i),
-                                self._point_after(sid, i)))
-            if len(ticking) == 1 and all(list(u) == ticking[0][2] for u in unpriced):
+                elif times_:
+                    ticking.append((sid, series))
+            one = ticking[0][1].point_times(i) if len(ticking) == 1 else None
+            if one is not None and all(u is one or list(u) == list(one) for u in unpriced):
                 # one symbol priced (the usual replay) and no other ticking at other times: its points, in order
-                sid, points, times, first_before, last_after = ticking[0]
-                instants = OneSymbolInstants(sid, points, [first_before, *times[:-1]], [*times[1:], last_after])
+                sid = ticking[0][0]
+                track = Track(self.series[sid], i, None, self._point_before(sid, i), self._point_after(sid, i))
+                times, tracks = list(track.times), {sid: track}
+                rows: Sequence[Sequence[tuple[int, Track, int]]] = _OneTrackRows(sid, track)
             else:
-                times, instants = self._merged_instants(ticking, unpriced)
-            index = None if len(ticking) == 1 and len(times) == len(ticking[0][2]) else {
-                t: k for k, t in enumerate(times)}
-            tracks = {sid: Track(points, times_, [p.price for p in points], [p.ticks for p in points],
-                                 list(range(len(points))) if index is None else [index[t] for t in times_],
-                                 first_before, last_after, {})
-                      for sid, points, times_, first_before, last_after in ticking}
-            got = Hour(times, instants, tracks)
+                times = sorted({t for sid, series in ticking for t in series.point_times(i)}.union(*unpriced))
+                index = {t: k for k, t in enumerate(times)}
+                tracks = {}
+                merged: list[list[tuple[int, Track, int]]] = [[] for _ in times]
+                for sid, series in ticking:
+                    at = [index[t] for t in series.point_times(i)]
+                    track = tracks[sid] = Track(series, i, at, self._point_before(sid, i), self._point_after(sid, i))
+                    for j, k in enumerate(at):
+                        merged[k].append((sid, track, j))
+                rows = merged
+            got = Hour(times, LazyInstants(times, rows), tracks)
             self._instants[i] = got
             if len(self._instants) > INSTANT_CACHE_HOURS:
                 self._instants.popitem(last=False)
         else:
             self._instants.move_to_end(i)
         return got
-
-    @staticmethod
-    def _merged_instants(ticking: list[tuple[int, list[Point], list[int], int | None, int | None]],
-                         unpriced: list[Sequence[int]]) -> tuple[list[int], tuple[Instant, ...]]:
-        """Every symbol's points of an hour merged by time (those of symbols not priced: their times alone)."""
-        merged: dict[int, list[tuple[int, Point, int | None, int | None]]] = {}
-        for sid, points, times_, first_before, last_after in ticking:
-            before, after = [first_before, *times_[:-1]], [*times_[1:], last_after]
-            for p, b, a in zip(points, before, after, strict=True):
-                merged.setdefault(p.time, []).append((sid, p, b, a))
-        for times_ in unpriced:
-            for t in times_:
-                merged.setdefault(t, [])
-        times = sorted(merged)
-        instants = []
-        for t in times:
-            rows = merged[t]
-            if not rows:
-                instants.append(Instant(t, (), (), ()))
-                continue
-            sids, points_, before_, after_ = zip(*rows, strict=True)
-            instants.append(Instant(t, tuple(zip(sids, points_, strict=True)), before_, after_))
-        return times, tuple(instants)
 
     def _point_before(self, symbol_id: int, i: int) -> int | None:
         """The time of the symbol's last point in the hours before hour i."""
@@ -215,6 +255,11 @@ class Market:
 
     def next_after(self, t: int) -> Instant | None:
         """The first instant after time t (None: the data ends first)."""
+        found = self._locate(t)
+        return None if found is None else found[0].instants[found[1]]
+
+    def _locate(self, t: int) -> tuple[Hour, int] | None:
+        """The hour and the index in it of the first instant after time t (None: the data ends first)."""
         asked = self._next_asked
         if asked is not None and asked[0] == t:  # the clock asks twice per instant: `next_time`, then `step`
             return asked[1]
@@ -222,56 +267,54 @@ class Market:
         self._next_asked = (t, found)
         return found
 
-    def _next_after(self, t: int) -> Instant | None:
+    def _next_after(self, t: int) -> tuple[Hour, int] | None:
         hint = self._hint  # the hour of the last answer: the clock steps through an hour's instants in order
         if hint is not None:
             i, hour = hint
             if self.times[i] <= t and (i + 1 == len(self.times) or t < self.times[i + 1]):
                 k = bisect.bisect_right(hour.times, t)
                 if k < len(hour.times):
-                    return hour.instants[k]
+                    return hour, k
         for i in range(max(0, bisect.bisect_right(self.times, t) - 1), len(self.times)):
             hour = self.hour_instants(i)
             k = bisect.bisect_right(hour.times, t)
             if k < len(hour.times):
                 self._hint = (i, hour)
-                return hour.instants[k]
+                return hour, k
         return None
 
     def upcoming(self, limit: int) -> tuple[Hour, int, int] | None:
         """The next instants up to time `limit` within the hour of the next one: that hour and the index range
         [k0, k1) of its instants (None: no instant up to `limit`)."""
-        nxt = self.next_after(self.now)
-        if nxt is None or nxt.time > limit or self._hint is None:
+        found = self._locate(self.now)
+        if found is None or found[0].times[found[1]] > limit:
             return None
-        hour = self._hint[1]
-        k0 = bisect.bisect_right(hour.times, self.now)
-        if k0 == len(hour.times) or hour.instants[k0] is not nxt:
-            return None
+        hour, k0 = found
         return hour, k0, bisect.bisect_right(hour.times, limit, k0)
 
     def skip(self, hour: Hour, k0: int, k1: int) -> None:
         """Process the hour's instants [k0, k1) at once (the next ones, as `upcoming` gave them): the clock, the
-        latest points and the forming bars end as `step` would leave them after each."""
+        latest points and the forming bars end as `step` would leave them after each. A latest point is kept as
+        its place in the track (`_last_at`): its price is made when asked."""
         t0, t1 = hour.times[k0], hour.times[k1 - 1]
         self.now = t1
         if self._unpriced_asked:
             self._forget_unpriced()
-        last, periods = self._last, self._periods
+        periods = self._periods
         for sid, track in hour.tracks.items():
             times = track.times
             a = bisect.bisect_left(times, t0)
             b = bisect.bisect_right(times, t1, a)
             if a == b:
                 continue
-            last[sid] = track.points[b - 1]
+            self._last_at[sid] = (track, b - 1)
             for period in periods.get(sid, ()):
                 self._fold(sid, period, track, a, b)
 
     def _fold(self, sid: int, period: int, track: Track, a: int, b: int) -> None:
         """The forming bar of (sid, period) after the track's points [a, b), as `step` updates it point by point
         (the volume a sum of whole ticks: exact in any order)."""
-        times, prices, ticks = track.times, track.prices, track.ticks
+        times, ticks = track.times, track.ticks
         key = (sid, period)
         bar = self._forming.get(key)
         while a < b:
@@ -279,24 +322,24 @@ class Market:
             bucket = t - t % period
             c = b if period >= HOUR else bisect.bisect_left(times, bucket + period, a, b)
             if bar is None or bar[0] != bucket:
-                price = prices[a]
+                price = track.price(a)
                 bar = [bucket, price, price, price, price, float(ticks[a])]
                 self._forming[key] = bar
                 a += 1
                 if a == c:
                     continue
-            high, low = max(prices[a:c]), min(prices[a:c])
+            high, low = track.extremes(a, c)
             if high > bar[2]:
                 bar[2] = high
             if low < bar[3]:
                 bar[3] = low
-            bar[4] = prices[c - 1]
+            bar[4] = track.price(c - 1)
             bar[5] += sum(ticks[a:c])
             a = c
 
     def next_time(self) -> int | None:
-        nxt = self.next_after(self.now)
-        return None if nxt is None else nxt.time
+        found = self._locate(self.now)
+        return None if found is None else found[0].times[found[1]]
 
     def next_time_after(self, t: int) -> int | None:
         """The time of the first instant after time t (None: the data ends first), from the point times alone:
@@ -320,9 +363,11 @@ class Market:
         self.now = inst.time
         if self._unpriced_asked:
             self._forget_unpriced()
-        forming = self._forming
+        forming, last_at = self._forming, self._last_at
         for sid, p in inst.points:
             self._last[sid] = p
+            if last_at:
+                last_at.pop(sid, None)
             for period in self._periods.get(sid, ()):
                 # ticks.update, in place (a point of every watched symbol and period, 60 an hour)
                 bar = forming.get((sid, period))
@@ -381,6 +426,10 @@ class Market:
     # ---- prices
     def last_point(self, symbol_id: int) -> Point | None:
         """The symbol's latest point at or before `now` (None: it has not ticked yet)."""
+        if self._last_at:
+            at = self._last_at.pop(symbol_id, None)
+            if at is not None:
+                self._last[symbol_id] = at[0].point(at[1])
         if symbol_id not in self._last:
             found = None
             series = self.series[symbol_id]

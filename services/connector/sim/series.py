@@ -18,6 +18,7 @@ from services.connector.sim.replay import CsvBar
 from services.connector.sim.ticks import (
     HOUR,
     MINUTE,
+    Plan,
     Point,
     aggregate,
     combine,
@@ -25,6 +26,7 @@ from services.connector.sim.ticks import (
     hour_point_times,
     minute_offset,
     path,
+    plan,
     point_minutes,
     tick_volume,
 )
@@ -67,6 +69,7 @@ class Series:
         self._minutes: dict[tuple[int, int], Sequence[int]] = {} if minutes is None else minutes
         self._hours: dict[int, CsvBar | None] = {}
         self._points: OrderedDict[int, list[Point]] = OrderedDict()
+        self._plans: OrderedDict[int, Plan] = OrderedDict()
         self._point_times: OrderedDict[int, Sequence[int]] = OrderedDict()
 
     # ---- one source hour
@@ -106,6 +109,19 @@ class Series:
                 self._points.popitem(last=False)
         else:
             self._points.move_to_end(i)
+        return got
+
+    def plan(self, i: int) -> Plan:
+        """Hour i's points without the price path between the bar's own prices (`ticks.plan`)."""
+        got = self._plans.get(i)
+        if got is None:
+            seed = self.source[(i + self.offset) % len(self.source)].time
+            got = plan(self.target(i), self.minutes(i), seed)
+            self._plans[i] = got
+            if len(self._plans) > POINT_CACHE_HOURS:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(i)
         return got
 
     def point_times(self, i: int) -> Sequence[int]:

@@ -113,13 +113,51 @@ def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Po
     return list(map(Point, times, prices, counts))
 
 
-def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]:
-    """n >= 4 prices: open first, close last, high and low at two distinct inner points, a clipped bridge between."""
+class Plan(NamedTuple):
+    """An hour's points as far as they go without the bridge's inner prices (`plan`): what a replay needs of
+    most hours (the open, the high, the low and the close are known; the path in between only when looked at)."""
+
+    times: Sequence[int]
+    ticks: list[int]
+    known: dict[int, float]  # index -> price: the open, the high, the low, the close (a short path: every one)
+    high_at: int | None  # the index of the high and of the low (None: a short path, every price known)
+    low_at: int | None
+
+
+def plan(bar: CsvBar, minutes: Sequence[int], seed: int) -> Plan:
+    """`path` without the bridge's inner prices: the same times and ticks (the same draws of the same rng), the
+    prices the bridge fixes. `path(...)[k].price == plan(...).known[k]` wherever known."""
+    ticks = tick_volume(bar.volume)
+    chosen = point_minutes(bar, minutes)
+    n = len(chosen)
+    if n == 0:
+        return Plan((), [], {}, None, None)
+    rng = random.Random(seed)
+    high_at = low_at = None
+    if n < 4:
+        known = dict(enumerate(anchors(bar, n)))
+    else:
+        known, spans, high_at, low_at = _marks(bar, n, rng)
+        for _ in range((sum(m for _, m in spans) + 1) // 2 * 2):  # the uniforms of the bridge's normals (a pair
+            rng.random()  # makes two)
+    counts = _shares(ticks, n, rng)
+    times = hour_point_times(chosen[0]) if n == HOUR // MINUTE else [m + minute_offset(m) for m in chosen]
+    return Plan(times, counts, known, high_at, low_at)
+
+
+def _marks(bar: CsvBar, n: int, rng: random.Random) -> tuple[dict[int, float], list[tuple[int, int]], int, int]:
+    """The prices a bridge of n >= 4 points fixes (index -> price), the spans between them it fills (start,
+    length >= 2), the indices of the high and of the low; drawing what `_bridge` draws first."""
     i1, i2 = sorted(rng.sample(range(1, n - 1), 2))
     i_high, i_low = (i1, i2) if rng.random() < 0.5 else (i2, i1)
     fixed = {0: bar.open, i_high: bar.high, i_low: bar.low, n - 1: bar.close}
     marks = sorted(fixed)
-    spans = [(a, b - a) for a, b in zip(marks, marks[1:], strict=False) if b - a >= 2]
+    return fixed, [(a, b - a) for a, b in zip(marks, marks[1:], strict=False) if b - a >= 2], i_high, i_low
+
+
+def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]:
+    """n >= 4 prices: open first, close last, high and low at two distinct inner points, a clipped bridge between."""
+    fixed, spans, _, _ = _marks(bar, n, rng)
     normals = _normals(rng, sum(m for _, m in spans))  # the rng.gauss(0.0, 1.0) draws of the spans, in order
     high, low = bar.high, bar.low
     prices = [0.0] * n
