@@ -1,7 +1,7 @@
 """The simulator's replay clock: instants processed on request (`advance`, `advance_bars`, `advance_until`, from
 the control port) or timed (`speed` simulated seconds per wall second), each one's stops, spot events, token
-expiries, swaps and state saves; a closed stretch is crossed quickly. What an advance sends goes out coalesced,
-bar by bar (`_coalesced`).
+expiries, swaps and state saves; a closed stretch is crossed quickly. What an advance sends goes out coalesced
+(`_coalesced`): at the end of a bar, the burst's first at once, then at most one write every `BURST_FLUSH_S`.
 
 A mixin of SimServer (server.py): it uses the server's market cursor, sessions, config and `_send`.
 """
@@ -12,7 +12,8 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from services.connector.ctrader import periods as timeframes
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# a burst's frames go out at the end of a bar, at most once per this many seconds (a write is a system call that
+# costs a burst about as much as a bar's instants: one a bar was a quarter of a burst's CPU)
+BURST_FLUSH_S = 0.002
+
+
 class ReplayClock:
+    _flush_due = 0.0  # a burst's next flush at the end of a bar: not before this (time.monotonic)
+    _rollover_memo: tuple[tuple[int, ...], int, int] | None = None  # positions, since, their next rollover
     # while an advance runs (synchronously: no request is handled meanwhile, so no subscription changes), each
     # session's live trendbar periods per symbol, made once (by id: a Session is not hashable); None: made per instant
     _burst_periods: dict[int, dict[int, tuple[int, ...]]] | None = None
@@ -37,6 +45,7 @@ class ReplayClock:
         outer = self._burst_periods is not None
         if not outer:
             self._burst_periods = {}
+            self._flush_due = 0.0
         try:
             with self._coalesced():
                 yield
@@ -107,14 +116,21 @@ class ReplayClock:
         if positions:
             if self._swapped_until is None:
                 return None
-            end = min(end, self._next_rollover(self._swapped_until, positions.values()) - 1)
+            end = min(end, self._next_rollover(self._swapped_until, positions) - 1)
             self.market.price(p.symbol_id for p in positions.values())  # as `_step`: their stops need points
         return end if nxt <= end else None
 
-    def _next_rollover(self, since: int, positions: Iterable[SimPosition]) -> int:
-        """The first rollover after `since` of the positions' symbols (a swap may be charged there)."""
-        specs = {self.symbols[p.symbol_id].swap for p in positions}
-        return min(next_rollover(since, spec) for spec in specs)
+    def _next_rollover(self, since: int, positions: dict[int, SimPosition]) -> int:
+        """The first rollover after `since` of the positions' symbols (a swap may be charged there); the same
+        from any later `since` before it, for the same positions."""
+        held = tuple(positions)
+        memo = self._rollover_memo
+        if memo is not None and memo[0] == held and memo[1] <= since < memo[2]:
+            return memo[2]
+        symbols = {p.symbol_id for p in positions.values()}
+        found = min(next_rollover(since, self.symbols[sid].swap) for sid in symbols)
+        self._rollover_memo = (held, since, found)
+        return found
 
     def _quiet_run(self, end: int) -> int:
         """The quiet instants from the next one through time `end`, within its hour, up to (not including) the
@@ -195,8 +211,9 @@ class ReplayClock:
         if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
             self._saved_bucket = self.market.bar_time
             self._save_state()
-            if self._coalescing:  # a burst: what each bar's instants sent goes out as the next bar starts
-                self._flush()
+            if self._coalescing and (now := time.monotonic()) >= self._flush_due:  # a burst: what the bars
+                self._flush()  # before sent goes out as this one starts
+                self._flush_due = now + BURST_FLUSH_S
 
     @staticmethod
     def _session_periods(s: Session, memo: dict[int, dict[int, tuple[int, ...]]] | None) -> dict[int, tuple[int, ...]]:
