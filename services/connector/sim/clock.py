@@ -45,6 +45,7 @@ class ReplayClock:
         outer = self._burst_periods is not None
         if not outer:
             self._burst_periods = {}
+            self._burst_spot_periods = {}
             self._flush_due = 0.0
         try:
             with self._coalesced():
@@ -52,6 +53,7 @@ class ReplayClock:
         finally:
             if not outer:
                 self._burst_periods = None
+                self._burst_spot_periods = None
 
     def advance(self, ticks: int = 1) -> int:
         """Process the next `ticks` instants now; returns how many were processed (fewer at the end of the data)."""
@@ -99,13 +101,12 @@ class ReplayClock:
         return done
 
     def _quiet_through(self, nxt: int, t: int) -> int | None:
-        """The last time up to `t` through which the instants from the next one (at `nxt`) are quiet: no bar of
-        the configured timeframe starts (its state save and flush), no token is due to expire, no rollover
-        passes with a position open (stops: `_quiet_run`); None when the next instant is not."""
+        """The last time up to `t` through which the instants from the next one (at `nxt`) are quiet: within the
+        bar of the configured timeframe holding the next instant (the first may start it: `_quiet_run` saves
+        and flushes after it), no token due to expire, no rollover passing with a position open (stops:
+        `_quiet_run`); None when the next instant is not quiet."""
         tf = self.tf_seconds
-        if nxt - nxt % tf != self._saved_bucket:
-            return None
-        end = min(t, self._saved_bucket + tf - 1)
+        end = min(t, nxt - nxt % tf + tf - 1)
         expiry = self._next_expiry_ms
         if expiry is not None:
             end = min(end, (expiry - 1) // 1000)  # t * 1000 < expiry
@@ -156,12 +157,20 @@ class ReplayClock:
                 track = hour.tracks.get(sid)
                 if track is not None:
                     due |= track.due_at(interval, periods.get(sid, ()))
+        first = hour.times[k0]
+        starts = first - first % self.tf_seconds != self._saved_bucket  # the run's first instant starts a bar
+        stops = {x for x in due if k0 <= x < k1}
+        if starts:
+            stops.add(k0)
         generation = market.generation
         k = k0
-        for d in sorted(x for x in due if k0 <= x < k1):
+        for d in sorted(stops):
             market.skip(hour, k, d + 1)  # through the instant due: one fold, its price the last looked at
             k = d + 1
-            self._spots_due(hour, d)
+            if d in due:
+                self._spots_due(hour, d)
+            if starts and d == k0:
+                self._bar_started()
             if market.generation != generation:  # the instants were made anew (a symbol priced): stop here
                 k1 = k
                 break
@@ -208,12 +217,17 @@ class ReplayClock:
     def _after_clock(self) -> None:
         self.check_token_expiry()
         self._swaps_until(self.market.now)
-        if self.market.bar_time != self._saved_bucket:  # the state file follows the clock bar by bar
-            self._saved_bucket = self.market.bar_time
-            self._save_state()
-            if self._coalescing and (now := time.monotonic()) >= self._flush_due:  # a burst: what the bars
-                self._flush()  # before sent goes out as this one starts
-                self._flush_due = now + BURST_FLUSH_S
+        if self.market.bar_time != self._saved_bucket:
+            self._bar_started()
+
+    def _bar_started(self) -> None:
+        """The clock entered a new bar of the configured timeframe: the state file follows the clock bar by bar,
+        and in a burst what the bars before sent goes out as this one starts."""
+        self._saved_bucket = self.market.bar_time
+        self._save_state()
+        if self._coalescing and (now := time.monotonic()) >= self._flush_due:
+            self._flush()
+            self._flush_due = now + BURST_FLUSH_S
 
     @staticmethod
     def _session_periods(s: Session, memo: dict[int, dict[int, tuple[int, ...]]] | None) -> dict[int, tuple[int, ...]]:

@@ -402,14 +402,16 @@ class Market:
 
     def bar_target(self, n: int) -> int | None:
         """The first instant of the bar of the configured timeframe `n` bars ahead of the one holding `now`
-        (bars without any point do not count; None: the data ends first)."""
+        (bars without any point do not count; None: the data ends first). Found from the hours' instants (their
+        times are every symbol's point times, as `next_time_after` reads them): the clock steps through them next."""
         tf = self.tf_seconds
         bucket = self.now - self.now % tf
         t = None
         for _ in range(n):
-            t = self.next_time_after(bucket + tf - 1)
-            if t is None:
+            found = self._next_after(bucket + tf - 1)
+            if found is None:
                 return None
+            t = found[0].times[found[1]]
             bucket = t - t % tf
         return t
 
@@ -469,6 +471,11 @@ class Market:
     # ---- bars
     def forming(self, symbol_id: int, period: int) -> CsvBar | None:
         """The bar of `period` holding the symbol's latest point, as far as it goes (kept up to date from now on)."""
+        got = self.forming_row(symbol_id, period)
+        return None if got is None else CsvBar(int(got[0]), got[1], got[2], got[3], got[4], got[5])
+
+    def forming_row(self, symbol_id: int, period: int) -> list | None:
+        """`forming` as the row kept up to date: [time, open, high, low, close, volume] (not to be changed)."""
         key = (symbol_id, period)
         if key not in self._forming:
             self.price((symbol_id,))  # kept up to date by `step` from now on
@@ -481,8 +488,7 @@ class Market:
             self._forming[key] = None if bar is None else [bar.time, bar.open, bar.high, bar.low, bar.close,
                                                            bar.volume]
             self._periods.setdefault(symbol_id, set()).add(period)
-        got = self._forming[key]
-        return None if got is None else CsvBar(int(got[0]), got[1], got[2], got[3], got[4], got[5])
+        return self._forming[key]
 
     def history(self, symbol_id: int, period: int, from_s: int, to_s: int, limit: int = 0) -> list[CsvBar]:
         """Bars opening in [from_s, to_s] known at `now` (the last one may be forming), the newest `limit`."""

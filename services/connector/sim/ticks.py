@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import random
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
@@ -95,8 +96,8 @@ def point_minutes(bar: CsvBar, minutes: Sequence[int]) -> list[int]:
 def hour_point_times(start: int) -> tuple[int, ...]:
     """The point times of an hour (opening at `start`) with a point in every minute: the same for every symbol
     (`minute_offset`), so made once per hour however many symbols tick in it."""
-    return tuple(m + 1 + (m // MINUTE * 2_654_435_761) % 4_294_967_296 % 59  # m + minute_offset(m), inlined
-                 for m in range(start, start + HOUR, MINUTE))
+    return tuple([m + 1 + (m // MINUTE * 2_654_435_761) % 4_294_967_296 % 59  # m + minute_offset(m), inlined
+                  for m in range(start, start + HOUR, MINUTE)])
 
 
 def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Point]:
@@ -207,14 +208,14 @@ def _shares(total: int, n: int, rng: random.Random) -> list[int]:
     uniform = rng.random
     weights = [0.25 + uniform() for _ in range(n)]
     scale = extra / sum(weights)
-    quotas = [w * scale for w in weights]
-    counts = [int(q) for q in quotas]
+    quotas = list(map(scale.__mul__, weights))  # w * scale
+    counts = list(map(int, quotas))
     short = extra - sum(counts)
     if short:  # the largest remainders get one more (the earlier first among equals: a stable sort)
-        remainders = [c - q for c, q in zip(counts, quotas, strict=True)]
+        remainders = list(map(operator.sub, counts, quotas))
         for i in sorted(range(n), key=remainders.__getitem__)[:short]:
             counts[i] += 1
-    return [1 + c for c in counts]
+    return list(map((1).__add__, counts))
 
 
 def aggregate(points: Iterable[Point], period: int) -> list[CsvBar]:
