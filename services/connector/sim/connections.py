@@ -90,7 +90,8 @@ class Connections:
             session.writer.transport.abort()
 
     def _silent(self) -> bool:
-        return asyncio.get_running_loop().time() < self.faults.silent_until
+        until = self.faults.silent_until
+        return until > 0 and asyncio.get_running_loop().time() < until  # no silence yet: no clock read a frame
 
     def _send(self, session: Session, msg: Message, cid: str = "") -> None:
         if session.closed or self._silent():

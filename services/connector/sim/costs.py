@@ -84,6 +84,11 @@ def rollovers(t0: float, t1: float, spec: SwapSpec) -> list[tuple[int, int]]:
     return out
 
 
+def next_rollover(t0: float, spec: SwapSpec) -> int:
+    """The first rollover instant after t0 (Unix s), whatever its multiplier (`rollovers`' first)."""
+    return rollovers(t0, t0 + spec.period_h * 3600, spec)[0][0]
+
+
 def swap(spec: SwapSpec, side: int, units: float, pip_size: float, price: float, quote_to_deposit: float,
          multiplier: int) -> float:
     """One rollover's swap, in the deposit currency, signed (negative: charged)."""

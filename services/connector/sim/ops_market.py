@@ -41,6 +41,9 @@ def period_seconds(period: int) -> int:
 
 
 class MarketOps:
+    # while an advance runs (no subscription changes meanwhile): `_spot_periods` by (session id, symbol id)
+    _burst_spot_periods: dict[tuple[int, int], list[tuple[int, int]]] | None = None
+
     # ---- reference data
     def _on_assets(self, s: Session, msg: Any, cid: str) -> None:
         res = oa.ProtoOAAssetListRes(ctidTraderAccountId=msg.ctidTraderAccountId)
@@ -114,21 +117,33 @@ class MarketOps:
         subscribed for it; timestamp = the point's time (written by hand: spot_frames.py)."""
         if s.closed:
             return
-        quote = timestamp = None
-        bars: list[bytes] = []
-        last = self.market.last_point(symbol_id)
-        if last is not None:  # else no point yet (the start of the data): nothing to quote
-            bid, ask = self.market.bid_ask(symbol_id) or (last.price, last.price)
-            quote = (units.price_to_wire(bid), units.price_to_wire(ask))
-            if s.spot_timestamps:
-                timestamp = units.seconds_to_ms(last.time)
-            for sid, period in sorted(s.trendbars):
-                if sid == symbol_id:
-                    bar = self.market.forming(symbol_id, period_seconds(period))
-                    if bar is not None:
-                        bars.append(spot_frames.trendbar_bytes(bar, period))
-        payload = spot_frames.spot_payload(self.account.account_id, symbol_id, quote, timestamp, bars)
-        self._send_frame(s, SPOT_EVENT_NAME, spot_frames.spot_frame(payload))
+        market = self.market
+        last = market.last_point(symbol_id)
+        if last is None:  # no point yet (the start of the data): nothing to quote
+            frame = spot_frames.spot_frame(spot_frames.spot_payload(self.account.account_id, symbol_id, None, None))
+        else:
+            bid = last.price
+            bars = []
+            for period, seconds in self._spot_periods(s, symbol_id):
+                row = market.forming_row(symbol_id, seconds)
+                if row is not None:
+                    bars.append(spot_frames.bar_bytes(row, period))
+            frame = spot_frames.spot_event_frame(
+                self.account.account_id, symbol_id, units.price_to_wire(bid),
+                units.price_to_wire(market.ask_of(symbol_id, bid)),
+                units.seconds_to_ms(last.time) if s.spot_timestamps else None, bars)
+        self._send_frame(s, SPOT_EVENT_NAME, frame)
+
+    def _spot_periods(self, s: Session, symbol_id: int) -> list[tuple[int, int]]:
+        """The live trendbar periods the session subscribed for the symbol, in the order a spot event carries
+        them: (period, seconds); made once per burst."""
+        memo = self._burst_spot_periods
+        got = memo.get((id(s), symbol_id)) if memo is not None else None
+        if got is None:
+            got = [(period, period_seconds(period)) for sid, period in sorted(s.trendbars) if sid == symbol_id]
+            if memo is not None:
+                memo[(id(s), symbol_id)] = got
+        return got
 
     # ---- history
     def _on_trendbars(self, s: Session, msg: Any, cid: str) -> None:

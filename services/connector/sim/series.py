@@ -18,6 +18,7 @@ from services.connector.sim.replay import CsvBar
 from services.connector.sim.ticks import (
     HOUR,
     MINUTE,
+    Plan,
     Point,
     aggregate,
     combine,
@@ -25,7 +26,9 @@ from services.connector.sim.ticks import (
     hour_point_times,
     minute_offset,
     path,
+    plan,
     point_minutes,
+    tick_volume,
 )
 
 POINT_CACHE_HOURS = 128
@@ -51,7 +54,8 @@ class Series:
     """`symbol` replaying `source`: bar i is source bar i + offset (wrapping) at bar i's time, prices x factor."""
 
     def __init__(self, source: Sequence[CsvBar], symbol: SimSymbol, factor: float = 1.0, offset: int = 0,
-                 times: Sequence[int] | None = None) -> None:
+                 times: Sequence[int] | None = None,
+                 minutes: dict[tuple[int, int], Sequence[int]] | None = None) -> None:
         self.source = source
         self.symbol = symbol
         self.factor = factor
@@ -60,9 +64,12 @@ class Series:
         self.calendar = symbol.calendar
         self.times = times if times is not None else [b.time for b in source]
         self._targets: dict[int, CsvBar] = {}
-        self._minutes: dict[int, list[int]] = {}
+        # hour -> its open minutes; shared by the series of one market over the same `times`, keyed by (calendar
+        # id, hour): symbols of one calendar have the same open minutes (the calendars live as long as the series)
+        self._minutes: dict[tuple[int, int], Sequence[int]] = {} if minutes is None else minutes
         self._hours: dict[int, CsvBar | None] = {}
         self._points: OrderedDict[int, list[Point]] = OrderedDict()
+        self._plans: OrderedDict[int, Plan] = OrderedDict()
         self._point_times: OrderedDict[int, Sequence[int]] = OrderedDict()
 
     # ---- one source hour
@@ -77,18 +84,19 @@ class Series:
             self._targets[i] = bar
         return bar
 
-    def minutes(self, i: int) -> list[int]:
+    def minutes(self, i: int) -> Sequence[int]:
         """The starts of the minutes of hour i whose point instant is open in the symbol's calendar."""
-        got = self._minutes.get(i)
+        key = (id(self.calendar), i)
+        got = self._minutes.get(key)
         if got is None:
             start = self.times[i]
             spans = self.calendar.open_spans(start, start + HOUR)
             if spans == [(start, start + HOUR)]:
-                got = list(range(start, start + HOUR, MINUTE))
+                got = range(start, start + HOUR, MINUTE)
             else:
                 got = [m for m in range(start, start + HOUR, MINUTE)
                        if any(a <= m + minute_offset(m) < b for a, b in spans)]
-            self._minutes[i] = got
+            self._minutes[key] = got
         return got
 
     def points(self, i: int) -> list[Point]:
@@ -103,14 +111,30 @@ class Series:
             self._points.move_to_end(i)
         return got
 
+    def plan(self, i: int) -> Plan:
+        """Hour i's points without the price path between the bar's own prices (`ticks.plan`)."""
+        got = self._plans.get(i)
+        if got is None:
+            seed = self.source[(i + self.offset) % len(self.source)].time
+            got = plan(self.target(i), self.minutes(i), seed)
+            self._plans[i] = got
+            if len(self._plans) > POINT_CACHE_HOURS:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(i)
+        return got
+
     def point_times(self, i: int) -> Sequence[int]:
         """The times of hour i's points (those of `points(i)`), made without their prices; an hour with a point in
         every minute gives the tuple every such symbol shares (`hour_point_times`)."""
         got = self._point_times.get(i)
         if got is None:
-            chosen = point_minutes(self.target(i), self.minutes(i))
-            got = (hour_point_times(self.times[i]) if len(chosen) == HOUR // MINUTE
-                   else [m + minute_offset(m) for m in chosen])
+            minutes = self.minutes(i)
+            ticks = tick_volume(self.source[(i + self.offset) % len(self.source)].volume)  # the target's
+            if ticks >= len(minutes) == HOUR // MINUTE:
+                got = hour_point_times(self.times[i])
+            else:
+                got = [m + minute_offset(m) for m in point_minutes(self.target(i), minutes)]
             self._point_times[i] = got
             if len(self._point_times) > POINT_TIMES_CACHE_HOURS:
                 self._point_times.popitem(last=False)
@@ -182,9 +206,10 @@ def factor_and_offset(source: Sequence[CsvBar], symbol: SimSymbol, csv_symbol: s
 
 
 def series_for(source: Sequence[CsvBar], symbol: SimSymbol, csv_symbol: str,
-               times: Sequence[int] | None = None) -> Series:
+               times: Sequence[int] | None = None,
+               minutes: dict[tuple[int, int], Sequence[int]] | None = None) -> Series:
     factor, offset = factor_and_offset(source, symbol, csv_symbol)
-    return Series(source, symbol, factor, offset, times)
+    return Series(source, symbol, factor, offset, times, minutes)
 
 
 def served_bars(source: Sequence[CsvBar], symbol: SimSymbol, timeframe: str, from_time: int, to_time: int,

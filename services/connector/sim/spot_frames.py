@@ -102,6 +102,33 @@ def _head(account_id: int, symbol_id: int) -> bytes:
     return b"".join((_ACCOUNT, _varint(account_id), _SYMBOL, _varint(symbol_id)))
 
 
+def bar_bytes(row: Sequence[float], period: int) -> bytes:
+    """`trendbar_bytes` of a forming bar kept as a row [time, open, high, low, close, volume]."""
+    low = round(row[3] * units.PRICE_SCALE)
+    return b"".join((
+        _TB_VOLUME, _varint(int(round(row[5]))), _TB_PERIOD, _varint(period), _TB_LOW, _varint(low),
+        _TB_OPEN, _varint(round(row[1] * units.PRICE_SCALE) - low),
+        _TB_CLOSE, _varint(round(row[4] * units.PRICE_SCALE) - low),
+        _TB_HIGH, _varint(round(row[2] * units.PRICE_SCALE) - low),
+        _TB_MINUTES, _varint(units.seconds_to_minutes(int(row[0]))),
+    ))
+
+
+def spot_event_frame(account_id: int, symbol_id: int, bid: int, ask: int, timestamp_ms: int | None,
+                     trendbars: Sequence[bytes] = ()) -> bytes:
+    """`spot_frame(spot_payload(...))` of a quoted spot event, in one go (a burst's most frequent frame)."""
+    parts = [_head(account_id, symbol_id), _BID, _varint(bid), _ASK, _varint(ask)]
+    for tb in trendbars:
+        parts += (_TRENDBAR, _varint(len(tb)), tb)
+    if timestamp_ms is not None:
+        parts += (_TIMESTAMP, _varint(timestamp_ms))
+    payload = b"".join(parts)
+    body_len = len(_ENVELOPE_HEAD) + len(_varint(len(payload))) + len(payload)
+    if body_len > proto.MAX_FRAME:
+        raise proto.FrameError(f"frame of {body_len} bytes exceeds {proto.MAX_FRAME}")
+    return b"".join((proto.HEADER.pack(body_len), _ENVELOPE_HEAD, _varint(len(payload)), payload))
+
+
 def spot_frame(payload: bytes) -> bytes:
     """The spot event's frame: its ``ProtoMessage`` envelope (no clientMsgId), length-prefixed."""
     body = b"".join((_ENVELOPE_HEAD, _varint(len(payload)), payload))

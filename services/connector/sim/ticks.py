@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import random
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
@@ -95,7 +96,8 @@ def point_minutes(bar: CsvBar, minutes: Sequence[int]) -> list[int]:
 def hour_point_times(start: int) -> tuple[int, ...]:
     """The point times of an hour (opening at `start`) with a point in every minute: the same for every symbol
     (`minute_offset`), so made once per hour however many symbols tick in it."""
-    return tuple(m + minute_offset(m) for m in range(start, start + HOUR, MINUTE))
+    return tuple([m + 1 + (m // MINUTE * 2_654_435_761) % 4_294_967_296 % 59  # m + minute_offset(m), inlined
+                  for m in range(start, start + HOUR, MINUTE)])
 
 
 def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Point]:
@@ -108,23 +110,64 @@ def path(bar: CsvBar, minutes: Sequence[int], digits: int, seed: int) -> list[Po
     rng = random.Random(seed)
     prices = anchors(bar, n) if n < 4 else _bridge(bar, n, digits, rng)
     counts = _shares(ticks, n, rng)
-    return [Point(m + minute_offset(m), p, c) for m, p, c in zip(chosen, prices, counts, strict=True)]
+    times = hour_point_times(chosen[0]) if n == HOUR // MINUTE else [m + minute_offset(m) for m in chosen]
+    return list(map(Point, times, prices, counts))
 
 
-def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]:
-    """n >= 4 prices: open first, close last, high and low at two distinct inner points, a clipped bridge between."""
+class Plan(NamedTuple):
+    """An hour's points as far as they go without the bridge's inner prices (`plan`): what a replay needs of
+    most hours (the open, the high, the low and the close are known; the path in between only when looked at)."""
+
+    times: Sequence[int]
+    ticks: list[int]
+    known: dict[int, float]  # index -> price: the open, the high, the low, the close (a short path: every one)
+    high_at: int | None  # the index of the high and of the low (None: a short path, every price known)
+    low_at: int | None
+
+
+def plan(bar: CsvBar, minutes: Sequence[int], seed: int) -> Plan:
+    """`path` without the bridge's inner prices: the same times and ticks (the same draws of the same rng), the
+    prices the bridge fixes. `path(...)[k].price == plan(...).known[k]` wherever known."""
+    ticks = tick_volume(bar.volume)
+    chosen = point_minutes(bar, minutes)
+    n = len(chosen)
+    if n == 0:
+        return Plan((), [], {}, None, None)
+    rng = random.Random(seed)
+    high_at = low_at = None
+    if n < 4:
+        known = dict(enumerate(anchors(bar, n)))
+    else:
+        known, spans, high_at, low_at = _marks(bar, n, rng)
+        for _ in range((sum(m for _, m in spans) + 1) // 2 * 2):  # the uniforms of the bridge's normals (a pair
+            rng.random()  # makes two)
+    counts = _shares(ticks, n, rng)
+    times = hour_point_times(chosen[0]) if n == HOUR // MINUTE else [m + minute_offset(m) for m in chosen]
+    return Plan(times, counts, known, high_at, low_at)
+
+
+def _marks(bar: CsvBar, n: int, rng: random.Random) -> tuple[dict[int, float], list[tuple[int, int]], int, int]:
+    """The prices a bridge of n >= 4 points fixes (index -> price), the spans between them it fills (start,
+    length >= 2), the indices of the high and of the low; drawing what `_bridge` draws first."""
     i1, i2 = sorted(rng.sample(range(1, n - 1), 2))
     i_high, i_low = (i1, i2) if rng.random() < 0.5 else (i2, i1)
     fixed = {0: bar.open, i_high: bar.high, i_low: bar.low, n - 1: bar.close}
     marks = sorted(fixed)
-    high, low, gauss = bar.high, bar.low, rng.gauss
+    return fixed, [(a, b - a) for a, b in zip(marks, marks[1:], strict=False) if b - a >= 2], i_high, i_low
+
+
+def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]:
+    """n >= 4 prices: open first, close last, high and low at two distinct inner points, a clipped bridge between."""
+    fixed, spans, _, _ = _marks(bar, n, rng)
+    normals = _normals(rng, sum(m for _, m in spans))  # the rng.gauss(0.0, 1.0) draws of the spans, in order
+    high, low = bar.high, bar.low
     prices = [0.0] * n
-    for a, b in zip(marks, marks[1:], strict=False):
-        pa, m = fixed[a], b - a
-        if m < 2:
-            continue
-        slope, sigma = (fixed[b] - pa) / m, (high - low) / (3 * math.sqrt(m))
-        walk = list(accumulate(gauss(0.0, 1.0) for _ in range(m)))  # W(1)..W(m)
+    used = 0
+    for a, m in spans:
+        pa = fixed[a]
+        slope, sigma = (fixed[a + m] - pa) / m, (high - low) / (3 * math.sqrt(m))
+        walk = list(accumulate(normals[used:used + m]))  # W(1)..W(m)
+        used += m
         drift = walk[-1] / m
         for j in range(1, m):
             x = pa + slope * j + sigma * (walk[j - 1] - j * drift)
@@ -134,18 +177,45 @@ def _bridge(bar: CsvBar, n: int, digits: int, rng: random.Random) -> list[float]
     return prices
 
 
+def _normals(rng: random.Random, count: int) -> list[float]:
+    """`count` calls of `rng.gauss(0.0, 1.0)`, the same values and the same state after: random.Random.gauss
+    (CPython 3.11) inlined, two normals from each pair of uniforms (a test holds it to the library's)."""
+    out: list[float] = []
+    uniform = rng.random
+    z = rng.gauss_next  # type: ignore[attr-defined]
+    rng.gauss_next = None  # type: ignore[attr-defined]
+    if z is not None and count:
+        out.append(0.0 + z * 1.0)
+        z = None
+    while len(out) < count:
+        x2pi = uniform() * _TWO_PI
+        g2rad = math.sqrt(-2.0 * math.log(1.0 - uniform()))
+        out.append(0.0 + math.cos(x2pi) * g2rad * 1.0)
+        z = math.sin(x2pi) * g2rad
+        if len(out) < count:
+            out.append(0.0 + z * 1.0)
+            z = None
+    rng.gauss_next = z  # type: ignore[attr-defined]
+    return out
+
+
+_TWO_PI = 2.0 * math.pi
+
+
 def _shares(total: int, n: int, rng: random.Random) -> list[int]:
     """`total` ticks over `n` points (total >= n), each at least one, the rest by seeded weights (exact sum)."""
     extra = total - n
-    weights = [0.25 + rng.random() for _ in range(n)]
+    uniform = rng.random
+    weights = [0.25 + uniform() for _ in range(n)]
     scale = extra / sum(weights)
-    quotas = [w * scale for w in weights]
-    counts = [int(q) for q in quotas]
+    quotas = list(map(scale.__mul__, weights))  # w * scale
+    counts = list(map(int, quotas))
     short = extra - sum(counts)
-    if short:  # the largest remainders get one more
-        for i in sorted(range(n), key=lambda i: counts[i] - quotas[i])[:short]:
+    if short:  # the largest remainders get one more (the earlier first among equals: a stable sort)
+        remainders = list(map(operator.sub, counts, quotas))
+        for i in sorted(range(n), key=remainders.__getitem__)[:short]:
             counts[i] += 1
-    return [1 + c for c in counts]
+    return list(map((1).__add__, counts))
 
 
 def aggregate(points: Iterable[Point], period: int) -> list[CsvBar]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 
 from services.connector.sim.catalog import CATALOG, symbols
-from services.connector.sim.market import Market, spot_due
+from services.connector.sim.market import Market, spot_due, spot_due_indices
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.series import served_bars
 
@@ -155,3 +156,55 @@ def test_a_market_pricing_only_the_watched_symbols_replays_the_same_instants_and
             assert all(lazy.last_point(sid) == every.last_point(sid) for sid in lazy.series)
         if n % 11 == 0:
             assert lazy.forming(watched, 3600) == every.forming(watched, 3600)
+
+
+def test_the_due_spots_found_from_bucket_boundaries_are_spot_dues(csv_bars: list[CsvBar]) -> None:
+    """`spot_due_indices` (bucket boundaries crossed) marks exactly the points `spot_due` marks, for random point
+    times (gaps, a first or a last point of the data) and every spacing and set of periods."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        start = rng.randrange(1_483_000_000, 1_484_000_000)
+        times = sorted(rng.sample(range(start, start + rng.choice((600, 3600, 7200))), rng.randrange(1, 40)))
+        before = None if rng.random() < 0.1 else times[0] - rng.randrange(1, 5000)
+        after = None if rng.random() < 0.1 else times[-1] + rng.randrange(1, 5000)
+        interval = rng.choice((60, 300, 900, 3600, 7200))
+        periods = tuple(sorted(rng.sample((60, 300, 900, 1800, 3600, 14_400, 86_400), rng.randrange(0, 4))))
+        previous, following = [before, *times[:-1]], [*times[1:], after]
+        want = [k for k, t in enumerate(times) if spot_due(previous[k], t, following[k], interval, periods)]
+        assert spot_due_indices(times, before, after, interval, periods) == want
+
+
+def test_runs_of_instants_leave_the_market_as_steps_do(csv_bars: list[CsvBar]) -> None:
+    """Instants folded in as runs (`upcoming`, `skip`) leave the clock, every latest point and the forming bars
+    of every period where stepping them one by one does: three symbols priced, across a weekend."""
+    periods = (60, 300, 900, 1800, 3600, 14_400, 86_400)
+
+    def watched() -> Market:
+        m = market(csv_bars, FRIDAY_LAST - 3, synthetic=2)
+        m.priced = set()
+        for sid in (1, 41, 1001):
+            for p in periods:
+                m.forming(sid, p)
+        return m
+
+    stepped, ran = watched(), watched()
+    rng = random.Random(3)
+    for _ in range(400):
+        got = ran.upcoming(ran.now + rng.randrange(1, 1800))
+        if got is None:
+            nxt = ran.next_time()
+            ran.step()
+            while stepped.now < nxt:
+                stepped.step()
+        else:
+            hour, k0, k1 = got
+            ran.skip(hour, k0, k1)
+            while stepped.now < hour.times[k1 - 1]:
+                stepped.step()
+        assert ran.now == stepped.now
+        for sid in ran.series:
+            assert ran.last_point(sid) == stepped.last_point(sid), sid
+        for sid in (1, 41, 1001):
+            for p in periods:
+                assert ran.forming(sid, p) == stepped.forming(sid, p), (sid, p)
+    assert stepped.bar_index > FRIDAY_LAST + 1  # the weekend crossed

@@ -54,3 +54,20 @@ def test_spot_frame_reads_back_through_both_readers() -> None:
                                                                                    1_500_000_000_000)
     assert ev.trendbar[0].low == 105_000 and ev.trendbar[0].deltaHigh == 15_000 and ev.trendbar[0].volume == 42
     assert spots.SPOT_EVENT == spot_frames.SPOT_EVENT
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_quoted_spot_event_in_one_go_is_the_same_frame(seed: int) -> None:
+    """`spot_event_frame` and `bar_bytes` (a forming bar's row) write what `spot_frame(spot_payload(...))` and
+    `trendbar_bytes` write."""
+    rng = random.Random(seed)
+    account_id = rng.choice((1, 127, 128, 1_000_001, 2**40))
+    symbol_id = rng.choice((1, 2, 127, 128, 300, 2**33))
+    quote = (rng.randrange(0, 2**40), rng.randrange(0, 2**40))
+    timestamp = None if seed % 3 == 0 else rng.randrange(0, 2**45)
+    bars = [(_bar(rng), rng.choice((1, 5, 9, 12))) for _ in range(seed % 4)]
+    rows = [([b.time, b.open, b.high, b.low, b.close, b.volume], p) for b, p in bars]
+    assert [spot_frames.bar_bytes(r, p) for r, p in rows] == [spot_frames.trendbar_bytes(b, p) for b, p in bars]
+    made = spot_frames.spot_event_frame(account_id, symbol_id, *quote, timestamp,
+                                        [spot_frames.bar_bytes(r, p) for r, p in rows])
+    assert made == _by_protobuf(account_id, symbol_id, quote, timestamp, bars)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+import random
 
 import pytest
 
@@ -11,6 +13,7 @@ from services.connector.sim.catalog import CATALOG, synthetic
 from services.connector.sim.replay import CsvBar
 from services.connector.sim.series import check_source, series_for, served_bars
 from services.connector.sim.ticks import (
+    _normals,
     aggregate,
     anchors,
     combine,
@@ -187,3 +190,36 @@ def test_bad_sources_are_refused(csv_bars: list[CsvBar]) -> None:
     ]:
         with pytest.raises(ValueError, match=match):
             check_source(bars)
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_the_normals_are_the_librarys_gauss_draws(pending: bool) -> None:
+    """`_normals` (random.Random.gauss inlined) gives the same values, signs of zero included, and leaves the rng
+    in the same state."""
+    for seed in range(300):
+        for count in (0, 1, 2, 3, 58):
+            lib, ours = random.Random(seed), random.Random(seed)
+            if pending:  # a second normal waiting in the rng
+                lib.gauss()
+                ours.gauss()
+            want = [lib.gauss(0.0, 1.0) for _ in range(count)]
+            got = _normals(ours, count)
+            assert [(v, math.copysign(1.0, v)) for v in got] == [(v, math.copysign(1.0, v)) for v in want]
+            assert ours.getstate() == lib.getstate() and ours.gauss_next == lib.gauss_next
+
+
+@pytest.mark.parametrize("name", ["EURUSD", "USDJPY", "XAUUSD", "US500"])
+def test_a_plan_is_its_path_without_the_prices_between(csv_bars: list[CsvBar], name: str) -> None:
+    """An hour's plan has its path's times and ticks, the prices it knows are the path's, and the high and the low
+    it names are the path's highest and lowest (every third hour of the data: calendars and short hours too)."""
+    series = series_for(csv_bars, CATALOG[name], "EURUSD")
+    for i in range(0, len(csv_bars), 3):
+        points = series.points(i)
+        got = series.plan(i)
+        assert list(got.times) == [p.time for p in points] and got.ticks == [p.ticks for p in points], i
+        assert all(points[k].price == price for k, price in got.known.items()), i
+        if got.high_at is None:
+            assert len(got.known) == len(points) < 4
+        else:
+            prices = [p.price for p in points]
+            assert (prices[got.high_at], prices[got.low_at]) == (max(prices), min(prices)), i
