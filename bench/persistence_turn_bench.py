@@ -11,13 +11,15 @@ CPU ms per bar (time.process_time), the median over `--reps` runs of `--bars` ba
 cost of one running totals update (`_update_totals`, done once a second when real trades were stored), and the bytes
 the process wrote and read per bar (/proc/self/io: the WAL's frames, the checkpoints, the page cache's misses), then
 the WAL frames of one more bar, by the table or index of their page. `--prefill` stores that many bars first (a bar's
-pages grow with the store until its random-keyed indexes have more leaves than a bar has records).
+pages grow with the store until its random-keyed indexes have more leaves than a bar has records);
+`--time-ordered-ids` makes the records' ids rise with time (a what-if: the primary keys' random leaves).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import statistics
 import struct
 import sys
@@ -37,9 +39,21 @@ from common import bus, messages, wire  # noqa: E402
 from common.peer import Peer  # noqa: E402
 from services.persistence.service import Persistence  # noqa: E402
 
+_ORDERED = itertools.count(1)
+TIME_ORDERED_IDS = False  # --time-ordered-ids
+
+
+def record_id() -> str:
+    """A random id (the senders' uuid5 ids are as random to the store's primary-key index), or with
+    --time-ordered-ids one whose leading bits rise with each record made (a what-if: each table's ids then land on
+    its primary key's last leaf instead of on a random leaf each)."""
+    if not TIME_ORDERED_IDS:
+        return str(uuid.uuid4())
+    return str(uuid.UUID(int=(next(_ORDERED) << 80) | uuid.uuid4().int >> 48))
+
 
 def trade(i: int, bar: int, bar_time: str, *, paper: bool) -> dict:
-    return {"id": str(uuid.uuid4()), "session_id": "", "trade_id": f"t{bar}-{i}",
+    return {"id": record_id(), "session_id": "", "trade_id": f"t{bar}-{i}",
             "timestamp": datetime.now(UTC).isoformat(),
             "bar_time": bar_time, "symbol": "EURUSD", "direction": 1, "intensity": 2,
             "action": "OPEN" if i % 2 == 0 else "CLOSE", "volume": 0.1, "entry_price": 1.1, "exit_price": 1.1012,
@@ -52,10 +66,10 @@ def bar_requests(bar: int, symbols: int, real: int, paper: int) -> list[bytes]:
     bar_time = datetime.fromtimestamp(1_700_000_000 + 60 * bar, UTC).isoformat()
     now = datetime.now(UTC).isoformat()
     syms = [f"SYM{i:02d}" for i in range(symbols)]
-    signals = [{"id": str(uuid.uuid4()), "timestamp": bar_time, "bar_time": bar_time, "symbol": s, "action": "LONG",
+    signals = [{"id": record_id(), "timestamp": bar_time, "bar_time": bar_time, "symbol": s, "action": "LONG",
                 "direction": 1, "intensity": 2, "hmm_state": 3,
                 "data": {"close": 1.2345, "action_index": 5, "virtual_pnl": 12.5}} for s in syms]
-    acks = [{"id": str(uuid.uuid4()), "timestamp": now, "symbol": s, "bar_time": bar_time, "signal_id": sig["id"],
+    acks = [{"id": record_id(), "timestamp": now, "symbol": s, "bar_time": bar_time, "signal_id": sig["id"],
              "decision": "HOLD", "status": "OK", "client_order_id": None, "position_id": None, "volume": None,
              "price": None, "reason": None, "data": {"detail": "no change"}}
             for s, sig in zip(syms, signals, strict=True)]
@@ -91,7 +105,11 @@ def main() -> int:
                    help="bars stored before the measure (in transactions of 50 bars): the store's size matters")
     p.add_argument("--idle", type=float, default=0.0,
                    help="instead: the service's loop left idle (a session running) this many seconds: its CPU ms/s")
+    p.add_argument("--time-ordered-ids", action="store_true",
+                   help="what-if: record ids whose leading bits rise with time (record_id)")
     args = p.parse_args()
+    global TIME_ORDERED_IDS
+    TIME_ORDERED_IDS = args.time_ordered_ids
     if args.idle:
         return idle(args.idle)
     with tempfile.TemporaryDirectory() as tmp:
