@@ -226,8 +226,13 @@ class Service(Lifecycle, OutboxSender):
                 if not reply.ok:
                     raise bus.RequestFailed(op, reply.error_code, f"{what}{': ' if what else ''}{reply.error_message}")
                 return reply.result
-            req.sock.poll(100, zmq.POLLIN)
+            self._await_reply(req)
             self.beat_if_due()
+
+    def _await_reply(self, req: bus.Requester) -> None:
+        """``ask``'s wait: until ``req``'s reply may have come, at most 100 ms (a heartbeat may be due)."""
+        assert req.sock is not None
+        req.sock.poll(100, zmq.POLLIN)
 
     def beat_soon(self) -> None:
         """Beat at the loop's next turn: a fact the heartbeat carries (``health_info``) changed, and the orchestrator's

@@ -219,33 +219,20 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         timeout_ms = int((timeout_s or self.cfg.runtime.request_timeout_ms / 1000) * 1000)
         return self.ask(self._requester(service), op, args, timeout_ms)
 
-    def ask(self, req: bus.Requester, op: str, args: Any, timeout_ms: int, what: str = "") -> Any:
-        """runtime.Service.ask; while the gathered batch's positions are awaited (`_deferred`, decision_desk.py
+    def _await_reply(self, req: bus.Requester) -> None:
+        """runtime.Service.ask's wait; while the gathered batch's positions are awaited (`_deferred`, decision_desk.py
         `_prefetch_positions`), the SUB socket is read too: the bar's signals arriving meanwhile are taken (read
         and spooled) during the round trip, not after it; the other messages read are kept in `_deferred`."""
         sub = self.sub
         if self._deferred is None or sub is None or self._poller is None:
-            return super().ask(req, op, args, timeout_ms, what)
-        if req.pending is not None:
-            req.reset()
-        req.send(op, args, timeout_ms)
+            super()._await_reply(req)
+            return
         assert req.sock is not None
         both = zmq.Poller()
         both.register(sub.sock, zmq.POLLIN)
-        both.register(req.sock, zmq.POLLIN)  # the same socket until the reply or the deadline (take_reply raises)
-        while True:
-            try:
-                reply = req.take_reply()  # raises RequestTimeout at the deadline
-            except wire.WireError:
-                req.reset()
-                raise
-            if reply is not None:
-                if not reply.ok:
-                    raise bus.RequestFailed(op, reply.error_code, f"{what}{': ' if what else ''}{reply.error_message}")
-                return reply.result
-            if sub.sock in dict(both.poll(100)):
-                self._read_sub(self._poller, time.monotonic())
-            self.beat_if_due()
+        both.register(req.sock, zmq.POLLIN)
+        if sub.sock in dict(both.poll(100)):
+            self._read_sub(self._poller, time.monotonic())
 
     def _connector_call(self, op: str, args: Any, timeout_s: float | None = None) -> Any:
         try:
