@@ -10,13 +10,12 @@ its period (Friday's last H1 bar when Sunday's first point comes).
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from services.connector.sim.catalog import SimSymbol
 from services.connector.sim.replay import CsvBar
-from services.connector.sim.series import Series, check_source, series_for
+from services.connector.sim.series import HourCache, Series, check_source, series_for
 from services.connector.sim.ticks import HOUR, Point
 
 INSTANT_CACHE_HOURS = 4
@@ -163,7 +162,7 @@ class Market:
         self.now = self.times[0] if now is None else int(now)
         if not self.times[0] <= self.now <= self.end_time:
             raise ValueError(f"server time {self.now} is outside the data ({self.times[0]}..{self.end_time})")
-        self._instants: OrderedDict[int, Hour] = OrderedDict()
+        self._instants: HourCache[Hour] = HourCache(INSTANT_CACHE_HOURS)
         self._last: dict[int, Point | None] = {}
         self._last_at: dict[int, tuple[Track, int]] = {}  # a latest point as its place in a track (before `_last`)
         # the forming bar of each (symbol, period) watched: time, open, high, low, close, volume (updated in place)
@@ -197,43 +196,38 @@ class Market:
     def hour_instants(self, i: int) -> Hour:
         """Source hour i's instants (their times, the instants, the priced symbols' tracks), every symbol's points
         merged."""
-        got = self._instants.get(i)
-        if got is None:
-            priced = self.priced
-            unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
-            ticking: list[tuple[int, Series]] = []
-            for sid, series in self.series.items():
-                times_ = series.point_times(i)
-                if priced is not None and sid not in priced:
-                    if not any(times_ is u for u in unpriced):  # full hours share one tuple of times
-                        unpriced.append(times_)
-                elif times_:
-                    ticking.append((sid, series))
-            one = ticking[0][1].point_times(i) if len(ticking) == 1 else None
-            if one is not None and all(u is one or list(u) == list(one) for u in unpriced):
-                # one symbol priced (the usual replay) and no other ticking at other times: its points, in order
-                sid = ticking[0][0]
-                track = Track(self.series[sid], i, None, self._point_before(sid, i), self._point_after(sid, i))
-                times, tracks = list(track.times), {sid: track}
-                rows: Sequence[Sequence[tuple[int, Track, int]]] = _OneTrackRows(sid, track)
-            else:
-                times = sorted({t for sid, series in ticking for t in series.point_times(i)}.union(*unpriced))
-                index = {t: k for k, t in enumerate(times)}
-                tracks = {}
-                merged: list[list[tuple[int, Track, int]]] = [[] for _ in times]
-                for sid, series in ticking:
-                    at = [index[t] for t in series.point_times(i)]
-                    track = tracks[sid] = Track(series, i, at, self._point_before(sid, i), self._point_after(sid, i))
-                    for j, k in enumerate(at):
-                        merged[k].append((sid, track, j))
-                rows = merged
-            got = Hour(times, LazyInstants(times, rows), tracks)
-            self._instants[i] = got
-            if len(self._instants) > INSTANT_CACHE_HOURS:
-                self._instants.popitem(last=False)
+        return self._instants.get(i, self._make_hour_instants)
+
+    def _make_hour_instants(self, i: int) -> Hour:
+        priced = self.priced
+        unpriced: list[Sequence[int]] = []  # an instant of its own when no priced symbol ticks then
+        ticking: list[tuple[int, Series]] = []
+        for sid, series in self.series.items():
+            times_ = series.point_times(i)
+            if priced is not None and sid not in priced:
+                if not any(times_ is u for u in unpriced):  # full hours share one tuple of times
+                    unpriced.append(times_)
+            elif times_:
+                ticking.append((sid, series))
+        one = ticking[0][1].point_times(i) if len(ticking) == 1 else None
+        if one is not None and all(u is one or list(u) == list(one) for u in unpriced):
+            # one symbol priced (the usual replay) and no other ticking at other times: its points, in order
+            sid = ticking[0][0]
+            track = Track(self.series[sid], i, None, self._point_before(sid, i), self._point_after(sid, i))
+            times, tracks = list(track.times), {sid: track}
+            rows: Sequence[Sequence[tuple[int, Track, int]]] = _OneTrackRows(sid, track)
         else:
-            self._instants.move_to_end(i)
-        return got
+            times = sorted({t for sid, series in ticking for t in series.point_times(i)}.union(*unpriced))
+            index = {t: k for k, t in enumerate(times)}
+            tracks = {}
+            merged: list[list[tuple[int, Track, int]]] = [[] for _ in times]
+            for sid, series in ticking:
+                at = [index[t] for t in series.point_times(i)]
+                track = tracks[sid] = Track(series, i, at, self._point_before(sid, i), self._point_after(sid, i))
+                for j, k in enumerate(at):
+                    merged[k].append((sid, track, j))
+            rows = merged
+        return Hour(times, LazyInstants(times, rows), tracks)
 
     def _point_before(self, symbol_id: int, i: int) -> int | None:
         """The time of the symbol's last point in the hours before hour i."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from services.connector.ctrader import periods as timeframes
 from services.connector.sim.catalog import SimSymbol
@@ -31,6 +32,8 @@ from services.connector.sim.ticks import (
     tick_volume,
 )
 
+V = TypeVar("V")
+
 POINT_CACHE_HOURS = 128
 POINT_TIMES_CACHE_HOURS = 1024  # the times alone (no price path made): what the clock's look-ahead reads
 
@@ -50,6 +53,31 @@ def check_source(bars: Sequence[CsvBar]) -> None:
         previous = b.time
 
 
+
+class HourCache(Generic[V]):
+    """Values made per source hour, the `limit` last used kept (one dropped is made again when asked: the values
+    are pure functions of the hour)."""
+
+    __slots__ = ("_kept", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._kept: OrderedDict[int, V] = OrderedDict()
+        self.limit = limit
+
+    def get(self, i: int, make: Callable[[int], V]) -> V:
+        kept = self._kept
+        got = kept.get(i)
+        if got is None:
+            got = kept[i] = make(i)
+            if len(kept) > self.limit:
+                kept.popitem(last=False)
+        else:
+            kept.move_to_end(i)
+        return got
+
+    def clear(self) -> None:
+        self._kept.clear()
+
 class Series:
     """`symbol` replaying `source`: bar i is source bar i + offset (wrapping) at bar i's time, prices x factor."""
 
@@ -68,9 +96,9 @@ class Series:
         # id, hour): symbols of one calendar have the same open minutes (the calendars live as long as the series)
         self._minutes: dict[tuple[int, int], Sequence[int]] = {} if minutes is None else minutes
         self._hours: dict[int, CsvBar | None] = {}
-        self._points: OrderedDict[int, list[Point]] = OrderedDict()
-        self._plans: OrderedDict[int, Plan] = OrderedDict()
-        self._point_times: OrderedDict[int, Sequence[int]] = OrderedDict()
+        self._points: HourCache[list[Point]] = HourCache(POINT_CACHE_HOURS)
+        self._plans: HourCache[Plan] = HourCache(POINT_CACHE_HOURS)
+        self._point_times: HourCache[Sequence[int]] = HourCache(POINT_TIMES_CACHE_HOURS)
 
     # ---- one source hour
     def target(self, i: int) -> CsvBar:
@@ -100,45 +128,31 @@ class Series:
         return got
 
     def points(self, i: int) -> list[Point]:
-        got = self._points.get(i)
-        if got is None:
-            seed = self.source[(i + self.offset) % len(self.source)].time
-            got = path(self.target(i), self.minutes(i), self.digits, seed)
-            self._points[i] = got
-            if len(self._points) > POINT_CACHE_HOURS:
-                self._points.popitem(last=False)
-        else:
-            self._points.move_to_end(i)
-        return got
+        return self._points.get(i, self._make_points)
+
+    def _make_points(self, i: int) -> list[Point]:
+        seed = self.source[(i + self.offset) % len(self.source)].time
+        return path(self.target(i), self.minutes(i), self.digits, seed)
 
     def plan(self, i: int) -> Plan:
         """Hour i's points without the price path between the bar's own prices (`ticks.plan`)."""
-        got = self._plans.get(i)
-        if got is None:
-            seed = self.source[(i + self.offset) % len(self.source)].time
-            got = plan(self.target(i), self.minutes(i), seed)
-            self._plans[i] = got
-            if len(self._plans) > POINT_CACHE_HOURS:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(i)
-        return got
+        return self._plans.get(i, self._make_plan)
+
+    def _make_plan(self, i: int) -> Plan:
+        seed = self.source[(i + self.offset) % len(self.source)].time
+        return plan(self.target(i), self.minutes(i), seed)
 
     def point_times(self, i: int) -> Sequence[int]:
         """The times of hour i's points (those of `points(i)`), made without their prices; an hour with a point in
         every minute gives the tuple every such symbol shares (`hour_point_times`)."""
-        got = self._point_times.get(i)
-        if got is None:
-            minutes = self.minutes(i)
-            ticks = tick_volume(self.source[(i + self.offset) % len(self.source)].volume)  # the target's
-            if ticks >= len(minutes) == HOUR // MINUTE:
-                got = hour_point_times(self.times[i])
-            else:
-                got = [m + minute_offset(m) for m in point_minutes(self.target(i), minutes)]
-            self._point_times[i] = got
-            if len(self._point_times) > POINT_TIMES_CACHE_HOURS:
-                self._point_times.popitem(last=False)
-        return got
+        return self._point_times.get(i, self._make_point_times)
+
+    def _make_point_times(self, i: int) -> Sequence[int]:
+        minutes = self.minutes(i)
+        ticks = tick_volume(self.source[(i + self.offset) % len(self.source)].volume)  # the target's
+        if ticks >= len(minutes) == HOUR // MINUTE:
+            return hour_point_times(self.times[i])
+        return [m + minute_offset(m) for m in point_minutes(self.target(i), minutes)]
 
     def hour(self, i: int) -> CsvBar | None:
         """Hour i's H1 bar from all its points (None: no point), made without the points."""
