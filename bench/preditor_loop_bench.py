@@ -34,6 +34,18 @@ def thread_cpu_s(tid: int) -> float:
     return int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0]) / 1e9
 
 
+def threads_cpu_s() -> dict[tuple[int, str], float]:
+    """Every thread of this process: (tid, name) -> its CPU seconds so far."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            out[(int(task.name), (task / "comm").read_text().strip())] = \
+                int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=20)
@@ -100,6 +112,7 @@ def main() -> int:
                 time.sleep(args.idle_s)
                 idle_per_s = (thread_cpu_s(main_tid) - c0) / (time.monotonic() - t0)
                 counts.clear()
+                every0 = threads_cpu_s()
                 c0, t0 = thread_cpu_s(main_tid), time.monotonic()
                 for i in range(HISTORY, HISTORY + args.bars):
                     row = bars[i]
@@ -114,6 +127,9 @@ def main() -> int:
                             raise RuntimeError("no signal")
                     time.sleep(args.pause_ms / 1000)
                 cpu, live_s = thread_cpu_s(main_tid) - c0, time.monotonic() - t0
+                every1 = threads_cpu_s()
+                result["threads"] = {k: 1000 * (v - every0.get(k, 0.0)) / args.bars for k, v in every1.items()
+                                     if k[0] not in (main_tid, threading.get_native_id())}
                 result.update(gross=1000 * cpu / args.bars, net=1000 * (cpu - idle_per_s * live_s) / args.bars,
                               idle_ms_per_s=1000 * idle_per_s)
             finally:
@@ -135,6 +151,8 @@ def main() -> int:
         print(f"{args.models} models, {args.bars} bar times, pause {args.pause_ms:g} ms: main thread CPU per bar "
               f"time gross {result['gross']:.3f} ms, net {result['net']:.3f} ms (idle {result['idle_ms_per_s']:.2f}"
               f" ms/s)")
+        print("  the other threads' CPU per bar time (ms; the driver's own context's too): " + ", ".join(
+            f"{name}/{tid} {ms:.3f}" for (tid, name), ms in sorted(result["threads"].items()) if ms >= 0.005))
         if counts:
             print("  per bar time: " + ", ".join(f"{k} {v / args.bars:.1f}" for k, v in counts.items()))
     finally:

@@ -142,6 +142,7 @@ def main() -> int:
                     svc.sub.sock.poll(1000)
             c1 = time.thread_time()
             svc.on_tick(time.monotonic())
+            svc._write_snapshots()  # a live close's are written SNAPSHOT_AFTER_S later (the next ticks): here at once
             c2 = time.thread_time()
             svc._sync_snapshots()
             c3 = time.thread_time()

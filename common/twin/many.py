@@ -1,6 +1,7 @@
 """The first half of the step (``twin.observe_bar``) for many twins at once: the live step of a bar close.
 
     seen = observe_bars([(spec, state, bar), ...])   # == [observe_bar(spec, state, bar), ...], bit for bit
+    steps = step_run(spec, state, bars, policy)      # == the states and decisions of ``step`` bar after bar
 
 The preditor steps the bars of one close together; one by one, the new bar's features and HMM emission row cost
 some 40 us of small Python-float operations per twin (``last_bar``, ``hmm.log_emission_row``). Here the twins whose
@@ -12,6 +13,12 @@ tanh and exp by numpy as elsewhere), so each twin's values are the same bits
 (tests/common/twin/test_twin_many.py holds them to ``last_bar``, ``log_emission_row`` and ``observe_bar``). The
 forward filter and the trend EMA stay per twin (C loops; each model has its own HMM). Any other twin (a window not
 full yet, rows to rebuild, another decode method, a twin alone in its kind) takes ``observe_bar`` itself.
+
+``step_run`` is the same for the successive bars of one twin (a run of bars, a replay burst): their market part
+(features, emission rows, HMM states) does not depend on the twin's decisions, so it is computed for all of them
+at once as for so many twins (each bar's window its own row of the stack; the forward filters and the EMAs in one
+call of their C loops, each end computed alone as for one window), then the observations, the policy and the
+decisions go bar after bar, as ``step`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +32,20 @@ from common.twin.bars import CLOSE, HIGH, LOW, TIME, VOLUME, Bar, bar_row
 from common.twin.features import _SESSION_BY_HOUR, HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import FORWARD_FILTER
 from common.twin.last_bar import hmm_span, market_span
-from common.twin.twin import EmissionRows, MarketView, Observed, StaleBar, TwinSpec, TwinState, observe, observe_bar
+from common.twin.twin import (
+    Decision,
+    EmissionRows,
+    MarketView,
+    Observed,
+    Policy,
+    StaleBar,
+    TwinSpec,
+    TwinState,
+    decide,
+    observe,
+    observe_bar,
+    step,
+)
 
 
 def _sums(x: np.ndarray) -> np.ndarray:
@@ -63,15 +83,24 @@ def hmm_rows(tails: np.ndarray, p: HmmFeatureParams) -> np.ndarray:
     return np.stack([_no_nan(momentum), _no_nan(consistency), _no_nan(position)], axis=1)
 
 
-def market_rows(tails: np.ndarray, windows: Sequence[np.ndarray], p: RlFeatureParams) -> np.ndarray:
-    """(m, 6): ``last_bar.last_market_row`` of each full window (``windows``; ``tails`` their last bars)."""
-    close, high, low, volume = tails[:, :, CLOSE], tails[:, :, HIGH], tails[:, :, LOW], tails[:, :, VOLUME]
-    last = close[:, -1]
+def _window_emas(windows: Sequence[np.ndarray], p: RlFeatureParams) -> np.ndarray:
+    """``features.trend_ema`` of each window (its own C loop)."""
     ema = np.empty(len(windows))
     alpha = 2.0 / (p.ema_period + 1)
     start = np.zeros(1, dtype=np.int64)
-    for k, w in enumerate(windows):  # features.trend_ema of each window (its own C loop)
+    for k, w in enumerate(windows):
         cloops.ema(np.ascontiguousarray(w[:, CLOSE]), start, len(w), alpha, ema[k:k + 1])
+    return ema
+
+
+def market_rows(tails: np.ndarray, windows: Sequence[np.ndarray], p: RlFeatureParams,
+                ema: np.ndarray | None = None) -> np.ndarray:
+    """(m, 6): ``last_bar.last_market_row`` of each full window (``windows``; ``tails`` their last bars; ``ema``:
+    their ``trend_ema`` when known)."""
+    close, high, low, volume = tails[:, :, CLOSE], tails[:, :, HIGH], tails[:, :, LOW], tails[:, :, VOLUME]
+    last = close[:, -1]
+    if ema is None:
+        ema = _window_emas(windows, p)
     with np.errstate(divide="ignore", invalid="ignore"):
         prev = close[:, -1 - p.roc_period]
         roc = (last - prev) / prev * 20.0
@@ -175,3 +204,59 @@ def _observe_kind(group: list[tuple[TwinSpec, TwinState, Bar]], members: list[in
         cloops.forward_filter(startprob, transmat, rows.b, ends, window - first, filtered)
         view = MarketView(features[k], int(np.argmax(filtered[0])))
         out[members[k]] = Observed(bar, w, rows, view, observe(spec, view, state.position))
+
+
+def step_run(spec: TwinSpec, state: TwinState, bars: Sequence[Bar],
+             policy: Policy) -> list[tuple[TwinState, Decision | None]]:
+    """``step`` over ``bars`` one after the other (oldest first): the state and the decision (None while the window
+    fills) after each, the same values bit for bit. The bars step one by one until the twin's window is full and
+    its emission rows known (``_kind``); the rest have their market part computed together (``_run_views``)."""
+    out: list[tuple[TwinState, Decision | None]] = []
+    i = 0
+    while i < len(bars) and (len(bars) - i < 2 or _kind(spec, state) is None or not _in_order(state, bars[i:])):
+        state, decision = step(spec, state, bars[i], policy)
+        out.append((state, decision))
+        i += 1
+    if i == len(bars):
+        return out
+    for window, rows, view in _run_views(spec, state, bars[i:]):
+        bar = bars[i]
+        seen = Observed(bar, window, rows, view, observe(spec, view, state.position))
+        state, decision = decide(spec, state, seen, policy(seen.observation))
+        out.append((state, decision))
+        i += 1
+    return out
+
+
+def _in_order(state: TwinState, bars: Sequence[Bar]) -> bool:
+    """Each bar after the one before, the first after the state's last (else ``step`` says which is stale)."""
+    last = state.last_bar_time
+    for bar in bars:
+        if last is not None and bar.time <= last:
+            return False
+        last = bar.time
+    return True
+
+
+def _run_views(spec: TwinSpec, state: TwinState,
+               bars: Sequence[Bar]) -> list[tuple[np.ndarray, EmissionRows, MarketView]]:
+    """The window, emission rows and market view ``observe_bar`` gives at each of ``bars`` (a twin of a ``_kind``:
+    its window full after each bar, its rows known), from the bars alone: the twin's decisions do not enter them."""
+    window, hmm_p, rl_p, _, span = _spec_kind(spec)  # type: ignore[misc]
+    known = state.emission_rows
+    assert known is not None
+    n0, k = len(state.bars), len(bars)
+    every = np.concatenate([state.bars, np.array([bar_row(b) for b in bars])])
+    ends = np.arange(n0, n0 + k, dtype=np.int64)  # bar j's row in ``every``
+    windows = [every[e + 1 - window:e + 1] for e in ends.tolist()]
+    tails = np.stack([every[e + 1 - span:e + 1] for e in ends.tolist()])
+    b = np.concatenate([known.b, scaled_emission_rows([spec] * k, hmm_rows(tails, hmm_p))])  # aligned with every
+    ema = np.empty(k)
+    cloops.ema(np.ascontiguousarray(every[:, CLOSE]), ends + 1 - window, window, 2.0 / (rl_p.ema_period + 1), ema)
+    features = market_rows(tails, windows, rl_p, ema)
+    startprob, transmat = spec.hmm.contiguous
+    filtered = np.empty((k, spec.n_states))
+    cloops.forward_filter(startprob, transmat, b, ends, window - hmm_p.first_full_row, filtered)
+    states = np.argmax(filtered, axis=1).tolist()
+    return [(w, EmissionRows(spec, w, b[e + 1 - window:e + 1]), MarketView(features[j], states[j]))
+            for j, (w, e) in enumerate(zip(windows, ends.tolist(), strict=True))]

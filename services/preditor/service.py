@@ -57,7 +57,7 @@ from common.config import TIMEFRAMES
 from common.model_meta import read_models
 from common.schema import shown
 from common.sequence import Delivery
-from common.twin.many import observe_bars
+from common.twin.many import observe_bars, step_run
 from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, run, step
 from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
@@ -469,8 +469,24 @@ class Preditor(runtime.Service):
         of at most ``messages.MAX_RUN`` (a lone signal as a ``Signal``), in order with the others decided."""
         self.run_signals = collected = []
         try:
+            together: list[messages.Bar] = []  # the run's bars that step without history, stepped at once
+            track: Track | None = None
             for bar in run.bars:
-                self._on_bar(bar)
+                t, twin_bar = self._track_of(bar)
+                if t is None:
+                    continue
+                last = together[-1].time if together else t.state.last_bar_time
+                if bar.symbol in self.force_fill or gaps.needs_fill(last, twin_bar.time, t.tf_s):
+                    if together:
+                        self._process_run(t, together)
+                        together = []
+                    self._on_bar(bar)  # the bars before it from history first
+                else:
+                    track = t
+                    together.append(twin_bar)
+            if together:
+                assert track is not None
+                self._process_run(track, together)
         finally:
             self.run_signals = None
             self._decided_run(run.symbol, collected)
@@ -547,6 +563,13 @@ class Preditor(runtime.Service):
         previous = track.state.last_decision
         state, decision = step(model.spec, track.state, bar, model.policy_fn)
         self._stepped(track, state, decision, previous, catch_up)
+
+    def _process_run(self, track: Track, bars: list[messages.Bar]) -> None:
+        """Step successive bars of one twin (``live.twin_bar``'s, in order, none needing history) and decide their
+        signals: ``many.step_run``, the states and decisions of ``_process`` bar after bar."""
+        model = track.model
+        for state, decision in step_run(model.spec, track.state, bars, model.policy_fn):
+            self._stepped(track, state, decision, track.state.last_decision)
 
     def _stepped(self, track: Track, state: TwinState, decision: Decision | None, previous: Decision | None,
                  catch_up: bool = False) -> None:

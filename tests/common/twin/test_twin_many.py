@@ -11,8 +11,8 @@ import pytest
 from common.twin.bars import bar_at, load_bars_csv
 from common.twin.features import HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import FORWARD_FILTER, SINGLE_OBSERVATION, HmmParams
-from common.twin.many import observe_bars
-from common.twin.twin import Observed, StaleBar, TwinSpec, TwinState, decide, initial_state, observe_bar, run
+from common.twin.many import observe_bars, step_run
+from common.twin.twin import Observed, StaleBar, TwinSpec, TwinState, decide, initial_state, observe_bar, run, step
 
 
 def random_hmm(rng: np.random.Generator, k: int) -> HmmParams:
@@ -127,3 +127,77 @@ def test_a_bar_not_after_the_last_is_refused(eurusd, busy_policy):
         observe_bars([(spec, state, bar_at(eurusd, 400)), (spec, state, bar_at(eurusd, 399))])
     older = replace(state)  # another state object, the same bars: computed together still
     assert len(observe_bars([(spec, state, bar_at(eurusd, 400)), (spec, older, bar_at(eurusd, 400))])) == 2
+
+
+def steps_one_by_one(spec, state, bars, policy) -> list:
+    out = []
+    for bar in bars:
+        state, decision = step(spec, state, bar, policy)
+        out.append((state, decision))
+    return out
+
+
+def assert_same_steps(one, run_of) -> None:
+    assert len(one) == len(run_of)
+    for i, ((s1, d1), (s2, d2)) in enumerate(zip(one, run_of, strict=True)):
+        assert d1 == d2, i  # the observation (a tuple of floats) and every number: bit for bit but a NaN's
+        if d1 is not None:
+            assert same_bits(np.array(d1.observation), np.array(d2.observation)), i
+        assert same_bits(s1.bars, s2.bars) and s1.last_bar_time == s2.last_bar_time, i
+        assert s1.position == s2.position and s1.realized_pnl == s2.realized_pnl and s1.decisions == s2.decisions, i
+        assert (s1.emission_rows is None) == (s2.emission_rows is None), i
+        if s1.emission_rows is not None:
+            assert s2.emission_rows.belongs_to(s1.emission_rows.spec, s2.bars), i
+            first = s1.emission_rows.spec.hmm_features.first_full_row  # the rows read (those before: NaN or not)
+            assert same_bits(s1.emission_rows.b[first:], s2.emission_rows.b[first:]), i
+
+
+def test_a_run_of_bars_steps_as_step_does_bar_after_bar(eurusd, busy_policy):
+    rng = np.random.default_rng(11)
+    spec = TwinSpec(random_hmm(rng, 5), FORWARD_FILTER)
+    warm = run(spec, initial_state(), eurusd[:500], busy_policy)[0]
+    bars = [bar_at(eurusd, i) for i in range(500, 900)]
+    steps = step_run(spec, warm, bars, busy_policy)
+    assert_same_steps(steps_one_by_one(spec, warm, bars, busy_policy), steps)
+    decisions = [d for _, d in steps]
+    assert len({d.hmm_state for d in decisions}) > 1 and len({d.action for d in decisions}) > 2
+    # then the next bars from the run's last state (its rows known), and after a restart (rows rebuilt first)
+    more = [bar_at(eurusd, i) for i in range(900, 950)]
+    assert_same_steps(steps_one_by_one(spec, steps[-1][0], more, busy_policy),
+                      step_run(spec, steps[-1][0], more, busy_policy))
+    restored = TwinState.from_dict(steps[-1][0].to_dict())
+    assert_same_steps(steps_one_by_one(spec, restored, more, busy_policy), step_run(spec, restored, more, busy_policy))
+
+
+def test_a_run_from_a_flat_twin_and_on_degenerate_bars_steps_as_step_does(make_bars, busy_policy):
+    rng = np.random.default_rng(5)
+    close = np.round(1.1 + np.cumsum(rng.choice([-0.001, 0.0, 0.001], 400)), 3)
+    close[140:175] = 1.1
+    volume = rng.choice([0.0, 0.0, 5.0], 400)
+    bars = make_bars(close, close, close, volume)
+    bars[260, 1:5] = 0.0
+    bars[290, 5] = np.nan
+    hp = HmmFeatureParams(momentum_period=5, consistency_period=9, range_period=12)
+    rp = RlFeatureParams(roc_period=3, atr_period=25, ema_period=7, range_period=8, volume_ma_period=17)
+    spec = TwinSpec(random_hmm(np.random.default_rng(8), 4), FORWARD_FILTER, hp, rp, window=40)
+    seq = [bar_at(bars, i) for i in range(400)]
+    assert_same_steps(steps_one_by_one(spec, initial_state(), seq, busy_policy),
+                      step_run(spec, initial_state(), seq, busy_policy))
+
+
+def test_a_run_on_full_precision_bars_and_other_methods_steps_as_step_does(random_walk_bars, busy_policy):
+    bars = random_walk_bars(700, seed=21)
+    rng = np.random.default_rng(4)
+    for spec in (TwinSpec(random_hmm(rng, 5), FORWARD_FILTER), TwinSpec(random_hmm(rng, 5), SINGLE_OBSERVATION)):
+        warm = run(spec, initial_state(), bars[:360], busy_policy)[0]
+        seq = [bar_at(bars, i) for i in range(360, 700)]
+        assert_same_steps(steps_one_by_one(spec, warm, seq, busy_policy), step_run(spec, warm, seq, busy_policy))
+
+
+def test_a_stale_bar_in_a_run_is_refused_where_step_refuses_it(eurusd, busy_policy):
+    spec = TwinSpec(random_hmm(np.random.default_rng(1), 4), FORWARD_FILTER)
+    state = run(spec, initial_state(), eurusd[:400], busy_policy)[0]
+    with pytest.raises(StaleBar):
+        step_run(spec, state, [bar_at(eurusd, 400), bar_at(eurusd, 401), bar_at(eurusd, 401)], busy_policy)
+    with pytest.raises(StaleBar):
+        step_run(spec, state, [bar_at(eurusd, 399), bar_at(eurusd, 400)], busy_policy)
