@@ -2,6 +2,7 @@
 
     seen = observe_bars([(spec, state, bar), ...])   # == [observe_bar(spec, state, bar), ...], bit for bit
     steps = step_run(spec, state, bars, policy)      # == the states and decisions of ``step`` bar after bar
+    state, decisions = run_bars(spec, state, bars, policy)  # == twin.run(spec, state, bars, policy)
 
 The preditor steps the bars of one close together; one by one, the new bar's features and HMM emission row cost
 some 40 us of small Python-float operations per twin (``last_bar``, ``hmm.log_emission_row``). Here the twins whose
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from common.twin import cloops
-from common.twin.bars import CLOSE, HIGH, LOW, TIME, VOLUME, Bar, bar_row
+from common.twin.bars import CLOSE, HIGH, LOW, TIME, VOLUME, Bar, bar_at, bar_row
 from common.twin.features import _SESSION_BY_HOUR, HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import FORWARD_FILTER
 from common.twin.last_bar import hmm_span, market_span
@@ -226,6 +227,20 @@ def step_run(spec: TwinSpec, state: TwinState, bars: Sequence[Bar],
         out.append((state, decision))
         i += 1
     return out
+
+
+def run_bars(spec: TwinSpec, state: TwinState, bars: np.ndarray | Sequence[Bar],
+             policy: Policy) -> tuple[TwinState, list[Decision]]:
+    """``twin.run`` (the bars not newer than the state's last skipped) by ``step_run``: the same state and
+    decisions, bit for bit."""
+    seq = [bar_at(bars, i) for i in range(len(bars))] if isinstance(bars, np.ndarray) else list(bars)
+    last, fresh = state.last_bar_time, []
+    for bar in seq:
+        if last is None or bar.time > last:
+            fresh.append(bar)
+            last = bar.time
+    steps = step_run(spec, state, fresh, policy)
+    return (steps[-1][0] if steps else state), [d for _, d in steps if d is not None]
 
 
 def _in_order(state: TwinState, bars: Sequence[Bar]) -> bool:

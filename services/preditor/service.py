@@ -57,8 +57,8 @@ from common.config import TIMEFRAMES
 from common.model_meta import read_models
 from common.schema import shown
 from common.sequence import Delivery
-from common.twin.many import observe_bars, step_run
-from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, run, step
+from common.twin.many import observe_bars, run_bars, step_run
+from common.twin.twin import Decision, TwinState, decide, initial_state, is_new_bar, step
 from services.preditor import gaps, journal, live, store
 from services.preditor.journal import Journal, journal_name
 
@@ -266,7 +266,7 @@ class Preditor(runtime.Service):
         caught_up = 0
         for i in range(0, len(history), WARMUP_CHUNK):
             previous = state.last_decision
-            state, decisions = run(model.spec, state, history[i:i + WARMUP_CHUNK], model.policy_fn)
+            state, decisions = run_bars(model.spec, state, history[i:i + WARMUP_CHUNK], model.policy_fn)
             if before is not None:  # bars closed while the preditor was down: their decisions go out, marked
                 for d in decisions:
                     self._send(track, d, previous, catch_up=True)
@@ -465,8 +465,9 @@ class Preditor(runtime.Service):
 
     def _on_run(self, run: messages.BarRun) -> None:
         """Step a run's bars one after the other, as ``_on_bar`` steps each (the twin's own policy, bar after bar:
-        what the backtest does), their signals (a gap fill's before them included) published as one ``SignalRun``
-        of at most ``messages.MAX_RUN`` (a lone signal as a ``Signal``), in order with the others decided."""
+        what the backtest does; those that need no history together, ``_process_run``), their signals (a gap fill's
+        before them included) published as one ``SignalRun`` of at most ``messages.MAX_RUN`` (a lone signal as a
+        ``Signal``), in order with the others decided."""
         self.run_signals = collected = []
         try:
             together: list[messages.Bar] = []  # the run's bars that step without history, stepped at once
@@ -548,9 +549,11 @@ class Preditor(runtime.Service):
             raise GapNotFilled(f"{track.symbol} {track.timeframe}: bars after {track.state.last_bar_time} "
                                f"not available: {exc}") from None
         fresh = [b for b in map(live.twin_bar, missing) if is_new_bar(track.state, b)]
-        for n, b in enumerate(fresh, 1):
+        model = track.model
+        for n, (state, decision) in enumerate(step_run(model.spec, track.state, fresh, model.policy_fn), 1):
             # catch-up signals but the last of a catch-up that no live bar follows (the position to take now)
-            self._process(track, b, catch_up=until is not None or n < len(fresh))
+            self._stepped(track, state, decision, track.state.last_decision,
+                          catch_up=until is not None or n < len(fresh))
         n = len(fresh)
         if n:
             self.count("bars_gap_filled", n)

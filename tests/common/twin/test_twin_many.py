@@ -11,7 +11,7 @@ import pytest
 from common.twin.bars import bar_at, load_bars_csv
 from common.twin.features import HmmFeatureParams, RlFeatureParams
 from common.twin.hmm import FORWARD_FILTER, SINGLE_OBSERVATION, HmmParams
-from common.twin.many import observe_bars, step_run
+from common.twin.many import observe_bars, run_bars, step_run
 from common.twin.twin import Observed, StaleBar, TwinSpec, TwinState, decide, initial_state, observe_bar, run, step
 
 
@@ -201,3 +201,14 @@ def test_a_stale_bar_in_a_run_is_refused_where_step_refuses_it(eurusd, busy_poli
         step_run(spec, state, [bar_at(eurusd, 400), bar_at(eurusd, 401), bar_at(eurusd, 401)], busy_policy)
     with pytest.raises(StaleBar):
         step_run(spec, state, [bar_at(eurusd, 399), bar_at(eurusd, 400)], busy_policy)
+
+
+def test_run_bars_is_run_bit_for_bit_stale_bars_skipped(eurusd, busy_policy):
+    spec = TwinSpec(random_hmm(np.random.default_rng(12), 5), FORWARD_FILTER)
+    one_state, one = run(spec, initial_state(), eurusd[:700], busy_policy)
+    many_state, many = run_bars(spec, initial_state(), eurusd[:700], busy_policy)
+    assert one == many and len(one) == 700 - spec.window + 1
+    assert same_bits(one_state.bars, many_state.bars) and one_state.position == many_state.position
+    again = [bar_at(eurusd, i) for i in (650, 699, 700, 700, 701, 650, 702)]  # the stale ones skipped, as run does
+    assert run(spec, one_state, again, busy_policy)[1] == run_bars(spec, many_state, again, busy_policy)[1]
+    assert run_bars(spec, one_state, eurusd[600:650], busy_policy) == (one_state, [])
