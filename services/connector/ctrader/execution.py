@@ -302,10 +302,7 @@ class Execution:
                 await self.link.send(msg, msg_id)
                 if symbol and self.on_order_sent is not None:
                     self.on_order_sent(symbol)
-                # the answer awaited directly (a timeout cancels this await only: `fut` is ours alone and is
-                # forgotten below), not through wait_for and shield: three callbacks and loop rounds fewer an order
-                async with asyncio.timeout(self.order_timeout):
-                    result = await fut
+                result = await asyncio.wait_for(asyncio.shield(fut), self.order_timeout)
             finally:
                 self._msgid_waiter.pop(msg_id, None)
                 if self._waiters.get(key) is fut:

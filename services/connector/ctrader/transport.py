@@ -2,9 +2,7 @@
 clientMsgId, heartbeats, rate limits and dead-connection detection. No Twisted.
 
 Frames that answer a pending request (same clientMsgId) resolve its future; every other frame is handed to the
-`on_event` callback, synchronously and in arrival order, as the bytes are read: the connection's protocol (`_Wire`)
-feeds what the socket gave straight to the frame decoder, in the loop's callback that read it (no StreamReader, no
-read task woken per TCP read).
+`on_event` callback, synchronously and in arrival order, from the read loop.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,65 +98,6 @@ def ssl_context(config: TransportConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-class _Wire(asyncio.Protocol):
-    """The connection's protocol: the bytes read go to `on_data` as they come (in the callback that read them), the
-    connection lost to `on_lost`; writes wait in `drain` while the transport's buffer is over its high mark."""
-
-    def __init__(self, on_data: Callable[[bytes], None], on_lost: Callable[[BaseException | None], None]) -> None:
-        self._on_data = on_data
-        self._on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
-        self._paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._on_data(data)
-
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if not self.closed.done():
-            self.closed.set_result(None)
-        self._wake_drain(exc)
-        self._on_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        self._wake_drain(None)
-
-    def _wake_drain(self, exc: BaseException | None) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
-
-    async def drain(self) -> None:
-        """Return once what was written may be followed by more (the buffer under its high mark); ConnectionResetError
-        once the connection is lost (as StreamWriter.drain)."""
-        if self.lost:
-            raise ConnectionResetError("Connection lost")
-        if not self._paused:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._drain_waiter = waiter
-        await waiter
-        if self.lost:
-            raise ConnectionResetError("Connection lost")
-
-
 class Transport:
     def __init__(
         self,
@@ -172,11 +110,8 @@ class Transport:
         self._read_frame = read_frame  # a frame body -> (payload type, message, clientMsgId)
         self._on_event = on_event
         self._on_close = on_close
-        self._wire: _Wire | None = None
-        self._decoder = proto.FrameDecoder()
-        self._reading = False  # the bytes read are dispatched: from the connection made to its end
-        self._ended: BaseException | None = None  # why the connection ended, once it has (`_end`)
-        self._loop_time: Callable[[], float] = time.monotonic  # the broker loop's clock, once connected
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[tuple[int, Message | None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
@@ -198,31 +133,19 @@ class Transport:
     async def connect(self) -> None:
         cfg = self.config
         ctx = ssl_context(cfg)
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(cfg.host, cfg.port, ssl=ctx, server_hostname=cfg.host if ctx else None),
+            cfg.connect_timeout,
+        )
         loop = asyncio.get_running_loop()
-        self._loop_time = loop.time
-        self._decoder = proto.FrameDecoder()
-        self._reading = True
-        self._ended = None
-        wire = _Wire(self._on_data, self._on_lost)
-        try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: wire, cfg.host, cfg.port, ssl=ctx,
-                                       server_hostname=cfg.host if ctx else None),
-                cfg.connect_timeout,
-            )
-        except BaseException:
-            self._reading = False
-            raise
-        self._wire = wire
         self._last_rx = loop.time()
         self._open = True
         self._closed.clear()
         self._tasks = [
+            loop.create_task(self._read_loop(), name="ctrader-read"),
             loop.create_task(self._heartbeat_loop(), name="ctrader-heartbeat"),
             loop.create_task(self._watchdog_loop(), name="ctrader-watchdog"),
         ]
-        if self._ended is not None:  # the connection ended (or a frame failed) before this coroutine resumed
-            self._tasks.append(loop.create_task(self._shutdown(self._ended), name="ctrader-shutdown"))
 
     async def wait_closed(self) -> BaseException | None:
         await self._closed.wait()
@@ -278,8 +201,7 @@ class Transport:
         return answer
 
     async def _send(self, msg: Message | requests_wire.Encoded, cid: str | None) -> None:
-        wire = self._wire
-        if not self._open or wire is None or wire.transport is None:
+        if not self._open or self._writer is None:
             raise ConnectionClosed("not connected")
         encoded = isinstance(msg, requests_wire.Encoded)
         ptype = msg.payload_type if encoded else proto.payload_type_of(msg)
@@ -292,8 +214,8 @@ class Transport:
             if not self._open:
                 raise ConnectionClosed("not connected")
             try:
-                wire.transport.write(frame)
-                await wire.drain()
+                self._writer.write(frame)
+                await self._writer.drain()
             except (ConnectionError, OSError) as exc:
                 await self._shutdown(ConnectionClosed(f"send failed: {exc}"))
                 raise ConnectionClosed(str(exc)) from exc
@@ -304,34 +226,24 @@ class Transport:
             await asyncio.sleep(delay)
         window.record(loop.time())
 
-    def _on_data(self, data: bytes) -> None:
-        """The bytes the connection read, in the loop's callback that read them: each whole frame dispatched, in
-        order. A failure to decode ends the connection (nothing after it is read)."""
-        if not self._reading:
-            return
-        self._last_rx = self._loop_time()
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        decoder = proto.FrameDecoder()
+        loop = asyncio.get_running_loop()
+        reason: BaseException | None = ConnectionClosed("connection closed by peer")
         try:
-            for body in self._decoder.feed(data):
-                self._dispatch(*self._read_frame(body))
-        except Exception as exc:  # any parse failure ends the connection
-            self._end(ConnectionClosed(f"read failed: {exc!r}"))
-
-    def _on_lost(self, exc: BaseException | None) -> None:
-        """The connection is gone (the peer closed it, a read or write failed, or we closed it)."""
-        if exc is None:
-            self._end(ConnectionClosed("connection closed by peer"))
-        else:
-            self._end(ConnectionClosed(f"read failed: {exc!r}"))
-
-    def _end(self, reason: BaseException) -> None:
-        """The connection is unusable: nothing more is read, and it shuts down (once; a close of ours under way keeps
-        its own reason; before `connect` has returned, it does so once connected, as a read task would have)."""
-        if not self._reading:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                self._last_rx = loop.time()
+                for body in decoder.feed(data):
+                    self._dispatch(*self._read_frame(body))
+        except asyncio.CancelledError:
             return
-        self._reading = False
-        self._ended = reason
-        if self._open:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._shutdown(reason), name="ctrader-shutdown"))
+        except Exception as exc:  # any read/parse failure ends the connection
+            reason = ConnectionClosed(f"read failed: {exc!r}")
+        await self._shutdown(reason)
 
     def _dispatch(self, ptype: int, msg: Any, cid: str) -> None:
         fut = self._pending.get(cid) if cid else None
@@ -376,7 +288,6 @@ class Transport:
         if not self._open:
             return
         self._open = False
-        self._reading = False
         self._close_reason = reason
         current = asyncio.current_task()
         for task in self._tasks:
@@ -385,11 +296,10 @@ class Transport:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(reason or ConnectionClosed("closed"))
-        wire = self._wire
-        if wire is not None and wire.transport is not None:
-            wire.transport.close()
+        if self._writer is not None:
+            self._writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(wire.closed), 1.0)
+                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         self._closed.set()
         if self._on_close is not None:
             try:
