@@ -129,17 +129,33 @@ class FrameDecoder:
     _buf: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buf.extend(data)
+        """The frame bodies `data` completes, in order; the bytes of an incomplete frame kept for the next feed.
+        Bytes read with nothing kept are cut into frames where they lie (one copy a frame); what is kept is cut once
+        per feed, not once per frame."""
+        buf = self._buf
+        if buf:
+            buf.extend(data)
+            src: bytes | bytearray = buf
+        else:
+            src = data
+        size = HEADER.size
+        unpack = HEADER.unpack_from
+        total = len(src)
+        pos = 0
         out: list[bytes] = []
-        while len(self._buf) >= HEADER.size:
-            (length,) = HEADER.unpack_from(self._buf, 0)
+        while total - pos >= size:
+            (length,) = unpack(src, pos)
             if length > self.max_frame:
                 raise FrameError(f"frame length {length} exceeds {self.max_frame}")
-            end = HEADER.size + length
-            if len(self._buf) < end:
+            end = pos + size + length
+            if end > total:
                 break
-            out.append(bytes(self._buf[HEADER.size : end]))
-            del self._buf[:end]
+            out.append(bytes(src[pos + size : end]))
+            pos = end
+        if src is buf:
+            del buf[:pos]
+        elif pos < total:
+            buf.extend(data[pos:] if pos else data)
         return out
 
     @property

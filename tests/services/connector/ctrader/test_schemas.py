@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -63,3 +64,18 @@ def test_no_twisted_in_the_process() -> None:
             "bad = [m for m in sys.modules if m.startswith('twisted')]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_decoder_cuts_frames_however_the_bytes_are_split() -> None:
+    rng = random.Random(7)
+    bodies = [bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 3, 40, 200)))) for _ in range(300)]
+    stream = b"".join(framing.encode_frame(b) for b in bodies)
+    dec = framing.FrameDecoder()
+    out: list[bytes] = []
+    i = 0
+    while i < len(stream):
+        n = rng.choice((1, 2, 4, 5, 37, 600, 5000))
+        out += dec.feed(stream[i:i + n])
+        i += n
+    assert out == bodies
+    assert dec.pending == 0
