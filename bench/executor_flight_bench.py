@@ -16,7 +16,6 @@ import multiprocessing as mp
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -95,8 +94,8 @@ def main() -> int:
         for r in range(args.repeats):
             ex = service.Executor(cfg)
             ex._next_hb = float("inf")  # no PUB socket here to beat on
-            ex.modelled = set(symbols)  # as if each had its model (the bench's home has EURUSD's only)
             assert ex.on_step("executor.load", {})
+            # as if each symbol had its model (the bench's home has EURUSD's only)
             ex.modelled, ex.config = set(symbols), sc.ensure_symbols(ex.config, set(symbols))[0]
             opened = getattr(ex, "_open_order_lines", None)
             if opened is not None:  # what executor.load does with these symbols modelled
@@ -120,5 +119,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "main"
     raise SystemExit(main())
