@@ -6,13 +6,16 @@ A bar is the connector's first ``bars_published`` mark after a pause (0.3 s); it
 mark within 0.5 s after it (the connector's clock, as its ``bar_to_order_ms``, from the close's first publication).
 For the slowest bars and the median one: when each stage was reached (ms after the bars were published), and
 everything else the processes marked meanwhile (their fdatasyncs, garbage collections, loop turns over 1 ms, SQLite
-checkpoints), so what held the slow bars shows beside its stage. Last, the order path's fdatasyncs (the executor's
-intent, the connector's journal and state) with and without another process's fdatasync overlapping them.
+checkpoints, the connector's release of a flight's orders and its waits for the broker's rate limit), so what held
+the slow bars shows beside its stage. Last, the order path's fdatasyncs (the executor's intent, the connector's
+journal and state) with and without another process's fdatasync overlapping them, and the connector's release
+steps: wall time against its thread's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 from pathlib import Path
 
@@ -26,6 +29,7 @@ STAGES = (  # (label, mark, first or last)
     ("sent, last", "connector.order_sent", max),
 )
 QUIET = {"connector.order_in", "connector.order_sent", "connector.bars_published"}
+BATCH_GAP_S = 0.0007  # two orders written further apart than this: seen as two batches
 
 Event = tuple[float, str, str, str]  # time, process, stage, detail
 
@@ -95,6 +99,34 @@ def order_path_syncs(events: list[Event]) -> list[str]:
     return lines
 
 
+def release_steps(events: list[Event]) -> list[str]:
+    """The connector's release of a flight's orders (one step of its broker loop: each order written to the broker's
+    connection): its wall time against its thread's CPU (the rest: the thread off the CPU, waiting for a core), and
+    the steps whose writes have a gap over `BATCH_GAP_S` (the orders seen to leave in two or more batches)."""
+    connector = [e for e in events if e[1] == "connector"]
+    walls, cpus, split = [], [], 0
+    sends: list[float] = []
+    start = None
+    for t, _p, stage, detail in connector:
+        if stage == "connector.release_from":
+            start, sends = t, []
+        elif stage == "connector.order_sent" and start is not None:
+            sends.append(t)
+        elif stage == "connector.release_done" and start is not None:
+            walls.append(1000 * (t - start))
+            cpus.append(_ms(detail.split("cpu ")[1]))
+            split += any(b - a > BATCH_GAP_S for a, b in itertools.pairwise(sends))
+            start = None
+    if not walls:
+        return []
+    walls.sort()
+    cpus.sort()
+    return [f"  the connector's release steps: {len(walls)}, wall p50 {statistics.median(walls):.2f} ms, p90 "
+            f"{walls[int(0.9 * (len(walls) - 1))]:.2f} ms; its thread's CPU p50 {statistics.median(cpus):.2f} ms, "
+            f"p90 {cpus[int(0.9 * (len(cpus) - 1))]:.2f} ms; with a gap over {BATCH_GAP_S * 1000:.1f} ms between two "
+            f"orders written: {split}"]
+
+
 def report(directory: Path, slowest: int) -> list[str]:
     events = read(directory)
     found = bars(events)
@@ -108,7 +140,7 @@ def report(directory: Path, slowest: int) -> list[str]:
         lines += bar_lines(bar, events)
     lines += ["  the median bar:", *bar_lines(found[len(found) // 2], events)]
     return lines + ["the order path's fdatasyncs (another process's fdatasync overlapping, or not):",
-                    *order_path_syncs(events)]
+                    *order_path_syncs(events), *release_steps(events)]
 
 
 def main() -> int:

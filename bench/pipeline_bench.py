@@ -83,6 +83,10 @@ the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of
   generations and loop turns over 1 ms, persistence's WAL checkpoints); after each run's bars, its N slowest bars
   and the median one stage by stage, with what the processes did meanwhile (bench/bar_trace.py, which also reads a
   kept run's files: --keep);
+- --sim-nice N: the simulator's threads at niceness N once RUNNING (default 0, unchanged). On two cores the
+  simulator, woken by a flight's first order, takes a core from the connector still writing the rest (the
+  connector's release step 1.5 ms wall for 0.56 ms of CPU, p50, at 50 symbols; BENCHMARKS.md, ninth step, i15o);
+  a remote broker does not;
 - first, what this machine charges per hop: raw pyzmq REQ/REP round trips between two processes, each after an idle
   gap as at a bar close (``wakeup_floor``), so runs on different machines can be compared.
 """
@@ -352,6 +356,15 @@ def rss_mib(home: Home) -> dict[str, float]:
     return out
 
 
+def renice(pid: int, niceness: int) -> int:
+    """Every thread of `pid` at `niceness` (the simulator: the broker's stand-in, remote in production, then yields
+    the two cores to the services it serves); how many threads."""
+    tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    for tid in tids:
+        os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    return len(tids)
+
+
 def pids_of(home: Home) -> dict[str, int]:
     return {prog: home.pid_of(prog) for prog in PROGRAMS}
 
@@ -431,6 +444,9 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
         time.sleep(2.0)  # the account updates and the first heartbeats after RUNNING
         res["rss_warm"] = rss_mib(home)
         pids = pids_of(home)
+        if args.sim_nice:
+            res["sim_nice"] = renice(pids["sim-broker"], args.sim_nice)
+            print(f"    the simulator's threads at nice {args.sim_nice}: {res['sim_nice']}", flush=True)
         if args.idle_s > 0:
             print(f"    idle window: {args.idle_s:g} s, no bar ...", flush=True)
             res["idle_ms_per_s"] = idle_ms_per_s(pids, args.idle_s)
@@ -994,6 +1010,10 @@ def main() -> int:
                    help="the services mark their stages (common/trace.py: a line written per mark, a few us each, "
                         "in the CPU figures); after each run's bars, its N slowest bars stage by stage "
                         "(bench/bar_trace.py)")
+    p.add_argument("--sim-nice", type=int, default=0,
+                   help="the simulator's threads at this niceness once RUNNING (0: unchanged); e.g. 19: the broker's "
+                        "stand-in no longer takes a core from the connector writing a flight's orders, as a remote "
+                        "broker would not")
     p.add_argument("--curve", choices=("off", "on", "both"), default="off",
                    help="wire.curve of the runs; both: each symbol count twice, CURVE off then on (compared)")
     p.add_argument("--config-json", default="{}",

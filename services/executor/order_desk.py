@@ -344,10 +344,25 @@ class OrderDesk:
         self._release(group)
         return group.final()
 
+    def _open_lines(self, n: int) -> int:
+        """Order lines opened ahead (at executor.load, and when a command enables a symbol): `n` in all, idle or
+        out with a flight, so a flight's path never opens a socket, nor waits for its connection to the connector
+        (made by ZeroMQ's I/O thread meanwhile). A line that timed out is reset, i.e. reopened, where it timed out
+        (bus.Requester) and comes back to the pool ready. Returns the lines opened now."""
+        out = sum(len(group.lines) for group in self._flight_lines.values())
+        opened = max(0, n - len(self._order_lines) - out)
+        self._order_lines += [self._new_line() for _ in range(opened)]
+        return opened
+
+    def _new_line(self) -> bus.Requester:
+        return bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
+                             self.cfg.runtime.request_timeout_ms)
+
     def _group(self, requests: list[OrderRequest]) -> OrderGroup:
-        while len(self._order_lines) < len(requests):
-            self._order_lines.append(bus.Requester(self.ctx, self.cfg.endpoint("connector", "rep"), self.name,
-                                                   self.cfg.runtime.request_timeout_ms))
+        short = len(requests) - len(self._order_lines)
+        if short > 0:  # more orders out at once than lines opened ahead: the lines opened now stay in the pool
+            self.count("order_lines_opened_in_flight", short)
+            self._order_lines += [self._new_line() for _ in range(short)]
         lines, self._order_lines = self._order_lines[: len(requests)], self._order_lines[len(requests):]
         return OrderGroup(lines, list(requests), time.monotonic() + self.cfg.executor.order_timeout_s,
                           ORDER_ATTEMPT_S)

@@ -361,10 +361,19 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
             self.alert("new_symbol", "info", f"config created disabled for {', '.join(created)}: enable to trade",
                        symbols=created)
         self.config = config
+        self._open_order_lines()
         return {"config_file": str(self.symbols_path), "symbols": sorted(config.symbols),
                 "enabled": sorted(s for s, c in config.symbols.items() if c.enabled),
                 "modelled": sorted(self.modelled), "created": created, "model_errors": errors,
                 "paused": self.paused, "halted": self.risk.halted}
+
+    def _open_order_lines(self) -> None:
+        """One order line per enabled modelled symbol, opened now (order_desk.py `_open_lines`): a bar's flights
+        take them, none is opened on an order's path. None in a dry run (no order is sent)."""
+        if self.config is None or self.dry_run:
+            return
+        config = self.config
+        self._open_lines(sum(1 for s in self.modelled if config.symbol(s).enabled))
 
     def _step_sync(self) -> dict:
         if self.config is None:
@@ -732,6 +741,7 @@ class Executor(DecisionDesk, OrderDesk, runtime.Service):
         if result.config_changed:
             sc.write_atomic(self.symbols_path, result.config)
             self.config = result.config
+            self._open_order_lines()  # a symbol enabled: its line
         if changed:
             self._save_state(compact=True)
         reply = result.reply

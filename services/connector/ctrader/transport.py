@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from common import trace
 from services.connector.ctrader import requests_wire, spots
 from services.connector.ctrader import schemas as proto
 from services.connector.ctrader.ratelimit import SlidingWindow
@@ -223,6 +224,7 @@ class Transport:
     async def _wait_rate(self, window: SlidingWindow) -> None:
         loop = asyncio.get_running_loop()
         while (delay := window.delay(loop.time())) > 0:
+            trace.mark("connector.rate_wait", f"{delay * 1000:.2f}ms {len(window.sent)}")
             await asyncio.sleep(delay)
         window.record(loop.time())
 

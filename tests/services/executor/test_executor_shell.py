@@ -159,7 +159,7 @@ class Rig:
 
     def restart(self) -> Executor:
         """A new process on the same state file (the old one is gone: kill -9)."""
-        self.ex.ctx.term()
+        self.ex.ctx.destroy(linger=0)  # its sockets with it (the order lines opened at executor.load)
         self.ex = self.start()
         return self.ex
 
@@ -191,7 +191,7 @@ class Rig:
         return json.loads((self.root / "var" / "data" / "executor-state.json").read_text())
 
     def close(self) -> None:
-        self.ex.ctx.term()
+        self.ex.ctx.destroy(linger=0)
 
 
 @pytest.fixture
