@@ -28,26 +28,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO / "tests"))
 
 import zmq  # noqa: E402
+from served_responder import open_to_anyone  # noqa: E402
 
 from bench.executor_decide_bench import SYMBOLS, Connector, Walk, make_home  # noqa: E402
 from common import bus, config, messages  # noqa: E402
 from services.executor import decision_desk  # noqa: E402
 from services.executor import symbols_config as sc  # noqa: E402
 from services.executor.service import Executor  # noqa: E402
-
-
-class _Anyone:
-    def __contains__(self, _role: object) -> bool:
-        return True
-
-
-def _open(rep: bus.Responder) -> bus.Responder:
-    """The stand-ins answer whoever asks (no CURVE keys here to tell the callers' roles)."""
-    rep.permits = dict.fromkeys(rep.permits, _Anyone())
-    rep.self_ops = frozenset()
-    return rep
 
 
 class Peers:
@@ -59,18 +49,18 @@ class Peers:
         errors = bus.WireErrors("peers")
         c = self.connector
         self.reps = [
-            _open(bus.Responder(self.ctx, cfg.endpoint("connector", "rep"), {
+            open_to_anyone(bus.Responder(self.ctx, cfg.endpoint("connector", "rep"), {
                 messages.OP_POSITIONS.name: lambda _a: c.call("connector", "positions", None),
                 messages.OP_SYMBOL_INFO.name: lambda a: c.call("connector", "symbol_info", a),
                 messages.OP_ACCOUNT.name: lambda _a: c.call("connector", "account", None),
                 messages.OP_ORDER_OPEN.name: lambda a: c.order(messages.OP_ORDER_OPEN.name, a),
                 messages.OP_ORDER_CLOSE.name: lambda a: c.order(messages.OP_ORDER_CLOSE.name, a),
             }, errors)),
-            _open(bus.Responder(self.ctx, cfg.endpoint("persistence", "rep"), {
+            open_to_anyone(bus.Responder(self.ctx, cfg.endpoint("persistence", "rep"), {
                 messages.OP_WRITE.name: lambda a: messages.WriteResult(
                     [r["id"] for rs in a.tables.values() for r in rs]),
             }, errors)),
-            _open(bus.Responder(self.ctx, cfg.endpoint("preditor", "rep"), {
+            open_to_anyone(bus.Responder(self.ctx, cfg.endpoint("preditor", "rep"), {
                 messages.OP_LAST_SIGNALS.name: lambda _a: messages.LastSignals({}),
             }, errors)),
         ]

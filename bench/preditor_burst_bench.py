@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
-import math
 import shutil
 import sys
 import time
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.append(str(REPO / "tests"))
 
-from bench.preditor_path_bench import HISTORY, bench_home  # noqa: E402
+from bench.preditor_path_bench import HISTORY, bench_home, loaded_preditor  # noqa: E402
 from common import bus, messages  # noqa: E402
 from common.twin.bars import load_bars_csv  # noqa: E402
 
@@ -44,7 +43,6 @@ def main() -> int:
     from common.twin.twin import initial_state, run
     from services.preditor import live, store
     from services.preditor.journal import Journal
-    from services.preditor.service import Preditor
 
     bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
     live_bars = bars[HISTORY:HISTORY + args.bars]
@@ -56,10 +54,7 @@ def main() -> int:
         sym = symbols[0]
         try:
             cfg = home.config()
-            svc = Preditor(cfg)
-            svc._next_hb = math.inf  # no heartbeat (no orchestrator here)
-            svc._load()
-            svc.saved = {}
+            svc = loaded_preditor(cfg)
             track = next(iter(svc.tracks.values()))
             model = track.model
             warm, _ = run(model.spec, initial_state(model.model_id), bars[:HISTORY], model.policy_fn)

@@ -56,6 +56,18 @@ def bench_home(prefix: str, n_models: int) -> tuple[Path, Home, list[str]]:
     return root, Home(root, {"preditor": {"models_dir": str(models), "warmup_bars": HISTORY}}), symbols
 
 
+def loaded_preditor(cfg):
+    """A Preditor in this process, its models loaded and twins warmed up, nothing saved yet: no heartbeat (no
+    orchestrator here)."""
+    from services.preditor.service import Preditor
+
+    svc = Preditor(cfg)
+    svc._next_hb = math.inf
+    svc._load()
+    svc.saved = {}
+    return svc
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=20)
@@ -69,16 +81,12 @@ def main() -> int:
     from common.twin.twin import initial_state, run
     from services.preditor import store
     from services.preditor.journal import Journal
-    from services.preditor.service import Preditor
 
     bars = load_bars_csv(REPO / "data" / "EURUSD_H1_2017.csv")
     root, home, symbols = bench_home("ppath-", args.models)
     try:
         cfg = home.config()
-        svc = Preditor(cfg)
-        svc._next_hb = math.inf  # no heartbeat (no orchestrator here)
-        svc._load()
-        svc.saved = {}
+        svc = loaded_preditor(cfg)
         first = next(iter(svc.tracks.values()))
         warm, _ = run(first.model.spec, initial_state(first.model.model_id), bars[:HISTORY], first.model.policy_fn)
         for t in svc.tracks.values():

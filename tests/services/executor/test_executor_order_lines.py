@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import threading
 import time
 from collections import Counter
 
 import pytest
 import zmq
+from served_responder import Served
 
 from common import bus, messages
 from services.executor.order_lines import OrderGroup
@@ -25,26 +25,16 @@ class Connector:
         self.flights: list[tuple[str, int]] = []  # (client order id, the flight its request said), as they came
         self.futures: dict[str, concurrent.futures.Future] = {}
         self._answer = answer
-        self._stop = threading.Event()
         self.server = bus.Responder(ctx, endpoint, {"order_open": self._open}, bus.WireErrors("t"), concurrent=True)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.served = Served(self.server)
 
     def _open(self, a: messages.OrderOpenArgs):
         self.asked[a.client_order_id] += 1
         self.flights.append((a.client_order_id, a.flight))
         return self._answer(self, a)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            self.server.sock.poll(2)
-            self.server.serve_ready()
-            self.server.flush(time.monotonic())
-        self.server.close()
-
     def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
+        self.served.stop()
 
 
 def filled(cid: str, ticket: int) -> messages.OrderResult:

@@ -6,20 +6,14 @@ stay; a line that timed out comes back reset and answers the next order."""
 from __future__ import annotations
 
 import concurrent.futures
-import threading
-import time
 
 import pytest
 from harness import Home
+from served_responder import Served, open_to_anyone
 
 from common import bus, messages
 from services.executor.order_answers import close_request
 from services.executor.service import Executor
-
-
-class _Anyone:
-    def __contains__(self, _role: object) -> bool:
-        return True
 
 
 class Connector:
@@ -28,14 +22,9 @@ class Connector:
     def __init__(self, ex: Executor):
         self.silent: set[str] = set()
         self.asked: list[tuple[str, int]] = []  # (client order id, flight)
-        self.server = bus.Responder(ex.ctx, ex.cfg.endpoint("connector", "rep"),
-                                    {messages.OP_ORDER_CLOSE.name: self._close}, bus.WireErrors("connector"),
-                                    concurrent=True)
-        self.server.permits = dict.fromkeys(self.server.permits, _Anyone())
-        self.server.self_ops = frozenset()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.served = Served(open_to_anyone(bus.Responder(
+            ex.ctx, ex.cfg.endpoint("connector", "rep"), {messages.OP_ORDER_CLOSE.name: self._close},
+            bus.WireErrors("connector"), concurrent=True)))
 
     def _close(self, a: messages.OrderCloseArgs):
         self.asked.append((a.client_order_id, a.flight))
@@ -43,16 +32,8 @@ class Connector:
             return bus.Deferred(concurrent.futures.Future(), lambda f: f.result())
         return messages.OrderResult(True, a.client_order_id, ticket=a.ticket, price=1.1)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            self.server.sock.poll(2)
-            self.server.serve_ready()
-            self.server.flush(time.monotonic())
-        self.server.close()
-
     def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
+        self.served.stop()
 
 
 @pytest.fixture
