@@ -15,11 +15,11 @@ import asyncio
 import hashlib
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+from measure import alternate_checkouts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -94,14 +94,8 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(args.symbols, args.bars)))
         return 0
-    repos = args.repo or [REPO]
-    got: dict[Path, list[dict]] = {r: [] for r in repos}
-    for _ in range(args.repeat):
-        for repo in repos:
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", "--symbols",
-                                  str(args.symbols), "--bars", str(args.bars)], cwd=repo, env={"PYTHONPATH": str(repo)},
-                                 capture_output=True, text=True, check=True)
-            got[repo].append(json.loads(out.stdout))
+    one = ["--symbols", str(args.symbols), "--bars", str(args.bars)]
+    got = alternate_checkouts(__file__, args.repo or [REPO], args.repeat, one)
     for repo, runs in got.items():
         us = [r["us_per_spot"] for r in runs]
         print(f"{repo}: {statistics.median(us):6.2f} us a spot (runs {', '.join(f'{u:.2f}' for u in us)}); "

@@ -18,10 +18,10 @@ import json
 import multiprocessing
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from measure import alternate_checkouts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,14 +125,8 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(args.symbols, args.bursts, args.chunks)))
         return 0
-    repos = args.repo or [REPO]
-    got: dict[Path, list[dict]] = {r: [] for r in repos}
-    for _ in range(args.repeat):
-        for repo in repos:
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", "--symbols",
-                                  str(args.symbols), "--bursts", str(args.bursts), "--chunks", str(args.chunks)],
-                                 cwd=repo, env={"PYTHONPATH": str(repo)}, capture_output=True, text=True, check=True)
-            got[repo].append(json.loads(out.stdout))
+    one = ["--symbols", str(args.symbols), "--bursts", str(args.bursts), "--chunks", str(args.chunks)]
+    got = alternate_checkouts(__file__, args.repo or [REPO], args.repeat, one)
     for repo, runs in got.items():
         us = [r["us_per_burst"] for r in runs]
         print(f"{repo}: {statistics.median(us):7.1f} us a burst (runs {', '.join(f'{u:.1f}' for u in us)}); "

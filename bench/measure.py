@@ -1,10 +1,13 @@
 """What the benches share: percentiles, a process's CPU time (to the ns where the kernel gives it), the idle cost
-taken off a per-bar figure, and the verdict of an acceptance line (imported by bench/pipeline_bench.py and
-bench/preditor_bench.py)."""
+taken off a per-bar figure, the verdict of an acceptance line (imported by bench/pipeline_bench.py and
+bench/preditor_bench.py), and in-process benches run in several checkouts in turn (``alternate_checkouts``)."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +71,15 @@ def verdict(value: float | None, target: float, at_most: bool = True) -> str:
     if value is None or math.isnan(value):
         return "-"
     return "PASS" if (value <= target if at_most else value >= target) else "FAIL"
+
+
+def alternate_checkouts(script: str, repos: list[Path], repeat: int, one_args: list[str]) -> dict[Path, list[dict]]:
+    """``script --one *one_args`` run in each checkout of ``repos`` in turn, ``repeat`` rounds, each run its own
+    process with that checkout's code (``PYTHONPATH``): the JSON each printed, by checkout, in run order."""
+    got: dict[Path, list[dict]] = {r: [] for r in repos}
+    for _ in range(repeat):
+        for repo in repos:
+            out = subprocess.run([sys.executable, str(Path(script).resolve()), "--one", *one_args], cwd=repo,
+                                 env={"PYTHONPATH": str(repo)}, capture_output=True, text=True, check=True)
+            got[repo].append(json.loads(out.stdout))
+    return got
