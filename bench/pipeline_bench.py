@@ -75,6 +75,10 @@ the heartbeats per bar. "bar -> settled" is when the bench's SUB had the last of
   the same less what the bench's status requests cost paper and the executor (see the settle wait above); the
   preditor's net CPU per bar against the floor's mean compute (target at most 1.5x); and the executor's connector
   requests per bar: where the work is;
+- --skeleton-bars N (default 0: none): before each boot, the order path's own floor
+  (bench/order_path_floor_bench.py: the compute, the two write-ahead fdatasyncs and the hops, three processes doing
+  nothing else) over N bar times of each kind, a second apart; printed beside the system's bar close -> order sent
+  (what the services add to the least the architecture costs on this machine, in the same run);
 - acceptance: each line of issue 15 the bench measures, its value, target and PASS / FAIL (the durability line is
   the chaos suite's and the parity tests', not measured here).
 - --slowest N: the services mark their stages in trace files (common/trace.py: the connector's bars published,
@@ -113,6 +117,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import bar_trace  # noqa: E402
 from harness import Home  # noqa: E402
 from measure import CpuSample, cpu_sample, cpu_used_s, net_ms, pct, verdict  # noqa: E402
+from order_path_floor_bench import run_skeleton  # noqa: E402
 from preditor_bench import in_process_twenty  # noqa: E402
 from system.sub_reader import SubReader  # noqa: E402
 from system.trading_rig import symbols_overlay, synthetic_symbols  # noqa: E402
@@ -421,6 +426,10 @@ def run(n: int, args: argparse.Namespace, bars, curve: bool = False) -> dict:
         res["floor"] = in_process_twenty(bars, n=args.floor_bars, n_models=n, distinct=True)
         print(f"    floor p50 {res['floor']['p50_ms']:.2f} ms, p99 {res['floor']['p99_ms']:.2f} ms, mean "
               f"{res['floor']['mean_ms']:.2f} ms", flush=True)
+    if args.skeleton_bars and n > 1:
+        print(f"\n== {n} symbols: the order path's own floor, {2 * args.skeleton_bars} bar times a second apart ...",
+              flush=True)
+        res["skeleton"] = run_skeleton(n, args.skeleton_bars, 1.0)[True]
     root = Path(tempfile.mkdtemp(prefix=f"oracle-pipe{n}-"))
     res["home"] = str(root)
     home = tap = None
@@ -769,6 +778,17 @@ def latency_rows(results: list[dict]) -> None:
               f"{fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {fmt2(fl.get('p50_ms'))} | "
               f"{fmt2(fl.get('p99_ms'))} ({fl.get('bar_times', '-')}) | {fmt2(ratio(lat['p50'], fl.get('p50_ms')))} | "
               f"{fmt2(ratio(lat['p99'], fl.get('p99_ms')))} | {r['boot_s']:.1f} s |")
+    with_skeleton = [r for r in results if r.get("skeleton")]
+    if not with_skeleton:
+        return
+    print("\nthe same against the order path's own floor of the same run (bench/order_path_floor_bench.py: the "
+          "compute, the two write-ahead fdatasyncs and the hops, nothing else), ms")
+    print("| symbols | system p50 / p99 | skeleton p50 / p99 | skeleton p99 / floor p99 | system p99 / skeleton p99 |")
+    print("|---|---|---|---|---|")
+    for r in with_skeleton:
+        lat, sk, fl = r["latency"], r["skeleton"], r.get("floor") or {}
+        print(f"| {run_label(r)} | {fmt(lat['p50'])} / {fmt(lat['p99'])} | {fmt2(sk['p50'])} / {fmt2(sk['p99'])} | "
+              f"{fmt2(ratio(sk['p99'], fl.get('p99_ms')))} | {fmt2(ratio(lat['p99'], sk['p99']))} |")
 
 
 def cpu_rows(results: list[dict], args: argparse.Namespace) -> None:
@@ -1003,6 +1023,8 @@ def main() -> int:
                    help="idle window after RUNNING (no bar) for the CPU net of idle cost (0 = none: no net figures)")
     p.add_argument("--floor-bars", type=int, default=100,
                    help="bar times of the reference floor before each boot (the issue: at least 100; 0 = none)")
+    p.add_argument("--skeleton-bars", type=int, default=0,
+                   help="bar times of each kind of the order path's own floor before each boot (0 = none)")
     p.add_argument("--no-settle", action="store_true",
                    help="close the next bar once the executor has acked (paper and persistence may lag behind)")
     p.add_argument("--keep", action="store_true", help="keep each throwaway home (logs, database)")
