@@ -3,6 +3,7 @@ beside the reference floor of issue 15 in one run.
 
     .venv/bin/python bench/order_path_floor_bench.py [--symbols 20 50] [--bars 100] [--period 1.0]
                                                      [--floor-bars 100] [--paced-bars 100]
+                                                     [--anticipate-ms 0]
 
 A skeleton of the order path, three OS processes that do only what the path cannot skip, each as cheaply as it can:
 - the source (this process, the connector's part): publishes a bar time's N bars as one msgpack message on a PUB
@@ -27,6 +28,12 @@ pipeline bench, measured before the processes start; ``--paced-bars`` bar times 
 ``--period`` between them (``in_process_paced``) say what the preditor's compute costs at that pace, in-process
 (the preditor line's reference is the back-to-back mean).
 
+``--anticipate-ms A``: a design the skeleton above does not bound, one that knows when the next bar closes (the
+source says it; a live H1 close is on the hour): the twins and the desk sleep until A ms before it, then the twins
+step the last bar time again with its result dropped (the models' weights and the code back in the caches) and
+both poll without sleeping until their message is there (the desk from A ms before its signals came the last
+time): no cold caches, no wake from idle, for the CPU of the warm step and the spin (in the CPU column).
+
 Stages (ms after the source published the bars, medians): the twins have the bars, the signals are out, the desk
 has them, its intent is durable, the source has the orders, their journal line is durable (= sent). CPU: the three
 processes' threads' CPU from a bar time's message in to its answer out (the floor of the six services' CPU line;
@@ -42,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -82,7 +90,23 @@ def _joined(ctx: zmq.Context, endpoint_dir: Path, stream: str, part: str) -> tup
     return sub, ready
 
 
-def run_twins(endpoint_dir: Path, n: int) -> None:
+def _next_message(sub: zmq.Socket, next_at: float | None, anticipate_s: float,
+                  warm: Callable[[], object] | None = None) -> tuple[bytes, float]:
+    """The next message on ``sub``, and the CPU spent waiting for it. Anticipating (``anticipate_s`` > 0, the next
+    bar time known): asleep until that long before it, then ``warm()`` (the caches made hot with the last bar time's
+    work, its result dropped), then polling without sleeping until the message is there (no wake from idle)."""
+    if not anticipate_s or next_at is None:
+        return sub.recv(), 0.0
+    time.sleep(max(0.0, next_at - anticipate_s - time.monotonic()))
+    cpu = time.thread_time()
+    if warm is not None:
+        warm()
+    while not sub.poll(0):
+        pass
+    return sub.recv(), time.thread_time() - cpu
+
+
+def run_twins(endpoint_dir: Path, n: int, anticipate_s: float = 0.0) -> None:
     """The preditor's part: load n models (own copies), warm them up, then step each bar time's bars at once."""
     import torch
 
@@ -104,8 +128,14 @@ def run_twins(endpoint_dir: Path, n: int) -> None:
     pub = ctx.socket(zmq.PUB)
     pub.bind(f"ipc://{endpoint_dir}/signals")
     sub, ready = _joined(ctx, endpoint_dir, "bars", "twins")
+    next_at, last_items = None, []
+
+    def warm() -> None:
+        observed = observe_bars(last_items)
+        policies.actions([(k, s.observation) for k, s in enumerate(observed) if not isinstance(s, TwinState)])
+
     while True:
-        raw = sub.recv()
+        raw, waited = _next_message(sub, next_at, anticipate_s, warm if last_items else None)
         got, cpu = time.monotonic(), time.thread_time()
         msg = msgpack.unpackb(raw)
         if msg.get("stop"):
@@ -115,6 +145,7 @@ def run_twins(endpoint_dir: Path, n: int) -> None:
         for k, row in enumerate(msg["bars"]):
             bar = live.twin_bar(messages.Bar(symbols[k], "H1", *row))
             items.append((models[k].spec, states[k], bar))
+        last_items, next_at = items, msg["next"]
         observed = observe_bars(items)
         asked = [(k, s.observation) for k, s in enumerate(observed) if not isinstance(s, TwinState)]
         actions = iter(policies.actions(asked))
@@ -125,34 +156,36 @@ def run_twins(endpoint_dir: Path, n: int) -> None:
                 continue
             states[k], decision = decide(models[k].spec, states[k], s, next(actions))
             signals.append(messages.to_wire(live.signal_of(symbols[k], decision)))
-        pub.send(msgpack.packb({"i": msg["i"], "sync": msg["sync"], "signals": signals,
-                                "t": msg["t"] + [got, time.monotonic()], "cpu": time.thread_time() - cpu}))
+        pub.send(msgpack.packb({"i": msg["i"], "sync": msg["sync"], "signals": signals, "next": next_at,
+                                "t": msg["t"] + [got, time.monotonic()], "cpu": time.thread_time() - cpu + waited}))
     for s in (sub, pub, ready):
         s.close(0)
     ctx.term()
 
 
-def run_desk(endpoint_dir: Path) -> None:
+def run_desk(endpoint_dir: Path, anticipate_s: float = 0.0) -> None:
     """The executor's part: the write-ahead intent of a bar time's orders, durable, then the orders in one request."""
     ctx = zmq.Context()
     req = ctx.socket(zmq.REQ)
     req.connect(f"ipc://{endpoint_dir}/orders")
     sub, ready = _joined(ctx, endpoint_dir, "signals", "desk")
     fd = os.open(endpoint_dir / "desk-intents.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    next_at = None
     try:
         while True:
-            raw = sub.recv()
+            raw, waited = _next_message(sub, next_at, anticipate_s)
             got, cpu = time.monotonic(), time.thread_time()
             msg = msgpack.unpackb(raw)
             if msg.get("stop"):
                 break
+            next_at = msg["next"] + (got - msg["t"][0])  # the signals come about as long after the bars as these
             orders = [{"symbol": s["symbol"], "direction": s["direction"], "intensity": s["intensity"]}
                       for s in msg["signals"]]
             journal_append(fd, msgpack.packb(orders) + b"\n", msg["sync"])
             durable = time.monotonic()
             req.send(msgpack.packb({"i": msg["i"], "sync": msg["sync"], "orders": orders,
                                     "t": msg["t"] + [got, durable], "cpu": msg["cpu"],
-                                    "desk_cpu": time.thread_time() - cpu}))
+                                    "desk_cpu": time.thread_time() - cpu + waited}))
             req.recv()
     finally:
         os.close(fd)
@@ -161,9 +194,10 @@ def run_desk(endpoint_dir: Path) -> None:
         ctx.term()
 
 
-def run_skeleton(n: int, bars: int, period: float) -> dict:
+def run_skeleton(n: int, bars: int, period: float, anticipate_s: float = 0.0) -> dict:
     """The source's side: start the twins and the desk, publish ``2 * bars`` bar times ``period`` apart (with and
-    without the two fdatasyncs, alternated), time each to its orders' durable journal line."""
+    without the two fdatasyncs, alternated), time each to its orders' durable journal line. ``anticipate_s``: the
+    twins and the desk know when the next bar time comes and are awake and hot that long before it."""
     history = _bundled_bars()
     with tempfile.TemporaryDirectory(prefix="oracle-orderfloor-") as d:
         where = Path(d)
@@ -175,8 +209,8 @@ def run_skeleton(n: int, bars: int, period: float) -> dict:
         ready = ctx.socket(zmq.PULL)
         ready.bind(f"ipc://{where}/ready")
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'bench'}"}
-        procs = [subprocess.Popen([sys.executable, __file__, "--role", role, "--dir", str(where), "--n", str(n)],
-                                  env=env) for role in ("twins", "desk")]
+        procs = [subprocess.Popen([sys.executable, __file__, "--role", role, "--dir", str(where), "--n", str(n),
+                                   "--anticipate-ms", str(1000 * anticipate_s)], env=env) for role in ("twins", "desk")]
         fd = os.open(where / "source-orders.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         samples: dict[bool, list[list[float]]] = {True: [], False: []}
         try:
@@ -195,7 +229,7 @@ def run_skeleton(n: int, bars: int, period: float) -> dict:
                 time.sleep(max(0.0, nxt - time.monotonic()))
                 nxt += period
                 t0, cpu = time.monotonic(), time.thread_time()
-                pub.send(msgpack.packb({"i": i, "sync": sync, "bars": [bar_fields] * n, "t": [t0]}))
+                pub.send(msgpack.packb({"i": i, "sync": sync, "bars": [bar_fields] * n, "t": [t0], "next": nxt}))
                 if not rep.poll(30_000):
                     raise RuntimeError(f"bar time {i}: no orders within 30 s")
                 msg = msgpack.unpackb(rep.recv())
@@ -240,15 +274,19 @@ def main() -> int:
     p.add_argument("--period", type=float, default=1.0, help="seconds between two bar times")
     p.add_argument("--floor-bars", type=int, default=100, help="bar times of the reference floor (issue 15: >= 100)")
     p.add_argument("--paced-bars", type=int, default=100, help="bar times of the paced in-process compute (0: none)")
+    p.add_argument("--anticipate-ms", type=float, default=0.0,
+                   help="the twins and the desk awake (polling, caches warmed) this long before each bar time "
+                        "(0: asleep until the bars come, as the services)")
     p.add_argument("--role", choices=("twins", "desk"), help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    anticipate_s = args.anticipate_ms / 1000
     if args.role == "twins":
-        run_twins(args.dir, args.n)
+        run_twins(args.dir, args.n, anticipate_s)
         return 0
     if args.role == "desk":
-        run_desk(args.dir)
+        run_desk(args.dir, anticipate_s)
         return 0
 
     import preditor_bench
@@ -265,10 +303,12 @@ def main() -> int:
             print(f"== {n} symbols: the same compute, {args.paced_bars} bar times {args.period:g} s apart", flush=True)
             paced = preditor_bench.in_process_paced(history, n=args.paced_bars, n_models=n, pause_s=args.period)
         print(f"== {n} symbols: the skeleton, {2 * args.bars} bar times {args.period:g} s apart", flush=True)
-        results.append((n, floor, paced, run_skeleton(n, args.bars, args.period)))
+        results.append((n, floor, paced, run_skeleton(n, args.bars, args.period, anticipate_s)))
 
     print(f"\nthe order path's floor against the reference floor, same run ({args.bars} bar times of each kind, "
-          f"{args.period:g} s apart; ms; ratio: p99 / the floor's p99)")
+          f"{args.period:g} s apart; ms; ratio: p99 / the floor's p99"
+          + (f"; the twins and the desk awake and hot {args.anticipate_ms:g} ms before each" if anticipate_s else "")
+          + ")")
     print("| symbols | floor p50 / p99 (target: 2.5x) | the same compute paced: p50 / p99, CPU mean / floor mean "
           "| skeleton, two fdatasyncs: p50 / p99 / max, ratio | skeleton without them: p50 / p99, ratio "
           "| the skeleton's compute (twins): p50 / p99; its CPU mean / floor mean "
