@@ -288,6 +288,26 @@ class Execution:
             self.link.emit(position_closed(deal, p.direction, external, False, True, p.label, p.comment))
             self._closing_by_us.discard(d.positionId)
 
+    async def _report_filled_while_away(self, ticket: int) -> None:
+        """A position an order opened whose fill events never came (lost with a dropped connection, or late): its
+        opening deals from the deal list, emitted as those events would have been, so its opening is recorded
+        and published like any other. The same deal ids: a late event of one is a deal seen, not a second fill."""
+        pos = self.positions.get(ticket)
+        if pos is None:
+            return
+        try:
+            deals = await self.get_deals(pos.open_time - 1.0)
+        except BrokerError as exc:
+            log.warning("position %s: its opening deals cannot be read (%s); its opening is recorded from the deal "
+                        "list when the connector next connects", ticket, exc)
+            return
+        for deal in deals:
+            if deal.position_id != ticket or deal.closing or deal.deal_id in self._seen_deals:
+                continue
+            self._seen_deals.add(deal.deal_id)
+            self.link.emit(OrderFilled(pos.label, ticket, deal.symbol, deal.direction, deal.volume, deal.price,
+                                       deal.time, deal.deal_id, pos.comment, deal.commission))
+
     # ---- sending
     async def _send_and_wait(self, msg: Any, key: str, symbol: str = "") -> OrderResult:
         """Send a trading request; its answer is an execution or error event resolving `key`. A refusal for the
@@ -390,6 +410,8 @@ class Execution:
                 continue
             known = orders.existing_order(cid, self._own, self.positions.values())
             if known is not None:
+                if known.recovered:  # found open by its label: its fill events were lost (or are late)
+                    await self._report_filled_while_away(known.ticket)
                 return known
         return OrderResult(False, cid, error=f"no confirmation after {self.order_attempts} attempts: {last_error}",
                            error_code="NO_CONFIRMATION")

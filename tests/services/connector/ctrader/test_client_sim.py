@@ -511,6 +511,14 @@ def test_connection_lost_while_an_order_is_in_flight_creates_one_order(sim_facto
         assert res.success and res.recovered
         status = await acontrol(cp, "status")
         assert [p["label"] for p in status["positions"]] == ["inflight-1"]
+        # the fill the dropped connection lost is told from the deal list, once, as its event would have been
+        (fill,) = [e for e in await drain(broker) if isinstance(e, OrderFilled)]
+        (deal,) = [o for o in (await acontrol(cp, "orders"))["orders"] if o["client_order_id"] == "inflight-1"]
+        assert (fill.client_order_id, fill.ticket, fill.symbol, fill.direction, fill.volume) == (
+            "inflight-1", res.ticket, "EURUSD", 1, 0.1)
+        assert fill.price == res.price == deal["execution_price"] and fill.commission < 0
+        await asyncio.sleep(0.5)
+        assert not [e for e in await drain(broker) if isinstance(e, OrderFilled)]
         await broker.close()
 
     run(scenario())
