@@ -84,6 +84,8 @@ class ServiceSummary:
     last_restart_reason: str
     wire_errors: dict[str, int]
     failure: str | None = None  # why it cannot start, in words, when it failed permanently (common/failure.py)
+    counted_pid: int = 0  # the newest process ``restarts`` counts (a respawn seen by supervisord before it said hello
+    # is counted while ``pid``/``epoch`` are still the old one's); 0 when none is known
 
 
 @dataclass(**_RECORD)

@@ -77,6 +77,12 @@ class ServiceView:
         self.pid = hb.pid
         self.steps |= set(hb.steps)
 
+    @property
+    def counted_pid(self) -> int:
+        """The newest process seen, the last ``restarts`` counts: supervisord's respawn counts before its hello (``pid``
+        and ``epoch`` are the old process's until then); 0 when none was seen."""
+        return self.pids[-1] if self.pids else 0
+
     def restarts_within(self, window_s: float, now: float) -> int:
         return sum(1 for t in self.restarts if now - t <= window_s)
 

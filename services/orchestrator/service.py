@@ -643,7 +643,8 @@ class Orchestrator(runtime.Service):
                 hb_age_s=round(age, 3) if age is not None else None, rss_bytes=hb.rss_bytes if hb else None,
                 restarts=len(v.restarts), steps=sorted(v.steps), supervisor_state=v.supervisor_state,
                 info=hb.info if hb else {}, last_restart_reason=v.restart_reason,
-                wire_errors=hb.wire_errors if hb else {}, failure=v.failure or None)
+                wire_errors=hb.wire_errors if hb else {}, failure=v.failure or None,
+                counted_pid=v.counted_pid)
         return {
             "system": self._system_state(now),
             "since_ts": self.since_ts,

@@ -50,6 +50,7 @@ class ServiceRow:
     uptime_s: float | None = None
     rss_bytes: int | None = None
     restarts: int | None = None
+    counted_pid: int | None = None  # the newest process ``restarts`` includes (the report's, then each one heard)
     beat_at: float | None = None  # when its last heartbeat was heard (the shell's clock, s)
 
     def to_json(self, now_s: float) -> dict[str, Any]:
@@ -173,11 +174,12 @@ class Dashboard:
         s = self.services.setdefault(hb.service, ServiceRow())
         if s.epoch is not None and hb.epoch < s.epoch:
             return  # the process before the one heard already (its last beats may come after the new one's first)
-        if s.epoch is not None and hb.epoch > s.epoch and s.restarts is not None:
-            s.restarts += 1  # a new process (epochs grow) since the orchestrator's count this view started from
+        if s.epoch is not None and hb.epoch > s.epoch and s.restarts is not None and hb.pid != s.counted_pid:
+            s.restarts += 1  # a new process (epochs grow) the orchestrator's count this view started from lacks
         elif s.restarts is None and self.status_loaded and hb.service != "orchestrator":
             s.restarts = 0  # a service the orchestrator's report did not list yet: its first process
         s.pid, s.epoch, s.uptime_s, s.rss_bytes, s.beat_at = hb.pid, hb.epoch, hb.uptime_s, hb.rss_bytes, ts_s
+        s.counted_pid = hb.pid
         if s.state == "?":
             s.state = hb.state
 
@@ -277,10 +279,13 @@ class Dashboard:
         for name, s in report.services.items():
             row = self.services.setdefault(name, ServiceRow())
             newer = row.epoch is not None and s.epoch and row.epoch > s.epoch  # heard a process the report predates
-            row.restarts = s.restarts if s.restarts is None or not newer else s.restarts + 1
+            # ... unless its count has that process already: supervisord's respawn, seen before the process's hello
+            counted = newer and row.pid == s.counted_pid
+            row.restarts = s.restarts if s.restarts is None or not newer or counted else s.restarts + 1
             if not newer:
                 row.state, row.pid, row.epoch = s.state, s.pid or None, s.epoch or None
                 row.uptime_s, row.rss_bytes = s.uptime_s, s.rss_bytes
+                row.counted_pid = s.counted_pid or row.pid  # a later process heard is a restart unless it is this one
 
     def load_positions(self, book: messages.Positions) -> None:
         for p in book.positions:

@@ -56,6 +56,16 @@ def test_a_service_supervisord_stopped_is_stopped_not_waiting_with_its_old_pid()
     assert not v.stopped(now=5.0, timeout_s=3.0)
 
 
+def test_a_respawn_supervisord_shows_is_counted_before_its_hello_and_named_as_counted():
+    v = ServiceView("preditor")
+    assert v.counted_pid == 0
+    v.new_epoch(7, 4242, [], now=0.0)
+    v.see_pid(4300, now=1.0)  # supervisord's respawn, polled before the new process said hello
+    assert (len(v.restarts), v.pid, v.epoch, v.counted_pid) == (1, 4242, 7, 4300)
+    v.new_epoch(8, 4300, [], now=2.0)  # its hello: the same restart, not another
+    assert (len(v.restarts), v.pid, v.epoch, v.counted_pid) == (1, 4300, 8, 4300)
+
+
 def test_a_preditor_load_result_gives_its_live_and_refused_models():
     v = ServiceView("preditor")
     v.on_load_result({"models": {"EURUSD": "H1 EURUSD_H1.zip"}, "refused": ["GBPUSD_M15.zip: refused: x"]})

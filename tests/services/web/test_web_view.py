@@ -82,6 +82,23 @@ def test_services_from_the_status_then_heartbeats_and_restarts_counted_from_new_
     assert v.snapshot(104.0)["services"]["paper"]["restarts"] == 0
 
 
+@pytest.mark.parametrize("heard_before_the_report", [False, True])
+def test_a_restart_the_report_counted_before_its_hello_is_not_counted_again(heard_before_the_report):
+    """The orchestrator counts supervisord's respawn (a new pid) before the new process says hello: its report then
+    has the old process's pid and epoch, the restart counted, and the new pid as ``counted_pid``. The new process's
+    heartbeats, heard before or after that report, are that restart, not another (the count the orchestrator says)."""
+    v = Dashboard()
+    v.apply(hb("preditor", 1, pid=10), 100.0)
+    if heard_before_the_report:
+        v.apply(hb("preditor", 2, pid=11), 101.0)
+    respawned = status_samples.summary(pid=10, epoch=1, restarts=1, counted_pid=11)
+    v.load_status(status_samples.orchestrator(services={"preditor": respawned}))
+    v.apply(hb("preditor", 2, pid=11), 102.0)
+    assert v.snapshot(102.5)["services"]["preditor"]["restarts"] == 1
+    v.apply(hb("preditor", 3, pid=12), 103.0)  # a later restart, which the report could not know
+    assert v.snapshot(103.5)["services"]["preditor"]["restarts"] == 2
+
+
 def test_halts_and_alerts_are_kept_newest_last_and_bounded():
     v = Dashboard(alert_count=2)
     v.apply(messages.Alert("forbidden", "warning", "refused", "paper"), 1.0)
