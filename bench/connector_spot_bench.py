@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import hashlib
 import json
-import statistics
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from measure import alternate_checkouts
+from measure import alternate_checkouts, print_medians
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,10 +95,7 @@ def main() -> int:
         return 0
     one = ["--symbols", str(args.symbols), "--bars", str(args.bars)]
     got = alternate_checkouts(__file__, args.repo or [REPO], args.repeat, one)
-    for repo, runs in got.items():
-        us = [r["us_per_spot"] for r in runs]
-        print(f"{repo}: {statistics.median(us):6.2f} us a spot (runs {', '.join(f'{u:.2f}' for u in us)}); "
-              f"{runs[0]['bars']} bars closed, digest {runs[0]['digest']}")
+    print_medians(got, "us_per_spot", "a spot", 2, lambda r: f"{r['bars']} bars closed, digest {r['digest']}")
     return 0
 
 

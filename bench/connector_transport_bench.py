@@ -17,11 +17,10 @@ import asyncio
 import json
 import multiprocessing
 import socket
-import statistics
 import time
 from pathlib import Path
 
-from measure import alternate_checkouts
+from measure import alternate_checkouts, print_medians
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,10 +126,7 @@ def main() -> int:
         return 0
     one = ["--symbols", str(args.symbols), "--bursts", str(args.bursts), "--chunks", str(args.chunks)]
     got = alternate_checkouts(__file__, args.repo or [REPO], args.repeat, one)
-    for repo, runs in got.items():
-        us = [r["us_per_burst"] for r in runs]
-        print(f"{repo}: {statistics.median(us):7.1f} us a burst (runs {', '.join(f'{u:.1f}' for u in us)}); "
-              f"{runs[0]['events']} events")
+    print_medians(got, "us_per_burst", "a burst", 1, lambda r: f"{r['events']} events")
     return 0
 
 

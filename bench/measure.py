@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +85,13 @@ def alternate_checkouts(script: str, repos: list[Path], repeat: int, one_args: l
                                  env={"PYTHONPATH": str(repo)}, capture_output=True, text=True, check=True)
             got[repo].append(json.loads(out.stdout))
     return got
+
+
+def print_medians(got: dict[Path, list[dict]], key: str, unit: str, digits: int,
+                  tail: Callable[[dict], str]) -> None:
+    """One line a checkout of ``alternate_checkouts``' runs: the median of ``key`` (and each run's), ``tail`` of its
+    first run."""
+    for repo, runs in got.items():
+        xs = [r[key] for r in runs]
+        each = ", ".join(f"{x:.{digits}f}" for x in xs)
+        print(f"{repo}: {statistics.median(xs):.{digits}f} us {unit} (runs {each}); {tail(runs[0])}")
