@@ -19,7 +19,8 @@
   every twin stepped are written (one write) once no more bars wait, so when the bars of many symbols close
   together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
   stream of bars); a live bar time (its bars came after a pause) is written ``SNAPSHOT_AFTER_S`` after it was
-  stepped, after the close's orders, and fdatasynced in that turn; a burst's bar times are written as they go and
+  stepped, after the close's orders, and fdatasynced in that turn (or before the next bars are stepped if they come
+  sooner); a burst's bar times are written as they go and
   share one fdatasync once no bar came for ``SYNC_LINGER_S``. The write is in the OS at once (a kill -9 loses
   nothing written). A crash in between replays those bars from the
   previous snapshot on restart and publishes the same signals again, which the executor and paper drop
@@ -374,7 +375,11 @@ class Preditor(runtime.Service):
 
     def _process_queue(self) -> None:
         """Step the bars waiting, publishing their signals together (at least every ``PUBLISH_DELAY_MAX_S``): one
-        burst of messages wakes the subscribers and the socket's I/O thread once for a bar time, not per symbol."""
+        burst of messages wakes the subscribers and the socket's I/O thread once for a bar time, not per symbol.
+        A live close's snapshots still waiting (``SNAPSHOT_AFTER_S``) are written first: a kill -9 replays at most
+        the last bar time, even when closes follow each other faster than that wait."""
+        if self.unsaved and self.after_pause:
+            self._write_snapshots()
         self.after_pause = time.monotonic() - self.last_bar_at >= SYNC_LINGER_S
         try:
             if self.catch_up_all:

@@ -89,3 +89,31 @@ def test_a_bar_time_after_a_pause_is_written_and_synced_after_its_orders_a_burst
     clock.now += SYNC_LINGER_S
     svc.on_tick(clock.now)
     assert not svc.log.unsynced and svc.progress.get("signals_sent") == 10
+
+
+def written_bar_times(svc) -> dict[str, int]:
+    """The bar time of each model's last signal in the file (its snapshot is written right after it)."""
+    from services.preditor import store
+
+    if not svc.log.path.exists():
+        return {}
+    saved, _ = store.parse(svc.log.path.read_bytes())
+    return {key: entry.signals[-1].bar_time for key, entry in saved.items() if entry.signals}
+
+
+def test_closes_coming_faster_than_the_snapshot_wait_each_write_the_one_before_first(preditor):
+    """A stream of closes 25 ms apart (a pause each, shorter than ``SNAPSHOT_AFTER_S``): the closes' waits would
+    chain and nothing would be written while it lasts; a kill -9 must replay the last bar time only."""
+    from services.preditor.service import SNAPSHOT_AFTER_S, SYNC_LINGER_S
+
+    svc, clock, bars = preditor
+    gap = (SYNC_LINGER_S + SNAPSHOT_AFTER_S) / 2
+    close_bar(svc, clock, bars, 400, after_s=3600.0)
+    for i in range(401, 411):
+        close_bar(svc, clock, bars, i, after_s=gap - 0.003)
+        assert svc.unsaved, i  # this close's own write still waits for its orders
+        assert set(written_bar_times(svc).values()) == {int(bars[i - 1, 0])}, i  # the close before is in the file
+    clock.now += SNAPSHOT_AFTER_S + 0.001
+    svc.on_tick(clock.now)
+    assert not svc.unsaved and not svc.log.unsynced
+    assert set(written_bar_times(svc).values()) == {int(bars[410, 0])}
