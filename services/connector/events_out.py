@@ -320,7 +320,8 @@ class EventsOut:
                 changed |= self.published.opened(p.ticket, p.symbol, p.direction, p.open_time, p.label, p.comment,
                                                  recorded=True)
             if gone:
-                closes, unexplained = closed_while_away(self.published.positions, open_ids, deals)
+                closes, unexplained = closed_while_away(self.published.positions, open_ids, deals,
+                                                        self.ledger.closes_asked())
                 for ticket in unexplained:
                     log.warning("position %s is gone but no closing deal was found; forgetting it", ticket)
                     changed |= self.published.closed(ticket)

@@ -16,7 +16,7 @@ snapshot's format is the whole state file of old and `journal_seq`, and a state 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from common.messages import Fill, Position
@@ -130,12 +130,14 @@ class ConnectorState:
 
 
 def closed_while_away(
-    known: dict[str, dict], open_now: Iterable[int], deals: Iterable[Deal]
+    known: dict[str, dict], open_now: Iterable[int], deals: Iterable[Deal], asked: Collection[int] = ()
 ) -> tuple[list[PositionClosed], list[int]]:
     """Positions known open before a restart and gone now: their closes from the broker's closing deals.
 
     Returns the closes to publish (in deal time order) and the tickets gone without a closing deal in the list.
-    Nothing tells whether a close while away was a stop or a manual close: it is reported external ("EXTERNAL").
+    A ticket this connector ``asked`` to close (its order journal) is reported as the live event did ("CLIENT"),
+    so a close recorded before a kill the state did not see is the same record again (one at the store). For the
+    others nothing tells whether a close while away was a stop or a manual close: reported external ("EXTERNAL").
     """
     open_set = set(open_now)
     gone = {int(t): p for t, p in known.items() if int(t) not in open_set}
@@ -146,8 +148,8 @@ def closed_while_away(
         if p is None or not d.closing:
             continue
         found.add(d.position_id)
-        out.append(position_closed(d, int(p["direction"]), True, False, True, str(p.get("label", "")),
-                                   str(p.get("comment", ""))))
+        out.append(position_closed(d, int(p["direction"]), d.position_id not in asked, False, True,
+                                   str(p.get("label", "")), str(p.get("comment", ""))))
     return out, sorted(set(gone) - found)
 
 

@@ -539,6 +539,41 @@ def test_an_opening_handed_over_before_a_kill_the_state_did_not_see_is_stored_on
     assert system.req("order_close", messages.OrderCloseArgs(res.ticket)).success
 
 
+def test_a_close_handed_over_before_a_kill_the_state_did_not_see_is_stored_once(system):
+    """Killed after a close's record went to the outbox and before the state said the position is gone (found by a
+    chaos run): at the restart the position looks closed while away. This connector asked that close (its order
+    journal says so), so the close taken from the deal list is the live event's record again (CLIENT, same deal):
+    one record at the store, nothing refused."""
+    home = system.home
+    res = order_open(system, "EURUSD", 1, 0.1, "closed-twice-1")
+    assert res.success
+    (held,) = [p for p in system.req("positions").positions if p.ticket == res.ticket]
+    assert system.req("order_close", messages.OrderCloseArgs(res.ticket, client_order_id="closed-twice-1-C")).success
+    closing = lambda: [t for t in home.request("persistence", "query", messages.QueryArgs("trades", {}, 0)).records  # noqa: E731
+                       if t["position_id"] == str(res.ticket) and t["action"] == "CLOSE"]
+    (first,) = wait_for(closing, 20, "the close recorded")
+    assert first["comment"] == "CLIENT"
+    rejected = status_map(home.request("persistence", "status"))["progress"].get("records_rejected", 0)
+    epoch = system.connector_status()["epoch"]
+    home.kill("connector")
+    # the state on disk as such a kill leaves it: the position still known open
+    state = durable.JournaledState(home.root / "var" / "data" / system.cfg.connector.state_file)
+    doc, _notes = state.load()
+    assert doc is not None and str(res.ticket) not in doc["positions"]
+    doc["positions"][str(res.ticket)] = {"symbol": "EURUSD", "direction": 1, "open_time": held.open_time,
+                                         "label": held.label, "comment": held.comment, "recorded": True}
+    state.commit(doc, changed=["positions"])
+    state.close()
+    home.start("connector")
+    told_again = lambda s: (s["epoch"] != epoch and s["broker"]["connected"] and not s["outbox"]["pending"]  # noqa: E731
+                            and s["progress"].get("closes") == 1)
+    wait_for(lambda: told_again(system.connector_status()), 30,
+             "the restarted connector told the close again and its outbox drained")
+    assert closing() == [first]  # the same record: the store kept one
+    assert status_map(home.request("persistence", "status"))["progress"].get("records_rejected", 0) == rejected
+    assert system.connector_status()["progress"].get("closes_external", 0) == 0
+
+
 def test_a_stop_hit_while_the_connector_is_dead_is_published_after_its_restart(system):
     home = system.home
     res = order_open(system, "EURUSD", -1, 0.1, "away-stop-1", sl_distance=0.0004)

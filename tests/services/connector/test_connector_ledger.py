@@ -214,6 +214,14 @@ def test_one_close_of_a_ticket_at_a_time_and_only_an_id_is_journaled():
     assert ledger.settled_close("x2", 7, None, refused, T + 3)[1] is None  # only a close done is final
 
 
+def test_the_closes_asked_are_the_journals_close_lines_sent_or_done():
+    res = OrderResult(True, "x1", ticket=7, price=1.06, volume=0.1)
+    _, closed = OrderLedger.settled_close("x1", 7, None, res, T + 1)
+    in_flight = journal.Entry("x2", "close", journal.SENT, T, {"ticket": 8, "lots": 0.05, "server_time": T})
+    assert fresh([sent(), done(ticket=9), closed, in_flight]).closes_asked() == {7, 8}  # not the opening's ticket
+    assert fresh().closes_asked() == set()
+
+
 def test_one_amendment_of_a_ticket_at_a_time():
     ledger = fresh()
     step = ledger.ask_amend(7)

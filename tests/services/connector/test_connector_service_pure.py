@@ -180,6 +180,8 @@ def test_positions_closed_while_away_come_from_the_closing_deals():
     assert (c.ticket, c.direction, c.external, c.reason, c.label, c.comment) == (1, 1, True, "EXTERNAL", "a", "OT1|a")
     assert c.net_profit == pytest.approx(99.3) and c.balance == 10099.3
     assert unexplained == [3]  # gone, but its closing deal is not in the list
+    (asked,), _ = closed_while_away(known, [2], [opening, closing], asked={1})
+    assert (asked.external, asked.reason) == (False, "CLIENT")  # this connector asked that close: as its event said
 
 
 def test_an_unrecorded_opening_is_the_fill_its_event_carried():
