@@ -196,7 +196,7 @@ class OrderLedger(Generic[H]):
         """The tickets this connector asked to close, this process or one before it (a close line in the journal,
         sent or done): a close of one found after a restart was this client's, as its live event said."""
         return {int(e.request["ticket"]) for e in self.entries.values()
-                if e.kind == "close" and isinstance(e.request.get("ticket"), int)}
+                if e.kind == "close" and isinstance(e.request, dict) and isinstance(e.request.get("ticket"), int)}
 
     def recorded(self, entry: journal.Entry) -> None:
         """A journal line is written (durably): it is the id's latest."""

@@ -20,12 +20,11 @@
   together every signal goes out before any file is written (at most ``SNAPSHOT_DELAY_MAX_S`` later under a
   stream of bars); a live bar time (its bars came after a pause) is written ``SNAPSHOT_AFTER_S`` after it was
   stepped, after the close's orders, and fdatasynced in that turn (or before the next bars are stepped if they come
-  sooner); a burst's bar times are written as they go and
-  share one fdatasync once no bar came for ``SYNC_LINGER_S``. The write is in the OS at once (a kill -9 loses
-  nothing written). A crash in between replays those bars from the
-  previous snapshot on restart and publishes the same signals again, which the executor and paper drop
-  (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from history;
-  a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
+  sooner); a burst's bar times are written as they go and share one fdatasync once no bar came for
+  ``SYNC_LINGER_S``. The write is in the OS at once (a kill -9 loses nothing written). A crash in between replays
+  those bars from the previous snapshot on restart and publishes the same signals again, which the executor and
+  paper drop (``bar_time`` not after the last they handled). A new connector epoch makes every twin catch up from
+  history; a sequence gap in a ``bar.*`` stream makes its twin ask history at its next bar even across a weekend.
 - Bars wait in a queue processed in ``on_tick`` (``pending_work`` is its length): a failed gap fill leaves the
   bar pending and is retried; it is never predicted on a hole.
 - Never reads the account or the executor's acks (lesson A10): the twin is the model's own world.
